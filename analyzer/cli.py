@@ -1,0 +1,117 @@
+"""The `acflow` command line (I/O edge: arguments, files, terminal).
+
+Subcommands: analyze, live, keys, replay, diff, lab. A subcommand that is not built yet says so on stderr and
+exits with status 3 (EXIT_NOT_IMPLEMENTED): it never prints made-up output.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1  # reserved: analysis ran and found errors (used with --fail-on)
+EXIT_USAGE = 2
+EXIT_NOT_IMPLEMENTED = 3
+EXIT_INPUT = 4  # unreadable / not a capture
+EXIT_LAB = 5  # a lab scenario failed
+
+
+def _not_built(name: str, issue: str) -> None:
+    click.echo(f"acflow {name}: not implemented yet ({issue}); nothing was done.", err=True)
+    sys.exit(EXIT_NOT_IMPLEMENTED)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="acflow")
+def main() -> None:
+    """acflow — phase-by-phase analysis of AnyConnect-protocol SSL VPN sessions.
+
+    Feed it a capture (pcap/pcapng) and the session keys; it reconstructs the six phases (TLS handshake,
+    group selection, user authentication, downloader, CSTP CONNECT, DTLS) and says what went wrong.
+    """
+
+
+@main.command()
+@click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="NSS key log file (SSLKEYLOGFILE); may be repeated.")
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gateway RSA private key (PEM/DER) for TLS_RSA_* key exchange; may be repeated.")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@click.option("--verbose", is_flag=True, help="Show headers and XML (secrets still redacted).")
+@click.option("--show-secrets", is_flag=True, help="Do not redact passwords, cookies, tokens, master secrets.")
+@click.option("--export-inner", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the decapsulated inner IP packets to this pcapng.")
+def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner):
+    """Reconstruct every VPN session in CAPTURES, phase by phase."""
+    try:
+        from .analyze import run_analyze  # noqa: PLC0415 - heavy imports only when used
+    except ImportError:
+        _not_built("analyze", "issue #4: six-phase session reconstruction")
+    sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
+                         verbose=verbose, show_secrets=show_secrets, export_inner=export_inner))
+
+
+@main.command()
+@click.option("-i", "--interface", required=True, help="Interface to capture on.")
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
+def live(interface, keylogs):
+    """Analyze live traffic on INTERFACE as it arrives."""
+    _not_built("live", "live capture is planned after the analysis pipeline (issues #4/#6)")
+
+
+@main.command()
+@click.argument("capture", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def keys(capture, keylogs, rsa_keys, output):
+    """Write a Wireshark-usable key log for everything acflow can decrypt (incl. derived DTLS keys)."""
+    try:
+        from .keys_export import run_keys  # noqa: PLC0415
+    except ImportError:
+        _not_built("keys", "issue #3: decryption core / Wireshark interop")
+    sys.exit(run_keys(capture=capture, keylogs=keylogs, rsa_keys=rsa_keys, output=output))
+
+
+@main.command()
+@click.argument("capture", type=click.Path(dir_okay=False, path_type=Path))
+def replay(capture):
+    """Re-drive a recorded session through a TUN adapter."""
+    _not_built("replay", "replay through TUN is not built yet")
+
+
+@main.command()
+@click.argument("recording", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("replayed", type=click.Path(dir_okay=False, path_type=Path))
+def diff(recording, replayed):
+    """Diff a replayed session against its recording."""
+    _not_built("diff", "replay diff is not built yet")
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output root (default: the samples/ directory of this checkout).")
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios.")
+@click.option("--keep-work", is_flag=True, help="Keep the temporary work directory.")
+def lab(scenarios, out, list_only, keep_work):
+    """Run real openconnect ↔ ocserv scenarios in network namespaces and capture them (needs root).
+
+    SCENARIOS: names from --list, or 'all'.
+    """
+    from samples.lab.__main__ import DEFAULT_OUT, run  # noqa: PLC0415
+
+    if not scenarios and not list_only:
+        raise click.UsageError("name at least one scenario (or 'all'); see --list")
+    rc = run(list(scenarios), out or DEFAULT_OUT, list_only=list_only, keep_work=keep_work)
+    sys.exit(EXIT_LAB if rc == 1 else rc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Replay of recorded sessions through a TUN adapter, and replay-vs-recording diffs."""

@@ -1,0 +1,287 @@
+"""Ground truth for a lab run, taken from the peers' own logs and the lab's own actions — never from acflow.
+
+Sources:
+* `client.log`: `openconnect -vvv --dump-http-traffic`, every line stamped with the epoch time the lab read it
+  (so times are the moment openconnect printed, a few ms after the packet; tests compare with a tolerance).
+* `gateway.log`: `ocserv -d 9`, stamped the same way.
+* the lab's actions (pings sent, signals) and `ping.log`.
+* `oracle_tshark`: a few wire facts tshark reports (DTLS ClientHello times); tshark is the project's independent
+  oracle, named as such, and not part of acflow.
+
+The schema is documented in README.md ("facts.json").
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from lxml import etree
+
+SCHEMA_VERSION = 1
+
+
+def _stamped(path: Path) -> list[tuple[float, str]]:
+    if not path.exists():
+        return []
+    out = []
+    for raw in path.read_text(errors="replace").splitlines():
+        ts, _, line = raw.partition("\t")
+        try:
+            out.append((float(ts), line))
+        except ValueError:
+            continue
+    return out
+
+
+def _xml(text: str):
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        return etree.fromstring(text.encode(), parser)
+    except etree.XMLSyntaxError:
+        return None
+
+
+def _http_exchanges(lines: list[tuple[float, str]]) -> list[dict]:
+    """Split openconnect's --dump-http-traffic output into request/response exchanges."""
+    exchanges: list[dict] = []
+    cur: dict | None = None
+    i = 0
+    n = len(lines)
+    while i < n:
+        ts, line = lines[i]
+        m = re.match(r"^> (GET|POST|CONNECT) (\S+) HTTP/1\.[01]$", line)
+        if m:
+            cur = {"method": m.group(1), "target": m.group(2), "time": ts, "request_headers": [],
+                   "request_body": "", "status": None, "response_time": None, "response_headers": [],
+                   "response_body": ""}
+            exchanges.append(cur)
+            i += 1
+            in_body = False
+            body = []
+            while i < n and lines[i][1].startswith(">"):
+                text = lines[i][1][2:] if lines[i][1].startswith("> ") else ""
+                if not in_body:
+                    if text == "":
+                        in_body = True
+                    elif ":" in text:
+                        k, _, v = text.partition(":")
+                        cur["request_headers"].append([k.strip(), v.strip()])
+                else:
+                    body.append(text)
+                i += 1
+            cur["request_body"] = "\n".join(body)
+            continue
+        m = re.match(r"^Got (?:HTTP|CONNECT) response: HTTP/1\.[01] (\d{3}) ?(.*)$", line)
+        if m and cur is not None and cur["status"] is None:
+            cur["status"] = int(m.group(1))
+            cur["reason"] = m.group(2)
+            cur["response_time"] = ts
+            i += 1
+            while i < n and re.match(r"^[A-Za-z0-9-]+: ", lines[i][1]):
+                k, _, v = lines[i][1].partition(": ")
+                cur["response_headers"].append([k, v])
+                i += 1
+            body = []
+            while i < n and (lines[i][1].startswith("< ") or lines[i][1].startswith("HTTP body length")):
+                if lines[i][1].startswith("< "):
+                    body.append(lines[i][1][2:])
+                i += 1
+            cur["response_body"] = "\n".join(body)
+            continue
+        i += 1
+    return exchanges
+
+
+def _groups(xml_text: str) -> dict | None:
+    root = _xml(xml_text)
+    if root is None:
+        return None
+    sel = root.find(".//select[@name='group_list']")
+    if sel is None:
+        return None
+    options = [{"value": o.get("value"), "label": (o.text or "").strip(), "selected": o.get("selected") == "true"}
+               for o in sel.findall("option")]
+    return {"options": options}
+
+
+def _auth_rounds(exchanges: list[dict]) -> list[dict]:
+    rounds = []
+    for ex in exchanges:
+        if ex["method"] != "POST":
+            continue
+        req = _xml(ex["request_body"]) if ex["request_body"] else None
+        resp = _xml(ex["response_body"]) if ex["response_body"] else None
+        r = {"time": ex["time"], "target": ex["target"], "status": ex["status"],
+             "request_type": req.get("type") if req is not None else None,
+             "request_fields": sorted({c.tag for c in req.find("auth")} if req is not None and
+                                      req.find("auth") is not None else []),
+             "group_select": (req.findtext("group-select") if req is not None else None),
+             "response_type": resp.get("type") if resp is not None else None,
+             "response_auth_id": (resp.find("auth").get("id") if resp is not None and resp.find("auth") is not None
+                                  else None),
+             "response_message": (resp.findtext("auth/message") if resp is not None else None),
+             "response_error": (resp.findtext("auth/error") if resp is not None else None),
+             "form_fields": ([i.get("name") for i in resp.iter("input")] +
+                             [s.get("name") for s in resp.iter("select")]) if resp is not None else []}
+        rounds.append(r)
+    return rounds
+
+
+def _tshark_dtls_hellos(capture: Path) -> list[float] | None:
+    if shutil.which("tshark") is None:
+        return None
+    p = subprocess.run(["tshark", "-r", str(capture), "-Y", "dtls.handshake.type == 1", "-T", "fields",
+                        "-e", "frame.time_epoch"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None
+    return [float(x) for x in p.stdout.split()]
+
+
+def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
+    client = _stamped(out / "client.log")
+    auth_client = _stamped(out / "client-auth.log")
+    gateway = _stamped(out / "gateway.log")
+    all_client = auth_client + client
+    exchanges = _http_exchanges(all_client)
+    text = [l for _, l in all_client]
+
+    def first(pattern: str, source=all_client):
+        rx = re.compile(pattern)
+        for ts, line in source:
+            m = rx.search(line)
+            if m:
+                return ts, m
+        return None
+
+    facts: dict = {"schema": SCHEMA_VERSION, "scenario": sc.name, "description": sc.description,
+                   "actions": actions, "peers": {}}
+    v = first(r"^POST https://")
+    facts["peers"]["client"] = "openconnect"
+    facts["peers"]["gateway"] = next((l.split("initialized ")[1] for _, l in gateway if "initialized ocserv" in l),
+                                     "ocserv")
+    facts["gateway_address"] = "198.18.0.1"
+    facts["client_address"] = "198.18.0.2"
+    facts["server_cert_sha1"] = pki.sha1_hex
+
+    # phase 1: TLS
+    tls = [(ts, m.group(1), m.group(2)) for ts, line in all_client
+           if (m := re.search(r"Connected to HTTPS on \S+ with ciphersuite \((TLS1\.\d)\)-(.*)$", line))]
+    facts["tls_sessions"] = [{"time": ts, "version": ver, "ciphersuite": cs} for ts, ver, cs in tls]
+    facts["tls_version"] = tls[0][1] if tls else None
+
+    # phase 2/3: aggregate auth
+    posts = [e for e in exchanges if e["method"] == "POST"]
+    facts["http"] = [{"method": e["method"], "target": e["target"], "time": e["time"], "status": e["status"],
+                      "response_time": e["response_time"]} for e in exchanges]
+    rounds = _auth_rounds(exchanges)
+    facts["auth_rounds"] = rounds
+    groups = None
+    for e in posts:
+        g = _groups(e["response_body"]) if e["response_body"] else None
+        if g:
+            groups = g
+            break
+    facts["group_list"] = groups["options"] if groups else []
+    facts["group_chosen"] = next((r["group_select"] for r in rounds if r["group_select"]), None)
+    complete = next((r for r in rounds if r["response_type"] == "complete"), None)
+    if complete is not None and complete["response_auth_id"] == "success":
+        facts["auth_result"] = "success"
+    elif any(r["status"] == 401 for r in rounds) or first(r"Failed to obtain WebVPN cookie|Login failed"):
+        facts["auth_result"] = "failure"
+    else:
+        facts["auth_result"] = None
+    fail = first(r"(Login failed|Failed to obtain WebVPN cookie|Got inappropriate HTTP CONNECT response.*)")
+    facts["auth_failure_message"] = fail[1].group(1) if fail and facts["auth_result"] == "failure" else None
+    facts["aggregate_auth_version_offered"] = None
+    for e in posts:
+        req = _xml(e["request_body"]) if e["request_body"] else None
+        if req is not None:
+            facts["aggregate_auth_version_offered"] = req.get("aggregate-auth-version")
+            break
+
+    # phase 4: downloader (the lab's curl, as the AnyConnect downloader would)
+    dl = [a for a in actions if a["action"] == "downloader-get"]
+    facts["downloader"] = [{"time": a["time"], "uri": a["uri"], "status": int(a["status"]) if a.get("status")
+                            else None} for a in dl]
+    complete_body = next((e["response_body"] for e in posts if "type=\"complete\"" in e["response_body"]), "")
+    root = _xml(complete_body) if complete_body else None
+    facts["profile_manifest"] = ([{"uri": f.findtext("uri"), "hash": f.findtext("hash"),
+                                   "hash_type": (f.find("hash").get("type") if f.find("hash") is not None else None)}
+                                  for f in root.iter("file")] if root is not None else [])
+
+    # phase 5: CONNECT
+    connects = [e for e in exchanges if e["method"] == "CONNECT"]
+    facts["connects"] = []
+    for c in connects:
+        facts["connects"].append({
+            "time": c["time"], "status": c["status"], "reason": c.get("reason"),
+            "response_time": c["response_time"],
+            "request_headers": [[k, v] for k, v in c["request_headers"] if k.lower().startswith(("x-cstp", "x-dtls"))],
+            "response_headers": [[k, v] for k, v in c["response_headers"]
+                                 if k.lower().startswith(("x-cstp", "x-dtls"))],
+        })
+    cstp = first(r"CSTP connected\. DPD (\d+), Keepalive (\d+)", client)
+    facts["cstp_connected_time"] = cstp[0] if cstp else None
+    facts["cstp_dpd"] = int(cstp[1].group(1)) if cstp else None
+    facts["cstp_keepalive"] = int(cstp[1].group(2)) if cstp else None
+    configured = first(r"Configured as (\S+?),", client)
+    facts["tunnel_address"] = configured[1].group(1) if configured else None
+    mtu_env = (out / "script-connect.env")
+    facts["tunnel_mtu_granted"] = None
+    if mtu_env.exists():
+        for line in mtu_env.read_text().splitlines():
+            if line.startswith("INTERNAL_IP4_MTU="):
+                facts["tunnel_mtu_granted"] = int(line.split("=", 1)[1])
+
+    # phase 6: DTLS
+    resp = dict((k.lower(), v) for k, v in (connects[-1]["response_headers"] if connects else []))
+    if "x-dtls-port" not in resp:
+        mode = None
+    elif resp.get("x-dtls-ciphersuite") == "PSK-NEGOTIATE" or resp.get("x-dtls12-ciphersuite") == "PSK-NEGOTIATE":
+        mode = "psk-negotiate"
+    else:
+        mode = "legacy"
+    facts["dtls_mode"] = mode
+    facts["dtls_ciphersuite_header"] = resp.get("x-dtls-ciphersuite") or resp.get("x-dtls12-ciphersuite")
+    est = first(r"Established DTLS connection \(using GnuTLS\)\. Ciphersuite (\S+)\.", client)
+    facts["dtls_established"] = est is not None
+    facts["dtls_established_time"] = est[0] if est else None
+    facts["dtls_ciphersuite"] = est[1].group(1) if est else None
+    facts["dtls_version"] = (re.match(r"\((DTLS[0-9.]+)\)", est[1].group(1)).group(1) if est and
+                             re.match(r"\((DTLS[0-9.]+)\)", est[1].group(1)) else None)
+    facts["dtls_attempts"] = [ts for ts, l in client if "DTLS handshake timed out" in l or
+                              "DTLS handshake failed" in l]
+    facts["oracle_tshark"] = {"dtls_client_hello_times": _tshark_dtls_hellos(out / "capture.pcapng")}
+
+    # inner traffic as openconnect logged it
+    def count(rx: str) -> int:
+        r = re.compile(rx)
+        return sum(1 for line in text if r.search(line))
+
+    facts["inner_packets"] = {
+        "client_sent_dtls": count(r"^Sent DTLS packet of \d+ bytes"),
+        "client_sent_cstp": count(r"^Sending uncompressed data packet of \d+ bytes|^Sent uncompressed data "
+                                  r"packet of \d+ bytes"),
+        "client_received_dtls": count(r"^Received DTLS packet 0x00 of \d+ bytes"),
+        "client_received_cstp": count(r"^Received uncompressed data packet of \d+ bytes"),
+        "client_received_compressed": count(r"^Received compressed data packet"),
+    }
+    facts["pings"] = []
+    for a in actions:
+        if a["action"] == "ping-done":
+            m = re.search(r"(\d+) packets transmitted, (\d+) received", a.get("output", ""))
+            facts["pings"].append({"size": a["size"], "df": a["df"], "sent": int(m.group(1)) if m else None,
+                                   "received": int(m.group(2)) if m else None})
+
+    # end of session
+    bye = first(r"Send BYE packet: (.*)$", client)
+    if bye:
+        facts["end"] = {"by": "client", "how": "cstp-disconnect", "reason": bye[1].group(1), "time": bye[0]}
+    elif facts["auth_result"] == "failure":
+        facts["end"] = {"by": "gateway", "how": "auth-failed", "reason": facts["auth_failure_message"],
+                        "time": fail[0] if fail else None}
+    else:
+        facts["end"] = {"by": None, "how": "unknown", "reason": None, "time": None}
+    return facts

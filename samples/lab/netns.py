@@ -1,0 +1,202 @@
+"""Network namespaces and processes for the lab, with guaranteed clean-up.
+
+`Lab` is a context manager: it creates two namespaces (gateway and client) joined by a veth pair, numbered
+from 198.18.0.0/15 only, and on exit (normal, exception, Ctrl-C, SIGTERM) ends every process it started, by
+PID, and deletes the namespaces it created — and nothing else.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+GW_OUTER = "198.18.0.1"
+CLIENT_OUTER = "198.18.0.2"
+OUTER_PREFIX = 24
+
+
+class LabError(RuntimeError):
+    """A lab step failed; the message says which and why."""
+
+
+def _run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise LabError(f"command failed ({p.returncode}): {' '.join(cmd)}: {p.stderr.strip()}")
+    return p
+
+
+class StampedProcess:
+    """A child process whose stdout+stderr lines are written to a log as `<epoch seconds>\\t<line>`."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None,
+                 stdin_data: bytes | None = None, cwd: Path | None = None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._lines: list[tuple[float, str]] = []
+        self._cond = threading.Condition()
+        self._log = open(log_path, "w", encoding="utf-8", errors="replace")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                     cwd=cwd, start_new_session=True)
+        if stdin_data is not None:
+            try:
+                self.proc.stdin.write(stdin_data)
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        for raw in iter(self.proc.stdout.readline, b""):
+            ts = time.time()
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._cond:
+                self._lines.append((ts, line))
+                self._log.write(f"{ts:.6f}\t{line}\n")
+                self._log.flush()
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def lines(self) -> list[tuple[float, str]]:
+        with self._cond:
+            return list(self._lines)
+
+    def wait_for(self, needle: str, timeout: float, start: int = 0) -> tuple[float, str] | None:
+        """Wait until a log line containing `needle` appears (or the process exits / timeout)."""
+        deadline = time.time() + timeout
+        with self._cond:
+            i = start
+            while True:
+                while i < len(self._lines):
+                    if needle in self._lines[i][1]:
+                        return self._lines[i]
+                    i += 1
+                remaining = deadline - time.time()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    return None
+                self._cond.wait(min(remaining, 0.2))
+
+    def send_signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int | None:
+        """End the process by its PID: `sig`, then SIGKILL of its process group after `timeout`."""
+        self.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(5)
+        self._reader.join(2)
+        with self._cond:
+            self._log.close()
+        return self.proc.returncode
+
+
+class Lab:
+    """Two namespaces (gateway, client) and a veth pair; tracks and cleans up everything it starts."""
+
+    def __init__(self, tag: str | None = None):
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (it creates network namespaces); run it as root")
+        tag = tag or f"{os.getpid() % 100000}"
+        self.gw_ns = f"acflow-gw-{tag}"
+        self.client_ns = f"acflow-cl-{tag}"
+        self.gw_if = f"acgw{tag}"[:15]
+        self.client_if = f"accl{tag}"[:15]
+        self.processes: list[StampedProcess] = []
+        self._created: list[str] = []
+        self._old_handlers: dict = {}
+
+    # -- context management -------------------------------------------------------------------------
+    def __enter__(self) -> "Lab":
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not in the main thread
+                pass
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _on_signal(self, signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def _setup(self) -> None:
+        for ns in (self.gw_ns, self.client_ns):
+            if ns in _run(["ip", "netns", "list"]).stdout.split():
+                raise LabError(f"namespace {ns} already exists (a previous run died?): delete it with "
+                               f"'ip netns delete {ns}'")
+            _run(["ip", "netns", "add", ns])
+            self._created.append(ns)
+        _run(["ip", "link", "add", self.gw_if, "netns", self.gw_ns, "type", "veth",
+              "peer", "name", self.client_if, "netns", self.client_ns])
+        for ns, dev, addr in ((self.gw_ns, self.gw_if, GW_OUTER), (self.client_ns, self.client_if, CLIENT_OUTER)):
+            self.ns_run(ns, ["ip", "addr", "add", f"{addr}/{OUTER_PREFIX}", "dev", dev])
+            self.ns_run(ns, ["ip", "link", "set", dev, "up"])
+            self.ns_run(ns, ["ip", "link", "set", "lo", "up"])
+            # Offloads off, or captured checksums look wrong and segments are bigger than the MTU.
+            self.ns_run(ns, ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
+                             "gro", "off"], check=False)
+
+    def set_outer_mtu(self, mtu: int) -> None:
+        self.ns_run(self.gw_ns, ["ip", "link", "set", self.gw_if, "mtu", str(mtu)])
+        self.ns_run(self.client_ns, ["ip", "link", "set", self.client_if, "mtu", str(mtu)])
+
+    def ns_run(self, ns: str, cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
+        return _run(["ip", "netns", "exec", ns, *cmd], check=check)
+
+    def start(self, ns: str, name: str, argv: list[str], log_path: Path, env: dict | None = None,
+              stdin_data: bytes | None = None, cwd: Path | None = None) -> StampedProcess:
+        p = StampedProcess(name, ["ip", "netns", "exec", ns, *argv], log_path, env=env, stdin_data=stdin_data,
+                           cwd=cwd)
+        self.processes.append(p)
+        return p
+
+    def close(self) -> None:
+        for p in reversed(self.processes):
+            try:
+                p.stop(signal.SIGTERM, timeout=5)
+            except Exception:  # noqa: BLE001 - clean-up must go on
+                pass
+        self.processes.clear()
+        for ns in reversed(self._created):
+            # kill anything still living in our namespace (only ours), then delete it
+            pids = _run(["ip", "netns", "pids", ns], check=False).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            _run(["ip", "netns", "delete", ns], check=False)
+        self._created.clear()
+        for sig, handler in self._old_handlers.items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, TypeError):
+                pass
+        self._old_handlers.clear()

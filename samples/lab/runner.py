@@ -1,0 +1,292 @@
+"""Run one lab scenario: ocserv in one namespace, openconnect in the other, dumpcap on the client's veth.
+
+Writes into `<out>/<scenario>/`: capture.pcapng, keys.log (SSLKEYLOGFILE of both peers, merged), client.log
+(openconnect -vvv --dump-http-traffic, each line stamped with the epoch time it was read), gateway.log
+(ocserv -d 9, stamped the same way), server-key.pem / server-cert.pem / ca.pem, and facts.json (ground truth
+taken from the peers' logs and the lab's own actions; see facts.py).
+"""
+from __future__ import annotations
+
+import json
+import re
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .facts import build_facts
+from .netns import CLIENT_OUTER, GW_OUTER, Lab, LabError
+from .pki import make_pki
+from .scenarios import SCENARIOS, USER, USER_PASSWORD, Scenario
+
+HOSTNAME = "vpn.acflow.test"
+TUNNEL_NET = "198.19.0.0"
+TUNNEL_GW = "198.19.0.1"
+
+REQUIRED_TOOLS = ("ocserv", "openconnect", "dumpcap", "ip", "nft", "openssl", "ping", "ethtool")
+
+
+def check_tools() -> None:
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
+    if missing:
+        raise LabError("missing tools: " + ", ".join(missing) +
+                       " (install with: apt-get install ocserv openconnect tshark nftables openssl "
+                       "iputils-ping ethtool iproute2)")
+
+
+def _passwd_hash(password: str) -> str:
+    return subprocess.run(["openssl", "passwd", "-6", "-salt", "acflowlab", password],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _ocserv_conf(sc: Scenario, work: Path, pki) -> str:
+    conf: dict[str, object] = {
+        "auth": f'"plain[passwd={work / "ocpasswd"}]"',
+        "listen-host": GW_OUTER,
+        "tcp-port": "443",
+        "udp-port": "443",
+        "run-as-user": "nobody",
+        "run-as-group": "nogroup",
+        "socket-file": str(work / "ocserv.sock"),
+        "isolate-workers": "false",
+        "server-cert": str(pki.server_cert),
+        "server-key": str(pki.server_key),
+        "max-clients": "16",
+        "max-same-clients": "4",
+        "rate-limit-ms": "0",
+        "keepalive": "30",
+        "dpd": "20",
+        "mobile-dpd": "60",
+        "switch-to-tcp-timeout": "25",
+        "try-mtu-discovery": "true",
+        "auth-timeout": "240",
+        "cookie-timeout": "300",
+        "deny-roaming": "false",
+        "rekey-time": "172800",
+        "rekey-method": "ssl",
+        "use-occtl": "false",
+        "pid-file": str(work / "ocserv.pid"),
+        "log-level": "3",
+        "device": "vpns",
+        "predictable-ips": "true",
+        "default-domain": "acflow.test",
+        "ipv4-network": TUNNEL_NET,
+        "ipv4-netmask": "255.255.255.0",
+        "dns": TUNNEL_GW,
+        "route": "198.19.0.0/255.255.255.0",
+        "cisco-client-compat": "true",
+        "dtls-legacy": "true",
+        "tls-priorities": '"NORMAL:%SERVER_PRECEDENCE:%COMPAT:-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1"',
+    }
+    if sc.downloader:
+        profile = work / "acflow-profile.xml"
+        profile.write_text(
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<AnyConnectProfile xmlns="http://schemas.xmlsoap.org/encoding/">\n'
+            '  <ClientInitialization><UseStartBeforeLogon UserControllable="true">false</UseStartBeforeLogon>'
+            '</ClientInitialization>\n'
+            '  <ServerList><HostEntry><HostName>acflow lab</HostName><HostAddress>vpn.acflow.test</HostAddress>'
+            '</HostEntry></ServerList>\n</AnyConnectProfile>\n')
+        conf["user-profile"] = profile.name  # relative: ocserv runs in `work`
+    for key, value in sc.gateway.items():
+        if key == "tls-priorities":
+            value = f'"{value}"'
+        conf[key] = value
+    lines = []
+    for key, value in conf.items():
+        for v in (value if isinstance(value, list) else [value]):
+            lines.append(f"{key} = {v}")
+    return "\n".join(lines) + "\n"
+
+
+CLIENT_SCRIPT = """#!/bin/sh
+# acflow lab vpnc-script: configures only the tun device inside the client namespace (no DNS, no resolv.conf).
+env | grep -E '^(reason|TUNDEV|VPNGATEWAY|INTERNAL_IP4_|INTERNAL_IP6_|CISCO_)' | sort > "{logdir}/script-$reason.env"
+case "$reason" in
+  connect)
+    ip link set dev "$TUNDEV" up mtu "${{ACFLOW_FORCE_MTU:-$INTERNAL_IP4_MTU}}"
+    ip addr add "$INTERNAL_IP4_ADDRESS/32" dev "$TUNDEV"
+    ip route replace {net}/24 dev "$TUNDEV"
+    ;;
+  reconnect)
+    ip link set dev "$TUNDEV" up mtu "${{ACFLOW_FORCE_MTU:-$INTERNAL_IP4_MTU}}"
+    ;;
+esac
+exit 0
+"""
+
+
+def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose: bool = True) -> Path:
+    """Run scenario `name`; return the directory holding its outputs. Raises LabError on failure."""
+    if name not in SCENARIOS:
+        raise LabError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    check_tools()
+    sc = SCENARIOS[name]
+    out = out_root / name
+    work = Path(tempfile.mkdtemp(prefix=f"acflow-lab-{name}-"))
+    os.chmod(work, 0o755)
+    say = print if verbose else (lambda *a, **k: None)
+    actions: list[dict] = []
+
+    def act(what: str, **extra) -> None:
+        actions.append({"time": time.time(), "action": what, **extra})
+
+    try:
+        pki = make_pki(work, HOSTNAME, GW_OUTER)
+        for p in (pki.server_key, pki.server_cert, pki.ca_cert):
+            os.chmod(p, 0o644)
+        groups = ",".join(sc.groups) if sc.groups else "*"
+        (work / "ocpasswd").write_text(f"{USER}:{groups}:{_passwd_hash(USER_PASSWORD)}\n")
+        (work / "ocserv.conf").write_text(_ocserv_conf(sc, work, pki))
+        script = work / "vpnc-script"
+        script.write_text(CLIENT_SCRIPT.format(logdir=work, net=TUNNEL_NET))
+        script.chmod(0o755)
+        gw_keys, cl_keys, curl_keys = work / "gw-keys.log", work / "client-keys.log", work / "curl-keys.log"
+        capture = work / "capture.pcapng"
+
+        with Lab() as lab:
+            say(f"[lab] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
+            if sc.outer_mtu:
+                lab.set_outer_mtu(sc.outer_mtu)
+            if sc.block_udp:
+                lab.ns_run(lab.gw_ns, ["nft", "add", "table", "inet", "acflow"])
+                lab.ns_run(lab.gw_ns, ["nft", "add", "chain", "inet", "acflow", "in",
+                                       "{ type filter hook input priority 0 ; }"])
+                lab.ns_run(lab.gw_ns, ["nft", "add", "rule", "inet", "acflow", "in", "udp", "dport", "443", "drop"])
+                act("udp-blocked")
+            dump = lab.start(lab.client_ns, "dumpcap",
+                             ["dumpcap", "-q", "-i", lab.client_if, "-w", str(capture), "-s", "0"],
+                             work / "dumpcap.log")
+            deadline = time.time() + 10
+            while not capture.exists() and time.time() < deadline:
+                time.sleep(0.1)
+            if not capture.exists():
+                raise LabError("dumpcap did not start capturing: " + "; ".join(l for _, l in dump.lines()))
+            time.sleep(0.5)
+            env = dict(os.environ, SSLKEYLOGFILE=str(gw_keys))
+            gw = lab.start(lab.gw_ns, "ocserv", ["ocserv", "-f", "-d", "9", "-c", str(work / "ocserv.conf")],
+                           work / "gateway.log", env=env, cwd=work)
+            if gw.wait_for("listening (TCP) on", 15) is None:
+                raise LabError("ocserv did not start listening: " + " | ".join(l for _, l in gw.lines()[-15:]))
+            act("gateway-listening")
+
+            base = ["openconnect", "--protocol=anyconnect", "-vvv", "--dump-http-traffic",
+                    f"--resolve={HOSTNAME}:{GW_OUTER}", f"--servercert={pki.pin_sha256}",
+                    "--os=linux-64", *sc.client_args]
+            cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
+            if sc.force_tun_mtu:
+                cenv["ACFLOW_FORCE_MTU"] = str(sc.force_tun_mtu)
+            auth_args = ["-u", USER, "--passwd-on-stdin"]
+            if sc.authgroup:
+                auth_args.append(f"--authgroup={sc.authgroup}")
+            url = f"https://{HOSTNAME}/"
+            if sc.downloader:
+                authp = lab.start(lab.client_ns, "openconnect-auth",
+                                  [*base, "--authenticate", *auth_args, url], work / "client-auth.log",
+                                  env=cenv, stdin_data=(sc.password + "\n").encode())
+                authp.proc.wait(60)
+                authp.stop()
+                cookie = next((l.split("=", 1)[1].strip().strip("'") for _, l in authp.lines()
+                               if l.startswith("COOKIE=")), None)
+                if not cookie:
+                    raise LabError("openconnect --authenticate printed no COOKIE")
+                # COOKIE may hold several cookies ("openconnect_strapkey=…; webvpn=…"): the downloader sends webvpn
+                webvpn = next((c.strip()[len("webvpn="):] for c in cookie.split(";")
+                               if c.strip().startswith("webvpn=")), cookie)
+                act("authenticated")
+                # The downloader fetches what the vpn-profile-manifest names, as AnyConnect does.
+                uris = re.findall(r"<uri>([^<]+)</uri>", "\n".join(l for _, l in authp.lines()))
+                profile_uri = uris[0] if uris else "/profiles/acflow-profile.xml"
+                curl = lab.start(lab.client_ns, "curl",
+                                 ["curl", "-sS", "-k", "--resolve", f"{HOSTNAME}:443:{GW_OUTER}", "-A",
+                                  "AnyConnect Linux_64 4.10.07061", "-H", f"Cookie: webvpn={webvpn}",
+                                  "-o", str(work / "downloaded-profile.xml"), "-w", "HTTP_STATUS=%{http_code}\\n",
+                                  f"https://{HOSTNAME}{profile_uri}"],
+                                 work / "curl.log", env=dict(os.environ, SSLKEYLOGFILE=str(curl_keys)))
+                curl.proc.wait(30)
+                curl.stop()
+                act("downloader-get", uri=profile_uri,
+                    status=next((l.split("=", 1)[1] for _, l in curl.lines() if l.startswith("HTTP_STATUS=")),
+                                None))
+                client = lab.start(lab.client_ns, "openconnect",
+                                   [*base, "--cookie-on-stdin", "-s", str(script), "-i", "tun0", url],
+                                   work / "client.log", env=cenv, stdin_data=(cookie + "\n").encode())
+            else:
+                client = lab.start(lab.client_ns, "openconnect",
+                                   [*base, *auth_args, "-s", str(script), "-i", "tun0", url],
+                                   work / "client.log", env=cenv, stdin_data=(sc.password + "\n").encode())
+            act("client-started", pid=client.pid)
+
+            if not sc.expect_connect:
+                client.proc.wait(30) if client.proc.poll() is None else None
+                act("client-exited", returncode=client.proc.poll())
+            else:
+                if client.wait_for("CSTP connected", 30) is None:
+                    raise LabError("openconnect did not connect: " +
+                                   " | ".join(l for _, l in client.lines()[-15:]))
+                act("cstp-connected")
+                if sc.wait_dtls:
+                    if client.wait_for("Established DTLS connection", 20) is None:
+                        raise LabError("DTLS did not come up: " + " | ".join(l for _, l in client.lines()[-10:]))
+                    act("dtls-established")
+                else:
+                    time.sleep(2)
+                # wait until the tun is configured by the script
+                deadline = time.time() + 10
+                while not (work / "script-connect.env").exists() and time.time() < deadline:
+                    time.sleep(0.1)
+                time.sleep(0.5)
+                ping_log = []
+                for count, size, df in sc.ping_plan():
+                    ping_cmd = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2", "-s", str(size)]
+                    ping_cmd += ["-M", "do"] if df else []
+                    act("ping-start", count=count, size=size, df=df, target=TUNNEL_GW)
+                    p = lab.ns_run(lab.client_ns, [*ping_cmd, TUNNEL_GW], check=False)
+                    ping_log.append(p.stdout + p.stderr)
+                    act("ping-done", count=count, size=size, df=df, returncode=p.returncode,
+                        output=p.stdout[-400:] + p.stderr[-400:])
+                (work / "ping.log").write_text("\n".join(ping_log))
+                if sc.hold:
+                    say(f"[lab] {name}: holding the tunnel for {sc.hold:.0f} s")
+                    time.sleep(sc.hold)
+                act("client-sigint")
+                client.send_signal(signal.SIGINT)
+                try:
+                    client.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    act("client-did-not-exit")
+                act("client-exited", returncode=client.proc.poll())
+            time.sleep(1.0)
+            client.stop()
+            gw.stop(signal.SIGTERM)
+            time.sleep(0.5)
+            dump.stop(signal.SIGTERM)
+
+        # outputs
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        shutil.copy(capture, out / "capture.pcapng")
+        keylines: list[str] = []
+        for kf in (cl_keys, gw_keys, curl_keys):
+            if kf.exists():
+                for line in kf.read_text().splitlines():
+                    if line.strip() and line not in keylines:
+                        keylines.append(line)
+        (out / "keys.log").write_text("\n".join(keylines) + "\n")
+        for f in ("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "ocserv.conf",
+                  "server-key.pem", "server-cert.pem", "ca.pem", "downloaded-profile.xml"):
+            if (work / f).exists():
+                shutil.copy(work / f, out / f)
+        for env_file in work.glob("script-*.env"):
+            shutil.copy(env_file, out / env_file.name)
+        facts = build_facts(sc, out, actions, pki)
+        (out / "facts.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
+        say(f"[lab] {name}: wrote {out}")
+        return out
+    finally:
+        if not keep_work:
+            shutil.rmtree(work, ignore_errors=True)

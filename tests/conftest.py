@@ -1,0 +1,37 @@
+"""Shared test fixtures: the lab samples committed under samples/ and the tshark oracle."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+def sample_dirs() -> list[Path]:
+    return sorted(p.parent for p in SAMPLES.glob("*/facts.json"))
+
+
+def sample(name: str) -> Path:
+    d = SAMPLES / name
+    if not (d / "facts.json").exists():
+        pytest.fail(f"sample {name} missing: run 'acflow lab {name}'")
+    return d
+
+
+def facts(name: str) -> dict:
+    return json.loads((sample(name) / "facts.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tshark() -> str:
+    path = shutil.which("tshark")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("tshark is required in CI (the test oracle); .ci/run installs it")
+        pytest.skip("tshark not installed")
+    return path

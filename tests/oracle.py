@@ -1,0 +1,48 @@
+"""tshark as the test oracle: small helpers around `tshark` command lines (tests only)."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+BASE = ["tshark", "-n", "--disable-heuristic", "rdpmt_dtls", "--disable-heuristic", "udt_dtls"]
+
+
+def tshark_fields(capture: Path, fields: list[str], display_filter: str = "", keylog: Path | None = None,
+                  rsa_key: Path | None = None, extra: list[str] | None = None) -> list[list[str]]:
+    cmd = [*BASE, "-r", str(capture)]
+    if keylog:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
+    if rsa_key:
+        cmd += ["-o", f'uat:rsa_keys:"{rsa_key}",""']
+    cmd += extra or []
+    if display_filter:
+        cmd += ["-Y", display_filter]
+    cmd += ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=|"]
+    for f in fields:
+        cmd += ["-e", f]
+    p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return [line.split("\t") for line in p.stdout.splitlines() if line.strip()]
+
+
+def tshark_follow_tls(capture: Path, stream: int, keylog: Path | None = None,
+                      rsa_key: Path | None = None) -> tuple[bytes, bytes]:
+    """Decrypted bytes of TCP stream `stream`, (client→server, server→client), via `-z follow,tls,raw`."""
+    cmd = [*BASE, "-r", str(capture), "-q", "-z", f"follow,tls,raw,{stream}"]
+    if keylog:
+        cmd[1:1] = ["-o", f"tls.keylog_file:{keylog}"]
+    if rsa_key:
+        cmd[1:1] = ["-o", f'uat:rsa_keys:"{rsa_key}",""']
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    c2s, s2c = bytearray(), bytearray()
+    in_body = False
+    for line in out.splitlines():
+        if line.startswith("Node 1:"):
+            in_body = True
+            continue
+        if not in_body or line.startswith("="):
+            continue
+        if line.startswith("\t"):
+            s2c += bytes.fromhex(line.strip())
+        elif line.strip():
+            c2s += bytes.fromhex(line.strip())
+    return bytes(c2s), bytes(s2c)

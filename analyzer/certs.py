@@ -1,0 +1,127 @@
+"""Certificate facts and verdicts for phase 1 (the gateway's chain as sent in the TLS handshake).
+
+Verdicts are what AnyConnect's strict certificate check cares about (see the seed document, "Server
+Certificate"): self-signed, issuer not in the chain (unknown to us — acflow has no trust store of the user's
+machine), expired / not yet valid at the time of the capture, name mismatch with the host the client asked for
+(SNI or group-access URL), weak key.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+WEAK_RSA_BITS = 2048
+
+
+def _name(n: x509.Name) -> str:
+    try:
+        return n.rfc4514_string()
+    except Exception:  # noqa: BLE001 - odd encodings: still say something
+        return repr(n)
+
+
+def describe(der: bytes) -> dict:
+    """Subject, issuer, validity, SANs, key type/size, hashes of one DER certificate (never raises)."""
+    out: dict = {"sha1": hashlib.sha1(der).hexdigest().upper(), "sha256": hashlib.sha256(der).hexdigest().upper()}
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except Exception as e:  # noqa: BLE001
+        out["error"] = f"cannot parse certificate: {e}"
+        return out
+    out["subject"] = _name(cert.subject)
+    out["issuer"] = _name(cert.issuer)
+    out["serial"] = format(cert.serial_number, "x")
+    try:
+        out["not_before"] = cert.not_valid_before_utc.timestamp()
+        out["not_after"] = cert.not_valid_after_utc.timestamp()
+    except Exception:  # noqa: BLE001
+        pass
+    sans: list[str] = []
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans += [f"DNS:{v}" for v in ext.get_values_for_type(x509.DNSName)]
+        sans += [f"IP:{v}" for v in ext.get_values_for_type(x509.IPAddress)]
+    except Exception:  # noqa: BLE001 - no SAN extension
+        pass
+    out["sans"] = sans
+    try:
+        key = cert.public_key()
+        if isinstance(key, rsa.RSAPublicKey):
+            out["key"] = f"RSA {key.key_size}"
+            out["key_bits"] = key.key_size
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            out["key"] = f"EC {key.curve.name}"
+            out["key_bits"] = key.curve.key_size
+        elif isinstance(key, dsa.DSAPublicKey):
+            out["key"] = f"DSA {key.key_size}"
+            out["key_bits"] = key.key_size
+        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            out["key"] = type(key).__name__.replace("PublicKey", "")
+        else:
+            out["key"] = type(key).__name__
+    except Exception as e:  # noqa: BLE001
+        out["key"] = f"unreadable ({e})"
+    try:
+        cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        out["cn"] = cn[0].value if cn else None
+    except Exception:  # noqa: BLE001
+        out["cn"] = None
+    return out
+
+
+def _host_matches(host: str, cert: dict) -> bool:
+    host = host.lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    names = [s[4:].lower() for s in cert.get("sans", []) if s.startswith("DNS:")]
+    ips = [s[3:] for s in cert.get("sans", []) if s.startswith("IP:")]
+    if ip is not None:
+        return str(ip) in ips
+    if not names and cert.get("cn"):
+        names = [str(cert["cn"]).lower()]
+    for n in names:
+        if n == host:
+            return True
+        if n.startswith("*.") and "." in host and host.split(".", 1)[1] == n[2:]:
+            return True
+    return False
+
+
+def verdicts(chain: list[dict], at: float | None, host: str | None) -> list[dict]:
+    """Problems with the gateway's chain: [{"verdict", "message"}] (empty when nothing is wrong)."""
+    out: list[dict] = []
+    if not chain:
+        return out
+    leaf = chain[0]
+    if "error" in leaf:
+        return [{"verdict": "unparseable", "message": leaf["error"]}]
+    if leaf.get("subject") == leaf.get("issuer"):
+        out.append({"verdict": "self-signed", "message": f"the gateway certificate is self-signed ({leaf['subject']})"})
+    else:
+        subjects = {c.get("subject") for c in chain[1:]}
+        top = chain[-1]
+        if leaf.get("issuer") not in subjects and len(chain) == 1:
+            out.append({"verdict": "issuer-not-sent",
+                        "message": f"the issuer {leaf.get('issuer')} is not in the chain the gateway sent; the "
+                                   "client must already trust it"})
+        elif top.get("subject") == top.get("issuer") and len(chain) > 1:
+            pass  # a chain up to a root: acflow does not know the client's trust store
+    if at is not None:
+        if leaf.get("not_after") is not None and at > leaf["not_after"]:
+            out.append({"verdict": "expired", "message": "the gateway certificate had expired at the time of the "
+                                                         "capture"})
+        if leaf.get("not_before") is not None and at < leaf["not_before"]:
+            out.append({"verdict": "not-yet-valid", "message": "the gateway certificate was not yet valid at the "
+                                                               "time of the capture"})
+    if host and not _host_matches(host, leaf):
+        out.append({"verdict": "name-mismatch",
+                    "message": f"the certificate does not name {host!r} (SANs: {', '.join(leaf.get('sans', [])) or 'none'})"})
+    bits = leaf.get("key_bits")
+    if leaf.get("key", "").startswith("RSA") and bits and bits < WEAK_RSA_BITS:
+        out.append({"verdict": "weak-key", "message": f"RSA key of {bits} bits (< {WEAK_RSA_BITS})"})
+    return out

@@ -1,0 +1,337 @@
+"""Per-connection trackers: what one TCP connection (TLS → HTTP → CSTP) or one UDP flow (DTLS) carried.
+
+A tracker is fed the flow layer's events (dissectors/tcp.py) and drives the sans-I/O dissectors stacked on top
+(TLS, HTTP, CSTP; DTLS). It keeps a bounded summary — never the whole byte stream — so memory stays flat however
+long the capture. Trackers are the input of the session builder (analyzer/sessions.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dissectors import cstp as cstp_mod
+from dissectors import tcp as tcp_mod
+from dissectors.http import HTTPError, HTTPStream, Request, Response, TunnelEstablished
+from dissectors.tls import events as tls_ev
+
+MAX_EXCHANGES = 200
+MAX_PROBLEMS = 50
+MAX_SAMPLES = 200
+
+
+def _new_dir_counts() -> dict:
+    return {"c2s": {}, "s2c": {}}
+
+
+@dataclass
+class Exchange:
+    """One HTTP request and its response (response None if never seen)."""
+
+    request: Request
+    response: Response | None = None
+
+
+@dataclass
+class ChannelStats:
+    """CSTP or DTLS channel statistics: frames and bytes per type and direction, DPD, keepalives, inner data."""
+
+    frames: dict = field(default_factory=_new_dir_counts)  # dir -> type name -> [count, bytes]
+    first_data: dict = field(default_factory=dict)  # dir -> (ts, frame)
+    last_data: dict = field(default_factory=dict)
+    dpd: list = field(default_factory=list)  # [{"direction", "ts", "frame", "answered_ts", "answer_frame", "rtt"}]
+    dpd_total: dict = field(default_factory=lambda: {"c2s": 0, "s2c": 0})
+    dpd_unanswered: int = 0
+    keepalives: dict = field(default_factory=lambda: {"c2s": 0, "s2c": 0})
+    keepalive_times: dict = field(default_factory=lambda: {"c2s": [], "s2c": []})
+    disconnect: dict | None = None  # {"direction", "type", "reason", "ts", "frame"}
+    inner: dict = field(default_factory=lambda: {"c2s": 0, "s2c": 0})
+    inner_bytes: dict = field(default_factory=lambda: {"c2s": 0, "s2c": 0})
+    inner_max: dict = field(default_factory=lambda: {"c2s": 0, "s2c": 0})
+    inner_v6: int = 0
+    oversize: list = field(default_factory=list)  # inner packets larger than the tunnel MTU (bounded)
+    oversize_total: int = 0
+    fragments: int = 0  # inner IPv4 fragments
+    mtu_probes: list = field(default_factory=list)  # DTLS: padded DPD-REQs (bounded)
+    timeline: list = field(default_factory=list)  # (ts, dir, inner bytes) per second bucket, bounded
+    _pending_dpd: dict = field(default_factory=dict)
+    _bucket: dict = field(default_factory=dict)
+
+    def add(self, direction: str, ftype, payload_len: int, ts: float, frame: int, packet: bytes | None,
+            mtu: int | None, payload: bytes = b"", sink=None, channel: str = "cstp") -> None:
+        name = ftype.name if hasattr(ftype, "name") else f"0x{int(ftype):02x}"
+        c = self.frames[direction].setdefault(name, [0, 0])
+        c[0] += 1
+        c[1] += payload_len
+        other = "s2c" if direction == "c2s" else "c2s"
+        if ftype == cstp_mod.DPD_REQ:
+            self.dpd_total[direction] += 1
+            entry = {"direction": direction, "ts": ts, "frame": frame, "size": payload_len, "answered_ts": None,
+                     "answer_frame": None, "rtt": None}
+            if channel == "dtls" and payload_len > 100:
+                if len(self.mtu_probes) < MAX_SAMPLES:
+                    self.mtu_probes.append(entry)
+            elif len(self.dpd) < MAX_SAMPLES:
+                self.dpd.append(entry)
+            prev = self._pending_dpd.get(direction)
+            if prev is not None:
+                self.dpd_unanswered += 1
+            self._pending_dpd[direction] = entry
+        elif ftype == cstp_mod.DPD_RESP:
+            req = self._pending_dpd.pop(other, None)
+            if req is not None:
+                req["answered_ts"] = ts
+                req["answer_frame"] = frame
+                req["rtt"] = round(ts - req["ts"], 6)
+        elif ftype == cstp_mod.KEEPALIVE:
+            self.keepalives[direction] += 1
+            if len(self.keepalive_times[direction]) < MAX_SAMPLES:
+                self.keepalive_times[direction].append(ts)
+        elif ftype in (cstp_mod.DISCONNECT, cstp_mod.TERMINATE):
+            if self.disconnect is None:
+                self.disconnect = {"direction": direction, "type": name, "ts": ts, "frame": frame,
+                                   "reason": cstp_mod.parse_disconnect_reason(payload)}
+        elif ftype in (cstp_mod.DATA, cstp_mod.COMPRESSED_DATA):
+            self.inner[direction] += 1
+            self.first_data.setdefault(direction, (ts, frame))
+            self.last_data[direction] = (ts, frame)
+            if packet is not None:
+                n = len(packet)
+                self.inner_bytes[direction] += n
+                if n > self.inner_max[direction]:
+                    self.inner_max[direction] = n
+                if packet[:1] and packet[0] >> 4 == 6:
+                    self.inner_v6 += 1
+                elif len(packet) >= 8 and packet[0] >> 4 == 4 and (packet[6] & 0x3F or packet[7]):
+                    self.fragments += 1
+                if mtu and n > mtu:
+                    self.oversize_total += 1
+                    if len(self.oversize) < MAX_SAMPLES:
+                        df = bool(packet[0] >> 4 == 6 or (len(packet) > 6 and packet[6] & 0x40))
+                        self.oversize.append({"direction": direction, "ts": ts, "frame": frame, "length": n,
+                                              "df": df})
+                sec = int(ts)
+                b = self._bucket.get(direction)
+                if b is not None and b[0] == sec:
+                    b[1] += n
+                    b[2] += 1
+                else:
+                    b = [sec, n, 1]
+                    self._bucket[direction] = b
+                    if len(self.timeline) < 20000:
+                        self.timeline.append((direction, b))
+                if sink is not None:
+                    sink(channel, direction, ts, frame, packet)
+
+    def summary(self) -> dict:
+        def _frames(d):
+            return {k: {"count": v[0], "bytes": v[1]} for k, v in sorted(d.items())}
+
+        rtts = [d["rtt"] for d in self.dpd if d["rtt"] is not None]
+        return {
+            "frames": {"c2s": _frames(self.frames["c2s"]), "s2c": _frames(self.frames["s2c"])},
+            "inner_packets": dict(self.inner), "inner_bytes": dict(self.inner_bytes),
+            "inner_max_length": dict(self.inner_max), "inner_ipv6_packets": self.inner_v6,
+            "inner_ipv4_fragments": self.fragments,
+            "first_data": {k: v[0] for k, v in self.first_data.items()},
+            "last_data": {k: v[0] for k, v in self.last_data.items()},
+            "dpd": {"requests": dict(self.dpd_total), "answered": len(rtts),
+                    "rtt_max": max(rtts) if rtts else None,
+                    "rtt_median": sorted(rtts)[len(rtts) // 2] if rtts else None,
+                    "exchanges": self.dpd[:50]},
+            "keepalives": dict(self.keepalives),
+            "disconnect": self.disconnect,
+            "oversize_packets": {"count": self.oversize_total, "samples": self.oversize[:20]},
+            "mtu_probes": self.mtu_probes[:50],
+        }
+
+    def series(self) -> list[tuple[str, int, int, int]]:
+        """(direction, second, bytes, packets) buckets of inner traffic, for plots."""
+        return [(d, b[0], b[1], b[2]) for d, b in self.timeline]
+
+
+class TCPConnection:
+    """One TCP connection: TLS handshake and records, HTTP exchanges, and the CSTP tunnel after CONNECT."""
+
+    def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
+                 keys, session_cache, hooks) -> None:
+        from dissectors.tls.connection import TLSConnection  # noqa: PLC0415
+
+        self.index = index
+        self.client = client
+        self.server = server
+        self.first_ts = ts
+        self.first_frame = frame
+        self.last_ts = ts
+        self.last_frame = frame
+        self.is_tls: bool | None = None  # decided on the first payload byte
+        self.tls = TLSConnection(keys, session_cache=session_cache)
+        self.http = HTTPStream()
+        self.hooks = hooks
+        self.client_hello: tls_ev.ClientHello | None = None
+        self.server_hello: tls_ev.ServerHello | None = None
+        self.certificates: tls_ev.CertificateMsg | None = None
+        self.client_certificate: tls_ev.CertificateMsg | None = None
+        self.certificate_request: tls_ev.CertificateRequestMsg | None = None
+        self.handshake_frames: list[int] = []
+        self.handshake_done_ts: float | None = None
+        self.alerts: list[tls_ev.Alert] = []
+        self.decryption: dict = {"c2s": None, "s2c": None}  # last DecryptionStatus per direction
+        self.app_records = {"c2s": 0, "s2c": 0}
+        self.app_bytes = {"c2s": 0, "s2c": 0}
+        self.encrypted_records = {"c2s": 0, "s2c": 0}
+        self.encrypted_bytes = {"c2s": 0, "s2c": 0}
+        self.exchanges: list[Exchange] = []
+        self.problems: list[dict] = []
+        self.gaps: list[dict] = []
+        self.retransmissions = {"c2s": 0, "s2c": 0}
+        self.segments = {"c2s": 0, "s2c": 0}
+        self.closed: list[dict] = []
+        self.tunnel_ts: float | None = None
+        self.tunnel_frame: int | None = None
+        self.tunnel: ChannelStats | None = None
+        self.tunnel_mtu: int | None = None
+        self.connect_exchange: Exchange | None = None
+        self.first_app_ts: float | None = None
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _problem(self, kind: str, message: str, ts: float, frame: int) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append({"kind": kind, "message": message, "ts": ts, "frame": frame})
+
+    @property
+    def key(self) -> str:
+        return f"tcp:{self.index}"
+
+    # -- input -----------------------------------------------------------------------------------------
+    def on_flow_event(self, ev) -> None:
+        t = type(ev)
+        if t is tcp_mod.StreamData:
+            self.last_ts = ev.ts
+            self.last_frame = ev.frame
+            if self.is_tls is None:
+                d = ev.data
+                self.is_tls = len(d) >= 3 and d[0] in (0x14, 0x15, 0x16, 0x17) and d[1] == 3
+                if not self.is_tls:
+                    self._problem("not-tls", "stream does not start with a TLS record", ev.ts, ev.frame)
+            if self.is_tls:
+                for tev in self.tls.feed(ev.direction, ev.data, ev.ts, ev.frame):
+                    self._on_tls(tev)
+        elif t is tcp_mod.Gap:
+            if len(self.gaps) < MAX_PROBLEMS:
+                self.gaps.append({"direction": ev.direction, "seq": ev.seq, "length": ev.length, "ts": ev.ts,
+                                  "frame": ev.frame})
+            if self.is_tls:
+                for tev in self.tls.gap(ev.direction) or ():
+                    self._on_tls(tev)
+        elif t is tcp_mod.Retransmission:
+            self.retransmissions[ev.direction] += 1
+        elif t is tcp_mod.StreamClosed:
+            self.closed.append({"direction": ev.direction, "reason": ev.reason, "ts": ev.ts, "frame": ev.frame})
+            self.last_ts = ev.ts
+            self.last_frame = ev.frame
+
+    def _on_tls(self, ev) -> None:
+        t = type(ev)
+        if t is tls_ev.ApplicationData:
+            d = ev.direction
+            self.app_records[d] += 1
+            self.app_bytes[d] += len(ev.data)
+            if self.first_app_ts is None:
+                self.first_app_ts = ev.ts
+            if self.handshake_done_ts is None:
+                self.handshake_done_ts = ev.ts
+            for hev in self.http.feed(d, ev.data, ev.ts, ev.frame):
+                self._on_http(hev)
+        elif t is tls_ev.EncryptedRecord:
+            self.encrypted_records[ev.direction] += 1
+            self.encrypted_bytes[ev.direction] += ev.length
+            if ev.content_type == 23 and self.handshake_done_ts is None:
+                self.handshake_done_ts = ev.ts
+        elif t is tls_ev.ClientHello:
+            if self.client_hello is None:
+                self.client_hello = ev
+            self.handshake_frames.append(ev.frame)
+        elif t is tls_ev.ServerHello:
+            if self.server_hello is None or self.server_hello.is_hello_retry_request:
+                self.server_hello = ev
+            self.handshake_frames.append(ev.frame)
+        elif t is tls_ev.CertificateMsg:
+            if ev.direction == "s2c":
+                self.certificates = ev
+            else:
+                self.client_certificate = ev
+            self.handshake_frames.append(ev.frame)
+        elif t is tls_ev.CertificateRequestMsg:
+            self.certificate_request = ev
+            self.handshake_frames.append(ev.frame)
+        elif t is tls_ev.HandshakeMessage:
+            if len(self.handshake_frames) < 64:
+                self.handshake_frames.append(ev.frame)
+            if ev.name == "finished" and ev.direction == "c2s" and self.handshake_done_ts is None:
+                self.handshake_done_ts = ev.ts
+        elif t is tls_ev.Alert:
+            if len(self.alerts) < MAX_PROBLEMS:
+                self.alerts.append(ev)
+        elif t is tls_ev.DecryptionStatus:
+            self.decryption[ev.direction] = {"ok": ev.ok, "reason": ev.reason, "ts": ev.ts, "frame": ev.frame}
+        elif t is tls_ev.RecordError:
+            self._problem("tls-record", ev.message, ev.ts, ev.frame)
+
+    def _on_http(self, ev) -> None:
+        t = type(ev)
+        if t is cstp_mod.CSTPFrame:
+            if self.tunnel is None:
+                self.tunnel = ChannelStats()
+            self.tunnel.add(ev.direction, ev.type, len(ev.payload), ev.ts, ev.frame, ev.packet, self.tunnel_mtu,
+                            ev.payload, self.hooks.inner_packet, "cstp")
+        elif t is Request:
+            if len(self.exchanges) < MAX_EXCHANGES:
+                self.exchanges.append(Exchange(ev))
+        elif t is Response:
+            for ex in self.exchanges:
+                if ex.response is None:
+                    ex.response = ev
+                    if ex.request.method == "CONNECT":
+                        self.connect_exchange = ex
+                        if 200 <= ev.status < 300:
+                            self._on_connect(ex)
+                    break
+        elif t is TunnelEstablished:
+            self.tunnel_ts = ev.ts
+            self.tunnel_frame = ev.frame
+            if self.tunnel is None:
+                self.tunnel = ChannelStats()
+        elif t is HTTPError or t is cstp_mod.CSTPError:
+            self._problem("http" if t is HTTPError else "cstp", ev.message, ev.ts, ev.frame)
+
+    def _on_connect(self, ex: Exchange) -> None:
+        h = ex.response.headers
+        mtu = h.get("X-CSTP-MTU")
+        try:
+            self.tunnel_mtu = int(mtu) if mtu else None
+        except ValueError:
+            self.tunnel_mtu = None
+        enc = h.get("X-CSTP-Content-Encoding")
+        if enc:
+            try:
+                self.http.set_cstp_encoding(enc)
+            except AttributeError:
+                pass
+        self.hooks.on_connect(self, ex)
+
+    def finish(self) -> None:
+        try:
+            for hev in self.http.close():
+                self._on_http(hev)
+        except AttributeError:
+            pass
+
+    # -- queries ---------------------------------------------------------------------------------------
+    @property
+    def decrypted(self) -> bool:
+        return self.app_records["c2s"] + self.app_records["s2c"] > 0
+
+    def export_psk(self) -> bytes | None:
+        try:
+            return self.tls.export_keying_material(b"EXPORTER-openconnect-psk", None, 32)
+        except Exception:  # noqa: BLE001 - no keys / unsupported: the caller reports "undecrypted"
+            return None

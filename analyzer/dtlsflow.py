@@ -1,0 +1,126 @@
+"""Per-UDP-flow tracker for the VPN's DTLS channel (phase 6).
+
+Fed the flow layer's `Datagram`s; drives the sans-I/O DTLS dissector; keeps a bounded summary: every ClientHello
+(bounded), the handshake outcome and its duration, and the channel statistics (frames per type, DPD, MTU probes,
+inner packets). Keys arrive later from the CSTP CONNECT exchange (`set_keys`).
+"""
+from __future__ import annotations
+
+from dissectors import cstp as cstp_mod
+
+from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
+
+DTLS_VERSIONS = {0x0100: "DTLS 0.9 (Cisco pre-standard 0x0100)", 0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2"}
+
+
+def looks_like_dtls(data: bytes) -> bool:
+    """A datagram whose first record header is a DTLS one (content type 20–23, version 0x0100/0xfeff/0xfefd)."""
+    return (len(data) >= 13 and data[0] in (20, 21, 22, 23) and
+            ((data[1] == 0xFE and data[2] in (0xFF, 0xFD)) or (data[1] == 0x01 and data[2] == 0x00)))
+
+
+class DTLSFlow:
+    def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
+                 hooks) -> None:
+        from dissectors.dtls import DTLSConnection  # noqa: PLC0415
+
+        self.index = index
+        self.client = client
+        self.server = server
+        self.first_ts = ts
+        self.first_frame = frame
+        self.last_ts = ts
+        self.last_frame = frame
+        self.hooks = hooks
+        self.dtls = DTLSConnection(None)
+        self.keys_source: str | None = None  # "legacy" / "psk-negotiate" once keys are set
+        self.session_id: bytes | None = None
+        self.hellos: list[dict] = []
+        self.hello_total = 0
+        self.hello_verify: list[dict] = []
+        self.server_hello: dict | None = None
+        self.full_handshake = False
+        self.version: int | None = None
+        self.cipher_suite: int | None = None
+        self.established_ts: float | None = None
+        self.established_frame: int | None = None
+        self.alerts: list[dict] = []
+        self.undecrypted = 0
+        self.undecrypted_reason: str | None = None
+        self.problems: list[dict] = []
+        self.datagrams = {"c2s": 0, "s2c": 0}
+        self.bytes = {"c2s": 0, "s2c": 0}
+        self.channel = ChannelStats()
+        self.mtu: int | None = None
+        self.sources: set[tuple[str, int]] = {server}
+
+    @property
+    def key(self) -> str:
+        return f"udp:{self.index}"
+
+    def on_datagram(self, direction: str, data: bytes, ts: float, frame: int) -> None:
+        self.last_ts = ts
+        self.last_frame = frame
+        self.datagrams[direction] += 1
+        self.bytes[direction] += len(data)
+        for ev in self.dtls.feed(direction, data, ts, frame):
+            self._on_event(ev)
+
+    def set_keys(self, keys, source: str, mtu: int | None) -> None:
+        if self.keys_source is not None:
+            return
+        self.keys_source = source
+        self.mtu = mtu
+        for ev in self.dtls.set_keys(keys) or ():
+            self._on_event(ev)
+
+    def _on_event(self, ev) -> None:
+        name = type(ev).__name__
+        if name == "DTLSClientHello":
+            self.hello_total += 1
+            if self.session_id is None and ev.session_id:
+                self.session_id = bytes(ev.session_id)
+                self.hooks.on_dtls_hello(self)
+            if len(self.hellos) < MAX_SAMPLES:
+                self.hellos.append({"ts": ev.ts, "frame": ev.frame, "retransmission": bool(ev.retransmission),
+                                    "session_id": bytes(ev.session_id).hex(), "version": ev.version,
+                                    "cookie": bool(ev.cookie)})
+        elif name == "DTLSHelloVerifyRequest":
+            if len(self.hello_verify) < MAX_SAMPLES:
+                self.hello_verify.append({"ts": ev.ts, "frame": ev.frame})
+        elif name == "DTLSServerHello":
+            if self.server_hello is None:
+                self.server_hello = {"ts": ev.ts, "frame": ev.frame, "session_id": bytes(ev.session_id).hex(),
+                                     "cipher_suite": ev.cipher_suite, "version": ev.version}
+            self.version = ev.version
+            self.cipher_suite = ev.cipher_suite
+        elif name == "DTLSFinished":
+            if ev.direction == "c2s" or self.established_ts is None:
+                pass
+        elif name == "DTLSApplicationData":
+            if self.established_ts is None:
+                self.established_ts = ev.ts
+                self.established_frame = ev.frame
+            parsed = cstp_mod.parse_dtls_payload(ev.data)
+            if parsed is not None:
+                ftype, payload = parsed
+                packet = payload if ftype == cstp_mod.DATA else None
+                if ftype == cstp_mod.COMPRESSED_DATA:
+                    packet = None
+                self.channel.add(ev.direction, ftype, len(payload), ev.ts, ev.frame, packet, self.mtu, payload,
+                                 self.hooks.inner_packet, "dtls")
+        elif name == "DTLSAlert":
+            if len(self.alerts) < MAX_PROBLEMS:
+                self.alerts.append({"direction": ev.direction, "level": ev.level, "description": ev.description,
+                                    "name": ev.name, "encrypted": ev.encrypted, "ts": ev.ts, "frame": ev.frame})
+        elif name == "DTLSUndecrypted":
+            self.undecrypted += 1
+            self.undecrypted_reason = ev.reason
+        elif name == "DTLSRecordError":
+            if len(self.problems) < MAX_PROBLEMS:
+                self.problems.append({"message": ev.message, "ts": ev.ts, "frame": ev.frame})
+
+    def finish(self) -> None:
+        self.full_handshake = bool(getattr(self.dtls, "full_handshake", False))
+        if self.established_ts is None and getattr(self.dtls, "handshake_complete", False):
+            self.established_ts = self.last_ts

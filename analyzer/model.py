@@ -1,0 +1,156 @@
+"""The session model: what acflow knows about each VPN session once the capture is read.
+
+This is the interface between reconstruction (analyzer/sessions.py), the findings rules (analyzer/rules/) and
+the renderers (analyzer/report/). Everything here is plain data that serialises to the public JSON schema
+(docs/json-schema.md); `to_json()` never includes a secret unless the renderer was asked to show secrets
+(secrets are stored wrapped in `Secret`, which renderers redact).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Phase names: part of the public JSON contract (docs/json-schema.md). Do not rename.
+PHASES = ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-connect", "dtls")
+
+#: Phase statuses: part of the public JSON contract.
+STATUSES = ("ok", "failed", "absent", "undecrypted")
+
+SEVERITIES = ("error", "warning", "info")
+
+REDACTED = "«redacted»"
+
+
+class Secret(str):
+    """A string that is a secret (password, cookie, token, master secret). Renderers redact it by default."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret(" + REDACTED + ")"
+
+
+class Redactable:
+    """A value with secrets inside (an XML document, a header list): `raw` and its `redacted` rendering."""
+
+    __slots__ = ("raw", "redacted")
+
+    def __init__(self, raw: Any, redacted: Any) -> None:
+        self.raw = raw
+        self.redacted = redacted
+
+    def __repr__(self) -> str:
+        return f"Redactable({self.redacted!r})"
+
+
+def reveal(value: Any, show_secrets: bool) -> Any:
+    """Recursively turn Secrets into their value (show_secrets) or into REDACTED; the JSON-ready form."""
+    if isinstance(value, Redactable):
+        return reveal(value.raw if show_secrets else value.redacted, show_secrets)
+    if isinstance(value, Secret):
+        return str.__str__(value) if show_secrets else REDACTED
+    if isinstance(value, dict):
+        return {k: reveal(v, show_secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [reveal(v, show_secrets) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+@dataclass
+class Phase:
+    phase: str
+    status: str = "absent"
+    start: float | None = None
+    end: float | None = None
+    frames: list[int] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    summary: str = ""  # one line for the terminal timeline
+
+    def touch(self, ts: float | None, frame: int | None) -> None:
+        if ts is not None:
+            self.start = ts if self.start is None else min(self.start, ts)
+            self.end = ts if self.end is None else max(self.end, ts)
+        if frame and len(self.frames) < 10000:
+            self.frames.append(frame)
+
+    def to_json(self, show_secrets: bool = False) -> dict:
+        return {"phase": self.phase, "status": self.status, "start": self.start, "end": self.end,
+                "frames": sorted(set(self.frames)), "summary": self.summary,
+                "details": reveal(self.details, show_secrets)}
+
+
+@dataclass
+class Finding:
+    id: str
+    severity: str
+    message: str
+    remedy: str
+    time: float | None = None
+    frames: list[int] = field(default_factory=list)
+    phase: str | None = None
+    evidence: dict = field(default_factory=dict)
+
+    def to_json(self, show_secrets: bool = False) -> dict:
+        return {"id": self.id, "severity": self.severity, "time": self.time, "frames": list(self.frames),
+                "phase": self.phase, "message": self.message, "remedy": self.remedy,
+                "evidence": reveal(self.evidence, show_secrets)}
+
+
+@dataclass
+class Session:
+    id: str
+    client: str
+    gateway: str
+    start: float | None = None
+    end: float | None = None
+    phases: list[Phase] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    tunnel: dict = field(default_factory=dict)
+    connections: list[dict] = field(default_factory=list)  # TCP/UDP flows that belong to the session
+    notes: list[str] = field(default_factory=list)
+
+    def phase(self, name: str) -> Phase:
+        for p in self.phases:
+            if p.phase == name:
+                return p
+        raise KeyError(name)
+
+    def to_json(self, show_secrets: bool = False) -> dict:
+        return {"id": self.id, "client": self.client, "gateway": self.gateway, "start": self.start,
+                "end": self.end, "phases": [p.to_json(show_secrets) for p in self.phases],
+                "findings": [f.to_json(show_secrets) for f in self.findings],
+                "tunnel": reveal(self.tunnel, show_secrets),
+                "connections": reveal(self.connections, show_secrets), "notes": list(self.notes)}
+
+
+@dataclass
+class CaptureInfo:
+    path: str
+    frames: int = 0
+    first: float | None = None
+    last: float | None = None
+    errors: list[str] = field(default_factory=list)
+    keys: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "frames": self.frames, "first": self.first, "last": self.last,
+                "errors": list(self.errors), "keys": dict(self.keys)}
+
+
+@dataclass
+class Analysis:
+    captures: list[CaptureInfo] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # capture-wide findings (not tied to a session)
+
+    def to_json(self, version: str, show_secrets: bool = False) -> dict:
+        return {"acflow": version, "schema": SCHEMA_VERSION,
+                "captures": [c.to_json() for c in self.captures],
+                "sessions": [s.to_json(show_secrets) for s in self.sessions],
+                "findings": [f.to_json(show_secrets) for f in self.findings]}
+
+
+#: Version of the JSON document layout (docs/json-schema.md); bumped on incompatible changes only.
+SCHEMA_VERSION = 1

@@ -1,0 +1,188 @@
+"""The reconstruction pipeline: frames → packets → flows → TLS/DTLS → HTTP/CSTP trackers.
+
+`Pipeline.feed(frame)` takes one `dissectors.pcapfile.Frame` at a time (from a file or live capture) and keeps
+only bounded per-connection summaries, so memory does not grow with the capture. `finish()` flushes the flow
+table and returns the trackers, which `analyzer.sessions.build_sessions` turns into VPN sessions.
+
+DTLS keys are derived here, from the decrypted CONNECT exchange: legacy resumption (X-DTLS-Session-ID +
+X-DTLS-Master-Secret) or PSK-NEGOTIATE (RFC 5705 exporter of the CSTP TLS session, label
+"EXPORTER-openconnect-psk", 32 bytes).
+"""
+from __future__ import annotations
+
+from dissectors import packet as packet_mod
+from dissectors import tcp as tcp_mod
+
+from .connection import TCPConnection
+from .dtlsflow import DTLSFlow, looks_like_dtls
+
+PSK_LABEL = b"EXPORTER-openconnect-psk"
+
+try:
+    from dissectors.dtls import DTLSConnection as _DTLSConnection  # noqa: F401
+
+    _HAVE_DTLS = True
+except ImportError:
+    _HAVE_DTLS = False
+
+
+class DTLSKeyInfo:
+    """DTLS keys derived from one CONNECT exchange, indexed by the ClientHello session id they unlock."""
+
+    __slots__ = ("session_id", "mode", "keys", "connection", "mtu", "psk", "master_secret")
+
+    def __init__(self, session_id: bytes, mode: str, keys, connection, mtu, psk=None, master_secret=None):
+        self.session_id = session_id
+        self.mode = mode
+        self.keys = keys
+        self.connection = connection
+        self.mtu = mtu
+        self.psk = psk
+        self.master_secret = master_secret
+
+
+class Pipeline:
+    def __init__(self, keys, inner_sink=None, *, max_flows: int = 1 << 16) -> None:
+        from dissectors.tls.session import SessionCache  # noqa: PLC0415
+
+        self.keys = keys
+        self.session_cache = SessionCache()
+        self.flows = tcp_mod.FlowTable(max_flows=max_flows)
+        self.defrag = packet_mod.IPv4Defragmenter()
+        self.tcp: dict[int, TCPConnection] = {}
+        self.udp: dict[int, DTLSFlow] = {}
+        self.udp_ignored: set[int] = set()
+        self.icmp_unreachable: list[dict] = []
+        self.dtls_keys: dict[bytes, DTLSKeyInfo] = {}
+        self.inner_sink = inner_sink
+        self.frames = 0
+        self.undecodable = 0
+        self.evicted = 0
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+
+    # -- hooks called by trackers ------------------------------------------------------------------------
+    def inner_packet(self, channel: str, direction: str, ts: float, frame: int, packet: bytes) -> None:
+        if self.inner_sink is not None:
+            self.inner_sink(channel, direction, ts, frame, packet)
+
+    def on_connect(self, conn: TCPConnection, ex) -> None:
+        """A CONNECT was answered 2xx: derive the DTLS keys it carries."""
+        try:
+            from dissectors.dtls import DTLSKeys  # noqa: PLC0415
+        except ImportError:  # DTLS layer unavailable: the DTLS phase reports what the wire shows
+            return
+        req, resp = ex.request.headers, ex.response.headers
+        if not resp.get("X-DTLS-Port") and not resp.get("X-DTLS-Session-ID") and not resp.get("X-DTLS-App-ID"):
+            return
+        suite = (resp.get("X-DTLS-CipherSuite") or resp.get("X-DTLS12-CipherSuite") or "").strip()
+        mtu = _int(resp.get("X-DTLS-MTU")) or _int(resp.get("X-CSTP-MTU"))
+        if suite == "PSK-NEGOTIATE":
+            app_id = _unhex(resp.get("X-DTLS-App-ID"))
+            psk = conn.export_psk()
+            if app_id is None:
+                return
+            info = DTLSKeyInfo(app_id, "psk-negotiate", DTLSKeys.psk(psk) if psk else None, conn, mtu, psk=psk)
+        else:
+            sid = _unhex(resp.get("X-DTLS-Session-ID"))
+            ms = _unhex(req.get("X-DTLS-Master-Secret"))
+            if sid is None:
+                return
+            info = DTLSKeyInfo(sid, "legacy", DTLSKeys.legacy(sid, ms) if ms else None, conn, mtu, master_secret=ms)
+        self.dtls_keys[info.session_id] = info
+        for flow in self.udp.values():
+            if flow.session_id == info.session_id and flow.keys_source is None and info.keys is not None:
+                flow.set_keys(info.keys, info.mode, info.mtu)
+
+    def on_dtls_hello(self, flow: DTLSFlow) -> None:
+        info = self.dtls_keys.get(flow.session_id)
+        if info is not None and info.keys is not None:
+            flow.set_keys(info.keys, info.mode, info.mtu)
+
+    # -- input -------------------------------------------------------------------------------------------
+    def feed(self, fr) -> None:
+        self.frames += 1
+        ts = fr.ts
+        if self.first_ts is None:
+            self.first_ts = ts
+        self.last_ts = ts
+        pkt = packet_mod.decode(fr.linktype, fr.data)
+        if pkt is None:
+            self.undecodable += 1
+            return
+        if pkt.ip_version == 4 and (pkt.more_fragments or pkt.frag_offset):
+            pkt = self.defrag.feed(pkt, ts, fr.number)
+            if pkt is None:
+                return
+        proto = pkt.proto
+        if proto in (1, 58) and pkt.icmp_inner is not None:
+            self._on_icmp(pkt, ts, fr.number)
+        for flow, ev in self.flows.feed(pkt, ts, fr.number):
+            self._dispatch(flow, ev)
+
+    def _on_icmp(self, pkt, ts: float, frame: int) -> None:
+        inner = pkt.icmp_inner
+        unreachable = (pkt.proto == 1 and pkt.icmp_type == 3) or (pkt.proto == 58 and pkt.icmp_type == 1)
+        if unreachable and len(self.icmp_unreachable) < 1000:
+            self.icmp_unreachable.append({
+                "ts": ts, "frame": frame, "from": pkt.src, "code": pkt.icmp_code,
+                "port_unreachable": (pkt.proto == 1 and pkt.icmp_code == 3) or (pkt.proto == 58 and pkt.icmp_code == 4),
+                "inner": {k: getattr(inner, k, None) for k in ("src", "dst", "proto", "sport", "dport")}
+                if not isinstance(inner, dict) else inner})
+
+    def _dispatch(self, flow, ev) -> None:
+        t = type(ev)
+        if t is tcp_mod.Datagram:
+            idx = ev.flow_index
+            if idx in self.udp_ignored:
+                return
+            tracker = self.udp.get(idx)
+            if tracker is None:
+                if not looks_like_dtls(ev.data) or not _HAVE_DTLS:
+                    self.udp_ignored.add(idx)
+                    return
+                # the DTLS client is the side that sends the first ClientHello; the flow's first sender otherwise
+                tracker = DTLSFlow(idx, (ev.src, ev.sport), (ev.dst, ev.dport), ev.ts, ev.frame, self)
+                tracker.direction_map = {ev.direction: "c2s", ("s2c" if ev.direction == "c2s" else "c2s"): "s2c"}
+                self.udp[idx] = tracker
+            tracker.on_datagram(tracker.direction_map[ev.direction], ev.data, ev.ts, ev.frame)
+            return
+        if t is tcp_mod.FlowEvicted:
+            self.evicted += 1
+            return
+        if flow is None or not hasattr(flow, "index"):
+            return
+        conn = self.tcp.get(flow.index)
+        if conn is None:
+            if t is tcp_mod.Retransmission or t is tcp_mod.StreamClosed:
+                return
+            conn = TCPConnection(flow.index, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
+                                 self.session_cache, self)
+            self.tcp[flow.index] = conn
+        if conn.is_tls is False:
+            return
+        conn.on_flow_event(ev)
+
+    def finish(self) -> None:
+        for flow, ev in self.flows.flush():
+            self._dispatch(flow, ev)
+        for conn in self.tcp.values():
+            conn.finish()
+        for flow in self.udp.values():
+            flow.finish()
+
+
+def _int(v) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+def _unhex(v) -> bytes | None:
+    if not v:
+        return None
+    try:
+        return bytes.fromhex(v.strip())
+    except ValueError:
+        return None

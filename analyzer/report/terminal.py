@@ -1,0 +1,141 @@
+"""Terminal renderer (rich): one screen per session — phase timeline, findings, tunnel statistics.
+
+`--verbose` adds the HTTP headers and the aggregate-auth XML of phases 2, 3 and 5 (secrets redacted unless
+`--show-secrets`).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..model import reveal
+
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypted": "yellow"}
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "?"
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def _rel(ts: float | None, t0: float | None) -> str:
+    if ts is None or t0 is None:
+        return ""
+    return f"+{ts - t0:.3f}s"
+
+
+def _dur(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return ""
+    d = b - a
+    return f"{d * 1000:.0f} ms" if d < 1 else f"{d:.1f} s"
+
+
+def _frames(frames: list[int], limit: int = 6) -> str:
+    fs = sorted(set(frames))
+    if not fs:
+        return ""
+    if len(fs) <= limit:
+        return ",".join(map(str, fs))
+    return f"{fs[0]}…{fs[-1]} ({len(fs)})"
+
+
+def render_terminal(analysis, *, version: str, verbose: bool = False, show_secrets: bool = False,
+                    color: bool = False) -> str:
+    buf = io.StringIO()
+    con = Console(file=buf, force_terminal=color, no_color=not color, width=140, highlight=False)
+    for ci in analysis.captures:
+        con.print(f"[bold]acflow {version}[/] — {ci.path}: {ci.frames} frames, {_iso(ci.first)} … {_iso(ci.last)}")
+        keys = ci.keys or {}
+        con.print(f"  keys: {len(keys.get('keylog_files', []))} key log(s), {len(keys.get('rsa_keys', []))} RSA "
+                  f"key(s), {keys.get('entries', 0)} entries"
+                  + (f", {keys['embedded_secrets']} embedded secrets block(s)" if keys.get("embedded_secrets") else ""))
+        for e in ci.errors[:10]:
+            con.print(f"  [yellow]capture problem:[/] {e}")
+        for e in (keys.get("keylog_errors") or [])[:5]:
+            con.print(f"  [yellow]key log:[/] {e}")
+    if not analysis.sessions:
+        con.print("\nNo AnyConnect-protocol session found (no TLS connection to a gateway in this capture).")
+    for s in analysis.sessions:
+        _session(con, s, verbose, show_secrets)
+    for f in analysis.findings:
+        con.print(f"[{SEVERITY_STYLE.get(f.severity, '')}]{f.severity.upper()} {f.id}[/]: {f.message}")
+    return buf.getvalue()
+
+
+def _session(con: Console, s, verbose: bool, show_secrets: bool) -> None:
+    con.print()
+    con.rule(f"[bold]Session {s.id}[/]  client {s.client} → gateway {s.gateway}", align="left")
+    con.print(f"  start {_iso(s.start)}, duration {_dur(s.start, s.end)}, "
+              f"{len(s.connections)} flow(s): " + ", ".join(c["connection"] for c in s.connections[:8]))
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col, kw in (("#", {"justify": "right"}), ("phase", {}), ("t", {"justify": "right"}),
+                    ("duration", {"justify": "right"}), ("status", {}), ("frames", {}), ("what happened", {})):
+        t.add_column(col, **kw)
+    for i, p in enumerate(s.phases, 1):
+        t.add_row(str(i), p.phase, _rel(p.start, s.start), _dur(p.start, p.end),
+                  Text(p.status, style=STATUS_STYLE.get(p.status, "")), _frames(p.frames), p.summary)
+    con.print(t)
+    if s.findings:
+        con.print("[bold]Findings[/]")
+        for f in s.findings:
+            con.print(Text.assemble((f"  {f.severity.upper():7} ", SEVERITY_STYLE.get(f.severity, "")),
+                                    (f"{f.id}", "bold"), f"  {_rel(f.time, s.start)}",
+                                    f"  frames {_frames(f.frames)}" if f.frames else ""))
+            con.print(f"           {f.message}")
+            if f.remedy:
+                con.print(f"           [dim]→ {f.remedy}[/]")
+    else:
+        con.print("[bold]Findings[/]: none")
+    _tunnel(con, s)
+    if verbose:
+        _verbose(con, s, show_secrets)
+
+
+def _tunnel(con: Console, s) -> None:
+    t = s.tunnel or {}
+    if not t.get("cstp") and not t.get("dtls"):
+        return
+    con.print("[bold]Tunnel[/]")
+    for ch in ("cstp", "dtls"):
+        c = t.get(ch)
+        if not c:
+            continue
+        ip, ib = c["inner_packets"], c["inner_bytes"]
+        line = (f"  {ch.upper():4} inner packets client→gateway {ip['c2s']} ({ib['c2s']} B), "
+                f"gateway→client {ip['s2c']} ({ib['s2c']} B)")
+        if ch == "cstp":
+            line += f"; DPD req {c['dpd']['c2s']}/{c['dpd']['s2c']}, keepalives {c['keepalives']['c2s']}/{c['keepalives']['s2c']}"
+        con.print(line)
+    end = t.get("end")
+    if end:
+        who = "client" if end["direction"] == "c2s" else "gateway"
+        con.print(f"  ended: {end['type']} from the {who} over {end['channel'].upper()} at {_rel(end['ts'], s.start)}"
+                  + (f", reason {end['reason']!r}" if end.get("reason") else "") + f" (frame {end['frame']})")
+
+
+def _verbose(con: Console, s, show_secrets: bool) -> None:
+    g = s.phase("group-selection").details or {}
+    for post in g.get("posts", []):
+        con.print(f"[bold]POST {post['target']}[/] (frame {post['frame']}) → {post.get('status')}")
+        for k, v in reveal(post.get("headers"), show_secrets) or []:
+            con.print(f"    {k}: {v}", markup=False)
+    a = s.phase("user-auth").details or {}
+    for r in a.get("rounds", []):
+        con.print(f"[bold]POST {r['target']}[/] {r['type']} (frame {r['frame']}) → {r.get('status')} "
+                  f"{r.get('response_type') or ''}")
+        con.print("    " + str(reveal(r.get("xml"), show_secrets)), markup=False)
+    c = s.phase("cstp-connect").details or {}
+    for cx in c.get("connects", []):
+        con.print(f"[bold]CONNECT {cx['target']}[/] (frame {cx['frame']}) → {cx.get('status')} {cx.get('reason') or ''}")
+        for k, v in reveal(cx.get("request_headers"), show_secrets) or []:
+            con.print(f"  > {k}: {v}", markup=False)
+        for k, v in reveal(cx.get("response_headers"), show_secrets) or []:
+            con.print(f"  < {k}: {v}", markup=False)

@@ -1,0 +1,39 @@
+"""AUTH_FAILED (error) and AUTH_MULTI_ROUND (info): phase 3, user authentication.
+
+Fact (seed document, "POST - User Authentication"; protocol-notes "Phases on the wire"): success is a
+`type="complete"` answer with `<auth id="success">`; failure is HTTP 401, or an `<error>` / the auth form sent
+again with a message. Several auth-reply rounds are normal for multi-factor logins (ocserv asks for the
+username and the password in two rounds).
+"""
+from __future__ import annotations
+
+from ..model import Finding
+
+RULE_IDS = ("AUTH_FAILED", "AUTH_MULTI_ROUND")
+
+
+def check(session, ctx):
+    p = session.phase("user-auth")
+    d = p.details or {}
+    out = []
+    rounds = d.get("rounds") or []
+    if p.status == "failed":
+        last = rounds[-1] if rounds else {}
+        msg = d.get("failure_message") or "the gateway did not accept the credentials"
+        out.append(Finding(
+            id="AUTH_FAILED", severity="error", phase="user-auth",
+            time=last.get("response_time") or last.get("time"),
+            frames=[f for f in (last.get("frame"), last.get("response_frame")) if f],
+            message=f"User authentication failed: {msg}.",
+            remedy="Check the username/password (or the second factor) and the connection profile's "
+                   "authentication server; on the gateway, look at the AAA log for this user at that time.",
+            evidence={"rounds": len(rounds), "gateway_message": msg}))
+    elif p.status == "ok" and len(rounds) > 1:
+        out.append(Finding(
+            id="AUTH_MULTI_ROUND", severity="info", phase="user-auth", time=rounds[0].get("time"),
+            frames=[r["frame"] for r in rounds if r.get("frame")],
+            message=f"Authentication took {len(rounds)} rounds (fields asked: "
+                    f"{', '.join('/'.join(r.get('fields') or ['?']) for r in rounds)}).",
+            remedy="Nothing to do if the gateway is set up for multi-step or multi-factor login.",
+            evidence={"rounds": len(rounds)}))
+    return out

@@ -1,0 +1,32 @@
+"""KEYS_MISSING (info): which phases stayed undecrypted and which key would unlock them.
+
+Fact: phases 2–5 travel inside TLS; an NSS key log (SSLKEYLOGFILE) with the session's CLIENT_RANDOM (TLS 1.2)
+or traffic secrets (TLS 1.3), or the gateway's RSA key for TLS_RSA_* suites, decrypts them. DTLS keys come from
+the decrypted CONNECT exchange; for PSK-NEGOTIATE over TLS 1.3 the key log must hold EXPORTER_SECRET.
+"""
+from __future__ import annotations
+
+from ..model import Finding
+
+RULE_IDS = ("KEYS_MISSING",)
+
+
+def check(session, ctx):
+    phases = [p for p in session.phases if p.status == "undecrypted"]
+    if not phases:
+        return []
+    tls = session.phase("tls-handshake").details or {}
+    sh = tls.get("server_hello") or {}
+    ch = tls.get("client_hello") or {}
+    suite = sh.get("cipher_suite") or "?"
+    if "TLS_RSA_" in suite:
+        key = "the gateway's RSA private key (--rsa-key) or a key log with its CLIENT_RANDOM line (--keylog)"
+    elif sh.get("version") == "TLS 1.3":
+        key = "a key log (--keylog) with the TLS 1.3 traffic secrets (and EXPORTER_SECRET for DTLS PSK)"
+    else:
+        key = "a key log (--keylog) with the CLIENT_RANDOM line of this session"
+    reasons = {k: v.get("reason") for k, v in (tls.get("decryption") or {}).items() if v}
+    return [Finding(id="KEYS_MISSING", severity="info", phase=phases[0].phase, time=session.start, frames=[],
+                    message=f"Not decrypted: {', '.join(p.phase for p in phases)} ({suite}).",
+                    remedy=f"Supply {key}; the session's ClientHello is frame {ch.get('frame')}.",
+                    evidence={"phases": [p.phase for p in phases], "cipher_suite": suite, "reasons": reasons})]

@@ -1,0 +1,30 @@
+"""SESSION_DISCONNECT (info) and SESSION_TERMINATED (warning): how the tunnel ended.
+
+Fact (protocol-notes "CSTP framing"): a CSTP/DTLS DISCONNECT (0x05) carries a reason (openconnect: 0xb0 +
+text, e.g. "Aborted by caller" on a clean exit); TERMINATE (0x09) is sent by the gateway to end the session.
+"""
+from __future__ import annotations
+
+from ..model import Finding
+
+RULE_IDS = ("SESSION_DISCONNECT", "SESSION_TERMINATED")
+
+
+def check(session, ctx):
+    end = (session.tunnel or {}).get("end")
+    if not end:
+        return []
+    who = "client" if end["direction"] == "c2s" else "gateway"
+    if end["type"] == "TERMINATE":
+        return [Finding(id="SESSION_TERMINATED", severity="warning", phase="cstp-connect", time=end["ts"],
+                        frames=[end["frame"]],
+                        message=f"The {who} sent TERMINATE over {end['channel'].upper()}"
+                                + (f": {end['reason']!r}" if end.get("reason") else "") + ".",
+                        remedy="The gateway ended the session: check its log for the reason (idle or session "
+                               "timeout, administrator logoff, license).",
+                        evidence=dict(end))]
+    return [Finding(id="SESSION_DISCONNECT", severity="info", phase="cstp-connect", time=end["ts"],
+                    frames=[end["frame"]],
+                    message=f"The {who} disconnected over {end['channel'].upper()}"
+                            + (f" (reason {end['reason']!r})" if end.get("reason") else "") + ".",
+                    remedy="Nothing to do for a user-initiated disconnect.", evidence=dict(end))]

@@ -1,0 +1,720 @@
+"""From connection trackers to VPN sessions, phase by phase.
+
+Grouping (one session per connection attempt of a client to a gateway):
+* a TLS connection whose first aggregate-auth POST is `type="init"` starts a new session;
+* a connection carrying `CONNECT /CSCOSSLC/tunnel` joins the session whose webvpn cookie it presents (a second
+  CONNECT in a session is a reconnect); without a known cookie it joins the latest open session of that
+  client↔gateway pair, or starts one;
+* a downloader connection (GETs only) joins the session whose cookie it presents, else the latest one;
+* an undecrypted connection joins the latest session of the pair if it started within `JOIN_WINDOW` seconds of
+  that session's last activity, else starts a new one;
+* a DTLS flow joins the session whose CONNECT gave out its ClientHello session id (X-DTLS-Session-ID or
+  X-DTLS-App-ID), else the latest session of the same client and gateway address.
+
+Each phase builder below reads trackers only, and fills a `Phase` of the session model.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import urlparse
+
+from dissectors import aggauth
+from dissectors.redact import redact_headers, redact_xml
+from dissectors.tls.names import cipher_suite_name, version_name
+
+from . import certs
+from .connection import TCPConnection
+from .dtlsflow import DTLS_VERSIONS, DTLSFlow
+from .model import PHASES, Phase, Redactable, Secret, Session
+
+JOIN_WINDOW = 120.0
+DOWNLOADER_PATHS = ("/profiles/", "/CACHE/", "/+CSCOT+/", "/1/VPNManifest", "/1/binaries", "/+CSCOE+/")
+
+
+# -- small helpers ----------------------------------------------------------------------------------------
+
+def _cookie(headers, name: str = "webvpn") -> str | None:
+    for value in headers.get_all("Cookie"):
+        for part in value.split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == name and v:
+                return v
+    return None
+
+
+def _set_cookie(headers, name: str = "webvpn") -> str | None:
+    for value in headers.get_all("Set-Cookie"):
+        k, _, rest = value.partition("=")
+        if k.strip() == name:
+            v = rest.split(";", 1)[0].strip()
+            if v:
+                return v
+    return None
+
+
+def _config_auth(body: bytes):
+    if not body or b"config-auth" not in body[:4096] and b"<auth" not in body[:4096]:
+        return None
+    ca = aggauth.parse_config_auth(body)
+    return None if isinstance(ca, aggauth.AggAuthError) else ca
+
+
+def _headers_view(headers) -> Redactable:
+    raw = [[k, v] for k, v in headers]
+    red = [[k, v] for k, v in redact_headers(headers)]
+    return Redactable(raw, red)
+
+
+def _xml_view(body: bytes, secret_fields=()) -> Redactable:
+    text = body.decode("utf-8", "replace")
+    return Redactable(text, redact_xml(body, secret_fields))
+
+
+def _int(v) -> int | None:
+    try:
+        return int(str(v).strip()) if v is not None else None
+    except ValueError:
+        return None
+
+
+class _Conn:
+    """A TCP connection seen by the session builder, with what it carried at the HTTP level."""
+
+    def __init__(self, c: TCPConnection):
+        self.c = c
+        self.kind = "unknown"
+        self.posts: list = []  # (Exchange, ConfigAuth request, ConfigAuth response)
+        self.gets: list = []
+        self.connects: list = []
+        self.cookies_presented: set[str] = set()
+        self.cookies_issued: set[str] = set()
+        for ex in c.exchanges:
+            req = ex.request
+            ck = _cookie(req.headers)
+            if ck:
+                self.cookies_presented.add(ck)
+            if ex.response is not None:
+                sc = _set_cookie(ex.response.headers)
+                if sc:
+                    self.cookies_issued.add(sc)
+            if req.method == "POST":
+                rq = _config_auth(req.body)
+                rs = _config_auth(ex.response.body) if ex.response is not None else None
+                if rs is not None and rs.session_token:
+                    self.cookies_issued.add(rs.session_token)
+                self.posts.append((ex, rq, rs))
+            elif req.method == "CONNECT":
+                self.connects.append(ex)
+            elif req.method in ("GET", "HEAD"):
+                self.gets.append(ex)
+        if self.connects:
+            self.kind = "tunnel"
+        elif self.posts:
+            self.kind = "auth"
+        elif self.gets:
+            self.kind = "downloader"
+        elif not c.decrypted:
+            self.kind = "undecrypted"
+
+    @property
+    def starts_with_init(self) -> bool:
+        return bool(self.posts) and self.posts[0][1] is not None and self.posts[0][1].type == "init"
+
+
+class _Group:
+    def __init__(self, key):
+        self.key = key
+        self.conns: list[_Conn] = []
+        self.dtls: list[DTLSFlow] = []
+        self.cookies: set[str] = set()
+        self.has_tunnel = False
+        self.last_ts = 0.0
+
+    def add(self, conn: _Conn) -> None:
+        self.conns.append(conn)
+        self.cookies |= conn.cookies_issued | conn.cookies_presented
+        self.has_tunnel = self.has_tunnel or conn.kind == "tunnel"
+        self.last_ts = max(self.last_ts, conn.c.last_ts)
+
+
+def group_connections(pipe) -> list[_Group]:
+    conns = [_Conn(c) for c in sorted(pipe.tcp.values(), key=lambda c: (c.first_ts, c.index)) if c.is_tls]
+    groups: list[_Group] = []
+    latest: dict = {}
+    for cn in conns:
+        key = (cn.c.client[0], cn.c.server[0], cn.c.server[1])
+        last = latest.get(key)
+        target = None
+        if cn.kind == "auth" and cn.starts_with_init:
+            target = None  # a new attempt
+        elif cn.kind in ("tunnel", "downloader", "auth"):
+            presented = cn.cookies_presented
+            target = next((g for g in reversed(groups) if g.key == key and presented & g.cookies), None)
+            if target is None and last is not None and (cn.kind != "tunnel" or not last.has_tunnel):
+                target = last
+        elif last is not None and cn.c.first_ts - last.last_ts <= JOIN_WINDOW:
+            target = last
+        if target is None:
+            target = _Group(key)
+            groups.append(target)
+        target.add(cn)
+        latest[key] = target
+    # DTLS flows
+    by_conn = {id(cn.c): g for g in groups for cn in g.conns}
+    for flow in sorted(pipe.udp.values(), key=lambda f: f.first_ts):
+        g = None
+        info = pipe.dtls_keys.get(flow.session_id) if flow.session_id else None
+        if info is not None:
+            g = by_conn.get(id(info.connection))
+        if g is None:
+            cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.key[1] == flow.server[0]]
+            before = [g2 for g2 in cands if g2.conns[0].c.first_ts <= flow.first_ts]
+            g = before[-1] if before else (cands[0] if cands else None)
+        if g is None:
+            g = _Group((flow.client[0], flow.server[0], flow.server[1]))
+            groups.append(g)
+        g.dtls.append(flow)
+    groups.sort(key=lambda g: min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]))
+    return groups
+
+
+# -- phase builders ------------------------------------------------------------------------------------
+
+def _phase_tls(g: _Group) -> Phase:
+    p = Phase("tls-handshake")
+    if not g.conns:
+        return p
+    c = g.conns[0].c
+    ch, sh = c.client_hello, c.server_hello
+    d: dict = {"connection": f"tcp.stream {c.index}", "client": f"{c.client[0]}:{c.client[1]}",
+               "gateway": f"{c.server[0]}:{c.server[1]}"}
+    p.touch(c.first_ts, c.first_frame)
+    for f in c.handshake_frames[:32]:
+        p.frames.append(f)
+    if ch is not None:
+        d["client_hello"] = {
+            "frame": ch.frame, "time": ch.ts, "sni": ch.sni, "alpn": list(ch.alpn),
+            "max_version": version_name(ch.max_version), "cipher_suites": list(ch.cipher_suite_names),
+            "session_id": ch.session_id.hex(), "session_ticket": ch.session_ticket is not None and len(ch.session_ticket) > 0,
+            "extended_master_secret": ch.extended_master_secret}
+        p.touch(ch.ts, ch.frame)
+    if sh is not None:
+        resumed = bool(ch is not None and ch.session_id and sh.session_id == ch.session_id and sh.version < 0x0304) \
+            or sh.selected_psk is not None
+        d["server_hello"] = {"frame": sh.frame, "time": sh.ts, "version": version_name(sh.version),
+                             "cipher_suite": cipher_suite_name(sh.cipher_suite), "alpn": sh.alpn,
+                             "session_id": sh.session_id.hex(), "resumed": resumed,
+                             "extended_master_secret": sh.extended_master_secret}
+        p.touch(sh.ts, sh.frame)
+    chain: list[dict] = []
+    if c.certificates is not None:
+        chain = [certs.describe(der) for der in c.certificates.certificates[:10]]
+        p.touch(c.certificates.ts, c.certificates.frame)
+    host = ch.sni if ch is not None and ch.sni else None
+    if host is None:
+        for cn in g.conns:
+            for _, rq, _ in cn.posts:
+                if rq is not None and rq.group_access:
+                    host = urlparse(rq.group_access).hostname
+                    break
+            if host:
+                break
+    d["certificates"] = chain
+    d["certificate_host"] = host
+    d["certificate_verdicts"] = certs.verdicts(chain, c.first_ts, host)
+    if c.certificates is None and sh is not None and sh.version >= 0x0304 and not c.decrypted:
+        d["certificates_note"] = "TLS 1.3 encrypts the certificate: supply the key log to see it"
+    if c.certificate_request is not None:
+        cr = c.certificate_request
+        d["certificate_request"] = {"frame": cr.frame, "time": cr.ts, "ca_names": [_dn(n) for n in cr.ca_names[:50]]}
+    if c.client_certificate is not None:
+        d["client_certificate"] = {"frame": c.client_certificate.frame,
+                                   "count": len(c.client_certificate.certificates),
+                                   "certificates": [certs.describe(x) for x in c.client_certificate.certificates[:3]]}
+    d["alerts"] = [{"direction": a.direction, "level": a.level, "name": a.name, "encrypted": a.encrypted,
+                    "time": a.ts, "frame": a.frame} for a in c.alerts]
+    d["decryption"] = {k: v for k, v in c.decryption.items()}
+    d["connections"] = [_conn_summary(cn.c) for cn in g.conns]
+    if sh is None:
+        p.status = "failed"
+        p.summary = "no ServerHello" + (f"; alert {c.alerts[0].name}" if c.alerts else "")
+    elif c.handshake_done_ts is None and any(a.level == 2 for a in c.alerts):
+        p.status = "failed"
+        p.summary = f"handshake failed: alert {next(a.name for a in c.alerts if a.level == 2)}"
+    else:
+        p.status = "ok"
+        if c.handshake_done_ts:
+            p.touch(c.handshake_done_ts, None)
+        p.summary = f"{version_name(sh.version)} {cipher_suite_name(sh.cipher_suite)}" + (f", SNI {ch.sni}" if ch and ch.sni else "")
+    p.details = d
+    return p
+
+
+def _dn(der: bytes) -> str:
+    try:
+        from cryptography.x509 import load_der_x509_name  # type: ignore[attr-defined]  # noqa: PLC0415
+
+        return load_der_x509_name(der).rfc4514_string()
+    except Exception:  # noqa: BLE001 - older cryptography: show hex
+        return der.hex()
+
+
+def _conn_summary(c: TCPConnection) -> dict:
+    sh = c.server_hello
+    return {"connection": f"tcp.stream {c.index}", "client": f"{c.client[0]}:{c.client[1]}",
+            "start": c.first_ts, "end": c.last_ts, "first_frame": c.first_frame, "last_frame": c.last_frame,
+            "version": version_name(sh.version) if sh else None,
+            "cipher_suite": cipher_suite_name(sh.cipher_suite) if sh else None,
+            "decrypted": c.decrypted, "requests": [f"{ex.request.method} {ex.request.target}" for ex in c.exchanges][:20],
+            "retransmissions": dict(c.retransmissions), "gaps": c.gaps[:10],
+            "closed": c.closed[:2], "problems": c.problems[:10],
+            "decryption": {k: v for k, v in c.decryption.items()}}
+
+
+def _any_undecrypted(g: _Group) -> bool:
+    return any(cn.kind == "undecrypted" for cn in g.conns)
+
+
+def _posts(g: _Group):
+    for cn in g.conns:
+        for ex, rq, rs in cn.posts:
+            yield cn, ex, rq, rs
+
+
+def _phase_group_selection(g: _Group) -> Phase:
+    p = Phase("group-selection")
+    posts = [(cn, ex, rq, rs) for cn, ex, rq, rs in _posts(g) if rq is not None and rq.type == "init"]
+    if not posts:
+        p.status = "undecrypted" if _any_undecrypted(g) else "absent"
+        p.summary = "TLS not decrypted" if p.status == "undecrypted" else "no aggregate-auth init POST"
+        return p
+    d: dict = {"posts": []}
+    group_list = None
+    answered_version = None
+    for cn, ex, rq, rs in posts:
+        req, resp = ex.request, ex.response
+        p.touch(req.ts, req.frame)
+        entry = {"time": req.ts, "frame": req.frame, "target": req.target, "group_select": rq.group_select,
+                 "aggregate_auth_version": rq.aggregate_auth_version, "group_access": rq.group_access,
+                 "client_version": rq.version("vpn"), "device_id": rq.device_id.platform if rq.device_id else None,
+                 "headers": _headers_view(req.headers)}
+        if resp is not None:
+            p.touch(resp.ts, resp.frame)
+            entry.update({"status": resp.status, "response_time": resp.ts, "response_frame": resp.frame,
+                          "response_type": rs.type if rs else None,
+                          "response_headers": _headers_view(resp.headers)})
+            if rs is not None:
+                answered_version = rs.aggregate_auth_version or answered_version
+                if rs.group_list is not None:
+                    group_list = rs.group_list
+                if rs.opaque is not None:
+                    entry["opaque"] = {"tunnel_group": rs.opaque.tunnel_group, "group_alias": rs.opaque.group_alias,
+                                       "aggauth_handle": rs.opaque.aggauth_handle,
+                                       "config_hash": rs.opaque.config_hash}
+                if rs.auth and rs.auth.error:
+                    entry["error"] = rs.auth.error.formatted
+                entry["server_version"] = rs.version("sg")
+        d["posts"].append(entry)
+    first = posts[0][2]
+    d["aggregate_auth_version_offered"] = first.aggregate_auth_version
+    d["aggregate_auth_version_answered"] = answered_version
+    d["group_access"] = first.group_access
+    versions = [e["aggregate_auth_version"] for e in d["posts"]]
+    d["version_fallback"] = bool(len(versions) > 1 and versions[0] == "2" and any(v in (None, "1") for v in versions[1:]))
+    if group_list is not None:
+        d["group_list"] = [{"value": o.value, "label": o.label, "selected": o.selected} for o in group_list.options]
+        sel = next((o for o in group_list.options if o.selected), None)
+        d["default_group"] = sel.value if sel else None
+    else:
+        d["group_list"] = []
+        d["default_group"] = None
+    chosen = [e["group_select"] for e in d["posts"] if e["group_select"]]
+    # group-select also travels in the auth-reply
+    for _, _, rq, _ in _posts(g):
+        if rq is not None and rq.type == "auth-reply" and rq.group_select:
+            chosen.append(rq.group_select)
+    d["group_selected"] = chosen[-1] if chosen else d["default_group"]
+    d["reselected"] = len([e for e in d["posts"] if e["group_select"]]) > 0 and len(d["posts"]) > 1
+    bad = [e for e in d["posts"] if e.get("status") not in (None, 200)]
+    p.status = "failed" if bad else "ok"
+    labels = ", ".join(o["label"] or o["value"] for o in d["group_list"]) if d["group_list"] else "no group list"
+    p.summary = f"{len(posts)} POST(s); groups: {labels}" + (f"; chosen {d['group_selected']}" if d["group_selected"] else "")
+    p.details = d
+    return p
+
+
+def _phase_user_auth(g: _Group, tls_phase: Phase) -> Phase:
+    p = Phase("user-auth")
+    rounds = []
+    complete = None
+    failure = None
+    for cn, ex, rq, rs in _posts(g):
+        req, resp = ex.request, ex.response
+        if rq is None or rq.type == "init":
+            # an init answered "complete" (certificate-only auth) still counts
+            if rs is not None and rs.type == "complete":
+                complete = (ex, rs)
+            continue
+        p.touch(req.ts, req.frame)
+        fields = [k for k, _ in (rq.auth.values if rq.auth else ())]
+        r = {"time": req.ts, "frame": req.frame, "target": req.target, "type": rq.type, "fields": fields,
+             "group_select": rq.group_select, "xml": _xml_view(req.body, fields)}
+        if resp is not None:
+            p.touch(resp.ts, resp.frame)
+            r.update({"status": resp.status, "response_time": resp.ts, "response_frame": resp.frame,
+                      "response_type": rs.type if rs else None,
+                      "auth_id": rs.auth.id if rs and rs.auth else None,
+                      "message": rs.auth.message.formatted if rs and rs.auth and rs.auth.message else None,
+                      "error": rs.auth.error.formatted if rs and rs.auth and rs.auth.error else None,
+                      "form_fields": [f.name for f in rs.auth.form.fields] if rs and rs.auth and rs.auth.form else []})
+            if resp.status == 401 or (rs is not None and rs.auth is not None and rs.auth.error is not None):
+                failure = r
+            if rs is not None and rs.type == "complete":
+                complete = (ex, rs)
+        rounds.append(r)
+    if not rounds and complete is None:
+        p.status = "undecrypted" if _any_undecrypted(g) else "absent"
+        p.summary = "TLS not decrypted" if p.status == "undecrypted" else "no auth-reply POST"
+        return p
+    d: dict = {"rounds": rounds}
+    if complete is not None:
+        ex, rs = complete
+        d["result"] = "success"
+        d["session_id"] = rs.session_id
+        d["session_token"] = Secret(rs.session_token) if rs.session_token else None
+        cfg = rs.config
+        if cfg is not None:
+            d["server_cert_hash"] = cfg.server_cert_hash
+            chain = tls_phase.details.get("certificates") or []
+            if cfg.server_cert_hash and chain:
+                h = cfg.server_cert_hash.replace(":", "").upper()
+                d["server_cert_hash_matches"] = h in (chain[0].get("sha1"), chain[0].get("sha256"))
+            d["core_manifest"] = [_manifest(f) for f in cfg.core_manifest]
+            d["profile_manifest"] = [_manifest(f) for f in cfg.profile_manifest]
+        else:
+            d["core_manifest"] = []
+            d["profile_manifest"] = []
+        d["complete_xml"] = _xml_view(ex.response.body)
+        p.status = "ok"
+        p.summary = f"success after {len(rounds)} round(s)"
+        p.touch(ex.response.ts, ex.response.frame)
+    else:
+        d["result"] = "failure" if failure is not None or rounds else None
+        msg = None
+        if failure is not None:
+            msg = failure.get("error") or failure.get("message") or f"HTTP {failure.get('status')}"
+        elif rounds:
+            last = rounds[-1]
+            msg = last.get("error") or last.get("message") or (f"HTTP {last.get('status')}" if last.get("status") else
+                                                               "no answer")
+        d["failure_message"] = msg
+        p.status = "failed"
+        p.summary = f"failed: {msg}" if msg else "failed"
+    p.details = d
+    return p
+
+
+def _manifest(f) -> dict:
+    return {"type": f.type, "uri": f.uri, "hash_type": f.hash_type, "hash": f.hash, "version": f.version}
+
+
+def _phase_downloader(g: _Group, auth: Phase) -> Phase:
+    p = Phase("downloader")
+    gets = []
+    conns = set()
+    for cn in g.conns:
+        for ex in cn.gets:
+            if cn.kind == "downloader" or any(ex.request.target.startswith(x) for x in DOWNLOADER_PATHS):
+                gets.append((cn, ex))
+                conns.add(cn.c.index)
+    manifest = (auth.details or {}).get("profile_manifest") or []
+    if not gets:
+        undecrypted_extra = [cn for cn in g.conns[1:] if cn.kind == "undecrypted"]
+        if undecrypted_extra and len(g.conns) > 2:
+            p.status = "undecrypted"
+            p.summary = "extra TLS sessions not decrypted (downloader?)"
+        else:
+            p.status = "absent"
+            p.summary = "no downloader (openconnect does not run one)" if not manifest else \
+                "no downloader GETs although the gateway offered a profile"
+        p.details = {"gets": [], "profile_manifest": manifest,
+                     "missing_profiles": [m["uri"] for m in manifest]}
+        return p
+    rows = []
+    for cn, ex in gets:
+        req, resp = ex.request, ex.response
+        p.touch(req.ts, req.frame)
+        row = {"time": req.ts, "frame": req.frame, "connection": f"tcp.stream {cn.c.index}", "target": req.target,
+               "cookie": Secret(_cookie(req.headers)) if _cookie(req.headers) else None}
+        if resp is not None:
+            p.touch(resp.ts, resp.frame)
+            row.update({"status": resp.status, "size": len(resp.body), "sha1": hashlib.sha1(resp.body).hexdigest().upper(),
+                        "response_frame": resp.frame})
+        rows.append(row)
+    fetched = {r["target"]: r for r in rows}
+    checks = []
+    for m in manifest:
+        r = fetched.get(m["uri"])
+        if r is None:
+            checks.append({"uri": m["uri"], "fetched": False})
+        else:
+            checks.append({"uri": m["uri"], "fetched": True, "status": r.get("status"),
+                           "hash_matches": (m["hash"] or "").upper() == r.get("sha1") if r.get("status") == 200 else None})
+    p.details = {"gets": rows, "connections": sorted(conns), "profile_manifest": manifest, "profile_checks": checks,
+                 "missing_profiles": [c["uri"] for c in checks if not c["fetched"]]}
+    bad = [r for r in rows if r.get("status") != 200]
+    p.status = "failed" if bad else "ok"
+    p.summary = f"{len(rows)} GET(s) on {len(conns)} TLS session(s)" + (f"; {len(bad)} failed" if bad else "")
+    return p
+
+
+def _tunnel_params(h) -> dict:
+    def ints(name):
+        return _int(h.get(name))
+
+    return {
+        "address": h.get("X-CSTP-Address"), "netmask": h.get("X-CSTP-Netmask"),
+        "address_ip6": h.get("X-CSTP-Address-IP6"), "dns": list(h.get_all("X-CSTP-DNS")),
+        "split_include": list(h.get_all("X-CSTP-Split-Include")),
+        "split_exclude": list(h.get_all("X-CSTP-Split-Exclude")),
+        "default_domain": h.get("X-CSTP-Default-Domain"),
+        "dpd": ints("X-CSTP-DPD"), "keepalive": ints("X-CSTP-Keepalive"), "mtu": ints("X-CSTP-MTU"),
+        "base_mtu": ints("X-CSTP-Base-MTU"), "rekey_time": ints("X-CSTP-Rekey-Time"),
+        "rekey_method": h.get("X-CSTP-Rekey-Method"), "idle_timeout": h.get("X-CSTP-Idle-Timeout"),
+        "session_timeout": h.get("X-CSTP-Session-Timeout"),
+        "disconnected_timeout": h.get("X-CSTP-Disconnected-Timeout"),
+        "content_encoding": h.get("X-CSTP-Content-Encoding"), "banner": h.get("X-CSTP-Banner"),
+        "dtls_port": ints("X-DTLS-Port"), "dtls_dpd": ints("X-DTLS-DPD"), "dtls_keepalive": ints("X-DTLS-Keepalive"),
+        "dtls_mtu": ints("X-DTLS-MTU"), "dtls_ciphersuite": h.get("X-DTLS-CipherSuite") or h.get("X-DTLS12-CipherSuite"),
+        "dtls_session_id": h.get("X-DTLS-Session-ID"), "dtls_app_id": h.get("X-DTLS-App-ID"),
+        "dtls_content_encoding": h.get("X-DTLS-Content-Encoding"),
+    }
+
+
+def _phase_cstp(g: _Group) -> Phase:
+    p = Phase("cstp-connect")
+    tunnels = [cn for cn in g.conns if cn.kind == "tunnel"]
+    if not tunnels:
+        if len(g.conns) and all(cn.kind == "undecrypted" for cn in g.conns):
+            longest = max(g.conns, key=lambda cn: cn.c.encrypted_bytes["c2s"] + cn.c.encrypted_bytes["s2c"])
+            c = longest.c
+            p.status = "undecrypted"
+            p.touch(c.first_ts, c.first_frame)
+            p.touch(c.last_ts, c.last_frame)
+            p.details = {"connection": f"tcp.stream {c.index}", "encrypted_records": dict(c.encrypted_records),
+                         "encrypted_bytes": dict(c.encrypted_bytes),
+                         "note": "the CONNECT and the CSTP data channel are inside TLS: supply the key log"}
+            p.summary = f"TLS not decrypted; {sum(c.encrypted_bytes.values())} encrypted bytes on tcp.stream {c.index}"
+        else:
+            p.status = "absent"
+            p.summary = "no CONNECT"
+        return p
+    connects = []
+    primary = None
+    for cn in tunnels:
+        for ex in cn.connects:
+            req, resp = ex.request, ex.response
+            p.touch(req.ts, req.frame)
+            entry = {"time": req.ts, "frame": req.frame, "connection": f"tcp.stream {cn.c.index}",
+                     "target": req.target, "request_headers": _headers_view(req.headers),
+                     "cookie_matches_session": None}
+            if resp is not None:
+                p.touch(resp.ts, resp.frame)
+                entry.update({"status": resp.status, "reason": resp.reason, "response_time": resp.ts,
+                              "response_frame": resp.frame, "response_headers": _headers_view(resp.headers),
+                              "x_reason": resp.headers.get("X-Reason")})
+                if 200 <= resp.status < 300:
+                    entry["parameters"] = _tunnel_params(resp.headers)
+                    entry["requested"] = {"mtu": _int(req.headers.get("X-CSTP-MTU")),
+                                          "base_mtu": _int(req.headers.get("X-CSTP-Base-MTU")),
+                                          "address_type": req.headers.get("X-CSTP-Address-Type"),
+                                          "address": req.headers.get("X-CSTP-Address"),
+                                          "dtls_ciphersuites": req.headers.get("X-DTLS-CipherSuite"),
+                                          "dtls12_ciphersuites": req.headers.get("X-DTLS12-CipherSuite"),
+                                          "accept_encoding": req.headers.get("X-CSTP-Accept-Encoding"),
+                                          "hostname": req.headers.get("X-CSTP-Hostname")}
+                    pax = resp.headers.get("X-CSTP-Post-Auth-XML")
+                    if pax:
+                        entry["post_auth_xml"] = Redactable(pax, redact_xml(pax, keep_declaration=False))
+                    if primary is None:
+                        primary = (cn, entry)
+            connects.append(entry)
+    d: dict = {"connects": connects}
+    if primary is not None:
+        cn, entry = primary
+        c = cn.c
+        d["parameters"] = entry["parameters"]
+        d["requested"] = entry["requested"]
+        d["tunnel_established"] = {"time": c.tunnel_ts, "frame": c.tunnel_frame}
+        d["channel"] = c.tunnel.summary() if c.tunnel else None
+        d["tcp_retransmissions"] = dict(c.retransmissions)
+        d["tls_records"] = dict(c.app_records)
+        if c.tunnel is not None:
+            for k in ("c2s", "s2c"):
+                if k in c.tunnel.last_data:
+                    p.touch(c.tunnel.last_data[k][0], None)
+            if c.tunnel.disconnect:
+                p.touch(c.tunnel.disconnect["ts"], c.tunnel.disconnect["frame"])
+        p.status = "ok"
+        params = entry["parameters"]
+        p.summary = (f"200 CONNECTED: {params['address'] or '?'}, MTU {params['mtu']}, DPD {params['dpd']}, "
+                     f"keepalive {params['keepalive']}" + (f"; {len(connects)} CONNECTs" if len(connects) > 1 else ""))
+    else:
+        last = connects[-1]
+        p.status = "failed"
+        p.summary = f"CONNECT answered {last.get('status')} {last.get('reason') or ''}".strip()
+    p.details = d
+    return p
+
+
+def _dtls_mode(flow: DTLSFlow, params: dict | None) -> str | None:
+    if flow.keys_source == "psk-negotiate":
+        return "psk-negotiate"
+    if flow.keys_source == "legacy":
+        return "legacy-0x0100" if flow.version == 0x0100 else "legacy"
+    suite = (params or {}).get("dtls_ciphersuite")
+    if suite == "PSK-NEGOTIATE":
+        return "psk-negotiate"
+    if flow.version == 0x0100 or (flow.hellos and flow.hellos[0]["version"] == 0x0100):
+        return "legacy-0x0100"
+    return "legacy" if suite else None
+
+
+def _phase_dtls(g: _Group, cstp: Phase) -> Phase:
+    p = Phase("dtls")
+    params = (cstp.details or {}).get("parameters")
+    if not g.dtls:
+        if params and params.get("dtls_port"):
+            p.status = "failed"
+            p.summary = "gateway offered DTLS (X-DTLS-Port) but no DTLS packets were captured"
+        else:
+            p.status = "absent"
+            p.summary = "no DTLS" + ("; gateway offered no DTLS" if params else "")
+        p.details = {"offered": bool(params and params.get("dtls_port"))}
+        return p
+    flows = []
+    for f in g.dtls:
+        hello_times = [h["ts"] for h in f.hellos]
+        entry = {
+            "connection": f"udp.stream {f.index}", "client": f"{f.client[0]}:{f.client[1]}",
+            "gateway": f"{f.server[0]}:{f.server[1]}", "mode": _dtls_mode(f, params),
+            "version": DTLS_VERSIONS.get(f.version, hex(f.version) if f.version else None),
+            "cipher_suite": cipher_suite_name(f.cipher_suite) if f.cipher_suite is not None else None,
+            "client_hellos": f.hellos, "client_hello_count": f.hello_total,
+            "hello_intervals": [round(b - a, 3) for a, b in zip(hello_times, hello_times[1:])],
+            "hello_verify_requests": len(f.hello_verify), "server_hello": f.server_hello,
+            "full_handshake": f.full_handshake, "established": f.established_ts is not None,
+            "established_time": f.established_ts, "established_frame": f.established_frame,
+            "handshake_duration": round(f.established_ts - hello_times[0], 6) if f.established_ts and hello_times else None,
+            "keys": f.keys_source, "undecrypted_records": f.undecrypted, "undecrypted_reason": f.undecrypted_reason,
+            "alerts": f.alerts, "problems": f.problems[:10], "datagrams": dict(f.datagrams), "bytes": dict(f.bytes),
+            "channel": f.channel.summary(),
+            "session_id": f.session_id.hex() if f.session_id else None,
+        }
+        flows.append(entry)
+        p.touch(f.first_ts, f.first_frame)
+        p.touch(f.last_ts, f.last_frame)
+        for h in f.hellos[:50]:
+            p.frames.append(h["frame"])
+        if f.server_hello:
+            p.frames.append(f.server_hello["frame"])
+    main = next((e for e in flows if e["established"]), flows[0])
+    d = {"flows": flows, "mode": main["mode"], "version": main["version"], "cipher_suite": main["cipher_suite"],
+         "established": main["established"], "client_hello_times": [h["ts"] for e in flows for h in e["client_hellos"]],
+         "offered": bool(params and params.get("dtls_port"))}
+    est = [e for e in flows if e["established"]]
+    if est:
+        first_data = est[0]["channel"]["first_data"].get("c2s")
+        d["data_moved_to_dtls"] = first_data
+        if any(e["keys"] is None and e["undecrypted_records"] for e in est):
+            p.status = "undecrypted"
+            p.summary = f"{main['mode'] or 'DTLS'} up but not decrypted"
+        else:
+            p.status = "ok"
+            hs = est[0]["handshake_duration"]
+            p.summary = (f"{main['mode']} {main['version'] or ''} {main['cipher_suite'] or ''}".strip() +
+                         (f", handshake {hs * 1000:.0f} ms" if hs is not None else ""))
+    elif any(e["server_hello"] for e in flows):
+        undecrypted = any(e["undecrypted_records"] for e in flows)
+        p.status = "undecrypted" if undecrypted else "failed"
+        p.summary = "DTLS handshake answered but not completed" if not undecrypted else "DTLS not decrypted"
+    else:
+        p.status = "failed"
+        n = sum(e["client_hello_count"] for e in flows)
+        p.summary = f"{n} ClientHello(s) unanswered"
+    p.details = d
+    return p
+
+
+def _tunnel(g: _Group, cstp: Phase, dtls: Phase) -> dict:
+    t: dict = {}
+    ch = (cstp.details or {}).get("channel")
+    if ch:
+        t["cstp"] = {"inner_packets": ch["inner_packets"], "inner_bytes": ch["inner_bytes"],
+                     "dpd": ch["dpd"]["requests"], "keepalives": ch["keepalives"], "disconnect": ch["disconnect"]}
+    flows = (dtls.details or {}).get("flows") or []
+    if flows:
+        agg = {"c2s": 0, "s2c": 0}
+        agg_b = {"c2s": 0, "s2c": 0}
+        for e in flows:
+            for k in agg:
+                agg[k] += e["channel"]["inner_packets"][k]
+                agg_b[k] += e["channel"]["inner_bytes"][k]
+        t["dtls"] = {"inner_packets": agg, "inner_bytes": agg_b}
+    total = {"c2s": 0, "s2c": 0}
+    for ch_name in ("cstp", "dtls"):
+        for k in total:
+            total[k] += (t.get(ch_name) or {}).get("inner_packets", {}).get(k, 0)
+    t["inner_packets"] = total
+    end = None
+    if ch and ch.get("disconnect"):
+        end = dict(ch["disconnect"])
+        end["channel"] = "cstp"
+    for e in flows:
+        dc = e["channel"].get("disconnect")
+        if dc and end is None:
+            end = dict(dc)
+            end["channel"] = "dtls"
+    t["end"] = end
+    t["series"] = _series(g)
+    return t
+
+
+def _series(g: _Group) -> list:
+    out = []
+    for cn in g.conns:
+        if cn.c.tunnel is not None:
+            out += [("cstp",) + s for s in cn.c.tunnel.series()]
+    for f in g.dtls:
+        out += [("dtls",) + s for s in f.channel.series()]
+    return out[:20000]
+
+
+def build_sessions(pipe) -> list[Session]:
+    sessions = []
+    for i, g in enumerate(group_connections(pipe), 1):
+        tls = _phase_tls(g)
+        grp = _phase_group_selection(g)
+        auth = _phase_user_auth(g, tls)
+        dl = _phase_downloader(g, auth)
+        cstp = _phase_cstp(g)
+        dtls = _phase_dtls(g, cstp)
+        phases = [tls, grp, auth, dl, cstp, dtls]
+        assert tuple(p.phase for p in phases) == PHASES
+        client, gw_ip, gw_port = g.key
+        starts = [c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]
+        ends = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls]
+        s = Session(id=f"s{i}", client=client, gateway=f"{gw_ip}:{gw_port}", start=min(starts) if starts else None,
+                    end=max(ends) if ends else None, phases=phases)
+        s.tunnel = _tunnel(g, cstp, dtls)
+        s.connections = [_conn_summary(cn.c) for cn in g.conns] + [
+            {"connection": f"udp.stream {f.index}", "client": f"{f.client[0]}:{f.client[1]}", "start": f.first_ts,
+             "end": f.last_ts, "first_frame": f.first_frame, "last_frame": f.last_frame, "dtls": True}
+            for f in g.dtls]
+        s._group = g  # for rules that need more than the summary (not serialised)
+        sessions.append(s)
+    return sessions
+
+
+_ = re  # (kept for rules that parse header values)

@@ -1,0 +1,608 @@
+"""Link, network and transport decoding of captured frames (sans-I/O, hot path).
+
+``decode(linktype, data)`` turns the bytes of one captured frame into a :class:`Packet` (or ``None``
+when the frame is not IP or is garbage). It is written for speed: ``struct`` on the frame bytes,
+one object per packet, cached address strings, no scapy.
+
+Link types (LINKTYPE_* values, https://www.tcpdump.org/linktypes.html):
+
+* 1 Ethernet, with any number of 802.1Q / 802.1ad (QinQ) VLAN tags, and PPPoE session frames;
+* 101 raw IP, 228 raw IPv4, 229 raw IPv6, 12 and 14 (DLT_RAW as written by some platforms);
+* 113 Linux cooked capture (SLL) and 276 (SLL2);
+* 0 BSD null/loopback (4-byte address family in either byte order) and 108 OpenBSD loop.
+
+Network layer: IPv4 (RFC 791; options skipped, checksum not verified, TSO frames with total length 0
+are accepted), IPv6 (RFC 8200; hop-by-hop, routing, destination options, fragment and AH extension
+headers skipped). Transport: TCP (RFC 9293; options skipped), UDP (RFC 768), ICMP (RFC 792) and ICMPv6
+(RFC 4443) with the quoted packet of error messages decoded into ``icmp_inner`` (so that "port
+unreachable" can be matched to the flow that caused it).
+
+Fragments (IPv4, and IPv6 with a fragment header) are not decoded past the IP layer: ``payload`` is
+the raw fragment data and ``sport``/``dport`` are ``None``; :class:`IPv4Defragmenter` reassembles
+them (it also handles IPv6 fragments) into a fully decoded :class:`Packet`.
+
+Frames cut by the snaplen decode as far as possible with ``truncated=True``; ``payload_len`` always
+gives the length the headers claim, so TCP reassembly can account for bytes that were not captured.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from socket import AF_INET, AF_INET6, inet_ntop
+
+__all__ = [
+    "Packet",
+    "decode",
+    "IPv4Defragmenter",
+    "Defragmenter",
+    "TCP_FIN",
+    "TCP_SYN",
+    "TCP_RST",
+    "TCP_PSH",
+    "TCP_ACK",
+    "TCP_URG",
+    "TCP_ECE",
+    "TCP_CWR",
+    "PROTO_ICMP",
+    "PROTO_TCP",
+    "PROTO_UDP",
+    "PROTO_ICMPV6",
+    "LINKTYPE_NULL",
+    "LINKTYPE_ETHERNET",
+    "LINKTYPE_RAW",
+    "LINKTYPE_LOOP",
+    "LINKTYPE_LINUX_SLL",
+    "LINKTYPE_IPV4",
+    "LINKTYPE_IPV6",
+    "LINKTYPE_LINUX_SLL2",
+]
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_ACK = 0x10
+TCP_URG = 0x20
+TCP_ECE = 0x40
+TCP_CWR = 0x80
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+
+@dataclass(slots=True, eq=True)
+class Packet:
+    """A decoded IP packet. Treat as immutable (not frozen only for construction speed).
+
+    ``sport``/``dport`` are set for TCP and UDP; ``seq``/``ack``/``flags``/``window`` for TCP;
+    ``icmp_type``/``icmp_code``/``icmp_inner`` for ICMP and ICMPv6. Fields that do not apply are
+    ``None``. For IPv6, ``ttl`` is the hop limit, ``df`` is ``None`` and ``ip_id``/``frag_offset``/
+    ``more_fragments`` come from the fragment header when there is one. ``payload`` is the transport
+    payload (TCP/UDP data, ICMP body after the 8-byte header, raw IP payload for other protocols and
+    for fragments); ``payload_len`` is its length according to the headers (larger than
+    ``len(payload)`` when the frame was truncated).
+    """
+
+    ip_version: int = 4
+    src: str = ""
+    dst: str = ""
+    proto: int = 0
+    sport: int | None = None
+    dport: int | None = None
+    seq: int | None = None
+    ack: int | None = None
+    flags: int | None = None
+    window: int | None = None
+    payload: bytes = b""
+    ttl: int = 64
+    df: bool | None = None
+    ip_id: int = 0
+    frag_offset: int = 0
+    more_fragments: bool = False
+    ip_total_len: int = 0
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    icmp_inner: Packet | None = None
+    truncated: bool = False
+    payload_len: int = 0
+
+    @property
+    def is_fragment(self) -> bool:
+        """True for an IP fragment that needs reassembly before transport decoding."""
+        return self.more_fragments or self.frag_offset != 0
+
+
+# --- address caching ---------------------------------------------------------------------------------
+
+_CACHE_MAX = 1 << 16
+_addr4_cache: dict[bytes, str] = {}
+_addr6_cache: dict[bytes, str] = {}
+
+
+def _addr4(b: bytes) -> str:
+    s = _addr4_cache.get(b)
+    if s is None:
+        if len(_addr4_cache) >= _CACHE_MAX:
+            _addr4_cache.clear()
+        s = _addr4_cache[b] = inet_ntop(AF_INET, b)
+    return s
+
+
+def _addr6(b: bytes) -> str:
+    s = _addr6_cache.get(b)
+    if s is None:
+        if len(_addr6_cache) >= _CACHE_MAX:
+            _addr6_cache.clear()
+        s = _addr6_cache[b] = inet_ntop(AF_INET6, b)
+    return s
+
+
+# --- structs -----------------------------------------------------------------------------------------
+
+_u_ip4 = struct.Struct("!BBHHHBBH").unpack_from  # vihl tos total id frag ttl proto cksum
+_u_ip6 = struct.Struct("!IHBB").unpack_from  # vtcfl plen nh hlim
+_u_tcp = struct.Struct("!HHIIHH").unpack_from  # sport dport seq ack offflags window
+_u_HH = struct.Struct("!HH").unpack_from
+_u_HHH = struct.Struct("!HHH").unpack_from
+_u_H = struct.Struct("!H").unpack_from
+_u_I_le = struct.Struct("<I").unpack_from
+_u_I_be = struct.Struct(">I").unpack_from
+_u_frag6 = struct.Struct("!BxHI").unpack_from  # nh, offset/flags, id
+
+_ETH_IPV4 = 0x0800
+_ETH_IPV6 = 0x86DD
+_ETH_VLAN = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+_ETH_PPPOE_SESSION = 0x8864
+
+_AF_INET6_VALUES = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, Darwin
+
+_IP6_EXT_LEN8 = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options: (len+1)*8
+_IP6_FRAG = 44
+_IP6_AH = 51
+
+_ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
+_ICMP6_ERRORS = frozenset((1, 2, 3, 4))
+
+# --- transport ---------------------------------------------------------------------------------------
+
+
+def _l4(
+    version: int,
+    src: str,
+    dst: str,
+    proto: int,
+    data: bytes,
+    l4: int,
+    end: int,
+    l4len: int,
+    truncated: bool,
+    ttl: int,
+    df: bool | None,
+    ipid: int,
+    fo: int,
+    mf: bool,
+    total: int,
+    depth: int,
+) -> Packet | None:
+    """Decode the transport header at ``data[l4:end]`` (``l4len`` = length claimed by the IP layer)."""
+    avail = end - l4
+    if proto == 6:
+        if avail < 20:
+            if l4len < 20 or not truncated:
+                return None  # a TCP header that cannot fit the datagram: garbage
+            sport = dport = None
+            if avail >= 4:
+                sport, dport = _u_HH(data, l4)
+            return Packet(
+                version, src, dst, 6, sport, dport, None, None, None, None, b"", ttl, df, ipid, fo, mf,
+                total, None, None, None, True, l4len - 20,
+            )
+        sport, dport, seq, ack, offflags, win = _u_tcp(data, l4)
+        doff = (offflags >> 12) << 2
+        if doff < 20 or doff > l4len:
+            return None
+        if doff > avail:  # options cut by the snaplen
+            return Packet(
+                version, src, dst, 6, sport, dport, seq, ack, offflags & 0x1FF, win, b"", ttl, df, ipid,
+                fo, mf, total, None, None, None, True, l4len - doff,
+            )
+        return Packet(
+            version, src, dst, 6, sport, dport, seq, ack, offflags & 0x1FF, win, data[l4 + doff : end],
+            ttl, df, ipid, fo, mf, total, None, None, None, truncated, l4len - doff,
+        )
+    if proto == 17:
+        if avail < 8:
+            if l4len < 8 or not truncated:
+                return None
+            sport = dport = None
+            if avail >= 4:
+                sport, dport = _u_HH(data, l4)
+            return Packet(
+                version, src, dst, 17, sport, dport, None, None, None, None, b"", ttl, df, ipid, fo, mf,
+                total, None, None, None, True, l4len - 8,
+            )
+        sport, dport, ulen = _u_HHH(data, l4)
+        if 8 <= ulen <= l4len:
+            plen = ulen - 8
+            uend = l4 + ulen
+            if uend < end:
+                end = uend
+        else:  # 0 (jumbogram) or inconsistent: trust the IP layer
+            plen = l4len - 8
+        return Packet(
+            version, src, dst, 17, sport, dport, None, None, None, None, data[l4 + 8 : end], ttl, df,
+            ipid, fo, mf, total, None, None, None, truncated or (end - l4 - 8) < plen, plen,
+        )
+    if proto == 1 or proto == 58:
+        if avail < 4:
+            if l4len < 4 or not truncated:
+                return None
+            return Packet(
+                version, src, dst, proto, None, None, None, None, None, None, b"", ttl, df, ipid, fo, mf,
+                total, None, None, None, True, max(l4len - 8, 0),
+            )
+        itype = data[l4]
+        icode = data[l4 + 1]
+        inner = None
+        if depth == 0 and avail > 8:
+            if proto == 1 and itype in _ICMP4_ERRORS:
+                inner = _ipv4(data[l4 + 8 : end], 0, 1)
+            elif proto == 58 and itype in _ICMP6_ERRORS:
+                inner = _ipv6(data[l4 + 8 : end], 0, 1)
+        return Packet(
+            version, src, dst, proto, None, None, None, None, None, None, data[l4 + 8 : end], ttl, df,
+            ipid, fo, mf, total, itype, icode, inner, truncated or avail < 8, max(l4len - 8, 0),
+        )
+    return Packet(
+        version, src, dst, proto, None, None, None, None, None, None, data[l4:end], ttl, df, ipid, fo, mf,
+        total, None, None, None, truncated, l4len,
+    )
+
+
+# --- network -----------------------------------------------------------------------------------------
+
+
+def _ipv4(data: bytes, off: int, depth: int = 0) -> Packet | None:
+    n = len(data) - off
+    if n < 20:
+        return None
+    vihl, _tos, total, ipid, fragw, ttl, proto, _ck = _u_ip4(data, off)
+    if vihl >> 4 != 4:
+        return None
+    ihl = (vihl & 15) << 2
+    if ihl < 20:
+        return None
+    if total == 0:  # TSO / segmentation offload: length not filled in
+        total = n
+    if total < ihl:
+        return None
+    src = _addr4_cache.get(data[off + 12 : off + 16]) or _addr4(data[off + 12 : off + 16])
+    dst = _addr4_cache.get(data[off + 16 : off + 20]) or _addr4(data[off + 16 : off + 20])
+    df = (fragw & 0x4000) != 0
+    mf = (fragw & 0x2000) != 0
+    fo = (fragw & 0x1FFF) << 3
+    truncated = False
+    if total > n:
+        truncated = True
+        end = len(data)
+    else:
+        end = off + total
+    l4len = total - ihl
+    if ihl > n:  # options cut by the snaplen
+        return Packet(
+            4, src, dst, proto, None, None, None, None, None, None, b"", ttl, df, ipid, fo, mf, total,
+            None, None, None, True, l4len,
+        )
+    l4 = off + ihl
+    if mf or fo:
+        return Packet(
+            4, src, dst, proto, None, None, None, None, None, None, data[l4:end], ttl, df, ipid, fo, mf,
+            total, None, None, None, truncated, l4len,
+        )
+    return _l4(4, src, dst, proto, data, l4, end, l4len, truncated, ttl, df, ipid, 0, False, total, depth)
+
+
+def _ipv6(data: bytes, off: int, depth: int = 0) -> Packet | None:
+    n = len(data) - off
+    if n < 40:
+        return None
+    vtcfl, plen, nh, hlim = _u_ip6(data, off)
+    if vtcfl >> 28 != 6:
+        return None
+    b = data[off + 8 : off + 24]
+    src = _addr6_cache.get(b) or _addr6(b)
+    b = data[off + 24 : off + 40]
+    dst = _addr6_cache.get(b) or _addr6(b)
+    if plen == 0:  # jumbogram or TSO: use what was captured
+        plen = n - 40
+    total = 40 + plen
+    truncated = False
+    if total > n:
+        truncated = True
+        end = len(data)
+    else:
+        end = off + total
+    p = off + 40
+    ipid = 0
+    fo = 0
+    mf = False
+    # extension header chain (RFC 8200 section 4)
+    for _ in range(16):
+        if nh in _IP6_EXT_LEN8:
+            if end - p < 2:
+                break
+            hl = (data[p + 1] + 1) << 3
+        elif nh == _IP6_FRAG:
+            if end - p < 8:
+                break
+            nnh, offw, ipid = _u_frag6(data, p)
+            fo = offw & 0xFFF8
+            mf = (offw & 1) != 0
+            p += 8
+            nh = nnh
+            if fo or mf:
+                return Packet(
+                    6, src, dst, nh, None, None, None, None, None, None, data[p:end], hlim, None, ipid,
+                    fo, mf, total, None, None, None, truncated, off + total - p,
+                )
+            continue
+        elif nh == _IP6_AH:
+            if end - p < 2:
+                break
+            hl = (data[p + 1] + 2) << 2
+        else:
+            break
+        if p + hl > off + total:
+            return None  # extension header overruns the datagram: garbage
+        if p + hl > end:  # cut by the snaplen
+            return Packet(
+                6, src, dst, nh, None, None, None, None, None, None, b"", hlim, None, ipid, fo, mf,
+                total, None, None, None, True, 0,
+            )
+        nh = data[p]
+        p += hl
+    return _l4(6, src, dst, nh, data, p, end, off + total - p, truncated, hlim, None, ipid, fo, mf, total, depth)
+
+
+def _ip_any(data: bytes, off: int) -> Packet | None:
+    if len(data) <= off:
+        return None
+    v = data[off] >> 4
+    if v == 4:
+        return _ipv4(data, off)
+    if v == 6:
+        return _ipv6(data, off)
+    return None
+
+
+def _by_ethertype(data: bytes, off: int, et: int) -> Packet | None:
+    while et in _ETH_VLAN:
+        et = (data[off + 2] << 8) | data[off + 3]
+        off += 4
+    if et == _ETH_IPV4:
+        return _ipv4(data, off)
+    if et == _ETH_IPV6:
+        return _ipv6(data, off)
+    if et == _ETH_PPPOE_SESSION:  # RFC 2516: 6-byte PPPoE header, then the PPP protocol
+        ppp = (data[off + 6] << 8) | data[off + 7]
+        if ppp == 0x0021:
+            return _ipv4(data, off + 8)
+        if ppp == 0x0057:
+            return _ipv6(data, off + 8)
+    return None
+
+
+def _null_family(data: bytes, swap_first: bool) -> Packet | None:
+    if len(data) < 4:
+        return None
+    fam = _u_I_be(data, 0)[0] if swap_first else _u_I_le(data, 0)[0]
+    if fam > 0xFFFF:
+        fam = _u_I_le(data, 0)[0] if swap_first else _u_I_be(data, 0)[0]
+    if fam == 2:
+        return _ipv4(data, 4)
+    if fam in _AF_INET6_VALUES:
+        return _ipv6(data, 4)
+    return None
+
+
+def decode(linktype: int, data: bytes) -> Packet | None:
+    """Decode one captured frame; ``None`` if it is not an IP packet or cannot be parsed.
+
+    Never raises on malformed input.
+    """
+    try:
+        if linktype == 1:
+            if len(data) < 14:
+                return None
+            return _by_ethertype(data, 14, (data[12] << 8) | data[13])
+        if linktype == 113:
+            if len(data) < 16:
+                return None
+            return _by_ethertype(data, 16, (data[14] << 8) | data[15])
+        if linktype == 276:
+            if len(data) < 20:
+                return None
+            return _by_ethertype(data, 20, (data[0] << 8) | data[1])
+        if linktype == 101 or linktype == 12 or linktype == 14:
+            return _ip_any(data, 0)
+        if linktype == 228:
+            return _ipv4(data, 0)
+        if linktype == 229:
+            return _ipv6(data, 0)
+        if linktype == 0:
+            return _null_family(data, False)
+        if linktype == 108:
+            return _null_family(data, True)
+    except (IndexError, struct.error, ValueError):
+        return None
+    return None
+
+
+# --- reassembly of IP fragments ----------------------------------------------------------------------
+
+
+class _Datagram:
+    __slots__ = ("first_ts", "pieces", "covered", "total", "head", "frames")
+
+    def __init__(self, ts: float) -> None:
+        self.first_ts = ts
+        self.pieces: list[tuple[int, bytes]] = []  # non-overlapping (offset, data), unsorted
+        self.covered = 0
+        self.total: int | None = None
+        self.head: Packet | None = None  # fragment at offset 0 (carries the header fields)
+        self.frames: list[int] = []
+
+
+class IPv4Defragmenter:
+    """Reassembles IP fragments (IPv4 per RFC 791; IPv6 fragment headers per RFC 8200 too).
+
+    ``feed(packet, ts, frame=0)`` returns the packet itself when it is not a fragment, the reassembled
+    and fully decoded :class:`Packet` when ``packet`` completes a datagram, else ``None``. After a
+    completion, ``last_frames`` holds the frame numbers of the fragments (in arrival order).
+    Overlapping fragment data: first-received bytes win. Memory is bounded: at most ``max_pending``
+    incomplete datagrams (the oldest is dropped), ``max_fragments`` pieces per datagram, datagrams
+    larger than 65535 bytes are discarded, and incomplete datagrams expire ``timeout`` seconds of
+    *capture time* after their first fragment. Counters: ``completed``, ``dropped``.
+    """
+
+    __slots__ = ("max_pending", "timeout", "max_fragments", "last_frames", "completed", "dropped", "_pending")
+
+    def __init__(self, max_pending: int = 1024, timeout: float = 30.0, max_fragments: int = 1024) -> None:
+        self.max_pending = max_pending
+        self.timeout = timeout
+        self.max_fragments = max_fragments
+        self.last_frames: tuple[int, ...] = ()
+        self.completed = 0
+        self.dropped = 0
+        self._pending: dict[tuple, _Datagram] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def feed(self, packet: Packet, ts: float, frame: int = 0) -> Packet | None:
+        if not packet.more_fragments and not packet.frag_offset:
+            return packet
+        pending = self._pending
+        # expire by capture time (oldest first: dict keeps creation order)
+        while pending:
+            k = next(iter(pending))
+            if pending[k].first_ts + self.timeout < ts:
+                del pending[k]
+                self.dropped += 1
+            else:
+                break
+        key = (packet.ip_version, packet.src, packet.dst, packet.proto, packet.ip_id)
+        d = pending.get(key)
+        if d is None:
+            if len(pending) >= self.max_pending:
+                del pending[next(iter(pending))]
+                self.dropped += 1
+            d = pending[key] = _Datagram(ts)
+        d.frames.append(frame)
+        off = packet.frag_offset
+        data = packet.payload
+        if packet.truncated:
+            data = b""  # only the captured part is known; it leaves a hole
+        end = off + (packet.payload_len if packet.truncated else len(data))
+        if end > 65535:
+            del pending[key]
+            self.dropped += 1
+            return None
+        if not packet.more_fragments:
+            if d.total is not None and d.total != end:
+                del pending[key]  # inconsistent last fragments
+                self.dropped += 1
+                return None
+            d.total = end
+        if off == 0:
+            if d.head is None:
+                d.head = packet
+        if data:
+            if len(d.pieces) >= self.max_fragments:
+                del pending[key]
+                self.dropped += 1
+                return None
+            self._insert(d, off, data)
+        if d.total is None or d.head is None or d.covered < d.total:
+            return None
+        del pending[key]
+        d.pieces.sort()
+        whole = b"".join(p for _, p in d.pieces)
+        if len(whole) != d.total:  # pragma: no cover - defensive
+            self.dropped += 1
+            return None
+        self.completed += 1
+        self.last_frames = tuple(d.frames)
+        return self._rebuild(d.head, whole)
+
+    @staticmethod
+    def _insert(d: _Datagram, off: int, data: bytes) -> None:
+        """Add ``data`` at ``off``, keeping only bytes not yet covered (first received wins)."""
+        segs = [(off, off + len(data))]
+        for po, pd in d.pieces:
+            pe = po + len(pd)
+            nsegs = []
+            for s, e in segs:
+                if pe <= s or po >= e:
+                    nsegs.append((s, e))
+                    continue
+                if s < po:
+                    nsegs.append((s, po))
+                if pe < e:
+                    nsegs.append((pe, e))
+            segs = nsegs
+            if not segs:
+                return
+        for s, e in segs:
+            d.pieces.append((s, data[s - off : e - off]))
+            d.covered += e - s
+
+    @staticmethod
+    def _rebuild(head: Packet, whole: bytes) -> Packet | None:
+        total = head.ip_total_len - head.payload_len + len(whole)
+        if head.ip_version == 6:
+            total -= 8  # the reassembled datagram has no fragment header
+            # the reassembled payload may still start with extension headers (e.g. destination options)
+            nh = head.proto
+            p = 0
+            for _ in range(16):
+                if nh in _IP6_EXT_LEN8 and len(whole) - p >= 2:
+                    hl = (whole[p + 1] + 1) << 3
+                elif nh == _IP6_AH and len(whole) - p >= 2:
+                    hl = (whole[p + 1] + 2) << 2
+                else:
+                    break
+                if p + hl > len(whole):
+                    return None
+                nh = whole[p]
+                p += hl
+            try:
+                return _l4(
+                    6, head.src, head.dst, nh, whole, p, len(whole), len(whole) - p, False, head.ttl, None,
+                    head.ip_id, 0, False, total, 0,
+                )
+            except (IndexError, struct.error):
+                return None
+        try:
+            return _l4(
+                4, head.src, head.dst, head.proto, whole, 0, len(whole), len(whole), False, head.ttl,
+                head.df, head.ip_id, 0, False, total, 0,
+            )
+        except (IndexError, struct.error):
+            return None
+
+
+#: Alias: the defragmenter handles both IP versions.
+Defragmenter = IPv4Defragmenter

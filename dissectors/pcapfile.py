@@ -1,0 +1,559 @@
+"""Incremental, sans-I/O parser for pcap and pcapng capture files.
+
+This is the first stage of the ingestion pipeline (see ``docs/architecture.md``): bytes in, frames out.
+:class:`PcapParser` is fed arbitrary chunks of a capture file (``feed(chunk)``) and returns typed events:
+
+* :class:`Frame` -- one captured packet: 1-based ``number`` in file order, ``ts`` (epoch seconds, float),
+  ``linktype`` (a LINKTYPE_* value), ``data`` (the captured bytes), ``orig_len`` (length on the wire)
+  and ``interface`` (pcapng interface id, 0 for pcap).
+* :class:`Secrets` -- the payload of a pcapng Decryption Secrets Block (``kind`` 0x544c534b is an NSS
+  TLS key log).
+* :class:`CaptureError` -- malformed, hostile or truncated input, with the file ``offset`` of the
+  offending record. Structural errors (impossible lengths, bad magic, truncation) end parsing; every
+  frame before the error has already been emitted. Errors in a single otherwise well-formed block
+  (e.g. an unknown interface id) are reported and the block is skipped.
+
+Formats handled:
+
+* classic libpcap files, both byte orders, microsecond (magic 0xa1b2c3d4) and nanosecond (0xa1b23c4d)
+  timestamps (https://www.tcpdump.org/manpages/pcap-savefile.5.html, draft-ietf-opsawg-pcap);
+* pcapng (draft-ietf-opsawg-pcapng): Section Header Blocks in either byte order (a file may contain
+  several sections), any number of Interface Description Blocks with ``if_tsresol`` (decimal and
+  power-of-two resolutions) and ``if_tsoffset``, Enhanced Packet Blocks, Simple Packet Blocks, the
+  obsolete Packet Block, Decryption Secrets Blocks; other blocks are skipped.
+
+Frame numbering follows Wireshark: every record Wireshark shows as a frame gets a number, including
+systemd journal export blocks and custom blocks. Those are counted but not emitted (they are not
+network packets), so frame numbers stay aligned with Wireshark's ``frame.number``. A Simple Packet
+Block carries no timestamp; its frame gets the timestamp of the previous packet (0.0 if none).
+
+Robustness: the parser never raises on input data, never loops without consuming input, bounds every
+claimed length (``max_block``, 256 MiB by default) before buffering it, and keeps at most one
+incomplete record plus the last chunk in memory, independent of file size.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "Frame",
+    "Secrets",
+    "CaptureError",
+    "PcapParser",
+    "SECRETS_TLS_KEYLOG",
+    "SECRETS_WIREGUARD",
+    "MAX_BLOCK",
+]
+
+#: Decryption Secrets Block secrets types (draft-ietf-opsawg-pcapng, section 4.7).
+SECRETS_TLS_KEYLOG = 0x544C534B
+SECRETS_WIREGUARD = 0x57474B4C
+
+#: Upper bound for one record/block; larger claimed lengths are reported as errors, never buffered.
+MAX_BLOCK = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One captured packet."""
+
+    number: int  # 1-based, file order, as Wireshark numbers frames
+    ts: float  # capture timestamp, epoch seconds
+    linktype: int  # LINKTYPE_* (1 Ethernet, 101 raw IP, 113 SLL, 276 SLL2, ...)
+    data: bytes  # captured bytes (possibly shorter than orig_len: snaplen)
+    orig_len: int  # length of the packet on the wire
+    interface: int  # pcapng interface id (0 for pcap)
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """Secrets embedded in a pcapng Decryption Secrets Block."""
+
+    kind: int  # secrets type, SECRETS_TLS_KEYLOG for an NSS key log
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureError:
+    """Malformed or truncated capture data."""
+
+    message: str
+    offset: int  # file offset of the record/block concerned
+
+
+# --- constants -------------------------------------------------------------------------------------
+
+_PCAP_MAGIC = {
+    # first four bytes of the file -> (byte order, timestamp units per second)
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000),
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
+}
+_PCAP_UNSUPPORTED = {
+    b"\x34\xcd\xb2\xa1": "modified (Kuznetzov) pcap",
+    b"\xa1\xb2\xcd\x34": "modified (Kuznetzov) pcap",
+}
+_PCAPNG_SHB = 0x0A0D0D0A
+_PCAPNG_SHB_BYTES = b"\x0a\x0d\x0d\x0a"
+_BOM_LE = b"\x4d\x3c\x2b\x1a"
+_BOM_BE = b"\x1a\x2b\x3c\x4d"
+
+_BT_IDB = 0x00000001
+_BT_OPB = 0x00000002  # obsolete Packet Block
+_BT_SPB = 0x00000003
+_BT_EPB = 0x00000006
+_BT_JOURNAL = 0x00000009  # systemd journal export block: a Wireshark frame
+_BT_DSB = 0x0000000A
+_BT_CUSTOM = 0x00000BAD
+_BT_CUSTOM_NOCOPY = 0x40000BAD
+
+_OPT_ENDOFOPT = 0
+_OPT_IF_TSRESOL = 9
+_OPT_IF_TSOFFSET = 14
+
+_MAX_INTERFACES = 65536  # per section; more is hostile
+
+# parser states
+_ST_MAGIC = 0
+_ST_PCAP_HDR = 1
+_ST_PCAP = 2
+_ST_PCAPNG = 3
+_ST_DEAD = 4
+
+_LE = {
+    "I": struct.Struct("<I"),
+    "II": struct.Struct("<II"),
+    "EPB": struct.Struct("<IIIII"),
+    "OPB": struct.Struct("<HHIIII"),
+    "IDB": struct.Struct("<HHI"),
+    "OPT": struct.Struct("<HH"),
+    "q": struct.Struct("<q"),
+    "SHB": struct.Struct("<HH"),
+    "REC": struct.Struct("<IIII"),
+    "HDR": struct.Struct("<HHiIII"),
+}
+_BE = {k: struct.Struct(">" + v.format[1:]) for k, v in _LE.items()}
+
+
+class _Interface:
+    __slots__ = ("linktype", "snaplen", "units", "offset")
+
+    def __init__(self, linktype: int, snaplen: int, units: int, offset: int) -> None:
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self.units = units  # timestamp units per second
+        self.offset = offset  # if_tsoffset, seconds
+
+
+class PcapParser:
+    """Incremental pcap/pcapng parser.
+
+    ``feed(chunk)`` accepts any split of the file into chunks and returns the events completed by that
+    chunk; ``close()`` must be called at end of input and reports an incomplete trailing record.
+    Attributes ``format`` (``None``, ``"pcap"`` or ``"pcapng"``) and ``frames`` (packets numbered so
+    far) are informative. ``unrecognized`` is true when the input is not a pcap/pcapng file at all.
+    """
+
+    __slots__ = (
+        "max_block",
+        "format",
+        "frames",
+        "unrecognized",
+        "_state",
+        "_pending",
+        "_plen",
+        "_need",
+        "_base",
+        "_closed",
+        "_seen_any",
+        # pcap
+        "_rec",
+        "_pcap_units",
+        "_pcap_linktype",
+        # pcapng
+        "_s",
+        "_ifaces",
+        "_last_ts",
+    )
+
+    def __init__(self, max_block: int = MAX_BLOCK) -> None:
+        self.max_block = max_block
+        self.format: str | None = None
+        self.frames = 0  # last frame number assigned
+        self.unrecognized = False
+        self._state = _ST_MAGIC
+        self._pending: list[bytes] = []
+        self._plen = 0
+        self._need = 4  # bytes needed (from the current position) before parsing can progress
+        self._base = 0  # file offset of the first pending byte
+        self._closed = False
+        self._seen_any = False
+        self._rec = _LE["REC"]
+        self._pcap_units = 1_000_000
+        self._pcap_linktype = 0
+        self._s = _LE
+        self._ifaces: list[_Interface] = []
+        self._last_ts = 0.0
+
+    # --- public API --------------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> list:
+        """Consume ``chunk`` (any bytes-like) and return the events it completes."""
+        if self._state == _ST_DEAD or self._closed or not chunk:
+            return []
+        if type(chunk) is not bytes:
+            chunk = bytes(chunk)
+        self._seen_any = True
+        if self._pending:
+            self._pending.append(chunk)
+            self._plen += len(chunk)
+            if self._plen < self._need:
+                return []
+            data = b"".join(self._pending)
+        else:
+            if len(chunk) < self._need:
+                self._pending.append(chunk)
+                self._plen = len(chunk)
+                return []
+            data = chunk
+        out: list = []
+        pos = 0
+        try:
+            pos = self._parse(data, out)
+        except Exception as exc:  # pragma: no cover - defensive: parsing must never raise
+            out.append(CaptureError(f"internal parser error: {exc!r}", self._base + pos))
+            self._state = _ST_DEAD
+        if self._state == _ST_DEAD:
+            self._pending = []
+            self._plen = 0
+            return out
+        self._base += pos
+        if pos < len(data):
+            rest = data[pos:] if pos else data
+            self._pending = [rest]
+            self._plen = len(rest)
+        else:
+            self._pending = []
+            self._plen = 0
+        return out
+
+    def close(self) -> list:
+        """Signal end of input; reports a truncated trailing record or an empty input."""
+        if self._closed:
+            return []
+        self._closed = True
+        if self._state == _ST_DEAD:
+            return []
+        if not self._seen_any:
+            self._state = _ST_DEAD
+            self.unrecognized = True
+            return [CaptureError("empty input: no pcap/pcapng header", 0)]
+        if self._plen:
+            what = {
+                _ST_MAGIC: "file header (magic number)",
+                _ST_PCAP_HDR: "pcap file header",
+                _ST_PCAP: "pcap packet record",
+                _ST_PCAPNG: "pcapng block",
+            }.get(self._state, "record")
+            if self._state == _ST_MAGIC:
+                self.unrecognized = True
+            err = CaptureError(
+                f"truncated {what}: {self._plen} byte(s) at end of input, "
+                f"{max(self._need, self._plen + 1)} needed",
+                self._base,
+            )
+            self._state = _ST_DEAD
+            self._pending = []
+            self._plen = 0
+            return [err]
+        self._state = _ST_DEAD
+        return []
+
+    # --- parsing -----------------------------------------------------------------------------------
+
+    def _fail(self, out: list, message: str, offset: int) -> None:
+        out.append(CaptureError(message, self._base + offset))
+        self._state = _ST_DEAD
+
+    def _parse(self, data: bytes, out: list) -> int:
+        pos = 0
+        while True:
+            st = self._state
+            if st == _ST_PCAPNG:
+                return self._parse_pcapng(data, pos, out)
+            if st == _ST_PCAP:
+                return self._parse_pcap(data, pos, out)
+            if st == _ST_DEAD:
+                return pos
+            if st == _ST_MAGIC:
+                if len(data) - pos < 4:
+                    self._need = 4
+                    return pos
+                magic = data[pos : pos + 4]
+                if magic in _PCAP_MAGIC:
+                    order, units = _PCAP_MAGIC[magic]
+                    self._s = _LE if order == "<" else _BE
+                    self._rec = self._s["REC"]
+                    self._pcap_units = units
+                    self.format = "pcap"
+                    self._state = _ST_PCAP_HDR
+                    self._need = 24
+                elif magic == _PCAPNG_SHB_BYTES:
+                    self.format = "pcapng"
+                    self._state = _ST_PCAPNG
+                    self._need = 8
+                else:
+                    self.unrecognized = True
+                    kind = _PCAP_UNSUPPORTED.get(magic)
+                    msg = (
+                        f"unsupported capture format: {kind}"
+                        if kind
+                        else f"not a pcap or pcapng file (magic {magic.hex()})"
+                    )
+                    self._fail(out, msg, pos)
+                    return pos
+            elif st == _ST_PCAP_HDR:
+                if len(data) - pos < 24:
+                    self._need = 24
+                    return pos
+                major, minor, _zone, _sig, snaplen, network = self._s["HDR"].unpack_from(data, pos + 4)
+                if major != 2:
+                    self._fail(out, f"unsupported pcap version {major}.{minor}", pos)
+                    return pos
+                self._pcap_linktype = network & 0xFFFF
+                self._state = _ST_PCAP
+                self._need = 16
+                pos += 24
+
+    def _parse_pcap(self, data: bytes, pos: int, out: list) -> int:
+        unpack = self._rec.unpack_from
+        end = len(data)
+        units = self._pcap_units
+        linktype = self._pcap_linktype
+        maxb = self.max_block
+        number = self.frames
+        append = out.append
+        while end - pos >= 16:
+            sec, frac, incl, orig = unpack(data, pos)
+            if incl > maxb:
+                self.frames = number
+                self._fail(
+                    out,
+                    f"pcap record claims {incl} captured bytes (more than the {maxb} byte limit)",
+                    pos,
+                )
+                return pos
+            nxt = pos + 16 + incl
+            if nxt > end:
+                self._need = 16 + incl
+                self.frames = number
+                return pos
+            number += 1
+            append(Frame(number, (sec * units + frac) / units, linktype, data[pos + 16 : nxt], orig, 0))
+            pos = nxt
+        self._need = 16
+        self.frames = number
+        return pos
+
+    def _parse_pcapng(self, data: bytes, pos: int, out: list) -> int:
+        end = len(data)
+        maxb = self.max_block
+        s = self._s
+        u_II = s["II"].unpack_from
+        u_I = s["I"].unpack_from
+        u_EPB = s["EPB"].unpack_from
+        ifaces = self._ifaces
+        append = out.append
+        number = self.frames
+        while True:
+            if end - pos < 8:
+                self._need = 8
+                break
+            btype, blen = u_II(data, pos)
+            if btype == _PCAPNG_SHB:
+                if end - pos < 12:
+                    self._need = 12
+                    break
+                bom = data[pos + 8 : pos + 12]
+                if bom == _BOM_LE:
+                    s = _LE
+                elif bom == _BOM_BE:
+                    s = _BE
+                else:
+                    self.frames = number
+                    self._fail(out, f"pcapng section header with bad byte-order magic {bom.hex()}", pos)
+                    return pos
+                u_II = s["II"].unpack_from
+                u_I = s["I"].unpack_from
+                u_EPB = s["EPB"].unpack_from
+                btype, blen = u_II(data, pos)
+            if blen < 12 or blen & 3:
+                self.frames = number
+                self._fail(out, f"pcapng block (type 0x{btype:08x}) with invalid length {blen}", pos)
+                return pos
+            if blen > maxb:
+                self.frames = number
+                self._fail(
+                    out,
+                    f"pcapng block (type 0x{btype:08x}) claims {blen} bytes (more than the {maxb} byte limit)",
+                    pos,
+                )
+                return pos
+            nxt = pos + blen
+            if nxt > end:
+                self._need = blen
+                break
+            if u_I(data, nxt - 4)[0] != blen:
+                self.frames = number
+                self._fail(
+                    out,
+                    f"pcapng block (type 0x{btype:08x}): trailing length {u_I(data, nxt - 4)[0]} "
+                    f"!= leading length {blen}",
+                    pos,
+                )
+                return pos
+
+            if btype == _BT_EPB:
+                if blen < 32:
+                    self.frames = number
+                    self._fail(out, f"enhanced packet block too short ({blen} bytes)", pos)
+                    return pos
+                iface, th, tl, caplen, orig = u_EPB(data, pos + 8)
+                if caplen > blen - 32:
+                    self.frames = number
+                    self._fail(
+                        out, f"enhanced packet block: captured length {caplen} exceeds block length", pos
+                    )
+                    return pos
+                if iface >= len(ifaces):
+                    append(
+                        CaptureError(
+                            f"enhanced packet block references unknown interface {iface}; skipped",
+                            self._base + pos,
+                        )
+                    )
+                else:
+                    itf = ifaces[iface]
+                    units = itf.units
+                    ts = ((th << 32) | tl) / units
+                    if itf.offset:
+                        ts += itf.offset
+                    self._last_ts = ts
+                    number += 1
+                    append(Frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
+            elif btype == _BT_IDB:
+                self._s = s
+                self._read_idb(data, pos, blen, out)
+            elif btype == _PCAPNG_SHB:
+                if blen < 28:
+                    self.frames = number
+                    self._fail(out, f"section header block too short ({blen} bytes)", pos)
+                    return pos
+                major, minor = s["SHB"].unpack_from(data, pos + 12)
+                if major != 1:
+                    self.frames = number
+                    self._fail(out, f"unsupported pcapng version {major}.{minor}", pos)
+                    return pos
+                self._s = s
+                ifaces = self._ifaces = []
+            elif btype == _BT_SPB:
+                if blen < 16:
+                    self.frames = number
+                    self._fail(out, f"simple packet block too short ({blen} bytes)", pos)
+                    return pos
+                (orig,) = u_I(data, pos + 8)
+                if not ifaces:
+                    append(
+                        CaptureError("simple packet block without interface description; skipped", self._base + pos)
+                    )
+                else:
+                    itf = ifaces[0]
+                    caplen = min(orig, blen - 16)
+                    if itf.snaplen and caplen > itf.snaplen:
+                        caplen = itf.snaplen
+                    number += 1
+                    append(Frame(number, self._last_ts, itf.linktype, data[pos + 12 : pos + 12 + caplen], orig, 0))
+            elif btype == _BT_DSB:
+                if blen < 20:
+                    self.frames = number
+                    self._fail(out, f"decryption secrets block too short ({blen} bytes)", pos)
+                    return pos
+                kind, slen = s["II"].unpack_from(data, pos + 8)
+                if slen > blen - 20:
+                    self.frames = number
+                    self._fail(out, f"decryption secrets block: secrets length {slen} exceeds block", pos)
+                    return pos
+                append(Secrets(kind, data[pos + 16 : pos + 16 + slen]))
+            elif btype == _BT_OPB:
+                if blen < 32:
+                    self.frames = number
+                    self._fail(out, f"packet block too short ({blen} bytes)", pos)
+                    return pos
+                iface, _drops, th, tl, caplen, orig = s["OPB"].unpack_from(data, pos + 8)
+                if caplen > blen - 32:
+                    self.frames = number
+                    self._fail(out, f"packet block: captured length {caplen} exceeds block length", pos)
+                    return pos
+                if iface >= len(ifaces):
+                    append(
+                        CaptureError(
+                            f"packet block references unknown interface {iface}; skipped", self._base + pos
+                        )
+                    )
+                else:
+                    itf = ifaces[iface]
+                    ts = ((th << 32) | tl) / itf.units
+                    if itf.offset:
+                        ts += itf.offset
+                    self._last_ts = ts
+                    number += 1
+                    append(Frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
+            elif btype == _BT_JOURNAL or btype == _BT_CUSTOM or btype == _BT_CUSTOM_NOCOPY:
+                number += 1  # a frame for Wireshark, not a network packet: counted, not emitted
+            # anything else (NRB, ISB, local-use, unknown): skipped
+            pos = nxt
+        self._s = s
+        self.frames = number
+        return pos
+
+    def _read_idb(self, data: bytes, pos: int, blen: int, out: list) -> None:
+        s = self._s
+        if blen < 20:
+            out.append(CaptureError(f"interface description block too short ({blen} bytes); skipped", self._base + pos))
+            return
+        if len(self._ifaces) >= _MAX_INTERFACES:
+            out.append(
+                CaptureError(f"more than {_MAX_INTERFACES} interfaces in a section; skipped", self._base + pos)
+            )
+            return
+        linktype, _res, snaplen = s["IDB"].unpack_from(data, pos + 8)
+        units = 1_000_000
+        offset = 0
+        opt = s["OPT"].unpack_from
+        p = pos + 16
+        end = pos + blen - 4
+        while end - p >= 4:
+            code, olen = opt(data, p)
+            p += 4
+            if code == _OPT_ENDOFOPT:
+                break
+            if olen > end - p:
+                out.append(CaptureError("interface description block: option overruns block", self._base + pos))
+                break
+            if code == _OPT_IF_TSRESOL and olen >= 1:
+                v = data[p]
+                if v & 0x80:
+                    units = 1 << (v & 0x7F)
+                elif v <= 18:
+                    units = 10**v
+                else:
+                    out.append(
+                        CaptureError(f"interface description block: unsupported if_tsresol {v}", self._base + pos)
+                    )
+            elif code == _OPT_IF_TSOFFSET and olen >= 8:
+                (offset,) = s["q"].unpack_from(data, p)
+            p += (olen + 3) & ~3
+        self._ifaces.append(_Interface(linktype, snaplen, units, offset))

@@ -1,0 +1,702 @@
+"""TCP stream reassembly and UDP flow tracking (sans-I/O).
+
+:class:`TCPStream` rebuilds the two byte streams of one TCP connection (RFC 9293) from decoded
+:class:`~dissectors.packet.Packet` objects, in capture order, and emits events:
+
+* :class:`StreamData` -- contiguous, in-order bytes of one direction; ``seq`` is the offset of
+  ``data[0]`` in that direction's stream (0 = first byte after the SYN, or the first sequence number
+  seen when the capture starts mid-connection). Offsets are 64-bit: 32-bit sequence numbers are
+  unwrapped, so streams longer than 4 GiB and wraparound are handled.
+* :class:`Gap` -- bytes ``[seq, seq+length)`` are missing and will not be waited for any more; the
+  data after the gap is still delivered. A gap is declared when (a) the peer acknowledges bytes that
+  were never captured, (b) the out-of-order buffer of a direction exceeds its bound, (c) the frame
+  was cut by the snaplen, (d) the stream is reset, or (e) at :meth:`TCPStream.flush` (end of capture)
+  for holes before buffered data or before a FIN.
+* :class:`StreamClosed` -- the direction sent a FIN (reported once every byte before the FIN has been
+  delivered or declared missing) or a RST.
+* :class:`Retransmission` -- a segment whose bytes had all been seen already.
+
+Overlapping data: the first bytes seen win (later copies are ignored). SYN and FIN each consume one
+sequence number. The client is the SYN sender; without a SYN the client is guessed from the ports
+(a well-known server port such as 443, else a port below 1024, else the larger port is the client's).
+
+:class:`FlowTable` dispatches packets to streams by canonical 4-tuple and numbers them like
+Wireshark's ``tcp.stream`` (0-based, in order of first packet; a SYN that starts a new connection on
+a tuple that is closed or was used with a different initial sequence number gets a new index). UDP
+packets get a ``udp.stream``-like index too and are returned as :class:`Datagram` events. The table
+bounds the number of flows (least recently used flows are flushed and evicted, reported with
+:class:`FlowEvicted`) and the total out-of-order data buffered across all streams.
+
+IP fragments must be reassembled before (``packet.IPv4Defragmenter``); packets without ports are
+ignored by the table.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .packet import Packet
+
+__all__ = [
+    "StreamData",
+    "Gap",
+    "StreamClosed",
+    "Retransmission",
+    "Datagram",
+    "FlowEvicted",
+    "TCPStream",
+    "UDPFlow",
+    "FlowTable",
+    "C2S",
+    "S2C",
+    "SERVER_PORTS",
+    "guess_client",
+]
+
+C2S = "c2s"
+S2C = "s2c"
+
+_SYN = 0x02
+_FIN = 0x01
+_RST = 0x04
+_ACK = 0x10
+_M32 = 0xFFFFFFFF
+_HALF = 0x80000000
+_WRAP = 0x100000000
+
+#: Ports taken to be the server side when a capture starts mid-connection.
+SERVER_PORTS = frozenset(
+    (443, 80, 8443, 4443, 10443, 9443, 8080, 8000, 3128, 22, 25, 53, 110, 143, 465, 587, 993, 995, 636,
+     500, 4500, 1194, 3389)
+)
+
+
+# --- events ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    direction: str  # "c2s" or "s2c"
+    data: bytes
+    ts: float
+    frame: int
+    seq: int  # offset of data[0] in this direction's byte stream
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    direction: str
+    seq: int  # offset of the first missing byte
+    length: int
+    ts: float  # packet that made us give up waiting
+    frame: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    direction: str
+    reason: str  # "fin" or "rst"
+    ts: float
+    frame: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retransmission:
+    direction: str
+    ts: float
+    frame: int
+    seq: int = 0  # offset of the segment's first byte
+    length: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    flow_index: int  # udp.stream-like, 0-based
+    direction: str  # "c2s" when sent by the flow's first sender
+    data: bytes
+    ts: float
+    frame: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowEvicted:
+    """The flow table was full: the least recently used flow was flushed and forgotten."""
+
+    kind: str  # "tcp" or "udp"
+    index: int
+    ts: float
+    frame: int
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def guess_client(packet: Packet) -> tuple[str, int]:
+    """Which endpoint of ``packet`` is the client (SYN sender, else guessed from the ports)."""
+    src = (packet.src, packet.sport)
+    dst = (packet.dst, packet.dport)
+    fl = packet.flags or 0
+    if fl & _SYN:
+        return dst if fl & _ACK else src
+    sp, dp = packet.sport or 0, packet.dport or 0
+    s_srv, d_srv = sp in SERVER_PORTS, dp in SERVER_PORTS
+    if s_srv != d_srv:
+        return dst if s_srv else src
+    if (sp < 1024) != (dp < 1024):
+        return dst if sp < 1024 else src
+    if sp != dp:
+        return src if sp > dp else dst
+    return src
+
+
+def _first(seg: list) -> int:
+    return seg[0]
+
+
+class _Half:
+    """State of one direction of a TCP connection."""
+
+    __slots__ = (
+        "name", "isn", "syn_seq", "next", "buf", "buffered", "fin", "fin_ts", "fin_frame", "closed",
+        "bytes", "first_seq",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.isn: int | None = None  # absolute sequence number of stream offset 0
+        self.syn_seq: int | None = None  # sequence number of the SYN, if seen
+        self.first_seq: int | None = None  # first sequence number seen in this direction
+        self.next = 0  # offset of the next byte to deliver
+        self.buf: list[list] = []  # sorted, non-overlapping [start, end, data, ts, frame], start > next
+        self.buffered = 0  # bytes in buf
+        self.fin: int | None = None  # offset of the FIN
+        self.fin_ts = 0.0
+        self.fin_frame = 0
+        self.closed: str | None = None  # None, "fin" or "rst"
+        self.bytes = 0  # bytes delivered
+
+
+class TCPStream:
+    """Reassembles one TCP connection. See the module docstring for the events.
+
+    ``client``/``server`` are ``(address, port)`` tuples, set by the first packet fed. ``index`` is the
+    stream number given by the :class:`FlowTable` (0 when used alone). ``max_buffer`` bounds the
+    out-of-order bytes buffered per direction (then a gap is declared), ``max_segments`` the number of
+    buffered segments per direction.
+    """
+
+    __slots__ = (
+        "index", "client", "server", "max_buffer", "max_segments", "max_window", "_c", "_s", "_caddr",
+        "_cport", "first_ts", "last_ts", "first_frame", "last_frame", "packets", "fin_seen", "rst_seen",
+        "buffered", "user",
+    )
+
+    def __init__(
+        self,
+        index: int = 0,
+        *,
+        max_buffer: int = 4 << 20,
+        max_segments: int = 16384,
+        max_window: int = 1 << 30,
+    ) -> None:
+        self.index = index
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.max_buffer = max_buffer
+        self.max_segments = max_segments
+        self.max_window = max_window  # segments further ahead than this are ignored as bogus
+        self._c = _Half(C2S)
+        self._s = _Half(S2C)
+        self._caddr: str | None = None
+        self._cport: int | None = None
+        self.first_ts = 0.0
+        self.last_ts = 0.0
+        self.first_frame = 0
+        self.last_frame = 0
+        self.packets = 0
+        self.fin_seen = False
+        self.rst_seen = False
+        self.buffered = 0  # out-of-order bytes buffered, both directions
+        self.user = None  # free slot for the consumer (e.g. a TLS connection)
+
+    # --- informative properties ----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True after a RST, or once both directions sent a FIN."""
+        return self.rst_seen or (self._c.fin is not None and self._s.fin is not None)
+
+    @property
+    def syn_seen(self) -> bool:
+        return self._c.syn_seq is not None
+
+    @property
+    def bytes_c2s(self) -> int:
+        return self._c.bytes
+
+    @property
+    def bytes_s2c(self) -> int:
+        return self._s.bytes
+
+    def direction_of(self, packet: Packet) -> str:
+        if self._caddr is None:
+            return C2S
+        return C2S if (packet.sport == self._cport and packet.src == self._caddr) else S2C
+
+    def starts_new_connection(self, packet: Packet) -> bool:
+        """Would this packet (a SYN without ACK) open a new connection on the same 4-tuple?"""
+        if ((packet.flags or 0) & (_SYN | _ACK)) != _SYN or self._caddr is None:
+            return False
+        h = self._c if (packet.sport == self._cport and packet.src == self._caddr) else self._s
+        if h.first_seq is None:
+            return False  # this side never sent anything: a SYN from it belongs here
+        if self.rst_seen or self.fin_seen:
+            return True
+        return packet.seq != h.first_seq  # the same ISN: a retransmitted SYN
+
+    # --- feeding ---------------------------------------------------------------------------------------
+
+    def feed(self, packet: Packet, ts: float, frame: int) -> list:
+        """Process one TCP packet of this connection; returns the events it produces."""
+        out: list = []
+        if packet.seq is None:
+            return out  # TCP header cut by the snaplen: nothing usable
+        if self._caddr is None:
+            self.client = guess_client(packet)
+            self.server = (packet.dst, packet.dport) if self.client == (packet.src, packet.sport) else (
+                packet.src, packet.sport)
+            self._caddr, self._cport = self.client
+            self.first_ts = ts
+            self.first_frame = frame
+        self.last_ts = ts
+        self.last_frame = frame
+        self.packets += 1
+        if packet.sport == self._cport and packet.src == self._caddr:
+            h, o = self._c, self._s
+        else:
+            h, o = self._s, self._c
+        flags = packet.flags or 0
+        seq = packet.seq
+        if flags & _SYN:
+            seq = (seq + 1) & _M32  # the SYN consumes one sequence number
+            if h.isn is None or (h.syn_seq is None and h.next == 0 and not h.buf and h.fin is None):
+                h.isn = seq
+                h.syn_seq = packet.seq
+                h.first_seq = packet.seq
+        if h.isn is None:
+            h.isn = seq
+            h.first_seq = seq
+        if h.closed == "rst":
+            return out  # the sender aborted: later segments carry nothing we can trust
+        plen = packet.payload_len
+        if plen < 0:
+            plen = 0
+        if plen or flags & _FIN:
+            d = (seq - h.isn - h.next) & _M32
+            if d >= _HALF:
+                d -= _WRAP
+            start = h.next + d
+            if start - h.next <= self.max_window:
+                if plen:
+                    self._data(h, start, plen, packet.payload, packet.truncated, ts, frame, out)
+                if flags & _FIN:
+                    self.fin_seen = True
+                    if h.fin is None and not h.closed:
+                        fin = start + plen
+                        if fin < h.next:
+                            fin = h.next
+                        h.fin = fin
+                        h.fin_ts = ts
+                        h.fin_frame = frame
+                        self._trim_after_fin(h)
+                        if h.next >= fin:
+                            h.closed = "fin"
+                            out.append(StreamClosed(h.name, "fin", ts, frame))
+        if flags & _RST:
+            self.rst_seen = True
+            if not h.closed:
+                self._release(h, ts, frame, out)
+                h.closed = "rst"
+                out.append(StreamClosed(h.name, "rst", ts, frame))
+        elif flags & _ACK and o.isn is not None and not o.closed:
+            d = (packet.ack - o.isn - o.next) & _M32
+            if 0 < d < _HALF:
+                target = o.next + d
+                if o.fin is not None and target > o.fin:
+                    target = o.fin  # the ACK of a FIN covers one sequence number that is not data
+                if o.next < target and d <= self.max_window:
+                    self._skip_to(o, target, ts, frame, out)
+        return out
+
+    def flush(self) -> list:
+        """End of capture: give up on missing data; deliver everything buffered (after ``Gap``\\ s).
+
+        A direction whose FIN was seen is then reported closed. Events carry the time and frame of the
+        last packet of the stream.
+        """
+        out: list = []
+        ts, frame = self.last_ts, self.last_frame
+        for h in (self._c, self._s):
+            if h.closed:
+                continue
+            self._release(h, ts, frame, out)
+            if h.fin is not None and not h.closed:
+                self._skip_to(h, h.fin, ts, frame, out)
+        return out
+
+    def release_buffers(self, ts: float | None = None, frame: int | None = None) -> list:
+        """Declare the holes before buffered data missing and deliver it (memory pressure)."""
+        out: list = []
+        ts = self.last_ts if ts is None else ts
+        frame = self.last_frame if frame is None else frame
+        self._release(self._c, ts, frame, out)
+        self._release(self._s, ts, frame, out)
+        return out
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _data(self, h: _Half, start: int, plen: int, payload: bytes, truncated: bool, ts: float,
+              frame: int, out: list) -> None:
+        end = start + plen
+        if h.fin is not None and end > h.fin:
+            end = h.fin  # bytes after the FIN do not exist
+            if end <= start:
+                return
+        nxt = h.next
+        if end <= nxt:
+            out.append(Retransmission(h.name, ts, frame, start, plen))
+            return
+        cap_end = start + len(payload)
+        if cap_end > end:
+            cap_end = end
+            payload = payload[: end - start]
+        if start < nxt:  # overlaps bytes already delivered: first seen wins
+            payload = payload[nxt - start :] if cap_end > nxt else b""
+            start = nxt
+        if payload:
+            if start == nxt and not h.buf:
+                # fast path: in-order segment, nothing buffered
+                out.append(StreamData(h.name, payload, ts, frame, start))
+                h.next = cap_end
+                h.bytes += cap_end - start
+            else:
+                if not self._insert(h, start, payload, ts, frame):
+                    if not truncated:
+                        out.append(Retransmission(h.name, ts, frame, start, plen))
+                    return
+                if h.buf[0][0] <= h.next:
+                    self._drain(h, out)
+                while h.buf and not h.closed and (
+                    h.buffered > self.max_buffer or len(h.buf) > self.max_segments
+                ):
+                    self._advance(h, ts, frame, out)
+        if truncated and h.next >= cap_end and h.next < end:
+            # the rest of this segment was cut by the snaplen: it will not be captured
+            self._skip_to(h, end, ts, frame, out)
+
+    def _insert(self, h: _Half, start: int, data: bytes, ts: float, frame: int) -> bool:
+        """Buffer the bytes of [start, start+len) not already buffered. Returns False if none were new."""
+        end = start + len(data)
+        buf = h.buf
+        i = bisect_right(buf, start, key=_first) - 1
+        if i < 0:
+            i = 0
+        pieces = []
+        cur = start
+        j = i
+        n = len(buf)
+        while j < n and buf[j][0] < end:
+            s, e = buf[j][0], buf[j][1]
+            if e > cur:
+                if s > cur:
+                    pieces.append((cur, s))
+                cur = e
+            j += 1
+        if cur < end:
+            pieces.append((cur, end))
+        if not pieces:
+            return False
+        added = 0
+        for ps, pe in pieces:
+            k = bisect_right(buf, ps, key=_first)
+            buf.insert(k, [ps, pe, data[ps - start : pe - start], ts, frame])
+            added += pe - ps
+        h.buffered += added
+        self.buffered += added
+        return True
+
+    def _drain(self, h: _Half, out: list) -> None:
+        """Deliver buffered segments that are now contiguous with ``h.next``."""
+        buf = h.buf
+        nxt = h.next
+        k = 0
+        n = len(buf)
+        freed = 0
+        name = h.name
+        while k < n and buf[k][0] <= nxt:
+            s, e, data, ts, frame = buf[k]
+            freed += e - s
+            if e > nxt:
+                if s < nxt:
+                    data = data[nxt - s :]
+                    s = nxt
+                out.append(StreamData(name, data, ts, frame, s))
+                h.bytes += e - s
+                nxt = e
+            k += 1
+        if k:
+            del buf[:k]
+            h.buffered -= freed
+            self.buffered -= freed
+        h.next = nxt
+        if h.fin is not None and nxt >= h.fin and not h.closed:
+            h.closed = "fin"
+            out.append(StreamClosed(name, "fin", h.fin_ts, h.fin_frame))
+
+    def _skip_to(self, h: _Half, target: int, ts: float, frame: int, out: list) -> None:
+        """Declare everything missing before ``target`` a gap, delivering buffered data in between."""
+        while h.next < target and not h.closed:
+            if h.buf and h.buf[0][0] <= h.next:
+                self._drain(h, out)
+                continue
+            gap_end = target
+            if h.buf and h.buf[0][0] < gap_end:
+                gap_end = h.buf[0][0]
+            out.append(Gap(h.name, h.next, gap_end - h.next, ts, frame))
+            h.next = gap_end
+            self._drain(h, out)
+
+    def _advance(self, h: _Half, ts: float, frame: int, out: list) -> None:
+        """Deliver the first buffered segment, declaring the hole before it (if any) a gap."""
+        s0 = h.buf[0][0]
+        if s0 <= h.next:
+            self._drain(h, out)
+        else:
+            self._skip_to(h, s0, ts, frame, out)
+
+    def _release(self, h: _Half, ts: float, frame: int, out: list) -> None:
+        while h.buf and not h.closed:
+            self._advance(h, ts, frame, out)
+
+    def _trim_after_fin(self, h: _Half) -> None:
+        fin = h.fin
+        buf = h.buf
+        freed = 0
+        while buf and buf[-1][1] > fin:
+            s, e, data, ts, frame = buf[-1]
+            if s >= fin:
+                buf.pop()
+                freed += e - s
+            else:
+                buf[-1] = [s, fin, data[: fin - s], ts, frame]
+                freed += e - fin
+                break
+        h.buffered -= freed
+        self.buffered -= freed
+
+
+# --- UDP -----------------------------------------------------------------------------------------------
+
+
+class UDPFlow:
+    """A UDP 4-tuple; ``a`` is the first sender (direction "c2s"), ``b`` the other end."""
+
+    __slots__ = ("index", "a", "b", "first_ts", "last_ts", "first_frame", "last_frame", "packets", "user")
+
+    def __init__(self, index: int, a: tuple[str, int], b: tuple[str, int], ts: float, frame: int) -> None:
+        self.index = index
+        self.a = a
+        self.b = b
+        self.first_ts = self.last_ts = ts
+        self.first_frame = self.last_frame = frame
+        self.packets = 0
+        self.user = None
+
+    @property
+    def client(self) -> tuple[str, int]:
+        return self.a
+
+    @property
+    def server(self) -> tuple[str, int]:
+        return self.b
+
+    def flush(self) -> list:
+        return []
+
+
+# --- flow table ----------------------------------------------------------------------------------------
+
+
+class FlowTable:
+    """Maps packets to :class:`TCPStream` / :class:`UDPFlow` objects.
+
+    ``feed(packet, ts, frame)`` returns a list of ``(flow, event)`` pairs (the flow tells which
+    connection an event belongs to; its ``index`` is the tcp.stream / udp.stream number).
+    ``flush()`` at end of capture flushes every TCP stream. Limits: ``max_flows`` per protocol (the
+    least recently active flow is flushed and evicted, with a :class:`FlowEvicted` event), and
+    ``max_total_buffer`` bytes of out-of-order TCP data across all streams (beyond it, the stream
+    buffering the most gives up on its holes).
+    """
+
+    __slots__ = (
+        "max_flows", "max_total_buffer", "stream_kwargs", "_tcp", "_udp", "tcp_streams", "udp_flows",
+        "evicted", "_buffered", "last_flow",
+    )
+
+    def __init__(self, max_flows: int = 1 << 16, max_total_buffer: int = 256 << 20, **stream_kwargs) -> None:
+        self.max_flows = max_flows
+        self.max_total_buffer = max_total_buffer
+        self.stream_kwargs = stream_kwargs
+        self._tcp: OrderedDict[tuple, TCPStream] = OrderedDict()
+        self._udp: OrderedDict[tuple, UDPFlow] = OrderedDict()
+        self.tcp_streams = 0  # next tcp.stream index
+        self.udp_flows = 0  # next udp.stream index
+        self.evicted = 0
+        self._buffered = 0
+        self.last_flow: TCPStream | UDPFlow | None = None  # flow of the last packet fed (None if none)
+
+    def __len__(self) -> int:
+        return len(self._tcp) + len(self._udp)
+
+    def streams(self) -> list[TCPStream]:
+        """Live TCP streams (not evicted nor superseded), least recently active first."""
+        return list(self._tcp.values())
+
+    def udp(self) -> list[UDPFlow]:
+        return list(self._udp.values())
+
+    def feed(self, packet: Packet, ts: float, frame: int) -> list:
+        proto = packet.proto
+        sport = packet.sport
+        self.last_flow = None
+        if sport is None:
+            if packet.icmp_inner is not None:
+                return self._register_quoted(packet.icmp_inner, ts, frame)
+            return []
+        src, dst, dport = packet.src, packet.dst, packet.dport
+        if src < dst or (src == dst and sport <= dport):
+            key = (src, sport, dst, dport)
+        else:
+            key = (dst, dport, src, sport)
+        if proto == 6:
+            tcp = self._tcp
+            st = tcp.get(key)
+            out: list = []
+            if st is None:
+                st = self._new_stream(key, ts, frame, out)
+            elif (packet.flags or 0) & _SYN and st.starts_new_connection(packet):
+                del tcp[key]
+                self._retire(st, out)
+                st = self._new_stream(key, ts, frame, out)
+            else:
+                tcp.move_to_end(key)
+            self.last_flow = st
+            b0 = st.buffered
+            evs = st.feed(packet, ts, frame)
+            if st.buffered != b0:
+                self._buffered += st.buffered - b0
+                if self._buffered > self.max_total_buffer:
+                    self._relieve(ts, frame, evs, st, out)
+            if out:
+                out.extend([(st, e) for e in evs])
+                return out
+            return [(st, e) for e in evs]
+        if proto == 17:
+            udp = self._udp
+            fl = udp.get(key)
+            out = []
+            if fl is None:
+                if len(udp) >= self.max_flows:
+                    _k, old = udp.popitem(last=False)
+                    self.evicted += 1
+                    out.append((old, FlowEvicted("udp", old.index, ts, frame)))
+                fl = udp[key] = UDPFlow(self.udp_flows, (src, sport), (dst, dport), ts, frame)
+                self.udp_flows += 1
+            else:
+                udp.move_to_end(key)
+            self.last_flow = fl
+            fl.packets += 1
+            fl.last_ts = ts
+            fl.last_frame = frame
+            direction = C2S if (sport == fl.a[1] and src == fl.a[0]) else S2C
+            out.append((fl, Datagram(fl.index, direction, packet.payload, ts, frame, src, sport, dst, dport)))
+            return out
+        return []
+
+    def flush(self) -> list:
+        """End of capture: flush every TCP stream (gaps, buffered data, pending FIN closes)."""
+        out: list = []
+        for st in self._tcp.values():
+            b0 = st.buffered
+            out.extend([(st, e) for e in st.flush()])
+            self._buffered += st.buffered - b0
+        return out
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _register_quoted(self, inner: Packet, ts: float, frame: int) -> list:
+        """An ICMP error quoting a packet of an unknown flow: allocate the flow index, as Wireshark does.
+
+        Wireshark numbers UDP flows seen only inside ICMP errors, and TCP flows when the quoted TCP
+        header is complete (20 bytes); no data events are produced.
+        """
+        if inner.sport is None or inner.dport is None:
+            return []
+        src, sport, dst, dport = inner.src, inner.sport, inner.dst, inner.dport
+        if src < dst or (src == dst and sport <= dport):
+            key = (src, sport, dst, dport)
+        else:
+            key = (dst, dport, src, sport)
+        out: list = []
+        if inner.proto == 6 and inner.seq is not None and key not in self._tcp:
+            st = self._new_stream(key, ts, frame, out)
+            st.client = guess_client(inner)
+            st.server = (dst, dport) if st.client == (src, sport) else (src, sport)
+            st._caddr, st._cport = st.client
+            st.first_ts = st.last_ts = ts
+            st.first_frame = st.last_frame = frame
+        elif inner.proto == 17 and key not in self._udp:
+            udp = self._udp
+            if len(udp) >= self.max_flows:
+                _k, old = udp.popitem(last=False)
+                self.evicted += 1
+                out.append((old, FlowEvicted("udp", old.index, ts, frame)))
+            udp[key] = UDPFlow(self.udp_flows, (src, sport), (dst, dport), ts, frame)
+            self.udp_flows += 1
+        return out
+
+    def _new_stream(self, key: tuple, ts: float, frame: int, out: list) -> TCPStream:
+        tcp = self._tcp
+        if len(tcp) >= self.max_flows:
+            _k, old = tcp.popitem(last=False)
+            self._retire(old, out)
+            self.evicted += 1
+            out.append((old, FlowEvicted("tcp", old.index, ts, frame)))
+        st = tcp[key] = TCPStream(self.tcp_streams, **self.stream_kwargs)
+        self.tcp_streams += 1
+        return st
+
+    def _retire(self, st: TCPStream, out: list) -> None:
+        b0 = st.buffered
+        out.extend([(st, e) for e in st.flush()])
+        self._buffered -= b0 - st.buffered
+
+    def _relieve(self, ts: float, frame: int, evs: list, current: TCPStream, out: list) -> None:
+        """Too much out-of-order data overall: release the biggest buffers."""
+        while self._buffered > self.max_total_buffer:
+            victim = max(self._tcp.values(), key=lambda s: s.buffered, default=None)
+            if victim is None or victim.buffered == 0:
+                break
+            b0 = victim.buffered
+            released = victim.release_buffers(ts, frame)
+            self._buffered -= b0 - victim.buffered
+            if victim is current:
+                evs.extend(released)
+            else:
+                out.extend([(victim, e) for e in released])

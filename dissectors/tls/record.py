@@ -1,0 +1,241 @@
+"""TLS record layer framing over one direction of a byte stream (RFC 8446 §5.1, RFC 5246 §6.2).
+
+:class:`RecordReader` buffers stream bytes (records may span any number of ``feed`` calls) and hands
+out whole records.  A header that cannot be a TLS record (unknown content type, major version != 3,
+length > 2^14 + 2048) is reported once and the reader *resynchronises*: it scans forward for a
+plausible header (content type 20-24, version 0x03 0x00-0x04 — or exactly the negotiated record
+version once known —, a sane length, and, when the bytes are there, another plausible header right
+after the record).  The same scan runs after :meth:`RecordReader.gap` (bytes lost by the capture).
+Records found by a scan are marked ``resync=True``; the caller validates them (e.g. by decrypting)
+and calls :meth:`RecordReader.reject` to continue scanning past a false candidate.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+__all__ = [
+    "CT_CHANGE_CIPHER_SPEC",
+    "CT_ALERT",
+    "CT_HANDSHAKE",
+    "CT_APPLICATION_DATA",
+    "CT_HEARTBEAT",
+    "MAX_CIPHERTEXT",
+    "HEADER_LEN",
+    "Record",
+    "RecordReader",
+]
+
+CT_CHANGE_CIPHER_SPEC = 20
+CT_ALERT = 21
+CT_HANDSHAKE = 22
+CT_APPLICATION_DATA = 23
+CT_HEARTBEAT = 24
+
+HEADER_LEN = 5
+# RFC 5246 §6.2.3: TLSCiphertext.length MUST NOT exceed 2^14 + 2048 (TLS 1.3 allows only 2^14 + 256).
+MAX_CIPHERTEXT = 2**14 + 2048
+
+_HDR = struct.Struct("!BHH")
+_ANY_HEADER = re.compile(rb"[\x14-\x18]\x03[\x00-\x04]")
+
+
+class Record:
+    """One record as read from the stream (not an event)."""
+
+    __slots__ = ("content_type", "version", "header", "fragment", "offset", "first_frame", "resync", "chain_ok")
+
+    def __init__(self, content_type: int, version: int, header: bytes, fragment: bytearray, offset: int,
+                 first_frame: int, resync: bool = False, chain_ok: bool | None = None) -> None:
+        self.content_type = content_type
+        self.version = version
+        self.header = header  # the 5 header bytes (TLS 1.3 AAD)
+        self.fragment = fragment
+        self.offset = offset  # stream offset of the header (bytes fed since the start, lost bytes excluded)
+        self.first_frame = first_frame
+        self.resync = resync
+        self.chain_ok = chain_ok
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return (f"Record(type={self.content_type}, version=0x{self.version:04x}, len={len(self.fragment)}, "
+                f"offset={self.offset}, resync={self.resync})")
+
+
+class RecordReader:
+    """Incremental record framer for one direction.
+
+    ``next()`` returns a :class:`Record`, an error string (bad header; the reader is then resyncing), or
+    None when more bytes are needed.
+    """
+
+    __slots__ = ("_buf", "_off", "_base", "_frames", "synced", "expected_version", "min_len", "max_len",
+                 "require_chain", "_candidate", "_pattern", "_scanned")
+
+    def __init__(self, max_len: int = MAX_CIPHERTEXT) -> None:
+        self._buf = bytearray()
+        self._off = 0
+        self._base = 0  # stream offset of _buf[0]
+        self._frames: list[tuple[int, int]] = []  # (stream offset where a feed ended, frame), oldest first
+        self.synced = True
+        self.expected_version: int | None = None
+        self.min_len = 1  # smallest plausible fragment while resyncing (set from the cipher)
+        self.max_len = max_len
+        self.require_chain = False  # while resyncing, accept a candidate only if the next header is plausible
+        self._candidate: int | None = None
+        self._pattern = _ANY_HEADER
+        self._scanned = 0  # bytes skipped since resync began
+
+    # --- input ----------------------------------------------------------------------------------
+    def feed(self, data, frame: int = 0) -> None:
+        if data:
+            self._buf += data
+            self._frames.append((self._base + len(self._buf), frame))
+
+    def gap(self, length: int | None = None) -> None:
+        """Bytes were lost before the data fed next: drop any partial record and resynchronise.  Stream
+        offsets stay exact when ``length`` is given (they then count the lost bytes too)."""
+        self._base += len(self._buf) + (length or 0)
+        self._buf = bytearray()
+        self._off = 0
+        self._frames.clear()
+        self._candidate = None
+        if self.synced:
+            self._scanned = 0
+        self.synced = False
+
+    def set_expected_version(self, version: int | None) -> None:
+        self.expected_version = version
+        if version is None or (version >> 8) != 3:
+            self._pattern = _ANY_HEADER
+        else:
+            self._pattern = re.compile(b"[\\x14-\\x18]" + re.escape(version.to_bytes(2, "big")))
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._off
+
+    @property
+    def scanned(self) -> int:
+        """Bytes skipped while searching for a record header since synchronisation was lost."""
+        return self._scanned
+
+    def _frame_at(self, offset: int) -> int:
+        for end, frame in self._frames:
+            if end > offset:
+                return frame
+        return self._frames[-1][1] if self._frames else 0
+
+    def _compact(self) -> None:
+        off = self._off
+        if off:
+            del self._buf[:off]
+            self._base += off
+            self._off = 0
+            base = self._base
+            frames = self._frames
+            i = 0
+            while i < len(frames) - 1 and frames[i][0] <= base:
+                i += 1
+            if i:
+                del frames[:i]
+
+    # --- output ---------------------------------------------------------------------------------
+    def next(self) -> Record | str | None:
+        if self._candidate is not None:  # the previous candidate was not rejected: we are in sync again
+            self._candidate = None
+            self.synced = True
+            self._scanned = 0
+        if not self.synced:
+            return self._scan()
+        buf = self._buf
+        off = self._off
+        if len(buf) - off < HEADER_LEN:
+            self._compact()
+            return None
+        ctype, version, length = _HDR.unpack_from(buf, off)
+        if not (20 <= ctype <= 24) or (version >> 8) != 3 or length > self.max_len:
+            self.synced = False
+            self._off = off + 1
+            self._scanned = 1
+            if ctype & 0x80 and off + self._base == 0:
+                what = "SSLv2-format record header (not supported)"
+            elif not (20 <= ctype <= 24):
+                what = f"unknown content type {ctype}"
+            elif (version >> 8) != 3:
+                what = f"bad record version 0x{version:04x}"
+            else:
+                what = f"record length {length} exceeds {self.max_len}"
+            return f"{what} at stream offset {self._base + off}; resynchronising"
+        end = off + HEADER_LEN + length
+        if len(buf) < end:
+            self._compact()
+            return None
+        rec = Record(ctype, version, bytes(buf[off:off + HEADER_LEN]), buf[off + HEADER_LEN:end], self._base + off,
+                     self._frame_at(self._base + off))
+        self._off = end
+        return rec
+
+    def _plausible(self, pos: int) -> bool:
+        ctype, version, length = _HDR.unpack_from(self._buf, pos)
+        if not (20 <= ctype <= 24) or (version >> 8) != 3 or (version & 0xFF) > 4:
+            return False
+        if self.expected_version is not None and version != self.expected_version:
+            return False
+        return 0 < length <= self.max_len
+
+    def _scan(self) -> Record | None:
+        buf = self._buf
+        while True:
+            m = self._pattern.search(buf, self._off)
+            if m is None:
+                keep = max(self._off, len(buf) - 4)
+                self._scanned += keep - self._off
+                self._off = keep
+                self._compact()
+                return None
+            p = m.start()
+            self._scanned += p - self._off
+            self._off = p
+            if len(buf) - p < HEADER_LEN:
+                self._compact()
+                return None
+            ctype, version, length = _HDR.unpack_from(buf, p)
+            if length < max(self.min_len, 1) or length > self.max_len:
+                self._off = p + 1
+                self._scanned += 1
+                continue
+            end = p + HEADER_LEN + length
+            if len(buf) < end:
+                self._compact()
+                return None
+            chain_ok = self._plausible(end) if len(buf) >= end + HEADER_LEN else None
+            if chain_ok is False or (chain_ok is None and self.require_chain):
+                if chain_ok is None:  # wait for the next header
+                    self._compact()
+                    return None
+                self._off = p + 1
+                self._scanned += 1
+                continue
+            self._candidate = p
+            rec = Record(ctype, version, bytes(buf[p:p + HEADER_LEN]), buf[p + HEADER_LEN:end], self._base + p,
+                         self._frame_at(self._base + p), resync=True, chain_ok=chain_ok)
+            self._off = end
+            return rec
+
+    def reject(self) -> None:
+        """The last resync candidate is not a real record: keep scanning after its first byte."""
+        if self._candidate is not None:
+            self._off = self._candidate + 1
+            self._scanned += 1
+            self._candidate = None
+
+    def pending_record(self) -> tuple[int, int] | None:
+        """(bytes buffered, bytes the pending record claims) for an incomplete record at end of stream."""
+        avail = len(self._buf) - self._off
+        if avail <= 0:
+            return None
+        if avail < HEADER_LEN or not self.synced:
+            return avail, 0
+        ctype, version, length = _HDR.unpack_from(self._buf, self._off)
+        return avail, HEADER_LEN + length

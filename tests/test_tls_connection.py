@@ -1,0 +1,801 @@
+"""TLSConnection against real TLS bytes: Python's ssl module (OpenSSL) client and server talk over
+ssl.MemoryBIO pairs in this process; we record exactly what each side writes, the key log OpenSSL writes
+(SSLContext.keylog_filename), and check that TLSConnection recovers the same plaintext.
+
+OpenSSL's own SSL_export_keying_material / SSL_key_update / SSL_set_ciphersuites are reached through ctypes
+(the SSL* behind an SSLObject, validated against SSL_get_SSL_CTX before use) to pick TLS 1.3 suites, force
+KeyUpdates and provide an independent exporter oracle; tests needing them skip if that is not possible.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import os
+import ssl
+from dataclasses import dataclass, field
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from dissectors.keylog import KeyStore, parse_keylog
+from dissectors.tls import (
+    Alert,
+    ApplicationData,
+    CertificateMsg,
+    CertificateRequestMsg,
+    ChangeCipherSpec,
+    ClientHello,
+    DecryptionStatus,
+    EncryptedRecord,
+    HandshakeMessage,
+    RecordError,
+    ServerHello,
+    SessionCache,
+    TLSConnection,
+)
+
+OP_NO_EXTENDED_MASTER_SECRET = 0x1  # OpenSSL 3: SSL_OP_BIT(0)
+OP_NO_ENCRYPT_THEN_MAC = 0x80000  # SSL_OP_BIT(19)
+PSK_LABEL = b"EXPORTER-openconnect-psk"
+
+# --- certificates ------------------------------------------------------------------------------------
+
+
+def _cert(key, subject: str, issuer_key=None, issuer: str | None = None, ca: bool = False) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer or subject)]))
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+    return b.sign(issuer_key or key, hashes.SHA256())
+
+
+@dataclass
+class PKI:
+    dir: str
+    server_key: rsa.RSAPrivateKey
+    server_cert: x509.Certificate
+    other_key: rsa.RSAPrivateKey
+    ca_cert_path: str
+    server_pem: str
+    server_key_pem: str
+    client_pem: str
+    client_key_pem: str
+    ecdsa_pem: str
+    ecdsa_key_pem: str
+
+
+def _write(path: str, data: bytes) -> str:
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> PKI:
+    d = str(tmp_path_factory.mktemp("pki"))
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _cert(ca_key, "acflow test CA", ca=True)
+    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    server_cert = _cert(server_key, "vpn.example", ca_key, "acflow test CA")
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_cert = _cert(client_key, "user1", ca_key, "acflow test CA")
+    ecdsa_key = ec.generate_private_key(ec.SECP256R1())
+    ecdsa_cert = _cert(ecdsa_key, "vpn.example", ca_key, "acflow test CA")
+    pem = serialization.Encoding.PEM
+    return PKI(
+        dir=d, server_key=server_key, server_cert=server_cert,
+        other_key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ca_cert_path=_write(f"{d}/ca.pem", ca.public_bytes(pem)),
+        server_pem=_write(f"{d}/server.pem", server_cert.public_bytes(pem)),
+        server_key_pem=_write(f"{d}/server.key", _key_pem(server_key)),
+        client_pem=_write(f"{d}/client.pem", client_cert.public_bytes(pem)),
+        client_key_pem=_write(f"{d}/client.key", _key_pem(client_key)),
+        ecdsa_pem=_write(f"{d}/ecdsa.pem", ecdsa_cert.public_bytes(pem)),
+        ecdsa_key_pem=_write(f"{d}/ecdsa.key", _key_pem(ecdsa_key)),
+    )
+
+
+# --- OpenSSL through ctypes ---------------------------------------------------------------------------
+
+
+class _OpenSSL:
+    def __init__(self) -> None:
+        lib = ctypes.CDLL(ssl._ssl.__file__)  # resolves libssl symbols through _ssl's dependencies
+        vp, cp, sz = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t
+        lib.SSL_get_SSL_CTX.restype = vp
+        lib.SSL_get_SSL_CTX.argtypes = [vp]
+        lib.SSL_export_keying_material.argtypes = [vp, cp, sz, cp, sz, cp, sz, ctypes.c_int]
+        lib.SSL_key_update.argtypes = [vp, ctypes.c_int]
+        lib.SSL_set_ciphersuites.argtypes = [vp, cp]
+        lib.SSL_get_client_random.argtypes = [vp, cp, sz]
+        lib.SSL_get_client_random.restype = sz
+        self.lib = lib
+
+    @staticmethod
+    def _ptr_after_head(obj) -> int:
+        # CPython: PySSLContext = {PyObject_HEAD; SSL_CTX *ctx; …}; PySSLSocket = {PyObject_HEAD; PyObject
+        # *Socket; SSL *ssl; …}
+        head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
+        return id(obj) + head
+
+    def ssl_ptr(self, sslobj: ssl.SSLObject, ctx: ssl.SSLContext) -> int:
+        ctx_ptr = ctypes.c_void_p.from_address(self._ptr_after_head(ctx)).value
+        p = ctypes.c_void_p.from_address(self._ptr_after_head(sslobj._sslobj) + ctypes.sizeof(ctypes.c_void_p)).value
+        if not p or self.lib.SSL_get_SSL_CTX(p) != ctx_ptr:
+            raise RuntimeError("cannot locate SSL* in this CPython build")
+        return p
+
+    def export(self, p: int, label: bytes, context: bytes | None, length: int) -> bytes:
+        out = ctypes.create_string_buffer(length)
+        rc = self.lib.SSL_export_keying_material(p, out, length, label, len(label), context,
+                                                 len(context or b""), 0 if context is None else 1)
+        assert rc == 1
+        return out.raw
+
+
+def _openssl() -> _OpenSSL | None:
+    try:
+        o = _OpenSSL()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        obj = ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="x")
+        o.ssl_ptr(obj, ctx)
+        return o
+    except Exception:  # noqa: BLE001
+        return None
+
+
+OPENSSL = _openssl()
+needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="OpenSSL SSL* not reachable through ctypes")
+
+
+# --- session generator ------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    chunks: list[tuple[str, bytes]]  # (direction, bytes) in the order they were written
+    keylog: str
+    sent: dict[str, list[bytes]]  # application data written per direction
+    version: str
+    cipher: str
+    exporter: bytes | None = None  # OpenSSL's SSL_export_keying_material(PSK_LABEL, no context, 32)
+    exporter_ctx: bytes | None = None  # … with context b"ctx"
+    app_chunks: dict[str, list[bytes]] = field(default_factory=dict)  # one chunk per record after handshake
+    session: object = None
+    client_random: bytes = b""
+
+    def stream(self, direction: str) -> bytes:
+        return b"".join(d for dr, d in self.chunks if dr == direction)
+
+
+class _Pair:
+    def __init__(self, cctx: ssl.SSLContext, sctx: ssl.SSLContext, session=None, tls13_suite: str | None = None):
+        self.c_in, self.c_out, self.s_in, self.s_out = (ssl.MemoryBIO() for _ in range(4))
+        self.cctx, self.sctx = cctx, sctx
+        self.client = cctx.wrap_bio(self.c_in, self.c_out, server_hostname="vpn.example", session=session)
+        self.server = sctx.wrap_bio(self.s_in, self.s_out, server_side=True)
+        if tls13_suite:
+            p = OPENSSL.ssl_ptr(self.server, sctx)
+            assert OPENSSL.lib.SSL_set_ciphersuites(p, tls13_suite.encode()) == 1
+        self.chunks: list[tuple[str, bytes]] = []
+
+    def pump(self) -> bool:
+        moved = False
+        data = self.c_out.read()
+        if data:
+            self.chunks.append(("c2s", data))
+            self.s_in.write(data)
+            moved = True
+        data = self.s_out.read()
+        if data:
+            self.chunks.append(("s2c", data))
+            self.c_in.write(data)
+            moved = True
+        return moved
+
+    def handshake(self) -> None:
+        for _ in range(50):
+            done = 0
+            for obj in (self.client, self.server):
+                try:
+                    obj.do_handshake()
+                    done += 1
+                except ssl.SSLWantReadError:
+                    pass
+            if not self.pump() and done == 2:
+                return
+        raise AssertionError("handshake did not complete")
+
+    def send(self, direction: str, data: bytes) -> None:
+        src, dst = (self.client, self.server) if direction == "c2s" else (self.server, self.client)
+        src.write(data)
+        self.pump()
+        got = b""
+        while len(got) < len(data):
+            try:
+                got += dst.read(len(data) - len(got))
+            except ssl.SSLWantReadError:
+                if not self.pump():
+                    break
+        assert got == data
+
+    def close(self) -> None:
+        for obj in (self.client, self.server):
+            try:
+                obj.unwrap()
+            except (ssl.SSLWantReadError, ssl.SSLError):
+                pass
+            self.pump()
+
+
+def make_contexts(pki: PKI, *, max_version=ssl.TLSVersion.TLSv1_3, min_version=None, ciphers: str | None = None,
+                  options: int = 0, keylog: str | None = None, client_cert: bool = False, ecdsa: bool = False):
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if ecdsa:
+        sctx.load_cert_chain(pki.ecdsa_pem, pki.ecdsa_key_pem)
+    else:
+        sctx.load_cert_chain(pki.server_pem, pki.server_key_pem)
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cctx.load_verify_locations(pki.ca_cert_path)
+    if client_cert:
+        sctx.verify_mode = ssl.CERT_REQUIRED
+        sctx.load_verify_locations(pki.ca_cert_path)
+        cctx.load_cert_chain(pki.client_pem, pki.client_key_pem)
+    for ctx in (sctx, cctx):
+        if min_version is not None:
+            ctx.minimum_version = min_version
+        ctx.maximum_version = max_version
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        ctx.options |= options
+    if keylog:
+        cctx.keylog_filename = keylog
+    return cctx, sctx
+
+
+def generate(pki: PKI, tmp_path, *, messages=None, tls13_suite=None, key_update_after: int | None = None,
+             session=None, contexts=None, close=True, **ctx_kw) -> Session:
+    keylog = str(tmp_path / f"keys-{os.urandom(4).hex()}.log")
+    cctx, sctx = contexts or make_contexts(pki, keylog=keylog, **ctx_kw)
+    if contexts:
+        cctx.keylog_filename = keylog
+    pair = _Pair(cctx, sctx, session=session, tls13_suite=tls13_suite)
+    pair.handshake()
+    n_hs = len(pair.chunks)
+    messages = messages if messages is not None else [
+        ("c2s", b"POST / HTTP/1.1\r\nHost: vpn.example\r\n\r\n<config-auth/>"),
+        ("s2c", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+        ("c2s", b"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\n\r\n"),
+        ("s2c", b"HTTP/1.1 200 CONNECTED\r\n\r\n" + b"STF\x01\x00\x04\x00\x00" + b"\x45\x00\x00\x04"),
+    ]
+    sent: dict[str, list[bytes]] = {"c2s": [], "s2c": []}
+    for i, (direction, data) in enumerate(messages):
+        if key_update_after is not None and i == key_update_after:
+            p = OPENSSL.ssl_ptr(pair.client, cctx)
+            assert OPENSSL.lib.SSL_key_update(p, 1) == 1  # update_requested: the server updates too
+        pair.send(direction, data)
+        sent[direction].append(data)
+    app_chunks = {"c2s": [], "s2c": []}
+    for direction, data in pair.chunks[n_hs:]:
+        app_chunks[direction].append(data)
+    exporter = exporter_ctx = None
+    if OPENSSL is not None:
+        p = OPENSSL.ssl_ptr(pair.client, cctx)
+        exporter = OPENSSL.export(p, PSK_LABEL, None, 32)
+        exporter_ctx = OPENSSL.export(p, b"EXPERIMENTAL-acflow", b"ctx", 20)
+    version, cipher = pair.client.version(), pair.client.cipher()[0]
+    sess = pair.client.session
+    if close:
+        pair.close()
+    with open(keylog) as f:
+        text = f.read()
+    return Session(pair.chunks, text, sent, version, cipher, exporter, exporter_ctx, app_chunks, sess)
+
+
+# --- driving TLSConnection ---------------------------------------------------------------------------
+
+
+def run(conn: TLSConnection, chunks, split: int | None = None) -> list:
+    """Feed chunks in capture order (optionally re-split into pieces of ``split`` bytes)."""
+    events = []
+    frame = 0
+    for direction, data in chunks:
+        pieces = [data] if not split else [data[i:i + split] for i in range(0, len(data), split)]
+        for piece in pieces:
+            frame += 1
+            events += conn.feed(direction, piece, 1000.0 + frame / 100, frame)
+    return events
+
+
+def app_data(events, direction: str) -> bytes:
+    return b"".join(e.data for e in events if isinstance(e, ApplicationData) and e.direction == direction)
+
+
+def statuses(events, direction: str | None = None) -> list[DecryptionStatus]:
+    return [e for e in events if isinstance(e, DecryptionStatus) and (direction is None or e.direction == direction)]
+
+
+def no_internal_errors(events) -> None:
+    bad = [e for e in events if isinstance(e, RecordError) and "internal error" in e.message]
+    assert not bad, bad
+
+
+def check_decrypts(s: Session, events) -> None:
+    no_internal_errors(events)
+    for direction in ("c2s", "s2c"):
+        assert app_data(events, direction) == b"".join(s.sent[direction]), direction
+    assert not [e for e in statuses(events) if not e.ok], statuses(events)
+    assert not [e for e in events if isinstance(e, (EncryptedRecord, RecordError))]
+
+
+def keystore(s: Session) -> KeyStore:
+    entries, errors = parse_keylog(s.keylog)
+    assert not errors
+    return KeyStore(entries)
+
+
+# --- TLS 1.3 -----------------------------------------------------------------------------------------
+
+TLS13_SUITES = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
+
+
+@needs_openssl
+@pytest.mark.parametrize("suite", TLS13_SUITES)
+def test_tls13_decrypts(pki, tmp_path, suite):
+    s = generate(pki, tmp_path, tls13_suite=suite)
+    assert s.version == "TLSv1.3" and s.cipher == suite
+    conn = TLSConnection(keystore(s))
+    events = run(conn, s.chunks)
+    check_decrypts(s, events)
+    assert conn.version == 0x0304 and conn.tls13
+    assert conn.cipher_suite.name == suite and conn.cipher_suite.id in (0x1301, 0x1302, 0x1303)
+    assert conn.sni == "vpn.example"
+    assert conn.decrypting == {"c2s": True, "s2c": True}
+    certs = [e for e in events if isinstance(e, CertificateMsg)]
+    assert len(certs) == 1 and certs[0].encrypted and certs[0].direction == "s2c"
+    assert certs[0].certificates[0] == pki.server_cert.public_bytes(serialization.Encoding.DER)
+    names = [e.name for e in events if isinstance(e, HandshakeMessage)]
+    assert names[:3] == ["encrypted_extensions", "certificate_verify", "finished"]
+    assert "new_session_ticket" in names
+    closes = [e for e in events if isinstance(e, Alert)]
+    assert [(a.direction, a.name, a.encrypted) for a in closes][:1] == [("c2s", "close_notify", True)]
+    # RFC 8446 §7.5 exporter against OpenSSL's SSL_export_keying_material
+    assert conn.export_keying_material(PSK_LABEL, None, 32) == s.exporter
+    assert conn.export_keying_material(b"EXPERIMENTAL-acflow", b"ctx", 20) == s.exporter_ctx
+
+
+def test_tls13_default_suite_and_small_pieces(pki, tmp_path):
+    s = generate(pki, tmp_path)
+    assert s.version == "TLSv1.3"
+    for split in (1, 7, 1000):
+        events = run(TLSConnection(keystore(s)), s.chunks, split=split)
+        check_decrypts(s, events)
+
+
+def test_tls13_frames_and_timestamps(pki, tmp_path):
+    s = generate(pki, tmp_path)
+    conn = TLSConnection(keystore(s))
+    events = run(conn, s.chunks, split=50)
+    for e in events:
+        assert e.frame >= 1 and e.ts > 1000.0
+    ads = [e for e in events if isinstance(e, ApplicationData)]
+    assert any(a.first_frame < a.frame for a in ads)  # records spanning several pieces
+    assert all(a.first_frame <= a.frame for a in ads)
+
+
+@needs_openssl
+def test_tls13_key_update(pki, tmp_path):
+    msgs = [("c2s", b"a" * 100), ("s2c", b"b" * 100), ("c2s", b"c" * 200), ("s2c", b"d" * 300),
+            ("c2s", b"e" * 10), ("s2c", b"f" * 10)]
+    s = generate(pki, tmp_path, messages=msgs, key_update_after=2)
+    conn = TLSConnection(keystore(s))
+    events = run(conn, s.chunks)
+    check_decrypts(s, events)
+    kus = [e for e in events if isinstance(e, HandshakeMessage) and e.name == "key_update"]
+    assert [(k.direction, k.info["update_requested"]) for k in kus] == [("c2s", True), ("s2c", False)]
+    oks = [e.reason for e in statuses(events) if e.ok]
+    assert any("generation 1" in r for r in oks)
+
+
+def test_tls13_client_certificate_request(pki, tmp_path):
+    s = generate(pki, tmp_path, client_cert=True)
+    events = run(TLSConnection(keystore(s)), s.chunks)
+    check_decrypts(s, events)
+    crs = [e for e in events if isinstance(e, CertificateRequestMsg)]
+    assert len(crs) == 1 and crs[0].encrypted and crs[0].signature_algorithms
+    certs = [e for e in events if isinstance(e, CertificateMsg)]
+    assert [c.direction for c in certs] == ["s2c", "c2s"]
+    client_cert = x509.load_der_x509_certificate(certs[1].certificates[0])
+    assert client_cert.subject.rfc4514_string() == "CN=user1"
+
+
+def test_tls13_partial_keylog_app_secrets_only(pki, tmp_path):
+    s = generate(pki, tmp_path)
+    lines = [ln for ln in s.keylog.splitlines() if "HANDSHAKE" not in ln]
+    conn = TLSConnection(KeyStore(parse_keylog("\n".join(lines))[0]))
+    events = run(conn, s.chunks)
+    no_internal_errors(events)
+    # handshake records are lost, application data is not
+    assert app_data(events, "c2s") == b"".join(s.sent["c2s"])
+    assert app_data(events, "s2c") == b"".join(s.sent["s2c"])
+    bad = [e for e in statuses(events) if not e.ok]
+    assert bad and "SERVER_HANDSHAKE_TRAFFIC_SECRET" in bad[0].reason
+    assert any(isinstance(e, EncryptedRecord) for e in events)
+    assert not any(isinstance(e, CertificateMsg) for e in events)
+    assert conn.decrypting == {"c2s": True, "s2c": True}
+
+
+def test_tls13_partial_keylog_handshake_secrets_only(pki, tmp_path):
+    s = generate(pki, tmp_path)
+    lines = [ln for ln in s.keylog.splitlines() if "HANDSHAKE" in ln]
+    conn = TLSConnection(KeyStore(parse_keylog("\n".join(lines))[0]))
+    events = run(conn, s.chunks)
+    no_internal_errors(events)
+    assert any(isinstance(e, CertificateMsg) for e in events)  # handshake still visible
+    assert app_data(events, "c2s") == b"" and app_data(events, "s2c") == b""
+    bad = [e for e in statuses(events) if not e.ok]
+    assert {e.direction for e in bad} == {"c2s", "s2c"}
+    assert any("CLIENT_TRAFFIC_SECRET_0" in e.reason for e in bad)
+    assert conn.export_keying_material(PSK_LABEL, None, 32) is None  # no EXPORTER_SECRET
+
+
+def test_tls13_no_keys(pki, tmp_path):
+    s = generate(pki, tmp_path)
+    conn = TLSConnection(KeyStore())
+    events = run(conn, s.chunks)
+    no_internal_errors(events)
+    assert isinstance(events[0], ClientHello) and any(isinstance(e, ServerHello) for e in events)
+    bad = statuses(events)
+    assert bad and not any(e.ok for e in bad)
+    assert conn.client_random.hex() in bad[0].reason
+    assert "no SERVER_HANDSHAKE_TRAFFIC_SECRET and SERVER_TRAFFIC_SECRET_0" in bad[0].reason
+    enc = [e for e in events if isinstance(e, EncryptedRecord)]
+    assert enc and all(e.content_type == 23 for e in enc)
+    assert conn.export_keying_material(PSK_LABEL, None, 32) is None
+
+
+def test_tls13_wrong_key(pki, tmp_path):
+    s = generate(pki, tmp_path)
+    bad_log = []
+    for line in s.keylog.splitlines():
+        label, cr, secret = line.split()
+        bad_log.append(f"{label} {cr} {os.urandom(len(secret) // 2).hex()}")
+    conn = TLSConnection(KeyStore(parse_keylog("\n".join(bad_log))[0]))
+    events = run(conn, s.chunks)
+    no_internal_errors(events)
+    bad = [e for e in statuses(events) if not e.ok]
+    assert bad and all("wrong key for client random" in e.reason for e in bad)
+    assert app_data(events, "c2s") == b""
+    assert any(isinstance(e, ServerHello) for e in events)
+
+
+def test_tls13_truncated_mid_record(pki, tmp_path):
+    s = generate(pki, tmp_path)
+    chunks = list(s.chunks)
+    # drop the tail of the last server application-data record
+    last = max(i for i, (d, _) in enumerate(chunks) if d == "s2c")
+    chunks[last] = ("s2c", chunks[last][1][:-7])
+    conn = TLSConnection(keystore(s))
+    events = run(conn, chunks[:last + 1])
+    no_internal_errors(events)
+    assert app_data(events, "c2s") == b"".join(s.sent["c2s"])
+    tail = conn.close(2000.0, 999)
+    assert tail and isinstance(tail[0], RecordError) and "stream ended inside a record" in tail[0].message
+
+
+# --- TLS 1.2 -----------------------------------------------------------------------------------------
+
+TLS12 = ssl.TLSVersion.TLSv1_2
+TLS12_CASES = [
+    ("ECDHE-RSA-AES128-GCM-SHA256", 0, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+    ("ECDHE-RSA-AES256-GCM-SHA384", 0, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+    ("ECDHE-RSA-CHACHA20-POLY1305", 0, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+    ("ECDHE-RSA-AES128-SHA256", 0, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"),  # encrypt-then-MAC
+    ("ECDHE-RSA-AES128-SHA256", OP_NO_ENCRYPT_THEN_MAC, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"),
+    ("ECDHE-RSA-AES256-SHA384", OP_NO_ENCRYPT_THEN_MAC, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"),
+    ("ECDHE-RSA-AES256-SHA", 0, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"),
+    ("AES128-CCM", 0, "TLS_RSA_WITH_AES_128_CCM"),
+    ("DHE-RSA-AES256-GCM-SHA384", 0, "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384"),
+    ("ECDHE-RSA-AES128-GCM-SHA256", OP_NO_EXTENDED_MASTER_SECRET, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+]
+
+
+@pytest.mark.parametrize("openssl_cipher,options,iana", TLS12_CASES)
+def test_tls12_keylog(pki, tmp_path, openssl_cipher, options, iana):
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers=openssl_cipher, options=options)
+    assert s.version == "TLSv1.2"
+    conn = TLSConnection(keystore(s))
+    events = run(conn, s.chunks, split=333)
+    check_decrypts(s, events)
+    assert conn.version == 0x0303 and conn.cipher_suite.name == iana
+    assert conn.master_secret is not None and conn.key_source == "key log CLIENT_RANDOM"
+    assert conn.extended_master_secret == (not options & OP_NO_EXTENDED_MASTER_SECRET)
+    assert conn.encrypt_then_mac == ("CBC" in iana and not options & OP_NO_ENCRYPT_THEN_MAC)
+    assert [e.direction for e in events if isinstance(e, ChangeCipherSpec)] == ["c2s", "s2c"]
+    fins = [e for e in events if isinstance(e, HandshakeMessage) and e.name == "finished"]
+    assert [(f.direction, f.encrypted, f.length) for f in fins] == [("c2s", True, 12), ("s2c", True, 12)]
+    if s.exporter is not None:  # RFC 5705 against OpenSSL
+        assert conn.export_keying_material(PSK_LABEL, None, 32) == s.exporter
+        assert conn.export_keying_material(b"EXPERIMENTAL-acflow", b"ctx", 20) == s.exporter_ctx
+
+
+@pytest.mark.parametrize("options", [0, OP_NO_EXTENDED_MASTER_SECRET, OP_NO_ENCRYPT_THEN_MAC])
+def test_tls12_rsa_key_exchange_with_private_key_only(pki, tmp_path, options):
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers="AES256-SHA", options=options)
+    keys = KeyStore()  # NO key log
+    keys.add_rsa_private_key(pki.other_key)  # a non-matching key is ignored
+    keys.add_rsa_private_key(pki.server_key)
+    conn = TLSConnection(keys)
+    events = run(conn, s.chunks)
+    check_decrypts(s, events)
+    assert conn.cipher_suite.name == "TLS_RSA_WITH_AES_256_CBC_SHA"
+    assert conn.key_source == "RSA private key"
+    assert conn.extended_master_secret == (not options & OP_NO_EXTENDED_MASTER_SECRET)
+    # the derived master secret equals OpenSSL's and is now exportable for Wireshark
+    want = keystore(s).master_secret(conn.client_random)
+    assert conn.master_secret == want
+    assert f"CLIENT_RANDOM {conn.client_random.hex()} {want.hex()}" in keys.to_keylog_lines()
+    if s.exporter is not None:
+        assert conn.export_keying_material(PSK_LABEL, None, 32) == s.exporter
+
+
+def test_tls12_rsa_wrong_private_key(pki, tmp_path):
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers="AES128-GCM-SHA256")
+    keys = KeyStore()
+    keys.add_rsa_private_key(pki.other_key)
+    events = run(TLSConnection(keys), s.chunks)
+    no_internal_errors(events)
+    bad = statuses(events)
+    assert bad and not any(e.ok for e in bad)
+    assert "no RSA private key matches the server certificate" in bad[0].reason
+    assert [e.name for e in events if isinstance(e, Alert)] == ["encrypted_alert", "encrypted_alert"]
+
+
+def test_tls12_rsa_key_for_ecdhe_suite(pki, tmp_path):
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers="ECDHE-RSA-AES128-GCM-SHA256")
+    keys = KeyStore()
+    keys.add_rsa_private_key(pki.server_key)
+    conn = TLSConnection(keys)
+    events = run(conn, s.chunks)
+    no_internal_errors(events)
+    bad = statuses(events)
+    assert {e.direction for e in bad} == {"c2s", "s2c"} and not any(e.ok for e in bad)
+    assert "cannot help" in bad[0].reason and "ECDHE_RSA" in bad[0].reason
+    assert conn.client_random.hex() in bad[0].reason
+    # what is visible in clear is still reported
+    assert any(isinstance(e, CertificateMsg) for e in events)
+    assert [e.name for e in events if isinstance(e, HandshakeMessage) and e.msg_type == -1] == [
+        "encrypted_handshake_message"] * 2
+    assert app_data(events, "c2s") == b""
+    assert sum(isinstance(e, EncryptedRecord) for e in events) == len(s.sent["c2s"]) + len(s.sent["s2c"])
+    assert conn.export_keying_material(PSK_LABEL, None, 32) is None
+
+
+def test_tls12_wrong_master_secret(pki, tmp_path):
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers="ECDHE-RSA-AES256-GCM-SHA384")
+    label, cr, _ = s.keylog.split()
+    conn = TLSConnection(KeyStore(parse_keylog(f"{label} {cr} {os.urandom(48).hex()}")[0]))
+    events = run(conn, s.chunks)
+    no_internal_errors(events)
+    bad = statuses(events)
+    assert {e.direction for e in bad} == {"c2s", "s2c"} and not any(e.ok for e in bad)
+    assert all(f"wrong key for client random {cr}" in e.reason for e in bad)
+    assert conn.decrypting == {"c2s": False, "s2c": False}
+    assert any(isinstance(e, EncryptedRecord) for e in events)
+
+
+def test_tls12_session_id_resumption_via_cache(pki, tmp_path):
+    cctx, sctx = make_contexts(pki, max_version=TLS12, ciphers="ECDHE-RSA-AES128-GCM-SHA256",
+                               options=ssl.OP_NO_TICKET)
+    first = generate(pki, tmp_path, contexts=(cctx, sctx))
+    second = generate(pki, tmp_path, contexts=(cctx, sctx), session=first.session)
+    cache = SessionCache()
+    conn1 = TLSConnection(keystore(first), session_cache=cache)
+    check_decrypts(first, run(conn1, first.chunks))
+    assert conn1.session_id and len(cache) == 1
+    # the key log of the second (resumed) connection is not available: the cache must do
+    conn2 = TLSConnection(keystore(first), session_cache=cache)
+    events = run(conn2, second.chunks)
+    check_decrypts(second, events)
+    assert conn2.resumed and conn2.session_id == conn1.session_id
+    assert conn2.key_source.startswith("session cache (session id")
+    assert not any(isinstance(e, CertificateMsg) for e in events)
+    # … and without the cache it is reported as such
+    conn3 = TLSConnection(keystore(first))
+    bad = statuses(run(conn3, second.chunks))
+    assert bad and "resumed session" in bad[0].reason
+
+
+def test_tls12_ticket_resumption(pki, tmp_path):
+    cctx, sctx = make_contexts(pki, max_version=TLS12, ciphers="ECDHE-RSA-AES256-GCM-SHA384")
+    first = generate(pki, tmp_path, contexts=(cctx, sctx))
+    second = generate(pki, tmp_path, contexts=(cctx, sctx), session=first.session)
+    # key log lines for the resumed handshake's client random are enough on their own
+    conn = TLSConnection(keystore(second))
+    events = run(conn, second.chunks)
+    check_decrypts(second, events)
+    assert conn.resumed
+    # with only the first connection's key log, the ticket cached by the first connection does it
+    cache = SessionCache()
+    run(TLSConnection(keystore(first), cache), first.chunks)
+    conn = TLSConnection(keystore(first), cache)
+    check_decrypts(second, run(conn, second.chunks))
+    assert conn.key_source == "session cache (ticket)"
+
+
+def test_tls12_key_source_rsa_session_id_line(pki, tmp_path):
+    cctx, sctx = make_contexts(pki, max_version=TLS12, ciphers="AES128-SHA", options=ssl.OP_NO_TICKET)
+    first = generate(pki, tmp_path, contexts=(cctx, sctx))
+    second = generate(pki, tmp_path, contexts=(cctx, sctx), session=first.session)
+    conn1 = TLSConnection(keystore(first))
+    run(conn1, first.chunks)
+    line = f"RSA Session-ID:{conn1.session_id.hex()} Master-Key:{conn1.master_secret.hex()}"
+    conn2 = TLSConnection(KeyStore(parse_keylog(line)[0]))
+    check_decrypts(second, run(conn2, second.chunks))
+    assert conn2.key_source == "key log RSA Session-ID"
+
+
+def test_tls12_pms_client_random_and_rsa_lines(pki, tmp_path):
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers="AES128-GCM-SHA256",
+                 options=OP_NO_EXTENDED_MASTER_SECRET)
+    keys = KeyStore()
+    keys.add_rsa_private_key(pki.server_key)
+    conn = TLSConnection(keys)
+    run(conn, s.chunks)
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    pms = pki.server_key.decrypt(conn._enc_pms, padding.PKCS1v15())
+    for line, source in ((f"PMS_CLIENT_RANDOM {conn.client_random.hex()} {pms.hex()}", "key log PMS_CLIENT_RANDOM"),
+                         (f"RSA {conn._enc_pms[:8].hex()} {pms.hex()}", "key log RSA premaster")):
+        c2 = TLSConnection(KeyStore(parse_keylog(line)[0]))
+        check_decrypts(s, run(c2, s.chunks))
+        assert c2.key_source == source
+
+
+def test_tls12_ecdsa_certificate_and_client_auth(pki, tmp_path):
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256", ecdsa=True,
+                 client_cert=True)
+    events = run(TLSConnection(keystore(s)), s.chunks)
+    check_decrypts(s, events)
+    crs = [e for e in events if isinstance(e, CertificateRequestMsg)]
+    assert len(crs) == 1 and not crs[0].encrypted and crs[0].certificate_types and crs[0].signature_algorithms
+    ske = [e for e in events if isinstance(e, HandshakeMessage) and e.name == "server_key_exchange"]
+    assert ske[0].info["named_group"] in (23, 29)
+
+
+def test_tls10_cbc_implicit_iv(pki, tmp_path):
+    try:
+        s = generate(pki, tmp_path, max_version=ssl.TLSVersion.TLSv1, min_version=ssl.TLSVersion.TLSv1,
+                     ciphers="ECDHE-RSA-AES128-SHA:@SECLEVEL=0")
+    except (ssl.SSLError, ValueError, AssertionError) as exc:
+        pytest.skip(f"this OpenSSL refuses TLS 1.0: {exc}")
+    assert s.version == "TLSv1"
+    conn = TLSConnection(keystore(s))
+    events = run(conn, s.chunks, split=100)
+    check_decrypts(s, events)
+    assert conn.version == 0x0301
+    if s.exporter is not None:
+        assert conn.export_keying_material(PSK_LABEL, None, 32) == s.exporter
+
+
+def test_tls11(pki, tmp_path):
+    try:
+        s = generate(pki, tmp_path, max_version=ssl.TLSVersion.TLSv1_1, min_version=ssl.TLSVersion.TLSv1_1,
+                     ciphers="AES256-SHA:@SECLEVEL=0")
+    except (ssl.SSLError, ValueError, AssertionError) as exc:
+        pytest.skip(f"this OpenSSL refuses TLS 1.1: {exc}")
+    keys = KeyStore()
+    keys.add_rsa_private_key(pki.server_key)
+    conn = TLSConnection(keys)
+    check_decrypts(s, run(conn, s.chunks))
+    assert conn.version == 0x0302
+
+
+# --- lost bytes ---------------------------------------------------------------------------------------
+
+
+def _bulk_messages(n: int = 60) -> list[tuple[str, bytes]]:
+    msgs = [("c2s", b"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\n\r\n")]
+    for i in range(n):
+        size = (97 * i * i + 13 * i) % 1400 + 20
+        msgs.append(("s2c", bytes([i]) * size))
+    return msgs
+
+
+def _gap_case(s: Session, cut_record: int, cut_from: int, cut_to_record: int, cut_to: int):
+    """Handshake chunks, then s2c application records with bytes [record a + off, record b + off) removed."""
+    n_hs = len(s.chunks) - sum(len(v) for v in s.app_chunks.values())
+    hs = s.chunks[:n_hs]
+    recs = s.app_chunks["s2c"]
+    c2s_app = s.app_chunks["c2s"]
+    stream = b"".join(recs)
+    starts = [sum(len(r) for r in recs[:i]) for i in range(len(recs))]
+    a = starts[cut_record] + cut_from
+    b = starts[cut_to_record] + cut_to
+    return hs, c2s_app, stream[:a], stream[b:], b - a
+
+
+@pytest.mark.parametrize("cipher", ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA256",
+                                    "ECDHE-RSA-CHACHA20-POLY1305", "TLS13"])
+@pytest.mark.parametrize("known_length", [True, False])
+def test_gap_recovery(pki, tmp_path, cipher, known_length):
+    kw = {} if cipher == "TLS13" else {"max_version": TLS12, "ciphers": cipher}
+    s = generate(pki, tmp_path, messages=_bulk_messages(), close=False, **kw)
+    server_msgs = s.sent["s2c"]
+    for cut in ((5, 10, 9, 3), (20, 0, 20, 2), (30, 200, 31, 0)):
+        hs, c2s_app, before, after, lost = _gap_case(s, *cut)
+        conn = TLSConnection(keystore(s))
+        events = run(conn, hs)
+        for d in c2s_app:
+            events += conn.feed("c2s", d, 2.0, 500)
+        for i in range(0, len(before), 1460):
+            events += conn.feed("s2c", before[i:i + 1460], 3.0, 600 + i)
+        events += conn.gap("s2c", lost if known_length else None)
+        for i in range(0, len(after), 1460):
+            events += conn.feed("s2c", after[i:i + 1460], 4.0, 900 + i)
+        no_internal_errors(events)
+        got = [e.data for e in events if isinstance(e, ApplicationData) and e.direction == "s2c"]
+        first_lost, last_lost = cut[0], cut[2] if cut[3] else cut[2] - 1
+        assert got[:first_lost] == server_msgs[:first_lost]
+        tail = server_msgs[last_lost + 1:]
+        # everything after the first whole record following the gap is back, in order
+        assert got[-len(tail) + 1:] == tail[1:], (cut, len(got), len(tail))
+        resync = [e for e in statuses(events, "s2c") if "resynchronised" in e.reason or "recovered" in e.reason]
+        if cipher == "ECDHE-RSA-CHACHA20-POLY1305" or cipher == "TLS13" or known_length or "GCM" in cipher:
+            assert resync, statuses(events, "s2c")
+
+
+def test_garbage_between_records_resyncs(pki, tmp_path):
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers="ECDHE-RSA-AES256-GCM-SHA384",
+                 messages=_bulk_messages(10), close=False)
+    n_hs = len(s.chunks) - sum(len(v) for v in s.app_chunks.values())
+    conn = TLSConnection(keystore(s))
+    events = run(conn, s.chunks[:n_hs])
+    for d in s.app_chunks["c2s"]:
+        events += conn.feed("c2s", d)
+    recs = s.app_chunks["s2c"]
+    for i, r in enumerate(recs):
+        if i == 4:
+            events += conn.feed("s2c", b"\x99garbage\x00\x01" * 3)
+        events += conn.feed("s2c", r)
+    no_internal_errors(events)
+    errs = [e for e in events if isinstance(e, RecordError)]
+    assert len(errs) == 1 and "unknown content type 153" in errs[0].message
+    assert app_data(events, "s2c") == b"".join(s.sent["s2c"])
+
+
+def test_mid_session_capture_start(pki, tmp_path):
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers="ECDHE-RSA-AES128-GCM-SHA256")
+    n_hs = len(s.chunks) - sum(len(v) for v in s.app_chunks.values())
+    conn = TLSConnection(keystore(s))
+    events = run(conn, s.chunks[n_hs:])
+    no_internal_errors(events)
+    assert app_data(events, "c2s") == b"" and app_data(events, "s2c") == b""
+    bad = statuses(events)
+    assert bad and "capture started mid-session" in bad[0].reason
+    assert any(isinstance(e, EncryptedRecord) for e in events)
+
+
+def test_unknown_direction_and_garbage_never_raise():
+    conn = TLSConnection(KeyStore())
+    assert isinstance(conn.feed("up", b"x")[0], RecordError)
+    assert isinstance(conn.gap("down")[0], RecordError)
+    ev = conn.feed("c2s", b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00")
+    assert any(isinstance(e, RecordError) and "malformed client_hello" in e.message for e in ev)
+    ev = conn.feed("s2c", b"\x80\x2e\x01\x00\x02" + b"\x00" * 40)
+    assert any(isinstance(e, RecordError) for e in ev)
+    no_internal_errors(ev)

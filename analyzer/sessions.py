@@ -307,7 +307,9 @@ def _phase_group_selection(g: _Group) -> Phase:
             if rs is not None:
                 answered_version = rs.aggregate_auth_version or answered_version
                 if rs.group_list is not None:
-                    group_list = rs.group_list
+                    entry["group_list"] = [o.value for o in rs.group_list.options]
+                    if group_list is None:  # the list first offered (a re-POST may reorder it)
+                        group_list = rs.group_list
                 if rs.opaque is not None:
                     entry["opaque"] = {"tunnel_group": rs.opaque.tunnel_group, "group_alias": rs.opaque.group_alias,
                                        "aggauth_handle": rs.opaque.aggauth_handle,

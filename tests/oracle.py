@@ -24,25 +24,35 @@ def tshark_fields(capture: Path, fields: list[str], display_filter: str = "", ke
     return [line.split("\t") for line in p.stdout.splitlines() if line.strip()]
 
 
-def tshark_follow_tls(capture: Path, stream: int, keylog: Path | None = None,
-                      rsa_key: Path | None = None) -> tuple[bytes, bytes]:
-    """Decrypted bytes of TCP stream `stream`, (client→server, server→client), via `-z follow,tls,raw`."""
-    cmd = [*BASE, "-r", str(capture), "-q", "-z", f"follow,tls,raw,{stream}"]
+def tshark_follow_tls(capture: Path, stream: int, keylog: Path | None = None, rsa_key: Path | None = None,
+                      client_ip: str = "198.18.0.2") -> tuple[bytes, bytes]:
+    """Decrypted bytes of TCP stream `stream`, (client→server, server→client), via `-z follow,tls,raw`.
+
+    Untabbed hex lines come from "Node 0", tab-indented ones from "Node 1"; which node is the client is read
+    from the Node lines. TLS desegmentation is turned off, or tshark 4.0 drops records from the follow output.
+    """
+    cmd = [*BASE, "-r", str(capture), "-o", "tls.desegment_ssl_application_data:FALSE", "-q",
+           "-z", f"follow,tls,raw,{stream}"]
     if keylog:
         cmd[1:1] = ["-o", f"tls.keylog_file:{keylog}"]
     if rsa_key:
         cmd[1:1] = ["-o", f'uat:rsa_keys:"{rsa_key}",""']
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    c2s, s2c = bytearray(), bytearray()
+    node = {0: bytearray(), 1: bytearray()}
+    node0_is_client = True
     in_body = False
     for line in out.splitlines():
+        if line.startswith("Node 0:"):
+            node0_is_client = line.split(":", 1)[1].strip().rsplit(":", 1)[0] == client_ip
+            continue
         if line.startswith("Node 1:"):
             in_body = True
             continue
         if not in_body or line.startswith("="):
             continue
         if line.startswith("\t"):
-            s2c += bytes.fromhex(line.strip())
+            node[1] += bytes.fromhex(line.strip())
         elif line.strip():
-            c2s += bytes.fromhex(line.strip())
-    return bytes(c2s), bytes(s2c)
+            node[0] += bytes.fromhex(line.strip())
+    c, s_ = (node[0], node[1]) if node0_is_client else (node[1], node[0])
+    return bytes(c), bytes(s_)

@@ -18,7 +18,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output root (default: samples/)")
     ap.add_argument("--list", action="store_true", help="list the scenarios")
     ap.add_argument("--keep-work", action="store_true", help="keep the temporary work directory")
+    ap.add_argument("--refresh-facts", action="store_true",
+                    help="recompute facts.json of existing samples from their logs (no lab run, no root)")
     args = ap.parse_args(argv)
+    if args.refresh_facts:
+        from .facts import refresh  # noqa: PLC0415
+
+        for name in (list(SCENARIOS) if args.scenarios in ([], ["all"]) else args.scenarios):
+            if (args.out / name / "facts.json").exists():
+                refresh(args.out / name)
+                print(f"[lab] {name}: facts.json refreshed")
+        return 0
     return run(args.scenarios, args.out, list_only=args.list, keep_work=args.keep_work)
 
 

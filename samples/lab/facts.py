@@ -101,7 +101,8 @@ def _groups(xml_text: str) -> dict | None:
     sel = root.find(".//select[@name='group_list']")
     if sel is None:
         return None
-    options = [{"value": o.get("value"), "label": (o.text or "").strip(), "selected": o.get("selected") == "true"}
+    # an <option> without a value attribute submits its text (HTML forms semantics)
+    options = [{"value": o.get("value") or (o.text or "").strip(), "label": (o.text or "").strip(), "selected": o.get("selected") == "true"}
                for o in sel.findall("option")]
     return {"options": options}
 
@@ -285,3 +286,24 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
     else:
         facts["end"] = {"by": None, "how": "unknown", "reason": None, "time": None}
     return facts
+
+
+def refresh(directory: Path) -> dict:
+    """Recompute facts.json of an existing sample from its logs (after a change to this module)."""
+    import hashlib
+    import json
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from .scenarios import SCENARIOS
+
+    old = json.loads((directory / "facts.json").read_text())
+    cert = x509.load_pem_x509_certificate((directory / "server-cert.pem").read_bytes())
+
+    class _P:
+        sha1_hex = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+    new = build_facts(SCENARIOS[old["scenario"]], directory, old["actions"], _P())
+    (directory / "facts.json").write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+    return new

@@ -53,7 +53,7 @@ def load_keys(keylogs, rsa_keys) -> tuple[KeyStore, dict]:
 
 
 def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sink=None,
-                  progress=None) -> Analysis:
+                  progress=None, on_pipeline=None) -> Analysis:
     """Analyse every capture in `paths` (in the order given, as one stream of frames per file)."""
     analysis = Analysis()
     pipe = Pipeline(keys, inner_sink=inner_sink)
@@ -86,6 +86,8 @@ def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sin
         except OSError as e:
             raise InputError(f"cannot read {path}: {e.strerror or e}") from e
     pipe.finish()
+    if on_pipeline is not None:
+        on_pipeline(pipe)
     analysis.sessions = build_sessions(pipe)
     from .rules import apply_rules  # noqa: PLC0415
 

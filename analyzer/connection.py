@@ -319,6 +319,9 @@ class TCPConnection:
         self.hooks.on_connect(self, ex)
 
     def finish(self) -> None:
+        if self.is_tls:
+            for tev in self.tls.close(self.last_ts, self.last_frame):
+                self._on_tls(tev)
         try:
             for hev in self.http.close():
                 self._on_http(hev)

@@ -207,7 +207,7 @@ def test_property_reorder_duplicate_overlap(d):
     closes = [e for e in events if isinstance(e, StreamClosed)]
     assert closes == ([StreamClosed(C2S, "fin", closes[0].ts, closes[0].frame)] if with_fin else [])
     if with_fin:
-        assert isinstance(by_dir(events, C2S)[-1], StreamClosed)
+        assert isinstance([e for e in by_dir(events, C2S) if not isinstance(e, Retransmission)][-1], StreamClosed)
     # each duplicate/fully covered segment is reported as a retransmission, nothing else is
     assert all(isinstance(e, (StreamData, StreamClosed, Retransmission)) for e in events)
 

@@ -13,6 +13,7 @@ import ctypes
 import datetime
 import os
 import ssl
+import warnings
 from dataclasses import dataclass, field
 
 import pytest
@@ -255,6 +256,7 @@ def make_contexts(pki: PKI, *, max_version=ssl.TLSVersion.TLSv1_3, min_version=N
         sctx.verify_mode = ssl.CERT_REQUIRED
         sctx.load_verify_locations(pki.ca_cert_path)
         cctx.load_cert_chain(pki.client_pem, pki.client_key_pem)
+    warnings.filterwarnings("ignore", "ssl.TLSVersion.TLSv1", DeprecationWarning)
     for ctx in (sctx, cctx):
         if min_version is not None:
             ctx.minimum_version = min_version
@@ -470,10 +472,7 @@ def test_tls13_no_keys(pki, tmp_path):
 
 def test_tls13_wrong_key(pki, tmp_path):
     s = generate(pki, tmp_path)
-    bad_log = []
-    for line in s.keylog.splitlines():
-        label, cr, secret = line.split()
-        bad_log.append(f"{label} {cr} {os.urandom(len(secret) // 2).hex()}")
+    bad_log = [f"{e.label} {e.key_id.hex()} {os.urandom(len(e.secret)).hex()}" for e in parse_keylog(s.keylog)[0]]
     conn = TLSConnection(KeyStore(parse_keylog("\n".join(bad_log))[0]))
     events = run(conn, s.chunks)
     no_internal_errors(events)
@@ -509,7 +508,7 @@ TLS12_CASES = [
     ("ECDHE-RSA-AES256-SHA384", OP_NO_ENCRYPT_THEN_MAC, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"),
     ("ECDHE-RSA-AES256-SHA", 0, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"),
     ("AES128-CCM", 0, "TLS_RSA_WITH_AES_128_CCM"),
-    ("DHE-RSA-AES256-GCM-SHA384", 0, "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384"),
+    ("AES256-GCM-SHA384", 0, "TLS_RSA_WITH_AES_256_GCM_SHA384"),
     ("ECDHE-RSA-AES128-GCM-SHA256", OP_NO_EXTENDED_MASTER_SECRET, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
 ]
 
@@ -587,8 +586,9 @@ def test_tls12_rsa_key_for_ecdhe_suite(pki, tmp_path):
 
 def test_tls12_wrong_master_secret(pki, tmp_path):
     s = generate(pki, tmp_path, max_version=TLS12, ciphers="ECDHE-RSA-AES256-GCM-SHA384")
-    label, cr, _ = s.keylog.split()
-    conn = TLSConnection(KeyStore(parse_keylog(f"{label} {cr} {os.urandom(48).hex()}")[0]))
+    (entry,) = parse_keylog(s.keylog)[0]
+    cr = entry.key_id.hex()
+    conn = TLSConnection(KeyStore(parse_keylog(f"CLIENT_RANDOM {cr} {os.urandom(48).hex()}")[0]))
     events = run(conn, s.chunks)
     no_internal_errors(events)
     bad = statuses(events)
@@ -799,3 +799,56 @@ def test_unknown_direction_and_garbage_never_raise():
     ev = conn.feed("s2c", b"\x80\x2e\x01\x00\x02" + b"\x00" * 40)
     assert any(isinstance(e, RecordError) for e in ev)
     no_internal_errors(ev)
+
+
+def _feed_with_gap(conn, s: Session, cut, known_length=False):
+    hs, c2s_app, before, after, lost = _gap_case(s, *cut)
+    events = run(conn, hs)
+    for d in c2s_app:
+        events += conn.feed("c2s", d, 2.0, 500)
+    events += conn.feed("s2c", before, 3.0, 600)
+    events += conn.gap("s2c", lost if known_length else None)
+    for i in range(0, len(after), 1460):
+        events += conn.feed("s2c", after[i:i + 1460], 4.0, 900 + i)
+    return events
+
+
+def test_gap_fallback_cbc_unverified(pki, tmp_path):
+    """Sequence number not found within the search window: CBC still decrypts (explicit IV), flagged as
+    unverified, and returns to verified mode when the MAC search finds the sequence number again."""
+    s = generate(pki, tmp_path, max_version=TLS12, ciphers="ECDHE-RSA-AES256-SHA384", options=OP_NO_ENCRYPT_THEN_MAC,
+                 messages=_bulk_messages(), close=False)
+    conn = TLSConnection(keystore(s), gap_search=2)
+    conn.resync_budget = 1500
+    conn.lost_seq_window = 0  # never find it again
+    events = _feed_with_gap(conn, s, (5, 10, 9, 3))
+    no_internal_errors(events)
+    reasons = [e.reason for e in statuses(events, "s2c")]
+    assert any("lost the record sequence number" in r for r in reasons)
+    assert any("without integrity check" in r for r in reasons)
+    got = [e.data for e in events if isinstance(e, ApplicationData) and e.direction == "s2c"]
+    assert got[-20:] == s.sent["s2c"][-20:]
+    conn = TLSConnection(keystore(s), gap_search=2)
+    conn.resync_budget = 1500
+    events = _feed_with_gap(conn, s, (5, 10, 9, 3))
+    assert any("sequence number recovered" in e.reason for e in statuses(events, "s2c"))
+    got = [e.data for e in events if isinstance(e, ApplicationData) and e.direction == "s2c"]
+    assert got[-20:] == s.sent["s2c"][-20:]
+
+
+def test_gap_fallback_tls13(pki, tmp_path):
+    s = generate(pki, tmp_path, messages=_bulk_messages(), close=False)
+    conn = TLSConnection(keystore(s), gap_search=2)
+    conn.resync_budget = 1500
+    events = _feed_with_gap(conn, s, (5, 10, 9, 3))
+    no_internal_errors(events)
+    assert any("sequence number recovered" in e.reason for e in statuses(events, "s2c"))
+    got = [e.data for e in events if isinstance(e, ApplicationData) and e.direction == "s2c"]
+    assert got[-20:] == s.sent["s2c"][-20:]
+    conn = TLSConnection(keystore(s), gap_search=2)
+    conn.resync_budget = 1500
+    conn.lost_seq_window = 1
+    events = _feed_with_gap(conn, s, (5, 10, 9, 3))
+    no_internal_errors(events)
+    assert any(not e.ok and "part of the nonce" in e.reason for e in statuses(events, "s2c"))
+    assert any(isinstance(e, EncryptedRecord) for e in events)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 from dissectors.pcapfile import CaptureError, Frame, PcapParser, Secrets
 
-__all__ = ["CaptureFormatError", "read_capture", "iter_frames", "CaptureError", "Frame", "Secrets"]
+__all__ = ["CaptureError", "CaptureFormatError", "Frame", "Secrets", "iter_frames", "read_capture"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 

@@ -93,7 +93,11 @@ def _host_matches(host: str, cert: dict) -> bool:
 
 
 def verdicts(chain: list[dict], at: float | None, host: str | None) -> list[dict]:
-    """Problems with the gateway's chain: [{"verdict", "message"}] (empty when nothing is wrong)."""
+    """Problems with the gateway's chain: [{"verdict", "message"}] (empty when nothing is wrong).
+
+    A chain that does not include the leaf's issuer is not a problem by itself (gateways often send only the
+    leaf when a root CA issued it) and acflow does not know the client's trust store: that is not judged here.
+    """
     out: list[dict] = []
     if not chain:
         return out
@@ -102,15 +106,6 @@ def verdicts(chain: list[dict], at: float | None, host: str | None) -> list[dict
         return [{"verdict": "unparseable", "message": leaf["error"]}]
     if leaf.get("subject") == leaf.get("issuer"):
         out.append({"verdict": "self-signed", "message": f"the gateway certificate is self-signed ({leaf['subject']})"})
-    else:
-        subjects = {c.get("subject") for c in chain[1:]}
-        top = chain[-1]
-        if leaf.get("issuer") not in subjects and len(chain) == 1:
-            out.append({"verdict": "issuer-not-sent",
-                        "message": f"the issuer {leaf.get('issuer')} is not in the chain the gateway sent; the "
-                                   "client must already trust it"})
-        elif top.get("subject") == top.get("issuer") and len(chain) > 1:
-            pass  # a chain up to a root: acflow does not know the client's trust store
     if at is not None:
         if leaf.get("not_after") is not None and at > leaf["not_after"]:
             out.append({"verdict": "expired", "message": "the gateway certificate had expired at the time of the "

@@ -50,14 +50,24 @@ class ChannelStats:
     oversize: list = field(default_factory=list)  # inner packets larger than the tunnel MTU (bounded)
     oversize_total: int = 0
     fragments: int = 0  # inner IPv4 fragments
+    truncated_total: int = 0  # inner packets shorter than their IP header says (cut by the sender)
     mtu_probes: list = field(default_factory=list)  # DTLS: padded DPD-REQs (bounded)
     timeline: list = field(default_factory=list)  # (ts, dir, inner bytes) per second bucket, bounded
+    last_any: dict = field(default_factory=dict)  # dir -> ts of the last frame of any type
+    max_gap: dict = field(default_factory=dict)  # dir -> (seconds, from_ts, to_ts, frame): longest silence
     _pending_dpd: dict = field(default_factory=dict)
     _bucket: dict = field(default_factory=dict)
 
     def add(self, direction: str, ftype, payload_len: int, ts: float, frame: int, packet: bytes | None,
             mtu: int | None, payload: bytes = b"", sink=None, channel: str = "cstp") -> None:
         name = ftype.name if hasattr(ftype, "name") else f"0x{int(ftype):02x}"
+        last = self.last_any.get(direction)
+        if last is not None:
+            gap = ts - last
+            best = self.max_gap.get(direction)
+            if best is None or gap > best[0]:
+                self.max_gap[direction] = (gap, last, ts, frame)
+        self.last_any[direction] = ts
         c = self.frames[direction].setdefault(name, [0, 0])
         c[0] += 1
         c[1] += payload_len
@@ -96,18 +106,27 @@ class ChannelStats:
             if packet is not None:
                 n = len(packet)
                 self.inner_bytes[direction] += n
-                if n > self.inner_max[direction]:
-                    self.inner_max[direction] = n
-                if packet[:1] and packet[0] >> 4 == 6:
+                # the length the IP header claims: a packet cut to the tunnel MTU by the sender shows here
+                claimed = n
+                ver = packet[0] >> 4 if packet else 0
+                if ver == 4 and n >= 20:
+                    claimed = (packet[2] << 8) | packet[3]
+                    if packet[6] & 0x3F or packet[7]:
+                        self.fragments += 1
+                elif ver == 6 and n >= 40:
+                    claimed = ((packet[4] << 8) | packet[5]) + 40
                     self.inner_v6 += 1
-                elif len(packet) >= 8 and packet[0] >> 4 == 4 and (packet[6] & 0x3F or packet[7]):
-                    self.fragments += 1
-                if mtu and n > mtu:
+                size = max(n, claimed)
+                if size > self.inner_max[direction]:
+                    self.inner_max[direction] = size
+                if claimed > n:
+                    self.truncated_total += 1
+                if mtu and size > mtu:
                     self.oversize_total += 1
                     if len(self.oversize) < MAX_SAMPLES:
-                        df = bool(packet[0] >> 4 == 6 or (len(packet) > 6 and packet[6] & 0x40))
-                        self.oversize.append({"direction": direction, "ts": ts, "frame": frame, "length": n,
-                                              "df": df})
+                        df = bool(ver == 6 or (n > 6 and packet[6] & 0x40))
+                        self.oversize.append({"direction": direction, "ts": ts, "frame": frame, "length": size,
+                                              "carried": n, "df": df})
                 sec = int(ts)
                 b = self._bucket.get(direction)
                 if b is not None and b[0] == sec:
@@ -140,6 +159,9 @@ class ChannelStats:
             "keepalives": dict(self.keepalives),
             "disconnect": self.disconnect,
             "oversize_packets": {"count": self.oversize_total, "samples": self.oversize[:20]},
+            "truncated_packets": self.truncated_total,
+            "silent_gaps": {k: {"seconds": round(v[0], 3), "from": v[1], "to": v[2], "frame": v[3]}
+                            for k, v in self.max_gap.items()},
             "mtu_probes": self.mtu_probes[:50],
         }
 
@@ -205,6 +227,7 @@ class TCPConnection:
     def on_flow_event(self, ev) -> None:
         t = type(ev)
         if t is tcp_mod.StreamData:
+            self.segments[ev.direction] += 1
             self.last_ts = ev.ts
             self.last_frame = ev.frame
             if self.is_tls is None:

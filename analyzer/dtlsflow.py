@@ -10,7 +10,7 @@ from dissectors import cstp as cstp_mod
 
 from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
 
-DTLS_VERSIONS = {0x0100: "DTLS 0.9 (Cisco pre-standard 0x0100)", 0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2"}
+DTLS_VERSIONS = {0x0100: "DTLS 0x0100", 0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2"}
 
 
 def looks_like_dtls(data: bytes) -> bool:
@@ -52,7 +52,7 @@ class DTLSFlow:
         self.bytes = {"c2s": 0, "s2c": 0}
         self.channel = ChannelStats()
         self.mtu: int | None = None
-        self.sources: set[tuple[str, int]] = {server}
+        self.first_record: dict = {}
 
     @property
     def key(self) -> str:

@@ -54,6 +54,7 @@ class Pipeline:
         self.udp_ignored: set[int] = set()
         self.icmp_unreachable: list[dict] = []
         self.dtls_keys: dict[bytes, DTLSKeyInfo] = {}
+        self._dtls_ports: set[int] = set()
         self.inner_sink = inner_sink
         self.frames = 0
         self.undecodable = 0
@@ -90,6 +91,9 @@ class Pipeline:
                 return
             info = DTLSKeyInfo(sid, "legacy", DTLSKeys.legacy(sid, ms) if ms else None, conn, mtu, master_secret=ms)
         self.dtls_keys[info.session_id] = info
+        port = _int(resp.get("X-DTLS-Port"))
+        if port:
+            self._dtls_ports.add(port)
         for flow in self.udp.values():
             if flow.session_id == info.session_id and flow.keys_source is None and info.keys is not None:
                 flow.set_keys(info.keys, info.mode, info.mtu)
@@ -141,9 +145,15 @@ class Pipeline:
                 if not looks_like_dtls(ev.data) or not _HAVE_DTLS:
                     self.udp_ignored.add(idx)
                     return
-                # the DTLS client is the side that sends the first ClientHello; the flow's first sender otherwise
-                tracker = DTLSFlow(idx, (ev.src, ev.sport), (ev.dst, ev.dport), ev.ts, ev.frame, self)
-                tracker.direction_map = {ev.direction: "c2s", ("s2c" if ev.direction == "c2s" else "c2s"): "s2c"}
+                sender_is_server = self._dtls_sender_is_server(ev)
+                a, b = (ev.src, ev.sport), (ev.dst, ev.dport)
+                client, server = (b, a) if sender_is_server else (a, b)
+                tracker = DTLSFlow(idx, client, server, ev.ts, ev.frame, self)
+                first = "s2c" if sender_is_server else "c2s"
+                tracker.direction_map = {ev.direction: first,
+                                         ("s2c" if ev.direction == "c2s" else "c2s"): ("c2s" if first == "s2c" else "s2c")}
+                tracker.first_record = {"content_type": ev.data[0], "epoch": (ev.data[3] << 8) | ev.data[4],
+                                        "from": "server" if sender_is_server else "client"}
                 self.udp[idx] = tracker
             tracker.on_datagram(tracker.direction_map[ev.direction], ev.data, ev.ts, ev.frame)
             return
@@ -162,6 +172,17 @@ class Pipeline:
         if conn.is_tls is False:
             return
         conn.on_flow_event(ev)
+
+    def _dtls_sender_is_server(self, ev) -> bool:
+        """Who sent the first datagram of a new DTLS flow: its handshake type, else the ports, tell."""
+        data = ev.data
+        if data[0] == 22 and len(data) > 13:
+            return data[13] in (2, 3, 4, 11, 12, 13, 14)  # ServerHello, HelloVerifyRequest, … from the server
+        dtls_ports = {443} | {info.connection.server[1] for info in self.dtls_keys.values()}
+        dtls_ports |= {p for p in self._dtls_ports}
+        if ev.sport in dtls_ports and ev.dport not in dtls_ports:
+            return True
+        return False
 
     def finish(self) -> None:
         for flow, ev in self.flows.flush():

@@ -16,7 +16,6 @@ Each phase builder below reads trackers only, and fills a `Phase` of the session
 from __future__ import annotations
 
 import hashlib
-import re
 from urllib.parse import urlparse
 
 from dissectors import aggauth
@@ -169,6 +168,8 @@ def group_connections(pipe) -> list[_Group]:
             g = by_conn.get(id(info.connection))
         if g is None:
             cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.key[1] == flow.server[0]]
+            if not cands:  # answers from another address than the gateway: same client, a tunnel up
+                cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.has_tunnel]
             before = [g2 for g2 in cands if g2.conns[0].c.first_ts <= flow.first_ts]
             g = before[-1] if before else (cands[0] if cands else None)
         if g is None:
@@ -223,6 +224,8 @@ def _phase_tls(g: _Group) -> Phase:
     d["certificates"] = chain
     d["certificate_host"] = host
     d["certificate_verdicts"] = certs.verdicts(chain, c.first_ts, host)
+    d["chain_includes_issuer"] = (len(chain) > 1 and chain[0].get("issuer") in {x.get("subject") for x in chain[1:]}) \
+        if chain else None
     if c.certificates is None and sh is not None and sh.version >= 0x0304 and not c.decrypted:
         d["certificates_note"] = "TLS 1.3 encrypts the certificate: supply the key log to see it"
     if c.certificate_request is not None:
@@ -267,7 +270,7 @@ def _conn_summary(c: TCPConnection) -> dict:
             "version": version_name(sh.version) if sh else None,
             "cipher_suite": cipher_suite_name(sh.cipher_suite) if sh else None,
             "decrypted": c.decrypted, "requests": [f"{ex.request.method} {ex.request.target}" for ex in c.exchanges][:20],
-            "retransmissions": dict(c.retransmissions), "gaps": c.gaps[:10],
+            "retransmissions": dict(c.retransmissions), "segments": dict(c.segments), "gaps": c.gaps[:10],
             "closed": c.closed[:2], "problems": c.problems[:10],
             "decryption": {k: v for k, v in c.decryption.items()}}
 
@@ -326,7 +329,7 @@ def _phase_group_selection(g: _Group) -> Phase:
     d["version_fallback"] = bool(len(versions) > 1 and versions[0] == "2" and any(v in (None, "1") for v in versions[1:]))
     if group_list is not None:
         d["group_list"] = [{"value": o.value, "label": o.label, "selected": o.selected} for o in group_list.options]
-        sel = next((o for o in group_list.options if o.selected), None)
+        sel = group_list.selected  # the option marked selected="true", else the first (what a client shows)
         d["default_group"] = sel.value if sel else None
     else:
         d["group_list"] = []
@@ -613,6 +616,8 @@ def _phase_dtls(g: _Group, cstp: Phase) -> Phase:
             "alerts": f.alerts, "problems": f.problems[:10], "datagrams": dict(f.datagrams), "bytes": dict(f.bytes),
             "channel": f.channel.summary(),
             "session_id": f.session_id.hex() if f.session_id else None,
+            "first_record": f.first_record, "start": f.first_ts, "end": f.last_ts,
+            "first_frame": f.first_frame,
         }
         flows.append(entry)
         p.touch(f.first_ts, f.first_frame)
@@ -718,5 +723,3 @@ def build_sessions(pipe) -> list[Session]:
         sessions.append(s)
     return sessions
 
-
-_ = re  # (kept for rules that parse header values)

@@ -13,7 +13,20 @@ from dataclasses import dataclass, field
 from ..model import Analysis, Finding
 
 RULE_MODULES = [
+    "tls_cert",
+    "tls_client_cert",
+    "tls_alert",
+    "aggauth",
     "auth_failed",
+    "downloader",
+    "connect_rejected",
+    "mtu",
+    "dtls_handshake",
+    "dtls_backoff",
+    "dtls_path",
+    "dpd",
+    "tcp_retransmissions",
+    "reconnect",
     "session_end",
     "keys_missing",
 ]

@@ -19,7 +19,8 @@ def check(session, ctx):
     rounds = d.get("rounds") or []
     if p.status == "failed":
         last = rounds[-1] if rounds else {}
-        msg = d.get("failure_message") or "the gateway did not accept the credentials"
+        msg = " ".join((d.get("failure_message") or "the gateway did not accept the credentials").split())
+        msg = msg.rstrip(".")
         out.append(Finding(
             id="AUTH_FAILED", severity="error", phase="user-auth",
             time=last.get("response_time") or last.get("time"),

@@ -1,0 +1,927 @@
+"""HTML renderer: one self-contained page (no JavaScript, no network, no external CSS) per analysis.
+
+Per session: a header (client, gateway, start, duration), the phase timeline, the findings, a client↔gateway
+sequence diagram of the six phases, plots of the inner traffic per channel and of the DTLS ClientHello times
+(all inline SVG), the tunnel statistics and collapsible sections with the verbose data.
+
+The data source is `json_report.to_document()`, so secrets are already redacted unless `show_secrets`; the
+inner-traffic buckets (`Session.tunnel["series"]`, dropped from the JSON document) are read from the model.
+Every string that comes from a capture is hostile input: it is written only through `_e()` (html.escape), in
+element content or in double-quoted attribute values; the page also forbids scripts with a CSP meta tag.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import itertools
+import json
+import math
+import re
+
+from .json_report import to_document
+
+PHASE_TITLES = {
+    "tls-handshake": "SSL/TLS handshake",
+    "group-selection": "POST — group selection",
+    "user-auth": "POST — user authentication",
+    "downloader": "VPN downloader",
+    "cstp-connect": "CSTP CONNECT",
+    "dtls": "DTLS connection",
+}
+STATUS_COLOR = {"ok": "#1a7f37", "failed": "#cf222e", "absent": "#8c959f", "undecrypted": "#bf8700"}
+SEVERITY_COLOR = {"error": "#cf222e", "warning": "#bf8700", "info": "#0969da"}
+PHASE_FILL = ("#f6f8fa", "#eef4fb")
+CHANNEL_COLOR = {("cstp", "c2s"): "#0969da", ("cstp", "s2c"): "#54aeff",
+                 ("dtls", "c2s"): "#1a7f37", ("dtls", "s2c"): "#4ac26b"}
+DIRECTION_NAME = {"c2s": "client → gateway", "s2c": "gateway → client"}
+
+MAX_SEQ_ROWS_PER_GROUP = 60  # a phase with more messages (DTLS retries…) shows the first 50 and the last 5
+MAX_LIST_ITEMS = 100  # verbose sections: items shown per list
+MAX_TEXT = 20000  # verbose sections: characters shown per string
+
+CSS = """
+:root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#fff;--soft:#f6f8fa}
+*{box-sizing:border-box}
+body{margin:0;padding:24px 32px 48px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
+ color:var(--fg);background:var(--bg);max-width:1180px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:19px;margin:0 0 10px}h3{font-size:15px;margin:22px 0 8px}
+a{color:#0969da}
+.muted{color:var(--muted)}
+.mono,pre,code{font-family:ui-monospace,"SFMono-Regular","DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px}
+.warn{background:#fff8c5;border:1px solid #d4a72c;padding:8px 12px;border-radius:6px;margin:10px 0}
+section.session{border-top:3px solid var(--fg);margin-top:28px;padding-top:14px}
+table{border-collapse:collapse;width:100%;margin:4px 0 8px}
+th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
+th{background:var(--soft);font-weight:600;white-space:nowrap}
+td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+td.frames{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px;white-space:nowrap}
+.badge{display:inline-block;padding:0 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600;
+ line-height:20px;white-space:nowrap}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:6px 0 10px}
+dl.facts dt{color:var(--muted)}dl.facts dd{margin:0}
+.gantt{position:relative;height:10px;min-width:120px;background:var(--soft);border-radius:3px;margin-top:5px}
+.gantt span{position:absolute;top:0;bottom:0;min-width:2px;border-radius:3px}
+svg{display:block;max-width:100%;height:auto;margin:6px 0 4px;font-family:system-ui,"DejaVu Sans",sans-serif}
+details{border:1px solid var(--line);border-radius:6px;margin:6px 0;padding:0 10px}
+details[open]{padding-bottom:8px}
+summary{cursor:pointer;padding:6px 0;font-weight:600}
+table.kv{width:auto;max-width:100%}
+table.kv>tbody>tr>th{width:1%;font-weight:500;color:var(--muted);background:none}
+table.kv td{word-break:break-word}
+table.hdr td:first-child{white-space:nowrap;color:#8250df}
+pre{background:var(--soft);padding:8px;border-radius:6px;white-space:pre-wrap;word-break:break-all;margin:2px 0}
+.item{border-left:3px solid var(--line);padding-left:8px;margin:4px 0}
+.legend span{display:inline-block;margin-right:14px}
+.legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;vertical-align:-1px}
+.remedy{color:var(--muted)}
+@media print{details{border:none}details>summary{display:none}}
+"""
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+def _e(v) -> str:
+    """Escape anything for HTML element content or a double-quoted attribute value."""
+    return html.escape("" if v is None else str(v), quote=True)
+
+
+def _num(v) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def _iso(ts) -> str:
+    t = _num(ts)
+    if t is None:
+        return "?"
+    try:
+        return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    except (OverflowError, OSError, ValueError):
+        return str(t)
+
+
+def _rel(ts, t0) -> str:
+    a, b = _num(ts), _num(t0)
+    if a is None or b is None:
+        return ""
+    return f"+{a - b:.3f}s"
+
+
+def _dur(a, b) -> str:
+    a, b = _num(a), _num(b)
+    if a is None or b is None:
+        return ""
+    d = b - a
+    return f"{d * 1000:.0f} ms" if d < 1 else f"{d:.1f} s"
+
+
+def _frames(frames, limit: int = 8) -> str:
+    """Frame numbers as runs: '8,10,15–16' or '24–30, 55, … (120 frames)'."""
+    fs = sorted({f for f in (frames or []) if isinstance(f, int) and not isinstance(f, bool)})
+    if not fs:
+        return ""
+    runs: list[list[int]] = []
+    for f in fs:
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    parts = [str(a) if a == b else f"{a}–{b}" for a, b in runs]
+    if len(parts) > limit:
+        return ",".join(parts[:limit - 1]) + f",…{fs[-1]} ({len(fs)} frames)"
+    return ",".join(parts)
+
+
+def _bytes(n) -> str:
+    v = _num(n)
+    if v is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(v) < 1000 or unit == "GB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1000
+    return f"{v:.1f} GB"
+
+
+def _short(text, n: int) -> str:
+    s = "" if text is None else " ".join(str(text).split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _badge(text: str, color: str) -> str:
+    return f'<span class="badge" style="background:{color}">{_e(text)}</span>'
+
+
+def _status_badge(status) -> str:
+    return _badge(str(status), STATUS_COLOR.get(status, "#59636e"))
+
+
+def _sev_badge(sev) -> str:
+    return _badge(str(sev).upper(), SEVERITY_COLOR.get(sev, "#59636e"))
+
+
+def _nice_step(span: float, target: int = 8) -> float:
+    if span <= 0:
+        return 1.0
+    raw = span / target
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def _fmt_t(v: float, step: float) -> str:
+    if step >= 1:
+        return f"{v:.0f}s"
+    digits = max(0, -math.floor(math.log10(step)))
+    return f"{v:.{digits}f}s"
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+def render_html(analysis, *, version: str, show_secrets: bool = False) -> str:
+    doc = to_document(analysis, version=version, show_secrets=show_secrets)
+    series = []
+    for s in getattr(analysis, "sessions", []) or []:
+        tunnel = getattr(s, "tunnel", None) or {}
+        series.append(list(tunnel.get("series") or []) if isinstance(tunnel, dict) else [])
+    out = ['<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+           # no script, no network: even a markup injection could not run or fetch anything
+           ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+           "style-src 'unsafe-inline'; img-src data:\">"),
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>acflow report — {_e(', '.join(c.get('path', '') for c in doc['captures']))}</title>",
+           f"<style>{CSS}</style></head><body>",
+           (f'<h1>acflow report</h1><div class="muted">acflow {_e(doc.get("acflow"))}, '
+           f'JSON schema {_e(doc.get("schema"))} — AnyConnect-protocol SSL VPN sessions, phase by phase</div>')]
+    if show_secrets:
+        out.append('<div class="warn"><b>Secrets are shown</b> (<code>--show-secrets</code>): passwords, cookies '
+                   "and master secrets appear in this page. Treat it as confidential.</div>")
+    out.append(_captures(doc))
+    sessions = doc.get("sessions") or []
+    if not sessions:
+        out.append("<p><b>No AnyConnect-protocol session found</b> (no TLS connection to a gateway in this "
+                   "capture).</p>")
+    elif len(sessions) > 1:
+        out.append("<h3>Sessions</h3><ul>" + "".join(
+            f'<li><a href="#session-{i}">Session {_e(s.get("id"))}</a>: {_e(s.get("client"))} → '
+            f'{_e(s.get("gateway"))}, {_e(_iso(s.get("start")))}</li>' for i, s in enumerate(sessions, 1)) + "</ul>")
+    for i, s in enumerate(sessions, 1):
+        out.append(_session(i, s, series[i - 1] if i - 1 < len(series) else []))
+    if doc.get("findings"):
+        out.append('<section class="session"><h2>Capture-wide findings</h2>')
+        out.append(_findings_table(doc["findings"], None))
+        out.append("</section>")
+    out.append(f'<p class="muted" style="margin-top:32px">Generated by acflow {_e(version)}. Self-contained '
+               "page: no script, no external resource.</p></body></html>\n")
+    return "\n".join(out)
+
+
+def _captures(doc: dict) -> str:
+    rows = []
+    for c in doc.get("captures") or []:
+        keys = c.get("keys") or {}
+        k = (f"{len(keys.get('keylog_files') or [])} key log(s), {len(keys.get('rsa_keys') or [])} RSA key(s), "
+             f"{keys.get('entries', 0)} entries")
+        if keys.get("embedded_secrets"):
+            k += f", {keys['embedded_secrets']} embedded secrets block(s)"
+        problems = [*(c.get("errors") or [])[:10], *((keys.get("keylog_errors") or [])[:5])]
+        rows.append(f"<tr><td class=\"mono\">{_e(c.get('path'))}</td><td class=\"num\">{_e(c.get('frames'))}</td>"
+                    f"<td>{_e(_iso(c.get('first')))} … {_e(_iso(c.get('last')))}</td><td>{_e(k)}</td>"
+                    f"<td>{'<br>'.join(_e(p) for p in problems) or '—'}</td></tr>")
+    return ("<h3>Capture</h3><table><thead><tr><th>file</th><th>frames</th><th>time span</th><th>keys</th>"
+            "<th>problems</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+# ---------------------------------------------------------------------------------------------- one session
+def _phases(s: dict) -> dict:
+    return {p.get("phase"): p for p in s.get("phases") or [] if isinstance(p, dict)}
+
+
+def _session(idx: int, s: dict, series: list) -> str:
+    ph = _phases(s)
+    t0 = _num(s.get("start"))
+    tls = (ph.get("tls-handshake") or {}).get("details") or {}
+    cstp = (ph.get("cstp-connect") or {}).get("details") or {}
+    dtls = ph.get("dtls") or {}
+    params = cstp.get("parameters") or {}
+    sni = (tls.get("client_hello") or {}).get("sni")
+    out = [f'<section class="session" id="session-{idx}">',
+           f"<h2>Session {_e(s.get('id'))}: {_e(s.get('client'))} ⇄ {_e(s.get('gateway'))}</h2>",
+           '<dl class="facts">',
+           f"<dt>client</dt><dd>{_e(tls.get('client') or s.get('client'))}</dd>",
+           f"<dt>gateway</dt><dd>{_e(s.get('gateway'))}" + (f" (SNI {_e(sni)})" if sni else "") + "</dd>",
+           f"<dt>start</dt><dd>{_e(_iso(s.get('start')))}</dd>",
+           (f"<dt>duration</dt><dd>{_e(_dur(s.get('start'), s.get('end')) or '?')}"
+           f" (until {_e(_iso(s.get('end')))})</dd>")]
+    conns = [c for c in s.get("connections") or [] if isinstance(c, dict)]
+    if conns:
+        out.append("<dt>flows</dt><dd>" + ", ".join(
+            f"{_e(c.get('connection'))} ({_e(c.get('client'))})" for c in conns[:12])
+            + (f", … ({len(conns)} in all)" if len(conns) > 12 else "") + "</dd>")
+    if params.get("address") or params.get("address_ip6"):
+        out.append(f"<dt>tunnel address</dt><dd>{_e(params.get('address') or '')} "
+                   f"{_e(params.get('address_ip6') or '')}, MTU {_e(params.get('mtu'))}</dd>")
+    if dtls.get("status"):
+        mode = (dtls.get("details") or {}).get("mode")
+        out.append(f"<dt>DTLS</dt><dd>{_status_badge(dtls.get('status'))} {_e(mode or '')} "
+                   f"{_e(dtls.get('summary') or '')}</dd>")
+    out.append("</dl>")
+    for n in s.get("notes") or []:
+        out.append(f'<div class="warn">{_e(n)}</div>')
+    out.append("<h3>Phase timeline</h3>" + _timeline(s, t0))
+    out.append("<h3>Findings</h3>" + (_findings_table(s.get("findings") or [], t0)
+                                      if s.get("findings") else '<p class="muted">No findings.</p>'))
+    out.append("<h3>Sequence diagram</h3>" + _sequence_svg(idx, s, t0))
+    out.append("<h3>Inner traffic over time</h3>" + _traffic_svg(series, t0, s.get("end")))
+    out.append("<h3>DTLS ClientHello times</h3>" + _hello_svg(s, t0))
+    out.append("<h3>Tunnel</h3>" + _tunnel_table(s.get("tunnel") or {}, t0))
+    out.append("<h3>Verbose data</h3>" + _verbose(s))
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _timeline(s: dict, t0) -> str:
+    t_end = _num(s.get("end"))
+    span = (t_end - t0) if (t0 is not None and t_end is not None and t_end > t0) else None
+    rows = []
+    for i, p in enumerate(s.get("phases") or [], 1):
+        if not isinstance(p, dict):
+            continue
+        a, b = _num(p.get("start")), _num(p.get("end"))
+        bar = ""
+        if span and a is not None:
+            left = min(100.0, max(0.0, (a - t0) / span * 100))
+            width = min(100.0 - left, max(0.0, ((b if b is not None else a) - a) / span * 100))
+            color = STATUS_COLOR.get(p.get("status"), "#59636e")
+            bar = f'<div class="gantt"><span style="left:{left:.2f}%;width:{width:.2f}%;background:{color}"></span></div>'
+        name = p.get("phase")
+        rows.append(f'<tr class="phase-row"><td class="num">{i}</td><td><b>{_e(name)}</b><br>'
+                    f'<span class="muted">{_e(PHASE_TITLES.get(name, ""))}</span></td>'
+                    f'<td class="num">{_e(_rel(a, t0))}</td><td class="num">{_e(_dur(a, b))}</td>'
+                    f"<td>{_status_badge(p.get('status'))}</td><td class=\"frames\">{_e(_frames(p.get('frames')))}</td>"
+                    f"<td>{_e(p.get('summary'))}{bar}</td></tr>")
+    return ('<table class="timeline"><thead><tr><th>#</th><th>phase</th><th>t</th><th>duration</th><th>status</th>'
+            "<th>frames</th><th>what happened</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _findings_table(findings: list, t0) -> str:
+    rows = []
+    for f in findings:
+        if not isinstance(f, dict):
+            continue
+        ev = f.get("evidence")
+        evidence = (f"<details><summary>evidence</summary>{_value(ev)}</details>" if ev else "")
+        when = _rel(f.get("time"), t0) if t0 is not None else _iso(f.get("time"))
+        rows.append(f'<tr class="finding"><td>{_sev_badge(f.get("severity"))}</td><td><b>{_e(f.get("id"))}</b>'
+                    f'<br><span class="muted">{_e(f.get("phase") or "")}</span></td>'
+                    f'<td class="num">{_e(when)}</td><td class="frames">{_e(_frames(f.get("frames")))}</td>'
+                    f'<td>{_e(f.get("message"))}'
+                    + (f'<div class="remedy">→ {_e(f.get("remedy"))}</div>' if f.get("remedy") else "")
+                    + f"{evidence}</td></tr>")
+    return ('<table class="findings"><thead><tr><th>severity</th><th>id</th><th>time</th><th>frames</th>'
+            "<th>message / remedy</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _tunnel_table(t: dict, t0) -> str:
+    rows = []
+    for ch in ("cstp", "dtls"):
+        c = t.get(ch)
+        if not isinstance(c, dict):
+            continue
+        ip, ib = c.get("inner_packets") or {}, c.get("inner_bytes") or {}
+        extra = ""
+        if ch == "cstp":
+            dpd, ka = c.get("dpd") or {}, c.get("keepalives") or {}
+            extra = (f"DPD requests {_e(dpd.get('c2s'))}/{_e(dpd.get('s2c'))}, keepalives "
+                     f"{_e(ka.get('c2s'))}/{_e(ka.get('s2c'))} (client/gateway)")
+        rows.append(f"<tr><td><b>{ch.upper()}</b></td><td class=\"num\">{_e(ip.get('c2s'))} "
+                    f"({_e(_bytes(ib.get('c2s')))})</td><td class=\"num\">{_e(ip.get('s2c'))} "
+                    f"({_e(_bytes(ib.get('s2c')))})</td><td>{extra}</td></tr>")
+    if not rows:
+        return '<p class="muted">No tunnel (no successful CONNECT, or not decrypted).</p>'
+    out = ("<table><thead><tr><th>channel</th><th>inner packets client→gateway</th>"
+           "<th>inner packets gateway→client</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+    end = t.get("end")
+    if isinstance(end, dict):
+        who = "client" if end.get("direction") == "c2s" else "gateway"
+        out += (f"<p>Ended: <b>{_e(end.get('type'))}</b> from the {who} over {_e(str(end.get('channel') or '').upper())}"
+                f" at {_e(_rel(end.get('ts'), t0))}" + (f", reason “{_e(end.get('reason'))}”" if end.get("reason") else "")
+                + f" (frame {_e(end.get('frame'))}).</p>")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- sequence diagram
+def _msg(direction: str, label, ts, frame, kind: str = "", title: str = "") -> dict:
+    return {"type": "msg", "dir": direction, "label": str(label), "ts": _num(ts),
+            "frame": frame if isinstance(frame, int) and not isinstance(frame, bool) else None,
+            "kind": kind, "title": title}
+
+
+def _note(label, ts=None, frame=None, kind: str = "") -> dict:
+    r = _msg("", label, ts, frame, kind)
+    r["type"] = "note"
+    return r
+
+
+def _sorted_rows(rows: list) -> list:
+    # by time, then notes that open a connection before its messages, then by frame; stable otherwise
+    return sorted(rows, key=lambda r: (r["ts"] if r["ts"] is not None else math.inf, r["kind"] != "conn",
+                                       r["frame"] if r["frame"] is not None else math.inf))
+
+
+def _conn_index(tls: dict) -> dict:
+    return {c.get("connection"): c for c in tls.get("connections") or [] if isinstance(c, dict)}
+
+
+def _new_conn_note(name, conns: dict, seen: set) -> list:
+    if not name or name in seen:
+        return []
+    seen.add(name)
+    c = conns.get(name) or {}
+    label = f"new TCP+TLS connection {name}" + (f" from {c.get('client')}" if c.get("client") else "")
+    if c.get("version"):
+        label += f" ({c.get('version')})"
+    return [_note(label, c.get("start"), c.get("first_frame"), "conn")]
+
+
+def _seq_groups(s: dict) -> list[tuple[str, str, str, list]]:
+    """(phase, status, summary, rows) per phase in order, then the session end."""
+    ph = _phases(s)
+    tls = (ph.get("tls-handshake") or {}).get("details") or {}
+    conns = _conn_index(tls)
+    seen = {tls.get("connection")}
+    groups = []
+    for name in PHASE_TITLES:
+        p = ph.get(name)
+        if p is None:
+            continue
+        d = p.get("details") or {}
+        rows: list[dict] = []
+        if name == "tls-handshake":
+            ch, sh = d.get("client_hello") or {}, d.get("server_hello") or {}
+            if ch:
+                rows.append(_msg("c2s", f"TLS ClientHello (SNI {ch.get('sni') or '—'}, up to {ch.get('max_version')})",
+                                 ch.get("time"), ch.get("frame")))
+            if sh:
+                rows.append(_msg("s2c", f"ServerHello {sh.get('version') or ''} {sh.get('cipher_suite') or ''}"
+                                 + (" (resumed)" if sh.get("resumed") else ""), sh.get("time"), sh.get("frame")))
+                chain = [c for c in d.get("certificates") or [] if isinstance(c, dict)]
+                if chain:
+                    rows.append(_msg("s2c", f"Certificate {chain[0].get('subject') or ''} ({len(chain)} in chain)",
+                                     sh.get("time"), None))
+            cr = d.get("certificate_request")
+            if isinstance(cr, dict):
+                rows.append(_msg("s2c", "CertificateRequest", cr.get("time"), cr.get("frame")))
+            cc = d.get("client_certificate")
+            if isinstance(cc, dict):
+                rows.append(_msg("c2s", f"client Certificate ({cc.get('count')})", sh.get("time"), cc.get("frame")))
+            for a in d.get("alerts") or []:
+                if isinstance(a, dict):
+                    rows.append(_msg(a.get("direction"), f"TLS Alert {a.get('name')}", a.get("time"), a.get("frame"),
+                                     "bad"))
+        elif name == "group-selection":
+            for post in d.get("posts") or []:
+                if not isinstance(post, dict):
+                    continue
+                label = f"POST {post.get('target')}"
+                if post.get("group_select"):
+                    label += f" group-select={post.get('group_select')}"
+                else:
+                    label += f" (aggregate-auth v{post.get('aggregate_auth_version') or '?'}, init)"
+                rows.append(_msg("c2s", label, post.get("time"), post.get("frame")))
+                if post.get("status") is not None or post.get("response_frame"):
+                    groups_l = post.get("group_list") or []
+                    ans = f"{post.get('status')} {post.get('response_type') or ''}".strip()
+                    if groups_l:
+                        ans += f"; groups: {', '.join(str(g) for g in groups_l)}"
+                    rows.append(_msg("s2c", ans, post.get("response_time"), post.get("response_frame"),
+                                     "" if post.get("status") == 200 else "bad"))
+        elif name == "user-auth":
+            for r in d.get("rounds") or []:
+                if not isinstance(r, dict):
+                    continue
+                label = f"POST {r.get('target')} {r.get('type') or ''}"
+                if r.get("fields"):
+                    label += f" ({', '.join(str(f) for f in r['fields'])})"
+                rows.append(_msg("c2s", label, r.get("time"), r.get("frame")))
+                if r.get("status") is not None or r.get("response_frame"):
+                    ans = f"{r.get('status')} {r.get('response_type') or ''}"
+                    if r.get("auth_id"):
+                        ans += f" auth id={r.get('auth_id')}"
+                    if r.get("error") or r.get("message"):
+                        ans += f": {r.get('error') or r.get('message')}"
+                    bad = r.get("status") != 200 or r.get("error") or r.get("auth_id") == "failure"
+                    rows.append(_msg("s2c", ans, r.get("response_time"), r.get("response_frame"), "bad" if bad else ""))
+        elif name == "downloader":
+            for g in d.get("gets") or []:
+                if not isinstance(g, dict):
+                    continue
+                rows += _new_conn_note(g.get("connection"), conns, seen)
+                rows.append(_msg("c2s", f"GET {g.get('target')}", g.get("time"), g.get("frame")))
+                if g.get("status") is not None or g.get("response_frame"):
+                    ans = f"{g.get('status')}" + (f" ({_bytes(g.get('size'))})" if g.get("size") is not None else "")
+                    rows.append(_msg("s2c", ans, None, g.get("response_frame"),
+                                     "" if g.get("status") == 200 else "bad"))
+                    rows[-1]["ts"] = rows[-2]["ts"]  # answer drawn right after its GET
+        elif name == "cstp-connect":
+            for cx in d.get("connects") or []:
+                if not isinstance(cx, dict):
+                    continue
+                rows += _new_conn_note(cx.get("connection"), conns, seen)
+                rows.append(_msg("c2s", f"CONNECT {cx.get('target')}", cx.get("time"), cx.get("frame"),
+                                 "bad" if cx.get("cookie_matches_session") is False else ""))
+                if cx.get("status") is not None or cx.get("response_frame"):
+                    ans = f"{cx.get('status')} {cx.get('reason') or ''}".strip()
+                    prm = cx.get("parameters") or {}
+                    if cx.get("status") == 200 and prm:
+                        ans += (f": {prm.get('address') or '?'}, MTU {prm.get('mtu')}"
+                                + (f", DTLS port {prm.get('dtls_port')}" if prm.get("dtls_port") else ""))
+                    if cx.get("x_reason"):
+                        ans += f" — X-Reason: {cx.get('x_reason')}"
+                    rows.append(_msg("s2c", ans, cx.get("response_time"), cx.get("response_frame"),
+                                     "" if cx.get("status") == 200 else "bad"))
+            ch = d.get("channel")
+            te = d.get("tunnel_established") or {}
+            if isinstance(ch, dict):
+                ip = ch.get("inner_packets") or {}
+                dpd = (ch.get("dpd") or {}).get("requests") or {}
+                rows.append(_note(f"CSTP tunnel over TLS: {ip.get('c2s', 0)} inner packets ↑, {ip.get('s2c', 0)} ↓; "
+                                  f"DPD {dpd.get('c2s', 0)}/{dpd.get('s2c', 0)}", te.get("time"), te.get("frame"),
+                                  "tunnel"))
+        elif name == "dtls":
+            flows = [f for f in d.get("flows") or [] if isinstance(f, dict)]
+            for fl in flows:
+                hellos = [h for h in fl.get("client_hellos") or [] if isinstance(h, dict)]
+                rows.append(_note(f"UDP {fl.get('connection')} {fl.get('client')} → {fl.get('gateway')}"
+                                  + (f" ({fl.get('mode')})" if fl.get("mode") else ""),
+                                  hellos[0].get("ts") if hellos else None, None, "conn"))
+                prev = None
+                for n, h in enumerate(hellos, 1):
+                    ts = _num(h.get("ts"))
+                    label = f"DTLS ClientHello #{n}" + (" (retransmission)" if h.get("retransmission") else "")
+                    if h.get("cookie"):
+                        label += " with cookie"
+                    if prev is not None and ts is not None:
+                        label += f" +{ts - prev:.1f}s"
+                    rows.append(_msg("c2s", label, ts, h.get("frame"), "dtls retrans" if h.get("retransmission")
+                                     else "dtls"))
+                    prev = ts if ts is not None else prev
+                more = (fl.get("client_hello_count") or 0) - len(hellos)
+                if isinstance(more, int) and more > 0:
+                    rows.append(_note(f"… {more} more ClientHello(s) not recorded", prev, None))
+                if fl.get("hello_verify_requests"):
+                    rows.append(_note(f"{fl.get('hello_verify_requests')} HelloVerifyRequest(s) from the gateway",
+                                      (hellos[0].get("ts") if hellos else None), None))
+                shl = fl.get("server_hello")
+                if isinstance(shl, dict):
+                    rows.append(_msg("s2c", f"DTLS ServerHello {fl.get('version') or ''} {fl.get('cipher_suite') or ''}"
+                                     .strip(), shl.get("ts"), shl.get("frame"), "dtls"))
+                if fl.get("established"):
+                    hs = _num(fl.get("handshake_duration"))
+                    rows.append(_note("DTLS established" + (f" (handshake {hs * 1000:.0f} ms)" if hs is not None else "")
+                                      + "; tunnel data moves to DTLS", fl.get("established_time"),
+                                      fl.get("established_frame"), "tunnel"))
+                for a in fl.get("alerts") or []:
+                    if isinstance(a, dict):
+                        rows.append(_msg(a.get("direction"), f"DTLS Alert {a.get('name') or a.get('description')}",
+                                         a.get("ts"), a.get("frame"), "dtls bad"))
+        rows = _sorted_rows(rows)
+        if len(rows) > MAX_SEQ_ROWS_PER_GROUP:
+            hidden = len(rows) - 55
+            rows = rows[:50] + [_note(f"… {hidden} more messages not drawn (see the verbose data)")] + rows[-5:]
+        groups.append((name, str(p.get("status") or ""), str(p.get("summary") or ""), rows))
+    end = (s.get("tunnel") or {}).get("end")
+    if isinstance(end, dict):
+        label = f"{end.get('type')} over {str(end.get('channel') or '').upper()}"
+        if end.get("reason"):
+            label += f" (reason “{end.get('reason')}”)"
+        groups.append(("end", "", "", [_msg(end.get("direction"), label, end.get("ts"), end.get("frame"), "end")]))
+    return groups
+
+
+def _sequence_svg(idx: int, s: dict, t0) -> str:
+    groups = _seq_groups(s)
+    W, xc, xg, row_h, top = 1060, 360, 940, 26, 64
+    y = top + 8
+    body: list[str] = []
+    n_msgs = 0
+    for gi, (name, status, summary, rows) in enumerate(groups):
+        if not rows:
+            rows = [_note(f"{status or 'absent'}: {summary}" if summary else (status or "absent"), kind="absent")]
+        g_top = y
+        g_h = len(rows) * row_h + 10
+        fill = PHASE_FILL[gi % 2] if name != "end" else "#fff"
+        body.append(f'<rect x="4" y="{g_top}" width="{W - 8}" height="{g_h}" fill="{fill}"/>')
+        color = STATUS_COLOR.get(status, "#59636e")
+        if name != "end":
+            num = list(PHASE_TITLES).index(name) + 1 if name in PHASE_TITLES else ""
+            body.append(f'<rect x="4" y="{g_top}" width="5" height="{g_h}" fill="{color}"/>')
+            body.append(f'<text x="120" y="{g_top + 17}" font-size="13" font-weight="600">{num}. {_e(name)}</text>')
+            body.append(f'<text x="120" y="{g_top + 33}" font-size="11" fill="{color}">{_e(status)}</text>')
+        else:
+            body.append(f'<text x="120" y="{g_top + 17}" font-size="13" font-weight="600">session end</text>')
+        y += 5
+        for r in rows:
+            cy = y + row_h - 8
+            tt = []
+            if r["ts"] is not None and t0 is not None:
+                tt.append(_rel(r["ts"], t0))
+            if r["frame"] is not None:
+                tt.append(f"#{r['frame']}")
+            if tt:
+                body.append(f'<text x="12" y="{cy + 3}" font-size="11" fill="#59636e" class="mono">'
+                            f'{_e(" ".join(tt))}</text>')
+            label = _short(r["label"], 92)
+            title = f"<title>{_e(r['label'])}" + (f" — frame {r['frame']}" if r["frame"] else "") + "</title>"
+            kind = r["kind"]
+            if r["type"] == "note" or r["dir"] not in ("c2s", "s2c"):
+                fillc = {"absent": "#ffffff", "conn": "#fff8c5", "tunnel": "#dafbe1"}.get(kind, "#ffffff")
+                body.append(f'<g class="seq-note">{title}<rect x="{xc - 10}" y="{y + 2}" width="{xg - xc + 20}" '
+                            f'height="{row_h - 6}" rx="4" fill="{fillc}" stroke="#8c959f" stroke-dasharray="'
+                            f'{"4 3" if kind == "absent" else "none"}"/><text x="{(xc + xg) / 2}" y="{cy}" '
+                            f'font-size="12" text-anchor="middle" fill="#1f2328">{_e(label)}</text></g>')
+            else:
+                n_msgs += 1
+                x1, x2 = (xc, xg) if r["dir"] == "c2s" else (xg, xc)
+                col = "#cf222e" if "bad" in kind else ("#bf5700" if "retrans" in kind else
+                                                       "#1a7f37" if "dtls" in kind else "#8250df" if kind == "end"
+                                                       else "#1f2328")
+                dash = ' stroke-dasharray="6 4"' if "dtls" in kind else ""
+                ah = x2 - 9 if x2 > x1 else x2 + 9
+                body.append(f'<g class="seq-msg {_e(r["dir"])}{" dtls-hello" if "dtls" in kind and "ClientHello" in r["label"] else ""}">'
+                            f'{title}<line x1="{x1}" y1="{cy + 4}" x2="{ah}" y2="{cy + 4}" stroke="{col}" '
+                            f'stroke-width="1.6"{dash}/><polygon points="{x2},{cy + 4} {ah},{cy} {ah},{cy + 8}" '
+                            f'fill="{col}"/><text x="{(xc + xg) / 2}" y="{cy}" font-size="12" text-anchor="middle" '
+                            f'fill="{col}">{_e(label)}</text></g>')
+            y += row_h
+        y = g_top + g_h + 4
+    height = y + 10
+    client = (_phases(s).get("tls-handshake") or {}).get("details", {}).get("client") or s.get("client")
+    head = [(f'<svg class="sequence" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" '
+            f'height="{height}" role="img" aria-label="client-gateway sequence diagram of session {idx}">'),
+            f'<line x1="{xc}" y1="{top - 8}" x2="{xc}" y2="{height - 6}" stroke="#8c959f" stroke-width="1.2"/>',
+            f'<line x1="{xg}" y1="{top - 8}" x2="{xg}" y2="{height - 6}" stroke="#8c959f" stroke-width="1.2"/>']
+    for x, who, what in ((xc, "Client", client), (xg, "Gateway", s.get("gateway"))):
+        head.append(f'<rect x="{x - 105}" y="6" width="210" height="44" rx="6" fill="#1f2328"/>'
+                    f'<text x="{x}" y="24" font-size="13" font-weight="600" fill="#fff" text-anchor="middle">{who}</text>'
+                    f'<text x="{x}" y="41" font-size="11" fill="#d1d9e0" text-anchor="middle">{_e(_short(what, 32))}</text>')
+    head.append('<text x="12" y="24" font-size="11" fill="#59636e">t since session start</text>'
+                '<text x="12" y="38" font-size="11" fill="#59636e"># frame</text>')
+    # lifelines first, then phase bands would hide them: draw the bands, then the lifelines again on top
+    return ("\n".join(head[:1] + body + head[1:]) + "</svg>"
+            f'<div class="muted">{n_msgs} message(s); solid arrows: TCP/TLS, dashed: UDP/DTLS; '
+            "hover an arrow for its full label.</div>")
+
+
+# ---------------------------------------------------------------------------------------------- plots
+def _axis_x(x0: float, x1: float, px0: float, px1: float, y: float, t_lo: float, t_hi: float) -> list[str]:
+    """Ticks and labels of a time axis from t_lo to t_hi (seconds since session start) drawn at px0..px1."""
+    out = [f'<line x1="{px0}" y1="{y}" x2="{px1}" y2="{y}" stroke="#59636e"/>']
+    span = t_hi - t_lo
+    step = _nice_step(span)
+    v = math.ceil(t_lo / step) * step
+    while v <= t_hi + 1e-9:
+        px = px0 + (v - t_lo) / span * (px1 - px0) if span > 0 else px0
+        out.append(f'<line x1="{px:.1f}" y1="{y}" x2="{px:.1f}" y2="{y + 5}" stroke="#59636e"/>'
+                   f'<text x="{px:.1f}" y="{y + 17}" font-size="11" text-anchor="middle" fill="#59636e">'
+                   f"{_e(_fmt_t(v, step))}</text>")
+        v += step
+    return out
+
+
+def _traffic_svg(series: list, t0, t_end) -> str:
+    buckets: dict[tuple[str, str, int], list[int]] = {}
+    for item in series:
+        try:
+            ch, d, sec, nbytes, npk = item
+            sec, nbytes, npk = int(sec), int(nbytes), int(npk)
+        except (TypeError, ValueError):
+            continue
+        if (ch, d) not in CHANNEL_COLOR:
+            continue
+        b = buckets.setdefault((ch, d, sec), [0, 0])
+        b[0] += nbytes
+        b[1] += npk
+    if not buckets:
+        return ('<p class="muted traffic-empty">No inner traffic in the tunnel (no data packets, or the tunnel was '
+                "not decrypted).</p>")
+    secs = [k[2] for k in buckets]
+    base = math.floor(t0) if t0 is not None else min(secs)
+    lo = min(min(secs), base)
+    hi = max(max(secs) + 1, math.ceil(_num(t_end) or 0))
+    nbins_max = 400
+    width_s = max(1, math.ceil((hi - lo) / nbins_max))
+    nbins = math.ceil((hi - lo) / width_s)
+    agg: dict[tuple[str, str, int], list[int]] = {}
+    for (ch, d, sec), (nb, npk) in buckets.items():
+        a = agg.setdefault((ch, d, (sec - lo) // width_s), [0, 0])
+        a[0] += nb
+        a[1] += npk
+    stacks = {"c2s": {}, "s2c": {}}
+    for (ch, d, i), (nb, _) in agg.items():
+        stacks[d][i] = stacks[d].get(i, 0) + nb
+    peak = max([v for st in stacks.values() for v in st.values()] + [1]) / width_s
+    W, L, R, top, half = 1060, 80, 1040, 28, 110
+    mid = top + half
+    H = top + 2 * half + 40
+    tl, th = lo - (t0 if t0 is not None else lo), hi - (t0 if t0 is not None else lo)
+    px_per_bin = (R - L) / max(nbins, 1)
+
+    def ypx(rate: float) -> float:
+        return rate / peak * (half - 6)
+
+    out = [(f'<svg class="traffic" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
+           'role="img" aria-label="inner traffic over time">'),
+           f'<rect x="{L}" y="{top}" width="{R - L}" height="{2 * half}" fill="#f6f8fa"/>',
+           f'<text x="{L - 8}" y="{top + 12}" font-size="11" text-anchor="end" fill="#59636e">{_e(_bytes(peak))}/s</text>',
+           (f'<text x="{L - 8}" y="{top + 2 * half}" font-size="11" text-anchor="end" fill="#59636e">'
+           f"{_e(_bytes(peak))}/s</text>"),
+           f'<text x="{L + 6}" y="{top + 14}" font-size="11" fill="#59636e">↑ client → gateway</text>',
+           f'<text x="{L + 6}" y="{top + 2 * half - 6}" font-size="11" fill="#59636e">↓ gateway → client</text>']
+    for (d, sign) in (("c2s", -1), ("s2c", 1)):
+        for i in sorted({k[2] for k in agg if k[1] == d}):
+            acc = 0.0
+            for ch in ("cstp", "dtls"):
+                v = agg.get((ch, d, i))
+                if not v:
+                    continue
+                rate = v[0] / width_s
+                h = max(1.0, ypx(rate))
+                y0 = mid - ypx(acc) - h if sign < 0 else mid + ypx(acc)
+                x = L + i * px_per_bin
+                t_rel = lo + i * width_s - (t0 if t0 is not None else lo)
+                tip = (f"{ch.upper()} {DIRECTION_NAME[d]}, t+{t_rel:.0f}s"
+                       + (f"…+{t_rel + width_s:.0f}s" if width_s > 1 else "")
+                       + f": {v[0]} bytes in {v[1]} packet(s)")
+                out.append(f'<rect class="traffic-bar {ch} {d}" x="{x:.2f}" y="{y0:.2f}" '
+                           f'width="{max(1.0, px_per_bin - 0.6):.2f}" height="{h:.2f}" '
+                           f'fill="{CHANNEL_COLOR[(ch, d)]}"><title>{_e(tip)}</title></rect>')
+                acc += rate
+    out.append(f'<line x1="{L}" y1="{mid}" x2="{R}" y2="{mid}" stroke="#59636e" stroke-width="0.8"/>')
+    out += _axis_x(0, 0, L, R, top + 2 * half, tl, th)
+    out.append(f'<text x="{(L + R) / 2}" y="{H - 2}" font-size="11" text-anchor="middle" fill="#59636e">'
+               "time since session start</text></svg>")
+    legend = ('<div class="legend muted">' + "".join(
+        f'<span><i style="background:{CHANNEL_COLOR[k]}"></i>{k[0].upper()} {DIRECTION_NAME[k[1]]}</span>'
+        for k in CHANNEL_COLOR) + f"<span>bytes of inner IP packets per {'second' if width_s == 1 else f'{width_s} s'}"
+        "</span></div>")
+    return "\n".join(out) + legend
+
+
+def _hello_svg(s: dict, t0) -> str:
+    """A dot per DTLS ClientHello on a time axis, one row per UDP flow: shows the retry/backoff pattern.
+
+    When the flows are far apart (a second attempt a minute later), each row is drawn relative to its own first
+    ClientHello so that the backoff intervals stay readable; otherwise on the session's time axis."""
+    ph = _phases(s)
+    dtls = ph.get("dtls") or {}
+    d = dtls.get("details") or {}
+    flows = [f for f in d.get("flows") or [] if isinstance(f, dict)]
+    points = []  # (row, ts, frame, retrans, n)
+    server = []  # (row, ts, frame)
+    est = []  # (row, ts)
+    for row, fl in enumerate(flows):
+        for n, h in enumerate([h for h in fl.get("client_hellos") or [] if isinstance(h, dict)], 1):
+            ts = _num(h.get("ts"))
+            if ts is not None:
+                points.append((row, ts, h.get("frame"), bool(h.get("retransmission")), n))
+        sh = fl.get("server_hello")
+        if isinstance(sh, dict) and _num(sh.get("ts")) is not None:
+            server.append((row, _num(sh.get("ts")), sh.get("frame")))
+        if fl.get("established") and _num(fl.get("established_time")) is not None:
+            est.append((row, _num(fl.get("established_time"))))
+    if not points:
+        why = dtls.get("summary") or "no DTLS"
+        return f'<p class="muted hello-empty">No DTLS ClientHello captured ({_e(why)}).</p>'
+    ref = t0 if t0 is not None else min(p[1] for p in points)
+    connect_ts = None
+    for c in ((ph.get("cstp-connect") or {}).get("details") or {}).get("connects") or []:
+        if isinstance(c, dict) and c.get("status") == 200 and _num(c.get("response_time")) is not None:
+            connect_ts = _num(c.get("response_time"))
+            break
+    row_times: dict[int, list[float]] = {}
+    for row, ts, *_ in points + server + est:
+        row_times.setdefault(row, []).append(ts)
+    all_times = [t for v in row_times.values() for t in v] + ([connect_ts] if connect_ts is not None else [])
+    abs_span = max(all_times) - min(all_times)
+    flow_span = max(max(v) - min(v) for v in row_times.values())
+    relative = len(row_times) > 1 and abs_span > 3 * max(flow_span, 1.0)
+    if relative:
+        row_ref = {row: min(v) for row, v in row_times.items()}
+        lo, hi = 0.0, flow_span
+        connect_ts = None
+    else:
+        row_ref = dict.fromkeys(row_times, ref)
+        lo, hi = min(all_times) - ref, max(all_times) - ref
+    pad = max((hi - lo) * 0.04, 0.05)
+    lo, hi = lo - pad, hi + pad
+    W, L, R, top, row_h = 1060, 170, 1040, 26, 44
+    H = top + row_h * len(flows) + 46
+    span = hi - lo
+
+    def xpx(ts: float, row: int) -> float:
+        return L + ((ts - row_ref.get(row, ref)) - lo) / span * (R - L)
+
+    out = [(f'<svg class="hellos" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" '
+            f'height="{H}" role="img" aria-label="DTLS ClientHello times">')]
+    for row, fl in enumerate(flows):
+        yy = top + row * row_h + row_h / 2
+        sub = (f"first hello {_rel(row_ref[row], ref)}" if relative and row in row_ref
+               else _short(fl.get("client"), 24))
+        out.append(f'<rect x="{L}" y="{yy - row_h / 2 + 3}" width="{R - L}" height="{row_h - 6}" fill="#f6f8fa"/>')
+        out.append(f'<text x="{L - 8}" y="{yy - 2}" font-size="12" text-anchor="end">{_e(fl.get("connection"))}</text>'
+                   f'<text x="{L - 8}" y="{yy + 12}" font-size="11" text-anchor="end" fill="#59636e">{_e(sub)}</text>')
+    if connect_ts is not None:
+        x = xpx(connect_ts, -1)
+        out.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{top + row_h * len(flows)}" stroke="#8250df" '
+                   f'stroke-dasharray="3 3"/><text x="{x + 3:.1f}" y="{top - 8}" font-size="11" fill="#8250df">'
+                   "CONNECT answered 200</text>")
+    by_row: dict[int, list] = {}
+    for p in points:
+        by_row.setdefault(p[0], []).append(p)
+    for row, pts in by_row.items():
+        yy = top + row * row_h + row_h / 2
+        pts.sort(key=lambda p: p[1])
+        for a, b in itertools.pairwise(pts):
+            xa, xb = xpx(a[1], row), xpx(b[1], row)
+            out.append(f'<line x1="{xa:.1f}" y1="{yy}" x2="{xb:.1f}" y2="{yy}" stroke="#afb8c1"/>')
+            if xb - xa > 34:
+                out.append(f'<text x="{(xa + xb) / 2:.1f}" y="{yy - 9}" font-size="10" text-anchor="middle" '
+                           f'fill="#59636e">+{b[1] - a[1]:.1f}s</text>')
+    for row, ts, frame, retrans, n in points:
+        yy = top + row * row_h + row_h / 2
+        color = "#bf5700" if retrans else "#0969da"
+        tip = (f"ClientHello #{n}{' (retransmission)' if retrans else ''} at {_rel(ts, ref)}"
+               + (f", frame {frame}" if frame is not None else ""))
+        out.append(f'<circle class="hello-marker{" retrans" if retrans else ""}" cx="{xpx(ts, row):.2f}" cy="{yy}" '
+                   f'r="5.5" fill="{color}" stroke="#fff" stroke-width="1"><title>{_e(tip)}</title></circle>')
+    for row, ts, frame in server:
+        yy = top + row * row_h + row_h / 2
+        x = xpx(ts, row)
+        tip = f"ServerHello at {_rel(ts, ref)}" + (f", frame {frame}" if frame is not None else "")
+        out.append(f'<polygon class="server-hello-marker" points="{x:.1f},{yy - 7} {x + 7:.1f},{yy} {x:.1f},{yy + 7} '
+                   f'{x - 7:.1f},{yy}" fill="#1a7f37"><title>{_e(tip)}</title></polygon>')
+    for row, ts in est:
+        yy = top + row * row_h + row_h / 2
+        x = xpx(ts, row)
+        out.append(f'<line x1="{x:.1f}" y1="{yy - 11}" x2="{x:.1f}" y2="{yy + 11}" stroke="#1a7f37" stroke-width="2">'
+                   f"<title>DTLS established at {_e(_rel(ts, ref))}</title></line>")
+    out += _axis_x(0, 0, L, R, top + row_h * len(flows) + 4, lo, hi)
+    axis = "time since each flow's first ClientHello" if relative else "time since session start"
+    out.append(f'<text x="{(L + R) / 2}" y="{H - 2}" font-size="11" text-anchor="middle" fill="#59636e">'
+               f"{axis}</text></svg>")
+    n_all = sum(f.get("client_hello_count") or 0 for f in flows if isinstance(f.get("client_hello_count"), int))
+    intervals = [f"{f.get('connection')}: " + ", ".join(f"{v}s" for v in (f.get("hello_intervals") or []))
+                 for f in flows if f.get("hello_intervals")]
+    legend = ('<div class="legend muted"><span><i style="background:#0969da;border-radius:6px"></i>ClientHello</span>'
+              '<span><i style="background:#bf5700;border-radius:6px"></i>retransmission</span>'
+              '<span><i style="background:#1a7f37"></i>ServerHello / established</span>'
+              f"<span>{len(points)} ClientHello(s) drawn" + (f" of {n_all}" if n_all > len(points) else "")
+              + "</span></div>")
+    if intervals:
+        legend += f'<div class="muted">Intervals between ClientHellos — {_e("; ".join(intervals))}</div>'
+    return "\n".join(out) + legend
+
+# ---------------------------------------------------------------------------------------------- verbose data
+_TIME_KEYS = {"time", "ts", "start", "end", "response_time", "answered_ts", "first", "last", "established_time",
+              "not_before", "not_after", "data_moved_to_dtls"}
+
+
+def _pretty_xml(text: str) -> str:
+    return re.sub(r">\s*<", ">\n<", text.strip())
+
+
+def _is_header_list(v) -> bool:
+    return (isinstance(v, list) and bool(v) and
+            all(isinstance(x, (list, tuple)) and len(x) == 2 and all(isinstance(y, str) for y in x) for x in v))
+
+
+def _value(v, key: str | None = None, depth: int = 0) -> str:
+    """Generic, escaped rendering of a JSON value (dict → table, list → items, XML → pre)."""
+    if v is None:
+        return '<span class="muted">—</span>'
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, float)):
+        if key in _TIME_KEYS and isinstance(v, (int, float)) and v > 1e8:
+            return f"{_e(_iso(v))} <span class=\"muted\">({_e(v)})</span>"
+        return _e(v)
+    if isinstance(v, str):
+        text = v if len(v) <= MAX_TEXT else v[:MAX_TEXT] + f"… ({len(v)} characters)"
+        if text.lstrip().startswith("<") and len(text) > 40:
+            return f'<pre class="xml">{_e(_pretty_xml(text))}</pre>'
+        if "\n" in text:
+            return f"<pre>{_e(text)}</pre>"
+        return _e(text)
+    if depth > 8:
+        return f"<pre>{_e(json.dumps(v, default=str)[:MAX_TEXT])}</pre>"
+    if isinstance(v, dict):
+        if not v:
+            return '<span class="muted">—</span>'
+        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value(x, str(k), depth + 1)}</td></tr>" for k, x in v.items())
+        return f'<table class="kv"><tbody>{rows}</tbody></table>'
+    if isinstance(v, (list, tuple)):
+        if not v:
+            return '<span class="muted">—</span>'
+        more = (f'<div class="muted">… {len(v) - MAX_LIST_ITEMS} more</div>' if len(v) > MAX_LIST_ITEMS else "")
+        items = list(v)[:MAX_LIST_ITEMS]
+        if _is_header_list(items):
+            rows = "".join(f"<tr><td>{_e(a)}</td><td>{_e(b)}</td></tr>" for a, b in items)
+            return f'<table class="hdr kv mono"><tbody>{rows}</tbody></table>{more}'
+        if all(not isinstance(x, (dict, list, tuple)) for x in items):
+            return ", ".join(_value(x, key, depth + 1) for x in items) + more
+        return "".join(f'<div class="item">{_value(x, key, depth + 1)}</div>' for x in items) + more
+    return _e(v)
+
+
+def _exchange(title: str, parts: list[tuple[str, object]]) -> str:
+    body = "".join(f"<h4 style=\"margin:8px 0 2px\">{_e(label)}</h4>{_value(val)}" for label, val in parts
+                   if val not in (None, [], {}, ""))
+    body = body or '<p class="muted">—</p>'
+    return f"<details><summary>{_e(title)}</summary>{body}</details>"
+
+
+def _verbose(s: dict) -> str:
+    ph = _phases(s)
+    out = []
+    g = (ph.get("group-selection") or {}).get("details") or {}
+    for post in g.get("posts") or []:
+        if isinstance(post, dict):
+            out.append(_exchange(f"POST {post.get('target')} (frame {post.get('frame')}) → {post.get('status')} "
+                                 f"{post.get('response_type') or ''}",
+                                 [("request headers", post.get("headers")), ("request XML", post.get("xml")),
+                                  ("response headers", post.get("response_headers")),
+                                  ("response XML", post.get("response_xml"))]))
+    a = (ph.get("user-auth") or {}).get("details") or {}
+    for r in a.get("rounds") or []:
+        if isinstance(r, dict):
+            out.append(_exchange(f"POST {r.get('target')} {r.get('type') or ''} (frame {r.get('frame')}) → "
+                                 f"{r.get('status')} {r.get('response_type') or ''}",
+                                 [("request headers", r.get("headers")), ("request XML", r.get("xml")),
+                                  ("response headers", r.get("response_headers")),
+                                  ("response XML", r.get("response_xml"))]))
+    if a.get("complete_xml"):
+        out.append(_exchange("aggregate-auth “complete” answer (XML)", [("XML", a.get("complete_xml"))]))
+    dl = (ph.get("downloader") or {}).get("details") or {}
+    for gt in dl.get("gets") or []:
+        if isinstance(gt, dict):
+            out.append(_exchange(f"GET {gt.get('target')} (frame {gt.get('frame')}) → {gt.get('status')}",
+                                 [("exchange", gt)]))
+    c = (ph.get("cstp-connect") or {}).get("details") or {}
+    for cx in c.get("connects") or []:
+        if isinstance(cx, dict):
+            out.append(_exchange(f"CONNECT {cx.get('target')} (frame {cx.get('frame')}) → {cx.get('status')} "
+                                 f"{cx.get('reason') or ''}",
+                                 [("request headers", cx.get("request_headers")),
+                                  ("response headers", cx.get("response_headers")),
+                                  ("parameters granted", cx.get("parameters")),
+                                  ("parameters requested", cx.get("requested"))]))
+    for i, p in enumerate(s.get("phases") or [], 1):
+        if isinstance(p, dict):
+            out.append(f'<details class="phase-details"><summary>Phase {i} {_e(p.get("phase"))}: all details'
+                       f"</summary>{_value(p.get('details'))}</details>")
+    tunnel = {k: v for k, v in (s.get("tunnel") or {}).items() if k != "series"}
+    out.append(f"<details><summary>Tunnel and flows</summary>{_value({'tunnel': tunnel, 'connections': s.get('connections')})}"
+               "</details>")
+    return "\n".join(out)

@@ -1,0 +1,39 @@
+"""AGGAUTH_VERSION_FALLBACK (warning) and GROUP_RESELECTED (info): phase 2, group selection.
+
+Facts: the seed document ("POST - Group Selection") — the client offers aggregate-auth version 2; when the
+gateway does not support it, an additional POST makes the client fall back to the earlier version. Choosing a
+different connection profile from the group list causes another `init` POST with `<group-select>` updated.
+"""
+from __future__ import annotations
+
+from ..model import Finding
+
+RULE_IDS = ("AGGAUTH_VERSION_FALLBACK", "GROUP_RESELECTED")
+
+
+def check(session, ctx):
+    p = session.phase("group-selection")
+    d = p.details or {}
+    posts = d.get("posts") or []
+    out = []
+    if d.get("version_fallback"):
+        versions = [x.get("aggregate_auth_version") for x in posts]
+        fb = next(i for i, v in enumerate(versions) if i > 0 and v in (None, "1"))
+        out.append(Finding(
+            id="AGGAUTH_VERSION_FALLBACK", severity="warning", phase="group-selection", time=posts[fb]["time"],
+            frames=[posts[0]["frame"], posts[fb]["frame"]],
+            message=f"The client offered aggregate-auth version 2 and fell back to {versions[fb] or 'the legacy form'}"
+                    f" with an extra POST (frame {posts[fb]['frame']}).",
+            remedy="The gateway does not support aggregate authentication v2: upgrade the gateway software; the "
+                   "fallback costs a round trip and some clients fail on it.",
+            evidence={"versions": versions}))
+    if d.get("reselected"):
+        sel = [x for x in posts if x.get("group_select")]
+        out.append(Finding(
+            id="GROUP_RESELECTED", severity="info", phase="group-selection", time=sel[0]["time"],
+            frames=[x["frame"] for x in sel],
+            message=f"The client chose connection profile {sel[-1]['group_select']!r} instead of the default "
+                    f"{d.get('default_group')!r} (an extra group-select POST).",
+            remedy="Nothing to do; set the profile's group-url so users land on it directly.",
+            evidence={"default": d.get("default_group"), "chosen": sel[-1]["group_select"]}))
+    return out

@@ -1,0 +1,103 @@
+"""DTLS_BACKOFF (info/warning): the DTLS retry schedule measured, compared with the known client schedules.
+
+Facts (protocol-notes "Timers"; seed document "DTLS Port Blocked"):
+* openconnect with GnuTLS: the library retransmits the ClientHello 1 s after the first, doubling (wire pattern
+  t0, +1, +3, +7 s); openconnect abandons the attempt after ~12 s and tries again 60 s later (≈ t0 + 72 s),
+  normally from a new UDP source port.
+* Cisco AnyConnect: up to five retries, 1 s growing to 16 s (intervals 1, 2, 4, 8, 16 s), then it applies
+  X-CSTP-MTU and stays on TLS.
+Tolerance: an interval is within the schedule when |measured − expected| ≤ 30 % of expected + 0.25 s.
+"""
+from __future__ import annotations
+
+from ..model import Finding
+
+RULE_IDS = ("DTLS_BACKOFF",)
+
+OPENCONNECT_RETRANSMITS = [1.0, 2.0, 4.0]
+OPENCONNECT_ATTEMPT = 12.0  # an attempt is abandoned after this many seconds
+OPENCONNECT_NEXT_ATTEMPT = 60.0  # … and the next one starts this long after
+ANYCONNECT_RETRANSMITS = [1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+def _ok(measured: float, expected: float) -> bool:
+    return abs(measured - expected) <= 0.3 * expected + 0.25
+
+
+def _attempts(flows: list[dict]) -> list[list[float]]:
+    """Hello times per attempt: a new attempt starts with a hello that is not a retransmission."""
+    attempts: list[list[float]] = []
+    for f in flows:
+        for h in f["client_hellos"]:
+            if not attempts or not h.get("retransmission"):
+                attempts.append([h["ts"]])
+            else:
+                attempts[-1].append(h["ts"])
+    return attempts
+
+
+def _score(intervals: list[float], expected: list[float]) -> tuple[int, list[dict]]:
+    rows, bad = [], 0
+    for i, m in enumerate(intervals):
+        e = expected[i] if i < len(expected) else None
+        ok = e is not None and _ok(m, e)
+        bad += 0 if ok else 1
+        rows.append({"measured": round(m, 3), "expected": e, "within_tolerance": ok})
+    return bad, rows
+
+
+def check(session, ctx):
+    d = session.phase("dtls").details or {}
+    flows = [f for f in d.get("flows") or [] if f["client_hellos"]]
+    if not flows or d.get("established") and all(len(f["client_hellos"]) <= 1 for f in flows):
+        return []
+    attempts = _attempts(flows)
+    hellos = sum(len(a) for a in attempts)
+    if hellos < 2:
+        return []
+    retrans = [[round(b - a, 3) for a, b in zip(att, att[1:])] for att in attempts]
+    flat = [x for r in retrans for x in r]
+    oc_bad, oc_rows = 0, []
+    for r in retrans:
+        bad, rows = _score(r, OPENCONNECT_RETRANSMITS)
+        oc_bad += bad
+        oc_rows.append(rows)
+    ac_bad, ac_rows = _score(flat, ANYCONNECT_RETRANSMITS)
+    between = [round(b[0] - a[0], 3) for a, b in zip(attempts, attempts[1:])]
+    oc_between_ok = all(_ok(x, OPENCONNECT_ATTEMPT + OPENCONNECT_NEXT_ATTEMPT) for x in between)
+    if not between:
+        oc_between_ok = True
+    oc_fit = oc_bad == 0 and oc_between_ok
+    ac_fit = ac_bad == 0 and len(attempts) == 1 and len(flat) <= len(ANYCONNECT_RETRANSMITS)
+    if oc_fit:
+        fits = "openconnect (GnuTLS: 1 s doubling, attempt abandoned after ~12 s, next attempt ~60 s later)"
+    elif ac_fit:
+        fits = "Cisco AnyConnect (up to five retries, 1 s growing to 16 s)"
+    else:
+        fits = None
+    lines = []
+    for i, r in enumerate(retrans, 1):
+        lines.append(f"attempt {i}: " + (", ".join(f"+{x:g}s" for x in r) if r else "one hello"))
+    if between:
+        lines.append("between attempts: " + ", ".join(f"{x:g}s" for x in between))
+    msg = (f"DTLS ClientHello retries ({hellos} hellos in {len(attempts)} attempt(s)): " + "; ".join(lines) +
+           ". Expected: openconnect +1, +2, +4 s per attempt and a new attempt ~72 s after the first; "
+           "AnyConnect +1, +2, +4, +8, +16 s. " +
+           (f"The capture fits {fits}." if fits else "The capture fits neither schedule."))
+    return [Finding(
+        id="DTLS_BACKOFF", severity="info" if fits else "warning", phase="dtls", time=attempts[0][0],
+        frames=[h["frame"] for f in flows for h in f["client_hellos"]][:20],
+        message=msg,
+        remedy=("The retries are the client's normal back-off while DTLS is blocked; fix the DTLS path (see "
+                "DTLS_NO_RESPONSE)." if fits else
+                "The retry timing matches no known client: something delays or drops the client's hellos "
+                "irregularly, or the capture misses packets."),
+        evidence={"attempts": [[round(t - attempts[0][0], 3) for t in a] for a in attempts],
+                  "retransmit_intervals": retrans, "between_attempts": between,
+                  "openconnect": {"expected_retransmits": OPENCONNECT_RETRANSMITS,
+                                  "expected_between_attempts": OPENCONNECT_ATTEMPT + OPENCONNECT_NEXT_ATTEMPT,
+                                  "intervals": oc_rows, "between_within_tolerance": oc_between_ok,
+                                  "fits": oc_fit},
+                  "anyconnect": {"expected_retransmits": ANYCONNECT_RETRANSMITS, "intervals": ac_rows,
+                                 "fits": ac_fit},
+                  "fits": "openconnect" if oc_fit else ("anyconnect" if ac_fit else None)})]

@@ -1,0 +1,77 @@
+"""DTLS_NO_RESPONSE, DTLS_RESUME_FULL_HANDSHAKE, DTLS_NOT_OFFERED: phase 6 handshake problems.
+
+Facts (protocol-notes "DTLS keys", "Failure patterns"; seed document "DTLS Port Blocked"):
+* The client sends its DTLS ClientHello to X-DTLS-Port; unanswered hellos (and ICMP port unreachable for them)
+  mean UDP is blocked on the path or the gateway does not listen.
+* Legacy DTLS is an abbreviated resumption of the session named by X-DTLS-Session-ID; a full handshake instead
+  makes openconnect disable DTLS (it suspects a man in the middle).
+* A gateway that answers the CONNECT without X-DTLS-Port (or without an X-DTLS-CipherSuite) offers no DTLS:
+  the tunnel runs over TLS only (TCP-over-TCP).
+"""
+from __future__ import annotations
+
+from ..model import Finding
+
+RULE_IDS = ("DTLS_NO_RESPONSE", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_NOT_OFFERED")
+
+
+def _icmp_for(flow: dict, ctx) -> list[dict]:
+    gw_ip, gw_port = flow["gateway"].rsplit(":", 1)
+    return [i for i in ctx.icmp_unreachable
+            if (i.get("inner") or {}).get("dst") == gw_ip and str((i.get("inner") or {}).get("dport")) == gw_port
+            and flow["start"] - 1 <= i["ts"] <= flow["end"] + 1]
+
+
+def check(session, ctx):
+    out = []
+    p = session.phase("dtls")
+    d = p.details or {}
+    cstp = session.phase("cstp-connect")
+    params = (cstp.details or {}).get("parameters")
+    if cstp.status == "ok" and params is not None:
+        if not params.get("dtls_port"):
+            out.append(Finding(
+                id="DTLS_NOT_OFFERED", severity="info", phase="cstp-connect", time=cstp.start,
+                frames=sorted(set(cstp.frames))[:2],
+                message="The gateway offered no DTLS (no X-DTLS-Port in the CONNECT answer): the tunnel runs over "
+                        "TLS/TCP only.",
+                remedy="Enable DTLS on the gateway (ASA: 'anyconnect ssl dtls enable'; ocserv: udp-port) unless TLS "
+                       "only is intended; TCP-over-TCP suffers badly from loss.",
+                evidence={}))
+        elif not params.get("dtls_ciphersuite"):
+            out.append(Finding(
+                id="DTLS_NOT_OFFERED", severity="warning", phase="cstp-connect", time=cstp.start,
+                frames=sorted(set(cstp.frames))[:2],
+                message="The gateway sent X-DTLS-Port but chose no X-DTLS-CipherSuite: no DTLS cipher in common with "
+                        "the client.",
+                remedy="Align the DTLS cipher lists of gateway and client (the client offered: "
+                       f"{((cstp.details or {}).get('requested') or {}).get('dtls_ciphersuites')}).",
+                evidence={"requested": ((cstp.details or {}).get("requested") or {}).get("dtls_ciphersuites")}))
+    silent = [f for f in d.get("flows") or [] if f["client_hello_count"] and not f["server_hello"]
+              and not f["established"]]
+    if silent:
+        icmp = [i for f in silent for i in _icmp_for(f, ctx)]
+        hellos = [h for f in silent for h in f["client_hellos"]]
+        count = sum(f["client_hello_count"] for f in silent)
+        targets = sorted({f["gateway"] for f in silent})
+        out.append(Finding(
+            id="DTLS_NO_RESPONSE", severity="warning", phase="dtls", time=hellos[0]["ts"] if hellos else None,
+            frames=[h["frame"] for h in hellos][:10] + [i["frame"] for i in icmp][:3],
+            message=f"{count} DTLS ClientHello(s) to {', '.join(targets)} from {len(silent)} client port(s) got no "
+                    "answer" + (f"; {len(icmp)} ICMP port-unreachable came back" if icmp else "") + ".",
+            remedy="UDP to the gateway's DTLS port is blocked or dropped on the path (firewall, NAT, proxy) or the "
+                   "gateway does not listen on it: allow UDP " + targets[0].rsplit(":", 1)[1] + " end to end. Until "
+                   "then the tunnel falls back to TLS.",
+            evidence={"hellos": count, "icmp_unreachable": len(icmp), "flows": [f["connection"] for f in silent]}))
+    for f in d.get("flows") or []:
+        if f.get("full_handshake") and (f.get("mode") or "").startswith("legacy"):
+            out.append(Finding(
+                id="DTLS_RESUME_FULL_HANDSHAKE", severity="error", phase="dtls",
+                time=(f.get("server_hello") or {}).get("ts"),
+                frames=[x for x in [(f.get("server_hello") or {}).get("frame")] if x],
+                message="The DTLS server answered with a full handshake where a resumption of X-DTLS-Session-ID was "
+                        "expected.",
+                remedy="Something other than the gateway terminates DTLS (a middlebox), or the gateway lost the "
+                       "session: openconnect refuses such a handshake as a possible man in the middle.",
+                evidence={"flow": f["connection"]}))
+    return out

@@ -1,0 +1,75 @@
+"""DTLS_FALLBACK_TLS, DTLS_SOURCE_MISMATCH, DTLS_NAT_REBINDING: where the tunnel's data went.
+
+Facts (seed document "DTLS Handshake", "DTLS Port Blocked"; protocol-notes "Failure patterns", "Behaviour of the
+Debian versions"): data moves to DTLS only once its handshake is complete; if DTLS fails the data stays on the TLS
+channel and the client must apply X-CSTP-MTU. DTLS answers must come from the gateway's address and X-DTLS-Port.
+A NAT that rebinds the client's UDP port mid-session shows as DTLS data from a new source port without a new
+handshake (ocserv accepts it but does not answer there; the client's DPD then declares the peer dead).
+"""
+from __future__ import annotations
+
+from ..model import Finding
+
+RULE_IDS = ("DTLS_FALLBACK_TLS", "DTLS_SOURCE_MISMATCH", "DTLS_NAT_REBINDING")
+
+
+def check(session, ctx):
+    out = []
+    d = session.phase("dtls").details or {}
+    cstp = session.phase("cstp-connect")
+    cd = cstp.details or {}
+    params = cd.get("parameters") or {}
+    ch = cd.get("channel") or {}
+    flows = d.get("flows") or []
+    cstp_data = (ch.get("inner_packets") or {})
+    cstp_first = (ch.get("first_data") or {})
+    if params.get("dtls_port") and not d.get("established") and (cstp_data.get("c2s") or cstp_data.get("s2c")):
+        t = min(cstp_first.values()) if cstp_first else cstp.start
+        out.append(Finding(
+            id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=t, frames=[],
+            message=f"DTLS did not come up: all {cstp_data.get('c2s', 0)}+{cstp_data.get('s2c', 0)} inner packets "
+                    f"travelled over the TLS channel (CSTP). The client must now use X-CSTP-MTU "
+                    f"{params.get('mtu')}" + (f" instead of X-DTLS-MTU {params['dtls_mtu']}" if params.get("dtls_mtu")
+                                              and params.get("dtls_mtu") != params.get("mtu") else "") + ".",
+            remedy="Fix DTLS (see the DTLS findings): TCP-over-TCP degrades badly under loss and latency.",
+            evidence={"cstp_inner_packets": cstp_data, "x_cstp_mtu": params.get("mtu"),
+                      "x_dtls_mtu": params.get("dtls_mtu")}))
+    elif d.get("established"):
+        moved = d.get("data_moved_to_dtls")
+        last_cstp = (ch.get("last_data") or {}).get("c2s")
+        if moved and last_cstp and last_cstp > moved + 1.0:
+            out.append(Finding(
+                id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=last_cstp, frames=[],
+                message="Data moved back to the TLS channel after DTLS had carried it (last client data over CSTP "
+                        f"{last_cstp - moved:.1f} s after DTLS took over).",
+                remedy="DTLS broke during the session (DPD failure, rekey, NAT change): see the DPD and DTLS "
+                       "findings around that time.",
+                evidence={"dtls_first_data": moved, "last_cstp_data": last_cstp}))
+    gw_ip = session.gateway.rsplit(":", 1)[0]
+    port = params.get("dtls_port")
+    for f in flows:
+        ip, p = f["gateway"].rsplit(":", 1)
+        if ip != gw_ip or (port and int(p) != port):
+            out.append(Finding(
+                id="DTLS_SOURCE_MISMATCH", severity="warning", phase="dtls", time=f["start"],
+                frames=[f["first_frame"]],
+                message=f"DTLS packets from {f['gateway']}, not from the gateway {gw_ip}:{port or '?'} the client "
+                        "talks to.",
+                remedy="An asymmetric path, a load balancer or NAT rewrites the gateway's DTLS answers: clients and "
+                       "firewalls drop answers from an unexpected address/port.",
+                evidence={"flow": f["connection"], "expected": f"{gw_ip}:{port}", "seen": f["gateway"]}))
+    for f in flows:
+        fr = f.get("first_record") or {}
+        if fr.get("from") == "client" and fr.get("content_type") == 23 and not f["client_hello_count"]:
+            prev = [g for g in flows if g["start"] < f["start"] and g is not f]
+            out.append(Finding(
+                id="DTLS_NAT_REBINDING", severity="warning", phase="dtls", time=f["start"],
+                frames=[f["first_frame"]],
+                message=f"DTLS data from a new client port ({f['client']}) without a new handshake"
+                        + (f" (the session was on {prev[-1]['client']})" if prev else "") + ": a NAT rebound the "
+                        "client's UDP mapping.",
+                remedy="A NAT or firewall on the client side expires UDP mappings too early: raise its UDP timeout "
+                       "or lower the DTLS keepalive/DPD interval on the gateway so the mapping stays alive.",
+                evidence={"flow": f["connection"], "new_source": f["client"],
+                          "previous_source": prev[-1]["client"] if prev else None}))
+    return out

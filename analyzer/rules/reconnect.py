@@ -1,0 +1,39 @@
+"""RECONNECT (info) and RECONNECT_ADDRESS_CHANGED (warning): more than one CONNECT in a session.
+
+Facts (protocol-notes "Timers"): after a dead peer the client reconnects (every 10 s, +10 s per try, up to
+100 s) with a new TLS session whose CONNECT presents the same webvpn cookie, without a new authentication; a
+reconnect that returns a different address makes openconnect abort the session.
+"""
+from __future__ import annotations
+
+from ..model import Finding
+
+RULE_IDS = ("RECONNECT", "RECONNECT_ADDRESS_CHANGED")
+
+
+def check(session, ctx):
+    connects = [c for c in (session.phase("cstp-connect").details or {}).get("connects") or []
+                if c.get("status") and 200 <= c["status"] < 300]
+    out = []
+    conns = {c["connection"]: c for c in session.connections}
+    for prev, cur in zip(connects, connects[1:]):
+        prev_conn = conns.get(prev["connection"]) or {}
+        gap = cur["time"] - (prev_conn.get("end") or prev["time"])
+        out.append(Finding(
+            id="RECONNECT", severity="info", phase="cstp-connect", time=cur["time"],
+            frames=[prev["frame"], cur["frame"]],
+            message=f"The client reconnected the tunnel ({cur['connection']}), {gap:.1f} s after the previous "
+                    f"tunnel connection ({prev['connection']}) ended.",
+            remedy="A reconnect follows a lost connection (DPD timeout, reset); look at the findings just before it.",
+            evidence={"gap": round(gap, 3), "previous": prev["connection"], "new": cur["connection"]}))
+        a, b = (prev.get("parameters") or {}).get("address"), (cur.get("parameters") or {}).get("address")
+        if a and b and a != b:
+            out.append(Finding(
+                id="RECONNECT_ADDRESS_CHANGED", severity="warning", phase="cstp-connect", time=cur["time"],
+                frames=[cur.get("response_frame") or cur["frame"]],
+                message=f"The reconnect got another tunnel address ({a} → {b}); openconnect aborts the session then, "
+                        "applications lose their connections.",
+                remedy="Make the gateway keep the address across reconnects (address pool sticky to the session / "
+                       "user).",
+                evidence={"before": a, "after": b}))
+    return out

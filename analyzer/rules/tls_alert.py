@@ -1,0 +1,38 @@
+"""TLS_ALERT (warning for fatal alerts, info otherwise): alerts in the session's TLS and DTLS connections.
+
+Fact: RFC 8446 §6 / RFC 5246 §7.2 — alerts close or warn about a connection; close_notify is the normal end of
+a connection and is not reported. An encrypted alert without keys is reported as "encrypted alert".
+"""
+from __future__ import annotations
+
+from ..model import Finding
+
+RULE_IDS = ("TLS_ALERT",)
+
+
+def check(session, ctx):
+    out = []
+    alerts = list((session.phase("tls-handshake").details or {}).get("alerts") or [])
+    for f in (session.phase("dtls").details or {}).get("flows") or []:
+        alerts += [dict(a, dtls=True) for a in f.get("alerts") or []]
+    for a in alerts:
+        name = a.get("name") or "encrypted alert"
+        if name == "close_notify":
+            continue
+        fatal = a.get("level") == 2
+        who = "client" if a.get("direction") == "c2s" else "gateway"
+        out.append(Finding(
+            id="TLS_ALERT", severity="warning" if fatal else "info",
+            phase="dtls" if a.get("dtls") else "tls-handshake", time=a.get("time") or a.get("ts"),
+            frames=[a["frame"]] if a.get("frame") else [],
+            message=f"The {who} sent a {'fatal ' if fatal else ''}{'DTLS' if a.get('dtls') else 'TLS'} alert: {name}.",
+            remedy={"handshake_failure": "No cipher suite/version in common: compare the client's offer with the "
+                                         "gateway's TLS settings.",
+                    "bad_certificate": "The peer rejected a certificate: check the client certificate and its CA.",
+                    "unknown_ca": "The peer does not trust the certificate's CA.",
+                    "certificate_expired": "A certificate in the exchange has expired.",
+                    "decrypt_error": "Keys or signatures did not verify: a middlebox may alter the traffic.",
+                    "access_denied": "The gateway refused access (e.g. bad or expired cookie on a later request).",
+                    }.get(name, "See the alert description; it names what the sender objected to."),
+            evidence={"alert": name, "level": a.get("level"), "direction": a.get("direction")}))
+    return out

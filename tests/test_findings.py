@@ -1,0 +1,77 @@
+"""Findings on the real lab captures: each sample gives exactly the expected findings (ids and severities).
+
+Every rule id is documented in docs/findings.md; the baseline sample gives no error or warning.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+
+import pytest
+
+from analyzer.rules import RULE_MODULES
+
+from .conftest import ROOT
+from .test_analyze_samples import doc
+
+EXPECTED = {
+    "baseline": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "dtls-blocked": {("warning", "DTLS_NO_RESPONSE"), ("warning", "DTLS_FALLBACK_TLS"), ("info", "DTLS_BACKOFF"),
+                     ("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "legacy-dtls": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "legacy-dtls09": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "group-select": {("info", "GROUP_RESELECTED"), ("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"),
+                     ("info", "SESSION_DISCONNECT")},
+    "mtu": {("warning", "MTU_MISMATCH"), ("warning", "MTU_EXCEEDED"), ("info", "MTU_IPV6_TOO_SMALL"),
+            ("info", "AUTH_MULTI_ROUND"), ("info", "SESSION_DISCONNECT")},
+    "auth-fail": {("error", "AUTH_FAILED")},
+    "tls12-rsa": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "downloader": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+}
+
+
+def findings(name: str) -> list[dict]:
+    return [f for s in doc(name, show_secrets=False)["sessions"] for f in s["findings"]]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_exact_findings(name):
+    got = {(f["severity"], f["id"]) for f in findings(name)}
+    assert got == EXPECTED[name]
+
+
+def test_baseline_has_no_error_or_warning():
+    assert not [f for f in findings("baseline") if f["severity"] in ("error", "warning")]
+
+
+def test_findings_cite_evidence():
+    for name in EXPECTED:
+        for f in findings(name):
+            assert f["message"] and f["remedy"], f
+            assert f["frames"] or f["id"] in ("KEYS_MISSING", "DTLS_FALLBACK_TLS"), f
+            assert f["time"] is not None or f["id"] == "KEYS_MISSING", f
+
+
+def test_dtls_backoff_measures_both_schedules():
+    f = next(f for f in findings("dtls-blocked") if f["id"] == "DTLS_BACKOFF")
+    ev = f["evidence"]
+    assert ev["fits"] == "openconnect"
+    # measured retransmissions +1, +2, +4 s in each attempt, the second attempt ~72 s after the first
+    for attempt in ev["retransmit_intervals"]:
+        assert attempt == pytest.approx([1, 2, 4], abs=0.1)
+    assert ev["between_attempts"] == pytest.approx([72], abs=2)
+    assert ev["anyconnect"]["expected_retransmits"] == [1, 2, 4, 8, 16]
+    assert "+1" in f["message"] and "AnyConnect" in f["message"]
+
+
+def test_mtu_exceeded_reports_truncated_df_packets():
+    f = next(f for f in findings("mtu") if f["id"] == "MTU_EXCEEDED")
+    assert f["evidence"]["count"] == 3 and f["evidence"]["truncated"] == 3
+    assert all(s["df"] and s["length"] == 1328 and s["carried"] == 1034 for s in f["evidence"]["samples"])
+
+
+def test_every_rule_id_is_documented():
+    text = (ROOT / "docs" / "findings.md").read_text()
+    ids = {i for m in RULE_MODULES for i in importlib.import_module(f"analyzer.rules.{m}").RULE_IDS}
+    documented = set(re.findall(r"^### `([A-Z0-9_]+)`", text, re.M))
+    assert ids <= documented, ids - documented

@@ -92,6 +92,8 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool) -> None:
             con.print(f"           {f.message}")
             if f.remedy:
                 con.print(f"           [dim]→ {f.remedy}[/]")
+            if f.id == "DTLS_BACKOFF":
+                _backoff_table(con, f.evidence)
     else:
         con.print("[bold]Findings[/]: none")
     _tunnel(con, s)
@@ -139,3 +141,29 @@ def _verbose(con: Console, s, show_secrets: bool) -> None:
             con.print(f"  > {k}: {v}", markup=False)
         for k, v in reveal(cx.get("response_headers"), show_secrets) or []:
             con.print(f"  < {k}: {v}", markup=False)
+
+
+def _backoff_table(con: Console, ev: dict) -> None:
+    """Measured DTLS retry intervals next to the openconnect and AnyConnect schedules."""
+    t = Table(box=box.SIMPLE, show_edge=False, pad_edge=False, title=None)
+    for col in ("attempt", "retry", "measured", "openconnect", "AnyConnect"):
+        t.add_column(col, justify="right")
+    ac = {i: row for i, row in enumerate((ev.get("anyconnect") or {}).get("intervals") or [])}
+    oc_rows = (ev.get("openconnect") or {}).get("intervals") or []
+    k = 0
+    for a, intervals in enumerate(ev.get("retransmit_intervals") or [], 1):
+        for i, m in enumerate(intervals):
+            oc = oc_rows[a - 1][i] if a - 1 < len(oc_rows) and i < len(oc_rows[a - 1]) else {}
+            acr = ac.get(k, {}) if a == 1 else {}
+            k += 1
+
+            def cell(row):
+                if not row or row.get("expected") is None:
+                    return "—"
+                return f"{row['expected']:g}s " + ("✓" if row.get("within_tolerance") else "✗")
+
+            t.add_row(str(a), str(i + 1), f"{m:g}s", cell(oc), cell(acr))
+    for i, b in enumerate(ev.get("between_attempts") or [], 1):
+        exp = (ev.get("openconnect") or {}).get("expected_between_attempts")
+        t.add_row(f"{i}→{i + 1}", "new attempt", f"{b:g}s", f"~{exp:g}s" if exp else "—", "—")
+    con.print(t)

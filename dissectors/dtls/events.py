@@ -17,17 +17,17 @@ from dataclasses import dataclass
 from dissectors.tls.names import cipher_suite_name, extension_name, version_name
 
 __all__ = [
-    "DTLSClientHello",
-    "DTLSHelloVerifyRequest",
-    "DTLSServerHello",
-    "DTLSHandshakeMessage",
-    "DTLSChangeCipherSpec",
-    "DTLSFinished",
     "DTLSAlert",
     "DTLSApplicationData",
-    "DTLSUndecrypted",
-    "DTLSRecordError",
+    "DTLSChangeCipherSpec",
+    "DTLSClientHello",
     "DTLSEvent",
+    "DTLSFinished",
+    "DTLSHandshakeMessage",
+    "DTLSHelloVerifyRequest",
+    "DTLSRecordError",
+    "DTLSServerHello",
+    "DTLSUndecrypted",
 ]
 
 EXT_EXTENDED_MASTER_SECRET = 23

@@ -16,29 +16,29 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 __all__ = [
-    "HS_HEADER_LEN",
-    "HELLO_REQUEST",
-    "CLIENT_HELLO",
-    "SERVER_HELLO",
-    "HELLO_VERIFY_REQUEST",
-    "NEW_SESSION_TICKET",
     "CERTIFICATE",
-    "SERVER_KEY_EXCHANGE",
     "CERTIFICATE_REQUEST",
-    "SERVER_HELLO_DONE",
     "CERTIFICATE_VERIFY",
+    "CLIENT_HELLO",
     "CLIENT_KEY_EXCHANGE",
     "FINISHED",
+    "HELLO_REQUEST",
+    "HELLO_VERIFY_REQUEST",
+    "HS_HEADER_LEN",
+    "NEW_SESSION_TICKET",
+    "SERVER_HELLO",
+    "SERVER_HELLO_DONE",
+    "SERVER_KEY_EXCHANGE",
     "Fragment",
+    "HandshakeParseError",
     "Message",
     "Reassembler",
-    "parse_fragments",
-    "transcript_bytes",
     "parse_client_hello",
-    "parse_server_hello",
+    "parse_fragments",
     "parse_hello_verify_request",
     "parse_psk_identity",
-    "HandshakeParseError",
+    "parse_server_hello",
+    "transcript_bytes",
 ]
 
 HS_HEADER_LEN = 12
@@ -106,7 +106,7 @@ def parse_fragments(data: bytes) -> tuple[list[Fragment], str | None]:
 
 
 class _Pending:
-    __slots__ = ("msg_type", "length", "buf", "ranges", "frames")
+    __slots__ = ("buf", "frames", "length", "msg_type", "ranges")
 
     def __init__(self, msg_type: int, length: int) -> None:
         self.msg_type = msg_type
@@ -223,8 +223,8 @@ def parse_client_hello(body: bytes) -> dict:
     suites = tuple(int.from_bytes(suites_raw[i:i + 2], "big") for i in range(0, len(suites_raw), 2))
     compression = tuple(r.vec(1, "compression_methods"))
     extensions = _extensions(r)
-    return dict(version=version, random=random, session_id=session_id, cookie=cookie, cipher_suites=suites,
-                compression_methods=compression, extensions=extensions)
+    return {"version": version, "random": random, "session_id": session_id, "cookie": cookie,
+            "cipher_suites": suites, "compression_methods": compression, "extensions": extensions}
 
 
 def parse_server_hello(body: bytes) -> dict:
@@ -237,15 +237,15 @@ def parse_server_hello(body: bytes) -> dict:
     suite = r.uint(2, "cipher_suite")
     compression = r.uint(1, "compression_method")
     extensions = _extensions(r)
-    return dict(version=version, random=random, session_id=session_id, cipher_suite=suite,
-                compression_method=compression, extensions=extensions)
+    return {"version": version, "random": random, "session_id": session_id, "cipher_suite": suite,
+            "compression_method": compression, "extensions": extensions}
 
 
 def parse_hello_verify_request(body: bytes) -> dict:
     r = _Reader(body)
     version = r.uint(2, "server_version")
     cookie = r.vec(1, "cookie")
-    return dict(version=version, cookie=cookie)
+    return {"version": version, "cookie": cookie}
 
 
 def parse_psk_identity(body: bytes) -> bytes | None:

@@ -14,18 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "CT_CHANGE_CIPHER_SPEC",
     "CT_ALERT",
-    "CT_HANDSHAKE",
     "CT_APPLICATION_DATA",
+    "CT_CHANGE_CIPHER_SPEC",
+    "CT_HANDSHAKE",
     "CT_HEARTBEAT",
-    "HEADER_LEN",
-    "MAX_FRAGMENT",
-    "DTLS_BAD_VER",
     "DTLS10",
     "DTLS12",
     "DTLS13",
+    "DTLS_BAD_VER",
+    "HEADER_LEN",
     "KNOWN_VERSIONS",
+    "MAX_FRAGMENT",
     "RawRecord",
     "split_datagram",
 ]

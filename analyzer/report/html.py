@@ -68,7 +68,7 @@ summary{cursor:pointer;padding:6px 0;font-weight:600}
 table.kv{width:auto;max-width:100%}
 table.kv>tbody>tr>th{width:1%;font-weight:500;color:var(--muted);background:none}
 table.kv td{word-break:break-word}
-table.hdr td:first-child{white-space:nowrap;color:#8250df}
+table.hdr td{padding:2px 8px}table.hdr td:first-child{white-space:nowrap;color:#8250df}
 pre{background:var(--soft);padding:8px;border-radius:6px;white-space:pre-wrap;word-break:break-all;margin:2px 0}
 .item{border-left:3px solid var(--line);padding-left:8px;margin:4px 0}
 .legend span{display:inline-block;margin-right:14px}
@@ -263,9 +263,7 @@ def _session(idx: int, s: dict, series: list) -> str:
         out.append(f"<dt>tunnel address</dt><dd>{_e(params.get('address') or '')} "
                    f"{_e(params.get('address_ip6') or '')}, MTU {_e(params.get('mtu'))}</dd>")
     if dtls.get("status"):
-        mode = (dtls.get("details") or {}).get("mode")
-        out.append(f"<dt>DTLS</dt><dd>{_status_badge(dtls.get('status'))} {_e(mode or '')} "
-                   f"{_e(dtls.get('summary') or '')}</dd>")
+        out.append(f"<dt>DTLS</dt><dd>{_status_badge(dtls.get('status'))} {_e(dtls.get('summary') or '')}</dd>")
     out.append("</dl>")
     for n in s.get("notes") or []:
         out.append(f'<div class="warn">{_e(n)}</div>')
@@ -438,9 +436,8 @@ def _seq_groups(s: dict) -> list[tuple[str, str, str, list]]:
                     rows.append(_msg("s2c", ans, post.get("response_time"), post.get("response_frame"),
                                      "" if post.get("status") == 200 else "bad"))
         elif name == "user-auth":
-            for r in d.get("rounds") or []:
-                if not isinstance(r, dict):
-                    continue
+            rounds = [r for r in d.get("rounds") or [] if isinstance(r, dict)]
+            for i, r in enumerate(rounds):
                 label = f"POST {r.get('target')} {r.get('type') or ''}"
                 if r.get("fields"):
                     label += f" ({', '.join(str(f) for f in r['fields'])})"
@@ -451,7 +448,8 @@ def _seq_groups(s: dict) -> list[tuple[str, str, str, list]]:
                         ans += f" auth id={r.get('auth_id')}"
                     if r.get("error") or r.get("message"):
                         ans += f": {r.get('error') or r.get('message')}"
-                    bad = r.get("status") != 200 or r.get("error") or r.get("auth_id") == "failure"
+                    bad = (r.get("status") != 200 or r.get("error") or r.get("auth_id") == "failure"
+                           or (i == len(rounds) - 1 and (d.get("result") == "failure" or p.get("status") == "failed")))
                     rows.append(_msg("s2c", ans, r.get("response_time"), r.get("response_frame"), "bad" if bad else ""))
         elif name == "downloader":
             for g in d.get("gets") or []:
@@ -572,7 +570,7 @@ def _sequence_svg(idx: int, s: dict, t0) -> str:
             if tt:
                 body.append(f'<text x="12" y="{cy + 3}" font-size="11" fill="#59636e" class="mono">'
                             f'{_e(" ".join(tt))}</text>')
-            label = _short(r["label"], 92)
+            label = _short(r["label"], 84)
             title = f"<title>{_e(r['label'])}" + (f" — frame {r['frame']}" if r["frame"] else "") + "</title>"
             kind = r["kind"]
             if r["type"] == "note" or r["dir"] not in ("c2s", "s2c"):
@@ -615,7 +613,7 @@ def _sequence_svg(idx: int, s: dict, t0) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- plots
-def _axis_x(x0: float, x1: float, px0: float, px1: float, y: float, t_lo: float, t_hi: float) -> list[str]:
+def _axis_x(px0: float, px1: float, y: float, t_lo: float, t_hi: float) -> list[str]:
     """Ticks and labels of a time axis from t_lo to t_hi (seconds since session start) drawn at px0..px1."""
     out = [f'<line x1="{px0}" y1="{y}" x2="{px1}" y2="{y}" stroke="#59636e"/>']
     span = t_hi - t_lo
@@ -652,7 +650,6 @@ def _traffic_svg(series: list, t0, t_end) -> str:
     hi = max(max(secs) + 1, math.ceil(_num(t_end) or 0))
     nbins_max = 400
     width_s = max(1, math.ceil((hi - lo) / nbins_max))
-    nbins = math.ceil((hi - lo) / width_s)
     agg: dict[tuple[str, str, int], list[int]] = {}
     for (ch, d, sec), (nb, npk) in buckets.items():
         a = agg.setdefault((ch, d, (sec - lo) // width_s), [0, 0])
@@ -662,11 +659,17 @@ def _traffic_svg(series: list, t0, t_end) -> str:
     for (ch, d, i), (nb, _) in agg.items():
         stacks[d][i] = stacks[d].get(i, 0) + nb
     peak = max([v for st in stacks.values() for v in st.values()] + [1]) / width_s
-    W, L, R, top, half = 1060, 80, 1040, 28, 110
+    W, L, R, top, half = 1060, 130, 1040, 28, 110
     mid = top + half
     H = top + 2 * half + 40
-    tl, th = lo - (t0 if t0 is not None else lo), hi - (t0 if t0 is not None else lo)
-    px_per_bin = (R - L) / max(nbins, 1)
+    # the buckets are whole epoch seconds; the plot spans the session, bars clipped to it
+    a_abs = t0 if t0 is not None and t0 >= lo else float(lo)
+    end = _num(t_end)
+    b_abs = end if end is not None and end >= max(secs) else float(max(secs) + 1)
+    b_abs = max(b_abs, a_abs + 1e-3)
+
+    def xpx(t: float) -> float:
+        return L + (min(max(t, a_abs), b_abs) - a_abs) / (b_abs - a_abs) * (R - L)
 
     def ypx(rate: float) -> float:
         return rate / peak * (half - 6)
@@ -677,8 +680,9 @@ def _traffic_svg(series: list, t0, t_end) -> str:
            f'<text x="{L - 8}" y="{top + 12}" font-size="11" text-anchor="end" fill="#59636e">{_e(_bytes(peak))}/s</text>',
            (f'<text x="{L - 8}" y="{top + 2 * half}" font-size="11" text-anchor="end" fill="#59636e">'
            f"{_e(_bytes(peak))}/s</text>"),
-           f'<text x="{L + 6}" y="{top + 14}" font-size="11" fill="#59636e">↑ client → gateway</text>',
-           f'<text x="{L + 6}" y="{top + 2 * half - 6}" font-size="11" fill="#59636e">↓ gateway → client</text>']
+           f'<text x="{L - 8}" y="{mid - 8}" font-size="11" text-anchor="end" fill="#59636e">↑ client→gateway</text>',
+           (f'<text x="{L - 8}" y="{mid + 17}" font-size="11" text-anchor="end" fill="#59636e">↓ gateway→client'
+            "</text>")]
     for (d, sign) in (("c2s", -1), ("s2c", 1)):
         for i in sorted({k[2] for k in agg if k[1] == d}):
             acc = 0.0
@@ -689,17 +693,19 @@ def _traffic_svg(series: list, t0, t_end) -> str:
                 rate = v[0] / width_s
                 h = max(1.0, ypx(rate))
                 y0 = mid - ypx(acc) - h if sign < 0 else mid + ypx(acc)
-                x = L + i * px_per_bin
+                x = xpx(lo + i * width_s)
+                w = max(1.5, xpx(lo + (i + 1) * width_s) - x - 0.6)
                 t_rel = lo + i * width_s - (t0 if t0 is not None else lo)
                 tip = (f"{ch.upper()} {DIRECTION_NAME[d]}, t+{t_rel:.0f}s"
                        + (f"…+{t_rel + width_s:.0f}s" if width_s > 1 else "")
                        + f": {v[0]} bytes in {v[1]} packet(s)")
                 out.append(f'<rect class="traffic-bar {ch} {d}" x="{x:.2f}" y="{y0:.2f}" '
-                           f'width="{max(1.0, px_per_bin - 0.6):.2f}" height="{h:.2f}" '
+                           f'width="{w:.2f}" height="{h:.2f}" '
                            f'fill="{CHANNEL_COLOR[(ch, d)]}"><title>{_e(tip)}</title></rect>')
                 acc += rate
     out.append(f'<line x1="{L}" y1="{mid}" x2="{R}" y2="{mid}" stroke="#59636e" stroke-width="0.8"/>')
-    out += _axis_x(0, 0, L, R, top + 2 * half, tl, th)
+    ref = t0 if t0 is not None else a_abs
+    out += _axis_x(L, R, top + 2 * half, a_abs - ref, b_abs - ref)
     out.append(f'<text x="{(L + R) / 2}" y="{H - 2}" font-size="11" text-anchor="middle" fill="#59636e">'
                "time since session start</text></svg>")
     legend = ('<div class="legend muted">' + "".join(
@@ -807,7 +813,7 @@ def _hello_svg(s: dict, t0) -> str:
         x = xpx(ts, row)
         out.append(f'<line x1="{x:.1f}" y1="{yy - 11}" x2="{x:.1f}" y2="{yy + 11}" stroke="#1a7f37" stroke-width="2">'
                    f"<title>DTLS established at {_e(_rel(ts, ref))}</title></line>")
-    out += _axis_x(0, 0, L, R, top + row_h * len(flows) + 4, lo, hi)
+    out += _axis_x(L, R, top + row_h * len(flows) + 4, lo, hi)
     axis = "time since each flow's first ClientHello" if relative else "time since session start"
     out.append(f'<text x="{(L + R) / 2}" y="{H - 2}" font-size="11" text-anchor="middle" fill="#59636e">'
                f"{axis}</text></svg>")
@@ -882,6 +888,13 @@ def _exchange(title: str, parts: list[tuple[str, object]]) -> str:
     return f"<details><summary>{_e(title)}</summary>{body}</details>"
 
 
+_BULKY = ("headers", "request_headers", "response_headers", "xml", "response_xml", "parameters", "requested")
+
+
+def _rest(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in _BULKY}
+
+
 def _verbose(s: dict) -> str:
     ph = _phases(s)
     out = []
@@ -890,7 +903,8 @@ def _verbose(s: dict) -> str:
         if isinstance(post, dict):
             out.append(_exchange(f"POST {post.get('target')} (frame {post.get('frame')}) → {post.get('status')} "
                                  f"{post.get('response_type') or ''}",
-                                 [("request headers", post.get("headers")), ("request XML", post.get("xml")),
+                                 [("exchange", _rest(post)),
+                                  ("request headers", post.get("headers")), ("request XML", post.get("xml")),
                                   ("response headers", post.get("response_headers")),
                                   ("response XML", post.get("response_xml"))]))
     a = (ph.get("user-auth") or {}).get("details") or {}
@@ -898,7 +912,8 @@ def _verbose(s: dict) -> str:
         if isinstance(r, dict):
             out.append(_exchange(f"POST {r.get('target')} {r.get('type') or ''} (frame {r.get('frame')}) → "
                                  f"{r.get('status')} {r.get('response_type') or ''}",
-                                 [("request headers", r.get("headers")), ("request XML", r.get("xml")),
+                                 [("exchange", _rest(r)),
+                                  ("request headers", r.get("headers")), ("request XML", r.get("xml")),
                                   ("response headers", r.get("response_headers")),
                                   ("response XML", r.get("response_xml"))]))
     if a.get("complete_xml"):
@@ -913,14 +928,20 @@ def _verbose(s: dict) -> str:
         if isinstance(cx, dict):
             out.append(_exchange(f"CONNECT {cx.get('target')} (frame {cx.get('frame')}) → {cx.get('status')} "
                                  f"{cx.get('reason') or ''}",
-                                 [("request headers", cx.get("request_headers")),
+                                 [("exchange", _rest(cx)),
+                                  ("request headers", cx.get("request_headers")),
                                   ("response headers", cx.get("response_headers")),
                                   ("parameters granted", cx.get("parameters")),
                                   ("parameters requested", cx.get("requested"))]))
+    shown = {"posts", "rounds", "complete_xml", "gets", "connects"}  # drawn as exchanges above
     for i, p in enumerate(s.get("phases") or [], 1):
         if isinstance(p, dict):
+            det = p.get("details")
+            rest = {k: v for k, v in det.items() if k not in shown} if isinstance(det, dict) else det
+            note = ('<p class="muted">The HTTP exchanges of this phase are in the sections above.</p>'
+                    if isinstance(det, dict) and shown & det.keys() else "")
             out.append(f'<details class="phase-details"><summary>Phase {i} {_e(p.get("phase"))}: all details'
-                       f"</summary>{_value(p.get('details'))}</details>")
+                       f"</summary>{note}{_value(rest)}</details>")
     tunnel = {k: v for k, v in (s.get("tunnel") or {}).items() if k != "series"}
     out.append(f"<details><summary>Tunnel and flows</summary>{_value({'tunnel': tunnel, 'connections': s.get('connections')})}"
                "</details>")

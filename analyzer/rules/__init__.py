@@ -28,6 +28,7 @@ RULE_MODULES = [
     "tcp_retransmissions",
     "reconnect",
     "session_end",
+    "capture_quality",
     "keys_missing",
 ]
 
@@ -38,6 +39,7 @@ _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 class Context:
     icmp_unreachable: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    capture_end: float | None = None  # time of the last frame of all captures
 
 
 def load_rules():
@@ -45,7 +47,8 @@ def load_rules():
 
 
 def apply_rules(analysis: Analysis, pipe) -> None:
-    ctx = Context(icmp_unreachable=list(getattr(pipe, "icmp_unreachable", [])))
+    ends = [c.last for c in analysis.captures if c.last is not None]
+    ctx = Context(icmp_unreachable=list(getattr(pipe, "icmp_unreachable", [])), capture_end=max(ends) if ends else None)
     rules = load_rules()
     for s in analysis.sessions:
         found: list[Finding] = []
@@ -58,3 +61,32 @@ def apply_rules(analysis: Analysis, pipe) -> None:
                                      remedy="report this as a bug in acflow, with the capture if you can share it"))
         found.sort(key=lambda f: (_SEVERITY_ORDER.get(f.severity, 3), f.time or 0))
         s.findings = found
+    analysis.findings = capture_findings(analysis, pipe)
+
+
+def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
+    """Capture-wide findings: damaged files, flows dropped at the flow-table bound, undecodable frames.
+
+    Ids CAPTURE_DAMAGED (warning), ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) — see docs/findings.md.
+    """
+    out: list[Finding] = []
+    for ci in analysis.captures:
+        if ci.errors:
+            out.append(Finding(id="CAPTURE_DAMAGED", severity="warning", time=ci.last, frames=[],
+                               message=f"{ci.path}: " + "; ".join(ci.errors[:3]) + ".",
+                               remedy="The file is truncated or damaged; everything before the damage was "
+                                      "analysed. Copy the capture again (or repair it: editcap/pcapfix).",
+                               evidence={"errors": ci.errors[:20], "frames_read": ci.frames}))
+    if getattr(pipe, "evicted", 0):
+        out.append(Finding(id="ANALYSIS_LIMIT", severity="warning", time=None, frames=[],
+                           message=f"{pipe.evicted} flow(s) were dropped because the capture holds more concurrent "
+                                   "flows than acflow's flow-table bound.",
+                           remedy="Filter the capture to the VPN gateway first (e.g. tshark -Y 'ip.addr==GW')",
+                           evidence={"evicted": pipe.evicted}))
+    if not analysis.sessions and sum(c.frames for c in analysis.captures):
+        out.append(Finding(id="NO_VPN_SESSION", severity="info", time=None, frames=[],
+                           message="No TLS connection to a VPN gateway was found in the capture.",
+                           remedy="Check the capture was taken where the client's traffic to the gateway passes "
+                                  "(TCP/UDP 443 by default) and is not filtered out.",
+                           evidence={"frames": sum(c.frames for c in analysis.captures)}))
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..model import Finding
 
 RULE_IDS = ("DTLS_NO_RESPONSE", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_NOT_OFFERED")
+NO_RESPONSE_WAIT = 1.0  # seconds of capture after the last hello before it counts as unanswered
 
 
 def _icmp_for(flow: dict, ctx) -> list[dict]:
@@ -49,6 +50,9 @@ def check(session, ctx):
                 evidence={"requested": ((cstp.details or {}).get("requested") or {}).get("dtls_ciphersuites")}))
     silent = [f for f in d.get("flows") or [] if f["client_hello_count"] and not f["server_hello"]
               and not f["established"]]
+    # a capture that ends right after a hello cannot tell whether it would have been answered
+    if ctx.capture_end is not None:
+        silent = [f for f in silent if ctx.capture_end - f["client_hellos"][-1]["ts"] >= NO_RESPONSE_WAIT]
     if silent:
         icmp = [i for f in silent for i in _icmp_for(f, ctx)]
         hellos = [h for f in silent for h in f["client_hellos"]]

@@ -243,7 +243,7 @@ class TCPConnection:
                 self.gaps.append({"direction": ev.direction, "seq": ev.seq, "length": ev.length, "ts": ev.ts,
                                   "frame": ev.frame})
             if self.is_tls:
-                for tev in self.tls.gap(ev.direction) or ():
+                for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame) or ():
                     self._on_tls(tev)
         elif t is tcp_mod.Retransmission:
             self.retransmissions[ev.direction] += 1

@@ -24,15 +24,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
-    "KeyLogEntry",
-    "KeyStore",
-    "parse_keylog",
-    "load_rsa_private_key",
     "CLIENT_RANDOM",
+    "PMS_CLIENT_RANDOM",
     "RSA_PREMASTER",
     "RSA_SESSION",
-    "PMS_CLIENT_RANDOM",
     "TLS13_LABELS",
+    "KeyLogEntry",
+    "KeyStore",
+    "load_rsa_private_key",
+    "parse_keylog",
 ]
 
 # Labels as they appear in the key log.  RSA lines get synthetic labels so that every entry has one.
@@ -83,7 +83,10 @@ def _is_known_label(label: str) -> bool:
     if label in TLS13_LABELS or label in (CLIENT_RANDOM, PMS_CLIENT_RANDOM):
         return True
     for prefix in _TRAFFIC_PREFIXES:
-        if label.startswith(prefix) and label[len(prefix):].isdigit():
+        # OpenSSL 3.0 logs the secrets after a KeyUpdate with the literal suffix "_N" (the generation is
+        # not given); accepted, but TLSConnection derives later generations itself (RFC 8446 §7.2).
+        suffix = label[len(prefix):]
+        if label.startswith(prefix) and (suffix.isdigit() or suffix == "N"):
             return True
     return False
 
@@ -153,8 +156,8 @@ def parse_keylog(text: str) -> tuple[list[KeyLogEntry], list[str]]:
     errors: list[str] = []
     if isinstance(text, (bytes, bytearray, memoryview)):
         text = bytes(text).decode("utf-8", "replace")
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip().lstrip("\ufeff")
+    for lineno, raw in enumerate(text.split("\n"), 1):  # numbered as an editor shows the file
+        line = raw.strip().lstrip("\ufeff").strip()
         if not line or line.startswith("#"):
             continue
         result = _parse_line(line, lineno)
@@ -184,7 +187,7 @@ def load_rsa_private_key(data: bytes, password: bytes | None = None):
             last = exc
             continue
         if not isinstance(key, rsa.RSAPrivateKey):
-            raise ValueError(f"not an RSA private key: {type(key).__name__}")
+            raise ValueError(f"not an RSA private key: {type(key).__name__}")  # noqa: TRY004 - bad data
         return key
     raise ValueError(f"cannot parse RSA private key: {last}")
 
@@ -203,7 +206,7 @@ class KeyStore:
     :meth:`add_secret`, so :meth:`to_keylog_lines` can hand Wireshark everything that was learnt.
     """
 
-    __slots__ = ("_secrets", "_sessions", "_rsa_pms", "_rsa_keys", "_order")
+    __slots__ = ("_order", "_rsa_keys", "_rsa_pms", "_secrets", "_sessions")
 
     def __init__(self, entries: Iterable[KeyLogEntry] = ()) -> None:
         self._secrets: dict[tuple[str, bytes], bytes] = {}

@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dissectors.keylog import KeyStore, parse_keylog
 from dissectors.tls import (
@@ -47,7 +49,7 @@ PSK_LABEL = b"EXPORTER-openconnect-psk"
 
 
 def _cert(key, subject: str, issuer_key=None, issuer: str | None = None, ca: bool = False) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     b = (x509.CertificateBuilder()
          .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
          .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer or subject)]))
@@ -852,3 +854,107 @@ def test_gap_fallback_tls13(pki, tmp_path):
     no_internal_errors(events)
     assert any(not e.ok and "part of the nonce" in e.reason for e in statuses(events, "s2c"))
     assert any(isinstance(e, EncryptedRecord) for e in events)
+
+
+@needs_openssl
+def test_tls13_hello_retry_request(pki, tmp_path):
+    cctx, sctx = make_contexts(pki)
+    # the client sends an x25519 key share; a server accepting only P-384 must ask again (RFC 8446 §4.1.4)
+    ctx_ptr = ctypes.c_void_p.from_address(OPENSSL._ptr_after_head(sctx)).value
+    SSL_CTRL_SET_GROUPS_LIST = 92
+    OPENSSL.lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p]
+    assert OPENSSL.lib.SSL_CTX_ctrl(ctx_ptr, SSL_CTRL_SET_GROUPS_LIST, 0, b"P-384") == 1
+    s = generate(pki, tmp_path, contexts=(cctx, sctx))
+    conn = TLSConnection(keystore(s))
+    events = run(conn, s.chunks)
+    check_decrypts(s, events)
+    hellos = [e for e in events if isinstance(e, (ClientHello, ServerHello))]
+    assert [type(e).__name__ for e in hellos] == ["ClientHello", "ServerHello", "ClientHello", "ServerHello"]
+    assert hellos[1].is_hello_retry_request and hellos[1].key_share_group == 24
+    assert hellos[0].random == hellos[2].random and hellos[3].key_share_group == 24
+    assert conn.hello_retry_request and conn.tls13
+
+
+@needs_openssl
+def test_tls12_server_initiated_renegotiation(pki, tmp_path):
+    keylog = str(tmp_path / "reneg.log")
+    cctx, sctx = make_contexts(pki, max_version=TLS12, ciphers="ECDHE-RSA-AES256-GCM-SHA384", keylog=keylog)
+    pair = _Pair(cctx, sctx)
+    pair.handshake()
+    pair.send("c2s", b"before renegotiation")
+    OPENSSL.lib.SSL_renegotiate.argtypes = [ctypes.c_void_p]
+    assert OPENSSL.lib.SSL_renegotiate(OPENSSL.ssl_ptr(pair.server, sctx)) == 1
+    for _ in range(20):  # drive the new handshake through application reads on both sides
+        for obj in (pair.server, pair.client):
+            try:
+                obj.do_handshake()
+                obj.read(1)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+        if not pair.pump():
+            break
+    pair.send("s2c", b"after renegotiation")
+    pair.send("c2s", b"client after renegotiation")
+    with open(keylog) as f:
+        entries, errors = parse_keylog(f.read())
+    assert len(entries) == 2 and not errors  # two handshakes, two client randoms
+    conn = TLSConnection(KeyStore(entries))
+    events = run(conn, pair.chunks)
+    no_internal_errors(events)
+    assert app_data(events, "c2s") == b"before renegotiationclient after renegotiation"
+    assert app_data(events, "s2c") == b"after renegotiation"
+    hellos = [e for e in events if isinstance(e, ClientHello)]
+    assert len(hellos) == 2 and hellos[0].random != hellos[1].random
+    assert any(isinstance(e, HandshakeMessage) and e.name == "hello_request" and e.encrypted for e in events)
+    assert conn.client_random == hellos[1].random
+    assert not [e for e in statuses(events) if not e.ok]
+
+
+@pytest.fixture(scope="module")
+def real_sessions(pki, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("real")
+    return [generate(pki, tmp), generate(pki, tmp, max_version=TLS12, ciphers="ECDHE-RSA-AES128-SHA256"),
+            generate(pki, tmp, max_version=TLS12, ciphers="ECDHE-RSA-CHACHA20-POLY1305")]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 2), sizes=st.lists(st.integers(1, 600), min_size=1, max_size=12))
+def test_real_session_any_chunking(real_sessions, which, sizes):
+    s = real_sessions[which]
+    conn = TLSConnection(keystore(s))
+    events, k = [], 0
+    for direction, data in s.chunks:
+        pos = 0
+        while pos < len(data):
+            n = sizes[k % len(sizes)]
+            events += conn.feed(direction, data[pos:pos + n])
+            pos += n
+            k += 1
+    check_decrypts(s, events)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, 2), data=st.data())
+def test_real_session_corrupted_never_raises(real_sessions, which, data):
+    s = real_sessions[which]
+    chunks = [list(c) for c in s.chunks]
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(chunks) - 1))
+        buf = bytearray(chunks[i][1])
+        op = data.draw(st.sampled_from(["flip", "cut", "dup", "gap"]))
+        pos = data.draw(st.integers(0, max(len(buf) - 1, 0)))
+        if op == "flip" and buf:
+            buf[pos] ^= 1 << data.draw(st.integers(0, 7))
+        elif op == "cut":
+            del buf[pos:pos + data.draw(st.integers(1, 64))]
+        elif op == "dup":
+            buf[pos:pos] = buf[pos:pos + 32]
+        chunks[i] = [chunks[i][0], bytes(buf), op == "gap"]
+    conn = TLSConnection(keystore(s))
+    events = []
+    for c in chunks:
+        if len(c) == 3 and c[2]:
+            events += conn.gap(c[0], None)
+        events += conn.feed(c[0], c[1])
+    events += conn.close()
+    no_internal_errors(events)

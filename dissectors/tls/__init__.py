@@ -24,21 +24,21 @@ from .events import (
 from .session import SessionCache
 
 __all__ = [
-    "TLSConnection",
-    "SessionCache",
-    "CipherSuite",
-    "DecryptError",
-    "suite_info",
     "Alert",
     "ApplicationData",
     "CertificateMsg",
     "CertificateRequestMsg",
     "ChangeCipherSpec",
+    "CipherSuite",
     "ClientHello",
+    "DecryptError",
     "DecryptionStatus",
     "EncryptedRecord",
     "HandshakeMessage",
     "OtherRecord",
     "RecordError",
     "ServerHello",
+    "SessionCache",
+    "TLSConnection",
+    "suite_info",
 ]

@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import constant_time, hashes, hmac
+from cryptography.hazmat.primitives import constant_time, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
@@ -35,16 +35,16 @@ except ImportError:  # pragma: no cover - older cryptography
     _TripleDES = getattr(algorithms, "TripleDES", None)
 
 __all__ = [
-    "CipherSuite",
-    "DecryptError",
-    "suite_info",
     "AEADExplicitNonce",
     "AEADXorNonce",
     "CBCProtection",
+    "CipherSuite",
+    "DecryptError",
     "TLS13Protection",
-    "tls12_protections",
     "make_tls12_protection",
     "make_tls13_protection",
+    "suite_info",
+    "tls12_protections",
 ]
 
 
@@ -96,7 +96,7 @@ _MAC = {"SHA": "sha1", "SHA256": "sha256", "SHA384": "sha384", "MD5": "md5"}
 
 
 def _parse_suite(suite_id: int, name: str) -> CipherSuite:
-    body = name[4:] if name.startswith("TLS_") else name
+    body = name.removeprefix("TLS_")
     if "_WITH_" in body:
         kex, rest = body.split("_WITH_", 1)
     elif suite_id >> 8 == 0x13:  # RFC 8446 §B.4: TLS 1.3 suites name only the AEAD and the HKDF hash
@@ -109,7 +109,7 @@ def _parse_suite(suite_id: int, name: str) -> CipherSuite:
         prf_hash = _MAC[parts[-1]]
         parts = parts[:-1]
     cipher = "_".join(parts)
-    base = dict(id=suite_id, name=name, kex=kex, cipher=cipher, prf_hash=prf_hash)
+    base = {"id": suite_id, "name": name, "kex": kex, "cipher": cipher, "prf_hash": prf_hash}
     if cipher in ("AES_128_GCM", "AES_256_GCM"):
         return CipherSuite(kind="aead", key_len=16 if "128" in cipher else 32, fixed_iv_len=4, tag_len=16, **base)
     if cipher in ("AES_128_CCM", "AES_256_CCM", "AES_128_CCM_8", "AES_256_CCM_8"):
@@ -150,7 +150,7 @@ _MAC_HDR = struct.Struct("!QBHH")  # same layout for the CBC MAC input (RFC 5246
 class AEADExplicitNonce:
     """TLS/DTLS 1.2 AES-GCM (RFC 5288) / AES-CCM (RFC 6655): 8-byte explicit nonce per record."""
 
-    __slots__ = ("_aead", "_salt", "_key", "_gcm", "tag_len", "min_len")
+    __slots__ = ("_aead", "_gcm", "_key", "_salt", "min_len", "tag_len")
     explicit_len = 8
 
     def __init__(self, key: bytes, salt: bytes, tag_len: int = 16, ccm: bool = False) -> None:
@@ -173,6 +173,11 @@ class AEADExplicitNonce:
         except InvalidTag:
             raise DecryptError("bad record MAC (AEAD authentication tag mismatch)") from None
 
+    @property
+    def can_skip_integrity(self) -> bool:
+        """Plaintext can be recovered without the sequence number (GCM via CTR; not CCM)."""
+        return self._gcm
+
     def seq_hint(self, fragment) -> int | None:
         """The explicit nonce as an integer: most stacks (OpenSSL, GnuTLS, NSS) put the record sequence
         number there, which lets us recover the sequence number after a gap."""
@@ -194,8 +199,9 @@ class AEADExplicitNonce:
 class AEADXorNonce:
     """TLS/DTLS 1.2 ChaCha20-Poly1305 (RFC 7905 §2): nonce = IV XOR padded 64-bit sequence number."""
 
-    __slots__ = ("_aead", "_iv", "tag_len", "min_len")
+    __slots__ = ("_aead", "_iv", "min_len", "tag_len")
     explicit_len = 0
+    can_skip_integrity = False  # the nonce depends on the sequence number
 
     def __init__(self, key: bytes, iv: bytes) -> None:
         self._aead = ChaCha20Poly1305(bytes(key))
@@ -227,24 +233,27 @@ class CBCProtection:
     (the last ciphertext block of the previous record; the first one from the key block).
     """
 
-    __slots__ = ("_alg", "_key", "_hmac", "mac_len", "block", "explicit_iv", "etm", "_iv", "min_len")
+    __slots__ = ("_dec", "_hmac", "block", "etm", "explicit_iv", "mac_len", "min_len")
+    can_skip_integrity = True  # decryption does not involve the sequence number
 
     def __init__(self, cipher: str, key: bytes, mac: str, mac_key: bytes, *, explicit_iv: bool = True,
                  iv: bytes | None = None, etm: bool = False) -> None:
         if cipher.startswith("3DES"):
             if _TripleDES is None:
                 raise ValueError("3DES not available")
-            self._alg = _TripleDES
-            self.block = 8
+            alg, self.block = _TripleDES(bytes(key)), 8
         else:
-            self._alg = algorithms.AES
-            self.block = 16
-        self._key = bytes(key)
+            alg, self.block = algorithms.AES(bytes(key)), 16
+        # One CBC decryption context for the whole direction (creating one costs far more than decrypting a
+        # small record).  CBC decryption of a block only depends on the block before it: with explicit IVs
+        # the record's IV block is fed too, its own output (garbage) is dropped and the rest decrypts
+        # exactly; for TLS 1.0 the context's running state *is* the chained IV (RFC 2246 §6.2.3.2).
+        first_iv = bytes(iv) if (iv and not explicit_iv) else bytes(self.block)
+        self._dec = Cipher(alg, modes.CBC(first_iv[: self.block])).decryptor()
         self._hmac = hmac.HMAC(bytes(mac_key), ks.HASHES[mac]())  # keyed once, copied per record
         self.mac_len = ks.hash_len(mac)
         self.explicit_iv = explicit_iv
         self.etm = etm
-        self._iv = bytes(iv) if iv else bytes(self.block)
         # smallest plausible fragment: (IV) + one block holding at least MAC + padding byte
         blocks = (self.mac_len + 1 + self.block - 1) // self.block
         if etm:
@@ -264,14 +273,9 @@ class CBCProtection:
         bs = self.block
         if len(fragment) % bs or len(fragment) < (2 * bs if self.explicit_iv else bs):
             raise DecryptError(f"CBC record length {len(fragment)} is not a positive multiple of {bs}")
-        mv = memoryview(fragment)
+        pt = self._dec.update(fragment)
         if self.explicit_iv:
-            iv, ct = bytes(mv[:bs]), mv[bs:]
-        else:
-            iv, ct = self._iv, mv
-            self._iv = bytes(mv[-bs:])  # TLS 1.0: next record's IV, whatever happens to this one
-        dec = Cipher(self._alg(self._key), modes.CBC(iv)).decryptor()
-        pt = dec.update(ct) + dec.finalize()
+            pt = pt[bs:]
         pad = pt[-1]
         # RFC 5246 §6.2.3.2: every padding byte (and the length byte) holds padding_length
         if pad + 1 > len(pt) or pt[-1 - pad:] != bytes([pad]) * (pad + 1):
@@ -294,8 +298,8 @@ class CBCProtection:
             cut = len(fragment) - self.mac_len
             mv = memoryview(fragment)
             if not constant_time.bytes_eq(self._mac(seq, content_type, version, mv[:cut]), bytes(mv[cut:])):
-                if not self.explicit_iv:
-                    self._iv = bytes(mv[cut - self.block:cut])
+                if not self.explicit_iv and cut % self.block == 0:
+                    self._dec.update(mv[:cut])  # keep the TLS 1.0 IV chain in step
                 raise DecryptError("bad record MAC (encrypt-then-MAC)")
             return self._cbc_decrypt(mv[:cut])
         content, mac = self.open_mte(fragment)
@@ -338,7 +342,8 @@ class CBCProtection:
 class TLS13Protection:
     """TLS 1.3 record protection for one traffic secret (RFC 8446 §5.2, §5.3, keys per §7.3)."""
 
-    __slots__ = ("_aead", "_iv", "tag_len", "min_len", "secret", "suite")
+    __slots__ = ("_aead", "_iv", "min_len", "secret", "suite", "tag_len")
+    can_skip_integrity = False
 
     def __init__(self, suite: CipherSuite, secret: bytes) -> None:
         key, iv = ks.traffic_key_iv(suite.prf_hash, secret, suite.key_len, 12)

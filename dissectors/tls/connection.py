@@ -74,7 +74,7 @@ from .record import (
 )
 from .session import SessionCache
 
-__all__ = ["TLSConnection", "C2S", "S2C"]
+__all__ = ["C2S", "S2C", "TLSConnection"]
 
 C2S = "c2s"
 S2C = "s2c"
@@ -83,20 +83,40 @@ _TLS13_LABELS = {
     C2S: ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_"),
     S2C: ("SERVER_HANDSHAKE_TRAFFIC_SECRET", "SERVER_TRAFFIC_SECRET_"),
 }
-# Give up validating resync candidates by decryption after scanning this many bytes.
-_RESYNC_BUDGET = 2 * (MAX_CIPHERTEXT + HEADER_LEN)
-# Per-record search window while the sequence number is unknown (TLS 1.3 / ChaCha20 after a failed resync).
-_LOST_SEQ_WINDOW = 256
 
 
 class _Dir:
     """Per-direction state."""
 
     __slots__ = (
-        "name", "reader", "hs", "encrypted", "cipher", "seq", "epoch", "dead", "reason", "phase",
-        "app_secret", "app_gen", "app_probe", "early", "early_seq", "switch", "ok_epoch", "fail_epoch",
-        "decrypting", "last_end", "region_known", "avg_wire", "nonce_offset", "seq_lost", "unverified",
-        "zlib", "records", "tls13",
+        "app_gen",
+        "app_probe",
+        "app_secret",
+        "avg_wire",
+        "cipher",
+        "dead",
+        "decrypting",
+        "early",
+        "early_seq",
+        "encrypted",
+        "epoch",
+        "fail_epoch",
+        "hs",
+        "last_end",
+        "name",
+        "nonce_offset",
+        "ok_epoch",
+        "phase",
+        "reader",
+        "reason",
+        "records",
+        "region_known",
+        "seq",
+        "seq_lost",
+        "switch",
+        "tls13",
+        "unverified",
+        "zlib",
     )
 
     def __init__(self, name: str) -> None:
@@ -147,11 +167,16 @@ class TLSConnection:
     """One TLS connection (both directions).  See the module docstring for the key lookup order and
     what happens on lost bytes."""
 
+    #: give up validating resync candidates by decryption after scanning this many bytes
+    resync_budget = 2 * (MAX_CIPHERTEXT + HEADER_LEN)
+    #: per-record sequence number search window once resync gave up
+    lost_seq_window = 256
+
     def __init__(self, keys: KeyStore | None = None, session_cache: SessionCache | None = None, *,
                  gap_search: int = 4096) -> None:
         self.keys = keys if keys is not None else KeyStore()
         self.session_cache = session_cache
-        self.gap_search = gap_search
+        self.gap_search = gap_search  # most sequence numbers tried on a resync candidate
         self._d = {C2S: _Dir(C2S), S2C: _Dir(S2C)}
         self.client_hello: ClientHello | None = None
         self.server_hello: ServerHello | None = None
@@ -262,8 +287,9 @@ class TLSConnection:
     def _drain(self, d: _Dir, out: list, ts: float, frame: int) -> None:
         reader = d.reader
         while True:
-            # while resyncing, a candidate that cannot be checked by decryption needs a plausible next header
-            reader.require_chain = not self._can_validate(d) or d.seq_lost
+            if not reader.synced:
+                # a resync candidate that cannot be checked by decryption needs a plausible next header
+                reader.require_chain = not self._can_validate(d) or d.seq_lost
             rec = reader.next()
             if rec is None:
                 return
@@ -274,10 +300,14 @@ class TLSConnection:
             if rec.resync:
                 if not self._accept_resync(d, rec, out, ts, frame):
                     reader.reject()
-                    if reader.scanned > _RESYNC_BUDGET and not d.seq_lost and self._can_validate(d):
+                    if reader.scanned > self.resync_budget and not d.seq_lost and self._can_validate(d):
                         d.seq_lost = True
-                        self._status(d, False, "lost the record sequence number after missing data; framing "
-                                     "records by their headers from here", out, ts, frame, force=True)
+                        if not getattr(d.cipher, "can_skip_integrity", False):
+                            what = "records cannot be decrypted until it is found again (it is part of the nonce)"
+                        else:
+                            what = "records will be decrypted without integrity check until it is found again"
+                        self._status(d, False, "lost the record sequence number after missing data; " + what,
+                                     out, ts, frame, force=True)
                 continue
             self._record(d, rec, out, ts, frame)
 
@@ -388,6 +418,8 @@ class TLSConnection:
         return rec.content_type, cipher.decrypt(seq, rec.content_type, rec.version, rec.fragment)
 
     def _good(self, d: _Dir, seq: int, rec: Record) -> None:
+        """A record decrypted with sequence number ``seq`` after a (re)start: remember how the peer's
+        explicit nonce relates to the sequence number (used to resynchronise after lost data)."""
         d.seq = seq + 1
         hint = d.cipher.seq_hint(rec.fragment) if d.cipher is not None else None
         if hint is not None:
@@ -416,8 +448,10 @@ class TLSConnection:
             res = self._raw_decrypt(d, cipher, seq, rec)
         except DecryptError as exc:
             return self._decrypt_failed(d, rec, exc, out, ts, frame)
-        self._good(d, seq, rec)
-        self._status(d, True, self._ok_reason(d), out, ts, frame)
+        d.seq = seq + 1
+        if d.ok_epoch != d.epoch or not d.decrypting:  # first good record under this key
+            self._good(d, seq, rec)
+            self._status(d, True, self._ok_reason(d), out, ts, frame)
         return res
 
     def _try_early(self, d: _Dir, rec: Record):
@@ -501,7 +535,7 @@ class TLSConnection:
                 continue
         return None
 
-    def _seq_candidates(self, d: _Dir, rec: Record, limit: int) -> list[int]:
+    def _seq_candidates(self, d: _Dir, rec: Record, limit: int, use_region: bool = True) -> list[int]:
         base = d.seq
         cipher = d.cipher
         first: list[int] = []
@@ -512,7 +546,7 @@ class TLSConnection:
                 first.append(hint)
         min_wire = HEADER_LEN + max(cipher.min_len, 1)
         lo, hi, est = base, base + limit, base
-        if d.region_known and d.last_end is not None and rec.offset >= d.last_end:
+        if use_region and d.region_known and d.last_end is not None and rec.offset >= d.last_end:
             region = rec.offset - d.last_end
             avg = d.avg_wire or 1000.0
             lo = base + -(-region // (MAX_CIPHERTEXT + HEADER_LEN))
@@ -557,7 +591,7 @@ class TLSConnection:
 
     def _decrypt_seq_lost(self, d: _Dir, rec: Record, out: list, ts: float, frame: int):
         """Framing by headers only; try to find the sequence number again, else deliver unverified data."""
-        found = self._search(d, rec, self._seq_candidates(d, rec, _LOST_SEQ_WINDOW))
+        found = self._search(d, rec, self._seq_candidates(d, rec, self.lost_seq_window, use_region=False))
         if found is not None:
             seq, res = found
             d.seq_lost = False
@@ -566,7 +600,7 @@ class TLSConnection:
             self._status(d, True, f"record sequence number recovered: {seq}", out, ts, frame, force=True)
             return res
         d.seq += 1
-        if not d.tls13 and hasattr(d.cipher, "decrypt_unverified"):
+        if getattr(d.cipher, "can_skip_integrity", False):
             plain = d.cipher.decrypt_unverified(rec.fragment)
             if plain is not None:
                 if not d.unverified:
@@ -732,8 +766,12 @@ class TLSConnection:
         if sh.version == ks.TLS13:
             self._tls13 = True
             self._transcript = None
+            self.resumed = sh.selected_psk is not None  # RFC 8446 §4.2.11: the server accepted a PSK
             self._setup_tls13(out, ts, frame)
             return
+        for dd in self._d.values():
+            if dd.tls13:  # the client offered TLS 1.3 (and 0-RTT) but the server chose an older version
+                dd.tls13, dd.phase, dd.early, dd.encrypted, dd.cipher, dd.reason = False, "plain", [], False, None, ""
         self.extended_master_secret = bool(ch and ch.extended_master_secret and sh.extended_master_secret)
         self.encrypt_then_mac = bool(ch and ch.encrypt_then_mac and sh.encrypt_then_mac and suite.kind == "cbc")
         self.resumed = bool(ch and sh.session_id and sh.session_id == ch.session_id)

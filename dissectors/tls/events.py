@@ -13,18 +13,18 @@ from dataclasses import dataclass, field
 from .names import cipher_suite_name, extension_name, group_name, version_name
 
 __all__ = [
-    "ClientHello",
-    "ServerHello",
+    "Alert",
+    "ApplicationData",
     "CertificateMsg",
     "CertificateRequestMsg",
-    "HandshakeMessage",
-    "ApplicationData",
-    "Alert",
     "ChangeCipherSpec",
+    "ClientHello",
     "DecryptionStatus",
-    "RecordError",
     "EncryptedRecord",
+    "HandshakeMessage",
     "OtherRecord",
+    "RecordError",
+    "ServerHello",
     "TLSEvent",
 ]
 

@@ -15,21 +15,21 @@ from .events import CertificateMsg, CertificateRequestMsg, ClientHello, ServerHe
 from .keyschedule import digest
 
 __all__ = [
-    "ParseError",
-    "HandshakeReassembler",
-    "Reader",
-    "parse_extensions",
-    "parse_client_hello",
-    "parse_server_hello",
-    "parse_certificate",
-    "parse_certificate_request",
-    "parse_server_key_exchange",
-    "rsa_encrypted_premaster",
-    "parse_new_session_ticket",
-    "parse_key_update",
-    "parse_encrypted_extensions",
     "HELLO_RETRY_REQUEST_RANDOM",
     "MAX_HANDSHAKE_MESSAGE",
+    "HandshakeReassembler",
+    "ParseError",
+    "Reader",
+    "parse_certificate",
+    "parse_certificate_request",
+    "parse_client_hello",
+    "parse_encrypted_extensions",
+    "parse_extensions",
+    "parse_key_update",
+    "parse_new_session_ticket",
+    "parse_server_hello",
+    "parse_server_key_exchange",
+    "rsa_encrypted_premaster",
 ]
 
 # RFC 8446 §4.1.3: a HelloRetryRequest is a ServerHello whose random is SHA-256("HelloRetryRequest").
@@ -60,7 +60,7 @@ class ParseError(ValueError):
 class Reader:
     """Bounds-checked big-endian reader over bytes."""
 
-    __slots__ = ("data", "pos", "end")
+    __slots__ = ("data", "end", "pos")
 
     def __init__(self, data, pos: int = 0, end: int | None = None) -> None:
         self.data = data

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 __all__ = [
     "CIPHER_SUITE_NAMES",
+    "alert_name",
     "cipher_suite_name",
     "extension_name",
     "group_name",
-    "alert_name",
     "handshake_name",
-    "version_name",
     "is_grease",
+    "version_name",
 ]
 
 # IANA "TLS Cipher Suites" registry, the subset seen in practice (and everything acflow can decrypt).

@@ -16,13 +16,13 @@ import re
 import struct
 
 __all__ = [
-    "CT_CHANGE_CIPHER_SPEC",
     "CT_ALERT",
-    "CT_HANDSHAKE",
     "CT_APPLICATION_DATA",
+    "CT_CHANGE_CIPHER_SPEC",
+    "CT_HANDSHAKE",
     "CT_HEARTBEAT",
-    "MAX_CIPHERTEXT",
     "HEADER_LEN",
+    "MAX_CIPHERTEXT",
     "Record",
     "RecordReader",
 ]
@@ -44,7 +44,7 @@ _ANY_HEADER = re.compile(rb"[\x14-\x18]\x03[\x00-\x04]")
 class Record:
     """One record as read from the stream (not an event)."""
 
-    __slots__ = ("content_type", "version", "header", "fragment", "offset", "first_frame", "resync", "chain_ok")
+    __slots__ = ("chain_ok", "content_type", "first_frame", "fragment", "header", "offset", "resync", "version")
 
     def __init__(self, content_type: int, version: int, header: bytes, fragment: bytearray, offset: int,
                  first_frame: int, resync: bool = False, chain_ok: bool | None = None) -> None:
@@ -69,8 +69,20 @@ class RecordReader:
     None when more bytes are needed.
     """
 
-    __slots__ = ("_buf", "_off", "_base", "_frames", "synced", "expected_version", "min_len", "max_len",
-                 "require_chain", "_candidate", "_pattern", "_scanned")
+    __slots__ = (
+        "_base",
+        "_buf",
+        "_candidate",
+        "_frames",
+        "_off",
+        "_pattern",
+        "_scanned",
+        "expected_version",
+        "max_len",
+        "min_len",
+        "require_chain",
+        "synced",
+    )
 
     def __init__(self, max_len: int = MAX_CIPHERTEXT) -> None:
         self._buf = bytearray()
@@ -121,10 +133,13 @@ class RecordReader:
         return self._scanned
 
     def _frame_at(self, offset: int) -> int:
-        for end, frame in self._frames:
+        frames = self._frames
+        if frames and frames[0][0] > offset:  # the common case: the record starts in the oldest chunk kept
+            return frames[0][1]
+        for end, frame in frames:
             if end > offset:
                 return frame
-        return self._frames[-1][1] if self._frames else 0
+        return frames[-1][1] if frames else 0
 
     def _compact(self) -> None:
         off = self._off
@@ -235,7 +250,7 @@ class RecordReader:
         avail = len(self._buf) - self._off
         if avail <= 0:
             return None
-        if avail < HEADER_LEN or not self.synced:
+        if avail < HEADER_LEN or (not self.synced and self._candidate is None):
             return avail, 0
-        ctype, version, length = _HDR.unpack_from(self._buf, self._off)
+        length = _HDR.unpack_from(self._buf, self._off)[2]
         return avail, HEADER_LEN + length

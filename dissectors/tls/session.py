@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["SessionCache", "CachedSession"]
+__all__ = ["CachedSession", "SessionCache"]
 
 
 @dataclass(frozen=True, slots=True)

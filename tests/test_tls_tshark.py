@@ -1,0 +1,115 @@
+"""Differential tests of TLSConnection against tshark on the committed lab samples (openconnect <-> ocserv).
+
+* TCP payload bytes come from tshark itself (``-z follow,tcp,raw``), so only the TLS layer is compared.
+* The decrypted application data of every TCP stream must equal tshark's ``-z follow,tls,raw``.
+* The openconnect DTLS PSK (RFC 5705 / RFC 8446 §7.5 exporter, label EXPORTER-openconnect-psk) derived by
+  TLSConnection must let tshark decrypt the PSK-NEGOTIATE DTLS records (``-o dtls.psk:``); a wrong PSK must not.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dissectors.keylog import KeyStore, load_rsa_private_key
+from dissectors.tls import ApplicationData, DecryptionStatus, RecordError, SessionCache, TLSConnection
+
+from .conftest import facts, sample_dirs
+from .oracle import BASE, tshark_follow_tls
+
+pytestmark = pytest.mark.tshark
+
+PSK_LABEL = b"EXPORTER-openconnect-psk"
+SAMPLES = [d for d in sample_dirs() if (d / "capture.pcapng").exists() and (d / "keys.log").exists()]
+
+
+def _tcp_streams(capture: Path) -> list[int]:
+    out = subprocess.run([*BASE, "-r", str(capture), "-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0", "-T",
+                          "fields", "-e", "tcp.stream"], capture_output=True, text=True, check=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _follow_tcp(capture: Path, stream: int) -> list[tuple[str, bytes]]:
+    """TCP payload chunks of one stream in capture order, with direction (node 0 = the SYN sender)."""
+    out = subprocess.run([*BASE, "-r", str(capture), "-q", "-z", f"follow,tcp,raw,{stream}"], capture_output=True,
+                         text=True, check=True).stdout
+    chunks: list[tuple[str, bytes]] = []
+    in_body = False
+    for line in out.splitlines():
+        if line.startswith("Node 1:"):
+            in_body = True
+            continue
+        if not in_body or line.startswith("=") or not line.strip():
+            continue
+        chunks.append(("s2c" if line.startswith("\t") else "c2s", bytes.fromhex(line.strip())))
+    return chunks
+
+
+def _keys(d: Path, rsa_only: bool) -> KeyStore:
+    keys = KeyStore()
+    if rsa_only:
+        keys.add_rsa_private_key(load_rsa_private_key((d / "server-key.pem").read_bytes()))
+    else:
+        assert keys.add_keylog_text((d / "keys.log").read_text()) == []
+    return keys
+
+
+def _decrypt_streams(d: Path, keys: KeyStore) -> list[tuple[int, TLSConnection, list]]:
+    cache = SessionCache()
+    out = []
+    for stream in _tcp_streams(d / "capture.pcapng"):
+        conn = TLSConnection(keys, session_cache=cache)
+        events = []
+        for i, (direction, data) in enumerate(_follow_tcp(d / "capture.pcapng", stream)):
+            events += conn.feed(direction, data, float(i), i + 1)
+        events += conn.close()
+        out.append((stream, conn, events))
+    return out
+
+
+def _data(events, direction: str) -> bytes:
+    return b"".join(e.data for e in events if isinstance(e, ApplicationData) and e.direction == direction)
+
+
+def _cases():
+    cases = [pytest.param(d, False, id=d.name) for d in SAMPLES]
+    cases += [pytest.param(d, True, id=f"{d.name}-rsa-key-only") for d in SAMPLES
+              if (d / "server-key.pem").exists() and facts(d.name).get("tls_version") == "TLS1.2"]
+    return cases
+
+
+@pytest.mark.parametrize("sample_dir,rsa_only", _cases())
+def test_application_data_matches_tshark(tshark, sample_dir, rsa_only):
+    cap = sample_dir / "capture.pcapng"
+    results = _decrypt_streams(sample_dir, _keys(sample_dir, rsa_only))
+    assert results
+    for stream, conn, events in results:
+        assert not [e for e in events if isinstance(e, RecordError)], (stream, events)
+        assert not [e for e in events if isinstance(e, DecryptionStatus) and not e.ok], stream
+        kw = {"rsa_key": sample_dir / "server-key.pem"} if rsa_only else {"keylog": sample_dir / "keys.log"}
+        want_c, want_s = tshark_follow_tls(cap, stream, **kw)
+        assert want_c or want_s, "tshark decrypted nothing: oracle broken?"
+        assert _data(events, "c2s") == want_c, stream
+        assert _data(events, "s2c") == want_s, stream
+        assert conn.cipher_suite is not None and conn.sni
+
+
+@pytest.mark.parametrize("sample_dir", [d for d in SAMPLES if facts(d.name).get("dtls_mode") == "psk-negotiate"
+                                        and facts(d.name).get("dtls_established")], ids=lambda d: d.name)
+def test_dtls_psk_from_exporter_decrypts_in_tshark(tshark, sample_dir):
+    results = _decrypt_streams(sample_dir, _keys(sample_dir, False))
+    tunnel = [conn for _, conn, events in results if b"CONNECT /CSCOSSLC/tunnel " in _data(events, "c2s")]
+    assert tunnel, "no TLS connection carries the CSTP CONNECT"
+    psk = tunnel[-1].export_keying_material(PSK_LABEL, None, 32)
+    assert psk is not None and len(psk) == 32
+
+    def decrypted_records(key: bytes) -> int:
+        out = subprocess.run([*BASE, "-r", str(sample_dir / "capture.pcapng"), "-o", f"dtls.psk:{key.hex()}",
+                              "-Y", "dtls.record.content_type == 23", "-x"], capture_output=True, text=True,
+                             check=True).stdout
+        return out.count("Decrypted DTLS")
+
+    assert decrypted_records(psk) > 0
+    assert decrypted_records(bytes([psk[0] ^ 1]) + psk[1:]) == 0  # negative control

@@ -58,11 +58,26 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
 
 
 @main.command()
-@click.option("-i", "--interface", required=True, help="Interface to capture on.")
-@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
-def live(interface, keylogs):
-    """Analyze live traffic on INTERFACE as it arrives."""
-    _not_built("live", "live capture is planned after the analysis pipeline (issues #4/#6)")
+@click.option("-i", "--interface", help="Interface to capture on (with dumpcap).")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read a pcap/pcapng stream from standard input instead.")
+@click.option("-f", "--filter", "capture_filter", default=None, help="Capture filter (BPF), e.g. 'host 198.51.100.1'.")
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Key log file; re-read as it grows (SSLKEYLOGFILE of a client connecting now).")
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-w", "--write", type=click.Path(dir_okay=False, path_type=Path), help="Also save the raw capture.")
+@click.option("--show-secrets", is_flag=True)
+def live(interface, from_stdin, capture_filter, keylogs, rsa_keys, duration, fmt, output, write, show_secrets):
+    """Analyze live traffic as it arrives; report when the capture stops (Ctrl-C, --duration, end of input)."""
+    from .live import run_live  # noqa: PLC0415
+
+    if not interface and not from_stdin:
+        raise click.UsageError("give -i INTERFACE or --stdin")
+    sys.exit(run_live(interface=interface, stdin=from_stdin, keylogs=keylogs, rsa_keys=rsa_keys, duration=duration,
+                      fmt=fmt, output=output, write=write, show_secrets=show_secrets,
+                      capture_filter=capture_filter))
 
 
 @main.command()

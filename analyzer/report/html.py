@@ -36,6 +36,7 @@ CHANNEL_COLOR = {("cstp", "c2s"): "#0969da", ("cstp", "s2c"): "#54aeff",
 DIRECTION_NAME = {"c2s": "client → gateway", "s2c": "gateway → client"}
 
 MAX_SEQ_ROWS_PER_GROUP = 60  # a phase with more messages (DTLS retries…) shows the first 50 and the last 5
+MAX_HELLO_ROWS = 40  # DTLS flows drawn in the ClientHello plot
 MAX_LIST_ITEMS = 100  # verbose sections: items shown per list
 MAX_TEXT = 20000  # verbose sections: characters shown per string
 
@@ -54,6 +55,7 @@ table{border-collapse:collapse;width:100%;margin:4px 0 8px}
 th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
 th{background:var(--soft);font-weight:600;white-space:nowrap}
 td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+table.findings td:last-child,table.timeline td:last-child,dl.facts dd,.warn{overflow-wrap:anywhere}
 td.frames{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px;white-space:nowrap}
 .badge{display:inline-block;padding:0 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600;
  line-height:20px;white-space:nowrap}
@@ -695,6 +697,7 @@ def _traffic_svg(series: list, t0, t_end) -> str:
                 y0 = mid - ypx(acc) - h if sign < 0 else mid + ypx(acc)
                 x = xpx(lo + i * width_s)
                 w = max(1.5, xpx(lo + (i + 1) * width_s) - x - 0.6)
+                x = min(x, R - w)
                 t_rel = lo + i * width_s - (t0 if t0 is not None else lo)
                 tip = (f"{ch.upper()} {DIRECTION_NAME[d]}, t+{t_rel:.0f}s"
                        + (f"…+{t_rel + width_s:.0f}s" if width_s > 1 else "")
@@ -723,7 +726,8 @@ def _hello_svg(s: dict, t0) -> str:
     ph = _phases(s)
     dtls = ph.get("dtls") or {}
     d = dtls.get("details") or {}
-    flows = [f for f in d.get("flows") or [] if isinstance(f, dict)]
+    all_flows = [f for f in d.get("flows") or [] if isinstance(f, dict)]
+    flows = all_flows[:MAX_HELLO_ROWS]
     points = []  # (row, ts, frame, retrans, n)
     server = []  # (row, ts, frame)
     est = []  # (row, ts)
@@ -817,7 +821,7 @@ def _hello_svg(s: dict, t0) -> str:
     axis = "time since each flow's first ClientHello" if relative else "time since session start"
     out.append(f'<text x="{(L + R) / 2}" y="{H - 2}" font-size="11" text-anchor="middle" fill="#59636e">'
                f"{axis}</text></svg>")
-    n_all = sum(f.get("client_hello_count") or 0 for f in flows if isinstance(f.get("client_hello_count"), int))
+    n_all = sum(f.get("client_hello_count") or 0 for f in all_flows if isinstance(f.get("client_hello_count"), int))
     intervals = [f"{f.get('connection')}: " + ", ".join(f"{v}s" for v in (f.get("hello_intervals") or []))
                  for f in flows if f.get("hello_intervals")]
     legend = ('<div class="legend muted"><span><i style="background:#0969da;border-radius:6px"></i>ClientHello</span>'
@@ -825,8 +829,10 @@ def _hello_svg(s: dict, t0) -> str:
               '<span><i style="background:#1a7f37"></i>ServerHello / established</span>'
               f"<span>{len(points)} ClientHello(s) drawn" + (f" of {n_all}" if n_all > len(points) else "")
               + "</span></div>")
+    if len(all_flows) > len(flows):
+        legend += f'<div class="muted">Only the first {len(flows)} of {len(all_flows)} DTLS flows are drawn.</div>'
     if intervals:
-        legend += f'<div class="muted">Intervals between ClientHellos — {_e("; ".join(intervals))}</div>'
+        legend += f'<div class="muted">Intervals between ClientHellos — {_e("; ".join(intervals[:20]))}</div>'
     return "\n".join(out) + legend
 
 # ---------------------------------------------------------------------------------------------- verbose data

@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-APT_PACKAGES = tshark tcpdump ocserv openconnect nftables iproute2 iputils-ping ethtool openssl curl util-linux
+APT_PACKAGES = tshark tcpdump ocserv openconnect nftables iproute2 iputils-ping ethtool openssl curl util-linux \
+               chromium
 
 .PHONY: demo test deps venv lab bench fuzz clean
 

@@ -16,6 +16,74 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 WEAK_RSA_BITS = 2048
 
 
+_OID_NAMES = {"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU",
+              "2.5.4.5": "serialNumber", "0.9.2342.19200300.100.1.25": "DC", "1.2.840.113549.1.9.1": "emailAddress",
+              "0.9.2342.19200300.100.1.1": "UID"}
+
+
+def _der(data: bytes, pos: int) -> tuple[int, int, int] | None:
+    """(tag, start of content, end of content) of the DER TLV at `pos`, or None."""
+    if pos + 2 > len(data):
+        return None
+    tag, ln = data[pos], data[pos + 1]
+    pos += 2
+    if ln & 0x80:
+        n = ln & 0x7F
+        if n == 0 or n > 4 or pos + n > len(data):
+            return None
+        ln = int.from_bytes(data[pos:pos + n], "big")
+        pos += n
+    if pos + ln > len(data):
+        return None
+    return tag, pos, pos + ln
+
+
+def _oid(b: bytes) -> str:
+    if not b:
+        return ""
+    parts = [b[0] // 40, b[0] % 40]
+    v = 0
+    for x in b[1:]:
+        v = (v << 7) | (x & 0x7F)
+        if not x & 0x80:
+            parts.append(v)
+            v = 0
+    return ".".join(map(str, parts))
+
+
+def dn_from_der(der: bytes) -> str:
+    """An X.501 DistinguishedName (as in a CertificateRequest's CA list) as an RFC 4514-like string.
+
+    A small DER walk (Name = SEQUENCE OF SET OF SEQUENCE {type OID, value}); unparseable input gives its hex.
+    """
+    top = _der(der, 0)
+    if top is None or top[0] != 0x30:
+        return der.hex()
+    rdns = []
+    pos = top[1]
+    try:
+        while pos < top[2]:
+            st = _der(der, pos)
+            if st is None or st[0] != 0x31:
+                return der.hex()
+            p2 = st[1]
+            while p2 < st[2]:
+                seq = _der(der, p2)
+                oid = _der(der, seq[1]) if seq else None
+                val = _der(der, oid[2]) if oid else None
+                if val is None:
+                    return der.hex()
+                raw = der[val[1]:val[2]]
+                text = raw.decode("utf-16-be" if val[0] == 0x1E else "utf-8", "replace")
+                key = _OID_NAMES.get(_oid(der[oid[1]:oid[2]]), _oid(der[oid[1]:oid[2]]))
+                rdns.append(f"{key}={text}")
+                p2 = seq[2]
+            pos = st[2]
+    except (TypeError, IndexError):
+        return der.hex()
+    return ",".join(reversed(rdns))
+
+
 def _name(n: x509.Name) -> str:
     try:
         return n.rfc4514_string()

@@ -255,12 +255,7 @@ def _phase_tls(g: _Group) -> Phase:
 
 
 def _dn(der: bytes) -> str:
-    try:
-        from cryptography.x509 import load_der_x509_name  # type: ignore[attr-defined]  # noqa: PLC0415
-
-        return load_der_x509_name(der).rfc4514_string()
-    except Exception:  # noqa: BLE001 - older cryptography: show hex
-        return der.hex()
+    return certs.dn_from_der(bytes(der))
 
 
 def _conn_summary(c: TCPConnection) -> dict:
@@ -654,36 +649,44 @@ def _phase_dtls(g: _Group, cstp: Phase) -> Phase:
     return p
 
 
+def _add(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in ("c2s", "s2c")}
+
+
 def _tunnel(g: _Group, cstp: Phase, dtls: Phase) -> dict:
+    """Session-wide tunnel statistics: every tunnel connection (reconnects included) and every DTLS flow."""
     t: dict = {}
-    ch = (cstp.details or {}).get("channel")
-    if ch:
-        t["cstp"] = {"inner_packets": ch["inner_packets"], "inner_bytes": ch["inner_bytes"],
-                     "dpd": ch["dpd"]["requests"], "keepalives": ch["keepalives"], "disconnect": ch["disconnect"]}
+    zero = {"c2s": 0, "s2c": 0}
+    ends = []
+    tunnels = [cn.c for cn in g.conns if cn.c.tunnel is not None]
+    if tunnels:
+        agg = {"inner_packets": dict(zero), "inner_bytes": dict(zero), "dpd": dict(zero), "keepalives": dict(zero),
+               "connections": len(tunnels)}
+        for c in tunnels:
+            sm = c.tunnel.summary()
+            agg["inner_packets"] = _add(agg["inner_packets"], sm["inner_packets"])
+            agg["inner_bytes"] = _add(agg["inner_bytes"], sm["inner_bytes"])
+            agg["dpd"] = _add(agg["dpd"], sm["dpd"]["requests"])
+            agg["keepalives"] = _add(agg["keepalives"], sm["keepalives"])
+            if sm["disconnect"]:
+                ends.append(dict(sm["disconnect"], channel="cstp"))
+        agg["disconnect"] = ends[-1] if ends else None
+        t["cstp"] = agg
     flows = (dtls.details or {}).get("flows") or []
     if flows:
-        agg = {"c2s": 0, "s2c": 0}
-        agg_b = {"c2s": 0, "s2c": 0}
+        pk, by = dict(zero), dict(zero)
         for e in flows:
-            for k in agg:
-                agg[k] += e["channel"]["inner_packets"][k]
-                agg_b[k] += e["channel"]["inner_bytes"][k]
-        t["dtls"] = {"inner_packets": agg, "inner_bytes": agg_b}
-    total = {"c2s": 0, "s2c": 0}
+            pk = _add(pk, e["channel"]["inner_packets"])
+            by = _add(by, e["channel"]["inner_bytes"])
+            if e["channel"].get("disconnect"):
+                ends.append(dict(e["channel"]["disconnect"], channel="dtls"))
+        t["dtls"] = {"inner_packets": pk, "inner_bytes": by}
+    total = dict(zero)
     for ch_name in ("cstp", "dtls"):
-        for k in total:
-            total[k] += (t.get(ch_name) or {}).get("inner_packets", {}).get(k, 0)
+        total = _add(total, (t.get(ch_name) or {}).get("inner_packets", {}))
     t["inner_packets"] = total
-    end = None
-    if ch and ch.get("disconnect"):
-        end = dict(ch["disconnect"])
-        end["channel"] = "cstp"
-    for e in flows:
-        dc = e["channel"].get("disconnect")
-        if dc and end is None:
-            end = dict(dc)
-            end["channel"] = "dtls"
-    t["end"] = end
+    # the session ended with the last DISCONNECT/TERMINATE seen on any channel
+    t["end"] = max(ends, key=lambda e: e["ts"]) if ends else None
     t["series"] = _series(g)
     return t
 

@@ -54,6 +54,7 @@ class ChannelStats:
     mtu_probes: list = field(default_factory=list)  # DTLS: padded DPD-REQs (bounded)
     timeline: list = field(default_factory=list)  # (ts, dir, inner bytes) per second bucket, bounded
     last_any: dict = field(default_factory=dict)  # dir -> ts of the last frame of any type
+    first_any: dict = field(default_factory=dict)
     max_gap: dict = field(default_factory=dict)  # dir -> (seconds, from_ts, to_ts, frame): longest silence
     _pending_dpd: dict = field(default_factory=dict)
     _bucket: dict = field(default_factory=dict)
@@ -68,6 +69,7 @@ class ChannelStats:
             if best is None or gap > best[0]:
                 self.max_gap[direction] = (gap, last, ts, frame)
         self.last_any[direction] = ts
+        self.first_any.setdefault(direction, ts)
         c = self.frames[direction].setdefault(name, [0, 0])
         c[0] += 1
         c[1] += payload_len
@@ -160,6 +162,8 @@ class ChannelStats:
             "disconnect": self.disconnect,
             "oversize_packets": {"count": self.oversize_total, "samples": self.oversize[:20]},
             "truncated_packets": self.truncated_total,
+            "first_frame_ts": min(self.first_any.values()) if self.first_any else None,
+            "last_frame_ts": max(self.last_any.values()) if self.last_any else None,
             "silent_gaps": {k: {"seconds": round(v[0], 3), "from": v[1], "to": v[2], "frame": v[3]}
                             for k, v in self.max_gap.items()},
             "mtu_probes": self.mtu_probes[:50],
@@ -205,6 +209,7 @@ class TCPConnection:
         self.problems: list[dict] = []
         self.gaps: list[dict] = []
         self.retransmissions = {"c2s": 0, "s2c": 0}
+        self.retransmission_frames: list[int] = []
         self.segments = {"c2s": 0, "s2c": 0}
         self.closed: list[dict] = []
         self.tunnel_ts: float | None = None
@@ -247,6 +252,8 @@ class TCPConnection:
                     self._on_tls(tev)
         elif t is tcp_mod.Retransmission:
             self.retransmissions[ev.direction] += 1
+            if len(self.retransmission_frames) < MAX_PROBLEMS:
+                self.retransmission_frames.append(ev.frame)
         elif t is tcp_mod.StreamClosed:
             self.closed.append({"direction": ev.direction, "reason": ev.reason, "ts": ev.ts, "frame": ev.frame})
             self.last_ts = ev.ts

@@ -53,6 +53,7 @@ class DTLSFlow:
         self.channel = ChannelStats()
         self.mtu: int | None = None
         self.first_record: dict = {}
+        self.continues: str | None = None  # the flow whose DTLS session this one continues (NAT rebinding)
 
     @property
     def key(self) -> str:

@@ -154,6 +154,8 @@ class Pipeline:
                                          ("s2c" if ev.direction == "c2s" else "c2s"): ("c2s" if first == "s2c" else "s2c")}
                 tracker.first_record = {"content_type": ev.data[0], "epoch": (ev.data[3] << 8) | ev.data[4],
                                         "from": "server" if sender_is_server else "client"}
+                if ev.data[0] == 23 and tracker.first_record["epoch"] >= 1:
+                    self._continue_session(tracker)
                 self.udp[idx] = tracker
             tracker.on_datagram(tracker.direction_map[ev.direction], ev.data, ev.ts, ev.frame)
             return
@@ -172,6 +174,23 @@ class Pipeline:
         if conn.is_tls is False:
             return
         conn.on_flow_event(ev)
+
+    def _continue_session(self, tracker: DTLSFlow) -> None:
+        """Protected DTLS data on a new 5-tuple: a NAT rebinding (or roaming) continues an established session.
+
+        Follow it with the same DTLS state (keys, epochs) so its records still decrypt — tshark, which binds
+        DTLS to the 5-tuple, stops there.
+        """
+        prev = [f for f in self.udp.values()
+                if f.client[0] == tracker.client[0] and f.server == tracker.server and f.keys_source is not None]
+        if not prev:
+            return
+        p = max(prev, key=lambda f: f.last_ts)
+        tracker.dtls = p.dtls
+        tracker.keys_source = p.keys_source
+        tracker.session_id = p.session_id
+        tracker.mtu = p.mtu
+        tracker.continues = p.key
 
     def _dtls_sender_is_server(self, ev) -> bool:
         """Who sent the first datagram of a new DTLS flow: its handshake type, else the ports, tell."""

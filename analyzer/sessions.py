@@ -265,7 +265,8 @@ def _conn_summary(c: TCPConnection) -> dict:
             "version": version_name(sh.version) if sh else None,
             "cipher_suite": cipher_suite_name(sh.cipher_suite) if sh else None,
             "decrypted": c.decrypted, "requests": [f"{ex.request.method} {ex.request.target}" for ex in c.exchanges][:20],
-            "retransmissions": dict(c.retransmissions), "segments": dict(c.segments), "gaps": c.gaps[:10],
+            "retransmissions": dict(c.retransmissions), "segments": dict(c.segments),
+            "retransmission_frames": c.retransmission_frames[:20], "gaps": c.gaps[:10],
             "closed": c.closed[:2], "problems": c.problems[:10],
             "decryption": {k: v for k, v in c.decryption.items()}}
 
@@ -611,7 +612,7 @@ def _phase_dtls(g: _Group, cstp: Phase) -> Phase:
             "alerts": f.alerts, "problems": f.problems[:10], "datagrams": dict(f.datagrams), "bytes": dict(f.bytes),
             "channel": f.channel.summary(),
             "session_id": f.session_id.hex() if f.session_id else None,
-            "first_record": f.first_record, "start": f.first_ts, "end": f.last_ts,
+            "first_record": f.first_record, "start": f.first_ts, "end": f.last_ts, "continues": f.continues,
             "first_frame": f.first_frame,
         }
         flows.append(entry)

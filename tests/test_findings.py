@@ -27,6 +27,19 @@ EXPECTED = {
     "auth-fail": {("error", "AUTH_FAILED")},
     "tls12-rsa": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
     "downloader": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "cert-expired": {("error", "TLS_CERT_UNTRUSTED"), ("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"),
+                     ("info", "SESSION_DISCONNECT")},
+    "cert-wrong-name": {("error", "TLS_CERT_UNTRUSTED"), ("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"),
+                        ("info", "SESSION_DISCONNECT")},
+    "client-cert-request": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT"),
+                            ("info", "TLS_CLIENT_CERT_REQUESTED"), ("warning", "TLS_CLIENT_CERT_MISSING")},
+    "dpd-loss": {("error", "DPD_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "RECONNECT"),
+                 ("info", "SESSION_DISCONNECT"), ("warning", "TCP_RETRANSMISSIONS")},
+    "nat-rebinding": {("error", "DPD_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"),
+                      ("info", "RECONNECT"), ("info", "SESSION_DISCONNECT"), ("warning", "DPD_RTT_HIGH"),
+                      ("warning", "DTLS_NAT_REBINDING")},
+    "reconnect": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "RECONNECT"),
+                  ("info", "SESSION_DISCONNECT")},
 }
 
 
@@ -75,3 +88,30 @@ def test_every_rule_id_is_documented():
     ids = {i for m in RULE_MODULES for i in importlib.import_module(f"analyzer.rules.{m}").RULE_IDS}
     documented = set(re.findall(r"^### `([A-Z0-9_]+)`", text, re.M))
     assert ids <= documented, ids - documented
+
+
+def test_cert_verdicts_name_the_problem():
+    wrong = next(f for f in findings("cert-wrong-name") if f["id"] == "TLS_CERT_UNTRUSTED")
+    assert wrong["evidence"]["verdicts"] == ["name-mismatch"] and wrong["evidence"]["host"] == "vpn.acflow.test"
+    expired = next(f for f in findings("cert-expired") if f["id"] == "TLS_CERT_UNTRUSTED")
+    assert expired["evidence"]["verdicts"] == ["expired"]
+
+
+def test_client_cert_request_lists_the_ca():
+    f = next(f for f in findings("client-cert-request") if f["id"] == "TLS_CLIENT_CERT_REQUESTED")
+    assert f["evidence"]["ca_names"] == ["CN=acflow lab CA,O=acflow lab"]
+
+
+def test_nat_rebinding_followed_without_new_handshake():
+    f = next(f for f in findings("nat-rebinding") if f["id"] == "DTLS_NAT_REBINDING")
+    assert f["evidence"]["previous_source"].endswith(":33005") and f["evidence"]["new_source"].endswith(":40033")
+    s = doc("nat-rebinding", show_secrets=False)["sessions"][0]
+    flow = next(x for x in s["phases"][5]["details"]["flows"] if x["client"].endswith(":40033"))
+    # acflow keeps decrypting the rebound flow with the session's keys (tshark binds DTLS to the 5-tuple)
+    assert flow["continues"] == "udp:0" and flow["undecrypted_records"] == 0
+    assert flow["channel"]["inner_packets"]["c2s"] > 0
+
+
+def test_dpd_loss_reconnect_gap():
+    f = next(f for f in findings("dpd-loss") if f["id"] == "RECONNECT")
+    assert 5 < f["evidence"]["gap"] < 60

@@ -29,25 +29,35 @@ def check(session, ctx):
     out = []
     for name, phase, ch, dpd, keepalive in _channels(session):
         exchanges = (ch.get("dpd") or {}).get("exchanges") or []
-        unanswered = [e for e in exchanges if e.get("rtt") is None]
-        # a run of unanswered requests from one side lasting at least 2 × dpd
-        if dpd and unanswered:
+        probes = ch.get("mtu_probes") or []
+        # padded DPD requests (MTU probes) count as liveness checks too when none of them was answered
+        requests = sorted(exchanges + (probes if not any(p.get("rtt") is not None for p in probes) else []),
+                          key=lambda e: e["ts"])
+        # the capture must go on for 2 × dpd after a request before "no answer" means something
+        end = max([t for t in (ch.get("last_frame_ts"), session.end, ctx.capture_end) if t is not None] or [None])
+        if dpd:
+            limit = 2 * dpd
             for side in ("c2s", "s2c"):
-                run = [e for e in unanswered if e["direction"] == side]
-                if len(run) >= 2 and run[-1]["ts"] - run[0]["ts"] >= dpd:
-                    span = run[-1]["ts"] - run[0]["ts"] + dpd
-                    who = "client" if side == "c2s" else "gateway"
-                    out.append(Finding(
-                        id="DPD_TIMEOUT", severity="error", phase=phase, time=run[0]["ts"],
-                        frames=[e["frame"] for e in run][:10],
-                        message=f"{len(run)} {name} DPD request(s) from the {who} went unanswered for ~{span:.0f} s "
-                                f"(DPD {dpd} s: the peer counts as dead after {2 * dpd} s).",
-                        remedy="Traffic between client and gateway stopped in that direction (path loss, NAT or "
-                               "firewall state dropped, gateway overloaded); expect a reconnect. Look at what else "
-                               "was lost at that time.",
-                        evidence={"channel": name, "requests": len(run), "dpd": dpd, "first": run[0]["ts"],
-                                  "last": run[-1]["ts"]}))
-        slow = [e for e in exchanges if e.get("rtt") is not None and e["rtt"] > DPD_RTT_WARN]
+                late = [e for e in requests if e["direction"] == side and (
+                    (e.get("rtt") is not None and e["rtt"] > limit) or
+                    (e.get("rtt") is None and end is not None and end - e["ts"] >= limit))]
+                if not late:
+                    continue
+                who = "client" if side == "c2s" else "gateway"
+                answered = [e for e in late if e.get("rtt") is not None]
+                out.append(Finding(
+                    id="DPD_TIMEOUT", severity="error", phase=phase, time=late[0]["ts"],
+                    frames=[e["frame"] for e in late][:10],
+                    message=f"{len(late)} {name} DPD request(s) from the {who} got no answer within 2 × DPD "
+                            f"({limit} s)" + (f"; {len(answered)} answered only after "
+                                              f"{max(e['rtt'] for e in answered):.1f} s" if answered else "") +
+                            ": the peer counts as dead.",
+                    remedy="Traffic between client and gateway stopped in that direction (path loss, NAT or firewall "
+                           "state dropped, gateway worker gone); expect a reconnect. Look at what else was lost at "
+                           "that time.",
+                    evidence={"channel": name, "requests": len(late), "dpd": dpd, "first": late[0]["ts"],
+                              "last": late[-1]["ts"]}))
+        slow = [e for e in exchanges if e.get("rtt") is not None and DPD_RTT_WARN < e["rtt"] <= 2 * (dpd or 1e9)]
         if slow:
             worst = max(slow, key=lambda e: e["rtt"])
             out.append(Finding(

@@ -116,16 +116,21 @@ def check(session, ctx):
                 remedy="Hosts send packets larger than the tunnel MTU without DF; lower the MTU/MSS of the "
                        "applications' path (e.g. TCP MSS clamping on the gateway).",
                 evidence={"fragments": ch["inner_ipv4_fragments"]}))
-        probes = [p for p in ch.get("mtu_probes") or [] if p.get("rtt") is None]
+        all_probes = ch.get("mtu_probes") or []
+        answered = [p["size"] for p in all_probes if p.get("rtt") is not None]
+        # only an MTU problem when smaller probes got through: if none did, the peer is silent (see DPD_TIMEOUT)
+        probes = [p for p in all_probes if p.get("rtt") is None and answered and p["size"] > max(answered)]
         if probes:
             out.append(Finding(
                 id="MTU_EXCEEDED", severity="warning", phase="dtls", time=probes[0]["ts"],
                 frames=[p["frame"] for p in probes][:10],
                 message=f"{len(probes)} DTLS MTU probe(s) (padded DPD requests of up to {max(p['size'] for p in probes)}"
-                        " bytes) were not answered: packets of that size do not cross the path.",
+                        f" bytes) were not answered while {max(answered)}-byte probes were: larger packets do not "
+                        "cross the path.",
                 remedy="The path MTU is smaller than the tunnel MTU: lower the gateway's MTU or fix the device "
                        "that drops large UDP packets.",
-                evidence={"unanswered": len(probes), "sizes": sorted({p['size'] for p in probes})}))
+                evidence={"unanswered": len(probes), "sizes": sorted({p['size'] for p in probes}),
+                          "largest_answered": max(answered)}))
     v6_packets = sum((ch or {}).get("inner_ipv6_packets", 0) for _, ch, _ in channels)
     tunnel_mtu = max([m for m in (cstp_mtu, dtls_mtu) if m] or [0])
     if tunnel_mtu and tunnel_mtu < 1280 and (params.get("address_ip6") or v6_packets):

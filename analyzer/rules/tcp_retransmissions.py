@@ -26,7 +26,8 @@ def check(session, ctx):
         total_s = max(sum(seg.values()), 1)
         if total_r >= RETRANS_MIN and total_r / total_s >= RETRANS_RATE:
             out.append(Finding(
-                id="TCP_RETRANSMISSIONS", severity="warning", phase="cstp-connect", time=conn.get("start"), frames=[],
+                id="TCP_RETRANSMISSIONS", severity="warning", phase="cstp-connect", time=conn.get("start"),
+                frames=(conn.get("retransmission_frames") or [])[:10],
                 message=f"{total_r} retransmitted TCP segments on the tunnel's TLS connection {c['connection']} "
                         f"({100 * total_r / total_s:.1f} % of {total_s} data segments).",
                 remedy="Loss on the path; with the tunnel over TCP (no DTLS) this hurts much more than loss on UDP: "

@@ -1,0 +1,907 @@
+"""Lab cases for the scripted gateway: real openconnect against `replay.gateway`, captured with dumpcap.
+
+Each case is a script (what the gateway answers, see `replay.script`) plus a client plan (how openconnect, and
+for the downloader curl, are run) plus the expected effects, checked against the peers' own logs. A run writes
+into `<out>/<case>/`:
+
+* `capture.pcapng` (dumpcap on the client's veth), `keys.log` (NSS key log of every TLS session: the gateway's
+  `SSLContext.keylog_filename` merged with openconnect's and curl's SSLKEYLOGFILE),
+* `client.log` (and `client-auth.log` for the split flows; `openconnect -vvv --dump-http-traffic`), `curl.log`,
+  `gateway.log` — every line stamped `<epoch seconds>\\t<line>` as the lab does,
+* `script.json` (the exact script served), `gateway-events.jsonl` (the gateway's own record, one JSON object per
+  event), `script-*.env` (what openconnect gave the vpnc-script), `server-cert.pem`, `server-key.pem`, `ca.pem`,
+* `facts.json`: what the script sent (status lines, X-CSTP-/X-DTLS- headers), what openconnect logged about it
+  (stamped lines), and the expected effects with whether they were observed.
+
+`python -m replay.gateway --case NAME|all [--out samples/scripted]` (root: it creates network namespaces).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTNAME = "vpn.acflow.test"
+USER = "alice"
+PASSWORD = "acflow-pass-1"
+TUNNEL_NET = "198.19.0.0"
+TUNNEL_GW = "198.19.0.1"
+TUNNEL_IP = "198.19.0.50"
+TUNNEL_IP6 = "2001:2::50"  # RFC 5180 benchmarking range, like 198.18.0.0/15 for IPv4
+TUNNEL_GW6 = "2001:2::1"
+DTLS_SINK_PORT = 4443
+PROFILE_URI = "/CACHE/stc/profiles/acflow.xml"
+SCHEMA_VERSION = 1
+REQUIRED_TOOLS = ("openconnect", "dumpcap", "ip", "ethtool", "ping", "curl")
+
+# --------------------------------------------------------------------------------------------------------------
+# the exchange an ASA would have (aggregate-auth v2), as script pieces
+# --------------------------------------------------------------------------------------------------------------
+
+XML_HEADERS = [["Content-Type", "text/xml"], ["Cache-Control", "no-store"], ["Pragma", "no-cache"],
+               ["X-Transcend-Version", "1"], ["X-Aggregate-Auth", "1"]]
+
+INIT_REPLY = """<?xml version="1.0" encoding="UTF-8"?>
+<config-auth client="vpn" type="auth-request" aggregate-auth-version="2">
+<opaque is-for="sg">
+<tunnel-group>ACFLOW-TG</tunnel-group>
+<aggauth-handle>${aggauth_handle}</aggauth-handle>
+<group-alias>acflow</group-alias>
+<config-hash>1717171717171</config-hash>
+</opaque>
+<auth id="main">
+<title>Login</title>
+<message>Please enter your username and password.</message>
+<banner></banner>
+<form>
+<input type="text" name="username" label="Username:"></input>
+<input type="password" name="password" label="Password:"></input>
+<select name="group_list" label="GROUP:">
+<option selected="true">acflow</option>
+</select>
+</form>
+</auth>
+</config-auth>
+"""
+
+
+def complete_reply(*, server_cert_hash: str = "${server_cert_sha1}", profile: tuple[str, str] | None = None) -> str:
+    """`type="complete"`: session id and token, `<config>` with vpn-base-config and an optional profile manifest."""
+    manifest = ""
+    if profile:
+        uri, sha1 = profile
+        manifest = (f'<vpn-profile-manifest>\n<vpn rev="1.0">\n<file type="profile" service-type="user">\n'
+                    f'<uri>{uri}</uri>\n<hash type="sha1">{sha1}</hash>\n</file>\n</vpn>\n</vpn-profile-manifest>\n')
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<config-auth client="vpn" type="complete" aggregate-auth-version="2">
+<session-id>${{session_id}}</session-id>
+<session-token>${{cookie}}</session-token>
+<auth id="success">
+<message id="0" param1="" param2=""></message>
+</auth>
+<capabilities>
+<crypto-supported>ssl-dhe</crypto-supported>
+</capabilities>
+<config client="vpn" type="private">
+<vpn-base-config>
+<server-cert-hash>{server_cert_hash}</server-cert-hash>
+</vpn-base-config>
+<opaque is-for="vpn-client"></opaque>
+{manifest}</config>
+</config-auth>
+"""
+
+
+def cookie_headers(profile: tuple[str, str] | None = None) -> list[list[str]]:
+    h = [["Set-Cookie", "webvpn=${cookie}; path=/; secure; HttpOnly"]]
+    fu = f"&fu:{profile[0].rsplit('/', 1)[-1]}&fh:{profile[1]}" if profile else ""
+    h.append(["Set-Cookie", f"webvpnc=bu:/CACHE/stc/&p:t&iu:1/&sh:${{server_cert_sha1}}{fu}; path=/; secure"])
+    return h
+
+
+def auth_steps(*, complete_body: str | None = None, complete_headers: list | None = None) -> list[dict]:
+    return [
+        {"id": "init", "note": "aggregate-auth v2 init -> ASA-style auth-request (username, password, group list)",
+         "expect": {"method": "POST", "path": "/", "body_contains": ['type="init"']},
+         "respond": {"status": 200, "reason": "OK", "headers": XML_HEADERS, "body": INIT_REPLY}},
+        {"id": "init-group", "note": "openconnect re-posts init with <group-select> for the selected group (as for "
+                                     "any group choice); the same form again",
+         "expect": {"method": "POST", "path": "/", "body_contains": ['type="init"', "<group-select>acflow<"]},
+         "respond": {"status": 200, "reason": "OK", "headers": XML_HEADERS, "body": INIT_REPLY}},
+        {"id": "auth-reply", "note": "credentials -> complete, session token and webvpn cookie",
+         "expect": {"method": "POST", "path": "/", "body_contains": ['type="auth-reply"', f"<username>{USER}"]},
+         "respond": {"status": 200, "reason": "OK", "headers": XML_HEADERS + (complete_headers or cookie_headers()),
+                     "body": complete_body or complete_reply()}},
+    ]
+
+
+def connect_headers(*, mtu: int = 1399, dtls: dict | None = None, dpd: int = 30, keepalive: int = 20,
+                    ipv6: str | None = None, post_auth_xml: bool = False) -> list[list[str]]:
+    """X-CSTP-/X-DTLS- answer headers in the order an ASA sends them."""
+    h = [["X-CSTP-Version", "1"], ["X-CSTP-Address", TUNNEL_IP], ["X-CSTP-Netmask", "255.255.255.0"]]
+    if ipv6:
+        h.append(["X-CSTP-Address-IP6", ipv6])
+    h += [["X-CSTP-Keep", "true"], ["X-CSTP-DNS", TUNNEL_GW], ["X-CSTP-Lease-Duration", "1209600"],
+          ["X-CSTP-Session-Timeout", "none"], ["X-CSTP-Idle-Timeout", "1800"],
+          ["X-CSTP-Disconnected-Timeout", "1800"], ["X-CSTP-Default-Domain", "acflow.test"],
+          ["X-CSTP-Split-Include", f"{TUNNEL_NET}/255.255.255.0"]]
+    if ipv6:
+        h.append(["X-CSTP-Split-Include-IP6", "2001:2::/64"])
+    h += [["X-CSTP-Keepalive", str(keepalive)], ["X-CSTP-DPD", str(dpd)], ["X-CSTP-Rekey-Time", "3600"],
+          ["X-CSTP-Rekey-Method", "new-tunnel"]]
+    if dtls:
+        h += [["X-DTLS-Session-ID", "${dtls_session_id}"], ["X-DTLS-Port", str(dtls["port"])],
+              ["X-DTLS-Keepalive", str(keepalive)], ["X-DTLS-DPD", str(dpd)], ["X-DTLS-Rekey-Time", "3600"],
+              ["X-DTLS-Rekey-Method", "new-tunnel"]]
+    h += [["X-CSTP-MTU", str(mtu)]]
+    if dtls:
+        h += [["X-DTLS-MTU", str(dtls["mtu"])], ["X-DTLS-CipherSuite", dtls["cipher"]]]
+    h += [["X-CSTP-Routing-Filtering-Ignore", "false"], ["X-CSTP-Quarantine", "false"],
+          ["X-CSTP-Disable-Always-On-VPN", "false"], ["X-CSTP-Client-Bypass-Protocol", "false"],
+          ["X-CSTP-TCP-Keepalive", "true"]]
+    if post_auth_xml:
+        h.append(["X-CSTP-Post-Auth-XML", ('<?xml version="1.0" encoding="UTF-8"?><config-auth client="vpn" '
+                                           'type="complete" aggregate-auth-version="2"><session-token>${cookie}'
+                                           '</session-token><auth id="success"></auth></config-auth>')])
+    return h
+
+
+def connect_step(headers: list, *, status: int = 200, reason: str = "CONNECTED", note: str = "",
+                 close: bool = False) -> dict:
+    step = {"id": "connect", "note": note,
+            "expect": {"method": "CONNECT", "path": "/CSCOSSLC/tunnel", "cookie": "${cookie}"},
+            "respond": {"status": status, "reason": reason, "headers": headers}}
+    if close:
+        step["close"] = True
+    return step
+
+
+# --------------------------------------------------------------------------------------------------------------
+# cases
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Ctx:
+    """What a case's expectations may look at."""
+
+    out: Path
+    client: list[tuple[float, str]]  # client-auth.log + client.log lines
+    events: list[dict]
+    env: dict[str, dict[str, str]]  # script-<reason>.env
+    extra: dict  # case-specific facts (curl, profile hashes, ...)
+    exit_code: int | None
+
+    def client_has(self, pattern: str) -> tuple[float, str] | None:
+        rx = re.compile(pattern)
+        return next(((ts, line) for ts, line in self.client if rx.search(line)), None)
+
+    def ev(self, etype: str, **match) -> list[dict]:
+        return [e for e in self.events if e["type"] == etype and all(e.get(k) == v for k, v in match.items())]
+
+
+Check = Callable[[Ctx], tuple[bool, object]]
+
+
+def log_line(pattern: str) -> Check:
+    def check(ctx: Ctx):
+        hit = ctx.client_has(pattern)
+        return hit is not None, list(hit) if hit else None
+    return check
+
+
+def no_log_line(pattern: str) -> Check:
+    def check(ctx: Ctx):
+        hit = ctx.client_has(pattern)
+        return hit is None, list(hit) if hit else None
+    return check
+
+
+def requests_are(expected: list[tuple[str, str]]) -> Check:
+    def check(ctx: Ctx):
+        got = [(e["method"], e["target"]) for e in ctx.ev("request")]
+        return got == expected, [list(g) for g in got]
+    return check
+
+
+def count_at_least(etype: str, n: int, **match) -> Check:
+    def check(ctx: Ctx):
+        c = len(ctx.ev(etype, **match))
+        return c >= n, c
+    return check
+
+
+@dataclass
+class Case:
+    name: str
+    description: str
+    build: Callable[[dict], dict]  # context (hashes known after the PKI is made) -> script dict
+    expectations: list[tuple[str, Check]]
+    flow: str = "single"  # "single": one openconnect run; "split": --authenticate, [curl], --cookie-on-stdin
+    downloader: bool = False
+    expect_connect: bool = True
+    wait_configured: float = 10.0  # seconds to wait for "Configured as" after "CSTP connected"
+    pings: list[tuple[int, int, int]] = field(default_factory=list)  # (ip version, count, data size)
+    hold: float = 1.0
+
+
+def _fallback_script(c: dict) -> dict:
+    html = ("<!DOCTYPE html>\n<html><head><title>SSL VPN Service</title></head>\n<body>\n"
+            '<form name="login" method="post" action="/+webvpn+/index.html">\n'
+            '<input type="text" name="username"/>\n<input type="password" name="password"/>\n'
+            '<input type="submit" name="Login" value="Login"/>\n</form>\n</body></html>\n')
+    legacy_form = ('<?xml version="1.0" encoding="UTF-8"?>\n<auth id="main">\n<title>SSL VPN Service</title>\n'
+                   "<message>Please enter your username and password.</message>\n"
+                   '<form method="post" action="/+webvpn+/index.html">\n'
+                   '<input type="text" name="username" label="Username:" />\n'
+                   '<input type="password" name="password" label="Password:" />\n'
+                   '<input type="submit" name="Login" value="Login" />\n</form>\n</auth>\n')
+    success = ('<?xml version="1.0" encoding="UTF-8"?>\n<auth id="success">\n<title>SSL VPN Service</title>\n'
+               "</auth>\n")
+    return {
+        "name": "aggauth-v1-fallback",
+        "description": "the gateway does not speak aggregate-auth: the XML init POST gets an HTML login page "
+                       "(200, text/html, no <auth> node), so openconnect drops XML POST and falls back to the "
+                       "pre-aggregate-auth flow: GET / on a new TLS session, legacy <auth> form, urlencoded POST",
+        "vars": {},
+        "steps": [
+            {"id": "init-html", "note": "aggregate-auth v2 init answered with a clientless-portal HTML page",
+             "expect": {"method": "POST", "path": "/", "body_contains": ['type="init"']},
+             "respond": {"status": 200, "reason": "OK",
+                         "headers": [["Content-Type", "text/html; charset=utf-8"], ["Cache-Control", "no-store"]],
+                         "body": html}},
+            {"id": "legacy-get", "note": "the fallback GET: legacy (pre-aggregate-auth) XML <auth> form",
+             "expect": {"method": "GET", "path": "/"},
+             "respond": {"status": 200, "reason": "OK", "headers": [["Content-Type", "text/xml"]],
+                         "body": legacy_form}},
+            {"id": "legacy-post", "note": "urlencoded credentials -> <auth id=success> + webvpn cookie",
+             "expect": {"method": "POST", "path": "/+webvpn+/index.html", "body_contains": [f"username={USER}"]},
+             "respond": {"status": 200, "reason": "OK",
+                         "headers": [["Content-Type", "text/xml"],
+                                     ["Set-Cookie", "webvpn=${cookie}; path=/; secure; HttpOnly"]],
+                         "body": success}},
+            connect_step(connect_headers(mtu=1399), note="plain CONNECT answer, no DTLS"),
+        ],
+        "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []},
+    }
+
+
+def _dtls_mtu_script(c: dict) -> dict:
+    return {
+        "name": "dtls-mtu-differs",
+        "description": "CONNECT answered as an ASA would: X-CSTP-MTU 1399 and a different X-DTLS-MTU 1300, legacy "
+                       "DTLS (X-DTLS-Session-ID + X-DTLS-CipherSuite AES256-SHA) on a UDP port where nothing "
+                       "answers, so DTLS fails and the tunnel stays on CSTP; DPD/keepalive/DATA over CSTP",
+        "vars": {"aggauth_handle": "1193825"},
+        "steps": [*auth_steps(),
+                  connect_step(connect_headers(mtu=1399, dpd=10, keepalive=4, post_auth_xml=True,
+                                               dtls={"port": DTLS_SINK_PORT, "mtu": 1300, "cipher": "AES256-SHA"}),
+                               note="X-CSTP-MTU 1399 != X-DTLS-MTU 1300; X-DTLS-Port is a black hole")],
+        "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": [{"at": 2.0, "send": "dpd-req"}]},
+        "udp_sinks": [DTLS_SINK_PORT],
+    }
+
+
+def _rejected_script(c: dict) -> dict:
+    return {"name": "connect-rejected",
+            "description": "authentication succeeds, then CONNECT is answered 401 Cookie is not acceptable",
+            "vars": {"aggauth_handle": "1193826"},
+            "steps": [*auth_steps(),
+                      connect_step([["Content-Length", "0"]], status=401, reason="Cookie is not acceptable",
+                                   close=True, note="the ASA refuses the (valid) cookie at CONNECT")]}
+
+
+def _unavailable_script(c: dict) -> dict:
+    return {"name": "connect-unavailable",
+            "description": "authentication succeeds, then CONNECT is answered 503 Service Unavailable with "
+                           "X-Reason: No assigned address (an exhausted address pool)",
+            "vars": {"aggauth_handle": "1193827"},
+            "steps": [*auth_steps(),
+                      connect_step([["X-Reason", "No assigned address"], ["Content-Length", "0"]], status=503,
+                                   reason="Service Unavailable", close=True,
+                                   note="503 + X-Reason, as an ASA with no free address answers")]}
+
+
+def _ipv6_small_script(c: dict) -> dict:
+    return {"name": "mtu-ipv6-small",
+            "description": "CONNECT grants X-CSTP-MTU 1200 together with an IPv6 address (X-CSTP-Address-IP6): "
+                           "IPv6 in a tunnel whose MTU is below the IPv6 minimum of 1280; no DTLS offered",
+            "vars": {"aggauth_handle": "1193828"},
+            "steps": [*auth_steps(),
+                      connect_step(connect_headers(mtu=1200, ipv6=f"{TUNNEL_IP6}/64"),
+                                   note="MTU 1200 < 1280 with an IPv6 address")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _profile_script(c: dict) -> dict:
+    manifest_sha1 = c["profile_previous_sha1"]
+    return {"name": "profile-hash-mismatch",
+            "description": "the complete answer's vpn-profile-manifest names a profile whose sha1 does not match "
+                           "the profile served at that URI (the manifest carries the previous revision's hash); "
+                           "the profile is fetched by a separate TLS session with the webvpn cookie, as the "
+                           "AnyConnect downloader does, then the tunnel is opened with the cookie",
+            "vars": {"aggauth_handle": "1193829"},
+            "steps": [*auth_steps(complete_body=complete_reply(profile=(PROFILE_URI, manifest_sha1)),
+                                  complete_headers=cookie_headers((PROFILE_URI, manifest_sha1))),
+                      {"id": "profile-get", "note": "serves the current profile revision (its sha1 differs)",
+                       "expect": {"method": "GET", "path": PROFILE_URI, "cookie": "${cookie}"},
+                       "respond": {"status": 200, "reason": "OK",
+                                   "headers": [["Content-Type", "text/xml"], ["Cache-Control", "no-store"]],
+                                   "body": c["profile_current"]}},
+                      connect_step(connect_headers(mtu=1399))],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _cert_hash_script(c: dict) -> dict:
+    return {"name": "server-cert-hash-mismatch",
+            "description": "the complete answer's <vpn-base-config><server-cert-hash> is the SHA-1 of another "
+                           "certificate (the gateway's previous one), not of the certificate it presents",
+            "vars": {"aggauth_handle": "1193830"},
+            "steps": [*auth_steps(complete_body=complete_reply(server_cert_hash=c["previous_cert_sha1"])),
+                      connect_step(connect_headers(mtu=1399))],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _tls_alert_script(c: dict) -> dict:
+    return {"name": "tls-alert",
+            "description": "authentication (TLS session 1) succeeds; the next TLS session, opened for CONNECT "
+                           "with the cookie, is aborted by the gateway with a fatal handshake_failure alert",
+            "vars": {"aggauth_handle": "1193831"},
+            "steps": [*auth_steps(), connect_step(connect_headers(mtu=1399))],
+            "tls": {"alert": {"sessions": [2], "description": "handshake_failure"}}}
+
+
+def _env_mtu(ctx: Ctx, key: str = "INTERNAL_IP4_MTU") -> str | None:
+    return ctx.env.get("connect", {}).get(key)
+
+
+def _hello_session_ids(ctx: Ctx) -> tuple[bool, object]:
+    hellos = [e for e in ctx.ev("udp-rx") if (e.get("dtls") or {}).get("handshake_type") == 1]
+    sid = next((v for k, v in _connect_sent(ctx) if k == "X-DTLS-Session-ID"), None)
+    ids = sorted({h["dtls"].get("session_id") for h in hellos})
+    return bool(hellos) and ids == [sid], {"hellos": len(hellos), "session_ids": ids, "x_dtls_session_id": sid,
+                                           "record_versions": sorted({h["dtls"]["record_version"] for h in hellos})}
+
+
+def _connect_sent(ctx: Ctx) -> list[tuple[str, str]]:
+    r = next((e for e in ctx.ev("response") if e.get("step") == "connect"), None)
+    return [tuple(h) for h in r["headers"]] if r else []
+
+
+def _urlencoded_post(ctx: Ctx) -> tuple[bool, object]:
+    r = ctx.ev("request")[2]
+    ok = r["body"].startswith("username=") and any(k.lower() == "content-type" and "x-www-form-urlencoded" in v
+                                                   for k, v in r["headers"])
+    return ok, r["body"].split("&password")[0]
+
+
+def _pings_answered(ctx: Ctx) -> tuple[bool, object]:
+    pings = ctx.extra.get("pings", [])
+    ok = bool(pings) and all(p["received"] == p["sent"] for p in pings if p["family"] == 4)
+    return ok, pings
+
+
+CASES: dict[str, Case] = {c.name: c for c in [
+    Case("aggauth-v1-fallback",
+         "XML init POST answered with an HTML page: openconnect falls back to GET / and a urlencoded POST",
+         _fallback_script,
+         [("the gateway saw POST / (XML init), then GET /, POST /+webvpn+/index.html, CONNECT",
+           requests_are([("POST", "/"), ("GET", "/"), ("POST", "/+webvpn+/index.html"),
+                         ("CONNECT", "/CSCOSSLC/tunnel")])),
+          ("the first POST was aggregate-auth v2 XML",
+           lambda ctx: ('aggregate-auth-version="2"' in ctx.ev("request")[0]["body"], ctx.ev("request")[0]["body"])),
+          ("the second POST was urlencoded (no XML)", _urlencoded_post),
+          ("openconnect rejected the HTML answer (no <auth> node)", log_line(r'XML response has no "auth" node')),
+          ("openconnect did not enable XML POST", no_log_line(r"^XML POST enabled")),
+          ("the fallback GET came on a new TLS session", count_at_least("tls-established", 2)),
+          ("openconnect connected with the legacy cookie", log_line(r"^CSTP connected"))],
+         pings=[(4, 2, 56)]),
+    Case("dtls-mtu-differs",
+         "X-CSTP-MTU 1399 vs X-DTLS-MTU 1300, legacy DTLS to a black-hole port; CSTP DPD/keepalive/DATA",
+         _dtls_mtu_script,
+         [("openconnect logged X-CSTP-MTU 1399", log_line(r"^X-CSTP-MTU: 1399$")),
+          ("openconnect logged X-DTLS-MTU 1300", log_line(r"^X-DTLS-MTU: 1300$")),
+          ("openconnect applied the larger of the two (1399) as the tunnel MTU",
+           lambda ctx: (_env_mtu(ctx) == "1399", _env_mtu(ctx))),
+          ("openconnect tried legacy DTLS with X-DTLS-Session-ID at the black-hole port", _hello_session_ids),
+          ("openconnect's DTLS handshake failed", log_line(r"DTLS handshake (timed out|failed)")),
+          ("the tunnel came up on CSTP with DTLS still in progress",
+           log_line(r"^Configured as \S+, with SSL connected and DTLS in progress")),
+          ("openconnect answered the gateway's DPD-REQ", log_line(r"^Got CSTP DPD request")),
+          ("the client sent DPD-REQ and the gateway answered DPD-RESP",
+           lambda ctx: (bool(ctx.ev("cstp-rx", name="dpd-req")) and bool(ctx.ev("cstp-tx", name="dpd-resp")),
+                        {"rx": len(ctx.ev("cstp-rx", name="dpd-req")), "tx": len(ctx.ev("cstp-tx", name="dpd-resp"))})),
+          ("openconnect logged the gateway's DPD-RESP", log_line(r"^Got CSTP DPD response")),
+          ("the client sent KEEPALIVE", count_at_least("cstp-rx", 1, name="keepalive")),
+          ("pings went through the tunnel over CSTP (gateway echo)", _pings_answered),
+          ("the client ended with DISCONNECT", count_at_least("cstp-rx", 1, name="disconnect"))],
+         wait_configured=25.0, pings=[(4, 3, 56), (4, 2, 1300)], hold=7.0),
+    Case("connect-rejected", "CONNECT answered 401 Cookie is not acceptable", _rejected_script,
+         [("openconnect reported the 401",
+           log_line(r"^Got inappropriate HTTP CONNECT response: HTTP/1\.1 401 Cookie is not acceptable")),
+          ("openconnect gave up the tunnel", log_line(r"^Creating SSL connection failed")),
+          ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code)),
+          ("no CSTP data was exchanged", lambda ctx: (not ctx.ev("tunnel-start"), len(ctx.ev("tunnel-start"))))],
+         expect_connect=False),
+    Case("connect-unavailable", "CONNECT answered 503 Service Unavailable + X-Reason", _unavailable_script,
+         [("openconnect reported the X-Reason",
+           log_line(r"^VPN service unavailable; reason: No assigned address")),
+          ("openconnect gave up the tunnel", log_line(r"^Creating SSL connection failed")),
+          ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))],
+         expect_connect=False),
+    Case("mtu-ipv6-small", "X-CSTP-MTU 1200 with X-CSTP-Address-IP6: IPv6 in a tunnel below 1280",
+         _ipv6_small_script,
+         [("openconnect logged X-CSTP-MTU 1200", log_line(r"^X-CSTP-MTU: 1200$")),
+          ("openconnect warned that the MTU is too small for IPv6",
+           log_line(r"IPv6 configuration received but MTU 1200 is too small")),
+          ("the vpnc-script got MTU 1200 and the IPv6 address",
+           lambda ctx: (_env_mtu(ctx) == "1200" and bool(_env_mtu(ctx, "INTERNAL_IP6_NETMASK")),
+                        {"INTERNAL_IP4_MTU": _env_mtu(ctx),
+                         "INTERNAL_IP6_NETMASK": _env_mtu(ctx, "INTERNAL_IP6_NETMASK")})),
+          ("the client kernel refused IPv6 on the tun (MTU < 1280)",
+           lambda ctx: (ctx.extra.get("tun_ipv6", {}).get("rc") not in (None, "0"), ctx.extra.get("tun_ipv6"))),
+          ("IPv4 pings went through the tunnel (gateway echo)", _pings_answered),
+          ("the client ended with DISCONNECT", count_at_least("cstp-rx", 1, name="disconnect"))],
+         pings=[(4, 2, 56), (6, 1, 56)]),
+    Case("profile-hash-mismatch",
+         "vpn-profile-manifest sha1 differs from the served profile; curl downloader GET; cookie CONNECT",
+         _profile_script,
+         [("the manifest hash differs from the served profile's sha1",
+           lambda ctx: (ctx.extra["profile"]["manifest_sha1"] != ctx.extra["profile"]["served_sha1"],
+                        ctx.extra["profile"])),
+          ("the downloader got exactly the served profile (so its sha1 mismatches the manifest)",
+           lambda ctx: (ctx.extra["profile"].get("downloaded_sha1") == ctx.extra["profile"]["served_sha1"]
+                        and ctx.extra["profile"].get("curl_status") == 200, ctx.extra["profile"])),
+          ("openconnect logged the manifest it was given",
+           lambda ctx: (ctx.client_has(re.escape(ctx.extra["profile"]["manifest_sha1"])) is not None, None)),
+          ("the gateway saw three TLS sessions (auth, downloader, tunnel)", count_at_least("tls-established", 3)),
+          ("the profile GET and the CONNECT carried the issued cookie",
+           lambda ctx: (all(e["webvpn_cookie_ok"] for e in ctx.ev("request") if e["method"] in ("GET", "CONNECT")),
+                        [(e["method"], e["webvpn_cookie_ok"]) for e in ctx.ev("request")])),
+          ("openconnect connected with the cookie", log_line(r"^CSTP connected"))],
+         flow="split", downloader=True, pings=[(4, 2, 56)]),
+    Case("server-cert-hash-mismatch",
+         "<server-cert-hash> in the complete answer is not the SHA-1 of the presented certificate",
+         _cert_hash_script,
+         [("the advertised server-cert-hash differs from the presented certificate's SHA-1",
+           lambda ctx: (ctx.extra["cert"]["advertised"] != ctx.extra["cert"]["presented"], ctx.extra["cert"])),
+          ("openconnect logged the advertised hash",
+           lambda ctx: (ctx.client_has(re.escape(ctx.extra["cert"]["advertised"])) is not None, None)),
+          ("openconnect does not check it: it connected anyway", log_line(r"^CSTP connected"))],
+         pings=[(4, 2, 56)]),
+    Case("tls-alert", "the CONNECT session's TLS handshake is aborted with a fatal handshake_failure alert",
+         _tls_alert_script,
+         [("authentication completed on TLS session 1",
+           lambda ctx: (bool(ctx.ev("response", step="auth-reply")), len(ctx.ev("response", step="auth-reply")))),
+          ("the gateway aborted TLS session 2 with handshake_failure (40)",
+           lambda ctx: (any(e["session"] == 2 and e["alert_code"] == 40 for e in ctx.ev("tls-failed")),
+                        [{k: e[k] for k in ("session", "alert_sent", "error")} for e in ctx.ev("tls-failed")])),
+          ("openconnect reported the TLS failure", log_line(r"(?i)fatal alert|handshake failed|SSL connection failure")),
+          ("no CONNECT reached the gateway",
+           lambda ctx: (not [e for e in ctx.ev("request") if e["method"] == "CONNECT"], None))],
+         flow="split", expect_connect=False),
+]}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# running a case in the lab
+# --------------------------------------------------------------------------------------------------------------
+
+CLIENT_SCRIPT = """#!/bin/sh
+# acflow scripted-gateway vpnc-script: configures only the tun device inside the client namespace.
+env | grep -E '^(reason|TUNDEV|VPNGATEWAY|INTERNAL_IP4_|INTERNAL_IP6_|CISCO_)' | sort > "{logdir}/script-$reason.env"
+case "$reason" in
+  connect|reconnect)
+    ip link set dev "$TUNDEV" up mtu "$INTERNAL_IP4_MTU"
+    if [ "$reason" = connect ]; then
+      [ -n "$INTERNAL_IP4_ADDRESS" ] && ip addr add "$INTERNAL_IP4_ADDRESS/32" dev "$TUNDEV"
+      ip route replace {net}/24 dev "$TUNDEV"
+      if [ -n "$INTERNAL_IP6_NETMASK" ]; then
+        out=$(ip -6 addr add "$INTERNAL_IP6_NETMASK" dev "$TUNDEV" 2>&1); rc=$?
+        rout=$(ip -6 route replace 2001:2::/64 dev "$TUNDEV" 2>&1); rrc=$?
+        printf 'rc=%s\\noutput=%s\\nroute_rc=%s\\nroute_output=%s\\n' "$rc" "$out" "$rrc" "$rout" \\
+          > "{logdir}/script-ipv6.log"
+      fi
+    fi
+    ;;
+esac
+exit 0
+"""
+
+EVIDENCE = re.compile("|".join([  # noqa: FLY002 - one pattern per item
+    r"^Connected to HTTPS on ", r"SSL connection failure", r"[Ff]atal alert", r"[Hh]andshake failed",
+    r"^Failed to open HTTPS",
+    r"^Got (HTTP|CONNECT) response: ", r"^Got inappropriate HTTP CONNECT response", r"^VPN service unavailable",
+    r"^XML POST enabled", r'XML response has no "auth" node', r"^Unexpected \d+ result", r"^Unknown response",
+    r"^X-(CSTP|DTLS|DTLS12)-(MTU|Base-MTU|Address|Address-IP6|Port|Session-ID|CipherSuite|DPD|Keepalive):",
+    r"^CSTP connected", r"IPv6 configuration received", r"^No MTU received", r"^No IP address received",
+    r"^DTLS ", r"^Established DTLS", r"^Configured as", r"CSTP DPD", r"CSTP Keepalive",
+    r"^Received server disconnect", r"^Send BYE", r"^Creating SSL connection failed", r"^Cookie was rejected",
+    r"^User cancelled", r"Failed to obtain WebVPN cookie", r"^Unknown packet", r"^Short packet",
+    r"^Unexpected packet length", r"MTU DPD probe", r"^Initiating MTU", r"change in MTU", r"^TCP_INFO",
+    r"^Delaying tunnel", r"^Set up UDP failed", r"^No DTLS address"]))
+
+
+def _redact(body: str) -> str:
+    """A request body with the password hidden (XML <password> or urlencoded password=)."""
+    body = re.sub(r"<password>[^<]*</password>", "<password>(redacted)</password>", body)
+    return re.sub(r"(^|&)password=[^&]*", r"\1password=(redacted)", body)
+
+
+def _evidence(lines: list[tuple[float, str]]) -> list[list]:
+    """The client log lines that tell what openconnect made of the gateway's answers (repeats dropped)."""
+    out, seen = [], set()
+    for ts, line in lines:
+        if EVIDENCE.search(line):
+            if line.startswith("Delaying tunnel") and line in seen:
+                continue
+            seen.add(line)
+            out.append([ts, line])
+    return out
+
+
+def _stamped(path: Path) -> list[tuple[float, str]]:
+    out = []
+    if path.exists():
+        for raw in path.read_text(errors="replace").splitlines():
+            ts, _, line = raw.partition("\t")
+            try:
+                out.append((float(ts), line))
+            except ValueError:
+                pass
+    return out
+
+
+def _client_http(lines: list[tuple[float, str]]) -> list[dict]:
+    """The requests openconnect dumped (`> METHOD target`) with the status line it got for each."""
+    out: list[dict] = []
+    for ts, line in lines:
+        m = re.match(r"^> (GET|POST|CONNECT) (\S+) HTTP/1\.[01]$", line)
+        if m:
+            out.append({"time": ts, "method": m.group(1), "target": m.group(2), "status_line": None})
+            continue
+        m = (re.match(r"^Got (?:HTTP|CONNECT) response: (HTTP/1\.[01] \d{3}.*)$", line)
+             or re.match(r"^Got inappropriate HTTP CONNECT response: (HTTP/1\.[01] \d{3}.*)$", line))
+        if m and out and out[-1]["status_line"] is None:
+            out[-1]["status_line"] = m.group(1).strip()
+            out[-1]["response_time"] = ts
+        m = re.match(r"^VPN service unavailable; reason: (.*)$", line)
+        if m and out and out[-1]["status_line"] is None:
+            out[-1]["status_line"] = "HTTP/1.1 503"  # openconnect prints only the reason for a 503
+            out[-1]["implied_by"] = line
+            out[-1]["response_time"] = ts
+    return out
+
+
+def _sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest().upper()
+
+
+PROFILE_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<AnyConnectProfile xmlns="http://schemas.xmlsoap.org/encoding/">
+  <ClientInitialization>
+    <UseStartBeforeLogon UserControllable="true">false</UseStartBeforeLogon>
+    <AutoUpdate UserControllable="false">{autoupdate}</AutoUpdate>
+  </ClientInitialization>
+  <ServerList>
+    <HostEntry><HostName>acflow lab</HostName><HostAddress>{host}</HostAddress></HostEntry>
+  </ServerList>
+</AnyConnectProfile>
+"""
+
+
+def _check_tools() -> None:
+    from samples.lab.netns import LabError
+
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
+    if missing:
+        raise LabError("missing tools: " + ", ".join(missing))
+
+
+def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: bool = True) -> Path:
+    """Run one case in fresh namespaces; write `<out_root>/<name>/`. Raises LabError if the run itself fails."""
+    from samples.lab.netns import CLIENT_OUTER, GW_OUTER, Lab, LabError
+    from samples.lab.pki import make_pki
+
+    if name not in CASES:
+        raise LabError(f"unknown case {name!r}; known: {', '.join(CASES)}")
+    _check_tools()
+    case = CASES[name]
+    say = print if verbose else (lambda *a, **k: None)
+    work = Path(tempfile.mkdtemp(prefix=f"acflow-scripted-{name}-"))
+    os.chmod(work, 0o755)
+    actions: list[dict] = []
+
+    def act(what: str, **extra) -> None:
+        actions.append({"time": time.time(), "action": what, **extra})
+
+    try:
+        pki = make_pki(work, HOSTNAME, GW_OUTER)
+        previous = make_pki(work / "previous", HOSTNAME, GW_OUTER)  # a certificate the gateway does not present
+        profile_current = PROFILE_TEMPLATE.format(autoupdate="false", host=HOSTNAME)
+        profile_previous = PROFILE_TEMPLATE.format(autoupdate="true", host=HOSTNAME)
+        bctx = {"previous_cert_sha1": previous.sha1_hex.upper(), "profile_current": profile_current,
+                "profile_previous_sha1": _sha1(profile_previous.encode())}
+        from .script import Script
+
+        script = Script.from_dict(case.build(bctx))  # validate before anything starts
+        script.dump(work / "script.json")
+        vpnc = work / "vpnc-script"
+        vpnc.write_text(CLIENT_SCRIPT.format(logdir=work, net=TUNNEL_NET))
+        vpnc.chmod(0o755)
+        gw_keys, cl_keys, curl_keys = work / "gw-keys.log", work / "client-keys.log", work / "curl-keys.log"
+        events, capture = work / "gateway-events.jsonl", work / "capture.pcapng"
+        client = None
+        extra: dict = {}
+
+        with Lab() as lab:
+            say(f"[scripted] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
+            dump = lab.start(lab.client_ns, "dumpcap",
+                             ["dumpcap", "-q", "-i", lab.client_if, "-w", str(capture), "-s", "0"],
+                             work / "dumpcap.log")
+            deadline = time.time() + 10
+            while not capture.exists() and time.time() < deadline:
+                time.sleep(0.1)
+            if not capture.exists():
+                raise LabError("dumpcap did not start capturing: " + "; ".join(l for _, l in dump.lines()))
+            time.sleep(0.5)
+            gw = lab.start(lab.gw_ns, "gateway",
+                           [sys.executable, "-m", "replay.gateway", "--serve", str(work / "script.json"),
+                            "--cert", str(pki.server_cert), "--key", str(pki.server_key), "--listen", GW_OUTER,
+                            "--port", "443", "--keylog", str(gw_keys), "--events", str(events)],
+                           work / "gateway.log", env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
+            if gw.wait_for("[gw] listening", 15) is None:
+                raise LabError("gateway did not start: " + " | ".join(l for _, l in gw.lines()[-15:]))
+            act("gateway-listening")
+
+            base = ["openconnect", "--protocol=anyconnect", "-vvv", "--dump-http-traffic",
+                    f"--resolve={HOSTNAME}:{GW_OUTER}", f"--servercert={pki.pin_sha256}", "--os=linux-64"]
+            cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
+            url = f"https://{HOSTNAME}/"
+            auth_args = ["-u", USER, "--passwd-on-stdin"]
+            tun_args = ["-s", str(vpnc), "-i", "tun0"]
+            if case.flow == "split":
+                authp = lab.start(lab.client_ns, "openconnect-auth", [*base, "--authenticate", *auth_args, url],
+                                  work / "client-auth.log", env=cenv, stdin_data=(PASSWORD + "\n").encode())
+                try:
+                    authp.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    pass
+                authp.stop()
+                cookie = next((l.split("=", 1)[1].strip().strip("'") for _, l in authp.lines()
+                               if l.startswith("COOKIE=")), None)
+                if not cookie:
+                    raise LabError("openconnect --authenticate printed no COOKIE: " +
+                                   " | ".join(l for _, l in authp.lines()[-10:]))
+                act("authenticated")
+                if case.downloader:
+                    webvpn = next((c.strip()[len("webvpn="):] for c in cookie.split(";")
+                                   if c.strip().startswith("webvpn=")), cookie)
+                    uris = re.findall(r"<uri>([^<]+)</uri>", "\n".join(l for _, l in authp.lines()))
+                    uri = uris[0] if uris else PROFILE_URI
+                    curl = lab.start(lab.client_ns, "curl",
+                                     ["curl", "-sS", "-k", "--resolve", f"{HOSTNAME}:443:{GW_OUTER}", "-A",
+                                      "AnyConnect Linux_64 4.10.07061", "-H", f"Cookie: webvpn={webvpn}",
+                                      "-o", str(work / "downloaded-profile.xml"), "-w", "HTTP_STATUS=%{http_code}\\n",
+                                      f"https://{HOSTNAME}{uri}"],
+                                     work / "curl.log", env=dict(os.environ, SSLKEYLOGFILE=str(curl_keys)))
+                    curl.proc.wait(30)
+                    curl.stop()
+                    status = next((l.split("=", 1)[1] for _, l in curl.lines() if l.startswith("HTTP_STATUS=")),
+                                  None)
+                    act("downloader-get", uri=uri, status=status)
+                    extra["curl"] = {"uri": uri, "status": int(status) if status and status.isdigit() else None}
+                client = lab.start(lab.client_ns, "openconnect", [*base, "--cookie-on-stdin", *tun_args, url],
+                                   work / "client.log", env=cenv, stdin_data=(cookie + "\n").encode())
+            else:
+                client = lab.start(lab.client_ns, "openconnect", [*base, *auth_args, *tun_args, url],
+                                   work / "client.log", env=cenv, stdin_data=(PASSWORD + "\n").encode())
+            act("client-started", pid=client.pid)
+
+            if not case.expect_connect:
+                try:
+                    client.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    act("client-did-not-exit")
+                act("client-exited", returncode=client.proc.poll())
+            else:
+                if client.wait_for("CSTP connected", 30) is None:
+                    raise LabError("openconnect did not connect: " + " | ".join(l for _, l in client.lines()[-15:]))
+                act("cstp-connected")
+                if client.wait_for("Configured as", case.wait_configured) is None:
+                    act("not-configured", waited=case.wait_configured)
+                deadline = time.time() + 10
+                while not (work / "script-connect.env").exists() and time.time() < deadline:
+                    time.sleep(0.1)
+                time.sleep(0.5)
+                pings = []
+                for family, count, size in case.pings:
+                    target = TUNNEL_GW if family == 4 else TUNNEL_GW6
+                    cmd = ["ping", f"-{family}", "-n", "-c", str(count), "-i", "0.3", "-W", "2", "-s", str(size),
+                           target]
+                    act("ping-start", family=family, count=count, size=size, target=target)
+                    p = lab.ns_run(lab.client_ns, cmd, check=False)
+                    m = re.search(r"(\d+) packets transmitted, (\d+) received", p.stdout)
+                    pings.append({"family": family, "size": size, "sent": int(m.group(1)) if m else 0,
+                                  "received": int(m.group(2)) if m else 0, "returncode": p.returncode,
+                                  "output": (p.stdout + p.stderr)[-300:]})
+                    act("ping-done", family=family, returncode=p.returncode)
+                extra["pings"] = pings
+                if case.hold:
+                    time.sleep(case.hold)
+                act("client-sigint")
+                client.send_signal(signal.SIGINT)
+                try:
+                    client.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    act("client-did-not-exit")
+                act("client-exited", returncode=client.proc.poll())
+            time.sleep(1.0)
+            exit_code = client.proc.poll()
+            client.stop()
+            gw.stop(signal.SIGTERM)
+            time.sleep(0.5)
+            dump.stop(signal.SIGTERM)
+
+        # --- outputs ---------------------------------------------------------------------------------------
+        out = out_root / name
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        shutil.copy(capture, out / "capture.pcapng")
+        keylines: list[str] = []
+        for kf in (gw_keys, cl_keys, curl_keys):
+            if kf.exists():
+                for line in kf.read_text().splitlines():
+                    if line.strip() and line not in keylines:
+                        keylines.append(line)
+        (out / "keys.log").write_text("\n".join(keylines) + "\n")
+        for f in ("client.log", "client-auth.log", "gateway.log", "curl.log", "script.json", "gateway-events.jsonl",
+                  "server-key.pem", "server-cert.pem", "ca.pem", "downloaded-profile.xml", "script-ipv6.log"):
+            if (work / f).exists():
+                shutil.copy(work / f, out / f)
+        for env_file in work.glob("script-*.env"):
+            shutil.copy(env_file, out / env_file.name)
+        evs = [json.loads(l) for l in events.read_text().splitlines() if l.strip()] if events.exists() else []
+        if (work / "script-ipv6.log").exists():
+            kv = dict(l.split("=", 1) for l in (work / "script-ipv6.log").read_text().splitlines() if "=" in l)
+            extra["tun_ipv6"] = {"rc": kv.get("rc"), "output": kv.get("output", ""),
+                                 "route_rc": kv.get("route_rc"), "route_output": kv.get("route_output", "")}
+        served = _sha1(profile_current.encode())
+        if case.downloader:
+            dl = work / "downloaded-profile.xml"
+            extra["profile"] = {"uri": PROFILE_URI, "manifest_sha1": bctx["profile_previous_sha1"],
+                                "served_sha1": served, "downloaded_sha1": _sha1(dl.read_bytes()) if dl.exists() else None,
+                                "curl_status": (extra.get("curl") or {}).get("status")}
+        listening = next((e for e in evs if e["type"] == "listening"), {})
+        extra["cert"] = {"presented": listening.get("server_cert_sha1"), "advertised": next(
+            (m.group(1) for e in evs if e["type"] == "response"
+             for m in [re.search(r"<server-cert-hash>([^<]*)</server-cert-hash>", e.get("body", ""))] if m), None)}
+        facts = build_facts(case, script, out, evs, actions, extra, exit_code, GW_OUTER, CLIENT_OUTER)
+        (out / "facts.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
+        failed = [e["effect"] for e in facts["expected"] if not e["observed"]]
+        say(f"[scripted] {name}: wrote {out}" + (f"; NOT observed: {failed}" if failed else "; all effects observed"))
+        return out
+    finally:
+        if not keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def build_facts(case: Case, script, out: Path, events: list[dict], actions: list[dict], extra: dict,
+                exit_code: int | None, gw_addr: str, client_addr: str) -> dict:
+    client = _stamped(out / "client-auth.log") + _stamped(out / "client.log")
+    env = {}
+    for f in sorted(out.glob("script-*.env")):
+        env[f.stem[len("script-"):]] = dict(l.split("=", 1) for l in f.read_text().splitlines() if "=" in l)
+    ctx = Ctx(out=out, client=client, events=events, env=env, extra=extra, exit_code=exit_code)
+    ua = next((m.group(1) for _, l in client for m in [re.match(r"^> User-Agent: (.*)$", l)] if m), None)
+
+    def pick(e: dict, *keys) -> dict:
+        return {k: e.get(k) for k in keys}
+
+    responses = [e for e in events if e["type"] == "response"]
+    requests = [e for e in events if e["type"] == "request"]
+    exchanges = []
+    for rq in requests:
+        rs = next((r for r in responses if r["session"] == rq["session"] and r["t"] >= rq["t"]
+                   and r.get("step") == rq.get("step")), None)
+        exchanges.append({
+            "time": rq["t"], "tls_session": rq["session"], "method": rq["method"], "target": rq["target"],
+            "step": rq["step"], "skipped_steps": rq["skipped"], "webvpn_cookie_ok": rq["webvpn_cookie_ok"],
+            "request_content_type": next((v for k, v in rq["headers"] if k.lower() == "content-type"), None),
+            "request_body": _redact(rq["body"]),
+            "status_line": rs["status_line"] if rs else None, "response_time": rs["t"] if rs else None,
+            "response_headers": [h for h in (rs["headers"] if rs else [])
+                                 if h[0].lower().startswith(("x-cstp", "x-dtls", "x-reason", "set-cookie",
+                                                             "content-type"))],
+        })
+    counts = {}
+    for e in events:
+        if e["type"] in ("cstp-rx", "cstp-tx"):
+            key = e["name"] or hex(e["ptype"])
+            counts.setdefault(e["type"], {}).setdefault(key, 0)
+            counts[e["type"]][key] += 1
+    disconnect = next((pick(e, "t", "reason", "reason_code") for e in events
+                       if e["type"] == "cstp-rx" and e["name"] == "disconnect"), None)
+    expected = []
+    for effect, check in case.expectations:
+        try:
+            ok, detail = check(ctx)
+        except Exception as ex:  # noqa: BLE001 - a broken check is a not-observed effect, with the reason
+            ok, detail = False, f"check failed: {ex!r}"
+        expected.append({"effect": effect, "observed": bool(ok), "detail": detail})
+    return {
+        "schema": SCHEMA_VERSION, "case": case.name, "description": script.description,
+        "generated_by": "python -m replay.gateway --case " + case.name,
+        "peers": {"client": ua or "openconnect", "gateway": "acflow scripted gateway (replay.gateway, "
+                  f"Python {sys.version.split()[0]} ssl)"},
+        "gateway_address": gw_addr, "client_address": client_addr,
+        "server_cert_sha1": extra["cert"]["presented"],
+        "script": {"file": "script.json", "steps": [{"id": s.id, "note": s.note} for s in script.steps],
+                   "udp_sinks": script.udp_sinks, "cstp_actions": [a.__dict__ for a in script.cstp.actions],
+                   "tls_alert_sessions": script.tls.alert_sessions},
+        "actions": actions,
+        "gateway": {
+            "tls_sessions": [pick(e, "t", "session", "peer", "version", "cipher") for e in events
+                             if e["type"] == "tls-established"],
+            "tls_failures": [pick(e, "t", "session", "peer", "error", "alert_sent", "alert_code") for e in events
+                             if e["type"] == "tls-failed"],
+            "exchanges": exchanges,
+            "connect": [{"time": r["t"], "status_line": r["status_line"],
+                         "headers": [h for h in r["headers"] if h[0].lower().startswith(("x-cstp", "x-dtls",
+                                                                                        "x-reason"))]}
+                        for r in responses if r.get("step") == "connect"],
+            "unmatched_requests": [pick(e, "t", "method", "target") for e in requests if e["step"] is None],
+            "cstp_frames": counts,
+            "cstp_disconnect_received": disconnect,
+            "udp_datagrams": [pick(e, "t", "port", "src", "length", "dtls") for e in events if e["type"] == "udp-rx"],
+            "connections_closed": [pick(e, "t", "session", "how") for e in events if e["type"] == "conn-closed"],
+        },
+        "client": {
+            "exit_code": exit_code,
+            "http": _client_http(client),
+            "log": _evidence(client),
+            "script_env": env,
+            **{k: v for k, v in extra.items() if k in ("pings", "curl", "tun_ipv6")},
+        },
+        **({"profile": extra["profile"]} if "profile" in extra else {}),
+        "server_cert_hash": extra["cert"],
+        "expected": expected,
+    }
+
+
+def run_cases(names: list[str], out: Path, *, keep_work: bool = False) -> int:
+    from samples.lab.netns import LabError
+
+    if names == ["all"]:
+        names = list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        print(f"[scripted] unknown case {', '.join(unknown)}; known: {', '.join(CASES)}", file=sys.stderr)
+        return 1
+    failed = []
+    for name in names:
+        try:
+            d = run_case(name, out, keep_work=keep_work)
+            f = json.loads((d / "facts.json").read_text())
+            if not all(e["observed"] for e in f["expected"]):
+                failed.append(name)
+        except LabError as e:
+            print(f"[scripted] {name}: FAILED: {e}", file=sys.stderr)
+            failed.append(name)
+        except KeyboardInterrupt:
+            print(f"[scripted] {name}: interrupted; namespaces and processes cleaned up", file=sys.stderr)
+            return 130
+    if failed:
+        print(f"[scripted] cases with unobserved effects or failures: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,577 @@
+"""A scripted AnyConnect-protocol gateway: a small TLS server that answers a real client from a script.
+
+The gateway speaks just enough of the protocol for `openconnect` (or curl, or a Cisco client) to go through the
+HTTP phases — aggregate-auth POSTs, profile GETs, `CONNECT /CSCOSSLC/tunnel` — and then keeps a CSTP channel
+alive (DPD-REQ answered with DPD-RESP, KEEPALIVE/DATA accepted, DISCONNECT honoured, optional ICMP echo replies
+inside DATA packets, scripted frames sent at given times). Every answer comes from a `replay.script.Script`
+(plain data: "expect request matching X -> send response Y"), so behaviours that ocserv cannot produce and only
+Cisco gateways show can be recorded as real captures; the same machinery will replay a recorded exchange.
+
+Two modes::
+
+    python -m replay.gateway --serve script.json --cert server-cert.pem --key server-key.pem \\
+        [--listen 198.18.0.1] [--port 443] [--keylog keys.log] [--events events.jsonl]
+    python -m replay.gateway --case NAME|all [--out samples/scripted]      # lab run (root): see replay/cases.py
+    python -m replay.gateway --list
+
+`--serve` writes one human-readable line per event on stdout and, with `--events`, one JSON object per line
+(`{"t": epoch, "type": ..., ...}`): the ground truth of what the gateway received and sent. TLS secrets go to
+`--keylog` in NSS key log format (`SSLContext.keylog_filename`).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .script import CSTP_NAMES, CSTP_TYPES, TLS_ALERTS, Response, Script, ScriptError, Step, render
+
+MAX_HEADER = 64 * 1024
+MAX_BODY = 1024 * 1024
+CSTP_MAGIC = b"STF\x01"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# small wire helpers (pure functions; unit-tested)
+# --------------------------------------------------------------------------------------------------------------
+
+def cstp_frame(ptype: int, payload: bytes = b"") -> bytes:
+    """One CSTP frame: "STF", 1, 16-bit length, type, 0, payload."""
+    return CSTP_MAGIC + struct.pack("!HBB", len(payload), ptype, 0) + payload
+
+
+def split_cstp(buf: bytearray) -> list[tuple[int, bytes]] | None:
+    """Take complete CSTP frames off the front of `buf`; None if the data is not CSTP."""
+    out = []
+    while len(buf) >= 8:
+        if bytes(buf[:4]) != CSTP_MAGIC:
+            return None
+        length, ptype = struct.unpack("!HB", bytes(buf[4:7]))
+        if len(buf) < 8 + length:
+            break
+        out.append((ptype, bytes(buf[8:8 + length])))
+        del buf[:8 + length]
+    return out
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def icmp_echo_reply(packet: bytes) -> bytes | None:
+    """The echo reply to an IPv4 ICMP or IPv6 ICMPv6 echo request (None for anything else)."""
+    if len(packet) >= 28 and packet[0] >> 4 == 4:
+        ihl = (packet[0] & 0x0F) * 4
+        total = struct.unpack("!H", packet[2:4])[0]
+        if packet[9] != 1 or len(packet) < total or total < ihl + 8 or packet[ihl] != 8:
+            return None
+        if struct.unpack("!H", packet[6:8])[0] & 0x3FFF:  # fragment
+            return None
+        icmp = bytearray(packet[ihl:total])
+        icmp[0] = 0
+        icmp[2:4] = b"\0\0"
+        icmp[2:4] = struct.pack("!H", _checksum(bytes(icmp)))
+        hdr = bytearray(packet[:ihl])
+        hdr[8] = 64
+        hdr[12:16], hdr[16:20] = packet[16:20], packet[12:16]
+        hdr[10:12] = b"\0\0"
+        hdr[10:12] = struct.pack("!H", _checksum(bytes(hdr)))
+        return bytes(hdr) + bytes(icmp)
+    if len(packet) >= 48 and packet[0] >> 4 == 6:
+        plen = struct.unpack("!H", packet[4:6])[0]
+        if packet[6] != 58 or len(packet) < 40 + plen or plen < 8 or packet[40] != 128:
+            return None
+        src, dst = packet[8:24], packet[24:40]
+        icmp = bytearray(packet[40:40 + plen])
+        icmp[0] = 129
+        icmp[2:4] = b"\0\0"
+        pseudo = dst + src + struct.pack("!I3xB", plen, 58)
+        icmp[2:4] = struct.pack("!H", _checksum(pseudo + bytes(icmp)))
+        return packet[:6] + b"\x3a\x40" + dst + src + bytes(icmp)
+    return None
+
+
+def parse_dtls_client_hello(datagram: bytes) -> dict | None:
+    """Record version, handshake type and (for a ClientHello) the session id of a DTLS datagram's first record."""
+    if len(datagram) < 13 + 12 or datagram[0] != 22:
+        return None
+    version = datagram[1:3].hex()
+    if datagram[13] != 1:
+        return {"record_version": version, "handshake_type": datagram[13]}
+    body = datagram[25:]
+    if len(body) < 35:
+        return {"record_version": version, "handshake_type": 1}
+    sid_len = body[34]
+    sid = body[35:35 + sid_len]
+    return {"record_version": version, "handshake_type": 1, "client_version": body[:2].hex(),
+            "session_id": sid.hex().upper()}
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+    def cookies(self) -> dict[str, str]:
+        out = {}
+        for k, v in self.headers:
+            if k.lower() == "cookie":
+                for part in v.split(";"):
+                    n, _, val = part.strip().partition("=")
+                    if n:
+                        out[n] = val
+        return out
+
+
+def parse_request_head(head: bytes) -> Request:
+    lines = head.decode("iso-8859-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        raise ValueError(f"bad request line {lines[0]!r}")
+    headers = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        k, sep, v = line.partition(":")
+        if not sep:
+            raise ValueError(f"bad header line {line!r}")
+        headers.append((k.strip(), v.strip()))
+    return Request(parts[0], parts[1], parts[2], headers, b"")
+
+
+def build_response(resp: Response, values: dict[str, str], *, tunnel: bool, close: bool) -> tuple[bytes, dict]:
+    """Bytes of an HTTP/1.1 answer and a description of it (rendered status, headers, body)."""
+    reason = render(resp.reason, values)
+    headers = [(render(k, values), render(v, values)) for k, v in resp.headers]
+    body = render(resp.body, values).encode("utf-8")
+    names = {k.lower() for k, _ in headers}
+    if not tunnel and "content-length" not in names:
+        headers.append(("Content-Length", str(len(body))))
+    if close and "connection" not in names:
+        headers.append(("Connection", "close"))
+    head = f"HTTP/1.1 {resp.status} {reason}".rstrip() + "\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    desc = {"status": resp.status, "reason": reason, "status_line": f"HTTP/1.1 {resp.status} {reason}".rstrip(),
+            "headers": [[k, v] for k, v in headers], "body": body.decode("utf-8", "replace")}
+    return head.encode("iso-8859-1") + (b"" if tunnel else body), desc
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the server
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Cursor:
+    pos: int = 0
+    used: dict[int, int] = field(default_factory=dict)
+
+
+class ScriptedGateway:
+    """Serves one `Script` on TCP (TLS) and its UDP sinks until `stop()`; thread per connection."""
+
+    def __init__(self, script: Script, cert: Path, key: Path, *, host: str = "0.0.0.0", port: int = 443,
+                 keylog: Path | None = None, events: Path | None = None, out=None):
+        self.script = script
+        self.host, self.port = host, port
+        self._out = out if out is not None else sys.stdout
+        self._events = open(events, "a", encoding="utf-8") if events else None  # noqa: SIM115 - closed in stop()
+        self._lock = threading.Lock()
+        self._cursor = _Cursor()
+        self._sessions = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._listener: socket.socket | None = None
+        self._udp: list[socket.socket] = []
+        self._sni: dict[int, str | None] = {}
+        der = ssl.PEM_cert_to_DER_cert(Path(cert).read_text())
+        self.values = {
+            "cookie": f"{secrets.randbelow(10**9)}@{secrets.randbelow(10**6)}@{int(time.time())}@"
+                      f"{secrets.token_hex(20).upper()}",
+            "server_cert_sha1": hashlib.sha1(der).hexdigest().upper(),
+            "dtls_session_id": secrets.token_hex(32).upper(),
+            "session_id": str(secrets.randbelow(10**6)),
+        }
+        self.values.update(script.vars)
+        self._ctx = self._context(cert, key, keylog, alert=None)
+        self._alert_ctx = (self._context(cert, key, keylog, alert=TLS_ALERTS[script.tls.alert])
+                           if script.tls.alert_sessions else None)
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+    def _context(self, cert, key, keylog, alert: int | None) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert), str(key))
+        # A peer that drops TCP without close_notify (openconnect does, between its HTTPS connections) is an end
+        # of stream, not an error: without this OpenSSL 3 answers it with a fatal decode_error alert.
+        ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+        if self.script.tls.min_version:
+            ctx.minimum_version = ssl.TLSVersion[self.script.tls.min_version]
+        if self.script.tls.max_version:
+            ctx.maximum_version = ssl.TLSVersion[self.script.tls.max_version]
+        if keylog:
+            ctx.keylog_filename = str(keylog)
+
+        def on_client_hello(sslobj, name, c):
+            # Called while the ClientHello is processed: returning an alert description aborts the handshake
+            # with that fatal alert (sent in clear, before any ServerHello).
+            self._sni[id(sslobj)] = name
+            return alert
+
+        ctx.sni_callback = on_client_hello
+        return ctx
+
+    def emit(self, etype: str, text: str = "", **data) -> None:
+        ev = {"t": time.time(), "type": etype, **data}
+        with self._lock:
+            if self._events:
+                self._events.write(json.dumps(ev, sort_keys=True) + "\n")
+                self._events.flush()
+            print(f"[gw] {etype}: {text}".rstrip(": "), file=self._out, flush=True)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        for port in self.script.udp_sinks:
+            u = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM)
+            u.bind((self.host, port))
+            u.settimeout(0.3)
+            self._udp.append(u)
+            self._spawn(self._udp_sink, u, port)
+        s = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.host, self.port))
+        s.listen(16)
+        s.settimeout(0.3)
+        self._listener = s
+        self.port = s.getsockname()[1]
+        self.emit("listening", f"TCP {self.host}:{self.port} udp sinks {self.script.udp_sinks}",
+                  host=self.host, port=self.port, udp_sinks=self.script.udp_sinks, script=self.script.name,
+                  server_cert_sha1=self.values["server_cert_sha1"])
+        self._spawn(self._accept_loop)
+
+    def serve_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.is_set():
+                self._stop.wait(0.5)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self._stop.is_set() and self._listener is None:
+            return
+        self._stop.set()
+        for t in self._threads:
+            t.join(2)
+        for u in self._udp:
+            u.close()
+        if self._listener:
+            self._listener.close()
+            self._listener = None
+        self.emit("stopped", "", unused_steps=[s.id for i, s in enumerate(self.script.steps)
+                                               if not self._cursor.used.get(i)])
+        if self._events:
+            self._events.close()
+            self._events = None
+
+    def _spawn(self, fn, *args) -> None:
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, addr = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._sessions += 1
+                n = self._sessions
+            self._spawn(self._connection, n, sock, addr)
+
+    # -- UDP ------------------------------------------------------------------------------------------------
+    def _udp_sink(self, u: socket.socket, port: int) -> None:
+        while not self._stop.is_set():
+            try:
+                data, src = u.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            info = parse_dtls_client_hello(data)
+            what = f" (DTLS ClientHello, session id {info['session_id']})" if info and "session_id" in info else ""
+            self.emit("udp-rx", f"port {port} from {src[0]}:{src[1]}, {len(data)} bytes, dropped{what}",
+                      port=port, src=f"{src[0]}:{src[1]}", length=len(data), dtls=info)
+
+    # -- one TCP connection ---------------------------------------------------------------------------------
+    def _connection(self, n: int, raw: socket.socket, addr) -> None:
+        peer = f"{addr[0]}:{addr[1]}"
+        alert = n in self.script.tls.alert_sessions
+        ctx = self._alert_ctx if alert else self._ctx
+        raw.settimeout(15)
+        sock = None
+        try:
+            sock = ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            sock.do_handshake()
+        except (ssl.SSLError, OSError) as e:
+            if sock is not None:
+                self._sni.pop(id(sock), None)
+            self.emit("tls-failed", f"session {n} from {peer}: {e}", session=n, peer=peer, error=str(e),
+                      alert_sent=self.script.tls.alert if alert else None,
+                      alert_code=TLS_ALERTS[self.script.tls.alert] if alert else None)
+            raw.close()
+            return
+        cipher = sock.cipher()
+        self.emit("tls-established", f"session {n} from {peer}: {sock.version()} {cipher[0] if cipher else ''}",
+                  session=n, peer=peer, version=sock.version(), cipher=cipher[0] if cipher else None,
+                  sni=self._sni.pop(id(sock), None))
+        how = "closed"
+        try:
+            how = self._http_loop(n, sock)
+        except (ssl.SSLError, OSError, ValueError) as e:
+            how = f"error: {e}"
+        finally:
+            # Like ocserv, end with a plain TCP FIN and no TLS close_notify (openconnect sends none either),
+            # then drain until the client's FIN so that unread bytes do not turn the close into a RST.
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(1.0)
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline and sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+            try:
+                sock.close()
+            except OSError:
+                pass
+            self.emit("conn-closed", f"session {n}: {how}", session=n, how=how)
+
+    def _read_request(self, sock: ssl.SSLSocket, buf: bytearray) -> Request | None:
+        while b"\r\n\r\n" not in buf:
+            if len(buf) > MAX_HEADER:
+                raise ValueError("request head too long")
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                if self._stop.is_set():
+                    return None
+                continue
+            if not chunk:
+                return None
+            buf += chunk
+        head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+        buf[:] = rest
+        req = parse_request_head(head)
+        length = int(req.header("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ValueError("request body too long")
+        while len(buf) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ValueError("connection closed inside a request body")
+            buf += chunk
+        req.body = bytes(buf[:length])
+        del buf[:length]
+        return req
+
+    def _matches(self, step: Step, req: Request) -> bool:
+        m = step.expect
+        if m.method and m.method.upper() != req.method.upper():
+            return False
+        if m.path is not None and render(m.path, self.values) != req.target:
+            return False
+        if m.path_regex and not re.fullmatch(m.path_regex, req.target):
+            return False
+        body = req.body.decode("utf-8", "replace")
+        if any(render(s, self.values) not in body for s in m.body_contains):
+            return False
+        for name, sub in m.headers.items():
+            v = req.header(name)
+            if v is None or render(sub, self.values) not in v:
+                return False
+        return m.cookie is None or req.cookies().get("webvpn") == render(m.cookie, self.values)
+
+    def _choose(self, req: Request) -> tuple[Step | None, list[str]]:
+        with self._lock:
+            c = self._cursor
+            steps = self.script.steps
+            for i in range(c.pos, len(steps)):
+                if c.used.get(i, 0) < steps[i].times and self._matches(steps[i], req):
+                    skipped = [steps[j].id for j in range(c.pos, i) if not c.used.get(j)]
+                    c.used[i] = c.used.get(i, 0) + 1
+                    c.pos = i if c.used[i] < steps[i].times else i + 1
+                    return steps[i], skipped
+        return None, []
+
+    def _http_loop(self, n: int, sock: ssl.SSLSocket) -> str:
+        sock.settimeout(0.5)
+        buf = bytearray()
+        while not self._stop.is_set():
+            req = self._read_request(sock, buf)
+            if req is None:
+                return "client closed" if not self._stop.is_set() else "gateway stopping"
+            step, skipped = self._choose(req)
+            body_text = req.body.decode("utf-8", "replace")
+            self.emit("request", f"session {n}: {req.method} {req.target} -> step "
+                      f"{step.id if step else '(unmatched)'}" + (f" (skipped {skipped})" if skipped else ""),
+                      session=n, method=req.method, target=req.target, headers=[list(h) for h in req.headers],
+                      body=body_text, step=step.id if step else None, skipped=skipped,
+                      webvpn_cookie_ok=(req.cookies().get("webvpn") == self.values["cookie"])
+                      if "webvpn" in req.cookies() else None)
+            resp = step.respond if step else self.script.unmatched
+            tunnel = bool(step and step.starts_tunnel())
+            close = bool(step and step.close) or (req.header("Connection") or "").lower() == "close"
+            data, desc = build_response(resp, self.values, tunnel=tunnel, close=close)
+            sock.sendall(data)
+            self.emit("response", f"session {n}: {desc['status_line']}", session=n,
+                      step=step.id if step else None, tunnel=tunnel, **desc)
+            if tunnel:
+                return self._cstp_loop(n, sock, buf)
+            if close:
+                return "closed by script"
+        return "gateway stopping"
+
+    # -- CSTP -----------------------------------------------------------------------------------------------
+    def _send_frame(self, n: int, sock: ssl.SSLSocket, ptype: int, payload: bytes, why: str) -> None:
+        sock.sendall(cstp_frame(ptype, payload))  # one frame per TLS record, as openconnect expects
+        self.emit("cstp-tx", f"session {n}: {CSTP_NAMES.get(ptype, hex(ptype))} ({len(payload)} bytes) {why}",
+                  session=n, ptype=ptype, name=CSTP_NAMES.get(ptype), length=len(payload), why=why)
+
+    def _cstp_loop(self, n: int, sock: ssl.SSLSocket, buf: bytearray) -> str:
+        cb = self.script.cstp
+        t0 = time.monotonic()
+        pending = list(cb.actions)
+        sock.settimeout(0.1)
+        self.emit("tunnel-start", f"session {n}", session=n)
+        while not self._stop.is_set():
+            now = time.monotonic() - t0
+            while pending and pending[0].at <= now:
+                a = pending.pop(0)
+                if a.send == "close":
+                    self.emit("cstp-action", f"session {n}: closing the TLS connection", session=n, action="close")
+                    return "closed by script"
+                payload = bytes.fromhex(a.payload_hex)
+                if a.send == "disconnect" and not payload:
+                    payload = b"\xb0" + render(a.reason, self.values).encode()
+                self._send_frame(n, sock, CSTP_TYPES[a.send], payload, f"script action at {a.at:g} s")
+                if a.send in ("disconnect", "terminate"):
+                    return f"{a.send} sent by script"
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                return "client closed"
+            buf += chunk
+            frames = split_cstp(buf)
+            if frames is None:
+                self.emit("cstp-error", f"session {n}: not CSTP: {bytes(buf[:16]).hex()}", session=n,
+                          head=bytes(buf[:16]).hex())
+                return "bad CSTP data"
+            for ptype, payload in frames:
+                name = CSTP_NAMES.get(ptype, hex(ptype))
+                extra = {}
+                if ptype == CSTP_TYPES["disconnect"]:
+                    extra["reason"] = payload[1:].decode("utf-8", "replace") if payload else ""
+                    extra["reason_code"] = payload[0] if payload else None
+                if ptype == CSTP_TYPES["data"] and payload:
+                    extra["ip_version"] = payload[0] >> 4
+                self.emit("cstp-rx", f"session {n}: {name} ({len(payload)} bytes)"
+                          + (f" reason {extra['reason']!r}" if "reason" in extra else ""),
+                          session=n, ptype=ptype, name=CSTP_NAMES.get(ptype), length=len(payload), **extra)
+                if ptype == CSTP_TYPES["dpd-req"] and cb.answer_dpd:
+                    self._send_frame(n, sock, CSTP_TYPES["dpd-resp"], payload, "answer to DPD-REQ")
+                elif ptype == CSTP_TYPES["data"] and cb.icmp_echo:
+                    reply = icmp_echo_reply(payload)
+                    if reply is not None:
+                        self._send_frame(n, sock, CSTP_TYPES["data"], reply, "ICMP echo reply")
+                elif ptype == CSTP_TYPES["disconnect"]:
+                    return "client sent DISCONNECT"
+        return "gateway stopping"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------------------
+
+def serve(script_path: Path, cert: Path, key: Path, host: str, port: int, keylog: Path | None,
+          events: Path | None) -> int:
+    script = Script.load(script_path)
+    gw = ScriptedGateway(script, cert, key, host=host, port=port, keylog=keylog, events=events)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        gw.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        gw.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m replay.gateway", description=__doc__.split("\n\n")[0])
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--serve", type=Path, metavar="SCRIPT.json", help="serve this script")
+    mode.add_argument("--case", nargs="+", metavar="NAME", help="run lab case(s) (or 'all') and write captures")
+    mode.add_argument("--list", action="store_true", help="list the lab cases")
+    ap.add_argument("--cert", type=Path)
+    ap.add_argument("--key", type=Path)
+    ap.add_argument("--listen", default="0.0.0.0")
+    ap.add_argument("--port", type=int, default=443)
+    ap.add_argument("--keylog", type=Path)
+    ap.add_argument("--events", type=Path)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "samples" / "scripted")
+    ap.add_argument("--keep-work", action="store_true")
+    args = ap.parse_args(argv)
+    if args.serve:
+        if not (args.cert and args.key):
+            ap.error("--serve needs --cert and --key")
+        try:
+            return serve(args.serve, args.cert, args.key, args.listen, args.port, args.keylog, args.events)
+        except ScriptError as e:
+            print(f"[gw] bad script: {e}", file=sys.stderr)
+            return 2
+    from .cases import CASES, run_cases
+
+    if args.list:
+        for c in CASES.values():
+            print(f"{c.name:28} {c.description}")
+        return 0
+    if os.geteuid() != 0:
+        print("[scripted] the lab needs root (it creates network namespaces); run it as root", file=sys.stderr)
+        return 1
+    return run_cases(args.case, args.out, keep_work=args.keep_work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

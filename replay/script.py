@@ -1,0 +1,327 @@
+"""The scripted gateway's script: what to expect from the client and what to answer, as plain data.
+
+A script is a JSON-compatible dict (or a `.json` file holding one); `Script.from_dict()` validates it and
+`Script.to_dict()` gives it back, so a recorded exchange can be edited by hand and replayed. Shape::
+
+    {
+      "name": "dtls-mtu-differs",
+      "description": "what the script makes the gateway do",
+      "vars": {"tunnel_ip": "198.19.0.50"},          # ${name} placeholders usable in every string below
+      "steps": [                                      # matched in order (see `Step`)
+        {"id": "init",
+         "expect": {"method": "POST", "path": "/", "body_contains": ["type=\\"init\\""]},
+         "respond": {"status": 200, "reason": "OK",
+                     "headers": [["Content-Type", "text/xml"]], "body": "<?xml ...?>..."},
+         "note": "why this answer"},
+        {"id": "connect", "expect": {"method": "CONNECT", "path": "/CSCOSSLC/tunnel", "cookie": "${cookie}"},
+         "respond": {"status": 200, "reason": "CONNECTED", "headers": [["X-CSTP-MTU", "1399"]]}}
+      ],
+      "unmatched": {"status": 404, "reason": "Not Found"},   # answer to a request no step matches
+      "cstp": {"answer_dpd": true, "icmp_echo": true,         # behaviour after a 2xx CONNECT (see `CstpBehaviour`)
+               "actions": [{"at": 2.0, "send": "dpd-req"}]},
+      "udp_sinks": [4443],                                    # UDP ports bound and read silently (DTLS black hole)
+      "tls": {"alert": {"sessions": [2], "description": "handshake_failure"},
+              "min_version": null, "max_version": null}
+    }
+
+Placeholders: `${name}` is replaced by `vars[name]` or by a value the gateway knows at run time:
+`cookie` (the webvpn cookie it issues), `server_cert_sha1` (SHA-1 of the DER certificate it presents, upper-case
+hex), `dtls_session_id` (64 hex digits), `session_id` (decimal). A placeholder that is neither is an error when the
+script is loaded.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+RUNTIME_VARS = ("cookie", "server_cert_sha1", "dtls_session_id", "session_id")
+
+# CSTP packet types (the 8-byte "STF\x01" header's type byte)
+CSTP_TYPES = {"data": 0x00, "dpd-req": 0x03, "dpd-resp": 0x04, "disconnect": 0x05, "keepalive": 0x07,
+              "compressed": 0x08, "terminate": 0x09}
+CSTP_NAMES = {v: k for k, v in CSTP_TYPES.items()}
+CSTP_ACTIONS = (*CSTP_TYPES, "close")
+
+TLS_ALERTS = {  # RFC 8446 §6 / RFC 5246 §7.2 alert descriptions the gateway may abort a handshake with
+    "handshake_failure": 40, "bad_certificate": 42, "certificate_unknown": 46, "illegal_parameter": 47,
+    "unknown_ca": 48, "access_denied": 49, "decode_error": 50, "protocol_version": 70,
+    "insufficient_security": 71, "internal_error": 80, "user_canceled": 90, "unrecognized_name": 112,
+}
+
+
+class ScriptError(ValueError):
+    """The script is malformed; the message names the offending item."""
+
+
+def _pairs(value, where: str) -> list[tuple[str, str]]:
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = list(value.items())
+    out = []
+    for item in value:
+        if not (isinstance(item, (list, tuple)) and len(item) == 2):
+            raise ScriptError(f"{where}: headers must be [name, value] pairs, got {item!r}")
+        out.append((str(item[0]), str(item[1])))
+    return out
+
+
+@dataclass
+class Match:
+    """What a request must look like for a step to answer it. Unset fields match anything."""
+
+    method: str | None = None
+    path: str | None = None  # exact request target
+    path_regex: str | None = None  # or a regular expression (re.fullmatch) on the target
+    body_contains: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # header name (any case) -> substring of its value
+    cookie: str | None = None  # the webvpn cookie the request must carry (templated, e.g. "${cookie}")
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> Match:
+        unknown = set(d) - {"method", "path", "path_regex", "body_contains", "headers", "cookie"}
+        if unknown:
+            raise ScriptError(f"{where}: unknown expect keys {sorted(unknown)}")
+        m = cls(method=d.get("method"), path=d.get("path"), path_regex=d.get("path_regex"),
+                body_contains=list(d.get("body_contains") or []), headers=dict(d.get("headers") or {}),
+                cookie=d.get("cookie"))
+        if m.path_regex:
+            try:
+                re.compile(m.path_regex)
+            except re.error as e:
+                raise ScriptError(f"{where}: bad path_regex: {e}") from None
+        return m
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> Response:
+        if "status" not in d:
+            raise ScriptError(f"{where}: a response needs a status")
+        unknown = set(d) - {"status", "reason", "headers", "body"}
+        if unknown:
+            raise ScriptError(f"{where}: unknown respond keys {sorted(unknown)}")
+        return cls(status=int(d["status"]), reason=str(d.get("reason", "")),
+                   headers=_pairs(d.get("headers"), where), body=str(d.get("body", "")))
+
+
+@dataclass
+class Step:
+    """One "expect request matching X -> send response Y" item.
+
+    Steps are consumed in order; a request may also match a later step (the ones in between are recorded as
+    skipped), never an earlier one. `times` is how many requests the step answers before it is used up. After a
+    2xx answer to CONNECT (or when `tunnel` is true) the connection switches to CSTP framing; `close` ends the
+    TCP connection after the answer.
+    """
+
+    id: str
+    expect: Match
+    respond: Response
+    times: int = 1
+    close: bool = False
+    tunnel: bool | None = None
+    note: str = ""
+
+    def starts_tunnel(self) -> bool:
+        if self.tunnel is not None:
+            return self.tunnel
+        return (self.expect.method or "").upper() == "CONNECT" and 200 <= self.respond.status < 300
+
+
+@dataclass
+class CstpAction:
+    at: float  # seconds after the CONNECT answer was sent
+    send: str  # one of CSTP_ACTIONS
+    payload_hex: str = ""
+    reason: str = ""  # for disconnect: the text after the reason byte
+
+
+@dataclass
+class CstpBehaviour:
+    """What the gateway does on the CSTP channel once a CONNECT was answered 2xx."""
+
+    answer_dpd: bool = True  # DPD-REQ -> DPD-RESP echoing the payload
+    icmp_echo: bool = False  # answer ICMP/ICMPv6 echo requests in DATA packets (no tun on the gateway)
+    actions: list[CstpAction] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> CstpBehaviour:
+        d = d or {}
+        unknown = set(d) - {"answer_dpd", "icmp_echo", "actions"}
+        if unknown:
+            raise ScriptError(f"cstp: unknown keys {sorted(unknown)}")
+        actions = []
+        for i, a in enumerate(d.get("actions") or []):
+            if a.get("send") not in CSTP_ACTIONS:
+                raise ScriptError(f"cstp.actions[{i}]: send must be one of {CSTP_ACTIONS}, got {a.get('send')!r}")
+            actions.append(CstpAction(at=float(a.get("at", 0.0)), send=a["send"],
+                                      payload_hex=a.get("payload_hex", ""), reason=a.get("reason", "")))
+            try:
+                bytes.fromhex(actions[-1].payload_hex)
+            except ValueError:
+                raise ScriptError(f"cstp.actions[{i}]: payload_hex is not hex") from None
+        return cls(answer_dpd=bool(d.get("answer_dpd", True)), icmp_echo=bool(d.get("icmp_echo", False)),
+                   actions=sorted(actions, key=lambda a: a.at))
+
+
+@dataclass
+class TlsBehaviour:
+    alert_sessions: list[int] = field(default_factory=list)  # 1-based TLS session numbers to abort
+    alert: str = "handshake_failure"
+    min_version: str | None = None  # ssl.TLSVersion member names, e.g. "TLSv1_2"
+    max_version: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> TlsBehaviour:
+        d = d or {}
+        unknown = set(d) - {"alert", "min_version", "max_version"}
+        if unknown:
+            raise ScriptError(f"tls: unknown keys {sorted(unknown)}")
+        alert = d.get("alert") or {}
+        desc = alert.get("description", "handshake_failure")
+        if desc not in TLS_ALERTS:
+            raise ScriptError(f"tls.alert.description must be one of {sorted(TLS_ALERTS)}, got {desc!r}")
+        return cls(alert_sessions=[int(s) for s in alert.get("sessions", [])], alert=desc,
+                   min_version=d.get("min_version"), max_version=d.get("max_version"))
+
+    def to_dict(self) -> dict:
+        out: dict = {}
+        if self.alert_sessions:
+            out["alert"] = {"sessions": self.alert_sessions, "description": self.alert}
+        if self.min_version:
+            out["min_version"] = self.min_version
+        if self.max_version:
+            out["max_version"] = self.max_version
+        return out
+
+
+@dataclass
+class Script:
+    name: str
+    steps: list[Step]
+    description: str = ""
+    vars: dict[str, str] = field(default_factory=dict)
+    unmatched: Response = field(default_factory=lambda: Response(404, "Not Found", [("Content-Type", "text/html")],
+                                                                "<html><body>Not Found</body></html>\n"))
+    cstp: CstpBehaviour = field(default_factory=CstpBehaviour)
+    udp_sinks: list[int] = field(default_factory=list)
+    tls: TlsBehaviour = field(default_factory=TlsBehaviour)
+
+    # -- (de)serialisation --------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict) -> Script:
+        if not isinstance(d, dict):
+            raise ScriptError("a script is a JSON object")
+        unknown = set(d) - {"name", "description", "vars", "steps", "unmatched", "cstp", "udp_sinks", "tls"}
+        if unknown:
+            raise ScriptError(f"unknown top-level keys {sorted(unknown)}")
+        steps = []
+        seen = set()
+        for i, s in enumerate(d.get("steps") or []):
+            where = f"steps[{i}]"
+            sid = str(s.get("id") or f"step{i + 1}")
+            if sid in seen:
+                raise ScriptError(f"{where}: duplicate step id {sid!r}")
+            seen.add(sid)
+            unknown = set(s) - {"id", "expect", "respond", "times", "close", "tunnel", "note"}
+            if unknown:
+                raise ScriptError(f"{where}: unknown keys {sorted(unknown)}")
+            if "respond" not in s:
+                raise ScriptError(f"{where}: a step needs a respond")
+            steps.append(Step(id=sid, expect=Match.from_dict(s.get("expect") or {}, where),
+                              respond=Response.from_dict(s["respond"], where), times=int(s.get("times", 1)),
+                              close=bool(s.get("close", False)), tunnel=s.get("tunnel"), note=s.get("note", "")))
+        if not steps:
+            raise ScriptError("a script needs at least one step")
+        script = cls(name=str(d.get("name", "script")), description=str(d.get("description", "")),
+                     vars={str(k): str(v) for k, v in (d.get("vars") or {}).items()}, steps=steps,
+                     cstp=CstpBehaviour.from_dict(d.get("cstp")),
+                     udp_sinks=[int(p) for p in d.get("udp_sinks") or []],
+                     tls=TlsBehaviour.from_dict(d.get("tls")))
+        if d.get("unmatched"):
+            script.unmatched = Response.from_dict(d["unmatched"], "unmatched")
+        script.check_placeholders()
+        return script
+
+    @classmethod
+    def load(cls, path: Path | str) -> Script:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except json.JSONDecodeError as e:
+            raise ScriptError(f"{path}: not JSON: {e}") from None
+
+    def to_dict(self) -> dict:
+        def resp(r: Response) -> dict:
+            out: dict = {"status": r.status, "reason": r.reason}
+            if r.headers:
+                out["headers"] = [list(h) for h in r.headers]
+            if r.body:
+                out["body"] = r.body
+            return out
+
+        steps = []
+        for s in self.steps:
+            exp = {k: v for k, v in asdict(s.expect).items() if v not in (None, [], {})}
+            item: dict = {"id": s.id, "expect": exp, "respond": resp(s.respond)}
+            if s.times != 1:
+                item["times"] = s.times
+            if s.close:
+                item["close"] = True
+            if s.tunnel is not None:
+                item["tunnel"] = s.tunnel
+            if s.note:
+                item["note"] = s.note
+            steps.append(item)
+        out: dict = {"name": self.name, "description": self.description, "vars": dict(self.vars), "steps": steps,
+                     "unmatched": resp(self.unmatched),
+                     "cstp": {"answer_dpd": self.cstp.answer_dpd, "icmp_echo": self.cstp.icmp_echo,
+                              "actions": [{k: v for k, v in asdict(a).items() if v not in ("",)}
+                                          for a in self.cstp.actions]}}
+        if self.udp_sinks:
+            out["udp_sinks"] = list(self.udp_sinks)
+        tls = self.tls.to_dict()
+        if tls:
+            out["tls"] = tls
+        return out
+
+    def dump(self, path: Path | str) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    # -- placeholders ---------------------------------------------------------------------------------------
+    def _strings(self):
+        for s in self.steps:
+            yield from (s.expect.cookie or "", s.expect.path or "", *s.expect.body_contains,
+                        *s.expect.headers.values(), s.respond.reason, s.respond.body)
+            for k, v in s.respond.headers:
+                yield k
+                yield v
+        yield from (self.unmatched.body, *(v for _, v in self.unmatched.headers))
+        yield from (a.reason for a in self.cstp.actions)
+        yield from self.vars.values()
+
+    def check_placeholders(self) -> None:
+        known = set(self.vars) | set(RUNTIME_VARS)
+        for text in self._strings():
+            for name in PLACEHOLDER.findall(text):
+                if name not in known:
+                    raise ScriptError(f"unknown placeholder ${{{name}}} (known: {', '.join(sorted(known))})")
+
+
+def render(text: str, values: dict[str, str]) -> str:
+    """Replace ${name} placeholders (values may themselves hold placeholders, one level deep)."""
+
+    def sub(m: re.Match) -> str:
+        v = values[m.group(1)]
+        return PLACEHOLDER.sub(lambda m2: values[m2.group(1)], v)
+
+    return PLACEHOLDER.sub(sub, text)

@@ -114,7 +114,7 @@ class Pipeline:
         if pkt is None:
             self.undecodable += 1
             return
-        if pkt.ip_version == 4 and (pkt.more_fragments or pkt.frag_offset):
+        if pkt.is_fragment:
             pkt = self.defrag.feed(pkt, ts, fr.number)
             if pkt is None:
                 return

@@ -77,6 +77,20 @@ def _int(v) -> int | None:
         return None
 
 
+def _is_form(req) -> bool:
+    ctype = (req.headers.get("Content-Type") or "").lower()
+    return "x-www-form-urlencoded" in ctype or (b"=" in req.body[:200] and b"<" not in req.body[:50])
+
+
+def _form_fields(body: bytes) -> list[str]:
+    from urllib.parse import parse_qsl  # noqa: PLC0415
+
+    try:
+        return [k for k, _ in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)][:50]
+    except ValueError:
+        return []
+
+
 class _Conn:
     """A TCP connection seen by the session builder, with what it carried at the HTTP level."""
 
@@ -84,6 +98,7 @@ class _Conn:
         self.c = c
         self.kind = "unknown"
         self.posts: list = []  # (Exchange, ConfigAuth request, ConfigAuth response)
+        self.form_posts: list = []  # legacy (pre-aggregate-auth) urlencoded login POSTs
         self.gets: list = []
         self.connects: list = []
         self.cookies_presented: set[str] = set()
@@ -102,6 +117,8 @@ class _Conn:
                 rs = _config_auth(ex.response.body) if ex.response is not None else None
                 if rs is not None and rs.session_token:
                     self.cookies_issued.add(rs.session_token)
+                if rq is None and _is_form(req):
+                    self.form_posts.append(ex)
                 self.posts.append((ex, rq, rs))
             elif req.method == "CONNECT":
                 self.connects.append(ex)
@@ -268,6 +285,8 @@ def _conn_summary(c: TCPConnection) -> dict:
             "retransmissions": dict(c.retransmissions), "segments": dict(c.segments),
             "retransmission_frames": c.retransmission_frames[:20], "gaps": c.gaps[:10],
             "closed": c.closed[:2], "problems": c.problems[:10],
+            "alerts": [{"direction": a.direction, "level": a.level, "name": a.name, "encrypted": a.encrypted,
+                        "time": a.ts, "frame": a.frame} for a in c.alerts[:10]],
             "decryption": {k: v for k, v in c.decryption.items()}}
 
 
@@ -323,6 +342,14 @@ def _phase_group_selection(g: _Group) -> Phase:
     d["group_access"] = first.group_access
     versions = [e["aggregate_auth_version"] for e in d["posts"]]
     d["version_fallback"] = bool(len(versions) > 1 and versions[0] == "2" and any(v in (None, "1") for v in versions[1:]))
+    # an XML init answered by something that is not config-auth XML, then the legacy urlencoded login form
+    forms = [ex for cn in g.conns for ex in cn.form_posts]
+    non_xml = [e for e in d["posts"] if e.get("response_type") is None and e.get("status") is not None]
+    d["fallback_to_form"] = bool(non_xml and forms)
+    if d["fallback_to_form"]:
+        d["version_fallback"] = True
+        d["fallback_posts"] = [{"time": ex.request.ts, "frame": ex.request.frame, "target": ex.request.target,
+                                "status": ex.response.status if ex.response else None} for ex in forms]
     if group_list is not None:
         d["group_list"] = [{"value": o.value, "label": o.label, "selected": o.selected} for o in group_list.options]
         sel = group_list.selected  # the option marked selected="true", else the first (what a client shows)
@@ -336,7 +363,8 @@ def _phase_group_selection(g: _Group) -> Phase:
         if rq is not None and rq.type == "auth-reply" and rq.group_select:
             chosen.append(rq.group_select)
     d["group_selected"] = chosen[-1] if chosen else d["default_group"]
-    d["reselected"] = len([e for e in d["posts"] if e["group_select"]]) > 0 and len(d["posts"]) > 1
+    d["reselected"] = bool(len(d["posts"]) > 1 and any(e["group_select"] and e["group_select"] != d["default_group"]
+                                                       for e in d["posts"]))
     bad = [e for e in d["posts"] if e.get("status") not in (None, 200)]
     p.status = "failed" if bad else "ok"
     labels = ", ".join(o["label"] or o["value"] for o in d["group_list"]) if d["group_list"] else "no group list"
@@ -374,11 +402,38 @@ def _phase_user_auth(g: _Group, tls_phase: Phase) -> Phase:
             if rs is not None and rs.type == "complete":
                 complete = (ex, rs)
         rounds.append(r)
+    form_success = None
+    for cn in g.conns:
+        for ex in cn.form_posts:
+            req, resp = ex.request, ex.response
+            p.touch(req.ts, req.frame)
+            fields = _form_fields(req.body)
+            r = {"time": req.ts, "frame": req.frame, "target": req.target, "type": "form", "fields": fields,
+                 "group_select": None, "xml": None}
+            if resp is not None:
+                p.touch(resp.ts, resp.frame)
+                cookie = _set_cookie(resp.headers)
+                r.update({"status": resp.status, "response_time": resp.ts, "response_frame": resp.frame,
+                          "response_type": "cookie" if cookie else None, "auth_id": None, "message": None,
+                          "error": None, "form_fields": []})
+                if cookie:
+                    form_success = (ex, cookie)
+                elif resp.status in (401, 403):
+                    failure = r
+            rounds.append(r)
+    if form_success is not None and complete is None:
+        ex, cookie = form_success
+        d = {"rounds": rounds, "result": "success", "session_token": Secret(cookie), "mode": "legacy-form",
+             "core_manifest": [], "profile_manifest": []}
+        p.status = "ok"
+        p.summary = f"success (legacy form login, {len(rounds)} POST(s))"
+        p.details = d
+        return p
     if not rounds and complete is None:
         p.status = "undecrypted" if _any_undecrypted(g) else "absent"
         p.summary = "TLS not decrypted" if p.status == "undecrypted" else "no auth-reply POST"
         return p
-    d: dict = {"rounds": rounds}
+    d: dict = {"rounds": rounds, "mode": "aggregate-auth"}
     if complete is not None:
         ex, rs = complete
         d["result"] = "success"

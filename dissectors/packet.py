@@ -32,30 +32,30 @@ from dataclasses import dataclass
 from socket import AF_INET, AF_INET6, inet_ntop
 
 __all__ = [
-    "Packet",
-    "decode",
-    "IPv4Defragmenter",
-    "Defragmenter",
-    "TCP_FIN",
-    "TCP_SYN",
-    "TCP_RST",
-    "TCP_PSH",
-    "TCP_ACK",
-    "TCP_URG",
-    "TCP_ECE",
-    "TCP_CWR",
-    "PROTO_ICMP",
-    "PROTO_TCP",
-    "PROTO_UDP",
-    "PROTO_ICMPV6",
-    "LINKTYPE_NULL",
     "LINKTYPE_ETHERNET",
-    "LINKTYPE_RAW",
-    "LINKTYPE_LOOP",
-    "LINKTYPE_LINUX_SLL",
     "LINKTYPE_IPV4",
     "LINKTYPE_IPV6",
+    "LINKTYPE_LINUX_SLL",
     "LINKTYPE_LINUX_SLL2",
+    "LINKTYPE_LOOP",
+    "LINKTYPE_NULL",
+    "LINKTYPE_RAW",
+    "PROTO_ICMP",
+    "PROTO_ICMPV6",
+    "PROTO_TCP",
+    "PROTO_UDP",
+    "TCP_ACK",
+    "TCP_CWR",
+    "TCP_ECE",
+    "TCP_FIN",
+    "TCP_PSH",
+    "TCP_RST",
+    "TCP_SYN",
+    "TCP_URG",
+    "Defragmenter",
+    "IPv4Defragmenter",
+    "Packet",
+    "decode",
 ]
 
 TCP_FIN = 0x01
@@ -127,16 +127,17 @@ class Packet:
 # --- address caching ---------------------------------------------------------------------------------
 
 _CACHE_MAX = 1 << 16
-_addr4_cache: dict[bytes, str] = {}
+_addr4_cache: dict[int, str] = {}
 _addr6_cache: dict[bytes, str] = {}
 
 
-def _addr4(b: bytes) -> str:
-    s = _addr4_cache.get(b)
+def _addr4(a: int) -> str:
+    """Printable form of an IPv4 address given as a 32-bit integer (cached)."""
+    s = _addr4_cache.get(a)
     if s is None:
         if len(_addr4_cache) >= _CACHE_MAX:
             _addr4_cache.clear()
-        s = _addr4_cache[b] = inet_ntop(AF_INET, b)
+        s = _addr4_cache[a] = inet_ntop(AF_INET, a.to_bytes(4, "big"))
     return s
 
 
@@ -151,7 +152,7 @@ def _addr6(b: bytes) -> str:
 
 # --- structs -----------------------------------------------------------------------------------------
 
-_u_ip4 = struct.Struct("!BBHHHBBH").unpack_from  # vihl tos total id frag ttl proto cksum
+_u_ip4 = struct.Struct("!BBHHHBBHII").unpack_from  # vihl tos total id frag ttl proto cksum src dst
 _u_ip6 = struct.Struct("!IHBB").unpack_from  # vtcfl plen nh hlim
 _u_tcp = struct.Struct("!HHIIHH").unpack_from  # sport dport seq ack offflags window
 _u_HH = struct.Struct("!HH").unpack_from
@@ -237,8 +238,7 @@ def _l4(
         if 8 <= ulen <= l4len:
             plen = ulen - 8
             uend = l4 + ulen
-            if uend < end:
-                end = uend
+            end = min(end, uend)
         else:  # 0 (jumbogram) or inconsistent: trust the IP layer
             plen = l4len - 8
         return Packet(
@@ -278,7 +278,7 @@ def _ipv4(data: bytes, off: int, depth: int = 0) -> Packet | None:
     n = len(data) - off
     if n < 20:
         return None
-    vihl, _tos, total, ipid, fragw, ttl, proto, _ck = _u_ip4(data, off)
+    vihl, _tos, total, ipid, fragw, ttl, proto, _ck, isrc, idst = _u_ip4(data, off)
     if vihl >> 4 != 4:
         return None
     ihl = (vihl & 15) << 2
@@ -288,8 +288,8 @@ def _ipv4(data: bytes, off: int, depth: int = 0) -> Packet | None:
         total = n
     if total < ihl:
         return None
-    src = _addr4_cache.get(data[off + 12 : off + 16]) or _addr4(data[off + 12 : off + 16])
-    dst = _addr4_cache.get(data[off + 16 : off + 20]) or _addr4(data[off + 16 : off + 20])
+    src = _addr4_cache.get(isrc) or _addr4(isrc)
+    dst = _addr4_cache.get(idst) or _addr4(idst)
     df = (fragw & 0x4000) != 0
     mf = (fragw & 0x2000) != 0
     fo = (fragw & 0x1FFF) << 3
@@ -311,6 +311,15 @@ def _ipv4(data: bytes, off: int, depth: int = 0) -> Packet | None:
             4, src, dst, proto, None, None, None, None, None, None, data[l4:end], ttl, df, ipid, fo, mf,
             total, None, None, None, truncated, l4len,
         )
+    if proto == 6 and end - l4 >= 20:
+        # fast path for the common case (complete TCP header); anything unusual goes through _l4
+        sport, dport, seq, ack, offflags, win = _u_tcp(data, l4)
+        doff = (offflags >> 12) << 2
+        if 20 <= doff <= end - l4 and doff <= l4len:
+            return Packet(
+                4, src, dst, 6, sport, dport, seq, ack, offflags & 0x1FF, win, data[l4 + doff : end], ttl, df,
+                ipid, 0, False, total, None, None, None, truncated, l4len - doff,
+            )
     return _l4(4, src, dst, proto, data, l4, end, l4len, truncated, ttl, df, ipid, 0, False, total, depth)
 
 
@@ -426,6 +435,8 @@ def decode(linktype: int, data: bytes) -> Packet | None:
         if linktype == 1:
             if len(data) < 14:
                 return None
+            if data[12] == 8 and data[13] == 0:  # IPv4, the common case
+                return _ipv4(data, 14)
             return _by_ethertype(data, 14, (data[12] << 8) | data[13])
         if linktype == 113:
             if len(data) < 16:
@@ -454,7 +465,7 @@ def decode(linktype: int, data: bytes) -> Packet | None:
 
 
 class _Datagram:
-    __slots__ = ("first_ts", "pieces", "covered", "total", "head", "frames")
+    __slots__ = ("covered", "first_ts", "frames", "head", "pieces", "total")
 
     def __init__(self, ts: float) -> None:
         self.first_ts = ts
@@ -477,7 +488,7 @@ class IPv4Defragmenter:
     *capture time* after their first fragment. Counters: ``completed``, ``dropped``.
     """
 
-    __slots__ = ("max_pending", "timeout", "max_fragments", "last_frames", "completed", "dropped", "_pending")
+    __slots__ = ("_pending", "completed", "dropped", "last_frames", "max_fragments", "max_pending", "timeout")
 
     def __init__(self, max_pending: int = 1024, timeout: float = 30.0, max_fragments: int = 1024) -> None:
         self.max_pending = max_pending
@@ -526,9 +537,8 @@ class IPv4Defragmenter:
                 self.dropped += 1
                 return None
             d.total = end
-        if off == 0:
-            if d.head is None:
-                d.head = packet
+        if off == 0 and d.head is None:
+            d.head = packet
         if data:
             if len(d.pieces) >= self.max_fragments:
                 del pending[key]

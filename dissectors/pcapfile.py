@@ -38,13 +38,13 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
-    "Frame",
-    "Secrets",
-    "CaptureError",
-    "PcapParser",
+    "MAX_BLOCK",
     "SECRETS_TLS_KEYLOG",
     "SECRETS_WIREGUARD",
-    "MAX_BLOCK",
+    "CaptureError",
+    "Frame",
+    "PcapParser",
+    "Secrets",
 ]
 
 #: Decryption Secrets Block secrets types (draft-ietf-opsawg-pcapng, section 4.7).
@@ -81,6 +81,38 @@ class CaptureError:
 
     message: str
     offset: int  # file offset of the record/block concerned
+
+
+# --- fast construction of the per-packet event -----------------------------------------------------------
+# A frozen dataclass assigns each field through object.__setattr__, several times slower than a plain
+# slot store; Frame is built once per packet. _FrameBuilder has the same slot layout as Frame, so an
+# instance can be filled with plain stores and then relabelled as a Frame (CPython allows __class__
+# assignment between classes with identical __slots__). The result is an ordinary, immutable Frame.
+
+
+class _FrameBuilder:
+    __slots__ = Frame.__slots__
+
+    def __init__(self, number, ts, linktype, data, orig_len, interface) -> None:
+        self.number = number
+        self.ts = ts
+        self.linktype = linktype
+        self.data = data
+        self.orig_len = orig_len
+        self.interface = interface
+
+
+def _fast_frame(number: int, ts: float, linktype: int, data: bytes, orig_len: int, interface: int) -> Frame:
+    f = _FrameBuilder(number, ts, linktype, data, orig_len, interface)
+    f.__class__ = Frame
+    return f
+
+
+try:  # fall back to the dataclass constructor where __class__ assignment is not supported
+    _fast_frame(1, 0.0, 1, b"", 0, 0)
+    _new_frame = _fast_frame
+except TypeError:  # pragma: no cover
+    _new_frame = Frame
 
 
 # --- constants -------------------------------------------------------------------------------------
@@ -139,7 +171,7 @@ _BE = {k: struct.Struct(">" + v.format[1:]) for k, v in _LE.items()}
 
 
 class _Interface:
-    __slots__ = ("linktype", "snaplen", "units", "offset")
+    __slots__ = ("linktype", "offset", "snaplen", "units")
 
     def __init__(self, linktype: int, snaplen: int, units: int, offset: int) -> None:
         self.linktype = linktype
@@ -158,25 +190,23 @@ class PcapParser:
     """
 
     __slots__ = (
-        "max_block",
-        "format",
-        "frames",
-        "unrecognized",
-        "_state",
-        "_pending",
-        "_plen",
-        "_need",
         "_base",
         "_closed",
-        "_seen_any",
-        # pcap
-        "_rec",
-        "_pcap_units",
-        "_pcap_linktype",
-        # pcapng
-        "_s",
         "_ifaces",
         "_last_ts",
+        "_need",
+        "_pcap_linktype",
+        "_pcap_units",
+        "_pending",
+        "_plen",
+        "_rec",
+        "_s",
+        "_seen_any",
+        "_state",
+        "format",
+        "frames",
+        "max_block",
+        "unrecognized",
     )
 
     def __init__(self, max_block: int = MAX_BLOCK) -> None:
@@ -223,7 +253,7 @@ class PcapParser:
         pos = 0
         try:
             pos = self._parse(data, out)
-        except Exception as exc:  # pragma: no cover - defensive: parsing must never raise
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - defensive: parsing must never raise
             out.append(CaptureError(f"internal parser error: {exc!r}", self._base + pos))
             self._state = _ST_DEAD
         if self._state == _ST_DEAD:
@@ -319,7 +349,7 @@ class PcapParser:
                 if len(data) - pos < 24:
                     self._need = 24
                     return pos
-                major, minor, _zone, _sig, snaplen, network = self._s["HDR"].unpack_from(data, pos + 4)
+                major, minor, _zone, _sig, _snaplen, network = self._s["HDR"].unpack_from(data, pos + 4)
                 if major != 2:
                     self._fail(out, f"unsupported pcap version {major}.{minor}", pos)
                     return pos
@@ -352,7 +382,7 @@ class PcapParser:
                 self.frames = number
                 return pos
             number += 1
-            append(Frame(number, (sec * units + frac) / units, linktype, data[pos + 16 : nxt], orig, 0))
+            append(_new_frame(number, (sec * units + frac) / units, linktype, data[pos + 16 : nxt], orig, 0))
             pos = nxt
         self._need = 16
         self.frames = number
@@ -443,7 +473,7 @@ class PcapParser:
                         ts += itf.offset
                     self._last_ts = ts
                     number += 1
-                    append(Frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
+                    append(_new_frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
             elif btype == _BT_IDB:
                 self._s = s
                 self._read_idb(data, pos, blen, out)
@@ -475,7 +505,7 @@ class PcapParser:
                     if itf.snaplen and caplen > itf.snaplen:
                         caplen = itf.snaplen
                     number += 1
-                    append(Frame(number, self._last_ts, itf.linktype, data[pos + 12 : pos + 12 + caplen], orig, 0))
+                    append(_new_frame(number, self._last_ts, itf.linktype, data[pos + 12 : pos + 12 + caplen], orig, 0))
             elif btype == _BT_DSB:
                 if blen < 20:
                     self.frames = number
@@ -510,7 +540,7 @@ class PcapParser:
                         ts += itf.offset
                     self._last_ts = ts
                     number += 1
-                    append(Frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
+                    append(_new_frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
             elif btype == _BT_JOURNAL or btype == _BT_CUSTOM or btype == _BT_CUSTOM_NOCOPY:
                 number += 1  # a frame for Wireshark, not a network packet: counted, not emitted
             # anything else (NRB, ISB, local-use, unknown): skipped

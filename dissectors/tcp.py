@@ -40,18 +40,18 @@ from dataclasses import dataclass
 from .packet import Packet
 
 __all__ = [
-    "StreamData",
-    "Gap",
-    "StreamClosed",
-    "Retransmission",
-    "Datagram",
-    "FlowEvicted",
-    "TCPStream",
-    "UDPFlow",
-    "FlowTable",
     "C2S",
     "S2C",
     "SERVER_PORTS",
+    "Datagram",
+    "FlowEvicted",
+    "FlowTable",
+    "Gap",
+    "Retransmission",
+    "StreamClosed",
+    "StreamData",
+    "TCPStream",
+    "UDPFlow",
     "guess_client",
 ]
 
@@ -134,6 +134,61 @@ class FlowEvicted:
     frame: int
 
 
+# --- fast construction of per-packet events ----------------------------------------------------------------
+# Frozen dataclasses assign each field through object.__setattr__ (several times slower than a slot
+# store). The builders below have the same slot layout as the event classes, are filled with plain
+# stores and then relabelled (CPython allows __class__ assignment between classes with identical
+# __slots__): the result is an ordinary, immutable StreamData / Datagram.
+
+
+class _StreamDataBuilder:
+    __slots__ = StreamData.__slots__
+
+    def __init__(self, direction, data, ts, frame, seq) -> None:
+        self.direction = direction
+        self.data = data
+        self.ts = ts
+        self.frame = frame
+        self.seq = seq
+
+
+class _DatagramBuilder:
+    __slots__ = Datagram.__slots__
+
+    def __init__(self, flow_index, direction, data, ts, frame, src, sport, dst, dport) -> None:
+        self.flow_index = flow_index
+        self.direction = direction
+        self.data = data
+        self.ts = ts
+        self.frame = frame
+        self.src = src
+        self.sport = sport
+        self.dst = dst
+        self.dport = dport
+
+
+def _fast_stream_data(direction: str, data: bytes, ts: float, frame: int, seq: int) -> StreamData:
+    e = _StreamDataBuilder(direction, data, ts, frame, seq)
+    e.__class__ = StreamData
+    return e
+
+
+def _fast_datagram(flow_index, direction, data, ts, frame, src, sport, dst, dport) -> Datagram:
+    e = _DatagramBuilder(flow_index, direction, data, ts, frame, src, sport, dst, dport)
+    e.__class__ = Datagram
+    return e
+
+
+try:  # fall back to the dataclass constructors where __class__ assignment is not supported
+    _fast_stream_data(C2S, b"", 0.0, 0, 0)
+    _fast_datagram(0, C2S, b"", 0.0, 0, "", 0, "", 0)
+    _new_stream_data = _fast_stream_data
+    _new_datagram = _fast_datagram
+except TypeError:  # pragma: no cover
+    _new_stream_data = StreamData
+    _new_datagram = Datagram
+
+
 # --- helpers -----------------------------------------------------------------------------------------
 
 
@@ -163,8 +218,18 @@ class _Half:
     """State of one direction of a TCP connection."""
 
     __slots__ = (
-        "name", "isn", "syn_seq", "next", "buf", "buffered", "fin", "fin_ts", "fin_frame", "closed",
-        "bytes", "first_seq",
+        "buf",
+        "buffered",
+        "bytes",
+        "closed",
+        "fin",
+        "fin_frame",
+        "fin_ts",
+        "first_seq",
+        "isn",
+        "name",
+        "next",
+        "syn_seq",
     )
 
     def __init__(self, name: str) -> None:
@@ -192,9 +257,25 @@ class TCPStream:
     """
 
     __slots__ = (
-        "index", "client", "server", "max_buffer", "max_segments", "max_window", "_c", "_s", "_caddr",
-        "_cport", "first_ts", "last_ts", "first_frame", "last_frame", "packets", "fin_seen", "rst_seen",
-        "buffered", "user",
+        "_c",
+        "_caddr",
+        "_cport",
+        "_s",
+        "buffered",
+        "client",
+        "fin_seen",
+        "first_frame",
+        "first_ts",
+        "index",
+        "last_frame",
+        "last_ts",
+        "max_buffer",
+        "max_segments",
+        "max_window",
+        "packets",
+        "rst_seen",
+        "server",
+        "user",
     )
 
     def __init__(
@@ -281,7 +362,7 @@ class TCPStream:
             h, o = self._c, self._s
         else:
             h, o = self._s, self._c
-        flags = packet.flags or 0
+        flags = packet.flags
         seq = packet.seq
         if flags & _SYN:
             seq = (seq + 1) & _M32  # the SYN consumes one sequence number
@@ -295,7 +376,7 @@ class TCPStream:
         if h.closed == "rst":
             return out  # the sender aborted: later segments carry nothing we can trust
         plen = packet.payload_len
-        if plen < 0:
+        if plen < 0:  # noqa: PLR1730 (hot path: no call)
             plen = 0
         if plen or flags & _FIN:
             d = (seq - h.isn - h.next) & _M32
@@ -304,13 +385,18 @@ class TCPStream:
             start = h.next + d
             if start - h.next <= self.max_window:
                 if plen:
-                    self._data(h, start, plen, packet.payload, packet.truncated, ts, frame, out)
+                    if start == h.next and not h.buf and h.fin is None and not packet.truncated:
+                        # fast path: the next in-order segment, nothing buffered
+                        out.append(_new_stream_data(h.name, packet.payload, ts, frame, start))
+                        h.next = start + plen
+                        h.bytes += plen
+                    else:
+                        self._data(h, start, plen, packet.payload, packet.truncated, ts, frame, out)
                 if flags & _FIN:
                     self.fin_seen = True
                     if h.fin is None and not h.closed:
                         fin = start + plen
-                        if fin < h.next:
-                            fin = h.next
+                        fin = max(fin, h.next)
                         h.fin = fin
                         h.fin_ts = ts
                         h.fin_frame = frame
@@ -322,8 +408,9 @@ class TCPStream:
             self.rst_seen = True
             if not h.closed:
                 self._release(h, ts, frame, out)
-                h.closed = "rst"
-                out.append(StreamClosed(h.name, "rst", ts, frame))
+                if not h.closed:  # (releasing may have reached a pending FIN)
+                    h.closed = "rst"
+                    out.append(StreamClosed(h.name, "rst", ts, frame))
         elif flags & _ACK and o.isn is not None and not o.closed:
             d = (packet.ack - o.isn - o.next) & _M32
             if 0 < d < _HALF:
@@ -382,7 +469,7 @@ class TCPStream:
         if payload:
             if start == nxt and not h.buf:
                 # fast path: in-order segment, nothing buffered
-                out.append(StreamData(h.name, payload, ts, frame, start))
+                out.append(_new_stream_data(h.name, payload, ts, frame, start))
                 h.next = cap_end
                 h.bytes += cap_end - start
             else:
@@ -399,14 +486,16 @@ class TCPStream:
         if truncated and h.next >= cap_end and h.next < end:
             # the rest of this segment was cut by the snaplen: it will not be captured
             self._skip_to(h, end, ts, frame, out)
+        if h.fin is not None and h.next >= h.fin and not h.closed:  # this segment filled up to the FIN
+            h.closed = "fin"
+            out.append(StreamClosed(h.name, "fin", h.fin_ts, h.fin_frame))
 
     def _insert(self, h: _Half, start: int, data: bytes, ts: float, frame: int) -> bool:
         """Buffer the bytes of [start, start+len) not already buffered. Returns False if none were new."""
         end = start + len(data)
         buf = h.buf
         i = bisect_right(buf, start, key=_first) - 1
-        if i < 0:
-            i = 0
+        i = max(i, 0)
         pieces = []
         cur = start
         j = i
@@ -446,7 +535,7 @@ class TCPStream:
                 if s < nxt:
                     data = data[nxt - s :]
                     s = nxt
-                out.append(StreamData(name, data, ts, frame, s))
+                out.append(_new_stream_data(name, data, ts, frame, s))
                 h.bytes += e - s
                 nxt = e
             k += 1
@@ -507,7 +596,7 @@ class TCPStream:
 class UDPFlow:
     """A UDP 4-tuple; ``a`` is the first sender (direction "c2s"), ``b`` the other end."""
 
-    __slots__ = ("index", "a", "b", "first_ts", "last_ts", "first_frame", "last_frame", "packets", "user")
+    __slots__ = ("a", "b", "first_frame", "first_ts", "index", "last_frame", "last_ts", "packets", "user")
 
     def __init__(self, index: int, a: tuple[str, int], b: tuple[str, int], ts: float, frame: int) -> None:
         self.index = index
@@ -545,8 +634,16 @@ class FlowTable:
     """
 
     __slots__ = (
-        "max_flows", "max_total_buffer", "stream_kwargs", "_tcp", "_udp", "tcp_streams", "udp_flows",
-        "evicted", "_buffered", "last_flow",
+        "_buffered",
+        "_tcp",
+        "_udp",
+        "evicted",
+        "last_flow",
+        "max_flows",
+        "max_total_buffer",
+        "stream_kwargs",
+        "tcp_streams",
+        "udp_flows",
     )
 
     def __init__(self, max_flows: int = 1 << 16, max_total_buffer: int = 256 << 20, **stream_kwargs) -> None:
@@ -585,6 +682,8 @@ class FlowTable:
         else:
             key = (dst, dport, src, sport)
         if proto == 6:
+            if packet.seq is None:
+                return []  # TCP header cut by the snaplen: Wireshark does not number such a stream either
             tcp = self._tcp
             st = tcp.get(key)
             out: list = []
@@ -606,7 +705,9 @@ class FlowTable:
             if out:
                 out.extend([(st, e) for e in evs])
                 return out
-            return [(st, e) for e in evs]
+            if len(evs) == 1:  # the common case, without a comprehension
+                return [(st, evs[0])]
+            return [(st, e) for e in evs] if evs else evs
         if proto == 17:
             udp = self._udp
             fl = udp.get(key)
@@ -625,7 +726,7 @@ class FlowTable:
             fl.last_ts = ts
             fl.last_frame = frame
             direction = C2S if (sport == fl.a[1] and src == fl.a[0]) else S2C
-            out.append((fl, Datagram(fl.index, direction, packet.payload, ts, frame, src, sport, dst, dport)))
+            out.append((fl, _new_datagram(fl.index, direction, packet.payload, ts, frame, src, sport, dst, dport)))
             return out
         return []
 

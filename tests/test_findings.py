@@ -40,6 +40,21 @@ EXPECTED = {
                       ("warning", "DTLS_NAT_REBINDING")},
     "reconnect": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "RECONNECT"),
                   ("info", "SESSION_DISCONNECT")},
+    # real openconnect against the scripted gateway (replay/), for behaviours only Cisco gateways show
+    "scripted/aggauth-v1-fallback": {("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"),
+                                     ("info", "SESSION_DISCONNECT"), ("warning", "AGGAUTH_VERSION_FALLBACK")},
+    "scripted/connect-rejected": {("error", "CONNECT_REJECTED")},
+    "scripted/connect-unavailable": {("error", "CONNECT_REJECTED")},
+    "scripted/dtls-mtu-differs": {("info", "DTLS_BACKOFF"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT"),
+                                  ("warning", "DTLS_FALLBACK_TLS"), ("warning", "DTLS_NO_RESPONSE"),
+                                  ("warning", "MTU_MISMATCH")},
+    "scripted/mtu-ipv6-small": {("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT"),
+                                ("warning", "MTU_IPV6_TOO_SMALL"), ("warning", "MTU_MISMATCH")},
+    "scripted/profile-hash-mismatch": {("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"),
+                                       ("info", "SESSION_DISCONNECT"), ("warning", "PROFILE_HASH_MISMATCH")},
+    "scripted/server-cert-hash-mismatch": {("error", "TLS_CERT_HASH_MISMATCH"), ("info", "DTLS_NOT_OFFERED"),
+                                           ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "scripted/tls-alert": {("warning", "TLS_ALERT")},
 }
 
 
@@ -49,6 +64,7 @@ def findings(name: str) -> list[dict]:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_exact_findings(name):
+    """The scripted cases also show which rule each one exists for (see samples/scripted/README.md)."""
     got = {(f["severity"], f["id"]) for f in findings(name)}
     assert got == EXPECTED[name]
 
@@ -115,3 +131,15 @@ def test_nat_rebinding_followed_without_new_handshake():
 def test_dpd_loss_reconnect_gap():
     f = next(f for f in findings("dpd-loss") if f["id"] == "RECONNECT")
     assert 5 < f["evidence"]["gap"] < 60
+
+
+def test_dtls_mtu_differs_says_which_mtu_applies():
+    f = next(f for f in findings("scripted/dtls-mtu-differs") if f["id"] == "MTU_MISMATCH" and f["severity"] == "warning")
+    assert f["evidence"] == {"x_cstp_mtu": 1399, "x_dtls_mtu": 1300, "dtls_established": False}
+    assert "X-CSTP-MTU 1399" in f["message"] and "larger" in f["message"]
+
+
+def test_connect_rejected_reasons():
+    assert "401" in findings("scripted/connect-rejected")[0]["message"]
+    f = findings("scripted/connect-unavailable")[0]
+    assert f["evidence"] == {"status": 503, "reason": "No assigned address"}

@@ -3,7 +3,9 @@ and IP defragmentation. Packets are built with scapy; tshark is the oracle where
 
 from __future__ import annotations
 
+import functools
 import glob
+import operator
 import shutil
 import struct
 import subprocess
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from scapy.all import (
     ICMP,
     IP,
+    PPP,
     TCP,
     UDP,
     Dot1AD,
@@ -28,7 +31,6 @@ from scapy.all import (
     IPv6ExtHdrHopByHop,
     IPv6ExtHdrRouting,
     PPPoE,
-    PPP,
     fragment,
     fragment6,
 )
@@ -329,7 +331,7 @@ FIELDS = ["frame.number", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcpo
 
 def tshark_rows(path) -> dict[int, dict[str, str]]:
     res = subprocess.run(["tshark", "-r", str(path), "-o", "tcp.analyze_sequence_numbers:FALSE", "-T", "fields",
-                          *sum((["-e", f] for f in FIELDS), []), "-E", "occurrence=f"],
+                          *functools.reduce(operator.iadd, (["-e", f] for f in FIELDS), []), "-E", "occurrence=f"],
                          capture_output=True, text=True, check=False)
     rows = {}
     for line in res.stdout.splitlines():

@@ -7,6 +7,7 @@ sample (samples/*/capture.pcapng) is checked too.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import gzip
 import os
@@ -183,6 +184,16 @@ def test_pcap_variants(tmp_path, e, nano):
         p = tmp_path / "x.pcap"
         p.write_bytes(data)
         assert_matches_tshark(p, parse_all(data))
+
+
+def test_frames_are_genuine_frozen_dataclasses():
+    f = frames_of(parse_all(pcap_file([(5, 6, udp_ip(1))])))[0]
+    ref = Frame(1, 5.000006, 101, udp_ip(1), len(udp_ip(1)), 0)
+    assert type(f) is Frame and f == ref and hash(f) == hash(ref) and repr(f) == repr(ref)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.number = 2
+    assert dataclasses.replace(f, number=3).number == 3
+    assert dataclasses.astuple(f) == dataclasses.astuple(ref)
 
 
 def test_pcap_linktype_fcs_bits_masked():

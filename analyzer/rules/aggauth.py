@@ -18,15 +18,28 @@ def check(session, ctx):
     out = []
     if d.get("version_fallback"):
         versions = [x.get("aggregate_auth_version") for x in posts]
-        fb = next(i for i, v in enumerate(versions) if i > 0 and v in (None, "1"))
-        out.append(Finding(
-            id="AGGAUTH_VERSION_FALLBACK", severity="warning", phase="group-selection", time=posts[fb]["time"],
-            frames=[posts[0]["frame"], posts[fb]["frame"]],
-            message=f"The client offered aggregate-auth version 2 and fell back to {versions[fb] or 'the legacy form'}"
-                    f" with an extra POST (frame {posts[fb]['frame']}).",
-            remedy="The gateway does not support aggregate authentication v2: upgrade the gateway software; the "
-                   "fallback costs a round trip and some clients fail on it.",
-            evidence={"versions": versions}))
+        if d.get("fallback_to_form"):
+            fb = d["fallback_posts"][0]
+            out.append(Finding(
+                id="AGGAUTH_VERSION_FALLBACK", severity="warning", phase="group-selection", time=fb["time"],
+                frames=[posts[0]["frame"], fb["frame"]],
+                message=f"The gateway did not answer the aggregate-auth (v{versions[0] or '?'}) init POST with "
+                        f"config-auth XML; the client fell back to the legacy login form (POST {fb['target']}, "
+                        f"frame {fb['frame']}).",
+                remedy="The gateway (or a proxy in front of it) does not support aggregate authentication: upgrade "
+                       "it or remove the device answering with HTML; the fallback costs round trips and newer "
+                       "clients may refuse it.",
+                evidence={"versions": versions, "fallback": d["fallback_posts"]}))
+        else:
+            fb = next(i for i, v in enumerate(versions) if i > 0 and v in (None, "1"))
+            out.append(Finding(
+                id="AGGAUTH_VERSION_FALLBACK", severity="warning", phase="group-selection", time=posts[fb]["time"],
+                frames=[posts[0]["frame"], posts[fb]["frame"]],
+                message=f"The client offered aggregate-auth version 2 and fell back to version {versions[fb] or '1'} "
+                        f"with an extra POST (frame {posts[fb]['frame']}).",
+                remedy="The gateway does not support aggregate authentication v2: upgrade the gateway software; the "
+                       "fallback costs a round trip and some clients fail on it.",
+                evidence={"versions": versions}))
     if d.get("reselected"):
         sel = [x for x in posts if x.get("group_select")]
         out.append(Finding(

@@ -63,7 +63,8 @@ def check(session, ctx):
         out.append(Finding(
             id="MTU_MISMATCH", severity="warning", phase="cstp-connect", time=t, frames=frames,
             message=f"The gateway granted a tunnel MTU of {cstp_mtu}, smaller than the {asked} the client asked for "
-                    f"(client base MTU {req.get('base_mtu')}, gateway base MTU {params.get('base_mtu')}).",
+                    f"(client base MTU {req.get('base_mtu')}" + (f", gateway base MTU {params['base_mtu']}"
+                                                                  if params.get("base_mtu") else "") + ").",
             remedy="Applications will see a smaller MTU than the client expected; check the gateway's MTU setting "
                    "and the path MTU between client and gateway.",
             evidence={"requested": asked, "granted": cstp_mtu, "client_base_mtu": req.get("base_mtu"),

@@ -12,7 +12,7 @@ RULE_IDS = ("TLS_ALERT",)
 
 def check(session, ctx):
     out = []
-    alerts = list((session.phase("tls-handshake").details or {}).get("alerts") or [])
+    alerts = [dict(a, connection=c["connection"]) for c in session.connections for a in c.get("alerts") or []]
     for f in (session.phase("dtls").details or {}).get("flows") or []:
         alerts += [dict(a, dtls=True) for a in f.get("alerts") or []]
     for a in alerts:
@@ -25,7 +25,8 @@ def check(session, ctx):
             id="TLS_ALERT", severity="warning" if fatal else "info",
             phase="dtls" if a.get("dtls") else "tls-handshake", time=a.get("time") or a.get("ts"),
             frames=[a["frame"]] if a.get("frame") else [],
-            message=f"The {who} sent a {'fatal ' if fatal else ''}{'DTLS' if a.get('dtls') else 'TLS'} alert: {name}.",
+            message=f"The {who} sent a {'fatal ' if fatal else ''}{'DTLS' if a.get('dtls') else 'TLS'} alert: {name}"
+                    + (f" on {a['connection']}" if a.get("connection") else "") + ".",
             remedy={"handshake_failure": "No cipher suite/version in common: compare the client's offer with the "
                                          "gateway's TLS settings.",
                     "bad_certificate": "The peer rejected a certificate: check the client certificate and its CA.",

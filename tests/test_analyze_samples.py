@@ -19,7 +19,8 @@ from analyzer.report.json_report import to_document
 from .conftest import facts, sample
 
 ALL = ["baseline", "dtls-blocked", "legacy-dtls", "legacy-dtls09", "group-select", "mtu", "auth-fail", "tls12-rsa",
-       "downloader"]
+       "downloader", "cert-expired", "cert-wrong-name", "client-cert-request", "dpd-loss", "reconnect",
+       "nat-rebinding"]
 CONNECTED = [n for n in ALL if n != "auth-fail"]
 
 
@@ -186,3 +187,22 @@ def test_cli_not_a_capture(tmp_path):
     p = subprocess.run([sys.executable, "-m", "analyzer.cli", "analyze", str(bad)], capture_output=True, text=True)
     assert p.returncode == 4
     assert "not a pcap/pcapng capture" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("name", ["dpd-loss", "reconnect", "nat-rebinding"])
+def test_reconnects_match_facts(name):
+    f = facts(name)
+    c = phase(session(name), "cstp-connect")["details"]["connects"]
+    ok = [x for x in c if x.get("status") == 200]
+    assert [x["response_time"] for x in ok] == pytest.approx(f["cstp_connected_times"], abs=0.1)
+    # every reconnect presents the session's cookie and gets the address the peers logged
+    for x, r in zip(ok[1:], f["reconnects"]):
+        assert x["parameters"]["address"] == r["tunnel_address"]
+
+
+def test_dpd_loss_timeout_inside_the_block():
+    f = facts("dpd-loss")
+    block = f["traffic_blocks"][0]
+    s = session("dpd-loss")
+    t = next(x for x in s["findings"] if x["id"] == "DPD_TIMEOUT")
+    assert block["start"] <= t["time"] <= block["end"]

@@ -56,3 +56,4 @@ def tshark_follow_tls(capture: Path, stream: int, keylog: Path | None = None, rs
             node[0] += bytes.fromhex(line.strip())
     c, s_ = (node[0], node[1]) if node0_is_client else (node[1], node[0])
     return bytes(c), bytes(s_)
+

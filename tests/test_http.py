@@ -435,33 +435,35 @@ def test_fuzz_never_raises(records):
 SAMPLES = sorted(p.parent for p in (ROOT / "samples").glob("*/facts.json"))
 
 
-def follow_tls_chunks(capture: Path, keylog: Path, stream: int) -> list[tuple[str, bytes]]:
-    """Decrypted application data of one TCP stream, in capture order, as (direction, bytes) chunks."""
-    # Without tls.desegment_ssl_application_data:FALSE, tshark (4.0) reassembles the CSTP bytes after
-    # CONNECT as an "HTTP continuation" and its follow output then loses some records.
-    out = subprocess.run(["tshark", "-n", "-r", str(capture), "-o", f"tls.keylog_file:{keylog}",
-                          "-o", "tls.desegment_ssl_application_data:FALSE", "-q",
-                          "-z", f"follow,tls,raw,{stream}"], capture_output=True, text=True, check=True).stdout
-    chunks: list[tuple[bool, bytes]] = []  # (indented, data)
-    body = False
-    for line in out.splitlines():
-        if line.startswith("Node 1:"):
-            body = True
-            continue
-        if not body or line.startswith("=") or not line.strip():
-            continue
-        chunks.append((line.startswith("\t"), bytes.fromhex(line.strip())))
-    if not chunks:
-        return []
-    # tshark's node numbering for TLS follow is unreliable; the client is whoever speaks HTTP first
-    client_indented = chunks[0][0] if not chunks[0][1].startswith(b"HTTP/") else not chunks[0][0]
-    return [("c2s" if ind == client_indented else "s2c", data) for ind, data in chunks]
+def decrypted_chunks(sample: Path) -> dict[int, list[tuple[str, bytes]]]:
+    """Decrypted application data of every TCP stream, in capture order, as (direction, bytes) chunks.
 
+    Decrypted with acflow's own TCP and TLS layers (checked byte for byte against tshark in
+    tests/test_tls_tshark.py): tshark 4.0's follow,tls output drops records now and then on these captures.
+    """
+    from analyzer.capture import Frame, read_capture
+    from dissectors.keylog import KeyStore
+    from dissectors.packet import decode
+    from dissectors.tcp import FlowTable, StreamData
+    from dissectors.tls import ApplicationData, TLSConnection
 
-def tcp_streams(capture: Path) -> list[int]:
-    out = subprocess.run(["tshark", "-n", "-r", str(capture), "-T", "fields", "-e", "tcp.stream"],
-                         capture_output=True, text=True, check=True).stdout
-    return sorted({int(x) for x in out.split() if x.strip().isdigit()})
+    keys, _ = KeyStore.from_keylog((sample / "keys.log").read_text())
+    table = FlowTable()
+    conns: dict[int, TLSConnection] = {}
+    out: dict[int, list[tuple[str, bytes]]] = {}
+    for ev in read_capture(sample / "capture.pcapng"):
+        if not isinstance(ev, Frame):
+            continue
+        pkt = decode(ev.linktype, ev.data)
+        if pkt is None or pkt.proto != 6:
+            continue
+        for flow, fev in table.feed(pkt, ev.ts, ev.number):
+            if isinstance(fev, StreamData):
+                tls = conns.setdefault(flow.index, TLSConnection(keys))
+                for tev in tls.feed(fev.direction, fev.data, fev.ts, fev.frame):
+                    if isinstance(tev, ApplicationData):
+                        out.setdefault(flow.index, []).append((tev.direction, bytes(tev.data)))
+    return out
 
 
 @pytest.mark.tshark
@@ -469,9 +471,9 @@ def tcp_streams(capture: Path) -> list[int]:
 def test_lab_capture(tshark, sample):
     facts = json.loads((sample / "facts.json").read_text())
     requests, responses, frames, errors, tunnels = [], [], [], [], 0
-    for n in tcp_streams(sample / "capture.pcapng"):
+    for n, chunks in sorted(decrypted_chunks(sample).items()):
         stream = HTTPStream()
-        for i, (direction, data) in enumerate(follow_tls_chunks(sample / "capture.pcapng", sample / "keys.log", n)):
+        for i, (direction, data) in enumerate(chunks):
             for ev in stream.feed(direction, data, float(i), i + 1):
                 if isinstance(ev, Request):
                     requests.append(ev)
@@ -542,8 +544,13 @@ def test_lab_capture(tshark, sample):
     data_c2s = [f for f in frames if f.direction == "c2s" and f.type == CSTPType.DATA]
     data_s2c = [f for f in frames if f.direction == "s2c" and f.type == CSTPType.DATA]
     # the DATA frames are the packets openconnect logged as sent/received over CSTP
-    assert len(data_c2s) == inner["client_sent_cstp"]
-    assert len(data_s2c) == inner["client_received_cstp"]
+    if facts.get("traffic_blocks") or facts.get("nat_rebinding"):
+        # packets the gateway sent while traffic was blocked reach the wire later (TCP retransmission) on a
+        # connection openconnect had already given up: on the wire, never logged by the client
+        assert len(data_c2s) >= inner["client_sent_cstp"] and len(data_s2c) >= inner["client_received_cstp"]
+    else:
+        assert len(data_c2s) == inner["client_sent_cstp"]
+        assert len(data_s2c) == inner["client_received_cstp"]
     pings = sum(p["sent"] for p in facts["pings"])
     if inner["client_sent_cstp"] and not facts["dtls_established"]:
         echo = [s for s in map(inner_packet_summary, (f.payload for f in data_c2s)) if s and s.proto == 1]
@@ -551,7 +558,11 @@ def test_lab_capture(tshark, sample):
     # every DPD-REQ is answered by a DPD-RESP with the same payload
     reqs = [f.payload for f in frames if f.type == CSTPType.DPD_REQ and f.direction == "c2s"]
     resps = [f.payload for f in frames if f.type == CSTPType.DPD_RESP and f.direction == "s2c"]
-    assert reqs == resps
+    if facts.get("traffic_blocks") or facts.get("nat_rebinding"):
+        it = iter(reqs)  # some requests went unanswered while traffic was blocked: answers in order, no extras
+        assert all(r in it for r in resps)
+    else:
+        assert reqs == resps
     assert ("s2c", CSTPType.DISCONNECT) not in types
     if sample.name == "dtls-blocked":  # everything went over CSTP there, DPD included
         assert {("c2s", CSTPType.DPD_REQ), ("s2c", CSTPType.DPD_RESP), ("c2s", CSTPType.DATA),

@@ -6,13 +6,18 @@ the peers' logs must match what tshark sees on the wire.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from .conftest import facts, sample, sample_dirs
 from .oracle import tshark_fields
 
 SCENARIOS = ["baseline", "dtls-blocked", "legacy-dtls", "legacy-dtls09", "group-select", "mtu", "auth-fail",
-             "tls12-rsa", "downloader"]
+             "tls12-rsa", "downloader", "dpd-loss", "reconnect", "nat-rebinding", "cert-wrong-name", "cert-expired",
+             "client-cert-request"]
+RECONNECTING = ["dpd-loss", "reconnect", "nat-rebinding"]
+CLIENT = "198.18.0.2"
 
 
 def test_every_scenario_has_a_sample():
@@ -149,3 +154,187 @@ def test_downloader_facts(tshark):
     # the downloader's GET is a separate TLS session: three TLS sessions (auth, downloader, tunnel)
     assert len({r[0] for r in tshark_fields(sample("downloader") / "capture.pcapng", ["tcp.stream"],
                                              "tls.handshake.type == 1")}) >= 3
+
+
+# --- losses, reconnections, NAT rebinding ---------------------------------------------------------------------
+
+def _connect_cookies(name: str) -> list[tuple[float, str]]:
+    """(time, Cookie header) of every CONNECT request, as tshark decrypts them."""
+    d = sample(name)
+    rows = tshark_fields(d / "capture.pcapng", ["frame.time_epoch", "http.cookie"],
+                         'http.request.method == "CONNECT"', keylog=d / "keys.log")
+    return [(float(r[0]), r[1]) for r in rows]
+
+
+@pytest.mark.parametrize("name", RECONNECTING)
+def test_reconnect_reuses_cookie_and_address(tshark, name):
+    """A CSTP reconnect is a new TLS session whose CONNECT carries the first cookie, without config-auth."""
+    f = facts(name)
+    assert f["reconnects"], "no reconnection in this sample"
+    first_address = f["tunnel_addresses"][0]
+    for r in f["reconnects"]:
+        assert r["status"] == 200 and r["new_tls_session"] and r["same_cookie"]
+        assert r["config_auth_posts"] == 0
+        assert r["request_address"] == r["tunnel_address"] == first_address
+        assert r["dtls_established_time"] and r["dtls_established_time"] > r["time"]
+        assert r["lost_time"] and 0 < r["gap"]
+    assert len(f["tls_sessions"]) == len(f["connects"]) == 1 + len(f["reconnects"])
+    # the wire: one CONNECT per TLS session, all with the same webvpn cookie, each followed by a DTLS hello
+    cookies = _connect_cookies(name)
+    assert len(cookies) == len(f["connects"])
+    assert len({c for _, c in cookies}) == 1 and cookies[0][1].startswith("webvpn=")
+    hellos = f["oracle_tshark"]["dtls_client_hello_times"]
+    for t, _ in cookies:
+        assert any(0 < h - t < 2 for h in hellos), (t, hellos)
+    # the gateway resumed the same session (its sec-mod session id) from the cookie
+    opened = [e["session"] for e in f["gateway_events"] if e["event"] == "session-open"]
+    assert len(opened) == len(f["connects"]) and len(set(opened)) == 1, opened
+    assert [e["event"] for e in f["gateway_events"]].count("cookie-auth") == len(f["connects"])
+
+
+def test_dpd_loss_facts(tshark):
+    f = facts("dpd-loss")
+    assert f["cstp_dpd"] == 5
+    [block] = f["traffic_blocks"]
+    start, end = block["start"], block["end"]
+    # CSTP dead peer ~2 x DPD after the traffic stopped (the block started right after the pings)
+    [dead] = [d for d in f["dead_peer"] if d["channel"] == "CSTP"]
+    assert 7 <= dead["time"] - start <= 13, dead["time"] - start
+    # three attempts: at once, then after 10 s and 20 s of back-off; the first two time out during the block
+    attempts = f["reconnect_attempts"]
+    assert len(attempts) == 3 and 0 <= attempts[0] - dead["time"] < 1
+    assert [s_["seconds"] for s_ in f["reconnect_sleeps"]] == [10, 20]
+    assert len(f["reconnect_failures"]) == 2 and all(x["error"] == "Connection timed out"
+                                                     for x in f["reconnect_failures"])
+    for fail, sleep, nxt in zip(f["reconnect_failures"], f["reconnect_sleeps"], attempts[1:]):
+        assert fail["time"] < end and abs((nxt - fail["time"]) - sleep["seconds"]) < 1.5
+    assert attempts[2] > end
+    [r] = f["reconnects"]
+    assert r["lost_time"] == dead["time"] and r["time"] > end
+    # pings before and after
+    assert [(p["sent"], p["received"]) for p in f["pings"]] == [(5, 5), (5, 5)]
+    assert f["end"]["how"] == "cstp-disconnect"
+    # the wire: a SYN burst per attempt, each from its own port; the failed ones inside the block
+    syns = f["oracle_tshark"]["tcp_syns"]
+    ports = list(dict.fromkeys(s_["port"] for s_ in syns))
+    assert len(ports) == 1 + len(attempts), syns
+    for port in ports[1:3]:
+        times = [s_["time"] for s_ in syns if s_["port"] == port]
+        assert len(times) >= 2 and start < times[0] and times[-1] < end
+    rows = tshark_fields(sample("dpd-loss") / "capture.pcapng", ["frame.time_epoch"],
+                         f"ip.src == {CLIENT} && frame.time_epoch > {start + 0.5} && frame.time_epoch < {end}")
+    assert rows, "the client kept sending during the block"
+    rows = tshark_fields(sample("dpd-loss") / "capture.pcapng", ["frame.time_epoch"],
+                         f"ip.dst == {CLIENT} && !arp && frame.time_epoch > {start + 0.01} && frame.time_epoch < {end}")
+    assert rows == [], "the gateway's packets reached the client during the block"
+
+
+def test_reconnect_facts(tshark):
+    f = facts("reconnect")
+    [kill] = f["tcp_kills"]
+    [err] = f["ssl_read_errors"]
+    [r] = f["reconnects"]
+    assert 0 <= err["time"] - kill["time"] < 1 and r["lost_time"] == err["time"]
+    assert r["gap"] < 2 and f["dead_peer"] == [] and len(f["reconnect_attempts"]) == 1
+    assert [(p["sent"], p["received"]) for p in f["pings"]] == [(5, 5), (5, 5)]
+    # the wire: the client's RST on the killed connection, then a new connection at once
+    port = int(kill["sockets"][0].rsplit(":", 1)[1])
+    rst = tshark_fields(sample("reconnect") / "capture.pcapng", ["frame.time_epoch"],
+                        f"ip.src == {CLIENT} && tcp.srcport == {port} && tcp.flags.reset == 1")
+    assert rst and abs(float(rst[0][0]) - kill["time"]) < 1
+    syns = f["oracle_tshark"]["tcp_syns"]
+    assert len(syns) == 2 and 0 < syns[1]["time"] - float(rst[0][0]) < 1
+
+
+def test_nat_rebinding_facts(tshark):
+    f = facts("nat-rebinding")
+    nat = f["nat_rebinding"]
+    assert nat["port_before"] and nat["port_after"] and nat["port_before"] != nat["port_after"]
+    assert 40000 <= nat["port_after"] <= 40100
+    # the wire (tshark): DTLS from the new port without a ClientHello, after the rule; a hello from the old one
+    ports = {u["port"]: u for u in f["oracle_tshark"]["udp_client_ports"]}
+    assert ports[nat["port_before"]]["client_hello"]
+    assert ports[nat["port_before"]]["last_time"] < nat["time"]
+    after = ports[nat["port_after"]]
+    assert not after["client_hello"] and after["first_time"] >= nat["time"] and after["packets"] >= 5
+    # ocserv: "unexpected DTLS content type" from the new port, then it hands the new port to the worker
+    ev = [(e["event"], e.get("udp_port")) for e in f["gateway_events"]]
+    assert ("udp-unexpected", nat["port_after"]) in ev
+    assert ev.index(("udp-socket-to-worker", nat["port_after"])) > ev.index(("udp-unexpected", nat["port_after"]))
+    # the pings right after the change are lost; the client's DTLS DPD declares the peer dead and a new DTLS
+    # handshake follows from another port
+    assert f["pings"][1]["received"] < f["pings"][1]["sent"]
+    [dead] = [d for d in f["dead_peer"] if d["channel"] == "DTLS"]
+    assert dead["time"] > nat["time"]
+    new_hellos = [u for u in f["oracle_tshark"]["udp_client_ports"] if u["client_hello"] and
+                  u["first_time"] > dead["time"] - 0.5]
+    assert new_hellos and all(u["port"] not in (nat["port_before"], nat["port_after"]) for u in new_hellos)
+    assert len(f["dtls_established_times"]) >= 2 and f["dtls_established_times"][1] > dead["time"]
+    assert f["pings"][-1]["received"] == f["pings"][-1]["sent"]
+
+
+# --- certificates ---------------------------------------------------------------------------------------------
+
+def _server_certificate_on_wire(name: str) -> list[list[str]]:
+    d = sample(name)
+    return tshark_fields(d / "capture.pcapng", ["x509ce.dNSName", "x509af.utcTime", "x509sat.uTF8String"],
+                         "tls.handshake.type == 11 && ip.src == 198.18.0.1", keylog=d / "keys.log")
+
+
+def test_cert_wrong_name_facts(tshark):
+    f = facts("cert-wrong-name")
+    c = f["server_certificate"]
+    assert f["host_used"] == "vpn.acflow.test"
+    assert c["subject_cn"] == "gw.elsewhere.test" and c["san_dns"] == ["gw.elsewhere.test"] and c["san_ip"] == []
+    assert c["names_host"] is False and c["expired_at_connect"] is False
+    assert f["server_cert_verify_errors"] == ["certificate does not match hostname"]
+    assert f["auth_result"] == "success" and f["dtls_established"]  # accepted by its pin
+    # the wire: SNI is the host used; the (TLS 1.3, decrypted) certificate names the other one
+    d = sample("cert-wrong-name")
+    sni = tshark_fields(d / "capture.pcapng", ["tls.handshake.extensions_server_name"], "tls.handshake.type == 1")
+    assert {r[0] for r in sni} == {f["host_used"]}
+    [row] = _server_certificate_on_wire("cert-wrong-name")
+    assert row[0] == "gw.elsewhere.test" and "gw.elsewhere.test" in row[2].split("|")
+
+
+def test_cert_expired_facts(tshark):
+    f = facts("cert-expired")
+    c = f["server_certificate"]
+    assert c["names_host"] is True and c["expired_at_connect"] is True
+    assert c["not_after"] < f["tls_sessions"][0]["time"]
+    assert f["server_cert_verify_errors"] == ["certificate expired"]
+    assert f["auth_result"] == "success" and f["dtls_established"]  # openconnect accepts it by its pin
+    [row] = _server_certificate_on_wire("cert-expired")
+    not_after = row[1].split("|")[-1].replace(" (UTC)", "")
+    wire = dt.datetime.strptime(not_after, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC).timestamp()
+    assert wire == c["not_after"]
+
+
+def test_client_cert_request_facts(tshark):
+    f = facts("client-cert-request")
+    req = f["client_cert_request"]
+    assert f["tls_version"] == "TLS1.2"
+    assert req["requested"] and req["ca_names"] == ["CN=acflow lab CA,O=acflow lab"]
+    assert req["gateway_auth"] == ["plain", "certificate"] and not req["certificate_required"]
+    assert req["client_certificate_sent"] is False
+    assert f["auth_result"] == "success" and [r["request_fields"] for r in f["auth_rounds"]
+                                              if r["request_type"] == "auth-reply"] == [["username"], ["password"]]
+    # the wire, in the clear (TLS 1.2, no keys): CertificateRequest with the CA's name; an empty client Certificate
+    d = sample("client-cert-request")
+    creq = tshark_fields(d / "capture.pcapng", ["tls.handshake.dnames_len", "x509sat.uTF8String"],
+                         "tls.handshake.type == 13")
+    assert len(creq) == 1 and int(creq[0][0]) > 0 and "acflow lab CA" in creq[0][1].split("|")
+    cert = tshark_fields(d / "capture.pcapng", ["tls.handshake.certificates_length"],
+                         f"tls.handshake.type == 11 && ip.src == {CLIENT}")
+    assert cert == [["0"]]
+
+
+def test_no_deviation_outside_its_scenario():
+    """The new facts stay empty where nothing of the kind happened (baseline)."""
+    f = facts("baseline")
+    assert f["reconnects"] == [] and f["dead_peer"] == [] and f["traffic_blocks"] == [] and f["tcp_kills"] == []
+    assert f["nat_rebinding"] is None and f["reconnect_attempts"] == []
+    assert f["client_cert_request"]["requested"] is False
+    assert f["server_certificate"]["names_host"] and not f["server_certificate"]["expired_at_connect"]
+    assert f["tunnel_addresses"] == [f["tunnel_address"]]
+

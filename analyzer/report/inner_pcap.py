@@ -39,7 +39,7 @@ class InnerPcapWriter:
         self.count = 0
 
     def write(self, channel: str, direction: str, ts: float, frame: int, packet: bytes) -> None:
-        us = int(round(ts * 1_000_000))
+        us = min(max(int(round(ts * 1_000_000)), 0), (1 << 64) - 1)  # pcapng: unsigned 64-bit timestamp
         arrow = "client→gateway" if direction == "c2s" else "gateway→client"
         comment = f"{channel.upper()} {arrow} (outer frame {frame})".encode()
         body = struct.pack("<IIIII", 0, us >> 32, us & 0xFFFFFFFF, len(packet), len(packet)) + _pad(bytes(packet))

@@ -22,6 +22,8 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 def _iso(ts: float | None) -> str:
     if ts is None:
         return "?"
+    if not -62135596800 <= ts < 253402300800:  # outside years 1..9999 (damaged capture): fromtimestamp raises
+        return str(ts)
     return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="recompute facts.json of existing samples from their logs (no lab run, no root)")
     args = ap.parse_args(argv)
     if args.refresh_facts:
-        from .facts import refresh  # noqa: PLC0415
+        from .facts import refresh
 
         for name in (list(SCENARIOS) if args.scenarios in ([], ["all"]) else args.scenarios):
             if (args.out / name / "facts.json").exists():
@@ -47,7 +47,7 @@ def run(names: list[str], out: Path, *, list_only: bool = False, keep_work: bool
         print("[lab] the lab needs root (it creates network namespaces and runs ocserv); run it as root",
               file=sys.stderr)
         return 1
-    from .runner import run_scenario  # noqa: PLC0415 - after the root check: needs lxml, cryptography
+    from .runner import run_scenario  # after the root check: needs lxml, cryptography
 
     failed = []
     for name in names:

@@ -12,6 +12,7 @@ The schema is documented in README.md ("facts.json").
 """
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -33,6 +34,31 @@ def _stamped(path: Path) -> list[tuple[float, str]]:
         except ValueError:
             continue
     return out
+
+
+def _stamped_script(path: Path) -> list[dict]:
+    """The lab's vpnc-script log: one line per call by openconnect (time, reason, INTERNAL_IP4_ADDRESS)."""
+    if not path.exists():
+        return []
+    calls = []
+    for raw in path.read_text().splitlines():
+        cols = raw.split("\t")
+        if len(cols) >= 2:
+            calls.append({"time": float(cols[0]), "reason": cols[1], "address": (cols[2] if len(cols) > 2 else "")
+                          or None})
+    return calls
+
+
+def _cookie_hash(headers: list) -> str | None:
+    """A short fingerprint of the webvpn cookie a CONNECT carried (the cookie itself stays out of facts)."""
+    import hashlib
+
+    for k, v in headers:
+        if k.lower() == "cookie":
+            for part in v.split(";"):
+                if part.strip().startswith("webvpn="):
+                    return hashlib.sha256(part.strip()[len("webvpn="):].encode()).hexdigest()[:16]
+    return None
 
 
 def _xml(text: str):
@@ -134,10 +160,105 @@ def _tshark_dtls_hellos(capture: Path) -> list[float] | None:
     if shutil.which("tshark") is None:
         return None
     p = subprocess.run(["tshark", "-r", str(capture), "-Y", "dtls.handshake.type == 1", "-T", "fields",
-                        "-e", "frame.time_epoch"], capture_output=True, text=True)
+                        "-e", "frame.time_epoch"], capture_output=True, text=True, check=False)
     if p.returncode != 0:
         return None
     return [float(x) for x in p.stdout.split()]
+
+
+def _tshark_wire(capture: Path) -> dict:
+    """A few more wire facts from tshark (the oracle): TCP SYNs and the client's UDP source ports."""
+    if shutil.which("tshark") is None:
+        return {"tcp_syns": None, "udp_client_ports": None}
+    p = subprocess.run(["tshark", "-n", "-r", str(capture), "-Y",
+                        "(tcp.flags.syn == 1 && tcp.flags.ack == 0) || (udp && !icmp && ip.src == 198.18.0.2)", "-T",
+                        "fields", "-e", "frame.time_epoch", "-e", "tcp.srcport", "-e", "udp.srcport",
+                        "-e", "dtls.handshake.type"], capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        return {"tcp_syns": None, "udp_client_ports": None}
+    syns: list[dict] = []
+    ports: dict[int, dict] = {}
+    for line in p.stdout.splitlines():
+        cols = (line.split("\t") + ["", "", "", ""])[:4]
+        ts = float(cols[0])
+        if cols[1]:
+            syns.append({"time": ts, "port": int(cols[1])})
+        elif cols[2]:
+            port = int(cols[2])
+            e = ports.setdefault(port, {"port": port, "first_time": ts, "last_time": ts, "packets": 0,
+                                        "client_hello": False})
+            e["last_time"] = ts
+            e["packets"] += 1
+            if "1" in cols[3].split(","):
+                e["client_hello"] = True
+    return {"tcp_syns": syns, "udp_client_ports": sorted(ports.values(), key=lambda e: e["first_time"])}
+
+
+def _certificate(path: Path) -> dict | None:
+    """Names and validity of a lab certificate (the lab's own PKI, written next to the capture)."""
+    if not path.exists():
+        return None
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns, ips = san.get_values_for_type(x509.DNSName), [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        dns, ips = [], []
+    cns = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+            "subject_cn": cns[0] if cns else None, "san_dns": dns, "san_ip": ips,
+            "not_before": cert.not_valid_before_utc.timestamp(), "not_after": cert.not_valid_after_utc.timestamp()}
+
+
+def _conf_values(path: Path) -> dict[str, list[str]]:
+    """ocserv.conf as key -> values (quotes removed)."""
+    conf: dict[str, list[str]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                k, _, v = line.partition("=")
+                conf.setdefault(k.strip(), []).append(v.strip().strip('"'))
+    return conf
+
+
+_MAIN = r"main\[[^\]]*\]:198\.18\.0\.2:(?P<tcp_port>\d+) "  # ocserv main's prefix for the client's TCP connection
+_SESSION = r"\(session: (?P<session>[^)]+)\)"
+GATEWAY_EVENTS = [  # (event, regex on an ocserv -d 9 line); named groups become fields
+    ("session-open", r"sec-mod: initiating session for user '(?P<user>[^']*)' " + _SESSION),
+    ("session-suspended", r"sec-mod: temporarily closing session for (?P<user>\S+) " + _SESSION),
+    ("session-closed", r"sec-mod: permanently closing session of user '(?P<user>[^']*)' " + _SESSION),
+    ("cookie-auth", _MAIN + r"user of group .* authenticated \(using cookie\)"),
+    ("address-assigned", _MAIN + r"assigned IPv4: (?P<address>\S+)"),
+    ("dtls-hello", r"main: new DTLS session from 198\.18\.0\.2:(?P<udp_port>\d+)"),
+    ("udp-socket-to-worker", _MAIN + r"passed UDP socket from 198\.18\.0\.2:(?P<udp_port>\d+)"),
+    ("udp-unexpected", r"main: 198\.18\.0\.2:(?P<udp_port>\d+): unexpected DTLS content type"),
+    ("udp-too-soon", r"received UDP connection too soon from 198\.18\.0\.2:(?P<udp_port>\d+)"),
+    ("udp-idle-using-tcp", r"No UDP data received for (?P<seconds>\d+) seconds, using TCP instead"),
+    ("worker-error", r"GnuTLS error \(at [^)]*\): (?P<error>.*)$"),
+    ("bye-received", r"received BYE packet"),
+    ("user-disconnected", _MAIN + r"user disconnected \(reason: (?P<reason>[^,]*)"),
+    ("certificate-request-sent", r"HSK\[[^\]]*\]: CERTIFICATE REQUEST was queued"),
+    ("client-certificate-received", r"HSK\[[^\]]*\]: CERTIFICATE \(11\) was received\. Length (?P<length>\d+)"),
+    ("no-client-certificate", r"no certificate was found"),
+]
+
+
+def _gateway_events(gateway: list[tuple[float, str]]) -> list[dict]:
+    rxs = [(name, re.compile(rx)) for name, rx in GATEWAY_EVENTS]
+    events = []
+    for ts, line in gateway:
+        for name, rx in rxs:
+            m = rx.search(line)
+            if m:
+                ev = {"time": ts, "event": name}
+                for k, v in m.groupdict().items():
+                    ev[k] = int(v) if k.endswith(("_port", "seconds", "length")) else v
+                events.append(ev)
+                break
+    return events
 
 
 def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
@@ -158,7 +279,6 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
 
     facts: dict = {"schema": SCHEMA_VERSION, "scenario": sc.name, "description": sc.description,
                    "actions": actions, "peers": {}}
-    v = first(r"^POST https://")
     facts["peers"]["client"] = "openconnect"
     facts["peers"]["gateway"] = next((l.split("initialized ")[1] for _, l in gateway if "initialized ocserv" in l),
                                      "ocserv")
@@ -237,7 +357,7 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
                 facts["tunnel_mtu_granted"] = int(line.split("=", 1)[1])
 
     # phase 6: DTLS
-    resp = dict((k.lower(), v) for k, v in (connects[-1]["response_headers"] if connects else []))
+    resp = {k.lower(): v for k, v in (connects[-1]["response_headers"] if connects else [])}
     if "x-dtls-port" not in resp:
         mode = None
     elif resp.get("x-dtls-ciphersuite") == "PSK-NEGOTIATE" or resp.get("x-dtls12-ciphersuite") == "PSK-NEGOTIATE":
@@ -275,6 +395,95 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
             m = re.search(r"(\d+) packets transmitted, (\d+) received", a.get("output", ""))
             facts["pings"].append({"size": a["size"], "df": a["df"], "sent": int(m.group(1)) if m else None,
                                    "received": int(m.group(2)) if m else None})
+
+    # server certificate (the lab's PKI) and what the client made of it
+    host = first(r"^SSL negotiation with (\S+)$")
+    facts["host_used"] = host[1].group(1) if host else None
+    cert = _certificate(out / "server-cert.pem")
+    if cert is not None:
+        h = facts["host_used"]
+        cert["names_host"] = bool(h) and (h in cert["san_dns"] or (not cert["san_dns"] and cert["subject_cn"] == h))
+        start = facts["tls_sessions"][0]["time"] if facts["tls_sessions"] else None
+        cert["expired_at_connect"] = (start > cert["not_after"]) if start else None
+    facts["server_certificate"] = cert
+    facts["server_cert_verify_errors"] = sorted({m.group(1) for _, l in all_client
+                                                 if (m := re.match(r"Server certificate verify failed: (.*)$", l))})
+
+    # client certificate request (ocserv.conf, the lab CA, the gateway's TLS debug log)
+    gw_events = _gateway_events(gateway)
+    conf = _conf_values(out / "ocserv.conf")
+    auths = [a.split("[", 1)[0] for a in conf.get("auth", []) + conf.get("enable-auth", [])]  # method names
+    requested = any(e["event"] == "certificate-request-sent" for e in gw_events)
+    ca = _certificate(out / "ca.pem") if "ca-cert" in conf else None
+    received = [e for e in gw_events if e["event"] == "client-certificate-received"]
+    facts["client_cert_request"] = {
+        "requested": requested,
+        "gateway_auth": auths,
+        "certificate_required": any(a.split("[", 1)[0] == "certificate" for a in conf.get("auth", [])),
+        "ca_names": [ca["subject"]] if ca and requested else [],
+        # TLS 1.2 Certificate of an empty chain is 3 bytes long, TLS 1.3's 4 (request context + list length)
+        "client_certificate_sent": (None if not requested else
+                                    not (any(e["event"] == "no-client-certificate" for e in gw_events) or
+                                         any(e["length"] <= 4 for e in received))),
+    }
+
+    # losses and reconnections: the client's log and script calls, the lab's actions, the gateway's log
+    facts["cstp_connected_times"] = [ts for ts, l in client if l.startswith("CSTP connected.")]
+    facts["dtls_established_times"] = [ts for ts, l in client if l.startswith("Established DTLS connection")]
+    facts["tunnel_addresses"] = [{k.lower(): v for k, v in c["response_headers"]}.get("x-cstp-address")
+                                 for c in facts["connects"] if c["status"] == 200]
+    facts["dead_peer"] = [{"time": ts, "channel": m.group(1)} for ts, l in client
+                          if (m := re.match(r"(CSTP|DTLS) Dead Peer Detection detected dead peer", l))]
+    facts["ssl_read_errors"] = [{"time": ts, "error": m.group(1)} for ts, l in client
+                                if (m := re.match(r"Read error on SSL session: (.*)$", l))]
+    script_calls = _stamped_script(out / "script.log")
+    facts["script_calls"] = script_calls
+    facts["reconnect_attempts"] = [c["time"] for c in script_calls if c["reason"] == "attempt-reconnect"]
+    facts["reconnect_failures"] = [{"time": ts, "error": m.group(1)} for ts, l in client
+                                   if (m := re.match(r"Failed to reconnect to host \S+: (.*)$", l))]
+    facts["reconnect_sleeps"] = [{"time": ts, "seconds": int(m.group(1)), "remaining": int(m.group(2))}
+                                 for ts, l in client if (m := re.match(r"sleep (\d+)s, remaining timeout (\d+)s", l))]
+    losses = sorted([d["time"] for d in facts["dead_peer"] if d["channel"] == "CSTP"] +
+                    [e["time"] for e in facts["ssl_read_errors"]])
+    first_cookie = _cookie_hash(connects[0]["request_headers"]) if connects else None
+    facts["reconnects"] = []
+    for prev, c in itertools.pairwise(connects):
+        between = [(ts, l) for ts, l in all_client if prev["time"] < ts < c["time"]]
+        lost = max((t for t in losses if prev["time"] < t < c["time"]), default=None)
+        dtls = next((t for t in facts["dtls_established_times"] if t > c["time"]), None)
+        facts["reconnects"].append({
+            "time": c["time"], "status": c["status"], "response_time": c["response_time"],
+            "lost_time": lost, "gap": (c["response_time"] - lost) if lost and c["response_time"] else None,
+            "new_tls_session": any(l.startswith("Connected to HTTPS on") for _, l in between),
+            "config_auth_posts": sum(1 for e in exchanges if e["method"] == "POST" and prev["time"] < e["time"] <
+                                     c["time"]),
+            "same_cookie": _cookie_hash(c["request_headers"]) == first_cookie if first_cookie else None,
+            "request_address": {k.lower(): v for k, v in c["request_headers"]}.get("x-cstp-address"),
+            "tunnel_address": {k.lower(): v for k, v in c["response_headers"]}.get("x-cstp-address"),
+            "dtls_established_time": dtls,
+        })
+    blocks = []
+    for a in actions:
+        if a["action"] == "traffic-blocked":
+            blocks.append({"start": a["time"], "end": None, "scope": a.get("scope")})
+        elif a["action"] == "traffic-unblocked" and blocks:
+            blocks[-1]["end"] = a["time"]
+    facts["traffic_blocks"] = blocks
+    facts["tcp_kills"] = [{"time": a.get("issued", a["time"]), "sockets": a.get("sockets", [])} for a in actions
+                          if a["action"] == "tcp-killed"]
+    snat = next((a for a in actions if a["action"] == "udp-snat-added"), None)
+    if snat:
+        ct = next((a for a in actions if a["action"] == "udp-conntrack"), {"entries": []})
+        before = snat.get("sockets_before") or []
+        mapped = next((e["translated_sport"] for e in ct["entries"] if before and e["original_sport"] == before[0]),
+                      None)
+        facts["nat_rebinding"] = {"time": snat["time"], "snat_to": snat.get("to"), "port_before": before[0]
+                                  if before else None, "port_after": mapped, "conntrack": ct["entries"]}
+    else:
+        facts["nat_rebinding"] = None
+    facts["gateway_events"] = [e for e in gw_events if e["event"] not in
+                               ("certificate-request-sent", "client-certificate-received")]
+    facts["oracle_tshark"].update(_tshark_wire(out / "capture.pcapng"))
 
     # end of session
     bye = first(r"Send BYE packet: (.*)$", client)

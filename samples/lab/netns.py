@@ -7,6 +7,7 @@ PID, and deletes the namespaces it created — and nothing else.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -23,7 +24,7 @@ class LabError(RuntimeError):
 
 
 def _run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if check and p.returncode != 0:
         raise LabError(f"command failed ({p.returncode}): {' '.join(cmd)}: {p.stderr.strip()}")
     return p
@@ -87,6 +88,22 @@ class StampedProcess:
                     return None
                 self._cond.wait(min(remaining, 0.2))
 
+    def wait_for_re(self, pattern: str, timeout: float, start: int = 0) -> tuple[int, float, str] | None:
+        """Wait until a log line at index >= `start` matches `pattern`; return (index, time, line)."""
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        with self._cond:
+            i = start
+            while True:
+                while i < len(self._lines):
+                    if rx.search(self._lines[i][1]):
+                        return (i, *self._lines[i])
+                    i += 1
+                remaining = deadline - time.time()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    return None
+                self._cond.wait(min(remaining, 0.2))
+
     def send_signal(self, sig: int) -> None:
         if self.proc.poll() is None:
             try:
@@ -127,7 +144,7 @@ class Lab:
         self._old_handlers: dict = {}
 
     # -- context management -------------------------------------------------------------------------
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             try:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)

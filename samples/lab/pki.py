@@ -33,12 +33,18 @@ def _name(cn: str) -> x509.Name:
 
 
 def make_pki(directory: Path, hostname: str, ip: str, *, key_bits: int = 2048,
-             not_after_days: int = 365, not_before_days: int = -1, cn: str | None = None) -> LabPKI:
-    """Create CA + server certificate (SANs: hostname and ip) under `directory`."""
+             not_after_days: int = 365, not_before_days: int = -1, cn: str | None = None,
+             san_dns: tuple[str, ...] | None = None, san_ip: bool = True) -> LabPKI:
+    """Create CA + server certificate under `directory`.
+
+    The server certificate's subject CN is `cn` (default `hostname`); its SANs are the DNS names `san_dns`
+    (default: `hostname` alone) and, if `san_ip`, the address `ip`. Validity runs from now + `not_before_days` to
+    now + `not_after_days` (both negative: an expired certificate).
+    """
     import base64
 
     directory.mkdir(parents=True, exist_ok=True)
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca = (x509.CertificateBuilder()
           .subject_name(_name("acflow lab CA")).issuer_name(_name("acflow lab CA"))
@@ -52,9 +58,9 @@ def make_pki(directory: Path, hostname: str, ip: str, *, key_bits: int = 2048,
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now + _dt.timedelta(days=not_before_days))
             .not_valid_after(now + _dt.timedelta(days=not_after_days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname),
-                                                        x509.IPAddress(ipaddress.ip_address(ip))]),
-                           critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(n) for n in (san_dns if san_dns is not None else (hostname,))] +
+                ([x509.IPAddress(ipaddress.ip_address(ip))] if san_ip else [])), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     ca_path, cert_path, key_path = directory / "ca.pem", directory / "server-cert.pem", directory / "server-key.pem"

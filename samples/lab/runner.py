@@ -2,14 +2,15 @@
 
 Writes into `<out>/<scenario>/`: capture.pcapng, keys.log (SSLKEYLOGFILE of both peers, merged), client.log
 (openconnect -vvv --dump-http-traffic, each line stamped with the epoch time it was read), gateway.log
-(ocserv -d 9, stamped the same way), server-key.pem / server-cert.pem / ca.pem, and facts.json (ground truth
-taken from the peers' logs and the lab's own actions; see facts.py).
+(ocserv -d 9, stamped the same way), script.log (one line per call of the client's vpnc-script by openconnect:
+time, reason, address), server-key.pem / server-cert.pem / ca.pem, and facts.json (ground truth taken from the
+peers' logs and the lab's own actions; see facts.py).
 """
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,12 @@ def check_tools() -> None:
 def _passwd_hash(password: str) -> str:
     return subprocess.run(["openssl", "passwd", "-6", "-salt", "acflowlab", password],
                           capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _subst(value, work: Path, pki) -> str:
+    """Tokens for the run's own paths in gateway values and client arguments: @CA_CERT@ (the lab CA),
+    @PASSWD@ (the plain passwd file)."""
+    return str(value).replace("@CA_CERT@", str(pki.ca_cert)).replace("@PASSWD@", str(work / "ocpasswd"))
 
 
 def _ocserv_conf(sc: Scenario, work: Path, pki) -> str:
@@ -94,7 +101,7 @@ def _ocserv_conf(sc: Scenario, work: Path, pki) -> str:
     for key, value in sc.gateway.items():
         if key == "tls-priorities":
             value = f'"{value}"'
-        conf[key] = value
+        conf[key] = [_subst(v, work, pki) for v in value] if isinstance(value, list) else _subst(value, work, pki)
     lines = []
     for key, value in conf.items():
         for v in (value if isinstance(value, list) else [value]):
@@ -105,6 +112,7 @@ def _ocserv_conf(sc: Scenario, work: Path, pki) -> str:
 CLIENT_SCRIPT = """#!/bin/sh
 # acflow lab vpnc-script: configures only the tun device inside the client namespace (no DNS, no resolv.conf).
 env | grep -E '^(reason|TUNDEV|VPNGATEWAY|INTERNAL_IP4_|INTERNAL_IP6_|CISCO_)' | sort > "{logdir}/script-$reason.env"
+echo "$(date +%s.%N)	$reason	${{INTERNAL_IP4_ADDRESS:-}}" >> "{logdir}/script.log"
 case "$reason" in
   connect)
     ip link set dev "$TUNDEV" up mtu "${{ACFLOW_FORCE_MTU:-$INTERNAL_IP4_MTU}}"
@@ -117,6 +125,132 @@ case "$reason" in
 esac
 exit 0
 """
+
+
+# -- steps: what a scenario does once the tunnel is up ----------------------------------------------------------
+
+BLOCK_TABLE = "acflow_block"  # gateway namespace: drop everything to and from the client
+NAT_TABLE = "acflow_nat"  # client namespace: source NAT of the client's UDP
+
+
+def _nft(lab: Lab, ns: str, *args: str) -> None:
+    lab.ns_run(ns, ["nft", *args])
+
+
+def _udp_sockets(lab: Lab, ns: str) -> list[dict]:
+    """The client's UDP sockets towards the gateway's port 443, as the kernel lists them (`ss -uanp`)."""
+    out = lab.ns_run(ns, ["ss", "-H", "-uanp", "dst", f"{GW_OUTER}:443"], check=False).stdout
+    socks = []
+    for line in out.splitlines():
+        parts = line.split()
+        local = next((p for p in parts if p.startswith(f"{CLIENT_OUTER}:")), None)
+        if local:
+            socks.append({"local": local, "port": int(local.rsplit(":", 1)[1]), "process": parts[-1]})
+    return socks
+
+
+def _conntrack_udp(lab: Lab, ns: str) -> list[dict]:
+    """The client namespace's UDP conntrack entries to the gateway's 443: original and translated source port."""
+    out = lab.ns_run(ns, ["cat", "/proc/net/nf_conntrack"], check=False).stdout
+    entries = []
+    for line in out.splitlines():
+        if " udp " not in f" {line} ":
+            continue
+        kv = re.findall(r"(src|dst|sport|dport)=(\S+)", line)
+        if len(kv) < 8:
+            continue
+        orig, reply = dict(kv[:4]), dict(kv[4:8])
+        if orig.get("dst") == GW_OUTER and orig.get("dport") == "443":
+            entries.append({"original_sport": int(orig["sport"]), "translated_sport": int(reply["dport"])})
+    return entries
+
+
+STEP_OPS = {
+    "block-all": "nftables in the gateway namespace (netdev ingress+egress of its veth) silently drops every IPv4 "
+                 "packet from and to the client (TCP, UDP, ICMP)",
+    "unblock": "delete that nftables table",
+    "wait-client": "(regex, timeout): wait until openconnect logs a line matching regex (after the last step); "
+                   "fail the scenario if it does not within timeout seconds",
+    "sleep": "(seconds)",
+    "ping": "(count): small pings through the tunnel",
+    "kill-tcp": "ss -K in the client namespace: abort openconnect's TCP connection to the gateway (RST)",
+    "snat-udp": "(ports): nftables SNAT in the client namespace of UDP to the gateway's 443 to "
+                "198.18.0.2:ports",
+}
+
+
+def _run_steps(sc: Scenario, lab: Lab, client, act, ping) -> None:
+    cursor = len(client.lines())  # wait-client looks at the client's lines from here on
+    for step in sc.steps:
+        op, args = step[0], step[1:]
+        if op not in STEP_OPS:
+            raise LabError(f"scenario {sc.name}: unknown step {op!r}; known: {', '.join(STEP_OPS)}")
+        if op == "block-all":
+            # netdev ingress/egress of the gateway's veth, not the inet input/output hooks: a drop in the output
+            # hook fails the gateway's own send() with EPERM (ocserv would end the session at once), whereas a
+            # loss on the path is silent; an egress drop is, for TCP and UDP alike.
+            _nft(lab, lab.gw_ns, "add", "table", "netdev", BLOCK_TABLE)
+            for chain, hook in (("in", "ingress"), ("out", "egress")):
+                _nft(lab, lab.gw_ns, "add", "chain", "netdev", BLOCK_TABLE, chain,
+                     f'{{ type filter hook {hook} device "{lab.gw_if}" priority 0 ; }}')
+            _nft(lab, lab.gw_ns, "add", "rule", "netdev", BLOCK_TABLE, "in", "ip", "saddr", CLIENT_OUTER, "drop")
+            _nft(lab, lab.gw_ns, "add", "rule", "netdev", BLOCK_TABLE, "out", "ip", "daddr", CLIENT_OUTER, "drop")
+            act("traffic-blocked", scope="all IPv4 between client and gateway, both ways", namespace="gateway",
+                how=f"nftables netdev ingress+egress drop on {lab.gw_if}")
+            cursor = len(client.lines())
+        elif op == "unblock":
+            _nft(lab, lab.gw_ns, "delete", "table", "netdev", BLOCK_TABLE)
+            act("traffic-unblocked", namespace="gateway")
+            cursor = len(client.lines())
+        elif op == "wait-client":
+            regex, timeout = args
+            hit = client.wait_for_re(regex, timeout, start=cursor)
+            if hit is None:
+                raise LabError(f"scenario {sc.name}: openconnect did not log /{regex}/ within {timeout} s; last "
+                               "lines: " + " | ".join(l for _, l in client.lines()[-12:]))
+            index, ts, line = hit
+            act("client-logged", pattern=regex, line=line, line_time=ts)
+            cursor = index + 1
+        elif op == "sleep":
+            time.sleep(args[0])
+        elif op == "ping":
+            ping(args[0])
+        elif op == "kill-tcp":
+            before = len(client.lines())
+            issued = time.time()
+            p = lab.ns_run(lab.client_ns, ["ss", "-H", "-K", "-tn", "dst", f"{GW_OUTER}:443"], check=False)
+            killed = [l.split() for l in p.stdout.splitlines() if l.strip()]
+            if p.returncode != 0 or not killed:
+                raise LabError(f"ss -K killed no TCP connection to {GW_OUTER}:443 (rc {p.returncode}): "
+                               f"{p.stderr.strip() or p.stdout.strip()}")
+            act("tcp-killed", namespace="client", tool="ss -K", issued=issued,
+                sockets=[next((x for x in k if x.startswith(CLIENT_OUTER + ":")), " ".join(k)) for k in killed])
+            cursor = before
+        elif op == "snat-udp":
+            ports = args[0]
+            socks = _udp_sockets(lab, lab.client_ns)
+            _nft(lab, lab.client_ns, "add", "table", "ip", NAT_TABLE)
+            _nft(lab, lab.client_ns, "add", "chain", "ip", NAT_TABLE, "post",
+                 "{ type nat hook postrouting priority 100 ; }")
+            _nft(lab, lab.client_ns, "add", "rule", "ip", NAT_TABLE, "post", "ip", "daddr", GW_OUTER, "udp", "dport",
+                 "443", "snat", "to", f"{CLIENT_OUTER}:{ports}")
+            # Like a NAT box, keep no way in through the old mapping: unsolicited UDP from the gateway (a conntrack
+            # entry that the gateway would open, i.e. a packet to the client's old port) is dropped. Without this
+            # the kernel re-maps such a packet to a free port and answers ICMP port unreachable, which makes
+            # ocserv's worker fail at once.
+            _nft(lab, lab.client_ns, "add", "chain", "ip", NAT_TABLE, "pre",
+                 "{ type filter hook prerouting priority -150 ; }")
+            _nft(lab, lab.client_ns, "add", "rule", "ip", NAT_TABLE, "pre", "ip", "saddr", GW_OUTER, "udp", "sport",
+                 "443", "ct", "state", "new", "drop")
+            act("udp-snat-added", namespace="client", to=f"{CLIENT_OUTER}:{ports}",
+                sockets_before=[s_["port"] for s_ in socks])
+            cursor = len(client.lines())
+        else:  # pragma: no cover - STEP_OPS and this chain are kept in step
+            raise LabError(f"step {op} not implemented")
+    # what the NAT did (if any): the kernel's own table, read by the lab
+    if any(st[0] == "snat-udp" for st in sc.steps):
+        act("udp-conntrack", namespace="client", entries=_conntrack_udp(lab, lab.client_ns),
+            sockets=[s_["port"] for s_ in _udp_sockets(lab, lab.client_ns)])
 
 
 def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose: bool = True) -> Path:
@@ -135,7 +269,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
         actions.append({"time": time.time(), "action": what, **extra})
 
     try:
-        pki = make_pki(work, HOSTNAME, GW_OUTER)
+        pki = make_pki(work, HOSTNAME, GW_OUTER, **sc.pki)
         for p in (pki.server_key, pki.server_cert, pki.ca_cert):
             os.chmod(p, 0o644)
         groups = ",".join(sc.groups) if sc.groups else "*"
@@ -151,6 +285,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             say(f"[lab] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
             if sc.outer_mtu:
                 lab.set_outer_mtu(sc.outer_mtu)
+            for key, value in sc.client_sysctls.items():
+                lab.ns_run(lab.client_ns, ["sysctl", "-q", "-w", f"{key}={value}"])
+                act("client-sysctl", key=key, value=value)
             if sc.block_udp:
                 lab.ns_run(lab.gw_ns, ["nft", "add", "table", "inet", "acflow"])
                 lab.ns_run(lab.gw_ns, ["nft", "add", "chain", "inet", "acflow", "in",
@@ -175,7 +312,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
 
             base = ["openconnect", "--protocol=anyconnect", "-vvv", "--dump-http-traffic",
                     f"--resolve={HOSTNAME}:{GW_OUTER}", f"--servercert={pki.pin_sha256}",
-                    "--os=linux-64", *sc.client_args]
+                    "--os=linux-64", *(_subst(a, work, pki) for a in sc.client_args)]
             cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
             if sc.force_tun_mtu:
                 cenv["ACFLOW_FORCE_MTU"] = str(sc.force_tun_mtu)
@@ -240,7 +377,8 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     time.sleep(0.1)
                 time.sleep(0.5)
                 ping_log = []
-                for count, size, df in sc.ping_plan():
+
+                def ping(count: int, size: int = 56, df: bool = False) -> None:
                     ping_cmd = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2", "-s", str(size)]
                     ping_cmd += ["-M", "do"] if df else []
                     act("ping-start", count=count, size=size, df=df, target=TUNNEL_GW)
@@ -248,6 +386,11 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     ping_log.append(p.stdout + p.stderr)
                     act("ping-done", count=count, size=size, df=df, returncode=p.returncode,
                         output=p.stdout[-400:] + p.stderr[-400:])
+
+                for count, size, df in sc.ping_plan():
+                    ping(count, size, df)
+                if sc.steps:
+                    _run_steps(sc, lab, client, act, ping)
                 (work / "ping.log").write_text("\n".join(ping_log))
                 if sc.hold:
                     say(f"[lab] {name}: holding the tunnel for {sc.hold:.0f} s")
@@ -277,7 +420,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     if line.strip() and line not in keylines:
                         keylines.append(line)
         (out / "keys.log").write_text("\n".join(keylines) + "\n")
-        for f in ("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "ocserv.conf",
+        for f in ("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "script.log", "ocserv.conf",
                   "server-key.pem", "server-cert.pem", "ca.pem", "downloaded-profile.xml"):
             if (work / f).exists():
                 shutil.copy(work / f, out / f)

@@ -33,6 +33,11 @@ class Scenario:
     expect_connect: bool = True
     wait_dtls: bool = True  # wait for "Established DTLS" before pinging
     downloader: bool = False  # --authenticate, curl GET of the profile, then --cookie connect
+    client_sysctls: dict = field(default_factory=dict)  # sysctl settings in the client namespace
+    pki: dict = field(default_factory=dict)  # pki.make_pki keyword overrides (cn, san_dns, san_ip, not_after_days…)
+    # What the lab does after the first pings, in order (see runner.STEP_OPS): ("block-all",), ("unblock",),
+    # ("wait-client", regex, timeout), ("sleep", seconds), ("ping", count), ("kill-tcp",), ("snat-udp", ports)…
+    steps: tuple[tuple, ...] = ()
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -73,4 +78,43 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("downloader", "gateway offers a client profile: --authenticate, the profile fetched by a "
              "separate TLS session with the webvpn cookie, then --cookie connect",
              gateway={"tls-priorities": PRIO_TLS13}, downloader=True),
+    Scenario("dpd-loss", "gateway dpd = 5; all traffic between the peers dropped: the client declares the peer "
+             "dead, two reconnect attempts time out; the block is lifted and the third (same cookie, new TLS and "
+             "DTLS) succeeds",
+             gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"},
+             # each reconnect attempt gives up after ~3 s of unanswered SYNs (instead of Linux's ~2 min), so
+             # openconnect's back-off between attempts (10 s, then 20 s) shows within the run
+             client_sysctls={"net.ipv4.tcp_syn_retries": "1"},
+             steps=(("block-all",), ("wait-client", r"Dead Peer Detection detected dead peer", 30),
+                    ("wait-client", r"^sleep 10s", 20), ("wait-client", r"^sleep 20s", 30), ("unblock",),
+                    ("wait-client", r"^CSTP connected", 60), ("wait-client", r"^Established DTLS", 20),
+                    ("ping", 5))),
+    Scenario("reconnect", "the client's TCP connection is aborted (ss -K, RST) with the tunnel up: openconnect "
+             "reconnects at once with its cookie, no loss of the session",
+             gateway={"tls-priorities": PRIO_TLS13},
+             steps=(("kill-tcp",), ("wait-client", r"^CSTP connected", 30), ("wait-client", r"^Established DTLS", 20),
+                    ("ping", 5))),
+    Scenario("nat-rebinding", "mid-session the client's UDP source port changes (nftables SNAT in the client "
+             "namespace): DTLS records from a new port without a new handshake, DTLS dead peer, a new DTLS "
+             "handshake, then a CSTP reconnect",
+             gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"},
+             steps=(("snat-udp", "40000-40100"), ("ping", 5),
+                    ("wait-client", r"DTLS Dead Peer Detection detected dead peer", 40),
+                    ("wait-client", r"^Established DTLS", 15), ("sleep", 3.0), ("ping", 5))),
+    Scenario("cert-wrong-name", "the gateway's certificate names another host (CN and SAN gw.elsewhere.test, no "
+             "IP SAN) than the one the client connects to; openconnect accepts it by its pin (--servercert)",
+             gateway={"tls-priorities": PRIO_TLS13},
+             # the lab CA is trusted, so openconnect's verification names the fault instead of "signer not found"
+             client_args=("--cafile=@CA_CERT@",),
+             pki={"cn": "gw.elsewhere.test", "san_dns": ("gw.elsewhere.test",), "san_ip": False}),
+    Scenario("cert-expired", "the gateway's certificate expired 30 days ago; openconnect accepts it by its pin "
+             "(--servercert)",
+             gateway={"tls-priorities": PRIO_TLS13},
+             client_args=("--cafile=@CA_CERT@",),
+             pki={"not_before_days": -400, "not_after_days": -30}),
+    Scenario("client-cert-request", "TLS 1.2 (RSA key exchange): the gateway asks for a client certificate "
+             "(CertificateRequest naming the lab CA, in the clear) but also takes passwords (auth plain + enable-auth "
+             "certificate); the client sends an empty Certificate and logs in with its password",
+             gateway={"tls-priorities": PRIO_TLS12_RSA, "enable-auth": '"certificate"', "ca-cert": "@CA_CERT@",
+                      "cert-user-oid": "2.5.4.3"}),
 ]}

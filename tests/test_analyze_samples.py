@@ -115,6 +115,11 @@ def test_inner_packet_counts(name):
     f = facts(name)
     t = session(name)["tunnel"]
     ip = f["inner_packets"]
+    if f.get("traffic_blocks"):
+        # after a block is lifted the gateway may retransmit data on the old connection, which the client
+        # answers with RST: on the wire (acflow counts it), never received by openconnect
+        assert 0 <= t.get("cstp", {}).get("inner_packets", {}).get("s2c", 0) - ip["client_received_cstp"] <= 2
+        ip = dict(ip, client_received_cstp=t.get("cstp", {}).get("inner_packets", {}).get("s2c", 0))
     assert t.get("dtls", {}).get("inner_packets", {}).get("c2s", 0) == ip["client_sent_dtls"]
     assert t.get("dtls", {}).get("inner_packets", {}).get("s2c", 0) == ip["client_received_dtls"]
     assert t.get("cstp", {}).get("inner_packets", {}).get("c2s", 0) == ip["client_sent_cstp"]

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 APT_PACKAGES = tshark tcpdump ocserv openconnect nftables iproute2 iputils-ping ethtool openssl curl util-linux \
-               chromium
+               chromium gnutls-bin
 
 .PHONY: demo test deps venv lab bench fuzz clean
 

@@ -508,12 +508,13 @@ def _phase_downloader(g: _Group, auth: Phase) -> Phase:
             row.update({"status": resp.status, "size": len(resp.body), "sha1": hashlib.sha1(resp.body).hexdigest().upper(),
                         "response_frame": resp.frame})
         rows.append(row)
-    fetched = {r["target"]: r for r in rows}
+    fetched = {r["target"]: r for r in rows if r.get("status") == 200}  # a 404 is not a fetch
     checks = []
     for m in manifest:
         r = fetched.get(m["uri"])
         if r is None:
-            checks.append({"uri": m["uri"], "fetched": False})
+            asked = next((x for x in rows if x["target"] == m["uri"]), None)
+            checks.append({"uri": m["uri"], "fetched": False, "status": asked.get("status") if asked else None})
         else:
             checks.append({"uri": m["uri"], "fetched": True, "status": r.get("status"),
                            "hash_matches": (m["hash"] or "").upper() == r.get("sha1") if r.get("status") == 200 else None})

@@ -7,7 +7,8 @@ into `<out>/<case>/`:
 * `capture.pcapng` (dumpcap on the client's veth), `keys.log` (NSS key log of every TLS session: the gateway's
   `SSLContext.keylog_filename` merged with openconnect's and curl's SSLKEYLOGFILE),
 * `client.log` (and `client-auth.log` for the split flows; `openconnect -vvv --dump-http-traffic`), `curl.log`,
-  `gateway.log` — every line stamped `<epoch seconds>\\t<line>` as the lab does,
+  `gateway.log`, `dtls-server.log` (cases with a real DTLS server: gnutls-serv in the gateway namespace) — every
+  line stamped `<epoch seconds>\\t<line>` as the lab does,
 * `script.json` (the exact script served), `gateway-events.jsonl` (the gateway's own record, one JSON object per
   event), `script-*.env` (what openconnect gave the vpnc-script), `server-cert.pem`, `server-key.pem`, `ca.pem`,
 * `facts.json`: what the script sent (status lines, X-CSTP-/X-DTLS- headers), what openconnect logged about it
@@ -18,6 +19,7 @@ into `<out>/<case>/`:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -40,7 +42,10 @@ TUNNEL_GW = "198.19.0.1"
 TUNNEL_IP = "198.19.0.50"
 TUNNEL_IP6 = "2001:2::50"  # RFC 5180 benchmarking range, like 198.18.0.0/15 for IPv4
 TUNNEL_GW6 = "2001:2::1"
+TUNNEL_IP_RECONNECT = "198.19.0.51"  # what the reconnect-address-changed gateway hands out the second time
 DTLS_SINK_PORT = 4443
+DTLS_PORT = 4443  # X-DTLS-Port of the DTLS cases (gnutls-serv or the gateway's UDP responder listens there)
+DTLS_REPLY_PORT = 4444  # the port the dtls-source-mismatch gateway answers from
 PROFILE_URI = "/CACHE/stc/profiles/acflow.xml"
 SCHEMA_VERSION = 1
 REQUIRED_TOOLS = ("openconnect", "dumpcap", "ip", "ethtool", "ping", "curl")
@@ -127,9 +132,10 @@ def auth_steps(*, complete_body: str | None = None, complete_headers: list | Non
 
 
 def connect_headers(*, mtu: int = 1399, dtls: dict | None = None, dpd: int = 30, keepalive: int = 20,
-                    ipv6: str | None = None, post_auth_xml: bool = False) -> list[list[str]]:
+                    ipv6: str | None = None, post_auth_xml: bool = False,
+                    address: str = TUNNEL_IP) -> list[list[str]]:
     """X-CSTP-/X-DTLS- answer headers in the order an ASA sends them."""
-    h = [["X-CSTP-Version", "1"], ["X-CSTP-Address", TUNNEL_IP], ["X-CSTP-Netmask", "255.255.255.0"]]
+    h = [["X-CSTP-Version", "1"], ["X-CSTP-Address", address], ["X-CSTP-Netmask", "255.255.255.0"]]
     if ipv6:
         h.append(["X-CSTP-Address-IP6", ipv6])
     h += [["X-CSTP-Keep", "true"], ["X-CSTP-DNS", TUNNEL_GW], ["X-CSTP-Lease-Duration", "1209600"],
@@ -158,8 +164,8 @@ def connect_headers(*, mtu: int = 1399, dtls: dict | None = None, dpd: int = 30,
 
 
 def connect_step(headers: list, *, status: int = 200, reason: str = "CONNECTED", note: str = "",
-                 close: bool = False) -> dict:
-    step = {"id": "connect", "note": note,
+                 close: bool = False, step_id: str = "connect") -> dict:
+    step = {"id": step_id, "note": note,
             "expect": {"method": "CONNECT", "path": "/CSCOSSLC/tunnel", "cookie": "${cookie}"},
             "respond": {"status": status, "reason": reason, "headers": headers}}
     if close:
@@ -233,6 +239,13 @@ class Case:
     wait_configured: float = 10.0  # seconds to wait for "Configured as" after "CSTP connected"
     pings: list[tuple[int, int, int]] = field(default_factory=list)  # (ip version, count, data size)
     hold: float = 1.0
+    # instead of the SIGINT after `hold`: wait up to this many seconds for openconnect to end by itself
+    wait_exit: float | None = None
+    # {"after_gateway_line": text, "timeout": s, "seconds": s}: once the gateway logged a line containing the text
+    # (e.g. the client's first KEEPALIVE), SIGSTOP openconnect, and SIGCONT it `seconds` later (a frozen client)
+    pause_client: dict | None = None
+    # a real DTLS server in the gateway namespace: {"port": N, "priority": "..."} runs gnutls-serv --udp there
+    dtls_server: dict | None = None
 
 
 def _fallback_script(c: dict) -> dict:
@@ -361,6 +374,89 @@ def _tls_alert_script(c: dict) -> dict:
             "tls": {"alert": {"sessions": [2], "description": "handshake_failure"}}}
 
 
+def _terminate_script(c: dict) -> dict:
+    return {"name": "terminate",
+            "description": "CONNECT 200 (no DTLS); 4 s after the CONNECT answer the gateway sends a CSTP TERMINATE "
+                           "frame (type 0x09, no payload) and ends the TCP connection (FIN, no close_notify)",
+            "vars": {"aggauth_handle": "1193832"},
+            "steps": [*auth_steps(), connect_step(connect_headers(mtu=1399), note="plain CONNECT answer, no DTLS")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": [{"at": 4.0, "send": "terminate"}]}}
+
+
+def _reconnect_script(c: dict) -> dict:
+    return {"name": "reconnect-address-changed",
+            "description": f"CONNECT 200 with X-CSTP-Address {TUNNEL_IP}; 4 s later the gateway ends that TLS "
+                           "connection (TCP FIN, no close_notify, no CSTP frame); openconnect reconnects with its "
+                           "cookie on a new TLS session and the second CONNECT is answered 200 with another "
+                           f"X-CSTP-Address ({TUNNEL_IP_RECONNECT})",
+            "vars": {"aggauth_handle": "1193833"},
+            "steps": [*auth_steps(),
+                      connect_step(connect_headers(mtu=1399), note=f"first tunnel: address {TUNNEL_IP}"),
+                      connect_step(connect_headers(mtu=1399, address=TUNNEL_IP_RECONNECT), step_id="reconnect",
+                                   note=f"the reconnect (same cookie, no auth) gets {TUNNEL_IP_RECONNECT}")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True,
+                     "actions": [{"at": 4.0, "send": "close", "tunnels": [1]}]}}
+
+
+def _profile_missing_script(c: dict) -> dict:
+    manifest_sha1 = c["profile_current_sha1"]
+    return {"name": "profile-missing",
+            "description": "the complete answer's vpn-profile-manifest announces a profile; the downloader's GET of "
+                           "that URI (separate TLS session, webvpn cookie) is answered 404 Not Found; then the "
+                           "tunnel is opened with the cookie",
+            "vars": {"aggauth_handle": "1193834"},
+            "steps": [*auth_steps(complete_body=complete_reply(profile=(PROFILE_URI, manifest_sha1)),
+                                  complete_headers=cookie_headers((PROFILE_URI, manifest_sha1))),
+                      {"id": "profile-get", "note": "the announced profile is not there: 404",
+                       "expect": {"method": "GET", "path": PROFILE_URI, "cookie": "${cookie}"},
+                       "respond": {"status": 404, "reason": "Not Found",
+                                   "headers": [["Content-Type", "text/html"], ["Cache-Control", "no-store"]],
+                                   "body": "<html><body>File not found</body></html>\n"}},
+                      connect_step(connect_headers(mtu=1399))],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _dtls_full_script(c: dict) -> dict:
+    return {"name": "dtls-full-handshake",
+            "description": "CONNECT 200 with legacy DTLS (X-DTLS-Session-ID, X-DTLS-CipherSuite AES256-SHA, "
+                           f"X-DTLS-Port {DTLS_PORT}); on that UDP port a real DTLS server (gnutls-serv --udp, "
+                           "GnuTLS, the gateway certificate) that does not know the session: it answers the "
+                           "resuming ClientHello with a full handshake (new session id, Certificate)",
+            "vars": {"aggauth_handle": "1193835"},
+            "steps": [*auth_steps(),
+                      connect_step(connect_headers(mtu=1399, dpd=30, keepalive=20,
+                                                   dtls={"port": DTLS_PORT, "mtu": 1399, "cipher": "AES256-SHA"}),
+                                   note=f"legacy DTLS offered; gnutls-serv listens on UDP {DTLS_PORT}")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _dtls_source_script(c: dict) -> dict:
+    return {"name": "dtls-source-mismatch",
+            "description": f"CONNECT 200 with legacy DTLS on X-DTLS-Port {DTLS_PORT}; the gateway answers every "
+                           f"DTLS ClientHello arriving at UDP {DTLS_PORT} with a DTLS HelloVerifyRequest sent from "
+                           f"another port, UDP {DTLS_REPLY_PORT} (as an asymmetric path or a NAT rewriting the "
+                           "source port would)",
+            "vars": {"aggauth_handle": "1193836"},
+            "steps": [*auth_steps(),
+                      connect_step(connect_headers(mtu=1399, dtls={"port": DTLS_PORT, "mtu": 1399,
+                                                                   "cipher": "AES256-SHA"}),
+                                   note=f"X-DTLS-Port {DTLS_PORT}; the answers come from {DTLS_REPLY_PORT}")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []},
+            "udp_responders": [{"port": DTLS_PORT, "reply_from": DTLS_REPLY_PORT, "reply": "hello-verify-request"}]}
+
+
+def _keepalive_script(c: dict) -> dict:
+    return {"name": "keepalive-missing",
+            "description": "CONNECT 200 with X-CSTP-Keepalive 5 and X-CSTP-DPD 30, no DTLS; the gateway sends "
+                           "nothing unasked (it only answers DPD and echoes pings). The lab freezes the openconnect "
+                           "process (SIGSTOP) for 16.5 s right after its first KEEPALIVE, then lets it go on (SIGCONT): a hung or "
+                           "suspended client",
+            "vars": {"aggauth_handle": "1193837"},
+            "steps": [*auth_steps(), connect_step(connect_headers(mtu=1399, keepalive=5, dpd=30),
+                                                  note="keepalive 5 s: 2 x 5 + 5 = 15 s of silence is too long")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
 def _env_mtu(ctx: Ctx, key: str = "INTERNAL_IP4_MTU") -> str | None:
     return ctx.env.get("connect", {}).get(key)
 
@@ -383,6 +479,63 @@ def _urlencoded_post(ctx: Ctx) -> tuple[bool, object]:
     ok = r["body"].startswith("username=") and any(k.lower() == "content-type" and "x-www-form-urlencoded" in v
                                                    for k, v in r["headers"])
     return ok, r["body"].split("&password")[0]
+
+
+def _connect_addresses(ctx: Ctx) -> list[str | None]:
+    out = []
+    for r in ctx.ev("response"):
+        if r.get("step") in ("connect", "reconnect") and r["status"] == 200:
+            out.append(next((v for k, v in r["headers"] if k == "X-CSTP-Address"), None))
+    return out
+
+
+def _client_silence(seconds: float) -> Check:
+    """The longest gap between CSTP frames from the client (gateway record) exceeds `seconds`."""
+    def check(ctx: Ctx):
+        ts = [e["t"] for e in ctx.ev("cstp-rx")]
+        gaps = sorted(((b - a, a, b) for a, b in itertools.pairwise(ts)), reverse=True)
+        best = gaps[0] if gaps else (0.0, None, None)
+        return best[0] > seconds, {"longest_gap": round(best[0], 3), "from": best[1], "to": best[2]}
+    return check
+
+
+def _dtls_server_has(pattern: str) -> Check:
+    def check(ctx: Ctx):
+        rx = re.compile(pattern)
+        hit = next(([ts, line] for ts, line in ctx.extra.get("dtls_server_log", []) if rx.search(line)), None)
+        return hit is not None, hit
+    return check
+
+
+def _dtls_server_new_session(ctx: Ctx) -> tuple[bool, object]:
+    log = [line for _, line in ctx.extra.get("dtls_server_log", [])]
+    version = next((m.group(1) for l in log for m in [re.search(r"Selected version (\S+)", l)] if m), None)
+    suite = next((m.group(1) for l in log for m in [re.search(r"Selected cipher suite: (\S+)", l)] if m), None)
+    sid = next((m.group(1).upper() for l in log for m in [re.search(r"HSK\[\w+\]: SessionID: ([0-9a-f]+)", l)]
+                if m), None)
+    offered = next((v for k, v in _connect_sent(ctx) if k == "X-DTLS-Session-ID"), None)
+    ok = version == "DTLS0.9" and suite == "GNUTLS_RSA_AES_256_CBC_SHA1" and sid is not None and sid != offered
+    return ok, {"version": version, "cipher_suite": suite, "server_session_id": sid, "x_dtls_session_id": offered}
+
+
+def _action_time(ctx: Ctx, name: str) -> float | None:
+    return next((a["time"] for a in ctx.extra.get("actions", []) if a["action"] == name), None)
+
+
+def _keepalive_around_pause(when: str) -> Check:
+    def check(ctx: Ctx):
+        stop, cont = _action_time(ctx, "client-sigstop"), _action_time(ctx, "client-sigcont")
+        ka = [e["t"] for e in ctx.ev("cstp-rx", name="keepalive")]
+        hits = [t for t in ka if (t < stop if when == "before" else t > cont)] if stop and cont else []
+        return bool(hits), {"keepalives": ka, "sigstop": stop, "sigcont": cont}
+    return check
+
+
+def _silence_is_pause(ctx: Ctx) -> tuple[bool, object]:
+    ok, gap = _client_silence(15.0)(ctx)
+    stop, cont = _action_time(ctx, "client-sigstop"), _action_time(ctx, "client-sigcont")
+    return bool(ok and stop and cont and gap["from"] <= stop and gap["to"] >= cont), \
+        {**gap, "sigstop": stop, "sigcont": cont}
 
 
 def _pings_answered(ctx: Ctx) -> tuple[bool, object]:
@@ -490,6 +643,106 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("no CONNECT reached the gateway",
            lambda ctx: (not [e for e in ctx.ev("request") if e["method"] == "CONNECT"], None))],
          flow="split", expect_connect=False),
+    Case("terminate", "4 s after CONNECT the gateway sends a CSTP TERMINATE (0x09) frame", _terminate_script,
+         [("the gateway sent TERMINATE on the tunnel",
+           lambda ctx: (len(ctx.ev("cstp-tx", name="terminate")) == 1,
+                        [{k: e[k] for k in ("t", "session", "length")} for e in ctx.ev("cstp-tx", name="terminate")])),
+          ("openconnect logged the terminate packet", log_line(r"received server terminate packet")),
+          ("openconnect ended by itself (no SIGINT needed)",
+           lambda ctx: (not [a for a in ctx.extra["actions"] if a["action"] == "client-sigint"], ctx.exit_code)),
+          ("openconnect logged that the server ended the session",
+           log_line(r"^Session terminated by server; exiting")),
+          ("after the TERMINATE openconnect sent a BYE (DISCONNECT 'Server request') and the gateway received it",
+           lambda ctx: (any(e.get("reason") == "Server request" and e["t"] > ctx.ev("cstp-tx", name="terminate")[0]["t"]
+                            for e in ctx.ev("cstp-rx", name="disconnect")),
+                        [{k: e.get(k) for k in ("t", "reason", "reason_code")}
+                         for e in ctx.ev("cstp-rx", name="disconnect")])),
+          ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))],
+         pings=[(4, 2, 56)], hold=0.0, wait_exit=15.0),
+    Case("reconnect-address-changed",
+         "the gateway drops the tunnel's TLS connection; the reconnect's CONNECT gets another X-CSTP-Address",
+         _reconnect_script,
+         [("the gateway closed the first tunnel connection by script",
+           lambda ctx: (len(ctx.ev("cstp-action", action="close")) == 1, ctx.ev("cstp-action", action="close"))),
+          ("openconnect reconnected on a new TLS session with its cookie, without authenticating again",
+           lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2
+                        and all(e["webvpn_cookie_ok"] for e in ctx.ev("request") if e["method"] == "CONNECT")
+                        and len({e["session"] for e in ctx.ev("request") if e["method"] == "CONNECT"}) == 2
+                        and len([e for e in ctx.ev("request") if e["method"] == "POST"]) == 3,
+                        [(e["session"], e["method"], e["step"]) for e in ctx.ev("request")])),
+          ("both CONNECTs were answered 200, with different X-CSTP-Address",
+           lambda ctx: (_connect_addresses(ctx) == [TUNNEL_IP, TUNNEL_IP_RECONNECT], _connect_addresses(ctx))),
+          ("openconnect refused the changed address",
+           log_line(rf"^Reconnect gave different Legacy IP address \({re.escape(TUNNEL_IP_RECONNECT)} != "
+                    rf"{re.escape(TUNNEL_IP)}\)")),
+          ("openconnect gave up and exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))],
+         pings=[(4, 2, 56)], hold=0.0, wait_exit=20.0),
+    Case("profile-missing",
+         "vpn-profile-manifest announces a profile; the downloader's GET gets 404; cookie CONNECT",
+         _profile_missing_script,
+         [("the downloader's GET of the announced profile was answered 404",
+           lambda ctx: (ctx.extra["profile"].get("served_status_line") == "HTTP/1.1 404 Not Found"
+                        and ctx.extra["profile"].get("curl_status") == 404, ctx.extra["profile"])),
+          ("the downloader saved no profile",
+           lambda ctx: (ctx.extra["profile"].get("downloaded_sha1") is None, ctx.extra["profile"])),
+          ("openconnect logged the manifest it was given",
+           lambda ctx: (ctx.client_has(re.escape(ctx.extra["profile"]["manifest_sha1"] or "-")) is not None, None)),
+          ("the gateway saw three TLS sessions (auth, downloader, tunnel)", count_at_least("tls-established", 3)),
+          ("openconnect does not enforce the profile: it connected with the cookie anyway",
+           log_line(r"^CSTP connected"))],
+         flow="split", downloader=True, pings=[(4, 2, 56)]),
+    Case("dtls-full-handshake",
+         "legacy DTLS to a real DTLS server (gnutls-serv) that does a full handshake instead of resuming",
+         _dtls_full_script,
+         [("openconnect was given legacy DTLS (X-DTLS-Session-ID, X-DTLS-CipherSuite AES256-SHA)",
+           lambda ctx: (ctx.client_has(r"^X-DTLS-Session-ID: [0-9A-F]{64}$") is not None
+                        and ctx.client_has(r"^X-DTLS-CipherSuite: AES256-SHA$") is not None, None)),
+          ("gnutls-serv could not resume: the session is not in its resumption database",
+           _dtls_server_has(r"_gnutls_server_restore_session")),
+          ("gnutls-serv chose DTLS 0.9 RSA_AES_256_CBC_SHA1 and a new session id, not X-DTLS-Session-ID",
+           _dtls_server_new_session),
+          ("gnutls-serv sent a full-handshake flight (ServerHello, Certificate, ServerHelloDone)",
+           lambda ctx: (all(_dtls_server_has(rf"HSK\[\w+\]: {m} was queued")(ctx)[0]
+                            for m in ("SERVER HELLO", "CERTIFICATE", "SERVER HELLO DONE")), None)),
+          ("openconnect refused it: its resuming DTLS session has no certificate credentials for a full handshake",
+           log_line(r"^DTLS handshake failed: Insufficient credentials for that request\.")),
+          ("openconnect did not get as far as its 'possible MITM attack' check (the handshake never completed)",
+           no_log_line(r"possible MITM attack")),
+          ("the tunnel came up on CSTP", log_line(r"^Configured as ")),
+          ("pings went through the tunnel over CSTP (gateway echo)", _pings_answered)],
+         wait_configured=20.0, pings=[(4, 2, 56)], hold=1.0,
+         dtls_server={"port": DTLS_PORT, "priority": "NORMAL:+VERS-DTLS0.9:+RSA:+AES-256-CBC:+SHA1:%COMPAT",
+                      # gnutls-serv's HelloVerifyRequest always says DTLS 1.0 (0xfeff), which a DTLS 0.9 client
+                      # drops: no cookie exchange, so the resuming ClientHello gets the server's answer directly
+                      "options": ["--nocookie", "-d", "4"]}),
+    Case("dtls-source-mismatch",
+         "DTLS ClientHellos to X-DTLS-Port are answered (HelloVerifyRequest) from another gateway port",
+         _dtls_source_script,
+         [("the gateway answered DTLS ClientHellos to the X-DTLS-Port from another port",
+           lambda ctx: (bool(ctx.ev("udp-tx")) and all(e["port"] == DTLS_REPLY_PORT and e["answers_port"] == DTLS_PORT
+                                                       for e in ctx.ev("udp-tx")),
+                        [(e["port"], e["dst"], e["answers_port"]) for e in ctx.ev("udp-tx")])),
+          ("openconnect tried legacy DTLS with X-DTLS-Session-ID", _hello_session_ids),
+          ("each answer is a HelloVerifyRequest (type 22, the ClientHello's record version, handshake type 3)",
+           lambda ctx: (bool(ctx.ev("udp-tx")) and all(
+               e["record_version"] == (ctx.ev("udp-rx")[0]["dtls"] or {}).get("record_version")
+               and e["handshake_type"] == 3 for e in ctx.ev("udp-tx")),
+               [(e["record_version"], e["handshake_type"], e["length"]) for e in ctx.ev("udp-tx")])),
+          ("openconnect never got the answers (its UDP socket talks to port 4443): the DTLS handshake timed out",
+           log_line(r"^DTLS handshake timed out")),
+          ("the tunnel came up on CSTP", log_line(r"^Configured as \S+, with SSL connected and DTLS in progress"))],
+         wait_configured=20.0, pings=[(4, 2, 56)], hold=1.0),
+    Case("keepalive-missing",
+         "X-CSTP-Keepalive 5; after its first KEEPALIVE openconnect is frozen (SIGSTOP) for 16.5 s, then continued",
+         _keepalive_script,
+         [("openconnect was told keepalive 5", log_line(r"^CSTP connected\. DPD 30, Keepalive 5")),
+          ("before the freeze the client sent KEEPALIVE on its 5 s schedule", _keepalive_around_pause("before")),
+          ("no CSTP frame from the client for more than 2 x 5 + 5 s (gateway record)", _client_silence(15.0)),
+          ("the silence is the freeze: it spans SIGSTOP..SIGCONT", _silence_is_pause),
+          ("after SIGCONT the client sent KEEPALIVE again", _keepalive_around_pause("after")),
+          ("the client ended with DISCONNECT", count_at_least("cstp-rx", 1, name="disconnect"))],
+         pings=[(4, 2, 56)], hold=1.5,
+         pause_client={"after_gateway_line": "cstp-rx: session 1: keepalive", "timeout": 12.0, "seconds": 16.5}),
 ]}
 
 
@@ -529,7 +782,12 @@ EVIDENCE = re.compile("|".join([  # noqa: FLY002 - one pattern per item
     r"^Received server disconnect", r"^Send BYE", r"^Creating SSL connection failed", r"^Cookie was rejected",
     r"^User cancelled", r"Failed to obtain WebVPN cookie", r"^Unknown packet", r"^Short packet",
     r"^Unexpected packet length", r"MTU DPD probe", r"^Initiating MTU", r"change in MTU", r"^TCP_INFO",
-    r"^Delaying tunnel", r"^Set up UDP failed", r"^No DTLS address"]))
+    r"^Delaying tunnel", r"^Set up UDP failed", r"^No DTLS address",
+    r"server terminate packet", r"^Reconnect", r"SSL read error", r"[Ss]erver closed", r"[Ff]ailed to reconnect", r"^Session terminated", r"^Read error on SSL session",
+    r"TLS connection was non-properly terminated", r"^Established DTLS", r"MITM"]))
+
+
+DTLS_SERVER_EVIDENCE = re.compile(r"listening on|HSK\[|_gnutls_server_restore_session|Exiting|rror")
 
 
 def _redact(body: str) -> str:
@@ -600,6 +858,21 @@ PROFILE_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def _profile_facts(events: list[dict]) -> dict:
+    """The announced profile (manifest in the complete answer) and what the gateway served for it, from its record."""
+    manifest = next((m for e in events if e["type"] == "response"
+                     for m in [re.search(r"<uri>([^<]+)</uri>\s*<hash type=\"sha1\">([^<]+)</hash>", e.get("body", ""))]
+                     if m), None)
+    uri = manifest.group(1) if manifest else PROFILE_URI
+    get = next((e for e in events if e["type"] == "request" and e["method"] == "GET" and e["target"] == uri), None)
+    served = next((e for e in events if get and e["type"] == "response" and e["session"] == get["session"]
+                   and e["t"] >= get["t"]), None)
+    ok = bool(served and served["status"] == 200)
+    return {"uri": uri, "manifest_sha1": manifest.group(2) if manifest else None,
+            "served_status_line": served["status_line"] if served else None,
+            "served_sha1": _sha1(served["body"].encode()) if ok else None}
+
+
 def _check_tools() -> None:
     from samples.lab.netns import LabError
 
@@ -617,6 +890,8 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         raise LabError(f"unknown case {name!r}; known: {', '.join(CASES)}")
     _check_tools()
     case = CASES[name]
+    if case.dtls_server and shutil.which("gnutls-serv") is None:
+        raise LabError(f"case {name} needs gnutls-serv (Debian package gnutls-bin)")
     say = print if verbose else (lambda *a, **k: None)
     work = Path(tempfile.mkdtemp(prefix=f"acflow-scripted-{name}-"))
     os.chmod(work, 0o755)
@@ -631,6 +906,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         profile_current = PROFILE_TEMPLATE.format(autoupdate="false", host=HOSTNAME)
         profile_previous = PROFILE_TEMPLATE.format(autoupdate="true", host=HOSTNAME)
         bctx = {"previous_cert_sha1": previous.sha1_hex.upper(), "profile_current": profile_current,
+                "profile_current_sha1": _sha1(profile_current.encode()),
                 "profile_previous_sha1": _sha1(profile_previous.encode())}
         from .script import Script
 
@@ -640,6 +916,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         vpnc.write_text(CLIENT_SCRIPT.format(logdir=work, net=TUNNEL_NET))
         vpnc.chmod(0o755)
         gw_keys, cl_keys, curl_keys = work / "gw-keys.log", work / "client-keys.log", work / "curl-keys.log"
+        dtls_keys = work / "dtls-server-keys.log"
         events, capture = work / "gateway-events.jsonl", work / "capture.pcapng"
         client = None
         extra: dict = {}
@@ -655,6 +932,21 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
             if not capture.exists():
                 raise LabError("dumpcap did not start capturing: " + "; ".join(l for _, l in dump.lines()))
             time.sleep(0.5)
+            if case.dtls_server:
+                ds = case.dtls_server
+                dargv = ["gnutls-serv", "--udp", "--port", str(ds["port"]), "--x509certfile", str(pki.server_cert),
+                         "--x509keyfile", str(pki.server_key), "--disable-client-cert", "--priority", ds["priority"],
+                         *ds.get("options", [])]
+                dtls_srv = lab.start(lab.gw_ns, "gnutls-serv", dargv, work / "dtls-server.log",
+                                     env=dict(os.environ, SSLKEYLOGFILE=str(dtls_keys)))
+                if dtls_srv.wait_for("listening on IPv4", 10) is None:
+                    raise LabError("gnutls-serv did not start: " + " | ".join(l for _, l in dtls_srv.lines()[-10:]))
+                version = subprocess.run(["gnutls-serv", "--version"], capture_output=True, text=True,
+                                         check=False).stdout.splitlines()
+                extra["dtls_server"] = {"argv": [a.replace(f"{work}/", "") for a in dargv],  # paths as in <out>
+                                        "version": version[0] if version else None,
+                                        "port": ds["port"], "priority": ds["priority"]}
+                act("dtls-server-listening", port=ds["port"])
             gw = lab.start(lab.gw_ns, "gateway",
                            [sys.executable, "-m", "replay.gateway", "--serve", str(work / "script.json"),
                             "--cert", str(pki.server_cert), "--key", str(pki.server_key), "--listen", GW_OUTER,
@@ -690,17 +982,18 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                     uris = re.findall(r"<uri>([^<]+)</uri>", "\n".join(l for _, l in authp.lines()))
                     uri = uris[0] if uris else PROFILE_URI
                     curl = lab.start(lab.client_ns, "curl",
-                                     ["curl", "-sS", "-k", "--resolve", f"{HOSTNAME}:443:{GW_OUTER}", "-A",
+                                     ["curl", "-sS", "-k", "--fail", "--resolve", f"{HOSTNAME}:443:{GW_OUTER}", "-A",
                                       "AnyConnect Linux_64 4.10.07061", "-H", f"Cookie: webvpn={webvpn}",
                                       "-o", str(work / "downloaded-profile.xml"), "-w", "HTTP_STATUS=%{http_code}\\n",
                                       f"https://{HOSTNAME}{uri}"],
                                      work / "curl.log", env=dict(os.environ, SSLKEYLOGFILE=str(curl_keys)))
                     curl.proc.wait(30)
-                    curl.stop()
+                    curl_rc = curl.stop()
                     status = next((l.split("=", 1)[1] for _, l in curl.lines() if l.startswith("HTTP_STATUS=")),
                                   None)
                     act("downloader-get", uri=uri, status=status)
-                    extra["curl"] = {"uri": uri, "status": int(status) if status and status.isdigit() else None}
+                    extra["curl"] = {"uri": uri, "status": int(status) if status and status.isdigit() else None,
+                                     "exit_code": curl_rc}
                 client = lab.start(lab.client_ns, "openconnect", [*base, "--cookie-on-stdin", *tun_args, url],
                                    work / "client.log", env=cenv, stdin_data=(cookie + "\n").encode())
             else:
@@ -737,19 +1030,41 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                                   "output": (p.stdout + p.stderr)[-300:]})
                     act("ping-done", family=family, returncode=p.returncode)
                 extra["pings"] = pings
+                if case.pause_client:
+                    pc = case.pause_client
+                    seen = gw.wait_for(pc["after_gateway_line"], pc.get("timeout", 15))
+                    act("gateway-line-seen" if seen else "gateway-line-not-seen", wanted=pc["after_gateway_line"],
+                        line=seen[1] if seen else None, line_time=seen[0] if seen else None)
+                    time.sleep(0.5)
+                    act("client-sigstop", pid=client.pid, seconds=pc["seconds"])
+                    client.send_signal(signal.SIGSTOP)
+                    time.sleep(pc["seconds"])
+                    act("client-sigcont", pid=client.pid)
+                    client.send_signal(signal.SIGCONT)
                 if case.hold:
                     time.sleep(case.hold)
-                act("client-sigint")
-                client.send_signal(signal.SIGINT)
-                try:
-                    client.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    act("client-did-not-exit")
+                exited = False
+                if case.wait_exit:
+                    act("wait-client-exit", seconds=case.wait_exit)
+                    try:
+                        client.proc.wait(case.wait_exit)
+                        exited = True
+                    except subprocess.TimeoutExpired:
+                        act("client-still-running")
+                if not exited:
+                    act("client-sigint")
+                    client.send_signal(signal.SIGINT)
+                    try:
+                        client.proc.wait(15)
+                    except subprocess.TimeoutExpired:
+                        act("client-did-not-exit")
                 act("client-exited", returncode=client.proc.poll())
             time.sleep(1.0)
             exit_code = client.proc.poll()
             client.stop()
             gw.stop(signal.SIGTERM)
+            if case.dtls_server:
+                dtls_srv.stop(signal.SIGTERM)
             time.sleep(0.5)
             dump.stop(signal.SIGTERM)
 
@@ -760,14 +1075,15 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         out.mkdir(parents=True)
         shutil.copy(capture, out / "capture.pcapng")
         keylines: list[str] = []
-        for kf in (gw_keys, cl_keys, curl_keys):
+        for kf in (gw_keys, cl_keys, curl_keys, dtls_keys):
             if kf.exists():
                 for line in kf.read_text().splitlines():
                     if line.strip() and line not in keylines:
                         keylines.append(line)
         (out / "keys.log").write_text("\n".join(keylines) + "\n")
         for f in ("client.log", "client-auth.log", "gateway.log", "curl.log", "script.json", "gateway-events.jsonl",
-                  "server-key.pem", "server-cert.pem", "ca.pem", "downloaded-profile.xml", "script-ipv6.log"):
+                  "server-key.pem", "server-cert.pem", "ca.pem", "downloaded-profile.xml", "script-ipv6.log",
+                  "dtls-server.log"):
             if (work / f).exists():
                 shutil.copy(work / f, out / f)
         for env_file in work.glob("script-*.env"):
@@ -777,12 +1093,15 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
             kv = dict(l.split("=", 1) for l in (work / "script-ipv6.log").read_text().splitlines() if "=" in l)
             extra["tun_ipv6"] = {"rc": kv.get("rc"), "output": kv.get("output", ""),
                                  "route_rc": kv.get("route_rc"), "route_output": kv.get("route_output", "")}
-        served = _sha1(profile_current.encode())
         if case.downloader:
             dl = work / "downloaded-profile.xml"
-            extra["profile"] = {"uri": PROFILE_URI, "manifest_sha1": bctx["profile_previous_sha1"],
-                                "served_sha1": served, "downloaded_sha1": _sha1(dl.read_bytes()) if dl.exists() else None,
-                                "curl_status": (extra.get("curl") or {}).get("status")}
+            extra["profile"] = {**_profile_facts(evs),
+                                "downloaded_sha1": _sha1(dl.read_bytes()) if dl.exists() else None,
+                                "curl_status": (extra.get("curl") or {}).get("status"),
+                                "curl_exit_code": (extra.get("curl") or {}).get("exit_code")}
+        if case.dtls_server:
+            extra["dtls_server"]["keylog_lines"] = (len([l for l in dtls_keys.read_text().splitlines() if l.strip()])
+                                                    if dtls_keys.exists() else 0)
         listening = next((e for e in evs if e["type"] == "listening"), {})
         extra["cert"] = {"presented": listening.get("server_cert_sha1"), "advertised": next(
             (m.group(1) for e in evs if e["type"] == "response"
@@ -803,7 +1122,10 @@ def build_facts(case: Case, script, out: Path, events: list[dict], actions: list
     env = {}
     for f in sorted(out.glob("script-*.env")):
         env[f.stem[len("script-"):]] = dict(l.split("=", 1) for l in f.read_text().splitlines() if "=" in l)
-    ctx = Ctx(out=out, client=client, events=events, env=env, extra=extra, exit_code=exit_code)
+    dtls_log = _stamped(out / "dtls-server.log")
+    ctx = Ctx(out=out, client=client, events=events, env=env,
+              extra={**extra, "actions": actions, "dtls_server_log": dtls_log},
+              exit_code=exit_code)
     ua = next((m.group(1) for _, l in client for m in [re.match(r"^> User-Agent: (.*)$", l)] if m), None)
 
     def pick(e: dict, *keys) -> dict:
@@ -825,12 +1147,16 @@ def build_facts(case: Case, script, out: Path, events: list[dict], actions: list
                                  if h[0].lower().startswith(("x-cstp", "x-dtls", "x-reason", "set-cookie",
                                                              "content-type"))],
         })
-    counts = {}
+    counts: dict = {}
+    by_session: dict = {}
     for e in events:
         if e["type"] in ("cstp-rx", "cstp-tx"):
             key = e["name"] or hex(e["ptype"])
             counts.setdefault(e["type"], {}).setdefault(key, 0)
             counts[e["type"]][key] += 1
+            per = by_session.setdefault(str(e["session"]), {}).setdefault(e["type"], {})
+            per[key] = per.get(key, 0) + 1
+    connect_ids = {s.id for s in script.steps if (s.expect.method or "").upper() == "CONNECT"}
     disconnect = next((pick(e, "t", "reason", "reason_code") for e in events
                        if e["type"] == "cstp-rx" and e["name"] == "disconnect"), None)
     expected = []
@@ -849,6 +1175,7 @@ def build_facts(case: Case, script, out: Path, events: list[dict], actions: list
         "server_cert_sha1": extra["cert"]["presented"],
         "script": {"file": "script.json", "steps": [{"id": s.id, "note": s.note} for s in script.steps],
                    "udp_sinks": script.udp_sinks, "cstp_actions": [a.__dict__ for a in script.cstp.actions],
+                   "udp_responders": [r.__dict__ for r in script.udp_responders],
                    "tls_alert_sessions": script.tls.alert_sessions},
         "actions": actions,
         "gateway": {
@@ -857,14 +1184,23 @@ def build_facts(case: Case, script, out: Path, events: list[dict], actions: list
             "tls_failures": [pick(e, "t", "session", "peer", "error", "alert_sent", "alert_code") for e in events
                              if e["type"] == "tls-failed"],
             "exchanges": exchanges,
-            "connect": [{"time": r["t"], "status_line": r["status_line"],
+            "connect": [{"time": r["t"], "step": r["step"], "tls_session": r["session"],
+                         "status_line": r["status_line"],
                          "headers": [h for h in r["headers"] if h[0].lower().startswith(("x-cstp", "x-dtls",
                                                                                         "x-reason"))]}
-                        for r in responses if r.get("step") == "connect"],
+                        for r in responses if r.get("step") in connect_ids],
+            "tunnels": [pick(e, "t", "session", "tunnel") for e in events if e["type"] == "tunnel-start"],
+            "cstp_actions_done": [pick(e, "t", "session", "action", "tunnel") for e in events
+                                  if e["type"] == "cstp-action"]
+                                 + [pick(e, "t", "session", "name", "ptype", "length", "why") for e in events
+                                    if e["type"] == "cstp-tx" and (e.get("why") or "").startswith("script action")],
+            "cstp_frames_by_session": by_session,
             "unmatched_requests": [pick(e, "t", "method", "target") for e in requests if e["step"] is None],
             "cstp_frames": counts,
             "cstp_disconnect_received": disconnect,
             "udp_datagrams": [pick(e, "t", "port", "src", "length", "dtls") for e in events if e["type"] == "udp-rx"],
+            "udp_sent": [pick(e, "t", "port", "dst", "answers_port", "reply", "length", "record_version",
+                              "handshake_type", "cookie_hex", "hex") for e in events if e["type"] == "udp-tx"],
             "connections_closed": [pick(e, "t", "session", "how") for e in events if e["type"] == "conn-closed"],
         },
         "client": {
@@ -875,6 +1211,9 @@ def build_facts(case: Case, script, out: Path, events: list[dict], actions: list
             **{k: v for k, v in extra.items() if k in ("pings", "curl", "tun_ipv6")},
         },
         **({"profile": extra["profile"]} if "profile" in extra else {}),
+        **({"dtls_server": {**extra["dtls_server"],
+                            "log": [[ts, l] for ts, l in dtls_log if DTLS_SERVER_EVIDENCE.search(l)]}}
+           if "dtls_server" in extra else {}),
         "server_cert_hash": extra["cert"],
         "expected": expected,
     }

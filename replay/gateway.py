@@ -3,7 +3,8 @@
 The gateway speaks just enough of the protocol for `openconnect` (or curl, or a Cisco client) to go through the
 HTTP phases — aggregate-auth POSTs, profile GETs, `CONNECT /CSCOSSLC/tunnel` — and then keeps a CSTP channel
 alive (DPD-REQ answered with DPD-RESP, KEEPALIVE/DATA accepted, DISCONNECT honoured, optional ICMP echo replies
-inside DATA packets, scripted frames sent at given times). Every answer comes from a `replay.script.Script`
+inside DATA packets, scripted frames or a close at given times, per tunnel). On UDP it can swallow datagrams (a DTLS
+black hole) or answer DTLS ClientHellos from another port than the one they were sent to. Every answer comes from a `replay.script.Script`
 (plain data: "expect request matching X -> send response Y"), so behaviours that ocserv cannot produce and only
 Cisco gateways show can be recorded as real captures; the same machinery will replay a recorded exchange.
 
@@ -36,7 +37,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .script import CSTP_NAMES, CSTP_TYPES, TLS_ALERTS, Response, Script, ScriptError, Step, render
+from .script import (
+    CSTP_NAMES,
+    CSTP_TYPES,
+    TLS_ALERTS,
+    Response,
+    Script,
+    ScriptError,
+    Step,
+    UdpResponder,
+    render,
+)
 
 MAX_HEADER = 64 * 1024
 MAX_BODY = 1024 * 1024
@@ -124,6 +135,21 @@ def parse_dtls_client_hello(datagram: bytes) -> dict | None:
             "session_id": sid.hex().upper()}
 
 
+def dtls_hello_verify_request(client_hello: bytes, cookie: bytes) -> bytes | None:
+    """A DTLS HelloVerifyRequest answering `client_hello` (RFC 6347 §4.2.1), or None if it is no ClientHello.
+
+    Record: content type 22, the ClientHello's record version, epoch 0, the ClientHello's record sequence number;
+    handshake: type 3, message_seq 0, one fragment; body: server_version = the ClientHello's client_version,
+    then the cookie.
+    """
+    info = parse_dtls_client_hello(client_hello)
+    if not info or info.get("handshake_type") != 1 or "client_version" not in info:
+        return None
+    body = bytes.fromhex(info["client_version"]) + bytes([len(cookie)]) + cookie
+    hs = b"\x03" + len(body).to_bytes(3, "big") + b"\x00\x00" + b"\x00\x00\x00" + len(body).to_bytes(3, "big") + body
+    return b"\x16" + client_hello[1:3] + b"\x00\x00" + client_hello[5:11] + len(hs).to_bytes(2, "big") + hs
+
+
 @dataclass
 class Request:
     method: str
@@ -206,6 +232,7 @@ class ScriptedGateway:
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self._udp: list[socket.socket] = []
+        self._tunnels = 0
         self._sni: dict[int, str | None] = {}
         der = ssl.PEM_cert_to_DER_cert(Path(cert).read_text())
         self.values = {
@@ -259,6 +286,14 @@ class ScriptedGateway:
             u.settimeout(0.3)
             self._udp.append(u)
             self._spawn(self._udp_sink, u, port)
+        for r in self.script.udp_responders:
+            fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            rx, tx = socket.socket(fam, socket.SOCK_DGRAM), socket.socket(fam, socket.SOCK_DGRAM)
+            rx.bind((self.host, r.port))
+            tx.bind((self.host, r.reply_from))
+            rx.settimeout(0.3)
+            self._udp += [rx, tx]
+            self._spawn(self._udp_responder, rx, tx, r)
         s = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((self.host, self.port))
@@ -266,8 +301,10 @@ class ScriptedGateway:
         s.settimeout(0.3)
         self._listener = s
         self.port = s.getsockname()[1]
-        self.emit("listening", f"TCP {self.host}:{self.port} udp sinks {self.script.udp_sinks}",
-                  host=self.host, port=self.port, udp_sinks=self.script.udp_sinks, script=self.script.name,
+        self.emit("listening", f"TCP {self.host}:{self.port} udp sinks {self.script.udp_sinks} udp responders "
+                  f"{[(r.port, r.reply_from) for r in self.script.udp_responders]}",
+                  host=self.host, port=self.port, udp_sinks=self.script.udp_sinks,
+                  udp_responders=[[r.port, r.reply_from] for r in self.script.udp_responders], script=self.script.name,
                   server_cert_sha1=self.values["server_cert_sha1"])
         self._spawn(self._accept_loop)
 
@@ -327,6 +364,38 @@ class ScriptedGateway:
             what = f" (DTLS ClientHello, session id {info['session_id']})" if info and "session_id" in info else ""
             self.emit("udp-rx", f"port {port} from {src[0]}:{src[1]}, {len(data)} bytes, dropped{what}",
                       port=port, src=f"{src[0]}:{src[1]}", length=len(data), dtls=info)
+
+    def _udp_responder(self, rx: socket.socket, tx: socket.socket, r: UdpResponder) -> None:
+        sent = 0
+        cookie = bytes.fromhex(r.cookie_hex)
+        while not self._stop.is_set():
+            try:
+                data, src = rx.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            info = parse_dtls_client_hello(data)
+            reply = dtls_hello_verify_request(data, cookie) if r.reply == "hello-verify-request" else None
+            if reply is not None and r.max_replies and sent >= r.max_replies:
+                reply = None
+            what = f" (DTLS ClientHello, session id {info['session_id']})" if info and "session_id" in info else ""
+            self.emit("udp-rx", f"port {r.port} from {src[0]}:{src[1]}, {len(data)} bytes{what}"
+                      + (f", answering from port {r.reply_from}" if reply else ", not answered"),
+                      port=r.port, src=f"{src[0]}:{src[1]}", length=len(data), dtls=info)
+            if reply is None:
+                continue
+            try:
+                tx.sendto(reply, src)
+            except OSError as e:
+                self.emit("udp-tx-failed", f"port {r.reply_from} to {src[0]}:{src[1]}: {e}", port=r.reply_from,
+                          dst=f"{src[0]}:{src[1]}", error=str(e))
+                continue
+            sent += 1
+            self.emit("udp-tx", f"port {r.reply_from} to {src[0]}:{src[1]}: {r.reply} ({len(reply)} bytes) answering "
+                      f"a datagram to port {r.port}", port=r.reply_from, dst=f"{src[0]}:{src[1]}", answers_port=r.port,
+                      reply=r.reply, length=len(reply), hex=reply.hex(),
+                      record_version=reply[1:3].hex(), handshake_type=reply[13], cookie_hex=r.cookie_hex)
 
     # -- one TCP connection ---------------------------------------------------------------------------------
     def _connection(self, n: int, raw: socket.socket, addr) -> None:
@@ -466,28 +535,37 @@ class ScriptedGateway:
     def _cstp_loop(self, n: int, sock: ssl.SSLSocket, buf: bytearray) -> str:
         cb = self.script.cstp
         t0 = time.monotonic()
-        pending = list(cb.actions)
+        with self._lock:
+            self._tunnels += 1
+            tunnel = self._tunnels
+        pending = [a for a in cb.actions if not a.tunnels or tunnel in a.tunnels]
         sock.settimeout(0.1)
-        self.emit("tunnel-start", f"session {n}", session=n)
+        self.emit("tunnel-start", f"session {n}, tunnel {tunnel}", session=n, tunnel=tunnel)
+        ended: tuple[float, str] | None = None  # after a scripted DISCONNECT/TERMINATE: (deadline, how)
         while not self._stop.is_set():
             now = time.monotonic() - t0
-            while pending and pending[0].at <= now:
+            if ended and time.monotonic() >= ended[0]:
+                return ended[1]
+            while pending and pending[0].at <= now and not ended:
                 a = pending.pop(0)
                 if a.send == "close":
-                    self.emit("cstp-action", f"session {n}: closing the TLS connection", session=n, action="close")
+                    self.emit("cstp-action", f"session {n}: closing the TLS connection (script action at {a.at:g} s)",
+                              session=n, action="close", tunnel=tunnel)
                     return "closed by script"
                 payload = bytes.fromhex(a.payload_hex)
                 if a.send == "disconnect" and not payload:
                     payload = b"\xb0" + render(a.reason, self.values).encode()
                 self._send_frame(n, sock, CSTP_TYPES[a.send], payload, f"script action at {a.at:g} s")
                 if a.send in ("disconnect", "terminate"):
-                    return f"{a.send} sent by script"
+                    # the session is over: no more actions, but what the client still sends (its BYE) is read and
+                    # recorded for up to 2 s before the gateway closes
+                    ended = (time.monotonic() + 2.0, f"{a.send} sent by script")
             try:
                 chunk = sock.recv(65536)
             except TimeoutError:
                 continue
             if not chunk:
-                return "client closed"
+                return "client closed" + (f" after {ended[1]}" if ended else "")
             buf += chunk
             frames = split_cstp(buf)
             if frames is None:
@@ -505,14 +583,16 @@ class ScriptedGateway:
                 self.emit("cstp-rx", f"session {n}: {name} ({len(payload)} bytes)"
                           + (f" reason {extra['reason']!r}" if "reason" in extra else ""),
                           session=n, ptype=ptype, name=CSTP_NAMES.get(ptype), length=len(payload), **extra)
+                if ptype == CSTP_TYPES["disconnect"]:
+                    return "client sent DISCONNECT" + (f" after {ended[1]}" if ended else "")
+                if ended:
+                    continue  # nothing more is answered once the gateway ended the session
                 if ptype == CSTP_TYPES["dpd-req"] and cb.answer_dpd:
                     self._send_frame(n, sock, CSTP_TYPES["dpd-resp"], payload, "answer to DPD-REQ")
                 elif ptype == CSTP_TYPES["data"] and cb.icmp_echo:
                     reply = icmp_echo_reply(payload)
                     if reply is not None:
                         self._send_frame(n, sock, CSTP_TYPES["data"], reply, "ICMP echo reply")
-                elif ptype == CSTP_TYPES["disconnect"]:
-                    return "client sent DISCONNECT"
         return "gateway stopping"
 
 

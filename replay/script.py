@@ -18,8 +18,11 @@ A script is a JSON-compatible dict (or a `.json` file holding one); `Script.from
       ],
       "unmatched": {"status": 404, "reason": "Not Found"},   # answer to a request no step matches
       "cstp": {"answer_dpd": true, "icmp_echo": true,         # behaviour after a 2xx CONNECT (see `CstpBehaviour`)
-               "actions": [{"at": 2.0, "send": "dpd-req"}]},
+               "actions": [{"at": 2.0, "send": "dpd-req"},
+                           {"at": 3.0, "send": "close", "tunnels": [1]}]},   # only on the first tunnel
       "udp_sinks": [4443],                                    # UDP ports bound and read silently (DTLS black hole)
+      "udp_responders": [{"port": 4443, "reply_from": 4444,   # see `UdpResponder`
+                          "reply": "hello-verify-request"}],
       "tls": {"alert": {"sessions": [2], "description": "handshake_failure"},
               "min_version": null, "max_version": null}
     }
@@ -144,6 +147,48 @@ class CstpAction:
     send: str  # one of CSTP_ACTIONS
     payload_hex: str = ""
     reason: str = ""  # for disconnect: the text after the reason byte
+    tunnels: list[int] = field(default_factory=list)  # 1-based numbers of the tunnels it applies to; empty: all
+
+
+UDP_REPLIES = ("hello-verify-request",)
+
+
+@dataclass
+class UdpResponder:
+    """A UDP port that answers DTLS ClientHellos from *another* port of the gateway.
+
+    The gateway binds `port` (the one X-DTLS-Port names) and `reply_from`; every DTLS ClientHello arriving at
+    `port` is answered, from `reply_from`, with `reply`: "hello-verify-request" is a DTLS HelloVerifyRequest
+    (content type 22, the ClientHello's record version, handshake type 3, message_seq 0, server_version = the
+    ClientHello's client_version, the cookie `cookie_hex`). At most `max_replies` answers (0: no limit).
+    """
+
+    port: int
+    reply_from: int
+    reply: str = "hello-verify-request"
+    cookie_hex: str = "acf10ac0ffee0000acf10ac0ffee0000"
+    max_replies: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> UdpResponder:
+        unknown = set(d) - {"port", "reply_from", "reply", "cookie_hex", "max_replies"}
+        if unknown:
+            raise ScriptError(f"{where}: unknown keys {sorted(unknown)}")
+        if "port" not in d or "reply_from" not in d:
+            raise ScriptError(f"{where}: a UDP responder needs port and reply_from")
+        r = cls(port=int(d["port"]), reply_from=int(d["reply_from"]), reply=d.get("reply", "hello-verify-request"),
+                cookie_hex=d.get("cookie_hex", cls.cookie_hex), max_replies=int(d.get("max_replies", 0)))
+        if r.reply not in UDP_REPLIES:
+            raise ScriptError(f"{where}: reply must be one of {UDP_REPLIES}, got {r.reply!r}")
+        try:
+            cookie = bytes.fromhex(r.cookie_hex)
+        except ValueError:
+            raise ScriptError(f"{where}: cookie_hex is not hex") from None
+        if len(cookie) > 255:
+            raise ScriptError(f"{where}: cookie longer than 255 bytes")
+        if r.port == r.reply_from:
+            raise ScriptError(f"{where}: reply_from must differ from port")
+        return r
 
 
 @dataclass
@@ -164,8 +209,12 @@ class CstpBehaviour:
         for i, a in enumerate(d.get("actions") or []):
             if a.get("send") not in CSTP_ACTIONS:
                 raise ScriptError(f"cstp.actions[{i}]: send must be one of {CSTP_ACTIONS}, got {a.get('send')!r}")
+            unknown = set(a) - {"at", "send", "payload_hex", "reason", "tunnels"}
+            if unknown:
+                raise ScriptError(f"cstp.actions[{i}]: unknown keys {sorted(unknown)}")
             actions.append(CstpAction(at=float(a.get("at", 0.0)), send=a["send"],
-                                      payload_hex=a.get("payload_hex", ""), reason=a.get("reason", "")))
+                                      payload_hex=a.get("payload_hex", ""), reason=a.get("reason", ""),
+                                      tunnels=[int(t) for t in a.get("tunnels") or []]))
             try:
                 bytes.fromhex(actions[-1].payload_hex)
             except ValueError:
@@ -215,6 +264,7 @@ class Script:
                                                                 "<html><body>Not Found</body></html>\n"))
     cstp: CstpBehaviour = field(default_factory=CstpBehaviour)
     udp_sinks: list[int] = field(default_factory=list)
+    udp_responders: list[UdpResponder] = field(default_factory=list)
     tls: TlsBehaviour = field(default_factory=TlsBehaviour)
 
     # -- (de)serialisation --------------------------------------------------------------------------------
@@ -222,7 +272,8 @@ class Script:
     def from_dict(cls, d: dict) -> Script:
         if not isinstance(d, dict):
             raise ScriptError("a script is a JSON object")
-        unknown = set(d) - {"name", "description", "vars", "steps", "unmatched", "cstp", "udp_sinks", "tls"}
+        unknown = set(d) - {"name", "description", "vars", "steps", "unmatched", "cstp", "udp_sinks",
+                            "udp_responders", "tls"}
         if unknown:
             raise ScriptError(f"unknown top-level keys {sorted(unknown)}")
         steps = []
@@ -247,7 +298,12 @@ class Script:
                      vars={str(k): str(v) for k, v in (d.get("vars") or {}).items()}, steps=steps,
                      cstp=CstpBehaviour.from_dict(d.get("cstp")),
                      udp_sinks=[int(p) for p in d.get("udp_sinks") or []],
+                     udp_responders=[UdpResponder.from_dict(r, f"udp_responders[{i}]")
+                                     for i, r in enumerate(d.get("udp_responders") or [])],
                      tls=TlsBehaviour.from_dict(d.get("tls")))
+        ports = script.udp_sinks + [p for r in script.udp_responders for p in (r.port, r.reply_from)]
+        if len(ports) != len(set(ports)):
+            raise ScriptError(f"a UDP port is used twice in udp_sinks/udp_responders: {ports}")
         if d.get("unmatched"):
             script.unmatched = Response.from_dict(d["unmatched"], "unmatched")
         script.check_placeholders()
@@ -285,10 +341,12 @@ class Script:
         out: dict = {"name": self.name, "description": self.description, "vars": dict(self.vars), "steps": steps,
                      "unmatched": resp(self.unmatched),
                      "cstp": {"answer_dpd": self.cstp.answer_dpd, "icmp_echo": self.cstp.icmp_echo,
-                              "actions": [{k: v for k, v in asdict(a).items() if v not in ("",)}
+                              "actions": [{k: v for k, v in asdict(a).items() if v not in ("", [])}
                                           for a in self.cstp.actions]}}
         if self.udp_sinks:
             out["udp_sinks"] = list(self.udp_sinks)
+        if self.udp_responders:
+            out["udp_responders"] = [asdict(r) for r in self.udp_responders]
         tls = self.tls.to_dict()
         if tls:
             out["tls"] = tls

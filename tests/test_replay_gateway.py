@@ -13,6 +13,7 @@ Three layers:
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import shutil
@@ -27,11 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from replay.cases import CASES, PROFILE_URI
+from replay.cases import CASES, DTLS_PORT, DTLS_REPLY_PORT, PROFILE_URI, TUNNEL_IP, TUNNEL_IP_RECONNECT
 from replay.gateway import (
     ScriptedGateway,
     build_response,
     cstp_frame,
+    dtls_hello_verify_request,
     icmp_echo_reply,
     parse_dtls_client_hello,
     split_cstp,
@@ -44,7 +46,8 @@ from .oracle import tshark_fields, tshark_follow_tls
 SCRIPTED = ROOT / "samples" / "scripted"
 CASE_NAMES = list(CASES)
 BCTX = {"previous_cert_sha1": "00" * 20, "profile_current": "<AnyConnectProfile/>\n",
-        "profile_previous_sha1": "11" * 20}
+        "profile_current_sha1": "22" * 20, "profile_previous_sha1": "11" * 20}
+GW, CLIENT = "198.18.0.1", "198.18.0.2"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -77,6 +80,18 @@ def test_script_rejects_mistakes():
         Script.from_dict({**base, "tls": {"alert": {"sessions": [1], "description": "nope"}}})
     with pytest.raises(ScriptError, match="at least one step"):
         Script.from_dict({"steps": []})
+    with pytest.raises(ScriptError, match="unknown keys"):
+        Script.from_dict({**base, "cstp": {"actions": [{"at": 1, "send": "close", "tunel": [1]}]}})
+    with pytest.raises(ScriptError, match="reply_from must differ"):
+        Script.from_dict({**base, "udp_responders": [{"port": 4443, "reply_from": 4443}]})
+    with pytest.raises(ScriptError, match="reply must be one of"):
+        Script.from_dict({**base, "udp_responders": [{"port": 4443, "reply_from": 4444, "reply": "server-hello"}]})
+    with pytest.raises(ScriptError, match="used twice"):
+        Script.from_dict({**base, "udp_sinks": [4443], "udp_responders": [{"port": 4443, "reply_from": 4444}]})
+    s = Script.from_dict({**base, "cstp": {"actions": [{"at": 1, "send": "close", "tunnels": [1]}]},
+                          "udp_responders": [{"port": 4443, "reply_from": 4444}]})
+    assert s.cstp.actions[0].tunnels == [1] and s.udp_responders[0].reply == "hello-verify-request"
+    assert Script.from_dict(s.to_dict()).to_dict() == s.to_dict()
 
 
 def test_build_response_renders_and_frames():
@@ -144,6 +159,27 @@ def test_parse_dtls_client_hello():
     assert info == {"record_version": "0100", "handshake_type": 1, "client_version": "0100",
                     "session_id": sid.hex().upper()}
     assert parse_dtls_client_hello(b"\x17" + b"\x00" * 30) is None
+
+
+def _client_hello(record_version: bytes = b"\x01\x00", seq: int = 5) -> bytes:
+    body = b"\x01\x00" + b"R" * 32 + bytes([32]) + bytes(range(32)) + b"\x00"
+    hs = b"\x01" + len(body).to_bytes(3, "big") + b"\x00\x00" + b"\x00\x00\x00" + len(body).to_bytes(3, "big")
+    return (b"\x16" + record_version + b"\x00\x00" + seq.to_bytes(6, "big") + (len(hs) + len(body)).to_bytes(2, "big")
+            + hs + body)
+
+
+def test_dtls_hello_verify_request():
+    cookie = bytes.fromhex("acf10ac0ffee")
+    hvr = dtls_hello_verify_request(_client_hello(), cookie)
+    # record: handshake (22), the ClientHello's version and record sequence number, length of the handshake
+    assert hvr[0] == 22 and hvr[1:3] == b"\x01\x00" and hvr[3:5] == b"\x00\x00" and hvr[5:11] == (5).to_bytes(6, "big")
+    assert int.from_bytes(hvr[11:13], "big") == len(hvr) - 13
+    # handshake: HelloVerifyRequest (3), message_seq 0, one fragment; body: server_version, cookie
+    assert hvr[13] == 3 and hvr[17:19] == b"\x00\x00" and hvr[19:22] == b"\x00\x00\x00"
+    assert hvr[14:17] == hvr[22:25] == (3 + len(cookie)).to_bytes(3, "big")
+    assert hvr[25:27] == b"\x01\x00" and hvr[27] == len(cookie) and hvr[28:] == cookie
+    assert parse_dtls_client_hello(hvr) == {"record_version": "0100", "handshake_type": 3}
+    assert dtls_hello_verify_request(hvr, cookie) is None  # only ClientHellos are answered
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -295,6 +331,70 @@ def test_steps_are_consumed_in_order_and_may_skip(tmp_path, pki):
     assert next(e for e in ev if e["type"] == "request")["skipped"] == ["a", "b"]
 
 
+def _free_udp_ports(n: int) -> list[int]:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    for u in socks:
+        u.bind(("127.0.0.1", 0))
+    ports = [u.getsockname()[1] for u in socks]
+    for u in socks:
+        u.close()
+    return ports
+
+
+def test_udp_responder_answers_from_another_port(tmp_path, pki):
+    port, reply_from = _free_udp_ports(2)
+    d = {"steps": [{"respond": {"status": 200}}],
+         "udp_responders": [{"port": port, "reply_from": reply_from, "max_replies": 2}]}
+    gw = _gateway(tmp_path, pki, d)
+    try:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # not connected: it sees answers from any port
+        u.bind(("127.0.0.1", 0))
+        u.settimeout(2)
+        for _ in range(3):
+            u.sendto(_client_hello(), ("127.0.0.1", port))
+        got = [u.recvfrom(2048), u.recvfrom(2048)]
+        u.sendto(b"\x17not a hello", ("127.0.0.1", port))
+        with pytest.raises(TimeoutError):
+            u.recvfrom(2048)  # the third hello is over max_replies, the non-hello is never answered
+        u.close()
+    finally:
+        gw.stop()
+    assert [src for _, src in got] == [("127.0.0.1", reply_from)] * 2
+    assert all(parse_dtls_client_hello(data)["handshake_type"] == 3 for data, _ in got)
+    ev = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert len([e for e in ev if e["type"] == "udp-rx"]) == 4
+    tx = [e for e in ev if e["type"] == "udp-tx"]
+    assert [(e["port"], e["answers_port"], e["handshake_type"]) for e in tx] == [(reply_from, port, 3)] * 2
+    assert bytes.fromhex(tx[0]["hex"]) == got[0][0]
+
+
+def test_cstp_actions_per_tunnel_and_terminate_reads_the_bye(tmp_path, pki):
+    connect = {"expect": {"method": "CONNECT"}, "respond": {"status": 200, "reason": "CONNECTED"}}
+    d = {"steps": [{"id": "c1", **connect}, {"id": "c2", **connect}],
+         "cstp": {"actions": [{"at": 0.3, "send": "close", "tunnels": [1]},
+                              {"at": 0.3, "send": "terminate", "tunnels": [2]}]}}
+    gw = _gateway(tmp_path, pki, d)
+    try:
+        s1 = _client(gw.port)
+        assert _http(s1, b"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\n\r\n")[0].startswith(b"HTTP/1.1 200")
+        assert s1.recv(100) == b""  # tunnel 1 is closed (no CSTP frame, no close_notify)
+        s1.close()
+        s2 = _client(gw.port)
+        assert _http(s2, b"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\n\r\n")[0].startswith(b"HTTP/1.1 200")
+        assert _frames(s2, 1) == [(9, b"")]  # tunnel 2 gets TERMINATE
+        s2.sendall(cstp_frame(5, b"\xb0Server request"))
+        time.sleep(0.5)
+        s2.close()
+    finally:
+        gw.stop()
+    ev = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e["session"], e["tunnel"]) for e in ev if e["type"] == "tunnel-start"] == [(1, 1), (2, 2)]
+    assert [(e["session"], e["action"]) for e in ev if e["type"] == "cstp-action"] == [(1, "close")]
+    assert [e["reason"] for e in ev if e["type"] == "cstp-rx" and e["name"] == "disconnect"] == ["Server request"]
+    closed = {e["session"]: e["how"] for e in ev if e["type"] == "conn-closed"}
+    assert closed == {1: "closed by script", 2: "client sent DISCONNECT after terminate sent by script"}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the committed captures
 # ----------------------------------------------------------------------------------------------------------------
@@ -354,14 +454,19 @@ def test_tshark_decrypts_the_scripted_exchange(tshark, name):
 def test_connect_answer_on_the_wire(tshark, name):
     d = _case_dir(name)
     f = _facts(name)
-    (connect,) = f["gateway"]["connect"]
-    code = int(connect["status_line"].split()[1])
-    rows = tshark_fields(d / "capture.pcapng", ["http.response.line"], f"http.response.code == {code}",
-                         keylog=d / "keys.log")
-    wire = {line.replace("\\r\\n", "").strip() for r in rows for line in r[0].split("|")}
-    for k, v in connect["headers"]:
-        if k != "X-CSTP-Post-Auth-XML":
-            assert f"{k}: {v}" in wire, (k, v)
+    connects = f["gateway"]["connect"]
+    assert len(connects) == (2 if name == "reconnect-address-changed" else 1)
+    rows = tshark_fields(d / "capture.pcapng", ["tcp.stream", "http.response.code", "http.response.line"],
+                         "http.response && (http.response.line contains \"X-CSTP\" || http.response.line contains "
+                         "\"X-Reason\" || http.response.code >= 400)", keylog=d / "keys.log")
+    rows = [r for r in rows if r[2]]
+    assert len(rows) >= len(connects)
+    for connect, row in zip(connects, rows[-len(connects):]):  # the CONNECT answers are the last ones, in order
+        assert row[1] == connect["status_line"].split()[1]
+        wire = {line.replace("\\r\\n", "").strip() for line in row[2].split("|")}
+        for k, v in connect["headers"]:
+            if k != "X-CSTP-Post-Auth-XML":
+                assert f"{k}: {v}" in wire, (k, v)
 
 
 @pytest.mark.tshark
@@ -419,6 +524,139 @@ def test_tls_alert_on_the_wire(tshark):
     assert "SSL connection failure: A TLS fatal alert has been received." in (d / "client.log").read_text()
 
 
+def _cstp_records(d: Path, stream: int) -> list[tuple[int, float, str, bytes]]:
+    """(frame, time, source, decrypted CSTP frame) of the TLS records tshark hands on as data after the CONNECT."""
+    rows = tshark_fields(d / "capture.pcapng", ["frame.number", "frame.time_epoch", "ip.src", "data.data"],
+                         f"tcp.stream == {stream} && data.data", keylog=d / "keys.log",
+                         extra=["-o", "tls.desegment_ssl_application_data:FALSE"])
+    return [(int(r[0]), float(r[1]), r[2], bytes.fromhex(r[3])) for r in rows if r[3].startswith("53544601")]
+
+
+@pytest.mark.tshark
+def test_terminate_on_the_wire(tshark):
+    d = _case_dir("terminate")
+    f = _facts("terminate")
+    recs = _cstp_records(d, 0)
+    term = [r for r in recs if r[3][6] == 0x09]
+    # exactly one TERMINATE, from the gateway, no payload, at the time the gateway recorded it
+    assert [(r[2], r[3]) for r in term] == [(GW, cstp_frame(9))]
+    (sent,) = [e for e in f["gateway"]["cstp_actions_done"] if e.get("name") == "terminate"]
+    assert abs(term[0][1] - sent["t"]) < 0.5
+    # openconnect's answer: a DISCONNECT "Server request", after it; the gateway sent nothing more
+    bye = [r for r in recs if r[3][6] == 0x05]
+    assert [(r[2], r[3][8:]) for r in bye] == [(CLIENT, b"\xb0Server request")] and bye[0][0] > term[0][0]
+    assert not [r for r in recs if r[2] == GW and r[0] > term[0][0]]
+    assert f["client"]["exit_code"] == 1
+
+
+@pytest.mark.tshark
+def test_reconnect_address_changed_on_the_wire(tshark):
+    d = _case_dir("reconnect-address-changed")
+    f = _facts("reconnect-address-changed")
+    rows = tshark_fields(d / "capture.pcapng", ["tcp.stream", "http.request.method", "http.cookie"],
+                         "http.request", keylog=d / "keys.log")
+    # authentication on TLS session 1 only; one CONNECT per TLS session, both with the same webvpn cookie
+    assert [(r[0], r[1]) for r in rows] == [("0", "POST")] * 3 + [("0", "CONNECT"), ("1", "CONNECT")]
+    assert rows[3][2] == rows[4][2] and rows[3][2].startswith("webvpn=")
+    addrs = tshark_fields(d / "capture.pcapng", ["tcp.stream", "http.response.line"],
+                          "http.response.line contains \"X-CSTP-Address\"", keylog=d / "keys.log")
+    got = [(r[0], next(l for l in r[1].split("|") if l.startswith("X-CSTP-Address:"))) for r in addrs]
+    assert got == [("0", f"X-CSTP-Address: {TUNNEL_IP}\\r\\n"), ("1", f"X-CSTP-Address: {TUNNEL_IP_RECONNECT}\\r\\n")]
+    # the first tunnel ends with the gateway's FIN (no TLS alert/close_notify, no CSTP DISCONNECT/TERMINATE)
+    fins = tshark_fields(d / "capture.pcapng", ["tcp.stream", "ip.src"], "tcp.flags.fin == 1")
+    assert next(r for r in fins if r[0] == "0") == ["0", GW]
+    assert not tshark_fields(d / "capture.pcapng", ["frame.number"], "tls.alert_message", keylog=d / "keys.log")
+    assert not [r for r in _cstp_records(d, 0) if r[3][6] in (0x05, 0x09)]
+    assert [e["action"] for e in f["gateway"]["cstp_actions_done"]] == ["close"]
+    assert f["client"]["exit_code"] not in (0, None)
+    assert "attempt-reconnect" in f["client"]["script_env"]
+
+
+@pytest.mark.tshark
+def test_profile_missing_on_the_wire(tshark):
+    d = _case_dir("profile-missing")
+    f = _facts("profile-missing")
+    rows = tshark_fields(d / "capture.pcapng", ["tcp.stream", "http.request.method", "http.request.uri",
+                                                "http.response.code", "http.user_agent"], "http",
+                         keylog=d / "keys.log")
+    get = [r for r in rows if r[1] == "GET"]
+    assert [(r[2], r[4]) for r in get] == [(PROFILE_URI, "AnyConnect Linux_64 4.10.07061")]
+    assert [r[3] for r in rows if r[0] == get[0][0] and r[3]] == ["404"]  # its own TLS session, answered 404
+    connect = [r for r in rows if r[1] == "CONNECT"]
+    assert len(connect) == 1 and connect[0][0] not in ("0", get[0][0])
+    assert [r[3] for r in rows if r[0] == connect[0][0] and r[3]] == ["200"]
+    p = f["profile"]
+    assert p["uri"] == PROFILE_URI and p["served_status_line"] == "HTTP/1.1 404 Not Found"
+    assert p["curl_status"] == 404 and p["downloaded_sha1"] is None and not (d / "downloaded-profile.xml").exists()
+    assert f"<uri>{PROFILE_URI}</uri>" in (d / "client-auth.log").read_text()
+    assert f"<hash type=\"sha1\">{p['manifest_sha1']}</hash>" in (d / "client-auth.log").read_text()
+
+
+@pytest.mark.tshark
+def test_dtls_full_handshake_on_the_wire(tshark):
+    d = _case_dir("dtls-full-handshake")
+    f = _facts("dtls-full-handshake")
+    sid = dict(f["gateway"]["connect"][0]["headers"])["X-DTLS-Session-ID"].lower()
+    rows = tshark_fields(d / "capture.pcapng", ["frame.number", "ip.src", "udp.srcport", "udp.dstport",
+                                                "dtls.record.version", "dtls.handshake.type",
+                                                "dtls.handshake.session_id"], "dtls && !icmp")
+    hellos = [r for r in rows if r[5] == "1"]
+    assert hellos and all(r[1] == CLIENT and r[3] == str(DTLS_PORT) and r[6] == sid for r in hellos)
+    server = [r for r in rows if r[1] == GW]
+    assert server and all(r[2] == str(DTLS_PORT) and r[4] == "0x0100" for r in server)  # DTLS 0.9, from X-DTLS-Port
+    # a full handshake: ServerHello with a new session id, then Certificate and ServerHelloDone; never finished
+    server_sids = {r[6] for r in server if r[5] == "2"}
+    assert len(server_sids) == 1 and sid not in server_sids
+    first = [r[5] for r in server][:3]
+    assert first == ["2", "11", "14"]
+    assert not [r for r in rows if r[5] in ("16", "20")]  # no ClientKeyExchange, no Finished
+    logged = next(e["detail"] for e in f["expected"] if isinstance(e["detail"], dict) and "server_session_id" in e["detail"])
+    assert server_sids == {logged["server_session_id"].lower()}  # the new session id is the one gnutls-serv logged
+    assert not tshark_fields(d / "capture.pcapng", ["frame.number"], "dtls.record.content_type == 23")
+    log = (d / "dtls-server.log").read_text()
+    assert "_gnutls_server_restore_session" in log and "Selected version DTLS0.9" in log
+    assert f["dtls_server"]["argv"][0] == "gnutls-serv" and "--udp" in f["dtls_server"]["argv"]
+
+
+@pytest.mark.tshark
+def test_dtls_source_mismatch_on_the_wire(tshark):
+    d = _case_dir("dtls-source-mismatch")
+    f = _facts("dtls-source-mismatch")
+    rows = tshark_fields(d / "capture.pcapng", ["frame.time_epoch", "ip.src", "udp.srcport", "udp.dstport",
+                                                "dtls.handshake.type", "udp.payload"], "udp && !icmp")
+    to_gw = [r for r in rows if r[1] == CLIENT]
+    from_gw = [r for r in rows if r[1] == GW]
+    assert to_gw and all(r[3] == str(DTLS_PORT) and r[4] == "1" for r in to_gw)
+    # every answer came from the other port, and is byte for byte what the gateway recorded sending
+    assert [r[2] for r in from_gw] == [str(DTLS_REPLY_PORT)] * len(f["gateway"]["udp_sent"])
+    assert [r[5] for r in from_gw] == [e["hex"] for e in f["gateway"]["udp_sent"]]
+    assert all(r[4] == "3" for r in from_gw)
+    assert not [r for r in rows if r[2] == str(DTLS_PORT)]  # nothing ever came from X-DTLS-Port
+    # the client's kernel refused each answer (openconnect's UDP socket is connected to port 4443)
+    icmp = tshark_fields(d / "capture.pcapng", ["ip.src", "icmp.type", "icmp.code", "udp.srcport"], "icmp")
+    assert icmp == [[f"{CLIENT}|{GW}", "3", "3", str(DTLS_REPLY_PORT)]] * len(from_gw)
+
+
+@pytest.mark.tshark
+def test_keepalive_missing_on_the_wire(tshark):
+    d = _case_dir("keepalive-missing")
+    f = _facts("keepalive-missing")
+    acts = {a["action"]: a["time"] for a in f["actions"]}
+    rows = tshark_fields(d / "capture.pcapng", ["frame.time_epoch", "ip.src", "tcp.len"],
+                         "tcp.stream == 0 && tcp.len > 0")
+    c2s = [float(r[0]) for r in rows if r[1] == CLIENT]
+    gaps = [(b - a, a, b) for a, b in itertools.pairwise(c2s)]
+    longest = max(gaps)
+    # the client sent no byte on the tunnel's TCP connection for > 2 x keepalive + 5 s, exactly while frozen
+    assert longest[0] > 2 * 5 + 5
+    assert longest[1] <= acts["client-sigstop"] and longest[2] >= acts["client-sigcont"]
+    assert not [r for r in rows if r[1] == GW and longest[1] < float(r[0]) < longest[2]]  # the gateway was quiet
+    recs = _cstp_records(d, 0)
+    ka = [r for r in recs if r[2] == CLIENT and r[3] == cstp_frame(7)]
+    assert any(r[1] < acts["client-sigstop"] for r in ka) and any(r[1] > acts["client-sigcont"] for r in ka)
+    assert "\tX-CSTP-Keepalive: 5\n" in (d / "client.log").read_text()
+
+
 CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer (client.log or client-auth.log)
     "aggauth-v1-fallback": ['XML response has no "auth" node', "GET https://vpn.acflow.test/"],
     "connect-rejected": ["Got inappropriate HTTP CONNECT response: HTTP/1.1 401 Cookie is not acceptable"],
@@ -428,6 +666,16 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
     "profile-hash-mismatch": ["<hash type=\"sha1\">"],
     "server-cert-hash-mismatch": ["<server-cert-hash>"],
     "tls-alert": ["A TLS fatal alert has been received"],
+    "terminate": ["received server terminate packet", "Send BYE packet: Server request",
+                  "Session terminated by server; exiting."],
+    "reconnect-address-changed": ["Read error on SSL session: The TLS connection was non-properly terminated.",
+                                  f"Reconnect gave different Legacy IP address ({TUNNEL_IP_RECONNECT} != {TUNNEL_IP})",
+                                  "Reconnect failed", "Cookie was rejected by server; exiting."],
+    "profile-missing": ["<hash type=\"sha1\">", "CSTP connected"],
+    "dtls-full-handshake": ["X-DTLS-CipherSuite: AES256-SHA",
+                            "DTLS handshake failed: Insufficient credentials for that request."],
+    "dtls-source-mismatch": ["DTLS handshake timed out", "with SSL connected and DTLS in progress"],
+    "keepalive-missing": ["CSTP connected. DPD 30, Keepalive 5", "Send CSTP Keepalive"],
 }
 
 
@@ -497,3 +745,22 @@ def test_live_mtu_ipv6_small(tmp_path, tshark):
                          keylog=out / "keys.log")
     assert [tuple(r) for r in reqs] == [(e["method"], e["target"]) for e in f["gateway"]["exchanges"]]
     assert ("CONNECT", "/CSCOSSLC/tunnel") in [tuple(r) for r in reqs]
+
+
+@pytest.mark.lab
+def test_live_terminate(tmp_path, tshark):
+    """The scripted TERMINATE and what openconnect does with it, end to end (< 30 s)."""
+    _require(os.geteuid() == 0, "needs root")
+    for tool in ("openconnect", "dumpcap", "curl", "ethtool"):
+        _require(shutil.which(tool) is not None or Path("/usr/sbin", tool).exists(), f"{tool} not installed")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "replay.gateway", "--case", "terminate", "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert time.monotonic() - t0 < 30
+    out = tmp_path / "terminate"
+    f = json.loads((out / "facts.json").read_text())
+    assert all(e["observed"] for e in f["expected"]), [e for e in f["expected"] if not e["observed"]]
+    assert "received server terminate packet" in (out / "client.log").read_text()
+    recs = _cstp_records(out, 0)
+    assert [(r[2], r[3]) for r in recs if r[3][6] == 0x09] == [(GW, cstp_frame(9))]

@@ -58,11 +58,16 @@ def check(session, ctx):
         hellos = [h for f in silent for h in f["client_hellos"]]
         count = sum(f["client_hello_count"] for f in silent)
         targets = sorted({f["gateway"] for f in silent})
+        elsewhere = [f for f in d.get("flows") or [] if f not in silent and f["client"].split(":")[0] ==
+                     silent[0]["client"].split(":")[0] and f["gateway"] not in targets]
+        note = (f"; answers came from {', '.join(sorted({f['gateway'] for f in elsewhere}))} instead "
+                "(see DTLS_SOURCE_MISMATCH)" if elsewhere else "")
         out.append(Finding(
             id="DTLS_NO_RESPONSE", severity="warning", phase="dtls", time=hellos[0]["ts"] if hellos else None,
             frames=[h["frame"] for h in hellos][:10] + [i["frame"] for i in icmp][:3],
             message=f"{count} DTLS ClientHello(s) to {', '.join(targets)} from {len(silent)} client port(s) got no "
-                    "answer" + (f"; {len(icmp)} ICMP port-unreachable came back" if icmp else "") + ".",
+                    "answer from there" + (f"; {len(icmp)} ICMP port-unreachable came back" if icmp else "") + note
+                    + ".",
             remedy="UDP to the gateway's DTLS port is blocked or dropped on the path (firewall, NAT, proxy) or the "
                    "gateway does not listen on it: allow UDP " + targets[0].rsplit(":", 1)[1] + " end to end. Until "
                    "then the tunnel falls back to TLS.",
@@ -76,6 +81,7 @@ def check(session, ctx):
                 message="The DTLS server answered with a full handshake where a resumption of X-DTLS-Session-ID was "
                         "expected.",
                 remedy="Something other than the gateway terminates DTLS (a middlebox), or the gateway lost the "
-                       "session: openconnect refuses such a handshake as a possible man in the middle.",
+                       "session: openconnect refuses such a handshake (as a possible man in the middle; its GnuTLS "
+                       "build fails earlier, for lack of certificate credentials) and stays on TLS.",
                 evidence={"flow": f["connection"]}))
     return out

@@ -18,6 +18,9 @@ MAX_PROBLEMS = 50
 MAX_SAMPLES = 200
 
 
+_TYPE_NAMES = {int(t): t.name for t in cstp_mod.CSTPType}
+
+
 def _new_dir_counts() -> dict:
     return {"c2s": {}, "s2c": {}}
 
@@ -61,7 +64,8 @@ class ChannelStats:
 
     def add(self, direction: str, ftype, payload_len: int, ts: float, frame: int, packet: bytes | None,
             mtu: int | None, payload: bytes = b"", sink=None, channel: str = "cstp") -> None:
-        name = ftype.name if hasattr(ftype, "name") else f"0x{int(ftype):02x}"
+        t = int(ftype)  # plain int comparisons: IntEnum ones cost a Python-level call each
+        name = _TYPE_NAMES.get(t) or f"0x{t:02x}"
         last = self.last_any.get(direction)
         if last is not None:
             gap = ts - last
@@ -73,8 +77,11 @@ class ChannelStats:
         c = self.frames[direction].setdefault(name, [0, 0])
         c[0] += 1
         c[1] += payload_len
+        if t == 0 or t == 8:  # DATA, COMPRESSED DATA: the hot path
+            self._data(direction, ts, frame, packet, mtu, sink, channel)
+            return
         other = "s2c" if direction == "c2s" else "c2s"
-        if ftype == cstp_mod.DPD_REQ:
+        if t == 3:  # DPD-REQ
             self.dpd_total[direction] += 1
             entry = {"direction": direction, "ts": ts, "frame": frame, "size": payload_len, "answered_ts": None,
                      "answer_frame": None, "rtt": None}
@@ -87,60 +94,61 @@ class ChannelStats:
             if prev is not None:
                 self.dpd_unanswered += 1
             self._pending_dpd[direction] = entry
-        elif ftype == cstp_mod.DPD_RESP:
+        elif t == 4:  # DPD-RESP
             req = self._pending_dpd.pop(other, None)
             if req is not None:
                 req["answered_ts"] = ts
                 req["answer_frame"] = frame
                 req["rtt"] = round(ts - req["ts"], 6)
-        elif ftype == cstp_mod.KEEPALIVE:
+        elif t == 7:  # KEEPALIVE
             self.keepalives[direction] += 1
             if len(self.keepalive_times[direction]) < MAX_SAMPLES:
                 self.keepalive_times[direction].append(ts)
-        elif ftype in (cstp_mod.DISCONNECT, cstp_mod.TERMINATE):
+        elif t == 5 or t == 9:  # DISCONNECT, TERMINATE
             if self.disconnect is None:
                 self.disconnect = {"direction": direction, "type": name, "ts": ts, "frame": frame,
                                    "reason": cstp_mod.parse_disconnect_reason(payload)}
-        elif ftype in (cstp_mod.DATA, cstp_mod.COMPRESSED_DATA):
-            self.inner[direction] += 1
-            self.first_data.setdefault(direction, (ts, frame))
-            self.last_data[direction] = (ts, frame)
-            if packet is not None:
-                n = len(packet)
-                self.inner_bytes[direction] += n
-                # the length the IP header claims: a packet cut to the tunnel MTU by the sender shows here
-                claimed = n
-                ver = packet[0] >> 4 if packet else 0
-                if ver == 4 and n >= 20:
-                    claimed = (packet[2] << 8) | packet[3]
-                    if packet[6] & 0x3F or packet[7]:
-                        self.fragments += 1
-                elif ver == 6 and n >= 40:
-                    claimed = ((packet[4] << 8) | packet[5]) + 40
-                    self.inner_v6 += 1
-                size = max(n, claimed)
-                if size > self.inner_max[direction]:
-                    self.inner_max[direction] = size
-                if claimed > n:
-                    self.truncated_total += 1
-                if mtu and size > mtu:
-                    self.oversize_total += 1
-                    if len(self.oversize) < MAX_SAMPLES:
-                        df = bool(ver == 6 or (n > 6 and packet[6] & 0x40))
-                        self.oversize.append({"direction": direction, "ts": ts, "frame": frame, "length": size,
-                                              "carried": n, "df": df})
-                sec = int(ts)
-                b = self._bucket.get(direction)
-                if b is not None and b[0] == sec:
-                    b[1] += n
-                    b[2] += 1
-                else:
-                    b = [sec, n, 1]
-                    self._bucket[direction] = b
-                    if len(self.timeline) < 20000:
-                        self.timeline.append((direction, b))
-                if sink is not None:
-                    sink(channel, direction, ts, frame, packet)
+
+    def _data(self, direction, ts, frame, packet, mtu, sink, channel) -> None:
+        self.inner[direction] += 1
+        self.first_data.setdefault(direction, (ts, frame))
+        self.last_data[direction] = (ts, frame)
+        if packet is not None:
+            n = len(packet)
+            self.inner_bytes[direction] += n
+            # the length the IP header claims: a packet cut to the tunnel MTU by the sender shows here
+            claimed = n
+            ver = packet[0] >> 4 if packet else 0
+            if ver == 4 and n >= 20:
+                claimed = (packet[2] << 8) | packet[3]
+                if packet[6] & 0x3F or packet[7]:
+                    self.fragments += 1
+            elif ver == 6 and n >= 40:
+                claimed = ((packet[4] << 8) | packet[5]) + 40
+                self.inner_v6 += 1
+            size = max(n, claimed)
+            if size > self.inner_max[direction]:
+                self.inner_max[direction] = size
+            if claimed > n:
+                self.truncated_total += 1
+            if mtu and size > mtu:
+                self.oversize_total += 1
+                if len(self.oversize) < MAX_SAMPLES:
+                    df = bool(ver == 6 or (n > 6 and packet[6] & 0x40))
+                    self.oversize.append({"direction": direction, "ts": ts, "frame": frame, "length": size,
+                                          "carried": n, "df": df})
+            sec = int(ts)
+            b = self._bucket.get(direction)
+            if b is not None and b[0] == sec:
+                b[1] += n
+                b[2] += 1
+            else:
+                b = [sec, n, 1]
+                self._bucket[direction] = b
+                if len(self.timeline) < 20000:
+                    self.timeline.append((direction, b))
+            if sink is not None:
+                sink(channel, direction, ts, frame, packet)
 
     def summary(self) -> dict:
         def _frames(d):

@@ -6,7 +6,7 @@ inner packets). Keys arrive later from the CSTP CONNECT exchange (`set_keys`).
 """
 from __future__ import annotations
 
-from dissectors import cstp as cstp_mod
+from dissectors.dtls.events import DTLSApplicationData as _AppData
 
 from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
 
@@ -76,7 +76,19 @@ class DTLSFlow:
             self._on_event(ev)
 
     def _on_event(self, ev) -> None:
-        name = type(ev).__name__
+        t = type(ev)
+        if t is _AppData:  # the hot path first
+            if self.established_ts is None:
+                self.established_ts = ev.ts
+                self.established_frame = ev.frame
+            data = ev.data
+            if data:
+                ftype = data[0]
+                payload = data[1:]
+                self.channel.add(ev.direction, ftype, len(payload), ev.ts, ev.frame, payload if ftype == 0 else None,
+                                 self.mtu, payload, self.hooks.inner_packet, "dtls")
+            return
+        name = t.__name__
         if name == "DTLSClientHello":
             self.hello_total += 1
             if self.session_id is None and ev.session_id:
@@ -95,21 +107,6 @@ class DTLSFlow:
                                      "cipher_suite": ev.cipher_suite, "version": ev.version}
             self.version = ev.version
             self.cipher_suite = ev.cipher_suite
-        elif name == "DTLSFinished":
-            if ev.direction == "c2s" or self.established_ts is None:
-                pass
-        elif name == "DTLSApplicationData":
-            if self.established_ts is None:
-                self.established_ts = ev.ts
-                self.established_frame = ev.frame
-            parsed = cstp_mod.parse_dtls_payload(ev.data)
-            if parsed is not None:
-                ftype, payload = parsed
-                packet = payload if ftype == cstp_mod.DATA else None
-                if ftype == cstp_mod.COMPRESSED_DATA:
-                    packet = None
-                self.channel.add(ev.direction, ftype, len(payload), ev.ts, ev.frame, packet, self.mtu, payload,
-                                 self.hooks.inner_packet, "dtls")
         elif name == "DTLSAlert":
             if len(self.alerts) < MAX_PROBLEMS:
                 self.alerts.append({"direction": ev.direction, "level": ev.level, "description": ev.description,

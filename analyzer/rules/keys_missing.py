@@ -26,7 +26,9 @@ def check(session, ctx):
     else:
         key = "a key log (--keylog) with the CLIENT_RANDOM line of this session"
     reasons = {k: v.get("reason") for k, v in (tls.get("decryption") or {}).items() if v}
+    wrong = any("wrong key" in (r or "") for r in reasons.values())
+    why = " The key material given does not decrypt this session (wrong key)." if wrong else ""
     return [Finding(id="KEYS_MISSING", severity="info", phase=phases[0].phase, time=session.start, frames=[],
-                    message=f"Not decrypted: {', '.join(p.phase for p in phases)} ({suite}).",
+                    message=f"Not decrypted: {', '.join(p.phase for p in phases)} ({suite}).{why}",
                     remedy=f"Supply {key}; the session's ClientHello is frame {ch.get('frame')}.",
                     evidence={"phases": [p.phase for p in phases], "cipher_suite": suite, "reasons": reasons})]

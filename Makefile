@@ -35,5 +35,8 @@ test: deps venv
 lab: deps venv
 	$(BIN)/acflow lab all
 
+bench: deps venv
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""acflow benchmark: acflow vs tshark on bulk AnyConnect captures made by the lab (see bench/README.md)."""

@@ -1,0 +1,244 @@
+"""Bulk captures for the benchmark: one real openconnect ↔ ocserv session carrying a sustained inner TCP stream.
+
+Reuses the lab of `samples/lab/` (namespaces, PKI, ocserv configuration, the client's vpnc-script) without
+changing it, but runs its own session: `samples.lab.runner.run_scenario` has no hook for a traffic generator,
+runs openconnect with `-vvv --dump-http-traffic` and ocserv with `-d 9` (a log line per packet at these rates)
+and builds facts.json from those logs, which is not wanted here.
+
+Two modes:
+
+* ``dtls``: the inner stream goes over DTLS (PSK-NEGOTIATE, DTLS 1.2), the normal case;
+* ``cstp``: UDP to the gateway's port 443 is dropped by nftables in the gateway namespace (exactly as the lab's
+  `dtls-blocked` scenario does), so DTLS never comes up and everything is carried by CSTP over TLS 1.3.
+
+The inner stream is a paced TCP bulk transfer (a Python sender in the client namespace, a receiver in the
+gateway namespace, both over the tunnel: 198.19.0.50 → 198.19.0.1), so the capture holds both full-size data
+records and small ACK records in both directions. Output per mode, in `bench/cache/<mode>/`: capture.pcapng,
+keys.log (SSLKEYLOGFILE of both peers, merged), session.json (what was sent, when, how).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+INNER_PORT = 5201
+TUNNEL_GW = "198.19.0.1"
+
+# Paced sender: sends `rate` bytes/s of incompressible data for `duration` s, then closes and waits for the
+# receiver's close. Prints one JSON line with what it did.
+SENDER = r"""
+import json, os, socket, sys, time
+host, port, rate, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+for attempt in range(50):
+    try:
+        s = socket.create_connection((host, port), timeout=5)
+        break
+    except OSError:
+        time.sleep(0.2)
+else:
+    print(json.dumps({"error": "cannot connect"}), flush=True)
+    sys.exit(1)
+s.settimeout(30)
+buf = os.urandom(1 << 16)
+mv = memoryview(buf)
+chunk = 16384
+start = time.monotonic()
+sent = 0
+while True:
+    now = time.monotonic() - start
+    if now >= duration:
+        break
+    ahead = sent - rate * now
+    if ahead > 0:
+        time.sleep(min(0.005, ahead / rate))
+        continue
+    off = sent % len(buf)
+    n = min(chunk, len(buf) - off)
+    s.sendall(mv[off:off + n])
+    sent += n
+s.shutdown(socket.SHUT_WR)
+while s.recv(4096):
+    pass
+s.close()
+print(json.dumps({"sent": sent, "seconds": round(time.monotonic() - start, 3)}), flush=True)
+"""
+
+RECEIVER = r"""
+import json, socket, sys, time
+port = int(sys.argv[1])
+ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port))
+ls.listen(1)
+print("LISTENING", flush=True)
+c, peer = ls.accept()
+got = 0
+start = time.monotonic()
+while True:
+    d = c.recv(1 << 16)
+    if not d:
+        break
+    got += len(d)
+c.close()
+print(json.dumps({"received": got, "peer": peer[0], "seconds": round(time.monotonic() - start, 3)}), flush=True)
+"""
+
+REQUIRED = ("ocserv", "openconnect", "dumpcap", "ip", "nft", "openssl", "ethtool")
+
+
+class BenchLabError(RuntimeError):
+    pass
+
+
+def say(*a) -> None:
+    print("[bench]", *a, flush=True)
+
+
+def make_capture(mode: str, out_dir: Path, *, duration: float, rate_mbit: float) -> Path:
+    """Run one bulk session in mode 'dtls' or 'cstp'; write capture.pcapng, keys.log, session.json to out_dir."""
+    if mode not in ("dtls", "cstp"):
+        raise ValueError(mode)
+    if os.geteuid() != 0:
+        raise BenchLabError("making the bulk captures needs root (network namespaces); run as root, or use "
+                            "--quick to benchmark the committed baseline sample only")
+    missing = [t for t in REQUIRED if shutil.which(t) is None]
+    if missing:
+        raise BenchLabError("missing tools: " + ", ".join(missing))
+    # imported here: the lab modules need root-only tools and are not needed by --quick
+    from samples.lab.netns import GW_OUTER, Lab
+    from samples.lab.pki import make_pki
+    from samples.lab.runner import CLIENT_SCRIPT, HOSTNAME, TUNNEL_NET, _ocserv_conf, _passwd_hash
+    from samples.lab.scenarios import PRIO_TLS13, USER, USER_PASSWORD, Scenario
+
+    sc = Scenario(f"bench-{mode}", "benchmark bulk session", gateway={"tls-priorities": PRIO_TLS13},
+                  block_udp=(mode == "cstp"), wait_dtls=(mode == "dtls"), pings=0)
+    work = Path(tempfile.mkdtemp(prefix=f"acflow-bench-{mode}-"))
+    os.chmod(work, 0o755)
+    log: dict = {"mode": mode, "duration_target_s": duration, "rate_target_mbit": rate_mbit, "events": []}
+
+    def ev(what: str, **extra) -> None:
+        log["events"].append({"time": round(time.time(), 6), "event": what, **extra})
+
+    try:
+        pki = make_pki(work, HOSTNAME, GW_OUTER)
+        for p in (pki.server_key, pki.server_cert, pki.ca_cert):
+            os.chmod(p, 0o644)
+        (work / "ocpasswd").write_text(f"{USER}:*:{_passwd_hash(USER_PASSWORD)}\n")
+        (work / "ocserv.conf").write_text(_ocserv_conf(sc, work, pki))
+        script = work / "vpnc-script"
+        script.write_text(CLIENT_SCRIPT.format(logdir=work, net=TUNNEL_NET))
+        script.chmod(0o755)
+        gw_keys, cl_keys = work / "gw-keys.log", work / "client-keys.log"
+        capture = work / "capture.pcapng"
+
+        with Lab(tag=f"b{os.getpid() % 10000}") as lab:
+            say(f"{mode}: namespaces {lab.gw_ns} / {lab.client_ns}")
+            if sc.block_udp:  # as samples/lab/runner.py does for dtls-blocked
+                lab.ns_run(lab.gw_ns, ["nft", "add", "table", "inet", "acflow"])
+                lab.ns_run(lab.gw_ns, ["nft", "add", "chain", "inet", "acflow", "in",
+                                       "{ type filter hook input priority 0 ; }"])
+                lab.ns_run(lab.gw_ns, ["nft", "add", "rule", "inet", "acflow", "in", "udp", "dport", "443", "drop"])
+                ev("udp-blocked")
+            dump = lab.start(lab.client_ns, "dumpcap",
+                             ["dumpcap", "-i", lab.client_if, "-w", str(capture), "-s", "0", "-B", "64"],
+                             work / "dumpcap.log")
+            deadline = time.time() + 10
+            while not capture.exists() and time.time() < deadline:
+                time.sleep(0.1)
+            if not capture.exists():
+                raise BenchLabError("dumpcap did not start: " + "; ".join(l for _, l in dump.lines()))
+            time.sleep(0.5)
+            gw = lab.start(lab.gw_ns, "ocserv", ["ocserv", "-f", "-d", "1", "-c", str(work / "ocserv.conf")],
+                           work / "gateway.log", env=dict(os.environ, SSLKEYLOGFILE=str(gw_keys)), cwd=work)
+            if gw.wait_for("listening (TCP) on", 15) is None:
+                raise BenchLabError("ocserv did not start: " + " | ".join(l for _, l in gw.lines()[-15:]))
+            recv = lab.start(lab.gw_ns, "receiver", [sys.executable, "-c", RECEIVER, str(INNER_PORT)],
+                             work / "receiver.log")
+            if recv.wait_for("LISTENING", 10) is None:
+                raise BenchLabError("inner receiver did not start: " + " | ".join(l for _, l in recv.lines()))
+            client = lab.start(lab.client_ns, "openconnect",
+                               ["openconnect", "--protocol=anyconnect", "-v", f"--resolve={HOSTNAME}:{GW_OUTER}",
+                                f"--servercert={pki.pin_sha256}", "--os=linux-64", "-u", USER,
+                                "--passwd-on-stdin", "-s", str(script), "-i", "tun0", f"https://{HOSTNAME}/"],
+                               work / "client.log", env=dict(os.environ, SSLKEYLOGFILE=str(cl_keys)),
+                               stdin_data=(USER_PASSWORD + "\n").encode())
+            if client.wait_for("CSTP connected", 30) is None:
+                raise BenchLabError("openconnect did not connect: " + " | ".join(l for _, l in client.lines()[-15:]))
+            ev("cstp-connected")
+            if mode == "dtls":
+                if client.wait_for("Established DTLS connection", 20) is None:
+                    raise BenchLabError("DTLS did not come up: " + " | ".join(l for _, l in client.lines()[-10:]))
+                ev("dtls-established")
+            deadline = time.time() + 10
+            while not (work / "script-connect.env").exists() and time.time() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.0)
+            say(f"{mode}: tunnel up; sending {rate_mbit:g} Mbit/s of inner TCP for {duration:g} s")
+            ev("stream-start")
+            send = lab.start(lab.client_ns, "sender",
+                             [sys.executable, "-c", SENDER, TUNNEL_GW, str(INNER_PORT), str(rate_mbit * 1e6 / 8),
+                              str(duration)], work / "sender.log")
+            send.proc.wait(duration + 120)
+            recv.proc.wait(30)
+            ev("stream-done")
+            log["sender"] = _last_json(send.lines())
+            log["receiver"] = _last_json(recv.lines())
+            if mode == "dtls" and any("DTLS" in l and ("dead peer" in l or "fail" in l.lower())
+                                      for _, l in client.lines()):
+                log["warning"] = "DTLS trouble during the stream; see client.log"
+            time.sleep(0.5)
+            ev("client-sigint")
+            client.send_signal(signal.SIGINT)
+            try:
+                client.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                ev("client-did-not-exit")
+            time.sleep(1.0)
+            client.stop()
+            gw.stop(signal.SIGTERM)
+            time.sleep(0.5)
+            dump.stop(signal.SIGTERM)
+            stats = [l for _, l in dump.lines() if "received/dropped" in l]
+            log["dumpcap"] = stats[-1].strip() if stats else None
+            m = re.search(r"(\d+)/(\d+)", stats[-1]) if stats else None
+            if m:
+                log["dumpcap_received"], log["dumpcap_dropped"] = int(m.group(1)), int(m.group(2))
+        if not log.get("sender") or "sent" not in log["sender"]:
+            raise BenchLabError(f"{mode}: the inner sender did not finish: {log.get('sender')}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(capture), out_dir / "capture.pcapng")
+        keylines: list[str] = []
+        seen: set[str] = set()
+        for kf in (cl_keys, gw_keys):
+            if kf.exists():
+                for line in kf.read_text().splitlines():
+                    if line.strip() and line not in seen:
+                        seen.add(line)
+                        keylines.append(line)
+        (out_dir / "keys.log").write_text("\n".join(keylines) + "\n")
+        for f in ("client.log", "gateway.log", "ocserv.conf"):
+            if (work / f).exists():
+                shutil.copy(work / f, out_dir / f)
+        (out_dir / "session.json").write_text(json.dumps(log, indent=2) + "\n")
+        return out_dir / "capture.pcapng"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _last_json(lines: list[tuple[float, str]]) -> dict | None:
+    for _, line in reversed(lines):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None

@@ -38,5 +38,9 @@ lab: deps venv
 bench: deps venv
 	$(BIN)/python -m bench
 
+FUZZ_MINUTES ?= 10
+fuzz: deps venv
+	$(BIN)/python -m fuzz --minutes $(FUZZ_MINUTES)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

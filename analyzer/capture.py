@@ -88,7 +88,9 @@ def _pump(path, stream, chunk_size: int, compressed: bool) -> Iterator:
     damage: BaseException | None = None
     try:
         while len(head) < 4:
-            chunk = stream.read(max(chunk_size, 4))
+            # a small first read: a truncated gzip file still yields its first bytes (a large read of a
+            # damaged stream raises before returning anything)
+            chunk = stream.read(64)
             if not chunk:
                 break
             head += chunk

@@ -99,9 +99,16 @@ def describe(der: bytes) -> dict:
     except Exception as e:  # noqa: BLE001
         out["error"] = f"cannot parse certificate: {e}"
         return out
-    out["subject"] = _name(cert.subject)
-    out["issuer"] = _name(cert.issuer)
-    out["serial"] = format(cert.serial_number, "x")
+    # cryptography parses names lazily: a malformed one raises here, not at load time
+    for key, get in (("subject", lambda: cert.subject), ("issuer", lambda: cert.issuer)):
+        try:
+            out[key] = _name(get())
+        except Exception as e:  # noqa: BLE001 - hostile certificate: say so, keep going
+            out[key] = f"(unparseable {key}: {type(e).__name__})"
+    try:
+        out["serial"] = format(cert.serial_number, "x")
+    except Exception:  # noqa: BLE001
+        out["serial"] = None
     try:
         out["not_before"] = cert.not_valid_before_utc.timestamp()
         out["not_after"] = cert.not_valid_after_utc.timestamp()

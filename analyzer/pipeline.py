@@ -89,7 +89,8 @@ class Pipeline:
             ms = _unhex(req.get("X-DTLS-Master-Secret"))
             if sid is None:
                 return
-            info = DTLSKeyInfo(sid, "legacy", DTLSKeys.legacy(sid, ms) if ms else None, conn, mtu, master_secret=ms)
+            info = DTLSKeyInfo(sid, "legacy", DTLSKeys.legacy(sid, ms) if ms and len(ms) == 48 else None, conn, mtu,
+                               master_secret=ms)
         self.dtls_keys[info.session_id] = info
         port = _int(resp.get("X-DTLS-Port"))
         if port:

@@ -52,11 +52,15 @@ def _set_cookie(headers, name: str = "webvpn") -> str | None:
     return None
 
 
-def _config_auth(body: bytes):
+def _config_auth(body: bytes, refused: list | None = None):
     if not body or b"config-auth" not in body[:4096] and b"<auth" not in body[:4096]:
         return None
     ca = aggauth.parse_config_auth(body)
-    return None if isinstance(ca, aggauth.AggAuthError) else ca
+    if isinstance(ca, aggauth.AggAuthError):
+        if refused is not None:
+            refused.append(ca)
+        return None
+    return ca
 
 
 def _headers_view(headers) -> Redactable:
@@ -78,8 +82,12 @@ def _int(v) -> int | None:
 
 
 def _is_form(req) -> bool:
+    """A legacy urlencoded login POST (never an XML document that failed to parse: its text is not field names)."""
     ctype = (req.headers.get("Content-Type") or "").lower()
-    return "x-www-form-urlencoded" in ctype or (b"=" in req.body[:200] and b"<" not in req.body[:50])
+    body = req.body.lstrip()
+    if body.startswith(b"<") or "xml" in ctype:
+        return False
+    return "x-www-form-urlencoded" in ctype or b"=" in body[:200]
 
 
 def _form_fields(body: bytes) -> list[str]:
@@ -113,8 +121,12 @@ class _Conn:
                 if sc:
                     self.cookies_issued.add(sc)
             if req.method == "POST":
-                rq = _config_auth(req.body)
-                rs = _config_auth(ex.response.body) if ex.response is not None else None
+                refused: list = []
+                rq = _config_auth(req.body, refused)
+                rs = _config_auth(ex.response.body, refused) if ex.response is not None else None
+                for err in refused:  # hostile or oversized aggregate-auth XML: say so in the report
+                    c._problem("limit", f"aggregate-auth XML refused ({err.kind}): {err.message}",
+                               req.ts, req.frame)
                 if rs is not None and rs.session_token:
                     self.cookies_issued.add(rs.session_token)
                 if rq is None and _is_form(req):

@@ -292,6 +292,15 @@ class _Side:
         return line
 
 
+def _decimal(text: str) -> int | None:
+    """A Content-Length value: ASCII digits only (``str.isdigit`` also accepts '²', which ``int`` refuses), and
+    no 4300-digit conversion error — a claim beyond 2**64 is kept as 2**64 (the body bound applies anyway)."""
+    if not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 20 else 1 << 64
+
+
 def _strip_eol(line: bytes) -> bytes:
     if line.endswith(b"\n"):
         line = line[:-1]
@@ -628,8 +637,8 @@ class HTTPStream:
             return
         lengths = set(headers.tokens("content-length"))
         if lengths:
-            if len(lengths) == 1 and next(iter(lengths)).isdigit():
-                side.remaining = int(next(iter(lengths)))
+            if len(lengths) == 1 and _decimal(next(iter(lengths))) is not None:
+                side.remaining = _decimal(next(iter(lengths)))
                 if side.remaining == 0:
                     self._finish(side, events)
                 else:
@@ -637,9 +646,9 @@ class HTTPStream:
                 return
             events.append(self._error(side, f"bad Content-Length {sorted(lengths)!r}"))
             if not may_read_to_close:
-                first = headers.tokens("content-length")[0]
-                if first.isdigit() and int(first) > 0:
-                    side.remaining = int(first)
+                first = _decimal(headers.tokens("content-length")[0])
+                if first:
+                    side.remaining = first
                     side.state = _LENGTH
                     return
                 self._finish(side, events)

@@ -20,6 +20,7 @@ file is the caller's business (``analyzer/``), :func:`load_rsa_private_key` only
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -53,6 +54,8 @@ TLS13_LABELS = frozenset(
 _TRAFFIC_PREFIXES = ("CLIENT_TRAFFIC_SECRET_", "SERVER_TRAFFIC_SECRET_")
 _SECRET_LENGTHS = (32, 48, 64)  # SHA-256 / SHA-384 / SHA-512 hash lengths
 _MAX_LINE = 4096  # a key log line is < 300 characters; anything longer is garbage
+_LABEL_LIKE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")  # NSS labels: upper case, digits, underscores
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{8}")  # a label with 8 hex digits in a row may be a secret glued to a word
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,10 @@ def _parse_line(line: str, lineno: int) -> KeyLogEntry | str:
     if len(fields) != 3:
         return f"line {lineno}: expected '<LABEL> <client_random> <secret>', got {len(fields)} fields"
     if not _is_known_label(label):
-        return f"line {lineno}: unknown label {label[:40]!r}"
+        # name the label only when it looks like one: a shifted or damaged line may have a secret there
+        if _LABEL_LIKE.fullmatch(label) and not _HEX_RUN.search(label):
+            return f"line {lineno}: unknown label {label!r}"
+        return f"line {lineno}: unknown label (not shown: it is not a label and may be a secret)"
     cr = _unhex(fields[1])
     secret = _unhex(fields[2])
     if cr is None or len(cr) != 32:

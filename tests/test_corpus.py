@@ -234,7 +234,8 @@ def test_generator_is_deterministic_for_sample_derived_files(tmp_path):
         gen(c)
     for e in c.entries:
         for f in (e["file"], e.get("keylog") or ""):
-            if f and not f.startswith("samples/"):
+            # cert/: which byte makes cryptography raise depends on its version (lazy name parsing changed)
+            if f and not f.startswith(("samples/", "cert/")):
                 assert (tmp_path / f).read_bytes() == (GENERATED / f).read_bytes(), f
 
 

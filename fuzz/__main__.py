@@ -124,6 +124,9 @@ def fuzz(families, minutes: float, jobs: int, engine: str, work: Path, crashes: 
             st = _collect(work, fam)
             print(f"  {fam:9s} done: {st['inputs']} inputs, {len(st['crashes']) + len(extra[fam])} crash(es)",
                   flush=True)
+    for fam in families:  # scratch capture files of the pipeline targets
+        for p in (work / fam).glob("acflow-fuzz-*.pcapng"):
+            p.unlink()
     # summary
     total_crashes = 0
     print(f"\n{'family':10s} {'inputs':>10s} {'seconds':>8s} {'inputs/hour':>12s} {'crashes':>8s}")

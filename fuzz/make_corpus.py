@@ -444,8 +444,27 @@ def gen_cert(c: Corpus) -> None:
               rsa_key="samples/tls12-rsa/server-key.pem")
 
 
+def gen_filter(c: Corpus) -> None:
+    """Captures filtered to one protocol, as `dumpcap -f udp` or `tshark -Y tcp` would leave them."""
+    for name in ("dtls-blocked", "nat-rebinding", "baseline"):
+        _data, blocks, keylog = _sample(name)
+        for proto, num in (("udp", 17), ("tcp", 6)):
+            keep = []
+            for b in blocks:
+                if _btype(b) == 6:
+                    pkt = b[28:28 + struct.unpack_from("<I", b, 20)[0]]
+                    if len(pkt) > 23 and pkt[12:14] == b"\x08\x00" and pkt[23] != num:
+                        continue
+                keep.append(b)
+            c.add(f"filter/{name}-{proto}-only.pcapng", b"".join(keep), "report",
+                  f"the {name} sample with only its {proto.upper()} frames (a DTLS-only capture used to crash "
+                  "analyzer/sessions.py when it held two DTLS flows)" if proto == "udp" else
+                  f"the {name} sample with only its TCP frames", keylog=keylog)
+
+
 GROUPS = {"trunc": gen_trunc, "flip": gen_flip, "linktype": gen_linktype, "len": gen_len, "xml": gen_xml,
-          "keylog": gen_keylog, "notcap": gen_notcap, "format": gen_format, "cert": gen_cert}
+          "keylog": gen_keylog, "notcap": gen_notcap, "format": gen_format, "cert": gen_cert,
+          "filter": gen_filter}
 
 
 def generate(out: Path, *, big: bool = False, small: bool = True) -> list[dict]:

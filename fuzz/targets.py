@@ -10,6 +10,7 @@ Targets are deterministic: everything "random" (chunk sizes, linktype, encoding)
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import tempfile
@@ -306,13 +307,23 @@ def target_keylog(data: bytes) -> None:
 _TMP: dict = {}
 
 
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def _scratch() -> str:
     path = _TMP.get(os.getpid())
     if path is None:
-        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        base = os.environ.get("ACFLOW_FUZZ_SCRATCH_DIR")  # the fuzz workers: their work dir (cleaned by the driver)
+        if base is None and os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+            base = "/dev/shm"
         fd, path = tempfile.mkstemp(prefix="acflow-fuzz-", suffix=".pcapng", dir=base)
         os.close(fd)
         _TMP[os.getpid()] = path
+        atexit.register(_remove, path)
     return path
 
 

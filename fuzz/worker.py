@@ -211,6 +211,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGALRM, _alarm)
     work = a.work / a.family
     work.mkdir(parents=True, exist_ok=True)
+    os.environ["ACFLOW_FUZZ_SCRATCH_DIR"] = str(work)  # libFuzzer exits without running atexit handlers
     rec = Recorder(a.family, a.crashes, work / f"stats-{os.getpid()}.json", a.engine)
     rec.flush(force=True)
     import atexit

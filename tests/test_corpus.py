@@ -212,7 +212,7 @@ def test_corpus_is_small_and_complete():
     size = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
     assert size < 2_000_000, f"tests/corpus is {size} bytes"
     groups = {e["file"].split("/")[0] for e in entries}
-    assert groups >= {"trunc", "flip", "linktype", "len", "xml", "keylog", "notcap", "format"}
+    assert groups >= {"trunc", "flip", "linktype", "len", "xml", "keylog", "notcap", "format", "cert", "filter"}
 
 
 def test_generator_is_deterministic_for_sample_derived_files(tmp_path):
@@ -221,6 +221,7 @@ def test_generator_is_deterministic_for_sample_derived_files(tmp_path):
     from fuzz.make_corpus import (
         Corpus,
         gen_cert,
+        gen_filter,
         gen_flip,
         gen_format,
         gen_keylog,
@@ -230,7 +231,7 @@ def test_generator_is_deterministic_for_sample_derived_files(tmp_path):
     )
 
     c = Corpus(tmp_path)
-    for gen in (gen_trunc, gen_flip, gen_linktype, gen_format, gen_cert, gen_notcap, gen_keylog):
+    for gen in (gen_trunc, gen_flip, gen_linktype, gen_format, gen_cert, gen_notcap, gen_keylog, gen_filter):
         gen(c)
     for e in c.entries:
         for f in (e["file"], e.get("keylog") or ""):

@@ -53,10 +53,10 @@ def load_keys(keylogs, rsa_keys) -> tuple[KeyStore, dict]:
 
 
 def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sink=None,
-                  progress=None, on_pipeline=None) -> Analysis:
+                  progress=None, on_pipeline=None, fast_lanes: bool = True) -> Analysis:
     """Analyse every capture in `paths` (in the order given, as one stream of frames per file)."""
     analysis = Analysis()
-    pipe = Pipeline(keys, inner_sink=inner_sink)
+    pipe = Pipeline(keys, inner_sink=inner_sink, fast_lanes=fast_lanes)
     for path in paths:
         ci = CaptureInfo(path=str(path), keys=dict(key_info or {}))
         analysis.captures.append(ci)

@@ -7,6 +7,7 @@ inner packets). Keys arrive later from the CSTP CONNECT exchange (`set_keys`).
 from __future__ import annotations
 
 from dissectors.dtls.events import DTLSApplicationData as _AppData
+from dissectors.tls.ciphers import DecryptError
 
 from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
 
@@ -122,3 +123,94 @@ class DTLSFlow:
         self.full_handshake = bool(getattr(self.dtls, "full_handshake", False))
         if self.established_ts is None and getattr(self.dtls, "handshake_complete", False):
             self.established_ts = self.last_ts
+
+
+class DTLSLane:
+    """The fast lane of one direction of an established DTLS flow (see `Pipeline.feed`).
+
+    Takes a raw IPv4/UDP frame whose datagram is exactly one application-data record of the epoch the lane
+    was opened for, protected by the one handshake that owns that epoch, and does what the general path
+    (FlowTable → DTLSFlow → DTLSConnection → ChannelStats) would do with it, without the intermediate
+    objects. Anything else — another record type or epoch, several records, a record that does not decrypt,
+    a backlog waiting for keys — is declined (False, nothing changed) and takes the general path.
+    """
+
+    __slots__ = ("conn", "direction", "epoch", "flow", "flow_index", "hdr", "hs", "prot", "prots", "table",
+                 "table_key", "tracker", "version")
+
+    @classmethod
+    def open(cls, tracker: DTLSFlow, flow, flows, direction: str, datagram: bytes) -> DTLSLane | None:
+        conn = tracker.dtls
+        if len(datagram) < 13 or datagram[0] != 23 or conn._backlog or conn._replay_wanted:
+            return None
+        epoch = (datagram[3] << 8) | datagram[4]
+        cands = conn._epochs.get(epoch)
+        if not cands or len(cands) != 1:
+            return None
+        h = cands[0]
+        if h.protections is None or not h.ok:
+            return None
+        lane = cls()
+        lane.tracker = tracker
+        lane.conn = conn
+        lane.direction = direction
+        lane.epoch = epoch
+        lane.version = (datagram[1] << 8) | datagram[2]
+        lane.hdr = bytes(datagram[1:5])
+        lane.hs = h
+        lane.prots = h.protections
+        lane.prot = h.protections[0 if direction == "c2s" else 1]
+        lane.flow = flow
+        lane.flow_index = flow.index
+        lane.table = flows._udp
+        a, b = flow.a, flow.b
+        lane.table_key = (a[0], a[1], b[0], b[1]) if (a[0] < b[0] or (a[0] == b[0] and a[1] <= b[1])) else (
+            b[0], b[1], a[0], a[1])
+        if lane.table.get(lane.table_key) is not flow:
+            return None
+        return lane
+
+    def __call__(self, data: bytes, off: int, total: int, ts: float, frame: int) -> bool:
+        p = off + 28
+        end = off + total
+        n = end - p
+        if n < 13 or ((data[off + 24] << 8) | data[off + 25]) != total - 20 or data[p] != 23:
+            return False
+        if data[p + 1:p + 5] != self.hdr or ((data[p + 11] << 8) | data[p + 12]) != n - 13:
+            return False
+        conn = self.conn
+        h = self.hs
+        if conn._backlog or conn._replay_wanted or h.protections is not self.prots:
+            return False
+        cands = conn._epochs.get(self.epoch)
+        if cands is None or len(cands) != 1 or cands[0] is not h:
+            return False
+        try:
+            pt = self.prot.decrypt((self.epoch << 48) | int.from_bytes(data[p + 5:p + 11], "big"), 23,
+                                   self.version, data[p + 13:end])
+        except DecryptError:
+            return False
+        # what the general path leaves behind
+        fl = self.flow
+        fl.packets += 1
+        fl.last_ts = ts
+        fl.last_frame = frame
+        self.table.move_to_end(self.table_key)
+        tr = self.tracker
+        tr.last_ts = ts
+        tr.last_frame = frame
+        d = self.direction
+        tr.datagrams[d] += 1
+        tr.bytes[d] += n
+        conn.datagrams += 1
+        conn.records += 1
+        h.ok += 1
+        if tr.established_ts is None:
+            tr.established_ts = ts
+            tr.established_frame = frame
+        if pt:
+            ftype = pt[0]
+            payload = pt[1:]
+            tr.channel.add(d, ftype, len(payload), ts, frame, payload if ftype == 0 else None, tr.mtu, payload,
+                           tr.hooks.inner_packet, "dtls")
+        return True

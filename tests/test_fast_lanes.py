@@ -1,0 +1,70 @@
+"""The pipeline's fast lanes (analyzer/pipeline.py `feed`) change speed, never results.
+
+Every committed capture (lab samples, scripted-gateway cases, the hostile corpus) is analysed twice, with and
+without fast lanes: the JSON documents (with secrets shown, so that nothing is hidden by redaction) and the
+exported inner packets must be identical. The lanes must also really carry the bulk of the traffic where there
+is some, or this test would compare the general path with itself.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analyzer.analyze import analyze_paths, load_keys
+from analyzer.report.json_report import to_document
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted(p.parent for p in (ROOT / "samples").rglob("facts.json") if (p.parent / "capture.pcapng").exists())
+CORPUS = ROOT / "tests" / "corpus" / "generated"
+
+
+def _run(capture: Path, keylog: Path | None, rsa_key: Path | None, fast: bool):
+    keys, info = load_keys([keylog] if keylog and keylog.exists() else [], [rsa_key] if rsa_key else [])
+    inner: list = []
+    pipes: list = []
+    analysis = analyze_paths([capture], keys, info, inner_sink=lambda *a: inner.append(a), fast_lanes=fast,
+                             on_pipeline=pipes.append)
+    doc = to_document(analysis, version="test", show_secrets=True)
+    for c in doc.get("captures", []):
+        c.pop("analysis_seconds", None)
+    return json.dumps(doc, sort_keys=True, default=str), inner, pipes[0]
+
+
+def _rsa(d: Path) -> Path | None:
+    return d / "server-key.pem" if d.name.startswith("tls12-rsa") and (d / "server-key.pem").exists() else None
+
+
+@pytest.mark.parametrize("d", SAMPLES, ids=lambda d: str(d.relative_to(ROOT / "samples")))
+def test_fast_lanes_give_the_same_analysis(d: Path):
+    slow_doc, slow_inner, slow_pipe = _run(d / "capture.pcapng", d / "keys.log", _rsa(d), fast=False)
+    fast_doc, fast_inner, fast_pipe = _run(d / "capture.pcapng", d / "keys.log", _rsa(d), fast=True)
+    assert slow_pipe.fast_frames == 0
+    assert fast_doc == slow_doc
+    assert fast_inner == slow_inner
+    decrypted_dtls = sum(f.channel.inner["c2s"] + f.channel.inner["s2c"] for f in fast_pipe.udp.values())
+    if decrypted_dtls >= 20:  # a DTLS channel carried traffic: most of it went through a lane
+        assert fast_pipe.fast_frames >= decrypted_dtls // 2, (fast_pipe.fast_frames, decrypted_dtls)
+
+
+def _corpus_entries():
+    if not (CORPUS / "MANIFEST.json").exists():
+        return []
+    entries = json.loads((CORPUS / "MANIFEST.json").read_text())["files"]
+    return [e for e in entries if e.get("expect") != "not-a-capture"]
+
+
+@pytest.mark.parametrize("e", _corpus_entries(), ids=lambda e: e["file"])
+def test_fast_lanes_give_the_same_analysis_on_damaged_captures(e):
+    cap = CORPUS / e["file"]
+    keylog = ROOT / e["keylog"] if e.get("keylog") else None
+    rsa = ROOT / e["rsa_key"] if e.get("rsa_key") else None
+    results = []
+    for fast in (False, True):
+        try:
+            doc, inner, _ = _run(cap, keylog, rsa, fast=fast)
+            results.append((doc, inner))
+        except Exception as exc:  # noqa: BLE001 - an input error must be the same error both ways
+            results.append((type(exc).__name__, str(exc)))
+    assert results[1] == results[0]

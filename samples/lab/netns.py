@@ -2,7 +2,8 @@
 
 `Lab` is a context manager: it creates two namespaces (gateway and client) joined by a veth pair, numbered
 from 198.18.0.0/15 only, and on exit (normal, exception, Ctrl-C, SIGTERM) ends every process it started, by
-PID, and deletes the namespaces it created — and nothing else.
+PID, and deletes the namespaces it created — and nothing else. A second Ctrl-C or SIGTERM during that clean-up
+does not cut it short: it is held until the clean-up is done.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,8 +25,9 @@ class LabError(RuntimeError):
     """A lab step failed; the message says which and why."""
 
 
-def _run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+def _run(cmd: list[str], check: bool = True, detach: bool = False) -> subprocess.CompletedProcess:
+    """`detach`: run in a new session, out of reach of a Ctrl-C sent to the lab's process group (clean-up)."""
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False, start_new_session=detach)
     if check and p.returncode != 0:
         raise LabError(f"command failed ({p.returncode}): {' '.join(cmd)}: {p.stderr.strip()}")
     return p
@@ -142,10 +145,12 @@ class Lab:
         self.processes: list[StampedProcess] = []
         self._created: list[str] = []
         self._old_handlers: dict = {}
+        self._interrupted = False  # a signal has already been turned into KeyboardInterrupt
+        self._held: list[int] = []  # signals received after that, or during close()
 
     # -- context management -------------------------------------------------------------------------
     def __enter__(self) -> Lab:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
                 self._old_handlers[sig] = signal.signal(sig, self._on_signal)
             except ValueError:  # not in the main thread
@@ -161,6 +166,12 @@ class Lab:
         self.close()
 
     def _on_signal(self, signum, frame):
+        # Only the first signal interrupts the run; later ones (a second Ctrl-C, SIGTERM after SIGINT…) would
+        # otherwise break into close() and leave namespaces and processes behind. close() re-raises them.
+        if self._interrupted:
+            self._held.append(signum)
+            return
+        self._interrupted = True
         raise KeyboardInterrupt(f"signal {signum}")
 
     def _setup(self) -> None:
@@ -195,6 +206,21 @@ class Lab:
         return p
 
     def close(self) -> None:
+        self._interrupted = True  # from here on, signals are held (see _on_signal)
+        try:
+            self._cleanup()
+        finally:
+            for sig, handler in self._old_handlers.items():
+                try:
+                    signal.signal(sig, handler)
+                except (ValueError, TypeError):
+                    pass
+            self._old_handlers.clear()
+        held, self._held = self._held, []
+        if held and sys.exc_info()[1] is None:  # a signal came during a normal close: stop now
+            raise KeyboardInterrupt(f"signal {held[0]}")
+
+    def _cleanup(self) -> None:
         for p in reversed(self.processes):
             try:
                 p.stop(signal.SIGTERM, timeout=5)
@@ -203,17 +229,11 @@ class Lab:
         self.processes.clear()
         for ns in reversed(self._created):
             # kill anything still living in our namespace (only ours), then delete it
-            pids = _run(["ip", "netns", "pids", ns], check=False).stdout.split()
+            pids = _run(["ip", "netns", "pids", ns], check=False, detach=True).stdout.split()
             for pid in pids:
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except (ProcessLookupError, ValueError):
                     pass
-            _run(["ip", "netns", "delete", ns], check=False)
+            _run(["ip", "netns", "delete", ns], check=False, detach=True)
         self._created.clear()
-        for sig, handler in self._old_handlers.items():
-            try:
-                signal.signal(sig, handler)
-            except (ValueError, TypeError):
-                pass
-        self._old_handlers.clear()

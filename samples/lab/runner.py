@@ -38,6 +38,15 @@ def check_tools() -> None:
                        "iputils-ping ethtool iproute2)")
 
 
+def _check_alive(proc, what: str) -> None:
+    """Raise LabError if `proc` (a peer or dumpcap, which the lab alone ends) has exited by itself."""
+    rc = proc.proc.poll()
+    if rc is not None:
+        how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+        raise LabError(f"{what} {how} during the run; last lines: " +
+                       " | ".join(l for _, l in proc.lines()[-12:]))
+
+
 def _passwd_hash(password: str) -> str:
     return subprocess.run(["openssl", "passwd", "-6", "-salt", "acflowlab", password],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -307,6 +316,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             gw = lab.start(lab.gw_ns, "ocserv", ["ocserv", "-f", "-d", "9", "-c", str(work / "ocserv.conf")],
                            work / "gateway.log", env=env, cwd=work)
             if gw.wait_for("listening (TCP) on", 15) is None:
+                _check_alive(gw, "ocserv (gateway)")
                 raise LabError("ocserv did not start listening: " + " | ".join(l for _, l in gw.lines()[-15:]))
             act("gateway-listening")
 
@@ -362,11 +372,15 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 act("client-exited", returncode=client.proc.poll())
             else:
                 if client.wait_for("CSTP connected", 30) is None:
+                    _check_alive(gw, "ocserv (gateway)")
+                    _check_alive(client, "openconnect (client)")
                     raise LabError("openconnect did not connect: " +
                                    " | ".join(l for _, l in client.lines()[-15:]))
                 act("cstp-connected")
                 if sc.wait_dtls:
                     if client.wait_for("Established DTLS connection", 20) is None:
+                        _check_alive(gw, "ocserv (gateway)")
+                        _check_alive(client, "openconnect (client)")
                         raise LabError("DTLS did not come up: " + " | ".join(l for _, l in client.lines()[-10:]))
                     act("dtls-established")
                 else:
@@ -395,6 +409,8 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 if sc.hold:
                     say(f"[lab] {name}: holding the tunnel for {sc.hold:.0f} s")
                     time.sleep(sc.hold)
+                # a peer that died on its own (crash, kill) would leave a broken sample: fail instead
+                _check_alive(client, "openconnect (client)")
                 act("client-sigint")
                 client.send_signal(signal.SIGINT)
                 try:
@@ -403,6 +419,8 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     act("client-did-not-exit")
                 act("client-exited", returncode=client.proc.poll())
             time.sleep(1.0)
+            _check_alive(gw, "ocserv (gateway)")
+            _check_alive(dump, "dumpcap")
             client.stop()
             gw.stop(signal.SIGTERM)
             time.sleep(0.5)

@@ -12,7 +12,7 @@ from pathlib import Path
 from dissectors.keylog import KeyStore, load_rsa_private_key
 
 from . import __version__
-from .capture import CaptureError, CaptureFormatError, Secrets, read_capture
+from .capture import CaptureError, CaptureFormatError, Frame, Secrets, read_capture_batches
 from .model import Analysis, CaptureInfo
 from .pipeline import Pipeline
 from .sessions import build_sessions
@@ -59,28 +59,37 @@ def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sin
     pipe = Pipeline(keys, inner_sink=inner_sink, fast_lanes=fast_lanes)
     for path in paths:
         ci = CaptureInfo(path=str(path), keys=dict(key_info or {}))
+        frames_before = pipe.frames
         analysis.captures.append(ci)
         try:
-            events = read_capture(path)
-            for ev in events:
-                t = type(ev)
-                if t is Secrets:
-                    if ev.kind == TLS_KEYLOG_DSB:
-                        errs = keys.add_keylog_text(ev.data.decode("utf-8", "replace"))
-                        ci.keys["embedded_secrets"] = ci.keys.get("embedded_secrets", 0) + 1
-                        if errs:
-                            ci.errors.append(f"embedded key log: {len(errs)} unusable line(s)")
-                    continue
-                if t is CaptureError:
-                    ci.errors.append(f"{ev.message} (at byte {ev.offset})")
-                    continue
-                ci.frames += 1
-                if ci.first is None:
-                    ci.first = ev.ts
-                ci.last = ev.ts
-                pipe.feed(ev)
-                if progress is not None and not (ci.frames & 0x3FF):
-                    progress(ci.frames)
+            feed = pipe.feed
+            done = 0
+            for batch in read_capture_batches(path):
+                for ev in batch:
+                    t = type(ev)
+                    if t is Frame:  # the hot path
+                        feed(ev)
+                        continue
+                    if t is Secrets:
+                        if ev.kind == TLS_KEYLOG_DSB:
+                            errs = keys.add_keylog_text(ev.data.decode("utf-8", "replace"))
+                            ci.keys["embedded_secrets"] = ci.keys.get("embedded_secrets", 0) + 1
+                            if errs:
+                                ci.errors.append(f"embedded key log: {len(errs)} unusable line(s)")
+                        continue
+                    if t is CaptureError:
+                        ci.errors.append(f"{ev.message} (at byte {ev.offset})")
+                        continue
+                # per batch: what the frames of this file were
+                n = pipe.frames - done - frames_before
+                if n:
+                    if ci.first is None:
+                        ci.first = next(ev.ts for ev in batch if type(ev) is Frame)
+                    ci.frames += n
+                    done += n
+                    ci.last = pipe.last_ts
+                    if progress is not None and (ci.frames >> 10) != ((ci.frames - n) >> 10):
+                        progress(ci.frames)
         except CaptureFormatError as e:
             raise InputError(str(e)) from e
         except OSError as e:

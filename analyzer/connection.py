@@ -109,16 +109,38 @@ class ChannelStats:
                 self.disconnect = {"direction": direction, "type": name, "ts": ts, "frame": frame,
                                    "reason": cstp_mod.parse_disconnect_reason(payload)}
 
+    def data(self, direction: str, ts: float, frame: int, packet: bytes, mtu: int | None, sink=None,
+             channel: str = "cstp") -> None:
+        """`add` of one DATA frame carrying ``packet`` (the fast lanes' entry; same effect as add(…, 0, …))."""
+        last_any = self.last_any
+        last = last_any.get(direction)
+        if last is not None:
+            gap = ts - last
+            best = self.max_gap.get(direction)
+            if best is None or gap > best[0]:
+                self.max_gap[direction] = (gap, last, ts, frame)
+        else:
+            self.first_any.setdefault(direction, ts)
+        last_any[direction] = ts
+        n = len(packet)
+        c = self.frames[direction].get("DATA")
+        if c is None:
+            c = self.frames[direction]["DATA"] = [0, 0]
+        c[0] += 1
+        c[1] += n
+        self._data(direction, ts, frame, packet, mtu, sink, channel)
+
     def _data(self, direction, ts, frame, packet, mtu, sink, channel) -> None:
         self.inner[direction] += 1
-        self.first_data.setdefault(direction, (ts, frame))
+        if direction not in self.first_data:
+            self.first_data[direction] = (ts, frame)
         self.last_data[direction] = (ts, frame)
         if packet is not None:
             n = len(packet)
             self.inner_bytes[direction] += n
             # the length the IP header claims: a packet cut to the tunnel MTU by the sender shows here
             claimed = n
-            ver = packet[0] >> 4 if packet else 0
+            ver = packet[0] >> 4 if n else 0
             if ver == 4 and n >= 20:
                 claimed = (packet[2] << 8) | packet[3]
                 if packet[6] & 0x3F or packet[7]:
@@ -126,7 +148,7 @@ class ChannelStats:
             elif ver == 6 and n >= 40:
                 claimed = ((packet[4] << 8) | packet[5]) + 40
                 self.inner_v6 += 1
-            size = max(n, claimed)
+            size = n if n > claimed else claimed
             if size > self.inner_max[direction]:
                 self.inner_max[direction] = size
             if claimed > n:

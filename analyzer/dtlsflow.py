@@ -7,7 +7,13 @@ inner packets). Keys arrive later from the CSTP CONNECT exchange (`set_keys`).
 from __future__ import annotations
 
 from dissectors.dtls.events import DTLSApplicationData as _AppData
-from dissectors.tls.ciphers import DecryptError
+import struct
+
+from cryptography.exceptions import InvalidTag
+
+from dissectors.tls.ciphers import AEADExplicitNonce, DecryptError
+
+_AAD = struct.Struct("!QBHH")  # RFC 5246 §6.2.3.3 additional data, with DTLS's epoch||seq as seq_num
 
 from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
 
@@ -135,8 +141,8 @@ class DTLSLane:
     a backlog waiting for keys — is declined (False, nothing changed) and takes the general path.
     """
 
-    __slots__ = ("conn", "direction", "epoch", "flow", "flow_index", "hdr", "hs", "prot", "prots", "table",
-                 "table_key", "tracker", "version")
+    __slots__ = ("aead", "channel", "conn", "datagrams", "direction", "epoch", "flow", "flow_index", "hdr", "hs",
+                 "octets", "prot", "prots", "salt", "seq_base", "sink", "table", "table_key", "tracker", "version")
 
     @classmethod
     def open(cls, tracker: DTLSFlow, flow, flows, direction: str, datagram: bytes) -> DTLSLane | None:
@@ -159,7 +165,15 @@ class DTLSLane:
         lane.hdr = bytes(datagram[1:5])
         lane.hs = h
         lane.prots = h.protections
-        lane.prot = h.protections[0 if direction == "c2s" else 1]
+        lane.prot = prot = h.protections[0 if direction == "c2s" else 1]
+        # AES-GCM/CCM with an explicit nonce (all AnyConnect DTLS 1.2 AEAD suites): decrypted here directly
+        lane.aead = prot._aead if type(prot) is AEADExplicitNonce and prot.tag_len == 16 else None
+        lane.salt = prot._salt if lane.aead is not None else None
+        lane.seq_base = epoch << 48
+        lane.channel = tracker.channel
+        lane.sink = tracker.hooks.inner_packet
+        lane.datagrams = tracker.datagrams
+        lane.octets = tracker.bytes
         lane.flow = flow
         lane.flow_index = flow.index
         lane.table = flows._udp
@@ -174,7 +188,7 @@ class DTLSLane:
         p = off + 28
         end = off + total
         n = end - p
-        if n < 13 or ((data[off + 24] << 8) | data[off + 25]) != total - 20 or data[p] != 23:
+        if n < 37 or ((data[off + 24] << 8) | data[off + 25]) != total - 20 or data[p] != 23:
             return False
         if data[p + 1:p + 5] != self.hdr or ((data[p + 11] << 8) | data[p + 12]) != n - 13:
             return False
@@ -185,11 +199,20 @@ class DTLSLane:
         cands = conn._epochs.get(self.epoch)
         if cands is None or len(cands) != 1 or cands[0] is not h:
             return False
-        try:
-            pt = self.prot.decrypt((self.epoch << 48) | int.from_bytes(data[p + 5:p + 11], "big"), 23,
-                                   self.version, data[p + 13:end])
-        except DecryptError:
-            return False
+        seq64 = self.seq_base | int.from_bytes(data[p + 5:p + 11], "big")
+        aead = self.aead
+        if aead is not None:
+            # RFC 5288 §3: nonce = salt(4) || explicit nonce(8); the tag is the last 16 bytes
+            try:
+                pt = aead.decrypt(self.salt + data[p + 13:p + 21], memoryview(data)[p + 21:end],
+                                  _AAD.pack(seq64, 23, self.version, n - 37))
+            except InvalidTag:
+                return False
+        else:
+            try:
+                pt = self.prot.decrypt(seq64, 23, self.version, data[p + 13:end])
+            except DecryptError:
+                return False
         # what the general path leaves behind
         fl = self.flow
         fl.packets += 1
@@ -200,8 +223,8 @@ class DTLSLane:
         tr.last_ts = ts
         tr.last_frame = frame
         d = self.direction
-        tr.datagrams[d] += 1
-        tr.bytes[d] += n
+        self.datagrams[d] += 1
+        self.octets[d] += n
         conn.datagrams += 1
         conn.records += 1
         h.ok += 1
@@ -209,8 +232,9 @@ class DTLSLane:
             tr.established_ts = ts
             tr.established_frame = frame
         if pt:
-            ftype = pt[0]
-            payload = pt[1:]
-            tr.channel.add(d, ftype, len(payload), ts, frame, payload if ftype == 0 else None, tr.mtu, payload,
-                           tr.hooks.inner_packet, "dtls")
+            if pt[0] == 0:
+                self.channel.data(d, ts, frame, pt[1:], tr.mtu, self.sink, "dtls")
+            else:
+                payload = pt[1:]
+                self.channel.add(d, pt[0], len(payload), ts, frame, None, tr.mtu, payload, self.sink, "dtls")
         return True

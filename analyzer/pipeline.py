@@ -125,23 +125,30 @@ class Pipeline:
             # (having changed nothing) whenever the frame is anything else, and the general path below runs.
             data = fr.data
             lt = fr.linktype
-            if lt == 1:
-                off = 14 if data[12:14] == b"\x08\x00" else -1
-            elif lt == 113:
-                off = 16 if data[14:16] == b"\x08\x00" else -1
-            elif lt == 276:
-                off = 20 if data[0:2] == b"\x08\x00" else -1
-            elif lt == 101 or lt == 228 or lt == 12 or lt == 14:
+            n = len(data)
+            if n < 40:
+                off = -1
+            elif lt == 1:  # Ethernet (the common case), EtherType IPv4
+                off = 14 if data[12] == 8 and data[13] == 0 else -1
+            elif lt == 113:  # Linux cooked (SLL)
+                off = 16 if data[14] == 8 and data[15] == 0 else -1
+            elif lt == 276:  # SLL2
+                off = 20 if data[0] == 8 and data[1] == 0 else -1
+            elif lt == 101 or lt == 228 or lt == 12 or lt == 14:  # raw IP / raw IPv4
                 off = 0
             else:
                 off = -1
             # IPv4 without options, not a fragment, not cut by the snaplen
-            if off >= 0 and len(data) >= off + 40 and data[off] == 0x45 and not (data[off + 6] & 0x3F or data[off + 7]):
+            if off >= 0 and n >= off + 40 and data[off] == 0x45 and not (data[off + 6] & 0x3F or data[off + 7]):
                 total = (data[off + 2] << 8) | data[off + 3]
-                if 28 <= total <= len(data) - off:
+                if 28 <= total <= n - off:
                     proto = data[off + 9]
-                    lane = (self.fast_udp if proto == 17 else self.fast_tcp if proto == 6 else _NO_LANES).get(
-                        data[off + 12:off + 24])
+                    if proto == 17:
+                        lane = self.fast_udp.get(data[off + 12:off + 24])
+                    elif proto == 6:
+                        lane = self.fast_tcp.get(data[off + 12:off + 24])
+                    else:
+                        lane = None
                     if lane is not None and lane(data, off, total, ts, fr.number):
                         self.fast_frames += 1
                         return

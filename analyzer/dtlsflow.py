@@ -13,9 +13,11 @@ from cryptography.exceptions import InvalidTag
 
 from dissectors.tls.ciphers import AEADExplicitNonce, DecryptError
 
-_AAD = struct.Struct("!QBHH")  # RFC 5246 §6.2.3.3 additional data, with DTLS's epoch||seq as seq_num
-
 from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
+
+_AAD = struct.Struct("!QBHH")  # RFC 5246 §6.2.3.3 additional data, with DTLS's epoch||seq as seq_num
+# UDP length (after the ports, checksum skipped), then the DTLS record header: type, version, epoch, seq, length
+_UDP_DTLS = struct.Struct("!H2xBHHHIH")
 
 DTLS_VERSIONS = {0x0100: "DTLS 0x0100", 0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2"}
 
@@ -186,31 +188,31 @@ class DTLSLane:
 
     def __call__(self, data: bytes, off: int, total: int, ts: float, frame: int) -> bool:
         p = off + 28
-        end = off + total
-        n = end - p
-        if n < 37 or ((data[off + 24] << 8) | data[off + 25]) != total - 20 or data[p] != 23:
+        n = total - 28  # the datagram's length
+        if n < 37:
             return False
-        if data[p + 1:p + 5] != self.hdr or ((data[p + 11] << 8) | data[p + 12]) != n - 13:
+        ulen, ct, version, epoch, seq_hi, seq_lo, length = _UDP_DTLS.unpack_from(data, off + 24)
+        if (ct != 23 or epoch != self.epoch or version != self.version or length != n - 13 or ulen != n + 8):
             return False
         conn = self.conn
         h = self.hs
         if conn._backlog or conn._replay_wanted or h.protections is not self.prots:
             return False
-        cands = conn._epochs.get(self.epoch)
+        cands = conn._epochs.get(epoch)
         if cands is None or len(cands) != 1 or cands[0] is not h:
             return False
-        seq64 = self.seq_base | int.from_bytes(data[p + 5:p + 11], "big")
+        seq64 = self.seq_base | (seq_hi << 32) | seq_lo
         aead = self.aead
         if aead is not None:
             # RFC 5288 §3: nonce = salt(4) || explicit nonce(8); the tag is the last 16 bytes
             try:
-                pt = aead.decrypt(self.salt + data[p + 13:p + 21], memoryview(data)[p + 21:end],
-                                  _AAD.pack(seq64, 23, self.version, n - 37))
+                pt = aead.decrypt(self.salt + data[p + 13:p + 21], memoryview(data)[p + 21:off + total],
+                                  _AAD.pack(seq64, 23, version, n - 37))
             except InvalidTag:
                 return False
         else:
             try:
-                pt = self.prot.decrypt(seq64, 23, self.version, data[p + 13:end])
+                pt = self.prot.decrypt(seq64, 23, version, data[p + 13:off + total])
             except DecryptError:
                 return False
         # what the general path leaves behind

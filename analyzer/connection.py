@@ -285,6 +285,7 @@ class TCPConnection:
         self.tunnel_mtu: int | None = None
         self.connect_exchange: Exchange | None = None
         self.first_app_ts: float | None = None
+        self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _problem(self, kind: str, message: str, ts: float, frame: int) -> None:

@@ -17,6 +17,7 @@ from dissectors import tcp as tcp_mod
 
 from .connection import TCPConnection
 from .dtlsflow import DTLSFlow, DTLSLane, looks_like_dtls
+from .tcplane import TCPLane
 
 PSK_LABEL = b"EXPORTER-openconnect-psk"
 
@@ -219,6 +220,21 @@ class Pipeline:
         if conn.is_tls is False:
             return
         conn.on_flow_event(ev)
+        if t is tcp_mod.StreamData and self.fast_lanes and conn.lane_flow is not flow and conn.http.tunnel:
+            self._offer_tcp_lane(flow, conn)
+
+    def _offer_tcp_lane(self, flow, conn: TCPConnection) -> None:
+        """Open the fast lanes of both directions of a TCP connection once it carries a CSTP tunnel."""
+        c, s = flow.client, flow.server
+        for direction, (a, b) in (("c2s", (c, s)), ("s2c", (s, c))):
+            key = _raw_key(a[0], a[1], b[0], b[1])
+            if key is None:
+                return
+            lane = TCPLane.open(flow, conn, self.flows, direction, self.inner_packet)
+            if lane is None:
+                return
+            self.fast_tcp[key] = lane
+        conn.lane_flow = flow
 
     def _offer_dtls_lane(self, tracker: DTLSFlow, flow, ev) -> None:
         """Open (or refresh) the fast lane of this datagram's direction once the flow decrypts."""

@@ -1,0 +1,209 @@
+"""The TCP fast lane (analyzer/tcplane.py): it carries the CSTP tunnel's bulk, declines what it does not mirror,
+and never changes a result.
+
+The damaged variants are built from the dtls-blocked sample (whose VPN traffic all goes through CSTP): a
+retransmitted, reordered, lost, FIN-carrying, option-carrying or corrupted tunnel segment in the middle of the
+bulk. Each is analysed with and without fast lanes; the JSON documents and exported inner packets must match.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from analyzer import tcplane
+from analyzer.analyze import analyze_paths, load_keys
+from analyzer.capture import read_capture
+from analyzer.report.json_report import to_document
+from dissectors.pcapfile import Frame
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "dtls-blocked"
+BENCH = ROOT / "bench" / "cache" / "cstp"
+
+
+def _run(capture: Path, keylog: Path, fast: bool):
+    keys, info = load_keys([keylog], [])
+    inner: list = []
+    pipes: list = []
+    analysis = analyze_paths([capture], keys, info, inner_sink=lambda *a: inner.append(a), fast_lanes=fast,
+                             on_pipeline=pipes.append)
+    doc = to_document(analysis, version="test", show_secrets=True)
+    for c in doc.get("captures", []):
+        c.pop("analysis_seconds", None)
+    return json.dumps(doc, sort_keys=True, default=str), inner, pipes[0]
+
+
+def _cstp_data_frames(pipe) -> int:
+    return sum(c.tunnel.frames[d].get("DATA", [0])[0] for c in pipe.tcp.values() if c.tunnel for d in ("c2s", "s2c"))
+
+
+def _lane_frames(monkeypatch, capture: Path, keylog: Path) -> tuple[list[int], object]:
+    """Frame numbers the TCP lanes took (returned True for)."""
+    taken: list[int] = []
+    orig = tcplane.TCPLane.__call__
+
+    def spy(self, data, off, total, ts, frame):
+        ok = orig(self, data, off, total, ts, frame)
+        if ok:
+            taken.append(frame)
+        return ok
+
+    monkeypatch.setattr(tcplane.TCPLane, "__call__", spy)
+    _doc, _inner, pipe = _run(capture, keylog, fast=True)
+    monkeypatch.setattr(tcplane.TCPLane, "__call__", orig)
+    return taken, pipe
+
+
+@pytest.mark.skipif(not (SAMPLE / "capture.pcapng").exists(), reason="no dtls-blocked sample")
+def test_tcp_lane_carries_the_cstp_bulk_of_the_dtls_blocked_sample(monkeypatch):
+    taken, pipe = _lane_frames(monkeypatch, SAMPLE / "capture.pcapng", SAMPLE / "keys.log")
+    data = _cstp_data_frames(pipe)
+    assert data >= 20
+    assert len(taken) >= data // 2, (len(taken), data)
+
+
+@pytest.mark.skipif(not (BENCH / "capture.pcapng").exists(), reason="bench CSTP capture not built")
+def test_tcp_lane_carries_the_cstp_bulk_of_the_bench_capture():
+    _doc, _inner, pipe = _run(BENCH / "capture.pcapng", BENCH / "keys.log", fast=True)
+    data = _cstp_data_frames(pipe)
+    assert data > 10000
+    assert pipe.fast_frames >= data, (pipe.fast_frames, data)  # two segments per record, plus ACKs
+
+
+# -- damaged variants ----------------------------------------------------------------------------------------
+
+
+def _frames(capture: Path) -> list[Frame]:
+    return [f for f in read_capture(capture) if isinstance(f, Frame)]
+
+
+def _write_pcap(path: Path, frames: list[Frame]) -> None:
+    lt = frames[0].linktype
+    assert all(f.linktype == lt for f in frames)
+    out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, lt)]
+    for f in frames:
+        sec = int(f.ts)
+        nsec = min(round((f.ts - sec) * 1e9), 999_999_999)
+        out.append(struct.pack("<IIII", sec, nsec, len(f.data), len(f.data)))
+        out.append(bytes(f.data))
+    path.write_bytes(b"".join(out))
+
+
+def _ip_off(f: Frame) -> int:
+    return {1: 14, 113: 16, 276: 20}.get(f.linktype, 0)
+
+
+def _tcp_payload_len(f: Frame) -> int:
+    off = _ip_off(f)
+    d = f.data
+    total = (d[off + 2] << 8) | d[off + 3]
+    return total - 20 - ((d[off + 32] >> 4) << 2)
+
+
+def _with(f: Frame, data: bytes) -> Frame:
+    return Frame(f.number, f.ts, f.linktype, data, len(data), f.interface)
+
+
+def _set_flags(f: Frame, flags: int) -> Frame:
+    d = bytearray(f.data)
+    d[_ip_off(f) + 33] = flags
+    return _with(f, bytes(d))
+
+
+def _add_options(f: Frame) -> Frame:
+    """Insert 12 bytes of TCP options (NOP, NOP, timestamps) after the fixed header."""
+    off = _ip_off(f)
+    d = bytearray(f.data)
+    total = (d[off + 2] << 8) | d[off + 3]
+    tcp = off + 20
+    hl = (d[tcp + 12] >> 4) << 2
+    opts = b"\x01\x01\x08\x0a" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x02"
+    d[tcp + hl:tcp + hl] = opts
+    d[tcp + 12] = (((hl + 12) >> 2) << 4) | (d[tcp + 12] & 0x0F)
+    struct.pack_into("!H", d, off + 2, total + 12)
+    return _with(f, bytes(d))
+
+
+def _corrupt(f: Frame) -> Frame:
+    d = bytearray(f.data)
+    d[-5] ^= 0xFF
+    return _with(f, bytes(d))
+
+
+def _variants(frames: list[Frame], k: int, j: int) -> dict[str, list[Frame]]:
+    """Damaged copies around data segment k (j: the next data segment in the same direction)."""
+    fr = frames
+    return {
+        "retransmitted": fr[:k + 1] + [fr[k]] + fr[k + 1:],
+        "reordered": fr[:k] + [fr[j]] + fr[k + 1:j] + [fr[k]] + fr[j + 1:],
+        "lost": fr[:k] + fr[k + 1:],
+        "fin": fr[:k] + [_set_flags(fr[k], 0x19)] + fr[k + 1:],
+        "rst": fr[:k] + [_set_flags(fr[k], 0x14)] + fr[k + 1:],
+        "urgent": fr[:k] + [_set_flags(fr[k], 0x30)] + fr[k + 1:],
+        "options": fr[:k] + [_add_options(fr[k])] + fr[k + 1:],
+        "corrupted": fr[:k] + [_corrupt(fr[k])] + fr[k + 1:],
+        "corrupted-both": fr[:k] + [_corrupt(fr[k]), _corrupt(fr[k + 1])] + fr[k + 2:],
+    }
+
+
+@pytest.fixture(scope="module")
+def lane_taken_data_segment(tmp_path_factory):
+    if not (SAMPLE / "capture.pcapng").exists():
+        pytest.skip("no dtls-blocked sample")
+    mp = pytest.MonkeyPatch()
+    try:
+        taken, _pipe = _lane_frames(mp, SAMPLE / "capture.pcapng", SAMPLE / "keys.log")
+    finally:
+        mp.undo()
+    frames = _frames(SAMPLE / "capture.pcapng")
+    by_number = {f.number: i for i, f in enumerate(frames)}
+    data_taken = [by_number[n] for n in taken if _tcp_payload_len(frames[by_number[n]]) > 0]
+    assert len(data_taken) >= 10
+    k = data_taken[len(data_taken) // 2]
+    key = _key(frames[k])
+    j = next(i for i in range(k + 1, len(frames)) if _key(frames[i]) == key and _tcp_payload_len(frames[i]) > 0)
+    return frames, k, j
+
+
+def _key(f: Frame) -> bytes:
+    off = _ip_off(f)
+    return bytes(f.data[off + 12:off + 24])
+
+
+@pytest.mark.parametrize("name", ["retransmitted", "reordered", "lost", "fin", "rst", "urgent", "options",
+                                  "corrupted", "corrupted-both"])
+def test_tcp_lane_gives_the_same_analysis_on_damaged_tunnel_segments(name, lane_taken_data_segment, tmp_path):
+    frames, k, j = lane_taken_data_segment
+    cap = tmp_path / f"{name}.pcap"
+    _write_pcap(cap, _variants(frames, k, j)[name])
+    slow_doc, slow_inner, slow_pipe = _run(cap, SAMPLE / "keys.log", fast=False)
+    fast_doc, fast_inner, fast_pipe = _run(cap, SAMPLE / "keys.log", fast=True)
+    assert slow_pipe.fast_frames == 0
+    assert fast_pipe.fast_frames > 0
+    assert fast_doc == slow_doc
+    assert fast_inner == slow_inner
+
+
+def test_tcp_lane_declines_what_it_does_not_mirror(monkeypatch, lane_taken_data_segment, tmp_path):
+    """A retransmitted copy, a FIN and a segment ahead of the expected sequence number take the general path."""
+    frames, k, j = lane_taken_data_segment
+    declined: list[int] = []
+    orig = tcplane.TCPLane.__call__
+
+    def spy(self, data, off, total, ts, frame):
+        ok = orig(self, data, off, total, ts, frame)
+        if not ok:
+            declined.append(frame)
+        return ok
+
+    monkeypatch.setattr(tcplane.TCPLane, "__call__", spy)
+    # frames are numbered by their position in the written file (1-based)
+    for name, expect in (("retransmitted", k + 2), ("fin", k + 1), ("reordered", k + 1)):
+        declined.clear()
+        cap = tmp_path / f"{name}.pcap"
+        _write_pcap(cap, _variants(frames, k, j)[name])
+        _run(cap, SAMPLE / "keys.log", fast=True)
+        assert expect in declined, (name, expect, declined[:20])

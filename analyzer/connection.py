@@ -128,44 +128,7 @@ class ChannelStats:
             c = self.frames[direction]["DATA"] = [0, 0]
         c[0] += 1
         c[1] += n
-        # _data, inlined (the DTLS lane's per-record path)
-        self.inner[direction] += 1
-        if direction not in self.first_data:
-            self.first_data[direction] = (ts, frame)
-        self.last_data[direction] = (ts, frame)
-        self.inner_bytes[direction] += n
-        claimed = n
-        ver = packet[0] >> 4 if n else 0
-        if ver == 4 and n >= 20:
-            claimed = (packet[2] << 8) | packet[3]
-            if packet[6] & 0x3F or packet[7]:
-                self.fragments += 1
-        elif ver == 6 and n >= 40:
-            claimed = ((packet[4] << 8) | packet[5]) + 40
-            self.inner_v6 += 1
-        size = n if n > claimed else claimed
-        if size > self.inner_max[direction]:
-            self.inner_max[direction] = size
-        if claimed > n:
-            self.truncated_total += 1
-        if mtu and size > mtu:
-            self.oversize_total += 1
-            if len(self.oversize) < MAX_SAMPLES:
-                df = bool(ver == 6 or (n > 6 and packet[6] & 0x40))
-                self.oversize.append({"direction": direction, "ts": ts, "frame": frame, "length": size,
-                                      "carried": n, "df": df})
-        sec = int(ts)
-        b = self._bucket.get(direction)
-        if b is not None and b[0] == sec:
-            b[1] += n
-            b[2] += 1
-        else:
-            b = [sec, n, 1]
-            self._bucket[direction] = b
-            if len(self.timeline) < 20000:
-                self.timeline.append((direction, b))
-        if sink is not None:
-            sink(channel, direction, ts, frame, packet)
+        self._data(direction, ts, frame, packet, mtu, sink, channel)
 
     def _data(self, direction, ts, frame, packet, mtu, sink, channel) -> None:
         self.inner[direction] += 1

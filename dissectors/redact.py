@@ -148,7 +148,9 @@ def redact_xml(xml: bytes | str, secret_fields: Iterable[str] = (), *, keep_decl
     root = safe_parse(xml, max_bytes)
     if isinstance(root, AggAuthError):
         return _regex_redact(text, extra)
-    for el in root.iter():
+    # a snapshot: removing the children of a secret element while iterating the live tree would end the
+    # iteration there and leave later secrets in place (found by the fuzzer)
+    for el in list(root.iter()):
         name = _local(el.tag)
         if not name:
             continue

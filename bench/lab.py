@@ -142,20 +142,9 @@ def make_capture(mode: str, out_dir: Path, *, duration: float, rate_mbit: float)
         with Lab(tag=f"b{os.getpid() % 10000}") as lab:
             say(f"{mode}: namespaces {lab.gw_ns} / {lab.client_ns}")
             if sc.block_udp:  # as samples/lab/runner.py does for dtls-blocked
-                lab.ns_run(lab.gw_ns, ["nft", "add", "table", "inet", "acflow"])
-                lab.ns_run(lab.gw_ns, ["nft", "add", "chain", "inet", "acflow", "in",
-                                       "{ type filter hook input priority 0 ; }"])
-                lab.ns_run(lab.gw_ns, ["nft", "add", "rule", "inet", "acflow", "in", "udp", "dport", "443", "drop"])
+                lab.block_udp_443()
                 ev("udp-blocked")
-            dump = lab.start(lab.client_ns, "dumpcap",
-                             ["dumpcap", "-i", lab.client_if, "-w", str(capture), "-s", "0", "-B", "64"],
-                             work / "dumpcap.log")
-            deadline = time.time() + 10
-            while not capture.exists() and time.time() < deadline:
-                time.sleep(0.1)
-            if not capture.exists():
-                raise BenchLabError("dumpcap did not start: " + "; ".join(l for _, l in dump.lines()))
-            time.sleep(0.5)
+            dump = lab.start_capture(capture, work / "dumpcap.log", extra=("-B", "64"))
             gw = lab.start(lab.gw_ns, "ocserv", ["ocserv", "-f", "-d", "1", "-c", str(work / "ocserv.conf")],
                            work / "gateway.log", env=dict(os.environ, SSLKEYLOGFILE=str(gw_keys)), cwd=work)
             if gw.wait_for("listening (TCP) on", 15) is None:

@@ -923,15 +923,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
 
         with Lab() as lab:
             say(f"[scripted] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
-            dump = lab.start(lab.client_ns, "dumpcap",
-                             ["dumpcap", "-q", "-i", lab.client_if, "-w", str(capture), "-s", "0"],
-                             work / "dumpcap.log")
-            deadline = time.time() + 10
-            while not capture.exists() and time.time() < deadline:
-                time.sleep(0.1)
-            if not capture.exists():
-                raise LabError("dumpcap did not start capturing: " + "; ".join(l for _, l in dump.lines()))
-            time.sleep(0.5)
+            dump = lab.start_capture(capture, work / "dumpcap.log")
             if case.dtls_server:
                 ds = case.dtls_server
                 dargv = ["gnutls-serv", "--udp", "--port", str(ds["port"]), "--x509certfile", str(pki.server_cert),

@@ -205,6 +205,25 @@ class Lab:
         self.processes.append(p)
         return p
 
+    def block_udp_443(self) -> None:
+        """Drop UDP to port 443 in the gateway namespace (DTLS blocked; the tunnel stays on CSTP)."""
+        self.ns_run(self.gw_ns, ["nft", "add", "table", "inet", "acflow"])
+        self.ns_run(self.gw_ns, ["nft", "add", "chain", "inet", "acflow", "in",
+                                 "{ type filter hook input priority 0 ; }"])
+        self.ns_run(self.gw_ns, ["nft", "add", "rule", "inet", "acflow", "in", "udp", "dport", "443", "drop"])
+
+    def start_capture(self, capture: Path, log_path: Path, extra: tuple[str, ...] = ("-q",)) -> StampedProcess:
+        """dumpcap on the client's veth into ``capture``; returns once it writes (LabError if it does not)."""
+        dump = self.start(self.client_ns, "dumpcap",
+                          ["dumpcap", *extra, "-i", self.client_if, "-w", str(capture), "-s", "0"], log_path)
+        deadline = time.time() + 10
+        while not capture.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        if not capture.exists():
+            raise LabError("dumpcap did not start capturing: " + "; ".join(line for _, line in dump.lines()))
+        time.sleep(0.5)
+        return dump
+
     def close(self) -> None:
         self._interrupted = True  # from here on, signals are held (see _on_signal)
         try:

@@ -298,20 +298,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 lab.ns_run(lab.client_ns, ["sysctl", "-q", "-w", f"{key}={value}"])
                 act("client-sysctl", key=key, value=value)
             if sc.block_udp:
-                lab.ns_run(lab.gw_ns, ["nft", "add", "table", "inet", "acflow"])
-                lab.ns_run(lab.gw_ns, ["nft", "add", "chain", "inet", "acflow", "in",
-                                       "{ type filter hook input priority 0 ; }"])
-                lab.ns_run(lab.gw_ns, ["nft", "add", "rule", "inet", "acflow", "in", "udp", "dport", "443", "drop"])
+                lab.block_udp_443()
                 act("udp-blocked")
-            dump = lab.start(lab.client_ns, "dumpcap",
-                             ["dumpcap", "-q", "-i", lab.client_if, "-w", str(capture), "-s", "0"],
-                             work / "dumpcap.log")
-            deadline = time.time() + 10
-            while not capture.exists() and time.time() < deadline:
-                time.sleep(0.1)
-            if not capture.exists():
-                raise LabError("dumpcap did not start capturing: " + "; ".join(l for _, l in dump.lines()))
-            time.sleep(0.5)
+            dump = lab.start_capture(capture, work / "dumpcap.log")
             env = dict(os.environ, SSLKEYLOGFILE=str(gw_keys))
             gw = lab.start(lab.gw_ns, "ocserv", ["ocserv", "-f", "-d", "9", "-c", str(work / "ocserv.conf")],
                            work / "gateway.log", env=env, cwd=work)

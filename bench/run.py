@@ -423,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
                 startup = {"capture": "samples/baseline/capture.pcapng", "frames": base["frames"],
                            "acflow": base["acflow"]["runs"][0], "tshark": base["tshark"]["runs"][0]}
             problems = check_scaling(results)
+            floor = None
+            dtls_in = next((i for i in inputs if i["mode"] == "dtls"), None)
+            if dtls_in is not None and not args.quick:
+                from .floor import measure as measure_floor
+
+                floor = measure_floor(dtls_in["files"][min(dtls_in["files"])]["path"], args.rounds)
             profile = None
             if not args.no_profile:
                 target = next((i for i in inputs if i["mode"] == args.profile_mode), inputs[0])
@@ -472,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         "problems": problems,
         "warnings": warnings,
         "profile": profile,
+        "floor": floor,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(doc, indent=2) + "\n")
@@ -493,6 +500,11 @@ def main(argv: list[str] | None = None) -> int:
               + (f", ratio {m['ratio_cpu']:.2f}" if m["ratio_cpu"] else ""))
     print(f"start-up (61-frame sample): acflow {startup['acflow']['cpu_s']:.2f} s cpu / {startup['acflow']['wall_s']:.2f} s, "
           f"tshark {startup['tshark']['cpu_s']:.2f} s cpu / {startup['tshark']['wall_s']:.2f} s")
+    if floor:
+        d1 = next(r for r in results if r["mode"] == "dtls" and r["size"] == 1)
+        print(f"floor (bench/floor.py: pcapng walk + lookup + one AES-GCM decryption per record + start-up, no "
+              f"analysis) on the DTLS 1× capture: {floor['floor_s']:.2f} s cpu = "
+              f"{floor['floor_s'] / d1['tshark']['cpu_s']:.2f} × tshark")
     for p in problems:
         print(f"PROBLEM: {p}")
     for w in warnings:

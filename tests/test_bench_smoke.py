@@ -107,3 +107,21 @@ def test_scaled_copies_are_new_flows_with_valid_checksums(tmp_path):
             flows[copy].add(sport if src == bytes([198, 18, 0, 2]) else dport)
     assert flows[1] == {map_port(p, 1, info["port_stride"]) for p in flows[0]}
     assert not (flows[0] & flows[1]) and not (flows[1] & flows[2]) and not (flows[0] & flows[2])
+
+
+def test_floor_loop_walks_every_frame_and_decrypts():
+    """bench/floor.py (the least any analyzer must spend) walks every frame and really decrypts the records."""
+    from bench.floor import _blocks, _sealed_records, measure
+
+    cap = SAMPLES / "baseline" / "capture.pcapng"
+    data = cap.read_bytes()
+    records = _sealed_records(data)
+    assert len(records) > 2  # the baseline sample has DTLS records of several lengths
+    assert _blocks(data, True, records) == 61
+    broken = {k: (v if k == "aead" else (v[0], bytes([v[1][0] ^ 1]) + v[1][1:])) for k, v in records.items()}
+    from cryptography.exceptions import InvalidTag
+
+    with pytest.raises(InvalidTag):
+        _blocks(data, True, broken)
+    r = measure(cap, rounds=1)
+    assert r["frames"] == 61 and r["floor_s"] >= r["walk_lookup_decrypt_s"] >= 0

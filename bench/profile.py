@@ -48,35 +48,55 @@ def run_stages(capture: Path, keylog: Path) -> dict:
 
 
 def format_stages(stages: dict, frames: int, full_cpu: float | None) -> tuple[str, list[dict]]:
-    """Per-layer CPU time (differences of the cumulative passes), as text and as rows."""
-    names = [("imports", "imports (what `acflow analyze` loads)"),
-             ("read", "read capture (pcapng blocks → Frame)"), ("decode", "decode headers (→ Packet)"),
-             ("flows", "flows: TCP reassembly / UDP flows"),
-             ("pipeline", "pipeline dispatch + trackers: TLS/DTLS decryption, HTTP, CSTP, channel stats"),
-             ("analyze", "reading loop, sessions, rules, JSON report")]
-    rows, prev = [], 0.0
-    for key, what in names:
-        st = stages.get(key) or {}
-        if "cpu_s" not in st:
-            rows.append({"stage": key, "what": what, "error": st.get("error", "not measured")})
-            continue
-        own = st["cpu_s"] if key == "imports" else max(st["cpu_s"] - prev, 0.0)
-        if key != "imports":
-            prev = st["cpu_s"]
-        rows.append({"stage": key, "what": what, "cpu_s": round(own, 3),
-                     "us_per_frame": round(1e6 * own / max(frames, 1), 2)})
-    total = sum(r.get("cpu_s", 0.0) for r in rows) or 1e-12
-    lines = []
-    for r in rows:
-        if "error" in r:
-            lines.append(f"  {'':>6}  {'':>9}  {'':>9}  {r['what']}: {r['error']}")
-        else:
-            r["share"] = round(r["cpu_s"] / total, 4)
-            lines.append(f"  {100 * r['share']:5.1f}%  {r['cpu_s']:7.2f} s  {r['us_per_frame']:6.1f} µs  {r['what']}")
-    lines.append(f"  {'':>6}  {total:7.2f} s  {1e6 * total / max(frames, 1):6.1f} µs  in all"
-                 + (f" (the timed `acflow analyze` runs: median {full_cpu:.2f} s CPU, incl. interpreter start-up)"
-                    if full_cpu is not None else ""))
-    return "\n".join(lines) + "\n", rows
+    """Per-layer CPU time (differences of the cumulative passes), as text and as rows: what `acflow analyze`
+    spends, then the general path's layers (what every frame would cost without the fast lanes)."""
+    main = [("imports", "imports (what `acflow analyze` loads)"),
+            ("read", "read capture (pcapng blocks → Frame)"),
+            ("pipeline", "pipeline: fast lanes + the general path for the other frames"),
+            ("analyze", "reading loop, sessions, rules, JSON report")]
+    general = [("read", "read capture"), ("decode", "decode headers (→ Packet)"),
+               ("flows", "flows: TCP reassembly / UDP flows"),
+               ("pipeline_general", "trackers: TLS/DTLS decryption, HTTP, CSTP, channel stats")]
+
+    def rows_of(names):
+        rows, prev = [], 0.0
+        for key, what in names:
+            st = stages.get(key) or {}
+            if "cpu_s" not in st:
+                rows.append({"stage": key, "what": what, "error": st.get("error", "not measured")})
+                continue
+            own = st["cpu_s"] if key == "imports" else max(st["cpu_s"] - prev, 0.0)
+            if key != "imports":
+                prev = st["cpu_s"]
+            rows.append({"stage": key, "what": what, "cpu_s": round(own, 3),
+                         "us_per_frame": round(1e6 * own / max(frames, 1), 2)})
+        return rows
+
+    def text_of(rows, tail):
+        total = sum(r.get("cpu_s", 0.0) for r in rows) or 1e-12
+        lines = []
+        for r in rows:
+            if "error" in r:
+                lines.append(f"  {'':>6}  {'':>9}  {'':>9}  {r['what']}: {r['error']}")
+            else:
+                r["share"] = round(r["cpu_s"] / total, 4)
+                lines.append(f"  {100 * r['share']:5.1f}%  {r['cpu_s']:7.2f} s  {r['us_per_frame']:6.1f} µs  "
+                             f"{r['what']}")
+        lines.append(f"  {'':>6}  {total:7.2f} s  {1e6 * total / max(frames, 1):6.1f} µs  {tail}")
+        return lines
+
+    rows = rows_of(main)
+    lines = text_of(rows, "in all" + (f" (the timed `acflow analyze` runs: median {full_cpu:.2f} s CPU, incl. "
+                                      "interpreter start-up)" if full_cpu is not None else ""))
+    fast = (stages.get("pipeline") or {}).get("fast_frames")
+    if fast is not None:
+        lines.append(f"  fast lanes took {fast} of {frames} frames ({100 * fast / max(frames, 1):.1f} %)")
+    grows = rows_of(general)
+    lines.append("  the general path's layers (every frame, fast lanes off):")
+    lines += text_of(grows, "in all, without fast lanes (imports and report not included)")
+    for r in grows:
+        r["stage"] = "general:" + r["stage"]
+    return "\n".join(lines) + "\n", rows + grows
 
 
 def module_of(filename: str, funcname: str) -> str:

@@ -4,11 +4,16 @@
 (time.process_time) of
 
   read      the capture reader alone (analyzer.capture.read_capture: pcapng blocks → Frame objects)
-  decode    + dissectors.packet.decode of every frame (Ethernet/IP/TCP/UDP headers → Packet)
-  flows     + dissectors.tcp.FlowTable (TCP reassembly, UDP flows → StreamData/Datagram events)
-  pipeline  + everything analyzer.pipeline.Pipeline does (TLS/DTLS decryption, HTTP, CSTP, channel statistics)
+  pipeline  + everything analyzer.pipeline.Pipeline does: fast lanes for the frames of established tunnels,
+            the general path for the rest (`fast_frames`: how many frames the lanes took)
   analyze   what `acflow analyze --format json` does after start-up (analyzer.analyze.run_analyze): the
             pipeline + the reading loop around it, sessions, rules, the JSON report
+
+and the general path's layers, as every frame would take them without fast lanes:
+
+  decode            read + dissectors.packet.decode of every frame (Ethernet/IP/TCP/UDP headers → Packet)
+  flows             + dissectors.tcp.FlowTable (TCP reassembly, UDP flows → StreamData/Datagram events)
+  pipeline_general  + the trackers (TLS/DTLS decryption, HTTP, CSTP, channel statistics): Pipeline(fast_lanes=False)
 
 each a separate pass over the same (cached) file (the best of two), so a layer's own cost is the difference to
 the one before;
@@ -77,13 +82,19 @@ def measure_stages(capture: Path, keylog: Path) -> dict:
         n += len(table.flush())
         return n
 
-    def pipeline():
+    lanes = {}
+
+    def pipeline(fast: bool = True):
         keys, _info = load_keys([keylog], [])
-        pipe = Pipeline(keys)
+        pipe = Pipeline(keys, fast_lanes=fast)
         for fr in frames():
             pipe.feed(fr)
         pipe.finish()
+        lanes["fast_frames"] = pipe.fast_frames
         return pipe.frames
+
+    def pipeline_general():
+        return pipeline(fast=False)
 
     def analyze():
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,9 +104,11 @@ def measure_stages(capture: Path, keylog: Path) -> dict:
             raise RuntimeError(f"run_analyze returned {rc}")
         return 1
 
-    for name, fn in (("read", read), ("decode", decode), ("flows", flows), ("pipeline", pipeline),
-                     ("analyze", analyze)):
+    for name, fn in (("read", read), ("pipeline", pipeline), ("decode", decode), ("flows", flows),
+                     ("pipeline_general", pipeline_general), ("analyze", analyze)):
         out[name] = _timed(fn)
+        if name == "pipeline" and "cpu_s" in out[name]:
+            out[name]["fast_frames"] = lanes.get("fast_frames")
     return out
 
 

@@ -54,7 +54,8 @@ def test_quick_bench_writes_table_and_results(tshark, tmp_path, capsys):
 
     assert doc["profile"]["top_functions"] and doc["profile"]["by_module"]
     stages = {row["stage"]: row for row in doc["profile"]["stages"]}
-    assert set(stages) == {"imports", "read", "decode", "flows", "pipeline", "analyze"}
+    assert set(stages) == {"imports", "read", "pipeline", "analyze", "general:read", "general:decode", "general:flows",
+                           "general:pipeline_general"}
     assert all("cpu_s" in row for row in stages.values()), stages  # every layer ran (interfaces unchanged)
     text = profile.read_text()
     assert "CPU time per layer" in text and "self time by module" in text and "functions by self time" in text

@@ -343,15 +343,20 @@ def pipeline_on_bytes(capture: bytes, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(capture)
     writer = InnerPcapWriter(os.devnull)
+    pipes: list = []
     try:
         try:
-            analysis = analyze_paths([path], fresh_keys(), {"keylog_files": ["fuzz"]}, inner_sink=writer.write)
+            analysis = analyze_paths([path], fresh_keys(), {"keylog_files": ["fuzz"]}, inner_sink=writer.write,
+                                     on_pipeline=pipes.append)
         except InputError:
             return  # not a capture at all: the documented exit 4
     finally:
         writer.close()
     if not isinstance(analysis, Analysis):
         raise Bug(f"analyze_paths returned {type(analysis).__name__}")
+    if pipes and pipes[0].fast_frames:
+        # fast lanes took frames: the general path alone must come to the same analysis (docs/architecture.md)
+        _same_without_lanes(path, analysis)
     for f in [f for s in analysis.sessions for f in s.findings] + analysis.findings:
         if f.id == "ACFLOW_RULE_ERROR":
             raise Bug(f"a rule crashed: {f.message}")
@@ -364,6 +369,19 @@ def pipeline_on_bytes(capture: bytes, data: bytes) -> None:
         out = render(analysis, fmt, version="fuzz", verbose=True, show_secrets=show)
         if not isinstance(out, str):
             raise Bug(f"{fmt} renderer returned {type(out).__name__}")
+
+
+def _same_without_lanes(path: str, analysis) -> None:
+    import json
+
+    from analyzer.analyze import analyze_paths
+    from analyzer.report.json_report import to_document
+
+    slow = analyze_paths([path], fresh_keys(), {"keylog_files": ["fuzz"]}, fast_lanes=False)
+    a, b = (json.dumps(to_document(x, version="fuzz", show_secrets=True), sort_keys=True, default=str)
+            for x in (analysis, slow))
+    if a != b:
+        raise Bug("the analysis with fast lanes differs from the general path's")
 
 
 def target_tls_inner(data: bytes) -> None:

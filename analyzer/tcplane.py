@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import struct
 
+from cryptography.exceptions import InvalidTag
+
 from dissectors.cstp import CSTP_MAGIC
 from dissectors.tls.ciphers import AEADExplicitNonce, AEADXorNonce, DecryptError, TLS13Protection
 
@@ -42,8 +44,8 @@ def _table_key(a: tuple, b: tuple) -> tuple:
 class TCPLane:
     """One direction ("c2s" / "s2c") of one TCP connection in CSTP tunnel mode."""
 
-    __slots__ = ("conn", "direction", "flow_index", "flows", "h", "hside", "http", "o", "reader", "sink", "st",
-                 "table", "table_key", "tls", "td")
+    __slots__ = ("aead", "conn", "direction", "flow_index", "flows", "h", "hside", "http", "iv", "max_len", "o",
+                 "reader", "sink", "st", "table", "table_key", "td", "tls", "tls_gen")
 
     @classmethod
     def open(cls, st, conn, flows, direction: str, sink) -> TCPLane | None:
@@ -69,17 +71,18 @@ class TCPLane:
         lane.http = conn.http
         lane.hside = conn.http._sides[direction]
         lane.sink = sink
+        lane.tls_gen = -1
+        lane.aead = None
         return lane
 
     def __call__(self, data, off: int, total: int, ts: float, frame: int) -> bool:
-        l4 = off + 20
-        seq, ack, doffb, flags = _TCP.unpack_from(data, l4 + 4)
-        if flags != 0x10 and flags != 0x18:
+        seq, ack, doffb, flags = _TCP.unpack_from(data, off + 24)
+        if flags != 0x18 and flags != 0x10:
             return False
-        doff = (doffb >> 4) << 2
-        if doff < 20 or doff > total - 20:
+        hl = (doffb >> 4) << 2
+        plen = total - 20 - hl
+        if hl < 20 or plen < 0:
             return False
-        st = self.st
         h = self.h
         if h.closed or h.fin is not None or h.buf or h.isn is None:
             return False
@@ -88,10 +91,10 @@ class TCPLane:
             d = (ack - o.isn - o.next) & _M32
             if d and d < _HALF:  # acknowledges bytes never seen: the general path declares a gap
                 return False
-        plen = total - 20 - doff
         nxt = h.next
         if plen and (seq - h.isn - nxt) & _M32:
             return False  # not the next in-order segment
+        st = self.st
         table = self.table
         key = self.table_key
         if table.get(key) is not st:
@@ -104,9 +107,10 @@ class TCPLane:
         self.flows.last_flow = st
         if not plen:
             return True
-        payload = data[l4 + doff:off + total]
         h.next = nxt + plen
         h.bytes += plen
+        p = off + 20 + hl
+        payload = data[p:p + plen]
         # -- TCPConnection.on_flow_event(StreamData) --------------------------------------------------------
         conn = self.conn
         direction = self.direction
@@ -114,91 +118,133 @@ class TCPLane:
         conn.last_ts = ts
         conn.last_frame = frame
         # -- TLS record layer ------------------------------------------------------------------------------
-        td = self.td
-        rd = self.reader
-        cipher = td.cipher
-        if (not rd.synced or rd._candidate is not None or rd._off or cipher is None or td.dead or td.seq_lost
-                or td.early or td.zlib is not None or td.switch is not None or not td.decrypting
-                or td.ok_epoch != td.epoch or not td.encrypted or type(cipher) not in _STATELESS):
+        if self.tls.gen != self.tls_gen and not self._tls_simple():
             self._tls_general(payload, ts, frame)
             return True
+        rd = self.reader
         buf = rd._buf
         pending = len(buf)
         buf += payload
         n = len(buf)
-        pos = 0
-        rseq = td.seq
-        tls13 = td.tls13
-        max_len = rd.max_len
-        plains = []
-        while n - pos >= 5:
-            ct, ver, ln = _TLS_HDR.unpack_from(buf, pos)
-            if ct != 23 or (ver >> 8) != 3 or ln > max_len:
-                del buf[pending:]
-                self._tls_general(payload, ts, frame)
-                return True
-            end = pos + 5 + ln
-            if end > n:
-                break
-            try:
-                if tls13:
-                    ict, pt = cipher.decrypt(rseq, bytes(buf[pos:pos + 5]), buf[pos + 5:end])
-                    if ict != 23:
-                        raise DecryptError("not application data")
-                else:
-                    pt = cipher.decrypt(rseq, 23, ver, buf[pos + 5:end])
-            except DecryptError:
-                del buf[pending:]
-                self._tls_general(payload, ts, frame)
-                return True
-            plains.append((pos, 5 + ln, pt))
-            rseq += 1
-            pos = end
-        # commit the record layer: RecordReader.feed / next / _compact and TLSConnection._note_record / _decrypt
-        base = rd._base
-        rd._frames.append((base + n, frame))
-        if not plains:
+        if n < 5:
+            rd._frames.append((rd._base + n, frame))
             return True
+        ct, ver, ln = _TLS_HDR.unpack_from(buf, 0)
+        if ct != 23 or (ver >> 8) != 3 or ln > self.max_len:
+            del buf[pending:]
+            self._tls_general(payload, ts, frame)
+            return True
+        end = 5 + ln
+        if end > n:  # the record continues in a later segment (RecordReader.feed; next() waits)
+            rd._frames.append((rd._base + n, frame))
+            return True
+        # whole records: decrypt them all before changing anything (a failure hands the segment to the TLS code)
+        td = self.td
+        rseq = td.seq
+        pos = 0
+        plains = []
+        if self.aead is not None:  # TLS 1.3: nonce = iv ^ seq, the record header is the AAD
+            aead = self.aead
+            iv = self.iv
+            while True:
+                try:
+                    inner = aead.decrypt((iv ^ rseq).to_bytes(12, "big"), buf[pos + 5:end], buf[pos:pos + 5])
+                except InvalidTag:
+                    inner = None
+                size = len(inner) - 1 if inner else -1
+                if size >= 0 and inner[size] == 0:  # padding (RFC 8446 §5.4)
+                    size = len(inner.rstrip(b"\x00")) - 1
+                if size < 0 or inner[size] != 23:
+                    del buf[pending:]
+                    self._tls_general(payload, ts, frame)
+                    return True
+                plains.append((inner, size, end - pos))
+                rseq += 1
+                pos = end
+                if n - pos < 5:
+                    break
+                ct, ver, ln = _TLS_HDR.unpack_from(buf, pos)
+                if ct != 23 or (ver >> 8) != 3 or ln > self.max_len:
+                    del buf[pending:]
+                    self._tls_general(payload, ts, frame)
+                    return True
+                end = pos + 5 + ln
+                if end > n:
+                    break
+        else:  # TLS 1.2 AEAD
+            cipher = td.cipher
+            while True:
+                try:
+                    pt = cipher.decrypt(rseq, 23, ver, buf[pos + 5:end])
+                except DecryptError:
+                    del buf[pending:]
+                    self._tls_general(payload, ts, frame)
+                    return True
+                plains.append((pt, len(pt), end - pos))
+                rseq += 1
+                pos = end
+                if n - pos < 5:
+                    break
+                ct, ver, ln = _TLS_HDR.unpack_from(buf, pos)
+                if ct != 23 or (ver >> 8) != 3 or ln > self.max_len:
+                    del buf[pending:]
+                    self._tls_general(payload, ts, frame)
+                    return True
+                end = pos + 5 + ln
+                if end > n:
+                    break
+        # commit: RecordReader.feed / next / _compact, TLSConnection._note_record / _decrypt
+        base = rd._base
+        frames = rd._frames
+        frames.append((base + n, frame))
         records = td.records
         avg = td.avg_wire
-        for p, wire, _pt in plains:
+        for _pt, _size, wire in plains:
             records += 1
             avg = wire if records == 1 else avg + (wire - avg) / 16.0
-        td.last_end = base + p + wire
+        td.last_end = base + pos
         td.records = records
         td.avg_wire = avg
         td.seq = rseq
-        rd._off = pos
-        rd._compact()
+        if pos == n:
+            buf.clear()
+        else:
+            del buf[:pos]
+        base += pos
+        rd._base = base
+        i = 0
+        last = len(frames) - 1
+        while i < last and frames[i][0] <= base:
+            i += 1
+        if i:
+            del frames[:i]
         # -- TCPConnection._on_tls(ApplicationData) → HTTP (tunnel) → CSTP → ChannelStats ---------------------
+        http = self.http
         hside = self.hside
-        for _p, _w, pt in plains:
-            if not pt:
+        for inner, size, _wire in plains:
+            if not size:
                 continue
             conn.app_records[direction] += 1
-            conn.app_bytes[direction] += len(pt)
+            conn.app_bytes[direction] += size
             if conn.first_app_ts is None:
                 conn.first_app_ts = ts
             if conn.handshake_done_ts is None:
                 conn.handshake_done_ts = ts
-            if type(pt) is not bytes:
-                pt = bytes(pt)
-            framer = self.http._framer
+            framer = http._framer
             if hside.state != _TUNNEL or framer is None:
-                for hev in self.http.feed(direction, pt, ts, frame):
+                for hev in http.feed(direction, inner[:size], ts, frame):
                     conn._on_http(hev)
                 continue
             hside.last_ts = ts
             hside.last_frame = frame
             fst = framer._dirs[direction]
-            size = len(pt)
-            if fst.closed or fst.buf or fst.resyncing or size < 8 or pt[:4] != CSTP_MAGIC:
-                for fev in framer.feed(direction, pt, ts, frame):
+            if size < 8 or fst.closed or fst.buf or fst.resyncing or inner[:4] != CSTP_MAGIC:
+                for fev in framer.feed(direction, inner[:size], ts, frame):
                     conn._on_http(fev)
                 continue
-            length, ptype, reserved = _CSTP_HDR.unpack_from(pt, 4)
+            length, ptype, reserved = _CSTP_HDR.unpack_from(inner, 4)
             if length + 8 != size or reserved or ptype == 8:
-                for fev in framer.feed(direction, pt, ts, frame):
+                for fev in framer.feed(direction, inner[:size], ts, frame):
                     conn._on_http(fev)
                 continue
             # CSTPFramer.feed / _drain / consume for exactly one whole frame on an empty buffer
@@ -206,15 +252,36 @@ class TCPLane:
             fst.last_frame = frame
             start = fst.offset
             fst.offset = start + size
-            marks = fst.marks
-            marks.clear()
-            marks.append((start, ts, frame))
-            body = pt[8:]
+            fst.marks = [(start, ts, frame)]
+            body = inner[8:size]
             stats = conn.tunnel
             if stats is None:
                 stats = conn.tunnel = ChannelStats()
-            stats.add(direction, ptype, length, ts, frame, body if ptype == 0 else None, conn.tunnel_mtu, body,
-                      self.sink, "cstp")
+            if ptype == 0:
+                stats.data(direction, ts, frame, body, conn.tunnel_mtu, self.sink, "cstp")
+            else:
+                stats.add(direction, ptype, length, ts, frame, None, conn.tunnel_mtu, body, self.sink, "cstp")
+        return True
+
+    def _tls_simple(self) -> bool:
+        """Is this direction's TLS read state one the lane mirrors (application data of the current key, in
+        sync, already decrypting, AEAD)? Remembered until the TLS code runs again."""
+        td = self.td
+        rd = self.reader
+        cipher = td.cipher
+        if (not rd.synced or rd._candidate is not None or rd._off or cipher is None or td.dead or td.seq_lost
+                or td.early or td.zlib is not None or td.switch is not None or not td.decrypting
+                or td.ok_epoch != td.epoch or not td.encrypted or type(cipher) not in _STATELESS):
+            return False
+        if td.tls13 != (type(cipher) is TLS13Protection):
+            return False
+        if td.tls13:
+            self.aead = cipher._aead
+            self.iv = cipher._iv
+        else:
+            self.aead = None
+        self.max_len = rd.max_len
+        self.tls_gen = self.tls.gen
         return True
 
     def _tls_general(self, payload: bytes, ts: float, frame: int) -> None:

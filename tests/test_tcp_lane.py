@@ -133,9 +133,69 @@ def _corrupt(f: Frame) -> Frame:
     return _with(f, bytes(d))
 
 
+def _split(f: Frame, cuts: list[int]) -> list[Frame]:
+    """The segment cut into pieces at these payload offsets (sequence numbers and IP lengths adjusted)."""
+    off = _ip_off(f)
+    d = f.data
+    tcp = off + 20
+    hl = (d[tcp + 12] >> 4) << 2
+    total = (d[off + 2] << 8) | d[off + 3]
+    head, payload = d[:tcp + hl], d[tcp + hl:off + total]
+    seq = struct.unpack_from("!I", d, tcp + 4)[0]
+    out = []
+    bounds = [0, *cuts, len(payload)]
+    for a, b in zip(bounds, bounds[1:]):
+        h = bytearray(head)
+        struct.pack_into("!H", h, off + 2, 20 + hl + b - a)
+        struct.pack_into("!I", h, tcp + 4, (seq + a) & 0xFFFFFFFF)
+        out.append(_with(f, bytes(h) + payload[a:b]))
+    return out
+
+
+def _merge(f: Frame, g: Frame) -> Frame:
+    """One segment carrying the payloads of f and of g (the next segment of the same direction)."""
+    off = _ip_off(f)
+    d, e = f.data, g.data
+    tcp = off + 20
+    hl, hl2 = (d[tcp + 12] >> 4) << 2, (e[tcp + 12] >> 4) << 2
+    total, total2 = (d[off + 2] << 8) | d[off + 3], (e[off + 2] << 8) | e[off + 3]
+    assert struct.unpack_from("!I", e, tcp + 4)[0] == (struct.unpack_from("!I", d, tcp + 4)[0] + total - 20 - hl) & 0xFFFFFFFF
+    h = bytearray(d[:tcp + hl])
+    struct.pack_into("!H", h, off + 2, total + total2 - 20 - hl2)
+    return _with(f, bytes(h) + d[tcp + hl:off + total] + e[tcp + hl2:off + total2])
+
+
+def _bad_header(f: Frame) -> Frame:
+    d = bytearray(f.data)
+    off = _ip_off(f)
+    d[off + 20 + ((d[off + 32] >> 4) << 2)] = 0x99  # the first payload byte: a record header's content type
+    return _with(f, bytes(d))
+
+
+def _syn(f: Frame) -> Frame:
+    """A SYN on the same 4-tuple with another initial sequence number: a new connection replaces the old one."""
+    off = _ip_off(f)
+    d = bytearray(f.data)
+    hl = (d[off + 32] >> 4) << 2
+    del d[off + 20 + hl:]
+    struct.pack_into("!H", d, off + 2, 20 + hl)
+    struct.pack_into("!I", d, off + 24, struct.unpack_from("!I", d, off + 24)[0] ^ 0x55555555)
+    d[off + 33] = 0x02
+    return _with(f, bytes(d))
+
+
+def _data_offset(f: Frame, words: int) -> Frame:
+    d = bytearray(f.data)
+    off = _ip_off(f)
+    d[off + 32] = (words << 4) | (d[off + 32] & 0x0F)
+    return _with(f, bytes(d))
+
+
 def _variants(frames: list[Frame], k: int, j: int) -> dict[str, list[Frame]]:
     """Damaged copies around data segment k (j: the next data segment in the same direction)."""
     fr = frames
+    n = _tcp_payload_len(fr[k])
+    merged = _merge(fr[k], fr[j])
     return {
         "retransmitted": fr[:k + 1] + [fr[k]] + fr[k + 1:],
         "reordered": fr[:k] + [fr[j]] + fr[k + 1:j] + [fr[k]] + fr[j + 1:],
@@ -146,26 +206,59 @@ def _variants(frames: list[Frame], k: int, j: int) -> dict[str, list[Frame]]:
         "options": fr[:k] + [_add_options(fr[k])] + fr[k + 1:],
         "corrupted": fr[:k] + [_corrupt(fr[k])] + fr[k + 1:],
         "corrupted-both": fr[:k] + [_corrupt(fr[k]), _corrupt(fr[k + 1])] + fr[k + 2:],
+        "bad-header": fr[:k] + [_bad_header(fr[k])] + fr[k + 1:],
+        "bad-data-offset": fr[:k] + [_data_offset(fr[k], 4)] + fr[k + 1:],
+        "long-data-offset": fr[:k] + [_data_offset(fr[k], 15)] + fr[k + 1:],
+        "new-connection": fr[:k] + [_syn(fr[k])] + fr[k:],
+        # the same bytes, other segment boundaries: record headers cut, several records in one segment
+        "split-header": fr[:k] + _split(fr[k], [2, 4]) + fr[k + 1:],
+        "split-small": fr[:k] + _split(fr[k], [1, 5, 9, 40]) + fr[k + 1:],
+        "merged": fr[:k] + [merged] + fr[k + 1:j] + fr[j + 1:],
+        "merged-split": fr[:k] + _split(merged, [3]) + fr[k + 1:j] + fr[j + 1:],
+        "merged-cut": fr[:k] + _split(merged, [n + 3]) + fr[k + 1:j] + fr[j + 1:],
+        "merged-cut-later": fr[:k] + _split(merged, [n + 7]) + fr[k + 1:j] + fr[j + 1:],
+        "merged-bad-second": fr[:k] + [_merge(fr[k], _bad_header(fr[j]))] + fr[k + 1:j] + fr[j + 1:],
+        "merged-corrupt-second": fr[:k] + [_merge(fr[k], _corrupt(fr[j]))] + fr[k + 1:j] + fr[j + 1:],
     }
 
 
-@pytest.fixture(scope="module")
-def lane_taken_data_segment(tmp_path_factory):
-    if not (SAMPLE / "capture.pcapng").exists():
-        pytest.skip("no dtls-blocked sample")
+VARIANT_NAMES = ["retransmitted", "reordered", "lost", "fin", "rst", "urgent", "options", "corrupted",
+                 "corrupted-both", "bad-header", "bad-data-offset", "long-data-offset", "new-connection", "split-header", "split-small", "merged", "merged-split",
+                 "merged-cut", "merged-cut-later", "merged-bad-second", "merged-corrupt-second"]
+# a TLS 1.3 tunnel (AES-256-GCM) and a TLS 1.2 one (AES-GCM, explicit nonce)
+LANE_SAMPLES = ["dtls-blocked", "client-cert-request"]
+
+
+def _segment_choice(name: str):
+    d = ROOT / "samples" / name
+    if not (d / "capture.pcapng").exists():
+        pytest.skip(f"no {name} sample")
     mp = pytest.MonkeyPatch()
     try:
-        taken, _pipe = _lane_frames(mp, SAMPLE / "capture.pcapng", SAMPLE / "keys.log")
+        taken, _pipe = _lane_frames(mp, d / "capture.pcapng", d / "keys.log")
     finally:
         mp.undo()
-    frames = _frames(SAMPLE / "capture.pcapng")
+    frames = _frames(d / "capture.pcapng")
     by_number = {f.number: i for i, f in enumerate(frames)}
     data_taken = [by_number[n] for n in taken if _tcp_payload_len(frames[by_number[n]]) > 0]
-    assert len(data_taken) >= 10
-    k = data_taken[len(data_taken) // 2]
-    key = _key(frames[k])
-    j = next(i for i in range(k + 1, len(frames)) if _key(frames[i]) == key and _tcp_payload_len(frames[i]) > 0)
-    return frames, k, j
+    # a lane-taken data segment followed by another data segment in the same direction
+    for k in data_taken[len(data_taken) // 2:] + data_taken[:len(data_taken) // 2]:
+        key = _key(frames[k])
+        j = next((i for i in range(k + 1, len(frames))
+                  if _key(frames[i]) == key and _tcp_payload_len(frames[i]) > 0), None)
+        if j is not None:
+            return d, frames, k, j
+    pytest.fail(f"{name}: no lane-taken data segment followed by another")
+
+
+_CHOICES: dict = {}
+
+
+@pytest.fixture(params=LANE_SAMPLES)
+def lane_taken_data_segment(request):
+    if request.param not in _CHOICES:
+        _CHOICES[request.param] = _segment_choice(request.param)
+    return _CHOICES[request.param]
 
 
 def _key(f: Frame) -> bytes:
@@ -173,14 +266,15 @@ def _key(f: Frame) -> bytes:
     return bytes(f.data[off + 12:off + 24])
 
 
-@pytest.mark.parametrize("name", ["retransmitted", "reordered", "lost", "fin", "rst", "urgent", "options",
-                                  "corrupted", "corrupted-both"])
+@pytest.mark.parametrize("name", VARIANT_NAMES)
 def test_tcp_lane_gives_the_same_analysis_on_damaged_tunnel_segments(name, lane_taken_data_segment, tmp_path):
-    frames, k, j = lane_taken_data_segment
+    d, frames, k, j = lane_taken_data_segment
     cap = tmp_path / f"{name}.pcap"
-    _write_pcap(cap, _variants(frames, k, j)[name])
-    slow_doc, slow_inner, slow_pipe = _run(cap, SAMPLE / "keys.log", fast=False)
-    fast_doc, fast_inner, fast_pipe = _run(cap, SAMPLE / "keys.log", fast=True)
+    variants = _variants(frames, k, j)
+    assert set(variants) == set(VARIANT_NAMES)
+    _write_pcap(cap, variants[name])
+    slow_doc, slow_inner, slow_pipe = _run(cap, d / "keys.log", fast=False)
+    fast_doc, fast_inner, fast_pipe = _run(cap, d / "keys.log", fast=True)
     assert slow_pipe.fast_frames == 0
     assert fast_pipe.fast_frames > 0
     assert fast_doc == slow_doc
@@ -189,7 +283,7 @@ def test_tcp_lane_gives_the_same_analysis_on_damaged_tunnel_segments(name, lane_
 
 def test_tcp_lane_declines_what_it_does_not_mirror(monkeypatch, lane_taken_data_segment, tmp_path):
     """A retransmitted copy, a FIN and a segment ahead of the expected sequence number take the general path."""
-    frames, k, j = lane_taken_data_segment
+    d, frames, k, j = lane_taken_data_segment
     declined: list[int] = []
     orig = tcplane.TCPLane.__call__
 
@@ -205,5 +299,5 @@ def test_tcp_lane_declines_what_it_does_not_mirror(monkeypatch, lane_taken_data_
         declined.clear()
         cap = tmp_path / f"{name}.pcap"
         _write_pcap(cap, _variants(frames, k, j)[name])
-        _run(cap, SAMPLE / "keys.log", fast=True)
+        _run(cap, d / "keys.log", fast=True)
         assert expect in declined, (name, expect, declined[:20])

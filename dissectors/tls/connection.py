@@ -204,6 +204,7 @@ class TLSConnection:
         self._cke_seen = False
         self._enc_pms: bytes | None = None
         self._pending_tickets: list[bytes] = []
+        self.gen = 0  # bumped by every feed/gap/close: a fast path may rely on state it checked at the same gen
 
     # --- public API -----------------------------------------------------------------------------
     @property
@@ -220,6 +221,7 @@ class TLSConnection:
         return {name: d.decrypting for name, d in self._d.items()}
 
     def feed(self, direction: str, data, ts: float = 0.0, frame: int = 0) -> list:
+        self.gen += 1
         d = self._d.get(direction)
         if d is None:
             return [RecordError(str(direction), f"unknown direction {direction!r}", ts, frame)]
@@ -237,6 +239,7 @@ class TLSConnection:
     def gap(self, direction: str, length: int | None = None, ts: float = 0.0, frame: int = 0) -> list:
         """The caller lost ``length`` bytes (None: unknown) of this direction before the next ``feed``.
         Returns events (currently always empty; problems surface on the following records)."""
+        self.gen += 1
         d = self._d.get(direction)
         if d is None:
             return [RecordError(str(direction), f"unknown direction {direction!r}", ts, frame)]
@@ -250,6 +253,7 @@ class TLSConnection:
 
     def close(self, ts: float = 0.0, frame: int = 0) -> list:
         """End of both streams: report data left inside an incomplete record or handshake message."""
+        self.gen += 1
         out: list = []
         for d in self._d.values():
             pending = d.reader.pending_record()

@@ -294,3 +294,33 @@ def test_gateway_exiting_at_start_fails_clearly_and_cleans_up(lab_run, decoys):
     assert "/nonexistent/acflow-no-such-cert.pem" in err, run.output()  # …with its own reason, from its log
     assert "dumpcap" in {c for c, _ in run.seen.values()}, "the lab did not get as far as starting its capture"
     run.assert_clean(decoys)
+
+
+def test_sigterm_before_the_namespaces_exist_cleans_up(lab_run, decoys):
+    """SIGTERM while the run prepares its work directory (PKI, configuration), before any namespace: exit 130 and
+    the work directory removed (the lab's Lab context is not active yet)."""
+    run = lab_run()
+    deadline = time.time() + UP_TIMEOUT
+    while time.time() < deadline and run.proc.poll() is None:
+        if any(run.tmpdir.glob("acflow-lab-baseline-*")):
+            break
+        time.sleep(0.002)
+    else:
+        pytest.fail(f"the lab never created its work directory: {run.output()}")
+    early = not run.namespaces_left()
+    os.kill(run.proc.pid, signal.SIGTERM)
+    rc = run.wait_exit()
+    assert rc == INTERRUPTED, run.output()
+    assert "Traceback" not in run.stderr(), run.output()
+    assert "interrupted; namespaces and processes cleaned up" in run.stderr()
+    assert not run.namespaces_left()
+    deadline = time.time() + GONE_TIMEOUT
+    while run.processes_left() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not run.processes_left()
+    assert not any(run.tmpdir.iterdir()), f"lab left its work dir: {list(run.tmpdir.iterdir())}"
+    assert not (run.out / "baseline").exists()
+    names, sleeper = decoys
+    assert set(names) <= _netns() and sleeper.poll() is None
+    if not early:
+        pytest.skip("the signal came after the namespaces existed (covered by the other tests); timing of this run")

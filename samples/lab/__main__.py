@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -49,17 +50,28 @@ def run(names: list[str], out: Path, *, list_only: bool = False, keep_work: bool
         return 1
     from .runner import run_scenario  # after the root check: needs lxml, cryptography
 
+    # SIGTERM / SIGHUP end a run as Ctrl-C does, also outside the Lab context (while the work directory is
+    # prepared, or the outputs written): the clean-up in run_scenario's finally blocks then runs too
+    old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     failed = []
-    for name in names:
-        try:
-            run_scenario(name, out, keep_work=keep_work)
-        except LabError as e:
-            print(f"[lab] {name}: FAILED: {e}", file=sys.stderr)
-            failed.append(name)
-        except KeyboardInterrupt:
-            print(f"[lab] {name}: interrupted; namespaces and processes cleaned up", file=sys.stderr)
-            return 130
+    try:
+        for name in names:
+            try:
+                run_scenario(name, out, keep_work=keep_work)
+            except LabError as e:
+                print(f"[lab] {name}: FAILED: {e}", file=sys.stderr)
+                failed.append(name)
+            except KeyboardInterrupt:
+                print(f"[lab] {name}: interrupted; namespaces and processes cleaned up", file=sys.stderr)
+                return 130
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     return 1 if failed else 0
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

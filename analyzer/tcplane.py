@@ -44,8 +44,8 @@ def _table_key(a: tuple, b: tuple) -> tuple:
 class TCPLane:
     """One direction ("c2s" / "s2c") of one TCP connection in CSTP tunnel mode."""
 
-    __slots__ = ("aead", "conn", "direction", "flow_index", "flows", "h", "hside", "http", "iv", "max_len", "o",
-                 "reader", "sink", "st", "table", "table_key", "td", "tls", "tls_gen")
+    __slots__ = ("_pos", "aead", "conn", "direction", "flow_index", "flows", "h", "hside", "http", "iv", "max_len",
+                 "o", "reader", "sink", "st", "table", "table_key", "td", "tls", "tls_gen")
 
     @classmethod
     def open(cls, st, conn, flows, direction: str, sink) -> TCPLane | None:
@@ -73,6 +73,9 @@ class TCPLane:
         lane.sink = sink
         lane.tls_gen = -1
         lane.aead = None
+        lane.iv = 0
+        lane.max_len = 0
+        lane._pos = 0
         return lane
 
     def __call__(self, data, off: int, total: int, ts: float, frame: int) -> bool:
@@ -95,15 +98,13 @@ class TCPLane:
         if plen and (seq - h.isn - nxt) & _M32:
             return False  # not the next in-order segment
         st = self.st
-        table = self.table
-        key = self.table_key
-        if table.get(key) is not st:
-            return False  # the tuple was reused by a new connection
+        if st.retired:
+            return False  # evicted, or the tuple was reused by a new connection
         # -- TCP: what TCPStream.feed / FlowTable.feed leave behind --------------------------------------------
         st.last_ts = ts
         st.last_frame = frame
         st.packets += 1
-        table.move_to_end(key)
+        self.table.move_to_end(self.table_key)
         self.flows.last_flow = st
         if not plen:
             return True
@@ -113,8 +114,7 @@ class TCPLane:
         payload = data[p:p + plen]
         # -- TCPConnection.on_flow_event(StreamData) --------------------------------------------------------
         conn = self.conn
-        direction = self.direction
-        conn.segments[direction] += 1
+        conn.segments[self.direction] += 1
         conn.last_ts = ts
         conn.last_frame = frame
         # -- TLS record layer ------------------------------------------------------------------------------
@@ -141,58 +141,37 @@ class TCPLane:
         # whole records: decrypt them all before changing anything (a failure hands the segment to the TLS code)
         td = self.td
         rseq = td.seq
-        pos = 0
-        plains = []
-        if self.aead is not None:  # TLS 1.3: nonce = iv ^ seq, the record header is the AAD
-            aead = self.aead
-            iv = self.iv
-            while True:
-                try:
-                    inner = aead.decrypt((iv ^ rseq).to_bytes(12, "big"), buf[pos + 5:end], buf[pos:pos + 5])
-                except InvalidTag:
-                    inner = None
-                size = len(inner) - 1 if inner else -1
-                if size >= 0 and inner[size] == 0:  # padding (RFC 8446 §5.4)
-                    size = len(inner.rstrip(b"\x00")) - 1
-                if size < 0 or inner[size] != 23:
-                    del buf[pending:]
-                    self._tls_general(payload, ts, frame)
-                    return True
-                plains.append((inner, size, end - pos))
-                rseq += 1
-                pos = end
-                if n - pos < 5:
-                    break
-                ct, ver, ln = _TLS_HDR.unpack_from(buf, pos)
-                if ct != 23 or (ver >> 8) != 3 or ln > self.max_len:
-                    del buf[pending:]
-                    self._tls_general(payload, ts, frame)
-                    return True
-                end = pos + 5 + ln
-                if end > n:
-                    break
-        else:  # TLS 1.2 AEAD
-            cipher = td.cipher
-            while True:
-                try:
-                    pt = cipher.decrypt(rseq, 23, ver, buf[pos + 5:end])
-                except DecryptError:
-                    del buf[pending:]
-                    self._tls_general(payload, ts, frame)
-                    return True
-                plains.append((pt, len(pt), end - pos))
-                rseq += 1
-                pos = end
-                if n - pos < 5:
-                    break
-                ct, ver, ln = _TLS_HDR.unpack_from(buf, pos)
-                if ct != 23 or (ver >> 8) != 3 or ln > self.max_len:
-                    del buf[pending:]
-                    self._tls_general(payload, ts, frame)
-                    return True
-                end = pos + 5 + ln
-                if end > n:
-                    break
+        aead = self.aead
+        if aead is not None:  # TLS 1.3: nonce = iv ^ seq, the record header is the AAD
+            try:
+                inner = aead.decrypt((self.iv ^ rseq).to_bytes(12, "big"), buf[5:end], buf[:5])
+            except InvalidTag:
+                inner = None
+            size = len(inner) - 1 if inner else -1
+            if size >= 0 and inner[size] == 0:  # padding (RFC 8446 §5.4)
+                size = len(inner.rstrip(b"\x00")) - 1
+            if size < 0 or inner[size] != 23:
+                del buf[pending:]
+                self._tls_general(payload, ts, frame)
+                return True
+            if end == n:  # the common case: the segment completes exactly one record
+                base = rd._base + n
+                rd._frames = [(base, frame)]  # (what _compact leaves: the last feed's entry)
+                buf.clear()
+                rd._base = base
+                td.seq = rseq + 1
+                td.last_end = base
+                records = td.records + 1
+                td.records = records
+                td.avg_wire = n if records == 1 else td.avg_wire + (n - td.avg_wire) / 16.0
+                if size:
+                    self._deliver(conn, inner, size, ts, frame)
+                return True
+        plains = self._decrypt_all(buf, n, rseq, ver, end)
+        if plains is None:
+            del buf[pending:]
+            self._tls_general(payload, ts, frame)
+            return True
         # commit: RecordReader.feed / next / _compact, TLSConnection._note_record / _decrypt
         base = rd._base
         frames = rd._frames
@@ -202,10 +181,11 @@ class TCPLane:
         for _pt, _size, wire in plains:
             records += 1
             avg = wire if records == 1 else avg + (wire - avg) / 16.0
+        pos = self._pos
         td.last_end = base + pos
         td.records = records
         td.avg_wire = avg
-        td.seq = rseq
+        td.seq = rseq + len(plains)
         if pos == n:
             buf.clear()
         else:
@@ -218,50 +198,89 @@ class TCPLane:
             i += 1
         if i:
             del frames[:i]
-        # -- TCPConnection._on_tls(ApplicationData) → HTTP (tunnel) → CSTP → ChannelStats ---------------------
-        http = self.http
-        hside = self.hside
         for inner, size, _wire in plains:
-            if not size:
-                continue
-            conn.app_records[direction] += 1
-            conn.app_bytes[direction] += size
-            if conn.first_app_ts is None:
-                conn.first_app_ts = ts
-            if conn.handshake_done_ts is None:
-                conn.handshake_done_ts = ts
-            framer = http._framer
-            if hside.state != _TUNNEL or framer is None:
-                for hev in http.feed(direction, inner[:size], ts, frame):
-                    conn._on_http(hev)
-                continue
-            hside.last_ts = ts
-            hside.last_frame = frame
-            fst = framer._dirs[direction]
-            if size < 8 or fst.closed or fst.buf or fst.resyncing or inner[:4] != CSTP_MAGIC:
-                for fev in framer.feed(direction, inner[:size], ts, frame):
-                    conn._on_http(fev)
-                continue
-            length, ptype, reserved = _CSTP_HDR.unpack_from(inner, 4)
-            if length + 8 != size or reserved or ptype == 8:
-                for fev in framer.feed(direction, inner[:size], ts, frame):
-                    conn._on_http(fev)
-                continue
-            # CSTPFramer.feed / _drain / consume for exactly one whole frame on an empty buffer
-            fst.last_ts = ts
-            fst.last_frame = frame
-            start = fst.offset
-            fst.offset = start + size
-            fst.marks = [(start, ts, frame)]
-            body = inner[8:size]
-            stats = conn.tunnel
-            if stats is None:
-                stats = conn.tunnel = ChannelStats()
-            if ptype == 0:
-                stats.data(direction, ts, frame, body, conn.tunnel_mtu, self.sink, "cstp")
-            else:
-                stats.add(direction, ptype, length, ts, frame, None, conn.tunnel_mtu, body, self.sink, "cstp")
+            if size:
+                self._deliver(conn, inner, size, ts, frame)
         return True
+
+    def _decrypt_all(self, buf, n: int, rseq: int, ver: int, end: int):
+        """[(plaintext, its length, record size on the wire)] of the whole records in ``buf`` (the first ends at
+        ``end``), their end in self._pos; None if one is not application data that decrypts."""
+        plains = []
+        pos = 0
+        aead = self.aead
+        iv = self.iv
+        cipher = self.td.cipher
+        max_len = self.max_len
+        while True:
+            if aead is not None:
+                try:
+                    inner = aead.decrypt((iv ^ rseq).to_bytes(12, "big"), buf[pos + 5:end], buf[pos:pos + 5])
+                except InvalidTag:
+                    return None
+                size = len(inner) - 1
+                if size >= 0 and inner[size] == 0:
+                    size = len(inner.rstrip(b"\x00")) - 1
+                if size < 0 or inner[size] != 23:
+                    return None
+            else:
+                try:
+                    inner = cipher.decrypt(rseq, 23, ver, buf[pos + 5:end])
+                except DecryptError:
+                    return None
+                size = len(inner)
+            plains.append((inner, size, end - pos))
+            rseq += 1
+            pos = end
+            if n - pos < 5:
+                break
+            ct, ver, ln = _TLS_HDR.unpack_from(buf, pos)
+            if ct != 23 or (ver >> 8) != 3 or ln > max_len:
+                return None
+            end = pos + 5 + ln
+            if end > n:
+                break
+        self._pos = pos
+        return plains
+
+    def _deliver(self, conn, inner: bytes, size: int, ts: float, frame: int) -> None:
+        """TCPConnection._on_tls(ApplicationData of inner[:size]) → HTTP (tunnel) → CSTP → ChannelStats."""
+        direction = self.direction
+        conn.app_records[direction] += 1
+        conn.app_bytes[direction] += size
+        if conn.first_app_ts is None:
+            conn.first_app_ts = ts
+        if conn.handshake_done_ts is None:
+            conn.handshake_done_ts = ts
+        framer = self.http._framer
+        hside = self.hside
+        if hside.state != _TUNNEL or framer is None:
+            for hev in self.http.feed(direction, inner[:size], ts, frame):
+                conn._on_http(hev)
+            return
+        hside.last_ts = ts
+        hside.last_frame = frame
+        fst = framer._dirs[direction]
+        if size >= 8 and not (fst.closed or fst.buf or fst.resyncing) and inner[:4] == CSTP_MAGIC:
+            length, ptype, reserved = _CSTP_HDR.unpack_from(inner, 4)
+            if length + 8 == size and not reserved and ptype != 8:
+                # CSTPFramer.feed / _drain / consume for exactly one whole frame on an empty buffer
+                fst.last_ts = ts
+                fst.last_frame = frame
+                start = fst.offset
+                fst.offset = start + size
+                fst.marks = [(start, ts, frame)]
+                body = inner[8:size]
+                stats = conn.tunnel
+                if stats is None:
+                    stats = conn.tunnel = ChannelStats()
+                if ptype == 0:
+                    stats.data(direction, ts, frame, body, conn.tunnel_mtu, self.sink, "cstp")
+                else:
+                    stats.add(direction, ptype, length, ts, frame, None, conn.tunnel_mtu, body, self.sink, "cstp")
+                return
+        for fev in framer.feed(direction, inner[:size], ts, frame):
+            conn._on_http(fev)
 
     def _tls_simple(self) -> bool:
         """Is this direction's TLS read state one the lane mirrors (application data of the current key, in

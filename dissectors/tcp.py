@@ -273,6 +273,7 @@ class TCPStream:
         "max_segments",
         "max_window",
         "packets",
+        "retired",
         "rst_seen",
         "server",
         "user",
@@ -305,6 +306,7 @@ class TCPStream:
         self.rst_seen = False
         self.buffered = 0  # out-of-order bytes buffered, both directions
         self.user = None  # free slot for the consumer (e.g. a TLS connection)
+        self.retired = False  # the FlowTable dropped it (evicted, or its tuple reused by a new connection)
 
     # --- informative properties ----------------------------------------------------------------------
 
@@ -784,6 +786,7 @@ class FlowTable:
         return st
 
     def _retire(self, st: TCPStream, out: list) -> None:
+        st.retired = True
         b0 = st.buffered
         out.extend([(st, e) for e in st.flush()])
         self._buffered -= b0 - st.buffered

@@ -206,7 +206,7 @@ class DTLSLane:
         if aead is not None:
             # RFC 5288 §3: nonce = salt(4) || explicit nonce(8); the tag is the last 16 bytes
             try:
-                pt = aead.decrypt(self.salt + data[p + 13:p + 21], memoryview(data)[p + 21:off + total],
+                pt = aead.decrypt(self.salt + data[p + 13:p + 21], data[p + 21:off + total],
                                   _AAD.pack(seq64, 23, version, n - 37))
             except InvalidTag:
                 return False

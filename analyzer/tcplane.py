@@ -24,7 +24,7 @@ import struct
 from cryptography.exceptions import InvalidTag
 
 from dissectors.cstp import CSTP_MAGIC
-from dissectors.tls.ciphers import AEADExplicitNonce, AEADXorNonce, DecryptError, TLS13Protection
+from dissectors.tls.ciphers import AEADExplicitNonce, AEADXorNonce, CBCProtection, DecryptError, TLS13Protection
 
 from .connection import ChannelStats
 
@@ -33,7 +33,10 @@ _HALF = 0x80000000
 _TCP = struct.Struct("!IIBB")  # seq, ack, data offset byte, flags byte (from TCP header offset 4)
 _TLS_HDR = struct.Struct("!BHH")
 _CSTP_HDR = struct.Struct("!HBB")  # after the magic: length, type, reserved
-_STATELESS = (TLS13Protection, AEADExplicitNonce, AEADXorNonce)  # decrypting twice is harmless
+# protections for which decrypting a record twice (the lane's try, then the TLS code's) is harmless; CBC with an
+# explicit IV too (its decryption context's running state only affects the IV block, whose output is dropped), not
+# TLS 1.0's chained IV
+_STATELESS = (TLS13Protection, AEADExplicitNonce, AEADXorNonce)
 _TUNNEL = "tunnel"  # dissectors.http._TUNNEL
 
 
@@ -290,7 +293,9 @@ class TCPLane:
         cipher = td.cipher
         if (not rd.synced or rd._candidate is not None or rd._off or cipher is None or td.dead or td.seq_lost
                 or td.early or td.zlib is not None or td.switch is not None or not td.decrypting
-                or td.ok_epoch != td.epoch or not td.encrypted or type(cipher) not in _STATELESS):
+                or td.ok_epoch != td.epoch or not td.encrypted):
+            return False
+        if type(cipher) not in _STATELESS and not (type(cipher) is CBCProtection and cipher.explicit_iv):
             return False
         if td.tls13 != (type(cipher) is TLS13Protection):
             return False

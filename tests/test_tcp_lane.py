@@ -8,6 +8,7 @@ bulk. Each is analysed with and without fast lanes; the JSON documents and expor
 from __future__ import annotations
 
 import json
+import ssl
 import struct
 from pathlib import Path
 
@@ -433,3 +434,98 @@ def test_tcp_lane_gives_the_same_analysis_when_cstp_frames_and_records_do_not_ma
         assert _cstp_data_frames(fast_pipe) == _cstp_data_frames(_pipe)
         done += 1
     assert done, "no direction of the tunnel could be re-framed"
+
+
+# -- synthetic tunnels: every kind of record protection -------------------------------------------------------
+
+from tests.test_tls_connection import OP_NO_ENCRYPT_THEN_MAC, OPENSSL, generate, pki  # noqa: E402, F401
+
+
+def _cstp(ptype: int, payload: bytes = b"") -> bytes:
+    return b"STF\x01" + struct.pack("!HBB", len(payload), ptype, 0) + payload
+
+
+def _inner_ipv4(n: int, i: int) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, n, i & 0xFFFF, 0x4000, 64, 17, 0, b"\x0a\x0a\x00\x02",
+                       b"\x0a\x0a\x00\x01") + bytes((i + k) & 0xFF for k in range(n - 20))
+
+
+def _tunnel_messages() -> list[tuple[str, bytes]]:
+    msgs = [("c2s", b"CONNECT /CSCOSSLC/tunnel HTTP/1.1\r\nHost: vpn.example\r\nX-CSTP-MTU: 1300\r\n\r\n"),
+            ("s2c", b"HTTP/1.1 200 CONNECTED\r\nX-CSTP-MTU: 1300\r\nX-CSTP-DPD: 30\r\n\r\n")]
+    for i in range(60):
+        d = "c2s" if i % 3 else "s2c"
+        size = 40 + (i * 97) % 1360  # some larger than the MTU
+        frame = _cstp(0, _inner_ipv4(size, i))
+        if i % 7 == 3:  # two frames in one record
+            msgs.append((d, frame + _cstp(0, _inner_ipv4(60, i + 1000))))
+        elif i % 11 == 5:  # one frame over two records, cut inside its header and inside its payload
+            msgs += [(d, frame[:3]), (d, frame[3:30]), (d, frame[30:])]
+        elif i % 13 == 6:
+            msgs += [(d, _cstp(3)), ("s2c" if d == "c2s" else "c2s", _cstp(4)), (d, _cstp(7))]
+        else:
+            msgs.append((d, frame))
+    msgs.append(("c2s", _cstp(5, b"\xb0Client disconnected")))
+    return msgs
+
+
+def _tcp_capture(path: Path, chunks: list[tuple[str, bytes]], mss: int = 600) -> None:
+    """An Ethernet/IPv4 capture of one TCP connection carrying these (direction, bytes) chunks."""
+    ends = {"c2s": (b"\x0a\x00\x00\x01", 40000), "s2c": (b"\x0a\x00\x00\x02", 443)}
+    nxt = {"c2s": 1000, "s2c": 500000}
+    frames: list[Frame] = []
+
+    def seg(d: str, flags: int, payload: bytes = b"") -> None:
+        o = "s2c" if d == "c2s" else "c2s"
+        (sa, sp), (da, dp) = ends[d], ends[o]
+        tcp = struct.pack("!HHIIBBHHH", sp, dp, nxt[d] & 0xFFFFFFFF, nxt[o] & 0xFFFFFFFF if flags & 0x10 else 0,
+                          0x50, flags, 65535, 0, 0)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), len(frames), 0x4000, 64, 6, 0, sa, da)
+        data = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp + payload
+        frames.append(Frame(len(frames) + 1, 1_700_000_000 + len(frames) / 1000, 1, data, len(data), 0))
+        nxt[d] += len(payload) + (1 if flags & 0x02 else 0)
+
+    seg("c2s", 0x02)
+    seg("s2c", 0x12)
+    seg("c2s", 0x10)
+    for d, data in chunks:
+        for i in range(0, len(data), mss):
+            seg(d, 0x18, data[i:i + mss])
+        seg("s2c" if d == "c2s" else "c2s", 0x10)  # the receiver's ACK
+    _write_pcap(path, frames)
+
+
+_SUITES = [
+    ("tls13-aes256gcm", dict(tls13_suite="TLS_AES_256_GCM_SHA384")),
+    ("tls13-chacha20", dict(tls13_suite="TLS_CHACHA20_POLY1305_SHA256")),
+    ("tls13-key-update", dict(key_update_after=30)),
+    ("tls12-aes128gcm", dict(max_version=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-RSA-AES128-GCM-SHA256")),
+    ("tls12-chacha20", dict(max_version=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-RSA-CHACHA20-POLY1305")),
+    ("tls12-cbc-etm", dict(max_version=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-RSA-AES128-SHA256")),
+    ("tls12-cbc-mte", dict(max_version=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-RSA-AES256-SHA384",
+                           options=OP_NO_ENCRYPT_THEN_MAC)),
+    ("tls10-cbc", dict(max_version=ssl.TLSVersion.TLSv1, min_version=ssl.TLSVersion.TLSv1,
+                       ciphers="ECDHE-RSA-AES128-SHA:@SECLEVEL=0")),
+]
+
+
+@pytest.mark.parametrize("name,kw", _SUITES, ids=[s[0] for s in _SUITES])
+def test_tcp_lane_gives_the_same_analysis_for_every_record_protection(name, kw, pki, tmp_path, monkeypatch):
+    if ("tls13_suite" in kw or "key_update_after" in kw) and OPENSSL is None:
+        pytest.skip("OpenSSL SSL* not reachable through ctypes")
+    try:
+        s = generate(pki, tmp_path, messages=_tunnel_messages(), **kw)
+    except (ssl.SSLError, ValueError, AssertionError) as exc:
+        pytest.skip(f"this OpenSSL refuses {name}: {exc}")
+    cap = tmp_path / "tunnel.pcap"
+    _tcp_capture(cap, s.chunks)
+    keylog = tmp_path / "keys.log"
+    keylog.write_text(s.keylog)
+    slow_doc, slow_inner, slow_pipe = _run(cap, keylog, fast=False)
+    taken, fast_pipe = _lane_frames(monkeypatch, cap, keylog)
+    fast_doc, fast_inner, _p = _run(cap, keylog, fast=True)
+    assert fast_doc == slow_doc
+    assert fast_inner == slow_inner
+    data = _cstp_data_frames(slow_pipe)
+    assert data >= 60  # every DATA frame was decrypted and framed
+    assert len(taken) >= data, (len(taken), data)

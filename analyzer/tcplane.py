@@ -8,8 +8,9 @@
 
 and does what the general path (packet.decode → FlowTable → TCPStream → TCPConnection → TLS → HTTP/CSTP →
 ChannelStats) would do with it, without the Packet / StreamData / ApplicationData / CSTPFrame objects:
-TLS records that are application data of the current key (AEAD, already decrypting) are decrypted here, and a
-TLS record that is exactly one CSTP frame (not COMPRESSED DATA) goes straight to the channel statistics.
+TLS records that are application data of the current key (AEAD, or CBC with an explicit IV; already decrypting)
+are decrypted here, and a TLS record that is exactly one CSTP frame (not COMPRESSED DATA) goes straight to the
+channel statistics.
 
 Anything else declines in layers, never by guessing: a segment the TCP checks refuse returns False having
 changed nothing (the general path takes the frame); past the TCP layer, a state the lane does not mirror
@@ -54,6 +55,8 @@ class TCPLane:
     def open(cls, st, conn, flows, direction: str, sink) -> TCPLane | None:
         """The lane of ``direction`` of TCP stream ``st`` (its TCPConnection ``conn``), or None."""
         if conn.is_tls is not True or not getattr(conn.http, "tunnel", False) or st.client is None:
+            return None
+        if st.client == st.server:  # both directions look alike on the wire: TCPStream calls every packet c2s
             return None
         table = flows._tcp
         key = _table_key(st.client, st.server)

@@ -65,11 +65,11 @@ COMPRESSED_DATA = CSTPType.COMPRESSED_DATA
 TERMINATE = CSTPType.TERMINATE
 
 
+_TYPE_BY_VALUE = {int(t): t for t in CSTPType}
+
+
 def _as_type(value: int) -> CSTPType | int:
-    try:
-        return CSTPType(value)
-    except ValueError:
-        return value
+    return _TYPE_BY_VALUE.get(value, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,34 @@ class CSTPError:
     message: str
     ts: float
     frame: int
+
+
+class _CSTPFrameBuilder:
+    """Same slots as CSTPFrame, filled with plain stores, then relabelled (see dissectors/tcp.py)."""
+
+    __slots__ = CSTPFrame.__slots__
+
+    def __init__(self, direction, type, payload, ts, frame, first_frame, packet) -> None:  # noqa: A002
+        self.direction = direction
+        self.type = type
+        self.payload = payload
+        self.ts = ts
+        self.frame = frame
+        self.first_frame = first_frame
+        self.packet = packet
+
+
+def _fast_cstp_frame(direction, ptype, payload, ts, frame, first_frame, packet) -> CSTPFrame:
+    e = _CSTPFrameBuilder(direction, ptype, payload, ts, frame, first_frame, packet)
+    e.__class__ = CSTPFrame
+    return e
+
+
+try:  # fall back to the dataclass constructor where __class__ assignment is not supported
+    _fast_cstp_frame("c2s", CSTPType.DATA, b"", 0.0, 0, 0, None)
+    _new_frame = _fast_cstp_frame
+except TypeError:  # pragma: no cover
+    _new_frame = CSTPFrame
 
 
 def build_cstp_frame(ptype: int, payload: bytes = b"") -> bytes:
@@ -171,6 +199,16 @@ class CSTPFramer:
             return [] if not data else [CSTPError(direction, "data after close", ts, frame)]
         if not data:
             return []
+        if not st.buf and not st.resyncing:
+            size = len(data)
+            if size >= CSTP_HEADER_LEN and data[:4] == CSTP_MAGIC:
+                _, length, ptype, reserved = _HEADER.unpack_from(data)
+                if length + CSTP_HEADER_LEN == size and not reserved:
+                    # the common case: exactly one whole frame on an empty buffer (what _drain would do)
+                    start = st.offset
+                    st.offset = start + size
+                    st.marks = [(start, ts, frame)]
+                    return self._make_frame(direction, ptype, bytes(data[CSTP_HEADER_LEN:]), ts, frame, frame)
         st.marks.append((st.offset + len(st.buf), ts, frame))
         st.buf += data
         return self._drain(direction, st, ts, frame)
@@ -240,15 +278,13 @@ class CSTPFramer:
 
     def _make_frame(self, direction: str, ptype: int, payload: bytes, ts: float, frame: int,
                     first_frame: int) -> list[CSTPFrame | CSTPError]:
-        packet: bytes | None = None
-        extra: list[CSTPFrame | CSTPError] = []
-        if ptype == CSTPType.DATA:
-            packet = payload
-        elif ptype == CSTPType.COMPRESSED_DATA:
+        if ptype == 0:  # DATA
+            return [_new_frame(direction, DATA, payload, ts, frame, first_frame, payload)]
+        if ptype == 8:  # COMPRESSED DATA
             packet, err = decompress_packet(self._encoding, payload, self._max_decompressed)
-            if err:
-                extra.append(CSTPError(direction, err, ts, frame))
-        return [CSTPFrame(direction, _as_type(ptype), payload, ts, frame, first_frame, packet), *extra]
+            ev = _new_frame(direction, COMPRESSED_DATA, payload, ts, frame, first_frame, packet)
+            return [ev, CSTPError(direction, err, ts, frame)] if err else [ev]
+        return [_new_frame(direction, _TYPE_BY_VALUE.get(ptype, ptype), payload, ts, frame, first_frame, None)]
 
 
 def decompress_packet(encoding: str | None, payload: bytes,

@@ -76,6 +76,33 @@ from .session import SessionCache
 
 __all__ = ["C2S", "S2C", "TLSConnection"]
 
+
+class _AppDataBuilder:
+    """Same slots as the (frozen) ApplicationData event, filled with plain stores and then relabelled: a frozen
+    dataclass assigns each field through object.__setattr__, several times slower (see dissectors/tcp.py)."""
+
+    __slots__ = ApplicationData.__slots__
+
+    def __init__(self, direction, data, ts, frame, first_frame) -> None:
+        self.direction = direction
+        self.data = data
+        self.ts = ts
+        self.frame = frame
+        self.first_frame = first_frame
+
+
+def _fast_app_data(direction: str, data: bytes, ts: float, frame: int, first_frame: int) -> ApplicationData:
+    e = _AppDataBuilder(direction, data, ts, frame, first_frame)
+    e.__class__ = ApplicationData
+    return e
+
+
+try:  # fall back to the dataclass constructor where __class__ assignment is not supported
+    _fast_app_data("c2s", b"", 0.0, 0, 0)
+    _new_app_data = _fast_app_data
+except TypeError:  # pragma: no cover
+    _new_app_data = ApplicationData
+
 C2S = "c2s"
 S2C = "s2c"
 
@@ -325,7 +352,12 @@ class TLSConnection:
         d.avg_wire = wire if d.records == 1 else d.avg_wire + (wire - d.avg_wire) / 16.0
 
     def _record(self, d: _Dir, rec: Record, out: list, ts: float, frame: int) -> None:
-        self._note_record(d, rec)
+        # _note_record, inlined (once per record)
+        wire = HEADER_LEN + len(rec.fragment)
+        d.last_end = rec.offset + wire
+        records = d.records + 1
+        d.records = records
+        d.avg_wire = wire if records == 1 else d.avg_wire + (wire - d.avg_wire) / 16.0
         ct = rec.content_type
         if ct == CT_CHANGE_CIPHER_SPEC:
             out.append(ChangeCipherSpec(d.name, ts, frame))
@@ -360,7 +392,7 @@ class TLSConnection:
                 return
         if ct == CT_APPLICATION_DATA:
             if data:
-                out.append(ApplicationData(d.name, bytes(data), ts, frame, rec.first_frame))
+                out.append(_new_app_data(d.name, bytes(data), ts, frame, rec.first_frame))
         elif ct == CT_HANDSHAKE:
             for item in d.hs.feed(data):
                 if item.__class__ is str:
@@ -448,8 +480,11 @@ class TLSConnection:
         if d.seq_lost:
             return self._decrypt_seq_lost(d, rec, out, ts, frame)
         seq = d.seq
-        try:
-            res = self._raw_decrypt(d, cipher, seq, rec)
+        try:  # _raw_decrypt, inlined
+            if d.tls13:
+                res = cipher.decrypt(seq, rec.header, rec.fragment)
+            else:
+                res = rec.content_type, cipher.decrypt(seq, rec.content_type, rec.version, rec.fragment)
         except DecryptError as exc:
             return self._decrypt_failed(d, rec, exc, out, ts, frame)
         d.seq = seq + 1

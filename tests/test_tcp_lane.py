@@ -529,3 +529,46 @@ def test_tcp_lane_gives_the_same_analysis_for_every_record_protection(name, kw, 
     data = _cstp_data_frames(slow_pipe)
     assert data >= 60  # every DATA frame was decrypted and framed
     assert len(taken) >= data, (len(taken), data)
+
+
+# -- random damage --------------------------------------------------------------------------------------------
+
+
+def _damaged(frames: list[Frame], rng, lo: int) -> list[Frame]:
+    """A few random drops, duplicates, swaps, byte flips and truncations among frames[lo:]."""
+    fr = list(frames)
+    for _ in range(rng.randint(1, 6)):
+        i = rng.randrange(lo, len(fr) - 1)
+        what = rng.choice(("drop", "dup", "swap", "flip", "cut"))
+        if what == "drop":
+            del fr[i]
+        elif what == "dup":
+            fr.insert(rng.randrange(i, min(i + 8, len(fr))), fr[i])
+        elif what == "swap":
+            j = rng.randrange(i, min(i + 6, len(fr)))
+            fr[i], fr[j] = fr[j], fr[i]
+        elif what == "flip":
+            d = bytearray(fr[i].data)
+            k = rng.randrange(14, len(d))
+            d[k] ^= 1 << rng.randrange(8)
+            fr[i] = _with(fr[i], bytes(d))
+        else:
+            fr[i] = _with(fr[i], fr[i].data[:rng.randrange(14, len(fr[i].data))])
+    return fr
+
+
+@pytest.mark.skipif(not (SAMPLE / "capture.pcapng").exists(), reason="no dtls-blocked sample")
+@pytest.mark.parametrize("seed", range(24))
+def test_tcp_lane_gives_the_same_analysis_on_randomly_damaged_tunnels(seed, tmp_path, monkeypatch):
+    import random
+
+    rng = random.Random(seed)
+    taken, _pipe = _lane_frames(monkeypatch, SAMPLE / "capture.pcapng", SAMPLE / "keys.log")
+    frames = _frames(SAMPLE / "capture.pcapng")
+    first = min(i for i, f in enumerate(frames) if f.number in set(taken))
+    cap = tmp_path / "damaged.pcap"
+    _write_pcap(cap, _damaged(frames, rng, first))
+    slow_doc, slow_inner, _slow = _run(cap, SAMPLE / "keys.log", fast=False)
+    fast_doc, fast_inner, _fast = _run(cap, SAMPLE / "keys.log", fast=True)
+    assert fast_doc == slow_doc
+    assert fast_inner == slow_inner

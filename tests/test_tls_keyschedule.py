@@ -296,7 +296,9 @@ def test_cbc_mac_then_encrypt_and_encrypt_then_mac(etm, mac):
         assert p.decrypt_unverified(rec) == content
     with pytest.raises(DecryptError):
         p.decrypt(0, 23, 0x0303, b"\x00" * 17)
-    wrong = CBCProtection("AES_256_CBC", os.urandom(32), mac, mac_key, etm=etm)
+    # wrong keys: both of them (with encrypt-then-MAC and the right MAC key, a wrong cipher key passes the MAC and
+    # only the padding check is left, which random plaintext passes about once in 200 tries)
+    wrong = CBCProtection("AES_256_CBC", os.urandom(32), mac, os.urandom(len(mac_key)), etm=etm)
     rec = _cbc_record(key, mac_key, 1, 23, 0x0303, b"secret stuff" * 5, etm=etm, mac=mac)
     with pytest.raises(DecryptError):
         wrong.decrypt(1, 23, 0x0303, rec)

@@ -3,7 +3,7 @@
 `python bench/stages.py CAPTURE KEYLOG` (or `python -m bench.stages …`) prints JSON: CPU seconds
 (time.process_time) of
 
-  read      the capture reader alone (analyzer.capture.read_capture: pcapng blocks → Frame objects)
+  read      the capture reader alone (analyzer.capture.read_capture_batches: pcapng blocks → Frame objects)
   pipeline  + everything analyzer.pipeline.Pipeline does: fast lanes for the frames of established tunnels,
             the general path for the rest (`fast_frames`: how many frames the lanes took)
   analyze   what `acflow analyze --format json` does after start-up (analyzer.analyze.run_analyze): the
@@ -49,7 +49,7 @@ def _timed(fn, repeat: int = 2) -> dict:
 def measure_stages(capture: Path, keylog: Path) -> dict:
     t0 = time.process_time()
     from analyzer.analyze import load_keys, run_analyze
-    from analyzer.capture import Frame, read_capture
+    from analyzer.capture import Frame, read_capture_batches
     from analyzer.pipeline import Pipeline
     from analyzer.report import render  # noqa: F401 - imported by `acflow analyze` too
     from dissectors import packet as packet_mod
@@ -57,8 +57,8 @@ def measure_stages(capture: Path, keylog: Path) -> dict:
 
     out = {"imports": {"cpu_s": round(time.process_time() - t0, 4)}}
 
-    def frames():
-        return (ev for ev in read_capture(capture) if type(ev) is Frame)
+    def frames():  # as analyzer.analyze reads them: a chunk's frames at a time
+        return (ev for batch in read_capture_batches(capture) for ev in batch if type(ev) is Frame)
 
     def read():
         n = 0

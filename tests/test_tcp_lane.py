@@ -7,7 +7,6 @@ bulk. Each is analysed with and without fast lanes; the JSON documents and expor
 """
 from __future__ import annotations
 
-import json
 import ssl
 import struct
 from pathlib import Path
@@ -15,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from analyzer import tcplane
-from analyzer.analyze import analyze_paths, load_keys
 from analyzer.capture import read_capture
-from analyzer.report.json_report import to_document
 from dissectors.pcapfile import Frame
+
+from .test_fast_lanes import _run as _run_both_ways
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "dtls-blocked"
@@ -26,15 +25,8 @@ BENCH = ROOT / "bench" / "cache" / "cstp"
 
 
 def _run(capture: Path, keylog: Path, fast: bool):
-    keys, info = load_keys([keylog], [])
-    inner: list = []
-    pipes: list = []
-    analysis = analyze_paths([capture], keys, info, inner_sink=lambda *a: inner.append(a), fast_lanes=fast,
-                             on_pipeline=pipes.append)
-    doc = to_document(analysis, version="test", show_secrets=True)
-    for c in doc.get("captures", []):
-        c.pop("analysis_seconds", None)
-    return json.dumps(doc, sort_keys=True, default=str), inner, pipes[0]
+    """(JSON document with secrets shown, inner packets, pipeline): tests/test_fast_lanes.py's comparison run."""
+    return _run_both_ways(capture, keylog, None, fast)
 
 
 def _cstp_data_frames(pipe) -> int:

@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from dissectors._fastevent import fast_constructor
 from dissectors.compress import DEFAULT_MAX_OUTPUT, DecompressionError, decompress, normalize_encoding
 
 __all__ = [
@@ -102,32 +103,7 @@ class CSTPError:
     frame: int
 
 
-class _CSTPFrameBuilder:
-    """Same slots as CSTPFrame, filled with plain stores, then relabelled (see dissectors/tcp.py)."""
-
-    __slots__ = CSTPFrame.__slots__
-
-    def __init__(self, direction, type, payload, ts, frame, first_frame, packet) -> None:  # noqa: A002
-        self.direction = direction
-        self.type = type
-        self.payload = payload
-        self.ts = ts
-        self.frame = frame
-        self.first_frame = first_frame
-        self.packet = packet
-
-
-def _fast_cstp_frame(direction, ptype, payload, ts, frame, first_frame, packet) -> CSTPFrame:
-    e = _CSTPFrameBuilder(direction, ptype, payload, ts, frame, first_frame, packet)
-    e.__class__ = CSTPFrame
-    return e
-
-
-try:  # fall back to the dataclass constructor where __class__ assignment is not supported
-    _fast_cstp_frame("c2s", CSTPType.DATA, b"", 0.0, 0, 0, None)
-    _new_frame = _fast_cstp_frame
-except TypeError:  # pragma: no cover
-    _new_frame = CSTPFrame
+_new_frame = fast_constructor(CSTPFrame)  # per-frame events without frozen-dataclass stores
 
 
 def build_cstp_frame(ptype: int, payload: bytes = b"") -> bytes:

@@ -37,6 +37,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ._fastevent import fast_constructor
+
 __all__ = [
     "MAX_BLOCK",
     "SECRETS_TLS_KEYLOG",
@@ -83,36 +85,8 @@ class CaptureError:
     offset: int  # file offset of the record/block concerned
 
 
-# --- fast construction of the per-packet event -----------------------------------------------------------
-# A frozen dataclass assigns each field through object.__setattr__, several times slower than a plain
-# slot store; Frame is built once per packet. _FrameBuilder has the same slot layout as Frame, so an
-# instance can be filled with plain stores and then relabelled as a Frame (CPython allows __class__
-# assignment between classes with identical __slots__). The result is an ordinary, immutable Frame.
-
-
-class _FrameBuilder:
-    __slots__ = Frame.__slots__
-
-    def __init__(self, number, ts, linktype, data, orig_len, interface) -> None:
-        self.number = number
-        self.ts = ts
-        self.linktype = linktype
-        self.data = data
-        self.orig_len = orig_len
-        self.interface = interface
-
-
-def _fast_frame(number: int, ts: float, linktype: int, data: bytes, orig_len: int, interface: int) -> Frame:
-    f = _FrameBuilder(number, ts, linktype, data, orig_len, interface)
-    f.__class__ = Frame
-    return f
-
-
-try:  # fall back to the dataclass constructor where __class__ assignment is not supported
-    _fast_frame(1, 0.0, 1, b"", 0, 0)
-    _new_frame = _fast_frame
-except TypeError:  # pragma: no cover
-    _new_frame = Frame
+# --- fast construction of the per-packet event (see dissectors/_fastevent.py) -----------------------------
+_new_frame = fast_constructor(Frame)
 
 
 # --- constants -------------------------------------------------------------------------------------

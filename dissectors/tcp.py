@@ -37,6 +37,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ._fastevent import fast_constructor
 from .packet import Packet
 
 __all__ = [
@@ -134,59 +135,9 @@ class FlowEvicted:
     frame: int
 
 
-# --- fast construction of per-packet events ----------------------------------------------------------------
-# Frozen dataclasses assign each field through object.__setattr__ (several times slower than a slot
-# store). The builders below have the same slot layout as the event classes, are filled with plain
-# stores and then relabelled (CPython allows __class__ assignment between classes with identical
-# __slots__): the result is an ordinary, immutable StreamData / Datagram.
-
-
-class _StreamDataBuilder:
-    __slots__ = StreamData.__slots__
-
-    def __init__(self, direction, data, ts, frame, seq) -> None:
-        self.direction = direction
-        self.data = data
-        self.ts = ts
-        self.frame = frame
-        self.seq = seq
-
-
-class _DatagramBuilder:
-    __slots__ = Datagram.__slots__
-
-    def __init__(self, flow_index, direction, data, ts, frame, src, sport, dst, dport) -> None:
-        self.flow_index = flow_index
-        self.direction = direction
-        self.data = data
-        self.ts = ts
-        self.frame = frame
-        self.src = src
-        self.sport = sport
-        self.dst = dst
-        self.dport = dport
-
-
-def _fast_stream_data(direction: str, data: bytes, ts: float, frame: int, seq: int) -> StreamData:
-    e = _StreamDataBuilder(direction, data, ts, frame, seq)
-    e.__class__ = StreamData
-    return e
-
-
-def _fast_datagram(flow_index, direction, data, ts, frame, src, sport, dst, dport) -> Datagram:
-    e = _DatagramBuilder(flow_index, direction, data, ts, frame, src, sport, dst, dport)
-    e.__class__ = Datagram
-    return e
-
-
-try:  # fall back to the dataclass constructors where __class__ assignment is not supported
-    _fast_stream_data(C2S, b"", 0.0, 0, 0)
-    _fast_datagram(0, C2S, b"", 0.0, 0, "", 0, "", 0)
-    _new_stream_data = _fast_stream_data
-    _new_datagram = _fast_datagram
-except TypeError:  # pragma: no cover
-    _new_stream_data = StreamData
-    _new_datagram = Datagram
+# --- fast construction of per-packet events (see dissectors/_fastevent.py) ---------------------------------
+_new_stream_data = fast_constructor(StreamData)
+_new_datagram = fast_constructor(Datagram)
 
 
 # --- helpers -----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import zlib
 
+from .._fastevent import fast_constructor
 from ..keylog import CLIENT_RANDOM, KeyStore
 from . import keyschedule as ks
 from .ciphers import DecryptError, TLS13Protection, suite_info, tls12_protections
@@ -77,31 +78,7 @@ from .session import SessionCache
 __all__ = ["C2S", "S2C", "TLSConnection"]
 
 
-class _AppDataBuilder:
-    """Same slots as the (frozen) ApplicationData event, filled with plain stores and then relabelled: a frozen
-    dataclass assigns each field through object.__setattr__, several times slower (see dissectors/tcp.py)."""
-
-    __slots__ = ApplicationData.__slots__
-
-    def __init__(self, direction, data, ts, frame, first_frame) -> None:
-        self.direction = direction
-        self.data = data
-        self.ts = ts
-        self.frame = frame
-        self.first_frame = first_frame
-
-
-def _fast_app_data(direction: str, data: bytes, ts: float, frame: int, first_frame: int) -> ApplicationData:
-    e = _AppDataBuilder(direction, data, ts, frame, first_frame)
-    e.__class__ = ApplicationData
-    return e
-
-
-try:  # fall back to the dataclass constructor where __class__ assignment is not supported
-    _fast_app_data("c2s", b"", 0.0, 0, 0)
-    _new_app_data = _fast_app_data
-except TypeError:  # pragma: no cover
-    _new_app_data = ApplicationData
+_new_app_data = fast_constructor(ApplicationData)  # per-record events without frozen-dataclass stores
 
 C2S = "c2s"
 S2C = "s2c"

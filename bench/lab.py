@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -185,10 +184,7 @@ def make_capture(mode: str, out_dir: Path, *, duration: float, rate_mbit: float)
                 log["warning"] = "DTLS trouble during the stream; see client.log"
             time.sleep(0.5)
             ev("client-sigint")
-            client.send_signal(signal.SIGINT)
-            try:
-                client.proc.wait(15)
-            except subprocess.TimeoutExpired:
+            if not client.interrupt(15):
                 ev("client-did-not-exit")
             time.sleep(1.0)
             client.stop()

@@ -1045,10 +1045,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                         act("client-still-running")
                 if not exited:
                     act("client-sigint")
-                    client.send_signal(signal.SIGINT)
-                    try:
-                        client.proc.wait(15)
-                    except subprocess.TimeoutExpired:
+                    if not client.interrupt(15):
                         act("client-did-not-exit")
                 act("client-exited", returncode=client.proc.poll())
             time.sleep(1.0)

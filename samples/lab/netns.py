@@ -114,6 +114,15 @@ class StampedProcess:
             except ProcessLookupError:
                 pass
 
+    def interrupt(self, timeout: float = 15.0) -> bool:
+        """SIGINT (as Ctrl-C: openconnect then says goodbye to the gateway) and wait; True if it exited."""
+        self.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int | None:
         """End the process by its PID: `sig`, then SIGKILL of its process group after `timeout`."""
         self.send_signal(sig)

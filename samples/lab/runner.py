@@ -401,10 +401,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 # a peer that died on its own (crash, kill) would leave a broken sample: fail instead
                 _check_alive(client, "openconnect (client)")
                 act("client-sigint")
-                client.send_signal(signal.SIGINT)
-                try:
-                    client.proc.wait(15)
-                except subprocess.TimeoutExpired:
+                if not client.interrupt(15):
                     act("client-did-not-exit")
                 act("client-exited", returncode=client.proc.poll())
             time.sleep(1.0)

@@ -56,7 +56,18 @@ __all__ = [
     "IPv4Defragmenter",
     "Packet",
     "decode",
+    "internet_checksum",
 ]
+
+
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 one's-complement checksum (IPv4 header, ICMP, TCP/UDP with their pseudo-header)."""
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02

@@ -16,6 +16,8 @@ import struct
 import tempfile
 from functools import lru_cache
 
+from dissectors.packet import internet_checksum
+
 GATEWAY = ("198.18.0.1", 443)
 CLIENT = ("198.18.0.2", 51000)
 HOST = "vpn.acflow.test"
@@ -120,15 +122,6 @@ def tls_session(messages, *, tls13: bool = True) -> tuple[list[tuple[str, bytes]
 
 # --- packets and pcapng -----------------------------------------------------------------------------------
 
-def _csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _ip(addr: str) -> bytes:
     return bytes(int(x) for x in addr.split("."))
 
@@ -137,10 +130,10 @@ def tcp_packet(src, dst, seq: int, ack: int, flags: int, payload: bytes = b"", i
     """Ethernet + IPv4 + TCP (no options) frame."""
     tcp = struct.pack("!HHIIBBHHH", src[1], dst[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 64240, 0, 0)
     pseudo = _ip(src[0]) + _ip(dst[0]) + struct.pack("!BBH", 0, 6, len(tcp) + len(payload))
-    tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp + payload)) + tcp[18:]
+    tcp = tcp[:16] + struct.pack("!H", internet_checksum(pseudo + tcp + payload)) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), ip_id & 0xFFFF, 0x4000, 64, 6, 0,
                      _ip(src[0]), _ip(dst[0]))
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
     eth = b"\x02\x00\x00\x00\x00\x01" + b"\x02\x00\x00\x00\x00\x02" + b"\x08\x00"
     return eth + ip + tcp + payload
 

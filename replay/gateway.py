@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dissectors.packet import internet_checksum
+
 from .script import (
     CSTP_NAMES,
     CSTP_TYPES,
@@ -77,15 +79,6 @@ def split_cstp(buf: bytearray) -> list[tuple[int, bytes]] | None:
     return out
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def icmp_echo_reply(packet: bytes) -> bytes | None:
     """The echo reply to an IPv4 ICMP or IPv6 ICMPv6 echo request (None for anything else)."""
     if len(packet) >= 28 and packet[0] >> 4 == 4:
@@ -98,12 +91,12 @@ def icmp_echo_reply(packet: bytes) -> bytes | None:
         icmp = bytearray(packet[ihl:total])
         icmp[0] = 0
         icmp[2:4] = b"\0\0"
-        icmp[2:4] = struct.pack("!H", _checksum(bytes(icmp)))
+        icmp[2:4] = struct.pack("!H", internet_checksum(bytes(icmp)))
         hdr = bytearray(packet[:ihl])
         hdr[8] = 64
         hdr[12:16], hdr[16:20] = packet[16:20], packet[12:16]
         hdr[10:12] = b"\0\0"
-        hdr[10:12] = struct.pack("!H", _checksum(bytes(hdr)))
+        hdr[10:12] = struct.pack("!H", internet_checksum(bytes(hdr)))
         return bytes(hdr) + bytes(icmp)
     if len(packet) >= 48 and packet[0] >> 4 == 6:
         plen = struct.unpack("!H", packet[4:6])[0]
@@ -114,7 +107,7 @@ def icmp_echo_reply(packet: bytes) -> bytes | None:
         icmp[0] = 129
         icmp[2:4] = b"\0\0"
         pseudo = dst + src + struct.pack("!I3xB", plen, 58)
-        icmp[2:4] = struct.pack("!H", _checksum(pseudo + bytes(icmp)))
+        icmp[2:4] = struct.pack("!H", internet_checksum(pseudo + bytes(icmp)))
         return packet[:6] + b"\x3a\x40" + dst + src + bytes(icmp)
     return None
 

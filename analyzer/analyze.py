@@ -1,7 +1,7 @@
-"""`acflow analyze`: read captures and keys (I/O edge), run the pipeline, build sessions, apply the rules, render.
+"""`acflow analyze`: the I/O edge that reads captures and key files into the driver (analyzer/driver.py), then renders.
 
-Exit codes (documented in README.md): 0 analysed; 2 usage; 4 an input could not be read at all (not a capture,
-unreadable key file); findings never change the exit code unless `--fail-on` is given.
+Exit codes (documented in README.md): 0 analysed, whatever was found; 2 usage; 4 an input could not be read at all
+(not a capture, unreadable key file).
 """
 from __future__ import annotations
 
@@ -12,14 +12,12 @@ from pathlib import Path
 from dissectors.keylog import KeyStore, load_rsa_private_key
 
 from . import __version__
-from .capture import CaptureError, CaptureFormatError, Frame, Secrets, read_capture_batches
-from .model import Analysis, CaptureInfo
-from .pipeline import Pipeline
-from .sessions import build_sessions
+from .capture import CaptureFormatError, read_capture_batches
+from .driver import Analyzer
+from .model import Analysis
 
 EXIT_OK = 0
 EXIT_INPUT = 4
-TLS_KEYLOG_DSB = 0x544C534B
 
 
 class InputError(Exception):
@@ -52,65 +50,40 @@ def load_keys(keylogs, rsa_keys) -> tuple[KeyStore, dict]:
     return store, info
 
 
+def feed_capture(an: Analyzer, path, progress=None) -> None:
+    """Read the capture file ``path`` (pcap/pcapng, plain or gzip) into ``an`` as one capture.
+    ``progress(frames)`` is called about every 1024 frames. Raises InputError if it cannot be read at all."""
+    ci = an.start_capture(str(path))
+    try:
+        for batch in read_capture_batches(path):
+            n = ci.frames
+            an.feed_events(batch)
+            if progress is not None and (ci.frames >> 10) != (n >> 10):
+                progress(ci.frames)
+    except CaptureFormatError as e:
+        raise InputError(str(e)) from e
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+    an.end_capture()
+
+
 def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sink=None,
                   progress=None, on_pipeline=None, fast_lanes: bool = True) -> Analysis:
-    """Analyse every capture in `paths` (in the order given, as one stream of frames per file)."""
-    analysis = Analysis()
-    pipe = Pipeline(keys, inner_sink=inner_sink, fast_lanes=fast_lanes)
+    """Analyse every capture in ``paths``, in the order given, through one driver (a session may span files;
+    frames and flows are numbered per file). ``on_pipeline(pipeline)`` is called once the analysis is done, for
+    callers that need more than the session model (`acflow keys`: the derived DTLS keys)."""
+    an = Analyzer(keys, key_info=key_info, inner_sink=inner_sink, fast_lanes=fast_lanes)
     for path in paths:
-        ci = CaptureInfo(path=str(path), keys=dict(key_info or {}))
-        frames_before = pipe.frames
-        analysis.captures.append(ci)
-        try:
-            feed = pipe.feed
-            done = 0
-            for batch in read_capture_batches(path):
-                for ev in batch:
-                    t = type(ev)
-                    if t is Frame:  # the hot path
-                        feed(ev)
-                        continue
-                    if t is Secrets:
-                        if ev.kind == TLS_KEYLOG_DSB:
-                            errs = keys.add_keylog_text(ev.data.decode("utf-8", "replace"))
-                            ci.keys["embedded_secrets"] = ci.keys.get("embedded_secrets", 0) + 1
-                            if errs:
-                                ci.errors.append(f"embedded key log: {len(errs)} unusable line(s)")
-                        continue
-                    if t is CaptureError:
-                        ci.errors.append(f"{ev.message} (at byte {ev.offset})")
-                        continue
-                # per batch: what the frames of this file were
-                n = pipe.frames - done - frames_before
-                if n:
-                    if ci.first is None:
-                        ci.first = next(ev.ts for ev in batch if type(ev) is Frame)
-                    ci.frames += n
-                    done += n
-                    ci.last = pipe.last_ts
-                    if progress is not None and (ci.frames >> 10) != ((ci.frames - n) >> 10):
-                        progress(ci.frames)
-        except CaptureFormatError as e:
-            raise InputError(str(e)) from e
-        except OSError as e:
-            raise InputError(f"cannot read {path}: {e.strerror or e}") from e
-    pipe.finish()
+        feed_capture(an, path, progress)
+    analysis = an.finish()
     if on_pipeline is not None:
-        on_pipeline(pipe)
-    analysis.sessions = build_sessions(pipe)
-    from .rules import apply_rules  # noqa: PLC0415
-
-    apply_rules(analysis, pipe)
-    analysis.pipeline_stats = {"frames": pipe.frames, "undecodable": pipe.undecodable,
-                               "tcp_connections": len(pipe.tcp), "dtls_flows": len(pipe.udp),
-                               "evicted_flows": pipe.evicted}
+        on_pipeline(an.pipeline)
     return analysis
 
 
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner) -> int:
     from .report import render  # noqa: PLC0415
 
-    t0 = time.perf_counter()
     try:
         keys, key_info = load_keys(keylogs, rsa_keys)
         writer = None
@@ -130,7 +103,6 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
     except InputError as e:
         print(f"acflow: {e}", file=sys.stderr)
         return EXIT_INPUT
-    analysis.elapsed = time.perf_counter() - t0
     text = render(analysis, fmt, version=__version__, verbose=verbose, show_secrets=show_secrets,
                   to_terminal=output is None and sys.stdout.isatty())
     if output is not None:

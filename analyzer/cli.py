@@ -1,10 +1,12 @@
 """The `acflow` command line (I/O edge: arguments, files, terminal).
 
-Subcommands: analyze, live, keys, replay, diff, lab. A subcommand that is not built yet says so on stderr and
-exits with status 3 (EXIT_NOT_IMPLEMENTED): it never prints made-up output.
+Subcommands: analyze, live, keys, replay, diff, lab. A subcommand that is not built yet (replay, diff) says so on
+stderr and exits with status 3 (EXIT_NOT_IMPLEMENTED): it never prints made-up output. A third-party module that
+cannot be imported (a broken installation) is named on stderr, exit status 1 (EXIT_BROKEN_INSTALL).
 """
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import click
 from . import __version__
 
 EXIT_OK = 0
-EXIT_FINDINGS = 1  # reserved: analysis ran and found errors (used with --fail-on)
+EXIT_BROKEN_INSTALL = 1  # a dependency is missing or broken: reinstall
 EXIT_USAGE = 2
 EXIT_NOT_IMPLEMENTED = 3
 EXIT_INPUT = 4  # unreadable / not a capture
@@ -23,6 +25,22 @@ EXIT_LAB = 5  # a lab scenario failed
 def _not_built(name: str, issue: str) -> None:
     click.echo(f"acflow {name}: not implemented yet ({issue}); nothing was done.", err=True)
     sys.exit(EXIT_NOT_IMPLEMENTED)
+
+
+def _load(module: str, attr: str):
+    """``attr`` of ``module`` (imported when the subcommand runs: heavy imports only when used). A dependency that
+    does not import (lxml, cryptography… missing or broken) is a broken installation: say which and exit 1.
+    An ImportError inside acflow's own packages is a bug and propagates."""
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as e:
+        top = (e.name or "").split(".")[0]
+        if top in ("analyzer", "dissectors", "replay", "lab"):
+            raise
+        what = f"missing dependency {top}" if top else f"a dependency does not import ({e})"
+        click.echo(f"acflow: {what}: reinstall acflow (pip install --force-reinstall acflow, or `make venv` in a "
+                   f"checkout). Python said: {e}", err=True)
+        sys.exit(EXIT_BROKEN_INSTALL)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,10 +67,7 @@ def main() -> None:
               help="Write the decapsulated inner IP packets to this pcapng.")
 def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner):
     """Reconstruct every VPN session in CAPTURES, phase by phase."""
-    try:
-        from .analyze import run_analyze  # noqa: PLC0415 - heavy imports only when used
-    except ImportError:
-        _not_built("analyze", "issue #4: six-phase session reconstruction")
+    run_analyze = _load("analyzer.analyze", "run_analyze")
     sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
                          verbose=verbose, show_secrets=show_secrets, export_inner=export_inner))
 
@@ -71,8 +86,7 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
 @click.option("--show-secrets", is_flag=True)
 def live(interface, from_stdin, capture_filter, keylogs, rsa_keys, duration, fmt, output, write, show_secrets):
     """Analyze live traffic as it arrives; report when the capture stops (Ctrl-C, --duration, end of input)."""
-    from .live import run_live  # noqa: PLC0415
-
+    run_live = _load("analyzer.live", "run_live")
     if not interface and not from_stdin:
         raise click.UsageError("give -i INTERFACE or --stdin")
     sys.exit(run_live(interface=interface, stdin=from_stdin, keylogs=keylogs, rsa_keys=rsa_keys, duration=duration,
@@ -87,10 +101,7 @@ def live(interface, from_stdin, capture_filter, keylogs, rsa_keys, duration, fmt
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def keys(capture, keylogs, rsa_keys, output):
     """Write a Wireshark-usable key log for everything acflow can decrypt (incl. derived DTLS keys)."""
-    try:
-        from .keys_export import run_keys  # noqa: PLC0415
-    except ImportError:
-        _not_built("keys", "issue #3: decryption core / Wireshark interop")
+    run_keys = _load("analyzer.keys_export", "run_keys")
     sys.exit(run_keys(capture=capture, keylogs=keylogs, rsa_keys=rsa_keys, output=output))
 
 

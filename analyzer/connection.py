@@ -7,11 +7,16 @@ long the capture. Trackers are the input of the session builder (analyzer/sessio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dissectors import cstp as cstp_mod
 from dissectors import tcp as tcp_mod
+from dissectors.dtls.psk import PSK_LABEL, PSK_LENGTH
 from dissectors.http import HTTPError, HTTPStream, Request, Response, TunnelEstablished
 from dissectors.tls import events as tls_ev
+
+if TYPE_CHECKING:
+    from .host import TrackerHost
 
 MAX_EXCHANGES = 200
 MAX_PROBLEMS = 50
@@ -205,13 +210,22 @@ class ChannelStats:
 
 
 class TCPConnection:
-    """One TCP connection: TLS handshake and records, HTTP exchanges, and the CSTP tunnel after CONNECT."""
+    """One TCP connection: TLS handshake and records, HTTP exchanges, and the CSTP tunnel after CONNECT.
+
+    ``index`` is its tcp.stream number in ``capture`` (the capture file it was first seen in, None when the
+    frames were not named); ``numbers`` the (capture ordinal, tcp.stream) of every capture it has packets in
+    (the flow table's list, which grows when the connection runs on into the next file); ``host``
+    (analyzer/host.py) is told of inner packets and of an accepted CONNECT.
+    """
 
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
-                 keys, session_cache, hooks) -> None:
+                 keys, session_cache, host: TrackerHost, *, capture: str | None = None,
+                 numbers: list | None = None) -> None:
         from dissectors.tls.connection import TLSConnection  # noqa: PLC0415
 
         self.index = index
+        self.capture = capture
+        self.numbers = numbers if numbers is not None else [(0, index)]
         self.client = client
         self.server = server
         self.first_ts = ts
@@ -221,7 +235,7 @@ class TCPConnection:
         self.is_tls: bool | None = None  # decided on the first payload byte
         self.tls = TLSConnection(keys, session_cache=session_cache)
         self.http = HTTPStream()
-        self.hooks = hooks
+        self.host = host
         self.client_hello: tls_ev.ClientHello | None = None
         self.server_hello: tls_ev.ServerHello | None = None
         self.certificates: tls_ev.CertificateMsg | None = None
@@ -343,7 +357,7 @@ class TCPConnection:
             if self.tunnel is None:
                 self.tunnel = ChannelStats()
             self.tunnel.add(ev.direction, ev.type, len(ev.payload), ev.ts, ev.frame, ev.packet, self.tunnel_mtu,
-                            ev.payload, self.hooks.inner_packet, "cstp")
+                            ev.payload, self.host.inner_packet, "cstp")
         elif t is Request:
             if len(self.exchanges) < MAX_EXCHANGES:
                 self.exchanges.append(Exchange(ev))
@@ -371,23 +385,14 @@ class TCPConnection:
             self.tunnel_mtu = int(mtu) if mtu else None
         except ValueError:
             self.tunnel_mtu = None
-        enc = h.get("X-CSTP-Content-Encoding")
-        if enc:
-            try:
-                self.http.set_cstp_encoding(enc)
-            except AttributeError:
-                pass
-        self.hooks.on_connect(self, ex)
+        self.host.on_connect(self, ex)
 
     def finish(self) -> None:
         if self.is_tls:
             for tev in self.tls.close(self.last_ts, self.last_frame):
                 self._on_tls(tev)
-        try:
-            for hev in self.http.close():
-                self._on_http(hev)
-        except AttributeError:
-            pass
+        for hev in self.http.close():
+            self._on_http(hev)
 
     # -- queries ---------------------------------------------------------------------------------------
     @property
@@ -396,6 +401,6 @@ class TCPConnection:
 
     def export_psk(self) -> bytes | None:
         try:
-            return self.tls.export_keying_material(b"EXPORTER-openconnect-psk", None, 32)
+            return self.tls.export_keying_material(PSK_LABEL, None, PSK_LENGTH)
         except Exception:  # noqa: BLE001 - no keys / unsupported: the caller reports "undecrypted"
             return None

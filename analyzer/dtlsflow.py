@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dissectors.dtls.events import DTLSApplicationData as _AppData
 import struct
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 
 from dissectors.tls.ciphers import AEADExplicitNonce, DecryptError
 
 from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
+
+if TYPE_CHECKING:
+    from .host import TrackerHost
 
 _AAD = struct.Struct("!QBHH")  # RFC 5246 §6.2.3.3 additional data, with DTLS's epoch||seq as seq_num
 # UDP length (after the ports, checksum skipped), then the DTLS record header: type, version, epoch, seq, length
@@ -29,18 +33,24 @@ def looks_like_dtls(data: bytes) -> bool:
 
 
 class DTLSFlow:
+    """One UDP flow of the DTLS channel: ``index`` is its udp.stream number in ``capture`` (the capture file it
+    was first seen in, None when the frames were not named), ``numbers`` as for `TCPConnection`; ``host``
+    (analyzer/host.py) is told of inner packets and of the first ClientHello's session id."""
+
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
-                 hooks) -> None:
+                 host: TrackerHost, *, capture: str | None = None, numbers: list | None = None) -> None:
         from dissectors.dtls import DTLSConnection  # noqa: PLC0415
 
         self.index = index
+        self.capture = capture
+        self.numbers = numbers if numbers is not None else [(0, index)]
         self.client = client
         self.server = server
         self.first_ts = ts
         self.first_frame = frame
         self.last_ts = ts
         self.last_frame = frame
-        self.hooks = hooks
+        self.host = host
         self.dtls = DTLSConnection(None)
         self.keys_source: str | None = None  # "legacy" / "psk-negotiate" once keys are set
         self.session_id: bytes | None = None
@@ -95,14 +105,14 @@ class DTLSFlow:
                 ftype = data[0]
                 payload = data[1:]
                 self.channel.add(ev.direction, ftype, len(payload), ev.ts, ev.frame, payload if ftype == 0 else None,
-                                 self.mtu, payload, self.hooks.inner_packet, "dtls")
+                                 self.mtu, payload, self.host.inner_packet, "dtls")
             return
         name = t.__name__
         if name == "DTLSClientHello":
             self.hello_total += 1
             if self.session_id is None and ev.session_id:
                 self.session_id = bytes(ev.session_id)
-                self.hooks.on_dtls_hello(self)
+                self.host.on_dtls_hello(self)
             if len(self.hellos) < MAX_SAMPLES:
                 self.hellos.append({"ts": ev.ts, "frame": ev.frame, "retransmission": bool(ev.retransmission),
                                     "session_id": bytes(ev.session_id).hex(), "version": ev.version,
@@ -173,7 +183,7 @@ class DTLSLane:
         lane.salt = prot._salt if lane.aead is not None else None
         lane.seq_base = epoch << 48
         lane.channel = tracker.channel
-        lane.sink = tracker.hooks.inner_packet
+        lane.sink = tracker.host.inner_packet
         lane.datagrams = tracker.datagrams
         lane.octets = tracker.bytes
         lane.flow = flow

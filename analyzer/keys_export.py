@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .analyze import InputError, analyze_paths, load_keys
+from .analyze import InputError, feed_capture, load_keys
+from .driver import Analyzer
 
 
 def collect(pipe, keys) -> tuple[list[str], list[str]]:
@@ -40,16 +41,13 @@ def collect(pipe, keys) -> tuple[list[str], list[str]]:
 def run_keys(*, capture, keylogs, rsa_keys, output) -> int:
     try:
         keys, info = load_keys(keylogs, rsa_keys)
-        holder = {}
-
-        def keep(pipe):
-            holder["pipe"] = pipe
-
-        analyze_paths([capture], keys, info, on_pipeline=keep)
+        an = Analyzer(keys, key_info=info)
+        feed_capture(an, capture)
     except InputError as e:
         print(f"acflow: {e}", file=sys.stderr)
         return 4
-    lines, options = collect(holder["pipe"], keys)
+    an.finish()
+    lines, options = collect(an.pipeline, keys)
     text = "# written by acflow keys: TLS and legacy-DTLS secrets for Wireshark/tshark\n"
     for opt in options:
         text += f"# PSK-NEGOTIATE DTLS: tshark -o {opt}\n"

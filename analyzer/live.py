@@ -2,7 +2,7 @@
 
 Packets come from `dumpcap -i IFACE -w -` (pcapng on a pipe; dumpcap is Wireshark's capture engine and runs
 unprivileged when set up so), or from standard input (`--stdin`, e.g. `tcpdump -U -w - | acflow live --stdin`).
-They go through the same streaming pipeline as `acflow analyze`, frame by frame, so memory stays flat.
+They go through the same driver as `acflow analyze` (analyzer/driver.py), a pipe chunk at a time, so memory stays flat.
 Key log files are re-read whenever they grow, because clients write SSLKEYLOGFILE while they connect. The report
 is rendered when the capture ends: Ctrl-C, `--duration` seconds, or end of input. `--write FILE` also keeps the
 raw capture.
@@ -18,21 +18,19 @@ import sys
 import time
 from pathlib import Path
 
-from dissectors.pcapfile import CaptureError, Frame, PcapParser, Secrets
+from dissectors.pcapfile import PcapParser
 
 from . import __version__
-from .analyze import TLS_KEYLOG_DSB, InputError, load_keys
-from .model import Analysis, CaptureInfo
-from .pipeline import Pipeline
-from .sessions import build_sessions
+from .analyze import InputError, load_keys
+from .driver import Analyzer
 
 
 class _KeyFollower:
-    """Re-reads key log files when they grow (only the new part)."""
+    """Re-reads key log files when they grow (only the new part) into ``add_keylog_text``."""
 
-    def __init__(self, paths, keys) -> None:
+    def __init__(self, paths, add_keylog_text) -> None:
         self.paths = [Path(p) for p in paths or ()]
-        self.keys = keys
+        self.add_keylog_text = add_keylog_text
         self.offsets = {p: 0 for p in self.paths}
 
     def poll(self) -> None:
@@ -49,23 +47,23 @@ class _KeyFollower:
                 # only whole lines: keep a partial last line for the next poll
                 cut = data.rfind(b"\n") + 1
                 if cut:
-                    self.keys.add_keylog_text(data[:cut].decode("utf-8", "replace"))
+                    self.add_keylog_text(data[:cut].decode("utf-8", "replace"))
                     self.offsets[p] = off + cut
 
 
 def run_live(*, interface, stdin, keylogs, rsa_keys, duration, fmt, output, write, show_secrets,
              capture_filter) -> int:
     from .report import render  # noqa: PLC0415
-    from .rules import apply_rules  # noqa: PLC0415
 
     try:
         keys, key_info = load_keys([], rsa_keys)
     except InputError as e:
         print(f"acflow: {e}", file=sys.stderr)
         return 4
-    follower = _KeyFollower(keylogs, keys)
-    follower.poll()
     key_info["keylog_files"] = [str(p) for p in keylogs or ()]
+    an = Analyzer(keys, key_info=key_info)
+    follower = _KeyFollower(keylogs, an.add_keylog_text)
+    follower.poll()
     proc = None
     if stdin:
         src = sys.stdin.buffer
@@ -84,9 +82,7 @@ def run_live(*, interface, stdin, keylogs, rsa_keys, duration, fmt, output, writ
         name = f"live:{interface}"
     sink = open(write, "wb") if write else None  # noqa: SIM115 - closed below
     parser = PcapParser()
-    pipe = Pipeline(keys)
-    ci = CaptureInfo(path=name, keys=key_info)
-    analysis = Analysis(captures=[ci])
+    ci = an.start_capture(name)
     deadline = time.monotonic() + duration if duration else None
     stop = {"now": False}
 
@@ -112,15 +108,14 @@ def run_live(*, interface, stdin, keylogs, rsa_keys, duration, fmt, output, writ
             if sink is not None:
                 sink.write(chunk)
             follower.poll()
-            for ev in parser.feed(chunk):
-                _consume(ev, ci, keys, pipe)
+            an.feed_events(parser.feed(chunk))
             if sys.stderr.isatty() and time.monotonic() - last_report > 1:
                 last_report = time.monotonic()
-                sys.stderr.write(f"\racflow live: {ci.frames} frames, {len(pipe.tcp)} TCP / {len(pipe.udp)} DTLS "
-                                 "flows")
+                st = an.stats()
+                sys.stderr.write(f"\racflow live: {ci.frames} frames, {st['tcp_connections']} TCP / "
+                                 f"{st['dtls_flows']} DTLS flows")
                 sys.stderr.flush()
-        for ev in parser.close():
-            _consume(ev, ci, keys, pipe)
+        an.feed_events(parser.close())
     finally:
         signal.signal(signal.SIGINT, old)
         signal.signal(signal.SIGTERM, old_term)
@@ -141,9 +136,7 @@ def run_live(*, interface, stdin, keylogs, rsa_keys, duration, fmt, output, writ
             sys.stderr.write("\r\033[K")
     # a partial last block on a live pipe is normal when the capture is stopped: not damage
     ci.errors = [e for e in ci.errors if not (stop["now"] or deadline) or "truncated" not in e]
-    pipe.finish()
-    analysis.sessions = build_sessions(pipe)
-    apply_rules(analysis, pipe)
+    analysis = an.finish()
     text = render(analysis, fmt, version=__version__, show_secrets=show_secrets,
                   to_terminal=output is None and sys.stdout.isatty())
     if output:
@@ -152,17 +145,3 @@ def run_live(*, interface, stdin, keylogs, rsa_keys, duration, fmt, output, writ
         sys.stdout.write(text)
     return 0
 
-
-def _consume(ev, ci: CaptureInfo, keys, pipe: Pipeline) -> None:
-    t = type(ev)
-    if t is Frame:
-        ci.frames += 1
-        if ci.first is None:
-            ci.first = ev.ts
-        ci.last = ev.ts
-        pipe.feed(ev)
-    elif t is Secrets:
-        if ev.kind == TLS_KEYLOG_DSB:
-            keys.add_keylog_text(ev.data.decode("utf-8", "replace"))
-    elif t is CaptureError:
-        ci.errors.append(f"{ev.message} (at byte {ev.offset})")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dissectors.redact import REDACTED
+
 #: Phase names: part of the public JSON contract (docs/json-schema.md). Do not rename.
 PHASES = ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-connect", "dtls")
 
@@ -17,8 +19,6 @@ PHASES = ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-c
 STATUSES = ("ok", "failed", "absent", "undecrypted")
 
 SEVERITIES = ("error", "warning", "info")
-
-REDACTED = "«redacted»"
 
 
 class Secret(str):
@@ -110,6 +110,7 @@ class Session:
     tunnel: dict = field(default_factory=dict)
     connections: list[dict] = field(default_factory=list)  # TCP/UDP flows that belong to the session
     notes: list[str] = field(default_factory=list)
+    captures: list[str] = field(default_factory=list)  # paths of the capture files its flows were seen in
 
     def phase(self, name: str) -> Phase:
         for p in self.phases:
@@ -122,7 +123,8 @@ class Session:
                 "end": self.end, "phases": [p.to_json(show_secrets) for p in self.phases],
                 "findings": [f.to_json(show_secrets) for f in self.findings],
                 "tunnel": reveal(self.tunnel, show_secrets),
-                "connections": reveal(self.connections, show_secrets), "notes": list(self.notes)}
+                "connections": reveal(self.connections, show_secrets), "notes": list(self.notes),
+                "captures": list(self.captures)}
 
 
 @dataclass

@@ -14,19 +14,11 @@ import socket
 
 from dissectors import packet as packet_mod
 from dissectors import tcp as tcp_mod
+from dissectors.dtls import DTLSKeys
 
 from .connection import TCPConnection
 from .dtlsflow import DTLSFlow, DTLSLane, looks_like_dtls
 from .tcplane import TCPLane
-
-PSK_LABEL = b"EXPORTER-openconnect-psk"
-
-try:
-    from dissectors.dtls import DTLSConnection as _DTLSConnection  # noqa: F401
-
-    _HAVE_DTLS = True
-except ImportError:
-    _HAVE_DTLS = False
 
 
 class DTLSKeyInfo:
@@ -62,25 +54,21 @@ class Pipeline:
         self.frames = 0
         self.undecodable = 0
         self.evicted = 0
-        self.first_ts: float | None = None
         self.last_ts: float | None = None
+        self.captures: list[str] = []  # names of the captures fed (start_capture), in order
         # fast lanes (see `feed`): raw IPv4 src+dst+ports (12 bytes as on the wire) -> callable
         self.fast_udp: dict[bytes, object] = {}
         self.fast_tcp: dict[bytes, object] = {}
         self.fast_frames = 0
         self.fast_lanes = fast_lanes  # False: every frame takes the general path (tests compare both)
 
-    # -- hooks called by trackers ------------------------------------------------------------------------
+    # -- TrackerHost (analyzer/host.py): what the trackers report -------------------------------------------
     def inner_packet(self, channel: str, direction: str, ts: float, frame: int, packet: bytes) -> None:
         if self.inner_sink is not None:
             self.inner_sink(channel, direction, ts, frame, packet)
 
     def on_connect(self, conn: TCPConnection, ex) -> None:
         """A CONNECT was answered 2xx: derive the DTLS keys it carries."""
-        try:
-            from dissectors.dtls import DTLSKeys  # noqa: PLC0415
-        except ImportError:  # DTLS layer unavailable: the DTLS phase reports what the wire shows
-            return
         req, resp = ex.request.headers, ex.response.headers
         if not resp.get("X-DTLS-Port") and not resp.get("X-DTLS-Session-ID") and not resp.get("X-DTLS-App-ID"):
             return
@@ -113,11 +101,28 @@ class Pipeline:
             flow.set_keys(info.keys, info.mode, info.mtu)
 
     # -- input -------------------------------------------------------------------------------------------
+    def start_capture(self, name: str) -> None:
+        """The frames that follow come from the capture file ``name`` (frame numbers start again at 1). Flows are
+        numbered per file, as tshark numbers tcp.stream / udp.stream; flows already open run on (a ring buffer's
+        files hold one capture cut in pieces)."""
+        if self.captures:
+            self.flows.new_capture()
+            # a lane would take a running flow's first frames of the new file past the flow table, which numbers
+            # the flow in this file at its first packet: the lanes open again after the general path's next frame
+            self.fast_udp.clear()
+            self.fast_tcp.clear()
+            for conn in self.tcp.values():
+                conn.lane_flow = None
+        self.captures.append(name)
+
+    def _capture_of(self, flow) -> str | None:
+        """The name of the capture ``flow`` was first seen in (None for frames fed without start_capture)."""
+        n = flow.capture
+        return self.captures[n] if n < len(self.captures) else None
+
     def feed(self, fr) -> None:
         self.frames += 1
         ts = fr.ts
-        if self.first_ts is None:
-            self.first_ts = ts
         self.last_ts = ts
         if self.fast_udp or self.fast_tcp:
             # Fast lanes: a frame of an established flow whose next step is the common one (the next DTLS
@@ -185,13 +190,14 @@ class Pipeline:
                 return
             tracker = self.udp.get(idx)
             if tracker is None:
-                if not looks_like_dtls(ev.data) or not _HAVE_DTLS:
+                if not looks_like_dtls(ev.data):
                     self.udp_ignored.add(idx)
                     return
                 sender_is_server = self._dtls_sender_is_server(ev)
                 a, b = (ev.src, ev.sport), (ev.dst, ev.dport)
                 client, server = (b, a) if sender_is_server else (a, b)
-                tracker = DTLSFlow(idx, client, server, ev.ts, ev.frame, self)
+                tracker = DTLSFlow(flow.stream, client, server, ev.ts, ev.frame, self,
+                                   capture=self._capture_of(flow), numbers=flow.numbers)
                 first = "s2c" if sender_is_server else "c2s"
                 tracker.direction_map = {ev.direction: first,
                                          ("s2c" if ev.direction == "c2s" else "c2s"): ("c2s" if first == "s2c" else "s2c")}
@@ -214,8 +220,8 @@ class Pipeline:
         if conn is None:
             if t is tcp_mod.Retransmission or t is tcp_mod.StreamClosed:
                 return
-            conn = TCPConnection(flow.index, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
-                                 self.session_cache, self)
+            conn = TCPConnection(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
+                                 self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers)
             self.tcp[flow.index] = conn
         if conn.is_tls is False:
             return
@@ -287,9 +293,6 @@ class Pipeline:
             conn.finish()
         for flow in self.udp.values():
             flow.finish()
-
-
-_NO_LANES: dict = {}
 
 
 def _raw_key(src: str, sport: int, dst: str, dport: int) -> bytes | None:

@@ -289,7 +289,7 @@ def _dn(der: bytes) -> str:
 
 def _conn_summary(c: TCPConnection) -> dict:
     sh = c.server_hello
-    return {"connection": f"tcp.stream {c.index}", "client": f"{c.client[0]}:{c.client[1]}",
+    return {"connection": f"tcp.stream {c.index}", "capture": c.capture, "client": f"{c.client[0]}:{c.client[1]}",
             "start": c.first_ts, "end": c.last_ts, "first_frame": c.first_frame, "last_frame": c.last_frame,
             "version": version_name(sh.version) if sh else None,
             "cipher_suite": cipher_suite_name(sh.cipher_suite) if sh else None,
@@ -788,9 +788,13 @@ def build_sessions(pipe) -> list[Session]:
                     end=max(ends) if ends else None, phases=phases)
         s.tunnel = _tunnel(g, cstp, dtls)
         s.connections = [_conn_summary(cn.c) for cn in g.conns] + [
-            {"connection": f"udp.stream {f.index}", "client": f"{f.client[0]}:{f.client[1]}", "start": f.first_ts,
-             "end": f.last_ts, "first_frame": f.first_frame, "last_frame": f.last_frame, "dtls": True}
+            {"connection": f"udp.stream {f.index}", "capture": f.capture, "client": f"{f.client[0]}:{f.client[1]}",
+             "start": f.first_ts, "end": f.last_ts, "first_frame": f.first_frame, "last_frame": f.last_frame,
+             "dtls": True}
             for f in g.dtls]
+        # the capture files its flows were seen in (a connection may run on from one file into the next)
+        caps = sorted({n for t in [cn.c for cn in g.conns] + g.dtls for n, _ in t.numbers})
+        s.captures = [pipe.captures[n] for n in caps if n < len(pipe.captures)]
         s._group = g  # for rules that need more than the summary (not serialised)
         sessions.append(s)
     return sessions

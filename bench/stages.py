@@ -4,8 +4,9 @@
 (time.process_time) of
 
   read      the capture reader alone (analyzer.capture.read_capture_batches: pcapng blocks → Frame objects)
-  pipeline  + everything analyzer.pipeline.Pipeline does: fast lanes for the frames of established tunnels,
-            the general path for the rest (`fast_frames`: how many frames the lanes took)
+  pipeline  + everything the driver (analyzer.driver.Analyzer.feed_events) and its pipeline do with the frames:
+            fast lanes for the frames of established tunnels, the general path for the rest (`fast_frames`: how
+            many frames the lanes took); the flows are flushed, sessions and rules are left to `analyze`
   analyze   what `acflow analyze --format json` does after start-up (analyzer.analyze.run_analyze): the
             pipeline + the reading loop around it, sessions, rules, the JSON report
 
@@ -13,7 +14,7 @@ and the general path's layers, as every frame would take them without fast lanes
 
   decode            read + dissectors.packet.decode of every frame (Ethernet/IP/TCP/UDP headers → Packet)
   flows             + dissectors.tcp.FlowTable (TCP reassembly, UDP flows → StreamData/Datagram events)
-  pipeline_general  + the trackers (TLS/DTLS decryption, HTTP, CSTP, channel statistics): Pipeline(fast_lanes=False)
+  pipeline_general  + the trackers (TLS/DTLS decryption, HTTP, CSTP, channel statistics): Analyzer(fast_lanes=False)
 
 each a separate pass over the same (cached) file (the best of two), so a layer's own cost is the difference to
 the one before;
@@ -50,7 +51,7 @@ def measure_stages(capture: Path, keylog: Path) -> dict:
     t0 = time.process_time()
     from analyzer.analyze import load_keys, run_analyze
     from analyzer.capture import Frame, read_capture_batches
-    from analyzer.pipeline import Pipeline
+    from analyzer.driver import Analyzer
     from analyzer.report import render  # noqa: F401 - imported by `acflow analyze` too
     from dissectors import packet as packet_mod
     from dissectors import tcp as tcp_mod
@@ -86,12 +87,14 @@ def measure_stages(capture: Path, keylog: Path) -> dict:
 
     def pipeline(fast: bool = True):
         keys, _info = load_keys([keylog], [])
-        pipe = Pipeline(keys, fast_lanes=fast)
-        for fr in frames():
-            pipe.feed(fr)
-        pipe.finish()
-        lanes["fast_frames"] = pipe.fast_frames
-        return pipe.frames
+        an = Analyzer(keys, fast_lanes=fast)
+        an.start_capture(str(capture))
+        for batch in read_capture_batches(capture):
+            an.feed_events(batch)
+        an.pipeline.finish()  # flows and trackers flushed; sessions and rules belong to the `analyze` stage
+        st = an.stats()
+        lanes["fast_frames"] = st["fast_frames"]
+        return st["frames"]
 
     def pipeline_general():
         return pipeline(fast=False)

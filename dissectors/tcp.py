@@ -23,8 +23,13 @@ sequence number. The client is the SYN sender; without a SYN the client is guess
 :class:`FlowTable` dispatches packets to streams by canonical 4-tuple and numbers them like
 Wireshark's ``tcp.stream`` (0-based, in order of first packet; a SYN that starts a new connection on
 a tuple that is closed or was used with a different initial sequence number gets a new index). UDP
-packets get a ``udp.stream``-like index too and are returned as :class:`Datagram` events. The table
-bounds the number of flows (least recently used flows are flushed and evicted, reported with
+packets get a ``udp.stream``-like index too and are returned as :class:`Datagram` events. Several
+capture files can be fed through one table (a ring buffer's files: a connection may run on from one file into
+the next): :meth:`FlowTable.new_capture` starts the next file, whose flows are numbered from 0 again, as
+``tshark -r FILE`` numbers them. A flow's ``index`` stays unique for the table's lifetime (it equals the
+tcp.stream / udp.stream number while one capture is fed); ``capture`` and ``stream`` are the file it was
+first seen in and its number there, ``numbers`` its ``(capture, stream)`` in every file it has packets in. The
+table bounds the number of flows (least recently used flows are flushed and evicted, reported with
 :class:`FlowEvicted`) and the total out-of-order data buffered across all streams.
 
 IP fragments must be reassembled before (``packet.IPv4Defragmenter``); packets without ports are
@@ -202,9 +207,10 @@ class TCPStream:
     """Reassembles one TCP connection. See the module docstring for the events.
 
     ``client``/``server`` are ``(address, port)`` tuples, set by the first packet fed. ``index`` is the
-    stream number given by the :class:`FlowTable` (0 when used alone). ``max_buffer`` bounds the
-    out-of-order bytes buffered per direction (then a gap is declared), ``max_segments`` the number of
-    buffered segments per direction.
+    unique number given by the :class:`FlowTable` (0 when used alone); ``stream`` its tcp.stream number in the
+    capture it was first seen in (``capture``), ``numbers`` the ``(capture, tcp.stream)`` of every capture it
+    is in. ``max_buffer`` bounds the out-of-order bytes buffered per direction (then a gap is declared),
+    ``max_segments`` the number of buffered segments per direction.
     """
 
     __slots__ = (
@@ -213,6 +219,7 @@ class TCPStream:
         "_cport",
         "_s",
         "buffered",
+        "capture",
         "client",
         "fin_seen",
         "first_frame",
@@ -223,10 +230,12 @@ class TCPStream:
         "max_buffer",
         "max_segments",
         "max_window",
+        "numbers",
         "packets",
         "retired",
         "rst_seen",
         "server",
+        "stream",
         "user",
     )
 
@@ -239,6 +248,9 @@ class TCPStream:
         max_window: int = 1 << 30,
     ) -> None:
         self.index = index
+        self.capture = 0  # the capture (0-based, as FlowTable.new_capture counts) it was first seen in
+        self.stream = index  # its tcp.stream number in that capture
+        self.numbers = [(0, index)]  # (capture, tcp.stream) in every capture it has packets in
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
         self.max_buffer = max_buffer
@@ -549,10 +561,14 @@ class TCPStream:
 class UDPFlow:
     """A UDP 4-tuple; ``a`` is the first sender (direction "c2s"), ``b`` the other end."""
 
-    __slots__ = ("a", "b", "first_frame", "first_ts", "index", "last_frame", "last_ts", "packets", "user")
+    __slots__ = ("a", "b", "capture", "first_frame", "first_ts", "index", "last_frame", "last_ts", "numbers",
+                 "packets", "stream", "user")
 
     def __init__(self, index: int, a: tuple[str, int], b: tuple[str, int], ts: float, frame: int) -> None:
-        self.index = index
+        self.index = index  # unique in its FlowTable; `stream`: the udp.stream number in capture `capture`
+        self.capture = 0
+        self.stream = index
+        self.numbers = [(0, index)]
         self.a = a
         self.b = b
         self.first_ts = self.last_ts = ts
@@ -579,7 +595,10 @@ class FlowTable:
     """Maps packets to :class:`TCPStream` / :class:`UDPFlow` objects.
 
     ``feed(packet, ts, frame)`` returns a list of ``(flow, event)`` pairs (the flow tells which
-    connection an event belongs to; its ``index`` is the tcp.stream / udp.stream number).
+    connection an event belongs to; its ``stream`` is the tcp.stream / udp.stream number in the capture it
+    was first seen in, ``index`` a number unique in the table). ``new_capture()`` starts the next capture
+    file: flows are numbered from 0 again, and a flow that runs on into the new file takes the next number
+    there at its first packet (as ``tshark -r`` of that file alone would number it).
     ``flush()`` at end of capture flushes every TCP stream. Limits: ``max_flows`` per protocol (the
     least recently active flow is flushed and evicted, with a :class:`FlowEvicted` event), and
     ``max_total_buffer`` bytes of out-of-order TCP data across all streams (beyond it, the stream
@@ -589,7 +608,10 @@ class FlowTable:
     __slots__ = (
         "_buffered",
         "_tcp",
+        "_tcp_next",
         "_udp",
+        "_udp_next",
+        "capture",
         "evicted",
         "last_flow",
         "max_flows",
@@ -605,14 +627,41 @@ class FlowTable:
         self.stream_kwargs = stream_kwargs
         self._tcp: OrderedDict[tuple, TCPStream] = OrderedDict()
         self._udp: OrderedDict[tuple, UDPFlow] = OrderedDict()
-        self.tcp_streams = 0  # next tcp.stream index
-        self.udp_flows = 0  # next udp.stream index
+        self.tcp_streams = 0  # next TCP flow index (unique in the table)
+        self.udp_flows = 0  # next UDP flow index
+        self.capture = 0  # the capture being fed (0-based; new_capture() counts)
+        self._tcp_next = 0  # next tcp.stream number in this capture
+        self._udp_next = 0  # next udp.stream number in this capture
         self.evicted = 0
         self._buffered = 0
         self.last_flow: TCPStream | UDPFlow | None = None  # flow of the last packet fed (None if none)
 
     def __len__(self) -> int:
         return len(self._tcp) + len(self._udp)
+
+    def new_capture(self) -> None:
+        """The frames that follow come from the next capture file: number flows from 0 again (tcp.stream and
+        udp.stream are per file in Wireshark). Flows stay: a connection may run on into the next file."""
+        self.capture += 1
+        self._tcp_next = 0
+        self._udp_next = 0
+
+    def _number(self, flow, udp: bool, new: bool) -> None:
+        """Give ``flow`` the next tcp.stream / udp.stream number of the current capture (``new``: a flow just
+        created; else a flow from an earlier capture, at its first packet in this one)."""
+        if udp:
+            n = self._udp_next
+            self._udp_next = n + 1
+        else:
+            n = self._tcp_next
+            self._tcp_next = n + 1
+        cap = self.capture
+        if new:
+            flow.capture = cap
+            flow.stream = n
+            flow.numbers = [(cap, n)]
+        else:
+            flow.numbers.append((cap, n))
 
     def streams(self) -> list[TCPStream]:
         """Live TCP streams (not evicted nor superseded), least recently active first."""
@@ -648,6 +697,8 @@ class FlowTable:
                 st = self._new_stream(key, ts, frame, out)
             else:
                 tcp.move_to_end(key)
+                if self.capture and st.numbers[-1][0] != self.capture:
+                    self._number(st, False, False)  # a connection running on from the previous file
             self.last_flow = st
             b0 = st.buffered
             evs = st.feed(packet, ts, frame)
@@ -672,8 +723,11 @@ class FlowTable:
                     out.append((old, FlowEvicted("udp", old.index, ts, frame)))
                 fl = udp[key] = UDPFlow(self.udp_flows, (src, sport), (dst, dport), ts, frame)
                 self.udp_flows += 1
+                self._number(fl, True, True)
             else:
                 udp.move_to_end(key)
+                if self.capture and fl.numbers[-1][0] != self.capture:
+                    self._number(fl, True, False)
             self.last_flow = fl
             fl.packets += 1
             fl.last_ts = ts
@@ -708,6 +762,10 @@ class FlowTable:
         else:
             key = (dst, dport, src, sport)
         out: list = []
+        known = (self._tcp.get(key) if inner.proto == 6 and inner.seq is not None
+                 else self._udp.get(key) if inner.proto == 17 else None)
+        if known is not None and self.capture and known.numbers[-1][0] != self.capture:
+            self._number(known, inner.proto == 17, False)
         if inner.proto == 6 and inner.seq is not None and key not in self._tcp:
             st = self._new_stream(key, ts, frame, out)
             st.client = guess_client(inner)
@@ -721,8 +779,9 @@ class FlowTable:
                 _k, old = udp.popitem(last=False)
                 self.evicted += 1
                 out.append((old, FlowEvicted("udp", old.index, ts, frame)))
-            udp[key] = UDPFlow(self.udp_flows, (src, sport), (dst, dport), ts, frame)
+            fl = udp[key] = UDPFlow(self.udp_flows, (src, sport), (dst, dport), ts, frame)
             self.udp_flows += 1
+            self._number(fl, True, True)
         return out
 
     def _new_stream(self, key: tuple, ts: float, frame: int, out: list) -> TCPStream:
@@ -734,6 +793,7 @@ class FlowTable:
             out.append((old, FlowEvicted("tcp", old.index, ts, frame)))
         st = tcp[key] = TCPStream(self.tcp_streams, **self.stream_kwargs)
         self.tcp_streams += 1
+        self._number(st, False, True)
         return st
 
     def _retire(self, st: TCPStream, out: list) -> None:

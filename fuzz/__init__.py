@@ -18,7 +18,7 @@ http       ``dissectors.http.HTTPStream`` (then CSTP) on decrypted streams, plus
 cstp       ``dissectors.cstp.CSTPFramer`` (identity, LZS, LZ4) and the inner-packet / DTLS-payload helpers
 aggauth    ``dissectors.aggauth`` config-auth XML parsing and ``dissectors.redact`` (secrets must vanish)
 keylog     ``dissectors.keylog.parse_keylog`` / ``KeyStore`` (round trip; errors never echo a secret)
-pipeline   the whole ``analyzer.analyze.analyze_paths`` on a capture file, then every renderer
+pipeline   the whole analysis (``analyzer.driver.Analyzer`` fed a capture file) then every renderer
 pipeline-  the same on a capture rebuilt around a sample's TLS 1.3 connection whose *plaintext* was mutated and
 inner      re-encrypted: hostile HTTP headers, XML, CONNECT/X-DTLS-* headers and CSTP frames reach analyzer/
 ========== =========================================================================================

@@ -176,13 +176,14 @@ def extract(d: Path) -> SampleSeeds:
 
 def _dtls_keys(d: Path) -> list:
     """The DTLS keys acflow derives from this sample's CONNECT exchanges (legacy or PSK-NEGOTIATE)."""
-    from analyzer.analyze import analyze_paths, load_keys
+    from analyzer.analyze import feed_capture, load_keys
+    from analyzer.driver import Analyzer
 
     keys, info = load_keys([d / "keys.log"], [])
-    out: list = []
-    analyze_paths([d / "capture.pcapng"], keys, info,
-                  on_pipeline=lambda pipe: out.extend(i.keys for i in pipe.dtls_keys.values() if i.keys))
-    return out
+    an = Analyzer(keys, key_info=info)
+    feed_capture(an, d / "capture.pcapng")
+    an.finish()
+    return [i.keys for i in an.pipeline.dtls_keys.values() if i.keys]
 
 
 @functools.lru_cache(maxsize=1)

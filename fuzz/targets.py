@@ -332,9 +332,10 @@ def target_pipeline(data: bytes) -> None:
 
 
 def pipeline_on_bytes(capture: bytes, data: bytes) -> None:
-    """analyze_paths on ``capture`` (with every sample's keys and an --export-inner sink), then the renderers
-    (which ones: chosen by ``data``, so that a crash reproduces)."""
-    from analyzer.analyze import InputError, analyze_paths
+    """The analysis driver on ``capture`` read as a file, as `acflow analyze` reads it (with every sample's keys and
+    an --export-inner sink), then the renderers (which ones: chosen by ``data``, so that a crash reproduces)."""
+    from analyzer.analyze import InputError, feed_capture
+    from analyzer.driver import Analyzer
     from analyzer.model import Analysis
     from analyzer.report import render
     from analyzer.report.inner_pcap import InnerPcapWriter
@@ -343,18 +344,18 @@ def pipeline_on_bytes(capture: bytes, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(capture)
     writer = InnerPcapWriter(os.devnull)
-    pipes: list = []
+    an = Analyzer(fresh_keys(), key_info={"keylog_files": ["fuzz"]}, inner_sink=writer.write)
     try:
         try:
-            analysis = analyze_paths([path], fresh_keys(), {"keylog_files": ["fuzz"]}, inner_sink=writer.write,
-                                     on_pipeline=pipes.append)
+            feed_capture(an, path)
         except InputError:
             return  # not a capture at all: the documented exit 4
+        analysis = an.finish()
     finally:
         writer.close()
     if not isinstance(analysis, Analysis):
-        raise Bug(f"analyze_paths returned {type(analysis).__name__}")
-    if pipes and pipes[0].fast_frames:
+        raise Bug(f"Analyzer.finish returned {type(analysis).__name__}")
+    if an.stats()["fast_frames"]:
         # fast lanes took frames: the general path alone must come to the same analysis (docs/architecture.md)
         _same_without_lanes(path, analysis)
     for f in [f for s in analysis.sessions for f in s.findings] + analysis.findings:

@@ -36,3 +36,22 @@ def test_lab_unknown_scenario_fails_clearly(tmp_path):
     p = run("lab", "--out", str(tmp_path), "no-such-scenario")
     assert p.returncode != 0
     assert "unknown scenario" in p.stderr
+
+
+@pytest.mark.parametrize("command", ["analyze", "keys"])
+def test_missing_dependency_is_named_not_called_unbuilt(command):
+    # lxml unimportable, as in a broken installation: the error names it, never "not implemented yet"
+    code = ("import sys; sys.modules['lxml'] = None; from analyzer.cli import main; "
+            f"sys.argv = ['acflow', {command!r}, 'x.pcapng'] + (['-o', 'k'] if {command!r} == 'keys' else []); main()")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    assert "missing dependency lxml" in p.stderr and "reinstall acflow" in p.stderr
+    assert "not implemented" not in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_bug_in_acflow_is_not_taken_for_a_missing_dependency():
+    # an ImportError inside acflow's own packages is a bug: it propagates (traceback), not "reinstall"
+    code = ("import sys; sys.modules['analyzer.driver'] = None; from analyzer.cli import main; "
+            "sys.argv = ['acflow', 'analyze', 'x.pcapng']; main()")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 1 and "Traceback" in p.stderr and "reinstall" not in p.stderr

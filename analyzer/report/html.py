@@ -209,7 +209,8 @@ def render_html(analysis, *, version: str, show_secrets: bool = False) -> str:
             f'<li><a href="#session-{i}">Session {_e(s.get("id"))}</a>: {_e(s.get("client"))} → '
             f'{_e(s.get("gateway"))}, {_e(_iso(s.get("start")))}</li>' for i, s in enumerate(sessions, 1)) + "</ul>")
     for i, s in enumerate(sessions, 1):
-        out.append(_session(i, s, series[i - 1] if i - 1 < len(series) else []))
+        out.append(_session(i, s, series[i - 1] if i - 1 < len(series) else [],
+                            several_captures=len(doc.get("captures") or []) > 1))
     if doc.get("findings"):
         out.append('<section class="session"><h2>Capture-wide findings</h2>')
         out.append(_findings_table(doc["findings"], None))
@@ -240,7 +241,7 @@ def _phases(s: dict) -> dict:
     return {p.get("phase"): p for p in s.get("phases") or [] if isinstance(p, dict)}
 
 
-def _session(idx: int, s: dict, series: list) -> str:
+def _session(idx: int, s: dict, series: list, several_captures: bool = False) -> str:
     ph = _phases(s)
     t0 = _num(s.get("start"))
     tls = (ph.get("tls-handshake") or {}).get("details") or {}
@@ -252,6 +253,10 @@ def _session(idx: int, s: dict, series: list) -> str:
            f"<h2>Session {_e(s.get('id'))}: {_e(s.get('client'))} ⇄ {_e(s.get('gateway'))}</h2>",
            '<dl class="facts">',
            f"<dt>client</dt><dd>{_e(tls.get('client') or s.get('client'))}</dd>",
+           # stream numbers count per capture file, as in Wireshark: say which file they are of
+           (f"<dt>capture{'s' if len(s.get('captures') or []) > 1 else ''}</dt><dd>"
+            + ", ".join(_e(c) for c in s.get("captures") or []) + "</dd>")
+           if several_captures and s.get("captures") else "",
            f"<dt>gateway</dt><dd>{_e(s.get('gateway'))}" + (f" (SNI {_e(sni)})" if sni else "") + "</dd>",
            f"<dt>start</dt><dd>{_e(_iso(s.get('start')))}</dd>",
            (f"<dt>duration</dt><dd>{_e(_dur(s.get('start'), s.get('end')) or '?')}"
@@ -259,7 +264,9 @@ def _session(idx: int, s: dict, series: list) -> str:
     conns = [c for c in s.get("connections") or [] if isinstance(c, dict)]
     if conns:
         out.append("<dt>flows</dt><dd>" + ", ".join(
-            f"{_e(c.get('connection'))} ({_e(c.get('client'))})" for c in conns[:12])
+            f"{_e(c.get('connection'))} ({_e(c.get('client'))}"
+            + (f", {_e(c.get('capture'))}" if len(s.get("captures") or []) > 1 and c.get("capture") else "") + ")"
+            for c in conns[:12])
             + (f", … ({len(conns)} in all)" if len(conns) > 12 else "") + "</dd>")
     if params.get("address") or params.get("address_ip6"):
         out.append(f"<dt>tunnel address</dt><dd>{_e(params.get('address') or '')} "

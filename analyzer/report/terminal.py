@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+from pathlib import Path
 
 from rich import box
 from rich.console import Console
@@ -66,17 +67,23 @@ def render_terminal(analysis, *, version: str, verbose: bool = False, show_secre
     if not analysis.sessions:
         con.print("\nNo AnyConnect-protocol session found (no TLS connection to a gateway in this capture).")
     for s in analysis.sessions:
-        _session(con, s, verbose, show_secrets)
+        _session(con, s, verbose, show_secrets, several_captures=len(analysis.captures) > 1)
     for f in analysis.findings:
         con.print(f"[{SEVERITY_STYLE.get(f.severity, '')}]{f.severity.upper()} {f.id}[/]: {f.message}")
     return buf.getvalue()
 
 
-def _session(con: Console, s, verbose: bool, show_secrets: bool) -> None:
+def _session(con: Console, s, verbose: bool, show_secrets: bool, several_captures: bool = False) -> None:
     con.print()
     con.rule(f"[bold]Session {s.id}[/]  client {s.client} → gateway {s.gateway}", align="left")
+    if several_captures and s.captures:
+        # stream numbers count per capture file, as in Wireshark: say which file they are of
+        con.print(f"  capture{'s' if len(s.captures) > 1 else ''}: " + ", ".join(s.captures), highlight=False,
+                  markup=False)
+    flows = [c["connection"] + (f" ({Path(c['capture']).name})" if len(s.captures) > 1 and c.get("capture") else "")
+             for c in s.connections[:8]]
     con.print(f"  start {_iso(s.start)}, duration {_dur(s.start, s.end)}, "
-              f"{len(s.connections)} flow(s): " + ", ".join(c["connection"] for c in s.connections[:8]))
+              f"{len(s.connections)} flow(s): " + ", ".join(flows))
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for col, kw in (("#", {"justify": "right"}), ("phase", {}), ("t", {"justify": "right"}),
                     ("duration", {"justify": "right"}), ("status", {}), ("frames", {}), ("what happened", {})):

@@ -1,0 +1,129 @@
+"""`Analyzer`: the one analysis driver (sans-I/O). Every way of running an analysis goes through it.
+
+    an = Analyzer(keys, key_info=info, inner_sink=sink)
+    an.add_keylog_text(text)            # more keys, at any time (live: a key log that grows)
+    an.start_capture("a.pcapng")        # frames that follow come from this capture (frame numbers from 1)
+    an.feed_events(batch)               # Frame / Secrets / CaptureError events as dissectors.pcapfile gives them
+    an.feed(frame)                      # or one Frame at a time
+    an.end_capture()
+    analysis = an.finish()              # pipeline.finish → sessions → rules: the `Analysis`
+
+It reads no file, socket or clock: the I/O edges (`analyzer/analyze.py` for files, `analyzer/live.py` for a
+capture pipe, `analyzer/keys_export.py`, bench/ and fuzz/) read bytes, parse them with `PcapParser` /
+`read_capture_batches` and hand the events here. Several captures go through one pipeline, one after the other,
+so that a session cut across a ring buffer's files holds together; flows are numbered per capture, as tshark
+numbers tcp.stream / udp.stream in each file, and every session names the captures its flows were seen in.
+"""
+from __future__ import annotations
+
+from dissectors.keylog import KeyStore
+from dissectors.pcapfile import CaptureError, Frame, Secrets
+
+from .model import Analysis, CaptureInfo
+from .pipeline import Pipeline
+from .rules import apply_rules
+from .sessions import build_sessions
+
+#: pcapng Decryption Secrets Block type of an NSS key log
+TLS_KEYLOG_DSB = 0x544C534B
+
+
+class Analyzer:
+    """Frames and keys in, `Analysis` out. ``inner_sink(channel, direction, ts, frame, packet)`` receives the
+    decapsulated inner IP packets (`--export-inner`); ``fast_lanes=False`` sends every frame down the general path
+    (the differential tests compare both)."""
+
+    def __init__(self, keys: KeyStore | None = None, *, key_info: dict | None = None, inner_sink=None,
+                 fast_lanes: bool = True, max_flows: int = 1 << 16) -> None:
+        self.keys = keys if keys is not None else KeyStore()
+        self.key_info = dict(key_info or {})
+        self.pipeline = Pipeline(self.keys, inner_sink=inner_sink, fast_lanes=fast_lanes, max_flows=max_flows)
+        self.analysis = Analysis()
+        self.capture: CaptureInfo | None = None  # the capture being fed
+        self._finished = False
+
+    # -- keys ------------------------------------------------------------------------------------------------
+    def add_keylog_text(self, text: str) -> list[str]:
+        """NSS key log lines (SSLKEYLOGFILE); returns the problems of the unusable lines."""
+        return self.keys.add_keylog_text(text)
+
+    def add_rsa_private_key(self, key) -> None:
+        """A gateway's RSA private key (for TLS_RSA_* key exchange)."""
+        self.keys.add_rsa_private_key(key)
+
+    # -- captures --------------------------------------------------------------------------------------------
+    def start_capture(self, name: str) -> CaptureInfo:
+        """The frames that follow come from capture ``name`` (its path, or e.g. "live:eth0"); ends the one before."""
+        self._check_open()
+        self.end_capture()
+        ci = CaptureInfo(path=str(name), keys=dict(self.key_info))
+        self.analysis.captures.append(ci)
+        self.capture = ci
+        self.pipeline.start_capture(ci.path)
+        return ci
+
+    def end_capture(self) -> None:
+        """The current capture is complete (its flows stay open: the next capture may continue them)."""
+        self.capture = None
+
+    def feed(self, frame: Frame) -> None:
+        """One frame of the current capture (one is started, named "<frames>", if none was)."""
+        ci = self.capture or self.start_capture("<frames>")
+        ci.frames += 1
+        if ci.first is None:
+            ci.first = frame.ts
+        ci.last = frame.ts
+        self.pipeline.feed(frame)
+
+    def feed_events(self, events: list) -> None:
+        """A batch of `PcapParser` events of the current capture: frames, embedded key logs (Decryption Secrets
+        Blocks), capture errors, in capture order."""
+        ci = self.capture or self.start_capture("<frames>")
+        pipe = self.pipeline
+        feed = pipe.feed
+        before = pipe.frames
+        for ev in events:
+            t = type(ev)
+            if t is Frame:  # the hot path
+                feed(ev)
+            elif t is Secrets:
+                self._secrets(ci, ev)
+            elif t is CaptureError:
+                ci.errors.append(f"{ev.message} (at byte {ev.offset})")
+        n = pipe.frames - before
+        if n:
+            if ci.first is None:
+                ci.first = next(ev.ts for ev in events if type(ev) is Frame)
+            ci.frames += n
+            ci.last = pipe.last_ts
+
+    def _secrets(self, ci: CaptureInfo, ev: Secrets) -> None:
+        if ev.kind != TLS_KEYLOG_DSB:
+            return
+        errs = self.add_keylog_text(ev.data.decode("utf-8", "replace"))
+        ci.keys["embedded_secrets"] = ci.keys.get("embedded_secrets", 0) + 1
+        if errs:
+            ci.errors.append(f"embedded key log: {len(errs)} unusable line(s)")
+
+    # -- result ----------------------------------------------------------------------------------------------
+    def finish(self) -> Analysis:
+        """End of input: flush the flows, build the sessions, apply the rules. Call once."""
+        self._check_open()
+        self.end_capture()
+        self._finished = True
+        pipe = self.pipeline
+        pipe.finish()
+        analysis = self.analysis
+        analysis.sessions = build_sessions(pipe)
+        apply_rules(analysis, pipe)
+        return analysis
+
+    def stats(self) -> dict:
+        """Counters of the pipeline so far (progress lines, bench)."""
+        pipe = self.pipeline
+        return {"frames": pipe.frames, "undecodable": pipe.undecodable, "tcp_connections": len(pipe.tcp),
+                "dtls_flows": len(pipe.udp), "evicted_flows": pipe.evicted, "fast_frames": pipe.fast_frames}
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise RuntimeError("Analyzer.finish() was called: start a new Analyzer")

@@ -1,0 +1,33 @@
+"""`TrackerHost`: what a per-connection tracker may ask of the code that drives it (typed, three calls).
+
+A tracker (`analyzer.connection.TCPConnection`, `analyzer.dtlsflow.DTLSFlow`) summarises one flow from the flow
+layer's events. Three things it sees concern more than its own flow; it reports them to its host, which the
+tracker receives when it is made:
+
+* `inner_packet` — a decapsulated inner IP packet (a CSTP or DTLS DATA frame), for `--export-inner`;
+* `on_connect` — a CONNECT answered 2xx on a TCP connection: the host derives the DTLS keys the exchange carries
+  (X-DTLS-Session-ID + X-DTLS-Master-Secret, or PSK-NEGOTIATE) and hands them to the DTLS flows they unlock;
+* `on_dtls_hello` — a DTLS flow learnt its session id from a ClientHello: the host gives it the keys of that
+  session if a CONNECT already announced them (`DTLSFlow.set_keys`).
+
+`analyzer.pipeline.Pipeline` is the host of every tracker it creates. Nothing else of the host is reachable
+from a tracker; a test or a tool can drive trackers with any object that has these three methods.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .connection import Exchange, TCPConnection
+    from .dtlsflow import DTLSFlow
+
+
+class TrackerHost(Protocol):
+    def inner_packet(self, channel: str, direction: str, ts: float, frame: int, packet: bytes) -> None:
+        """One inner IP packet: ``channel`` "cstp" or "dtls", ``direction`` "c2s" or "s2c"."""
+
+    def on_connect(self, conn: TCPConnection, exchange: Exchange) -> None:
+        """``conn``'s CONNECT ``exchange`` was answered 2xx (the tunnel is up on this connection)."""
+
+    def on_dtls_hello(self, flow: DTLSFlow) -> None:
+        """``flow``'s first ClientHello with a session id was seen (``flow.session_id`` is set)."""

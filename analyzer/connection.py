@@ -260,7 +260,6 @@ class TCPConnection:
         self.tunnel_frame: int | None = None
         self.tunnel: ChannelStats | None = None
         self.tunnel_mtu: int | None = None
-        self.connect_exchange: Exchange | None = None
         self.first_app_ts: float | None = None
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
 
@@ -365,10 +364,8 @@ class TCPConnection:
             for ex in self.exchanges:
                 if ex.response is None:
                     ex.response = ev
-                    if ex.request.method == "CONNECT":
-                        self.connect_exchange = ex
-                        if 200 <= ev.status < 300:
-                            self._on_connect(ex)
+                    if ex.request.method == "CONNECT" and 200 <= ev.status < 300:
+                        self._on_connect(ex)
                     break
         elif t is TunnelEstablished:
             self.tunnel_ts = ev.ts

@@ -26,8 +26,8 @@ class TrackerHost(Protocol):
     def inner_packet(self, channel: str, direction: str, ts: float, frame: int, packet: bytes) -> None:
         """One inner IP packet: ``channel`` "cstp" or "dtls", ``direction`` "c2s" or "s2c"."""
 
-    def on_connect(self, conn: TCPConnection, exchange: Exchange) -> None:
-        """``conn``'s CONNECT ``exchange`` was answered 2xx (the tunnel is up on this connection)."""
+    def on_connect(self, conn: TCPConnection, ex: Exchange) -> None:
+        """``conn``'s CONNECT exchange ``ex`` was answered 2xx (the tunnel is up on this connection)."""
 
     def on_dtls_hello(self, flow: DTLSFlow) -> None:
         """``flow``'s first ClientHello with a session id was seen (``flow.session_id`` is set)."""

@@ -19,7 +19,7 @@ EXIT_BROKEN_INSTALL = 1  # a dependency is missing or broken: reinstall
 EXIT_USAGE = 2
 EXIT_NOT_IMPLEMENTED = 3
 EXIT_INPUT = 4  # unreadable / not a capture
-EXIT_LAB = 5  # a lab scenario failed
+EXIT_LAB = 5  # a lab scenario failed, or there is no lab here (installed without the source tree)
 
 
 def _not_built(name: str, issue: str) -> None:
@@ -120,6 +120,25 @@ def diff(recording, replayed):
     _not_built("diff", "replay diff is not built yet")
 
 
+def _lab_entry():
+    """(default output root, run) of the lab in the source checkout this analyzer runs from.
+
+    The lab (`lab/`, beside `analyzer/` in the repository) is not installed with acflow, and the analyzer never
+    imports it except here. An editable install (`pip install -e .`, `make venv`) maps only the installed packages
+    (analyzer, dissectors, replay), so the checkout's root is put first on sys.path for this command. Installed
+    without the source tree (a wheel, an sdist) there is no `lab/` next to `analyzer/`: say so, exit EXIT_LAB."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "lab" / "__main__.py").is_file():
+        click.echo("acflow lab: the lab is part of the acflow source tree, not of the installed package: run "
+                   "`python -m lab` (or `acflow lab`) from a checkout of acflow.", err=True)
+        sys.exit(EXIT_LAB)
+    if sys.path[:1] != [str(root)]:
+        sys.path.insert(0, str(root))
+    from lab.__main__ import DEFAULT_OUT, run  # noqa: PLC0415 - the lab only when asked for, from the checkout
+
+    return DEFAULT_OUT, run
+
+
 @main.command()
 @click.argument("scenarios", nargs=-1)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -131,8 +150,7 @@ def lab(scenarios, out, list_only, keep_work):
 
     SCENARIOS: names from --list, or 'all'.
     """
-    from samples.lab.__main__ import DEFAULT_OUT, run  # noqa: PLC0415
-
+    DEFAULT_OUT, run = _lab_entry()
     if not scenarios and not list_only:
         raise click.UsageError("name at least one scenario (or 'all'); see --list")
     rc = run(list(scenarios), out or DEFAULT_OUT, list_only=list_only, keep_work=keep_work)

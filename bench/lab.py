@@ -1,9 +1,9 @@
 """Bulk captures for the benchmark: one real openconnect ↔ ocserv session carrying a sustained inner TCP stream.
 
-Reuses the lab of `samples/lab/` (namespaces, PKI, ocserv configuration, the client's vpnc-script) without
-changing it, but runs its own session: `samples.lab.runner.run_scenario` has no hook for a traffic generator,
-runs openconnect with `-vvv --dump-http-traffic` and ocserv with `-d 9` (a log line per packet at these rates)
-and builds facts.json from those logs, which is not wanted here.
+Built from the lab's public pieces (`lab/`: namespaces, PKI, the gateway's files and start, the client's
+vpnc-script and arguments, key log merging), but runs its own session: `lab.runner.run_scenario` has no hook for a
+traffic generator, runs openconnect with `-vvv --dump-http-traffic` and ocserv with `-d 9` (a log line per packet
+at these rates) and builds facts.json from those logs, which is not wanted here.
 
 Two modes:
 
@@ -24,7 +24,6 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -108,54 +107,51 @@ def make_capture(mode: str, out_dir: Path, *, duration: float, rate_mbit: float)
     if os.geteuid() != 0:
         raise BenchLabError("making the bulk captures needs root (network namespaces); run as root, or use "
                             "--quick to benchmark the committed baseline sample only")
-    missing = [t for t in REQUIRED if shutil.which(t) is None]
+    # imported here: the lab (source tree only) needs root-only tools and is not needed by --quick
+    from lab.client import (
+        URL,
+        USER,
+        USER_PASSWORD,
+        openconnect_argv,
+        wait_tun_configured,
+        write_client_script,
+    )
+    from lab.netns import Lab, missing_tools
+    from lab.runner import prepare_gateway, start_gateway
+    from lab.runs import merge_keylogs, work_dir
+    from lab.scenarios import PRIO_TLS13, Scenario
+
+    missing = missing_tools(REQUIRED)
     if missing:
         raise BenchLabError("missing tools: " + ", ".join(missing))
-    # imported here: the lab modules need root-only tools and are not needed by --quick
-    from samples.lab.netns import GW_OUTER, Lab
-    from samples.lab.pki import make_pki
-    from samples.lab.runner import CLIENT_SCRIPT, HOSTNAME, TUNNEL_NET, _ocserv_conf, _passwd_hash
-    from samples.lab.scenarios import PRIO_TLS13, USER, USER_PASSWORD, Scenario
-
     sc = Scenario(f"bench-{mode}", "benchmark bulk session", gateway={"tls-priorities": PRIO_TLS13},
                   block_udp=(mode == "cstp"), wait_dtls=(mode == "dtls"), pings=0)
-    work = Path(tempfile.mkdtemp(prefix=f"acflow-bench-{mode}-"))
-    os.chmod(work, 0o755)
+    work = work_dir(f"acflow-bench-{mode}-")
     log: dict = {"mode": mode, "duration_target_s": duration, "rate_target_mbit": rate_mbit, "events": []}
 
     def ev(what: str, **extra) -> None:
         log["events"].append({"time": round(time.time(), 6), "event": what, **extra})
 
     try:
-        pki = make_pki(work, HOSTNAME, GW_OUTER)
-        for p in (pki.server_key, pki.server_cert, pki.ca_cert):
-            os.chmod(p, 0o644)
-        (work / "ocpasswd").write_text(f"{USER}:*:{_passwd_hash(USER_PASSWORD)}\n")
-        (work / "ocserv.conf").write_text(_ocserv_conf(sc, work, pki))
-        script = work / "vpnc-script"
-        script.write_text(CLIENT_SCRIPT.format(logdir=work, net=TUNNEL_NET))
-        script.chmod(0o755)
+        pki = prepare_gateway(sc, work)
+        script = write_client_script(work)
         gw_keys, cl_keys = work / "gw-keys.log", work / "client-keys.log"
         capture = work / "capture.pcapng"
 
         with Lab(tag=f"b{os.getpid() % 10000}") as lab:
             say(f"{mode}: namespaces {lab.gw_ns} / {lab.client_ns}")
-            if sc.block_udp:  # as samples/lab/runner.py does for dtls-blocked
+            if sc.block_udp:  # as lab/runner.py does for dtls-blocked
                 lab.block_udp_443()
                 ev("udp-blocked")
             dump = lab.start_capture(capture, work / "dumpcap.log", extra=("-B", "64"))
-            gw = lab.start(lab.gw_ns, "ocserv", ["ocserv", "-f", "-d", "1", "-c", str(work / "ocserv.conf")],
-                           work / "gateway.log", env=dict(os.environ, SSLKEYLOGFILE=str(gw_keys)), cwd=work)
-            if gw.wait_for("listening (TCP) on", 15) is None:
-                raise BenchLabError("ocserv did not start: " + " | ".join(l for _, l in gw.lines()[-15:]))
+            gw = start_gateway(lab, work, gw_keys, debug=1)
             recv = lab.start(lab.gw_ns, "receiver", [sys.executable, "-c", RECEIVER, str(INNER_PORT)],
                              work / "receiver.log")
             if recv.wait_for("LISTENING", 10) is None:
                 raise BenchLabError("inner receiver did not start: " + " | ".join(l for _, l in recv.lines()))
             client = lab.start(lab.client_ns, "openconnect",
-                               ["openconnect", "--protocol=anyconnect", "-v", f"--resolve={HOSTNAME}:{GW_OUTER}",
-                                f"--servercert={pki.pin_sha256}", "--os=linux-64", "-u", USER,
-                                "--passwd-on-stdin", "-s", str(script), "-i", "tun0", f"https://{HOSTNAME}/"],
+                               [*openconnect_argv(pki.pin_sha256, debug=False), "-u", USER, "--passwd-on-stdin",
+                                "-s", str(script), "-i", "tun0", URL],
                                work / "client.log", env=dict(os.environ, SSLKEYLOGFILE=str(cl_keys)),
                                stdin_data=(USER_PASSWORD + "\n").encode())
             if client.wait_for("CSTP connected", 30) is None:
@@ -165,10 +161,8 @@ def make_capture(mode: str, out_dir: Path, *, duration: float, rate_mbit: float)
                 if client.wait_for("Established DTLS connection", 20) is None:
                     raise BenchLabError("DTLS did not come up: " + " | ".join(l for _, l in client.lines()[-10:]))
                 ev("dtls-established")
-            deadline = time.time() + 10
-            while not (work / "script-connect.env").exists() and time.time() < deadline:
-                time.sleep(0.1)
-            time.sleep(1.0)
+            wait_tun_configured(work)
+            time.sleep(0.5)
             say(f"{mode}: tunnel up; sending {rate_mbit:g} Mbit/s of inner TCP for {duration:g} s")
             ev("stream-start")
             send = lab.start(lab.client_ns, "sender",
@@ -200,15 +194,7 @@ def make_capture(mode: str, out_dir: Path, *, duration: float, rate_mbit: float)
             raise BenchLabError(f"{mode}: the inner sender did not finish: {log.get('sender')}")
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.move(str(capture), out_dir / "capture.pcapng")
-        keylines: list[str] = []
-        seen: set[str] = set()
-        for kf in (cl_keys, gw_keys):
-            if kf.exists():
-                for line in kf.read_text().splitlines():
-                    if line.strip() and line not in seen:
-                        seen.add(line)
-                        keylines.append(line)
-        (out_dir / "keys.log").write_text("\n".join(keylines) + "\n")
+        merge_keylogs((cl_keys, gw_keys), out_dir / "keys.log")
         for f in ("client.log", "gateway.log", "ocserv.conf"):
             if (work / f).exists():
                 shutil.copy(work / f, out_dir / f)

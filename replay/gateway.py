@@ -8,12 +8,13 @@ black hole) or answer DTLS ClientHellos from another port than the one they were
 (plain data: "expect request matching X -> send response Y"), so behaviours that ocserv cannot produce and only
 Cisco gateways show can be recorded as real captures; the same machinery will replay a recorded exchange.
 
-Two modes::
+Serving a script::
 
     python -m replay.gateway --serve script.json --cert server-cert.pem --key server-key.pem \\
         [--listen 198.18.0.1] [--port 443] [--keylog keys.log] [--events events.jsonl]
-    python -m replay.gateway --case NAME|all [--out samples/scripted]      # lab run (root): see replay/cases.py
-    python -m replay.gateway --list
+
+The lab runs it against a real openconnect in network namespaces: `python -m lab.scripted --case NAME|all`
+(lab/scripted/, part of the source tree, not of the installed package).
 
 `--serve` writes one human-readable line per event on stdout and, with `--events`, one JSON object per line
 (`{"t": epoch, "type": ..., ...}`): the ground truth of what the gateway received and sent. TLS secrets go to
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import secrets
 import signal
@@ -613,37 +613,19 @@ def serve(script_path: Path, cert: Path, key: Path, host: str, port: int, keylog
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m replay.gateway", description=__doc__.split("\n\n")[0])
-    mode = ap.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--serve", type=Path, metavar="SCRIPT.json", help="serve this script")
-    mode.add_argument("--case", nargs="+", metavar="NAME", help="run lab case(s) (or 'all') and write captures")
-    mode.add_argument("--list", action="store_true", help="list the lab cases")
-    ap.add_argument("--cert", type=Path)
-    ap.add_argument("--key", type=Path)
+    ap.add_argument("--serve", type=Path, metavar="SCRIPT.json", required=True, help="serve this script")
+    ap.add_argument("--cert", type=Path, required=True)
+    ap.add_argument("--key", type=Path, required=True)
     ap.add_argument("--listen", default="0.0.0.0")
     ap.add_argument("--port", type=int, default=443)
     ap.add_argument("--keylog", type=Path)
     ap.add_argument("--events", type=Path)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "samples" / "scripted")
-    ap.add_argument("--keep-work", action="store_true")
     args = ap.parse_args(argv)
-    if args.serve:
-        if not (args.cert and args.key):
-            ap.error("--serve needs --cert and --key")
-        try:
-            return serve(args.serve, args.cert, args.key, args.listen, args.port, args.keylog, args.events)
-        except ScriptError as e:
-            print(f"[gw] bad script: {e}", file=sys.stderr)
-            return 2
-    from .cases import CASES, run_cases
-
-    if args.list:
-        for c in CASES.values():
-            print(f"{c.name:28} {c.description}")
-        return 0
-    if os.geteuid() != 0:
-        print("[scripted] the lab needs root (it creates network namespaces); run it as root", file=sys.stderr)
-        return 1
-    return run_cases(args.case, args.out, keep_work=args.keep_work)
+    try:
+        return serve(args.serve, args.cert, args.key, args.listen, args.port, args.keylog, args.events)
+    except ScriptError as e:
+        print(f"[gw] bad script: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 """The `acflow` command line: subcommands listed, unbuilt ones refuse clearly with a non-zero status."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tomllib
 
 import pytest
+import setuptools
+
+from .conftest import ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -36,6 +41,33 @@ def test_lab_unknown_scenario_fails_clearly(tmp_path):
     p = run("lab", "--out", str(tmp_path), "no-such-scenario")
     assert p.returncode != 0
     assert "unknown scenario" in p.stderr
+
+
+def test_lab_without_the_source_tree_says_so(tmp_path):
+    # installed without the checkout (a wheel): no lab/ beside analyzer/; `acflow lab` says where the lab is, exit 5
+    pkg = tmp_path / "analyzer"
+    pkg.mkdir()
+    for f in ("__init__.py", "cli.py"):
+        shutil.copy(ROOT / "analyzer" / f, pkg / f)
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from analyzer.cli import main; "
+            "sys.argv = ['acflow', 'lab', '--list']; main()")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 5, p.stderr
+    assert "part of the acflow source tree" in p.stderr and "python -m lab" in p.stderr
+    assert "not implemented" not in p.stderr and "Traceback" not in p.stderr and p.stdout == ""
+
+
+def test_the_analyzer_does_not_import_the_lab():
+    code = "import sys, analyzer.cli, analyzer.analyze; print(sorted(m for m in sys.modules if m.split('.')[0] == 'lab'))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_installed_packages_are_the_product_only():
+    # what pip installs (pyproject's packages.find): the analyzer, its dissectors and the scripted gateway
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    tops = {p.split(".")[0] for p in setuptools.find_packages(str(ROOT), include=include)}
+    assert tops == {"analyzer", "dissectors", "replay"}
 
 
 @pytest.mark.parametrize("command", ["analyze", "keys"])

@@ -4,8 +4,9 @@ gateway that exits at start (broken configuration). Each run must end within a b
 and no traceback, leave none of its namespaces, veths, processes, work files or partial outputs behind, and leave
 namespaces it did not create alone (decoys, one with a process in it).
 
-Needs root, ocserv, openconnect and dumpcap (skipped otherwise; in CI a missing prerequisite fails, as in
-test_lab_live.py). Only the lab's own 198.18.0.0/15 addresses carry traffic.
+Needs root and the lab's tools (lab.runner.REQUIRED_TOOLS: ocserv, openconnect, dumpcap, nft, ethtool…; skipped
+otherwise; in CI a missing prerequisite fails, as in test_lab_live.py). Only the lab's own 198.18.0.0/15 addresses
+carry traffic.
 """
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ from pathlib import Path
 
 import pytest
 
+from lab.netns import missing_tools
+from lab.runner import REQUIRED_TOOLS
+
 from .conftest import ROOT
 from .test_lab_live import _require
 
 pytestmark = pytest.mark.lab
 
-INTERRUPTED = 130  # samples/lab/__main__.py: a run ended by Ctrl-C / SIGTERM / SIGHUP (the lab turns them into
+INTERRUPTED = 130  # lab/__main__.py: a run ended by Ctrl-C / SIGTERM / SIGHUP (the lab turns them into
 FAILED = 1  # KeyboardInterrupt); 1: a scenario failed (LabError)
 UP_TIMEOUT = 30.0  # lab start until the tunnel is up (about 2 s normally)
 EXIT_TIMEOUT = 30.0  # signal or fault until the lab has exited (under 1 s normally)
@@ -36,8 +40,7 @@ PEER_COMMS = ("ocserv-main", "ocserv-sm", "ocserv-worker", "openconnect", "dumpc
 @pytest.fixture
 def lab_prereqs():
     _require(os.geteuid() == 0, "needs root")
-    for tool in ("ocserv", "openconnect", "dumpcap", "nft", "ip"):
-        _require(shutil.which(tool) is not None, f"{tool} not installed")
+    _require(not missing_tools(REQUIRED_TOOLS), f"not installed: {', '.join(missing_tools(REQUIRED_TOOLS))}")
 
 
 def _netns() -> set[str]:
@@ -95,7 +98,7 @@ def decoys(lab_prereqs):
 
 
 class LabRun:
-    """`python -m samples.lab --out <tmp> SCENARIO` in its own session (process group), as a shell would run it,
+    """`python -m lab --out <tmp> SCENARIO` in its own session (process group), as a shell would run it,
     with its temporary work directory under a TMPDIR of our own; records every process seen in its namespaces."""
 
     def __init__(self, tmp_path: Path, scenario: str = "baseline", driver: str | None = None):
@@ -104,7 +107,7 @@ class LabRun:
         os.chmod(self.tmpdir, 0o755)  # ocserv's workers run as nobody inside the work dir
         self.stdout_path, self.stderr_path = tmp_path / "lab.out", tmp_path / "lab.err"
         argv = ["--out", str(self.out), scenario]
-        cmd = [sys.executable, "-m", "samples.lab", *argv] if driver is None else \
+        cmd = [sys.executable, "-m", "lab", *argv] if driver is None else \
             [sys.executable, "-c", driver, *argv]
         with open(self.stdout_path, "w") as o, open(self.stderr_path, "w") as e:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=o, stderr=e, start_new_session=True,
@@ -276,8 +279,8 @@ def test_peer_killed_mid_run_fails_clearly_and_cleans_up(lab_run, decoys, peer, 
 # A scenario like baseline whose gateway cannot start: its server certificate does not exist.
 BROKEN_GATEWAY = """
 import dataclasses, sys
-from samples.lab.scenarios import SCENARIOS
-from samples.lab.__main__ import main
+from lab.scenarios import SCENARIOS
+from lab.__main__ import main
 base = SCENARIOS["baseline"]
 SCENARIOS["baseline"] = dataclasses.replace(base, gateway={**base.gateway,
                                             "server-cert": "/nonexistent/acflow-no-such-cert.pem"})

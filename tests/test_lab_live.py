@@ -13,6 +13,9 @@ import sys
 
 import pytest
 
+from lab.netns import missing_tools
+from lab.runner import REQUIRED_TOOLS
+
 from .conftest import ROOT
 from .oracle import tshark_fields
 
@@ -27,10 +30,9 @@ def _require(cond: bool, why: str) -> None:
 @pytest.mark.lab
 def test_baseline_live(tmp_path, tshark):
     _require(os.geteuid() == 0, "needs root")
-    for tool in ("ocserv", "openconnect", "dumpcap", "nft"):
-        _require(shutil.which(tool) is not None, f"{tool} not installed")
+    _require(not missing_tools(REQUIRED_TOOLS), f"not installed: {', '.join(missing_tools(REQUIRED_TOOLS))}")
     before = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
-    p = subprocess.run([sys.executable, "-m", "samples.lab", "--out", str(tmp_path), "baseline"], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "lab", "--out", str(tmp_path), "baseline"], cwd=ROOT,
                        capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr
     after = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
@@ -49,14 +51,14 @@ def test_baseline_live(tmp_path, tshark):
 
 def test_lab_refuses_without_root_clearly():
     if os.geteuid() != 0:
-        p = subprocess.run([sys.executable, "-m", "samples.lab", "baseline"], cwd=ROOT, capture_output=True,
+        p = subprocess.run([sys.executable, "-m", "lab", "baseline"], cwd=ROOT, capture_output=True,
                            text=True)
         assert p.returncode != 0 and "root" in p.stderr
     else:
         # as root: run the check as nobody (setpriv is in util-linux)
         _require(shutil.which("setpriv") is not None, "setpriv missing")
         p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
-                            "-m", "samples.lab", "--out", "/tmp/acflow-nobody", "baseline"], cwd=ROOT,
+                            "-m", "lab", "--out", "/tmp/acflow-nobody", "baseline"], cwd=ROOT,
                            capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
         assert p.returncode != 0
         assert "needs root" in p.stderr, p.stderr

@@ -1,4 +1,4 @@
-"""The scripted gateway (replay/gateway.py, replay/script.py, replay/cases.py) and its captures.
+"""The scripted gateway (replay/gateway.py, replay/script.py), its lab cases (lab/scripted/) and their captures.
 
 Three layers:
 
@@ -16,7 +16,6 @@ import io
 import itertools
 import json
 import os
-import shutil
 import socket
 import ssl
 import struct
@@ -28,7 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from replay.cases import CASES, DTLS_PORT, DTLS_REPLY_PORT, PROFILE_URI, TUNNEL_IP, TUNNEL_IP_RECONNECT
+from lab.netns import missing_tools
+from lab.scripted.cases import CASES, DTLS_PORT, DTLS_REPLY_PORT, PROFILE_URI, TUNNEL_IP, TUNNEL_IP_RECONNECT
+from lab.scripted.runner import REQUIRED_TOOLS
 from replay.gateway import (
     ScriptedGateway,
     build_response,
@@ -188,7 +189,7 @@ def test_dtls_hello_verify_request():
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    from samples.lab.pki import make_pki
+    from lab.pki import make_pki
 
     return make_pki(tmp_path_factory.mktemp("pki"), "vpn.acflow.test", "127.0.0.1")
 
@@ -402,7 +403,7 @@ def test_cstp_actions_per_tunnel_and_terminate_reads_the_bye(tmp_path, pki):
 def _case_dir(name: str) -> Path:
     d = SCRIPTED / name
     if not (d / "facts.json").exists():
-        pytest.fail(f"scripted capture {name} missing: run 'python -m replay.gateway --case {name}' as root")
+        pytest.fail(f"scripted capture {name} missing: run 'python -m lab.scripted --case {name}' as root")
     return d
 
 
@@ -722,11 +723,10 @@ def _require(cond: bool, why: str) -> None:
 @pytest.mark.lab
 def test_live_mtu_ipv6_small(tmp_path, tshark):
     _require(os.geteuid() == 0, "needs root")
-    for tool in ("openconnect", "dumpcap", "curl", "ethtool"):
-        _require(shutil.which(tool) is not None or Path("/usr/sbin", tool).exists(), f"{tool} not installed")
+    _require(not missing_tools(REQUIRED_TOOLS), f"not installed: {', '.join(missing_tools(REQUIRED_TOOLS))}")
     before = set(subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True).stdout.split())
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "replay.gateway", "--case", "mtu-ipv6-small", "--out", str(tmp_path)],
+    p = subprocess.run([sys.executable, "-m", "lab.scripted", "--case", "mtu-ipv6-small", "--out", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     elapsed = time.monotonic() - t0
     assert p.returncode == 0, p.stdout + p.stderr
@@ -751,10 +751,9 @@ def test_live_mtu_ipv6_small(tmp_path, tshark):
 def test_live_terminate(tmp_path, tshark):
     """The scripted TERMINATE and what openconnect does with it, end to end (< 30 s)."""
     _require(os.geteuid() == 0, "needs root")
-    for tool in ("openconnect", "dumpcap", "curl", "ethtool"):
-        _require(shutil.which(tool) is not None or Path("/usr/sbin", tool).exists(), f"{tool} not installed")
+    _require(not missing_tools(REQUIRED_TOOLS), f"not installed: {', '.join(missing_tools(REQUIRED_TOOLS))}")
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "replay.gateway", "--case", "terminate", "--out", str(tmp_path)],
+    p = subprocess.run([sys.executable, "-m", "lab.scripted", "--case", "terminate", "--out", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     assert time.monotonic() - t0 < 30

@@ -24,7 +24,7 @@ from analyzer.analyze import analyze_paths, load_keys
 from analyzer.model import PHASES, Analysis, CaptureInfo, Finding, Phase, Redactable, Secret, Session
 from analyzer.report.html import _dur, _frames, _iso, _rel, render_html
 from analyzer.report.json_report import to_document
-from samples.lab.scenarios import SCENARIOS
+from lab.scenarios import SCENARIOS
 
 from .conftest import facts, sample, sample_dirs
 

@@ -20,20 +20,9 @@ from pathlib import Path
 
 from lxml import etree
 
+from .netns import read_stamped
+
 SCHEMA_VERSION = 1
-
-
-def _stamped(path: Path) -> list[tuple[float, str]]:
-    if not path.exists():
-        return []
-    out = []
-    for raw in path.read_text(errors="replace").splitlines():
-        ts, _, line = raw.partition("\t")
-        try:
-            out.append((float(ts), line))
-        except ValueError:
-            continue
-    return out
 
 
 def _stamped_script(path: Path) -> list[dict]:
@@ -262,9 +251,9 @@ def _gateway_events(gateway: list[tuple[float, str]]) -> list[dict]:
 
 
 def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
-    client = _stamped(out / "client.log")
-    auth_client = _stamped(out / "client-auth.log")
-    gateway = _stamped(out / "gateway.log")
+    client = read_stamped(out / "client.log")
+    auth_client = read_stamped(out / "client-auth.log")
+    gateway = read_stamped(out / "gateway.log")
     all_client = auth_client + client
     exchanges = _http_exchanges(all_client)
     text = [l for _, l in all_client]

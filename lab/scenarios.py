@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .client import USER_PASSWORD
+
 # TLS 1.3 allowed (GnuTLS priority strings, as ocserv's tls-priorities takes them).
 PRIO_TLS13 = "NORMAL:%SERVER_PRECEDENCE:%COMPAT:-VERS-SSL3.0:-VERS-TLS1.0:-VERS-TLS1.1"
 # TLS 1.2 only, RSA key exchange only: decryptable with the gateway's private key.
@@ -19,7 +21,7 @@ class Scenario:
     description: str
     gateway: dict = field(default_factory=dict)  # ocserv.conf overrides (key -> value or list of values)
     client_args: tuple[str, ...] = ()
-    password: str = "acflow-pass-1"  # the password the client types (the user's real one is USER_PASSWORD)
+    password: str = USER_PASSWORD  # the password the client types (the user's real one is USER_PASSWORD)
     groups: tuple[str, ...] = ()  # groups the lab user belongs to (ocserv plain passwd)
     authgroup: str | None = None  # openconnect --authgroup
     block_udp: bool = False  # nftables drop of UDP in the gateway namespace
@@ -46,9 +48,6 @@ class Scenario:
             plan.append((self.big_pings, self.big_ping_size, self.big_ping_df))
         return plan
 
-
-USER = "alice"
-USER_PASSWORD = "acflow-pass-1"
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("baseline", "TLS 1.3, DTLS 1.2 with PSK-NEGOTIATE, 5 pings, clean disconnect",

@@ -14,51 +14,51 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
+from .client import (
+    HOSTNAME,
+    TUNNEL_GW,
+    TUNNEL_NET,
+    URL,
+    USER,
+    USER_PASSWORD,
+    authenticate,
+    fetch_profile,
+    openconnect_argv,
+    wait_tun_configured,
+    write_client_script,
+)
 from .facts import build_facts
-from .netns import CLIENT_OUTER, GW_OUTER, Lab, LabError
-from .pki import make_pki
-from .scenarios import SCENARIOS, USER, USER_PASSWORD, Scenario
+from .netns import CLIENT_OUTER, GW_OUTER, Lab, LabError, StampedProcess, require_tools
+from .pki import LabPKI, make_pki
+from .runs import Actions, collect_outputs, work_dir
+from .scenarios import SCENARIOS, Scenario
 
-HOSTNAME = "vpn.acflow.test"
-TUNNEL_NET = "198.19.0.0"
-TUNNEL_GW = "198.19.0.1"
-
-REQUIRED_TOOLS = ("ocserv", "openconnect", "dumpcap", "ip", "nft", "openssl", "ping", "ethtool")
+# every program a lab scenario runs (the tests' prerequisites are this list too)
+REQUIRED_TOOLS = ("ocserv", "openconnect", "dumpcap", "ip", "nft", "openssl", "ping", "ethtool", "ss", "curl")
+INSTALL_HINT = ("install with: apt-get install ocserv openconnect tshark nftables openssl iputils-ping ethtool "
+                "iproute2 curl")
 
 
 def check_tools() -> None:
-    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
-    if missing:
-        raise LabError("missing tools: " + ", ".join(missing) +
-                       " (install with: apt-get install ocserv openconnect tshark nftables openssl "
-                       "iputils-ping ethtool iproute2)")
+    require_tools(REQUIRED_TOOLS, INSTALL_HINT)
 
 
-def _check_alive(proc, what: str) -> None:
-    """Raise LabError if `proc` (a peer or dumpcap, which the lab alone ends) has exited by itself."""
-    rc = proc.proc.poll()
-    if rc is not None:
-        how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
-        raise LabError(f"{what} {how} during the run; last lines: " +
-                       " | ".join(l for _, l in proc.lines()[-12:]))
-
-
-def _passwd_hash(password: str) -> str:
+def passwd_hash(password: str) -> str:
     return subprocess.run(["openssl", "passwd", "-6", "-salt", "acflowlab", password],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _subst(value, work: Path, pki) -> str:
+def _subst(value, work: Path, pki: LabPKI) -> str:
     """Tokens for the run's own paths in gateway values and client arguments: @CA_CERT@ (the lab CA),
     @PASSWD@ (the plain passwd file)."""
     return str(value).replace("@CA_CERT@", str(pki.ca_cert)).replace("@PASSWD@", str(work / "ocpasswd"))
 
 
-def _ocserv_conf(sc: Scenario, work: Path, pki) -> str:
+def ocserv_conf(sc: Scenario, work: Path, pki: LabPKI) -> str:
+    """ocserv.conf for `sc` (its `gateway` overrides applied) with the run's files in `work`."""
     conf: dict[str, object] = {
         "auth": f'"plain[passwd={work / "ocpasswd"}]"',
         "listen-host": GW_OUTER,
@@ -116,24 +116,6 @@ def _ocserv_conf(sc: Scenario, work: Path, pki) -> str:
         for v in (value if isinstance(value, list) else [value]):
             lines.append(f"{key} = {v}")
     return "\n".join(lines) + "\n"
-
-
-CLIENT_SCRIPT = """#!/bin/sh
-# acflow lab vpnc-script: configures only the tun device inside the client namespace (no DNS, no resolv.conf).
-env | grep -E '^(reason|TUNDEV|VPNGATEWAY|INTERNAL_IP4_|INTERNAL_IP6_|CISCO_)' | sort > "{logdir}/script-$reason.env"
-echo "$(date +%s.%N)	$reason	${{INTERNAL_IP4_ADDRESS:-}}" >> "{logdir}/script.log"
-case "$reason" in
-  connect)
-    ip link set dev "$TUNDEV" up mtu "${{ACFLOW_FORCE_MTU:-$INTERNAL_IP4_MTU}}"
-    ip addr add "$INTERNAL_IP4_ADDRESS/32" dev "$TUNDEV"
-    ip route replace {net}/24 dev "$TUNDEV"
-    ;;
-  reconnect)
-    ip link set dev "$TUNDEV" up mtu "${{ACFLOW_FORCE_MTU:-$INTERNAL_IP4_MTU}}"
-    ;;
-esac
-exit 0
-"""
 
 
 # -- steps: what a scenario does once the tunnel is up ----------------------------------------------------------
@@ -262,6 +244,29 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping) -> None:
             sockets=[s_["port"] for s_ in _udp_sockets(lab, lab.client_ns)])
 
 
+def prepare_gateway(sc: Scenario, work: Path) -> LabPKI:
+    """The gateway's files in `work`: PKI (readable by ocserv's workers), the plain passwd file with the lab user
+    (in `sc.groups`), ocserv.conf."""
+    pki = make_pki(work, HOSTNAME, GW_OUTER, **sc.pki)
+    for p in (pki.server_key, pki.server_cert, pki.ca_cert):
+        os.chmod(p, 0o644)
+    groups = ",".join(sc.groups) if sc.groups else "*"
+    (work / "ocpasswd").write_text(f"{USER}:{groups}:{passwd_hash(USER_PASSWORD)}\n")
+    (work / "ocserv.conf").write_text(ocserv_conf(sc, work, pki))
+    return pki
+
+
+def start_gateway(lab: Lab, work: Path, keylog: Path, *, debug: int = 9) -> StampedProcess:
+    """ocserv (`ocserv -f -d <debug>`) in the gateway namespace with work/ocserv.conf, its TLS secrets to `keylog`,
+    its output stamped into work/gateway.log; returns once it listens (LabError if it does not)."""
+    gw = lab.start(lab.gw_ns, "ocserv", ["ocserv", "-f", "-d", str(debug), "-c", str(work / "ocserv.conf")],
+                   work / "gateway.log", env=dict(os.environ, SSLKEYLOGFILE=str(keylog)), cwd=work)
+    if gw.wait_for("listening (TCP) on", 15) is None:
+        gw.check_running("ocserv (gateway)")
+        raise LabError(f"ocserv did not start listening: {gw.tail(15)}")
+    return gw
+
+
 def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose: bool = True) -> Path:
     """Run scenario `name`; return the directory holding its outputs. Raises LabError on failure."""
     if name not in SCENARIOS:
@@ -269,24 +274,13 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
     check_tools()
     sc = SCENARIOS[name]
     out = out_root / name
-    work = Path(tempfile.mkdtemp(prefix=f"acflow-lab-{name}-"))
-    os.chmod(work, 0o755)
+    work = work_dir(f"acflow-lab-{name}-")
     say = print if verbose else (lambda *a, **k: None)
-    actions: list[dict] = []
-
-    def act(what: str, **extra) -> None:
-        actions.append({"time": time.time(), "action": what, **extra})
+    act = Actions()
 
     try:
-        pki = make_pki(work, HOSTNAME, GW_OUTER, **sc.pki)
-        for p in (pki.server_key, pki.server_cert, pki.ca_cert):
-            os.chmod(p, 0o644)
-        groups = ",".join(sc.groups) if sc.groups else "*"
-        (work / "ocpasswd").write_text(f"{USER}:{groups}:{_passwd_hash(USER_PASSWORD)}\n")
-        (work / "ocserv.conf").write_text(_ocserv_conf(sc, work, pki))
-        script = work / "vpnc-script"
-        script.write_text(CLIENT_SCRIPT.format(logdir=work, net=TUNNEL_NET))
-        script.chmod(0o755)
+        pki = prepare_gateway(sc, work)
+        script = write_client_script(work)
         gw_keys, cl_keys, curl_keys = work / "gw-keys.log", work / "client-keys.log", work / "curl-keys.log"
         capture = work / "capture.pcapng"
 
@@ -301,84 +295,51 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 lab.block_udp_443()
                 act("udp-blocked")
             dump = lab.start_capture(capture, work / "dumpcap.log")
-            env = dict(os.environ, SSLKEYLOGFILE=str(gw_keys))
-            gw = lab.start(lab.gw_ns, "ocserv", ["ocserv", "-f", "-d", "9", "-c", str(work / "ocserv.conf")],
-                           work / "gateway.log", env=env, cwd=work)
-            if gw.wait_for("listening (TCP) on", 15) is None:
-                _check_alive(gw, "ocserv (gateway)")
-                raise LabError("ocserv did not start listening: " + " | ".join(l for _, l in gw.lines()[-15:]))
+            gw = start_gateway(lab, work, gw_keys)
             act("gateway-listening")
 
-            base = ["openconnect", "--protocol=anyconnect", "-vvv", "--dump-http-traffic",
-                    f"--resolve={HOSTNAME}:{GW_OUTER}", f"--servercert={pki.pin_sha256}",
-                    "--os=linux-64", *(_subst(a, work, pki) for a in sc.client_args)]
+            base = [*openconnect_argv(pki.pin_sha256), *(_subst(a, work, pki) for a in sc.client_args)]
             cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
             if sc.force_tun_mtu:
                 cenv["ACFLOW_FORCE_MTU"] = str(sc.force_tun_mtu)
             auth_args = ["-u", USER, "--passwd-on-stdin"]
             if sc.authgroup:
                 auth_args.append(f"--authgroup={sc.authgroup}")
-            url = f"https://{HOSTNAME}/"
             if sc.downloader:
-                authp = lab.start(lab.client_ns, "openconnect-auth",
-                                  [*base, "--authenticate", *auth_args, url], work / "client-auth.log",
-                                  env=cenv, stdin_data=(sc.password + "\n").encode())
-                authp.proc.wait(60)
-                authp.stop()
-                cookie = next((l.split("=", 1)[1].strip().strip("'") for _, l in authp.lines()
-                               if l.startswith("COOKIE=")), None)
-                if not cookie:
-                    raise LabError("openconnect --authenticate printed no COOKIE")
-                # COOKIE may hold several cookies ("openconnect_strapkey=…; webvpn=…"): the downloader sends webvpn
-                webvpn = next((c.strip()[len("webvpn="):] for c in cookie.split(";")
-                               if c.strip().startswith("webvpn=")), cookie)
+                cookie, authp = authenticate(lab, base, auth_args, work / "client-auth.log", cenv, sc.password)
                 act("authenticated")
-                # The downloader fetches what the vpn-profile-manifest names, as AnyConnect does.
-                uris = re.findall(r"<uri>([^<]+)</uri>", "\n".join(l for _, l in authp.lines()))
-                profile_uri = uris[0] if uris else "/profiles/acflow-profile.xml"
-                curl = lab.start(lab.client_ns, "curl",
-                                 ["curl", "-sS", "-k", "--resolve", f"{HOSTNAME}:443:{GW_OUTER}", "-A",
-                                  "AnyConnect Linux_64 4.10.07061", "-H", f"Cookie: webvpn={webvpn}",
-                                  "-o", str(work / "downloaded-profile.xml"), "-w", "HTTP_STATUS=%{http_code}\\n",
-                                  f"https://{HOSTNAME}{profile_uri}"],
-                                 work / "curl.log", env=dict(os.environ, SSLKEYLOGFILE=str(curl_keys)))
-                curl.proc.wait(30)
-                curl.stop()
-                act("downloader-get", uri=profile_uri,
-                    status=next((l.split("=", 1)[1] for _, l in curl.lines() if l.startswith("HTTP_STATUS=")),
-                                None))
+                got = fetch_profile(lab, work, cookie, authp, "/profiles/acflow-profile.xml", curl_keys)
+                act("downloader-get", uri=got["uri"], status=got["status"])
                 client = lab.start(lab.client_ns, "openconnect",
-                                   [*base, "--cookie-on-stdin", "-s", str(script), "-i", "tun0", url],
+                                   [*base, "--cookie-on-stdin", "-s", str(script), "-i", "tun0", URL],
                                    work / "client.log", env=cenv, stdin_data=(cookie + "\n").encode())
             else:
                 client = lab.start(lab.client_ns, "openconnect",
-                                   [*base, *auth_args, "-s", str(script), "-i", "tun0", url],
+                                   [*base, *auth_args, "-s", str(script), "-i", "tun0", URL],
                                    work / "client.log", env=cenv, stdin_data=(sc.password + "\n").encode())
             act("client-started", pid=client.pid)
 
             if not sc.expect_connect:
-                client.proc.wait(30) if client.proc.poll() is None else None
+                try:
+                    client.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    act("client-did-not-exit")
                 act("client-exited", returncode=client.proc.poll())
             else:
                 if client.wait_for("CSTP connected", 30) is None:
-                    _check_alive(gw, "ocserv (gateway)")
-                    _check_alive(client, "openconnect (client)")
-                    raise LabError("openconnect did not connect: " +
-                                   " | ".join(l for _, l in client.lines()[-15:]))
+                    gw.check_running("ocserv (gateway)")
+                    client.check_running("openconnect (client)")
+                    raise LabError(f"openconnect did not connect: {client.tail(15)}")
                 act("cstp-connected")
                 if sc.wait_dtls:
                     if client.wait_for("Established DTLS connection", 20) is None:
-                        _check_alive(gw, "ocserv (gateway)")
-                        _check_alive(client, "openconnect (client)")
-                        raise LabError("DTLS did not come up: " + " | ".join(l for _, l in client.lines()[-10:]))
+                        gw.check_running("ocserv (gateway)")
+                        client.check_running("openconnect (client)")
+                        raise LabError(f"DTLS did not come up: {client.tail(10)}")
                     act("dtls-established")
                 else:
                     time.sleep(2)
-                # wait until the tun is configured by the script
-                deadline = time.time() + 10
-                while not (work / "script-connect.env").exists() and time.time() < deadline:
-                    time.sleep(0.1)
-                time.sleep(0.5)
+                wait_tun_configured(work)
                 ping_log = []
 
                 def ping(count: int, size: int = 56, df: bool = False) -> None:
@@ -399,38 +360,24 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     say(f"[lab] {name}: holding the tunnel for {sc.hold:.0f} s")
                     time.sleep(sc.hold)
                 # a peer that died on its own (crash, kill) would leave a broken sample: fail instead
-                _check_alive(client, "openconnect (client)")
+                client.check_running("openconnect (client)")
                 act("client-sigint")
                 if not client.interrupt(15):
                     act("client-did-not-exit")
                 act("client-exited", returncode=client.proc.poll())
             time.sleep(1.0)
-            _check_alive(gw, "ocserv (gateway)")
-            _check_alive(dump, "dumpcap")
+            gw.check_running("ocserv (gateway)")
+            dump.check_running("dumpcap")
             client.stop()
             gw.stop(signal.SIGTERM)
             time.sleep(0.5)
             dump.stop(signal.SIGTERM)
 
-        # outputs
-        if out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True)
-        shutil.copy(capture, out / "capture.pcapng")
-        keylines: list[str] = []
-        for kf in (cl_keys, gw_keys, curl_keys):
-            if kf.exists():
-                for line in kf.read_text().splitlines():
-                    if line.strip() and line not in keylines:
-                        keylines.append(line)
-        (out / "keys.log").write_text("\n".join(keylines) + "\n")
-        for f in ("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "script.log", "ocserv.conf",
-                  "server-key.pem", "server-cert.pem", "ca.pem", "downloaded-profile.xml"):
-            if (work / f).exists():
-                shutil.copy(work / f, out / f)
-        for env_file in work.glob("script-*.env"):
-            shutil.copy(env_file, out / env_file.name)
-        facts = build_facts(sc, out, actions, pki)
+        collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys),
+                        files=("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "script.log",
+                               "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
+                               "downloaded-profile.xml"))
+        facts = build_facts(sc, out, list(act), pki)
         (out / "facts.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
         say(f"[lab] {name}: wrote {out}")
         return out

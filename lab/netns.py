@@ -1,6 +1,7 @@
 """Network namespaces and processes for the lab, with guaranteed clean-up.
 
-`Lab` is a context manager: it creates two namespaces (gateway and client) joined by a veth pair, numbered
+`StampedProcess` runs a child and writes each line of its output to a log as `<epoch seconds>\t<line>`;
+`read_stamped` reads such a log back. `Lab` is a context manager: it creates two namespaces (gateway and client) joined by a veth pair, numbered
 from 198.18.0.0/15 only, and on exit (normal, exception, Ctrl-C, SIGTERM) ends every process it started, by
 PID, and deletes the namespaces it created — and nothing else. A second Ctrl-C or SIGTERM during that clean-up
 does not cut it short: it is held until the clean-up is done.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +25,31 @@ OUTER_PREFIX = 24
 
 class LabError(RuntimeError):
     """A lab step failed; the message says which and why."""
+
+
+def missing_tools(tools: tuple[str, ...]) -> list[str]:
+    """The programs of `tools` that are neither on PATH nor in /usr/sbin."""
+    return [t for t in tools if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
+
+
+def require_tools(tools: tuple[str, ...], hint: str = "") -> None:
+    """LabError naming the programs of `tools` that are missing (and `hint`: how to install them)."""
+    missing = missing_tools(tools)
+    if missing:
+        raise LabError("missing tools: " + ", ".join(missing) + (f" ({hint})" if hint else ""))
+
+
+def read_stamped(path: Path) -> list[tuple[float, str]]:
+    """The (epoch seconds, line) pairs of a log written by StampedProcess; [] if there is no such file."""
+    out = []
+    if path.exists():
+        for raw in path.read_text(errors="replace").splitlines():
+            ts, _, line = raw.partition("\t")
+            try:
+                out.append((float(ts), line))
+            except ValueError:
+                continue
+    return out
 
 
 def _run(cmd: list[str], check: bool = True, detach: bool = False) -> subprocess.CompletedProcess:
@@ -75,6 +102,17 @@ class StampedProcess:
     def lines(self) -> list[tuple[float, str]]:
         with self._cond:
             return list(self._lines)
+
+    def tail(self, n: int = 12) -> str:
+        """The last `n` lines, joined by " | " (for error messages)."""
+        return " | ".join(line for _, line in self.lines()[-n:])
+
+    def check_running(self, what: str) -> None:
+        """LabError if the process (a peer or dumpcap, which only the lab ends) has exited by itself."""
+        rc = self.proc.poll()
+        if rc is not None:
+            how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+            raise LabError(f"{what} {how} during the run; last lines: {self.tail(12)}")
 
     def wait_for(self, needle: str, timeout: float, start: int = 0) -> tuple[float, str] | None:
         """Wait until a log line containing `needle` appears (or the process exits / timeout)."""

@@ -1,0 +1,241 @@
+"""Running a scripted case in the lab: the scripted gateway (`python -m replay.gateway --serve`) in the gateway
+namespace, real openconnect (and for the downloader curl) in the client namespace, dumpcap on the client's veth.
+
+A run writes into `<out>/<case>/`:
+
+* `capture.pcapng` (dumpcap on the client's veth), `keys.log` (NSS key log of every TLS session: the gateway's
+  `SSLContext.keylog_filename` merged with openconnect's and curl's SSLKEYLOGFILE),
+* `client.log` (and `client-auth.log` for the split flows; `openconnect -vvv --dump-http-traffic`), `curl.log`,
+  `gateway.log`, `dtls-server.log` (cases with a real DTLS server: gnutls-serv in the gateway namespace) — every
+  line stamped `<epoch seconds>\\t<line>` as the lab does,
+* `script.json` (the exact script served), `gateway-events.jsonl` (the gateway's own record, one JSON object per
+  event), `script-*.env` (what openconnect gave the vpnc-script), `server-cert.pem`, `server-key.pem`, `ca.pem`,
+* `facts.json` (see `lab.scripted.facts`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from replay.script import Script
+
+from ..client import (
+    HOSTNAME,
+    TUNNEL_GW,
+    URL,
+    USER,
+    USER_PASSWORD,
+    authenticate,
+    fetch_profile,
+    openconnect_argv,
+    wait_tun_configured,
+    write_client_script,
+)
+from ..netns import CLIENT_OUTER, GW_OUTER, Lab, LabError, require_tools
+from ..pki import make_pki
+from ..runs import Actions, collect_outputs, run_each, work_dir
+from .cases import CASES, PROFILE_URI, TUNNEL_GW6
+from .facts import build_facts, profile_facts, sha1_upper
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: `python -m replay.gateway` runs from here
+# every program a case runs (the tests' prerequisites are this list too); gnutls-serv only for dtls_server cases
+REQUIRED_TOOLS = ("openconnect", "dumpcap", "ip", "ethtool", "ping", "curl")
+
+PROFILE_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<AnyConnectProfile xmlns="http://schemas.xmlsoap.org/encoding/">
+  <ClientInitialization>
+    <UseStartBeforeLogon UserControllable="true">false</UseStartBeforeLogon>
+    <AutoUpdate UserControllable="false">{autoupdate}</AutoUpdate>
+  </ClientInitialization>
+  <ServerList>
+    <HostEntry><HostName>acflow lab</HostName><HostAddress>{host}</HostAddress></HostEntry>
+  </ServerList>
+</AnyConnectProfile>
+"""
+
+
+def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: bool = True) -> Path:
+    """Run one case in fresh namespaces; write `<out_root>/<name>/`. Raises LabError if the run itself fails."""
+    if name not in CASES:
+        raise LabError(f"unknown case {name!r}; known: {', '.join(CASES)}")
+    require_tools(REQUIRED_TOOLS)
+    case = CASES[name]
+    if case.dtls_server:
+        require_tools(("gnutls-serv",), "Debian package gnutls-bin")
+    say = print if verbose else (lambda *a, **k: None)
+    work = work_dir(f"acflow-scripted-{name}-")
+    act = Actions()
+
+    try:
+        pki = make_pki(work, HOSTNAME, GW_OUTER)
+        previous = make_pki(work / "previous", HOSTNAME, GW_OUTER)  # a certificate the gateway does not present
+        profile_current = PROFILE_TEMPLATE.format(autoupdate="false", host=HOSTNAME)
+        profile_previous = PROFILE_TEMPLATE.format(autoupdate="true", host=HOSTNAME)
+        bctx = {"previous_cert_sha1": previous.sha1_hex.upper(), "profile_current": profile_current,
+                "profile_current_sha1": sha1_upper(profile_current.encode()),
+                "profile_previous_sha1": sha1_upper(profile_previous.encode())}
+        script = Script.from_dict(case.build(bctx))  # validate before anything starts
+        script.dump(work / "script.json")
+        vpnc = write_client_script(work)
+        gw_keys, cl_keys, curl_keys = work / "gw-keys.log", work / "client-keys.log", work / "curl-keys.log"
+        dtls_keys = work / "dtls-server-keys.log"
+        events, capture = work / "gateway-events.jsonl", work / "capture.pcapng"
+        extra: dict = {}
+
+        with Lab() as lab:
+            say(f"[scripted] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
+            dump = lab.start_capture(capture, work / "dumpcap.log")
+            if case.dtls_server:
+                ds = case.dtls_server
+                dargv = ["gnutls-serv", "--udp", "--port", str(ds["port"]), "--x509certfile", str(pki.server_cert),
+                         "--x509keyfile", str(pki.server_key), "--disable-client-cert", "--priority", ds["priority"],
+                         *ds.get("options", [])]
+                dtls_srv = lab.start(lab.gw_ns, "gnutls-serv", dargv, work / "dtls-server.log",
+                                     env=dict(os.environ, SSLKEYLOGFILE=str(dtls_keys)))
+                if dtls_srv.wait_for("listening on IPv4", 10) is None:
+                    raise LabError(f"gnutls-serv did not start: {dtls_srv.tail(10)}")
+                version = subprocess.run(["gnutls-serv", "--version"], capture_output=True, text=True,
+                                         check=False).stdout.splitlines()
+                extra["dtls_server"] = {"argv": [a.replace(f"{work}/", "") for a in dargv],  # paths as in <out>
+                                        "version": version[0] if version else None,
+                                        "port": ds["port"], "priority": ds["priority"]}
+                act("dtls-server-listening", port=ds["port"])
+            gw = lab.start(lab.gw_ns, "gateway",
+                           [sys.executable, "-m", "replay.gateway", "--serve", str(work / "script.json"),
+                            "--cert", str(pki.server_cert), "--key", str(pki.server_key), "--listen", GW_OUTER,
+                            "--port", "443", "--keylog", str(gw_keys), "--events", str(events)],
+                           work / "gateway.log", env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
+            if gw.wait_for("[gw] listening", 15) is None:
+                raise LabError(f"gateway did not start: {gw.tail(15)}")
+            act("gateway-listening")
+
+            base = openconnect_argv(pki.pin_sha256)
+            cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
+            auth_args = ["-u", USER, "--passwd-on-stdin"]
+            tun_args = ["-s", str(vpnc), "-i", "tun0"]
+            if case.flow == "split":
+                cookie, authp = authenticate(lab, base, auth_args, work / "client-auth.log", cenv, USER_PASSWORD)
+                act("authenticated")
+                if case.downloader:
+                    got = fetch_profile(lab, work, cookie, authp, PROFILE_URI, curl_keys)
+                    act("downloader-get", uri=got["uri"], status=got["status"])
+                    status = got["status"]
+                    extra["curl"] = {"uri": got["uri"], "status": int(status) if status and status.isdigit() else None,
+                                     "exit_code": got["exit_code"]}
+                client = lab.start(lab.client_ns, "openconnect", [*base, "--cookie-on-stdin", *tun_args, URL],
+                                   work / "client.log", env=cenv, stdin_data=(cookie + "\n").encode())
+            else:
+                client = lab.start(lab.client_ns, "openconnect", [*base, *auth_args, *tun_args, URL],
+                                   work / "client.log", env=cenv, stdin_data=(USER_PASSWORD + "\n").encode())
+            act("client-started", pid=client.pid)
+
+            if not case.expect_connect:
+                try:
+                    client.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    act("client-did-not-exit")
+                act("client-exited", returncode=client.proc.poll())
+            else:
+                if client.wait_for("CSTP connected", 30) is None:
+                    raise LabError(f"openconnect did not connect: {client.tail(15)}")
+                act("cstp-connected")
+                if client.wait_for("Configured as", case.wait_configured) is None:
+                    act("not-configured", waited=case.wait_configured)
+                wait_tun_configured(work)
+                pings = []
+                for family, count, size in case.pings:
+                    target = TUNNEL_GW if family == 4 else TUNNEL_GW6
+                    cmd = ["ping", f"-{family}", "-n", "-c", str(count), "-i", "0.3", "-W", "2", "-s", str(size),
+                           target]
+                    act("ping-start", family=family, count=count, size=size, target=target)
+                    p = lab.ns_run(lab.client_ns, cmd, check=False)
+                    m = re.search(r"(\d+) packets transmitted, (\d+) received", p.stdout)
+                    pings.append({"family": family, "size": size, "sent": int(m.group(1)) if m else 0,
+                                  "received": int(m.group(2)) if m else 0, "returncode": p.returncode,
+                                  "output": (p.stdout + p.stderr)[-300:]})
+                    act("ping-done", family=family, returncode=p.returncode)
+                extra["pings"] = pings
+                if case.pause_client:
+                    pc = case.pause_client
+                    seen = gw.wait_for(pc["after_gateway_line"], pc.get("timeout", 15))
+                    act("gateway-line-seen" if seen else "gateway-line-not-seen", wanted=pc["after_gateway_line"],
+                        line=seen[1] if seen else None, line_time=seen[0] if seen else None)
+                    time.sleep(0.5)
+                    act("client-sigstop", pid=client.pid, seconds=pc["seconds"])
+                    client.send_signal(signal.SIGSTOP)
+                    time.sleep(pc["seconds"])
+                    act("client-sigcont", pid=client.pid)
+                    client.send_signal(signal.SIGCONT)
+                if case.hold:
+                    time.sleep(case.hold)
+                exited = False
+                if case.wait_exit:
+                    act("wait-client-exit", seconds=case.wait_exit)
+                    try:
+                        client.proc.wait(case.wait_exit)
+                        exited = True
+                    except subprocess.TimeoutExpired:
+                        act("client-still-running")
+                if not exited:
+                    act("client-sigint")
+                    if not client.interrupt(15):
+                        act("client-did-not-exit")
+                act("client-exited", returncode=client.proc.poll())
+            time.sleep(1.0)
+            exit_code = client.proc.poll()
+            client.stop()
+            gw.stop(signal.SIGTERM)
+            if case.dtls_server:
+                dtls_srv.stop(signal.SIGTERM)
+            time.sleep(0.5)
+            dump.stop(signal.SIGTERM)
+
+        # --- outputs ---------------------------------------------------------------------------------------
+        out = out_root / name
+        collect_outputs(work, out, keylogs=(gw_keys, cl_keys, curl_keys, dtls_keys),
+                        files=("client.log", "client-auth.log", "gateway.log", "curl.log", "script.json",
+                               "gateway-events.jsonl", "server-key.pem", "server-cert.pem", "ca.pem",
+                               "downloaded-profile.xml", "script-ipv6.log", "dtls-server.log"))
+        evs = [json.loads(l) for l in events.read_text().splitlines() if l.strip()] if events.exists() else []
+        if (work / "script-ipv6.log").exists():
+            kv = dict(l.split("=", 1) for l in (work / "script-ipv6.log").read_text().splitlines() if "=" in l)
+            extra["tun_ipv6"] = {"rc": kv.get("rc"), "output": kv.get("output", ""),
+                                 "route_rc": kv.get("route_rc"), "route_output": kv.get("route_output", "")}
+        if case.downloader:
+            dl = work / "downloaded-profile.xml"
+            extra["profile"] = {**profile_facts(evs),
+                                "downloaded_sha1": sha1_upper(dl.read_bytes()) if dl.exists() else None,
+                                "curl_status": (extra.get("curl") or {}).get("status"),
+                                "curl_exit_code": (extra.get("curl") or {}).get("exit_code")}
+        if case.dtls_server:
+            extra["dtls_server"]["keylog_lines"] = (len([l for l in dtls_keys.read_text().splitlines() if l.strip()])
+                                                    if dtls_keys.exists() else 0)
+        listening = next((e for e in evs if e["type"] == "listening"), {})
+        extra["cert"] = {"presented": listening.get("server_cert_sha1"), "advertised": next(
+            (m.group(1) for e in evs if e["type"] == "response"
+             for m in [re.search(r"<server-cert-hash>([^<]*)</server-cert-hash>", e.get("body", ""))] if m), None)}
+        facts = build_facts(case, script, out, evs, list(act), extra, exit_code, GW_OUTER, CLIENT_OUTER)
+        (out / "facts.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
+        failed = [e["effect"] for e in facts["expected"] if not e["observed"]]
+        say(f"[scripted] {name}: wrote {out}" + (f"; NOT observed: {failed}" if failed else "; all effects observed"))
+        return out
+    finally:
+        if not keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_cases(names: list[str], out: Path, *, keep_work: bool = False) -> int:
+    """Run the cases `names` (or "all") into `out`/<case>/: 0 if every run worked and showed all its expected
+    effects, 1 otherwise (or bad names, or not root), 130 interrupted."""
+    def run_one(name: str) -> bool:
+        facts = json.loads((run_case(name, out, keep_work=keep_work) / "facts.json").read_text())
+        return all(e["observed"] for e in facts["expected"])
+
+    return run_each(names, CASES, run_one, tag="scripted", kind="case")

@@ -109,10 +109,11 @@ def make_capture(mode: str, out_dir: Path, *, duration: float, rate_mbit: float)
                             "--quick to benchmark the committed baseline sample only")
     # imported here: the lab (source tree only) needs root-only tools and is not needed by --quick
     from lab.client import (
-        URL,
         USER,
-        USER_PASSWORD,
+        interrupt_client,
         openconnect_argv,
+        start_openconnect,
+        wait_client_line,
         wait_tun_configured,
         write_client_script,
     )
@@ -149,17 +150,14 @@ def make_capture(mode: str, out_dir: Path, *, duration: float, rate_mbit: float)
                              work / "receiver.log")
             if recv.wait_for("LISTENING", 10) is None:
                 raise BenchLabError("inner receiver did not start: " + " | ".join(l for _, l in recv.lines()))
-            client = lab.start(lab.client_ns, "openconnect",
-                               [*openconnect_argv(pki.pin_sha256, debug=False), "-u", USER, "--passwd-on-stdin",
-                                "-s", str(script), "-i", "tun0", URL],
-                               work / "client.log", env=dict(os.environ, SSLKEYLOGFILE=str(cl_keys)),
-                               stdin_data=(USER_PASSWORD + "\n").encode())
-            if client.wait_for("CSTP connected", 30) is None:
-                raise BenchLabError("openconnect did not connect: " + " | ".join(l for _, l in client.lines()[-15:]))
+            client = start_openconnect(lab, openconnect_argv(pki.pin_sha256, debug=False), work,
+                                       dict(os.environ, SSLKEYLOGFILE=str(cl_keys)), script,
+                                       auth_args=["-u", USER, "--passwd-on-stdin"])
+            peers = ((gw, "ocserv (gateway)"), (client, "openconnect (client)"))
+            wait_client_line(client, "CSTP connected", 30, "openconnect did not connect", peers)
             ev("cstp-connected")
             if mode == "dtls":
-                if client.wait_for("Established DTLS connection", 20) is None:
-                    raise BenchLabError("DTLS did not come up: " + " | ".join(l for _, l in client.lines()[-10:]))
+                wait_client_line(client, "Established DTLS connection", 20, "DTLS did not come up", peers)
                 ev("dtls-established")
             wait_tun_configured(work)
             time.sleep(0.5)
@@ -177,9 +175,7 @@ def make_capture(mode: str, out_dir: Path, *, duration: float, rate_mbit: float)
                                       for _, l in client.lines()):
                 log["warning"] = "DTLS trouble during the stream; see client.log"
             time.sleep(0.5)
-            ev("client-sigint")
-            if not client.interrupt(15):
-                ev("client-did-not-exit")
+            interrupt_client(client, ev)
             time.sleep(1.0)
             client.stop()
             gw.stop(signal.SIGTERM)

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .netns import GW_OUTER, Lab, LabError, StampedProcess
@@ -65,10 +66,10 @@ def openconnect_argv(pin_sha256: str, *, debug: bool = True) -> list[str]:
 
 
 def authenticate(lab: Lab, argv: list[str], auth_args: list[str], log: Path, env: dict,
-                 password: str) -> tuple[str, StampedProcess]:
+                 password: str, *, url: str = URL) -> tuple[str, StampedProcess]:
     """`openconnect --authenticate` in the client namespace (first half of the split flow): the cookie it prints
     and the process (its lines hold the config-auth answers). LabError if it printed no COOKIE."""
-    authp = lab.start(lab.client_ns, "openconnect-auth", [*argv, "--authenticate", *auth_args, URL], log,
+    authp = lab.start(lab.client_ns, "openconnect-auth", [*argv, "--authenticate", *auth_args, url], log,
                       env=env, stdin_data=(password + "\n").encode())
     try:
         authp.proc.wait(60)
@@ -104,6 +105,45 @@ def fetch_profile(lab: Lab, work: Path, cookie: str, auth: StampedProcess, defau
     rc = curl.stop()
     status = next((line.split("=", 1)[1] for _, line in curl.lines() if line.startswith("HTTP_STATUS=")), None)
     return {"uri": uri, "status": status, "exit_code": rc}
+
+
+def start_openconnect(lab: Lab, argv: list[str], work: Path, env: dict, script: Path, *,
+                      cookie: str | None = None, auth_args: list[str] | tuple[str, ...] = (),
+                      password: str = USER_PASSWORD, url: str = URL) -> StampedProcess:
+    """openconnect connecting for real to `url` in the client namespace (tun0, configured by `script`), logging
+    to work/client.log: with `cookie` (--cookie-on-stdin, after `authenticate`), else logging in with
+    `auth_args` and `password` on stdin."""
+    login = ["--cookie-on-stdin"] if cookie is not None else list(auth_args)
+    secret = cookie if cookie is not None else password
+    return lab.start(lab.client_ns, "openconnect", [*argv, *login, "-s", str(script), "-i", "tun0", url],
+                     work / "client.log", env=env, stdin_data=(secret + "\n").encode())
+
+
+def wait_client_line(client: StampedProcess, needle: str, timeout: float, failure: str,
+                     peers: tuple[tuple[StampedProcess, str], ...] = ()) -> None:
+    """Wait for a client log line containing `needle`; if none comes, LabError: first for a peer of `peers`
+    ((process, name) pairs, the client too) that has died, else `failure` with the client's last lines."""
+    if client.wait_for(needle, timeout) is None:
+        for proc, what in peers:
+            proc.check_running(what)
+        raise LabError(f"{failure}: {client.tail(15)}")
+
+
+def await_exit(client: StampedProcess, record: Callable[..., None], timeout: float = 30.0) -> None:
+    """A client expected to give up by itself (a failed login…): wait for its exit, recorded by `record`."""
+    try:
+        client.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        record("client-did-not-exit")
+    record("client-exited", returncode=client.proc.poll())
+
+
+def interrupt_client(client: StampedProcess, record: Callable[..., None]) -> None:
+    """End the session as a user's Ctrl-C does (SIGINT: openconnect sends DISCONNECT), recorded by `record`."""
+    record("client-sigint")
+    if not client.interrupt(15):
+        record("client-did-not-exit")
+    record("client-exited", returncode=client.proc.poll())
 
 
 def wait_tun_configured(work: Path, timeout: float = 10.0) -> bool:

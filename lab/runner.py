@@ -21,12 +21,15 @@ from .client import (
     HOSTNAME,
     TUNNEL_GW,
     TUNNEL_NET,
-    URL,
     USER,
     USER_PASSWORD,
     authenticate,
+    await_exit,
     fetch_profile,
+    interrupt_client,
     openconnect_argv,
+    start_openconnect,
+    wait_client_line,
     wait_tun_configured,
     write_client_script,
 )
@@ -310,32 +313,19 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 act("authenticated")
                 got = fetch_profile(lab, work, cookie, authp, "/profiles/acflow-profile.xml", curl_keys)
                 act("downloader-get", uri=got["uri"], status=got["status"])
-                client = lab.start(lab.client_ns, "openconnect",
-                                   [*base, "--cookie-on-stdin", "-s", str(script), "-i", "tun0", URL],
-                                   work / "client.log", env=cenv, stdin_data=(cookie + "\n").encode())
+                client = start_openconnect(lab, base, work, cenv, script, cookie=cookie)
             else:
-                client = lab.start(lab.client_ns, "openconnect",
-                                   [*base, *auth_args, "-s", str(script), "-i", "tun0", URL],
-                                   work / "client.log", env=cenv, stdin_data=(sc.password + "\n").encode())
+                client = start_openconnect(lab, base, work, cenv, script, auth_args=auth_args, password=sc.password)
             act("client-started", pid=client.pid)
+            peers = ((gw, "ocserv (gateway)"), (client, "openconnect (client)"))
 
             if not sc.expect_connect:
-                try:
-                    client.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    act("client-did-not-exit")
-                act("client-exited", returncode=client.proc.poll())
+                await_exit(client, act)
             else:
-                if client.wait_for("CSTP connected", 30) is None:
-                    gw.check_running("ocserv (gateway)")
-                    client.check_running("openconnect (client)")
-                    raise LabError(f"openconnect did not connect: {client.tail(15)}")
+                wait_client_line(client, "CSTP connected", 30, "openconnect did not connect", peers)
                 act("cstp-connected")
                 if sc.wait_dtls:
-                    if client.wait_for("Established DTLS connection", 20) is None:
-                        gw.check_running("ocserv (gateway)")
-                        client.check_running("openconnect (client)")
-                        raise LabError(f"DTLS did not come up: {client.tail(10)}")
+                    wait_client_line(client, "Established DTLS connection", 20, "DTLS did not come up", peers)
                     act("dtls-established")
                 else:
                     time.sleep(2)
@@ -361,10 +351,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     time.sleep(sc.hold)
                 # a peer that died on its own (crash, kill) would leave a broken sample: fail instead
                 client.check_running("openconnect (client)")
-                act("client-sigint")
-                if not client.interrupt(15):
-                    act("client-did-not-exit")
-                act("client-exited", returncode=client.proc.poll())
+                interrupt_client(client, act)
             time.sleep(1.0)
             gw.check_running("ocserv (gateway)")
             dump.check_running("dumpcap")

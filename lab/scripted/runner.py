@@ -29,12 +29,15 @@ from replay.script import Script
 from ..client import (
     HOSTNAME,
     TUNNEL_GW,
-    URL,
     USER,
     USER_PASSWORD,
     authenticate,
+    await_exit,
     fetch_profile,
+    interrupt_client,
     openconnect_argv,
+    start_openconnect,
+    wait_client_line,
     wait_tun_configured,
     write_client_script,
 )
@@ -119,7 +122,6 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
             base = openconnect_argv(pki.pin_sha256)
             cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
             auth_args = ["-u", USER, "--passwd-on-stdin"]
-            tun_args = ["-s", str(vpnc), "-i", "tun0"]
             if case.flow == "split":
                 cookie, authp = authenticate(lab, base, auth_args, work / "client-auth.log", cenv, USER_PASSWORD)
                 act("authenticated")
@@ -129,22 +131,15 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                     status = got["status"]
                     extra["curl"] = {"uri": got["uri"], "status": int(status) if status and status.isdigit() else None,
                                      "exit_code": got["exit_code"]}
-                client = lab.start(lab.client_ns, "openconnect", [*base, "--cookie-on-stdin", *tun_args, URL],
-                                   work / "client.log", env=cenv, stdin_data=(cookie + "\n").encode())
+                client = start_openconnect(lab, base, work, cenv, vpnc, cookie=cookie)
             else:
-                client = lab.start(lab.client_ns, "openconnect", [*base, *auth_args, *tun_args, URL],
-                                   work / "client.log", env=cenv, stdin_data=(USER_PASSWORD + "\n").encode())
+                client = start_openconnect(lab, base, work, cenv, vpnc, auth_args=auth_args)
             act("client-started", pid=client.pid)
 
             if not case.expect_connect:
-                try:
-                    client.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    act("client-did-not-exit")
-                act("client-exited", returncode=client.proc.poll())
+                await_exit(client, act)
             else:
-                if client.wait_for("CSTP connected", 30) is None:
-                    raise LabError(f"openconnect did not connect: {client.tail(15)}")
+                wait_client_line(client, "CSTP connected", 30, "openconnect did not connect")
                 act("cstp-connected")
                 if client.wait_for("Configured as", case.wait_configured) is None:
                     act("not-configured", waited=case.wait_configured)
@@ -183,11 +178,10 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                         exited = True
                     except subprocess.TimeoutExpired:
                         act("client-still-running")
-                if not exited:
-                    act("client-sigint")
-                    if not client.interrupt(15):
-                        act("client-did-not-exit")
-                act("client-exited", returncode=client.proc.poll())
+                if exited:
+                    act("client-exited", returncode=client.proc.poll())
+                else:
+                    interrupt_client(client, act)
             time.sleep(1.0)
             exit_code = client.proc.poll()
             client.stop()

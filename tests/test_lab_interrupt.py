@@ -29,7 +29,7 @@ from .test_lab_live import _require
 
 pytestmark = pytest.mark.lab
 
-INTERRUPTED = 130  # lab/__main__.py: a run ended by Ctrl-C / SIGTERM / SIGHUP (the lab turns them into
+INTERRUPTED = 130  # lab/runs.py run_each: a run ended by Ctrl-C / SIGTERM / SIGHUP (the lab turns them into
 FAILED = 1  # KeyboardInterrupt); 1: a scenario failed (LabError)
 UP_TIMEOUT = 30.0  # lab start until the tunnel is up (about 2 s normally)
 EXIT_TIMEOUT = 30.0  # signal or fault until the lab has exited (under 1 s normally)

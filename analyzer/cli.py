@@ -146,7 +146,8 @@ def _lab_entry():
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios.")
 @click.option("--keep-work", is_flag=True, help="Keep the temporary work directory.")
 def lab(scenarios, out, list_only, keep_work):
-    """Run real openconnect ↔ ocserv scenarios in network namespaces and capture them (needs root).
+    """Run real openconnect ↔ ocserv scenarios in network namespaces and capture them (needs root; the lab is in
+    the source tree, not installed: run from a checkout).
 
     SCENARIOS: names from --list, or 'all'.
     """

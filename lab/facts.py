@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from .flowfacts import client_identity, decode_as, other_flows, tls_connections, vpn_flows
 from .netns import read_stamped
 
 SCHEMA_VERSION = 1
@@ -148,7 +149,9 @@ def _auth_rounds(exchanges: list[dict]) -> list[dict]:
 def _tshark_dtls_hellos(capture: Path) -> list[float] | None:
     if shutil.which("tshark") is None:
         return None
-    p = subprocess.run(["tshark", "-r", str(capture), "-Y", "dtls.handshake.type == 1", "-T", "fields",
+    # the gateway's DTLS only (a capture may hold unrelated DTLS flows: mixed-traffic)
+    p = subprocess.run(["tshark", "-r", str(capture), "-Y", "dtls.handshake.type == 1 && ip.dst == 198.18.0.1",
+                        "-T", "fields",
                         "-e", "frame.time_epoch"], capture_output=True, text=True, check=False)
     if p.returncode != 0:
         return None
@@ -156,11 +159,13 @@ def _tshark_dtls_hellos(capture: Path) -> list[float] | None:
 
 
 def _tshark_wire(capture: Path) -> dict:
-    """A few more wire facts from tshark (the oracle): TCP SYNs and the client's UDP source ports."""
+    """A few more wire facts from tshark (the oracle): TCP SYNs and the client's UDP source ports, towards the
+    gateway (198.18.0.1)."""
     if shutil.which("tshark") is None:
         return {"tcp_syns": None, "udp_client_ports": None}
     p = subprocess.run(["tshark", "-n", "-r", str(capture), "-Y",
-                        "(tcp.flags.syn == 1 && tcp.flags.ack == 0) || (udp && !icmp && ip.src == 198.18.0.2)", "-T",
+                        ("((tcp.flags.syn == 1 && tcp.flags.ack == 0) || (udp && !icmp && ip.src == 198.18.0.2)) && "
+                         "ip.dst == 198.18.0.1"), "-T",
                         "fields", "-e", "frame.time_epoch", "-e", "tcp.srcport", "-e", "udp.srcport",
                         "-e", "dtls.handshake.type"], capture_output=True, text=True, check=False)
     if p.returncode != 0:
@@ -474,6 +479,18 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
                                ("certificate-request-sent", "client-certificate-received")]
     facts["oracle_tshark"].update(_tshark_wire(out / "capture.pcapng"))
 
+    # flows, identity, client certificates per TLS connection, unrelated traffic (lab.flowfacts)
+    facts["url"] = first(r"^(?:POST|GET) (https://\S+)$")[1].group(1) if first(r"^(?:POST|GET) (https://\S+)$") \
+        else None
+    facts["client_errors"] = [{"time": ts, "line": line} for ts, line in all_client
+                              if re.match(r"^(Unexpected \d+ result from server|Failed to .*|Creating SSL connection "
+                                          r"failed|Cookie was rejected.*)$", line)]
+    facts["client_identity"] = client_identity(all_client, gateway)
+    facts["tls_connections"] = tls_connections(out, auth_client, client, gateway)
+    facts["vpn_flows"] = vpn_flows(out / "capture.pcapng")
+    facts["other_flows"] = other_flows(out, actions)
+    facts["tshark_decode_as"] = decode_as(actions)  # what an oracle must tell tshark to see every TLS/DTLS flow
+
     # end of session
     bye = first(r"Send BYE packet: (.*)$", client)
     if bye:
@@ -481,6 +498,9 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
     elif facts["auth_result"] == "failure":
         facts["end"] = {"by": "gateway", "how": "auth-failed", "reason": facts["auth_failure_message"],
                         "time": fail[0] if fail else None}
+    elif not connects and facts["client_errors"]:  # the client gave up before any login (group-url-unknown)
+        last = facts["client_errors"][-1]
+        facts["end"] = {"by": "client", "how": "client-gave-up", "reason": last["line"], "time": last["time"]}
     else:
         facts["end"] = {"by": None, "how": "unknown", "reason": None, "time": None}
     return facts

@@ -185,6 +185,7 @@ class Lab:
         if os.geteuid() != 0:
             raise LabError("the lab needs root (it creates network namespaces); run it as root")
         tag = tag or f"{os.getpid() % 100000}"
+        self.tag = tag
         self.gw_ns = f"acflow-gw-{tag}"
         self.client_ns = f"acflow-cl-{tag}"
         self.gw_if = f"acgw{tag}"[:15]
@@ -237,6 +238,34 @@ class Lab:
             # Offloads off, or captured checksums look wrong and segments are bigger than the MTU.
             self.ns_run(ns, ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
                              "gro", "off"], check=False)
+
+    def add_other_servers(self, addresses: tuple[str, ...]) -> str:
+        """A third namespace ("other servers", unrelated to the VPN) on the same LAN as the client: its veth and
+        the gateway's are enslaved to a bridge in the gateway namespace (198.18.0.1 moves to the bridge), so that
+        the other servers answer from their own addresses (`addresses`, all in 198.18.0.0/15; the first is the
+        primary one, the source of unconnected UDP sockets) and MAC. Returns the namespace's name; it is cleaned
+        up with the others."""
+        ns, br = f"acflow-x-{self.tag}", f"acbr{self.tag}"[:15]
+        x_gw, x_if = f"acxg{self.tag}"[:15], f"acx{self.tag}"[:15]
+        if ns in _run(["ip", "netns", "list"]).stdout.split():
+            raise LabError(f"namespace {ns} already exists (a previous run died?): delete it with "
+                           f"'ip netns delete {ns}'")
+        _run(["ip", "netns", "add", ns])
+        self._created.append(ns)
+        self.ns_run(self.gw_ns, ["ip", "link", "add", br, "type", "bridge"])
+        self.ns_run(self.gw_ns, ["ip", "addr", "flush", "dev", self.gw_if])
+        self.ns_run(self.gw_ns, ["ip", "link", "set", self.gw_if, "master", br])
+        self.ns_run(self.gw_ns, ["ip", "addr", "add", f"{GW_OUTER}/{OUTER_PREFIX}", "dev", br])
+        _run(["ip", "link", "add", x_gw, "netns", self.gw_ns, "type", "veth", "peer", "name", x_if, "netns", ns])
+        self.ns_run(self.gw_ns, ["ip", "link", "set", x_gw, "master", br])
+        for addr in addresses:
+            self.ns_run(ns, ["ip", "addr", "add", f"{addr}/{OUTER_PREFIX}", "dev", x_if])
+        for n, dev in ((self.gw_ns, br), (self.gw_ns, x_gw), (ns, x_if), (ns, "lo")):
+            self.ns_run(n, ["ip", "link", "set", dev, "up"])
+            if dev != "lo":
+                self.ns_run(n, ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
+                                "gro", "off"], check=False)
+        return ns
 
     def set_outer_mtu(self, mtu: int) -> None:
         self.ns_run(self.gw_ns, ["ip", "link", "set", self.gw_if, "mtu", str(mtu)])

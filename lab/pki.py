@@ -73,3 +73,70 @@ def make_pki(directory: Path, hostname: str, ip: str, *, key_bits: int = 2048,
     pin = "pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
     sha1 = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
     return LabPKI(ca_path, cert_path, key_path, pin, sha1)
+
+
+@dataclass(frozen=True)
+class ClientPKI:
+    root_ca: Path  # the trust anchor the gateway is given (ocserv ca-cert)
+    chain: Path  # PEM: leaf, the intermediates (issuing CA first), the root — what openconnect is given with -c
+    key: Path  # the leaf's private key (-k)
+    subjects: tuple[str, ...]  # RFC 4514 subjects in the order of `chain`
+
+
+def make_self_signed(directory: Path, name: str, *, days: int = 30) -> tuple[Path, Path]:
+    """A self-signed server certificate (CN and SAN `name`, no CA behind it) and its key: `<name>.pem`,
+    `<name>.key` under `directory`. For the lab's unrelated servers, whose certificates nobody trusts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.UTC)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def make_client_pki(directory: Path, user: str, *, intermediates: int = 2) -> ClientPKI:
+    """A client PKI: a root CA, `intermediates` CAs below it (the last one issues) and a client certificate for
+    `user` (CN, extended key usage clientAuth). Files client-root-ca.pem, client-chain.pem, client-key.pem."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.UTC)
+    names = ["acflow lab client root CA"] + [
+        "acflow lab client issuing CA" if i == intermediates - 1 else f"acflow lab client policy CA {i + 1}"
+        for i in range(intermediates)]
+    if intermediates == 2:
+        names[1] = "acflow lab client policy CA"
+    keys = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(intermediates + 2)]
+    certs = []
+    for i, cn in enumerate(names):  # the CAs, root first
+        issuer_key = keys[i - 1] if i else keys[0]
+        issuer = _name(names[i - 1] if i else cn)
+        certs.append(x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer)
+                     .public_key(keys[i].public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=3650 - i))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=intermediates - i), critical=True)
+                     .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                                    critical=True)
+                     .sign(issuer_key, hashes.SHA256()))
+    leaf_key = keys[-1]
+    leaf = (x509.CertificateBuilder().subject_name(_name(user)).issuer_name(certs[-1].subject)
+            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(keys[-2], hashes.SHA256()))
+    chain = [leaf, *reversed(certs)]
+    root_path, chain_path, key_path = (directory / "client-root-ca.pem", directory / "client-chain.pem",
+                                       directory / "client-key.pem")
+    root_path.write_bytes(certs[0].public_bytes(serialization.Encoding.PEM))
+    chain_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
+    key_path.write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
+                                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                                serialization.NoEncryption()))
+    return ClientPKI(root_path, chain_path, key_path, tuple(c.subject.rfc4514_string() for c in chain))

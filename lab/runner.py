@@ -21,6 +21,7 @@ from .client import (
     HOSTNAME,
     TUNNEL_GW,
     TUNNEL_NET,
+    URL,
     USER,
     USER_PASSWORD,
     authenticate,
@@ -35,7 +36,10 @@ from .client import (
 )
 from .facts import build_facts
 from .netns import CLIENT_OUTER, GW_OUTER, Lab, LabError, StampedProcess, require_tools
-from .pki import LabPKI, make_pki
+from .othertraffic import OTHER_NS_ADDRESSES
+from .othertraffic import run_flows as run_other_flows
+from .othertraffic import start_servers as start_other_servers
+from .pki import LabPKI, make_client_pki, make_pki
 from .runs import Actions, collect_outputs, work_dir
 from .scenarios import SCENARIOS, Scenario
 
@@ -56,8 +60,9 @@ def passwd_hash(password: str) -> str:
 
 def _subst(value, work: Path, pki: LabPKI) -> str:
     """Tokens for the run's own paths in gateway values and client arguments: @CA_CERT@ (the lab CA),
-    @PASSWD@ (the plain passwd file)."""
-    return str(value).replace("@CA_CERT@", str(pki.ca_cert)).replace("@PASSWD@", str(work / "ocpasswd"))
+    @PASSWD@ (the plain passwd file), @CLIENT_CA@ (the root of the client PKI of `Scenario.client_cert`)."""
+    return (str(value).replace("@CA_CERT@", str(pki.ca_cert)).replace("@PASSWD@", str(work / "ocpasswd"))
+            .replace("@CLIENT_CA@", str(work / "client-root-ca.pem")))
 
 
 def ocserv_conf(sc: Scenario, work: Path, pki: LabPKI) -> str:
@@ -170,10 +175,12 @@ STEP_OPS = {
     "kill-tcp": "ss -K in the client namespace: abort openconnect's TCP connection to the gateway (RST)",
     "snat-udp": "(ports): nftables SNAT in the client namespace of UDP to the gateway's 443 to "
                 "198.18.0.2:ports",
+    "other-traffic": "unrelated flows (lab.othertraffic.FLOWS: TLS, DTLS, DNS, HTTP to the other servers' "
+                     "namespace) one after the other, while pings run through the tunnel",
 }
 
 
-def _run_steps(sc: Scenario, lab: Lab, client, act, ping) -> None:
+def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other=None) -> None:
     cursor = len(client.lines())  # wait-client looks at the client's lines from here on
     for step in sc.steps:
         op, args = step[0], step[1:]
@@ -239,6 +246,10 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping) -> None:
             act("udp-snat-added", namespace="client", to=f"{CLIENT_OUTER}:{ports}",
                 sockets_before=[s_["port"] for s_ in socks])
             cursor = len(client.lines())
+        elif op == "other-traffic":
+            if other is None:
+                raise LabError(f"scenario {sc.name}: step other-traffic needs other_traffic=True")
+            run_other_flows(lab, other, act)
         else:  # pragma: no cover - STEP_OPS and this chain are kept in step
             raise LabError(f"step {op} not implemented")
     # what the NAT did (if any): the kernel's own table, read by the lab
@@ -255,6 +266,10 @@ def prepare_gateway(sc: Scenario, work: Path) -> LabPKI:
         os.chmod(p, 0o644)
     groups = ",".join(sc.groups) if sc.groups else "*"
     (work / "ocpasswd").write_text(f"{USER}:{groups}:{passwd_hash(USER_PASSWORD)}\n")
+    if sc.client_cert is not None:
+        cpki = make_client_pki(work, USER, **sc.client_cert)
+        for p in (cpki.root_ca, cpki.chain, cpki.key):
+            os.chmod(p, 0o644)
     (work / "ocserv.conf").write_text(ocserv_conf(sc, work, pki))
     return pki
 
@@ -285,7 +300,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
         pki = prepare_gateway(sc, work)
         script = write_client_script(work)
         gw_keys, cl_keys, curl_keys = work / "gw-keys.log", work / "client-keys.log", work / "curl-keys.log"
+        other_keys = work / "other-keys.log"  # the unrelated TLS/DTLS peers' secrets (other_traffic)
         capture = work / "capture.pcapng"
+        url = URL + sc.url_path
 
         with Lab() as lab:
             say(f"[lab] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
@@ -297,6 +314,11 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             if sc.block_udp:
                 lab.block_udp_443()
                 act("udp-blocked")
+            other = None
+            if sc.other_traffic:
+                other = start_other_servers(lab, lab.add_other_servers(OTHER_NS_ADDRESSES), work / "other",
+                                            other_keys)
+                act("other-servers-listening", namespace=other["ns"], addresses=list(OTHER_NS_ADDRESSES))
             dump = lab.start_capture(capture, work / "dumpcap.log")
             gw = start_gateway(lab, work, gw_keys)
             act("gateway-listening")
@@ -308,14 +330,20 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             auth_args = ["-u", USER, "--passwd-on-stdin"]
             if sc.authgroup:
                 auth_args.append(f"--authgroup={sc.authgroup}")
-            if sc.downloader:
-                cookie, authp = authenticate(lab, base, auth_args, work / "client-auth.log", cenv, sc.password)
-                act("authenticated")
-                got = fetch_profile(lab, work, cookie, authp, "/profiles/acflow-profile.xml", curl_keys)
-                act("downloader-get", uri=got["uri"], status=got["status"])
-                client = start_openconnect(lab, base, work, cenv, script, cookie=cookie)
+            if sc.downloader or sc.client_cert is not None:
+                # client_cert: the certificate chain on the auth connection only (the tunnel's carries none)
+                cert_args = (["-c", str(work / "client-chain.pem"), "-k", str(work / "client-key.pem")]
+                             if sc.client_cert is not None else [])
+                cookie, authp = authenticate(lab, base, [*cert_args, *auth_args], work / "client-auth.log", cenv,
+                                             sc.password, url=url)
+                act("authenticated", client_certificate=bool(cert_args))
+                if sc.downloader:
+                    got = fetch_profile(lab, work, cookie, authp, "/profiles/acflow-profile.xml", curl_keys)
+                    act("downloader-get", uri=got["uri"], status=got["status"])
+                client = start_openconnect(lab, base, work, cenv, script, cookie=cookie, url=url)
             else:
-                client = start_openconnect(lab, base, work, cenv, script, auth_args=auth_args, password=sc.password)
+                client = start_openconnect(lab, base, work, cenv, script, auth_args=auth_args, password=sc.password,
+                                           url=url)
             act("client-started", pid=client.pid)
             peers = ((gw, "ocserv (gateway)"), (client, "openconnect (client)"))
 
@@ -344,7 +372,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 for count, size, df in sc.ping_plan():
                     ping(count, size, df)
                 if sc.steps:
-                    _run_steps(sc, lab, client, act, ping)
+                    _run_steps(sc, lab, client, act, ping, other)
                 (work / "ping.log").write_text("\n".join(ping_log))
                 if sc.hold:
                     say(f"[lab] {name}: holding the tunnel for {sc.hold:.0f} s")
@@ -360,10 +388,12 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             time.sleep(0.5)
             dump.stop(signal.SIGTERM)
 
-        collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys),
+        collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys, other_keys),
                         files=("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "script.log",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
-                               "downloaded-profile.xml"))
+                               "downloaded-profile.xml", "client-root-ca.pem", "client-chain.pem"))
+        if (work / "other").is_dir():  # the unrelated flows' logs and their servers' certificates (no keys)
+            shutil.copytree(work / "other", out / "other", ignore=shutil.ignore_patterns("*.key", "www"))
         facts = build_facts(sc, out, list(act), pki)
         (out / "facts.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
         say(f"[lab] {name}: wrote {out}")

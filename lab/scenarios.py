@@ -38,8 +38,16 @@ class Scenario:
     client_sysctls: dict = field(default_factory=dict)  # sysctl settings in the client namespace
     pki: dict = field(default_factory=dict)  # pki.make_pki keyword overrides (cn, san_dns, san_ip, not_after_days…)
     # What the lab does after the first pings, in order (see runner.STEP_OPS): ("block-all",), ("unblock",),
-    # ("wait-client", regex, timeout), ("sleep", seconds), ("ping", count), ("kill-tcp",), ("snat-udp", ports)…
+    # ("wait-client", regex, timeout), ("sleep", seconds), ("ping", count), ("kill-tcp",), ("snat-udp", ports),
+    # ("other-traffic",)…
     steps: tuple[tuple, ...] = ()
+    url_path: str = ""  # appended to the gateway URL (a group URL, e.g. "engineering")
+    # a third namespace on the client's LAN with unrelated servers (lab.othertraffic), used by ("other-traffic",)
+    other_traffic: bool = False
+    # the client authenticates with a certificate chain from a lab client PKI (lab.pki.make_client_pki keyword
+    # arguments, e.g. {"intermediates": 2}) in an `openconnect --authenticate -c -k` run, then connects with the
+    # cookie and no certificate (a second TLS connection)
+    client_cert: dict | None = None
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -116,4 +124,26 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "certificate); the client sends an empty Certificate and logs in with its password",
              gateway={"tls-priorities": PRIO_TLS12_RSA, "enable-auth": '"certificate"', "ca-cert": "@CA_CERT@",
                       "cert-user-oid": "2.5.4.3"}),
+    Scenario("mixed-traffic", "a baseline session (TLS 1.3, DTLS PSK-NEGOTIATE, pings, clean disconnect) with "
+             "unrelated traffic from the same client during it: TLS to other servers on 8009, 5223, 4287 and 443 "
+             "(self-signed certificates; HTTPS with curl), DTLS with HelloVerifyRequest on 3478, DNS on UDP 53, "
+             "HTTP on 80",
+             gateway={"tls-priorities": PRIO_TLS13}, pings=3, other_traffic=True,
+             steps=(("other-traffic",), ("ping", 3))),
+    Scenario("client-cert-chain", "TLS 1.2 (RSA key exchange): the gateway asks for a client certificate on "
+             "both TLS connections; on the auth connection (--authenticate -c -k) openconnect sends a "
+             "three-certificate chain (leaf, issuing CA, policy CA; not the root) and CertificateVerify and is "
+             "logged in by its certificate, on the tunnel connection (--cookie-on-stdin, no -c) an empty Certificate",
+             gateway={"tls-priorities": PRIO_TLS12_RSA, "enable-auth": '"certificate"', "cert-user-oid": "2.5.4.3",
+                      "ca-cert": "@CLIENT_CA@"},
+             client_cert={"intermediates": 2}),
+    Scenario("group-url-unknown", "openconnect pointed at a group URL the gateway does not have "
+             "(https://vpn.acflow.test/engineering): POST /engineering -> 404, then its fallback GET /engineering "
+             "(a new TLS connection) -> 404; no login, no tunnel",
+             gateway={"tls-priorities": PRIO_TLS13}, url_path="engineering", expect_connect=False, pings=0),
+    Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
+             "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
+             gateway={"tls-priorities": PRIO_TLS13},
+             client_args=("--os=mac-intel", "--useragent=AnyConnect Darwin_i386 4.10.07061",
+                          "--version-string=4.10.07061")),
 ]}

@@ -25,14 +25,17 @@ def tshark_fields(capture: Path, fields: list[str], display_filter: str = "", ke
 
 
 def tshark_follow_tls(capture: Path, stream: int, keylog: Path | None = None, rsa_key: Path | None = None,
-                      client_ip: str = "198.18.0.2") -> tuple[bytes, bytes]:
+                      client_ip: str = "198.18.0.2",
+                      decode_as: list[str] | tuple[str, ...] = ()) -> tuple[bytes, bytes]:
     """Decrypted bytes of TCP stream `stream`, (client→server, server→client), via `-z follow,tls,raw`.
 
     Untabbed hex lines come from "Node 0", tab-indented ones from "Node 1"; which node is the client is read
     from the Node lines. TLS desegmentation is turned off, or tshark 4.0 drops records from the follow output.
     """
+    # decode_as: tshark -d rules (a sample's facts.json "tshark_decode_as": TLS on a port tshark gives to another
+    # protocol, e.g. 8009)
     cmd = [*BASE, "-r", str(capture), "-o", "tls.desegment_ssl_application_data:FALSE", "-q",
-           "-z", f"follow,tls,raw,{stream}"]
+           *(x for rule in decode_as for x in ("-d", rule)), "-z", f"follow,tls,raw,{stream}"]
     if keylog:
         cmd[1:1] = ["-o", f"tls.keylog_file:{keylog}"]
     if rsa_key:

@@ -60,9 +60,12 @@ def _decrypt_streams(d: Path, keys: KeyStore) -> list[tuple[int, TLSConnection, 
     cache = SessionCache()
     out = []
     for stream in _tcp_streams(d / "capture.pcapng"):
+        chunks = _follow_tcp(d / "capture.pcapng", stream)
+        if chunks and chunks[0][1][:1] != b"\x16":  # not TLS (mixed-traffic's plain HTTP on port 80)
+            continue
         conn = TLSConnection(keys, session_cache=cache)
         events = []
-        for i, (direction, data) in enumerate(_follow_tcp(d / "capture.pcapng", stream)):
+        for i, (direction, data) in enumerate(chunks):
             events += conn.feed(direction, data, float(i), i + 1)
         events += conn.close()
         out.append((stream, conn, events))
@@ -91,7 +94,8 @@ def test_application_data_matches_tshark(tshark, sample_dir, rsa_only):
         assert not [e for e in events if isinstance(e, RecordError)], (stream, events)
         assert not [e for e in events if isinstance(e, DecryptionStatus) and not e.ok], stream
         kw = {"rsa_key": sample_dir / "server-key.pem"} if rsa_only else {"keylog": sample_dir / "keys.log"}
-        want_c, want_s = tshark_follow_tls(cap, stream, **kw)
+        want_c, want_s = tshark_follow_tls(cap, stream, decode_as=facts(sample_dir.name).get("tshark_decode_as", ()),
+                                           **kw)
         if not (want_c or want_s):
             # a connection that never carried application data (e.g. a reconnect attempt during a traffic block)
             assert not _data(events, "c2s") and not _data(events, "s2c"), stream

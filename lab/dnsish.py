@@ -1,0 +1,51 @@
+"""A tiny DNS-over-UDP pair for the lab's unrelated traffic: a responder that answers every A query with one
+address, and a client that sends a few queries (one at a time, each answered before the next).
+
+    python -m lab.dnsish server LISTEN_ADDR ANSWER_ADDR
+    python -m lab.dnsish client SERVER_ADDR NAME…
+
+Plain RFC 1035 messages (header, question, one A answer with a compression pointer to the question), port 53.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+import time
+
+
+def query(name: str, qid: int) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack(">HH", 1, 1)
+
+
+def answer(q: bytes, address: str) -> bytes:
+    return (q[:2] + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0) + q[12:]
+            + struct.pack(">HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(address))
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["server"] and len(argv) == 3:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((argv[1], 53))
+        print(f"listening on {argv[1]}:53", flush=True)
+        while True:
+            q, peer = s.recvfrom(512)
+            if len(q) >= 12:
+                s.sendto(answer(q, argv[2]), peer)
+                print(f"answered {peer[0]}:{peer[1]} id {q[:2].hex()}", flush=True)
+    if argv[:1] == ["client"] and len(argv) >= 3:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        for i, name in enumerate(argv[2:]):
+            s.sendto(query(name, 0x1000 + i), (argv[1], 53))
+            a, _ = s.recvfrom(512)
+            print(f"{name} A {socket.inet_ntoa(a[-4:])} (id {a[:2].hex()}, port {s.getsockname()[1]})", flush=True)
+            time.sleep(0.2)
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

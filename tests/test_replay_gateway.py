@@ -677,6 +677,8 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
                             "DTLS handshake failed: Insufficient credentials for that request."],
     "dtls-source-mismatch": ["DTLS handshake timed out", "with SSL connected and DTLS in progress"],
     "keepalive-missing": ["CSTP connected. DPD 30, Keepalive 5", "Send CSTP Keepalive"],
+    "dtls-cookie": ["X-DTLS-CipherSuite: PSK-NEGOTIATE", "Established DTLS connection"],
+    "login-retry": ["Login failed.", "CSTP connected"],
 }
 
 

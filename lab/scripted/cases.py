@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..client import TUNNEL_GW, TUNNEL_NET, USER
+from ..client import TUNNEL_GW, TUNNEL_NET, USER, USER_PASSWORD
 
 TUNNEL_IP = "198.19.0.50"
 TUNNEL_IP6 = "2001:2::50"  # RFC 5180 benchmarking range, like 198.18.0.0/15 for IPv4
@@ -25,6 +25,7 @@ DTLS_SINK_PORT = 4443
 DTLS_PORT = 4443  # X-DTLS-Port of the DTLS cases (gnutls-serv or the gateway's UDP responder listens there)
 DTLS_REPLY_PORT = 4444  # the port the dtls-source-mismatch gateway answers from
 PROFILE_URI = "/CACHE/stc/profiles/acflow.xml"
+WRONG_PASSWORD = "wrong-password"  # what the user of login-retry types first
 
 # --------------------------------------------------------------------------------------------------------------
 # the exchange an ASA would have (aggregate-auth v2), as script pieces
@@ -220,8 +221,12 @@ class Case:
     # {"after_gateway_line": text, "timeout": s, "seconds": s}: once the gateway logged a line containing the text
     # (e.g. the client's first KEEPALIVE), SIGSTOP openconnect, and SIGCONT it `seconds` later (a frozen client)
     pause_client: dict | None = None
-    # a real DTLS server in the gateway namespace: {"port": N, "priority": "..."} runs gnutls-serv --udp there
+    # a real DTLS server in the gateway namespace: {"port": N, "priority": "..."} runs gnutls-serv --udp there;
+    # {"kind": "psk", "port": N} runs replay.dtls_psk_server (PSK-NEGOTIATE, RFC 6347 cookies) there
     dtls_server: dict | None = None
+    # the lines typed at openconnect's password prompts, one per prompt (no --passwd-on-stdin); None: the lab
+    # password once, with --passwd-on-stdin
+    passwords: tuple[str, ...] | None = None
 
 
 def _fallback_script(c: dict) -> dict:
@@ -406,6 +411,73 @@ def _dtls_full_script(c: dict) -> dict:
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
 
 
+def psk_connect_headers(*, mtu: int = 1399, dpd: int = 30, keepalive: int = 20) -> list[list[str]]:
+    """CONNECT 200 headers granting DTLS in PSK-NEGOTIATE mode on DTLS_PORT (X-DTLS-App-ID: the session id the
+    client puts in its DTLS ClientHello), no X-DTLS-MTU (as ocserv in PSK mode)."""
+    h = [h for h in connect_headers(mtu=mtu, dpd=dpd, keepalive=keepalive)]
+    i = next(n for n, (k, _) in enumerate(h) if k == "X-CSTP-MTU")
+    h[i:i] = [["X-DTLS-Port", str(DTLS_PORT)], ["X-DTLS-Keepalive", str(keepalive)], ["X-DTLS-DPD", str(dpd)],
+              ["X-DTLS-Rekey-Time", "3600"], ["X-DTLS-Rekey-Method", "new-tunnel"],
+              ["X-DTLS-App-ID", "${dtls_session_id}"], ["X-DTLS-CipherSuite", "PSK-NEGOTIATE"]]
+    return h
+
+
+def _dtls_cookie_script(c: dict) -> dict:
+    return {"name": "dtls-cookie",
+            "description": "CONNECT 200 with DTLS PSK-NEGOTIATE on X-DTLS-Port 4443 (X-DTLS-App-ID); on that UDP "
+                           "port a real DTLS 1.2 PSK server (GnuTLS, replay.dtls_psk_server) that answers a "
+                           "ClientHello without a valid cookie with a HelloVerifyRequest (RFC 6347 4.2.1), then "
+                           "completes the PSK handshake with the PSK both sides export from the CSTP TLS session",
+            "vars": {"aggauth_handle": "1193835"},
+            "steps": [*auth_steps(),
+                      connect_step(psk_connect_headers(), note=f"PSK-NEGOTIATE on UDP {DTLS_PORT}")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+OCSERV_XML_HEADERS = [["Content-Type", "text/xml"], ["X-Transcend-Version", "1"]]
+
+
+def _ocserv_form(message: str, field: str, label: str, kind: str) -> str:
+    """An auth-request form as ocserv 1.1.6 sends it (one field per round)."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<config-auth client="vpn" type="auth-request">\n'
+            '<version who="sg">0.1(1)</version>\n<auth id="main">\n'
+            f'<message>{message}</message>\n<form method="post" action="/auth">\n'
+            f'<input type="{kind}" name="{field}" label="{label}" />\n</form></auth>\n</config-auth>\n')
+
+
+def _login_retry_script(c: dict) -> dict:
+    complete = ('<?xml version="1.0" encoding="UTF-8"?>\n<config-auth client="vpn" type="complete">\n'
+                '<version who="sg">0.1(1)</version>\n<auth id="success">\n'
+                "<title>SSL VPN Service</title></auth></config-auth>\n")
+    password_form = _ocserv_form("Please enter your password.", "password", "Password:", "password")
+    return {"name": "login-retry",
+            "description": "ocserv-style login in rounds (username, then password; the forms as ocserv 1.1.6 "
+                           "sends them): the first password is rejected with a new auth-request form whose message "
+                           "is 'Login failed.' (as ocserv does), the second is accepted; then the tunnel (CSTP)",
+            "vars": {"aggauth_handle": "1193835"},
+            "steps": [
+                {"id": "init", "note": "init -> username form",
+                 "expect": {"method": "POST", "path": "/", "body_contains": ['type="init"']},
+                 "respond": {"status": 200, "reason": "OK", "headers": OCSERV_XML_HEADERS,
+                             "body": _ocserv_form("Please enter your username.", "username", "Username:", "text")}},
+                {"id": "username", "note": "username -> password form",
+                 "expect": {"method": "POST", "path": "/auth", "body_contains": [f"<username>{USER}</username>"]},
+                 "respond": {"status": 200, "reason": "OK", "headers": OCSERV_XML_HEADERS, "body": password_form}},
+                {"id": "wrong-password", "note": "a wrong password -> the password form again, message "
+                                                 "'Login failed.' (ocserv's answer to a rejected password)",
+                 "expect": {"method": "POST", "path": "/auth", "body_contains": [f"<password>{WRONG_PASSWORD}<"]},
+                 "respond": {"status": 200, "reason": "OK", "headers": OCSERV_XML_HEADERS,
+                             "body": _ocserv_form("Login failed.\nPlease enter your password.", "password",
+                                                  "Password:", "password")}},
+                {"id": "right-password", "note": "the right password -> complete, webvpn cookie",
+                 "expect": {"method": "POST", "path": "/auth", "body_contains": [f"<password>{USER_PASSWORD}<"]},
+                 "respond": {"status": 200, "reason": "OK",
+                             "headers": OCSERV_XML_HEADERS + [["Set-Cookie", "webvpn=${cookie}; Secure; HttpOnly"]],
+                             "body": complete}},
+                connect_step(connect_headers(mtu=1399), note="tunnel on CSTP (no DTLS)")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
 def _dtls_source_script(c: dict) -> dict:
     return {"name": "dtls-source-mismatch",
             "description": f"CONNECT 200 with legacy DTLS on X-DTLS-Port {DTLS_PORT}; the gateway answers every "
@@ -492,6 +564,18 @@ def _dtls_server_new_session(ctx: Ctx) -> tuple[bool, object]:
     offered = next((v for k, v in _connect_sent(ctx) if k == "X-DTLS-Session-ID"), None)
     ok = version == "DTLS0.9" and suite == "GNUTLS_RSA_AES_256_CBC_SHA1" and sid is not None and sid != offered
     return ok, {"version": version, "cipher_suite": suite, "server_session_id": sid, "x_dtls_session_id": offered}
+
+
+def _dtls_events(ctx: Ctx, etype: str) -> list[dict]:
+    """The events replay.dtls_psk_server recorded (dtls-events.jsonl) of type `etype`."""
+    return [e for e in ctx.extra.get("dtls_events", []) if e.get("type") == etype]
+
+
+def _dtls_event(etype: str) -> Check:
+    def check(ctx: Ctx):
+        evs = _dtls_events(ctx, etype)
+        return bool(evs), [{k: v for k, v in e.items() if k != "sent_hex"} for e in evs][:3]
+    return check
 
 
 def _action_time(ctx: Ctx, name: str) -> float | None:
@@ -691,6 +775,39 @@ CASES: dict[str, Case] = {c.name: c for c in [
                       # gnutls-serv's HelloVerifyRequest always says DTLS 1.0 (0xfeff), which a DTLS 0.9 client
                       # drops: no cookie exchange, so the resuming ClientHello gets the server's answer directly
                       "options": ["--nocookie", "-d", "4"]}),
+    Case("dtls-cookie",
+         "DTLS PSK-NEGOTIATE to a real DTLS server that sends a HelloVerifyRequest: the client re-sends its "
+         "ClientHello with the cookie and the DTLS channel comes up",
+         _dtls_cookie_script,
+         [("openconnect was given PSK-NEGOTIATE on UDP 4443 with an X-DTLS-App-ID",
+           lambda ctx: (ctx.client_has(r"^X-DTLS-CipherSuite: PSK-NEGOTIATE$") is not None
+                        and ctx.client_has(r"^X-DTLS-App-ID: [0-9A-F]{64}$") is not None, None)),
+          ("the DTLS server answered the first ClientHello (no cookie) with a HelloVerifyRequest",
+           _dtls_event("hello-verify-request")),
+          ("the client re-sent its ClientHello with the server's cookie", _dtls_event("cookie-valid")),
+          ("the DTLS server derived the PSK from the gateway's TLS session", _dtls_event("psk-derived")),
+          ("the DTLS 1.2 PSK handshake completed (server: identity psk)",
+           lambda ctx: (any(e.get("psk_identity") == "psk" and "PSK" in (e.get("description") or "")
+                            for e in _dtls_events(ctx, "handshake-done")), _dtls_events(ctx, "handshake-done"))),
+          ("openconnect: Established DTLS connection", log_line(r"^Established DTLS connection")),
+          ("the pings went over DTLS and were answered there (server: ICMP echo replies)",
+           lambda ctx: (len([e for e in _dtls_events(ctx, "tx") if e.get("why") == "ICMP echo reply"]) >= 3,
+                        len([e for e in _dtls_events(ctx, "tx") if e.get("why") == "ICMP echo reply"]))),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 3, 56)], hold=1.0, dtls_server={"kind": "psk", "port": DTLS_PORT}),
+    Case("login-retry",
+         "the first password is rejected ('Login failed.' in a new auth-request form, as ocserv does), the "
+         "second accepted; the tunnel comes up",
+         _login_retry_script,
+         [("the gateway answered the wrong password with the form again, 'Login failed.'",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request")][:4] ==
+                        ["init", "username", "wrong-password", "right-password"],
+                        [e.get("step") for e in ctx.ev("request")])),
+          ("openconnect showed 'Login failed.' and asked for the password again",
+           log_line(r"^Login failed\.$")),
+          ("openconnect was logged in by the second password and connected", log_line(r"^CSTP connected")),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=1.0, passwords=(WRONG_PASSWORD, USER_PASSWORD)),
     Case("dtls-source-mismatch",
          "DTLS ClientHellos to X-DTLS-Port are answered (HelloVerifyRequest) from another gateway port",
          _dtls_source_script,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from replay.script import Script
 
+from ..facts import _auth_rounds, _http_exchanges
 from ..netns import read_stamped
 from .cases import PROFILE_URI, Case, Ctx
 
@@ -32,7 +33,8 @@ EVIDENCE = re.compile("|".join([  # noqa: FLY002 - one pattern per item
     r"TLS connection was non-properly terminated", r"^Established DTLS", r"MITM"]))
 
 
-DTLS_SERVER_EVIDENCE = re.compile(r"listening on|HSK\[|_gnutls_server_restore_session|Exiting|rror")
+DTLS_SERVER_EVIDENCE = re.compile(r"listening on|HSK\[|_gnutls_server_restore_session|Exiting|rror|"
+                                  r"^\[dtls\] (?!rx:|tx:)")  # replay.dtls_psk_server: all but per-record lines
 
 
 def _redact(body: str) -> str:
@@ -91,6 +93,17 @@ def profile_facts(events: list[dict]) -> dict:
     return {"uri": uri, "manifest_sha1": manifest.group(2) if manifest else None,
             "served_status_line": served["status_line"] if served else None,
             "served_sha1": sha1_upper(served["body"].encode()) if ok else None}
+
+
+def _rounds(client: list[tuple[float, str]]) -> list[dict]:
+    rounds = _auth_rounds(_http_exchanges(client))
+    for r in rounds:
+        msg = (r.get("response_message") or "") + " " + (r.get("response_error") or "")
+        r["outcome"] = ("success" if r["response_type"] == "complete" else
+                        "rejected" if re.search(r"login failed|failed|denied|invalid", msg, re.IGNORECASE) else
+                        "form" if r["response_type"] == "auth-request" else
+                        f"http {r['status']}" if r["status"] else None)
+    return rounds
 
 
 def build_facts(case: Case, script: Script, out: Path, events: list[dict], actions: list[dict], extra: dict,
@@ -185,13 +198,21 @@ def build_facts(case: Case, script: Script, out: Path, events: list[dict], actio
         "client": {
             "exit_code": exit_code,
             "http": _client_http(client),
+            # each aggregate-auth POST as openconnect dumped it: fields sent (names only), the answer's type,
+            # message and error, and the outcome (rejected: a new form saying the login failed, or an <error>)
+            "auth_rounds": _rounds(client),
             "log": _evidence(client),
             "script_env": env,
             **{k: v for k, v in extra.items() if k in ("pings", "curl", "tun_ipv6")},
         },
         **({"profile": extra["profile"]} if "profile" in extra else {}),
         **({"dtls_server": {**extra["dtls_server"],
-                            "log": [[ts, l] for ts, l in dtls_log if DTLS_SERVER_EVIDENCE.search(l)]}}
+                            "log": [[ts, l] for ts, l in dtls_log if DTLS_SERVER_EVIDENCE.search(l)],
+                            **({"events": [{k: v for k, v in e.items() if k not in ("tls_client_random",)}
+                                           for e in extra["dtls_events"] if e.get("type") not in ("rx", "tx")],
+                                "records": {d: [e["name"] for e in extra["dtls_events"] if e.get("type") == d]
+                                            for d in ("rx", "tx")}}
+                               if "dtls_events" in extra else {})}}
            if "dtls_server" in extra else {}),
         "server_cert_hash": extra["cert"],
         "expected": expected,

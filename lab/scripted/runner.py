@@ -70,7 +70,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         raise LabError(f"unknown case {name!r}; known: {', '.join(CASES)}")
     require_tools(REQUIRED_TOOLS)
     case = CASES[name]
-    if case.dtls_server:
+    if case.dtls_server and case.dtls_server.get("kind", "gnutls-serv") == "gnutls-serv":
         require_tools(("gnutls-serv",), "Debian package gnutls-bin")
     say = print if verbose else (lambda *a, **k: None)
     work = work_dir(f"acflow-scripted-{name}-")
@@ -95,7 +95,26 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         with Lab() as lab:
             say(f"[scripted] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
             dump = lab.start_capture(capture, work / "dumpcap.log")
-            if case.dtls_server:
+            if case.dtls_server and case.dtls_server.get("kind") == "psk":
+                # GnuTLS through ctypes (replay.dtls_psk_server): PSK-NEGOTIATE with RFC 6347 cookies; it reads
+                # the gateway's key log and events (the PSK is the CSTP TLS session's exporter)
+                ds = case.dtls_server
+                dargv = [sys.executable, "-m", "replay.dtls_psk_server", "--listen", GW_OUTER, "--port",
+                         str(ds["port"]), "--gateway-keylog", str(gw_keys), "--gateway-events", str(events),
+                         "--psk-file", str(work / "dtls-psk.txt"), "--events", str(work / "dtls-events.jsonl")]
+                dtls_srv = lab.start(lab.gw_ns, "dtls-psk-server", dargv, work / "dtls-server.log",
+                                     env=dict(os.environ, SSLKEYLOGFILE=str(dtls_keys), PYTHONUNBUFFERED="1"),
+                                     cwd=ROOT)
+                if dtls_srv.wait_for("[dtls] listening", 10) is None:
+                    raise LabError(f"replay.dtls_psk_server did not start: {dtls_srv.tail(10)}")
+                listening = dtls_srv.wait_for("[dtls] listening", 1)
+                extra["dtls_server"] = {"argv": ["python" if a == sys.executable else a.replace(f"{work}/", "")
+                                                 for a in dargv],
+                                        "version": listening[1].split("GnuTLS ")[-1].split(" ")[0] if listening
+                                        else None, "kind": "psk", "port": ds["port"],
+                                        "priority": "NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+PSK"}
+                act("dtls-server-listening", port=ds["port"])
+            elif case.dtls_server:
                 ds = case.dtls_server
                 dargv = ["gnutls-serv", "--udp", "--port", str(ds["port"]), "--x509certfile", str(pki.server_cert),
                          "--x509keyfile", str(pki.server_key), "--disable-client-cert", "--priority", ds["priority"],
@@ -133,7 +152,11 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                                      "exit_code": got["exit_code"]}
                 client = start_openconnect(lab, base, work, cenv, vpnc, cookie=cookie)
             else:
-                client = start_openconnect(lab, base, work, cenv, vpnc, auth_args=auth_args)
+                if case.passwords is not None:  # typed at each password prompt (openconnect reads stdin lines)
+                    client = start_openconnect(lab, base, work, cenv, vpnc, auth_args=["-u", USER],
+                                               password="\n".join(case.passwords))
+                else:
+                    client = start_openconnect(lab, base, work, cenv, vpnc, auth_args=auth_args)
             act("client-started", pid=client.pid)
 
             if not case.expect_connect:
@@ -196,8 +219,11 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         collect_outputs(work, out, keylogs=(gw_keys, cl_keys, curl_keys, dtls_keys),
                         files=("client.log", "client-auth.log", "gateway.log", "curl.log", "script.json",
                                "gateway-events.jsonl", "server-key.pem", "server-cert.pem", "ca.pem",
-                               "downloaded-profile.xml", "script-ipv6.log", "dtls-server.log"))
+                               "downloaded-profile.xml", "script-ipv6.log", "dtls-server.log", "dtls-events.jsonl"))
         evs = [json.loads(l) for l in events.read_text().splitlines() if l.strip()] if events.exists() else []
+        if (work / "dtls-events.jsonl").exists():
+            extra["dtls_events"] = [json.loads(l) for l in (work / "dtls-events.jsonl").read_text().splitlines()
+                                    if l.strip()]
         if (work / "script-ipv6.log").exists():
             kv = dict(l.split("=", 1) for l in (work / "script-ipv6.log").read_text().splitlines() if "=" in l)
             extra["tun_ipv6"] = {"rc": kv.get("rc"), "output": kv.get("output", ""),

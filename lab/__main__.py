@@ -37,6 +37,16 @@ def run(names: list[str], out: Path, *, list_only: bool = False, keep_work: bool
     if list_only or not names:
         for sc in SCENARIOS.values():
             print(f"{sc.name:15} {sc.description}")
+        if list_only:  # the lab's other samples, made by other commands
+            from .cuts import CUTS
+            from .scripted.cases import CASES
+
+            print("\nscripted-gateway cases (python -m lab.scripted --case NAME; samples/scripted/NAME):")
+            for c in CASES.values():
+                print(f"  {c.name:28} {c.description}")
+            print("\ncut captures, made from committed samples (python -m lab.cuts NAME; samples/cut/NAME):")
+            for c in CUTS.values():
+                print(f"  {c.name:28} {c.description}")
         return 0 if list_only else 2
 
     def run_one(name: str) -> bool:

@@ -447,6 +447,7 @@ def decrypted_chunks(sample: Path) -> dict[int, list[tuple[str, bytes]]]:
     from dissectors.tls import ApplicationData, TLSConnection
 
     keys, _ = KeyStore.from_keylog((sample / "keys.log").read_text())
+    gateway = json.loads((sample / "facts.json").read_text())["gateway_address"]
     table = FlowTable()
     conns: dict[int, TLSConnection] = {}
     out: dict[int, list[tuple[str, bytes]]] = {}
@@ -457,7 +458,8 @@ def decrypted_chunks(sample: Path) -> dict[int, list[tuple[str, bytes]]]:
         if pkt is None or pkt.proto != 6:
             continue
         for flow, fev in table.feed(pkt, ev.ts, ev.number):
-            if isinstance(fev, StreamData):
+            # the gateway's connections only (mixed-traffic also holds TLS to unrelated servers: not HTTP)
+            if isinstance(fev, StreamData) and flow.server[0] == gateway:
                 tls = conns.setdefault(flow.index, TLSConnection(keys))
                 for tev in tls.feed(fev.direction, fev.data, fev.ts, fev.frame):
                     if isinstance(tev, ApplicationData):

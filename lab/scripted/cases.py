@@ -478,6 +478,27 @@ def _login_retry_script(c: dict) -> dict:
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
 
 
+def _login_retry_asa_script(c: dict) -> dict:
+    init, init_group, auth_reply = auth_steps()
+    failed = INIT_REPLY.replace("<banner></banner>\n",
+                                '<banner></banner>\n<error id="88" param1="" param2="">Login failed.</error>\n')
+    wrong = {"id": "wrong-password", "note": "a wrong password -> the form again with <error>Login failed.</error> "
+                                             "(ASA style)",
+             "expect": {"method": "POST", "path": "/",
+                        "body_contains": ['type="auth-reply"', f"<password>{WRONG_PASSWORD}<"]},
+             "respond": {"status": 200, "reason": "OK", "headers": XML_HEADERS, "body": failed}}
+    right = {**auth_reply, "id": "right-password",
+             "expect": {**auth_reply["expect"],
+                        "body_contains": [*auth_reply["expect"]["body_contains"], f"<password>{USER_PASSWORD}<"]}}
+    return {"name": "login-retry-asa",
+            "description": "ASA-style aggregate-auth (one form: username, password, group list): the first password "
+                           "is answered with the same form carrying <error id=\"88\">Login failed.</error>, the "
+                           "second with complete; then the tunnel (CSTP)",
+            "vars": {"aggauth_handle": "1193835"},
+            "steps": [init, init_group, wrong, right, connect_step(connect_headers(mtu=1399), note="tunnel on CSTP")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
 def _dtls_source_script(c: dict) -> dict:
     return {"name": "dtls-source-mismatch",
             "description": f"CONNECT 200 with legacy DTLS on X-DTLS-Port {DTLS_PORT}; the gateway answers every "
@@ -805,6 +826,18 @@ CASES: dict[str, Case] = {c.name: c for c in [
                         [e.get("step") for e in ctx.ev("request")])),
           ("openconnect showed 'Login failed.' and asked for the password again",
            log_line(r"^Login failed\.$")),
+          ("openconnect was logged in by the second password and connected", log_line(r"^CSTP connected")),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=1.0, passwords=(WRONG_PASSWORD, USER_PASSWORD)),
+    Case("login-retry-asa",
+         "the first password is rejected with an <error> in the form (ASA style), the second accepted; the tunnel "
+         "comes up",
+         _login_retry_asa_script,
+         [("the gateway answered the wrong password with the form and <error>Login failed.</error>",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request")][:4] ==
+                        ["init", "init-group", "wrong-password", "right-password"],
+                        [e.get("step") for e in ctx.ev("request")])),
+          ("openconnect showed the error and asked again", log_line(r"Login failed\.")),
           ("openconnect was logged in by the second password and connected", log_line(r"^CSTP connected")),
           ("pings answered", _pings_answered)],
          pings=[(4, 2, 56)], hold=1.0, passwords=(WRONG_PASSWORD, USER_PASSWORD)),

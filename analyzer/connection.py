@@ -264,7 +264,8 @@ class TCPConnection:
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
 
     # -- helpers ---------------------------------------------------------------------------------------
-    def _problem(self, kind: str, message: str, ts: float, frame: int) -> None:
+    def add_problem(self, kind: str, message: str, ts: float, frame: int) -> None:
+        """Note a problem of this connection (bounded: the first MAX_PROBLEMS)."""
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append({"kind": kind, "message": message, "ts": ts, "frame": frame})
 
@@ -283,17 +284,17 @@ class TCPConnection:
                 d = ev.data
                 self.is_tls = len(d) >= 3 and d[0] in (0x14, 0x15, 0x16, 0x17) and d[1] == 3
                 if not self.is_tls:
-                    self._problem("not-tls", "stream does not start with a TLS record", ev.ts, ev.frame)
+                    self.add_problem("not-tls", "stream does not start with a TLS record", ev.ts, ev.frame)
             if self.is_tls:
                 for tev in self.tls.feed(ev.direction, ev.data, ev.ts, ev.frame):
-                    self._on_tls(tev)
+                    self.on_tls_event(tev)
         elif t is tcp_mod.Gap:
             if len(self.gaps) < MAX_PROBLEMS:
                 self.gaps.append({"direction": ev.direction, "seq": ev.seq, "length": ev.length, "ts": ev.ts,
                                   "frame": ev.frame})
             if self.is_tls:
                 for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame) or ():
-                    self._on_tls(tev)
+                    self.on_tls_event(tev)
         elif t is tcp_mod.Retransmission:
             self.retransmissions[ev.direction] += 1
             if len(self.retransmission_frames) < MAX_PROBLEMS:
@@ -303,18 +304,27 @@ class TCPConnection:
             self.last_ts = ev.ts
             self.last_frame = ev.frame
 
-    def _on_tls(self, ev) -> None:
+    def on_segment_data(self, direction: str, data: bytes, ts: float, frame: int) -> None:
+        """The bytes of a TCP segment that the TCP layer took on its common path (a fast lane's
+        `TCPStream.feed_next`): what `on_flow_event` does with the StreamData it would have made, the TLS layer's
+        common case first (`TLSConnection.feed_application_data`). Only for a connection known to be TLS, past any
+        search for a record boundary (the fast lanes open once the CSTP tunnel is up)."""
+        self.segments[direction] += 1
+        self.last_ts = ts
+        self.last_frame = frame
+        contents = self.tls.feed_application_data(direction, data, frame)
+        if contents is None:
+            for tev in self.tls.feed(direction, data, ts, frame):
+                self.on_tls_event(tev)
+            return
+        for content in contents:
+            self.on_application_data(direction, content, ts, frame)
+
+    def on_tls_event(self, ev) -> None:
+        """An event of the TLS layer (dissectors/tls) of this connection."""
         t = type(ev)
         if t is tls_ev.ApplicationData:
-            d = ev.direction
-            self.app_records[d] += 1
-            self.app_bytes[d] += len(ev.data)
-            if self.first_app_ts is None:
-                self.first_app_ts = ev.ts
-            if self.handshake_done_ts is None:
-                self.handshake_done_ts = ev.ts
-            for hev in self.http.feed(d, ev.data, ev.ts, ev.frame):
-                self._on_http(hev)
+            self.on_application_data(ev.direction, ev.data, ev.ts, ev.frame)
         elif t is tls_ev.EncryptedRecord:
             self.encrypted_records[ev.direction] += 1
             self.encrypted_bytes[ev.direction] += ev.length
@@ -348,15 +358,50 @@ class TCPConnection:
         elif t is tls_ev.DecryptionStatus:
             self.decryption[ev.direction] = {"ok": ev.ok, "reason": ev.reason, "ts": ev.ts, "frame": ev.frame}
         elif t is tls_ev.RecordError:
-            self._problem("tls-record", ev.message, ev.ts, ev.frame)
+            self.add_problem("tls-record", ev.message, ev.ts, ev.frame)
 
-    def _on_http(self, ev) -> None:
+    def on_application_data(self, direction: str, data: bytes, ts: float, frame: int) -> None:
+        """The content of a decrypted application-data record (an ApplicationData event's, or a fast lane's), for
+        the HTTP layer; once the tunnel is up, one whole CSTP frame takes the framer's common case
+        (`HTTPStream.feed_tunnel_frame`) without events."""
+        self.app_records[direction] += 1
+        self.app_bytes[direction] += len(data)
+        if self.first_app_ts is None:
+            self.first_app_ts = ts
+        if self.handshake_done_ts is None:
+            self.handshake_done_ts = ts
+        http = self.http
+        if http.tunnel:
+            taken = http.feed_tunnel_frame(direction, data, ts, frame)
+            if taken is not None:
+                ptype, payload = taken
+                stats = self.tunnel
+                if ptype == 0 and stats is not None:  # DATA (on_tunnel_frame, without the call: the bulk)
+                    stats.data(direction, ts, frame, payload, self.tunnel_mtu, self.host.inner_packet, "cstp")
+                else:
+                    self.on_tunnel_frame(direction, ptype, payload, None if ptype else payload, ts, frame)
+                return
+        for hev in http.feed(direction, data, ts, frame):
+            self.on_http_event(hev)
+
+    def on_tunnel_frame(self, direction: str, ptype: int, payload: bytes, packet: bytes | None, ts: float,
+                        frame: int) -> None:
+        """A CSTP frame of the tunnel: ``packet`` is the inner packet it carries (DATA: its payload; COMPRESSED
+        DATA: the payload expanded, or None)."""
+        stats = self.tunnel
+        if stats is None:
+            stats = self.tunnel = ChannelStats()
+        if ptype == 0:
+            stats.data(direction, ts, frame, payload, self.tunnel_mtu, self.host.inner_packet, "cstp")
+        else:
+            stats.add(direction, ptype, len(payload), ts, frame, packet, self.tunnel_mtu, payload,
+                      self.host.inner_packet, "cstp")
+
+    def on_http_event(self, ev) -> None:
+        """An event of the HTTP layer (dissectors/http) of this connection, CSTP frames included."""
         t = type(ev)
         if t is cstp_mod.CSTPFrame:
-            if self.tunnel is None:
-                self.tunnel = ChannelStats()
-            self.tunnel.add(ev.direction, ev.type, len(ev.payload), ev.ts, ev.frame, ev.packet, self.tunnel_mtu,
-                            ev.payload, self.host.inner_packet, "cstp")
+            self.on_tunnel_frame(ev.direction, ev.type, ev.payload, ev.packet, ev.ts, ev.frame)
         elif t is Request:
             if len(self.exchanges) < MAX_EXCHANGES:
                 self.exchanges.append(Exchange(ev))
@@ -373,7 +418,7 @@ class TCPConnection:
             if self.tunnel is None:
                 self.tunnel = ChannelStats()
         elif t is HTTPError or t is cstp_mod.CSTPError:
-            self._problem("http" if t is HTTPError else "cstp", ev.message, ev.ts, ev.frame)
+            self.add_problem("http" if t is HTTPError else "cstp", ev.message, ev.ts, ev.frame)
 
     def _on_connect(self, ex: Exchange) -> None:
         h = ex.response.headers
@@ -387,9 +432,9 @@ class TCPConnection:
     def finish(self) -> None:
         if self.is_tls:
             for tev in self.tls.close(self.last_ts, self.last_frame):
-                self._on_tls(tev)
+                self.on_tls_event(tev)
         for hev in self.http.close():
-            self._on_http(hev)
+            self.on_http_event(hev)
 
     # -- queries ---------------------------------------------------------------------------------------
     @property

@@ -6,22 +6,14 @@ inner packets). Keys arrive later from the CSTP CONNECT exchange (`set_keys`).
 """
 from __future__ import annotations
 
-from dissectors.dtls.events import DTLSApplicationData as _AppData
-import struct
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-
-from dissectors.tls.ciphers import AEADExplicitNonce, DecryptError
+from dissectors.dtls.events import DTLSApplicationData as _AppData
 
 from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
 
 if TYPE_CHECKING:
     from .host import TrackerHost
-
-_AAD = struct.Struct("!QBHH")  # RFC 5246 §6.2.3.3 additional data, with DTLS's epoch||seq as seq_num
-# UDP length (after the ports, checksum skipped), then the DTLS record header: type, version, epoch, seq, length
-_UDP_DTLS = struct.Struct("!H2xBHHHIH")
 
 DTLS_VERSIONS = {0x0100: "DTLS 0x0100", 0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2"}
 
@@ -79,12 +71,30 @@ class DTLSFlow:
         return f"udp:{self.index}"
 
     def on_datagram(self, direction: str, data: bytes, ts: float, frame: int) -> None:
+        self.note_datagram(direction, len(data), ts, frame)
+        for ev in self.dtls.feed(direction, data, ts, frame):
+            self._on_event(ev)
+
+    def note_datagram(self, direction: str, size: int, ts: float, frame: int) -> None:
+        """A datagram of ``size`` bytes (a fast lane calls it directly and decrypts the datagram itself)."""
         self.last_ts = ts
         self.last_frame = frame
         self.datagrams[direction] += 1
-        self.bytes[direction] += len(data)
-        for ev in self.dtls.feed(direction, data, ts, frame):
-            self._on_event(ev)
+        self.bytes[direction] += size
+
+    def on_application_data(self, direction: str, data: bytes, ts: float, frame: int) -> None:
+        """The content of a decrypted application-data record: one packet of the channel (type byte, payload)."""
+        if self.established_ts is None:
+            self.established_ts = ts
+            self.established_frame = frame
+        if data:
+            ftype = data[0]
+            payload = data[1:]
+            if ftype == 0:
+                self.channel.data(direction, ts, frame, payload, self.mtu, self.host.inner_packet, "dtls")
+            else:
+                self.channel.add(direction, ftype, len(payload), ts, frame, None, self.mtu, payload,
+                                 self.host.inner_packet, "dtls")
 
     def set_keys(self, keys, source: str, mtu: int | None) -> None:
         if self.keys_source is not None:
@@ -97,15 +107,7 @@ class DTLSFlow:
     def _on_event(self, ev) -> None:
         t = type(ev)
         if t is _AppData:  # the hot path first
-            if self.established_ts is None:
-                self.established_ts = ev.ts
-                self.established_frame = ev.frame
-            data = ev.data
-            if data:
-                ftype = data[0]
-                payload = data[1:]
-                self.channel.add(ev.direction, ftype, len(payload), ev.ts, ev.frame, payload if ftype == 0 else None,
-                                 self.mtu, payload, self.host.inner_packet, "dtls")
+            self.on_application_data(ev.direction, ev.data, ev.ts, ev.frame)
             return
         name = t.__name__
         if name == "DTLSClientHello":
@@ -142,111 +144,3 @@ class DTLSFlow:
         if self.established_ts is None and getattr(self.dtls, "handshake_complete", False):
             self.established_ts = self.last_ts
 
-
-class DTLSLane:
-    """The fast lane of one direction of an established DTLS flow (see `Pipeline.feed`).
-
-    Takes a raw IPv4/UDP frame whose datagram is exactly one application-data record of the epoch the lane
-    was opened for, protected by the one handshake that owns that epoch, and does what the general path
-    (FlowTable → DTLSFlow → DTLSConnection → ChannelStats) would do with it, without the intermediate
-    objects. Anything else — another record type or epoch, several records, a record that does not decrypt,
-    a backlog waiting for keys — is declined (False, nothing changed) and takes the general path.
-    """
-
-    __slots__ = ("aead", "channel", "conn", "datagrams", "direction", "epoch", "flow", "flow_index", "hdr", "hs",
-                 "octets", "prot", "prots", "salt", "seq_base", "sink", "table", "table_key", "tracker", "version")
-
-    @classmethod
-    def open(cls, tracker: DTLSFlow, flow, flows, direction: str, datagram: bytes) -> DTLSLane | None:
-        conn = tracker.dtls
-        if len(datagram) < 13 or datagram[0] != 23 or conn._backlog or conn._replay_wanted:
-            return None
-        epoch = (datagram[3] << 8) | datagram[4]
-        cands = conn._epochs.get(epoch)
-        if not cands or len(cands) != 1:
-            return None
-        h = cands[0]
-        if h.protections is None or not h.ok:
-            return None
-        lane = cls()
-        lane.tracker = tracker
-        lane.conn = conn
-        lane.direction = direction
-        lane.epoch = epoch
-        lane.version = (datagram[1] << 8) | datagram[2]
-        lane.hdr = bytes(datagram[1:5])
-        lane.hs = h
-        lane.prots = h.protections
-        lane.prot = prot = h.protections[0 if direction == "c2s" else 1]
-        # AES-GCM/CCM with an explicit nonce (all AnyConnect DTLS 1.2 AEAD suites): decrypted here directly
-        lane.aead = prot._aead if type(prot) is AEADExplicitNonce and prot.tag_len == 16 else None
-        lane.salt = prot._salt if lane.aead is not None else None
-        lane.seq_base = epoch << 48
-        lane.channel = tracker.channel
-        lane.sink = tracker.host.inner_packet
-        lane.datagrams = tracker.datagrams
-        lane.octets = tracker.bytes
-        lane.flow = flow
-        lane.flow_index = flow.index
-        lane.table = flows._udp
-        a, b = flow.a, flow.b
-        lane.table_key = (a[0], a[1], b[0], b[1]) if (a[0] < b[0] or (a[0] == b[0] and a[1] <= b[1])) else (
-            b[0], b[1], a[0], a[1])
-        if lane.table.get(lane.table_key) is not flow:
-            return None
-        return lane
-
-    def __call__(self, data: bytes, off: int, total: int, ts: float, frame: int) -> bool:
-        p = off + 28
-        n = total - 28  # the datagram's length
-        if n < 37:
-            return False
-        ulen, ct, version, epoch, seq_hi, seq_lo, length = _UDP_DTLS.unpack_from(data, off + 24)
-        if (ct != 23 or epoch != self.epoch or version != self.version or length != n - 13 or ulen != n + 8):
-            return False
-        conn = self.conn
-        h = self.hs
-        if conn._backlog or conn._replay_wanted or h.protections is not self.prots:
-            return False
-        cands = conn._epochs.get(epoch)
-        if cands is None or len(cands) != 1 or cands[0] is not h:
-            return False
-        seq64 = self.seq_base | (seq_hi << 32) | seq_lo
-        aead = self.aead
-        if aead is not None:
-            # RFC 5288 §3: nonce = salt(4) || explicit nonce(8); the tag is the last 16 bytes
-            try:
-                pt = aead.decrypt(self.salt + data[p + 13:p + 21], data[p + 21:off + total],
-                                  _AAD.pack(seq64, 23, version, n - 37))
-            except InvalidTag:
-                return False
-        else:
-            try:
-                pt = self.prot.decrypt(seq64, 23, version, data[p + 13:off + total])
-            except DecryptError:
-                return False
-        # what the general path leaves behind
-        fl = self.flow
-        fl.packets += 1
-        fl.last_ts = ts
-        fl.last_frame = frame
-        self.table.move_to_end(self.table_key)
-        tr = self.tracker
-        tr.last_ts = ts
-        tr.last_frame = frame
-        d = self.direction
-        self.datagrams[d] += 1
-        self.octets[d] += n
-        conn.datagrams += 1
-        conn.records += 1
-        h.ok += 1
-        if tr.established_ts is None:
-            tr.established_ts = ts
-            tr.established_frame = frame
-        if pt:
-            if pt[0] == 0:
-                self.channel.data(d, ts, frame, pt[1:], tr.mtu, self.sink, "dtls")
-            else:
-                payload = pt[1:]
-                self.channel.add(d, pt[0], len(payload), ts, frame, None, tr.mtu, payload, self.sink, "dtls")
-        return True

@@ -10,14 +10,13 @@ X-DTLS-Master-Secret) or PSK-NEGOTIATE (RFC 5705 exporter of the CSTP TLS sessio
 """
 from __future__ import annotations
 
-import socket
-
 from dissectors import packet as packet_mod
 from dissectors import tcp as tcp_mod
 from dissectors.dtls import DTLSKeys
 
 from .connection import TCPConnection
-from .dtlsflow import DTLSFlow, DTLSLane, looks_like_dtls
+from .dtlsflow import DTLSFlow, looks_like_dtls
+from .dtlslane import DTLSLane
 from .tcplane import TCPLane
 
 
@@ -130,34 +129,18 @@ class Pipeline:
             # to that flow's lane, from the raw bytes, skipping Packet/flow/event objects. A lane returns False
             # (having changed nothing) whenever the frame is anything else, and the general path below runs.
             data = fr.data
-            lt = fr.linktype
-            n = len(data)
-            if n < 40:
-                off = -1
-            elif lt == 1:  # Ethernet (the common case), EtherType IPv4
-                off = 14 if data[12] == 8 and data[13] == 0 else -1
-            elif lt == 113:  # Linux cooked (SLL)
-                off = 16 if data[14] == 8 and data[15] == 0 else -1
-            elif lt == 276:  # SLL2
-                off = 20 if data[0] == 8 and data[1] == 0 else -1
-            elif lt == 101 or lt == 228 or lt == 12 or lt == 14:  # raw IP / raw IPv4
-                off = 0
-            else:
-                off = -1
-            # IPv4 without options, not a fragment, not cut by the snaplen
-            if off >= 0 and n >= off + 40 and data[off] == 0x45 and not (data[off + 6] & 0x3F or data[off + 7]):
-                total = (data[off + 2] << 8) | data[off + 3]
-                if 28 <= total <= n - off:
-                    proto = data[off + 9]
-                    if proto == 17:
-                        lane = self.fast_udp.get(data[off + 12:off + 24])
-                    elif proto == 6:
-                        lane = self.fast_tcp.get(data[off + 12:off + 24])
-                    else:
-                        lane = None
-                    if lane is not None and lane(data, off, total, ts, fr.number):
-                        self.fast_frames += 1
-                        return
+            plain = packet_mod.plain_ipv4(fr.linktype, data)
+            if plain is not None:
+                proto, addresses, off, total = plain
+                if proto == 17:
+                    lane = self.fast_udp.get(addresses)
+                elif proto == 6:
+                    lane = self.fast_tcp.get(addresses)
+                else:
+                    lane = None
+                if lane is not None and lane(data, off, total, ts, fr.number):
+                    self.fast_frames += 1
+                    return
         pkt = packet_mod.decode(fr.linktype, fr.data)
         if pkt is None:
             self.undecodable += 1
@@ -233,10 +216,10 @@ class Pipeline:
         """Open the fast lanes of both directions of a TCP connection once it carries a CSTP tunnel."""
         c, s = flow.client, flow.server
         for direction, (a, b) in (("c2s", (c, s)), ("s2c", (s, c))):
-            key = _raw_key(a[0], a[1], b[0], b[1])
+            key = packet_mod.ipv4_addresses(a[0], a[1], b[0], b[1])
             if key is None:
                 return
-            lane = TCPLane.open(flow, conn, self.flows, direction, self.inner_packet)
+            lane = TCPLane.open(flow, conn, self.flows, direction)
             if lane is None:
                 return
             self.fast_tcp[key] = lane
@@ -244,10 +227,10 @@ class Pipeline:
 
     def _offer_dtls_lane(self, tracker: DTLSFlow, flow, ev) -> None:
         """Open (or refresh) the fast lane of this datagram's direction once the flow decrypts."""
-        key = _raw_key(ev.src, ev.sport, ev.dst, ev.dport)
-        if key is None:
+        key = packet_mod.ipv4_addresses(ev.src, ev.sport, ev.dst, ev.dport)
+        if key is None or key in self.fast_udp:
             return
-        lane = DTLSLane.open(tracker, flow, self.flows, tracker.direction_map[ev.direction], ev.data)
+        lane = DTLSLane.open(tracker, flow, self.flows, tracker.direction_map[ev.direction])
         if lane is None:
             self.fast_udp.pop(key, None)
         else:
@@ -293,16 +276,6 @@ class Pipeline:
             conn.finish()
         for flow in self.udp.values():
             flow.finish()
-
-
-def _raw_key(src: str, sport: int, dst: str, dport: int) -> bytes | None:
-    """The 12 bytes (IPv4 source, destination, source port, destination port) a fast lane is found by."""
-    if ":" in src or ":" in dst:
-        return None
-    try:
-        return socket.inet_aton(src) + socket.inet_aton(dst) + sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
-    except (OSError, OverflowError, AttributeError):
-        return None
 
 
 def _int(v) -> int | None:

@@ -125,7 +125,7 @@ class _Conn:
                 rq = _config_auth(req.body, refused)
                 rs = _config_auth(ex.response.body, refused) if ex.response is not None else None
                 for err in refused:  # hostile or oversized aggregate-auth XML: say so in the report
-                    c._problem("limit", f"aggregate-auth XML refused ({err.kind}): {err.message}",
+                    c.add_problem("limit", f"aggregate-auth XML refused ({err.kind}): {err.message}",
                                req.ts, req.frame)
                 if rs is not None and rs.session_token:
                     self.cookies_issued.add(rs.session_token)
@@ -795,7 +795,6 @@ def build_sessions(pipe) -> list[Session]:
         # the capture files its flows were seen in (a connection may run on from one file into the next)
         caps = sorted({n for t in [cn.c for cn in g.conns] + g.dtls for n, _ in t.numbers})
         s.captures = [pipe.captures[n] for n in caps if n < len(pipe.captures)]
-        s._group = g  # for rules that need more than the summary (not serialised)
         sessions.append(s)
     return sessions
 

@@ -42,7 +42,8 @@ __all__ = [
 
 CSTP_MAGIC = b"STF\x01"
 CSTP_HEADER_LEN = 8
-_HEADER = struct.Struct("!4sHBB")
+_HEADER = struct.Struct("!4sHBB")  # magic, payload length, type, reserved
+_AFTER_MAGIC = struct.Struct("!HBB")  # the same header past its magic
 
 
 class CSTPType(enum.IntEnum):
@@ -168,23 +169,35 @@ class CSTPFramer:
     def set_encoding(self, encoding: str | None) -> None:
         self._encoding = encoding
 
+    def take_frame(self, direction: str, data: bytes, ts: float, frame: int) -> tuple[int, bytes] | None:
+        """`feed` for the common case: ``data`` is exactly one whole frame, not COMPRESSED DATA, and nothing is
+        buffered. Consumes it as `feed` would and returns ``(type, payload)`` without making the CSTPFrame;
+        None for anything else, having changed nothing: `feed` the data."""
+        st = self._dirs[direction]
+        size = len(data)
+        if size < CSTP_HEADER_LEN or st.buf or st.resyncing or st.closed or data[:4] != CSTP_MAGIC:
+            return None
+        length, ptype, reserved = _AFTER_MAGIC.unpack_from(data, 4)
+        if length + CSTP_HEADER_LEN != size or reserved or ptype == COMPRESSED_DATA:
+            return None
+        st.last_ts = ts
+        st.last_frame = frame
+        start = st.offset
+        st.offset = start + size
+        st.marks = [(start, ts, frame)]  # what _drain and consume leave behind
+        payload = data[CSTP_HEADER_LEN:]
+        return ptype, payload if payload.__class__ is bytes else bytes(payload)
+
     def feed(self, direction: str, data: bytes, ts: float, frame: int) -> list[CSTPFrame | CSTPError]:
+        taken = self.take_frame(direction, data, ts, frame)
+        if taken is not None:
+            return self._make_frame(direction, taken[0], taken[1], ts, frame, frame)
         st = self._dirs[direction]
         st.last_ts, st.last_frame = ts, frame
         if st.closed:
             return [] if not data else [CSTPError(direction, "data after close", ts, frame)]
         if not data:
             return []
-        if not st.buf and not st.resyncing:
-            size = len(data)
-            if size >= CSTP_HEADER_LEN and data[:4] == CSTP_MAGIC:
-                _, length, ptype, reserved = _HEADER.unpack_from(data)
-                if length + CSTP_HEADER_LEN == size and not reserved:
-                    # the common case: exactly one whole frame on an empty buffer (what _drain would do)
-                    start = st.offset
-                    st.offset = start + size
-                    st.marks = [(start, ts, frame)]
-                    return self._make_frame(direction, ptype, bytes(data[CSTP_HEADER_LEN:]), ts, frame, frame)
         st.marks.append((st.offset + len(st.buf), ts, frame))
         st.buf += data
         return self._drain(direction, st, ts, frame)

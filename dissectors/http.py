@@ -384,6 +384,19 @@ class HTTPStream:
         events.extend(self._advance(side))
         return events
 
+    def feed_tunnel_frame(self, direction: str, data: bytes, ts: float, frame: int) -> tuple[int, bytes] | None:
+        """`feed` for the common case once the tunnel is up: ``data`` is one whole CSTP frame that
+        `CSTPFramer.take_frame` takes. Returns its ``(type, payload)`` without making events; None for anything
+        else, having changed nothing: `feed` the data."""
+        side = self._sides[direction]
+        if side.state != _TUNNEL or self._framer is None:
+            return None
+        taken = self._framer.take_frame(direction, data, ts, frame)
+        if taken is not None:
+            side.last_ts = ts
+            side.last_frame = frame
+        return taken
+
     def close(self, direction: str | None = None, ts: float | None = None,
               frame: int | None = None) -> list[HTTPEvent]:
         """The stream of ``direction`` (or both) ended: finish or report what was in progress."""

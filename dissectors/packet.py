@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from socket import AF_INET, AF_INET6, inet_ntop
+from socket import AF_INET, AF_INET6, inet_aton, inet_ntop
 
 __all__ = [
     "LINKTYPE_ETHERNET",
@@ -57,6 +57,10 @@ __all__ = [
     "Packet",
     "decode",
     "internet_checksum",
+    "ipv4_addresses",
+    "plain_ipv4",
+    "tcp_segment",
+    "udp_payload_start",
 ]
 
 
@@ -164,8 +168,10 @@ def _addr6(b: bytes) -> str:
 # --- structs -----------------------------------------------------------------------------------------
 
 _u_ip4 = struct.Struct("!BBHHHBBHII").unpack_from  # vihl tos total id frag ttl proto cksum src dst
+_u_ip4_plain = struct.Struct("!BxHxxHxB").unpack_from  # vihl total frag proto (plain_ipv4)
 _u_ip6 = struct.Struct("!IHBB").unpack_from  # vtcfl plen nh hlim
 _u_tcp = struct.Struct("!HHIIHH").unpack_from  # sport dport seq ack offflags window
+_u_tcp_seq = struct.Struct("!4xIIH").unpack_from  # the same header's seq ack offflags (tcp_segment)
 _u_HH = struct.Struct("!HH").unpack_from
 _u_HHH = struct.Struct("!HHH").unpack_from
 _u_H = struct.Struct("!H").unpack_from
@@ -470,6 +476,77 @@ def decode(linktype: int, data: bytes) -> Packet | None:
     except (IndexError, struct.error, ValueError):
         return None
     return None
+
+
+# --- the raw view of a frame (fast lanes) ----------------------------------------------------------------
+#
+# A fast lane (docs/architecture.md) takes the frames of an established flow without building a Packet. These
+# functions read the same headers as decode() does, for the plain case only: they return None for anything else,
+# and the frame then goes through decode().
+
+
+def plain_ipv4(linktype: int, data) -> tuple[int, bytes, int, int] | None:
+    """``(protocol, addresses, offset, total length)`` of a frame that holds a *plain* IPv4 packet: on Ethernet
+    (no VLAN tag), Linux cooked (SLL, SLL2) or raw IP, a 20-byte header (no options), not a fragment, all of it
+    captured, at least 28 bytes long (and 40 bytes captured from the IP header on). ``addresses`` are the 12
+    bytes source address, destination address, source port and destination port as they stand on the wire
+    (`ipv4_addresses` makes the same bytes from printable values); ``offset`` is where the IP header starts.
+    None for any other frame."""
+    n = len(data)
+    if linktype == 1:  # Ethernet, EtherType IPv4 (0x0800)
+        off = 14
+        if n < 54 or data[12] != 8 or data[13]:
+            return None
+    elif linktype == 113:  # SLL: protocol type at 14
+        off = 16
+        if n < 56 or data[14] != 8 or data[15]:
+            return None
+    elif linktype == 276:  # SLL2: protocol type first
+        off = 20
+        if n < 60 or data[0] != 8 or data[1]:
+            return None
+    elif linktype == 101 or linktype == 228 or linktype == 12 or linktype == 14:  # raw IP / raw IPv4
+        off = 0
+        if n < 40:
+            return None
+    else:
+        return None
+    vihl, total, fragw, proto = _u_ip4_plain(data, off)
+    # version 4, 20-byte header; neither more fragments nor a fragment offset; all of it captured
+    if vihl != 0x45 or fragw & 0x3FFF or total < 28 or total > n - off:
+        return None
+    return proto, data[off + 12:off + 24], off, total
+
+
+def ipv4_addresses(src: str, sport: int, dst: str, dport: int) -> bytes | None:
+    """The 12 ``addresses`` bytes `plain_ipv4` gives for a packet from ``src:sport`` to ``dst:dport`` (None when
+    they are not IPv4 addresses and ports)."""
+    if ":" in src or ":" in dst:
+        return None
+    try:
+        return inet_aton(src) + inet_aton(dst) + sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
+    except (OSError, OverflowError, AttributeError, TypeError):
+        return None
+
+
+def tcp_segment(data, off: int, total: int) -> tuple[int, int, int, int, int] | None:
+    """``(seq, ack, flags, payload offset, payload length)`` of the TCP segment in the plain IPv4 packet at
+    ``data[off:off + total]`` (see `plain_ipv4`), read as decode() reads it (``flags``: the 9 flag bits); None if
+    its data offset cannot be right (decode() gives no Packet for it)."""
+    seq, ack, offflags = _u_tcp_seq(data, off + 20)
+    doff = (offflags >> 12) << 2
+    if doff < 20 or doff > total - 20:
+        return None
+    return seq, ack, offflags & 0x1FF, off + 20 + doff, total - 20 - doff
+
+
+def udp_payload_start(data, off: int, total: int) -> int | None:
+    """Where the payload of the UDP datagram in the plain IPv4 packet at ``data[off:off + total]`` (see
+    `plain_ipv4`) starts — it ends at ``off + total`` — when the UDP length agrees with the IP length; None
+    otherwise (decode() settles the disagreement)."""
+    if ((data[off + 24] << 8) | data[off + 25]) != total - 20:
+        return None
+    return off + 28
 
 
 # --- reassembly of IP fragments ----------------------------------------------------------------------

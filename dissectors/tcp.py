@@ -58,6 +58,7 @@ __all__ = [
     "StreamData",
     "TCPStream",
     "UDPFlow",
+    "flow_key",
     "guess_client",
 ]
 
@@ -67,6 +68,7 @@ S2C = "s2c"
 _SYN = 0x02
 _FIN = 0x01
 _RST = 0x04
+_PSH = 0x08
 _ACK = 0x10
 _M32 = 0xFFFFFFFF
 _HALF = 0x80000000
@@ -166,6 +168,14 @@ def guess_client(packet: Packet) -> tuple[str, int]:
     return src
 
 
+def flow_key(src: str, sport: int, dst: str, dport: int) -> tuple:
+    """The key of the flow between ``src:sport`` and ``dst:dport`` in a :class:`FlowTable` (the same for both
+    directions): the lower endpoint first."""
+    if src < dst or (src == dst and sport <= dport):
+        return (src, sport, dst, dport)
+    return (dst, dport, src, sport)
+
+
 def _first(seg: list) -> int:
     return seg[0]
 
@@ -225,6 +235,7 @@ class TCPStream:
         "first_frame",
         "first_ts",
         "index",
+        "key",
         "last_frame",
         "last_ts",
         "max_buffer",
@@ -269,6 +280,7 @@ class TCPStream:
         self.rst_seen = False
         self.buffered = 0  # out-of-order bytes buffered, both directions
         self.user = None  # free slot for the consumer (e.g. a TLS connection)
+        self.key: tuple | None = None  # its key in the FlowTable (None when used alone)
         self.retired = False  # the FlowTable dropped it (evicted, or its tuple reused by a new connection)
 
     # --- informative properties ----------------------------------------------------------------------
@@ -385,6 +397,38 @@ class TCPStream:
                 if o.next < target and d <= self.max_window:
                     self._skip_to(o, target, ts, frame, out)
         return out
+
+    def feed_next(self, direction: str, seq: int, ack: int, flags: int, length: int, ts: float, frame: int) -> bool:
+        """`feed` for the common segment of an established connection, from its header fields: from ``direction``,
+        flags ACK or PSH|ACK, either the next in-order ``length`` bytes (nothing buffered out of order, no FIN
+        pending) or a pure ACK, acknowledging nothing that was not seen. Leaves the stream as `feed` would and
+        returns True; the ``length`` payload bytes are the caller's to deliver, in place of the one StreamData
+        event `feed` would return. False for any other segment (or a stream the table dropped): nothing changed,
+        `feed` it."""
+        if flags != _ACK and flags != _ACK | _PSH:
+            return False
+        if direction == C2S:
+            h = self._c
+            o = self._s
+        else:
+            h = self._s
+            o = self._c
+        if h.closed or h.fin is not None or h.buf or h.isn is None or self.retired:
+            return False
+        if o.isn is not None and not o.closed:
+            d = (ack - o.isn - o.next) & _M32
+            if d and d < _HALF:  # acknowledges bytes never seen: `feed` declares a gap
+                return False
+        nxt = h.next
+        if length and (seq - h.isn - nxt) & _M32:
+            return False  # not the next in-order segment
+        self.last_ts = ts
+        self.last_frame = frame
+        self.packets += 1
+        if length:
+            h.next = nxt + length
+            h.bytes += length
+        return True
 
     def flush(self) -> list:
         """End of capture: give up on missing data; deliver everything buffered (after ``Gap``\\ s).
@@ -561,7 +605,7 @@ class TCPStream:
 class UDPFlow:
     """A UDP 4-tuple; ``a`` is the first sender (direction "c2s"), ``b`` the other end."""
 
-    __slots__ = ("a", "b", "capture", "first_frame", "first_ts", "index", "last_frame", "last_ts", "numbers",
+    __slots__ = ("a", "b", "capture", "first_frame", "first_ts", "index", "key", "last_frame", "last_ts", "numbers",
                  "packets", "stream", "user")
 
     def __init__(self, index: int, a: tuple[str, int], b: tuple[str, int], ts: float, frame: int) -> None:
@@ -571,6 +615,7 @@ class UDPFlow:
         self.numbers = [(0, index)]
         self.a = a
         self.b = b
+        self.key = flow_key(a[0], a[1], b[0], b[1])  # its key in the FlowTable
         self.first_ts = self.last_ts = ts
         self.first_frame = self.last_frame = frame
         self.packets = 0
@@ -663,6 +708,24 @@ class FlowTable:
         else:
             flow.numbers.append((cap, n))
 
+    def holds(self, flow: TCPStream | UDPFlow) -> bool:
+        """Is ``flow`` the table's live flow for its key (not evicted, not replaced by a new connection)?"""
+        table = self._udp if flow.__class__ is UDPFlow else self._tcp
+        return flow.key is not None and table.get(flow.key) is flow
+
+    def touch(self, flow: TCPStream | UDPFlow, ts: float, frame: int) -> None:
+        """A packet of ``flow`` (one the table `holds`) was handled without `feed` (a fast lane: `TCPStream.feed_next`
+        for TCP, the caller's own datagram for UDP): what `feed` leaves in the table for it besides the events —
+        the least-recently-used order, `last_flow`, and for UDP the flow's packet count and time."""
+        if flow.__class__ is UDPFlow:
+            self._udp.move_to_end(flow.key)
+            flow.packets += 1
+            flow.last_ts = ts
+            flow.last_frame = frame
+        else:
+            self._tcp.move_to_end(flow.key)
+        self.last_flow = flow
+
     def streams(self) -> list[TCPStream]:
         """Live TCP streams (not evicted nor superseded), least recently active first."""
         return list(self._tcp.values())
@@ -679,10 +742,7 @@ class FlowTable:
                 return self._register_quoted(packet.icmp_inner, ts, frame)
             return []
         src, dst, dport = packet.src, packet.dst, packet.dport
-        if src < dst or (src == dst and sport <= dport):
-            key = (src, sport, dst, dport)
-        else:
-            key = (dst, dport, src, sport)
+        key = flow_key(src, sport, dst, dport)
         if proto == 6:
             if packet.seq is None:
                 return []  # TCP header cut by the snaplen: Wireshark does not number such a stream either
@@ -757,10 +817,7 @@ class FlowTable:
         if inner.sport is None or inner.dport is None:
             return []
         src, sport, dst, dport = inner.src, inner.sport, inner.dst, inner.dport
-        if src < dst or (src == dst and sport <= dport):
-            key = (src, sport, dst, dport)
-        else:
-            key = (dst, dport, src, sport)
+        key = flow_key(src, sport, dst, dport)
         out: list = []
         known = (self._tcp.get(key) if inner.proto == 6 and inner.seq is not None
                  else self._udp.get(key) if inner.proto == 17 else None)
@@ -792,6 +849,7 @@ class FlowTable:
             self.evicted += 1
             out.append((old, FlowEvicted("tcp", old.index, ts, frame)))
         st = tcp[key] = TCPStream(self.tcp_streams, **self.stream_kwargs)
+        st.key = key
         self.tcp_streams += 1
         self._number(st, False, True)
         return st

@@ -59,6 +59,10 @@ from .record import (
     CT_HANDSHAKE,
     CT_HEARTBEAT,
     DTLS_BAD_VER,
+    HEADER_LEN,
+    KNOWN_VERSIONS,
+    MAX_FRAGMENT,
+    RECORD_HEADER,
     RawRecord,
     split_datagram,
 )
@@ -252,6 +256,8 @@ class DTLSConnection:
         self.backlog_dropped = 0
         self.datagrams = 0
         self.records = 0
+        self.gen = 0  # bumped by feed / set_keys: `feed_application_record` relies on state checked at the same gen
+        self._steady: tuple | None = None  # (gen, epoch, owner, {direction: protection}): see `_steady_for`
 
     # --- public state -------------------------------------------------------------------------
 
@@ -351,6 +357,7 @@ class DTLSConnection:
 
     def feed(self, direction: str, datagram: bytes, ts: float, frame: int) -> list:
         """Process one UDP payload; returns the events (never raises for any input bytes)."""
+        self.gen += 1
         try:
             if direction not in _DIRECTIONS:
                 return [DTLSRecordError(f"bad direction {direction!r}", ts, frame, str(direction))]
@@ -359,11 +366,58 @@ class DTLSConnection:
             return [DTLSRecordError(f"internal error while parsing a datagram: {exc!r}", ts, frame,
                                     direction if isinstance(direction, str) else "")]
 
+    def feed_application_record(self, direction: str, data, start: int = 0, end: int | None = None) -> bytes | None:
+        """`feed` for the common case of an established session: the datagram ``data[start:end]`` is exactly one
+        application-data record, of an epoch that one handshake's keys protect, and it decrypts (nothing waits
+        for keys). Does what `feed` does and returns the record's content (the data of the one
+        DTLSApplicationData event `feed` would return) without making events. None for anything else, having
+        changed nothing: `feed` the datagram."""
+        if end is None:
+            end = len(data)
+        n = end - start - HEADER_LEN
+        if n < 0:
+            return None
+        ct, version, epoch, seq_hi, seq_lo, length = RECORD_HEADER.unpack_from(data, start)
+        if ct != CT_APPLICATION_DATA or length != n or length > MAX_FRAGMENT or version not in KNOWN_VERSIONS:
+            return None
+        steady = self._steady
+        if steady is None or steady[0] != self.gen or steady[1] != epoch:
+            steady = self._steady_for(epoch)
+            if steady is None:
+                return None
+        protection = steady[3].get(direction)
+        if protection is None:
+            return None
+        try:
+            content = protection.decrypt((epoch << 48) | (seq_hi << 32) | seq_lo, ct, version,
+                                         data[start + HEADER_LEN:end])
+        except DecryptError:
+            return None
+        self.datagrams += 1
+        self.records += 1
+        steady[2].ok += 1
+        return content
+
+    def _steady_for(self, epoch: int) -> tuple | None:
+        """``(gen, epoch, owner, {direction: protection})`` when an application-data record of ``epoch`` takes the
+        path `feed_application_record` mirrors (`_feed` → `_record` → `_decrypt` → `_plaintext`): a protected
+        epoch that exactly one handshake owns, with its keys derived, and nothing waiting for keys (no backlog,
+        no replay due). None otherwise. Remembered until `feed` or `set_keys` runs again."""
+        if not epoch or self._backlog or self._replay_wanted:
+            return None
+        owners = self._epochs.get(epoch)
+        if owners is None or len(owners) != 1 or owners[0].protections is None:
+            return None
+        h = owners[0]
+        self._steady = (self.gen, epoch, h, {C2S: h.protections[0], S2C: h.protections[1]})
+        return self._steady
+
     def set_keys(self, keys: DTLSKeys | None) -> list:
         """Install (new) keys; decrypts what it can of the backlog and returns those events.
 
         Handshakes whose keys were already derived and work keep them (so a later CONNECT's keys do not
         disturb an established session); the others are re-derived with ``keys``."""
+        self.gen += 1
         try:
             self._keys = keys
             for h in self._handshakes:

@@ -11,6 +11,7 @@ openconnect's legacy mode), 0xFEFF (DTLS 1.0), 0xFEFD (DTLS 1.2).  DTLS 1.3's un
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "HEADER_LEN",
     "KNOWN_VERSIONS",
     "MAX_FRAGMENT",
+    "RECORD_HEADER",
     "RawRecord",
     "split_datagram",
 ]
@@ -38,6 +40,8 @@ CT_HEARTBEAT = 24
 CT_TLS12_CID = 25
 
 HEADER_LEN = 13
+#: the record header: type, version, epoch, sequence number (high 16 and low 32 bits), length
+RECORD_HEADER = struct.Struct("!BHHHIH")
 # RFC 6347 §4.1 / RFC 5246 §6.2.3: at most 2^14 + 2048 bytes of ciphertext.
 MAX_FRAGMENT = 2**14 + 2048
 
@@ -88,8 +92,7 @@ def split_datagram(datagram: bytes) -> tuple[list[RawRecord], str | None]:
             if 0x20 <= first <= 0x3F:
                 return out, f"DTLS 1.3 unified-header record at offset {pos} (unsupported)"
             return out, f"truncated record header at offset {pos} ({remaining} bytes)"
-        ct = first
-        version = (datagram[pos + 1] << 8) | datagram[pos + 2]
+        ct, version, epoch, seq_hi, seq_lo, length = RECORD_HEADER.unpack_from(datagram, pos)
         if ct < CT_CHANGE_CIPHER_SPEC or ct > CT_TLS12_CID:
             if 0x20 <= ct <= 0x3F:
                 return out, f"DTLS 1.3 unified-header record at offset {pos} (unsupported)"
@@ -104,9 +107,7 @@ def split_datagram(datagram: bytes) -> tuple[list[RawRecord], str | None]:
             return out, f"{what} at offset {pos}"
         if ct == CT_TLS12_CID:
             return out, f"connection-id record (RFC 9146) at offset {pos} (unsupported)"
-        epoch = (datagram[pos + 3] << 8) | datagram[pos + 4]
-        seq = int.from_bytes(datagram[pos + 5:pos + 11], "big")
-        length = (datagram[pos + 11] << 8) | datagram[pos + 12]
+        seq = (seq_hi << 32) | seq_lo
         if length > MAX_FRAGMENT:
             return out, f"record length {length} exceeds the maximum {MAX_FRAGMENT} at offset {pos}"
         end = pos + HEADER_LEN + length

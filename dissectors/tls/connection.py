@@ -96,7 +96,6 @@ class _Dir:
         "app_gen",
         "app_probe",
         "app_secret",
-        "avg_wire",
         "cipher",
         "dead",
         "decrypting",
@@ -106,17 +105,16 @@ class _Dir:
         "epoch",
         "fail_epoch",
         "hs",
-        "last_end",
         "name",
         "nonce_offset",
         "ok_epoch",
         "phase",
         "reader",
         "reason",
-        "records",
         "region_known",
         "seq",
         "seq_lost",
+        "steady_gen",
         "switch",
         "tls13",
         "unverified",
@@ -143,15 +141,13 @@ class _Dir:
         self.ok_epoch = -1
         self.fail_epoch = -1
         self.decrypting = False
-        self.last_end: int | None = None  # stream offset after the last record handled in sync
-        self.region_known = True  # stream offsets since last_end are exact (gap sizes known)
-        self.avg_wire = 0.0  # moving average of record size on the wire
+        self.region_known = True  # stream offsets since reader.last_end are exact (gap sizes known)
         self.nonce_offset: int | None = None  # explicit nonce - seq on the last good GCM/CCM record
         self.seq_lost = False  # resync gave up: framing without decryption validation
         self.unverified = False  # delivering data whose integrity could not be checked
         self.zlib = None
-        self.records = 0
         self.tls13 = False
+        self.steady_gen = -1  # TLSConnection.gen at which `TLSConnection._steady` last found this direction steady
 
     def set_cipher(self, cipher, reason: str = "") -> None:
         self.cipher = cipher
@@ -208,7 +204,7 @@ class TLSConnection:
         self._cke_seen = False
         self._enc_pms: bytes | None = None
         self._pending_tickets: list[bytes] = []
-        self.gen = 0  # bumped by every feed/gap/close: a fast path may rely on state it checked at the same gen
+        self.gen = 0  # bumped by every feed/gap/close: `feed_application_data` relies on state checked at the same gen
 
     # --- public API -----------------------------------------------------------------------------
     @property
@@ -239,6 +235,35 @@ class TLSConnection:
             d.hs.reset()
             d.region_known = False
         return out
+
+    def feed_application_data(self, direction: str, data, frame: int = 0) -> list | None:
+        """`feed` for the common case of an established connection: ``data`` continues a direction that is in step
+        and decrypting under its current key (see `_steady`), and every record it completes is application data
+        that decrypts. Does what `feed` does and returns the contents of those records (the non-empty ones, in
+        order: the ApplicationData events `feed` would return; none while a record is incomplete) without making
+        events. None for anything else, having changed nothing: `feed` the data."""
+        d = self._d.get(direction)
+        if d is None or (d.steady_gen != self.gen and not self._steady(d)):
+            return None
+        reader = d.reader
+        before = reader.records
+        contents = reader.open_records(data, frame, d.cipher, d.seq)
+        if contents is not None:
+            d.seq += reader.records - before
+        return contents
+
+    def _steady(self, d: _Dir) -> bool:
+        """Is direction ``d`` in the state `feed_application_data` takes on: application data of the current key,
+        the record layer in step, decrypting, no key change, early data, compression or lost sequence number in
+        play? Remembered until `feed`, `gap` or `close` runs again. Every `_Dir` field that changes how `_drain`
+        → `_record` → `_decrypt` → `_content` treat an application-data record that decrypts is checked here."""
+        cipher = d.cipher
+        if (cipher is None or not cipher.repeatable or not d.reader.in_step or not d.encrypted or d.dead
+                or d.seq_lost or d.unverified or d.early or d.zlib is not None or d.switch is not None
+                or not d.decrypting or d.ok_epoch != d.epoch or d.tls13 != isinstance(cipher, TLS13Protection)):
+            return False
+        d.steady_gen = self.gen
+        return True
 
     def gap(self, direction: str, length: int | None = None, ts: float = 0.0, frame: int = 0) -> list:
         """The caller lost ``length`` bytes (None: unknown) of this direction before the next ``feed``.
@@ -322,19 +347,9 @@ class TLSConnection:
     def _can_validate(self, d: _Dir) -> bool:
         return d.encrypted and d.cipher is not None and not d.dead
 
-    def _note_record(self, d: _Dir, rec: Record) -> None:
-        wire = HEADER_LEN + len(rec.fragment)
-        d.last_end = rec.offset + wire
-        d.records += 1
-        d.avg_wire = wire if d.records == 1 else d.avg_wire + (wire - d.avg_wire) / 16.0
-
     def _record(self, d: _Dir, rec: Record, out: list, ts: float, frame: int) -> None:
-        # _note_record, inlined (once per record)
         wire = HEADER_LEN + len(rec.fragment)
-        d.last_end = rec.offset + wire
-        records = d.records + 1
-        d.records = records
-        d.avg_wire = wire if records == 1 else d.avg_wire + (wire - d.avg_wire) / 16.0
+        d.reader.note_record(rec.offset + wire, wire)
         ct = rec.content_type
         if ct == CT_CHANGE_CIPHER_SPEC:
             out.append(ChangeCipherSpec(d.name, ts, frame))
@@ -425,10 +440,6 @@ class TLSConnection:
             return f"decrypting with TLS 1.3 {which} traffic keys from the key log ({self.cipher_suite})"
         return f"decrypting with {self.cipher_suite} keys (master secret from {self.key_source})"
 
-    def _raw_decrypt(self, d: _Dir, cipher, seq: int, rec: Record):
-        if d.tls13:
-            return cipher.decrypt(seq, rec.header, rec.fragment)
-        return rec.content_type, cipher.decrypt(seq, rec.content_type, rec.version, rec.fragment)
 
     def _good(self, d: _Dir, seq: int, rec: Record) -> None:
         """A record decrypted with sequence number ``seq`` after a (re)start: remember how the peer's
@@ -457,11 +468,8 @@ class TLSConnection:
         if d.seq_lost:
             return self._decrypt_seq_lost(d, rec, out, ts, frame)
         seq = d.seq
-        try:  # _raw_decrypt, inlined
-            if d.tls13:
-                res = cipher.decrypt(seq, rec.header, rec.fragment)
-            else:
-                res = rec.content_type, cipher.decrypt(seq, rec.content_type, rec.version, rec.fragment)
+        try:
+            res = cipher.open(seq, rec.header, rec.fragment)
         except DecryptError as exc:
             return self._decrypt_failed(d, rec, exc, out, ts, frame)
         d.seq = seq + 1
@@ -546,7 +554,7 @@ class TLSConnection:
             return None if seq is None else (seq, (rec.content_type, content))
         for seq in seqs:
             try:
-                return seq, self._raw_decrypt(d, cipher, seq, rec)
+                return seq, cipher.open(seq, rec.header, rec.fragment)
             except DecryptError:
                 continue
         return None
@@ -562,9 +570,10 @@ class TLSConnection:
                 first.append(hint)
         min_wire = HEADER_LEN + max(cipher.min_len, 1)
         lo, hi, est = base, base + limit, base
-        if use_region and d.region_known and d.last_end is not None and rec.offset >= d.last_end:
-            region = rec.offset - d.last_end
-            avg = d.avg_wire or 1000.0
+        reader = d.reader
+        if use_region and d.region_known and reader.last_end is not None and rec.offset >= reader.last_end:
+            region = rec.offset - reader.last_end
+            avg = reader.avg_wire or 1000.0
             lo = base + -(-region // (MAX_CIPHERTEXT + HEADER_LEN))
             hi = min(base + region // min_wire, base + limit)
             est = min(max(base + round(region / avg), lo), hi)
@@ -597,7 +606,8 @@ class TLSConnection:
             return False
         seq, (ct, data) = found
         estimated = d.seq
-        self._note_record(d, rec)
+        wire = HEADER_LEN + len(rec.fragment)
+        d.reader.note_record(rec.offset + wire, wire)
         d.region_known = True
         self._good(d, seq, rec)
         self._status(d, True, f"resynchronised after missing data: record sequence number {seq} "

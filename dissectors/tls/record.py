@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 import struct
 
+from .ciphers import DecryptError
+
 __all__ = [
     "CT_ALERT",
     "CT_APPLICATION_DATA",
@@ -38,6 +40,10 @@ HEADER_LEN = 5
 MAX_CIPHERTEXT = 2**14 + 2048
 
 _HDR = struct.Struct("!BHH")
+
+
+class _Declined(Exception):
+    """open_records: a record that is not the common case."""
 _ANY_HEADER = re.compile(rb"[\x14-\x18]\x03[\x00-\x04]")
 
 
@@ -77,9 +83,12 @@ class RecordReader:
         "_off",
         "_pattern",
         "_scanned",
+        "avg_wire",
         "expected_version",
+        "last_end",
         "max_len",
         "min_len",
+        "records",
         "require_chain",
         "synced",
     )
@@ -97,6 +106,11 @@ class RecordReader:
         self._candidate: int | None = None
         self._pattern = _ANY_HEADER
         self._scanned = 0  # bytes skipped since resync began
+        # records the caller handled in sync (`note_record`): how many, where the last one ended (stream offset),
+        # the moving average of their size on the wire
+        self.records = 0
+        self.last_end: int | None = None
+        self.avg_wire = 0.0
 
     # --- input ----------------------------------------------------------------------------------
     def feed(self, data, frame: int = 0) -> None:
@@ -122,6 +136,80 @@ class RecordReader:
             self._pattern = _ANY_HEADER
         else:
             self._pattern = re.compile(b"[\\x14-\\x18]" + re.escape(version.to_bytes(2, "big")))
+
+    @property
+    def in_step(self) -> bool:
+        """In sync, no resync candidate on trial, nothing half-read: `open_records` can take the next bytes."""
+        return self.synced and self._candidate is None and not self._off
+
+    def note_record(self, end: int, wire: int) -> None:
+        """A record of ``wire`` bytes (header included) that ends at stream offset ``end`` was handled in sync."""
+        self.last_end = end
+        records = self.records + 1
+        self.records = records
+        self.avg_wire = wire if records == 1 else self.avg_wire + (wire - self.avg_wire) / 16.0
+
+    def open_records(self, data, frame: int, protection, seq: int) -> list | None:
+        """`feed`, then `next` for every record now whole, the common case of an established connection: each
+        is application data that ``protection`` opens (``protection.open(seq, header, fragment)``, at sequence
+        numbers ``seq``, ``seq + 1``…) to application data; each is noted (`note_record`). Returns their
+        non-empty contents in order (none while the record goes on in later bytes); the caller's sequence number
+        moves on by the growth of `records`. None, having changed nothing, when any record is something else
+        (a header `next` rejects, another type, a record that does not open). Only `in_step`."""
+        if not data:
+            return []
+        buf = self._buf
+        mark = len(buf)
+        buf += data
+        n = len(buf)
+        frames = self._frames
+        frames.append((self._base + n, frame))
+        if n < HEADER_LEN:
+            return []
+        ctype, version, length = _HDR.unpack_from(buf, 0)
+        if ctype != CT_APPLICATION_DATA or (version >> 8) != 3 or length > self.max_len:
+            del buf[mark:]
+            frames.pop()
+            return None
+        if HEADER_LEN + length > n:  # the record goes on in later bytes (the common case, half the time)
+            return []
+        base = self._base
+        noted = self.records, self.last_end, self.avg_wire
+        contents = []
+        pos = 0
+        try:
+            while True:
+                end = pos + HEADER_LEN + length
+                ctype, content = protection.open(seq, buf[pos:pos + HEADER_LEN], buf[pos + HEADER_LEN:end])
+                if ctype != CT_APPLICATION_DATA:
+                    raise _Declined
+                if content:
+                    contents.append(content)
+                self.note_record(base + end, HEADER_LEN + length)
+                seq += 1
+                pos = end
+                if n - pos < HEADER_LEN:
+                    break
+                ctype, version, length = _HDR.unpack_from(buf, pos)
+                if ctype != CT_APPLICATION_DATA or (version >> 8) != 3 or length > self.max_len:
+                    raise _Declined
+                if pos + HEADER_LEN + length > n:
+                    break
+        except (_Declined, DecryptError):
+            del buf[mark:]
+            frames.pop()
+            self.records, self.last_end, self.avg_wire = noted
+            return None
+        # the records are handled: what next() and its compaction (_compact) leave behind
+        if pos == n:  # all of it, the common case
+            buf.clear()
+            self._base = base + n
+            if len(frames) > 1:
+                del frames[:-1]
+        else:
+            self._off = pos
+            self._compact()
+        return contents
 
     @property
     def buffered(self) -> int:

@@ -68,11 +68,11 @@ def feed_capture(an: Analyzer, path, progress=None) -> None:
 
 
 def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sink=None,
-                  progress=None, on_pipeline=None, fast_lanes: bool = True) -> Analysis:
+                  progress=None, on_pipeline=None, fast_lanes: bool = True, gateways=None) -> Analysis:
     """Analyse every capture in ``paths``, in the order given, through one driver (a session may span files;
     frames and flows are numbered per file). ``on_pipeline(pipeline)`` is called once the analysis is done, for
     callers that need more than the session model (`acflow keys`: the derived DTLS keys)."""
-    an = Analyzer(keys, key_info=key_info, inner_sink=inner_sink, fast_lanes=fast_lanes)
+    an = Analyzer(keys, key_info=key_info, inner_sink=inner_sink, fast_lanes=fast_lanes, gateways=gateways)
     for path in paths:
         feed_capture(an, path, progress)
     analysis = an.finish()
@@ -81,7 +81,8 @@ def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sin
     return analysis
 
 
-def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner) -> int:
+def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
+                gateways=()) -> int:
     from .report import render  # noqa: PLC0415
 
     try:
@@ -94,7 +95,7 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
         progress = _progress() if sys.stderr.isatty() else None
         try:
             analysis = analyze_paths(captures, keys, key_info, inner_sink=writer.write if writer else None,
-                                     progress=progress)
+                                     progress=progress, gateways=gateways)
         finally:
             if writer is not None:
                 writer.close()

@@ -167,6 +167,23 @@ def _host_matches(host: str, cert: dict) -> bool:
     return False
 
 
+def _day(ts: float) -> str:
+    import datetime as _dt  # noqa: PLC0415
+
+    try:
+        return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"epoch {ts:.0f}"
+
+
+def _ago(seconds: float) -> str:
+    days = seconds / 86400
+    if days >= 2:
+        return f"{days:.0f} days"
+    hours = seconds / 3600
+    return f"{hours:.1f} hours" if hours >= 1 else f"{seconds / 60:.0f} minutes"
+
+
 def verdicts(chain: list[dict], at: float | None, host: str | None) -> list[dict]:
     """Problems with the gateway's chain: [{"verdict", "message"}] (empty when nothing is wrong).
 
@@ -183,11 +200,14 @@ def verdicts(chain: list[dict], at: float | None, host: str | None) -> list[dict
         out.append({"verdict": "self-signed", "message": f"the gateway certificate is self-signed ({leaf['subject']})"})
     if at is not None:
         if leaf.get("not_after") is not None and at > leaf["not_after"]:
-            out.append({"verdict": "expired", "message": "the gateway certificate had expired at the time of the "
-                                                         "capture"})
+            out.append({"verdict": "expired",
+                        "message": f"the gateway certificate expired on {_day(leaf['not_after'])} (not-after), "
+                                   f"{_ago(at - leaf['not_after'])} before the capture"})
         if leaf.get("not_before") is not None and at < leaf["not_before"]:
-            out.append({"verdict": "not-yet-valid", "message": "the gateway certificate was not yet valid at the "
-                                                               "time of the capture"})
+            out.append({"verdict": "not-yet-valid",
+                        "message": f"the gateway certificate is valid only from {_day(leaf['not_before'])} "
+                                   f"(not-before), {_ago(leaf['not_before'] - at)} after the capture: check the "
+                                   "clocks"})
     if host and not _host_matches(host, leaf):
         out.append({"verdict": "name-mismatch",
                     "message": f"the certificate does not name {host!r} (SANs: {', '.join(leaf.get('sans', [])) or 'none'})"})

@@ -53,6 +53,15 @@ def main() -> None:
     """
 
 
+def _gateway_specs(ctx, param, values):
+    from .evidence import GatewaySpec  # noqa: PLC0415
+
+    try:
+        return [GatewaySpec.parse(v) for v in values]
+    except ValueError as e:
+        raise click.BadParameter(f"{e} (expected ADDR, ADDR:PORT or [IPv6]:PORT)") from e
+
+
 @main.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -65,11 +74,19 @@ def main() -> None:
 @click.option("--show-secrets", is_flag=True, help="Do not redact passwords, cookies, tokens, master secrets.")
 @click.option("--export-inner", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the decapsulated inner IP packets to this pcapng.")
-def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner):
-    """Reconstruct every VPN session in CAPTURES, phase by phase."""
+@click.option("--gateway", "gateways", multiple=True, metavar="ADDR[:PORT]", callback=_gateway_specs,
+              help="The VPN gateway (repeatable): report sessions to it and nothing else, whatever the evidence. "
+                   "IPv6 as [ADDR]:PORT.")
+def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways):
+    """Reconstruct every VPN session in CAPTURES, phase by phase.
+
+    Only flows with evidence of the AnyConnect protocol become sessions (decrypted aggregate-auth/CONNECT/CSTP,
+    or without keys: DTLS beside the TLS connection, resuming DTLS hellos, CSTP record patterns…); everything
+    else is summed up as "other traffic"."""
     run_analyze = _load("analyzer.analyze", "run_analyze")
     sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
-                         verbose=verbose, show_secrets=show_secrets, export_inner=export_inner))
+                         verbose=verbose, show_secrets=show_secrets, export_inner=export_inner,
+                         gateways=gateways))
 
 
 @main.command()

@@ -209,6 +209,30 @@ class ChannelStats:
         return [(d, b[0], b[1], b[2]) for d, b in self.timeline]
 
 
+def find_tls_record_boundary(data: bytes) -> int | None:
+    """Where the first whole TLS record starts in ``data``, a piece of a stream joined in the middle.
+
+    A candidate offset must hold a record header (content type 20–23, version 3.1–3.3, length ≤ 2^14 + 2048)
+    followed either by the end of ``data`` or by another valid header: two headers in a row, or one ending
+    exactly at the end of the segment, are what a capture cut inside a TLS stream shows (a segment usually ends
+    on a record boundary). None when no such offset exists in the first 16 KiB + 5 bytes.
+    """
+    n = len(data)
+    limit = min(n - 5, (1 << 14) + 2048 + 5)
+    for off in range(0, max(limit + 1, 0)):
+        if data[off] not in (20, 21, 22, 23) or data[off + 1] != 3 or data[off + 2] not in (1, 2, 3):
+            continue
+        length = (data[off + 3] << 8) | data[off + 4]
+        if length == 0 or length > (1 << 14) + 2048:
+            continue
+        nxt = off + 5 + length
+        if nxt == n:
+            return off
+        if nxt + 5 <= n and data[nxt] in (20, 21, 22, 23) and data[nxt + 1] == 3 and data[nxt + 2] in (1, 2, 3):
+            return off
+    return None
+
+
 class TCPConnection:
     """One TCP connection: TLS handshake and records, HTTP exchanges, and the CSTP tunnel after CONNECT.
 
@@ -261,6 +285,15 @@ class TCPConnection:
         self.tunnel: ChannelStats | None = None
         self.tunnel_mtu: int | None = None
         self.first_app_ts: float | None = None
+        # keyless reading and captures cut in the middle of a connection
+        self.syn_seen: bool | None = None  # set by the pipeline from the TCP stream (None: unknown)
+        self.started_before_capture = False  # no SYN and the first bytes were not a ClientHello
+        self.first_record_type: int | None = None  # TLS content type of the first record seen
+        self.resync_skipped = {"c2s": 0, "s2c": 0}  # bytes skipped to find a record boundary (mid-stream start)
+        self._resync = {"c2s": False, "s2c": False}
+        self.record_sizes: dict = {"c2s": [], "s2c": []}  # encrypted application-data records: (ts, length, frame)
+        self.other_bytes = 0  # payload bytes of a connection that is not TLS
+        self.certificate_verify: dict | None = None  # the client's CertificateVerify (frame, ts), when seen
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
 
     # -- helpers ---------------------------------------------------------------------------------------
@@ -280,13 +313,34 @@ class TCPConnection:
             self.segments[ev.direction] += 1
             self.last_ts = ev.ts
             self.last_frame = ev.frame
+            data = ev.data
             if self.is_tls is None:
-                d = ev.data
-                self.is_tls = len(d) >= 3 and d[0] in (0x14, 0x15, 0x16, 0x17) and d[1] == 3
+                self.is_tls = len(data) >= 3 and data[0] in (0x14, 0x15, 0x16, 0x17) and data[1] == 3
+                if not self.is_tls and self.syn_seen is False:
+                    off = find_tls_record_boundary(data)
+                    if off is not None:  # a capture started in the middle of this connection
+                        self.is_tls = True
                 if not self.is_tls:
                     self.add_problem("not-tls", "stream does not start with a TLS record", ev.ts, ev.frame)
+                    self.other_bytes += len(data)
+                    return
+                self.first_record_type = data[0] if data[0] in (0x14, 0x15, 0x16, 0x17) and data[1] == 3 else 0x17
+                if self.syn_seen is False and self.first_record_type != 0x16:
+                    self.started_before_capture = True
+                    self._resync = {"c2s": True, "s2c": True}
             if self.is_tls:
-                for tev in self.tls.feed(ev.direction, ev.data, ev.ts, ev.frame):
+                if self._resync[ev.direction]:
+                    # mid-stream start: the first bytes of each direction may begin inside a record
+                    self._resync[ev.direction] = False
+                    off = find_tls_record_boundary(data)
+                    if off is None:
+                        self.resync_skipped[ev.direction] += len(data)
+                        self._resync[ev.direction] = True
+                        return
+                    if off:
+                        self.resync_skipped[ev.direction] += off
+                        data = data[off:]
+                for tev in self.tls.feed(ev.direction, data, ev.ts, ev.frame):
                     self.on_tls_event(tev)
         elif t is tcp_mod.Gap:
             if len(self.gaps) < MAX_PROBLEMS:
@@ -328,6 +382,10 @@ class TCPConnection:
         elif t is tls_ev.EncryptedRecord:
             self.encrypted_records[ev.direction] += 1
             self.encrypted_bytes[ev.direction] += ev.length
+            if ev.content_type == 23:
+                sizes = self.record_sizes[ev.direction]
+                if len(sizes) < MAX_SAMPLES:
+                    sizes.append((ev.ts, ev.length, ev.frame))
             if ev.content_type == 23 and self.handshake_done_ts is None:
                 self.handshake_done_ts = ev.ts
         elif t is tls_ev.ClientHello:
@@ -352,6 +410,8 @@ class TCPConnection:
                 self.handshake_frames.append(ev.frame)
             if ev.name == "finished" and ev.direction == "c2s" and self.handshake_done_ts is None:
                 self.handshake_done_ts = ev.ts
+            elif ev.name == "certificate_verify" and ev.direction == "c2s" and self.certificate_verify is None:
+                self.certificate_verify = {"frame": ev.frame, "time": ev.ts}
         elif t is tls_ev.Alert:
             if len(self.alerts) < MAX_PROBLEMS:
                 self.alerts.append(ev)

@@ -22,7 +22,7 @@ from dissectors.pcapfile import CaptureError, Frame, Secrets
 from .model import Analysis, CaptureInfo
 from .pipeline import Pipeline
 from .rules import apply_rules
-from .sessions import build_sessions
+from .sessions import reconstruct
 
 #: pcapng Decryption Secrets Block type of an NSS key log
 TLS_KEYLOG_DSB = 0x544C534B
@@ -34,8 +34,9 @@ class Analyzer:
     (the differential tests compare both)."""
 
     def __init__(self, keys: KeyStore | None = None, *, key_info: dict | None = None, inner_sink=None,
-                 fast_lanes: bool = True, max_flows: int = 1 << 16) -> None:
+                 fast_lanes: bool = True, max_flows: int = 1 << 16, gateways=None) -> None:
         self.keys = keys if keys is not None else KeyStore()
+        self.gateways = list(gateways or [])  # analyzer.evidence.GatewaySpec: --gateway, forces the sessions
         self.key_info = dict(key_info or {})
         self.pipeline = Pipeline(self.keys, inner_sink=inner_sink, fast_lanes=fast_lanes, max_flows=max_flows)
         self.analysis = Analysis()
@@ -114,7 +115,7 @@ class Analyzer:
         pipe = self.pipeline
         pipe.finish()
         analysis = self.analysis
-        analysis.sessions = build_sessions(pipe)
+        analysis.sessions, analysis.other_traffic = reconstruct(pipe, self.gateways)
         apply_rules(analysis, pipe)
         return analysis
 

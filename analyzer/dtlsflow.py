@@ -55,6 +55,7 @@ class DTLSFlow:
         self.cipher_suite: int | None = None
         self.established_ts: float | None = None
         self.established_frame: int | None = None
+        self.established_keyless = False  # established_ts read from the record pattern, not from decryption
         self.alerts: list[dict] = []
         self.undecrypted = 0
         self.undecrypted_reason: str | None = None
@@ -65,6 +66,11 @@ class DTLSFlow:
         self.mtu: int | None = None
         self.first_record: dict = {}
         self.continues: str | None = None  # the flow whose DTLS session this one continues (NAT rebinding)
+        # what the wire shows without keys: first protected handshake record (Finished) per direction, first
+        # protected application-data record; undecrypted records per direction
+        self.first_protected_handshake: dict = {}  # direction -> (ts, frame)
+        self.first_protected_data: tuple | None = None  # (ts, frame)
+        self.undecrypted_records = {"c2s": 0, "s2c": 0}
 
     @property
     def key(self) -> str:
@@ -121,7 +127,7 @@ class DTLSFlow:
                                     "cookie": bool(ev.cookie)})
         elif name == "DTLSHelloVerifyRequest":
             if len(self.hello_verify) < MAX_SAMPLES:
-                self.hello_verify.append({"ts": ev.ts, "frame": ev.frame})
+                self.hello_verify.append({"ts": ev.ts, "frame": ev.frame, "cookie_length": len(ev.cookie)})
         elif name == "DTLSServerHello":
             if self.server_hello is None:
                 self.server_hello = {"ts": ev.ts, "frame": ev.frame, "session_id": bytes(ev.session_id).hex(),
@@ -135,12 +141,42 @@ class DTLSFlow:
         elif name == "DTLSUndecrypted":
             self.undecrypted += 1
             self.undecrypted_reason = ev.reason
+            if ev.direction in self.undecrypted_records:
+                self.undecrypted_records[ev.direction] += 1
+            if ev.epoch >= 1:
+                if ev.content_type == 22 and ev.direction not in self.first_protected_handshake:
+                    self.first_protected_handshake[ev.direction] = (ev.ts, ev.frame)
+                elif ev.content_type == 23 and self.first_protected_data is None:
+                    self.first_protected_data = (ev.ts, ev.frame)
         elif name == "DTLSRecordError":
             if len(self.problems) < MAX_PROBLEMS:
                 self.problems.append({"message": ev.message, "ts": ev.ts, "frame": ev.frame})
 
+    @property
+    def before_capture(self) -> bool:
+        """The handshake began before the capture: no hello, the first record a ChangeCipherSpec or protected."""
+        fr = self.first_record
+        return not self.hellos and self.server_hello is None and bool(fr) and (
+            fr.get("content_type") == 20 or (fr.get("epoch") or 0) >= 1)
+
+    @property
+    def up_before_capture(self) -> bool:
+        """Seen only mid-tunnel: the first record was already protected application data."""
+        fr = self.first_record
+        return self.before_capture and fr.get("content_type") == 23
+
     def finish(self) -> None:
-        self.full_handshake = bool(getattr(self.dtls, "full_handshake", False))
-        if self.established_ts is None and getattr(self.dtls, "handshake_complete", False):
-            self.established_ts = self.last_ts
+        self.full_handshake = bool(self.dtls.full_handshake)
+        if self.established_ts is None and not self.up_before_capture:
+            # Without keys the handshake ends with the Finished messages (protected handshake records of epoch 1
+            # from both sides), or at the latest with the first protected application data.
+            fin = self.first_protected_handshake
+            cands = []
+            if "c2s" in fin and "s2c" in fin:
+                cands.append(max(fin["c2s"], fin["s2c"]))
+            if self.first_protected_data is not None:
+                cands.append(self.first_protected_data)
+            if cands:
+                self.established_ts, self.established_frame = min(cands)
+                self.established_keyless = True
 

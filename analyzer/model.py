@@ -15,8 +15,14 @@ from dissectors.redact import REDACTED
 #: Phase names: part of the public JSON contract (docs/json-schema.md). Do not rename.
 PHASES = ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-connect", "dtls")
 
-#: Phase statuses: part of the public JSON contract.
-STATUSES = ("ok", "failed", "absent", "undecrypted")
+#: Phase statuses: part of the public JSON contract. "before-capture": the phase happened before the capture
+#: started (a capture cut in the middle of a session); what followed is still analysed. "incomplete": the capture
+#: ends while the phase is in progress (e.g. right after a DTLS ClientHello), so its outcome is not in it.
+STATUSES = ("ok", "failed", "absent", "undecrypted", "before-capture", "incomplete")
+
+#: Session confidence (docs/json-schema.md): "confirmed" by decrypted AnyConnect exchanges or --gateway; "high" /
+#: "medium" for sessions recognised without keys, from the evidence listed in `Session.evidence`.
+CONFIDENCES = ("confirmed", "high", "medium")
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -110,6 +116,9 @@ class Session:
     tunnel: dict = field(default_factory=dict)
     connections: list[dict] = field(default_factory=list)  # TCP/UDP flows that belong to the session
     notes: list[str] = field(default_factory=list)
+    evidence: list[dict] = field(default_factory=list)  # why this is an AnyConnect session (analyzer/evidence.py)
+    confidence: str = "confirmed"
+    client_software: dict = field(default_factory=dict)  # {"name", "version", "evidence"}: from the wire only
     captures: list[str] = field(default_factory=list)  # paths of the capture files its flows were seen in
 
     def phase(self, name: str) -> Phase:
@@ -124,6 +133,8 @@ class Session:
                 "findings": [f.to_json(show_secrets) for f in self.findings],
                 "tunnel": reveal(self.tunnel, show_secrets),
                 "connections": reveal(self.connections, show_secrets), "notes": list(self.notes),
+                "evidence": reveal(self.evidence, show_secrets), "confidence": self.confidence,
+                "client_software": dict(self.client_software),
                 "captures": list(self.captures)}
 
 
@@ -146,12 +157,14 @@ class Analysis:
     captures: list[CaptureInfo] = field(default_factory=list)
     sessions: list[Session] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)  # capture-wide findings (not tied to a session)
+    other_traffic: dict = field(default_factory=dict)  # flows that are not VPN sessions (analyzer/evidence.py)
 
     def to_json(self, version: str, show_secrets: bool = False) -> dict:
         return {"acflow": version, "schema": SCHEMA_VERSION,
                 "captures": [c.to_json() for c in self.captures],
                 "sessions": [s.to_json(show_secrets) for s in self.sessions],
-                "findings": [f.to_json(show_secrets) for f in self.findings]}
+                "findings": [f.to_json(show_secrets) for f in self.findings],
+                "other_traffic": dict(self.other_traffic)}
 
 
 #: Version of the JSON document layout (docs/json-schema.md); bumped on incompatible changes only.

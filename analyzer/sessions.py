@@ -25,6 +25,7 @@ from dissectors.tls.names import cipher_suite_name, version_name
 from . import certs
 from .connection import TCPConnection
 from .dtlsflow import DTLS_VERSIONS, DTLSFlow
+from .evidence import fmt_endpoint, judge, other_traffic
 from .model import PHASES, Phase, Redactable, Secret, Session
 
 JOIN_WINDOW = 120.0
@@ -197,7 +198,8 @@ def group_connections(pipe) -> list[_Group]:
             g = by_conn.get(id(info.connection))
         if g is None:
             cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.key[1] == flow.server[0]]
-            if not cands:  # answers from another address than the gateway: same client, a tunnel up
+            if not cands and _anyconnect_hello(flow):
+                # a resuming hello to another address than the gateway: same client, a tunnel up
                 cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.has_tunnel]
             before = [g2 for g2 in cands if (g2.conns[0].c.first_ts if g2.conns else g2.dtls[0].first_ts) <= flow.first_ts]
             g = before[-1] if before else (cands[0] if cands else None)
@@ -209,6 +211,11 @@ def group_connections(pipe) -> list[_Group]:
     return groups
 
 
+def _anyconnect_hello(flow: DTLSFlow) -> bool:
+    """A DTLS ClientHello as AnyConnect-protocol clients send it: resuming a 32-byte session id, or 0x0100."""
+    return any(len(h.get("session_id") or "") == 64 or h.get("version") == 0x0100 for h in flow.hellos[:4])
+
+
 # -- phase builders ------------------------------------------------------------------------------------
 
 def _phase_tls(g: _Group) -> Phase:
@@ -217,8 +224,8 @@ def _phase_tls(g: _Group) -> Phase:
         return p
     c = g.conns[0].c
     ch, sh = c.client_hello, c.server_hello
-    d: dict = {"connection": f"tcp.stream {c.index}", "client": f"{c.client[0]}:{c.client[1]}",
-               "gateway": f"{c.server[0]}:{c.server[1]}"}
+    d: dict = {"connection": f"tcp.stream {c.index}", "client": fmt_endpoint(*c.client),
+               "gateway": fmt_endpoint(*c.server)}
     p.touch(c.first_ts, c.first_frame)
     for f in c.handshake_frames[:32]:
         p.frames.append(f)
@@ -264,6 +271,8 @@ def _phase_tls(g: _Group) -> Phase:
         d["client_certificate"] = {"frame": c.client_certificate.frame,
                                    "count": len(c.client_certificate.certificates),
                                    "certificates": [certs.describe(x) for x in c.client_certificate.certificates[:3]]}
+    # client certificates: requested and sent on every TLS connection of the session (auth, tunnel, downloader)
+    d["client_certificates"] = [x for x in (_client_cert(cn.c) for cn in g.conns) if x is not None]
     d["alerts"] = [{"direction": a.direction, "level": a.level, "name": a.name, "encrypted": a.encrypted,
                     "time": a.ts, "frame": a.frame} for a in c.alerts]
     d["decryption"] = {k: v for k, v in c.decryption.items()}
@@ -283,13 +292,29 @@ def _phase_tls(g: _Group) -> Phase:
     return p
 
 
+def _client_cert(c: TCPConnection) -> dict | None:
+    """What one connection shows of client-certificate authentication: the request and the client's answer."""
+    cr, cc = c.certificate_request, c.client_certificate
+    if cr is None and cc is None:
+        return None
+    sent = cc.certificates if cc is not None else None
+    return {"connection": f"tcp.stream {c.index}", "requested": cr is not None,
+            "request_frame": cr.frame if cr is not None else None, "request_time": cr.ts if cr is not None else None,
+            "ca_names": [_dn(n) for n in cr.ca_names[:50]] if cr is not None else [],
+            "certificate_message": cc is not None, "certificate_frame": cc.frame if cc is not None else None,
+            "certificates_sent": len(sent) if sent is not None else None,
+            "chain": [certs.describe(x) for x in sent[:4]] if sent else [],
+            "certificate_verify_frame": (c.certificate_verify or {}).get("frame"),
+            "encrypted_handshake": c.certificate_request is None and c.client_certificate is None}
+
+
 def _dn(der: bytes) -> str:
     return certs.dn_from_der(bytes(der))
 
 
 def _conn_summary(c: TCPConnection) -> dict:
     sh = c.server_hello
-    return {"connection": f"tcp.stream {c.index}", "capture": c.capture, "client": f"{c.client[0]}:{c.client[1]}",
+    return {"connection": f"tcp.stream {c.index}", "capture": c.capture, "client": fmt_endpoint(*c.client),
             "start": c.first_ts, "end": c.last_ts, "first_frame": c.first_frame, "last_frame": c.last_frame,
             "version": version_name(sh.version) if sh else None,
             "cipher_suite": cipher_suite_name(sh.cipher_suite) if sh else None,
@@ -375,6 +400,12 @@ def _phase_group_selection(g: _Group) -> Phase:
         if rq is not None and rq.type == "auth-reply" and rq.group_select:
             chosen.append(rq.group_select)
     d["group_selected"] = chosen[-1] if chosen else d["default_group"]
+    # GETs of the URL the client POSTed to (openconnect's fallback when its POST is refused)
+    posted = {e["target"] for e in d["posts"]}
+    d["fallback_gets"] = [{"time": ex.request.ts, "frame": ex.request.frame, "target": ex.request.target,
+                           "status": ex.response.status if ex.response else None,
+                           "response_frame": ex.response.frame if ex.response else None}
+                          for cn in g.conns for ex in cn.gets if ex.request.target in posted][:10]
     d["reselected"] = bool(len(d["posts"]) > 1 and any(e["group_select"] and e["group_select"] != d["default_group"]
                                                        for e in d["posts"]))
     bad = [e for e in d["posts"] if e.get("status") not in (None, 200)]
@@ -409,7 +440,8 @@ def _phase_user_auth(g: _Group, tls_phase: Phase) -> Phase:
                       "message": rs.auth.message.formatted if rs and rs.auth and rs.auth.message else None,
                       "error": rs.auth.error.formatted if rs and rs.auth and rs.auth.error else None,
                       "form_fields": [f.name for f in rs.auth.form.fields] if rs and rs.auth and rs.auth.form else []})
-            if resp.status == 401 or (rs is not None and rs.auth is not None and rs.auth.error is not None):
+            r["rejected"], r["rejection"] = _rejected(r, fields)
+            if r["rejected"]:
                 failure = r
             if rs is not None and rs.type == "complete":
                 complete = (ex, rs)
@@ -465,13 +497,18 @@ def _phase_user_auth(g: _Group, tls_phase: Phase) -> Phase:
             d["profile_manifest"] = []
         d["complete_xml"] = _xml_view(ex.response.body)
         p.status = "ok"
-        p.summary = f"success after {len(rounds)} round(s)"
+        rejected = [r for r in rounds if r.get("rejected")]
+        d["rejected_rounds"] = len(rejected)
+        p.summary = f"success after {len(rounds)} round(s)" + (
+            f"; {len(rejected)} rejected first ({rejected[0].get('rejection')})" if rejected else "")
         p.touch(ex.response.ts, ex.response.frame)
     else:
         d["result"] = "failure" if failure is not None or rounds else None
+        d["rejected_rounds"] = len([r for r in rounds if r.get("rejected")])
         msg = None
         if failure is not None:
-            msg = failure.get("error") or failure.get("message") or f"HTTP {failure.get('status')}"
+            msg = failure.get("rejection") or failure.get("error") or failure.get("message") or \
+                f"HTTP {failure.get('status')}"
         elif rounds:
             last = rounds[-1]
             msg = last.get("error") or last.get("message") or (f"HTTP {last.get('status')}" if last.get("status") else
@@ -483,17 +520,39 @@ def _phase_user_auth(g: _Group, tls_phase: Phase) -> Phase:
     return p
 
 
+_REJECTION_WORDS = ("fail", "invalid", "incorrect", "denied", "wrong", "rejected", "expired", "locked")
+
+
+def _rejected(r: dict, fields_sent: list[str]) -> tuple[bool, str | None]:
+    """Did the gateway reject this auth-reply round? HTTP 401/403, an `<error>` in its answer (Cisco), or the
+    same credential field asked again with a message saying why (ocserv: a new auth-request "Login failed.")."""
+    if r.get("status") in (401, 403):
+        return True, f"HTTP {r['status']}"
+    if r.get("error"):
+        return True, r["error"]
+    if r.get("response_type") != "auth-request":
+        return False, None
+    asked_again = set(r.get("form_fields") or ()) & set(fields_sent)
+    msg = (r.get("message") or "").strip()
+    if asked_again and any(w in msg.lower() for w in _REJECTION_WORDS):
+        return True, msg.splitlines()[0] if msg else None
+    return False, None
+
+
 def _manifest(f) -> dict:
     return {"type": f.type, "uri": f.uri, "hash_type": f.hash_type, "hash": f.hash, "version": f.version}
 
 
-def _phase_downloader(g: _Group, auth: Phase) -> Phase:
+def _phase_downloader(g: _Group, auth: Phase, client_sw: dict | None = None) -> Phase:
     p = Phase("downloader")
     gets = []
     conns = set()
     for cn in g.conns:
         for ex in cn.gets:
-            if cn.kind == "downloader" or any(ex.request.target.startswith(x) for x in DOWNLOADER_PATHS):
+            # the downloader GETs its files with the session cookie; a cookie-less GET elsewhere is the client's
+            # own fallback (openconnect GETs the URL it was given when its POST fails), not the downloader
+            if any(ex.request.target.startswith(x) for x in DOWNLOADER_PATHS) or \
+                    (cn.kind == "downloader" and _cookie(ex.request.headers)):
                 gets.append((cn, ex))
                 conns.add(cn.c.index)
     manifest = (auth.details or {}).get("profile_manifest") or []
@@ -504,8 +563,12 @@ def _phase_downloader(g: _Group, auth: Phase) -> Phase:
             p.summary = "extra TLS sessions not decrypted (downloader?)"
         else:
             p.status = "absent"
-            p.summary = "no downloader (openconnect does not run one)" if not manifest else \
-                "no downloader GETs although the gateway offered a profile"
+            if manifest:
+                p.summary = "no downloader GETs although the gateway offered a profile"
+            elif (client_sw or {}).get("name") == "openconnect":
+                p.summary = "no downloader (openconnect, per its User-Agent, runs none)"
+            else:
+                p.summary = "no downloader GETs"
         p.details = {"gets": [], "profile_manifest": manifest,
                      "missing_profiles": [m["uri"] for m in manifest]}
         return p
@@ -627,12 +690,16 @@ def _phase_cstp(g: _Group) -> Phase:
                 p.touch(c.tunnel.disconnect["ts"], c.tunnel.disconnect["frame"])
         p.status = "ok"
         params = entry["parameters"]
-        p.summary = (f"200 CONNECTED: {params['address'] or '?'}, MTU {params['mtu']}, DPD {params['dpd']}, "
-                     f"keepalive {params['keepalive']}" + (f"; {len(connects)} CONNECTs" if len(connects) > 1 else ""))
+        parts = [params["address"] or "no X-CSTP-Address"]
+        for label, key in (("MTU", "mtu"), ("DPD", "dpd"), ("keepalive", "keepalive")):
+            parts.append(f"{label} {params[key]}" if params[key] is not None else f"no {label}")
+        p.summary = (f"{entry.get('status')} {entry.get('reason') or 'CONNECTED'}: " + ", ".join(parts) +
+                     (f"; {len(connects)} CONNECTs" if len(connects) > 1 else ""))
     else:
         last = connects[-1]
         p.status = "failed"
-        p.summary = f"CONNECT answered {last.get('status')} {last.get('reason') or ''}".strip()
+        p.summary = (f"CONNECT answered {last.get('status')} {last.get('reason') or ''}".strip()
+                     if last.get("status") is not None else "CONNECT sent, no answer in the capture")
     p.details = d
     return p
 
@@ -650,7 +717,23 @@ def _dtls_mode(flow: DTLSFlow, params: dict | None) -> str | None:
     return "legacy" if suite else None
 
 
-def _phase_dtls(g: _Group, cstp: Phase) -> Phase:
+def _attempt_start(f: DTLSFlow) -> float | None:
+    """When the handshake that succeeded (or the last one) began: its first ClientHello, before any cookie
+    exchange or retransmission (a hello with a cookie or a retransmitted one continues the attempt)."""
+    end = f.established_ts
+    start = None
+    for h in f.hellos:
+        if end is not None and h["ts"] > end:
+            break
+        if start is None or not (h["retransmission"] or h["cookie"]):
+            start = h["ts"]
+    return start
+
+
+INCOMPLETE_WAIT = 1.0  # seconds of capture after the last DTLS hello before "no answer" is a fact
+
+
+def _phase_dtls(g: _Group, cstp: Phase, capture_end: float | None = None) -> Phase:
     p = Phase("dtls")
     params = (cstp.details or {}).get("parameters")
     if not g.dtls:
@@ -665,18 +748,28 @@ def _phase_dtls(g: _Group, cstp: Phase) -> Phase:
     flows = []
     for f in g.dtls:
         hello_times = [h["ts"] for h in f.hellos]
+        attempt_start = _attempt_start(f)
         entry = {
-            "connection": f"udp.stream {f.index}", "client": f"{f.client[0]}:{f.client[1]}",
-            "gateway": f"{f.server[0]}:{f.server[1]}", "mode": _dtls_mode(f, params),
+            "connection": f"udp.stream {f.index}", "client": fmt_endpoint(*f.client),
+            "gateway": fmt_endpoint(*f.server), "mode": _dtls_mode(f, params),
             "version": DTLS_VERSIONS.get(f.version, hex(f.version) if f.version else None),
             "cipher_suite": cipher_suite_name(f.cipher_suite) if f.cipher_suite is not None else None,
             "client_hellos": f.hellos, "client_hello_count": f.hello_total,
             "hello_intervals": [round(b - a, 3) for a, b in zip(hello_times, hello_times[1:])],
-            "hello_verify_requests": len(f.hello_verify), "server_hello": f.server_hello,
-            "full_handshake": f.full_handshake, "established": f.established_ts is not None,
+            "hello_verify_requests": len(f.hello_verify), "hello_verify_request_frames": [
+                h["frame"] for h in f.hello_verify[:50]], "hello_verify_request_times": [h["ts"] for h in f.hello_verify[:50]],
+            "server_hello": f.server_hello,
+            "full_handshake": f.full_handshake, "established": f.established_ts is not None or f.up_before_capture,
             "established_time": f.established_ts, "established_frame": f.established_frame,
-            "handshake_duration": round(f.established_ts - hello_times[0], 6) if f.established_ts and hello_times else None,
-            "keys": f.keys_source, "undecrypted_records": f.undecrypted, "undecrypted_reason": f.undecrypted_reason,
+            "established_from": ("before-capture" if f.up_before_capture else "record-pattern" if f.established_keyless
+                                 else "decryption" if f.established_ts is not None else None),
+            "before_capture": f.before_capture,
+            "handshake_start": attempt_start,
+            "handshake_duration": round(f.established_ts - attempt_start, 6)
+            if f.established_ts is not None and attempt_start is not None else None,
+            "keys": f.keys_source, "undecrypted_records": f.undecrypted,
+            "undecrypted_records_by_direction": dict(f.undecrypted_records),
+            "undecrypted_reason": f.undecrypted_reason,
             "alerts": f.alerts, "problems": f.problems[:10], "datagrams": dict(f.datagrams), "bytes": dict(f.bytes),
             "channel": f.channel.summary(),
             "session_id": f.session_id.hex() if f.session_id else None,
@@ -688,32 +781,58 @@ def _phase_dtls(g: _Group, cstp: Phase) -> Phase:
         p.touch(f.last_ts, f.last_frame)
         for h in f.hellos[:50]:
             p.frames.append(h["frame"])
+        for h in f.hello_verify[:50]:
+            p.frames.append(h["frame"])
         if f.server_hello:
             p.frames.append(f.server_hello["frame"])
+        if f.established_frame:
+            p.frames.append(f.established_frame)
     main = next((e for e in flows if e["established"]), flows[0])
     d = {"flows": flows, "mode": main["mode"], "version": main["version"], "cipher_suite": main["cipher_suite"],
          "established": main["established"], "client_hello_times": [h["ts"] for e in flows for h in e["client_hellos"]],
-         "offered": bool(params and params.get("dtls_port"))}
+         "offered": bool(params and params.get("dtls_port")),
+         "before_capture": bool(main.get("before_capture"))}
     est = [e for e in flows if e["established"]]
     if est:
         first_data = est[0]["channel"]["first_data"].get("c2s")
         d["data_moved_to_dtls"] = first_data
-        if any(e["keys"] is None and e["undecrypted_records"] for e in est):
+        undecrypted = sum(e["undecrypted_records"] for e in est if e["keys"] is None)
+        hs = next((e["handshake_duration"] for e in est if e["handshake_duration"] is not None), None)
+        what = " ".join(x for x in (main["mode"], main["version"], main["cipher_suite"]) if x) or "DTLS"
+        timing = f", handshake {hs * 1000:.0f} ms" if hs is not None else ""
+        if all(e["before_capture"] for e in est):
+            p.status = "before-capture"
+            done = next((e for e in est if e["established_frame"]), None)
+            p.summary = (f"{what} up, " + ("established before the capture started" if done is None else
+                                          f"handshake began before the capture, completed at frame "
+                                          f"{done['established_frame']}") +
+                         (f"; not decrypted: {undecrypted} records" if undecrypted else ""))
+        elif undecrypted:
             p.status = "undecrypted"
-            p.summary = f"{main['mode'] or 'DTLS'} up but not decrypted"
+            p.summary = f"{what} up{timing}; not decrypted: {undecrypted} records"
         else:
             p.status = "ok"
-            hs = est[0]["handshake_duration"]
-            p.summary = (f"{main['mode']} {main['version'] or ''} {main['cipher_suite'] or ''}".strip() +
-                         (f", handshake {hs * 1000:.0f} ms" if hs is not None else ""))
+            p.summary = what + timing
     elif any(e["server_hello"] for e in flows):
         undecrypted = any(e["undecrypted_records"] for e in flows)
         p.status = "undecrypted" if undecrypted else "failed"
         p.summary = "DTLS handshake answered but not completed" if not undecrypted else "DTLS not decrypted"
-    else:
+    elif any(e["hello_verify_requests"] for e in flows):
         p.status = "failed"
         n = sum(e["client_hello_count"] for e in flows)
-        p.summary = f"{n} ClientHello(s) unanswered"
+        v = sum(e["hello_verify_requests"] for e in flows)
+        p.summary = f"{n} ClientHello(s), {v} HelloVerifyRequest(s), no ServerHello"
+    else:
+        n = sum(e["client_hello_count"] for e in flows)
+        last = max((h["ts"] for e in flows for h in e["client_hellos"]), default=None)
+        if capture_end is not None and last is not None and capture_end - last < INCOMPLETE_WAIT:
+            # the capture stops right after the hello: whether it would have been answered is not in it
+            p.status = "incomplete"
+            p.summary = (f"{n} ClientHello(s), the capture ends {capture_end - last:.1f} s after the last one: "
+                         "the answer, if any, is not in the capture")
+        else:
+            p.status = "failed"
+            p.summary = f"{n} ClientHello(s) unanswered"
     p.details = d
     return p
 
@@ -743,13 +862,20 @@ def _tunnel(g: _Group, cstp: Phase, dtls: Phase) -> dict:
         t["cstp"] = agg
     flows = (dtls.details or {}).get("flows") or []
     if flows:
-        pk, by = dict(zero), dict(zero)
+        pk, by, und = dict(zero), dict(zero), dict(zero)
         for e in flows:
             pk = _add(pk, e["channel"]["inner_packets"])
             by = _add(by, e["channel"]["inner_bytes"])
+            und = _add(und, e.get("undecrypted_records_by_direction") or {})
             if e["channel"].get("disconnect"):
                 ends.append(dict(e["channel"]["disconnect"], channel="dtls"))
-        t["dtls"] = {"inner_packets": pk, "inner_bytes": by}
+        t["dtls"] = {"inner_packets": pk, "inner_bytes": by, "undecrypted_records": und}
+    hidden = [cn.c for cn in g.conns if cn.c.tunnel is None and not cn.c.decrypted and cn.c.is_tls]
+    if hidden and not tunnels:
+        # the tunnel (or what may be it) not decrypted: what the wire shows of it
+        longest = max(hidden, key=lambda c: sum(c.encrypted_records.values()))
+        t["tls_undecrypted"] = {"connection": f"tcp.stream {longest.index}",
+                                "records": dict(longest.encrypted_records), "bytes": dict(longest.encrypted_bytes)}
     total = dict(zero)
     for ch_name in ("cstp", "dtls"):
         total = _add(total, (t.get(ch_name) or {}).get("inner_packets", {}))
@@ -770,31 +896,105 @@ def _series(g: _Group) -> list:
     return out[:20000]
 
 
-def build_sessions(pipe) -> list[Session]:
+def build_sessions(pipe, gateways=None) -> list[Session]:
+    """The VPN sessions of the capture (see `reconstruct` for the other traffic too)."""
+    return reconstruct(pipe, gateways)[0]
+
+
+def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
+    """(VPN sessions, "other traffic" summary): every group of flows with AnyConnect evidence is a session."""
+    groups = group_connections(pipe)
+    verdicts = judge(groups, gateways, DOWNLOADER_PATHS)
     sessions = []
-    for i, g in enumerate(group_connections(pipe), 1):
+    vpn_conns: set[int] = set()
+    vpn_flows: set[int] = set()
+    for g, verdict in zip(groups, verdicts):
+        if not verdict.is_vpn:
+            continue
+        vpn_conns |= {id(cn.c) for cn in g.conns}
+        vpn_flows |= {id(f) for f in g.dtls}
+        i = len(sessions) + 1
+        client_sw = _client_software(g)
         tls = _phase_tls(g)
         grp = _phase_group_selection(g)
         auth = _phase_user_auth(g, tls)
-        dl = _phase_downloader(g, auth)
+        dl = _phase_downloader(g, auth, client_sw)
         cstp = _phase_cstp(g)
-        dtls = _phase_dtls(g, cstp)
+        dtls = _phase_dtls(g, cstp, pipe.last_ts)
         phases = [tls, grp, auth, dl, cstp, dtls]
         assert tuple(p.phase for p in phases) == PHASES
+        _mark_before_capture(g, phases)
         client, gw_ip, gw_port = g.key
         starts = [c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]
         ends = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls]
-        s = Session(id=f"s{i}", client=client, gateway=f"{gw_ip}:{gw_port}", start=min(starts) if starts else None,
-                    end=max(ends) if ends else None, phases=phases)
+        s = Session(id=f"s{i}", client=client, gateway=fmt_endpoint(gw_ip, gw_port),
+                    start=min(starts) if starts else None, end=max(ends) if ends else None, phases=phases)
         s.tunnel = _tunnel(g, cstp, dtls)
         s.connections = [_conn_summary(cn.c) for cn in g.conns] + [
-            {"connection": f"udp.stream {f.index}", "capture": f.capture, "client": f"{f.client[0]}:{f.client[1]}",
+            {"connection": f"udp.stream {f.index}", "capture": f.capture, "client": fmt_endpoint(*f.client),
              "start": f.first_ts, "end": f.last_ts, "first_frame": f.first_frame, "last_frame": f.last_frame,
              "dtls": True}
             for f in g.dtls]
         # the capture files its flows were seen in (a connection may run on from one file into the next)
         caps = sorted({n for t in [cn.c for cn in g.conns] + g.dtls for n, _ in t.numbers})
         s.captures = [pipe.captures[n] for n in caps if n < len(pipe.captures)]
+        s.evidence = verdict.evidence
+        s.confidence = verdict.confidence
+        s.client_software = client_sw
         sessions.append(s)
-    return sessions
+    return sessions, other_traffic(pipe, vpn_conns, vpn_flows)
 
+
+_CLIENTS = (  # User-Agent prefix -> client name (AnyConnect-protocol clients as they announce themselves)
+    ("Open AnyConnect VPN Agent", "openconnect"),
+    ("OpenConnect", "openconnect"),
+    ("Cisco AnyConnect", "Cisco AnyConnect"),
+    ("AnyConnect", "Cisco AnyConnect"),
+    ("Cisco Secure Client", "Cisco Secure Client"),
+)
+
+
+def _client_software(g: _Group) -> dict:
+    """Which client this is, from what it said on the wire (User-Agent, aggregate-auth version); else unknown."""
+    for cn in g.conns:
+        for ex in cn.c.exchanges:
+            ua = ex.request.headers.get("User-Agent")
+            if not ua:
+                continue
+            name = next((n for prefix, n in _CLIENTS if ua.startswith(prefix)), None)
+            version = None
+            for _, rq, _ in cn.posts:
+                if rq is not None and rq.version("vpn"):
+                    version = rq.version("vpn")
+                    break
+            if version is None:
+                version = ua.rsplit(" v", 1)[1] if " v" in ua else ua.rsplit(" ", 1)[-1] if name else None
+            return {"name": name or "unknown", "version": version, "user_agent": ua,
+                    "evidence": f"User-Agent frame {ex.request.frame}"}
+    return {"name": "unknown", "version": None, "user_agent": None,
+            "evidence": "no decrypted HTTP request (no User-Agent)"}
+
+
+def _mark_before_capture(g: _Group, phases: list[Phase]) -> None:
+    """A session whose first connection was already running when the capture started: phases before it did not
+    happen in the capture, they happened before it ("before-capture", not "failed" or "undecrypted")."""
+    if not g.conns:
+        if g.dtls and all(f.before_capture for f in g.dtls):
+            for p in phases[:5]:
+                if p.status in ("absent", "undecrypted", "failed"):
+                    p.status = "before-capture"
+                    p.summary = "before the capture started (only the DTLS channel was captured)"
+        return
+    first = g.conns[0].c
+    if not first.started_before_capture:
+        return
+    for p in phases[:4]:
+        if p.status in ("absent", "undecrypted", "failed"):
+            p.status = "before-capture"
+            p.summary = f"before the capture started (tcp.stream {first.index} was already up at its first frame)"
+    cstp = phases[4]
+    if cstp.status in ("absent", "undecrypted") and not first.decrypted:
+        records = sum(first.encrypted_records.values())
+        cstp.status = "before-capture"
+        cstp.summary = (f"CONNECT before the capture started; tcp.stream {first.index} carries the tunnel"
+                        + (f" (not decrypted: {records} records)" if records else ""))

@@ -16,7 +16,8 @@ from rich.text import Text
 
 from ..model import reveal
 
-STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypted": "yellow"}
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypted": "yellow",
+                "before-capture": "blue", "incomplete": "blue"}
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -65,12 +66,37 @@ def render_terminal(analysis, *, version: str, verbose: bool = False, show_secre
         for e in (keys.get("keylog_errors") or [])[:5]:
             con.print(f"  [yellow]key log:[/] {e}")
     if not analysis.sessions:
-        con.print("\nNo AnyConnect-protocol session found (no TLS connection to a gateway in this capture).")
+        con.print("\nNo AnyConnect-protocol session found: no flow in this capture shows evidence of the protocol "
+                  "(use --gateway ADDR[:PORT] if you know the gateway).")
     for s in analysis.sessions:
         _session(con, s, verbose, show_secrets, several_captures=len(analysis.captures) > 1)
+    _other_traffic(con, getattr(analysis, "other_traffic", None) or {})
     for f in analysis.findings:
         con.print(f"[{SEVERITY_STYLE.get(f.severity, '')}]{f.severity.upper()} {f.id}[/]: {f.message}")
     return buf.getvalue()
+
+
+def _bytes(n: int) -> str:
+    for unit, k in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if n >= k:
+            return f"{n / k:.1f} {unit}"
+    return f"{n} B"
+
+
+def _other_traffic(con: Console, o: dict) -> None:
+    """One short block for every flow that is not a VPN session (never a session, never a finding)."""
+    if not o.get("flows"):
+        return
+    con.print()
+    con.print(f"[bold]Other traffic[/] (not AnyConnect): {o['flows']} flow(s), {_bytes(o.get('bytes', 0))}")
+    rows = o.get("by_protocol") or []
+    parts = [f"{r['protocol']}/{r['server_port']} ×{r['flows']} ({_bytes(r['bytes'])})" for r in rows[:12]]
+    more = len(rows) - 12 + (o.get("more_protocols") or 0)
+    con.print("  " + ", ".join(parts) + (f", and {more} more" if more > 0 else ""))
+    talkers = o.get("top_talkers") or []
+    if talkers:
+        con.print("  top talkers: " + ", ".join(f"{t['client']} ↔ {t['server']} {_bytes(t['bytes'])}"
+                                                 for t in talkers))
 
 
 def _session(con: Console, s, verbose: bool, show_secrets: bool, several_captures: bool = False) -> None:
@@ -84,6 +110,15 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
              for c in s.connections[:8]]
     con.print(f"  start {_iso(s.start)}, duration {_dur(s.start, s.end)}, "
               f"{len(s.connections)} flow(s): " + ", ".join(flows))
+    ev = getattr(s, "evidence", None) or []
+    if ev:
+        conf = getattr(s, "confidence", "confirmed")
+        con.print(f"  AnyConnect evidence ({conf}): " + "; ".join(e["text"] for e in ev[:4])
+                  + (f"; +{len(ev) - 4} more" if len(ev) > 4 else ""))
+    sw = getattr(s, "client_software", None) or {}
+    if sw:
+        con.print("  client: " + (f"{sw['name']}" + (f" {sw['version']}" if sw.get("version") else "")
+                                  if sw.get("name") != "unknown" else "unknown") + f" ({sw.get('evidence')})")
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for col, kw in (("#", {"justify": "right"}), ("phase", {}), ("t", {"justify": "right"}),
                     ("duration", {"justify": "right"}), ("status", {}), ("frames", {}), ("what happened", {})):
@@ -112,14 +147,24 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
 
 def _tunnel(con: Console, s) -> None:
     t = s.tunnel or {}
-    if not t.get("cstp") and not t.get("dtls"):
+    if not t.get("cstp") and not t.get("dtls") and not t.get("tls_undecrypted"):
         return
     con.print("[bold]Tunnel[/]")
+    hidden = t.get("tls_undecrypted")
+    if hidden:
+        r = hidden["records"]
+        con.print(f"  TLS  not decrypted: {r['c2s'] + r['s2c']} records on {hidden['connection']} (client→gateway "
+                  f"{r['c2s']}, gateway→client {r['s2c']})")
     for ch in ("cstp", "dtls"):
         c = t.get(ch)
         if not c:
             continue
         ip, ib = c["inner_packets"], c["inner_bytes"]
+        und = c.get("undecrypted_records") or {}
+        if sum(und.values()) and not sum(ip.values()):
+            con.print(f"  {ch.upper():4} not decrypted: {sum(und.values())} records (client→gateway "
+                      f"{und.get('c2s', 0)}, gateway→client {und.get('s2c', 0)})")
+            continue
         line = (f"  {ch.upper():4} inner packets client→gateway {ip['c2s']} ({ib['c2s']} B), "
                 f"gateway→client {ip['s2c']} ({ib['s2c']} B)")
         if ch == "cstp":

@@ -17,12 +17,14 @@ RULE_MODULES = [
     "tls_client_cert",
     "tls_alert",
     "aggauth",
+    "group_url",
     "auth_failed",
     "downloader",
     "connect_rejected",
     "mtu",
     "dtls_handshake",
     "dtls_backoff",
+    "dtls_cookie",
     "dtls_path",
     "dpd",
     "tcp_retransmissions",
@@ -85,8 +87,12 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                            evidence={"evicted": pipe.evicted}))
     if not analysis.sessions and sum(c.frames for c in analysis.captures):
         out.append(Finding(id="NO_VPN_SESSION", severity="info", time=None, frames=[],
-                           message="No TLS connection to a VPN gateway was found in the capture.",
+                           message="No AnyConnect-protocol session was found in the capture"
+                                   + (f" ({analysis.other_traffic['flows']} other flow(s), see other traffic)"
+                                      if (analysis.other_traffic or {}).get("flows") else "") + ".",
                            remedy="Check the capture was taken where the client's traffic to the gateway passes "
-                                  "(TCP/UDP 443 by default) and is not filtered out.",
+                                  "(TCP/UDP 443 by default); without keys a short TLS-only session shows no "
+                                  "evidence of the protocol: supply the key log, or name the gateway with "
+                                  "--gateway ADDR[:PORT].",
                            evidence={"frames": sum(c.frames for c in analysis.captures)}))
     return out

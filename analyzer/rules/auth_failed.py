@@ -2,7 +2,8 @@
 
 Fact (seed document, "POST - User Authentication"; protocol-notes "Phases on the wire"): success is a
 `type="complete"` answer with `<auth id="success">`; failure is HTTP 401, or an `<error>` / the auth form sent
-again with a message. Several auth-reply rounds are normal for multi-factor logins (ocserv asks for the
+again with a message (ocserv: a new auth-request asking the same field again, "Login failed."). Every rejected
+round is reported: an error when the login finally failed, a warning when a later round succeeded. Several auth-reply rounds are normal for multi-factor logins (ocserv asks for the
 username and the password in two rounds).
 """
 from __future__ import annotations
@@ -29,7 +30,24 @@ def check(session, ctx):
             remedy="Check the username/password (or the second factor) and the connection profile's "
                    "authentication server; on the gateway, look at the AAA log for this user at that time.",
             evidence={"rounds": len(rounds), "gateway_message": msg}))
-    elif p.status == "ok" and len(rounds) > 1:
+    elif p.status == "ok" and any(r.get("rejected") for r in rounds):
+        # a rejected attempt stays a finding even when a later one succeeded (a mistyped password, a wrong
+        # second factor, an AAA server that failed once): each rejected round, with the gateway's words
+        for r in rounds:
+            if not r.get("rejected"):
+                continue
+            why = " ".join((r.get("rejection") or "rejected").split()).rstrip(".")
+            out.append(Finding(
+                id="AUTH_FAILED", severity="warning", phase="user-auth",
+                time=r.get("response_time") or r.get("time"),
+                frames=[f for f in (r.get("frame"), r.get("response_frame")) if f],
+                message=f"The gateway rejected an authentication round ({why}; fields sent: "
+                        f"{', '.join(r.get('fields') or []) or 'none'}); a later round succeeded.",
+                remedy="Nothing to fix if the user mistyped; repeated rejections before success point at the "
+                       "credentials the client fills in automatically, a second factor, or an AAA server that "
+                       "fails intermittently (look at the gateway's AAA log at this time).",
+                evidence={"round_frame": r.get("frame"), "gateway_message": why, "final_result": "success"}))
+    if p.status == "ok" and len(rounds) > 1:
         out.append(Finding(
             id="AUTH_MULTI_ROUND", severity="info", phase="user-auth", time=rounds[0].get("time"),
             frames=[r["frame"] for r in rounds if r.get("frame")],

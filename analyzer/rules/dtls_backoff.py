@@ -24,15 +24,19 @@ def _ok(measured: float, expected: float) -> bool:
     return abs(measured - expected) <= 0.3 * expected + 0.25
 
 
-def _attempts(flows: list[dict]) -> list[list[float]]:
-    """Hello times per attempt: a new attempt starts with a hello that is not a retransmission."""
-    attempts: list[list[float]] = []
+def _attempts(flows: list[dict]) -> list[list[list[float]]]:
+    """Hello times per attempt, per flight. A new attempt starts with a hello that is neither a retransmission nor
+    carries a cookie; a hello with a cookie (the answer to a HelloVerifyRequest, RFC 6347 §4.2.1) starts a new
+    flight of the same attempt; retransmissions repeat the current flight."""
+    attempts: list[list[list[float]]] = []
     for f in flows:
         for h in f["client_hellos"]:
-            if not attempts or not h.get("retransmission"):
-                attempts.append([h["ts"]])
+            if not attempts or not (h.get("retransmission") or h.get("cookie")):
+                attempts.append([[h["ts"]]])
+            elif h.get("retransmission"):
+                attempts[-1][-1].append(h["ts"])
             else:
-                attempts[-1].append(h["ts"])
+                attempts[-1].append([h["ts"]])
     return attempts
 
 
@@ -49,13 +53,16 @@ def _score(intervals: list[float], expected: list[float]) -> tuple[int, list[dic
 def check(session, ctx):
     d = session.phase("dtls").details or {}
     flows = [f for f in d.get("flows") or [] if f["client_hellos"]]
-    if not flows or d.get("established") and all(len(f["client_hellos"]) <= 1 for f in flows):
+    if not flows:
         return []
-    attempts = _attempts(flows)
+    flights = _attempts(flows)
+    retries = sum(len(fl) - 1 for att in flights for fl in att)
+    if not retries and (len(flights) < 2 or d.get("established")):
+        return []  # no retransmission: one attempt, or new handshakes that succeeded (a cookie exchange is no retry)
+    # per attempt: the retransmission intervals of each flight, and the hello times (first flight's start)
+    attempts = [[t for fl in att for t in fl] for att in flights]
     hellos = sum(len(a) for a in attempts)
-    if hellos < 2:
-        return []
-    retrans = [[round(b - a, 3) for a, b in zip(att, att[1:])] for att in attempts]
+    retrans = [[round(b - a, 3) for fl in att for a, b in zip(fl, fl[1:])] for att in flights]
     flat = [x for r in retrans for x in r]
     oc_bad, oc_rows = 0, []
     for r in retrans:

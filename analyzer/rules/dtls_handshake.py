@@ -10,6 +10,7 @@ Facts (protocol-notes "DTLS keys", "Failure patterns"; seed document "DTLS Port 
 """
 from __future__ import annotations
 
+from ..evidence import split_endpoint
 from ..model import Finding
 
 RULE_IDS = ("DTLS_NO_RESPONSE", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_NOT_OFFERED")
@@ -17,9 +18,9 @@ NO_RESPONSE_WAIT = 1.0  # seconds of capture after the last hello before it coun
 
 
 def _icmp_for(flow: dict, ctx) -> list[dict]:
-    gw_ip, gw_port = flow["gateway"].rsplit(":", 1)
+    gw_ip, gw_port = split_endpoint(flow["gateway"])
     return [i for i in ctx.icmp_unreachable
-            if (i.get("inner") or {}).get("dst") == gw_ip and str((i.get("inner") or {}).get("dport")) == gw_port
+            if (i.get("inner") or {}).get("dst") == gw_ip and (i.get("inner") or {}).get("dport") == gw_port
             and flow["start"] - 1 <= i["ts"] <= flow["end"] + 1]
 
 
@@ -69,7 +70,7 @@ def check(session, ctx):
                     "answer from there" + (f"; {len(icmp)} ICMP port-unreachable came back" if icmp else "") + note
                     + ".",
             remedy="UDP to the gateway's DTLS port is blocked or dropped on the path (firewall, NAT, proxy) or the "
-                   "gateway does not listen on it: allow UDP " + targets[0].rsplit(":", 1)[1] + " end to end. Until "
+                   "gateway does not listen on it: allow UDP " + str(split_endpoint(targets[0])[1]) + " end to end. Until "
                    "then the tunnel falls back to TLS.",
             evidence={"hellos": count, "icmp_unreachable": len(icmp), "flows": [f["connection"] for f in silent]}))
     for f in d.get("flows") or []:

@@ -8,6 +8,7 @@ handshake (ocserv accepts it but does not answer there; the client's DPD then de
 """
 from __future__ import annotations
 
+from ..evidence import split_endpoint
 from ..model import Finding
 
 RULE_IDS = ("DTLS_FALLBACK_TLS", "DTLS_SOURCE_MISMATCH", "DTLS_NAT_REBINDING")
@@ -45,10 +46,10 @@ def check(session, ctx):
                 remedy="DTLS broke during the session (DPD failure, rekey, NAT change): see the DPD and DTLS "
                        "findings around that time.",
                 evidence={"dtls_first_data": moved, "last_cstp_data": last_cstp}))
-    gw_ip = session.gateway.rsplit(":", 1)[0]
+    gw_ip = split_endpoint(session.gateway)[0]
     port = params.get("dtls_port")
     for f in flows:
-        ip, p = f["gateway"].rsplit(":", 1)
+        ip, p = split_endpoint(f["gateway"])
         if ip != gw_ip or (port and int(p) != port):
             out.append(Finding(
                 id="DTLS_SOURCE_MISMATCH", severity="warning", phase="dtls", time=f["start"],
@@ -61,7 +62,12 @@ def check(session, ctx):
     for f in flows:
         fr = f.get("first_record") or {}
         if fr.get("from") == "client" and fr.get("content_type") == 23 and not f["client_hello_count"]:
-            prev = [g for g in flows if g["start"] < f["start"] and g is not f]
+            # a rebinding moves a flow that was up: an earlier flow of this session that carried DTLS records.
+            # Without one, this flow was simply up before the capture started (see the dtls phase).
+            prev = [g for g in flows if g["start"] < f["start"] and g is not f
+                    and (g["established"] or g.get("before_capture"))]
+            if not prev:
+                continue
             out.append(Finding(
                 id="DTLS_NAT_REBINDING", severity="warning", phase="dtls", time=f["start"],
                 frames=[f["first_frame"]],

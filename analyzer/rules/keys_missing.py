@@ -13,22 +13,41 @@ RULE_IDS = ("KEYS_MISSING",)
 
 def check(session, ctx):
     phases = [p for p in session.phases if p.status == "undecrypted"]
-    if not phases:
+    before = [p for p in session.phases if p.status == "before-capture"]
+    if not phases and not (before and any(p.status == "before-capture" and p.phase in ("cstp-connect", "dtls")
+                                          for p in before)):
         return []
     tls = session.phase("tls-handshake").details or {}
     sh = tls.get("server_hello") or {}
     ch = tls.get("client_hello") or {}
-    suite = sh.get("cipher_suite") or "?"
-    if "TLS_RSA_" in suite:
+    suite = sh.get("cipher_suite")
+    reasons = {k: v.get("reason") for k, v in (tls.get("decryption") or {}).items() if v}
+    names = [p.phase for p in phases]
+    if not ch:
+        # no ClientHello in the capture: a key log is indexed by the ClientHello's random, so no key can be
+        # matched to this connection, whatever the user supplies
+        return [Finding(id="KEYS_MISSING", severity="info", phase=(phases or before)[0].phase, time=session.start,
+                        frames=[],
+                        message="The session's TLS connection started before the capture"
+                                + (f" (not decrypted: {', '.join(names)})" if names else "")
+                                + ": its keys cannot be matched, because a key log names each TLS session by the "
+                                  "random of its ClientHello, which the capture does not hold.",
+                        remedy="Start the capture before the client connects (or reconnect the client while "
+                               "capturing) and supply the key log written during that connection.",
+                        evidence={"phases": names, "cipher_suite": suite, "reasons": reasons,
+                                  "client_hello_captured": False})]
+    if not phases:
+        return []
+    if suite and "TLS_RSA_" in suite:
         key = "the gateway's RSA private key (--rsa-key) or a key log with its CLIENT_RANDOM line (--keylog)"
     elif sh.get("version") == "TLS 1.3":
         key = "a key log (--keylog) with the TLS 1.3 traffic secrets (and EXPORTER_SECRET for DTLS PSK)"
     else:
         key = "a key log (--keylog) with the CLIENT_RANDOM line of this session"
-    reasons = {k: v.get("reason") for k, v in (tls.get("decryption") or {}).items() if v}
     wrong = any("wrong key" in (r or "") for r in reasons.values())
     why = " The key material given does not decrypt this session (wrong key)." if wrong else ""
     return [Finding(id="KEYS_MISSING", severity="info", phase=phases[0].phase, time=session.start, frames=[],
-                    message=f"Not decrypted: {', '.join(p.phase for p in phases)} ({suite}).{why}",
+                    message=f"Not decrypted: {', '.join(names)}" + (f" ({suite})" if suite else "") + f".{why}",
                     remedy=f"Supply {key}; the session's ClientHello is frame {ch.get('frame')}.",
-                    evidence={"phases": [p.phase for p in phases], "cipher_suite": suite, "reasons": reasons})]
+                    evidence={"phases": names, "cipher_suite": suite or None, "reasons": reasons,
+                              "client_hello_captured": True})]

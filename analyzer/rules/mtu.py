@@ -11,6 +11,7 @@ Thresholds: none beyond the arithmetic above.
 """
 from __future__ import annotations
 
+from ..evidence import split_endpoint
 from ..model import Finding
 
 RULE_IDS = ("MTU_MISMATCH", "MTU_EXCEEDED", "MTU_IPV6_TOO_SMALL")
@@ -78,7 +79,7 @@ def check(session, ctx):
     base = params.get("base_mtu") or req.get("base_mtu")
     mtu = dtls_mtu or cstp_mtu
     if base and mtu and dtls.get("offered"):
-        ip = 40 if ":" in session.gateway.rsplit(":", 1)[0] else 20
+        ip = 40 if ":" in split_endpoint(session.gateway)[0] else 20
         cipher = dtls.get("cipher_suite") or params.get("dtls_ciphersuite")
         need = mtu + dtls_overhead(cipher) + 8 + ip
         if need > base:

@@ -1,7 +1,9 @@
 """TLS_ALERT (warning for fatal alerts, info otherwise): alerts in the session's TLS and DTLS connections.
 
 Fact: RFC 8446 §6 / RFC 5246 §7.2 — alerts close or warn about a connection; close_notify is the normal end of
-a connection and is not reported. An encrypted alert without keys is reported as "encrypted alert".
+a connection and is not reported. An encrypted alert without keys that its sender follows within 1 s by FIN or
+RST is that normal close (close_notify) and is not reported either; other encrypted alerts are reported as
+"encrypted alert".
 """
 from __future__ import annotations
 
@@ -10,9 +12,26 @@ from ..model import Finding
 RULE_IDS = ("TLS_ALERT",)
 
 
+CLOSE_WINDOW = 1.0  # seconds: an encrypted alert this close to its sender's FIN (or RST) is the normal close
+
+
+def _closing(alert: dict, conn: dict) -> bool:
+    """An encrypted (unreadable) alert followed at once by its sender closing the connection: close_notify."""
+    if alert.get("level") is not None or alert.get("name") not in (None, "encrypted alert", "encrypted_alert"):
+        return False
+    t = alert.get("time") or alert.get("ts")
+    return t is not None and any(c.get("direction") == alert.get("direction") and 0 <= c["ts"] - t <= CLOSE_WINDOW
+                                 for c in conn.get("closed") or [])
+
+
 def check(session, ctx):
     out = []
-    alerts = [dict(a, connection=c["connection"]) for c in session.connections for a in c.get("alerts") or []]
+    alerts = []
+    for c in session.connections:
+        for a in c.get("alerts") or []:
+            if _closing(a, c):
+                continue  # the normal close: an encrypted close_notify, then FIN (shown in the connection list)
+            alerts.append(dict(a, connection=c["connection"]))
     for f in (session.phase("dtls").details or {}).get("flows") or []:
         alerts += [dict(a, dtls=True) for a in f.get("alerts") or []]
     for a in alerts:

@@ -1,0 +1,295 @@
+"""Is it an AnyConnect-protocol session? Evidence and confidence for every group of flows, and the rest.
+
+A capture from a laptop or a gateway holds much more than the VPN: browsers, push services, media over DTLS. A
+group of flows (analyzer/sessions.py: the TLS connections of one client to one server address and port, and
+the DTLS flows joined to them) is reported as a VPN session only when something in the capture says it speaks
+the AnyConnect protocol. Everything else goes to the "other traffic" summary — never a session, never a finding.
+
+Evidence (code, strength; docs/findings.md "Which flows are a VPN session"):
+
+* decrypted (confirms): `aggregate-auth` (config-auth XML POSTs), `cstp-connect` (CONNECT /CSCOSSLC/tunnel or
+  a CONNECT answered with X-CSTP-* headers), `cstp-frames` (CSTP framing after the CONNECT), `webvpn-cookie` (the
+  gateway's session cookie set or presented), `downloader` (GETs of the downloader's paths);
+* strong (2 points): `dtls-same-port` (DTLS on the TLS connection's server address and port: TCP and UDP on one
+  gateway port), `dtls-resumes-session` (a DTLS ClientHello carrying a 32-byte session id: AnyConnect's legacy
+  X-DTLS-Session-ID resumption or PSK-NEGOTIATE's X-DTLS-App-ID), `dtls-0x0100` (Cisco's pre-standard DTLS
+  version, spoken only by AnyConnect-protocol peers), `cstp-record-pattern` (records of exactly a CSTP control
+  frame's protected size answered in kind, or repeated — DPD and keepalives), `confirmed-gateway` (the same server
+  address and port, or the same certificate or SNI, as a confirmed session's gateway);
+* medium (1 point): `dtls-same-server` (DTLS to the TLS server's address on another port, after the TLS
+  connection started).
+
+`--gateway ADDR[:PORT]` (`forced`) makes every group to that address (and port) a session and no other.
+A group is a session when it has decrypted evidence, is forced, or scores 2 points or more. Confidence:
+`confirmed` (decrypted evidence or forced), `high` (4+ points), `medium` (2–3 points).
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass, field
+
+STRONG, MEDIUM = 2, 1
+CSTP_HEADER = 8  # "STF", 1, length (2), type, 0
+CSTP_CONTROL_MIN = 2  # control-size records needed for the record pattern
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    """One --gateway ADDR[:PORT]."""
+
+    address: str
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> GatewaySpec:
+        """`198.18.0.1`, `198.18.0.1:443`, `2001:2::1`, `[2001:2::1]:8443`. Raises ValueError."""
+        t = text.strip()
+        port = None
+        if t.startswith("["):
+            host, _, rest = t[1:].partition("]")
+            if rest:
+                if not rest.startswith(":"):
+                    raise ValueError(f"bad gateway {text!r}")
+                port = int(rest[1:])
+        elif t.count(":") == 1:
+            host, _, p = t.partition(":")
+            port = int(p)
+        else:
+            host = t
+        addr = str(ipaddress.ip_address(host))
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"bad port in {text!r}")
+        return cls(addr, port)
+
+    def matches(self, address: str, port: int | None) -> bool:
+        try:
+            same = ipaddress.ip_address(address) == ipaddress.ip_address(self.address)
+        except ValueError:
+            same = address == self.address
+        return same and (self.port is None or port is None or port == self.port)
+
+
+@dataclass
+class Verdict:
+    """Why a group of flows is (or is not) an AnyConnect-protocol session."""
+
+    evidence: list[dict] = field(default_factory=list)  # {"code", "strength", "text", "frames"}
+    score: int = 0
+    decrypted: bool = False
+    forced: bool | None = None  # True/False when --gateway was given, else None
+
+    def add(self, code: str, strength: str, text: str, frames=()) -> None:
+        if any(e["code"] == code for e in self.evidence):
+            return
+        self.evidence.append({"code": code, "strength": strength, "text": text, "frames": list(frames)[:5]})
+        if strength == "decrypted":
+            self.decrypted = True
+        elif strength == "strong":
+            self.score += STRONG
+        elif strength == "medium":
+            self.score += MEDIUM
+
+    @property
+    def is_vpn(self) -> bool:
+        if self.forced is not None:
+            return self.forced
+        return self.decrypted or self.score >= STRONG
+
+    @property
+    def confidence(self) -> str:
+        if self.decrypted or self.forced:
+            return "confirmed"
+        return "high" if self.score >= 2 * STRONG else "medium"
+
+
+def cstp_control_size(version: int | None, suite_name: str | None) -> int | None:
+    """The TLS record length of a CSTP control frame (8 bytes, no payload) under this protection, if fixed."""
+    if version is None or not suite_name:
+        return None
+    if version >= 0x0304:
+        return CSTP_HEADER + 1 + 16  # inner content type + AEAD tag
+    if "GCM" in suite_name or "CCM" in suite_name and "CCM_8" not in suite_name:
+        return CSTP_HEADER + 8 + 16  # explicit nonce + tag
+    if "CHACHA20" in suite_name:
+        return CSTP_HEADER + 16
+    if "CBC" in suite_name and version >= 0x0302:
+        mac = 48 if suite_name.endswith("SHA384") else 32 if suite_name.endswith("SHA256") else 20
+        return 16 + ((CSTP_HEADER + mac + 1 + 15) // 16) * 16  # explicit IV + padded block(s)
+    return None
+
+
+def cstp_record_pattern(conn, suite_name: str | None) -> tuple[int, list[int]] | None:
+    """Protected records of exactly a CSTP control frame's size: (count, frames) when they form the pattern.
+
+    The pattern: a control-size record answered by one from the other side within 5 s (DPD request/response),
+    or control-size records from one side at least 5 s apart (keepalives). HTTP traffic has no records of these
+    exact sizes recurring like this.
+    """
+    sh = conn.server_hello
+    size = cstp_control_size(sh.version if sh else None, suite_name)
+    if size is None:
+        return None
+    ctl = {d: [(ts, fr) for ts, n, fr in conn.record_sizes[d] if n == size] for d in ("c2s", "s2c")}
+    pairs = [(a, b) for a in ctl["c2s"] for b in ctl["s2c"] if 0 <= b[0] - a[0] <= 5.0] + \
+            [(a, b) for a in ctl["s2c"] for b in ctl["c2s"] if 0 <= b[0] - a[0] <= 5.0]
+    spaced = [d for d in ("c2s", "s2c") if len(ctl[d]) >= CSTP_CONTROL_MIN
+              and any(y[0] - x[0] >= 5.0 for x, y in zip(ctl[d], ctl[d][1:]))]
+    n = len(ctl["c2s"]) + len(ctl["s2c"])
+    if (pairs and n >= CSTP_CONTROL_MIN) or spaced:
+        frames = sorted(fr for d in ("c2s", "s2c") for _, fr in ctl[d])
+        return n, frames
+    return None
+
+
+def other_traffic(pipe, vpn_conn_ids: set[int], vpn_flow_ids: set[int], top: int = 5) -> dict:
+    """The summary of everything that is not a VPN session: counts per protocol and server port, top talkers."""
+    rows: Counter = Counter()
+    flows: Counter = Counter()
+    talkers: Counter = Counter()
+    for c in pipe.tcp.values():
+        if id(c) in vpn_conn_ids:
+            continue
+        proto = "TLS" if c.is_tls else "TCP"
+        b = (sum(c.encrypted_bytes.values()) + sum(c.app_bytes.values())) if c.is_tls else c.other_bytes
+        key = (proto, c.server[1])
+        flows[key] += 1
+        rows[key] += b
+        talkers[(c.client[0], c.server[0])] += b
+    for f in pipe.udp.values():
+        if id(f) in vpn_flow_ids:
+            continue
+        key = ("DTLS", f.server[1])
+        b = sum(f.bytes.values())
+        flows[key] += 1
+        rows[key] += b
+        talkers[(f.client[0], f.server[0])] += b
+    for client, server, _first, _last, _n, b in pipe.udp_other.values():
+        key = ("UDP", server[1])
+        flows[key] += 1
+        rows[key] += b
+        talkers[(client[0], server[0])] += b
+    by_proto = [{"protocol": p, "server_port": port, "flows": n, "bytes": rows[(p, port)]}
+                for (p, port), n in sorted(flows.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return {
+        "flows": sum(flows.values()),
+        "bytes": sum(rows.values()),
+        "by_protocol": by_proto[:50],
+        "more_protocols": max(0, len(by_proto) - 50),
+        "top_talkers": [{"client": a, "server": b, "bytes": n} for (a, b), n in talkers.most_common(top)],
+        "unitemised_udp_datagrams": pipe.udp_other_overflow,
+    }
+
+
+def _suite(conn) -> str | None:
+    from dissectors.tls.names import cipher_suite_name  # noqa: PLC0415
+
+    sh = conn.server_hello
+    return cipher_suite_name(sh.cipher_suite) if sh is not None else None
+
+
+def _cert_sha1(conn) -> str | None:
+    if conn.certificates is None or not conn.certificates.certificates:
+        return None
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha1(bytes(conn.certificates.certificates[0])).hexdigest()
+
+
+def judge(groups, gateways: list[GatewaySpec] | None = None, downloader_paths=()) -> list[Verdict]:
+    """One Verdict per group (same order). See the module docstring for the evidence and the thresholds."""
+    verdicts = [_own_evidence(g, downloader_paths) for g in groups]
+    if gateways:
+        for g, v in zip(groups, verdicts):
+            _, addr, port = g.key
+            # TLS groups by address and port; DTLS seen without its TLS connection by address (X-DTLS-Port may
+            # differ from the TLS port)
+            v.forced = any(gw.matches(addr, port) for gw in gateways) if g.conns else \
+                any(gw.matches(f.server[0], None) for f in g.dtls for gw in gateways)
+            if v.forced:
+                v.add("forced", "decrypted" if v.decrypted else "strong", "--gateway names this gateway")
+        return verdicts
+    # a confirmed gateway vouches for other connections to it (same address and port, certificate or SNI)
+    confirmed = [(g, v) for g, v in zip(groups, verdicts) if v.is_vpn]
+    endpoints = {(g.key[1], g.key[2]) for g, _ in confirmed if g.conns}
+    certs = {s for g, _ in confirmed for cn in g.conns if (s := _cert_sha1(cn.c))}
+    snis = {cn.c.client_hello.sni for g, _ in confirmed for cn in g.conns
+            if cn.c.client_hello is not None and cn.c.client_hello.sni}
+    for g, v in zip(groups, verdicts):
+        if v.is_vpn or not g.conns:
+            continue
+        c = g.conns[0].c
+        if (g.key[1], g.key[2]) in endpoints:
+            v.add("confirmed-gateway", "strong", f"same gateway {fmt_endpoint(g.key[1], g.key[2])} as a confirmed "
+                  "session", [c.first_frame])
+        elif (sha := _cert_sha1(c)) and sha in certs:
+            v.add("confirmed-gateway", "strong", "the server presents a confirmed gateway's certificate",
+                  [c.certificates.frame])
+        elif c.client_hello is not None and c.client_hello.sni and c.client_hello.sni in snis:
+            v.add("confirmed-gateway", "strong", f"SNI {c.client_hello.sni} names a confirmed gateway",
+                  [c.client_hello.frame])
+    return verdicts
+
+
+def _own_evidence(g, downloader_paths) -> Verdict:
+    v = Verdict()
+    _, gw_addr, gw_port = g.key
+    for cn in g.conns:
+        if any(rq is not None for _, rq, _ in cn.posts):
+            ex = next(ex for ex, rq, _ in cn.posts if rq is not None)
+            v.add("aggregate-auth", "decrypted", "aggregate-auth (config-auth XML) POSTs", [ex.request.frame])
+        for ex in cn.connects:
+            resp = ex.response
+            if ex.request.target.upper().startswith("/CSCOSSLC/") or (
+                    resp is not None and any(k.lower().startswith("x-cstp-") for k, _ in resp.headers)):
+                v.add("cstp-connect", "decrypted", f"CONNECT {ex.request.target}", [ex.request.frame])
+        if cn.c.tunnel is not None and cn.c.tunnel.frames["c2s"] or cn.c.tunnel is not None and \
+                cn.c.tunnel.frames["s2c"]:
+            v.add("cstp-frames", "decrypted", "CSTP frames after the CONNECT", [cn.c.tunnel_frame or cn.c.first_frame])
+        if cn.cookies_presented or cn.cookies_issued:
+            v.add("webvpn-cookie", "decrypted", "the gateway's webvpn session cookie", [cn.c.first_frame])
+        if any(ex.request.target.startswith(p) for ex in cn.gets for p in downloader_paths):
+            ex = next(ex for ex in cn.gets if any(ex.request.target.startswith(p) for p in downloader_paths))
+            v.add("downloader", "decrypted", f"downloader GET {ex.request.target}", [ex.request.frame])
+        if not cn.c.decrypted and cn.c.is_tls:
+            pat = cstp_record_pattern(cn.c, _suite(cn.c))
+            if pat is not None:
+                n, frames = pat
+                v.add("cstp-record-pattern", "strong", f"{n} records of a CSTP control frame's size (DPD/keepalive "
+                      f"pattern) on tcp.stream {cn.c.index}", frames)
+    first_tls = min((cn.c.first_ts for cn in g.conns), default=None)
+    for f in g.dtls:
+        first = f.hellos[0] if f.hellos else None
+        if f.server == (gw_addr, gw_port) and g.conns:
+            v.add("dtls-same-port", "strong", f"DTLS on the TLS gateway's port {fmt_endpoint(gw_addr, gw_port)} "
+                  "(TCP and UDP on one gateway port)", [f.first_frame])
+        elif f.server[0] == gw_addr and g.conns and first_tls is not None and f.first_ts >= first_tls:
+            v.add("dtls-same-server", "medium", f"DTLS to the TLS gateway's address on UDP {f.server[1]} after the "
+                  "TLS connection", [f.first_frame])
+        if first is not None and len(first.get("session_id") or "") == 64:
+            v.add("dtls-resumes-session", "strong", "DTLS ClientHello resumes a 32-byte session id (AnyConnect "
+                  "X-DTLS-Session-ID or PSK-NEGOTIATE App-ID)", [first["frame"]])
+        if f.version == 0x0100 or any(h.get("version") == 0x0100 for h in f.hellos):
+            v.add("dtls-0x0100", "strong", "Cisco's pre-standard DTLS 0x0100", [f.first_frame])
+        if f.keys_source is not None:
+            v.add("dtls-keys-from-connect", "decrypted", "DTLS keys derived from the CONNECT exchange",
+                  [f.first_frame])
+    return v
+
+
+def fmt_endpoint(addr: str, port: int | None) -> str:
+    """`198.18.0.1:443`, `[2001:2::1]:443` (RFC 3986 brackets for IPv6)."""
+    if port is None:
+        return addr
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def split_endpoint(text: str) -> tuple[str, int | None]:
+    """The inverse of `fmt_endpoint`: `198.18.0.1:443` / `[2001:2::1]:443` -> (address, port)."""
+    if text.startswith("["):
+        addr, _, rest = text[1:].partition("]")
+        return addr, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    addr, _, port = text.rpartition(":")
+    if not addr or ":" in addr:  # a bare IPv6 address, or no port
+        return text, None
+    return addr, int(port) if port.isdigit() else None

@@ -1,10 +1,10 @@
 """The fast lane of one direction of an established DTLS flow (see `Pipeline.feed` and docs/architecture.md).
 
-`Pipeline.feed` hands the lane a raw frame that `dissectors.packet.plain_ipv4` found to be a plain IPv4 packet of
-this flow. The lane is a short sequence of public calls, each the common case of the layer it belongs to, each
-declining (None / False, having changed nothing) when the frame is anything else:
+`Pipeline.feed` hands the lane a raw frame and its `dissectors.packet.plain_ipv4` view (a plain IPv4 packet of
+this flow whose UDP and IP lengths agree, and where the datagram is). The lane is a short sequence of public
+calls, each the common case of the layer it belongs to, each declining (None / False, having changed nothing)
+when the frame is anything else:
 
-* `dissectors.packet.udp_payload_start`: where the UDP payload starts (the UDP and IP lengths agree);
 * `DTLSConnection.feed_application_record`: exactly one application-data record of an epoch one handshake
   protects, and it decrypts — its content;
 * then what the general path leaves behind, which cannot fail: `FlowTable.touch` (flow table order, the flow's
@@ -13,8 +13,6 @@ declining (None / False, having changed nothing) when the frame is anything else
 A frame the lane declines takes the general path (FlowTable → DTLSFlow → DTLSConnection → ChannelStats).
 """
 from __future__ import annotations
-
-from dissectors.packet import udp_payload_start
 
 
 class DTLSLane:
@@ -31,11 +29,8 @@ class DTLSLane:
         """The lane of ``direction`` of UDP ``flow`` (in FlowTable ``flows``) whose DTLSFlow is ``tracker``."""
         return cls(tracker, flow, flows, direction) if flows.holds(flow) else None
 
-    def __call__(self, data, off: int, total: int, ts: float, frame: int) -> bool:
-        start = udp_payload_start(data, off, total)
-        if start is None:
-            return False
-        end = off + total
+    def __call__(self, data, view: tuple, ts: float, frame: int) -> bool:
+        _proto, _addresses, start, end = view
         direction = self.direction
         content = self.dtls.feed_application_record(direction, data, start, end)
         if content is None:

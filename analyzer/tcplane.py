@@ -1,10 +1,10 @@
 """The fast lane of one direction of a TCP connection that carries an established CSTP tunnel.
 
-`Pipeline.feed` hands the lane a raw frame that `dissectors.packet.plain_ipv4` found to be a plain IPv4 packet of
-this connection (see docs/architecture.md). The lane is a short sequence of public calls, each the common case of
-the layer it belongs to, each declining (None / False, having changed nothing) when the frame is anything else:
+`Pipeline.feed` hands the lane a raw frame and its `dissectors.packet.plain_ipv4` view (a plain IPv4 packet of
+this connection: TCP sequence and acknowledgement numbers, flags, where the payload is; docs/architecture.md).
+The lane is a short sequence of public calls, each the common case of the layer it belongs to, each declining
+(None / False, having changed nothing) when the frame is anything else:
 
-* `dissectors.packet.tcp_segment`: the TCP header fields;
 * `TCPStream.feed_next`: the next in-order segment or a pure ACK (else False: the frame takes the general path);
 * `FlowTable.touch`: the flow table's order;
 * `TCPConnection.on_segment_data` with the segment's bytes: there `TLSConnection.feed_application_data` (the
@@ -17,8 +17,6 @@ Past the TCP layer nothing is declined any more: a state that a layer's fast met
 that layer's general method with the same bytes, exactly as the general path would.
 """
 from __future__ import annotations
-
-from dissectors.packet import tcp_segment
 
 
 class TCPLane:
@@ -39,16 +37,12 @@ class TCPLane:
             return None
         return cls(stream, conn, flows, direction) if flows.holds(stream) else None
 
-    def __call__(self, data, off: int, total: int, ts: float, frame: int) -> bool:
-        segment = tcp_segment(data, off, total)
-        if segment is None:
-            return False
-        seq, ack, flags, start, length = segment
+    def __call__(self, data, view: tuple, ts: float, frame: int) -> bool:
+        _proto, _addresses, seq, ack, flags, start, end = view
         stream = self.stream
-        if not stream.feed_next(self.direction, seq, ack, flags, length, ts, frame):
+        if not stream.feed_next(self.direction, seq, ack, flags, end - start, ts, frame):
             return False
         self.flows.touch(stream, ts, frame)
-        if not length:
-            return True
-        self.conn.on_segment_data(self.direction, data[start:start + length], ts, frame)
+        if start != end:
+            self.conn.on_segment_data(self.direction, data[start:end], ts, frame)
         return True

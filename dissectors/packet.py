@@ -59,8 +59,6 @@ __all__ = [
     "internet_checksum",
     "ipv4_addresses",
     "plain_ipv4",
-    "tcp_segment",
-    "udp_payload_start",
 ]
 
 
@@ -171,7 +169,7 @@ _u_ip4 = struct.Struct("!BBHHHBBHII").unpack_from  # vihl tos total id frag ttl 
 _u_ip4_plain = struct.Struct("!BxHxxHxB").unpack_from  # vihl total frag proto (plain_ipv4)
 _u_ip6 = struct.Struct("!IHBB").unpack_from  # vtcfl plen nh hlim
 _u_tcp = struct.Struct("!HHIIHH").unpack_from  # sport dport seq ack offflags window
-_u_tcp_seq = struct.Struct("!4xIIH").unpack_from  # the same header's seq ack offflags (tcp_segment)
+_u_tcp_seq = struct.Struct("!4xIIH").unpack_from  # the same header's seq ack offflags (plain_ipv4)
 _u_HH = struct.Struct("!HH").unpack_from
 _u_HHH = struct.Struct("!HHH").unpack_from
 _u_H = struct.Struct("!H").unpack_from
@@ -485,13 +483,15 @@ def decode(linktype: int, data: bytes) -> Packet | None:
 # and the frame then goes through decode().
 
 
-def plain_ipv4(linktype: int, data) -> tuple[int, bytes, int, int] | None:
-    """``(protocol, addresses, offset, total length)`` of a frame that holds a *plain* IPv4 packet: on Ethernet
-    (no VLAN tag), Linux cooked (SLL, SLL2) or raw IP, a 20-byte header (no options), not a fragment, all of it
-    captured, at least 28 bytes long (and 40 bytes captured from the IP header on). ``addresses`` are the 12
+def plain_ipv4(linktype: int, data) -> tuple | None:
+    """The transport view of a frame that holds a *plain* IPv4 packet: on Ethernet (no VLAN tag), Linux cooked
+    (SLL, SLL2) or raw IP, a 20-byte IP header (no options), not a fragment, all of it captured, with a TCP header
+    whose data offset fits or a UDP length that agrees with the IP length. For TCP
+    ``(6, addresses, seq, ack, flags, payload start, payload end)`` (``flags``: the 9 flag bits), for UDP
+    ``(17, addresses, payload start, payload end)``; positions are offsets in ``data``; ``addresses`` are the 12
     bytes source address, destination address, source port and destination port as they stand on the wire
-    (`ipv4_addresses` makes the same bytes from printable values); ``offset`` is where the IP header starts.
-    None for any other frame."""
+    (`ipv4_addresses` makes the same bytes from printable values). None for any other frame: decode() reads
+    every frame, this reads the same headers for the plain case only (the fast lanes' view)."""
     n = len(data)
     if linktype == 1:  # Ethernet, EtherType IPv4 (0x0800)
         off = 14
@@ -515,7 +515,17 @@ def plain_ipv4(linktype: int, data) -> tuple[int, bytes, int, int] | None:
     # version 4, 20-byte header; neither more fragments nor a fragment offset; all of it captured
     if vihl != 0x45 or fragw & 0x3FFF or total < 28 or total > n - off:
         return None
-    return proto, data[off + 12:off + 24], off, total
+    if proto == 6:
+        seq, ack, offflags = _u_tcp_seq(data, off + 20)
+        doff = (offflags >> 12) << 2
+        if doff < 20 or doff > total - 20:
+            return None
+        return 6, data[off + 12:off + 24], seq, ack, offflags & 0x1FF, off + 20 + doff, off + total
+    if proto == 17:
+        if ((data[off + 24] << 8) | data[off + 25]) != total - 20:  # UDP length
+            return None
+        return 17, data[off + 12:off + 24], off + 28, off + total
+    return None
 
 
 def ipv4_addresses(src: str, sport: int, dst: str, dport: int) -> bytes | None:
@@ -527,26 +537,6 @@ def ipv4_addresses(src: str, sport: int, dst: str, dport: int) -> bytes | None:
         return inet_aton(src) + inet_aton(dst) + sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
     except (OSError, OverflowError, AttributeError, TypeError):
         return None
-
-
-def tcp_segment(data, off: int, total: int) -> tuple[int, int, int, int, int] | None:
-    """``(seq, ack, flags, payload offset, payload length)`` of the TCP segment in the plain IPv4 packet at
-    ``data[off:off + total]`` (see `plain_ipv4`), read as decode() reads it (``flags``: the 9 flag bits); None if
-    its data offset cannot be right (decode() gives no Packet for it)."""
-    seq, ack, offflags = _u_tcp_seq(data, off + 20)
-    doff = (offflags >> 12) << 2
-    if doff < 20 or doff > total - 20:
-        return None
-    return seq, ack, offflags & 0x1FF, off + 20 + doff, total - 20 - doff
-
-
-def udp_payload_start(data, off: int, total: int) -> int | None:
-    """Where the payload of the UDP datagram in the plain IPv4 packet at ``data[off:off + total]`` (see
-    `plain_ipv4`) starts — it ends at ``off + total`` — when the UDP length agrees with the IP length; None
-    otherwise (decode() settles the disagreement)."""
-    if ((data[off + 24] << 8) | data[off + 25]) != total - 20:
-        return None
-    return off + 28
 
 
 # --- reassembly of IP fragments ----------------------------------------------------------------------

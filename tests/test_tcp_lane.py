@@ -38,8 +38,8 @@ def _lane_frames(monkeypatch, capture: Path, keylog: Path) -> tuple[list[int], o
     taken: list[int] = []
     orig = tcplane.TCPLane.__call__
 
-    def spy(self, data, off, total, ts, frame):
-        ok = orig(self, data, off, total, ts, frame)
+    def spy(self, data, view, ts, frame):
+        ok = orig(self, data, view, ts, frame)
         if ok:
             taken.append(frame)
         return ok
@@ -280,8 +280,8 @@ def test_tcp_lane_declines_what_it_does_not_mirror(monkeypatch, lane_taken_data_
     declined: list[int] = []
     orig = tcplane.TCPLane.__call__
 
-    def spy(self, data, off, total, ts, frame):
-        ok = orig(self, data, off, total, ts, frame)
+    def spy(self, data, view, ts, frame):
+        ok = orig(self, data, view, ts, frame)
         if not ok:
             declined.append(frame)
         return ok

@@ -46,6 +46,8 @@ class Pipeline:
         self.tcp: dict[int, TCPConnection] = {}
         self.udp: dict[int, DTLSFlow] = {}
         self.udp_ignored: set[int] = set()
+        self.udp_other: dict[int, list] = {}  # UDP flows that are not DTLS, for the "other traffic" summary
+        self.udp_other_overflow = 0  # datagrams of such flows beyond MAX_OTHER_FLOWS (not itemised)
         self.icmp_unreachable: list[dict] = []
         self.dtls_keys: dict[bytes, DTLSKeyInfo] = {}
         self._dtls_ports: set[int] = set()
@@ -164,11 +166,24 @@ class Pipeline:
         if t is tcp_mod.Datagram:
             idx = ev.flow_index
             if idx in self.udp_ignored:
+                other = self.udp_other.get(idx)
+                if other is not None:
+                    other[4] += 1
+                    other[5] += len(ev.data)
+                    other[3] = ev.ts
                 return
             tracker = self.udp.get(idx)
             if tracker is None:
                 if not looks_like_dtls(ev.data):
                     self.udp_ignored.add(idx)
+                    if len(self.udp_other) < MAX_OTHER_FLOWS:
+                        client, server = (ev.src, ev.sport), (ev.dst, ev.dport)
+                        if flow is not None and hasattr(flow, "a"):
+                            client, server = _udp_roles(tuple(flow.a), tuple(flow.b))
+                        # [client, server, first_ts, last_ts, datagrams, bytes]
+                        self.udp_other[idx] = [client, server, ev.ts, ev.ts, 1, len(ev.data)]
+                    else:
+                        self.udp_other_overflow += 1
                     return
                 sender_is_server = self._dtls_sender_is_server(ev)
                 a, b = (ev.src, ev.sport), (ev.dst, ev.dport)
@@ -199,8 +214,12 @@ class Pipeline:
                 return
             conn = TCPConnection(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
                                  self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers)
+            conn.syn_seen = bool(flow.syn_seen)
             self.tcp[flow.index] = conn
         if conn.is_tls is False:
+            if t is tcp_mod.StreamData:  # not TLS: counted for the "other traffic" summary only
+                conn.other_bytes += len(ev.data)
+                conn.last_ts = ev.ts
             return
         conn.on_flow_event(ev)
         if t is tcp_mod.StreamData and self.fast_lanes and conn.lane_flow is not flow and conn.http.tunnel:
@@ -270,6 +289,19 @@ class Pipeline:
             conn.finish()
         for flow in self.udp.values():
             flow.finish()
+
+
+MAX_OTHER_FLOWS = 1 << 16  # UDP flows itemised in the "other traffic" summary (memory stays bounded)
+
+
+def _udp_roles(a: tuple, b: tuple) -> tuple[tuple, tuple]:
+    """(client, server) of a UDP flow: the end on a well-known/lower port is the server."""
+    pa, pb = a[1] or 0, b[1] or 0
+    if (pa < 1024) != (pb < 1024):
+        return (b, a) if pa < 1024 else (a, b)
+    if pa != pb:
+        return (b, a) if pa < pb else (a, b)
+    return a, b
 
 
 def _int(v) -> int | None:

@@ -24,6 +24,10 @@ MAX_SAMPLES = 200
 
 
 _TYPE_NAMES = {int(t): t.name for t in cstp_mod.CSTPType}
+# CSTP frame types as plain ints: IntEnum comparisons cost a Python-level call each on the per-frame path
+_DATA, _COMPRESSED = int(cstp_mod.DATA), int(cstp_mod.CSTPType.COMPRESSED_DATA)
+_DPD_REQ, _DPD_RESP, _KEEPALIVE = int(cstp_mod.DPD_REQ), int(cstp_mod.DPD_RESP), int(cstp_mod.KEEPALIVE)
+_DISCONNECT, _TERMINATE = int(cstp_mod.DISCONNECT), int(cstp_mod.CSTPType.TERMINATE)
 
 
 def _new_dir_counts() -> dict:
@@ -82,11 +86,11 @@ class ChannelStats:
         c = self.frames[direction].setdefault(name, [0, 0])
         c[0] += 1
         c[1] += payload_len
-        if t == 0 or t == 8:  # DATA, COMPRESSED DATA: the hot path
+        if t == _DATA or t == _COMPRESSED:  # the hot path
             self._data(direction, ts, frame, packet, mtu, sink, channel)
             return
         other = "s2c" if direction == "c2s" else "c2s"
-        if t == 3:  # DPD-REQ
+        if t == _DPD_REQ:
             self.dpd_total[direction] += 1
             entry = {"direction": direction, "ts": ts, "frame": frame, "size": payload_len, "answered_ts": None,
                      "answer_frame": None, "rtt": None}
@@ -99,17 +103,17 @@ class ChannelStats:
             if prev is not None:
                 self.dpd_unanswered += 1
             self._pending_dpd[direction] = entry
-        elif t == 4:  # DPD-RESP
+        elif t == _DPD_RESP:
             req = self._pending_dpd.pop(other, None)
             if req is not None:
                 req["answered_ts"] = ts
                 req["answer_frame"] = frame
                 req["rtt"] = round(ts - req["ts"], 6)
-        elif t == 7:  # KEEPALIVE
+        elif t == _KEEPALIVE:
             self.keepalives[direction] += 1
             if len(self.keepalive_times[direction]) < MAX_SAMPLES:
                 self.keepalive_times[direction].append(ts)
-        elif t == 5 or t == 9:  # DISCONNECT, TERMINATE
+        elif t == _DISCONNECT or t == _TERMINATE:
             if self.disconnect is None:
                 self.disconnect = {"direction": direction, "type": name, "ts": ts, "frame": frame,
                                    "reason": cstp_mod.parse_disconnect_reason(payload)}

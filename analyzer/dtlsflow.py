@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dissectors import cstp
+from dissectors.dtls import events as dtls_ev
 from dissectors.dtls.events import DTLSApplicationData as _AppData
+from dissectors.dtls.record import DTLS10, DTLS12, DTLS_BAD_VER
 
 from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
 
 if TYPE_CHECKING:
     from .host import TrackerHost
 
-DTLS_VERSIONS = {0x0100: "DTLS 0x0100", 0xFEFF: "DTLS 1.0", 0xFEFD: "DTLS 1.2"}
+_CSTP_DATA = int(cstp.DATA)  # the type byte of a DATA packet on the DTLS channel
+DTLS_VERSIONS = {DTLS_BAD_VER: "DTLS 0x0100", DTLS10: "DTLS 1.0", DTLS12: "DTLS 1.2"}
 
 
 def looks_like_dtls(data: bytes) -> bool:
@@ -96,7 +100,7 @@ class DTLSFlow:
         if data:
             ftype = data[0]
             payload = data[1:]
-            if ftype == 0:
+            if ftype == _CSTP_DATA:
                 self.channel.data(direction, ts, frame, payload, self.mtu, self.host.inner_packet, "dtls")
             else:
                 self.channel.add(direction, ftype, len(payload), ts, frame, None, self.mtu, payload,
@@ -115,8 +119,7 @@ class DTLSFlow:
         if t is _AppData:  # the hot path first
             self.on_application_data(ev.direction, ev.data, ev.ts, ev.frame)
             return
-        name = t.__name__
-        if name == "DTLSClientHello":
+        if t is dtls_ev.DTLSClientHello:
             self.hello_total += 1
             if self.session_id is None and ev.session_id:
                 self.session_id = bytes(ev.session_id)
@@ -125,20 +128,20 @@ class DTLSFlow:
                 self.hellos.append({"ts": ev.ts, "frame": ev.frame, "retransmission": bool(ev.retransmission),
                                     "session_id": bytes(ev.session_id).hex(), "version": ev.version,
                                     "cookie": bool(ev.cookie)})
-        elif name == "DTLSHelloVerifyRequest":
+        elif t is dtls_ev.DTLSHelloVerifyRequest:
             if len(self.hello_verify) < MAX_SAMPLES:
                 self.hello_verify.append({"ts": ev.ts, "frame": ev.frame, "cookie_length": len(ev.cookie)})
-        elif name == "DTLSServerHello":
+        elif t is dtls_ev.DTLSServerHello:
             if self.server_hello is None:
                 self.server_hello = {"ts": ev.ts, "frame": ev.frame, "session_id": bytes(ev.session_id).hex(),
                                      "cipher_suite": ev.cipher_suite, "version": ev.version}
             self.version = ev.version
             self.cipher_suite = ev.cipher_suite
-        elif name == "DTLSAlert":
+        elif t is dtls_ev.DTLSAlert:
             if len(self.alerts) < MAX_PROBLEMS:
                 self.alerts.append({"direction": ev.direction, "level": ev.level, "description": ev.description,
                                     "name": ev.name, "encrypted": ev.encrypted, "ts": ev.ts, "frame": ev.frame})
-        elif name == "DTLSUndecrypted":
+        elif t is dtls_ev.DTLSUndecrypted:
             self.undecrypted += 1
             self.undecrypted_reason = ev.reason
             if ev.direction in self.undecrypted_records:
@@ -148,7 +151,7 @@ class DTLSFlow:
                     self.first_protected_handshake[ev.direction] = (ev.ts, ev.frame)
                 elif ev.content_type == 23 and self.first_protected_data is None:
                     self.first_protected_data = (ev.ts, ev.frame)
-        elif name == "DTLSRecordError":
+        elif t is dtls_ev.DTLSRecordError:
             if len(self.problems) < MAX_PROBLEMS:
                 self.problems.append({"message": ev.message, "ts": ev.ts, "frame": ev.frame})
 

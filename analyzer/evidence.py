@@ -29,6 +29,8 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dissectors.dtls.record import DTLS_BAD_VER
+
 STRONG, MEDIUM = 2, 1
 CSTP_HEADER = 8  # "STF", 1, length (2), type, 0
 CSTP_CONTROL_MIN = 2  # control-size records needed for the record pattern
@@ -269,7 +271,7 @@ def _own_evidence(g, downloader_paths) -> Verdict:
         if first is not None and len(first.get("session_id") or "") == 64:
             v.add("dtls-resumes-session", "strong", "DTLS ClientHello resumes a 32-byte session id (AnyConnect "
                   "X-DTLS-Session-ID or PSK-NEGOTIATE App-ID)", [first["frame"]])
-        if f.version == 0x0100 or any(h.get("version") == 0x0100 for h in f.hellos):
+        if f.version == DTLS_BAD_VER or any(h.get("version") == DTLS_BAD_VER for h in f.hellos):
             v.add("dtls-0x0100", "strong", "Cisco's pre-standard DTLS 0x0100", [f.first_frame])
         if f.keys_source is not None:
             v.add("dtls-keys-from-connect", "decrypted", "DTLS keys derived from the CONNECT exchange",

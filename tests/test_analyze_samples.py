@@ -5,7 +5,6 @@ it came up, DTLS ClientHello times (vs tshark), inner packet counts per directio
 """
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
@@ -17,33 +16,7 @@ from analyzer.analyze import analyze_paths, load_keys
 from analyzer.report.json_report import to_document
 
 from .conftest import facts, sample
-
-ALL = ["baseline", "dtls-blocked", "legacy-dtls", "legacy-dtls09", "group-select", "mtu", "auth-fail", "tls12-rsa",
-       "downloader", "cert-expired", "cert-wrong-name", "client-cert-request", "dpd-loss", "reconnect",
-       "nat-rebinding"]
-CONNECTED = [n for n in ALL if n != "auth-fail"]
-
-
-@functools.lru_cache(maxsize=None)
-def doc(name: str, show_secrets: bool = True, rsa_only: bool = False) -> dict:
-    d = sample(name)
-    if rsa_only:
-        keys, info = load_keys([], [d / "server-key.pem"])
-    else:
-        keys, info = load_keys([d / "keys.log"], [])
-    analysis = analyze_paths([d / "capture.pcapng"], keys, info)
-    return to_document(analysis, version=__version__, show_secrets=show_secrets)
-
-
-def session(name: str, **kw) -> dict:
-    sessions = doc(name, **kw)["sessions"]
-    # the lab makes one VPN session per scenario (the downloader's three TLS sessions included)
-    assert len(sessions) == 1, [s["connections"] for s in sessions]
-    return sessions[0]
-
-
-def phase(s: dict, name: str) -> dict:
-    return next(p for p in s["phases"] if p["phase"] == name)
+from .helpers import ALL, CONNECTED, doc, phase, session
 
 
 def test_document_top_level_shape():

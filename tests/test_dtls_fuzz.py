@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from dissectors.dtls import DTLSConnection, DTLSKeys, DTLSRecordError
 from dissectors.dtls.handshake import Fragment, Reassembler, parse_client_hello, parse_server_hello
 from dissectors.dtls.record import split_datagram
-from tests.test_dtls_vectors import PSK, VECTORS, datagrams
+from tests.dtls_vectors import PSK, VECTORS, datagrams
 
 KEYS = [None, DTLSKeys.psk(PSK), DTLSKeys.legacy(b"\x01" * 32, b"\x02" * 48)]
 VERSIONS = [0x0100, 0xFEFF, 0xFEFD]

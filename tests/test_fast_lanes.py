@@ -12,24 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.analyze import analyze_paths, load_keys
-from analyzer.report.json_report import to_document
+from .helpers import analyze_with_and_without_lanes
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(p.parent for p in (ROOT / "samples").rglob("facts.json") if (p.parent / "capture.pcapng").exists())
 CORPUS = ROOT / "tests" / "corpus" / "generated"
-
-
-def _run(capture: Path, keylog: Path | None, rsa_key: Path | None, fast: bool):
-    keys, info = load_keys([keylog] if keylog and keylog.exists() else [], [rsa_key] if rsa_key else [])
-    inner: list = []
-    pipes: list = []
-    analysis = analyze_paths([capture], keys, info, inner_sink=lambda *a: inner.append(a), fast_lanes=fast,
-                             on_pipeline=pipes.append)
-    doc = to_document(analysis, version="test", show_secrets=True)
-    for c in doc.get("captures", []):
-        c.pop("analysis_seconds", None)
-    return json.dumps(doc, sort_keys=True, default=str), inner, pipes[0]
+_run = analyze_with_and_without_lanes
 
 
 def _rsa(d: Path) -> Path | None:

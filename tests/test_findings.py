@@ -13,7 +13,7 @@ import pytest
 from analyzer.rules import RULE_MODULES
 
 from .conftest import ROOT
-from .test_analyze_samples import doc
+from .helpers import doc
 
 EXPECTED = {
     "baseline": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},

@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 
 from .conftest import ROOT
-from .test_analyze_samples import ALL, doc
+from .helpers import ALL, doc
 
 SCHEMA = json.loads((ROOT / "docs" / "acflow-report.schema.json").read_text())
 

@@ -25,7 +25,7 @@ from lab.netns import missing_tools
 from lab.runner import REQUIRED_TOOLS
 
 from .conftest import ROOT
-from .test_lab_live import _require
+from .helpers import require as _require
 
 pytestmark = pytest.mark.lab
 

@@ -17,14 +17,8 @@ from lab.netns import missing_tools
 from lab.runner import REQUIRED_TOOLS
 
 from .conftest import ROOT
+from .helpers import require as _require
 from .oracle import tshark_fields
-
-
-def _require(cond: bool, why: str) -> None:
-    if not cond:
-        if os.environ.get("CI"):
-            pytest.fail(f"live lab prerequisite missing in CI: {why}")
-        pytest.skip(why)
 
 
 @pytest.mark.lab

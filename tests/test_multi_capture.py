@@ -17,7 +17,7 @@ from analyzer.report import render
 from analyzer.report.json_report import to_document
 
 from .conftest import sample
-from .test_analyze_samples import doc as single_doc
+from .helpers import doc as single_doc
 
 
 def _tshark_flows(tshark: str, path) -> dict[tuple[str, int], set]:

@@ -17,7 +17,7 @@ from analyzer import tcplane
 from analyzer.capture import read_capture
 from dissectors.pcapfile import Frame
 
-from .test_fast_lanes import _run as _run_both_ways
+from .helpers import analyze_with_and_without_lanes as _run_both_ways
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "dtls-blocked"
@@ -430,7 +430,7 @@ def test_tcp_lane_gives_the_same_analysis_when_cstp_frames_and_records_do_not_ma
 
 # -- synthetic tunnels: every kind of record protection -------------------------------------------------------
 
-from tests.test_tls_connection import OP_NO_ENCRYPT_THEN_MAC, OPENSSL, generate, pki  # noqa: E402, F401
+from tests.tls_sessions import OP_NO_ENCRYPT_THEN_MAC, OPENSSL, generate, pki  # noqa: E402, F401
 
 
 def _cstp(ptype: int, payload: bytes = b"") -> bytes:

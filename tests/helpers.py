@@ -1,0 +1,63 @@
+"""Helpers shared by several test modules (test modules never import each other)."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from analyzer import __version__
+from analyzer.analyze import analyze_paths, load_keys
+from analyzer.report.json_report import to_document
+
+from .conftest import sample
+
+ALL = ["baseline", "dtls-blocked", "legacy-dtls", "legacy-dtls09", "group-select", "mtu", "auth-fail", "tls12-rsa",
+       "downloader", "cert-expired", "cert-wrong-name", "client-cert-request", "dpd-loss", "reconnect",
+       "nat-rebinding"]
+CONNECTED = [n for n in ALL if n != "auth-fail"]
+
+
+@functools.lru_cache(maxsize=None)
+def doc(name: str, show_secrets: bool = True, rsa_only: bool = False) -> dict:
+    d = sample(name)
+    if rsa_only:
+        keys, info = load_keys([], [d / "server-key.pem"])
+    else:
+        keys, info = load_keys([d / "keys.log"], [])
+    analysis = analyze_paths([d / "capture.pcapng"], keys, info)
+    return to_document(analysis, version=__version__, show_secrets=show_secrets)
+
+
+def session(name: str, **kw) -> dict:
+    sessions = doc(name, **kw)["sessions"]
+    # the lab makes one VPN session per scenario (the downloader's three TLS sessions included)
+    assert len(sessions) == 1, [s["connections"] for s in sessions]
+    return sessions[0]
+
+
+def phase(s: dict, name: str) -> dict:
+    return next(p for p in s["phases"] if p["phase"] == name)
+
+
+def require(cond: bool, why: str) -> None:
+    """A live-lab prerequisite: skip when missing, but fail in CI (where .ci/run installs everything)."""
+    if not cond:
+        if os.environ.get("CI"):
+            pytest.fail(f"live lab prerequisite missing in CI: {why}")
+        pytest.skip(why)
+
+
+def analyze_with_and_without_lanes(capture: Path, keylog: Path | None, rsa_key: Path | None, fast: bool):
+    """One analysis with (fast=True) or without fast lanes: (JSON with secrets, inner packets, pipeline)."""
+    keys, info = load_keys([keylog] if keylog and keylog.exists() else [], [rsa_key] if rsa_key else [])
+    inner: list = []
+    pipes: list = []
+    analysis = analyze_paths([capture], keys, info, inner_sink=lambda *a: inner.append(a), fast_lanes=fast,
+                             on_pipeline=pipes.append)
+    doc = to_document(analysis, version="test", show_secrets=True)
+    for c in doc.get("captures", []):
+        c.pop("analysis_seconds", None)
+    return json.dumps(doc, sort_keys=True, default=str), inner, pipes[0]

@@ -3,6 +3,9 @@
 * `analyzer/` touches no private attribute of another object: it reads, writes or calls ``x._name`` only for
   ``x`` = ``self`` / ``cls``. A layer's state is the layer's own; what another module needs of it is a public
   method of that layer (the fast lanes are a sequence of such calls: docs/architecture.md, "Fast lanes").
+* The state a layer's fast method checks before taking the common case (TLS direction, TLS record reader, DTLS
+  connection) has every one of its fields placed: checked, or not in the way. A new field fails the test until
+  someone decides which.
 """
 from __future__ import annotations
 
@@ -58,3 +61,42 @@ def test_the_check_sees_what_it_must(tmp_path):
         encoding="utf-8")
     uses = private_uses(probe, tmp_path)
     assert [u.split(": ", 1)[1] for u in uses] == ["other._theirs", "other.tls._d", "other._call"]
+
+
+# -- the fast methods' view of their layer's state ------------------------------------------------------------
+#
+# A fast method (docs/architecture.md, "Fast lanes") takes the common case only when the state it checked says so.
+# A field added to that state later must be placed below, in "checked" (the fast method looks at it) or in
+# "not in the way" (it cannot change how the common case is handled), so that nobody adds a flag the fast path
+# would silently ignore.
+
+
+def test_tls_steady_check_places_every_field_of_a_direction():
+    from dissectors.tls.connection import _Dir
+
+    checked = {  # TLSConnection._steady / feed_application_data
+        "cipher", "dead", "decrypting", "early", "encrypted", "epoch", "ok_epoch", "reader", "seq", "seq_lost",
+        "steady_gen", "switch", "tls13", "unverified", "zlib"}
+    not_in_the_way = {  # read on other paths only: key changes, failures, resynchronisation, early data
+        "app_gen", "app_probe", "app_secret", "early_seq", "fail_epoch", "hs", "name", "nonce_offset", "phase",
+        "reason", "region_known"}
+    assert set(_Dir.__slots__) == checked | not_in_the_way
+
+
+def test_tls_record_reader_fields_are_placed():
+    from dissectors.tls.record import RecordReader
+
+    checked = {  # RecordReader.in_step / open_records
+        "_base", "_buf", "_candidate", "_frames", "_off", "avg_wire", "last_end", "max_len", "records", "synced"}
+    not_in_the_way = {"_pattern", "_scanned", "expected_version", "min_len", "require_chain"}  # resync only
+    assert set(RecordReader.__slots__) == checked | not_in_the_way
+
+
+def test_dtls_steady_check_places_every_field_of_a_connection():
+    from dissectors.dtls.connection import DTLSConnection
+
+    checked = {  # DTLSConnection._steady_for / feed_application_record
+        "_backlog", "_epochs", "_replay_wanted", "_steady", "datagrams", "gen", "records"}
+    not_in_the_way = {  # handshakes and keys reach the fast path through _epochs (derived by feed / set_keys)
+        "_handshakes", "_hs", "_keys", "_orphan", "_serial", "backlog_dropped"}
+    assert set(vars(DTLSConnection(None))) == checked | not_in_the_way

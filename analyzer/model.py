@@ -50,7 +50,11 @@ class Redactable:
 
 
 def reveal(value: Any, show_secrets: bool) -> Any:
-    """Recursively turn Secrets into their value (show_secrets) or into REDACTED; the JSON-ready form."""
+    """Recursively turn Secrets into their value (show_secrets) or into REDACTED; the JSON-ready form. Typed
+    records (analyzer/phases/record.py `Record`) give their own JSON form (`json_value`)."""
+    to_json = getattr(value, "json_value", None)
+    if to_json is not None:
+        return to_json(show_secrets)
     if isinstance(value, Redactable):
         return reveal(value.raw if show_secrets else value.redacted, show_secrets)
     if isinstance(value, Secret):
@@ -71,7 +75,10 @@ class Phase:
     start: float | None = None
     end: float | None = None
     frames: list[int] = field(default_factory=list)
-    details: dict = field(default_factory=dict)
+    #: the phase's typed details (analyzer/phases/: TLSHandshakeDetails, GroupSelectionDetails, UserAuthDetails,
+    #: DownloaderDetails, CSTPConnectDetails or CSTPUndecryptedDetails, DTLSDetails); None when the phase has none
+    #: to give (JSON: an empty object)
+    details: Any = None
     summary: str = ""  # one line for the terminal timeline
 
     def touch(self, ts: float | None, frame: int | None) -> None:
@@ -84,7 +91,7 @@ class Phase:
     def to_json(self, show_secrets: bool = False) -> dict:
         return {"phase": self.phase, "status": self.status, "start": self.start, "end": self.end,
                 "frames": sorted(set(self.frames)), "summary": self.summary,
-                "details": reveal(self.details, show_secrets)}
+                "details": {} if self.details is None else reveal(self.details, show_secrets)}
 
 
 @dataclass
@@ -113,8 +120,10 @@ class Session:
     end: float | None = None
     phases: list[Phase] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    tunnel: dict = field(default_factory=dict)
-    connections: list[dict] = field(default_factory=list)  # TCP/UDP flows that belong to the session
+    tunnel: Any = None  # analyzer/phases/tunnel.py `Tunnel`: session-wide tunnel statistics
+    #: TCP/UDP flows that belong to the session (analyzer/phases/tls_handshake.py `ConnectionSummary`,
+    #: `DTLSConnectionSummary`)
+    connections: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     evidence: list[dict] = field(default_factory=list)  # why this is an AnyConnect session (analyzer/evidence.py)
     confidence: str = "confirmed"
@@ -131,7 +140,7 @@ class Session:
         return {"id": self.id, "client": self.client, "gateway": self.gateway, "start": self.start,
                 "end": self.end, "phases": [p.to_json(show_secrets) for p in self.phases],
                 "findings": [f.to_json(show_secrets) for f in self.findings],
-                "tunnel": reveal(self.tunnel, show_secrets),
+                "tunnel": {} if self.tunnel is None else reveal(self.tunnel, show_secrets),
                 "connections": reveal(self.connections, show_secrets), "notes": list(self.notes),
                 "evidence": reveal(self.evidence, show_secrets), "confidence": self.confidence,
                 "client_software": dict(self.client_software),

@@ -120,4 +120,4 @@ def test_ring_buffer_pieces_hold_together_and_count_per_file(tshark, tmp_path, n
     # connections continuing into the second file are named by the first (where they were first seen)
     for s in analysis.sessions:
         for c in s.connections:
-            assert c["capture"] in (str(parts[0]), str(parts[1]))
+            assert c.capture in (str(parts[0]), str(parts[1]))

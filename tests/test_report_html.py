@@ -22,6 +22,7 @@ import pytest
 from analyzer import __version__
 from analyzer.analyze import analyze_paths, load_keys
 from analyzer.model import PHASES, Analysis, CaptureInfo, Finding, Phase, Redactable, Secret, Session
+from analyzer.phases.tunnel import CSTPTotals, Tunnel, TunnelEnd
 from analyzer.report.html import _dur, _frames, _iso, _rel, render_html
 from analyzer.report.json_report import to_document
 from lab.scenarios import SCENARIOS
@@ -253,7 +254,7 @@ def test_hello_markers_every_sample(name):
 def test_traffic_plot_matches_series(name):
     """The bars carry every inner byte counted in the tunnel (the series buckets, summed)."""
     s = analysis(name).sessions[0]
-    series = s.tunnel.get("series") or []
+    series = s.tunnel.series
     text = page(name)
     bars = re.findall(r'<rect class="traffic-bar (\w+) (\w+)".*?<title>.*?: (\d+) bytes in (\d+) packet', text)
     for ch in ("cstp", "dtls"):
@@ -356,12 +357,11 @@ def _hostile_analysis(secret: str = "hunter2-very-secret") -> Analysis:
     finding = Finding(id=h[0], severity="error", message=h[1], remedy=h[2], time=t0 + 0.5, frames=[8],
                       phase="user-auth", evidence={"banner": h[0], "token": Secret(secret)})
     s = Session(id=h[0], client=h[1], gateway=h[2], start=t0, end=t0 + 8, phases=phases, findings=[finding],
-                tunnel={"cstp": {"inner_packets": {"c2s": 2, "s2c": 1}, "inner_bytes": {"c2s": 200, "s2c": 100},
-                                 "dpd": {"c2s": 0, "s2c": 0}, "keepalives": {"c2s": 0, "s2c": 0}},
-                        "end": {"direction": "s2c", "type": h[1], "ts": t0 + 8, "frame": 40, "reason": h[0],
-                                "channel": h[2]},
-                        "series": [("cstp", "c2s", int(t0) + 1, 200, 2), ("cstp", "s2c", int(t0) + 2, 100, 1),
-                                   (h[0], h[1], 3, 4, 5)]},
+                tunnel=Tunnel(cstp=CSTPTotals(inner_packets={"c2s": 2, "s2c": 1}, inner_bytes={"c2s": 200, "s2c": 100},
+                                              dpd={"c2s": 0, "s2c": 0}, keepalives={"c2s": 0, "s2c": 0}, connections=1),
+                              end=TunnelEnd(direction="s2c", type=h[1], ts=t0 + 8, frame=40, reason=h[0], channel=h[2]),
+                              series=[("cstp", "c2s", int(t0) + 1, 200, 2), ("cstp", "s2c", int(t0) + 2, 100, 1),
+                                      (h[0], h[1], 3, 4, 5)]),
                 connections=[{"connection": h[0], "client": h[1]}], notes=[h[2], h[5]])
     return Analysis(captures=[CaptureInfo(path=h[0] + ".pcap", frames=40, first=t0, last=t0 + 8,
                                           errors=[h[1]], keys={"keylog_errors": [h[2]]})],

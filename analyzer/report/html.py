@@ -186,8 +186,8 @@ def render_html(analysis, *, version: str, show_secrets: bool = False) -> str:
     doc = to_document(analysis, version=version, show_secrets=show_secrets)
     series = []
     for s in getattr(analysis, "sessions", []) or []:
-        tunnel = getattr(s, "tunnel", None) or {}
-        series.append(list(tunnel.get("series") or []) if isinstance(tunnel, dict) else [])
+        tunnel = getattr(s, "tunnel", None)
+        series.append(list(tunnel.series) if tunnel is not None else [])
     out = ['<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
            # no script, no network: even a markup injection could not run or fetch anything
            ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "

@@ -15,6 +15,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..model import reveal
+from ..phases.cstp_connect import connect_details
+from ..phases.group_selection import GroupSelectionDetails
+from ..phases.record import opt
+from ..phases.user_auth import UserAuthDetails
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypted": "yellow",
                 "before-capture": "blue", "incomplete": "blue"}
@@ -106,7 +110,7 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
         # stream numbers count per capture file, as in Wireshark: say which file they are of
         con.print(f"  capture{'s' if len(s.captures) > 1 else ''}: " + ", ".join(s.captures), highlight=False,
                   markup=False)
-    flows = [c["connection"] + (f" ({Path(c['capture']).name})" if len(s.captures) > 1 and c.get("capture") else "")
+    flows = [c.connection + (f" ({Path(c.capture).name})" if len(s.captures) > 1 and c.capture else "")
              for c in s.connections[:8]]
     con.print(f"  start {_iso(s.start)}, duration {_dur(s.start, s.end)}, "
               f"{len(s.connections)} flow(s): " + ", ".join(flows))
@@ -146,21 +150,20 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
 
 
 def _tunnel(con: Console, s) -> None:
-    t = s.tunnel or {}
-    if not t.get("cstp") and not t.get("dtls") and not t.get("tls_undecrypted"):
+    t = s.tunnel
+    if t is None or not (t.cstp or t.dtls or t.tls_undecrypted):
         return
     con.print("[bold]Tunnel[/]")
-    hidden = t.get("tls_undecrypted")
+    hidden = t.tls_undecrypted
     if hidden:
-        r = hidden["records"]
-        con.print(f"  TLS  not decrypted: {r['c2s'] + r['s2c']} records on {hidden['connection']} (client→gateway "
+        r = hidden.records
+        con.print(f"  TLS  not decrypted: {r['c2s'] + r['s2c']} records on {hidden.connection} (client→gateway "
                   f"{r['c2s']}, gateway→client {r['s2c']})")
-    for ch in ("cstp", "dtls"):
-        c = t.get(ch)
+    for ch, c in (("cstp", t.cstp), ("dtls", t.dtls)):
         if not c:
             continue
-        ip, ib = c["inner_packets"], c["inner_bytes"]
-        und = c.get("undecrypted_records") or {}
+        ip, ib = c.inner_packets, c.inner_bytes
+        und = c.undecrypted_records if ch == "dtls" else {}
         if sum(und.values()) and not sum(ip.values()):
             con.print(f"  {ch.upper():4} not decrypted: {sum(und.values())} records (client→gateway "
                       f"{und.get('c2s', 0)}, gateway→client {und.get('s2c', 0)})")
@@ -168,32 +171,32 @@ def _tunnel(con: Console, s) -> None:
         line = (f"  {ch.upper():4} inner packets client→gateway {ip['c2s']} ({ib['c2s']} B), "
                 f"gateway→client {ip['s2c']} ({ib['s2c']} B)")
         if ch == "cstp":
-            line += f"; DPD req {c['dpd']['c2s']}/{c['dpd']['s2c']}, keepalives {c['keepalives']['c2s']}/{c['keepalives']['s2c']}"
+            line += f"; DPD req {c.dpd['c2s']}/{c.dpd['s2c']}, keepalives {c.keepalives['c2s']}/{c.keepalives['s2c']}"
         con.print(line)
-    end = t.get("end")
+    end = t.end
     if end:
-        who = "client" if end["direction"] == "c2s" else "gateway"
-        con.print(f"  ended: {end['type']} from the {who} over {end['channel'].upper()} at {_rel(end['ts'], s.start)}"
-                  + (f", reason {end['reason']!r}" if end.get("reason") else "") + f" (frame {end['frame']})")
+        who = "client" if end.direction == "c2s" else "gateway"
+        con.print(f"  ended: {end.type} from the {who} over {end.channel.upper()} at {_rel(end.ts, s.start)}"
+                  + (f", reason {end.reason!r}" if end.reason else "") + f" (frame {end.frame})")
 
 
 def _verbose(con: Console, s, show_secrets: bool) -> None:
-    g = s.phase("group-selection").details or {}
-    for post in g.get("posts", []):
-        con.print(f"[bold]POST {post['target']}[/] (frame {post['frame']}) → {post.get('status')}")
-        for k, v in reveal(post.get("headers"), show_secrets) or []:
+    g = s.phase("group-selection").details
+    for post in g.posts if isinstance(g, GroupSelectionDetails) else []:
+        con.print(f"[bold]POST {post.target}[/] (frame {post.frame}) → {opt(post.status)}")
+        for k, v in reveal(post.headers, show_secrets) or []:
             con.print(f"    {k}: {v}", markup=False)
-    a = s.phase("user-auth").details or {}
-    for r in a.get("rounds", []):
-        con.print(f"[bold]POST {r['target']}[/] {r['type']} (frame {r['frame']}) → {r.get('status')} "
-                  f"{r.get('response_type') or ''}")
-        con.print("    " + str(reveal(r.get("xml"), show_secrets)), markup=False)
-    c = s.phase("cstp-connect").details or {}
-    for cx in c.get("connects", []):
-        con.print(f"[bold]CONNECT {cx['target']}[/] (frame {cx['frame']}) → {cx.get('status')} {cx.get('reason') or ''}")
-        for k, v in reveal(cx.get("request_headers"), show_secrets) or []:
+    a = s.phase("user-auth").details
+    for r in a.rounds if isinstance(a, UserAuthDetails) else []:
+        con.print(f"[bold]POST {r.target}[/] {r.type} (frame {r.frame}) → {opt(r.status)} "
+                  f"{r.response_type or ''}")
+        con.print("    " + str(reveal(r.xml, show_secrets)), markup=False)
+    c = connect_details(s.phase("cstp-connect"))
+    for cx in c.connects if c is not None else []:
+        con.print(f"[bold]CONNECT {cx.target}[/] (frame {cx.frame}) → {opt(cx.status)} {cx.reason or ''}")
+        for k, v in reveal(cx.request_headers, show_secrets) or []:
             con.print(f"  > {k}: {v}", markup=False)
-        for k, v in reveal(cx.get("response_headers"), show_secrets) or []:
+        for k, v in reveal(cx.response_headers, show_secrets) or []:
             con.print(f"  < {k}: {v}", markup=False)
 
 

@@ -9,50 +9,53 @@ username and the password in two rounds).
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.record import opt
+from ..phases.user_auth import UserAuthDetails
 
 RULE_IDS = ("AUTH_FAILED", "AUTH_MULTI_ROUND")
 
 
 def check(session, ctx):
     p = session.phase("user-auth")
-    d = p.details or {}
+    d = p.details if isinstance(p.details, UserAuthDetails) else None
     out = []
-    rounds = d.get("rounds") or []
+    rounds = d.rounds if d is not None else []
     if p.status == "failed":
-        last = rounds[-1] if rounds else {}
-        msg = " ".join((d.get("failure_message") or "the gateway did not accept the credentials").split())
+        last = rounds[-1] if rounds else None
+        msg = " ".join(((d.failure_message if d is not None else None)
+                        or "the gateway did not accept the credentials").split())
         msg = msg.rstrip(".")
         out.append(Finding(
             id="AUTH_FAILED", severity="error", phase="user-auth",
-            time=last.get("response_time") or last.get("time"),
-            frames=[f for f in (last.get("frame"), last.get("response_frame")) if f],
+            time=(last.response_time or last.time) if last is not None else None,
+            frames=[f for f in (last.frame, last.response_frame) if f] if last is not None else [],
             message=f"User authentication failed: {msg}.",
             remedy="Check the username/password (or the second factor) and the connection profile's "
                    "authentication server; on the gateway, look at the AAA log for this user at that time.",
             evidence={"rounds": len(rounds), "gateway_message": msg}))
-    elif p.status == "ok" and any(r.get("rejected") for r in rounds):
+    elif p.status == "ok" and any(r.rejected for r in rounds):
         # a rejected attempt stays a finding even when a later one succeeded (a mistyped password, a wrong
         # second factor, an AAA server that failed once): each rejected round, with the gateway's words
         for r in rounds:
-            if not r.get("rejected"):
+            if not r.rejected:
                 continue
-            why = " ".join((r.get("rejection") or "rejected").split()).rstrip(".")
+            why = " ".join((r.rejection or "rejected").split()).rstrip(".")
             out.append(Finding(
                 id="AUTH_FAILED", severity="warning", phase="user-auth",
-                time=r.get("response_time") or r.get("time"),
-                frames=[f for f in (r.get("frame"), r.get("response_frame")) if f],
+                time=r.response_time or r.time,
+                frames=[f for f in (r.frame, r.response_frame) if f],
                 message=f"The gateway rejected an authentication round ({why}; fields sent: "
-                        f"{', '.join(r.get('fields') or []) or 'none'}); a later round succeeded.",
+                        f"{', '.join(r.fields) or 'none'}); a later round succeeded.",
                 remedy="Nothing to fix if the user mistyped; repeated rejections before success point at the "
                        "credentials the client fills in automatically, a second factor, or an AAA server that "
                        "fails intermittently (look at the gateway's AAA log at this time).",
-                evidence={"round_frame": r.get("frame"), "gateway_message": why, "final_result": "success"}))
+                evidence={"round_frame": opt(r.frame), "gateway_message": why, "final_result": "success"}))
     if p.status == "ok" and len(rounds) > 1:
         out.append(Finding(
-            id="AUTH_MULTI_ROUND", severity="info", phase="user-auth", time=rounds[0].get("time"),
-            frames=[r["frame"] for r in rounds if r.get("frame")],
+            id="AUTH_MULTI_ROUND", severity="info", phase="user-auth", time=rounds[0].time,
+            frames=[r.frame for r in rounds if r.frame],
             message=f"Authentication took {len(rounds)} rounds (fields asked: "
-                    f"{', '.join('/'.join(r.get('fields') or ['?']) for r in rounds)}).",
+                    f"{', '.join('/'.join(r.fields or ['?']) for r in rounds)}).",
             remedy="Nothing to do if the gateway is set up for multi-step or multi-factor login.",
             evidence={"rounds": len(rounds)}))
     return out

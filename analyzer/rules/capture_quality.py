@@ -8,6 +8,7 @@ captures cannot exhaust memory; when a bound is hit the analysis of that item is
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.tls_handshake import ConnectionSummary
 
 RULE_IDS = ("CAPTURE_GAP", "ANALYSIS_LIMIT")
 _LIMIT_KINDS = ("max_header_bytes", "max_headers", "max_body", "max_pending")
@@ -15,7 +16,8 @@ _LIMIT_KINDS = ("max_header_bytes", "max_headers", "max_body", "max_pending")
 
 def check(session, ctx):
     out = []
-    gaps = [(c["connection"], g) for c in session.connections for g in (c.get("gaps") or [])]
+    tcp = [c for c in session.connections if isinstance(c, ConnectionSummary)]
+    gaps = [(c.connection, g) for c in tcp for g in c.gaps]
     if gaps:
         total = sum(g["length"] for _, g in gaps)
         out.append(Finding(
@@ -26,7 +28,7 @@ def check(session, ctx):
             remedy="Capture again with a bigger buffer/snaplen (dumpcap -B, -s 0) or closer to the client; the "
                    "rest of the analysis is based on the data around the gaps.",
             evidence={"gaps": [dict(g, connection=c) for c, g in gaps[:20]], "bytes": total}))
-    limits = [(c["connection"], p) for c in session.connections for p in (c.get("problems") or [])
+    limits = [(c.connection, p) for c in tcp for p in c.problems
               if any(k in (p.get("message") or "") for k in _LIMIT_KINDS) or p.get("kind") == "limit"]
     if limits:
         out.append(Finding(

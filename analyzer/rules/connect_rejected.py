@@ -7,6 +7,8 @@ Facts (protocol-notes "Phases on the wire"): `CONNECT /CSCOSSLC/tunnel` is answe
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.cstp_connect import connect_details
+from ..phases.record import opt
 
 RULE_IDS = ("CONNECT_REJECTED",)
 
@@ -14,11 +16,12 @@ RULE_IDS = ("CONNECT_REJECTED",)
 def check(session, ctx):
     p = session.phase("cstp-connect")
     out = []
-    for c in (p.details or {}).get("connects") or []:
-        status = c.get("status")
+    d = connect_details(p)
+    for c in d.connects if d is not None else []:
+        status = opt(c.status)
         if status is None or 200 <= status < 300:
             continue
-        reason = c.get("x_reason") or c.get("reason") or ""
+        reason = c.x_reason or c.reason or ""
         if status == 401:
             remedy = ("The webvpn cookie was refused: it expired (cookie timeout), was already used, or the session "
                       "was removed on the gateway. Authenticate again; check the gateway's session/cookie timeouts.")
@@ -27,8 +30,8 @@ def check(session, ctx):
                       "address pools, license limits and logs at that time.")
         else:
             remedy = "Check the gateway's log for this CONNECT; the status says why it refused."
-        out.append(Finding(id="CONNECT_REJECTED", severity="error", phase="cstp-connect", time=c.get("response_time"),
-                           frames=[f for f in (c.get("frame"), c.get("response_frame")) if f],
+        out.append(Finding(id="CONNECT_REJECTED", severity="error", phase="cstp-connect", time=opt(c.response_time),
+                           frames=[f for f in (c.frame, c.response_frame) if f],
                            message=f"The gateway answered the CONNECT with {status} {reason}".rstrip() + ".",
                            remedy=remedy, evidence={"status": status, "reason": reason}))
     return out

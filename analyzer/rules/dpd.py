@@ -9,32 +9,36 @@ sent nothing on a channel for more than 2 × keepalive + 5 s while the channel w
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.cstp_connect import connect_details
+from ..phases.dtls import DTLSDetails
 
 RULE_IDS = ("DPD_TIMEOUT", "DPD_RTT_HIGH", "KEEPALIVE_MISSING")
 DPD_RTT_WARN = 1.0
 
 
 def _channels(session):
-    cstp = session.phase("cstp-connect").details or {}
-    params = cstp.get("parameters") or {}
-    if cstp.get("channel"):
-        yield "CSTP", "cstp-connect", cstp["channel"], params.get("dpd"), params.get("keepalive")
-    for f in (session.phase("dtls").details or {}).get("flows") or []:
-        if f.get("established"):
-            yield "DTLS", "dtls", f["channel"], params.get("dtls_dpd") or params.get("dpd"), \
-                params.get("dtls_keepalive") or params.get("keepalive")
+    cstp = connect_details(session.phase("cstp-connect"))
+    params = cstp.parameters if cstp is not None else None
+    dpd, keepalive = (params.dpd, params.keepalive) if params else (None, None)
+    if cstp is not None and cstp.channel:
+        yield "CSTP", "cstp-connect", cstp.channel, dpd, keepalive
+    dtls = session.phase("dtls").details
+    for f in dtls.flow_list if isinstance(dtls, DTLSDetails) else []:
+        if f.established:
+            yield "DTLS", "dtls", f.channel, (params.dtls_dpd if params else None) or dpd, \
+                (params.dtls_keepalive if params else None) or keepalive
 
 
 def check(session, ctx):
     out = []
     for name, phase, ch, dpd, keepalive in _channels(session):
-        exchanges = (ch.get("dpd") or {}).get("exchanges") or []
-        probes = ch.get("mtu_probes") or []
+        exchanges = ch.dpd.exchanges
+        probes = ch.mtu_probes
         # padded DPD requests (MTU probes) count as liveness checks too when none of them was answered
         requests = sorted(exchanges + (probes if not any(p.get("rtt") is not None for p in probes) else []),
                           key=lambda e: e["ts"])
         # the capture must go on for 2 × dpd after a request before "no answer" means something
-        end = max([t for t in (ch.get("last_frame_ts"), session.end, ctx.capture_end) if t is not None] or [None])
+        end = max([t for t in (ch.last_frame_ts, session.end, ctx.capture_end) if t is not None] or [None])
         if dpd:
             limit = 2 * dpd
             for side in ("c2s", "s2c"):
@@ -67,7 +71,7 @@ def check(session, ctx):
                 remedy="High latency or queueing on the path (or a busy gateway): users will feel it; check the "
                        "path and the gateway's load.",
                 evidence={"channel": name, "worst_rtt": worst["rtt"], "count": len(slow)}))
-        gap = (ch.get("silent_gaps") or {}).get("c2s")
+        gap = ch.silent_gaps.get("c2s")
         if keepalive and gap and gap["seconds"] > 2 * keepalive + 5:
             out.append(Finding(
                 id="KEEPALIVE_MISSING", severity="warning", phase=phase, time=gap["from"], frames=[gap["frame"]],

@@ -11,6 +11,7 @@ Tolerance: an interval is within the schedule when |measured − expected| ≤ 3
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.dtls import DTLSDetails, DTLSFlowSummary
 
 RULE_IDS = ("DTLS_BACKOFF",)
 
@@ -24,19 +25,19 @@ def _ok(measured: float, expected: float) -> bool:
     return abs(measured - expected) <= 0.3 * expected + 0.25
 
 
-def _attempts(flows: list[dict]) -> list[list[list[float]]]:
+def _attempts(flows: list[DTLSFlowSummary]) -> list[list[list[float]]]:
     """Hello times per attempt, per flight. A new attempt starts with a hello that is neither a retransmission nor
     carries a cookie; a hello with a cookie (the answer to a HelloVerifyRequest, RFC 6347 §4.2.1) starts a new
     flight of the same attempt; retransmissions repeat the current flight."""
     attempts: list[list[list[float]]] = []
     for f in flows:
-        for h in f["client_hellos"]:
-            if not attempts or not (h.get("retransmission") or h.get("cookie")):
-                attempts.append([[h["ts"]]])
-            elif h.get("retransmission"):
-                attempts[-1][-1].append(h["ts"])
+        for h in f.client_hellos:
+            if not attempts or not (h.retransmission or h.cookie):
+                attempts.append([[h.ts]])
+            elif h.retransmission:
+                attempts[-1][-1].append(h.ts)
             else:
-                attempts[-1].append([h["ts"]])
+                attempts[-1].append([h.ts])
     return attempts
 
 
@@ -51,13 +52,15 @@ def _score(intervals: list[float], expected: list[float]) -> tuple[int, list[dic
 
 
 def check(session, ctx):
-    d = session.phase("dtls").details or {}
-    flows = [f for f in d.get("flows") or [] if f["client_hellos"]]
+    d = session.phase("dtls").details
+    if not isinstance(d, DTLSDetails):
+        return []
+    flows = [f for f in d.flow_list if f.client_hellos]
     if not flows:
         return []
     flights = _attempts(flows)
     retries = sum(len(fl) - 1 for att in flights for fl in att)
-    if not retries and (len(flights) < 2 or d.get("established")):
+    if not retries and (len(flights) < 2 or d.established):
         return []  # no retransmission: one attempt, or new handshakes that succeeded (a cookie exchange is no retry)
     # per attempt: the retransmission intervals of each flight, and the hello times (first flight's start)
     attempts = [[t for fl in att for t in fl] for att in flights]
@@ -93,7 +96,7 @@ def check(session, ctx):
            (f"The capture fits {fits}." if fits else "The capture fits neither schedule."))
     return [Finding(
         id="DTLS_BACKOFF", severity="info" if fits else "warning", phase="dtls", time=attempts[0][0],
-        frames=[h["frame"] for f in flows for h in f["client_hellos"]][:20],
+        frames=[h.frame for f in flows for h in f.client_hellos][:20],
         message=msg,
         remedy=("The retries are the client's normal back-off while DTLS is blocked; fix the DTLS path (see "
                 "DTLS_NO_RESPONSE)." if fits else

@@ -12,26 +12,29 @@ from __future__ import annotations
 
 from ..evidence import split_endpoint
 from ..model import Finding
+from ..phases.cstp_connect import connect_details
+from ..phases.dtls import DTLSDetails, DTLSFlowSummary
 
 RULE_IDS = ("DTLS_NO_RESPONSE", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_NOT_OFFERED")
 NO_RESPONSE_WAIT = 1.0  # seconds of capture after the last hello before it counts as unanswered
 
 
-def _icmp_for(flow: dict, ctx) -> list[dict]:
-    gw_ip, gw_port = split_endpoint(flow["gateway"])
+def _icmp_for(flow: DTLSFlowSummary, ctx) -> list[dict]:
+    gw_ip, gw_port = split_endpoint(flow.gateway)
     return [i for i in ctx.icmp_unreachable
             if (i.get("inner") or {}).get("dst") == gw_ip and (i.get("inner") or {}).get("dport") == gw_port
-            and flow["start"] - 1 <= i["ts"] <= flow["end"] + 1]
+            and flow.start - 1 <= i["ts"] <= flow.end + 1]
 
 
 def check(session, ctx):
     out = []
     p = session.phase("dtls")
-    d = p.details or {}
+    flows = p.details.flow_list if isinstance(p.details, DTLSDetails) else []
     cstp = session.phase("cstp-connect")
-    params = (cstp.details or {}).get("parameters")
+    cd = connect_details(cstp)
+    params = cd.parameters or None if cd is not None else None
     if cstp.status == "ok" and params is not None:
-        if not params.get("dtls_port"):
+        if not params.dtls_port:
             out.append(Finding(
                 id="DTLS_NOT_OFFERED", severity="info", phase="cstp-connect", time=cstp.start,
                 frames=sorted(set(cstp.frames))[:2],
@@ -40,49 +43,48 @@ def check(session, ctx):
                 remedy="Enable DTLS on the gateway (ASA: 'anyconnect ssl dtls enable'; ocserv: udp-port) unless TLS "
                        "only is intended; TCP-over-TCP suffers badly from loss.",
                 evidence={}))
-        elif not params.get("dtls_ciphersuite"):
+        elif not params.dtls_ciphersuite:
             out.append(Finding(
                 id="DTLS_NOT_OFFERED", severity="warning", phase="cstp-connect", time=cstp.start,
                 frames=sorted(set(cstp.frames))[:2],
                 message="The gateway sent X-DTLS-Port but chose no X-DTLS-CipherSuite: no DTLS cipher in common with "
                         "the client.",
                 remedy="Align the DTLS cipher lists of gateway and client (the client offered: "
-                       f"{((cstp.details or {}).get('requested') or {}).get('dtls_ciphersuites')}).",
-                evidence={"requested": ((cstp.details or {}).get("requested") or {}).get("dtls_ciphersuites")}))
-    silent = [f for f in d.get("flows") or [] if f["client_hello_count"] and not f["server_hello"]
-              and not f["established"]]
+                       f"{cd.requested.dtls_ciphersuites if cd.requested else None}).",
+                evidence={"requested": cd.requested.dtls_ciphersuites if cd.requested else None}))
+    silent = [f for f in flows if f.client_hello_count and not f.server_hello and not f.established]
     # a capture that ends right after a hello cannot tell whether it would have been answered
     if ctx.capture_end is not None:
-        silent = [f for f in silent if ctx.capture_end - f["client_hellos"][-1]["ts"] >= NO_RESPONSE_WAIT]
+        silent = [f for f in silent if ctx.capture_end - f.client_hellos[-1].ts >= NO_RESPONSE_WAIT]
     if silent:
         icmp = [i for f in silent for i in _icmp_for(f, ctx)]
-        hellos = [h for f in silent for h in f["client_hellos"]]
-        count = sum(f["client_hello_count"] for f in silent)
-        targets = sorted({f["gateway"] for f in silent})
-        elsewhere = [f for f in d.get("flows") or [] if f not in silent and f["client"].split(":")[0] ==
-                     silent[0]["client"].split(":")[0] and f["gateway"] not in targets]
-        note = (f"; answers came from {', '.join(sorted({f['gateway'] for f in elsewhere}))} instead "
+        hellos = [h for f in silent for h in f.client_hellos]
+        count = sum(f.client_hello_count for f in silent)
+        targets = sorted({f.gateway for f in silent})
+        elsewhere = [f for f in flows if all(f is not s for s in silent) and f.client.split(":")[0] ==
+                     silent[0].client.split(":")[0] and f.gateway not in targets]
+        note = (f"; answers came from {', '.join(sorted({f.gateway for f in elsewhere}))} instead "
                 "(see DTLS_SOURCE_MISMATCH)" if elsewhere else "")
         out.append(Finding(
-            id="DTLS_NO_RESPONSE", severity="warning", phase="dtls", time=hellos[0]["ts"] if hellos else None,
-            frames=[h["frame"] for h in hellos][:10] + [i["frame"] for i in icmp][:3],
+            id="DTLS_NO_RESPONSE", severity="warning", phase="dtls", time=hellos[0].ts if hellos else None,
+            frames=[h.frame for h in hellos][:10] + [i["frame"] for i in icmp][:3],
             message=f"{count} DTLS ClientHello(s) to {', '.join(targets)} from {len(silent)} client port(s) got no "
                     "answer from there" + (f"; {len(icmp)} ICMP port-unreachable came back" if icmp else "") + note
                     + ".",
             remedy="UDP to the gateway's DTLS port is blocked or dropped on the path (firewall, NAT, proxy) or the "
                    "gateway does not listen on it: allow UDP " + str(split_endpoint(targets[0])[1]) + " end to end. Until "
                    "then the tunnel falls back to TLS.",
-            evidence={"hellos": count, "icmp_unreachable": len(icmp), "flows": [f["connection"] for f in silent]}))
-    for f in d.get("flows") or []:
-        if f.get("full_handshake") and (f.get("mode") or "").startswith("legacy"):
+            evidence={"hellos": count, "icmp_unreachable": len(icmp), "flows": [f.connection for f in silent]}))
+    for f in flows:
+        if f.full_handshake and (f.mode or "").startswith("legacy"):
             out.append(Finding(
                 id="DTLS_RESUME_FULL_HANDSHAKE", severity="error", phase="dtls",
-                time=(f.get("server_hello") or {}).get("ts"),
-                frames=[x for x in [(f.get("server_hello") or {}).get("frame")] if x],
+                time=f.server_hello.ts if f.server_hello else None,
+                frames=[x for x in [f.server_hello.frame if f.server_hello else None] if x],
                 message="The DTLS server answered with a full handshake where a resumption of X-DTLS-Session-ID was "
                         "expected.",
                 remedy="Something other than the gateway terminates DTLS (a middlebox), or the gateway lost the "
                        "session: openconnect refuses such a handshake (as a possible man in the middle; its GnuTLS "
                        "build fails earlier, for lack of certificate credentials) and stays on TLS.",
-                evidence={"flow": f["connection"]}))
+                evidence={"flow": f.connection}))
     return out

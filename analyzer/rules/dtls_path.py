@@ -10,34 +10,37 @@ from __future__ import annotations
 
 from ..evidence import split_endpoint
 from ..model import Finding
+from ..phases.cstp_connect import connect_details
+from ..phases.dtls import DTLSDetails
 
 RULE_IDS = ("DTLS_FALLBACK_TLS", "DTLS_SOURCE_MISMATCH", "DTLS_NAT_REBINDING")
 
 
 def check(session, ctx):
     out = []
-    d = session.phase("dtls").details or {}
+    d = session.phase("dtls").details
+    d = d if isinstance(d, DTLSDetails) else DTLSDetails()
     cstp = session.phase("cstp-connect")
-    cd = cstp.details or {}
-    params = cd.get("parameters") or {}
-    ch = cd.get("channel") or {}
-    flows = d.get("flows") or []
-    cstp_data = (ch.get("inner_packets") or {})
-    cstp_first = (ch.get("first_data") or {})
-    if params.get("dtls_port") and not d.get("established") and (cstp_data.get("c2s") or cstp_data.get("s2c")):
+    cd = connect_details(cstp)
+    params = cd.parameters or None if cd is not None else None
+    ch = cd.channel or None if cd is not None else None
+    flows = d.flow_list
+    cstp_data = ch.inner_packets if ch else {}
+    cstp_first = ch.first_data if ch else {}
+    dtls_port = params.dtls_port if params else None
+    mtu, dtls_mtu = (params.mtu, params.dtls_mtu) if params else (None, None)
+    if dtls_port and not d.established and (cstp_data.get("c2s") or cstp_data.get("s2c")):
         t = min(cstp_first.values()) if cstp_first else cstp.start
         out.append(Finding(
             id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=t, frames=[],
             message=f"DTLS did not come up: all {cstp_data.get('c2s', 0)}+{cstp_data.get('s2c', 0)} inner packets "
                     f"travelled over the TLS channel (CSTP). The client must now use X-CSTP-MTU "
-                    f"{params.get('mtu')}" + (f" instead of X-DTLS-MTU {params['dtls_mtu']}" if params.get("dtls_mtu")
-                                              and params.get("dtls_mtu") != params.get("mtu") else "") + ".",
+                    f"{mtu}" + (f" instead of X-DTLS-MTU {dtls_mtu}" if dtls_mtu and dtls_mtu != mtu else "") + ".",
             remedy="Fix DTLS (see the DTLS findings): TCP-over-TCP degrades badly under loss and latency.",
-            evidence={"cstp_inner_packets": cstp_data, "x_cstp_mtu": params.get("mtu"),
-                      "x_dtls_mtu": params.get("dtls_mtu")}))
-    elif d.get("established"):
-        moved = d.get("data_moved_to_dtls")
-        last_cstp = (ch.get("last_data") or {}).get("c2s")
+            evidence={"cstp_inner_packets": cstp_data, "x_cstp_mtu": mtu, "x_dtls_mtu": dtls_mtu}))
+    elif d.established:
+        moved = d.data_moved_to_dtls
+        last_cstp = ch.last_data.get("c2s") if ch else None
         if moved and last_cstp and last_cstp > moved + 1.0:
             out.append(Finding(
                 id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=last_cstp, frames=[],
@@ -47,35 +50,34 @@ def check(session, ctx):
                        "findings around that time.",
                 evidence={"dtls_first_data": moved, "last_cstp_data": last_cstp}))
     gw_ip = split_endpoint(session.gateway)[0]
-    port = params.get("dtls_port")
+    port = dtls_port
     for f in flows:
-        ip, p = split_endpoint(f["gateway"])
+        ip, p = split_endpoint(f.gateway)
         if ip != gw_ip or (port and int(p) != port):
             out.append(Finding(
-                id="DTLS_SOURCE_MISMATCH", severity="warning", phase="dtls", time=f["start"],
-                frames=[f["first_frame"]],
-                message=f"DTLS packets from {f['gateway']}, not from the gateway {gw_ip}:{port or '?'} the client "
+                id="DTLS_SOURCE_MISMATCH", severity="warning", phase="dtls", time=f.start,
+                frames=[f.first_frame],
+                message=f"DTLS packets from {f.gateway}, not from the gateway {gw_ip}:{port or '?'} the client "
                         "talks to.",
                 remedy="An asymmetric path, a load balancer or NAT rewrites the gateway's DTLS answers: clients and "
                        "firewalls drop answers from an unexpected address/port.",
-                evidence={"flow": f["connection"], "expected": f"{gw_ip}:{port}", "seen": f["gateway"]}))
+                evidence={"flow": f.connection, "expected": f"{gw_ip}:{port}", "seen": f.gateway}))
     for f in flows:
-        fr = f.get("first_record") or {}
-        if fr.get("from") == "client" and fr.get("content_type") == 23 and not f["client_hello_count"]:
+        fr = f.first_record or {}
+        if fr.get("from") == "client" and fr.get("content_type") == 23 and not f.client_hello_count:
             # a rebinding moves a flow that was up: an earlier flow of this session that carried DTLS records.
             # Without one, this flow was simply up before the capture started (see the dtls phase).
-            prev = [g for g in flows if g["start"] < f["start"] and g is not f
-                    and (g["established"] or g.get("before_capture"))]
+            prev = [g for g in flows if g.start < f.start and g is not f and (g.established or g.before_capture)]
             if not prev:
                 continue
             out.append(Finding(
-                id="DTLS_NAT_REBINDING", severity="warning", phase="dtls", time=f["start"],
-                frames=[f["first_frame"]],
-                message=f"DTLS data from a new client port ({f['client']}) without a new handshake"
-                        + (f" (the session was on {prev[-1]['client']})" if prev else "") + ": a NAT rebound the "
+                id="DTLS_NAT_REBINDING", severity="warning", phase="dtls", time=f.start,
+                frames=[f.first_frame],
+                message=f"DTLS data from a new client port ({f.client}) without a new handshake"
+                        + (f" (the session was on {prev[-1].client})" if prev else "") + ": a NAT rebound the "
                         "client's UDP mapping.",
                 remedy="A NAT or firewall on the client side expires UDP mappings too early: raise its UDP timeout "
                        "or lower the DTLS keepalive/DPD interval on the gateway so the mapping stays alive.",
-                evidence={"flow": f["connection"], "new_source": f["client"],
-                          "previous_source": prev[-1]["client"] if prev else None}))
+                evidence={"flow": f.connection, "new_source": f.client,
+                          "previous_source": prev[-1].client if prev else None}))
     return out

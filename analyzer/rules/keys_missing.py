@@ -7,6 +7,7 @@ the decrypted CONNECT exchange; for PSK-NEGOTIATE over TLS 1.3 the key log must 
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.tls_handshake import TLSHandshakeDetails
 
 RULE_IDS = ("KEYS_MISSING",)
 
@@ -17,11 +18,12 @@ def check(session, ctx):
     if not phases and not (before and any(p.status == "before-capture" and p.phase in ("cstp-connect", "dtls")
                                           for p in before)):
         return []
-    tls = session.phase("tls-handshake").details or {}
-    sh = tls.get("server_hello") or {}
-    ch = tls.get("client_hello") or {}
-    suite = sh.get("cipher_suite")
-    reasons = {k: v.get("reason") for k, v in (tls.get("decryption") or {}).items() if v}
+    tls = session.phase("tls-handshake").details
+    tls = tls if isinstance(tls, TLSHandshakeDetails) else None
+    sh = tls.server_hello or None if tls is not None else None
+    ch = tls.client_hello or None if tls is not None else None
+    suite = sh.cipher_suite if sh is not None else None
+    reasons = {k: v.get("reason") for k, v in (tls.decryption if tls is not None else {}).items() if v}
     names = [p.phase for p in phases]
     if not ch:
         # no ClientHello in the capture: a key log is indexed by the ClientHello's random, so no key can be
@@ -40,7 +42,7 @@ def check(session, ctx):
         return []
     if suite and "TLS_RSA_" in suite:
         key = "the gateway's RSA private key (--rsa-key) or a key log with its CLIENT_RANDOM line (--keylog)"
-    elif sh.get("version") == "TLS 1.3":
+    elif sh is not None and sh.version == "TLS 1.3":
         key = "a key log (--keylog) with the TLS 1.3 traffic secrets (and EXPORTER_SECRET for DTLS PSK)"
     else:
         key = "a key log (--keylog) with the CLIENT_RANDOM line of this session"
@@ -48,6 +50,6 @@ def check(session, ctx):
     why = " The key material given does not decrypt this session (wrong key)." if wrong else ""
     return [Finding(id="KEYS_MISSING", severity="info", phase=phases[0].phase, time=session.start, frames=[],
                     message=f"Not decrypted: {', '.join(names)}" + (f" ({suite})" if suite else "") + f".{why}",
-                    remedy=f"Supply {key}; the session's ClientHello is frame {ch.get('frame')}.",
+                    remedy=f"Supply {key}; the session's ClientHello is frame {ch.frame}.",
                     evidence={"phases": names, "cipher_suite": suite or None, "reasons": reasons,
                               "client_hello_captured": True})]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from ..evidence import split_endpoint
 from ..model import Finding
+from ..phases.cstp_connect import connect_details
+from ..phases.dtls import DTLSDetails
 
 RULE_IDS = ("MTU_MISMATCH", "MTU_EXCEEDED", "MTU_IPV6_TOO_SMALL")
 
@@ -38,16 +40,17 @@ def dtls_overhead(cipher: str | None) -> int:
 def check(session, ctx):
     out = []
     cstp = session.phase("cstp-connect")
-    d = cstp.details or {}
-    params, req = d.get("parameters"), d.get("requested") or {}
-    if not params:
+    d = connect_details(cstp)
+    if d is None or not d.parameters:
         return out
-    dtls = session.phase("dtls").details or {}
-    cstp_mtu, dtls_mtu = params.get("mtu"), params.get("dtls_mtu")
-    frames = [c.get("response_frame") for c in d.get("connects", []) if c.get("response_frame")][:1]
+    params, req = d.parameters, d.requested
+    dtls = session.phase("dtls").details
+    dtls = dtls if isinstance(dtls, DTLSDetails) else DTLSDetails()
+    cstp_mtu, dtls_mtu = params.mtu, params.dtls_mtu
+    frames = [c.response_frame for c in d.connects if c.response_frame][:1]
     t = cstp.start
     if cstp_mtu and dtls_mtu and cstp_mtu != dtls_mtu:
-        up = dtls.get("established")
+        up = dtls.established
         applies = (f"DTLS is up, so X-DTLS-MTU {dtls_mtu} applies" if up else
                    f"DTLS did not come up, so the client must fall back to X-CSTP-MTU {cstp_mtu} (AnyConnect "
                    "reconfigures its adapter, which looks like a reconnect)")
@@ -59,28 +62,28 @@ def check(session, ctx):
                    "connecting, DTLS is failing (see DTLS findings). Set the tunnel MTU explicitly on the gateway "
                    "(group policy 'anyconnect mtu') so both values suit the path.",
             evidence={"x_cstp_mtu": cstp_mtu, "x_dtls_mtu": dtls_mtu, "dtls_established": bool(up)}))
-    asked = req.get("mtu")
+    asked = req.mtu
     if asked and cstp_mtu and cstp_mtu < asked:
         out.append(Finding(
             id="MTU_MISMATCH", severity="warning", phase="cstp-connect", time=t, frames=frames,
             message=f"The gateway granted a tunnel MTU of {cstp_mtu}, smaller than the {asked} the client asked for "
-                    f"(client base MTU {req.get('base_mtu')}" + (f", gateway base MTU {params['base_mtu']}"
-                                                                  if params.get("base_mtu") else "") + ").",
+                    f"(client base MTU {req.base_mtu}" + (f", gateway base MTU {params.base_mtu}"
+                                                                if params.base_mtu else "") + ").",
             remedy="Applications will see a smaller MTU than the client expected; check the gateway's MTU setting "
                    "and the path MTU between client and gateway.",
-            evidence={"requested": asked, "granted": cstp_mtu, "client_base_mtu": req.get("base_mtu"),
-                      "gateway_base_mtu": params.get("base_mtu")}))
+            evidence={"requested": asked, "granted": cstp_mtu, "client_base_mtu": req.base_mtu,
+                      "gateway_base_mtu": params.base_mtu}))
     elif asked and cstp_mtu and cstp_mtu > asked:
         out.append(Finding(
             id="MTU_MISMATCH", severity="info", phase="cstp-connect", time=t, frames=frames,
             message=f"The gateway granted a tunnel MTU of {cstp_mtu}; the client asked for {asked}.",
             remedy="Nothing to do when the granted MTU plus DTLS overhead fits the base MTU (checked separately).",
             evidence={"requested": asked, "granted": cstp_mtu}))
-    base = params.get("base_mtu") or req.get("base_mtu")
+    base = params.base_mtu or req.base_mtu
     mtu = dtls_mtu or cstp_mtu
-    if base and mtu and dtls.get("offered"):
+    if base and mtu and dtls.offered:
         ip = 40 if ":" in split_endpoint(session.gateway)[0] else 20
-        cipher = dtls.get("cipher_suite") or params.get("dtls_ciphersuite")
+        cipher = dtls.cipher_suite or params.dtls_ciphersuite
         need = mtu + dtls_overhead(cipher) + 8 + ip
         if need > base:
             out.append(Finding(
@@ -91,34 +94,34 @@ def check(session, ctx):
                        "packets are not fragmented or dropped on the path.",
                 evidence={"mtu": mtu, "base_mtu": base, "packet_size": need, "cipher": cipher}))
     # packets bigger than the tunnel MTU, fragments, unanswered MTU probes
-    channels = [("CSTP", d.get("channel"), cstp_mtu)] + [
-        ("DTLS", f.get("channel"), dtls_mtu or cstp_mtu) for f in dtls.get("flows") or []]
+    channels = [("CSTP", d.channel or None, cstp_mtu)] + [
+        ("DTLS", f.channel, dtls_mtu or cstp_mtu) for f in dtls.flow_list]
     for name, ch, limit in channels:
         if not ch:
             continue
-        over = ch.get("oversize_packets") or {}
-        if over.get("count"):
-            s = over["samples"]
-            trunc = ch.get("truncated_packets") or 0
+        over = ch.oversize_packets
+        if over.count:
+            s = over.samples
+            trunc = ch.truncated_packets or 0
             out.append(Finding(
                 id="MTU_EXCEEDED", severity="warning", phase="cstp-connect" if name == "CSTP" else "dtls",
                 time=s[0]["ts"], frames=[x["frame"] for x in s][:10],
-                message=f"{over['count']} inner packet(s) over {name} larger than the tunnel MTU {limit} (up to "
+                message=f"{over.count} inner packet(s) over {name} larger than the tunnel MTU {limit} (up to "
                         f"{max(x['length'] for x in s)} bytes" + (", DF set" if any(x['df'] for x in s) else "") + ")"
                         + (f"; {trunc} of them were cut to the MTU by the sender and are lost" if trunc else "") + ".",
                 remedy="The client's virtual adapter MTU is larger than the tunnel MTU (or PMTU discovery fails): "
                        "make the adapter use the granted MTU, and let ICMP 'fragmentation needed' through so hosts "
                        "lower their packet size.",
-                evidence={"count": over["count"], "samples": s[:5], "truncated": trunc, "mtu": limit}))
-        if ch.get("inner_ipv4_fragments"):
+                evidence={"count": over.count, "samples": s[:5], "truncated": trunc, "mtu": limit}))
+        if ch.inner_ipv4_fragments:
             out.append(Finding(
                 id="MTU_EXCEEDED", severity="info", phase="cstp-connect" if name == "CSTP" else "dtls",
                 time=None, frames=[],
-                message=f"{ch['inner_ipv4_fragments']} fragmented inner IPv4 packet(s) crossed the {name} tunnel.",
+                message=f"{ch.inner_ipv4_fragments} fragmented inner IPv4 packet(s) crossed the {name} tunnel.",
                 remedy="Hosts send packets larger than the tunnel MTU without DF; lower the MTU/MSS of the "
                        "applications' path (e.g. TCP MSS clamping on the gateway).",
-                evidence={"fragments": ch["inner_ipv4_fragments"]}))
-        all_probes = ch.get("mtu_probes") or []
+                evidence={"fragments": ch.inner_ipv4_fragments}))
+        all_probes = ch.mtu_probes
         answered = [p["size"] for p in all_probes if p.get("rtt") is not None]
         # only an MTU problem when smaller probes got through: if none did, the peer is silent (see DPD_TIMEOUT)
         probes = [p for p in all_probes if p.get("rtt") is None and answered and p["size"] > max(answered)]
@@ -133,16 +136,16 @@ def check(session, ctx):
                        "that drops large UDP packets.",
                 evidence={"unanswered": len(probes), "sizes": sorted({p['size'] for p in probes}),
                           "largest_answered": max(answered)}))
-    v6_packets = sum((ch or {}).get("inner_ipv6_packets", 0) for _, ch, _ in channels)
+    v6_packets = sum(ch.inner_ipv6_packets if ch else 0 for _, ch, _ in channels)
     tunnel_mtu = max([m for m in (cstp_mtu, dtls_mtu) if m] or [0])
-    if tunnel_mtu and tunnel_mtu < 1280 and (params.get("address_ip6") or v6_packets):
+    if tunnel_mtu and tunnel_mtu < 1280 and (params.address_ip6 or v6_packets):
         out.append(Finding(
-            id="MTU_IPV6_TOO_SMALL", severity="warning" if params.get("address_ip6") else "info",
+            id="MTU_IPV6_TOO_SMALL", severity="warning" if params.address_ip6 else "info",
             phase="cstp-connect", time=t, frames=frames,
             message=f"IPv6 in a tunnel with MTU {tunnel_mtu} (< 1280, the IPv6 minimum)"
-                    + (f": the gateway assigned {params['address_ip6']}" if params.get("address_ip6") else
+                    + (f": the gateway assigned {params.address_ip6}" if params.address_ip6 else
                        f": {v6_packets} IPv6 packet(s) were sent into the tunnel") + ".",
             remedy="Raise the tunnel MTU to at least 1280 for IPv6 (check the base MTU of the path), or disable "
                    "IPv6 in the tunnel.",
-            evidence={"mtu": tunnel_mtu, "address_ip6": params.get("address_ip6"), "ipv6_packets": v6_packets}))
+            evidence={"mtu": tunnel_mtu, "address_ip6": params.address_ip6, "ipv6_packets": v6_packets}))
     return out

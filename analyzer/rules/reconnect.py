@@ -7,30 +7,31 @@ reconnect that returns a different address makes openconnect abort the session.
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.cstp_connect import connect_details
 
 RULE_IDS = ("RECONNECT", "RECONNECT_ADDRESS_CHANGED")
 
 
 def check(session, ctx):
-    connects = [c for c in (session.phase("cstp-connect").details or {}).get("connects") or []
-                if c.get("status") and 200 <= c["status"] < 300]
+    d = connect_details(session.phase("cstp-connect"))
+    connects = [c for c in (d.connects if d is not None else []) if c.status and 200 <= c.status < 300]
     out = []
-    conns = {c["connection"]: c for c in session.connections}
+    conns = {c.connection: c for c in session.connections}
     for prev, cur in zip(connects, connects[1:]):
-        prev_conn = conns.get(prev["connection"]) or {}
-        gap = cur["time"] - (prev_conn.get("end") or prev["time"])
+        prev_conn = conns.get(prev.connection)
+        gap = cur.time - ((prev_conn.end if prev_conn is not None else None) or prev.time)
         out.append(Finding(
-            id="RECONNECT", severity="info", phase="cstp-connect", time=cur["time"],
-            frames=[prev["frame"], cur["frame"]],
-            message=f"The client reconnected the tunnel ({cur['connection']}), {gap:.1f} s after the previous "
-                    f"tunnel connection ({prev['connection']}) ended.",
+            id="RECONNECT", severity="info", phase="cstp-connect", time=cur.time,
+            frames=[prev.frame, cur.frame],
+            message=f"The client reconnected the tunnel ({cur.connection}), {gap:.1f} s after the previous "
+                    f"tunnel connection ({prev.connection}) ended.",
             remedy="A reconnect follows a lost connection (DPD timeout, reset); look at the findings just before it.",
-            evidence={"gap": round(gap, 3), "previous": prev["connection"], "new": cur["connection"]}))
-        a, b = (prev.get("parameters") or {}).get("address"), (cur.get("parameters") or {}).get("address")
+            evidence={"gap": round(gap, 3), "previous": prev.connection, "new": cur.connection}))
+        a, b = (prev.parameters.address if prev.parameters else None), (cur.parameters.address if cur.parameters else None)
         if a and b and a != b:
             out.append(Finding(
-                id="RECONNECT_ADDRESS_CHANGED", severity="warning", phase="cstp-connect", time=cur["time"],
-                frames=[cur.get("response_frame") or cur["frame"]],
+                id="RECONNECT_ADDRESS_CHANGED", severity="warning", phase="cstp-connect", time=cur.time,
+                frames=[cur.response_frame or cur.frame],
                 message=f"The reconnect got another tunnel address ({a} → {b}); openconnect aborts the session then, "
                         "applications lose their connections.",
                 remedy="Make the gateway keep the address across reconnects (address pool sticky to the session / "

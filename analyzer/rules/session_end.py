@@ -11,20 +11,20 @@ RULE_IDS = ("SESSION_DISCONNECT", "SESSION_TERMINATED")
 
 
 def check(session, ctx):
-    end = (session.tunnel or {}).get("end")
+    end = session.tunnel.end if session.tunnel is not None else None
     if not end:
         return []
-    who = "client" if end["direction"] == "c2s" else "gateway"
-    if end["type"] == "TERMINATE":
-        return [Finding(id="SESSION_TERMINATED", severity="warning", phase="cstp-connect", time=end["ts"],
-                        frames=[end["frame"]],
-                        message=f"The {who} sent TERMINATE over {end['channel'].upper()}"
-                                + (f": {end['reason']!r}" if end.get("reason") else "") + ".",
+    who = "client" if end.direction == "c2s" else "gateway"
+    if end.type == "TERMINATE":
+        return [Finding(id="SESSION_TERMINATED", severity="warning", phase="cstp-connect", time=end.ts,
+                        frames=[end.frame],
+                        message=f"The {who} sent TERMINATE over {end.channel.upper()}"
+                                + (f": {end.reason!r}" if end.reason else "") + ".",
                         remedy="The gateway ended the session: check its log for the reason (idle or session "
                                "timeout, administrator logoff, license).",
-                        evidence=dict(end))]
-    return [Finding(id="SESSION_DISCONNECT", severity="info", phase="cstp-connect", time=end["ts"],
-                    frames=[end["frame"]],
-                    message=f"The {who} disconnected over {end['channel'].upper()}"
-                            + (f" (reason {end['reason']!r})" if end.get("reason") else "") + ".",
-                    remedy="Nothing to do for a user-initiated disconnect.", evidence=dict(end))]
+                        evidence=end.to_json())]
+    return [Finding(id="SESSION_DISCONNECT", severity="info", phase="cstp-connect", time=end.ts,
+                    frames=[end.frame],
+                    message=f"The {who} disconnected over {end.channel.upper()}"
+                            + (f" (reason {end.reason!r})" if end.reason else "") + ".",
+                    remedy="Nothing to do for a user-initiated disconnect.", evidence=end.to_json())]

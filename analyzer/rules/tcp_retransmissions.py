@@ -7,6 +7,7 @@ a rate of at least RETRANS_RATE of the data segments in the CSTP connection.
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.cstp_connect import connect_details
 
 RULE_IDS = ("TCP_RETRANSMISSIONS",)
 RETRANS_MIN = 3
@@ -15,20 +16,20 @@ RETRANS_RATE = 0.01
 
 def check(session, ctx):
     out = []
-    d = session.phase("cstp-connect").details or {}
-    for c in d.get("connects") or []:
-        conn = next((x for x in session.connections if x["connection"] == c["connection"]), None)
+    d = connect_details(session.phase("cstp-connect"))
+    for c in d.connects if d is not None else []:
+        conn = next((x for x in session.connections if x.connection == c.connection), None)
         if not conn:
             continue
-        r = conn.get("retransmissions") or {}
-        seg = conn.get("segments") or {}
+        r = conn.retransmissions
+        seg = conn.segments
         total_r = sum(r.values())
         total_s = max(sum(seg.values()), 1)
         if total_r >= RETRANS_MIN and total_r / total_s >= RETRANS_RATE:
             out.append(Finding(
-                id="TCP_RETRANSMISSIONS", severity="warning", phase="cstp-connect", time=conn.get("start"),
-                frames=(conn.get("retransmission_frames") or [])[:10],
-                message=f"{total_r} retransmitted TCP segments on the tunnel's TLS connection {c['connection']} "
+                id="TCP_RETRANSMISSIONS", severity="warning", phase="cstp-connect", time=conn.start,
+                frames=conn.retransmission_frames[:10],
+                message=f"{total_r} retransmitted TCP segments on the tunnel's TLS connection {c.connection} "
                         f"({100 * total_r / total_s:.1f} % of {total_s} data segments).",
                 remedy="Loss on the path; with the tunnel over TCP (no DTLS) this hurts much more than loss on UDP: "
                        "fix the loss and make DTLS work.",

@@ -8,6 +8,8 @@ RST is that normal close (close_notify) and is not reported either; other encryp
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.dtls import DTLSDetails
+from ..phases.tls_handshake import ConnectionSummary, TLSAlert
 
 RULE_IDS = ("TLS_ALERT",)
 
@@ -15,25 +17,28 @@ RULE_IDS = ("TLS_ALERT",)
 CLOSE_WINDOW = 1.0  # seconds: an encrypted alert this close to its sender's FIN (or RST) is the normal close
 
 
-def _closing(alert: dict, conn: dict) -> bool:
+def _closing(alert: TLSAlert, conn: ConnectionSummary) -> bool:
     """An encrypted (unreadable) alert followed at once by its sender closing the connection: close_notify."""
-    if alert.get("level") is not None or alert.get("name") not in (None, "encrypted alert", "encrypted_alert"):
+    if alert.level is not None or alert.name not in (None, "encrypted alert", "encrypted_alert"):
         return False
-    t = alert.get("time") or alert.get("ts")
-    return t is not None and any(c.get("direction") == alert.get("direction") and 0 <= c["ts"] - t <= CLOSE_WINDOW
-                                 for c in conn.get("closed") or [])
+    t = alert.time
+    return t is not None and any(c.get("direction") == alert.direction and 0 <= c["ts"] - t <= CLOSE_WINDOW
+                                 for c in conn.closed)
 
 
 def check(session, ctx):
     out = []
     alerts = []
     for c in session.connections:
-        for a in c.get("alerts") or []:
+        if not isinstance(c, ConnectionSummary):
+            continue  # a DTLS flow: its alerts are in the dtls phase
+        for a in c.alerts:
             if _closing(a, c):
                 continue  # the normal close: an encrypted close_notify, then FIN (shown in the connection list)
-            alerts.append(dict(a, connection=c["connection"]))
-    for f in (session.phase("dtls").details or {}).get("flows") or []:
-        alerts += [dict(a, dtls=True) for a in f.get("alerts") or []]
+            alerts.append(dict(a.to_json(), connection=c.connection))
+    dtls = session.phase("dtls").details
+    for f in dtls.flow_list if isinstance(dtls, DTLSDetails) else []:
+        alerts += [dict(a, dtls=True) for a in f.alerts]
     for a in alerts:
         name = a.get("name") or "encrypted alert"
         if name == "close_notify":

@@ -1,0 +1,102 @@
+"""Phase 4, downloader: the VPN downloader's GETs (profiles, the CACHE, `/+CSCOT+/`…) with the webvpn cookie, and
+the profiles of the auth reply's manifest checked against what was fetched."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from ..model import Phase, Secret
+from .grouping import DOWNLOADER_PATHS, Group, cookie
+from .record import UNSET, Record
+from .user_auth import ManifestEntry
+
+
+@dataclass
+class DownloaderGet(Record):
+    time: float
+    frame: int
+    connection: str
+    target: str
+    cookie: Secret | None
+    status: int = UNSET
+    size: int = UNSET
+    sha1: str = UNSET
+    response_frame: int = UNSET
+
+
+@dataclass
+class ProfileCheck(Record):
+    uri: str | None
+    fetched: bool
+    status: int | None
+    hash_matches: bool | None = UNSET
+
+
+@dataclass
+class DownloaderDetails(Record):
+    gets: list[DownloaderGet] = field(default_factory=list)
+    connections: list[int] = UNSET  # tcp.stream numbers of the downloader's TLS sessions
+    profile_manifest: list[ManifestEntry] = field(default_factory=list)
+    profile_checks: list[ProfileCheck] = UNSET
+    missing_profiles: list[str | None] = field(default_factory=list)
+
+
+def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
+    p = Phase("downloader")
+    gets = []
+    conns = set()
+    for cn in g.conns:
+        for ex in cn.gets:
+            # the downloader GETs its files with the session cookie; a cookie-less GET elsewhere is the client's
+            # own fallback (openconnect GETs the URL it was given when its POST fails), not the downloader
+            if any(ex.request.target.startswith(x) for x in DOWNLOADER_PATHS) or \
+                    (cn.kind == "downloader" and cookie(ex.request.headers)):
+                gets.append((cn, ex))
+                conns.add(cn.c.index)
+    manifest = (auth.details.profile_manifest or []) if auth.details is not None else []
+    if not gets:
+        undecrypted_extra = [cn for cn in g.conns[1:] if cn.kind == "undecrypted"]
+        if undecrypted_extra and len(g.conns) > 2:
+            p.status = "undecrypted"
+            p.summary = "extra TLS sessions not decrypted (downloader?)"
+        else:
+            p.status = "absent"
+            if manifest:
+                p.summary = "no downloader GETs although the gateway offered a profile"
+            elif (client_sw or {}).get("name") == "openconnect":
+                p.summary = "no downloader (openconnect, per its User-Agent, runs none)"
+            else:
+                p.summary = "no downloader GETs"
+        p.details = DownloaderDetails(gets=[], profile_manifest=manifest, missing_profiles=[m.uri for m in manifest])
+        return p
+    rows = []
+    for cn, ex in gets:
+        req, resp = ex.request, ex.response
+        p.touch(req.ts, req.frame)
+        ck = cookie(req.headers)
+        row = DownloaderGet(time=req.ts, frame=req.frame, connection=f"tcp.stream {cn.c.index}", target=req.target,
+                            cookie=Secret(ck) if ck else None)
+        if resp is not None:
+            p.touch(resp.ts, resp.frame)
+            row.status = resp.status
+            row.size = len(resp.body)
+            row.sha1 = hashlib.sha1(resp.body).hexdigest().upper()
+            row.response_frame = resp.frame
+        rows.append(row)
+    fetched = {r.target: r for r in rows if r.status == 200}  # a 404 is not a fetch
+    checks = []
+    for m in manifest:
+        r = fetched.get(m.uri)
+        if r is None:
+            asked = next((x for x in rows if x.target == m.uri), None)
+            checks.append(ProfileCheck(uri=m.uri, fetched=False,
+                                       status=asked.status if asked and asked.status is not UNSET else None))
+        else:
+            checks.append(ProfileCheck(uri=m.uri, fetched=True, status=r.status,
+                                       hash_matches=(m.hash or "").upper() == r.sha1 if r.status == 200 else None))
+    p.details = DownloaderDetails(gets=rows, connections=sorted(conns), profile_manifest=manifest,
+                                  profile_checks=checks, missing_profiles=[c.uri for c in checks if not c.fetched])
+    bad = [r for r in rows if r.status != 200]
+    p.status = "failed" if bad else "ok"
+    p.summary = f"{len(rows)} GET(s) on {len(conns)} TLS session(s)" + (f"; {len(bad)} failed" if bad else "")
+    return p

@@ -1,0 +1,231 @@
+"""Phase 6, dtls: every DTLS flow of the session (ClientHellos, HelloVerifyRequests, ServerHello, establishment —
+decrypted or recognised from the record pattern — the channel statistics) and the phase's verdict."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from dissectors.tls.names import cipher_suite_name
+
+from ..dtlsflow import DTLS_VERSIONS, DTLSFlow
+from ..evidence import fmt_endpoint
+from ..model import Phase
+from .channel import ChannelSummary
+from .cstp_connect import TunnelParameters, connect_details
+from .grouping import Group
+from .record import UNSET, Record
+
+INCOMPLETE_WAIT = 1.0  # seconds of capture after the last DTLS hello before "no answer" is a fact
+
+
+@dataclass
+class DTLSHello(Record):
+    """One DTLS ClientHello."""
+    ts: float
+    frame: int
+    retransmission: bool
+    session_id: str  # hex
+    version: int
+    cookie: bool  # it carries a HelloVerifyRequest's cookie
+
+
+@dataclass
+class DTLSServerHello(Record):
+    ts: float
+    frame: int
+    session_id: str  # hex
+    cipher_suite: int
+    version: int
+
+
+@dataclass
+class DTLSFlowSummary(Record):
+    """One UDP flow of the DTLS channel."""
+    connection: str  # "udp.stream N"
+    client: str
+    gateway: str
+    mode: str | None  # psk-negotiate, legacy, legacy-0x0100
+    version: str | None
+    cipher_suite: str | None
+    client_hellos: list[DTLSHello]
+    client_hello_count: int
+    hello_intervals: list[float]
+    hello_verify_requests: int
+    hello_verify_request_frames: list[int]
+    hello_verify_request_times: list[float]
+    server_hello: DTLSServerHello | None
+    full_handshake: bool
+    established: bool
+    established_time: float | None
+    established_frame: int | None
+    established_from: str | None  # before-capture, record-pattern, decryption
+    before_capture: bool
+    handshake_start: float | None
+    handshake_duration: float | None
+    keys: str | None  # where the keys came from: legacy, psk-negotiate
+    undecrypted_records: int
+    undecrypted_records_by_direction: dict[str, int]
+    undecrypted_reason: str | None
+    alerts: list[dict[str, Any]]  # {direction, level, description, name, encrypted, ts, frame}
+    problems: list[dict[str, Any]]  # {message, ts, frame}
+    datagrams: dict[str, int]
+    bytes: dict[str, int]
+    channel: ChannelSummary
+    session_id: str | None  # hex
+    first_record: dict[str, Any]
+    start: float | None
+    end: float | None
+    continues: str | None  # the flow whose DTLS session this one continues (NAT rebinding)
+    first_frame: int | None
+
+
+@dataclass
+class DTLSDetails(Record):
+    """The DTLS flows and the main one's outcome; without flows only `offered` (did the gateway offer DTLS)."""
+    flows: list[DTLSFlowSummary] = UNSET
+    mode: str | None = UNSET
+    version: str | None = UNSET
+    cipher_suite: str | None = UNSET
+    established: bool = UNSET
+    client_hello_times: list[float] = UNSET
+    offered: bool = False
+    before_capture: bool = UNSET
+    data_moved_to_dtls: float | None = UNSET  # first client→gateway data over DTLS
+
+    @property
+    def flow_list(self) -> list[DTLSFlowSummary]:
+        return self.flows or []
+
+
+def _dtls_mode(flow: DTLSFlow, params: TunnelParameters | None) -> str | None:
+    if flow.keys_source == "psk-negotiate":
+        return "psk-negotiate"
+    if flow.keys_source == "legacy":
+        return "legacy-0x0100" if flow.version == 0x0100 else "legacy"
+    suite = params.dtls_ciphersuite if params else None
+    if suite == "PSK-NEGOTIATE":
+        return "psk-negotiate"
+    if flow.version == 0x0100 or (flow.hellos and flow.hellos[0]["version"] == 0x0100):
+        return "legacy-0x0100"
+    return "legacy" if suite else None
+
+
+def _attempt_start(f: DTLSFlow) -> float | None:
+    """When the handshake that succeeded (or the last one) began: its first ClientHello, before any cookie
+    exchange or retransmission (a hello with a cookie or a retransmitted one continues the attempt)."""
+    end = f.established_ts
+    start = None
+    for h in f.hellos:
+        if end is not None and h["ts"] > end:
+            break
+        if start is None or not (h["retransmission"] or h["cookie"]):
+            start = h["ts"]
+    return start
+
+
+def flow_summary(f: DTLSFlow, params: TunnelParameters | None) -> DTLSFlowSummary:
+    hello_times = [h["ts"] for h in f.hellos]
+    attempt_start = _attempt_start(f)
+    return DTLSFlowSummary(
+        connection=f"udp.stream {f.index}", client=fmt_endpoint(*f.client),
+        gateway=fmt_endpoint(*f.server), mode=_dtls_mode(f, params),
+        version=DTLS_VERSIONS.get(f.version, hex(f.version) if f.version else None),
+        cipher_suite=cipher_suite_name(f.cipher_suite) if f.cipher_suite is not None else None,
+        client_hellos=[DTLSHello(**h) for h in f.hellos], client_hello_count=f.hello_total,
+        hello_intervals=[round(b - a, 3) for a, b in itertools.pairwise(hello_times)],
+        hello_verify_requests=len(f.hello_verify),
+        hello_verify_request_frames=[h["frame"] for h in f.hello_verify[:50]],
+        hello_verify_request_times=[h["ts"] for h in f.hello_verify[:50]],
+        server_hello=DTLSServerHello(**f.server_hello) if f.server_hello else None,
+        full_handshake=f.full_handshake, established=f.established_ts is not None or f.up_before_capture,
+        established_time=f.established_ts, established_frame=f.established_frame,
+        established_from=("before-capture" if f.up_before_capture else "record-pattern" if f.established_keyless
+                          else "decryption" if f.established_ts is not None else None),
+        before_capture=f.before_capture,
+        handshake_start=attempt_start,
+        handshake_duration=round(f.established_ts - attempt_start, 6)
+        if f.established_ts is not None and attempt_start is not None else None,
+        keys=f.keys_source, undecrypted_records=f.undecrypted,
+        undecrypted_records_by_direction=dict(f.undecrypted_records),
+        undecrypted_reason=f.undecrypted_reason,
+        alerts=f.alerts, problems=f.problems[:10], datagrams=dict(f.datagrams), bytes=dict(f.bytes),
+        channel=ChannelSummary.from_stats(f.channel),
+        session_id=f.session_id.hex() if f.session_id else None,
+        first_record=f.first_record, start=f.first_ts, end=f.last_ts, continues=f.continues,
+        first_frame=f.first_frame)
+
+
+def build(g: Group, cstp: Phase, capture_end: float | None = None) -> Phase:
+    p = Phase("dtls")
+    cd = connect_details(cstp)
+    params = cd.parameters or None if cd is not None else None
+    offered = bool(params and params.dtls_port)
+    if not g.dtls:
+        if offered:
+            p.status = "failed"
+            p.summary = "gateway offered DTLS (X-DTLS-Port) but no DTLS packets were captured"
+        else:
+            p.status = "absent"
+            p.summary = "no DTLS" + ("; gateway offered no DTLS" if params else "")
+        p.details = DTLSDetails(offered=offered)
+        return p
+    flows = []
+    for f in g.dtls:
+        flows.append(flow_summary(f, params))
+        p.touch(f.first_ts, f.first_frame)
+        p.touch(f.last_ts, f.last_frame)
+        for h in f.hellos[:50]:
+            p.frames.append(h["frame"])
+        for h in f.hello_verify[:50]:
+            p.frames.append(h["frame"])
+        if f.server_hello:
+            p.frames.append(f.server_hello["frame"])
+        if f.established_frame:
+            p.frames.append(f.established_frame)
+    main = next((e for e in flows if e.established), flows[0])
+    d = DTLSDetails(flows=flows, mode=main.mode, version=main.version, cipher_suite=main.cipher_suite,
+                    established=main.established, client_hello_times=[h.ts for e in flows for h in e.client_hellos],
+                    offered=offered, before_capture=bool(main.before_capture))
+    est = [e for e in flows if e.established]
+    if est:
+        d.data_moved_to_dtls = est[0].channel.first_data.get("c2s")
+        undecrypted = sum(e.undecrypted_records for e in est if e.keys is None)
+        hs = next((e.handshake_duration for e in est if e.handshake_duration is not None), None)
+        what = " ".join(x for x in (main.mode, main.version, main.cipher_suite) if x) or "DTLS"
+        timing = f", handshake {hs * 1000:.0f} ms" if hs is not None else ""
+        if all(e.before_capture for e in est):
+            p.status = "before-capture"
+            done = next((e for e in est if e.established_frame), None)
+            p.summary = (f"{what} up, " + ("established before the capture started" if done is None else
+                                          f"handshake began before the capture, completed at frame "
+                                          f"{done.established_frame}") +
+                         (f"; not decrypted: {undecrypted} records" if undecrypted else ""))
+        elif undecrypted:
+            p.status = "undecrypted"
+            p.summary = f"{what} up{timing}; not decrypted: {undecrypted} records"
+        else:
+            p.status = "ok"
+            p.summary = what + timing
+    elif any(e.server_hello for e in flows):
+        undecrypted = any(e.undecrypted_records for e in flows)
+        p.status = "undecrypted" if undecrypted else "failed"
+        p.summary = "DTLS handshake answered but not completed" if not undecrypted else "DTLS not decrypted"
+    elif any(e.hello_verify_requests for e in flows):
+        p.status = "failed"
+        n = sum(e.client_hello_count for e in flows)
+        v = sum(e.hello_verify_requests for e in flows)
+        p.summary = f"{n} ClientHello(s), {v} HelloVerifyRequest(s), no ServerHello"
+    else:
+        n = sum(e.client_hello_count for e in flows)
+        last = max((h.ts for e in flows for h in e.client_hellos), default=None)
+        if capture_end is not None and last is not None and capture_end - last < INCOMPLETE_WAIT:
+            # the capture stops right after the hello: whether it would have been answered is not in it
+            p.status = "incomplete"
+            p.summary = (f"{n} ClientHello(s), the capture ends {capture_end - last:.1f} s after the last one: "
+                         "the answer, if any, is not in the capture")
+        else:
+            p.status = "failed"
+            p.summary = f"{n} ClientHello(s) unanswered"
+    p.details = d
+    return p

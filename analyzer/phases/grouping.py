@@ -1,0 +1,223 @@
+"""Grouping: from connection trackers to the groups of flows that may be VPN sessions.
+
+One group per connection attempt of a client to a gateway:
+* a TLS connection whose first aggregate-auth POST is `type="init"` starts a new group;
+* a connection carrying `CONNECT /CSCOSSLC/tunnel` joins the group whose webvpn cookie it presents (a second
+  CONNECT in a session is a reconnect); without a known cookie it joins the latest open group of that
+  client↔gateway pair, or starts one;
+* a downloader connection (GETs only) joins the group whose cookie it presents, else the latest one;
+* an undecrypted connection joins the latest group of the pair if it started within `JOIN_WINDOW` seconds of
+  that group's last activity, else starts a new one;
+* a DTLS flow joins the group whose CONNECT gave out its ClientHello session id (X-DTLS-Session-ID or
+  X-DTLS-App-ID), else the latest group of the same client and gateway address.
+
+Which groups are sessions is decided by analyzer/evidence.py (`judge`); the phase builders (the other modules of
+this package) read a group's trackers and the HTTP exchanges classified here (`Conn`).
+"""
+from __future__ import annotations
+
+from dissectors import aggauth
+from dissectors.redact import redact_headers, redact_xml
+
+from ..connection import TCPConnection
+from ..dtlsflow import DTLSFlow
+from ..model import Redactable
+
+JOIN_WINDOW = 120.0
+DOWNLOADER_PATHS = ("/profiles/", "/CACHE/", "/+CSCOT+/", "/1/VPNManifest", "/1/binaries", "/+CSCOE+/")
+
+
+def cookie(headers, name: str = "webvpn") -> str | None:
+    for value in headers.get_all("Cookie"):
+        for part in value.split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == name and v:
+                return v
+    return None
+
+
+def set_cookie(headers, name: str = "webvpn") -> str | None:
+    for value in headers.get_all("Set-Cookie"):
+        k, _, rest = value.partition("=")
+        if k.strip() == name:
+            v = rest.split(";", 1)[0].strip()
+            if v:
+                return v
+    return None
+
+
+def config_auth(body: bytes, refused: list | None = None):
+    if not body or b"config-auth" not in body[:4096] and b"<auth" not in body[:4096]:
+        return None
+    ca = aggauth.parse_config_auth(body)
+    if isinstance(ca, aggauth.AggAuthError):
+        if refused is not None:
+            refused.append(ca)
+        return None
+    return ca
+
+
+def headers_view(headers) -> Redactable:
+    raw = [[k, v] for k, v in headers]
+    red = [[k, v] for k, v in redact_headers(headers)]
+    return Redactable(raw, red)
+
+
+def xml_view(body: bytes, secret_fields=()) -> Redactable:
+    text = body.decode("utf-8", "replace")
+    return Redactable(text, redact_xml(body, secret_fields))
+
+
+def to_int(v) -> int | None:
+    try:
+        return int(str(v).strip()) if v is not None else None
+    except ValueError:
+        return None
+
+
+def is_form(req) -> bool:
+    """A legacy urlencoded login POST (never an XML document that failed to parse: its text is not field names)."""
+    ctype = (req.headers.get("Content-Type") or "").lower()
+    body = req.body.lstrip()
+    if body.startswith(b"<") or "xml" in ctype:
+        return False
+    return "x-www-form-urlencoded" in ctype or b"=" in body[:200]
+
+
+def form_fields(body: bytes) -> list[str]:
+    from urllib.parse import parse_qsl
+
+    try:
+        return [k for k, _ in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)][:50]
+    except ValueError:
+        return []
+
+
+class Conn:
+    """A TCP connection seen by the session builder, with what it carried at the HTTP level."""
+
+    def __init__(self, c: TCPConnection):
+        self.c = c
+        self.kind = "unknown"
+        self.posts: list = []  # (Exchange, ConfigAuth request, ConfigAuth response)
+        self.form_posts: list = []  # legacy (pre-aggregate-auth) urlencoded login POSTs
+        self.gets: list = []
+        self.connects: list = []
+        self.cookies_presented: set[str] = set()
+        self.cookies_issued: set[str] = set()
+        for ex in c.exchanges:
+            req = ex.request
+            ck = cookie(req.headers)
+            if ck:
+                self.cookies_presented.add(ck)
+            if ex.response is not None:
+                sc = set_cookie(ex.response.headers)
+                if sc:
+                    self.cookies_issued.add(sc)
+            if req.method == "POST":
+                refused: list = []
+                rq = config_auth(req.body, refused)
+                rs = config_auth(ex.response.body, refused) if ex.response is not None else None
+                for err in refused:  # hostile or oversized aggregate-auth XML: say so in the report
+                    c.add_problem("limit", f"aggregate-auth XML refused ({err.kind}): {err.message}",
+                               req.ts, req.frame)
+                if rs is not None and rs.session_token:
+                    self.cookies_issued.add(rs.session_token)
+                if rq is None and is_form(req):
+                    self.form_posts.append(ex)
+                self.posts.append((ex, rq, rs))
+            elif req.method == "CONNECT":
+                self.connects.append(ex)
+            elif req.method in ("GET", "HEAD"):
+                self.gets.append(ex)
+        if self.connects:
+            self.kind = "tunnel"
+        elif self.posts:
+            self.kind = "auth"
+        elif self.gets:
+            self.kind = "downloader"
+        elif not c.decrypted:
+            self.kind = "undecrypted"
+
+    @property
+    def starts_with_init(self) -> bool:
+        return bool(self.posts) and self.posts[0][1] is not None and self.posts[0][1].type == "init"
+
+
+class Group:
+    """A group of flows: the TLS connections of one client to one server address and port (one attempt), with
+    the DTLS flows that belong to them. A session when analyzer/evidence.py says so."""
+
+    def __init__(self, key):
+        self.key = key
+        self.conns: list[Conn] = []
+        self.dtls: list[DTLSFlow] = []
+        self.cookies: set[str] = set()
+        self.has_tunnel = False
+        self.last_ts = 0.0
+
+    def add(self, conn: Conn) -> None:
+        self.conns.append(conn)
+        self.cookies |= conn.cookies_issued | conn.cookies_presented
+        self.has_tunnel = self.has_tunnel or conn.kind == "tunnel"
+        self.last_ts = max(self.last_ts, conn.c.last_ts)
+
+
+def group_connections(pipe) -> list[Group]:
+    conns = [Conn(c) for c in sorted(pipe.tcp.values(), key=lambda c: (c.first_ts, c.index)) if c.is_tls]
+    groups: list[Group] = []
+    latest: dict = {}
+    for cn in conns:
+        key = (cn.c.client[0], cn.c.server[0], cn.c.server[1])
+        last = latest.get(key)
+        target = None
+        if cn.kind == "auth" and cn.starts_with_init:
+            target = None  # a new attempt
+        elif cn.kind in ("tunnel", "downloader", "auth"):
+            presented = cn.cookies_presented
+            target = next((g for g in reversed(groups) if g.key == key and presented & g.cookies), None)
+            if target is None and last is not None and (cn.kind != "tunnel" or not last.has_tunnel):
+                target = last
+        elif last is not None and cn.c.first_ts - last.last_ts <= JOIN_WINDOW:
+            target = last
+        if target is None:
+            target = Group(key)
+            groups.append(target)
+        target.add(cn)
+        latest[key] = target
+    # DTLS flows
+    by_conn = {id(cn.c): g for g in groups for cn in g.conns}
+    for flow in sorted(pipe.udp.values(), key=lambda f: f.first_ts):
+        g = None
+        info = pipe.dtls_keys.get(flow.session_id) if flow.session_id else None
+        if info is not None:
+            g = by_conn.get(id(info.connection))
+        if g is None:
+            cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.key[1] == flow.server[0]]
+            if not cands and anyconnect_hello(flow):
+                # a resuming hello to another address than the gateway: same client, a tunnel up
+                cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.has_tunnel]
+            before = [g2 for g2 in cands if (g2.conns[0].c.first_ts if g2.conns else g2.dtls[0].first_ts) <= flow.first_ts]
+            g = before[-1] if before else (cands[0] if cands else None)
+        if g is None:
+            g = Group((flow.client[0], flow.server[0], flow.server[1]))
+            groups.append(g)
+        g.dtls.append(flow)
+    groups.sort(key=lambda g: min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]))
+    return groups
+
+
+def anyconnect_hello(flow: DTLSFlow) -> bool:
+    """A DTLS ClientHello as AnyConnect-protocol clients send it: resuming a 32-byte session id, or 0x0100."""
+    return any(len(h.get("session_id") or "") == 64 or h.get("version") == 0x0100 for h in flow.hellos[:4])
+
+
+def any_undecrypted(g: Group) -> bool:
+    return any(cn.kind == "undecrypted" for cn in g.conns)
+
+
+def posts(g: Group):
+    """Every POST of the group: (Conn, exchange, request ConfigAuth or None, response ConfigAuth or None)."""
+    for cn in g.conns:
+        for ex, rq, rs in cn.posts:
+            yield cn, ex, rq, rs

@@ -1,0 +1,62 @@
+"""The base of the typed session details: dataclasses whose JSON form is today's public document.
+
+A `Record` is a dataclass; `to_json(show_secrets)` gives its JSON object with the keys in field order. A field
+whose value is `UNSET` is left out of the object (a key the document has only in some cases: e.g. `opaque` in a
+group-selection POST, only when the gateway's answer carried one). Values go through `analyzer.model.reveal`, so
+`Secret` and `Redactable` values are redacted unless secrets are shown. The JSON schema of the details
+(docs/acflow-report.schema.json) is generated from these classes (analyzer/schema.py): a field's type annotation
+is its schema; `UNSET`-defaulted fields are the optional keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..model import reveal
+
+
+class _Unset:
+    """The value of a field whose key is absent from the JSON object."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def json_value(self, show_secrets: bool = False) -> None:
+        return None  # a key that is absent reads as null when a reader copies it into a finding's evidence
+
+
+UNSET: Any = _Unset()
+
+
+class Record:
+    """Base of the typed details records (each subclass is a dataclass)."""
+
+    __slots__ = ()
+
+    def to_json(self, show_secrets: bool = False) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is UNSET:
+                continue
+            out[f.name] = reveal(v, show_secrets)
+        return out
+
+    def json_value(self, show_secrets: bool = False) -> dict:
+        """The protocol `analyzer.model.reveal` uses for objects that know their JSON form."""
+        return self.to_json(show_secrets)
+
+
+def has(v: Any) -> bool:
+    """A field that is set (not UNSET) — for optional keys whose value may itself be falsy."""
+    return v is not UNSET
+
+
+def opt(v: Any) -> Any:
+    """The value of an optional field, None when it is UNSET."""
+    return None if v is UNSET else v

@@ -1,0 +1,109 @@
+"""A VPN session from a group of flows: the six phases, the tunnel, the connections, evidence and client."""
+from __future__ import annotations
+
+from ..evidence import fmt_endpoint, judge, other_traffic
+from ..model import PHASES, Phase, Session
+from . import cstp_connect, downloader, dtls, group_selection, tls_handshake, tunnel, user_auth
+from .grouping import DOWNLOADER_PATHS, Group, group_connections
+
+
+def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[Phase]:
+    """The six phases of one group, in order (phase names: analyzer.model.PHASES)."""
+    tls = tls_handshake.build(g)
+    grp = group_selection.build(g)
+    auth = user_auth.build(g, tls)
+    dl = downloader.build(g, auth, client_sw)
+    cstp = cstp_connect.build(g)
+    dt = dtls.build(g, cstp, capture_end)
+    phases = [tls, grp, auth, dl, cstp, dt]
+    assert tuple(p.phase for p in phases) == PHASES
+    mark_before_capture(g, phases)
+    return phases
+
+
+def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
+    """(VPN sessions, "other traffic" summary): every group of flows with AnyConnect evidence is a session."""
+    groups = group_connections(pipe)
+    verdicts = judge(groups, gateways, DOWNLOADER_PATHS)
+    sessions = []
+    vpn_conns: set[int] = set()
+    vpn_flows: set[int] = set()
+    for g, verdict in zip(groups, verdicts):
+        if not verdict.is_vpn:
+            continue
+        vpn_conns |= {id(cn.c) for cn in g.conns}
+        vpn_flows |= {id(f) for f in g.dtls}
+        i = len(sessions) + 1
+        client_sw = client_software(g)
+        phases = build_phases(g, pipe.last_ts, client_sw)
+        client, gw_ip, gw_port = g.key
+        starts = [c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]
+        ends = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls]
+        s = Session(id=f"s{i}", client=client, gateway=fmt_endpoint(gw_ip, gw_port),
+                    start=min(starts) if starts else None, end=max(ends) if ends else None, phases=phases)
+        s.tunnel = tunnel.build(g, phases[5].details)
+        s.connections = [tls_handshake.conn_summary(cn.c) for cn in g.conns] + [
+            tls_handshake.dtls_conn_summary(f) for f in g.dtls]
+        # the capture files its flows were seen in (a connection may run on from one file into the next)
+        caps = sorted({n for t in [cn.c for cn in g.conns] + g.dtls for n, _ in t.numbers})
+        s.captures = [pipe.captures[n] for n in caps if n < len(pipe.captures)]
+        s.evidence = verdict.evidence
+        s.confidence = verdict.confidence
+        s.client_software = client_sw
+        sessions.append(s)
+    return sessions, other_traffic(pipe, vpn_conns, vpn_flows)
+
+
+_CLIENTS = (  # User-Agent prefix -> client name (AnyConnect-protocol clients as they announce themselves)
+    ("Open AnyConnect VPN Agent", "openconnect"),
+    ("OpenConnect", "openconnect"),
+    ("Cisco AnyConnect", "Cisco AnyConnect"),
+    ("AnyConnect", "Cisco AnyConnect"),
+    ("Cisco Secure Client", "Cisco Secure Client"),
+)
+
+
+def client_software(g: Group) -> dict:
+    """Which client this is, from what it said on the wire (User-Agent, aggregate-auth version); else unknown."""
+    for cn in g.conns:
+        for ex in cn.c.exchanges:
+            ua = ex.request.headers.get("User-Agent")
+            if not ua:
+                continue
+            name = next((n for prefix, n in _CLIENTS if ua.startswith(prefix)), None)
+            version = None
+            for _, rq, _ in cn.posts:
+                if rq is not None and rq.version("vpn"):
+                    version = rq.version("vpn")
+                    break
+            if version is None:
+                version = ua.rsplit(" v", 1)[1] if " v" in ua else ua.rsplit(" ", 1)[-1] if name else None
+            return {"name": name or "unknown", "version": version, "user_agent": ua,
+                    "evidence": f"User-Agent frame {ex.request.frame}"}
+    return {"name": "unknown", "version": None, "user_agent": None,
+            "evidence": "no decrypted HTTP request (no User-Agent)"}
+
+
+def mark_before_capture(g: Group, phases: list[Phase]) -> None:
+    """A session whose first connection was already running when the capture started: phases before it did not
+    happen in the capture, they happened before it ("before-capture", not "failed" or "undecrypted")."""
+    if not g.conns:
+        if g.dtls and all(f.before_capture for f in g.dtls):
+            for p in phases[:5]:
+                if p.status in ("absent", "undecrypted", "failed"):
+                    p.status = "before-capture"
+                    p.summary = "before the capture started (only the DTLS channel was captured)"
+        return
+    first = g.conns[0].c
+    if not first.started_before_capture:
+        return
+    for p in phases[:4]:
+        if p.status in ("absent", "undecrypted", "failed"):
+            p.status = "before-capture"
+            p.summary = f"before the capture started (tcp.stream {first.index} was already up at its first frame)"
+    cstp = phases[4]
+    if cstp.status in ("absent", "undecrypted") and not first.decrypted:
+        records = sum(first.encrypted_records.values())
+        cstp.status = "before-capture"
+        cstp.summary = (f"CONNECT before the capture started; tcp.stream {first.index} carries the tunnel"
+                        + (f" (not decrypted: {records} records)" if records else ""))

@@ -1,0 +1,260 @@
+"""Phase 1, tls-handshake: the first TLS connection's handshake, the gateway's certificate chain and verdicts,
+client certificates on every connection of the session; also the per-connection summaries (`ConnectionSummary`)
+that `Session.connections` lists."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from dissectors.tls.names import cipher_suite_name, version_name
+
+from .. import certs
+from ..connection import TCPConnection
+from ..evidence import fmt_endpoint
+from ..model import Phase
+from .grouping import Group
+from .record import UNSET, Record
+
+
+@dataclass
+class ClientHelloInfo(Record):
+    frame: int
+    time: float
+    sni: str | None
+    alpn: list[str]
+    max_version: str | None
+    cipher_suites: list[str]
+    session_id: str  # hex
+    session_ticket: bool
+    extended_master_secret: bool
+
+
+@dataclass
+class ServerHelloInfo(Record):
+    frame: int
+    time: float
+    version: str | None
+    cipher_suite: str | None
+    alpn: str | None
+    session_id: str  # hex
+    resumed: bool
+    extended_master_secret: bool
+
+
+@dataclass
+class TLSAlert(Record):
+    direction: str
+    level: int | None
+    name: str | None
+    encrypted: bool
+    time: float
+    frame: int
+
+
+@dataclass
+class CertificateRequestInfo(Record):
+    frame: int
+    time: float
+    ca_names: list[str]
+
+
+@dataclass
+class ClientCertificateInfo(Record):
+    frame: int
+    count: int
+    certificates: list[dict[str, Any]]  # certs.describe()
+
+
+@dataclass
+class ClientCertificateUse(Record):
+    """What one TLS connection shows of client-certificate authentication: the request and the client's answer."""
+    connection: str
+    requested: bool
+    request_frame: int | None
+    request_time: float | None
+    ca_names: list[str]
+    certificate_message: bool
+    certificate_frame: int | None
+    certificates_sent: int | None
+    chain: list[dict[str, Any]]  # certs.describe()
+    certificate_verify_frame: int | None
+    encrypted_handshake: bool
+
+
+@dataclass
+class ConnectionSummary(Record):
+    """One TCP connection of the session (`Session.connections`, `TLSHandshakeDetails.connections`)."""
+    connection: str  # "tcp.stream N"
+    capture: int | str | None
+    client: str
+    start: float | None
+    end: float | None
+    first_frame: int | None
+    last_frame: int | None
+    version: str | None
+    cipher_suite: str | None
+    decrypted: bool
+    requests: list[str]
+    retransmissions: dict[str, int]
+    segments: dict[str, int]
+    retransmission_frames: list[int]
+    gaps: list[dict[str, Any]]
+    closed: list[dict[str, Any]]
+    problems: list[dict[str, Any]]
+    alerts: list[TLSAlert]
+    decryption: dict[str, Any]
+
+
+@dataclass
+class DTLSConnectionSummary(Record):
+    """One UDP (DTLS) flow of the session in `Session.connections`."""
+    connection: str  # "udp.stream N"
+    capture: int | str | None
+    client: str
+    start: float | None
+    end: float | None
+    first_frame: int | None
+    last_frame: int | None
+    dtls: bool = True
+
+
+@dataclass
+class TLSHandshakeDetails(Record):
+    connection: str
+    client: str
+    gateway: str
+    client_hello: ClientHelloInfo = UNSET
+    server_hello: ServerHelloInfo = UNSET
+    certificates: list[dict[str, Any]] = field(default_factory=list)  # certs.describe() of the chain sent
+    certificate_host: str | None = None
+    certificate_verdicts: list[dict[str, Any]] = field(default_factory=list)  # certs.verdicts(): {verdict, message}
+    chain_includes_issuer: bool | None = None
+    certificates_note: str = UNSET
+    certificate_request: CertificateRequestInfo = UNSET
+    client_certificate: ClientCertificateInfo = UNSET
+    client_certificates: list[ClientCertificateUse] = field(default_factory=list)
+    alerts: list[TLSAlert] = field(default_factory=list)
+    decryption: dict[str, Any] = field(default_factory=dict)
+    connections: list[ConnectionSummary] = field(default_factory=list)
+
+
+def build(g: Group) -> Phase:
+    p = Phase("tls-handshake")
+    if not g.conns:
+        p.details = None
+        return p
+    c = g.conns[0].c
+    ch, sh = c.client_hello, c.server_hello
+    d = TLSHandshakeDetails(connection=f"tcp.stream {c.index}", client=fmt_endpoint(*c.client),
+                            gateway=fmt_endpoint(*c.server))
+    p.touch(c.first_ts, c.first_frame)
+    for f in c.handshake_frames[:32]:
+        p.frames.append(f)
+    if ch is not None:
+        d.client_hello = ClientHelloInfo(
+            frame=ch.frame, time=ch.ts, sni=ch.sni, alpn=list(ch.alpn), max_version=version_name(ch.max_version),
+            cipher_suites=list(ch.cipher_suite_names), session_id=ch.session_id.hex(),
+            session_ticket=ch.session_ticket is not None and len(ch.session_ticket) > 0,
+            extended_master_secret=ch.extended_master_secret)
+        p.touch(ch.ts, ch.frame)
+    if sh is not None:
+        resumed = bool(ch is not None and ch.session_id and sh.session_id == ch.session_id and sh.version < 0x0304) \
+            or sh.selected_psk is not None
+        d.server_hello = ServerHelloInfo(frame=sh.frame, time=sh.ts, version=version_name(sh.version),
+                                         cipher_suite=cipher_suite_name(sh.cipher_suite), alpn=sh.alpn,
+                                         session_id=sh.session_id.hex(), resumed=resumed,
+                                         extended_master_secret=sh.extended_master_secret)
+        p.touch(sh.ts, sh.frame)
+    chain: list[dict] = []
+    if c.certificates is not None:
+        chain = [certs.describe(der) for der in c.certificates.certificates[:10]]
+        p.touch(c.certificates.ts, c.certificates.frame)
+    host = ch.sni if ch is not None and ch.sni else None
+    if host is None:
+        for cn in g.conns:
+            for _, rq, _ in cn.posts:
+                if rq is not None and rq.group_access:
+                    host = urlparse(rq.group_access).hostname
+                    break
+            if host:
+                break
+    d.certificates = chain
+    d.certificate_host = host
+    d.certificate_verdicts = certs.verdicts(chain, c.first_ts, host)
+    d.chain_includes_issuer = (len(chain) > 1 and chain[0].get("issuer") in {x.get("subject") for x in chain[1:]}) \
+        if chain else None
+    if c.certificates is None and sh is not None and sh.version >= 0x0304 and not c.decrypted:
+        d.certificates_note = "TLS 1.3 encrypts the certificate: supply the key log to see it"
+    if c.certificate_request is not None:
+        cr = c.certificate_request
+        d.certificate_request = CertificateRequestInfo(frame=cr.frame, time=cr.ts,
+                                                       ca_names=[_dn(n) for n in cr.ca_names[:50]])
+    if c.client_certificate is not None:
+        d.client_certificate = ClientCertificateInfo(
+            frame=c.client_certificate.frame, count=len(c.client_certificate.certificates),
+            certificates=[certs.describe(x) for x in c.client_certificate.certificates[:3]])
+    # client certificates: requested and sent on every TLS connection of the session (auth, tunnel, downloader)
+    d.client_certificates = [x for x in (client_cert(cn.c) for cn in g.conns) if x is not None]
+    d.alerts = _alerts(c.alerts)
+    d.decryption = {k: v for k, v in c.decryption.items()}
+    d.connections = [conn_summary(cn.c) for cn in g.conns]
+    if sh is None:
+        p.status = "failed"
+        p.summary = "no ServerHello" + (f"; alert {c.alerts[0].name}" if c.alerts else "")
+    elif c.handshake_done_ts is None and any(a.level == 2 for a in c.alerts):
+        p.status = "failed"
+        p.summary = f"handshake failed: alert {next(a.name for a in c.alerts if a.level == 2)}"
+    else:
+        p.status = "ok"
+        if c.handshake_done_ts:
+            p.touch(c.handshake_done_ts, None)
+        p.summary = f"{version_name(sh.version)} {cipher_suite_name(sh.cipher_suite)}" + (f", SNI {ch.sni}" if ch and ch.sni else "")
+    p.details = d
+    return p
+
+
+def _alerts(alerts) -> list[TLSAlert]:
+    return [TLSAlert(direction=a.direction, level=a.level, name=a.name, encrypted=a.encrypted, time=a.ts,
+                     frame=a.frame) for a in alerts]
+
+
+def client_cert(c: TCPConnection) -> ClientCertificateUse | None:
+    """What one connection shows of client-certificate authentication: the request and the client's answer."""
+    cr, cc = c.certificate_request, c.client_certificate
+    if cr is None and cc is None:
+        return None
+    sent = cc.certificates if cc is not None else None
+    return ClientCertificateUse(
+        connection=f"tcp.stream {c.index}", requested=cr is not None,
+        request_frame=cr.frame if cr is not None else None, request_time=cr.ts if cr is not None else None,
+        ca_names=[_dn(n) for n in cr.ca_names[:50]] if cr is not None else [],
+        certificate_message=cc is not None, certificate_frame=cc.frame if cc is not None else None,
+        certificates_sent=len(sent) if sent is not None else None,
+        chain=[certs.describe(x) for x in sent[:4]] if sent else [],
+        certificate_verify_frame=(c.certificate_verify or {}).get("frame"),
+        encrypted_handshake=c.certificate_request is None and c.client_certificate is None)
+
+
+def _dn(der: bytes) -> str:
+    return certs.dn_from_der(bytes(der))
+
+
+def conn_summary(c: TCPConnection) -> ConnectionSummary:
+    sh = c.server_hello
+    return ConnectionSummary(
+        connection=f"tcp.stream {c.index}", capture=c.capture, client=fmt_endpoint(*c.client),
+        start=c.first_ts, end=c.last_ts, first_frame=c.first_frame, last_frame=c.last_frame,
+        version=version_name(sh.version) if sh else None,
+        cipher_suite=cipher_suite_name(sh.cipher_suite) if sh else None,
+        decrypted=c.decrypted, requests=[f"{ex.request.method} {ex.request.target}" for ex in c.exchanges][:20],
+        retransmissions=dict(c.retransmissions), segments=dict(c.segments),
+        retransmission_frames=c.retransmission_frames[:20], gaps=c.gaps[:10],
+        closed=c.closed[:2], problems=c.problems[:10], alerts=_alerts(c.alerts[:10]),
+        decryption={k: v for k, v in c.decryption.items()})
+
+
+def dtls_conn_summary(f) -> DTLSConnectionSummary:
+    return DTLSConnectionSummary(connection=f"udp.stream {f.index}", capture=f.capture, client=fmt_endpoint(*f.client),
+                                 start=f.first_ts, end=f.last_ts, first_frame=f.first_frame,
+                                 last_frame=f.last_frame)

@@ -1,0 +1,87 @@
+"""The typed session model (analyzer/phases/) gives the very JSON document the untyped one gave.
+
+Issue #11 item 2 replaced the phase `details` dicts by dataclasses; the JSON document is a public contract, so
+every sample's document — with and without the sample's key log, secrets shown and redacted — must be the same,
+byte for byte, as the one the code of `BASE` (the last commit before the typed model) writes. The "before"
+documents are made by that commit's own code, extracted from git into a temporary directory (nothing is
+committed); `ACFLOW_JSON_BEFORE=DIR` uses documents made earlier instead (`python tests/json_snapshot.py DIR`
+run on the old code).
+
+This test pins the document as it was at `BASE`: a change that deliberately adds to the document moves `BASE`
+to its own parent commit.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from analyzer.phases.record import UNSET, Record
+
+from . import json_snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = "6a80b4639dde550bc9895d35597716a7925769ff"  # issue #12 committed; untyped details
+
+
+def _before(tmp: Path) -> Path:
+    given = os.environ.get("ACFLOW_JSON_BEFORE")
+    if given:
+        return Path(given)
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to extract the code of the commit before the typed model")
+    src = tmp / "src"
+    src.mkdir()
+    archive = tmp / "base.tar"
+    r = subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), BASE, "analyzer", "dissectors",
+                        "replay"], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        pytest.skip(f"commit {BASE[:10]} not in this checkout (shallow clone?): {r.stderr.strip()[:200]}")
+    with tarfile.open(archive) as tf:
+        tf.extractall(src, filter="data")
+    out = tmp / "before"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    subprocess.run([sys.executable, str(ROOT / "tests" / "json_snapshot.py"), str(out), "samples"], cwd=ROOT,
+                   env=env, check=True, timeout=1200)
+    return out
+
+
+def test_every_sample_document_is_unchanged(tmp_path):
+    before = _before(tmp_path)
+    after = tmp_path / "after"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "json_snapshot.py"), str(after), "samples"], cwd=ROOT,
+                   check=True, timeout=1200)
+    names = sorted(p.name for p in before.iterdir())
+    assert names == sorted(p.name for p in after.iterdir())
+    assert len(names) == 4 * len(list((ROOT / "samples").rglob("capture.pcapng")))
+    changed = [n for n in names if (before / n).read_text() != (after / n).read_text()]
+    assert not changed, f"{len(changed)} document(s) differ from commit {BASE[:10]}'s: {changed[:8]}"
+
+
+def test_snapshot_variants_cover_keys_and_secrets():
+    v = list(json_snapshot.variants(ROOT / "samples"))
+    assert {(k, s) for _, _, k, s in v} == {(True, True), (True, False), (False, True), (False, False)}
+
+
+def test_unset_fields_are_left_out_and_secrets_redacted():
+    from analyzer.model import Redactable, Secret
+    from analyzer.phases.downloader import DownloaderGet
+
+    g = DownloaderGet(time=1.0, frame=2, connection="tcp.stream 0", target="/CACHE/x", cookie=Secret("abc"))
+    assert isinstance(g, Record)
+    assert g.to_json() == {"time": 1.0, "frame": 2, "connection": "tcp.stream 0", "target": "/CACHE/x",
+                           "cookie": "«redacted»"}
+    assert g.to_json(show_secrets=True)["cookie"] == "abc"
+    g.status = 200
+    assert list(g.to_json())[-1] == "status" and g.size is UNSET and not g.size
+    r = Redactable([["Cookie", "webvpn=abc"]], [["Cookie", "webvpn=«redacted»"]])
+    from analyzer.phases.group_selection import InitPost
+
+    p = InitPost(time=1.0, frame=1, target="/", group_select=None, aggregate_auth_version="2", group_access=None,
+                 client_version=None, device_id=None, headers=r)
+    assert p.to_json()["headers"] == [["Cookie", "webvpn=«redacted»"]]

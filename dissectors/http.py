@@ -186,6 +186,26 @@ _TUNNEL = "tunnel"
 _OPAQUE = "opaque"
 _CLOSED = "closed"
 
+# The CONNECT hand-off (h11-style: one table instead of flags): the states of the exchange, the events that move
+# it, and the state each event sends the client's reader to (its CONNECT request may be read before or after the
+# answer: pipelined bytes after CONNECT are held until the answer says whether they are CSTP or HTTP).
+_IDLE, _WAITING, _TUNNELLED, _REFUSED = "idle", "waiting", "tunnel", "refused"
+_CONNECT_SENT = "CONNECT request headers read"
+_ANSWERED_2XX = "CONNECT answered 2xx"
+_ANSWERED_OTHER = "CONNECT answered otherwise"
+_CONNECT_READ = "CONNECT request complete"
+_CONNECT_TRANSITIONS: dict[tuple[str, str], tuple[str, str]] = {}
+for _state in (_IDLE, _WAITING, _TUNNELLED, _REFUSED):
+    _CONNECT_TRANSITIONS[(_state, _CONNECT_SENT)] = (_WAITING, _HOLD)
+    _CONNECT_TRANSITIONS[(_state, _ANSWERED_2XX)] = (_TUNNELLED, _TUNNEL)
+    _CONNECT_TRANSITIONS[(_state, _ANSWERED_OTHER)] = (_REFUSED, _START)
+_CONNECT_TRANSITIONS.update({
+    (_IDLE, _CONNECT_READ): (_IDLE, _HOLD),
+    (_WAITING, _CONNECT_READ): (_WAITING, _HOLD),  # no answer yet: hold what follows
+    (_TUNNELLED, _CONNECT_READ): (_TUNNELLED, _TUNNEL),  # answered 2xx first: what follows is CSTP
+    (_REFUSED, _CONNECT_READ): (_IDLE, _START),  # refused: what follows is HTTP again
+})
+
 _NEED = object()
 _OVERLONG = object()
 
@@ -342,7 +362,7 @@ class HTTPStream:
         self.max_pending = max_pending
         self._sides = {"c2s": _Side("c2s"), "s2c": _Side("s2c")}
         self._pending: deque[str] = deque(maxlen=1024)  # methods of requests awaiting a final response
-        self._connect: str | None = None  # None | "waiting" | "tunnel" | "refused"
+        self._connect = _IDLE  # the CONNECT hand-off state: see _CONNECT_TRANSITIONS
         self._resume_c2s = False
         self._framer = framer
         self.tunnel = False
@@ -605,7 +625,7 @@ class HTTPStream:
             method = side.line[0]
             self._pending.append(method)
             if method.upper() == "CONNECT":
-                self._connect = "waiting"
+                self._connect_event(_CONNECT_SENT)
                 side.after_body = _HOLD
             self._frame_body(side, headers, events, may_read_to_close=False)
             return
@@ -624,10 +644,10 @@ class HTTPStream:
                 self._finish(side, events)
                 self._start_tunnel(side, headers, events)
                 return
-            self._connect = "refused"
+            self._connect_event(_ANSWERED_OTHER)
             c2s = self._sides["c2s"]
             if c2s.state == _HOLD:
-                self._connect = None
+                self._connect_event(_CONNECT_READ)  # the client's CONNECT was complete: back to HTTP
                 c2s.state = _START
                 c2s.pending_overflow = False
                 # the client's held bytes are HTTP after all: parse them once this response is out
@@ -688,12 +708,8 @@ class HTTPStream:
                                    side.body_truncated))
         next_state = side.after_body
         if side.is_request and next_state == _HOLD:
-            if self._connect == "tunnel":
-                next_state = _TUNNEL
-            elif self._connect == "refused":
-                self._connect = None
-                next_state = _START
-            elif len(side.buf) > self.max_pending:
+            next_state = self._connect_event(_CONNECT_READ)
+            if next_state == _HOLD and len(side.buf) > self.max_pending:
                 side.pending_overflow = True
                 events.append(self._error(
                     side, f"more than max_pending={self.max_pending} bytes sent before the CONNECT was "
@@ -705,9 +721,14 @@ class HTTPStream:
             self._resume_c2s = False
             events.extend(self._advance(self._sides["c2s"]))
 
+    def _connect_event(self, event: str) -> str:
+        """Apply one CONNECT hand-off event; returns the client reader's next state (see _CONNECT_TRANSITIONS)."""
+        self._connect, client_state = _CONNECT_TRANSITIONS.get((self._connect, event), (self._connect, _HOLD))
+        return client_state
+
     def _start_tunnel(self, s2c: _Side, headers: Headers, events: list[HTTPEvent]) -> None:
         self.tunnel = True
-        self._connect = "tunnel"
+        self._connect_event(_ANSWERED_2XX)
         encoding = headers.get("X-CSTP-Content-Encoding")
         if self._framer is None:
             self._framer = CSTPFramer(encoding)

@@ -1,6 +1,6 @@
 """Per-connection trackers: what one TCP connection (TLS → HTTP → CSTP) or one UDP flow (DTLS) carried.
 
-A tracker is fed the flow layer's events (dissectors/tcp.py) and drives the sans-I/O dissectors stacked on top
+A tracker is fed the flow layer's events (dissectors/flows.py) and drives the sans-I/O dissectors stacked on top
 (TLS, HTTP, CSTP; DTLS). It keeps a bounded summary — never the whole byte stream — so memory stays flat however
 long the capture. Trackers are the input of the session builder (analyzer/sessions.py).
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dissectors import cstp as cstp_mod
-from dissectors import tcp as tcp_mod
+from dissectors import flows as flows_mod
 from dissectors.dtls.psk import PSK_LABEL, PSK_LENGTH
 from dissectors.http import HTTPError, HTTPStream, Request, Response, TunnelEstablished
 from dissectors.tls import events as tls_ev
@@ -313,7 +313,7 @@ class TCPConnection:
     # -- input -----------------------------------------------------------------------------------------
     def on_flow_event(self, ev) -> None:
         t = type(ev)
-        if t is tcp_mod.StreamData:
+        if t is flows_mod.StreamData:
             self.segments[ev.direction] += 1
             self.last_ts = ev.ts
             self.last_frame = ev.frame
@@ -346,18 +346,18 @@ class TCPConnection:
                         data = data[off:]
                 for tev in self.tls.feed(ev.direction, data, ev.ts, ev.frame):
                     self.on_tls_event(tev)
-        elif t is tcp_mod.Gap:
+        elif t is flows_mod.Gap:
             if len(self.gaps) < MAX_PROBLEMS:
                 self.gaps.append({"direction": ev.direction, "seq": ev.seq, "length": ev.length, "ts": ev.ts,
                                   "frame": ev.frame})
             if self.is_tls:
                 for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame) or ():
                     self.on_tls_event(tev)
-        elif t is tcp_mod.Retransmission:
+        elif t is flows_mod.Retransmission:
             self.retransmissions[ev.direction] += 1
             if len(self.retransmission_frames) < MAX_PROBLEMS:
                 self.retransmission_frames.append(ev.frame)
-        elif t is tcp_mod.StreamClosed:
+        elif t is flows_mod.StreamClosed:
             self.closed.append({"direction": ev.direction, "reason": ev.reason, "ts": ev.ts, "frame": ev.frame})
             self.last_ts = ev.ts
             self.last_frame = ev.frame

@@ -11,7 +11,7 @@ X-DTLS-Master-Secret) or PSK-NEGOTIATE (RFC 5705 exporter of the CSTP TLS sessio
 from __future__ import annotations
 
 from dissectors import packet as packet_mod
-from dissectors import tcp as tcp_mod
+from dissectors import flows as flows_mod
 from dissectors.dtls import DTLSKeys
 
 from .connection import TCPConnection
@@ -41,7 +41,7 @@ class Pipeline:
 
         self.keys = keys
         self.session_cache = SessionCache()
-        self.flows = tcp_mod.FlowTable(max_flows=max_flows)
+        self.flows = flows_mod.FlowTable(max_flows=max_flows)
         self.defrag = packet_mod.IPv4Defragmenter()
         self.tcp: dict[int, TCPConnection] = {}
         self.udp: dict[int, DTLSFlow] = {}
@@ -163,7 +163,7 @@ class Pipeline:
 
     def _dispatch(self, flow, ev) -> None:
         t = type(ev)
-        if t is tcp_mod.Datagram:
+        if t is flows_mod.Datagram:
             idx = ev.flow_index
             if idx in self.udp_ignored:
                 other = self.udp_other.get(idx)
@@ -202,7 +202,7 @@ class Pipeline:
             if tracker.keys_source is not None and flow is not None and self.fast_lanes:
                 self._offer_dtls_lane(tracker, flow, ev)
             return
-        if t is tcp_mod.FlowEvicted:
+        if t is flows_mod.FlowEvicted:
             self.evicted += 1
             self._drop_lanes(ev.kind, ev.index)
             return
@@ -210,19 +210,19 @@ class Pipeline:
             return
         conn = self.tcp.get(flow.index)
         if conn is None:
-            if t is tcp_mod.Retransmission or t is tcp_mod.StreamClosed:
+            if t is flows_mod.Retransmission or t is flows_mod.StreamClosed:
                 return
             conn = TCPConnection(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
                                  self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers)
             conn.syn_seen = bool(flow.syn_seen)
             self.tcp[flow.index] = conn
         if conn.is_tls is False:
-            if t is tcp_mod.StreamData:  # not TLS: counted for the "other traffic" summary only
+            if t is flows_mod.StreamData:  # not TLS: counted for the "other traffic" summary only
                 conn.other_bytes += len(ev.data)
                 conn.last_ts = ev.ts
             return
         conn.on_flow_event(ev)
-        if t is tcp_mod.StreamData and self.fast_lanes and conn.lane_flow is not flow and conn.http.tunnel:
+        if t is flows_mod.StreamData and self.fast_lanes and conn.lane_flow is not flow and conn.http.tunnel:
             self._offer_tcp_lane(flow, conn)
 
     def _offer_tcp_lane(self, flow, conn: TCPConnection) -> None:

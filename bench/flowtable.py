@@ -2,14 +2,14 @@
 
 Prints packets/s for `dissectors.packet.decode` + `FlowTable.feed` on a synthetic in-order TCP stream (20 000
 segments of 1000 bytes, built with scapy once). A reading, not a test: timings are never asserted (they were a
-printing test in tests/test_tcp.py before).
+printing test in the flow-table tests before).
 """
 from __future__ import annotations
 
 import time
 
 from dissectors.packet import decode
-from dissectors.tcp import FlowTable
+from dissectors.flows import FlowTable
 
 
 def segments(count: int = 2000, repeat: int = 10) -> list[bytes]:

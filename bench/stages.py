@@ -13,7 +13,7 @@
 and the general path's layers, as every frame would take them without fast lanes:
 
   decode            read + dissectors.packet.decode of every frame (Ethernet/IP/TCP/UDP headers → Packet)
-  flows             + dissectors.tcp.FlowTable (TCP reassembly, UDP flows → StreamData/Datagram events)
+  flows             + dissectors.flows.FlowTable (TCP reassembly, UDP flows → StreamData/Datagram events)
   pipeline_general  + the trackers (TLS/DTLS decryption, HTTP, CSTP, channel statistics): Analyzer(fast_lanes=False)
 
 each a separate pass over the same (cached) file (the best of two), so a layer's own cost is the difference to
@@ -54,7 +54,7 @@ def measure_stages(capture: Path, keylog: Path) -> dict:
     from analyzer.driver import Analyzer
     from analyzer.report import render  # noqa: F401 - imported by `acflow analyze` too
     from dissectors import packet as packet_mod
-    from dissectors import tcp as tcp_mod
+    from dissectors import flows as flows_mod
 
     out = {"imports": {"cpu_s": round(time.process_time() - t0, 4)}}
 
@@ -75,7 +75,7 @@ def measure_stages(capture: Path, keylog: Path) -> dict:
         return n
 
     def flows():
-        dec, table, n = packet_mod.decode, tcp_mod.FlowTable(), 0
+        dec, table, n = packet_mod.decode, flows_mod.FlowTable(), 0
         for fr in frames():
             pkt = dec(fr.linktype, fr.data)
             if pkt is not None:

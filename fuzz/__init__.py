@@ -9,7 +9,7 @@ Families (:data:`FAMILIES`, targets in :mod:`fuzz.targets`):
 
 ========== =========================================================================================
 pcap       ``dissectors.pcapfile.PcapParser`` — pcap/pcapng, sections, IDB options, DSB; any chunking
-packet     ``dissectors.packet.decode`` + IPv4 defragmentation + ``dissectors.tcp.FlowTable`` reassembly
+packet     ``dissectors.packet.decode`` + IPv4 defragmentation + ``dissectors.flows.FlowTable`` reassembly
 tls        ``dissectors.tls.TLSConnection`` with every sample's keys (decryption paths run), gaps, exporter
 tls-inner  the same, but the samples' TLS 1.3 records are mutated *before* encryption with their real keys
            (hostile EncryptedExtensions/Certificate/Finished/KeyUpdate/alerts/HTTP reach the parsers)

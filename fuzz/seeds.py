@@ -99,7 +99,7 @@ def _read_frames(data: bytes):
 
 def extract(d: Path) -> SampleSeeds:
     from dissectors import packet as packet_mod
-    from dissectors import tcp as tcp_mod
+    from dissectors import flows as flows_mod
     from dissectors.cstp import CSTPFrame, build_cstp_frame
     from dissectors.http import HTTPStream, Request, Response, TunnelEstablished
     from dissectors.keylog import KeyStore, load_rsa_private_key
@@ -118,7 +118,7 @@ def extract(d: Path) -> SampleSeeds:
         except (ValueError, TypeError):
             pass
     frames, _secrets = _read_frames(cap)
-    flows = tcp_mod.FlowTable()
+    flows = flows_mod.FlowTable()
     defrag = packet_mod.IPv4Defragmenter()
     tcp: dict[int, list] = {}
     udp: dict[int, list] = {}
@@ -132,12 +132,12 @@ def extract(d: Path) -> SampleSeeds:
             if pkt is None:
                 continue
         for flow, ev in flows.feed(pkt, fr.ts, fr.number):
-            if type(ev) is tcp_mod.StreamData:
+            if type(ev) is flows_mod.StreamData:
                 tcp.setdefault(flow.index, []).append((ev.direction, ev.data))
-            elif type(ev) is tcp_mod.Datagram:
+            elif type(ev) is flows_mod.Datagram:
                 udp.setdefault(ev.flow_index, []).append((ev.direction, ev.data))
     for flow, ev in flows.flush():
-        if type(ev) is tcp_mod.StreamData:
+        if type(ev) is flows_mod.StreamData:
             tcp.setdefault(flow.index, []).append((ev.direction, ev.data))
     s.tcp_streams = [v for _, v in sorted(tcp.items())]
     s.udp_flows = [v for _, v in sorted(udp.items()) if v and v[0][1][:1] in (b"\x16", b"\x17", b"\x15", b"\x14")]

@@ -86,10 +86,10 @@ def _key(e):
 
 def target_packet(data: bytes) -> None:
     from dissectors import packet as packet_mod
-    from dissectors import tcp as tcp_mod
+    from dissectors import flows as flows_mod
 
     # small bounds so that eviction and buffer relief run too
-    flows = tcp_mod.FlowTable(max_flows=8, max_total_buffer=1 << 16)
+    flows = flows_mod.FlowTable(max_flows=8, max_total_buffer=1 << 16)
     defrag = packet_mod.IPv4Defragmenter(max_pending=8, max_fragments=16)
     events = []
     ts = 0.0
@@ -106,14 +106,14 @@ def target_packet(data: bytes) -> None:
                 continue
         events += flows.feed(pkt, ts, n)
     events += flows.flush()
-    ok = (tcp_mod.StreamData, tcp_mod.Gap, tcp_mod.StreamClosed, tcp_mod.Retransmission, tcp_mod.Datagram,
-          tcp_mod.FlowEvicted)
+    ok = (flows_mod.StreamData, flows_mod.Gap, flows_mod.StreamClosed, flows_mod.Retransmission, flows_mod.Datagram,
+          flows_mod.FlowEvicted)
     for _flow, ev in events:
         if not isinstance(ev, ok):
             raise Bug(f"unexpected flow event {ev!r}")
-        if type(ev) is tcp_mod.StreamData and (not ev.data or ev.direction not in DIRS):
+        if type(ev) is flows_mod.StreamData and (not ev.data or ev.direction not in DIRS):
             raise Bug(f"bad StreamData {ev.direction!r} {len(ev.data)} bytes")
-        if type(ev) is tcp_mod.Gap and ev.length is not None and ev.length < 0:
+        if type(ev) is flows_mod.Gap and ev.length is not None and ev.length < 0:
             raise Bug(f"negative gap {ev!r}")
 
 

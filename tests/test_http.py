@@ -443,7 +443,7 @@ def decrypted_chunks(sample: Path) -> dict[int, list[tuple[str, bytes]]]:
     from analyzer.capture import Frame, read_capture
     from dissectors.keylog import KeyStore
     from dissectors.packet import decode
-    from dissectors.tcp import FlowTable, StreamData
+    from dissectors.flows import FlowTable, StreamData
     from dissectors.tls import ApplicationData, TLSConnection
 
     keys, _ = KeyStore.from_keylog((sample / "keys.log").read_text())

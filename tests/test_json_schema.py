@@ -6,6 +6,8 @@ import json
 import jsonschema
 import pytest
 
+from analyzer import schema
+
 from .conftest import ROOT
 from .helpers import ALL, doc
 
@@ -20,5 +22,27 @@ def test_report_validates(name):
 def test_schema_rejects_renamed_phase():
     d = json.loads(json.dumps(doc("baseline", show_secrets=False)))
     d["sessions"][0]["phases"][4]["phase"] = "cstp"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(d, SCHEMA)
+
+
+def test_committed_schema_is_the_generated_one():
+    """The details part of the schema is generated from the dataclasses (python -m analyzer.schema)."""
+    text = (ROOT / "docs" / "acflow-report.schema.json").read_text()
+    assert schema.render(schema.generate(json.loads(text))) == text, "run: python -m analyzer.schema"
+
+
+def test_schema_types_the_details():
+    d = json.loads(json.dumps(doc("baseline", show_secrets=False)))
+    cstp = d["sessions"][0]["phases"][4]["details"]
+    cstp["parameters"]["mtu"] = "1400"  # an integer in the contract
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(d, SCHEMA)
+    d = json.loads(json.dumps(doc("baseline", show_secrets=False)))
+    d["sessions"][0]["phases"][5]["details"]["flows"][0]["surprise"] = 1  # no undocumented keys
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(d, SCHEMA)
+    d = json.loads(json.dumps(doc("baseline", show_secrets=False)))
+    del d["sessions"][0]["phases"][2]["details"]["rounds"]  # a key every user-auth details object has
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(d, SCHEMA)

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from dissectors.redact import redact_xml
 
-from ..model import Phase, Redactable
+from ..model import Phase
 from .channel import ChannelSummary
 from .grouping import Group, headers_view, to_int
-from .record import UNSET, Record
+from .record import UNSET, HeaderList, Record, XMLText
 
 
 @dataclass
@@ -63,17 +63,17 @@ class ConnectExchange(Record):
     frame: int
     connection: str
     target: str
-    request_headers: Redactable
+    request_headers: HeaderList
     cookie_matches_session: bool | None = None
     status: int = UNSET
     reason: str | None = UNSET
     response_time: float = UNSET
     response_frame: int = UNSET
-    response_headers: Redactable = UNSET
+    response_headers: HeaderList = UNSET
     x_reason: str | None = UNSET
     parameters: TunnelParameters = UNSET
     requested: RequestedParameters = UNSET
-    post_auth_xml: Redactable = UNSET
+    post_auth_xml: XMLText = UNSET
 
 
 @dataclass
@@ -179,7 +179,7 @@ def build(g: Group) -> Phase:
                         hostname=req.headers.get("X-CSTP-Hostname"))
                     pax = resp.headers.get("X-CSTP-Post-Auth-XML")
                     if pax:
-                        entry.post_auth_xml = Redactable(pax, redact_xml(pax, keep_declaration=False))
+                        entry.post_auth_xml = XMLText(pax, redact_xml(pax, keep_declaration=False))
                     if primary is None:
                         primary = (cn, entry)
             connects.append(entry)

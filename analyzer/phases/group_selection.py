@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import Phase, Redactable
+from ..model import Phase
 from .grouping import Group, any_undecrypted, headers_view, posts
-from .record import UNSET, Record
+from .record import UNSET, HeaderList, Record
 
 
 @dataclass
@@ -27,12 +27,12 @@ class InitPost(Record):
     group_access: str | None
     client_version: str | None
     device_id: str | None
-    headers: Redactable  # [[name, value], …], secrets redacted
+    headers: HeaderList  # [[name, value], …], secrets redacted
     status: int = UNSET
     response_time: float = UNSET
     response_frame: int = UNSET
     response_type: str | None = UNSET
-    response_headers: Redactable = UNSET
+    response_headers: HeaderList = UNSET
     group_list: list[str] = UNSET
     opaque: OpaqueInfo = UNSET
     error: str = UNSET

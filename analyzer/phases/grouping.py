@@ -21,7 +21,7 @@ from dissectors.redact import redact_headers, redact_xml
 
 from ..connection import TCPConnection
 from ..dtlsflow import DTLSFlow
-from ..model import Redactable
+from .record import HeaderList, XMLText
 
 JOIN_WINDOW = 120.0
 DOWNLOADER_PATHS = ("/profiles/", "/CACHE/", "/+CSCOT+/", "/1/VPNManifest", "/1/binaries", "/+CSCOE+/")
@@ -57,15 +57,15 @@ def config_auth(body: bytes, refused: list | None = None):
     return ca
 
 
-def headers_view(headers) -> Redactable:
+def headers_view(headers) -> HeaderList:
     raw = [[k, v] for k, v in headers]
     red = [[k, v] for k, v in redact_headers(headers)]
-    return Redactable(raw, red)
+    return HeaderList(raw, red)
 
 
-def xml_view(body: bytes, secret_fields=()) -> Redactable:
+def xml_view(body: bytes, secret_fields=()) -> XMLText:
     text = body.decode("utf-8", "replace")
-    return Redactable(text, redact_xml(body, secret_fields))
+    return XMLText(text, redact_xml(body, secret_fields))
 
 
 def to_int(v) -> int | None:

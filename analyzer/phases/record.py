@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..model import reveal
+from ..model import Redactable, reveal
 
 
 class _Unset:
@@ -31,6 +31,18 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
+
+
+class HeaderList(Redactable):
+    """HTTP headers as `[[name, value], …]`, with a redacted copy (cookies, tokens)."""
+
+    __slots__ = ()
+
+
+class XMLText(Redactable):
+    """An XML document (aggregate-auth, X-CSTP-Post-Auth-XML) as text, with a redacted copy."""
+
+    __slots__ = ()
 
 
 class Record:

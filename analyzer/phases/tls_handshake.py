@@ -82,11 +82,15 @@ class ClientCertificateUse(Record):
     encrypted_handshake: bool
 
 
+CONNECTION_DOC = {"description": "tcp.stream N / udp.stream N, numbered per capture file as tshark -r FILE numbers them"}
+CAPTURE_DOC = {"description": "path of the capture file the flow was first seen in (its stream number is of that file)"}
+
+
 @dataclass
 class ConnectionSummary(Record):
     """One TCP connection of the session (`Session.connections`, `TLSHandshakeDetails.connections`)."""
-    connection: str  # "tcp.stream N"
-    capture: int | str | None
+    connection: str = field(metadata=CONNECTION_DOC)  # "tcp.stream N"
+    capture: str | None = field(metadata=CAPTURE_DOC)
     client: str
     start: float | None
     end: float | None
@@ -109,8 +113,8 @@ class ConnectionSummary(Record):
 @dataclass
 class DTLSConnectionSummary(Record):
     """One UDP (DTLS) flow of the session in `Session.connections`."""
-    connection: str  # "udp.stream N"
-    capture: int | str | None
+    connection: str = field(metadata=CONNECTION_DOC)  # "udp.stream N"
+    capture: str | None = field(metadata=CAPTURE_DOC)
     client: str
     start: float | None
     end: float | None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import Phase, Redactable, Secret
+from ..model import Phase, Secret
 from .grouping import Group, any_undecrypted, form_fields, posts, set_cookie, xml_view
-from .record import UNSET, Record
+from .record import UNSET, Record, XMLText
 
 
 @dataclass
@@ -18,7 +18,7 @@ class AuthRound(Record):
     type: str
     fields: list[str]  # names only, never values
     group_select: str | None
-    xml: Redactable | None  # the request document, credentials redacted
+    xml: XMLText | None  # the request document, credentials redacted
     status: int = UNSET
     response_time: float = UNSET
     response_frame: int = UNSET
@@ -51,7 +51,7 @@ class UserAuthDetails(Record):
     server_cert_hash_matches: bool = UNSET
     core_manifest: list[ManifestEntry] = UNSET
     profile_manifest: list[ManifestEntry] = UNSET
-    complete_xml: Redactable = UNSET
+    complete_xml: XMLText = UNSET
     rejected_rounds: int = UNSET
     failure_message: str | None = UNSET
 

@@ -1,4 +1,4 @@
-"""Tests for dissectors/tcp.py: TCP reassembly (property-based and unit), FlowTable numbering, and
+"""Tests for dissectors/flows.py: TCP reassembly (property-based and unit), FlowTable numbering, and
 tshark as oracle for reassembled bytes (`-z follow,tcp,raw,N`) and tcp.stream / udp.stream indices,
 on constructed captures, on a real loopback capture (when tcpdump can run) and on committed samples."""
 
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from analyzer.capture import iter_frames
 from dissectors.packet import Packet, decode
-from dissectors.tcp import (
+from dissectors.flows import (
     C2S,
     S2C,
     Datagram,

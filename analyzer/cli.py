@@ -122,11 +122,79 @@ def keys(capture, keylogs, rsa_keys, output):
     sys.exit(run_keys(capture=capture, keylogs=keylogs, rsa_keys=rsa_keys, output=output))
 
 
-@main.command()
+class _ReplayGroup(click.Group):
+    """`acflow replay client …` is built; anything else under `replay` says it is not built yet (exit 3)."""
+
+    def resolve_command(self, ctx, args):
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            return "other", _replay_not_built, args[1:]
+        return super().resolve_command(ctx, args)
+
+
+@click.command("other", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _replay_not_built():
+    _not_built("replay", "only `acflow replay client CAPTURE …` is built (issue #14); the gateway side is not built "
+               "yet")
+
+
+@main.group(cls=_ReplayGroup)
+def replay():
+    """Re-drive a recorded session through a TUN adapter (`replay client`: the client's part, against a gateway)."""
+
+
+@replay.command("client")
 @click.argument("capture", type=click.Path(dir_okay=False, path_type=Path))
-def replay(capture):
-    """Re-drive a recorded session through a TUN adapter."""
-    _not_built("replay", "replay through TUN is not built yet")
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="NSS key log of the recorded session; may be repeated.")
+@click.option("--session", "session_id", default=None, help="The recorded session to replay (s1, s2…; default: "
+              "the first one that reached a CSTP CONNECT).")
+@click.option("--gateway", required=True, metavar="URL", help="The gateway to replay against (https://HOST[:PORT]/).")
+@click.option("--resolve", default=None, metavar="HOST:ADDR", help="Connect to ADDR for the gateway URL's HOST "
+              "(SNI and Host stay HOST).")
+@click.option("--user", default=None, help="Username to answer (default: the recorded one).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--reuse-credentials", is_flag=True, help="Answer every form field with the recorded value "
+              "(taken from the decrypted capture; never printed).")
+@click.option("--netns", default=None, metavar="NAME", help="Network namespace for the TUN device (default: a "
+              "private acflow-rp-<pid>, removed at the end; an existing one is kept).")
+@click.option("--speed", type=float, default=None, help="Play the inner packets X times faster than recorded.")
+@click.option("--no-timing", is_flag=True, help="Send the inner packets one after the other at once.")
+@click.option("--cafile", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Verify the gateway's certificate against this CA file.")
+@click.option("--servercert", default=None, metavar="SHA", help="Accept only the gateway certificate with this "
+              "SHA-256 or SHA-1 fingerprint (sha256:HEX, sha1:HEX or HEX), as openconnect's --servercert.")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "json"]), default="terminal")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+def replay_client(capture, keylogs, session_id, gateway, resolve, user, password_stdin, reuse_credentials, netns,
+                  speed, no_timing, cafile, servercert, fmt, output):
+    """Play the client's part of a recorded session again against GATEWAY, its inner packets through a TUN
+    device in a network namespace; report it side by side with the recording. Needs root (CAP_NET_ADMIN).
+
+    Exit status: 0 same as recorded, 1 differs, 2 usage, 4 unusable capture/keys, 5 environment (no root, no
+    namespace/TUN), 130 interrupted. DTLS and the downloader are not replayed yet."""
+    if password_stdin and reuse_credentials:
+        raise click.UsageError("--password-stdin and --reuse-credentials exclude each other")
+    if speed is not None and no_timing:
+        raise click.UsageError("--speed and --no-timing exclude each other")
+    if speed is not None and speed <= 0:
+        raise click.UsageError("--speed must be above 0")
+    if cafile and servercert:
+        raise click.UsageError("--cafile and --servercert exclude each other")
+    if servercert:
+        parse = _load("replay.gatewayconn", "parse_servercert")
+        try:
+            parse(servercert)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from e
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    Options = _load("replay.client", "Options")
+    run = _load("replay.client", "run_replay_client")
+    opts = Options(capture=capture, keylogs=tuple(keylogs), gateway=gateway, session=session_id, user=user,
+                   password=password, reuse_credentials=reuse_credentials, netns=netns, speed=speed or 1.0,
+                   no_timing=no_timing, cafile=cafile, servercert=servercert, resolve=resolve)
+    sys.exit(run(opts, fmt=fmt, output=output))
 
 
 @main.command()

@@ -1,0 +1,740 @@
+"""`acflow replay client`: play a recorded client's session again against a gateway, its inner traffic through a
+TUN device in a network namespace (issue #14, first increment).
+
+    acflow replay client CAPTURE --keylog K… [--session ID] --gateway URL [--user U]
+        [--password-stdin | --reuse-credentials] [--netns NAME] [--speed X | --no-timing]
+        [--cafile F | --servercert SHA] [--resolve HOST:ADDR] [--format terminal|json] [-o report]
+
+What is played (in this order, on one TLS connection, as openconnect does):
+
+1. TLS with Python's ssl, the gateway's certificate checked against the system CAs, ``--cafile`` or pinned by
+   ``--servercert`` (its SHA-256 or SHA-1, as openconnect's option).
+2. group selection: the aggregate-auth ``init`` POST with the recorded version, device-id and group;
+3. user authentication: each ``auth-request`` form of the gateway answered field by field — the username from
+   ``--user`` (else the recorded one), the password from ``--password-stdin``, or every recorded value with
+   ``--reuse-credentials`` (read from the decrypted capture, never printed), a group list with the recorded group,
+   hidden fields and ``<opaque>`` echoed;
+4. ``CONNECT /CSCOSSLC/tunnel`` with the recorded request headers (X-CSTP-*, User-Agent…), the new webvpn cookie,
+   and neither X-DTLS-* headers nor DTLS cipher suites: **DTLS is not replayed (not built yet)**, and offering no
+   cipher suite (no PSK-NEGOTIATE) keeps the gateway from waiting for a DTLS channel;
+5. the tunnel: a TUN device in a network namespace (replay/tunnel.py) configured from the *new* CONNECT answer,
+   CSTP frames carried between it and the TLS connection (DATA both ways, DPD-REQ answered, DPD-REQ and
+   KEEPALIVE sent when the gateway's X-CSTP-DPD / X-CSTP-Keepalive intervals pass without traffic), and the
+   recorded client→gateway IPv4 packets sent into the namespace at their recorded times — source rewritten to the
+   new tunnel address with scapy, checksums recomputed — so that they leave through the TUN; what the gateway
+   sends back is written to the TUN and matched to them (ICMP echo id/seq, else the reversed addresses and ports);
+6. DISCONNECT, TLS close, and the namespace and device removed on every exit path.
+
+Timing: a packet's intended send time is its recorded time after the recorded CONNECT answer, divided by
+``--speed``, counted from the new CONNECT answer; ``--no-timing`` sends them one after the other at once. The
+single I/O loop (select on the TLS socket and the TUN) wakes at each intended time; the drift is the actual send
+time (the injection call) minus the intended one, reported as p50/p99/max. Bound, checked by the lab test: p99
+below DRIFT_BOUND_MS on the 2-core shared test machine (typically well under 5 ms).
+
+Exit status: 0 the replay matched the recording, 1 it differs (or a phase failed), 2 usage, 4 the capture or key
+log cannot be used (or holds no session to replay), 5 the environment does not allow the replay (no root /
+CAP_NET_ADMIN, namespace or TUN cannot be made), 130 interrupted (after clean-up).
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from dissectors.aggauth import AggAuthError, parse_config_auth
+from dissectors.cstp import CSTPFrame, CSTPType, parse_disconnect_reason
+
+from .gatewayconn import GatewayConnection, GatewayError, GatewayURL
+from .recording import CONNECT_DROPPED, Recording
+
+EXIT_SAME = 0
+EXIT_DIFFERS = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 4
+EXIT_ENV = 5
+EXIT_INTERRUPTED = 130
+
+DRIFT_BOUND_MS = 50.0
+LINGER = 2.0  # seconds to wait for answers after the last packet
+MAX_AUTH_ROUNDS = 10
+DISCONNECT_REASON = b"\xb0acflow replay finished"
+INIT_HEADERS = {"user-agent", "accept", "accept-encoding", "x-transcend-version", "x-aggregate-auth",
+                "x-support-http-auth", "content-type"}
+
+
+@dataclass
+class Options:
+    capture: Path
+    keylogs: tuple
+    gateway: str
+    session: str | None = None
+    user: str | None = None
+    password: str | None = None
+    reuse_credentials: bool = False
+    netns: str | None = None
+    speed: float = 1.0
+    no_timing: bool = False
+    cafile: Path | None = None
+    servercert: str | None = None
+    resolve: str | None = None  # HOST:ADDR
+    linger: float = LINGER
+
+
+@dataclass
+class SentPacket:
+    index: int
+    intended: float  # seconds after the tunnel came up
+    actual: float | None = None
+    seen_on_tun: float | None = None
+    answered: float | None = None
+    summary: str = ""
+    key: tuple | None = None
+    error: str | None = None
+
+
+@dataclass
+class Replay:
+    """What happened during the replay (the report compares it with the Recording)."""
+
+    gateway: str
+    phases: dict = field(default_factory=dict)  # name -> {"status", "summary"}
+    tls: dict = field(default_factory=dict)
+    init_posts: list = field(default_factory=list)
+    group_list: list = field(default_factory=list)
+    group_selected: str | None = None
+    rounds: list = field(default_factory=list)
+    auth_result: str | None = None
+    connect_headers_sent: list = field(default_factory=list)
+    connect_headers_dropped: list = field(default_factory=list)
+    connect_status: int | None = None
+    connect_reason: str | None = None
+    connect_params: dict = field(default_factory=dict)
+    tunnel: dict = field(default_factory=dict)  # namespace, device, routes
+    packets: list = field(default_factory=list)  # SentPacket
+    other_from_tun: int = 0
+    other_from_gateway: int = 0
+    cstp: dict = field(default_factory=lambda: {"dpd_req_received": 0, "dpd_resp_sent": 0, "dpd_req_sent": 0,
+                                                "dpd_resp_received": 0, "keepalives_sent": 0,
+                                                "keepalives_received": 0, "data_sent": 0, "data_received": 0})
+    end: str | None = None
+    error: str | None = None
+    cleanup: list = field(default_factory=list)
+    timing: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# aggregate-auth documents (the protocol's client messages; built here, parsed by dissectors.aggauth)
+# ---------------------------------------------------------------------------------------------------------------
+
+def init_body(version: str, client_version: str, device_id: str, group: str | None, group_access: str) -> bytes:
+    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<config-auth client="vpn" type="init" '
+             f'aggregate-auth-version={quoteattr(version)}>',
+             f'<version who="vpn">{escape(client_version)}</version>',
+             f'<device-id>{escape(device_id)}</device-id>']
+    if group:
+        parts.append(f"<group-select>{escape(group)}</group-select>")
+    parts.append(f"<group-access>{escape(group_access)}</group-access></config-auth>\n")
+    return "".join(parts).encode()
+
+
+def reply_body(version: str, client_version: str, device_id: str, answers: list[tuple[str, str]],
+               group: str | None, opaque_xml: str | None) -> bytes:
+    parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<config-auth client="vpn" type="auth-reply" '
+             f'aggregate-auth-version={quoteattr(version)}>',
+             f'<version who="vpn">{escape(client_version)}</version>',
+             f'<device-id>{escape(device_id)}</device-id>']
+    if opaque_xml:
+        parts.append(opaque_xml)
+    parts.append("<auth>" + "".join(f"<{n}>{escape(v)}</{n}>" for n, v in answers) + "</auth>")
+    if group:
+        parts.append(f"<group-select>{escape(group)}</group-select>")
+    parts.append("</config-auth>\n")
+    return "".join(parts).encode()
+
+
+def _xml_name_ok(name: str) -> bool:
+    return bool(name) and name.replace("-", "").replace("_", "").replace(".", "").isalnum() and not name[0].isdigit()
+
+
+def _cookie(resp) -> str | None:
+    for value in resp.headers.get_all("Set-Cookie"):
+        first = value.split(";", 1)[0].strip()
+        name, _, val = first.partition("=")
+        if name.strip() == "webvpn" and val:
+            return val
+    return None
+
+
+def connect_params(headers) -> dict:
+    """The tunnel parameters of a CONNECT answer, keyed as in acflow's JSON document (cstp-connect parameters)."""
+    def num(name):
+        v = headers.get(name)
+        try:
+            return int(v) if v is not None else None
+        except ValueError:
+            return None
+
+    return {
+        "address": headers.get("X-CSTP-Address"), "netmask": headers.get("X-CSTP-Netmask"),
+        "address_ip6": headers.get("X-CSTP-Address-IP6"),
+        "dns": list(headers.get_all("X-CSTP-DNS")), "split_include": list(headers.get_all("X-CSTP-Split-Include")),
+        "split_exclude": list(headers.get_all("X-CSTP-Split-Exclude")),
+        "default_domain": headers.get("X-CSTP-Default-Domain"), "dpd": num("X-CSTP-DPD"),
+        "keepalive": num("X-CSTP-Keepalive"), "mtu": num("X-CSTP-MTU"), "base_mtu": num("X-CSTP-Base-MTU"),
+        "idle_timeout": headers.get("X-CSTP-Idle-Timeout"), "session_timeout": headers.get("X-CSTP-Session-Timeout"),
+        "disconnected_timeout": headers.get("X-CSTP-Disconnected-Timeout"),
+        "content_encoding": headers.get("X-CSTP-Content-Encoding"), "banner": headers.get("X-CSTP-Banner"),
+        "dtls_ciphersuite": headers.get("X-DTLS-CipherSuite"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# inner packets: rewrite and match
+# ---------------------------------------------------------------------------------------------------------------
+
+def rewrite_source(packet: bytes, new_src: str) -> bytes:
+    """The IPv4 ``packet`` with its source address set to ``new_src`` and every checksum recomputed (scapy)."""
+    from scapy.layers.inet import ICMP, IP, TCP, UDP  # noqa: PLC0415
+
+    p = IP(packet)
+    p.src = new_src
+    del p.chksum
+    for layer in (TCP, UDP, ICMP):
+        if p.haslayer(layer):
+            del p[layer].chksum
+    return bytes(p)
+
+
+def request_key(packet: bytes) -> tuple | None:
+    """What an answer to ``packet`` (IPv4) would match: ICMP echo (dst, id, seq) or (proto, dst, sport, dport)."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return None
+    ihl = (packet[0] & 15) * 4
+    proto, dst = packet[9], bytes(packet[16:20])
+    body = packet[ihl:]
+    if proto == 1 and len(body) >= 8 and body[0] == 8:
+        return ("echo", dst, body[4:6], body[6:8])
+    if proto in (6, 17) and len(body) >= 4:
+        return (proto, dst, body[0:2], body[2:4])
+    return None
+
+
+def answer_key(packet: bytes) -> tuple | None:
+    """The request key ``packet`` (IPv4, gateway→client) answers, if any."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return None
+    ihl = (packet[0] & 15) * 4
+    proto, src = packet[9], bytes(packet[12:16])
+    body = packet[ihl:]
+    if proto == 1 and len(body) >= 8 and body[0] == 0:
+        return ("echo", src, body[4:6], body[6:8])
+    if proto in (6, 17) and len(body) >= 4:
+        return (proto, src, body[2:4], body[0:2])
+    return None
+
+
+def summarize(packet: bytes) -> str:
+    try:
+        from scapy.layers.inet import IP  # noqa: PLC0415
+
+        return IP(packet).summary()
+    except Exception:  # noqa: BLE001 - a summary only
+        return f"{len(packet)} bytes"
+
+
+def recorded_exchange(rec: Recording) -> dict:
+    """Sent / answered counts of the recorded client→gateway IPv4 packets (the same matching as the replay)."""
+    sent = rec.client_packets()
+    keys = [request_key(p.data) for p in sent]
+    answers = {answer_key(p.data) for p in rec.inner if p.direction == "s2c"} - {None}
+    answered = sum(1 for k in keys if k is not None and k in answers)
+    ipv6 = sum(1 for p in rec.inner if p.direction == "c2s" and p.data[:1] and p.data[0] >> 4 == 6)
+    return {"sent": len(sent), "answered": answered, "not_ipv4_skipped": ipv6}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    k = min(len(v) - 1, max(0, round(q / 100 * (len(v) - 1))))
+    return v[k]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the replay
+# ---------------------------------------------------------------------------------------------------------------
+
+class ReplayClient:
+    def __init__(self, rec: Recording, opts: Options):
+        self.rec = rec
+        self.opts = opts
+        self.url = GatewayURL.parse(opts.gateway)
+        address = None
+        if opts.resolve:
+            host, _, address = opts.resolve.rpartition(":")
+            if host and host != self.url.host:
+                raise ValueError(f"--resolve {opts.resolve}: the gateway URL's host is {self.url.host}")
+        self.conn = GatewayConnection(self.url, cafile=opts.cafile, servercert=opts.servercert, address=address)
+        self.out = Replay(gateway=opts.gateway)
+        self.ns = None
+        first = rec.init_posts[0] if rec.init_posts else {}
+        self.version = first.get("aggregate_auth_version") or "2"
+        self.client_version = first.get("client_version") or "v9.01"
+        self.device_id = first.get("device_id") or "linux-64"
+
+    # -- phases -------------------------------------------------------------------------------------------------
+    def run(self) -> Replay:
+        out = self.out
+        try:
+            self._tls()
+            cookie = self._auth()
+            if cookie is not None:
+                self._connect_and_tunnel(cookie)
+        except GatewayError as e:
+            out.error = str(e)
+        finally:
+            self._close_tunnel()
+            self.conn.close()
+        for name in ("tls-handshake", "group-selection", "user-auth", "cstp-connect"):
+            out.phases.setdefault(name, {"status": "not reached", "summary": ""})
+        out.phases["downloader"] = ({"status": "not replayed", "summary": "downloader not replayed (not built yet)"}
+                                    if self.rec.downloader_gets else
+                                    {"status": "absent", "summary": "no downloader in the recording either"})
+        out.phases["dtls"] = {"status": "not replayed", "summary": "DTLS not replayed (not built yet)"}
+        return out
+
+    def _tls(self) -> None:
+        try:
+            tls = self.conn.connect()
+        except GatewayError as e:
+            self.out.phases["tls-handshake"] = {"status": "failed", "summary": str(e)}
+            raise
+        self.out.tls = tls
+        self.out.phases["tls-handshake"] = {
+            "status": "ok", "summary": f"{tls['version']} {tls['cipher_suite']}, certificate SHA-256 "
+                                       f"{tls['cert_sha256'][:16]}…"}
+
+    def _post(self, target: str, body: bytes, extra: list | None = None):
+        headers = []
+        for post in self.rec.init_posts[:1]:
+            headers = [(k, v) for k, v in post.get("headers", []) if k.lower() in INIT_HEADERS]
+        if not headers:
+            headers = [("User-Agent", self.rec.user_agent), ("Accept", "*/*"), ("Accept-Encoding", "identity"),
+                       ("X-Transcend-Version", "1"), ("X-Aggregate-Auth", "1"),
+                       ("Content-Type", "application/xml; charset=utf-8")]
+        return self.conn.request("POST", target, headers + (extra or []), body)
+
+    def _group_choice(self) -> str | None:
+        rec = self.rec
+        if rec.group_selected:
+            return rec.group_selected
+        for p in rec.init_posts:
+            if p.get("group_select"):
+                return p["group_select"]
+        for r in rec.rounds:
+            if r.group_select:
+                return r.group_select
+        return None
+
+    def _answer(self, fld) -> str | None:
+        name = fld.name or ""
+        rec, o = self.rec, self.opts
+        if fld.type == "select":
+            want = self._group_choice()
+            for opt in fld.options:
+                if want and want in (opt.value, opt.label):
+                    return opt.value
+            return fld.selected.value if fld.selected else ""
+        if fld.type == "hidden":
+            return fld.value or ""
+        if name == "username" and o.user:
+            return o.user
+        if fld.type == "password" or name in ("password", "secondary_password"):
+            if o.password is not None and name == "password":
+                return o.password
+            return rec.recorded_value(name) if o.reuse_credentials else None
+        if o.reuse_credentials or name == "username":
+            v = rec.recorded_value(name)
+            if v is not None:
+                return v
+        return fld.value or ""
+
+    def _auth(self) -> str | None:
+        out, rec = self.out, self.rec
+        first = rec.init_posts[0] if rec.init_posts else {}
+        group = first.get("group_select")
+        access = f"{self.url.base}{self.url.path}"
+        target = first.get("target") or self.url.path
+        t0 = time.time()
+        resp = self._post(target, init_body(self.version, self.client_version, self.device_id, group, access))
+        doc = parse_config_auth(resp.body) if resp.body else None
+        post = {"target": target, "group_select": group, "status": resp.status,
+                "response_type": getattr(doc, "type", None)}
+        out.init_posts.append(post)
+        if isinstance(doc, AggAuthError) or doc is None or resp.status != 200:
+            out.phases["group-selection"] = {"status": "failed",
+                                             "summary": f"init POST answered {resp.status} {resp.reason}"}
+            return None
+        glist = self._group_list(doc)
+        out.group_list = glist
+        out.phases["group-selection"] = {
+            "status": "ok", "summary": f"1 POST(s); groups: {', '.join(glist) if glist else 'no group list'}",
+            "duration": time.time() - t0}
+        # user-auth rounds
+        cookie = None
+        result = None
+        for _ in range(MAX_AUTH_ROUNDS):
+            if doc.type == "complete":
+                cookie = _cookie(resp) or doc.session_token
+                result = "success" if cookie else "failure"
+                break
+            if doc.type != "auth-request" or doc.auth is None or doc.auth.form is None:
+                result = "failure"
+                break
+            form = doc.auth.form
+            answers, missing = [], []
+            for fld in form.fields:
+                if not fld.name or not _xml_name_ok(fld.name):
+                    continue
+                v = self._answer(fld)
+                if v is None:
+                    missing.append(fld.name)
+                    v = ""
+                if fld.type == "select" and fld.name == "group_list":
+                    out.group_selected = v
+                answers.append((fld.name, v))
+            if missing:
+                out.rounds.append({"fields": [n for n, _ in answers], "status": None, "response_type": None,
+                                   "message": None, "error": f"no value for {', '.join(missing)}", "form_fields": []})
+                result = "failure"
+                break
+            group_reply = out.group_selected if any(f.type == "select" for f in form.fields) else None
+            opaque = doc.opaque.xml if doc.opaque is not None else None
+            tgt = form.action or (rec.rounds[len(out.rounds)].target if len(out.rounds) < len(rec.rounds) else "/auth")
+            resp = self._post(tgt, reply_body(self.version, self.client_version, self.device_id, answers,
+                                              group_reply, opaque))
+            doc = parse_config_auth(resp.body) if resp.body else None
+            ok_doc = doc is not None and not isinstance(doc, AggAuthError)
+            auth = doc.auth if ok_doc else None
+            out.rounds.append({
+                "target": tgt, "fields": [n for n, _ in answers], "status": resp.status,
+                "response_type": doc.type if ok_doc else None, "auth_id": auth.id if auth else None,
+                "message": auth.message.formatted if auth and auth.message else None,
+                "error": auth.error.formatted if auth and auth.error else None,
+                "form_fields": [f.name for f in auth.form.fields if f.name] if auth and auth.form else []})
+            if resp.status != 200 or not ok_doc:
+                result = "failure"
+                break
+            if auth and auth.error:
+                result = "failure"
+                break
+        out.auth_result = result
+        n = len(out.rounds)
+        out.phases["user-auth"] = {"status": "ok" if result == "success" else "failed",
+                                   "summary": (f"success after {n} round(s)" if result == "success" else
+                                               f"failure after {n} round(s)"
+                                               + (f": {out.rounds[-1]['error']}" if out.rounds and
+                                                  out.rounds[-1].get("error") else ""))}
+        return cookie if result == "success" else None
+
+    @staticmethod
+    def _group_list(doc) -> list[str]:
+        form = doc.auth.form if doc.auth else None
+        if form is None:
+            return []
+        for f in form.fields:
+            if f.type == "select" and f.name == "group_list":
+                return [o.value for o in f.options]
+        return []
+
+    # -- CONNECT and the tunnel ---------------------------------------------------------------------------------
+    def _connect_headers(self, cookie: str) -> list[tuple[str, str]]:
+        sent, dropped = [], []
+        for name, value in self.rec.connect_headers:
+            why = CONNECT_DROPPED.get(name.lower())
+            if why is not None:
+                if why:
+                    dropped.append((name, why))
+                continue
+            sent.append((name, value))
+        if not any(k.lower() == "user-agent" for k, _ in sent):
+            sent.insert(0, ("User-Agent", self.rec.user_agent))
+        if not any(k.lower().startswith("x-cstp-") for k, _ in sent):
+            sent += [("X-CSTP-Version", "1"), ("X-CSTP-Address-Type", "IPv4")]
+        self.out.connect_headers_sent = [k for k, _ in sent]
+        self.out.connect_headers_dropped = dropped
+        return [("Cookie", f"webvpn={cookie}")] + sent
+
+    def _connect_and_tunnel(self, cookie: str) -> None:
+        out = self.out
+        resp = self.conn.request("CONNECT", "/CSCOSSLC/tunnel", self._connect_headers(cookie))
+        out.connect_status, out.connect_reason = resp.status, resp.reason
+        if resp.status != 200:
+            out.phases["cstp-connect"] = {"status": "failed", "summary": f"{resp.status} {resp.reason}"}
+            return
+        p = connect_params(resp.headers)
+        out.connect_params = p
+        out.phases["cstp-connect"] = {
+            "status": "ok", "summary": f"200 {resp.reason}: {p['address']}, MTU {p['mtu']}, DPD {p['dpd']}, "
+                                       f"keepalive {p['keepalive']}"}
+        if not p.get("address"):
+            out.phases["cstp-connect"]["status"] = "failed"
+            out.phases["cstp-connect"]["summary"] += " (no IPv4 address granted: nothing to replay over)"
+            return
+        from .tunnel import TunNamespace  # noqa: PLC0415
+
+        self.ns = TunNamespace(self.opts.netns)
+        self.ns.open()
+        self.ns.configure(p["address"], p.get("netmask"), p.get("mtu"), p.get("split_include") or [])
+        out.tunnel = {"namespace": self.ns.name, "namespace_created": self.ns.created_ns, "device": self.ns.ifname,
+                      "address": p["address"], "mtu": p.get("mtu"), "routes": list(self.ns.routes)}
+        self._tunnel_loop(p, self.conn.start_tunnel())
+
+    def _tunnel_loop(self, params: dict, early: list) -> None:
+        out, rec, conn, ns = self.out, self.rec, self.conn, self.ns
+        addr = params["address"]
+        speed = self.opts.speed if self.opts.speed and self.opts.speed > 0 else 1.0
+        origin = rec.connect_time
+        recorded = rec.client_packets()
+        if origin is None and recorded:
+            origin = recorded[0].ts
+        plan: list[tuple[SentPacket, bytes]] = []
+        for i, p in enumerate(recorded):
+            intended = 0.0 if self.opts.no_timing else max(0.0, (p.ts - origin) / speed)
+            data = rewrite_source(p.data, addr)
+            sp = SentPacket(index=i + 1, intended=intended, summary=summarize(data), key=request_key(data))
+            plan.append((sp, data))
+            out.packets.append(sp)
+        by_key: dict = {}
+        for sp, _ in plan:
+            if sp.key is not None:
+                by_key.setdefault(sp.key, []).append(sp)
+        t0 = time.monotonic()
+        last_rx = last_tx = t0
+        dpd = params.get("dpd") or 0
+        keepalive = params.get("keepalive") or 0
+        dpd_outstanding = False
+        nxt = 0
+        done_at = None
+        tun_fd = ns.fd
+
+        def handle(events) -> None:
+            nonlocal last_rx, dpd_outstanding
+            for ev in events:
+                if not isinstance(ev, CSTPFrame):
+                    continue
+                last_rx = time.monotonic()
+                t = ev.type
+                if t in (CSTPType.DATA, CSTPType.COMPRESSED_DATA) and ev.packet:
+                    out.cstp["data_received"] += 1
+                    try:
+                        ns.write(ev.packet)
+                    except OSError:
+                        pass
+                    k = answer_key(ev.packet)
+                    waiting = by_key.get(k) if k else None
+                    match = next((s for s in waiting or () if s.actual is not None and s.answered is None), None)
+                    if match is not None:
+                        match.answered = last_rx - t0
+                    else:
+                        out.other_from_gateway += 1
+                elif t == CSTPType.DPD_REQ:
+                    out.cstp["dpd_req_received"] += 1
+                    conn.send_frame(CSTPType.DPD_RESP, ev.payload)
+                    out.cstp["dpd_resp_sent"] += 1
+                elif t == CSTPType.DPD_RESP:
+                    out.cstp["dpd_resp_received"] += 1
+                    dpd_outstanding = False
+                elif t == CSTPType.KEEPALIVE:
+                    out.cstp["keepalives_received"] += 1
+                elif t in (CSTPType.DISCONNECT, CSTPType.TERMINATE):
+                    out.end = f"gateway sent {CSTPType(t).name} ({parse_disconnect_reason(ev.payload)})"
+                    conn.closed_by_gateway = True
+
+        handle(early)
+        while True:
+            now = time.monotonic()
+            rel = now - t0
+            # packets due now go into the namespace (and so out through the TUN)
+            while nxt < len(plan) and plan[nxt][0].intended <= rel:
+                sp, data = plan[nxt]
+                sp.actual = time.monotonic() - t0
+                try:
+                    ns.inject(data)
+                except OSError as e:
+                    sp.error = e.strerror or str(e)
+                nxt += 1
+                rel = time.monotonic() - t0
+            if nxt >= len(plan) and done_at is None:
+                done_at = time.monotonic()
+            if conn.closed_by_gateway:
+                out.end = out.end or "the gateway closed the TLS connection"
+                break
+            if done_at is not None:
+                pending = [s for s, _ in plan if s.key and s.actual is not None and s.answered is None and not s.error]
+                if not pending or time.monotonic() - done_at > self.opts.linger:
+                    break
+            # timers: DPD when the gateway has been silent, keepalive when we have
+            now = time.monotonic()
+            if dpd and not dpd_outstanding and now - last_rx > dpd:
+                conn.send_frame(CSTPType.DPD_REQ, b"")
+                out.cstp["dpd_req_sent"] += 1
+                dpd_outstanding = True
+                last_tx = now
+            if keepalive and now - last_tx > keepalive:
+                conn.send_frame(CSTPType.KEEPALIVE, b"")
+                out.cstp["keepalives_sent"] += 1
+                last_tx = now
+            wait = 0.2
+            if nxt < len(plan):
+                wait = min(wait, max(0.0, plan[nxt][0].intended - (time.monotonic() - t0)))
+            if conn.sock.pending():
+                wait = 0.0
+            r, _, _ = select.select([conn.sock, tun_fd], [], [], wait)
+            if conn.sock in r or conn.sock.pending():
+                handle(conn.read_frames())
+            if tun_fd in r:
+                while True:
+                    try:
+                        pkt = os.read(tun_fd, 65536)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        break
+                    k = request_key(pkt)
+                    sp = next((s for s in by_key.get(k, ()) if s.actual is not None and s.seen_on_tun is None),
+                              None) if k else None
+                    if sp is not None:
+                        sp.seen_on_tun = time.monotonic() - t0
+                    else:
+                        out.other_from_tun += 1
+                    conn.send_frame(CSTPType.DATA, pkt)
+                    out.cstp["data_sent"] += 1
+                    last_tx = time.monotonic()
+        drifts = [(s.actual - s.intended) * 1000 for s in out.packets if s.actual is not None]
+        tun_lag = [(s.seen_on_tun - s.actual) * 1000 for s in out.packets
+                   if s.seen_on_tun is not None and s.actual is not None]
+        out.timing = {"mode": "no-timing" if self.opts.no_timing else "recorded", "speed": speed,
+                      "origin": "the CONNECT answer (recorded and replayed)",
+                      "drift_ms": {"p50": percentile(drifts, 50), "p99": percentile(drifts, 99),
+                                   "max": max(drifts) if drifts else None},
+                      "tun_lag_ms": {"p50": percentile(tun_lag, 50), "max": max(tun_lag) if tun_lag else None},
+                      "bound_ms": DRIFT_BOUND_MS}
+
+    def _close_tunnel(self) -> None:
+        """DISCONNECT (if the tunnel is up and the gateway did not end it), then the namespace and device."""
+        out = self.out
+        try:
+            if out.connect_status == 200 and self.conn.sock is not None and not self.conn.closed_by_gateway:
+                try:
+                    self.conn.send_frame(CSTPType.DISCONNECT, DISCONNECT_REASON)
+                    out.end = out.end or "DISCONNECT from the replay client over CSTP"
+                except (OSError, ValueError):
+                    out.end = out.end or "DISCONNECT could not be sent"
+        finally:
+            if self.ns is not None:
+                out.cleanup = self.ns.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# signals: Ctrl-C, SIGTERM and SIGHUP end the replay through its finally blocks (held during clean-up)
+# ---------------------------------------------------------------------------------------------------------------
+
+class _Signals:
+    """SIGINT/SIGTERM/SIGHUP → KeyboardInterrupt in this process only. pyroute2 forks short-lived helper processes
+    (namespace creation, sockets in a namespace); a signal reaching such a child must end the child at once and
+    never run the replay's clean-up there (it would remove the namespace the parent still uses)."""
+
+    def __init__(self):
+        self.old: dict = {}
+        self.fired = False
+        self.pid = os.getpid()
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                self.old[sig] = signal.signal(sig, self._on)
+            except ValueError:
+                pass
+        return self
+
+    def _on(self, signum, frame):
+        if os.getpid() != self.pid:  # a forked helper (pyroute2): leave at once, touching nothing
+            os._exit(128 + signum)
+        if self.fired:  # a second signal must not cut the clean-up short
+            return
+        self.fired = True
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def hold(self) -> None:
+        self.fired = True
+
+    def __exit__(self, *exc):
+        for sig, h in self.old.items():
+            try:
+                signal.signal(sig, h)
+            except (ValueError, TypeError):
+                pass
+
+
+def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | None = None) -> int:
+    """The `acflow replay client` command: returns the exit status (module docstring)."""
+    from analyzer.analyze import InputError  # noqa: PLC0415
+
+    from .recording import RecordingError, load_recording  # noqa: PLC0415
+    from .report import compare, render_json, render_terminal  # noqa: PLC0415
+    from .tunnel import EnvironmentProblem, has_net_admin  # noqa: PLC0415
+
+    def err(msg: str) -> None:
+        print(f"acflow replay client: {msg}", file=sys.stderr)
+
+    if not has_net_admin():
+        err("needs root (CAP_NET_ADMIN): it creates a network namespace and a TUN device; nothing was done")
+        return EXIT_ENV
+    try:
+        GatewayURL.parse(opts.gateway)
+    except ValueError as e:
+        err(str(e))
+        return EXIT_USAGE
+    try:
+        rec = load_recording(opts.capture, opts.keylogs, opts.session)
+    except (InputError, RecordingError) as e:
+        err(str(e))
+        return EXIT_INPUT
+    needs_password = any(f in ("password",) for r in rec.rounds for f in r.fields)
+    if needs_password and opts.password is None and not opts.reuse_credentials:
+        err("the recorded session answered a password: give --password-stdin or --reuse-credentials")
+        return EXIT_USAGE
+    try:
+        client = ReplayClient(rec, opts)
+    except ValueError as e:
+        err(str(e))
+        return EXIT_USAGE
+    with _Signals() as sigs:
+        try:
+            replay = client.run()
+        except KeyboardInterrupt:
+            sigs.hold()
+            removed = client.out.cleanup or (client.ns.close() if client.ns else [])
+            err("interrupted; removed: " + (", ".join(removed) if removed else "nothing was created yet"))
+            return EXIT_INTERRUPTED
+        except EnvironmentProblem as e:
+            sigs.hold()
+            if client.ns is not None:
+                client.ns.close()
+            err(str(e))
+            return EXIT_ENV
+    result = compare(rec, replay, opts)
+    text = render_json(result) if fmt == "json" else render_terminal(result)
+    if output is not None:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_SAME if result["result"] == "same" else EXIT_DIFFERS
+
+

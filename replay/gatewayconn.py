@@ -1,0 +1,242 @@
+"""The replay client's connection to the gateway: TLS with Python's ssl (pinned by CA file or certificate hash, as
+openconnect's --cafile/--servercert), HTTP/1.1 requests whose answers are parsed by acflow's own sans-I/O
+`dissectors.http.HTTPStream` (the parser `analyze` uses), and after `CONNECT` the CSTP frames of the same stream.
+"""
+from __future__ import annotations
+
+import hashlib
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from dissectors.cstp import CSTPError, CSTPFrame, build_cstp_frame
+from dissectors.http import HTTPError, HTTPStream, Response, TunnelEstablished
+
+
+class GatewayError(Exception):
+    """The gateway could not be reached or spoke something else (the message says what)."""
+
+
+@dataclass(frozen=True)
+class GatewayURL:
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, url: str) -> GatewayURL:
+        if "://" not in url:
+            url = "https://" + url
+        u = urlsplit(url)
+        if u.scheme != "https" or not u.hostname:
+            raise ValueError(f"not an https:// gateway URL: {url!r}")
+        return cls(u.hostname, u.port or 443, u.path or "/")
+
+    @property
+    def base(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}" + ("" if self.port == 443 else f":{self.port}")
+
+
+def parse_servercert(text: str) -> tuple[str, str]:
+    """openconnect-style --servercert: ``sha256:HEX``, ``sha1:HEX`` or bare HEX (40 digits SHA-1, 64 SHA-256),
+    colons allowed. Returns (algorithm, lower-case hex)."""
+    t = text.strip()
+    algo = None
+    for prefix in ("sha256:", "sha1:"):
+        if t.lower().startswith(prefix):
+            algo, t = prefix[:-1], t[len(prefix):]
+    digits = t.replace(":", "").lower()
+    if not digits or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError(f"--servercert {text!r}: expected sha256:HEX, sha1:HEX or a hex fingerprint")
+    if algo is None:
+        algo = {40: "sha1", 64: "sha256"}.get(len(digits))
+    want = {"sha1": 40, "sha256": 64}.get(algo or "")
+    if want is None or len(digits) != want:
+        raise ValueError(f"--servercert {text!r}: a SHA-1 has 40 hex digits, a SHA-256 64")
+    return algo, digits
+
+
+class GatewayConnection:
+    """One TLS connection to the gateway carrying the whole exchange (auth POSTs, CONNECT, CSTP), as the
+    recorded client did."""
+
+    def __init__(self, url: GatewayURL, *, cafile=None, servercert: str | None = None, address: str | None = None,
+                 timeout: float = 10.0):
+        self.url = url
+        self.cafile = cafile
+        self.pin = parse_servercert(servercert) if servercert else None
+        self.address = address or url.host  # where to connect (--resolve); SNI and Host stay url.host
+        self.timeout = timeout
+        self.sock: ssl.SSLSocket | None = None
+        self.http = HTTPStream()
+        self._frame = 0
+        self._pending: list = []  # CSTP events that arrived with the CONNECT answer
+        self.tls: dict = {}
+        self.closed_by_gateway = False
+
+    # -- TLS ----------------------------------------------------------------------------------------------------
+    def connect(self) -> dict:
+        if self.pin:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE  # verified below against the pinned hash
+        else:
+            ctx = ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+        t0 = time.time()
+        try:
+            raw = socket.create_connection((self.address, self.url.port), timeout=self.timeout)
+        except OSError as e:
+            raise GatewayError(f"cannot reach {self.address}:{self.url.port}: {e.strerror or e}") from e
+        server_hostname = None if _is_ip(self.url.host) and self.pin else self.url.host
+        try:
+            self.sock = ctx.wrap_socket(raw, server_hostname=server_hostname)
+        except ssl.SSLCertVerificationError as e:
+            raw.close()
+            raise GatewayError(f"TLS: the gateway's certificate was not accepted: {e.verify_message or e}") from e
+        except (ssl.SSLError, OSError) as e:
+            raw.close()
+            raise GatewayError(f"TLS handshake failed: {e}") from e
+        der = self.sock.getpeercert(binary_form=True) or b""
+        sha256 = hashlib.sha256(der).hexdigest().upper()
+        sha1 = hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - a certificate fingerprint, as openconnect shows
+        if self.pin:
+            algo, want = self.pin
+            got = sha256 if algo == "sha256" else sha1
+            if got.lower() != want:
+                self.sock.close()
+                raise GatewayError(f"TLS: the gateway's certificate {algo} {got} is not the pinned one")
+        cipher = self.sock.cipher()
+        self.tls = {"version": _tls_version_name(self.sock.version()), "cipher_suite": _iana_name(cipher[0] if cipher
+                                                                                                   else None),
+                    "cert_sha256": sha256, "cert_sha1": sha1, "sni": server_hostname,
+                    "duration": time.time() - t0}
+        return self.tls
+
+    # -- HTTP ---------------------------------------------------------------------------------------------------
+    def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"") -> Response:
+        head = [f"{method} {target} HTTP/1.1", f"Host: {self.url.host}"]
+        head += [f"{k}: {v}" for k, v in headers]
+        if body or method == "POST":
+            head.append(f"Content-Length: {len(body)}")
+        data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        self._frame += 1
+        self.http.feed("c2s", data, time.time(), self._frame)
+        self.sock.sendall(data)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if time.monotonic() > deadline:
+                raise GatewayError(f"no answer to {method} {target} within {self.timeout:.0f} s")
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except (ssl.SSLError, OSError) as e:
+                raise GatewayError(f"reading the answer to {method} {target}: {e}") from e
+            self._frame += 1
+            if not chunk:
+                self.closed_by_gateway = True
+                raise GatewayError(f"the gateway closed the connection before answering {method} {target}")
+            events = self.http.feed("s2c", chunk, time.time(), self._frame)
+            resp = None
+            for ev in events:
+                if isinstance(ev, Response) and resp is None:
+                    resp = ev
+                elif isinstance(ev, (CSTPFrame, CSTPError)):
+                    self._pending.append(ev)
+                elif isinstance(ev, HTTPError):
+                    raise GatewayError(f"malformed HTTP from the gateway: {ev.message}")
+                elif isinstance(ev, TunnelEstablished):
+                    pass
+            if resp is not None:
+                return resp
+
+    # -- CSTP ---------------------------------------------------------------------------------------------------
+    def start_tunnel(self) -> list:
+        """After a 2xx CONNECT: the socket becomes non-blocking; returns CSTP events already received."""
+        self.sock.setblocking(False)
+        pending, self._pending = self._pending, []
+        return pending
+
+    def read_frames(self) -> list:
+        """Every CSTP event readable now (non-blocking); sets closed_by_gateway at EOF."""
+        out: list = []
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                break
+            except ssl.SSLWantWriteError:
+                break
+            except (ssl.SSLError, OSError):
+                self.closed_by_gateway = True
+                break
+            if not chunk:
+                self.closed_by_gateway = True
+                break
+            self._frame += 1
+            out.extend(ev for ev in self.http.feed("s2c", chunk, time.time(), self._frame)
+                       if isinstance(ev, (CSTPFrame, CSTPError)))
+            if not self.sock.pending():
+                # more may be in the kernel's buffer; loop once more unless it would block
+                r, _, _ = select.select([self.sock], [], [], 0)
+                if not r:
+                    break
+        return out
+
+    def send_frame(self, ptype: int, payload: bytes = b"") -> None:
+        data = build_cstp_frame(ptype, payload)
+        self.sock.setblocking(True)
+        self.sock.settimeout(self.timeout)
+        try:
+            self.sock.sendall(data)
+        finally:
+            self.sock.setblocking(False)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress  # noqa: PLC0415
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _tls_version_name(v: str | None) -> str | None:
+    return {"TLSv1.3": "TLS 1.3", "TLSv1.2": "TLS 1.2", "TLSv1.1": "TLS 1.1", "TLSv1": "TLS 1.0"}.get(v or "", v)
+
+
+_OPENSSL_TO_IANA = {
+    "TLS_AES_256_GCM_SHA384": "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_GCM_SHA256": "TLS_AES_128_GCM_SHA256",
+    "TLS_CHACHA20_POLY1305_SHA256": "TLS_CHACHA20_POLY1305_SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "ECDHE-RSA-AES128-GCM-SHA256": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384": "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "ECDHE-ECDSA-AES128-GCM-SHA256": "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "ECDHE-RSA-CHACHA20-POLY1305": "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "AES256-GCM-SHA384": "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    "AES128-GCM-SHA256": "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "AES256-SHA": "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "AES128-SHA": "TLS_RSA_WITH_AES_128_CBC_SHA",
+}
+
+
+def _iana_name(openssl_name: str | None) -> str | None:
+    """The IANA name acflow's reports use for an OpenSSL cipher name (unknown names pass through)."""
+    if openssl_name is None:
+        return None
+    return _OPENSSL_TO_IANA.get(openssl_name, openssl_name)

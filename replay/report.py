@@ -1,0 +1,237 @@
+"""The replay's report: the replayed session side by side with the recording (terminal and JSON).
+
+`compare(recording, replay, options)` returns a plain dict (the JSON form): ``result`` is ``"same"`` when every
+compared item matches, else ``"differs"``. Compared: each replayed phase's status; TLS version, cipher suite and
+the gateway's certificate; the group list and group chosen; the auth rounds (fields answered, the gateway's
+message/error, the fields its next form asked, the answer type) and the result; the CONNECT status and tunnel
+parameters (address, netmask, MTU, base MTU, DNS, split routes, default domain, DPD, keepalive, idle/session
+timeouts, content encoding); the inner packets answered vs the recording; how the tunnel ended. Not compared,
+shown as "not replayed (not built yet)": DTLS and the downloader. No secret (password, cookie, token) is ever in
+the report.
+"""
+from __future__ import annotations
+
+import json
+
+from analyzer import __version__
+
+PHASES = ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-connect", "dtls")
+PARAMS = ("address", "netmask", "mtu", "base_mtu", "dns", "split_include", "split_exclude", "default_domain", "dpd",
+          "keepalive", "idle_timeout", "session_timeout", "disconnected_timeout", "content_encoding")
+
+
+def _item(out: list, what: str, recorded, replayed, compared: bool = True, note: str | None = None) -> None:
+    item = {"what": what, "recorded": recorded, "replayed": replayed,
+            "same": (recorded == replayed) if compared else None}
+    if note:
+        item["note"] = note
+    out.append(item)
+
+
+def dtls_record_overhead(cipher_suite: str | None, version: str | None) -> int | None:
+    """Bytes a DTLS 1.2 record of an AEAD suite adds to an inner packet on the DTLS channel: record header (13),
+    explicit nonce (8 for AES-GCM/CCM, 0 for ChaCha20-Poly1305), tag (16), and the channel's type byte (1). None
+    for CBC suites (padding makes it vary) and other versions."""
+    if not cipher_suite or version != "DTLS 1.2":
+        return None
+    if "CHACHA20_POLY1305" in cipher_suite:
+        return 13 + 16 + 1
+    if "_GCM_" in cipher_suite or cipher_suite.endswith("_CCM") or "_CCM_" in cipher_suite:
+        return 13 + 8 + 16 + 1
+    return None
+
+
+def _mtu_item(items: list, rec, rp) -> None:
+    """The tunnel MTU. A gateway sizes X-CSTP-MTU for the channels it offers: the recording offered DTLS, this
+    replay does not (not built yet), so a gateway may grant more — the DTLS record overhead the recorded grant
+    left room for. Same when the grants are equal, or when the replayed one less the recorded DTLS suite's record
+    overhead is the recorded one (ocserv does this); the note says which."""
+    rv, pv = rec.connect_params.get("mtu"), rp.connect_params.get("mtu")
+    if rv is None or pv is None or rv == pv or rec.dtls.get("status") != "ok":
+        _item(items, "tunnel mtu", rv, pv)
+        return
+    ov = dtls_record_overhead(rec.dtls.get("cipher_suite"), rec.dtls.get("version"))
+    if ov is not None and pv - ov == rv:
+        _item(items, "tunnel mtu", rv, pv - ov, note=(
+            f"granted {pv} with no DTLS offered; less the {ov}-byte DTLS record overhead of the recorded "
+            f"{rec.dtls.get('cipher_suite')}: {pv - ov}, as recorded"))
+        return
+    _item(items, "tunnel mtu", rv, pv, note=(
+        f"granted {pv} with no DTLS offered (the recording offered DTLS"
+        + (f"; less its {ov}-byte record overhead: {pv - ov}" if ov is not None else "") + ")"))
+
+
+def compare(rec, rp, opts) -> dict:
+    from .client import recorded_exchange  # noqa: PLC0415
+
+    items: list[dict] = []
+    phases = []
+    for name in PHASES:
+        r = rec.phases.get(name, {"status": "absent", "summary": ""})
+        p = rp.phases.get(name, {"status": "not reached", "summary": ""})
+        compared = p["status"] != "not replayed"
+        if name == "downloader" and r.get("status") == "absent" and p["status"] == "absent":
+            compared = True
+        same = (r.get("status") == p["status"]) if compared else None
+        phases.append({"phase": name, "recorded": r.get("status"), "replayed": p["status"],
+                       "recorded_summary": r.get("summary"), "replayed_summary": p.get("summary"), "same": same})
+    # TLS
+    if rp.tls:
+        _item(items, "tls version", rec.tls_version, rp.tls.get("version"))
+        _item(items, "tls cipher suite", rec.tls_cipher, rp.tls.get("cipher_suite"))
+        _item(items, "gateway certificate sha256", rec.cert_sha256, rp.tls.get("cert_sha256"))
+    # group selection / auth
+    if rp.init_posts:
+        _item(items, "group list", [g for g in rec.group_list], rp.group_list)
+        if rec.group_selected or rp.group_selected:
+            _item(items, "group selected", rec.group_selected, rp.group_selected)
+    if rp.init_posts and rec.rounds is not None:
+        _item(items, "auth rounds", len(rec.rounds), len(rp.rounds))
+        for i in range(max(len(rec.rounds), len(rp.rounds))):
+            r = rec.rounds[i] if i < len(rec.rounds) else None
+            p = rp.rounds[i] if i < len(rp.rounds) else None
+            for key, label in (("fields", "fields answered"), ("message", "gateway message"),
+                               ("error", "gateway error"), ("form_fields", "fields asked next"),
+                               ("response_type", "answer type")):
+                rv = getattr(r, key) if r is not None else None
+                pv = p.get(key) if p is not None else None
+                if rv is None and pv is None:
+                    continue
+                _item(items, f"auth round {i + 1} {label}", rv, pv)
+        _item(items, "auth result", rec.auth_result, rp.auth_result)
+    # CONNECT
+    if rp.connect_status is not None:
+        _item(items, "connect status", rec.connect_status, rp.connect_status)
+        for key in PARAMS:
+            if key == "mtu":
+                _mtu_item(items, rec, rp)
+                continue
+            rv, pv = rec.connect_params.get(key), rp.connect_params.get(key)
+            if key in ("dns", "split_include", "split_exclude"):
+                rv, pv = rv or [], pv or []
+            _item(items, f"tunnel {key.replace('_', ' ')}", rv, pv)
+    # inner packets
+    rex = recorded_exchange(rec)
+    sent = [s for s in rp.packets if s.actual is not None and not s.error]
+    answered = [s for s in rp.packets if s.answered is not None]
+    inner = {
+        "recorded": rex,
+        "replayed": {"planned": len(rp.packets), "sent": len(sent), "seen_on_tun": sum(
+            1 for s in rp.packets if s.seen_on_tun is not None), "answered": len(answered),
+            "errors": [f"packet {s.index}: {s.error}" for s in rp.packets if s.error],
+            "other_from_tun": rp.other_from_tun, "other_from_gateway": rp.other_from_gateway},
+        "packets": [{"index": s.index, "summary": s.summary, "intended": round(s.intended, 6),
+                     "sent": None if s.actual is None else round(s.actual, 6),
+                     "on_tun": None if s.seen_on_tun is None else round(s.seen_on_tun, 6),
+                     "answered": None if s.answered is None else round(s.answered, 6),
+                     "rtt_ms": None if s.answered is None or s.actual is None else
+                     round((s.answered - s.actual) * 1000, 3), "error": s.error} for s in rp.packets],
+    }
+    if rp.connect_status == 200:
+        _item(items, "inner packets sent", rex["sent"], len(sent))
+        _item(items, "inner packets answered", rex["answered"], len(answered))
+        rec_end = rec.dpd_keepalive.get("end")
+        rec_end_text = "DISCONNECT from the client" if rec_end == "DISCONNECT" else rec_end
+        rp_end = "DISCONNECT from the client" if (rp.end or "").startswith("DISCONNECT from the replay") else rp.end
+        _item(items, "tunnel ended by", rec_end_text, rp_end)
+    timing = dict(rp.timing)
+    if timing.get("drift_ms"):
+        timing["drift_ms"] = {k: (None if v is None else round(v, 3)) for k, v in timing["drift_ms"].items()}
+        timing["tun_lag_ms"] = {k: (None if v is None else round(v, 3)) for k, v in timing["tun_lag_ms"].items()}
+        p99 = timing["drift_ms"]["p99"]
+        timing["within_bound"] = p99 is not None and p99 <= timing["bound_ms"]
+    differs = [i for i in items if i["same"] is False] + [p for p in phases if p["same"] is False]
+    doc = {
+        "acflow": __version__, "kind": "replay-client", "schema": 1,
+        "recording": {"capture": str(opts.capture), "session": rec.session_id, "gateway": rec.gateway,
+                      "client": rec.client},
+        "gateway": rp.gateway,
+        "result": "differs" if differs or rp.error else "same",
+        "error": rp.error,
+        "phases": phases,
+        "comparisons": items,
+        "differences": [i["what"] if "what" in i else f"phase {i['phase']}" for i in differs],
+        "inner": inner,
+        "timing": timing,
+        "tunnel": {**rp.tunnel, "cstp": rp.cstp, "end": rp.end,
+                   "connect_headers_sent": rp.connect_headers_sent,
+                   "connect_headers_dropped": [{"header": h, "why": w} for h, w in rp.connect_headers_dropped],
+                   "recorded_dpd_keepalive": rec.dpd_keepalive},
+        "not_replayed": ["dtls: DTLS not replayed (not built yet)"]
+        + (["downloader: not replayed (not built yet)"] if rec.downloader_gets else []),
+        "recorded_dtls": rec.dtls,
+        "cleanup": rp.cleanup,
+    }
+    return doc
+
+
+def render_json(doc: dict) -> str:
+    return json.dumps(doc, indent=2, default=str) + "\n"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v) if v else "(none)"
+    return str(v)
+
+
+def render_terminal(doc: dict) -> str:
+    lines = []
+    rec = doc["recording"]
+    lines.append(f"acflow {doc['acflow']} replay client — {rec['capture']} session {rec['session']} "
+                 f"(recorded against {rec['gateway']}) → {doc['gateway']}")
+    lines.append(f"result: {doc['result'].upper()}" + (f" — {doc['error']}" if doc.get("error") else ""))
+    lines.append("")
+    lines.append(f"{'phase':<17} {'recorded':<13} {'replayed':<13} {'':<8} replayed: what happened")
+    lines.append("─" * 110)
+    for p in doc["phases"]:
+        mark = {True: "same", False: "DIFFERS", None: ""}[p["same"]]
+        lines.append(f"{p['phase']:<17} {_fmt(p['recorded']):<13} {_fmt(p['replayed']):<13} {mark:<8} "
+                     f"{_fmt(p['replayed_summary'])}")
+    lines.append("")
+    lines.append(f"{'compared':<36} {'recorded':<32} {'replayed':<32}")
+    lines.append("─" * 110)
+    for i in doc["comparisons"]:
+        mark = "" if i["same"] else "  ← DIFFERS"
+        lines.append(f"{i['what']:<36} {_fmt(i['recorded'])[:31]:<32} {_fmt(i['replayed'])[:31]:<32}{mark}")
+        if i.get("note"):
+            lines.append(f"{'':<4}({i['note']})")
+    inner = doc["inner"]
+    lines.append("")
+    r, p = inner["recorded"], inner["replayed"]
+    lines.append(f"inner packets (IPv4, client→gateway): recorded {r['sent']} sent / {r['answered']} answered; "
+                 f"replayed {p['sent']} sent / {p['seen_on_tun']} through the TUN / {p['answered']} answered"
+                 + (f"; {r['not_ipv4_skipped']} non-IPv4 recorded packet(s) not replayed" if r["not_ipv4_skipped"]
+                    else ""))
+    for e in p["errors"]:
+        lines.append(f"  ! {e}")
+    for pk in inner["packets"]:
+        rtt = f"answered, rtt {pk['rtt_ms']:.2f} ms" if pk["rtt_ms"] is not None else "no answer"
+        sent = f"+{pk['sent']:.3f}s" if pk["sent"] is not None else "not sent"
+        lines.append(f"  {pk['index']:>3} intended +{pk['intended']:.3f}s sent {sent:<9} {pk['summary'][:60]:<60} "
+                     f"{rtt}")
+    t = doc.get("timing") or {}
+    if t.get("drift_ms"):
+        d = t["drift_ms"]
+        lines.append(f"send-time drift ({t['mode']}, speed {t['speed']}): p50 {_fmt(d['p50'])} ms, p99 {_fmt(d['p99'])}"
+                     f" ms, max {_fmt(d['max'])} ms (bound {t['bound_ms']} ms: "
+                     f"{'within' if t.get('within_bound') else 'EXCEEDED'})")
+    tun = doc["tunnel"]
+    if tun.get("namespace"):
+        c = tun["cstp"]
+        lines.append(f"tunnel: {tun['device']} in namespace {tun['namespace']}, {tun['address']} MTU {tun['mtu']}, "
+                     f"routes {_fmt(tun['routes'])}; CSTP DATA {c['data_sent']} sent / {c['data_received']} received, "
+                     f"DPD-REQ received {c['dpd_req_received']} (answered {c['dpd_resp_sent']}), sent "
+                     f"{c['dpd_req_sent']}; keepalives sent {c['keepalives_sent']}")
+        lines.append(f"ended: {tun.get('end')}")
+    if tun.get("connect_headers_dropped"):
+        lines.append("CONNECT headers not replayed: " + ", ".join(
+            f"{h['header']} ({h['why']})" for h in tun["connect_headers_dropped"]))
+    for n in doc["not_replayed"]:
+        lines.append(f"not replayed: {n}")
+    lines.append("removed on exit: " + (", ".join(doc["cleanup"]) if doc["cleanup"] else "nothing was created"))
+    if doc["differences"]:
+        lines.append("differences: " + "; ".join(doc["differences"]))
+    return "\n".join(lines) + "\n"

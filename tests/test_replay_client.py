@@ -1,0 +1,269 @@
+"""`acflow replay client` (issue #14, first increment): real replays of samples/baseline against a real ocserv.
+
+The live tests build the lab's two namespaces (lab.netns.Lab: gateway 198.18.0.1, client 198.18.0.2), start ocserv
+there with the `baseline` scenario's configuration (lab.runner.prepare_gateway/start_gateway, a fresh lab PKI), and
+run the replay as a separate process in the client namespace (`nsenter --net=…`, which changes only the network
+namespace, so the replay's own namespace appears in /run/netns like any other). The replay makes its own private
+namespace for the TUN; the tests check that none is left behind, after a normal run and after SIGINT mid-replay.
+They need root and ocserv: skipped otherwise, failed in CI (tests/helpers.require), like tests/test_lab_live.py.
+
+The tests without the lab check the pieces: argument errors, the refusal without root, the packet rewrite and
+answer matching, the recorded exchange of the baseline sample.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, sample
+from .helpers import require as _require
+
+CAPTURE = ROOT / "samples" / "baseline" / "capture.pcapng"
+KEYS = ROOT / "samples" / "baseline" / "keys.log"
+
+
+def _cli(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "analyzer.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=kw.pop("timeout", 60), **kw)
+
+
+def _replay_netns() -> set[str]:
+    d = Path("/run/netns")
+    return {p.name for p in d.iterdir() if p.name.startswith("acflow-rp-")} if d.is_dir() else set()
+
+
+# -- without the lab ------------------------------------------------------------------------------------------
+
+def test_other_replay_modes_say_not_built():
+    p = _cli("replay", "gateway", "x.pcapng")
+    assert p.returncode == 3 and "not implemented yet" in p.stderr and p.stdout == ""
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--password-stdin", "--reuse-credentials"], "exclude each other"),
+    (["--speed", "2", "--no-timing"], "exclude each other"),
+    (["--cafile", "x.pem", "--servercert", "sha1:" + "ab" * 20], "exclude each other"),
+    (["--servercert", "12345"], "servercert"),
+])
+def test_usage_errors(extra, needle):
+    p = _cli("replay", "client", str(CAPTURE), "--keylog", str(KEYS), "--gateway", "https://198.18.0.1/", *extra)
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr
+
+
+def test_refuses_without_root_clearly():
+    args = [sys.executable, "-m", "analyzer.cli", "replay", "client", str(CAPTURE), "--keylog", str(KEYS),
+            "--gateway", "https://198.18.0.1/", "--reuse-credentials"]
+    if os.geteuid() == 0:
+        _require(shutil.which("setpriv") is not None, "setpriv missing")
+        args = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", *args]
+    before = _replay_netns()
+    p = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert p.returncode == 5, p.stderr
+    assert "needs root (CAP_NET_ADMIN)" in p.stderr and "nothing was done" in p.stderr
+    assert p.stdout == ""
+    assert _replay_netns() == before
+
+
+def test_without_keys_the_capture_is_unusable(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the root check comes first")
+    p = _cli("replay", "client", str(CAPTURE), "--gateway", "https://198.18.0.1/", "--reuse-credentials")
+    assert p.returncode == 4
+    assert "nothing of its HTTP exchange was decrypted" in p.stderr
+
+
+def test_rewrite_and_matching():
+    from scapy.layers.inet import ICMP, IP
+
+    from replay.client import answer_key, request_key, rewrite_source
+
+    req = bytes(IP(src="198.19.0.50", dst="198.19.0.1", id=7) / ICMP(type=8, id=0x1234, seq=3) / (b"x" * 56))
+    new = rewrite_source(req, "198.19.0.77")
+    p = IP(new)
+    assert p.src == "198.19.0.77" and p.dst == "198.19.0.1" and p[ICMP].id == 0x1234 and p[ICMP].seq == 3
+    # checksums are right: scapy recomputes the same values from a copy without them
+    q = IP(new)
+    del q.chksum
+    del q[ICMP].chksum
+    q = IP(bytes(q))
+    assert (q.chksum, q[ICMP].chksum) == (p.chksum, p[ICMP].chksum)
+    reply = bytes(IP(src="198.19.0.1", dst="198.19.0.77") / ICMP(type=0, id=0x1234, seq=3) / (b"x" * 56))
+    assert answer_key(reply) == request_key(new)
+    other = bytes(IP(src="198.19.0.1", dst="198.19.0.77") / ICMP(type=0, id=0x1234, seq=4))
+    assert answer_key(other) != request_key(new)
+
+
+def test_baseline_recording_read_through_the_json_document():
+    from replay.client import recorded_exchange
+    from replay.recording import load_recording
+
+    rec = load_recording(CAPTURE, [KEYS])
+    assert rec.session_id == "s1"
+    assert [r.fields for r in rec.rounds] == [["username"], ["password"]]
+    assert rec.recorded_value("password") is not None  # in memory only
+    assert rec.connect_params["mtu"] == 1434 and rec.connect_params["address"] == "198.19.0.50"
+    names = [k.lower() for k, _ in rec.connect_headers]
+    assert "x-cstp-mtu" in names and "x-dtls-ciphersuite" in names
+    assert recorded_exchange(rec) == {"sent": 5, "answered": 5, "not_ipv4_skipped": 1}
+
+
+def test_servercert_parsing():
+    from replay.gatewayconn import parse_servercert
+
+    assert parse_servercert("sha256:" + "AB" * 32) == ("sha256", "ab" * 32)
+    assert parse_servercert("AB:" * 19 + "AB") == ("sha1", "ab" * 20)
+    with pytest.raises(ValueError):
+        parse_servercert("sha256:abcd")
+
+
+# -- live: the lab's namespaces and a real ocserv ---------------------------------------------------------------
+
+def _lab_prerequisites():
+    from lab.netns import missing_tools
+
+    _require(os.geteuid() == 0, "needs root")
+    missing = missing_tools(("ocserv", "ip", "openssl", "nsenter", "ethtool"))
+    _require(not missing, f"not installed: {', '.join(missing)}")
+
+
+class _Gateway:
+    """A lab with ocserv running the baseline configuration (plus `overrides`) in its gateway namespace."""
+
+    def __init__(self, work: Path, overrides: dict | None = None, sample_pki: bool = True):
+        from lab.netns import Lab
+        from lab.runner import prepare_gateway, start_gateway
+        from lab.scenarios import SCENARIOS
+
+        sc = SCENARIOS["baseline"]
+        if overrides:
+            sc = dataclasses.replace(sc, gateway={**sc.gateway, **overrides})
+        self.lab = Lab(tag=f"r{os.getpid() % 10000}")
+        self.lab.__enter__()
+        try:
+            self.pki = prepare_gateway(sc, work)
+            if sample_pki:  # the recorded gateway's own certificate and key (committed with the sample)
+                for name in ("server-cert.pem", "server-key.pem", "ca.pem"):
+                    shutil.copyfile(ROOT / "samples" / "baseline" / name, work / name)
+                    os.chmod(work / name, 0o644)
+            self.gw = start_gateway(self.lab, work, work / "gateway-keys.log", debug=2)
+        except BaseException:
+            self.lab.close()
+            raise
+        self.work = work
+
+    def replay_argv(self, *extra: str) -> list[str]:
+        return ["nsenter", f"--net=/run/netns/{self.lab.client_ns}", sys.executable, "-m", "analyzer.cli", "replay",
+                "client", str(CAPTURE), "--keylog", str(KEYS), "--gateway", "https://vpn.acflow.test/",
+                "--resolve", "vpn.acflow.test:198.18.0.1", "--cafile", str(self.pki.ca_cert),
+                "--reuse-credentials", "--format", "json", *extra]
+
+    def close(self):
+        self.lab.close()
+
+
+@pytest.fixture
+def gateway():
+    """make(overrides, sample_pki=True) → a running _Gateway; all are closed (and their work removed) after the test."""
+    from lab.runs import work_dir
+
+    _lab_prerequisites()
+    made = []
+
+    def make(overrides=None, sample_pki=True):
+        work = work_dir("acflow-replay-test-")  # readable by ocserv's workers (nobody), unlike pytest's tmp_path
+        made.append((work, None))
+        g = _Gateway(work, overrides, sample_pki)
+        made[-1] = (work, g)
+        return g
+
+    yield make
+    for work, g in made:
+        if g is not None:
+            g.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.lab
+def test_replay_baseline_same(gateway):
+    sample("baseline")
+    g = gateway()
+    before = _replay_netns()
+    t0 = time.monotonic()
+    p = subprocess.run(g.replay_argv(), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert time.monotonic() - t0 < 60
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr + "\ngateway: " + g.gw.tail(30)
+    doc = json.loads(p.stdout)
+    assert doc["result"] == "same", doc["differences"]
+    status = {ph["phase"]: ph["replayed"] for ph in doc["phases"]}
+    assert status == {"tls-handshake": "ok", "group-selection": "ok", "user-auth": "ok", "downloader": "absent",
+                      "cstp-connect": "ok", "dtls": "not replayed"}
+    assert "dtls: DTLS not replayed (not built yet)" in doc["not_replayed"]
+    inner = doc["inner"]
+    assert inner["recorded"]["answered"] == 5
+    assert inner["replayed"]["sent"] == 5 and inner["replayed"]["seen_on_tun"] == 5
+    assert inner["replayed"]["answered"] == 5
+    assert doc["timing"]["within_bound"], doc["timing"]
+    assert doc["tunnel"]["address"] == "198.19.0.50"
+    # no DTLS offered: ocserv grants 1472 for CSTP alone, the recorded 1434 plus the 38 bytes a DTLS 1.2 AES-GCM
+    # record (the recorded suite) adds; the TUN gets the MTU granted now
+    mtu = next(i for i in doc["comparisons"] if i["what"] == "tunnel mtu")
+    assert mtu["same"] and "38-byte DTLS record overhead" in mtu["note"], mtu
+    assert doc["tunnel"]["mtu"] == 1472
+    assert "webvpn=" not in p.stdout and "acflow-pass-1" not in p.stdout  # no secret in the report
+    assert _replay_netns() == before, "the replay left its namespace behind"
+    assert any(x.startswith("namespace acflow-rp-") for x in doc["cleanup"])
+
+
+@pytest.mark.lab
+def test_replay_reports_a_changed_mtu(gateway):
+    g = gateway({"mtu": "1100"})
+    before = _replay_netns()
+    p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 1, p.stdout + p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["result"] == "differs"
+    mtu = next(i for i in doc["comparisons"] if i["what"] == "tunnel mtu")
+    assert mtu["recorded"] == 1434 and mtu["same"] is False, mtu
+    assert doc["tunnel"]["mtu"] < 1100  # the TUN got the new, smaller MTU
+    assert set(doc["differences"]) == {"tunnel mtu", "tunnel base mtu"}, doc["differences"]  # ocserv: base MTU = mtu
+    assert doc["inner"]["replayed"]["answered"] == 5  # the pings still go through
+    assert _replay_netns() == before
+
+
+@pytest.mark.lab
+def test_replay_sigint_mid_replay_cleans_up(gateway):
+    g = gateway()
+    before = _replay_netns()
+    # slow the packets down so the replay is certainly mid-tunnel when interrupted
+    proc = subprocess.Popen(g.replay_argv("--speed", "0.1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not (_replay_netns() - before):
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        made = _replay_netns() - before
+        assert made, "the replay never created its namespace"
+        time.sleep(1.0)  # mid-replay: the first ping is due ~6 s after the tunnel comes up
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    assert proc.returncode == 130, err
+    assert "interrupted; removed:" in err and "namespace acflow-rp-" in err
+    assert _replay_netns() == before, "namespace left behind after SIGINT"

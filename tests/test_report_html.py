@@ -6,6 +6,7 @@ leaks unless show_secrets; hostile strings from a capture are escaped; the page 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -13,6 +14,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import typing
 import zlib
 from html.parser import HTMLParser
 from typing import ClassVar
@@ -22,7 +24,20 @@ import pytest
 from analyzer import __version__
 from analyzer.analyze import analyze_paths, load_keys
 from analyzer.model import PHASES, Analysis, CaptureInfo, Finding, Phase, Redactable, Secret, Session
+from analyzer.phases.cstp_connect import ConnectExchange, CSTPConnectDetails, TunnelParameters
+from analyzer.phases.downloader import DownloaderDetails, DownloaderGet
+from analyzer.phases.dtls import DTLSDetails, DTLSFlowSummary, DTLSHello, DTLSServerHello
+from analyzer.phases.group_selection import GroupOption, GroupSelectionDetails, InitPost
+from analyzer.phases.record import Record
+from analyzer.phases.tls_handshake import (
+    ClientHelloInfo,
+    ConnectionSummary,
+    ServerHelloInfo,
+    TLSAlert,
+    TLSHandshakeDetails,
+)
 from analyzer.phases.tunnel import CSTPTotals, Tunnel, TunnelEnd
+from analyzer.phases.user_auth import AuthRound, UserAuthDetails
 from analyzer.report.html import _dur, _frames, _iso, _rel, render_html
 from analyzer.report.json_report import to_document
 from lab.scenarios import SCENARIOS
@@ -303,7 +318,8 @@ def test_cli_writes_html(tmp_path):
     d = sample("baseline")
     out = tmp_path / "report.html"
     p = subprocess.run([sys.executable, "-m", "analyzer.cli", "analyze", str(d / "capture.pcapng"), "--keylog",
-                        str(d / "keys.log"), "--format", "html", "-o", str(out)], capture_output=True, text=True, check=False)
+                        str(d / "keys.log"), "--format", "html", "-o", str(out)],
+                       capture_output=True, text=True, check=False)
     assert p.returncode == 0, p.stderr
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and "cstp-connect" in text and PASSWORD not in text
@@ -314,45 +330,70 @@ HOSTILE = ['<script>alert(1)</script>', '"><img src=x onerror=alert(2)>', "</tit
            "' onmouseover='alert(4)", "]]></svg><script>alert(5)</script>", "&lt;script&gt;"]
 
 
+def _rec(cls, **given):
+    """A typed details record with the fields given; the other required fields empty (None, [], {} or an empty
+    record): the renderer must cope with records as sparse as a damaged capture can make them."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in given or f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            continue
+        t = hints[f.name]
+        origin = typing.get_origin(t)
+        if isinstance(t, type) and issubclass(t, Record):
+            given[f.name] = _rec(t)
+        elif origin is list:
+            given[f.name] = []
+        elif origin is dict:
+            given[f.name] = {}
+        else:
+            given[f.name] = None
+    return cls(**given)
+
+
 def _hostile_analysis(secret: str = "hunter2-very-secret") -> Analysis:
     h = HOSTILE
     t0 = 1_800_000_000.0
     hdrs = Redactable([["Cookie", "webvpn=" + secret], ["X-CSTP-Banner", h[0]], [h[1], h[2]]],
                       [["Cookie", "webvpn=«redacted»"], ["X-CSTP-Banner", h[0]], [h[1], h[2]]])
     phases = [
-        Phase("tls-handshake", "ok", t0, t0 + 0.1, [1, 3], {
-            "client": h[1], "connection": "tcp.stream 0",
-            "client_hello": {"frame": 1, "time": t0, "sni": h[0], "max_version": h[3]},
-            "server_hello": {"frame": 3, "time": t0 + 0.1, "version": h[4], "cipher_suite": h[2]},
-            "certificates": [{"subject": h[0]}],
-            "alerts": [{"direction": "s2c", "name": h[1], "time": t0 + 0.1, "frame": 3}],
-            "connections": [{"connection": h[2], "client": h[0], "start": t0, "first_frame": 1}]}, h[0]),
-        Phase("group-selection", "ok", t0 + 0.2, t0 + 0.3, [5, 6], {
-            "posts": [{"time": t0 + 0.2, "frame": 5, "target": h[1], "group_select": h[0], "status": 200,
-                       "response_time": t0 + 0.3, "response_frame": 6, "response_type": h[3], "group_list": h[:3],
-                       "headers": hdrs}],
-            "group_list": [{"value": h[0], "label": h[1], "selected": True}]}, h[1]),
-        Phase("user-auth", "failed", t0 + 0.4, t0 + 0.5, [7, 8], {
-            "rounds": [{"time": t0 + 0.4, "frame": 7, "target": "/auth", "type": h[0], "fields": [h[1]],
-                        "xml": Redactable(f"<config-auth><password>{secret}</password><x>{h[0]}</x></config-auth>",
-                                          f"<config-auth><password>«redacted»</password><x>{h[0]}</x></config-auth>"),
-                        "status": 401, "response_time": t0 + 0.5, "response_frame": 8, "message": h[2]}],
-            "session_token": Secret(secret), "complete_xml": "<?xml version='1.0'?>" + h[4]}, h[2]),
-        Phase("downloader", "ok", t0 + 0.6, t0 + 0.7, [9], {
-            "gets": [{"time": t0 + 0.6, "frame": 9, "connection": h[0], "target": h[1], "status": 200,
-                      "cookie": Secret(secret), "response_frame": 10}]}, h[3]),
-        Phase("cstp-connect", "ok", t0 + 0.8, t0 + 5, [11, 12], {
-            "connects": [{"time": t0 + 0.8, "frame": 11, "connection": h[0], "target": h[1],
-                          "request_headers": hdrs, "response_headers": hdrs, "status": 200, "reason": h[2],
-                          "response_time": t0 + 0.9, "response_frame": 12, "x_reason": h[3],
-                          "parameters": {"banner": h[0], "address": h[1], "mtu": 1400}}],
-            "parameters": {"banner": h[0], "address": h[1], "mtu": 1400}}, h[4]),
-        Phase("dtls", "failed", t0 + 1, t0 + 8, [20, 21, 22], {
-            "flows": [{"connection": h[0], "client": h[1], "gateway": h[2], "mode": h[3],
-                       "client_hellos": [{"ts": t0 + 1 + k, "frame": 20 + k, "retransmission": k > 0}
-                                         for k in range(3)],
-                       "client_hello_count": 3, "hello_intervals": [1.0, 1.0],
-                       "alerts": [{"direction": "s2c", "name": h[0], "ts": t0 + 4, "frame": 30}]}]}, h[0]),
+        Phase("tls-handshake", "ok", t0, t0 + 0.1, [1, 3], _rec(
+            TLSHandshakeDetails, client=h[1], connection="tcp.stream 0",
+            client_hello=_rec(ClientHelloInfo, frame=1, time=t0, sni=h[0], max_version=h[3]),
+            server_hello=_rec(ServerHelloInfo, frame=3, time=t0 + 0.1, version=h[4], cipher_suite=h[2]),
+            certificates=[{"subject": h[0]}],
+            alerts=[_rec(TLSAlert, direction="s2c", name=h[1], time=t0 + 0.1, frame=3)],
+            connections=[_rec(ConnectionSummary, connection=h[2], client=h[0], start=t0, first_frame=1)]), h[0]),
+        Phase("group-selection", "ok", t0 + 0.2, t0 + 0.3, [5, 6], _rec(
+            GroupSelectionDetails,
+            posts=[_rec(InitPost, time=t0 + 0.2, frame=5, target=h[1], group_select=h[0], status=200,
+                        response_time=t0 + 0.3, response_frame=6, response_type=h[3], group_list=h[:3],
+                        headers=hdrs)],
+            group_list=[GroupOption(value=h[0], label=h[1], selected=True)]), h[1]),
+        Phase("user-auth", "failed", t0 + 0.4, t0 + 0.5, [7, 8], _rec(
+            UserAuthDetails,
+            rounds=[_rec(AuthRound, time=t0 + 0.4, frame=7, target="/auth", type=h[0], fields=[h[1]],
+                         xml=Redactable(f"<config-auth><password>{secret}</password><x>{h[0]}</x></config-auth>",
+                                        f"<config-auth><password>«redacted»</password><x>{h[0]}</x></config-auth>"),
+                         status=401, response_time=t0 + 0.5, response_frame=8, message=h[2])],
+            session_token=Secret(secret), complete_xml="<?xml version='1.0'?>" + h[4]), h[2]),
+        Phase("downloader", "ok", t0 + 0.6, t0 + 0.7, [9], _rec(
+            DownloaderDetails,
+            gets=[_rec(DownloaderGet, time=t0 + 0.6, frame=9, connection=h[0], target=h[1], status=200,
+                       cookie=Secret(secret), response_frame=10)]), h[3]),
+        Phase("cstp-connect", "ok", t0 + 0.8, t0 + 5, [11, 12], _rec(
+            CSTPConnectDetails,
+            connects=[_rec(ConnectExchange, time=t0 + 0.8, frame=11, connection=h[0], target=h[1],
+                           request_headers=hdrs, response_headers=hdrs, status=200, reason=h[2],
+                           response_time=t0 + 0.9, response_frame=12, x_reason=h[3],
+                           parameters=_rec(TunnelParameters, banner=h[0], address=h[1], mtu=1400))],
+            parameters=_rec(TunnelParameters, banner=h[0], address=h[1], mtu=1400)), h[4]),
+        Phase("dtls", "failed", t0 + 1, t0 + 8, [20, 21, 22], _rec(
+            DTLSDetails,
+            flows=[_rec(DTLSFlowSummary, connection=h[0], client=h[1], gateway=h[2], mode=h[3],
+                        client_hellos=[_rec(DTLSHello, ts=t0 + 1 + k, frame=20 + k, retransmission=k > 0)
+                                       for k in range(3)],
+                        client_hello_count=3, hello_intervals=[1.0, 1.0],
+                        alerts=[{"direction": "s2c", "name": h[0], "ts": t0 + 4, "frame": 30}])]), h[0]),
     ]
     finding = Finding(id=h[0], severity="error", message=h[1], remedy=h[2], time=t0 + 0.5, frames=[8],
                       phase="user-auth", evidence={"banner": h[0], "token": Secret(secret)})
@@ -362,7 +403,7 @@ def _hostile_analysis(secret: str = "hunter2-very-secret") -> Analysis:
                               end=TunnelEnd(direction="s2c", type=h[1], ts=t0 + 8, frame=40, reason=h[0], channel=h[2]),
                               series=[("cstp", "c2s", int(t0) + 1, 200, 2), ("cstp", "s2c", int(t0) + 2, 100, 1),
                                       (h[0], h[1], 3, 4, 5)]),
-                connections=[{"connection": h[0], "client": h[1]}], notes=[h[2], h[5]])
+                connections=[_rec(ConnectionSummary, connection=h[0], client=h[1])], notes=[h[2], h[5]])
     return Analysis(captures=[CaptureInfo(path=h[0] + ".pcap", frames=40, first=t0, last=t0 + 8,
                                           errors=[h[1]], keys={"keylog_errors": [h[2]]})],
                     sessions=[s], findings=[Finding(id=h[3], severity="warning", message=h[4], remedy=h[0])])
@@ -400,10 +441,10 @@ def test_hand_built_secrets():
 def test_many_hellos_and_empty_analysis():
     a = _hostile_analysis()
     t0 = a.sessions[0].start
-    flow = a.sessions[0].phase("dtls").details["flows"][0]
-    flow["client_hellos"] = [{"ts": t0 + 1 + k * 0.5, "frame": 100 + k, "retransmission": k > 0} for k in range(150)]
-    flow["client_hello_count"] = 400
-    flow["server_hello"] = {"ts": t0 + 80, "frame": 400}
+    flow = a.sessions[0].phase("dtls").details.flows[0]
+    flow.client_hellos = [_rec(DTLSHello, ts=t0 + 1 + k * 0.5, frame=100 + k, retransmission=k > 0) for k in range(150)]
+    flow.client_hello_count = 400
+    flow.server_hello = _rec(DTLSServerHello, ts=t0 + 80, frame=400)
     text = render_html(a, version="1")
     assert text.count('class="hello-marker') == 150
     assert text.count('class="server-hello-marker') == 1

@@ -4,8 +4,11 @@ Per session: a header (client, gateway, start, duration), the phase timeline, th
 sequence diagram of the six phases, plots of the inner traffic per channel and of the DTLS ClientHello times
 (all inline SVG), the tunnel statistics and collapsible sections with the verbose data.
 
-The data source is `json_report.to_document()`, so secrets are already redacted unless `show_secrets`; the
-inner-traffic buckets (`Session.tunnel["series"]`, dropped from the JSON document) are read from the model.
+The header, phase timeline, sequence diagram, plots and tunnel table read the typed session model
+(analyzer/phases/: `Phase.details` records, `Session.tunnel`), none of whose secret-bearing fields (cookies,
+tokens, headers, XML) they show. What shows data as it is — findings with their evidence, the verbose sections,
+captures and other traffic — reads `json_report.to_document()`, so secrets there are redacted unless
+`show_secrets`.
 Every string that comes from a capture is hostile input: it is written only through `_e()` (html.escape), in
 element content or in double-quoted attribute values; the page also forbids scripts with a CSP meta tag.
 """
@@ -18,6 +21,10 @@ import json
 import math
 import re
 
+from ..phases.cstp_connect import connect_details
+from ..phases.dtls import DTLSDetails
+from ..phases.record import UNSET, opt
+from ..phases.tls_handshake import TLSHandshakeDetails
 from .json_report import to_document
 
 PHASE_TITLES = {
@@ -84,7 +91,7 @@ pre{background:var(--soft);padding:8px;border-radius:6px;white-space:pre-wrap;wo
 # ---------------------------------------------------------------------------------------------- formatting
 def _e(v) -> str:
     """Escape anything for HTML element content or a double-quoted attribute value."""
-    return html.escape("" if v is None else str(v), quote=True)
+    return html.escape("" if v is None or v is UNSET else str(v), quote=True)
 
 
 def _num(v) -> float | None:
@@ -184,10 +191,6 @@ def _fmt_t(v: float, step: float) -> str:
 # ---------------------------------------------------------------------------------------------- entry point
 def render_html(analysis, *, version: str, show_secrets: bool = False) -> str:
     doc = to_document(analysis, version=version, show_secrets=show_secrets)
-    series = []
-    for s in getattr(analysis, "sessions", []) or []:
-        tunnel = getattr(s, "tunnel", None)
-        series.append(list(tunnel.series) if tunnel is not None else [])
     out = ['<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
            # no script, no network: even a markup injection could not run or fetch anything
            ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
@@ -209,9 +212,8 @@ def render_html(analysis, *, version: str, show_secrets: bool = False) -> str:
         out.append("<h3>Sessions</h3><ul>" + "".join(
             f'<li><a href="#session-{i}">Session {_e(s.get("id"))}</a>: {_e(s.get("client"))} → '
             f'{_e(s.get("gateway"))}, {_e(_iso(s.get("start")))}</li>' for i, s in enumerate(sessions, 1)) + "</ul>")
-    for i, s in enumerate(sessions, 1):
-        out.append(_session(i, s, series[i - 1] if i - 1 < len(series) else [],
-                            several_captures=len(doc.get("captures") or []) > 1))
+    for i, (s, sd) in enumerate(zip(analysis.sessions, sessions), 1):
+        out.append(_session(i, s, sd, several_captures=len(doc.get("captures") or []) > 1))
     out.append(_other_traffic(doc.get("other_traffic") or {}))
     if doc.get("findings"):
         out.append('<section class="session"><h2>Capture-wide findings</h2>')
@@ -255,84 +257,85 @@ def _captures(doc: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- one session
-def _phases(s: dict) -> dict:
-    return {p.get("phase"): p for p in s.get("phases") or [] if isinstance(p, dict)}
-
-
-def _session(idx: int, s: dict, series: list, several_captures: bool = False) -> str:
-    ph = _phases(s)
-    t0 = _num(s.get("start"))
-    tls = (ph.get("tls-handshake") or {}).get("details") or {}
-    cstp = (ph.get("cstp-connect") or {}).get("details") or {}
-    dtls = ph.get("dtls") or {}
-    params = cstp.get("parameters") or {}
-    sni = (tls.get("client_hello") or {}).get("sni")
+def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
+    """One session: `s` the typed model (analyzer.model.Session), `sd` its JSON object (redacted)."""
+    t0 = _num(s.start)
+    tls = _tls(s)
+    cstp = connect_details(s.phase("cstp-connect"))
+    dtls = s.phase("dtls")
+    params = (cstp.parameters or None) if cstp is not None else None
+    sni = tls.client_hello.sni if tls is not None and tls.client_hello else None
+    sw = s.client_software or {}
     out = [f'<section class="session" id="session-{idx}">',
-           f"<h2>Session {_e(s.get('id'))}: {_e(s.get('client'))} ⇄ {_e(s.get('gateway'))}</h2>",
+           f"<h2>Session {_e(s.id)}: {_e(s.client)} ⇄ {_e(s.gateway)}</h2>",
            '<dl class="facts">',
-           f"<dt>client</dt><dd>{_e(tls.get('client') or s.get('client'))}</dd>",
+           f"<dt>client</dt><dd>{_e((tls.client if tls is not None else None) or s.client)}</dd>",
            # stream numbers count per capture file, as in Wireshark: say which file they are of
-           (f"<dt>capture{'s' if len(s.get('captures') or []) > 1 else ''}</dt><dd>"
-            + ", ".join(_e(c) for c in s.get("captures") or []) + "</dd>")
-           if several_captures and s.get("captures") else "",
-           f"<dt>gateway</dt><dd>{_e(s.get('gateway'))}" + (f" (SNI {_e(sni)})" if sni else "") + "</dd>",
-           (f"<dt>AnyConnect evidence</dt><dd>{_e(s.get('confidence'))}: "
-            + "; ".join(_e(e.get("text")) for e in (s.get("evidence") or [])[:6]) + "</dd>")
-           if s.get("evidence") else "",
-           (f"<dt>client software</dt><dd>{_e((s.get('client_software') or {}).get('name'))} "
-            f"{_e((s.get('client_software') or {}).get('version') or '')} "
-            f"<span class=\"muted\">({_e((s.get('client_software') or {}).get('evidence'))})</span></dd>")
-           if s.get("client_software") else "",
-           f"<dt>start</dt><dd>{_e(_iso(s.get('start')))}</dd>",
-           (f"<dt>duration</dt><dd>{_e(_dur(s.get('start'), s.get('end')) or '?')}"
-           f" (until {_e(_iso(s.get('end')))})</dd>")]
-    conns = [c for c in s.get("connections") or [] if isinstance(c, dict)]
+           (f"<dt>capture{'s' if len(s.captures) > 1 else ''}</dt><dd>"
+            + ", ".join(_e(c) for c in s.captures) + "</dd>")
+           if several_captures and s.captures else "",
+           f"<dt>gateway</dt><dd>{_e(s.gateway)}" + (f" (SNI {_e(sni)})" if sni else "") + "</dd>",
+           (f"<dt>AnyConnect evidence</dt><dd>{_e(s.confidence)}: "
+            + "; ".join(_e(e.get("text")) for e in s.evidence[:6]) + "</dd>")
+           if s.evidence else "",
+           (f"<dt>client software</dt><dd>{_e(sw.get('name'))} "
+            f"{_e(sw.get('version') or '')} "
+            f"<span class=\"muted\">({_e(sw.get('evidence'))})</span></dd>")
+           if sw else "",
+           f"<dt>start</dt><dd>{_e(_iso(s.start))}</dd>",
+           (f"<dt>duration</dt><dd>{_e(_dur(s.start, s.end) or '?')}"
+           f" (until {_e(_iso(s.end))})</dd>")]
+    conns = s.connections
     if conns:
         out.append("<dt>flows</dt><dd>" + ", ".join(
-            f"{_e(c.get('connection'))} ({_e(c.get('client'))}"
-            + (f", {_e(c.get('capture'))}" if len(s.get("captures") or []) > 1 and c.get("capture") else "") + ")"
+            f"{_e(c.connection)} ({_e(c.client)}"
+            + (f", {_e(c.capture)}" if len(s.captures) > 1 and c.capture else "") + ")"
             for c in conns[:12])
             + (f", … ({len(conns)} in all)" if len(conns) > 12 else "") + "</dd>")
-    if params.get("address") or params.get("address_ip6"):
-        out.append(f"<dt>tunnel address</dt><dd>{_e(params.get('address') or '')} "
-                   f"{_e(params.get('address_ip6') or '')}, MTU {_e(params.get('mtu'))}</dd>")
-    if dtls.get("status"):
-        out.append(f"<dt>DTLS</dt><dd>{_status_badge(dtls.get('status'))} {_e(dtls.get('summary') or '')}</dd>")
+    if params is not None and (params.address or params.address_ip6):
+        out.append(f"<dt>tunnel address</dt><dd>{_e(params.address or '')} "
+                   f"{_e(params.address_ip6 or '')}, MTU {_e(params.mtu)}</dd>")
+    if dtls.status:
+        out.append(f"<dt>DTLS</dt><dd>{_status_badge(dtls.status)} {_e(dtls.summary or '')}</dd>")
     out.append("</dl>")
-    for n in s.get("notes") or []:
+    for n in s.notes:
         out.append(f'<div class="warn">{_e(n)}</div>')
     out.append("<h3>Phase timeline</h3>" + _timeline(s, t0))
-    out.append("<h3>Findings</h3>" + (_findings_table(s.get("findings") or [], t0)
-                                      if s.get("findings") else '<p class="muted">No findings.</p>'))
+    out.append("<h3>Findings</h3>" + (_findings_table(sd.get("findings") or [], t0)
+                                      if sd.get("findings") else '<p class="muted">No findings.</p>'))
     out.append("<h3>Sequence diagram</h3>" + _sequence_svg(idx, s, t0))
-    out.append("<h3>Inner traffic over time</h3>" + _traffic_svg(series, t0, s.get("end")))
+    series = list(s.tunnel.series) if s.tunnel is not None else []
+    out.append("<h3>Inner traffic over time</h3>" + _traffic_svg(series, t0, s.end))
     out.append("<h3>DTLS ClientHello times</h3>" + _hello_svg(s, t0))
-    out.append("<h3>Tunnel</h3>" + _tunnel_table(s.get("tunnel") or {}, t0))
-    out.append("<h3>Verbose data</h3>" + _verbose(s))
+    out.append("<h3>Tunnel</h3>" + _tunnel_table(s.tunnel, t0))
+    out.append("<h3>Verbose data</h3>" + _verbose(sd))
     out.append("</section>")
     return "\n".join(out)
 
 
-def _timeline(s: dict, t0) -> str:
-    t_end = _num(s.get("end"))
+def _tls(s) -> TLSHandshakeDetails | None:
+    d = s.phase("tls-handshake").details
+    return d if isinstance(d, TLSHandshakeDetails) else None
+
+
+def _timeline(s, t0) -> str:
+    t_end = _num(s.end)
     span = (t_end - t0) if (t0 is not None and t_end is not None and t_end > t0) else None
     rows = []
-    for i, p in enumerate(s.get("phases") or [], 1):
-        if not isinstance(p, dict):
-            continue
-        a, b = _num(p.get("start")), _num(p.get("end"))
+    for i, p in enumerate(s.phases, 1):
+        a, b = _num(p.start), _num(p.end)
         bar = ""
         if span and a is not None:
             left = min(100.0, max(0.0, (a - t0) / span * 100))
             width = min(100.0 - left, max(0.0, ((b if b is not None else a) - a) / span * 100))
-            color = STATUS_COLOR.get(p.get("status"), "#59636e")
+            color = STATUS_COLOR.get(p.status, "#59636e")
             bar = f'<div class="gantt"><span style="left:{left:.2f}%;width:{width:.2f}%;background:{color}"></span></div>'
-        name = p.get("phase")
+        name = p.phase
         rows.append(f'<tr class="phase-row"><td class="num">{i}</td><td><b>{_e(name)}</b><br>'
                     f'<span class="muted">{_e(PHASE_TITLES.get(name, ""))}</span></td>'
                     f'<td class="num">{_e(_rel(a, t0))}</td><td class="num">{_e(_dur(a, b))}</td>'
-                    f"<td>{_status_badge(p.get('status'))}</td><td class=\"frames\">{_e(_frames(p.get('frames')))}</td>"
-                    f"<td>{_e(p.get('summary'))}{bar}</td></tr>")
+                    f"<td>{_status_badge(p.status)}</td><td class=\"frames\">{_e(_frames(sorted(set(p.frames))))}</td>"
+                    f"<td>{_e(p.summary)}{bar}</td></tr>")
     return ('<table class="timeline"><thead><tr><th>#</th><th>phase</th><th>t</th><th>duration</th><th>status</th>'
             "<th>frames</th><th>what happened</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
@@ -355,16 +358,15 @@ def _findings_table(findings: list, t0) -> str:
             "<th>message / remedy</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def _tunnel_table(t: dict, t0) -> str:
+def _tunnel_table(t, t0) -> str:
     rows = []
-    for ch in ("cstp", "dtls"):
-        c = t.get(ch)
-        if not isinstance(c, dict):
+    for ch, c in (("cstp", t.cstp if t is not None else None), ("dtls", t.dtls if t is not None else None)):
+        if not c:
             continue
-        ip, ib = c.get("inner_packets") or {}, c.get("inner_bytes") or {}
+        ip, ib = c.inner_packets, c.inner_bytes
         extra = ""
         if ch == "cstp":
-            dpd, ka = c.get("dpd") or {}, c.get("keepalives") or {}
+            dpd, ka = c.dpd, c.keepalives
             extra = (f"DPD requests {_e(dpd.get('c2s'))}/{_e(dpd.get('s2c'))}, keepalives "
                      f"{_e(ka.get('c2s'))}/{_e(ka.get('s2c'))} (client/gateway)")
         rows.append(f"<tr><td><b>{ch.upper()}</b></td><td class=\"num\">{_e(ip.get('c2s'))} "
@@ -374,12 +376,12 @@ def _tunnel_table(t: dict, t0) -> str:
         return '<p class="muted">No tunnel (no successful CONNECT, or not decrypted).</p>'
     out = ("<table><thead><tr><th>channel</th><th>inner packets client→gateway</th>"
            "<th>inner packets gateway→client</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
-    end = t.get("end")
-    if isinstance(end, dict):
-        who = "client" if end.get("direction") == "c2s" else "gateway"
-        out += (f"<p>Ended: <b>{_e(end.get('type'))}</b> from the {who} over {_e(str(end.get('channel') or '').upper())}"
-                f" at {_e(_rel(end.get('ts'), t0))}" + (f", reason “{_e(end.get('reason'))}”" if end.get("reason") else "")
-                + f" (frame {_e(end.get('frame'))}).</p>")
+    end = t.end
+    if end is not None:
+        who = "client" if end.direction == "c2s" else "gateway"
+        out += (f"<p>Ended: <b>{_e(end.type)}</b> from the {who} over {_e(str(end.channel or '').upper())}"
+                f" at {_e(_rel(end.ts, t0))}" + (f", reason “{_e(end.reason)}”" if end.reason else "")
+                + f" (frame {_e(end.frame)}).</p>")
     return out
 
 
@@ -402,177 +404,170 @@ def _sorted_rows(rows: list) -> list:
                                        r["frame"] if r["frame"] is not None else math.inf))
 
 
-def _conn_index(tls: dict) -> dict:
-    return {c.get("connection"): c for c in tls.get("connections") or [] if isinstance(c, dict)}
+def _conn_index(tls: TLSHandshakeDetails | None) -> dict:
+    return {c.connection: c for c in tls.connections} if tls is not None else {}
 
 
 def _new_conn_note(name, conns: dict, seen: set) -> list:
     if not name or name in seen:
         return []
     seen.add(name)
-    c = conns.get(name) or {}
-    label = f"new TCP+TLS connection {name}" + (f" from {c.get('client')}" if c.get("client") else "")
-    if c.get("version"):
-        label += f" ({c.get('version')})"
-    return [_note(label, c.get("start"), c.get("first_frame"), "conn")]
+    c = conns.get(name)
+    if c is None:
+        return [_note(f"new TCP+TLS connection {name}", None, None, "conn")]
+    label = f"new TCP+TLS connection {name}" + (f" from {c.client}" if c.client else "")
+    if c.version:
+        label += f" ({c.version})"
+    return [_note(label, c.start, c.first_frame, "conn")]
 
 
-def _seq_groups(s: dict) -> list[tuple[str, str, str, list]]:
+def _seq_groups(s) -> list[tuple[str, str, str, list]]:
     """(phase, status, summary, rows) per phase in order, then the session end."""
-    ph = _phases(s)
-    tls = (ph.get("tls-handshake") or {}).get("details") or {}
+    tls = _tls(s)
     conns = _conn_index(tls)
-    seen = {tls.get("connection")}
+    seen = {tls.connection if tls is not None else None}
     groups = []
-    for name in PHASE_TITLES:
-        p = ph.get(name)
-        if p is None:
-            continue
-        d = p.get("details") or {}
+    for p in s.phases:
+        name = p.phase
+        d = p.details
         rows: list[dict] = []
-        if name == "tls-handshake":
-            ch, sh = d.get("client_hello") or {}, d.get("server_hello") or {}
-            if ch:
-                rows.append(_msg("c2s", f"TLS ClientHello (SNI {ch.get('sni') or '—'}, up to {ch.get('max_version')})",
-                                 ch.get("time"), ch.get("frame")))
-            if sh:
-                rows.append(_msg("s2c", f"ServerHello {sh.get('version') or ''} {sh.get('cipher_suite') or ''}"
-                                 + (" (resumed)" if sh.get("resumed") else ""), sh.get("time"), sh.get("frame")))
-                chain = [c for c in d.get("certificates") or [] if isinstance(c, dict)]
-                if chain:
-                    rows.append(_msg("s2c", f"Certificate {chain[0].get('subject') or ''} ({len(chain)} in chain)",
-                                     sh.get("time"), None))
-            cr = d.get("certificate_request")
-            if isinstance(cr, dict):
-                rows.append(_msg("s2c", "CertificateRequest", cr.get("time"), cr.get("frame")))
-            cc = d.get("client_certificate")
-            if isinstance(cc, dict):
-                rows.append(_msg("c2s", f"client Certificate ({cc.get('count')})", sh.get("time"), cc.get("frame")))
-            for a in d.get("alerts") or []:
-                if isinstance(a, dict):
-                    rows.append(_msg(a.get("direction"), f"TLS Alert {a.get('name')}", a.get("time"), a.get("frame"),
-                                     "bad"))
+        if d is None:
+            pass
+        elif name == "tls-handshake":
+            ch, sh = d.client_hello or None, d.server_hello or None
+            if ch is not None:
+                rows.append(_msg("c2s", f"TLS ClientHello (SNI {ch.sni or '—'}, up to {ch.max_version})",
+                                 ch.time, ch.frame))
+            if sh is not None:
+                rows.append(_msg("s2c", f"ServerHello {sh.version or ''} {sh.cipher_suite or ''}"
+                                 + (" (resumed)" if sh.resumed else ""), sh.time, sh.frame))
+                if d.certificates:
+                    rows.append(_msg("s2c", f"Certificate {d.certificates[0].get('subject') or ''} "
+                                     f"({len(d.certificates)} in chain)", sh.time, None))
+            if d.certificate_request:
+                cr = d.certificate_request
+                rows.append(_msg("s2c", "CertificateRequest", cr.time, cr.frame))
+            if d.client_certificate:
+                cc = d.client_certificate
+                rows.append(_msg("c2s", f"client Certificate ({cc.count})", sh.time if sh is not None else None,
+                                 cc.frame))
+            for a in d.alerts:
+                rows.append(_msg(a.direction, f"TLS Alert {a.name}", a.time, a.frame, "bad"))
         elif name == "group-selection":
-            for post in d.get("posts") or []:
-                if not isinstance(post, dict):
-                    continue
-                label = f"POST {post.get('target')}"
-                if post.get("group_select"):
-                    label += f" group-select={post.get('group_select')}"
+            for post in d.posts:
+                label = f"POST {post.target}"
+                if post.group_select:
+                    label += f" group-select={post.group_select}"
                 else:
-                    label += f" (aggregate-auth v{post.get('aggregate_auth_version') or '?'}, init)"
-                rows.append(_msg("c2s", label, post.get("time"), post.get("frame")))
-                if post.get("status") is not None or post.get("response_frame"):
-                    groups_l = post.get("group_list") or []
-                    ans = f"{post.get('status')} {post.get('response_type') or ''}".strip()
-                    if groups_l:
-                        ans += f"; groups: {', '.join(str(g) for g in groups_l)}"
-                    rows.append(_msg("s2c", ans, post.get("response_time"), post.get("response_frame"),
-                                     "" if post.get("status") == 200 else "bad"))
+                    label += f" (aggregate-auth v{post.aggregate_auth_version or '?'}, init)"
+                rows.append(_msg("c2s", label, post.time, post.frame))
+                status = opt(post.status)
+                if status is not None or post.response_frame:
+                    ans = f"{status} {post.response_type or ''}".strip()
+                    if post.group_list:
+                        ans += f"; groups: {', '.join(str(g) for g in post.group_list)}"
+                    rows.append(_msg("s2c", ans, opt(post.response_time), opt(post.response_frame),
+                                     "" if status == 200 else "bad"))
         elif name == "user-auth":
-            rounds = [r for r in d.get("rounds") or [] if isinstance(r, dict)]
+            rounds = d.rounds
             for i, r in enumerate(rounds):
-                label = f"POST {r.get('target')} {r.get('type') or ''}"
-                if r.get("fields"):
-                    label += f" ({', '.join(str(f) for f in r['fields'])})"
-                rows.append(_msg("c2s", label, r.get("time"), r.get("frame")))
-                if r.get("status") is not None or r.get("response_frame"):
-                    ans = f"{r.get('status')} {r.get('response_type') or ''}"
-                    if r.get("auth_id"):
-                        ans += f" auth id={r.get('auth_id')}"
-                    if r.get("error") or r.get("message"):
-                        ans += f": {r.get('error') or r.get('message')}"
-                    bad = (r.get("status") != 200 or r.get("error") or r.get("auth_id") == "failure"
-                           or (i == len(rounds) - 1 and (d.get("result") == "failure" or p.get("status") == "failed")))
-                    rows.append(_msg("s2c", ans, r.get("response_time"), r.get("response_frame"), "bad" if bad else ""))
+                label = f"POST {r.target} {r.type or ''}"
+                if r.fields:
+                    label += f" ({', '.join(str(f) for f in r.fields)})"
+                rows.append(_msg("c2s", label, r.time, r.frame))
+                status = opt(r.status)
+                if status is not None or r.response_frame:
+                    ans = f"{status} {r.response_type or ''}"
+                    if r.auth_id:
+                        ans += f" auth id={r.auth_id}"
+                    if r.error or r.message:
+                        ans += f": {r.error or r.message}"
+                    bad = (status != 200 or r.error or r.auth_id == "failure"
+                           or (i == len(rounds) - 1 and (d.result == "failure" or p.status == "failed")))
+                    rows.append(_msg("s2c", ans, opt(r.response_time), opt(r.response_frame), "bad" if bad else ""))
         elif name == "downloader":
-            for g in d.get("gets") or []:
-                if not isinstance(g, dict):
-                    continue
-                rows += _new_conn_note(g.get("connection"), conns, seen)
-                rows.append(_msg("c2s", f"GET {g.get('target')}", g.get("time"), g.get("frame")))
-                if g.get("status") is not None or g.get("response_frame"):
-                    ans = f"{g.get('status')}" + (f" ({_bytes(g.get('size'))})" if g.get("size") is not None else "")
-                    rows.append(_msg("s2c", ans, None, g.get("response_frame"),
-                                     "" if g.get("status") == 200 else "bad"))
+            for g in d.gets:
+                rows += _new_conn_note(g.connection, conns, seen)
+                rows.append(_msg("c2s", f"GET {g.target}", g.time, g.frame))
+                status = opt(g.status)
+                if status is not None or g.response_frame:
+                    ans = f"{status}" + (f" ({_bytes(g.size)})" if opt(g.size) is not None else "")
+                    rows.append(_msg("s2c", ans, None, opt(g.response_frame), "" if status == 200 else "bad"))
                     rows[-1]["ts"] = rows[-2]["ts"]  # answer drawn right after its GET
         elif name == "cstp-connect":
-            for cx in d.get("connects") or []:
-                if not isinstance(cx, dict):
-                    continue
-                rows += _new_conn_note(cx.get("connection"), conns, seen)
-                rows.append(_msg("c2s", f"CONNECT {cx.get('target')}", cx.get("time"), cx.get("frame"),
-                                 "bad" if cx.get("cookie_matches_session") is False else ""))
-                if cx.get("status") is not None or cx.get("response_frame"):
-                    ans = f"{cx.get('status')} {cx.get('reason') or ''}".strip()
-                    prm = cx.get("parameters") or {}
-                    if cx.get("status") == 200 and prm:
-                        ans += (f": {prm.get('address') or '?'}, MTU {prm.get('mtu')}"
-                                + (f", DTLS port {prm.get('dtls_port')}" if prm.get("dtls_port") else ""))
-                    if cx.get("x_reason"):
-                        ans += f" — X-Reason: {cx.get('x_reason')}"
-                    rows.append(_msg("s2c", ans, cx.get("response_time"), cx.get("response_frame"),
-                                     "" if cx.get("status") == 200 else "bad"))
-            ch = d.get("channel")
-            te = d.get("tunnel_established") or {}
-            if isinstance(ch, dict):
-                ip = ch.get("inner_packets") or {}
-                dpd = (ch.get("dpd") or {}).get("requests") or {}
+            cd = connect_details(p)
+            for cx in cd.connects if cd is not None else []:
+                rows += _new_conn_note(cx.connection, conns, seen)
+                rows.append(_msg("c2s", f"CONNECT {cx.target}", cx.time, cx.frame,
+                                 "bad" if cx.cookie_matches_session is False else ""))
+                status = opt(cx.status)
+                if status is not None or cx.response_frame:
+                    ans = f"{status} {cx.reason or ''}".strip()
+                    prm = cx.parameters
+                    if status == 200 and prm:
+                        ans += (f": {prm.address or '?'}, MTU {prm.mtu}"
+                                + (f", DTLS port {prm.dtls_port}" if prm.dtls_port else ""))
+                    if cx.x_reason:
+                        ans += f" — X-Reason: {cx.x_reason}"
+                    rows.append(_msg("s2c", ans, opt(cx.response_time), opt(cx.response_frame),
+                                     "" if status == 200 else "bad"))
+            ch = cd.channel if cd is not None else None
+            te = cd.tunnel_established if cd is not None else None
+            if ch:
+                ip = ch.inner_packets
+                dpd = ch.dpd.requests
                 rows.append(_note(f"CSTP tunnel over TLS: {ip.get('c2s', 0)} inner packets ↑, {ip.get('s2c', 0)} ↓; "
-                                  f"DPD {dpd.get('c2s', 0)}/{dpd.get('s2c', 0)}", te.get("time"), te.get("frame"),
-                                  "tunnel"))
+                                  f"DPD {dpd.get('c2s', 0)}/{dpd.get('s2c', 0)}", te.time if te else None,
+                                  te.frame if te else None, "tunnel"))
         elif name == "dtls":
-            flows = [f for f in d.get("flows") or [] if isinstance(f, dict)]
-            for fl in flows:
-                hellos = [h for h in fl.get("client_hellos") or [] if isinstance(h, dict)]
-                rows.append(_note(f"UDP {fl.get('connection')} {fl.get('client')} → {fl.get('gateway')}"
-                                  + (f" ({fl.get('mode')})" if fl.get("mode") else ""),
-                                  hellos[0].get("ts") if hellos else None, None, "conn"))
+            for fl in d.flow_list:
+                hellos = fl.client_hellos
+                rows.append(_note(f"UDP {fl.connection} {fl.client} → {fl.gateway}"
+                                  + (f" ({fl.mode})" if fl.mode else ""),
+                                  hellos[0].ts if hellos else None, None, "conn"))
                 prev = None
                 for n, h in enumerate(hellos, 1):
-                    ts = _num(h.get("ts"))
-                    label = f"DTLS ClientHello #{n}" + (" (retransmission)" if h.get("retransmission") else "")
-                    if h.get("cookie"):
+                    ts = _num(h.ts)
+                    label = f"DTLS ClientHello #{n}" + (" (retransmission)" if h.retransmission else "")
+                    if h.cookie:
                         label += " with cookie"
                     if prev is not None and ts is not None:
                         label += f" +{ts - prev:.1f}s"
-                    rows.append(_msg("c2s", label, ts, h.get("frame"), "dtls retrans" if h.get("retransmission")
-                                     else "dtls"))
+                    rows.append(_msg("c2s", label, ts, h.frame, "dtls retrans" if h.retransmission else "dtls"))
                     prev = ts if ts is not None else prev
-                more = (fl.get("client_hello_count") or 0) - len(hellos)
-                if isinstance(more, int) and more > 0:
+                more = (fl.client_hello_count or 0) - len(hellos)
+                if more > 0:
                     rows.append(_note(f"… {more} more ClientHello(s) not recorded", prev, None))
-                if fl.get("hello_verify_requests"):
-                    rows.append(_note(f"{fl.get('hello_verify_requests')} HelloVerifyRequest(s) from the gateway",
-                                      (hellos[0].get("ts") if hellos else None), None))
-                shl = fl.get("server_hello")
-                if isinstance(shl, dict):
-                    rows.append(_msg("s2c", f"DTLS ServerHello {fl.get('version') or ''} {fl.get('cipher_suite') or ''}"
-                                     .strip(), shl.get("ts"), shl.get("frame"), "dtls"))
-                if fl.get("established"):
-                    hs = _num(fl.get("handshake_duration"))
+                if fl.hello_verify_requests:
+                    rows.append(_note(f"{fl.hello_verify_requests} HelloVerifyRequest(s) from the gateway",
+                                      (hellos[0].ts if hellos else None), None))
+                shl = fl.server_hello
+                if shl is not None:
+                    rows.append(_msg("s2c", f"DTLS ServerHello {fl.version or ''} {fl.cipher_suite or ''}"
+                                     .strip(), shl.ts, shl.frame, "dtls"))
+                if fl.established:
+                    hs = _num(fl.handshake_duration)
                     rows.append(_note("DTLS established" + (f" (handshake {hs * 1000:.0f} ms)" if hs is not None else "")
-                                      + "; tunnel data moves to DTLS", fl.get("established_time"),
-                                      fl.get("established_frame"), "tunnel"))
-                for a in fl.get("alerts") or []:
-                    if isinstance(a, dict):
-                        rows.append(_msg(a.get("direction"), f"DTLS Alert {a.get('name') or a.get('description')}",
-                                         a.get("ts"), a.get("frame"), "dtls bad"))
+                                      + "; tunnel data moves to DTLS", fl.established_time,
+                                      fl.established_frame, "tunnel"))
+                for a in fl.alerts:
+                    rows.append(_msg(a.get("direction"), f"DTLS Alert {a.get('name') or a.get('description')}",
+                                     a.get("ts"), a.get("frame"), "dtls bad"))
         rows = _sorted_rows(rows)
         if len(rows) > MAX_SEQ_ROWS_PER_GROUP:
             hidden = len(rows) - 55
             rows = rows[:50] + [_note(f"… {hidden} more messages not drawn (see the verbose data)")] + rows[-5:]
-        groups.append((name, str(p.get("status") or ""), str(p.get("summary") or ""), rows))
-    end = (s.get("tunnel") or {}).get("end")
-    if isinstance(end, dict):
-        label = f"{end.get('type')} over {str(end.get('channel') or '').upper()}"
-        if end.get("reason"):
-            label += f" (reason “{end.get('reason')}”)"
-        groups.append(("end", "", "", [_msg(end.get("direction"), label, end.get("ts"), end.get("frame"), "end")]))
+        groups.append((name, str(p.status or ""), str(p.summary or ""), rows))
+    end = s.tunnel.end if s.tunnel is not None else None
+    if end is not None:
+        label = f"{end.type} over {str(end.channel or '').upper()}"
+        if end.reason:
+            label += f" (reason “{end.reason}”)"
+        groups.append(("end", "", "", [_msg(end.direction, label, end.ts, end.frame, "end")]))
     return groups
 
 
-def _sequence_svg(idx: int, s: dict, t0) -> str:
+def _sequence_svg(idx: int, s, t0) -> str:
     groups = _seq_groups(s)
     W, xc, xg, row_h, top = 1060, 360, 940, 26, 64
     y = top + 8
@@ -629,12 +624,13 @@ def _sequence_svg(idx: int, s: dict, t0) -> str:
             y += row_h
         y = g_top + g_h + 4
     height = y + 10
-    client = (_phases(s).get("tls-handshake") or {}).get("details", {}).get("client") or s.get("client")
+    tls = _tls(s)
+    client = (tls.client if tls is not None else None) or s.client
     head = [(f'<svg class="sequence" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" '
             f'height="{height}" role="img" aria-label="client-gateway sequence diagram of session {idx}">'),
             f'<line x1="{xc}" y1="{top - 8}" x2="{xc}" y2="{height - 6}" stroke="#8c959f" stroke-width="1.2"/>',
             f'<line x1="{xg}" y1="{top - 8}" x2="{xg}" y2="{height - 6}" stroke="#8c959f" stroke-width="1.2"/>']
-    for x, who, what in ((xc, "Client", client), (xg, "Gateway", s.get("gateway"))):
+    for x, who, what in ((xc, "Client", client), (xg, "Gateway", s.gateway)):
         head.append(f'<rect x="{x - 105}" y="6" width="210" height="44" rx="6" fill="#1f2328"/>'
                     f'<text x="{x}" y="24" font-size="13" font-weight="600" fill="#fff" text-anchor="middle">{who}</text>'
                     f'<text x="{x}" y="41" font-size="11" fill="#d1d9e0" text-anchor="middle">{_e(_short(what, 32))}</text>')
@@ -750,37 +746,36 @@ def _traffic_svg(series: list, t0, t_end) -> str:
     return "\n".join(out) + legend
 
 
-def _hello_svg(s: dict, t0) -> str:
+def _hello_svg(s, t0) -> str:
     """A dot per DTLS ClientHello on a time axis, one row per UDP flow: shows the retry/backoff pattern.
 
     When the flows are far apart (a second attempt a minute later), each row is drawn relative to its own first
     ClientHello so that the backoff intervals stay readable; otherwise on the session's time axis."""
-    ph = _phases(s)
-    dtls = ph.get("dtls") or {}
-    d = dtls.get("details") or {}
-    all_flows = [f for f in d.get("flows") or [] if isinstance(f, dict)]
+    dtls = s.phase("dtls")
+    all_flows = dtls.details.flow_list if isinstance(dtls.details, DTLSDetails) else []
     flows = all_flows[:MAX_HELLO_ROWS]
     points = []  # (row, ts, frame, retrans, n)
     server = []  # (row, ts, frame)
     est = []  # (row, ts)
     for row, fl in enumerate(flows):
-        for n, h in enumerate([h for h in fl.get("client_hellos") or [] if isinstance(h, dict)], 1):
-            ts = _num(h.get("ts"))
+        for n, h in enumerate(fl.client_hellos, 1):
+            ts = _num(h.ts)
             if ts is not None:
-                points.append((row, ts, h.get("frame"), bool(h.get("retransmission")), n))
-        sh = fl.get("server_hello")
-        if isinstance(sh, dict) and _num(sh.get("ts")) is not None:
-            server.append((row, _num(sh.get("ts")), sh.get("frame")))
-        if fl.get("established") and _num(fl.get("established_time")) is not None:
-            est.append((row, _num(fl.get("established_time"))))
+                points.append((row, ts, h.frame, bool(h.retransmission), n))
+        sh = fl.server_hello
+        if sh is not None and _num(sh.ts) is not None:
+            server.append((row, _num(sh.ts), sh.frame))
+        if fl.established and _num(fl.established_time) is not None:
+            est.append((row, _num(fl.established_time)))
     if not points:
-        why = dtls.get("summary") or "no DTLS"
+        why = dtls.summary or "no DTLS"
         return f'<p class="muted hello-empty">No DTLS ClientHello captured ({_e(why)}).</p>'
     ref = t0 if t0 is not None else min(p[1] for p in points)
     connect_ts = None
-    for c in ((ph.get("cstp-connect") or {}).get("details") or {}).get("connects") or []:
-        if isinstance(c, dict) and c.get("status") == 200 and _num(c.get("response_time")) is not None:
-            connect_ts = _num(c.get("response_time"))
+    cd = connect_details(s.phase("cstp-connect"))
+    for c in cd.connects if cd is not None else []:
+        if c.status == 200 and _num(c.response_time) is not None:
+            connect_ts = _num(c.response_time)
             break
     row_times: dict[int, list[float]] = {}
     for row, ts, *_ in points + server + est:
@@ -810,9 +805,9 @@ def _hello_svg(s: dict, t0) -> str:
     for row, fl in enumerate(flows):
         yy = top + row * row_h + row_h / 2
         sub = (f"first hello {_rel(row_ref[row], ref)}" if relative and row in row_ref
-               else _short(fl.get("client"), 24))
+               else _short(fl.client, 24))
         out.append(f'<rect x="{L}" y="{yy - row_h / 2 + 3}" width="{R - L}" height="{row_h - 6}" fill="#f6f8fa"/>')
-        out.append(f'<text x="{L - 8}" y="{yy - 2}" font-size="12" text-anchor="end">{_e(fl.get("connection"))}</text>'
+        out.append(f'<text x="{L - 8}" y="{yy - 2}" font-size="12" text-anchor="end">{_e(fl.connection)}</text>'
                    f'<text x="{L - 8}" y="{yy + 12}" font-size="11" text-anchor="end" fill="#59636e">{_e(sub)}</text>')
     if connect_ts is not None:
         x = xpx(connect_ts, -1)
@@ -853,9 +848,9 @@ def _hello_svg(s: dict, t0) -> str:
     axis = "time since each flow's first ClientHello" if relative else "time since session start"
     out.append(f'<text x="{(L + R) / 2}" y="{H - 2}" font-size="11" text-anchor="middle" fill="#59636e">'
                f"{axis}</text></svg>")
-    n_all = sum(f.get("client_hello_count") or 0 for f in all_flows if isinstance(f.get("client_hello_count"), int))
-    intervals = [f"{f.get('connection')}: " + ", ".join(f"{v}s" for v in (f.get("hello_intervals") or []))
-                 for f in flows if f.get("hello_intervals")]
+    n_all = sum(f.client_hello_count or 0 for f in all_flows)
+    intervals = [f"{f.connection}: " + ", ".join(f"{v}s" for v in f.hello_intervals)
+                 for f in flows if f.hello_intervals]
     legend = ('<div class="legend muted"><span><i style="background:#0969da;border-radius:6px"></i>ClientHello</span>'
               '<span><i style="background:#bf5700;border-radius:6px"></i>retransmission</span>'
               '<span><i style="background:#1a7f37"></i>ServerHello / established</span>'
@@ -934,7 +929,8 @@ def _rest(d: dict) -> dict:
 
 
 def _verbose(s: dict) -> str:
-    ph = _phases(s)
+    """The session's JSON object (secrets redacted unless shown), section by section."""
+    ph = {p.get("phase"): p for p in s.get("phases") or [] if isinstance(p, dict)}
     out = []
     g = (ph.get("group-selection") or {}).get("details") or {}
     for post in g.get("posts") or []:

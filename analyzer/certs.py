@@ -171,7 +171,7 @@ def _day(ts: float) -> str:
     import datetime as _dt  # noqa: PLC0415
 
     try:
-        return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     except (OverflowError, OSError, ValueError):
         return f"epoch {ts:.0f}"
 
@@ -210,7 +210,8 @@ def verdicts(chain: list[dict], at: float | None, host: str | None) -> list[dict
                                    "clocks"})
     if host and not _host_matches(host, leaf):
         out.append({"verdict": "name-mismatch",
-                    "message": f"the certificate does not name {host!r} (SANs: {', '.join(leaf.get('sans', [])) or 'none'})"})
+                    "message": f"the certificate does not name {host!r} "
+                               f"(SANs: {', '.join(leaf.get('sans', [])) or 'none'})"})
     bits = leaf.get("key_bits")
     if leaf.get("key", "").startswith("RSA") and bits and bits < WEAK_RSA_BITS:
         out.append({"verdict": "weak-key", "message": f"RSA key of {bits} bits (< {WEAK_RSA_BITS})"})

@@ -10,8 +10,8 @@ X-DTLS-Master-Secret) or PSK-NEGOTIATE (RFC 5705 exporter of the CSTP TLS sessio
 """
 from __future__ import annotations
 
-from dissectors import packet as packet_mod
 from dissectors import flows as flows_mod
+from dissectors import packet as packet_mod
 from dissectors.dtls import DTLSKeys
 
 from .connection import TCPConnection
@@ -192,7 +192,8 @@ class Pipeline:
                                    capture=self._capture_of(flow), numbers=flow.numbers)
                 first = "s2c" if sender_is_server else "c2s"
                 tracker.direction_map = {ev.direction: first,
-                                         ("s2c" if ev.direction == "c2s" else "c2s"): ("c2s" if first == "s2c" else "s2c")}
+                                         ("s2c" if ev.direction == "c2s" else "c2s"):
+                                          ("c2s" if first == "s2c" else "s2c")}
                 tracker.first_record = {"content_type": ev.data[0], "epoch": (ev.data[3] << 8) | ev.data[4],
                                         "from": "server" if sender_is_server else "client"}
                 if ev.data[0] == 23 and tracker.first_record["epoch"] >= 1:

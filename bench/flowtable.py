@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from dissectors.packet import decode
 from dissectors.flows import FlowTable
+from dissectors.packet import decode
 
 
 def segments(count: int = 2000, repeat: int = 10) -> list[bytes]:

@@ -182,7 +182,8 @@ def summarise(prof_path: Path, *, frames: int, label: str, unprofiled_wall: floa
     w("\n")
     summary = {
         "stages": stage_rows,
-        "label": label, "frames": frames, "profiled_total_s": round(total, 3), "profiled_wall_s": round(profiled_wall, 3),
+        "label": label, "frames": frames, "profiled_total_s": round(total, 3),
+        "profiled_wall_s": round(profiled_wall, 3),
         "by_package": [{"package": p, "self_s": round(t, 3), "share": round(t / total, 4)}
                        for p, t in sorted(by_package.items(), key=lambda kv: -kv[1])[:15]],
         "by_module": [{"module": m, "self_s": round(t, 3), "share": round(t / total, 4)}

@@ -250,9 +250,11 @@ def check_scaling(results: list[dict]) -> list[str]:
     for r in results:
         chk = r["checks"]
         if chk["acflow_frames"] != [r["frames"]]:
-            problems.append(f"{r['mode']} {r['size']}×: acflow read {chk['acflow_frames']} frames, file has {r['frames']}")
+            problems.append(f"{r['mode']} {r['size']}×: acflow read {chk['acflow_frames']} frames, "
+                            f"file has {r['frames']}")
         if len(chk["acflow_inner_packets"]) != 1:
-            problems.append(f"{r['mode']} {r['size']}×: acflow's inner packet count varied: {chk['acflow_inner_packets']}")
+            problems.append(f"{r['mode']} {r['size']}×: acflow's inner packet count varied: "
+                            f"{chk['acflow_inner_packets']}")
         one = ones.get(r["mode"])
         if one is None or r["size"] == 1:
             continue
@@ -498,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"per frame without start-up ({mode}, slope {m['sizes'][0]}×→{m['sizes'][1]}×): acflow "
               f"{m['acflow_us_per_frame_cpu']:.1f} µs cpu, tshark {m['tshark_us_per_frame_cpu']:.1f} µs cpu"
               + (f", ratio {m['ratio_cpu']:.2f}" if m["ratio_cpu"] else ""))
-    print(f"start-up (61-frame sample): acflow {startup['acflow']['cpu_s']:.2f} s cpu / {startup['acflow']['wall_s']:.2f} s, "
+    print(f"start-up (61-frame sample): acflow {startup['acflow']['cpu_s']:.2f} s cpu / "
+          f"{startup['acflow']['wall_s']:.2f} s, "
           f"tshark {startup['tshark']['cpu_s']:.2f} s cpu / {startup['tshark']['wall_s']:.2f} s")
     if floor:
         d1 = next(r for r in results if r["mode"] == "dtls" and r["size"] == 1)

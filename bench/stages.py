@@ -53,8 +53,8 @@ def measure_stages(capture: Path, keylog: Path) -> dict:
     from analyzer.capture import Frame, read_capture_batches
     from analyzer.driver import Analyzer
     from analyzer.report import render  # noqa: F401 - imported by `acflow analyze` too
-    from dissectors import packet as packet_mod
     from dissectors import flows as flows_mod
+    from dissectors import packet as packet_mod
 
     out = {"imports": {"cpu_s": round(time.process_time() - t0, 4)}}
 

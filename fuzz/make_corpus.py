@@ -269,8 +269,9 @@ def gen_len_tls(c: Corpus) -> None:
         ("http-content-length-4gb", pre + [("s2c", t.http_response("200 OK", t.AUTH_REQUEST,
                                                                    content_length=1 << 32))], "limit",
          "an HTTP answer claiming a 4 GB body (Content-Length: 4294967296)"),
-        ("http-content-length-superscript-digit", pre + [("s2c", b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
-                                                                  b"Content-Length: \xb2\xb9\r\n\r\n" + t.AUTH_REQUEST)],
+        ("http-content-length-superscript-digit",
+         pre + [("s2c", b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
+                        b"Content-Length: \xb2\xb9\r\n\r\n" + t.AUTH_REQUEST)],
          "report", ("Content-Length: '\\xb2\\xb9' (latin-1 superscript digits: str.isdigit() but not int(); "
                     "crashed dissectors/http.py)")),
         ("http-content-length-5000-digits", pre + [("s2c", t.http_response("200 OK", t.AUTH_REQUEST,
@@ -324,7 +325,8 @@ def gen_xml(c: Corpus) -> None:
         msgs = _aggauth_prefix() + [("s2c", t.http_response("200 OK", doc)),
                                     ("c2s", t.http_request("POST", "/", t.auth_reply(SECRET_PASSWORD))),
                                     ("s2c", t.http_response("200 OK", t.complete(SECRET_TOKEN),
-                                                            headers=[("Set-Cookie", f"webvpn={SECRET_TOKEN}; Secure")]))]
+                                                            headers=[("Set-Cookie",
+                                                                      f"webvpn={SECRET_TOKEN}; Secure")]))]
         cap, keylog = t.build_capture(msgs)
         c.add(f"xml/{name}.pcapng", cap, "report", what, keylog_data=keylog, secrets=[SECRET_PASSWORD, SECRET_TOKEN])
     # the hostile document in the client's POST too (an auth-reply with a DTD)

@@ -185,7 +185,8 @@ def pcapng_mutate(data: bytes, rng: random.Random, pool=(), keylog_text: str = "
     elif op == 10:  # an IDB with a hostile if_tsresol / if_tsoffset / link type
         opts = b""
         if rng.random() < 0.7:
-            opts += struct.pack("<HH", 9, 1) + bytes([rng.choice((0, 3, 6, 9, 18, 19, 0x80, 0x8A, 0xBF, 0xFF))]) + b"\0" * 3
+            resol = rng.choice((0, 3, 6, 9, 18, 19, 0x80, 0x8A, 0xBF, 0xFF))
+            opts += struct.pack("<HH", 9, 1) + bytes([resol]) + b"\0" * 3
         if rng.random() < 0.5:
             opts += struct.pack("<HHq", 14, 8, rng.choice((0, -1, -(1 << 40), 1 << 40, (1 << 63) - 1, -(1 << 63))))
         opts += struct.pack("<HH", 0, 0)

@@ -98,8 +98,8 @@ def _read_frames(data: bytes):
 
 
 def extract(d: Path) -> SampleSeeds:
-    from dissectors import packet as packet_mod
     from dissectors import flows as flows_mod
+    from dissectors import packet as packet_mod
     from dissectors.cstp import CSTPFrame, build_cstp_frame
     from dissectors.http import HTTPStream, Request, Response, TunnelEstablished
     from dissectors.keylog import KeyStore, load_rsa_private_key

@@ -85,8 +85,8 @@ def _key(e):
 # --- packet / IP / TCP / UDP + reassembly ----------------------------------------------------------------
 
 def target_packet(data: bytes) -> None:
-    from dissectors import packet as packet_mod
     from dissectors import flows as flows_mod
+    from dissectors import packet as packet_mod
 
     # small bounds so that eviction and buffer relief run too
     flows = flows_mod.FlowTable(max_flows=8, max_total_buffer=1 << 16)
@@ -412,7 +412,8 @@ TARGETS = {
 }
 
 #: libFuzzer -max_len per family (captures are up to ~60 KB; key logs and XML are small)
-MAX_LEN = {"pcap": 131072, "pipeline": 131072, "packet": 131072, "tls": 131072, "tls-inner": 131072, "pipeline-inner": 131072, "dtls": 65536,
+MAX_LEN = {"pcap": 131072, "pipeline": 131072, "packet": 131072, "tls": 131072, "tls-inner": 131072,
+           "pipeline-inner": 131072, "dtls": 65536,
            "http": 65536, "cstp": 65536, "aggauth": 32768, "keylog": 16384}
 
 

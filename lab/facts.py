@@ -118,7 +118,8 @@ def _groups(xml_text: str) -> dict | None:
     if sel is None:
         return None
     # an <option> without a value attribute submits its text (HTML forms semantics)
-    options = [{"value": o.get("value") or (o.text or "").strip(), "label": (o.text or "").strip(), "selected": o.get("selected") == "true"}
+    options = [{"value": o.get("value") or (o.text or "").strip(), "label": (o.text or "").strip(),
+                "selected": o.get("selected") == "true"}
                for o in sel.findall("option")]
     return {"options": options}
 

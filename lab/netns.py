@@ -1,7 +1,8 @@
 """Network namespaces and processes for the lab, with guaranteed clean-up.
 
 `StampedProcess` runs a child and writes each line of its output to a log as `<epoch seconds>\t<line>`;
-`read_stamped` reads such a log back. `Lab` is a context manager: it creates two namespaces (gateway and client) joined by a veth pair, numbered
+`read_stamped` reads such a log back. `Lab` is a context manager: it creates two namespaces (gateway and client)
+joined by a veth pair, numbered
 from 198.18.0.0/15 only, and on exit (normal, exception, Ctrl-C, SIGTERM) ends every process it started, by
 PID, and deletes the namespaces it created — and nothing else. A second Ctrl-C or SIGTERM during that clean-up
 does not cut it short: it is held until the clean-up is done.

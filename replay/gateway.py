@@ -4,7 +4,8 @@ The gateway speaks just enough of the protocol for `openconnect` (or curl, or a 
 HTTP phases — aggregate-auth POSTs, profile GETs, `CONNECT /CSCOSSLC/tunnel` — and then keeps a CSTP channel
 alive (DPD-REQ answered with DPD-RESP, KEEPALIVE/DATA accepted, DISCONNECT honoured, optional ICMP echo replies
 inside DATA packets, scripted frames or a close at given times, per tunnel). On UDP it can swallow datagrams (a DTLS
-black hole) or answer DTLS ClientHellos from another port than the one they were sent to. Every answer comes from a `replay.script.Script`
+black hole) or answer DTLS ClientHellos from another port than the one they were sent to. Every answer comes from a
+`replay.script.Script`
 (plain data: "expect request matching X -> send response Y"), so behaviours that ocserv cannot produce and only
 Cisco gateways show can be recorded as real captures; the same machinery will replay a recorded exchange.
 

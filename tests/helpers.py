@@ -20,7 +20,7 @@ ALL = ["baseline", "dtls-blocked", "legacy-dtls", "legacy-dtls09", "group-select
 CONNECTED = [n for n in ALL if n != "auth-fail"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def doc(name: str, show_secrets: bool = True, rsa_only: bool = False) -> dict:
     d = sample(name)
     if rsa_only:

@@ -92,7 +92,7 @@ def test_scaled_copies_are_new_flows_with_valid_checksums(tmp_path):
     pf = _Pcapng(data)
     flows: dict[int, set] = {0: set(), 1: set(), 2: set()}
     last_ts = None
-    for i, (off, btype, _blen) in enumerate(b for b in pf.blocks() if b[1] == 6):
+    for i, (off, _btype, _blen) in enumerate(b for b in pf.blocks() if b[1] == 6):
         _ifid, th, tl, caplen = struct.unpack_from("<IIII", data, off + 8)
         pkt = data[off + 28:off + 28 + caplen]
         copy = i // 61

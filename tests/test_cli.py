@@ -58,7 +58,8 @@ def test_lab_without_the_source_tree_says_so(tmp_path):
 
 
 def test_the_analyzer_does_not_import_the_lab():
-    code = "import sys, analyzer.cli, analyzer.analyze; print(sorted(m for m in sys.modules if m.split('.')[0] == 'lab'))"
+    code = ("import sys, analyzer.cli, analyzer.analyze; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lab'))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
 

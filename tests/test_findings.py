@@ -34,8 +34,8 @@ EXPECTED = {
                         ("info", "SESSION_DISCONNECT")},
     "client-cert-request": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT"),
                             ("info", "TLS_CLIENT_CERT_REQUESTED"), ("warning", "TLS_CLIENT_CERT_MISSING")},
-    "dpd-loss": {("error", "DPD_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "RECONNECT"),
-                 ("info", "SESSION_DISCONNECT"), ("warning", "TCP_RETRANSMISSIONS")},
+    "dpd-loss": {("error", "DPD_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"),
+                 ("info", "RECONNECT"), ("info", "SESSION_DISCONNECT"), ("warning", "TCP_RETRANSMISSIONS")},
     "nat-rebinding": {("error", "DPD_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"),
                       ("info", "RECONNECT"), ("info", "SESSION_DISCONNECT"), ("warning", "DPD_RTT_HIGH"),
                       ("warning", "DTLS_NAT_REBINDING")},
@@ -57,18 +57,18 @@ EXPECTED = {
                                            ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
     "scripted/tls-alert": {("warning", "TLS_ALERT")},
     "scripted/terminate": {("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"), ("warning", "SESSION_TERMINATED")},
-    "scripted/reconnect-address-changed": {("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"), ("info", "RECONNECT"),
-                                           ("warning", "RECONNECT_ADDRESS_CHANGED")},
+    "scripted/reconnect-address-changed": {("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"),
+                                           ("info", "RECONNECT"), ("warning", "RECONNECT_ADDRESS_CHANGED")},
     "scripted/profile-missing": {("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT"),
                                  ("warning", "DOWNLOADER_FAILED"), ("warning", "PROFILE_MISSING")},
     "scripted/dtls-full-handshake": {("error", "DTLS_RESUME_FULL_HANDSHAKE"), ("info", "MTU_MISMATCH"),
                                      ("info", "SESSION_DISCONNECT"), ("warning", "DTLS_FALLBACK_TLS")},
-    "scripted/dtls-source-mismatch": {("info", "DTLS_BACKOFF"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT"),
-                                      ("warning", "DTLS_FALLBACK_TLS"), ("warning", "DTLS_NO_RESPONSE"),
-                                      ("warning", "DTLS_SOURCE_MISMATCH")},
+    "scripted/dtls-source-mismatch": {("info", "DTLS_BACKOFF"), ("info", "MTU_MISMATCH"),
+                                      ("info", "SESSION_DISCONNECT"), ("warning", "DTLS_FALLBACK_TLS"),
+                                      ("warning", "DTLS_NO_RESPONSE"), ("warning", "DTLS_SOURCE_MISMATCH")},
     # openconnect frozen (SIGSTOP) by the lab for 17 s: a client that stops sending, see samples/scripted/README.md
-    "scripted/keepalive-missing": {("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT"),
-                                   ("warning", "KEEPALIVE_MISSING")},
+    "scripted/keepalive-missing": {("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"),
+                                   ("info", "SESSION_DISCONNECT"), ("warning", "KEEPALIVE_MISSING")},
 }
 
 
@@ -151,7 +151,8 @@ def test_dpd_loss_reconnect_gap():
 
 
 def test_dtls_mtu_differs_says_which_mtu_applies():
-    f = next(f for f in findings("scripted/dtls-mtu-differs") if f["id"] == "MTU_MISMATCH" and f["severity"] == "warning")
+    f = next(f for f in findings("scripted/dtls-mtu-differs")
+             if f["id"] == "MTU_MISMATCH" and f["severity"] == "warning")
     assert f["evidence"] == {"x_cstp_mtu": 1399, "x_dtls_mtu": 1300, "dtls_established": False}
     assert "X-CSTP-MTU 1399" in f["message"] and "larger" in f["message"]
 

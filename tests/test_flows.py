@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzer.capture import iter_frames
-from dissectors.packet import Packet, decode
 from dissectors.flows import (
     C2S,
     S2C,
@@ -34,6 +33,7 @@ from dissectors.flows import (
     StreamData,
     TCPStream,
 )
+from dissectors.packet import Packet, decode
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(glob.glob(str(ROOT / "samples" / "*" / "capture.pcapng")))

@@ -441,9 +441,9 @@ def decrypted_chunks(sample: Path) -> dict[int, list[tuple[str, bytes]]]:
     tests/test_tls_tshark.py): tshark 4.0's follow,tls output drops records now and then on these captures.
     """
     from analyzer.capture import Frame, read_capture
+    from dissectors.flows import FlowTable, StreamData
     from dissectors.keylog import KeyStore
     from dissectors.packet import decode
-    from dissectors.flows import FlowTable, StreamData
     from dissectors.tls import ApplicationData, TLSConnection
 
     keys, _ = KeyStore.from_keylog((sample / "keys.log").read_text())
@@ -472,7 +472,7 @@ def decrypted_chunks(sample: Path) -> dict[int, list[tuple[str, bytes]]]:
 def test_lab_capture(tshark, sample):
     facts = json.loads((sample / "facts.json").read_text())
     requests, responses, frames, errors, tunnels = [], [], [], [], 0
-    for n, chunks in sorted(decrypted_chunks(sample).items()):
+    for _n, chunks in sorted(decrypted_chunks(sample).items()):
         stream = HTTPStream()
         for i, (direction, data) in enumerate(chunks):
             for ev in stream.feed(direction, data, float(i), i + 1):

@@ -206,7 +206,8 @@ class LabRun:
         for pid, (_, start) in self.seen.items():
             _kill(pid, start)
         for ns in self.namespaces_left():  # only the run's own, by name
-            for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout.split():
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
+            for pid in pids.split():
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:

@@ -37,7 +37,8 @@ def test_the_product_does_not_import_the_lab():
     bad = {}
     for pkg in ("analyzer", "dissectors", "replay"):
         for p in sorted((ROOT / pkg).rglob("*.py")):
-            mods = {m for m in _imports(p, module_level_only=True) if m.split(".")[0] in ("lab", "samples", "bench", "fuzz", "tests")}
+            mods = {m for m in _imports(p, module_level_only=True)
+                    if m.split(".")[0] in ("lab", "samples", "bench", "fuzz", "tests")}
             if mods:
                 bad[str(p.relative_to(ROOT))] = sorted(mods)
     # only module-level imports count: `acflow lab` imports the lab of a source checkout inside the command,

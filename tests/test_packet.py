@@ -65,7 +65,8 @@ def vlan(ip: bytes, v: int) -> bytes:
 
 
 def qinq(ip: bytes, v: int) -> bytes:
-    return bytes(Ether(type=0x88A8) / Dot1AD(vlan=5, type=0x8100) / Dot1Q(vlan=6, type=0x0800 if v == 4 else 0x86DD)) + ip
+    tag = Dot1Q(vlan=6, type=0x0800 if v == 4 else 0x86DD)
+    return bytes(Ether(type=0x88A8) / Dot1AD(vlan=5, type=0x8100) / tag) + ip
 
 
 def pppoe(ip: bytes, v: int) -> bytes:
@@ -175,7 +176,8 @@ def test_ipv6_extension_headers(ext):
 
 
 def test_ipv6_fragments_are_marked():
-    frags = fragment6(IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(id=0xABCD) / UDP(sport=1, dport=2) / (b"q" * 3000), 1280)
+    frags = fragment6(IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(id=0xABCD) / UDP(sport=1, dport=2) / (b"q" * 3000),
+                      1280)
     ps = [decode(229, bytes(f)) for f in frags]
     assert all(p.is_fragment and p.ip_id == 0xABCD and p.sport is None and p.proto == 17 for p in ps)
     assert [p.more_fragments for p in ps] == [True] * (len(ps) - 1) + [False]
@@ -382,7 +384,8 @@ def write_pcap(path: Path, linktype: int, frames: list[bytes]) -> None:
 
 
 def mixed_ip_packets() -> list[tuple[bytes, int]]:
-    pk = [(tcp4(), 4), (tcp6(), 6), (IP(src=C4, dst=S4, options=b"\x01\x01\x01\x00") / UDP(sport=9, dport=443) / b"u", 4),
+    pk = [(tcp4(), 4), (tcp6(), 6),
+          (IP(src=C4, dst=S4, options=b"\x01\x01\x01\x00") / UDP(sport=9, dport=443) / b"u", 4),
           (IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / UDP(sport=9, dport=443) / b"x", 6),
           (IP(src=S4, dst=C4) / ICMP(type=3, code=3) / bytes(IP(src=C4, dst=S4) / UDP(sport=1, dport=2))[:28], 4),
           (IPv6(src=S6, dst=C6) / ICMPv6DestUnreach(code=4) / bytes(IPv6(src=C6, dst=S6) / UDP(sport=1, dport=2)), 6),

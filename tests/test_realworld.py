@@ -73,7 +73,7 @@ def cuts(tmp_path_factory) -> dict[str, Path]:
             "ipv6": _write(v6, out / "ipv6.pcap")}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _doc(path: str, keyed: bool = True, gateways: tuple = ()) -> dict:
     keys, info = load_keys([sample("baseline") / "keys.log"] if keyed else [], [])
     a = analyze_paths([Path(path)], keys, info, gateways=[GatewaySpec.parse(g) for g in gateways])
@@ -206,7 +206,7 @@ def _sample_doc(name: str, keyed: bool = True, gateways: tuple = ()) -> dict:
     return _doc_for(str(d / "capture.pcapng"), str(d / "keys.log") if keyed else "", gateways)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _doc_for(cap: str, keylog: str, gateways: tuple = ()) -> dict:
     keys, info = load_keys([keylog] if keylog else [], [])
     a = analyze_paths([Path(cap)], keys, info, gateways=[GatewaySpec.parse(g) for g in gateways])

@@ -611,7 +611,8 @@ def test_dtls_full_handshake_on_the_wire(tshark):
     first = [r[5] for r in server][:3]
     assert first == ["2", "11", "14"]
     assert not [r for r in rows if r[5] in ("16", "20")]  # no ClientKeyExchange, no Finished
-    logged = next(e["detail"] for e in f["expected"] if isinstance(e["detail"], dict) and "server_session_id" in e["detail"])
+    logged = next(e["detail"] for e in f["expected"]
+                  if isinstance(e["detail"], dict) and "server_session_id" in e["detail"])
     assert server_sids == {logged["server_session_id"].lower()}  # the new session id is the one gnutls-serv logged
     assert not tshark_fields(d / "capture.pcapng", ["frame.number"], "dtls.record.content_type == 23")
     log = (d / "dtls-server.log").read_text()

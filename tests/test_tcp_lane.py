@@ -152,7 +152,8 @@ def _merge(f: Frame, g: Frame) -> Frame:
     tcp = off + 20
     hl, hl2 = (d[tcp + 12] >> 4) << 2, (e[tcp + 12] >> 4) << 2
     total, total2 = (d[off + 2] << 8) | d[off + 3], (e[off + 2] << 8) | e[off + 3]
-    assert struct.unpack_from("!I", e, tcp + 4)[0] == (struct.unpack_from("!I", d, tcp + 4)[0] + total - 20 - hl) & 0xFFFFFFFF
+    expected_seq = (struct.unpack_from("!I", d, tcp + 4)[0] + total - 20 - hl) & 0xFFFFFFFF
+    assert struct.unpack_from("!I", e, tcp + 4)[0] == expected_seq
     h = bytearray(d[:tcp + hl])
     struct.pack_into("!H", h, off + 2, total + total2 - 20 - hl2)
     return _with(f, bytes(h) + d[tcp + hl:off + total] + e[tcp + hl2:off + total2])
@@ -216,8 +217,9 @@ def _variants(frames: list[Frame], k: int, j: int) -> dict[str, list[Frame]]:
 
 
 VARIANT_NAMES = ["retransmitted", "reordered", "lost", "fin", "rst", "urgent", "options", "corrupted",
-                 "corrupted-both", "bad-header", "bad-data-offset", "long-data-offset", "new-connection", "split-header", "split-small", "merged", "merged-split",
-                 "merged-cut", "merged-cut-later", "merged-bad-second", "merged-corrupt-second"]
+                 "corrupted-both", "bad-header", "bad-data-offset", "long-data-offset", "new-connection",
+                 "split-header", "split-small", "merged", "merged-split", "merged-cut", "merged-cut-later",
+                 "merged-bad-second", "merged-corrupt-second"]
 # a TLS 1.3 tunnel (AES-256-GCM) and a TLS 1.2 one (AES-GCM, explicit nonce)
 LANE_SAMPLES = ["dtls-blocked", "client-cert-request"]
 

@@ -48,7 +48,7 @@ def _captures() -> list[tuple[str, Path, list[Path], list[Path]]]:
 CAPTURES = _captures()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _analysis(name: str):
     _, cap, kl, rsa = next(c for c in CAPTURES if c[0] == name)
     keys, info = load_keys(kl, rsa)

@@ -172,7 +172,8 @@ class AEADExplicitNonce:
             raise DecryptError(f"record too short for AEAD ({len(fragment)} bytes)")
         # RFC 5288 §3: nonce = salt(4) || nonce_explicit(8); slices, not memoryviews: faster for record sizes
         try:
-            return self._aead.decrypt(self._salt + fragment[:8], fragment[8:], _AAD12.pack(seq, content_type, version, n))
+            return self._aead.decrypt(self._salt + fragment[:8], fragment[8:],
+                                      _AAD12.pack(seq, content_type, version, n))
         except InvalidTag:
             raise DecryptError("bad record MAC (AEAD authentication tag mismatch)") from None
 

@@ -518,8 +518,8 @@ def _keepalive_script(c: dict) -> dict:
     return {"name": "keepalive-missing",
             "description": "CONNECT 200 with X-CSTP-Keepalive 5 and X-CSTP-DPD 30, no DTLS; the gateway sends "
                            "nothing unasked (it only answers DPD and echoes pings). The lab freezes the openconnect "
-                           "process (SIGSTOP) for 16.5 s right after its first KEEPALIVE, then lets it go on (SIGCONT): a hung or "
-                           "suspended client",
+                           "process (SIGSTOP) for 16.5 s right after its first KEEPALIVE, then lets it go on "
+                           "(SIGCONT): a hung or suspended client",
             "vars": {"aggauth_handle": "1193837"},
             "steps": [*auth_steps(), connect_step(connect_headers(mtu=1399, keepalive=5, dpd=30),
                                                   note="keepalive 5 s: 2 x 5 + 5 = 15 s of silence is too long")],
@@ -720,7 +720,8 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("the gateway aborted TLS session 2 with handshake_failure (40)",
            lambda ctx: (any(e["session"] == 2 and e["alert_code"] == 40 for e in ctx.ev("tls-failed")),
                         [{k: e[k] for k in ("session", "alert_sent", "error")} for e in ctx.ev("tls-failed")])),
-          ("openconnect reported the TLS failure", log_line(r"(?i)fatal alert|handshake failed|SSL connection failure")),
+          ("openconnect reported the TLS failure",
+           log_line(r"(?i)fatal alert|handshake failed|SSL connection failure")),
           ("no CONNECT reached the gateway",
            lambda ctx: (not [e for e in ctx.ev("request") if e["method"] == "CONNECT"], None))],
          flow="split", expect_connect=False),

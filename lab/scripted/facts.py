@@ -29,7 +29,8 @@ EVIDENCE = re.compile("|".join([  # noqa: FLY002 - one pattern per item
     r"^User cancelled", r"Failed to obtain WebVPN cookie", r"^Unknown packet", r"^Short packet",
     r"^Unexpected packet length", r"MTU DPD probe", r"^Initiating MTU", r"change in MTU", r"^TCP_INFO",
     r"^Delaying tunnel", r"^Set up UDP failed", r"^No DTLS address",
-    r"server terminate packet", r"^Reconnect", r"SSL read error", r"[Ss]erver closed", r"[Ff]ailed to reconnect", r"^Session terminated", r"^Read error on SSL session",
+    r"server terminate packet", r"^Reconnect", r"SSL read error", r"[Ss]erver closed", r"[Ff]ailed to reconnect",
+    r"^Session terminated", r"^Read error on SSL session",
     r"TLS connection was non-properly terminated", r"^Established DTLS", r"MITM"]))
 
 

@@ -1,7 +1,7 @@
 """Is it an AnyConnect-protocol session? Evidence and confidence for every group of flows, and the rest.
 
 A capture from a laptop or a gateway holds much more than the VPN: browsers, push services, media over DTLS. A
-group of flows (analyzer/sessions.py: the TLS connections of one client to one server address and port, and
+group of flows (analyzer/phases/grouping.py: the TLS connections of one client to one server address and port, and
 the DTLS flows joined to them) is reported as a VPN session only when something in the capture says it speaks
 the AnyConnect protocol. Everything else goes to the "other traffic" summary — never a session, never a finding.
 

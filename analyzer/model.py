@@ -1,9 +1,10 @@
 """The session model: what acflow knows about each VPN session once the capture is read.
 
-This is the interface between reconstruction (analyzer/sessions.py), the findings rules (analyzer/rules/) and
-the renderers (analyzer/report/). Everything here is plain data that serialises to the public JSON schema
-(docs/json-schema.md); `to_json()` never includes a secret unless the renderer was asked to show secrets
-(secrets are stored wrapped in `Secret`, which renderers redact).
+This is the interface between reconstruction (analyzer/sessions.py; analyzer/phases/ builds the phases and
+their typed details), the findings rules (analyzer/rules/) and the renderers (analyzer/report/). Everything here
+is plain data that serialises to the public JSON schema (docs/json-schema.md); `to_json()` never includes a
+secret unless the renderer was asked to show secrets (secrets are stored wrapped in `Secret`, which renderers
+redact).
 """
 from __future__ import annotations
 

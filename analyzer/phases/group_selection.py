@@ -92,7 +92,7 @@ def build(g: Group) -> Phase:
     d = GroupSelectionDetails()
     group_list = None
     answered_version = None
-    for cn, ex, rq, rs in inits:
+    for _cn, ex, rq, rs in inits:
         req, resp = ex.request, ex.response
         p.touch(req.ts, req.frame)
         entry = InitPost(time=req.ts, frame=req.frame, target=req.target, group_select=rq.group_select,

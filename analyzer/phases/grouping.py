@@ -197,7 +197,8 @@ def group_connections(pipe) -> list[Group]:
             if not cands and anyconnect_hello(flow):
                 # a resuming hello to another address than the gateway: same client, a tunnel up
                 cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.has_tunnel]
-            before = [g2 for g2 in cands if (g2.conns[0].c.first_ts if g2.conns else g2.dtls[0].first_ts) <= flow.first_ts]
+            before = [g2 for g2 in cands
+                      if (g2.conns[0].c.first_ts if g2.conns else g2.dtls[0].first_ts) <= flow.first_ts]
             g = before[-1] if before else (cands[0] if cands else None)
         if g is None:
             g = Group((flow.client[0], flow.server[0], flow.server[1]))

@@ -64,11 +64,6 @@ class Record:
         return self.to_json(show_secrets)
 
 
-def has(v: Any) -> bool:
-    """A field that is set (not UNSET) — for optional keys whose value may itself be falsy."""
-    return v is not UNSET
-
-
 def opt(v: Any) -> Any:
     """The value of an optional field, None when it is UNSET."""
     return None if v is UNSET else v

@@ -82,7 +82,8 @@ class ClientCertificateUse(Record):
     encrypted_handshake: bool
 
 
-CONNECTION_DOC = {"description": "tcp.stream N / udp.stream N, numbered per capture file as tshark -r FILE numbers them"}
+CONNECTION_DOC = {"description": "tcp.stream N / udp.stream N, numbered per capture file as tshark -r FILE "
+                                 "numbers them"}
 CAPTURE_DOC = {"description": "path of the capture file the flow was first seen in (its stream number is of that file)"}
 
 
@@ -213,7 +214,8 @@ def build(g: Group) -> Phase:
         p.status = "ok"
         if c.handshake_done_ts:
             p.touch(c.handshake_done_ts, None)
-        p.summary = f"{version_name(sh.version)} {cipher_suite_name(sh.cipher_suite)}" + (f", SNI {ch.sni}" if ch and ch.sni else "")
+        p.summary = (f"{version_name(sh.version)} {cipher_suite_name(sh.cipher_suite)}"
+                     + (f", SNI {ch.sni}" if ch and ch.sni else ""))
     p.details = d
     return p
 

@@ -58,7 +58,8 @@ class UserAuthDetails(Record):
     def to_json(self, show_secrets: bool = False) -> dict:
         out = super().to_json(show_secrets)
         if self.mode == "legacy-form":  # the document's key order for a legacy form login (JSON text unchanged)
-            out = {k: out[k] for k in _LEGACY_ORDER if k in out} | {k: v for k, v in out.items() if k not in _LEGACY_ORDER}
+            first = {k: out[k] for k in _LEGACY_ORDER if k in out}
+            out = first | {k: v for k, v in out.items() if k not in _LEGACY_ORDER}
         return out
 
 
@@ -70,7 +71,7 @@ def build(g: Group, tls_phase: Phase) -> Phase:
     rounds: list[AuthRound] = []
     complete = None
     failure: AuthRound | None = None
-    for cn, ex, rq, rs in posts(g):
+    for _cn, ex, rq, rs in posts(g):
         req, resp = ex.request, ex.response
         if rq is None or rq.type == "init":
             # an init answered "complete" (certificate-only auth) still counts

@@ -27,7 +27,8 @@ def check(session, ctx):
                     f"tunnel connection ({prev.connection}) ended.",
             remedy="A reconnect follows a lost connection (DPD timeout, reset); look at the findings just before it.",
             evidence={"gap": round(gap, 3), "previous": prev.connection, "new": cur.connection}))
-        a, b = (prev.parameters.address if prev.parameters else None), (cur.parameters.address if cur.parameters else None)
+        a = prev.parameters.address if prev.parameters else None
+        b = cur.parameters.address if cur.parameters else None
         if a and b and a != b:
             out.append(Finding(
                 id="RECONNECT_ADDRESS_CHANGED", severity="warning", phase="cstp-connect", time=cur.time,

@@ -75,6 +75,7 @@ class DTLSFlow:
         self.first_protected_handshake: dict = {}  # direction -> (ts, frame)
         self.first_protected_data: tuple | None = None  # (ts, frame)
         self.undecrypted_records = {"c2s": 0, "s2c": 0}
+        self.estimate = None  # keyless.TunnelEstimate of the undecrypted channel records (by size)
 
     @property
     def key(self) -> str:
@@ -149,11 +150,28 @@ class DTLSFlow:
             if ev.epoch >= 1:
                 if ev.content_type == 22 and ev.direction not in self.first_protected_handshake:
                     self.first_protected_handshake[ev.direction] = (ev.ts, ev.frame)
-                elif ev.content_type == 23 and self.first_protected_data is None:
-                    self.first_protected_data = (ev.ts, ev.frame)
+                elif ev.content_type == 23:
+                    if self.first_protected_data is None:
+                        self.first_protected_data = (ev.ts, ev.frame)
+                    est = self.estimate or self._start_estimate()
+                    if est is not None and ev.direction in est.dirs:
+                        est.add(ev.direction, ev.length, ev.ts)
         elif t is dtls_ev.DTLSRecordError:
             if len(self.problems) < MAX_PROBLEMS:
                 self.problems.append({"message": ev.message, "ts": ev.ts, "frame": ev.frame})
+
+    def _start_estimate(self):
+        """The record-size estimate of the channel (analyzer/keyless.py), once the cipher suite is known."""
+        if self.cipher_suite is None:
+            return None
+        from dissectors.tls.names import cipher_suite_name  # noqa: PLC0415
+
+        from .keyless import DTLS_TYPE_BYTE, TunnelEstimate, protection  # noqa: PLC0415
+
+        prot = protection(cipher_suite_name(self.cipher_suite), self.version, dtls=True)
+        if prot is not None:
+            self.estimate = TunnelEstimate(DTLS_TYPE_BYTE, prot)
+        return self.estimate
 
     @property
     def before_capture(self) -> bool:
@@ -169,6 +187,8 @@ class DTLSFlow:
         return self.before_capture and fr.get("content_type") == 23
 
     def finish(self) -> None:
+        if self.estimate is not None:
+            self.estimate.finish()
         self.full_handshake = bool(self.dtls.full_handshake)
         if self.established_ts is None and not self.up_before_capture:
             # Without keys the handshake ends with the Finished messages (protected handshake records of epoch 1

@@ -1,0 +1,121 @@
+"""What the tunnel carried, read from the sizes of records that could not be decrypted (issue #13, first part).
+
+Without keys every CSTP frame (over TLS) and every DTLS channel packet is still one protected record whose length
+is the plaintext's plus a fixed protection overhead that the clear handshake names (the cipher suite in the
+ServerHello). So the plaintext length of each record is known exactly for AEAD suites and to within one block for
+CBC ones, and with it the frame class:
+
+* CSTP over TLS: plaintext = 8-byte CSTP header + payload. A payload of 0 is a control frame (DPD request or
+  response, keepalive); anything else is DATA carrying an inner packet of `plaintext − 8` bytes.
+* DTLS channel: plaintext = 1 type byte + payload; a payload of 0 is a control packet, the rest DATA of
+  `plaintext − 1` bytes (MTU probes — padded DPD requests — count as DATA here: nothing tells them apart but the
+  answer of the same size, see `probe_pairs`).
+
+Control frames answered by one from the other side within `ANSWER_WINDOW` are counted as answered (DPD
+exchanges), the others as unanswered (keepalives, or DPD requests that got no answer). Everything here is an estimate, labelled as such in reports: a TLS record may in principle hold two
+CSTP frames (the clients seen put one frame per record), and compression changes DATA sizes.
+Counters only: memory stays flat.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CSTP_HEADER = 8
+DTLS_TYPE_BYTE = 1
+ANSWER_WINDOW = 2.0  # seconds: a control frame answered this fast by the other side is a DPD exchange
+CBC_BLOCK = 16
+
+
+@dataclass(frozen=True)
+class Protection:
+    """The per-record overhead of a cipher suite: fixed bytes, and the block size when padded (CBC)."""
+
+    fixed: int  # explicit nonce/IV + tag/MAC (+ TLS 1.3 inner content type)
+    block: int = 0  # CBC: plaintext + MAC + padding-length byte is padded to a multiple of this
+    mac: int = 0  # CBC: MAC length (inside the padded part)
+
+    def plaintext(self, length: int) -> tuple[int, int]:
+        """(least, most) plaintext length for a record of ``length`` bytes."""
+        if not self.block:
+            n = length - self.fixed
+            return n, n
+        # length = IV + padded(plaintext + MAC + 1); padding 0..block-1 bytes besides the length byte
+        most = length - self.fixed - self.mac - 1
+        return max(most - (self.block - 1), 0), most
+
+
+def protection(suite_name: str | None, version: int | None, *, dtls: bool) -> Protection | None:
+    """The record overhead of ``suite_name`` under ``version`` (TLS or DTLS), None when unknown."""
+    if not suite_name or version is None:
+        return None
+    name = suite_name.upper()
+    tls13 = not dtls and version >= 0x0304
+    if tls13:
+        return Protection(16 + 1)  # AEAD tag + inner content type
+    if "CHACHA20" in name:
+        return Protection(16)
+    if "GCM" in name or ("CCM" in name and "CCM_8" not in name):
+        return Protection(8 + 16)  # explicit nonce + tag
+    if "CCM_8" in name:
+        return Protection(8 + 8)
+    if "CBC" in name or name.endswith("_SHA") or "SHA256" in name or "SHA384" in name:
+        mac = 48 if name.endswith("SHA384") else 32 if name.endswith("SHA256") else 20
+        return Protection(CBC_BLOCK, CBC_BLOCK, mac)  # explicit IV, then the padded block(s)
+    return None
+
+
+@dataclass
+class Direction:
+    records: int = 0
+    control: int = 0
+    data: int = 0
+    inner_bytes_least: int = 0
+    inner_bytes_most: int = 0
+
+    def to_json(self) -> dict:
+        return {"records": self.records, "control": self.control, "data": self.data,
+                "inner_bytes": self.inner_bytes_least if self.inner_bytes_least == self.inner_bytes_most
+                else [self.inner_bytes_least, self.inner_bytes_most]}
+
+
+@dataclass
+class TunnelEstimate:
+    """Frame classes of an undecrypted tunnel (CSTP over TLS, or the DTLS channel), from record sizes."""
+
+    header: int  # CSTP_HEADER or DTLS_TYPE_BYTE
+    prot: Protection
+    dirs: dict = field(default_factory=lambda: {"c2s": Direction(), "s2c": Direction()})
+    control_answered: int = 0  # control frame answered in kind by the other side (a DPD exchange)
+    control_unanswered: int = 0  # keepalives, and DPD requests without an answer
+    _pending: dict = field(default_factory=dict)  # direction -> ts of an unanswered control frame
+
+    def add(self, direction: str, length: int, ts: float) -> None:
+        least, most = self.prot.plaintext(length)
+        d = self.dirs[direction]
+        d.records += 1
+        if most < self.header:
+            return  # shorter than a frame header: not a tunnel frame (or not what we think)
+        if least <= self.header:  # (CBC: when the range includes a bare header, call it control)
+            d.control += 1
+            other = "s2c" if direction == "c2s" else "c2s"
+            asked = self._pending.pop(other, None)
+            if asked is not None and ts - asked <= ANSWER_WINDOW:
+                self.control_answered += 1
+            else:
+                if direction in self._pending:
+                    self.control_unanswered += 1
+                self._pending[direction] = ts
+            return
+        d.data += 1
+        d.inner_bytes_least += least - self.header
+        d.inner_bytes_most += most - self.header
+
+    def finish(self) -> None:
+        self.control_unanswered += len(self._pending)
+        self._pending.clear()
+
+    def to_json(self) -> dict:
+        return {"estimated": True, "c2s": self.dirs["c2s"].to_json(), "s2c": self.dirs["s2c"].to_json(),
+                "inner_packets": {k: v.data for k, v in self.dirs.items()},
+                "control_answered": self.control_answered, "control_unanswered": self.control_unanswered,
+                "exact_sizes": not self.prot.block}

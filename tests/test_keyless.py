@@ -1,0 +1,67 @@
+"""Keyless reading of the DTLS channel (analyzer/keyless.py): frame classes and inner bytes from record sizes.
+
+The oracle is acflow's own decrypted analysis of the same real capture with its key log (itself checked against
+tshark and the peers' logs elsewhere): without keys, the estimate must find the same DATA packets and inner
+bytes per direction — exactly for AEAD suites, within one CBC block per packet for Cisco's DTLS 0x0100
+(AES128-SHA) — the only difference allowed being the client's MTU probes (padded DPD requests and their answers),
+which only decryption tells from DATA.
+"""
+from __future__ import annotations
+
+import pytest
+
+from analyzer.analyze import analyze_paths, load_keys
+from analyzer.keyless import Protection, protection
+
+from .conftest import sample
+
+SAMPLES = ["baseline", "legacy-dtls", "legacy-dtls09", "mtu", "reconnect", "dpd-loss", "mixed-traffic",
+           "scripted/dtls-cookie"]
+
+
+def _flows(name: str, keyed: bool):
+    d = sample(name)
+    pipes: list = []
+    keys, info = load_keys([d / "keys.log"] if keyed else [], [])
+    analyze_paths([d / "capture.pcapng"], keys, info, on_pipeline=pipes.append)
+    return {f.client: f for f in pipes[0].udp.values()}
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_dtls_estimate_matches_decryption(name):
+    keyless, keyed = _flows(name, False), _flows(name, True)
+    checked = 0
+    for client, f in keyed.items():
+        if f.keys_source is None:
+            continue  # not a VPN DTLS flow decrypted by its CONNECT (e.g. another service's DTLS)
+        est = keyless[client].estimate
+        assert est is not None, client
+        cbc = bool(est.prot.block)
+        ch = f.channel
+        probes = {"c2s": len(ch.mtu_probes), "s2c": sum(1 for p in ch.mtu_probes if p["answered_ts"])}
+        probe_bytes = {"c2s": sum(p["size"] for p in ch.mtu_probes),
+                       "s2c": sum(p["size"] for p in ch.mtu_probes if p["answered_ts"])}
+        for d in ("c2s", "s2c"):
+            e = est.dirs[d]
+            assert e.data == ch.inner[d] + probes[d], (d, e, ch.inner, probes)
+            # an MTU probe's payload is the DPD padding: it counts as inner bytes in the estimate
+            true_bytes = ch.inner_bytes[d] + probe_bytes[d]
+            if cbc:
+                assert e.inner_bytes_least <= true_bytes <= e.inner_bytes_most
+                assert e.inner_bytes_most - e.inner_bytes_least <= 15 * e.data
+            else:
+                assert e.inner_bytes_least == e.inner_bytes_most == true_bytes
+        checked += 1
+    assert checked >= 1
+
+
+def test_protection_overheads():
+    # TLS 1.3 AEAD: tag + inner content type; DTLS 1.2 GCM: explicit nonce + tag; CBC: IV + padded MAC'd data
+    assert protection("TLS_AES_256_GCM_SHA384", 0x0304, dtls=False) == Protection(17)
+    assert protection("TLS_PSK_WITH_AES_256_GCM_SHA384", 0xFEFD, dtls=True) == Protection(24)
+    assert protection("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0x0303, dtls=False) == Protection(16)
+    cbc = protection("TLS_RSA_WITH_AES_128_CBC_SHA", 0x0100, dtls=True)
+    assert cbc == Protection(16, 16, 20)
+    # 1 type byte + 0 payload + 20 MAC + 1 pad length = 22 -> 32, + 16 IV = 48
+    assert cbc.plaintext(48)[0] <= 1 <= cbc.plaintext(48)[1]
+    assert protection("TLS_WEIRD", 0x0303, dtls=False) is None

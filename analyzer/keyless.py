@@ -9,12 +9,12 @@ CBC ones, and with it the frame class:
   response, keepalive); anything else is DATA carrying an inner packet of `plaintext − 8` bytes.
 * DTLS channel: plaintext = 1 type byte + payload; a payload of 0 is a control packet, the rest DATA of
   `plaintext − 1` bytes (MTU probes — padded DPD requests — count as DATA here: nothing tells them apart but the
-  answer of the same size, see `probe_pairs`).
+  answer of the same size).
 
 Control frames answered by one from the other side within `ANSWER_WINDOW` are counted as answered (DPD
-exchanges), the others as unanswered (keepalives, or DPD requests that got no answer). Everything here is an estimate, labelled as such in reports: a TLS record may in principle hold two
-CSTP frames (the clients seen put one frame per record), and compression changes DATA sizes.
-Counters only: memory stays flat.
+exchanges), the others as unanswered (keepalives, or DPD requests that got no answer). Everything here is an
+estimate, labelled as such in reports: a TLS record may in principle hold two CSTP frames (the clients seen put
+one frame per record), and compression changes DATA sizes. Counters only: memory stays flat.
 """
 from __future__ import annotations
 

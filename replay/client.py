@@ -157,6 +157,20 @@ def reply_body(version: str, client_version: str, device_id: str, answers: list[
     return "".join(parts).encode()
 
 
+def _why_failed(rounds: list) -> str:
+    if not rounds:
+        return ""
+    last = rounds[-1]
+    if last.get("rejected"):
+        said = " / ".join((last.get("message") or "").splitlines())
+        return f": the gateway asked again for {', '.join(last['form_fields'])}" + (f" ({said})" if said else "")
+    if last.get("error"):
+        return f": {last['error']}"
+    if last.get("status") not in (None, 200):
+        return f": answered {last['status']}"
+    return ""
+
+
 def _xml_name_ok(name: str) -> bool:
     return bool(name) and name.replace("-", "").replace("_", "").replace(".", "").isalnum() and not name[0].isdigit()
 
@@ -433,13 +447,18 @@ class ReplayClient:
             if auth and auth.error:
                 result = "failure"
                 break
+            if auth and auth.form and sorted(f.name for f in auth.form.fields if f.name and f.type != "hidden") == \
+                    sorted(n for n, _ in answers if form.field(n) is None or form.field(n).type != "hidden"):
+                # the same form again for what was just answered (ocserv: "Login failed." and the password
+                # prompt): rejected. A person would type again; the replay has nothing else to answer.
+                out.rounds[-1]["rejected"] = True
+                result = "failure"
+                break
         out.auth_result = result
         n = len(out.rounds)
         out.phases["user-auth"] = {"status": "ok" if result == "success" else "failed",
                                    "summary": (f"success after {n} round(s)" if result == "success" else
-                                               f"failure after {n} round(s)"
-                                               + (f": {out.rounds[-1]['error']}" if out.rounds and
-                                                  out.rounds[-1].get("error") else ""))}
+                                               f"failure after {n} round(s)" + _why_failed(out.rounds))}
         return cookie if result == "success" else None
 
     @staticmethod
@@ -720,7 +739,7 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
             replay = client.run()
         except KeyboardInterrupt:
             sigs.hold()
-            removed = client.out.cleanup or (client.ns.close() if client.ns else [])
+            removed = client.out.cleanup + (client.ns.close() if client.ns else [])  # again: it may have been cut
             err("interrupted; removed: " + (", ".join(removed) if removed else "nothing was created yet"))
             return EXIT_INTERRUPTED
         except EnvironmentProblem as e:
@@ -729,6 +748,10 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
                 client.ns.close()
             err(str(e))
             return EXIT_ENV
+        finally:
+            sigs.hold()
+            if client.ns is not None:
+                client.out.cleanup += client.ns.close()
     result = compare(rec, replay, opts)
     text = render_json(result) if fmt == "json" else render_terminal(result)
     if output is not None:

@@ -174,7 +174,7 @@ def _fmt(v) -> str:
         return "—"
     if isinstance(v, list):
         return ", ".join(str(x) for x in v) if v else "(none)"
-    return str(v)
+    return " / ".join(str(v).splitlines())
 
 
 def render_terminal(doc: dict) -> str:
@@ -223,8 +223,15 @@ def render_terminal(doc: dict) -> str:
         c = tun["cstp"]
         lines.append(f"tunnel: {tun['device']} in namespace {tun['namespace']}, {tun['address']} MTU {tun['mtu']}, "
                      f"routes {_fmt(tun['routes'])}; CSTP DATA {c['data_sent']} sent / {c['data_received']} received, "
-                     f"DPD-REQ received {c['dpd_req_received']} (answered {c['dpd_resp_sent']}), sent "
-                     f"{c['dpd_req_sent']}; keepalives sent {c['keepalives_sent']}")
+                     f"DPD-RESP sent {c['dpd_resp_sent']}")
+        rd = tun.get("recorded_dpd_keepalive") or {}
+        rq, rk = rd.get("cstp_dpd_requests") or {}, rd.get("cstp_keepalives") or {}
+        lines.append(f"DPD/keepalive: recorded over CSTP DPD-REQ client {rq.get('c2s', 0)} / gateway "
+                     f"{rq.get('s2c', 0)}, "
+                     f"keepalives client {rk.get('c2s', 0)} / gateway {rk.get('s2c', 0)}; replayed DPD-REQ client "
+                     f"{c['dpd_req_sent']} (answered {c['dpd_resp_received']}) / gateway {c['dpd_req_received']}, "
+                     f"keepalives client {c['keepalives_sent']} / gateway {c['keepalives_received']} (counts follow "
+                     f"the timing and are not compared; the intervals are)")
         lines.append(f"ended: {tun.get('end')}")
     if tun.get("connect_headers_dropped"):
         lines.append("CONNECT headers not replayed: " + ", ".join(

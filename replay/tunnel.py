@@ -85,7 +85,6 @@ class TunNamespace:
         self.raw: socket.socket | None = None
         self.index: int | None = None
         self.routes: list[str] = []
-        self._closed = False
 
     # -- set-up -------------------------------------------------------------------------------------------------
     def open(self) -> TunNamespace:
@@ -97,8 +96,8 @@ class TunNamespace:
             existing = set()
         try:
             if self.name not in existing:
+                self.created_ns = True  # before: a signal right after the creation must still remove it
                 netns.create(self.name)
-                self.created_ns = True
         except Exception as e:  # noqa: BLE001 - pyroute2 raises several kinds; all mean the same here
             raise EnvironmentProblem(f"cannot create network namespace {self.name}: {e}") from e
         made: dict = {}
@@ -175,39 +174,41 @@ class TunNamespace:
 
     # -- clean-up -----------------------------------------------------------------------------------------------
     def close(self) -> list[str]:
-        """Remove everything this object created; returns what was removed (for the report)."""
-        if self._closed:
-            return []
-        self._closed = True
+        """Remove everything this object created; returns what was removed (for the report). Idempotent and
+        re-entrant: each step forgets what it removed, so a clean-up cut short (a signal) can simply run again."""
         removed = []
-        if self.raw is not None:
+        raw, self.raw = self.raw, None
+        if raw is not None:
             try:
-                self.raw.close()
+                raw.close()
             except OSError:
                 pass
-        if self.fd is not None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
             try:
-                os.close(self.fd)
+                os.close(fd)  # a non-persistent TUN device goes with its last descriptor
                 removed.append(f"TUN {self.ifname}")
             except OSError:
                 pass
         if self.created_ns:
-            from pyroute2 import netns  # noqa: PLC0415
+            path = NETNS_DIR / self.name
+            if path.exists():
+                from pyroute2 import netns  # noqa: PLC0415
 
-            try:
-                netns.remove(self.name)
-                removed.append(f"namespace {self.name}")
-            except Exception:  # noqa: BLE001 - clean-up goes on; checked below
-                pass
-            if (NETNS_DIR / self.name).exists():
-                # the bind mount may survive a failed remove: one more try with the plain calls
                 try:
-                    import ctypes  # noqa: PLC0415
-
-                    libc = ctypes.CDLL(None, use_errno=True)
-                    libc.umount2(str(NETNS_DIR / self.name).encode(), 2)  # MNT_DETACH
-                    (NETNS_DIR / self.name).unlink()
-                    removed.append(f"namespace {self.name}")
-                except OSError:
+                    netns.remove(self.name)
+                except Exception:  # noqa: BLE001 - clean-up goes on; checked below
                     pass
+                if path.exists():
+                    # the bind mount may survive a failed remove: once more with the plain calls
+                    try:
+                        import ctypes  # noqa: PLC0415
+
+                        ctypes.CDLL(None, use_errno=True).umount2(str(path).encode(), 2)  # MNT_DETACH
+                        path.unlink()
+                    except OSError:
+                        pass
+                if not path.exists():
+                    removed.append(f"namespace {self.name}")
+            self.created_ns = False
         return removed

@@ -242,28 +242,137 @@ def test_replay_reports_a_changed_mtu(gateway):
     assert _replay_netns() == before
 
 
-@pytest.mark.lab
-def test_replay_sigint_mid_replay_cleans_up(gateway):
-    g = gateway()
-    before = _replay_netns()
-    # slow the packets down so the replay is certainly mid-tunnel when interrupted
+def _start_mid_replay(g, before: set[str]) -> subprocess.Popen:
+    """The replay started with the packets slowed down (--speed 0.1: the first ping ~6 s after the tunnel comes
+    up), returned once its namespace exists and its tunnel is up."""
     proc = subprocess.Popen(g.replay_argv("--speed", "0.1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not (_replay_netns() - before) and proc.poll() is None:
+        time.sleep(0.05)
+    if not (_replay_netns() - before):
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+        pytest.fail(f"the replay never created its namespace: {err}")
+    time.sleep(1.0)
+    return proc
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_replay_interrupted_mid_replay_cleans_up(gateway, sig):
+    g = gateway()
+    before = _replay_netns()
+    proc = _start_mid_replay(g, before)
     try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and not (_replay_netns() - before):
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        made = _replay_netns() - before
-        assert made, "the replay never created its namespace"
-        time.sleep(1.0)  # mid-replay: the first ping is due ~6 s after the tunnel comes up
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, sig)  # by PID (nsenter execs the replay: same process)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
+            proc.kill()
             proc.wait(5)
     assert proc.returncode == 130, err
-    assert "interrupted; removed:" in err and "namespace acflow-rp-" in err
-    assert _replay_netns() == before, "namespace left behind after SIGINT"
+    assert "interrupted; removed:" in err and "namespace acflow-rp-" in err and "TUN acrp0" in err, err
+    assert _replay_netns() == before, "namespace left behind after the signal"
+    links = subprocess.run(["nsenter", f"--net=/run/netns/{g.lab.client_ns}", "ip", "-o", "link"],
+                           capture_output=True, text=True).stdout
+    assert "acrp0" not in links
+
+
+@pytest.mark.lab
+def test_replay_gateway_closing_mid_replay(gateway):
+    g = gateway()
+    before = _replay_netns()
+    proc = _start_mid_replay(g, before)
+    try:
+        g.gw.stop()  # ocserv ended by its PID: its worker goes, and the TLS connection with it
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 1, out + err
+    doc = json.loads(out)
+    end = next(i for i in doc["comparisons"] if i["what"] == "tunnel ended by")
+    assert end["same"] is False and end["recorded"] == "DISCONNECT from the client"
+    assert "gateway" in end["replayed"], end
+    assert doc["inner"]["replayed"]["answered"] < 5
+    assert _replay_netns() == before
+
+
+@pytest.mark.lab
+def test_replay_in_a_given_namespace_keeps_it(gateway):
+    from pyroute2 import netns
+
+    g = gateway()
+    name = f"acflow-rp-given-{os.getpid()}"
+    netns.create(name)
+    try:
+        p = subprocess.run(g.replay_argv("--no-timing", "--netns", name), capture_output=True, text=True, cwd=ROOT,
+                           timeout=60)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr
+        doc = json.loads(p.stdout)
+        assert doc["tunnel"]["namespace"] == name and doc["tunnel"]["namespace_created"] is False
+        assert doc["cleanup"] == ["TUN acrp0"]
+        assert name in netns.listnetns()  # not ours to remove
+        links = subprocess.run(["nsenter", f"--net=/run/netns/{name}", "ip", "-o", "link"], capture_output=True,
+                               text=True).stdout
+        assert "acrp0" not in links
+    finally:
+        netns.remove(name)
+
+
+@pytest.mark.lab
+def test_new_certificate_is_a_difference(gateway):
+    """The same gateway with a new certificate (a fresh lab PKI instead of the recorded one): exit 1, and that is
+    the only difference."""
+    g = gateway(sample_pki=False)
+    p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 1, p.stdout[-2000:] + p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["differences"] == ["gateway certificate sha256"], doc["differences"]
+    assert doc["inner"]["replayed"]["answered"] == 5
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("setting, sent, answered", [("dpd", "dpd_req_sent", "dpd_resp_received"),
+                                                      ("keepalive", "keepalives_sent", None)])
+def test_replay_dpd_and_keepalive_as_the_gateway_asks(gateway, setting, sent, answered):
+    """Gateway `dpd = 2` (or `keepalive = 2`): with the pings slowed down (--speed 0.1: ~2 s apart, the first ~6 s
+    after the tunnel comes up) the replay sends DPD-REQ when the gateway has been silent for 2 s and gets DPD-RESP
+    (or a KEEPALIVE when it has sent nothing for 2 s); the changed setting is the one difference."""
+    g = gateway({setting: "2"})
+    p = subprocess.run(g.replay_argv("--speed", "0.1"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 1, p.stdout[-2000:] + p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["differences"] == [f"tunnel {setting}"], doc["differences"]
+    cstp = doc["tunnel"]["cstp"]
+    assert cstp[sent] >= 1, cstp
+    if answered:
+        assert cstp[answered] == cstp[sent], cstp
+    assert doc["inner"]["replayed"]["answered"] == 5
+    assert doc["timing"]["within_bound"], doc["timing"]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("password, status", [("acflow-pass-1", 0), ("not-the-password", 1)])
+def test_replay_with_typed_credentials(gateway, password, status):
+    """--user and --password-stdin instead of the recorded values: the lab user's password (lab/client.py) gives
+    the recorded session; a wrong one is a failed user-auth, reported with the gateway's answer, and no tunnel."""
+    from lab.client import USER, USER_PASSWORD
+
+    assert password != "acflow-pass-1" or password == USER_PASSWORD
+    g = gateway()
+    argv = [a for a in g.replay_argv("--no-timing") if a != "--reuse-credentials"]
+    p = subprocess.run([*argv, "--user", USER, "--password-stdin"], input=password + "\n", capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == status, p.stdout[-2000:] + p.stderr
+    assert password not in p.stdout
+    doc = json.loads(p.stdout)
+    phases = {ph["phase"]: ph["replayed"] for ph in doc["phases"]}
+    if status == 0:
+        assert phases["user-auth"] == "ok" and doc["inner"]["replayed"]["answered"] == 5
+    else:
+        assert phases["user-auth"] == "failed" and phases["cstp-connect"] == "not reached"
+        assert "auth result" in doc["differences"] and "phase user-auth" in doc["differences"]
+        assert doc["cleanup"] == []  # no tunnel, so no namespace was made

@@ -268,7 +268,10 @@ def recorded_exchange(rec: Recording) -> dict:
     answers = {answer_key(p.data) for p in rec.inner if p.direction == "s2c"} - {None}
     answered = sum(1 for k in keys if k is not None and k in answers)
     ipv6 = sum(1 for p in rec.inner if p.direction == "c2s" and p.data[:1] and p.data[0] >> 4 == 6)
-    return {"sent": len(sent), "answered": answered, "not_ipv4_skipped": ipv6}
+    channels: dict[str, int] = {}
+    for p in sent:
+        channels[p.channel] = channels.get(p.channel, 0) + 1
+    return {"sent": len(sent), "answered": answered, "not_ipv4_skipped": ipv6, "channels": channels}
 
 
 def percentile(values: list[float], q: float) -> float | None:

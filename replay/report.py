@@ -16,8 +16,9 @@ import json
 from analyzer import __version__
 
 PHASES = ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-connect", "dtls")
-PARAMS = ("address", "netmask", "mtu", "base_mtu", "dns", "split_include", "split_exclude", "default_domain", "dpd",
-          "keepalive", "idle_timeout", "session_timeout", "disconnected_timeout", "content_encoding")
+PARAMS = ("address", "netmask", "address_ip6", "mtu", "base_mtu", "dns", "split_include", "split_exclude",
+          "default_domain", "dpd", "keepalive", "idle_timeout", "session_timeout", "disconnected_timeout",
+          "content_encoding")
 
 
 def _item(out: list, what: str, recorded, replayed, compared: bool = True, note: str | None = None) -> None:
@@ -201,8 +202,10 @@ def render_terminal(doc: dict) -> str:
     inner = doc["inner"]
     lines.append("")
     r, p = inner["recorded"], inner["replayed"]
-    lines.append(f"inner packets (IPv4, client→gateway): recorded {r['sent']} sent / {r['answered']} answered; "
-                 f"replayed {p['sent']} sent / {p['seen_on_tun']} through the TUN / {p['answered']} answered"
+    over = ", ".join(f"{n} over {ch.upper()}" for ch, n in sorted(r.get("channels", {}).items()))
+    lines.append(f"inner packets (IPv4, client→gateway): recorded {r['sent']} sent" + (f" ({over})" if over else "")
+                 + f" / {r['answered']} answered; replayed over CSTP {p['sent']} sent / {p['seen_on_tun']} through "
+                 f"the TUN / {p['answered']} answered"
                  + (f"; {r['not_ipv4_skipped']} non-IPv4 recorded packet(s) not replayed" if r["not_ipv4_skipped"]
                     else ""))
     for e in p["errors"]:

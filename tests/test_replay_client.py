@@ -116,7 +116,7 @@ def test_baseline_recording_read_through_the_json_document():
     assert rec.connect_params["mtu"] == 1434 and rec.connect_params["address"] == "198.19.0.50"
     names = [k.lower() for k, _ in rec.connect_headers]
     assert "x-cstp-mtu" in names and "x-dtls-ciphersuite" in names
-    assert recorded_exchange(rec) == {"sent": 5, "answered": 5, "not_ipv4_skipped": 1}
+    assert recorded_exchange(rec) == {"sent": 5, "answered": 5, "not_ipv4_skipped": 1, "channels": {"dtls": 5}}
 
 
 def test_servercert_parsing():
@@ -223,7 +223,10 @@ def test_replay_baseline_same(gateway):
     assert doc["tunnel"]["mtu"] == 1472
     assert "webvpn=" not in p.stdout and "acflow-pass-1" not in p.stdout  # no secret in the report
     assert _replay_netns() == before, "the replay left its namespace behind"
-    assert any(x.startswith("namespace acflow-rp-") for x in doc["cleanup"])
+    assert doc["cleanup"] == ["TUN acrp0", f"namespace {doc['tunnel']['namespace']}"]
+    for ns in (f"--net=/run/netns/{g.lab.client_ns}", "--net=/proc/1/ns/net"):
+        links = subprocess.run(["nsenter", ns, "ip", "-o", "link"], capture_output=True, text=True).stdout
+        assert "acrp0" not in links
 
 
 @pytest.mark.lab

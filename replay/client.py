@@ -405,6 +405,7 @@ class ReplayClient:
         # user-auth rounds
         cookie = None
         result = None
+        reselected = False
         for _ in range(MAX_AUTH_ROUNDS):
             if doc.type == "complete":
                 cookie = _cookie(resp) or doc.session_token
@@ -414,6 +415,25 @@ class ReplayClient:
                 result = "failure"
                 break
             form = doc.auth.form
+            opaque = doc.opaque.xml if doc.opaque is not None else None
+            groups = next((f for f in form.fields if f.type == "select" and f.name == "group_list"), None)
+            want = self._group_choice()
+            if (groups is not None and want and not reselected and want in [o.value for o in groups.options]
+                    and (groups.selected is None or groups.selected.value != want)):
+                # as the recorded client: the group list offers another group than the one to use, so first ask
+                # for that group's form (an auth-reply holding only <group-select>), a group-selection POST
+                reselected = True
+                tgt = form.action or "/auth"
+                resp = self._post(tgt, reply_body(self.version, self.client_version, self.device_id, [], want,
+                                                  opaque))
+                doc = parse_config_auth(resp.body) if resp.body else None
+                ok_doc = doc is not None and not isinstance(doc, AggAuthError)
+                out.init_posts.append({"target": tgt, "group_select": want, "status": resp.status,
+                                       "response_type": doc.type if ok_doc else None})
+                if resp.status != 200 or not ok_doc:
+                    result = "failure"
+                    break
+                continue
             answers, missing = [], []
             for fld in form.fields:
                 if not fld.name or not _xml_name_ok(fld.name):
@@ -423,15 +443,15 @@ class ReplayClient:
                     missing.append(fld.name)
                     v = ""
                 if fld.type == "select" and fld.name == "group_list":
-                    out.group_selected = v
+                    out.group_selected = v  # sent as <group-select>, as the recorded client did
+                    continue
                 answers.append((fld.name, v))
             if missing:
                 out.rounds.append({"fields": [n for n, _ in answers], "status": None, "response_type": None,
                                    "message": None, "error": f"no value for {', '.join(missing)}", "form_fields": []})
                 result = "failure"
                 break
-            group_reply = out.group_selected if any(f.type == "select" for f in form.fields) else None
-            opaque = doc.opaque.xml if doc.opaque is not None else None
+            group_reply = out.group_selected if groups is not None else None
             tgt = form.action or (rec.rounds[len(out.rounds)].target if len(out.rounds) < len(rec.rounds) else "/auth")
             resp = self._post(tgt, reply_body(self.version, self.client_version, self.device_id, answers,
                                               group_reply, opaque))
@@ -450,14 +470,18 @@ class ReplayClient:
             if auth and auth.error:
                 result = "failure"
                 break
-            if auth and auth.form and sorted(f.name for f in auth.form.fields if f.name and f.type != "hidden") == \
-                    sorted(n for n, _ in answers if form.field(n) is None or form.field(n).type != "hidden"):
+            typed = sorted(n for n, _ in answers if form.field(n) is None or form.field(n).type != "hidden")
+            if auth and auth.form and typed and typed == sorted(
+                    f.name for f in auth.form.fields if f.name and f.type not in ("hidden", "select")):
                 # the same form again for what was just answered (ocserv: "Login failed." and the password
                 # prompt): rejected. A person would type again; the replay has nothing else to answer.
                 out.rounds[-1]["rejected"] = True
                 result = "failure"
                 break
         out.auth_result = result
+        out.phases["group-selection"]["summary"] = (
+            f"{len(out.init_posts)} POST(s); groups: {', '.join(glist) if glist else 'no group list'}"
+            + (f"; chose {out.group_selected}" if out.group_selected else ""))
         n = len(out.rounds)
         out.phases["user-auth"] = {"status": "ok" if result == "success" else "failed",
                                    "summary": (f"success after {n} round(s)" if result == "success" else

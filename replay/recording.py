@@ -159,7 +159,8 @@ def from_document(doc: dict, session_id: str | None = None) -> Recording:
     certs = td.get("certificates") or []
     sh = td.get("server_hello") or {}
     ch = td.get("client_hello") or {}
-    group_list = [g.get("label") or g.get("value") if isinstance(g, dict) else str(g) for g in gd.get("group_list", [])]
+    group_list = [(g.get("value") or g.get("label")) if isinstance(g, dict) else str(g)
+                  for g in gd.get("group_list", [])]
     tunnel = s.get("tunnel", {})
     channel = cd.get("channel", {})
     dpd_ka = {

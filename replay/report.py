@@ -83,7 +83,8 @@ def compare(rec, rp, opts) -> dict:
         _item(items, "gateway certificate sha256", rec.cert_sha256, rp.tls.get("cert_sha256"))
     # group selection / auth
     if rp.init_posts:
-        _item(items, "group list", [g for g in rec.group_list], rp.group_list)
+        _item(items, "group-selection POSTs", len(rec.init_posts), len(rp.init_posts))
+        _item(items, "group list", list(rec.group_list), rp.group_list)
         if rec.group_selected or rp.group_selected:
             _item(items, "group selected", rec.group_selected, rp.group_selected)
     if rp.init_posts and rec.rounds is not None:

@@ -141,12 +141,14 @@ def _lab_prerequisites():
 class _Gateway:
     """A lab with ocserv running the baseline configuration (plus `overrides`) in its gateway namespace."""
 
-    def __init__(self, work: Path, overrides: dict | None = None, sample_pki: bool = True):
+    def __init__(self, work: Path, overrides: dict | None = None, sample_pki: bool = True,
+                 scenario: str = "baseline"):
         from lab.netns import Lab
         from lab.runner import prepare_gateway, start_gateway
         from lab.scenarios import SCENARIOS
 
-        sc = SCENARIOS["baseline"]
+        sc = SCENARIOS[scenario]
+        self.sample = ROOT / "samples" / scenario
         if overrides:
             sc = dataclasses.replace(sc, gateway={**sc.gateway, **overrides})
         self.lab = Lab(tag=f"r{os.getpid() % 10000}")
@@ -155,7 +157,7 @@ class _Gateway:
             self.pki = prepare_gateway(sc, work)
             if sample_pki:  # the recorded gateway's own certificate and key (committed with the sample)
                 for name in ("server-cert.pem", "server-key.pem", "ca.pem"):
-                    shutil.copyfile(ROOT / "samples" / "baseline" / name, work / name)
+                    shutil.copyfile(self.sample / name, work / name)
                     os.chmod(work / name, 0o644)
             self.gw = start_gateway(self.lab, work, work / "gateway-keys.log", debug=2)
         except BaseException:
@@ -165,7 +167,7 @@ class _Gateway:
 
     def replay_argv(self, *extra: str) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{self.lab.client_ns}", sys.executable, "-m", "analyzer.cli", "replay",
-                "client", str(CAPTURE), "--keylog", str(KEYS), "--gateway", "https://vpn.acflow.test/",
+                "client", str(self.sample / "capture.pcapng"), "--keylog", str(self.sample / "keys.log"), "--gateway", "https://vpn.acflow.test/",
                 "--resolve", "vpn.acflow.test:198.18.0.1", "--cafile", str(self.pki.ca_cert),
                 "--reuse-credentials", "--format", "json", *extra]
 
@@ -181,10 +183,10 @@ def gateway():
     _lab_prerequisites()
     made = []
 
-    def make(overrides=None, sample_pki=True):
+    def make(overrides=None, sample_pki=True, scenario="baseline"):
         work = work_dir("acflow-replay-test-")  # readable by ocserv's workers (nobody), unlike pytest's tmp_path
         made.append((work, None))
-        g = _Gateway(work, overrides, sample_pki)
+        g = _Gateway(work, overrides, sample_pki, scenario)
         made[-1] = (work, g)
         return g
 
@@ -379,3 +381,28 @@ def test_replay_with_typed_credentials(gateway, password, status):
         assert phases["user-auth"] == "failed" and phases["cstp-connect"] == "not reached"
         assert "auth result" in doc["differences"] and "phase user-auth" in doc["differences"]
         assert doc["cleanup"] == []  # no tunnel, so no namespace was made
+
+
+@pytest.mark.lab
+def test_replay_group_select_same(gateway):
+    """samples/group-select against its own configuration: the init POST, the re-selection POST for the recorded
+    group (as openconnect made it), then username and password with that group — the same as recorded."""
+    g = gateway(scenario="group-select")
+    p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    doc = json.loads(p.stdout)
+    got = {i["what"]: i["replayed"] for i in doc["comparisons"]}
+    assert got["group-selection POSTs"] == 2 and got["group selected"] == "engineering"
+    assert doc["inner"]["replayed"]["answered"] == doc["inner"]["recorded"]["answered"] > 0
+
+
+@pytest.mark.lab
+def test_replay_group_removed_is_a_difference(gateway):
+    """The user's recorded group no longer offered by the gateway: the group list and the group differ (exit 1)."""
+    g = gateway({"select-group": ["sales[Sales Team]", "ops[Operations]"]}, scenario="group-select")
+    p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr
+    doc = json.loads(p.stdout)
+    assert "group list" in doc["differences"] and "group selected" in doc["differences"], doc["differences"]
+    gl = next(i for i in doc["comparisons"] if i["what"] == "group list")
+    assert "engineering" in gl["recorded"] and "engineering" not in gl["replayed"]

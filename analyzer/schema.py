@@ -150,6 +150,9 @@ def render(schema: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if not SCHEMA_PATH.exists():
+        print(f"{SCHEMA_PATH} not found: run this from a source checkout (docs/ is not installed)", file=sys.stderr)
+        return 2
     current = SCHEMA_PATH.read_text(encoding="utf-8")
     text = render(generate(json.loads(current)))
     if "--check" in args:

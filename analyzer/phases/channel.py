@@ -1,5 +1,9 @@
 """The typed form of a tunnel channel's statistics (`analyzer.connection.ChannelStats.summary()`), as the
-cstp-connect phase (`channel`) and each DTLS flow (`channel`) carry them."""
+cstp-connect phase (`channel`) and each DTLS flow (`channel`) carry them.
+
+The records are made from the tracker's dicts by keyword (`ChannelSummary(**summary)`), so a key added to
+`ChannelStats.summary()` (or to a DTLS hello, ServerHello or disconnect dict: analyzer/phases/dtls.py) fails
+loudly (TypeError) until it gets its field here — and with it its place in the JSON schema."""
 from __future__ import annotations
 
 from dataclasses import dataclass

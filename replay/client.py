@@ -37,6 +37,7 @@ CAP_NET_ADMIN, namespace or TUN cannot be made), 130 interrupted (after clean-up
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -287,9 +288,10 @@ def percentile(values: list[float], q: float) -> float | None:
 # ---------------------------------------------------------------------------------------------------------------
 
 class ReplayClient:
-    def __init__(self, rec: Recording, opts: Options):
+    def __init__(self, rec: Recording, opts: Options, critical=contextlib.nullcontext):
         self.rec = rec
         self.opts = opts
+        self.critical = critical  # () -> context manager holding signals (namespace and TUN set-up)
         self.url = GatewayURL.parse(opts.gateway)
         address = None
         if opts.resolve:
@@ -518,6 +520,12 @@ class ReplayClient:
 
     def _connect_and_tunnel(self, cookie: str) -> None:
         out = self.out
+        if self.rec.connect_new_connection or self.conn.closing:
+            # the recorded client connected on a new TLS connection (openconnect --authenticate then a cookie
+            # connect), or the gateway closes this one: CONNECT on a fresh one, as a client does
+            why = "as recorded" if self.rec.connect_new_connection else "the gateway closed the first one"
+            self.conn.reconnect()
+            out.tunnel["connect_connection"] = f"a new TLS connection ({why})"
         resp = self.conn.request("CONNECT", "/CSCOSSLC/tunnel", self._connect_headers(cookie))
         out.connect_status, out.connect_reason = resp.status, resp.reason
         if resp.status != 200:
@@ -534,11 +542,13 @@ class ReplayClient:
             return
         from .tunnel import TunNamespace  # noqa: PLC0415
 
-        self.ns = TunNamespace(self.opts.netns)
-        self.ns.open()
-        self.ns.configure(p["address"], p.get("netmask"), p.get("mtu"), p.get("split_include") or [])
-        out.tunnel = {"namespace": self.ns.name, "namespace_created": self.ns.created_ns, "device": self.ns.ifname,
-                      "address": p["address"], "mtu": p.get("mtu"), "routes": list(self.ns.routes)}
+        with self.critical():
+            self.ns = TunNamespace(self.opts.netns)
+            self.ns.open()
+            self.ns.configure(p["address"], p.get("netmask"), p.get("mtu"), p.get("split_include") or [])
+        out.tunnel = {**out.tunnel, "namespace": self.ns.name, "namespace_created": self.ns.created_ns,
+                      "device": self.ns.ifname, "address": p["address"], "mtu": p.get("mtu"),
+                      "routes": list(self.ns.routes)}
         self._tunnel_loop(p, self.conn.start_tunnel())
 
     def _tunnel_loop(self, params: dict, early: list) -> None:
@@ -700,6 +710,22 @@ class _Signals:
         self.old: dict = {}
         self.fired = False
         self.pid = os.getpid()
+        self.deferring = 0
+        self.pending: int | None = None
+
+    @contextlib.contextmanager
+    def critical(self):
+        """A section a signal must not cut in half (the namespace and TUN being made and configured, partly in
+        pyroute2's forked helpers): a signal is held and raised as soon as the section ends."""
+        self.deferring += 1
+        try:
+            yield
+        finally:
+            self.deferring -= 1
+            if not self.deferring and self.pending is not None and not self.fired:
+                signum, self.pending = self.pending, None
+                self.fired = True
+                raise KeyboardInterrupt(f"signal {signum}")
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -713,6 +739,9 @@ class _Signals:
         if os.getpid() != self.pid:  # a forked helper (pyroute2): leave at once, touching nothing
             os._exit(128 + signum)
         if self.fired:  # a second signal must not cut the clean-up short
+            return
+        if self.deferring:
+            self.pending = signum
             return
         self.fired = True
         raise KeyboardInterrupt(f"signal {signum}")
@@ -752,16 +781,20 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
     except (InputError, RecordingError) as e:
         err(str(e))
         return EXIT_INPUT
+    except KeyboardInterrupt:
+        err("interrupted while reading the capture; nothing was created yet")
+        return EXIT_INTERRUPTED
     needs_password = any(f in ("password",) for r in rec.rounds for f in r.fields)
     if needs_password and opts.password is None and not opts.reuse_credentials:
         err("the recorded session answered a password: give --password-stdin or --reuse-credentials")
         return EXIT_USAGE
+    sigs = _Signals()
     try:
-        client = ReplayClient(rec, opts)
+        client = ReplayClient(rec, opts, critical=sigs.critical)
     except ValueError as e:
         err(str(e))
         return EXIT_USAGE
-    with _Signals() as sigs:
+    with sigs:
         try:
             replay = client.run()
         except KeyboardInterrupt:

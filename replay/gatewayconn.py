@@ -77,6 +77,8 @@ class GatewayConnection:
         self._pending: list = []  # CSTP events that arrived with the CONNECT answer
         self.tls: dict = {}
         self.closed_by_gateway = False
+        self.closing = False  # the gateway said Connection: close
+        self.connections = 0
 
     # -- TLS ----------------------------------------------------------------------------------------------------
     def connect(self) -> dict:
@@ -109,12 +111,22 @@ class GatewayConnection:
             if got.lower() != want:
                 self.sock.close()
                 raise GatewayError(f"TLS: the gateway's certificate {algo} {got} is not the pinned one")
+        self.connections += 1
         cipher = self.sock.cipher()
         self.tls = {"version": _tls_version_name(self.sock.version()), "cipher_suite": _iana_name(cipher[0] if cipher
                                                                                                    else None),
                     "cert_sha256": sha256, "cert_sha1": sha1, "sni": server_hostname,
                     "duration": time.time() - t0}
         return self.tls
+
+    def reconnect(self) -> dict:
+        """A new TLS connection (and HTTP stream) to the same gateway, as a client does for CONNECT after the
+        gateway closed the authentication connection."""
+        self.close()
+        self.http = HTTPStream()
+        self._pending = []
+        self.closed_by_gateway = self.closing = False
+        return self.connect()
 
     # -- HTTP ---------------------------------------------------------------------------------------------------
     def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"") -> Response:
@@ -152,6 +164,8 @@ class GatewayConnection:
                 elif isinstance(ev, TunnelEstablished):
                     pass
             if resp is not None:
+                if "close" in (resp.headers.get("Connection") or "").lower():
+                    self.closing = True
                 return resp
 
     # -- CSTP ---------------------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ class Recording:
     connect_status: int | None
     connect_params: dict
     connect_time: float | None  # when the recorded CONNECT was answered (the inner packets' time origin)
+    connect_new_connection: bool  # the recorded CONNECT went on another TLS connection than the first one
     dpd_keepalive: dict  # recorded CSTP/DTLS DPD and keepalive counts
     downloader_gets: int
     dtls: dict  # mode, version, cipher_suite, status
@@ -178,7 +179,8 @@ def from_document(doc: dict, session_id: str | None = None) -> Recording:
         rounds=rounds, auth_result=ud.get("result"),
         connect_headers=[(h[0], h[1]) for h in conn.get("request_headers", [])],
         connect_status=conn.get("status"), connect_params=dict(conn.get("parameters") or {}),
-        connect_time=conn.get("response_time"), dpd_keepalive=dpd_ka,
+        connect_time=conn.get("response_time"),
+        connect_new_connection=bool(conn) and conn.get("connection") != td.get("connection"), dpd_keepalive=dpd_ka,
         downloader_gets=len((dl.get("details") or {}).get("gets", [])),
         dtls={"status": dt.get("status"), "mode": (dt.get("details") or {}).get("mode"),
               "version": (dt.get("details") or {}).get("version"),

@@ -236,6 +236,8 @@ def render_terminal(doc: dict) -> str:
                      f"{c['dpd_req_sent']} (answered {c['dpd_resp_received']}) / gateway {c['dpd_req_received']}, "
                      f"keepalives client {c['keepalives_sent']} / gateway {c['keepalives_received']} (counts follow "
                      f"the timing and are not compared; the intervals are)")
+        if tun.get("connect_connection"):
+            lines.append(f"CONNECT sent on {tun['connect_connection']}")
         lines.append(f"ended: {tun.get('end')}")
     if tun.get("connect_headers_dropped"):
         lines.append("CONNECT headers not replayed: " + ", ".join(

@@ -72,10 +72,6 @@ class Direction:
     inner_bytes_least: int = 0
     inner_bytes_most: int = 0
 
-    def to_json(self) -> dict:
-        return {"records": self.records, "control": self.control, "data": self.data,
-                "inner_bytes": self.inner_bytes_least if self.inner_bytes_least == self.inner_bytes_most
-                else [self.inner_bytes_least, self.inner_bytes_most]}
 
 
 @dataclass
@@ -113,9 +109,3 @@ class TunnelEstimate:
     def finish(self) -> None:
         self.control_unanswered += len(self._pending)
         self._pending.clear()
-
-    def to_json(self) -> dict:
-        return {"estimated": True, "c2s": self.dirs["c2s"].to_json(), "s2c": self.dirs["s2c"].to_json(),
-                "inner_packets": {k: v.data for k, v in self.dirs.items()},
-                "control_answered": self.control_answered, "control_unanswered": self.control_unanswered,
-                "exact_sizes": not self.prot.block}

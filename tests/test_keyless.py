@@ -65,3 +65,23 @@ def test_protection_overheads():
     # 1 type byte + 0 payload + 20 MAC + 1 pad length = 22 -> 32, + 16 IV = 48
     assert cbc.plaintext(48)[0] <= 1 <= cbc.plaintext(48)[1]
     assert protection("TLS_WEIRD", 0x0303, dtls=False) is None
+
+
+def test_estimate_in_the_report_only_without_keys():
+    from analyzer import __version__
+    from analyzer.report import render
+    from analyzer.report.json_report import to_document
+
+    d = sample("baseline")
+    for keyed in (False, True):
+        keys, info = load_keys([d / "keys.log"] if keyed else [], [])
+        a = analyze_paths([d / "capture.pcapng"], keys, info)
+        flow = to_document(a, version=__version__)["sessions"][0]["phases"][5]["details"]["flows"][0]
+        text = render(a, "terminal", version=__version__)
+        if keyed:
+            assert "estimate" not in flow and "estimated from record sizes" not in text
+        else:
+            e = flow["estimate"]
+            assert e["estimated"] is True and e["exact_sizes"] is True
+            assert e["c2s"]["data"] >= 1 and e["c2s"]["inner_bytes_least"] == e["c2s"]["inner_bytes_most"]
+            assert "estimated from record sizes: client→gateway" in text

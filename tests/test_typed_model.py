@@ -7,11 +7,12 @@ documents are made by that commit's own code, extracted from git into a temporar
 committed); `ACFLOW_JSON_BEFORE=DIR` uses documents made earlier instead (`python tests/json_snapshot.py DIR`
 run on the old code).
 
-This test pins the document as it was at `BASE`: a change that deliberately adds to the document moves `BASE`
-to its own parent commit.
+This test pins the document as it was at `BASE`: later changes may add keys (the contract allows additions), but
+every key and value `BASE` wrote must still be there, unchanged.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -59,8 +60,37 @@ def test_every_sample_document_is_unchanged(tmp_path):
     names = sorted(p.name for p in before.iterdir())
     assert names == sorted(p.name for p in after.iterdir())
     assert len(names) == 4 * len(list((ROOT / "samples").rglob("capture.pcapng")))
-    changed = [n for n in names if (before / n).read_text() != (after / n).read_text()]
-    assert not changed, f"{len(changed)} document(s) differ from commit {BASE[:10]}'s: {changed[:8]}"
+    # the contract: fields are only added, never renamed, removed or changed (docs/json-schema.md) — so every
+    # key and value of the old document is in the new one, which may hold more
+    changed = [n for n in names if _missing(json.loads((before / n).read_text()),
+                                            json.loads((after / n).read_text()))]
+    assert not changed, f"{len(changed)} document(s) lost or changed what commit {BASE[:10]} wrote: {changed[:8]}"
+
+
+def _missing(old, new, path="$") -> str | None:
+    """Where ``new`` lacks or changes something of ``old`` (None when old ⊆ new: added keys are allowed)."""
+    if isinstance(old, dict):
+        if not isinstance(new, dict):
+            return path
+        for k, v in old.items():
+            if k not in new:
+                return f"{path}.{k}"
+            where = _missing(v, new[k], f"{path}.{k}")
+            if where:
+                return where
+        return None
+    if isinstance(old, list):
+        if not isinstance(new, list) or len(old) != len(new):
+            return path
+        return next((w for i, (a, b) in enumerate(zip(old, new)) if (w := _missing(a, b, f"{path}[{i}]"))), None)
+    return None if old == new else path
+
+
+def test_document_comparison_allows_only_additions():
+    assert _missing({"a": 1, "b": [{"c": 2}]}, {"a": 1, "b": [{"c": 2, "d": 3}], "e": 4}) is None
+    assert _missing({"a": 1}, {"a": 2}) == "$.a"
+    assert _missing({"b": [{"c": 2}]}, {"b": [{}]}) == "$.b[0].c"
+    assert _missing({"b": [1, 2]}, {"b": [1]}) == "$.b"
 
 
 def test_snapshot_variants_cover_keys_and_secrets():

@@ -40,6 +40,37 @@ class DTLSServerHello(Record):
 
 
 @dataclass
+class DirectionEstimate(Record):
+    """One direction of an undecrypted DTLS channel, read from record sizes (analyzer/keyless.py)."""
+    records: int
+    control: int  # records of a bare control packet (DPD request/response, keepalive)
+    data: int  # DATA packets (MTU probes — padded DPD requests — included: only decryption tells them apart)
+    inner_bytes_least: int  # inner bytes they carry: exact for AEAD suites, a range of one block each for CBC
+    inner_bytes_most: int
+
+
+@dataclass
+class ChannelEstimate(Record):
+    """What an undecrypted DTLS channel carried, *estimated* from record sizes and the cipher suite's overhead."""
+    estimated: bool  # always true: a reading of sizes, not of contents
+    c2s: DirectionEstimate
+    s2c: DirectionEstimate
+    control_answered: int  # control packets answered in kind by the other side (DPD exchanges)
+    control_unanswered: int  # keepalives, and DPD requests without an answer
+    exact_sizes: bool  # AEAD suite: inner sizes exact; CBC: within one block
+
+    @classmethod
+    def from_estimate(cls, e) -> ChannelEstimate:
+        def one(d):
+            return DirectionEstimate(records=d.records, control=d.control, data=d.data,
+                                     inner_bytes_least=d.inner_bytes_least, inner_bytes_most=d.inner_bytes_most)
+
+        return cls(estimated=True, c2s=one(e.dirs["c2s"]), s2c=one(e.dirs["s2c"]),
+                   control_answered=e.control_answered, control_unanswered=e.control_unanswered,
+                   exact_sizes=not e.prot.block)
+
+
+@dataclass
 class DTLSFlowSummary(Record):
     """One UDP flow of the DTLS channel."""
     connection: str  # "udp.stream N"
@@ -78,6 +109,8 @@ class DTLSFlowSummary(Record):
     end: float | None
     continues: str | None  # the flow whose DTLS session this one continues (NAT rebinding)
     first_frame: int | None
+    # without keys: what the channel carried, estimated from record sizes (only for undecrypted records)
+    estimate: ChannelEstimate = UNSET
 
 
 @dataclass
@@ -153,7 +186,9 @@ def flow_summary(f: DTLSFlow, params: TunnelParameters | None) -> DTLSFlowSummar
         channel=ChannelSummary.from_stats(f.channel),
         session_id=f.session_id.hex() if f.session_id else None,
         first_record=f.first_record, start=f.first_ts, end=f.last_ts, continues=f.continues,
-        first_frame=f.first_frame)
+        first_frame=f.first_frame,
+        estimate=ChannelEstimate.from_estimate(f.estimate) if f.estimate is not None and f.keys_source is None
+        else UNSET)
 
 
 def build(g: Group, cstp: Phase, capture_end: float | None = None) -> Phase:

@@ -30,7 +30,7 @@ def _iso(ts: float | None) -> str:
         return "?"
     if not -62135596800 <= ts < 253402300800:  # outside years 1..9999 (damaged capture): fromtimestamp raises
         return str(ts)
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
 def _rel(ts: float | None, t0: float | None) -> str:
@@ -167,6 +167,8 @@ def _tunnel(con: Console, s) -> None:
         if sum(und.values()) and not sum(ip.values()):
             con.print(f"  {ch.upper():4} not decrypted: {sum(und.values())} records (client→gateway "
                       f"{und.get('c2s', 0)}, gateway→client {und.get('s2c', 0)})")
+            if ch == "dtls":
+                _dtls_estimate(con, s)
             continue
         line = (f"  {ch.upper():4} inner packets client→gateway {ip['c2s']} ({ib['c2s']} B), "
                 f"gateway→client {ip['s2c']} ({ib['s2c']} B)")
@@ -178,6 +180,24 @@ def _tunnel(con: Console, s) -> None:
         who = "client" if end.direction == "c2s" else "gateway"
         con.print(f"  ended: {end.type} from the {who} over {end.channel.upper()} at {_rel(end.ts, s.start)}"
                   + (f", reason {end.reason!r}" if end.reason else "") + f" (frame {end.frame})")
+
+
+def _dtls_estimate(con: Console, s) -> None:
+    """The keyless estimate of the DTLS channel (record sizes), summed over the session's flows."""
+    d = s.phase("dtls").details
+    ests = [f.estimate for f in getattr(d, "flow_list", []) if f.estimate]
+    if not ests:
+        return
+
+    def side(k):
+        data = sum(getattr(e, k).data for e in ests)
+        lo, hi = sum(getattr(e, k).inner_bytes_least for e in ests), sum(getattr(e, k).inner_bytes_most for e in ests)
+        return f"{data} data packets ({lo} B)" if lo == hi else f"{data} data packets ({lo}–{hi} B)"
+
+    answered = sum(e.control_answered for e in ests)
+    unanswered = sum(e.control_unanswered for e in ests)
+    con.print(f"       estimated from record sizes: client→gateway {side('c2s')}, gateway→client {side('s2c')}; "
+              f"control packets {answered} answered (DPD), {unanswered} unanswered (keepalives or lost DPD)")
 
 
 def _verbose(con: Console, s, show_secrets: bool) -> None:

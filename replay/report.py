@@ -29,37 +29,61 @@ def _item(out: list, what: str, recorded, replayed, compared: bool = True, note:
     out.append(item)
 
 
-def dtls_record_overhead(cipher_suite: str | None, version: str | None) -> int | None:
-    """Bytes a DTLS 1.2 record of an AEAD suite adds to an inner packet on the DTLS channel: record header (13),
-    explicit nonce (8 for AES-GCM/CCM, 0 for ChaCha20-Poly1305), tag (16), and the channel's type byte (1). None
-    for CBC suites (padding makes it vary) and other versions."""
-    if not cipher_suite or version != "DTLS 1.2":
+_MAC = {"SHA": 20, "SHA256": 32, "SHA384": 48}
+
+
+def dtls_record_overhead(cipher_suite: str | None, version: str | None = None) -> int | None:
+    """Bytes a DTLS record adds to an inner packet on the DTLS channel, for a suite named the IANA way
+    (TLS_PSK_WITH_AES_256_GCM_SHA384) or the OpenSSL way of X-DTLS-CipherSuite (AES256-GCM-SHA384, AES128-SHA): the
+    record header (13, DTLS 1.x and Cisco's 0x0100 alike) and the channel's type byte (1), plus for AES-GCM/CCM an
+    8-byte explicit nonce and a 16-byte tag, for ChaCha20-Poly1305 the tag, for AES-CBC an IV (16), the MAC and a
+    full block of padding (16). None for a name it does not know (PSK-NEGOTIATE names no suite)."""
+    if not cipher_suite:
         return None
-    if "CHACHA20_POLY1305" in cipher_suite:
+    name = cipher_suite.upper().replace("-", "_")
+    if "CHACHA20" in name:
         return 13 + 16 + 1
-    if "_GCM_" in cipher_suite or cipher_suite.endswith("_CCM") or "_CCM_" in cipher_suite:
+    if "_GCM" in name or name.endswith("_CCM") or "_CCM_" in name:
         return 13 + 8 + 16 + 1
+    if "AES" in name:
+        mac = _MAC.get(name.rsplit("_", 1)[-1])
+        if mac is not None and ("CBC" in name or name.startswith("AES")):
+            return 13 + 16 + mac + 16 + 1
     return None
 
 
 def _mtu_item(items: list, rec, rp) -> None:
-    """The tunnel MTU. A gateway sizes X-CSTP-MTU for the channels it offers: the recording offered DTLS, this
-    replay does not (not built yet), so a gateway may grant more — the DTLS record overhead the recorded grant
-    left room for. Same when the grants are equal, or when the replayed one less the recorded DTLS suite's record
-    overhead is the recorded one (ocserv does this); the note says which."""
+    """The tunnel MTU. A gateway sizes X-CSTP-MTU for the channels it offers: the recorded gateway offered DTLS,
+    this replay's CONNECT does not ask for it (not built yet), so the gateway may grant more by the DTLS record
+    overhead the recorded grant left room for (ocserv does). Same when the grants are equal, or when the replayed
+    one less that overhead is the recorded one — the overhead of the suite DTLS used, else of the suite the
+    gateway offered, else (PSK-NEGOTIATE never completed) of DTLS 1.2 AES-GCM or ChaCha20-Poly1305; the note says
+    which."""
     rv, pv = rec.connect_params.get("mtu"), rp.connect_params.get("mtu")
-    if rv is None or pv is None or rv == pv or rec.dtls.get("status") != "ok":
+    offered = rec.connect_params.get("dtls_ciphersuite")
+    if rv is None or pv is None or rv == pv or not offered:
         _item(items, "tunnel mtu", rv, pv)
         return
-    ov = dtls_record_overhead(rec.dtls.get("cipher_suite"), rec.dtls.get("version"))
-    if ov is not None and pv - ov == rv:
-        _item(items, "tunnel mtu", rv, pv - ov, note=(
-            f"granted {pv} with no DTLS offered; less the {ov}-byte DTLS record overhead of the recorded "
-            f"{rec.dtls.get('cipher_suite')}: {pv - ov}, as recorded"))
-        return
+    used = rec.dtls.get("cipher_suite") if rec.dtls.get("status") == "ok" else None
+    candidates = []
+    for suite in (used, offered):
+        ov = dtls_record_overhead(suite)
+        if ov is not None:
+            candidates.append((suite, ov))
+            break
+    if not candidates:
+        candidates = [("DTLS 1.2 AES-GCM (PSK-NEGOTIATE never completed: no suite recorded)", 38),
+                      ("DTLS 1.2 ChaCha20-Poly1305", 30)]
+    for suite, ov in candidates:
+        if pv - ov == rv:
+            _item(items, "tunnel mtu", rv, pv - ov, note=(
+                f"granted {pv} with no DTLS asked for; less the {ov}-byte DTLS record overhead of {suite} the "
+                f"recorded grant left room for: {pv - ov}, as recorded"))
+            return
+    suite, ov = candidates[0]
     _item(items, "tunnel mtu", rv, pv, note=(
-        f"granted {pv} with no DTLS offered (the recording offered DTLS"
-        + (f"; less its {ov}-byte record overhead: {pv - ov}" if ov is not None else "") + ")"))
+        f"granted {pv} with no DTLS asked for (the recorded gateway offered DTLS; less the {ov}-byte record overhead "
+        f"of {suite}: {pv - ov})"))
 
 
 def compare(rec, rp, opts) -> dict:

@@ -452,3 +452,30 @@ def test_replay_downloader_sample_connects_on_a_new_connection(gateway):
     assert "downloader: not replayed (not built yet)" in doc["not_replayed"]
     assert doc["tunnel"]["connect_connection"] == "a new TLS connection (as recorded)"
     assert doc["inner"]["replayed"]["answered"] == 5
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", ["dtls-blocked", "legacy-dtls", "legacy-dtls09"])
+def test_replay_other_samples_same(gateway, scenario):
+    """Samples whose DTLS was blocked, legacy (AES-256-GCM) or Cisco's 0x0100 (AES128-SHA): replayed over CSTP
+    against their own gateway configuration, the same as recorded — the granted MTU less the recorded DTLS suite's
+    record overhead (38 bytes for AES-GCM, 66 for AES-CBC-SHA1) is the recorded one."""
+    g = gateway(scenario=scenario)
+    p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    doc = json.loads(p.stdout)
+    inner = doc["inner"]
+    assert inner["replayed"]["answered"] == inner["recorded"]["answered"] == inner["recorded"]["sent"] > 0
+    mtu = next(i for i in doc["comparisons"] if i["what"] == "tunnel mtu")
+    assert mtu["same"] and "record overhead" in mtu["note"]
+
+
+def test_dtls_record_overhead():
+    from replay.report import dtls_record_overhead
+
+    assert dtls_record_overhead("TLS_PSK_WITH_AES_256_GCM_SHA384") == 38  # 13 + 8 + 16 + 1
+    assert dtls_record_overhead("AES256-GCM-SHA384") == 38
+    assert dtls_record_overhead("OC2-DTLS1_2-CHACHA20-POLY1305") == 30  # 13 + 16 + 1
+    assert dtls_record_overhead("TLS_RSA_WITH_AES_128_CBC_SHA") == 66  # 13 + 16 + 20 + 16 + 1
+    assert dtls_record_overhead("AES128-SHA") == 66
+    assert dtls_record_overhead("PSK-NEGOTIATE") is None

@@ -1,13 +1,13 @@
 # acflow — the two set-up commands (see README.md):
 #   make demo   install everything acflow needs and analyze the bundled baseline sample
-#   make test   install everything the tests need and run the whole test suite
+#   make test   install everything the tests need, lint (ruff, rules in pyproject.toml) and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 APT_PACKAGES = tshark tcpdump ocserv openconnect nftables iproute2 iputils-ping ethtool openssl curl util-linux \
                chromium gnutls-bin
 
-.PHONY: demo test deps venv lab bench fuzz clean
+.PHONY: demo test lint deps venv lab bench fuzz clean
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -29,7 +29,10 @@ venv: $(BIN)/acflow
 demo: deps venv
 	$(BIN)/acflow analyze samples/baseline/capture.pcapng --keylog samples/baseline/keys.log
 
-test: deps venv
+lint: venv
+	$(BIN)/ruff check .
+
+test: deps venv lint
 	$(BIN)/python -m pytest -q
 
 lab: deps venv

@@ -329,7 +329,8 @@ def _timeline(s, t0) -> str:
             left = min(100.0, max(0.0, (a - t0) / span * 100))
             width = min(100.0 - left, max(0.0, ((b if b is not None else a) - a) / span * 100))
             color = STATUS_COLOR.get(p.status, "#59636e")
-            bar = f'<div class="gantt"><span style="left:{left:.2f}%;width:{width:.2f}%;background:{color}"></span></div>'
+            bar = (f'<div class="gantt"><span style="left:{left:.2f}%;width:{width:.2f}%;background:{color}">'
+                   "</span></div>")
         name = p.phase
         rows.append(f'<tr class="phase-row"><td class="num">{i}</td><td><b>{_e(name)}</b><br>'
                     f'<span class="muted">{_e(PHASE_TITLES.get(name, ""))}</span></td>'
@@ -547,7 +548,8 @@ def _seq_groups(s) -> list[tuple[str, str, str, list]]:
                                      .strip(), shl.ts, shl.frame, "dtls"))
                 if fl.established:
                     hs = _num(fl.handshake_duration)
-                    rows.append(_note("DTLS established" + (f" (handshake {hs * 1000:.0f} ms)" if hs is not None else "")
+                    took = f" (handshake {hs * 1000:.0f} ms)" if hs is not None else ""
+                    rows.append(_note("DTLS established" + took
                                       + "; tunnel data moves to DTLS", fl.established_time,
                                       fl.established_frame, "tunnel"))
                 for a in fl.alerts:
@@ -616,7 +618,8 @@ def _sequence_svg(idx: int, s, t0) -> str:
                                                        else "#1f2328")
                 dash = ' stroke-dasharray="6 4"' if "dtls" in kind else ""
                 ah = x2 - 9 if x2 > x1 else x2 + 9
-                body.append(f'<g class="seq-msg {_e(r["dir"])}{" dtls-hello" if "dtls" in kind and "ClientHello" in r["label"] else ""}">'
+                hello = " dtls-hello" if "dtls" in kind and "ClientHello" in r["label"] else ""
+                body.append(f'<g class="seq-msg {_e(r["dir"])}{hello}">'
                             f'{title}<line x1="{x1}" y1="{cy + 4}" x2="{ah}" y2="{cy + 4}" stroke="{col}" '
                             f'stroke-width="1.6"{dash}/><polygon points="{x2},{cy + 4} {ah},{cy} {ah},{cy + 8}" '
                             f'fill="{col}"/><text x="{(xc + xg) / 2}" y="{cy}" font-size="12" text-anchor="middle" '
@@ -632,8 +635,10 @@ def _sequence_svg(idx: int, s, t0) -> str:
             f'<line x1="{xg}" y1="{top - 8}" x2="{xg}" y2="{height - 6}" stroke="#8c959f" stroke-width="1.2"/>']
     for x, who, what in ((xc, "Client", client), (xg, "Gateway", s.gateway)):
         head.append(f'<rect x="{x - 105}" y="6" width="210" height="44" rx="6" fill="#1f2328"/>'
-                    f'<text x="{x}" y="24" font-size="13" font-weight="600" fill="#fff" text-anchor="middle">{who}</text>'
-                    f'<text x="{x}" y="41" font-size="11" fill="#d1d9e0" text-anchor="middle">{_e(_short(what, 32))}</text>')
+                    f'<text x="{x}" y="24" font-size="13" font-weight="600" fill="#fff" '
+                    f'text-anchor="middle">{who}</text>'
+                    f'<text x="{x}" y="41" font-size="11" fill="#d1d9e0" '
+                    f'text-anchor="middle">{_e(_short(what, 32))}</text>')
     head.append('<text x="12" y="24" font-size="11" fill="#59636e">t since session start</text>'
                 '<text x="12" y="38" font-size="11" fill="#59636e"># frame</text>')
     # lifelines first, then phase bands would hide them: draw the bands, then the lifelines again on top
@@ -686,7 +691,7 @@ def _traffic_svg(series: list, t0, t_end) -> str:
         a[0] += nb
         a[1] += npk
     stacks = {"c2s": {}, "s2c": {}}
-    for (ch, d, i), (nb, _) in agg.items():
+    for (_ch, d, i), (nb, _) in agg.items():
         stacks[d][i] = stacks[d].get(i, 0) + nb
     peak = max([v for st in stacks.values() for v in st.values()] + [1]) / width_s
     W, L, R, top, half = 1060, 130, 1040, 28, 110
@@ -707,7 +712,8 @@ def _traffic_svg(series: list, t0, t_end) -> str:
     out = [(f'<svg class="traffic" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
            'role="img" aria-label="inner traffic over time">'),
            f'<rect x="{L}" y="{top}" width="{R - L}" height="{2 * half}" fill="#f6f8fa"/>',
-           f'<text x="{L - 8}" y="{top + 12}" font-size="11" text-anchor="end" fill="#59636e">{_e(_bytes(peak))}/s</text>',
+           f'<text x="{L - 8}" y="{top + 12}" font-size="11" text-anchor="end" '
+           f'fill="#59636e">{_e(_bytes(peak))}/s</text>',
            (f'<text x="{L - 8}" y="{top + 2 * half}" font-size="11" text-anchor="end" fill="#59636e">'
            f"{_e(_bytes(peak))}/s</text>"),
            f'<text x="{L - 8}" y="{mid - 8}" font-size="11" text-anchor="end" fill="#59636e">↑ client→gateway</text>',
@@ -977,6 +983,6 @@ def _verbose(s: dict) -> str:
             out.append(f'<details class="phase-details"><summary>Phase {i} {_e(p.get("phase"))}: all details'
                        f"</summary>{note}{_value(rest)}</details>")
     tunnel = {k: v for k, v in (s.get("tunnel") or {}).items() if k != "series"}
-    out.append(f"<details><summary>Tunnel and flows</summary>{_value({'tunnel': tunnel, 'connections': s.get('connections')})}"
-               "</details>")
+    flows = _value({"tunnel": tunnel, "connections": s.get("connections")})
+    out.append(f"<details><summary>Tunnel and flows</summary>{flows}</details>")
     return "\n".join(out)

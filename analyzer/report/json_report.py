@@ -17,7 +17,7 @@ def _clean(v):
         return bytes(v).hex()
     if isinstance(v, (set, frozenset)):
         return sorted(_clean(x) for x in v)
-    if hasattr(v, "name") and hasattr(v, "value") and isinstance(getattr(v, "value"), int):  # IntEnum
+    if hasattr(v, "name") and hasattr(v, "value") and isinstance(v.value, int):  # IntEnum
         return v.name
     return v
 

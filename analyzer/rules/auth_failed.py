@@ -3,8 +3,8 @@
 Fact (seed document, "POST - User Authentication"; protocol-notes "Phases on the wire"): success is a
 `type="complete"` answer with `<auth id="success">`; failure is HTTP 401, or an `<error>` / the auth form sent
 again with a message (ocserv: a new auth-request asking the same field again, "Login failed."). Every rejected
-round is reported: an error when the login finally failed, a warning when a later round succeeded. Several auth-reply rounds are normal for multi-factor logins (ocserv asks for the
-username and the password in two rounds).
+round is reported: an error when the login finally failed, a warning when a later round succeeded. Several
+auth-reply rounds are normal for multi-factor logins (ocserv asks for the username and the password in two rounds).
 """
 from __future__ import annotations
 

@@ -72,8 +72,8 @@ def check(session, ctx):
                     "answer from there" + (f"; {len(icmp)} ICMP port-unreachable came back" if icmp else "") + note
                     + ".",
             remedy="UDP to the gateway's DTLS port is blocked or dropped on the path (firewall, NAT, proxy) or the "
-                   "gateway does not listen on it: allow UDP " + str(split_endpoint(targets[0])[1]) + " end to end. Until "
-                   "then the tunnel falls back to TLS.",
+                   "gateway does not listen on it: allow UDP " + str(split_endpoint(targets[0])[1])
+                   + " end to end. Until then the tunnel falls back to TLS.",
             evidence={"hellos": count, "icmp_unreachable": len(icmp), "flows": [f.connection for f in silent]}))
     for f in flows:
         if f.full_handshake and (f.mode or "").startswith("legacy"):

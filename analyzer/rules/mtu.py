@@ -129,9 +129,9 @@ def check(session, ctx):
             out.append(Finding(
                 id="MTU_EXCEEDED", severity="warning", phase="dtls", time=probes[0]["ts"],
                 frames=[p["frame"] for p in probes][:10],
-                message=f"{len(probes)} DTLS MTU probe(s) (padded DPD requests of up to {max(p['size'] for p in probes)}"
-                        f" bytes) were not answered while {max(answered)}-byte probes were: larger packets do not "
-                        "cross the path.",
+                message=f"{len(probes)} DTLS MTU probe(s) (padded DPD requests of up to "
+                        f"{max(p['size'] for p in probes)} bytes) were not answered while {max(answered)}-byte "
+                        "probes were: larger packets do not cross the path.",
                 remedy="The path MTU is smaller than the tunnel MTU: lower the gateway's MTU or fix the device "
                        "that drops large UDP packets.",
                 evidence={"unanswered": len(probes), "sizes": sorted({p['size'] for p in probes}),

@@ -365,3 +365,29 @@ def test_capture_ending_at_the_dtls_hello_is_incomplete():
     dt = _phases(s)["dtls"]
     assert dt["status"] == "incomplete" and "not in the capture" in dt["summary"]
     assert "DTLS_NO_RESPONSE" not in [x["id"] for x in s["findings"]]
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("name", ["mixed-traffic", "cut/mixed-traffic-mid-tunnel"])
+def test_every_flow_is_a_session_flow_or_other_traffic_pyshark_oracle(name, tshark):
+    """Nothing is lost between the sessions and the "other traffic" block: the flows acflow reports, in both,
+    are all the TCP and UDP streams tshark (through pyshark, the independent oracle) numbers in the capture."""
+    import pyshark
+
+    cap = pyshark.FileCapture(str(sample(name) / "capture.pcapng"), keep_packets=False)
+    streams = set()
+    try:
+        for p in cap:
+            if hasattr(p, "icmp"):
+                continue  # a quoted packet inside an ICMP error is not a flow of its own here
+            if hasattr(p, "tcp"):
+                streams.add(("tcp", int(p.tcp.stream)))
+            elif hasattr(p, "udp"):
+                streams.add(("udp", int(p.udp.stream)))
+    finally:
+        cap.close()
+    d = _sample_doc(name, False)
+    ours = {(c["connection"].split(".")[0], int(c["connection"].split()[-1]))
+            for s in d["sessions"] for c in s["connections"]}
+    assert len(ours) + d["other_traffic"]["flows"] == len(streams), (ours, d["other_traffic"], streams)
+    assert ours <= streams

@@ -117,8 +117,10 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
     ev = getattr(s, "evidence", None) or []
     if ev:
         conf = getattr(s, "confidence", "confirmed")
-        con.print(f"  AnyConnect evidence ({conf}): " + "; ".join(e["text"] for e in ev[:4])
-                  + (f"; +{len(ev) - 4} more" if len(ev) > 4 else ""))
+        # the codes (docs/json-schema.md); a session recognised without keys also says why in words
+        con.print(f"  AnyConnect evidence ({conf}): " + ", ".join(e["code"] for e in ev))
+        if conf != "confirmed":
+            con.print("    " + "; ".join(e["text"] for e in ev[:3]))
     sw = getattr(s, "client_software", None) or {}
     if sw:
         con.print("  client: " + (f"{sw['name']}" + (f" {sw['version']}" if sw.get("version") else "")

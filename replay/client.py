@@ -225,6 +225,21 @@ def rewrite_source(packet: bytes, new_src: str) -> bytes:
     return bytes(p)
 
 
+def fit_mtu(packet: bytes, mtu: int | None, sp) -> list[bytes]:
+    """What an application's packet becomes on a TUN of this MTU, as the kernel would make it (the raw socket the
+    replay sends through does not do this itself): the packet; its fragments (scapy) when bigger without DF; nothing
+    when bigger with DF — an application gets EMSGSIZE — noted on ``sp``."""
+    if not mtu or len(packet) <= mtu:
+        return [packet]
+    if packet[6] & 0x40:  # DF
+        sp.error = (f"{len(packet)} bytes with DF set, more than the tunnel MTU {mtu}: not sent (an application "
+                    "would get EMSGSIZE)")
+        return []
+    from scapy.layers.inet import IP, fragment  # noqa: PLC0415
+
+    return [bytes(f) for f in fragment(IP(packet), fragsize=(mtu - (packet[0] & 15) * 4) // 8 * 8)]
+
+
 def request_key(packet: bytes) -> tuple | None:
     """What an answer to ``packet`` (IPv4) would match: ICMP echo (dst, id, seq) or (proto, dst, sport, dport)."""
     if len(packet) < 20 or packet[0] >> 4 != 4:
@@ -559,12 +574,13 @@ class ReplayClient:
         recorded = rec.client_packets()
         if origin is None and recorded:
             origin = recorded[0].ts
-        plan: list[tuple[SentPacket, bytes]] = []
+        plan: list[tuple[SentPacket, list[bytes]]] = []
+        mtu = params.get("mtu")
         for i, p in enumerate(recorded):
             intended = 0.0 if self.opts.no_timing else max(0.0, (p.ts - origin) / speed)
             data = rewrite_source(p.data, addr)
             sp = SentPacket(index=i + 1, intended=intended, summary=summarize(data), key=request_key(data))
-            plan.append((sp, data))
+            plan.append((sp, fit_mtu(data, mtu, sp)))
             out.packets.append(sp)
         by_key: dict = {}
         for sp, _ in plan:
@@ -618,10 +634,12 @@ class ReplayClient:
             rel = now - t0
             # packets due now go into the namespace (and so out through the TUN)
             while nxt < len(plan) and plan[nxt][0].intended <= rel:
-                sp, data = plan[nxt]
-                sp.actual = time.monotonic() - t0
+                sp, pieces = plan[nxt]
+                if pieces:
+                    sp.actual = time.monotonic() - t0
                 try:
-                    ns.inject(data)
+                    for piece in pieces:
+                        ns.inject(piece)
                 except OSError as e:
                     sp.error = e.strerror or str(e)
                 nxt += 1

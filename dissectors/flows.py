@@ -777,13 +777,7 @@ class FlowTable:
             fl = udp.get(key)
             out = []
             if fl is None:
-                if len(udp) >= self.max_flows:
-                    _k, old = udp.popitem(last=False)
-                    self.evicted += 1
-                    out.append((old, FlowEvicted("udp", old.index, ts, frame)))
-                fl = udp[key] = UDPFlow(self.udp_flows, (src, sport), (dst, dport), ts, frame)
-                self.udp_flows += 1
-                self._number(fl, True, True)
+                fl = self._new_udp_flow(key, (src, sport), (dst, dport), ts, frame, out)
             else:
                 udp.move_to_end(key)
                 if self.capture and fl.numbers[-1][0] != self.capture:
@@ -831,15 +825,20 @@ class FlowTable:
             st.first_ts = st.last_ts = ts
             st.first_frame = st.last_frame = frame
         elif inner.proto == 17 and key not in self._udp:
-            udp = self._udp
-            if len(udp) >= self.max_flows:
-                _k, old = udp.popitem(last=False)
-                self.evicted += 1
-                out.append((old, FlowEvicted("udp", old.index, ts, frame)))
-            fl = udp[key] = UDPFlow(self.udp_flows, (src, sport), (dst, dport), ts, frame)
-            self.udp_flows += 1
-            self._number(fl, True, True)
+            self._new_udp_flow(key, (src, sport), (dst, dport), ts, frame, out)
         return out
+
+    def _new_udp_flow(self, key: tuple, a: tuple, b: tuple, ts: float, frame: int, out: list) -> UDPFlow:
+        """A new UDP flow (``a`` its first sender), evicting the least recently active one at the bound."""
+        udp = self._udp
+        if len(udp) >= self.max_flows:
+            _k, old = udp.popitem(last=False)
+            self.evicted += 1
+            out.append((old, FlowEvicted("udp", old.index, ts, frame)))
+        fl = udp[key] = UDPFlow(self.udp_flows, a, b, ts, frame)
+        self.udp_flows += 1
+        self._number(fl, True, True)
+        return fl
 
     def _new_stream(self, key: tuple, ts: float, frame: int, out: list) -> TCPStream:
         tcp = self._tcp

@@ -21,7 +21,6 @@ from .helpers import analyze_with_and_without_lanes as _run_both_ways
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "dtls-blocked"
-BENCH = ROOT / "bench" / "cache" / "cstp"
 
 
 def _run(capture: Path, keylog: Path, fast: bool):
@@ -56,14 +55,6 @@ def test_tcp_lane_carries_the_cstp_bulk_of_the_dtls_blocked_sample(monkeypatch):
     data = _cstp_data_frames(pipe)
     assert data >= 20
     assert len(taken) >= data // 2, (len(taken), data)
-
-
-@pytest.mark.skipif(not (BENCH / "capture.pcapng").exists(), reason="bench CSTP capture not built")
-def test_tcp_lane_carries_the_cstp_bulk_of_the_bench_capture():
-    _doc, _inner, pipe = _run(BENCH / "capture.pcapng", BENCH / "keys.log", fast=True)
-    data = _cstp_data_frames(pipe)
-    assert data > 10000
-    assert pipe.fast_frames >= data, (pipe.fast_frames, data)  # two segments per record, plus ACKs
 
 
 # -- damaged variants ----------------------------------------------------------------------------------------

@@ -121,7 +121,8 @@ class Replay:
     other_from_gateway: int = 0
     cstp: dict = field(default_factory=lambda: {"dpd_req_received": 0, "dpd_resp_sent": 0, "dpd_req_sent": 0,
                                                 "dpd_resp_received": 0, "keepalives_sent": 0,
-                                                "keepalives_received": 0, "data_sent": 0, "data_received": 0})
+                                                "keepalives_received": 0, "data_sent": 0, "data_received": 0,
+                                                "compressed_received": 0})
     end: str | None = None
     error: str | None = None
     cleanup: list = field(default_factory=list)
@@ -604,6 +605,8 @@ class ReplayClient:
                 t = ev.type
                 if t in (CSTPType.DATA, CSTPType.COMPRESSED_DATA) and ev.packet:
                     out.cstp["data_received"] += 1
+                    if t == CSTPType.COMPRESSED_DATA:  # expanded by the framer (X-CSTP-Content-Encoding)
+                        out.cstp["compressed_received"] += 1
                     try:
                         ns.write(ev.packet)
                     except OSError:

@@ -250,7 +250,8 @@ def render_terminal(doc: dict) -> str:
     if tun.get("namespace"):
         c = tun["cstp"]
         lines.append(f"tunnel: {tun['device']} in namespace {tun['namespace']}, {tun['address']} MTU {tun['mtu']}, "
-                     f"routes {_fmt(tun['routes'])}; CSTP DATA {c['data_sent']} sent / {c['data_received']} received, "
+                     f"routes {_fmt(tun['routes'])}; CSTP DATA {c['data_sent']} sent / {c['data_received']} received "
+                     f"({c.get('compressed_received', 0)} compressed), "
                      f"DPD-RESP sent {c['dpd_resp_sent']}")
         rd = tun.get("recorded_dpd_keepalive") or {}
         rq, rk = rd.get("cstp_dpd_requests") or {}, rd.get("cstp_keepalives") or {}

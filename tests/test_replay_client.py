@@ -510,3 +510,18 @@ def test_replay_mtu_sample_differs_by_channel(gateway):
     inner = doc["inner"]
     assert inner["recorded"] == {"sent": 8, "answered": 5, "not_ipv4_skipped": 1, "channels": {"dtls": 8}}
     assert inner["replayed"]["sent"] == 8 and inner["replayed"]["answered"] == 8
+
+
+@pytest.mark.lab
+def test_replay_compression_switched_on_is_a_difference(gateway):
+    """The gateway now compresses (`compression = true`; the recorded X-CSTP-Accept-Encoding offered oc-lz4,lzs):
+    the content encoding is the one difference, the pings still answered (COMPRESSED DATA would be expanded by
+    dissectors.cstp's framer)."""
+    g = gateway({"compression": "true"})
+    p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["differences"] == ["tunnel content encoding"], doc["differences"]
+    enc = next(i for i in doc["comparisons"] if i["what"] == "tunnel content encoding")
+    assert enc["recorded"] is None and enc["replayed"] in ("oc-lz4", "lzs")
+    assert doc["inner"]["replayed"]["answered"] == 5

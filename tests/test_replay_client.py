@@ -525,3 +525,48 @@ def test_replay_compression_switched_on_is_a_difference(gateway):
     enc = next(i for i in doc["comparisons"] if i["what"] == "tunnel content encoding")
     assert enc["recorded"] is None and enc["replayed"] in ("oc-lz4", "lzs")
     assert doc["inner"]["replayed"]["answered"] == 5
+
+
+def _replay_like_the_recording(rec):
+    """A Replay object as a faithful replay of ``rec`` would leave it (no gateway needed)."""
+    from replay.client import Replay, SentPacket, request_key
+
+    rp = Replay(gateway="https://vpn.acflow.test/")
+    for name, ph in rec.phases.items():
+        rp.phases[name] = dict(ph)
+    rp.phases["dtls"] = {"status": "not replayed", "summary": "DTLS not replayed (not built yet)"}
+    rp.tls = {"version": rec.tls_version, "cipher_suite": rec.tls_cipher, "cert_sha256": rec.cert_sha256}
+    rp.init_posts = [{"target": "/"}] * len(rec.init_posts)
+    rp.group_list, rp.group_selected = list(rec.group_list), rec.group_selected
+    rp.rounds = [{"fields": r.fields, "message": r.message, "error": r.error, "form_fields": r.form_fields,
+                  "response_type": r.response_type} for r in rec.rounds]
+    rp.auth_result, rp.connect_status = rec.auth_result, rec.connect_status
+    rp.connect_params = {**rec.connect_params, "mtu": rec.connect_params["mtu"] + 38}  # no DTLS asked for
+    for i, p in enumerate(rec.client_packets()):
+        rp.packets.append(SentPacket(index=i + 1, intended=0.1 * i, actual=0.1 * i, seen_on_tun=0.1 * i,
+                                     answered=0.1 * i + 0.001, key=request_key(p.data)))
+    rp.end = "DISCONNECT from the replay client over CSTP"
+    rp.timing = {"drift_ms": {"p50": 0.1, "p99": 0.2, "max": 0.2}, "tun_lag_ms": {"p50": 0.1, "max": 0.1},
+                 "bound_ms": 50.0, "mode": "recorded", "speed": 1.0}
+    return rp
+
+
+def test_compare_same_and_differs_without_a_gateway():
+    from replay.client import Options
+    from replay.recording import load_recording
+    from replay.report import compare, render_json, render_terminal
+
+    rec = load_recording(CAPTURE, [KEYS])
+    opts = Options(capture=CAPTURE, keylogs=(KEYS,), gateway="https://vpn.acflow.test/")
+    rp = _replay_like_the_recording(rec)
+    doc = compare(rec, rp, opts)
+    assert doc["result"] == "same" and doc["differences"] == [], doc["differences"]
+    text = render_terminal(doc)
+    assert "result: SAME" in text and "DTLS not replayed (not built yet)" in text
+    assert rec.recorded_value("password") not in render_json(doc) + text
+    rp.connect_params["dns"] = ["198.19.0.53"]
+    rp.packets[-1].answered = None
+    doc = compare(rec, rp, opts)
+    assert doc["result"] == "differs"
+    assert doc["differences"] == ["tunnel dns", "inner packets answered"], doc["differences"]
+    assert "← DIFFERS" in render_terminal(doc)

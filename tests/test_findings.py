@@ -69,6 +69,17 @@ EXPECTED = {
     # openconnect frozen (SIGSTOP) by the lab for 17 s: a client that stops sending, see samples/scripted/README.md
     "scripted/keepalive-missing": {("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"),
                                    ("info", "SESSION_DISCONNECT"), ("warning", "KEEPALIVE_MISSING")},
+    # issue #12's real-world captures (lab scenarios and scripted cases)
+    "mixed-traffic": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "client-cert-chain": {("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT"), ("info", "TLS_CLIENT_CERT_MISSING"),
+                          ("info", "TLS_CLIENT_CERT_REQUESTED")},
+    "group-url-unknown": {("error", "GROUP_URL_UNKNOWN")},
+    "cisco-ua": {("info", "AUTH_MULTI_ROUND"), ("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "scripted/dtls-cookie": {("info", "MTU_MISMATCH"), ("info", "SESSION_DISCONNECT")},
+    "scripted/login-retry": {("info", "AUTH_MULTI_ROUND"), ("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"),
+                             ("info", "SESSION_DISCONNECT"), ("warning", "AUTH_FAILED")},
+    "scripted/login-retry-asa": {("info", "AUTH_MULTI_ROUND"), ("info", "DTLS_NOT_OFFERED"), ("info", "MTU_MISMATCH"),
+                                 ("info", "SESSION_DISCONNECT"), ("warning", "AUTH_FAILED")},
 }
 
 
@@ -81,6 +92,47 @@ def test_exact_findings(name):
     """The scripted cases also show which rule each one exists for (see samples/scripted/README.md)."""
     got = {(f["severity"], f["id"]) for f in findings(name)}
     assert got == EXPECTED[name]
+
+
+#: rule ids no committed capture shows yet (each with the reason); every other id must fire on one of EXPECTED
+NOT_YET_ON_A_CAPTURE = {
+    "DTLS_COOKIE_IGNORED": "needs a capture where HelloVerifyRequests reach the wire but not the client's socket",
+    "ACFLOW_RULE_ERROR": "a bug in a rule: test_a_failing_rule_is_reported_not_fatal injects one",
+    "CAPTURE_GAP": "tested on the hostile corpus (tests/test_corpus.py)",
+    "CAPTURE_DAMAGED": "tested on the hostile corpus (tests/test_corpus.py)",
+    "ANALYSIS_LIMIT": "tested on the hostile corpus (tests/test_corpus.py)",
+    "NO_VPN_SESSION": "capture-wide: tests/test_realworld.py (a keyless capture without any session)",
+    "KEYS_MISSING": "fires on every capture analysed without its key log (tests/test_realworld.py, test_wording.py)",
+}
+
+
+def test_a_failing_rule_is_reported_not_fatal(monkeypatch):
+    """A rule that raises becomes an ACFLOW_RULE_ERROR warning on the session; the other rules still run."""
+    from analyzer import rules
+    from analyzer.analyze import analyze_paths, load_keys
+
+    from .conftest import sample
+
+    import types
+
+    broken = types.ModuleType("analyzer.rules.broken")
+    broken.RULE_IDS = ("X",)
+    broken.check = lambda session, ctx: 1 / 0
+    real = rules.load_rules
+    monkeypatch.setattr(rules, "load_rules", lambda: [broken, *real()])
+    d = sample("baseline")
+    a = analyze_paths([d / "capture.pcapng"], *load_keys([d / "keys.log"], []))
+    ids = [f.id for f in a.sessions[0].findings]
+    err = next(f for f in a.sessions[0].findings if f.id == "ACFLOW_RULE_ERROR")
+    assert "broken" in err.message and "ZeroDivisionError" in err.message and err.severity == "warning"
+    assert "SESSION_DISCONNECT" in ids
+
+
+def test_every_rule_fires_on_a_real_capture():
+    ids = {i for m in RULE_MODULES for i in importlib.import_module(f"analyzer.rules.{m}").RULE_IDS}
+    seen = {i for found in EXPECTED.values() for _, i in found}
+    assert ids - seen <= set(NOT_YET_ON_A_CAPTURE), sorted(ids - seen - set(NOT_YET_ON_A_CAPTURE))
+    assert not seen & set(NOT_YET_ON_A_CAPTURE), "an id now fires on a capture: drop it from NOT_YET_ON_A_CAPTURE"
 
 
 def test_baseline_has_no_error_or_warning():

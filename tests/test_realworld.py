@@ -166,6 +166,8 @@ def test_gateway_option_forces_the_choice():
     # without keys a lone short TLS connection shows no evidence of the protocol: other traffic
     d = _doc(cap, keyed=False)
     assert d["sessions"] == [] and d["other_traffic"]["flows"] == 1
+    nvs = next(f for f in d["findings"] if f["id"] == "NO_VPN_SESSION")
+    assert nvs["severity"] == "info" and "1 other flow(s)" in nvs["message"] and "--gateway" in nvs["remedy"]
     assert d["other_traffic"]["by_protocol"][0] == {"protocol": "TLS", "server_port": 443, "flows": 1,
                                                     "bytes": d["other_traffic"]["by_protocol"][0]["bytes"]}
     assert not [f for f in d["findings"] if f["severity"] != "info"]

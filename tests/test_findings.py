@@ -108,12 +108,12 @@ NOT_YET_ON_A_CAPTURE = {
 
 def test_a_failing_rule_is_reported_not_fatal(monkeypatch):
     """A rule that raises becomes an ACFLOW_RULE_ERROR warning on the session; the other rules still run."""
+    import types
+
     from analyzer import rules
     from analyzer.analyze import analyze_paths, load_keys
 
     from .conftest import sample
-
-    import types
 
     broken = types.ModuleType("analyzer.rules.broken")
     broken.RULE_IDS = ("X",)

@@ -282,6 +282,14 @@ class Lab:
         self.processes.append(p)
         return p
 
+    def drop_udp_from(self, ns: str, sport: int) -> None:
+        """nftables in namespace ``ns``: drop incoming UDP from source port ``sport`` at the input hook, after a
+        capture on the namespace's veth has seen it (a one-way firewall rule)."""
+        self.ns_run(ns, ["nft", "add", "table", "inet", "acflow-in"])
+        self.ns_run(ns, ["nft", "add", "chain", "inet", "acflow-in", "in",
+                         "{ type filter hook input priority 0 ; }"])
+        self.ns_run(ns, ["nft", "add", "rule", "inet", "acflow-in", "in", "udp", "sport", str(sport), "drop"])
+
     def block_udp_443(self) -> None:
         """Drop UDP to port 443 in the gateway namespace (DTLS blocked; the tunnel stays on CSTP)."""
         self.ns_run(self.gw_ns, ["nft", "add", "table", "inet", "acflow"])

@@ -99,7 +99,7 @@ def check(session, ctx):
         frames=[h.frame for f in flows for h in f.client_hellos][:20],
         message=msg,
         remedy=("The retries are the client's normal back-off while DTLS is blocked; fix the DTLS path (see "
-                "DTLS_NO_RESPONSE)." if fits else
+                "DTLS_NO_RESPONSE, DTLS_COOKIE_IGNORED)." if fits else
                 "The retry timing matches no known client: something delays or drops the client's hellos "
                 "irregularly, or the capture misses packets."),
         evidence={"attempts": [[round(t - attempts[0][0], 3) for t in a] for a in attempts],

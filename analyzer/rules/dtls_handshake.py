@@ -52,7 +52,9 @@ def check(session, ctx):
                 remedy="Align the DTLS cipher lists of gateway and client (the client offered: "
                        f"{cd.requested.dtls_ciphersuites if cd.requested else None}).",
                 evidence={"requested": cd.requested.dtls_ciphersuites if cd.requested else None}))
-    silent = [f for f in flows if f.client_hello_count and not f.server_hello and not f.established]
+    # answered by HelloVerifyRequests is answered (the client not using the cookie is DTLS_COOKIE_IGNORED)
+    silent = [f for f in flows if f.client_hello_count and not f.server_hello and not f.established
+              and not f.hello_verify_requests]
     # a capture that ends right after a hello cannot tell whether it would have been answered
     if ctx.capture_end is not None:
         silent = [f for f in silent if ctx.capture_end - f.client_hellos[-1].ts >= NO_RESPONSE_WAIT]

@@ -227,6 +227,9 @@ class Case:
     # the lines typed at openconnect's password prompts, one per prompt (no --passwd-on-stdin); None: the lab
     # password once, with --passwd-on-stdin
     passwords: tuple[str, ...] | None = None
+    # the client namespace drops incoming UDP from this gateway port (nftables input hook): the answers reach the
+    # client's wire, hence the capture on its veth, but never its socket (a one-way firewall rule)
+    client_drops_udp_from: int | None = None
 
 
 def _fallback_script(c: dict) -> dict:
@@ -817,6 +820,19 @@ CASES: dict[str, Case] = {c.name: c for c in [
                         len([e for e in _dtls_events(ctx, "tx") if e.get("why") == "ICMP echo reply"]))),
           ("pings answered", _pings_answered)],
          pings=[(4, 3, 56)], hold=1.0, dtls_server={"kind": "psk", "port": DTLS_PORT}),
+    Case("dtls-cookie-ignored",
+         "as dtls-cookie, but a firewall rule on the client drops the DTLS server's answers after the capture "
+         "point: the HelloVerifyRequests are on the wire, the client never sees them and keeps re-sending its "
+         "cookie-less ClientHello until it gives up on DTLS; the tunnel stays on CSTP",
+         _dtls_cookie_script,
+         [("the DTLS server answered ClientHellos with HelloVerifyRequests (at least two)",
+           lambda ctx: (len(_dtls_events(ctx, "hello-verify-request")) >= 2,
+                        len(_dtls_events(ctx, "hello-verify-request")))),
+          ("no ClientHello ever carried the cookie", lambda ctx: (not _dtls_events(ctx, "cookie-valid"), None)),
+          ("openconnect did not establish DTLS", no_log_line(r"^Established DTLS connection")),
+          ("pings answered (over CSTP)", _pings_answered)],
+         pings=[(4, 3, 56)], hold=14.0, dtls_server={"kind": "psk", "port": DTLS_PORT},
+         client_drops_udp_from=DTLS_PORT),
     Case("login-retry",
          "the first password is rejected ('Login failed.' in a new auth-request form, as ocserv does), the "
          "second accepted; the tunnel comes up",

@@ -95,6 +95,9 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         with Lab() as lab:
             say(f"[scripted] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
             dump = lab.start_capture(capture, work / "dumpcap.log")
+            if case.client_drops_udp_from:
+                lab.drop_udp_from(lab.client_ns, case.client_drops_udp_from)
+                act("client-drops-udp", sport=case.client_drops_udp_from)
             if case.dtls_server and case.dtls_server.get("kind") == "psk":
                 # GnuTLS through ctypes (replay.dtls_psk_server): PSK-NEGOTIATE with RFC 6347 cookies; it reads
                 # the gateway's key log and events (the PSK is the CSTP TLS session's exporter)

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 
 from dissectors.dtls.record import DTLS_BAD_VER
 
+from .keyless import CSTP_HEADER, protection
+
 STRONG, MEDIUM = 2, 1
-CSTP_HEADER = 8  # "STF", 1, length (2), type, 0
 CSTP_CONTROL_MIN = 2  # control-size records needed for the record pattern
 
 
@@ -105,22 +106,6 @@ class Verdict:
         return "high" if self.score >= 2 * STRONG else "medium"
 
 
-def cstp_control_size(version: int | None, suite_name: str | None) -> int | None:
-    """The TLS record length of a CSTP control frame (8 bytes, no payload) under this protection, if fixed."""
-    if version is None or not suite_name:
-        return None
-    if version >= 0x0304:
-        return CSTP_HEADER + 1 + 16  # inner content type + AEAD tag
-    if "GCM" in suite_name or "CCM" in suite_name and "CCM_8" not in suite_name:
-        return CSTP_HEADER + 8 + 16  # explicit nonce + tag
-    if "CHACHA20" in suite_name:
-        return CSTP_HEADER + 16
-    if "CBC" in suite_name and version >= 0x0302:
-        mac = 48 if suite_name.endswith("SHA384") else 32 if suite_name.endswith("SHA256") else 20
-        return 16 + ((CSTP_HEADER + mac + 1 + 15) // 16) * 16  # explicit IV + padded block(s)
-    return None
-
-
 def cstp_record_pattern(conn, suite_name: str | None) -> tuple[int, list[int]] | None:
     """Protected records of exactly a CSTP control frame's size: (count, frames) when they form the pattern.
 
@@ -129,12 +114,12 @@ def cstp_record_pattern(conn, suite_name: str | None) -> tuple[int, list[int]] |
     exact sizes recurring like this.
     """
     sh = conn.server_hello
-    size = cstp_control_size(sh.version if sh else None, suite_name)
-    if size is None:
+    prot = protection(suite_name, sh.version if sh else None, dtls=False)
+    if prot is None:
         return None
+    size = prot.record_length(CSTP_HEADER)  # a control frame: the CSTP header alone
     ctl = {d: [(ts, fr) for ts, n, fr in conn.record_sizes[d] if n == size] for d in ("c2s", "s2c")}
-    pairs = [(a, b) for a in ctl["c2s"] for b in ctl["s2c"] if 0 <= b[0] - a[0] <= 5.0] + \
-            [(a, b) for a in ctl["s2c"] for b in ctl["c2s"] if 0 <= b[0] - a[0] <= 5.0]
+    pairs = any(0 <= b[0] - a[0] <= 5.0 for x, y in (("c2s", "s2c"), ("s2c", "c2s")) for a in ctl[x] for b in ctl[y])
     spaced = [d for d in ("c2s", "s2c") if len(ctl[d]) >= CSTP_CONTROL_MIN
               and any(y[0] - x[0] >= 5.0 for x, y in zip(ctl[d], ctl[d][1:]))]
     n = len(ctl["c2s"]) + len(ctl["s2c"])

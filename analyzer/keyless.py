@@ -43,6 +43,12 @@ class Protection:
         most = length - self.fixed - self.mac - 1
         return max(most - (self.block - 1), 0), most
 
+    def record_length(self, plaintext: int) -> int:
+        """The protected record length of ``plaintext`` bytes (CBC: with the least padding)."""
+        if not self.block:
+            return plaintext + self.fixed
+        return self.fixed + -(-(plaintext + self.mac + 1) // self.block) * self.block
+
 
 def protection(suite_name: str | None, version: int | None, *, dtls: bool) -> Protection | None:
     """The record overhead of ``suite_name`` under ``version`` (TLS or DTLS), None when unknown."""
@@ -51,14 +57,14 @@ def protection(suite_name: str | None, version: int | None, *, dtls: bool) -> Pr
     name = suite_name.upper()
     tls13 = not dtls and version >= 0x0304
     if tls13:
-        return Protection(16 + 1)  # AEAD tag + inner content type
+        return Protection((8 if "CCM_8" in name else 16) + 1)  # AEAD tag + inner content type
     if "CHACHA20" in name:
         return Protection(16)
     if "GCM" in name or ("CCM" in name and "CCM_8" not in name):
         return Protection(8 + 16)  # explicit nonce + tag
     if "CCM_8" in name:
         return Protection(8 + 8)
-    if "CBC" in name or name.endswith("_SHA") or "SHA256" in name or "SHA384" in name:
+    if "CBC" in name and (dtls or version >= 0x0302):  # TLS 1.0's implicit IV: no explicit-IV overhead to name
         mac = 48 if name.endswith("SHA384") else 32 if name.endswith("SHA256") else 20
         return Protection(CBC_BLOCK, CBC_BLOCK, mac)  # explicit IV, then the padded block(s)
     return None

@@ -25,11 +25,13 @@ A group is a session when it has decrypted evidence, is forced, or scores 2 poin
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
 from dissectors.dtls.record import DTLS_BAD_VER
+from dissectors.tls.names import cipher_suite_name
 
 from .keyless import CSTP_HEADER, protection
 
@@ -169,8 +171,6 @@ def other_traffic(pipe, vpn_conn_ids: set[int], vpn_flow_ids: set[int], top: int
 
 
 def _suite(conn) -> str | None:
-    from dissectors.tls.names import cipher_suite_name  # noqa: PLC0415
-
     sh = conn.server_hello
     return cipher_suite_name(sh.cipher_suite) if sh is not None else None
 
@@ -178,8 +178,6 @@ def _suite(conn) -> str | None:
 def _cert_sha1(conn) -> str | None:
     if conn.certificates is None or not conn.certificates.certificates:
         return None
-    import hashlib  # noqa: PLC0415
-
     return hashlib.sha1(bytes(conn.certificates.certificates[0])).hexdigest()
 
 
@@ -230,8 +228,8 @@ def _own_evidence(g, downloader_paths) -> Verdict:
             if ex.request.target.upper().startswith("/CSCOSSLC/") or (
                     resp is not None and any(k.lower().startswith("x-cstp-") for k, _ in resp.headers)):
                 v.add("cstp-connect", "decrypted", f"CONNECT {ex.request.target}", [ex.request.frame])
-        if cn.c.tunnel is not None and cn.c.tunnel.frames["c2s"] or cn.c.tunnel is not None and \
-                cn.c.tunnel.frames["s2c"]:
+        tunnel = cn.c.tunnel
+        if tunnel is not None and (tunnel.frames["c2s"] or tunnel.frames["s2c"]):
             v.add("cstp-frames", "decrypted", "CSTP frames after the CONNECT", [cn.c.tunnel_frame or cn.c.first_frame])
         if cn.cookies_presented or cn.cookies_issued:
             v.add("webvpn-cookie", "decrypted", "the gateway's webvpn session cookie", [cn.c.first_frame])

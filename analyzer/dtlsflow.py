@@ -12,8 +12,10 @@ from dissectors import cstp
 from dissectors.dtls import events as dtls_ev
 from dissectors.dtls.events import DTLSApplicationData as _AppData
 from dissectors.dtls.record import DTLS10, DTLS12, DTLS_BAD_VER
+from dissectors.tls.names import cipher_suite_name
 
 from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
+from .keyless import DTLS_TYPE_BYTE, TunnelEstimate, protection
 
 if TYPE_CHECKING:
     from .host import TrackerHost
@@ -164,10 +166,6 @@ class DTLSFlow:
         """The record-size estimate of the channel (analyzer/keyless.py), once the cipher suite is known."""
         if self.cipher_suite is None:
             return None
-        from dissectors.tls.names import cipher_suite_name  # noqa: PLC0415
-
-        from .keyless import DTLS_TYPE_BYTE, TunnelEstimate, protection  # noqa: PLC0415
-
         prot = protection(cipher_suite_name(self.cipher_suite), self.version, dtls=True)
         if prot is not None:
             self.estimate = TunnelEstimate(DTLS_TYPE_BYTE, prot)

@@ -75,6 +75,9 @@ class ChannelStats:
             mtu: int | None, payload: bytes = b"", sink=None, channel: str = "cstp") -> None:
         t = int(ftype)  # plain int comparisons: IntEnum ones cost a Python-level call each
         name = _TYPE_NAMES.get(t) or f"0x{t:02x}"
+        if t == _DATA or t == _COMPRESSED:  # the hot path
+            self.data(direction, ts, frame, packet, mtu, sink, channel, name, payload_len)
+            return
         last = self.last_any.get(direction)
         if last is not None:
             gap = ts - last
@@ -86,9 +89,6 @@ class ChannelStats:
         c = self.frames[direction].setdefault(name, [0, 0])
         c[0] += 1
         c[1] += payload_len
-        if t == _DATA or t == _COMPRESSED:  # the hot path
-            self._data(direction, ts, frame, packet, mtu, sink, channel)
-            return
         other = "s2c" if direction == "c2s" else "c2s"
         if t == _DPD_REQ:
             self.dpd_total[direction] += 1
@@ -118,9 +118,11 @@ class ChannelStats:
                 self.disconnect = {"direction": direction, "type": name, "ts": ts, "frame": frame,
                                    "reason": cstp_mod.parse_disconnect_reason(payload)}
 
-    def data(self, direction: str, ts: float, frame: int, packet: bytes, mtu: int | None, sink=None,
-             channel: str = "cstp") -> None:
-        """`add` of one DATA frame carrying ``packet`` (the fast lanes' entry; same effect as add(…, 0, …))."""
+    def data(self, direction: str, ts: float, frame: int, packet: bytes | None, mtu: int | None, sink=None,
+             channel: str = "cstp", name: str = "DATA", wire_len: int | None = None) -> None:
+        """One DATA frame carrying inner ``packet`` (the fast lanes' entry; `add` of a DATA or COMPRESSED DATA
+        frame comes here too: ``name`` its type, ``wire_len`` its payload length when ``packet`` is not the
+        payload, e.g. expanded, or None when it could not be)."""
         last_any = self.last_any
         last = last_any.get(direction)
         if last is not None:
@@ -131,15 +133,12 @@ class ChannelStats:
         else:
             self.first_any.setdefault(direction, ts)
         last_any[direction] = ts
-        n = len(packet)
-        c = self.frames[direction].get("DATA")
+        counts = self.frames[direction]
+        c = counts.get(name)
         if c is None:
-            c = self.frames[direction]["DATA"] = [0, 0]
+            c = counts[name] = [0, 0]
         c[0] += 1
-        c[1] += n
-        self._data(direction, ts, frame, packet, mtu, sink, channel)
-
-    def _data(self, direction, ts, frame, packet, mtu, sink, channel) -> None:
+        c[1] += len(packet) if wire_len is None else wire_len
         self.inner[direction] += 1
         if direction not in self.first_data:
             self.first_data[direction] = (ts, frame)
@@ -362,11 +361,19 @@ class TCPConnection:
             self.last_ts = ev.ts
             self.last_frame = ev.frame
 
-    def on_segment_data(self, direction: str, data: bytes, ts: float, frame: int) -> None:
-        """The bytes of a TCP segment that the TCP layer took on its common path (a fast lane's
-        `TCPStream.feed_next`): what `on_flow_event` does with the StreamData it would have made, the TLS layer's
-        common case first (`TLSConnection.feed_application_data`). Only for a connection known to be TLS, past any
-        search for a record boundary (the fast lanes open once the CSTP tunnel is up)."""
+    def on_lane_segment(self, stream, direction: str, data, view: tuple, ts: float, frame: int) -> bool:
+        """The fast lane of ``direction`` of this connection's TCP ``stream`` (analyzer/tcplane.py): ``data`` a raw
+        frame of it and ``view`` its `dissectors.packet.plain_ipv4` view. Takes the segment when the TCP layer's
+        common case does (`TCPStream.feed_next`, else False: nothing changed, the frame takes the general path)
+        and does what `on_flow_event` does with the StreamData it would have made, the TLS layer's common case
+        first (`TLSConnection.feed_application_data`). Only for a connection known to be TLS, past any search for
+        a record boundary (the lanes open once the CSTP tunnel is up)."""
+        _proto, _addresses, seq, ack, flags, start, end = view
+        if not stream.feed_next(direction, seq, ack, flags, end - start, ts, frame):
+            return False
+        if start == end:
+            return True
+        data = data[start:end]
         self.segments[direction] += 1
         self.last_ts = ts
         self.last_frame = frame
@@ -374,15 +381,15 @@ class TCPConnection:
         if contents is None:
             for tev in self.tls.feed(direction, data, ts, frame):
                 self.on_tls_event(tev)
-            return
-        for content in contents:
-            self.on_application_data(direction, content, ts, frame)
+        elif contents:
+            self.on_application_data(direction, contents, ts, frame)
+        return True
 
     def on_tls_event(self, ev) -> None:
         """An event of the TLS layer (dissectors/tls) of this connection."""
         t = type(ev)
         if t is tls_ev.ApplicationData:
-            self.on_application_data(ev.direction, ev.data, ev.ts, ev.frame)
+            self.on_application_data(ev.direction, (ev.data,), ev.ts, ev.frame)
         elif t is tls_ev.EncryptedRecord:
             self.encrypted_records[ev.direction] += 1
             self.encrypted_bytes[ev.direction] += ev.length
@@ -424,29 +431,31 @@ class TCPConnection:
         elif t is tls_ev.RecordError:
             self.add_problem("tls-record", ev.message, ev.ts, ev.frame)
 
-    def on_application_data(self, direction: str, data: bytes, ts: float, frame: int) -> None:
-        """The content of a decrypted application-data record (an ApplicationData event's, or a fast lane's), for
-        the HTTP layer; once the tunnel is up, one whole CSTP frame takes the framer's common case
-        (`HTTPStream.feed_tunnel_frame`) without events."""
-        self.app_records[direction] += 1
-        self.app_bytes[direction] += len(data)
+    def on_application_data(self, direction: str, contents, ts: float, frame: int) -> None:
+        """The contents of the decrypted application-data records a segment completed (an ApplicationData event's
+        one, or a fast lane's), in order, for the HTTP layer; once the tunnel is up, a content that is one whole
+        CSTP frame takes the framer's common case (`HTTPStream.feed_tunnel_frame`) without events."""
+        app_bytes = self.app_bytes
+        self.app_records[direction] += len(contents)
         if self.first_app_ts is None:
             self.first_app_ts = ts
         if self.handshake_done_ts is None:
             self.handshake_done_ts = ts
         http = self.http
-        if http.tunnel:
-            taken = http.feed_tunnel_frame(direction, data, ts, frame)
-            if taken is not None:
-                ptype, payload = taken
-                stats = self.tunnel
-                if ptype == 0 and stats is not None:  # DATA (on_tunnel_frame, without the call: the bulk)
-                    stats.data(direction, ts, frame, payload, self.tunnel_mtu, self.host.inner_packet, "cstp")
-                else:
-                    self.on_tunnel_frame(direction, ptype, payload, None if ptype else payload, ts, frame)
-                return
-        for hev in http.feed(direction, data, ts, frame):
-            self.on_http_event(hev)
+        for data in contents:
+            app_bytes[direction] += len(data)
+            if http.tunnel:
+                taken = http.feed_tunnel_frame(direction, data, ts, frame)
+                if taken is not None:
+                    ptype, payload = taken
+                    stats = self.tunnel
+                    if ptype == 0 and stats is not None:  # DATA (on_tunnel_frame, without the call: the bulk)
+                        stats.data(direction, ts, frame, payload, self.tunnel_mtu, self.host.inner_packet, "cstp")
+                    else:
+                        self.on_tunnel_frame(direction, ptype, payload, None if ptype else payload, ts, frame)
+                    continue
+            for hev in http.feed(direction, data, ts, frame):
+                self.on_http_event(hev)
 
     def on_tunnel_frame(self, direction: str, ptype: int, payload: bytes, packet: bytes | None, ts: float,
                         frame: int) -> None:

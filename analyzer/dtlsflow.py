@@ -89,11 +89,30 @@ class DTLSFlow:
             self._on_event(ev)
 
     def note_datagram(self, direction: str, size: int, ts: float, frame: int) -> None:
-        """A datagram of ``size`` bytes (a fast lane calls it directly and decrypts the datagram itself)."""
+        """A datagram of ``size`` bytes."""
         self.last_ts = ts
         self.last_frame = frame
         self.datagrams[direction] += 1
         self.bytes[direction] += size
+
+    def on_lane_datagram(self, flows, flow, direction: str, data, view: tuple, ts: float, frame: int) -> bool:
+        """The fast lane of ``direction`` of UDP ``flow`` (in FlowTable ``flows``), analyzer/dtlslane.py: ``data`` a
+        raw frame of it, ``view`` its `dissectors.packet.plain_ipv4` view. Takes the datagram when the DTLS layer's
+        common case does (`DTLSConnection.feed_application_record`: one application-data record of an epoch one
+        handshake protects, and it decrypts; else False: nothing changed, the frame takes the general path), then
+        does what the general path leaves behind, which cannot fail: `FlowTable.touch`, `note_datagram`,
+        `on_application_data`."""
+        _proto, _addresses, start, end = view
+        content = self.dtls.feed_application_record(direction, data, start, end)
+        if content is None:
+            return False
+        flows.touch(flow, ts, frame)
+        self.last_ts = ts  # note_datagram, without the call: the bulk
+        self.last_frame = frame
+        self.datagrams[direction] += 1
+        self.bytes[direction] += end - start
+        self.on_application_data(direction, content, ts, frame)
+        return True
 
     def on_application_data(self, direction: str, data: bytes, ts: float, frame: int) -> None:
         """The content of a decrypted application-data record: one packet of the channel (type byte, payload)."""

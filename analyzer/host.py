@@ -2,9 +2,10 @@
 
 A tracker (`analyzer.connection.TCPConnection`, `analyzer.dtlsflow.DTLSFlow`) summarises one flow from the flow
 layer's events. Three things it sees concern more than its own flow; it reports them to its host, which the
-tracker receives when it is made:
+tracker receives when it is made (one attribute, two calls):
 
-* `inner_packet` — a decapsulated inner IP packet (a CSTP or DTLS DATA frame), for `--export-inner`;
+* `inner_packet` — where a decapsulated inner IP packet (a CSTP or DTLS DATA frame) goes, for `--export-inner`:
+  a callable, or None when nobody takes them (the trackers then skip the call on their per-packet path);
 * `on_connect` — a CONNECT answered 2xx on a TCP connection: the host derives the DTLS keys the exchange carries
   (X-DTLS-Session-ID + X-DTLS-Master-Secret, or PSK-NEGOTIATE) and hands them to the DTLS flows they unlock;
 * `on_dtls_hello` — a DTLS flow learnt its session id from a ClientHello: the host gives it the keys of that
@@ -15,6 +16,7 @@ from a tracker; a test or a tool can drive trackers with any object that has the
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -23,8 +25,9 @@ if TYPE_CHECKING:
 
 
 class TrackerHost(Protocol):
-    def inner_packet(self, channel: str, direction: str, ts: float, frame: int, packet: bytes) -> None:
-        """One inner IP packet: ``channel`` "cstp" or "dtls", ``direction`` "c2s" or "s2c"."""
+    #: ``inner_packet(channel, direction, ts, frame, packet)`` for one inner IP packet (``channel`` "cstp" or
+    #: "dtls", ``direction`` "c2s" or "s2c"), or None: inner packets are not wanted.
+    inner_packet: Callable[[str, str, float, int, bytes], None] | None
 
     def on_connect(self, conn: TCPConnection, ex: Exchange) -> None:
         """``conn``'s CONNECT exchange ``ex`` was answered 2xx (the tunnel is up on this connection)."""

@@ -16,8 +16,8 @@ from dissectors.dtls import DTLSKeys
 
 from .connection import TCPConnection
 from .dtlsflow import DTLSFlow, looks_like_dtls
-from .dtlslane import DTLSLane
-from .tcplane import TCPLane
+from .dtlslane import open_dtls_lane
+from .tcplane import open_tcp_lane
 
 
 class DTLSKeyInfo:
@@ -51,7 +51,7 @@ class Pipeline:
         self.icmp_unreachable: list[dict] = []
         self.dtls_keys: dict[bytes, DTLSKeyInfo] = {}
         self._dtls_ports: set[int] = set()
-        self.inner_sink = inner_sink
+        self.inner_packet = inner_sink  # TrackerHost: where inner packets go (None: nowhere)
         self.frames = 0
         self.undecodable = 0
         self.evicted = 0
@@ -64,10 +64,6 @@ class Pipeline:
         self.fast_lanes = fast_lanes  # False: every frame takes the general path (tests compare both)
 
     # -- TrackerHost (analyzer/host.py): what the trackers report -------------------------------------------
-    def inner_packet(self, channel: str, direction: str, ts: float, frame: int, packet: bytes) -> None:
-        if self.inner_sink is not None:
-            self.inner_sink(channel, direction, ts, frame, packet)
-
     def on_connect(self, conn: TCPConnection, ex) -> None:
         """A CONNECT was answered 2xx: derive the DTLS keys it carries."""
         req, resp = ex.request.headers, ex.response.headers
@@ -233,7 +229,7 @@ class Pipeline:
             key = packet_mod.ipv4_addresses(a[0], a[1], b[0], b[1])
             if key is None:
                 return
-            lane = TCPLane.open(flow, conn, self.flows, direction)
+            lane = open_tcp_lane(flow, conn, self.flows, direction)
             if lane is None:
                 return
             self.fast_tcp[key] = lane
@@ -244,15 +240,15 @@ class Pipeline:
         key = packet_mod.ipv4_addresses(ev.src, ev.sport, ev.dst, ev.dport)
         if key is None or key in self.fast_udp:
             return
-        lane = DTLSLane.open(tracker, flow, self.flows, tracker.direction_map[ev.direction])
+        lane = open_dtls_lane(tracker, flow, self.flows, tracker.direction_map[ev.direction])
         if lane is None:
             self.fast_udp.pop(key, None)
         else:
             self.fast_udp[key] = lane
 
     def _drop_lanes(self, kind: str, index: int) -> None:
-        lanes = self.fast_udp if kind == "udp" else self.fast_tcp
-        for k in [k for k, lane in lanes.items() if lane.flow_index == index]:
+        lanes, flow_arg = (self.fast_udp, 1) if kind == "udp" else (self.fast_tcp, 0)
+        for k in [k for k, lane in lanes.items() if lane.args[flow_arg].index == index]:
             del lanes[k]
 
     def _continue_session(self, tracker: DTLSFlow) -> None:

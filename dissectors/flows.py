@@ -247,6 +247,7 @@ class TCPStream:
         "rst_seen",
         "server",
         "stream",
+        "table",
         "user",
     )
 
@@ -281,6 +282,7 @@ class TCPStream:
         self.buffered = 0  # out-of-order bytes buffered, both directions
         self.user = None  # free slot for the consumer (e.g. a TLS connection)
         self.key: tuple | None = None  # its key in the FlowTable (None when used alone)
+        self.table: FlowTable | None = None  # the FlowTable it is in (None when used alone)
         self.retired = False  # the FlowTable dropped it (evicted, or its tuple reused by a new connection)
 
     # --- informative properties ----------------------------------------------------------------------
@@ -401,10 +403,10 @@ class TCPStream:
     def feed_next(self, direction: str, seq: int, ack: int, flags: int, length: int, ts: float, frame: int) -> bool:
         """`feed` for the common segment of an established connection, from its header fields: from ``direction``,
         flags ACK or PSH|ACK, either the next in-order ``length`` bytes (nothing buffered out of order, no FIN
-        pending) or a pure ACK, acknowledging nothing that was not seen. Leaves the stream as `feed` would and
-        returns True; the ``length`` payload bytes are the caller's to deliver, in place of the one StreamData
-        event `feed` would return. False for any other segment (or a stream the table dropped): nothing changed,
-        `feed` it."""
+        pending) or a pure ACK, acknowledging nothing that was not seen. Leaves the stream, and the FlowTable it
+        is in (its order, `last_flow`), as `FlowTable.feed` would and returns True; the ``length`` payload bytes
+        are the caller's to deliver, in place of the one StreamData event `feed` would return. False for any other
+        segment (or a stream the table dropped): nothing changed, `feed` it."""
         if flags != _ACK and flags != _ACK | _PSH:
             return False
         if direction == C2S:
@@ -428,6 +430,10 @@ class TCPStream:
         if length:
             h.next = nxt + length
             h.bytes += length
+        table = self.table
+        if table is not None:  # what FlowTable.feed leaves in the table: its order, last_flow
+            table._tcp.move_to_end(self.key)
+            table.last_flow = self
         return True
 
     def flush(self) -> list:
@@ -713,17 +719,15 @@ class FlowTable:
         table = self._udp if flow.__class__ is UDPFlow else self._tcp
         return flow.key is not None and table.get(flow.key) is flow
 
-    def touch(self, flow: TCPStream | UDPFlow, ts: float, frame: int) -> None:
-        """A packet of ``flow`` (one the table `holds`) was handled without `feed` (a fast lane: `TCPStream.feed_next`
-        for TCP, the caller's own datagram for UDP): what `feed` leaves in the table for it besides the events —
-        the least-recently-used order, `last_flow`, and for UDP the flow's packet count and time."""
-        if flow.__class__ is UDPFlow:
-            self._udp.move_to_end(flow.key)
-            flow.packets += 1
-            flow.last_ts = ts
-            flow.last_frame = frame
-        else:
-            self._tcp.move_to_end(flow.key)
+    def touch(self, flow: UDPFlow, ts: float, frame: int) -> None:
+        """A datagram of UDP ``flow`` (one the table `holds`) was handled without `feed` (a fast lane, on the
+        caller's own reading of the datagram): what `feed` leaves in the table for it besides the event — the
+        least-recently-used order, `last_flow`, the flow's packet count and time. (TCP: `TCPStream.feed_next`
+        does this itself.)"""
+        self._udp.move_to_end(flow.key)
+        flow.packets += 1
+        flow.last_ts = ts
+        flow.last_frame = frame
         self.last_flow = flow
 
     def streams(self) -> list[TCPStream]:
@@ -849,6 +853,7 @@ class FlowTable:
             out.append((old, FlowEvicted("tcp", old.index, ts, frame)))
         st = tcp[key] = TCPStream(self.tcp_streams, **self.stream_kwargs)
         st.key = key
+        st.table = self
         self.tcp_streams += 1
         self._number(st, False, True)
         return st

@@ -79,10 +79,16 @@ def test_finish_is_once():
 
 def test_trackers_reach_the_pipeline_only_through_the_tracker_host():
     members = {n for n, _ in inspect.getmembers(TrackerHost, inspect.isfunction) if not n.startswith("_")}
-    assert members == {"inner_packet", "on_connect", "on_dtls_hello"}
+    assert members == {"on_connect", "on_dtls_hello"}
     for n in members:  # the pipeline is a TrackerHost: same methods, same parameters
         assert list(inspect.signature(getattr(Pipeline, n)).parameters) == \
             list(inspect.signature(getattr(TrackerHost, n)).parameters)
+    # and one attribute: where inner packets go (None when nobody wants them: no call per packet)
+    assert set(TrackerHost.__annotations__) == {"inner_packet"}
+    assert Pipeline(None).inner_packet is None
+    sink = []
+    assert Pipeline(None, inner_sink=sink.append).inner_packet == sink.append
+    members |= {"inner_packet"}
     used = set()
     for path in (ROOT / "analyzer").rglob("*.py"):
         text = path.read_text()

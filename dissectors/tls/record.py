@@ -162,51 +162,55 @@ class RecordReader:
         mark = len(buf)
         buf += data
         n = len(buf)
-        frames = self._frames
-        frames.append((self._base + n, frame))
         if n < HEADER_LEN:
+            self._frames.append((self._base + n, frame))
             return []
         ctype, version, length = _HDR.unpack_from(buf, 0)
         if ctype != CT_APPLICATION_DATA or (version >> 8) != 3 or length > self.max_len:
             del buf[mark:]
-            frames.pop()
             return None
-        if HEADER_LEN + length > n:  # the record goes on in later bytes (the common case, half the time)
+        end = HEADER_LEN + length
+        if end > n:  # the record goes on in later bytes (the common case, half the time)
+            self._frames.append((self._base + n, frame))
             return []
-        base = self._base
-        noted = self.records, self.last_end, self.avg_wire
+        # every whole record: opened in order; the bookkeeping (`note_record`) is kept in locals and stored
+        # only once all of them opened, so that a record that does not leaves everything as it was
+        max_len = self.max_len
+        records, avg = self.records, self.avg_wire
         contents = []
         pos = 0
         try:
             while True:
-                end = pos + HEADER_LEN + length
                 ctype, content = protection.open(seq, buf[pos:pos + HEADER_LEN], buf[pos + HEADER_LEN:end])
                 if ctype != CT_APPLICATION_DATA:
                     raise _Declined
                 if content:
                     contents.append(content)
-                self.note_record(base + end, HEADER_LEN + length)
+                wire = end - pos
+                records += 1
+                avg = wire if records == 1 else avg + (wire - avg) / 16.0
                 seq += 1
                 pos = end
                 if n - pos < HEADER_LEN:
                     break
                 ctype, version, length = _HDR.unpack_from(buf, pos)
-                if ctype != CT_APPLICATION_DATA or (version >> 8) != 3 or length > self.max_len:
+                if ctype != CT_APPLICATION_DATA or (version >> 8) != 3 or length > max_len:
                     raise _Declined
-                if pos + HEADER_LEN + length > n:
+                end = pos + HEADER_LEN + length
+                if end > n:
                     break
         except (_Declined, DecryptError):
             del buf[mark:]
-            frames.pop()
-            self.records, self.last_end, self.avg_wire = noted
             return None
+        base = self._base
+        self.records, self.avg_wire, self.last_end = records, avg, base + pos
         # the records are handled: what next() and its compaction (_compact) leave behind
         if pos == n:  # all of it, the common case
             buf.clear()
             self._base = base + n
-            if len(frames) > 1:
-                del frames[:-1]
+            self._frames = [(base + n, frame)]
         else:
+            self._frames.append((base + n, frame))
             self._off = pos
             self._compact()
         return contents

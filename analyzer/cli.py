@@ -69,16 +69,16 @@ def _gateway_specs(ctx, param, values):
 @click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Gateway RSA private key (PEM/DER) for TLS_RSA_* key exchange; may be repeated.")
 @click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here ('-': standard output).")
 @click.option("--verbose", is_flag=True, help="Show headers and XML (secrets still redacted).")
 @click.option("--show-secrets", is_flag=True, help="Do not redact passwords, cookies, tokens, master secrets.")
-@click.option("--export-inner", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--export-inner", type=click.Path(path_type=Path),
               help="Write the decapsulated inner IP packets to this pcapng.")
 @click.option("--gateway", "gateways", multiple=True, metavar="ADDR[:PORT]", callback=_gateway_specs,
               help="The VPN gateway (repeatable): report sessions to it and nothing else, whatever the evidence. "
                    "IPv6 as [ADDR]:PORT.")
 def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways):
-    """Reconstruct every VPN session in CAPTURES, phase by phase.
+    """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase.
 
     Only flows with evidence of the AnyConnect protocol become sessions (decrypted aggregate-auth/CONNECT/CSTP,
     or without keys: DTLS beside the TLS connection, resuming DTLS hellos, CSTP record patterns…); everything
@@ -98,8 +98,8 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
 @click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")
 @click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-w", "--write", type=click.Path(dir_okay=False, path_type=Path), help="Also save the raw capture.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here ('-': standard output).")
+@click.option("-w", "--write", type=click.Path(path_type=Path), help="Also save the raw capture.")
 @click.option("--show-secrets", is_flag=True)
 def live(interface, from_stdin, capture_filter, keylogs, rsa_keys, duration, fmt, output, write, show_secrets):
     """Analyze live traffic as it arrives; report when the capture stops (Ctrl-C, --duration, end of input)."""
@@ -113,13 +113,19 @@ def live(interface, from_stdin, capture_filter, keylogs, rsa_keys, duration, fmt
 
 @main.command()
 @click.argument("capture", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def keys(capture, keylogs, rsa_keys, output):
-    """Write a Wireshark-usable key log for everything acflow can decrypt (incl. derived DTLS keys)."""
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="NSS key log file (SSLKEYLOGFILE); may be repeated.")
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gateway RSA private key (PEM/DER) for TLS_RSA_* key exchange; may be repeated.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Write the key log here ('-': standard output); with --embed, the capture.")
+@click.option("--embed", is_flag=True, help="Write CAPTURE itself to OUTPUT as pcapng with every secret embedded "
+              "(a Decryption Secrets Block, as editcap --inject-secrets writes).")
+def keys(capture, keylogs, rsa_keys, output, embed):
+    """Write a Wireshark-usable key log for everything acflow can decrypt (TLS, and every DTLS handshake's
+    master secret by its ClientHello random), or with --embed the capture with those keys inside."""
     run_keys = _load("analyzer.keys_export", "run_keys")
-    sys.exit(run_keys(capture=capture, keylogs=keylogs, rsa_keys=rsa_keys, output=output))
+    sys.exit(run_keys(capture=capture, keylogs=keylogs, rsa_keys=rsa_keys, output=output, embed=embed))
 
 
 class _ReplayGroup(click.Group):

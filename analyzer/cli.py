@@ -70,7 +70,8 @@ def _gateway_specs(ctx, param, values):
               help="Gateway RSA private key (PEM/DER) for TLS_RSA_* key exchange; may be repeated.")
 @click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here ('-': standard output).")
-@click.option("--verbose", is_flag=True, help="Show headers and XML (secrets still redacted).")
+@click.option("--verbose", is_flag=True,
+              help="Show headers and XML (passwords, tokens, cookies, master secrets still redacted; usernames shown).")
 @click.option("--show-secrets", is_flag=True, help="Do not redact passwords, cookies, tokens, master secrets.")
 @click.option("--export-inner", type=click.Path(path_type=Path),
               help="Write the decapsulated inner IP packets to this pcapng.")

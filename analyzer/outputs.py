@@ -44,6 +44,13 @@ def site_root() -> Path | None:
     return root
 
 
+def fences() -> list[Path]:
+    """Where no output may go: acflow's package directories, and the site-packages they are installed in (when
+    acflow runs from an installation, not from a checkout)."""
+    site = site_root()
+    return installation_dirs() + ([site] if site is not None else [])
+
+
 def inside(path: Path, parent: Path) -> bool:
     try:
         path.relative_to(parent)
@@ -76,7 +83,7 @@ def check_output(label: str, path, inputs=()) -> None:
         raise OutputError(f"cannot write the {label} to {path}: {p.parent} is not a directory")
     if p.is_dir():
         raise OutputError(f"cannot write the {label} to {path}: it is a directory")
-    for d in installation_dirs():
+    for d in fences():
         if inside(resolved, d):
             raise OutputError(f"refusing to write the {label} to {path}: it is inside acflow's installation ({d})")
     me = _identity(p)
@@ -97,6 +104,22 @@ def check_output(label: str, path, inputs=()) -> None:
                           f"({e.strerror or e})") from None
     if p.exists() and not os.access(p, os.W_OK):
         raise OutputError(f"cannot write the {label} to {path}: the file exists and is not writable")
+
+
+def check_lab_output(out) -> None:
+    """`acflow lab --out`: a directory outside acflow's installation (its packages, and site-packages when acflow
+    is installed rather than run from a checkout). It need not exist yet; its nearest existing parent must be a
+    directory."""
+    p = Path(out).resolve()
+    for d in fences():
+        if inside(p, d):
+            raise OutputError(f"refusing to write lab output to {out}: it is inside acflow's installation ({d}); "
+                              "give --out DIR or run from another directory")
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot write lab output to {out}: {probe} is not a directory")
 
 
 def check_outputs(outputs: dict, inputs=()) -> None:

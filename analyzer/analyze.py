@@ -84,12 +84,23 @@ def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sin
     return analysis
 
 
+def stdin_problem(captures) -> str | None:
+    """Why the captures named cannot include standard input ('-') as given, or None."""
+    n = sum(1 for c in captures if is_stdio(c))
+    if n > 1:
+        return "standard input ('-') can be read as one capture only"
+    if n and sys.stdin.isatty():
+        return "the capture '-' is standard input, which is a terminal: pipe a capture into acflow"
+    return None
+
+
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
                 gateways=()) -> int:
     from .report import render  # noqa: PLC0415
 
-    if sum(1 for c in captures if is_stdio(c)) > 1:
-        print("acflow: standard input ('-') can be read as one capture only", file=sys.stderr)
+    problem = stdin_problem(captures)
+    if problem:
+        print(f"acflow: {problem}", file=sys.stderr)
         return EXIT_INPUT
     try:
         # every output is checked before any work: a report is never lost to a typo after a long analysis

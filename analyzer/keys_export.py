@@ -21,7 +21,7 @@ import gzip
 import struct
 import sys
 
-from .analyze import InputError, feed_capture, load_keys
+from .analyze import InputError, feed_capture, load_keys, stdin_problem
 from .driver import Analyzer
 from .outputs import AtomicFile, OutputError, check_outputs, is_stdio, say_interrupted
 
@@ -88,6 +88,12 @@ def usable(pipe, keys) -> bool:
 
 
 def run_keys(*, capture, keylogs, rsa_keys, output, embed: bool = False) -> int:
+    problem = stdin_problem([capture])
+    if embed and is_stdio(capture):
+        problem = "--embed reads the capture twice (the analysis, then the copy): give a file, not '-'"
+    if problem:
+        print(f"acflow: {problem}", file=sys.stderr)
+        return EXIT_INPUT
     try:
         check_outputs({"capture with embedded keys" if embed else "key log": output},
                       inputs=[capture, *(keylogs or ()), *(rsa_keys or ())])
@@ -130,7 +136,8 @@ def run_keys(*, capture, keylogs, rsa_keys, output, embed: bool = False) -> int:
             f.write(header + text)
     except KeyboardInterrupt:
         return say_interrupted("keys")
-    print(f"acflow: wrote {len(lines)} key log line(s) to {output}", file=sys.stderr)
+    where = "standard output" if is_stdio(output) else output
+    print(f"acflow: wrote {len(lines)} key log line(s) to {where}", file=sys.stderr)
     if not is_stdio(output):
         for opt in options:
             print(f"-o {opt}")

@@ -70,10 +70,12 @@ def test_an_input_is_never_overwritten(tmp_path, monkeypatch):
     (tmp_path / "sym.pcapng").symlink_to(cap)
     before = cap.read_bytes(), keylog.read_text()
     monkeypatch.chdir(tmp_path)
+    # the same file by another name: relative, ./, absolute, a hard link, a symbolic link
     for out in ("copy.pcapng", "./copy.pcapng", str(cap), "hard.pcapng", "sym.pcapng"):
         one_line_error(acflow("analyze", "copy.pcapng", "--keylog", "keys.log", "-o", out), "is an input")
-        one_line_error(acflow("analyze", "copy.pcapng", "--export-inner", out), "is an input")
-        one_line_error(acflow("keys", "--embed", "copy.pcapng", "--keylog", "keys.log", "-o", out), "is an input")
+    one_line_error(acflow("analyze", "copy.pcapng", "--export-inner", "hard.pcapng"), "is an input")
+    one_line_error(acflow("keys", "--embed", "copy.pcapng", "--keylog", "keys.log", "-o", "sym.pcapng"),
+                   "is an input")
     one_line_error(acflow("keys", "copy.pcapng", "--keylog", "keys.log", "-o", "keys.log"), "is an input")
     one_line_error(acflow("analyze", "copy.pcapng", "-o", "same", "--export-inner", "same"), "both")
     assert (cap.read_bytes(), keylog.read_text()) == before

@@ -132,13 +132,17 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
             progress(None)
         text = render(analysis, fmt, version=__version__, verbose=verbose, show_secrets=show_secrets,
                       to_terminal=(output is None or is_stdio(output)) and sys.stdout.isatty())
-        if output is not None and not is_stdio(output):
-            with AtomicFile(output, "w") as f:
-                f.write(text)
-        else:
-            sys.stdout.write(text)
-        if inner is not None:
-            inner.commit()
+        try:
+            if output is not None and not is_stdio(output):
+                with AtomicFile(output, "w") as f:
+                    f.write(text)
+            else:
+                sys.stdout.write(text)
+            if inner is not None:
+                inner.commit()
+        except OSError as e:  # the directory went away or filled up during the analysis (checked before it)
+            print(f"acflow: cannot write the output: {e.strerror or e}", file=sys.stderr)
+            return EXIT_INPUT
     except KeyboardInterrupt:
         return say_interrupted("analyze")
     finally:

@@ -155,6 +155,10 @@ class AtomicFile:
             self.file = sys.stdout.buffer if mode == "wb" else sys.stdout
             return
         p = Path(path)
+        if p.is_symlink():
+            # write through the link, as open() would: the file it names is replaced, the link stays
+            p = p.resolve()
+            self.path = p
         fd, self._tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".acflow-partial", dir=p.parent)
         try:
             # mkstemp makes the file 0600: give the result the mode a plain open() would have

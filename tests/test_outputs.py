@@ -150,3 +150,16 @@ def test_ctrl_c_exits_130_clears_the_line_and_leaves_no_partial_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt"]
     assert report.read_text() == "an older report\n"
     assert proc.stdout.read() == b""
+
+
+def test_a_report_replaces_the_old_one_whole_and_writes_through_a_link(tmp_path):
+    d = sample("baseline")
+    real = tmp_path / "reports" / "latest.txt"
+    real.parent.mkdir()
+    real.write_text("the old report\n")
+    link = tmp_path / "report.txt"
+    link.symlink_to(real)
+    p = acflow("analyze", str(d / "capture.pcapng"), "--keylog", str(d / "keys.log"), "-o", str(link))
+    assert p.returncode == 0, p.stderr
+    assert link.is_symlink() and "Session s1" in real.read_text()
+    assert sorted(x.name for x in real.parent.iterdir()) == ["latest.txt"]  # no temporary file left

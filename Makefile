@@ -1,13 +1,17 @@
 # acflow — the two set-up commands (see README.md):
-#   make demo   install everything acflow needs and analyze the bundled baseline sample
-#   make test   install everything the tests need, lint (ruff, rules in pyproject.toml) and run the whole test suite
+#   make demo   install acflow alone (its Python dependencies into .venv/: no root, no apt packages, no tshark) and
+#               analyze the bundled baseline sample
+#   make test   install everything the tests need (apt packages as root: tshark, ocserv, openconnect, chromium…;
+#               the test and replay extras), lint (ruff, rules in pyproject.toml) and run the whole test suite
+# Without make: `pipx install .` or `python3 -m pip install --user .` (add `[replay]` for acflow replay).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+# what the tests, the lab, the bench and the HTML check need (never needed to analyse a capture)
 APT_PACKAGES = tshark tcpdump ocserv openconnect nftables iproute2 iputils-ping ethtool openssl curl util-linux \
                chromium gnutls-bin
 
-.PHONY: demo test lint deps venv lab bench fuzz clean
+.PHONY: demo test lint deps venv venv-base lab bench fuzz clean
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -18,15 +22,25 @@ deps:
 	  fi; \
 	else echo "not root or no apt-get: install these yourself if missing: $(APT_PACKAGES)"; fi
 
-$(BIN)/acflow: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || { echo "cannot make $(VENV): install Python >= 3.11 with venv (python3-venv)" >&2; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+
+# acflow and its runtime dependencies only (what `make demo` needs)
+$(VENV)/.acflow-base: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
 	@touch $@
 
-venv: $(BIN)/acflow
+# everything the tests need besides: the test extra (pytest, pyshark, ruff…) and the replay extra (scapy, pyroute2)
+$(VENV)/.acflow-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,replay]'
+	@touch $@
 
-demo: deps venv
+venv-base: $(VENV)/.acflow-base
+
+venv: $(VENV)/.acflow-test
+
+demo: venv-base
 	$(BIN)/acflow analyze samples/baseline/capture.pcapng --keylog samples/baseline/keys.log
 
 lint: venv
@@ -35,8 +49,9 @@ lint: venv
 test: deps venv lint
 	$(BIN)/python -m pytest -q
 
+# the lab writes the checkout's samples/ (`acflow lab` writes to the current directory unless --out)
 lab: deps venv
-	$(BIN)/acflow lab all
+	$(BIN)/python -m lab all
 
 bench: deps venv
 	$(BIN)/python -m bench

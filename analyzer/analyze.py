@@ -12,9 +12,10 @@ from pathlib import Path
 from dissectors.keylog import KeyStore, load_rsa_private_key
 
 from . import __version__
-from .capture import CaptureFormatError, read_capture_batches
+from .capture import CaptureFormatError, read_capture_batches, read_stream_batches
 from .driver import Analyzer
 from .model import Analysis
+from .outputs import AtomicFile, OutputError, check_outputs, is_stdio, say_interrupted
 
 EXIT_OK = 0
 EXIT_INPUT = 4
@@ -52,10 +53,12 @@ def load_keys(keylogs, rsa_keys) -> tuple[KeyStore, dict]:
 
 def feed_capture(an: Analyzer, path, progress=None) -> None:
     """Read the capture file ``path`` (pcap/pcapng, plain or gzip) into ``an`` as one capture.
-    ``progress(frames)`` is called about every 1024 frames. Raises InputError if it cannot be read at all."""
-    ci = an.start_capture(str(path))
+    ``progress(frames)`` is called about every 1024 frames; ``-`` reads standard input. Raises InputError if it
+    cannot be read at all."""
+    stdin = is_stdio(path)
+    ci = an.start_capture("<stdin>" if stdin else str(path))
     try:
-        for batch in read_capture_batches(path):
+        for batch in (read_stream_batches(sys.stdin.buffer) if stdin else read_capture_batches(path)):
             n = ci.frames
             an.feed_events(batch)
             if progress is not None and (ci.frames >> 10) != (n >> 10):
@@ -81,35 +84,70 @@ def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sin
     return analysis
 
 
+def stdin_problem(captures) -> str | None:
+    """Why the captures named cannot include standard input ('-') as given, or None."""
+    n = sum(1 for c in captures if is_stdio(c))
+    if n > 1:
+        return "standard input ('-') can be read as one capture only"
+    if n and sys.stdin.isatty():
+        return "the capture '-' is standard input, which is a terminal: pipe a capture into acflow"
+    return None
+
+
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
                 gateways=()) -> int:
     from .report import render  # noqa: PLC0415
 
+    problem = stdin_problem(captures)
+    if problem:
+        print(f"acflow: {problem}", file=sys.stderr)
+        return EXIT_INPUT
     try:
-        keys, key_info = load_keys(keylogs, rsa_keys)
-        writer = None
-        if export_inner:
-            from .report.inner_pcap import InnerPcapWriter  # noqa: PLC0415
-
-            writer = InnerPcapWriter(export_inner)
-        progress = _progress() if sys.stderr.isatty() else None
-        try:
-            analysis = analyze_paths(captures, keys, key_info, inner_sink=writer.write if writer else None,
-                                     progress=progress, gateways=gateways)
-        finally:
-            if writer is not None:
-                writer.close()
-            if progress is not None:
-                progress(None)
-    except InputError as e:
+        # every output is checked before any work: a report is never lost to a typo after a long analysis
+        check_outputs({"report": output if output is not None else "-", "inner packets": export_inner},
+                      inputs=[*captures, *(keylogs or ()), *(rsa_keys or ())])
+    except OutputError as e:
         print(f"acflow: {e}", file=sys.stderr)
         return EXIT_INPUT
-    text = render(analysis, fmt, version=__version__, verbose=verbose, show_secrets=show_secrets,
-                  to_terminal=output is None and sys.stdout.isatty())
-    if output is not None:
-        Path(output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    progress = None
+    inner = None
+    try:
+        try:
+            keys, key_info = load_keys(keylogs, rsa_keys)
+            writer = None
+            if export_inner:
+                from .report.inner_pcap import InnerPcapWriter  # noqa: PLC0415
+
+                inner = AtomicFile(export_inner, "wb")
+                writer = InnerPcapWriter(inner)
+            progress = _progress() if sys.stderr.isatty() else None
+            analysis = analyze_paths(captures, keys, key_info, inner_sink=writer.write if writer else None,
+                                     progress=progress, gateways=gateways)
+        except InputError as e:
+            if progress is not None:
+                progress(None)
+            print(f"acflow: {e}", file=sys.stderr)
+            return EXIT_INPUT
+        if progress is not None:
+            progress(None)
+        text = render(analysis, fmt, version=__version__, verbose=verbose, show_secrets=show_secrets,
+                      to_terminal=(output is None or is_stdio(output)) and sys.stdout.isatty())
+        try:
+            if output is not None and not is_stdio(output):
+                with AtomicFile(output, "w") as f:
+                    f.write(text)
+            else:
+                sys.stdout.write(text)
+            if inner is not None:
+                inner.commit()
+        except OSError as e:  # the directory went away or filled up during the analysis (checked before it)
+            print(f"acflow: cannot write the output: {e.strerror or e}", file=sys.stderr)
+            return EXIT_INPUT
+    except KeyboardInterrupt:
+        return say_interrupted("analyze")
+    finally:
+        if inner is not None:
+            inner.abort()  # nothing left behind unless committed above (then this does nothing)
     return EXIT_OK
 
 

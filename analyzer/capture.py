@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dissectors.pcapfile import CaptureError, Frame, PcapParser, Secrets
 
 __all__ = ["CaptureError", "CaptureFormatError", "Frame", "Secrets", "iter_frames", "read_capture",
-           "read_capture_batches"]
+           "read_capture_batches", "read_stream_batches"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -86,6 +86,38 @@ def read_capture_batches(path: str | os.PathLike, chunk_size: int = 1 << 20) -> 
         finally:
             if compressed:
                 stream.close()
+
+
+class _Prefixed:
+    """A read-only stream: ``head`` (bytes already read to look at the magic number), then ``stream``."""
+
+    def __init__(self, head: bytes, stream) -> None:
+        self.head = head
+        self.stream = stream
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n is None or n < 0:
+                out, self.head = self.head + self.stream.read(), b""
+                return out
+            out, self.head = self.head[:n], self.head[n:]
+            return out
+        return self.stream.read(n)
+
+
+def read_stream_batches(stream, name: str = "<stdin>", chunk_size: int = 1 << 20) -> Iterator[list]:
+    """`read_capture_batches` for an already open binary stream that cannot seek (standard input, a pipe)."""
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+    head = stream.read(2)
+    compressed = head == _GZIP_MAGIC
+    src = _Prefixed(head, stream)
+    src = gzip.GzipFile(fileobj=src, mode="rb") if compressed else src
+    try:
+        yield from _pump(name, src, chunk_size, compressed)
+    finally:
+        if compressed:
+            src.close()
 
 
 def _pump(path, stream, chunk_size: int, compressed: bool) -> Iterator:

@@ -27,6 +27,25 @@ def _not_built(name: str, issue: str) -> None:
     sys.exit(EXIT_NOT_IMPLEMENTED)
 
 
+#: optional dependencies, by the pip extra that installs them (pyproject.toml [project.optional-dependencies])
+EXTRAS = {"replay": ("scapy", "pyroute2")}
+
+
+def _require_extra(extra: str, command: str) -> None:
+    """Exit 1 naming the extra to install when one of its modules is not importable (checked before any work)."""
+    missing = []
+    for m in EXTRAS[extra]:
+        try:
+            importlib.import_module(m)
+        except ImportError:
+            missing.append(m)
+    if missing:
+        click.echo(f"acflow {command}: needs {', '.join(missing)}, which the base install leaves out: install "
+                   f"acflow with the {extra!r} extra (pip install 'acflow[{extra}]', or `make venv` in a checkout).",
+                   err=True)
+        sys.exit(EXIT_BROKEN_INSTALL)
+
+
 def _load(module: str, attr: str):
     """``attr`` of ``module`` (imported when the subcommand runs: heavy imports only when used). A dependency that
     does not import (lxml, cryptography… missing or broken) is a broken installation: say which and exit 1.
@@ -37,6 +56,9 @@ def _load(module: str, attr: str):
         top = (e.name or "").split(".")[0]
         if top in ("analyzer", "dissectors", "replay", "lab"):
             raise
+        for extra, mods in EXTRAS.items():
+            if top in mods:
+                _require_extra(extra, module.split(".")[0])
         what = f"missing dependency {top}" if top else f"a dependency does not import ({e})"
         click.echo(f"acflow: {what}: reinstall acflow (pip install --force-reinstall acflow, or `make venv` in a "
                    f"checkout). Python said: {e}", err=True)
@@ -69,16 +91,17 @@ def _gateway_specs(ctx, param, values):
 @click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Gateway RSA private key (PEM/DER) for TLS_RSA_* key exchange; may be repeated.")
 @click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
-@click.option("--verbose", is_flag=True, help="Show headers and XML (secrets still redacted).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here ('-': standard output).")
+@click.option("--verbose", is_flag=True,
+              help="Show headers and XML (passwords, tokens, cookies, master secrets still redacted; usernames shown).")
 @click.option("--show-secrets", is_flag=True, help="Do not redact passwords, cookies, tokens, master secrets.")
-@click.option("--export-inner", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--export-inner", type=click.Path(path_type=Path),
               help="Write the decapsulated inner IP packets to this pcapng.")
 @click.option("--gateway", "gateways", multiple=True, metavar="ADDR[:PORT]", callback=_gateway_specs,
               help="The VPN gateway (repeatable): report sessions to it and nothing else, whatever the evidence. "
                    "IPv6 as [ADDR]:PORT.")
 def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways):
-    """Reconstruct every VPN session in CAPTURES, phase by phase.
+    """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase.
 
     Only flows with evidence of the AnyConnect protocol become sessions (decrypted aggregate-auth/CONNECT/CSTP,
     or without keys: DTLS beside the TLS connection, resuming DTLS hellos, CSTP record patterns…); everything
@@ -98,8 +121,8 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
 @click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")
 @click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-w", "--write", type=click.Path(dir_okay=False, path_type=Path), help="Also save the raw capture.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here ('-': standard output).")
+@click.option("-w", "--write", type=click.Path(path_type=Path), help="Also save the raw capture.")
 @click.option("--show-secrets", is_flag=True)
 def live(interface, from_stdin, capture_filter, keylogs, rsa_keys, duration, fmt, output, write, show_secrets):
     """Analyze live traffic as it arrives; report when the capture stops (Ctrl-C, --duration, end of input)."""
@@ -113,13 +136,19 @@ def live(interface, from_stdin, capture_filter, keylogs, rsa_keys, duration, fmt
 
 @main.command()
 @click.argument("capture", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def keys(capture, keylogs, rsa_keys, output):
-    """Write a Wireshark-usable key log for everything acflow can decrypt (incl. derived DTLS keys)."""
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="NSS key log file (SSLKEYLOGFILE); may be repeated.")
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gateway RSA private key (PEM/DER) for TLS_RSA_* key exchange; may be repeated.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Write the key log here ('-': standard output); with --embed, the capture.")
+@click.option("--embed", is_flag=True, help="Write CAPTURE itself to OUTPUT as pcapng with every secret embedded "
+              "(a Decryption Secrets Block, as editcap --inject-secrets writes).")
+def keys(capture, keylogs, rsa_keys, output, embed):
+    """Write a Wireshark-usable key log for everything acflow can decrypt (TLS, and every DTLS handshake's
+    master secret by its ClientHello random), or with --embed the capture with those keys inside."""
     run_keys = _load("analyzer.keys_export", "run_keys")
-    sys.exit(run_keys(capture=capture, keylogs=keylogs, rsa_keys=rsa_keys, output=output))
+    sys.exit(run_keys(capture=capture, keylogs=keylogs, rsa_keys=rsa_keys, output=output, embed=embed))
 
 
 class _ReplayGroup(click.Group):
@@ -172,6 +201,7 @@ def replay_client(capture, keylogs, session_id, gateway, resolve, user, password
 
     Exit status: 0 same as recorded, 1 differs, 2 usage, 4 unusable capture/keys, 5 environment (no root, no
     namespace/TUN), 130 interrupted. DTLS and the downloader are not replayed yet."""
+    _require_extra("replay", "replay client")
     if password_stdin and reuse_credentials:
         raise click.UsageError("--password-stdin and --reuse-credentials exclude each other")
     if speed is not None and no_timing:
@@ -206,7 +236,8 @@ def diff(recording, replayed):
 
 
 def _lab_entry():
-    """(default output root, run) of the lab in the source checkout this analyzer runs from.
+    """(the lab's own default output root — `python -m lab`'s, not `acflow lab`'s —, run) of the lab in the source
+    checkout this analyzer runs from.
 
     The lab (`lab/`, beside `analyzer/` in the repository) is not installed with acflow, and the analyzer never
     imports it except here. An editable install (`pip install -e .`, `make venv`) maps only the installed packages
@@ -227,7 +258,8 @@ def _lab_entry():
 @main.command()
 @click.argument("scenarios", nargs=-1)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output root (default: the samples/ directory of this checkout).")
+              help="Output root: each scenario goes to OUT/NAME/ (default: the current directory; `python -m lab` "
+                   "in a checkout writes the checkout's samples/). Never inside acflow's installation.")
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios.")
 @click.option("--keep-work", is_flag=True, help="Keep the temporary work directory.")
 def lab(scenarios, out, list_only, keep_work):
@@ -236,10 +268,18 @@ def lab(scenarios, out, list_only, keep_work):
 
     SCENARIOS: names from --list, or 'all'.
     """
-    DEFAULT_OUT, run = _lab_entry()
+    _default, run = _lab_entry()
+    from .outputs import OutputError, check_lab_output  # noqa: PLC0415
     if not scenarios and not list_only:
         raise click.UsageError("name at least one scenario (or 'all'); see --list")
-    rc = run(list(scenarios), out or DEFAULT_OUT, list_only=list_only, keep_work=keep_work)
+    out = out if out is not None else Path.cwd()
+    if not list_only:
+        try:
+            check_lab_output(out)
+        except OutputError as e:
+            click.echo(f"acflow lab: {e}", err=True)
+            sys.exit(EXIT_INPUT)
+    rc = run(list(scenarios), out, list_only=list_only, keep_work=keep_work)
     sys.exit(EXIT_LAB if rc == 1 else rc)
 
 

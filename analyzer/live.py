@@ -23,6 +23,7 @@ from dissectors.pcapfile import PcapParser
 from . import __version__
 from .analyze import InputError, load_keys
 from .driver import Analyzer
+from .outputs import AtomicFile, OutputError, check_outputs, is_stdio
 
 
 class _KeyFollower:
@@ -55,6 +56,13 @@ def run_live(*, interface, stdin, keylogs, rsa_keys, duration, fmt, output, writ
              capture_filter) -> int:
     from .report import render  # noqa: PLC0415
 
+    try:
+        # checked before capturing: a live session's report is never lost to an unwritable path at the end
+        check_outputs({"report": output if output is not None else "-", "raw capture": write},
+                      inputs=[*(keylogs or ()), *(rsa_keys or ())])
+    except OutputError as e:
+        print(f"acflow: {e}", file=sys.stderr)
+        return 4
     try:
         keys, key_info = load_keys([], rsa_keys)
     except InputError as e:
@@ -139,8 +147,9 @@ def run_live(*, interface, stdin, keylogs, rsa_keys, duration, fmt, output, writ
     analysis = an.finish()
     text = render(analysis, fmt, version=__version__, show_secrets=show_secrets,
                   to_terminal=output is None and sys.stdout.isatty())
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
+    if output and not is_stdio(output):
+        with AtomicFile(output, "w") as f:
+            f.write(text)
     else:
         sys.stdout.write(text)
     return 0

@@ -19,7 +19,7 @@ def sample_dirs() -> list[Path]:
 def sample(name: str) -> Path:
     d = SAMPLES / name
     if not (d / "facts.json").exists():
-        pytest.fail(f"sample {name} missing: run 'acflow lab {name}'")
+        pytest.fail(f"sample {name} missing: run 'python -m lab {name}'")
     return d
 
 

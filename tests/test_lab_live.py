@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -43,17 +46,59 @@ def test_baseline_live(tmp_path, tshark):
     assert any(r[0] == "POST" for r in reqs)
 
 
-def test_lab_refuses_without_root_clearly():
+def _world_readable(path: Path) -> bool:
+    """Can any user reach and read ``path`` (every parent directory searchable by others, the file readable)?"""
+    path = path.resolve()
+    return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents) and bool(path.stat().st_mode & stat.S_IROTH)
+
+
+def _user_namespaces() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "--user", "true"], capture_output=True).returncode == 0
+
+
+def test_lab_refuses_without_root_clearly(tmp_path):
+    out = tmp_path / "out"
     if os.geteuid() != 0:
-        p = subprocess.run([sys.executable, "-m", "lab", "baseline"], cwd=ROOT, capture_output=True,
-                           text=True)
-        assert p.returncode != 0 and "root" in p.stderr
+        p = subprocess.run([sys.executable, "-m", "lab", "--out", str(out), "baseline"], cwd=ROOT,
+                           capture_output=True, text=True)
+    elif _user_namespaces():
+        # as root: run the lab as a user who is not root, wherever the checkout is (under /root, mode 700, nobody
+        # could not read it). In a new user namespace without a mapping the process's uid is the overflow uid
+        # (65534, nobody) — os.geteuid() is not 0 — while files are still checked against root's own credentials
+        # (owner permissions), so the checkout and its venv stay readable.
+        p = subprocess.run(["unshare", "--user", sys.executable, "-m", "lab", "--out", str(out), "baseline"],
+                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     else:
-        # as root: run the check as nobody (setpriv is in util-linux)
-        _require(shutil.which("setpriv") is not None, "setpriv missing")
-        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
-                            "-m", "lab", "--out", "/tmp/acflow-nobody", "baseline"], cwd=ROOT,
-                           capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-        assert p.returncode != 0
-        assert "needs root" in p.stderr, p.stderr
-        assert not __import__("pathlib").Path("/tmp/acflow-nobody").exists()
+        # no user namespaces: run it as nobody (setpriv is in util-linux), from a world-readable copy of lab/ (the
+        # entry point and its root check import the standard library and `lab` only), with the base interpreter
+        _require(shutil.which("setpriv") is not None, "setpriv missing (and no user namespaces)")
+        python = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+        _require(_world_readable(python), f"{python} is not readable by other users (and no user namespaces)")
+        p = _as_nobody_from_a_copy(python, out)
+    assert p.returncode != 0
+    assert "needs root" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    assert not out.exists()
+
+
+def _world_readable(path: Path) -> bool:
+    """Can any user reach and read ``path`` (every parent directory searchable by others, the file readable)?"""
+    path = path.resolve()
+    return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents) and bool(path.stat().st_mode & stat.S_IROTH)
+
+
+def _as_nobody_from_a_copy(python: Path, out: Path) -> subprocess.CompletedProcess:
+    tmp = Path(tempfile.mkdtemp(prefix="acflow-nobody-", dir="/tmp"))
+    try:
+        tmp.chmod(0o755)
+        shutil.copytree(ROOT / "lab", tmp / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+        for p in tmp.rglob("*"):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(tmp),
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
+        return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(python),
+                               "-m", "lab", "--out", str(out), "baseline"], cwd=tmp, capture_output=True, text=True,
+                              env=env)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -280,3 +280,21 @@ def test_real_process_stderr_and_stdout(tmp_path):
                            capture_output=True, text=True, timeout=120, check=False)
         assert p.returncode == 0, p.stderr
         assert not leaks(p.stdout + p.stderr, secrets)
+
+
+@pytest.mark.parametrize("sample", ["baseline", "auth-fail", "scripted/login-retry"])
+def test_verbose_shows_the_username_not_the_password(sample):
+    """A username is not a secret (README: passwords, tokens, cookies, master secrets are): `--verbose` shows the
+    `<username>` the client sent, as the client's own log has it, while every password stays redacted."""
+    d = SAMPLES / sample
+    names = set(re.findall(r"<username>([^<]+)</username>", _log_text(d)))
+    assert names, "the client's log has the username it sent"
+    for extra in (["--verbose"], ["--format", "json", "--verbose"]):
+        rc, out, _err = run_cli(_base_args(d) + extra)
+        assert rc == 0
+        out = out.replace("\\u00ab", "«").replace("\\u00bb", "»")  # JSON escapes the guillemets
+        for name in names:
+            assert f"<username>{name}</username>" in out
+        assert "<username>«redacted»</username>" not in out
+        assert not leaks(out, secrets_of(d)), leaks(out, secrets_of(d))
+        assert "<password>«redacted»</password>" in out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,7 +92,17 @@ def _missing(old, new, path="$") -> str | None:
         if not isinstance(new, list) or len(old) != len(new):
             return path
         return next((w for i, (a, b) in enumerate(zip(old, new)) if (w := _missing(a, b, f"{path}[{i}]"))), None)
-    return None if old == new else path
+    return None if old == new or _username_shown(old, new) else path
+
+
+_USERNAME = re.compile(r"(<username>)[^<]*(</username>)")
+
+
+def _username_shown(old, new) -> bool:
+    """Issue #17: a username is not a secret, so the redacted auth-reply XML shows it where BASE wrote
+    «redacted»; nothing else of the string may differ."""
+    return (isinstance(old, str) and isinstance(new, str) and "<username>«redacted»</username>" in old
+            and _USERNAME.sub(r"\1«redacted»\2", new) == old)
 
 
 def test_document_comparison_allows_only_additions():
@@ -100,6 +111,9 @@ def test_document_comparison_allows_only_additions():
     assert _missing({"b": [{"c": 2}]}, {"b": [{}]}) == "$.b[0].c"
     assert _missing({"b": [1, 2]}, {"b": [1]}) == "$.b"
     assert _missing({"message": "old words"}, {"message": "new words"}) is None
+    xml = "<auth><username>{}</username><password>«redacted»</password></auth>"
+    assert _missing({"xml": xml.format("«redacted»")}, {"xml": xml.format("alice")}) is None
+    assert _missing({"xml": xml.format("«redacted»")}, {"xml": xml.format("alice").replace("«redacted»", "pw")})
 
 
 def test_snapshot_variants_cover_keys_and_secrets():

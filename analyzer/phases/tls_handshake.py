@@ -173,7 +173,8 @@ def build(g: Group) -> Phase:
         p.touch(sh.ts, sh.frame)
     chain: list[dict] = []
     if c.certificates is not None:
-        chain = [certs.describe(der) for der in c.certificates.certificates[:10]]
+        # "frame": where the gateway's Certificate message is (a finding can point at it)
+        chain = [certs.describe(der) | {"frame": c.certificates.frame} for der in c.certificates.certificates[:10]]
         p.touch(c.certificates.ts, c.certificates.frame)
     host = ch.sni if ch is not None and ch.sni else None
     if host is None:

@@ -71,8 +71,15 @@ def build(g: Group, tls_phase: Phase) -> Phase:
     rounds: list[AuthRound] = []
     complete = None
     failure: AuthRound | None = None
+    # the fields the gateway's latest form declared type="password": secret in the reply that answers it, besides
+    # the names that are secret anyway (dissectors/redact.py); a username is not a secret (support needs it)
+    password_fields: list[str] = []
     for _cn, ex, rq, rs in posts(g):
         req, resp = ex.request, ex.response
+        asked = password_fields
+        form = rs.auth.form if rs is not None and rs.auth is not None else None
+        if form is not None:
+            password_fields = [f.name for f in form.fields if (f.type or "").lower() == "password" and f.name]
         if rq is None or rq.type == "init":
             # an init answered "complete" (certificate-only auth) still counts
             if rs is not None and rs.type == "complete":
@@ -81,7 +88,7 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         p.touch(req.ts, req.frame)
         fields = [k for k, _ in (rq.auth.values if rq.auth else ())]
         r = AuthRound(time=req.ts, frame=req.frame, target=req.target, type=rq.type, fields=fields,
-                      group_select=rq.group_select, xml=xml_view(req.body, fields))
+                      group_select=rq.group_select, xml=xml_view(req.body, asked))
         if resp is not None:
             p.touch(resp.ts, resp.frame)
             auth = rs.auth if rs else None

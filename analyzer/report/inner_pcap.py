@@ -30,8 +30,12 @@ def _block(btype: int, body: bytes) -> bytes:
 
 
 class InnerPcapWriter:
-    def __init__(self, path) -> None:
-        self._f = open(path, "wb")  # noqa: SIM115 - closed by close()
+    """``target``: a path (opened here, closed by `close`) or a binary file object with ``write`` (e.g. an
+    `analyzer.outputs.AtomicFile`, which its owner commits or aborts)."""
+
+    def __init__(self, target) -> None:
+        self._owned = not hasattr(target, "write")
+        self._f = open(target, "wb") if self._owned else target  # noqa: SIM115 - closed by close()
         shb_opts = _option(4, b"acflow --export-inner") + _option(0, b"")
         self._f.write(_block(_SHB, struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1) + shb_opts))
         idb_opts = _option(2, b"vpn-inner") + _option(0, b"")
@@ -48,5 +52,5 @@ class InnerPcapWriter:
         self.count += 1
 
     def close(self) -> None:
-        if not self._f.closed:
+        if self._owned and not self._f.closed:
             self._f.close()

@@ -42,6 +42,10 @@ class Context:
     icmp_unreachable: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     capture_end: float | None = None  # time of the last frame of all captures
+    # the key material given (key logs, embedded secrets, RSA keys): KEYS_MISSING says why it did not help
+    keylog_entries: int = 0  # usable key log lines (files and Decryption Secrets Blocks)
+    keylog_randoms: frozenset = frozenset()  # the ClientHello randoms they name
+    rsa_keys: list = field(default_factory=list)  # the RSA key files given
 
 
 def load_rules():
@@ -51,6 +55,12 @@ def load_rules():
 def apply_rules(analysis: Analysis, pipe) -> None:
     ends = [c.last for c in analysis.captures if c.last is not None]
     ctx = Context(icmp_unreachable=list(getattr(pipe, "icmp_unreachable", [])), capture_end=max(ends) if ends else None)
+    store = getattr(pipe, "keys", None)
+    if store is not None:
+        entries = store.entries()
+        ctx.keylog_entries = len(entries)
+        ctx.keylog_randoms = frozenset(e.client_random for e in entries if e.client_random)
+    ctx.rsa_keys = sorted({k for c in analysis.captures for k in (c.keys or {}).get("rsa_keys", [])})
     rules = load_rules()
     for s in analysis.sessions:
         found: list[Finding] = []

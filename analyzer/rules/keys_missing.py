@@ -6,6 +6,8 @@ the decrypted CONNECT exchange; for PSK-NEGOTIATE over TLS 1.3 the key log must 
 """
 from __future__ import annotations
 
+import re
+
 from ..model import Finding
 from ..phases.tls_handshake import TLSHandshakeDetails
 
@@ -48,8 +50,48 @@ def check(session, ctx):
         key = "a key log (--keylog) with the CLIENT_RANDOM line of this session"
     wrong = any("wrong key" in (r or "") for r in reasons.values())
     why = " The key material given does not decrypt this session (wrong key)." if wrong else ""
+    remedy = f"Supply {key}; the session's ClientHello is frame {ch.frame}."
+    evidence = {"phases": names, "cipher_suite": suite or None, "reasons": reasons, "client_hello_captured": True}
+    random = _client_random(reasons)
+    if not wrong and random is not None:
+        given = []
+        cert = (tls.certificates or [{}])[0] if tls is not None else {}
+        no_match = any("no RSA private key matches" in (r or "") for r in reasons.values())
+        if suite and "TLS_RSA_" in suite and ctx.rsa_keys and no_match:
+            # the RSA key exchange failed with every key given: none is the certificate's key
+            where = f" in frame {cert['frame']}" if cert.get("frame") else ""
+            subject = f" ({cert['subject']})" if cert.get("subject") else ""
+            files = ", ".join(ctx.rsa_keys)
+            if len(ctx.rsa_keys) == 1:
+                given.append(f"the RSA key {files} does not match the certificate{where}{subject}")
+            else:
+                given.append(f"none of the RSA keys ({files}) matches the certificate{where}{subject}")
+            remedy = (f"Supply the private key of the certificate the gateway sent{where}{subject}, or a key log "
+                      f"with this session's CLIENT_RANDOM line; the session's ClientHello is frame {ch.frame}.")
+            evidence["rsa_key_matches_certificate"] = False
+            evidence["certificate_frame"] = cert.get("frame")
+        if ctx.keylog_entries and random not in ctx.keylog_randoms:
+            n = ctx.keylog_entries
+            given.append(f"the key log has {n} {'entry' if n == 1 else 'entries'}, none for this session's "
+                         f"ClientHello random {random.hex()} (frame {ch.frame})")
+            remedy = (f"Supply the key log the client wrote during this connection (SSLKEYLOGFILE set before it "
+                      f"connected): the one given is for other TLS sessions. {remedy}")
+            evidence["keylog_entries"] = n
+            evidence["keylog_has_client_random"] = False
+        if given:
+            why = " " + "; ".join(given)[:1].upper() + "; ".join(given)[1:] + "."
     return [Finding(id="KEYS_MISSING", severity="info", phase=phases[0].phase, time=session.start, frames=[],
                     message=f"Not decrypted: {', '.join(names)}" + (f" ({suite})" if suite else "") + f".{why}",
-                    remedy=f"Supply {key}; the session's ClientHello is frame {ch.frame}.",
-                    evidence={"phases": names, "cipher_suite": suite or None, "reasons": reasons,
-                              "client_hello_captured": True})]
+                    remedy=remedy, evidence=evidence)]
+
+
+_RANDOM = re.compile(r"client random ([0-9a-f]{64})")
+
+
+def _client_random(reasons: dict) -> bytes | None:
+    """The ClientHello random the TLS layer named when it found no key for the session."""
+    for r in reasons.values():
+        m = _RANDOM.search(r or "")
+        if m:
+            return bytes.fromhex(m.group(1))
+    return None

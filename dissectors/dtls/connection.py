@@ -329,6 +329,12 @@ class DTLSConnection:
         """The latest handshake's master secret once derived (a secret: never report it unredacted)."""
         return self._hs.master if self._hs else None
 
+    def master_secrets(self) -> list[tuple[bytes, bytes]]:
+        """(client random, master secret) of every remembered handshake whose master secret is known, oldest first
+        (secrets: for a key log the user asked for, never for a report)."""
+        return [(h.client_random, h.master) for h in self._handshakes
+                if h.client_random and h.master and (h.ok or not h.fail)]
+
     @property
     def keys_available(self) -> bool:
         """Record keys of the latest handshake are derived."""

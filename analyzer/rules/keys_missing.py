@@ -48,8 +48,15 @@ def check(session, ctx):
         key = "a key log (--keylog) with the CLIENT_RANDOM line of this session"
     wrong = any("wrong key" in (r or "") for r in reasons.values())
     why = " The key material given does not decrypt this session (wrong key)." if wrong else ""
+    # live: acflow parks the records of a connection until the key log has its keys, up to a limit
+    late = any("past its limit" in (r or "") for r in reasons.values())
+    if late:
+        why += (" acflow live held this connection's records waiting for its keys until its buffer limit was "
+                "reached; the key log did not have them by then.")
     return [Finding(id="KEYS_MISSING", severity="info", phase=phases[0].phase, time=session.start, frames=[],
                     message=f"Not decrypted: {', '.join(names)}" + (f" ({suite})" if suite else "") + f".{why}",
-                    remedy=f"Supply {key}; the session's ClientHello is frame {ch.frame}.",
+                    remedy=f"Supply {key}; the session's ClientHello is frame {ch.frame}."
+                    + (" Let the client write its key log (SSLKEYLOGFILE) as it connects, or analyse the capture "
+                       "written with --write afterwards with the key log." if late else ""),
                     evidence={"phases": names, "cipher_suite": suite or None, "reasons": reasons,
-                              "client_hello_captured": True})]
+                              "client_hello_captured": True, **({"keys_waited_past_limit": True} if late else {})})]

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
-from .conftest import sample
+import pytest
+
+from .conftest import ROOT, sample
 
 
 def test_live_stdin_matches_analyze():
@@ -25,3 +29,58 @@ def test_live_stdin_matches_analyze():
 def test_live_needs_a_source():
     p = subprocess.run([sys.executable, "-m", "analyzer.cli", "live"], capture_output=True, text=True)
     assert p.returncode == 2 and "--stdin" in p.stderr
+
+
+def _live(*args, env=None, user=None, input=None, timeout=60):
+    cmd = [sys.executable, "-m", "analyzer.cli", "live", *args]
+    if user:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=input is None, input=input, env=env, timeout=timeout,
+                          cwd=ROOT)
+
+
+def _one_clear_line(p, *words):
+    assert p.returncode == 4, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("acflow live: "), p.stderr
+    assert "Traceback" not in p.stderr and p.stdout == ""
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_live_refuses_before_capturing(tmp_path):
+    """What prevents capturing is one clear line and exit 4, before any capture starts."""
+    _one_clear_line(_live("-i", "acflow-nonexistent0"), "no network interface", "acflow-nonexistent0")
+    _one_clear_line(_live("-i", "lo", "--keylog", str(tmp_path / "nodir" / "keys.log")), "does not exist",
+                    "nodir")
+    _one_clear_line(_live("-i", "lo", "-o", str(tmp_path / "nodir" / "r.json")), "output", "does not exist")
+    _one_clear_line(_live("-i", "lo", "--write", str(tmp_path / "nodir" / "w.pcapng")), "--write", "does not exist")
+    env = dict(os.environ, PATH=str(tmp_path))  # no dumpcap on PATH
+    _one_clear_line(_live("-i", "lo", env=env), "dumpcap not found")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.geteuid() != 0:  # root writes anywhere
+        _one_clear_line(_live("-i", "lo", "-o", str(ro / "r.json")), "cannot create files")
+
+
+def test_live_no_permission_to_capture():
+    """dumpcap refuses (an unprivileged user): its reason in one line, exit 4."""
+    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("dumpcap") is None:
+        pytest.skip("needs root (to run as nobody), runuser and dumpcap")
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", "import analyzer.live"],
+                           capture_output=True, cwd=ROOT)
+    if probe.returncode:
+        pytest.skip("the checkout is not readable by nobody")
+    _one_clear_line(_live("-i", "lo", user="nobody"), "cannot capture on lo", "permission")
+
+
+def test_live_key_log_that_does_not_exist_yet_is_accepted(tmp_path):
+    """A key log whose directory exists is waited for (the client creates it when it starts)."""
+    d = sample("baseline")
+    p = _live("--stdin", "--keylog", str(tmp_path / "later.log"), "--format", "json",
+              input=(d / "capture.pcapng").read_bytes())
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["captures"][0]["keys"]["entries"] == 0
+    assert any(ph["status"] == "undecrypted" for s in doc["sessions"] for ph in s["phases"])

@@ -373,6 +373,7 @@ def _capture(an: Analyzer, follower: _KeyFollower, fd: int, first: bytes, proc, 
         return doc
 
     analysis_box: list = [None]
+    view.started(name)
     follower.poll()
     ci.keys["entries"] = sum(follower.entries.values())
     if first:

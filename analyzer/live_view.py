@@ -113,6 +113,10 @@ class LineView:
     def __init__(self, stream) -> None:
         self.stream = stream
 
+    def started(self, capture: str) -> None:
+        self.stream.write(f"acflow live: capturing ({capture}); Ctrl-C ends and reports\n")
+        self.stream.flush()
+
     def show(self, events: list[dict], doc: dict, state: dict) -> None:
         for ev in events:
             self.stream.write(format_line(ev) + "\n")
@@ -137,6 +141,11 @@ class JsonlView:
 
     def __init__(self, stream) -> None:
         self.stream = stream
+
+    def started(self, capture: str) -> None:
+        self.stream.write(json.dumps({"event": "capture", "wall": time.time(), "capture": capture,
+                                      "status": "started"}) + "\n")
+        self.stream.flush()
 
     def show(self, events: list[dict], doc: dict, state: dict) -> None:
         for ev in events:
@@ -167,6 +176,11 @@ class RichView:
                          redirect_stderr=False)
         self.live.start()
         self.stopped = False
+
+    def started(self, capture: str) -> None:
+        from rich.text import Text  # noqa: PLC0415
+
+        self.live.update(Text(f"acflow live: capturing ({capture}); Ctrl-C ends and reports"), refresh=True)
 
     def show(self, events: list[dict], doc: dict, state: dict) -> None:
         self.live.update(self.render(doc, state), refresh=True)

@@ -383,6 +383,10 @@ def _capture(an: Analyzer, follower: _KeyFollower, fd: int, first: bytes, proc, 
         if deadline is not None and now >= deadline:
             state["stop"] = True
         if state["stop"] and drain_until is None:
+            if not isinstance(view, RichView):
+                sys.stderr.write("acflow live: stopping: reading what was captured, then the report (Ctrl-C again "
+                                 "to abort)\n")
+                sys.stderr.flush()
             if proc is None:
                 break
             drain_until = now + DRAIN_TIMEOUT

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -84,3 +85,35 @@ def test_live_key_log_that_does_not_exist_yet_is_accepted(tmp_path):
     doc = json.loads(p.stdout)
     assert doc["captures"][0]["keys"]["entries"] == 0
     assert any(ph["status"] == "undecrypted" for s in doc["sessions"] for ph in s["phases"])
+
+
+def test_ctrl_c_reports_and_a_second_one_aborts(tmp_path):
+    """Ctrl-C ends the capture with the report (exit 0); a second one while it stops aborts (exit 130). dumpcap is
+    held (SIGSTOP) so that the stop waits for it: the second Ctrl-C lands while acflow live is stopping."""
+    if os.geteuid() != 0 or shutil.which("dumpcap") is None or shutil.which("pgrep") is None:
+        pytest.skip("needs root (to capture on lo), dumpcap and pgrep")
+    for second in (False, True):
+        out = tmp_path / f"r{int(second)}.json"
+        p = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "live", "-i", "lo", "--format", "json", "-o",
+                              str(out)], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert p.stderr.readline().startswith("acflow live: capturing")
+            if second:
+                kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+                assert len(kids) == 1  # dumpcap
+                os.kill(int(kids[0]), signal.SIGSTOP)
+            p.send_signal(signal.SIGINT)
+            assert "stopping" in p.stderr.readline()
+            if second:
+                p.send_signal(signal.SIGINT)
+            rc = p.wait(30)
+            rest = p.stderr.read()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert "Traceback" not in rest
+        if second:
+            assert rc == 130 and "aborted" in rest and not out.exists()
+        else:
+            assert rc == 0 and json.loads(out.read_text())["captures"][0]["path"] == "live:lo"

@@ -5,7 +5,7 @@ JSON document of `analyzer.report.json_report.to_document`) and hands it here wi
 key logs, connections waiting for keys). `EventDiffer` compares it with the previous snapshot and makes events:
 
 * ``phase``: a phase of a session changed status or summary (phases that stay "absent" are told at the end only);
-* ``finding``: a finding was raised;
+* ``finding``: a finding was raised (once per session, id and phase; the final report has its last wording);
 * ``keys``: a connection waits for its keys ("waiting for keys for ClientHello frame 12"), got them, or cannot get
   them (its ClientHello was before the capture).
 
@@ -64,7 +64,7 @@ class EventDiffer:
                 out.append({"event": "phase", "wall": wall, "time": p.get("start") or p.get("end"), "session": sid,
                             "phase": p["phase"], "status": p["status"], "summary": p["summary"]})
             for f in s.get("findings", ()):
-                key = (sid, f["id"], f.get("phase"), f.get("message"))
+                key = (sid, f["id"], f.get("phase"))  # once: a message may count packets as they come
                 if key in self.findings:
                     continue
                 self.findings.add(key)

@@ -117,3 +117,54 @@ def test_ctrl_c_reports_and_a_second_one_aborts(tmp_path):
             assert rc == 130 and "aborted" in rest and not out.exists()
         else:
             assert rc == 0 and json.loads(out.read_text())["captures"][0]["path"] == "live:lo"
+
+
+def test_live_lines_on_a_pipe():
+    """Not a terminal: one line per event on standard error (phases, then findings as they are raised)."""
+    d = sample("dtls-blocked")
+    p = _live("--stdin", "--keylog", str(d / "keys.log"), "--format", "json",
+              input=(d / "capture.pcapng").read_bytes())
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.decode().splitlines()
+    assert lines[0].startswith("acflow live: capturing (<stdin>)")
+    rows = [ln.split("  ") for ln in lines[1:]]
+    phases = [r[2] for r in rows if r[1] == "s1" and r[2] != "finding"]
+    assert phases == ["tls-handshake", "group-selection", "user-auth", "downloader", "cstp-connect", "dtls"]
+    assert ["s1", "dtls", "failed"] == next(r[1:4] for r in rows if r[2] == "dtls")
+    assert any(r[2] == "finding" and r[3].startswith("DTLS_NO_RESPONSE (warning)") for r in rows)
+    assert json.loads(p.stdout)["sessions"][0]["phases"][5]["status"] == "failed"
+
+
+def test_rich_view_shows_phases_tunnel_and_key_state():
+    """The terminal view of a snapshot: the six phases, the tunnel counters, findings; and, before the key log
+    has the session's keys, which ClientHello it waits for."""
+    from rich.console import Console
+
+    from analyzer.capture import read_capture_batches
+    from analyzer.driver import Analyzer
+    from analyzer.live import _key_state
+    from analyzer.live_view import RichView
+    from analyzer.report.json_report import to_document
+    from dissectors.keylog import KeyStore
+    from dissectors.tls.connection import KeyWait
+
+    d = sample("baseline")
+    for with_keys in (True, False):
+        an = Analyzer(KeyStore(), key_wait=KeyWait())
+        if with_keys:
+            an.add_keylog((d / "keys.log").read_text())
+        an.start_capture("live:test0")
+        for batch in read_capture_batches(d / "capture.pcapng"):
+            an.feed_events(batch)
+        doc = to_document(an.snapshot(), version="test")
+        console = Console(record=True, width=140, color_system=None)
+        console.print(RichView.render(doc, {"capture": "live:test0", "frames": 61, "key_state": _key_state(an),
+                                            "keylogs": [], "held": an.pipeline.held_datagrams}))
+        text = console.export_text()
+        if with_keys:
+            for name in ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-connect", "dtls"):
+                assert name in text
+            assert "tunnel: CSTP ↑1 pkts/18 B" in text and "DTLS ↑" in text and "channel dtls" in text
+            assert "MTU_MISMATCH" in text
+        else:
+            assert "waiting for keys for ClientHello frame 8" in text and "DTLS datagram(s) held" in text

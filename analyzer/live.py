@@ -369,7 +369,8 @@ def _capture(an: Analyzer, follower: _KeyFollower, fd: int, first: bytes, proc, 
         ks = _key_state(an)
         events = differ.diff(doc, ks, final=final)
         view.show(events, doc, {"capture": name, "frames": ci.frames, "keylogs": follower.describe(),
-                                "key_state": ks, "held": an.pipeline.held_datagrams})
+                                "key_state": ks, "held": an.pipeline.held_datagrams, "display": differ.display,
+                                "findings": differ.shown_findings})
         return doc
 
     analysis_box: list = [None]

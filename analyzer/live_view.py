@@ -4,8 +4,11 @@ The capture loop (analyzer/live.py) takes a snapshot of the session model now an
 JSON document of `analyzer.report.json_report.to_document`) and hands it here with the capture's state (frames,
 key logs, connections waiting for keys). `EventDiffer` compares it with the previous snapshot and makes events:
 
-* ``phase``: a phase of a session changed status or summary (phases that stay "absent" are told at the end only);
-* ``finding``: a finding was raised (once per session, id and phase; the final report has its last wording);
+* ``phase``: a phase of a session changed status or summary (phases that stay "absent" are told at the end only;
+  a phase that looks failed or incomplete is told once it has stayed so for HOLD seconds: until then its answer
+  may still come, and the terminal view shows it "in progress");
+* ``finding``: a finding was raised (once per session, id and phase, once it has held for HOLD seconds; the final
+  report has its last wording), or withdrawn (``status``: "raised" / "withdrawn");
 * ``keys``: a connection waits for its keys ("waiting for keys for ClientHello frame 12"), got them, or cannot get
   them (its ClientHello was before the capture).
 
@@ -31,13 +34,35 @@ def _clock(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", t) + f".{int((ts % 1) * 1000):03d}"
 
 
-class EventDiffer:
-    """Snapshots in, events out (dicts; ``wall``: the wall-clock time the event was made)."""
+#: statuses a phase may show only while it is still happening ("CONNECT sent, no answer in the capture" is a
+#: failure once the capture has ended, not while the answer may still come)
+UNSETTLED = ("failed", "incomplete")
+#: seconds a failed/incomplete phase or a finding must stay the same in the snapshots before it is told
+HOLD = 2.0
 
-    def __init__(self) -> None:
-        self.phases: dict[tuple[str, str], tuple] = {}
-        self.findings: set[tuple] = set()
+
+class EventDiffer:
+    """Snapshots in, events out (dicts; ``wall``: the wall-clock time the event was made).
+
+    A snapshot is the model of a capture that has not ended: a phase waiting for its answer looks failed in it. So
+    a failed or incomplete phase, and a finding, are told once they have stayed so for ``HOLD`` seconds (and at the
+    end); until then the phase shows as "in progress". A finding told that later disappears (the answer came) is
+    told again as withdrawn."""
+
+    def __init__(self, hold: float = HOLD) -> None:
+        self.hold = hold
+        self.phases: dict[tuple[str, str], tuple] = {}  # what was told
+        self.findings: dict[tuple, dict] = {}  # told findings by (session, id, phase)
+        self.since: dict[tuple, tuple] = {}  # (kind, key) -> (value, wall first seen)
         self.keys: dict[str, str] = {}  # connection -> what was last said about its keys
+        self.display: dict[tuple[str, str], str] = {}  # (session, phase) -> the status to show now
+
+    def _settled(self, kind: str, key, value, wall: float, final: bool) -> bool:
+        seen = self.since.get((kind, key))
+        if seen is None or seen[0] != value:
+            self.since[(kind, key)] = (value, wall)
+            return final or self.hold <= 0
+        return final or wall - seen[1] >= self.hold
 
     def diff(self, doc: dict, key_state: dict[str, tuple[str, str, float | None]], *, final: bool = False,
              wall: float | None = None) -> list[dict]:
@@ -51,11 +76,16 @@ class EventDiffer:
                 self.keys[conn] = state
                 out.append({"event": "keys", "wall": wall, "time": ts, "session": None, "connection": conn,
                             "status": state, "summary": text})
+        present: set = set()
         for s in doc.get("sessions", ()):
             sid = s["id"]
             for p in sorted(s["phases"], key=lambda p: _PHASE_ORDER.get(p["phase"], 99)):
                 key = (sid, p["phase"])
                 cur = (p["status"], p["summary"])
+                self.display[key] = p["status"]
+                if p["status"] in UNSETTLED and not self._settled("phase", key, cur, wall, final):
+                    self.display[key] = "in progress"
+                    continue
                 if self.phases.get(key) == cur:
                     continue
                 if p["status"] == "absent" and key not in self.phases and not final:
@@ -65,13 +95,26 @@ class EventDiffer:
                             "phase": p["phase"], "status": p["status"], "summary": p["summary"]})
             for f in s.get("findings", ()):
                 key = (sid, f["id"], f.get("phase"))  # once: a message may count packets as they come
+                present.add(key)
                 if key in self.findings:
+                    self.findings[key] = f
                     continue
-                self.findings.add(key)
+                if not self._settled("finding", key, True, wall, final):
+                    continue
+                self.findings[key] = f
                 out.append({"event": "finding", "wall": wall, "time": f.get("time"), "session": sid,
                             "id": f["id"], "severity": f["severity"], "phase": f.get("phase"),
-                            "message": f["message"]})
+                            "message": f["message"], "status": "raised"})
+        for key in [k for k in self.findings if k not in present]:
+            f = self.findings.pop(key)
+            out.append({"event": "finding", "wall": wall, "time": f.get("time"), "session": key[0], "id": key[1],
+                        "severity": f["severity"], "phase": key[2], "message": f["message"], "status": "withdrawn"})
+        for key in [k for k in self.since if k[0] == "finding" and k[1] not in present]:
+            del self.since[key]
         return out
+
+    def shown_findings(self, session_id: str) -> list[dict]:
+        return [f for k, f in self.findings.items() if k[0] == session_id]
 
 
 def tunnel_counters(session: dict) -> dict:
@@ -132,6 +175,8 @@ def format_line(ev: dict) -> str:
     if ev["event"] == "phase":
         return f"{t}  {ev['session']}  {ev['phase']}  {ev['status']}  {ev['summary']}"
     if ev["event"] == "finding":
+        if ev.get("status") == "withdrawn":
+            return f"{t}  {ev['session']}  finding  {ev['id']} withdrawn (no longer holds)"
         return f"{t}  {ev['session']}  finding  {ev['id']} ({ev['severity']})  {ev['message']}"
     return f"{t}  -  keys  {ev['status']}  {ev['summary']}"
 
@@ -161,7 +206,7 @@ class JsonlView:
 
 
 _STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypted": "yellow",
-                 "before-capture": "blue", "incomplete": "blue"}
+                 "before-capture": "blue", "incomplete": "blue", "in progress": "cyan"}
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -212,8 +257,10 @@ class RichView:
             t.add_column("status")
             t.add_column("time")
             t.add_column("summary", overflow="fold")
+            display = state.get("display") or {}
             for p in s["phases"]:
-                t.add_row(p["phase"], Text(p["status"], style=_STATUS_STYLE.get(p["status"], "")),
+                status = display.get((s["id"], p["phase"]), p["status"])
+                t.add_row(p["phase"], Text(status, style=_STATUS_STYLE.get(status, "")),
                           _clock(p.get("start")), p["summary"] or "")
             rows: list = [t]
             c = tunnel_counters(s)
@@ -222,7 +269,8 @@ class RichView:
                 rows.append(Text(
                     f"tunnel: CSTP {_pb(c['cstp'])}  DTLS {_pb(c['dtls'])}  DPD RTT {rtt}  "
                     f"channel {c['channel'] or '-'}"))
-            for f in s.get("findings", ()):
+            shown = state.get("findings")
+            for f in (s.get("findings", ()) if shown is None else shown(s["id"])):
                 rows.append(Text(f"{f['severity']:<7} {f['id']}: {f['message']}",
                                  style=_SEVERITY_STYLE.get(f["severity"], "")))
             parts.append(Panel(Group(*rows), title=f"{s['id']}  {s['client']} → {s['gateway']}", title_align="left"))

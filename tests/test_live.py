@@ -168,3 +168,48 @@ def test_rich_view_shows_phases_tunnel_and_key_state():
             assert "MTU_MISMATCH" in text
         else:
             assert "waiting for keys for ClientHello frame 8" in text and "DTLS datagram(s) held" in text
+
+
+def _replayed_events(name: str) -> tuple[list[dict], float]:
+    """The live events of sample ``name`` replayed frame by frame, a snapshot after each frame, the capture's
+    clock as the wall clock (line rate); returns (events, time of the last frame)."""
+    from analyzer.capture import read_capture_batches
+    from analyzer.driver import Analyzer
+    from analyzer.live import _key_state
+    from analyzer.live_view import EventDiffer
+    from analyzer.report.json_report import to_document
+    from dissectors.keylog import KeyStore
+    from dissectors.pcapfile import Frame
+
+    d = sample(name)
+    an = Analyzer(KeyStore())
+    an.add_keylog((d / "keys.log").read_text())
+    an.start_capture("live:test0")
+    differ = EventDiffer()
+    events: list[dict] = []
+    last = 0.0
+    for batch in read_capture_batches(d / "capture.pcapng"):
+        for ev in batch:
+            an.feed_events([ev])
+            if type(ev) is Frame:
+                last = ev.ts
+                events += differ.diff(to_document(an.snapshot(), version="t"), _key_state(an), wall=ev.ts)
+    events += differ.diff(to_document(an.finish(), version="t"), _key_state(an), wall=last + 1, final=True)
+    return events, last
+
+
+def test_live_events_wait_for_a_phase_to_settle():
+    """A snapshot taken while an answer is on its way shows the phase failed ("CONNECT sent, no answer"): such a
+    state is not told until it has lasted, so a clean session streams only its real outcome, and a real failure
+    (DTLS blocked) is told while the session still runs."""
+    events, _ = _replayed_events("baseline")
+    told = [(e["phase"], e["status"]) for e in events if e["event"] == "phase"]
+    assert told == [("tls-handshake", "ok"), ("group-selection", "ok"), ("user-auth", "ok"), ("cstp-connect", "ok"),
+                    ("dtls", "ok"), ("downloader", "absent")]
+    assert {e["id"] for e in events if e["event"] == "finding"} == {"AUTH_MULTI_ROUND", "MTU_MISMATCH",
+                                                                    "SESSION_DISCONNECT"}
+    events, last = _replayed_events("dtls-blocked")
+    dtls = next(e for e in events if e["event"] == "phase" and e["phase"] == "dtls")
+    assert dtls["status"] == "failed" and dtls["wall"] < last - 60  # told while the session ran (~100 s)
+    raised = next(e for e in events if e["event"] == "finding" and e["id"] == "DTLS_NO_RESPONSE")
+    assert raised["wall"] < last - 60

@@ -224,21 +224,62 @@ def _dsb(lines: list[str], little: bool) -> bytes:
             + b"\0" * pad + struct.pack(e + "I", total))
 
 
+def _pcap_to_pcapng(f, o, lines: list[str]) -> bool:
+    """Copy the pcap stream ``f`` (at its start) to ``o`` as pcapng: section header, the key log block, one interface,
+    one Enhanced Packet Block per record. False if ``f`` is not a pcap stream."""
+    head = f.read(24)
+    if len(head) < 24:
+        return False
+    magic = head[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        e = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        e = ">"
+    else:
+        return False
+    nanos = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    snaplen, linktype = struct.unpack(e + "II", head[16:24])
+    o.write(struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28))
+    o.write(_dsb(lines, True))
+    opts = struct.pack("<HHB3x", 9, 1, 9 if nanos else 6) + struct.pack("<HH", 0, 0)  # if_tsresol, end of options
+    idb = struct.pack("<HHI", linktype & 0xFFFF, 0, snaplen) + opts
+    o.write(struct.pack("<II", 1, 12 + len(idb)) + idb + struct.pack("<I", 12 + len(idb)))
+    while True:
+        rh = f.read(16)
+        if len(rh) < 16:
+            break
+        sec, frac, incl, orig = struct.unpack(e + "IIII", rh)
+        data = f.read(incl)
+        if len(data) < incl:
+            break
+        ts = sec * (10**9 if nanos else 10**6) + frac
+        pad = (-incl) % 4
+        total = 32 + incl + pad
+        o.write(struct.pack("<IIIIIII", 6, total, 0, ts >> 32, ts & 0xFFFFFFFF, incl, orig) + data + b"\0" * pad
+                + struct.pack("<I", total))
+    return True
+
+
 def write_with_keys(raw: Path, out: Path, lines: list[str]) -> str | None:
-    """``out`` = the capture ``raw`` with a Decryption Secrets Block after its section header; a pcap (not pcapng)
-    stream is kept as it is. Returns a warning, or None."""
+    """``out`` = the capture ``raw`` with a Decryption Secrets Block holding ``lines`` after its section header (a
+    pcap stream is written as pcapng for that). Returns a warning, or None."""
     with open(raw, "rb") as f:
         head = f.read(12)
-        if len(head) < 12 or head[:4] != b"\x0a\x0d\x0d\x0a" or not lines:
+        f.seek(0)
+        if lines and head[:4] != b"\x0a\x0d\x0d\x0a":
+            with open(out, "wb") as o:
+                if _pcap_to_pcapng(f, o, lines):
+                    return None
             f.seek(0)
             with open(out, "wb") as o:
                 shutil.copyfileobj(f, o, 1 << 20)
-            if head[:4] != b"\x0a\x0d\x0d\x0a" and lines:
-                return "the capture is pcap, not pcapng: keys not embedded (give them with --keylog when analysing)"
+            return "the capture is neither pcapng nor pcap: kept as it is, keys not embedded"
+        if len(head) < 12 or not lines:
+            with open(out, "wb") as o:
+                shutil.copyfileobj(f, o, 1 << 20)
             return None
         little = head[8:12] == b"\x4d\x3c\x2b\x1a"
         (shb_len,) = struct.unpack(("<" if little else ">") + "I", head[4:8])
-        f.seek(0)
         shb = f.read(shb_len)
         with open(out, "wb") as o:
             o.write(shb)

@@ -213,3 +213,29 @@ def test_live_events_wait_for_a_phase_to_settle():
     assert dtls["status"] == "failed" and dtls["wall"] < last - 60  # told while the session ran (~100 s)
     raised = next(e for e in events if e["event"] == "finding" and e["id"] == "DTLS_NO_RESPONSE")
     assert raised["wall"] < last - 60
+
+
+@pytest.mark.parametrize("fmt", ["pcapng", "pcap"])
+def test_write_keeps_the_keys(tmp_path, fmt):
+    """--write: the capture with the keys embedded (a pcap stream, as tcpdump writes it, becomes pcapng for that);
+    the file alone re-analyses to the same sessions."""
+    d = sample("legacy-dtls")
+    cap = d / "capture.pcapng"
+    if fmt == "pcap":
+        if shutil.which("editcap") is None:
+            pytest.skip("editcap (Wireshark) not installed")
+        cap = tmp_path / "in.pcap"
+        subprocess.run(["editcap", "-F", "pcap", str(d / "capture.pcapng"), str(cap)], check=True)
+    written = tmp_path / "out.pcapng"
+    p = _live("--stdin", "--keylog", str(d / "keys.log"), "--format", "json", "--write", str(written),
+              input=cap.read_bytes())
+    assert p.returncode == 0, p.stderr
+    live = json.loads(p.stdout)
+    assert written.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a" and not (tmp_path / "out.pcapng.part").exists()
+    a = subprocess.run([sys.executable, "-m", "analyzer.cli", "analyze", str(written), "--format", "json"],
+                       capture_output=True, text=True, cwd=ROOT, check=True)
+    alone = json.loads(a.stdout)
+    assert alone["captures"][0]["keys"]["embedded_secrets"] == 1
+    assert json.dumps(alone["sessions"]).replace(str(written), "X") == \
+        json.dumps(live["sessions"]).replace("<stdin>", "X")
+    assert all(ph["status"] in ("ok", "absent") for ph in alone["sessions"][0]["phases"])

@@ -299,30 +299,40 @@ class Pipeline:
     def keys_added(self) -> None:
         """The key store gained entries: connections waiting for keys try again (their parked records decrypt and
         go up the trackers now, with the times and frames they arrived at); held DTLS datagrams follow once no
-        connection waits any more."""
+        connection of their gateway waits any more."""
         kw = self.key_wait
         if kw is None:
             return
-        for conn in [c for c in self.tcp.values() if c.tls.waiting_for_keys]:
+        for conn in [c for c in self.tcp.values() if c.tls.keys_missing]:
             for tev in conn.tls.retry_keys(conn.last_ts, conn.last_frame):
                 conn.on_tls_event(tev)
+        if self.dtls_held:
+            self.release_dtls(self._waiting_hosts())
+
+    def _waiting_hosts(self) -> set:
+        """The addresses of the TLS connections waiting for keys (a DTLS flow of the same gateway may need them)."""
+        kw = self.key_wait
         if not kw.waiting:
-            self.release_dtls()
+            return set()
+        return {a for c in self.tcp.values() if c.tls.waiting_for_keys for a in (c.server[0], c.client[0])}
 
     def _hold_dtls(self, idx: int, flow, ev) -> bool:
-        """Hold a datagram of a DTLS flow without keys while TLS connections wait for theirs; False: go on."""
+        """Hold a datagram of a DTLS flow without keys while a TLS connection between the same hosts waits for its
+        keys (the flow's keys come from its CONNECT exchange); False: go on."""
         kw = self.key_wait
         held = self.dtls_held.get(idx)
+        hosts = self._waiting_hosts()
+        if ev.src not in hosts or ev.dst not in hosts:
+            if held is not None:
+                self.release_dtls(hosts)
+            return False
         if held is None:
             tracker = self.udp.get(idx)
-            if not kw.waiting or idx in self.udp_ignored or (tracker is not None and tracker.keys_source is not None):
+            if idx in self.udp_ignored or (tracker is not None and tracker.keys_source is not None):
                 return False
             if tracker is None and not looks_like_dtls(ev.data):
                 return False
             held = self.dtls_held[idx] = []
-        elif not kw.waiting:
-            self.release_dtls()
-            return False
         if kw.used + len(ev.data) > kw.limit:
             kw.overflows += 1
             self._dtls_hold_off = True
@@ -332,11 +342,18 @@ class Pipeline:
         kw.used += len(ev.data)
         return True
 
-    def release_dtls(self) -> None:
-        """Feed the held DTLS datagrams (in arrival order per flow, flows in the order they were first held)."""
-        held, self.dtls_held = self.dtls_held, {}
+    def release_dtls(self, hosts: set | None = None) -> None:
+        """Feed the held DTLS datagrams (in arrival order per flow, flows in the order they were first held): all of
+        them, or those of flows whose hosts are not all in ``hosts`` (still waiting)."""
         kw = self.key_wait
-        for items in held.values():
+        for idx in list(self.dtls_held):
+            items = self.dtls_held.get(idx)
+            if items is None:  # released meanwhile (a released datagram released others)
+                continue
+            ev0 = items[0][1] if items else None
+            if hosts and ev0 is not None and ev0.src in hosts and ev0.dst in hosts:
+                continue
+            del self.dtls_held[idx]
             for flow, ev in items:
                 kw.used -= len(ev.data)
                 self._dispatch(flow, ev)

@@ -38,14 +38,19 @@ def _late(name: str, at: float, limit: int = 32 << 20):
     return to_document(an.finish(), version=__version__, show_secrets=True), waiting, an
 
 
-@pytest.mark.parametrize("name", ["baseline", "legacy-dtls", "tls12-rsa"])
-@pytest.mark.parametrize("at", [0.3, 1.0])
-def test_late_keys_decrypt_everything(name, at):
-    got, waiting, _ = _late(name, at)
-    assert waiting, "the TLS connections waited for their keys"
+@pytest.mark.parametrize("name", ["baseline", "legacy-dtls", "tls12-rsa", "reconnect", "mixed-traffic"])
+def test_late_keys_decrypt_everything(name):
+    """The key log given after every 8th frame (before the handshake, during it, mid-tunnel, at the end)."""
     want = doc(name)
-    assert got["sessions"] == want["sessions"]
-    assert all(p["status"] != "undecrypted" for s in got["sessions"] for p in s["phases"])
+    n = sum(1 for ev in _events(name) if type(ev) is Frame)
+    waited = 0
+    for k in range(0, n + 8, 8):
+        got, waiting, _ = _late(name, min(k / n, 1.0))
+        waited += bool(waiting)
+        assert got["sessions"] == want["sessions"], k
+        assert got["other_traffic"] == want["other_traffic"], k
+    assert waited, "the TLS connections waited for their keys"
+    assert all(p["status"] != "undecrypted" for s in want["sessions"] for p in s["phases"])
 
 
 def test_snapshot_while_waiting_then_decrypted():

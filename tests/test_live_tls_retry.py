@@ -140,3 +140,19 @@ def test_no_wait_without_the_client_hello(pki, tmp_path):  # noqa: F811
     out = [ev for d, data, ts, fr in stream for ev in conn.feed(d, data, ts, fr)]
     assert not conn.waiting_for_keys and conn.client_random is None
     assert any(isinstance(e, EncryptedRecord) for e in out)
+
+
+@needs_openssl
+def test_waiting_is_bounded_in_time(pki, tmp_path):  # noqa: F811
+    """A connection whose keys have not come KeyWait.max_wait seconds (capture time) after it began to wait stops
+    waiting: keys given later decrypt nothing of what it held."""
+    s = generate(pki, tmp_path, messages=[("c2s", b"x" * 30)] * 5)
+    keys, kw = KeyStore(), KeyWait(max_wait=0.25)  # the chunks are 0.1 s apart (_stream)
+    conn = TLSConnection(keys)
+    conn.key_wait = kw
+    out = [ev for d, data, ts, fr in _stream(s) for ev in conn.feed(d, data, ts, fr)]
+    assert conn.key_wait_overflow and not conn.waiting_for_keys and not kw.waiting
+    keys.add_entries(parse_keylog(s.keylog)[0])
+    assert conn.retry_keys() == []
+    bad = [e for e in out if isinstance(e, DecryptionStatus) and not e.ok]
+    assert bad and "past its limit of 0.25 s" in bad[0].reason

@@ -96,12 +96,15 @@ class KeyWait:
     caller calls `TLSConnection.retry_keys` when the key store gained entries, which decrypts and delivers them.
     ``limit`` bounds the bytes parked by all the connections sharing it: past it the connection that parked last
     stops waiting (`TLSConnection.key_wait_overflow`) and its records are reported as without keys.
-    ``waiting``: the connections parking records now (the DTLS tracker holds datagrams meanwhile)."""
+    ``max_wait``: a connection whose key has not come this many seconds (capture time) after it began to wait stops
+    waiting too. ``waiting``: the connections parking records now (the DTLS tracker holds datagrams meanwhile).
+    Only `TLSConnection` changes these."""
 
-    __slots__ = ("limit", "overflows", "used", "waiting")
+    __slots__ = ("limit", "max_wait", "overflows", "used", "waiting")
 
-    def __init__(self, limit: int = 32 << 20) -> None:
+    def __init__(self, limit: int = 32 << 20, max_wait: float = 300.0) -> None:
         self.limit = limit
+        self.max_wait = max_wait
         self.used = 0
         self.overflows = 0
         self.waiting: set = set()
@@ -231,6 +234,7 @@ class TLSConnection:
         self.key_wait: KeyWait | None = None
         self._parked: list | None = None
         self._parked_bytes = 0
+        self._parked_since = 0.0  # capture time of the first parked record
         self.key_wait_overflow = False  # gave up waiting: the records held exceeded KeyWait.limit
         self._wait_over = False  # no more waiting (closed, or past the limit)
         self.gen = 0  # bumped by every feed/gap/close: `feed_application_data` relies on state checked at the same gen
@@ -360,15 +364,23 @@ class TLSConnection:
         """Records are parked until the key store holds this connection's keys (see `KeyWait`)."""
         return self._parked is not None
 
+    @property
+    def keys_missing(self) -> bool:
+        """Waiting (`KeyWait`) for a key the key log did not hold when it was needed: `retry_keys` may find it."""
+        return self.key_wait is not None and not self._wait_over and (
+            self._parked is not None or self._d[C2S].missing or self._d[S2C].missing)
+
     def retry_keys(self, ts: float = 0.0, frame: int = 0) -> list:
         """The key store gained entries: if they hold this connection's missing keys, decrypt the parked records
-        and return their events (with the time and frame each record arrived at); else nothing changes."""
-        if self._parked is None:
+        and return their events (with the time and frame each record arrived at); else nothing changes. (A
+        direction whose key is missing and has no parked record yet has had no protected record since: its key is
+        simply set.)"""
+        if not self.keys_missing:
             return []
         self.gen += 1
         out: list = []
         try:
-            if self._retry_lookup(out, ts, frame):
+            if self._retry_lookup(out, ts, frame) and self._parked is not None:
                 self._unpark(out)
         except Exception as exc:  # noqa: BLE001 - last-resort guard, as in feed
             out.append(RecordError(C2S, f"internal error: {type(exc).__name__}: {exc}", ts, frame))
@@ -429,14 +441,18 @@ class TLSConnection:
         kw = self.key_wait
         kw.used += n
         if kw.used > kw.limit:
-            self.key_wait_overflow = True
-            kw.overflows += 1
-            limit = kw.limit
-            for dd in self._d.values():
-                if dd.missing:
-                    dd.reason = (f"{dd.reason}; acflow held {self._parked_bytes} bytes of this connection waiting "
-                                 f"for the key log, past its limit of {limit} bytes for all connections")
-            self._stop_waiting(out)
+            why = f"past its limit of {kw.limit} bytes for all connections"
+        elif ts - self._parked_since > kw.max_wait:
+            why = f"past its limit of {kw.max_wait:g} s"
+        else:
+            return
+        self.key_wait_overflow = True
+        kw.overflows += 1
+        for dd in self._d.values():
+            if dd.missing:
+                dd.reason = (f"{dd.reason}; acflow held {self._parked_bytes} bytes of this connection waiting for "
+                             f"the key log, {why}")
+        self._stop_waiting(out)
 
     def _stop_waiting(self, out: list) -> None:
         """No keys will come (end of input, or past the limit): the parked records are reported without keys."""
@@ -517,6 +533,7 @@ class TLSConnection:
             if d.cipher is None and d.missing and self.key_wait is not None and not self._wait_over \
                     and self.client_random is not None and not d.early:
                 self._parked = []
+                self._parked_since = ts
                 self.key_wait.waiting.add(self)
                 self._park(d, rec, out, ts, frame)
                 return

@@ -49,6 +49,7 @@ KEYLOG_POLL = 0.2  # seconds between two looks at the key log files
 START_TIMEOUT = 10.0  # dumpcap must start writing within this many seconds
 DRAIN_TIMEOUT = 5.0  # after Ctrl-C: how long dumpcap may take to hand over what it captured
 KEY_WAIT_LIMIT = 32 << 20  # bytes of records held waiting for keys, all connections together
+MAX_KEYLOG_READ = 4 << 20  # bytes of a key log read per look (a key log line is < 300 bytes)
 
 
 class LiveError(Exception):
@@ -82,7 +83,7 @@ class _KeyFollower:
                 try:
                     with open(p, "rb") as f:
                         f.seek(off)
-                        data = f.read(size - off)
+                        data = f.read(min(size - off, MAX_KEYLOG_READ))
                 except OSError:
                     continue
                 cut = data.rfind(b"\n") + 1  # only whole lines: keep a partial last line for the next poll

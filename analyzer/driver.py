@@ -135,16 +135,26 @@ class Analyzer:
         apply_rules(analysis, pipe)
         return analysis
 
-    def snapshot(self) -> Analysis:
+    def snapshot(self, now: float | None = None) -> Analysis:
         """The session model of what was fed so far (sessions, their phases and findings), without ending the
-        analysis: flows stay open, nothing is flushed, more frames may follow. One session build per call: a live
-        view calls it a few times a second at most."""
+        analysis: flows stay open, nothing is flushed, more frames may follow. ``now``: the capture has run until
+        then (a live capture with no packet since its last frame: "no answer within 5 s" counts from its last frame
+        to ``now``). One session build per call: a live view calls it a few times a second at most."""
         self._check_open()
         pipe = self.pipeline
-        snap = Analysis(captures=[CaptureInfo(c.path, c.frames, c.first, c.last, list(c.errors), dict(c.keys))
-                                  for c in self.analysis.captures])
-        snap.sessions, snap.other_traffic = reconstruct(pipe, self.gateways)
-        apply_rules(snap, pipe)
+        last = pipe.last_ts
+        if now is not None and last is not None and now > last:
+            pipe.last_ts = now
+        else:
+            now = None
+        try:
+            snap = Analysis(captures=[CaptureInfo(c.path, c.frames, c.first, c.last if now is None or c.last is None
+                                                  else max(c.last, now), list(c.errors), dict(c.keys))
+                                      for c in self.analysis.captures])
+            snap.sessions, snap.other_traffic = reconstruct(pipe, self.gateways)
+            apply_rules(snap, pipe)
+        finally:
+            pipe.last_ts = last
         return snap
 
     def stats(self) -> dict:

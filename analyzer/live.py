@@ -407,7 +407,9 @@ def _capture(an: Analyzer, follower: _KeyFollower, fd: int, first: bytes, proc, 
         an.feed_events(parser.feed(chunk))
 
     def show(final: bool = False) -> dict:
-        doc = to_document(an.snapshot() if not final else analysis_box[0], version=__version__)
+        # a capture on an interface runs on the wall clock: silence since the last packet is time too
+        snap = an.snapshot(time.time() if proc is not None else None) if not final else analysis_box[0]
+        doc = to_document(snap, version=__version__)
         ks = _key_state(an)
         events = differ.diff(doc, ks, final=final)
         view.show(events, doc, {"capture": name, "frames": ci.frames, "keylogs": follower.describe(),

@@ -176,3 +176,64 @@ def _run(tmp_path: Path, work: Path, sc) -> None:
     assert {p["phase"]: p["status"] for p in late_report["sessions"][0]["phases"]} == statuses
     lwritten = out["late"][1]
     assert _sessions(late_report, lname) == _sessions(_analyze(lwritten), str(lwritten))
+
+
+def test_live_tells_dtls_is_blocked_while_it_happens(tmp_path):
+    """The lab's dtls-blocked setup (UDP to the gateway's port 443 dropped): while the session still runs over CSTP,
+    the DTLS phase is told failed and DTLS_NO_RESPONSE raised; the final report equals analyze of --write."""
+    require(os.geteuid() == 0, "needs root")
+    require(not missing_tools(TOOLS), f"not installed: {', '.join(missing_tools(TOOLS))}")
+    from lab.client import (  # noqa: PLC0415
+        USER,
+        openconnect_argv,
+        start_openconnect,
+        wait_client_line,
+        write_client_script,
+    )
+    from lab.netns import Lab  # noqa: PLC0415
+    from lab.runner import prepare_gateway, start_gateway  # noqa: PLC0415
+    from lab.runs import work_dir  # noqa: PLC0415
+    from lab.scenarios import SCENARIOS  # noqa: PLC0415
+
+    work = work_dir("acflow-test-live-")
+    events, written = tmp_path / "events.jsonl", tmp_path / "written.pcapng"
+    try:
+        sc = SCENARIOS["dtls-blocked"]
+        pki = prepare_gateway(sc, work)
+        script = write_client_script(work)
+        cl_keys = work / "client-keys.log"
+        with Lab(tag=f"lb{os.getpid() % 10000}") as lab:
+            lab.block_udp_443()
+            live = lab.start(lab.client_ns, "acflow-live",
+                             [sys.executable, "-m", "analyzer.cli", "live", "-i", lab.client_if, "--keylog",
+                              str(cl_keys), "--format", "jsonl", "-o", str(events), "--write", str(written)],
+                             tmp_path / "live.log", env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
+            _wait(lambda: any(e["event"] == "capture" for e in _events(events)), 20, "acflow live to start")
+            gw = start_gateway(lab, work, work / "gw-keys.log", debug=1)
+            client = start_openconnect(lab, openconnect_argv(pki.pin_sha256, debug=False), work,
+                                       dict(os.environ, SSLKEYLOGFILE=str(cl_keys)), script,
+                                       auth_args=["-u", USER, "--passwd-on-stdin"])
+            wait_client_line(client, "CSTP connected", 30, "openconnect did not connect",
+                             ((gw, "ocserv (gateway)"), (client, "openconnect (client)")))
+            _wait(lambda: any(e["event"] == "finding" and e["id"] == "DTLS_NO_RESPONSE" for e in _events(events))
+                  and any(e["event"] == "phase" and e["phase"] == "dtls" for e in _events(events)), 40,
+                  "the blocked DTLS to be told")
+            client.check_running("openconnect (client)")  # the session still runs, over CSTP
+            session_end = time.time()
+            client.interrupt(15)
+            time.sleep(1.0)
+            live.send_signal(signal.SIGINT)
+            live.proc.wait(60)
+            assert live.proc.returncode == 0, live.tail(20)
+            client.stop()
+            gw.stop(signal.SIGTERM)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    evs = _events(events)
+    dtls = [e for e in evs if e["event"] == "phase" and e["phase"] == "dtls"]
+    assert dtls[0]["status"] == "failed" and dtls[0]["wall"] < session_end
+    assert "unanswered" in dtls[0]["summary"]
+    report = evs[-1]["report"]
+    name = report["captures"][0]["path"]
+    assert _sessions(report, name) == _sessions(_analyze(written), str(written))
+    assert {p["phase"]: p["status"] for p in report["sessions"][0]["phases"]}["dtls"] == "failed"

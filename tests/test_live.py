@@ -239,3 +239,30 @@ def test_write_keeps_the_keys(tmp_path, fmt):
     assert json.dumps(alone["sessions"]).replace(str(written), "X") == \
         json.dumps(live["sessions"]).replace("<stdin>", "X")
     assert all(ph["status"] in ("ok", "absent") for ph in alone["sessions"][0]["phases"])
+
+
+def test_a_connection_from_before_the_capture_is_named():
+    """Started before the capture (its ClientHello is not in it): the live view says its keys cannot be matched and
+    what to do, the connection does not wait for keys, and the report says the same (KEYS_MISSING)."""
+    from analyzer.capture import read_capture_batches
+    from analyzer.driver import Analyzer
+    from analyzer.live import _key_state
+    from analyzer.live_view import EventDiffer, format_line
+    from analyzer.report.json_report import to_document
+    from dissectors.keylog import KeyStore
+    from dissectors.pcapfile import Frame
+    from dissectors.tls.connection import KeyWait
+
+    d = sample("baseline")
+    evs = [ev for b in read_capture_batches(d / "capture.pcapng") for ev in b]
+    an = Analyzer(KeyStore(), key_wait=KeyWait())
+    an.add_keylog((d / "keys.log").read_text())
+    an.start_capture("live:test0")
+    an.feed_events([ev for ev in evs if type(ev) is not Frame or ev.number > 20])  # joined after the handshake
+    assert not any(c.tls.waiting_for_keys for c in an.pipeline.tcp.values())
+    lines = [format_line(e) for e in EventDiffer().diff(to_document(an.snapshot(), version="t"), _key_state(an))]
+    assert any("keys  unmatchable  tcp.stream 0 started before the capture: its keys cannot be matched; start "
+               "acflow live before the client connects" in ln for ln in lines), lines
+    doc = to_document(an.finish(), version="t")
+    km = [f for s in doc["sessions"] for f in s["findings"] if f["id"] == "KEYS_MISSING"]
+    assert km and km[0]["evidence"]["client_hello_captured"] is False

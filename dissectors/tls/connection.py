@@ -230,7 +230,7 @@ class TLSConnection:
         self._pending_tickets: list[bytes] = []
         self._keys12_missing = False  # _keys12_error is "the key log has no line for it" (retry_keys may find it)
         # waiting for late keys (KeyWait): records parked in arrival order, (direction, Record, ts, frame) or
-        # (direction, None, length, 0) for a gap; None when not parking
+        # (direction, None, length, frame) for a gap; None when not parking
         self.key_wait: KeyWait | None = None
         self._parked: list | None = None
         self._parked_bytes = 0
@@ -918,6 +918,7 @@ class TLSConnection:
     def _reset_handshake(self) -> None:
         self._keys12 = None
         self._keys12_error = None
+        self._keys12_missing = False
         self._cke_seen = False
         self._enc_pms = None
         self._session_hash_input = None

@@ -266,3 +266,17 @@ def test_a_connection_from_before_the_capture_is_named():
     doc = to_document(an.finish(), version="t")
     km = [f for s in doc["sessions"] for f in s["findings"] if f["id"] == "KEYS_MISSING"]
     assert km and km[0]["evidence"]["client_hello_captured"] is False
+
+
+def test_live_rate_bench_runs(capsys):
+    """bench/live_rate.py end to end on the committed baseline sample (2 s at line rate; no timing asserted)."""
+    from bench import live_rate
+
+    from .conftest import SAMPLES
+
+    assert live_rate.main(["--modes", "baseline", "--cache", str(SAMPLES)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("baseline: ")
+    r = json.loads(line[len("baseline: "):])["acflow"]
+    assert r["returncode"] == 0 and r["phases"]["dtls"] == "ok" and r["inner_packets"] == {"c2s": 6, "s2c": 9}
+    assert r["span_s"] > 1.5 and r["writer_end_late_s"] >= 0

@@ -461,6 +461,9 @@ def _capture(an: Analyzer, follower: _KeyFollower, fd: int, first: bytes, proc, 
             cost = time.monotonic() - t0
             next_snap = time.monotonic() + max(SNAPSHOT_EVERY, 10 * cost)  # a snapshot takes < 10% of the time
     an.feed_events(parser.close())
+    if proc is not None and not state["stop"] and proc.poll() not in (None, 0):  # dumpcap ended by itself
+        err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
+        sys.stderr.write(f"acflow live: capture stopped: {_dumpcap_error(err, name)}\n")
     follower.poll()
     ci.keys["entries"] = sum(follower.entries.values())
     if follower.errors:

@@ -169,15 +169,19 @@ def _start_dumpcap(interface: str, capture_filter: str | None):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            first = os.read(fd, 1 << 16)
-            if first:
-                return proc, first
-            break
-        if proc.poll() is not None:
-            break
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                first = os.read(fd, 1 << 16)
+                if first:
+                    return proc, first
+                break
+            if proc.poll() is not None:
+                break
+    except BaseException:  # Ctrl-C while it starts: do not leave it running
+        _stop(proc)
+        raise
     _stop(proc)
     err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
     if proc.returncode is None or (not err.strip() and proc.returncode == 0):
@@ -335,32 +339,33 @@ def run_live(*, interface, stdin, keylogs, rsa_keys, duration, fmt, output, writ
     key_info["keylog_files"] = [str(p) for p in keylogs or ()]
     an = Analyzer(keys, key_info=key_info, key_wait=KeyWait(KEY_WAIT_LIMIT) if keylogs else None)
     follower = _KeyFollower(keylogs, an)
-    proc = None
-    first = b""
-    if stdin:
-        fd = sys.stdin.buffer.fileno()
-        name = "<stdin>"
-    else:
-        try:
-            proc, first = _start_dumpcap(interface, capture_filter)
-        except LiveError as e:
-            print(f"acflow live: {e}", file=sys.stderr)
-            return EXIT_INPUT
-        fd = proc.stdout.fileno()
-        name = f"live:{interface}"
     state = {"stop": False}
 
     def on_signal(signum, frame):
         if state["stop"]:
             raise KeyboardInterrupt
-        state["stop"] = True
+        state["stop"] = True  # the capture loop stops, then reports
 
     old = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
+    proc = None
     raw = Path(str(write) + ".part") if write else None
-    sink = open(raw, "wb") if raw else None  # noqa: SIM115 - closed below
+    sink = None
     view = None
     try:
+        first = b""
+        if stdin:
+            fd = sys.stdin.buffer.fileno()
+            name = "<stdin>"
+        else:
+            try:
+                proc, first = _start_dumpcap(interface, capture_filter)
+            except LiveError as e:
+                print(f"acflow live: {e}", file=sys.stderr)
+                return EXIT_INPUT
+            fd = proc.stdout.fileno()
+            name = f"live:{interface}"
+        sink = open(raw, "wb") if raw else None  # noqa: SIM115 - closed below
         view = _make_view(fmt, output)
         an_done = _capture(an, follower, fd, first, proc, sink, view, name, duration, state)
         analysis, doc = an_done

@@ -66,7 +66,6 @@ class _KeyFollower:
         self.offsets = {p: 0 for p in self.paths}
         self.entries = {p: 0 for p in self.paths}
         self.errors: list[str] = []
-        self.text: list[str] = []  # every usable line read, for the --write Decryption Secrets Block
 
     def poll(self) -> int:
         """Read what was added; returns the number of new entries."""
@@ -93,8 +92,6 @@ class _KeyFollower:
                     self.entries[p] += n
                     new += n
                     self.errors += [f"{p}: {e}" for e in errors[:20]]
-                    if n:
-                        self.text.append(text)
                 off += cut
             self.offsets[p] = off
         return new

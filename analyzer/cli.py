@@ -120,9 +120,12 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
               help="Key log file; re-read as it grows (SSLKEYLOGFILE of a client connecting now).")
 @click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")
-@click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html", "jsonl"]), default="terminal",
+              help="Report format; jsonl: one JSON object per phase/finding/keys event as it happens, the report "
+                   "last.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here ('-': standard output).")
-@click.option("-w", "--write", type=click.Path(path_type=Path), help="Also save the raw capture.")
+@click.option("-w", "--write", type=click.Path(path_type=Path),
+              help="Also save the capture (pcapng, with the keys embedded: it re-analyses alone).")
 @click.option("--show-secrets", is_flag=True)
 def live(interface, from_stdin, capture_filter, keylogs, rsa_keys, duration, fmt, output, write, show_secrets):
     """Analyze live traffic as it arrives; report when the capture stops (Ctrl-C, --duration, end of input)."""

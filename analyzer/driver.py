@@ -8,6 +8,10 @@
     an.end_capture()
     analysis = an.finish()              # pipeline.finish → sessions → rules: the `Analysis`
 
+Live (`analyzer/live.py`): ``Analyzer(keys, key_wait=KeyWait(limit))`` makes TLS connections whose key the key log
+does not hold yet park their records (and new DTLS flows hold their datagrams) until `add_keylog_text` brings it;
+`snapshot()` builds the session model of what was fed so far without ending the analysis.
+
 It reads no file, socket or clock: the I/O edges (`analyzer/analyze.py` for files, `analyzer/live.py` for a
 capture pipe, `analyzer/keys_export.py`, bench/ and fuzz/) read bytes, parse them with `PcapParser` /
 `read_capture_batches` and hand the events here. Several captures go through one pipeline, one after the other,
@@ -16,8 +20,9 @@ numbers tcp.stream / udp.stream in each file, and every session names the captur
 """
 from __future__ import annotations
 
-from dissectors.keylog import KeyStore
+from dissectors.keylog import KeyStore, parse_keylog
 from dissectors.pcapfile import CaptureError, Frame, Secrets
+from dissectors.tls.connection import KeyWait
 
 from .model import Analysis, CaptureInfo
 from .pipeline import Pipeline
@@ -34,19 +39,30 @@ class Analyzer:
     (the differential tests compare both)."""
 
     def __init__(self, keys: KeyStore | None = None, *, key_info: dict | None = None, inner_sink=None,
-                 fast_lanes: bool = True, max_flows: int = 1 << 16, gateways=None) -> None:
+                 fast_lanes: bool = True, max_flows: int = 1 << 16, gateways=None,
+                 key_wait: KeyWait | None = None) -> None:
         self.keys = keys if keys is not None else KeyStore()
         self.gateways = list(gateways or [])  # analyzer.evidence.GatewaySpec: --gateway, forces the sessions
         self.key_info = dict(key_info or {})
-        self.pipeline = Pipeline(self.keys, inner_sink=inner_sink, fast_lanes=fast_lanes, max_flows=max_flows)
+        self.pipeline = Pipeline(self.keys, inner_sink=inner_sink, fast_lanes=fast_lanes, max_flows=max_flows,
+                                 key_wait=key_wait)
         self.analysis = Analysis()
         self.capture: CaptureInfo | None = None  # the capture being fed
         self._finished = False
 
     # -- keys ------------------------------------------------------------------------------------------------
     def add_keylog_text(self, text: str) -> list[str]:
-        """NSS key log lines (SSLKEYLOGFILE); returns the problems of the unusable lines."""
-        return self.keys.add_keylog_text(text)
+        """NSS key log lines (SSLKEYLOGFILE); returns the problems of the unusable lines. Connections waiting for
+        keys (``key_wait``) try again."""
+        return self.add_keylog(text)[1]
+
+    def add_keylog(self, text: str) -> tuple[int, list[str]]:
+        """`add_keylog_text`, also returning how many usable entries the text held."""
+        entries, errors = parse_keylog(text)
+        self.keys.add_entries(entries)
+        if entries:
+            self.pipeline.keys_added()
+        return len(entries), errors
 
     def add_rsa_private_key(self, key) -> None:
         """A gateway's RSA private key (for TLS_RSA_* key exchange)."""
@@ -118,6 +134,28 @@ class Analyzer:
         analysis.sessions, analysis.other_traffic = reconstruct(pipe, self.gateways)
         apply_rules(analysis, pipe)
         return analysis
+
+    def snapshot(self, now: float | None = None) -> Analysis:
+        """The session model of what was fed so far (sessions, their phases and findings), without ending the
+        analysis: flows stay open, nothing is flushed, more frames may follow. ``now``: the capture has run until
+        then (a live capture with no packet since its last frame: "no answer within 5 s" counts from its last frame
+        to ``now``). One session build per call: a live view calls it a few times a second at most."""
+        self._check_open()
+        pipe = self.pipeline
+        last = pipe.last_ts
+        if now is not None and last is not None and now > last:
+            pipe.last_ts = now
+        else:
+            now = None
+        try:
+            snap = Analysis(captures=[CaptureInfo(c.path, c.frames, c.first, c.last if now is None or c.last is None
+                                                  else max(c.last, now), list(c.errors), dict(c.keys))
+                                      for c in self.analysis.captures])
+            snap.sessions, snap.other_traffic = reconstruct(pipe, self.gateways)
+            apply_rules(snap, pipe)
+        finally:
+            pipe.last_ts = last
+        return snap
 
     def stats(self) -> dict:
         """Counters of the pipeline so far (progress lines, bench)."""

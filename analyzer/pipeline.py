@@ -36,7 +36,8 @@ class DTLSKeyInfo:
 
 
 class Pipeline:
-    def __init__(self, keys, inner_sink=None, *, max_flows: int = 1 << 16, fast_lanes: bool = True) -> None:
+    def __init__(self, keys, inner_sink=None, *, max_flows: int = 1 << 16, fast_lanes: bool = True,
+                 key_wait=None) -> None:
         from dissectors.tls.session import SessionCache  # noqa: PLC0415
 
         self.keys = keys
@@ -62,6 +63,12 @@ class Pipeline:
         self.fast_tcp: dict[bytes, object] = {}
         self.fast_frames = 0
         self.fast_lanes = fast_lanes  # False: every frame takes the general path (tests compare both)
+        # live: keys that arrive late (dissectors.tls.connection.KeyWait): TLS connections park their records until
+        # the key log has their keys (`keys_added`); new DTLS flows hold their datagrams meanwhile (their keys come
+        # from a CONNECT exchange that may be among the parked records)
+        self.key_wait = key_wait
+        self.dtls_held: dict[int, list] = {}  # udp flow index -> [(flow, Datagram)] held while TLS waits
+        self._dtls_hold_off = False  # past the KeyWait limit, or finishing: hold no more
 
     # -- TrackerHost (analyzer/host.py): what the trackers report -------------------------------------------
     def on_connect(self, conn: TCPConnection, ex) -> None:
@@ -168,6 +175,10 @@ class Pipeline:
                     other[5] += len(ev.data)
                     other[3] = ev.ts
                 return
+            kw = self.key_wait
+            if kw is not None and (self.dtls_held or kw.waiting) and not self._dtls_hold_off \
+                    and self._hold_dtls(idx, flow, ev):
+                return
             tracker = self.udp.get(idx)
             if tracker is None:
                 if not looks_like_dtls(ev.data):
@@ -212,6 +223,7 @@ class Pipeline:
             conn = TCPConnection(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
                                  self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers)
             conn.syn_seen = bool(flow.syn_seen)
+            conn.tls.key_wait = self.key_wait
             self.tcp[flow.index] = conn
         if conn.is_tls is False:
             if t is flows_mod.StreamData:  # not TLS: counted for the "other traffic" summary only
@@ -279,9 +291,83 @@ class Pipeline:
             return True
         return False
 
+    # -- keys that arrive late (live) -------------------------------------------------------------------------
+    def keys_added(self) -> None:
+        """The key store gained entries: connections waiting for keys try again (their parked records decrypt and
+        go up the trackers now, with the times and frames they arrived at); held DTLS datagrams follow once no
+        connection of their gateway waits any more."""
+        kw = self.key_wait
+        if kw is None:
+            return
+        for conn in [c for c in self.tcp.values() if c.tls.keys_missing]:
+            for tev in conn.tls.retry_keys(conn.last_ts, conn.last_frame):
+                conn.on_tls_event(tev)
+        if self.dtls_held:
+            self.release_dtls(self._waiting_hosts())
+
+    def _waiting_hosts(self) -> set:
+        """The addresses of the TLS connections waiting for keys (a DTLS flow of the same gateway may need them)."""
+        kw = self.key_wait
+        if not kw.waiting:
+            return set()
+        return {a for c in self.tcp.values() if c.tls.waiting_for_keys for a in (c.server[0], c.client[0])}
+
+    def _hold_dtls(self, idx: int, flow, ev) -> bool:
+        """Hold a datagram of a DTLS flow without keys while a TLS connection between the same hosts waits for its
+        keys (the flow's keys come from its CONNECT exchange); False: go on."""
+        kw = self.key_wait
+        held = self.dtls_held.get(idx)
+        hosts = self._waiting_hosts()
+        if ev.src not in hosts or ev.dst not in hosts:
+            if held is not None:
+                self.release_dtls(hosts)
+            return False
+        if held is None:
+            tracker = self.udp.get(idx)
+            if idx in self.udp_ignored or (tracker is not None and tracker.keys_source is not None):
+                return False
+            if tracker is None and not looks_like_dtls(ev.data):
+                return False
+            held = self.dtls_held[idx] = []
+        if kw.used + len(ev.data) > kw.limit:
+            kw.overflows += 1
+            self._dtls_hold_off = True
+            self.release_dtls()
+            return False
+        held.append((flow, ev))
+        kw.used += len(ev.data)
+        return True
+
+    def release_dtls(self, hosts: set | None = None) -> None:
+        """Feed the held DTLS datagrams (in arrival order per flow, flows in the order they were first held): all of
+        them, or those of flows whose hosts are not all in ``hosts`` (still waiting)."""
+        kw = self.key_wait
+        for idx in list(self.dtls_held):
+            items = self.dtls_held.get(idx)
+            if items is None:  # released meanwhile (a released datagram released others)
+                continue
+            ev0 = items[0][1] if items else None
+            if hosts and ev0 is not None and ev0.src in hosts and ev0.dst in hosts:
+                continue
+            del self.dtls_held[idx]
+            for flow, ev in items:
+                kw.used -= len(ev.data)
+                self._dispatch(flow, ev)
+
+    @property
+    def held_datagrams(self) -> int:
+        return sum(len(v) for v in self.dtls_held.values())
+
     def finish(self) -> None:
         for flow, ev in self.flows.flush():
             self._dispatch(flow, ev)
+        if self.key_wait is not None:  # no more keys: parked records are reported without them, held DTLS goes on
+            self._dtls_hold_off = True
+            for conn in self.tcp.values():
+                if conn.tls.waiting_for_keys:
+                    for tev in conn.tls.stop_waiting():
+                        conn.on_tls_event(tev)
+            self.release_dtls()
         for conn in self.tcp.values():
             conn.finish()
         for flow in self.udp.values():

@@ -78,8 +78,8 @@ def test_tls_steady_check_places_every_field_of_a_direction():
         "cipher", "dead", "decrypting", "early", "encrypted", "epoch", "ok_epoch", "reader", "seq", "seq_lost",
         "steady_gen", "switch", "tls13", "unverified", "zlib"}
     not_in_the_way = {  # read on other paths only: key changes, failures, resynchronisation, early data
-        "app_gen", "app_probe", "app_secret", "early_seq", "fail_epoch", "hs", "name", "nonce_offset", "phase",
-        "reason", "region_known"}
+        "app_gen", "app_probe", "app_secret", "early_seq", "fail_epoch", "hs", "missing", "name", "nonce_offset",
+        "phase", "reason", "region_known"}
     assert set(_Dir.__slots__) == checked | not_in_the_way
 
 

@@ -80,6 +80,13 @@ def check(session, ctx):
             evidence["keylog_has_client_random"] = False
         if given:
             why = " " + "; ".join(given)[:1].upper() + "; ".join(given)[1:] + "."
+    # live: acflow parks the records of a connection until the key log has its keys, up to a limit
+    if any("past its limit" in (r or "") for r in reasons.values()):
+        why += (" acflow live held this connection's records waiting for its keys until its buffer limit was "
+                "reached; the key log did not have them by then.")
+        remedy += (" Let the client write its key log (SSLKEYLOGFILE) as it connects, or analyse the capture "
+                   "written with --write afterwards with the key log.")
+        evidence["keys_waited_past_limit"] = True
     return [Finding(id="KEYS_MISSING", severity="info", phase=phases[0].phase, time=session.start, frames=[],
                     message=f"Not decrypted: {', '.join(names)}" + (f" ({suite})" if suite else "") + f".{why}",
                     remedy=remedy, evidence=evidence)]

@@ -75,7 +75,7 @@ from .record import (
 )
 from .session import SessionCache
 
-__all__ = ["C2S", "S2C", "TLSConnection"]
+__all__ = ["C2S", "S2C", "KeyWait", "TLSConnection"]
 
 
 _new_app_data = fast_constructor(ApplicationData)  # per-record events without frozen-dataclass stores
@@ -87,6 +87,27 @@ _TLS13_LABELS = {
     C2S: ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_"),
     S2C: ("SERVER_HANDSHAKE_TRAFFIC_SECRET", "SERVER_TRAFFIC_SECRET_"),
 }
+
+
+class KeyWait:
+    """Waiting for keys that arrive late (a live capture: the client writes its key log during or after the
+    handshake). A `TLSConnection` given one (attribute ``key_wait``) parks its records, in arrival order, from the
+    first protected record whose key the key log does not hold (yet), instead of reporting them undecrypted; the
+    caller calls `TLSConnection.retry_keys` when the key store gained entries, which decrypts and delivers them.
+    ``limit`` bounds the bytes parked by all the connections sharing it: past it the connection that parked last
+    stops waiting (`TLSConnection.key_wait_overflow`) and its records are reported as without keys.
+    ``max_wait``: a connection whose key has not come this many seconds (capture time) after it began to wait stops
+    waiting too. ``waiting``: the connections parking records now (the DTLS tracker holds datagrams meanwhile).
+    Only `TLSConnection` changes these."""
+
+    __slots__ = ("limit", "max_wait", "overflows", "used", "waiting")
+
+    def __init__(self, limit: int = 32 << 20, max_wait: float = 300.0) -> None:
+        self.limit = limit
+        self.max_wait = max_wait
+        self.used = 0
+        self.overflows = 0
+        self.waiting: set = set()
 
 
 class _Dir:
@@ -105,6 +126,7 @@ class _Dir:
         "epoch",
         "fail_epoch",
         "hs",
+        "missing",
         "name",
         "nonce_offset",
         "ok_epoch",
@@ -148,6 +170,7 @@ class _Dir:
         self.zlib = None
         self.tls13 = False
         self.steady_gen = -1  # TLSConnection.gen at which `TLSConnection._steady` last found this direction steady
+        self.missing = False  # no key because the key log has no line for it (yet): see `TLSConnection.retry_keys`
 
     def set_cipher(self, cipher, reason: str = "") -> None:
         self.cipher = cipher
@@ -159,6 +182,7 @@ class _Dir:
         self.nonce_offset = None
         self.reason = reason
         self.encrypted = True
+        self.missing = False
         if cipher is not None:
             self.reader.min_len = cipher.min_len
 
@@ -204,6 +228,15 @@ class TLSConnection:
         self._cke_seen = False
         self._enc_pms: bytes | None = None
         self._pending_tickets: list[bytes] = []
+        self._keys12_missing = False  # _keys12_error is "the key log has no line for it" (retry_keys may find it)
+        # waiting for late keys (KeyWait): records parked in arrival order, (direction, Record, ts, frame) or
+        # (direction, None, length, frame) for a gap; None when not parking
+        self.key_wait: KeyWait | None = None
+        self._parked: list | None = None
+        self._parked_bytes = 0
+        self._parked_since = 0.0  # capture time of the first parked record
+        self.key_wait_overflow = False  # gave up waiting: the records held exceeded KeyWait.limit
+        self._wait_over = False  # no more waiting (closed, or past the limit)
         self.gen = 0  # bumped by every feed/gap/close: `feed_application_data` relies on state checked at the same gen
 
     # --- public API -----------------------------------------------------------------------------
@@ -258,9 +291,10 @@ class TLSConnection:
         play? Remembered until `feed`, `gap` or `close` runs again. Every `_Dir` field that changes how `_drain`
         → `_record` → `_decrypt` → `_content` treat an application-data record that decrypts is checked here."""
         cipher = d.cipher
-        if (cipher is None or not cipher.repeatable or not d.reader.in_step or not d.encrypted or d.dead
-                or d.seq_lost or d.unverified or d.early or d.zlib is not None or d.switch is not None
-                or not d.decrypting or d.ok_epoch != d.epoch or d.tls13 != isinstance(cipher, TLS13Protection)):
+        if (cipher is None or self._parked is not None or not cipher.repeatable or not d.reader.in_step
+                or not d.encrypted or d.dead or d.seq_lost or d.unverified or d.early or d.zlib is not None
+                or d.switch is not None or not d.decrypting
+                or d.ok_epoch != d.epoch or d.tls13 != isinstance(cipher, TLS13Protection)):
             return False
         d.steady_gen = self.gen
         return True
@@ -273,17 +307,25 @@ class TLSConnection:
         if d is None:
             return [RecordError(str(direction), f"unknown direction {direction!r}", ts, frame)]
         d.reader.gap(length)
-        d.hs.reset()
         if length is None:
             d.region_known = False
+        if self._parked is not None:  # the records before it are parked: so is the gap
+            self._parked.append((d, None, length, frame))
+            return []
+        self._gap_after_records(d)
+        return []
+
+    def _gap_after_records(self, d: _Dir) -> None:
+        d.hs.reset()
         if self._transcript is not None:  # extended master secret needs every handshake byte
             self._transcript = None
-        return []
 
     def close(self, ts: float = 0.0, frame: int = 0) -> list:
         """End of both streams: report data left inside an incomplete record or handshake message."""
         self.gen += 1
         out: list = []
+        if self._parked is not None:  # no more keys can come
+            self._stop_waiting(out)
         for d in self._d.values():
             pending = d.reader.pending_record()
             if pending:
@@ -315,6 +357,123 @@ class TLSConnection:
                                                 bytes(label), context, length)
         except (ValueError, TypeError):
             return None
+
+    # --- keys that arrive late (KeyWait) --------------------------------------------------------
+    @property
+    def waiting_for_keys(self) -> bool:
+        """Records are parked until the key store holds this connection's keys (see `KeyWait`)."""
+        return self._parked is not None
+
+    @property
+    def keys_missing(self) -> bool:
+        """Waiting (`KeyWait`) for a key the key log did not hold when it was needed: `retry_keys` may find it."""
+        return self.key_wait is not None and not self._wait_over and (
+            self._parked is not None or self._d[C2S].missing or self._d[S2C].missing)
+
+    def retry_keys(self, ts: float = 0.0, frame: int = 0) -> list:
+        """The key store gained entries: if they hold this connection's missing keys, decrypt the parked records
+        and return their events (with the time and frame each record arrived at); else nothing changes. (A
+        direction whose key is missing and has no parked record yet has had no protected record since: its key is
+        simply set.)"""
+        if not self.keys_missing:
+            return []
+        self.gen += 1
+        out: list = []
+        try:
+            if self._retry_lookup(out, ts, frame) and self._parked is not None:
+                self._unpark(out)
+        except Exception as exc:  # noqa: BLE001 - last-resort guard, as in feed
+            out.append(RecordError(C2S, f"internal error: {type(exc).__name__}: {exc}", ts, frame))
+        return out
+
+    def stop_waiting(self) -> list:
+        """No more keys will come: the parked records are reported (undecrypted); returns their events."""
+        if self._parked is None:
+            return []
+        self.gen += 1
+        out: list = []
+        self._stop_waiting(out)
+        return out
+
+    def _retry_lookup(self, out: list, ts: float, frame: int) -> bool:
+        """Look the missing keys up again; True if a direction waiting for one now has it."""
+        cr, suite = self.client_random, self.cipher_suite
+        if cr is None or suite is None:
+            return False
+        found = False
+        if not self._tls13:
+            if self._keys12 is None and self._keys12_missing and self.server_hello is not None \
+                    and self.client_hello is not None:
+                self._keys12_error = None
+                self._derive_tls12(out, ts, frame)
+                if self._keys12 is not None:
+                    for i, name in enumerate((C2S, S2C)):
+                        d = self._d[name]
+                        if d.missing and d.cipher is None:
+                            d.set_cipher(self._keys12[i])
+                            found = True
+            return found
+        for d in self._d.values():
+            if not d.missing or d.cipher is not None:
+                continue
+            hs_label, app_prefix = _TLS13_LABELS[d.name]
+            app = self.keys.secret(f"{app_prefix}{d.app_gen}", cr)
+            if d.phase == "hs":
+                secret = self.keys.secret(hs_label, cr)
+                if secret is not None:
+                    d.app_secret = app
+                    d.set_cipher(TLS13Protection(suite, secret))
+                    found = True
+                elif app is not None:  # handshake records stay undecrypted; the application ones decrypt
+                    d.app_secret = app
+                    d.missing = False
+                    found = True
+            elif app is not None:
+                d.app_secret = app
+                d.set_cipher(TLS13Protection(suite, app))
+                found = True
+        return found
+
+    def _park(self, d: _Dir, rec: Record, out: list, ts: float, frame: int) -> None:
+        n = HEADER_LEN + len(rec.fragment)
+        self._parked.append((d, rec, ts, frame))
+        self._parked_bytes += n
+        kw = self.key_wait
+        kw.used += n
+        if kw.used > kw.limit:
+            why = f"past its limit of {kw.limit} bytes for all connections"
+        elif ts - self._parked_since > kw.max_wait:
+            why = f"past its limit of {kw.max_wait:g} s"
+        else:
+            return
+        self.key_wait_overflow = True
+        kw.overflows += 1
+        for dd in self._d.values():
+            if dd.missing:
+                dd.reason = (f"{dd.reason}; acflow held {self._parked_bytes} bytes of this connection waiting for "
+                             f"the key log, {why}")
+        self._stop_waiting(out)
+
+    def _stop_waiting(self, out: list) -> None:
+        """No keys will come (end of input, or past the limit): the parked records are reported without keys."""
+        self._wait_over = True
+        self._unpark(out)
+
+    def _unpark(self, out: list) -> None:
+        parked, self._parked = self._parked, None
+        kw = self.key_wait
+        if kw is not None:
+            kw.used -= self._parked_bytes
+            kw.waiting.discard(self)
+        self._parked_bytes = 0
+        for d, rec, ts, frame in parked:
+            if rec is None:  # a gap
+                if self._parked is not None:
+                    self._parked.append((d, rec, ts, frame))
+                else:
+                    self._gap_after_records(d)
+                continue
+            self._process(d, rec, out, ts, frame)
 
     # --- record loop ----------------------------------------------------------------------------
     def _drain(self, d: _Dir, out: list, ts: float, frame: int) -> None:
@@ -350,6 +509,12 @@ class TLSConnection:
     def _record(self, d: _Dir, rec: Record, out: list, ts: float, frame: int) -> None:
         wire = HEADER_LEN + len(rec.fragment)
         d.reader.note_record(rec.offset + wire, wire)
+        self._process(d, rec, out, ts, frame)
+
+    def _process(self, d: _Dir, rec: Record, out: list, ts: float, frame: int) -> None:
+        if self._parked is not None:
+            self._park(d, rec, out, ts, frame)
+            return
         ct = rec.content_type
         if ct == CT_CHANGE_CIPHER_SPEC:
             out.append(ChangeCipherSpec(d.name, ts, frame))
@@ -365,6 +530,13 @@ class TLSConnection:
             if not d.reason:
                 d.reason = "encrypted records before any handshake was seen (capture started mid-session?)"
         if protected:
+            if d.cipher is None and d.missing and self.key_wait is not None and not self._wait_over \
+                    and self.client_random is not None and not d.early:
+                self._parked = []
+                self._parked_since = ts
+                self.key_wait.waiting.add(self)
+                self._park(d, rec, out, ts, frame)
+                return
             res = self._decrypt(d, rec, out, ts, frame)
             if res is None:
                 self._undecryptable(d, rec, out, ts, frame)
@@ -653,6 +825,7 @@ class TLSConnection:
             d.set_cipher(self._keys12[0 if d.name == C2S else 1])
         else:
             d.set_cipher(None, self._keys12_error or "no key")
+            d.missing = self._keys12_missing
         d.zlib = zlib.decompressobj() if self.compression == 1 else None  # RFC 3749 DEFLATE
 
     def _switch_keys(self, d: _Dir, out: list, ts: float, frame: int) -> None:
@@ -666,6 +839,7 @@ class TLSConnection:
             else:
                 label = _TLS13_LABELS[d.name][1] + "0"
                 d.set_cipher(None, f"key log has no {label} for client random {self._cr_hex()}")
+                d.missing = suite is not None and suite.supported
         elif what == "keyupdate":  # RFC 8446 §7.2
             d.app_gen += 1
             if isinstance(d.cipher, TLS13Protection):
@@ -680,6 +854,7 @@ class TLSConnection:
                     d.set_cipher(TLS13Protection(suite, secret))
                 else:
                     d.set_cipher(None, d.reason or f"no application traffic secret for generation {d.app_gen}")
+                    d.missing = suite is not None and suite.supported
         elif what == "end_of_early_data":
             d.early = []
 
@@ -743,6 +918,7 @@ class TLSConnection:
     def _reset_handshake(self) -> None:
         self._keys12 = None
         self._keys12_error = None
+        self._keys12_missing = False
         self._cke_seen = False
         self._enc_pms = None
         self._session_hash_input = None
@@ -831,6 +1007,7 @@ class TLSConnection:
                 missing = [hs_label] + ([] if d.app_secret else [app_prefix + "0"])
                 what = " and ".join(missing)
                 d.set_cipher(None, f"key log has no {what} for client random {cr.hex()}")
+                d.missing = d.app_secret is None
 
     def _on_client_key_exchange(self, body) -> None:
         self._cke_seen = True
@@ -867,6 +1044,7 @@ class TLSConnection:
             self._keys12_error = f"cipher suite {suite.name} is not supported for decryption"
             return
         keys = self.keys
+        self._keys12_missing = False
         ms = keys.master_secret(cr)
         source = "key log CLIENT_RANDOM"
         abbreviated = not self._cke_seen
@@ -905,6 +1083,7 @@ class TLSConnection:
                     ms = ks.master_secret(version, suite.prf_hash, pms, cr, sr)
         if ms is None:
             self._keys12_error = self._no_key_reason(abbreviated, rsa_error)
+            self._keys12_missing = True
             return
         self.master_secret = ms
         self.key_source = source

@@ -64,6 +64,7 @@ DRIFT_BOUND_MS = 50.0
 LINGER = 2.0  # seconds to wait for answers after the last packet
 MAX_AUTH_ROUNDS = 10
 DISCONNECT_REASON = b"\xb0acflow replay finished"
+DTLS_WAIT = 5.0  # seconds the recorded DTLS packets wait for the DTLS channel before going over CSTP
 INIT_HEADERS = {"user-agent", "accept", "accept-encoding", "x-transcend-version", "x-aggregate-auth",
                 "x-support-http-auth", "content-type"}
 
@@ -84,6 +85,8 @@ class Options:
     servercert: str | None = None
     resolve: str | None = None  # HOST:ADDR
     linger: float = LINGER
+    no_dtls: bool = False
+    write: Path | None = None
 
 
 @dataclass
@@ -96,6 +99,7 @@ class SentPacket:
     summary: str = ""
     key: tuple | None = None
     error: str | None = None
+    channel: str | None = None  # the channel it went to the gateway on (cstp / dtls)
 
 
 @dataclass
@@ -127,6 +131,13 @@ class Replay:
     error: str | None = None
     cleanup: list = field(default_factory=list)
     timing: dict = field(default_factory=dict)
+    dtls: dict = field(default_factory=dict)  # status, summary, mode, version, cipher_suite, counts…
+    capture: dict = field(default_factory=dict)  # --write: file, interface, key log lines (or error)
+    timing_origin: str | None = None
+    dtls_counts: dict = field(default_factory=lambda: {"data_sent": 0, "data_received": 0, "dpd_req_sent": 0,
+                                                       "dpd_resp_received": 0, "dpd_req_received": 0,
+                                                       "dpd_resp_sent": 0, "keepalives_sent": 0,
+                                                       "keepalives_received": 0})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -291,6 +302,13 @@ def recorded_exchange(rec: Recording) -> dict:
     return {"sent": len(sent), "answered": answered, "not_ipv4_skipped": ipv6, "channels": channels}
 
 
+def _int(v) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -317,6 +335,12 @@ class ReplayClient:
         self.conn = GatewayConnection(self.url, cafile=opts.cafile, servercert=opts.servercert, address=address)
         self.out = Replay(gateway=opts.gateway)
         self.ns = None
+        self.dtls = None  # DTLSChannel once the CONNECT answer offers DTLS
+        self.master_secret: bytes | None = None  # the fresh X-DTLS-Master-Secret (legacy DTLS)
+        self.dtls_offered = False
+        self.dtls_keylog: list[str] = []
+        self.tls_keylog = ""
+        self.capture = None  # ReplayCapture with --write
         first = rec.init_posts[0] if rec.init_posts else {}
         self.version = first.get("aggregate_auth_version") or "2"
         self.client_version = first.get("client_version") or "v9.01"
@@ -325,6 +349,11 @@ class ReplayClient:
     # -- phases -------------------------------------------------------------------------------------------------
     def run(self) -> Replay:
         out = self.out
+        if self.opts.write:
+            from .capture import ReplayCapture  # noqa: PLC0415
+
+            self.capture = ReplayCapture(self.opts.write, self.conn.address, self.url.port)
+            self.capture.start()  # CaptureError: nothing was sent yet
         try:
             self._tls()
             cookie = self._auth()
@@ -335,13 +364,33 @@ class ReplayClient:
         finally:
             self._close_tunnel()
             self.conn.close()
+            self.tls_keylog = self.conn.keylog_text()
+            self.conn.close_keylog()
+            if self.capture is not None:
+                self._finish_capture()
         for name in ("tls-handshake", "group-selection", "user-auth", "cstp-connect"):
             out.phases.setdefault(name, {"status": "not reached", "summary": ""})
         out.phases["downloader"] = ({"status": "not replayed", "summary": "downloader not replayed (not built yet)"}
                                     if self.rec.downloader_gets else
                                     {"status": "absent", "summary": "no downloader in the recording either"})
-        out.phases["dtls"] = {"status": "not replayed", "summary": "DTLS not replayed (not built yet)"}
+        d = out.dtls
+        if d.get("status") in ("ok", "failed", "absent", "not replayed"):
+            out.phases["dtls"] = {"status": d["status"], "summary": d.get("summary", "")}
+        else:
+            out.phases["dtls"] = {"status": "not reached", "summary": ""}
         return out
+
+    def _finish_capture(self) -> None:
+        from .capture import CaptureError  # noqa: PLC0415
+
+        keylog = self.tls_keylog.rstrip("\n") + "\n" + "".join(line + "\n" for line in self.dtls_keylog)
+        try:
+            self.out.capture = self.capture.finish(keylog)
+        except CaptureError as e:
+            self.out.capture = {"file": str(self.opts.write), "error": str(e)}
+            self.out.error = self.out.error or f"--write: {e}"
+        finally:
+            self.capture.cleanup()
 
     def _tls(self) -> None:
         try:
@@ -517,9 +566,38 @@ class ReplayClient:
         return []
 
     # -- CONNECT and the tunnel ---------------------------------------------------------------------------------
+    def _dtls_header(self, name: str, value: str, sent: list, dropped: list) -> None:
+        """A recorded X-DTLS-Master-Secret / X-DTLS-CipherSuite / X-DTLS12-CipherSuite request header, as this
+        replay sends it: a fresh master secret; the suites it can complete (PSK-NEGOTIATE only when the exporter of
+        this TLS session is known); nothing with --no-dtls."""
+        from .dtls_client import gnutls_version, supported_offer  # noqa: PLC0415
+
+        if self.opts.no_dtls:
+            dropped.append((name, "--no-dtls"))
+            return
+        if gnutls_version() is None:
+            dropped.append((name, "no GnuTLS library (libgnutls.so.30) for DTLS"))
+            return
+        if name.lower() == "x-dtls-master-secret":
+            self.master_secret = os.urandom(48)
+            sent.append((name, self.master_secret.hex().upper()))
+            return
+        offer, left = supported_offer(name, value)
+        if "PSK-NEGOTIATE" in offer.split(":") and self.conn.exporter_psk() is None:
+            offer = ":".join(x for x in offer.split(":") if x != "PSK-NEGOTIATE")
+            dropped.append((f"{name} PSK-NEGOTIATE", "the TLS session's exporter is not known (no key log line)"))
+        if left:
+            dropped.append((f"{name} {':'.join(left)}", "suites this client cannot complete"))
+        if offer:
+            sent.append((name, offer))
+            self.dtls_offered = True
+
     def _connect_headers(self, cookie: str) -> list[tuple[str, str]]:
         sent, dropped = [], []
         for name, value in self.rec.connect_headers:
+            if name.lower() in ("x-dtls-master-secret", "x-dtls-ciphersuite", "x-dtls12-ciphersuite"):
+                self._dtls_header(name, value, sent, dropped)
+                continue
             why = CONNECT_DROPPED.get(name.lower())
             if why is not None:
                 if why:
@@ -558,30 +636,83 @@ class ReplayClient:
             return
         from .tunnel import TunNamespace  # noqa: PLC0415
 
+        dtls_mtu = _int(resp.headers.get("X-DTLS-MTU"))
+        # as openconnect: the tunnel MTU is the largest of the MTUs granted for the two channels
+        tun_mtu = max((m for m in (p.get("mtu"), dtls_mtu) if m), default=None)
         with self.critical():
             self.ns = TunNamespace(self.opts.netns)
             self.ns.open()
-            self.ns.configure(p["address"], p.get("netmask"), p.get("mtu"), p.get("split_include") or [])
+            self.ns.configure(p["address"], p.get("netmask"), tun_mtu, p.get("split_include") or [])
         out.tunnel = {**out.tunnel, "namespace": self.ns.name, "namespace_created": self.ns.created_ns,
-                      "device": self.ns.ifname, "address": p["address"], "mtu": p.get("mtu"),
+                      "device": self.ns.ifname, "address": p["address"], "mtu": tun_mtu,
                       "routes": list(self.ns.routes)}
+        self._dtls_setup(resp.headers)
         self._tunnel_loop(p, self.conn.start_tunnel())
 
+    def _dtls_setup(self, headers) -> None:
+        """The DTLS channel the CONNECT answer offers (its handshake is driven by the tunnel loop)."""
+        from .dtls_client import DTLSChannel, DTLSError, suite_for_answer  # noqa: PLC0415
+
+        d = self.out.dtls
+        mode, suite, name = suite_for_answer(headers)
+        d.update({"gateway_suite": name, "port": _int(headers.get("X-DTLS-Port")),
+                  "dpd": _int(headers.get("X-DTLS-DPD")), "keepalive": _int(headers.get("X-DTLS-Keepalive")),
+                  "mtu": _int(headers.get("X-DTLS-MTU"))})
+        if self.opts.no_dtls:
+            d.update(status="not replayed", summary="--no-dtls: no DTLS offered")
+            return
+        if not self.dtls_offered:
+            d.update(status="absent", summary="no DTLS offered (the recorded client offered none this replay can "
+                                              "complete)")
+            return
+        if mode == "none":
+            d.update(status="absent", summary="the gateway offered no DTLS")
+            return
+        if mode == "unsupported":
+            d.update(status="failed", summary=f"the gateway chose {name}, which this client cannot complete")
+            return
+        d["mode"] = "legacy-0x0100" if suite is not None and suite.version == "DTLS0.9" else mode
+        try:
+            host = self.conn.sock.getpeername()[0]
+            if mode == "psk-negotiate":
+                psk = self.conn.exporter_psk()
+                self.dtls = DTLSChannel((host, d["port"]), mode, psk=psk,
+                                        app_id=bytes.fromhex(headers.get("X-DTLS-App-ID") or ""))
+            else:
+                self.dtls = DTLSChannel((host, d["port"]), mode, suite=suite, master_secret=self.master_secret,
+                                        session_id=bytes.fromhex(headers.get("X-DTLS-Session-ID") or ""))
+        except (DTLSError, OSError, ValueError) as e:
+            d.update(status="failed", summary=f"DTLS could not start: {e}")
+            self.dtls = None
+            return
+        d.update(status="pending", summary="handshake started")
+
     def _tunnel_loop(self, params: dict, early: list) -> None:
+        """The single I/O loop: the TLS socket (CSTP), the DTLS socket, the TUN; recorded packets injected at their
+        times. Packets recorded on the DTLS channel wait (up to DTLS_WAIT) for this replay's DTLS channel: their
+        times then count from the moment it came up (or gave up), less the recorded CONNECT→DTLS delay."""
         out, rec, conn, ns = self.out, self.rec, self.conn, self.ns
+        dtls = self.dtls
+        d = out.dtls
         addr = params["address"]
         speed = self.opts.speed if self.opts.speed and self.opts.speed > 0 else 1.0
         origin = rec.connect_time
         recorded = rec.client_packets()
         if origin is None and recorded:
             origin = recorded[0].ts
+        rec_dtls_delay = 0.0
+        if rec.dtls.get("established_time") and rec.connect_time:
+            rec_dtls_delay = max(0.0, rec.dtls["established_time"] - rec.connect_time)
+        wait_for_dtls = dtls is not None and rec.dtls.get("status") == "ok"
         plan: list[tuple[SentPacket, list[bytes]]] = []
-        mtu = params.get("mtu")
+        base: list[float] = []
+        mtu = out.tunnel.get("mtu") or params.get("mtu")
         for i, p in enumerate(recorded):
             intended = 0.0 if self.opts.no_timing else max(0.0, (p.ts - origin) / speed)
             data = rewrite_source(p.data, addr)
             sp = SentPacket(index=i + 1, intended=intended, summary=summarize(data), key=request_key(data))
             plan.append((sp, fit_mtu(data, mtu, sp)))
+            base.append(intended)
             out.packets.append(sp)
         by_key: dict = {}
         for sp, _ in plan:
@@ -592,51 +723,107 @@ class ReplayClient:
         dpd = params.get("dpd") or 0
         keepalive = params.get("keepalive") or 0
         dpd_outstanding = False
+        d_dpd, d_keepalive = d.get("dpd") or 0, d.get("keepalive") or 0
+        d_last_rx = d_last_tx = t0
+        d_dpd_sent_at = None
+        dtls_up = False
+        dtls_due = t0  # when GnuTLS wants the handshake advanced
+        held = wait_for_dtls  # the schedule waits for the DTLS channel
         nxt = 0
         done_at = None
         tun_fd = ns.fd
+        cnt = out.dtls_counts
+
+        def release(now: float) -> None:
+            nonlocal held
+            held = False
+            shift = max(0.0, (now - t0) - (0.0 if self.opts.no_timing else rec_dtls_delay / speed))
+            for (sp, _), b in zip(plan, base):
+                sp.intended = b + shift
+            out.timing_origin = ("the DTLS channel up (recorded and replayed)" if dtls_up else
+                                 "the DTLS channel given up (replayed) / up (recorded)")
+
+        def dtls_down(why: str) -> None:
+            nonlocal dtls_up
+            dtls_up = False
+            d["ended"] = why
+
+        def on_frame(channel: str, t: int, payload: bytes, packet: bytes | None) -> None:
+            nonlocal last_rx, dpd_outstanding, d_last_rx, d_dpd_sent_at
+            now = time.monotonic()
+            if channel == "dtls":
+                d_last_rx = now
+            else:
+                last_rx = now
+            c = cnt if channel == "dtls" else out.cstp
+            if t in (CSTPType.DATA, CSTPType.COMPRESSED_DATA) and packet:
+                c["data_received"] += 1
+                if t == CSTPType.COMPRESSED_DATA and channel == "cstp":  # expanded by the framer
+                    out.cstp["compressed_received"] += 1
+                try:
+                    ns.write(packet)
+                except OSError:
+                    pass
+                k = answer_key(packet)
+                waiting = by_key.get(k) if k else None
+                match = next((s for s in waiting or () if s.actual is not None and s.answered is None), None)
+                if match is not None:
+                    match.answered = now - t0
+                else:
+                    out.other_from_gateway += 1
+            elif t == CSTPType.DPD_REQ:
+                c["dpd_req_received"] += 1
+                if channel == "dtls":
+                    dtls.send(bytes([CSTPType.DPD_RESP]) + payload)
+                else:
+                    conn.send_frame(CSTPType.DPD_RESP, payload)
+                c["dpd_resp_sent"] += 1
+            elif t == CSTPType.DPD_RESP:
+                c["dpd_resp_received"] += 1
+                if channel == "dtls":
+                    d_dpd_sent_at = None
+                else:
+                    dpd_outstanding = False
+            elif t == CSTPType.KEEPALIVE:
+                c["keepalives_received"] += 1
+            elif t in (CSTPType.DISCONNECT, CSTPType.TERMINATE):
+                if channel == "dtls":
+                    dtls_down(f"gateway sent {CSTPType(t).name} over DTLS")
+                else:
+                    out.end = f"gateway sent {CSTPType(t).name} ({parse_disconnect_reason(payload)})"
+                    conn.closed_by_gateway = True
 
         def handle(events) -> None:
-            nonlocal last_rx, dpd_outstanding
             for ev in events:
-                if not isinstance(ev, CSTPFrame):
-                    continue
-                last_rx = time.monotonic()
-                t = ev.type
-                if t in (CSTPType.DATA, CSTPType.COMPRESSED_DATA) and ev.packet:
-                    out.cstp["data_received"] += 1
-                    if t == CSTPType.COMPRESSED_DATA:  # expanded by the framer (X-CSTP-Content-Encoding)
-                        out.cstp["compressed_received"] += 1
-                    try:
-                        ns.write(ev.packet)
-                    except OSError:
-                        pass
-                    k = answer_key(ev.packet)
-                    waiting = by_key.get(k) if k else None
-                    match = next((s for s in waiting or () if s.actual is not None and s.answered is None), None)
-                    if match is not None:
-                        match.answered = last_rx - t0
-                    else:
-                        out.other_from_gateway += 1
-                elif t == CSTPType.DPD_REQ:
-                    out.cstp["dpd_req_received"] += 1
-                    conn.send_frame(CSTPType.DPD_RESP, ev.payload)
-                    out.cstp["dpd_resp_sent"] += 1
-                elif t == CSTPType.DPD_RESP:
-                    out.cstp["dpd_resp_received"] += 1
-                    dpd_outstanding = False
-                elif t == CSTPType.KEEPALIVE:
-                    out.cstp["keepalives_received"] += 1
-                elif t in (CSTPType.DISCONNECT, CSTPType.TERMINATE):
-                    out.end = f"gateway sent {CSTPType(t).name} ({parse_disconnect_reason(ev.payload)})"
-                    conn.closed_by_gateway = True
+                if isinstance(ev, CSTPFrame):
+                    on_frame("cstp", ev.type, ev.payload, ev.packet)
+
+        def send_packet(pkt: bytes) -> str:
+            nonlocal last_tx, d_last_tx
+            if dtls_up and dtls.send(b"\x00" + pkt):
+                cnt["data_sent"] += 1
+                d_last_tx = time.monotonic()
+                return "dtls"
+            conn.send_frame(CSTPType.DATA, pkt)
+            out.cstp["data_sent"] += 1
+            last_tx = time.monotonic()
+            return "cstp"
 
         handle(early)
         while True:
             now = time.monotonic()
-            rel = now - t0
+            # the DTLS handshake, advanced when GnuTLS's timer is due (reads are handled below)
+            if dtls is not None and not dtls_up and d.get("status") == "pending" and now >= dtls_due:
+                self._dtls_step(now, t0)
+                dtls_up = d["status"] == "ok"
+                dtls_due = now + max(0.01, dtls.timeout()) if d["status"] == "pending" else float("inf")
+                if dtls_up:
+                    d_last_rx = d_last_tx = time.monotonic()
+            if held and (d.get("status") != "pending" or now - t0 > DTLS_WAIT):
+                release(time.monotonic())
+            rel = time.monotonic() - t0
             # packets due now go into the namespace (and so out through the TUN)
-            while nxt < len(plan) and plan[nxt][0].intended <= rel:
+            while not held and nxt < len(plan) and plan[nxt][0].intended <= rel:
                 sp, pieces = plan[nxt]
                 if pieces:
                     sp.actual = time.monotonic() - t0
@@ -656,7 +843,7 @@ class ReplayClient:
                 pending = [s for s, _ in plan if s.key and s.actual is not None and s.answered is None and not s.error]
                 if not pending or time.monotonic() - done_at > self.opts.linger:
                     break
-            # timers: DPD when the gateway has been silent, keepalive when we have
+            # timers: DPD when the gateway has been silent, keepalive when we have (each channel its own)
             now = time.monotonic()
             if dpd and not dpd_outstanding and now - last_rx > dpd:
                 conn.send_frame(CSTPType.DPD_REQ, b"")
@@ -667,14 +854,43 @@ class ReplayClient:
                 conn.send_frame(CSTPType.KEEPALIVE, b"")
                 out.cstp["keepalives_sent"] += 1
                 last_tx = now
+            if dtls_up:
+                if d_dpd_sent_at is not None and now - d_dpd_sent_at > 2 * max(d_dpd, 1):
+                    dtls_down(f"no DPD-RESP over DTLS within {2 * max(d_dpd, 1)} s: back to CSTP")
+                elif d_dpd and d_dpd_sent_at is None and now - d_last_rx > d_dpd:
+                    dtls.send(bytes([CSTPType.DPD_REQ]))
+                    cnt["dpd_req_sent"] += 1
+                    d_dpd_sent_at = d_last_tx = now
+                if dtls_up and d_keepalive and now - d_last_tx > d_keepalive:
+                    dtls.send(bytes([CSTPType.KEEPALIVE]))
+                    cnt["keepalives_sent"] += 1
+                    d_last_tx = now
             wait = 0.2
-            if nxt < len(plan):
+            if nxt < len(plan) and not held:
                 wait = min(wait, max(0.0, plan[nxt][0].intended - (time.monotonic() - t0)))
+            if dtls is not None and d.get("status") == "pending":
+                wait = min(wait, max(0.0, dtls_due - time.monotonic()))
             if conn.sock.pending():
                 wait = 0.0
-            r, _, _ = select.select([conn.sock, tun_fd], [], [], wait)
+            fds = [conn.sock, tun_fd] + ([dtls.fileno()] if dtls is not None and not dtls.closed else [])
+            r, _, _ = select.select(fds, [], [], wait)
             if conn.sock in r or conn.sock.pending():
                 handle(conn.read_frames())
+            if dtls is not None and not dtls.closed and dtls.fileno() in r:
+                if d.get("status") == "pending":
+                    dtls_due = time.monotonic()  # a datagram for the handshake: advance it now
+                elif dtls_up:
+                    payloads, ended = dtls.recv()
+                    for pl in payloads:
+                        if pl:
+                            on_frame("dtls", pl[0], pl[1:], pl[1:] if pl[0] == CSTPType.DATA else None)
+                    if ended:
+                        dtls_down("the gateway closed the DTLS channel" if not dtls.failed else dtls.failed)
+                else:
+                    try:  # DTLS given up: drain what still arrives
+                        dtls.sock.recv(65536)
+                    except OSError:
+                        pass
             if tun_fd in r:
                 while True:
                     try:
@@ -686,22 +902,43 @@ class ReplayClient:
                     k = request_key(pkt)
                     sp = next((s for s in by_key.get(k, ()) if s.actual is not None and s.seen_on_tun is None),
                               None) if k else None
+                    channel = send_packet(pkt)
                     if sp is not None:
                         sp.seen_on_tun = time.monotonic() - t0
+                        sp.channel = channel
                     else:
                         out.other_from_tun += 1
-                    conn.send_frame(CSTPType.DATA, pkt)
-                    out.cstp["data_sent"] += 1
-                    last_tx = time.monotonic()
+        if dtls is not None and d.get("status") == "pending":
+            d.update(status="failed", summary=f"not established after {time.monotonic() - d['started']:.1f} s "
+                                              "(no answer from the gateway) when the replay ended")
         drifts = [(s.actual - s.intended) * 1000 for s in out.packets if s.actual is not None]
         tun_lag = [(s.seen_on_tun - s.actual) * 1000 for s in out.packets
                    if s.seen_on_tun is not None and s.actual is not None]
         out.timing = {"mode": "no-timing" if self.opts.no_timing else "recorded", "speed": speed,
-                      "origin": "the CONNECT answer (recorded and replayed)",
+                      "origin": out.timing_origin or "the CONNECT answer (recorded and replayed)",
                       "drift_ms": {"p50": percentile(drifts, 50), "p99": percentile(drifts, 99),
                                    "max": max(drifts) if drifts else None},
                       "tun_lag_ms": {"p50": percentile(tun_lag, 50), "max": max(tun_lag) if tun_lag else None},
                       "bound_ms": DRIFT_BOUND_MS}
+
+    def _dtls_step(self, now: float, t0: float) -> None:
+        """One step of the DTLS handshake; updates out.dtls (ok / failed) when it ends."""
+        dtls, d = self.dtls, self.out.dtls
+        d.setdefault("started", now)
+        if dtls.handshake_step():
+            info = dtls.description()
+            took = (time.monotonic() - d["started"]) * 1000
+            d.update(status="ok", version=info["version"], cipher_suite=info["cipher_suite"],
+                     resumed=info["resumed"], data_mtu=info["data_mtu"], established_after_connect_ms=round(
+                         (time.monotonic() - t0) * 1000, 3),
+                     summary=f"{info['version']} {info['cipher_suite']} ({d['mode']}), established in "
+                             f"{took:.1f} ms")
+            self.dtls_keylog = dtls.keylog_lines()
+            return
+        if dtls.failed:
+            d.update(status="failed", summary=f"handshake failed: {dtls.failed}")
+        elif now - d["started"] > 12.0:
+            d.update(status="failed", summary="no answer from the gateway within 12 s (as openconnect, given up)")
 
     def _close_tunnel(self) -> None:
         """DISCONNECT (if the tunnel is up and the gateway did not end it), then the namespace and device."""
@@ -714,6 +951,8 @@ class ReplayClient:
                 except (OSError, ValueError):
                     out.end = out.end or "DISCONNECT could not be sent"
         finally:
+            if self.dtls is not None:
+                self.dtls.close(notify=out.dtls.get("status") == "ok")
             if self.ns is not None:
                 out.cleanup = self.ns.close()
 
@@ -782,6 +1021,7 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
     """The `acflow replay client` command: returns the exit status (module docstring)."""
     from analyzer.analyze import InputError  # noqa: PLC0415
 
+    from .capture import CaptureError, dumpcap_path  # noqa: PLC0415
     from .recording import RecordingError, load_recording  # noqa: PLC0415
     from .report import compare, render_json, render_terminal  # noqa: PLC0415
     from .tunnel import EnvironmentProblem, has_net_admin  # noqa: PLC0415
@@ -797,6 +1037,9 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
     except ValueError as e:
         err(str(e))
         return EXIT_USAGE
+    if opts.write is not None and dumpcap_path() is None:
+        err("--write needs dumpcap (Wireshark's capture program; apt package wireshark-common); nothing was done")
+        return EXIT_ENV
     try:
         rec = load_recording(opts.capture, opts.keylogs, opts.session)
     except (InputError, RecordingError) as e:
@@ -823,7 +1066,7 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
             removed = client.out.cleanup + (client.ns.close() if client.ns else [])  # again: it may have been cut
             err("interrupted; removed: " + (", ".join(removed) if removed else "nothing was created yet"))
             return EXIT_INTERRUPTED
-        except EnvironmentProblem as e:
+        except (EnvironmentProblem, CaptureError) as e:
             sigs.hold()
             if client.ns is not None:
                 client.ns.close()
@@ -833,6 +1076,8 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
             sigs.hold()
             if client.ns is not None:
                 client.out.cleanup += client.ns.close()
+            if client.capture is not None:
+                client.capture.cleanup()  # dumpcap ended and its temporary file removed (idempotent)
     result = compare(rec, replay, opts)
     text = render_json(result) if fmt == "json" else render_terminal(result)
     if output is not None:

@@ -5,9 +5,11 @@ openconnect's --cafile/--servercert), HTTP/1.1 requests whose answers are parsed
 from __future__ import annotations
 
 import hashlib
+import os
 import select
 import socket
 import ssl
+import tempfile
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -79,6 +81,14 @@ class GatewayConnection:
         self.closed_by_gateway = False
         self.closing = False  # the gateway said Connection: close
         self.connections = 0
+        # the TLS sessions' secrets (NSS key log, written by OpenSSL through Python's ssl): the PSK-NEGOTIATE
+        # key is the CSTP session's exporter, and `--write` embeds them in the replay's capture. A private file
+        # (0600, in a 0700 directory), removed by close_keylog().
+        self._keydir = tempfile.mkdtemp(prefix="acflow-rp-keys-")
+        self.keylog_path = os.path.join(self._keydir, "tls-keys.log")
+        os.close(os.open(self.keylog_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        self.randoms: tuple[bytes, bytes] | None = None  # (client, server) hello randoms of the last connection
+        self._hello: dict = {}
 
     # -- TLS ----------------------------------------------------------------------------------------------------
     def connect(self) -> dict:
@@ -88,6 +98,10 @@ class GatewayConnection:
             ctx.verify_mode = ssl.CERT_NONE  # verified below against the pinned hash
         else:
             ctx = ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+        ctx.keylog_filename = self.keylog_path
+        self._hello = {}
+        if hasattr(ctx, "_msg_callback"):  # the hello randoms (the TLS 1.2 exporter needs the server's)
+            ctx._msg_callback = self._on_msg  # noqa: SLF001 - Python's ssl has no public access to them
         t0 = time.time()
         try:
             raw = socket.create_connection((self.address, self.url.port), timeout=self.timeout)
@@ -112,12 +126,54 @@ class GatewayConnection:
                 self.sock.close()
                 raise GatewayError(f"TLS: the gateway's certificate {algo} {got} is not the pinned one")
         self.connections += 1
+        self.randoms = (self._hello["c"], self._hello["s"]) if {"c", "s"} <= set(self._hello) else None
         cipher = self.sock.cipher()
         self.tls = {"version": _tls_version_name(self.sock.version()), "cipher_suite": _iana_name(cipher[0] if cipher
                                                                                                    else None),
                     "cert_sha256": sha256, "cert_sha1": sha1, "sni": server_hostname,
                     "duration": time.time() - t0}
         return self.tls
+
+    def _on_msg(self, conn, direction, version, content_type, msg_type, data) -> None:
+        # handshake messages with their 4-byte header: ClientHello (1) / ServerHello (2), random after the version
+        if content_type == ssl._TLSContentType.HANDSHAKE and len(data) >= 38:  # noqa: SLF001
+            if msg_type == ssl._TLSMessageType.CLIENT_HELLO and direction == "write":  # noqa: SLF001
+                self._hello["c"] = bytes(data[6:38])
+            elif msg_type == ssl._TLSMessageType.SERVER_HELLO and direction == "read":  # noqa: SLF001
+                self._hello.setdefault("s", bytes(data[6:38]))
+
+    def keylog_text(self) -> str:
+        """Every TLS secret logged so far (NSS key log lines)."""
+        try:
+            with open(self.keylog_path, encoding="ascii", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def exporter_psk(self) -> bytes | None:
+        """openconnect's PSK-NEGOTIATE key of the current connection (its TLS exporter, label
+        EXPORTER-openconnect-psk, 32 bytes), from the logged secrets; None when they are not there."""
+        from dissectors.dtls.psk import psk_from_tls12_master_secret, psk_from_tls13_exporter_secret  # noqa: PLC0415
+
+        if self.randoms is None or self.sock is None:
+            return None
+        cr, sr = self.randoms
+        cipher = (self.sock.cipher() or ("", "", 0))[0] or ""
+        hash_name = "sha384" if cipher.endswith("SHA384") else "sha256"
+        for line in reversed(self.keylog_text().splitlines()):
+            parts = line.split()
+            if len(parts) != 3 or parts[1].lower() != cr.hex():
+                continue
+            if parts[0] == "EXPORTER_SECRET":
+                return psk_from_tls13_exporter_secret(bytes.fromhex(parts[2]), hash_name)
+            if parts[0] == "CLIENT_RANDOM" and self.sock.version() != "TLSv1.3":
+                return psk_from_tls12_master_secret(bytes.fromhex(parts[2]), cr, sr, hash_name)
+        return None
+
+    def close_keylog(self) -> None:
+        import shutil  # noqa: PLC0415
+
+        shutil.rmtree(self._keydir, ignore_errors=True)
 
     def reconnect(self) -> dict:
         """A new TLS connection (and HTTP stream) to the same gateway, as a client does for CONNECT after the

@@ -136,26 +136,38 @@ def compare(rec, rp, opts) -> dict:
             if key in ("dns", "split_include", "split_exclude"):
                 rv, pv = rv or [], pv or []
             _item(items, f"tunnel {key.replace('_', ' ')}", rv, pv)
+    # DTLS: the mode, version and suite of the channel, when either side had one
+    rd, pd = rec.dtls or {}, rp.dtls or {}
+    if rd.get("status") == "ok" or pd.get("status") == "ok":
+        _item(items, "dtls mode", rd.get("mode") if rd.get("status") == "ok" else None,
+              pd.get("mode") if pd.get("status") == "ok" else None)
+        _item(items, "dtls version", rd.get("version"), pd.get("version"))
+        _item(items, "dtls cipher suite", rd.get("cipher_suite"), pd.get("cipher_suite"))
     # inner packets
     rex = recorded_exchange(rec)
     sent = [s for s in rp.packets if s.actual is not None and not s.error]
     answered = [s for s in rp.packets if s.answered is not None]
+    channels: dict[str, int] = {}
+    for s in rp.packets:
+        if s.channel:
+            channels[s.channel] = channels.get(s.channel, 0) + 1
     inner = {
         "recorded": rex,
         "replayed": {"planned": len(rp.packets), "sent": len(sent), "seen_on_tun": sum(
             1 for s in rp.packets if s.seen_on_tun is not None), "answered": len(answered),
-            "errors": [f"packet {s.index}: {s.error}" for s in rp.packets if s.error],
+            "channels": channels, "errors": [f"packet {s.index}: {s.error}" for s in rp.packets if s.error],
             "other_from_tun": rp.other_from_tun, "other_from_gateway": rp.other_from_gateway},
         "packets": [{"index": s.index, "summary": s.summary, "intended": round(s.intended, 6),
                      "sent": None if s.actual is None else round(s.actual, 6),
                      "on_tun": None if s.seen_on_tun is None else round(s.seen_on_tun, 6),
                      "answered": None if s.answered is None else round(s.answered, 6),
-                     "rtt_ms": None if s.answered is None or s.actual is None else
+                     "channel": s.channel, "rtt_ms": None if s.answered is None or s.actual is None else
                      round((s.answered - s.actual) * 1000, 3), "error": s.error} for s in rp.packets],
     }
     if rp.connect_status == 200:
         _item(items, "inner packets sent", rex["sent"], len(sent))
         _item(items, "inner packets answered", rex["answered"], len(answered))
+        _item(items, "inner packets channels", rex.get("channels") or {}, channels)
         rec_end = rec.dpd_keepalive.get("end")
         rec_end_text = "DISCONNECT from the client" if rec_end == "DISCONNECT" else rec_end
         rp_end = "DISCONNECT from the client" if (rp.end or "").startswith("DISCONNECT from the replay") else rp.end
@@ -183,10 +195,12 @@ def compare(rec, rp, opts) -> dict:
                    "connect_headers_sent": rp.connect_headers_sent,
                    "connect_headers_dropped": [{"header": h, "why": w} for h, w in rp.connect_headers_dropped],
                    "recorded_dpd_keepalive": rec.dpd_keepalive},
-        "not_replayed": ["dtls: DTLS not replayed (not built yet)"]
-        + (["downloader: not replayed (not built yet)"] if rec.downloader_gets else []),
+        "not_replayed": (["downloader: not replayed (not built yet)"] if rec.downloader_gets else [])
+        + (["dtls: --no-dtls"] if getattr(opts, "no_dtls", False) else []),
         "recorded_dtls": rec.dtls,
+        "dtls": {k: v for k, v in pd.items() if k != "started"} | {"counts": rp.dtls_counts},
         "cleanup": rp.cleanup,
+        "capture": rp.capture or None,
     }
     return doc
 
@@ -229,14 +243,18 @@ def render_terminal(doc: dict) -> str:
     r, p = inner["recorded"], inner["replayed"]
     over = ", ".join(f"{n} over {ch.upper()}" for ch, n in sorted(r.get("channels", {}).items()))
     lines.append(f"inner packets (IPv4, client→gateway): recorded {r['sent']} sent" + (f" ({over})" if over else "")
-                 + f" / {r['answered']} answered; replayed over CSTP {p['sent']} sent / {p['seen_on_tun']} through "
-                 f"the TUN / {p['answered']} answered"
+                 + f" / {r['answered']} answered; replayed {p['sent']} sent / {p['seen_on_tun']} through "
+                 f"the TUN" + (" (" + ", ".join(f"{n} over {ch.upper()}" for ch, n in sorted(
+                     p.get("channels", {}).items())) + ")" if p.get("channels") else "")
+                 + f" / {p['answered']} answered"
                  + (f"; {r['not_ipv4_skipped']} non-IPv4 recorded packet(s) not replayed" if r["not_ipv4_skipped"]
                     else ""))
     for e in p["errors"]:
         lines.append(f"  ! {e}")
     for pk in inner["packets"]:
         rtt = f"answered, rtt {pk['rtt_ms']:.2f} ms" if pk["rtt_ms"] is not None else "no answer"
+        if pk.get("channel"):
+            rtt = f"{pk['channel'].upper():<4} {rtt}"
         sent = f"+{pk['sent']:.3f}s" if pk["sent"] is not None else "not sent"
         lines.append(f"  {pk['index']:>3} intended +{pk['intended']:.3f}s sent {sent:<9} {pk['summary'][:60]:<60} "
                      f"{rtt}")
@@ -261,6 +279,13 @@ def render_terminal(doc: dict) -> str:
                      f"{c['dpd_req_sent']} (answered {c['dpd_resp_received']}) / gateway {c['dpd_req_received']}, "
                      f"keepalives client {c['keepalives_sent']} / gateway {c['keepalives_received']} (counts follow "
                      f"the timing and are not compared; the intervals are)")
+        dd = doc.get("dtls") or {}
+        if dd.get("status"):
+            dc = dd.get("counts") or {}
+            lines.append(f"DTLS: {dd['status']}: {dd.get('summary', '')}; DATA {dc.get('data_sent', 0)} sent / "
+                         f"{dc.get('data_received', 0)} received, DPD-REQ sent {dc.get('dpd_req_sent', 0)} (answered "
+                         f"{dc.get('dpd_resp_received', 0)}), keepalives sent {dc.get('keepalives_sent', 0)}"
+                         + (f"; ended: {dd['ended']}" if dd.get("ended") else ""))
         if tun.get("connect_connection"):
             lines.append(f"CONNECT sent on {tun['connect_connection']}")
         lines.append(f"ended: {tun.get('end')}")
@@ -269,6 +294,11 @@ def render_terminal(doc: dict) -> str:
             f"{h['header']} ({h['why']})" for h in tun["connect_headers_dropped"]))
     for n in doc["not_replayed"]:
         lines.append(f"not replayed: {n}")
+    cap = doc.get("capture")
+    if cap:
+        lines.append(f"capture written: {cap['file']}" + (f" — FAILED: {cap['error']}" if cap.get("error") else
+                     f" ({cap['bytes']} bytes, on {cap['interface']}, {cap['key_log_lines']} key log lines "
+                     "embedded; `acflow analyze` reads it alone)"))
     lines.append("removed on exit: " + (", ".join(doc["cleanup"]) if doc["cleanup"] else "nothing was created"))
     if doc["differences"]:
         lines.append("differences: " + "; ".join(doc["differences"]))

@@ -154,6 +154,10 @@ class _Gateway:
         self.lab = Lab(tag=f"r{os.getpid() % 10000}")
         self.lab.__enter__()
         try:
+            if sc.outer_mtu:  # the recorded network, as lab.runner made it
+                self.lab.set_outer_mtu(sc.outer_mtu)
+            if sc.block_udp:
+                self.lab.block_udp_443()
             self.pki = prepare_gateway(sc, work)
             if sample_pki:  # the recorded gateway's own certificate and key (committed with the sample)
                 for name in ("server-cert.pem", "server-key.pem", "ca.pem"):
@@ -210,19 +214,26 @@ def test_replay_baseline_same(gateway):
     assert doc["result"] == "same", doc["differences"]
     status = {ph["phase"]: ph["replayed"] for ph in doc["phases"]}
     assert status == {"tls-handshake": "ok", "group-selection": "ok", "user-auth": "ok", "downloader": "absent",
-                      "cstp-connect": "ok", "dtls": "not replayed"}
-    assert "dtls: DTLS not replayed (not built yet)" in doc["not_replayed"]
+                      "cstp-connect": "ok", "dtls": "ok"}
+    assert doc["not_replayed"] == []
+    # PSK-NEGOTIATE DTLS (GnuTLS client, PSK from this replay's TLS exporter) with ocserv, as recorded
+    dtls = doc["dtls"]
+    assert (dtls["mode"], dtls["version"], dtls["cipher_suite"]) == (
+        "psk-negotiate", "DTLS 1.2", "TLS_PSK_WITH_AES_256_GCM_SHA384"), dtls
+    got = {i["what"]: i for i in doc["comparisons"]}
+    assert got["dtls mode"]["same"] and got["dtls cipher suite"]["same"]
     inner = doc["inner"]
     assert inner["recorded"]["answered"] == 5
     assert inner["replayed"]["sent"] == 5 and inner["replayed"]["seen_on_tun"] == 5
     assert inner["replayed"]["answered"] == 5
+    assert inner["replayed"]["channels"] == {"dtls": 5} == inner["recorded"]["channels"]
+    assert dtls["counts"]["data_sent"] == 5 and dtls["counts"]["data_received"] >= 5
     assert doc["timing"]["within_bound"], doc["timing"]
     assert doc["tunnel"]["address"] == "198.19.0.50"
-    # no DTLS offered: ocserv grants 1472 for CSTP alone, the recorded 1434 plus the 38 bytes a DTLS 1.2 AES-GCM
-    # record (the recorded suite) adds; the TUN gets the MTU granted now
-    mtu = next(i for i in doc["comparisons"] if i["what"] == "tunnel mtu")
-    assert mtu["same"] and "38-byte DTLS record overhead" in mtu["note"], mtu
-    assert doc["tunnel"]["mtu"] == 1472
+    # DTLS offered as recorded: the same grant, and the TUN gets it
+    mtu = got["tunnel mtu"]
+    assert mtu["same"] and mtu["replayed"] == 1434 and "note" not in mtu, mtu
+    assert doc["tunnel"]["mtu"] == 1434
     assert "webvpn=" not in p.stdout and "acflow-pass-1" not in p.stdout  # no secret in the report
     assert _replay_netns() == before, "the replay left its namespace behind"
     assert doc["cleanup"] == ["TUN acrp0", f"namespace {doc['tunnel']['namespace']}"]
@@ -455,19 +466,33 @@ def test_replay_downloader_sample_connects_on_a_new_connection(gateway):
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("scenario", ["dtls-blocked", "legacy-dtls", "legacy-dtls09"])
-def test_replay_other_samples_same(gateway, scenario):
-    """Samples whose DTLS was blocked, legacy (AES-256-GCM) or Cisco's 0x0100 (AES128-SHA): replayed over CSTP
-    against their own gateway configuration, the same as recorded — the granted MTU less the recorded DTLS suite's
-    record overhead (38 bytes for AES-GCM, 66 for AES-CBC-SHA1) is the recorded one."""
+@pytest.mark.parametrize("scenario, mode, version, suite", [
+    ("legacy-dtls", "legacy", "DTLS 1.2", "TLS_RSA_WITH_AES_256_GCM_SHA384"),
+    ("legacy-dtls09", "legacy-0x0100", "DTLS 0x0100", "TLS_RSA_WITH_AES_128_CBC_SHA"),
+    ("dtls-blocked", None, None, None),
+])
+def test_replay_other_samples_same(gateway, scenario, mode, version, suite):
+    """Samples with legacy DTLS (X-DTLS-Master-Secret resumption: DTLS 1.2 AES-256-GCM, Cisco's 0x0100 AES128-SHA)
+    and with DTLS blocked (UDP 443 dropped at the gateway, as recorded): replayed against their own gateway
+    configuration, the same as recorded — the DTLS channel (GnuTLS resuming the session the CONNECT set up) in the
+    recorded mode, version and suite carrying the pings, or, blocked, DTLS failed and the pings over CSTP."""
     g = gateway(scenario=scenario)
     p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
     doc = json.loads(p.stdout)
     inner = doc["inner"]
     assert inner["replayed"]["answered"] == inner["recorded"]["answered"] == inner["recorded"]["sent"] > 0
+    assert inner["replayed"]["channels"] == inner["recorded"]["channels"]
     mtu = next(i for i in doc["comparisons"] if i["what"] == "tunnel mtu")
-    assert mtu["same"] and "record overhead" in mtu["note"]
+    assert mtu["same"] and mtu["recorded"] == mtu["replayed"]
+    phase = next(ph for ph in doc["phases"] if ph["phase"] == "dtls")
+    if mode is None:
+        assert phase["recorded"] == phase["replayed"] == "failed"
+        assert inner["replayed"]["channels"] == {"cstp": inner["recorded"]["sent"]}
+    else:
+        assert phase["recorded"] == phase["replayed"] == "ok"
+        assert (doc["dtls"]["mode"], doc["dtls"]["version"], doc["dtls"]["cipher_suite"]) == (mode, version, suite)
+        assert doc["dtls"]["resumed"] is True
 
 
 def test_dtls_record_overhead():
@@ -498,10 +523,10 @@ def test_fit_mtu_as_the_kernel_would():
 
 
 @pytest.mark.lab
-def test_replay_mtu_sample_differs_by_channel(gateway):
-    """samples/mtu: its three big DF pings (1034-byte packets) went over DTLS and got no answer; replayed over CSTP
-    (DTLS not replayed yet) they fit the TUN (1072 granted, 1034 net of DTLS as recorded) and are answered. The one
-    difference, reported as such, until DTLS is replayed."""
+def test_replay_mtu_sample_differs_in_answers(gateway):
+    """samples/mtu (outer MTU 1300, gateway mtu 1100): the tunnel MTU granted is the recorded one (1034) and all
+    eight pings go over DTLS as recorded; the three big DF ones (1034-byte packets, the MTU exactly) got no answer
+    in the recording and are answered in the replay: that is the one difference, reported with exit 1."""
     g = gateway(scenario="mtu")
     p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.returncode == 1, p.stdout[-3000:] + p.stderr
@@ -510,6 +535,8 @@ def test_replay_mtu_sample_differs_by_channel(gateway):
     inner = doc["inner"]
     assert inner["recorded"] == {"sent": 8, "answered": 5, "not_ipv4_skipped": 1, "channels": {"dtls": 8}}
     assert inner["replayed"]["sent"] == 8 and inner["replayed"]["answered"] == 8
+    assert inner["replayed"]["channels"] == {"dtls": 8}
+    assert doc["tunnel"]["mtu"] == 1034
 
 
 @pytest.mark.lab
@@ -534,17 +561,17 @@ def _replay_like_the_recording(rec):
     rp = Replay(gateway="https://vpn.acflow.test/")
     for name, ph in rec.phases.items():
         rp.phases[name] = dict(ph)
-    rp.phases["dtls"] = {"status": "not replayed", "summary": "DTLS not replayed (not built yet)"}
+    rp.dtls = {k: rec.dtls[k] for k in ("status", "mode", "version", "cipher_suite")}
     rp.tls = {"version": rec.tls_version, "cipher_suite": rec.tls_cipher, "cert_sha256": rec.cert_sha256}
     rp.init_posts = [{"target": "/"}] * len(rec.init_posts)
     rp.group_list, rp.group_selected = list(rec.group_list), rec.group_selected
     rp.rounds = [{"fields": r.fields, "message": r.message, "error": r.error, "form_fields": r.form_fields,
                   "response_type": r.response_type} for r in rec.rounds]
     rp.auth_result, rp.connect_status = rec.auth_result, rec.connect_status
-    rp.connect_params = {**rec.connect_params, "mtu": rec.connect_params["mtu"] + 38}  # no DTLS asked for
+    rp.connect_params = dict(rec.connect_params)
     for i, p in enumerate(rec.client_packets()):
         rp.packets.append(SentPacket(index=i + 1, intended=0.1 * i, actual=0.1 * i, seen_on_tun=0.1 * i,
-                                     answered=0.1 * i + 0.001, key=request_key(p.data)))
+                                     answered=0.1 * i + 0.001, key=request_key(p.data), channel=p.channel))
     rp.end = "DISCONNECT from the replay client over CSTP"
     rp.timing = {"drift_ms": {"p50": 0.1, "p99": 0.2, "max": 0.2}, "tun_lag_ms": {"p50": 0.1, "max": 0.1},
                  "bound_ms": 50.0, "mode": "recorded", "speed": 1.0}
@@ -562,7 +589,7 @@ def test_compare_same_and_differs_without_a_gateway():
     doc = compare(rec, rp, opts)
     assert doc["result"] == "same" and doc["differences"] == [], doc["differences"]
     text = render_terminal(doc)
-    assert "result: SAME" in text and "DTLS not replayed (not built yet)" in text
+    assert "result: SAME" in text and "DTLS: ok" not in text  # no DTLS line without a tunnel namespace
     assert rec.recorded_value("password") not in render_json(doc) + text
     rp.connect_params["dns"] = ["198.19.0.53"]
     rp.packets[-1].answered = None

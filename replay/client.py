@@ -38,6 +38,7 @@ CAP_NET_ADMIN, namespace or TUN cannot be made), 130 interrupted (after clean-up
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import select
 import signal
@@ -134,6 +135,8 @@ class Replay:
     dtls: dict = field(default_factory=dict)  # status, summary, mode, version, cipher_suite, counts…
     capture: dict = field(default_factory=dict)  # --write: file, interface, key log lines (or error)
     timing_origin: str | None = None
+    downloads: list = field(default_factory=list)  # the downloader GETs: target, status, size, sha1
+    analysis: dict = field(default_factory=dict)  # --write: the replay's capture analysed (phases, findings)
     dtls_counts: dict = field(default_factory=lambda: {"data_sent": 0, "data_received": 0, "dpd_req_sent": 0,
                                                        "dpd_resp_received": 0, "dpd_req_received": 0,
                                                        "dpd_resp_sent": 0, "keepalives_sent": 0,
@@ -341,6 +344,7 @@ class ReplayClient:
         self.dtls_keylog: list[str] = []
         self.tls_keylog = ""
         self.capture = None  # ReplayCapture with --write
+        self.extra_keylog = ""  # the downloader connections' TLS secrets
         first = rec.init_posts[0] if rec.init_posts else {}
         self.version = first.get("aggregate_auth_version") or "2"
         self.client_version = first.get("client_version") or "v9.01"
@@ -358,6 +362,7 @@ class ReplayClient:
             self._tls()
             cookie = self._auth()
             if cookie is not None:
+                self._downloader(cookie)
                 self._connect_and_tunnel(cookie)
         except GatewayError as e:
             out.error = str(e)
@@ -370,9 +375,9 @@ class ReplayClient:
                 self._finish_capture()
         for name in ("tls-handshake", "group-selection", "user-auth", "cstp-connect"):
             out.phases.setdefault(name, {"status": "not reached", "summary": ""})
-        out.phases["downloader"] = ({"status": "not replayed", "summary": "downloader not replayed (not built yet)"}
-                                    if self.rec.downloader_gets else
-                                    {"status": "absent", "summary": "no downloader in the recording either"})
+        if "downloader" not in out.phases and not self.rec.downloader:
+            out.phases["downloader"] = {"status": "absent", "summary": "no downloader in the recording either"}
+        out.phases.setdefault("downloader", {"status": "not reached", "summary": ""})
         d = out.dtls
         if d.get("status") in ("ok", "failed", "absent", "not replayed"):
             out.phases["dtls"] = {"status": d["status"], "summary": d.get("summary", "")}
@@ -380,17 +385,82 @@ class ReplayClient:
             out.phases["dtls"] = {"status": "not reached", "summary": ""}
         return out
 
+    def _downloader(self, cookie: str) -> None:
+        """The recorded downloader GETs again, in order, each recorded TLS connection a new one (as the recorded
+        client made them), with the new webvpn cookie; status, size and SHA-1 of each answer."""
+        gets = self.rec.downloader
+        if not gets:
+            return
+        out, t0 = self.out, time.time()
+        conns: dict = {}
+        try:
+            for g in gets:
+                key = g.get("connection")
+                c = conns.get(key)
+                try:
+                    if c is None:
+                        c = GatewayConnection(self.url, cafile=self.opts.cafile, servercert=self.opts.servercert,
+                                              address=self.conn.address)
+                        conns[key] = c
+                        c.connect()
+                    resp = c.request("GET", g["target"], [("User-Agent", self.rec.user_agent), ("Accept", "*/*"),
+                                                          ("Cookie", f"webvpn={cookie}")])
+                except GatewayError as e:
+                    out.downloads.append({"target": g["target"], "status": None, "size": None, "sha1": None,
+                                          "error": str(e)})
+                    conns.pop(key, None)
+                    self._retire(c)
+                    continue
+                body = resp.body or b""
+                out.downloads.append({"target": g["target"], "status": resp.status, "size": len(body),
+                                      "sha1": hashlib.sha1(body).hexdigest().upper() if body else None})  # noqa: S324
+                if c.closing:
+                    conns.pop(key, None)
+                    self._retire(c)
+        finally:
+            for c in conns.values():
+                self._retire(c)
+        bad = [d for d in out.downloads if d.get("status") != 200]
+        out.phases["downloader"] = {
+            "status": "failed" if bad else "ok",
+            "summary": f"{len(out.downloads)} GET(s) on {len(conns) or 1} TLS session(s)"
+            + (": " + ", ".join(f"{d['target']} {d.get('status') or d.get('error')}" for d in bad) if bad else ""),
+            "duration": time.time() - t0}
+
+    def _retire(self, c) -> None:
+        """Close a downloader connection, keeping its TLS secrets for --write."""
+        if c is None:
+            return
+        c.close()
+        self.extra_keylog += c.keylog_text()
+        c.close_keylog()
+
     def _finish_capture(self) -> None:
+        """Write the --write capture (keys embedded) and analyse it as `acflow analyze` would: its session's
+        phases and findings are compared with the recording's."""
         from .capture import CaptureError  # noqa: PLC0415
 
-        keylog = self.tls_keylog.rstrip("\n") + "\n" + "".join(line + "\n" for line in self.dtls_keylog)
+        keylog = (self.tls_keylog.rstrip("\n") + "\n" + self.extra_keylog
+                  + "".join(line + "\n" for line in self.dtls_keylog))
         try:
             self.out.capture = self.capture.finish(keylog)
         except CaptureError as e:
             self.out.capture = {"file": str(self.opts.write), "error": str(e)}
             self.out.error = self.out.error or f"--write: {e}"
+            return
         finally:
             self.capture.cleanup()
+        from analyzer.analyze import InputError  # noqa: PLC0415
+
+        from .recording import RecordingError, load_recording  # noqa: PLC0415
+
+        try:
+            again = load_recording(Path(self.opts.write), [])
+        except (InputError, RecordingError) as e:
+            self.out.analysis = {"error": str(e)}
+            return
+        self.out.analysis = {"session": again.session_id, "phases": {k: v["status"] for k, v in again.phases.items()},
+                             "findings": again.findings, "dtls": again.dtls}
 
     def _tls(self) -> None:
         try:

@@ -76,6 +76,8 @@ class Recording:
     downloader_gets: int
     dtls: dict  # mode, version, cipher_suite, status
     inner: list[InnerPacket] = field(default_factory=list)
+    findings: list[dict] = field(default_factory=list)  # the session's findings: id, severity, phase
+    downloader: list[dict] = field(default_factory=list)  # the recorded GETs: target, status, size, sha1, connection
 
     @property
     def user_agent(self) -> str:
@@ -186,6 +188,11 @@ def from_document(doc: dict, session_id: str | None = None) -> Recording:
               "established_time": next((f.get("established_time") for f in (dt.get("details") or {}).get(
                   "flows", []) if f.get("established")), None)},
     )
+    rec.downloader = [{"target": g.get("target"), "status": g.get("status"), "size": g.get("size"),
+                       "sha1": g.get("sha1"), "connection": g.get("connection")}
+                      for g in (dl.get("details") or {}).get("gets", []) if g.get("target")]
+    rec.findings = [{"id": f.get("id"), "severity": f.get("severity"), "phase": f.get("phase")}
+                    for f in s.get("findings", [])]
     return rec
 
 

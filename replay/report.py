@@ -3,11 +3,13 @@
 `compare(recording, replay, options)` returns a plain dict (the JSON form): ``result`` is ``"same"`` when every
 compared item matches, else ``"differs"``. Compared: each replayed phase's status; TLS version, cipher suite and
 the gateway's certificate; the group list and group chosen; the auth rounds (fields answered, the gateway's
-message/error, the fields its next form asked, the answer type) and the result; the CONNECT status and tunnel
-parameters (address, netmask, MTU, base MTU, DNS, split routes, default domain, DPD, keepalive, idle/session
-timeouts, content encoding); the inner packets answered vs the recording; how the tunnel ended. Not compared,
-shown as "not replayed (not built yet)": DTLS and the downloader. No secret (password, cookie, token) is ever in
-the report.
+message/error, the fields its next form asked, the answer type) and the result; the downloader GETs (status and
+SHA-1 of each); the CONNECT status and tunnel parameters (address, netmask, MTU, base MTU, DNS, split routes,
+default domain, DPD, keepalive, idle/session timeouts, content encoding); the DTLS channel (mode, version, cipher
+suite); the inner packets answered vs the recording and the channel they took; how the tunnel ended; with
+``--write``, the replay's own capture analysed as `acflow analyze` does (phase statuses, finding ids added or
+removed). With ``--no-dtls`` what DTLS would change (its phase, the channels) is shown but not compared. No secret
+(password, cookie, token) is ever in the report.
 """
 from __future__ import annotations
 
@@ -136,13 +138,31 @@ def compare(rec, rp, opts) -> dict:
             if key in ("dns", "split_include", "split_exclude"):
                 rv, pv = rv or [], pv or []
             _item(items, f"tunnel {key.replace('_', ' ')}", rv, pv)
+    # downloader: each recorded GET's status and content (SHA-1) against the replayed one
+    if rec.downloader or rp.downloads:
+        _item(items, "downloader GETs", [g["target"] for g in rec.downloader], [g["target"] for g in rp.downloads])
+        for i, g in enumerate(rec.downloader):
+            p = rp.downloads[i] if i < len(rp.downloads) else {}
+            _item(items, f"GET {g['target']} status", g.get("status"), p.get("status"))
+            _item(items, f"GET {g['target']} sha1", g.get("sha1"), p.get("sha1"))
     # DTLS: the mode, version and suite of the channel, when either side had one
     rd, pd = rec.dtls or {}, rp.dtls or {}
-    if rd.get("status") == "ok" or pd.get("status") == "ok":
+    if (rd.get("status") == "ok" or pd.get("status") == "ok") and pd.get("status") != "not replayed":
         _item(items, "dtls mode", rd.get("mode") if rd.get("status") == "ok" else None,
               pd.get("mode") if pd.get("status") == "ok" else None)
         _item(items, "dtls version", rd.get("version"), pd.get("version"))
         _item(items, "dtls cipher suite", rd.get("cipher_suite"), pd.get("cipher_suite"))
+    # --write: the replay's own capture analysed as `acflow analyze` does — its phases and findings
+    an = rp.analysis or {}
+    if an.get("phases"):
+        for name in PHASES:
+            _item(items, f"analysed phase {name}", rec.phases.get(name, {}).get("status"), an["phases"].get(name))
+        rf = sorted({f["id"] for f in rec.findings})
+        pf = sorted({f["id"] for f in an.get("findings", [])})
+        _item(items, "findings", rf, pf, note=(
+            ("added " + ", ".join(sorted(set(pf) - set(rf))) if set(pf) - set(rf) else "")
+            + ("; " if set(pf) - set(rf) and set(rf) - set(pf) else "")
+            + ("removed " + ", ".join(sorted(set(rf) - set(pf))) if set(rf) - set(pf) else "")) or None)
     # inner packets
     rex = recorded_exchange(rec)
     sent = [s for s in rp.packets if s.actual is not None and not s.error]
@@ -167,7 +187,9 @@ def compare(rec, rp, opts) -> dict:
     if rp.connect_status == 200:
         _item(items, "inner packets sent", rex["sent"], len(sent))
         _item(items, "inner packets answered", rex["answered"], len(answered))
-        _item(items, "inner packets channels", rex.get("channels") or {}, channels)
+        no_dtls = bool(getattr(opts, "no_dtls", False))
+        _item(items, "inner packets channels", rex.get("channels") or {}, channels, compared=not no_dtls,
+              note="--no-dtls: everything over CSTP" if no_dtls else None)
         rec_end = rec.dpd_keepalive.get("end")
         rec_end_text = "DISCONNECT from the client" if rec_end == "DISCONNECT" else rec_end
         rp_end = "DISCONNECT from the client" if (rp.end or "").startswith("DISCONNECT from the replay") else rp.end
@@ -195,12 +217,13 @@ def compare(rec, rp, opts) -> dict:
                    "connect_headers_sent": rp.connect_headers_sent,
                    "connect_headers_dropped": [{"header": h, "why": w} for h, w in rp.connect_headers_dropped],
                    "recorded_dpd_keepalive": rec.dpd_keepalive},
-        "not_replayed": (["downloader: not replayed (not built yet)"] if rec.downloader_gets else [])
-        + (["dtls: --no-dtls"] if getattr(opts, "no_dtls", False) else []),
+        "not_replayed": ["dtls: --no-dtls"] if getattr(opts, "no_dtls", False) else [],
+        "downloads": rp.downloads,
         "recorded_dtls": rec.dtls,
         "dtls": {k: v for k, v in pd.items() if k != "started"} | {"counts": rp.dtls_counts},
         "cleanup": rp.cleanup,
         "capture": rp.capture or None,
+        "analysis": rp.analysis or None,
     }
     return doc
 

@@ -451,18 +451,35 @@ def test_replay_group_removed_is_a_difference(gateway):
 
 @pytest.mark.lab
 def test_replay_downloader_sample_connects_on_a_new_connection(gateway):
-    """samples/downloader (openconnect --authenticate, curl's profile GET, then a cookie connect on a new TLS
-    connection): the CONNECT goes on a new TLS connection as recorded; the downloader is not replayed (not built
-    yet), which is said and not counted as a difference."""
+    """samples/downloader (openconnect --authenticate, curl's profile GET on its own TLS connection, then a cookie
+    connect on a new TLS connection): the profile GET again on a new connection with the new cookie — status and
+    content (SHA-1) as recorded — then the CONNECT on a new TLS connection as recorded."""
     g = gateway(scenario="downloader")
     p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr
     doc = json.loads(p.stdout)
     dl = next(ph for ph in doc["phases"] if ph["phase"] == "downloader")
-    assert dl["recorded"] == "ok" and dl["replayed"] == "not replayed" and dl["same"] is None
-    assert "downloader: not replayed (not built yet)" in doc["not_replayed"]
+    assert dl["recorded"] == dl["replayed"] == "ok" and dl["same"] is True
+    assert doc["not_replayed"] == []
+    got = {i["what"]: i for i in doc["comparisons"]}
+    assert got["downloader GETs"]["replayed"] == ["/profiles/acflow-profile.xml"]
+    assert got["GET /profiles/acflow-profile.xml status"]["replayed"] == 200
+    sha1 = got["GET /profiles/acflow-profile.xml sha1"]
+    assert sha1["same"] and len(sha1["replayed"]) == 40
     assert doc["tunnel"]["connect_connection"] == "a new TLS connection (as recorded)"
     assert doc["inner"]["replayed"]["answered"] == 5
+
+
+@pytest.mark.lab
+def test_replay_downloader_profile_changed_is_a_difference(gateway):
+    """The gateway now serves another profile file under the recorded URI: the GET's SHA-1 differs (exit 1)."""
+    g = gateway(scenario="downloader")
+    prof = g.work / "acflow-profile.xml"
+    prof.write_text(prof.read_text().replace("acflow lab", "acflow lab (changed)"))
+    p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["differences"] == ["GET /profiles/acflow-profile.xml sha1"], doc["differences"]
 
 
 @pytest.mark.lab
@@ -597,3 +614,85 @@ def test_compare_same_and_differs_without_a_gateway():
     assert doc["result"] == "differs"
     assert doc["differences"] == ["tunnel dns", "inner packets answered"], doc["differences"]
     assert "← DIFFERS" in render_terminal(doc)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", ["baseline", "legacy-dtls09"])
+def test_replay_write_capture_analyzed_alone(gateway, scenario):
+    """--write: the replay's own capture (dumpcap on the client's veth, keys in a pcapng DSB) read by `acflow
+    analyze` with no key log shows the six phases as recorded — DTLS decrypted in the recorded mode — and the
+    replay report compares that analysis (phases, findings) with the recording: the same."""
+    g = gateway(scenario=scenario)
+    out = g.work / "replay.pcapng"
+    p = subprocess.run(g.replay_argv("--no-timing", "--write", str(out)), capture_output=True, text=True, cwd=ROOT,
+                       timeout=90)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["capture"]["file"] == str(out) and doc["capture"]["key_log_lines"] >= 2, doc["capture"]
+    assert oct(out.stat().st_mode & 0o777) == "0o600"  # it holds the replay's secrets
+    got = {i["what"]: i for i in doc["comparisons"]}
+    assert all(got[f"analysed phase {ph}"]["same"] for ph in
+               ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-connect", "dtls"))
+    assert got["findings"]["same"], got["findings"]
+    a = _cli("analyze", str(out), "--format", "json")
+    assert a.returncode in (0, 1), a.stderr
+    analysed = json.loads(a.stdout)
+    (s,) = analysed["sessions"]
+    status = {ph["phase"]: ph["status"] for ph in s["phases"]}
+    recorded = {ph["phase"]: ph["recorded"] for ph in doc["phases"]}
+    assert status == recorded, (status, recorded)
+    dtls = next(ph for ph in s["phases"] if ph["phase"] == "dtls")["details"]
+    assert dtls["mode"] == doc["recorded_dtls"]["mode"] and dtls["cipher_suite"] == doc["recorded_dtls"]["cipher_suite"]
+    # the capture process and its temporary directory are gone
+    assert not [ln for ln in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+                if "dumpcap" in ln and "acflow-rp-cap-" in ln]
+
+
+@pytest.mark.lab
+def test_replay_dtls_disabled_is_a_difference(gateway):
+    """The gateway no longer offers DTLS (no udp-port): the DTLS phase (ok → absent) and the channel of the pings
+    (DTLS → CSTP) differ, exit 1; the pings are still answered, over CSTP."""
+    g = gateway({"udp-port": []})
+    p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr
+    doc = json.loads(p.stdout)
+    assert "phase dtls" in doc["differences"] and "inner packets channels" in doc["differences"], doc["differences"]
+    assert "dtls mode" in doc["differences"]
+    phase = next(ph for ph in doc["phases"] if ph["phase"] == "dtls")
+    assert (phase["recorded"], phase["replayed"]) == ("ok", "absent")
+    assert doc["inner"]["replayed"]["answered"] == 5 and doc["inner"]["replayed"]["channels"] == {"cstp": 5}
+
+
+@pytest.mark.lab
+def test_replay_dtls_blocked_now_is_a_difference(gateway):
+    """UDP 443 now dropped at the gateway (the baseline recording had DTLS): the replay's DTLS hellos go
+    unanswered, the pings recorded over DTLS wait for it (DTLS_WAIT, 5 s), then go over CSTP and are answered;
+    the DTLS phase (ok → failed) and the channels differ, exit 1."""
+    g = gateway()
+    g.lab.block_udp_443()
+    p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr
+    doc = json.loads(p.stdout)
+    phase = next(ph for ph in doc["phases"] if ph["phase"] == "dtls")
+    assert (phase["recorded"], phase["replayed"]) == ("ok", "failed"), phase
+    assert "no answer" in phase["replayed_summary"]
+    assert doc["inner"]["replayed"]["answered"] == 5 and doc["inner"]["replayed"]["channels"] == {"cstp": 5}
+    assert set(doc["differences"]) == {"phase dtls", "dtls mode", "dtls version", "dtls cipher suite",
+                                       "inner packets channels"}, doc["differences"]
+
+
+@pytest.mark.lab
+def test_replay_no_dtls_option(gateway):
+    """--no-dtls: no DTLS offered (X-DTLS-* request headers left out), the pings over CSTP; what DTLS would have
+    changed is not counted as a difference (the DTLS phase not replayed, the channels not compared; the MTU
+    granted without DTLS compared net of the recorded suite's record overhead)."""
+    g = gateway()
+    p = subprocess.run(g.replay_argv("--no-timing", "--no-dtls"), capture_output=True, text=True, cwd=ROOT,
+                       timeout=60)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr
+    doc = json.loads(p.stdout)
+    assert not any(h.lower().startswith("x-dtls") for h in doc["tunnel"]["connect_headers_sent"])
+    assert next(ph for ph in doc["phases"] if ph["phase"] == "dtls")["replayed"] == "not replayed"
+    assert doc["inner"]["replayed"]["channels"] == {"cstp": 5} and doc["inner"]["replayed"]["answered"] == 5
+    mtu = next(i for i in doc["comparisons"] if i["what"] == "tunnel mtu")
+    assert mtu["same"] and "38-byte DTLS record overhead" in mtu["note"], mtu

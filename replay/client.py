@@ -345,6 +345,7 @@ class ReplayClient:
         self.tls_keylog = ""
         self.capture = None  # ReplayCapture with --write
         self.extra_keylog = ""  # the downloader connections' TLS secrets
+        self.interrupted = False
         first = rec.init_posts[0] if rec.init_posts else {}
         self.version = first.get("aggregate_auth_version") or "2"
         self.client_version = first.get("client_version") or "v9.01"
@@ -366,6 +367,9 @@ class ReplayClient:
                 self._connect_and_tunnel(cookie)
         except GatewayError as e:
             out.error = str(e)
+        except BaseException:
+            self.interrupted = True  # Ctrl-C / SIGTERM: clean up, keep the capture so far, analyse nothing
+            raise
         finally:
             self._close_tunnel()
             self.conn.close()
@@ -450,6 +454,8 @@ class ReplayClient:
             return
         finally:
             self.capture.cleanup()
+        if self.interrupted:
+            return
         from analyzer.analyze import InputError  # noqa: PLC0415
 
         from .recording import RecordingError, load_recording  # noqa: PLC0415

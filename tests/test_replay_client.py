@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -258,10 +259,10 @@ def test_replay_reports_a_changed_mtu(gateway):
     assert _replay_netns() == before
 
 
-def _start_mid_replay(g, before: set[str]) -> subprocess.Popen:
+def _start_mid_replay(g, before: set[str], *extra: str) -> subprocess.Popen:
     """The replay started with the packets slowed down (--speed 0.1: the first ping ~6 s after the tunnel comes
     up), returned once its namespace exists and its tunnel is up."""
-    proc = subprocess.Popen(g.replay_argv("--speed", "0.1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(g.replay_argv("--speed", "0.1", *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT, start_new_session=True)
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline and proc.poll() is None:
@@ -283,9 +284,14 @@ def _start_mid_replay(g, before: set[str]) -> subprocess.Popen:
 @pytest.mark.lab
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_replay_interrupted_mid_replay_cleans_up(gateway, sig):
+    """Ctrl-C / SIGTERM with the tunnel up (and, with --write, the capture running): the namespace, the TUN, the
+    DTLS socket, dumpcap and the temporary key log / capture directories are all gone; the capture so far is kept,
+    its keys embedded (a Decryption Secrets Block right after the section header)."""
     g = gateway()
     before = _replay_netns()
-    proc = _start_mid_replay(g, before)
+    temp_before = set(Path(tempfile.gettempdir()).glob("acflow-rp-*"))
+    out_file = g.work / "interrupted.pcapng"
+    proc = _start_mid_replay(g, before, "--write", str(out_file))
     try:
         os.kill(proc.pid, sig)  # by PID (nsenter execs the replay: same process)
         out, err = proc.communicate(timeout=30)
@@ -299,6 +305,12 @@ def test_replay_interrupted_mid_replay_cleans_up(gateway, sig):
     links = subprocess.run(["nsenter", f"--net=/run/netns/{g.lab.client_ns}", "ip", "-o", "link"],
                            capture_output=True, text=True).stdout
     assert "acrp0" not in links
+    assert set(Path(tempfile.gettempdir()).glob("acflow-rp-*")) == temp_before
+    assert not [ln for ln in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+                if "dumpcap" in ln and "acflow-rp-cap-" in ln]
+    data = out_file.read_bytes()
+    shb_len = int.from_bytes(data[4:8], "little")
+    assert data[shb_len:shb_len + 4] == (0x0A).to_bytes(4, "little") and b"EXPORTER_SECRET" in data
 
 
 @pytest.mark.lab

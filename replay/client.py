@@ -335,7 +335,8 @@ class ReplayClient:
             host, _, address = opts.resolve.rpartition(":")
             if host and host != self.url.host:
                 raise ValueError(f"--resolve {opts.resolve}: the gateway URL's host is {self.url.host}")
-        self.conn = GatewayConnection(self.url, cafile=opts.cafile, servercert=opts.servercert, address=address)
+        self.conn = GatewayConnection(self.url, cafile=opts.cafile, servercert=opts.servercert, address=address,
+                                      ciphers=rec.tls_client_ciphers)
         self.out = Replay(gateway=opts.gateway)
         self.ns = None
         self.dtls = None  # DTLSChannel once the CONNECT answer offers DTLS
@@ -404,7 +405,7 @@ class ReplayClient:
                 try:
                     if c is None:
                         c = GatewayConnection(self.url, cafile=self.opts.cafile, servercert=self.opts.servercert,
-                                              address=self.conn.address)
+                                              address=self.conn.address, ciphers=self.rec.tls_client_ciphers)
                         conns[key] = c
                         c.connect()
                     resp = c.request("GET", g["target"], [("User-Agent", self.rec.user_agent), ("Accept", "*/*"),
@@ -474,7 +475,8 @@ class ReplayClient:
         except GatewayError as e:
             self.out.phases["tls-handshake"] = {"status": "failed", "summary": str(e)}
             raise
-        self.out.tls = tls
+        self.out.tls = {**tls, "tls12_suites_offered": len(self.conn.cipher_list.split(":")) if self.conn.cipher_list
+                        else "OpenSSL's defaults", "recorded_suites_not_offered": list(self.conn.ciphers_left_out)}
         self.out.phases["tls-handshake"] = {
             "status": "ok", "summary": f"{tls['version']} {tls['cipher_suite']}, certificate SHA-256 "
                                        f"{tls['cert_sha256'][:16]}…"}

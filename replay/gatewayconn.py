@@ -67,7 +67,7 @@ class GatewayConnection:
     recorded client did."""
 
     def __init__(self, url: GatewayURL, *, cafile=None, servercert: str | None = None, address: str | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, ciphers: list[str] | None = None):
         self.url = url
         self.cafile = cafile
         self.pin = parse_servercert(servercert) if servercert else None
@@ -88,6 +88,9 @@ class GatewayConnection:
         self.keylog_path = os.path.join(self._keydir, "tls-keys.log")
         os.close(os.open(self.keylog_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         self.randoms: tuple[bytes, bytes] | None = None  # (client, server) hello randoms of the last connection
+        # the recorded ClientHello's TLS 1.2 suites (IANA names, its order) as OpenSSL's cipher list; TLS 1.3
+        # suites are OpenSSL's defaults (Python's ssl cannot set them)
+        self.cipher_list, self.ciphers_left_out = openssl_cipher_list(ciphers or [])
         self._hello: dict = {}
 
     # -- TLS ----------------------------------------------------------------------------------------------------
@@ -98,6 +101,11 @@ class GatewayConnection:
             ctx.verify_mode = ssl.CERT_NONE  # verified below against the pinned hash
         else:
             ctx = ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+        if self.cipher_list:
+            try:
+                ctx.set_ciphers(self.cipher_list)
+            except ssl.SSLError:
+                self.ciphers_left_out.append("(the recorded TLS 1.2 suites: OpenSSL refused the list)")
         ctx.keylog_filename = self.keylog_path
         self._hello = {}
         if hasattr(ctx, "_msg_callback"):  # the hello randoms (the TLS 1.2 exporter needs the server's)
@@ -275,6 +283,30 @@ class GatewayConnection:
             self.sock = None
 
 
+def openssl_cipher_list(iana_names: list[str]) -> tuple[str, list[str]]:
+    """OpenSSL's cipher-list string for these TLS <= 1.2 suites (IANA names, order kept) and the names left out
+    (unknown to this OpenSSL). TLS 1.3 suites (TLS_AES_*, TLS_CHACHA20_*) are skipped: OpenSSL sets them apart."""
+    from dissectors.tls.names import CIPHER_SUITE_NAMES  # noqa: PLC0415
+
+    by_iana = {v: k for k, v in CIPHER_SUITE_NAMES.items()}
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        probe.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        return "", []
+    by_id = {c["id"] & 0xFFFF: c["name"] for c in probe.get_ciphers() if c.get("protocol") != "TLSv1.3"}
+    names, left = [], []
+    for iana in iana_names:
+        if "_WITH_" not in iana:
+            continue  # TLS 1.3, SCSVs
+        ossl = by_id.get(by_iana.get(iana, -1))
+        if ossl is None:
+            left.append(iana)
+        elif ossl not in names:
+            names.append(ossl)
+    return ":".join(names), left
+
+
 def _is_ip(host: str) -> bool:
     import ipaddress  # noqa: PLC0415
 
@@ -309,4 +341,16 @@ def _iana_name(openssl_name: str | None) -> str | None:
     """The IANA name acflow's reports use for an OpenSSL cipher name (unknown names pass through)."""
     if openssl_name is None:
         return None
-    return _OPENSSL_TO_IANA.get(openssl_name, openssl_name)
+    if openssl_name in _OPENSSL_TO_IANA:
+        return _OPENSSL_TO_IANA[openssl_name]
+    from dissectors.tls.names import CIPHER_SUITE_NAMES  # noqa: PLC0415
+
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        probe.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        return openssl_name
+    for c in probe.get_ciphers():
+        if c["name"] == openssl_name:
+            return CIPHER_SUITE_NAMES.get(c["id"] & 0xFFFF, openssl_name)
+    return openssl_name

@@ -77,6 +77,7 @@ class Recording:
     dtls: dict  # mode, version, cipher_suite, status
     inner: list[InnerPacket] = field(default_factory=list)
     findings: list[dict] = field(default_factory=list)  # the session's findings: id, severity, phase
+    tls_client_ciphers: list[str] = field(default_factory=list)  # the recorded ClientHello's suites (IANA)
     downloader: list[dict] = field(default_factory=list)  # the recorded GETs: target, status, size, sha1, connection
 
     @property
@@ -188,6 +189,7 @@ def from_document(doc: dict, session_id: str | None = None) -> Recording:
               "established_time": next((f.get("established_time") for f in (dt.get("details") or {}).get(
                   "flows", []) if f.get("established")), None)},
     )
+    rec.tls_client_ciphers = [c for c in ch.get("cipher_suites") or [] if isinstance(c, str)]
     rec.downloader = [{"target": g.get("target"), "status": g.get("status"), "size": g.get("size"),
                        "sha1": g.get("sha1"), "connection": g.get("connection")}
                       for g in (dl.get("details") or {}).get("gets", []) if g.get("target")]

@@ -860,6 +860,8 @@ class ReplayClient:
                 c["dpd_resp_received"] += 1
                 if channel == "dtls":
                     d_dpd_sent_at = None
+                    if d.get("mtu_probe") and len(payload) == d["mtu_probe"]["size"]:
+                        d["mtu_probe"]["answered"] = True
                 else:
                     dpd_outstanding = False
             elif t == CSTPType.KEEPALIVE:
@@ -897,6 +899,12 @@ class ReplayClient:
                 dtls_due = now + max(0.01, dtls.timeout()) if d["status"] == "pending" else float("inf")
                 if dtls_up:
                     d_last_rx = d_last_tx = time.monotonic()
+                    # as openconnect once DTLS is up: an MTU probe, a DPD-REQ padded to the tunnel MTU
+                    size = min(mtu or 0, max(0, (d.get("data_mtu") or 1) - 1))
+                    if size and dtls.send(bytes([CSTPType.DPD_REQ]) + bytes(size)):
+                        cnt["dpd_req_sent"] += 1
+                        d_dpd_sent_at = d_last_tx
+                        d["mtu_probe"] = {"size": size, "answered": False}
             if held and (d.get("status") != "pending" or now - t0 > DTLS_WAIT):
                 release(time.monotonic())
             rel = time.monotonic() - t0

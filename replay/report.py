@@ -308,6 +308,9 @@ def render_terminal(doc: dict) -> str:
             lines.append(f"DTLS: {dd['status']}: {dd.get('summary', '')}; DATA {dc.get('data_sent', 0)} sent / "
                          f"{dc.get('data_received', 0)} received, DPD-REQ sent {dc.get('dpd_req_sent', 0)} (answered "
                          f"{dc.get('dpd_resp_received', 0)}), keepalives sent {dc.get('keepalives_sent', 0)}"
+                         + (f"; MTU probe {dd['mtu_probe']['size']} bytes "
+                            f"{'answered' if dd['mtu_probe']['answered'] else 'NOT answered'}"
+                            if dd.get("mtu_probe") else "")
                          + (f"; ended: {dd['ended']}" if dd.get("ended") else ""))
         if tun.get("connect_connection"):
             lines.append(f"CONNECT sent on {tun['connect_connection']}")

@@ -229,6 +229,7 @@ def test_replay_baseline_same(gateway):
     assert inner["replayed"]["answered"] == 5
     assert inner["replayed"]["channels"] == {"dtls": 5} == inner["recorded"]["channels"]
     assert dtls["counts"]["data_sent"] == 5 and dtls["counts"]["data_received"] >= 5
+    assert dtls["mtu_probe"] == {"size": 1434, "answered": True}  # as openconnect: a DPD-REQ of the tunnel MTU
     assert doc["timing"]["within_bound"], doc["timing"]
     assert doc["tunnel"]["address"] == "198.19.0.50"
     # DTLS offered as recorded: the same grant, and the TUN gets it
@@ -398,17 +399,19 @@ def test_replay_dpd_and_keepalive_as_the_gateway_asks(gateway, setting, speed, s
     """Gateway `dpd = 2`: with the pings slowed down (--speed 0.1: ~2 s apart, the first ~6 s after the tunnel
     comes up, past the gateway's own first packets) the replay sends DPD-REQ when the gateway has been silent for
     2 s and gets DPD-RESP. Gateway `keepalive = 2`: a KEEPALIVE when the replay has sent nothing for 2 s (--speed
-    0.25: the first ping ~2.5 s after the tunnel comes up). The changed setting is the one difference."""
+    0.25: the first ping ~2.5 s after the tunnel comes up). Both on CSTP and on DTLS. The changed setting is the one
+    difference."""
     g = gateway({setting: "2"})
     p = subprocess.run(g.replay_argv("--speed", speed), capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.returncode == 1, p.stdout[-2000:] + p.stderr
     doc = json.loads(p.stdout)
     assert doc["differences"] == [f"tunnel {setting}"], doc["differences"]
-    cstp = doc["tunnel"]["cstp"]
-    assert cstp[sent] >= 1, cstp
-    if answered:
-        assert cstp[answered] == cstp[sent], cstp
-    assert doc["inner"]["replayed"]["answered"] == 5
+    # each channel on its own timers (ocserv's dpd/keepalive apply to both: X-CSTP- and X-DTLS-DPD/-Keepalive)
+    for counts in (doc["tunnel"]["cstp"], doc["dtls"]["counts"]):
+        assert counts[sent] >= 1, counts
+        if answered:
+            assert counts[answered] == counts[sent], counts
+    assert doc["inner"]["replayed"]["answered"] == 5 and doc["inner"]["replayed"]["channels"] == {"dtls": 5}
     assert doc["timing"]["within_bound"], doc["timing"]
 
 

@@ -717,3 +717,62 @@ def test_replay_no_dtls_option(gateway):
     assert doc["inner"]["replayed"]["channels"] == {"cstp": 5} and doc["inner"]["replayed"]["answered"] == 5
     mtu = next(i for i in doc["comparisons"] if i["what"] == "tunnel mtu")
     assert mtu["same"] and "38-byte DTLS record overhead" in mtu["note"], mtu
+
+
+def test_dtls_offer_and_answer_tables():
+    """What the replay offers from a recorded X-DTLS-CipherSuite / X-DTLS12-CipherSuite and how it reads the
+    gateway's choice: PSK-NEGOTIATE, legacy DTLS 1.2 and Cisco's 0x0100 suites; anything else left out, said so."""
+    from email.message import Message
+
+    from replay.dtls_client import suite_for_answer, supported_offer
+
+    offer, left = supported_offer("X-DTLS-CipherSuite", "PSK-NEGOTIATE:OC-DTLS1_2-AES256-GCM:OC2-DTLS1_2-CHACHA20-"
+                                  "POLY1305:DHE-RSA-AES256-SHA:AES256-SHA:AES128-SHA")
+    assert offer == "PSK-NEGOTIATE:OC-DTLS1_2-AES256-GCM:AES256-SHA:AES128-SHA"
+    assert left == ["OC2-DTLS1_2-CHACHA20-POLY1305", "DHE-RSA-AES256-SHA"]
+    offer, left = supported_offer("X-DTLS12-CipherSuite", "PSK-NEGOTIATE:ECDHE-RSA-AES256-GCM-SHA384:AES128-SHA")
+    assert offer == "ECDHE-RSA-AES256-GCM-SHA384:AES128-SHA" and left == ["PSK-NEGOTIATE"]
+
+    def answer(**h):
+        m = Message()
+        for k, v in h.items():
+            m[k.replace("_", "-")] = v
+        return m
+
+    assert suite_for_answer(answer(X_DTLS_Port="443", X_DTLS_CipherSuite="PSK-NEGOTIATE"))[0] == "psk-negotiate"
+    mode, suite, name = suite_for_answer(answer(X_DTLS_Port="443", X_DTLS_CipherSuite="AES128-SHA"))
+    assert (mode, suite.version, suite.cipher, name) == ("legacy", "DTLS0.9", "AES-128-CBC", "AES128-SHA")
+    mode, suite, _ = suite_for_answer(answer(X_DTLS_Port="443", X_DTLS12_CipherSuite="AES256-GCM-SHA384"))
+    assert (mode, suite.version, suite.mac) == ("legacy", "DTLS1.2", "AEAD")
+    assert suite_for_answer(answer(X_DTLS_Port="443", X_DTLS_CipherSuite="RC4-MD5"))[0] == "unsupported"
+    assert suite_for_answer(answer(X_DTLS_CipherSuite="PSK-NEGOTIATE"))[0] == "none"  # no port: no DTLS
+
+
+def test_embedded_keys_make_a_capture_readable_alone(tmp_path):
+    """replay.capture.embed_keys (the --write file's DSB): samples/baseline with its key log embedded analyses
+    alone like the capture with --keylog — TLS decrypted, PSK-NEGOTIATE DTLS decrypted from the derived key."""
+    from analyzer.analyze import analyze_paths, load_keys
+    from replay.capture import embed_keys
+
+    out = tmp_path / "with-keys.pcapng"
+    out.write_bytes(embed_keys(CAPTURE.read_bytes(), KEYS.read_text()))
+    keys, info = load_keys([], [])
+    alone = analyze_paths([out], keys, key_info=info)
+    keys, info = load_keys([KEYS], [])
+    given = analyze_paths([CAPTURE], keys, key_info=info)
+    from analyzer.report.json_report import to_document
+
+    a, b = (to_document(x, version="t")["sessions"][0] for x in (alone, given))
+    assert [(p["phase"], p["status"]) for p in a["phases"]] == [(p["phase"], p["status"]) for p in b["phases"]]
+    assert all(p["status"] in ("ok", "absent") for p in a["phases"])
+    with pytest.raises(Exception, match="not a pcapng"):
+        embed_keys(b"\xd4\xc3\xb2\xa1" + bytes(40), "")
+
+
+def test_openssl_cipher_list_keeps_the_recorded_order():
+    from replay.gatewayconn import _iana_name, openssl_cipher_list
+
+    names, left = openssl_cipher_list(["TLS_AES_256_GCM_SHA384", "TLS_RSA_WITH_AES_256_GCM_SHA384",
+                                       "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_NOT_A_SUITE_WITH_X"])
+    assert names == "AES256-GCM-SHA384:ECDHE-RSA-AES128-SHA" and left == ["TLS_NOT_A_SUITE_WITH_X"]
+    assert _iana_name("ECDHE-RSA-AES128-SHA") == "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"

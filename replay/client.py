@@ -1,39 +1,47 @@
 """`acflow replay client`: play a recorded client's session again against a gateway, its inner traffic through a
-TUN device in a network namespace (issue #14, first increment).
+TUN device in a network namespace (issue #14).
 
     acflow replay client CAPTURE --keylog K… [--session ID] --gateway URL [--user U]
-        [--password-stdin | --reuse-credentials] [--netns NAME] [--speed X | --no-timing]
-        [--cafile F | --servercert SHA] [--resolve HOST:ADDR] [--format terminal|json] [-o report]
+        [--password-stdin | --reuse-credentials] [--netns NAME] [--speed X | --no-timing] [--no-dtls]
+        [--write FILE] [--cafile F | --servercert SHA] [--resolve HOST:ADDR] [--format terminal|json] [-o report]
 
-What is played (in this order, on one TLS connection, as openconnect does):
+What is played (in this order, as openconnect does):
 
-1. TLS with Python's ssl, the gateway's certificate checked against the system CAs, ``--cafile`` or pinned by
-   ``--servercert`` (its SHA-256 or SHA-1, as openconnect's option).
+1. TLS with Python's ssl offering the recorded ClientHello's TLS 1.2 suites in its order, the gateway's
+   certificate checked against the system CAs, ``--cafile`` or pinned by ``--servercert`` (its SHA-256 or SHA-1,
+   as openconnect's option); OpenSSL's key log of each connection kept in a private temporary file (the
+   PSK-NEGOTIATE key is its exporter; ``--write`` embeds it);
 2. group selection: the aggregate-auth ``init`` POST with the recorded version, device-id and group;
 3. user authentication: each ``auth-request`` form of the gateway answered field by field — the username from
    ``--user`` (else the recorded one), the password from ``--password-stdin``, or every recorded value with
    ``--reuse-credentials`` (read from the decrypted capture, never printed), a group list with the recorded group,
    hidden fields and ``<opaque>`` echoed;
-4. ``CONNECT /CSCOSSLC/tunnel`` with the recorded request headers (X-CSTP-*, User-Agent…), the new webvpn cookie,
-   and neither X-DTLS-* headers nor DTLS cipher suites: **DTLS is not replayed (not built yet)**, and offering no
-   cipher suite (no PSK-NEGOTIATE) keeps the gateway from waiting for a DTLS channel;
-5. the tunnel: a TUN device in a network namespace (replay/tunnel.py) configured from the *new* CONNECT answer,
-   CSTP frames carried between it and the TLS connection (DATA both ways, DPD-REQ answered, DPD-REQ and
-   KEEPALIVE sent when the gateway's X-CSTP-DPD / X-CSTP-Keepalive intervals pass without traffic), and the
-   recorded client→gateway IPv4 packets sent into the namespace at their recorded times — source rewritten to the
-   new tunnel address with scapy, checksums recomputed — so that they leave through the TUN; what the gateway
-   sends back is written to the TUN and matched to them (ICMP echo id/seq, else the reversed addresses and ports);
-6. DISCONNECT, TLS close, and the namespace and device removed on every exit path.
+4. the downloader: the recorded GETs again with the new cookie, each recorded TLS connection a new one;
+5. ``CONNECT /CSCOSSLC/tunnel`` with the recorded request headers (X-CSTP-*, User-Agent…), the new webvpn cookie,
+   a fresh X-DTLS-Master-Secret and the recorded DTLS suite offers reduced to what replay/dtls_client.py can
+   complete (none with ``--no-dtls``);
+6. the tunnel: a TUN device in a network namespace (replay/tunnel.py) configured from the *new* CONNECT answer;
+   the DTLS channel the answer offers (PSK-NEGOTIATE or legacy, GnuTLS, non-blocking in this loop) and CSTP
+   frames on the TLS connection: packets from the TUN go over DTLS when it is up, else CSTP; DPD-REQ answered on
+   either, DPD-REQ and KEEPALIVE sent per channel when its X-CSTP-/X-DTLS-DPD / -Keepalive interval passes without
+   traffic; the recorded client→gateway IPv4 packets sent into the namespace at their recorded times — source
+   rewritten to the new tunnel address with scapy, checksums recomputed — so that they leave through the TUN;
+   what the gateway sends back is written to the TUN and matched to them (ICMP echo id/seq, else the reversed
+   addresses and ports);
+7. DISCONNECT, TLS close, DTLS close_notify, and the namespace and device removed on every exit path; with
+   ``--write`` the capture (replay/capture.py) written with its keys and analysed.
 
 Timing: a packet's intended send time is its recorded time after the recorded CONNECT answer, divided by
-``--speed``, counted from the new CONNECT answer; ``--no-timing`` sends them one after the other at once. The
-single I/O loop (select on the TLS socket and the TUN) wakes at each intended time; the drift is the actual send
-time (the injection call) minus the intended one, reported as p50/p99/max. Bound, checked by the lab test: p99
-below DRIFT_BOUND_MS on the 2-core shared test machine (typically well under 5 ms).
+``--speed``, counted from the new CONNECT answer; packets the recording carried over DTLS wait (DTLS_WAIT at most)
+for this replay's DTLS channel and count from it, less the recorded CONNECT→DTLS delay. ``--no-timing`` sends them
+one after the other at once. The single I/O loop (select on the TLS socket, the DTLS socket and the TUN) wakes at
+each intended time; the drift is the actual send time (the injection call) minus the intended one, reported as
+p50/p99/max. Bound, checked by the lab test: p99 below DRIFT_BOUND_MS on the 2-core shared test machine
+(typically well under 5 ms).
 
 Exit status: 0 the replay matched the recording, 1 it differs (or a phase failed), 2 usage, 4 the capture or key
 log cannot be used (or holds no session to replay), 5 the environment does not allow the replay (no root /
-CAP_NET_ADMIN, namespace or TUN cannot be made), 130 interrupted (after clean-up).
+CAP_NET_ADMIN, namespace or TUN cannot be made, ``--write`` without dumpcap), 130 interrupted (after clean-up).
 """
 from __future__ import annotations
 

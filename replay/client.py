@@ -109,6 +109,7 @@ class SentPacket:
     key: tuple | None = None
     error: str | None = None
     channel: str | None = None  # the channel it went to the gateway on (cstp / dtls)
+    note: str | None = None  # how the recorded packet was completed (restore_length)
 
 
 @dataclass
@@ -246,6 +247,19 @@ def rewrite_source(packet: bytes, new_src: str) -> bytes:
         if p.haslayer(layer):
             del p[layer].chksum
     return bytes(p)
+
+
+def restore_length(packet: bytes) -> tuple[bytes, str | None]:
+    """An IPv4 packet the recording holds only in part (its total length says more than the recorded bytes — e.g.
+    the real client put a packet bigger than the tunnel MTU into a DTLS record cut to that MTU): the application's
+    packet as long as its header says, the missing bytes zero, and a note. Sending the cut packet instead would let
+    the kernel rewrite its length (IP_HDRINCL) and turn it into another, valid, smaller packet."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return packet, None
+    total = int.from_bytes(packet[2:4], "big")
+    if total <= len(packet) or total > 65535:
+        return packet, None
+    return packet + bytes(total - len(packet)), f"recorded {len(packet)} of its {total} bytes; the rest sent as zeros"
 
 
 def fit_mtu(packet: bytes, mtu: int | None, sp) -> list[bytes]:
@@ -795,9 +809,11 @@ class ReplayClient:
         mtu = out.tunnel.get("mtu") or params.get("mtu")
         for i, p in enumerate(recorded):
             intended = 0.0 if self.opts.no_timing else max(0.0, (p.ts - origin) / speed)
-            data = rewrite_source(p.data, addr)
+            whole, note = restore_length(p.data)
+            data = rewrite_source(whole, addr)
             sp = SentPacket(index=i + 1, intended=intended, summary=summarize(data), key=request_key(data))
             plan.append((sp, fit_mtu(data, mtu, sp)))
+            sp.note = note
             base.append(intended)
             out.packets.append(sp)
         by_key: dict = {}

@@ -176,12 +176,13 @@ def compare(rec, rp, opts) -> dict:
         "replayed": {"planned": len(rp.packets), "sent": len(sent), "seen_on_tun": sum(
             1 for s in rp.packets if s.seen_on_tun is not None), "answered": len(answered),
             "channels": channels, "errors": [f"packet {s.index}: {s.error}" for s in rp.packets if s.error],
+            "notes": [f"packet {s.index}: {s.note}" for s in rp.packets if s.note],
             "other_from_tun": rp.other_from_tun, "other_from_gateway": rp.other_from_gateway},
         "packets": [{"index": s.index, "summary": s.summary, "intended": round(s.intended, 6),
                      "sent": None if s.actual is None else round(s.actual, 6),
                      "on_tun": None if s.seen_on_tun is None else round(s.seen_on_tun, 6),
                      "answered": None if s.answered is None else round(s.answered, 6),
-                     "channel": s.channel, "rtt_ms": None if s.answered is None or s.actual is None else
+                     "channel": s.channel, "note": s.note, "rtt_ms": None if s.answered is None or s.actual is None else
                      round((s.answered - s.actual) * 1000, 3), "error": s.error} for s in rp.packets],
     }
     if rp.connect_status == 200:
@@ -274,6 +275,8 @@ def render_terminal(doc: dict) -> str:
                     else ""))
     for e in p["errors"]:
         lines.append(f"  ! {e}")
+    for n in p.get("notes", []):
+        lines.append(f"  ({n})")
     for pk in inner["packets"]:
         rtt = f"answered, rtt {pk['rtt_ms']:.2f} ms" if pk["rtt_ms"] is not None else "no answer"
         if pk.get("channel"):

@@ -560,20 +560,36 @@ def test_fit_mtu_as_the_kernel_would():
     assert fit_mtu(big, None, sp) == [big] and fit_mtu(big, 1500, sp) == [big]
 
 
+def test_restore_length_of_a_cut_packet():
+    from scapy.layers.inet import ICMP, IP
+
+    from replay.client import restore_length
+
+    whole = bytes(IP(src="198.19.0.50", dst="198.19.0.1", flags="DF") / ICMP() / (b"x" * 1300))
+    cut = whole[:1034]
+    back, note = restore_length(cut)
+    assert len(back) == 1328 and back[:1034] == cut and back[1034:] == bytes(294) and "1034 of its 1328" in note
+    assert restore_length(whole) == (whole, None) and restore_length(b"\x60" + bytes(39)) == (b"\x60" + bytes(39), None)
+
+
 @pytest.mark.lab
-def test_replay_mtu_sample_differs_in_answers(gateway):
-    """samples/mtu (outer MTU 1300, gateway mtu 1100): the tunnel MTU granted is the recorded one (1034) and all
-    eight pings go over DTLS as recorded; the three big DF ones (1034-byte packets, the MTU exactly) got no answer
-    in the recording and are answered in the replay: that is the one difference, reported with exit 1."""
+def test_replay_mtu_sample_differs_in_what_is_sent(gateway):
+    """samples/mtu (outer MTU 1300, gateway mtu 1100, the recorded client's TUN forced to MTU 1400): its three big DF
+    pings were 1328-byte packets whose DTLS records carried only the first 1034 bytes (the tunnel MTU), unanswered.
+    The replay restores them to their header's length (zeros for the missing bytes) and, on a TUN of the granted
+    MTU 1034, does what the kernel does for an application: a DF packet that big is not sent (EMSGSIZE). So the
+    pings answered are the same (5), what was sent differs (8 → 5): reported, exit 1."""
     g = gateway(scenario="mtu")
     p = subprocess.run(g.replay_argv("--no-timing"), capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.returncode == 1, p.stdout[-3000:] + p.stderr
     doc = json.loads(p.stdout)
-    assert doc["differences"] == ["inner packets answered"], doc["differences"]
+    assert doc["differences"] == ["inner packets sent", "inner packets channels"], doc["differences"]
     inner = doc["inner"]
     assert inner["recorded"] == {"sent": 8, "answered": 5, "not_ipv4_skipped": 1, "channels": {"dtls": 8}}
-    assert inner["replayed"]["sent"] == 8 and inner["replayed"]["answered"] == 8
-    assert inner["replayed"]["channels"] == {"dtls": 8}
+    rp = inner["replayed"]
+    assert rp["sent"] == 5 and rp["answered"] == 5 and rp["channels"] == {"dtls": 5}
+    assert len(rp["errors"]) == 3 and all("1328 bytes with DF set" in e and "EMSGSIZE" in e for e in rp["errors"])
+    assert len(rp["notes"]) == 3 and all("recorded 1034 of its 1328 bytes" in n for n in rp["notes"])
     assert doc["tunnel"]["mtu"] == 1034
 
 

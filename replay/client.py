@@ -926,8 +926,9 @@ class ReplayClient:
                     # as openconnect once DTLS is up: an MTU probe, a DPD-REQ padded to the tunnel MTU
                     size = min(mtu or 0, max(0, (d.get("data_mtu") or 1) - 1))
                     if size and dtls.send(bytes([CSTPType.DPD_REQ]) + bytes(size)):
+                        # counted, but not a liveness DPD: a lost probe says the path MTU is smaller, not that the
+                        # peer is gone
                         cnt["dpd_req_sent"] += 1
-                        d_dpd_sent_at = d_last_tx
                         d["mtu_probe"] = {"size": size, "answered": False}
             if held and (d.get("status") != "pending" or now - t0 > DTLS_WAIT):
                 release(time.monotonic())

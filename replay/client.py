@@ -772,6 +772,9 @@ class ReplayClient:
             d.update(status="failed", summary=f"the gateway chose {name}, which this client cannot complete")
             return
         d["mode"] = "legacy-0x0100" if suite is not None and suite.version == "DTLS0.9" else mode
+        if not d["port"] or not 0 < d["port"] < 65536:
+            d.update(status="failed", summary=f"the gateway's X-DTLS-Port {headers.get('X-DTLS-Port')!r} is no port")
+            return
         try:
             host = self.conn.sock.getpeername()[0]
             if mode == "psk-negotiate":

@@ -191,6 +191,9 @@ def replay():
               "private acflow-rp-<pid>, removed at the end; an existing one is kept).")
 @click.option("--speed", type=float, default=None, help="Play the inner packets X times faster than recorded.")
 @click.option("--no-timing", is_flag=True, help="Send the inner packets one after the other at once.")
+@click.option("--no-dtls", is_flag=True, help="Offer no DTLS: carry everything over CSTP.")
+@click.option("--write", "write", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep a capture of the replay (pcapng, its keys embedded) that `acflow analyze` reads alone.")
 @click.option("--cafile", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Verify the gateway's certificate against this CA file.")
 @click.option("--servercert", default=None, metavar="SHA", help="Accept only the gateway certificate with this "
@@ -198,12 +201,12 @@ def replay():
 @click.option("--format", "fmt", type=click.Choice(["terminal", "json"]), default="terminal")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 def replay_client(capture, keylogs, session_id, gateway, resolve, user, password_stdin, reuse_credentials, netns,
-                  speed, no_timing, cafile, servercert, fmt, output):
+                  speed, no_timing, no_dtls, write, cafile, servercert, fmt, output):
     """Play the client's part of a recorded session again against GATEWAY, its inner packets through a TUN
     device in a network namespace; report it side by side with the recording. Needs root (CAP_NET_ADMIN).
 
     Exit status: 0 same as recorded, 1 differs, 2 usage, 4 unusable capture/keys, 5 environment (no root, no
-    namespace/TUN), 130 interrupted. DTLS and the downloader are not replayed yet."""
+    namespace/TUN), 130 interrupted."""
     _require_extra("replay", "replay client")
     if password_stdin and reuse_credentials:
         raise click.UsageError("--password-stdin and --reuse-credentials exclude each other")
@@ -226,7 +229,8 @@ def replay_client(capture, keylogs, session_id, gateway, resolve, user, password
     run = _load("replay.client", "run_replay_client")
     opts = Options(capture=capture, keylogs=tuple(keylogs), gateway=gateway, session=session_id, user=user,
                    password=password, reuse_credentials=reuse_credentials, netns=netns, speed=speed or 1.0,
-                   no_timing=no_timing, cafile=cafile, servercert=servercert, resolve=resolve)
+                   no_timing=no_timing, cafile=cafile, servercert=servercert, resolve=resolve, no_dtls=no_dtls,
+                   write=write)
     sys.exit(run(opts, fmt=fmt, output=output))
 
 

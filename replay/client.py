@@ -1,43 +1,52 @@
 """`acflow replay client`: play a recorded client's session again against a gateway, its inner traffic through a
-TUN device in a network namespace (issue #14, first increment).
+TUN device in a network namespace (issue #14).
 
     acflow replay client CAPTURE --keylog K… [--session ID] --gateway URL [--user U]
-        [--password-stdin | --reuse-credentials] [--netns NAME] [--speed X | --no-timing]
-        [--cafile F | --servercert SHA] [--resolve HOST:ADDR] [--format terminal|json] [-o report]
+        [--password-stdin | --reuse-credentials] [--netns NAME] [--speed X | --no-timing] [--no-dtls]
+        [--write FILE] [--cafile F | --servercert SHA] [--resolve HOST:ADDR] [--format terminal|json] [-o report]
 
-What is played (in this order, on one TLS connection, as openconnect does):
+What is played (in this order, as openconnect does):
 
-1. TLS with Python's ssl, the gateway's certificate checked against the system CAs, ``--cafile`` or pinned by
-   ``--servercert`` (its SHA-256 or SHA-1, as openconnect's option).
+1. TLS with Python's ssl offering the recorded ClientHello's TLS 1.2 suites in its order, the gateway's
+   certificate checked against the system CAs, ``--cafile`` or pinned by ``--servercert`` (its SHA-256 or SHA-1,
+   as openconnect's option); OpenSSL's key log of each connection kept in a private temporary file (the
+   PSK-NEGOTIATE key is its exporter; ``--write`` embeds it);
 2. group selection: the aggregate-auth ``init`` POST with the recorded version, device-id and group;
 3. user authentication: each ``auth-request`` form of the gateway answered field by field — the username from
    ``--user`` (else the recorded one), the password from ``--password-stdin``, or every recorded value with
    ``--reuse-credentials`` (read from the decrypted capture, never printed), a group list with the recorded group,
    hidden fields and ``<opaque>`` echoed;
-4. ``CONNECT /CSCOSSLC/tunnel`` with the recorded request headers (X-CSTP-*, User-Agent…), the new webvpn cookie,
-   and neither X-DTLS-* headers nor DTLS cipher suites: **DTLS is not replayed (not built yet)**, and offering no
-   cipher suite (no PSK-NEGOTIATE) keeps the gateway from waiting for a DTLS channel;
-5. the tunnel: a TUN device in a network namespace (replay/tunnel.py) configured from the *new* CONNECT answer,
-   CSTP frames carried between it and the TLS connection (DATA both ways, DPD-REQ answered, DPD-REQ and
-   KEEPALIVE sent when the gateway's X-CSTP-DPD / X-CSTP-Keepalive intervals pass without traffic), and the
-   recorded client→gateway IPv4 packets sent into the namespace at their recorded times — source rewritten to the
-   new tunnel address with scapy, checksums recomputed — so that they leave through the TUN; what the gateway
-   sends back is written to the TUN and matched to them (ICMP echo id/seq, else the reversed addresses and ports);
-6. DISCONNECT, TLS close, and the namespace and device removed on every exit path.
+4. the downloader: the recorded GETs again with the new cookie, each recorded TLS connection a new one;
+5. ``CONNECT /CSCOSSLC/tunnel`` with the recorded request headers (X-CSTP-*, User-Agent…), the new webvpn cookie,
+   a fresh X-DTLS-Master-Secret and the recorded DTLS suite offers reduced to what replay/dtls_client.py can
+   complete (none with ``--no-dtls``);
+6. the tunnel: a TUN device in a network namespace (replay/tunnel.py) configured from the *new* CONNECT answer;
+   the DTLS channel the answer offers (PSK-NEGOTIATE or legacy, GnuTLS, non-blocking in this loop) and CSTP
+   frames on the TLS connection: packets from the TUN go over DTLS when it is up, else CSTP; DPD-REQ answered on
+   either, DPD-REQ and KEEPALIVE sent per channel when its X-CSTP-/X-DTLS-DPD / -Keepalive interval passes without
+   traffic; the recorded client→gateway IPv4 packets sent into the namespace at their recorded times — source
+   rewritten to the new tunnel address with scapy, checksums recomputed — so that they leave through the TUN;
+   what the gateway sends back is written to the TUN and matched to them (ICMP echo id/seq, else the reversed
+   addresses and ports);
+7. DISCONNECT, TLS close, DTLS close_notify, and the namespace and device removed on every exit path; with
+   ``--write`` the capture (replay/capture.py) written with its keys and analysed.
 
 Timing: a packet's intended send time is its recorded time after the recorded CONNECT answer, divided by
-``--speed``, counted from the new CONNECT answer; ``--no-timing`` sends them one after the other at once. The
-single I/O loop (select on the TLS socket and the TUN) wakes at each intended time; the drift is the actual send
-time (the injection call) minus the intended one, reported as p50/p99/max. Bound, checked by the lab test: p99
-below DRIFT_BOUND_MS on the 2-core shared test machine (typically well under 5 ms).
+``--speed``, counted from the new CONNECT answer; packets the recording carried over DTLS wait (DTLS_WAIT at most)
+for this replay's DTLS channel and count from it, less the recorded CONNECT→DTLS delay. ``--no-timing`` sends them
+one after the other at once. The single I/O loop (select on the TLS socket, the DTLS socket and the TUN) wakes at
+each intended time; the drift is the actual send time (the injection call) minus the intended one, reported as
+p50/p99/max. Bound, checked by the lab test: p99 below DRIFT_BOUND_MS on the 2-core shared test machine
+(typically well under 5 ms).
 
 Exit status: 0 the replay matched the recording, 1 it differs (or a phase failed), 2 usage, 4 the capture or key
 log cannot be used (or holds no session to replay), 5 the environment does not allow the replay (no root /
-CAP_NET_ADMIN, namespace or TUN cannot be made), 130 interrupted (after clean-up).
+CAP_NET_ADMIN, namespace or TUN cannot be made, ``--write`` without dumpcap), 130 interrupted (after clean-up).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import select
 import signal
@@ -64,6 +73,7 @@ DRIFT_BOUND_MS = 50.0
 LINGER = 2.0  # seconds to wait for answers after the last packet
 MAX_AUTH_ROUNDS = 10
 DISCONNECT_REASON = b"\xb0acflow replay finished"
+DTLS_WAIT = 5.0  # seconds the recorded DTLS packets wait for the DTLS channel before going over CSTP
 INIT_HEADERS = {"user-agent", "accept", "accept-encoding", "x-transcend-version", "x-aggregate-auth",
                 "x-support-http-auth", "content-type"}
 
@@ -84,6 +94,8 @@ class Options:
     servercert: str | None = None
     resolve: str | None = None  # HOST:ADDR
     linger: float = LINGER
+    no_dtls: bool = False
+    write: Path | None = None
 
 
 @dataclass
@@ -96,6 +108,8 @@ class SentPacket:
     summary: str = ""
     key: tuple | None = None
     error: str | None = None
+    channel: str | None = None  # the channel it went to the gateway on (cstp / dtls)
+    note: str | None = None  # how the recorded packet was completed (restore_length)
 
 
 @dataclass
@@ -127,6 +141,15 @@ class Replay:
     error: str | None = None
     cleanup: list = field(default_factory=list)
     timing: dict = field(default_factory=dict)
+    dtls: dict = field(default_factory=dict)  # status, summary, mode, version, cipher_suite, counts…
+    capture: dict = field(default_factory=dict)  # --write: file, interface, key log lines (or error)
+    timing_origin: str | None = None
+    downloads: list = field(default_factory=list)  # the downloader GETs: target, status, size, sha1
+    analysis: dict = field(default_factory=dict)  # --write: the replay's capture analysed (phases, findings)
+    dtls_counts: dict = field(default_factory=lambda: {"data_sent": 0, "data_received": 0, "dpd_req_sent": 0,
+                                                       "dpd_resp_received": 0, "dpd_req_received": 0,
+                                                       "dpd_resp_sent": 0, "keepalives_sent": 0,
+                                                       "keepalives_received": 0})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -226,6 +249,19 @@ def rewrite_source(packet: bytes, new_src: str) -> bytes:
     return bytes(p)
 
 
+def restore_length(packet: bytes) -> tuple[bytes, str | None]:
+    """An IPv4 packet the recording holds only in part (its total length says more than the recorded bytes — e.g.
+    the real client put a packet bigger than the tunnel MTU into a DTLS record cut to that MTU): the application's
+    packet as long as its header says, the missing bytes zero, and a note. Sending the cut packet instead would let
+    the kernel rewrite its length (IP_HDRINCL) and turn it into another, valid, smaller packet."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return packet, None
+    total = int.from_bytes(packet[2:4], "big")
+    if total <= len(packet) or total > 65535:
+        return packet, None
+    return packet + bytes(total - len(packet)), f"recorded {len(packet)} of its {total} bytes; the rest sent as zeros"
+
+
 def fit_mtu(packet: bytes, mtu: int | None, sp) -> list[bytes]:
     """What an application's packet becomes on a TUN of this MTU, as the kernel would make it (the raw socket the
     replay sends through does not do this itself): the packet; its fragments (scapy) when bigger without DF; nothing
@@ -291,6 +327,13 @@ def recorded_exchange(rec: Recording) -> dict:
     return {"sent": len(sent), "answered": answered, "not_ipv4_skipped": ipv6, "channels": channels}
 
 
+def _int(v) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -314,9 +357,18 @@ class ReplayClient:
             host, _, address = opts.resolve.rpartition(":")
             if host and host != self.url.host:
                 raise ValueError(f"--resolve {opts.resolve}: the gateway URL's host is {self.url.host}")
-        self.conn = GatewayConnection(self.url, cafile=opts.cafile, servercert=opts.servercert, address=address)
+        self.conn = GatewayConnection(self.url, cafile=opts.cafile, servercert=opts.servercert, address=address,
+                                      ciphers=rec.tls_client_ciphers)
         self.out = Replay(gateway=opts.gateway)
         self.ns = None
+        self.dtls = None  # DTLSChannel once the CONNECT answer offers DTLS
+        self.master_secret: bytes | None = None  # the fresh X-DTLS-Master-Secret (legacy DTLS)
+        self.dtls_offered = False
+        self.dtls_keylog: list[str] = []
+        self.tls_keylog = ""
+        self.capture = None  # ReplayCapture with --write
+        self.extra_keylog = ""  # the downloader connections' TLS secrets
+        self.interrupted = False
         first = rec.init_posts[0] if rec.init_posts else {}
         self.version = first.get("aggregate_auth_version") or "2"
         self.client_version = first.get("client_version") or "v9.01"
@@ -325,23 +377,119 @@ class ReplayClient:
     # -- phases -------------------------------------------------------------------------------------------------
     def run(self) -> Replay:
         out = self.out
+        if self.opts.write:
+            from .capture import ReplayCapture  # noqa: PLC0415
+
+            self.capture = ReplayCapture(self.opts.write, self.conn.address, self.url.port)
+            self.capture.start()  # CaptureError: nothing was sent yet
         try:
             self._tls()
             cookie = self._auth()
             if cookie is not None:
+                self._downloader(cookie)
                 self._connect_and_tunnel(cookie)
         except GatewayError as e:
             out.error = str(e)
+        except BaseException:
+            self.interrupted = True  # Ctrl-C / SIGTERM: clean up, keep the capture so far, analyse nothing
+            raise
         finally:
             self._close_tunnel()
             self.conn.close()
+            self.tls_keylog = self.conn.keylog_text()
+            self.conn.close_keylog()
+            if self.capture is not None:
+                self._finish_capture()
         for name in ("tls-handshake", "group-selection", "user-auth", "cstp-connect"):
             out.phases.setdefault(name, {"status": "not reached", "summary": ""})
-        out.phases["downloader"] = ({"status": "not replayed", "summary": "downloader not replayed (not built yet)"}
-                                    if self.rec.downloader_gets else
-                                    {"status": "absent", "summary": "no downloader in the recording either"})
-        out.phases["dtls"] = {"status": "not replayed", "summary": "DTLS not replayed (not built yet)"}
+        if "downloader" not in out.phases and not self.rec.downloader:
+            out.phases["downloader"] = {"status": "absent", "summary": "no downloader in the recording either"}
+        out.phases.setdefault("downloader", {"status": "not reached", "summary": ""})
+        d = out.dtls
+        if d.get("status") in ("ok", "failed", "absent", "not replayed"):
+            out.phases["dtls"] = {"status": d["status"], "summary": d.get("summary", "")}
+        else:
+            out.phases["dtls"] = {"status": "not reached", "summary": ""}
         return out
+
+    def _downloader(self, cookie: str) -> None:
+        """The recorded downloader GETs again, in order, each recorded TLS connection a new one (as the recorded
+        client made them), with the new webvpn cookie; status, size and SHA-1 of each answer."""
+        gets = self.rec.downloader
+        if not gets:
+            return
+        out, t0 = self.out, time.time()
+        conns: dict = {}
+        try:
+            for g in gets:
+                key = g.get("connection")
+                c = conns.get(key)
+                try:
+                    if c is None:
+                        c = GatewayConnection(self.url, cafile=self.opts.cafile, servercert=self.opts.servercert,
+                                              address=self.conn.address, ciphers=self.rec.tls_client_ciphers)
+                        conns[key] = c
+                        c.connect()
+                    resp = c.request("GET", g["target"], [("User-Agent", self.rec.user_agent), ("Accept", "*/*"),
+                                                          ("Cookie", f"webvpn={cookie}")])
+                except GatewayError as e:
+                    out.downloads.append({"target": g["target"], "status": None, "size": None, "sha1": None,
+                                          "error": str(e)})
+                    conns.pop(key, None)
+                    self._retire(c)
+                    continue
+                body = resp.body or b""
+                out.downloads.append({"target": g["target"], "status": resp.status, "size": len(body),
+                                      "sha1": hashlib.sha1(body).hexdigest().upper() if body else None})  # noqa: S324
+                if c.closing:
+                    conns.pop(key, None)
+                    self._retire(c)
+        finally:
+            for c in conns.values():
+                self._retire(c)
+        bad = [d for d in out.downloads if d.get("status") != 200]
+        out.phases["downloader"] = {
+            "status": "failed" if bad else "ok",
+            "summary": f"{len(out.downloads)} GET(s) on {len(conns) or 1} TLS session(s)"
+            + (": " + ", ".join(f"{d['target']} {d.get('status') or d.get('error')}" for d in bad) if bad else ""),
+            "duration": time.time() - t0}
+
+    def _retire(self, c) -> None:
+        """Close a downloader connection, keeping its TLS secrets for --write."""
+        if c is None:
+            return
+        c.close()
+        self.extra_keylog += c.keylog_text()
+        c.close_keylog()
+
+    def _finish_capture(self) -> None:
+        """Write the --write capture (keys embedded) and analyse it as `acflow analyze` would: its session's
+        phases and findings are compared with the recording's."""
+        from .capture import CaptureError  # noqa: PLC0415
+
+        keylog = (self.tls_keylog.rstrip("\n") + "\n" + self.extra_keylog
+                  + "".join(line + "\n" for line in self.dtls_keylog))
+        try:
+            self.out.capture = self.capture.finish(keylog)
+        except CaptureError as e:
+            self.out.capture = {"file": str(self.opts.write), "error": str(e)}
+            self.out.error = self.out.error or f"--write: {e}"
+            return
+        finally:
+            self.capture.cleanup()
+        if self.interrupted:
+            return
+        from analyzer.analyze import InputError  # noqa: PLC0415
+
+        from .recording import RecordingError, load_recording  # noqa: PLC0415
+
+        try:
+            again = load_recording(Path(self.opts.write), [])
+        except (InputError, RecordingError) as e:
+            self.out.analysis = {"error": str(e)}
+            return
+        self.out.analysis = {"session": again.session_id, "phases": {k: v["status"] for k, v in again.phases.items()},
+                             "findings": again.findings, "dtls": again.dtls}
 
     def _tls(self) -> None:
         try:
@@ -349,7 +497,8 @@ class ReplayClient:
         except GatewayError as e:
             self.out.phases["tls-handshake"] = {"status": "failed", "summary": str(e)}
             raise
-        self.out.tls = tls
+        self.out.tls = {**tls, "tls12_suites_offered": len(self.conn.cipher_list.split(":")) if self.conn.cipher_list
+                        else "OpenSSL's defaults", "recorded_suites_not_offered": list(self.conn.ciphers_left_out)}
         self.out.phases["tls-handshake"] = {
             "status": "ok", "summary": f"{tls['version']} {tls['cipher_suite']}, certificate SHA-256 "
                                        f"{tls['cert_sha256'][:16]}…"}
@@ -517,9 +666,38 @@ class ReplayClient:
         return []
 
     # -- CONNECT and the tunnel ---------------------------------------------------------------------------------
+    def _dtls_header(self, name: str, value: str, sent: list, dropped: list) -> None:
+        """A recorded X-DTLS-Master-Secret / X-DTLS-CipherSuite / X-DTLS12-CipherSuite request header, as this
+        replay sends it: a fresh master secret; the suites it can complete (PSK-NEGOTIATE only when the exporter of
+        this TLS session is known); nothing with --no-dtls."""
+        from .dtls_client import gnutls_version, supported_offer  # noqa: PLC0415
+
+        if self.opts.no_dtls:
+            dropped.append((name, "--no-dtls"))
+            return
+        if gnutls_version() is None:
+            dropped.append((name, "no GnuTLS library (libgnutls.so.30) for DTLS"))
+            return
+        if name.lower() == "x-dtls-master-secret":
+            self.master_secret = os.urandom(48)
+            sent.append((name, self.master_secret.hex().upper()))
+            return
+        offer, left = supported_offer(name, value)
+        if "PSK-NEGOTIATE" in offer.split(":") and self.conn.exporter_psk() is None:
+            offer = ":".join(x for x in offer.split(":") if x != "PSK-NEGOTIATE")
+            dropped.append((f"{name} PSK-NEGOTIATE", "the TLS session's exporter is not known (no key log line)"))
+        if left:
+            dropped.append((f"{name} {':'.join(left)}", "suites this client cannot complete"))
+        if offer:
+            sent.append((name, offer))
+            self.dtls_offered = True
+
     def _connect_headers(self, cookie: str) -> list[tuple[str, str]]:
         sent, dropped = [], []
         for name, value in self.rec.connect_headers:
+            if name.lower() in ("x-dtls-master-secret", "x-dtls-ciphersuite", "x-dtls12-ciphersuite"):
+                self._dtls_header(name, value, sent, dropped)
+                continue
             why = CONNECT_DROPPED.get(name.lower())
             if why is not None:
                 if why:
@@ -558,30 +736,88 @@ class ReplayClient:
             return
         from .tunnel import TunNamespace  # noqa: PLC0415
 
+        dtls_mtu = _int(resp.headers.get("X-DTLS-MTU"))
+        # as openconnect: the tunnel MTU is the largest of the MTUs granted for the two channels
+        tun_mtu = max((m for m in (p.get("mtu"), dtls_mtu) if m), default=None)
         with self.critical():
             self.ns = TunNamespace(self.opts.netns)
             self.ns.open()
-            self.ns.configure(p["address"], p.get("netmask"), p.get("mtu"), p.get("split_include") or [])
+            self.ns.configure(p["address"], p.get("netmask"), tun_mtu, p.get("split_include") or [])
         out.tunnel = {**out.tunnel, "namespace": self.ns.name, "namespace_created": self.ns.created_ns,
-                      "device": self.ns.ifname, "address": p["address"], "mtu": p.get("mtu"),
+                      "device": self.ns.ifname, "address": p["address"], "mtu": tun_mtu,
                       "routes": list(self.ns.routes)}
+        self._dtls_setup(resp.headers)
         self._tunnel_loop(p, self.conn.start_tunnel())
 
+    def _dtls_setup(self, headers) -> None:
+        """The DTLS channel the CONNECT answer offers (its handshake is driven by the tunnel loop)."""
+        from .dtls_client import DTLSChannel, DTLSError, suite_for_answer  # noqa: PLC0415
+
+        d = self.out.dtls
+        mode, suite, name = suite_for_answer(headers)
+        d.update({"gateway_suite": name, "port": _int(headers.get("X-DTLS-Port")),
+                  "dpd": _int(headers.get("X-DTLS-DPD")), "keepalive": _int(headers.get("X-DTLS-Keepalive")),
+                  "mtu": _int(headers.get("X-DTLS-MTU"))})
+        if self.opts.no_dtls:
+            d.update(status="not replayed", summary="--no-dtls: no DTLS offered")
+            return
+        if not self.dtls_offered:
+            d.update(status="absent", summary="no DTLS offered (the recorded client offered none this replay can "
+                                              "complete)")
+            return
+        if mode == "none":
+            d.update(status="absent", summary="the gateway offered no DTLS")
+            return
+        if mode == "unsupported":
+            d.update(status="failed", summary=f"the gateway chose {name}, which this client cannot complete")
+            return
+        d["mode"] = "legacy-0x0100" if suite is not None and suite.version == "DTLS0.9" else mode
+        if not d["port"] or not 0 < d["port"] < 65536:
+            d.update(status="failed", summary=f"the gateway's X-DTLS-Port {headers.get('X-DTLS-Port')!r} is no port")
+            return
+        try:
+            host = self.conn.sock.getpeername()[0]
+            if mode == "psk-negotiate":
+                psk = self.conn.exporter_psk()
+                self.dtls = DTLSChannel((host, d["port"]), mode, psk=psk,
+                                        app_id=bytes.fromhex(headers.get("X-DTLS-App-ID") or ""))
+            else:
+                self.dtls = DTLSChannel((host, d["port"]), mode, suite=suite, master_secret=self.master_secret,
+                                        session_id=bytes.fromhex(headers.get("X-DTLS-Session-ID") or ""))
+        except (DTLSError, OSError, ValueError) as e:
+            d.update(status="failed", summary=f"DTLS could not start: {e}")
+            self.dtls = None
+            return
+        d.update(status="pending", summary="handshake started")
+
     def _tunnel_loop(self, params: dict, early: list) -> None:
+        """The single I/O loop: the TLS socket (CSTP), the DTLS socket, the TUN; recorded packets injected at their
+        times. Packets recorded on the DTLS channel wait (up to DTLS_WAIT) for this replay's DTLS channel: their
+        times then count from the moment it came up (or gave up), less the recorded CONNECT→DTLS delay."""
         out, rec, conn, ns = self.out, self.rec, self.conn, self.ns
+        dtls = self.dtls
+        d = out.dtls
         addr = params["address"]
         speed = self.opts.speed if self.opts.speed and self.opts.speed > 0 else 1.0
         origin = rec.connect_time
         recorded = rec.client_packets()
         if origin is None and recorded:
             origin = recorded[0].ts
+        rec_dtls_delay = 0.0
+        if rec.dtls.get("established_time") and rec.connect_time:
+            rec_dtls_delay = max(0.0, rec.dtls["established_time"] - rec.connect_time)
+        wait_for_dtls = dtls is not None and rec.dtls.get("status") == "ok"
         plan: list[tuple[SentPacket, list[bytes]]] = []
-        mtu = params.get("mtu")
+        base: list[float] = []
+        mtu = out.tunnel.get("mtu") or params.get("mtu")
         for i, p in enumerate(recorded):
             intended = 0.0 if self.opts.no_timing else max(0.0, (p.ts - origin) / speed)
-            data = rewrite_source(p.data, addr)
+            whole, note = restore_length(p.data)
+            data = rewrite_source(whole, addr)
             sp = SentPacket(index=i + 1, intended=intended, summary=summarize(data), key=request_key(data))
             plan.append((sp, fit_mtu(data, mtu, sp)))
+            sp.note = note
+            base.append(intended)
             out.packets.append(sp)
         by_key: dict = {}
         for sp, _ in plan:
@@ -592,51 +828,116 @@ class ReplayClient:
         dpd = params.get("dpd") or 0
         keepalive = params.get("keepalive") or 0
         dpd_outstanding = False
+        d_dpd, d_keepalive = d.get("dpd") or 0, d.get("keepalive") or 0
+        d_last_rx = d_last_tx = t0
+        d_dpd_sent_at = None
+        dtls_up = False
+        dtls_due = t0  # when GnuTLS wants the handshake advanced
+        held = wait_for_dtls  # the schedule waits for the DTLS channel
         nxt = 0
         done_at = None
         tun_fd = ns.fd
+        cnt = out.dtls_counts
+
+        def release(now: float) -> None:
+            nonlocal held
+            held = False
+            shift = max(0.0, (now - t0) - (0.0 if self.opts.no_timing else rec_dtls_delay / speed))
+            for (sp, _), b in zip(plan, base):
+                sp.intended = b + shift
+            out.timing_origin = ("the DTLS channel up (recorded and replayed)" if dtls_up else
+                                 "the DTLS channel given up (replayed) / up (recorded)")
+
+        def dtls_down(why: str) -> None:
+            nonlocal dtls_up
+            dtls_up = False
+            d["ended"] = why
+
+        def on_frame(channel: str, t: int, payload: bytes, packet: bytes | None) -> None:
+            nonlocal last_rx, dpd_outstanding, d_last_rx, d_dpd_sent_at
+            now = time.monotonic()
+            if channel == "dtls":
+                d_last_rx = now
+            else:
+                last_rx = now
+            c = cnt if channel == "dtls" else out.cstp
+            if t in (CSTPType.DATA, CSTPType.COMPRESSED_DATA) and packet:
+                c["data_received"] += 1
+                if t == CSTPType.COMPRESSED_DATA and channel == "cstp":  # expanded by the framer
+                    out.cstp["compressed_received"] += 1
+                try:
+                    ns.write(packet)
+                except OSError:
+                    pass
+                k = answer_key(packet)
+                waiting = by_key.get(k) if k else None
+                match = next((s for s in waiting or () if s.actual is not None and s.answered is None), None)
+                if match is not None:
+                    match.answered = now - t0
+                else:
+                    out.other_from_gateway += 1
+            elif t == CSTPType.DPD_REQ:
+                c["dpd_req_received"] += 1
+                if channel == "dtls":
+                    dtls.send(bytes([CSTPType.DPD_RESP]) + payload)
+                else:
+                    conn.send_frame(CSTPType.DPD_RESP, payload)
+                c["dpd_resp_sent"] += 1
+            elif t == CSTPType.DPD_RESP:
+                c["dpd_resp_received"] += 1
+                if channel == "dtls":
+                    d_dpd_sent_at = None
+                    if d.get("mtu_probe") and len(payload) == d["mtu_probe"]["size"]:
+                        d["mtu_probe"]["answered"] = True
+                else:
+                    dpd_outstanding = False
+            elif t == CSTPType.KEEPALIVE:
+                c["keepalives_received"] += 1
+            elif t in (CSTPType.DISCONNECT, CSTPType.TERMINATE):
+                if channel == "dtls":
+                    dtls_down(f"gateway sent {CSTPType(t).name} over DTLS")
+                else:
+                    out.end = f"gateway sent {CSTPType(t).name} ({parse_disconnect_reason(payload)})"
+                    conn.closed_by_gateway = True
 
         def handle(events) -> None:
-            nonlocal last_rx, dpd_outstanding
             for ev in events:
-                if not isinstance(ev, CSTPFrame):
-                    continue
-                last_rx = time.monotonic()
-                t = ev.type
-                if t in (CSTPType.DATA, CSTPType.COMPRESSED_DATA) and ev.packet:
-                    out.cstp["data_received"] += 1
-                    if t == CSTPType.COMPRESSED_DATA:  # expanded by the framer (X-CSTP-Content-Encoding)
-                        out.cstp["compressed_received"] += 1
-                    try:
-                        ns.write(ev.packet)
-                    except OSError:
-                        pass
-                    k = answer_key(ev.packet)
-                    waiting = by_key.get(k) if k else None
-                    match = next((s for s in waiting or () if s.actual is not None and s.answered is None), None)
-                    if match is not None:
-                        match.answered = last_rx - t0
-                    else:
-                        out.other_from_gateway += 1
-                elif t == CSTPType.DPD_REQ:
-                    out.cstp["dpd_req_received"] += 1
-                    conn.send_frame(CSTPType.DPD_RESP, ev.payload)
-                    out.cstp["dpd_resp_sent"] += 1
-                elif t == CSTPType.DPD_RESP:
-                    out.cstp["dpd_resp_received"] += 1
-                    dpd_outstanding = False
-                elif t == CSTPType.KEEPALIVE:
-                    out.cstp["keepalives_received"] += 1
-                elif t in (CSTPType.DISCONNECT, CSTPType.TERMINATE):
-                    out.end = f"gateway sent {CSTPType(t).name} ({parse_disconnect_reason(ev.payload)})"
-                    conn.closed_by_gateway = True
+                if isinstance(ev, CSTPFrame):
+                    on_frame("cstp", ev.type, ev.payload, ev.packet)
+
+        def send_packet(pkt: bytes) -> str:
+            nonlocal last_tx, d_last_tx
+            if dtls_up and dtls.send(b"\x00" + pkt):
+                cnt["data_sent"] += 1
+                d_last_tx = time.monotonic()
+                return "dtls"
+            conn.send_frame(CSTPType.DATA, pkt)
+            out.cstp["data_sent"] += 1
+            last_tx = time.monotonic()
+            return "cstp"
 
         handle(early)
         while True:
             now = time.monotonic()
-            rel = now - t0
+            # the DTLS handshake, advanced when GnuTLS's timer is due (reads are handled below)
+            if dtls is not None and not dtls_up and d.get("status") == "pending" and now >= dtls_due:
+                self._dtls_step(now, t0)
+                dtls_up = d["status"] == "ok"
+                dtls_due = now + max(0.01, dtls.timeout()) if d["status"] == "pending" else float("inf")
+                if dtls_up:
+                    d_last_rx = d_last_tx = time.monotonic()
+                    # as openconnect once DTLS is up: an MTU probe, a DPD-REQ padded to the tunnel MTU
+                    size = min(mtu or 0, max(0, (d.get("data_mtu") or 1) - 1))
+                    if size and dtls.send(bytes([CSTPType.DPD_REQ]) + bytes(size)):
+                        # counted, but not a liveness DPD: a lost probe says the path MTU is smaller, not that the
+                        # peer is gone
+                        cnt["dpd_req_sent"] += 1
+                        d["mtu_probe"] = {"size": size, "answered": False}
+            if held and (d.get("status") != "pending" or now - t0 > DTLS_WAIT):
+                release(time.monotonic())
+            rel = time.monotonic() - t0
             # packets due now go into the namespace (and so out through the TUN)
-            while nxt < len(plan) and plan[nxt][0].intended <= rel:
+            while not held and nxt < len(plan) and plan[nxt][0].intended <= rel:
                 sp, pieces = plan[nxt]
                 if pieces:
                     sp.actual = time.monotonic() - t0
@@ -656,7 +957,7 @@ class ReplayClient:
                 pending = [s for s, _ in plan if s.key and s.actual is not None and s.answered is None and not s.error]
                 if not pending or time.monotonic() - done_at > self.opts.linger:
                     break
-            # timers: DPD when the gateway has been silent, keepalive when we have
+            # timers: DPD when the gateway has been silent, keepalive when we have (each channel its own)
             now = time.monotonic()
             if dpd and not dpd_outstanding and now - last_rx > dpd:
                 conn.send_frame(CSTPType.DPD_REQ, b"")
@@ -667,14 +968,43 @@ class ReplayClient:
                 conn.send_frame(CSTPType.KEEPALIVE, b"")
                 out.cstp["keepalives_sent"] += 1
                 last_tx = now
+            if dtls_up:
+                if d_dpd_sent_at is not None and now - d_dpd_sent_at > 2 * max(d_dpd, 1):
+                    dtls_down(f"no DPD-RESP over DTLS within {2 * max(d_dpd, 1)} s: back to CSTP")
+                elif d_dpd and d_dpd_sent_at is None and now - d_last_rx > d_dpd:
+                    dtls.send(bytes([CSTPType.DPD_REQ]))
+                    cnt["dpd_req_sent"] += 1
+                    d_dpd_sent_at = d_last_tx = now
+                if dtls_up and d_keepalive and now - d_last_tx > d_keepalive:
+                    dtls.send(bytes([CSTPType.KEEPALIVE]))
+                    cnt["keepalives_sent"] += 1
+                    d_last_tx = now
             wait = 0.2
-            if nxt < len(plan):
+            if nxt < len(plan) and not held:
                 wait = min(wait, max(0.0, plan[nxt][0].intended - (time.monotonic() - t0)))
+            if dtls is not None and d.get("status") == "pending":
+                wait = min(wait, max(0.0, dtls_due - time.monotonic()))
             if conn.sock.pending():
                 wait = 0.0
-            r, _, _ = select.select([conn.sock, tun_fd], [], [], wait)
+            fds = [conn.sock, tun_fd] + ([dtls.fileno()] if dtls is not None and not dtls.closed else [])
+            r, _, _ = select.select(fds, [], [], wait)
             if conn.sock in r or conn.sock.pending():
                 handle(conn.read_frames())
+            if dtls is not None and not dtls.closed and dtls.fileno() in r:
+                if d.get("status") == "pending":
+                    dtls_due = time.monotonic()  # a datagram for the handshake: advance it now
+                elif dtls_up:
+                    payloads, ended = dtls.recv()
+                    for pl in payloads:
+                        if pl:
+                            on_frame("dtls", pl[0], pl[1:], pl[1:] if pl[0] == CSTPType.DATA else None)
+                    if ended:
+                        dtls_down("the gateway closed the DTLS channel" if not dtls.failed else dtls.failed)
+                else:
+                    try:  # DTLS given up: drain what still arrives
+                        dtls.sock.recv(65536)
+                    except OSError:
+                        pass
             if tun_fd in r:
                 while True:
                     try:
@@ -686,22 +1016,43 @@ class ReplayClient:
                     k = request_key(pkt)
                     sp = next((s for s in by_key.get(k, ()) if s.actual is not None and s.seen_on_tun is None),
                               None) if k else None
+                    channel = send_packet(pkt)
                     if sp is not None:
                         sp.seen_on_tun = time.monotonic() - t0
+                        sp.channel = channel
                     else:
                         out.other_from_tun += 1
-                    conn.send_frame(CSTPType.DATA, pkt)
-                    out.cstp["data_sent"] += 1
-                    last_tx = time.monotonic()
+        if dtls is not None and d.get("status") == "pending":
+            d.update(status="failed", summary=f"not established after {time.monotonic() - d['started']:.1f} s "
+                                              "(no answer from the gateway) when the replay ended")
         drifts = [(s.actual - s.intended) * 1000 for s in out.packets if s.actual is not None]
         tun_lag = [(s.seen_on_tun - s.actual) * 1000 for s in out.packets
                    if s.seen_on_tun is not None and s.actual is not None]
         out.timing = {"mode": "no-timing" if self.opts.no_timing else "recorded", "speed": speed,
-                      "origin": "the CONNECT answer (recorded and replayed)",
+                      "origin": out.timing_origin or "the CONNECT answer (recorded and replayed)",
                       "drift_ms": {"p50": percentile(drifts, 50), "p99": percentile(drifts, 99),
                                    "max": max(drifts) if drifts else None},
                       "tun_lag_ms": {"p50": percentile(tun_lag, 50), "max": max(tun_lag) if tun_lag else None},
                       "bound_ms": DRIFT_BOUND_MS}
+
+    def _dtls_step(self, now: float, t0: float) -> None:
+        """One step of the DTLS handshake; updates out.dtls (ok / failed) when it ends."""
+        dtls, d = self.dtls, self.out.dtls
+        d.setdefault("started", now)
+        if dtls.handshake_step():
+            info = dtls.description()
+            took = (time.monotonic() - d["started"]) * 1000
+            d.update(status="ok", version=info["version"], cipher_suite=info["cipher_suite"],
+                     resumed=info["resumed"], data_mtu=info["data_mtu"], established_after_connect_ms=round(
+                         (time.monotonic() - t0) * 1000, 3),
+                     summary=f"{info['version']} {info['cipher_suite']} ({d['mode']}), established in "
+                             f"{took:.1f} ms")
+            self.dtls_keylog = dtls.keylog_lines()
+            return
+        if dtls.failed:
+            d.update(status="failed", summary=f"handshake failed: {dtls.failed}")
+        elif now - d["started"] > 12.0:
+            d.update(status="failed", summary="no answer from the gateway within 12 s (as openconnect, given up)")
 
     def _close_tunnel(self) -> None:
         """DISCONNECT (if the tunnel is up and the gateway did not end it), then the namespace and device."""
@@ -714,6 +1065,8 @@ class ReplayClient:
                 except (OSError, ValueError):
                     out.end = out.end or "DISCONNECT could not be sent"
         finally:
+            if self.dtls is not None:
+                self.dtls.close(notify=out.dtls.get("status") == "ok")
             if self.ns is not None:
                 out.cleanup = self.ns.close()
 
@@ -782,6 +1135,7 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
     """The `acflow replay client` command: returns the exit status (module docstring)."""
     from analyzer.analyze import InputError  # noqa: PLC0415
 
+    from .capture import CaptureError, dumpcap_path  # noqa: PLC0415
     from .recording import RecordingError, load_recording  # noqa: PLC0415
     from .report import compare, render_json, render_terminal  # noqa: PLC0415
     from .tunnel import EnvironmentProblem, has_net_admin  # noqa: PLC0415
@@ -797,6 +1151,9 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
     except ValueError as e:
         err(str(e))
         return EXIT_USAGE
+    if opts.write is not None and dumpcap_path() is None:
+        err("--write needs dumpcap (Wireshark's capture program; apt package wireshark-common); nothing was done")
+        return EXIT_ENV
     try:
         rec = load_recording(opts.capture, opts.keylogs, opts.session)
     except (InputError, RecordingError) as e:
@@ -823,7 +1180,7 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
             removed = client.out.cleanup + (client.ns.close() if client.ns else [])  # again: it may have been cut
             err("interrupted; removed: " + (", ".join(removed) if removed else "nothing was created yet"))
             return EXIT_INTERRUPTED
-        except EnvironmentProblem as e:
+        except (EnvironmentProblem, CaptureError) as e:
             sigs.hold()
             if client.ns is not None:
                 client.ns.close()
@@ -833,6 +1190,8 @@ def run_replay_client(opts: Options, *, fmt: str = "terminal", output: Path | No
             sigs.hold()
             if client.ns is not None:
                 client.out.cleanup += client.ns.close()
+            if client.capture is not None:
+                client.capture.cleanup()  # dumpcap ended and its temporary file removed (idempotent)
     result = compare(rec, replay, opts)
     text = render_json(result) if fmt == "json" else render_terminal(result)
     if output is not None:

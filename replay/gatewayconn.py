@@ -5,9 +5,11 @@ openconnect's --cafile/--servercert), HTTP/1.1 requests whose answers are parsed
 from __future__ import annotations
 
 import hashlib
+import os
 import select
 import socket
 import ssl
+import tempfile
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -65,7 +67,7 @@ class GatewayConnection:
     recorded client did."""
 
     def __init__(self, url: GatewayURL, *, cafile=None, servercert: str | None = None, address: str | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, ciphers: list[str] | None = None):
         self.url = url
         self.cafile = cafile
         self.pin = parse_servercert(servercert) if servercert else None
@@ -79,6 +81,17 @@ class GatewayConnection:
         self.closed_by_gateway = False
         self.closing = False  # the gateway said Connection: close
         self.connections = 0
+        # the TLS sessions' secrets (NSS key log, written by OpenSSL through Python's ssl): the PSK-NEGOTIATE
+        # key is the CSTP session's exporter, and `--write` embeds them in the replay's capture. A private file
+        # (0600, in a 0700 directory), removed by close_keylog().
+        self._keydir = tempfile.mkdtemp(prefix="acflow-rp-keys-")
+        self.keylog_path = os.path.join(self._keydir, "tls-keys.log")
+        os.close(os.open(self.keylog_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        self.randoms: tuple[bytes, bytes] | None = None  # (client, server) hello randoms of the last connection
+        # the recorded ClientHello's TLS 1.2 suites (IANA names, its order) as OpenSSL's cipher list; TLS 1.3
+        # suites are OpenSSL's defaults (Python's ssl cannot set them)
+        self.cipher_list, self.ciphers_left_out = openssl_cipher_list(ciphers or [])
+        self._hello: dict = {}
 
     # -- TLS ----------------------------------------------------------------------------------------------------
     def connect(self) -> dict:
@@ -88,6 +101,15 @@ class GatewayConnection:
             ctx.verify_mode = ssl.CERT_NONE  # verified below against the pinned hash
         else:
             ctx = ssl.create_default_context(cafile=str(self.cafile) if self.cafile else None)
+        if self.cipher_list:
+            try:
+                ctx.set_ciphers(self.cipher_list)
+            except ssl.SSLError:
+                self.ciphers_left_out.append("(the recorded TLS 1.2 suites: OpenSSL refused the list)")
+        ctx.keylog_filename = self.keylog_path
+        self._hello = {}
+        if hasattr(ctx, "_msg_callback"):  # the hello randoms (the TLS 1.2 exporter needs the server's)
+            ctx._msg_callback = self._on_msg  # noqa: SLF001 - Python's ssl has no public access to them
         t0 = time.time()
         try:
             raw = socket.create_connection((self.address, self.url.port), timeout=self.timeout)
@@ -112,12 +134,54 @@ class GatewayConnection:
                 self.sock.close()
                 raise GatewayError(f"TLS: the gateway's certificate {algo} {got} is not the pinned one")
         self.connections += 1
+        self.randoms = (self._hello["c"], self._hello["s"]) if {"c", "s"} <= set(self._hello) else None
         cipher = self.sock.cipher()
         self.tls = {"version": _tls_version_name(self.sock.version()), "cipher_suite": _iana_name(cipher[0] if cipher
                                                                                                    else None),
                     "cert_sha256": sha256, "cert_sha1": sha1, "sni": server_hostname,
                     "duration": time.time() - t0}
         return self.tls
+
+    def _on_msg(self, conn, direction, version, content_type, msg_type, data) -> None:
+        # handshake messages with their 4-byte header: ClientHello (1) / ServerHello (2), random after the version
+        if content_type == ssl._TLSContentType.HANDSHAKE and len(data) >= 38:  # noqa: SLF001
+            if msg_type == ssl._TLSMessageType.CLIENT_HELLO and direction == "write":  # noqa: SLF001
+                self._hello["c"] = bytes(data[6:38])
+            elif msg_type == ssl._TLSMessageType.SERVER_HELLO and direction == "read":  # noqa: SLF001
+                self._hello.setdefault("s", bytes(data[6:38]))
+
+    def keylog_text(self) -> str:
+        """Every TLS secret logged so far (NSS key log lines)."""
+        try:
+            with open(self.keylog_path, encoding="ascii", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def exporter_psk(self) -> bytes | None:
+        """openconnect's PSK-NEGOTIATE key of the current connection (its TLS exporter, label
+        EXPORTER-openconnect-psk, 32 bytes), from the logged secrets; None when they are not there."""
+        from dissectors.dtls.psk import psk_from_tls12_master_secret, psk_from_tls13_exporter_secret  # noqa: PLC0415
+
+        if self.randoms is None or self.sock is None:
+            return None
+        cr, sr = self.randoms
+        cipher = (self.sock.cipher() or ("", "", 0))[0] or ""
+        hash_name = "sha384" if cipher.endswith("SHA384") else "sha256"
+        for line in reversed(self.keylog_text().splitlines()):
+            parts = line.split()
+            if len(parts) != 3 or parts[1].lower() != cr.hex():
+                continue
+            if parts[0] == "EXPORTER_SECRET":
+                return psk_from_tls13_exporter_secret(bytes.fromhex(parts[2]), hash_name)
+            if parts[0] == "CLIENT_RANDOM" and self.sock.version() != "TLSv1.3":
+                return psk_from_tls12_master_secret(bytes.fromhex(parts[2]), cr, sr, hash_name)
+        return None
+
+    def close_keylog(self) -> None:
+        import shutil  # noqa: PLC0415
+
+        shutil.rmtree(self._keydir, ignore_errors=True)
 
     def reconnect(self) -> dict:
         """A new TLS connection (and HTTP stream) to the same gateway, as a client does for CONNECT after the
@@ -219,6 +283,30 @@ class GatewayConnection:
             self.sock = None
 
 
+def openssl_cipher_list(iana_names: list[str]) -> tuple[str, list[str]]:
+    """OpenSSL's cipher-list string for these TLS <= 1.2 suites (IANA names, order kept) and the names left out
+    (unknown to this OpenSSL). TLS 1.3 suites (TLS_AES_*, TLS_CHACHA20_*) are skipped: OpenSSL sets them apart."""
+    from dissectors.tls.names import CIPHER_SUITE_NAMES  # noqa: PLC0415
+
+    by_iana = {v: k for k, v in CIPHER_SUITE_NAMES.items()}
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        probe.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        return "", []
+    by_id = {c["id"] & 0xFFFF: c["name"] for c in probe.get_ciphers() if c.get("protocol") != "TLSv1.3"}
+    names, left = [], []
+    for iana in iana_names:
+        if "_WITH_" not in iana:
+            continue  # TLS 1.3, SCSVs
+        ossl = by_id.get(by_iana.get(iana, -1))
+        if ossl is None:
+            left.append(iana)
+        elif ossl not in names:
+            names.append(ossl)
+    return ":".join(names), left
+
+
 def _is_ip(host: str) -> bool:
     import ipaddress  # noqa: PLC0415
 
@@ -253,4 +341,16 @@ def _iana_name(openssl_name: str | None) -> str | None:
     """The IANA name acflow's reports use for an OpenSSL cipher name (unknown names pass through)."""
     if openssl_name is None:
         return None
-    return _OPENSSL_TO_IANA.get(openssl_name, openssl_name)
+    if openssl_name in _OPENSSL_TO_IANA:
+        return _OPENSSL_TO_IANA[openssl_name]
+    from dissectors.tls.names import CIPHER_SUITE_NAMES  # noqa: PLC0415
+
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        probe.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        return openssl_name
+    for c in probe.get_ciphers():
+        if c["name"] == openssl_name:
+            return CIPHER_SUITE_NAMES.get(c["id"] & 0xFFFF, openssl_name)
+    return openssl_name

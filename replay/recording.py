@@ -14,15 +14,13 @@ from pathlib import Path
 
 from dissectors.aggauth import parse_config_auth
 
-# request headers of the recorded CONNECT that are not replayed as recorded
+# request headers of the recorded CONNECT that are not replayed as recorded (X-DTLS-Master-Secret and the DTLS
+# cipher suite offers are replaced by the client: fresh secret, the suites it can complete)
 CONNECT_DROPPED = {
     "host": "the gateway's own host",
     "cookie": "the new webvpn cookie",
     "content-length": "",
-    "x-dtls-master-secret": "DTLS not replayed (not built yet)",
-    "x-dtls-ciphersuite": "DTLS not replayed (not built yet): no PSK-NEGOTIATE offered",
-    "x-dtls12-ciphersuite": "DTLS not replayed (not built yet)",
-    "x-dtls-accept-encoding": "DTLS not replayed (not built yet)",
+    "x-dtls-accept-encoding": "DTLS compression is not replayed (the DTLS channel carries plain DATA)",
     "x-anyconnect-strap-verify": "a signature over the recorded session's keys",
     "x-anyconnect-strap-pubkey": "the recorded client's STRAP key",
 }
@@ -78,6 +76,9 @@ class Recording:
     downloader_gets: int
     dtls: dict  # mode, version, cipher_suite, status
     inner: list[InnerPacket] = field(default_factory=list)
+    findings: list[dict] = field(default_factory=list)  # the session's findings: id, severity, phase
+    tls_client_ciphers: list[str] = field(default_factory=list)  # the recorded ClientHello's suites (IANA)
+    downloader: list[dict] = field(default_factory=list)  # the recorded GETs: target, status, size, sha1, connection
 
     @property
     def user_agent(self) -> str:
@@ -184,8 +185,16 @@ def from_document(doc: dict, session_id: str | None = None) -> Recording:
         downloader_gets=len((dl.get("details") or {}).get("gets", [])),
         dtls={"status": dt.get("status"), "mode": (dt.get("details") or {}).get("mode"),
               "version": (dt.get("details") or {}).get("version"),
-              "cipher_suite": (dt.get("details") or {}).get("cipher_suite")},
+              "cipher_suite": (dt.get("details") or {}).get("cipher_suite"),
+              "established_time": next((f.get("established_time") for f in (dt.get("details") or {}).get(
+                  "flows", []) if f.get("established")), None)},
     )
+    rec.tls_client_ciphers = [c for c in ch.get("cipher_suites") or [] if isinstance(c, str)]
+    rec.downloader = [{"target": g.get("target"), "status": g.get("status"), "size": g.get("size"),
+                       "sha1": g.get("sha1"), "connection": g.get("connection")}
+                      for g in (dl.get("details") or {}).get("gets", []) if g.get("target")]
+    rec.findings = [{"id": f.get("id"), "severity": f.get("severity"), "phase": f.get("phase")}
+                    for f in s.get("findings", [])]
     return rec
 
 

@@ -3,11 +3,13 @@
 `compare(recording, replay, options)` returns a plain dict (the JSON form): ``result`` is ``"same"`` when every
 compared item matches, else ``"differs"``. Compared: each replayed phase's status; TLS version, cipher suite and
 the gateway's certificate; the group list and group chosen; the auth rounds (fields answered, the gateway's
-message/error, the fields its next form asked, the answer type) and the result; the CONNECT status and tunnel
-parameters (address, netmask, MTU, base MTU, DNS, split routes, default domain, DPD, keepalive, idle/session
-timeouts, content encoding); the inner packets answered vs the recording; how the tunnel ended. Not compared,
-shown as "not replayed (not built yet)": DTLS and the downloader. No secret (password, cookie, token) is ever in
-the report.
+message/error, the fields its next form asked, the answer type) and the result; the downloader GETs (status and
+SHA-1 of each); the CONNECT status and tunnel parameters (address, netmask, MTU, base MTU, DNS, split routes,
+default domain, DPD, keepalive, idle/session timeouts, content encoding); the DTLS channel (mode, version, cipher
+suite); the inner packets answered vs the recording and the channel they took; how the tunnel ended; with
+``--write``, the replay's own capture analysed as `acflow analyze` does (phase statuses, finding ids added or
+removed). With ``--no-dtls`` what DTLS would change (its phase, the channels) is shown but not compared. No secret
+(password, cookie, token) is ever in the report.
 """
 from __future__ import annotations
 
@@ -136,26 +138,59 @@ def compare(rec, rp, opts) -> dict:
             if key in ("dns", "split_include", "split_exclude"):
                 rv, pv = rv or [], pv or []
             _item(items, f"tunnel {key.replace('_', ' ')}", rv, pv)
+    # downloader: each recorded GET's status and content (SHA-1) against the replayed one
+    if rec.downloader or rp.downloads:
+        _item(items, "downloader GETs", [g["target"] for g in rec.downloader], [g["target"] for g in rp.downloads])
+        for i, g in enumerate(rec.downloader):
+            p = rp.downloads[i] if i < len(rp.downloads) else {}
+            _item(items, f"GET {g['target']} status", g.get("status"), p.get("status"))
+            _item(items, f"GET {g['target']} sha1", g.get("sha1"), p.get("sha1"))
+    # DTLS: the mode, version and suite of the channel, when either side had one
+    rd, pd = rec.dtls or {}, rp.dtls or {}
+    if (rd.get("status") == "ok" or pd.get("status") == "ok") and pd.get("status") != "not replayed":
+        _item(items, "dtls mode", rd.get("mode") if rd.get("status") == "ok" else None,
+              pd.get("mode") if pd.get("status") == "ok" else None)
+        _item(items, "dtls version", rd.get("version"), pd.get("version"))
+        _item(items, "dtls cipher suite", rd.get("cipher_suite"), pd.get("cipher_suite"))
+    # --write: the replay's own capture analysed as `acflow analyze` does — its phases and findings
+    an = rp.analysis or {}
+    if an.get("phases"):
+        for name in PHASES:
+            _item(items, f"analysed phase {name}", rec.phases.get(name, {}).get("status"), an["phases"].get(name))
+        rf = sorted({f["id"] for f in rec.findings})
+        pf = sorted({f["id"] for f in an.get("findings", [])})
+        _item(items, "findings", rf, pf, note=(
+            ("added " + ", ".join(sorted(set(pf) - set(rf))) if set(pf) - set(rf) else "")
+            + ("; " if set(pf) - set(rf) and set(rf) - set(pf) else "")
+            + ("removed " + ", ".join(sorted(set(rf) - set(pf))) if set(rf) - set(pf) else "")) or None)
     # inner packets
     rex = recorded_exchange(rec)
     sent = [s for s in rp.packets if s.actual is not None and not s.error]
     answered = [s for s in rp.packets if s.answered is not None]
+    channels: dict[str, int] = {}
+    for s in rp.packets:
+        if s.channel:
+            channels[s.channel] = channels.get(s.channel, 0) + 1
     inner = {
         "recorded": rex,
         "replayed": {"planned": len(rp.packets), "sent": len(sent), "seen_on_tun": sum(
             1 for s in rp.packets if s.seen_on_tun is not None), "answered": len(answered),
-            "errors": [f"packet {s.index}: {s.error}" for s in rp.packets if s.error],
+            "channels": channels, "errors": [f"packet {s.index}: {s.error}" for s in rp.packets if s.error],
+            "notes": [f"packet {s.index}: {s.note}" for s in rp.packets if s.note],
             "other_from_tun": rp.other_from_tun, "other_from_gateway": rp.other_from_gateway},
         "packets": [{"index": s.index, "summary": s.summary, "intended": round(s.intended, 6),
                      "sent": None if s.actual is None else round(s.actual, 6),
                      "on_tun": None if s.seen_on_tun is None else round(s.seen_on_tun, 6),
                      "answered": None if s.answered is None else round(s.answered, 6),
-                     "rtt_ms": None if s.answered is None or s.actual is None else
+                     "channel": s.channel, "note": s.note, "rtt_ms": None if s.answered is None or s.actual is None else
                      round((s.answered - s.actual) * 1000, 3), "error": s.error} for s in rp.packets],
     }
     if rp.connect_status == 200:
         _item(items, "inner packets sent", rex["sent"], len(sent))
         _item(items, "inner packets answered", rex["answered"], len(answered))
+        no_dtls = bool(getattr(opts, "no_dtls", False))
+        _item(items, "inner packets channels", rex.get("channels") or {}, channels, compared=not no_dtls,
+              note="--no-dtls: everything over CSTP" if no_dtls else None)
         rec_end = rec.dpd_keepalive.get("end")
         rec_end_text = "DISCONNECT from the client" if rec_end == "DISCONNECT" else rec_end
         rp_end = "DISCONNECT from the client" if (rp.end or "").startswith("DISCONNECT from the replay") else rp.end
@@ -183,10 +218,13 @@ def compare(rec, rp, opts) -> dict:
                    "connect_headers_sent": rp.connect_headers_sent,
                    "connect_headers_dropped": [{"header": h, "why": w} for h, w in rp.connect_headers_dropped],
                    "recorded_dpd_keepalive": rec.dpd_keepalive},
-        "not_replayed": ["dtls: DTLS not replayed (not built yet)"]
-        + (["downloader: not replayed (not built yet)"] if rec.downloader_gets else []),
+        "not_replayed": ["dtls: --no-dtls"] if getattr(opts, "no_dtls", False) else [],
+        "downloads": rp.downloads,
         "recorded_dtls": rec.dtls,
+        "dtls": {k: v for k, v in pd.items() if k != "started"} | {"counts": rp.dtls_counts},
         "cleanup": rp.cleanup,
+        "capture": rp.capture or None,
+        "analysis": rp.analysis or None,
     }
     return doc
 
@@ -229,14 +267,20 @@ def render_terminal(doc: dict) -> str:
     r, p = inner["recorded"], inner["replayed"]
     over = ", ".join(f"{n} over {ch.upper()}" for ch, n in sorted(r.get("channels", {}).items()))
     lines.append(f"inner packets (IPv4, client→gateway): recorded {r['sent']} sent" + (f" ({over})" if over else "")
-                 + f" / {r['answered']} answered; replayed over CSTP {p['sent']} sent / {p['seen_on_tun']} through "
-                 f"the TUN / {p['answered']} answered"
+                 + f" / {r['answered']} answered; replayed {p['sent']} sent / {p['seen_on_tun']} through "
+                 f"the TUN" + (" (" + ", ".join(f"{n} over {ch.upper()}" for ch, n in sorted(
+                     p.get("channels", {}).items())) + ")" if p.get("channels") else "")
+                 + f" / {p['answered']} answered"
                  + (f"; {r['not_ipv4_skipped']} non-IPv4 recorded packet(s) not replayed" if r["not_ipv4_skipped"]
                     else ""))
     for e in p["errors"]:
         lines.append(f"  ! {e}")
+    for n in p.get("notes", []):
+        lines.append(f"  ({n})")
     for pk in inner["packets"]:
         rtt = f"answered, rtt {pk['rtt_ms']:.2f} ms" if pk["rtt_ms"] is not None else "no answer"
+        if pk.get("channel"):
+            rtt = f"{pk['channel'].upper():<4} {rtt}"
         sent = f"+{pk['sent']:.3f}s" if pk["sent"] is not None else "not sent"
         lines.append(f"  {pk['index']:>3} intended +{pk['intended']:.3f}s sent {sent:<9} {pk['summary'][:60]:<60} "
                      f"{rtt}")
@@ -261,6 +305,16 @@ def render_terminal(doc: dict) -> str:
                      f"{c['dpd_req_sent']} (answered {c['dpd_resp_received']}) / gateway {c['dpd_req_received']}, "
                      f"keepalives client {c['keepalives_sent']} / gateway {c['keepalives_received']} (counts follow "
                      f"the timing and are not compared; the intervals are)")
+        dd = doc.get("dtls") or {}
+        if dd.get("status"):
+            dc = dd.get("counts") or {}
+            lines.append(f"DTLS: {dd['status']}: {dd.get('summary', '')}; DATA {dc.get('data_sent', 0)} sent / "
+                         f"{dc.get('data_received', 0)} received, DPD-REQ sent {dc.get('dpd_req_sent', 0)} (answered "
+                         f"{dc.get('dpd_resp_received', 0)}), keepalives sent {dc.get('keepalives_sent', 0)}"
+                         + (f"; MTU probe {dd['mtu_probe']['size']} bytes "
+                            f"{'answered' if dd['mtu_probe']['answered'] else 'NOT answered'}"
+                            if dd.get("mtu_probe") else "")
+                         + (f"; ended: {dd['ended']}" if dd.get("ended") else ""))
         if tun.get("connect_connection"):
             lines.append(f"CONNECT sent on {tun['connect_connection']}")
         lines.append(f"ended: {tun.get('end')}")
@@ -269,6 +323,11 @@ def render_terminal(doc: dict) -> str:
             f"{h['header']} ({h['why']})" for h in tun["connect_headers_dropped"]))
     for n in doc["not_replayed"]:
         lines.append(f"not replayed: {n}")
+    cap = doc.get("capture")
+    if cap:
+        lines.append(f"capture written: {cap['file']}" + (f" — FAILED: {cap['error']}" if cap.get("error") else
+                     f" ({cap['bytes']} bytes, on {cap['interface']}, {cap['key_log_lines']} key log lines "
+                     "embedded; `acflow analyze` reads it alone)"))
     lines.append("removed on exit: " + (", ".join(doc["cleanup"]) if doc["cleanup"] else "nothing was created"))
     if doc["differences"]:
         lines.append("differences: " + "; ".join(doc["differences"]))

@@ -111,7 +111,11 @@ class DTLSFlow:
         self.last_frame = frame
         self.datagrams[direction] += 1
         self.bytes[direction] += end - start
-        self.on_application_data(direction, content, ts, frame)
+        if content and content[0] == _CSTP_DATA and self.established_ts is not None:
+            # on_application_data of a DATA packet, without the call: the bulk
+            self.channel.data(direction, ts, frame, content[1:], self.mtu, self.host.inner_packet, "dtls")
+        else:
+            self.on_application_data(direction, content, ts, frame)
         return True
 
     def on_application_data(self, direction: str, data: bytes, ts: float, frame: int) -> None:

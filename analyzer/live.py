@@ -122,7 +122,7 @@ def check_before_capture(*, interface, stdin, keylogs, output, write) -> str | N
                 raise LiveError(f"key log {k}: directory {k.parent} does not exist (a key log that does not exist "
                                 "yet is waited for, but its directory must exist)")
         try:  # the shared output checks (analyzer/outputs.py): a missing directory, an input overwritten…
-            check_outputs({"report": output if output is not None else "-", "raw capture": write},
+            check_outputs({"report": output if output is not None else "-", "--write capture": write},
                           inputs=[*(keylogs or ())])
         except OutputError as e:
             raise LiveError(str(e)) from e

@@ -54,7 +54,7 @@ def test_live_refuses_before_capturing(tmp_path):
     _one_clear_line(_live("-i", "acflow-nonexistent0"), "no network interface", "acflow-nonexistent0")
     _one_clear_line(_live("-i", "lo", "--keylog", str(tmp_path / "nodir" / "keys.log")), "does not exist",
                     "nodir")
-    _one_clear_line(_live("-i", "lo", "-o", str(tmp_path / "nodir" / "r.json")), "output", "does not exist")
+    _one_clear_line(_live("-i", "lo", "-o", str(tmp_path / "nodir" / "r.json")), "report", "does not exist")
     _one_clear_line(_live("-i", "lo", "--write", str(tmp_path / "nodir" / "w.pcapng")), "--write", "does not exist")
     env = dict(os.environ, PATH=str(tmp_path))  # no dumpcap on PATH
     _one_clear_line(_live("-i", "lo", env=env), "dumpcap not found")

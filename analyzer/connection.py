@@ -14,6 +14,9 @@ from dissectors import flows as flows_mod
 from dissectors.dtls.psk import PSK_LABEL, PSK_LENGTH
 from dissectors.http import HTTPError, HTTPStream, Request, Response, TunnelEstablished
 from dissectors.tls import events as tls_ev
+from dissectors.tls.names import cipher_suite_name
+
+from .keyless import CSTP_HEADER, TunnelEstimate, protection
 
 if TYPE_CHECKING:
     from .host import TrackerHost
@@ -296,6 +299,10 @@ class TCPConnection:
         self.resync_skipped = {"c2s": 0, "s2c": 0}  # bytes skipped to find a record boundary (mid-stream start)
         self._resync = {"c2s": False, "s2c": False}
         self.record_sizes: dict = {"c2s": [], "s2c": []}  # encrypted application-data records: (ts, length, frame)
+        #: every encrypted application-data record read as a CSTP frame by its size (analyzer/keyless.py); the
+        #: records before the tunnel (HTTP) are taken back once the keyless reading finds the CONNECT
+        self.cstp_estimate: TunnelEstimate | None = None
+        self._estimate_tried = False
         self.other_bytes = 0  # payload bytes of a connection that is not TLS
         self.certificate_verify: dict | None = None  # the client's CertificateVerify (frame, ts), when seen
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
@@ -390,6 +397,11 @@ class TCPConnection:
                 sizes = self.record_sizes[ev.direction]
                 if len(sizes) < MAX_SAMPLES:
                     sizes.append((ev.ts, ev.length, ev.frame))
+                est = self.cstp_estimate
+                if est is None and not self._estimate_tried:
+                    est = self._start_estimate()
+                if est is not None:
+                    est.add(ev.direction, ev.length, ev.ts, ev.frame)
             if ev.content_type == 23 and self.handshake_done_ts is None:
                 self.handshake_done_ts = ev.ts
         elif t is tls_ev.ClientHello:
@@ -493,12 +505,25 @@ class TCPConnection:
             self.tunnel_mtu = None
         self.host.on_connect(self, ex)
 
+    def _start_estimate(self) -> TunnelEstimate | None:
+        """The CSTP-by-size reading of the undecrypted records, once the ServerHello named the suite."""
+        sh = self.server_hello
+        if sh is None:
+            return None
+        self._estimate_tried = True
+        prot = protection(cipher_suite_name(sh.cipher_suite), sh.version, dtls=False)
+        if prot is not None:
+            self.cstp_estimate = TunnelEstimate(CSTP_HEADER, prot)
+        return self.cstp_estimate
+
     def finish(self) -> None:
         if self.is_tls:
             for tev in self.tls.close(self.last_ts, self.last_frame):
                 self.on_tls_event(tev)
         for hev in self.http.close():
             self.on_http_event(hev)
+        if self.cstp_estimate is not None:
+            self.cstp_estimate.finish()
 
     # -- queries ---------------------------------------------------------------------------------------
     @property

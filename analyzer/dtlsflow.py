@@ -157,7 +157,7 @@ class DTLSFlow:
                         self.first_protected_data = (ev.ts, ev.frame)
                     est = self.estimate or self._start_estimate()
                     if est is not None and ev.direction in est.dirs:
-                        est.add(ev.direction, ev.length, ev.ts)
+                        est.add(ev.direction, ev.length, ev.ts, ev.frame)
         elif t is dtls_ev.DTLSRecordError:
             if len(self.problems) < MAX_PROBLEMS:
                 self.problems.append({"message": ev.message, "ts": ev.ts, "frame": ev.frame})

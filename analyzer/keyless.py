@@ -24,6 +24,8 @@ CSTP_HEADER = 8
 DTLS_TYPE_BYTE = 1
 ANSWER_WINDOW = 2.0  # seconds: a control frame answered this fast by the other side is a DPD exchange
 CBC_BLOCK = 16
+MIN_IP_PACKET = 20  # an inner packet is at least an IPv4 header: a shorter non-empty payload is no DATA frame
+MAX_CONTROL_LOG = 2000  # control records remembered per estimate (for their class per record)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Direction:
     data: int = 0
     inner_bytes_least: int = 0
     inner_bytes_most: int = 0
-
+    disconnect: int = 0  # records of a DISCONNECT's size (a payload too short for an IP packet)
 
 
 @dataclass
@@ -89,9 +91,12 @@ class TunnelEstimate:
     dirs: dict = field(default_factory=lambda: {"c2s": Direction(), "s2c": Direction()})
     control_answered: int = 0  # control frame answered in kind by the other side (a DPD exchange)
     control_unanswered: int = 0  # keepalives, and DPD requests without an answer
-    _pending: dict = field(default_factory=dict)  # direction -> ts of an unanswered control frame
+    _pending: dict = field(default_factory=dict)  # direction -> (ts, log entry) of an unanswered control frame
+    #: [direction, frame, ts, class] of every control-class record (the first MAX_CONTROL_LOG): DPD_REQ and
+    #: DPD_RESP (a control record answered in kind), KEEPALIVE (not answered), DISCONNECT
+    controls: list = field(default_factory=list)
 
-    def add(self, direction: str, length: int, ts: float) -> None:
+    def add(self, direction: str, length: int, ts: float, frame: int = 0) -> None:
         least, most = self.prot.plaintext(length)
         d = self.dirs[direction]
         d.records += 1
@@ -101,16 +106,56 @@ class TunnelEstimate:
             d.control += 1
             other = "s2c" if direction == "c2s" else "c2s"
             asked = self._pending.pop(other, None)
-            if asked is not None and ts - asked <= ANSWER_WINDOW:
+            if asked is not None and ts - asked[0] <= ANSWER_WINDOW:
                 self.control_answered += 1
+                asked[1][3] = "DPD_REQ"
+                self._log(direction, frame, ts, "DPD_RESP")
             else:
                 if direction in self._pending:
                     self.control_unanswered += 1
-                self._pending[direction] = ts
+                entry = self._log(direction, frame, ts, "KEEPALIVE")
+                self._pending[direction] = (ts, entry)
+            return
+        if most - self.header < MIN_IP_PACKET:
+            # a payload too short to be an IP packet: a DISCONNECT's reason (openconnect: b0 + text)
+            d.disconnect += 1
+            self._log(direction, frame, ts, "DISCONNECT")
             return
         d.data += 1
         d.inner_bytes_least += least - self.header
         d.inner_bytes_most += most - self.header
+
+    def _log(self, direction: str, frame: int, ts: float, kind: str) -> list:
+        entry = [direction, frame, ts, kind]
+        if len(self.controls) < MAX_CONTROL_LOG:
+            self.controls.append(entry)
+        return entry
+
+    def classes(self) -> dict:
+        """Records per class and direction: DATA, DPD_REQ, DPD_RESP, KEEPALIVE (unanswered control), DISCONNECT."""
+        out = {"c2s": {}, "s2c": {}}
+        for d, dd in self.dirs.items():
+            if dd.data:
+                out[d]["DATA"] = dd.data
+        for direction, _fr, _ts, kind in self.controls:
+            out[direction][kind] = out[direction].get(kind, 0) + 1
+        return out
+
+    def forget(self, direction: str, length: int) -> None:
+        """Take back one record counted by `add` (a record before the tunnel: an HTTP request or answer)."""
+        least, most = self.prot.plaintext(length)
+        d = self.dirs[direction]
+        d.records -= 1
+        if most < self.header:
+            return
+        if least <= self.header:
+            d.control -= 1
+        elif most - self.header < MIN_IP_PACKET:
+            d.disconnect -= 1
+        else:
+            d.data -= 1
+            d.inner_bytes_least -= least - self.header
+            d.inner_bytes_most -= most - self.header
 
     def finish(self) -> None:
         self.control_unanswered += len(self._pending)

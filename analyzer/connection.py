@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 MAX_EXCHANGES = 200
 MAX_PROBLEMS = 50
 MAX_SAMPLES = 200
+MAX_CONTROLS = 2000
 
 
 _TYPE_NAMES = {int(t): t.name for t in cstp_mod.CSTPType}
@@ -71,6 +72,9 @@ class ChannelStats:
     last_any: dict = field(default_factory=dict)  # dir -> ts of the last frame of any type
     first_any: dict = field(default_factory=dict)
     max_gap: dict = field(default_factory=dict)  # dir -> (seconds, from_ts, to_ts, frame): longest silence
+    #: (direction, frame, type name, payload length) of every frame that is not DATA (the first MAX_CONTROLS):
+    #: the frame class per record, which the keyless agreement measurement compares (analyzer/agreement.py)
+    controls: list = field(default_factory=list)
     _pending_dpd: dict = field(default_factory=dict)
     _bucket: dict = field(default_factory=dict)
 
@@ -92,6 +96,8 @@ class ChannelStats:
         if t == _DATA or t == _COMPRESSED:  # the hot path
             self._data(direction, ts, frame, packet, mtu, sink, channel)
             return
+        if len(self.controls) < MAX_CONTROLS:
+            self.controls.append((direction, frame, name, payload_len))
         other = "s2c" if direction == "c2s" else "c2s"
         if t == _DPD_REQ:
             self.dpd_total[direction] += 1

@@ -78,6 +78,7 @@ class DTLSFlow:
         self.first_protected_data: tuple | None = None  # (ts, frame)
         self.undecrypted_records = {"c2s": 0, "s2c": 0}
         self.estimate = None  # keyless.TunnelEstimate of the undecrypted channel records (by size)
+        self.estimate_suite: tuple | None = None  # (suite, version) of the session a rebound flow continues
 
     @property
     def key(self) -> str:
@@ -164,9 +165,11 @@ class DTLSFlow:
 
     def _start_estimate(self):
         """The record-size estimate of the channel (analyzer/keyless.py), once the cipher suite is known."""
-        if self.cipher_suite is None:
+        suite, version = (self.cipher_suite, self.version) if self.cipher_suite is not None else \
+            self.estimate_suite or (None, None)
+        if suite is None:
             return None
-        prot = protection(cipher_suite_name(self.cipher_suite), self.version, dtls=True)
+        prot = protection(cipher_suite_name(suite), version, dtls=True)
         if prot is not None:
             self.estimate = TunnelEstimate(DTLS_TYPE_BYTE, prot)
         return self.estimate

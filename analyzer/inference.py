@@ -159,10 +159,24 @@ def read_connection(c, dtls_hellos: list[float], other_starts: list[float] = ())
     if k < 0 or r.rounds[k].response_start is None:
         return r
     r.connect = k
+    _split_answer(r.rounds[k], prot)
     r.basis = sorted({b for i, b, _ in cands if i == k} | {b for i, b, _ in cands if i > k})
     r.basis_frames = sorted({f for _, _, f in cands if f})
     r.estimate = _tunnel_estimate(c, r, recs)
     return r
+
+
+def _split_answer(rd: Round, prot: Protection) -> None:
+    """The CONNECT answer is the gateway's records in the segment of its first one; later records of the round
+    (before the client's next) are already CSTP frames."""
+    answer = [x for x in rd.records if x[1] == "c2s" or x[3] == rd.response_frame]
+    if len(answer) == len(rd.records):
+        return
+    rd.records = answer
+    resp = [x for x in answer if x[1] == "s2c"]
+    rd.response_records = len(resp)
+    rd.response_bytes = sum(prot.plaintext(x[2])[0] for x in resp)
+    rd.end, rd.end_frame = resp[-1][0], resp[-1][3]
 
 
 def _tunnel_estimate(c, r: ConnectionReading, recs: list) -> TunnelEstimate | None:

@@ -26,6 +26,9 @@ ANSWER_WINDOW = 2.0  # seconds: a control frame answered this fast by the other 
 CBC_BLOCK = 16
 MIN_IP_PACKET = 20  # an inner packet is at least an IPv4 header: a shorter non-empty payload is no DATA frame
 MAX_CONTROL_LOG = 2000  # control records remembered per estimate (for their class per record)
+MTU_PROBE_MIN = 100  # DTLS: a padded DPD request longer than this is an MTU probe (as analyzer/connection.py)
+PROBE_WINDOW = 1.0  # seconds: an MTU probe is answered by a DPD response of the same size this fast
+PROBE_PERIOD = 15.0  # seconds after the channel's first record: clients probe the MTU right after the handshake
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Direction:
     inner_bytes_least: int = 0
     inner_bytes_most: int = 0
     disconnect: int = 0  # records of a DISCONNECT's size (a payload too short for an IP packet)
+    mtu_probes: int = 0  # DTLS: padded DPD requests and their answers (a record echoed at its exact size)
 
 
 @dataclass
@@ -95,14 +99,24 @@ class TunnelEstimate:
     #: [direction, frame, ts, class] of every control-class record (the first MAX_CONTROL_LOG): DPD_REQ and
     #: DPD_RESP (a control record answered in kind), KEEPALIVE (not answered), DISCONNECT
     controls: list = field(default_factory=list)
+    #: runs of unanswered DPD requests that end one side's traffic: {direction, first, last, requests, frames}
+    dead_peer: list = field(default_factory=list)
+    _first_ts: float | None = None
+    _probes: dict = field(default_factory=lambda: {"c2s": [], "s2c": []})  # recent big DATA-class records
+    _early: list = field(default_factory=list)  # DTLS: records of the probe period, for unanswered probe runs
+    _last: dict = field(default_factory=dict)  # direction -> ts of its last record
+    _last_data: dict = field(default_factory=dict)  # direction -> ts of its last record that is no control frame
 
     def add(self, direction: str, length: int, ts: float, frame: int = 0) -> None:
         least, most = self.prot.plaintext(length)
         d = self.dirs[direction]
         d.records += 1
+        self._last[direction] = ts
         if most < self.header:
             return  # shorter than a frame header: not a tunnel frame (or not what we think)
-        if least <= self.header:  # (CBC: when the range includes a bare header, call it control)
+        if least > self.header:
+            self._last_data[direction] = ts
+        else:  # (CBC: when the range includes a bare header, call it control)
             d.control += 1
             other = "s2c" if direction == "c2s" else "c2s"
             asked = self._pending.pop(other, None)
@@ -121,9 +135,41 @@ class TunnelEstimate:
             d.disconnect += 1
             self._log(direction, frame, ts, "DISCONNECT")
             return
+        if self._first_ts is None:
+            self._first_ts = ts
+        if self.header == DTLS_TYPE_BYTE and ts - self._first_ts <= PROBE_PERIOD:
+            if least - self.header > MTU_PROBE_MIN and self._probe(direction, length, ts, frame):
+                return
+            if len(self._early) < 400:
+                self._early.append([direction, ts, length, frame, least, most])
         d.data += 1
         d.inner_bytes_least += least - self.header
         d.inner_bytes_most += most - self.header
+
+    def _probe(self, direction: str, length: int, ts: float, frame: int) -> bool:
+        """DTLS MTU probes: a big record answered from the other side by one of exactly its length within
+        PROBE_WINDOW (a padded DPD request and its echo). True when this record is such an answer; the request,
+        counted as DATA when it came, is moved to the probes."""
+        other = "s2c" if direction == "c2s" else "c2s"
+        for i, (t0, n, fr, least, most) in enumerate(self._probes[other]):
+            if n == length and 0 <= ts - t0 <= PROBE_WINDOW:
+                del self._probes[other][i]
+                self._early = [e for e in self._early if not (e[0] == other and e[3] == fr and e[1] == t0)]
+                asked = self.dirs[other]
+                asked.data -= 1
+                asked.inner_bytes_least -= least - self.header
+                asked.inner_bytes_most -= most - self.header
+                asked.mtu_probes += 1
+                self.dirs[direction].mtu_probes += 1
+                self._log(other, fr, t0, "MTU_PROBE")
+                self._log(direction, frame, ts, "MTU_PROBE")
+                return True
+        least, most = self.prot.plaintext(length)
+        q = self._probes[direction]
+        q.append((ts, length, frame, least, most))
+        if len(q) > 16:
+            del q[0]
+        return False
 
     def _log(self, direction: str, frame: int, ts: float, kind: str) -> list:
         entry = [direction, frame, ts, kind]
@@ -157,6 +203,45 @@ class TunnelEstimate:
             d.inner_bytes_least -= least - self.header
             d.inner_bytes_most -= most - self.header
 
+    def _unanswered_probes(self) -> None:
+        """DTLS MTU probes nobody answered: a run of three or more big records from one side, each within a second
+        of the last, shrinking (the binary search of a client whose probes are lost), the other side silent."""
+        runs: list = []
+        for e in self._early:
+            big = e[4] - self.header > MTU_PROBE_MIN
+            run = runs[-1] if runs else None
+            if run and big and run[-1][0] == e[0] and e[1] - run[-1][1] <= PROBE_WINDOW and e[2] <= run[-1][2]:
+                run.append(e)
+            else:
+                runs.append([e] if big else [])
+        for run in runs:
+            if len(run) < 3 or len({e[2] for e in run}) < 2:
+                continue
+            for direction, ts, _n, frame, least, most in run:
+                d = self.dirs[direction]
+                d.data -= 1
+                d.inner_bytes_least -= least - self.header
+                d.inner_bytes_most -= most - self.header
+                d.mtu_probes += 1
+                self._log(direction, frame, ts, "MTU_PROBE")
+        self._early = []
+
+    def _dead_peer(self) -> None:
+        """Unanswered control frames that end one side's traffic while the other side sends no data any more are
+        DPD requests to a peer that no longer answers (keepalives come and go with traffic around them)."""
+        for direction, other in (("c2s", "s2c"), ("s2c", "c2s")):
+            since = self._last_data.get(direction)
+            run = [e for e in self.controls if e[0] == direction and e[3] == "KEEPALIVE"
+                   and (since is None or e[2] > since)]
+            heard = self._last_data.get(other)
+            if len(run) >= 2 and (heard is None or heard < run[0][2]):
+                for e in run:
+                    e[3] = "DPD_REQ"
+                self.dead_peer.append({"direction": direction, "first": run[0][2], "last": run[-1][2],
+                                       "requests": len(run), "frames": [e[1] for e in run][:10]})
+
     def finish(self) -> None:
+        self._unanswered_probes()
+        self._dead_peer()
         self.control_unanswered += len(self._pending)
         self._pending.clear()

@@ -19,10 +19,11 @@ meaning (`undecrypted`: the contents were not read); `inferred.status` is the re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..inference import ConnectionReading, read_connection
 from ..model import Phase
-from .dtls import DirectionEstimate
+from .dtls import DirectionEstimate, direction_estimate
 from .grouping import Group
 from .record import UNSET, Record
 
@@ -61,6 +62,7 @@ class CSTPEstimate(Record):
     control_answered: int
     control_unanswered: int
     exact_sizes: bool
+    dead_peer: list[dict[str, Any]]  # unanswered DPD requests that end one side's traffic
 
 
 @dataclass
@@ -102,13 +104,10 @@ def _estimate(est) -> CSTPEstimate | None:
     if est is None:
         return None
 
-    def one(d):
-        return DirectionEstimate(records=d.records, control=d.control, data=d.data,
-                                 inner_bytes_least=d.inner_bytes_least, inner_bytes_most=d.inner_bytes_most)
-
-    return CSTPEstimate(estimated=True, c2s=one(est.dirs["c2s"]), s2c=one(est.dirs["s2c"]),
-                        frame_classes=est.classes(), control_answered=est.control_answered,
-                        control_unanswered=est.control_unanswered, exact_sizes=not est.prot.block)
+    return CSTPEstimate(estimated=True, c2s=direction_estimate(est.dirs["c2s"]),
+                        s2c=direction_estimate(est.dirs["s2c"]), frame_classes=est.classes(),
+                        control_answered=est.control_answered, control_unanswered=est.control_unanswered,
+                        exact_sizes=not est.prot.block, dead_peer=list(est.dead_peer))
 
 
 def _tunnel(r: ConnectionReading) -> InferredTunnel:
@@ -122,10 +121,12 @@ def _tunnel(r: ConnectionReading) -> InferredTunnel:
         end_time, end_frame, by = c.last_ts, c.last_frame, "close"
     else:
         end_time, end_frame, by = c.last_ts, c.last_frame, None
-    return InferredTunnel(connection=f"tcp.stream {c.index}", connect_time=rd.start, connect_frame=rd.frame,
-                          established_time=rd.response_start, established_frame=rd.response_frame,
-                          end_time=end_time, end_frame=end_frame, ended_by=by, basis=list(r.basis),
-                          estimate=_estimate(r.estimate))
+    t = InferredTunnel(connection=f"tcp.stream {c.index}", connect_time=rd.start, connect_frame=rd.frame,
+                       established_time=rd.response_start, established_frame=rd.response_frame,
+                       end_time=end_time, end_frame=end_frame, ended_by=by, basis=list(r.basis),
+                       estimate=_estimate(r.estimate))
+    t.reading = r  # not a field, not in the JSON: the per-record classes, for analyzer/agreement.py
+    return t
 
 
 def readings(g: Group) -> list[ConnectionReading] | None:
@@ -218,3 +219,18 @@ def apply(g: Group, phases: list[Phase]) -> None:
                   + ", ".join(tunnels[0].basis) + (f"; {len(ts)} tunnel connections" if len(ts) > 1 else ""),
             frames=[t0.connect_frame] + [x for x in (t0.established_frame,) if x] + tunnels[0].basis_frames[:8],
             tunnels=ts)
+
+
+def reading(p: Phase, confident: bool = True) -> str:
+    """The phase's status, or — when it was not read (`undecrypted`) — the status the keyless reading gives
+    (with ``confident``, only a `high`-confidence one)."""
+    inf = p.inferred
+    if p.status == "undecrypted" and inf is not None and (not confident or inf.confidence == "high"):
+        return inf.status
+    return p.status
+
+
+def tunnels(session) -> list[InferredTunnel]:
+    """The tunnel connections the keyless reading found (empty when the session was decrypted)."""
+    inf = session.phase("cstp-connect").inferred
+    return list(inf.tunnels or []) if inf is not None else []

@@ -332,11 +332,17 @@ def _timeline(s, t0) -> str:
             bar = (f'<div class="gantt"><span style="left:{left:.2f}%;width:{width:.2f}%;background:{color}">'
                    "</span></div>")
         name = p.phase
+        inf = getattr(p, "inferred", None)
+        # the keyless reading (analyzer/phases/inferred.py): the inferred status next to the phase's own, with how
+        # sure and on what it rests
+        badge = _status_badge(p.status) + (f' → {_status_badge(inf.status)}<br><span class="muted">inferred, '
+                                           f"{_e(inf.confidence)}</span>" if inf is not None else "")
+        why = f'<div class="muted">inferred: {_e(inf.basis)}</div>' if inf is not None else ""
         rows.append(f'<tr class="phase-row"><td class="num">{i}</td><td><b>{_e(name)}</b><br>'
                     f'<span class="muted">{_e(PHASE_TITLES.get(name, ""))}</span></td>'
                     f'<td class="num">{_e(_rel(a, t0))}</td><td class="num">{_e(_dur(a, b))}</td>'
-                    f"<td>{_status_badge(p.status)}</td><td class=\"frames\">{_e(_frames(sorted(set(p.frames))))}</td>"
-                    f"<td>{_e(p.summary)}{bar}</td></tr>")
+                    f"<td>{badge}</td><td class=\"frames\">{_e(_frames(sorted(set(p.frames))))}</td>"
+                    f"<td>{_e(p.summary)}{why}{bar}</td></tr>")
     return ('<table class="timeline"><thead><tr><th>#</th><th>phase</th><th>t</th><th>duration</th><th>status</th>'
             "<th>frames</th><th>what happened</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
@@ -350,7 +356,8 @@ def _findings_table(findings: list, t0) -> str:
         evidence = (f"<details><summary>evidence</summary>{_value(ev)}</details>" if ev else "")
         when = _rel(f.get("time"), t0) if t0 is not None else _iso(f.get("time"))
         rows.append(f'<tr class="finding"><td>{_sev_badge(f.get("severity"))}</td><td><b>{_e(f.get("id"))}</b>'
-                    f'<br><span class="muted">{_e(f.get("phase") or "")}</span></td>'
+                    f'<br><span class="muted">{_e(f.get("phase") or "")}'
+                    + (" · inferred" if f.get("inferred") else "") + "</span></td>"
                     f'<td class="num">{_e(when)}</td><td class="frames">{_e(_frames(f.get("frames")))}</td>'
                     f'<td>{_e(f.get("message"))}'
                     + (f'<div class="remedy">→ {_e(f.get("remedy"))}</div>' if f.get("remedy") else "")

@@ -167,13 +167,17 @@ def read_connection(c, dtls_hellos: list[float], other_starts: list[float] = ())
 
 
 def _split_answer(rd: Round, prot: Protection) -> None:
-    """The CONNECT answer is the gateway's records in the segment of its first one; later records of the round
-    (before the client's next) are already CSTP frames."""
-    answer = [x for x in rd.records if x[1] == "c2s" or x[3] == rd.response_frame]
-    if len(answer) == len(rd.records):
+    """The CONNECT answer ends with the gateway's largest record of the round (an HTTP answer with the X-CSTP-*
+    headers is bigger than the session tickets that may come first and than the CSTP frames that may follow
+    before the client writes again) and the records in the same segment; later records are CSTP frames."""
+    resp = [x for x in rd.records if x[1] == "s2c"]
+    if len(resp) < 2:
         return
-    rd.records = answer
-    resp = [x for x in answer if x[1] == "s2c"]
+    big = max(resp, key=lambda x: x[2])
+    at = rd.records.index(big)
+    end = max(i for i, x in enumerate(rd.records) if i == at or (i > at and x[1] == "s2c" and x[3] == big[3]))
+    rd.records = rd.records[:end + 1]
+    resp = [x for x in rd.records if x[1] == "s2c"]
     rd.response_records = len(resp)
     rd.response_bytes = sum(prot.plaintext(x[2])[0] for x in resp)
     rd.end, rd.end_frame = resp[-1][0], resp[-1][3]

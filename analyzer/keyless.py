@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 CSTP_HEADER = 8
 DTLS_TYPE_BYTE = 1
-ANSWER_WINDOW = 2.0  # seconds: a control frame answered this fast by the other side is a DPD exchange
+ANSWER_WINDOW = 2.5  # seconds: a control frame answered this fast by the other side is a DPD exchange
 CBC_BLOCK = 16
 MIN_IP_PACKET = 20  # an inner packet is at least an IPv4 header: a shorter non-empty payload is no DATA frame
 MAX_CONTROL_LOG = 2000  # control records remembered per estimate (for their class per record)
@@ -205,7 +205,8 @@ class TunnelEstimate:
 
     def _unanswered_probes(self) -> None:
         """DTLS MTU probes nobody answered: a run of three or more big records from one side, each within a second
-        of the last, shrinking (the binary search of a client whose probes are lost), the other side silent."""
+        of the last and none longer than the one before, the first three strictly shrinking (the binary search of
+        a client whose probes are lost), nothing from the other side in between."""
         runs: list = []
         for e in self._early:
             big = e[4] - self.header > MTU_PROBE_MIN
@@ -215,7 +216,9 @@ class TunnelEstimate:
             else:
                 runs.append([e] if big else [])
         for run in runs:
-            if len(run) < 3 or len({e[2] for e in run}) < 2:
+            # a binary search starts by halving: the first three strictly shrinking (a bulk transfer's run of
+            # full-size records does not)
+            if len(run) < 3 or not run[0][2] > run[1][2] > run[2][2]:
                 continue
             for direction, ts, _n, frame, least, most in run:
                 d = self.dirs[direction]

@@ -379,6 +379,8 @@ def render(t: Tally, sources: str, bench: bool = False) -> str:
     for n, ph, k, l_ in t.phase_disagreements:
         lines.append(f"- {n}: {ph} keyed `{k}`, keyless `{l_}`")
     conf = sorted(t.class_confusions.items(), key=lambda kv: -kv[1])
+    if not (t.not_recognised or t.phase_disagreements or conf):
+        lines.append("Nowhere.")
     if conf:
         lines.append("")
         lines.append("Frame class confusions (keyed → keyless: records): "
@@ -395,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     text = render(measure(captures()), SAMPLES_SOURCES)
     if a.bench is not None and a.bench.is_dir():
-        text += "\n" + render(measure(captures(a.bench)[len(captures()):]), str(a.bench), bench=True)
+        names = ", ".join(cap.parent.name for _, cap, _ in captures(a.bench)[len(captures()):])
+        text += "\n" + render(measure(captures(a.bench)[len(captures()):]), f"bench cache ({names})", bench=True)
     if a.print:
         sys.stdout.write(text)
     else:

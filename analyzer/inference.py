@@ -199,6 +199,9 @@ def _tunnel_estimate(c, r: ConnectionReading, recs: list) -> TunnelEstimate | No
         for _ts, n, _fr in before:
             est.forget(d, n)
     est.controls = [e for e in est.controls if (e[2], e[1]) > boundary]
+    # DATA times of the tunnel only (an HTTP record before it is no DATA frame)
+    est.first_data = {d: t for d, t in est.first_data.items() if t > boundary[0]}
+    est.last_data = {d: t for d, t in est.last_data.items() if t > boundary[0]}
     # a control frame from the gateway as its last record, right before the connection closes: TERMINATE
     last = next((e for e in reversed(est.controls) if e[0] == "s2c"), None)
     later = [x for x in recs if x[1] == "s2c" and (x[0], x[3]) > (last[2], last[1])] if last else []

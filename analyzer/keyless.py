@@ -101,6 +101,8 @@ class TunnelEstimate:
     controls: list = field(default_factory=list)
     #: runs of unanswered DPD requests that end one side's traffic: {direction, first, last, requests, frames}
     dead_peer: list = field(default_factory=list)
+    last_data: dict = field(default_factory=dict)  # direction -> ts of its last DATA-class record
+    first_data: dict = field(default_factory=dict)  # direction -> ts of its first DATA-class record
     _first_ts: float | None = None
     _probes: dict = field(default_factory=lambda: {"c2s": [], "s2c": []})  # recent big DATA-class records
     _early: list = field(default_factory=list)  # DTLS: records of the probe period, for unanswered probe runs
@@ -145,6 +147,8 @@ class TunnelEstimate:
         d.data += 1
         d.inner_bytes_least += least - self.header
         d.inner_bytes_most += most - self.header
+        self.last_data[direction] = ts
+        self.first_data.setdefault(direction, ts)
 
     def _probe(self, direction: str, length: int, ts: float, frame: int) -> bool:
         """DTLS MTU probes: a big record answered from the other side by one of exactly its length within

@@ -65,12 +65,15 @@ class ChannelEstimate(Record):
     frame_classes: dict[str, dict[str, int]] = UNSET
     #: unanswered DPD requests that end one side's traffic: {direction, first, last, requests, frames}
     dead_peer: list[dict[str, Any]] = UNSET
+    first_data: dict[str, float] = UNSET  # direction → time of its first DATA packet
+    last_data: dict[str, float] = UNSET  # direction → time of its last DATA packet
 
     @classmethod
     def from_estimate(cls, e) -> ChannelEstimate:
         return cls(estimated=True, c2s=direction_estimate(e.dirs["c2s"]), s2c=direction_estimate(e.dirs["s2c"]),
                    control_answered=e.control_answered, control_unanswered=e.control_unanswered,
-                   exact_sizes=not e.prot.block, frame_classes=e.classes(), dead_peer=list(e.dead_peer))
+                   exact_sizes=not e.prot.block, frame_classes=e.classes(), dead_peer=list(e.dead_peer),
+                   first_data=dict(e.first_data), last_data=dict(e.last_data))
 
 
 def direction_estimate(d) -> DirectionEstimate:

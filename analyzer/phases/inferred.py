@@ -63,6 +63,8 @@ class CSTPEstimate(Record):
     control_unanswered: int
     exact_sizes: bool
     dead_peer: list[dict[str, Any]]  # unanswered DPD requests that end one side's traffic
+    first_data: dict[str, float]  # direction → time of its first DATA frame (first_data/last_data: the tunnel's)
+    last_data: dict[str, float]
 
 
 @dataclass
@@ -91,6 +93,7 @@ class PhaseInference(Record):
     auth_rounds: int = UNSET  # user-auth: rounds after the first (init) one, up to the CONNECT
     connections: list[InferredConnection] = UNSET  # downloader
     tunnels: list[InferredTunnel] = UNSET  # cstp-connect: every tunnel connection (reconnects included)
+    dtls_mode: str | None = UNSET  # dtls: psk-negotiate / legacy / legacy-0x0100, from the clear hellos
 
 
 def _round(conn, rd) -> InferredRound:
@@ -107,7 +110,8 @@ def _estimate(est) -> CSTPEstimate | None:
     return CSTPEstimate(estimated=True, c2s=direction_estimate(est.dirs["c2s"]),
                         s2c=direction_estimate(est.dirs["s2c"]), frame_classes=est.classes(),
                         control_answered=est.control_answered, control_unanswered=est.control_unanswered,
-                        exact_sizes=not est.prot.block, dead_peer=list(est.dead_peer))
+                        exact_sizes=not est.prot.block, dead_peer=list(est.dead_peer),
+                        first_data=dict(est.first_data), last_data=dict(est.last_data))
 
 
 def _tunnel(r: ConnectionReading) -> InferredTunnel:
@@ -151,10 +155,12 @@ def apply(g: Group, phases: list[Phase]) -> None:
         est = [f for f in d.flow_list if f.established]
         if est:
             f = est[0]
+            mode, why = dtls_mode(f)
             dt.inferred = PhaseInference(
                 status="ok", confidence="high",
                 basis=f"DTLS established ({f.established_from}: protected records from both sides after the "
-                      "handshake)", frames=[x for x in (f.established_frame, f.first_frame) if x])
+                      "handshake)" + (f"; {mode}: {why}" if mode else ""),
+                frames=[x for x in (f.established_frame, f.first_frame) if x], dtls_mode=mode)
     live = [r for r in rs if not r.conn.started_before_capture]
     if not live:
         return
@@ -219,6 +225,18 @@ def apply(g: Group, phases: list[Phase]) -> None:
                   + ", ".join(tunnels[0].basis) + (f"; {len(ts)} tunnel connections" if len(ts) > 1 else ""),
             frames=[t0.connect_frame] + [x for x in (t0.established_frame,) if x] + tunnels[0].basis_frames[:8],
             tunnels=ts)
+
+
+def dtls_mode(f) -> tuple[str | None, str]:
+    """The DTLS mode from the clear hellos of a flow (`DTLSFlowSummary`): (mode, why)."""
+    sh = f.server_hello
+    if f.version == "DTLS 0x0100" or any(h.version == 0x0100 for h in f.client_hellos[:4]):
+        return "legacy-0x0100", "Cisco's pre-standard DTLS version 0x0100"
+    if f.cipher_suite and "_PSK_" in f.cipher_suite:
+        return "psk-negotiate", f"the ServerHello chose the PSK suite {f.cipher_suite}"
+    if sh is not None and f.client_hellos and sh.session_id and sh.session_id == f.client_hellos[0].session_id:
+        return "legacy", "the ServerHello resumes the ClientHello's session id (X-DTLS-Session-ID)"
+    return None, ""
 
 
 def reading(p: Phase, confident: bool = True) -> str:

@@ -50,7 +50,7 @@ def check(session, ctx):
                 remedy="DTLS broke during the session (DPD failure, rekey, NAT change): see the DPD and DTLS "
                        "findings around that time.",
                 evidence={"dtls_first_data": moved, "last_cstp_data": last_cstp}))
-    if cd is None and not d.established and flows and (inf := _inferred_fallback(session)) is not None:
+    if cd is None and flows and (inf := _inferred_fallback(session, d)) is not None:
         out.append(inf)
     gw_ip = split_endpoint(session.gateway)[0]
     port = dtls_port
@@ -86,10 +86,26 @@ def check(session, ctx):
     return out
 
 
-def _inferred_fallback(session):
+def _inferred_fallback(session, d: DTLSDetails):
     """Without keys: the client tried DTLS (its hellos are in the capture: it was offered) and the tunnel
-    connection carried DATA-sized CSTP records instead (analyzer/phases/inferred.py)."""
+    connection carried DATA-sized CSTP records instead, or again more than a second after DTLS carried its first
+    (analyzer/phases/inferred.py)."""
     ts = [t for t in inferred_tunnels(session) if t.estimate is not None]
+    if not ts:
+        return None
+    if d.established:
+        dtls_first = min((f.estimate.first_data.get("c2s") for f in d.flow_list if f.established and f.estimate
+                          and f.estimate.first_data and f.estimate.first_data.get("c2s") is not None), default=None)
+        last_cstp = ts[0].estimate.last_data.get("c2s")  # the first tunnel connection, as with keys
+        if dtls_first is None or last_cstp is None or last_cstp <= dtls_first + 1.0:
+            return None
+        return Finding(
+            id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=last_cstp, frames=[], inferred=True,
+            message="Data moved back to the TLS channel after DTLS had carried it (last client DATA-sized CSTP record "
+                    f"{last_cstp - dtls_first:.1f} s after DTLS took over; inferred from record sizes, no keys).",
+            remedy="DTLS broke during the session (DPD failure, rekey, NAT change): see the DPD and DTLS findings "
+                   "around that time.",
+            evidence={"dtls_first_data": dtls_first, "last_cstp_data": last_cstp, "inferred": True})
     data = {k: sum(getattr(t.estimate, k).data for t in ts) for k in ("c2s", "s2c")}
     if not (data["c2s"] or data["s2c"]):
         return None

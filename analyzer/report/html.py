@@ -297,6 +297,17 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
                    f"{_e(params.address_ip6 or '')}, MTU {_e(params.mtu)}</dd>")
     if dtls.status:
         out.append(f"<dt>DTLS</dt><dd>{_status_badge(dtls.status)} {_e(dtls.summary or '')}</dd>")
+    inf = s.phase("cstp-connect").inferred
+    for tn in (inf.tunnels or []) if inf is not None else []:
+        # the keyless reading of a tunnel connection (analyzer/phases/inferred.py): labelled inferred/estimated
+        est = tn.estimate
+        sizes = "" if est is None else (
+            f"; estimated from record sizes: client→gateway {est.c2s.data} data packets, gateway→client "
+            f"{est.s2c.data}; " + ", ".join(f"{k} {n}" for k, n in sorted(
+                {c: est.frame_classes['c2s'].get(c, 0) + est.frame_classes['s2c'].get(c, 0)
+                 for c in ("DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE")}.items()) if n))
+        out.append(f"<dt>tunnel (inferred)</dt><dd>{_e(tn.connection)}: up {_e(_rel(tn.established_time, t0))}, "
+                   f"ended {_e(_rel(tn.end_time, t0))} ({_e(tn.ended_by or 'still up')}){_e(sizes)}</dd>")
     out.append("</dl>")
     for n in s.notes:
         out.append(f'<div class="warn">{_e(n)}</div>')

@@ -196,11 +196,8 @@ def apply(g: Group, phases: list[Phase]) -> None:
                 basis=f"{len(auth_rounds)} round(s) after the init, then a tunnel (CONNECT round at frame "
                       f"{rd.frame}, {', '.join(first_t.basis)})",
                 frames=frames + [rd.frame], rounds=auth_rounds, auth_rounds=len(auth_rounds))
-        elif closed and auth_rounds:
-            auth.inferred = PhaseInference(
-                status="failed", confidence="low",
-                basis=f"{len(auth_rounds)} round(s) after the init and no tunnel: the connections closed",
-                frames=frames, rounds=auth_rounds, auth_rounds=len(auth_rounds))
+    if first_t is None:
+        _no_tunnel(grp, auth, cstp, live, rounds, closed)
     if dl.status in ("undecrypted", "absent") and first_t is not None:
         if extra:
             conns = [InferredConnection(connection=f"tcp.stream {r.conn.index}", start=r.conn.first_ts,
@@ -225,6 +222,70 @@ def apply(g: Group, phases: list[Phase]) -> None:
                   + ", ".join(tunnels[0].basis) + (f"; {len(ts)} tunnel connections" if len(ts) > 1 else ""),
             frames=[t0.connect_frame] + [x for x in (t0.established_frame,) if x] + tunnels[0].basis_frames[:8],
             tunnels=ts)
+
+
+SMALL_ANSWER = 200  # plaintext bytes: an aggregate-auth answer or 200 CONNECTED is longer, an HTTP error shorter
+
+
+def _small(rd) -> bool:
+    return rd.response_records > 0 and rd.response_bytes < SMALL_ANSWER
+
+
+def _no_tunnel(grp: Phase, auth: Phase, cstp: Phase, live: list[ConnectionReading], rounds: list[InferredRound],
+               closed: bool) -> None:
+    """No tunnel came up: which request the gateway refused, from the size of its answers (an aggregate-auth
+    answer is an XML document of several hundred bytes, a 200 CONNECTED carries the X-CSTP-* headers; an HTTP
+    error — 404 to the first POST, 401/503 to a CONNECT — is a status line and a few headers) and from what the
+    client did next (a new connection after the login rounds: it went on to the tunnel's)."""
+    if not rounds:
+        return
+    first = rounds[0]
+    every = sorted((rd for r in live for rd in r.rounds), key=lambda rd: rd.start)
+    last = every[-1] if every else None
+    if _small(first):
+        why = (f"the gateway answered the first request with {first.response_bytes} bytes: an HTTP error, not an "
+               "aggregate-auth form")
+        fr = [first.frame] + ([first.response_frame] if first.response_frame else [])
+        if grp.status == "undecrypted":
+            grp.inferred = PhaseInference(status="failed", confidence="medium", basis=why, frames=fr,
+                                          rounds=rounds[:1])
+        if auth.status == "undecrypted" and len(rounds) == 1:
+            auth.inferred = PhaseInference(status="absent", confidence="medium", basis=why, frames=fr)
+        if cstp.status == "undecrypted":
+            cstp.inferred = PhaseInference(status="absent", confidence="low", basis=why, frames=fr)
+        return
+    auth_rounds = rounds[1:]
+    frames = [x.frame for x in auth_rounds][:20]
+    if last is not None and last.frame != first.frame and _small(last):
+        why = (f"{len(auth_rounds)} round(s) after the init answered with full documents, then the last request "
+               f"(frame {last.frame}) got a {last.response_bytes}-byte answer: an HTTP error, a refused CONNECT "
+               "(401/503) most likely")
+        fr = [last.frame] + ([last.response_frame] if last.response_frame else [])
+        if auth.status == "undecrypted":
+            auth.inferred = PhaseInference(status="ok", confidence="low", basis=why, frames=frames[:-1],
+                                           rounds=auth_rounds[:-1], auth_rounds=max(len(auth_rounds) - 1, 0))
+        if cstp.status == "undecrypted":
+            cstp.inferred = PhaseInference(status="failed", confidence="low", basis=why, frames=fr)
+        return
+    end = max((rd.end or rd.start) for rd in every) if every else None
+    later = [r for r in live if end is not None and r.conn.first_ts > end]
+    if auth.status == "undecrypted" and auth_rounds:
+        if later:
+            auth.inferred = PhaseInference(
+                status="ok", confidence="low",
+                basis=f"{len(auth_rounds)} round(s) after the init, then the client opened a new connection "
+                      f"({', '.join(f'tcp.stream {r.conn.index}' for r in later[:3])}) that got no tunnel",
+                frames=frames, rounds=auth_rounds, auth_rounds=len(auth_rounds))
+        elif closed:
+            auth.inferred = PhaseInference(
+                status="failed", confidence="low",
+                basis=f"{len(auth_rounds)} round(s) after the init answered, no new connection, no tunnel: the "
+                      "connections closed",
+                frames=frames, rounds=auth_rounds, auth_rounds=len(auth_rounds))
+    if cstp.status == "undecrypted" and closed:
+        cstp.inferred = PhaseInference(status="absent", confidence="low",
+                                       basis="no connection with a CONNECT round followed by CSTP records or DTLS",
+                                       frames=[])
 
 
 def dtls_mode(f) -> tuple[str | None, str]:

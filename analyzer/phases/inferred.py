@@ -106,7 +106,6 @@ def _round(conn, rd) -> InferredRound:
 def _estimate(est) -> CSTPEstimate | None:
     if est is None:
         return None
-
     return CSTPEstimate(estimated=True, c2s=direction_estimate(est.dirs["c2s"]),
                         s2c=direction_estimate(est.dirs["s2c"]), frame_classes=est.classes(),
                         control_answered=est.control_answered, control_unanswered=est.control_unanswered,
@@ -134,8 +133,8 @@ def _tunnel(r: ConnectionReading) -> InferredTunnel:
 
 
 def readings(g: Group) -> list[ConnectionReading] | None:
-    """The keyless reading of every TLS connection of the group, None when any was decrypted (the keyed analysis
-    then speaks) or none was seen from its start."""
+    """The keyless reading of every TLS connection of the group, None when there is none or any was decrypted
+    (the keyed analysis then speaks)."""
     conns = [cn.c for cn in g.conns if cn.c.is_tls]
     if not conns or any(c.decrypted for c in conns):
         return None
@@ -146,9 +145,6 @@ def readings(g: Group) -> list[ConnectionReading] | None:
 
 def apply(g: Group, phases: list[Phase]) -> None:
     """Add the keyless reading (`Phase.inferred`) to the phases that stayed undecrypted."""
-    rs = readings(g)
-    if rs is None:
-        return
     tls, grp, auth, dl, cstp, dt = phases
     if dt.status == "undecrypted":
         d = dt.details
@@ -161,6 +157,9 @@ def apply(g: Group, phases: list[Phase]) -> None:
                 basis=f"DTLS established ({f.established_from}: protected records from both sides after the "
                       "handshake)" + (f"; {mode}: {why}" if mode else ""),
                 frames=[x for x in (f.established_frame, f.first_frame) if x], dtls_mode=mode)
+    rs = readings(g)
+    if rs is None:
+        return
     live = [r for r in rs if not r.conn.started_before_capture]
     if not live:
         return

@@ -75,7 +75,7 @@ def protection(suite_name: str | None, version: int | None, *, dtls: bool) -> Pr
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Direction:
     records: int = 0
     control: int = 0
@@ -86,7 +86,7 @@ class Direction:
     mtu_probes: int = 0  # DTLS: padded DPD requests and their answers (a record echoed at its exact size)
 
 
-@dataclass
+@dataclass(slots=True)
 class TunnelEstimate:
     """Frame classes of an undecrypted tunnel (CSTP over TLS, or the DTLS channel), from record sizes."""
 
@@ -104,8 +104,9 @@ class TunnelEstimate:
     last_data: dict = field(default_factory=dict)  # direction -> ts of its last DATA-class record
     first_data: dict = field(default_factory=dict)  # direction -> ts of its first DATA-class record
     _first_ts: float | None = None
-    _probes: dict = field(default_factory=lambda: {"c2s": [], "s2c": []})  # recent big DATA-class records
-    _early: list = field(default_factory=list)  # DTLS: records of the probe period, for unanswered probe runs
+    #: DTLS only, made on first use (an estimate is kept for every undecrypted TLS connection: stay small):
+    _probes: dict | None = None  # direction -> recent big DATA-class records
+    _early: list | None = None  # records of the probe period, for unanswered probe runs
     _last: dict = field(default_factory=dict)  # direction -> ts of its last record
     _last_data: dict = field(default_factory=dict)  # direction -> ts of its last record that is no control frame
 
@@ -142,6 +143,8 @@ class TunnelEstimate:
         if self.header == DTLS_TYPE_BYTE and ts - self._first_ts <= PROBE_PERIOD:
             if least - self.header > MTU_PROBE_MIN and self._probe(direction, length, ts, frame):
                 return
+            if self._early is None:
+                self._early = []
             if len(self._early) < 400:
                 self._early.append([direction, ts, length, frame, least, most])
         d.data += 1
@@ -155,10 +158,12 @@ class TunnelEstimate:
         PROBE_WINDOW (a padded DPD request and its echo). True when this record is such an answer; the request,
         counted as DATA when it came, is moved to the probes."""
         other = "s2c" if direction == "c2s" else "c2s"
+        if self._probes is None:
+            self._probes = {"c2s": [], "s2c": []}
         for i, (t0, n, fr, least, most) in enumerate(self._probes[other]):
             if n == length and 0 <= ts - t0 <= PROBE_WINDOW:
                 del self._probes[other][i]
-                self._early = [e for e in self._early if not (e[0] == other and e[3] == fr and e[1] == t0)]
+                self._early = [e for e in self._early or () if not (e[0] == other and e[3] == fr and e[1] == t0)]
                 asked = self.dirs[other]
                 asked.data -= 1
                 asked.inner_bytes_least -= least - self.header
@@ -212,7 +217,7 @@ class TunnelEstimate:
         of the last and none longer than the one before, the first three strictly shrinking (the binary search of
         a client whose probes are lost), nothing from the other side in between."""
         runs: list = []
-        for e in self._early:
+        for e in self._early or ():
             big = e[4] - self.header > MTU_PROBE_MIN
             run = runs[-1] if runs else None
             if run and big and run[-1][0] == e[0] and e[1] - run[-1][1] <= PROBE_WINDOW and e[2] <= run[-1][2]:
@@ -231,7 +236,7 @@ class TunnelEstimate:
                 d.inner_bytes_most -= most - self.header
                 d.mtu_probes += 1
                 self._log(direction, frame, ts, "MTU_PROBE")
-        self._early = []
+        self._early = None
 
     def _dead_peer(self) -> None:
         """Unanswered control frames that end one side's traffic while the other side sends no data any more are

@@ -517,7 +517,7 @@ class TCPConnection:
         if sh is None:
             return None
         self._estimate_tried = True
-        prot = protection(cipher_suite_name(sh.cipher_suite), sh.version, dtls=False)
+        prot = protection(cipher_suite_name(sh.cipher_suite), sh.version, dtls=False, etm=sh.encrypt_then_mac)
         if prot is not None:
             self.cstp_estimate = TunnelEstimate(CSTP_HEADER, prot)
         return self.cstp_estimate

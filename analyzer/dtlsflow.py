@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .host import TrackerHost
 
 _CSTP_DATA = int(cstp.DATA)  # the type byte of a DATA packet on the DTLS channel
+EXT_ENCRYPT_THEN_MAC = 22  # RFC 7366
 DTLS_VERSIONS = {DTLS_BAD_VER: "DTLS 0x0100", DTLS10: "DTLS 1.0", DTLS12: "DTLS 1.2"}
 
 
@@ -79,6 +80,7 @@ class DTLSFlow:
         self.undecrypted_records = {"c2s": 0, "s2c": 0}
         self.estimate = None  # keyless.TunnelEstimate of the undecrypted channel records (by size)
         self.estimate_suite: tuple | None = None  # (suite, version) of the session a rebound flow continues
+        self.etm = False  # the ServerHello accepted encrypt-then-MAC (RFC 7366): CBC records' MAC comes last
 
     @property
     def key(self) -> str:
@@ -141,6 +143,7 @@ class DTLSFlow:
                                      "cipher_suite": ev.cipher_suite, "version": ev.version}
             self.version = ev.version
             self.cipher_suite = ev.cipher_suite
+            self.etm = any(t == EXT_ENCRYPT_THEN_MAC for t, _ in ev.extensions or ())
         elif t is dtls_ev.DTLSAlert:
             if len(self.alerts) < MAX_PROBLEMS:
                 self.alerts.append({"direction": ev.direction, "level": ev.level, "description": ev.description,
@@ -169,7 +172,7 @@ class DTLSFlow:
             self.estimate_suite or (None, None)
         if suite is None:
             return None
-        prot = protection(cipher_suite_name(suite), version, dtls=True)
+        prot = protection(cipher_suite_name(suite), version, dtls=True, etm=self.etm)
         if prot is not None:
             self.estimate = TunnelEstimate(DTLS_TYPE_BYTE, prot)
         return self.estimate

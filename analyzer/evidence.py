@@ -119,7 +119,7 @@ def cstp_record_pattern(conn, suite_name: str | None) -> tuple[int, list[int]] |
     exact sizes recurring like this.
     """
     sh = conn.server_hello
-    prot = protection(suite_name, sh.version if sh else None, dtls=False)
+    prot = protection(suite_name, sh.version if sh else None, dtls=False, etm=bool(sh and sh.encrypt_then_mac))
     if prot is None:
         return None
     size = prot.record_length(CSTP_HEADER)  # a control frame: the CSTP header alone

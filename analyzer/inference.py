@@ -88,7 +88,7 @@ def records(c) -> tuple[list, Protection | None]:
     """The connection's application-data records in order, TLS 1.3 handshake and alerts left out."""
     sh = c.server_hello
     suite = cipher_suite_name(sh.cipher_suite) if sh is not None else None
-    prot = protection(suite, sh.version if sh else None, dtls=False)
+    prot = protection(suite, sh.version if sh else None, dtls=False, etm=bool(sh and sh.encrypt_then_mac))
     recs = sorted([(ts, d, n, fr) for d in ("c2s", "s2c") for ts, n, fr in c.record_sizes[d]],
                   key=lambda r: (r[0], r[3]))
     if prot is None:

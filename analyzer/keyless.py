@@ -35,16 +35,17 @@ PROBE_PERIOD = 15.0  # seconds after the channel's first record: clients probe t
 class Protection:
     """The per-record overhead of a cipher suite: fixed bytes, and the block size when padded (CBC)."""
 
-    fixed: int  # explicit nonce/IV + tag/MAC (+ TLS 1.3 inner content type)
+    fixed: int  # explicit nonce/IV + tag (+ TLS 1.3 inner content type); CBC: the explicit IV
     block: int = 0  # CBC: plaintext + MAC + padding-length byte is padded to a multiple of this
-    mac: int = 0  # CBC: MAC length (inside the padded part)
+    mac: int = 0  # CBC: MAC length (inside the padded part; after it with encrypt-then-MAC)
+    etm: bool = False  # CBC with encrypt-then-MAC (RFC 7366): the MAC follows the padded ciphertext
 
     def plaintext(self, length: int) -> tuple[int, int]:
         """(least, most) plaintext length for a record of ``length`` bytes."""
         if not self.block:
             n = length - self.fixed
             return n, n
-        # length = IV + padded(plaintext + MAC + 1); padding 0..block-1 bytes besides the length byte
+        # length = IV + padded(plaintext [+ MAC] + 1) [+ MAC]; padding 0..block-1 bytes besides the length byte
         most = length - self.fixed - self.mac - 1
         return max(most - (self.block - 1), 0), most
 
@@ -52,11 +53,26 @@ class Protection:
         """The protected record length of ``plaintext`` bytes (CBC: with the least padding)."""
         if not self.block:
             return plaintext + self.fixed
-        return self.fixed + -(-(plaintext + self.mac + 1) // self.block) * self.block
+        inside = plaintext + 1 + (0 if self.etm else self.mac)
+        return self.fixed + -(-inside // self.block) * self.block + (self.mac if self.etm else 0)
 
 
-def protection(suite_name: str | None, version: int | None, *, dtls: bool) -> Protection | None:
-    """The record overhead of ``suite_name`` under ``version`` (TLS or DTLS), None when unknown."""
+def protection(suite_name: str | None, version: int | None, *, dtls: bool, etm: bool = False) -> Protection | None:
+    """The record overhead of ``suite_name`` under ``version`` (TLS or DTLS), None when unknown; ``etm``: the
+    ServerHello accepted encrypt-then-MAC (CBC suites only).
+
+    * TLS 1.3 AEAD (AES-GCM, ChaCha20-Poly1305, AES-CCM): 16-byte tag (CCM_8: 8) + 1 inner content-type byte
+      (RFC 8446 §5.2);
+    * TLS 1.2 / DTLS 1.2 AES-GCM: 8-byte explicit nonce + 16-byte tag (RFC 5288 §3); AES-CCM: the same, CCM_8 with
+      an 8-byte tag (RFC 6655 §3);
+    * ChaCha20-Poly1305 (TLS 1.2 / DTLS 1.2): 16-byte tag, no explicit nonce (RFC 7905 §2);
+    * CBC in TLS 1.1/1.2, DTLS 1.0/1.2 and Cisco's DTLS 0x0100 (OpenSSL's pre-RFC 4347 DTLS, the same layout):
+      explicit IV of one block + MAC + padding to the block with its length byte (RFC 5246 §6.2.3.2, RFC 4346
+      §6.2.3.2, RFC 6347 §4.1.2.1); in TLS 1.0 without the explicit IV, the previous record's last block being
+      the IV (RFC 2246 §6.2.3.2); with encrypt-then-MAC the MAC follows the padded ciphertext (RFC 7366 §3).
+
+    MAC: HMAC-SHA1 20 bytes, -SHA256 32, -SHA384 48 (RFC 5246 §6.2.3.1); block: AES 16, 3DES 8.
+    """
     if not suite_name or version is None:
         return None
     name = suite_name.upper()
@@ -69,9 +85,11 @@ def protection(suite_name: str | None, version: int | None, *, dtls: bool) -> Pr
         return Protection(8 + 16)  # explicit nonce + tag
     if "CCM_8" in name:
         return Protection(8 + 8)
-    if "CBC" in name and (dtls or version >= 0x0302):  # TLS 1.0's implicit IV: no explicit-IV overhead to name
+    if "CBC" in name:
         mac = 48 if name.endswith("SHA384") else 32 if name.endswith("SHA256") else 20
-        return Protection(CBC_BLOCK, CBC_BLOCK, mac)  # explicit IV, then the padded block(s)
+        block = 8 if "3DES" in name or "_DES_" in name or "IDEA" in name else CBC_BLOCK
+        iv = block if dtls or version >= 0x0302 else 0  # TLS 1.0: implicit IV
+        return Protection(iv, block, mac, etm)
     return None
 
 

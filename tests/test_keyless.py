@@ -64,6 +64,15 @@ def test_protection_overheads():
     # 1 type byte + 0 payload + 20 MAC + 1 pad length = 22 -> 32, + 16 IV = 48
     assert cbc.plaintext(48)[0] <= 1 <= cbc.plaintext(48)[1]
     assert protection("TLS_WEIRD", 0x0303, dtls=False) is None
+    # TLS 1.0 CBC: the IV is implicit; 3DES: 8-byte blocks; encrypt-then-MAC: the MAC after the padded data
+    assert protection("TLS_RSA_WITH_AES_128_CBC_SHA", 0x0301, dtls=False) == Protection(0, 16, 20)
+    assert protection("TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x0303, dtls=False) == Protection(8, 8, 20)
+    etm = protection("TLS_RSA_WITH_AES_128_CBC_SHA", 0x0303, dtls=False, etm=True)
+    # a CSTP control frame: 8 + 1 length byte -> 16, + 16 IV + 20 MAC = 52; MAC inside: 8 + 20 + 1 -> 32, + 16 = 48
+    assert etm.record_length(8) == 52 and Protection(16, 16, 20).record_length(8) == 48
+    for n in range(0, 200):
+        least, most = etm.plaintext(etm.record_length(n))
+        assert least <= n <= most
 
 
 def test_estimate_in_the_report_only_without_keys():

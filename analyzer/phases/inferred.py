@@ -256,7 +256,7 @@ def _no_tunnel(grp: Phase, auth: Phase, cstp: Phase, live: list[ConnectionReadin
     auth_rounds = rounds[1:]
     frames = [x.frame for x in auth_rounds][:20]
     if last is not None and last.frame != first.frame and _small(last):
-        why = (f"{len(auth_rounds)} round(s) after the init answered with full documents, then the last request "
+        why = (f"{len(auth_rounds) - 1} round(s) after the init answered with full documents, then the last request "
                f"(frame {last.frame}) got a {last.response_bytes}-byte answer: an HTTP error, a refused CONNECT "
                "(401/503) most likely")
         fr = [last.frame] + ([last.response_frame] if last.response_frame else [])

@@ -3,6 +3,7 @@ compared session by session (issue #13).
 
     python -m analyzer.agreement                 # samples/ → docs/keyless-agreement.md
     python -m analyzer.agreement --bench DIR     # also the bench captures under DIR (e.g. bench/cache), if present
+                                                 # (without --bench, the bench section already there is kept)
     python -m analyzer.agreement --print         # the table on stdout, nothing written
 
 The keyed analysis is the truth (itself checked against tshark and the peers' logs by the other tests). Compared:
@@ -53,6 +54,7 @@ REQUIRED = 0.95
 REQUIRED_FINE = {"DPD_REQ": 0.75, "KEEPALIVE": 0.55}
 REQUIRED_RECOGNISED = 0.80
 SAMPLES_SOURCES = "samples/ (lab samples, scripted cases, cut captures)"
+BENCH_HEADING = "## Bench captures"
 
 
 @dataclass
@@ -322,7 +324,7 @@ def render(t: Tally, sources: str, bench: bool = False) -> str:
         "",
     ]
     if bench:
-        lines = ["## Bench captures", "", "Large captures of one session each (bench/lab.py: a paced TCP bulk transfer "
+        lines = [BENCH_HEADING, "", "Large captures of one session each (bench/lab.py: a paced TCP bulk transfer "
                  "over DTLS, and over CSTP with UDP blocked); not in git, measured when present, not held to the "
                  "targets by CI.", ""]
     lines += [
@@ -426,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.bench is not None and a.bench.is_dir():
         names = ", ".join(cap.parent.name for _, cap, _ in captures(a.bench)[len(captures()):])
         text += "\n" + render(measure(captures(a.bench)[len(captures()):]), f"bench cache ({names})", bench=True)
+    elif DOC.exists() and BENCH_HEADING in DOC.read_text(encoding="utf-8"):
+        # without --bench the bench section measured earlier is kept as it was (the captures are not in git)
+        old = DOC.read_text(encoding="utf-8")
+        text += "\n" + old[old.index(BENCH_HEADING):]
     if a.print:
         sys.stdout.write(text)
     else:

@@ -14,6 +14,9 @@ from dissectors import flows as flows_mod
 from dissectors.dtls.psk import PSK_LABEL, PSK_LENGTH
 from dissectors.http import HTTPError, HTTPStream, Request, Response, TunnelEstablished
 from dissectors.tls import events as tls_ev
+from dissectors.tls.names import cipher_suite_name
+
+from .keyless import CSTP_HEADER, TunnelEstimate, protection
 
 if TYPE_CHECKING:
     from .host import TrackerHost
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 MAX_EXCHANGES = 200
 MAX_PROBLEMS = 50
 MAX_SAMPLES = 200
+MAX_CONTROLS = 2000
 
 
 _TYPE_NAMES = {int(t): t.name for t in cstp_mod.CSTPType}
@@ -68,6 +72,9 @@ class ChannelStats:
     last_any: dict = field(default_factory=dict)  # dir -> ts of the last frame of any type
     first_any: dict = field(default_factory=dict)
     max_gap: dict = field(default_factory=dict)  # dir -> (seconds, from_ts, to_ts, frame): longest silence
+    #: (direction, frame, type name, payload length) of every frame that is not DATA (the first MAX_CONTROLS):
+    #: the frame class per record, which the keyless agreement measurement compares (analyzer/agreement.py)
+    controls: list = field(default_factory=list)
     _pending_dpd: dict = field(default_factory=dict)
     _bucket: dict = field(default_factory=dict)
 
@@ -89,6 +96,8 @@ class ChannelStats:
         c = self.frames[direction].setdefault(name, [0, 0])
         c[0] += 1
         c[1] += payload_len
+        if len(self.controls) < MAX_CONTROLS:
+            self.controls.append((direction, frame, name, payload_len))
         other = "s2c" if direction == "c2s" else "c2s"
         if t == _DPD_REQ:
             self.dpd_total[direction] += 1
@@ -295,6 +304,10 @@ class TCPConnection:
         self.resync_skipped = {"c2s": 0, "s2c": 0}  # bytes skipped to find a record boundary (mid-stream start)
         self._resync = {"c2s": False, "s2c": False}
         self.record_sizes: dict = {"c2s": [], "s2c": []}  # encrypted application-data records: (ts, length, frame)
+        #: every encrypted application-data record read as a CSTP frame by its size (analyzer/keyless.py); the
+        #: records before the tunnel (HTTP) are taken back once the keyless reading finds the CONNECT
+        self.cstp_estimate: TunnelEstimate | None = None
+        self._estimate_tried = False
         self.other_bytes = 0  # payload bytes of a connection that is not TLS
         self.certificate_verify: dict | None = None  # the client's CertificateVerify (frame, ts), when seen
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
@@ -397,6 +410,11 @@ class TCPConnection:
                 sizes = self.record_sizes[ev.direction]
                 if len(sizes) < MAX_SAMPLES:
                     sizes.append((ev.ts, ev.length, ev.frame))
+                est = self.cstp_estimate
+                if est is None and not self._estimate_tried:
+                    est = self._start_estimate()
+                if est is not None:
+                    est.add(ev.direction, ev.length, ev.ts, ev.frame)
             if ev.content_type == 23 and self.handshake_done_ts is None:
                 self.handshake_done_ts = ev.ts
         elif t is tls_ev.ClientHello:
@@ -502,12 +520,25 @@ class TCPConnection:
             self.tunnel_mtu = None
         self.host.on_connect(self, ex)
 
+    def _start_estimate(self) -> TunnelEstimate | None:
+        """The CSTP-by-size reading of the undecrypted records, once the ServerHello named the suite."""
+        sh = self.server_hello
+        if sh is None:
+            return None
+        self._estimate_tried = True
+        prot = protection(cipher_suite_name(sh.cipher_suite), sh.version, dtls=False, etm=sh.encrypt_then_mac)
+        if prot is not None:
+            self.cstp_estimate = TunnelEstimate(CSTP_HEADER, prot)
+        return self.cstp_estimate
+
     def finish(self) -> None:
         if self.is_tls:
             for tev in self.tls.close(self.last_ts, self.last_frame):
                 self.on_tls_event(tev)
         for hev in self.http.close():
             self.on_http_event(hev)
+        if self.cstp_estimate is not None:
+            self.cstp_estimate.finish()
 
     # -- queries ---------------------------------------------------------------------------------------
     @property

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .host import TrackerHost
 
 _CSTP_DATA = int(cstp.DATA)  # the type byte of a DATA packet on the DTLS channel
+EXT_ENCRYPT_THEN_MAC = 22  # RFC 7366
 DTLS_VERSIONS = {DTLS_BAD_VER: "DTLS 0x0100", DTLS10: "DTLS 1.0", DTLS12: "DTLS 1.2"}
 
 
@@ -78,6 +79,8 @@ class DTLSFlow:
         self.first_protected_data: tuple | None = None  # (ts, frame)
         self.undecrypted_records = {"c2s": 0, "s2c": 0}
         self.estimate = None  # keyless.TunnelEstimate of the undecrypted channel records (by size)
+        self.estimate_suite: tuple | None = None  # (suite, version) of the session a rebound flow continues
+        self.etm = False  # the ServerHello accepted encrypt-then-MAC (RFC 7366): CBC records' MAC comes last
 
     @property
     def key(self) -> str:
@@ -163,6 +166,7 @@ class DTLSFlow:
                                      "cipher_suite": ev.cipher_suite, "version": ev.version}
             self.version = ev.version
             self.cipher_suite = ev.cipher_suite
+            self.etm = any(t == EXT_ENCRYPT_THEN_MAC for t, _ in ev.extensions or ())
         elif t is dtls_ev.DTLSAlert:
             if len(self.alerts) < MAX_PROBLEMS:
                 self.alerts.append({"direction": ev.direction, "level": ev.level, "description": ev.description,
@@ -180,16 +184,18 @@ class DTLSFlow:
                         self.first_protected_data = (ev.ts, ev.frame)
                     est = self.estimate or self._start_estimate()
                     if est is not None and ev.direction in est.dirs:
-                        est.add(ev.direction, ev.length, ev.ts)
+                        est.add(ev.direction, ev.length, ev.ts, ev.frame)
         elif t is dtls_ev.DTLSRecordError:
             if len(self.problems) < MAX_PROBLEMS:
                 self.problems.append({"message": ev.message, "ts": ev.ts, "frame": ev.frame})
 
     def _start_estimate(self):
         """The record-size estimate of the channel (analyzer/keyless.py), once the cipher suite is known."""
-        if self.cipher_suite is None:
+        suite, version = (self.cipher_suite, self.version) if self.cipher_suite is not None else \
+            self.estimate_suite or (None, None)
+        if suite is None:
             return None
-        prot = protection(cipher_suite_name(self.cipher_suite), self.version, dtls=True)
+        prot = protection(cipher_suite_name(suite), version, dtls=True, etm=self.etm)
         if prot is not None:
             self.estimate = TunnelEstimate(DTLS_TYPE_BYTE, prot)
         return self.estimate

@@ -14,7 +14,9 @@ Evidence (code, strength; docs/findings.md "Which flows are a VPN session"):
   gateway port), `dtls-resumes-session` (a DTLS ClientHello carrying a 32-byte session id: AnyConnect's legacy
   X-DTLS-Session-ID resumption or PSK-NEGOTIATE's X-DTLS-App-ID), `dtls-0x0100` (Cisco's pre-standard DTLS
   version, spoken only by AnyConnect-protocol peers), `cstp-record-pattern` (records of exactly a CSTP control
-  frame's protected size answered in kind, or repeated — DPD and keepalives), `confirmed-gateway` (the same server
+  frame's protected size answered in kind, or repeated — DPD and keepalives), `cstp-disconnect-shape` (HTTP/1.1
+  rounds, then a DISCONNECT-sized record as the client's last, unanswered, before the close: `cstp_disconnect_shape`),
+  `confirmed-gateway` (the same server
   address and port, or the same certificate or SNI, as a confirmed session's gateway);
 * medium (1 point): `dtls-same-server` (DTLS to the TLS server's address on another port, after the TLS
   connection started).
@@ -33,7 +35,8 @@ from dataclasses import dataclass, field
 from dissectors.dtls.record import DTLS_BAD_VER
 from dissectors.tls.names import cipher_suite_name
 
-from .keyless import CSTP_HEADER, protection
+from .inference import read_connection
+from .keyless import CSTP_HEADER, MIN_IP_PACKET, protection
 
 STRONG, MEDIUM = 2, 1
 CSTP_CONTROL_MIN = 2  # control-size records needed for the record pattern
@@ -116,7 +119,7 @@ def cstp_record_pattern(conn, suite_name: str | None) -> tuple[int, list[int]] |
     exact sizes recurring like this.
     """
     sh = conn.server_hello
-    prot = protection(suite_name, sh.version if sh else None, dtls=False)
+    prot = protection(suite_name, sh.version if sh else None, dtls=False, etm=bool(sh and sh.encrypt_then_mac))
     if prot is None:
         return None
     size = prot.record_length(CSTP_HEADER)  # a control frame: the CSTP header alone
@@ -129,6 +132,27 @@ def cstp_record_pattern(conn, suite_name: str | None) -> tuple[int, list[int]] |
         frames = sorted(fr for d in ("c2s", "s2c") for _, fr in ctl[d])
         return n, frames
     return None
+
+
+def cstp_disconnect_shape(conn) -> int | None:
+    """An undecrypted connection shaped like a tunnel that ends with a CSTP DISCONNECT: HTTP/1.1
+    request/response rounds (the login POSTs or the CONNECT), then — as the client's last record, unanswered,
+    right before the connection closes — a record whose plaintext is a CSTP header plus a payload too short for
+    an IP packet (a DISCONNECT and its reason). The frame of that record, else None. A client that offers HTTP/2
+    (ALPN h2) is left out: its GOAWAY frame has such a size."""
+    ch = conn.client_hello
+    if ch is None or "h2" in (ch.alpn or ()) or not conn.closed:
+        return None
+    r = read_connection(conn, [])
+    if r.prot is None or not any(x.http_like for x in r.rounds) or not r.rounds[-1].records:
+        return None
+    last = r.rounds[-1].records[-1]
+    if last[1] != "c2s" or r.rounds[-1].response_records:
+        return None
+    least, most = r.prot.plaintext(last[2])
+    if not (least > CSTP_HEADER and most - CSTP_HEADER < MIN_IP_PACKET):
+        return None
+    return last[3] if conn.last_ts - last[0] <= 2.0 else None
 
 
 def other_traffic(pipe, vpn_conn_ids: set[int], vpn_flow_ids: set[int], top: int = 5) -> dict:
@@ -259,6 +283,13 @@ def _own_evidence(g, downloader_paths) -> Verdict:
         if f.keys_source is not None:
             v.add("dtls-keys-from-connect", "decrypted", "DTLS keys derived from the CONNECT exchange",
                   [f.first_frame])
+    if not v.is_vpn:  # the weakest keyless sign last: only where nothing else tells
+        for cn in g.conns:
+            fr = cstp_disconnect_shape(cn.c) if not cn.c.decrypted and cn.c.is_tls else None
+            if fr is not None:
+                v.add("cstp-disconnect-shape", "strong", f"HTTP request/response rounds, then a record of a CSTP "
+                      f"DISCONNECT's size as the client's last before the close on tcp.stream {cn.c.index}", [fr])
+                break
     return v
 
 

@@ -22,24 +22,30 @@ from dataclasses import dataclass, field
 
 CSTP_HEADER = 8
 DTLS_TYPE_BYTE = 1
-ANSWER_WINDOW = 2.0  # seconds: a control frame answered this fast by the other side is a DPD exchange
+ANSWER_WINDOW = 2.5  # seconds: a control frame answered this fast by the other side is a DPD exchange
 CBC_BLOCK = 16
+MIN_IP_PACKET = 20  # an inner packet is at least an IPv4 header: a shorter non-empty payload is no DATA frame
+MAX_CONTROL_LOG = 2000  # control records remembered per estimate (for their class per record)
+MTU_PROBE_MIN = 100  # DTLS: a padded DPD request longer than this is an MTU probe (as analyzer/connection.py)
+PROBE_WINDOW = 1.0  # seconds: an MTU probe is answered by a DPD response of the same size this fast
+PROBE_PERIOD = 15.0  # seconds after the channel's first record: clients probe the MTU right after the handshake
 
 
 @dataclass(frozen=True)
 class Protection:
     """The per-record overhead of a cipher suite: fixed bytes, and the block size when padded (CBC)."""
 
-    fixed: int  # explicit nonce/IV + tag/MAC (+ TLS 1.3 inner content type)
+    fixed: int  # explicit nonce/IV + tag (+ TLS 1.3 inner content type); CBC: the explicit IV
     block: int = 0  # CBC: plaintext + MAC + padding-length byte is padded to a multiple of this
-    mac: int = 0  # CBC: MAC length (inside the padded part)
+    mac: int = 0  # CBC: MAC length (inside the padded part; after it with encrypt-then-MAC)
+    etm: bool = False  # CBC with encrypt-then-MAC (RFC 7366): the MAC follows the padded ciphertext
 
     def plaintext(self, length: int) -> tuple[int, int]:
         """(least, most) plaintext length for a record of ``length`` bytes."""
         if not self.block:
             n = length - self.fixed
             return n, n
-        # length = IV + padded(plaintext + MAC + 1); padding 0..block-1 bytes besides the length byte
+        # length = IV + padded(plaintext [+ MAC] + 1) [+ MAC]; padding 0..block-1 bytes besides the length byte
         most = length - self.fixed - self.mac - 1
         return max(most - (self.block - 1), 0), most
 
@@ -47,11 +53,26 @@ class Protection:
         """The protected record length of ``plaintext`` bytes (CBC: with the least padding)."""
         if not self.block:
             return plaintext + self.fixed
-        return self.fixed + -(-(plaintext + self.mac + 1) // self.block) * self.block
+        inside = plaintext + 1 + (0 if self.etm else self.mac)
+        return self.fixed + -(-inside // self.block) * self.block + (self.mac if self.etm else 0)
 
 
-def protection(suite_name: str | None, version: int | None, *, dtls: bool) -> Protection | None:
-    """The record overhead of ``suite_name`` under ``version`` (TLS or DTLS), None when unknown."""
+def protection(suite_name: str | None, version: int | None, *, dtls: bool, etm: bool = False) -> Protection | None:
+    """The record overhead of ``suite_name`` under ``version`` (TLS or DTLS), None when unknown; ``etm``: the
+    ServerHello accepted encrypt-then-MAC (CBC suites only).
+
+    * TLS 1.3 AEAD (AES-GCM, ChaCha20-Poly1305, AES-CCM): 16-byte tag (CCM_8: 8) + 1 inner content-type byte
+      (RFC 8446 §5.2);
+    * TLS 1.2 / DTLS 1.2 AES-GCM: 8-byte explicit nonce + 16-byte tag (RFC 5288 §3); AES-CCM: the same, CCM_8 with
+      an 8-byte tag (RFC 6655 §3);
+    * ChaCha20-Poly1305 (TLS 1.2 / DTLS 1.2): 16-byte tag, no explicit nonce (RFC 7905 §2);
+    * CBC in TLS 1.1/1.2, DTLS 1.0/1.2 and Cisco's DTLS 0x0100 (OpenSSL's pre-RFC 4347 DTLS, the same layout):
+      explicit IV of one block + MAC + padding to the block with its length byte (RFC 5246 §6.2.3.2, RFC 4346
+      §6.2.3.2, RFC 6347 §4.1.2.1); in TLS 1.0 without the explicit IV, the previous record's last block being
+      the IV (RFC 2246 §6.2.3.2); with encrypt-then-MAC the MAC follows the padded ciphertext (RFC 7366 §3).
+
+    MAC: HMAC-SHA1 20 bytes, -SHA256 32, -SHA384 48 (RFC 5246 §6.2.3.1); block: AES 16, 3DES 8.
+    """
     if not suite_name or version is None:
         return None
     name = suite_name.upper()
@@ -64,23 +85,26 @@ def protection(suite_name: str | None, version: int | None, *, dtls: bool) -> Pr
         return Protection(8 + 16)  # explicit nonce + tag
     if "CCM_8" in name:
         return Protection(8 + 8)
-    if "CBC" in name and (dtls or version >= 0x0302):  # TLS 1.0's implicit IV: no explicit-IV overhead to name
+    if "CBC" in name:
         mac = 48 if name.endswith("SHA384") else 32 if name.endswith("SHA256") else 20
-        return Protection(CBC_BLOCK, CBC_BLOCK, mac)  # explicit IV, then the padded block(s)
+        block = 8 if "3DES" in name or "_DES_" in name or "IDEA" in name else CBC_BLOCK
+        iv = block if dtls or version >= 0x0302 else 0  # TLS 1.0: implicit IV
+        return Protection(iv, block, mac, etm)
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Direction:
     records: int = 0
     control: int = 0
     data: int = 0
     inner_bytes_least: int = 0
     inner_bytes_most: int = 0
+    disconnect: int = 0  # records of a DISCONNECT's size (a payload too short for an IP packet)
+    mtu_probes: int = 0  # DTLS: padded DPD requests and their answers (a record echoed at its exact size)
 
 
-
-@dataclass
+@dataclass(slots=True)
 class TunnelEstimate:
     """Frame classes of an undecrypted tunnel (CSTP over TLS, or the DTLS channel), from record sizes."""
 
@@ -89,29 +113,165 @@ class TunnelEstimate:
     dirs: dict = field(default_factory=lambda: {"c2s": Direction(), "s2c": Direction()})
     control_answered: int = 0  # control frame answered in kind by the other side (a DPD exchange)
     control_unanswered: int = 0  # keepalives, and DPD requests without an answer
-    _pending: dict = field(default_factory=dict)  # direction -> ts of an unanswered control frame
+    _pending: dict = field(default_factory=dict)  # direction -> (ts, log entry) of an unanswered control frame
+    #: [direction, frame, ts, class] of every control-class record (the first MAX_CONTROL_LOG): DPD_REQ and
+    #: DPD_RESP (a control record answered in kind), KEEPALIVE (not answered), DISCONNECT
+    controls: list = field(default_factory=list)
+    #: runs of unanswered DPD requests that end one side's traffic: {direction, first, last, requests, frames}
+    dead_peer: list = field(default_factory=list)
+    last_data: dict = field(default_factory=dict)  # direction -> ts of its last DATA-class record
+    first_data: dict = field(default_factory=dict)  # direction -> ts of its first DATA-class record
+    _first_ts: float | None = None
+    #: DTLS only, made on first use (an estimate is kept for every undecrypted TLS connection: stay small):
+    _probes: dict | None = None  # direction -> recent big DATA-class records
+    _early: list | None = None  # records of the probe period, for unanswered probe runs
+    _last: dict = field(default_factory=dict)  # direction -> ts of its last record
+    _last_data: dict = field(default_factory=dict)  # direction -> ts of its last record that is no control frame
 
-    def add(self, direction: str, length: int, ts: float) -> None:
+    def add(self, direction: str, length: int, ts: float, frame: int = 0) -> None:
         least, most = self.prot.plaintext(length)
         d = self.dirs[direction]
         d.records += 1
+        self._last[direction] = ts
         if most < self.header:
             return  # shorter than a frame header: not a tunnel frame (or not what we think)
-        if least <= self.header:  # (CBC: when the range includes a bare header, call it control)
+        if least > self.header:
+            self._last_data[direction] = ts
+        else:  # (CBC: when the range includes a bare header, call it control)
             d.control += 1
             other = "s2c" if direction == "c2s" else "c2s"
             asked = self._pending.pop(other, None)
-            if asked is not None and ts - asked <= ANSWER_WINDOW:
+            if asked is not None and ts - asked[0] <= ANSWER_WINDOW:
                 self.control_answered += 1
+                asked[1][3] = "DPD_REQ"
+                self._log(direction, frame, ts, "DPD_RESP")
             else:
                 if direction in self._pending:
                     self.control_unanswered += 1
-                self._pending[direction] = ts
+                entry = self._log(direction, frame, ts, "KEEPALIVE")
+                self._pending[direction] = (ts, entry)
             return
+        if most - self.header < MIN_IP_PACKET:
+            # a payload too short to be an IP packet: a DISCONNECT's reason (openconnect: b0 + text)
+            d.disconnect += 1
+            self._log(direction, frame, ts, "DISCONNECT")
+            return
+        if self._first_ts is None:
+            self._first_ts = ts
+        if self.header == DTLS_TYPE_BYTE and ts - self._first_ts <= PROBE_PERIOD:
+            if least - self.header > MTU_PROBE_MIN and self._probe(direction, length, ts, frame):
+                return
+            if self._early is None:
+                self._early = []
+            if len(self._early) < 400:
+                self._early.append([direction, ts, length, frame, least, most])
         d.data += 1
         d.inner_bytes_least += least - self.header
         d.inner_bytes_most += most - self.header
+        self.last_data[direction] = ts
+        self.first_data.setdefault(direction, ts)
+
+    def _probe(self, direction: str, length: int, ts: float, frame: int) -> bool:
+        """DTLS MTU probes: a big record answered from the other side by one of exactly its length within
+        PROBE_WINDOW (a padded DPD request and its echo). True when this record is such an answer; the request,
+        counted as DATA when it came, is moved to the probes."""
+        other = "s2c" if direction == "c2s" else "c2s"
+        if self._probes is None:
+            self._probes = {"c2s": [], "s2c": []}
+        for i, (t0, n, fr, least, most) in enumerate(self._probes[other]):
+            if n == length and 0 <= ts - t0 <= PROBE_WINDOW:
+                del self._probes[other][i]
+                self._early = [e for e in self._early or () if not (e[0] == other and e[3] == fr and e[1] == t0)]
+                asked = self.dirs[other]
+                asked.data -= 1
+                asked.inner_bytes_least -= least - self.header
+                asked.inner_bytes_most -= most - self.header
+                asked.mtu_probes += 1
+                self.dirs[direction].mtu_probes += 1
+                self._log(other, fr, t0, "MTU_PROBE")
+                self._log(direction, frame, ts, "MTU_PROBE")
+                return True
+        least, most = self.prot.plaintext(length)
+        q = self._probes[direction]
+        q.append((ts, length, frame, least, most))
+        if len(q) > 16:
+            del q[0]
+        return False
+
+    def _log(self, direction: str, frame: int, ts: float, kind: str) -> list:
+        entry = [direction, frame, ts, kind]
+        if len(self.controls) < MAX_CONTROL_LOG:
+            self.controls.append(entry)
+        return entry
+
+    def classes(self) -> dict:
+        """Records per class and direction: DATA, DPD_REQ, DPD_RESP, KEEPALIVE (unanswered control), DISCONNECT."""
+        out = {"c2s": {}, "s2c": {}}
+        for d, dd in self.dirs.items():
+            if dd.data:
+                out[d]["DATA"] = dd.data
+        for direction, _fr, _ts, kind in self.controls:
+            out[direction][kind] = out[direction].get(kind, 0) + 1
+        return out
+
+    def forget(self, direction: str, length: int) -> None:
+        """Take back one record counted by `add` (a record before the tunnel: an HTTP request or answer)."""
+        least, most = self.prot.plaintext(length)
+        d = self.dirs[direction]
+        d.records -= 1
+        if most < self.header:
+            return
+        if least <= self.header:
+            d.control -= 1
+        elif most - self.header < MIN_IP_PACKET:
+            d.disconnect -= 1
+        else:
+            d.data -= 1
+            d.inner_bytes_least -= least - self.header
+            d.inner_bytes_most -= most - self.header
+
+    def _unanswered_probes(self) -> None:
+        """DTLS MTU probes nobody answered: a run of three or more big records from one side, each within a second
+        of the last and none longer than the one before, the first three strictly shrinking (the binary search of
+        a client whose probes are lost), nothing from the other side in between."""
+        runs: list = []
+        for e in self._early or ():
+            big = e[4] - self.header > MTU_PROBE_MIN
+            run = runs[-1] if runs else None
+            if run and big and run[-1][0] == e[0] and e[1] - run[-1][1] <= PROBE_WINDOW and e[2] <= run[-1][2]:
+                run.append(e)
+            else:
+                runs.append([e] if big else [])
+        for run in runs:
+            # a binary search starts by halving: the first three strictly shrinking (a bulk transfer's run of
+            # full-size records does not)
+            if len(run) < 3 or not run[0][2] > run[1][2] > run[2][2]:
+                continue
+            for direction, ts, _n, frame, least, most in run:
+                d = self.dirs[direction]
+                d.data -= 1
+                d.inner_bytes_least -= least - self.header
+                d.inner_bytes_most -= most - self.header
+                d.mtu_probes += 1
+                self._log(direction, frame, ts, "MTU_PROBE")
+        self._early = None
+
+    def _dead_peer(self) -> None:
+        """Unanswered control frames that end one side's traffic while the other side sends no data any more are
+        DPD requests to a peer that no longer answers (keepalives come and go with traffic around them)."""
+        for direction, other in (("c2s", "s2c"), ("s2c", "c2s")):
+            since = self._last_data.get(direction)
+            run = [e for e in self.controls if e[0] == direction and e[3] == "KEEPALIVE"
+                   and (since is None or e[2] > since)]
+            heard = self._last_data.get(other)
+            if len(run) >= 2 and (heard is None or heard < run[0][2]):
+                for e in run:
+                    e[3] = "DPD_REQ"
+                self.dead_peer.append({"direction": direction, "first": run[0][2], "last": run[-1][2],
+                                       "requests": len(run), "frames": [e[1] for e in run][:10]})
 
     def finish(self) -> None:
+        self._unanswered_probes()
+        self._dead_peer()
         self.control_unanswered += len(self._pending)
         self._pending.clear()

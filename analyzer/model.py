@@ -81,6 +81,10 @@ class Phase:
     #: to give (JSON: an empty object)
     details: Any = None
     summary: str = ""  # one line for the terminal timeline
+    #: without keys: the status the keyless reading gives (analyzer/phases/inferred.py `PhaseInference`), with
+    #: its confidence and basis; None when the phase was read (or there is nothing to infer). JSON: `inferred`,
+    #: present only when set
+    inferred: Any = None
 
     def touch(self, ts: float | None, frame: int | None) -> None:
         if ts is not None:
@@ -90,9 +94,12 @@ class Phase:
             self.frames.append(frame)
 
     def to_json(self, show_secrets: bool = False) -> dict:
-        return {"phase": self.phase, "status": self.status, "start": self.start, "end": self.end,
-                "frames": sorted(set(self.frames)), "summary": self.summary,
-                "details": {} if self.details is None else reveal(self.details, show_secrets)}
+        out = {"phase": self.phase, "status": self.status, "start": self.start, "end": self.end,
+               "frames": sorted(set(self.frames)), "summary": self.summary,
+               "details": {} if self.details is None else reveal(self.details, show_secrets)}
+        if self.inferred is not None:
+            out["inferred"] = reveal(self.inferred, show_secrets)
+        return out
 
 
 @dataclass
@@ -105,11 +112,17 @@ class Finding:
     frames: list[int] = field(default_factory=list)
     phase: str | None = None
     evidence: dict = field(default_factory=dict)
+    #: read without keys from the keyless inference (analyzer/phases/inferred.py); JSON `inferred: true`,
+    #: present only when set
+    inferred: bool = False
 
     def to_json(self, show_secrets: bool = False) -> dict:
-        return {"id": self.id, "severity": self.severity, "time": self.time, "frames": list(self.frames),
-                "phase": self.phase, "message": self.message, "remedy": self.remedy,
-                "evidence": reveal(self.evidence, show_secrets)}
+        out = {"id": self.id, "severity": self.severity, "time": self.time, "frames": list(self.frames),
+               "phase": self.phase, "message": self.message, "remedy": self.remedy,
+               "evidence": reveal(self.evidence, show_secrets)}
+        if self.inferred:
+            out["inferred"] = True
+        return out
 
 
 @dataclass

@@ -272,6 +272,13 @@ class Pipeline:
         prev = [f for f in self.udp.values()
                 if f.client[0] == tracker.client[0] and f.server == tracker.server and f.keys_source is not None]
         if not prev:
+            # without keys: the records are still read by size (analyzer/keyless.py), with the suite the earlier
+            # flow's handshake named
+            named = [f for f in self.udp.values() if f.client[0] == tracker.client[0] and f.server == tracker.server
+                     and f.cipher_suite is not None]
+            if named:
+                p = max(named, key=lambda f: f.last_ts)
+                tracker.estimate_suite = (p.cipher_suite, p.version)
             return
         p = max(prev, key=lambda f: f.last_ts)
         tracker.dtls = p.dtls

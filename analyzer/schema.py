@@ -29,6 +29,7 @@ from .phases.cstp_connect import CSTPConnectDetails, CSTPUndecryptedDetails
 from .phases.downloader import DownloaderDetails
 from .phases.dtls import DTLSDetails
 from .phases.group_selection import GroupSelectionDetails
+from .phases.inferred import PhaseInference
 from .phases.record import UNSET, HeaderList, Record, XMLText
 from .phases.tls_handshake import ConnectionSummary, DTLSConnectionSummary, TLSHandshakeDetails
 from .phases.tunnel import Tunnel
@@ -124,6 +125,7 @@ def generate(schema: dict) -> dict:
     for item, name in zip(session["properties"]["phases"]["prefixItems"], PHASES, strict=True):
         variants = [b.ref(cls) for cls in PHASE_DETAILS[name]] + [EMPTY]
         item["properties"]["details"] = {"anyOf": variants}
+        item["properties"]["inferred"] = b.ref(PhaseInference)  # without keys only (analyzer/phases/inferred.py)
     session["properties"]["tunnel"] = b.ref(Tunnel)
     session["properties"]["connections"] = {
         "type": "array", "items": {"anyOf": [b.ref(ConnectionSummary), b.ref(DTLSConnectionSummary)]}}

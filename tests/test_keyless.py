@@ -3,8 +3,7 @@
 The oracle is acflow's own decrypted analysis of the same real capture with its key log (itself checked against
 tshark and the peers' logs elsewhere): without keys, the estimate must find the same DATA packets and inner
 bytes per direction — exactly for AEAD suites, within one CBC block per packet for Cisco's DTLS 0x0100
-(AES128-SHA) — the only difference allowed being the client's MTU probes (padded DPD requests and their answers),
-which only decryption tells from DATA.
+(AES128-SHA) — and the client's MTU probes (padded DPD requests and their answers) apart from them.
 """
 from __future__ import annotations
 
@@ -38,14 +37,14 @@ def test_dtls_estimate_matches_decryption(name):
         assert est is not None, client
         cbc = bool(est.prot.block)
         ch = f.channel
+        # MTU probes (padded DPD requests and their answers) are told apart by their echo at the same size, or
+        # as a run of shrinking unanswered probes (analyzer/keyless.py): none is left among the DATA packets
         probes = {"c2s": len(ch.mtu_probes), "s2c": sum(1 for p in ch.mtu_probes if p["answered_ts"])}
-        probe_bytes = {"c2s": sum(p["size"] for p in ch.mtu_probes),
-                       "s2c": sum(p["size"] for p in ch.mtu_probes if p["answered_ts"])}
         for d in ("c2s", "s2c"):
             e = est.dirs[d]
-            assert e.data == ch.inner[d] + probes[d], (d, e, ch.inner, probes)
-            # an MTU probe's payload is the DPD padding: it counts as inner bytes in the estimate
-            true_bytes = ch.inner_bytes[d] + probe_bytes[d]
+            assert e.data == ch.inner[d], (d, e, ch.inner)
+            assert e.mtu_probes == probes[d], (d, e, probes)
+            true_bytes = ch.inner_bytes[d]
             if cbc:
                 assert e.inner_bytes_least <= true_bytes <= e.inner_bytes_most
                 assert e.inner_bytes_most - e.inner_bytes_least <= 15 * e.data
@@ -65,6 +64,15 @@ def test_protection_overheads():
     # 1 type byte + 0 payload + 20 MAC + 1 pad length = 22 -> 32, + 16 IV = 48
     assert cbc.plaintext(48)[0] <= 1 <= cbc.plaintext(48)[1]
     assert protection("TLS_WEIRD", 0x0303, dtls=False) is None
+    # TLS 1.0 CBC: the IV is implicit; 3DES: 8-byte blocks; encrypt-then-MAC: the MAC after the padded data
+    assert protection("TLS_RSA_WITH_AES_128_CBC_SHA", 0x0301, dtls=False) == Protection(0, 16, 20)
+    assert protection("TLS_RSA_WITH_3DES_EDE_CBC_SHA", 0x0303, dtls=False) == Protection(8, 8, 20)
+    etm = protection("TLS_RSA_WITH_AES_128_CBC_SHA", 0x0303, dtls=False, etm=True)
+    # a CSTP control frame: 8 + 1 length byte -> 16, + 16 IV + 20 MAC = 52; MAC inside: 8 + 20 + 1 -> 32, + 16 = 48
+    assert etm.record_length(8) == 52 and Protection(16, 16, 20).record_length(8) == 48
+    for n in range(0, 200):
+        least, most = etm.plaintext(etm.record_length(n))
+        assert least <= n <= most
 
 
 def test_estimate_in_the_report_only_without_keys():
@@ -85,3 +93,66 @@ def test_estimate_in_the_report_only_without_keys():
             assert e["estimated"] is True and e["exact_sizes"] is True
             assert e["c2s"]["data"] >= 1 and e["c2s"]["inner_bytes_least"] == e["c2s"]["inner_bytes_most"]
             assert "estimated from record sizes: client→gateway" in text
+
+
+CSTP_SAMPLES = ["dtls-blocked", "reconnect", "dpd-loss", "nat-rebinding", "scripted/keepalive-missing",
+                "scripted/terminate", "scripted/dtls-cookie-ignored", "tls12-rsa"]
+
+
+def _analysis(name: str, keyed: bool):
+    d = sample(name)
+    keys, info = load_keys([d / "keys.log"] if keyed else [], [])
+    pipes: list = []
+    a = analyze_paths([d / "capture.pcapng"], keys, info, on_pipeline=pipes.append)
+    return a, pipes[0]
+
+
+@pytest.mark.parametrize("name", CSTP_SAMPLES)
+def test_cstp_estimate_matches_decryption(name):
+    """The CSTP frames of every tunnel connection, read without keys from record sizes after the CONNECT round the
+    keyless reading found: the same DATA frames and inner bytes per direction as decryption, the tunnel up at the
+    CONNECT answer's frame."""
+    (_, kp), (la, _) = _analysis(name, True), _analysis(name, False)
+    inferred = {t.connection: t for s in la.sessions for t in (s.phase("cstp-connect").inferred.tunnels or [])}
+    checked = 0
+    for c in kp.tcp.values():
+        if c.tunnel is None:
+            continue
+        t = inferred[f"tcp.stream {c.index}"]
+        assert t.established_frame == c.tunnel_frame
+        e = t.estimate
+        for d in ("c2s", "s2c"):
+            got = getattr(e, d)
+            assert got.data == c.tunnel.inner[d], (d, got, c.tunnel.inner)
+            if e.exact_sizes:
+                assert got.inner_bytes_least == got.inner_bytes_most == c.tunnel.inner_bytes[d]
+            else:
+                assert got.inner_bytes_least <= c.tunnel.inner_bytes[d] <= got.inner_bytes_most
+        checked += 1
+    assert checked >= 1
+
+
+def test_inferred_readings_are_labelled_in_every_report():
+    from analyzer import __version__
+    from analyzer.report import render
+    from analyzer.report.json_report import to_document
+
+    a, _ = _analysis("dtls-blocked", False)
+    doc = to_document(a, version=__version__)
+    s = doc["sessions"][0]
+    ph = {p["phase"]: p for p in s["phases"]}
+    for name in ("group-selection", "user-auth", "cstp-connect"):
+        assert ph[name]["status"] == "undecrypted"  # the contract's meaning: the contents were not read
+        inf = ph[name]["inferred"]
+        assert inf["status"] == "ok" and inf["confidence"] in ("high", "medium") and inf["frames"] and inf["basis"]
+    assert ph["user-auth"]["inferred"]["auth_rounds"] == 2  # ocserv asks username and password apart
+    fb = next(f for f in s["findings"] if f["id"] == "DTLS_FALLBACK_TLS")
+    assert fb["inferred"] is True and fb["evidence"]["inferred"] is True
+    assert all("inferred" not in f for f in s["findings"] if f["id"] in ("DTLS_NO_RESPONSE", "KEYS_MISSING"))
+    text = render(a, "terminal", version=__version__)
+    assert "undecrypted → ok?" in text and "DTLS_FALLBACK_TLS (inferred)" in text and "CSTP inferred on" in text
+    html = render(a, "html", version=__version__)
+    assert "tunnel (inferred)" in html and "inferred, high" in html
+    # with keys nothing is inferred
+    keyed = to_document(_analysis("dtls-blocked", True)[0], version=__version__)["sessions"][0]
+    assert all("inferred" not in p for p in keyed["phases"]) and all("inferred" not in f for f in keyed["findings"])

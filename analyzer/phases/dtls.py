@@ -44,9 +44,11 @@ class DirectionEstimate(Record):
     """One direction of an undecrypted DTLS channel, read from record sizes (analyzer/keyless.py)."""
     records: int
     control: int  # records of a bare control packet (DPD request/response, keepalive)
-    data: int  # DATA packets (MTU probes — padded DPD requests — included: only decryption tells them apart)
+    data: int  # DATA packets (MTU probes not answered and not in a run of shrinking probes included)
     inner_bytes_least: int  # inner bytes they carry: exact for AEAD suites, a range of one block each for CBC
     inner_bytes_most: int
+    mtu_probes: int = UNSET  # DTLS: padded DPD requests and their answers (a big record echoed at its size)
+    disconnect: int = UNSET  # records of a DISCONNECT's size (a payload too short for an IP packet)
 
 
 @dataclass
@@ -58,16 +60,26 @@ class ChannelEstimate(Record):
     control_answered: int  # control packets answered in kind by the other side (DPD exchanges)
     control_unanswered: int  # keepalives, and DPD requests without an answer
     exact_sizes: bool  # AEAD suite: inner sizes exact; CBC: within one block
+    #: records per direction and class read from their size and timing (analyzer/keyless.py): DATA, DPD_REQ,
+    #: DPD_RESP, KEEPALIVE, DISCONNECT, TERMINATE, MTU_PROBE
+    frame_classes: dict[str, dict[str, int]] = UNSET
+    #: unanswered DPD requests that end one side's traffic: {direction, first, last, requests, frames}
+    dead_peer: list[dict[str, Any]] = UNSET
+    first_data: dict[str, float] = UNSET  # direction → time of its first DATA packet
+    last_data: dict[str, float] = UNSET  # direction → time of its last DATA packet
 
     @classmethod
     def from_estimate(cls, e) -> ChannelEstimate:
-        def one(d):
-            return DirectionEstimate(records=d.records, control=d.control, data=d.data,
-                                     inner_bytes_least=d.inner_bytes_least, inner_bytes_most=d.inner_bytes_most)
-
-        return cls(estimated=True, c2s=one(e.dirs["c2s"]), s2c=one(e.dirs["s2c"]),
+        return cls(estimated=True, c2s=direction_estimate(e.dirs["c2s"]), s2c=direction_estimate(e.dirs["s2c"]),
                    control_answered=e.control_answered, control_unanswered=e.control_unanswered,
-                   exact_sizes=not e.prot.block)
+                   exact_sizes=not e.prot.block, frame_classes=e.classes(), dead_peer=list(e.dead_peer),
+                   first_data=dict(e.first_data), last_data=dict(e.last_data))
+
+
+def direction_estimate(d) -> DirectionEstimate:
+    return DirectionEstimate(records=d.records, control=d.control, data=d.data,
+                             inner_bytes_least=d.inner_bytes_least, inner_bytes_most=d.inner_bytes_most,
+                             mtu_probes=d.mtu_probes, disconnect=d.disconnect)
 
 
 @dataclass

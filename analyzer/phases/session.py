@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..evidence import fmt_endpoint, judge, other_traffic
 from ..model import PHASES, Phase, Session
-from . import cstp_connect, downloader, dtls, group_selection, tls_handshake, tunnel, user_auth
+from . import cstp_connect, downloader, dtls, group_selection, inferred, tls_handshake, tunnel, user_auth
 from .grouping import DOWNLOADER_PATHS, Group, group_connections
 
 
@@ -18,6 +18,7 @@ def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[P
     phases = [tls, grp, auth, dl, cstp, dt]
     assert tuple(p.phase for p in phases) == PHASES
     mark_before_capture(g, phases)
+    inferred.apply(g, phases)
     return phases
 
 

@@ -297,6 +297,17 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
                    f"{_e(params.address_ip6 or '')}, MTU {_e(params.mtu)}</dd>")
     if dtls.status:
         out.append(f"<dt>DTLS</dt><dd>{_status_badge(dtls.status)} {_e(dtls.summary or '')}</dd>")
+    inf = s.phase("cstp-connect").inferred
+    for tn in (inf.tunnels or []) if inf is not None else []:
+        # the keyless reading of a tunnel connection (analyzer/phases/inferred.py): labelled inferred/estimated
+        est = tn.estimate
+        sizes = "" if est is None else (
+            f"; estimated from record sizes: client→gateway {est.c2s.data} data packets, gateway→client "
+            f"{est.s2c.data}; " + ", ".join(f"{k} {n}" for k, n in sorted(
+                {c: est.frame_classes['c2s'].get(c, 0) + est.frame_classes['s2c'].get(c, 0)
+                 for c in ("DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE")}.items()) if n))
+        out.append(f"<dt>tunnel (inferred)</dt><dd>{_e(tn.connection)}: up {_e(_rel(tn.established_time, t0))}, "
+                   f"ended {_e(_rel(tn.end_time, t0))} ({_e(tn.ended_by or 'still up')}){_e(sizes)}</dd>")
     out.append("</dl>")
     for n in s.notes:
         out.append(f'<div class="warn">{_e(n)}</div>')
@@ -332,11 +343,17 @@ def _timeline(s, t0) -> str:
             bar = (f'<div class="gantt"><span style="left:{left:.2f}%;width:{width:.2f}%;background:{color}">'
                    "</span></div>")
         name = p.phase
+        inf = getattr(p, "inferred", None)
+        # the keyless reading (analyzer/phases/inferred.py): the inferred status next to the phase's own, with how
+        # sure and on what it rests
+        badge = _status_badge(p.status) + (f' → {_status_badge(inf.status)}<br><span class="muted">inferred, '
+                                           f"{_e(inf.confidence)}</span>" if inf is not None else "")
+        why = f'<div class="muted">inferred: {_e(inf.basis)}</div>' if inf is not None else ""
         rows.append(f'<tr class="phase-row"><td class="num">{i}</td><td><b>{_e(name)}</b><br>'
                     f'<span class="muted">{_e(PHASE_TITLES.get(name, ""))}</span></td>'
                     f'<td class="num">{_e(_rel(a, t0))}</td><td class="num">{_e(_dur(a, b))}</td>'
-                    f"<td>{_status_badge(p.status)}</td><td class=\"frames\">{_e(_frames(sorted(set(p.frames))))}</td>"
-                    f"<td>{_e(p.summary)}{bar}</td></tr>")
+                    f"<td>{badge}</td><td class=\"frames\">{_e(_frames(sorted(set(p.frames))))}</td>"
+                    f"<td>{_e(p.summary)}{why}{bar}</td></tr>")
     return ('<table class="timeline"><thead><tr><th>#</th><th>phase</th><th>t</th><th>duration</th><th>status</th>'
             "<th>frames</th><th>what happened</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
@@ -350,7 +367,8 @@ def _findings_table(findings: list, t0) -> str:
         evidence = (f"<details><summary>evidence</summary>{_value(ev)}</details>" if ev else "")
         when = _rel(f.get("time"), t0) if t0 is not None else _iso(f.get("time"))
         rows.append(f'<tr class="finding"><td>{_sev_badge(f.get("severity"))}</td><td><b>{_e(f.get("id"))}</b>'
-                    f'<br><span class="muted">{_e(f.get("phase") or "")}</span></td>'
+                    f'<br><span class="muted">{_e(f.get("phase") or "")}'
+                    + (" · inferred" if f.get("inferred") else "") + "</span></td>"
                     f'<td class="num">{_e(when)}</td><td class="frames">{_e(_frames(f.get("frames")))}</td>'
                     f'<td>{_e(f.get("message"))}'
                     + (f'<div class="remedy">→ {_e(f.get("remedy"))}</div>' if f.get("remedy") else "")

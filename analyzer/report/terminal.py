@@ -130,14 +130,21 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
                     ("duration", {"justify": "right"}), ("status", {}), ("frames", {}), ("what happened", {})):
         t.add_column(col, **kw)
     for i, p in enumerate(s.phases, 1):
-        t.add_row(str(i), p.phase, _rel(p.start, s.start), _dur(p.start, p.end),
-                  Text(p.status, style=STATUS_STYLE.get(p.status, "")), _frames(p.frames), p.summary)
+        status, summary = Text(p.status, style=STATUS_STYLE.get(p.status, "")), p.summary
+        inf = getattr(p, "inferred", None)
+        if inf is not None:  # the keyless reading (analyzer/phases/inferred.py): said to be inferred, and how sure
+            status.append(f" → {inf.status}?", style=STATUS_STYLE.get(inf.status, ""))
+            summary = f"{summary}; inferred ({inf.confidence}): {inf.basis}"
+        t.add_row(str(i), p.phase, _rel(p.start, s.start), _dur(p.start, p.end), status, _frames(p.frames), summary)
     con.print(t)
+    if any(getattr(p, "inferred", None) is not None for p in s.phases):
+        con.print("  [dim]x → y?: status y inferred without keys from record sizes and timing (not read)[/]")
     if s.findings:
         con.print("[bold]Findings[/]")
         for f in s.findings:
             con.print(Text.assemble((f"  {f.severity.upper():7} ", SEVERITY_STYLE.get(f.severity, "")),
-                                    (f"{f.id}", "bold"), f"  {_rel(f.time, s.start)}",
+                                    (f"{f.id}", "bold"), " (inferred)" if getattr(f, "inferred", False) else "",
+                                    f"  {_rel(f.time, s.start)}",
                                     f"  frames {_frames(f.frames)}" if f.frames else ""))
             con.print(f"           {f.message}")
             if f.remedy:
@@ -161,6 +168,7 @@ def _tunnel(con: Console, s) -> None:
         r = hidden.records
         con.print(f"  TLS  not decrypted: {r['c2s'] + r['s2c']} records on {hidden.connection} (client→gateway "
                   f"{r['c2s']}, gateway→client {r['s2c']})")
+        _cstp_estimate(con, s)
     for ch, c in (("cstp", t.cstp), ("dtls", t.dtls)):
         if not c:
             continue
@@ -198,8 +206,33 @@ def _dtls_estimate(con: Console, s) -> None:
 
     answered = sum(e.control_answered for e in ests)
     unanswered = sum(e.control_unanswered for e in ests)
+    probes = sum((opt(e.c2s.mtu_probes) or 0) + (opt(e.s2c.mtu_probes) or 0) for e in ests)
     con.print(f"       estimated from record sizes: client→gateway {side('c2s')}, gateway→client {side('s2c')}; "
-              f"control packets {answered} answered (DPD), {unanswered} unanswered (keepalives or lost DPD)")
+              f"control packets {answered} answered (DPD), {unanswered} unanswered (keepalives or lost DPD)"
+              + (f"; MTU probes {probes}" if probes else ""))
+
+
+def _cstp_estimate(con: Console, s) -> None:
+    """The keyless reading of the tunnel connections (analyzer/phases/inferred.py): when each came up and ended,
+    its CSTP frames by class from record sizes."""
+    inf = s.phase("cstp-connect").inferred
+    for t in (inf.tunnels or []) if inf is not None else []:
+        ended = {None: "still up at the capture's end", "close": "connection closed"}.get(t.ended_by, t.ended_by)
+        con.print(f"  CSTP inferred on {t.connection}: up at {_rel(t.established_time, s.start)} (frame "
+                  f"{t.established_frame}), ended {_rel(t.end_time, s.start)} ({ended})")
+        e = t.estimate
+        if e is None:
+            continue
+
+        def side(k, e=e):
+            d = getattr(e, k)
+            lo, hi = d.inner_bytes_least, d.inner_bytes_most
+            return f"{d.data} data packets ({lo} B)" if lo == hi else f"{d.data} data packets ({lo}–{hi} B)"
+
+        cls = {k: e.frame_classes["c2s"].get(k, 0) + e.frame_classes["s2c"].get(k, 0)
+               for k in ("DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE")}
+        con.print(f"       estimated from record sizes: client→gateway {side('c2s')}, gateway→client {side('s2c')}; "
+                  + ", ".join(f"{k} {n}" for k, n in cls.items() if n))
 
 
 def _verbose(con: Console, s, show_secrets: bool) -> None:

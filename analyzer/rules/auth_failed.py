@@ -58,4 +58,13 @@ def check(session, ctx):
                     f"{', '.join('/'.join(r.fields or ['?']) for r in rounds)}).",
             remedy="Nothing to do if the gateway is set up for multi-step or multi-factor login.",
             evidence={"rounds": len(rounds)}))
+    inf = p.inferred
+    if p.status == "undecrypted" and inf is not None and inf.status == "ok" and (inf.auth_rounds or 0) > 1:
+        out.append(Finding(
+            id="AUTH_MULTI_ROUND", severity="info", phase="user-auth", time=inf.rounds[0].time,
+            frames=[r.frame for r in inf.rounds], inferred=True,
+            message=f"Authentication took {inf.auth_rounds} rounds after the first request (inferred from the "
+                    "request/response records, no keys).",
+            remedy="Nothing to do if the gateway is set up for multi-step or multi-factor login.",
+            evidence={"rounds": inf.auth_rounds, "inferred": True}))
     return out

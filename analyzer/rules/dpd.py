@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails
+from ..phases.inferred import tunnels as inferred_tunnels
 
 RULE_IDS = ("DPD_TIMEOUT", "DPD_RTT_HIGH", "KEEPALIVE_MISSING")
 DPD_RTT_WARN = 1.0
@@ -80,4 +81,31 @@ def check(session, ctx):
                 remedy="The client's keepalives are not sent or are dropped before the capture point; NAT/firewall "
                        "state may expire and the tunnel stall.",
                 evidence={"channel": name, "silence": gap, "keepalive": keepalive}))
+    if connect_details(session.phase("cstp-connect")) is None:
+        out += _inferred(session)
+    return out
+
+
+def _inferred(session):
+    """Without keys: runs of control-size records that got no answer and ended the sender's traffic while the
+    peer sent no data any more (analyzer/keyless.py `dead_peer`): DPD requests to a peer gone silent."""
+    runs = [("CSTP", "cstp-connect", r) for t in inferred_tunnels(session) if t.estimate is not None
+            for r in t.estimate.dead_peer]
+    d = session.phase("dtls").details
+    for f in d.flow_list if isinstance(d, DTLSDetails) else []:
+        if f.estimate and f.estimate.dead_peer:
+            runs += [("DTLS", "dtls", r) for r in f.estimate.dead_peer]
+    out = []
+    for name, phase, r in runs:
+        who = "client" if r["direction"] == "c2s" else "gateway"
+        out.append(Finding(
+            id="DPD_TIMEOUT", severity="error", phase=phase, time=r["first"], frames=list(r["frames"]),
+            inferred=True,
+            message=f"{r['requests']} {name} DPD request(s) from the {who} got no answer over "
+                    f"{r['last'] - r['first']:.1f} s and ended its traffic on the channel: the peer counts as dead "
+                    "(inferred from record sizes and timing, no keys).",
+            remedy="Traffic between client and gateway stopped in that direction (path loss, NAT or firewall state "
+                   "dropped, gateway worker gone); expect a reconnect. Look at what else was lost at that time.",
+            evidence={"channel": name, "requests": r["requests"], "first": r["first"], "last": r["last"],
+                      "inferred": True}))
     return out

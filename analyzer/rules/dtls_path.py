@@ -12,6 +12,7 @@ from ..evidence import split_endpoint
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails
+from ..phases.inferred import tunnels as inferred_tunnels
 
 RULE_IDS = ("DTLS_FALLBACK_TLS", "DTLS_SOURCE_MISMATCH", "DTLS_NAT_REBINDING")
 
@@ -49,6 +50,8 @@ def check(session, ctx):
                 remedy="DTLS broke during the session (DPD failure, rekey, NAT change): see the DPD and DTLS "
                        "findings around that time.",
                 evidence={"dtls_first_data": moved, "last_cstp_data": last_cstp}))
+    if cd is None and flows and (inf := _inferred_fallback(session, d)) is not None:
+        out.append(inf)
     gw_ip = split_endpoint(session.gateway)[0]
     port = dtls_port
     for f in flows:
@@ -81,3 +84,36 @@ def check(session, ctx):
                 evidence={"flow": f.connection, "new_source": f.client,
                           "previous_source": prev[-1].client if prev else None}))
     return out
+
+
+def _inferred_fallback(session, d: DTLSDetails):
+    """Without keys: the client tried DTLS (its hellos are in the capture: it was offered) and the tunnel
+    connection carried DATA-sized CSTP records instead, or again more than a second after DTLS carried its first
+    (analyzer/phases/inferred.py)."""
+    ts = [t for t in inferred_tunnels(session) if t.estimate is not None]
+    if not ts:
+        return None
+    if d.established:
+        dtls_first = min((f.estimate.first_data.get("c2s") for f in d.flow_list if f.established and f.estimate
+                          and f.estimate.first_data and f.estimate.first_data.get("c2s") is not None), default=None)
+        last_cstp = ts[0].estimate.last_data.get("c2s")  # the first tunnel connection, as with keys
+        if dtls_first is None or last_cstp is None or last_cstp <= dtls_first + 1.0:
+            return None
+        return Finding(
+            id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=last_cstp, frames=[], inferred=True,
+            message="Data moved back to the TLS channel after DTLS had carried it (last client DATA-sized CSTP record "
+                    f"{last_cstp - dtls_first:.1f} s after DTLS took over; inferred from record sizes, no keys).",
+            remedy="DTLS broke during the session (DPD failure, rekey, NAT change): see the DPD and DTLS findings "
+                   "around that time.",
+            evidence={"dtls_first_data": dtls_first, "last_cstp_data": last_cstp, "inferred": True})
+    data = {k: sum(getattr(t.estimate, k).data for t in ts) for k in ("c2s", "s2c")}
+    if not (data["c2s"] or data["s2c"]):
+        return None
+    t = ts[0]
+    return Finding(
+        id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=t.established_time, frames=[t.connect_frame],
+        inferred=True,
+        message=f"DTLS did not come up: about {data['c2s']}+{data['s2c']} inner packets travelled over the TLS channel "
+                f"(CSTP; inferred from record sizes on {t.connection}, no keys).",
+        remedy="Fix DTLS (see the DTLS findings): TCP-over-TCP degrades badly under loss and latency.",
+        evidence={"cstp_inner_packets_estimated": data, "connection": t.connection, "inferred": True})

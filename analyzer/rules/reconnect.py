@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
+from ..phases.inferred import tunnels as inferred_tunnels
 
 RULE_IDS = ("RECONNECT", "RECONNECT_ADDRESS_CHANGED")
 
@@ -38,4 +39,22 @@ def check(session, ctx):
                 remedy="Make the gateway keep the address across reconnects (address pool sticky to the session / "
                        "user).",
                 evidence={"before": a, "after": b}))
+    if d is None:
+        out += _inferred(session)
+    return out
+
+
+def _inferred(session):
+    """Without keys: more than one tunnel connection found by the keyless reading (analyzer/phases/inferred.py)."""
+    ts = inferred_tunnels(session)
+    out = []
+    for prev, cur in zip(ts, ts[1:]):
+        gap = cur.connect_time - (prev.end_time or prev.connect_time)
+        out.append(Finding(
+            id="RECONNECT", severity="info", phase="cstp-connect", time=cur.connect_time,
+            frames=[prev.connect_frame, cur.connect_frame], inferred=True,
+            message=f"The client reconnected the tunnel ({cur.connection}), {gap:.1f} s after the previous tunnel "
+                    f"connection ({prev.connection}) ended (inferred from record sizes, no keys).",
+            remedy="A reconnect follows a lost connection (DPD timeout, reset); look at the findings just before it.",
+            evidence={"gap": round(gap, 3), "previous": prev.connection, "new": cur.connection, "inferred": True}))
     return out

@@ -9,6 +9,7 @@ and not on another.
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.inferred import reading
 from ..phases.tls_handshake import TLSHandshakeDetails
 
 RULE_IDS = ("TLS_CLIENT_CERT_REQUESTED", "TLS_CLIENT_CERT_MISSING")
@@ -45,7 +46,7 @@ def check(session, ctx):
     if missing:
         sent_elsewhere = [x for x in per_conn if x.certificates_sent]
         # the certificate was presented on another connection and the tunnel came up: worth knowing, not a fault
-        benign = bool(sent_elsewhere) and session.phase("cstp-connect").status == "ok"
+        benign = bool(sent_elsewhere) and reading(session.phase("cstp-connect")) == "ok"
         out.append(Finding(
             id="TLS_CLIENT_CERT_MISSING", severity="info" if benign else "warning", phase="tls-handshake",
             time=missing[0].request_time,

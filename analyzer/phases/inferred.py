@@ -1,0 +1,314 @@
+"""Phases 2–6 read without keys (issue #13): the status each phase most likely had, *inferred* from record sizes,
+directions and timing (analyzer/inference.py), with a confidence and the frames it rests on.
+
+A phase whose status stays `undecrypted` (or, for the DTLS phase, whose handshake was recognised without keys)
+gets `inferred` (`PhaseInference`): the status the keyless reading gives (`ok`, `failed`, `absent`), how sure it
+is (`high`, `medium`, `low`), its basis in words and the frames. The phase's `status` itself keeps its documented
+meaning (`undecrypted`: the contents were not read); `inferred.status` is the reading from outside.
+
+* group-selection: the first round of the first connection (the `init` POST and its answer); `ok` when the
+  session went on (more rounds, or a tunnel).
+* user-auth: the rounds after it up to the CONNECT round; `ok` when a tunnel followed, `failed` when the
+  connections ended without one after the client's rounds.
+* downloader: TLS connections that started after the first and before the tunnel connection, carrying rounds
+  only (the downloader's GETs); `absent` when there are none.
+* cstp-connect: the connection whose CONNECT round is followed by CSTP frames or DTLS; when the tunnel came up,
+  how it ended, and its CSTP frames by class from their sizes (`CSTPEstimate`).
+* dtls: established without keys (protected Finished / application-data records from both sides).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..inference import ConnectionReading, read_connection
+from ..model import Phase
+from .dtls import DirectionEstimate, direction_estimate
+from .grouping import Group
+from .record import UNSET, Record
+
+
+@dataclass
+class InferredRound(Record):
+    """One HTTP request/response round seen from outside (sizes are plaintext bytes: record minus overhead)."""
+    connection: str
+    time: float
+    frame: int
+    request_records: int
+    request_bytes: int
+    response_time: float | None
+    response_frame: int | None
+    response_records: int
+    response_bytes: int
+
+
+@dataclass
+class InferredConnection(Record):
+    """An extra TLS connection between the login and the tunnel (the downloader's, most likely)."""
+    connection: str
+    start: float
+    end: float
+    rounds: int
+    bytes: dict[str, int]  # plaintext bytes per direction, over its rounds
+
+
+@dataclass
+class CSTPEstimate(Record):
+    """The CSTP frames of an undecrypted tunnel connection, by class, *estimated* from record sizes."""
+    estimated: bool  # always true
+    c2s: DirectionEstimate
+    s2c: DirectionEstimate
+    frame_classes: dict[str, dict[str, int]]  # direction → DATA / DPD_REQ / DPD_RESP / KEEPALIVE / DISCONNECT / …
+    control_answered: int
+    control_unanswered: int
+    exact_sizes: bool
+    dead_peer: list[dict[str, Any]]  # unanswered DPD requests that end one side's traffic
+    first_data: dict[str, float]  # direction → time of its first DATA frame (first_data/last_data: the tunnel's)
+    last_data: dict[str, float]
+
+
+@dataclass
+class InferredTunnel(Record):
+    """One tunnel connection: its CONNECT round, when the tunnel came up and how it ended."""
+    connection: str
+    connect_time: float
+    connect_frame: int
+    established_time: float | None  # the CONNECT answer's first record
+    established_frame: int | None
+    end_time: float | None  # a DISCONNECT/TERMINATE record, else the connection's last packet
+    end_frame: int | None
+    ended_by: str | None  # DISCONNECT, TERMINATE, close (FIN/RST), None: still up when the capture ends
+    basis: list[str]  # cstp-record, control-size, dtls-after-connect (analyzer/inference.py)
+    estimate: CSTPEstimate | None
+
+
+@dataclass
+class PhaseInference(Record):
+    """The keyless reading of a phase: the status it most likely had, how sure, and on what it rests."""
+    status: str  # ok / failed / absent
+    confidence: str  # high / medium / low
+    basis: str
+    frames: list[int]
+    rounds: list[InferredRound] = UNSET  # group-selection, user-auth
+    auth_rounds: int = UNSET  # user-auth: rounds after the first (init) one, up to the CONNECT
+    connections: list[InferredConnection] = UNSET  # downloader
+    tunnels: list[InferredTunnel] = UNSET  # cstp-connect: every tunnel connection (reconnects included)
+    dtls_mode: str | None = UNSET  # dtls: psk-negotiate / legacy / legacy-0x0100, from the clear hellos
+
+
+def _round(conn, rd) -> InferredRound:
+    return InferredRound(connection=f"tcp.stream {conn.index}", time=rd.start, frame=rd.frame,
+                         request_records=rd.request_records, request_bytes=rd.request_bytes,
+                         response_time=rd.response_start, response_frame=rd.response_frame,
+                         response_records=rd.response_records, response_bytes=rd.response_bytes)
+
+
+def _estimate(est) -> CSTPEstimate | None:
+    if est is None:
+        return None
+    return CSTPEstimate(estimated=True, c2s=direction_estimate(est.dirs["c2s"]),
+                        s2c=direction_estimate(est.dirs["s2c"]), frame_classes=est.classes(),
+                        control_answered=est.control_answered, control_unanswered=est.control_unanswered,
+                        exact_sizes=not est.prot.block, dead_peer=list(est.dead_peer),
+                        first_data=dict(est.first_data), last_data=dict(est.last_data))
+
+
+def _tunnel(r: ConnectionReading) -> InferredTunnel:
+    c = r.conn
+    rd = r.connect_round
+    end = next((e for e in reversed(r.estimate.controls) if e[3] in ("DISCONNECT", "TERMINATE")), None) \
+        if r.estimate is not None else None
+    if end is not None:
+        end_time, end_frame, by = end[2], end[1], end[3]
+    elif c.closed:
+        end_time, end_frame, by = c.last_ts, c.last_frame, "close"
+    else:
+        end_time, end_frame, by = c.last_ts, c.last_frame, None
+    t = InferredTunnel(connection=f"tcp.stream {c.index}", connect_time=rd.start, connect_frame=rd.frame,
+                       established_time=rd.response_start, established_frame=rd.response_frame,
+                       end_time=end_time, end_frame=end_frame, ended_by=by, basis=list(r.basis),
+                       estimate=_estimate(r.estimate))
+    t.reading = r  # not a field, not in the JSON: the per-record classes, for analyzer/agreement.py
+    return t
+
+
+def readings(g: Group) -> list[ConnectionReading] | None:
+    """The keyless reading of every TLS connection of the group, None when there is none or any was decrypted
+    (the keyed analysis then speaks)."""
+    conns = [cn.c for cn in g.conns if cn.c.is_tls]
+    if not conns or any(c.decrypted for c in conns):
+        return None
+    hellos = [f.hellos[0]["ts"] for f in g.dtls if f.hellos]
+    starts = [c.first_ts for c in conns]
+    return [read_connection(c, hellos, [t for t in starts if t != c.first_ts]) for c in conns]
+
+
+def apply(g: Group, phases: list[Phase]) -> None:
+    """Add the keyless reading (`Phase.inferred`) to the phases that stayed undecrypted."""
+    tls, grp, auth, dl, cstp, dt = phases
+    if dt.status == "undecrypted":
+        d = dt.details
+        est = [f for f in d.flow_list if f.established]
+        if est:
+            f = est[0]
+            mode, why = dtls_mode(f)
+            dt.inferred = PhaseInference(
+                status="ok", confidence="high",
+                basis=f"DTLS established ({f.established_from}: protected records from both sides after the "
+                      "handshake)" + (f"; {mode}: {why}" if mode else ""),
+                frames=[x for x in (f.established_frame, f.first_frame) if x], dtls_mode=mode)
+    rs = readings(g)
+    if rs is None:
+        return
+    live = [r for r in rs if not r.conn.started_before_capture]
+    if not live:
+        return
+    tunnels = [r for r in live if r.connect is not None]
+    first_t = tunnels[0] if tunnels else None
+    first = live[0]
+    t_start = first_t.conn.first_ts if first_t else None
+    # rounds before the first tunnel: the login (on the first connection and on the tunnel connection before
+    # its CONNECT); extra connections in between: the downloader
+    login = [(first.conn, rd) for rd in first.http_rounds if first is not first_t or rd is not first.connect_round]
+    extra = [r for r in live[1:] if r is not first_t and r.connect is None
+             and (t_start is None or r.conn.first_ts < t_start)]
+    if first_t is not None and first_t is not first:
+        login += [(first_t.conn, rd) for rd in first_t.http_rounds[:-1]]
+    rounds = [_round(c, rd) for c, rd in login]
+    closed = all(r.conn.closed for r in live)
+    if grp.status == "undecrypted" and rounds:
+        answered = rounds[0].response_records > 0
+        went_on = len(rounds) > 1 or first_t is not None
+        if answered and went_on:
+            grp.inferred = PhaseInference(
+                status="ok", confidence="high" if first_t is not None else "medium",
+                basis="the first request (init) was answered and the client went on",
+                frames=[rounds[0].frame] + ([rounds[0].response_frame] if rounds[0].response_frame else []),
+                rounds=rounds[:1])
+    if auth.status == "undecrypted" and rounds:
+        auth_rounds = rounds[1:]
+        frames = [x.frame for x in auth_rounds][:20]
+        if first_t is not None:
+            rd = first_t.connect_round
+            auth.inferred = PhaseInference(
+                status="ok", confidence="high" if len(first_t.basis) > 1 else "medium",
+                basis=f"{len(auth_rounds)} round(s) after the init, then a tunnel (CONNECT round at frame "
+                      f"{rd.frame}, {', '.join(first_t.basis)})",
+                frames=frames + [rd.frame], rounds=auth_rounds, auth_rounds=len(auth_rounds))
+    if first_t is None:
+        _no_tunnel(grp, auth, cstp, live, rounds, closed)
+    if dl.status in ("undecrypted", "absent") and first_t is not None:
+        if extra:
+            conns = [InferredConnection(connection=f"tcp.stream {r.conn.index}", start=r.conn.first_ts,
+                                        end=r.conn.last_ts, rounds=len(r.rounds),
+                                        bytes={"c2s": sum(x.request_bytes for x in r.rounds),
+                                               "s2c": sum(x.response_bytes for x in r.rounds)}) for r in extra]
+            dl.inferred = PhaseInference(
+                status="ok", confidence="medium",
+                basis=f"{len(extra)} extra TLS connection(s) with request/response rounds between the login and "
+                      "the tunnel (the downloader's GETs, most likely)",
+                frames=[r.conn.first_frame for r in extra], connections=conns)
+        elif dl.status == "undecrypted":
+            dl.inferred = PhaseInference(status="absent", confidence="medium",
+                                         basis="no extra TLS connection between the login and the tunnel",
+                                         frames=[])
+    if cstp.status == "undecrypted" and tunnels:
+        ts = [_tunnel(r) for r in tunnels]
+        t0 = ts[0]
+        cstp.inferred = PhaseInference(
+            status="ok", confidence="high" if len(tunnels[0].basis) > 1 else "medium",
+            basis=f"CONNECT round at frame {t0.connect_frame} on {t0.connection}, then "
+                  + ", ".join(tunnels[0].basis) + (f"; {len(ts)} tunnel connections" if len(ts) > 1 else ""),
+            frames=[t0.connect_frame] + [x for x in (t0.established_frame,) if x] + tunnels[0].basis_frames[:8],
+            tunnels=ts)
+
+
+SMALL_ANSWER = 200  # plaintext bytes: an aggregate-auth answer or 200 CONNECTED is longer, an HTTP error shorter
+
+
+def _small(rd) -> bool:
+    return rd.response_records > 0 and rd.response_bytes < SMALL_ANSWER
+
+
+def _no_tunnel(grp: Phase, auth: Phase, cstp: Phase, live: list[ConnectionReading], rounds: list[InferredRound],
+               closed: bool) -> None:
+    """No tunnel came up: which request the gateway refused, from the size of its answers (an aggregate-auth
+    answer is an XML document of several hundred bytes, a 200 CONNECTED carries the X-CSTP-* headers; an HTTP
+    error — 404 to the first POST, 401/503 to a CONNECT — is a status line and a few headers) and from what the
+    client did next (a new connection after the login rounds: it went on to the tunnel's)."""
+    if not rounds:
+        return
+    first = rounds[0]
+    every = sorted((rd for r in live for rd in r.rounds), key=lambda rd: rd.start)
+    last = every[-1] if every else None
+    if _small(first):
+        why = (f"the gateway answered the first request with {first.response_bytes} bytes: an HTTP error, not an "
+               "aggregate-auth form")
+        fr = [first.frame] + ([first.response_frame] if first.response_frame else [])
+        if grp.status == "undecrypted":
+            grp.inferred = PhaseInference(status="failed", confidence="medium", basis=why, frames=fr,
+                                          rounds=rounds[:1])
+        if auth.status == "undecrypted" and len(rounds) == 1:
+            auth.inferred = PhaseInference(status="absent", confidence="medium", basis=why, frames=fr)
+        if cstp.status == "undecrypted":
+            cstp.inferred = PhaseInference(status="absent", confidence="low", basis=why, frames=fr)
+        return
+    auth_rounds = rounds[1:]
+    frames = [x.frame for x in auth_rounds][:20]
+    if last is not None and last.frame != first.frame and _small(last):
+        why = (f"{len(auth_rounds) - 1} round(s) after the init answered with full documents, then the last request "
+               f"(frame {last.frame}) got a {last.response_bytes}-byte answer: an HTTP error, a refused CONNECT "
+               "(401/503) most likely")
+        fr = [last.frame] + ([last.response_frame] if last.response_frame else [])
+        if auth.status == "undecrypted":
+            auth.inferred = PhaseInference(status="ok", confidence="low", basis=why, frames=frames[:-1],
+                                           rounds=auth_rounds[:-1], auth_rounds=max(len(auth_rounds) - 1, 0))
+        if cstp.status == "undecrypted":
+            cstp.inferred = PhaseInference(status="failed", confidence="low", basis=why, frames=fr)
+        return
+    end = max((rd.end or rd.start) for rd in every) if every else None
+    later = [r for r in live if end is not None and r.conn.first_ts > end]
+    if auth.status == "undecrypted" and auth_rounds:
+        if later:
+            auth.inferred = PhaseInference(
+                status="ok", confidence="low",
+                basis=f"{len(auth_rounds)} round(s) after the init, then the client opened a new connection "
+                      f"({', '.join(f'tcp.stream {r.conn.index}' for r in later[:3])}) that got no tunnel",
+                frames=frames, rounds=auth_rounds, auth_rounds=len(auth_rounds))
+        elif closed:
+            auth.inferred = PhaseInference(
+                status="failed", confidence="low",
+                basis=f"{len(auth_rounds)} round(s) after the init answered, no new connection, no tunnel: the "
+                      "connections closed",
+                frames=frames, rounds=auth_rounds, auth_rounds=len(auth_rounds))
+    if cstp.status == "undecrypted" and closed:
+        cstp.inferred = PhaseInference(status="absent", confidence="low",
+                                       basis="no connection with a CONNECT round followed by CSTP records or DTLS",
+                                       frames=[])
+
+
+def dtls_mode(f) -> tuple[str | None, str]:
+    """The DTLS mode from the clear hellos of a flow (`DTLSFlowSummary`): (mode, why)."""
+    sh = f.server_hello
+    if f.version == "DTLS 0x0100" or any(h.version == 0x0100 for h in f.client_hellos[:4]):
+        return "legacy-0x0100", "Cisco's pre-standard DTLS version 0x0100"
+    if f.cipher_suite and "_PSK_" in f.cipher_suite:
+        return "psk-negotiate", f"the ServerHello chose the PSK suite {f.cipher_suite}"
+    if sh is not None and f.client_hellos and sh.session_id and sh.session_id == f.client_hellos[0].session_id:
+        return "legacy", "the ServerHello resumes the ClientHello's session id (X-DTLS-Session-ID)"
+    return None, ""
+
+
+def reading(p: Phase, confident: bool = True) -> str:
+    """The phase's status, or — when it was not read (`undecrypted`) — the status the keyless reading gives
+    (with ``confident``, only a `high`-confidence one)."""
+    inf = p.inferred
+    if p.status == "undecrypted" and inf is not None and (not confident or inf.confidence == "high"):
+        return inf.status
+    return p.status
+
+
+def tunnels(session) -> list[InferredTunnel]:
+    """The tunnel connections the keyless reading found (empty when the session was decrypted)."""
+    inf = session.phase("cstp-connect").inferred
+    return list(inf.tunnels or []) if inf is not None else []

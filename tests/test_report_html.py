@@ -40,6 +40,7 @@ from analyzer.phases.tunnel import CSTPTotals, Tunnel, TunnelEnd
 from analyzer.phases.user_auth import AuthRound, UserAuthDetails
 from analyzer.report.html import _dur, _frames, _iso, _rel, render_html
 from analyzer.report.json_report import to_document
+from analyzer.timefmt import clock
 from lab.scenarios import SCENARIOS
 
 from .conftest import facts, sample, sample_dirs
@@ -202,7 +203,9 @@ def test_sample_page_data(name):
     rows = p.tables["timeline"][1:]
     assert [r[1].split()[0] for r in rows] == list(PHASES)
     for row, ph in zip(rows, s["phases"], strict=True):
-        assert row[2] == _rel(ph["start"], s["start"])
+        # relative, then the absolute time of day (in --tz, UTC by default) below it
+        assert row[2].split()[:1] == ([_rel(ph["start"], s["start"])] if ph["start"] is not None else [])
+        assert row[2].split()[1:] == ([clock(ph["start"])] if ph["start"] is not None else [])
         assert row[3] == _dur(ph["start"], ph["end"])
         assert row[4] == ph["status"]
         assert row[5] == _frames(ph["frames"])

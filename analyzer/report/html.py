@@ -26,6 +26,7 @@ from ..phases.dtls import DTLSDetails
 from ..phases.record import UNSET, opt
 from ..phases.tls_handshake import TLSHandshakeDetails
 from ..timefmt import UTC, clock, stamp
+from ..wording import plural
 from .json_report import to_document
 
 #: the --tz zone of the page being rendered (render_html sets it)
@@ -308,10 +309,10 @@ def _captures(doc: dict) -> str:
     rows = []
     for c in doc.get("captures") or []:
         keys = c.get("keys") or {}
-        k = (f"{len(keys.get('keylog_files') or [])} key log(s), {len(keys.get('rsa_keys') or [])} RSA key(s), "
-             f"{keys.get('entries', 0)} entries")
+        k = (f"{plural(len(keys.get('keylog_files') or []), 'key log')}, "
+             f"{plural(len(keys.get('rsa_keys') or []), 'RSA key')}, {plural(keys.get('entries', 0), 'entry')}")
         if keys.get("embedded_secrets"):
-            k += f", {keys['embedded_secrets']} embedded secrets block(s)"
+            k += f", {plural(keys['embedded_secrets'], 'embedded secrets block')}"
         problems = [*(c.get("errors") or [])[:10], *((keys.get("keylog_errors") or [])[:5])]
         rows.append(f"<tr><td class=\"mono\" data-label=\"file\">{_e(c.get('path'))}</td>"
                     f"<td class=\"num\" data-label=\"frames\">{_e(c.get('frames'))}</td>"

@@ -162,12 +162,13 @@ def render_summary(analysis, *, color: bool = False, tz=None, width: int | None 
     for s in analysis.sessions:
         v = s.verdict
         worst = (v.worst_severity if v is not None else None) or "none"
-        rows.append((s.id, s.client, s.gateway, _iso(s.start, tz), _dur(s.start, s.end) or "?",
+        rows.append((s.id, s.client, s.gateway, _iso(s.start, tz).rsplit(".", 1)[0], _dur(s.start, s.end) or "?",
                      v.outcome if v is not None else "?", worst, v.text if v is not None else ""))
     if not rows:
         con.print("no session" + (" matches the filters" if filters else ""))
         return buf.getvalue()
-    heads = ("id", "client", "gateway", "start", "duration", "outcome", "worst", "verdict")
+    zone = next((_iso(s.start, tz).rsplit(" ", 1)[-1] for s in analysis.sessions if s.start is not None), "UTC")
+    heads = ("id", "client", "gateway", f"start ({zone})", "duration", "outcome", "worst", "verdict")
     w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads[:-1])]
     fixed = sum(w) + 2 * len(w)
     room = con.width - 1 - fixed

@@ -138,7 +138,7 @@ def run_live(*, interface, stdin, keylogs, rsa_keys, duration, fmt, output, writ
     ci.errors = [e for e in ci.errors if not (stop["now"] or deadline) or "truncated" not in e]
     analysis = an.finish()
     text = render(analysis, fmt, version=__version__, show_secrets=show_secrets,
-                  to_terminal=output is None and sys.stdout.isatty())
+                  to_terminal=output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     if output:
         Path(output).write_text(text, encoding="utf-8")
     else:

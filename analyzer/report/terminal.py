@@ -1,7 +1,7 @@
 """Terminal renderer (rich): one screen per session — the verdict first, then the phase timeline, findings
 (repeated ones grouped), tunnel statistics.
 
-The layout follows the terminal's width (`width`; the real terminal's, else COLUMNS): at 118 columns and more the
+The layout follows the terminal's width (`width`; the real terminal's, else COLUMNS): at 140 columns and more the
 phases are a table, below that each phase takes two lines, and every long line wraps with a hanging indent. Times
 show relative (+s from the session start) and absolute (in the `--tz` zone). `--verbose` adds the HTTP headers
 and the aggregate-auth XML of phases 2, 3 and 5 (secrets redacted unless `--show-secrets`). `--summary`
@@ -33,7 +33,7 @@ STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypt
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 OUTCOME_STYLE = {"healthy": "bold green", "degraded": "bold yellow", "tunnel-lost": "bold red",
                  "failed": "bold red", "inconclusive": "bold blue"}
-WIDE = 118  # from this many columns the phases are a table with a "what happened" column
+WIDE = 140  # from this many columns the phases are a table with a "what happened" column
 GROUP_MIN = 3  # this many findings with one id and severity in a session are shown as one group
 DEFAULT_WIDTH = 100  # no terminal and no COLUMNS
 
@@ -175,8 +175,8 @@ def render_summary(analysis, *, color: bool = False, tz=None, width: int | None 
     below = room < 30  # a narrow terminal: the verdict goes on its own line under the session's fields
     if below:
         room = con.width - 1 - 4
-    con.print(Text("  ".join(h.ljust(w[i]) for i, h in enumerate(heads[:-1])).rstrip()
-                   + ("" if below else "  verdict"), style="bold"), soft_wrap=True)
+    cells = "  ".join(h.ljust(w[i]) for i, h in enumerate(heads[:-1]))
+    con.print(Text(cells.rstrip() if below else cells + "  verdict", style="bold"), soft_wrap=True)
     for r in rows:
         verdict = r[7] if len(r[7]) <= room else r[7][:room - 1] + "…"
         t = Text()
@@ -271,9 +271,10 @@ def _phase_table(con: Console, s, tz) -> None:
 
 def _phase_lines(con: Console, s, tz) -> None:
     """The phases on a narrow terminal: a line of numbers per phase, then what happened, indented."""
+    sw = max((len(p.status) for p in s.phases), default=0) + 2
     for i, p in enumerate(s.phases, 1):
         head = Text(f"  {i} {p.phase:<16}")
-        head.append(f"{p.status:<15}", style=STATUS_STYLE.get(p.status, ""))
+        head.append(f"{p.status:<{sw}}", style=STATUS_STYLE.get(p.status, ""))
         when = " ".join(x for x in (_rel(p.start, s.start), clock(p.start, tz), _dur(p.start, p.end)) if x)
         head.append(when)
         con.print(head, soft_wrap=True)

@@ -318,6 +318,16 @@ def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: boo
                           time=s.start, remedy=None, findings=[], worst_severity=worst_severity(s.findings))
 
 
+def text_with_clock(v: SessionVerdict, t0: float | None, clock) -> str:
+    """The verdict's text with the absolute time beside the relative one it names ("Tunnel died at +4.4 s
+    (07:13:26.042)"); `clock(ts)` formats a time of day in the report's zone."""
+    rel = _rel(v.time, t0)
+    c = clock(v.time) if v.time is not None else ""
+    if not rel or not c or f"at {rel}" not in v.text:
+        return v.text
+    return v.text.replace(f"at {rel}", f"at {rel} ({c})", 1)
+
+
 def apply_verdicts(analysis: Analysis) -> None:
     """Give every session its verdict (after the rules ran)."""
     for s in analysis.sessions:

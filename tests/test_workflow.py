@@ -232,6 +232,7 @@ def test_absolute_times_and_tz():
     utc = dt.datetime.fromtimestamp(f["time"], dt.UTC).strftime("%H:%M:%S.%f")[:-3]
     out = cli("analyze", *cap("dpd-loss"), env={"COLUMNS": "160"}).stdout
     assert f"+4.355s ({utc})" in out
+    assert f"Tunnel died at +4.4 s ({utc})" in out  # the verdict too
     paris = cli("analyze", *cap("dpd-loss"), "--tz", "Europe/Paris", env={"COLUMNS": "160"}).stdout
     later = (dt.datetime.fromtimestamp(f["time"], dt.UTC) + dt.timedelta(hours=1)).strftime("%H:%M:%S.%f")[:-3]
     assert f"+4.355s ({later})" in paris and " CET" in paris

@@ -26,6 +26,7 @@ from ..phases.dtls import DTLSDetails
 from ..phases.record import UNSET, opt
 from ..phases.tls_handshake import TLSHandshakeDetails
 from ..timefmt import UTC, clock, stamp
+from ..verdict import text_with_clock
 from ..wording import plural
 from .json_report import to_document
 
@@ -194,14 +195,17 @@ def _outcome_badge(outcome) -> str:
     return _badge(str(outcome or "?").upper(), OUTCOME_COLOR.get(outcome, "#59636e"))
 
 
-def _verdict_block(v) -> str:
-    """The session's verdict (analyzer/verdict.py), before everything else."""
+def _verdict_block(v, s) -> str:
+    """The session's verdict (analyzer/verdict.py), before everything else: `v` its JSON object, `s` the session
+    (the typed verdict gives the text with the absolute time beside the relative one)."""
     if not isinstance(v, dict) or not v.get("text"):
         return ""
     color = OUTCOME_COLOR.get(v.get("outcome"), "#59636e")
+    typed = getattr(s, "verdict", None)
+    text = text_with_clock(typed, _num(s.start), _clock) if typed is not None else v.get("text")
     when = f' <span class="abs">at {_e(_iso(v.get("time")))}</span>' if v.get("outcome") != "healthy" and \
         _num(v.get("time")) is not None else ""
-    return (f'<div class="verdict" style="--vc:{color}">{_outcome_badge(v.get("outcome"))}{_e(v.get("text"))}'
+    return (f'<div class="verdict" style="--vc:{color}">{_outcome_badge(v.get("outcome"))}{_e(text)}'
             f"{when}</div>")
 
 
@@ -335,7 +339,7 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
     sw = s.client_software or {}
     out = [f'<section class="session" id="session-{idx}">',
            f"<h2>Session {_e(s.id)}: {_e(s.client)} ⇄ {_e(s.gateway)}</h2>",
-           _verdict_block(sd.get("verdict")),
+           _verdict_block(sd.get("verdict"), s),
            '<dl class="facts">',
            f"<dt>client</dt><dd>{_e((tls.client if tls is not None else None) or s.client)}</dd>",
            # stream numbers count per capture file, as in Wireshark: say which file they are of
@@ -615,8 +619,10 @@ def _seq_groups(s) -> list[tuple[str, str, str, list]]:
                     ans = f"{status} {cx.reason or ''}".strip()
                     prm = cx.parameters
                     if status == 200 and prm:
-                        ans += (f": {prm.address or '?'}, MTU {prm.mtu}"
-                                + (f", DTLS port {prm.dtls_port}" if prm.dtls_port else ""))
+                        granted = [a for a in (prm.address, prm.address_ip6) if a]
+                        granted += [f"MTU {prm.mtu}"] if prm.mtu else []
+                        granted += [f"DTLS port {prm.dtls_port}"] if prm.dtls_port else []
+                        ans += (": " + ", ".join(granted)) if granted else ""
                     if cx.x_reason:
                         ans += f" — X-Reason: {cx.x_reason}"
                     rows.append(_msg("s2c", ans, opt(cx.response_time), opt(cx.response_frame),

@@ -26,6 +26,7 @@ from ..phases.group_selection import GroupSelectionDetails
 from ..phases.record import opt
 from ..phases.user_auth import UserAuthDetails
 from ..timefmt import UTC, clock, stamp
+from ..verdict import text_with_clock
 from ..wording import plural
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypted": "yellow",
@@ -222,7 +223,7 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
     con.rule(Text.assemble((f"Session {s.id}", "bold"), f"  client {s.client} → gateway {s.gateway}"), align="left")
     v = getattr(s, "verdict", None)
     if v is not None:
-        _wrap(con, v.text, 0, 4,
+        _wrap(con, text_with_clock(v, s.start, lambda ts: clock(ts, tz)), 0, 4,
               prefix=Text.assemble("  ", (v.outcome.upper(), OUTCOME_STYLE.get(v.outcome, "bold")), "  "))
     if several_captures and s.captures:
         # stream numbers count per capture file, as in Wireshark: say which file they are of

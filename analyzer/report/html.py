@@ -203,8 +203,9 @@ def _verdict_block(v, s) -> str:
     color = OUTCOME_COLOR.get(v.get("outcome"), "#59636e")
     typed = getattr(s, "verdict", None)
     text = text_with_clock(typed, _num(s.start), _clock) if typed is not None else v.get("text")
+    # the date and time, unless the text already says when (the time of day beside "at +4.4 s")
     when = f' <span class="abs">at {_e(_iso(v.get("time")))}</span>' if v.get("outcome") != "healthy" and \
-        _num(v.get("time")) is not None else ""
+        _num(v.get("time")) is not None and text == v.get("text") else ""
     return (f'<div class="verdict" style="--vc:{color}">{_outcome_badge(v.get("outcome"))}{_e(text)}'
             f"{when}</div>")
 

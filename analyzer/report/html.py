@@ -268,8 +268,8 @@ def _render_html(analysis, *, version: str, show_secrets: bool, tz, filters: dic
         shown = ", ".join(f"--{k} " + _e(" ".join(map(str, v)) if isinstance(v, list) else
                                          _iso(v) if k in ("since", "until") else v)
                           for k, v in filters.items() if k not in ("shown", "total"))
-        out.append(f'<p class="muted">Filters {shown}: {_e(filters.get("shown"))} of {_e(filters.get("total"))} '
-                   "session(s) shown.</p>")
+        out.append(f'<p class="muted">Filters {shown}: {_e(filters.get("shown"))} of '
+                   f'{_e(plural(filters.get("total") or 0, "session"))} shown.</p>')
     sessions = doc.get("sessions") or []
     if not sessions:
         out.append("<p><b>No AnyConnect-protocol session found</b>: no flow in this capture shows evidence of "
@@ -304,7 +304,7 @@ def _other_traffic(o: dict) -> str:
     talkers = ", ".join(f"{_e(t.get('client'))} ↔ {_e(t.get('server'))} ({_e(_bytes(t.get('bytes')))})"
                         for t in o.get("top_talkers") or [])
     return (f'<section class="session" id="other-traffic"><h2>Other traffic</h2><p class="muted">'
-            f"{_e(o.get('flows'))} flow(s) without evidence of the AnyConnect protocol, "
+            f"{_e(plural(o.get('flows') or 0, 'flow'))} without evidence of the AnyConnect protocol, "
             f"{_e(_bytes(o.get('bytes')))}.</p><table class=\"reflow\"><thead><tr><th>protocol</th><th>server port</th>"
             f"<th>flows</th><th>bytes</th></tr></thead><tbody>{rows}</tbody></table>"
             + (f"<p>Top talkers: {talkers}</p>" if talkers else "") + "</section>")

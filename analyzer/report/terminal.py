@@ -207,7 +207,8 @@ def _other_traffic(con: Console, o: dict) -> None:
     if not o.get("flows"):
         return
     con.print()
-    con.print(f"[bold]Other traffic[/] (not AnyConnect): {o['flows']} flow(s), {_bytes(o.get('bytes', 0))}")
+    con.print(Text.assemble(("Other traffic", "bold"), f" (not AnyConnect): {plural(o['flows'], 'flow')}, "
+                                                      f"{_bytes(o.get('bytes', 0))}"))
     rows = o.get("by_protocol") or []
     parts = [f"{r['protocol']}/{r['server_port']} ×{r['flows']} ({_bytes(r['bytes'])})" for r in rows[:12]]
     more = len(rows) - 12 + (o.get("more_protocols") or 0)

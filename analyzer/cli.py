@@ -78,7 +78,7 @@ def _tz(ctx, param, value):
 @click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Gateway RSA private key (PEM/DER) for TLS_RSA_* key exchange; may be repeated.")
 @click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal",
-              help="Report format: terminal (default), json (the documented document, docs/json-schema.md) or a "
+              help="Report format: terminal (default), json (documented in docs/json-schema.md) or a "
                    "self-contained html page.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @click.option("--verbose", is_flag=True, help="Show headers and XML (secrets still redacted).")

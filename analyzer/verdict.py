@@ -197,8 +197,11 @@ def judge(s: Session) -> SessionVerdict:
         dpds = by["DPD_TIMEOUT"]
         t = min((f.time for f in dpds if f.time is not None), default=None)
         channels = sorted({str(f.evidence.get("channel", "")) for f in dpds if f.evidence.get("channel")})
-        cause = ("the client's dead-peer checks (DPD) over " + " and ".join(channels) + " went unanswered"
-                 if channels else "dead-peer checks (DPD) went unanswered")
+        sides = {f.evidence.get("direction") for f in dpds}
+        who = ("the client's" if sides == {"c2s"} else "the gateway's" if sides == {"s2c"}
+               else "the client's and the gateway's")
+        cause = (f"{who} dead-peer checks (DPD) over " + " and ".join(channels) + " went unanswered"
+                 if channels else f"{who} dead-peer checks (DPD) went unanswered")
         frames = [x for f in dpds for x in f.frames]
         used = ["DPD_TIMEOUT"]
         nat = first("DTLS_NAT_REBINDING")
@@ -246,7 +249,7 @@ def judge(s: Session) -> SessionVerdict:
                             ["DTLS_NO_RESPONSE"], s)
         dp = s.phase("dtls")
         return _verdict("degraded", "Tunnel up over TLS only", f"DTLS did not come up ({dp.summary})",
-                        dp.frames[:5], dp.start, "see the DTLS findings", [], s)
+                        sorted(set(dp.frames))[:5], dp.start, "see the DTLS findings", [], s)
 
     worst = _worst(s.findings)
     if worst is not None and worst.severity in ("error", "warning"):

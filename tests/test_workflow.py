@@ -431,3 +431,13 @@ def test_html_tables_reflow_on_a_narrow_window(chromium, tmp_path):
     assert rigid != page
     control = _layout(chromium, tmp_path, rigid, 500)
     assert int(control["sw"]) > int(control["iw"])
+
+
+@pytest.mark.parametrize("name", ALL + ["mixed-traffic", "scripted/dtls-cookie-ignored"])
+def test_no_line_wider_than_the_terminal(name):
+    d = sample(name)
+    a = analyze_paths([d / "capture.pcapng"], *load_keys([d / "keys.log"], []))
+    for width in (80, 200):
+        for verbose in (False, True):
+            text = render(a, "terminal", version=__version__, width=width, verbose=verbose)
+            assert max(len(x) for x in text.splitlines()) <= width, (width, verbose)

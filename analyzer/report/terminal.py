@@ -212,11 +212,11 @@ def _other_traffic(con: Console, o: dict) -> None:
     rows = o.get("by_protocol") or []
     parts = [f"{r['protocol']}/{r['server_port']} ×{r['flows']} ({_bytes(r['bytes'])})" for r in rows[:12]]
     more = len(rows) - 12 + (o.get("more_protocols") or 0)
-    con.print("  " + ", ".join(parts) + (f", and {more} more" if more > 0 else ""))
+    _wrap(con, ", ".join(parts) + (f", and {more} more" if more > 0 else ""), 2, 4)
     talkers = o.get("top_talkers") or []
     if talkers:
-        con.print("  top talkers: " + ", ".join(f"{t['client']} ↔ {t['server']} {_bytes(t['bytes'])}"
-                                                 for t in talkers))
+        _wrap(con, "top talkers: " + ", ".join(f"{t['client']} ↔ {t['server']} {_bytes(t['bytes'])}"
+                                               for t in talkers), 2, 4)
 
 
 def _session(con: Console, s, verbose: bool, show_secrets: bool, several_captures: bool = False, tz=None) -> None:

@@ -41,6 +41,7 @@ SHORT_REMEDY = {
     "DTLS_NAT_REBINDING": "raise the client-side NAT's UDP timeout, or lower the gateway's DPD/keepalive interval",
     "DPD_TIMEOUT": "find what dropped the traffic between client and gateway at that time (path loss, NAT or "
                    "firewall state, the gateway)",
+    "MTU_EXCEEDED": "make the client's adapter use the granted MTU and let ICMP 'fragmentation needed' through",
     "RECONNECT_ADDRESS_CHANGED": "make the gateway keep the tunnel address across reconnects",
     "SESSION_TERMINATED": "check the gateway's log for the reason (idle or session timeout, administrator logoff, "
                           "licence)",
@@ -274,13 +275,19 @@ def judge(s: Session) -> SessionVerdict:
     return _healthy(s, status, params, dtls, decrypted)
 
 
+#: among findings of the same severity, these say best what the user experienced (the packets lost, rather than
+#: the MTU numbers that explain it)
+FIRST_AMONG_EQUALS = ("MTU_EXCEEDED",)
+
+
 def _worst(findings: list[Finding]) -> Finding | None:
-    """The most severe finding (the first of the most severe: rules list findings by severity, then time)."""
-    best: Finding | None = None
-    for f in findings:
-        if best is None or SEVERITY_RANK.get(f.severity, 0) > SEVERITY_RANK.get(best.severity, 0):
-            best = f
-    return best
+    """The most severe finding: the first of the most severe (rules list findings by severity, then time), unless
+    one of FIRST_AMONG_EQUALS has that severity."""
+    top = max((SEVERITY_RANK.get(f.severity, 0) for f in findings), default=None)
+    if top is None:
+        return None
+    same = [f for f in findings if SEVERITY_RANK.get(f.severity, 0) == top]
+    return next((f for fid in FIRST_AMONG_EQUALS for f in same if f.id == fid), same[0])
 
 
 def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: bool):

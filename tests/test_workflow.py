@@ -99,6 +99,8 @@ def test_dtls_blocked_verdict_names_the_port_and_the_unanswered_hellos(tshark):
     ("scripted/terminate", "tunnel-lost", "Tunnel ended by the gateway"),
     ("reconnect", "degraded", "Tunnel dropped at"),
     ("scripted/aggauth-v1-fallback", "degraded", "Connected through the legacy login form"),
+    # the packets lost say more to the user than the MTU numbers that explain them
+    ("mtu", "degraded", "Connected, but large packets are lost in the tunnel"),
 ])
 def test_verdict_outcomes(name, outcome, start):
     v = verdict(name)

@@ -63,11 +63,11 @@ def check(session, ctx):
             evidence={"x_cstp_mtu": cstp_mtu, "x_dtls_mtu": dtls_mtu, "dtls_established": False}))
     asked = req.mtu
     if asked and cstp_mtu and cstp_mtu < asked:
+        bases = [f"{who} base MTU {v}" for who, v in (("client", req.base_mtu), ("gateway", params.base_mtu)) if v]
         out.append(Finding(
             id="MTU_MISMATCH", severity="warning", phase="cstp-connect", time=t, frames=frames,
-            message=f"The gateway granted a tunnel MTU of {cstp_mtu}, smaller than the {asked} the client asked for "
-                    f"(client base MTU {req.base_mtu}" + (f", gateway base MTU {params.base_mtu}"
-                                                                if params.base_mtu else "") + ").",
+            message=f"The gateway granted a tunnel MTU of {cstp_mtu}, smaller than the {asked} the client asked for: "
+                    "the two ends disagree about the path" + (f" ({', '.join(bases)})" if bases else "") + ".",
             remedy="Applications will see a smaller MTU than the client expected; check the gateway's MTU setting "
                    "and the path MTU between client and gateway.",
             evidence={"requested": asked, "granted": cstp_mtu, "client_base_mtu": req.base_mtu,

@@ -71,6 +71,19 @@ def _tz(ctx, param, value):
         raise click.BadParameter(str(e)) from e
 
 
+def _time(ctx, param, value):
+    """--since/--until: the form is checked before any work (the date of a time of day comes from the capture)."""
+    if value is None:
+        return None
+    from .timefmt import parse_time  # noqa: PLC0415
+
+    try:
+        parse_time(value, None, day_of=0.0)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+    return value
+
+
 @main.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -98,10 +111,10 @@ def _tz(ctx, param, value):
               help="Report only this session (s1, s2…; repeatable or comma-separated).")
 @click.option("--client", "clients", multiple=True, metavar="ADDR",
               help="Report only sessions from this client address (repeatable).")
-@click.option("--since", default=None, metavar="TIME",
+@click.option("--since", default=None, metavar="TIME", callback=_time,
               help="Report only sessions still running at TIME or later: 'YYYY-MM-DD HH:MM[:SS]' (ISO 8601, "
                    "optional offset; else in --tz), HH:MM[:SS] on the capture's first day, or epoch seconds.")
-@click.option("--until", default=None, metavar="TIME",
+@click.option("--until", default=None, metavar="TIME", callback=_time,
               help="Report only sessions that started at TIME or earlier (same forms as --since).")
 @click.option("--tz", default="UTC", metavar="ZONE", callback=_tz,
               help="Time zone of absolute times: UTC (default), local, or a name such as Europe/Paris, to line "

@@ -226,6 +226,8 @@ def test_filters_are_reported():
 def test_bad_time_is_a_usage_error():
     p = cli("analyze", *cap("baseline"), "--since", "yesterday")
     assert p.returncode == 2 and "--since" in p.stderr and "Traceback" not in p.stderr
+    # before any work: a capture that does not exist is not even looked at (that would be status 4)
+    assert cli("analyze", "/nonexistent/capture.pcapng", "--until", "25:99").returncode == 2
 
 
 # ---------------------------------------------------------------------------------------------- times

@@ -266,24 +266,46 @@ def _phase_table(con: Console, s, tz) -> None:
                     ("status", {"no_wrap": True}), ("frames", {"no_wrap": True}), ("what happened", {})):
         t.add_column(col, **kw)
     for i, p in enumerate(s.phases, 1):
-        t.add_row(str(i), p.phase, _rel(p.start, s.start), clock(p.start, tz), _dur(p.start, p.end),
-                  Text(p.status, style=STATUS_STYLE.get(p.status, "")), _frames(p.frames), Text(p.summary))
+        status, summary = _status_and_summary(p)
+        t.add_row(str(i), p.phase, _rel(p.start, s.start), clock(p.start, tz), _dur(p.start, p.end), status,
+                  _frames(p.frames), Text(summary))
     con.print(t)
+    _inferred_note(con, s)
+
+
+def _status_and_summary(p) -> tuple[Text, str]:
+    """A phase's status and what happened; a keyless reading (`Phase.inferred`, when the analysis made one) is
+    added as 'status → inferred?' with its confidence and basis."""
+    status, summary = Text(p.status, style=STATUS_STYLE.get(p.status, "")), p.summary
+    inf = getattr(p, "inferred", None)
+    if inf is not None:
+        status.append(f" → {inf.status}?", style=STATUS_STYLE.get(inf.status, ""))
+        summary = f"{summary}; inferred ({inf.confidence}): {inf.basis}"
+    return status, summary
+
+
+def _inferred_note(con: Console, s) -> None:
+    if any(getattr(p, "inferred", None) is not None for p in s.phases):
+        _wrap(con, "x → y?: status y inferred without keys from record sizes and timing (not read)", 2, 4,
+              style="dim")
 
 
 def _phase_lines(con: Console, s, tz) -> None:
     """The phases on a narrow terminal: a line of numbers per phase, then what happened, indented."""
-    sw = max((len(p.status) for p in s.phases), default=0) + 2
-    for i, p in enumerate(s.phases, 1):
+    rows = [(p, *_status_and_summary(p)) for p in s.phases]
+    sw = max((len(st.plain) for _, st, _ in rows), default=0) + 2
+    for i, (p, status, summary) in enumerate(rows, 1):
         head = Text(f"  {i} {p.phase:<16}")
-        head.append(f"{p.status:<{sw}}", style=STATUS_STYLE.get(p.status, ""))
+        head.append_text(status)
+        head.append(" " * (sw - len(status.plain)))
         when = " ".join(x for x in (_rel(p.start, s.start), clock(p.start, tz), _dur(p.start, p.end)) if x)
         head.append(when)
         con.print(head, soft_wrap=True)
         frames = _frames(p.frames)
-        text = p.summary + (f" — frames {frames}" if frames else "")
+        text = summary + (f" — frames {frames}" if frames else "")
         if text.strip():
             _wrap(con, text, 6, 6)
+    _inferred_note(con, s)
 
 
 def _groups(findings: list) -> list[list]:
@@ -307,7 +329,8 @@ def _groups(findings: list) -> list[list]:
 
 def _finding(con: Console, group: list, t0, tz) -> None:
     f = group[0]
-    head = Text.assemble((f"  {f.severity.upper():7} ", SEVERITY_STYLE.get(f.severity, "")), (f.id, "bold"))
+    head = Text.assemble((f"  {f.severity.upper():7} ", SEVERITY_STYLE.get(f.severity, "")), (f.id, "bold"),
+                         " (inferred)" if getattr(f, "inferred", False) else "")
     if len(group) == 1:
         head.append(f"  {_when(f.time, t0, tz)}" if f.time is not None else "")
         head.append(f"  frames {_frames(f.frames)}" if f.frames else "")
@@ -340,6 +363,7 @@ def _tunnel(con: Console, s) -> None:
         r = hidden.records
         _wrap(con, f"TLS  not decrypted: {plural(r['c2s'] + r['s2c'], 'record')} on {hidden.connection} "
                    f"(client→gateway {r['c2s']}, gateway→client {r['s2c']})", 2, 7)
+        _cstp_estimate(con, s)
     for ch, c in (("cstp", t.cstp), ("dtls", t.dtls)):
         if not c:
             continue
@@ -377,8 +401,34 @@ def _dtls_estimate(con: Console, s) -> None:
 
     answered = sum(e.control_answered for e in ests)
     unanswered = sum(e.control_unanswered for e in ests)
+    probes = sum((opt(getattr(e.c2s, "mtu_probes", None)) or 0) + (opt(getattr(e.s2c, "mtu_probes", None)) or 0)
+                 for e in ests)
     _wrap(con, f"estimated from record sizes: client→gateway {side('c2s')}, gateway→client {side('s2c')}; "
-               f"control packets {answered} answered (DPD), {unanswered} unanswered (keepalives or lost DPD)", 7, 9)
+               f"control packets {answered} answered (DPD), {unanswered} unanswered (keepalives or lost DPD)"
+               + (f"; MTU probes {probes}" if probes else ""), 7, 9)
+
+
+def _cstp_estimate(con: Console, s) -> None:
+    """The keyless reading of the tunnel connections (`Phase.inferred` of cstp-connect, when the analysis made
+    one): when each came up and ended, its CSTP frames by class from record sizes."""
+    inf = getattr(s.phase("cstp-connect"), "inferred", None)
+    for t in (getattr(inf, "tunnels", None) or []) if inf is not None else []:
+        ended = {None: "still up at the capture's end", "close": "connection closed"}.get(t.ended_by, t.ended_by)
+        _wrap(con, f"CSTP inferred on {t.connection}: up at {_rel(t.established_time, s.start)} (frame "
+                   f"{t.established_frame}), ended {_rel(t.end_time, s.start)} ({ended})", 2, 7)
+        e = t.estimate
+        if e is None:
+            continue
+
+        def side(k, e=e):
+            d = getattr(e, k)
+            lo, hi = d.inner_bytes_least, d.inner_bytes_most
+            return f"{d.data} data packets ({lo} B)" if lo == hi else f"{d.data} data packets ({lo}–{hi} B)"
+
+        cls = {k: e.frame_classes["c2s"].get(k, 0) + e.frame_classes["s2c"].get(k, 0)
+               for k in ("DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE")}
+        _wrap(con, f"estimated from record sizes: client→gateway {side('c2s')}, gateway→client {side('s2c')}; "
+                   + ", ".join(f"{k} {n}" for k, n in cls.items() if n), 7, 9)
 
 
 def _verbose(con: Console, s, show_secrets: bool) -> None:

@@ -371,6 +371,17 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
                    + "</dd>")
     if dtls.status:
         out.append(f"<dt>DTLS</dt><dd>{_status_badge(dtls.status)} {_e(dtls.summary or '')}</dd>")
+    inf = getattr(s.phase("cstp-connect"), "inferred", None)
+    for tn in (getattr(inf, "tunnels", None) or []) if inf is not None else []:
+        # the keyless reading of a tunnel connection (analyzer/phases/inferred.py): labelled inferred/estimated
+        est = tn.estimate
+        sizes = "" if est is None else (
+            f"; estimated from record sizes: client→gateway {est.c2s.data} data packets, gateway→client "
+            f"{est.s2c.data}; " + ", ".join(f"{k} {n}" for k, n in sorted(
+                {c: est.frame_classes['c2s'].get(c, 0) + est.frame_classes['s2c'].get(c, 0)
+                 for c in ("DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE")}.items()) if n))
+        out.append(f"<dt>tunnel (inferred)</dt><dd>{_e(tn.connection)}: up {_e(_rel(tn.established_time, t0))}, "
+                   f"ended {_e(_rel(tn.end_time, t0))} ({_e(tn.ended_by or 'still up')}){_e(sizes)}</dd>")
     out.append("</dl>")
     for n in s.notes:
         out.append(f'<div class="warn">{_e(n)}</div>')
@@ -406,13 +417,19 @@ def _timeline(s, t0) -> str:
             bar = (f'<div class="gantt"><span style="left:{left:.2f}%;width:{width:.2f}%;background:{color}">'
                    "</span></div>")
         name = p.phase
+        inf = getattr(p, "inferred", None)
+        # the keyless reading (analyzer/phases/inferred.py), when the analysis made one: the inferred status next
+        # to the phase's own, with how sure and on what it rests
+        badge = _status_badge(p.status) + (f' → {_status_badge(inf.status)}<br><span class="muted">inferred, '
+                                           f"{_e(inf.confidence)}</span>" if inf is not None else "")
+        why = f'<div class="muted">inferred: {_e(inf.basis)}</div>' if inf is not None else ""
         rows.append(f'<tr class="phase-row"><td class="num" data-label="#">{i}</td><td data-label="phase">'
                     f'<b>{_e(name)}</b><br><span class="muted">{_e(PHASE_TITLES.get(name, ""))}</span></td>'
                     f'<td class="num" data-label="t">{_e(_rel(a, t0))}{_abs(a)}</td>'
                     f'<td class="num" data-label="duration">{_e(_dur(a, b))}</td>'
-                    f'<td data-label="status">{_status_badge(p.status)}</td>'
+                    f'<td data-label="status">{badge}</td>'
                     f'<td class="frames" data-label="frames">{_e(_frames(sorted(set(p.frames))))}</td>'
-                    f'<td data-label="what happened">{_e(p.summary)}{bar}</td></tr>')
+                    f'<td data-label="what happened">{_e(p.summary)}{why}{bar}</td></tr>')
     return ('<table class="timeline reflow"><thead><tr><th>#</th><th>phase</th><th>t</th><th>duration</th>'
             "<th>status</th><th>frames</th><th>what happened</th></tr></thead><tbody>" + "".join(rows)
             + "</tbody></table>")
@@ -462,7 +479,8 @@ def _findings_table(findings: list, t0) -> str:
                           if group[-1].get("message") != f.get("message") else ""))
             title = f"<b>{_e(f.get('id'))} ×{len(group)}</b>"
         rows.append(f'<tr class="finding"><td data-label="severity">{_sev_badge(f.get("severity"))}</td>'
-                    f'<td data-label="id">{title}<br><span class="muted">{_e(f.get("phase") or "")}</span></td>'
+                    f'<td data-label="id">{title}<br><span class="muted">{_e(f.get("phase") or "")}'
+                    + (" · inferred" if f.get("inferred") else "") + "</span></td>"
                     f'<td class="num" data-label="time">{when}</td>'
                     f'<td class="frames" data-label="frames">{_e(_frames(frames))}</td>'
                     f'<td data-label="message">{message}'

@@ -198,9 +198,9 @@ def judge(s: Session) -> SessionVerdict:
         dpds = by["DPD_TIMEOUT"]
         t = min((f.time for f in dpds if f.time is not None), default=None)
         channels = sorted({str(f.evidence.get("channel", "")) for f in dpds if f.evidence.get("channel")})
-        sides = {f.evidence.get("direction") for f in dpds}
+        sides = {_dpd_side(f) for f in dpds}
         who = ("the client's" if sides == {"c2s"} else "the gateway's" if sides == {"s2c"}
-               else "the client's and the gateway's")
+               else "the client's and the gateway's" if sides == {"c2s", "s2c"} else "the")
         cause = (f"{who} dead-peer checks (DPD) over " + " and ".join(channels) + " went unanswered"
                  if channels else f"{who} dead-peer checks (DPD) went unanswered")
         frames = [x for f in dpds for x in f.frames]
@@ -273,6 +273,15 @@ def judge(s: Session) -> SessionVerdict:
 
     # -- nothing wrong ------------------------------------------------------------------------------------------
     return _healthy(s, status, params, dtls, decrypted)
+
+
+def _dpd_side(f: Finding) -> str | None:
+    """Whose DPD requests went unanswered: the evidence's direction, else what the message says (a finding made
+    without keys may not carry the direction)."""
+    d = f.evidence.get("direction")
+    if d in ("c2s", "s2c"):
+        return d
+    return "s2c" if " from the gateway " in f.message else "c2s" if " from the client " in f.message else None
 
 
 #: among findings of the same severity, these say best what the user experienced (the packets lost, rather than

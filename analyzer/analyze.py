@@ -17,10 +17,9 @@ from .driver import Analyzer
 from .model import Analysis
 
 EXIT_OK = 0
-EXIT_FINDINGS = 1  # --fail-on: a finding at or above the level
+EXIT_FINDINGS = 1  # --fail-on: a finding at or above the level (analyzer/selection.py)
 EXIT_USAGE = 2
 EXIT_INPUT = 4
-SEVERITY_LEVEL = {"info": 1, "warning": 2, "error": 3}
 
 
 class InputError(Exception):
@@ -84,80 +83,17 @@ def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sin
     return analysis
 
 
-def select_sessions(analysis: Analysis, *, session_ids=(), clients=(), gateways=(), since=None,
-                    until=None) -> dict | None:
-    """Keep the sessions that match every filter given (ids, client addresses, a time window the session overlaps);
-    capture-wide findings and other traffic stay. `gateways` (GatewaySpec, --gateway) already chose the sessions
-    during the analysis (its evidence role, analyzer/evidence.py); here it filters once more by the session's
-    gateway address and port. Returns what was applied (None: no filter)."""
-    from .evidence import split_endpoint  # noqa: PLC0415
-
-    if not (session_ids or clients or gateways or since is not None or until is not None):
-        return None
-    total = len(analysis.sessions)
-    ids = {i.strip() for v in session_ids for i in v.split(",") if i.strip()}
-    want = {_norm_addr(c) for c in clients}
-
-    def keep(s) -> bool:
-        if ids and s.id not in ids:
-            return False
-        if want and _norm_addr(split_endpoint(s.client)[0]) not in want:
-            return False
-        if gateways and not any(g.matches(*split_endpoint(s.gateway)) for g in gateways):
-            return False
-        a, b = s.start, s.end if s.end is not None else s.start
-        if since is not None and (b is None or b < since):
-            return False
-        return not (until is not None and (a is None or a > until))
-
-    analysis.sessions = [s for s in analysis.sessions if keep(s)]
-    out: dict = {"shown": len(analysis.sessions), "total": total}
-    if ids:
-        out["session"] = sorted(ids)
-    if clients:
-        out["client"] = list(clients)
-    if gateways:
-        out["gateway"] = [g.address if g.port is None else
-                          (f"[{g.address}]:{g.port}" if ":" in g.address else f"{g.address}:{g.port}")
-                          for g in gateways]
-    if since is not None:
-        out["since"] = since
-    if until is not None:
-        out["until"] = until
-    return out
-
-
-def _norm_addr(text: str) -> str:
-    import ipaddress  # noqa: PLC0415
-
-    t = text.strip().strip("[]")
-    try:
-        return str(ipaddress.ip_address(t))
-    except ValueError:
-        return t.lower()
-
-
-def fails(analysis: Analysis, level: str | None) -> bool:
-    """--fail-on: a finding (of a reported session, or capture-wide) at or above `level`."""
-    if not level:
-        return False
-    floor = SEVERITY_LEVEL[level]
-    found = [f for s in analysis.sessions for f in s.findings] + list(analysis.findings)
-    return any(SEVERITY_LEVEL.get(f.severity, 0) >= floor for f in found)
-
-
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
                 gateways=(), summary=False, fail_on=None, session_ids=(), clients=(), since=None, until=None,
                 tz=None) -> int:
-    """`since`/`until`: epoch seconds, or the text of --since/--until (read in `tz`, a time of day on the
-    capture's first day); `tz`: a tzinfo or a --tz name."""
+    """Filters, --summary, --fail-on, --tz: analyzer/selection.py and the renderers (issue #17)."""
     import os  # noqa: PLC0415
 
     from .report import render  # noqa: PLC0415
-    from .timefmt import parse_time, parse_tz  # noqa: PLC0415
+    from .selection import fails, select_sessions  # noqa: PLC0415
+    from .timefmt import parse_tz  # noqa: PLC0415
 
-    if tz is None or isinstance(tz, str):
-        tz = parse_tz(tz)
+    tz = parse_tz(tz) if tz is None or isinstance(tz, str) else tz
 
     try:
         keys, key_info = load_keys(keylogs, rsa_keys)
@@ -178,15 +114,12 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
     except InputError as e:
         print(f"acflow: {e}", file=sys.stderr)
         return EXIT_INPUT
-    firsts = [c.first for c in analysis.captures if c.first is not None]
     try:
-        window = [parse_time(t, tz, min(firsts) if firsts else None) if isinstance(t, str) else t
-                  for t in (since, until)]
+        filters = select_sessions(analysis, session_ids=session_ids, clients=clients, gateways=gateways,
+                                  since=since, until=until, tz=tz)
     except ValueError as e:
-        print(f"acflow: --since/--until: {e}", file=sys.stderr)
+        print(f"acflow: {e}", file=sys.stderr)
         return EXIT_USAGE
-    filters = select_sessions(analysis, session_ids=session_ids, clients=clients, gateways=gateways,
-                              since=window[0], until=window[1])
     color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     text = render(analysis, fmt, version=__version__, verbose=verbose, show_secrets=show_secrets,
                   to_terminal=color, tz=tz, summary=summary, filters=filters)

@@ -432,23 +432,25 @@ def _cstp_estimate(con: Console, s) -> None:
 
 
 def _verbose(con: Console, s, show_secrets: bool) -> None:
+    """Headers and XML as they were sent: each line whole (soft wrap: the terminal folds a long line, copying or
+    grepping it gives it intact; an element is never cut in two by the layout)."""
     g = s.phase("group-selection").details
     for post in g.posts if isinstance(g, GroupSelectionDetails) else []:
         con.print(f"[bold]POST {post.target}[/] (frame {post.frame}) → {opt(post.status)}")
         for k, v in reveal(post.headers, show_secrets) or []:
-            con.print(f"    {k}: {v}", markup=False)
+            con.print(f"    {k}: {v}", markup=False, soft_wrap=True)
     a = s.phase("user-auth").details
     for r in a.rounds if isinstance(a, UserAuthDetails) else []:
         con.print(f"[bold]POST {r.target}[/] {r.type} (frame {r.frame}) → {opt(r.status)} "
                   f"{r.response_type or ''}")
-        con.print("    " + str(reveal(r.xml, show_secrets)), markup=False)
+        con.print("    " + str(reveal(r.xml, show_secrets)), markup=False, soft_wrap=True)
     c = connect_details(s.phase("cstp-connect"))
     for cx in c.connects if c is not None else []:
         con.print(f"[bold]CONNECT {cx.target}[/] (frame {cx.frame}) → {opt(cx.status)} {cx.reason or ''}")
         for k, v in reveal(cx.request_headers, show_secrets) or []:
-            con.print(f"  > {k}: {v}", markup=False)
+            con.print(f"  > {k}: {v}", markup=False, soft_wrap=True)
         for k, v in reveal(cx.response_headers, show_secrets) or []:
-            con.print(f"  < {k}: {v}", markup=False)
+            con.print(f"  < {k}: {v}", markup=False, soft_wrap=True)
 
 
 def _backoff_table(con: Console, ev: dict) -> None:

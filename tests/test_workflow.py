@@ -242,6 +242,8 @@ def test_absolute_times_and_tz():
     paris = cli("analyze", *cap("dpd-loss"), "--tz", "Europe/Paris", env={"COLUMNS": "160"}).stdout
     later = (dt.datetime.fromtimestamp(f["time"], dt.UTC) + dt.timedelta(hours=1)).strftime("%H:%M:%S.%f")[:-3]
     assert f"+4.355s ({later})" in paris and " CET" in paris
+    local = cli("analyze", *cap("dpd-loss"), "--tz", "local", "--summary", env={"TZ": "Asia/Tokyo"})
+    assert local.returncode == 0 and "start (JST)" in local.stdout
     bad = cli("analyze", *cap("dpd-loss"), "--tz", "Mars/Olympus")
     assert bad.returncode == 2 and "unknown time zone" in bad.stderr
 

@@ -259,8 +259,11 @@ def judge(s: Session) -> SessionVerdict:
             worst = rc
         exp = (CONNECTED_BUT.get(worst.id, "Connected, with a problem") if connected
                else "Tunnel seen without keys, with a problem")
-        return _verdict("degraded", exp, _plain(worst.message), worst.frames, worst.time, _short_remedy(worst),
-                        [worst.id], s)
+        cause = _plain(worst.message)
+        lead = "the gateway certificate fails strict validation: "
+        if worst.id == "TLS_CERT_UNTRUSTED" and cause.startswith(lead):  # the experience already says so
+            cause = cause[len(lead):]
+        return _verdict("degraded", exp, cause, worst.frames, worst.time, _short_remedy(worst), [worst.id], s)
     rc = first("RECONNECT")
     if rc is not None:
         gap = rc.evidence.get("gap")

@@ -1,7 +1,7 @@
 """`acflow analyze`: the I/O edge that reads captures and key files into the driver (analyzer/driver.py), then renders.
 
-Exit codes (documented in README.md): 0 analysed, whatever was found; 2 usage; 4 an input could not be read at all
-(not a capture, unreadable key file).
+Exit codes (documented in README.md): 0 analysed, whatever was found; 1 with `--fail-on LEVEL`, a finding at or above
+LEVEL is in the report; 2 usage; 4 an input could not be read at all (not a capture, unreadable key file).
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from .model import Analysis
 from .outputs import AtomicFile, OutputError, check_outputs, is_stdio, say_interrupted
 
 EXIT_OK = 0
+EXIT_FINDINGS = 1  # --fail-on: a finding at or above the level (analyzer/selection.py)
+EXIT_USAGE = 2
 EXIT_INPUT = 4
 
 
@@ -95,8 +97,16 @@ def stdin_problem(captures) -> str | None:
 
 
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
-                gateways=()) -> int:
+                gateways=(), summary=False, fail_on=None, session_ids=(), clients=(), since=None, until=None,
+                tz=None) -> int:
+    """Filters, --summary, --fail-on, --tz: analyzer/selection.py and the renderers (issue #17)."""
+    import os  # noqa: PLC0415
+
     from .report import render  # noqa: PLC0415
+    from .selection import fails, select_sessions  # noqa: PLC0415
+    from .timefmt import parse_tz  # noqa: PLC0415
+
+    tz = parse_tz(tz) if tz is None or isinstance(tz, str) else tz
 
     problem = stdin_problem(captures)
     if problem:
@@ -130,8 +140,15 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
             return EXIT_INPUT
         if progress is not None:
             progress(None)
+        try:
+            filters = select_sessions(analysis, session_ids=session_ids, clients=clients, gateways=gateways,
+                                      since=since, until=until, tz=tz)
+        except ValueError as e:
+            print(f"acflow: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        color = (output is None or is_stdio(output)) and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         text = render(analysis, fmt, version=__version__, verbose=verbose, show_secrets=show_secrets,
-                      to_terminal=(output is None or is_stdio(output)) and sys.stdout.isatty())
+                      to_terminal=color, tz=tz, summary=summary, filters=filters)
         try:
             if output is not None and not is_stdio(output):
                 with AtomicFile(output, "w") as f:
@@ -148,7 +165,7 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
     finally:
         if inner is not None:
             inner.abort()  # nothing left behind unless committed above (then this does nothing)
-    return EXIT_OK
+    return EXIT_FINDINGS if fails(analysis, fail_on) else EXIT_OK
 
 
 def _progress():

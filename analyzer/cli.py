@@ -84,13 +84,37 @@ def _gateway_specs(ctx, param, values):
         raise click.BadParameter(f"{e} (expected ADDR, ADDR:PORT or [IPv6]:PORT)") from e
 
 
+def _tz(ctx, param, value):
+    from .timefmt import parse_tz  # noqa: PLC0415
+
+    try:
+        return parse_tz(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+def _time(ctx, param, value):
+    """--since/--until: the form is checked before any work (the date of a time of day comes from the capture)."""
+    if value is None:
+        return None
+    from .timefmt import parse_time  # noqa: PLC0415
+
+    try:
+        parse_time(value, None, day_of=0.0)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+    return value
+
+
 @main.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="NSS key log file (SSLKEYLOGFILE); may be repeated.")
 @click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Gateway RSA private key (PEM/DER) for TLS_RSA_* key exchange; may be repeated.")
-@click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal",
+              help="Report format: terminal (default), json (documented in docs/json-schema.md) or a "
+                   "self-contained html page.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here ('-': standard output).")
 @click.option("--verbose", is_flag=True,
               help="Show headers and XML (passwords, tokens, cookies, master secrets still redacted; usernames shown).")
@@ -100,16 +124,43 @@ def _gateway_specs(ctx, param, values):
 @click.option("--gateway", "gateways", multiple=True, metavar="ADDR[:PORT]", callback=_gateway_specs,
               help="The VPN gateway (repeatable): report sessions to it and nothing else, whatever the evidence. "
                    "IPv6 as [ADDR]:PORT.")
-def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways):
-    """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase.
+@click.option("--summary", is_flag=True,
+              help="One line per session: client, gateway, start, duration, verdict, worst severity (terminal "
+                   "format).")
+@click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None, metavar="LEVEL",
+              help="Exit with status 1 when a finding of LEVEL (info, warning or error) or above is reported: for "
+                   "CI and scripts.")
+@click.option("--session", "session_ids", multiple=True, metavar="ID",
+              help="Report only this session (s1, s2…; repeatable or comma-separated).")
+@click.option("--client", "clients", multiple=True, metavar="ADDR",
+              help="Report only sessions from this client address (repeatable).")
+@click.option("--since", default=None, metavar="TIME", callback=_time,
+              help="Report only sessions still running at TIME or later: 'YYYY-MM-DD HH:MM[:SS]' (ISO 8601, "
+                   "optional offset; else in --tz), HH:MM[:SS] on the capture's first day, or epoch seconds.")
+@click.option("--until", default=None, metavar="TIME", callback=_time,
+              help="Report only sessions that started at TIME or earlier (same forms as --since).")
+@click.option("--tz", default="UTC", metavar="ZONE", callback=_tz,
+              help="Time zone of absolute times: UTC (default), local, or a name such as Europe/Paris, to line "
+                   "the report up with the gateway's syslog.")
+def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways, summary,
+            fail_on, session_ids, clients, since, until, tz):
+    """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase; each session starts with a
+    one-line verdict.
 
     Only flows with evidence of the AnyConnect protocol become sessions (decrypted aggregate-auth/CONNECT/CSTP,
     or without keys: DTLS beside the TLS connection, resuming DTLS hellos, CSTP record patterns…); everything
-    else is summed up as "other traffic"."""
+    else is summed up as "other traffic".
+
+    Exit status: 0 analysed (whatever was found; with --fail-on: nothing at or above LEVEL), 1 --fail-on found a
+    finding at or above LEVEL, 2 usage, 4 an input cannot be read."""
+    if summary and fmt != "terminal":
+        raise click.UsageError("--summary is the terminal's one-line view; the JSON and HTML reports carry each "
+                               "session's verdict")
     run_analyze = _load("analyzer.analyze", "run_analyze")
     sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
                          verbose=verbose, show_secrets=show_secrets, export_inner=export_inner,
-                         gateways=gateways))
+                         gateways=gateways, summary=summary, fail_on=fail_on, session_ids=session_ids,
+                         clients=clients, since=since, until=until, tz=tz))
 
 
 @main.command()
@@ -118,7 +169,8 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
 @click.option("-f", "--filter", "capture_filter", default=None, help="Capture filter (BPF), e.g. 'host 198.51.100.1'.")
 @click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Key log file; re-read as it grows (SSLKEYLOGFILE of a client connecting now).")
-@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gateway RSA private key (PEM/DER) for TLS_RSA_* key exchange; may be repeated.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")
 @click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html", "jsonl"]), default="terminal",
               help="Report format; jsonl: one JSON object per phase/finding/keys event as it happens, the report "
@@ -126,7 +178,7 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here ('-': standard output).")
 @click.option("-w", "--write", type=click.Path(path_type=Path),
               help="Also save the capture (pcapng, with the keys embedded: it re-analyses alone).")
-@click.option("--show-secrets", is_flag=True)
+@click.option("--show-secrets", is_flag=True, help="Do not redact passwords, cookies, tokens, master secrets.")
 def live(interface, from_stdin, capture_filter, keylogs, rsa_keys, duration, fmt, output, write, show_secrets):
     """Analyze live traffic as it arrives; report when the capture stops (Ctrl-C, --duration, end of input)."""
     run_live = _load("analyzer.live", "run_live")
@@ -171,7 +223,11 @@ def _replay_not_built():
 
 @main.group(cls=_ReplayGroup)
 def replay():
-    """Re-drive a recorded session through a TUN adapter (`replay client`: the client's part, against a gateway)."""
+    """Play a recorded VPN session again against a live gateway and compare the result with the recording.
+
+    `acflow replay client CAPTURE --keylog K --gateway URL` logs in again as the recorded client did, opens the
+    tunnel, sends the recorded inner packets through a TUN device in a network namespace and reports, side by
+    side, what changed (needs root). Only the client side is built; the gateway side is not yet (exit 3)."""
 
 
 @replay.command("client")
@@ -198,7 +254,8 @@ def replay():
               help="Verify the gateway's certificate against this CA file.")
 @click.option("--servercert", default=None, metavar="SHA", help="Accept only the gateway certificate with this "
               "SHA-256 or SHA-1 fingerprint (sha256:HEX, sha1:HEX or HEX), as openconnect's --servercert.")
-@click.option("--format", "fmt", type=click.Choice(["terminal", "json"]), default="terminal")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "json"]), default="terminal",
+              help="Report format: terminal (default) or json.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 def replay_client(capture, keylogs, session_id, gateway, resolve, user, password_stdin, reuse_credentials, netns,
                   speed, no_timing, no_dtls, write, cafile, servercert, fmt, output):
@@ -238,7 +295,8 @@ def replay_client(capture, keylogs, session_id, gateway, resolve, user, password
 @click.argument("recording", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("replayed", type=click.Path(dir_okay=False, path_type=Path))
 def diff(recording, replayed):
-    """Diff a replayed session against its recording."""
+    """Compare two analyses of a session — a recording and its replay — phase by phase (not built yet: it
+    exits with status 3; `replay client` already prints its own side-by-side comparison)."""
     _not_built("diff", "replay diff is not built yet")
 
 

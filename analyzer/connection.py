@@ -290,6 +290,7 @@ class TCPConnection:
         self.gaps: list[dict] = []
         self.retransmissions = {"c2s": 0, "s2c": 0}
         self.retransmission_frames: list[int] = []
+        self.first_retransmission_ts: float | None = None
         self.segments = {"c2s": 0, "s2c": 0}
         self.closed: list[dict] = []
         self.tunnel_ts: float | None = None
@@ -367,6 +368,8 @@ class TCPConnection:
                     self.on_tls_event(tev)
         elif t is flows_mod.Retransmission:
             self.retransmissions[ev.direction] += 1
+            if self.first_retransmission_ts is None:
+                self.first_retransmission_ts = ev.ts
             if len(self.retransmission_frames) < MAX_PROBLEMS:
                 self.retransmission_frames.append(ev.frame)
         elif t is flows_mod.StreamClosed:

@@ -28,6 +28,7 @@ from .model import Analysis, CaptureInfo
 from .pipeline import Pipeline
 from .rules import apply_rules
 from .sessions import reconstruct
+from .verdict import apply_verdicts
 
 #: pcapng Decryption Secrets Block type of an NSS key log
 TLS_KEYLOG_DSB = 0x544C534B
@@ -133,6 +134,7 @@ class Analyzer:
         analysis = self.analysis
         analysis.sessions, analysis.other_traffic = reconstruct(pipe, self.gateways)
         apply_rules(analysis, pipe)
+        apply_verdicts(analysis)
         return analysis
 
     def snapshot(self, now: float | None = None) -> Analysis:

@@ -477,7 +477,7 @@ def _report(analysis, doc, fmt, output, show_secrets, view) -> int:
             view.stream.close()
         return EXIT_OK
     text = render(analysis, fmt, version=__version__, show_secrets=show_secrets,
-                  to_terminal=output is None and sys.stdout.isatty())
+                  to_terminal=output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     if output and not is_stdio(output):
         with AtomicFile(output, "w") as f:
             f.write(text)

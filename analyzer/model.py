@@ -143,6 +143,7 @@ class Session:
     confidence: str = "confirmed"
     client_software: dict = field(default_factory=dict)  # {"name", "version", "evidence"}: from the wire only
     captures: list[str] = field(default_factory=list)  # paths of the capture files its flows were seen in
+    verdict: Any = None  # analyzer/verdict.py `SessionVerdict`: the one-line verdict, set after the rules
 
     def phase(self, name: str) -> Phase:
         for p in self.phases:
@@ -158,7 +159,8 @@ class Session:
                 "connections": reveal(self.connections, show_secrets), "notes": list(self.notes),
                 "evidence": reveal(self.evidence, show_secrets), "confidence": self.confidence,
                 "client_software": dict(self.client_software),
-                "captures": list(self.captures)}
+                "captures": list(self.captures),
+                "verdict": None if self.verdict is None else reveal(self.verdict, show_secrets)}
 
 
 @dataclass

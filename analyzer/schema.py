@@ -34,6 +34,7 @@ from .phases.record import UNSET, HeaderList, Record, XMLText
 from .phases.tls_handshake import ConnectionSummary, DTLSConnectionSummary, TLSHandshakeDetails
 from .phases.tunnel import Tunnel
 from .phases.user_auth import UserAuthDetails
+from .verdict import SessionVerdict
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "docs" / "acflow-report.schema.json"
 
@@ -127,6 +128,8 @@ def generate(schema: dict) -> dict:
         item["properties"]["details"] = {"anyOf": variants}
         item["properties"]["inferred"] = b.ref(PhaseInference)  # without keys only (analyzer/phases/inferred.py)
     session["properties"]["tunnel"] = b.ref(Tunnel)
+    session["properties"]["verdict"] = {"anyOf": [b.ref(SessionVerdict), {"type": "null"}],
+                                        "description": "the session's one-line verdict (analyzer/verdict.py)"}
     session["properties"]["connections"] = {
         "type": "array", "items": {"anyOf": [b.ref(ConnectionSummary), b.ref(DTLSConnectionSummary)]}}
     # the generated definitions after the hand-written ones, in a stable order; stale generated ones removed

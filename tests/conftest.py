@@ -35,3 +35,15 @@ def tshark() -> str:
             pytest.fail("tshark is required in CI (the test oracle); .ci/run installs it")
         pytest.skip("tshark not installed")
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium for the HTML tests (Debian package `chromium`; skipped when missing, except in CI)."""
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("CI"):
+        pytest.fail("chromium is required in CI (Debian package 'chromium') to check the HTML report renders")
+    pytest.skip("chromium not installed (apt-get install chromium)")

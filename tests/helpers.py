@@ -61,3 +61,16 @@ def analyze_with_and_without_lanes(capture: Path, keylog: Path | None, rsa_key: 
     for c in doc.get("captures", []):
         c.pop("analysis_seconds", None)
     return json.dumps(doc, sort_keys=True, default=str), inner, pipes[0]
+
+
+def run_chromium(binary: str, tmp_path: Path, *args: str):
+    """Headless Chromium with a private profile under `tmp_path` (the `chromium` fixture gives `binary`)."""
+    import subprocess  # noqa: PLC0415
+
+    profile = tmp_path / "profile"
+    profile.mkdir(exist_ok=True)
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False,
+                          env={**os.environ, "HOME": str(tmp_path)})

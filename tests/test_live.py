@@ -165,7 +165,7 @@ def test_rich_view_shows_phases_tunnel_and_key_state():
             for name in ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-connect", "dtls"):
                 assert name in text
             assert "tunnel: CSTP ↑1 pkts/18 B" in text and "DTLS ↑" in text and "channel dtls" in text
-            assert "MTU_MISMATCH" in text
+            assert "SESSION_DISCONNECT" in text
         else:
             assert "waiting for keys for ClientHello frame 8" in text and "DTLS datagram(s) held" in text
 
@@ -206,8 +206,7 @@ def test_live_events_wait_for_a_phase_to_settle():
     told = [(e["phase"], e["status"]) for e in events if e["event"] == "phase"]
     assert told == [("tls-handshake", "ok"), ("group-selection", "ok"), ("user-auth", "ok"), ("cstp-connect", "ok"),
                     ("dtls", "ok"), ("downloader", "absent")]
-    assert {e["id"] for e in events if e["event"] == "finding"} == {"AUTH_MULTI_ROUND", "MTU_MISMATCH",
-                                                                    "SESSION_DISCONNECT"}
+    assert {e["id"] for e in events if e["event"] == "finding"} == {"AUTH_MULTI_ROUND", "SESSION_DISCONNECT"}
     events, last = _replayed_events("dtls-blocked")
     dtls = next(e for e in events if e["event"] == "phase" and e["phase"] == "dtls")
     assert dtls["status"] == "failed" and dtls["wall"] < last - 60  # told while the session ran (~100 s)

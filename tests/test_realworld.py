@@ -251,7 +251,7 @@ def test_mixed_traffic_only_the_vpn_is_a_session(keyed):
     assert not {"TLS_CERT_UNTRUSTED", "DTLS_BACKOFF", "TLS_ALERT", "DTLS_NO_RESPONSE", "NO_VPN_SESSION"} & set(ids)
     for port in ("8009", "5223", "4287", "3478"):
         assert f":{port}" not in json.dumps(s["findings"])
-    assert "Other traffic (not AnyConnect): 7 flow(s)" in d["_terminal"]
+    assert "Other traffic (not AnyConnect): 7 flows" in d["_terminal"]
     assert 'id="other-traffic"' in d["_html"]
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -40,9 +38,11 @@ from analyzer.phases.tunnel import CSTPTotals, Tunnel, TunnelEnd
 from analyzer.phases.user_auth import AuthRound, UserAuthDetails
 from analyzer.report.html import _dur, _frames, _iso, _rel, render_html
 from analyzer.report.json_report import to_document
+from analyzer.timefmt import clock
 from lab.scenarios import SCENARIOS
 
 from .conftest import facts, sample, sample_dirs
+from .helpers import run_chromium
 
 SAMPLES = [p.name for p in sample_dirs()]
 PASSWORD = "acflow-pass-1"
@@ -202,7 +202,9 @@ def test_sample_page_data(name):
     rows = p.tables["timeline"][1:]
     assert [r[1].split()[0] for r in rows] == list(PHASES)
     for row, ph in zip(rows, s["phases"], strict=True):
-        assert row[2] == _rel(ph["start"], s["start"])
+        # relative, then the absolute time of day (in --tz, UTC by default) below it
+        assert row[2].split()[:1] == ([_rel(ph["start"], s["start"])] if ph["start"] is not None else [])
+        assert row[2].split()[1:] == ([clock(ph["start"])] if ph["start"] is not None else [])
         assert row[3] == _dur(ph["start"], ph["end"])
         assert row[4] == ph["status"]
         assert row[5] == _frames(ph["frames"])
@@ -456,27 +458,6 @@ def test_many_hellos_and_empty_analysis():
 
 
 # ---------------------------------------------------------------------------------------------- real browser
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if os.environ.get("CI"):
-        pytest.fail("chromium is required in CI (Debian package 'chromium') to check the HTML report renders")
-    pytest.skip("chromium not installed (apt-get install chromium)")
-
-
-def _chromium(binary: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    profile = tmp_path / "profile"
-    profile.mkdir(exist_ok=True)
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False,
-                          env={**os.environ, "HOME": str(tmp_path)})
-
-
 def _png_rows(data: bytes, max_rows: int):
     """Decode the first `max_rows` rows of an 8-bit RGB/RGBA non-interlaced PNG: (width, height, bpp, rows)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -519,11 +500,11 @@ def _png_rows(data: bytes, max_rows: int):
 
 
 @pytest.mark.parametrize("name", ["dtls-blocked", "downloader"])
-def test_renders_in_chromium(chromium, tmp_path, name):
+def test_renders_inrun_chromium(chromium, tmp_path, name):
     report = tmp_path / "report.html"
     report.write_text(page(name), encoding="utf-8")
     shot = tmp_path / "shot.png"
-    p = _chromium(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", report.as_uri())
+    p = run_chromium(chromium, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", report.as_uri())
     assert shot.exists() and shot.stat().st_size > 20000, (p.returncode, p.stderr[-2000:])
     width, height, bpp, rows = _png_rows(shot.read_bytes(), 700)
     assert (width, height) == (1280, 2000)
@@ -534,7 +515,7 @@ def test_renders_in_chromium(chromium, tmp_path, name):
     # the status badges (CSS applied): some pixels of the "ok" green #1a7f37
     assert sum(1 for px in pixels if abs(px[0] - 0x1A) < 12 and abs(px[1] - 0x7F) < 12 and abs(px[2] - 0x37) < 12) > 3
 
-    dom = _chromium(chromium, tmp_path, "--dump-dom", report.as_uri())
+    dom = run_chromium(chromium, tmp_path, "--dump-dom", report.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     html_dom = dom.stdout
     assert '<svg class="sequence"' in html_dom and '<svg class="traffic"' in html_dom

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ..model import Phase, Secret
+from ..wording import plural
 from .grouping import DOWNLOADER_PATHS, Group, cookie
 from .record import UNSET, Record
 from .user_auth import ManifestEntry
@@ -98,5 +99,6 @@ def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
                                   profile_checks=checks, missing_profiles=[c.uri for c in checks if not c.fetched])
     bad = [r for r in rows if r.status != 200]
     p.status = "failed" if bad else "ok"
-    p.summary = f"{len(rows)} GET(s) on {len(conns)} TLS session(s)" + (f"; {len(bad)} failed" if bad else "")
+    p.summary = f"{plural(len(rows), 'GET')} on {plural(len(conns), 'TLS session')}" + (
+        f"; {len(bad)} failed" if bad else "")
     return p

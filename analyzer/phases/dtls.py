@@ -11,6 +11,7 @@ from dissectors.tls.names import cipher_suite_name
 from ..dtlsflow import DTLS_VERSIONS, DTLSFlow
 from ..evidence import fmt_endpoint
 from ..model import Phase
+from ..wording import plural
 from .channel import ChannelSummary
 from .cstp_connect import TunnelParameters, connect_details
 from .grouping import Group
@@ -262,17 +263,17 @@ def build(g: Group, cstp: Phase, capture_end: float | None = None) -> Phase:
         p.status = "failed"
         n = sum(e.client_hello_count for e in flows)
         v = sum(e.hello_verify_requests for e in flows)
-        p.summary = f"{n} ClientHello(s), {v} HelloVerifyRequest(s), no ServerHello"
+        p.summary = f"{plural(n, 'ClientHello')}, {plural(v, 'HelloVerifyRequest')}, no ServerHello"
     else:
         n = sum(e.client_hello_count for e in flows)
         last = max((h.ts for e in flows for h in e.client_hellos), default=None)
         if capture_end is not None and last is not None and capture_end - last < INCOMPLETE_WAIT:
             # the capture stops right after the hello: whether it would have been answered is not in it
             p.status = "incomplete"
-            p.summary = (f"{n} ClientHello(s), the capture ends {capture_end - last:.1f} s after the last one: "
+            p.summary = (f"{plural(n, 'ClientHello')}, the capture ends {capture_end - last:.1f} s after the last one: "
                          "the answer, if any, is not in the capture")
         else:
             p.status = "failed"
-            p.summary = f"{n} ClientHello(s) unanswered"
+            p.summary = f"{plural(n, 'ClientHello')} unanswered"
     p.details = d
     return p

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import Phase
+from ..wording import plural
 from .grouping import Group, any_undecrypted, headers_view, posts
 from .record import UNSET, HeaderList, Record
 
@@ -159,6 +160,7 @@ def build(g: Group) -> Phase:
     bad = [e for e in d.posts if e.status not in (UNSET, None, 200)]
     p.status = "failed" if bad else "ok"
     labels = ", ".join(o.label or o.value for o in d.group_list) if d.group_list else "no group list"
-    p.summary = f"{len(inits)} POST(s); groups: {labels}" + (f"; chosen {d.group_selected}" if d.group_selected else "")
+    p.summary = f"{plural(len(inits), 'POST')}; groups: {labels}" + (
+        f"; chosen {d.group_selected}" if d.group_selected else "")
     p.details = d
     return p

@@ -109,6 +109,8 @@ class ConnectionSummary(Record):
     problems: list[dict[str, Any]]
     alerts: list[TLSAlert]
     decryption: dict[str, Any]
+    first_retransmission: float | None = field(
+        default=None, metadata={"description": "time of the first retransmitted TCP segment (null: none)"})
 
 
 @dataclass
@@ -258,7 +260,7 @@ def conn_summary(c: TCPConnection) -> ConnectionSummary:
         retransmissions=dict(c.retransmissions), segments=dict(c.segments),
         retransmission_frames=c.retransmission_frames[:20], gaps=c.gaps[:10],
         closed=c.closed[:2], problems=c.problems[:10], alerts=_alerts(c.alerts[:10]),
-        decryption={k: v for k, v in c.decryption.items()})
+        decryption={k: v for k, v in c.decryption.items()}, first_retransmission=c.first_retransmission_ts)
 
 
 def dtls_conn_summary(f) -> DTLSConnectionSummary:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import Phase, Secret
+from ..wording import plural
 from .grouping import Group, any_undecrypted, form_fields, posts, set_cookie, xml_view
 from .record import UNSET, Record, XMLText
 
@@ -132,7 +133,7 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         p.details = UserAuthDetails(rounds=rounds, mode="legacy-form", result="success", session_token=Secret(cookie),
                                     core_manifest=[], profile_manifest=[])
         p.status = "ok"
-        p.summary = f"success (legacy form login, {len(rounds)} POST(s))"
+        p.summary = f"success (legacy form login, {plural(len(rounds), 'POST')})"
         return p
     if not rounds and complete is None:
         p.status = "undecrypted" if any_undecrypted(g) else "absent"
@@ -161,7 +162,7 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         p.status = "ok"
         rejected = [r for r in rounds if r.rejected]
         d.rejected_rounds = len(rejected)
-        p.summary = f"success after {len(rounds)} round(s)" + (
+        p.summary = f"success after {plural(len(rounds), 'round')}" + (
             f"; {len(rejected)} rejected first ({rejected[0].rejection})" if rejected else "")
         p.touch(ex.response.ts, ex.response.frame)
     else:

@@ -6,16 +6,22 @@ from __future__ import annotations
 
 
 def render(analysis, fmt: str, *, version: str, verbose: bool = False, show_secrets: bool = False,
-           to_terminal: bool = False) -> str:
+           to_terminal: bool = False, tz=None, width: int | None = None, summary: bool = False,
+           filters: dict | None = None) -> str:
+    """`tz`: the zone of absolute times (analyzer/timefmt.py, default UTC); `width`: the terminal's columns (None:
+    the real terminal's, else COLUMNS, else 100); `summary`: one line per session (terminal only); `filters`: the
+    session filters applied, said in every format."""
     if fmt == "json":
         from .json_report import render_json  # noqa: PLC0415
 
-        return render_json(analysis, version=version, show_secrets=show_secrets)
+        return render_json(analysis, version=version, show_secrets=show_secrets, tz=tz, filters=filters)
     if fmt == "html":
         from .html import render_html  # noqa: PLC0415
 
-        return render_html(analysis, version=version, show_secrets=show_secrets)
-    from .terminal import render_terminal  # noqa: PLC0415
+        return render_html(analysis, version=version, show_secrets=show_secrets, tz=tz, filters=filters)
+    from .terminal import render_summary, render_terminal  # noqa: PLC0415
 
+    if summary:
+        return render_summary(analysis, color=to_terminal, tz=tz, width=width, filters=filters)
     return render_terminal(analysis, version=version, verbose=verbose, show_secrets=show_secrets,
-                           color=to_terminal)
+                           color=to_terminal, tz=tz, width=width, filters=filters)

@@ -14,7 +14,7 @@ element content or in double-quoted attribute values; the page also forbids scri
 """
 from __future__ import annotations
 
-import datetime as _dt
+import contextvars
 import html
 import itertools
 import json
@@ -25,7 +25,16 @@ from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails
 from ..phases.record import UNSET, opt
 from ..phases.tls_handshake import TLSHandshakeDetails
+from ..timefmt import UTC, clock, stamp
+from ..verdict import text_with_clock
+from ..wording import plural
 from .json_report import to_document
+
+#: the --tz zone of the page being rendered (render_html sets it)
+_TZ: contextvars.ContextVar = contextvars.ContextVar("acflow_html_tz", default=UTC)
+OUTCOME_COLOR = {"healthy": "#1a7f37", "degraded": "#bf8700", "tunnel-lost": "#cf222e", "failed": "#cf222e",
+                 "inconclusive": "#0969da"}
+GROUP_MIN = 3  # findings sharing an id and severity this many times in a session: one row
 
 PHASE_TITLES = {
     "tls-handshake": "SSL/TLS handshake",
@@ -84,7 +93,21 @@ pre{background:var(--soft);padding:8px;border-radius:6px;white-space:pre-wrap;wo
 .legend span{display:inline-block;margin-right:14px}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;vertical-align:-1px}
 .remedy{color:var(--muted)}
+.verdict{border-left:6px solid var(--vc,#59636e);background:var(--soft);padding:8px 12px;border-radius:4px;
+ margin:8px 0 12px;font-size:15px;overflow-wrap:anywhere}
+.verdict .badge{margin-right:8px}
+.abs{color:var(--muted);font-size:12px;white-space:nowrap}
 @media print{details{border:none}details>summary{display:none}}
+@media (max-width:760px){
+ body{padding:12px 10px 32px}
+ table.reflow,table.reflow>tbody,table.reflow>tbody>tr,table.reflow>tbody>tr>td{display:block;width:100%}
+ table.reflow>thead{display:none}
+ table.reflow>tbody>tr{border-bottom:2px solid var(--line);padding:4px 0}
+ table.reflow>tbody>tr>td{border:none;padding:1px 4px;text-align:left;white-space:normal;overflow-wrap:anywhere}
+ table.reflow>tbody>tr>td[data-label]::before{content:attr(data-label) ": ";color:var(--muted);font-weight:600}
+ dl.facts{grid-template-columns:1fr}dl.facts dd{margin-bottom:4px}
+ .gantt{min-width:0}
+}
 """
 
 
@@ -101,13 +124,17 @@ def _num(v) -> float | None:
 
 
 def _iso(ts) -> str:
+    """The date and time in the --tz zone (`_TZ`, set by render_html)."""
     t = _num(ts)
     if t is None:
         return "?"
-    try:
-        return _dt.datetime.fromtimestamp(t, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
-    except (OverflowError, OSError, ValueError):
-        return str(t)
+    return stamp(t, _TZ.get())
+
+
+def _clock(ts) -> str:
+    """The time of day in the --tz zone: shown beside relative times."""
+    t = _num(ts)
+    return "" if t is None else clock(t, _TZ.get())
 
 
 def _rel(ts, t0) -> str:
@@ -158,6 +185,31 @@ def _short(text, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def _abs(ts) -> str:
+    """The absolute time of day beside a relative time (a second line in the cell)."""
+    c = _clock(ts)
+    return f'<br><span class="abs">{_e(c)}</span>' if c else ""
+
+
+def _outcome_badge(outcome) -> str:
+    return _badge(str(outcome or "?").upper(), OUTCOME_COLOR.get(outcome, "#59636e"))
+
+
+def _verdict_block(v, s) -> str:
+    """The session's verdict (analyzer/verdict.py), before everything else: `v` its JSON object, `s` the session
+    (the typed verdict gives the text with the absolute time beside the relative one)."""
+    if not isinstance(v, dict) or not v.get("text"):
+        return ""
+    color = OUTCOME_COLOR.get(v.get("outcome"), "#59636e")
+    typed = getattr(s, "verdict", None)
+    text = text_with_clock(typed, _num(s.start), _clock) if typed is not None else v.get("text")
+    # the date and time, unless the text already says when (the time of day beside "at +4.4 s")
+    when = f' <span class="abs">at {_e(_iso(v.get("time")))}</span>' if v.get("outcome") != "healthy" and \
+        _num(v.get("time")) is not None and text == v.get("text") else ""
+    return (f'<div class="verdict" style="--vc:{color}">{_outcome_badge(v.get("outcome"))}{_e(text)}'
+            f"{when}</div>")
+
+
 def _badge(text: str, color: str) -> str:
     return f'<span class="badge" style="background:{color}">{_e(text)}</span>'
 
@@ -189,8 +241,16 @@ def _fmt_t(v: float, step: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- entry point
-def render_html(analysis, *, version: str, show_secrets: bool = False) -> str:
-    doc = to_document(analysis, version=version, show_secrets=show_secrets)
+def render_html(analysis, *, version: str, show_secrets: bool = False, tz=None, filters: dict | None = None) -> str:
+    token = _TZ.set(tz or UTC)
+    try:
+        return _render_html(analysis, version=version, show_secrets=show_secrets, tz=tz, filters=filters)
+    finally:
+        _TZ.reset(token)
+
+
+def _render_html(analysis, *, version: str, show_secrets: bool, tz, filters: dict | None) -> str:
+    doc = to_document(analysis, version=version, show_secrets=show_secrets, tz=tz, filters=filters)
     out = ['<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
            # no script, no network: even a markup injection could not run or fetch anything
            ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
@@ -204,6 +264,12 @@ def render_html(analysis, *, version: str, show_secrets: bool = False) -> str:
         out.append('<div class="warn"><b>Secrets are shown</b> (<code>--show-secrets</code>): passwords, cookies '
                    "and master secrets appear in this page. Treat it as confidential.</div>")
     out.append(_captures(doc))
+    if filters:
+        shown = ", ".join(f"--{k} " + _e(" ".join(map(str, v)) if isinstance(v, list) else
+                                         _iso(v) if k in ("since", "until") else v)
+                          for k, v in filters.items() if k not in ("shown", "total"))
+        out.append(f'<p class="muted">Filters {shown}: {_e(filters.get("shown"))} of '
+                   f'{_e(plural(filters.get("total") or 0, "session"))} shown.</p>')
     sessions = doc.get("sessions") or []
     if not sessions:
         out.append("<p><b>No AnyConnect-protocol session found</b>: no flow in this capture shows evidence of "
@@ -211,7 +277,9 @@ def render_html(analysis, *, version: str, show_secrets: bool = False) -> str:
     elif len(sessions) > 1:
         out.append("<h3>Sessions</h3><ul>" + "".join(
             f'<li><a href="#session-{i}">Session {_e(s.get("id"))}</a>: {_e(s.get("client"))} → '
-            f'{_e(s.get("gateway"))}, {_e(_iso(s.get("start")))}</li>' for i, s in enumerate(sessions, 1)) + "</ul>")
+            f'{_e(s.get("gateway"))}, {_e(_iso(s.get("start")))}'
+            + (f' — {_outcome_badge(s["verdict"].get("outcome"))} {_e(s["verdict"].get("text"))}'
+               if isinstance(s.get("verdict"), dict) else "") + "</li>" for i, s in enumerate(sessions, 1)) + "</ul>")
     for i, (s, sd) in enumerate(zip(analysis.sessions, sessions), 1):
         out.append(_session(i, s, sd, several_captures=len(doc.get("captures") or []) > 1))
     out.append(_other_traffic(doc.get("other_traffic") or {}))
@@ -228,14 +296,16 @@ def _other_traffic(o: dict) -> str:
     """Flows that are not VPN sessions: one short table, never a session, never a finding."""
     if not o.get("flows"):
         return ""
-    rows = "".join(f"<tr><td>{_e(r.get('protocol'))}</td><td class=\"num\">{_e(r.get('server_port'))}</td>"
-                   f"<td class=\"num\">{_e(r.get('flows'))}</td><td class=\"num\">{_e(_bytes(r.get('bytes')))}</td>"
+    rows = "".join(f"<tr><td data-label=\"protocol\">{_e(r.get('protocol'))}</td>"
+                   f"<td class=\"num\" data-label=\"server port\">{_e(r.get('server_port'))}</td>"
+                   f"<td class=\"num\" data-label=\"flows\">{_e(r.get('flows'))}</td>"
+                   f"<td class=\"num\" data-label=\"bytes\">{_e(_bytes(r.get('bytes')))}</td>"
                    "</tr>" for r in (o.get("by_protocol") or [])[:20])
     talkers = ", ".join(f"{_e(t.get('client'))} ↔ {_e(t.get('server'))} ({_e(_bytes(t.get('bytes')))})"
                         for t in o.get("top_talkers") or [])
     return (f'<section class="session" id="other-traffic"><h2>Other traffic</h2><p class="muted">'
-            f"{_e(o.get('flows'))} flow(s) without evidence of the AnyConnect protocol, "
-            f"{_e(_bytes(o.get('bytes')))}.</p><table><thead><tr><th>protocol</th><th>server port</th>"
+            f"{_e(plural(o.get('flows') or 0, 'flow'))} without evidence of the AnyConnect protocol, "
+            f"{_e(_bytes(o.get('bytes')))}.</p><table class=\"reflow\"><thead><tr><th>protocol</th><th>server port</th>"
             f"<th>flows</th><th>bytes</th></tr></thead><tbody>{rows}</tbody></table>"
             + (f"<p>Top talkers: {talkers}</p>" if talkers else "") + "</section>")
 
@@ -244,16 +314,18 @@ def _captures(doc: dict) -> str:
     rows = []
     for c in doc.get("captures") or []:
         keys = c.get("keys") or {}
-        k = (f"{len(keys.get('keylog_files') or [])} key log(s), {len(keys.get('rsa_keys') or [])} RSA key(s), "
-             f"{keys.get('entries', 0)} entries")
+        k = (f"{plural(len(keys.get('keylog_files') or []), 'key log')}, "
+             f"{plural(len(keys.get('rsa_keys') or []), 'RSA key')}, {plural(keys.get('entries', 0), 'entry')}")
         if keys.get("embedded_secrets"):
-            k += f", {keys['embedded_secrets']} embedded secrets block(s)"
+            k += f", {plural(keys['embedded_secrets'], 'embedded secrets block')}"
         problems = [*(c.get("errors") or [])[:10], *((keys.get("keylog_errors") or [])[:5])]
-        rows.append(f"<tr><td class=\"mono\">{_e(c.get('path'))}</td><td class=\"num\">{_e(c.get('frames'))}</td>"
-                    f"<td>{_e(_iso(c.get('first')))} … {_e(_iso(c.get('last')))}</td><td>{_e(k)}</td>"
-                    f"<td>{'<br>'.join(_e(p) for p in problems) or '—'}</td></tr>")
-    return ("<h3>Capture</h3><table><thead><tr><th>file</th><th>frames</th><th>time span</th><th>keys</th>"
-            "<th>problems</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        rows.append(f"<tr><td class=\"mono\" data-label=\"file\">{_e(c.get('path'))}</td>"
+                    f"<td class=\"num\" data-label=\"frames\">{_e(c.get('frames'))}</td>"
+                    f"<td data-label=\"time span\">{_e(_iso(c.get('first')))} … {_e(_iso(c.get('last')))}</td>"
+                    f"<td data-label=\"keys\">{_e(k)}</td>"
+                    f"<td data-label=\"problems\">{'<br>'.join(_e(p) for p in problems) or '—'}</td></tr>")
+    return ("<h3>Capture</h3><table class=\"reflow\"><thead><tr><th>file</th><th>frames</th><th>time span</th>"
+            "<th>keys</th><th>problems</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
 # ---------------------------------------------------------------------------------------------- one session
@@ -268,6 +340,7 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
     sw = s.client_software or {}
     out = [f'<section class="session" id="session-{idx}">',
            f"<h2>Session {_e(s.id)}: {_e(s.client)} ⇄ {_e(s.gateway)}</h2>",
+           _verdict_block(sd.get("verdict"), s),
            '<dl class="facts">',
            f"<dt>client</dt><dd>{_e((tls.client if tls is not None else None) or s.client)}</dd>",
            # stream numbers count per capture file, as in Wireshark: say which file they are of
@@ -293,12 +366,13 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
             for c in conns[:12])
             + (f", … ({len(conns)} in all)" if len(conns) > 12 else "") + "</dd>")
     if params is not None and (params.address or params.address_ip6):
-        out.append(f"<dt>tunnel address</dt><dd>{_e(params.address or '')} "
-                   f"{_e(params.address_ip6 or '')}, MTU {_e(params.mtu)}</dd>")
+        addrs = ", ".join(_e(a) for a in (params.address, params.address_ip6) if a)
+        out.append(f"<dt>tunnel address</dt><dd>{addrs}" + (f"; MTU {_e(params.mtu)}" if params.mtu else "")
+                   + "</dd>")
     if dtls.status:
         out.append(f"<dt>DTLS</dt><dd>{_status_badge(dtls.status)} {_e(dtls.summary or '')}</dd>")
-    inf = s.phase("cstp-connect").inferred
-    for tn in (inf.tunnels or []) if inf is not None else []:
+    inf = getattr(s.phase("cstp-connect"), "inferred", None)
+    for tn in (getattr(inf, "tunnels", None) or []) if inf is not None else []:
         # the keyless reading of a tunnel connection (analyzer/phases/inferred.py): labelled inferred/estimated
         est = tn.estimate
         sizes = "" if est is None else (
@@ -344,36 +418,75 @@ def _timeline(s, t0) -> str:
                    "</span></div>")
         name = p.phase
         inf = getattr(p, "inferred", None)
-        # the keyless reading (analyzer/phases/inferred.py): the inferred status next to the phase's own, with how
-        # sure and on what it rests
+        # the keyless reading (analyzer/phases/inferred.py), when the analysis made one: the inferred status next
+        # to the phase's own, with how sure and on what it rests
         badge = _status_badge(p.status) + (f' → {_status_badge(inf.status)}<br><span class="muted">inferred, '
                                            f"{_e(inf.confidence)}</span>" if inf is not None else "")
         why = f'<div class="muted">inferred: {_e(inf.basis)}</div>' if inf is not None else ""
-        rows.append(f'<tr class="phase-row"><td class="num">{i}</td><td><b>{_e(name)}</b><br>'
-                    f'<span class="muted">{_e(PHASE_TITLES.get(name, ""))}</span></td>'
-                    f'<td class="num">{_e(_rel(a, t0))}</td><td class="num">{_e(_dur(a, b))}</td>'
-                    f"<td>{badge}</td><td class=\"frames\">{_e(_frames(sorted(set(p.frames))))}</td>"
-                    f"<td>{_e(p.summary)}{why}{bar}</td></tr>")
-    return ('<table class="timeline"><thead><tr><th>#</th><th>phase</th><th>t</th><th>duration</th><th>status</th>'
-            "<th>frames</th><th>what happened</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        rows.append(f'<tr class="phase-row"><td class="num" data-label="#">{i}</td><td data-label="phase">'
+                    f'<b>{_e(name)}</b><br><span class="muted">{_e(PHASE_TITLES.get(name, ""))}</span></td>'
+                    f'<td class="num" data-label="t">{_e(_rel(a, t0))}{_abs(a)}</td>'
+                    f'<td class="num" data-label="duration">{_e(_dur(a, b))}</td>'
+                    f'<td data-label="status">{badge}</td>'
+                    f'<td class="frames" data-label="frames">{_e(_frames(sorted(set(p.frames))))}</td>'
+                    f'<td data-label="what happened">{_e(p.summary)}{why}{bar}</td></tr>')
+    return ('<table class="timeline reflow"><thead><tr><th>#</th><th>phase</th><th>t</th><th>duration</th>'
+            "<th>status</th><th>frames</th><th>what happened</th></tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table>")
+
+
+def _finding_groups(findings: list) -> list[list[dict]]:
+    """Findings in order; those sharing an id and severity GROUP_MIN or more times as one group (where the first
+    was)."""
+    items = [f for f in findings if isinstance(f, dict)]
+    count: dict = {}
+    for f in items:
+        k = (f.get("id"), f.get("severity"))
+        count[k] = count.get(k, 0) + 1
+    out: list[list[dict]] = []
+    where: dict = {}
+    for f in items:
+        k = (f.get("id"), f.get("severity"))
+        if count[k] >= GROUP_MIN and k in where:
+            out[where[k]].append(f)
+            continue
+        where[k] = len(out)
+        out.append([f])
+    return out
 
 
 def _findings_table(findings: list, t0) -> str:
     rows = []
-    for f in findings:
-        if not isinstance(f, dict):
-            continue
+    for group in _finding_groups(findings):
+        f = group[0]
         ev = f.get("evidence")
-        evidence = (f"<details><summary>evidence</summary>{_value(ev)}</details>" if ev else "")
-        when = _rel(f.get("time"), t0) if t0 is not None else _iso(f.get("time"))
-        rows.append(f'<tr class="finding"><td>{_sev_badge(f.get("severity"))}</td><td><b>{_e(f.get("id"))}</b>'
-                    f'<br><span class="muted">{_e(f.get("phase") or "")}'
+        evidence = (f"<details><summary>evidence</summary>{_value(ev)}</details>" if ev and len(group) == 1
+                    else "")
+        if len(group) == 1:
+            when = (_e(_rel(f.get("time"), t0)) + _abs(f.get("time")) if t0 is not None
+                    else _e(_iso(f.get("time"))))
+            frames = f.get("frames")
+            message = _e(f.get("message"))
+            title = f"<b>{_e(f.get('id'))}</b>"
+        else:
+            times = [x.get("time") for x in group if _num(x.get("time")) is not None]
+            when = (f"first {_e(_rel(min(times), t0))}{_abs(min(times))}<br>last {_e(_rel(max(times), t0))}"
+                    f"{_abs(max(times))}" if times and t0 is not None else
+                    f"first {_e(_iso(min(times)))}<br>last {_e(_iso(max(times)))}" if times else "")
+            frames = sorted({fr for x in group for fr in (x.get("frames") or []) if isinstance(fr, int)})
+            message = (f"<b>×{len(group)}</b> — first: {_e(f.get('message'))}"
+                       + (f"<br>last: {_e(group[-1].get('message'))}"
+                          if group[-1].get("message") != f.get("message") else ""))
+            title = f"<b>{_e(f.get('id'))} ×{len(group)}</b>"
+        rows.append(f'<tr class="finding"><td data-label="severity">{_sev_badge(f.get("severity"))}</td>'
+                    f'<td data-label="id">{title}<br><span class="muted">{_e(f.get("phase") or "")}'
                     + (" · inferred" if f.get("inferred") else "") + "</span></td>"
-                    f'<td class="num">{_e(when)}</td><td class="frames">{_e(_frames(f.get("frames")))}</td>'
-                    f'<td>{_e(f.get("message"))}'
+                    f'<td class="num" data-label="time">{when}</td>'
+                    f'<td class="frames" data-label="frames">{_e(_frames(frames))}</td>'
+                    f'<td data-label="message">{message}'
                     + (f'<div class="remedy">→ {_e(f.get("remedy"))}</div>' if f.get("remedy") else "")
                     + f"{evidence}</td></tr>")
-    return ('<table class="findings"><thead><tr><th>severity</th><th>id</th><th>time</th><th>frames</th>'
+    return ('<table class="findings reflow"><thead><tr><th>severity</th><th>id</th><th>time</th><th>frames</th>'
             "<th>message / remedy</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
@@ -388,18 +501,19 @@ def _tunnel_table(t, t0) -> str:
             dpd, ka = c.dpd, c.keepalives
             extra = (f"DPD requests {_e(dpd.get('c2s'))}/{_e(dpd.get('s2c'))}, keepalives "
                      f"{_e(ka.get('c2s'))}/{_e(ka.get('s2c'))} (client/gateway)")
-        rows.append(f"<tr><td><b>{ch.upper()}</b></td><td class=\"num\">{_e(ip.get('c2s'))} "
-                    f"({_e(_bytes(ib.get('c2s')))})</td><td class=\"num\">{_e(ip.get('s2c'))} "
-                    f"({_e(_bytes(ib.get('s2c')))})</td><td>{extra}</td></tr>")
+        rows.append(f"<tr><td data-label=\"channel\"><b>{ch.upper()}</b></td>"
+                    f"<td class=\"num\" data-label=\"client→gateway\">{_e(ip.get('c2s'))} "
+                    f"({_e(_bytes(ib.get('c2s')))})</td><td class=\"num\" data-label=\"gateway→client\">"
+                    f"{_e(ip.get('s2c'))} ({_e(_bytes(ib.get('s2c')))})</td><td>{extra}</td></tr>")
     if not rows:
         return '<p class="muted">No tunnel (no successful CONNECT, or not decrypted).</p>'
-    out = ("<table><thead><tr><th>channel</th><th>inner packets client→gateway</th>"
+    out = ("<table class=\"reflow\"><thead><tr><th>channel</th><th>inner packets client→gateway</th>"
            "<th>inner packets gateway→client</th><th></th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
     end = t.end
     if end is not None:
         who = "client" if end.direction == "c2s" else "gateway"
         out += (f"<p>Ended: <b>{_e(end.type)}</b> from the {who} over {_e(str(end.channel or '').upper())}"
-                f" at {_e(_rel(end.ts, t0))}" + (f", reason “{_e(end.reason)}”" if end.reason else "")
+                f" at {_e(_rel(end.ts, t0))}{_abs(end.ts)}" + (f", reason “{_e(end.reason)}”" if end.reason else "")
                 + f" (frame {_e(end.frame)}).</p>")
     return out
 
@@ -524,8 +638,10 @@ def _seq_groups(s) -> list[tuple[str, str, str, list]]:
                     ans = f"{status} {cx.reason or ''}".strip()
                     prm = cx.parameters
                     if status == 200 and prm:
-                        ans += (f": {prm.address or '?'}, MTU {prm.mtu}"
-                                + (f", DTLS port {prm.dtls_port}" if prm.dtls_port else ""))
+                        granted = [a for a in (prm.address, prm.address_ip6) if a]
+                        granted += [f"MTU {prm.mtu}"] if prm.mtu else []
+                        granted += [f"DTLS port {prm.dtls_port}"] if prm.dtls_port else []
+                        ans += (": " + ", ".join(granted)) if granted else ""
                     if cx.x_reason:
                         ans += f" — X-Reason: {cx.x_reason}"
                     rows.append(_msg("s2c", ans, opt(cx.response_time), opt(cx.response_frame),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+from ..timefmt import iso
+
 
 def _clean(v):
     if isinstance(v, float) and not math.isfinite(v):
@@ -22,13 +24,33 @@ def _clean(v):
     return v
 
 
-def to_document(analysis, *, version: str, show_secrets: bool = False) -> dict:
+def _add_iso(obj: dict, keys: tuple[str, ...], tz) -> None:
+    """Beside each epoch-seconds key K, K_iso: the same time in ISO 8601 (in --tz; 'Z' for UTC), null if none."""
+    for k in keys:
+        if k in obj:
+            obj[f"{k}_iso"] = iso(obj[k], tz)
+
+
+def to_document(analysis, *, version: str, show_secrets: bool = False, tz=None, filters: dict | None = None) -> dict:
+    """The JSON document. Times stay epoch seconds; each also gets an ISO 8601 twin (`start_iso`, `time_iso`…,
+    docs/json-schema.md) in the zone `tz` (default UTC). `filters`: the session filters applied (documented)."""
     doc = analysis.to_json(version, show_secrets)
+    for c in doc["captures"]:
+        _add_iso(c, ("first", "last"), tz)
     for s in doc["sessions"]:
         s["tunnel"].pop("series", None)
+        _add_iso(s, ("start", "end"), tz)
+        for p in s["phases"]:
+            _add_iso(p, ("start", "end"), tz)
+        for f in s["findings"]:
+            _add_iso(f, ("time",), tz)
+    for f in doc["findings"]:
+        _add_iso(f, ("time",), tz)
+    if filters:
+        doc["filters"] = filters
     return _clean(doc)
 
 
-def render_json(analysis, *, version: str, show_secrets: bool = False) -> str:
-    return json.dumps(to_document(analysis, version=version, show_secrets=show_secrets), indent=2,
-                      default=str) + "\n"
+def render_json(analysis, *, version: str, show_secrets: bool = False, tz=None, filters: dict | None = None) -> str:
+    return json.dumps(to_document(analysis, version=version, show_secrets=show_secrets, tz=tz, filters=filters),
+                      indent=2, default=str) + "\n"

@@ -61,7 +61,7 @@ def check(session, ctx):
                            "state dropped, gateway worker gone); expect a reconnect. Look at what else was lost at "
                            "that time.",
                     evidence={"channel": name, "requests": len(late), "dpd": dpd, "first": late[0]["ts"],
-                              "last": late[-1]["ts"]}))
+                              "last": late[-1]["ts"], "direction": side}))
         slow = [e for e in exchanges if e.get("rtt") is not None and DPD_RTT_WARN < e["rtt"] <= 2 * (dpd or 1e9)]
         if slow:
             worst = max(slow, key=lambda e: e["rtt"])

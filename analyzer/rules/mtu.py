@@ -49,36 +49,29 @@ def check(session, ctx):
     cstp_mtu, dtls_mtu = params.mtu, params.dtls_mtu
     frames = [c.response_frame for c in d.connects if c.response_frame][:1]
     t = cstp.start
-    if cstp_mtu and dtls_mtu and cstp_mtu != dtls_mtu:
-        up = dtls.established
-        applies = (f"DTLS is up, so X-DTLS-MTU {dtls_mtu} applies" if up else
-                   f"DTLS did not come up, so the client must fall back to X-CSTP-MTU {cstp_mtu} (AnyConnect "
+    if cstp_mtu and dtls_mtu and cstp_mtu != dtls_mtu and not dtls.established:
+        # with DTLS up, X-DTLS-MTU applies and the two values differing is the gateway's normal sizing: no finding
+        applies = (f"DTLS did not come up, so the client must fall back to X-CSTP-MTU {cstp_mtu} (AnyConnect "
                    "reconfigures its adapter, which looks like a reconnect)")
         out.append(Finding(
             id="MTU_MISMATCH", severity="warning", phase="cstp-connect", time=t, frames=frames,
             message=f"The gateway sent X-DTLS-MTU {dtls_mtu} and X-CSTP-MTU {cstp_mtu}: {applies}. openconnect "
                     f"uses the larger value ({max(cstp_mtu, dtls_mtu)}).",
-            remedy="Expected on Cisco gateways when DTLS is in use; if users see a 'reconnect' shortly after "
-                   "connecting, DTLS is failing (see DTLS findings). Set the tunnel MTU explicitly on the gateway "
-                   "(group policy 'anyconnect mtu') so both values suit the path.",
-            evidence={"x_cstp_mtu": cstp_mtu, "x_dtls_mtu": dtls_mtu, "dtls_established": bool(up)}))
+            remedy="Users may see a 'reconnect' shortly after connecting while the adapter is reconfigured: fix "
+                   "DTLS (see the DTLS findings), or set the tunnel MTU explicitly on the gateway (group policy "
+                   "'anyconnect mtu') so both values suit the path.",
+            evidence={"x_cstp_mtu": cstp_mtu, "x_dtls_mtu": dtls_mtu, "dtls_established": False}))
     asked = req.mtu
     if asked and cstp_mtu and cstp_mtu < asked:
+        bases = [f"{who} base MTU {v}" for who, v in (("client", req.base_mtu), ("gateway", params.base_mtu)) if v]
         out.append(Finding(
             id="MTU_MISMATCH", severity="warning", phase="cstp-connect", time=t, frames=frames,
-            message=f"The gateway granted a tunnel MTU of {cstp_mtu}, smaller than the {asked} the client asked for "
-                    f"(client base MTU {req.base_mtu}" + (f", gateway base MTU {params.base_mtu}"
-                                                                if params.base_mtu else "") + ").",
+            message=f"The gateway granted a tunnel MTU of {cstp_mtu}, smaller than the {asked} the client asked for: "
+                    "the two ends disagree about the path" + (f" ({', '.join(bases)})" if bases else "") + ".",
             remedy="Applications will see a smaller MTU than the client expected; check the gateway's MTU setting "
                    "and the path MTU between client and gateway.",
             evidence={"requested": asked, "granted": cstp_mtu, "client_base_mtu": req.base_mtu,
                       "gateway_base_mtu": params.base_mtu}))
-    elif asked and cstp_mtu and cstp_mtu > asked:
-        out.append(Finding(
-            id="MTU_MISMATCH", severity="info", phase="cstp-connect", time=t, frames=frames,
-            message=f"The gateway granted a tunnel MTU of {cstp_mtu}; the client asked for {asked}.",
-            remedy="Nothing to do when the granted MTU plus DTLS overhead fits the base MTU (checked separately).",
-            evidence={"requested": asked, "granted": cstp_mtu}))
     base = params.base_mtu or req.base_mtu
     mtu = dtls_mtu or cstp_mtu
     if base and mtu and dtls.offered:

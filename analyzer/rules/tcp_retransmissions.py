@@ -1,13 +1,15 @@
 """TCP_RETRANSMISSIONS (warning): loss on the TCP connection that carries the CSTP tunnel.
 
 Fact: when DTLS is not used the tunnel is TCP-over-TCP; inner TCP and the outer TLS connection both retransmit
-on loss, which collapses throughput ("TCP meltdown"). Threshold: at least RETRANS_MIN retransmitted segments and
-a rate of at least RETRANS_RATE of the data segments in the CSTP connection.
+on loss, which collapses throughput ("TCP meltdown"). When DTLS carries the data, loss on the TLS connection is
+loss on the path all the same, but not TCP-over-TCP. Threshold: at least RETRANS_MIN retransmitted segments and
+a rate of at least RETRANS_RATE of the data segments in the CSTP connection. Timed at the first retransmission.
 """
 from __future__ import annotations
 
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
+from ..phases.dtls import DTLSDetails
 
 RULE_IDS = ("TCP_RETRANSMISSIONS",)
 RETRANS_MIN = 3
@@ -17,6 +19,8 @@ RETRANS_RATE = 0.01
 def check(session, ctx):
     out = []
     d = connect_details(session.phase("cstp-connect"))
+    dtls = session.phase("dtls").details
+    dtls_up = isinstance(dtls, DTLSDetails) and bool(dtls.established)
     for c in d.connects if d is not None else []:
         conn = next((x for x in session.connections if x.connection == c.connection), None)
         if not conn:
@@ -27,12 +31,18 @@ def check(session, ctx):
         total_s = max(sum(seg.values()), 1)
         if total_r >= RETRANS_MIN and total_r / total_s >= RETRANS_RATE:
             out.append(Finding(
-                id="TCP_RETRANSMISSIONS", severity="warning", phase="cstp-connect", time=conn.start,
+                id="TCP_RETRANSMISSIONS", severity="warning", phase="cstp-connect",
+                time=conn.first_retransmission if conn.first_retransmission is not None else conn.start,
                 frames=conn.retransmission_frames[:10],
                 message=f"{total_r} retransmitted TCP segments on the tunnel's TLS connection {c.connection} "
                         f"({100 * total_r / total_s:.1f} % of {total_s} data segments).",
-                remedy="Loss on the path; with the tunnel over TCP (no DTLS) this hurts much more than loss on UDP: "
-                       "fix the loss and make DTLS work.",
-                evidence={"retransmissions": r, "segments": seg}))
+                remedy=("Loss on the path between client and gateway. DTLS was up, so the tunnel's data was not "
+                        "TCP-over-TCP, but the TLS connection carries the control traffic (DPD, keepalives, "
+                        "reconnects): find where packets were lost at that time (see the DPD findings)."
+                        if dtls_up else
+                        "Loss on the path; with the tunnel over TCP (no DTLS) this hurts much more than loss on "
+                        "UDP: fix the loss and make DTLS work."),
+                evidence={"retransmissions": r, "segments": seg, "dtls_established": dtls_up,
+                          "first_retransmission": conn.first_retransmission}))
             break
     return out

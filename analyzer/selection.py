@@ -1,0 +1,75 @@
+"""Which sessions a report shows and whether it fails a CI run (issue #17): the `--session`, `--client`,
+`--gateway`, `--since/--until` filters and `--fail-on`. Applied to the finished analysis, before rendering."""
+from __future__ import annotations
+
+import ipaddress
+
+from .evidence import split_endpoint
+from .model import Analysis
+from .timefmt import parse_time
+
+SEVERITY_LEVEL = {"info": 1, "warning": 2, "error": 3}
+
+
+def select_sessions(analysis: Analysis, *, session_ids=(), clients=(), gateways=(), since=None,
+                    until=None, tz=None) -> dict | None:
+    """Keep the sessions that match every filter given (ids, client addresses, a time window the session overlaps);
+    capture-wide findings and other traffic stay. `gateways` (GatewaySpec, --gateway) already chose the sessions
+    during the analysis (its evidence role, analyzer/evidence.py); here it filters once more by the session's
+    gateway address and port. `since`/`until`: epoch seconds or the text of --since/--until (read in `tz`; a
+    time of day is on the day of the capture's first frame; ValueError when it is not a time). Returns what was
+    applied (None: no filter)."""
+    if isinstance(since, str) or isinstance(until, str):
+        firsts = [c.first for c in analysis.captures if c.first is not None]
+        day = min(firsts) if firsts else None
+        since, until = (parse_time(t, tz, day) if isinstance(t, str) else t for t in (since, until))
+    if not (session_ids or clients or gateways or since is not None or until is not None):
+        return None
+    total = len(analysis.sessions)
+    ids = {i.strip() for v in session_ids for i in v.split(",") if i.strip()}
+    want = {_norm_addr(c) for c in clients}
+
+    def keep(s) -> bool:
+        if ids and s.id not in ids:
+            return False
+        if want and _norm_addr(split_endpoint(s.client)[0]) not in want:
+            return False
+        if gateways and not any(g.matches(*split_endpoint(s.gateway)) for g in gateways):
+            return False
+        a, b = s.start, s.end if s.end is not None else s.start
+        if since is not None and (b is None or b < since):
+            return False
+        return not (until is not None and (a is None or a > until))
+
+    analysis.sessions = [s for s in analysis.sessions if keep(s)]
+    out: dict = {"shown": len(analysis.sessions), "total": total}
+    if ids:
+        out["session"] = sorted(ids)
+    if clients:
+        out["client"] = list(clients)
+    if gateways:
+        out["gateway"] = [g.address if g.port is None else
+                          (f"[{g.address}]:{g.port}" if ":" in g.address else f"{g.address}:{g.port}")
+                          for g in gateways]
+    if since is not None:
+        out["since"] = since
+    if until is not None:
+        out["until"] = until
+    return out
+
+
+def _norm_addr(text: str) -> str:
+    t = text.strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(t))
+    except ValueError:
+        return t.lower()
+
+
+def fails(analysis: Analysis, level: str | None) -> bool:
+    """--fail-on: a finding (of a reported session, or capture-wide) at or above `level`."""
+    if not level:
+        return False
+    floor = SEVERITY_LEVEL[level]
+    found = [f for s in analysis.sessions for f in s.findings] + list(analysis.findings)
+    return any(SEVERITY_LEVEL.get(f.severity, 0) >= floor for f in found)

@@ -1,0 +1,362 @@
+"""The verdict: one plain-language sentence per session, before the details.
+
+It reads the typed session model (phase statuses, tunnel parameters, how the tunnel ended) and the session's
+findings (analyzer/rules/) — never packets — and says what the user experienced, the root cause with the frames
+that prove it, and the remedy: "Tunnel up over TLS only: UDP 443 is blocked between client and gateway — 8 DTLS
+ClientHellos unanswered (frames 26, 38, 47, 52, 110, …); allow UDP 443 from the client to the gateway". A healthy
+session gets one line saying so.
+
+`outcome` is one of OUTCOMES (a public JSON value, docs/json-schema.md "verdict"):
+  healthy       connected, nothing wrong found
+  degraded      connected, but something is wrong (DTLS down, a certificate that fails validation, a reconnect…)
+  tunnel-lost   the tunnel died or was ended by the gateway (DPD timeout, TERMINATE, a reconnect that cannot go on)
+  failed        no tunnel: TLS, login or CONNECT failed
+  inconclusive  not decrypted (no keys) and nothing wrong visible without them: the verdict says what is known
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .evidence import split_endpoint
+from .model import Analysis, Finding, Session
+from .phases.cstp_connect import connect_details
+from .phases.dtls import DTLSDetails
+from .phases.record import Record
+
+OUTCOMES = ("healthy", "degraded", "tunnel-lost", "failed", "inconclusive")
+SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
+
+#: short remedies for the verdict line (the finding keeps its full remedy)
+SHORT_REMEDY = {
+    "AUTH_FAILED": "check the username and password (or second factor) and the authentication server's log for "
+                   "this user",
+    "GROUP_URL_UNKNOWN": "give the client the gateway's address without a path, or a group URL the gateway defines",
+    "TLS_CERT_UNTRUSTED": "install a certificate the clients trust that names the host they connect to",
+    "TLS_CERT_HASH_MISMATCH": "find what presents another certificate between client and gateway (TLS inspection, "
+                              "a second gateway behind one name)",
+    "DTLS_COOKIE_IGNORED": "make the gateway's DTLS answers reach the client's socket (NAT, load balancer, "
+                           "asymmetric firewall)",
+    "DTLS_SOURCE_MISMATCH": "make the gateway answer DTLS from the address and port the client sends to",
+    "DTLS_RESUME_FULL_HANDSHAKE": "find the device between client and gateway that terminates DTLS",
+    "DTLS_NAT_REBINDING": "raise the client-side NAT's UDP timeout, or lower the gateway's DPD/keepalive interval",
+    "DPD_TIMEOUT": "find what dropped the traffic between client and gateway at that time (path loss, NAT or "
+                   "firewall state, the gateway)",
+    "MTU_EXCEEDED": "make the client's adapter use the granted MTU and let ICMP 'fragmentation needed' through",
+    "RECONNECT_ADDRESS_CHANGED": "make the gateway keep the tunnel address across reconnects",
+    "SESSION_TERMINATED": "check the gateway's log for the reason (idle or session timeout, administrator logoff, "
+                          "licence)",
+}
+
+
+#: what a connected user experiences when this finding is the worst one
+CONNECTED_BUT = {
+    "TLS_CERT_UNTRUSTED": "Connected, but the gateway certificate is not trusted",
+    "TLS_CERT_HASH_MISMATCH": "Connected, but the certificate check of the login does not match",
+    "MTU_MISMATCH": "Connected, but the tunnel MTU does not fit the path",
+    "MTU_EXCEEDED": "Connected, but large packets are lost in the tunnel",
+    "MTU_IPV6_TOO_SMALL": "Connected, but the tunnel is too small for IPv6",
+    "AUTH_FAILED": "Connected after a rejected login",
+    "TLS_CLIENT_CERT_MISSING": "Connected without a client certificate",
+    "AGGAUTH_VERSION_FALLBACK": "Connected through the legacy login form",
+    "KEEPALIVE_MISSING": "Connected, but the client went silent",
+    "PROFILE_HASH_MISMATCH": "Connected, but the client profile does not match its manifest",
+    "PROFILE_MISSING": "Connected without the client profile",
+    "DOWNLOADER_FAILED": "Connected, but the downloader failed",
+    "DPD_RTT_HIGH": "Connected, with high latency",
+    "DTLS_NAT_REBINDING": "Connected, but a NAT moved the DTLS flow",
+}
+
+
+@dataclass
+class SessionVerdict(Record):
+    """The session's verdict (analyzer/verdict.py): what the user experienced, why, the proving frames, the remedy."""
+    outcome: str = field(metadata={"description": "healthy, degraded, tunnel-lost, failed or inconclusive"})
+    text: str = field(metadata={"description": "the one-line verdict, in plain language"})
+    experienced: str = field(metadata={"description": "what the user experienced"})
+    cause: str | None = field(metadata={"description": "the root cause as the capture shows it"})
+    frames: list[int] = field(metadata={"description": "frames that prove the cause"})
+    time: float | None = field(metadata={"description": "when it happened (capture epoch seconds)"})
+    remedy: str | None = field(metadata={"description": "what to do"})
+    findings: list[str] = field(metadata={"description": "ids of the findings the verdict rests on"})
+    worst_severity: str | None = field(
+        metadata={"description": "the most severe finding of the session (error, warning, info; null: none)"})
+
+
+def worst_severity(findings: list[Finding]) -> str | None:
+    best = max((f.severity for f in findings), key=lambda s: SEVERITY_RANK.get(s, 0), default=None)
+    return best
+
+
+def _frames_text(frames: list[int], limit: int = 5) -> str:
+    fs = sorted(set(frames))
+    if not fs:
+        return ""
+    word = "frame" if len(fs) == 1 else "frames"
+    return f"{word} " + ", ".join(map(str, fs[:limit])) + (", …" if len(fs) > limit else "")
+
+
+def _rel(ts: float | None, t0: float | None) -> str:
+    if ts is None or t0 is None:
+        return ""
+    d = ts - t0
+    return f"+{d:.1f} s" if d >= 0.1 or d == 0 else f"+{d * 1000:.0f} ms"
+
+
+def _secs(d: float) -> str:
+    return f"{d:.1f} s" if d < 120 else f"{d / 60:.1f} min"
+
+
+def _lower_first(text: str) -> str:
+    """Lower-case the first word when it is an ordinary word ("The", "A"), not a name or acronym ("DTLS")."""
+    word = text.split(" ", 1)[0]
+    if word[:1].isupper() and word.isalpha() and (len(word) == 1 or word[1:].islower()):
+        return text[0].lower() + text[1:]
+    return text
+
+
+def _plain(message: str) -> str:
+    """A finding's message as a clause: no final period, first letter lower case unless it starts a name."""
+    return _lower_first(message.strip().rstrip("."))
+
+
+def _short_remedy(f: Finding) -> str | None:
+    if f.id in SHORT_REMEDY:
+        return SHORT_REMEDY[f.id]
+    r = (f.remedy or "").strip()
+    if not r:
+        return None
+    cut = r.find(". ")
+    return _lower_first((r[:cut] if cut > 0 else r).rstrip("."))
+
+
+def _line(experienced: str, cause: str | None, frames: list[int], remedy: str | None, after: str = "") -> str:
+    """"experienced: cause (frames …)after; remedy"."""
+    text = experienced
+    if cause:
+        text += f": {cause}"
+    ft = _frames_text(frames)
+    if ft:
+        text += f" ({ft})"
+    text += after
+    if remedy:
+        text += f"; {remedy}"
+    return text
+
+
+def _verdict(outcome, experienced, cause, frames, time, remedy, used, s, after: str = "") -> SessionVerdict:
+    frames = sorted(set(frames))
+    return SessionVerdict(outcome=outcome, text=_line(experienced, cause, frames, remedy, after),
+                          experienced=experienced, cause=cause + after if cause else cause, frames=frames, time=time,
+                          remedy=remedy, findings=used, worst_severity=worst_severity(s.findings))
+
+
+def judge(s: Session) -> SessionVerdict:
+    """The verdict of one session whose findings are set (analyzer.rules.apply_rules)."""
+    by: dict[str, list[Finding]] = {}
+    for f in s.findings:
+        by.setdefault(f.id, []).append(f)
+
+    def first(fid: str) -> Finding | None:
+        return by[fid][0] if fid in by else None
+
+    status = {p.phase: p.status for p in s.phases}
+    cx = connect_details(s.phase("cstp-connect"))
+    params = cx.parameters if cx is not None and cx.parameters else None
+    dd = s.phase("dtls").details
+    dtls = dd if isinstance(dd, DTLSDetails) else DTLSDetails()
+    cstp = status.get("cstp-connect")
+    connected = cstp in ("ok", "before-capture")
+    decrypted = cstp not in ("undecrypted",)
+
+    # -- no tunnel ----------------------------------------------------------------------------------------------
+    if decrypted and not connected:
+        for fid, experienced in (("GROUP_URL_UNKNOWN", "Could not log in"), ("AUTH_FAILED", "Login failed"),
+                                 ("CONNECT_REJECTED", "Logged in, but the gateway refused the tunnel"),
+                                 ("TLS_ALERT", "No tunnel: a TLS connection to the gateway failed"),
+                                 ("TLS_CERT_UNTRUSTED", "Could not connect: the gateway certificate is refused"),
+                                 ("DOWNLOADER_FAILED", "No tunnel: the downloader failed")):
+            f = first(fid)
+            if f is not None and (fid != "AUTH_FAILED" or f.severity == "error" or status.get("user-auth") ==
+                                  "failed"):
+                cause = _plain(f.message)
+                if fid == "AUTH_FAILED" and f.evidence.get("gateway_message"):
+                    cause = f"the gateway rejected the login (“{f.evidence['gateway_message']}”)"
+                return _verdict("failed", experienced, cause, f.frames, f.time, _short_remedy(f), [fid], s)
+        worst = _worst(s.findings)
+        failed = next((p for p in s.phases if p.status == "failed"), None)
+        experienced = (f"No tunnel: the {failed.phase} phase failed" if failed is not None
+                       else "No tunnel: the capture shows no CONNECT")
+        if worst is not None and worst.severity != "info":
+            return _verdict("failed", experienced, _plain(worst.message), worst.frames, worst.time,
+                            _short_remedy(worst), [worst.id], s)
+        return _verdict("failed", experienced, failed.summary if failed is not None else None,
+                        failed.frames[:5] if failed is not None else [], failed.start if failed else None,
+                        None, [], s)
+
+    # -- the tunnel died or was ended ----------------------------------------------------------------------------
+    if "DPD_TIMEOUT" in by:
+        dpds = by["DPD_TIMEOUT"]
+        t = min((f.time for f in dpds if f.time is not None), default=None)
+        channels = sorted({str(f.evidence.get("channel", "")) for f in dpds if f.evidence.get("channel")})
+        sides = {_dpd_side(f) for f in dpds}
+        who = ("the client's" if sides == {"c2s"} else "the gateway's" if sides == {"s2c"}
+               else "the client's and the gateway's" if sides == {"c2s", "s2c"} else "the")
+        cause = (f"{who} dead-peer checks (DPD) over " + " and ".join(channels) + " went unanswered"
+                 if channels else f"{who} dead-peer checks (DPD) went unanswered")
+        frames = [x for f in dpds for x in f.frames]
+        used = ["DPD_TIMEOUT"]
+        nat = first("DTLS_NAT_REBINDING")
+        if nat is not None:
+            cause = (f"DTLS moved to a new client port without a new handshake (NAT rebinding, "
+                     f"{_frames_text(nat.frames)}), then {cause}")
+            used.append("DTLS_NAT_REBINDING")
+        rc = first("RECONNECT")
+        if rc is not None:
+            gap = rc.evidence.get("gap")
+            back = max(rc.frames) if rc.frames else None
+            after = (f"; the client reconnected {_secs(gap)} after the old connection ended"
+                     if isinstance(gap, (int, float)) else "; the client reconnected")
+            after += f" (frame {back})" if back else ""
+            used.append("RECONNECT")
+        else:
+            after = "; no reconnect in the capture"
+        remedy = _short_remedy(nat) if nat is not None else SHORT_REMEDY["DPD_TIMEOUT"]
+        return _verdict("tunnel-lost", f"Tunnel died at {_rel(t, s.start)}", cause, frames, t, remedy, used, s,
+                        after=after)
+    for fid, experienced in (("RECONNECT_ADDRESS_CHANGED", "Tunnel dropped and came back with another address"),
+                             ("SESSION_TERMINATED", "Tunnel ended by the gateway")):
+        f = first(fid)
+        if f is not None:
+            exp = f"{experienced} at {_rel(f.time, s.start)}" if f.time is not None else experienced
+            return _verdict("tunnel-lost", exp, _plain(f.message), f.frames, f.time, _short_remedy(f), [fid], s)
+
+    # -- DTLS down: the tunnel runs over TLS only ------------------------------------------------------------------
+    if status.get("dtls") == "failed":
+        port = (params.dtls_port if params is not None and params.dtls_port else None) or \
+            split_endpoint(s.gateway)[1]
+        nr = first("DTLS_NO_RESPONSE")
+        for fid in ("DTLS_RESUME_FULL_HANDSHAKE", "DTLS_COOKIE_IGNORED", "DTLS_SOURCE_MISMATCH"):
+            f = first(fid)
+            if f is not None:
+                return _verdict("degraded", "Tunnel up over TLS only", _plain(f.message), f.frames, f.time,
+                                _short_remedy(f), [fid] + (["DTLS_NO_RESPONSE"] if nr else []), s)
+        if nr is not None:
+            n = nr.evidence.get("hellos") or len(nr.frames)
+            cause = (f"UDP {port or 'to the DTLS port'} is blocked between client and gateway — {n} DTLS "
+                     f"ClientHello{'s' if n != 1 else ''} unanswered")
+            return _verdict("degraded", "Tunnel up over TLS only", cause, nr.frames, nr.time,
+                            f"allow UDP {port} from the client to the gateway" if port else
+                            "allow the gateway's DTLS port (UDP) from the client to the gateway",
+                            ["DTLS_NO_RESPONSE"], s)
+        dp = s.phase("dtls")
+        return _verdict("degraded", "Tunnel up over TLS only", f"DTLS did not come up ({dp.summary})",
+                        sorted(set(dp.frames))[:5], dp.start, "see the DTLS findings", [], s)
+
+    worst = _worst(s.findings)
+    if worst is not None and worst.severity in ("error", "warning"):
+        rc = first("RECONNECT")
+        if worst.id == "TCP_RETRANSMISSIONS" and rc is not None:
+            worst = rc
+        exp = (CONNECTED_BUT.get(worst.id, "Connected, with a problem") if connected
+               else "Tunnel seen without keys, with a problem")
+        cause = _plain(worst.message)
+        lead = "the gateway certificate fails strict validation: "
+        if worst.id == "TLS_CERT_UNTRUSTED" and cause.startswith(lead):  # the experience already says so
+            cause = cause[len(lead):]
+        return _verdict("degraded", exp, cause, worst.frames, worst.time, _short_remedy(worst), [worst.id], s)
+    rc = first("RECONNECT")
+    if rc is not None:
+        gap = rc.evidence.get("gap")
+        cause = ("the tunnel's connection ended and the client reconnected "
+                 + (f"{_secs(gap)} later" if isinstance(gap, (int, float)) else "") + " with its cookie").replace(
+            "  ", " ")
+        return _verdict("degraded", f"Tunnel dropped at {_rel(rc.time, s.start)} and came back", cause, rc.frames,
+                        rc.time, "look at what ended the first connection (a reset, loss on the path)",
+                        ["RECONNECT"], s)
+
+    # -- nothing wrong ------------------------------------------------------------------------------------------
+    return _healthy(s, status, params, dtls, decrypted)
+
+
+def _dpd_side(f: Finding) -> str | None:
+    """Whose DPD requests went unanswered: the evidence's direction, else what the message says (a finding made
+    without keys may not carry the direction)."""
+    d = f.evidence.get("direction")
+    if d in ("c2s", "s2c"):
+        return d
+    return "s2c" if " from the gateway " in f.message else "c2s" if " from the client " in f.message else None
+
+
+#: among findings of the same severity, these say best what the user experienced (the packets lost, rather than
+#: the MTU numbers that explain it)
+FIRST_AMONG_EQUALS = ("MTU_EXCEEDED",)
+
+
+def _worst(findings: list[Finding]) -> Finding | None:
+    """The most severe finding: the first of the most severe (rules list findings by severity, then time), unless
+    one of FIRST_AMONG_EQUALS has that severity."""
+    top = max((SEVERITY_RANK.get(f.severity, 0) for f in findings), default=None)
+    if top is None:
+        return None
+    same = [f for f in findings if SEVERITY_RANK.get(f.severity, 0) == top]
+    return next((f for fid in FIRST_AMONG_EQUALS for f in same if f.id == fid), same[0])
+
+
+def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: bool):
+    dur = (s.end - s.start) if s.start is not None and s.end is not None else None
+    t = s.tunnel
+    end = getattr(t, "end", None) if t is not None else None
+    dstat = status.get("dtls")
+    if dstat in ("ok", "undecrypted") or (dstat == "before-capture" and dtls.established is not False):
+        over = "over DTLS"
+    elif dstat == "incomplete":
+        over = "(the capture ends during the DTLS handshake)"
+    elif dstat == "absent" and not dtls.offered:
+        over = "over TLS only (the gateway offers no DTLS)"
+    else:
+        over = "over TLS"
+    if end is not None:
+        who = "the client" if end.direction == "c2s" else "the gateway"
+        ended = f", ended by {who} ({end.type})"
+    else:
+        ended = ""
+    if not decrypted:
+        parts = [f"TLS handshake {status.get('tls-handshake')}"]
+        if dstat in ("undecrypted", "ok"):
+            parts.append("DTLS up")
+        cause = ", ".join(parts) + " — login and tunnel not decrypted"
+        return _verdict("inconclusive", "No problem seen without keys", cause, [], s.start,
+                        "supply the key log (--keylog) to see the login and the tunnel", [], s)
+    before = status.get("tls-handshake") == "before-capture"
+    addr = params.address if params is not None and params.address else None
+    what = ("tunnel already up when the capture started," if before else "logged in,")
+    what += f" tunnel {addr}" if addr else ("" if before else " tunnel")
+    if dstat != "incomplete":
+        what += f" {over}"
+    if dur is not None and dur >= 0.1:
+        what += f" for {_secs(dur)}"
+    text = "Healthy: " + what + ended + (f"; {over[1:-1]}" if dstat == "incomplete" else "")
+    return SessionVerdict(outcome="healthy", text=text, experienced="Healthy", cause=None, frames=[],
+                          time=s.start, remedy=None, findings=[], worst_severity=worst_severity(s.findings))
+
+
+def text_with_clock(v: SessionVerdict, t0: float | None, clock) -> str:
+    """The verdict's text with the absolute time beside the relative one it names ("Tunnel died at +4.4 s
+    (07:13:26.042)"); `clock(ts)` formats a time of day in the report's zone."""
+    rel = _rel(v.time, t0)
+    c = clock(v.time) if v.time is not None else ""
+    if not rel or not c or f"at {rel}" not in v.text:
+        return v.text
+    return v.text.replace(f"at {rel}", f"at {rel} ({c})", 1)
+
+
+def apply_verdicts(analysis: Analysis) -> None:
+    """Give every session its verdict (after the rules ran)."""
+    for s in analysis.sessions:
+        try:
+            s.verdict = judge(s)
+        except Exception as e:  # noqa: BLE001 - a verdict bug must not cost the report
+            s.verdict = SessionVerdict(outcome="inconclusive", text=f"No verdict: acflow failed to make one ({e!r})",
+                                       experienced="No verdict", cause=None, frames=[], time=None,
+                                       remedy="report this as a bug in acflow", findings=[],
+                                       worst_severity=worst_severity(s.findings))

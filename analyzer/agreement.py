@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "keyless-agreement.md"
 TIME_TOLERANCE = 0.05  # seconds
 CLASSES = ("DATA", "DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE", "MTU_PROBE")
-MTU_PROBE_PAYLOAD = 100  # a DTLS DPD request or answer padded beyond this is an MTU probe (connection.py)
+MTU_PROBE_PAYLOAD = 100  # a DTLS DPD request or answer padded beyond this is an MTU probe (tcptracker.py)
 
 #: frame classes as far as sizes and timing can tell them apart: an unanswered DPD request and a keepalive are the
 #: same 8 bytes, and which one a client sent depends on the DPD and keepalive timers inside the encrypted CONNECT

@@ -14,8 +14,8 @@ from dissectors.dtls.events import DTLSApplicationData as _AppData
 from dissectors.dtls.record import DTLS10, DTLS12, DTLS_BAD_VER
 from dissectors.tls.names import cipher_suite_name
 
-from .connection import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
 from .keyless import DTLS_TYPE_BYTE, TunnelEstimate, protection
+from .tcptracker import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
 
 if TYPE_CHECKING:
     from .host import TrackerHost
@@ -33,7 +33,7 @@ def looks_like_dtls(data: bytes) -> bool:
 
 class DTLSFlow:
     """One UDP flow of the DTLS channel: ``index`` is its udp.stream number in ``capture`` (the capture file it
-    was first seen in, None when the frames were not named), ``numbers`` as for `TCPConnection`; ``host``
+    was first seen in, None when the frames were not named), ``numbers`` as for `TCPTracker`; ``host``
     (analyzer/host.py) is told of inner packets and of the first ClientHello's session id."""
 
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,

@@ -1,6 +1,6 @@
 """`TrackerHost`: what a per-connection tracker may ask of the code that drives it (typed, three calls).
 
-A tracker (`analyzer.connection.TCPConnection`, `analyzer.dtlsflow.DTLSFlow`) summarises one flow from the flow
+A tracker (`analyzer.tcptracker.TCPTracker`, `analyzer.dtlsflow.DTLSFlow`) summarises one flow from the flow
 layer's events. Three things it sees concern more than its own flow; it reports them to its host, which the
 tracker receives when it is made (one attribute, two calls):
 
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .connection import Exchange, TCPConnection
     from .dtlsflow import DTLSFlow
+    from .tcptracker import Exchange, TCPTracker
 
 
 class TrackerHost(Protocol):
@@ -29,7 +29,7 @@ class TrackerHost(Protocol):
     #: "dtls", ``direction`` "c2s" or "s2c"), or None: inner packets are not wanted.
     inner_packet: Callable[[str, str, float, int, bytes], None] | None
 
-    def on_connect(self, conn: TCPConnection, ex: Exchange) -> None:
+    def on_connect(self, conn: TCPTracker, ex: Exchange) -> None:
         """``conn``'s CONNECT exchange ``ex`` was answered 2xx (the tunnel is up on this connection)."""
 
     def on_dtls_hello(self, flow: DTLSFlow) -> None:

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 from dissectors.tls.names import cipher_suite_name
 
-from .connection import MAX_SAMPLES
 from .keyless import CSTP_HEADER, Protection, TunnelEstimate, protection
+from .tcptracker import MAX_SAMPLES
 
 HTTP_MIN_REQUEST = 150  # plaintext bytes: the shortest request line + Host + User-Agent the clients send
 HELLO_WINDOW = 3.0  # seconds from the CONNECT answer to the client's first DTLS ClientHello

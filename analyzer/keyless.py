@@ -26,7 +26,7 @@ ANSWER_WINDOW = 2.5  # seconds: a control frame answered this fast by the other 
 CBC_BLOCK = 16
 MIN_IP_PACKET = 20  # an inner packet is at least an IPv4 header: a shorter non-empty payload is no DATA frame
 MAX_CONTROL_LOG = 2000  # control records remembered per estimate (for their class per record)
-MTU_PROBE_MIN = 100  # DTLS: a padded DPD request longer than this is an MTU probe (as analyzer/connection.py)
+MTU_PROBE_MIN = 100  # DTLS: a padded DPD request longer than this is an MTU probe (as analyzer/tcptracker.py)
 PROBE_WINDOW = 1.0  # seconds: an MTU probe is answered by a DPD response of the same size this fast
 PROBE_PERIOD = 15.0  # seconds after the channel's first record: clients probe the MTU right after the handshake
 

@@ -14,10 +14,10 @@ from dissectors import flows as flows_mod
 from dissectors import packet as packet_mod
 from dissectors.dtls import DTLSKeys
 
-from .connection import TCPConnection
 from .dtlsflow import DTLSFlow, looks_like_dtls
 from .dtlslane import open_dtls_lane
 from .tcplane import open_tcp_lane
+from .tcptracker import TCPTracker
 
 
 class DTLSKeyInfo:
@@ -44,7 +44,7 @@ class Pipeline:
         self.session_cache = SessionCache()
         self.flows = flows_mod.FlowTable(max_flows=max_flows)
         self.defrag = packet_mod.IPv4Defragmenter()
-        self.tcp: dict[int, TCPConnection] = {}
+        self.tcp: dict[int, TCPTracker] = {}
         self.udp: dict[int, DTLSFlow] = {}
         self.udp_ignored: set[int] = set()
         self.udp_other: dict[int, list] = {}  # UDP flows that are not DTLS, for the "other traffic" summary
@@ -71,7 +71,7 @@ class Pipeline:
         self._dtls_hold_off = False  # past the KeyWait limit, or finishing: hold no more
 
     # -- TrackerHost (analyzer/host.py): what the trackers report -------------------------------------------
-    def on_connect(self, conn: TCPConnection, ex) -> None:
+    def on_connect(self, conn: TCPTracker, ex) -> None:
         """A CONNECT was answered 2xx: derive the DTLS keys it carries."""
         req, resp = ex.request.headers, ex.response.headers
         if not resp.get("X-DTLS-Port") and not resp.get("X-DTLS-Session-ID") and not resp.get("X-DTLS-App-ID"):
@@ -220,7 +220,7 @@ class Pipeline:
         if conn is None:
             if t is flows_mod.Retransmission or t is flows_mod.StreamClosed:
                 return
-            conn = TCPConnection(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
+            conn = TCPTracker(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
                                  self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers)
             conn.syn_seen = bool(flow.syn_seen)
             conn.tls.key_wait = self.key_wait
@@ -234,7 +234,7 @@ class Pipeline:
         if t is flows_mod.StreamData and self.fast_lanes and conn.lane_flow is not flow and conn.http.tunnel:
             self._offer_tcp_lane(flow, conn)
 
-    def _offer_tcp_lane(self, flow, conn: TCPConnection) -> None:
+    def _offer_tcp_lane(self, flow, conn: TCPTracker) -> None:
         """Open the fast lanes of both directions of a TCP connection once it carries a CSTP tunnel."""
         c, s = flow.client, flow.server
         for direction, (a, b) in (("c2s", (c, s)), ("s2c", (s, c))):

@@ -2,7 +2,7 @@
 
 `Pipeline.feed` hands the lane a raw frame and its `dissectors.packet.plain_ipv4` view (a plain IPv4 packet of
 this connection: TCP sequence and acknowledgement numbers, flags, where the payload is; docs/architecture.md).
-A lane is a callable ``lane(data, view, ts, frame) -> bool``: `TCPConnection.on_lane_segment` bound to its stream
+A lane is a callable ``lane(data, view, ts, frame) -> bool``: `TCPTracker.on_lane_segment` bound to its stream
 and direction (a `functools.partial`, so that the lane itself costs no Python call per frame). It is a short
 sequence of public calls, each the common case of the layer it belongs to, each declining (False / None, having
 changed nothing) when the frame is anything else:
@@ -11,7 +11,7 @@ changed nothing) when the frame is anything else:
   (else False: the frame takes the general path);
 * `TLSConnection.feed_application_data` with the segment's bytes (the bytes continue a direction that is in step
   and decrypting, and every record they complete is application data that decrypts: their contents; else the real
-  TLS code, `TLSConnection.feed`, takes the bytes), then `TCPConnection.on_application_data`, as on the general
+  TLS code, `TLSConnection.feed`, takes the bytes), then `TCPTracker.on_application_data`, as on the general
   path (where one whole CSTP frame takes `HTTPStream.feed_tunnel_frame` → `CSTPFramer.take_frame` to the channel
   statistics, without events).
 
@@ -24,7 +24,7 @@ from functools import partial
 
 
 def open_tcp_lane(stream, conn, flows, direction: str):
-    """The lane of ``direction`` of TCP ``stream`` (in FlowTable ``flows``) whose TCPConnection is ``conn``, or
+    """The lane of ``direction`` of TCP ``stream`` (in FlowTable ``flows``) whose TCPTracker is ``conn``, or
     None when the connection is not one a lane takes. ``lane.args[0]`` is the stream."""
     if conn.is_tls is not True or not conn.http.tunnel or stream.client is None:
         return None

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.capture import read_capture
-from analyzer.connection import TCPConnection
+from analyzer.tcptracker import TCPTracker
 from dissectors.pcapfile import Frame
 
 from .helpers import analyze_with_and_without_lanes as _run_both_ways
@@ -35,7 +35,7 @@ def _cstp_data_frames(pipe) -> int:
 def _lane_frames(monkeypatch, capture: Path, keylog: Path) -> tuple[list[int], object]:
     """Frame numbers the TCP lanes took (returned True for)."""
     taken: list[int] = []
-    orig = TCPConnection.on_lane_segment
+    orig = TCPTracker.on_lane_segment
 
     def spy(self, stream, direction, data, view, ts, frame):
         ok = orig(self, stream, direction, data, view, ts, frame)
@@ -43,9 +43,9 @@ def _lane_frames(monkeypatch, capture: Path, keylog: Path) -> tuple[list[int], o
             taken.append(frame)
         return ok
 
-    monkeypatch.setattr(TCPConnection, "on_lane_segment", spy)
+    monkeypatch.setattr(TCPTracker, "on_lane_segment", spy)
     _doc, _inner, pipe = _run(capture, keylog, fast=True)
-    monkeypatch.setattr(TCPConnection, "on_lane_segment", orig)
+    monkeypatch.setattr(TCPTracker, "on_lane_segment", orig)
     return taken, pipe
 
 
@@ -271,7 +271,7 @@ def test_tcp_lane_declines_what_it_does_not_mirror(monkeypatch, lane_taken_data_
     """A retransmitted copy, a FIN and a segment ahead of the expected sequence number take the general path."""
     d, frames, k, j = lane_taken_data_segment
     declined: list[int] = []
-    orig = TCPConnection.on_lane_segment
+    orig = TCPTracker.on_lane_segment
 
     def spy(self, stream, direction, data, view, ts, frame):
         ok = orig(self, stream, direction, data, view, ts, frame)
@@ -279,7 +279,7 @@ def test_tcp_lane_declines_what_it_does_not_mirror(monkeypatch, lane_taken_data_
             declined.append(frame)
         return ok
 
-    monkeypatch.setattr(TCPConnection, "on_lane_segment", spy)
+    monkeypatch.setattr(TCPTracker, "on_lane_segment", spy)
     # frames are numbered by their position in the written file (1-based)
     for name, expect in (("retransmitted", k + 2), ("fin", k + 1), ("reordered", k + 1)):
         declined.clear()

@@ -1,4 +1,4 @@
-"""The typed form of a tunnel channel's statistics (`analyzer.connection.ChannelStats.summary()`), as the
+"""The typed form of a tunnel channel's statistics (`analyzer.tcptracker.ChannelStats.summary()`), as the
 cstp-connect phase (`channel`) and each DTLS flow (`channel`) carry them.
 
 The records are made from the tracker's dicts by keyword (`ChannelSummary(**summary)`), so a key added to

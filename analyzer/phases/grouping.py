@@ -19,8 +19,8 @@ from __future__ import annotations
 from dissectors import aggauth
 from dissectors.redact import redact_headers, redact_xml
 
-from ..connection import TCPConnection
 from ..dtlsflow import DTLSFlow
+from ..tcptracker import TCPTracker
 from .record import HeaderList, XMLText
 
 JOIN_WINDOW = 120.0
@@ -96,7 +96,7 @@ def form_fields(body: bytes) -> list[str]:
 class Conn:
     """A TCP connection seen by the session builder, with what it carried at the HTTP level."""
 
-    def __init__(self, c: TCPConnection):
+    def __init__(self, c: TCPTracker):
         self.c = c
         self.kind = "unknown"
         self.posts: list = []  # (Exchange, ConfigAuth request, ConfigAuth response)

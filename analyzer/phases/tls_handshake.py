@@ -10,9 +10,9 @@ from urllib.parse import urlparse
 from dissectors.tls.names import cipher_suite_name, version_name
 
 from .. import certs
-from ..connection import TCPConnection
 from ..evidence import fmt_endpoint
 from ..model import Phase
+from ..tcptracker import TCPTracker
 from .grouping import Group
 from .record import UNSET, Record
 
@@ -228,7 +228,7 @@ def _alerts(alerts) -> list[TLSAlert]:
                      frame=a.frame) for a in alerts]
 
 
-def client_cert(c: TCPConnection) -> ClientCertificateUse | None:
+def client_cert(c: TCPTracker) -> ClientCertificateUse | None:
     """What one connection shows of client-certificate authentication: the request and the client's answer."""
     cr, cc = c.certificate_request, c.client_certificate
     if cr is None and cc is None:
@@ -249,7 +249,7 @@ def _dn(der: bytes) -> str:
     return certs.dn_from_der(bytes(der))
 
 
-def conn_summary(c: TCPConnection) -> ConnectionSummary:
+def conn_summary(c: TCPTracker) -> ConnectionSummary:
     sh = c.server_hello
     return ConnectionSummary(
         connection=f"tcp.stream {c.index}", capture=c.capture, client=fmt_endpoint(*c.client),

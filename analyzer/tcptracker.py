@@ -1,8 +1,11 @@
-"""Per-connection trackers: what one TCP connection (TLS → HTTP → CSTP) or one UDP flow (DTLS) carried.
+"""The TCP tracker (`TCPTracker`): what one TCP connection (TLS → HTTP → CSTP) carried; and `ChannelStats`, the
+statistics of a CSTP or DTLS channel (the UDP flow's tracker is analyzer/dtlsflow.py `DTLSFlow`).
 
 A tracker is fed the flow layer's events (dissectors/flows.py) and drives the sans-I/O dissectors stacked on top
-(TLS, HTTP, CSTP; DTLS). It keeps a bounded summary — never the whole byte stream — so memory stays flat however
-long the capture. Trackers are the input of the session builder (analyzer/sessions.py).
+(TLS, HTTP, CSTP). It keeps a bounded summary — never the whole byte stream — so memory stays flat however long
+the capture. Trackers are the input of the session model (analyzer/phases/). The name says tracker, not
+connection: "connection" is the TLS and DTLS layers' word (dissectors/tls/connection.py TLSConnection,
+dissectors/dtls/connection.py DTLSConnection).
 """
 from __future__ import annotations
 
@@ -245,7 +248,7 @@ def find_tls_record_boundary(data: bytes) -> int | None:
     return None
 
 
-class TCPConnection:
+class TCPTracker:
     """One TCP connection: TLS handshake and records, HTTP exchanges, and the CSTP tunnel after CONNECT.
 
     ``index`` is its tcp.stream number in ``capture`` (the capture file it was first seen in, None when the

@@ -1,6 +1,6 @@
 """The `acflow` command line (I/O edge: arguments, files, terminal).
 
-Subcommands: analyze, live, keys, replay, diff, lab. A subcommand that is not built yet (replay, diff) says so on
+Subcommands: analyze, batch, live, keys, replay, diff, lab. A subcommand that is not built yet (replay, diff) says so on
 stderr and exits with status 3 (EXIT_NOT_IMPLEMENTED): it never prints made-up output. A third-party module that
 cannot be imported (a broken installation) is named on stderr, exit status 1 (EXIT_BROKEN_INSTALL).
 """
@@ -87,6 +87,41 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
     sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
                          verbose=verbose, show_secrets=show_secrets, export_inner=export_inner,
                          gateways=gateways))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--keylog-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A directory of key logs, given to every capture (matched by client random).")
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gateway RSA private key for every capture; may be repeated.")
+@click.option("--engine", default="local", show_default=True, metavar="local|dask://HOST:PORT",
+              help="local: a Dask LocalCluster on this machine; dask://HOST:PORT: that cluster's scheduler.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the local engine (default: one per core).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.duckdb"),
+              show_default=True, help="The DuckDB results file (created or added to).")
+@click.option("--parquet", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write every table as DIR/<table>.parquet.")
+@click.option("--force", is_flag=True, help="Analyse again captures already in the results file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def batch(inputs, keylog_dir, rsa_keys, engine, workers, output, parquet, force, quiet):
+    """Analyse many captures (files, or directories searched for *.pcap/*.pcapng…) as independent tasks on Dask
+    distributed; results into a DuckDB file (tables captures, sessions, phases, findings) with each capture's
+    full JSON report beside it. A re-run skips the captures already stored (by content hash).
+
+    Key material per capture: key logs beside it (<name>.keys, <stem>.keys, <stem>.log, keys.log…), keys
+    embedded in the pcapng, and every key log under --keylog-dir."""
+    for dep in ("duckdb", "distributed"):  # the `batch` extra
+        try:
+            importlib.import_module(dep)
+        except ImportError as e:
+            click.echo(f"acflow batch: missing dependency {dep} (the batch extra): pip install 'acflow[batch]' "
+                       f"(or `make venv` in a checkout). Python said: {e}", err=True)
+            sys.exit(EXIT_BROKEN_INSTALL)
+    run_batch = _load("analyzer.batch", "run_batch")
+    sys.exit(run_batch(inputs=inputs, keylog_dir=keylog_dir, rsa_keys=rsa_keys, engine=engine, output=output,
+                       parquet=parquet, workers=workers, force=force, quiet=quiet))
 
 
 @main.command()

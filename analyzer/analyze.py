@@ -82,7 +82,7 @@ def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sin
 
 
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
-                gateways=()) -> int:
+                gateways=(), jobs=1) -> int:
     from .report import render  # noqa: PLC0415
 
     try:
@@ -94,8 +94,15 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
             writer = InnerPcapWriter(export_inner)
         progress = _progress() if sys.stderr.isatty() else None
         try:
-            analysis = analyze_paths(captures, keys, key_info, inner_sink=writer.write if writer else None,
-                                     progress=progress, gateways=gateways)
+            if jobs == 1:
+                analysis = analyze_paths(captures, keys, key_info, inner_sink=writer.write if writer else None,
+                                         progress=progress, gateways=gateways)
+            else:  # --jobs N / auto (None): analyzer/parallel.py
+                from .parallel import analyze_with_jobs  # noqa: PLC0415
+
+                analysis = analyze_with_jobs(captures, keylogs, rsa_keys, keys, key_info, jobs,
+                                             inner_sink=writer.write if writer else None, progress=progress,
+                                             gateways=gateways, warn=lambda m: print(f"acflow: {m}", file=sys.stderr))
         finally:
             if writer is not None:
                 writer.close()

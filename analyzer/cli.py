@@ -62,6 +62,19 @@ def _gateway_specs(ctx, param, values):
         raise click.BadParameter(f"{e} (expected ADDR, ADDR:PORT or [IPv6]:PORT)") from e
 
 
+def _jobs(value):
+    """--jobs: a positive number, or auto (None)."""
+    if value is None or str(value).lower() == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter(f"{value!r}: expected a number of processes (1 or more) or auto")
+    return n
+
+
 @main.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -77,7 +90,12 @@ def _gateway_specs(ctx, param, values):
 @click.option("--gateway", "gateways", multiple=True, metavar="ADDR[:PORT]", callback=_gateway_specs,
               help="The VPN gateway (repeatable): report sessions to it and nothing else, whatever the evidence. "
                    "IPv6 as [ADDR]:PORT.")
-def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways):
+@click.option("--jobs", "-j", default="auto", show_default=True, metavar="N|auto",
+              callback=lambda ctx, param, v: _jobs(v),
+              help="Processes to split the analysis over (by client address pair; the result is the same). auto: "
+                   "the machine's cores for a capture over 50 MB whose traffic is spread over several clients, "
+                   "else 1.")
+def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways, jobs):
     """Reconstruct every VPN session in CAPTURES, phase by phase.
 
     Only flows with evidence of the AnyConnect protocol become sessions (decrypted aggregate-auth/CONNECT/CSTP,
@@ -86,7 +104,7 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
     run_analyze = _load("analyzer.analyze", "run_analyze")
     sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
                          verbose=verbose, show_secrets=show_secrets, export_inner=export_inner,
-                         gateways=gateways))
+                         gateways=gateways, jobs=jobs))
 
 
 @main.command()

@@ -58,7 +58,7 @@ from .sessions import reconstruct
 AUTO_MIN_BYTES = 50 << 20
 #: share of the sampled bytes the biggest shard may hold for --jobs auto to split the capture
 AUTO_MAX_SHARE = 0.8
-SAMPLE_FRAMES = 50_000
+SAMPLE_FRAMES = 10_000
 _INF = float("inf")
 
 
@@ -97,12 +97,15 @@ class Sharder:
         self._raw: dict = {}  # raw 8-byte IPv4 address field of plain frames -> shard
 
     def __call__(self, fr) -> int:
-        view = packet_mod.plain_ipv4(fr.linktype, fr.data)
-        if view is not None:
-            raw = view[1][:8]
+        data = fr.data
+        # IPv4 on Ethernet, not ICMP (an ICMP error goes with the packet it quotes): the addresses are at 26…34,
+        # whatever the header holds beyond them (options, fragments) — the pair `_pair_of` gives, read directly
+        if fr.linktype == 1 and len(data) >= 34 and data[12] == 8 and data[13] == 0 and data[23] != 1:
+            raw = data[26:34]
             s = self._raw.get(raw)
             if s is None:
-                s = self._raw[raw] = self.of_pair(_pair_of(fr))
+                a, b = raw[:4], raw[4:]
+                s = self._raw[raw] = self.of_pair(a + b if a <= b else b + a)
             return s
         return self.of_pair(_pair_of(fr))
 
@@ -222,6 +225,7 @@ def run_shard(job: dict) -> dict:
     made = {"tcp": {}, "udp": {}, "udp_other": {}}  # dict key -> (capture ordinal, creating frame)
     tables = (("tcp", pipe.tcp), ("udp", pipe.udp), ("udp_other", pipe.udp_other))
     feed = an.feed
+    ptcp, pudp, pother = pipe.tcp, pipe.udp, pipe.udp_other
     for ordinal, path in enumerate(job["paths"]):
         ci = an.start_capture(str(path))
         cur[0] = ordinal
@@ -230,15 +234,15 @@ def run_shard(job: dict) -> dict:
             for ev in batch:
                 if type(ev) is Frame:
                     total += 1
-                    if first is None:
-                        first = ev.ts
                     last = ev.ts
+                    if first is None:
+                        first = last
                     if sharder(ev) != me:
                         continue
                     cur[1] = ev.number
-                    nt, nu, no = len(pipe.tcp), len(pipe.udp), len(pipe.udp_other)
+                    n = len(ptcp) + len(pudp) + len(pother)  # trackers are only ever added
                     feed(ev)
-                    if len(pipe.tcp) != nt or len(pipe.udp) != nu or len(pipe.udp_other) != no:
+                    if len(ptcp) + len(pudp) + len(pother) != n:
                         _note_new(made, tables, (ordinal, ev.number))
                 else:
                     an.feed_events([ev])

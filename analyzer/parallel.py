@@ -109,6 +109,24 @@ class Sharder:
             return s
         return self.of_pair(_pair_of(fr))
 
+    def keeper(self, me: int):
+        """`PcapParser`'s ``keep`` filter of shard ``me``: the same decision as calling the sharder on the Frame,
+        from the parser's buffer (no Frame is built for another shard's frames)."""
+        raw_cache = self._raw
+
+        def keep(linktype, buf, start, length) -> bool:
+            if linktype == 1 and length >= 34 and buf[start + 12] == 8 and buf[start + 13] == 0 and \
+                    buf[start + 23] != 1:
+                raw = buf[start + 26:start + 34]
+                s = raw_cache.get(raw)
+                if s is None:
+                    a, b = raw[:4], raw[4:]
+                    s = raw_cache[raw] = self.of_pair(a + b if a <= b else b + a)
+                return s == me
+            return self.of_pair(_pair_of(_Raw(linktype, bytes(buf[start:start + length])))) == me
+
+        return keep
+
     def of_pair(self, pair: bytes | None) -> int:
         if pair is None:
             return 0
@@ -116,6 +134,13 @@ class Sharder:
         if s is None:
             s = zlib.crc32(pair) % self.n
         return s
+
+
+class _Raw:
+    __slots__ = ("data", "linktype")
+
+    def __init__(self, linktype: int, data: bytes) -> None:
+        self.linktype, self.data = linktype, data
 
 
 def sample_pairs(paths, limit: int = SAMPLE_FRAMES) -> dict[bytes, int]:
@@ -226,18 +251,20 @@ def run_shard(job: dict) -> dict:
     tables = (("tcp", pipe.tcp), ("udp", pipe.udp), ("udp_other", pipe.udp_other))
     feed = an.feed
     ptcp, pudp, pother = pipe.tcp, pipe.udp, pipe.udp_other
+    # shard 0 reads every frame (the capture summary is its); the others only get theirs from the parser
+    keep = None if me == 0 else sharder.keeper(me)
     for ordinal, path in enumerate(job["paths"]):
         ci = an.start_capture(str(path))
         cur[0] = ordinal
         total, first, last = 0, None, None
-        for batch in _batches(path):
+        for batch in _batches(path, keep):
             for ev in batch:
                 if type(ev) is Frame:
                     total += 1
                     last = ev.ts
                     if first is None:
                         first = last
-                    if sharder(ev) != me:
+                    if keep is None and sharder(ev) != me:
                         continue
                     cur[1] = ev.number
                     n = len(ptcp) + len(pudp) + len(pother)  # trackers are only ever added
@@ -247,7 +274,7 @@ def run_shard(job: dict) -> dict:
                 else:
                     an.feed_events([ev])
         an.end_capture()
-        ci.frames, ci.first, ci.last = total, first, last
+        ci.frames, ci.first, ci.last = total, first, last  # right in shard 0 only (the one merged)
         pipe.last_ts = last if last is not None else pipe.last_ts
     cur[0], cur[1] = len(job["paths"]), _INF
     pipe.finish()
@@ -266,11 +293,11 @@ def run_shard(job: dict) -> dict:
                       "fast_frames": pipe.fast_frames, "udp_other_overflow": pipe.udp_other_overflow}}
 
 
-def _batches(path):
+def _batches(path, keep=None):
     from .analyze import InputError  # noqa: PLC0415
 
     try:
-        yield from read_capture_batches(path)
+        yield from read_capture_batches(path, keep=keep)
     except CaptureFormatError as e:
         raise InputError(str(e)) from e
     except OSError as e:

@@ -15,6 +15,7 @@ import pytest
 
 from analyzer import __version__
 from analyzer.analyze import InputError, analyze_paths, load_keys
+from analyzer.capture import iter_frames
 from analyzer.parallel import (
     ParallelFallback,
     Sharder,
@@ -108,7 +109,12 @@ def test_many_clients_split_and_merge_to_the_same_analysis(many_clients):
     weights = sample_pairs([many_clients])
     assigned, per = assign(weights, 2)
     assert min(per) > 0.3 * sum(per), per
-    assert len({Sharder(2, assigned).of_pair(p) for p in weights}) == 2
+    sharder = Sharder(2, assigned)
+    assert len({sharder.of_pair(p) for p in weights}) == 2
+    # the parser's filter (shards other than the first build no Frame for others' frames) decides as the sharder
+    keepers = [Sharder(2, assigned).keeper(i) for i in range(2)]
+    for fr in iter_frames(many_clients):
+        assert [k(fr.linktype, fr.data, 0, len(fr.data)) for k in keepers] == [sharder(fr) == i for i in range(2)]
     for jobs in (2, 4):
         got = _parallel([many_clients], keylogs, [], jobs)
         assert got[0] == want[0], f"--jobs {jobs}"

@@ -31,6 +31,9 @@ MODES = {
     "dtls": {"what": "inner TCP stream over DTLS 1.2 (PSK-NEGOTIATE, AES-256-GCM)", "decrypted": "dtls and data.data"},
     "cstp": {"what": "inner TCP stream over CSTP (TLS 1.3, AES-256-GCM); UDP/443 dropped at the gateway",
              "decrypted": "tls and http"},
+    "gateway": {"what": "gateway-side: many openconnect clients at once against one ocserv, each in its own namespace "
+                        "and address, DTLS up, each a paced inner TCP stream (bench/lab.py make_many_clients); "
+                        "1× only", "decrypted": "dtls and data.data"},
 }
 #: a gateway-side capture of two clients at once, made of the dtls and cstp captures of the same size
 #: (bench/scale.py merge_clients: the cstp client moved to its own address), for `--jobs`
@@ -102,13 +105,19 @@ def prepare(mode: str, args, scratch: Path) -> dict:
     else:
         base, keylog = d / "capture.pcapng", d / "keys.log"
         if args.regen or not (base.exists() and keylog.exists()):
-            from .lab import make_capture
+            from .lab import make_capture, make_many_clients
 
             if d.exists():
                 shutil.rmtree(d)
-            say(f"{mode}: making the 1× capture with the lab ({args.duration:g} s at {args.rate:g} Mbit/s)")
             t0 = time.perf_counter()
-            make_capture(mode, d, duration=args.duration, rate_mbit=args.rate)
+            if mode == "gateway":
+                say(f"{mode}: making the capture with the lab ({args.clients} clients, {args.duration:g} s at "
+                    f"{args.rate / args.clients:g} Mbit/s each)")
+                make_many_clients(d, clients=args.clients, duration=args.duration,
+                                  rate_mbit=args.rate / args.clients)
+            else:
+                say(f"{mode}: making the 1× capture with the lab ({args.duration:g} s at {args.rate:g} Mbit/s)")
+                make_capture(mode, d, duration=args.duration, rate_mbit=args.rate)
             say(f"{mode}: capture made in {time.perf_counter() - t0:.0f} s")
         try:
             session = json.loads((d / "session.json").read_text())
@@ -121,7 +130,9 @@ def prepare(mode: str, args, scratch: Path) -> dict:
     if "psk_options" not in meta:
         meta["psk_options"] = measure.dtls_psk_options(base, keylog, scratch / f"{mode}.keys")
     files = {}
-    for n in args.sizes:
+    # the gateway capture is not copied: bench/scale.py gives one client new ports per copy, the others would
+    # reuse their flows' 5-tuples
+    for n in ([1] if mode == "gateway" else args.sizes):
         if n == 1:
             path = base
             info = meta["sizes"].get("1") or {}
@@ -406,9 +417,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sizes", default="1,2,4", help="capture sizes, as multiples of the lab session (default 1,2,4)")
     ap.add_argument("--quick", action="store_true",
                     help="no lab: the committed samples/baseline capture (and its copies) only, for a smoke run")
-    ap.add_argument("--modes", default="dtls,cstp,clients",
-                    help="lab captures to bench (default dtls,cstp,clients; clients: the dtls and cstp captures "
-                         "merged as two clients of one gateway)")
+    ap.add_argument("--modes", default="dtls,cstp,clients,gateway",
+                    help="lab captures to bench (default dtls,cstp,clients,gateway; clients: the dtls and cstp "
+                         "captures merged as two clients of one gateway; gateway: a lab capture of --clients "
+                         "clients at once)")
+    ap.add_argument("--clients", type=int, default=12,
+                    help="clients of the gateway capture (default 12; --rate is shared between them; with --regen)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="also time `acflow analyze --jobs N` (default 2; 1: not)")
     ap.add_argument("--duration", type=float, default=DEFAULT_DURATION,

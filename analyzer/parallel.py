@@ -4,7 +4,8 @@ Sessions are independent per client, so the frames are sharded by the unordered 
 packet (an ICMP error by the pair of the packet it quotes): every frame of a flow, every fragment of a datagram,
 every flow between the same two hosts falls in one shard. Each shard is one process running the ordinary driver
 (analyzer/driver.py: fast lanes, decryption, trackers) over the whole file, feeding it only its own frames (every
-process reads and parses the file itself: nothing is copied between processes but the results), up to the end
+process reads the file itself, its pcapng parser building only that shard's frames: nothing is copied between
+processes but the results), up to the end
 of the pipeline (`Pipeline.finish`). The connection trackers of every shard are then sent to this process, which
 builds the sessions and applies the rules once, over all of them, exactly as `Analyzer.finish` does: groups,
 sessions and findings that span clients (a reconnect from another address) come out as in one process.
@@ -17,8 +18,8 @@ What makes the result identical to ``--jobs 1``:
   the trackers are renumbered before the sessions are built;
 * dictionary order (ties in the other-traffic summary, groups starting at the same time): the trackers are merged
   in the order they were created in, by the frame that created them;
-* the capture summary (frames, first/last time, errors, embedded keys) is that of the first shard, which reads
-  every event of the file;
+* the capture summary (frames, first/last time, errors, embedded keys) is that of the first shard: every shard
+  sees every event of the file, its parser counting (and timing) the frames it does not build;
 * exported inner packets are written in the order they were decapsulated: by the frame being processed, then in
   each shard's order (packets flushed at the end of the capture: shard by shard);
 * the few ways one flow's analysis depends on another flow's during the pass — DTLS keys derived from a CONNECT
@@ -109,12 +110,18 @@ class Sharder:
             return s
         return self.of_pair(_pair_of(fr))
 
-    def keeper(self, me: int):
+    def keeper(self, me: int, seen: list | None = None):
         """`PcapParser`'s ``keep`` filter of shard ``me``: the same decision as calling the sharder on the Frame,
-        from the parser's buffer (no Frame is built for another shard's frames)."""
+        from the parser's buffer (no Frame is built for another shard's frames). ``seen``, if given, is kept as
+        [frames, first time, last time] of every frame of the capture."""
         raw_cache = self._raw
 
-        def keep(linktype, buf, start, length) -> bool:
+        def keep(linktype, buf, start, length, ts=None) -> bool:
+            if seen is not None:
+                seen[0] += 1
+                if seen[1] is None:
+                    seen[1] = ts
+                seen[2] = ts
             if linktype == 1 and length >= 34 and buf[start + 12] == 8 and buf[start + 13] == 0 and \
                     buf[start + 23] != 1:
                 raw = buf[start + 26:start + 34]
@@ -162,17 +169,10 @@ def sample_pairs(paths, limit: int = SAMPLE_FRAMES) -> dict[bytes, int]:
     return weights
 
 
-#: what reading costs, as shares of one process's time on a bulk capture: the first shard parses every frame
-#: (READ_ALL), the others skip other shards' frames in the parser (READ_SKIP); the rest is the analysis proper
-READ_ALL, READ_SKIP = 0.24, 0.08
-
-
 def assign(weights: dict, nshards: int) -> tuple[dict, list[int]]:
-    """Greedy balance: heaviest pair first to the least loaded shard, each shard starting with its reading cost
-    (see READ_ALL). Returns (pair → shard, bytes of traffic per shard)."""
-    total = sum(weights.values())
-    loads = [((READ_ALL if i == 0 else READ_SKIP) * total, i) for i in range(nshards)]
-    heapq.heapify(loads)
+    """Greedy balance: heaviest pair first to the least loaded shard. Returns (pair → shard, bytes of traffic per
+    shard)."""
+    loads = [(0, i) for i in range(nshards)]
     out = {}
     per = [0] * nshards
     for pair, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0] or b"")):
@@ -180,7 +180,7 @@ def assign(weights: dict, nshards: int) -> tuple[dict, list[int]]:
         if pair is not None:
             out[pair] = i
         per[i] += w
-        heapq.heappush(loads, (load + w * (1 - READ_ALL), i))
+        heapq.heappush(loads, (load + w, i))
     return out, per
 
 
@@ -258,21 +258,14 @@ def run_shard(job: dict) -> dict:
     tables = (("tcp", pipe.tcp), ("udp", pipe.udp), ("udp_other", pipe.udp_other))
     feed = an.feed
     ptcp, pudp, pother = pipe.tcp, pipe.udp, pipe.udp_other
-    # shard 0 reads every frame (the capture summary is its); the others only get theirs from the parser
-    keep = None if me == 0 else sharder.keeper(me)
     for ordinal, path in enumerate(job["paths"]):
         ci = an.start_capture(str(path))
         cur[0] = ordinal
-        total, first, last = 0, None, None
+        seen = [0, None, None]  # every frame of the file: count, first and last time (the capture summary)
+        keep = sharder.keeper(me, seen)  # the parser builds this shard's frames only
         for batch in _batches(path, keep):
             for ev in batch:
                 if type(ev) is Frame:
-                    total += 1
-                    last = ev.ts
-                    if first is None:
-                        first = last
-                    if keep is None and sharder(ev) != me:
-                        continue
                     cur[1] = ev.number
                     n = len(ptcp) + len(pudp) + len(pother)  # trackers are only ever added
                     feed(ev)
@@ -281,8 +274,8 @@ def run_shard(job: dict) -> dict:
                 else:
                     an.feed_events([ev])
         an.end_capture()
-        ci.frames, ci.first, ci.last = total, first, last  # right in shard 0 only (the one merged)
-        pipe.last_ts = last if last is not None else pipe.last_ts
+        ci.frames, ci.first, ci.last = seen
+        pipe.last_ts = seen[2] if seen[2] is not None else pipe.last_ts
     cur[0], cur[1] = len(job["paths"]), _INF
     pipe.finish()
     _note_new(made, tables, (len(job["paths"]), _INF))

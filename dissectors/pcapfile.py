@@ -186,8 +186,8 @@ class PcapParser:
 
     def __init__(self, max_block: int = MAX_BLOCK, keep=None) -> None:
         self.max_block = max_block
-        # keep(linktype, buffer, start, length) -> bool: frames it refuses are numbered but not emitted (no Frame
-        # built: analyzer/parallel.py reads each shard's frames only); None keeps every frame
+        # keep(linktype, buffer, start, length, ts) -> bool, asked for every frame: those it refuses are numbered
+        # but not emitted (no Frame built: analyzer/parallel.py reads each shard's frames only); None keeps all
         self.keep = keep
         self.format: str | None = None
         self.frames = 0  # last frame number assigned
@@ -361,8 +361,9 @@ class PcapParser:
                 self.frames = number
                 return pos
             number += 1
-            if keep is None or keep(linktype, data, pos + 16, incl):
-                append(_new_frame(number, (sec * units + frac) / units, linktype, data[pos + 16 : nxt], orig, 0))
+            ts = (sec * units + frac) / units
+            if keep is None or keep(linktype, data, pos + 16, incl, ts):
+                append(_new_frame(number, ts, linktype, data[pos + 16 : nxt], orig, 0))
             pos = nxt
         self._need = 16
         self.frames = number
@@ -454,7 +455,7 @@ class PcapParser:
                         ts += itf.offset
                     self._last_ts = ts
                     number += 1
-                    if keep is None or keep(itf.linktype, data, pos + 28, caplen):
+                    if keep is None or keep(itf.linktype, data, pos + 28, caplen, ts):
                         append(_new_frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
             elif btype == _BT_IDB:
                 self._s = s
@@ -487,7 +488,7 @@ class PcapParser:
                     if itf.snaplen and caplen > itf.snaplen:
                         caplen = itf.snaplen
                     number += 1
-                    if keep is None or keep(itf.linktype, data, pos + 12, caplen):
+                    if keep is None or keep(itf.linktype, data, pos + 12, caplen, self._last_ts):
                         append(_new_frame(number, self._last_ts, itf.linktype, data[pos + 12 : pos + 12 + caplen],
                                           orig, 0))
             elif btype == _BT_DSB:
@@ -524,7 +525,7 @@ class PcapParser:
                         ts += itf.offset
                     self._last_ts = ts
                     number += 1
-                    if keep is None or keep(itf.linktype, data, pos + 28, caplen):
+                    if keep is None or keep(itf.linktype, data, pos + 28, caplen, ts):
                         append(_new_frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
             elif btype == _BT_JOURNAL or btype == _BT_CUSTOM or btype == _BT_CUSTOM_NOCOPY:
                 number += 1  # a frame for Wireshark, not a network packet: counted, not emitted

@@ -60,6 +60,7 @@ AUTO_MIN_BYTES = 50 << 20
 #: share of the sampled bytes the biggest shard may hold for --jobs auto to split the capture
 AUTO_MAX_SHARE = 0.8
 SAMPLE_FRAMES = 10_000
+AUTO_MAX_JOBS = 8
 _INF = float("inf")
 
 
@@ -186,7 +187,8 @@ def assign(weights: dict, nshards: int) -> tuple[dict, list[int]]:
 
 def auto_jobs(paths, cores: int | None = None) -> int:
     """--jobs auto: 1 for captures under AUTO_MIN_BYTES or whose sampled traffic is mostly one address pair (one
-    big tunnel: splitting by client would not help), else the machine's cores."""
+    big tunnel: splitting by client would not help), else the machine's cores (at most AUTO_MAX_JOBS, and no more
+    than the address pairs with 2 % of the sampled bytes or more)."""
     cores = cores or os.cpu_count() or 1
     if cores < 2:
         return 1
@@ -197,11 +199,15 @@ def auto_jobs(paths, cores: int | None = None) -> int:
     if size < AUTO_MIN_BYTES:
         return 1
     weights = sample_pairs(paths)
-    _assigned, per = assign(weights, cores)
-    total = sum(per)
+    total = sum(weights.values())
+    # no more shards than address pairs that carry traffic (each shard walks the whole file), nor than AUTO_MAX_JOBS
+    n = min(cores, AUTO_MAX_JOBS, sum(1 for w in weights.values() if w >= 0.02 * total))
+    if n < 2:
+        return 1
+    _assigned, per = assign(weights, n)
     if not total or max(per) > AUTO_MAX_SHARE * total:
         return 1
-    return cores
+    return n
 
 
 # -- one shard (in its own process) --------------------------------------------------------------------------

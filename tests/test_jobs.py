@@ -140,3 +140,14 @@ def test_shards_that_depend_on_each_other_fall_back_to_one_process(tmp_path):
     assert warned and "one process" in warned[0]
     got = json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True)
     assert got == _serial([cap], keylogs, [])[0]
+
+
+def test_auto_splits_only_large_captures_of_several_clients(many_clients, monkeypatch):
+    from analyzer import parallel
+
+    assert parallel.auto_jobs([many_clients], cores=4) == 1  # under AUTO_MIN_BYTES
+    monkeypatch.setattr(parallel, "AUTO_MIN_BYTES", 0)
+    assert parallel.auto_jobs([many_clients], cores=4) == 4
+    assert parallel.auto_jobs([many_clients], cores=1) == 1
+    # one client-gateway pair (a client-side capture of one tunnel): nothing to split
+    assert parallel.auto_jobs([SAMPLES / "baseline" / "capture.pcapng"], cores=4) == 1

@@ -39,9 +39,11 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import tempfile
 import threading
 import zlib
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from dissectors import packet as packet_mod
 from dissectors.keylog import KeyStore
@@ -251,11 +253,11 @@ def run_shard(job: dict) -> dict:
     sharder = Sharder(job["nshards"], job["assigned"])
     me = job["shard"]
     cur = [0, 0]  # (capture ordinal, frame being processed)
-    inner: list = []
+    inner = _InnerSpool(Path(job["inner"]) / f"inner-{me}.pickles") if job["inner"] else None
     sink = None
-    if job["inner"]:
+    if inner is not None:
         def sink(channel, direction, ts, frame, packet):
-            inner.append((cur[0], cur[1], len(inner), channel, direction, ts, frame, bytes(packet)))
+            inner.add((cur[0], cur[1], me, inner.n, channel, direction, ts, frame, bytes(packet)))
     an = Analyzer(keys, key_info=info, inner_sink=sink, fast_lanes=job["fast_lanes"], max_flows=job["max_flows"])
     pipe = an.pipeline
     numbering: list = []
@@ -293,10 +295,49 @@ def run_shard(job: dict) -> dict:
         "dtls_keys": pipe.dtls_keys, "icmp_unreachable": pipe.icmp_unreachable,
     }
     _ShardPickler(f, pipe).dump(state)
-    return {"shard": me, "state": f.getvalue(), "numbering": numbering, "inner": inner,
+    if inner is not None:
+        inner.close()
+    return {"shard": me, "state": f.getvalue(), "numbering": numbering,
+            "inner": str(inner.path) if inner is not None else None,
             "captures": an.analysis.captures, "last_ts": pipe.last_ts,
             "stats": {"frames": pipe.frames, "undecodable": pipe.undecodable, "evicted": pipe.evicted,
                       "fast_frames": pipe.fast_frames, "udp_other_overflow": pipe.udp_other_overflow}}
+
+
+class _InnerSpool:
+    """A shard's inner packets, in the order it decapsulated them (its frames in order: sorted), spooled to a file
+    in batches, for the merging process to interleave with the other shards' without holding them in memory."""
+
+    BATCH = 2048
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.f = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.buf: list = []
+        self.n = 0
+
+    def add(self, record: tuple) -> None:
+        self.buf.append(record)
+        self.n += 1
+        if len(self.buf) >= self.BATCH:
+            pickle.dump(self.buf, self.f, protocol=pickle.HIGHEST_PROTOCOL)
+            self.buf = []
+
+    def close(self) -> None:
+        if self.buf:
+            pickle.dump(self.buf, self.f, protocol=pickle.HIGHEST_PROTOCOL)
+            self.buf = []
+        self.f.close()
+
+
+def _spooled(path: str):
+    with open(path, "rb") as f:
+        while True:
+            try:
+                batch = pickle.load(f)
+            except EOFError:
+                return
+            yield from batch
 
 
 def _batches(path, keep=None):
@@ -469,18 +510,21 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
     assigned, _per = assign(sample_pairs(paths), jobs)
     base = {"paths": [str(p) for p in paths], "keylogs": [str(k) for k in keylogs or ()],
             "rsa_keys": [str(k) for k in rsa_keys or ()], "nshards": jobs, "assigned": assigned,
-            "inner": inner_sink is not None, "fast_lanes": fast_lanes, "max_flows": max_flows}
-    jobs_list = [dict(base, shard=i) for i in range(jobs)]
+            "inner": None, "fast_lanes": fast_lanes, "max_flows": max_flows}
     method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() \
         else "spawn"
-    with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=multiprocessing.get_context(method)) as ex:
-        futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
-        results = [run_shard(jobs_list[0])] + [f.result() for f in futures]
-    analysis, _pipe = merge(results, keys, paths, gateways)
-    if inner_sink is not None:
-        packets = sorted((p[0], p[1], r["shard"], p[2], p) for r in results for p in r["inner"])
-        for *_k, p in packets:
-            inner_sink(p[3], p[4], p[5], p[6], p[7])
+    with tempfile.TemporaryDirectory(prefix="acflow-jobs-") as tmp:
+        if inner_sink is not None:
+            base["inner"] = tmp
+        jobs_list = [dict(base, shard=i) for i in range(jobs)]
+        with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=multiprocessing.get_context(method)) as ex:
+            futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
+            results = [run_shard(jobs_list[0])] + [f.result() for f in futures]
+        analysis, _pipe = merge(results, keys, paths, gateways)
+        if inner_sink is not None:
+            # (capture, frame being processed, shard, order): each spool is sorted, so is their merge
+            for p in heapq.merge(*(_spooled(r["inner"]) for r in results), key=lambda p: p[:4]):
+                inner_sink(p[4], p[5], p[6], p[7], p[8])
     return analysis
 
 

@@ -285,3 +285,29 @@ def test_rerun_skips_what_is_stored(batch_run, inputs, cluster):
     after = con.execute("SELECT hash, analysed_at FROM captures ORDER BY hash").fetchall()
     con.close()
     assert after == before
+
+
+def test_local_engine_and_parquet(tmp_path):
+    """The default engine (a LocalCluster of worker processes) and the Parquet copy of every table."""
+    db, pq = tmp_path / "r.duckdb", tmp_path / "pq"
+    args = [str(SAMPLES / "baseline"), str(SAMPLES / "dtls-blocked")]
+    r = subprocess.run([sys.executable, "-c", "from analyzer.cli import main; main()", "batch", *args,
+                        "--workers", "2", "-o", str(db), "--parquet", str(pq)], env=_env(), capture_output=True,
+                       text=True, timeout=300, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "ok 2" in r.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        for table in ("captures", "sessions", "phases", "findings"):
+            want = con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+            got = con.execute("SELECT * FROM read_parquet(?) ORDER BY ALL", [str(pq / f"{table}.parquet")]).fetchall()
+            assert got == want and want, table
+        assert con.execute("SELECT count(*) FROM phases").fetchone()[0] == 12
+    finally:
+        con.close()
+    # nothing to analyse: a directory without captures
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([sys.executable, "-c", "from analyzer.cli import main; main()", "batch", str(empty),
+                        "-o", str(db)], env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 4 and "no capture found" in r.stderr

@@ -388,7 +388,7 @@ def _run_with_progress(client, items, shared, store, res: BatchResult, *, quiet:
         if r["status"] != "ok":
             res.failed.append((it.path, r["status"], r.get("error") or ""))
         if bar is not None:
-            bar.update(task, advance=1, description=Path(it.path).name)
+            bar.update(task, advance=1, description="/".join(Path(it.path).parts[-2:]))
         elif not quiet:
             doc = r.get("document") or {}
             what = (f"{len(doc.get('sessions') or [])} session(s)" if r["status"] == "ok"

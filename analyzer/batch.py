@@ -227,12 +227,17 @@ def plan(captures: list[str], store, *, keylogs_shared: list[tuple[str, str]], r
     items: list[Item] = []
     first_of: dict[str, str] = {}
     for path in captures:
-        st = os.stat(path)
-        known = by_path.get(path)
-        if known is not None and known[1][3] == st.st_size and known[1][4] == st.st_mtime_ns:
-            h = known[0]
-        else:
-            h = file_sha256(path)
+        try:
+            st = os.stat(path)
+            known = by_path.get(path)
+            if known is not None and known[1][3] == st.st_size and known[1][4] == st.st_mtime_ns:
+                h = known[0]
+            else:
+                h = file_sha256(path)
+        except OSError as e:  # no content, no hash, no row: said in the summary
+            res.by_status["unreadable"] = res.by_status.get("unreadable", 0) + 1
+            res.failed.append((path, "unreadable", f"cannot read {path}: {e.strerror or e} (not stored)"))
+            continue
         if h in first_of:
             res.duplicates.append((path, first_of[h]))
             continue
@@ -336,7 +341,11 @@ def run_batch(*, inputs, keylog_dir, rsa_keys, engine, output, parquet, workers,
               f"{', '.join(CAPTURE_SUFFIXES)})", file=err)
         return EXIT_INPUT
     rsa = [os.path.abspath(r) for r in rsa_keys]
-    store = Store(output)
+    try:
+        store = Store(output)
+    except Exception as e:  # noqa: BLE001 - duckdb.Error (locked by another process, not a DuckDB file), OSError
+        print(f"acflow batch: cannot open the results file {output}: {e}", file=err)
+        return EXIT_INPUT
     try:
         items, res = plan(captures, store, keylogs_shared=shared, rsa_keys=rsa, force=force)
         print(f"acflow batch: {len(captures)} capture(s): {res.skipped} already in {output}, "

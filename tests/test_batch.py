@@ -311,3 +311,41 @@ def test_local_engine_and_parquet(tmp_path):
     r = subprocess.run([sys.executable, "-c", "from analyzer.cli import main; main()", "batch", str(empty),
                         "-o", str(db)], env=_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 4 and "no capture found" in r.stderr
+
+
+def _kill_worker(item, shared=()):
+    """A capture whose analysis kills the worker process under it (as an out-of-memory kill does)."""
+    if item.path.endswith("killer.pcapng"):
+        os._exit(9)
+    from analyzer.batch import analyze_capture
+
+    return analyze_capture(item, shared)
+
+
+def test_a_capture_that_kills_every_worker_is_a_lost_row(tmp_path, monkeypatch):
+    """Per-capture isolation beyond exceptions: the scheduler reruns the task on a fresh worker, gives up after
+    its allowed failures, and the batch reports that capture as lost and completes the others."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    import analyzer.batch as B
+
+    killer = tmp_path / "killer.pcapng"
+    shutil.copy(SAMPLES / "baseline" / "capture.pcapng", killer)
+    items = [B.Item(path=str(p), hash=file_sha256(p), size=os.path.getsize(p), mtime_ns=0, keys_digest="k" * 64,
+                    keylogs=[str(SAMPLES / "baseline" / "keys.log")])
+             for p in (killer, SAMPLES / "dtls-blocked" / "capture.pcapng")]
+    monkeypatch.setattr(B, "analyze_capture", _kill_worker)
+    out: dict = {}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=50)
+        client = Client(cluster)
+        try:
+            B.run_items(client, items, (), lambda it, r: out.__setitem__(it.path, r))
+        finally:
+            client.close()
+            cluster.close()
+    assert out[str(killer)]["status"] == "lost" and "died" in out[str(killer)]["error"]
+    other = out[str(SAMPLES / "dtls-blocked" / "capture.pcapng")]
+    assert other["status"] == "ok" and other["document"]["sessions"]

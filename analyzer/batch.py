@@ -316,7 +316,7 @@ def start_client(engine: str, workers: int | None):
     if addr is not None:
         return Client(addr, timeout="20s"), None
     n = workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=40)
     return Client(cluster), cluster
 

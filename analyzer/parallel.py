@@ -511,13 +511,19 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
     base = {"paths": [str(p) for p in paths], "keylogs": [str(k) for k in keylogs or ()],
             "rsa_keys": [str(k) for k in rsa_keys or ()], "nshards": jobs, "assigned": assigned,
             "inner": None, "fast_lanes": fast_lanes, "max_flows": max_flows}
-    method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() \
-        else "spawn"
+    methods = multiprocessing.get_all_start_methods()
+    # fork when this process has no other thread (the CLI); else a fork server (started once, children forked
+    # from it with acflow already imported), else spawn
+    method = "fork" if threading.active_count() == 1 and "fork" in methods else \
+        "forkserver" if "forkserver" in methods else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["analyzer.parallel", "analyzer.analyze"])
     with tempfile.TemporaryDirectory(prefix="acflow-jobs-") as tmp:
         if inner_sink is not None:
             base["inner"] = tmp
         jobs_list = [dict(base, shard=i) for i in range(jobs)]
-        with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=multiprocessing.get_context(method)) as ex:
+        with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx) as ex:
             futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
             results = [run_shard(jobs_list[0])] + [f.result() for f in futures]
         analysis, _pipe = merge(results, keys, paths, gateways)

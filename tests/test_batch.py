@@ -338,7 +338,7 @@ def test_a_capture_that_kills_every_worker_is_a_lost_row(tmp_path, monkeypatch):
     monkeypatch.setattr(B, "analyze_capture", _kill_worker)
     out: dict = {}
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=50)
         client = Client(cluster)
         try:

@@ -98,7 +98,7 @@ def stdin_problem(captures) -> str | None:
 
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
                 gateways=(), summary=False, fail_on=None, session_ids=(), clients=(), since=None, until=None,
-                tz=None) -> int:
+                tz=None, jobs=1) -> int:
     """Filters, --summary, --fail-on, --tz: analyzer/selection.py and the renderers (issue #17)."""
     import os  # noqa: PLC0415
 
@@ -131,8 +131,15 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
                 inner = AtomicFile(export_inner, "wb")
                 writer = InnerPcapWriter(inner)
             progress = _progress() if sys.stderr.isatty() else None
-            analysis = analyze_paths(captures, keys, key_info, inner_sink=writer.write if writer else None,
-                                     progress=progress, gateways=gateways)
+            if jobs == 1 or any(is_stdio(c) for c in captures):  # standard input is read once: one process
+                analysis = analyze_paths(captures, keys, key_info, inner_sink=writer.write if writer else None,
+                                         progress=progress, gateways=gateways)
+            else:  # --jobs N / auto (None): analyzer/parallel.py
+                from .parallel import analyze_with_jobs  # noqa: PLC0415
+
+                analysis = analyze_with_jobs(captures, keylogs, rsa_keys, keys, key_info, jobs,
+                                             inner_sink=writer.write if writer else None, progress=progress,
+                                             gateways=gateways, warn=lambda m: print(f"acflow: {m}", file=sys.stderr))
         except InputError as e:
             if progress is not None:
                 progress(None)

@@ -71,9 +71,9 @@ def read_capture(path: str | os.PathLike, chunk_size: int = 1 << 20) -> Iterator
         yield from batch
 
 
-def read_capture_batches(path: str | os.PathLike, chunk_size: int = 1 << 20) -> Iterator[list]:
+def read_capture_batches(path: str | os.PathLike, chunk_size: int = 1 << 20, keep=None) -> Iterator[list]:
     """`read_capture` a list at a time (the events of one chunk read): the analyzer's hot loop iterates
-    the lists itself, saving a generator hop per frame."""
+    the lists itself, saving a generator hop per frame. ``keep``: `PcapParser`'s frame filter."""
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     with open(path, "rb") as raw:
@@ -82,7 +82,7 @@ def read_capture_batches(path: str | os.PathLike, chunk_size: int = 1 << 20) -> 
         compressed = magic == _GZIP_MAGIC
         stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
         try:
-            yield from _pump(path, stream, chunk_size, compressed)
+            yield from _pump(path, stream, chunk_size, compressed, keep)
         finally:
             if compressed:
                 stream.close()
@@ -120,8 +120,8 @@ def read_stream_batches(stream, name: str = "<stdin>", chunk_size: int = 1 << 20
             src.close()
 
 
-def _pump(path, stream, chunk_size: int, compressed: bool) -> Iterator:
-    parser = PcapParser()
+def _pump(path, stream, chunk_size: int, compressed: bool, keep=None) -> Iterator:
+    parser = PcapParser(keep=keep)
     inside = " (inside gzip)" if compressed else ""
     # first read: make sure the magic number is available to tell "not a capture" apart
     head = b""

@@ -1,6 +1,6 @@
 """The `acflow` command line (I/O edge: arguments, files, terminal).
 
-Subcommands: analyze, live, keys, replay, diff, lab. A subcommand that is not built yet (replay, diff) says so on
+Subcommands: analyze, batch, live, keys, replay, diff, lab. A subcommand that is not built yet (replay, diff) says so on
 stderr and exits with status 3 (EXIT_NOT_IMPLEMENTED): it never prints made-up output. A third-party module that
 cannot be imported (a broken installation) is named on stderr, exit status 1 (EXIT_BROKEN_INSTALL).
 """
@@ -106,6 +106,19 @@ def _time(ctx, param, value):
     return value
 
 
+def _jobs(value):
+    """--jobs: a positive number, or auto (None)."""
+    if value is None or str(value).lower() == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter(f"{value!r}: expected a number of processes (1 or more) or auto")
+    return n
+
+
 @main.command()
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -142,8 +155,13 @@ def _time(ctx, param, value):
 @click.option("--tz", default="UTC", metavar="ZONE", callback=_tz,
               help="Time zone of absolute times: UTC (default), local, or a name such as Europe/Paris, to line "
                    "the report up with the gateway's syslog.")
+@click.option("--jobs", "-j", default="auto", show_default=True, metavar="N|auto",
+              callback=lambda ctx, param, v: _jobs(v),
+              help="Processes to split the analysis over (by client address pair; the result is the same). auto: "
+                   "the machine's cores for a capture over 50 MB whose traffic is spread over several clients, "
+                   "else 1.")
 def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways, summary,
-            fail_on, session_ids, clients, since, until, tz):
+            fail_on, session_ids, clients, since, until, tz, jobs):
     """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase; each session starts with a
     one-line verdict.
 
@@ -160,7 +178,42 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
     sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
                          verbose=verbose, show_secrets=show_secrets, export_inner=export_inner,
                          gateways=gateways, summary=summary, fail_on=fail_on, session_ids=session_ids,
-                         clients=clients, since=since, until=until, tz=tz))
+                         clients=clients, since=since, until=until, tz=tz, jobs=jobs))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--keylog-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A directory of key logs, given to every capture (matched by client random).")
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gateway RSA private key for every capture; may be repeated.")
+@click.option("--engine", default="local", show_default=True, metavar="local|dask://HOST:PORT",
+              help="local: a Dask LocalCluster on this machine; dask://HOST:PORT: that cluster's scheduler.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the local engine (default: one per core).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.duckdb"),
+              show_default=True, help="The DuckDB results file (created or added to).")
+@click.option("--parquet", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write every table as DIR/<table>.parquet.")
+@click.option("--force", is_flag=True, help="Analyse again captures already in the results file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def batch(inputs, keylog_dir, rsa_keys, engine, workers, output, parquet, force, quiet):
+    """Analyse many captures (files, or directories searched for *.pcap/*.pcapng…) as independent tasks on Dask
+    distributed; results into a DuckDB file (tables captures, sessions, phases, findings) with each capture's
+    full JSON report beside it. A re-run skips the captures already stored (by content hash).
+
+    Key material per capture: key logs beside it (<name>.keys, <stem>.keys, <stem>.log, keys.log…), keys
+    embedded in the pcapng, and every key log under --keylog-dir."""
+    for dep in ("duckdb", "distributed"):  # the `batch` extra
+        try:
+            importlib.import_module(dep)
+        except ImportError as e:
+            click.echo(f"acflow batch: missing dependency {dep} (the batch extra): pip install 'acflow[batch]' "
+                       f"(or `make venv` in a checkout). Python said: {e}", err=True)
+            sys.exit(EXIT_BROKEN_INSTALL)
+    run_batch = _load("analyzer.batch", "run_batch")
+    sys.exit(run_batch(inputs=inputs, keylog_dir=keylog_dir, rsa_keys=rsa_keys, engine=engine, output=output,
+                       parquet=parquet, workers=workers, force=force, quiet=quiet))
 
 
 @main.command()

@@ -131,11 +131,7 @@ class Analyzer:
         self._finished = True
         pipe = self.pipeline
         pipe.finish()
-        analysis = self.analysis
-        analysis.sessions, analysis.other_traffic = reconstruct(pipe, self.gateways)
-        apply_rules(analysis, pipe)
-        apply_verdicts(analysis)
-        return analysis
+        return build_sessions(self.analysis, pipe, self.gateways)
 
     def snapshot(self, now: float | None = None) -> Analysis:
         """The session model of what was fed so far (sessions, their phases and findings), without ending the
@@ -168,3 +164,13 @@ class Analyzer:
     def _check_open(self) -> None:
         if self._finished:
             raise RuntimeError("Analyzer.finish() was called: start a new Analyzer")
+
+
+def build_sessions(analysis: Analysis, pipe, gateways) -> Analysis:
+    """The session model of a finished pipeline (or of what `analyzer/parallel.py` merged from its shards, which has
+    what these read of one): sessions and other traffic, then the findings (rules), then each session's verdict.
+    The one place these steps are chained, so that every way of running an analysis gives the same document."""
+    analysis.sessions, analysis.other_traffic = reconstruct(pipe, gateways)
+    apply_rules(analysis, pipe)
+    apply_verdicts(analysis)
+    return analysis

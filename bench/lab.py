@@ -209,3 +209,115 @@ def _last_json(lines: list[tuple[float, str]]) -> dict | None:
             except ValueError:
                 return None
     return None
+
+
+def make_many_clients(out_dir: Path, *, clients: int = 8, duration: float = 10.0, rate_mbit: float = 4.0) -> Path:
+    """A gateway-side capture of ``clients`` openconnect clients at once against one ocserv, each in its own
+    namespace and address (198.18.0.2, 198.18.0.11, .12…) with DTLS up and its own paced inner TCP stream
+    (``rate_mbit`` each) to a receiver of its own in the gateway namespace; captured on the gateway's bridge.
+    Writes capture.pcapng, keys.log (every client's and the gateway's secrets), session.json to out_dir."""
+    if os.geteuid() != 0:
+        raise BenchLabError("making the many-client capture needs root (network namespaces)")
+    import subprocess  # noqa: PLC0415
+
+    from lab.client import URL, USER, USER_PASSWORD, openconnect_argv, write_client_script
+    from lab.netns import Lab, missing_tools
+    from lab.runner import prepare_gateway, start_gateway
+    from lab.runs import merge_keylogs, work_dir
+    from lab.scenarios import PRIO_TLS13, Scenario
+
+    missing = missing_tools(REQUIRED)
+    if missing:
+        raise BenchLabError("missing tools: " + ", ".join(missing))
+    sc = Scenario("bench-clients", "benchmark: many clients on one gateway",
+                  gateway={"tls-priorities": PRIO_TLS13, "max-clients": "0", "max-same-clients": "0"}, pings=0)
+    work = work_dir("acflow-bench-clients-")
+    log: dict = {"mode": "gateway", "clients": clients, "duration_target_s": duration, "rate_target_mbit": rate_mbit,
+                 "events": []}
+    extra_ns: list[str] = []
+
+    def sh(*cmd: str) -> None:
+        subprocess.run(list(cmd), check=True, capture_output=True)
+
+    try:
+        pki = prepare_gateway(sc, work)
+        gw_keys = work / "gw-keys.log"
+        capture = work / "capture.pcapng"
+        with Lab(tag=f"m{os.getpid() % 10000}") as lab:
+            lab.add_other_servers(())  # moves the gateway's address to a bridge the clients' veths join
+            br = f"acbr{lab.tag}"[:15]
+            namespaces = [lab.client_ns]
+            for k in range(1, clients):
+                ns = f"acflow-c{k}-{lab.tag}"
+                sh("ip", "netns", "add", ns)
+                extra_ns.append(ns)
+                g_if, c_if = f"acg{k}x{lab.tag}"[:15], f"acc{k}x{lab.tag}"[:15]
+                sh("ip", "link", "add", g_if, "netns", lab.gw_ns, "type", "veth", "peer", "name", c_if, "netns", ns)
+                lab.ns_run(lab.gw_ns, ["ip", "link", "set", g_if, "master", br])
+                lab.ns_run(ns, ["ip", "addr", "add", f"198.18.0.{10 + k}/24", "dev", c_if])
+                for n, dev in ((lab.gw_ns, g_if), (ns, c_if), (ns, "lo")):
+                    lab.ns_run(n, ["ip", "link", "set", dev, "up"])
+                    if dev != "lo":
+                        lab.ns_run(n, ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
+                                       "gro", "off"], check=False)
+                namespaces.append(ns)
+            dump = lab.start(lab.gw_ns, "dumpcap", ["dumpcap", "-q", "-B", "64", "-i", br, "-w", str(capture),
+                                                    "-s", "0"], work / "dumpcap.log")
+            deadline = time.time() + 10
+            while not capture.exists() and time.time() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+            gw = start_gateway(lab, work, gw_keys, debug=1)
+            procs = []
+            for k, ns in enumerate(namespaces):
+                wk = work / f"client{k}"
+                wk.mkdir()
+                os.chmod(wk, 0o755)
+                script = write_client_script(wk)
+                recv = lab.start(lab.gw_ns, f"receiver{k}", [sys.executable, "-c", RECEIVER, str(INNER_PORT + k)],
+                                 wk / "receiver.log")
+                client = lab.start(ns, f"openconnect{k}",
+                                   [*openconnect_argv(pki.pin_sha256, debug=False), "-u", USER, "--passwd-on-stdin",
+                                    "-s", str(script), "-i", "tun0", URL], wk / "client.log",
+                                   env=dict(os.environ, SSLKEYLOGFILE=str(wk / "keys.log")),
+                                   stdin_data=(USER_PASSWORD + "\n").encode())
+                procs.append((k, ns, wk, recv, client))
+            for k, _ns, wk, recv, client in procs:
+                for needle in ("CSTP connected", "Established DTLS connection"):
+                    if client.wait_for(needle, 60) is None:
+                        gw.check_running("ocserv (gateway)")
+                        raise BenchLabError(f"client {k}: no '{needle}': {client.tail(10)}")
+                deadline = time.time() + 15
+                while not (wk / "script-connect.env").exists() and time.time() < deadline:
+                    time.sleep(0.1)
+                if recv.wait_for("LISTENING", 10) is None:
+                    raise BenchLabError(f"receiver {k} did not start")
+            log["events"].append({"time": round(time.time(), 6), "event": "all-connected"})
+            time.sleep(0.5)
+            say(f"clients: {clients} tunnels up; {rate_mbit:g} Mbit/s of inner TCP each for {duration:g} s")
+            senders = [lab.start(ns, f"sender{k}", [sys.executable, "-c", SENDER, TUNNEL_GW, str(INNER_PORT + k),
+                                                     str(rate_mbit * 1e6 / 8), str(duration)], wk / "sender.log")
+                       for k, ns, wk, _r, _c in procs]
+            for s in senders:
+                s.proc.wait(duration + 120)
+            log["senders"] = [_last_json(s.lines()) for s in senders]
+            time.sleep(0.5)
+            for _k, _ns, _wk, _r, client in procs:
+                client.interrupt(15)
+            time.sleep(1.0)
+            gw.stop(signal.SIGTERM)
+            time.sleep(0.5)
+            dump.stop(signal.SIGTERM)
+            stats = [line for _, line in dump.lines() if "received/dropped" in line]
+            log["dumpcap"] = stats[-1].strip() if stats else None
+        if not all(s and "sent" in s for s in log["senders"]):
+            raise BenchLabError(f"clients: an inner sender did not finish: {log['senders']}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(capture), out_dir / "capture.pcapng")
+        merge_keylogs([work / f"client{k}" / "keys.log" for k in range(clients)] + [gw_keys], out_dir / "keys.log")
+        (out_dir / "session.json").write_text(json.dumps(log, indent=2) + "\n")
+        return out_dir / "capture.pcapng"
+    finally:
+        for ns in extra_ns:
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)

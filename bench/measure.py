@@ -136,9 +136,10 @@ def acflow_argv() -> list[str]:
     return [sys.executable, "-m", "analyzer.cli"]
 
 
-def acflow_analyze_argv(capture: Path, keylog: Path, out_json: Path) -> list[str]:
+def acflow_analyze_argv(capture: Path, keylog: Path, out_json: Path, jobs: int = 1) -> list[str]:
+    """`acflow analyze` in one process (``jobs`` 1, as the bench always timed it) or split over ``jobs``."""
     return [*acflow_argv(), "analyze", str(capture), "--keylog", str(keylog), "--format", "json",
-            "-o", str(out_json)]
+            "-o", str(out_json), "--jobs", str(jobs)]
 
 
 def tshark_argv(capture: Path, keylog: Path, psk_options: list[str], *, dissect: bool = True) -> list[str]:

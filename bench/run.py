@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import measure
 from .measure import ROOT, CommandFailed, run_measured
-from .scale import count_frames, scale_capture
+from .scale import count_frames, merge_clients, scale_capture
 
 BENCH = Path(__file__).resolve().parent
 DEFAULT_CACHE = BENCH / "cache"
@@ -31,7 +31,14 @@ MODES = {
     "dtls": {"what": "inner TCP stream over DTLS 1.2 (PSK-NEGOTIATE, AES-256-GCM)", "decrypted": "dtls and data.data"},
     "cstp": {"what": "inner TCP stream over CSTP (TLS 1.3, AES-256-GCM); UDP/443 dropped at the gateway",
              "decrypted": "tls and http"},
+    "gateway": {"what": "gateway-side: many openconnect clients at once against one ocserv, each in its own namespace "
+                        "and address, DTLS up, each a paced inner TCP stream (bench/lab.py make_many_clients); "
+                        "1× only", "decrypted": "dtls and data.data"},
 }
+#: a gateway-side capture of two clients at once, made of the dtls and cstp captures of the same size
+#: (bench/scale.py merge_clients: the cstp client moved to its own address), for `--jobs`
+CLIENTS = {"what": "two clients at once on one gateway: the dtls and the cstp session, each from its own address "
+                   "(bench/scale.py merge_clients)", "decrypted": "(dtls and data.data) or (tls and http)"}
 QUICK_MODE = {"what": "committed baseline sample (samples/baseline): handshake, 5 pings over DTLS, disconnect",
               "decrypted": "dtls and data.data"}
 
@@ -61,6 +68,33 @@ def _save_meta(d: Path, meta: dict) -> None:
     (d / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
+def prepare_clients(parts: list[dict], args) -> dict:
+    """The "clients" capture at every size: the parts' (dtls, cstp) captures of that size merged as two clients."""
+    d = args.cache / "clients"
+    d.mkdir(parents=True, exist_ok=True)
+    keylog = d / "keys.log"
+    keylog.write_text("".join(Path(p["keylog"]).read_text() for p in parts))
+    meta = _load_meta(d)
+    files = {}
+    for n in args.sizes:
+        path = d / ("capture.pcapng" if n == 1 else f"capture-x{n}.pcapng")
+        srcs = [p["files"][n]["path"] for p in parts]
+        sig = [_signature(Path(x)) for x in srcs]
+        info = meta.get(str(n)) or {}
+        if info.get("sources") != sig or not path.exists() or info.get("signature") != _signature(path):
+            t0 = time.perf_counter()
+            info = {"merge": merge_clients(srcs, path), "sources": sig}
+            say(f"clients: built the {n}× capture ({path.stat().st_size / 1e6:.0f} MB) in "
+                f"{time.perf_counter() - t0:.0f} s")
+            info["signature"] = _signature(path)
+            info["frames"] = _count_frames(path)
+        meta[str(n)] = info
+        files[n] = {"path": path, "bytes": path.stat().st_size, "frames": info["frames"], "tshark_decrypted": None}
+    _save_meta(d, meta)
+    return {"mode": "clients", "keylog": keylog, "psk_options": [o for p in parts for o in p["psk_options"]],
+            "files": files, "session": {"source": "merge of " + ", ".join(p["mode"] for p in parts)}}
+
+
 def prepare(mode: str, args, scratch: Path) -> dict:
     """Make sure the 1× capture (lab or baseline) and its N× copies exist; return what the bench needs."""
     d = args.cache / mode
@@ -71,13 +105,19 @@ def prepare(mode: str, args, scratch: Path) -> dict:
     else:
         base, keylog = d / "capture.pcapng", d / "keys.log"
         if args.regen or not (base.exists() and keylog.exists()):
-            from .lab import make_capture
+            from .lab import make_capture, make_many_clients
 
             if d.exists():
                 shutil.rmtree(d)
-            say(f"{mode}: making the 1× capture with the lab ({args.duration:g} s at {args.rate:g} Mbit/s)")
             t0 = time.perf_counter()
-            make_capture(mode, d, duration=args.duration, rate_mbit=args.rate)
+            if mode == "gateway":
+                say(f"{mode}: making the capture with the lab ({args.clients} clients, {args.duration:g} s at "
+                    f"{args.rate / args.clients:g} Mbit/s each)")
+                make_many_clients(d, clients=args.clients, duration=args.duration,
+                                  rate_mbit=args.rate / args.clients)
+            else:
+                say(f"{mode}: making the 1× capture with the lab ({args.duration:g} s at {args.rate:g} Mbit/s)")
+                make_capture(mode, d, duration=args.duration, rate_mbit=args.rate)
             say(f"{mode}: capture made in {time.perf_counter() - t0:.0f} s")
         try:
             session = json.loads((d / "session.json").read_text())
@@ -90,7 +130,9 @@ def prepare(mode: str, args, scratch: Path) -> dict:
     if "psk_options" not in meta:
         meta["psk_options"] = measure.dtls_psk_options(base, keylog, scratch / f"{mode}.keys")
     files = {}
-    for n in args.sizes:
+    # the gateway capture is not copied: bench/scale.py gives one client new ports per copy, the others would
+    # reuse their flows' 5-tuples
+    for n in ([1] if mode == "gateway" else args.sizes):
         if n == 1:
             path = base
             info = meta["sizes"].get("1") or {}
@@ -122,7 +164,7 @@ def prepare(mode: str, args, scratch: Path) -> dict:
 
 
 def _mode_info(mode: str) -> dict:
-    return QUICK_MODE if mode == "baseline" else MODES[mode]
+    return QUICK_MODE if mode == "baseline" else CLIENTS if mode == "clients" else MODES[mode]
 
 
 def _count_frames(path: Path) -> int:
@@ -150,8 +192,9 @@ def measure_all(inputs: list[dict], args, scratch: Path) -> list[dict]:
     for inp in inputs:
         for n, f in inp["files"].items():
             cells[(inp["mode"], n)] = {"mode": inp["mode"], "size": n, "frames": f["frames"], "bytes": f["bytes"],
-                                       "runs": {"acflow": [], "tshark": [], "tshark_read_only": []},
-                                       "acflow_frames": [], "acflow_inner_packets": [],
+                                       "runs": {"acflow": [], "tshark": [], "tshark_read_only": [],
+                                                **({"acflow_jobs": []} if args.jobs > 1 else {})},
+                                       "acflow_frames": [], "acflow_inner_packets": [], "jobs_same_report": [],
                                        "tshark_decrypted": f.get("tshark_decrypted")}
             _warm(f["path"])
     total = args.rounds * len(cells)
@@ -168,6 +211,14 @@ def measure_all(inputs: list[dict], args, scratch: Path) -> list[dict]:
                 out_json.unlink()
                 cell["acflow_frames"].append(sum(c.get("frames", 0) for c in report.get("captures", [])))
                 cell["acflow_inner_packets"].append(_inner_packets(report))
+                j = None
+                if args.jobs > 1:
+                    j = run_measured("acflow-j", measure.acflow_analyze_argv(f["path"], inp["keylog"], out_json,
+                                                                             args.jobs),
+                                     env=measure.child_env(), cwd=measure.child_cwd())
+                    cell["jobs_same_report"].append(json.loads(out_json.read_text()) == report)
+                    out_json.unlink()
+                    cell["runs"]["acflow_jobs"].append(j.as_dict())
                 t = run_measured("tshark", measure.tshark_argv(f["path"], inp["keylog"], inp["psk_options"]))
                 q = run_measured("tshark-q", measure.tshark_argv(f["path"], inp["keylog"], inp["psk_options"],
                                                                  dissect=False))
@@ -175,7 +226,8 @@ def measure_all(inputs: list[dict], args, scratch: Path) -> list[dict]:
                     cell["runs"][key].append(run.as_dict())
                 say(f"[{i}/{total}] round {r + 1} {inp['mode']} {n}×: acflow {a.wall_s:.2f} s (cpu {a.cpu_s:.2f} s, "
                     f"{a.maxrss_kib / 1024:.0f} MiB)  tshark {t.wall_s:.2f} s (cpu {t.cpu_s:.2f} s, "
-                    f"{t.maxrss_kib / 1024:.0f} MiB)  tshark -q {q.wall_s:.2f} s")
+                    f"{t.maxrss_kib / 1024:.0f} MiB)  tshark -q {q.wall_s:.2f} s"
+                    + (f"  acflow --jobs {args.jobs} {j.wall_s:.2f} s (cpu {j.cpu_s:.2f} s)" if j else ""))
     return [_summarise_cell(c) for c in cells.values()]
 
 
@@ -235,10 +287,14 @@ def _summarise_cell(c: dict) -> dict:
         }
     out["ratio_wall"] = round(out["acflow"]["wall_s"] / out["tshark"]["wall_s"], 3)
     out["ratio_cpu"] = round(out["acflow"]["cpu_s"] / out["tshark"]["cpu_s"], 3)
+    if "acflow_jobs" in out:
+        out["ratio_wall_jobs"] = round(out["acflow_jobs"]["wall_s"] / out["tshark"]["wall_s"], 3)
+        out["speedup_jobs"] = round(out["acflow"]["wall_s"] / out["acflow_jobs"]["wall_s"], 3)
     out["checks"] = {
         "acflow_frames": sorted(set(c["acflow_frames"])),
         "acflow_inner_packets": sorted(set(c["acflow_inner_packets"])),
         "tshark_decrypted": c["tshark_decrypted"],
+        "jobs_same_report": sorted(set(c["jobs_same_report"])),
     }
     return out
 
@@ -252,6 +308,8 @@ def check_scaling(results: list[dict]) -> list[str]:
         if chk["acflow_frames"] != [r["frames"]]:
             problems.append(f"{r['mode']} {r['size']}×: acflow read {chk['acflow_frames']} frames, "
                             f"file has {r['frames']}")
+        if chk.get("jobs_same_report") and chk["jobs_same_report"] != [True]:
+            problems.append(f"{r['mode']} {r['size']}×: acflow --jobs gave another report than one process")
         if len(chk["acflow_inner_packets"]) != 1:
             problems.append(f"{r['mode']} {r['size']}×: acflow's inner packet count varied: "
                             f"{chk['acflow_inner_packets']}")
@@ -312,16 +370,22 @@ def _loadavg() -> list[float] | None:
 
 
 def format_table(results: list[dict]) -> str:
+    jobs = any("acflow_jobs" in r for r in results)
     head = ("mode", "size", "frames", "MB", "acflow s", "cpu s", "µs/frame", "RSS MiB", "tshark s", "cpu s",
-            "µs/frame", "RSS MiB", "ratio wall", "ratio cpu", "tshark -q s")
+            "µs/frame", "RSS MiB", "ratio wall", "ratio cpu", "tshark -q s") + (
+            ("--jobs s", "cpu s", "RSS MiB", "ratio wall", "speed-up") if jobs else ())
     rows = []
     for r in results:
         a, t, q = r["acflow"], r["tshark"], r["tshark_read_only"]
+        j = r.get("acflow_jobs")
         rows.append((r["mode"], f"{r['size']}×", str(r["frames"]), f"{r['bytes'] / 1e6:.1f}",
                      f"{a['wall_s']:.2f}", f"{a['cpu_s']:.2f}", f"{a['us_per_frame_cpu']:.1f}",
                      f"{a['maxrss_mib']:.0f}", f"{t['wall_s']:.2f}", f"{t['cpu_s']:.2f}",
                      f"{t['us_per_frame_cpu']:.1f}", f"{t['maxrss_mib']:.0f}", f"{r['ratio_wall']:.2f}",
-                     f"{r['ratio_cpu']:.2f}", f"{q['wall_s']:.2f}"))
+                     f"{r['ratio_cpu']:.2f}", f"{q['wall_s']:.2f}") + (
+                     (f"{j['wall_s']:.2f}", f"{j['cpu_s']:.2f}", f"{j['maxrss_mib']:.0f}",
+                      f"{r['ratio_wall_jobs']:.2f}", f"{r['speedup_jobs']:.2f}") if j else
+                     ("", "", "", "", "") if jobs else ()))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
@@ -353,7 +417,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sizes", default="1,2,4", help="capture sizes, as multiples of the lab session (default 1,2,4)")
     ap.add_argument("--quick", action="store_true",
                     help="no lab: the committed samples/baseline capture (and its copies) only, for a smoke run")
-    ap.add_argument("--modes", default="dtls,cstp", help="lab captures to bench (default dtls,cstp)")
+    ap.add_argument("--modes", default="dtls,cstp,clients,gateway",
+                    help="lab captures to bench (default dtls,cstp,clients,gateway; clients: the dtls and cstp "
+                         "captures merged as two clients of one gateway; gateway: a lab capture of --clients "
+                         "clients at once)")
+    ap.add_argument("--clients", type=int, default=12,
+                    help="clients of the gateway capture (default 12; --rate is shared between them; with --regen)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="also time `acflow analyze --jobs N` (default 2; 1: not)")
     ap.add_argument("--duration", type=float, default=DEFAULT_DURATION,
                     help=f"seconds of inner stream per lab session (default {DEFAULT_DURATION:g}; with --regen)")
     ap.add_argument("--rate", type=float, default=DEFAULT_RATE,
@@ -381,7 +452,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
     args.modes = ["baseline"] if args.quick else [m.strip() for m in args.modes.split(",") if m.strip()]
+    if "clients" in args.modes and not {"dtls", "cstp"} <= set(args.modes):
+        args.modes = [m for m in ("dtls", "cstp") if m not in args.modes] + args.modes
     for m in args.modes:
+        if m == "clients":
+            continue
         if m not in MODES and m != "baseline":
             ap.error(f"unknown mode {m!r}; known: {', '.join(MODES)}")
     if args.results is None:
@@ -409,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="acflow-bench-") as tmp:
         scratch = Path(tmp)
         try:
-            inputs = [prepare(m, args, scratch) for m in args.modes]
+            inputs = [prepare(m, args, scratch) for m in args.modes if m != "clients"]
+            if "clients" in args.modes:
+                inputs.append(prepare_clients([i for i in inputs if i["mode"] in ("dtls", "cstp")], args))
         except (CommandFailed, RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
             print(f"bench: preparing the captures failed: {e}", file=sys.stderr)
             return 1
@@ -458,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick, "rounds": args.rounds, "sizes": args.sizes,
         "machine": machine, "loadavg": {"before": load_before, "after": _loadavg()},
         "commands": {
-            "acflow": "acflow analyze CAP --keylog K --format json -o OUT.json",
+            "acflow": "acflow analyze CAP --keylog K --format json -o OUT.json --jobs 1",
+            "acflow_jobs": f"acflow analyze CAP --keylog K --format json -o OUT.json --jobs {args.jobs}",
             "tshark": "tshark -n -r CAP -o tls.keylog_file:K [-o dtls.psk:HEX] --disable-heuristic rdpmt_dtls "
                       "--disable-heuristic udt_dtls -q -z io,stat,0",
             "tshark_read_only": "the same without -z io,stat,0 (tshark -q then skips dissection: no decryption)",

@@ -14,6 +14,8 @@ further sections dropped) or a classic pcap. Link types: Ethernet (optionally 80
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import mmap
 import struct
 from collections import Counter
@@ -91,6 +93,51 @@ def _l4(linktype: int, pkt, client: bytes):
     if proto not in (6, 17) or len(pkt) < l4 + 8:
         return None
     return l4, proto, src == client, dst == client
+
+
+def client_address(client: bytes, k: int) -> bytes:
+    """Copy ``k``'s client address with distinct clients: the original plus k × 256 (198.18.0.2 → 198.18.k.2),
+    away from the lab's other addresses (198.18.0.x)."""
+    if k == 0:
+        return client
+    n = int.from_bytes(client, "big") + k * 256
+    return (n % (1 << (8 * len(client)))).to_bytes(len(client), "big")
+
+
+def _rewrite_address(linktype: int, pkt: bytearray, client: bytes, new: bytes) -> None:
+    """Replace the client address by ``new`` in the IP header (and the checksums that cover it)."""
+    l3 = _l3_offset(linktype, pkt)
+    if l3 is None:
+        return
+    off, ver = l3
+    if ver == 4 and len(client) == 4 and len(pkt) >= off + 20:
+        fields, ihl, proto = (off + 12, off + 16), (pkt[off] & 0x0F) * 4, pkt[off + 9]
+        first_fragment = not ((pkt[off + 6] & 0x1F) or pkt[off + 7])
+    elif ver == 6 and len(client) == 16 and len(pkt) >= off + 40:
+        fields, ihl, proto, first_fragment = (off + 8, off + 24), 40, pkt[off + 6], True
+    else:
+        return
+    l4 = off + ihl
+    for a in fields:
+        if pkt[a:a + len(client)] != client:
+            continue
+        for i in range(0, len(client), 2):
+            old_w = pkt[a + i] << 8 | pkt[a + i + 1]
+            new_w = new[i] << 8 | new[i + 1]
+            if ver == 4:
+                c = pkt[off + 10] << 8 | pkt[off + 11]
+                c = _csum_adjust(c, old_w, new_w)
+                pkt[off + 10], pkt[off + 11] = c >> 8, c & 0xFF
+            if first_fragment and proto in (6, 17):
+                co = l4 + (16 if proto == 6 else 6)
+                if len(pkt) >= co + 2:
+                    c = pkt[co] << 8 | pkt[co + 1]
+                    if not (proto == 17 and c == 0):
+                        c = _csum_adjust(c, old_w, new_w)
+                        if proto == 17 and c == 0:
+                            c = 0xFFFF
+                        pkt[co], pkt[co + 1] = c >> 8, c & 0xFF
+            pkt[a + i], pkt[a + i + 1] = new[i], new[i + 1]
 
 
 def _rewrite(linktype: int, pkt: bytearray, client: bytes, k: int, stride: int) -> None:
@@ -213,19 +260,26 @@ def count_frames(path: Path) -> int:
         return sum(1 for _off, btype, _len in _Pcapng(data).blocks() if btype in (2, 3, 6))
 
 
-def scale_capture(src: Path, dst: Path, copies: int, *, gap: float = 1.0, client_ip: str | None = None) -> dict:
-    """Write `copies` time-shifted, port-shifted copies of `src` into `dst` (pcapng); return a summary."""
+def scale_capture(src: Path, dst: Path, copies: int, *, gap: float = 1.0, client_ip: str | None = None,
+                  distinct_clients: bool = False, stagger: float | None = None) -> dict:
+    """Write `copies` time-shifted, port-shifted copies of `src` into `dst` (pcapng); return a summary.
+
+    ``distinct_clients``: copy k also comes from its own client address (`client_address`), as the clients of a
+    gateway-side capture do. ``stagger``: copy k starts k × stagger seconds after the first instead of after the
+    previous copy's end, the copies' frames interleaved in time order (concurrent sessions)."""
     import ipaddress
 
     if copies < 1:
         raise ValueError("copies must be >= 1")
     with open(src, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         if data[:4] == b"\x0a\x0d\x0d\x0a":
-            return _scale_pcapng(data, Path(dst), copies, gap, client_ip and ipaddress.ip_address(client_ip).packed)
+            return _scale_pcapng(data, Path(dst), copies, gap, client_ip and ipaddress.ip_address(client_ip).packed,
+                                 distinct_clients, stagger)
         raise ScaleError(f"{src}: only pcapng is supported (convert with: editcap -F pcapng IN OUT)")
 
 
-def _scale_pcapng(data, dst: Path, copies: int, gap: float, client: bytes | None) -> dict:
+def _scale_pcapng(data, dst: Path, copies: int, gap: float, client: bytes | None, distinct_clients: bool = False,
+                  stagger: float | None = None) -> dict:
     pf = _Pcapng(data)
     e = pf.e
     layout = list(pf.blocks())
@@ -249,38 +303,119 @@ def _scale_pcapng(data, dst: Path, copies: int, gap: float, client: bytes | None
         t = ((th << 32) | tl) / pf.interfaces[ifid][1]
         tmin = t if tmin is None or t < tmin else tmin
         tmax = t if tmax is None or t > tmax else tmax
-    shift_s = (tmax - tmin) + gap
+    shift_s = (tmax - tmin) + gap if stagger is None else stagger
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".part")
     written = 0
-    with open(tmp, "wb", buffering=1 << 20) as out:
-        for k in range(copies):
-            shifts = [round(k * shift_s * tps) for _lt, tps in pf.interfaces]
-            for off, btype, blen in layout:
-                if btype != 6:
-                    if k == 0 and btype != 5:  # SHB, IDBs, NRB, DSB… once; no interface statistics
-                        out.write(data[off:off + blen])
-                    continue
-                if k == 0:
-                    out.write(data[off:off + blen])
-                    written += 1
-                    continue
-                blk = bytearray(data[off:off + blen])
-                ifid, th, tl, caplen = struct.unpack_from(e + "IIII", blk, 8)
+
+    def copy_blocks(k: int):
+        """(time in seconds, block bytes) of copy k's packets, in capture order."""
+        shifts = [round(k * shift_s * tps) for _lt, tps in pf.interfaces]
+        new_client = client_address(client, k) if distinct_clients else client
+        for off, btype, blen in layout:
+            if btype != 6:
+                continue
+            blk = bytearray(data[off:off + blen])
+            ifid, th, tl, caplen = struct.unpack_from(e + "IIII", blk, 8)
+            if k:
                 ts = ((th << 32) | tl) + shifts[ifid]
                 struct.pack_into(e + "II", blk, 12, ts >> 32, ts & 0xFFFFFFFF)
                 pkt = blk[28:28 + caplen]
                 _rewrite(pf.interfaces[ifid][0], pkt, client, k, stride)
+                if new_client != client:
+                    _rewrite_address(pf.interfaces[ifid][0], pkt, client, new_client)
                 blk[28:28 + caplen] = pkt
-                out.write(blk)
-                written += 1
+            else:
+                ts = (th << 32) | tl
+            yield ts / pf.interfaces[ifid][1], bytes(blk)
+
+    with open(tmp, "wb", buffering=1 << 20) as out:
+        for off, btype, blen in layout:
+            if btype not in (5, 6):  # SHB, IDBs, NRB, DSB… once; no interface statistics
+                out.write(data[off:off + blen])
+        if stagger is None:
+            streams = itertools.chain.from_iterable(copy_blocks(k) for k in range(copies))
+        else:  # concurrent copies: merged in time order (ties: the lower copy first)
+            streams = heapq.merge(*(copy_blocks(k) for k in range(copies)), key=lambda tb: tb[0])
+        for _ts, blk in streams:
+            out.write(blk)
+            written += 1
     tmp.replace(dst)
     return {"copies": copies, "frames": written, "frames_per_copy": len(epbs), "client": _fmt_addr(client),
             "client_ports": sorted(ports), "port_stride": stride, "time_shift_s": round(shift_s, 6),
-            "bytes": dst.stat().st_size}
+            "distinct_clients": distinct_clients, "bytes": dst.stat().st_size}
 
 
 def _fmt_addr(b: bytes) -> str:
     import ipaddress
 
     return str(ipaddress.ip_address(b))
+
+
+def merge_clients(sources, dst: Path, *, stagger: float = 0.25) -> dict:
+    """A gateway-side capture of several clients at once from client-side captures of one client each (same
+    interfaces): source i's client address becomes `client_address`(client, i), its frames shifted to start
+    i × stagger seconds after the first source's, all frames merged in time order. Embedded secrets are dropped
+    (give each source's key log)."""
+    maps, layouts, pfs, handles = [], [], [], []
+    try:
+        for src in sources:
+            f = open(src, "rb")  # noqa: SIM115 - closed below
+            handles.append(f)
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            maps.append(data)
+            pf = _Pcapng(data)
+            layouts.append(list(pf.blocks()))
+            pfs.append(pf)
+        if any(pf.interfaces != pfs[0].interfaces or pf.e != pfs[0].e for pf in pfs):
+            raise ScaleError("the sources' interfaces differ")
+
+        def blocks(i: int):
+            pf, data, e = pfs[i], maps[i], pfs[i].e
+            epbs = [(off, blen) for off, btype, blen in layouts[i] if btype == 6]
+
+            def frames():
+                for off, _blen in epbs:
+                    ifid, _th, _tl, caplen = struct.unpack_from(e + "IIII", data, off + 8)
+                    yield pf.interfaces[ifid][0], data[off + 28:off + 28 + caplen]
+
+            client = _client_address(frames())
+            new = client_address(client, i)
+            t0 = None
+            for seq, (off, blen) in enumerate(epbs):
+                ifid, th, tl, caplen = struct.unpack_from(e + "IIII", data, off + 8)
+                tps = pf.interfaces[ifid][1]
+                ts = (th << 32) | tl
+                if t0 is None:
+                    t0 = ts / tps
+                    shift = round((base[0] + i * stagger - t0) * tps) if base else 0
+                    if not base:
+                        base.append(t0)
+                ts += shift
+                blk = bytearray(data[off:off + blen])
+                struct.pack_into(e + "II", blk, 12, ts >> 32, ts & 0xFFFFFFFF)
+                pkt = blk[28:28 + caplen]
+                _rewrite_address(pf.interfaces[ifid][0], pkt, client, new)
+                blk[28:28 + caplen] = pkt
+                yield ts / tps, i, seq, bytes(blk)
+
+        base: list[float] = []
+        first = list(blocks(0))  # fixes the base time
+        dst = Path(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(dst.name + ".part")
+        written = 0
+        with open(tmp, "wb", buffering=1 << 20) as out:
+            for off, btype, blen in layouts[0]:
+                if btype in (0x0A0D0D0A, 1):  # the section header and the interfaces, once
+                    out.write(maps[0][off:off + blen])
+            for _ts, _i, _seq, blk in heapq.merge(iter(first), *(blocks(i) for i in range(1, len(sources)))):
+                out.write(blk)
+                written += 1
+        tmp.replace(dst)
+        return {"sources": len(sources), "frames": written, "bytes": dst.stat().st_size}
+    finally:
+        for m in maps:
+            m.close()
+        for f in handles:
+            f.close()

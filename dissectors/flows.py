@@ -667,6 +667,7 @@ class FlowTable:
         "last_flow",
         "max_flows",
         "max_total_buffer",
+        "on_number",
         "stream_kwargs",
         "tcp_streams",
         "udp_flows",
@@ -686,6 +687,9 @@ class FlowTable:
         self.evicted = 0
         self._buffered = 0
         self.last_flow: TCPStream | UDPFlow | None = None  # flow of the last packet fed (None if none)
+        # called as on_number(flow, udp, capture, stream) each time a flow is given a tcp.stream / udp.stream
+        # number (analyzer/parallel.py: the numbers of the whole file from those of its shards)
+        self.on_number = None
 
     def __len__(self) -> int:
         return len(self._tcp) + len(self._udp)
@@ -713,6 +717,8 @@ class FlowTable:
             flow.numbers = [(cap, n)]
         else:
             flow.numbers.append((cap, n))
+        if self.on_number is not None:
+            self.on_number(flow, udp, cap, n)
 
     def holds(self, flow: TCPStream | UDPFlow) -> bool:
         """Is ``flow`` the table's live flow for its key (not evicted, not replaced by a new connection)?"""

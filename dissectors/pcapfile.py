@@ -179,12 +179,16 @@ class PcapParser:
         "_state",
         "format",
         "frames",
+        "keep",
         "max_block",
         "unrecognized",
     )
 
-    def __init__(self, max_block: int = MAX_BLOCK) -> None:
+    def __init__(self, max_block: int = MAX_BLOCK, keep=None) -> None:
         self.max_block = max_block
+        # keep(linktype, buffer, start, length, ts) -> bool, asked for every frame: those it refuses are numbered
+        # but not emitted (no Frame built: analyzer/parallel.py reads each shard's frames only); None keeps all
+        self.keep = keep
         self.format: str | None = None
         self.frames = 0  # last frame number assigned
         self.unrecognized = False
@@ -340,6 +344,7 @@ class PcapParser:
         maxb = self.max_block
         number = self.frames
         append = out.append
+        keep = self.keep
         while end - pos >= 16:
             sec, frac, incl, orig = unpack(data, pos)
             if incl > maxb:
@@ -356,7 +361,9 @@ class PcapParser:
                 self.frames = number
                 return pos
             number += 1
-            append(_new_frame(number, (sec * units + frac) / units, linktype, data[pos + 16 : nxt], orig, 0))
+            ts = (sec * units + frac) / units
+            if keep is None or keep(linktype, data, pos + 16, incl, ts):
+                append(_new_frame(number, ts, linktype, data[pos + 16 : nxt], orig, 0))
             pos = nxt
         self._need = 16
         self.frames = number
@@ -372,6 +379,7 @@ class PcapParser:
         ifaces = self._ifaces
         append = out.append
         number = self.frames
+        keep = self.keep
         while True:
             if end - pos < 8:
                 self._need = 8
@@ -447,7 +455,8 @@ class PcapParser:
                         ts += itf.offset
                     self._last_ts = ts
                     number += 1
-                    append(_new_frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
+                    if keep is None or keep(itf.linktype, data, pos + 28, caplen, ts):
+                        append(_new_frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
             elif btype == _BT_IDB:
                 self._s = s
                 self._read_idb(data, pos, blen, out)
@@ -479,7 +488,9 @@ class PcapParser:
                     if itf.snaplen and caplen > itf.snaplen:
                         caplen = itf.snaplen
                     number += 1
-                    append(_new_frame(number, self._last_ts, itf.linktype, data[pos + 12 : pos + 12 + caplen], orig, 0))
+                    if keep is None or keep(itf.linktype, data, pos + 12, caplen, self._last_ts):
+                        append(_new_frame(number, self._last_ts, itf.linktype, data[pos + 12 : pos + 12 + caplen],
+                                          orig, 0))
             elif btype == _BT_DSB:
                 if blen < 20:
                     self.frames = number
@@ -514,7 +525,8 @@ class PcapParser:
                         ts += itf.offset
                     self._last_ts = ts
                     number += 1
-                    append(_new_frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
+                    if keep is None or keep(itf.linktype, data, pos + 28, caplen, ts):
+                        append(_new_frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
             elif btype == _BT_JOURNAL or btype == _BT_CUSTOM or btype == _BT_CUSTOM_NOCOPY:
                 number += 1  # a frame for Wireshark, not a network packet: counted, not emitted
             # anything else (NRB, ISB, local-use, unknown): skipped

@@ -1,0 +1,550 @@
+"""`acflow analyze --jobs N`: one analysis split over N processes by address pair, merged into the same result.
+
+Sessions are independent per client, so the frames are sharded by the unordered pair of IP addresses of their
+packet (an ICMP error by the pair of the packet it quotes): every frame of a flow, every fragment of a datagram,
+every flow between the same two hosts falls in one shard. Each shard is one process running the ordinary driver
+(analyzer/driver.py: fast lanes, decryption, trackers) over the whole file, feeding it only its own frames (every
+process reads the file itself, its pcapng parser building only that shard's frames: nothing is copied between
+processes but the results), up to the end
+of the pipeline (`Pipeline.finish`). The connection trackers of every shard are then sent to this process, which
+builds the sessions and applies the rules once, over all of them, exactly as `Analyzer.finish` does: groups,
+sessions and findings that span clients (a reconnect from another address) come out as in one process.
+
+What makes the result identical to ``--jobs 1``:
+
+* stream numbers: each shard numbers its flows in its own order; the flow table reports every number it gives
+  (`FlowTable.on_number`) with the frame, and since each frame belongs to one shard, the whole file's tcp.stream /
+  udp.stream number of a flow is the rank of its numbering frame among all shards' (per capture file and protocol);
+  the trackers are renumbered before the sessions are built;
+* dictionary order (ties in the other-traffic summary, groups starting at the same time): the trackers are merged
+  in the order they were created in, by the frame that created them;
+* the capture summary (frames, first/last time, errors, embedded keys) is that of the first shard: every shard
+  sees every event of the file, its parser counting (and timing) the frames it does not build;
+* exported inner packets are written in the order they were decapsulated: by the frame being processed, then in
+  each shard's order (packets flushed at the end of the capture: shard by shard);
+* the few ways one flow's analysis depends on another flow's during the pass — DTLS keys derived from a CONNECT
+  (DTLS from another address than its TLS connection), a TLS 1.2 session resumed from the session cache, the role
+  of a DTLS flow whose first datagram is not a handshake — are checked after the shards end: if any of them
+  crossed shards, the capture is analysed again in one process (`ParallelFallback`; said on stderr).
+
+Limits where shards may differ from one process (all far beyond the committed captures): the flow-table bound
+(65 536 concurrent flows per protocol) and the 1000-ICMP / 65 536-other-UDP-flow summaries apply per shard.
+"""
+from __future__ import annotations
+
+import heapq
+import io
+import ipaddress
+import itertools
+import multiprocessing
+import os
+import pickle
+import tempfile
+import threading
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from dissectors import packet as packet_mod
+from dissectors.flows import FlowTable
+from dissectors.keylog import KeyStore
+from dissectors.pcapfile import Frame
+from dissectors.tls.session import SessionCache
+
+from .capture import CaptureFormatError, read_capture_batches
+from .driver import Analyzer, build_sessions
+from .model import Analysis
+
+#: captures at least this big (bytes, all files) are analysed with --jobs auto on several cores, when their
+#: traffic is spread over several address pairs (see `auto_jobs`)
+AUTO_MIN_BYTES = 50 << 20
+#: share of the sampled bytes the biggest shard may hold for --jobs auto to split the capture
+AUTO_MAX_SHARE = 0.8
+SAMPLE_FRAMES = 10_000
+AUTO_MAX_JOBS = 8
+_INF = float("inf")
+
+
+class ParallelFallback(Exception):
+    """The shards' flows depended on each other (the reason): analyse in one process instead."""
+
+
+# -- sharding ------------------------------------------------------------------------------------------------
+
+def _pair_of(fr) -> bytes | None:
+    """The unordered address pair of a frame's packet (packed addresses, lower first), or None (not IP)."""
+    view = packet_mod.plain_ipv4(fr.linktype, fr.data)
+    if view is not None:
+        a, b = view[1][:4], view[1][4:8]
+        return a + b if a <= b else b + a
+    pkt = packet_mod.decode(fr.linktype, fr.data)
+    if pkt is None:
+        return None
+    inner = pkt.icmp_inner
+    src, dst = (pkt.src, pkt.dst)
+    if pkt.proto in (1, 58) and inner is not None:
+        src, dst = (inner.get("src"), inner.get("dst")) if isinstance(inner, dict) else (inner.src, inner.dst)
+    try:
+        a, b = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    except (TypeError, ValueError):
+        return None
+    return a + b if a <= b else b + a
+
+
+class Sharder:
+    """Frame → shard: pairs in ``assigned`` go where the sampling pass put them, others by a hash of the pair."""
+
+    def __init__(self, nshards: int, assigned: dict | None = None) -> None:
+        self.n = nshards
+        self.assigned = dict(assigned or {})
+        self._raw: dict = {}  # raw 8-byte IPv4 address field of plain frames -> shard
+
+    def __call__(self, fr) -> int:
+        data = fr.data
+        # IPv4 on Ethernet, not ICMP (an ICMP error goes with the packet it quotes): the addresses are at 26…34,
+        # whatever the header holds beyond them (options, fragments) — the pair `_pair_of` gives, read directly
+        if fr.linktype == 1 and len(data) >= 34 and data[12] == 8 and data[13] == 0 and data[23] != 1:
+            raw = data[26:34]
+            s = self._raw.get(raw)
+            if s is None:
+                a, b = raw[:4], raw[4:]
+                s = self._raw[raw] = self.of_pair(a + b if a <= b else b + a)
+            return s
+        return self.of_pair(_pair_of(fr))
+
+    def keeper(self, me: int, seen: list | None = None):
+        """`PcapParser`'s ``keep`` filter of shard ``me``: the same decision as calling the sharder on the Frame,
+        from the parser's buffer (no Frame is built for another shard's frames). ``seen``, if given, is kept as
+        [frames, first time, last time] of every frame of the capture."""
+        raw_cache = self._raw
+
+        def keep(linktype, buf, start, length, ts=None) -> bool:
+            if seen is not None:
+                seen[0] += 1
+                if seen[1] is None:
+                    seen[1] = ts
+                seen[2] = ts
+            if linktype == 1 and length >= 34 and buf[start + 12] == 8 and buf[start + 13] == 0 and \
+                    buf[start + 23] != 1:
+                raw = buf[start + 26:start + 34]
+                s = raw_cache.get(raw)
+                if s is None:
+                    a, b = raw[:4], raw[4:]
+                    s = raw_cache[raw] = self.of_pair(a + b if a <= b else b + a)
+                return s == me
+            return self.of_pair(_pair_of(_Raw(linktype, bytes(buf[start:start + length])))) == me
+
+        return keep
+
+    def of_pair(self, pair: bytes | None) -> int:
+        if pair is None:
+            return 0
+        s = self.assigned.get(pair)
+        if s is None:
+            s = zlib.crc32(pair) % self.n
+        return s
+
+
+class _Raw:
+    __slots__ = ("data", "linktype")
+
+    def __init__(self, linktype: int, data: bytes) -> None:
+        self.linktype, self.data = linktype, data
+
+
+def sample_pairs(paths, limit: int = SAMPLE_FRAMES) -> dict[bytes, int]:
+    """Bytes per address pair over the first ``limit`` frames (the capture's opening minutes)."""
+    weights: dict[bytes, int] = {}
+    seen = 0
+    for path in paths:
+        try:
+            for batch in read_capture_batches(path):
+                for ev in batch:
+                    if type(ev) is Frame:
+                        p = _pair_of(ev)
+                        weights[p] = weights.get(p, 0) + len(ev.data)
+                        seen += 1
+                if seen >= limit:
+                    return weights
+        except (CaptureFormatError, OSError):
+            return weights
+    return weights
+
+
+def assign(weights: dict, nshards: int) -> tuple[dict, list[int]]:
+    """Greedy balance: heaviest pair first to the least loaded shard. Returns (pair → shard, bytes of traffic per
+    shard)."""
+    loads = [(0, i) for i in range(nshards)]
+    out = {}
+    per = [0] * nshards
+    for pair, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0] or b"")):
+        load, i = heapq.heappop(loads)
+        if pair is not None:
+            out[pair] = i
+        per[i] += w
+        heapq.heappush(loads, (load + w, i))
+    return out, per
+
+
+def auto_jobs(paths, cores: int | None = None) -> int:
+    """--jobs auto: 1 for captures under AUTO_MIN_BYTES or whose sampled traffic is mostly one address pair (one
+    big tunnel: splitting by client would not help), else the machine's cores (at most AUTO_MAX_JOBS, and no more
+    than the address pairs with 2 % of the sampled bytes or more)."""
+    cores = cores or os.cpu_count() or 1
+    if cores < 2:
+        return 1
+    try:
+        size = sum(os.path.getsize(p) for p in paths)
+    except OSError:
+        return 1
+    if size < AUTO_MIN_BYTES:
+        return 1
+    weights = sample_pairs(paths)
+    total = sum(weights.values())
+    # no more shards than address pairs that carry traffic (each shard walks the whole file), nor than AUTO_MAX_JOBS
+    n = min(cores, AUTO_MAX_JOBS, sum(1 for w in weights.values() if w >= 0.02 * total))
+    if n < 2:
+        return 1
+    _assigned, per = assign(weights, n)
+    if not total or max(per) > AUTO_MAX_SHARE * total:
+        return 1
+    return n
+
+
+# -- one shard (in its own process) --------------------------------------------------------------------------
+
+class _ShardPickler(pickle.Pickler):
+    """Trackers out of a shard: its pipeline, key store and session cache by reference (the merging side puts its
+    own in their place), ciphers and the flow table dropped (the pass is over: nothing is decrypted any more)."""
+
+    def __init__(self, f, pipe) -> None:
+        super().__init__(f, protocol=pickle.HIGHEST_PROTOCOL)
+        self.pipe = pipe
+
+    def persistent_id(self, obj):
+        if obj is self.pipe:
+            return "pipe"
+        t = type(obj)
+        if t is KeyStore:
+            return "keys"
+        if t is SessionCache:
+            return "cache"
+        if t is FlowTable:  # a TCPStream's table (its fast path keeps the table's order): the pass is over
+            return "none"
+        if (t.__module__ or "").startswith("cryptography"):
+            return "none"
+        return None
+
+
+class _ShardUnpickler(pickle.Unpickler):
+    def __init__(self, f, refs: dict) -> None:
+        super().__init__(f)
+        self.refs = refs
+
+    def persistent_load(self, pid):
+        return self.refs[pid]
+
+
+def run_shard(job: dict) -> dict:
+    """Analyse shard ``job["shard"]`` of ``job["paths"]`` up to the end of the pipeline; return its trackers
+    (pickled), the stream numbers it gave, its inner packets and (every shard) the capture summaries."""
+    from .analyze import load_keys  # noqa: PLC0415 - analyze imports this module
+
+    keys, info = load_keys(job["keylogs"], job["rsa_keys"])
+    sharder = Sharder(job["nshards"], job["assigned"])
+    me = job["shard"]
+    cur = [0, 0]  # (capture ordinal, frame being processed)
+    inner = _InnerSpool(Path(job["inner"]) / f"inner-{me}.pickles") if job["inner"] else None
+    sink = None
+    if inner is not None:
+        def sink(channel, direction, ts, frame, packet):
+            inner.add((cur[0], cur[1], me, inner.n, channel, direction, ts, frame, bytes(packet)))
+    an = Analyzer(keys, key_info=info, inner_sink=sink, fast_lanes=job["fast_lanes"], max_flows=job["max_flows"])
+    pipe = an.pipeline
+    numbering: list = []
+    pipe.flows.on_number = lambda flow, udp, cap, n: numbering.append((cap, bool(udp), n, cur[1]))
+    made = {"tcp": {}, "udp": {}, "udp_other": {}}  # dict key -> (capture ordinal, creating frame)
+    tables = (("tcp", pipe.tcp), ("udp", pipe.udp), ("udp_other", pipe.udp_other))
+    feed = an.feed
+    ptcp, pudp, pother = pipe.tcp, pipe.udp, pipe.udp_other
+    for ordinal, path in enumerate(job["paths"]):
+        ci = an.start_capture(str(path))
+        cur[0] = ordinal
+        seen = [0, None, None]  # every frame of the file: count, first and last time (the capture summary)
+        keep = sharder.keeper(me, seen)  # the parser builds this shard's frames only
+        for batch in _batches(path, keep):
+            for ev in batch:
+                if type(ev) is Frame:
+                    cur[1] = ev.number
+                    n = len(ptcp) + len(pudp) + len(pother)  # trackers are only ever added
+                    feed(ev)
+                    if len(ptcp) + len(pudp) + len(pother) != n:
+                        _note_new(made, tables, (ordinal, ev.number))
+                else:
+                    an.feed_events([ev])
+        an.end_capture()
+        ci.frames, ci.first, ci.last = seen
+        pipe.last_ts = seen[2] if seen[2] is not None else pipe.last_ts
+    cur[0], cur[1] = len(job["paths"]), _INF
+    pipe.finish()
+    _note_new(made, tables, (len(job["paths"]), _INF))
+    f = io.BytesIO()
+    state = {
+        "tcp": [(made["tcp"].get(k, (_INF, _INF)), v) for k, v in pipe.tcp.items()],
+        "udp": [(made["udp"].get(k, (_INF, _INF)), v) for k, v in pipe.udp.items()],
+        "udp_other": [(made["udp_other"].get(k, (_INF, _INF)), v) for k, v in pipe.udp_other.items()],
+        "dtls_keys": pipe.dtls_keys, "icmp_unreachable": pipe.icmp_unreachable,
+    }
+    _ShardPickler(f, pipe).dump(state)
+    if inner is not None:
+        inner.close()
+    return {"shard": me, "state": f.getvalue(), "numbering": numbering,
+            "inner": str(inner.path) if inner is not None else None,
+            "captures": an.analysis.captures, "last_ts": pipe.last_ts,
+            "stats": {"frames": pipe.frames, "undecodable": pipe.undecodable, "evicted": pipe.evicted,
+                      "fast_frames": pipe.fast_frames, "udp_other_overflow": pipe.udp_other_overflow}}
+
+
+class _InnerSpool:
+    """A shard's inner packets, in the order it decapsulated them (its frames in order: sorted), spooled to a file
+    in batches, for the merging process to interleave with the other shards' without holding them in memory."""
+
+    BATCH = 2048
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.f = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.buf: list = []
+        self.n = 0
+
+    def add(self, record: tuple) -> None:
+        self.buf.append(record)
+        self.n += 1
+        if len(self.buf) >= self.BATCH:
+            pickle.dump(self.buf, self.f, protocol=pickle.HIGHEST_PROTOCOL)
+            self.buf = []
+
+    def close(self) -> None:
+        if self.buf:
+            pickle.dump(self.buf, self.f, protocol=pickle.HIGHEST_PROTOCOL)
+            self.buf = []
+        self.f.close()
+
+
+def _spooled(path: str):
+    with open(path, "rb") as f:
+        while True:
+            try:
+                batch = pickle.load(f)
+            except EOFError:
+                return
+            yield from batch
+
+
+def _batches(path, keep=None):
+    from .analyze import InputError  # noqa: PLC0415
+
+    try:
+        yield from read_capture_batches(path, keep=keep)
+    except CaptureFormatError as e:
+        raise InputError(str(e)) from e
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def _note_new(made: dict, tables, where) -> None:
+    for name, d in tables:
+        known = made[name]
+        grown = len(d) - len(known)
+        if grown > 0:
+            for k in itertools.islice(reversed(d), grown):
+                known.setdefault(k, where)
+
+
+# -- merging -------------------------------------------------------------------------------------------------
+
+class MergedPipeline:
+    """What `reconstruct` and `apply_rules` read of a pipeline, made of every shard's (see `Pipeline`)."""
+
+    def __init__(self, keys, captures: list[str]) -> None:
+        self.keys = keys
+        self.session_cache = SessionCache()
+        self.tcp: dict = {}
+        self.udp: dict = {}
+        self.udp_other: dict = {}
+        self.udp_other_overflow = 0
+        self.icmp_unreachable: list = []
+        self.dtls_keys: dict = {}
+        self.captures = list(captures)
+        self.inner_sink = None
+        self.frames = self.undecodable = self.evicted = self.fast_frames = 0
+        self.last_ts = None
+
+    # the TrackerHost calls a tracker may still make (nothing happens after the pass)
+    def inner_packet(self, *a) -> None:
+        pass
+
+    def on_connect(self, *a) -> None:
+        pass
+
+    def on_dtls_hello(self, *a) -> None:
+        pass
+
+
+def _renumber(results: list[dict]) -> dict:
+    """(shard, capture, udp, local number) -> number in the whole file."""
+    events: dict = {}
+    for r in results:
+        for cap, udp, n, frame in r["numbering"]:
+            events.setdefault((cap, udp), []).append((frame, r["shard"], n))
+    out = {}
+    for (cap, udp), evs in events.items():
+        evs.sort()
+        for rank, (_frame, shard, n) in enumerate(evs):
+            out[(shard, cap, udp, n)] = rank
+    return out
+
+
+def merge(results: list[dict], keys, paths, gateways=None) -> tuple[Analysis, MergedPipeline]:
+    """The `Analysis` of the whole capture from its shards' results (raises ParallelFallback)."""
+    results = sorted(results, key=lambda r: r["shard"])
+    pipe = MergedPipeline(keys, [str(p) for p in paths])
+    numbers = _renumber(results)
+    tcp, udp, other = [], [], []
+    for r in results:
+        state = _ShardUnpickler(io.BytesIO(r["state"]), {"pipe": pipe, "keys": keys, "cache": pipe.session_cache,
+                                                          "none": None}).load()
+        shard = r["shard"]
+        old_keys = {}
+        for kind, is_udp in (("tcp", False), ("udp", True)):
+            for _where, t in state[kind]:
+                old_keys[t.key] = t
+                new = [(c, numbers[(shard, c, is_udp, n)]) for c, n in t.numbers]
+                t.numbers[:] = new
+                if new:
+                    t.index = new[0][1]
+        for _where, t in state["udp"]:
+            cont = getattr(t, "continues", None)
+            if isinstance(cont, str) and cont in old_keys:
+                t.continues = old_keys[cont].key
+        tcp += [(where, shard, i, t) for i, (where, t) in enumerate(state["tcp"])]
+        udp += [(where, shard, i, t) for i, (where, t) in enumerate(state["udp"])]
+        other += [(where, shard, i, v) for i, (where, v) in enumerate(state["udp_other"])]
+        for sid, info in state["dtls_keys"].items():
+            pipe.dtls_keys.setdefault(sid, info)
+        pipe.icmp_unreachable += state["icmp_unreachable"]
+        st = r["stats"]
+        pipe.frames += st["frames"]
+        pipe.undecodable += st["undecodable"]
+        pipe.evicted += st["evicted"]
+        pipe.fast_frames += st["fast_frames"]
+        pipe.udp_other_overflow += st["udp_other_overflow"]
+        r["_state"] = state
+    _check_independent(results)
+    for n, (_w, _s, _i, t) in enumerate(sorted(tcp, key=lambda x: x[:3])):
+        pipe.tcp[n] = t
+    for n, (_w, _s, _i, t) in enumerate(sorted(udp, key=lambda x: x[:3])):
+        pipe.udp[n] = t
+    for n, (_w, _s, _i, v) in enumerate(sorted(other, key=lambda x: x[:3])):
+        pipe.udp_other[n] = v
+    pipe.icmp_unreachable.sort(key=lambda u: u["frame"])
+    del pipe.icmp_unreachable[1000:]
+    pipe.last_ts = results[0]["last_ts"]
+    analysis = Analysis()
+    analysis.captures = results[0]["captures"]
+    build_sessions(analysis, pipe, gateways or [])
+    return analysis, pipe
+
+
+def _check_independent(results: list[dict]) -> None:
+    """Raise ParallelFallback when a flow's analysis in one shard would have used another shard's flows."""
+    if len(results) < 2:
+        return
+    key_shard: dict = {}
+    for r in results:
+        for sid in r["_state"]["dtls_keys"]:
+            if key_shard.setdefault(sid, r["shard"]) != r["shard"]:
+                # one process keeps the last CONNECT's keys for the id, and groups every flow of it there
+                raise ParallelFallback("the same DTLS session id was given by CONNECTs between different addresses")
+    ports = {r["shard"]: _dtls_ports(r["_state"]) for r in results}
+    for r in results:
+        st = r["_state"]
+        for _w, flow in st["udp"]:
+            sid = flow.session_id
+            if sid and flow.keys_source is None and key_shard.get(sid, r["shard"]) != r["shard"]:
+                raise ParallelFallback("a DTLS flow's keys come from a CONNECT between other addresses")
+            first = getattr(flow, "first_record", None) or {}
+            if first.get("content_type") != 22:
+                # who is the server came from the ports of 443 and every CONNECT's DTLS (Pipeline.
+                # _dtls_sender_is_server): a port only other shards' CONNECTs name could have changed it
+                others = set().union(*(ports[s] for s in ports if s != r["shard"])) - {443}
+                if {flow.client[1], flow.server[1]} & others:
+                    raise ParallelFallback("a DTLS flow starts without a handshake on a port another shard's "
+                                           "CONNECT named")
+        for _w, conn in st["tcp"]:
+            tls = getattr(conn, "tls", None)
+            if getattr(tls, "resumed", False):
+                raise ParallelFallback("a TLS session is resumed (the session cache spans connections)")
+
+
+def _dtls_ports(state: dict) -> set[int]:
+    """Every port a shard's CONNECTs could have named for DTLS: their servers' ports and X-DTLS-Port answers."""
+    out = {info.connection.server[1] for info in state["dtls_keys"].values() if info.connection is not None}
+    for _w, conn in state["tcp"]:
+        for ex in getattr(conn, "exchanges", ()):
+            if ex.request.method == "CONNECT" and ex.response is not None:
+                try:
+                    out.add(int(ex.response.headers.get("X-DTLS-Port") or 0))
+                except ValueError:
+                    pass
+    return out
+
+
+def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=None, gateways=None,
+                           fast_lanes: bool = True, max_flows: int = 1 << 16):
+    """The `Analysis` of ``paths`` over ``jobs`` processes (this one included); raises ParallelFallback when the
+    capture must be analysed in one process, InputError when it cannot be read."""
+    from .analyze import load_keys  # noqa: PLC0415
+
+    keys, _info = load_keys(keylogs, rsa_keys)
+    assigned, _per = assign(sample_pairs(paths), jobs)
+    base = {"paths": [str(p) for p in paths], "keylogs": [str(k) for k in keylogs or ()],
+            "rsa_keys": [str(k) for k in rsa_keys or ()], "nshards": jobs, "assigned": assigned,
+            "inner": None, "fast_lanes": fast_lanes, "max_flows": max_flows}
+    methods = multiprocessing.get_all_start_methods()
+    # fork when this process has no other thread (the CLI); else a fork server (started once, children forked
+    # from it with acflow already imported), else spawn
+    method = "fork" if threading.active_count() == 1 and "fork" in methods else \
+        "forkserver" if "forkserver" in methods else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["analyzer.parallel", "analyzer.analyze"])
+    with tempfile.TemporaryDirectory(prefix="acflow-jobs-") as tmp:
+        if inner_sink is not None:
+            base["inner"] = tmp
+        jobs_list = [dict(base, shard=i) for i in range(jobs)]
+        with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx) as ex:
+            futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
+            results = [run_shard(jobs_list[0])] + [f.result() for f in futures]
+        analysis, _pipe = merge(results, keys, paths, gateways)
+        if inner_sink is not None:
+            # (capture, frame being processed, shard, order): each spool is sorted, so is their merge
+            for p in heapq.merge(*(_spooled(r["inner"]) for r in results), key=lambda p: p[:4]):
+                inner_sink(p[4], p[5], p[6], p[7], p[8])
+    return analysis
+
+
+def analyze_with_jobs(paths, keylogs, rsa_keys, keys, key_info, jobs, *, inner_sink=None, progress=None,
+                      gateways=None, warn=None):
+    """`acflow analyze --jobs`: ``jobs`` None (auto, see `auto_jobs`) or a number; one process when 1 or when the
+    shards turn out to depend on each other (``warn(message)`` says so)."""
+    from .analyze import analyze_paths  # noqa: PLC0415
+
+    n = auto_jobs(paths) if jobs is None else max(1, int(jobs))
+    if n > 1:
+        try:
+            return analyze_paths_parallel(paths, keylogs, rsa_keys, n, inner_sink=inner_sink, gateways=gateways)
+        except ParallelFallback as e:
+            if warn is not None:
+                warn(f"--jobs {n}: {e}; analysed in one process")
+    return analyze_paths(paths, keys, key_info, inner_sink=inner_sink, progress=progress, gateways=gateways)

@@ -1,0 +1,351 @@
+"""`acflow batch` on a real Dask distributed cluster: a scheduler and two worker processes started here as
+subprocesses (`dask scheduler`, `dask worker`), the batch run as `acflow batch --engine dask://…` in its own process.
+
+One batch over every sample, the whole hostile corpus, a garbage file and two larger captures; one worker is killed
+(SIGKILL, nanny and all) while it analyses one of the large captures. Then: every capture's rows and stored JSON
+report equal its own single `analyze` with the same keys, nothing is missing, the garbage failed with its reason,
+the README's query answers from the DuckDB file, and a re-run analyses nothing again.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+duckdb = pytest.importorskip("duckdb")
+distributed = pytest.importorskip("distributed")
+
+from analyzer import __version__  # noqa: E402
+from analyzer.analyze import InputError, analyze_paths, load_keys  # noqa: E402
+from analyzer.batch import discover, file_sha256, keylog_dir_files, neighbour_keylogs  # noqa: E402
+from analyzer.report.json_report import to_document  # noqa: E402
+from analyzer.store import COLUMNS, rows_from_document  # noqa: E402
+from bench.scale import scale_capture  # noqa: E402
+
+from .conftest import ROOT, SAMPLES  # noqa: E402
+
+CORPUS = ROOT / "tests" / "corpus"
+RSA_KEY = SAMPLES / "tls12-rsa" / "server-key.pem"
+BIG_COPIES = (400, 401)  # baseline ×N: a few seconds each, long enough to kill the worker running one
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", None)
+    return env
+
+
+def _spawn(args, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", *args], env=_env(), stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=str(log.parent))
+
+
+def _stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(scheduler address, [worker Popen, worker Popen], a Client to watch the scheduler)."""
+    d = tmp_path_factory.mktemp("dask")
+    sched_file = d / "scheduler.json"
+    procs = [_spawn(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                     "--scheduler-file", str(sched_file)], d / "scheduler.log")]
+    client = None
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists():
+            assert procs[0].poll() is None, (d / "scheduler.log").read_text()
+            assert time.monotonic() < deadline, "dask scheduler did not start"
+            time.sleep(0.2)
+        time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        for i in range(2):
+            procs.append(_spawn(["distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
+                                 "--no-dashboard", "--name", f"w{i}"], d / f"worker{i}.log"))
+        client = distributed.Client(address, timeout="30s")
+        client.wait_for_workers(2, timeout=60)
+        yield address, procs[1:], client
+    finally:
+        if client is not None:
+            client.close()
+        for p in reversed(procs):
+            _stop(p)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The batch's inputs: (capture arguments, keylog dir, big capture paths, garbage path)."""
+    d = tmp_path_factory.mktemp("inputs")
+    keydir = d / "keylogs"
+    keydir.mkdir()
+    for k in sorted(SAMPLES.rglob("keys.log")):  # the corpus's captures are made from the samples: their keys
+        shutil.copy(k, keydir / ("-".join(k.relative_to(SAMPLES).parts[:-1]) + ".log"))
+    big = []
+    for n in BIG_COPIES:
+        sub = d / f"big{n}"
+        sub.mkdir()
+        scale_capture(SAMPLES / "baseline" / "capture.pcapng", sub / "capture.pcapng", n)
+        shutil.copy(SAMPLES / "baseline" / "keys.log", sub / "keys.log")
+        big.append(str(sub / "capture.pcapng"))
+    garbage = d / "garbage" / "junk.pcapng"
+    garbage.parent.mkdir()
+    garbage.write_bytes(b"not a capture, whatever its name says\n" * 50 + bytes(range(256)) * 8)
+    # directories as a support team would give them, plus corpus files whose names are not capture names
+    notcap = CORPUS / "generated" / "notcap"
+    args = [str(SAMPLES), str(CORPUS), *(str(Path(b).parent) for b in big), str(garbage),
+            str(notcap / "random.bin"), str(notcap / "gzip-of-text.gz")]
+    return args, keydir, big, str(garbage)
+
+
+def _batch_cmd(args, keydir, db, address) -> list[str]:
+    return [sys.executable, "-c", "from analyzer.cli import main; main()", "batch", *args, "--keylog-dir",
+            str(keydir), "--rsa-key", str(RSA_KEY), "--engine", "dask://" + address.removeprefix("tcp://"),
+            "-o", str(db)]
+
+
+@functools.cache
+def _reference(path: str, keydir) -> tuple[str, str | None, dict | None]:
+    """(status, reason, JSON document) of the single `analyze` of ``path`` with the key logs the batch uses."""
+    keys, info = load_keys(neighbour_keylogs(path) + keylog_dir_files(keydir), [RSA_KEY])
+    try:
+        analysis = analyze_paths([path], keys, info)
+    except InputError as e:
+        return "unreadable", str(e), None
+    return "ok", None, to_document(analysis, version=__version__)
+
+
+def _norm(table: str, row) -> tuple:
+    """A row with its JSON columns parsed (DuckDB may re-serialise JSON text)."""
+    row = list(row)
+    for i, col in enumerate(COLUMNS[table]):
+        if col in ("evidence", "other_traffic") and isinstance(row[i], str):
+            row[i] = json.loads(row[i])
+    return tuple(row)
+
+
+def _rows(con, table: str, capture_hash: str) -> list[tuple]:
+    order = "session_id NULLS FIRST, seq" if table != "sessions" else "session_id"
+    rows = con.execute(f"SELECT * FROM {table} WHERE capture_hash = ? ORDER BY {order}", [capture_hash]).fetchall()
+    return [_norm(table, r) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def batch_run(cluster, inputs, tmp_path_factory):
+    """The batch, with one worker killed while it runs one of the big captures."""
+    address, workers, client = cluster
+    args, keydir, big, _garbage = inputs
+    db = tmp_path_factory.mktemp("out") / "results.duckdb"
+    big_hashes = {file_sha256(p) for p in big}
+    log = db.with_name("batch.log")
+    proc = subprocess.Popen(_batch_cmd(args, keydir, db, address), env=_env(), stdout=subprocess.PIPE,
+                            stderr=log.open("wb"), text=True)
+    killed = None
+    try:
+        deadline = time.monotonic() + 120
+        addresses = {}
+        while killed is None and proc.poll() is None and time.monotonic() < deadline:
+            if not addresses:
+                addresses = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+            for addr, keys in client.processing().items():
+                if any(h in k for k in keys for h in big_hashes):
+                    time.sleep(0.5)  # well inside the few seconds the capture takes
+                    name = next(n for n, a in addresses.items() if a == addr)
+                    victim = workers[int(str(name)[1:])]
+                    os.killpg(victim.pid, signal.SIGKILL)
+                    victim.wait(timeout=10)
+                    killed = addr
+                    break
+            time.sleep(0.05)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return {"rc": proc.returncode, "stdout": out, "log": log.read_text(), "db": db, "killed": killed,
+            "still_running_at_kill": killed is not None}
+
+
+def test_batch_rows_equal_single_analyze_despite_a_killed_worker(batch_run, inputs):
+    args, keydir, big, garbage = inputs
+    assert batch_run["rc"] == 0, batch_run["log"] + batch_run["stdout"]
+    assert batch_run["killed"], "no worker was running a big capture while the batch ran: " + batch_run["log"]
+    captures = discover(args)
+    assert len(captures) > 100  # samples + corpus + ours
+    con = duckdb.connect(str(batch_run["db"]), read_only=True)
+    try:
+        stored = {r[0]: r for r in con.execute("SELECT path, hash, status, error, worker, report_file "
+                                               "FROM captures").fetchall()}
+        # nothing lost: one row per distinct content (a duplicate file is reported once)
+        hashes = {p: file_sha256(p) for p in captures}
+        assert {r[1] for r in stored.values()} == set(hashes.values())
+        counts = {"ok": 0, "unreadable": 0}
+        for path, h in hashes.items():
+            row = next((r for r in stored.values() if r[1] == h), None)
+            assert row is not None, path
+            status, reason, ref = _reference(row[0], keydir)
+            assert row[2] == status, (path, row[3])
+            counts[status] += 1
+            if status != "ok":
+                assert row[3] == reason and reason
+                assert _rows(con, "sessions", h) == [] and _rows(con, "findings", h) == []
+                continue
+            assert json.loads(Path(row[5]).read_text()) == ref, path
+            expected = rows_from_document(ref, h, row[0])
+            for table in ("sessions", "phases", "findings"):
+                assert _rows(con, table, h) == [_norm(table, r) for r in expected[table]], (path, table)
+        assert counts["ok"] >= 40 and counts["unreadable"] >= 5, counts
+        # the big captures: analysed by the surviving worker after the other one died under one of them
+        for p in big:
+            row = next(r for r in stored.values() if r[1] == hashes[p])
+            assert row[2] == "ok" and row[4] != batch_run["killed"]
+        # the garbage fails its own row with the reason, and the batch goes on
+        grow = stored[garbage]
+        assert grow[2] == "unreadable" and grow[3].startswith(garbage), grow
+        assert f"unreadable: {garbage}: " in batch_run["stdout"]
+        # every sample found its key log beside it (as keys.log), every session of it decrypted
+        sample_rows = con.execute("SELECT count(*) FROM sessions s JOIN captures c ON c.hash = s.capture_hash "
+                                  "WHERE c.path LIKE ? AND s.confidence = 'confirmed'",
+                                  [str(SAMPLES) + "/%"]).fetchone()[0]
+        assert sample_rows >= 35
+    finally:
+        con.close()
+
+
+def _readme_query() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- batch-query -->\s*```sql\n(.*?)```", text, re.S)
+    assert m, "README: the batch query block (marked <!-- batch-query -->) is missing"
+    return m.group(1)
+
+
+def test_readme_query_answers_from_the_duckdb_file(batch_run, inputs):
+    """The README's "every session with DTLS_NO_RESPONSE last month, by gateway", run as "today" = the month after
+    the samples' DTLS_NO_RESPONSE sessions; the answer must be the one the single analyses give."""
+    _args, keydir, _big, _garbage = inputs
+    con = duckdb.connect(str(batch_run["db"]), read_only=True)
+    try:
+        expected: dict[str, list] = {}
+        months = set()
+        for (path,) in con.execute("SELECT path FROM captures WHERE status = 'ok'").fetchall():
+            _status, _reason, doc = _reference(path, keydir)
+            for s in doc["sessions"]:
+                if any(f["id"] == "DTLS_NO_RESPONSE" for f in s["findings"]):
+                    t = time.gmtime(s["start"])
+                    months.add((t.tm_year, t.tm_mon))
+                    expected.setdefault((t.tm_year, t.tm_mon), []).append((s["gateway"], path, s["id"]))
+        assert months, "no committed capture has a DTLS_NO_RESPONSE session"
+        year, month = sorted(months)[0]
+        today = f"DATE '{year + month // 12:04d}-{month % 12 + 1:02d}-15'"
+        sql = _readme_query().replace("current_date", today)
+        result = con.execute(sql).fetchall()
+        want: dict[str, list] = {}
+        for gw, path, sid in expected[(year, month)]:
+            want.setdefault(gw, []).append((path, sid))
+        got = {r[0]: r for r in result}
+        assert set(got) == set(want)
+        for gw, sessions in want.items():
+            assert got[gw][1] == len(sessions)
+            assert sorted(got[gw][2]) == sorted(f"{p} {sid}" for p, sid in sessions)
+    finally:
+        con.close()
+
+
+def test_rerun_skips_what_is_stored(batch_run, inputs, cluster):
+    address, _workers, _client = cluster
+    args, keydir, _big, _garbage = inputs
+    db = batch_run["db"]
+    con = duckdb.connect(str(db), read_only=True)
+    before = con.execute("SELECT hash, analysed_at FROM captures ORDER BY hash").fetchall()
+    con.close()
+    r = subprocess.run(_batch_cmd(args, keydir, db, address), env=_env(), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert re.search(rf"{len(before)} already in .*, 0 to analyse", r.stderr), r.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    after = con.execute("SELECT hash, analysed_at FROM captures ORDER BY hash").fetchall()
+    con.close()
+    assert after == before
+
+
+def test_local_engine_and_parquet(tmp_path):
+    """The default engine (a LocalCluster of worker processes) and the Parquet copy of every table."""
+    db, pq = tmp_path / "r.duckdb", tmp_path / "pq"
+    args = [str(SAMPLES / "baseline"), str(SAMPLES / "dtls-blocked")]
+    r = subprocess.run([sys.executable, "-c", "from analyzer.cli import main; main()", "batch", *args,
+                        "--workers", "2", "-o", str(db), "--parquet", str(pq)], env=_env(), capture_output=True,
+                       text=True, timeout=300, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "ok 2" in r.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        for table in ("captures", "sessions", "phases", "findings"):
+            want = con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+            got = con.execute("SELECT * FROM read_parquet(?) ORDER BY ALL", [str(pq / f"{table}.parquet")]).fetchall()
+            assert got == want and want, table
+        assert con.execute("SELECT count(*) FROM phases").fetchone()[0] == 12
+    finally:
+        con.close()
+    # nothing to analyse: a directory without captures
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([sys.executable, "-c", "from analyzer.cli import main; main()", "batch", str(empty),
+                        "-o", str(db)], env=_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 4 and "no capture found" in r.stderr
+
+
+def _kill_worker(item, shared=()):
+    """A capture whose analysis kills the worker process under it (as an out-of-memory kill does)."""
+    if item.path.endswith("killer.pcapng"):
+        os._exit(9)
+    from analyzer.batch import analyze_capture
+
+    return analyze_capture(item, shared)
+
+
+def test_a_capture_that_kills_every_worker_is_a_lost_row(tmp_path, monkeypatch):
+    """Per-capture isolation beyond exceptions: the scheduler reruns the task on a fresh worker, gives up after
+    its allowed failures, and the batch reports that capture as lost and completes the others."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    import analyzer.batch as B
+
+    killer = tmp_path / "killer.pcapng"
+    shutil.copy(SAMPLES / "baseline" / "capture.pcapng", killer)
+    items = [B.Item(path=str(p), hash=file_sha256(p), size=os.path.getsize(p), mtime_ns=0, keys_digest="k" * 64,
+                    keylogs=[str(SAMPLES / "baseline" / "keys.log")])
+             for p in (killer, SAMPLES / "dtls-blocked" / "capture.pcapng")]
+    monkeypatch.setattr(B, "analyze_capture", _kill_worker)
+    out: dict = {}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=50)
+        client = Client(cluster)
+        try:
+            B.run_items(client, items, (), lambda it, r: out.__setitem__(it.path, r))
+        finally:
+            client.close()
+            cluster.close()
+    assert out[str(killer)]["status"] == "lost" and "died" in out[str(killer)]["error"]
+    other = out[str(SAMPLES / "dtls-blocked" / "capture.pcapng")]
+    assert other["status"] == "ok" and other["document"]["sessions"]

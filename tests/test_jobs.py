@@ -1,0 +1,153 @@
+"""`acflow analyze --jobs N` (analyzer/parallel.py) gives the analysis of one process, on every committed capture.
+
+Each capture is analysed in one process and split over 2 and 3 processes by address pair; the JSON documents (with
+secrets shown, so nothing is hidden by redaction) and the exported inner packets must be identical. A capture the
+parallel path hands back to one process (`ParallelFallback`: flows of different shards depend on each other) must
+be one of the few whose reason is known, so that the fallback cannot hide a difference. A many-client capture
+(every copy of a session from its own client address) makes sure the shards really split the work.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analyzer import __version__
+from analyzer.analyze import InputError, analyze_paths, load_keys
+from analyzer.capture import iter_frames
+from analyzer.parallel import (
+    ParallelFallback,
+    Sharder,
+    analyze_paths_parallel,
+    analyze_with_jobs,
+    assign,
+    sample_pairs,
+)
+from analyzer.report.json_report import to_document
+from bench.scale import merge_clients, scale_capture
+
+from .conftest import ROOT, SAMPLES
+
+CORPUS = ROOT / "tests" / "corpus" / "generated"
+#: captures whose shards depend on each other, and why (the parallel path hands them to one process)
+FALLBACK: dict[str, str] = {}
+
+
+def _path(p: str) -> Path:
+    """A MANIFEST path: from the repository root (samples/…) or from the corpus directory."""
+    return ROOT / p if (ROOT / p).exists() else CORPUS / p
+
+
+def _cases():
+    out = []
+    for d in sorted(p.parent for p in SAMPLES.rglob("facts.json") if (p.parent / "capture.pcapng").exists()):
+        rsa = d / "server-key.pem" if d.name.startswith("tls12-rsa") else None
+        out.append(pytest.param(d / "capture.pcapng", [d / "keys.log"] if (d / "keys.log").exists() else [],
+                                [rsa] if rsa else [], id=str(d.relative_to(SAMPLES))))
+    manifest = CORPUS / "MANIFEST.json"
+    for e in json.loads(manifest.read_text())["files"] if manifest.exists() else []:
+        out.append(pytest.param(CORPUS / e["file"], [_path(e["keylog"])] if e.get("keylog") else [],
+                                [_path(e["rsa_key"])] if e.get("rsa_key") else [], id="corpus/" + e["file"]))
+    return out
+
+
+def _serial(paths, keylogs, rsa):
+    keys, info = load_keys(keylogs, rsa)
+    inner: list = []
+    try:
+        analysis = analyze_paths(paths, keys, info, inner_sink=lambda *a: inner.append(a))
+    except InputError as e:
+        return ("InputError", str(e)), None
+    return json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True), inner
+
+
+def _parallel(paths, keylogs, rsa, jobs):
+    inner: list = []
+    try:
+        analysis = analyze_paths_parallel(paths, keylogs, rsa, jobs, inner_sink=lambda *a: inner.append(a))
+    except InputError as e:
+        return ("InputError", str(e)), None
+    return json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True), inner
+
+
+@pytest.mark.parametrize("capture,keylogs,rsa", _cases())
+def test_jobs_give_the_analysis_of_one_process(capture: Path, keylogs, rsa, request):
+    name = request.node.callspec.id
+    want = _serial([capture], keylogs, rsa)
+    for jobs in (2, 3):
+        try:
+            got = _parallel([capture], keylogs, rsa, jobs)
+        except ParallelFallback as e:
+            assert name in FALLBACK, f"unexpected fallback to one process: {e}"
+            continue
+        assert got[0] == want[0], f"--jobs {jobs}"
+        assert got[1] == want[1], f"--jobs {jobs}: exported inner packets differ"
+    if name in FALLBACK:
+        with pytest.raises(ParallelFallback):
+            _parallel([capture], keylogs, rsa, 2)
+
+
+MANY = ["baseline", "legacy-dtls", "legacy-dtls09", "mtu", "nat-rebinding", "group-select", "downloader", "dpd-loss",
+        "dtls-blocked", "reconnect", "cert-expired", "tls12-rsa", "auth-fail"]
+
+
+@pytest.fixture(scope="module")
+def many_clients(tmp_path_factory) -> Path:
+    """A gateway-side capture: 13 samples at once, each from its own client address (bench/scale.py)."""
+    out = tmp_path_factory.mktemp("jobs") / "many.pcapng"
+    merge_clients([SAMPLES / n / "capture.pcapng" for n in MANY], out)
+    return out
+
+
+def test_many_clients_split_and_merge_to_the_same_analysis(many_clients):
+    keylogs = [SAMPLES / n / "keys.log" for n in MANY]
+    want = _serial([many_clients], keylogs, [])
+    doc = json.loads(want[0])
+    assert len({s["client"] for s in doc["sessions"]}) == len(MANY)
+    # the shards really split the sessions between them
+    weights = sample_pairs([many_clients])
+    assigned, per = assign(weights, 2)
+    assert min(per) > 0.3 * sum(per), per
+    sharder = Sharder(2, assigned)
+    assert len({sharder.of_pair(p) for p in weights}) == 2
+    # the parser's filter (shards other than the first build no Frame for others' frames) decides as the sharder
+    keepers = [Sharder(2, assigned).keeper(i) for i in range(2)]
+    for fr in iter_frames(many_clients):
+        assert [k(fr.linktype, fr.data, 0, len(fr.data)) for k in keepers] == [sharder(fr) == i for i in range(2)]
+    for jobs in (2, 4):
+        got = _parallel([many_clients], keylogs, [], jobs)
+        assert got[0] == want[0], f"--jobs {jobs}"
+        assert got[1] == want[1] and len(got[1]) >= 100
+    # two files: streams numbered per file, sessions across both
+    two = [many_clients, SAMPLES / "mixed-traffic" / "capture.pcapng"]
+    keylogs2 = keylogs + [SAMPLES / "mixed-traffic" / "keys.log"]
+    assert _parallel(two, keylogs2, [], 3) == _serial(two, keylogs2, [])
+
+
+def test_shards_that_depend_on_each_other_fall_back_to_one_process(tmp_path):
+    """Copies of one session from different addresses share its DTLS session id: one process lets the last
+    CONNECT's keys win for every copy, which shards cannot know: the parallel path refuses, `analyze_with_jobs`
+    analyses in one process and says why."""
+    cap = tmp_path / "copies.pcapng"
+    scale_capture(SAMPLES / "baseline" / "capture.pcapng", cap, 4, distinct_clients=True)
+    keylogs = [SAMPLES / "baseline" / "keys.log"]
+    with pytest.raises(ParallelFallback, match="DTLS session id"):
+        analyze_paths_parallel([cap], keylogs, [], 2)
+    warned: list = []
+    keys, info = load_keys(keylogs, [])
+    analysis = analyze_with_jobs([cap], keylogs, [], keys, info, 2, warn=warned.append)
+    assert warned and "one process" in warned[0]
+    got = json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True)
+    assert got == _serial([cap], keylogs, [])[0]
+
+
+def test_auto_splits_only_large_captures_of_several_clients(many_clients, monkeypatch):
+    from analyzer import parallel
+
+    assert parallel.auto_jobs([many_clients], cores=4) == 1  # under AUTO_MIN_BYTES
+    monkeypatch.setattr(parallel, "AUTO_MIN_BYTES", 0)
+    assert parallel.auto_jobs([many_clients], cores=4) == 4
+    assert parallel.auto_jobs([many_clients], cores=1) == 1
+    # one client-gateway pair (a client-side capture of one tunnel): nothing to split
+    assert parallel.auto_jobs([SAMPLES / "baseline" / "capture.pcapng"], cores=4) == 1

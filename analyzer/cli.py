@@ -1,6 +1,6 @@
 """The `acflow` command line (I/O edge: arguments, files, terminal).
 
-Subcommands: analyze, live, keys, replay, diff, lab. A subcommand that is not built yet (replay, diff) says so on
+Subcommands: analyze, live, keys, replay, diff, lab. A subcommand that is not built yet (parts of replay) says so on
 stderr and exits with status 3 (EXIT_NOT_IMPLEMENTED): it never prints made-up output. A third-party module that
 cannot be imported (a broken installation) is named on stderr, exit status 1 (EXIT_BROKEN_INSTALL).
 """
@@ -198,11 +198,28 @@ def replay_client(capture, keylogs, session_id, gateway, resolve, user, password
 
 
 @main.command()
-@click.argument("recording", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("replayed", type=click.Path(dir_okay=False, path_type=Path))
-def diff(recording, replayed):
-    """Diff a replayed session against its recording."""
-    _not_built("diff", "replay diff is not built yet")
+@click.argument("baseline", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Key log for BASELINE (and for NEW unless --keylog-new is given); may be repeated.")
+@click.option("--keylog-new", "keylogs_new", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Key log for NEW; may be repeated.")
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gateway RSA private key for TLS_RSA_* key exchange (both sides); may be repeated.")
+@click.option("--ignore", "ignore", multiple=True, metavar="FIELD",
+              help="A field expected to change (repeatable): a name as the diff prints it "
+                   "(cstp.response.X-CSTP-MTU), a prefix (cstp.response) or a glob ('traffic.*.c2s').")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the diff here.")
+def diff(baseline, new, keylogs, keylogs_new, rsa_keys, ignore, fmt, output):
+    """Regression diff of the sessions in BASELINE and NEW (captures with keys — key log or embedded — or JSON
+    reports of `acflow analyze --format json`): phases, requests/responses and headers, tunnel parameters, DTLS,
+    findings, timings beyond tolerance (docs/diff.md), inner traffic.
+
+    Exit status: 0 same, 1 differs, 4 an input cannot be used."""
+    run_diff = _load("analyzer.diff_run", "run_diff")
+    sys.exit(run_diff(baseline=baseline, new=new, keylogs=keylogs, keylogs_new=keylogs_new, rsa_keys=rsa_keys,
+                      ignore=list(ignore), fmt=fmt, output=output))
 
 
 def _lab_entry():

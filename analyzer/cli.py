@@ -123,7 +123,8 @@ def keys(capture, keylogs, rsa_keys, output):
 
 
 class _ReplayGroup(click.Group):
-    """`acflow replay client …` is built; anything else under `replay` says it is not built yet (exit 3)."""
+    """`acflow replay client …` and `acflow replay gateway …` are built; anything else under `replay` says it is not
+    built yet (exit 3)."""
 
     def resolve_command(self, ctx, args):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
@@ -133,13 +134,14 @@ class _ReplayGroup(click.Group):
 
 @click.command("other", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _replay_not_built():
-    _not_built("replay", "only `acflow replay client CAPTURE …` is built (issue #14); the gateway side is not built "
-               "yet")
+    _not_built("replay", "only `acflow replay client CAPTURE …` (issue #14) and `acflow replay gateway CAPTURE …` "
+               "(issue #15) are built")
 
 
 @main.group(cls=_ReplayGroup)
 def replay():
-    """Re-drive a recorded session through a TUN adapter (`replay client`: the client's part, against a gateway)."""
+    """Re-drive a recorded session: `replay client` plays the client's part against a gateway, `replay gateway` the
+    gateway's part for a client."""
 
 
 @replay.command("client")
@@ -195,6 +197,56 @@ def replay_client(capture, keylogs, session_id, gateway, resolve, user, password
                    password=password, reuse_credentials=reuse_credentials, netns=netns, speed=speed or 1.0,
                    no_timing=no_timing, cafile=cafile, servercert=servercert, resolve=resolve)
     sys.exit(run(opts, fmt=fmt, output=output))
+
+
+@replay.command("gateway")
+@click.argument("capture", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="NSS key log of the recorded session; may be repeated.")
+@click.option("--session", "session_id", default=None, help="The recorded session (s1, s2…; default: the first "
+              "one that reached a CSTP CONNECT).")
+@click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Serve this script (written by --script-out, maybe edited) instead of building one.")
+@click.option("--script-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the script built from the recording here.")
+@click.option("--no-serve", is_flag=True, help="Only build (and with --script-out write) the script.")
+@click.option("--listen", default="0.0.0.0:443", show_default=True, metavar="ADDR[:PORT]")
+@click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Server certificate (PEM); default: a self-signed one, its pin printed.")
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Its private key.")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="Play the recorded downstream packets X times faster.")
+@click.option("--address", default=None, metavar="IPV4", help="Hand out this tunnel address instead of the "
+              "recorded one (the re-driven packets are rewritten to it).")
+@click.option("--keylog-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the gateway's TLS keys here (NSS key log).")
+@click.option("--events", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the gateway's events (one JSON object per line) here.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")
+@click.option("--write", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep a capture of the replay, keys embedded (pcapng DSB); needs --interface.")
+@click.option("--interface", default=None, help="Interface the replay is captured on (with --write).")
+def replay_gateway(capture, keylogs, session_id, script_path, script_out, no_serve, listen, cert, key, speed,
+                   address, keylog_out, events, duration, write, interface):
+    """Serve a recorded gateway to a real client: the recorded answers to each POST, the recorded CONNECT
+    headers (fresh cookie and secrets), DTLS as recorded (PSK-NEGOTIATE answered, or dropped), the recorded
+    gateway→client packets at their recorded times, the recorded end.
+
+    Exit status: 0 served, 2 usage, 4 unusable capture/keys/script, 5 environment (bind, dumpcap)."""
+    if not capture and not script_path:
+        raise click.UsageError("give CAPTURE (with --keylog) or --script FILE")
+    if capture and script_path:
+        raise click.UsageError("CAPTURE and --script exclude each other")
+    if bool(cert) != bool(key):
+        raise click.UsageError("--cert and --key go together")
+    if speed <= 0:
+        raise click.UsageError("--speed must be above 0")
+    if write and not interface:
+        raise click.UsageError("--write needs --interface")
+    run = _load("replay.replay_gateway", "run_replay_gateway")
+    sys.exit(run(capture=capture, keylogs=keylogs, session_id=session_id, listen=listen, cert=cert, key=key,
+                 speed=speed, script_out=script_out, script_path=script_path, keylog_out=keylog_out, events=events,
+                 duration=duration, write=write, interface=interface, address=address, no_serve=no_serve))
 
 
 @main.command()

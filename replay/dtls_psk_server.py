@@ -102,11 +102,21 @@ def tls13_psk_from_keylog(keylog: Path, events: Path | None) -> tuple[bytes, dic
 
 
 class Server:
-    def __init__(self, args):
+    """One DTLS client at a time. Used in-process by the scripted gateway (replay/gateway.py, a script's `dtls`)
+    with hooks: ``psk_source()`` gives (psk, how) instead of reading the key log and events files, ``emit`` replaces
+    the stdout/events lines, and ``outbox`` (a queue.Queue of DTLS payloads, first byte the AnyConnect type) is
+    sent to the client while a session is up (``established``)."""
+
+    def __init__(self, args, *, psk_source=None, emit=None, outbox=None):
         self.args = args
         self.lib = _lib()
         self.stop = False
-        self._events = open(args.events, "a", encoding="utf-8") if args.events else None  # noqa: SIM115
+        self.established = False
+        self.outbox = outbox
+        self._psk_source = psk_source
+        if emit is not None:
+            self.emit = emit
+        self._events = open(args.events, "a", encoding="utf-8") if getattr(args, "events", None) else None  # noqa: SIM115
         key = (ctypes.c_ubyte * 32)(*os.urandom(32))
         self._cookie_key_buf = key
         self.cookie_key = Datum(ctypes.cast(key, ctypes.c_void_p), 32)
@@ -185,7 +195,8 @@ class Server:
                 self.emit("client-hello", f"ClientHello from {peer} (cookies off)", peer=peer,
                           hello_length=len(data))
             try:
-                psk, how = tls13_psk_from_keylog(self.args.gateway_keylog, self.args.gateway_events)
+                psk, how = (self._psk_source() if self._psk_source is not None
+                            else tls13_psk_from_keylog(self.args.gateway_keylog, self.args.gateway_events))
             except (OSError, RuntimeError) as e:
                 sock.recv(65536)
                 self.emit("psk-unavailable", str(e), error=str(e))
@@ -197,6 +208,7 @@ class Server:
             try:
                 self._session(sock, peer, prestate)
             finally:
+                self.established = False
                 sock.close()
                 self.args.psk_file.write_text("")
             if not self.stop:
@@ -232,13 +244,15 @@ class Server:
             user = lib.gnutls_psk_server_get_username(sess)
             self.emit("handshake-done", f"{peer}: {desc}, PSK identity {user.decode() if user else None!r}",
                       peer=peer, description=desc, psk_identity=user.decode() if user else None)
+            self.established = True
             self._records(sess, peer)
         finally:
             lib.gnutls_deinit(sess)
 
     def _records(self, sess, peer: str) -> None:
         lib = self.lib
-        lib.gnutls_record_set_timeout(sess, 300)
+        # with an outbox, wake often enough to send its packets close to their time
+        lib.gnutls_record_set_timeout(sess, 300 if self.outbox is None else 10)
         buf = ctypes.create_string_buffer(65536)
         counts: dict[str, int] = {}
 
@@ -253,6 +267,9 @@ class Server:
             self.emit("tx", f"{name} ({len(payload)} bytes) {why}", name=name, length=len(payload), why=why)
 
         while True:
+            while self.outbox is not None and not self.outbox.empty() and not self.stop:
+                payload, why = self.outbox.get_nowait()
+                send(payload, why)
             if self.stop:
                 # as ocserv: the DTLS channel ends with the session, without a close_notify (the client is gone
                 # by then; an alert would only draw an ICMP port unreachable)
@@ -278,7 +295,7 @@ class Server:
             self.emit("rx", f"{name} ({n} bytes)", name=name, length=n)
             if payload[0] == DPD_REQ:
                 send(bytes([DPD_RESP]) + payload[1:], "answer to DPD-REQ")
-            elif payload[0] == DATA:
+            elif payload[0] == DATA and getattr(self.args, "icmp_echo", True):
                 reply = icmp_echo_reply(payload[1:])
                 if reply is not None:
                     send(b"\x00" + reply, "ICMP echo reply")

@@ -425,8 +425,11 @@ def _unit(key: tuple[str, str]) -> str:
     return "=" + top if top in _GROUPS else ""
 
 
+FEW_FACTS = 3  # a group of session-wide facts this small on one side only is listed field by field
+
+
 def _units(f: _Facts) -> dict[str, object]:
-    """unit → its summary (the exchange's status, or the number of facts in the group)."""
+    """unit → the exchange's status, or the number of facts in the group."""
     out: dict[str, object] = {}
     for key, v in f.values.items():
         u = _unit(key)
@@ -438,9 +441,6 @@ def _units(f: _Facts) -> dict[str, object]:
             out[u] = v
         else:
             out.setdefault(u, None)
-    for u, v in out.items():
-        if u.startswith("="):
-            out[u] = f"{v} field(s)"
     return out
 
 
@@ -457,12 +457,13 @@ def compare_sessions(b: dict, n: dict, ignore: list[str]) -> tuple[list[Change],
     bw, nw = _units(bf), _units(nf)
     whole: set[str] = set()
     for unit in list(bw) + [u for u in nw if u not in bw]:
-        if unit in bw and unit in nw:
-            continue
         side = bw if unit in bw else nw
+        if unit in bw and unit in nw or unit.startswith("=") and side[unit] <= FEW_FACTS:
+            continue
         name, where = (unit[1:], "") if unit.startswith("=") else ("exchange", unit)
         ch = Change(name, where, "removed" if unit in bw else "added")
-        setattr(ch, "baseline" if unit in bw else "new", side[unit])
+        setattr(ch, "baseline" if unit in bw else "new",
+                f"{side[unit]} field(s)" if unit.startswith("=") else side[unit])
         whole.add(unit)
         (ignored if _ignored(name, ignore) else changes).append(ch)
     for key in keys:

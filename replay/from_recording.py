@@ -124,8 +124,9 @@ def _field_type(name: str) -> str:
 
 def auth_request_xml(*, auth_id: str | None, message: str | None, error: str | None, fields: list[str],
                      groups: list[dict] | None = None, opaque: dict | None = None, server_version: str | None = None,
-                     aggregate_auth_version: str | None = "2") -> str:
-    """An aggregate-auth `auth-request` with what the session model keeps of a recorded one."""
+                     aggregate_auth_version: str | None = "2", action: str | None = None) -> str:
+    """An aggregate-auth `auth-request` with what the session model keeps of a recorded one; ``action``: where the
+    form is to be posted (the target of the recorded client's next POST)."""
     ver = f" aggregate-auth-version={quoteattr(aggregate_auth_version)}" if aggregate_auth_version else ""
     out = ['<?xml version="1.0" encoding="UTF-8"?>', f'<config-auth client="vpn" type="auth-request"{ver}>']
     if server_version:
@@ -142,7 +143,7 @@ def auth_request_xml(*, auth_id: str | None, message: str | None, error: str | N
         out.append(f"<message>{escape(message)}</message>")
     if error:
         out.append(f'<error id="1" param1="" param2="">{escape(error)}</error>')
-    out.append("<form>")
+    out.append(f'<form method="post" action={quoteattr(action)}>' if action else "<form>")
     for name in fields:
         if name == "group_list":
             continue
@@ -254,6 +255,7 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
     connect_times: list[float] = []
     for i, (_, kind, item) in enumerate(ex):
         nxt = next((it for _, k, it in ex[i + 1:] if k == "auth"), None)
+        nxt_post = next((it for _, k, it in ex[i + 1:] if k in ("init", "auth")), None)
         if kind in ("init", "auth"):
             contains = ['type="init"'] if kind == "init" else [f'type="{item.get("type") or "auth-reply"}"']
             if item.get("group_select"):
@@ -287,13 +289,13 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                     body = auth_request_xml(auth_id="main", message=None, error=item.get("error"), fields=fields,
                                             groups=groups if item.get("group_list") or groups else None,
                                             opaque=item.get("opaque"), server_version=item.get("server_version"),
-                                            aggregate_auth_version=g.get("aggregate_auth_version_answered")
-                                            or "2")
+                                            aggregate_auth_version=g.get("aggregate_auth_version_answered"),
+                                            action=nxt_post.get("target") if nxt_post else None)
                 else:
                     body = auth_request_xml(auth_id=item.get("auth_id"), message=item.get("message"),
                                             error=item.get("error"), fields=list(item.get("form_fields") or []),
-                                            aggregate_auth_version=g.get("aggregate_auth_version_answered")
-                                            or "2")
+                                            aggregate_auth_version=g.get("aggregate_auth_version_answered"),
+                                            action=nxt_post.get("target") if nxt_post else item.get("target"))
             else:
                 body = ""
                 if rtype:

@@ -1,0 +1,264 @@
+"""`acflow replay gateway` (replay/from_recording.py, replay/replay_gateway.py): a recorded gateway served again.
+
+* unit: the script built from the committed samples holds the recorded answers (CONNECT headers, auth forms, the
+  complete document with a fresh token), DTLS as recorded (PSK-NEGOTIATE server, or a UDP sink) and the recorded
+  gateway→client packets as timed actions; it round-trips through --script-out / --script;
+* live (`lab` marker, root, openconnect): the recording served to a real openconnect in the lab's namespaces;
+  openconnect's own log shows the recorded address, MTU and DTLS outcome; the replay's capture (keys from the
+  gateway's and openconnect's key logs) diffed against the recording is the same; an edited script (another
+  MTU, DTLS dropped) makes `acflow diff` say what changed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analyzer.diff import diff_documents
+from replay.from_recording import auth_request_xml, build_script, complete_xml, load_recorded, rewrite_destination
+from replay.script import Script
+
+from .conftest import ROOT, sample
+from .helpers import doc, phase, require
+
+
+def recorded(name: str):
+    d = sample(name)
+    return load_recorded(d / "capture.pcapng", [d / "keys.log"])
+
+
+def _step(script: Script, method: str):
+    return [s for s in script.steps if (s.expect.method or "").upper() == method]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# unit: the script built from a recording
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_baseline_script_holds_the_recorded_gateway():
+    rec = recorded("baseline")
+    r = build_script(rec)
+    s = r.script
+    sess = doc("baseline")["sessions"][0]
+    con = phase(sess, "cstp-connect")["details"]["connects"][0]
+    (connect,) = _step(s, "CONNECT")
+    sent = {k.lower(): v for k, v in connect.respond.headers}
+    for name, value in con["response_headers"]:
+        if name.lower() in ("x-dtls-app-id", "x-dtls-session-id"):
+            assert sent[name.lower()] == "${dtls_session_id}"  # fresh, not the recorded secret
+        else:
+            assert sent[name.lower()] == value, name
+    assert connect.expect.cookie == "${cookie}" and connect.respond.status == 200
+    # the POSTs: matched by what they are, not by position
+    posts = _step(s, "POST")
+    assert [p.expect.body_contains for p in posts] == [['type="init"'], ['type="auth-reply"', "<username>"],
+                                                       ['type="auth-reply"', "<password>"]]
+    complete = posts[-1].respond
+    recorded_xml = phase(sess, "user-auth")["details"]["complete_xml"]
+    # ocserv's complete document carries no session token (the cookie is in Set-Cookie): the same document, and
+    # the new cookie in Set-Cookie
+    assert complete.body == recorded_xml and "<session-token>" not in recorded_xml
+    assert any(k == "Set-Cookie" and v.startswith("webvpn=${cookie}") for k, v in complete.headers)
+    rounds = phase(sess, "user-auth")["details"]["rounds"]
+    assert f"<message>{rounds[0]['message']}</message>" in posts[1].respond.body
+    # DTLS PSK-NEGOTIATE served on the recorded port, no HelloVerifyRequest (ocserv sends none)
+    assert r.dtls == "psk-negotiate" and s.dtls is not None
+    assert s.dtls.port == int(sent["x-dtls-port"]) and s.dtls.hello_verify is False
+    # every recorded gateway→client packet, in order, on the channel it was recorded on
+    s2c = [p for p in rec.inner if p[1] == "s2c"]
+    data = [a for a in s.cstp.actions if a.send == "data"]
+    assert len(data) == len(s2c) == sess["tunnel"]["inner_packets"]["s2c"] == r.packets
+    assert [bytes.fromhex(a.payload_hex) for a in data] == [p[3] for p in s2c]
+    assert [a.channel or "cstp" for a in data] == [p[2] for p in s2c]
+    ats = [a.at for a in data]
+    assert ats == sorted(ats) and ats[0] > 0
+    assert not s.cstp.icmp_echo  # the recorded echo replies are re-driven, none invented
+
+
+def test_dtls_blocked_is_dropped_and_auth_fail_stops_at_the_rejection():
+    r = build_script(recorded("dtls-blocked"))
+    assert r.dtls == "dropped" and r.script.dtls is None and r.script.udp_sinks == [443]
+    assert all(a.channel == "" for a in r.script.cstp.actions if a.send == "data")  # recorded over CSTP
+    r = build_script(recorded("auth-fail"))
+    assert not _step(r.script, "CONNECT") and r.packets == 0
+    last = _step(r.script, "POST")[-1].respond.body
+    rounds = phase(doc("auth-fail")["sessions"][0], "user-auth")["details"]["rounds"]
+    assert "Login failed." in last and rounds[-1]["rejected"]
+
+
+def test_speed_address_and_script_round_trip(tmp_path):
+    rec = recorded("mtu")
+    slow, fast = build_script(rec).script, build_script(rec, speed=4.0).script
+    a0 = [a.at for a in slow.cstp.actions]
+    assert [round(a * 4, 3) for a in (x.at for x in fast.cstp.actions)] == [round(a, 3) for a in a0]
+    moved = build_script(rec, address="198.19.0.77").script
+    (connect,) = _step(moved, "CONNECT")
+    assert dict(connect.respond.headers)["X-CSTP-Address"] == "198.19.0.77"
+    for a in (x for x in moved.cstp.actions if x.send == "data"):
+        pkt = bytes.fromhex(a.payload_hex)
+        if pkt[0] >> 4 == 4:
+            assert pkt[16:20] == bytes([198, 19, 0, 77])
+    out = tmp_path / "script.json"
+    p = subprocess.run([sys.executable, "-m", "analyzer.cli", "replay", "gateway",
+                        str(sample("mtu") / "capture.pcapng"), "--keylog", str(sample("mtu") / "keys.log"),
+                        "--script-out", str(out), "--no-serve"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert Script.load(out).to_dict() == slow.to_dict()
+
+
+def test_rebuilt_documents_parse_as_recorded():
+    from dissectors.aggauth import parse_config_auth
+
+    xml = auth_request_xml(auth_id="main", message="Login failed.\nPlease enter your password.", error=None,
+                           fields=["password"], groups=[{"value": "eng", "label": "Engineering", "selected": True}])
+    d = parse_config_auth(xml)
+    assert d.type == "auth-request" and d.auth.id == "main"
+    assert [f.name for f in d.auth.form.fields][:1] == ["password"]
+    assert complete_xml("<session-token>SECRET</session-token><server-cert-hash>AB</server-cert-hash>${x}") == \
+        "<session-token>${cookie}</session-token><server-cert-hash>${server_cert_sha1}</server-cert-hash>$&#123;x}"
+
+
+def test_rewrite_destination_recomputes_checksums():
+    from scapy.layers.inet import ICMP, IP
+
+    pkt = bytes(IP(src="198.19.0.1", dst="198.19.0.50") / ICMP(id=7, seq=1) / b"abc")
+    out = rewrite_destination(pkt, "198.19.0.9")
+    ip = IP(out)
+    assert ip.dst == "198.19.0.9" and ip[ICMP].id == 7
+    assert IP(bytes(ip)).chksum == IP(out).chksum
+    fresh = IP(src="198.19.0.1", dst="198.19.0.9") / ICMP(id=7, seq=1) / b"abc"
+    assert out == bytes(fresh)
+
+
+def test_unusable_inputs_exit_4(tmp_path):
+    junk = tmp_path / "x.pcapng"
+    junk.write_bytes(b"nope")
+    bad = tmp_path / "s.json"
+    bad.write_text('{"steps": []}')
+    for args in ([str(junk)], ["--script", str(bad)], [str(sample("baseline") / "capture.pcapng")]):
+        p = subprocess.run([sys.executable, "-m", "analyzer.cli", "replay", "gateway", *args, "--no-serve"],
+                           capture_output=True, text=True, cwd=ROOT)
+        assert p.returncode == 4, (args, p.stderr)
+        assert "Traceback" not in p.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# live: a real openconnect against the replayed gateway
+# ----------------------------------------------------------------------------------------------------------------
+
+def _prerequisites():
+    from lab.netns import missing_tools
+
+    require(os.geteuid() == 0, "needs root (network namespaces)")
+    missing = missing_tools(("openconnect", "dumpcap", "ip", "ethtool"))
+    require(not missing, f"not installed: {', '.join(missing)}")
+
+
+def replay_live(name: str, work: Path, *, script: Path | None = None, hold: float = 2.0,
+                outer_mtu: int | None = None) -> dict:
+    """Serve sample ``name`` (or ``script``) from the gateway namespace to openconnect in the client namespace,
+    captured on the client's veth; returns {"capture", "keys", "client_log", "gateway_log", "connected"}."""
+    from lab.client import USER, USER_PASSWORD, openconnect_argv, start_openconnect, write_client_script
+    from lab.netns import GW_OUTER, Lab
+    from replay.replay_gateway import pin_sha256
+
+    d = sample(name)
+    gw_keys, cl_keys = work / "gw-keys.log", work / "client-keys.log"
+    capture = work / "capture.pcapng"
+    src = ["--script", str(script)] if script else [str(d / "capture.pcapng"), "--keylog", str(d / "keys.log")]
+    argv = [sys.executable, "-m", "analyzer.cli", "replay", "gateway", *src, "--listen", f"{GW_OUTER}:443",
+            "--cert", str(d / "server-cert.pem"), "--key", str(d / "server-key.pem"), "--keylog-out", str(gw_keys),
+            "--events", str(work / "events.jsonl")]
+    connected = False
+    with Lab(tag=f"rg{os.getpid() % 100000}") as lab:
+        if outer_mtu:
+            lab.set_outer_mtu(outer_mtu)
+        dump = lab.start_capture(capture, work / "dumpcap.log")
+        gw = lab.start(lab.gw_ns, "replay-gateway", argv, work / "gateway.log",
+                       env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT)), cwd=ROOT)
+        assert gw.wait_for("[gw] listening", 30) is not None, gw.tail(20)
+        vpnc = write_client_script(work)
+        client = start_openconnect(lab, openconnect_argv(pin_sha256(d / "server-cert.pem")), work,
+                                   dict(os.environ, SSLKEYLOGFILE=str(cl_keys)), vpnc,
+                                   auth_args=["-u", USER, "--passwd-on-stdin"], password=USER_PASSWORD)
+        if client.wait_for("CSTP connected", 20) is not None:
+            connected = True
+            client.wait_for("Configured as", 5)
+            time.sleep(hold)
+            client.interrupt(15)
+        else:
+            try:
+                client.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                client.interrupt(5)
+        time.sleep(0.5)
+        gw.stop()
+        dump.stop()
+    keys = work / "keys.log"
+    keys.write_text("".join(p.read_text() for p in (gw_keys, cl_keys) if p.exists()))
+    return {"capture": capture, "keys": keys, "client_log": (work / "client.log").read_text(errors="replace"),
+            "gateway_log": (work / "gateway.log").read_text(errors="replace"), "connected": connected}
+
+
+def _diff(name: str, run: dict, *ignore: str) -> subprocess.CompletedProcess:
+    d = sample(name)
+    return subprocess.run([sys.executable, "-m", "analyzer.cli", "diff", str(d / "capture.pcapng"),
+                           str(run["capture"]), "--keylog", str(d / "keys.log"), "--keylog-new", str(run["keys"]),
+                           "--format", "json", *[a for i in ignore for a in ("--ignore", i)]],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+# the client's own traffic (the lab's pings) is not the gateway's doing: not replayed, not compared
+CLIENT_TRAFFIC = "traffic.*c2s"
+
+
+@pytest.mark.lab
+def test_live_baseline_replayed_is_the_same(tmp_path):
+    _prerequisites()
+    run = replay_live("baseline", tmp_path)
+    assert run["connected"], run["client_log"][-2000:]
+    params = phase(doc("baseline")["sessions"][0], "cstp-connect")["details"]["parameters"]
+    log = run["client_log"]
+    assert f"Configured as {params['address']}" in log
+    assert f"X-CSTP-MTU: {params['mtu']}" in log
+    assert "Established DTLS connection" in log
+    p = _diff("baseline", run, CLIENT_TRAFFIC)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr
+
+
+@pytest.mark.lab
+def test_live_edited_script_differs(tmp_path):
+    """Another MTU and DTLS dropped in the script: the replay differs from the recording, and diff says how."""
+    _prerequisites()
+    d = sample("baseline")
+    script = tmp_path / "script.json"
+    subprocess.run([sys.executable, "-m", "analyzer.cli", "replay", "gateway", str(d / "capture.pcapng"),
+                    "--keylog", str(d / "keys.log"), "--script-out", str(script), "--no-serve"], check=True,
+                   cwd=ROOT, capture_output=True)
+    s = json.loads(script.read_text())
+    connect = next(st for st in s["steps"] if st["expect"].get("method") == "CONNECT")
+    connect["respond"]["headers"] = [[k, "1300" if k == "X-CSTP-MTU" else v] for k, v in connect["respond"]["headers"]]
+    s["udp_sinks"] = [s.pop("dtls")["port"]]
+    script.write_text(json.dumps(s))
+    run = replay_live("baseline", tmp_path, script=script, hold=1.5)
+    assert run["connected"], run["client_log"][-2000:]
+    assert "X-CSTP-MTU: 1300" in run["client_log"] and "Established DTLS connection" not in run["client_log"]
+    p = _diff("baseline", run, CLIENT_TRAFFIC)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr
+    changes = {c["field"]: c for c in json.loads(p.stdout)["pairs"][0]["changes"]}
+    assert changes["cstp.response.X-CSTP-MTU"]["new"] == "1300"
+    assert changes["tunnel.mtu"]["new"] == 1300
+    assert changes["phase.dtls"]["baseline"] == "ok" and changes["phase.dtls"]["new"] != "ok"
+    assert changes["dtls.established"]["new"] is False
+
+
+def test_diff_of_the_recording_and_its_own_document_is_the_same():
+    # the JSON form of a recording and the recording itself: what the live tests compare replays against
+    a = doc("baseline", show_secrets=False)
+    assert not diff_documents(a, json.loads(json.dumps(a))).differs

@@ -23,7 +23,7 @@ from analyzer.diff import diff_documents
 from replay.from_recording import auth_request_xml, build_script, complete_xml, load_recorded, rewrite_destination
 from replay.script import Script
 
-from .conftest import ROOT, sample
+from .conftest import ROOT, facts, sample
 from .helpers import doc, phase, require
 
 
@@ -161,35 +161,49 @@ def _prerequisites():
 
 
 def replay_live(name: str, work: Path, *, script: Path | None = None, hold: float = 2.0,
-                outer_mtu: int | None = None) -> dict:
+                outer_mtu: int | None = None, speed: float = 1.0, pings: bool = True) -> dict:
     """Serve sample ``name`` (or ``script``) from the gateway namespace to openconnect in the client namespace,
-    captured on the client's veth; returns {"capture", "keys", "client_log", "gateway_log", "connected"}."""
+    captured on the client's veth; the recorded client's pings (the sample's facts.json) run again through the
+    tunnel (``pings``). Returns {"capture", "keys", "client_log", "gateway_log", "connected"}."""
     from lab.client import USER, USER_PASSWORD, openconnect_argv, start_openconnect, write_client_script
     from lab.netns import GW_OUTER, Lab
+    from lab.scenarios import SCENARIOS
     from replay.replay_gateway import pin_sha256
 
     d = sample(name)
     gw_keys, cl_keys = work / "gw-keys.log", work / "client-keys.log"
     capture = work / "capture.pcapng"
-    src = ["--script", str(script)] if script else [str(d / "capture.pcapng"), "--keylog", str(d / "keys.log")]
+    src = ["--script", str(script)] if script else [str(d / "capture.pcapng"), "--keylog", str(d / "keys.log"),
+                                                    "--speed", str(speed)]
     argv = [sys.executable, "-m", "analyzer.cli", "replay", "gateway", *src, "--listen", f"{GW_OUTER}:443",
             "--cert", str(d / "server-cert.pem"), "--key", str(d / "server-key.pem"), "--keylog-out", str(gw_keys),
             "--events", str(work / "events.jsonl")]
     connected = False
+    sc = SCENARIOS[name]  # the recorded client, set up again: outer MTU, openconnect options, forced TUN MTU
+    cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
+    if sc.force_tun_mtu:
+        cenv["ACFLOW_FORCE_MTU"] = str(sc.force_tun_mtu)
     with Lab(tag=f"rg{os.getpid() % 100000}") as lab:
-        if outer_mtu:
-            lab.set_outer_mtu(outer_mtu)
+        if outer_mtu or sc.outer_mtu:
+            lab.set_outer_mtu(outer_mtu or sc.outer_mtu)
         dump = lab.start_capture(capture, work / "dumpcap.log")
         gw = lab.start(lab.gw_ns, "replay-gateway", argv, work / "gateway.log",
                        env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT)), cwd=ROOT)
         assert gw.wait_for("[gw] listening", 30) is not None, gw.tail(20)
         vpnc = write_client_script(work)
-        client = start_openconnect(lab, openconnect_argv(pin_sha256(d / "server-cert.pem")), work,
-                                   dict(os.environ, SSLKEYLOGFILE=str(cl_keys)), vpnc,
-                                   auth_args=["-u", USER, "--passwd-on-stdin"], password=USER_PASSWORD)
+        client = start_openconnect(lab, [*openconnect_argv(pin_sha256(d / "server-cert.pem")), *sc.client_args],
+                                   work, cenv, vpnc, auth_args=["-u", USER, "--passwd-on-stdin"],
+                                   password=sc.password or USER_PASSWORD)
         if client.wait_for("CSTP connected", 20) is not None:
             connected = True
-            client.wait_for("Configured as", 5)
+            # with DTLS dropped, openconnect configures the TUN only once it gives up on DTLS (about 12 s)
+            client.wait_for("Configured as", 16)
+            time.sleep(0.5)
+            for a in facts(name)["actions"] if pings else ():
+                if a["action"] == "ping-start":
+                    lab.ns_run(lab.client_ns, ["ping", "-n", "-c", str(a["count"]), "-i", "0.2", "-W", "1", "-s",
+                                               str(a["size"]), *(["-M", "do"] if a.get("df") else []),
+                                               a["target"]], check=False)
             time.sleep(hold)
             client.interrupt(15)
         else:
@@ -218,17 +232,30 @@ def _diff(name: str, run: dict, *ignore: str) -> subprocess.CompletedProcess:
 CLIENT_TRAFFIC = "traffic.*c2s"
 
 
+# sample, seconds held after the pings, --speed (dtls-blocked's downstream packets span 13 s: played 4× faster)
+LIVE = [("baseline", 1.0, 1.0), ("dtls-blocked", 1.0, 4.0), ("mtu", 1.0, 1.0), ("auth-fail", 0.0, 1.0)]
+
+
 @pytest.mark.lab
-def test_live_baseline_replayed_is_the_same(tmp_path):
+@pytest.mark.parametrize(("name", "hold", "speed"), LIVE, ids=[c[0] for c in LIVE])
+def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
     _prerequisites()
-    run = replay_live("baseline", tmp_path)
-    assert run["connected"], run["client_log"][-2000:]
-    params = phase(doc("baseline")["sessions"][0], "cstp-connect")["details"]["parameters"]
+    sess = doc(name)["sessions"][0]
+    run = replay_live(name, tmp_path, hold=hold, speed=speed)
     log = run["client_log"]
-    assert f"Configured as {params['address']}" in log
-    assert f"X-CSTP-MTU: {params['mtu']}" in log
-    assert "Established DTLS connection" in log
-    p = _diff("baseline", run, CLIENT_TRAFFIC)
+    connect = phase(sess, "cstp-connect")
+    if connect["status"] == "ok":
+        # openconnect's own log: the recorded address and MTU, and the recorded DTLS outcome
+        assert run["connected"], log[-2000:]
+        params = connect["details"]["parameters"]
+        assert f"Configured as {params['address']}" in log
+        assert f"X-CSTP-MTU: {params['mtu']}" in log
+        assert ("Established DTLS connection" in log) == (phase(sess, "dtls")["status"] == "ok")
+    else:
+        assert not run["connected"]
+        rejection = phase(sess, "user-auth")["details"]["failure_message"]
+        assert rejection and rejection in log
+    p = _diff(name, run, CLIENT_TRAFFIC)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr
 
 

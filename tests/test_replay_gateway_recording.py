@@ -187,6 +187,11 @@ def replay_live(name: str, work: Path, *, script: Path | None = None, hold: floa
         if outer_mtu or sc.outer_mtu:
             lab.set_outer_mtu(outer_mtu or sc.outer_mtu)
         dump = lab.start_capture(capture, work / "dumpcap.log")
+        # every interface of the client namespace, openconnect's TUN included once it exists (Linux "any")
+        anydump = lab.start(lab.client_ns, "dumpcap-any", ["dumpcap", "-q", "-i", "any", "-y", "LINUX_SLL", "-w",
+                                                            str(work / "client-any.pcapng")], work / "dumpcap-any.log")
+        # the gateway's own capture of the replay (on its side of the veth), keys embedded
+        argv += ["--write", str(work / "own.pcapng"), "--interface", lab.gw_if]
         gw = lab.start(lab.gw_ns, "replay-gateway", argv, work / "gateway.log",
                        env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT)), cwd=ROOT)
         assert gw.wait_for("[gw] listening", 30) is not None, gw.tail(20)
@@ -212,11 +217,13 @@ def replay_live(name: str, work: Path, *, script: Path | None = None, hold: floa
             except subprocess.TimeoutExpired:
                 client.interrupt(5)
         time.sleep(0.5)
-        gw.stop()
+        gw.stop(timeout=15)  # SIGTERM: the gateway stops, ends its capture and embeds its keys
         dump.stop()
+        anydump.stop()
     keys = work / "keys.log"
     keys.write_text("".join(p.read_text() for p in (gw_keys, cl_keys) if p.exists()))
-    return {"capture": capture, "keys": keys, "client_log": (work / "client.log").read_text(errors="replace"),
+    return {"capture": capture, "keys": keys, "own_capture": work / "own.pcapng", "any": work / "client-any.pcapng",
+            "client_log": (work / "client.log").read_text(errors="replace"),
             "gateway_log": (work / "gateway.log").read_text(errors="replace"), "connected": connected}
 
 
@@ -226,6 +233,20 @@ def _diff(name: str, run: dict, *ignore: str) -> subprocess.CompletedProcess:
                            str(run["capture"]), "--keylog", str(d / "keys.log"), "--keylog-new", str(run["keys"]),
                            "--format", "json", *[a for i in ignore for a in ("--ignore", i)]],
                           capture_output=True, text=True, cwd=ROOT)
+
+
+def _inner_packets_seen(capture: Path, wanted: list[bytes]) -> list[bytes]:
+    """The IP packets of ``capture`` (Linux cooked capture of every interface) received by the client namespace
+    (not sent: the SLL packet type is not 4, "outgoing") that are in ``wanted``, in order."""
+    from scapy.utils import RawPcapNgReader
+
+    want = set(wanted)
+    out = []
+    for raw, _meta in RawPcapNgReader(str(capture)):
+        if len(raw) > 16 and raw[:2] != b"\x00\x04" and raw[14:16] in (b"\x08\x00", b"\x86\xdd") \
+                and raw[16:] in want:
+            out.append(raw[16:])
+    return out
 
 
 # the client's own traffic (the lab's pings) is not the gateway's doing: not replayed, not compared
@@ -251,11 +272,22 @@ def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
         assert f"Configured as {params['address']}" in log
         assert f"X-CSTP-MTU: {params['mtu']}" in log
         assert ("Established DTLS connection" in log) == (phase(sess, "dtls")["status"] == "ok")
+        if speed == 1.0:
+            # the recorded gateway→client packets reached the client's TUN, byte for byte and in order (played
+            # faster, some would come before openconnect brings its TUN up: with DTLS dropped it waits ~12 s)
+            want = [pkt for _, direction, _, pkt in recorded(name).inner if direction == "s2c"]
+            assert want and _inner_packets_seen(run["any"], want) == want
     else:
         assert not run["connected"]
         rejection = phase(sess, "user-auth")["details"]["failure_message"]
         assert rejection and rejection in log
     p = _diff(name, run, CLIENT_TRAFFIC)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr
+    # the gateway's own capture, with no key log but the keys it embedded (pcapng DSB): the same verdict
+    d = sample(name)
+    p = subprocess.run([sys.executable, "-m", "analyzer.cli", "diff", str(d / "capture.pcapng"),
+                        str(run["own_capture"]), "--keylog", str(d / "keys.log"), "--keylog-new", os.devnull,
+                        "--ignore", CLIENT_TRAFFIC], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr
 
 

@@ -179,12 +179,15 @@ def replay_live(name: str, work: Path, *, script: Path | None = None, hold: floa
             "--cert", str(d / "server-cert.pem"), "--key", str(d / "server-key.pem"), "--keylog-out", str(gw_keys),
             "--events", str(work / "events.jsonl")]
     connected = False
-    sc = SCENARIOS[name]  # the recorded client, set up again: outer MTU, openconnect options, forced TUN MTU
+    # the recorded client, set up again: outer MTU, openconnect options, forced TUN MTU, password (lab scenarios;
+    # the scripted cases' openconnect runs with the lab's defaults)
+    sc = SCENARIOS.get(name)
+    client_args = list(sc.client_args) if sc else []
     cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
-    if sc.force_tun_mtu:
+    if sc and sc.force_tun_mtu:
         cenv["ACFLOW_FORCE_MTU"] = str(sc.force_tun_mtu)
     with Lab(tag=f"rg{os.getpid() % 100000}") as lab:
-        if outer_mtu or sc.outer_mtu:
+        if outer_mtu or (sc and sc.outer_mtu):
             lab.set_outer_mtu(outer_mtu or sc.outer_mtu)
         dump = lab.start_capture(capture, work / "dumpcap.log")
         # every interface of the client namespace, openconnect's TUN included once it exists (Linux "any")
@@ -196,21 +199,22 @@ def replay_live(name: str, work: Path, *, script: Path | None = None, hold: floa
                        env=dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT)), cwd=ROOT)
         assert gw.wait_for("[gw] listening", 30) is not None, gw.tail(20)
         vpnc = write_client_script(work)
-        client = start_openconnect(lab, [*openconnect_argv(pin_sha256(d / "server-cert.pem")), *sc.client_args],
+        client = start_openconnect(lab, [*openconnect_argv(pin_sha256(d / "server-cert.pem")), *client_args],
                                    work, cenv, vpnc, auth_args=["-u", USER, "--passwd-on-stdin"],
-                                   password=sc.password or USER_PASSWORD)
+                                   password=sc.password if sc else USER_PASSWORD)
         if client.wait_for("CSTP connected", 20) is not None:
             connected = True
             # with DTLS dropped, openconnect configures the TUN only once it gives up on DTLS (about 12 s)
             client.wait_for("Configured as", 16)
             time.sleep(0.5)
             for a in facts(name)["actions"] if pings else ():
-                if a["action"] == "ping-start":
+                if a["action"] == "ping-start" and client.proc.poll() is None:
                     lab.ns_run(lab.client_ns, ["ping", "-n", "-c", str(a["count"]), "-i", "0.2", "-W", "1", "-s",
                                                str(a["size"]), *(["-M", "do"] if a.get("df") else []),
                                                a["target"]], check=False)
             time.sleep(hold)
-            client.interrupt(15)
+            if client.proc.poll() is None:
+                client.interrupt(15)
         else:
             try:
                 client.proc.wait(20)
@@ -253,8 +257,11 @@ def _inner_packets_seen(capture: Path, wanted: list[bytes]) -> list[bytes]:
 CLIENT_TRAFFIC = "traffic.*c2s"
 
 
-# sample, seconds held after the pings, --speed (dtls-blocked's downstream packets span 13 s: played 4× faster)
-LIVE = [("baseline", 1.0, 1.0), ("dtls-blocked", 1.0, 4.0), ("mtu", 1.0, 1.0), ("auth-fail", 0.0, 1.0)]
+# sample, seconds held after the pings, --speed (dtls-blocked's downstream packets span 13 s: played 4× faster);
+# scripted/terminate: the recorded gateway ends the session with a TERMINATE 4 s after CONNECT;
+# scripted/connect-unavailable: CONNECT answered 503 with an X-Reason
+LIVE = [("baseline", 1.0, 1.0), ("dtls-blocked", 1.0, 4.0), ("mtu", 1.0, 1.0), ("auth-fail", 0.0, 1.0),
+        ("scripted/terminate", 4.0, 1.0), ("scripted/connect-unavailable", 0.0, 1.0)]
 
 
 @pytest.mark.lab
@@ -277,10 +284,17 @@ def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
             # faster, some would come before openconnect brings its TUN up: with DTLS dropped it waits ~12 s)
             want = [pkt for _, direction, _, pkt in recorded(name).inner if direction == "s2c"]
             assert want and _inner_packets_seen(run["any"], want) == want
-    else:
+        end = sess["tunnel"].get("end") or {}
+        if end.get("direction") == "s2c" and end.get("type") == "TERMINATE":
+            assert "received server terminate packet" in log
+    elif phase(sess, "user-auth")["status"] == "failed":
         assert not run["connected"]
         rejection = phase(sess, "user-auth")["details"]["failure_message"]
         assert rejection and rejection in log
+    else:  # the CONNECT refused as recorded
+        assert not run["connected"]
+        con = connect["details"]["connects"][0]
+        assert con["status"] != 200 and f"reason: {con['x_reason']}" in log
     p = _diff(name, run, CLIENT_TRAFFIC)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr
     # the gateway's own capture, with no key log but the keys it embedded (pcapng DSB): the same verdict

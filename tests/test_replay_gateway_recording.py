@@ -161,7 +161,8 @@ def _prerequisites():
 
 
 def replay_live(name: str, work: Path, *, script: Path | None = None, hold: float = 2.0,
-                outer_mtu: int | None = None, speed: float = 1.0, pings: bool = True) -> dict:
+                outer_mtu: int | None = None, speed: float = 1.0, pings: bool = True,
+                configured_wait: float = 16.0) -> dict:
     """Serve sample ``name`` (or ``script``) from the gateway namespace to openconnect in the client namespace,
     captured on the client's veth; the recorded client's pings (the sample's facts.json) run again through the
     tunnel (``pings``). Returns {"capture", "keys", "client_log", "gateway_log", "connected"}."""
@@ -205,7 +206,8 @@ def replay_live(name: str, work: Path, *, script: Path | None = None, hold: floa
         if client.wait_for("CSTP connected", 20) is not None:
             connected = True
             # with DTLS dropped, openconnect configures the TUN only once it gives up on DTLS (about 12 s)
-            client.wait_for("Configured as", 16)
+            if configured_wait:
+                client.wait_for("Configured as", configured_wait)
             time.sleep(0.5)
             for a in facts(name)["actions"] if pings else ():
                 if a["action"] == "ping-start" and client.proc.poll() is None:
@@ -260,8 +262,10 @@ CLIENT_TRAFFIC = "traffic.*c2s"
 # sample, seconds held after the pings, --speed (dtls-blocked's downstream packets span 13 s: played 4× faster);
 # scripted/terminate: the recorded gateway ends the session with a TERMINATE 4 s after CONNECT;
 # scripted/connect-unavailable: CONNECT answered 503 with an X-Reason
+# scripted/dtls-cookie: PSK-NEGOTIATE behind a HelloVerifyRequest (RFC 6347 cookie), as a Cisco gateway does
 LIVE = [("baseline", 1.0, 1.0), ("dtls-blocked", 1.0, 4.0), ("mtu", 1.0, 1.0), ("auth-fail", 0.0, 1.0),
-        ("scripted/terminate", 4.0, 1.0), ("scripted/connect-unavailable", 0.0, 1.0)]
+        ("scripted/terminate", 4.0, 1.0), ("scripted/connect-unavailable", 0.0, 1.0),
+        ("scripted/dtls-cookie", 1.0, 1.0)]
 
 
 @pytest.mark.lab
@@ -279,6 +283,8 @@ def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
         assert f"Configured as {params['address']}" in log
         assert f"X-CSTP-MTU: {params['mtu']}" in log
         assert ("Established DTLS connection" in log) == (phase(sess, "dtls")["status"] == "ok")
+        hvr = sum(f.get("hello_verify_requests") or 0 for f in phase(sess, "dtls")["details"].get("flows") or ())
+        assert ("dtls-hello-verify-request" in run["gateway_log"]) == (hvr > 0)
         if speed == 1.0:
             # the recorded gateway→client packets reached the client's TUN, byte for byte and in order (played
             # faster, some would come before openconnect brings its TUN up: with DTLS dropped it waits ~12 s)
@@ -319,7 +325,7 @@ def test_live_edited_script_differs(tmp_path):
     connect["respond"]["headers"] = [[k, "1300" if k == "X-CSTP-MTU" else v] for k, v in connect["respond"]["headers"]]
     s["udp_sinks"] = [s.pop("dtls")["port"]]
     script.write_text(json.dumps(s))
-    run = replay_live("baseline", tmp_path, script=script, hold=1.5)
+    run = replay_live("baseline", tmp_path, script=script, hold=1.5, configured_wait=0, pings=False)
     assert run["connected"], run["client_log"][-2000:]
     assert "X-CSTP-MTU: 1300" in run["client_log"] and "Established DTLS connection" not in run["client_log"]
     p = _diff("baseline", run, CLIENT_TRAFFIC)

@@ -14,8 +14,9 @@ analysis' inner-packet sink: no second parser). `build_script(recorded)` turns t
 * each `CONNECT` answered with the recorded status and every recorded X-CSTP-/X-DTLS- header, fresh secrets
   (`${dtls_session_id}` for X-DTLS-Session-ID / X-DTLS-App-ID, the new cookie);
 * DTLS as recorded: PSK-NEGOTIATE established → a GnuTLS DTLS PSK server on the recorded X-DTLS-Port (with
-  HelloVerifyRequests if the recorded gateway sent them); offered but never answered → the port swallows every
-  datagram; legacy DTLS (OpenSSL's pre-RFC resumption) is not served yet: dropped, with a note;
+  HelloVerifyRequests if the recorded gateway sent them); answered with HelloVerifyRequests from another port →
+  the same from that port; offered but never answered → the port swallows every datagram; legacy DTLS (OpenSSL's
+  pre-RFC resumption) is not served yet: dropped, with a note;
 * the recorded gateway→client inner packets as CSTP `data` actions at their recorded times after the CONNECT
   answer (divided by `speed`), over DTLS when they were recorded there and the DTLS channel is up, their
   destination rewritten to the address the script hands out (scapy, checksums recomputed) when it differs from
@@ -345,12 +346,17 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
     flows = [f for f in d.get("flows") or () if isinstance(f, dict)]
     dtls_cfg = None
     sinks: list[int] = []
+    responders: list[dict] = []
     how = "none"
     if d.get("offered") and dtls_port:
         if d.get("established") and d.get("mode") == "psk-negotiate":
             dtls_cfg = {"mode": "psk-negotiate", "port": int(dtls_port),
                         "hello_verify": any((f.get("hello_verify_requests") or 0) > 0 for f in flows)}
             how = "psk-negotiate"
+        elif other := _answered_from_another_port(flows, int(dtls_port)):
+            # the recorded gateway answered the ClientHellos sent to X-DTLS-Port from another port
+            responders = [{"port": int(dtls_port), "reply_from": other, "reply": "hello-verify-request"}]
+            how = f"answered from port {other}"
         else:
             sinks = [int(dtls_port)]
             how = "dropped"
@@ -407,9 +413,21 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
     }
     if sinks:
         script["udp_sinks"] = sinks
+    if responders:
+        script["udp_responders"] = responders
     if dtls_cfg:
         script["dtls"] = dtls_cfg
     return BuildResult(script=Script.from_dict(script), notes=notes, dtls=how, packets=packets)
+
+
+def _answered_from_another_port(flows: list[dict], port: int) -> int | None:
+    """The gateway port that sent HelloVerifyRequests on a flow other than the one to ``port``, if any."""
+    for f in flows:
+        gw = str(f.get("gateway") or "")
+        other = gw.rsplit(":", 1)[-1]
+        if other.isdigit() and int(other) != port and (f.get("hello_verify_requests") or 0) > 0:
+            return int(other)
+    return None
 
 
 def _dedupe_ids(steps: list[dict]) -> list[dict]:

@@ -26,6 +26,8 @@ from replay.script import Script
 from .conftest import ROOT, facts, sample
 from .helpers import doc, phase, require
 
+GW_OUTER = "198.18.0.1"  # the lab's gateway address (lab/netns.py)
+
 
 def recorded(name: str):
     d = sample(name)
@@ -89,6 +91,15 @@ def test_dtls_blocked_is_dropped_and_auth_fail_stops_at_the_rejection():
     last = _step(r.script, "POST")[-1].respond.body
     rounds = phase(doc("auth-fail")["sessions"][0], "user-auth")["details"]["rounds"]
     assert "Login failed." in last and rounds[-1]["rejected"]
+
+
+def test_dtls_answered_from_another_port_is_answered_so():
+    r = build_script(recorded("scripted/dtls-source-mismatch"))
+    flows = phase(doc("scripted/dtls-source-mismatch")["sessions"][0], "dtls")["details"]["flows"]
+    (resp,) = r.script.udp_responders
+    assert f"{GW_OUTER}:{resp.port}" in {f["gateway"] for f in flows if not f["hello_verify_requests"]}
+    assert f"{GW_OUTER}:{resp.reply_from}" in {f["gateway"] for f in flows if f["hello_verify_requests"]}
+    assert r.script.dtls is None and not r.script.udp_sinks
 
 
 def test_speed_address_and_script_round_trip(tmp_path):

@@ -23,7 +23,8 @@ analysis' inner-packet sink: no second parser). `build_script(recorded)` turns t
   the recorded one; gateway-initiated DPD requests; the recorded end (DISCONNECT or TERMINATE from the gateway, or
   its TCP close) at the recorded time.
 
-Unexpected requests get the script's `unmatched` answer (404). What could not be reproduced is listed in
+An unexpected request gets the answer of the recorded exchange with its method and path that comes next (else the
+closest before: `unmatched_nearest`), or 404; the gateway logs it as such. What could not be reproduced is listed in
 `BuildResult.notes` and in the script's description.
 """
 from __future__ import annotations
@@ -410,6 +411,7 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                        + ("; " + "; ".join(notes) if notes else ""),
         "steps": steps,
         "cstp": {"answer_dpd": True, "icmp_echo": False, "actions": actions},
+        "unmatched_nearest": True,
     }
     if sinks:
         script["udp_sinks"] = sinks

@@ -528,7 +528,9 @@ class ScriptedGateway:
                 return False
         return m.cookie is None or req.cookies().get("webvpn") == render(m.cookie, self.values)
 
-    def _choose(self, req: Request) -> tuple[Step | None, list[str]]:
+    def _choose(self, req: Request) -> tuple[Step | None, list[str] | None]:
+        """The step answering ``req`` and the steps skipped to reach it; skipped is None when no step matched the
+        request and the script's `unmatched_nearest` gave the step."""
         with self._lock:
             c = self._cursor
             steps = self.script.steps
@@ -538,7 +540,22 @@ class ScriptedGateway:
                     c.used[i] = c.used.get(i, 0) + 1
                     c.pos = i if c.used[i] < steps[i].times else i + 1
                     return steps[i], skipped
+            if self.script.unmatched_nearest:
+                step = self._nearest(req, c.pos)
+                if step is not None:
+                    return step, None
         return None, []
+
+    def _nearest(self, req: Request, pos: int) -> Step | None:
+        """The step with the request's method and path that comes next (else the closest before the cursor)."""
+        same = [i for i, s in enumerate(self.script.steps)
+                if (s.expect.method or "").upper() == req.method.upper()
+                and (s.expect.path is None or render(s.expect.path, self.values) == req.target)
+                and not s.starts_tunnel()]
+        if not same:
+            return None
+        after = [i for i in same if i >= pos]
+        return self.script.steps[after[0] if after else same[-1]]
 
     def _http_loop(self, n: int, sock: ssl.SSLSocket) -> str:
         sock.settimeout(0.5)
@@ -548,11 +565,14 @@ class ScriptedGateway:
             if req is None:
                 return "client closed" if not self._stop.is_set() else "gateway stopping"
             step, skipped = self._choose(req)
+            nearest = skipped is None
+            skipped = skipped or []
             body_text = req.body.decode("utf-8", "replace")
             self.emit("request", f"session {n}: {req.method} {req.target} -> step "
-                      f"{step.id if step else '(unmatched)'}" + (f" (skipped {skipped})" if skipped else ""),
+                      f"{step.id if step else '(unmatched)'}" + (f" (skipped {skipped})" if skipped else "")
+                      + (" (unexpected request: answered as the nearest recorded one)" if nearest else ""),
                       session=n, method=req.method, target=req.target, headers=[list(h) for h in req.headers],
-                      body=body_text, step=step.id if step else None, skipped=skipped,
+                      body=body_text, step=step.id if step else None, skipped=skipped, nearest=nearest,
                       webvpn_cookie_ok=(req.cookies().get("webvpn") == self.values["cookie"])
                       if "webvpn" in req.cookies() else None)
             resp = step.respond if step else self.script.unmatched

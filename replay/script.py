@@ -17,6 +17,8 @@ A script is a JSON-compatible dict (or a `.json` file holding one); `Script.from
          "respond": {"status": 200, "reason": "CONNECTED", "headers": [["X-CSTP-MTU", "1399"]]}}
       ],
       "unmatched": {"status": 404, "reason": "Not Found"},   # answer to a request no step matches
+      "unmatched_nearest": false,  # true: such a request with the method and path of a step gets that step's
+                                   # answer (the next one expected, else the closest before); 404 if none
       "cstp": {"answer_dpd": true, "icmp_echo": true,         # behaviour after a 2xx CONNECT (see `CstpBehaviour`)
                "actions": [{"at": 2.0, "send": "dpd-req"},
                            {"at": 3.0, "send": "close", "tunnels": [1]}]},   # only on the first tunnel
@@ -305,6 +307,7 @@ class Script:
     udp_responders: list[UdpResponder] = field(default_factory=list)
     tls: TlsBehaviour = field(default_factory=TlsBehaviour)
     dtls: DtlsBehaviour | None = None
+    unmatched_nearest: bool = False
 
     # -- (de)serialisation --------------------------------------------------------------------------------
     @classmethod
@@ -312,7 +315,7 @@ class Script:
         if not isinstance(d, dict):
             raise ScriptError("a script is a JSON object")
         unknown = set(d) - {"name", "description", "vars", "steps", "unmatched", "cstp", "udp_sinks",
-                            "udp_responders", "tls", "dtls"}
+                            "udp_responders", "tls", "dtls", "unmatched_nearest"}
         if unknown:
             raise ScriptError(f"unknown top-level keys {sorted(unknown)}")
         steps = []
@@ -339,7 +342,8 @@ class Script:
                      udp_sinks=[int(p) for p in d.get("udp_sinks") or []],
                      udp_responders=[UdpResponder.from_dict(r, f"udp_responders[{i}]")
                                      for i, r in enumerate(d.get("udp_responders") or [])],
-                     tls=TlsBehaviour.from_dict(d.get("tls")), dtls=DtlsBehaviour.from_dict(d.get("dtls")))
+                     tls=TlsBehaviour.from_dict(d.get("tls")), dtls=DtlsBehaviour.from_dict(d.get("dtls")),
+                     unmatched_nearest=bool(d.get("unmatched_nearest", False)))
         ports = script.udp_sinks + [p for r in script.udp_responders for p in (r.port, r.reply_from)]
         ports += [script.dtls.port] if script.dtls else []
         if len(ports) != len(set(ports)):
@@ -392,6 +396,8 @@ class Script:
             out["tls"] = tls
         if self.dtls:
             out["dtls"] = asdict(self.dtls)
+        if self.unmatched_nearest:
+            out["unmatched_nearest"] = True
         return out
 
     def dump(self, path: Path | str) -> None:

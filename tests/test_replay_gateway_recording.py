@@ -352,3 +352,47 @@ def test_diff_of_the_recording_and_its_own_document_is_the_same():
     # the JSON form of a recording and the recording itself: what the live tests compare replays against
     a = doc("baseline", show_secrets=False)
     assert not diff_documents(a, json.loads(json.dumps(a))).differs
+
+
+def test_unexpected_request_gets_the_nearest_recorded_answer(tmp_path):
+    """A request no step matches (here an auth-reply with a field the recorded client never sent) is answered as
+    the recorded gateway answered the next exchange with that method and path; a path never recorded gets 404."""
+    import io
+    import socket
+    import ssl
+
+    from replay.gateway import ScriptedGateway
+
+    d = sample("baseline")
+    script = build_script(recorded("baseline")).script
+    script.dtls = None  # no DTLS server on the host's UDP 443: only the HTTP side is exercised here
+    gw = ScriptedGateway(script, d / "server-cert.pem", d / "server-key.pem", host="127.0.0.1", port=0,
+                         events=tmp_path / "events.jsonl", out=io.StringIO())
+    gw.start()
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", gw.port), timeout=5),
+                             server_hostname="vpn.acflow.test") as sock:
+            answers = []
+            for target, body in (("/", b'<config-auth type="init"/>'), ("/auth", b'<config-auth type="auth-reply">'
+                                 b"<auth><otp>1</otp></auth></config-auth>"), ("/nowhere", b"x")):
+                sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                             + body)
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    buf += sock.recv(65536)
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                length = int(next(h.split(b":")[1] for h in head.split(b"\r\n")
+                                  if h.lower().startswith(b"content-length")))
+                while len(rest) < length:
+                    rest += sock.recv(65536)
+                answers.append((head.split(b"\r\n")[0], rest.decode()))
+    finally:
+        gw.stop()
+    posts = _step(script, "POST")
+    assert answers[0] == (b"HTTP/1.1 200 OK", posts[0].respond.body)
+    assert answers[1] == (b"HTTP/1.1 200 OK", posts[1].respond.body)  # the next recorded POST /auth's answer
+    assert answers[2][0].startswith(b"HTTP/1.1 404")
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["nearest"] for e in events if e["type"] == "request"] == [False, True, False]

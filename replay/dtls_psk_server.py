@@ -44,6 +44,18 @@ GNUTLS_CRD_PSK = 4
 GNUTLS_SHUT_WR = 1
 E_AGAIN, E_INTERRUPTED, E_TIMEDOUT = -28, -52, -319
 PRIORITY = "NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+PSK"
+GNUTLS_CRD_CERTIFICATE = 1
+
+# legacy DTLS (openconnect's pre-RFC mode, as ocserv serves it): the client picks the master secret
+# (X-DTLS-Master-Secret in its CONNECT), the gateway the session id (X-DTLS-Session-ID) and the suite
+# (X-DTLS-CipherSuite / X-DTLS12-CipherSuite); the DTLS handshake is then an abbreviated one, resuming a session
+# that both set up with gnutls_session_set_premaster (GnuTLS enum values, gnutls.h)
+LEGACY_VERSIONS = {"DTLS 0x0100": (200, "VERS-DTLS0.9"), "DTLS 1.0": (201, "VERS-DTLS1.0"),
+                   "DTLS 1.2": (202, "VERS-DTLS1.2")}
+LEGACY_SUITES = {  # OpenSSL name -> (cipher, mac, priority items); key exchange RSA (1), compression NULL (1)
+    "AES128-SHA": (4, 3, "+AES-128-CBC:+SHA1"), "AES256-SHA": (5, 3, "+AES-256-CBC:+SHA1"),
+    "AES128-GCM-SHA256": (10, 200, "+AES-128-GCM:+AEAD"), "AES256-GCM-SHA384": (11, 200, "+AES-256-GCM:+AEAD"),
+}
 DATA, DPD_REQ, DPD_RESP, DISCONNECT, KEEPALIVE = 0x00, 0x03, 0x04, 0x05, 0x07
 NAMES = {DATA: "data", DPD_REQ: "dpd-req", DPD_RESP: "dpd-resp", DISCONNECT: "disconnect", KEEPALIVE: "keepalive",
          0x08: "compressed"}
@@ -107,13 +119,17 @@ class Server:
     the stdout/events lines, and ``outbox`` (a queue.Queue of DTLS payloads, first byte the AnyConnect type) is
     sent to the client while a session is up (``established``)."""
 
-    def __init__(self, args, *, psk_source=None, emit=None, outbox=None):
+    def __init__(self, args, *, psk_source=None, emit=None, outbox=None, legacy_source=None):
         self.args = args
         self.lib = _lib()
         self.stop = False
         self.established = False
+        self.handshaking = False  # a ClientHello was accepted, the handshake is under way
         self.outbox = outbox
         self._psk_source = psk_source
+        # legacy mode: legacy_source() gives (master secret, session id, version name, suite name) of the
+        # current CSTP session (the gateway knows them once the CONNECT was answered), or None
+        self._legacy_source = legacy_source
         if emit is not None:
             self.emit = emit
         self._events = open(args.events, "a", encoding="utf-8") if getattr(args, "events", None) else None  # noqa: SIM115
@@ -194,35 +210,70 @@ class Server:
             else:
                 self.emit("client-hello", f"ClientHello from {peer} (cookies off)", peer=peer,
                           hello_length=len(data))
-            try:
-                psk, how = (self._psk_source() if self._psk_source is not None
-                            else tls13_psk_from_keylog(self.args.gateway_keylog, self.args.gateway_events))
-            except (OSError, RuntimeError) as e:
-                sock.recv(65536)
-                self.emit("psk-unavailable", str(e), error=str(e))
-                continue
-            self.args.psk_file.write_text(f"psk:{psk.hex()}\n")
-            self.emit("psk-derived", f"PSK from the gateway's TLS session {how['tls_client_random'][:16]}… "
-                      f"({how['tls_cipher']}, {how['hash']})", **how)
+            legacy = None
+            if self._legacy_source is not None:
+                legacy = self._legacy_source()
+                if legacy is None:
+                    sock.recv(65536)
+                    self.emit("legacy-unavailable", f"ClientHello from {peer} before any CONNECT gave a master "
+                              "secret: dropped", peer=peer)
+                    continue
+                self.emit("legacy-resume", f"resuming session {legacy[1].hex()[:16]}… ({legacy[2]}, {legacy[3]}) "
+                          "with the master secret of the client's CONNECT", session_id=legacy[1].hex(),
+                          version=legacy[2], suite=legacy[3])
+            else:
+                try:
+                    psk, how = (self._psk_source() if self._psk_source is not None
+                                else tls13_psk_from_keylog(self.args.gateway_keylog, self.args.gateway_events))
+                except (OSError, RuntimeError) as e:
+                    sock.recv(65536)
+                    self.emit("psk-unavailable", str(e), error=str(e))
+                    continue
+                self.args.psk_file.write_text(f"psk:{psk.hex()}\n")
+                self.emit("psk-derived", f"PSK from the gateway's TLS session {how['tls_client_random'][:16]}… "
+                          f"({how['tls_cipher']}, {how['hash']})", **how)
             sock.connect(addr)
+            self.handshaking = True
             try:
-                self._session(sock, peer, prestate)
+                self._session(sock, peer, prestate, legacy)
             finally:
-                self.established = False
+                self.established = self.handshaking = False
                 sock.close()
                 self.args.psk_file.write_text("")
             if not self.stop:
                 sock = self._socket()
         self.emit("stopped")
 
-    def _session(self, sock: socket.socket, peer: str, prestate: Prestate) -> None:
+    def _legacy_setup(self, sess, legacy) -> None:
+        master, session_id, version_name, suite_name = legacy
+        version, vers_item = LEGACY_VERSIONS[version_name]
+        cipher, mac, items = LEGACY_SUITES[suite_name]
+        priority = f"NONE:+{vers_item}:+COMP-NULL:{items}:+RSA:+SIGN-ALL:%COMPAT"
+        err = ctypes.c_char_p()
+        self._check(self.lib.gnutls_priority_set_direct(sess, priority.encode(), ctypes.byref(err)), "priority")
+        if not hasattr(self, "_cert_cred"):
+            cred = ctypes.c_void_p()
+            self._check(self.lib.gnutls_certificate_allocate_credentials(ctypes.byref(cred)), "certificate creds")
+            self._cert_cred = cred
+        self._check(self.lib.gnutls_credentials_set(sess, GNUTLS_CRD_CERTIFICATE, self._cert_cred), "credentials")
+        mbuf = ctypes.create_string_buffer(master, len(master))
+        sbuf = ctypes.create_string_buffer(session_id, len(session_id))
+        m, sid = Datum(ctypes.cast(mbuf, ctypes.c_void_p), len(master)), Datum(ctypes.cast(sbuf, ctypes.c_void_p),
+                                                                               len(session_id))
+        self._check(self.lib.gnutls_session_set_premaster(sess, GNUTLS_SERVER, version, 1, cipher, mac, 1,
+                                                          ctypes.byref(m), ctypes.byref(sid)), "set premaster")
+
+    def _session(self, sock: socket.socket, peer: str, prestate: Prestate, legacy=None) -> None:
         lib = self.lib
         sess = ctypes.c_void_p()
         self._check(lib.gnutls_init(ctypes.byref(sess), GNUTLS_SERVER | GNUTLS_DATAGRAM), "init")
         try:
-            err = ctypes.c_char_p()
-            self._check(lib.gnutls_priority_set_direct(sess, PRIORITY.encode(), ctypes.byref(err)), "priority")
-            self._check(lib.gnutls_credentials_set(sess, GNUTLS_CRD_PSK, self.cred), "credentials")
+            if legacy is not None:
+                self._legacy_setup(sess, legacy)
+            else:
+                err = ctypes.c_char_p()
+                self._check(lib.gnutls_priority_set_direct(sess, PRIORITY.encode(), ctypes.byref(err)), "priority")
+                self._check(lib.gnutls_credentials_set(sess, GNUTLS_CRD_PSK, self.cred), "credentials")
             if not self.args.nocookie:
                 lib.gnutls_dtls_prestate_set(sess, ctypes.byref(prestate))
             lib.gnutls_transport_set_int2(sess, sock.fileno(), sock.fileno())
@@ -244,7 +295,7 @@ class Server:
             user = lib.gnutls_psk_server_get_username(sess)
             self.emit("handshake-done", f"{peer}: {desc}, PSK identity {user.decode() if user else None!r}",
                       peer=peer, description=desc, psk_identity=user.decode() if user else None)
-            self.established = True
+            self.established, self.handshaking = True, False
             self._records(sess, peer)
         finally:
             lib.gnutls_deinit(sess)

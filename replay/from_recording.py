@@ -15,8 +15,9 @@ analysis' inner-packet sink: no second parser). `build_script(recorded)` turns t
   (`${dtls_session_id}` for X-DTLS-Session-ID / X-DTLS-App-ID, the new cookie);
 * DTLS as recorded: PSK-NEGOTIATE established → a GnuTLS DTLS PSK server on the recorded X-DTLS-Port (with
   HelloVerifyRequests if the recorded gateway sent them); answered with HelloVerifyRequests from another port →
-  the same from that port; offered but never answered → the port swallows every datagram; legacy DTLS (OpenSSL's
-  pre-RFC resumption) is not served yet: dropped, with a note;
+  the same from that port; legacy DTLS established (openconnect's pre-RFC mode: DTLS 0x0100/1.0/1.2 resuming a
+  session from the client's X-DTLS-Master-Secret) → a GnuTLS server resuming it in the recorded version and suite
+  (AES-CBC-SHA1 or AES-GCM, RSA); offered but never answered → the port swallows every datagram;
 * the recorded gateway→client inner packets as CSTP `data` actions at their recorded times after the CONNECT
   answer (divided by `speed`), over DTLS when they were recorded there and the DTLS channel is up, their
   destination rewritten to the address the script hands out (scapy, checksums recomputed) when it differs from
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from .script import Script
+from .script import LEGACY_DTLS_SUITES, LEGACY_DTLS_VERSIONS, Script
 
 CONNECT_VOLATILE = {  # recorded CONNECT answer headers replaced by fresh values (lower case → template)
     "x-dtls-session-id": "${dtls_session_id}",
@@ -350,7 +351,13 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
     responders: list[dict] = []
     how = "none"
     if d.get("offered") and dtls_port:
-        if d.get("established") and d.get("mode") == "psk-negotiate":
+        suite = _legacy_suite(c)
+        if d.get("established") and d.get("mode") in ("legacy", "legacy-0x0100") \
+                and d.get("version") in LEGACY_DTLS_VERSIONS and suite in LEGACY_DTLS_SUITES:
+            dtls_cfg = {"mode": "legacy", "port": int(dtls_port), "version": d["version"], "suite": suite,
+                        "hello_verify": any((f.get("hello_verify_requests") or 0) > 0 for f in flows)}
+            how = f"legacy {d['version']} {suite}"
+        elif d.get("established") and d.get("mode") == "psk-negotiate":
             dtls_cfg = {"mode": "psk-negotiate", "port": int(dtls_port),
                         "hello_verify": any((f.get("hello_verify_requests") or 0) > 0 for f in flows)}
             how = "psk-negotiate"
@@ -362,8 +369,8 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
             sinks = [int(dtls_port)]
             how = "dropped"
             if d.get("established"):
-                notes.append(f"DTLS was established in {d.get('mode')} mode, which the replay does not serve yet: "
-                             "its datagrams are dropped (the client stays on CSTP)")
+                notes.append(f"DTLS was established in {d.get('mode')} mode ({d.get('version')}, {suite}), which "
+                             "the replay does not serve: its datagrams are dropped (the client stays on CSTP)")
     # inner packets, DPD and the end, per tunnel
     actions: list[dict] = []
     packets = 0
@@ -420,6 +427,17 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
     if dtls_cfg:
         script["dtls"] = dtls_cfg
     return BuildResult(script=Script.from_dict(script), notes=notes, dtls=how, packets=packets)
+
+
+def _legacy_suite(connect_details: dict) -> str | None:
+    """The legacy DTLS suite the recorded gateway chose (X-DTLS-CipherSuite, else X-DTLS12-CipherSuite)."""
+    for con in connect_details.get("connects") or ():
+        heads = {str(k).lower(): str(v) for k, v in con.get("response_headers") or ()}
+        for name in ("x-dtls-ciphersuite", "x-dtls12-ciphersuite"):
+            v = heads.get(name)
+            if v and v != "PSK-NEGOTIATE":
+                return v
+    return None
 
 
 def _answered_from_another_port(flows: list[dict], port: int) -> int | None:

@@ -235,6 +235,7 @@ class ScriptedGateway:
         self._tmp: Path | None = None  # a private directory (DTLS PSK file, key log when none was asked for)
         self._dtls = None  # replay.dtls_psk_server.Server when the script has a `dtls` server
         self._tls13_cipher: str | None = None  # the cipher suite of the last TLS 1.3 session (the DTLS PSK's hash)
+        self._legacy: tuple | None = None  # legacy DTLS: what the last tunnel's CONNECT set up (_dtls_legacy)
         if script.dtls and keylog is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="acflow-gw-"))
             keylog = self._tmp / "gateway-keys.log"
@@ -296,6 +297,10 @@ class ScriptedGateway:
         psk = psk_from_tls13_exporter_secret(bytes.fromhex(lines[-1][2]), hash_name)
         return psk, {"tls_client_random": lines[-1][1], "tls_cipher": cipher, "hash": hash_name}
 
+    def _dtls_legacy(self):
+        """(master secret, session id, version, suite) for legacy DTLS: the last CONNECT's, or None."""
+        return self._legacy
+
     def _start_dtls(self) -> None:
         from .dtls_psk_server import Server  # noqa: PLC0415 - GnuTLS (ctypes) only when a script asks for DTLS
 
@@ -309,7 +314,8 @@ class ScriptedGateway:
         def emit(etype, text="", **data):
             self.emit("dtls-" + etype, text, **data)
 
-        self._dtls = Server(args, psk_source=self._dtls_psk, emit=emit, outbox=queue.Queue())
+        legacy = self._dtls_legacy if d.mode == "legacy" else None
+        self._dtls = Server(args, psk_source=self._dtls_psk, emit=emit, outbox=queue.Queue(), legacy_source=legacy)
         self._spawn(self._dtls.serve)
 
     def start(self) -> None:
@@ -583,6 +589,15 @@ class ScriptedGateway:
             self.emit("response", f"session {n}: {desc['status_line']}", session=n,
                       step=step.id if step else None, tunnel=tunnel, **desc)
             if tunnel:
+                d = self.script.dtls
+                secret = req.header("X-DTLS-Master-Secret")
+                if d is not None and d.mode == "legacy" and secret:
+                    try:
+                        self._legacy = (bytes.fromhex(secret), bytes.fromhex(self.values["dtls_session_id"]),
+                                        d.version, d.suite)
+                    except ValueError:
+                        self.emit("dtls-legacy-unusable", f"session {n}: X-DTLS-Master-Secret is not hex",
+                                  session=n)
                 return self._cstp_loop(n, sock, buf)
             if close:
                 return "closed by script"
@@ -617,7 +632,9 @@ class ScriptedGateway:
                 payload = bytes.fromhex(a.payload_hex)
                 if a.send == "disconnect" and not payload:
                     payload = b"\xb0" + render(a.reason, self.values).encode()
-                if a.send == "data" and a.channel == "dtls" and self._dtls is not None and self._dtls.established:
+                if a.send == "data" and a.channel == "dtls" and self._dtls is not None and (
+                        self._dtls.established or self._dtls.handshaking):
+                    # recorded over DTLS: over DTLS once its handshake (under way) is done
                     self._dtls.outbox.put((b"\x00" + payload, f"script action at {a.at:g} s"))
                     continue
                 self._send_frame(n, sock, CSTP_TYPES[a.send], payload, f"script action at {a.at:g} s")

@@ -233,31 +233,42 @@ class CstpBehaviour:
                    actions=sorted(actions, key=lambda a: a.at))
 
 
-DTLS_MODES = ("psk-negotiate",)
+DTLS_MODES = ("psk-negotiate", "legacy")
+LEGACY_DTLS_VERSIONS = ("DTLS 0x0100", "DTLS 1.0", "DTLS 1.2")  # as the session model names them
+LEGACY_DTLS_SUITES = ("AES128-SHA", "AES256-SHA", "AES128-GCM-SHA256", "AES256-GCM-SHA384")
 
 
 @dataclass
 class DtlsBehaviour:
-    """A DTLS server beside the gateway (replay.dtls_psk_server, GnuTLS): `mode` "psk-negotiate" (openconnect's
-    PSK from the CSTP TLS session's exporter) on UDP `port`; `hello_verify`: answer a cookie-less ClientHello with
-    a HelloVerifyRequest first (RFC 6347; Cisco gateways do, ocserv does not)."""
+    """A DTLS server beside the gateway (replay.dtls_psk_server, GnuTLS) on UDP `port`: `mode` "psk-negotiate"
+    (openconnect's PSK from the CSTP TLS session's exporter) or "legacy" (the session resumed with the master
+    secret the client sent in X-DTLS-Master-Secret and the X-DTLS-Session-ID the gateway answered; `version` one
+    of "DTLS 0x0100", "DTLS 1.0", "DTLS 1.2", `suite` an OpenSSL name: AES128-SHA, AES256-SHA, AES128-GCM-SHA256,
+    AES256-GCM-SHA384); `hello_verify`: answer a cookie-less ClientHello with a HelloVerifyRequest first (RFC 6347;
+    Cisco gateways do, ocserv does not)."""
 
     mode: str = "psk-negotiate"
     port: int = 443
     hello_verify: bool = False
     mtu: int = 1472  # the DTLS MTU GnuTLS may send (UDP payload)
+    version: str = ""  # legacy only
+    suite: str = ""  # legacy only
 
     @classmethod
     def from_dict(cls, d: dict | None) -> DtlsBehaviour | None:
         if not d:
             return None
-        unknown = set(d) - {"mode", "port", "hello_verify", "mtu"}
+        unknown = set(d) - {"mode", "port", "hello_verify", "mtu", "version", "suite"}
         if unknown:
             raise ScriptError(f"dtls: unknown keys {sorted(unknown)}")
         b = cls(mode=str(d.get("mode", "psk-negotiate")), port=int(d.get("port", 443)),
-                hello_verify=bool(d.get("hello_verify", False)), mtu=int(d.get("mtu", 1472)))
+                hello_verify=bool(d.get("hello_verify", False)), mtu=int(d.get("mtu", 1472)),
+                version=str(d.get("version") or ""), suite=str(d.get("suite") or ""))
         if b.mode not in DTLS_MODES:
             raise ScriptError(f"dtls.mode must be one of {DTLS_MODES}, got {b.mode!r}")
+        if b.mode == "legacy" and (b.version not in LEGACY_DTLS_VERSIONS or b.suite not in LEGACY_DTLS_SUITES):
+            raise ScriptError(f"dtls: legacy mode needs version in {LEGACY_DTLS_VERSIONS} and suite in "
+                              f"{LEGACY_DTLS_SUITES}, got {b.version!r} {b.suite!r}")
         if not 0 < b.port < 65536 or not 256 <= b.mtu <= 65507:
             raise ScriptError("dtls: port or mtu out of range")
         return b

@@ -93,6 +93,19 @@ def test_dtls_blocked_is_dropped_and_auth_fail_stops_at_the_rejection():
     assert "Login failed." in last and rounds[-1]["rejected"]
 
 
+@pytest.mark.parametrize("name", ["legacy-dtls09", "legacy-dtls"])
+def test_legacy_dtls_is_served_in_the_recorded_version_and_suite(name):
+    sess = doc(name)["sessions"][0]
+    d = phase(sess, "dtls")["details"]
+    heads = dict(phase(sess, "cstp-connect")["details"]["connects"][0]["response_headers"])
+    r = build_script(recorded(name))
+    assert r.script.dtls is not None and r.script.dtls.mode == "legacy"
+    assert r.script.dtls.version == d["version"]
+    assert r.script.dtls.suite == (heads.get("X-DTLS-CipherSuite") or heads["X-DTLS12-CipherSuite"])
+    (connect,) = _step(r.script, "CONNECT")
+    assert dict(connect.respond.headers)["X-DTLS-Session-ID"] == "${dtls_session_id}"
+
+
 def test_dtls_answered_from_another_port_is_answered_so():
     r = build_script(recorded("scripted/dtls-source-mismatch"))
     flows = phase(doc("scripted/dtls-source-mismatch")["sessions"][0], "dtls")["details"]["flows"]
@@ -273,10 +286,11 @@ CLIENT_TRAFFIC = "traffic.*c2s"
 # sample, seconds held after the pings, --speed (dtls-blocked's downstream packets span 13 s: played 4× faster);
 # scripted/terminate: the recorded gateway ends the session with a TERMINATE 4 s after CONNECT;
 # scripted/connect-unavailable: CONNECT answered 503 with an X-Reason
-# scripted/dtls-cookie: PSK-NEGOTIATE behind a HelloVerifyRequest (RFC 6347 cookie), as a Cisco gateway does
+# scripted/dtls-cookie: PSK-NEGOTIATE behind a HelloVerifyRequest (RFC 6347 cookie), as a Cisco gateway does;
+# legacy-dtls09: legacy DTLS 0x0100 (AES128-SHA) resumed from the client's X-DTLS-Master-Secret
 LIVE = [("baseline", 1.0, 1.0), ("dtls-blocked", 1.0, 4.0), ("mtu", 1.0, 1.0), ("auth-fail", 0.0, 1.0),
         ("scripted/terminate", 4.0, 1.0), ("scripted/connect-unavailable", 0.0, 1.0),
-        ("scripted/dtls-cookie", 1.0, 1.0)]
+        ("scripted/dtls-cookie", 1.0, 1.0), ("legacy-dtls09", 1.0, 1.0)]
 
 
 @pytest.mark.lab
@@ -297,9 +311,15 @@ def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
         hvr = sum(f.get("hello_verify_requests") or 0 for f in phase(sess, "dtls")["details"].get("flows") or ())
         assert ("dtls-hello-verify-request" in run["gateway_log"]) == (hvr > 0)
         if speed == 1.0:
-            # the recorded gateway→client packets reached the client's TUN, byte for byte and in order (played
-            # faster, some would come before openconnect brings its TUN up: with DTLS dropped it waits ~12 s)
-            want = [pkt for _, direction, _, pkt in recorded(name).inner if direction == "s2c"]
+            # the recorded gateway→client packets reached the client's TUN, byte for byte and in order: those
+            # recorded once the tunnel was surely up (0.5 s after the CONNECT answer; the replayed DTLS handshake
+            # takes up to 0.1 s more than the recorded one, and openconnect brings the TUN up after it), and all
+            # of them when not played faster (with DTLS dropped, openconnect waits ~12 s before it does)
+            # IPv4 only: the recorded IPv6 packets are link-local multicast (MLD, router solicitations) that the
+            # replay's client kernel may send itself, byte for byte (a stable link-local address)
+            t0 = connect["details"]["connects"][0]["response_time"]
+            want = [pkt for ts, direction, _, pkt in recorded(name).inner
+                    if direction == "s2c" and ts - t0 >= 0.5 and pkt[0] >> 4 == 4]
             assert want and _inner_packets_seen(run["any"], want) == want
         end = sess["tunnel"].get("end") or {}
         if end.get("direction") == "s2c" and end.get("type") == "TERMINATE":

@@ -20,7 +20,9 @@ A script is a JSON-compatible dict (or a `.json` file holding one); `Script.from
       "unmatched_nearest": false,  # true: such a request with the method and path of a step gets that step's
                                    # answer (the next one expected, else the closest before); 404 if none
       "cstp": {"answer_dpd": true, "icmp_echo": true,         # behaviour after a 2xx CONNECT (see `CstpBehaviour`)
-               "actions": [{"at": 2.0, "send": "dpd-req"},
+               "actions": [{"at": 0.6, "send": "data", "payload_hex": "4500…",   # an inner packet to the
+                            "channel": "dtls"},                                  # client (DTLS when up)
+                           {"at": 2.0, "send": "dpd-req"},
                            {"at": 3.0, "send": "close", "tunnels": [1]}]},   # only on the first tunnel
       "udp_sinks": [4443],                                    # UDP ports bound and read silently (DTLS black hole)
       "udp_responders": [{"port": 4443, "reply_from": 4444,   # see `UdpResponder`

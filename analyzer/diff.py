@@ -200,7 +200,7 @@ def session_facts(s: dict) -> tuple[_Facts, dict[str, float]]:
     f.add("tls.cipher_suite", "", sh.get("cipher_suite"))
     f.add("tls.alpn", "", sh.get("alpn"))
     f.add("tls.resumed", "", sh.get("resumed"))
-    certs = tls.get("certificates") or []
+    certs = _L(tls.get("certificates"))
     if certs and isinstance(certs[0], dict):
         f.add("tls.certificate.subject", "", certs[0].get("subject"))
         f.add("tls.certificate.sha256", "", certs[0].get("sha256"))
@@ -337,7 +337,12 @@ def session_identity(s: dict) -> dict:
             user = m.group(1)
             break
     g = _details(s, "group-selection")
-    return {"user": user, "group": g.get("group_selected"), "gateway": s.get("gateway"), "id": s.get("id")}
+
+    def text(v):
+        return None if v is None else str(v)
+
+    return {"user": user, "group": text(g.get("group_selected")), "gateway": text(s.get("gateway")),
+            "id": text(s.get("id"))}
 
 
 def _describe(ident: dict) -> str:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from analyzer.diff import diff_documents
+from analyzer.report.diff_report import render_diff
 
 from .conftest import facts, sample
 from .helpers import doc
@@ -149,10 +150,11 @@ def test_damaged_reports_never_crash_the_diff():
     rnd = random.Random(15)
     junk = [None, 7, -1.5, "x", [], {}, [1, "a"], {"k": [None]}, True]
     a = doc("baseline", show_secrets=False)
-    for _ in range(40):
-        b = _mangle(doc("mtu", show_secrets=False), rnd, junk)
+    for i in range(200):
+        b = _mangle(doc(("mtu", "dtls-blocked", "downloader", "group-select")[i % 4], show_secrets=False), rnd, junk)
         if not isinstance(b, dict):
             continue
         r = diff_documents(a, b)
-        r.to_json("test")
+        for fmt in ("terminal", "json", "html"):
+            render_diff(r, fmt, version="test")
         diff_documents(b, b)

@@ -585,23 +585,27 @@ class ScriptedGateway:
             tunnel = bool(step and step.starts_tunnel())
             close = bool(step and step.close) or (req.header("Connection") or "").lower() == "close"
             data, desc = build_response(resp, self.values, tunnel=tunnel, close=close)
+            if tunnel:
+                self._set_legacy_dtls(n, req)  # before the answer: the client's DTLS ClientHello follows it at once
             sock.sendall(data)
             self.emit("response", f"session {n}: {desc['status_line']}", session=n,
                       step=step.id if step else None, tunnel=tunnel, **desc)
             if tunnel:
-                d = self.script.dtls
-                secret = req.header("X-DTLS-Master-Secret")
-                if d is not None and d.mode == "legacy" and secret:
-                    try:
-                        self._legacy = (bytes.fromhex(secret), bytes.fromhex(self.values["dtls_session_id"]),
-                                        d.version, d.suite)
-                    except ValueError:
-                        self.emit("dtls-legacy-unusable", f"session {n}: X-DTLS-Master-Secret is not hex",
-                                  session=n)
                 return self._cstp_loop(n, sock, buf)
             if close:
                 return "closed by script"
         return "gateway stopping"
+
+    def _set_legacy_dtls(self, n: int, req: Request) -> None:
+        """Legacy DTLS: the session the client will resume (its X-DTLS-Master-Secret, our X-DTLS-Session-ID)."""
+        d = self.script.dtls
+        secret = req.header("X-DTLS-Master-Secret")
+        if d is None or d.mode != "legacy" or not secret:
+            return
+        try:
+            self._legacy = (bytes.fromhex(secret), bytes.fromhex(self.values["dtls_session_id"]), d.version, d.suite)
+        except ValueError:
+            self.emit("dtls-legacy-unusable", f"session {n}: X-DTLS-Master-Secret is not hex", session=n)
 
     # -- CSTP -----------------------------------------------------------------------------------------------
     def _send_frame(self, n: int, sock: ssl.SSLSocket, ptype: int, payload: bytes, why: str) -> None:

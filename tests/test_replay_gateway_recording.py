@@ -265,6 +265,16 @@ def _diff(name: str, run: dict, *ignore: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=ROOT)
 
 
+def _tun_up_after_connect(work: Path) -> float:
+    """Seconds from the replay's CONNECT answer (the gateway's tunnel-start event) to the vpnc-script's "connect"
+    (openconnect's TUN configured and up)."""
+    events = [json.loads(line) for line in (work / "events.jsonl").read_text().splitlines()]
+    start = next(e["t"] for e in events if e["type"] == "tunnel-start")
+    configured = next(float(line.split("\t")[0]) for line in (work / "script.log").read_text().splitlines()
+                      if line.split("\t")[1:2] == ["connect"])
+    return configured - start
+
+
 def _inner_packets_seen(capture: Path, wanted: list[bytes]) -> list[bytes]:
     """The IP packets of ``capture`` (Linux cooked capture of every interface) received by the client namespace
     (not sent: the SLL packet type is not 4, "outgoing") that are in ``wanted``, in order."""
@@ -312,14 +322,15 @@ def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
         assert ("dtls-hello-verify-request" in run["gateway_log"]) == (hvr > 0)
         if speed == 1.0:
             # the recorded gateway→client packets reached the client's TUN, byte for byte and in order: those
-            # recorded once the tunnel was surely up (0.5 s after the CONNECT answer; the replayed DTLS handshake
-            # takes up to 0.1 s more than the recorded one, and openconnect brings the TUN up after it), and all
-            # of them when not played faster (with DTLS dropped, openconnect waits ~12 s before it does)
+            # recorded once the replay's TUN was up (openconnect brings it up after the DTLS handshake, which
+            # takes up to 0.1 s more in the replay; at least 0.5 s after the CONNECT answer), when not played
+            # faster (with DTLS dropped, openconnect waits ~12 s before it does)
             # IPv4 only: the recorded IPv6 packets are link-local multicast (MLD, router solicitations) that the
             # replay's client kernel may send itself, byte for byte (a stable link-local address)
             t0 = connect["details"]["connects"][0]["response_time"]
+            up = max(0.5, _tun_up_after_connect(tmp_path) + 0.05)
             want = [pkt for ts, direction, _, pkt in recorded(name).inner
-                    if direction == "s2c" and ts - t0 >= 0.5 and pkt[0] >> 4 == 4]
+                    if direction == "s2c" and ts - t0 >= up and pkt[0] >> 4 == 4]
             assert want and _inner_packets_seen(run["any"], want) == want
         end = sess["tunnel"].get("end") or {}
         if end.get("direction") == "s2c" and end.get("type") == "TERMINATE":

@@ -40,6 +40,7 @@ from .gateway import icmp_echo_reply
 
 GNUTLS_SERVER = 1
 GNUTLS_DATAGRAM = 1 << 2
+GNUTLS_NONBLOCK = 1 << 3
 GNUTLS_CRD_PSK = 4
 GNUTLS_SHUT_WR = 1
 E_AGAIN, E_INTERRUPTED, E_TIMEDOUT = -28, -52, -319
@@ -88,7 +89,8 @@ def _lib():
                                               ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(Prestate)]
     for fn in ("gnutls_init", "gnutls_priority_set_direct", "gnutls_credentials_set", "gnutls_handshake",
                "gnutls_bye", "gnutls_deinit", "gnutls_dtls_prestate_set", "gnutls_transport_set_int2",
-               "gnutls_dtls_set_timeouts", "gnutls_record_set_timeout", "gnutls_error_is_fatal"):
+               "gnutls_dtls_set_timeouts", "gnutls_record_set_timeout", "gnutls_error_is_fatal",
+               "gnutls_dtls_get_timeout"):
         getattr(lib, fn)  # fail early if the library lacks one
     return lib
 
@@ -266,7 +268,11 @@ class Server:
     def _session(self, sock: socket.socket, peer: str, prestate: Prestate, legacy=None) -> None:
         lib = self.lib
         sess = ctypes.c_void_p()
-        self._check(lib.gnutls_init(ctypes.byref(sess), GNUTLS_SERVER | GNUTLS_DATAGRAM), "init")
+        # non-blocking: GnuTLS returns E_AGAIN instead of waiting inside (a blocking DTLS handshake lingers
+        # ~50 ms per flight, so the client's first DTLS packets, its MTU probes, were answered late); the waits
+        # are this loop's select() calls, the retransmissions GnuTLS's timers (gnutls_dtls_get_timeout)
+        self._check(lib.gnutls_init(ctypes.byref(sess), GNUTLS_SERVER | GNUTLS_DATAGRAM | GNUTLS_NONBLOCK), "init")
+        sock.setblocking(False)
         try:
             if legacy is not None:
                 self._legacy_setup(sess, legacy)
@@ -286,6 +292,8 @@ class Server:
                 if rc >= 0:
                     break
                 if rc in (E_AGAIN, E_INTERRUPTED) and not self.stop:
+                    wait = lib.gnutls_dtls_get_timeout(sess)
+                    select.select([sock], [], [], min(max(wait, 1), 300) / 1000)
                     continue
                 self.emit("handshake-failed", f"{peer}: {lib.gnutls_strerror(rc).decode()}", peer=peer,
                           error=lib.gnutls_strerror(rc).decode())
@@ -296,11 +304,11 @@ class Server:
             self.emit("handshake-done", f"{peer}: {desc}, PSK identity {user.decode() if user else None!r}",
                       peer=peer, description=desc, psk_identity=user.decode() if user else None)
             self.established, self.handshaking = True, False
-            self._records(sess, peer)
+            self._records(sess, peer, sock)
         finally:
             lib.gnutls_deinit(sess)
 
-    def _records(self, sess, peer: str) -> None:
+    def _records(self, sess, peer: str, sock: socket.socket) -> None:
         lib = self.lib
         # with an outbox, wake often enough to send its packets close to their time
         lib.gnutls_record_set_timeout(sess, 300 if self.outbox is None else 10)
@@ -328,7 +336,10 @@ class Server:
                           counts=counts)
                 return
             n = lib.gnutls_record_recv(sess, buf, len(buf))
-            if n in (E_TIMEDOUT, E_AGAIN, E_INTERRUPTED):
+            if n == E_AGAIN:
+                select.select([sock], [], [], 0.3 if self.outbox is None else 0.01)
+                continue
+            if n in (E_TIMEDOUT, E_INTERRUPTED):
                 continue
             if n == 0:
                 self.emit("session-end", f"{peer}: close_notify received", peer=peer, how="close_notify",

@@ -427,3 +427,13 @@ def test_unexpected_request_gets_the_nearest_recorded_answer(tmp_path):
     assert answers[2][0].startswith(b"HTTP/1.1 404")
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["nearest"] for e in events if e["type"] == "request"] == [False, True, False]
+
+
+def test_usage_errors_exit_2(tmp_path):
+    cap = str(sample("baseline") / "capture.pcapng")
+    for args in ([], [cap, "--script", str(tmp_path / "s.json")], [cap, "--speed", "0"], [cap, "--cert", cap],
+                 [cap, "--write", str(tmp_path / "w.pcapng")]):
+        p = subprocess.run([sys.executable, "-m", "analyzer.cli", "replay", "gateway", *args], capture_output=True,
+                           text=True, cwd=ROOT)
+        assert p.returncode == 2, (args, p.stderr)
+        assert "Traceback" not in p.stderr

@@ -317,6 +317,7 @@ def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
         params = connect["details"]["parameters"]
         assert f"Configured as {params['address']}" in log
         assert f"X-CSTP-MTU: {params['mtu']}" in log
+        assert f"CSTP connected. DPD {params['dpd']}, Keepalive {params['keepalive']}" in log
         assert ("Established DTLS connection" in log) == (phase(sess, "dtls")["status"] == "ok")
         hvr = sum(f.get("hello_verify_requests") or 0 for f in phase(sess, "dtls")["details"].get("flows") or ())
         assert ("dtls-hello-verify-request" in run["gateway_log"]) == (hvr > 0)

@@ -1,7 +1,7 @@
 """The `acflow` command line (I/O edge: arguments, files, terminal).
 
-Subcommands: analyze, batch, live, keys, replay, diff, lab. A subcommand that is not built yet (replay, diff) says so on
-stderr and exits with status 3 (EXIT_NOT_IMPLEMENTED): it never prints made-up output. A third-party module that
+Subcommands: analyze, batch, live, keys, replay, diff, lab. A subcommand that is not built yet (parts of replay) says
+so on stderr and exits with status 3 (EXIT_NOT_IMPLEMENTED): it never prints made-up output. A third-party module that
 cannot be imported (a broken installation) is named on stderr, exit status 1 (EXIT_BROKEN_INSTALL).
 """
 from __future__ import annotations
@@ -260,7 +260,8 @@ def keys(capture, keylogs, rsa_keys, output, embed):
 
 
 class _ReplayGroup(click.Group):
-    """`acflow replay client …` is built; anything else under `replay` says it is not built yet (exit 3)."""
+    """`acflow replay client …` and `acflow replay gateway …` are built; anything else under `replay` says it is not
+    built yet (exit 3)."""
 
     def resolve_command(self, ctx, args):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
@@ -270,17 +271,19 @@ class _ReplayGroup(click.Group):
 
 @click.command("other", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def _replay_not_built():
-    _not_built("replay", "only `acflow replay client CAPTURE …` is built (issue #14); the gateway side is not built "
-               "yet")
+    _not_built("replay", "only `acflow replay client CAPTURE …` (issue #14) and `acflow replay gateway CAPTURE …` "
+               "(issue #15) are built")
 
 
 @main.group(cls=_ReplayGroup)
 def replay():
-    """Play a recorded VPN session again against a live gateway and compare the result with the recording.
+    """Play a recorded VPN session again, for regression tests and to reproduce a customer's session.
 
-    `acflow replay client CAPTURE --keylog K --gateway URL` logs in again as the recorded client did, opens the
-    tunnel, sends the recorded inner packets through a TUN device in a network namespace and reports, side by
-    side, what changed (needs root). Only the client side is built; the gateway side is not yet (exit 3)."""
+    `acflow replay client CAPTURE --keylog K --gateway URL` plays the recorded client's part against a live gateway:
+    it logs in again, opens the tunnel (CSTP and DTLS), sends the recorded inner packets through a TUN device in a
+    network namespace and reports, side by side, what changed (needs root). `acflow replay gateway CAPTURE --keylog
+    K` plays the recorded gateway's part for a real client: the recorded answers, CONNECT headers, DTLS behaviour and
+    downstream packets. Compare two runs with `acflow diff`."""
 
 
 @replay.command("client")
@@ -344,13 +347,83 @@ def replay_client(capture, keylogs, session_id, gateway, resolve, user, password
     sys.exit(run(opts, fmt=fmt, output=output))
 
 
+@replay.command("gateway")
+@click.argument("capture", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="NSS key log of the recorded session; may be repeated.")
+@click.option("--session", "session_id", default=None, help="The recorded session (s1, s2…; default: the first "
+              "one that reached a CSTP CONNECT).")
+@click.option("--script", "script_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Serve this script (written by --script-out, maybe edited) instead of building one.")
+@click.option("--script-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the script built from the recording here.")
+@click.option("--no-serve", is_flag=True, help="Only build (and with --script-out write) the script.")
+@click.option("--listen", default="0.0.0.0:443", show_default=True, metavar="ADDR[:PORT]",
+              help="Address and TCP port to serve on (DTLS: the same address, the recorded X-DTLS-Port).")
+@click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Server certificate (PEM); default: a self-signed one, its pin printed.")
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Its private key.")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="Play the recorded downstream packets X times faster.")
+@click.option("--address", default=None, metavar="IPV4", help="Hand out this tunnel address instead of the "
+              "recorded one (the re-driven packets are rewritten to it).")
+@click.option("--keylog-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the gateway's TLS keys here (NSS key log).")
+@click.option("--events", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the gateway's events (one JSON object per line) here.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C).")
+@click.option("--write", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep a capture of the replay, keys embedded (pcapng DSB); needs --interface.")
+@click.option("--interface", default=None, help="Interface the replay is captured on (with --write).")
+def replay_gateway(capture, keylogs, session_id, script_path, script_out, no_serve, listen, cert, key, speed,
+                   address, keylog_out, events, duration, write, interface):
+    """Serve a recorded gateway to a real client: the recorded answers to each POST, the recorded CONNECT
+    headers (fresh cookie and secrets), DTLS as recorded (PSK-NEGOTIATE answered, or dropped), the recorded
+    gateway→client packets at their recorded times, the recorded end.
+
+    Exit status: 0 served, 2 usage, 4 unusable capture/keys/script, 5 environment (bind, dumpcap)."""
+    if not capture and not script_path:
+        raise click.UsageError("give CAPTURE (with --keylog) or --script FILE")
+    if capture and script_path:
+        raise click.UsageError("CAPTURE and --script exclude each other")
+    if bool(cert) != bool(key):
+        raise click.UsageError("--cert and --key go together")
+    if speed <= 0:
+        raise click.UsageError("--speed must be above 0")
+    if write and not interface:
+        raise click.UsageError("--write needs --interface")
+    if address:  # the recorded packets are rewritten to the new address with scapy
+        _require_extra("replay", "replay gateway --address")
+    run = _load("replay.replay_gateway", "run_replay_gateway")
+    sys.exit(run(capture=capture, keylogs=keylogs, session_id=session_id, listen=listen, cert=cert, key=key,
+                 speed=speed, script_out=script_out, script_path=script_path, keylog_out=keylog_out, events=events,
+                 duration=duration, write=write, interface=interface, address=address, no_serve=no_serve))
+
+
 @main.command()
-@click.argument("recording", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("replayed", type=click.Path(dir_okay=False, path_type=Path))
-def diff(recording, replayed):
-    """Compare two analyses of a session — a recording and its replay — phase by phase (not built yet: it
-    exits with status 3; `replay client` already prints its own side-by-side comparison)."""
-    _not_built("diff", "replay diff is not built yet")
+@click.argument("baseline", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Key log for BASELINE (and for NEW unless --keylog-new is given); may be repeated.")
+@click.option("--keylog-new", "keylogs_new", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Key log for NEW; may be repeated.")
+@click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gateway RSA private key for TLS_RSA_* key exchange (both sides); may be repeated.")
+@click.option("--ignore", "ignore", multiple=True, metavar="FIELD",
+              help="A field expected to change (repeatable): a name as the diff prints it "
+                   "(cstp.response.X-CSTP-MTU), a prefix (cstp.response) or a glob ('traffic.*.c2s').")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "json", "html"]), default="terminal",
+              help="Diff format: terminal (default), json or html.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the diff here.")
+def diff(baseline, new, keylogs, keylogs_new, rsa_keys, ignore, fmt, output):
+    """Regression diff of the sessions in BASELINE and NEW (captures with keys — key log or embedded — or JSON
+    reports of `acflow analyze --format json`): phases, requests/responses and headers, tunnel parameters, DTLS,
+    findings, timings beyond tolerance (docs/diff.md), inner traffic.
+
+    Exit status: 0 same, 1 differs, 4 an input cannot be used."""
+    run_diff = _load("analyzer.diff_run", "run_diff")
+    sys.exit(run_diff(baseline=baseline, new=new, keylogs=keylogs, keylogs_new=keylogs_new, rsa_keys=rsa_keys,
+                      ignore=list(ignore), fmt=fmt, output=output))
 
 
 def _lab_entry():

@@ -40,10 +40,23 @@ from .gateway import icmp_echo_reply
 
 GNUTLS_SERVER = 1
 GNUTLS_DATAGRAM = 1 << 2
+GNUTLS_NONBLOCK = 1 << 3
 GNUTLS_CRD_PSK = 4
 GNUTLS_SHUT_WR = 1
 E_AGAIN, E_INTERRUPTED, E_TIMEDOUT = -28, -52, -319
 PRIORITY = "NORMAL:-VERS-ALL:+VERS-DTLS1.2:-KX-ALL:+PSK"
+GNUTLS_CRD_CERTIFICATE = 1
+
+# legacy DTLS (openconnect's pre-RFC mode, as ocserv serves it): the client picks the master secret
+# (X-DTLS-Master-Secret in its CONNECT), the gateway the session id (X-DTLS-Session-ID) and the suite
+# (X-DTLS-CipherSuite / X-DTLS12-CipherSuite); the DTLS handshake is then an abbreviated one, resuming a session
+# that both set up with gnutls_session_set_premaster (GnuTLS enum values, gnutls.h)
+LEGACY_VERSIONS = {"DTLS 0x0100": (200, "VERS-DTLS0.9"), "DTLS 1.0": (201, "VERS-DTLS1.0"),
+                   "DTLS 1.2": (202, "VERS-DTLS1.2")}
+LEGACY_SUITES = {  # OpenSSL name -> (cipher, mac, priority items); key exchange RSA (1), compression NULL (1)
+    "AES128-SHA": (4, 3, "+AES-128-CBC:+SHA1"), "AES256-SHA": (5, 3, "+AES-256-CBC:+SHA1"),
+    "AES128-GCM-SHA256": (10, 200, "+AES-128-GCM:+AEAD"), "AES256-GCM-SHA384": (11, 200, "+AES-256-GCM:+AEAD"),
+}
 DATA, DPD_REQ, DPD_RESP, DISCONNECT, KEEPALIVE = 0x00, 0x03, 0x04, 0x05, 0x07
 NAMES = {DATA: "data", DPD_REQ: "dpd-req", DPD_RESP: "dpd-resp", DISCONNECT: "disconnect", KEEPALIVE: "keepalive",
          0x08: "compressed"}
@@ -76,7 +89,8 @@ def _lib():
                                               ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(Prestate)]
     for fn in ("gnutls_init", "gnutls_priority_set_direct", "gnutls_credentials_set", "gnutls_handshake",
                "gnutls_bye", "gnutls_deinit", "gnutls_dtls_prestate_set", "gnutls_transport_set_int2",
-               "gnutls_dtls_set_timeouts", "gnutls_record_set_timeout", "gnutls_error_is_fatal"):
+               "gnutls_dtls_set_timeouts", "gnutls_record_set_timeout", "gnutls_error_is_fatal",
+               "gnutls_dtls_get_timeout"):
         getattr(lib, fn)  # fail early if the library lacks one
     return lib
 
@@ -102,11 +116,25 @@ def tls13_psk_from_keylog(keylog: Path, events: Path | None) -> tuple[bytes, dic
 
 
 class Server:
-    def __init__(self, args):
+    """One DTLS client at a time. Used in-process by the scripted gateway (replay/gateway.py, a script's `dtls`)
+    with hooks: ``psk_source()`` gives (psk, how) instead of reading the key log and events files, ``emit`` replaces
+    the stdout/events lines, and ``outbox`` (a queue.Queue of DTLS payloads, first byte the AnyConnect type) is
+    sent to the client while a session is up (``established``)."""
+
+    def __init__(self, args, *, psk_source=None, emit=None, outbox=None, legacy_source=None):
         self.args = args
         self.lib = _lib()
         self.stop = False
-        self._events = open(args.events, "a", encoding="utf-8") if args.events else None  # noqa: SIM115
+        self.established = False
+        self.handshaking = False  # a ClientHello was accepted, the handshake is under way
+        self.outbox = outbox
+        self._psk_source = psk_source
+        # legacy mode: legacy_source() gives (master secret, session id, version name, suite name) of the
+        # current CSTP session (the gateway knows them once the CONNECT was answered), or None
+        self._legacy_source = legacy_source
+        if emit is not None:
+            self.emit = emit
+        self._events = open(args.events, "a", encoding="utf-8") if getattr(args, "events", None) else None  # noqa: SIM115
         key = (ctypes.c_ubyte * 32)(*os.urandom(32))
         self._cookie_key_buf = key
         self.cookie_key = Datum(ctypes.cast(key, ctypes.c_void_p), 32)
@@ -184,33 +212,74 @@ class Server:
             else:
                 self.emit("client-hello", f"ClientHello from {peer} (cookies off)", peer=peer,
                           hello_length=len(data))
-            try:
-                psk, how = tls13_psk_from_keylog(self.args.gateway_keylog, self.args.gateway_events)
-            except (OSError, RuntimeError) as e:
-                sock.recv(65536)
-                self.emit("psk-unavailable", str(e), error=str(e))
-                continue
-            self.args.psk_file.write_text(f"psk:{psk.hex()}\n")
-            self.emit("psk-derived", f"PSK from the gateway's TLS session {how['tls_client_random'][:16]}… "
-                      f"({how['tls_cipher']}, {how['hash']})", **how)
+            legacy = None
+            if self._legacy_source is not None:
+                legacy = self._legacy_source()
+                if legacy is None:
+                    sock.recv(65536)
+                    self.emit("legacy-unavailable", f"ClientHello from {peer} before any CONNECT gave a master "
+                              "secret: dropped", peer=peer)
+                    continue
+                self.emit("legacy-resume", f"resuming session {legacy[1].hex()[:16]}… ({legacy[2]}, {legacy[3]}) "
+                          "with the master secret of the client's CONNECT", session_id=legacy[1].hex(),
+                          version=legacy[2], suite=legacy[3])
+            else:
+                try:
+                    psk, how = (self._psk_source() if self._psk_source is not None
+                                else tls13_psk_from_keylog(self.args.gateway_keylog, self.args.gateway_events))
+                except (OSError, RuntimeError) as e:
+                    sock.recv(65536)
+                    self.emit("psk-unavailable", str(e), error=str(e))
+                    continue
+                self.args.psk_file.write_text(f"psk:{psk.hex()}\n")
+                self.emit("psk-derived", f"PSK from the gateway's TLS session {how['tls_client_random'][:16]}… "
+                          f"({how['tls_cipher']}, {how['hash']})", **how)
             sock.connect(addr)
+            self.handshaking = True
             try:
-                self._session(sock, peer, prestate)
+                self._session(sock, peer, prestate, legacy)
             finally:
+                self.established = self.handshaking = False
                 sock.close()
                 self.args.psk_file.write_text("")
             if not self.stop:
                 sock = self._socket()
         self.emit("stopped")
 
-    def _session(self, sock: socket.socket, peer: str, prestate: Prestate) -> None:
+    def _legacy_setup(self, sess, legacy) -> None:
+        master, session_id, version_name, suite_name = legacy
+        version, vers_item = LEGACY_VERSIONS[version_name]
+        cipher, mac, items = LEGACY_SUITES[suite_name]
+        priority = f"NONE:+{vers_item}:+COMP-NULL:{items}:+RSA:+SIGN-ALL:%COMPAT"
+        err = ctypes.c_char_p()
+        self._check(self.lib.gnutls_priority_set_direct(sess, priority.encode(), ctypes.byref(err)), "priority")
+        if not hasattr(self, "_cert_cred"):
+            cred = ctypes.c_void_p()
+            self._check(self.lib.gnutls_certificate_allocate_credentials(ctypes.byref(cred)), "certificate creds")
+            self._cert_cred = cred
+        self._check(self.lib.gnutls_credentials_set(sess, GNUTLS_CRD_CERTIFICATE, self._cert_cred), "credentials")
+        mbuf = ctypes.create_string_buffer(master, len(master))
+        sbuf = ctypes.create_string_buffer(session_id, len(session_id))
+        m, sid = Datum(ctypes.cast(mbuf, ctypes.c_void_p), len(master)), Datum(ctypes.cast(sbuf, ctypes.c_void_p),
+                                                                               len(session_id))
+        self._check(self.lib.gnutls_session_set_premaster(sess, GNUTLS_SERVER, version, 1, cipher, mac, 1,
+                                                          ctypes.byref(m), ctypes.byref(sid)), "set premaster")
+
+    def _session(self, sock: socket.socket, peer: str, prestate: Prestate, legacy=None) -> None:
         lib = self.lib
         sess = ctypes.c_void_p()
-        self._check(lib.gnutls_init(ctypes.byref(sess), GNUTLS_SERVER | GNUTLS_DATAGRAM), "init")
+        # non-blocking: GnuTLS returns E_AGAIN instead of waiting inside (a blocking DTLS handshake lingers
+        # ~50 ms per flight, so the client's first DTLS packets, its MTU probes, were answered late); the waits
+        # are this loop's select() calls, the retransmissions GnuTLS's timers (gnutls_dtls_get_timeout)
+        self._check(lib.gnutls_init(ctypes.byref(sess), GNUTLS_SERVER | GNUTLS_DATAGRAM | GNUTLS_NONBLOCK), "init")
+        sock.setblocking(False)
         try:
-            err = ctypes.c_char_p()
-            self._check(lib.gnutls_priority_set_direct(sess, PRIORITY.encode(), ctypes.byref(err)), "priority")
-            self._check(lib.gnutls_credentials_set(sess, GNUTLS_CRD_PSK, self.cred), "credentials")
+            if legacy is not None:
+                self._legacy_setup(sess, legacy)
+            else:
+                err = ctypes.c_char_p()
+                self._check(lib.gnutls_priority_set_direct(sess, PRIORITY.encode(), ctypes.byref(err)), "priority")
+                self._check(lib.gnutls_credentials_set(sess, GNUTLS_CRD_PSK, self.cred), "credentials")
             if not self.args.nocookie:
                 lib.gnutls_dtls_prestate_set(sess, ctypes.byref(prestate))
             lib.gnutls_transport_set_int2(sess, sock.fileno(), sock.fileno())
@@ -223,6 +292,8 @@ class Server:
                 if rc >= 0:
                     break
                 if rc in (E_AGAIN, E_INTERRUPTED) and not self.stop:
+                    wait = lib.gnutls_dtls_get_timeout(sess)
+                    select.select([sock], [], [], min(max(wait, 1), 300) / 1000)
                     continue
                 self.emit("handshake-failed", f"{peer}: {lib.gnutls_strerror(rc).decode()}", peer=peer,
                           error=lib.gnutls_strerror(rc).decode())
@@ -232,13 +303,15 @@ class Server:
             user = lib.gnutls_psk_server_get_username(sess)
             self.emit("handshake-done", f"{peer}: {desc}, PSK identity {user.decode() if user else None!r}",
                       peer=peer, description=desc, psk_identity=user.decode() if user else None)
-            self._records(sess, peer)
+            self.established, self.handshaking = True, False
+            self._records(sess, peer, sock)
         finally:
             lib.gnutls_deinit(sess)
 
-    def _records(self, sess, peer: str) -> None:
+    def _records(self, sess, peer: str, sock: socket.socket) -> None:
         lib = self.lib
-        lib.gnutls_record_set_timeout(sess, 300)
+        # with an outbox, wake often enough to send its packets close to their time
+        lib.gnutls_record_set_timeout(sess, 300 if self.outbox is None else 10)
         buf = ctypes.create_string_buffer(65536)
         counts: dict[str, int] = {}
 
@@ -253,6 +326,9 @@ class Server:
             self.emit("tx", f"{name} ({len(payload)} bytes) {why}", name=name, length=len(payload), why=why)
 
         while True:
+            while self.outbox is not None and not self.outbox.empty() and not self.stop:
+                payload, why = self.outbox.get_nowait()
+                send(payload, why)
             if self.stop:
                 # as ocserv: the DTLS channel ends with the session, without a close_notify (the client is gone
                 # by then; an alert would only draw an ICMP port unreachable)
@@ -260,7 +336,10 @@ class Server:
                           counts=counts)
                 return
             n = lib.gnutls_record_recv(sess, buf, len(buf))
-            if n in (E_TIMEDOUT, E_AGAIN, E_INTERRUPTED):
+            if n == E_AGAIN:
+                select.select([sock], [], [], 0.3 if self.outbox is None else 0.01)
+                continue
+            if n in (E_TIMEDOUT, E_INTERRUPTED):
                 continue
             if n == 0:
                 self.emit("session-end", f"{peer}: close_notify received", peer=peer, how="close_notify",
@@ -278,7 +357,7 @@ class Server:
             self.emit("rx", f"{name} ({n} bytes)", name=name, length=n)
             if payload[0] == DPD_REQ:
                 send(bytes([DPD_RESP]) + payload[1:], "answer to DPD-REQ")
-            elif payload[0] == DATA:
+            elif payload[0] == DATA and getattr(self.args, "icmp_echo", True):
                 reply = icmp_echo_reply(payload[1:])
                 if reply is not None:
                     send(b"\x00" + reply, "ICMP echo reply")

@@ -26,17 +26,21 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import queue
 import re
 import secrets
+import shutil
 import signal
 import socket
 import ssl
 import struct
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from dissectors.packet import internet_checksum
 
@@ -228,6 +232,14 @@ class ScriptedGateway:
         self._udp: list[socket.socket] = []
         self._tunnels = 0
         self._sni: dict[int, str | None] = {}
+        self._tmp: Path | None = None  # a private directory (DTLS PSK file, key log when none was asked for)
+        self._dtls = None  # replay.dtls_psk_server.Server when the script has a `dtls` server
+        self._tls13_cipher: str | None = None  # the cipher suite of the last TLS 1.3 session (the DTLS PSK's hash)
+        self._legacy: tuple | None = None  # legacy DTLS: what the last tunnel's CONNECT set up (_dtls_legacy)
+        if script.dtls and keylog is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="acflow-gw-"))
+            keylog = self._tmp / "gateway-keys.log"
+        self.keylog = Path(keylog) if keylog else None
         der = ssl.PEM_cert_to_DER_cert(Path(cert).read_text())
         self.values = {
             "cookie": f"{secrets.randbelow(10**9)}@{secrets.randbelow(10**6)}@{int(time.time())}@"
@@ -273,7 +285,42 @@ class ScriptedGateway:
             print(f"[gw] {etype}: {text}".rstrip(": "), file=self._out, flush=True)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
+    def _dtls_psk(self) -> tuple[bytes, dict]:
+        """openconnect's PSK-NEGOTIATE key: the exporter of the last TLS 1.3 session (this gateway's key log)."""
+        from dissectors.dtls.psk import psk_from_tls13_exporter_secret  # noqa: PLC0415
+
+        lines = [ln.split() for ln in self.keylog.read_text().splitlines() if ln.startswith("EXPORTER_SECRET ")]
+        if not lines or len(lines[-1]) != 3:
+            raise RuntimeError("no EXPORTER_SECRET in the gateway's key log: the CSTP session must be TLS 1.3")
+        cipher = self._tls13_cipher
+        hash_name = "sha384" if cipher and cipher.endswith("SHA384") else "sha256"
+        psk = psk_from_tls13_exporter_secret(bytes.fromhex(lines[-1][2]), hash_name)
+        return psk, {"tls_client_random": lines[-1][1], "tls_cipher": cipher, "hash": hash_name}
+
+    def _dtls_legacy(self):
+        """(master secret, session id, version, suite) for legacy DTLS: the last CONNECT's, or None."""
+        return self._legacy
+
+    def _start_dtls(self) -> None:
+        from .dtls_psk_server import Server  # noqa: PLC0415 - GnuTLS (ctypes) only when a script asks for DTLS
+
+        d = self.script.dtls
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="acflow-gw-"))
+        args = SimpleNamespace(listen=self.host, port=d.port, psk_file=self._tmp / "dtls-psk.txt", events=None,
+                               nocookie=not d.hello_verify, mtu=d.mtu, gateway_keylog=self.keylog,
+                               gateway_events=None, icmp_echo=self.script.cstp.icmp_echo)
+
+        def emit(etype, text="", **data):
+            self.emit("dtls-" + etype, text, **data)
+
+        legacy = self._dtls_legacy if d.mode == "legacy" else None
+        self._dtls = Server(args, psk_source=self._dtls_psk, emit=emit, outbox=queue.Queue(), legacy_source=legacy)
+        self._spawn(self._dtls.serve)
+
     def start(self) -> None:
+        if self.script.dtls:
+            self._start_dtls()
         for port in self.script.udp_sinks:
             u = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM)
             u.bind((self.host, port))
@@ -314,6 +361,8 @@ class ScriptedGateway:
         if self._stop.is_set() and self._listener is None:
             return
         self._stop.set()
+        if self._dtls is not None:
+            self._dtls.stop = True
         for t in self._threads:
             t.join(2)
         for u in self._udp:
@@ -326,6 +375,9 @@ class ScriptedGateway:
         if self._events:
             self._events.close()
             self._events = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     def _spawn(self, fn, *args) -> None:
         t = threading.Thread(target=fn, args=args, daemon=True)
@@ -410,6 +462,8 @@ class ScriptedGateway:
             raw.close()
             return
         cipher = sock.cipher()
+        if sock.version() == "TLSv1.3" and cipher:
+            self._tls13_cipher = cipher[0]
         self.emit("tls-established", f"session {n} from {peer}: {sock.version()} {cipher[0] if cipher else ''}",
                   session=n, peer=peer, version=sock.version(), cipher=cipher[0] if cipher else None,
                   sni=self._sni.pop(id(sock), None))
@@ -480,7 +534,9 @@ class ScriptedGateway:
                 return False
         return m.cookie is None or req.cookies().get("webvpn") == render(m.cookie, self.values)
 
-    def _choose(self, req: Request) -> tuple[Step | None, list[str]]:
+    def _choose(self, req: Request) -> tuple[Step | None, list[str] | None]:
+        """The step answering ``req`` and the steps skipped to reach it; skipped is None when no step matched the
+        request and the script's `unmatched_nearest` gave the step."""
         with self._lock:
             c = self._cursor
             steps = self.script.steps
@@ -490,7 +546,22 @@ class ScriptedGateway:
                     c.used[i] = c.used.get(i, 0) + 1
                     c.pos = i if c.used[i] < steps[i].times else i + 1
                     return steps[i], skipped
+            if self.script.unmatched_nearest:
+                step = self._nearest(req, c.pos)
+                if step is not None:
+                    return step, None
         return None, []
+
+    def _nearest(self, req: Request, pos: int) -> Step | None:
+        """The step with the request's method and path that comes next (else the closest before the cursor)."""
+        same = [i for i, s in enumerate(self.script.steps)
+                if (s.expect.method or "").upper() == req.method.upper()
+                and (s.expect.path is None or render(s.expect.path, self.values) == req.target)
+                and not s.starts_tunnel()]
+        if not same:
+            return None
+        after = [i for i in same if i >= pos]
+        return self.script.steps[after[0] if after else same[-1]]
 
     def _http_loop(self, n: int, sock: ssl.SSLSocket) -> str:
         sock.settimeout(0.5)
@@ -500,17 +571,22 @@ class ScriptedGateway:
             if req is None:
                 return "client closed" if not self._stop.is_set() else "gateway stopping"
             step, skipped = self._choose(req)
+            nearest = skipped is None
+            skipped = skipped or []
             body_text = req.body.decode("utf-8", "replace")
             self.emit("request", f"session {n}: {req.method} {req.target} -> step "
-                      f"{step.id if step else '(unmatched)'}" + (f" (skipped {skipped})" if skipped else ""),
+                      f"{step.id if step else '(unmatched)'}" + (f" (skipped {skipped})" if skipped else "")
+                      + (" (unexpected request: answered as the nearest recorded one)" if nearest else ""),
                       session=n, method=req.method, target=req.target, headers=[list(h) for h in req.headers],
-                      body=body_text, step=step.id if step else None, skipped=skipped,
+                      body=body_text, step=step.id if step else None, skipped=skipped, nearest=nearest,
                       webvpn_cookie_ok=(req.cookies().get("webvpn") == self.values["cookie"])
                       if "webvpn" in req.cookies() else None)
             resp = step.respond if step else self.script.unmatched
             tunnel = bool(step and step.starts_tunnel())
             close = bool(step and step.close) or (req.header("Connection") or "").lower() == "close"
             data, desc = build_response(resp, self.values, tunnel=tunnel, close=close)
+            if tunnel:
+                self._set_legacy_dtls(n, req)  # before the answer: the client's DTLS ClientHello follows it at once
             sock.sendall(data)
             self.emit("response", f"session {n}: {desc['status_line']}", session=n,
                       step=step.id if step else None, tunnel=tunnel, **desc)
@@ -519,6 +595,17 @@ class ScriptedGateway:
             if close:
                 return "closed by script"
         return "gateway stopping"
+
+    def _set_legacy_dtls(self, n: int, req: Request) -> None:
+        """Legacy DTLS: the session the client will resume (its X-DTLS-Master-Secret, our X-DTLS-Session-ID)."""
+        d = self.script.dtls
+        secret = req.header("X-DTLS-Master-Secret")
+        if d is None or d.mode != "legacy" or not secret:
+            return
+        try:
+            self._legacy = (bytes.fromhex(secret), bytes.fromhex(self.values["dtls_session_id"]), d.version, d.suite)
+        except ValueError:
+            self.emit("dtls-legacy-unusable", f"session {n}: X-DTLS-Master-Secret is not hex", session=n)
 
     # -- CSTP -----------------------------------------------------------------------------------------------
     def _send_frame(self, n: int, sock: ssl.SSLSocket, ptype: int, payload: bytes, why: str) -> None:
@@ -549,6 +636,11 @@ class ScriptedGateway:
                 payload = bytes.fromhex(a.payload_hex)
                 if a.send == "disconnect" and not payload:
                     payload = b"\xb0" + render(a.reason, self.values).encode()
+                if a.send == "data" and a.channel == "dtls" and self._dtls is not None and (
+                        self._dtls.established or self._dtls.handshaking):
+                    # recorded over DTLS: over DTLS once its handshake (under way) is done
+                    self._dtls.outbox.put((b"\x00" + payload, f"script action at {a.at:g} s"))
+                    continue
                 self._send_frame(n, sock, CSTP_TYPES[a.send], payload, f"script action at {a.at:g} s")
                 if a.send in ("disconnect", "terminate"):
                     # the session is over: no more actions, but what the client still sends (its BYE) is read and

@@ -17,14 +17,20 @@ A script is a JSON-compatible dict (or a `.json` file holding one); `Script.from
          "respond": {"status": 200, "reason": "CONNECTED", "headers": [["X-CSTP-MTU", "1399"]]}}
       ],
       "unmatched": {"status": 404, "reason": "Not Found"},   # answer to a request no step matches
+      "unmatched_nearest": false,  # true: such a request with the method and path of a step gets that step's
+                                   # answer (the next one expected, else the closest before); 404 if none
       "cstp": {"answer_dpd": true, "icmp_echo": true,         # behaviour after a 2xx CONNECT (see `CstpBehaviour`)
-               "actions": [{"at": 2.0, "send": "dpd-req"},
+               "actions": [{"at": 0.6, "send": "data", "payload_hex": "4500…",   # an inner packet to the
+                            "channel": "dtls"},                                  # client (DTLS when up)
+                           {"at": 2.0, "send": "dpd-req"},
                            {"at": 3.0, "send": "close", "tunnels": [1]}]},   # only on the first tunnel
       "udp_sinks": [4443],                                    # UDP ports bound and read silently (DTLS black hole)
       "udp_responders": [{"port": 4443, "reply_from": 4444,   # see `UdpResponder`
                           "reply": "hello-verify-request"}],
       "tls": {"alert": {"sessions": [2], "description": "handshake_failure"},
-              "min_version": null, "max_version": null}
+              "min_version": null, "max_version": null},
+      "dtls": {"mode": "psk-negotiate", "port": 443,          # a DTLS server (see `DtlsBehaviour`)
+               "hello_verify": false}
     }
 
 Placeholders: `${name}` is replaced by `vars[name]` or by a value the gateway knows at run time:
@@ -148,6 +154,9 @@ class CstpAction:
     payload_hex: str = ""
     reason: str = ""  # for disconnect: the text after the reason byte
     tunnels: list[int] = field(default_factory=list)  # 1-based numbers of the tunnels it applies to; empty: all
+    # "data" only: "dtls" sends the packet over the DTLS channel when one is up (`Script.dtls`), else over CSTP;
+    # "" or "cstp": over CSTP
+    channel: str = ""
 
 
 UDP_REPLIES = ("hello-verify-request",)
@@ -209,18 +218,62 @@ class CstpBehaviour:
         for i, a in enumerate(d.get("actions") or []):
             if a.get("send") not in CSTP_ACTIONS:
                 raise ScriptError(f"cstp.actions[{i}]: send must be one of {CSTP_ACTIONS}, got {a.get('send')!r}")
-            unknown = set(a) - {"at", "send", "payload_hex", "reason", "tunnels"}
+            unknown = set(a) - {"at", "send", "payload_hex", "reason", "tunnels", "channel"}
             if unknown:
                 raise ScriptError(f"cstp.actions[{i}]: unknown keys {sorted(unknown)}")
             actions.append(CstpAction(at=float(a.get("at", 0.0)), send=a["send"],
                                       payload_hex=a.get("payload_hex", ""), reason=a.get("reason", ""),
-                                      tunnels=[int(t) for t in a.get("tunnels") or []]))
+                                      tunnels=[int(t) for t in a.get("tunnels") or []],
+                                      channel=str(a.get("channel") or "")))
+            if actions[-1].channel not in ("", "cstp", "dtls"):
+                raise ScriptError(f"cstp.actions[{i}]: channel must be cstp or dtls, got {actions[-1].channel!r}")
             try:
                 bytes.fromhex(actions[-1].payload_hex)
             except ValueError:
                 raise ScriptError(f"cstp.actions[{i}]: payload_hex is not hex") from None
         return cls(answer_dpd=bool(d.get("answer_dpd", True)), icmp_echo=bool(d.get("icmp_echo", False)),
                    actions=sorted(actions, key=lambda a: a.at))
+
+
+DTLS_MODES = ("psk-negotiate", "legacy")
+LEGACY_DTLS_VERSIONS = ("DTLS 0x0100", "DTLS 1.0", "DTLS 1.2")  # as the session model names them
+LEGACY_DTLS_SUITES = ("AES128-SHA", "AES256-SHA", "AES128-GCM-SHA256", "AES256-GCM-SHA384")
+
+
+@dataclass
+class DtlsBehaviour:
+    """A DTLS server beside the gateway (replay.dtls_psk_server, GnuTLS) on UDP `port`: `mode` "psk-negotiate"
+    (openconnect's PSK from the CSTP TLS session's exporter) or "legacy" (the session resumed with the master
+    secret the client sent in X-DTLS-Master-Secret and the X-DTLS-Session-ID the gateway answered; `version` one
+    of "DTLS 0x0100", "DTLS 1.0", "DTLS 1.2", `suite` an OpenSSL name: AES128-SHA, AES256-SHA, AES128-GCM-SHA256,
+    AES256-GCM-SHA384); `hello_verify`: answer a cookie-less ClientHello with a HelloVerifyRequest first (RFC 6347;
+    Cisco gateways do, ocserv does not)."""
+
+    mode: str = "psk-negotiate"
+    port: int = 443
+    hello_verify: bool = False
+    mtu: int = 1472  # the DTLS MTU GnuTLS may send (UDP payload)
+    version: str = ""  # legacy only
+    suite: str = ""  # legacy only
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> DtlsBehaviour | None:
+        if not d:
+            return None
+        unknown = set(d) - {"mode", "port", "hello_verify", "mtu", "version", "suite"}
+        if unknown:
+            raise ScriptError(f"dtls: unknown keys {sorted(unknown)}")
+        b = cls(mode=str(d.get("mode", "psk-negotiate")), port=int(d.get("port", 443)),
+                hello_verify=bool(d.get("hello_verify", False)), mtu=int(d.get("mtu", 1472)),
+                version=str(d.get("version") or ""), suite=str(d.get("suite") or ""))
+        if b.mode not in DTLS_MODES:
+            raise ScriptError(f"dtls.mode must be one of {DTLS_MODES}, got {b.mode!r}")
+        if b.mode == "legacy" and (b.version not in LEGACY_DTLS_VERSIONS or b.suite not in LEGACY_DTLS_SUITES):
+            raise ScriptError(f"dtls: legacy mode needs version in {LEGACY_DTLS_VERSIONS} and suite in "
+                              f"{LEGACY_DTLS_SUITES}, got {b.version!r} {b.suite!r}")
+        if not 0 < b.port < 65536 or not 256 <= b.mtu <= 65507:
+            raise ScriptError("dtls: port or mtu out of range")
+        return b
 
 
 @dataclass
@@ -266,6 +319,8 @@ class Script:
     udp_sinks: list[int] = field(default_factory=list)
     udp_responders: list[UdpResponder] = field(default_factory=list)
     tls: TlsBehaviour = field(default_factory=TlsBehaviour)
+    dtls: DtlsBehaviour | None = None
+    unmatched_nearest: bool = False
 
     # -- (de)serialisation --------------------------------------------------------------------------------
     @classmethod
@@ -273,7 +328,7 @@ class Script:
         if not isinstance(d, dict):
             raise ScriptError("a script is a JSON object")
         unknown = set(d) - {"name", "description", "vars", "steps", "unmatched", "cstp", "udp_sinks",
-                            "udp_responders", "tls"}
+                            "udp_responders", "tls", "dtls", "unmatched_nearest"}
         if unknown:
             raise ScriptError(f"unknown top-level keys {sorted(unknown)}")
         steps = []
@@ -300,8 +355,10 @@ class Script:
                      udp_sinks=[int(p) for p in d.get("udp_sinks") or []],
                      udp_responders=[UdpResponder.from_dict(r, f"udp_responders[{i}]")
                                      for i, r in enumerate(d.get("udp_responders") or [])],
-                     tls=TlsBehaviour.from_dict(d.get("tls")))
+                     tls=TlsBehaviour.from_dict(d.get("tls")), dtls=DtlsBehaviour.from_dict(d.get("dtls")),
+                     unmatched_nearest=bool(d.get("unmatched_nearest", False)))
         ports = script.udp_sinks + [p for r in script.udp_responders for p in (r.port, r.reply_from)]
+        ports += [script.dtls.port] if script.dtls else []
         if len(ports) != len(set(ports)):
             raise ScriptError(f"a UDP port is used twice in udp_sinks/udp_responders: {ports}")
         if d.get("unmatched"):
@@ -350,6 +407,10 @@ class Script:
         tls = self.tls.to_dict()
         if tls:
             out["tls"] = tls
+        if self.dtls:
+            out["dtls"] = asdict(self.dtls)
+        if self.unmatched_nearest:
+            out["unmatched_nearest"] = True
         return out
 
     def dump(self, path: Path | str) -> None:

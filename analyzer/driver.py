@@ -98,16 +98,16 @@ class Analyzer:
         Blocks), capture errors, in capture order."""
         ci = self.capture or self.start_capture("<frames>")
         pipe = self.pipeline
-        feed = pipe.feed
         before = pipe.frames
-        for ev in events:
+
+        def other(ev) -> None:
             t = type(ev)
-            if t is Frame:  # the hot path
-                feed(ev)
-            elif t is Secrets:
+            if t is Secrets:
                 self._secrets(ci, ev)
             elif t is CaptureError:
                 ci.errors.append(f"{ev.message} (at byte {ev.offset})")
+
+        pipe.feed_events(events, other)  # the frames, in order with the rest
         n = pipe.frames - before
         if n:
             if ci.first is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dissectors import flows as flows_mod
 from dissectors import packet as packet_mod
 from dissectors.dtls import DTLSKeys
+from dissectors.pcapfile import Frame
 
 from .dtlsflow import DTLSFlow, looks_like_dtls
 from .dtlslane import open_dtls_lane
@@ -125,21 +126,40 @@ class Pipeline:
         return self.captures[n] if n < len(self.captures) else None
 
     def feed(self, fr) -> None:
-        self.frames += 1
-        ts = fr.ts
-        self.last_ts = ts
-        if self.fast_udp or self.fast_tcp:
-            # Fast lanes: a frame of an established flow whose next step is the common one (the next DTLS
-            # record of the current epoch, the next in-order TCP segment of a CSTP tunnel) is handed straight
-            # to that flow's lane, from the raw bytes, skipping Packet/flow/event objects. A lane returns False
-            # (having changed nothing) whenever the frame is anything else, and the general path below runs.
-            data = fr.data
-            view = packet_mod.plain_ipv4(fr.linktype, data)
-            if view is not None:
-                lane = (self.fast_tcp if view[0] == 6 else self.fast_udp).get(view[1])
-                if lane is not None and lane(data, view, ts, fr.number):
-                    self.fast_frames += 1
-                    return
+        """One frame (`feed_events` of a batch is the same, with less per-frame overhead)."""
+        self.feed_events((fr,))
+
+    def feed_events(self, events, other=None) -> None:
+        """The frames among ``events`` (PcapParser events in capture order), one after the other; any other event
+        (embedded secrets, capture errors) goes to ``other(event)`` where it stands, so that keys embedded before a
+        frame are there for it. The batch loop keeps the per-frame work of the fast lanes' dispatch in locals."""
+        fast_tcp, fast_udp = self.fast_tcp, self.fast_udp  # cleared, never replaced (new_capture)
+        plain_ipv4 = packet_mod.plain_ipv4
+        general = self._feed_general
+        for fr in events:
+            if type(fr) is not Frame:
+                if other is not None:
+                    other(fr)
+                continue
+            self.frames += 1
+            ts = fr.ts
+            self.last_ts = ts
+            if fast_udp or fast_tcp:
+                # Fast lanes: a frame of an established flow whose next step is the common one (the next DTLS
+                # record of the current epoch, the next in-order TCP segment of a CSTP tunnel) is handed straight
+                # to that flow's lane, from the raw bytes, skipping Packet/flow/event objects. A lane returns False
+                # (having changed nothing) whenever the frame is anything else, and the general path runs.
+                data = fr.data
+                view = plain_ipv4(fr.linktype, data)
+                if view is not None:
+                    lane = (fast_tcp if view[0] == 6 else fast_udp).get(view[1])
+                    if lane is not None and lane(data, view, ts, fr.number):
+                        self.fast_frames += 1
+                        continue
+            general(fr, ts)
+
+    def _feed_general(self, fr, ts: float) -> None:
+        """The general path of one frame: packet → flow table → trackers."""
         pkt = packet_mod.decode(fr.linktype, fr.data)
         if pkt is None:
             self.undecodable += 1

@@ -172,6 +172,16 @@ def _header_facts(f: _Facts, prefix: str, where: str, items) -> None:
         f.add(f"{prefix}.{name}", where, values[0] if len(values) == 1 else values)
 
 
+#: the JSON key of an exchange's fact where it is not the fact name's last part
+_FACT_KEYS = {"auth.form": "form_fields"}
+
+
+def _item_facts(f: _Facts, where: str, item: dict, *names: str) -> None:
+    """The facts ``names`` of one exchange ``item`` (a POST, a GET, a CONNECT): ``prefix.key`` is ``item[key]``."""
+    for name in names:
+        f.add(name, where, item.get(_FACT_KEYS.get(name, name.rpartition(".")[2])))
+
+
 def session_facts(s: dict) -> tuple[_Facts, dict[str, float]]:
     """The comparable facts of one session of a report document, and its timings (seconds)."""
     f = _Facts()
@@ -215,13 +225,8 @@ def session_facts(s: dict) -> tuple[_Facts, dict[str, float]]:
     g = _details(s, "group-selection")
     for post in _L(g.get("posts")):
         where = label("POST", post.get("target"))
-        f.add("http.status", where, post.get("status"))
-        f.add("http.response_type", where, post.get("response_type"))
-        f.add("group.aggregate_auth_version", where, post.get("aggregate_auth_version"))
-        f.add("group.client_version", where, post.get("client_version"))
-        f.add("group.device_id", where, post.get("device_id"))
-        f.add("group.group_select", where, post.get("group_select"))
-        f.add("group.server_version", where, post.get("server_version"))
+        _item_facts(f, where, post, "http.status", "http.response_type", "group.aggregate_auth_version",
+                    "group.client_version", "group.device_id", "group.group_select", "group.server_version")
         _header_facts(f, "http.request", where, post.get("headers"))
         _header_facts(f, "http.response", where, post.get("response_headers"))
     f.add("group.list", "", g.get("group_list") or None)
@@ -240,17 +245,9 @@ def session_facts(s: dict) -> tuple[_Facts, dict[str, float]]:
     f.add("auth.profile_manifest", "", [m.get("uri") for m in _L(a.get("profile_manifest"))
                                         if isinstance(m, dict)] or None)
     for r in _L(a.get("rounds")):
-        where = label("POST", r.get("target"))
-        f.add("http.status", where, r.get("status"))
-        f.add("http.response_type", where, r.get("response_type"))
-        f.add("auth.type", where, r.get("type"))
-        f.add("auth.fields", where, r.get("fields"))
-        f.add("auth.group_select", where, r.get("group_select"))
-        f.add("auth.auth_id", where, r.get("auth_id"))
-        f.add("auth.message", where, r.get("message"))
-        f.add("auth.error", where, r.get("error"))
-        f.add("auth.form", where, r.get("form_fields"))
-        f.add("auth.rejected", where, r.get("rejected"))
+        _item_facts(f, label("POST", r.get("target")), r, "http.status", "http.response_type", "auth.type",
+                    "auth.fields", "auth.group_select", "auth.auth_id", "auth.message", "auth.error", "auth.form",
+                    "auth.rejected")
     p2, p3 = _phase(s, "group-selection"), _phase(s, "user-auth")
     first = next((_num(p.get("start")) for p in (p2, p3) if _num(p.get("start")) is not None), None)
     if first is not None and _num(p3.get("end")) is not None and p3.get("status") == "ok":
@@ -259,19 +256,14 @@ def session_facts(s: dict) -> tuple[_Facts, dict[str, float]]:
     # phase 4: downloader
     dl = _details(s, "downloader")
     for get in _L(dl.get("gets")):
-        where = label("GET", get.get("target"))
-        f.add("http.status", where, get.get("status"))
-        f.add("downloader.size", where, get.get("size"))
-        f.add("downloader.sha1", where, get.get("sha1"))
+        _item_facts(f, label("GET", get.get("target")), get, "http.status", "downloader.size", "downloader.sha1")
     f.add("downloader.missing_profiles", "", dl.get("missing_profiles") or None)
 
     # phase 5: CSTP CONNECT
     c = _details(s, "cstp-connect")
     for con in _L(c.get("connects")):
         where = label("CONNECT", con.get("target"))
-        f.add("cstp.status", where, con.get("status"))
-        f.add("cstp.reason", where, con.get("reason"))
-        f.add("cstp.x_reason", where, con.get("x_reason"))
+        _item_facts(f, where, con, "cstp.status", "cstp.reason", "cstp.x_reason")
         _header_facts(f, "cstp.request", where, con.get("request_headers"))
         _header_facts(f, "cstp.response", where, con.get("response_headers"))
         t0, t1 = _num(con.get("time")), _num(con.get("response_time"))

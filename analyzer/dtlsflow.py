@@ -15,7 +15,7 @@ from dissectors.dtls.record import DTLS10, DTLS12, DTLS_BAD_VER
 from dissectors.tls.names import cipher_suite_name
 
 from .keyless import DTLS_TYPE_BYTE, TunnelEstimate, protection
-from .tcptracker import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats
+from .tcptracker import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats, FlowTracker
 
 if TYPE_CHECKING:
     from .host import TrackerHost
@@ -31,24 +31,16 @@ def looks_like_dtls(data: bytes) -> bool:
             ((data[1] == 0xFE and data[2] in (0xFF, 0xFD)) or (data[1] == 0x01 and data[2] == 0x00)))
 
 
-class DTLSFlow:
-    """One UDP flow of the DTLS channel: ``index`` is its udp.stream number in ``capture`` (the capture file it
-    was first seen in, None when the frames were not named), ``numbers`` as for `TCPTracker`; ``host``
-    (analyzer/host.py) is told of inner packets and of the first ClientHello's session id."""
+class DTLSFlow(FlowTracker):
+    """One UDP flow of the DTLS channel: ``index``, ``numbers``… as for every `FlowTracker` (``index`` is a
+    udp.stream number); ``host`` (analyzer/host.py) is told of inner packets and of the first ClientHello's
+    session id."""
 
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
                  host: TrackerHost, *, capture: str | None = None, numbers: list | None = None) -> None:
         from dissectors.dtls import DTLSConnection  # noqa: PLC0415
 
-        self.index = index
-        self.capture = capture
-        self.numbers = numbers if numbers is not None else [(0, index)]
-        self.client = client
-        self.server = server
-        self.first_ts = ts
-        self.first_frame = frame
-        self.last_ts = ts
-        self.last_frame = frame
+        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers)
         self.host = host
         self.dtls = DTLSConnection(None)
         self.keys_source: str | None = None  # "legacy" / "psk-negotiate" once keys are set

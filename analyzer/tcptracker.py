@@ -248,20 +248,15 @@ def find_tls_record_boundary(data: bytes) -> int | None:
     return None
 
 
-class TCPTracker:
-    """One TCP connection: TLS handshake and records, HTTP exchanges, and the CSTP tunnel after CONNECT.
+class FlowTracker:
+    """What every flow's tracker (`TCPTracker`, analyzer/dtlsflow.py `DTLSFlow`) knows of its flow: ``index``, its
+    tcp.stream / udp.stream number in ``capture`` (the capture file it was first seen in, None when the frames
+    were not named); ``numbers``, the (capture ordinal, stream number) of every capture it has packets in (the
+    flow table's list, which grows when the flow runs on into the next file); the client and server (address,
+    port); first and last packet (time, frame)."""
 
-    ``index`` is its tcp.stream number in ``capture`` (the capture file it was first seen in, None when the
-    frames were not named); ``numbers`` the (capture ordinal, tcp.stream) of every capture it has packets in
-    (the flow table's list, which grows when the connection runs on into the next file); ``host``
-    (analyzer/host.py) is told of inner packets and of an accepted CONNECT.
-    """
-
-    def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
-                 keys, session_cache, host: TrackerHost, *, capture: str | None = None,
-                 numbers: list | None = None) -> None:
-        from dissectors.tls.connection import TLSConnection  # noqa: PLC0415
-
+    def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int, *,
+                 capture: str | None = None, numbers: list | None = None) -> None:
         self.index = index
         self.capture = capture
         self.numbers = numbers if numbers is not None else [(0, index)]
@@ -271,6 +266,21 @@ class TCPTracker:
         self.first_frame = frame
         self.last_ts = ts
         self.last_frame = frame
+
+
+class TCPTracker(FlowTracker):
+    """One TCP connection: TLS handshake and records, HTTP exchanges, and the CSTP tunnel after CONNECT.
+
+    ``index``, ``numbers``… as for every `FlowTracker` (``index`` is a tcp.stream number); ``host``
+    (analyzer/host.py) is told of inner packets and of an accepted CONNECT.
+    """
+
+    def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
+                 keys, session_cache, host: TrackerHost, *, capture: str | None = None,
+                 numbers: list | None = None) -> None:
+        from dissectors.tls.connection import TLSConnection  # noqa: PLC0415
+
+        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers)
         self.is_tls: bool | None = None  # decided on the first payload byte
         self.tls = TLSConnection(keys, session_cache=session_cache)
         self.http = HTTPStream()

@@ -212,8 +212,13 @@ def batch(inputs, keylog_dir, rsa_keys, engine, workers, output, parquet, force,
                        f"(or `make venv` in a checkout). Python said: {e}", err=True)
             sys.exit(EXIT_BROKEN_INSTALL)
     run_batch = _load("analyzer.batch", "run_batch")
-    sys.exit(run_batch(inputs=inputs, keylog_dir=keylog_dir, rsa_keys=rsa_keys, engine=engine, output=output,
-                       parquet=parquet, workers=workers, force=force, quiet=quiet))
+    try:
+        rc = run_batch(inputs=inputs, keylog_dir=keylog_dir, rsa_keys=rsa_keys, engine=engine, output=output,
+                       parquet=parquet, workers=workers, force=force, quiet=quiet)
+    except KeyboardInterrupt:  # results are committed capture by capture: what was analysed stays in the store
+        click.echo(f"acflow batch: interrupted; the captures analysed so far are in {output}", err=True)
+        rc = 130
+    sys.exit(rc)
 
 
 @main.command()
@@ -422,8 +427,12 @@ def diff(baseline, new, keylogs, keylogs_new, rsa_keys, ignore, fmt, output):
 
     Exit status: 0 same, 1 differs, 4 an input cannot be used."""
     run_diff = _load("analyzer.diff_run", "run_diff")
-    sys.exit(run_diff(baseline=baseline, new=new, keylogs=keylogs, keylogs_new=keylogs_new, rsa_keys=rsa_keys,
-                      ignore=list(ignore), fmt=fmt, output=output))
+    try:
+        rc = run_diff(baseline=baseline, new=new, keylogs=keylogs, keylogs_new=keylogs_new, rsa_keys=rsa_keys,
+                      ignore=list(ignore), fmt=fmt, output=output)
+    except KeyboardInterrupt:
+        rc = _load("analyzer.outputs", "say_interrupted")("diff")
+    sys.exit(rc)
 
 
 def _lab_entry():

@@ -321,7 +321,7 @@ _USER_RE = re.compile(r"<username>([^<]*)</username>")
 
 
 def session_identity(s: dict) -> dict:
-    """What tells sessions apart: user (when the report shows it: --show-secrets), group, gateway."""
+    """What tells sessions apart: user (the username the client sent; reports show it), group, gateway."""
     user = None
     for r in _L(_details(s, "user-auth").get("rounds")):
         m = _USER_RE.search(str(r.get("xml") or ""))

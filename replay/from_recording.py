@@ -10,7 +10,9 @@ analysis' inner-packet sink: no second parser). `build_script(recorded)` turns t
   `auth-request` rebuilt from what the session model keeps of it (auth id, message, error, the form's fields, the
   group list, the opaque block, the gateway's version) or the recorded `complete` document with a fresh session
   token (`${cookie}`) and the served certificate's hash;
-* each downloader GET answered with its recorded status (the bodies are not in the session model: empty);
+* each downloader GET answered with its recorded status, headers and body (the body from the HTTP exchange the
+  analysis' TCP tracker holds, `downloader_bodies`; bounded by MAX_DOWNLOAD_BODY / MAX_DOWNLOAD_TOTAL, beyond
+  which it is answered empty, with a note);
 * each `CONNECT` answered with the recorded status and every recorded X-CSTP-/X-DTLS- header, fresh secrets
   (`${dtls_session_id}` for X-DTLS-Session-ID / X-DTLS-App-ID, the new cookie);
 * DTLS as recorded: PSK-NEGOTIATE established → a GnuTLS DTLS PSK server on the recorded X-DTLS-Port (with
@@ -49,11 +51,28 @@ class RecordingUnusable(Exception):
     """The capture holds no session whose gateway side can be replayed (the message says why)."""
 
 
+#: recorded downloader bodies kept for the replay: per body and in all (the analysis holds them anyway — the HTTP
+#: dissector keeps every body up to its own bound — so these bound only what the replay copies and serves)
+MAX_DOWNLOAD_BODY = 1 << 20
+MAX_DOWNLOAD_TOTAL = 8 << 20
+
+
+@dataclass
+class RecordedBody:
+    headers: list[list[str]]  # the recorded response headers, as sent
+    body: bytes
+    reason: str = ""
+
+
 @dataclass
 class Recorded:
     session: dict  # the session of the report document, secrets shown
     inner: list[tuple[float, str, str, bytes]]  # (ts, direction, channel, IP packet) of this session
     capture: str = ""
+    #: (connection, request frame) of a downloader GET of the session → its recorded answer's headers and body
+    #: (decrypted, complete, within MAX_DOWNLOAD_BODY / MAX_DOWNLOAD_TOTAL); why the others are not here: notes
+    downloads: dict[tuple[str, int], RecordedBody] = field(default_factory=dict)
+    download_notes: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,12 +96,47 @@ def load_recorded(capture: Path, keylogs, session_id: str | None = None) -> Reco
     def sink(channel, direction, ts, frame, packet):
         packets.append((ts, direction, channel, bytes(packet)))
 
-    analysis = analyze_paths([Path(capture)], keys, key_info=info, inner_sink=sink)
+    pipes: list = []
+    analysis = analyze_paths([Path(capture)], keys, key_info=info, inner_sink=sink, on_pipeline=pipes.append)
     doc = to_document(analysis, version=__version__, show_secrets=True)
     s = choose_session(doc, session_id)
     start, end = s.get("start") or 0.0, s.get("end") or float("inf")
     inner = [p for p in packets if start <= p[0] <= end + 1.0]
-    return Recorded(session=s, inner=inner, capture=str(capture))
+    rec = Recorded(session=s, inner=inner, capture=str(capture))
+    if pipes:
+        rec.downloads, rec.download_notes = downloader_bodies(pipes[0], _details(s, "downloader").get("gets") or ())
+    return rec
+
+
+def downloader_bodies(pipeline, gets) -> tuple[dict[tuple[str, int], RecordedBody], dict[tuple[str, int], str]]:
+    """The recorded answers to the session's downloader GETs (``gets``: the session model's rows) from the HTTP
+    exchanges the analysis' TCP trackers hold (analyzer/tcptracker.py: the dissector's Response, body included):
+    {(connection, request frame): RecordedBody}, and why a GET's body is not there."""
+    trackers = {f"tcp.stream {t.index}": t for t in getattr(pipeline, "tcp", {}).values()}
+    out: dict[tuple[str, int], RecordedBody] = {}
+    why: dict[tuple[str, int], str] = {}
+    total = 0
+    for g in gets:
+        if not isinstance(g, dict) or g.get("status") is None:
+            continue
+        key = (str(g.get("connection")), int(g.get("frame") or 0))
+        t = trackers.get(key[0])
+        ex = next((e for e in getattr(t, "exchanges", ()) if e.request.frame == key[1]), None)
+        resp = ex.response if ex is not None else None
+        if resp is None:
+            why[key] = "its answer is not among the decrypted exchanges"
+            continue
+        if resp.body_truncated:
+            why[key] = "its recorded body is incomplete"
+            continue
+        if len(resp.body) > MAX_DOWNLOAD_BODY or total + len(resp.body) > MAX_DOWNLOAD_TOTAL:
+            why[key] = (f"its body ({len(resp.body)} bytes) is beyond the replay's bounds ({MAX_DOWNLOAD_BODY} bytes "
+                        f"a body, {MAX_DOWNLOAD_TOTAL} in all)")
+            continue
+        total += len(resp.body)
+        out[key] = RecordedBody(headers=[[str(k), str(v)] for k, v in resp.headers], body=bytes(resp.body),
+                                reason=str(resp.reason or ""))
+    return out, why
 
 
 def _phase(s: dict, name: str) -> dict:
@@ -309,13 +363,25 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                           "note": f"recorded answer to frame {item.get('frame')}"})
         elif kind == "get":
             status = item.get("status") or 404
+            key = (str(item.get("connection")), int(item.get("frame") or 0))
+            got = rec.downloads.get(key)
+            respond: dict = {"status": int(status), "reason": "OK" if status == 200 else "Not Found",
+                             "headers": [["Content-Type", "application/octet-stream"]]}
+            if got is not None:
+                respond["headers"] = [h for h in _response_headers(got.headers)
+                                      if h[0].lower() != "set-cookie"] or respond["headers"]
+                if got.body:
+                    respond["body_hex"] = got.body.hex()
+                if got.reason:
+                    respond["reason"] = _no_placeholders(got.reason)
+                note = f"recorded GET (frame {item.get('frame')}): the recorded answer, {len(got.body)} bytes"
+            else:
+                why = rec.download_notes.get(key, "it was not decrypted")
+                note = f"recorded GET (frame {item.get('frame')}); its body is not replayed: {why}"
+                if item.get("size"):
+                    notes.append(f"GET {item.get('target')}: answered {status} with an empty body ({why})")
             steps.append({"id": f"get-{i + 1}", "expect": {"method": "GET", "path": item.get("target") or "/"},
-                          "respond": {"status": int(status), "reason": "OK" if status == 200 else "Not Found",
-                                      "headers": [["Content-Type", "application/octet-stream"]]},
-                          "note": f"recorded GET (frame {item.get('frame')}); its body is not in the session model"})
-            if status == 200:
-                notes.append(f"GET {item.get('target')}: answered 200 with an empty body (the recorded body is not "
-                             "kept by the analysis)")
+                          "respond": respond, "note": note})
         else:  # connect
             status = item.get("status")
             if status is None:

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -386,18 +387,18 @@ def test_diff_of_the_recording_and_its_own_document_is_the_same():
     assert not diff_documents(a, json.loads(json.dumps(a))).differs
 
 
-def test_unexpected_request_gets_the_nearest_recorded_answer(tmp_path):
-    """A request no step matches (here an auth-reply with a field the recorded client never sent) is answered as
-    the recorded gateway answered the next exchange with that method and path; a path never recorded gets 404."""
+@contextlib.contextmanager
+def local_gateway(script: Script, tmp_path: Path, name: str = "baseline"):
+    """``script`` served by a ScriptedGateway on 127.0.0.1 (no DTLS server: only its HTTP side); yields a function
+    ``ask(method, target, body=b"", headers=())`` → (status line, headers, body) over one TLS connection."""
     import io
     import socket
     import ssl
 
     from replay.gateway import ScriptedGateway
 
-    d = sample("baseline")
-    script = build_script(recorded("baseline")).script
-    script.dtls = None  # no DTLS server on the host's UDP 443: only the HTTP side is exercised here
+    d = sample(name)
+    script.dtls = None  # no DTLS server on the host's UDP 443
     gw = ScriptedGateway(script, d / "server-cert.pem", d / "server-key.pem", host="127.0.0.1", port=0,
                          events=tmp_path / "events.jsonl", out=io.StringIO())
     gw.start()
@@ -406,28 +407,59 @@ def test_unexpected_request_gets_the_nearest_recorded_answer(tmp_path):
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         with ctx.wrap_socket(socket.create_connection(("127.0.0.1", gw.port), timeout=5),
                              server_hostname="vpn.acflow.test") as sock:
-            answers = []
-            for target, body in (("/", b'<config-auth type="init"/>'), ("/auth", b'<config-auth type="auth-reply">'
-                                 b"<auth><otp>1</otp></auth></config-auth>"), ("/nowhere", b"x")):
-                sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                             + body)
+            def ask(method: str, target: str, body: bytes = b"", headers=()):
+                extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
+                sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+                             .encode() + body)
                 buf = b""
                 while b"\r\n\r\n" not in buf:
                     buf += sock.recv(65536)
                 head, _, rest = buf.partition(b"\r\n\r\n")
-                length = int(next(h.split(b":")[1] for h in head.split(b"\r\n")
-                                  if h.lower().startswith(b"content-length")))
+                lines = head.decode("iso-8859-1").split("\r\n")
+                heads = [tuple(x.strip() for x in h.split(":", 1)) for h in lines[1:]]
+                length = int(next(v for k, v in heads if k.lower() == "content-length"))
                 while len(rest) < length:
                     rest += sock.recv(65536)
-                answers.append((head.split(b"\r\n")[0], rest.decode()))
+                return lines[0], heads, rest
+
+            yield ask
     finally:
         gw.stop()
+
+
+def test_unexpected_request_gets_the_nearest_recorded_answer(tmp_path):
+    """A request no step matches (here an auth-reply with a field the recorded client never sent) is answered as
+    the recorded gateway answered the next exchange with that method and path; a path never recorded gets 404."""
+    script = build_script(recorded("baseline")).script
+    with local_gateway(script, tmp_path) as ask:
+        answers = [ask("POST", target, body)[::2] for target, body in (
+            ("/", b'<config-auth type="init"/>'),
+            ("/auth", b'<config-auth type="auth-reply"><auth><otp>1</otp></auth></config-auth>'),
+            ("/nowhere", b"x"))]
     posts = _step(script, "POST")
-    assert answers[0] == (b"HTTP/1.1 200 OK", posts[0].respond.body)
-    assert answers[1] == (b"HTTP/1.1 200 OK", posts[1].respond.body)  # the next recorded POST /auth's answer
-    assert answers[2][0].startswith(b"HTTP/1.1 404")
+    assert answers[0] == ("HTTP/1.1 200 OK", posts[0].respond.body.encode())
+    assert answers[1] == ("HTTP/1.1 200 OK", posts[1].respond.body.encode())  # the next recorded POST /auth's answer
+    assert answers[2][0].startswith("HTTP/1.1 404")
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["nearest"] for e in events if e["type"] == "request"] == [False, True, False]
+
+
+@pytest.mark.parametrize("name", ["downloader", "scripted/profile-hash-mismatch", "scripted/profile-missing"])
+def test_downloader_gets_the_recorded_files(tmp_path, name):
+    """The downloader's GETs are answered with the recorded status, headers and body: the bytes a client fetches
+    from the replay have the SHA-1 the recording's session model gives (a 404 with the recorded 404 page)."""
+    import hashlib
+
+    gets = phase(doc(name)["sessions"][0], "downloader")["details"]["gets"]
+    assert gets
+    script = build_script(recorded(name)).script
+    assert Script.from_dict(json.loads(json.dumps(script.to_dict()))).to_dict() == script.to_dict()
+    with local_gateway(script, tmp_path, name) as ask:
+        for g in gets:
+            status, heads, body = ask("GET", g["target"], headers=[("Cookie", "webvpn=x")])
+            assert status.split()[1] == str(g["status"])
+            assert (len(body), hashlib.sha1(body).hexdigest().upper()) == (g["size"], g["sha1"])
+            assert "text/" in dict((k.lower(), v) for k, v in heads)["content-type"]  # as recorded, not generic
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -7,9 +7,9 @@ analysis' inner-packet sink: no second parser). `build_script(recorded)` turns t
 * each aggregate-auth POST becomes a step matched by what the request is — `type="init"` (with its
   `<group-select>` when the recorded one had it), `type="auth-reply"` carrying the recorded fields
   (`<username>`, `<password>`…) — answered as the recorded gateway answered: the recorded status and headers, an
-  `auth-request` rebuilt from what the session model keeps of it (auth id, message, error, the form's fields, the
-  group list, the opaque block, the gateway's version) or the recorded `complete` document with a fresh session
-  token (`${cookie}`) and the served certificate's hash;
+  `auth-request` rebuilt from what the session model keeps of it (auth id, message, error, the form's fields with
+  their recorded types, labels and select options, the opaque block, the gateway's version) or the recorded
+  `complete` document with a fresh session token (`${cookie}`) and the served certificate's hash;
 * each downloader GET answered with its recorded status, headers and body (the body from the HTTP exchange the
   analysis' TCP tracker holds, `downloader_bodies`; bounded by MAX_DOWNLOAD_BODY / MAX_DOWNLOAD_TOTAL, beyond
   which it is answered empty, with a note);
@@ -179,11 +179,38 @@ def _field_type(name: str) -> str:
     return "password" if "pass" in low or low in ("secondary_password", "answer") else "text"
 
 
+def _form_xml(form: list[dict]) -> list[str]:
+    """The `<input>`/`<select>` elements of a recorded form (the session model's `form`: name, type, label,
+    options), in the recorded order."""
+    out = []
+    for f in form:
+        if not isinstance(f, dict):
+            continue
+        name, kind, label = f.get("name"), f.get("type"), f.get("label")
+        attrs = "".join(f" {k}={quoteattr(str(v))}" for k, v in (("name", name), ("label", label)) if v is not None)
+        if kind == "select" or f.get("options") is not None:
+            out.append(f"<select{attrs}>")
+            for o in f.get("options") or ():
+                if not isinstance(o, dict):
+                    continue
+                value = "" if o.get("value") is None else str(o["value"])
+                sel = ' selected="true"' if o.get("selected") else ""
+                out.append(f"<option value={quoteattr(value)}{sel}>{escape(str(o.get('label') or ''))}</option>")
+            out.append("</select>")
+        else:
+            typ = f" type={quoteattr(str(kind))}" if kind is not None else ""
+            out.append(f"<input{typ}{attrs}></input>")
+    return out
+
+
 def auth_request_xml(*, auth_id: str | None, message: str | None, error: str | None, fields: list[str],
                      groups: list[dict] | None = None, opaque: dict | None = None, server_version: str | None = None,
-                     aggregate_auth_version: str | None = "2", action: str | None = None) -> str:
+                     aggregate_auth_version: str | None = "2", action: str | None = None,
+                     form: list[dict] | None = None) -> str:
     """An aggregate-auth `auth-request` with what the session model keeps of a recorded one; ``action``: where the
-    form is to be posted (the target of the recorded client's next POST)."""
+    form is to be posted (the target of the recorded client's next POST). ``form``: the recorded form (the session
+    model's `form`: each field's name, type, label and options, as the gateway sent them) — served as recorded;
+    without it (a document of an older acflow) the form is made from the field names (``fields``, ``groups``)."""
     ver = f" aggregate-auth-version={quoteattr(aggregate_auth_version)}" if aggregate_auth_version else ""
     out = ['<?xml version="1.0" encoding="UTF-8"?>', f'<config-auth client="vpn" type="auth-request"{ver}>']
     if server_version:
@@ -201,6 +228,9 @@ def auth_request_xml(*, auth_id: str | None, message: str | None, error: str | N
     if error:
         out.append(f'<error id="1" param1="" param2="">{escape(error)}</error>')
     out.append(f'<form method="post" action={quoteattr(action)}>' if action else "<form>")
+    if form is not None:
+        out += _form_xml(form)
+        fields, groups = [], None
     for name in fields:
         if name == "group_list":
             continue
@@ -341,18 +371,24 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                                         'type="complete" aggregate-auth-version="2"><session-token></session-token>'
                                         '<auth id="success"></auth></config-auth>\n')
             elif rtype == "auth-request":
+                form = item.get("form") if isinstance(item.get("form"), list) else None
                 if kind == "init":
                     fields = list(nxt.get("fields") or []) if nxt else []
-                    body = auth_request_xml(auth_id="main", message=None, error=item.get("error"), fields=fields,
+                    body = auth_request_xml(auth_id=item.get("auth_id") or "main", message=item.get("message"),
+                                            error=item.get("error"), fields=fields,
                                             groups=groups if item.get("group_list") or groups else None,
                                             opaque=item.get("opaque"), server_version=item.get("server_version"),
                                             aggregate_auth_version=g.get("aggregate_auth_version_answered"),
-                                            action=nxt_post.get("target") if nxt_post else None)
+                                            action=nxt_post.get("target") if nxt_post else None, form=form)
                 else:
                     body = auth_request_xml(auth_id=item.get("auth_id"), message=item.get("message"),
                                             error=item.get("error"), fields=list(item.get("form_fields") or []),
                                             aggregate_auth_version=g.get("aggregate_auth_version_answered"),
-                                            action=nxt_post.get("target") if nxt_post else item.get("target"))
+                                            action=nxt_post.get("target") if nxt_post else item.get("target"),
+                                            form=form)
+                if form is None:
+                    notes.append(f"the form answered to frame {item.get('frame')} is rebuilt from its field names "
+                                 "(the recording's document has no form types and labels)")
             else:
                 body = ""
                 if rtype:

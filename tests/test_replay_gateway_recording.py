@@ -470,3 +470,41 @@ def test_usage_errors_exit_2(tmp_path):
                            text=True, cwd=ROOT)
         assert p.returncode == 2, (args, p.stderr)
         assert "Traceback" not in p.stderr
+
+
+def _form(xml: bytes | str):
+    """(auth id, message, [(name, type, label, [(value, label, selected)…])…]) of an auth-request's form."""
+    from dissectors.aggauth import parse_config_auth
+
+    d = parse_config_auth(xml)
+    assert d.type == "auth-request" and d.auth is not None and d.auth.form is not None
+    return (d.auth.id, d.auth.message.formatted if d.auth.message else None,
+            [(f.name, f.type, f.label, [(o.value, o.label, o.selected) for o in f.options])
+             for f in d.auth.form.fields])
+
+
+@pytest.mark.parametrize("name", ["group-select", "baseline", "auth-fail", "scripted/login-retry-asa"])
+def test_served_forms_are_the_recorded_ones(tmp_path, name):
+    """Every auth-request the replay serves has the recorded form field by field — name, type, label, a select's
+    options — (and the recorded auth id and message): compared with the recorded gateway's answers as the capture
+    holds them (the HTTP exchanges of the analysis, parsed again here), not with the session model."""
+    from analyzer.analyze import analyze_paths, load_keys
+
+    d = sample(name)
+    keys, info = load_keys([d / "keys.log"], [])
+    pipes: list = []
+    analyze_paths([d / "capture.pcapng"], keys, info, on_pipeline=pipes.append)
+    exchanges = sorted((ex for t in pipes[0].tcp.values() for ex in t.exchanges
+                        if ex.request.method == "POST" and ex.response is not None
+                        and b'type="auth-request"' in ex.response.body), key=lambda ex: ex.request.ts)
+    want = [_form(ex.response.body) for ex in exchanges]
+    assert want and any(f[1] for f in want)
+    script = build_script(recorded(name)).script
+    served = []
+    with local_gateway(script, tmp_path, name) as ask:
+        for step in _step(script, "POST"):
+            status, _, body = ask("POST", step.expect.path, "".join(step.expect.body_contains).encode())
+            assert status.split()[1] == str(step.respond.status)
+            if b'type="auth-request"' in body:
+                served.append(_form(body))
+    assert served == want

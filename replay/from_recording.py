@@ -23,8 +23,9 @@ analysis' inner-packet sink: no second parser). `build_script(recorded)` turns t
 * the recorded gateway→client inner packets as CSTP `data` actions at their recorded times after the CONNECT
   answer (divided by `speed`), over DTLS when they were recorded there and the DTLS channel is up, their
   destination rewritten to the address the script hands out (scapy, checksums recomputed) when it differs from
-  the recorded one; gateway-initiated DPD requests; the recorded end (DISCONNECT or TERMINATE from the gateway, or
-  its TCP close) at the recorded time.
+  the recorded one; the DPD requests and keepalives the gateway sent, at their recorded times, on the channel
+  (CSTP or DTLS) they were recorded on (`gateway_controls`); the recorded end (DISCONNECT or TERMINATE from the
+  gateway, or its TCP close) at the recorded time.
 
 An unexpected request gets the answer of the recorded exchange with its method and path that comes next (else the
 closest before: `unmatched_nearest`), or 404; the gateway logs it as such. What could not be reproduced is listed in
@@ -495,12 +496,14 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                 act["tunnels"] = tunnels
             actions.append(act)
             packets += 1
-        for ch in [c.get("channel") or {}] + [f.get("channel") or {} for f in flows]:
-            for exd in (ch.get("dpd") or {}).get("exchanges") or ():
-                if isinstance(exd, dict) and exd.get("direction") == "s2c" and ch is c.get("channel") \
-                        and exd.get("ts") and t0 <= exd["ts"] < t1:
-                    actions.append({"at": round((exd["ts"] - t0) / speed, 6), "send": "dpd-req",
-                                    **({"tunnels": tunnels} if tunnels else {})})
+        for channel, ch in [("", c.get("channel"))] + [("dtls", f.get("channel")) for f in flows]:
+            for kind, ts in gateway_controls(ch if isinstance(ch, dict) else {}, t0, t1):
+                act = {"at": round((ts - t0) / speed, 6), "send": kind}
+                if channel:
+                    act["channel"] = channel
+                if tunnels:
+                    act["tunnels"] = tunnels
+                actions.append(act)
     end = (s.get("tunnel") or {}).get("end") or {}
     if connect_times and isinstance(end, dict) and end.get("direction") == "s2c" and end.get("ts"):
         t0 = connect_times[-1]
@@ -529,6 +532,30 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
     if dtls_cfg:
         script["dtls"] = dtls_cfg
     return BuildResult(script=Script.from_dict(script), notes=notes, dtls=how, packets=packets)
+
+
+def gateway_controls(ch: dict, t0: float, t1: float) -> list[tuple[str, float]]:
+    """The DPD requests and keepalives the recorded gateway sent on a channel (the session model's `channel`:
+    CSTP, or a DTLS flow's) between ``t0`` and ``t1``: [("dpd-req" | "keepalive", recorded time)]. The model lists
+    the first 50 of each; when the gateway sent more, the rest follow at the median recorded interval up to the
+    channel's last frame (as many as it sent)."""
+    out: list[tuple[str, float]] = []
+    last = ch.get("last_frame_ts")
+    dpd = ch.get("dpd") or {}
+    series = [("dpd-req", [e.get("ts") for e in dpd.get("exchanges") or ()
+                           if isinstance(e, dict) and e.get("direction") == "s2c"],
+               (dpd.get("requests") or {}).get("s2c") or 0),
+              ("keepalive", list((ch.get("keepalive_times") or {}).get("s2c") or ()),
+               (ch.get("keepalives") or {}).get("s2c") or 0)]
+    for kind, times, total in series:
+        times = sorted(t for t in times if isinstance(t, (int, float)))
+        if total > len(times) >= 2 and isinstance(last, (int, float)):
+            gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+            step = gaps[len(gaps) // 2]
+            while step > 0 and len(times) < total and times[-1] + step <= last:
+                times.append(times[-1] + step)
+        out += [(kind, t) for t in times if t0 <= t < t1]
+    return out
 
 
 def _legacy_suite(connect_details: dict) -> str | None:

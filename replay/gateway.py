@@ -207,6 +207,10 @@ def build_response(resp: Response, values: dict[str, str], *, tunnel: bool, clos
     return head.encode("iso-8859-1") + (b"" if tunnel else body), desc
 
 
+#: the script actions a `"channel": "dtls"` action sends over DTLS when it is up (else over CSTP)
+DTLS_SENDABLE = ("data", "dpd-req", "dpd-resp", "keepalive")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # the server
 # --------------------------------------------------------------------------------------------------------------
@@ -639,10 +643,10 @@ class ScriptedGateway:
                 payload = bytes.fromhex(a.payload_hex)
                 if a.send == "disconnect" and not payload:
                     payload = b"\xb0" + render(a.reason, self.values).encode()
-                if a.send == "data" and a.channel == "dtls" and self._dtls is not None and (
+                if a.send in DTLS_SENDABLE and a.channel == "dtls" and self._dtls is not None and (
                         self._dtls.established or self._dtls.handshaking):
                     # recorded over DTLS: over DTLS once its handshake (under way) is done
-                    self._dtls.outbox.put((b"\x00" + payload, f"script action at {a.at:g} s"))
+                    self._dtls.outbox.put((bytes([CSTP_TYPES[a.send]]) + payload, f"script action at {a.at:g} s"))
                     continue
                 self._send_frame(n, sock, CSTP_TYPES[a.send], payload, f"script action at {a.at:g} s")
                 if a.send in ("disconnect", "terminate"):

@@ -266,6 +266,16 @@ def _diff(name: str, run: dict, *ignore: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=ROOT)
 
 
+def _analysed(run: dict) -> dict:
+    """The JSON document of a replay's capture (its keys: the gateway's and openconnect's key logs)."""
+    from analyzer import __version__
+    from analyzer.analyze import analyze_paths, load_keys
+    from analyzer.report.json_report import to_document
+
+    keys, info = load_keys([run["keys"]], [])
+    return to_document(analyze_paths([run["capture"]], keys, info), version=__version__, show_secrets=False)
+
+
 def _tun_up_after_connect(work: Path) -> float:
     """Seconds from the replay's CONNECT answer (the gateway's tunnel-start event) to the vpnc-script's "connect"
     (openconnect's TUN configured and up)."""
@@ -299,9 +309,11 @@ CLIENT_TRAFFIC = "traffic.*c2s"
 # scripted/connect-unavailable: CONNECT answered 503 with an X-Reason
 # scripted/dtls-cookie: PSK-NEGOTIATE behind a HelloVerifyRequest (RFC 6347 cookie), as a Cisco gateway does;
 # legacy-dtls09: legacy DTLS 0x0100 (AES128-SHA) resumed from the client's X-DTLS-Master-Secret
+# scripted/dtls-mtu-differs: the recorded gateway sent a DPD-REQ over CSTP 2 s after CONNECT (legacy DTLS to a
+# black-hole port: the tunnel stays on CSTP)
 LIVE = [("baseline", 1.0, 1.0), ("dtls-blocked", 1.0, 4.0), ("mtu", 1.0, 1.0), ("auth-fail", 0.0, 1.0),
         ("scripted/terminate", 4.0, 1.0), ("scripted/connect-unavailable", 0.0, 1.0),
-        ("scripted/dtls-cookie", 1.0, 1.0), ("legacy-dtls09", 1.0, 1.0)]
+        ("scripted/dtls-cookie", 1.0, 1.0), ("legacy-dtls09", 1.0, 1.0), ("scripted/dtls-mtu-differs", 1.0, 1.0)]
 
 
 @pytest.mark.lab
@@ -334,6 +346,16 @@ def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
             want = [pkt for ts, direction, _, pkt in recorded(name).inner
                     if direction == "s2c" and ts - t0 >= up and pkt[0] >> 4 == 4]
             assert want and _inner_packets_seen(run["any"], want) == want
+        # the gateway's own DPD requests and keepalives, as recorded: openconnect got them, and the replay's
+        # capture holds as many on the channel as the recording (the script sends them at the recorded times)
+        recorded_ch = connect["details"]["channel"]
+        sent = {k: recorded_ch["frames"]["s2c"].get(k, {}).get("count", 0) for k in ("DPD_REQ", "KEEPALIVE")}
+        if sent["DPD_REQ"]:
+            assert "Got CSTP DPD request" in log
+        if any(sent.values()):
+            again = _analysed(run)
+            replay_ch = phase(again["sessions"][0], "cstp-connect")["details"]["channel"]
+            assert {k: replay_ch["frames"]["s2c"].get(k, {}).get("count", 0) for k in sent} == sent
         end = sess["tunnel"].get("end") or {}
         if end.get("direction") == "s2c" and end.get("type") == "TERMINATE":
             assert "received server terminate packet" in log

@@ -546,3 +546,37 @@ def test_served_forms_are_the_recorded_ones(tmp_path, name):
             if b'type="auth-request"' in body:
                 served.append(_form(body))
     assert served == want
+
+
+def test_gateway_dpd_and_keepalives_are_scripted_at_their_recorded_times():
+    """The gateway's own DPD-REQs and KEEPALIVEs (scripted/gateway-dpd-keepalive: over CSTP, then over DTLS) become
+    actions at their recorded offsets from the CONNECT answer, on the channel recorded; beyond the 50 the model
+    lists, the rest follow at the median recorded interval (here: the listed series cut to two)."""
+    import copy
+
+    from replay.from_recording import gateway_controls
+
+    name = "scripted/gateway-dpd-keepalive"
+    rec = recorded(name)
+    sess = rec.session
+    t0 = phase(sess, "cstp-connect")["details"]["connects"][0]["response_time"]
+    want = []
+    cstp = phase(sess, "cstp-connect")["details"]["channel"]
+    flows = phase(sess, "dtls")["details"]["flows"]
+    for channel, ch in [("", cstp)] + [("dtls", f["channel"]) for f in flows]:
+        want += [(round(e["ts"] - t0, 6), "dpd-req", channel) for e in ch["dpd"]["exchanges"]
+                 if e["direction"] == "s2c"]
+        want += [(round(t - t0, 6), "keepalive", channel) for t in ch["keepalive_times"]["s2c"]]
+    assert {(w[1], w[2]) for w in want} == {("dpd-req", ""), ("keepalive", ""), ("dpd-req", "dtls"),
+                                            ("keepalive", "dtls")}
+    got = [(a.at, a.send, a.channel) for a in build_script(rec).script.cstp.actions if a.send != "data"]
+    assert sorted(got) == sorted(want)
+    # a longer recording than the model lists: the DTLS series cut to their first two, the rest re-made
+    (dtls,) = [f["channel"] for f in flows if f["channel"]["dpd"]["requests"]["s2c"]]
+    cut = copy.deepcopy(dtls)
+    cut["dpd"]["exchanges"] = [e for e in cut["dpd"]["exchanges"] if e["direction"] == "s2c"][:2]
+    cut["keepalive_times"]["s2c"] = cut["keepalive_times"]["s2c"][:2]
+    full = sorted(gateway_controls(dtls, t0, float("inf")), key=lambda x: x[1])
+    remade = sorted(gateway_controls(cut, t0, float("inf")), key=lambda x: x[1])
+    assert [k for k, _ in remade] == [k for k, _ in full] and len(full) == 6
+    assert all(abs(a[1] - b[1]) < 0.05 for a, b in zip(remade, full, strict=True))

@@ -209,6 +209,7 @@ class ChannelStats:
                     "rtt_median": sorted(rtts)[len(rtts) // 2] if rtts else None,
                     "exchanges": self.dpd[:50]},
             "keepalives": dict(self.keepalives),
+            "keepalive_times": {k: v[:50] for k, v in self.keepalive_times.items()},
             "disconnect": self.disconnect,
             "oversize_packets": {"count": self.oversize_total, "samples": self.oversize[:20]},
             "truncated_packets": self.truncated_total,

@@ -7,10 +7,12 @@ analysis' inner-packet sink: no second parser). `build_script(recorded)` turns t
 * each aggregate-auth POST becomes a step matched by what the request is — `type="init"` (with its
   `<group-select>` when the recorded one had it), `type="auth-reply"` carrying the recorded fields
   (`<username>`, `<password>`…) — answered as the recorded gateway answered: the recorded status and headers, an
-  `auth-request` rebuilt from what the session model keeps of it (auth id, message, error, the form's fields, the
-  group list, the opaque block, the gateway's version) or the recorded `complete` document with a fresh session
-  token (`${cookie}`) and the served certificate's hash;
-* each downloader GET answered with its recorded status (the bodies are not in the session model: empty);
+  `auth-request` rebuilt from what the session model keeps of it (auth id, message, error, the form's fields with
+  their recorded types, labels and select options, the opaque block, the gateway's version) or the recorded
+  `complete` document with a fresh session token (`${cookie}`) and the served certificate's hash;
+* each downloader GET answered with its recorded status, headers and body (the body from the HTTP exchange the
+  analysis' TCP tracker holds, `downloader_bodies`; bounded by MAX_DOWNLOAD_BODY / MAX_DOWNLOAD_TOTAL, beyond
+  which it is answered empty, with a note);
 * each `CONNECT` answered with the recorded status and every recorded X-CSTP-/X-DTLS- header, fresh secrets
   (`${dtls_session_id}` for X-DTLS-Session-ID / X-DTLS-App-ID, the new cookie);
 * DTLS as recorded: PSK-NEGOTIATE established → a GnuTLS DTLS PSK server on the recorded X-DTLS-Port (with
@@ -21,8 +23,9 @@ analysis' inner-packet sink: no second parser). `build_script(recorded)` turns t
 * the recorded gateway→client inner packets as CSTP `data` actions at their recorded times after the CONNECT
   answer (divided by `speed`), over DTLS when they were recorded there and the DTLS channel is up, their
   destination rewritten to the address the script hands out (scapy, checksums recomputed) when it differs from
-  the recorded one; gateway-initiated DPD requests; the recorded end (DISCONNECT or TERMINATE from the gateway, or
-  its TCP close) at the recorded time.
+  the recorded one; the DPD requests and keepalives the gateway sent, at their recorded times, on the channel
+  (CSTP or DTLS) they were recorded on (`gateway_controls`); the recorded end (DISCONNECT or TERMINATE from the
+  gateway, or its TCP close) at the recorded time.
 
 An unexpected request gets the answer of the recorded exchange with its method and path that comes next (else the
 closest before: `unmatched_nearest`), or 404; the gateway logs it as such. What could not be reproduced is listed in
@@ -49,11 +52,28 @@ class RecordingUnusable(Exception):
     """The capture holds no session whose gateway side can be replayed (the message says why)."""
 
 
+#: recorded downloader bodies kept for the replay: per body and in all (the analysis holds them anyway — the HTTP
+#: dissector keeps every body up to its own bound — so these bound only what the replay copies and serves)
+MAX_DOWNLOAD_BODY = 1 << 20
+MAX_DOWNLOAD_TOTAL = 8 << 20
+
+
+@dataclass
+class RecordedBody:
+    headers: list[list[str]]  # the recorded response headers, as sent
+    body: bytes
+    reason: str = ""
+
+
 @dataclass
 class Recorded:
     session: dict  # the session of the report document, secrets shown
     inner: list[tuple[float, str, str, bytes]]  # (ts, direction, channel, IP packet) of this session
     capture: str = ""
+    #: (connection, request frame) of a downloader GET of the session → its recorded answer's headers and body
+    #: (decrypted, complete, within MAX_DOWNLOAD_BODY / MAX_DOWNLOAD_TOTAL); why the others are not here: notes
+    downloads: dict[tuple[str, int], RecordedBody] = field(default_factory=dict)
+    download_notes: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,12 +97,47 @@ def load_recorded(capture: Path, keylogs, session_id: str | None = None) -> Reco
     def sink(channel, direction, ts, frame, packet):
         packets.append((ts, direction, channel, bytes(packet)))
 
-    analysis = analyze_paths([Path(capture)], keys, key_info=info, inner_sink=sink)
+    pipes: list = []
+    analysis = analyze_paths([Path(capture)], keys, key_info=info, inner_sink=sink, on_pipeline=pipes.append)
     doc = to_document(analysis, version=__version__, show_secrets=True)
     s = choose_session(doc, session_id)
     start, end = s.get("start") or 0.0, s.get("end") or float("inf")
     inner = [p for p in packets if start <= p[0] <= end + 1.0]
-    return Recorded(session=s, inner=inner, capture=str(capture))
+    rec = Recorded(session=s, inner=inner, capture=str(capture))
+    if pipes:
+        rec.downloads, rec.download_notes = downloader_bodies(pipes[0], _details(s, "downloader").get("gets") or ())
+    return rec
+
+
+def downloader_bodies(pipeline, gets) -> tuple[dict[tuple[str, int], RecordedBody], dict[tuple[str, int], str]]:
+    """The recorded answers to the session's downloader GETs (``gets``: the session model's rows) from the HTTP
+    exchanges the analysis' TCP trackers hold (analyzer/tcptracker.py: the dissector's Response, body included):
+    {(connection, request frame): RecordedBody}, and why a GET's body is not there."""
+    trackers = {f"tcp.stream {t.index}": t for t in getattr(pipeline, "tcp", {}).values()}
+    out: dict[tuple[str, int], RecordedBody] = {}
+    why: dict[tuple[str, int], str] = {}
+    total = 0
+    for g in gets:
+        if not isinstance(g, dict) or g.get("status") is None:
+            continue
+        key = (str(g.get("connection")), int(g.get("frame") or 0))
+        t = trackers.get(key[0])
+        ex = next((e for e in getattr(t, "exchanges", ()) if e.request.frame == key[1]), None)
+        resp = ex.response if ex is not None else None
+        if resp is None:
+            why[key] = "its answer is not among the decrypted exchanges"
+            continue
+        if resp.body_truncated:
+            why[key] = "its recorded body is incomplete"
+            continue
+        if len(resp.body) > MAX_DOWNLOAD_BODY or total + len(resp.body) > MAX_DOWNLOAD_TOTAL:
+            why[key] = (f"its body ({len(resp.body)} bytes) is beyond the replay's bounds ({MAX_DOWNLOAD_BODY} bytes "
+                        f"a body, {MAX_DOWNLOAD_TOTAL} in all)")
+            continue
+        total += len(resp.body)
+        out[key] = RecordedBody(headers=[[str(k), str(v)] for k, v in resp.headers], body=bytes(resp.body),
+                                reason=str(resp.reason or ""))
+    return out, why
 
 
 def _phase(s: dict, name: str) -> dict:
@@ -125,11 +180,38 @@ def _field_type(name: str) -> str:
     return "password" if "pass" in low or low in ("secondary_password", "answer") else "text"
 
 
+def _form_xml(form: list[dict]) -> list[str]:
+    """The `<input>`/`<select>` elements of a recorded form (the session model's `form`: name, type, label,
+    options), in the recorded order."""
+    out = []
+    for f in form:
+        if not isinstance(f, dict):
+            continue
+        name, kind, label = f.get("name"), f.get("type"), f.get("label")
+        attrs = "".join(f" {k}={quoteattr(str(v))}" for k, v in (("name", name), ("label", label)) if v is not None)
+        if kind == "select" or f.get("options") is not None:
+            out.append(f"<select{attrs}>")
+            for o in f.get("options") or ():
+                if not isinstance(o, dict):
+                    continue
+                value = "" if o.get("value") is None else str(o["value"])
+                sel = ' selected="true"' if o.get("selected") else ""
+                out.append(f"<option value={quoteattr(value)}{sel}>{escape(str(o.get('label') or ''))}</option>")
+            out.append("</select>")
+        else:
+            typ = f" type={quoteattr(str(kind))}" if kind is not None else ""
+            out.append(f"<input{typ}{attrs}></input>")
+    return out
+
+
 def auth_request_xml(*, auth_id: str | None, message: str | None, error: str | None, fields: list[str],
                      groups: list[dict] | None = None, opaque: dict | None = None, server_version: str | None = None,
-                     aggregate_auth_version: str | None = "2", action: str | None = None) -> str:
+                     aggregate_auth_version: str | None = "2", action: str | None = None,
+                     form: list[dict] | None = None) -> str:
     """An aggregate-auth `auth-request` with what the session model keeps of a recorded one; ``action``: where the
-    form is to be posted (the target of the recorded client's next POST)."""
+    form is to be posted (the target of the recorded client's next POST). ``form``: the recorded form (the session
+    model's `form`: each field's name, type, label and options, as the gateway sent them) — served as recorded;
+    without it (a document of an older acflow) the form is made from the field names (``fields``, ``groups``)."""
     ver = f" aggregate-auth-version={quoteattr(aggregate_auth_version)}" if aggregate_auth_version else ""
     out = ['<?xml version="1.0" encoding="UTF-8"?>', f'<config-auth client="vpn" type="auth-request"{ver}>']
     if server_version:
@@ -147,6 +229,9 @@ def auth_request_xml(*, auth_id: str | None, message: str | None, error: str | N
     if error:
         out.append(f'<error id="1" param1="" param2="">{escape(error)}</error>')
     out.append(f'<form method="post" action={quoteattr(action)}>' if action else "<form>")
+    if form is not None:
+        out += _form_xml(form)
+        fields, groups = [], None
     for name in fields:
         if name == "group_list":
             continue
@@ -287,18 +372,24 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                                         'type="complete" aggregate-auth-version="2"><session-token></session-token>'
                                         '<auth id="success"></auth></config-auth>\n')
             elif rtype == "auth-request":
+                form = item.get("form") if isinstance(item.get("form"), list) else None
                 if kind == "init":
                     fields = list(nxt.get("fields") or []) if nxt else []
-                    body = auth_request_xml(auth_id="main", message=None, error=item.get("error"), fields=fields,
+                    body = auth_request_xml(auth_id=item.get("auth_id") or "main", message=item.get("message"),
+                                            error=item.get("error"), fields=fields,
                                             groups=groups if item.get("group_list") or groups else None,
                                             opaque=item.get("opaque"), server_version=item.get("server_version"),
                                             aggregate_auth_version=g.get("aggregate_auth_version_answered"),
-                                            action=nxt_post.get("target") if nxt_post else None)
+                                            action=nxt_post.get("target") if nxt_post else None, form=form)
                 else:
                     body = auth_request_xml(auth_id=item.get("auth_id"), message=item.get("message"),
                                             error=item.get("error"), fields=list(item.get("form_fields") or []),
                                             aggregate_auth_version=g.get("aggregate_auth_version_answered"),
-                                            action=nxt_post.get("target") if nxt_post else item.get("target"))
+                                            action=nxt_post.get("target") if nxt_post else item.get("target"),
+                                            form=form)
+                if form is None:
+                    notes.append(f"the form answered to frame {item.get('frame')} is rebuilt from its field names "
+                                 "(the recording's document has no form types and labels)")
             else:
                 body = ""
                 if rtype:
@@ -309,13 +400,25 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                           "note": f"recorded answer to frame {item.get('frame')}"})
         elif kind == "get":
             status = item.get("status") or 404
+            key = (str(item.get("connection")), int(item.get("frame") or 0))
+            got = rec.downloads.get(key)
+            respond: dict = {"status": int(status), "reason": "OK" if status == 200 else "Not Found",
+                             "headers": [["Content-Type", "application/octet-stream"]]}
+            if got is not None:
+                respond["headers"] = [h for h in _response_headers(got.headers)
+                                      if h[0].lower() != "set-cookie"] or respond["headers"]
+                if got.body:
+                    respond["body_hex"] = got.body.hex()
+                if got.reason:
+                    respond["reason"] = _no_placeholders(got.reason)
+                note = f"recorded GET (frame {item.get('frame')}): the recorded answer, {len(got.body)} bytes"
+            else:
+                why = rec.download_notes.get(key, "it was not decrypted")
+                note = f"recorded GET (frame {item.get('frame')}); its body is not replayed: {why}"
+                if item.get("size"):
+                    notes.append(f"GET {item.get('target')}: answered {status} with an empty body ({why})")
             steps.append({"id": f"get-{i + 1}", "expect": {"method": "GET", "path": item.get("target") or "/"},
-                          "respond": {"status": int(status), "reason": "OK" if status == 200 else "Not Found",
-                                      "headers": [["Content-Type", "application/octet-stream"]]},
-                          "note": f"recorded GET (frame {item.get('frame')}); its body is not in the session model"})
-            if status == 200:
-                notes.append(f"GET {item.get('target')}: answered 200 with an empty body (the recorded body is not "
-                             "kept by the analysis)")
+                          "respond": respond, "note": note})
         else:  # connect
             status = item.get("status")
             if status is None:
@@ -393,12 +496,14 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                 act["tunnels"] = tunnels
             actions.append(act)
             packets += 1
-        for ch in [c.get("channel") or {}] + [f.get("channel") or {} for f in flows]:
-            for exd in (ch.get("dpd") or {}).get("exchanges") or ():
-                if isinstance(exd, dict) and exd.get("direction") == "s2c" and ch is c.get("channel") \
-                        and exd.get("ts") and t0 <= exd["ts"] < t1:
-                    actions.append({"at": round((exd["ts"] - t0) / speed, 6), "send": "dpd-req",
-                                    **({"tunnels": tunnels} if tunnels else {})})
+        for channel, ch in [("", c.get("channel"))] + [("dtls", f.get("channel")) for f in flows]:
+            for kind, ts in gateway_controls(ch if isinstance(ch, dict) else {}, t0, t1):
+                act = {"at": round((ts - t0) / speed, 6), "send": kind}
+                if channel:
+                    act["channel"] = channel
+                if tunnels:
+                    act["tunnels"] = tunnels
+                actions.append(act)
     end = (s.get("tunnel") or {}).get("end") or {}
     if connect_times and isinstance(end, dict) and end.get("direction") == "s2c" and end.get("ts"):
         t0 = connect_times[-1]
@@ -427,6 +532,30 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
     if dtls_cfg:
         script["dtls"] = dtls_cfg
     return BuildResult(script=Script.from_dict(script), notes=notes, dtls=how, packets=packets)
+
+
+def gateway_controls(ch: dict, t0: float, t1: float) -> list[tuple[str, float]]:
+    """The DPD requests and keepalives the recorded gateway sent on a channel (the session model's `channel`:
+    CSTP, or a DTLS flow's) between ``t0`` and ``t1``: [("dpd-req" | "keepalive", recorded time)]. The model lists
+    the first 50 of each; when the gateway sent more, the rest follow at the median recorded interval up to the
+    channel's last frame (as many as it sent)."""
+    out: list[tuple[str, float]] = []
+    last = ch.get("last_frame_ts")
+    dpd = ch.get("dpd") or {}
+    series = [("dpd-req", [e.get("ts") for e in dpd.get("exchanges") or ()
+                           if isinstance(e, dict) and e.get("direction") == "s2c"],
+               (dpd.get("requests") or {}).get("s2c") or 0),
+              ("keepalive", list((ch.get("keepalive_times") or {}).get("s2c") or ()),
+               (ch.get("keepalives") or {}).get("s2c") or 0)]
+    for kind, times, total in series:
+        times = sorted(t for t in times if isinstance(t, (int, float)))
+        if total > len(times) >= 2 and isinstance(last, (int, float)):
+            gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+            step = gaps[len(gaps) // 2]
+            while step > 0 and len(times) < total and times[-1] + step <= last:
+                times.append(times[-1] + step)
+        out += [(kind, t) for t in times if t0 <= t < t1]
+    return out
 
 
 def _legacy_suite(connect_details: dict) -> str | None:

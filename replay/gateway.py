@@ -191,7 +191,7 @@ def build_response(resp: Response, values: dict[str, str], *, tunnel: bool, clos
     """Bytes of an HTTP/1.1 answer and a description of it (rendered status, headers, body)."""
     reason = render(resp.reason, values)
     headers = [(render(k, values), render(v, values)) for k, v in resp.headers]
-    body = render(resp.body, values).encode("utf-8")
+    body = bytes.fromhex(resp.body_hex) if resp.body_hex else render(resp.body, values).encode("utf-8")
     names = {k.lower() for k, _ in headers}
     if not tunnel and "content-length" not in names:
         headers.append(("Content-Length", str(len(body))))
@@ -201,7 +201,14 @@ def build_response(resp: Response, values: dict[str, str], *, tunnel: bool, clos
     head += "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
     desc = {"status": resp.status, "reason": reason, "status_line": f"HTTP/1.1 {resp.status} {reason}".rstrip(),
             "headers": [[k, v] for k, v in headers], "body": body.decode("utf-8", "replace")}
+    if resp.body_hex:  # a recorded file: its size and SHA-1 in the events, not its bytes
+        desc["body"] = ""
+        desc["body_size"], desc["body_sha1"] = len(body), hashlib.sha1(body).hexdigest().upper()
     return head.encode("iso-8859-1") + (b"" if tunnel else body), desc
+
+
+#: the script actions a `"channel": "dtls"` action sends over DTLS when it is up (else over CSTP)
+DTLS_SENDABLE = ("data", "dpd-req", "dpd-resp", "keepalive")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -636,10 +643,10 @@ class ScriptedGateway:
                 payload = bytes.fromhex(a.payload_hex)
                 if a.send == "disconnect" and not payload:
                     payload = b"\xb0" + render(a.reason, self.values).encode()
-                if a.send == "data" and a.channel == "dtls" and self._dtls is not None and (
+                if a.send in DTLS_SENDABLE and a.channel == "dtls" and self._dtls is not None and (
                         self._dtls.established or self._dtls.handshaking):
                     # recorded over DTLS: over DTLS once its handshake (under way) is done
-                    self._dtls.outbox.put((b"\x00" + payload, f"script action at {a.at:g} s"))
+                    self._dtls.outbox.put((bytes([CSTP_TYPES[a.send]]) + payload, f"script action at {a.at:g} s"))
                     continue
                 self._send_frame(n, sock, CSTP_TYPES[a.send], payload, f"script action at {a.at:g} s")
                 if a.send in ("disconnect", "terminate"):

@@ -111,16 +111,25 @@ class Response:
     reason: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: str = ""
+    #: a body served byte for byte, placeholders not rendered (a recorded downloader file); replaces ``body``
+    body_hex: str = ""
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> Response:
         if "status" not in d:
             raise ScriptError(f"{where}: a response needs a status")
-        unknown = set(d) - {"status", "reason", "headers", "body"}
+        unknown = set(d) - {"status", "reason", "headers", "body", "body_hex"}
         if unknown:
             raise ScriptError(f"{where}: unknown respond keys {sorted(unknown)}")
+        if d.get("body") and d.get("body_hex"):
+            raise ScriptError(f"{where}: body and body_hex are exclusive")
+        body_hex = str(d.get("body_hex") or "")
+        try:
+            bytes.fromhex(body_hex)
+        except ValueError:
+            raise ScriptError(f"{where}: body_hex is not hex") from None
         return cls(status=int(d["status"]), reason=str(d.get("reason", "")),
-                   headers=_pairs(d.get("headers"), where), body=str(d.get("body", "")))
+                   headers=_pairs(d.get("headers"), where), body=str(d.get("body", "")), body_hex=body_hex)
 
 
 @dataclass
@@ -380,6 +389,8 @@ class Script:
                 out["headers"] = [list(h) for h in r.headers]
             if r.body:
                 out["body"] = r.body
+            if r.body_hex:
+                out["body_hex"] = r.body_hex
             return out
 
         steps = []

@@ -679,6 +679,8 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
     "dtls-source-mismatch": ["DTLS handshake timed out", "with SSL connected and DTLS in progress"],
     "keepalive-missing": ["CSTP connected. DPD 30, Keepalive 5", "Send CSTP Keepalive"],
     "dtls-cookie": ["X-DTLS-CipherSuite: PSK-NEGOTIATE", "Established DTLS connection"],
+    "gateway-dpd-keepalive": ["Got CSTP Keepalive", "Got CSTP DPD request", "Got DTLS DPD request",
+                              "Got DTLS Keepalive"],
     "dtls-cookie-ignored": ["X-DTLS-CipherSuite: PSK-NEGOTIATE", "DTLS handshake timed out"],
     "login-retry": ["Login failed.", "CSTP connected"],
     "login-retry-asa": ['<error id="88" param1="" param2="">Login failed.</error>', "CSTP connected"],

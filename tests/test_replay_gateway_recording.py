@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -265,6 +266,31 @@ def _diff(name: str, run: dict, *ignore: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=ROOT)
 
 
+def _gateway_controls_sent(sess: dict) -> dict[tuple[str, str], int]:
+    """{(cstp | dtls, DPD_REQ | KEEPALIVE): frames the gateway sent} of a session document (DTLS: all its flows;
+    its padded DPD-REQs, MTU probes, not counted)."""
+    out = {}
+    chans = [("cstp", phase(sess, "cstp-connect")["details"]["channel"])]
+    chans += [("dtls", f["channel"]) for f in (phase(sess, "dtls").get("details") or {}).get("flows") or ()]
+    for name, ch in chans:
+        for kind in ("DPD_REQ", "KEEPALIVE"):
+            n = (ch["frames"]["s2c"].get(kind) or {}).get("count", 0)
+            if kind == "DPD_REQ":
+                n -= len([p for p in ch.get("mtu_probes") or () if p.get("direction") == "s2c"])
+            out[(name, kind)] = out.get((name, kind), 0) + n
+    return out
+
+
+def _analysed(run: dict) -> dict:
+    """The JSON document of a replay's capture (its keys: the gateway's and openconnect's key logs)."""
+    from analyzer import __version__
+    from analyzer.analyze import analyze_paths, load_keys
+    from analyzer.report.json_report import to_document
+
+    keys, info = load_keys([run["keys"]], [])
+    return to_document(analyze_paths([run["capture"]], keys, info), version=__version__, show_secrets=False)
+
+
 def _tun_up_after_connect(work: Path) -> float:
     """Seconds from the replay's CONNECT answer (the gateway's tunnel-start event) to the vpnc-script's "connect"
     (openconnect's TUN configured and up)."""
@@ -298,9 +324,13 @@ CLIENT_TRAFFIC = "traffic.*c2s"
 # scripted/connect-unavailable: CONNECT answered 503 with an X-Reason
 # scripted/dtls-cookie: PSK-NEGOTIATE behind a HelloVerifyRequest (RFC 6347 cookie), as a Cisco gateway does;
 # legacy-dtls09: legacy DTLS 0x0100 (AES128-SHA) resumed from the client's X-DTLS-Master-Secret
+# scripted/dtls-mtu-differs: the recorded gateway sent a DPD-REQ over CSTP 2 s after CONNECT (legacy DTLS to a
+# black-hole port: the tunnel stays on CSTP); scripted/gateway-dpd-keepalive: the recorded gateway sent KEEPALIVE
+# and DPD-REQ over CSTP, then over DTLS (PSK-NEGOTIATE), up to 6.5 s after CONNECT
 LIVE = [("baseline", 1.0, 1.0), ("dtls-blocked", 1.0, 4.0), ("mtu", 1.0, 1.0), ("auth-fail", 0.0, 1.0),
         ("scripted/terminate", 4.0, 1.0), ("scripted/connect-unavailable", 0.0, 1.0),
-        ("scripted/dtls-cookie", 1.0, 1.0), ("legacy-dtls09", 1.0, 1.0)]
+        ("scripted/dtls-cookie", 1.0, 1.0), ("legacy-dtls09", 1.0, 1.0), ("scripted/dtls-mtu-differs", 1.0, 1.0),
+        ("scripted/gateway-dpd-keepalive", 6.0, 1.0)]
 
 
 @pytest.mark.lab
@@ -333,6 +363,15 @@ def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
             want = [pkt for ts, direction, _, pkt in recorded(name).inner
                     if direction == "s2c" and ts - t0 >= up and pkt[0] >> 4 == 4]
             assert want and _inner_packets_seen(run["any"], want) == want
+        # the gateway's own DPD requests and keepalives, as recorded: openconnect got them, and the replay's
+        # capture holds as many on each channel as the recording (the script sends them at the recorded times)
+        sent = _gateway_controls_sent(sess)
+        for (channel, kind), n in sent.items():
+            if n:
+                what = {"DPD_REQ": "DPD request", "KEEPALIVE": "Keepalive"}[kind]
+                assert f"Got {channel.upper()} {what}" in log
+        if any(sent.values()):
+            assert _gateway_controls_sent(_analysed(run)["sessions"][0]) == sent
         end = sess["tunnel"].get("end") or {}
         if end.get("direction") == "s2c" and end.get("type") == "TERMINATE":
             assert "received server terminate packet" in log
@@ -386,18 +425,18 @@ def test_diff_of_the_recording_and_its_own_document_is_the_same():
     assert not diff_documents(a, json.loads(json.dumps(a))).differs
 
 
-def test_unexpected_request_gets_the_nearest_recorded_answer(tmp_path):
-    """A request no step matches (here an auth-reply with a field the recorded client never sent) is answered as
-    the recorded gateway answered the next exchange with that method and path; a path never recorded gets 404."""
+@contextlib.contextmanager
+def local_gateway(script: Script, tmp_path: Path, name: str = "baseline"):
+    """``script`` served by a ScriptedGateway on 127.0.0.1 (no DTLS server: only its HTTP side); yields a function
+    ``ask(method, target, body=b"", headers=())`` → (status line, headers, body) over one TLS connection."""
     import io
     import socket
     import ssl
 
     from replay.gateway import ScriptedGateway
 
-    d = sample("baseline")
-    script = build_script(recorded("baseline")).script
-    script.dtls = None  # no DTLS server on the host's UDP 443: only the HTTP side is exercised here
+    d = sample(name)
+    script.dtls = None  # no DTLS server on the host's UDP 443
     gw = ScriptedGateway(script, d / "server-cert.pem", d / "server-key.pem", host="127.0.0.1", port=0,
                          events=tmp_path / "events.jsonl", out=io.StringIO())
     gw.start()
@@ -406,28 +445,59 @@ def test_unexpected_request_gets_the_nearest_recorded_answer(tmp_path):
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         with ctx.wrap_socket(socket.create_connection(("127.0.0.1", gw.port), timeout=5),
                              server_hostname="vpn.acflow.test") as sock:
-            answers = []
-            for target, body in (("/", b'<config-auth type="init"/>'), ("/auth", b'<config-auth type="auth-reply">'
-                                 b"<auth><otp>1</otp></auth></config-auth>"), ("/nowhere", b"x")):
-                sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                             + body)
+            def ask(method: str, target: str, body: bytes = b"", headers=()):
+                extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
+                sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+                             .encode() + body)
                 buf = b""
                 while b"\r\n\r\n" not in buf:
                     buf += sock.recv(65536)
                 head, _, rest = buf.partition(b"\r\n\r\n")
-                length = int(next(h.split(b":")[1] for h in head.split(b"\r\n")
-                                  if h.lower().startswith(b"content-length")))
+                lines = head.decode("iso-8859-1").split("\r\n")
+                heads = [tuple(x.strip() for x in h.split(":", 1)) for h in lines[1:]]
+                length = int(next(v for k, v in heads if k.lower() == "content-length"))
                 while len(rest) < length:
                     rest += sock.recv(65536)
-                answers.append((head.split(b"\r\n")[0], rest.decode()))
+                return lines[0], heads, rest
+
+            yield ask
     finally:
         gw.stop()
+
+
+def test_unexpected_request_gets_the_nearest_recorded_answer(tmp_path):
+    """A request no step matches (here an auth-reply with a field the recorded client never sent) is answered as
+    the recorded gateway answered the next exchange with that method and path; a path never recorded gets 404."""
+    script = build_script(recorded("baseline")).script
+    with local_gateway(script, tmp_path) as ask:
+        answers = [ask("POST", target, body)[::2] for target, body in (
+            ("/", b'<config-auth type="init"/>'),
+            ("/auth", b'<config-auth type="auth-reply"><auth><otp>1</otp></auth></config-auth>'),
+            ("/nowhere", b"x"))]
     posts = _step(script, "POST")
-    assert answers[0] == (b"HTTP/1.1 200 OK", posts[0].respond.body)
-    assert answers[1] == (b"HTTP/1.1 200 OK", posts[1].respond.body)  # the next recorded POST /auth's answer
-    assert answers[2][0].startswith(b"HTTP/1.1 404")
+    assert answers[0] == ("HTTP/1.1 200 OK", posts[0].respond.body.encode())
+    assert answers[1] == ("HTTP/1.1 200 OK", posts[1].respond.body.encode())  # the next recorded POST /auth's answer
+    assert answers[2][0].startswith("HTTP/1.1 404")
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["nearest"] for e in events if e["type"] == "request"] == [False, True, False]
+
+
+@pytest.mark.parametrize("name", ["downloader", "scripted/profile-hash-mismatch", "scripted/profile-missing"])
+def test_downloader_gets_the_recorded_files(tmp_path, name):
+    """The downloader's GETs are answered with the recorded status, headers and body: the bytes a client fetches
+    from the replay have the SHA-1 the recording's session model gives (a 404 with the recorded 404 page)."""
+    import hashlib
+
+    gets = phase(doc(name)["sessions"][0], "downloader")["details"]["gets"]
+    assert gets
+    script = build_script(recorded(name)).script
+    assert Script.from_dict(json.loads(json.dumps(script.to_dict()))).to_dict() == script.to_dict()
+    with local_gateway(script, tmp_path, name) as ask:
+        for g in gets:
+            status, heads, body = ask("GET", g["target"], headers=[("Cookie", "webvpn=x")])
+            assert status.split()[1] == str(g["status"])
+            assert (len(body), hashlib.sha1(body).hexdigest().upper()) == (g["size"], g["sha1"])
+            assert "text/" in dict((k.lower(), v) for k, v in heads)["content-type"]  # as recorded, not generic
 
 
 def test_usage_errors_exit_2(tmp_path):
@@ -438,3 +508,75 @@ def test_usage_errors_exit_2(tmp_path):
                            text=True, cwd=ROOT)
         assert p.returncode == 2, (args, p.stderr)
         assert "Traceback" not in p.stderr
+
+
+def _form(xml: bytes | str):
+    """(auth id, message, [(name, type, label, [(value, label, selected)…])…]) of an auth-request's form."""
+    from dissectors.aggauth import parse_config_auth
+
+    d = parse_config_auth(xml)
+    assert d.type == "auth-request" and d.auth is not None and d.auth.form is not None
+    return (d.auth.id, d.auth.message.formatted if d.auth.message else None,
+            [(f.name, f.type, f.label, [(o.value, o.label, o.selected) for o in f.options])
+             for f in d.auth.form.fields])
+
+
+@pytest.mark.parametrize("name", ["group-select", "baseline", "auth-fail", "scripted/login-retry-asa"])
+def test_served_forms_are_the_recorded_ones(tmp_path, name):
+    """Every auth-request the replay serves has the recorded form field by field — name, type, label, a select's
+    options — (and the recorded auth id and message): compared with the recorded gateway's answers as the capture
+    holds them (the HTTP exchanges of the analysis, parsed again here), not with the session model."""
+    from analyzer.analyze import analyze_paths, load_keys
+
+    d = sample(name)
+    keys, info = load_keys([d / "keys.log"], [])
+    pipes: list = []
+    analyze_paths([d / "capture.pcapng"], keys, info, on_pipeline=pipes.append)
+    exchanges = sorted((ex for t in pipes[0].tcp.values() for ex in t.exchanges
+                        if ex.request.method == "POST" and ex.response is not None
+                        and b'type="auth-request"' in ex.response.body), key=lambda ex: ex.request.ts)
+    want = [_form(ex.response.body) for ex in exchanges]
+    assert want and any(f[1] for f in want)
+    script = build_script(recorded(name)).script
+    served = []
+    with local_gateway(script, tmp_path, name) as ask:
+        for step in _step(script, "POST"):
+            status, _, body = ask("POST", step.expect.path, "".join(step.expect.body_contains).encode())
+            assert status.split()[1] == str(step.respond.status)
+            if b'type="auth-request"' in body:
+                served.append(_form(body))
+    assert served == want
+
+
+def test_gateway_dpd_and_keepalives_are_scripted_at_their_recorded_times():
+    """The gateway's own DPD-REQs and KEEPALIVEs (scripted/gateway-dpd-keepalive: over CSTP, then over DTLS) become
+    actions at their recorded offsets from the CONNECT answer, on the channel recorded; beyond the 50 the model
+    lists, the rest follow at the median recorded interval (here: the listed series cut to two)."""
+    import copy
+
+    from replay.from_recording import gateway_controls
+
+    name = "scripted/gateway-dpd-keepalive"
+    rec = recorded(name)
+    sess = rec.session
+    t0 = phase(sess, "cstp-connect")["details"]["connects"][0]["response_time"]
+    want = []
+    cstp = phase(sess, "cstp-connect")["details"]["channel"]
+    flows = phase(sess, "dtls")["details"]["flows"]
+    for channel, ch in [("", cstp)] + [("dtls", f["channel"]) for f in flows]:
+        want += [(round(e["ts"] - t0, 6), "dpd-req", channel) for e in ch["dpd"]["exchanges"]
+                 if e["direction"] == "s2c"]
+        want += [(round(t - t0, 6), "keepalive", channel) for t in ch["keepalive_times"]["s2c"]]
+    assert {(w[1], w[2]) for w in want} == {("dpd-req", ""), ("keepalive", ""), ("dpd-req", "dtls"),
+                                            ("keepalive", "dtls")}
+    got = [(a.at, a.send, a.channel) for a in build_script(rec).script.cstp.actions if a.send != "data"]
+    assert sorted(got) == sorted(want)
+    # a longer recording than the model lists: the DTLS series cut to their first two, the rest re-made
+    (dtls,) = [f["channel"] for f in flows if f["channel"]["dpd"]["requests"]["s2c"]]
+    cut = copy.deepcopy(dtls)
+    cut["dpd"]["exchanges"] = [e for e in cut["dpd"]["exchanges"] if e["direction"] == "s2c"][:2]
+    cut["keepalive_times"]["s2c"] = cut["keepalive_times"]["s2c"][:2]
+    full = sorted(gateway_controls(dtls, t0, float("inf")), key=lambda x: x[1])
+    remade = sorted(gateway_controls(cut, t0, float("inf")), key=lambda x: x[1])
+    assert [k for k, _ in remade] == [k for k, _ in full] and len(full) == 6
+    assert all(abs(a[1] - b[1]) < 0.05 for a, b in zip(remade, full, strict=True))

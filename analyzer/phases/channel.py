@@ -49,6 +49,7 @@ class ChannelSummary(Record):
     last_data: dict[str, float]
     dpd: DPDSummary
     keepalives: dict[str, int]
+    keepalive_times: dict[str, list[float]]  # direction → times of its KEEPALIVE frames: the first 50
     disconnect: Disconnect | None
     oversize_packets: OversizePackets
     truncated_packets: int

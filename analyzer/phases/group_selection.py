@@ -7,6 +7,7 @@ from ..model import Phase
 from ..wording import plural
 from .grouping import Group, any_undecrypted, headers_view, posts
 from .record import UNSET, HeaderList, Record
+from .user_auth import FormInput, form_inputs
 
 
 @dataclass
@@ -38,6 +39,9 @@ class InitPost(Record):
     opaque: OpaqueInfo = UNSET
     error: str = UNSET
     server_version: str | None = UNSET
+    auth_id: str | None = UNSET  # the answer's <auth id=…>, when it had an <auth>
+    message: str | None = UNSET  # its <message>
+    form: list[FormInput] = UNSET  # its form as sent (fields with type, label, options; the group list included)
 
 
 @dataclass
@@ -120,6 +124,11 @@ def build(g: Group) -> Phase:
                                               config_hash=rs.opaque.config_hash)
                 if rs.auth and rs.auth.error:
                     entry.error = rs.auth.error.formatted
+                if rs.auth is not None:
+                    entry.auth_id = rs.auth.id
+                    entry.message = rs.auth.message.formatted if rs.auth.message else None
+                    if rs.auth.form is not None:
+                        entry.form = form_inputs(rs.auth.form)
                 entry.server_version = rs.version("sg")
         d.posts.append(entry)
     first = inits[0][2]

@@ -11,6 +11,36 @@ from .record import UNSET, Record, XMLText
 
 
 @dataclass
+class FormOption(Record):
+    """An `<option>` of a form's `<select>`, as the gateway sent it."""
+    value: str | None
+    label: str | None
+    selected: bool
+
+
+@dataclass
+class FormInput(Record):
+    """A field of a form the gateway sent (`<input>` or `<select>`), as sent: its name, type (`text`, `password`,
+    `hidden`…, `select` for a `<select>`) and label; a `<select>`'s options. Never a value."""
+    name: str | None
+    type: str | None
+    label: str | None
+    options: list[FormOption] = UNSET  # a <select>'s only
+
+
+def form_inputs(form) -> list[FormInput]:
+    """The fields of a parsed aggregate-auth `<form>` (dissectors/aggauth.py `Form`) as the session model keeps
+    them."""
+    out = []
+    for f in form.fields if form is not None else ():
+        item = FormInput(name=f.name, type=f.type, label=f.label)
+        if f.type == "select" or f.options:
+            item.options = [FormOption(value=o.value, label=o.label, selected=o.selected) for o in f.options]
+        out.append(item)
+    return out
+
+
+@dataclass
 class AuthRound(Record):
     """One POST of the login (aggregate-auth `auth-reply`, or `form` for a legacy urlencoded login)."""
     time: float
@@ -30,6 +60,7 @@ class AuthRound(Record):
     form_fields: list[str] = UNSET
     rejected: bool = UNSET  # aggregate-auth rounds with an answer
     rejection: str | None = UNSET
+    form: list[FormInput] = UNSET  # the answer's form as sent (fields with type, label, options), when it had one
 
 
 @dataclass
@@ -101,6 +132,8 @@ def build(g: Group, tls_phase: Phase) -> Phase:
             r.message = auth.message.formatted if auth and auth.message else None
             r.error = auth.error.formatted if auth and auth.error else None
             r.form_fields = [f.name for f in auth.form.fields] if auth and auth.form else []
+            if auth and auth.form:
+                r.form = form_inputs(auth.form)
             r.rejected, r.rejection = _rejected(r, fields)
             if r.rejected:
                 failure = r

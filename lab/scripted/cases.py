@@ -529,6 +529,24 @@ def _keepalive_script(c: dict) -> dict:
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
 
 
+def _gateway_controls_script(c: dict) -> dict:
+    return {"name": "gateway-dpd-keepalive",
+            "description": "CONNECT 200 with DTLS PSK-NEGOTIATE on X-DTLS-Port 4443 served by the gateway itself "
+                           "(replay.dtls_psk_server in process); the gateway sends its own KEEPALIVE and DPD-REQ "
+                           "frames: over CSTP at 1.0 and 1.5 s after CONNECT, then over DTLS (once up) every 1.5 s "
+                           "from 3.0 s (DPD-REQ at 3.0, 4.5, 6.0; KEEPALIVE at 3.5, 5.0, 6.5)",
+            "vars": {"aggauth_handle": "1193839"},
+            "steps": [*auth_steps(),
+                      connect_step(psk_connect_headers(dpd=30, keepalive=20),
+                                   note=f"PSK-NEGOTIATE on UDP {DTLS_PORT}, served in process")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True,
+                     "actions": [{"at": 1.0, "send": "keepalive"}, {"at": 1.5, "send": "dpd-req"},
+                                 *({"at": 3.0 + 1.5 * i, "send": "dpd-req", "channel": "dtls"} for i in range(3)),
+                                 *({"at": 3.5 + 1.5 * i, "send": "keepalive", "channel": "dtls"}
+                                   for i in range(3))]},
+            "dtls": {"mode": "psk-negotiate", "port": DTLS_PORT}}
+
+
 def _env_mtu(ctx: Ctx, key: str = "INTERNAL_IP4_MTU") -> str | None:
     return ctx.env.get("connect", {}).get(key)
 
@@ -886,4 +904,15 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("the client ended with DISCONNECT", count_at_least("cstp-rx", 1, name="disconnect"))],
          pings=[(4, 2, 56)], hold=1.5,
          pause_client={"after_gateway_line": "cstp-rx: session 1: keepalive", "timeout": 12.0, "seconds": 16.5}),
+    Case("gateway-dpd-keepalive",
+         "the gateway sends its own KEEPALIVE and DPD-REQ frames, over CSTP and then over DTLS (PSK-NEGOTIATE)",
+         _gateway_controls_script,
+         [("openconnect: Established DTLS connection", log_line(r"^Established DTLS connection")),
+          ("openconnect got the gateway's DPD-REQ over CSTP", log_line(r"^Got CSTP DPD request")),
+          ("openconnect got the gateway's DPD-REQ over DTLS", log_line(r"^Got DTLS DPD request")),
+          ("the gateway sent KEEPALIVE and DPD-REQ over CSTP",
+           lambda ctx: ({e.get("name") for e in ctx.ev("cstp-tx") if "script action" in (e.get("why") or "")}
+                        >= {"keepalive", "dpd-req"}, None)),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=6.0),
 ]}

@@ -205,6 +205,8 @@ def _tunnel_estimate(c, r: ConnectionReading, recs: list) -> TunnelEstimate | No
     # a control frame from the gateway as its last record, right before the connection closes: TERMINATE
     last = next((e for e in reversed(est.controls) if e[0] == "s2c"), None)
     later = [x for x in recs if x[1] == "s2c" and (x[0], x[3]) > (last[2], last[1])] if last else []
-    if last is not None and last[3] == "KEEPALIVE" and not later and c.closed and c.last_ts - last[2] <= 1.0:
+    answered = last is not None and any(x[0] == "c2s" and x[3] == "DPD_RESP" and x[2] >= last[2] for x in est.controls)
+    if (last is not None and last[3] in ("KEEPALIVE", "DPD_REQ") and not answered and not later and c.closed
+            and c.last_ts - last[2] <= 1.0):
         last[3] = "TERMINATE"
     return est

@@ -319,14 +319,19 @@ def render(t: Tally, sources: str, bench: bool = False) -> str:
         "",
         "An unanswered DPD request and a keepalive are the same 8 bytes; timing tells them apart "
         "(analyzer/keyless.py `refine`, `share_dpd_timers`): a control record answered in kind by the peer is a DPD "
-        "request; an unanswered one is a DPD request when it came after at least the silence from the peer after "
-        "which its sender's answered DPD requests came (on any channel of the session: the DPD timer counts the "
-        "silence from the peer, the keepalive timer the sender's own), or when it is among the last records its "
-        "sender sent on the channel while the peer stayed silent there (a run of two or more, or one sent during "
-        "a dead-peer run on the session's other channel); else a keepalive. Left undecidable: an unanswered DPD "
-        "request in a session where none of its sender's DPD requests was ever answered, that does not end its "
-        "sender's traffic (it reads as a keepalive), and a keepalive sent within the last second below its "
-        "sender's DPD interval (the clients' timers count whole seconds).",
+        "request; over TLS, an unanswered one followed by an answered DPD request of the same sender is a "
+        "keepalive (TCP delivers in order and the peer answers every DPD request it gets); otherwise an unanswered "
+        "one is a DPD request when it came after at least the silence from the peer after which its sender's "
+        "answered DPD requests came (on any channel of the session: the DPD timer counts the silence from the "
+        "peer, the keepalive timer the sender's own), or when it is among the last records its sender sent on the "
+        "channel while the peer stayed silent there (a run of two or more, or one sent during a dead-peer run on "
+        "the session's other channel); else a keepalive. Left undecidable from the wire: on DTLS, a keepalive sent "
+        "within the last second below its sender's DPD interval (the clients' timers count whole seconds); an "
+        "unanswered DPD request in a session where none of its sender's DPD requests was ever answered and that "
+        "does not end its sender's traffic (it reads as a keepalive); and, in a dead-peer spell of a sender whose "
+        "keepalive interval is shorter than its DPD interval (Cisco's defaults: 20 s and 30 s), the keepalives it "
+        "sends among its last, unanswered DPD requests (they read as DPD requests: a lab run with keepalive 3 s "
+        "and DPD 8 s, not in samples/, read 5 of its 8 keepalives so).",
         "",
     ]
     if bench:

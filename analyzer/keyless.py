@@ -114,10 +114,11 @@ class TunnelEstimate:
     control_answered: int = 0  # control frame answered in kind by the other side (a DPD exchange)
     control_unanswered: int = 0  # keepalives, and DPD requests without an answer
     _pending: dict = field(default_factory=dict)  # direction -> (ts, log entry) of an unanswered control frame
-    #: [direction, frame, ts, class, silence, heard] of every control-class record (the first MAX_CONTROL_LOG):
-    #: class DPD_REQ and DPD_RESP (a control record answered in kind), KEEPALIVE (not answered), DISCONNECT;
-    #: silence: seconds since the other side's last record (None: none yet); heard: when the other side's next
-    #: record came (None: none came)
+    #: [direction, frame, ts, class, silence, heard, received] of every control-class record (the first
+    #: MAX_CONTROL_LOG): class DPD_REQ and DPD_RESP (a control record answered in kind), KEEPALIVE (not
+    #: answered), DISCONNECT; silence: seconds since the other side's last record (None: none yet); heard: when
+    #: the other side's next record came (None: none came); received: CSTP over TLS, the other side answered a
+    #: later control record of this side in kind (TCP delivers in order: it got this one too; `finish`)
     controls: list = field(default_factory=list)
     #: direction -> the shortest silence of the other side after which it sent a DPD request that was answered
     #: (at most its DPD interval, within the clients' one-second timer resolution: `refine`)
@@ -212,7 +213,7 @@ class TunnelEstimate:
         return False
 
     def _log(self, direction: str, frame: int, ts: float, kind: str, silence: float | None = None) -> list:
-        entry = [direction, frame, ts, kind, silence, None]
+        entry = [direction, frame, ts, kind, silence, None, False]
         if len(self.controls) < MAX_CONTROL_LOG:
             self.controls.append(entry)
         return entry
@@ -293,7 +294,7 @@ class TunnelEstimate:
         seconds, so an answered request shows the interval to within a second, and a keepalive sent before that
         silence cannot be a DPD request."""
         for e in self.controls:
-            if e[0] == direction and e[3] == "KEEPALIVE" and e[4] is not None and e[4] >= silence:
+            if e[0] == direction and e[3] == "KEEPALIVE" and e[4] is not None and e[4] >= silence and not e[6]:
                 e[3] = "DPD_REQ"
 
     def peer_silent(self, direction: str, since: float, until: float) -> None:
@@ -302,12 +303,26 @@ class TunnelEstimate:
         time, after its last data here, with no record from the peer here until ``until``, are DPD requests."""
         sent = self._last_data.get(direction)
         for x in self.controls:
-            if (x[0] == direction and x[3] == "KEEPALIVE" and since <= x[2] <= until
+            if (x[0] == direction and x[3] == "KEEPALIVE" and since <= x[2] <= until and not x[6]
                     and (sent is None or x[2] > sent) and (x[5] is None or x[5] > until)):
                 x[3] = "DPD_REQ"
 
+    def _received(self) -> None:
+        """CSTP over TLS: a gateway (or client) answers every DPD request it gets, and TCP delivers the records in
+        order, so an unanswered control record followed by an answered DPD request of the same side was received
+        and left unanswered: a keepalive, whatever the silence before it (`refine` leaves it so)."""
+        if self.header != CSTP_HEADER:
+            return  # DTLS: a datagram may be lost, its answer too
+        later = {"c2s": False, "s2c": False}  # a DPD request of this side answered later
+        for e in reversed(self.controls):
+            if e[3] == "DPD_RESP":
+                later["s2c" if e[0] == "c2s" else "c2s"] = True
+            elif e[3] == "KEEPALIVE":
+                e[6] = later[e[0]]
+
     def finish(self) -> None:
         self._unanswered_probes()
+        self._received()
         self._dead_peer()
         for direction, silence in self.dpd_silence.items():
             self.refine(direction, silence)

@@ -156,3 +156,21 @@ def test_inferred_readings_are_labelled_in_every_report():
     # with keys nothing is inferred
     keyed = to_document(_analysis("dtls-blocked", True)[0], version=__version__)["sessions"][0]
     assert all("inferred" not in p for p in keyed["phases"]) and all("inferred" not in f for f in keyed["findings"])
+
+
+def test_unanswered_cstp_control_before_an_answered_dpd_is_a_keepalive():
+    """Over TLS the peer gets every record in order and answers every DPD request: a control record it left
+    unanswered while answering the same side's next DPD request is a keepalive, however long the silence before
+    it (dtls-blocked: the client's keepalive 19.0 s into the gateway's silence, its DPD requests answered after
+    19.4 s and more). The keyed analysis is the oracle."""
+    (_, kp), (la, _) = _analysis("dtls-blocked", True), _analysis("dtls-blocked", False)
+    [t] = la.sessions[0].phase("cstp-connect").inferred.tunnels
+    est = t.reading.estimate
+    keyed = {(d, fr): name for c in kp.tcp.values() if c.tunnel is not None
+             for d, fr, name, _n in c.tunnel.controls}
+    est.refine("c2s", 0.0)  # as if any silence were long enough for a DPD request
+    before_answered = [e for i, e in enumerate(est.controls) if e[0] == "c2s" and e[3] != "DPD_REQ"
+                       and any(x[0] == "s2c" and x[3] == "DPD_RESP" for x in est.controls[i + 1:])]
+    assert before_answered
+    for e in before_answered:
+        assert e[3] == "KEEPALIVE" == keyed[("c2s", e[1])]

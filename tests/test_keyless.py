@@ -174,3 +174,22 @@ def test_unanswered_cstp_control_before_an_answered_dpd_is_a_keepalive():
     assert before_answered
     for e in before_answered:
         assert e[3] == "KEEPALIVE" == keyed[("c2s", e[1])]
+
+
+def test_keepalives_and_dpd_requests_as_the_client_logged_them():
+    """keepalive-dpd (keepalive 6 s below DPD 10 s on an idle CSTP channel): every control record the client sent,
+    read without keys, has the class of the line openconnect logged when it sent it ("Send CSTP Keepalive",
+    "Send CSTP DPD") — the client's own log is the oracle; keepalives came up to 9 s into the gateway's silence."""
+    import re
+
+    d = sample("keepalive-dpd")
+    logged = [(float(m.group(1)), "KEEPALIVE" if m.group(2) == "Keepalive" else "DPD_REQ")
+              for m in re.finditer(r"^(\d+\.\d+)\tSend CSTP (Keepalive|DPD)$",
+                                   (d / "client.log").read_text(encoding="utf-8"), re.M)]
+    la, _ = _analysis("keepalive-dpd", False)
+    [t] = la.sessions[0].phase("cstp-connect").inferred.tunnels
+    sent = [(e[2], e[3]) for e in t.reading.estimate.controls if e[0] == "c2s" and e[3] != "DISCONNECT"]
+    assert len(logged) >= 5 and len(sent) == len(logged)
+    for (ts, cls), (log_ts, log_cls) in zip(sent, logged):
+        assert abs(ts - log_ts) < 0.05 and cls == log_cls, (ts, cls, log_ts, log_cls)
+    assert {c for _, c in logged} == {"KEEPALIVE", "DPD_REQ"}

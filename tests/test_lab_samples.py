@@ -15,7 +15,7 @@ from .oracle import tshark_fields
 
 SCENARIOS = ["baseline", "dtls-blocked", "legacy-dtls", "legacy-dtls09", "group-select", "mtu", "auth-fail",
              "tls12-rsa", "downloader", "dpd-loss", "reconnect", "nat-rebinding", "cert-wrong-name", "cert-expired",
-             "client-cert-request"]
+             "client-cert-request", "keepalive-dpd"]
 RECONNECTING = ["dpd-loss", "reconnect", "nat-rebinding"]
 CLIENT = "198.18.0.2"
 
@@ -227,6 +227,14 @@ def test_dpd_loss_facts(tshark):
     rows = tshark_fields(sample("dpd-loss") / "capture.pcapng", ["frame.time_epoch"],
                          f"ip.dst == {CLIENT} && !arp && frame.time_epoch > {start + 0.01} && frame.time_epoch < {end}")
     assert rows == [], "the gateway's packets reached the client during the block"
+
+
+def test_keepalive_dpd_facts():
+    f = facts("keepalive-dpd")
+    assert (f["cstp_keepalive"], f["cstp_dpd"]) == (6, 10)
+    assert f["dtls_established"] is False
+    log = (sample("keepalive-dpd") / "client.log").read_text(encoding="utf-8")
+    assert log.count("Send CSTP Keepalive") >= 3 and log.count("Send CSTP DPD") >= 2
 
 
 def test_reconnect_facts(tshark):

@@ -12,7 +12,11 @@ CBC ones, and with it the frame class:
   answer of the same size).
 
 Control frames answered by one from the other side within `ANSWER_WINDOW` are counted as answered (DPD
-exchanges), the others as unanswered (keepalives, or DPD requests that got no answer). Everything here is an
+exchanges), the others as unanswered (keepalives, or DPD requests that got no answer). An unanswered one is classed
+by timing: a DPD request goes out after the DPD interval without a record from the peer, a keepalive after the
+keepalive interval without one sent (`TunnelEstimate.refine`, `share_dpd_timers`; over TLS one left unanswered
+while a later DPD request is answered is a keepalive; unanswered ones that end a side's traffic while the peer is
+silent are DPD requests to a dead peer). Everything here is an
 estimate, labelled as such in reports: a TLS record may in principle hold two CSTP frames (the clients seen put
 one frame per record), and compression changes DATA sizes. Counters only: memory stays flat.
 """

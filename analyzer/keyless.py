@@ -120,9 +120,10 @@ class TunnelEstimate:
     _pending: dict = field(default_factory=dict)  # direction -> (ts, log entry) of an unanswered control frame
     #: [direction, frame, ts, class, silence, heard, received] of every control-class record (the first
     #: MAX_CONTROL_LOG): class DPD_REQ and DPD_RESP (a control record answered in kind), KEEPALIVE (not
-    #: answered), DISCONNECT; silence: seconds since the other side's last record (None: none yet); heard: when
-    #: the other side's next record came (None: none came); received: CSTP over TLS, the other side answered a
-    #: later control record of this side in kind (TCP delivers in order: it got this one too; `finish`)
+    #: answered), DISCONNECT; silence: seconds since the other side's last record (None: none yet); heard
+    #: (KEEPALIVE, DPD_RESP): when the other side's next record came (None: none came); received: CSTP over TLS,
+    #: the other side answered a later control record of this side in kind (TCP delivers in order: it got this
+    #: one too; `_received`)
     controls: list = field(default_factory=list)
     #: direction -> the shortest silence of the other side after which it sent a DPD request that was answered
     #: (at most its DPD interval, within the clients' one-second timer resolution: `refine`)
@@ -160,7 +161,9 @@ class TunnelEstimate:
                 asked[1][3] = "DPD_REQ"
                 if asked[1][4] is not None:
                     self.dpd_silence[other] = min(asked[1][4], self.dpd_silence.get(other, asked[1][4]))
-                self._log(direction, frame, ts, "DPD_RESP", silence)
+                entry = self._log(direction, frame, ts, "DPD_RESP", silence)
+                if len(self.controls) <= MAX_CONTROL_LOG:
+                    self._waiting.setdefault(direction, []).append(entry)
             else:
                 if direction in self._pending:
                     self.control_unanswered += 1
@@ -277,10 +280,11 @@ class TunnelEstimate:
 
     def _dead_peer(self) -> None:
         """Unanswered control frames that end one side's traffic while the other side sends no data any more are
-        DPD requests to a peer that no longer answers (keepalives come and go with traffic around them)."""
+        DPD requests to a peer that no longer answers (keepalives come and go with traffic around them; over TLS, one
+        followed by an answered DPD request of its side reached a live peer: `_received`)."""
         for direction, other in (("c2s", "s2c"), ("s2c", "c2s")):
             since = self._last_data.get(direction)
-            run = [e for e in self.controls if e[0] == direction and e[3] == "KEEPALIVE"
+            run = [e for e in self.controls if e[0] == direction and e[3] == "KEEPALIVE" and not e[6]
                    and (since is None or e[2] > since)]
             heard = self._last_data.get(other)
             if len(run) >= 2 and (heard is None or heard < run[0][2]):
@@ -313,13 +317,15 @@ class TunnelEstimate:
 
     def _received(self) -> None:
         """CSTP over TLS: a gateway (or client) answers every DPD request it gets, and TCP delivers the records in
-        order, so an unanswered control record followed by an answered DPD request of the same side was received
-        and left unanswered: a keepalive, whatever the silence before it (`refine` leaves it so)."""
+        order, so an unanswered control record followed by an answered DPD request of the same side, with the
+        connection going on after the answer (the asking side sent again: not a peer that answered one request
+        from a backlog as the connection died), was received and left unanswered: a keepalive, whatever the
+        silence before it (`refine` leaves it so)."""
         if self.header != CSTP_HEADER:
             return  # DTLS: a datagram may be lost, its answer too
-        later = {"c2s": False, "s2c": False}  # a DPD request of this side answered later
+        later = {"c2s": False, "s2c": False}  # a DPD request of this side answered later, the connection going on
         for e in reversed(self.controls):
-            if e[3] == "DPD_RESP":
+            if e[3] == "DPD_RESP" and e[5] is not None:
                 later["s2c" if e[0] == "c2s" else "c2s"] = True
             elif e[3] == "KEEPALIVE":
                 e[6] = later[e[0]]

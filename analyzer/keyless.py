@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 CSTP_HEADER = 8
 DTLS_TYPE_BYTE = 1
 ANSWER_WINDOW = 2.5  # seconds: a control frame answered this fast by the other side is a DPD exchange
+#: seconds: a DPD exchange answered this fast (a round trip, not a keepalive crossing the peer's own control
+#: frame) shows its sender's DPD timer (`TunnelEstimate.dpd_silence`)
+TIMER_ANSWER = 1.0
 CBC_BLOCK = 16
 MIN_IP_PACKET = 20  # an inner packet is at least an IPv4 header: a shorter non-empty payload is no DATA frame
 MAX_CONTROL_LOG = 2000  # control records remembered per estimate (for their class per record)
@@ -159,7 +162,7 @@ class TunnelEstimate:
             if asked is not None and ts - asked[0] <= ANSWER_WINDOW:
                 self.control_answered += 1
                 asked[1][3] = "DPD_REQ"
-                if asked[1][4] is not None:
+                if asked[1][4] is not None and ts - asked[0] <= TIMER_ANSWER:
                     self.dpd_silence[other] = min(asked[1][4], self.dpd_silence.get(other, asked[1][4]))
                 entry = self._log(direction, frame, ts, "DPD_RESP", silence)
                 if len(self.controls) <= MAX_CONTROL_LOG:

@@ -319,8 +319,9 @@ def render(t: Tally, sources: str, bench: bool = False) -> str:
         "",
         "An unanswered DPD request and a keepalive are the same 8 bytes; timing tells them apart "
         "(analyzer/keyless.py `refine`, `share_dpd_timers`): a control record answered in kind by the peer is a DPD "
-        "request; over TLS, an unanswered one followed by an answered DPD request of the same sender is a "
-        "keepalive (TCP delivers in order and the peer answers every DPD request it gets); otherwise an unanswered "
+        "request; over TLS, an unanswered one followed by an answered DPD request of the same sender, the "
+        "connection going on after the answer, is a keepalive (TCP delivers in order and the peer answers every DPD "
+        "request it gets); otherwise an unanswered "
         "one is a DPD request when it came after at least the silence from the peer after which its sender's "
         "answered DPD requests came (on any channel of the session: the DPD timer counts the silence from the "
         "peer, the keepalive timer the sender's own), or when it is among the last records its sender sent on the "

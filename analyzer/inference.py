@@ -202,9 +202,19 @@ def _tunnel_estimate(c, r: ConnectionReading, recs: list) -> TunnelEstimate | No
     # DATA times of the tunnel only (an HTTP record before it is no DATA frame)
     est.first_data = {d: t for d, t in est.first_data.items() if t > boundary[0]}
     est.last_data = {d: t for d, t in est.last_data.items() if t > boundary[0]}
-    # a control frame from the gateway as its last record, right before the connection closes: TERMINATE
+    # a control frame from the gateway as its last record, right before the connection closes: TERMINATE —
+    # unless it is the gateway's first record after the client's last one, an unanswered control record: then it
+    # answers that DPD request late (the request reached the gateway only when TCP retransmitted it, after a
+    # loss of the path, as the connection was ending)
     last = next((e for e in reversed(est.controls) if e[0] == "s2c"), None)
     later = [x for x in recs if x[1] == "s2c" and (x[0], x[3]) > (last[2], last[1])] if last else []
-    if last is not None and last[3] == "KEEPALIVE" and not later and c.closed and c.last_ts - last[2] <= 1.0:
+    asked = next((e for e in reversed(est.controls) if e[0] == "c2s" and e[2] <= last[2]), None) if last else None
+    if (asked is not None and asked[3] in ("KEEPALIVE", "DPD_REQ") and asked[5] == last[2] and not later
+            and not any(x[1] == "c2s" and asked[2] < x[0] <= last[2] for x in recs)):
+        asked[3], last[3] = "DPD_REQ", "DPD_RESP"
+        return est
+    answered = last is not None and any(x[0] == "c2s" and x[3] == "DPD_RESP" and x[2] >= last[2] for x in est.controls)
+    if (last is not None and last[3] in ("KEEPALIVE", "DPD_REQ") and not answered and not later and c.closed
+            and c.last_ts - last[2] <= 1.0):
         last[3] = "TERMINATE"
     return est

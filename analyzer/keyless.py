@@ -12,7 +12,11 @@ CBC ones, and with it the frame class:
   answer of the same size).
 
 Control frames answered by one from the other side within `ANSWER_WINDOW` are counted as answered (DPD
-exchanges), the others as unanswered (keepalives, or DPD requests that got no answer). Everything here is an
+exchanges), the others as unanswered (keepalives, or DPD requests that got no answer). An unanswered one is classed
+by timing: a DPD request goes out after the DPD interval without a record from the peer, a keepalive after the
+keepalive interval without one sent (`TunnelEstimate.refine`, `share_dpd_timers`; over TLS one left unanswered
+while a later DPD request is answered is a keepalive; unanswered ones that end a side's traffic while the peer is
+silent are DPD requests to a dead peer). Everything here is an
 estimate, labelled as such in reports: a TLS record may in principle hold two CSTP frames (the clients seen put
 one frame per record), and compression changes DATA sizes. Counters only: memory stays flat.
 """
@@ -23,6 +27,9 @@ from dataclasses import dataclass, field
 CSTP_HEADER = 8
 DTLS_TYPE_BYTE = 1
 ANSWER_WINDOW = 2.5  # seconds: a control frame answered this fast by the other side is a DPD exchange
+#: seconds: a DPD exchange answered this fast (a round trip, not a keepalive crossing the peer's own control
+#: frame) shows its sender's DPD timer (`TunnelEstimate.dpd_silence`)
+TIMER_ANSWER = 1.0
 CBC_BLOCK = 16
 MIN_IP_PACKET = 20  # an inner packet is at least an IPv4 header: a shorter non-empty payload is no DATA frame
 MAX_CONTROL_LOG = 2000  # control records remembered per estimate (for their class per record)
@@ -114,9 +121,17 @@ class TunnelEstimate:
     control_answered: int = 0  # control frame answered in kind by the other side (a DPD exchange)
     control_unanswered: int = 0  # keepalives, and DPD requests without an answer
     _pending: dict = field(default_factory=dict)  # direction -> (ts, log entry) of an unanswered control frame
-    #: [direction, frame, ts, class] of every control-class record (the first MAX_CONTROL_LOG): DPD_REQ and
-    #: DPD_RESP (a control record answered in kind), KEEPALIVE (not answered), DISCONNECT
+    #: [direction, frame, ts, class, silence, heard, received] of every control-class record (the first
+    #: MAX_CONTROL_LOG): class DPD_REQ and DPD_RESP (a control record answered in kind), KEEPALIVE (not
+    #: answered), DISCONNECT; silence: seconds since the other side's last record (None: none yet); heard
+    #: (KEEPALIVE, DPD_RESP): when the other side's next record came (None: none came); received: CSTP over TLS,
+    #: the other side answered a later control record of this side in kind (TCP delivers in order: it got this
+    #: one too; `_received`)
     controls: list = field(default_factory=list)
+    #: direction -> the shortest silence of the other side after which it sent a DPD request that was answered
+    #: (at most its DPD interval, within the clients' one-second timer resolution: `refine`)
+    dpd_silence: dict = field(default_factory=dict)
+    _waiting: dict = field(default_factory=dict)  # direction -> its control entries the other side sent nothing after
     #: runs of unanswered DPD requests that end one side's traffic: {direction, first, last, requests, frames}
     dead_peer: list = field(default_factory=list)
     last_data: dict = field(default_factory=dict)  # direction -> ts of its last DATA-class record
@@ -132,6 +147,10 @@ class TunnelEstimate:
         least, most = self.prot.plaintext(length)
         d = self.dirs[direction]
         d.records += 1
+        other = "s2c" if direction == "c2s" else "c2s"
+        for e in self._waiting.pop(other, ()):
+            e[5] = ts
+        silence = ts - self._last[other] if other in self._last else None
         self._last[direction] = ts
         if most < self.header:
             return  # shorter than a frame header: not a tunnel frame (or not what we think)
@@ -139,17 +158,22 @@ class TunnelEstimate:
             self._last_data[direction] = ts
         else:  # (CBC: when the range includes a bare header, call it control)
             d.control += 1
-            other = "s2c" if direction == "c2s" else "c2s"
             asked = self._pending.pop(other, None)
             if asked is not None and ts - asked[0] <= ANSWER_WINDOW:
                 self.control_answered += 1
                 asked[1][3] = "DPD_REQ"
-                self._log(direction, frame, ts, "DPD_RESP")
+                if asked[1][4] is not None and ts - asked[0] <= TIMER_ANSWER:
+                    self.dpd_silence[other] = min(asked[1][4], self.dpd_silence.get(other, asked[1][4]))
+                entry = self._log(direction, frame, ts, "DPD_RESP", silence)
+                if len(self.controls) <= MAX_CONTROL_LOG:
+                    self._waiting.setdefault(direction, []).append(entry)
             else:
                 if direction in self._pending:
                     self.control_unanswered += 1
-                entry = self._log(direction, frame, ts, "KEEPALIVE")
+                entry = self._log(direction, frame, ts, "KEEPALIVE", silence)
                 self._pending[direction] = (ts, entry)
+                if len(self.controls) <= MAX_CONTROL_LOG:
+                    self._waiting.setdefault(direction, []).append(entry)
             return
         if most - self.header < MIN_IP_PACKET:
             # a payload too short to be an IP packet: a DISCONNECT's reason (openconnect: b0 + text)
@@ -198,8 +222,8 @@ class TunnelEstimate:
             del q[0]
         return False
 
-    def _log(self, direction: str, frame: int, ts: float, kind: str) -> list:
-        entry = [direction, frame, ts, kind]
+    def _log(self, direction: str, frame: int, ts: float, kind: str, silence: float | None = None) -> list:
+        entry = [direction, frame, ts, kind, silence, None, False]
         if len(self.controls) < MAX_CONTROL_LOG:
             self.controls.append(entry)
         return entry
@@ -210,7 +234,8 @@ class TunnelEstimate:
         for d, dd in self.dirs.items():
             if dd.data:
                 out[d]["DATA"] = dd.data
-        for direction, _fr, _ts, kind in self.controls:
+        for e in self.controls:
+            direction, kind = e[0], e[3]
             out[direction][kind] = out[direction].get(kind, 0) + 1
         return out
 
@@ -258,10 +283,11 @@ class TunnelEstimate:
 
     def _dead_peer(self) -> None:
         """Unanswered control frames that end one side's traffic while the other side sends no data any more are
-        DPD requests to a peer that no longer answers (keepalives come and go with traffic around them)."""
+        DPD requests to a peer that no longer answers (keepalives come and go with traffic around them; over TLS, one
+        followed by an answered DPD request of its side reached a live peer: `_received`)."""
         for direction, other in (("c2s", "s2c"), ("s2c", "c2s")):
             since = self._last_data.get(direction)
-            run = [e for e in self.controls if e[0] == direction and e[3] == "KEEPALIVE"
+            run = [e for e in self.controls if e[0] == direction and e[3] == "KEEPALIVE" and not e[6]
                    and (since is None or e[2] > since)]
             heard = self._last_data.get(other)
             if len(run) >= 2 and (heard is None or heard < run[0][2]):
@@ -270,8 +296,79 @@ class TunnelEstimate:
                 self.dead_peer.append({"direction": direction, "first": run[0][2], "last": run[-1][2],
                                        "requests": len(run), "frames": [e[1] for e in run][:10]})
 
+    def refine(self, direction: str, silence: float) -> None:
+        """Unanswered control records of ``direction`` that came after at least ``silence`` seconds without a record
+        from the other side are DPD requests (keepalives stay those sent sooner). ``silence``: the shortest
+        silence after which that side sent a DPD request that was answered (`dpd_silence`, of this channel or
+        of another channel of the session: `share_dpd_timers`). A client sends a DPD request once nothing came for
+        its DPD interval, a keepalive once it sent nothing for its keepalive interval; the timers count whole
+        seconds, so an answered request shows the interval to within a second, and a keepalive sent before that
+        silence cannot be a DPD request."""
+        for e in self.controls:
+            if e[0] == direction and e[3] == "KEEPALIVE" and e[4] is not None and e[4] >= silence and not e[6]:
+                e[3] = "DPD_REQ"
+
+    def peer_silent(self, direction: str, since: float, until: float) -> None:
+        """The peer of ``direction`` was silent on another channel of the session from ``since`` until ``until``,
+        when ``direction`` ended its traffic there with DPD requests: its unanswered control records here in that
+        time, after its last data here, with no record from the peer here until ``until``, are DPD requests."""
+        sent = self._last_data.get(direction)
+        for x in self.controls:
+            if (x[0] == direction and x[3] == "KEEPALIVE" and since <= x[2] <= until and not x[6]
+                    and (sent is None or x[2] > sent) and (x[5] is None or x[5] > until)):
+                x[3] = "DPD_REQ"
+
+    def _received(self) -> None:
+        """CSTP over TLS: a gateway (or client) answers every DPD request it gets, and TCP delivers the records in
+        order, so an unanswered control record followed by an answered DPD request of the same side, with the
+        connection going on after the answer (the asking side sent again: not a peer that answered one request
+        from a backlog as the connection died), was received and left unanswered: a keepalive, whatever the
+        silence before it (`refine` leaves it so)."""
+        if self.header != CSTP_HEADER:
+            return  # DTLS: a datagram may be lost, its answer too
+        later = {"c2s": False, "s2c": False}  # a DPD request of this side answered later, the connection going on
+        for e in reversed(self.controls):
+            if e[3] == "DPD_RESP" and e[5] is not None:
+                later["s2c" if e[0] == "c2s" else "c2s"] = True
+            elif e[3] == "KEEPALIVE":
+                e[6] = later[e[0]]
+
     def finish(self) -> None:
         self._unanswered_probes()
+        self._received()
         self._dead_peer()
+        for direction, silence in self.dpd_silence.items():
+            self.refine(direction, silence)
         self.control_unanswered += len(self._pending)
         self._pending.clear()
+
+
+def share_dpd_timers(estimates) -> None:
+    """The keyless estimates of one session's channels (its CSTP tunnel connections and DTLS flows), finished:
+    what one channel shows of a side's DPD timer holds on the others.
+
+    * The shortest silence after which a side sent an answered DPD request (`TunnelEstimate.dpd_silence`) on
+      any channel is that side's DPD interval to within a second (the clients use one interval for CSTP and
+      DTLS, each channel timed on its own): its unanswered control records after a silence at least that long
+      are DPD requests on every channel (`TunnelEstimate.refine`).
+    * A run of DPD requests that ends a side's traffic on one channel while the peer is silent (`dead_peer`):
+      that side's unanswered control records on another channel sent during the same silence, after its last
+      data there, with no record from the peer there until the run ended, are DPD requests too — the peer went
+      silent on both channels at once and the DPD timer fires on each.
+    """
+    ests = [e for e in estimates if e is not None]
+    for direction in ("c2s", "s2c"):
+        known = [e.dpd_silence[direction] for e in ests if direction in e.dpd_silence]
+        if known:
+            for e in ests:
+                e.refine(direction, min(known))
+    for e in ests:
+        for run in e.dead_peer:
+            side = run["direction"]
+            first = next((x for x in e.controls if x[0] == side and x[1] == run["frames"][0]), None)
+            if first is None or first[4] is None:
+                continue
+            since = run["first"] - first[4]  # the peer's last record on the run's channel
+            for o in ests:
+                if o is not e:
+                    o.peer_silent(side, since, run["last"])

@@ -96,6 +96,22 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
                     ("wait-client", r"^sleep 10s", 20), ("wait-client", r"^sleep 20s", 30), ("unblock",),
                     ("wait-client", r"^CSTP connected", 60), ("wait-client", r"^Established DTLS", 20),
                     ("ping", 5))),
+    Scenario("keepalive-dpd", "gateway keepalive = 6 below dpd = 10, UDP dropped at the gateway: the idle CSTP "
+             "channel carries the client's keepalives (sent after 6 s without sending) and DPD requests (after "
+             "10 s without receiving), some keepalives more than 9 s into the gateway's silence",
+             gateway={"tls-priorities": PRIO_TLS13, "keepalive": "6", "dpd": "10"}, block_udp=True,
+             wait_dtls=False, pings=2, steps=(("sleep", 25.0), ("ping", 2), ("sleep", 25.0))),
+    Scenario("dpd-late-answer", "gateway dpd = 5, keepalive = 12; after the pings, 14 s of idle tunnel, then "
+             "all traffic between the peers dropped: the client's CSTP DPD requests go unanswered, it declares "
+             "the peer dead and reconnects (the first attempt times out); the block is lifted while TCP still "
+             "retransmits the old connection's last DPD request: the gateway answers it late, the client (its "
+             "socket closed) resets the connection",
+             gateway={"tls-priorities": PRIO_TLS13, "keepalive": "12", "dpd": "5"},
+             client_sysctls={"net.ipv4.tcp_syn_retries": "1"},
+             steps=(("sleep", 14.0), ("block-all",), ("wait-client", r"Dead Peer Detection detected dead peer", 60),
+                    ("wait-client", r"^sleep 10s", 30), ("unblock",),
+                    ("wait-client", r"^CSTP connected", 60), ("wait-client", r"^Established DTLS", 20), ("ping", 3),
+                    ("sleep", 20.0))),
     Scenario("reconnect", "the client's TCP connection is aborted (ss -K, RST) with the tunnel up: openconnect "
              "reconnects at once with its cookie, no loss of the session",
              gateway={"tls-priorities": PRIO_TLS13},

@@ -156,3 +156,53 @@ def test_inferred_readings_are_labelled_in_every_report():
     # with keys nothing is inferred
     keyed = to_document(_analysis("dtls-blocked", True)[0], version=__version__)["sessions"][0]
     assert all("inferred" not in p for p in keyed["phases"]) and all("inferred" not in f for f in keyed["findings"])
+
+
+def test_unanswered_cstp_control_before_an_answered_dpd_is_a_keepalive():
+    """Over TLS the peer gets every record in order and answers every DPD request: a control record it left
+    unanswered while answering the same side's next DPD request is a keepalive, however long the silence before
+    it (dtls-blocked: the client's keepalive 19.0 s into the gateway's silence, its DPD requests answered after
+    19.4 s and more). The keyed analysis is the oracle."""
+    (_, kp), (la, _) = _analysis("dtls-blocked", True), _analysis("dtls-blocked", False)
+    [t] = la.sessions[0].phase("cstp-connect").inferred.tunnels
+    est = t.reading.estimate
+    keyed = {(d, fr): name for c in kp.tcp.values() if c.tunnel is not None
+             for d, fr, name, _n in c.tunnel.controls}
+    est.refine("c2s", 0.0)  # as if any silence were long enough for a DPD request
+    before_answered = [e for i, e in enumerate(est.controls) if e[0] == "c2s" and e[3] != "DPD_REQ"
+                       and any(x[0] == "s2c" and x[3] == "DPD_RESP" for x in est.controls[i + 1:])]
+    assert before_answered
+    for e in before_answered:
+        assert e[3] == "KEEPALIVE" == keyed[("c2s", e[1])]
+
+
+def test_keepalives_and_dpd_requests_as_the_client_logged_them():
+    """keepalive-dpd (keepalive 6 s below DPD 10 s on an idle CSTP channel): every control record the client sent,
+    read without keys, has the class of the line openconnect logged when it sent it ("Send CSTP Keepalive",
+    "Send CSTP DPD") — the client's own log is the oracle; keepalives came up to 9 s into the gateway's silence."""
+    import re
+
+    d = sample("keepalive-dpd")
+    logged = [(float(m.group(1)), "KEEPALIVE" if m.group(2) == "Keepalive" else "DPD_REQ")
+              for m in re.finditer(r"^(\d+\.\d+)\tSend CSTP (Keepalive|DPD)$",
+                                   (d / "client.log").read_text(encoding="utf-8"), re.M)]
+    la, _ = _analysis("keepalive-dpd", False)
+    [t] = la.sessions[0].phase("cstp-connect").inferred.tunnels
+    sent = [(e[2], e[3]) for e in t.reading.estimate.controls if e[0] == "c2s" and e[3] != "DISCONNECT"]
+    assert len(logged) >= 5 and len(sent) == len(logged)
+    for (ts, cls), (log_ts, log_cls) in zip(sent, logged):
+        assert abs(ts - log_ts) < 0.05 and cls == log_cls, (ts, cls, log_ts, log_cls)
+    assert {c for _, c in logged} == {"KEEPALIVE", "DPD_REQ"}
+
+
+def test_a_late_dpd_answer_before_the_close_is_no_terminate():
+    """dpd-late-answer: the gateway answers the client's last CSTP DPD request only when TCP retransmits it after
+    the traffic block, 13 s late, and the client (its socket closed) resets the connection. Read without keys, that
+    last control record of the gateway is the DPD answer the keyed analysis shows, not a TERMINATE."""
+    (_, kp), (la, _) = _analysis("dpd-late-answer", True), _analysis("dpd-late-answer", False)
+    c = next(c for c in kp.tcp.values() if c.tunnel is not None and c.index == 0)
+    keyed = {(d, fr): name for d, fr, name, _n in c.tunnel.controls}
+    t = next(t for t in la.sessions[0].phase("cstp-connect").inferred.tunnels if t.connection == "tcp.stream 0")
+    last = [e for e in t.reading.estimate.controls if e[0] == "s2c"][-1]
+    assert last[3] == keyed[("s2c", last[1])] == "DPD_RESP"
+    assert t.ended_by != "TERMINATE"

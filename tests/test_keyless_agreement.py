@@ -66,3 +66,10 @@ def test_a_disagreement_is_caught():
     agreement.compare(t, "made-up", (keyed, pipe), (keyless, pipe))
     assert t.phase_rate("user-auth") == 0 and t.unsupported == [("made-up", "DTLS_NO_RESPONSE", "warning")]
     assert any("user-auth" in f for f in t.failures())
+    # every fine class is held to the target: one DPD request of 19 read as a keepalive fails it
+    t = agreement.Tally()
+    t.cls_keyed.update(DPD_REQ=19, KEEPALIVE=6)
+    t.cls_keyless.update(DPD_REQ=18, KEEPALIVE=7)
+    t.cls_agree.update(DPD_REQ=18, KEEPALIVE=6)
+    t.class_confusions[("DPD_REQ", "KEEPALIVE")] = 1
+    assert {f.split(":")[0] for f in t.failures()} == {"fine class DPD_REQ", "fine class KEEPALIVE"}

@@ -15,7 +15,7 @@ from .oracle import tshark_fields
 
 SCENARIOS = ["baseline", "dtls-blocked", "legacy-dtls", "legacy-dtls09", "group-select", "mtu", "auth-fail",
              "tls12-rsa", "downloader", "dpd-loss", "reconnect", "nat-rebinding", "cert-wrong-name", "cert-expired",
-             "client-cert-request"]
+             "client-cert-request", "keepalive-dpd", "dpd-late-answer"]
 RECONNECTING = ["dpd-loss", "reconnect", "nat-rebinding"]
 CLIENT = "198.18.0.2"
 
@@ -227,6 +227,30 @@ def test_dpd_loss_facts(tshark):
     rows = tshark_fields(sample("dpd-loss") / "capture.pcapng", ["frame.time_epoch"],
                          f"ip.dst == {CLIENT} && !arp && frame.time_epoch > {start + 0.01} && frame.time_epoch < {end}")
     assert rows == [], "the gateway's packets reached the client during the block"
+
+
+def test_keepalive_dpd_facts():
+    f = facts("keepalive-dpd")
+    assert (f["cstp_keepalive"], f["cstp_dpd"]) == (6, 10)
+    assert f["dtls_established"] is False
+    log = (sample("keepalive-dpd") / "client.log").read_text(encoding="utf-8")
+    assert log.count("Send CSTP Keepalive") >= 3 and log.count("Send CSTP DPD") >= 2
+
+
+def test_dpd_late_answer_facts(tshark):
+    f = facts("dpd-late-answer")
+    assert (f["cstp_dpd"], f["cstp_keepalive"]) == (5, 12)
+    [block] = f["traffic_blocks"]
+    [dead] = [d for d in f["dead_peer"] if d["channel"] == "CSTP"]
+    assert block["start"] < dead["time"] < block["end"]
+    [r] = f["reconnects"]
+    assert r["same_cookie"] and r["time"] > block["end"]
+    # the wire, after the block: the old connection's last client record retransmitted, the gateway's answer of a
+    # CSTP control frame's size (30 bytes: 8 + TLS 1.3 overhead), the client's reset (its socket is closed)
+    after = f"tcp.stream == 0 && frame.time_epoch > {block['end']} && (tcp.len > 0 || tcp.flags.reset == 1)"
+    rows = tshark_fields(sample("dpd-late-answer") / "capture.pcapng", ["ip.src", "tcp.len", "tcp.flags.reset"], after)
+    assert [(r_[0] == CLIENT, r_[1], r_[2] in ("1", "True")) for r_ in rows] == [
+        (True, "30", False), (False, "30", False), (True, "0", True)], rows
 
 
 def test_reconnect_facts(tshark):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..evidence import fmt_endpoint, judge, other_traffic
+from ..keyless import share_dpd_timers
 from ..model import PHASES, Phase, Session
 from . import cstp_connect, downloader, dtls, group_selection, inferred, tls_handshake, tunnel, user_auth
 from .grouping import DOWNLOADER_PATHS, Group, group_connections
@@ -9,6 +10,8 @@ from .grouping import DOWNLOADER_PATHS, Group, group_connections
 
 def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[Phase]:
     """The six phases of one group, in order (phase names: analyzer.model.PHASES)."""
+    # keyless reading: what one channel shows of a DPD timer holds on the session's others
+    share_dpd_timers([cn.c.cstp_estimate for cn in g.conns] + [f.estimate for f in g.dtls])
     tls = tls_handshake.build(g)
     grp = group_selection.build(g)
     auth = user_auth.build(g, tls)

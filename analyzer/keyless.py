@@ -14,9 +14,11 @@ CBC ones, and with it the frame class:
 Control frames answered by one from the other side within `ANSWER_WINDOW` are counted as answered (DPD
 exchanges), the others as unanswered (keepalives, or DPD requests that got no answer). An unanswered one is classed
 by timing: a DPD request goes out after the DPD interval without a record from the peer, a keepalive after the
-keepalive interval without one sent (`TunnelEstimate.refine`, `share_dpd_timers`; over TLS one left unanswered
-while a later DPD request is answered is a keepalive; unanswered ones that end a side's traffic while the peer is
-silent are DPD requests to a dead peer). Everything here is an
+keepalive interval without one sent (`TunnelEstimate.refine`, `share_dpd_timers`; one the peer got and left
+unanswered is a keepalive — over TLS one left unanswered while a later DPD request is answered, over DTLS one
+between two promptly answered DPD requests of its side (`_received`) — and so is one sent after no longer a
+silence than such a keepalive; unanswered ones that end a side's traffic while the peer is silent are DPD requests
+to a dead peer). Everything here is an
 estimate, labelled as such in reports: a TLS record may in principle hold two CSTP frames (the clients seen put
 one frame per record), and compression changes DATA sizes. Counters only: memory stays flat.
 """
@@ -142,6 +144,10 @@ class TunnelEstimate:
     _early: list | None = None  # records of the probe period, for unanswered probe runs
     _last: dict = field(default_factory=dict)  # direction -> ts of its last record
     _last_data: dict = field(default_factory=dict)  # direction -> ts of its last record that is no control frame
+    _answer: dict = field(default_factory=dict)  # direction -> its last DPD_RESP entry, until its next record
+    #: direction -> its DPD_RESP entries followed by its own next record that was no control frame (it wrote on
+    #: the connection after answering, without a second answer: `_received`), by frame
+    _wrote_on: set = field(default_factory=set)
 
     def add(self, direction: str, length: int, ts: float, frame: int = 0) -> None:
         least, most = self.prot.plaintext(length)
@@ -154,8 +160,11 @@ class TunnelEstimate:
         self._last[direction] = ts
         if most < self.header:
             return  # shorter than a frame header: not a tunnel frame (or not what we think)
+        answer = self._answer.pop(direction, None)
         if least > self.header:
             self._last_data[direction] = ts
+            if answer is not None:
+                self._wrote_on.add((direction, answer[1]))
         else:  # (CBC: when the range includes a bare header, call it control)
             d.control += 1
             asked = self._pending.pop(other, None)
@@ -167,6 +176,7 @@ class TunnelEstimate:
                 entry = self._log(direction, frame, ts, "DPD_RESP", silence)
                 if len(self.controls) <= MAX_CONTROL_LOG:
                     self._waiting.setdefault(direction, []).append(entry)
+                    self._answer[direction] = entry
             else:
                 if direction in self._pending:
                     self.control_unanswered += 1
@@ -296,17 +306,27 @@ class TunnelEstimate:
                 self.dead_peer.append({"direction": direction, "first": run[0][2], "last": run[-1][2],
                                        "requests": len(run), "frames": [e[1] for e in run][:10]})
 
-    def refine(self, direction: str, silence: float) -> None:
+    def refine(self, direction: str, silence: float, kept: float | None = None) -> None:
         """Unanswered control records of ``direction`` that came after at least ``silence`` seconds without a record
         from the other side are DPD requests (keepalives stay those sent sooner). ``silence``: the shortest
         silence after which that side sent a DPD request that was answered (`dpd_silence`, of this channel or
         of another channel of the session: `share_dpd_timers`). A client sends a DPD request once nothing came for
         its DPD interval, a keepalive once it sent nothing for its keepalive interval; the timers count whole
         seconds, so an answered request shows the interval to within a second, and a keepalive sent before that
-        silence cannot be a DPD request."""
+        silence cannot be a DPD request. ``kept``: the longest silence after which that side sent a control record
+        the peer got and left unanswered (a keepalive: `_received`, `kept_silence`; of any channel of the
+        session): its DPD timer had not fired by then, so one sent after no longer a silence stays a keepalive."""
+        kept = max((x for x in (kept, self.kept_silence(direction)) if x is not None), default=None)
         for e in self.controls:
-            if e[0] == direction and e[3] == "KEEPALIVE" and e[4] is not None and e[4] >= silence and not e[6]:
+            if (e[0] == direction and e[3] == "KEEPALIVE" and e[4] is not None and e[4] >= silence and not e[6]
+                    and (kept is None or e[4] > kept)):
                 e[3] = "DPD_REQ"
+
+    def kept_silence(self, direction: str) -> float | None:
+        """The longest silence of the peer after which ``direction`` sent a control record the peer got and left
+        unanswered (a keepalive: `_received`), None when there is none."""
+        return max((e[4] for e in self.controls if e[0] == direction and e[3] == "KEEPALIVE" and e[6]
+                    and e[4] is not None), default=None)
 
     def peer_silent(self, direction: str, since: float, until: float) -> None:
         """The peer of ``direction`` was silent on another channel of the session from ``since`` until ``until``,
@@ -319,19 +339,51 @@ class TunnelEstimate:
                 x[3] = "DPD_REQ"
 
     def _received(self) -> None:
-        """CSTP over TLS: a gateway (or client) answers every DPD request it gets, and TCP delivers the records in
-        order, so an unanswered control record followed by an answered DPD request of the same side, with the
-        connection going on after the answer (the asking side sent again: not a peer that answered one request
-        from a backlog as the connection died), was received and left unanswered: a keepalive, whatever the
-        silence before it (`refine` leaves it so)."""
+        """An unanswered control record that the peer got and left unanswered is a keepalive, whatever the silence
+        before it (`refine`, `_dead_peer` and `peer_silent` leave it so): a peer answers every DPD request it gets,
+        at once.
+
+        * CSTP over TLS: TCP delivers the records in order, so one followed by an answered DPD request of the same
+          side was received, when the connection went on after the answer — the asking side sent again, or the
+          answering side's next record there was no control frame (it wrote on the connection after answering,
+          with no second answer pending: a DISCONNECT, data) — and not a peer that answered one request from a
+          backlog as the connection died.
+        * DTLS: a datagram may be lost, so only one between two DPD requests of its side that the peer answered
+          within a round trip (`TIMER_ANSWER`), the earlier answer at most `ANSWER_WINDOW` before it and the later
+          request at most `ANSWER_WINDOW` after it: the peer answered its side's requests just before and just
+          after, and sent in between (the path was up).
+        """
         if self.header != CSTP_HEADER:
-            return  # DTLS: a datagram may be lost, its answer too
+            self._between_answers()
+            return
         later = {"c2s": False, "s2c": False}  # a DPD request of this side answered later, the connection going on
         for e in reversed(self.controls):
-            if e[3] == "DPD_RESP" and e[5] is not None:
+            if e[3] == "DPD_RESP" and (e[5] is not None or (e[0], e[1]) in self._wrote_on):
                 later["s2c" if e[0] == "c2s" else "c2s"] = True
             elif e[3] == "KEEPALIVE":
                 e[6] = later[e[0]]
+
+    def _between_answers(self) -> None:
+        """DTLS: unanswered control records between two promptly answered DPD requests of their side (`_received`)."""
+        # (request, answer) pairs answered within a round trip, per asking side, in order
+        pairs: dict = {"c2s": [], "s2c": []}
+        asked: dict = {}
+        for e in self.controls:
+            if e[3] == "DPD_REQ":
+                asked[e[0]] = e
+            elif e[3] == "DPD_RESP":
+                side = "s2c" if e[0] == "c2s" else "c2s"
+                q = asked.pop(side, None)
+                if q is not None and e[2] - q[2] <= TIMER_ANSWER:
+                    pairs[side].append((q, e))
+        for e in self.controls:
+            if e[3] != "KEEPALIVE" or e[6]:
+                continue
+            before = [p for p in pairs[e[0]] if p[1][2] <= e[2]]
+            after = [p for p in pairs[e[0]] if p[0][2] > e[2]]
+            if (before and after and e[2] - before[-1][1][2] <= ANSWER_WINDOW
+                    and after[0][0][2] - e[2] <= ANSWER_WINDOW):
+                e[6] = True
 
     def finish(self) -> None:
         self._unanswered_probes()
@@ -359,9 +411,10 @@ def share_dpd_timers(estimates) -> None:
     ests = [e for e in estimates if e is not None]
     for direction in ("c2s", "s2c"):
         known = [e.dpd_silence[direction] for e in ests if direction in e.dpd_silence]
+        kept = max((x for x in (e.kept_silence(direction) for e in ests) if x is not None), default=None)
         if known:
             for e in ests:
-                e.refine(direction, min(known))
+                e.refine(direction, min(known), kept)
     for e in ests:
         for run in e.dead_peer:
             side = run["direction"]

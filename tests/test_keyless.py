@@ -206,3 +206,25 @@ def test_a_late_dpd_answer_before_the_close_is_no_terminate():
     last = [e for e in t.reading.estimate.controls if e[0] == "s2c"][-1]
     assert last[3] == keyed[("s2c", last[1])] == "DPD_RESP"
     assert t.ended_by != "TERMINATE"
+
+
+def test_gateway_keepalives_between_answered_dpd_requests():
+    """scripted/gateway-dpd-keepalive: the scripted gateway sends its own keepalives and DPD requests on a fixed
+    schedule (CSTP at 1.0 and 1.5 s after the CONNECT, then DTLS every 1.5 s: DPD requests at 3.0, 4.5, 6.0 s,
+    keepalives at 3.5, 5.0, 6.5 s) and openconnect answers every DPD request at once. Read without keys, each control
+    record of the gateway on both channels has the class the keyed analysis (the oracle) gives it: the keepalives
+    the client got and left unanswered — the CSTP one before an answered DPD request that the client's DISCONNECT
+    follows, the DTLS ones between promptly answered DPD requests — and the last, sent after no longer a silence
+    than those, are keepalives, though the gateway's answered DPD requests came after shorter silences."""
+    name = "scripted/gateway-dpd-keepalive"
+    (_, kp), (la, lp) = _analysis(name, True), _analysis(name, False)
+    keyed = {(d, fr): name for c in kp.tcp.values() if c.tunnel is not None for d, fr, name, _n in c.tunnel.controls}
+    keyed.update({(d, fr): name for f in kp.udp.values() if f.keys_source is not None
+                  for d, fr, name, n in f.channel.controls if n <= 16})  # (not the MTU probes)
+    ests = [t.reading.estimate for t in la.sessions[0].phase("cstp-connect").inferred.tunnels]
+    ests += [f.estimate for f in lp.udp.values() if f.estimate is not None]
+    read = [(e[0], e[1], e[3]) for est in ests for e in est.controls if e[0] == "s2c" and e[3] != "MTU_PROBE"]
+    classes = [cls for _d, _fr, cls in read]
+    assert classes.count("KEEPALIVE") == 4 and classes.count("DPD_REQ") == 4
+    for d, fr, cls in read:
+        assert keyed[(d, fr)] == cls, (fr, cls, keyed[(d, fr)])

@@ -274,12 +274,21 @@ def engine_address(engine: str) -> str | None:
     raise ValueError(f"--engine {engine}: expected local or dask://HOST:PORT")
 
 
+SHARED_INLINE_MAX = 4 << 20  # bytes of --keylog-dir text sent with each task rather than scattered
+
+
 def run_items(client, items: list[Item], shared, on_result) -> None:
     """Submit every item to ``client`` (largest first) and call ``on_result(item, result)`` as each completes;
     a task the cluster gave up on (every worker running it died) becomes a ``lost`` result."""
     from distributed import as_completed  # noqa: PLC0415
 
-    shared_f = client.scatter(list(shared), broadcast=True) if shared else ()
+    # the --keylog-dir texts go with every task: scattered data lives only on the workers that hold it, and a
+    # worker that dies (or one that joined after the scatter) would lose every task depending on it. Only a key
+    # log directory too large to send with each task is scattered (to every worker).
+    shared = list(shared)
+    shared_f = shared
+    if sum(len(text) for _path, text in shared) > SHARED_INLINE_MAX:
+        shared_f = client.scatter(shared, broadcast=True)
     futures = {}
     for it in sorted(items, key=lambda i: -i.size):
         f = client.submit(analyze_capture, it, shared_f, key=f"acflow-analyze-{it.hash}-{it.keys_digest[:16]}",

@@ -88,15 +88,20 @@ CAPTURE_DOC = {"description": "path of the capture file the flow was first seen 
 
 
 @dataclass
-class ConnectionSummary(Record):
-    """One TCP connection of the session (`Session.connections`, `TLSHandshakeDetails.connections`)."""
-    connection: str = field(metadata=CONNECTION_DOC)  # "tcp.stream N"
+class FlowSummary(Record):
+    """What `Session.connections` says of every flow of the session, TCP or UDP."""
+    connection: str = field(metadata=CONNECTION_DOC)  # "tcp.stream N" / "udp.stream N"
     capture: str | None = field(metadata=CAPTURE_DOC)
     client: str
     start: float | None
     end: float | None
     first_frame: int | None
     last_frame: int | None
+
+
+@dataclass
+class ConnectionSummary(FlowSummary):
+    """One TCP connection of the session (`Session.connections`, `TLSHandshakeDetails.connections`)."""
     version: str | None
     cipher_suite: str | None
     decrypted: bool
@@ -114,15 +119,8 @@ class ConnectionSummary(Record):
 
 
 @dataclass
-class DTLSConnectionSummary(Record):
+class DTLSConnectionSummary(FlowSummary):
     """One UDP (DTLS) flow of the session in `Session.connections`."""
-    connection: str = field(metadata=CONNECTION_DOC)  # "udp.stream N"
-    capture: str | None = field(metadata=CAPTURE_DOC)
-    client: str
-    start: float | None
-    end: float | None
-    first_frame: int | None
-    last_frame: int | None
     dtls: bool = True
 
 

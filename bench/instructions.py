@@ -7,8 +7,10 @@ commit before it).
     python -m bench.instructions --modes cstp --frames 30000
 
 Each count is the difference between analysing the first N frames twice and once in one process (reading the
-capture, imports and start-up cancel out), divided by N. Needs valgrind and the bench captures (bench/cache/,
-made by `python -m bench`). Callgrind runs ~50x slower than the real thing: 30 000 frames take about a minute.
+capture, imports and start-up cancel out), divided by N; the frames read are frozen out of the garbage collector
+and each run starts after a collection, so that the two runs' collections match. Needs valgrind and the bench
+captures (bench/cache/, made by `python -m bench`). Callgrind runs ~50x slower than the real thing: 30 000
+frames take about a minute.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / "cache"
 
 _RUNNER = r"""
+import gc
 import sys
 from pathlib import Path
 from analyzer.analyze import load_keys
@@ -37,7 +40,10 @@ for b in read_capture_batches(cap):
     n += len(b)
     if n >= limit:
         break
+gc.collect()
+gc.freeze()  # the frames read above are not the analysis': no collection walks them
 for _ in range(runs):
+    gc.collect()  # every run starts from the same heap, so that one run's collections are not the other's
     an = Analyzer(keys, key_info=info)
     an.start_capture(str(cap))
     for b in batches:

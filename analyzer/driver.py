@@ -149,8 +149,7 @@ class Analyzer:
             snap = Analysis(captures=[CaptureInfo(c.path, c.frames, c.first, c.last if now is None or c.last is None
                                                   else max(c.last, now), list(c.errors), dict(c.keys))
                                       for c in self.analysis.captures])
-            snap.sessions, snap.other_traffic = reconstruct(pipe, self.gateways)
-            apply_rules(snap, pipe)
+            build_sessions(snap, pipe, self.gateways)
         finally:
             pipe.last_ts = last
         return snap

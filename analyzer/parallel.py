@@ -376,14 +376,11 @@ class MergedPipeline:
         self.icmp_unreachable: list = []
         self.dtls_keys: dict = {}
         self.captures = list(captures)
-        self.inner_sink = None
+        self.inner_packet = None  # TrackerHost: no inner packets after the pass
         self.frames = self.undecodable = self.evicted = self.fast_frames = 0
         self.last_ts = None
 
     # the TrackerHost calls a tracker may still make (nothing happens after the pass)
-    def inner_packet(self, *a) -> None:
-        pass
-
     def on_connect(self, *a) -> None:
         pass
 

@@ -7,10 +7,11 @@ commit before it).
     python -m bench.instructions --modes cstp --frames 30000
 
 Each count is the difference between analysing the first N frames twice and once in one process (reading the
-capture, imports and start-up cancel out), divided by N; the frames read are frozen out of the garbage collector
-and each run starts after a collection, so that the two runs' collections match. Needs valgrind and the bench
-captures (bench/cache/, made by `python -m bench`). Callgrind runs ~50x slower than the real thing: 30 000
-frames take about a minute.
+capture, imports and start-up cancel out), divided by N. The frames read are frozen out of the garbage collector
+and each run starts after a collection, so that the two runs' collections match; no process writes bytecode
+caches (else the first would compile modules the second then finds compiled, and its count would be the lower).
+Needs valgrind and the bench captures (bench/cache/, made by `python -m bench`). Callgrind runs ~50x slower than
+the real thing: 30 000 frames take about a minute.
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def _count(tree: Path, capture: Path, frames: int, runs: int) -> tuple[int, int]
         script.write_text(_RUNNER)
         p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
                             str(script), str(capture), str(frames), str(runs)], capture_output=True, text=True,
-                           env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}, cwd=tmp, check=False)
+                           env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+                           cwd=tmp, check=False)
     m = re.search(r"refs:\s*([\d,]+)", p.stderr)
     if p.returncode != 0 or m is None:
         raise SystemExit(f"callgrind run failed (exit {p.returncode}): {p.stderr[-1500:]}")

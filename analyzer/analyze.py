@@ -27,6 +27,10 @@ class InputError(Exception):
     """An input file that cannot be used at all (the message says which and why)."""
 
 
+class AnalysisTimeout(Exception):
+    """The analysis went past its deadline (`acflow batch --task-timeout`); the message says how far it got."""
+
+
 def load_keys(keylogs, rsa_keys) -> tuple[KeyStore, dict]:
     store = KeyStore()
     info: dict = {"keylog_files": [], "rsa_keys": [], "keylog_errors": []}
@@ -53,10 +57,11 @@ def load_keys(keylogs, rsa_keys) -> tuple[KeyStore, dict]:
     return store, info
 
 
-def feed_capture(an: Analyzer, path, progress=None) -> None:
+def feed_capture(an: Analyzer, path, progress=None, deadline: float | None = None) -> None:
     """Read the capture file ``path`` (pcap/pcapng, plain or gzip) into ``an`` as one capture.
     ``progress(frames)`` is called about every 1024 frames; ``-`` reads standard input. Raises InputError if it
-    cannot be read at all."""
+    cannot be read at all, AnalysisTimeout when `time.monotonic()` passes ``deadline`` (checked between the
+    reader's batches of frames)."""
     stdin = is_stdio(path)
     ci = an.start_capture("<stdin>" if stdin else str(path))
     try:
@@ -65,6 +70,8 @@ def feed_capture(an: Analyzer, path, progress=None) -> None:
             an.feed_events(batch)
             if progress is not None and (ci.frames >> 10) != (n >> 10):
                 progress(ci.frames)
+            if deadline is not None and time.monotonic() > deadline:
+                raise AnalysisTimeout(f"stopped at frame {ci.frames} of {path}")
     except CaptureFormatError as e:
         raise InputError(str(e)) from e
     except OSError as e:
@@ -73,13 +80,15 @@ def feed_capture(an: Analyzer, path, progress=None) -> None:
 
 
 def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sink=None,
-                  progress=None, on_pipeline=None, fast_lanes: bool = True, gateways=None) -> Analysis:
+                  progress=None, on_pipeline=None, fast_lanes: bool = True, gateways=None,
+                  deadline: float | None = None) -> Analysis:
     """Analyse every capture in ``paths``, in the order given, through one driver (a session may span files;
     frames and flows are numbered per file). ``on_pipeline(pipeline)`` is called once the analysis is done, for
-    callers that need more than the session model (`acflow keys`: the derived DTLS keys)."""
+    callers that need more than the session model (`acflow keys`: the derived DTLS keys). ``deadline``: a
+    `time.monotonic()` value past which reading stops with AnalysisTimeout."""
     an = Analyzer(keys, key_info=key_info, inner_sink=inner_sink, fast_lanes=fast_lanes, gateways=gateways)
     for path in paths:
-        feed_capture(an, path, progress)
+        feed_capture(an, path, progress, deadline)
     analysis = an.finish()
     if on_pipeline is not None:
         on_pipeline(an.pipeline)

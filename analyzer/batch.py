@@ -12,6 +12,10 @@ able to read the capture paths (a shared file system) and import acflow.
 * Isolation: a capture that cannot be read, or whose analysis raises, is a row with status ``unreadable`` /
   ``error`` and the reason; never the end of the batch. A capture that kills its worker (memory, a crash) is
   retried by the scheduler on another worker; one that kills every worker it is given is a ``lost`` row.
+* Time limit: ``--task-timeout S`` (default 1800 s; 0: none) stops an analysis that runs longer (checked between
+  the reader's batches of frames) with status ``timeout`` and how far it got; a re-run tries it again (give a
+  longer limit). Only regular files are analysed: a FIFO, device or socket named as a capture is refused before
+  it is read (reading one could block for ever).
 * Lost workers: the scheduler reruns the tasks of a worker that disappears; results already stored stay.
 * Resumable: the store is written as each result arrives (one transaction per capture) and keyed by the SHA-256 of
   the capture; a re-run skips every capture whose content is already stored as ``ok`` or ``unreadable`` with the
@@ -42,6 +46,8 @@ EXIT_ENGINE = 6  # the Dask scheduler could not be reached / the cluster could n
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".pcap.zst", ".pcapng.zst")
 #: statuses a re-run does not analyse again (the same bytes and keys give the same result)
 FINAL_STATUSES = ("ok", "unreadable")
+#: seconds one capture's analysis may take by default (--task-timeout)
+DEFAULT_TASK_TIMEOUT = 1800.0
 _KEYLOG_LABELS = (b"CLIENT_RANDOM ", b"CLIENT_HANDSHAKE_TRAFFIC_SECRET ", b"SERVER_HANDSHAKE_TRAFFIC_SECRET ",
                   b"CLIENT_TRAFFIC_SECRET_0 ", b"SERVER_TRAFFIC_SECRET_0 ", b"EXPORTER_SECRET ",
                   b"EARLY_EXPORTER_SECRET ", b"CLIENT_EARLY_TRAFFIC_SECRET ", b"RSA ")
@@ -67,9 +73,11 @@ def discover(args) -> list[str]:
         p = Path(a)
         if p.is_dir():
             found = sorted(str(Path(root, f)) for root, _dirs, files in os.walk(p) for f in files
-                           if is_capture_name(f))
+                           if is_capture_name(f) and Path(root, f).is_file())
         elif p.is_file():
             found = [str(p)]
+        elif p.exists():
+            raise BatchInputError(f"{a}: not a regular file (a FIFO, device or socket is not read: it could block)")
         else:
             raise BatchInputError(f"{a}: no such file or directory")
         for f in found:
@@ -140,6 +148,7 @@ class Item:
     keylogs: list[str] = field(default_factory=list)  # key logs beside the capture
     rsa_keys: list[str] = field(default_factory=list)
     keys_digest: str = ""
+    timeout: float | None = None  # seconds the analysis may take (--task-timeout), None: no limit
 
 
 def load_capture_keys(keylogs, rsa_keys, shared=()):
@@ -164,17 +173,21 @@ def load_capture_keys(keylogs, rsa_keys, shared=()):
 def analyze_capture(item: Item, shared=()) -> dict:
     """Analyse one capture; never raises for anything the capture or the analysis does: the outcome is the
     ``status`` (ok / unreadable / error) with the ``error`` reason, and the JSON report when ok."""
-    from .analyze import InputError, analyze_paths  # noqa: PLC0415
+    from .analyze import AnalysisTimeout, InputError, analyze_paths  # noqa: PLC0415
     from .report.json_report import to_document  # noqa: PLC0415
 
     t0 = time.perf_counter()
+    deadline = time.monotonic() + item.timeout if item.timeout else None
     status, error, doc = "ok", None, None
     try:
         keys, info = load_capture_keys(item.keylogs, item.rsa_keys, shared)
-        analysis = analyze_paths([item.path], keys, info)
+        analysis = analyze_paths([item.path], keys, info, deadline=deadline)
         doc = to_document(analysis, version=__version__)
     except InputError as e:
         status, error = "unreadable", str(e)
+    except AnalysisTimeout as e:
+        status, error = "timeout", (f"the analysis took longer than --task-timeout {item.timeout:g} s and was "
+                                    f"stopped ({e}); analyse it alone with `acflow analyze`, or give a longer limit")
     except Exception as e:  # noqa: BLE001 - isolation: a bug on one capture is that capture's row, not the batch's
         status, error = "error", _describe(e)
     return {"hash": item.hash, "status": status, "error": error, "document": doc,
@@ -214,6 +227,7 @@ class BatchResult:
 
 
 def plan(captures: list[str], store, *, keylogs_shared: list[tuple[str, str]], rsa_keys: list[str],
+         timeout: float | None = None,
          force: bool = False) -> tuple[list[Item], BatchResult]:
     """The captures still to analyse (hashing what changed), and the counts of the others."""
     res = BatchResult(total=len(captures))
@@ -252,7 +266,7 @@ def plan(captures: list[str], store, *, keylogs_shared: list[tuple[str, str]], r
             res.skipped += 1
             continue
         items.append(Item(path=path, hash=h, size=st.st_size, mtime_ns=st.st_mtime_ns, keylogs=neighbours,
-                          rsa_keys=list(rsa_keys), keys_digest=keys_digest))
+                          rsa_keys=list(rsa_keys), keys_digest=keys_digest, timeout=timeout or None))
     return items, res
 
 
@@ -330,7 +344,8 @@ def start_client(engine: str, workers: int | None):
     return Client(cluster), cluster
 
 
-def run_batch(*, inputs, keylog_dir, rsa_keys, engine, output, parquet, workers, force, quiet=False) -> int:
+def run_batch(*, inputs, keylog_dir, rsa_keys, engine, output, parquet, workers, force, quiet=False,
+              task_timeout: float | None = DEFAULT_TASK_TIMEOUT) -> int:
     from .store import Store  # noqa: PLC0415
 
     err = sys.stderr
@@ -356,7 +371,7 @@ def run_batch(*, inputs, keylog_dir, rsa_keys, engine, output, parquet, workers,
         print(f"acflow batch: cannot open the results file {output}: {e}", file=err)
         return EXIT_INPUT
     try:
-        items, res = plan(captures, store, keylogs_shared=shared, rsa_keys=rsa, force=force)
+        items, res = plan(captures, store, keylogs_shared=shared, rsa_keys=rsa, force=force, timeout=task_timeout)
         print(f"acflow batch: {len(captures)} capture(s): {res.skipped} already in {output}, "
               f"{len(res.duplicates)} duplicate(s), {len(items)} to analyse"
               + (f"; key logs from {keylog_dir}: {len(shared)}" if keylog_dir else ""), file=err, flush=True)

@@ -197,7 +197,10 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
               help="Also write every table as DIR/<table>.parquet.")
 @click.option("--force", is_flag=True, help="Analyse again captures already in the results file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def batch(inputs, keylog_dir, rsa_keys, engine, workers, output, parquet, force, quiet):
+@click.option("--task-timeout", type=click.FloatRange(min=0), default=1800, show_default=True, metavar="SECONDS",
+              help="Stop a capture's analysis after this long (status timeout, tried again by a re-run); 0: no "
+                   "limit.")
+def batch(inputs, keylog_dir, rsa_keys, engine, workers, output, parquet, force, quiet, task_timeout):
     """Analyse many captures (files, or directories searched for *.pcap/*.pcapng…) as independent tasks on Dask
     distributed; results into a DuckDB file (tables captures, sessions, phases, findings) with each capture's
     full JSON report beside it. A re-run skips the captures already stored (by content hash).
@@ -214,7 +217,7 @@ def batch(inputs, keylog_dir, rsa_keys, engine, workers, output, parquet, force,
     run_batch = _load("analyzer.batch", "run_batch")
     try:
         rc = run_batch(inputs=inputs, keylog_dir=keylog_dir, rsa_keys=rsa_keys, engine=engine, output=output,
-                       parquet=parquet, workers=workers, force=force, quiet=quiet)
+                       parquet=parquet, workers=workers, force=force, quiet=quiet, task_timeout=task_timeout or None)
     except KeyboardInterrupt:  # results are committed capture by capture: what was analysed stays in the store
         click.echo(f"acflow batch: interrupted; the captures analysed so far are in {output}", err=True)
         rc = 130

@@ -75,8 +75,7 @@ def _pair_of(fr) -> bytes | None:
     """The unordered address pair of a frame's packet (packed addresses, lower first), or None (not IP)."""
     view = packet_mod.plain_ipv4(fr.linktype, fr.data)
     if view is not None:
-        a, b = view[1][:4], view[1][4:8]
-        return a + b if a <= b else b + a
+        return _ordered(view[1])
     pkt = packet_mod.decode(fr.linktype, fr.data)
     if pkt is None:
         return None
@@ -91,6 +90,21 @@ def _pair_of(fr) -> bytes | None:
     return a + b if a <= b else b + a
 
 
+def _plain_addresses(linktype: int, buf, start: int, length: int):
+    """The raw 8-byte address field (source, destination) of an IPv4-on-Ethernet frame that is not ICMP (an ICMP
+    error goes with the packet it quotes) at ``buf[start:start + length]``, else None: the pair `_pair_of` gives,
+    read directly, whatever the header holds beyond the addresses (options, fragments)."""
+    if linktype == 1 and length >= 34 and buf[start + 12] == 8 and buf[start + 13] == 0 and buf[start + 23] != 1:
+        return buf[start + 26:start + 34]
+    return None
+
+
+def _ordered(raw) -> bytes:
+    """The unordered pair (lower address first) of a raw IPv4 address field."""
+    a, b = bytes(raw[:4]), bytes(raw[4:8])
+    return a + b if a <= b else b + a
+
+
 class Sharder:
     """Frame → shard: pairs in ``assigned`` go where the sampling pass put them, others by a hash of the pair."""
 
@@ -101,14 +115,11 @@ class Sharder:
 
     def __call__(self, fr) -> int:
         data = fr.data
-        # IPv4 on Ethernet, not ICMP (an ICMP error goes with the packet it quotes): the addresses are at 26…34,
-        # whatever the header holds beyond them (options, fragments) — the pair `_pair_of` gives, read directly
-        if fr.linktype == 1 and len(data) >= 34 and data[12] == 8 and data[13] == 0 and data[23] != 1:
-            raw = data[26:34]
+        raw = _plain_addresses(fr.linktype, data, 0, len(data))
+        if raw is not None:
             s = self._raw.get(raw)
             if s is None:
-                a, b = raw[:4], raw[4:]
-                s = self._raw[raw] = self.of_pair(a + b if a <= b else b + a)
+                s = self._raw[raw] = self.of_pair(_ordered(raw))
             return s
         return self.of_pair(_pair_of(fr))
 
@@ -117,6 +128,7 @@ class Sharder:
         from the parser's buffer (no Frame is built for another shard's frames). ``seen``, if given, is kept as
         [frames, first time, last time] of every frame of the capture."""
         raw_cache = self._raw
+        plain = _plain_addresses
 
         def keep(linktype, buf, start, length, ts=None) -> bool:
             if seen is not None:
@@ -124,13 +136,11 @@ class Sharder:
                 if seen[1] is None:
                     seen[1] = ts
                 seen[2] = ts
-            if linktype == 1 and length >= 34 and buf[start + 12] == 8 and buf[start + 13] == 0 and \
-                    buf[start + 23] != 1:
-                raw = buf[start + 26:start + 34]
+            raw = plain(linktype, buf, start, length)
+            if raw is not None:
                 s = raw_cache.get(raw)
                 if s is None:
-                    a, b = raw[:4], raw[4:]
-                    s = raw_cache[raw] = self.of_pair(a + b if a <= b else b + a)
+                    s = raw_cache[raw] = self.of_pair(_ordered(raw))
                 return s == me
             return self.of_pair(_pair_of(_Raw(linktype, bytes(buf[start:start + length])))) == me
 
@@ -156,13 +166,21 @@ def sample_pairs(paths, limit: int = SAMPLE_FRAMES) -> dict[bytes, int]:
     """Bytes per address pair over the first ``limit`` frames (the capture's opening minutes)."""
     weights: dict[bytes, int] = {}
     seen = 0
+    pairs: dict = {}  # raw address field of a plain IPv4-on-Ethernet frame -> its pair (as Sharder reads it)
     for path in paths:
         try:
             for batch in read_capture_batches(path):
                 for ev in batch:
                     if type(ev) is Frame:
-                        p = _pair_of(ev)
-                        weights[p] = weights.get(p, 0) + len(ev.data)
+                        data = ev.data
+                        raw = _plain_addresses(ev.linktype, data, 0, len(data))
+                        if raw is not None:
+                            p = pairs.get(raw)
+                            if p is None:
+                                p = pairs[raw] = _ordered(raw)
+                        else:
+                            p = _pair_of(ev)
+                        weights[p] = weights.get(p, 0) + len(data)
                         seen += 1
                 if seen >= limit:
                     return weights

@@ -3,7 +3,8 @@
 Tables (one row each; every row names the capture by its path and its content hash, SHA-256):
 
 * ``captures`` — one per analysed capture file: status (``ok``; ``unreadable``: not a capture, an unreadable file;
-  ``error``: the analysis raised; ``lost``: the worker running it died every time it was tried), the reason when
+  ``error``: the analysis raised; ``timeout``: stopped at ``--task-timeout``; ``lost``: the worker running it died
+  every time it was tried), the reason when
   not ok, frames, first/last packet time, counts, the "other traffic" summary (JSON) and where the full JSON report
   is (``report_file``, beside the database: ``<db>.reports/<hash>.json``).
 * ``sessions`` — one per VPN session: client, gateway (address and port apart), start/end, confidence, client

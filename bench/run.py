@@ -130,9 +130,9 @@ def prepare(mode: str, args, scratch: Path) -> dict:
     if "psk_options" not in meta:
         meta["psk_options"] = measure.dtls_psk_options(base, keylog, scratch / f"{mode}.keys")
     files = {}
-    # the gateway capture is not copied: bench/scale.py gives one client new ports per copy, the others would
-    # reuse their flows' 5-tuples
-    for n in ([1] if mode == "gateway" else args.sizes):
+    # the gateway capture's copies shift every client's ports (bench/scale.py all_clients), the others' the one
+    # client's
+    for n in args.sizes:
         if n == 1:
             path = base
             info = meta["sizes"].get("1") or {}
@@ -143,7 +143,7 @@ def prepare(mode: str, args, scratch: Path) -> dict:
                      or info.get("signature") != _signature(path))
             if stale:
                 t0 = time.perf_counter()
-                info = {"scale": scale_capture(base, path, n)}
+                info = {"scale": scale_capture(base, path, n, all_clients=mode == "gateway")}
                 say(f"{mode}: built the {n}× capture ({path.stat().st_size / 1e6:.0f} MB) in "
                     f"{time.perf_counter() - t0:.0f} s")
         info["signature"] = _signature(path)
@@ -421,8 +421,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="lab captures to bench (default dtls,cstp,clients,gateway; clients: the dtls and cstp "
                          "captures merged as two clients of one gateway; gateway: a lab capture of --clients "
                          "clients at once)")
-    ap.add_argument("--clients", type=int, default=12,
-                    help="clients of the gateway capture (default 12; --rate is shared between them; with --regen)")
+    ap.add_argument("--clients", type=int, default=50,
+                    help="clients of the gateway capture (default 50; --rate is shared between them; with --regen)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="also time `acflow analyze --jobs N` (default 2; 1: not)")
     ap.add_argument("--duration", type=float, default=DEFAULT_DURATION,

@@ -67,13 +67,15 @@ def _l3_offset(linktype: int, pkt) -> tuple[int, int] | None:
     return None
 
 
-def _l4(linktype: int, pkt, client: bytes):
-    """(l4 offset, proto, client is source, client is destination) for TCP/UDP packets to/from `client`."""
+def _l4(linktype: int, pkt, clients):
+    """(l4 offset, proto, source is a client, destination is a client) for TCP/UDP packets to/from one of
+    ``clients`` (a set of packed addresses of one length)."""
+    width = len(next(iter(clients)))
     l3 = _l3_offset(linktype, pkt)
     if l3 is None:
         return None
     off, ver = l3
-    if ver == 4 and len(client) == 4:
+    if ver == 4 and width == 4:
         if len(pkt) < off + 20:
             return None
         ihl = (pkt[off] & 0x0F) * 4
@@ -82,7 +84,7 @@ def _l4(linktype: int, pkt, client: bytes):
             return None
         src, dst = pkt[off + 12:off + 16], pkt[off + 16:off + 20]
         l4 = off + ihl
-    elif ver == 6 and len(client) == 16:
+    elif ver == 6 and width == 16:
         if len(pkt) < off + 40:
             return None
         proto = pkt[off + 6]
@@ -92,7 +94,7 @@ def _l4(linktype: int, pkt, client: bytes):
         return None
     if proto not in (6, 17) or len(pkt) < l4 + 8:
         return None
-    return l4, proto, src == client, dst == client
+    return l4, proto, bytes(src) in clients, bytes(dst) in clients
 
 
 def client_address(client: bytes, k: int) -> bytes:
@@ -140,8 +142,8 @@ def _rewrite_address(linktype: int, pkt: bytearray, client: bytes, new: bytes) -
             pkt[a + i], pkt[a + i + 1] = new[i], new[i + 1]
 
 
-def _rewrite(linktype: int, pkt: bytearray, client: bytes, k: int, stride: int) -> None:
-    hit = _l4(linktype, pkt, client)
+def _rewrite(linktype: int, pkt: bytearray, clients, k: int, stride: int) -> None:
+    hit = _l4(linktype, pkt, clients)
     if hit is None:
         return
     l4, proto, is_src, is_dst = hit
@@ -232,10 +234,42 @@ def _client_address(frames) -> bytes:
     return votes.most_common(1)[0][0]
 
 
-def _client_ports(frames, client: bytes) -> set[int]:
+def _all_clients(frames) -> frozenset:
+    """Every address that sends TCP/UDP to port 443 and never from it (the clients of a gateway-side capture)."""
+    to_443: set[bytes] = set()
+    from_443: set[bytes] = set()
+    for linktype, pkt in frames:
+        l3 = _l3_offset(linktype, pkt)
+        if l3 is None:
+            continue
+        off, ver = l3
+        if ver == 4 and len(pkt) >= off + 24:
+            ihl = (pkt[off] & 0x0F) * 4
+            if pkt[off + 9] in (6, 17) and len(pkt) >= off + ihl + 4:
+                sport, dport = pkt[off + ihl] << 8 | pkt[off + ihl + 1], pkt[off + ihl + 2] << 8 | pkt[off + ihl + 3]
+                src = bytes(pkt[off + 12:off + 16])
+                if dport == 443:
+                    to_443.add(src)
+                if sport == 443:
+                    from_443.add(src)
+        elif ver == 6 and len(pkt) >= off + 44 and pkt[off + 6] in (6, 17):
+            src = bytes(pkt[off + 8:off + 24])
+            if (pkt[off + 42] << 8 | pkt[off + 43]) == 443:
+                to_443.add(src)
+            if (pkt[off + 40] << 8 | pkt[off + 41]) == 443:
+                from_443.add(src)
+    clients = frozenset(to_443 - from_443)
+    if not clients or len({len(a) for a in clients}) != 1:
+        raise ScaleError("no clients of one address family sending to port 443")
+    return clients
+
+
+def _client_ports(frames, clients) -> set[int]:
+    """The ports ``clients`` use (a port shared by two of them counts once: mapped alike for both, no collision
+    within a copy)."""
     ports: set[int] = set()
     for linktype, pkt in frames:
-        hit = _l4(linktype, pkt, client)
+        hit = _l4(linktype, pkt, clients)
         if hit is None:
             continue
         l4, _proto, is_src, is_dst = hit
@@ -261,25 +295,29 @@ def count_frames(path: Path) -> int:
 
 
 def scale_capture(src: Path, dst: Path, copies: int, *, gap: float = 1.0, client_ip: str | None = None,
-                  distinct_clients: bool = False, stagger: float | None = None) -> dict:
+                  distinct_clients: bool = False, stagger: float | None = None, all_clients: bool = False) -> dict:
     """Write `copies` time-shifted, port-shifted copies of `src` into `dst` (pcapng); return a summary.
 
     ``distinct_clients``: copy k also comes from its own client address (`client_address`), as the clients of a
     gateway-side capture do. ``stagger``: copy k starts k × stagger seconds after the first instead of after the
-    previous copy's end, the copies' frames interleaved in time order (concurrent sessions)."""
+    previous copy's end, the copies' frames interleaved in time order (concurrent sessions). ``all_clients``: the
+    ports of every client (every address sending to port 443, never from it) are shifted, not only the busiest
+    client's: a gateway-side capture of many clients (not with ``distinct_clients``)."""
     import ipaddress
 
     if copies < 1:
         raise ValueError("copies must be >= 1")
     with open(src, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         if data[:4] == b"\x0a\x0d\x0d\x0a":
+            if all_clients and (distinct_clients or client_ip):
+                raise ValueError("all_clients shifts every client's ports: not with distinct_clients or client_ip")
             return _scale_pcapng(data, Path(dst), copies, gap, client_ip and ipaddress.ip_address(client_ip).packed,
-                                 distinct_clients, stagger)
+                                 distinct_clients, stagger, all_clients)
         raise ScaleError(f"{src}: only pcapng is supported (convert with: editcap -F pcapng IN OUT)")
 
 
 def _scale_pcapng(data, dst: Path, copies: int, gap: float, client: bytes | None, distinct_clients: bool = False,
-                  stagger: float | None = None) -> dict:
+                  stagger: float | None = None, all_clients: bool = False) -> dict:
     pf = _Pcapng(data)
     e = pf.e
     layout = list(pf.blocks())
@@ -292,9 +330,14 @@ def _scale_pcapng(data, dst: Path, copies: int, gap: float, client: bytes | None
             ifid, _th, _tl, caplen = struct.unpack_from(e + "IIII", data, off + 8)
             yield pf.interfaces[ifid][0], data[off + 28:off + 28 + caplen]
 
-    if client is None:
-        client = _client_address(frames())
-    ports = _client_ports(frames(), client)
+    if all_clients:
+        clients = _all_clients(frames())
+        client = min(clients)  # named in the summary; `clients` are rewritten
+    else:
+        if client is None:
+            client = _client_address(frames())
+        clients = frozenset((bytes(client),))
+    ports = _client_ports(frames(), clients)
     stride = _choose_stride(ports, copies)
     # span of the capture, in seconds (first and last EPB timestamps, any interface)
     tmin = tmax = None
@@ -321,7 +364,7 @@ def _scale_pcapng(data, dst: Path, copies: int, gap: float, client: bytes | None
                 ts = ((th << 32) | tl) + shifts[ifid]
                 struct.pack_into(e + "II", blk, 12, ts >> 32, ts & 0xFFFFFFFF)
                 pkt = blk[28:28 + caplen]
-                _rewrite(pf.interfaces[ifid][0], pkt, client, k, stride)
+                _rewrite(pf.interfaces[ifid][0], pkt, clients, k, stride)
                 if new_client != client:
                     _rewrite_address(pf.interfaces[ifid][0], pkt, client, new_client)
                 blk[28:28 + caplen] = pkt
@@ -342,6 +385,7 @@ def _scale_pcapng(data, dst: Path, copies: int, gap: float, client: bytes | None
             written += 1
     tmp.replace(dst)
     return {"copies": copies, "frames": written, "frames_per_copy": len(epbs), "client": _fmt_addr(client),
+            "clients": len(clients),
             "client_ports": sorted(ports), "port_stride": stride, "time_shift_s": round(shift_s, 6),
             "distinct_clients": distinct_clients, "bytes": dst.stat().st_size}
 

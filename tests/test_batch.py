@@ -349,3 +349,43 @@ def test_a_capture_that_kills_every_worker_is_a_lost_row(tmp_path, monkeypatch):
     assert out[str(killer)]["status"] == "lost" and "died" in out[str(killer)]["error"]
     other = out[str(SAMPLES / "dtls-blocked" / "capture.pcapng")]
     assert other["status"] == "ok" and other["document"]["sessions"]
+
+
+def test_task_timeout_stops_a_long_analysis_and_a_rerun_tries_it_again(tmp_path):
+    """--task-timeout: an analysis running past the limit is a `timeout` row saying how far it got (the worker is
+    free for the next capture); a re-run tries it again and, given time, stores it `ok`. A FIFO named as a capture
+    is refused before anything is read (reading it would block the batch)."""
+    big = tmp_path / "long" / "capture.pcapng"
+    scale_capture(SAMPLES / "baseline" / "capture.pcapng", big, 300)  # ~18 000 frames: many reader batches
+    shutil.copy(SAMPLES / "baseline" / "keys.log", big.parent / "keys.log")
+    small = SAMPLES / "dtls-blocked"
+    db = tmp_path / "r.duckdb"
+    cmd = [sys.executable, "-c", "from analyzer.cli import main; main()", "batch", str(big.parent), str(small),
+           "--workers", "1", "-o", str(db), "-q"]
+    r = subprocess.run([*cmd, "--task-timeout", "0.05"], env=_env(), capture_output=True, text=True, timeout=300,
+                       cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "ok 1" in r.stdout and "timeout 1" in r.stdout, r.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = dict(con.execute("SELECT path, status FROM captures").fetchall())
+        error = con.execute("SELECT error FROM captures WHERE status = 'timeout'").fetchone()[0]
+    finally:
+        con.close()
+    assert rows == {str(big): "timeout", str(small / "capture.pcapng"): "ok"}
+    assert "--task-timeout 0.05 s" in error and re.search(r"stopped at frame \d+ of ", error), error
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "ok 1" in r.stdout and "skipped 1" in r.stdout, r.stdout  # the timed-out capture again, in full
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT status FROM captures WHERE path = ?", [str(big)]).fetchone()[0] == "ok"
+        assert con.execute("SELECT count(*) FROM sessions WHERE capture_path = ?", [str(big)]).fetchone()[0] >= 1
+    finally:
+        con.close()
+    fifo = tmp_path / "stuck.pcapng"
+    os.mkfifo(fifo)
+    r = subprocess.run([*cmd[:5], str(fifo), "-o", str(db)], env=_env(), capture_output=True, text=True,
+                       timeout=60, cwd=str(tmp_path))
+    assert r.returncode == 4 and "not a regular file" in r.stderr, r.stderr
+    assert discover([tmp_path]) == [str(big)]  # walking a directory skips the FIFO stuck.pcapng

@@ -283,21 +283,32 @@ def run_shard(job: dict) -> dict:
     pipe.flows.on_number = lambda flow, udp, cap, n: numbering.append((cap, bool(udp), n, cur[1]))
     made = {"tcp": {}, "udp": {}, "udp_other": {}}  # dict key -> (capture ordinal, creating frame)
     tables = (("tcp", pipe.tcp), ("udp", pipe.udp), ("udp_other", pipe.udp_other))
-    feed = an.feed
     ptcp, pudp, pother = pipe.tcp, pipe.udp, pipe.udp_other
+    general = pipe.feed_general
+
+    def noting_general(fr, ts) -> None:
+        # trackers are created, and flows numbered, only on the general path: note the frame that does
+        cur[1] = fr.number
+        n = len(ptcp) + len(pudp) + len(pother)  # trackers are only ever added
+        general(fr, ts)
+        if len(ptcp) + len(pudp) + len(pother) != n:
+            _note_new(made, tables, (cur[0], fr.number))
+
+    pipe.feed_general = noting_general
+    feed = an.feed
     for ordinal, path in enumerate(job["paths"]):
         ci = an.start_capture(str(path))
         cur[0] = ordinal
         seen = [0, None, None]  # every frame of the file: count, first and last time (the capture summary)
         keep = sharder.keeper(me, seen)  # the parser builds this shard's frames only
         for batch in _batches(path, keep):
-            for ev in batch:
+            if inner is None:
+                an.feed_events(batch)  # the batch loop, lanes and all
+                continue
+            for ev in batch:  # exported inner packets are ordered by the frame being processed: frame by frame
                 if type(ev) is Frame:
                     cur[1] = ev.number
-                    n = len(ptcp) + len(pudp) + len(pother)  # trackers are only ever added
                     feed(ev)
-                    if len(ptcp) + len(pudp) + len(pother) != n:
-                        _note_new(made, tables, (ordinal, ev.number))
                 else:
                     an.feed_events([ev])
         an.end_capture()

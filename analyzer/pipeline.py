@@ -135,7 +135,7 @@ class Pipeline:
         frame are there for it. The batch loop keeps the per-frame work of the fast lanes' dispatch in locals."""
         fast_tcp, fast_udp = self.fast_tcp, self.fast_udp  # cleared, never replaced (new_capture)
         plain_ipv4 = packet_mod.plain_ipv4
-        general = self._feed_general
+        general = self.feed_general  # an instance attribute when a driver wraps it (analyzer/parallel.py)
         for fr in events:
             if type(fr) is not Frame:
                 if other is not None:
@@ -158,8 +158,10 @@ class Pipeline:
                         continue
             general(fr, ts)
 
-    def _feed_general(self, fr, ts: float) -> None:
-        """The general path of one frame: packet → flow table → trackers."""
+    def feed_general(self, fr, ts: float) -> None:
+        """The general path of one frame: packet → flow table → trackers. The only path that creates trackers and
+        numbers flows (a lane only continues an established flow): `analyzer.parallel.run_shard` wraps it, as an
+        instance attribute, to note the frame that does."""
         pkt = packet_mod.decode(fr.linktype, fr.data)
         if pkt is None:
             self.undecodable += 1

@@ -3,12 +3,22 @@
 Sessions are independent per client, so the frames are sharded by the unordered pair of IP addresses of their
 packet (an ICMP error by the pair of the packet it quotes): every frame of a flow, every fragment of a datagram,
 every flow between the same two hosts falls in one shard. Each shard is one process running the ordinary driver
-(analyzer/driver.py: fast lanes, decryption, trackers) over the whole file, feeding it only its own frames (every
-process reads the file itself, its pcapng parser building only that shard's frames: nothing is copied between
-processes but the results), up to the end
-of the pipeline (`Pipeline.finish`). The connection trackers of every shard are then sent to this process, which
-builds the sessions and applies the rules once, over all of them, exactly as `Analyzer.finish` does: groups,
-sessions and findings that span clients (a reconnect from another address) come out as in one process.
+(analyzer/driver.py: fast lanes, decryption, trackers) feeding it only its own frames, up to the end of the
+pipeline (`Pipeline.finish`). How a shard gets its frames:
+
+* indexed (plain pcapng files): stage 1, every process walks one byte range of each file (`index_part`: the
+  first block boundary after the range's nominal start is guessed from the bytes, `PcapParser.resync`) and notes
+  each frame's block offset and ordinal per shard (`PcapParser.index_range`); `plan_index` checks that each range's
+  walk ended exactly where the next one started and numbers the frames; stage 2, each shard reads its own blocks at
+  those offsets (`PcapParser.frames_at`) after the file's head (section, interfaces, secrets). A range holding
+  anything else than packet blocks (a block after the first packet that changes the parser's state, a damaged
+  block) or a wrong guess sends every shard to the other way;
+* walked: every process reads the whole file, its parser building only its shard's frames (``keep``).
+
+Nothing is copied between processes but the index and the results. The connection trackers of every shard are
+then sent to this process, which builds the sessions and applies the rules once, over all of them, exactly as
+`Analyzer.finish` does: groups, sessions and findings that span clients (a reconnect from another address) come
+out as in one process.
 
 What makes the result identical to ``--jobs 1``:
 
@@ -19,7 +29,8 @@ What makes the result identical to ``--jobs 1``:
 * dictionary order (ties in the other-traffic summary, groups starting at the same time): the trackers are merged
   in the order they were created in, by the frame that created them;
 * the capture summary (frames, first/last time, errors, embedded keys) is that of the first shard: every shard
-  sees every event of the file, its parser counting (and timing) the frames it does not build;
+  sees every event of the file (indexed: the head's, and the frame count and times the index found), its parser
+  counting (and timing) the frames it does not build;
 * exported inner packets are written in the order they were decapsulated: by the frame being processed, then in
   each shard's order (packets flushed at the end of the capture: shard by shard);
 * the few ways one flow's analysis depends on another flow's during the pass — DTLS keys derived from a CONNECT
@@ -36,9 +47,11 @@ import heapq
 import io
 import ipaddress
 import itertools
+import mmap
 import multiprocessing
 import os
 import pickle
+import stat
 import tempfile
 import threading
 import zlib
@@ -48,7 +61,7 @@ from pathlib import Path
 from dissectors import packet as packet_mod
 from dissectors.flows import FlowTable
 from dissectors.keylog import KeyStore
-from dissectors.pcapfile import Frame
+from dissectors.pcapfile import CaptureError, Frame, PcapParser, pcapng_head_length
 from dissectors.tls.session import SessionCache
 
 from .capture import CaptureFormatError, read_capture_batches
@@ -61,6 +74,9 @@ AUTO_MIN_BYTES = 50 << 20
 #: share of the sampled bytes the biggest shard may hold for --jobs auto to split the capture
 AUTO_MAX_SHARE = 0.8
 SAMPLE_FRAMES = 10_000
+#: plain pcapng files at least this big are indexed by parts (one per process); smaller ones by one process
+INDEX_MIN_BYTES = 1 << 20
+_READ_BATCH = 1024  # frames read from an index at a time
 AUTO_MAX_JOBS = 8
 _INF = float("inf")
 
@@ -146,6 +162,23 @@ class Sharder:
 
         return keep
 
+    def classifier(self):
+        """``classify(linktype, buf, start, length) -> shard`` of a frame in a buffer (`PcapParser.index_range`):
+        the sharder's decision without building a Frame."""
+        raw_cache = self._raw
+        plain = _plain_addresses
+
+        def classify(linktype, buf, start, length) -> int:
+            raw = plain(linktype, buf, start, length)
+            if raw is not None:
+                s = raw_cache.get(raw)
+                if s is None:
+                    s = raw_cache[raw] = self.of_pair(_ordered(raw))
+                return s
+            return self.of_pair(_pair_of(_Raw(linktype, bytes(buf[start:start + length]))))
+
+        return classify
+
     def of_pair(self, pair: bytes | None) -> int:
         if pair is None:
             return 0
@@ -229,6 +262,72 @@ def auto_jobs(paths, cores: int | None = None) -> int:
     return n
 
 
+# -- the index pass: each process walks a part of each file ------------------------------------------------
+
+def index_part(job: dict) -> dict:
+    """Stage 1 of an indexed --jobs run, part ``job["part"]`` of ``job["parts"]`` of the pcapng ``job["path"]``:
+    the byte range's Enhanced Packet Blocks, their offsets and ordinals per shard (`PcapParser.index_range`). Part
+    k > 0 starts at the first block boundary at or after its nominal start (`PcapParser.resync`), which
+    `plan_index` checks against where part k - 1 ended."""
+    path, k, n, head = job["path"], job["part"], job["parts"], job["head"]
+    classify = Sharder(job["nshards"], job["assigned"]).classifier()
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        parser = PcapParser()
+        parser.feed(buf[:head])
+        size = len(buf)
+        lo = head + (size - head) * k // n
+        hi = size if k == n - 1 else head + (size - head) * (k + 1) // n
+        start = head if k == 0 else parser.resync(buf, lo)
+        if start is None:
+            return {"status": "other", "start": None, "crossing": None}
+        return parser.index_range(buf, start, hi, classify)
+
+
+def head_of(path) -> tuple[int, int] | None:
+    """(head length, file size) of a plain pcapng capture an indexed run can read, else None (classic pcap,
+    compressed, a file that is not a regular file, a head `pcapng_head_length` refuses)."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size < 64:
+                return None
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                head = pcapng_head_length(buf)
+                # a head the parser reports anything of (a damaged secrets block…) is read whole: the parser may
+                # stop there, and the frames after it must not be read
+                if head is None or any(type(ev) is CaptureError for ev in PcapParser().feed(buf[:head])):
+                    return None
+    except (OSError, ValueError):
+        return None
+    return head, st.st_size
+
+
+def plan_index(parts: dict, heads: list, nshards: int) -> list[list[dict]] | None:
+    """From every part's index (``parts[(file, k)]``), each shard's reading plan: per file, its head length and
+    (offsets, ordinals, base) per part, the file's frame count and first/last times. None when a part met what
+    only a whole read reproduces or the parts do not meet exactly (a resync guessed wrong)."""
+    plans: list[list[dict]] = [[] for _ in range(nshards)]
+    for i, (head, size) in enumerate(heads):
+        k, mine, base = 0, [[] for _ in range(nshards)], 0
+        first = last = None
+        while (i, k) in parts:
+            r = parts[(i, k)]
+            nxt = parts.get((i, k + 1))
+            if r["status"] != "ok" or r["crossing"] != (nxt["start"] if nxt is not None else size):
+                return None
+            for shard in range(nshards):
+                if shard in r["offsets"]:
+                    mine[shard].append((r["offsets"][shard], r["ordinals"][shard], base))
+            base += r["count"]
+            if r["first_ts"] is not None:
+                first = r["first_ts"] if first is None else first
+                last = r["last_ts"]
+            k += 1
+        for shard in range(nshards):
+            plans[shard].append({"head": head, "parts": mine[shard], "frames": base, "first": first, "last": last})
+    return plans
+
+
 # -- one shard (in its own process) --------------------------------------------------------------------------
 
 class _ShardPickler(pickle.Pickler):
@@ -296,21 +395,39 @@ def run_shard(job: dict) -> dict:
 
     pipe.feed_general = noting_general
     feed = an.feed
+    plan = job.get("plan")
+
+    def feed_batch(batch) -> None:
+        if inner is None:
+            an.feed_events(batch)  # the batch loop, lanes and all
+            return
+        for ev in batch:  # exported inner packets are ordered by the frame being processed: frame by frame
+            if type(ev) is Frame:
+                cur[1] = ev.number
+                feed(ev)
+            else:
+                an.feed_events([ev])
+
     for ordinal, path in enumerate(job["paths"]):
         ci = an.start_capture(str(path))
         cur[0] = ordinal
+        if plan is not None:  # indexed: this shard's frames only, read where the index pass found them
+            mine = plan[ordinal]
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                parser = PcapParser()
+                feed_batch(parser.feed(buf[:mine["head"]]))  # section, interfaces, secrets: every shard
+                for offsets, ordinals, base in mine["parts"]:
+                    for i in range(0, len(offsets), _READ_BATCH):
+                        feed_batch(parser.frames_at(buf, offsets[i:i + _READ_BATCH], ordinals[i:i + _READ_BATCH],
+                                                    base))
+            an.end_capture()
+            ci.frames, ci.first, ci.last = mine["frames"], mine["first"], mine["last"]
+            pipe.last_ts = ci.last if ci.last is not None else pipe.last_ts
+            continue
         seen = [0, None, None]  # every frame of the file: count, first and last time (the capture summary)
         keep = sharder.keeper(me, seen)  # the parser builds this shard's frames only
         for batch in _batches(path, keep):
-            if inner is None:
-                an.feed_events(batch)  # the batch loop, lanes and all
-                continue
-            for ev in batch:  # exported inner packets are ordered by the frame being processed: frame by frame
-                if type(ev) is Frame:
-                    cur[1] = ev.number
-                    feed(ev)
-                else:
-                    an.feed_events([ev])
+            feed_batch(batch)
         an.end_capture()
         ci.frames, ci.first, ci.last = seen
         pipe.last_ts = seen[2] if seen[2] is not None else pipe.last_ts
@@ -527,9 +644,11 @@ def _dtls_ports(state: dict) -> set[int]:
 
 
 def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=None, gateways=None,
-                           fast_lanes: bool = True, max_flows: int = 1 << 16):
+                           fast_lanes: bool = True, max_flows: int = 1 << 16, reading: dict | None = None):
     """The `Analysis` of ``paths`` over ``jobs`` processes (this one included); raises ParallelFallback when the
-    capture must be analysed in one process, InputError when it cannot be read."""
+    capture must be analysed in one process, InputError when it cannot be read. ``reading``, if given, gets
+    ``mode``: "indexed" (each process walked a part of the files, then read its own frames) or "walked" (each
+    process read the files whole)."""
     from .analyze import load_keys  # noqa: PLC0415
 
     keys, _info = load_keys(keylogs, rsa_keys)
@@ -545,11 +664,28 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(["analyzer.parallel", "analyzer.analyze"])
+    heads = [head_of(p) for p in paths]
     with tempfile.TemporaryDirectory(prefix="acflow-jobs-") as tmp:
         if inner_sink is not None:
             base["inner"] = tmp
-        jobs_list = [dict(base, shard=i) for i in range(jobs)]
         with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx) as ex:
+            plans = None
+            if all(h is not None for h in heads):
+                # stage 1: every process indexes a part of every file (each block is walked once in all)
+                part_jobs = [{"path": str(p), "head": h[0], "part": k, "parts": jobs if h[1] >= INDEX_MIN_BYTES
+                              else 1, "nshards": jobs, "assigned": assigned, "file": i}
+                             for i, (p, h) in enumerate(zip(paths, heads))
+                             for k in range(jobs if h[1] >= INDEX_MIN_BYTES else 1)]
+                mine = [j for n, j in enumerate(part_jobs) if n % jobs == 0]
+                futures = [(j, ex.submit(index_part, j)) for n, j in enumerate(part_jobs) if n % jobs]
+                parts = {(j["file"], j["part"]): index_part(j) for j in mine}
+                parts.update({(j["file"], j["part"]): f.result() for j, f in futures})
+                plans = plan_index(parts, heads, jobs)
+                del parts
+            # stage 2: the shards, each reading its own frames (indexed) or the whole file (walked)
+            if reading is not None:
+                reading["mode"] = "walked" if plans is None else "indexed"
+            jobs_list = [dict(base, shard=i, plan=plans[i] if plans is not None else None) for i in range(jobs)]
             futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
             results = [run_shard(jobs_list[0])] + [f.result() for f in futures]
         analysis, _pipe = merge(results, keys, paths, gateways)

@@ -35,6 +35,7 @@ incomplete record plus the last chunk in memory, independent of file size.
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass
 
 from ._fastevent import fast_constructor
@@ -47,6 +48,7 @@ __all__ = [
     "Frame",
     "PcapParser",
     "Secrets",
+    "pcapng_head_length",
 ]
 
 #: Decryption Secrets Block secrets types (draft-ietf-opsawg-pcapng, section 4.7).
@@ -121,6 +123,10 @@ _OPT_IF_TSRESOL = 9
 _OPT_IF_TSOFFSET = 14
 
 _MAX_INTERFACES = 65536  # per section; more is hostile
+#: pcapng blocks a range index passes over: they emit nothing and number no frame (NRB, ISB)
+_INDEX_PASSED = frozenset({0x00000004, 0x00000005})
+_RESYNC_CHAIN = 4  # blocks that must chain up after a candidate boundary (or the file end) for resync to take it
+_RESYNC_WINDOW = 4 << 20  # bytes resync searches: real packet blocks are far smaller (snaplen 262 144 at most)
 
 # parser states
 _ST_MAGIC = 0
@@ -573,3 +579,132 @@ class PcapParser:
                 (offset,) = s["q"].unpack_from(data, p)
             p += (olen + 3) & ~3
         self._ifaces.append(_Interface(linktype, snaplen, units, offset))
+
+    # --- reading by ranges (analyzer/parallel.py: each process indexes a part of the file, reads its own frames) --
+
+    def index_range(self, buf, start: int, end: int, classify) -> dict:
+        """Index the Enhanced Packet Blocks of the pcapng file ``buf`` (all of it, e.g. an mmap) from the block
+        boundary ``start`` up to the first block at or past ``end``. This parser must have been fed the file's
+        head (``buf[:pcapng_head_length(buf)]``: byte order, interfaces). Each frame goes to shard
+        ``classify(linktype, buf, offset, length)``: ``offsets[shard]`` / ``ordinals[shard]`` are its blocks'
+        offsets and 1-based frame ordinals within the range. ``crossing`` is the offset of the first block at or
+        past ``end`` (the file's size at its end); ``first_ts``/``last_ts`` the range's first and last frame times.
+        ``status`` is "ok", or "other" when the range holds anything this walk does not reproduce exactly as
+        `feed` would (a new section, interface or secrets block, other packet blocks, a block `feed` would report
+        as damaged): the caller then reads the file whole."""
+        s = self._s
+        u_II, u_I, u_EPB = s["II"].unpack_from, s["I"].unpack_from, s["EPB"].unpack_from
+        ifaces = self._ifaces
+        nif, maxb, size = len(ifaces), self.max_block, len(buf)
+        offsets: dict[int, array] = {}
+        ordinals: dict[int, array] = {}
+        count, first, last, pos, status = 0, None, None, start, "ok"
+        while pos < end:
+            if size - pos < 12:
+                status = "other"  # a truncated block: `feed` reports it
+                break
+            btype, blen = u_II(buf, pos)
+            if blen < 12 or blen & 3 or blen > maxb or blen > size - pos or u_I(buf, pos + blen - 4)[0] != blen:
+                status = "other"
+                break
+            if btype == _BT_EPB:
+                if blen < 32:
+                    status = "other"
+                    break
+                iface, _th, _tl, caplen, _orig = u_EPB(buf, pos + 8)
+                if caplen > blen - 32 or iface >= nif:
+                    status = "other"
+                    break
+                count += 1
+                k = classify(ifaces[iface].linktype, buf, pos + 28, caplen)
+                off = offsets.get(k)
+                if off is None:
+                    off = offsets[k] = array("Q")
+                    ordinals[k] = array("I")
+                off.append(pos)
+                ordinals[k].append(count)
+                if first is None:
+                    first = pos
+                last = pos
+            elif btype not in _INDEX_PASSED:
+                status = "other"
+                break
+            pos += blen
+        return {"status": status, "start": start, "crossing": pos, "count": count, "offsets": offsets,
+                "ordinals": ordinals, "first_ts": None if first is None else self._epb_ts(buf, first),
+                "last_ts": None if last is None else self._epb_ts(buf, last)}
+
+    def resync(self, buf, near: int) -> int | None:
+        """The first offset at or after ``near`` where an Enhanced Packet Block starts, as far as the bytes tell
+        (the block and the next few chain up with matching trailing lengths, or reach the file's end exactly);
+        None if none is found within a few MiB. A guess: `index_range` callers check it against where the previous
+        range ended."""
+        s = self._s
+        u_II, u_I = s["II"].unpack_from, s["I"].unpack_from
+        size = len(buf)
+        p = (near + 3) & ~3  # blocks are 32-bit aligned from the section header at 0
+        stop = min(size, p + _RESYNC_WINDOW)
+        while p + 12 <= stop:
+            q, ok = p, True
+            for _ in range(_RESYNC_CHAIN):
+                if q == size:
+                    break
+                if size - q < 12:
+                    ok = False
+                    break
+                btype, blen = u_II(buf, q)
+                if (q == p and btype != _BT_EPB) or btype not in (_BT_EPB, *_INDEX_PASSED) or blen < 12 or \
+                        blen & 3 or blen > size - q or u_I(buf, q + blen - 4)[0] != blen:
+                    ok = False
+                    break
+                q += blen
+            if ok:
+                return p
+            p += 4
+        return None
+
+    def frames_at(self, buf, offsets, ordinals, base: int) -> list:
+        """The Frames of the Enhanced Packet Blocks at ``offsets`` of ``buf`` as `index_range` found them, frame
+        ``base + ordinal`` each."""
+        u_EPB = self._s["EPB"].unpack_from
+        ifaces = self._ifaces
+        out: list = []
+        append = out.append
+        for pos, ordinal in zip(offsets, ordinals):
+            iface, th, tl, caplen, orig = u_EPB(buf, pos + 8)
+            itf = ifaces[iface]
+            ts = ((th << 32) | tl) / itf.units
+            if itf.offset:
+                ts += itf.offset
+            append(_new_frame(base + ordinal, ts, itf.linktype, buf[pos + 28:pos + 28 + caplen], orig, iface))
+        return out
+
+    def _epb_ts(self, buf, pos: int) -> float:
+        iface, th, tl, _caplen, _orig = self._s["EPB"].unpack_from(buf, pos + 8)
+        itf = self._ifaces[iface]
+        ts = ((th << 32) | tl) / itf.units
+        return ts + itf.offset if itf.offset else ts
+
+
+def pcapng_head_length(buf) -> int | None:
+    """The bytes before the first packet block of the pcapng file ``buf`` (section header, interfaces, secrets…)
+    when that block is an Enhanced Packet Block of the first section, else None (not pcapng, another packet block
+    first, a second section before any packet, a damaged head)."""
+    if len(buf) < 12 or buf[:4] != _PCAPNG_SHB_BYTES:
+        return None
+    bom = buf[8:12]
+    s = _LE if bom == _BOM_LE else _BE if bom == _BOM_BE else None
+    if s is None:
+        return None
+    u_II, u_I = s["II"].unpack_from, s["I"].unpack_from
+    pos, size = 0, len(buf)
+    while size - pos >= 12:
+        btype, blen = u_II(buf, pos)
+        if blen < 12 or blen & 3 or blen > size - pos or u_I(buf, pos + blen - 4)[0] != blen:
+            return None
+        if btype == _BT_EPB:
+            return pos
+        if (btype == _PCAPNG_SHB and pos) or btype in (_BT_SPB, _BT_OPB, _BT_JOURNAL, _BT_CUSTOM, _BT_CUSTOM_NOCOPY):
+            return None
+        pos += blen
+    return None

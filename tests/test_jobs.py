@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer import __version__
+from analyzer import __version__, parallel
 from analyzer.analyze import InputError, analyze_paths, load_keys
 from analyzer.capture import iter_frames
 from analyzer.parallel import (
@@ -62,27 +62,46 @@ def _serial(paths, keylogs, rsa):
     return json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True), inner
 
 
-def _parallel(paths, keylogs, rsa, jobs):
+def _parallel(paths, keylogs, rsa, jobs, reading=None):
     inner: list = []
     try:
-        analysis = analyze_paths_parallel(paths, keylogs, rsa, jobs, inner_sink=lambda *a: inner.append(a))
+        analysis = analyze_paths_parallel(paths, keylogs, rsa, jobs, inner_sink=lambda *a: inner.append(a),
+                                          reading=reading)
     except InputError as e:
         return ("InputError", str(e)), None
     return json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True), inner
 
 
+@pytest.fixture(params=["indexed", "walked"])
+def reading_mode(request, monkeypatch):
+    """How the shards read the file: "indexed" (every file, however small, indexed in one part per process: the
+    parts start wherever the byte ranges fall, the resync and the check where parts meet run on every capture),
+    or "walked" (every process reads the file whole and builds its own frames only)."""
+    if request.param == "indexed":
+        monkeypatch.setattr(parallel, "INDEX_MIN_BYTES", 0)
+    else:
+        monkeypatch.setattr(parallel, "head_of", lambda path: None)
+    return request.param
+
+
 @pytest.mark.parametrize("capture,keylogs,rsa", _cases())
-def test_jobs_give_the_analysis_of_one_process(capture: Path, keylogs, rsa, request):
-    name = request.node.callspec.id
+def test_jobs_give_the_analysis_of_one_process(capture: Path, keylogs, rsa, request, reading_mode):
+    name = request.node.callspec.id.removeprefix(reading_mode + "-").removesuffix("-" + reading_mode)
     want = _serial([capture], keylogs, rsa)
     for jobs in (2, 3):
+        reading: dict = {}
         try:
-            got = _parallel([capture], keylogs, rsa, jobs)
+            got = _parallel([capture], keylogs, rsa, jobs, reading)
         except ParallelFallback as e:
             assert name in FALLBACK, f"unexpected fallback to one process: {e}"
             continue
         assert got[0] == want[0], f"--jobs {jobs}"
         assert got[1] == want[1], f"--jobs {jobs}: exported inner packets differ"
+        if reading_mode == "walked" or name.startswith("corpus/"):
+            # a damaged capture is read whole when the index meets what only the parser reproduces
+            assert reading.get("mode") in ("walked", "indexed")
+        else:
+            assert reading.get("mode") == "indexed", f"--jobs {jobs}: a well-formed pcapng was not indexed"
     if name in FALLBACK:
         with pytest.raises(ParallelFallback):
             _parallel([capture], keylogs, rsa, 2)
@@ -151,3 +170,30 @@ def test_auto_splits_only_large_captures_of_several_clients(many_clients, monkey
     assert parallel.auto_jobs([many_clients], cores=1) == 1
     # one client-gateway pair (a client-side capture of one tunnel): nothing to split
     assert parallel.auto_jobs([SAMPLES / "baseline" / "capture.pcapng"], cores=4) == 1
+
+
+def test_a_block_the_index_does_not_reproduce_makes_the_shards_read_the_file_whole(tmp_path, monkeypatch):
+    """A Decryption Secrets Block in the middle of the packets (keys embedded after the frames that need them, as a
+    capture tool appending secrets would): the index pass stops at it and the shards read the whole file, with the
+    same analysis as one process; the same file with the secrets in its head is indexed."""
+    import struct
+
+    from bench.scale import _Pcapng
+
+    monkeypatch.setattr(parallel, "INDEX_MIN_BYTES", 0)
+    src = SAMPLES / "baseline" / "capture.pcapng"
+    data = src.read_bytes()
+    blocks = list(_Pcapng(data).blocks())
+    secrets = (SAMPLES / "baseline" / "keys.log").read_bytes()
+    pad = secrets + b"\0" * (-len(secrets) % 4)
+    dsb = struct.pack("<IIII", 0x0A, 20 + len(pad), 0x544C534B, len(secrets)) + pad + struct.pack("<I", 20 + len(pad))
+    epbs = [off for off, btype, _blen in blocks if btype == 6]
+    for name, at in (("middle", epbs[len(epbs) // 2]), ("head", epbs[0])):
+        cap = tmp_path / f"{name}.pcapng"
+        cap.write_bytes(data[:at] + dsb + data[at:])
+        want = _serial([cap], [], [])
+        assert json.loads(want[0])["captures"][0]["keys"]["embedded_secrets"] == 1, name  # the keys were read
+        for jobs in (2, 3):
+            reading: dict = {}
+            assert _parallel([cap], [], [], jobs, reading) == want, (name, jobs)
+            assert reading["mode"] == ("walked" if name == "middle" else "indexed"), (name, jobs)

@@ -43,6 +43,7 @@ Limits where shards may differ from one process (all far beyond the committed ca
 """
 from __future__ import annotations
 
+import gc
 import heapq
 import io
 import ipaddress
@@ -55,6 +56,7 @@ import stat
 import tempfile
 import threading
 import zlib
+from array import array
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -77,6 +79,7 @@ SAMPLE_FRAMES = 10_000
 #: plain pcapng files at least this big are indexed by parts (one per process); smaller ones by one process
 INDEX_MIN_BYTES = 1 << 20
 _READ_BATCH = 1024  # frames read from an index at a time
+_WINDOW = 16 << 20  # bytes of a mapped file walked or read before their pages are given back
 AUTO_MAX_JOBS = 8
 _INF = float("inf")
 
@@ -280,7 +283,37 @@ def index_part(job: dict) -> dict:
         start = head if k == 0 else parser.resync(buf, lo)
         if start is None:
             return {"status": "other", "start": None, "crossing": None}
-        return parser.index_range(buf, start, hi, classify)
+        # the range a window at a time, each window's pages given back once walked: the process's resident memory
+        # stays flat whatever the file's size (the pages stay in the page cache)
+        out = None
+        pos = start
+        while True:
+            r = parser.index_range(buf, pos, min(hi, pos + job["window"]), classify, out["count"] if out else 0)
+            _release(buf, pos, r["crossing"])
+            if out is None:
+                out = r
+            else:
+                for shard, offs in r["offsets"].items():
+                    out["offsets"].setdefault(shard, array("Q")).extend(offs)
+                    out["ordinals"].setdefault(shard, array("I")).extend(r["ordinals"][shard])
+                out["first_ts"] = out["first_ts"] if out["first_ts"] is not None else r["first_ts"]
+                out["last_ts"] = r["last_ts"] if r["last_ts"] is not None else out["last_ts"]
+                out["count"], out["status"], out["crossing"] = r["count"], r["status"], r["crossing"]
+            if r["status"] != "ok" or r["crossing"] >= hi or r["crossing"] == pos:
+                return out
+            pos = r["crossing"]
+
+
+def _release(buf, start: int, end: int) -> None:
+    """Give back the pages of ``buf`` (a read-only file mapping) wholly inside [start, end): read, not needed again
+    (MADV_DONTNEED drops them from this process, not from the page cache)."""
+    lo = (start + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
+    hi = end // mmap.PAGESIZE * mmap.PAGESIZE
+    if hi > lo and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            buf.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+        except (OSError, ValueError):
+            pass
 
 
 def head_of(path) -> tuple[int, int] | None:
@@ -416,10 +449,15 @@ def run_shard(job: dict) -> dict:
             with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 parser = PcapParser()
                 feed_batch(parser.feed(buf[:mine["head"]]))  # section, interfaces, secrets: every shard
+                done = 0  # pages before this offset are given back (see _release)
                 for offsets, ordinals, base in mine["parts"]:
                     for i in range(0, len(offsets), _READ_BATCH):
                         feed_batch(parser.frames_at(buf, offsets[i:i + _READ_BATCH], ordinals[i:i + _READ_BATCH],
                                                     base))
+                        upto = offsets[min(i + _READ_BATCH, len(offsets)) - 1]
+                        if upto - done >= job["window"]:
+                            _release(buf, done, upto)
+                            done = upto
             an.end_capture()
             ci.frames, ci.first, ci.last = mine["frames"], mine["first"], mine["last"]
             pipe.last_ts = ci.last if ci.last is not None else pipe.last_ts
@@ -441,14 +479,22 @@ def run_shard(job: dict) -> dict:
         "udp_other": [(made["udp_other"].get(k, (_INF, _INF)), v) for k, v in pipe.udp_other.items()],
         "dtls_keys": pipe.dtls_keys, "icmp_unreachable": pipe.icmp_unreachable,
     }
-    _ShardPickler(f, pipe).dump(state)
     if inner is not None:
         inner.close()
+    if job.get("in_process"):
+        # the merging process's own shard: its trackers as they are (after the pass nothing calls their host,
+        # key store or session cache; the ciphers and flow table they still hold are never used again)
+        return {"shard": me, "objects": state, "numbering": numbering, "inner": str(inner.path) if inner is not None
+                else None, "captures": an.analysis.captures, "last_ts": pipe.last_ts, "stats": _stats(pipe)}
+    _ShardPickler(f, pipe).dump(state)
     return {"shard": me, "state": f.getvalue(), "numbering": numbering,
             "inner": str(inner.path) if inner is not None else None,
-            "captures": an.analysis.captures, "last_ts": pipe.last_ts,
-            "stats": {"frames": pipe.frames, "undecodable": pipe.undecodable, "evicted": pipe.evicted,
-                      "fast_frames": pipe.fast_frames, "udp_other_overflow": pipe.udp_other_overflow}}
+            "captures": an.analysis.captures, "last_ts": pipe.last_ts, "stats": _stats(pipe)}
+
+
+def _stats(pipe) -> dict:
+    return {"frames": pipe.frames, "undecodable": pipe.undecodable, "evicted": pipe.evicted,
+            "fast_frames": pipe.fast_frames, "udp_other_overflow": pipe.udp_other_overflow}
 
 
 class _InnerSpool:
@@ -555,8 +601,8 @@ def merge(results: list[dict], keys, paths, gateways=None) -> tuple[Analysis, Me
     numbers = _renumber(results)
     tcp, udp, other = [], [], []
     for r in results:
-        state = _ShardUnpickler(io.BytesIO(r["state"]), {"pipe": pipe, "keys": keys, "cache": pipe.session_cache,
-                                                          "none": None}).load()
+        state = r["objects"] if "objects" in r else _ShardUnpickler(
+            io.BytesIO(r["state"]), {"pipe": pipe, "keys": keys, "cache": pipe.session_cache, "none": None}).load()
         shard = r["shard"]
         old_keys = {}
         for kind, is_udp in (("tcp", False), ("udp", True)):
@@ -655,7 +701,7 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
     assigned, _per = assign(sample_pairs(paths), jobs)
     base = {"paths": [str(p) for p in paths], "keylogs": [str(k) for k in keylogs or ()],
             "rsa_keys": [str(k) for k in rsa_keys or ()], "nshards": jobs, "assigned": assigned,
-            "inner": None, "fast_lanes": fast_lanes, "max_flows": max_flows}
+            "inner": None, "fast_lanes": fast_lanes, "max_flows": max_flows, "window": _WINDOW}
     methods = multiprocessing.get_all_start_methods()
     # fork when this process has no other thread (the CLI); else a fork server (started once, children forked
     # from it with acflow already imported), else spawn
@@ -668,12 +714,15 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
     with tempfile.TemporaryDirectory(prefix="acflow-jobs-") as tmp:
         if inner_sink is not None:
             base["inner"] = tmp
+        # the objects this process holds so far are frozen out of the collector while the workers are forked: a
+        # collection in a worker would otherwise write to (and so copy) every page of them
+        gc.freeze()
         with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx) as ex:
             plans = None
             if all(h is not None for h in heads):
                 # stage 1: every process indexes a part of every file (each block is walked once in all)
                 part_jobs = [{"path": str(p), "head": h[0], "part": k, "parts": jobs if h[1] >= INDEX_MIN_BYTES
-                              else 1, "nshards": jobs, "assigned": assigned, "file": i}
+                              else 1, "nshards": jobs, "assigned": assigned, "file": i, "window": _WINDOW}
                              for i, (p, h) in enumerate(zip(paths, heads))
                              for k in range(jobs if h[1] >= INDEX_MIN_BYTES else 1)]
                 mine = [j for n, j in enumerate(part_jobs) if n % jobs == 0]
@@ -687,7 +736,8 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
                 reading["mode"] = "walked" if plans is None else "indexed"
             jobs_list = [dict(base, shard=i, plan=plans[i] if plans is not None else None) for i in range(jobs)]
             futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
-            results = [run_shard(jobs_list[0])] + [f.result() for f in futures]
+            gc.unfreeze()
+            results = [run_shard(dict(jobs_list[0], in_process=True))] + [f.result() for f in futures]
         analysis, _pipe = merge(results, keys, paths, gateways)
         if inner_sink is not None:
             # (capture, frame being processed, shard, order): each spool is sorted, so is their merge

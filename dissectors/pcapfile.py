@@ -582,13 +582,15 @@ class PcapParser:
 
     # --- reading by ranges (analyzer/parallel.py: each process indexes a part of the file, reads its own frames) --
 
-    def index_range(self, buf, start: int, end: int, classify) -> dict:
+    def index_range(self, buf, start: int, end: int, classify, counted: int = 0) -> dict:
         """Index the Enhanced Packet Blocks of the pcapng file ``buf`` (all of it, e.g. an mmap) from the block
         boundary ``start`` up to the first block at or past ``end``. This parser must have been fed the file's
         head (``buf[:pcapng_head_length(buf)]``: byte order, interfaces). Each frame goes to shard
         ``classify(linktype, buf, offset, length)``: ``offsets[shard]`` / ``ordinals[shard]`` are its blocks'
         offsets and 1-based frame ordinals within the range. ``crossing`` is the offset of the first block at or
         past ``end`` (the file's size at its end); ``first_ts``/``last_ts`` the range's first and last frame times.
+        ``counted``: frames of the range already indexed (by a call for the bytes before ``start``), the ordinals
+        continue from it; ``count`` includes them.
         ``status`` is "ok", or "other" when the range holds anything this walk does not reproduce exactly as
         `feed` would (a new section, interface or secrets block, other packet blocks, a block `feed` would report
         as damaged): the caller then reads the file whole."""
@@ -598,7 +600,7 @@ class PcapParser:
         nif, maxb, size = len(ifaces), self.max_block, len(buf)
         offsets: dict[int, array] = {}
         ordinals: dict[int, array] = {}
-        count, first, last, pos, status = 0, None, None, start, "ok"
+        count, first, last, pos, status = counted, None, None, start, "ok"
         while pos < end:
             if size - pos < 12:
                 status = "other"  # a truncated block: `feed` reports it

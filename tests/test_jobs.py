@@ -75,10 +75,12 @@ def _parallel(paths, keylogs, rsa, jobs, reading=None):
 @pytest.fixture(params=["indexed", "walked"])
 def reading_mode(request, monkeypatch):
     """How the shards read the file: "indexed" (every file, however small, indexed in one part per process: the
-    parts start wherever the byte ranges fall, the resync and the check where parts meet run on every capture),
+    parts start wherever the byte ranges fall, the resync and the check where parts meet run on every capture;
+    each part walked and read in windows of 8 KiB),
     or "walked" (every process reads the file whole and builds its own frames only)."""
     if request.param == "indexed":
         monkeypatch.setattr(parallel, "INDEX_MIN_BYTES", 0)
+        monkeypatch.setattr(parallel, "_WINDOW", 8192)  # many windows per range, pages given back after each
     else:
         monkeypatch.setattr(parallel, "head_of", lambda path: None)
     return request.param

@@ -6,13 +6,14 @@ every flow between the same two hosts falls in one shard. Each shard is one proc
 (analyzer/driver.py: fast lanes, decryption, trackers) feeding it only its own frames, up to the end of the
 pipeline (`Pipeline.finish`). How a shard gets its frames:
 
-* indexed (plain pcapng files): stage 1, every process walks one byte range of each file (`index_part`: the
-  first block boundary after the range's nominal start is guessed from the bytes, `PcapParser.resync`) and notes
-  each frame's block offset and ordinal per shard (`PcapParser.index_range`); `plan_index` checks that each range's
-  walk ended exactly where the next one started and numbers the frames; stage 2, each shard reads its own blocks at
-  those offsets (`PcapParser.frames_at`) after the file's head (section, interfaces, secrets). A range holding
-  anything else than packet blocks (a block after the first packet that changes the parser's state, a damaged
-  block) or a wrong guess sends every shard to the other way;
+* indexed (uncompressed pcap and pcapng files): stage 1, every process walks one byte range of each file
+  (`index_part`: the first packet boundary after the range's nominal start is guessed from the bytes,
+  `PcapParser.resync`) and notes each frame's offset and ordinal per shard (`PcapParser.index_range`);
+  `plan_index` checks that each range's walk ended exactly where the next one started and numbers the frames;
+  stage 2, each shard reads its own frames at those offsets (`PcapParser.frames_at`) after the file's head (pcap
+  header; pcapng section, interfaces, secrets). A range holding anything but packets (a block after the first
+  packet that changes the parser's state, a damaged block or record) or a wrong guess sends every shard to the
+  other way;
 * walked: every process reads the whole file, its parser building only its shard's frames (``keep``).
 
 Nothing is copied between processes but the index and the results. The connection trackers of every shard are
@@ -63,7 +64,7 @@ from pathlib import Path
 from dissectors import packet as packet_mod
 from dissectors.flows import FlowTable
 from dissectors.keylog import KeyStore
-from dissectors.pcapfile import CaptureError, Frame, PcapParser, pcapng_head_length
+from dissectors.pcapfile import CaptureError, Frame, PcapParser, head_length
 from dissectors.tls.session import SessionCache
 
 from .capture import CaptureFormatError, read_capture_batches
@@ -76,7 +77,7 @@ AUTO_MIN_BYTES = 50 << 20
 #: share of the sampled bytes the biggest shard may hold for --jobs auto to split the capture
 AUTO_MAX_SHARE = 0.8
 SAMPLE_FRAMES = 10_000
-#: plain pcapng files at least this big are indexed by parts (one per process); smaller ones by one process
+#: uncompressed pcap/pcapng files at least this big are indexed by parts (one per process); smaller ones by one process
 INDEX_MIN_BYTES = 1 << 20
 _READ_BATCH = 1024  # frames read from an index at a time
 _WINDOW = 16 << 20  # bytes of a mapped file walked or read before their pages are given back
@@ -317,15 +318,15 @@ def _release(buf, start: int, end: int) -> None:
 
 
 def head_of(path) -> tuple[int, int] | None:
-    """(head length, file size) of a plain pcapng capture an indexed run can read, else None (classic pcap,
-    compressed, a file that is not a regular file, a head `pcapng_head_length` refuses)."""
+    """(head length, file size) of an uncompressed pcap/pcapng capture an indexed run can read, else None
+    (compressed, not a regular file, a head `head_length` refuses or the parser reports anything of)."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size < 64:
                 return None
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                head = pcapng_head_length(buf)
+                head = head_length(buf)
                 # a head the parser reports anything of (a damaged secrets block…) is read whole: the parser may
                 # stop there, and the frames after it must not be read
                 if head is None or any(type(ev) is CaptureError for ev in PcapParser().feed(buf[:head])):

@@ -48,7 +48,7 @@ __all__ = [
     "Frame",
     "PcapParser",
     "Secrets",
-    "pcapng_head_length",
+    "head_length",
 ]
 
 #: Decryption Secrets Block secrets types (draft-ietf-opsawg-pcapng, section 4.7).
@@ -583,9 +583,10 @@ class PcapParser:
     # --- reading by ranges (analyzer/parallel.py: each process indexes a part of the file, reads its own frames) --
 
     def index_range(self, buf, start: int, end: int, classify, counted: int = 0) -> dict:
-        """Index the Enhanced Packet Blocks of the pcapng file ``buf`` (all of it, e.g. an mmap) from the block
+        """Index the packets (pcapng: Enhanced Packet Blocks; classic pcap: records) of the capture file ``buf``
+        (all of it, e.g. an mmap) from the block
         boundary ``start`` up to the first block at or past ``end``. This parser must have been fed the file's
-        head (``buf[:pcapng_head_length(buf)]``: byte order, interfaces). Each frame goes to shard
+        head (``buf[:head_length(buf)]``: byte order, interfaces). Each frame goes to shard
         ``classify(linktype, buf, offset, length)``: ``offsets[shard]`` / ``ordinals[shard]`` are its blocks'
         offsets and 1-based frame ordinals within the range. ``crossing`` is the offset of the first block at or
         past ``end`` (the file's size at its end); ``first_ts``/``last_ts`` the range's first and last frame times.
@@ -594,6 +595,8 @@ class PcapParser:
         ``status`` is "ok", or "other" when the range holds anything this walk does not reproduce exactly as
         `feed` would (a new section, interface or secrets block, other packet blocks, a block `feed` would report
         as damaged): the caller then reads the file whole."""
+        if self.format == "pcap":
+            return self._index_pcap(buf, start, end, classify, counted)
         s = self._s
         u_II, u_I, u_EPB = s["II"].unpack_from, s["I"].unpack_from, s["EPB"].unpack_from
         ifaces = self._ifaces
@@ -641,6 +644,8 @@ class PcapParser:
         (the block and the next few chain up with matching trailing lengths, or reach the file's end exactly);
         None if none is found within a few MiB. A guess: `index_range` callers check it against where the previous
         range ended."""
+        if self.format == "pcap":
+            return self._resync_pcap(buf, near)
         s = self._s
         u_II, u_I = s["II"].unpack_from, s["I"].unpack_from
         size = len(buf)
@@ -668,10 +673,17 @@ class PcapParser:
     def frames_at(self, buf, offsets, ordinals, base: int) -> list:
         """The Frames of the Enhanced Packet Blocks at ``offsets`` of ``buf`` as `index_range` found them, frame
         ``base + ordinal`` each."""
-        u_EPB = self._s["EPB"].unpack_from
-        ifaces = self._ifaces
         out: list = []
         append = out.append
+        if self.format == "pcap":
+            unpack, units, linktype = self._rec.unpack_from, self._pcap_units, self._pcap_linktype
+            for pos, ordinal in zip(offsets, ordinals):
+                sec, frac, incl, orig = unpack(buf, pos)
+                append(_new_frame(base + ordinal, (sec * units + frac) / units, linktype,
+                                  buf[pos + 16:pos + 16 + incl], orig, 0))
+            return out
+        u_EPB = self._s["EPB"].unpack_from
+        ifaces = self._ifaces
         for pos, ordinal in zip(offsets, ordinals):
             iface, th, tl, caplen, orig = u_EPB(buf, pos + 8)
             itf = ifaces[iface]
@@ -681,6 +693,70 @@ class PcapParser:
             append(_new_frame(base + ordinal, ts, itf.linktype, buf[pos + 28:pos + 28 + caplen], orig, iface))
         return out
 
+    def _index_pcap(self, buf, start: int, end: int, classify, counted: int) -> dict:
+        """`index_range` of a classic pcap file: records, no block types (nothing but packets to pass over)."""
+        unpack, linktype = self._rec.unpack_from, self._pcap_linktype
+        maxb, size = self.max_block, len(buf)
+        offsets: dict[int, array] = {}
+        ordinals: dict[int, array] = {}
+        count, first, last, pos, status = counted, None, None, start, "ok"
+        while pos < end:
+            if size - pos < 16:
+                status = "other"  # a truncated record: `feed` reports it
+                break
+            _sec, _frac, incl, _orig = unpack(buf, pos)
+            if incl > maxb or incl > size - pos - 16:
+                status = "other"
+                break
+            count += 1
+            k = classify(linktype, buf, pos + 16, incl)
+            off = offsets.get(k)
+            if off is None:
+                off = offsets[k] = array("Q")
+                ordinals[k] = array("I")
+            off.append(pos)
+            ordinals[k].append(count)
+            if first is None:
+                first = pos
+            last = pos
+            pos += 16 + incl
+        return {"status": status, "start": start, "crossing": pos, "count": count, "offsets": offsets,
+                "ordinals": ordinals, "first_ts": None if first is None else self._record_ts(buf, first),
+                "last_ts": None if last is None else self._record_ts(buf, last)}
+
+    def _resync_pcap(self, buf, near: int) -> int | None:
+        """`resync` in a classic pcap file, whose records say nothing of themselves but their lengths and times:
+        a record header at p is taken when it and the next few chain up (each captured length within the file's
+        bounds and no more than the length on the wire, sub-second fields below a second, the times within an hour
+        of the first's), or reach the file's end exactly."""
+        unpack, units, maxb = self._rec.unpack_from, self._pcap_units, self.max_block
+        size = len(buf)
+        stop = min(size, near + _RESYNC_WINDOW)
+        p = near
+        while p + 16 <= stop:
+            q, ok, t0 = p, True, None
+            for _ in range(_RESYNC_CHAIN * 2):
+                if q == size:
+                    break
+                if size - q < 16:
+                    ok = False
+                    break
+                sec, frac, incl, orig = unpack(buf, q)
+                if frac >= units or incl > maxb or incl > orig or orig > maxb or incl > size - q - 16 or \
+                        (t0 is not None and abs(sec - t0) > 3600):
+                    ok = False
+                    break
+                t0 = sec if t0 is None else t0
+                q += 16 + incl
+            if ok:
+                return p
+            p += 1
+        return None
+
+    def _record_ts(self, buf, pos: int) -> float:
+        sec, frac, _incl, _orig = self._rec.unpack_from(buf, pos)
+        return (sec * self._pcap_units + frac) / self._pcap_units
+
     def _epb_ts(self, buf, pos: int) -> float:
         iface, th, tl, _caplen, _orig = self._s["EPB"].unpack_from(buf, pos + 8)
         itf = self._ifaces[iface]
@@ -688,10 +764,13 @@ class PcapParser:
         return ts + itf.offset if itf.offset else ts
 
 
-def pcapng_head_length(buf) -> int | None:
-    """The bytes before the first packet block of the pcapng file ``buf`` (section header, interfaces, secrets…)
-    when that block is an Enhanced Packet Block of the first section, else None (not pcapng, another packet block
-    first, a second section before any packet, a damaged head)."""
+def head_length(buf) -> int | None:
+    """The bytes before the first packet of the capture file ``buf`` when `PcapParser.index_range` can read it by
+    ranges: a classic pcap file (its 24-byte header), or pcapng whose first packet block is an Enhanced Packet Block
+    of the first section (the section header, interfaces, secrets… before it); else None (another format, another
+    packet block first, a second section before any packet, a damaged head)."""
+    if len(buf) >= 24 and bytes(buf[:4]) in _PCAP_MAGIC:
+        return 24
     if len(buf) < 12 or buf[:4] != _PCAPNG_SHB_BYTES:
         return None
     bom = buf[8:12]

@@ -53,6 +53,9 @@ class Redactable:
 def reveal(value: Any, show_secrets: bool) -> Any:
     """Recursively turn Secrets into their value (show_secrets) or into REDACTED; the JSON-ready form. Typed
     records (analyzer/phases/record.py `Record`) give their own JSON form (`json_value`)."""
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:  # most values (a Secret is not a str)
+        return value
     to_json = getattr(value, "json_value", None)
     if to_json is not None:
         return to_json(show_secrets)

@@ -22,6 +22,8 @@ import datetime as _dt
 import json
 from pathlib import Path
 
+from .report.json_report import dumps
+
 TABLES = ("captures", "sessions", "phases", "findings")
 
 _SCHEMA = {
@@ -162,7 +164,7 @@ class Store:
             self.reports.mkdir(parents=True, exist_ok=True)
             rf = self.reports / f"{hash}.json"
             tmp = rf.with_suffix(".part")
-            tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            tmp.write_text(dumps(document) + "\n", encoding="utf-8")
             tmp.replace(rf)
             report_file = str(rf)
             rows = rows_from_document(document, hash, path)

@@ -46,3 +46,20 @@ def test_schema_types_the_details():
     del d["sessions"][0]["phases"][2]["details"]["rounds"]  # a key every user-auth details object has
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(d, SCHEMA)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_report_text_is_the_standard_librarys(name):
+    """The report text (orjson, analyzer/report/json_report.py `dumps`) is what `json.dumps(doc, indent=2)` writes:
+    the same document, ASCII only (non-ASCII as \\u escapes: «redacted», certificate names), the same lines but for
+    how a float is spelled (5e-6 / 5e-06)."""
+    from analyzer.report.json_report import dumps
+
+    for show in (False, True):
+        d = doc(name, show_secrets=show)
+        text, std = dumps(d), json.dumps(d, indent=2)
+        assert text.isascii() and json.loads(text) == json.loads(std) == d
+        same = [a == b or json.loads(a.rstrip(",").split(": ")[-1]) == json.loads(b.rstrip(",").split(": ")[-1])
+                for a, b in zip(text.splitlines(), std.splitlines(), strict=True)]
+        assert all(same), [(a, b) for a, b, s in zip(text.splitlines(), std.splitlines(), same) if not s][:3]
+    assert dumps({"n": 2 ** 70, "s": "\ud800"}) == json.dumps({"n": 2 ** 70, "s": "\ud800"}, indent=2)

@@ -4,11 +4,43 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from ..timefmt import iso
 
+try:  # orjson: the same document ~10x faster than the standard library's encoder, which is pure Python with indent
+    import orjson
+except ImportError:  # pragma: no cover - a platform without its wheel: the standard library, same text but floats
+    orjson = None
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _escape(m) -> str:
+    """A non-ASCII character as JSON's \\u escape(s), as the standard library's ensure_ascii writes it."""
+    c = ord(m.group())
+    if c < 0x10000:
+        return f"\\u{c:04x}"
+    c -= 0x10000
+    return f"\\u{0xD800 | (c >> 10):04x}\\u{0xDC00 | (c & 0x3FF):04x}"
+
+
+def dumps(doc) -> str:
+    """``doc`` (JSON types only, as `to_document` gives it) as JSON text indented by 2, ASCII only (non-ASCII
+    characters as \\u escapes): the standard library's `json.dumps(doc, indent=2)`, but for how a float is written
+    (orjson: 5e-6, the standard library 5e-06: the same number)."""
+    if orjson is not None:
+        try:
+            return _NON_ASCII.sub(_escape, orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode())
+        except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits…: the standard library
+            pass
+    return json.dumps(doc, indent=2, default=str)
+
 
 def _clean(v):
+    t = type(v)
+    if t is str or t is int or t is bool or v is None:  # most values
+        return v
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):
@@ -52,5 +84,4 @@ def to_document(analysis, *, version: str, show_secrets: bool = False, tz=None, 
 
 
 def render_json(analysis, *, version: str, show_secrets: bool = False, tz=None, filters: dict | None = None) -> str:
-    return json.dumps(to_document(analysis, version=version, show_secrets=show_secrets, tz=tz, filters=filters),
-                      indent=2, default=str) + "\n"
+    return dumps(to_document(analysis, version=version, show_secrets=show_secrets, tz=tz, filters=filters)) + "\n"

@@ -114,8 +114,8 @@ def _jobs(value):
         n = int(value)
     except ValueError:
         n = 0
-    if n < 1:
-        raise click.BadParameter(f"{value!r}: expected a number of processes (1 or more) or auto")
+    if n < 1 or n > 256:
+        raise click.BadParameter(f"{value!r}: expected a number of processes (1 to 256) or auto")
     return n
 
 

@@ -56,6 +56,7 @@ import pickle
 import stat
 import tempfile
 import threading
+import time
 import zlib
 from array import array
 from concurrent.futures import ProcessPoolExecutor
@@ -81,6 +82,8 @@ SAMPLE_FRAMES = 10_000
 INDEX_MIN_BYTES = 1 << 20
 _READ_BATCH = 1024  # frames read from an index at a time
 _WINDOW = 16 << 20  # bytes of a mapped file walked or read before their pages are given back
+MAX_JOBS = 256  # shards are numbered in one byte per packet by the index pass
+_MASKS = [bytes(1 if i == k else 0 for i in range(256)) for k in range(MAX_JOBS)]  # shard k's packets -> 1
 AUTO_MAX_JOBS = 8
 _INF = float("inf")
 
@@ -170,11 +173,12 @@ class Sharder:
         """``classify(linktype, buf, start, length) -> shard`` of a frame in a buffer (`PcapParser.index_range`):
         the sharder's decision without building a Frame."""
         raw_cache = self._raw
-        plain = _plain_addresses
 
         def classify(linktype, buf, start, length) -> int:
-            raw = plain(linktype, buf, start, length)
-            if raw is not None:
+            # `_plain_addresses` written out: one Python call per packet of the index pass, not two
+            if linktype == 1 and length >= 34 and buf[start + 12] == 8 and buf[start + 13] == 0 and \
+                    buf[start + 23] != 1:
+                raw = buf[start + 26:start + 34]
                 s = raw_cache.get(raw)
                 if s is None:
                     s = raw_cache[raw] = self.of_pair(_ordered(raw))
@@ -256,7 +260,7 @@ def auto_jobs(paths, cores: int | None = None) -> int:
         return 1
     weights = sample_pairs(paths)
     total = sum(weights.values())
-    # no more shards than address pairs that carry traffic (each shard walks the whole file), nor than AUTO_MAX_JOBS
+    # no more shards than address pairs that carry traffic (an idle shard still costs a process), nor than AUTO_MAX_JOBS
     n = min(cores, AUTO_MAX_JOBS, sum(1 for w in weights.values() if w >= 0.02 * total))
     if n < 2:
         return 1
@@ -294,9 +298,8 @@ def index_part(job: dict) -> dict:
             if out is None:
                 out = r
             else:
-                for shard, offs in r["offsets"].items():
-                    out["offsets"].setdefault(shard, array("Q")).extend(offs)
-                    out["ordinals"].setdefault(shard, array("I")).extend(r["ordinals"][shard])
+                out["offsets"].extend(r["offsets"])
+                out["shards"].extend(r["shards"])
                 out["first_ts"] = out["first_ts"] if out["first_ts"] is not None else r["first_ts"]
                 out["last_ts"] = r["last_ts"] if r["last_ts"] is not None else out["last_ts"]
                 out["count"], out["status"], out["crossing"] = r["count"], r["status"], r["crossing"]
@@ -349,9 +352,12 @@ def plan_index(parts: dict, heads: list, nshards: int) -> list[list[dict]] | Non
             nxt = parts.get((i, k + 1))
             if r["status"] != "ok" or r["crossing"] != (nxt["start"] if nxt is not None else size):
                 return None
-            for shard in range(nshards):
-                if shard in r["offsets"]:
-                    mine[shard].append((r["offsets"][shard], r["ordinals"][shard], base))
+            ordinals = range(1, r["count"] + 1)
+            for shard in range(nshards):  # each shard's packets, picked out at C speed (a 0/1 mask per packet)
+                mask = r["shards"].translate(_MASKS[shard])
+                if shard in r["shards"]:
+                    mine[shard].append((array("Q", itertools.compress(r["offsets"], mask)),
+                                        array("I", itertools.compress(ordinals, mask)), base))
             base += r["count"]
             if r["first_ts"] is not None:
                 first = r["first_ts"] if first is None else first
@@ -401,6 +407,7 @@ def run_shard(job: dict) -> dict:
     (pickled), the stream numbers it gave, its inner packets and (every shard) the capture summaries."""
     from .analyze import load_keys  # noqa: PLC0415 - analyze imports this module
 
+    cpu0 = time.process_time()
     keys, info = load_keys(job["keylogs"], job["rsa_keys"])
     sharder = Sharder(job["nshards"], job["assigned"])
     me = job["shard"]
@@ -486,9 +493,10 @@ def run_shard(job: dict) -> dict:
         # the merging process's own shard: its trackers as they are (after the pass nothing calls their host,
         # key store or session cache; the ciphers and flow table they still hold are never used again)
         return {"shard": me, "objects": state, "numbering": numbering, "inner": str(inner.path) if inner is not None
-                else None, "captures": an.analysis.captures, "last_ts": pipe.last_ts, "stats": _stats(pipe)}
+                else None, "captures": an.analysis.captures, "last_ts": pipe.last_ts, "stats": _stats(pipe),
+                "cpu": round(time.process_time() - cpu0, 4)}
     _ShardPickler(f, pipe).dump(state)
-    return {"shard": me, "state": f.getvalue(), "numbering": numbering,
+    return {"shard": me, "state": f.getvalue(), "numbering": numbering, "cpu": round(time.process_time() - cpu0, 4),
             "inner": str(inner.path) if inner is not None else None,
             "captures": an.analysis.captures, "last_ts": pipe.last_ts, "stats": _stats(pipe)}
 
@@ -698,6 +706,8 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
     process read the files whole)."""
     from .analyze import load_keys  # noqa: PLC0415
 
+    clock = time.perf_counter
+    t0 = clock()
     keys, _info = load_keys(keylogs, rsa_keys)
     assigned, _per = assign(sample_pairs(paths), jobs)
     base = {"paths": [str(p) for p in paths], "keylogs": [str(k) for k in keylogs or ()],
@@ -720,6 +730,7 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
         gc.freeze()
         with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx) as ex:
             plans = None
+            t1 = clock()
             if all(h is not None for h in heads):
                 # stage 1: every process indexes a part of every file (each block is walked once in all)
                 part_jobs = [{"path": str(p), "head": h[0], "part": k, "parts": jobs if h[1] >= INDEX_MIN_BYTES
@@ -733,13 +744,19 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
                 plans = plan_index(parts, heads, jobs)
                 del parts
             # stage 2: the shards, each reading its own frames (indexed) or the whole file (walked)
+            t2 = clock()
             if reading is not None:
                 reading["mode"] = "walked" if plans is None else "indexed"
             jobs_list = [dict(base, shard=i, plan=plans[i] if plans is not None else None) for i in range(jobs)]
             futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
             gc.unfreeze()
             results = [run_shard(dict(jobs_list[0], in_process=True))] + [f.result() for f in futures]
+        t3 = clock()
         analysis, _pipe = merge(results, keys, paths, gateways)
+        if reading is not None:  # where the time went (wall seconds; the shards' own CPU seconds)
+            reading["seconds"] = {"sample": round(t1 - t0, 4), "index": round(t2 - t1, 4),
+                                  "shards": round(t3 - t2, 4), "merge": round(clock() - t3, 4),
+                                  "shard_cpu": [r["cpu"] for r in sorted(results, key=lambda r: r["shard"])]}
         if inner_sink is not None:
             # (capture, frame being processed, shard, order): each spool is sorted, so is their merge
             for p in heapq.merge(*(_spooled(r["inner"]) for r in results), key=lambda p: p[:4]):

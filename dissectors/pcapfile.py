@@ -139,6 +139,7 @@ _LE = {
     "I": struct.Struct("<I"),
     "II": struct.Struct("<II"),
     "EPB": struct.Struct("<IIIII"),
+    "EPBHEAD": struct.Struct("<IIIIIII"),  # block type and length, then the EPB fields
     "OPB": struct.Struct("<HHIIII"),
     "IDB": struct.Struct("<HHI"),
     "OPT": struct.Struct("<HH"),
@@ -584,60 +585,50 @@ class PcapParser:
 
     def index_range(self, buf, start: int, end: int, classify, counted: int = 0) -> dict:
         """Index the packets (pcapng: Enhanced Packet Blocks; classic pcap: records) of the capture file ``buf``
-        (all of it, e.g. an mmap) from the block
-        boundary ``start`` up to the first block at or past ``end``. This parser must have been fed the file's
-        head (``buf[:head_length(buf)]``: byte order, interfaces). Each frame goes to shard
-        ``classify(linktype, buf, offset, length)``: ``offsets[shard]`` / ``ordinals[shard]`` are its blocks'
-        offsets and 1-based frame ordinals within the range. ``crossing`` is the offset of the first block at or
-        past ``end`` (the file's size at its end); ``first_ts``/``last_ts`` the range's first and last frame times.
-        ``counted``: frames of the range already indexed (by a call for the bytes before ``start``), the ordinals
-        continue from it; ``count`` includes them.
+        (all of it, e.g. an mmap) from the packet boundary ``start`` up to the first one at or past ``end``. This
+        parser must have been fed the file's head (``buf[:head_length(buf)]``: byte order, interfaces). Returns
+        ``offsets`` (array of each packet's offset, in file order) and ``shards`` (bytearray: each packet's
+        ``classify(linktype, buf, offset, length)``, 0…255); the packet at index i is the range's frame
+        ``counted + i + 1`` (``counted``: frames of the range already indexed, by a call for the bytes before
+        ``start``; ``count`` includes them). ``crossing`` is the offset of the first packet at or past ``end``
+        (the file's size at its end); ``first_ts``/``last_ts`` the times of this call's first and last packet.
         ``status`` is "ok", or "other" when the range holds anything this walk does not reproduce exactly as
         `feed` would (a new section, interface or secrets block, other packet blocks, a block `feed` would report
         as damaged): the caller then reads the file whole."""
         if self.format == "pcap":
             return self._index_pcap(buf, start, end, classify, counted)
         s = self._s
-        u_II, u_I, u_EPB = s["II"].unpack_from, s["I"].unpack_from, s["EPB"].unpack_from
-        ifaces = self._ifaces
-        nif, maxb, size = len(ifaces), self.max_block, len(buf)
-        offsets: dict[int, array] = {}
-        ordinals: dict[int, array] = {}
-        count, first, last, pos, status = counted, None, None, start, "ok"
+        u_II, u_I, u_head = s["II"].unpack_from, s["I"].unpack_from, s["EPBHEAD"].unpack_from
+        linktypes = [itf.linktype for itf in self._ifaces]
+        nif, maxb, size = len(linktypes), self.max_block, len(buf)
+        offsets, shards = array("Q"), bytearray()
+        add_offset, add_shard = offsets.append, shards.append
+        pos, status = start, "ok"
         while pos < end:
-            if size - pos < 12:
+            if size - pos >= 28:  # block header and EPB fields in one call (a block this close to the end: below)
+                btype, blen, iface, _th, _tl, caplen, _orig = u_head(buf, pos)
+            elif size - pos >= 12:
+                (btype, blen), iface, caplen = u_II(buf, pos), 0, 0
+            else:
                 status = "other"  # a truncated block: `feed` reports it
                 break
-            btype, blen = u_II(buf, pos)
             if blen < 12 or blen & 3 or blen > maxb or blen > size - pos or u_I(buf, pos + blen - 4)[0] != blen:
                 status = "other"
                 break
             if btype == _BT_EPB:
-                if blen < 32:
+                if blen < 32 or caplen > blen - 32 or iface >= nif:
                     status = "other"
                     break
-                iface, _th, _tl, caplen, _orig = u_EPB(buf, pos + 8)
-                if caplen > blen - 32 or iface >= nif:
-                    status = "other"
-                    break
-                count += 1
-                k = classify(ifaces[iface].linktype, buf, pos + 28, caplen)
-                off = offsets.get(k)
-                if off is None:
-                    off = offsets[k] = array("Q")
-                    ordinals[k] = array("I")
-                off.append(pos)
-                ordinals[k].append(count)
-                if first is None:
-                    first = pos
-                last = pos
+                add_offset(pos)
+                add_shard(classify(linktypes[iface], buf, pos + 28, caplen))
             elif btype not in _INDEX_PASSED:
                 status = "other"
                 break
             pos += blen
-        return {"status": status, "start": start, "crossing": pos, "count": count, "offsets": offsets,
-                "ordinals": ordinals, "first_ts": None if first is None else self._epb_ts(buf, first),
-                "last_ts": None if last is None else self._epb_ts(buf, last)}
+        return {"status": status, "start": start, "crossing": pos, "count": counted + len(offsets),
+                "offsets": offsets, "shards": shards,
+                "first_ts": self._epb_ts(buf, offsets[0]) if offsets else None,
+                "last_ts": self._epb_ts(buf, offsets[-1]) if offsets else None}
 
     def resync(self, buf, near: int) -> int | None:
         """The first offset at or after ``near`` where an Enhanced Packet Block starts, as far as the bytes tell
@@ -697,9 +688,9 @@ class PcapParser:
         """`index_range` of a classic pcap file: records, no block types (nothing but packets to pass over)."""
         unpack, linktype = self._rec.unpack_from, self._pcap_linktype
         maxb, size = self.max_block, len(buf)
-        offsets: dict[int, array] = {}
-        ordinals: dict[int, array] = {}
-        count, first, last, pos, status = counted, None, None, start, "ok"
+        offsets, shards = array("Q"), bytearray()
+        add_offset, add_shard = offsets.append, shards.append
+        pos, status = start, "ok"
         while pos < end:
             if size - pos < 16:
                 status = "other"  # a truncated record: `feed` reports it
@@ -708,21 +699,13 @@ class PcapParser:
             if incl > maxb or incl > size - pos - 16:
                 status = "other"
                 break
-            count += 1
-            k = classify(linktype, buf, pos + 16, incl)
-            off = offsets.get(k)
-            if off is None:
-                off = offsets[k] = array("Q")
-                ordinals[k] = array("I")
-            off.append(pos)
-            ordinals[k].append(count)
-            if first is None:
-                first = pos
-            last = pos
+            add_offset(pos)
+            add_shard(classify(linktype, buf, pos + 16, incl))
             pos += 16 + incl
-        return {"status": status, "start": start, "crossing": pos, "count": count, "offsets": offsets,
-                "ordinals": ordinals, "first_ts": None if first is None else self._record_ts(buf, first),
-                "last_ts": None if last is None else self._record_ts(buf, last)}
+        return {"status": status, "start": start, "crossing": pos, "count": counted + len(offsets),
+                "offsets": offsets, "shards": shards,
+                "first_ts": self._record_ts(buf, offsets[0]) if offsets else None,
+                "last_ts": self._record_ts(buf, offsets[-1]) if offsets else None}
 
     def _resync_pcap(self, buf, near: int) -> int | None:
         """`resync` in a classic pcap file, whose records say nothing of themselves but their lengths and times:

@@ -523,3 +523,60 @@ def test_parser_counts_every_frame_of_a_large_file_fed_in_chunks(base_pcap):
         n += len(p.feed(data[i : i + (1 << 20)]))
     n += len(p.close())
     assert n == 50000
+
+
+def _read_by_ranges(buf: bytes, cuts: list[int]):
+    """The frames of ``buf`` read as analyzer/parallel.py does: the head fed to a parser, the rest indexed in ranges
+    starting at ``cuts`` (each resynced but the first), then read at the indexed offsets; None when the index
+    declines (a range status "other", a resync not found or not where the previous range ended)."""
+    from dissectors.pcapfile import head_length
+
+    head = head_length(buf)
+    if head is None:
+        return None
+    parser = PcapParser()
+    if any(type(e) is CaptureError for e in parser.feed(buf[:head])):
+        return None
+    bounds = sorted({head, *(c for c in cuts if head < c < len(buf))})
+    starts = [head] + [parser.resync(buf, c) for c in bounds[1:]]
+    if None in starts:
+        return None
+    frames, base = [], 0
+    for i, start in enumerate(starts):
+        end = bounds[i + 1] if i + 1 < len(bounds) else len(buf)
+        r = parser.index_range(buf, start, end, lambda *a: 0)
+        if r["status"] != "ok" or r["crossing"] != (starts[i + 1] if i + 1 < len(starts) else len(buf)):
+            return None
+        frames += parser.frames_at(buf, r["offsets"], range(1, len(r["offsets"]) + 1), base)
+        base = r["count"] + base
+    return frames
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(["baseline", "dtls-blocked", "mixed-traffic"]), pcap=st.booleans(),
+       cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=4),
+       flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=255)), max_size=3))
+def test_reading_by_ranges_gives_the_parsers_frames_or_declines(name, pcap, cuts, flips):
+    """The index pass of `acflow analyze --jobs` (PcapParser.index_range / resync / frames_at) on a capture cut at
+    arbitrary bytes and damaged at random: whenever it accepts the file, its frames are exactly the ones `feed`
+    gives, and `feed` reported nothing after the head; otherwise it declines (every process then reads the file)."""
+    data = (ROOT / "samples" / name / "capture.pcapng").read_bytes()
+    if pcap:  # the same frames as a classic pcap file
+        out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
+        for fr in iter_frames(ROOT / "samples" / name / "capture.pcapng"):
+            sec = int(fr.ts)
+            out.append(struct.pack("<IIII", sec, round((fr.ts - sec) * 1e6), len(fr.data), fr.orig_len) + fr.data)
+        data = b"".join(out)
+    buf = bytearray(data)
+    for at, x in flips:
+        buf[at % len(buf)] ^= x
+    buf = bytes(buf)
+    cuts = [c % len(buf) for c in cuts]
+    got = _read_by_ranges(buf, cuts)
+    if got is None:
+        return
+    p = PcapParser()
+    events = p.feed(buf) + p.close()
+    want = [e for e in events if type(e) is Frame]
+    assert not any(type(e) is CaptureError for e in events)
+    assert got == want

@@ -9,6 +9,7 @@ dissectors/dtls/connection.py DTLSConnection).
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,11 @@ _TYPE_NAMES = {int(t): t.name for t in cstp_mod.CSTPType}
 _DATA, _COMPRESSED = int(cstp_mod.DATA), int(cstp_mod.CSTPType.COMPRESSED_DATA)
 _DPD_REQ, _DPD_RESP, _KEEPALIVE = int(cstp_mod.DPD_REQ), int(cstp_mod.DPD_RESP), int(cstp_mod.KEEPALIVE)
 _DISCONNECT, _TERMINATE = int(cstp_mod.DISCONNECT), int(cstp_mod.CSTPType.TERMINATE)
+
+
+# an inner packet's first 8 bytes: version/IHL, IPv4 total length, IPv6 payload length (= IPv4 id), IPv4 flags and
+# fragment offset
+_INNER_IP = struct.Struct("!BxHHH").unpack_from
 
 
 def _new_dir_counts() -> dict:
@@ -145,29 +151,32 @@ class ChannelStats:
         else:
             self.first_any.setdefault(direction, ts)
         last_any[direction] = ts
-        counts = self.frames[direction]
-        c = counts.get(name)
+        n = 0 if packet is None else len(packet)
+        c = self.frames[direction].get(name)
         if c is None:
-            c = counts[name] = [0, 0]
+            c = self.frames[direction][name] = [0, 0]
         c[0] += 1
-        c[1] += len(packet) if wire_len is None else wire_len
+        c[1] += n if wire_len is None else wire_len
         self.inner[direction] += 1
         if direction not in self.first_data:
             self.first_data[direction] = (ts, frame)
         self.last_data[direction] = (ts, frame)
         if packet is not None:
-            n = len(packet)
             self.inner_bytes[direction] += n
             # the length the IP header claims: a packet cut to the tunnel MTU by the sender shows here
             claimed = n
-            ver = packet[0] >> 4 if n else 0
-            if ver == 4 and n >= 20:
-                claimed = (packet[2] << 8) | packet[3]
-                if packet[6] & 0x3F or packet[7]:
-                    self.fragments += 1
-            elif ver == 6 and n >= 40:
-                claimed = ((packet[4] << 8) | packet[5]) + 40
-                self.inner_v6 += 1
+            if n >= 20:  # one unpack for the IPv4 and IPv6 fields below (speed)
+                vihl, total, plen6, fragw = _INNER_IP(packet)
+                ver = vihl >> 4
+                if ver == 4:
+                    claimed = total
+                    if fragw & 0x3FFF:  # more fragments, or a fragment offset
+                        self.fragments += 1
+                elif ver == 6 and n >= 40:
+                    claimed = plen6 + 40
+                    self.inner_v6 += 1
+            else:
+                ver = packet[0] >> 4 if n else 0
             size = n if n > claimed else claimed
             if size > self.inner_max[direction]:
                 self.inner_max[direction] = size

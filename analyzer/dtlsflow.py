@@ -107,8 +107,9 @@ class DTLSFlow(FlowTracker):
         self.datagrams[direction] += 1
         self.bytes[direction] += end - start
         if content and content[0] == _CSTP_DATA and self.established_ts is not None:
-            # on_application_data of a DATA packet, without the call: the bulk
-            self.channel.data(direction, ts, frame, content[1:], self.mtu, self.host.inner_packet, "dtls")
+            # on_application_data of a DATA packet, without the call: the bulk (the inner packet is content[1:],
+            # given as an offset: no copy)
+            self.channel.data(direction, ts, frame, content, 1, self.mtu, self.host.inner_packet, "dtls")
         else:
             self.on_application_data(direction, content, ts, frame)
         return True
@@ -122,7 +123,7 @@ class DTLSFlow(FlowTracker):
             ftype = data[0]
             payload = data[1:]
             if ftype == _CSTP_DATA:
-                self.channel.data(direction, ts, frame, payload, self.mtu, self.host.inner_packet, "dtls")
+                self.channel.data(direction, ts, frame, payload, 0, self.mtu, self.host.inner_packet, "dtls")
             else:
                 self.channel.add(direction, ftype, len(payload), ts, frame, None, self.mtu, payload,
                                  self.host.inner_packet, "dtls")

@@ -36,6 +36,7 @@ _TYPE_NAMES = {int(t): t.name for t in cstp_mod.CSTPType}
 _DATA, _COMPRESSED = int(cstp_mod.DATA), int(cstp_mod.CSTPType.COMPRESSED_DATA)
 _DPD_REQ, _DPD_RESP, _KEEPALIVE = int(cstp_mod.DPD_REQ), int(cstp_mod.DPD_RESP), int(cstp_mod.KEEPALIVE)
 _DISCONNECT, _TERMINATE = int(cstp_mod.DISCONNECT), int(cstp_mod.CSTPType.TERMINATE)
+_CSTP_HEADER_LEN = cstp_mod.CSTP_HEADER_LEN  # where a CSTP frame's payload starts
 
 
 # an inner packet's first 8 bytes: version/IHL, IPv4 total length, IPv6 payload length (= IPv4 id), IPv4 flags and
@@ -92,7 +93,7 @@ class ChannelStats:
         t = int(ftype)  # plain int comparisons: IntEnum ones cost a Python-level call each
         name = _TYPE_NAMES.get(t) or f"0x{t:02x}"
         if t == _DATA or t == _COMPRESSED:  # the hot path
-            self.data(direction, ts, frame, packet, mtu, sink, channel, name, payload_len)
+            self.data(direction, ts, frame, packet, 0, mtu, sink, channel, name, payload_len)
             return
         last = self.last_any.get(direction)
         if last is not None:
@@ -136,11 +137,12 @@ class ChannelStats:
                 self.disconnect = {"direction": direction, "type": name, "ts": ts, "frame": frame,
                                    "reason": cstp_mod.parse_disconnect_reason(payload)}
 
-    def data(self, direction: str, ts: float, frame: int, packet: bytes | None, mtu: int | None, sink=None,
-             channel: str = "cstp", name: str = "DATA", wire_len: int | None = None) -> None:
-        """One DATA frame carrying inner ``packet`` (the fast lanes' entry; `add` of a DATA or COMPRESSED DATA
-        frame comes here too: ``name`` its type, ``wire_len`` its payload length when ``packet`` is not the
-        payload, e.g. expanded, or None when it could not be)."""
+    def data(self, direction: str, ts: float, frame: int, packet: bytes | None, start: int, mtu: int | None,
+             sink=None, channel: str = "cstp", name: str = "DATA", wire_len: int | None = None) -> None:
+        """One DATA frame carrying the inner packet ``packet[start:]`` (the fast lanes' entry, which pass the
+        decrypted record and where the packet starts in it rather than copy the packet out; `add` of a DATA or
+        COMPRESSED DATA frame comes here too: ``name`` its type, ``wire_len`` its payload length when ``packet``
+        is not the payload, e.g. expanded, or None when it could not be)."""
         last_any = self.last_any
         last = last_any.get(direction)
         if last is not None:
@@ -151,7 +153,7 @@ class ChannelStats:
         else:
             self.first_any.setdefault(direction, ts)
         last_any[direction] = ts
-        n = 0 if packet is None else len(packet)
+        n = 0 if packet is None else len(packet) - start
         c = self.frames[direction].get(name)
         if c is None:
             c = self.frames[direction][name] = [0, 0]
@@ -166,7 +168,7 @@ class ChannelStats:
             # the length the IP header claims: a packet cut to the tunnel MTU by the sender shows here
             claimed = n
             if n >= 20:  # one unpack for the IPv4 and IPv6 fields below (speed)
-                vihl, total, plen6, fragw = _INNER_IP(packet)
+                vihl, total, plen6, fragw = _INNER_IP(packet, start)
                 ver = vihl >> 4
                 if ver == 4:
                     claimed = total
@@ -176,7 +178,7 @@ class ChannelStats:
                     claimed = plen6 + 40
                     self.inner_v6 += 1
             else:
-                ver = packet[0] >> 4 if n else 0
+                ver = packet[start] >> 4 if n else 0
             size = n if n > claimed else claimed
             if size > self.inner_max[direction]:
                 self.inner_max[direction] = size
@@ -185,7 +187,7 @@ class ChannelStats:
             if mtu and size > mtu:
                 self.oversize_total += 1
                 if len(self.oversize) < MAX_SAMPLES:
-                    df = bool(ver == 6 or (n > 6 and packet[6] & 0x40))
+                    df = bool(ver == 6 or (n > 6 and packet[start + 6] & 0x40))
                     self.oversize.append({"direction": direction, "ts": ts, "frame": frame, "length": size,
                                           "carried": n, "df": df})
             sec = int(ts)
@@ -199,7 +201,7 @@ class ChannelStats:
                 if len(self.timeline) < 20000:
                     self.timeline.append((direction, b))
             if sink is not None:
-                sink(channel, direction, ts, frame, packet)
+                sink(channel, direction, ts, frame, packet[start:] if start else packet)
 
     def summary(self) -> dict:
         def _frames(d):
@@ -489,13 +491,15 @@ class TCPTracker(FlowTracker):
         for data in contents:
             app_bytes[direction] += len(data)
             if http.tunnel:
-                taken = http.feed_tunnel_frame(direction, data, ts, frame)
-                if taken is not None:
-                    ptype, payload = taken
+                ptype = http.feed_tunnel_frame(direction, data, ts, frame)
+                if ptype is not None:
                     stats = self.tunnel
                     if ptype == 0 and stats is not None:  # DATA (on_tunnel_frame, without the call: the bulk)
-                        stats.data(direction, ts, frame, payload, self.tunnel_mtu, self.host.inner_packet, "cstp")
+                        # the inner packet is data[CSTP_HEADER_LEN:], given as an offset: no copy
+                        stats.data(direction, ts, frame, data, _CSTP_HEADER_LEN, self.tunnel_mtu,
+                                   self.host.inner_packet, "cstp")
                     else:
+                        payload = data[_CSTP_HEADER_LEN:]
                         self.on_tunnel_frame(direction, ptype, payload, None if ptype else payload, ts, frame)
                     continue
             for hev in http.feed(direction, data, ts, frame):
@@ -509,7 +513,7 @@ class TCPTracker(FlowTracker):
         if stats is None:
             stats = self.tunnel = ChannelStats()
         if ptype == 0:
-            stats.data(direction, ts, frame, payload, self.tunnel_mtu, self.host.inner_packet, "cstp")
+            stats.data(direction, ts, frame, payload, 0, self.tunnel_mtu, self.host.inner_packet, "cstp")
         else:
             stats.add(direction, ptype, len(payload), ts, frame, packet, self.tunnel_mtu, payload,
                       self.host.inner_packet, "cstp")

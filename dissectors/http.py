@@ -404,10 +404,10 @@ class HTTPStream:
         events.extend(self._advance(side))
         return events
 
-    def feed_tunnel_frame(self, direction: str, data: bytes, ts: float, frame: int) -> tuple[int, bytes] | None:
+    def feed_tunnel_frame(self, direction: str, data: bytes, ts: float, frame: int) -> int | None:
         """`feed` for the common case once the tunnel is up: ``data`` is one whole CSTP frame that
-        `CSTPFramer.take_frame` takes. Returns its ``(type, payload)`` without making events; None for anything
-        else, having changed nothing: `feed` the data."""
+        `CSTPFramer.take_frame` takes. Returns its type without making events (its payload is
+        ``data[CSTP_HEADER_LEN:]``); None for anything else, having changed nothing: `feed` the data."""
         side = self._sides[direction]
         if side.state != _TUNNEL or self._framer is None:
             return None

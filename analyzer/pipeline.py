@@ -136,27 +136,34 @@ class Pipeline:
         fast_tcp, fast_udp = self.fast_tcp, self.fast_udp  # cleared, never replaced (new_capture)
         plain_ipv4 = packet_mod.plain_ipv4
         general = self._feed_general
-        for fr in events:
-            if type(fr) is not Frame:
-                if other is not None:
-                    other(fr)
-                continue
-            self.frames += 1
-            ts = fr.ts
-            self.last_ts = ts
-            if fast_udp or fast_tcp:
-                # Fast lanes: a frame of an established flow whose next step is the common one (the next DTLS
-                # record of the current epoch, the next in-order TCP segment of a CSTP tunnel) is handed straight
-                # to that flow's lane, from the raw bytes, skipping Packet/flow/event objects. A lane returns False
-                # (having changed nothing) whenever the frame is anything else, and the general path runs.
-                data = fr.data
-                view = plain_ipv4(fr.linktype, data)
-                if view is not None:
-                    lane = (fast_tcp if view[0] == 6 else fast_udp).get(view[1])
-                    if lane is not None and lane(data, view, ts, fr.number):
-                        self.fast_frames += 1
-                        continue
-            general(fr, ts)
+        # the frame counters in locals while lanes run (speed), stored before any other part of the pipeline runs
+        frames, fast, last_ts = self.frames, self.fast_frames, self.last_ts
+        try:
+            for fr in events:
+                if type(fr) is not Frame:
+                    if other is not None:
+                        self.frames, self.fast_frames, self.last_ts = frames, fast, last_ts
+                        other(fr)
+                    continue
+                frames += 1
+                ts = last_ts = fr.ts
+                if fast_udp or fast_tcp:
+                    # Fast lanes: a frame of an established flow whose next step is the common one (the next DTLS
+                    # record of the current epoch, the next in-order TCP segment of a CSTP tunnel) is handed
+                    # straight to that flow's lane, from the raw bytes, skipping Packet/flow/event objects. A lane
+                    # returns False (having changed nothing) whenever the frame is anything else, and the general
+                    # path runs.
+                    data = fr.data
+                    view = plain_ipv4(fr.linktype, data)
+                    if view is not None:
+                        lane = (fast_tcp if view[0] == 6 else fast_udp).get(view[1])
+                        if lane is not None and lane(data, view, ts, fr.number):
+                            fast += 1
+                            continue
+                self.frames, self.fast_frames, self.last_ts = frames, fast, last_ts
+                general(fr, ts)
+        finally:
+            self.frames, self.fast_frames, self.last_ts = frames, fast, last_ts
 
     def _feed_general(self, fr, ts: float) -> None:
         """The general path of one frame: packet → flow table → trackers."""

@@ -59,9 +59,10 @@ class Pipeline:
         self.evicted = 0
         self.last_ts: float | None = None
         self.captures: list[str] = []  # names of the captures fed (start_capture), in order
-        # fast lanes (see `feed`): raw IPv4 src+dst+ports (12 bytes as on the wire) -> callable
-        self.fast_udp: dict[bytes, object] = {}
-        self.fast_tcp: dict[bytes, object] = {}
+        # fast lanes (see `feed`): raw IPv4 src+dst+ports (12 bytes as on the wire) -> lane: (method, where), called as
+        # method(where, data, view, ts, frame) (analyzer/tcplane.py)
+        self.fast_udp: dict[bytes, tuple] = {}
+        self.fast_tcp: dict[bytes, tuple] = {}
         self.fast_frames = 0
         self.fast_lanes = fast_lanes  # False: every frame takes the general path (tests compare both)
         # live: keys that arrive late (dissectors.tls.connection.KeyWait): TLS connections park their records until
@@ -157,7 +158,8 @@ class Pipeline:
                     view = plain_ipv4(fr.linktype, data)
                     if view is not None:
                         lane = (fast_tcp if view[0] == 6 else fast_udp).get(view[1])
-                        if lane is not None and lane(data, view, ts, fr.number):
+                        # (method, where): see analyzer/tcplane.py
+                        if lane is not None and lane[0](lane[1], data, view, ts, fr.number):
                             fast += 1
                             continue
                 self.frames, self.fast_frames, self.last_ts = frames, fast, last_ts
@@ -286,8 +288,8 @@ class Pipeline:
             self.fast_udp[key] = lane
 
     def _drop_lanes(self, kind: str, index: int) -> None:
-        lanes, flow_arg = (self.fast_udp, 1) if kind == "udp" else (self.fast_tcp, 0)
-        for k in [k for k, lane in lanes.items() if lane.args[flow_arg].index == index]:
+        lanes, flow_at = (self.fast_udp, 1) if kind == "udp" else (self.fast_tcp, 0)
+        for k in [k for k, (_method, where) in lanes.items() if where[flow_at].index == index]:
             del lanes[k]
 
     def _continue_session(self, tracker: DTLSFlow) -> None:

@@ -402,13 +402,14 @@ class TCPTracker(FlowTracker):
             self.last_ts = ev.ts
             self.last_frame = ev.frame
 
-    def on_lane_segment(self, stream, direction: str, data, view: tuple, ts: float, frame: int) -> bool:
-        """The fast lane of ``direction`` of this connection's TCP ``stream`` (analyzer/tcplane.py): ``data`` a raw
-        frame of it and ``view`` its `dissectors.packet.plain_ipv4` view. Takes the segment when the TCP layer's
-        common case does (`TCPStream.feed_next`, else False: nothing changed, the frame takes the general path)
-        and does what `on_flow_event` does with the StreamData it would have made, the TLS layer's common case
-        first (`TLSConnection.feed_application_data`). Only for a connection known to be TLS, past any search for
+    def on_lane_segment(self, where: tuple, data, view: tuple, ts: float, frame: int) -> bool:
+        """The fast lane of ``direction`` of this connection's TCP ``stream`` (``where``: the pair; see
+        analyzer/tcplane.py): ``data`` a raw frame of it and ``view`` its `dissectors.packet.plain_ipv4` view.
+        Takes the segment when the TCP layer's common case does (`TCPStream.feed_next`, else False: nothing
+        changed, the frame takes the general path) and does what `on_flow_event` does with the StreamData it would
+        have made, the TLS layer's common case first (`TLSConnection.feed_application_data`). Only for a connection known to be TLS, past any search for
         a record boundary (the lanes open once the CSTP tunnel is up)."""
+        stream, direction = where
         _proto, _addresses, seq, ack, flags, start, end = view
         if not stream.feed_next(direction, seq, ack, flags, end - start, ts, frame):
             return False

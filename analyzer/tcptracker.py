@@ -407,8 +407,9 @@ class TCPTracker(FlowTracker):
         analyzer/tcplane.py): ``data`` a raw frame of it and ``view`` its `dissectors.packet.plain_ipv4` view.
         Takes the segment when the TCP layer's common case does (`TCPStream.feed_next`, else False: nothing
         changed, the frame takes the general path) and does what `on_flow_event` does with the StreamData it would
-        have made, the TLS layer's common case first (`TLSConnection.feed_application_data`). Only for a connection known to be TLS, past any search for
-        a record boundary (the lanes open once the CSTP tunnel is up)."""
+        have made, the TLS layer's common case first (`TLSConnection.feed_application_data`). Only for a
+        connection known to be TLS, past any search for a record boundary (the lanes open once the CSTP tunnel is
+        up)."""
         stream, direction = where
         _proto, _addresses, seq, ack, flags, start, end = view
         if not stream.feed_next(direction, seq, ack, flags, end - start, ts, frame):

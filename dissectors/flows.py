@@ -70,6 +70,7 @@ _FIN = 0x01
 _RST = 0x04
 _PSH = 0x08
 _ACK = 0x10
+_ACK_PSH = _ACK | _PSH
 _M32 = 0xFFFFFFFF
 _HALF = 0x80000000
 _WRAP = 0x100000000
@@ -407,7 +408,7 @@ class TCPStream:
         is in (its order, `last_flow`), as `FlowTable.feed` would and returns True; the ``length`` payload bytes
         are the caller's to deliver, in place of the one StreamData event `feed` would return. False for any other
         segment (or a stream the table dropped): nothing changed, `feed` it."""
-        if flags != _ACK and flags != _ACK | _PSH:
+        if flags != _ACK_PSH and flags != _ACK:
             return False
         if direction == C2S:
             h = self._c

@@ -404,9 +404,9 @@ class TLS13Protection:
         except InvalidTag:
             raise DecryptError("bad record MAC (AEAD authentication tag mismatch)") from None
         # RFC 8446 §5.4: strip zero padding; the last non-zero byte is the real content type
-        end = len(inner)
-        if end and inner[-1] == 0:
-            end = len(inner.rstrip(b"\x00"))
+        if inner and inner[-1]:  # no padding (the common case: no length computed)
+            return inner[-1], inner[:-1]
+        end = len(inner.rstrip(b"\x00"))
         if end == 0:
             raise DecryptError("decrypted record has no content type (all zero)")
         return inner[end - 1], inner[: end - 1]

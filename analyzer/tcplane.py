@@ -14,8 +14,8 @@ else:
 * `TLSConnection.feed_application_data` with the segment's bytes (the bytes continue a direction that is in step
   and decrypting, and every record they complete is application data that decrypts: their contents; else the real
   TLS code, `TLSConnection.feed`, takes the bytes), then `TCPTracker.on_application_data`, as on the general
-  path (where one whole CSTP frame takes `HTTPStream.feed_tunnel_frame` → `CSTPFramer.take_frame` to the channel
-  statistics, without events).
+  path (where one whole CSTP frame takes `CSTPFramer.take_frame` of the framer `HTTPStream.tunnel_framer` hands
+  out for a tunnelled direction, to the channel statistics, without events).
 
 Past the TCP layer nothing is declined any more: a state that a layer's fast method does not take is handed to
 that layer's general method with the same bytes, exactly as the general path would.

@@ -337,6 +337,7 @@ class TCPTracker(FlowTracker):
         self.other_bytes = 0  # payload bytes of a connection that is not TLS
         self.certificate_verify: dict | None = None  # the client's CertificateVerify (frame, ts), when seen
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
+        self.tunnel_framers: dict[str, object] = {}  # direction -> HTTPStream.tunnel_framer, once there is one
 
     # -- helpers ---------------------------------------------------------------------------------------
     def add_problem(self, kind: str, message: str, ts: float, frame: int) -> None:
@@ -482,7 +483,8 @@ class TCPTracker(FlowTracker):
     def on_application_data(self, direction: str, contents, ts: float, frame: int) -> None:
         """The contents of the decrypted application-data records a segment completed (an ApplicationData event's
         one, or a fast lane's), in order, for the HTTP layer; once the tunnel is up, a content that is one whole
-        CSTP frame takes the framer's common case (`HTTPStream.feed_tunnel_frame`) without events."""
+        CSTP frame takes the framer's common case (`CSTPFramer.take_frame` of `HTTPStream.tunnel_framer`)
+        without events."""
         app_bytes = self.app_bytes
         self.app_records[direction] += len(contents)
         if self.first_app_ts is None:
@@ -490,10 +492,15 @@ class TCPTracker(FlowTracker):
         if self.handshake_done_ts is None:
             self.handshake_done_ts = ts
         http = self.http
+        framer = self.tunnel_framers.get(direction)
+        if framer is None and http.tunnel:
+            framer = http.tunnel_framer(direction)
+            if framer is not None:  # it reads this direction from now on (HTTPStream.tunnel_framer)
+                self.tunnel_framers[direction] = framer
         for data in contents:
             app_bytes[direction] += len(data)
-            if http.tunnel:
-                ptype = http.feed_tunnel_frame(direction, data, ts, frame)
+            if framer is not None:
+                ptype = framer.take_frame(direction, data, ts, frame)
                 if ptype is not None:
                     stats = self.tunnel
                     if ptype == 0 and stats is not None:  # DATA (on_tunnel_frame, without the call: the bulk)

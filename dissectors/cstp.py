@@ -43,6 +43,8 @@ __all__ = [
 CSTP_MAGIC = b"STF\x01"
 CSTP_HEADER_LEN = 8
 _HEADER = struct.Struct("!4sHBB")  # magic, payload length, type, reserved
+_HEADER_INT = struct.Struct("!IHBB")  # the same, the magic as a number (take_frame: no bytes object made)
+_MAGIC_INT = int.from_bytes(CSTP_MAGIC, "big")
 
 
 class CSTPType(enum.IntEnum):
@@ -177,8 +179,8 @@ class CSTPFramer:
         size = len(data)
         if size < CSTP_HEADER_LEN or st.buf or st.resyncing or st.closed:
             return None
-        magic, length, ptype, reserved = _HEADER.unpack_from(data)
-        if magic != CSTP_MAGIC or length + CSTP_HEADER_LEN != size or reserved or ptype == COMPRESSED_DATA:
+        magic, length, ptype, reserved = _HEADER_INT.unpack_from(data)
+        if magic != _MAGIC_INT or length + CSTP_HEADER_LEN != size or reserved or ptype == COMPRESSED_DATA:
             return None
         st.last_ts = ts
         st.last_frame = frame

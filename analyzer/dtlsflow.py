@@ -90,13 +90,14 @@ class DTLSFlow(FlowTracker):
         self.datagrams[direction] += 1
         self.bytes[direction] += size
 
-    def on_lane_datagram(self, flows, flow, direction: str, data, view: tuple, ts: float, frame: int) -> bool:
-        """The fast lane of ``direction`` of UDP ``flow`` (in FlowTable ``flows``), analyzer/dtlslane.py: ``data`` a
-        raw frame of it, ``view`` its `dissectors.packet.plain_ipv4` view. Takes the datagram when the DTLS layer's
-        common case does (`DTLSConnection.feed_application_record`: one application-data record of an epoch one
-        handshake protects, and it decrypts; else False: nothing changed, the frame takes the general path), then
-        does what the general path leaves behind, which cannot fail: `FlowTable.touch`, `note_datagram`,
-        `on_application_data`."""
+    def on_lane_datagram(self, where: tuple, data, view: tuple, ts: float, frame: int) -> bool:
+        """The fast lane of ``direction`` of UDP ``flow`` (in FlowTable ``flows``; ``where``: the three, see
+        analyzer/dtlslane.py): ``data`` a raw frame of it, ``view`` its `dissectors.packet.plain_ipv4` view.
+        Takes the datagram when the DTLS layer's common case does (`DTLSConnection.feed_application_record`: one
+        application-data record of an epoch one handshake protects, and it decrypts; else False: nothing changed,
+        the frame takes the general path), then does what the general path leaves behind, which cannot fail:
+        `FlowTable.touch`, `note_datagram`, `on_application_data`."""
+        flows, flow, direction = where
         _proto, _addresses, start, end = view
         content = self.dtls.feed_application_record(direction, data, start, end)
         if content is None:
@@ -107,8 +108,9 @@ class DTLSFlow(FlowTracker):
         self.datagrams[direction] += 1
         self.bytes[direction] += end - start
         if content and content[0] == _CSTP_DATA and self.established_ts is not None:
-            # on_application_data of a DATA packet, without the call: the bulk
-            self.channel.data(direction, ts, frame, content[1:], self.mtu, self.host.inner_packet, "dtls")
+            # on_application_data of a DATA packet, without the call: the bulk (the inner packet is content[1:],
+            # given as an offset: no copy)
+            self.channel.data(direction, ts, frame, content, 1, self.mtu, self.host.inner_packet, "dtls")
         else:
             self.on_application_data(direction, content, ts, frame)
         return True
@@ -122,7 +124,7 @@ class DTLSFlow(FlowTracker):
             ftype = data[0]
             payload = data[1:]
             if ftype == _CSTP_DATA:
-                self.channel.data(direction, ts, frame, payload, self.mtu, self.host.inner_packet, "dtls")
+                self.channel.data(direction, ts, frame, payload, 0, self.mtu, self.host.inner_packet, "dtls")
             else:
                 self.channel.add(direction, ftype, len(payload), ts, frame, None, self.mtu, payload,
                                  self.host.inner_packet, "dtls")

@@ -59,9 +59,10 @@ class Pipeline:
         self.evicted = 0
         self.last_ts: float | None = None
         self.captures: list[str] = []  # names of the captures fed (start_capture), in order
-        # fast lanes (see `feed`): raw IPv4 src+dst+ports (12 bytes as on the wire) -> callable
-        self.fast_udp: dict[bytes, object] = {}
-        self.fast_tcp: dict[bytes, object] = {}
+        # fast lanes (see `feed`): raw IPv4 src+dst+ports (12 bytes as on the wire) -> lane: (method, where), called as
+        # method(where, data, view, ts, frame) (analyzer/tcplane.py)
+        self.fast_udp: dict[bytes, tuple] = {}
+        self.fast_tcp: dict[bytes, tuple] = {}
         self.fast_frames = 0
         self.fast_lanes = fast_lanes  # False: every frame takes the general path (tests compare both)
         # live: keys that arrive late (dissectors.tls.connection.KeyWait): TLS connections park their records until
@@ -136,27 +137,35 @@ class Pipeline:
         fast_tcp, fast_udp = self.fast_tcp, self.fast_udp  # cleared, never replaced (new_capture)
         plain_ipv4 = packet_mod.plain_ipv4
         general = self.feed_general  # an instance attribute when a driver wraps it (analyzer/parallel.py)
-        for fr in events:
-            if type(fr) is not Frame:
-                if other is not None:
-                    other(fr)
-                continue
-            self.frames += 1
-            ts = fr.ts
-            self.last_ts = ts
-            if fast_udp or fast_tcp:
-                # Fast lanes: a frame of an established flow whose next step is the common one (the next DTLS
-                # record of the current epoch, the next in-order TCP segment of a CSTP tunnel) is handed straight
-                # to that flow's lane, from the raw bytes, skipping Packet/flow/event objects. A lane returns False
-                # (having changed nothing) whenever the frame is anything else, and the general path runs.
-                data = fr.data
-                view = plain_ipv4(fr.linktype, data)
-                if view is not None:
-                    lane = (fast_tcp if view[0] == 6 else fast_udp).get(view[1])
-                    if lane is not None and lane(data, view, ts, fr.number):
-                        self.fast_frames += 1
-                        continue
-            general(fr, ts)
+        # the frame counters in locals while lanes run (speed), stored before any other part of the pipeline runs
+        frames, fast, last_ts = self.frames, self.fast_frames, self.last_ts
+        try:
+            for fr in events:
+                if type(fr) is not Frame:
+                    if other is not None:
+                        self.frames, self.fast_frames, self.last_ts = frames, fast, last_ts
+                        other(fr)
+                    continue
+                frames += 1
+                ts = last_ts = fr.ts
+                if fast_udp or fast_tcp:
+                    # Fast lanes: a frame of an established flow whose next step is the common one (the next DTLS
+                    # record of the current epoch, the next in-order TCP segment of a CSTP tunnel) is handed
+                    # straight to that flow's lane, from the raw bytes, skipping Packet/flow/event objects. A lane
+                    # returns False (having changed nothing) whenever the frame is anything else, and the general
+                    # path runs.
+                    data = fr.data
+                    view = plain_ipv4(fr.linktype, data)
+                    if view is not None:
+                        lane = (fast_tcp if view[0] == 6 else fast_udp).get(view[1])
+                        # (method, where): see analyzer/tcplane.py
+                        if lane is not None and lane[0](lane[1], data, view, ts, fr.number):
+                            fast += 1
+                            continue
+                self.frames, self.fast_frames, self.last_ts = frames, fast, last_ts
+                general(fr, ts)
+        finally:
+            self.frames, self.fast_frames, self.last_ts = frames, fast, last_ts
 
     def feed_general(self, fr, ts: float) -> None:
         """The general path of one frame: packet → flow table → trackers. The only path that creates trackers and
@@ -281,8 +290,8 @@ class Pipeline:
             self.fast_udp[key] = lane
 
     def _drop_lanes(self, kind: str, index: int) -> None:
-        lanes, flow_arg = (self.fast_udp, 1) if kind == "udp" else (self.fast_tcp, 0)
-        for k in [k for k, lane in lanes.items() if lane.args[flow_arg].index == index]:
+        lanes, flow_at = (self.fast_udp, 1) if kind == "udp" else (self.fast_tcp, 0)
+        for k in [k for k, (_method, where) in lanes.items() if where[flow_at].index == index]:
             del lanes[k]
 
     def _continue_session(self, tracker: DTLSFlow) -> None:

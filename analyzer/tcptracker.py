@@ -9,6 +9,7 @@ dissectors/dtls/connection.py DTLSConnection).
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,12 @@ _TYPE_NAMES = {int(t): t.name for t in cstp_mod.CSTPType}
 _DATA, _COMPRESSED = int(cstp_mod.DATA), int(cstp_mod.CSTPType.COMPRESSED_DATA)
 _DPD_REQ, _DPD_RESP, _KEEPALIVE = int(cstp_mod.DPD_REQ), int(cstp_mod.DPD_RESP), int(cstp_mod.KEEPALIVE)
 _DISCONNECT, _TERMINATE = int(cstp_mod.DISCONNECT), int(cstp_mod.CSTPType.TERMINATE)
+_CSTP_HEADER_LEN = cstp_mod.CSTP_HEADER_LEN  # where a CSTP frame's payload starts
+
+
+# an inner packet's first 8 bytes: version/IHL, IPv4 total length, IPv6 payload length (= IPv4 id), IPv4 flags and
+# fragment offset
+_INNER_IP = struct.Struct("!BxHHH").unpack_from
 
 
 def _new_dir_counts() -> dict:
@@ -86,7 +93,7 @@ class ChannelStats:
         t = int(ftype)  # plain int comparisons: IntEnum ones cost a Python-level call each
         name = _TYPE_NAMES.get(t) or f"0x{t:02x}"
         if t == _DATA or t == _COMPRESSED:  # the hot path
-            self.data(direction, ts, frame, packet, mtu, sink, channel, name, payload_len)
+            self.data(direction, ts, frame, packet, 0, mtu, sink, channel, name, payload_len)
             return
         last = self.last_any.get(direction)
         if last is not None:
@@ -130,11 +137,12 @@ class ChannelStats:
                 self.disconnect = {"direction": direction, "type": name, "ts": ts, "frame": frame,
                                    "reason": cstp_mod.parse_disconnect_reason(payload)}
 
-    def data(self, direction: str, ts: float, frame: int, packet: bytes | None, mtu: int | None, sink=None,
-             channel: str = "cstp", name: str = "DATA", wire_len: int | None = None) -> None:
-        """One DATA frame carrying inner ``packet`` (the fast lanes' entry; `add` of a DATA or COMPRESSED DATA
-        frame comes here too: ``name`` its type, ``wire_len`` its payload length when ``packet`` is not the
-        payload, e.g. expanded, or None when it could not be)."""
+    def data(self, direction: str, ts: float, frame: int, packet: bytes | None, start: int, mtu: int | None,
+             sink=None, channel: str = "cstp", name: str = "DATA", wire_len: int | None = None) -> None:
+        """One DATA frame carrying the inner packet ``packet[start:]`` (the fast lanes' entry, which pass the
+        decrypted record and where the packet starts in it rather than copy the packet out; `add` of a DATA or
+        COMPRESSED DATA frame comes here too: ``name`` its type, ``wire_len`` its payload length when ``packet``
+        is not the payload, e.g. expanded, or None when it could not be)."""
         last_any = self.last_any
         last = last_any.get(direction)
         if last is not None:
@@ -145,29 +153,32 @@ class ChannelStats:
         else:
             self.first_any.setdefault(direction, ts)
         last_any[direction] = ts
-        counts = self.frames[direction]
-        c = counts.get(name)
+        n = 0 if packet is None else len(packet) - start
+        c = self.frames[direction].get(name)
         if c is None:
-            c = counts[name] = [0, 0]
+            c = self.frames[direction][name] = [0, 0]
         c[0] += 1
-        c[1] += len(packet) if wire_len is None else wire_len
+        c[1] += n if wire_len is None else wire_len
         self.inner[direction] += 1
         if direction not in self.first_data:
             self.first_data[direction] = (ts, frame)
         self.last_data[direction] = (ts, frame)
         if packet is not None:
-            n = len(packet)
             self.inner_bytes[direction] += n
             # the length the IP header claims: a packet cut to the tunnel MTU by the sender shows here
             claimed = n
-            ver = packet[0] >> 4 if n else 0
-            if ver == 4 and n >= 20:
-                claimed = (packet[2] << 8) | packet[3]
-                if packet[6] & 0x3F or packet[7]:
-                    self.fragments += 1
-            elif ver == 6 and n >= 40:
-                claimed = ((packet[4] << 8) | packet[5]) + 40
-                self.inner_v6 += 1
+            if n >= 20:  # one unpack for the IPv4 and IPv6 fields below (speed)
+                vihl, total, plen6, fragw = _INNER_IP(packet, start)
+                ver = vihl >> 4
+                if ver == 4:
+                    claimed = total
+                    if fragw & 0x3FFF:  # more fragments, or a fragment offset
+                        self.fragments += 1
+                elif ver == 6 and n >= 40:
+                    claimed = plen6 + 40
+                    self.inner_v6 += 1
+            else:
+                ver = packet[start] >> 4 if n else 0
             size = n if n > claimed else claimed
             if size > self.inner_max[direction]:
                 self.inner_max[direction] = size
@@ -176,7 +187,7 @@ class ChannelStats:
             if mtu and size > mtu:
                 self.oversize_total += 1
                 if len(self.oversize) < MAX_SAMPLES:
-                    df = bool(ver == 6 or (n > 6 and packet[6] & 0x40))
+                    df = bool(ver == 6 or (n > 6 and packet[start + 6] & 0x40))
                     self.oversize.append({"direction": direction, "ts": ts, "frame": frame, "length": size,
                                           "carried": n, "df": df})
             sec = int(ts)
@@ -190,7 +201,7 @@ class ChannelStats:
                 if len(self.timeline) < 20000:
                     self.timeline.append((direction, b))
             if sink is not None:
-                sink(channel, direction, ts, frame, packet)
+                sink(channel, direction, ts, frame, packet[start:] if start else packet)
 
     def summary(self) -> dict:
         def _frames(d):
@@ -326,6 +337,7 @@ class TCPTracker(FlowTracker):
         self.other_bytes = 0  # payload bytes of a connection that is not TLS
         self.certificate_verify: dict | None = None  # the client's CertificateVerify (frame, ts), when seen
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
+        self.tunnel_framers: dict[str, object] = {}  # direction -> HTTPStream.tunnel_framer, once there is one
 
     # -- helpers ---------------------------------------------------------------------------------------
     def add_problem(self, kind: str, message: str, ts: float, frame: int) -> None:
@@ -391,13 +403,15 @@ class TCPTracker(FlowTracker):
             self.last_ts = ev.ts
             self.last_frame = ev.frame
 
-    def on_lane_segment(self, stream, direction: str, data, view: tuple, ts: float, frame: int) -> bool:
-        """The fast lane of ``direction`` of this connection's TCP ``stream`` (analyzer/tcplane.py): ``data`` a raw
-        frame of it and ``view`` its `dissectors.packet.plain_ipv4` view. Takes the segment when the TCP layer's
-        common case does (`TCPStream.feed_next`, else False: nothing changed, the frame takes the general path)
-        and does what `on_flow_event` does with the StreamData it would have made, the TLS layer's common case
-        first (`TLSConnection.feed_application_data`). Only for a connection known to be TLS, past any search for
-        a record boundary (the lanes open once the CSTP tunnel is up)."""
+    def on_lane_segment(self, where: tuple, data, view: tuple, ts: float, frame: int) -> bool:
+        """The fast lane of ``direction`` of this connection's TCP ``stream`` (``where``: the pair; see
+        analyzer/tcplane.py): ``data`` a raw frame of it and ``view`` its `dissectors.packet.plain_ipv4` view.
+        Takes the segment when the TCP layer's common case does (`TCPStream.feed_next`, else False: nothing
+        changed, the frame takes the general path) and does what `on_flow_event` does with the StreamData it would
+        have made, the TLS layer's common case first (`TLSConnection.feed_application_data`). Only for a
+        connection known to be TLS, past any search for a record boundary (the lanes open once the CSTP tunnel is
+        up)."""
+        stream, direction = where
         _proto, _addresses, seq, ack, flags, start, end = view
         if not stream.feed_next(direction, seq, ack, flags, end - start, ts, frame):
             return False
@@ -469,7 +483,8 @@ class TCPTracker(FlowTracker):
     def on_application_data(self, direction: str, contents, ts: float, frame: int) -> None:
         """The contents of the decrypted application-data records a segment completed (an ApplicationData event's
         one, or a fast lane's), in order, for the HTTP layer; once the tunnel is up, a content that is one whole
-        CSTP frame takes the framer's common case (`HTTPStream.feed_tunnel_frame`) without events."""
+        CSTP frame takes the framer's common case (`CSTPFramer.take_frame` of `HTTPStream.tunnel_framer`)
+        without events."""
         app_bytes = self.app_bytes
         self.app_records[direction] += len(contents)
         if self.first_app_ts is None:
@@ -477,16 +492,23 @@ class TCPTracker(FlowTracker):
         if self.handshake_done_ts is None:
             self.handshake_done_ts = ts
         http = self.http
+        framer = self.tunnel_framers.get(direction)
+        if framer is None and http.tunnel:
+            framer = http.tunnel_framer(direction)
+            if framer is not None:  # it reads this direction from now on (HTTPStream.tunnel_framer)
+                self.tunnel_framers[direction] = framer
         for data in contents:
             app_bytes[direction] += len(data)
-            if http.tunnel:
-                taken = http.feed_tunnel_frame(direction, data, ts, frame)
-                if taken is not None:
-                    ptype, payload = taken
+            if framer is not None:
+                ptype = framer.take_frame(direction, data, ts, frame)
+                if ptype is not None:
                     stats = self.tunnel
                     if ptype == 0 and stats is not None:  # DATA (on_tunnel_frame, without the call: the bulk)
-                        stats.data(direction, ts, frame, payload, self.tunnel_mtu, self.host.inner_packet, "cstp")
+                        # the inner packet is data[CSTP_HEADER_LEN:], given as an offset: no copy
+                        stats.data(direction, ts, frame, data, _CSTP_HEADER_LEN, self.tunnel_mtu,
+                                   self.host.inner_packet, "cstp")
                     else:
+                        payload = data[_CSTP_HEADER_LEN:]
                         self.on_tunnel_frame(direction, ptype, payload, None if ptype else payload, ts, frame)
                     continue
             for hev in http.feed(direction, data, ts, frame):
@@ -500,7 +522,7 @@ class TCPTracker(FlowTracker):
         if stats is None:
             stats = self.tunnel = ChannelStats()
         if ptype == 0:
-            stats.data(direction, ts, frame, payload, self.tunnel_mtu, self.host.inner_packet, "cstp")
+            stats.data(direction, ts, frame, payload, 0, self.tunnel_mtu, self.host.inner_packet, "cstp")
         else:
             stats.add(direction, ptype, len(payload), ts, frame, packet, self.tunnel_mtu, payload,
                       self.host.inner_packet, "cstp")

@@ -43,7 +43,8 @@ __all__ = [
 CSTP_MAGIC = b"STF\x01"
 CSTP_HEADER_LEN = 8
 _HEADER = struct.Struct("!4sHBB")  # magic, payload length, type, reserved
-_AFTER_MAGIC = struct.Struct("!HBB")  # the same header past its magic
+_HEADER_INT = struct.Struct("!IHBB")  # the same, the magic as a number (take_frame: no bytes object made)
+_MAGIC_INT = int.from_bytes(CSTP_MAGIC, "big")
 
 
 class CSTPType(enum.IntEnum):
@@ -169,29 +170,31 @@ class CSTPFramer:
     def set_encoding(self, encoding: str | None) -> None:
         self._encoding = encoding
 
-    def take_frame(self, direction: str, data: bytes, ts: float, frame: int) -> tuple[int, bytes] | None:
+    def take_frame(self, direction: str, data: bytes, ts: float, frame: int) -> int | None:
         """`feed` for the common case: ``data`` is exactly one whole frame, not COMPRESSED DATA, and nothing is
-        buffered. Consumes it as `feed` would and returns ``(type, payload)`` without making the CSTPFrame;
-        None for anything else, having changed nothing: `feed` the data."""
+        buffered. Consumes it as `feed` would and returns its type without making the CSTPFrame (its payload is
+        ``data[CSTP_HEADER_LEN:]``: the caller slices it where it needs it); None for anything else, having changed
+        nothing: `feed` the data."""
         st = self._dirs[direction]
         size = len(data)
-        if size < CSTP_HEADER_LEN or st.buf or st.resyncing or st.closed or data[:4] != CSTP_MAGIC:
+        if size < CSTP_HEADER_LEN or st.buf or st.resyncing or st.closed:
             return None
-        length, ptype, reserved = _AFTER_MAGIC.unpack_from(data, 4)
-        if length + CSTP_HEADER_LEN != size or reserved or ptype == COMPRESSED_DATA:
+        magic, length, ptype, reserved = _HEADER_INT.unpack_from(data)
+        if magic != _MAGIC_INT or length + CSTP_HEADER_LEN != size or reserved or ptype == COMPRESSED_DATA:
             return None
         st.last_ts = ts
         st.last_frame = frame
         start = st.offset
         st.offset = start + size
         st.marks = [(start, ts, frame)]  # what _drain and consume leave behind
-        payload = data[CSTP_HEADER_LEN:]
-        return ptype, payload if payload.__class__ is bytes else bytes(payload)
+        return ptype
 
     def feed(self, direction: str, data: bytes, ts: float, frame: int) -> list[CSTPFrame | CSTPError]:
-        taken = self.take_frame(direction, data, ts, frame)
-        if taken is not None:
-            return self._make_frame(direction, taken[0], taken[1], ts, frame, frame)
+        ptype = self.take_frame(direction, data, ts, frame)
+        if ptype is not None:
+            payload = data[CSTP_HEADER_LEN:]
+            return self._make_frame(direction, ptype, payload if payload.__class__ is bytes else bytes(payload), ts,
+                                    frame, frame)
         st = self._dirs[direction]
         st.last_ts, st.last_frame = ts, frame
         if st.closed:

@@ -70,6 +70,7 @@ _FIN = 0x01
 _RST = 0x04
 _PSH = 0x08
 _ACK = 0x10
+_ACK_PSH = _ACK | _PSH
 _M32 = 0xFFFFFFFF
 _HALF = 0x80000000
 _WRAP = 0x100000000
@@ -407,7 +408,7 @@ class TCPStream:
         is in (its order, `last_flow`), as `FlowTable.feed` would and returns True; the ``length`` payload bytes
         are the caller's to deliver, in place of the one StreamData event `feed` would return. False for any other
         segment (or a stream the table dropped): nothing changed, `feed` it."""
-        if flags != _ACK and flags != _ACK | _PSH:
+        if flags != _ACK_PSH and flags != _ACK:
             return False
         if direction == C2S:
             h = self._c
@@ -415,21 +416,24 @@ class TCPStream:
         else:
             h = self._s
             o = self._c
-        if h.closed or h.fin is not None or h.buf or h.isn is None or self.retired:
+        isn = h.isn
+        if isn is None or h.closed or h.fin is not None or h.buf or self.retired:
             return False
-        if o.isn is not None and not o.closed:
-            d = (ack - o.isn - o.next) & _M32
+        oisn = o.isn
+        if oisn is not None and not o.closed:
+            d = (ack - oisn - o.next) & _M32
             if d and d < _HALF:  # acknowledges bytes never seen: `feed` declares a gap
                 return False
-        nxt = h.next
-        if length and (seq - h.isn - nxt) & _M32:
-            return False  # not the next in-order segment
+        if length:
+            nxt = h.next
+            if (seq - isn - nxt) & _M32:
+                return False  # not the next in-order segment
+            # (nothing declines past this point)
+            h.next = nxt + length
+            h.bytes += length
         self.last_ts = ts
         self.last_frame = frame
         self.packets += 1
-        if length:
-            h.next = nxt + length
-            h.bytes += length
         table = self.table
         if table is not None:  # what FlowTable.feed leaves in the table: its order, last_flow
             table._tcp.move_to_end(self.key)

@@ -405,18 +405,13 @@ class HTTPStream:
         events.extend(self._advance(side))
         return events
 
-    def feed_tunnel_frame(self, direction: str, data: bytes, ts: float, frame: int) -> tuple[int, bytes] | None:
-        """`feed` for the common case once the tunnel is up: ``data`` is one whole CSTP frame that
-        `CSTPFramer.take_frame` takes. Returns its ``(type, payload)`` without making events; None for anything
-        else, having changed nothing: `feed` the data."""
-        side = self._sides[direction]
-        if side.state != _TUNNEL or self._framer is None:
-            return None
-        taken = self._framer.take_frame(direction, data, ts, frame)
-        if taken is not None:
-            side.last_ts = ts
-            side.last_frame = frame
-        return taken
+    def tunnel_framer(self, direction: str) -> CSTPFramer | None:
+        """The CSTP framer that reads ``direction`` once the tunnel carries it (None before). From then on `feed`
+        hands every byte of that direction to it and nothing else, and `close` closes that direction of it (the
+        framer then declines every frame itself): a caller may give it one whole frame (`CSTPFramer.take_frame`,
+        the common case) instead of feeding this stream, and `feed` what it declines. (The side's own time is then
+        behind, but it is read only at `close`, for a frame the framer holds, which came through `feed`.)"""
+        return self._framer if self._sides[direction].state == _TUNNEL else None
 
     def close(self, direction: str | None = None, ts: float | None = None,
               frame: int | None = None) -> list[HTTPEvent]:

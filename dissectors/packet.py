@@ -166,10 +166,11 @@ def _addr6(b: bytes) -> str:
 # --- structs -----------------------------------------------------------------------------------------
 
 _u_ip4 = struct.Struct("!BBHHHBBHII").unpack_from  # vihl tos total id frag ttl proto cksum src dst
-_u_ip4_plain = struct.Struct("!BxHxxHxB").unpack_from  # vihl total frag proto (plain_ipv4)
+# plain_ipv4: an IPv4 header without options and the 14 bytes after it in one call (vihl total frag proto, the 12
+# `addresses` bytes: addresses and ports, then TCP seq ack offflags; UDP: length << 16 | checksum, …)
+_u_ip4_plain = struct.Struct("!BxHxxHxBxx12sIIH").unpack_from
 _u_ip6 = struct.Struct("!IHBB").unpack_from  # vtcfl plen nh hlim
 _u_tcp = struct.Struct("!HHIIHH").unpack_from  # sport dport seq ack offflags window
-_u_tcp_seq = struct.Struct("!4xIIH").unpack_from  # the same header's seq ack offflags (plain_ipv4)
 _u_HH = struct.Struct("!HH").unpack_from
 _u_HHH = struct.Struct("!HHH").unpack_from
 _u_H = struct.Struct("!H").unpack_from
@@ -511,20 +512,20 @@ def plain_ipv4(linktype: int, data) -> tuple | None:
             return None
     else:
         return None
-    vihl, total, fragw, proto = _u_ip4_plain(data, off)
+    # one unpack for IP and TCP (a UDP frame fits it too: the minimum sizes above are a TCP header's)
+    vihl, total, fragw, proto, addresses, seq, ack, offflags = _u_ip4_plain(data, off)
     # version 4, 20-byte header; neither more fragments nor a fragment offset; all of it captured
     if vihl != 0x45 or fragw & 0x3FFF or total < 28 or total > n - off:
         return None
     if proto == 6:
-        seq, ack, offflags = _u_tcp_seq(data, off + 20)
         doff = (offflags >> 12) << 2
         if doff < 20 or doff > total - 20:
             return None
-        return 6, data[off + 12:off + 24], seq, ack, offflags & 0x1FF, off + 20 + doff, off + total
+        return 6, addresses, seq, ack, offflags & 0x1FF, off + 20 + doff, off + total
     if proto == 17:
-        if ((data[off + 24] << 8) | data[off + 25]) != total - 20:  # UDP length
+        if (seq >> 16) != total - 20:  # UDP length (seq: the UDP header's second half)
             return None
-        return 17, data[off + 12:off + 24], off + 28, off + total
+        return 17, addresses, off + 28, off + total
     return None
 
 

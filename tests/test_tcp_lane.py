@@ -37,8 +37,8 @@ def _lane_frames(monkeypatch, capture: Path, keylog: Path) -> tuple[list[int], o
     taken: list[int] = []
     orig = TCPTracker.on_lane_segment
 
-    def spy(self, stream, direction, data, view, ts, frame):
-        ok = orig(self, stream, direction, data, view, ts, frame)
+    def spy(self, where, data, view, ts, frame):
+        ok = orig(self, where, data, view, ts, frame)
         if ok:
             taken.append(frame)
         return ok
@@ -273,8 +273,8 @@ def test_tcp_lane_declines_what_it_does_not_mirror(monkeypatch, lane_taken_data_
     declined: list[int] = []
     orig = TCPTracker.on_lane_segment
 
-    def spy(self, stream, direction, data, view, ts, frame):
-        ok = orig(self, stream, direction, data, view, ts, frame)
+    def spy(self, where, data, view, ts, frame):
+        ok = orig(self, where, data, view, ts, frame)
         if not ok:
             declined.append(frame)
         return ok

@@ -62,7 +62,7 @@ from .record import (
     HEADER_LEN,
     KNOWN_VERSIONS,
     MAX_FRAGMENT,
-    RECORD_HEADER,
+    RECORD_HEADER_SEQ64,
     RawRecord,
     split_datagram,
 )
@@ -383,9 +383,10 @@ class DTLSConnection:
         n = end - start - HEADER_LEN
         if n < 0:
             return None
-        ct, version, epoch, seq_hi, seq_lo, length = RECORD_HEADER.unpack_from(data, start)
+        ct, version, seq64, length = RECORD_HEADER_SEQ64.unpack_from(data, start)
         if ct != CT_APPLICATION_DATA or length != n or length > MAX_FRAGMENT or version not in KNOWN_VERSIONS:
             return None
+        epoch = seq64 >> 48
         steady = self._steady
         if steady is None or steady[0] != self.gen or steady[1] != epoch:
             steady = self._steady_for(epoch)
@@ -394,9 +395,8 @@ class DTLSConnection:
         protection = steady[3].get(direction)
         if protection is None:
             return None
-        try:
-            content = protection.decrypt((epoch << 48) | (seq_hi << 32) | seq_lo, ct, version,
-                                         data[start + HEADER_LEN:end])
+        try:  # the fragment is data[start + HEADER_LEN:end], given as offsets: the protection copies less
+            content = protection.decrypt(seq64, ct, version, data, start + HEADER_LEN, end)
         except DecryptError:
             return None
         self.datagrams += 1

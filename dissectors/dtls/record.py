@@ -28,6 +28,7 @@ __all__ = [
     "KNOWN_VERSIONS",
     "MAX_FRAGMENT",
     "RECORD_HEADER",
+    "RECORD_HEADER_SEQ64",
     "RawRecord",
     "split_datagram",
 ]
@@ -42,6 +43,9 @@ CT_TLS12_CID = 25
 HEADER_LEN = 13
 #: the record header: type, version, epoch, sequence number (high 16 and low 32 bits), length
 RECORD_HEADER = struct.Struct("!BHHHIH")
+#: the same header with epoch and sequence number as one 64-bit field (epoch << 48 | sequence number, the record's
+#: seq_num in the additional data and MAC input)
+RECORD_HEADER_SEQ64 = struct.Struct("!BHQH")
 # RFC 6347 §4.1 / RFC 5246 §6.2.3: at most 2^14 + 2048 bytes of ciphertext.
 MAX_FRAGMENT = 2**14 + 2048
 

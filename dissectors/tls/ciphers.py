@@ -14,7 +14,10 @@ Record protections (all primitives from ``cryptography``):
 
 All ``decrypt`` methods raise :class:`DecryptError` on failure; nothing else escapes for well-typed input.
 ``open(seq, header, fragment) -> (content type, content)`` is the same for every TLS protection, from the 5-byte
-record header (TLS 1.3: the inner content type; before: the header's).
+record header (TLS 1.3: the inner content type; before: the header's). The TLS/DTLS <= 1.2 protections'
+``decrypt(seq, content_type, version, fragment, start=0, end=None)`` decrypts ``fragment[start:end]``: a caller
+holding the record inside a larger buffer passes the buffer and the offsets, and the fragment is copied at most
+once (AES-GCM/CCM take the explicit nonce and the ciphertext apart as slices of the buffer).
 AEAD objects are created once per key and reused for every record. ``repeatable``: decrypting a record leaves
 nothing behind that changes the next decryption (every protection but TLS 1.0's chained CBC IV), so a record may
 be decrypted again.
@@ -166,13 +169,16 @@ class AEADExplicitNonce:
         self._aead = AESCCM(self._key, tag_length=tag_len) if ccm else AESGCM(self._key)
         self.min_len = 8 + tag_len
 
-    def decrypt(self, seq: int, content_type: int, version: int, fragment) -> bytes:
-        n = len(fragment) - self.min_len
+    def decrypt(self, seq: int, content_type: int, version: int, fragment, start: int = 0,
+                end: int | None = None) -> bytes:
+        if end is None:
+            end = len(fragment)
+        n = end - start - self.min_len
         if n < 0:
-            raise DecryptError(f"record too short for AEAD ({len(fragment)} bytes)")
+            raise DecryptError(f"record too short for AEAD ({end - start} bytes)")
         # RFC 5288 §3: nonce = salt(4) || nonce_explicit(8); slices, not memoryviews: faster for record sizes
         try:
-            return self._aead.decrypt(self._salt + fragment[:8], fragment[8:],
+            return self._aead.decrypt(self._salt + fragment[start:start + 8], fragment[start + 8:end],
                                       _AAD12.pack(seq, content_type, version, n))
         except InvalidTag:
             raise DecryptError("bad record MAC (AEAD authentication tag mismatch)") from None
@@ -219,7 +225,10 @@ class AEADXorNonce:
         self.tag_len = 16
         self.min_len = 16
 
-    def decrypt(self, seq: int, content_type: int, version: int, fragment) -> bytes:
+    def decrypt(self, seq: int, content_type: int, version: int, fragment, start: int = 0,
+                end: int | None = None) -> bytes:
+        if start or end is not None:
+            fragment = fragment[start:end]
         n = len(fragment) - 16
         if n < 0:
             raise DecryptError(f"record too short for AEAD ({len(fragment)} bytes)")
@@ -308,7 +317,10 @@ class CBCProtection:
         cut = len(pt) - self.mac_len
         return pt[:cut], pt[cut:]
 
-    def decrypt(self, seq: int, content_type: int, version: int, fragment) -> bytes:
+    def decrypt(self, seq: int, content_type: int, version: int, fragment, start: int = 0,
+                end: int | None = None) -> bytes:
+        if start or end is not None:
+            fragment = fragment[start:end]
         if self.etm:
             # RFC 7366 §3: MAC(MAC_write_key, seq_num + type + version + length + IV + ENC(content+padding))
             if len(fragment) < self.mac_len + self.block:
@@ -392,9 +404,9 @@ class TLS13Protection:
         except InvalidTag:
             raise DecryptError("bad record MAC (AEAD authentication tag mismatch)") from None
         # RFC 8446 §5.4: strip zero padding; the last non-zero byte is the real content type
-        end = len(inner)
-        if end and inner[-1] == 0:
-            end = len(inner.rstrip(b"\x00"))
+        if inner and inner[-1]:  # no padding (the common case: no length computed)
+            return inner[-1], inner[:-1]
+        end = len(inner.rstrip(b"\x00"))
         if end == 0:
             raise DecryptError("decrypted record has no content type (all zero)")
         return inner[end - 1], inner[: end - 1]

@@ -275,8 +275,11 @@ class TLSConnection:
         that decrypts. Does what `feed` does and returns the contents of those records (the non-empty ones, in
         order: the ApplicationData events `feed` would return; none while a record is incomplete) without making
         events. None for anything else, having changed nothing: `feed` the data."""
-        d = self._d.get(direction)
-        if d is None or (d.steady_gen != self.gen and not self._steady(d)):
+        try:
+            d = self._d[direction]  # (not .get: a subscript costs less than a method call)
+        except KeyError:
+            return None
+        if d.steady_gen != self.gen and not self._steady(d):
             return None
         reader = d.reader
         before = reader.records

@@ -14,7 +14,7 @@ import pytest
 from .conftest import ROOT, sample
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-IMPORT_NAME = {"cryptography": "cryptography", "lxml": "lxml", "rich": "rich", "click": "click",
+IMPORT_NAME = {"cryptography": "cryptography", "lxml": "lxml", "rich": "rich", "click": "click", "orjson": "orjson",
                "scapy": "scapy", "pyroute2": "pyroute2", "pyshark": "pyshark"}
 
 

@@ -211,9 +211,8 @@ class _Pcapng:
         self.interfaces.append((linktype, tps))
 
 
-def _client_address(frames) -> bytes:
-    """The address that sends to port 443 most often (the VPN client), as packed bytes."""
-    votes: Counter = Counter()
+def _sources(frames):
+    """(source address, source port, destination port) of every TCP/UDP packet among ``frames``."""
     for linktype, pkt in frames:
         l3 = _l3_offset(linktype, pkt)
         if l3 is None:
@@ -221,14 +220,21 @@ def _client_address(frames) -> bytes:
         off, ver = l3
         if ver == 4 and len(pkt) >= off + 24:
             ihl = (pkt[off] & 0x0F) * 4
-            if pkt[off + 9] in (6, 17) and len(pkt) >= off + ihl + 4 and \
-                    (pkt[off + ihl + 2] << 8 | pkt[off + ihl + 3]) == 443:
-                votes[bytes(pkt[off + 12:off + 16])] += 1
-        elif ver == 6 and len(pkt) >= off + 44 and pkt[off + 6] in (6, 17) and \
-                (pkt[off + 42] << 8 | pkt[off + 43]) == 443:
-            votes[bytes(pkt[off + 8:off + 24])] += 1
-        if sum(votes.values()) >= 200:
-            break
+            if pkt[off + 9] in (6, 17) and len(pkt) >= off + ihl + 4:
+                yield (bytes(pkt[off + 12:off + 16]), pkt[off + ihl] << 8 | pkt[off + ihl + 1],
+                       pkt[off + ihl + 2] << 8 | pkt[off + ihl + 3])
+        elif ver == 6 and len(pkt) >= off + 44 and pkt[off + 6] in (6, 17):
+            yield bytes(pkt[off + 8:off + 24]), pkt[off + 40] << 8 | pkt[off + 41], pkt[off + 42] << 8 | pkt[off + 43]
+
+
+def _client_address(frames) -> bytes:
+    """The address that sends to port 443 most often (the VPN client), as packed bytes."""
+    votes: Counter = Counter()
+    for src, _sport, dport in _sources(frames):
+        if dport == 443:
+            votes[src] += 1
+            if sum(votes.values()) >= 200:
+                break
     if not votes:
         raise ScaleError("no TCP/UDP traffic to port 443: cannot tell the VPN client")
     return votes.most_common(1)[0][0]
@@ -238,26 +244,11 @@ def _all_clients(frames) -> frozenset:
     """Every address that sends TCP/UDP to port 443 and never from it (the clients of a gateway-side capture)."""
     to_443: set[bytes] = set()
     from_443: set[bytes] = set()
-    for linktype, pkt in frames:
-        l3 = _l3_offset(linktype, pkt)
-        if l3 is None:
-            continue
-        off, ver = l3
-        if ver == 4 and len(pkt) >= off + 24:
-            ihl = (pkt[off] & 0x0F) * 4
-            if pkt[off + 9] in (6, 17) and len(pkt) >= off + ihl + 4:
-                sport, dport = pkt[off + ihl] << 8 | pkt[off + ihl + 1], pkt[off + ihl + 2] << 8 | pkt[off + ihl + 3]
-                src = bytes(pkt[off + 12:off + 16])
-                if dport == 443:
-                    to_443.add(src)
-                if sport == 443:
-                    from_443.add(src)
-        elif ver == 6 and len(pkt) >= off + 44 and pkt[off + 6] in (6, 17):
-            src = bytes(pkt[off + 8:off + 24])
-            if (pkt[off + 42] << 8 | pkt[off + 43]) == 443:
-                to_443.add(src)
-            if (pkt[off + 40] << 8 | pkt[off + 41]) == 443:
-                from_443.add(src)
+    for src, sport, dport in _sources(frames):
+        if dport == 443:
+            to_443.add(src)
+        if sport == 443:
+            from_443.add(src)
     clients = frozenset(to_443 - from_443)
     if not clients or len({len(a) for a in clients}) != 1:
         raise ScaleError("no clients of one address family sending to port 443")

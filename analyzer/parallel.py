@@ -150,8 +150,7 @@ class Sharder:
         """`PcapParser`'s ``keep`` filter of shard ``me``: the same decision as calling the sharder on the Frame,
         from the parser's buffer (no Frame is built for another shard's frames). ``seen``, if given, is kept as
         [frames, first time, last time] of every frame of the capture."""
-        raw_cache = self._raw
-        plain = _plain_addresses
+        classify = self.classifier()
 
         def keep(linktype, buf, start, length, ts=None) -> bool:
             if seen is not None:
@@ -159,13 +158,7 @@ class Sharder:
                 if seen[1] is None:
                     seen[1] = ts
                 seen[2] = ts
-            raw = plain(linktype, buf, start, length)
-            if raw is not None:
-                s = raw_cache.get(raw)
-                if s is None:
-                    s = raw_cache[raw] = self.of_pair(_ordered(raw))
-                return s == me
-            return self.of_pair(_pair_of(_Raw(linktype, bytes(buf[start:start + length])))) == me
+            return classify(linktype, buf, start, length) == me
 
         return keep
 

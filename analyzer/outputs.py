@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 STDIO = "-"
@@ -96,7 +95,7 @@ def check_output(label: str, path, inputs=()) -> None:
                               "choose another output file")
     try:
         # the one sure test (permissions, read-only file systems, /proc…): create a file there, as the end will
-        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".acflow-check", dir=parent)
+        fd, probe = _mkstemp(f".{p.name}.", ".acflow-check", parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -104,6 +103,18 @@ def check_output(label: str, path, inputs=()) -> None:
                           f"({e.strerror or e})") from None
     if p.exists() and not os.access(p, os.W_OK):
         raise OutputError(f"cannot write the {label} to {path}: the file exists and is not writable")
+
+
+def _mkstemp(prefix: str, suffix: str, directory) -> tuple[int, str]:
+    """A new file (mode 0600, opened for writing) with a random name in ``directory``: tempfile.mkstemp's
+    contract, without loading tempfile (and shutil, bz2, lzma behind it) at every start of acflow."""
+    for _ in range(100):
+        name = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}{suffix}")
+        try:
+            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
 
 
 def check_lab_output(out) -> None:
@@ -159,7 +170,7 @@ class AtomicFile:
             # write through the link, as open() would: the file it names is replaced, the link stays
             p = p.resolve()
             self.path = p
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".acflow-partial", dir=p.parent)
+        fd, self._tmp = _mkstemp(f".{p.name}.", ".acflow-partial", p.parent)
         try:
             # mkstemp makes the file 0600: give the result the mode a plain open() would have
             umask = os.umask(0)

@@ -50,16 +50,12 @@ import io
 import ipaddress
 import itertools
 import mmap
-import multiprocessing
 import os
 import pickle
 import stat
-import tempfile
-import threading
 import time
 import zlib
 from array import array
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from dissectors import packet as packet_mod
@@ -83,9 +79,13 @@ INDEX_MIN_BYTES = 1 << 20
 _READ_BATCH = 1024  # frames read from an index at a time
 _WINDOW = 16 << 20  # bytes of a mapped file walked or read before their pages are given back
 MAX_JOBS = 256  # shards are numbered in one byte per packet by the index pass
-_MASKS = [bytes(1 if i == k else 0 for i in range(256)) for k in range(MAX_JOBS)]  # shard k's packets -> 1
 AUTO_MAX_JOBS = 8
 _INF = float("inf")
+
+
+def _mask(shard: int) -> bytes:
+    """The `bytes.translate` table that maps shard ``shard``'s number to 1 and every other to 0."""
+    return bytes(shard) + b"\x01" + bytes(255 - shard)
 
 
 class ParallelFallback(Exception):
@@ -347,7 +347,7 @@ def plan_index(parts: dict, heads: list, nshards: int) -> list[list[dict]] | Non
                 return None
             ordinals = range(1, r["count"] + 1)
             for shard in range(nshards):  # each shard's packets, picked out at C speed (a 0/1 mask per packet)
-                mask = r["shards"].translate(_MASKS[shard])
+                mask = r["shards"].translate(_mask(shard))
                 if shard in r["shards"]:
                     mine[shard].append((array("Q", itertools.compress(r["offsets"], mask)),
                                         array("I", itertools.compress(ordinals, mask)), base))
@@ -697,6 +697,12 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
     capture must be analysed in one process, InputError when it cannot be read. ``reading``, if given, gets
     ``mode``: "indexed" (each process walked a part of the files, then read its own frames) or "walked" (each
     process read the files whole)."""
+    # the process pool's modules only here: `acflow analyze` on one core never loads them (~25 ms of start-up)
+    import multiprocessing  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
     from .analyze import load_keys  # noqa: PLC0415
 
     clock = time.perf_counter

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = _dt.UTC
 _MIN, _MAX = -62135596800, 253402300800  # years 1..9999: outside, fromtimestamp raises (a damaged capture)
@@ -19,6 +18,8 @@ def parse_tz(name: str | None) -> _dt.tzinfo:
         return UTC
     if name.lower() == "local":
         return _dt.datetime.now().astimezone().tzinfo or UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415 - only for a named zone (start-up)
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as e:

@@ -9,7 +9,8 @@ varies by ±30 % from run to run; see the README's Performance section).
 Each part of a parallel run is counted in its own callgrind process, as the difference between two runs that stop
 before and after it (imports, key loading and the sampling pass are in every run and cancel out):
 
-* serial before: imports, keys, the sampling pass, the capture heads (`base`);
+* serial before: imports (of modules compiled beforehand, as an installed acflow's are), keys, the sampling pass,
+  the capture heads (`base`);
 * stage 1, each process: `index_part` k (one byte range of the file);
 * stage 2, each process: `run_shard` k (its own frames, read at the indexed offsets, analysed; the other shards'
   trackers pickled, the first one's handed over as they are);
@@ -74,14 +75,29 @@ dumps(to_document(analysis, version=__version__))
 """
 
 
-def _count(capture: Path, keylog: Path, jobs: int, what: str) -> int:
+def _env(pycache: Path) -> dict:
+    """The runs' environment: this tree first on the path, its bytecode in ``pycache`` (compiled once by
+    `_compile`, as an installed acflow's is: else every run would also count compiling the modules whose
+    bytecode in the tree is stale, which an installed copy never does)."""
+    return {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PYTHONPYCACHEPREFIX": str(pycache),
+            "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _compile(pycache: Path) -> None:
+    """Bytecode for acflow and its dependencies in ``pycache``: one import of everything the runs import."""
+    env = dict(_env(pycache))
+    del env["PYTHONDONTWRITEBYTECODE"]
+    subprocess.run([sys.executable, "-c", "import analyzer.parallel, analyzer.analyze, analyzer.report.json_report"],
+                   env=env, cwd=str(pycache), check=True)
+
+
+def _count(capture: Path, keylog: Path, jobs: int, what: str, pycache: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "run.py"
         script.write_text(_RUNNER)
         p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
                             str(script), str(capture), str(keylog), str(jobs), what], capture_output=True, text=True,
-                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
-                           cwd=tmp, check=False)
+                           env=_env(pycache), cwd=tmp, check=False)
     m = re.search(r"refs:\s*([\d,]+)", p.stderr)
     if p.returncode != 0 or m is None:
         raise SystemExit(f"callgrind run {what} failed (exit {p.returncode}): {p.stderr[-1500:]}")
@@ -92,8 +108,11 @@ def measure(capture: Path, keylog: Path, jobs: int, parallel: int | None = None)
     """Instructions of every part of a --jobs ``jobs`` run of ``capture`` and of one process (see the module doc)."""
     runs = ["base", "single", "both", "merge"] + [f"index{k}" for k in range(jobs)] + \
         [f"shard{k}" for k in range(jobs)]
-    with ThreadPoolExecutor(max_workers=parallel or os.cpu_count() or 1) as ex:
-        counts = dict(zip(runs, ex.map(lambda w: _count(capture, keylog, jobs, w), runs), strict=True))
+    with tempfile.TemporaryDirectory() as pycache, \
+            ThreadPoolExecutor(max_workers=parallel or os.cpu_count() or 1) as ex:
+        _compile(Path(pycache))
+        counts = dict(zip(runs, ex.map(lambda w: _count(capture, keylog, jobs, w, Path(pycache)), runs),
+                          strict=True))
     base = counts["base"]
     index = [counts[f"index{k}"] - base for k in range(jobs)]
     before_shards = base + sum(index)

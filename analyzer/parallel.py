@@ -56,6 +56,7 @@ import stat
 import time
 import zlib
 from array import array
+from collections import Counter
 from pathlib import Path
 
 from dissectors import packet as packet_mod
@@ -81,11 +82,6 @@ _WINDOW = 16 << 20  # bytes of a mapped file walked or read before their pages a
 MAX_JOBS = 256  # shards are numbered in one byte per packet by the index pass
 AUTO_MAX_JOBS = 8
 _INF = float("inf")
-
-
-def _mask(shard: int) -> bytes:
-    """The `bytes.translate` table that maps shard ``shard``'s number to 1 and every other to 0."""
-    return bytes(shard) + b"\x01" + bytes(255 - shard)
 
 
 class ParallelFallback(Exception):
@@ -128,12 +124,24 @@ def _ordered(raw) -> bytes:
     return a + b if a <= b else b + a
 
 
-class Sharder:
-    """Frame → shard: pairs in ``assigned`` go where the sampling pass put them, others by a hash of the pair."""
+NBUCKETS = 256  # address pairs are hashed into this many buckets; shards are made of whole buckets
 
-    def __init__(self, nshards: int, assigned: dict | None = None) -> None:
+
+def bucket_of(pair: bytes | None) -> int:
+    """The bucket of an address pair (`_pair_of`; None, not IP: bucket 0)."""
+    return 0 if pair is None else zlib.crc32(pair) % NBUCKETS
+
+
+class Sharder:
+    """Frame → shard: the bucket of the frame's address pair (`bucket_of`), then ``table[bucket]`` (bytes of
+    NBUCKETS shard numbers, from `assign`; default: the bucket modulo ``nshards``). ``Sharder(NBUCKETS,
+    IDENTITY)`` gives the bucket itself: what the index pass notes per frame."""
+
+    def __init__(self, nshards: int, table: bytes | None = None) -> None:
         self.n = nshards
-        self.assigned = dict(assigned or {})
+        self.table = table if table is not None else bytes(b % nshards for b in range(NBUCKETS))
+        if len(self.table) != NBUCKETS or max(self.table) >= nshards:
+            raise ValueError("a shard table maps each of the NBUCKETS buckets to a shard below nshards")
         self._raw: dict = {}  # raw 8-byte IPv4 address field of plain frames -> shard
 
     def __call__(self, fr) -> int:
@@ -181,12 +189,10 @@ class Sharder:
         return classify
 
     def of_pair(self, pair: bytes | None) -> int:
-        if pair is None:
-            return 0
-        s = self.assigned.get(pair)
-        if s is None:
-            s = zlib.crc32(pair) % self.n
-        return s
+        return self.table[bucket_of(pair)]
+
+
+IDENTITY = bytes(range(NBUCKETS))  # the index pass's table: a frame's bucket
 
 
 class _Raw:
@@ -223,19 +229,28 @@ def sample_pairs(paths, limit: int = SAMPLE_FRAMES) -> dict[bytes, int]:
     return weights
 
 
-def assign(weights: dict, nshards: int) -> tuple[dict, list[int]]:
-    """Greedy balance: heaviest pair first to the least loaded shard. Returns (pair → shard, bytes of traffic per
-    shard)."""
+def bucket_weights(pair_weights: dict) -> dict[int, int]:
+    """`sample_pairs`' weights summed per bucket."""
+    out: dict[int, int] = {}
+    for pair, w in pair_weights.items():
+        b = bucket_of(pair)
+        out[b] = out.get(b, 0) + w
+    return out
+
+
+def assign(weights: dict, nshards: int) -> tuple[bytes, list[int]]:
+    """Greedy balance of buckets (weights: bucket → work, e.g. frames or bytes) over ``nshards``: heaviest first to
+    the least loaded shard. Returns (the shard table: bucket → shard, as `Sharder` takes it; the work per shard).
+    Buckets without weight go round-robin."""
     loads = [(0, i) for i in range(nshards)]
-    out = {}
+    table = bytearray(b % nshards for b in range(NBUCKETS))
     per = [0] * nshards
-    for pair, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0] or b"")):
+    for bucket, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0])):
         load, i = heapq.heappop(loads)
-        if pair is not None:
-            out[pair] = i
+        table[bucket] = i
         per[i] += w
         heapq.heappush(loads, (load + w, i))
-    return out, per
+    return bytes(table), per
 
 
 def auto_jobs(paths, cores: int | None = None) -> int:
@@ -257,7 +272,7 @@ def auto_jobs(paths, cores: int | None = None) -> int:
     n = min(cores, AUTO_MAX_JOBS, sum(1 for w in weights.values() if w >= 0.02 * total))
     if n < 2:
         return 1
-    _assigned, per = assign(weights, n)
+    _table, per = assign(bucket_weights(weights), n)
     if not total or max(per) > AUTO_MAX_SHARE * total:
         return 1
     return n
@@ -271,7 +286,7 @@ def index_part(job: dict) -> dict:
     k > 0 starts at the first block boundary at or after its nominal start (`PcapParser.resync`), which
     `plan_index` checks against where part k - 1 ended."""
     path, k, n, head = job["path"], job["part"], job["parts"], job["head"]
-    classify = Sharder(job["nshards"], job["assigned"]).classifier()
+    classify = Sharder(NBUCKETS, IDENTITY).classifier()  # each packet's bucket (the shards are made of buckets later)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         parser = PcapParser()
         parser.feed(buf[:head])
@@ -332,10 +347,18 @@ def head_of(path) -> tuple[int, int] | None:
     return head, st.st_size
 
 
-def plan_index(parts: dict, heads: list, nshards: int) -> list[list[dict]] | None:
-    """From every part's index (``parts[(file, k)]``), each shard's reading plan: per file, its head length and
+def plan_index(parts: dict, heads: list, nshards: int) -> tuple[list[list[dict]], bytes] | None:
+    """From every part's index (``parts[(file, k)]``: each packet's bucket), the shard table (`assign`, balancing
+    the buckets' frame counts over the whole capture) and each shard's reading plan: per file, its head length and
     (offsets, ordinals, base) per part, the file's frame count and first/last times. None when a part met what
     only a whole read reproduces or the parts do not meet exactly (a resync guessed wrong)."""
+    counts: Counter = Counter()
+    for r in parts.values():
+        if r["status"] != "ok":
+            return None
+        counts.update(r["shards"])  # (counted at C speed)
+    table, _per = assign(dict(counts), nshards)
+    masks = [bytes(1 if table[b] == shard else 0 for b in range(NBUCKETS)) for shard in range(nshards)]
     plans: list[list[dict]] = [[] for _ in range(nshards)]
     for i, (head, size) in enumerate(heads):
         k, mine, base = 0, [[] for _ in range(nshards)], 0
@@ -343,12 +366,12 @@ def plan_index(parts: dict, heads: list, nshards: int) -> list[list[dict]] | Non
         while (i, k) in parts:
             r = parts[(i, k)]
             nxt = parts.get((i, k + 1))
-            if r["status"] != "ok" or r["crossing"] != (nxt["start"] if nxt is not None else size):
+            if r["crossing"] != (nxt["start"] if nxt is not None else size):
                 return None
             ordinals = range(1, r["count"] + 1)
             for shard in range(nshards):  # each shard's packets, picked out at C speed (a 0/1 mask per packet)
-                mask = r["shards"].translate(_mask(shard))
-                if shard in r["shards"]:
+                mask = r["shards"].translate(masks[shard])
+                if 1 in mask:
                     mine[shard].append((array("Q", itertools.compress(r["offsets"], mask)),
                                         array("I", itertools.compress(ordinals, mask)), base))
             base += r["count"]
@@ -358,7 +381,7 @@ def plan_index(parts: dict, heads: list, nshards: int) -> list[list[dict]] | Non
             k += 1
         for shard in range(nshards):
             plans[shard].append({"head": head, "parts": mine[shard], "frames": base, "first": first, "last": last})
-    return plans
+    return plans, table
 
 
 # -- one shard (in its own process) --------------------------------------------------------------------------
@@ -402,7 +425,7 @@ def run_shard(job: dict) -> dict:
 
     cpu0 = time.process_time()
     keys, info = load_keys(job["keylogs"], job["rsa_keys"])
-    sharder = Sharder(job["nshards"], job["assigned"])
+    sharder = Sharder(job["nshards"], job["table"])
     me = job["shard"]
     cur = [0, 0]  # (capture ordinal, frame being processed)
     inner = _InnerSpool(Path(job["inner"]) / f"inner-{me}.pickles") if job["inner"] else None
@@ -708,9 +731,8 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
     clock = time.perf_counter
     t0 = clock()
     keys, _info = load_keys(keylogs, rsa_keys)
-    assigned, _per = assign(sample_pairs(paths), jobs)
     base = {"paths": [str(p) for p in paths], "keylogs": [str(k) for k in keylogs or ()],
-            "rsa_keys": [str(k) for k in rsa_keys or ()], "nshards": jobs, "assigned": assigned,
+            "rsa_keys": [str(k) for k in rsa_keys or ()], "nshards": jobs, "table": None,
             "inner": None, "fast_lanes": fast_lanes, "max_flows": max_flows, "window": _WINDOW}
     methods = multiprocessing.get_all_start_methods()
     # fork when this process has no other thread (the CLI); else a fork server (started once, children forked
@@ -733,15 +755,19 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
             if all(h is not None for h in heads):
                 # stage 1: every process indexes a part of every file (each block is walked once in all)
                 part_jobs = [{"path": str(p), "head": h[0], "part": k, "parts": jobs if h[1] >= INDEX_MIN_BYTES
-                              else 1, "nshards": jobs, "assigned": assigned, "file": i, "window": _WINDOW}
+                              else 1, "file": i, "window": _WINDOW}
                              for i, (p, h) in enumerate(zip(paths, heads))
                              for k in range(jobs if h[1] >= INDEX_MIN_BYTES else 1)]
                 mine = [j for n, j in enumerate(part_jobs) if n % jobs == 0]
                 futures = [(j, ex.submit(index_part, j)) for n, j in enumerate(part_jobs) if n % jobs]
                 parts = {(j["file"], j["part"]): index_part(j) for j in mine}
                 parts.update({(j["file"], j["part"]): f.result() for j, f in futures})
-                plans = plan_index(parts, heads, jobs)
+                planned = plan_index(parts, heads, jobs)
                 del parts
+                if planned is not None:
+                    plans, base["table"] = planned
+            if plans is None:  # walked: the buckets balanced by the traffic of the capture's first frames
+                base["table"], _per = assign(bucket_weights(sample_pairs(paths)), jobs)
             # stage 2: the shards, each reading its own frames (indexed) or the whole file (walked)
             t2 = clock()
             if reading is not None:
@@ -753,7 +779,7 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
         t3 = clock()
         analysis, _pipe = merge(results, keys, paths, gateways)
         if reading is not None:  # where the time went (wall seconds; the shards' own CPU seconds)
-            reading["seconds"] = {"sample": round(t1 - t0, 4), "index": round(t2 - t1, 4),
+            reading["seconds"] = {"start": round(t1 - t0, 4), "index": round(t2 - t1, 4),
                                   "shards": round(t3 - t2, 4), "merge": round(clock() - t3, 4),
                                   "shard_cpu": [r["cpu"] for r in sorted(results, key=lambda r: r["shard"])]}
         if inner_sink is not None:

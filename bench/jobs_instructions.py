@@ -7,12 +7,13 @@ varies by ±30 % from run to run; see the README's Performance section).
     python -m bench.jobs_instructions --capture C --keylog K --jobs 3
 
 Each part of a parallel run is counted in its own callgrind process, as the difference between two runs that stop
-before and after it (imports, key loading and the sampling pass are in every run and cancel out):
+before and after it (imports and key loading are in every run and cancel out):
 
-* serial before: imports (of modules compiled beforehand, as an installed acflow's are), keys, the sampling pass,
-  the capture heads (`base`);
+* serial before: imports (of modules compiled beforehand, as an installed acflow's are), keys, the capture
+  heads (`base`);
 * stage 1, each process: `index_part` k (one byte range of the file);
-* stage 2, each process: `run_shard` k (its own frames, read at the indexed offsets, analysed; the other shards'
+* stage 2, each process: `plan_index` (the parts' buckets made into shards: in the first process only, counted
+  in each) and `run_shard` k (its own frames, read at the indexed offsets, analysed; the other shards'
   trackers pickled, the first one's handed over as they are);
 * serial after: `merge` (unpickling, renumbering, sessions, rules) and the JSON report;
 
@@ -46,23 +47,22 @@ keys, info = load_keys([keylog], [])
 if what == "single":
     dumps(to_document(analyze_paths([cap], keys, info), version=__version__))
     sys.exit(0)
-assigned, _per = P.assign(P.sample_pairs([cap]), jobs)
 head = P.head_of(cap)
 if head is None:
     sys.exit("not a capture the indexed reading takes")
-base = {"paths": [str(cap)], "keylogs": [str(keylog)], "rsa_keys": [], "nshards": jobs, "assigned": assigned,
+base = {"paths": [str(cap)], "keylogs": [str(keylog)], "rsa_keys": [], "nshards": jobs, "table": None,
         "inner": None, "fast_lanes": True, "max_flows": 1 << 16, "window": P._WINDOW}
-part = {"path": str(cap), "head": head[0], "parts": jobs, "nshards": jobs, "assigned": assigned, "file": 0,
-        "window": P._WINDOW}
+part = {"path": str(cap), "head": head[0], "parts": jobs, "file": 0, "window": P._WINDOW}
 if what == "base":
     sys.exit(0)
 if what.startswith("index"):
     P.index_part(dict(part, part=int(what[5:])))
     sys.exit(0)
 parts = {(0, k): P.index_part(dict(part, part=k)) for k in range(jobs)}
-plans = P.plan_index(parts, [head], jobs)
-if plans is None:
+planned = P.plan_index(parts, [head], jobs)
+if planned is None:
     sys.exit("the index parts did not meet")
+plans, base["table"] = planned
 if what.startswith("shard"):
     k = int(what[len("shard"):])
     P.run_shard(dict(base, shard=k, plan=plans[k], in_process=k == 0))
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     g = 1e9
     print(f"{r['capture']}, --jobs {r['jobs']}, instructions (10^9):")
     print(f"  one process                    {r['single'] / g:7.2f}")
-    print(f"  serial before (imports, keys, sampling) {r['base'] / g:7.2f}")
+    print(f"  serial before (imports, keys)  {r['base'] / g:7.2f}")
     print("  stage 1 index, per process     " + "  ".join(f"{x / g:.2f}" for x in r["index"]))
     print("  stage 2 shard, per process     " + "  ".join(f"{x / g:.2f}" for x in r["shards"]))
     print(f"  serial after (merge, report)   {r['merge'] / g:7.2f}")

@@ -23,6 +23,8 @@ from analyzer.parallel import (
     analyze_paths_parallel,
     analyze_with_jobs,
     assign,
+    bucket_of,
+    bucket_weights,
     sample_pairs,
 )
 from analyzer.report.json_report import to_document
@@ -131,12 +133,23 @@ def test_many_clients_split_and_merge_to_the_same_analysis(many_clients, monkeyp
     assert len({s["client"] for s in doc["sessions"]}) == len(MANY)
     # the shards really split the sessions between them
     weights = sample_pairs([many_clients])
-    assigned, per = assign(weights, 2)
+    table, per = assign(bucket_weights(weights), 2)
     assert min(per) > 0.3 * sum(per), per
-    sharder = Sharder(2, assigned)
+    sharder = Sharder(2, table)
     assert len({sharder.of_pair(p) for p in weights}) == 2
+    # the index pass balances the buckets' frames over the whole capture (no sampling pass)
+    head = parallel.head_of(many_clients)
+    part = {"path": str(many_clients), "head": head[0], "parts": 1, "part": 0, "window": 1 << 20}
+    plans, index_table = parallel.plan_index({(0, 0): parallel.index_part(part)}, [head], 2)
+    frames = [sum(len(offsets) for offsets, _o, _b in plan[0]["parts"]) for plan in plans]
+    assert sum(frames) == plans[0][0]["frames"] and min(frames) > 0.3 * sum(frames), frames
+    by_index = Sharder(2, index_table)
+    for k in range(2):  # each shard's frames are those the table gives it, by their address pair's bucket
+        ordinals = {n for _off, ords, base in plans[k][0]["parts"] for n in (o + base for o in ords)}
+        assert ordinals == {n for n, fr in enumerate(iter_frames(many_clients), 1) if by_index(fr) == k}
+    assert {index_table[bucket_of(p)] for p in weights} == {0, 1}
     # the parser's filter (shards other than the first build no Frame for others' frames) decides as the sharder
-    keepers = [Sharder(2, assigned).keeper(i) for i in range(2)]
+    keepers = [Sharder(2, table).keeper(i) for i in range(2)]
     for fr in iter_frames(many_clients):
         assert [k(fr.linktype, fr.data, 0, len(fr.data)) for k in keepers] == [sharder(fr) == i for i in range(2)]
     for jobs in (2, 4):

@@ -8,13 +8,15 @@ pipeline (`Pipeline.finish`). How a shard gets its frames:
 
 * indexed (uncompressed pcap and pcapng files): stage 1, every process walks one byte range of each file
   (`index_part`: the first packet boundary after the range's nominal start is guessed from the bytes,
-  `PcapParser.resync`) and notes each frame's offset and ordinal per shard (`PcapParser.index_range`);
-  `plan_index` checks that each range's walk ended exactly where the next one started and numbers the frames;
+  `PcapParser.resync`) and notes each frame's offset and the bucket of its address pair (`bucket_of`: 256 buckets;
+  `PcapParser.index_range`); `plan_index` checks that each range's walk ended exactly where the next one started,
+  gives each shard whole buckets (balanced by their frame counts: `assign`) and numbers the frames;
   stage 2, each shard reads its own frames at those offsets (`PcapParser.frames_at`) after the file's head (pcap
   header; pcapng section, interfaces, secrets). A range holding anything but packets (a block after the first
   packet that changes the parser's state, a damaged block or record) or a wrong guess sends every shard to the
   other way;
-* walked: every process reads the whole file, its parser building only its shard's frames (``keep``).
+* walked: every process reads the whole file, its parser building only its shard's frames (``keep``); the
+  buckets are balanced by the bytes of the first SAMPLE_FRAMES frames (`sample_pairs`).
 
 Nothing is copied between processes but the index and the results. The connection trackers of every shard are
 then sent to this process, which builds the sessions and applies the rules once, over all of them, exactly as

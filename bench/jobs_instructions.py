@@ -137,7 +137,8 @@ def main(argv=None) -> int:
     if not args.capture.exists():
         print(f"no capture at {args.capture} (python -m bench --modes gateway makes it)", file=sys.stderr)
         return 2
-    r = measure(args.capture, args.keylog or args.capture.parent / "keys.log", args.jobs)
+    capture = args.capture.resolve()  # (the runs start in a temporary directory)
+    r = measure(capture, (args.keylog or capture.parent / "keys.log").resolve(), args.jobs)
     g = 1e9
     print(f"{r['capture']}, --jobs {r['jobs']}, instructions (10^9):")
     print(f"  one process                    {r['single'] / g:7.2f}")

@@ -63,10 +63,12 @@ def reveal(value: Any, show_secrets: bool) -> Any:
         return reveal(value.raw if show_secrets else value.redacted, show_secrets)
     if isinstance(value, Secret):
         return str.__str__(value) if show_secrets else REDACTED
-    if isinstance(value, dict):
-        return {k: reveal(v, show_secrets) for k, v in value.items()}
+    if isinstance(value, dict):  # (plain values taken in the loop: a call each would be most of the walk's time)
+        return {k: v if (tv := type(v)) is str or tv is int or tv is float or tv is bool or v is None
+                else reveal(v, show_secrets) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [reveal(v, show_secrets) for v in value]
+        return [v if (tv := type(v)) is str or tv is int or tv is float or tv is bool or v is None
+                else reveal(v, show_secrets) for v in value]
     if isinstance(value, bytes):
         return value.hex()
     return value

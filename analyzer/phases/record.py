@@ -45,18 +45,26 @@ class XMLText(Redactable):
     __slots__ = ()
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # Record subclass -> its fields' names, in order
+
+
 class Record:
     """Base of the typed details records (each subclass is a dataclass)."""
 
     __slots__ = ()
 
     def to_json(self, show_secrets: bool = False) -> dict:
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))
         out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if v is UNSET:
-                continue
-            out[f.name] = reveal(v, show_secrets)
+        for name in names:
+            v = getattr(self, name)
+            t = type(v)
+            if t is str or t is int or t is float or t is bool or v is None:  # (reveal gives these as they are)
+                out[name] = v
+            elif v is not UNSET:
+                out[name] = reveal(v, show_secrets)
         return out
 
     def json_value(self, show_secrets: bool = False) -> dict:

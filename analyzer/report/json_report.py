@@ -38,9 +38,23 @@ def dumps(doc) -> str:
 
 
 def _clean(v):
+    """``v`` in JSON types: dict keys as strings, tuples and sets as lists (sets sorted), bytes as hex, IntEnums by
+    name, non-finite floats as null. Most values are plain strings, integers, booleans and None: those are taken
+    inside the containers' loops (a call per value would be most of the walk's time)."""
     t = type(v)
     if t is str or t is int or t is bool or v is None:  # most values
         return v
+    if t is dict:
+        out = {}
+        for k, x in v.items():
+            tx = type(x)
+            # (x - x is 0.0 for a finite float only)
+            out[k if type(k) is str else str(k)] = x if tx is str or tx is int or tx is bool or x is None or \
+                (tx is float and x - x == 0.0) else _clean(x)
+        return out
+    if t is list or t is tuple:
+        return [x if type(x) is str or type(x) is int or x is None or (type(x) is float and x - x == 0.0)
+                else _clean(x) for x in v]
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):

@@ -388,27 +388,35 @@ def plan_index(parts: dict, heads: list, nshards: int) -> tuple[list[list[dict]]
 
 # -- one shard (in its own process) --------------------------------------------------------------------------
 
+def _shard_ref(name: str):
+    """Stands, in a shard's pickle, for an object of the merging process (`_ShardUnpickler.find_class` resolves it)."""
+    raise RuntimeError(f"{name}: a shard's reference outside _ShardUnpickler")
+
+
 class _ShardPickler(pickle.Pickler):
     """Trackers out of a shard: its pipeline, key store and session cache by reference (the merging side puts its
-    own in their place), ciphers and the flow table dropped (the pass is over: nothing is decrypted any more)."""
+    own in their place), ciphers and the flow table dropped (the pass is over: nothing is decrypted any more).
+    Through `reducer_override`, which the pickler does not call for the plain values that are most of the objects
+    (None, booleans, numbers, strings, bytes, exact lists/dicts/tuples/sets); `persistent_id` would be a Python
+    call for every one of them."""
 
     def __init__(self, f, pipe) -> None:
         super().__init__(f, protocol=pickle.HIGHEST_PROTOCOL)
         self.pipe = pipe
 
-    def persistent_id(self, obj):
+    def reducer_override(self, obj):
         if obj is self.pipe:
-            return "pipe"
+            return _shard_ref, ("pipe",)
         t = type(obj)
         if t is KeyStore:
-            return "keys"
+            return _shard_ref, ("keys",)
         if t is SessionCache:
-            return "cache"
+            return _shard_ref, ("cache",)
         if t is FlowTable:  # a TCPStream's table (its fast path keeps the table's order): the pass is over
-            return "none"
-        if (t.__module__ or "").startswith("cryptography"):
-            return "none"
-        return None
+            return _shard_ref, ("none",)
+        if (getattr(t, "__module__", None) or "").startswith("cryptography"):
+            return _shard_ref, ("none",)
+        return NotImplemented
 
 
 class _ShardUnpickler(pickle.Unpickler):
@@ -416,8 +424,10 @@ class _ShardUnpickler(pickle.Unpickler):
         super().__init__(f)
         self.refs = refs
 
-    def persistent_load(self, pid):
-        return self.refs[pid]
+    def find_class(self, module: str, name: str):
+        if name == "_shard_ref" and module == __name__:
+            return self.refs.__getitem__
+        return super().find_class(module, name)
 
 
 def run_shard(job: dict) -> dict:

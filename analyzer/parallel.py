@@ -430,6 +430,16 @@ class _ShardUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+_COUNTS = None  # frames analysed per shard, shared by the processes of an --jobs run (see `_share_counts`)
+
+
+def _share_counts(counts) -> None:
+    """The worker processes' initializer: the run's shared per-shard frame counts (an unlocked
+    multiprocessing.Array: each shard writes only its own slot)."""
+    global _COUNTS  # noqa: PLW0603 - one per process, set once when the process starts
+    _COUNTS = counts
+
+
 def run_shard(job: dict) -> dict:
     """Analyse shard ``job["shard"]`` of ``job["paths"]`` up to the end of the pipeline; return its trackers
     (pickled), the stream numbers it gave, its inner packets and (every shard) the capture summaries."""
@@ -466,16 +476,22 @@ def run_shard(job: dict) -> dict:
     feed = an.feed
     plan = job.get("plan")
 
+    counts, progress = _COUNTS, job.get("progress")  # (progress: the merging process's own shard only)
+
     def feed_batch(batch) -> None:
         if inner is None:
             an.feed_events(batch)  # the batch loop, lanes and all
-            return
-        for ev in batch:  # exported inner packets are ordered by the frame being processed: frame by frame
-            if type(ev) is Frame:
-                cur[1] = ev.number
-                feed(ev)
-            else:
-                an.feed_events([ev])
+        else:
+            for ev in batch:  # exported inner packets are ordered by the frame being processed: frame by frame
+                if type(ev) is Frame:
+                    cur[1] = ev.number
+                    feed(ev)
+                else:
+                    an.feed_events([ev])
+        if counts is not None:
+            counts[me] = pipe.frames
+            if progress is not None:
+                progress(sum(counts))
 
     for ordinal, path in enumerate(job["paths"]):
         ci = an.start_capture(str(path))
@@ -727,16 +743,17 @@ def _dtls_ports(state: dict) -> set[int]:
 
 
 def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=None, gateways=None,
-                           fast_lanes: bool = True, max_flows: int = 1 << 16, reading: dict | None = None):
+                           fast_lanes: bool = True, max_flows: int = 1 << 16, reading: dict | None = None,
+                           progress=None):
     """The `Analysis` of ``paths`` over ``jobs`` processes (this one included); raises ParallelFallback when the
     capture must be analysed in one process, InputError when it cannot be read. ``reading``, if given, gets
     ``mode``: "indexed" (each process walked a part of the files, then read its own frames) or "walked" (each
-    process read the files whole)."""
+    process read the files whole). ``progress(frames)``, if given, is called as the shards go on with the frames
+    they analysed so far, all processes together (the CLI's progress line), last with the capture's frame count."""
     # the process pool's modules only here: `acflow analyze` on one core never loads them (~25 ms of start-up)
     import multiprocessing  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
     import threading  # noqa: PLC0415
-    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
     from .analyze import load_keys  # noqa: PLC0415
 
@@ -761,44 +778,64 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
         # the objects this process holds so far are frozen out of the collector while the workers are forked: a
         # collection in a worker would otherwise write to (and so copy) every page of them
         gc.freeze()
-        with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx) as ex:
-            plans = None
-            t1 = clock()
-            if all(h is not None for h in heads):
-                # stage 1: every process indexes a part of every file (each block is walked once in all)
-                part_jobs = [{"path": str(p), "head": h[0], "part": k, "parts": jobs if h[1] >= INDEX_MIN_BYTES
-                              else 1, "file": i, "window": _WINDOW}
-                             for i, (p, h) in enumerate(zip(paths, heads))
-                             for k in range(jobs if h[1] >= INDEX_MIN_BYTES else 1)]
-                mine = [j for n, j in enumerate(part_jobs) if n % jobs == 0]
-                futures = [(j, ex.submit(index_part, j)) for n, j in enumerate(part_jobs) if n % jobs]
-                parts = {(j["file"], j["part"]): index_part(j) for j in mine}
-                parts.update({(j["file"], j["part"]): f.result() for j, f in futures})
-                planned = plan_index(parts, heads, jobs)
-                del parts
-                if planned is not None:
-                    plans, base["table"] = planned
-            if plans is None:  # walked: the buckets balanced by the traffic of the capture's first frames
-                base["table"], _per = assign(bucket_weights(sample_pairs(paths)), jobs)
-            # stage 2: the shards, each reading its own frames (indexed) or the whole file (walked)
-            t2 = clock()
-            if reading is not None:
-                reading["mode"] = "walked" if plans is None else "indexed"
-            jobs_list = [dict(base, shard=i, plan=plans[i] if plans is not None else None) for i in range(jobs)]
-            futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
-            gc.unfreeze()
-            results = [run_shard(dict(jobs_list[0], in_process=True))] + [f.result() for f in futures]
-        t3 = clock()
+        global _COUNTS  # noqa: PLW0603 - this process's own shard writes its slot too (reset below)
+        counts = _COUNTS = ctx.Array("Q", jobs, lock=False) if progress is not None else None
+        try:
+            results, t3 = _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t0)
+        finally:
+            _COUNTS = None
         analysis, _pipe = merge(results, keys, paths, gateways)
         if reading is not None:  # where the time went (wall seconds; the shards' own CPU seconds)
-            reading["seconds"] = {"start": round(t1 - t0, 4), "index": round(t2 - t1, 4),
-                                  "shards": round(t3 - t2, 4), "merge": round(clock() - t3, 4),
-                                  "shard_cpu": [r["cpu"] for r in sorted(results, key=lambda r: r["shard"])]}
+            reading["seconds"]["merge"] = round(clock() - t3, 4)
+            reading["seconds"]["shard_cpu"] = [r["cpu"] for r in sorted(results, key=lambda r: r["shard"])]
         if inner_sink is not None:
             # (capture, frame being processed, shard, order): each spool is sorted, so is their merge
             for p in heapq.merge(*(_spooled(r["inner"]) for r in results), key=lambda p: p[:4]):
                 inner_sink(p[4], p[5], p[6], p[7], p[8])
     return analysis
+
+
+def _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t0):
+    """Stages 1 and 2 of `analyze_paths_parallel` (its process pool): the shards' results and when they ended."""
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait  # noqa: PLC0415
+
+    pool = {"initializer": _share_counts, "initargs": (counts,)} if counts is not None else {}
+    with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=ctx, **pool) as ex:
+        plans = None
+        t1 = clock()
+        if all(h is not None for h in heads):
+            # stage 1: every process indexes a part of every file (each block is walked once in all)
+            part_jobs = [{"path": str(p), "head": h[0], "part": k, "parts": jobs if h[1] >= INDEX_MIN_BYTES
+                          else 1, "file": i, "window": _WINDOW}
+                         for i, (p, h) in enumerate(zip(paths, heads))
+                         for k in range(jobs if h[1] >= INDEX_MIN_BYTES else 1)]
+            mine = [j for n, j in enumerate(part_jobs) if n % jobs == 0]
+            futures = [(j, ex.submit(index_part, j)) for n, j in enumerate(part_jobs) if n % jobs]
+            parts = {(j["file"], j["part"]): index_part(j) for j in mine}
+            parts.update({(j["file"], j["part"]): f.result() for j, f in futures})
+            planned = plan_index(parts, heads, jobs)
+            del parts
+            if planned is not None:
+                plans, base["table"] = planned
+        if plans is None:  # walked: the buckets balanced by the traffic of the capture's first frames
+            base["table"], _per = assign(bucket_weights(sample_pairs(paths)), jobs)
+        # stage 2: the shards, each reading its own frames (indexed) or the whole file (walked)
+        t2 = clock()
+        if reading is not None:
+            reading["mode"] = "walked" if plans is None else "indexed"
+        jobs_list = [dict(base, shard=i, plan=plans[i] if plans is not None else None) for i in range(jobs)]
+        futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
+        gc.unfreeze()
+        first = run_shard(dict(jobs_list[0], in_process=True, progress=progress))
+        if progress is not None:  # the other shards' frames while they go on
+            while wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION).not_done:
+                progress(sum(counts))
+            progress(sum(counts))
+        results = [first] + [f.result() for f in futures]
+    t3 = clock()
+    if reading is not None:
+        reading["seconds"] = {"start": round(t1 - t0, 4), "index": round(t2 - t1, 4), "shards": round(t3 - t2, 4)}
+    return results, t3
 
 
 def analyze_with_jobs(paths, keylogs, rsa_keys, keys, key_info, jobs, *, inner_sink=None, progress=None,
@@ -810,7 +847,8 @@ def analyze_with_jobs(paths, keylogs, rsa_keys, keys, key_info, jobs, *, inner_s
     n = auto_jobs(paths) if jobs is None else max(1, int(jobs))
     if n > 1:
         try:
-            return analyze_paths_parallel(paths, keylogs, rsa_keys, n, inner_sink=inner_sink, gateways=gateways)
+            return analyze_paths_parallel(paths, keylogs, rsa_keys, n, inner_sink=inner_sink, gateways=gateways,
+                                          progress=progress)
         except ParallelFallback as e:
             if warn is not None:
                 warn(f"--jobs {n}: {e}; analysed in one process")

@@ -230,3 +230,18 @@ def test_a_block_the_index_does_not_reproduce_makes_the_shards_read_the_file_who
             reading: dict = {}
             assert _parallel([cap], [], [], jobs, reading) == want, (name, jobs)
             assert reading["mode"] == ("walked" if name == "middle" else "indexed"), (name, jobs)
+
+
+def test_progress_counts_every_shards_frames(many_clients, reading_mode):
+    """`acflow analyze --jobs N` shows the progress line as one process does: the frames analysed so far by all
+    shards together, never going back, ending at the capture's frame count; the analysis is the same with it."""
+    keylogs = [SAMPLES / n / "keys.log" for n in MANY]
+    want = _parallel([many_clients], keylogs, [], 3)
+    seen: list = []
+    analysis = analyze_paths_parallel([many_clients], keylogs, [], 3, inner_sink=lambda *a: None,
+                                      progress=seen.append)
+    total = sum(1 for _ in iter_frames(many_clients))
+    assert analysis.captures[0].frames == total
+    assert seen and seen[-1] == total and seen == sorted(seen), seen[-5:]
+    assert json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True) == want[0]
+    assert parallel._COUNTS is None  # the shared counts are this run's only

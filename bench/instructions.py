@@ -9,7 +9,8 @@ commit before it).
 Each count is the difference between analysing the first N frames twice and once in one process (reading the
 capture, imports and start-up cancel out), divided by N. The frames read are frozen out of the garbage collector
 and each run starts after a collection, so that the two runs' collections match; no process writes bytecode
-caches (else the first would compile modules the second then finds compiled, and its count would be the lower).
+caches (else the first would compile modules the second then finds compiled, and its count would be the lower);
+every module is compiled beforehand into a temporary bytecode cache (PYTHONPYCACHEPREFIX), so no run compiles any.
 Needs valgrind and the bench captures (bench/cache/, made by `python -m bench`). Callgrind runs ~50x slower than
 the real thing: 30 000 frames take about a minute.
 """
@@ -55,15 +56,33 @@ print(n)
 """
 
 
-def _count(tree: Path, capture: Path, frames: int, runs: int) -> tuple[int, int]:
+def _env(tree: Path, pycache: Path, write: bool = False) -> dict:
+    env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "PYTHONPYCACHEPREFIX": str(pycache)}
+    if not write:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _compile(tree: Path, capture: Path, pycache: Path) -> None:
+    """Bytecode of everything an analysis of `capture` imports (lazy imports included), in `pycache`: the counted
+    runs then import compiled modules, as an installed acflow does. (Compiling a module whose bytecode in the tree
+    is stale is not the same work in a run that imports it first and in one that finds it imported; counting it
+    made the difference of two runs mean nothing.)"""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "run.py"
+        script.write_text(_RUNNER)
+        subprocess.run([sys.executable, str(script), str(capture), "2000", "1"], capture_output=True, check=True,
+                       env=_env(tree, pycache, write=True), cwd=tmp)
+
+
+def _count(tree: Path, capture: Path, frames: int, runs: int, pycache: Path) -> tuple[int, int]:
     """(instructions, frames read) of `runs` analyses of the first `frames` frames, with `tree` first on the path."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "run.py"
         script.write_text(_RUNNER)
         p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
                             str(script), str(capture), str(frames), str(runs)], capture_output=True, text=True,
-                           env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
-                           cwd=tmp, check=False)
+                           env=_env(tree, pycache), cwd=tmp, check=False)
     m = re.search(r"refs:\s*([\d,]+)", p.stderr)
     if p.returncode != 0 or m is None:
         raise SystemExit(f"callgrind run failed (exit {p.returncode}): {p.stderr[-1500:]}")
@@ -71,8 +90,10 @@ def _count(tree: Path, capture: Path, frames: int, runs: int) -> tuple[int, int]
 
 
 def per_frame(tree: Path, capture: Path, frames: int) -> tuple[float, int]:
-    once, n = _count(tree, capture, frames, 1)
-    twice, _ = _count(tree, capture, frames, 2)
+    with tempfile.TemporaryDirectory() as pycache:
+        _compile(tree, capture, Path(pycache))
+        once, n = _count(tree, capture, frames, 1, Path(pycache))
+        twice, _ = _count(tree, capture, frames, 2, Path(pycache))
     return (twice - once) / n, n
 
 

@@ -840,8 +840,11 @@ def _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t
 
 def analyze_with_jobs(paths, keylogs, rsa_keys, keys, key_info, jobs, *, inner_sink=None, progress=None,
                       gateways=None, warn=None):
-    """`acflow analyze --jobs`: ``jobs`` None (auto, see `auto_jobs`) or a number; one process when 1 or when the
-    shards turn out to depend on each other (``warn(message)`` says so)."""
+    """`acflow analyze --jobs`: ``jobs`` None (auto, see `auto_jobs`) or a number; one process when 1, when the
+    shards turn out to depend on each other, or when a worker process died (killed, out of memory): ``warn(message)``
+    says so. (Nothing reaches ``inner_sink`` before the shards are merged, so the one-process run starts clean.)"""
+    from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
+
     from .analyze import analyze_paths  # noqa: PLC0415
 
     n = auto_jobs(paths) if jobs is None else max(1, int(jobs))
@@ -852,4 +855,8 @@ def analyze_with_jobs(paths, keylogs, rsa_keys, keys, key_info, jobs, *, inner_s
         except ParallelFallback as e:
             if warn is not None:
                 warn(f"--jobs {n}: {e}; analysed in one process")
+        except BrokenProcessPool:
+            if warn is not None:
+                warn(f"--jobs {n}: a worker process ended abruptly (killed, or out of memory); analysed in one "
+                     "process")
     return analyze_paths(paths, keys, key_info, inner_sink=inner_sink, progress=progress, gateways=gateways)

@@ -245,3 +245,34 @@ def test_progress_counts_every_shards_frames(many_clients, reading_mode):
     assert seen and seen[-1] == total and seen == sorted(seen), seen[-5:]
     assert json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True) == want[0]
     assert parallel._COUNTS is None  # the shared counts are this run's only
+
+
+def test_a_worker_that_dies_falls_back_to_one_process(many_clients, monkeypatch):
+    """A worker process killed mid-analysis (the OOM killer, a user's kill -9): `analyze_with_jobs` says so and
+    analyses in one process, the same result and inner packets as ever; no traceback, nothing half-exported."""
+    import os
+    import signal
+    import threading
+
+    keylogs = [SAMPLES / n / "keys.log" for n in MANY]
+    me = os.getpid()
+
+    class Dying(parallel.Analyzer):
+        def __init__(self, *a, **k) -> None:
+            if os.getpid() != me:  # a worker's shard: killed as the OOM killer would
+                os.kill(os.getpid(), signal.SIGKILL)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(parallel, "Analyzer", Dying)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # workers forked: they inherit the patch
+    with pytest.raises(Exception, match="terminated abruptly"):
+        analyze_paths_parallel([many_clients], keylogs, [], 2)
+    warned: list = []
+    inner: list = []
+    keys, info = load_keys(keylogs, [])
+    analysis = analyze_with_jobs([many_clients], keylogs, [], keys, info, 2, warn=warned.append,
+                                 inner_sink=lambda *a: inner.append(a))
+    assert len(warned) == 1 and "worker process ended abruptly" in warned[0] and "one process" in warned[0]
+    want = _serial([many_clients], keylogs, [])
+    assert json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True) == want[0]
+    assert inner == want[1]

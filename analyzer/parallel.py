@@ -256,9 +256,9 @@ def assign(weights: dict, nshards: int) -> tuple[bytes, list[int]]:
 
 
 def auto_jobs(paths, cores: int | None = None) -> int:
-    """--jobs auto: 1 for captures under AUTO_MIN_BYTES or whose sampled traffic is mostly one address pair (one
-    big tunnel: splitting by client would not help), else the machine's cores (at most AUTO_MAX_JOBS, and no more
-    than the address pairs with 2 % of the sampled bytes or more)."""
+    """--jobs auto: 1 for captures under AUTO_MIN_BYTES or whose sampled traffic (the first SAMPLE_FRAMES frames) is
+    mostly one address pair (one big tunnel: splitting by client would not help), else the machine's cores (at
+    most AUTO_MAX_JOBS, and no more than the address-pair buckets with 2 % of the sampled frames or more)."""
     cores = cores or os.cpu_count() or 1
     if cores < 2:
         return 1
@@ -268,16 +268,45 @@ def auto_jobs(paths, cores: int | None = None) -> int:
         return 1
     if size < AUTO_MIN_BYTES:
         return 1
-    weights = sample_pairs(paths)
+    weights = sample_buckets(paths)
+    if weights is None:  # (compressed…) the first frames parsed
+        weights = bucket_weights(sample_pairs(paths))
     total = sum(weights.values())
-    # no more shards than address pairs that carry traffic (an idle shard still costs a process), nor than AUTO_MAX_JOBS
+    # no more shards than address-pair buckets that carry traffic (an idle shard still costs a process), nor than
+    # AUTO_MAX_JOBS
     n = min(cores, AUTO_MAX_JOBS, sum(1 for w in weights.values() if w >= 0.02 * total))
     if n < 2:
         return 1
-    _table, per = assign(bucket_weights(weights), n)
+    _table, per = assign(weights, n)
     if not total or max(per) > AUTO_MAX_SHARE * total:
         return 1
     return n
+
+
+def sample_buckets(paths, limit: int = SAMPLE_FRAMES) -> dict[int, int] | None:
+    """Frames per address-pair bucket over the first ``limit`` frames, read as the index pass reads them (block
+    headers and address fields only: a third of what parsing the frames costs); None when a file is not one the
+    index pass reads (`head_of`)."""
+    counts: Counter = Counter()
+    classify = Sharder(NBUCKETS, IDENTITY).classifier()
+    for path in paths:
+        head = head_of(path)
+        if head is None:
+            return None
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            parser = PcapParser()
+            parser.feed(buf[:head[0]])
+            pos, size, n = head[0], len(buf), sum(counts.values())
+            while n < limit and pos < size:  # 1 MiB at a time: no further than the sample
+                r = parser.index_range(buf, pos, min(size, pos + (1 << 20)), classify)
+                counts.update(r["shards"][:limit - n])
+                n += len(r["shards"])
+                if r["status"] != "ok" or r["crossing"] == pos:  # the frames before what the walk does not take
+                    break
+                pos = r["crossing"]
+        if n >= limit:
+            break
+    return dict(counts)
 
 
 # -- the index pass: each process walks a part of each file ------------------------------------------------

@@ -203,6 +203,15 @@ def test_auto_splits_only_large_captures_of_several_clients(many_clients, monkey
     assert parallel.auto_jobs([many_clients], cores=1) == 1
     # one client-gateway pair (a client-side capture of one tunnel): nothing to split
     assert parallel.auto_jobs([SAMPLES / "baseline" / "capture.pcapng"], cores=4) == 1
+    # the sample (read as the index pass reads) counts the first frames' buckets as the sharder sees them
+    by_bucket = parallel.Sharder(parallel.NBUCKETS, parallel.IDENTITY)
+    frames = list(iter_frames(many_clients))
+    for limit in (1, 500, len(frames) + 10):
+        want: dict = {}
+        for fr in frames[:limit]:
+            want[by_bucket(fr)] = want.get(by_bucket(fr), 0) + 1
+        assert parallel.sample_buckets([many_clients], limit) == want
+    assert parallel.sample_buckets([ROOT / "tests" / "corpus" / "generated" / "does-not-exist.pcapng"]) is None
 
 
 def test_a_block_the_index_does_not_reproduce_makes_the_shards_read_the_file_whole(tmp_path, monkeypatch):

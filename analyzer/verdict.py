@@ -15,13 +15,13 @@ session gets one line saying so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from .evidence import split_endpoint
 from .model import Analysis, Finding, Session
 from .phases.cstp_connect import connect_details
 from .phases.dtls import DTLSDetails
-from .phases.record import Record
+from .phases.record import Record, record
 
 OUTCOMES = ("healthy", "degraded", "tunnel-lost", "failed", "inconclusive")
 SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
@@ -67,7 +67,7 @@ CONNECTED_BUT = {
 }
 
 
-@dataclass
+@record
 class SessionVerdict(Record):
     """The session's verdict (analyzer/verdict.py): what the user experienced, why, the proving frames, the remedy."""
     outcome: str = field(metadata={"description": "healthy, degraded, tunnel-lost, failed or inconclusive"})

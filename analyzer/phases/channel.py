@@ -6,13 +6,12 @@ The records are made from the tracker's dicts by keyword (`ChannelSummary(**summ
 loudly (TypeError) until it gets its field here — and with it its place in the JSON schema."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from .record import Record
+from .record import Record, record
 
 
-@dataclass
+@record
 class Disconnect(Record):
     """A CSTP/DTLS DISCONNECT or TERMINATE frame."""
     direction: str
@@ -22,7 +21,7 @@ class Disconnect(Record):
     reason: str | None
 
 
-@dataclass
+@record
 class DPDSummary(Record):
     requests: dict[str, int]  # per direction
     answered: int
@@ -31,13 +30,13 @@ class DPDSummary(Record):
     exchanges: list[dict[str, Any]]  # {direction, ts, frame, rtt, answer_frame, …}: the first 50
 
 
-@dataclass
+@record
 class OversizePackets(Record):
     count: int
     samples: list[dict[str, Any]]  # {direction, ts, frame, length, carried, df}
 
 
-@dataclass
+@record
 class ChannelSummary(Record):
     frames: dict[str, dict[str, dict[str, int]]]  # direction → CSTP frame type → {count, bytes}
     inner_packets: dict[str, int]

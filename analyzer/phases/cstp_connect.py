@@ -2,17 +2,17 @@
 X-DTLS-*) and what the client asked for, and the CSTP channel of the first tunnel connection."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from dissectors.redact import redact_xml
 
 from ..model import Phase
 from .channel import ChannelSummary
 from .grouping import Group, headers_view, to_int
-from .record import UNSET, HeaderList, Record, XMLText
+from .record import UNSET, HeaderList, Record, XMLText, record
 
 
-@dataclass
+@record
 class TunnelParameters(Record):
     """What the gateway granted in its CONNECT answer (X-CSTP-*, X-DTLS-* headers)."""
     address: str | None
@@ -43,7 +43,7 @@ class TunnelParameters(Record):
     dtls_content_encoding: str | None
 
 
-@dataclass
+@record
 class RequestedParameters(Record):
     """What the client asked for in its CONNECT request."""
     mtu: int | None
@@ -56,7 +56,7 @@ class RequestedParameters(Record):
     hostname: str | None
 
 
-@dataclass
+@record
 class ConnectExchange(Record):
     """One CONNECT and its answer (the response keys only when answered; parameters only for a 2xx)."""
     time: float
@@ -76,13 +76,13 @@ class ConnectExchange(Record):
     post_auth_xml: XMLText = UNSET
 
 
-@dataclass
+@record
 class TunnelEstablished(Record):
     time: float | None
     frame: int | None
 
 
-@dataclass
+@record
 class CSTPConnectDetails(Record):
     """The CONNECTs; the parameters, channel and counters of the first one answered 2xx."""
     connects: list[ConnectExchange] = field(default_factory=list)
@@ -94,7 +94,7 @@ class CSTPConnectDetails(Record):
     tls_records: dict[str, int] = UNSET
 
 
-@dataclass
+@record
 class CSTPUndecryptedDetails(Record):
     """No key: the TLS connection that carries (or may carry) the CONNECT and the tunnel, seen from outside."""
     connection: str

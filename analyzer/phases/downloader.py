@@ -3,16 +3,16 @@ the profiles of the auth reply's manifest checked against what was fetched."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..model import Phase, Secret
 from ..wording import plural
 from .grouping import DOWNLOADER_PATHS, Group, cookie
-from .record import UNSET, Record
+from .record import UNSET, Record, record
 from .user_auth import ManifestEntry
 
 
-@dataclass
+@record
 class DownloaderGet(Record):
     time: float
     frame: int
@@ -25,7 +25,7 @@ class DownloaderGet(Record):
     response_frame: int = UNSET
 
 
-@dataclass
+@record
 class ProfileCheck(Record):
     uri: str | None
     fetched: bool
@@ -33,7 +33,7 @@ class ProfileCheck(Record):
     hash_matches: bool | None = UNSET
 
 
-@dataclass
+@record
 class DownloaderDetails(Record):
     gets: list[DownloaderGet] = field(default_factory=list)
     connections: list[int] = UNSET  # tcp.stream numbers of the downloader's TLS sessions

@@ -3,7 +3,6 @@ decrypted or recognised from the record pattern — the channel statistics) and 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 from dissectors.tls.names import cipher_suite_name
@@ -15,12 +14,12 @@ from ..wording import plural
 from .channel import ChannelSummary
 from .cstp_connect import TunnelParameters, connect_details
 from .grouping import Group
-from .record import UNSET, Record
+from .record import UNSET, Record, record
 
 INCOMPLETE_WAIT = 1.0  # seconds of capture after the last DTLS hello before "no answer" is a fact
 
 
-@dataclass
+@record
 class DTLSHello(Record):
     """One DTLS ClientHello."""
     ts: float
@@ -31,7 +30,7 @@ class DTLSHello(Record):
     cookie: bool  # it carries a HelloVerifyRequest's cookie
 
 
-@dataclass
+@record
 class DTLSServerHello(Record):
     ts: float
     frame: int
@@ -40,7 +39,7 @@ class DTLSServerHello(Record):
     version: int
 
 
-@dataclass
+@record
 class DirectionEstimate(Record):
     """One direction of an undecrypted DTLS channel, read from record sizes (analyzer/keyless.py)."""
     records: int
@@ -52,7 +51,7 @@ class DirectionEstimate(Record):
     disconnect: int = UNSET  # records of a DISCONNECT's size (a payload too short for an IP packet)
 
 
-@dataclass
+@record
 class ChannelEstimate(Record):
     """What an undecrypted DTLS channel carried, *estimated* from record sizes and the cipher suite's overhead."""
     estimated: bool  # always true: a reading of sizes, not of contents
@@ -83,7 +82,7 @@ def direction_estimate(d) -> DirectionEstimate:
                              mtu_probes=d.mtu_probes, disconnect=d.disconnect)
 
 
-@dataclass
+@record
 class DTLSFlowSummary(Record):
     """One UDP flow of the DTLS channel."""
     connection: str  # "udp.stream N"
@@ -126,7 +125,7 @@ class DTLSFlowSummary(Record):
     estimate: ChannelEstimate = UNSET
 
 
-@dataclass
+@record
 class DTLSDetails(Record):
     """The DTLS flows and the main one's outcome; without flows only `offered` (did the gateway offer DTLS)."""
     flows: list[DTLSFlowSummary] = UNSET

@@ -1,16 +1,16 @@
 """Phase 2, group-selection: the aggregate-auth `type="init"` POSTs and the group list the gateway answered."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..model import Phase
 from ..wording import plural
 from .grouping import Group, any_undecrypted, headers_view, posts
-from .record import UNSET, HeaderList, Record
+from .record import UNSET, HeaderList, Record, record
 from .user_auth import FormInput, form_inputs
 
 
-@dataclass
+@record
 class OpaqueInfo(Record):
     tunnel_group: str | None
     group_alias: str | None
@@ -18,7 +18,7 @@ class OpaqueInfo(Record):
     config_hash: str | None
 
 
-@dataclass
+@record
 class InitPost(Record):
     """One `type="init"` POST and the gateway's answer (the response keys only when there was an answer)."""
     time: float
@@ -44,7 +44,7 @@ class InitPost(Record):
     form: list[FormInput] = UNSET  # its form as sent (fields with type, label, options; the group list included)
 
 
-@dataclass
+@record
 class FallbackPost(Record):
     """A legacy urlencoded login POST after an init the gateway did not answer with config-auth XML."""
     time: float
@@ -53,7 +53,7 @@ class FallbackPost(Record):
     status: int | None
 
 
-@dataclass
+@record
 class FallbackGet(Record):
     """A GET of the URL the client POSTed to (openconnect's fallback when its POST is refused)."""
     time: float
@@ -63,14 +63,14 @@ class FallbackGet(Record):
     response_frame: int | None
 
 
-@dataclass
+@record
 class GroupOption(Record):
     value: str | None
     label: str | None
     selected: bool
 
 
-@dataclass
+@record
 class GroupSelectionDetails(Record):
     posts: list[InitPost] = field(default_factory=list)
     aggregate_auth_version_offered: str | None = None

@@ -18,17 +18,16 @@ meaning (`undecrypted`: the contents were not read); `inferred.status` is the re
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..inference import ConnectionReading, read_connection
 from ..model import Phase
 from .dtls import DirectionEstimate, direction_estimate
 from .grouping import Group
-from .record import UNSET, Record
+from .record import UNSET, Record, record
 
 
-@dataclass
+@record
 class InferredRound(Record):
     """One HTTP request/response round seen from outside (sizes are plaintext bytes: record minus overhead)."""
     connection: str
@@ -42,7 +41,7 @@ class InferredRound(Record):
     response_bytes: int
 
 
-@dataclass
+@record
 class InferredConnection(Record):
     """An extra TLS connection between the login and the tunnel (the downloader's, most likely)."""
     connection: str
@@ -52,7 +51,7 @@ class InferredConnection(Record):
     bytes: dict[str, int]  # plaintext bytes per direction, over its rounds
 
 
-@dataclass
+@record
 class CSTPEstimate(Record):
     """The CSTP frames of an undecrypted tunnel connection, by class, *estimated* from record sizes."""
     estimated: bool  # always true
@@ -67,7 +66,7 @@ class CSTPEstimate(Record):
     last_data: dict[str, float]
 
 
-@dataclass
+@record
 class InferredTunnel(Record):
     """One tunnel connection: its CONNECT round, when the tunnel came up and how it ended."""
     connection: str
@@ -82,7 +81,7 @@ class InferredTunnel(Record):
     estimate: CSTPEstimate | None
 
 
-@dataclass
+@record
 class PhaseInference(Record):
     """The keyless reading of a phase: the status it most likely had, how sure, and on what it rests."""
     status: str  # ok / failed / absent

@@ -10,6 +10,7 @@ is its schema; `UNSET`-defaulted fields are the optional keys.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from typing import Any
 
 from ..model import Redactable, reveal
@@ -48,17 +49,42 @@ class XMLText(Redactable):
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # Record subclass -> its fields' names, in order
 
 
+def _names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def record(cls):
+    """``@dataclass`` for a `Record` subclass, less the ``__eq__`` and ``__repr__`` it would generate: the class
+    uses Record's, which do what dataclasses' do from the field list (generating two functions per class is most
+    of what creating it costs, and ~50 classes are created at every start)."""
+    return dataclasses.dataclass(eq=False, repr=False)(cls)
+
+
 class Record:
-    """Base of the typed details records (each subclass is a dataclass)."""
+    """Base of the typed details records (each subclass is a dataclass, made by `record`)."""
 
     __slots__ = ()
 
+    def __eq__(self, other: object) -> bool:
+        # a dataclass's __eq__: the fields in order, between instances of the same class only
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        names = _names(self.__class__)
+        return tuple(getattr(self, n) for n in names) == tuple(getattr(other, n) for n in names)
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, compared by value: as a dataclass with eq)
+
+    @reprlib.recursive_repr()
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in _names(self.__class__))
+        return f"{self.__class__.__qualname__}({fields})"
+
     def to_json(self, show_secrets: bool = False) -> dict:
-        names = _FIELD_NAMES.get(type(self))
-        if names is None:
-            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))
         out = {}
-        for name in names:
+        for name in _names(type(self)):
             v = getattr(self, name)
             t = type(v)
             if t is str or t is int or t is float or t is bool or v is None:  # (reveal gives these as they are)

@@ -14,10 +14,10 @@ from ..evidence import fmt_endpoint
 from ..model import Phase
 from ..tcptracker import TCPTracker
 from .grouping import Group
-from .record import UNSET, Record
+from .record import UNSET, Record, record
 
 
-@dataclass
+@record
 class ClientHelloInfo(Record):
     frame: int
     time: float
@@ -30,7 +30,7 @@ class ClientHelloInfo(Record):
     extended_master_secret: bool
 
 
-@dataclass
+@record
 class ServerHelloInfo(Record):
     frame: int
     time: float
@@ -42,7 +42,7 @@ class ServerHelloInfo(Record):
     extended_master_secret: bool
 
 
-@dataclass
+@record
 class TLSAlert(Record):
     direction: str
     level: int | None
@@ -52,21 +52,21 @@ class TLSAlert(Record):
     frame: int
 
 
-@dataclass
+@record
 class CertificateRequestInfo(Record):
     frame: int
     time: float
     ca_names: list[str]
 
 
-@dataclass
+@record
 class ClientCertificateInfo(Record):
     frame: int
     count: int
     certificates: list[dict[str, Any]]  # certs.describe()
 
 
-@dataclass
+@record
 class ClientCertificateUse(Record):
     """What one TLS connection shows of client-certificate authentication: the request and the client's answer."""
     connection: str
@@ -87,7 +87,7 @@ CONNECTION_DOC = {"description": "tcp.stream N / udp.stream N, numbered per capt
 CAPTURE_DOC = {"description": "path of the capture file the flow was first seen in (its stream number is of that file)"}
 
 
-@dataclass
+@record
 class FlowSummary(Record):
     """What `Session.connections` says of every flow of the session, TCP or UDP."""
     connection: str = field(metadata=CONNECTION_DOC)  # "tcp.stream N" / "udp.stream N"
@@ -124,7 +124,7 @@ class DTLSConnectionSummary(FlowSummary):
     dtls: bool = True
 
 
-@dataclass
+@record
 class TLSHandshakeDetails(Record):
     connection: str
     client: str

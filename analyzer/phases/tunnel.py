@@ -2,14 +2,14 @@
 flow, how the tunnel ended, and the inner-traffic buckets the HTML plots read (`series`, not in the JSON)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from .dtls import DTLSDetails
 from .grouping import Group
-from .record import UNSET, Record
+from .record import UNSET, Record, record
 
 
-@dataclass
+@record
 class TunnelEnd(Record):
     """A DISCONNECT or TERMINATE frame and the channel it came over."""
     direction: str
@@ -20,7 +20,7 @@ class TunnelEnd(Record):
     channel: str  # "cstp" / "dtls"
 
 
-@dataclass
+@record
 class CSTPTotals(Record):
     """Sums over every tunnel connection of the session."""
     inner_packets: dict[str, int]
@@ -31,14 +31,14 @@ class CSTPTotals(Record):
     disconnect: TunnelEnd | None = None
 
 
-@dataclass
+@record
 class DTLSTotals(Record):
     inner_packets: dict[str, int]
     inner_bytes: dict[str, int]
     undecrypted_records: dict[str, int]
 
 
-@dataclass
+@record
 class UndecryptedTLS(Record):
     """No key and no tunnel seen: the TLS connection with the most records, as the wire shows it."""
     connection: str
@@ -46,7 +46,7 @@ class UndecryptedTLS(Record):
     bytes: dict[str, int]
 
 
-@dataclass
+@record
 class Tunnel(Record):
     cstp: CSTPTotals = UNSET
     dtls: DTLSTotals = UNSET

@@ -2,15 +2,15 @@
 gateway's `type="complete"` answer (session token, server-cert-hash, manifests) or its refusal."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from ..model import Phase, Secret
 from ..wording import plural
 from .grouping import Group, any_undecrypted, form_fields, posts, set_cookie, xml_view
-from .record import UNSET, Record, XMLText
+from .record import UNSET, Record, XMLText, record
 
 
-@dataclass
+@record
 class FormOption(Record):
     """An `<option>` of a form's `<select>`, as the gateway sent it."""
     value: str | None
@@ -18,7 +18,7 @@ class FormOption(Record):
     selected: bool
 
 
-@dataclass
+@record
 class FormInput(Record):
     """A field of a form the gateway sent (`<input>` or `<select>`), as sent: its name, type (`text`, `password`,
     `hidden`…, `select` for a `<select>`) and label; a `<select>`'s options. Never a value."""
@@ -40,7 +40,7 @@ def form_inputs(form) -> list[FormInput]:
     return out
 
 
-@dataclass
+@record
 class AuthRound(Record):
     """One POST of the login (aggregate-auth `auth-reply`, or `form` for a legacy urlencoded login)."""
     time: float
@@ -63,7 +63,7 @@ class AuthRound(Record):
     form: list[FormInput] = UNSET  # the answer's form as sent (fields with type, label, options), when it had one
 
 
-@dataclass
+@record
 class ManifestEntry(Record):
     type: str | None
     uri: str | None
@@ -72,7 +72,7 @@ class ManifestEntry(Record):
     version: str | None
 
 
-@dataclass
+@record
 class UserAuthDetails(Record):
     rounds: list[AuthRound] = field(default_factory=list)
     mode: str = "aggregate-auth"  # or "legacy-form"

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from cryptography import x509
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 WEAK_RSA_BITS = 2048
 
@@ -94,11 +93,6 @@ def _name(n: x509.Name) -> str:
 
 def describe(der: bytes) -> dict:
     """Subject, issuer, validity, SANs, key type/size, hashes of one DER certificate (never raises)."""
-    # cryptography's x509 only here: loading it is a fifth of acflow's start-up, and many runs see no certificate
-    # (TLS 1.3 without keys, `acflow diff`, `--help`)
-    from cryptography import x509  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa  # noqa: PLC0415
-
     out: dict = {"sha1": hashlib.sha1(der).hexdigest().upper(), "sha256": hashlib.sha256(der).hexdigest().upper()}
     try:
         cert = x509.load_der_x509_certificate(der)

@@ -285,7 +285,7 @@ def auto_jobs(paths, cores: int | None = None) -> int:
 
 def sample_buckets(paths, limit: int = SAMPLE_FRAMES) -> dict[int, int] | None:
     """Frames per address-pair bucket over the first ``limit`` frames, read as the index pass reads them (block
-    headers and address fields only: a third of what parsing the frames costs); None when a file is not one the
+    headers and address fields only: less than half what parsing the frames costs); None when a file is not one the
     index pass reads (`head_of`)."""
     counts: Counter = Counter()
     classify = Sharder(NBUCKETS, IDENTITY).classifier()

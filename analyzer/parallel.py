@@ -505,7 +505,9 @@ def run_shard(job: dict) -> dict:
     feed = an.feed
     plan = job.get("plan")
 
-    counts, progress = _COUNTS, job.get("progress")  # (progress: the merging process's own shard only)
+    # the shared frame counts: the workers' from their initializer, the merging process's own shard's (with its
+    # progress callback) in its job
+    counts, progress = job.get("counts", _COUNTS), job.get("progress")
 
     def feed_batch(batch) -> None:
         if inner is None:
@@ -807,12 +809,8 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
         # the objects this process holds so far are frozen out of the collector while the workers are forked: a
         # collection in a worker would otherwise write to (and so copy) every page of them
         gc.freeze()
-        global _COUNTS  # noqa: PLW0603 - this process's own shard writes its slot too (reset below)
-        counts = _COUNTS = ctx.Array("Q", jobs, lock=False) if progress is not None else None
-        try:
-            results, t3 = _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t0)
-        finally:
-            _COUNTS = None
+        counts = ctx.Array("Q", jobs, lock=False) if progress is not None else None
+        results, t3 = _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t0)
         analysis, _pipe = merge(results, keys, paths, gateways)
         if reading is not None:  # where the time went (wall seconds; the shards' own CPU seconds)
             reading["seconds"]["merge"] = round(clock() - t3, 4)
@@ -855,7 +853,7 @@ def _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t
         jobs_list = [dict(base, shard=i, plan=plans[i] if plans is not None else None) for i in range(jobs)]
         futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
         gc.unfreeze()
-        first = run_shard(dict(jobs_list[0], in_process=True, progress=progress))
+        first = run_shard(dict(jobs_list[0], in_process=True, progress=progress, counts=counts))
         if progress is not None:  # the other shards' frames while they go on
             while wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION).not_done:
                 progress(sum(counts))

@@ -253,7 +253,7 @@ def test_progress_counts_every_shards_frames(many_clients, reading_mode):
     assert analysis.captures[0].frames == total
     assert seen and seen[-1] == total and seen == sorted(seen), seen[-5:]
     assert json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True) == want[0]
-    assert parallel._COUNTS is None  # the shared counts are this run's only
+    assert parallel._COUNTS is None  # (set in worker processes only)
 
 
 def test_a_worker_that_dies_falls_back_to_one_process(many_clients, monkeypatch):

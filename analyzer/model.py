@@ -50,6 +50,11 @@ class Redactable:
         return f"Redactable({self.redacted!r})"
 
 
+#: the types `reveal` gives back as they are (exact types: a Secret is a str subclass); tested with ``type(v) in``
+#: inside the containers' loops, a call per plain value being most of a walk's time
+PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def reveal(value: Any, show_secrets: bool) -> Any:
     """Recursively turn Secrets into their value (show_secrets) or into REDACTED; the JSON-ready form. Typed
     records (analyzer/phases/record.py `Record`) give their own JSON form (`json_value`)."""
@@ -63,12 +68,10 @@ def reveal(value: Any, show_secrets: bool) -> Any:
         return reveal(value.raw if show_secrets else value.redacted, show_secrets)
     if isinstance(value, Secret):
         return str.__str__(value) if show_secrets else REDACTED
-    if isinstance(value, dict):  # (plain values taken in the loop: a call each would be most of the walk's time)
-        return {k: v if (tv := type(v)) is str or tv is int or tv is float or tv is bool or v is None
-                else reveal(v, show_secrets) for k, v in value.items()}
+    if isinstance(value, dict):
+        return {k: v if type(v) in PLAIN_TYPES else reveal(v, show_secrets) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [v if (tv := type(v)) is str or tv is int or tv is float or tv is bool or v is None
-                else reveal(v, show_secrets) for v in value]
+        return [v if type(v) in PLAIN_TYPES else reveal(v, show_secrets) for v in value]
     if isinstance(value, bytes):
         return value.hex()
     return value

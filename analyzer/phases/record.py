@@ -13,7 +13,7 @@ import dataclasses
 import reprlib
 from typing import Any
 
-from ..model import Redactable, reveal
+from ..model import PLAIN_TYPES, Redactable, reveal
 
 
 class _Unset:
@@ -86,8 +86,7 @@ class Record:
         out = {}
         for name in _names(type(self)):
             v = getattr(self, name)
-            t = type(v)
-            if t is str or t is int or t is float or t is bool or v is None:  # (reveal gives these as they are)
+            if type(v) in PLAIN_TYPES:  # (reveal gives these as they are)
                 out[name] = v
             elif v is not UNSET:
                 out[name] = reveal(v, show_secrets)

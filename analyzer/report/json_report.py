@@ -37,6 +37,9 @@ def dumps(doc) -> str:
     return json.dumps(doc, indent=2, default=str)
 
 
+_KEPT = frozenset({str, int, bool, type(None)})  # exact types `_clean` gives back as they are
+
+
 def _clean(v):
     """``v`` in JSON types: dict keys as strings, tuples and sets as lists (sets sorted), bytes as hex, IntEnums by
     name, non-finite floats as null. Most values are plain strings, integers, booleans and None: those are taken
@@ -44,17 +47,12 @@ def _clean(v):
     t = type(v)
     if t is str or t is int or t is bool or v is None:  # most values
         return v
+    # (in the loops, a float is kept as it is when finite: x - x is 0.0 for a finite float only)
     if t is dict:
-        out = {}
-        for k, x in v.items():
-            tx = type(x)
-            # (x - x is 0.0 for a finite float only)
-            out[k if type(k) is str else str(k)] = x if tx is str or tx is int or tx is bool or x is None or \
-                (tx is float and x - x == 0.0) else _clean(x)
-        return out
+        return {k if type(k) is str else str(k): x if (tx := type(x)) in _KEPT or (tx is float and x - x == 0.0)
+                else _clean(x) for k, x in v.items()}
     if t is list or t is tuple:
-        return [x if type(x) is str or type(x) is int or x is None or (type(x) is float and x - x == 0.0)
-                else _clean(x) for x in v]
+        return [x if (tx := type(x)) in _KEPT or (tx is float and x - x == 0.0) else _clean(x) for x in v]
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):

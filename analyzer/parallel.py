@@ -289,6 +289,7 @@ def sample_buckets(paths, limit: int = SAMPLE_FRAMES) -> dict[int, int] | None:
     index pass reads (`head_of`)."""
     counts: Counter = Counter()
     classify = Sharder(NBUCKETS, IDENTITY).classifier()
+    plain: dict = {}  # raw address field -> bucket (see `PcapParser.index_range`)
     for path in paths:
         head = head_of(path)
         if head is None:
@@ -298,7 +299,7 @@ def sample_buckets(paths, limit: int = SAMPLE_FRAMES) -> dict[int, int] | None:
             parser.feed(buf[:head[0]])
             pos, size, n = head[0], len(buf), sum(counts.values())
             while n < limit and pos < size:  # 1 MiB at a time: no further than the sample
-                r = parser.index_range(buf, pos, min(size, pos + (1 << 20)), classify)
+                r = parser.index_range(buf, pos, min(size, pos + (1 << 20)), classify, plain=plain)
                 counts.update(r["shards"][:limit - n])
                 n += len(r["shards"])
                 if r["status"] != "ok" or r["crossing"] == pos:  # the frames before what the walk does not take
@@ -318,6 +319,7 @@ def index_part(job: dict) -> dict:
     `plan_index` checks against where part k - 1 ended."""
     path, k, n, head = job["path"], job["part"], job["parts"], job["head"]
     classify = Sharder(NBUCKETS, IDENTITY).classifier()  # each packet's bucket (the shards are made of buckets later)
+    plain: dict = {}  # the buckets of plain IPv4 frames by their raw address field, read by the walk itself
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         parser = PcapParser()
         parser.feed(buf[:head])
@@ -332,7 +334,8 @@ def index_part(job: dict) -> dict:
         out = None
         pos = start
         while True:
-            r = parser.index_range(buf, pos, min(hi, pos + job["window"]), classify, out["count"] if out else 0)
+            r = parser.index_range(buf, pos, min(hi, pos + job["window"]), classify, out["count"] if out else 0,
+                                   plain)
             _release(buf, pos, r["crossing"])
             if out is None:
                 out = r
@@ -870,12 +873,13 @@ def analyze_with_jobs(paths, keylogs, rsa_keys, keys, key_info, jobs, *, inner_s
     """`acflow analyze --jobs`: ``jobs`` None (auto, see `auto_jobs`) or a number; one process when 1, when the
     shards turn out to depend on each other, or when a worker process died (killed, out of memory): ``warn(message)``
     says so. (Nothing reaches ``inner_sink`` before the shards are merged, so the one-process run starts clean.)"""
-    from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
-
     from .analyze import analyze_paths  # noqa: PLC0415
 
     n = auto_jobs(paths) if jobs is None else max(1, int(jobs))
     if n > 1:
+        # (the process pool's modules only now: `--jobs auto` on a small capture never loads them, ~15 ms)
+        from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
+
         try:
             return analyze_paths_parallel(paths, keylogs, rsa_keys, n, inner_sink=inner_sink, gateways=gateways,
                                           progress=progress)

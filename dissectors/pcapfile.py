@@ -140,6 +140,10 @@ _LE = {
     "II": struct.Struct("<II"),
     "EPB": struct.Struct("<IIIII"),
     "EPBHEAD": struct.Struct("<IIIIIII"),  # block type and length, then the EPB fields
+    # the EPB head and, in the packet of an Ethernet frame, its EtherType, IPv4 protocol and address field (bytes 12,
+    # 23, 26-33: `index_range`'s plain frames; network order, read as bytes)
+    "EPBPLAIN": struct.Struct("<III8xI4x12x2s9xB2x8s"),  # (the times and original length skipped)
+    "RECPLAIN": struct.Struct("<8xI4x12x2s9xB2x8s"),  # a classic pcap record's included length, then the same
     "OPB": struct.Struct("<HHIIII"),
     "IDB": struct.Struct("<HHI"),
     "OPT": struct.Struct("<HH"),
@@ -583,7 +587,7 @@ class PcapParser:
 
     # --- reading by ranges (analyzer/parallel.py: each process indexes a part of the file, reads its own frames) --
 
-    def index_range(self, buf, start: int, end: int, classify, counted: int = 0) -> dict:
+    def index_range(self, buf, start: int, end: int, classify, counted: int = 0, plain: dict | None = None) -> dict:
         """Index the packets (pcapng: Enhanced Packet Blocks; classic pcap: records) of the capture file ``buf``
         (all of it, e.g. an mmap) from the packet boundary ``start`` up to the first one at or past ``end``. This
         parser must have been fed the file's head (``buf[:head_length(buf)]``: byte order, interfaces). Returns
@@ -594,21 +598,33 @@ class PcapParser:
         (the file's size at its end); ``first_ts``/``last_ts`` the times of this call's first and last packet.
         ``status`` is "ok", or "other" when the range holds anything this walk does not reproduce exactly as
         `feed` would (a new section, interface or secrets block, other packet blocks, a block `feed` would report
-        as damaged): the caller then reads the file whole."""
+        as damaged): the caller then reads the file whole.
+
+        ``plain``, if given, is a cache (dict) of ``classify``'s answers for plain frames — Ethernet, IPv4, not ICMP,
+        at least 34 bytes — by their raw 8-byte address field (bytes 26-33): for a classifier whose answer for such
+        a frame depends on that field alone (the --jobs address-pair buckets), the walk reads the field with the
+        block's head and calls ``classify`` once per address pair instead of once per packet."""
         if self.format == "pcap":
-            return self._index_pcap(buf, start, end, classify, counted)
+            return self._index_pcap(buf, start, end, classify, counted, plain)
         s = self._s
         u_II, u_I, u_head = s["II"].unpack_from, s["I"].unpack_from, s["EPBHEAD"].unpack_from
+        u_plain = s["EPBPLAIN"].unpack_from
+        cached = plain.get if plain is not None else None
         linktypes = [itf.linktype for itf in self._ifaces]
         nif, maxb, size = len(linktypes), self.max_block, len(buf)
         offsets, shards = array("Q"), bytearray()
         add_offset, add_shard = offsets.append, shards.append
         pos, status = start, "ok"
+        etype = proto = addrs = None
         while pos < end:
-            if size - pos >= 28:  # block header and EPB fields in one call (a block this close to the end: below)
+            if cached is not None and size - pos >= 62:  # the head and the packet's plain fields in one call
+                btype, blen, iface, caplen, etype, proto, addrs = u_plain(buf, pos)
+            elif size - pos >= 28:  # block header and EPB fields in one call (a block this close to the end: below)
                 btype, blen, iface, _th, _tl, caplen, _orig = u_head(buf, pos)
+                etype = None
             elif size - pos >= 12:
                 (btype, blen), iface, caplen = u_II(buf, pos), 0, 0
+                etype = None
             else:
                 status = "other"  # a truncated block: `feed` reports it
                 break
@@ -620,7 +636,13 @@ class PcapParser:
                     status = "other"
                     break
                 add_offset(pos)
-                add_shard(classify(linktypes[iface], buf, pos + 28, caplen))
+                if etype == b"\x08\x00" and caplen >= 34 and proto != 1 and linktypes[iface] == 1:
+                    c = cached(addrs)
+                    if c is None:
+                        c = plain[addrs] = classify(1, buf, pos + 28, caplen)
+                    add_shard(c)
+                else:
+                    add_shard(classify(linktypes[iface], buf, pos + 28, caplen))
             elif btype not in _INDEX_PASSED:
                 status = "other"
                 break
@@ -684,23 +706,35 @@ class PcapParser:
             append(_new_frame(base + ordinal, ts, itf.linktype, buf[pos + 28:pos + 28 + caplen], orig, iface))
         return out
 
-    def _index_pcap(self, buf, start: int, end: int, classify, counted: int) -> dict:
+    def _index_pcap(self, buf, start: int, end: int, classify, counted: int, plain: dict | None = None) -> dict:
         """`index_range` of a classic pcap file: records, no block types (nothing but packets to pass over)."""
         unpack, linktype = self._rec.unpack_from, self._pcap_linktype
+        u_plain = (_BE if self._rec.format.startswith(">") else _LE)["RECPLAIN"].unpack_from
+        cached = plain.get if plain is not None and linktype == 1 else None
         maxb, size = self.max_block, len(buf)
         offsets, shards = array("Q"), bytearray()
         add_offset, add_shard = offsets.append, shards.append
         pos, status = start, "ok"
         while pos < end:
-            if size - pos < 16:
+            if cached is not None and size - pos >= 50:
+                incl, etype, proto, addrs = u_plain(buf, pos)
+            elif size - pos < 16:
                 status = "other"  # a truncated record: `feed` reports it
                 break
-            _sec, _frac, incl, _orig = unpack(buf, pos)
+            else:
+                _sec, _frac, incl, _orig = unpack(buf, pos)
+                etype = None
             if incl > maxb or incl > size - pos - 16:
                 status = "other"
                 break
             add_offset(pos)
-            add_shard(classify(linktype, buf, pos + 16, incl))
+            if etype == b"\x08\x00" and incl >= 34 and proto != 1:
+                c = cached(addrs)
+                if c is None:
+                    c = plain[addrs] = classify(linktype, buf, pos + 16, incl)
+                add_shard(c)
+            else:
+                add_shard(classify(linktype, buf, pos + 16, incl))
             pos += 16 + incl
         return {"status": status, "start": start, "crossing": pos, "count": counted + len(offsets),
                 "offsets": offsets, "shards": shards,

@@ -31,7 +31,9 @@ def dumps(doc) -> str:
     (orjson: 5e-6, the standard library 5e-06: the same number)."""
     if orjson is not None:
         try:
-            return _NON_ASCII.sub(_escape, orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode())
+            text = orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode()
+            # (a report is mostly ASCII: one C scan instead of the pattern's walk over every character)
+            return text if text.isascii() else _NON_ASCII.sub(_escape, text)
         except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits…: the standard library
             pass
     return json.dumps(doc, indent=2, default=str)

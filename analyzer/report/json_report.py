@@ -2,9 +2,9 @@
 docs/acflow-report.schema.json)."""
 from __future__ import annotations
 
+import codecs
 import json
 import math
-import re
 
 from ..timefmt import iso
 
@@ -13,16 +13,22 @@ try:  # orjson: the same document ~10x faster than the standard library's encode
 except ImportError:  # pragma: no cover - a platform without its wheel: the standard library, same text but floats
     orjson = None
 
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-
-
-def _escape(m) -> str:
+def _u_escape(c: str) -> str:
     """A non-ASCII character as JSON's \\u escape(s), as the standard library's ensure_ascii writes it."""
-    c = ord(m.group())
+    c = ord(c)
     if c < 0x10000:
         return f"\\u{c:04x}"
     c -= 0x10000
     return f"\\u{0xD800 | (c >> 10):04x}\\u{0xDC00 | (c & 0x3FF):04x}"
+
+
+def _json_u_errors(e: UnicodeEncodeError) -> tuple[str, int]:
+    """Codec error handler "acflow-json-u": each run of characters ASCII cannot encode as \\u escapes (the
+    encoder scans the text at C speed and calls this only for those runs)."""
+    return "".join(_u_escape(c) for c in e.object[e.start:e.end]), e.end
+
+
+codecs.register_error("acflow-json-u", _json_u_errors)
 
 
 def dumps(doc) -> str:
@@ -32,8 +38,8 @@ def dumps(doc) -> str:
     if orjson is not None:
         try:
             text = orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode()
-            # (a report is mostly ASCII: one C scan instead of the pattern's walk over every character)
-            return text if text.isascii() else _NON_ASCII.sub(_escape, text)
+            # (a report is mostly ASCII: the codec's C scan, a Python call per run of other characters only)
+            return text if text.isascii() else text.encode("ascii", "acflow-json-u").decode("ascii")
         except (TypeError, orjson.JSONEncodeError):  # an integer beyond 64 bits…: the standard library
             pass
     return json.dumps(doc, indent=2, default=str)

@@ -11,7 +11,9 @@ before and after it (imports and key loading are in every run and cancel out):
 
 * serial before: imports (of modules compiled beforehand, as an installed acflow's are), keys, the capture
   heads (`base`);
-* stage 1, each process: `index_part` k (one byte range of the file);
+* stage 1, each process: `index_part` k (one byte range of the file); beside it, not in the critical path, the
+  bare walk of the same range (`floor`: one struct call per block and its offset kept, no checks, no
+  classification), the least any Python walk of the blocks costs;
 * stage 2, each process: `plan_index` (the parts' buckets made into shards: in the first process only, counted
   in each) and `run_shard` k (its own frames, read at the indexed offsets, analysed; the other shards'
   trackers pickled, the first one's handed over as they are);
@@ -57,6 +59,27 @@ if what == "base":
     sys.exit(0)
 if what.startswith("index"):
     P.index_part(dict(part, part=int(what[5:])))
+    sys.exit(0)
+if what.startswith("floor"):  # the bare walk of part k: one struct call per block, its offset kept, nothing else
+    import mmap
+    import struct
+    from array import array
+    from dissectors.pcapfile import PcapParser
+    k = int(what[5:])
+    with open(cap, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        parser = PcapParser()
+        parser.feed(buf[:head[0]])
+        size = len(buf)
+        lo = head[0] + (size - head[0]) * k // jobs
+        hi = size if k == jobs - 1 else head[0] + (size - head[0]) * (k + 1) // jobs
+        pos = head[0] if k == 0 else parser.resync(buf, lo)
+        u = struct.Struct("<II").unpack_from
+        offsets = array("Q")
+        add = offsets.append
+        while pos < hi:
+            _btype, blen = u(buf, pos)
+            add(pos)
+            pos += blen
     sys.exit(0)
 parts = {(0, k): P.index_part(dict(part, part=k)) for k in range(jobs)}
 planned = P.plan_index(parts, [head], jobs)
@@ -107,7 +130,7 @@ def _count(capture: Path, keylog: Path, jobs: int, what: str, pycache: Path) -> 
 def measure(capture: Path, keylog: Path, jobs: int, parallel: int | None = None) -> dict:
     """Instructions of every part of a --jobs ``jobs`` run of ``capture`` and of one process (see the module doc)."""
     runs = ["base", "single", "both", "merge"] + [f"index{k}" for k in range(jobs)] + \
-        [f"shard{k}" for k in range(jobs)]
+        [f"shard{k}" for k in range(jobs)] + [f"floor{k}" for k in range(jobs)]
     with tempfile.TemporaryDirectory() as pycache, \
             ThreadPoolExecutor(max_workers=parallel or os.cpu_count() or 1) as ex:
         _compile(Path(pycache))
@@ -118,9 +141,10 @@ def measure(capture: Path, keylog: Path, jobs: int, parallel: int | None = None)
     before_shards = base + sum(index)
     shard = [counts[f"shard{k}"] - before_shards for k in range(jobs)]
     merge = counts["merge"] - counts["both"]
+    floor = [counts[f"floor{k}"] - base for k in range(jobs)]
     critical = base + max(index) + max(shard) + merge
     return {"capture": str(capture), "jobs": jobs, "single": counts["single"], "base": base, "index": index,
-            "shards": shard, "merge": merge, "critical_path": critical,
+            "shards": shard, "merge": merge, "critical_path": critical, "index_floor": floor,
             "total": base + sum(index) + (counts["both"] - before_shards) + merge,
             "speed_up": round(counts["single"] / critical, 3)}
 
@@ -144,6 +168,7 @@ def main(argv=None) -> int:
     print(f"  one process                    {r['single'] / g:7.2f}")
     print(f"  serial before (imports, keys)  {r['base'] / g:7.2f}")
     print("  stage 1 index, per process     " + "  ".join(f"{x / g:.2f}" for x in r["index"]))
+    print("    (bare block walk, per process " + "  ".join(f"{x / g:.2f}" for x in r["index_floor"]) + ")")
     print("  stage 2 shard, per process     " + "  ".join(f"{x / g:.2f}" for x in r["shards"]))
     print(f"  serial after (merge, report)   {r['merge'] / g:7.2f}")
     print(f"  critical path                  {r['critical_path'] / g:7.2f}   all processes {r['total'] / g:.2f} "

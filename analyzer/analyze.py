@@ -111,7 +111,7 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
     """Filters, --summary, --fail-on, --tz: analyzer/selection.py and the renderers (issue #17)."""
     import os  # noqa: PLC0415
 
-    from .report import render  # noqa: PLC0415
+    from .report import render, render_pieces  # noqa: PLC0415
     from .selection import fails, select_sessions  # noqa: PLC0415
     from .timefmt import parse_tz  # noqa: PLC0415
 
@@ -163,14 +163,17 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
             print(f"acflow: {e}", file=sys.stderr)
             return EXIT_USAGE
         color = (output is None or is_stdio(output)) and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        text = render(analysis, fmt, version=__version__, verbose=verbose, show_secrets=show_secrets,
-                      to_terminal=color, tz=tz, summary=summary, filters=filters)
+        how = {"version": __version__, "verbose": verbose, "show_secrets": show_secrets, "to_terminal": color,
+               "tz": tz, "summary": summary, "filters": filters}
         try:
             if output is not None and not is_stdio(output):
+                # a file is written as the report is made (JSON: a session at a time, never the whole document in
+                # memory); it appears, whole, only at the end (AtomicFile)
                 with AtomicFile(output, "w") as f:
-                    f.write(text)
-            else:
-                sys.stdout.write(text)
+                    for piece in render_pieces(analysis, fmt, **how):
+                        f.write(piece)
+            else:  # standard output: the report once it is made (an error while making it writes nothing)
+                sys.stdout.write(render(analysis, fmt, **how))
             if inner is not None:
                 inner.commit()
         except OSError as e:  # the directory went away or filled up during the analysis (checked before it)

@@ -192,10 +192,11 @@ class Analysis:
     findings: list[Finding] = field(default_factory=list)  # capture-wide findings (not tied to a session)
     other_traffic: dict = field(default_factory=dict)  # flows that are not VPN sessions (analyzer/evidence.py)
 
-    def to_json(self, version: str, show_secrets: bool = False) -> dict:
+    def to_json(self, version: str, show_secrets: bool = False, sessions: bool = True) -> dict:
+        """``sessions=False``: ``"sessions": []`` (a writer that puts them in one at a time)."""
         return {"acflow": version, "schema": SCHEMA_VERSION,
                 "captures": [c.to_json() for c in self.captures],
-                "sessions": [s.to_json(show_secrets) for s in self.sessions],
+                "sessions": [s.to_json(show_secrets) for s in self.sessions] if sessions else [],
                 "findings": [f.to_json(show_secrets) for f in self.findings],
                 "other_traffic": dict(self.other_traffic)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
+from collections.abc import Iterator
 
 from ..timefmt import iso
 
@@ -86,16 +87,16 @@ def _add_iso(obj: dict, keys: tuple[str, ...], tz) -> None:
 def to_document(analysis, *, version: str, show_secrets: bool = False, tz=None, filters: dict | None = None) -> dict:
     """The JSON document. Times stay epoch seconds; each also gets an ISO 8601 twin (`start_iso`, `time_iso`…,
     docs/json-schema.md) in the zone `tz` (default UTC). `filters`: the session filters applied (documented)."""
-    doc = analysis.to_json(version, show_secrets)
+    doc = _head(analysis, version, show_secrets, tz, filters)
+    doc["sessions"] = [_session(s, show_secrets, tz) for s in analysis.sessions]
+    return doc
+
+
+def _head(analysis, version: str, show_secrets: bool, tz, filters: dict | None) -> dict:
+    """The document but its sessions (``"sessions": []``), in JSON types."""
+    doc = analysis.to_json(version, show_secrets, sessions=False)
     for c in doc["captures"]:
         _add_iso(c, ("first", "last"), tz)
-    for s in doc["sessions"]:
-        s["tunnel"].pop("series", None)
-        _add_iso(s, ("start", "end"), tz)
-        for p in s["phases"]:
-            _add_iso(p, ("start", "end"), tz)
-        for f in s["findings"]:
-            _add_iso(f, ("time",), tz)
     for f in doc["findings"]:
         _add_iso(f, ("time",), tz)
     if filters:
@@ -103,5 +104,42 @@ def to_document(analysis, *, version: str, show_secrets: bool = False, tz=None, 
     return _clean(doc)
 
 
+def _session(session, show_secrets: bool, tz) -> dict:
+    """One session's object of the document, in JSON types."""
+    s = session.to_json(show_secrets)
+    s["tunnel"].pop("series", None)
+    _add_iso(s, ("start", "end"), tz)
+    for p in s["phases"]:
+        _add_iso(p, ("start", "end"), tz)
+    for f in s["findings"]:
+        _add_iso(f, ("time",), tz)
+    return _clean(s)
+
+
+#: where the sessions go in the text of `_head`'s document: "sessions" is a key of the top-level object, the only
+#: one at that depth (2 spaces) of that name
+_SESSIONS_AT = '\n  "sessions": []'
+
+
+def iter_json(analysis, *, version: str, show_secrets: bool = False, tz=None,
+              filters: dict | None = None) -> Iterator[str]:
+    """`render_json`'s text in pieces, one session at a time: the same text (a session's object is indented as
+    it is inside the whole document), with only one session's JSON form in memory at a time — a gateway capture's
+    report of thousands of sessions is written without its whole document, nor its text, held in memory (copies
+    of which were most of a big report's peak memory). One difference, in a corner: when orjson cannot encode a
+    part (an integer beyond 64 bits) and the standard library writes it, only that part has the standard library's
+    float spelling (5e-06 rather than 5e-6; the same numbers), not the whole text."""
+    text = dumps(_head(analysis, version, show_secrets, tz, filters))
+    at = text.index(_SESSIONS_AT)
+    if not analysis.sessions:
+        yield text + "\n"
+        return
+    yield text[:at] + '\n  "sessions": ['
+    for n, session in enumerate(analysis.sessions):
+        body = dumps(_session(session, show_secrets, tz))
+        yield (",\n    " if n else "\n    ") + body.replace("\n", "\n    ")
+    yield "\n  ]" + text[at + len(_SESSIONS_AT):] + "\n"
+
+
 def render_json(analysis, *, version: str, show_secrets: bool = False, tz=None, filters: dict | None = None) -> str:
-    return dumps(to_document(analysis, version=version, show_secrets=show_secrets, tz=tz, filters=filters)) + "\n"
+    return "".join(iter_json(analysis, version=version, show_secrets=show_secrets, tz=tz, filters=filters))

@@ -130,7 +130,6 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
         return EXIT_INPUT
     progress = None
     inner = None
-    used = {"jobs": 1}  # processes the analysis ran on (analyze_with_jobs)
     try:
         try:
             keys, key_info = load_keys(keylogs, rsa_keys)
@@ -149,8 +148,7 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
 
                 analysis = analyze_with_jobs(captures, keylogs, rsa_keys, keys, key_info, jobs,
                                              inner_sink=writer.write if writer else None, progress=progress,
-                                             gateways=gateways, warn=lambda m: print(f"acflow: {m}", file=sys.stderr),
-                                             used=used)
+                                             gateways=gateways, warn=lambda m: print(f"acflow: {m}", file=sys.stderr))
         except InputError as e:
             if progress is not None:
                 progress(None)
@@ -171,13 +169,8 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
             if output is not None and not is_stdio(output):
                 # a file is written as the report is made (JSON: a session at a time, never the whole document in
                 # memory); it appears, whole, only at the end (AtomicFile)
-                sessions = None
-                if fmt == "json" and used["jobs"] > 1:  # the sessions' texts on as many processes
-                    from .parallel import json_pieces  # noqa: PLC0415
-
-                    sessions = json_pieces(analysis, used["jobs"], show_secrets=show_secrets, tz=tz)
                 with AtomicFile(output, "w") as f:
-                    for piece in render_pieces(analysis, fmt, session_pieces=sessions, **how):
+                    for piece in render_pieces(analysis, fmt, **how):
                         f.write(piece)
             else:  # standard output: the report once it is made (an error while making it writes nothing)
                 sys.stdout.write(render(analysis, fmt, **how))

@@ -41,10 +41,6 @@ What makes the result identical to ``--jobs 1``:
   of a DTLS flow whose first datagram is not a handshake — are checked after the shards end: if any of them
   crossed shards, the capture is analysed again in one process (`ParallelFallback`; said on stderr).
 
-The JSON report of a capture analysed on several processes is made on as many (`json_pieces`): the sessions' texts
-are written by this process and children forked from it after the merge (they read the session model they inherit,
-nothing is sent to them), then put in order into the document.
-
 Limits where shards may differ from one process (all far beyond the committed captures): the flow-table bound
 (65 536 concurrent flows per protocol) and the 1000-ICMP / 65 536-other-UDP-flow summaries apply per shard.
 """
@@ -873,13 +869,10 @@ def _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t
 
 
 def analyze_with_jobs(paths, keylogs, rsa_keys, keys, key_info, jobs, *, inner_sink=None, progress=None,
-                      gateways=None, warn=None, used: dict | None = None):
+                      gateways=None, warn=None):
     """`acflow analyze --jobs`: ``jobs`` None (auto, see `auto_jobs`) or a number; one process when 1, when the
     shards turn out to depend on each other, or when a worker process died (killed, out of memory): ``warn(message)``
-    says so. (Nothing reaches ``inner_sink`` before the shards are merged, so the one-process run starts clean.)
-    ``used``, if given, gets ``jobs``: the number of processes the analysis ran on."""
-    if used is not None:
-        used["jobs"] = 1
+    says so. (Nothing reaches ``inner_sink`` before the shards are merged, so the one-process run starts clean.)"""
     from .analyze import analyze_paths  # noqa: PLC0415
 
     n = auto_jobs(paths) if jobs is None else max(1, int(jobs))
@@ -888,11 +881,8 @@ def analyze_with_jobs(paths, keylogs, rsa_keys, keys, key_info, jobs, *, inner_s
         from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
         try:
-            analysis = analyze_paths_parallel(paths, keylogs, rsa_keys, n, inner_sink=inner_sink, gateways=gateways,
-                                              progress=progress)
-            if used is not None:
-                used["jobs"] = n
-            return analysis
+            return analyze_paths_parallel(paths, keylogs, rsa_keys, n, inner_sink=inner_sink, gateways=gateways,
+                                          progress=progress)
         except ParallelFallback as e:
             if warn is not None:
                 warn(f"--jobs {n}: {e}; analysed in one process")
@@ -901,94 +891,3 @@ def analyze_with_jobs(paths, keylogs, rsa_keys, keys, key_info, jobs, *, inner_s
                 warn(f"--jobs {n}: a worker process ended abruptly (killed, or out of memory); analysed in one "
                      "process")
     return analyze_paths(paths, keys, key_info, inner_sink=inner_sink, progress=progress, gateways=gateways)
-
-
-# -- the JSON report on several processes ---------------------------------------------------------------------------
-
-#: sessions per process below which `json_pieces` does not fork (a fork and a file cost more than a few sessions)
-JSON_MIN_SESSIONS = 8
-
-
-def json_pieces(analysis, jobs: int, *, show_secrets: bool = False, tz=None):
-    """The sessions' texts of the JSON report (`json_report.session_piece`, in order), made by ``jobs`` processes:
-    this one and ``jobs - 1`` children forked from it, each writing the texts of every jobs-th session to a file
-    (the children read the session model they inherit: nothing is sent to them). Returns an iterator over the
-    texts, read back one at a time (one session's text in memory), or None — make them here, one after the other —
-    when this process cannot fork safely (another thread runs, no fork on this system), there are fewer than
-    JSON_MIN_SESSIONS sessions per process, or a child failed (killed, out of memory)."""
-    import shutil  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    from .report.json_report import session_piece  # noqa: PLC0415
-
-    n = len(analysis.sessions)
-    if jobs < 2 or n < JSON_MIN_SESSIONS * jobs or not hasattr(os, "fork") or threading.active_count() != 1:
-        return None
-    tmp = tempfile.mkdtemp(prefix="acflow-json-")
-    paths = [os.path.join(tmp, str(k)) for k in range(jobs)]
-
-    def write(k: int) -> None:
-        with open(paths[k], "wb") as f:
-            for i in range(k, n, jobs):
-                b = session_piece(analysis, i, show_secrets=show_secrets, tz=tz).encode()
-                f.write(len(b).to_bytes(8, "little"))
-                f.write(b)
-
-    pids: list[int] = []
-    ok = False
-    try:
-        # the model is frozen out of the collector while forking: a collection in a child would otherwise write to
-        # (and so copy) every page of it
-        gc.freeze()
-        try:
-            for k in range(1, jobs):
-                pid = os.fork()
-                if pid == 0:  # the child: its share, then out at once (no atexit, no flushing of inherited buffers)
-                    code = 1
-                    try:
-                        write(k)
-                        code = 0
-                    finally:
-                        os._exit(code)
-                pids.append(pid)
-        finally:
-            gc.unfreeze()
-        write(0)
-        failed = False
-        while pids:
-            _pid, status = os.waitpid(pids.pop(), 0)
-            failed = failed or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0
-        ok = not failed
-    finally:
-        for pid in pids:  # (interrupted: the children still running are ended)
-            try:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
-        if not ok:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if not ok:
-        return None
-    import weakref  # noqa: PLC0415
-
-    pieces = _read_pieces(tmp, paths, n, jobs)
-    weakref.finalize(pieces, shutil.rmtree, tmp, True)  # (a reader never started or dropped half-way: the files go)
-    return pieces
-
-
-def _read_pieces(tmp: str, paths: list[str], n: int, jobs: int):
-    import shutil  # noqa: PLC0415
-
-    files = []
-    try:
-        files = [open(p, "rb") for p in paths]  # noqa: SIM115 - closed below
-        for i in range(n):
-            f = files[i % jobs]
-            size = int.from_bytes(f.read(8), "little")
-            yield f.read(size).decode()
-    finally:
-        for f in files:
-            f.close()
-        shutil.rmtree(tmp, ignore_errors=True)

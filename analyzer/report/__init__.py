@@ -27,13 +27,12 @@ def render(analysis, fmt: str, *, version: str, verbose: bool = False, show_secr
                            color=to_terminal, tz=tz, width=width, filters=filters)
 
 
-def render_pieces(analysis, fmt: str, session_pieces=None, **kw):
+def render_pieces(analysis, fmt: str, **kw):
     """`render`'s text in pieces to write one after the other: JSON one session at a time (its whole document is
-    never in memory: `json_report.iter_json`; ``session_pieces``: the sessions' texts made elsewhere), the other
-    formats whole."""
+    never in memory: `json_report.iter_json`), the other formats whole."""
     if fmt == "json":
         from .json_report import iter_json  # noqa: PLC0415
 
         return iter_json(analysis, version=kw["version"], show_secrets=kw.get("show_secrets", False),
-                         tz=kw.get("tz"), filters=kw.get("filters"), session_pieces=session_pieces)
+                         tz=kw.get("tz"), filters=kw.get("filters"))
     return iter((render(analysis, fmt, **kw),))

@@ -121,31 +121,23 @@ def _session(session, show_secrets: bool, tz) -> dict:
 _SESSIONS_AT = '\n  "sessions": []'
 
 
-def session_piece(analysis, i: int, *, show_secrets: bool = False, tz=None) -> str:
-    """The text of session ``i`` as `iter_json` writes it (the comma before it, indented as in the document)."""
-    body = dumps(_session(analysis.sessions[i], show_secrets, tz))
-    return (",\n    " if i else "\n    ") + body.replace("\n", "\n    ")
-
-
-def iter_json(analysis, *, version: str, show_secrets: bool = False, tz=None, filters: dict | None = None,
-              session_pieces: Iterator[str] | None = None) -> Iterator[str]:
+def iter_json(analysis, *, version: str, show_secrets: bool = False, tz=None,
+              filters: dict | None = None) -> Iterator[str]:
     """`render_json`'s text in pieces, one session at a time: the same text (a session's object is indented as
     it is inside the whole document), with only one session's JSON form in memory at a time — a gateway capture's
     report of thousands of sessions is written without its whole document, nor its text, held in memory (copies
-    of which were most of a big report's peak memory). ``session_pieces``: the sessions' `session_piece` texts, in
-    order, made elsewhere (analyzer/parallel.py `json_pieces`: several processes). One difference, in a corner:
-    when orjson cannot encode a part (an integer beyond 64 bits) and the standard library writes it, only that part
-    has the standard library's float spelling (5e-06 rather than 5e-6; the same numbers), not the whole text."""
+    of which were most of a big report's peak memory). One difference, in a corner: when orjson cannot encode a
+    part (an integer beyond 64 bits) and the standard library writes it, only that part has the standard library's
+    float spelling (5e-06 rather than 5e-6; the same numbers), not the whole text."""
     text = dumps(_head(analysis, version, show_secrets, tz, filters))
     at = text.index(_SESSIONS_AT)
     if not analysis.sessions:
         yield text + "\n"
         return
     yield text[:at] + '\n  "sessions": ['
-    if session_pieces is None:
-        session_pieces = (session_piece(analysis, i, show_secrets=show_secrets, tz=tz)
-                          for i in range(len(analysis.sessions)))
-    yield from session_pieces
+    for n, session in enumerate(analysis.sessions):
+        body = dumps(_session(session, show_secrets, tz))
+        yield (",\n    " if n else "\n    ") + body.replace("\n", "\n    ")
     yield "\n  ]" + text[at + len(_SESSIONS_AT):] + "\n"
 
 

@@ -709,7 +709,7 @@ class PcapParser:
     def _index_pcap(self, buf, start: int, end: int, classify, counted: int, plain: dict | None = None) -> dict:
         """`index_range` of a classic pcap file: records, no block types (nothing but packets to pass over)."""
         unpack, linktype = self._rec.unpack_from, self._pcap_linktype
-        u_plain = (_BE if self._rec.format.startswith(">") else _LE)["RECPLAIN"].unpack_from
+        u_plain = self._s["RECPLAIN"].unpack_from  # (the byte order of the file's header, as `_rec`)
         cached = plain.get if plain is not None and linktype == 1 else None
         maxb, size = self.max_block, len(buf)
         offsets, shards = array("Q"), bytearray()

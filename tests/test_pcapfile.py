@@ -566,7 +566,7 @@ def _read_by_ranges(buf: bytes, cuts: list[int]):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(["baseline", "dtls-blocked", "mixed-traffic"]), pcap=st.booleans(),
+@given(name=st.sampled_from(["baseline", "dtls-blocked", "mixed-traffic"]), pcap=st.sampled_from([None, "<", ">"]),
        cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=4),
        flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=255)), max_size=3))
 def test_reading_by_ranges_gives_the_parsers_frames_or_declines(name, pcap, cuts, flips):
@@ -574,11 +574,12 @@ def test_reading_by_ranges_gives_the_parsers_frames_or_declines(name, pcap, cuts
     arbitrary bytes and damaged at random: whenever it accepts the file, its frames are exactly the ones `feed`
     gives, and `feed` reported nothing after the head; otherwise it declines (every process then reads the file)."""
     data = (ROOT / "samples" / name / "capture.pcapng").read_bytes()
-    if pcap:  # the same frames as a classic pcap file
-        out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
+    if pcap:  # the same frames as a classic pcap file, in either byte order
+        out = [struct.pack(pcap + "IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)]
         for fr in iter_frames(ROOT / "samples" / name / "capture.pcapng"):
             sec = int(fr.ts)
-            out.append(struct.pack("<IIII", sec, round((fr.ts - sec) * 1e6), len(fr.data), fr.orig_len) + fr.data)
+            out.append(struct.pack(pcap + "IIII", sec, round((fr.ts - sec) * 1e6), len(fr.data), fr.orig_len)
+                       + fr.data)
         data = b"".join(out)
     buf = bytearray(data)
     for at, x in flips:

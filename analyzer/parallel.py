@@ -312,6 +312,16 @@ def sample_buckets(paths, limit: int = SAMPLE_FRAMES) -> dict[int, int] | None:
 
 # -- the index pass: each process walks a part of each file ------------------------------------------------
 
+def part_bounds(parser: PcapParser, buf, head: int, k: int, n: int) -> tuple[int | None, int]:
+    """(where part ``k`` of ``n`` of the file ``buf`` starts, where its nominal range ends): the parts split the bytes
+    after the head evenly; part k > 0 starts at the first packet boundary at or after its nominal start
+    (`PcapParser.resync`: None when none is found). ``parser`` has been fed the head."""
+    size = len(buf)
+    lo = head + (size - head) * k // n
+    hi = size if k == n - 1 else head + (size - head) * (k + 1) // n
+    return (head if k == 0 else parser.resync(buf, lo)), hi
+
+
 def index_part(job: dict) -> dict:
     """Stage 1 of an indexed --jobs run, part ``job["part"]`` of ``job["parts"]`` of the pcapng ``job["path"]``:
     the byte range's Enhanced Packet Blocks, their offsets and ordinals per shard (`PcapParser.index_range`). Part
@@ -323,10 +333,7 @@ def index_part(job: dict) -> dict:
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         parser = PcapParser()
         parser.feed(buf[:head])
-        size = len(buf)
-        lo = head + (size - head) * k // n
-        hi = size if k == n - 1 else head + (size - head) * (k + 1) // n
-        start = head if k == 0 else parser.resync(buf, lo)
+        start, hi = part_bounds(parser, buf, head, k, n)
         if start is None:
             return {"status": "other", "start": None, "crossing": None}
         # the range a window at a time, each window's pages given back once walked: the process's resident memory

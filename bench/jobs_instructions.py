@@ -69,10 +69,7 @@ if what.startswith("floor"):  # the bare walk of part k: one struct call per blo
     with open(cap, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         parser = PcapParser()
         parser.feed(buf[:head[0]])
-        size = len(buf)
-        lo = head[0] + (size - head[0]) * k // jobs
-        hi = size if k == jobs - 1 else head[0] + (size - head[0]) * (k + 1) // jobs
-        pos = head[0] if k == 0 else parser.resync(buf, lo)
+        pos, hi = P.part_bounds(parser, buf, head[0], k, jobs)  # the range index_part k walks
         u = struct.Struct("<II").unpack_from
         offsets = array("Q")
         add = offsets.append

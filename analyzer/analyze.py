@@ -13,6 +13,7 @@ from dissectors.keylog import KeyStore, load_rsa_private_key
 
 from . import __version__
 from .capture import CaptureFormatError, read_capture_batches, read_stream_batches
+from .collector import few_collections
 from .driver import Analyzer
 from .model import Analysis
 from .outputs import AtomicFile, OutputError, check_outputs, is_stdio, say_interrupted
@@ -79,6 +80,7 @@ def feed_capture(an: Analyzer, path, progress=None, deadline: float | None = Non
     an.end_capture()
 
 
+@few_collections()
 def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sink=None,
                   progress=None, on_pipeline=None, fast_lanes: bool = True, gateways=None,
                   deadline: float | None = None) -> Analysis:
@@ -105,6 +107,7 @@ def stdin_problem(captures) -> str | None:
     return None
 
 
+@few_collections()
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
                 gateways=(), summary=False, fail_on=None, session_ids=(), clients=(), since=None, until=None,
                 tz=None, jobs=1) -> int:

@@ -68,6 +68,7 @@ from dissectors.pcapfile import CaptureError, Frame, PcapParser, head_length
 from dissectors.tls.session import SessionCache
 
 from .capture import CaptureFormatError, read_capture_batches
+from .collector import few_collections
 from .driver import Analyzer, build_sessions
 from .model import Analysis
 
@@ -479,6 +480,7 @@ def _share_counts(counts) -> None:
     _COUNTS = counts
 
 
+@few_collections()
 def run_shard(job: dict) -> dict:
     """Analyse shard ``job["shard"]`` of ``job["paths"]`` up to the end of the pipeline; return its trackers
     (pickled), the stream numbers it gave, its inner packets and (every shard) the capture summaries."""
@@ -783,6 +785,7 @@ def _dtls_ports(state: dict) -> set[int]:
     return out
 
 
+@few_collections()
 def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=None, gateways=None,
                            fast_lanes: bool = True, max_flows: int = 1 << 16, reading: dict | None = None,
                            progress=None):
@@ -817,7 +820,8 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
         if inner_sink is not None:
             base["inner"] = tmp
         # the objects this process holds so far are frozen out of the collector while the workers are forked: a
-        # collection in a worker would otherwise write to (and so copy) every page of them
+        # collection in a worker would otherwise write to (and so copy) every page of them (unfrozen when this
+        # function's `few_collections` block ends)
         gc.freeze()
         counts = ctx.Array("Q", jobs, lock=False) if progress is not None else None
         results, t3 = _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t0)
@@ -862,7 +866,6 @@ def _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t
             reading["mode"] = "walked" if plans is None else "indexed"
         jobs_list = [dict(base, shard=i, plan=plans[i] if plans is not None else None) for i in range(jobs)]
         futures = [ex.submit(run_shard, j) for j in jobs_list[1:]]
-        gc.unfreeze()
         first = run_shard(dict(jobs_list[0], in_process=True, progress=progress, counts=counts))
         if progress is not None:  # the other shards' frames while they go on
             while wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION).not_done:

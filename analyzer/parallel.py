@@ -391,9 +391,10 @@ def head_of(path) -> tuple[int, int] | None:
 
 def plan_index(parts: dict, heads: list, nshards: int) -> tuple[list[list[dict]], bytes] | None:
     """From every part's index (``parts[(file, k)]``: each packet's bucket), the shard table (`assign`, balancing
-    the buckets' frame counts over the whole capture) and each shard's reading plan: per file, its head length and
-    (offsets, ordinals, base) per part, the file's frame count and first/last times. None when a part met what
-    only a whole read reproduces or the parts do not meet exactly (a resync guessed wrong)."""
+    the buckets' frame counts over the whole capture) and each shard's reading plan: per file, its head length, the
+    parts' indexes with the shard's bucket mask (`shard_parts` picks its frames out, in the shard's own process:
+    this one only counts), the file's frame count and first/last times. None when a part met what only a whole
+    read reproduces or the parts do not meet exactly (a resync guessed wrong)."""
     counts: Counter = Counter()
     for r in parts.values():
         if r["status"] != "ok":
@@ -401,29 +402,36 @@ def plan_index(parts: dict, heads: list, nshards: int) -> tuple[list[list[dict]]
         counts.update(r["shards"])  # (counted at C speed)
     table, _per = assign(dict(counts), nshards)
     masks = [bytes(1 if table[b] == shard else 0 for b in range(NBUCKETS)) for shard in range(nshards)]
-    plans: list[list[dict]] = [[] for _ in range(nshards)]
+    files: list[tuple] = []
     for i, (head, size) in enumerate(heads):
-        k, mine, base = 0, [[] for _ in range(nshards)], 0
+        k, indexed, base = 0, [], 0
         first = last = None
         while (i, k) in parts:
             r = parts[(i, k)]
             nxt = parts.get((i, k + 1))
             if r["crossing"] != (nxt["start"] if nxt is not None else size):
                 return None
-            ordinals = range(1, r["count"] + 1)
-            for shard in range(nshards):  # each shard's packets, picked out at C speed (a 0/1 mask per packet)
-                mask = r["shards"].translate(masks[shard])
-                if 1 in mask:
-                    mine[shard].append((array("Q", itertools.compress(r["offsets"], mask)),
-                                        array("I", itertools.compress(ordinals, mask)), base))
+            indexed.append((r["offsets"], r["shards"], base))
             base += r["count"]
             if r["first_ts"] is not None:
                 first = r["first_ts"] if first is None else first
                 last = r["last_ts"]
             k += 1
-        for shard in range(nshards):
-            plans[shard].append({"head": head, "parts": mine[shard], "frames": base, "first": first, "last": last})
+        files.append((head, indexed, base, first, last))
+    plans = [[{"head": head, "parts": indexed, "mask": masks[shard], "frames": frames, "first": first,
+               "last": last} for head, indexed, frames, first, last in files] for shard in range(nshards)]
     return plans, table
+
+
+def shard_parts(file_plan: dict):
+    """(offsets, ordinals, base) of the shard's frames in each part of a file of its `plan_index` plan (frame
+    ``base + ordinal`` at each offset), picked out at C speed (a 0/1 mask per packet)."""
+    mask_table = file_plan["mask"]
+    for offsets, buckets, base in file_plan["parts"]:
+        mask = buckets.translate(mask_table)
+        if 1 in mask:
+            yield (array("Q", itertools.compress(offsets, mask)),
+                   array("I", itertools.compress(range(1, len(buckets) + 1), mask)), base)
 
 
 # -- one shard (in its own process) --------------------------------------------------------------------------
@@ -545,7 +553,7 @@ def run_shard(job: dict) -> dict:
                 parser = PcapParser()
                 feed_batch(parser.feed(buf[:mine["head"]]))  # section, interfaces, secrets: every shard
                 done = 0  # pages before this offset are given back (see _release)
-                for offsets, ordinals, base in mine["parts"]:
+                for offsets, ordinals, base in shard_parts(mine):
                     for i in range(0, len(offsets), _READ_BATCH):
                         feed_batch(parser.frames_at(buf, offsets[i:i + _READ_BATCH], ordinals[i:i + _READ_BATCH],
                                                     base))

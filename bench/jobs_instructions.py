@@ -14,9 +14,9 @@ before and after it (imports and key loading are in every run and cancel out):
 * stage 1, each process: `index_part` k (one byte range of the file); beside it, not in the critical path, the
   bare walk of the same range (`floor`: one struct call per block and its offset kept, no checks, no
   classification), the least any Python walk of the blocks costs;
-* stage 2, each process: `plan_index` (the parts' buckets made into shards: in the first process only, counted
-  in each) and `run_shard` k (its own frames, read at the indexed offsets, analysed; the other shards'
-  trackers pickled, the first one's handed over as they are);
+* stage 2, each process: `plan_index` (the parts' buckets counted and made into the shard table: in the first
+  process only, counted in each) and `run_shard` k (its own frames picked out of the parts' indexes, read at their
+  offsets, analysed; the other shards' trackers pickled, the first one's handed over as they are);
 * serial after: `merge` (unpickling, renumbering, sessions, rules) and the JSON report;
 
 critical path = base + max(index k) + max(shard k) + merge; one process = imports, keys, `analyze_paths` and the same

@@ -141,11 +141,11 @@ def test_many_clients_split_and_merge_to_the_same_analysis(many_clients, monkeyp
     head = parallel.head_of(many_clients)
     part = {"path": str(many_clients), "head": head[0], "parts": 1, "part": 0, "window": 1 << 20}
     plans, index_table = parallel.plan_index({(0, 0): parallel.index_part(part)}, [head], 2)
-    frames = [sum(len(offsets) for offsets, _o, _b in plan[0]["parts"]) for plan in plans]
+    frames = [sum(len(offsets) for offsets, _o, _b in parallel.shard_parts(plan[0])) for plan in plans]
     assert sum(frames) == plans[0][0]["frames"] and min(frames) > 0.3 * sum(frames), frames
     by_index = Sharder(2, index_table)
     for k in range(2):  # each shard's frames are those the table gives it, by their address pair's bucket
-        ordinals = {n for _off, ords, base in plans[k][0]["parts"] for n in (o + base for o in ords)}
+        ordinals = {n for _off, ords, base in parallel.shard_parts(plans[k][0]) for n in (o + base for o in ords)}
         assert ordinals == {n for n, fr in enumerate(iter_frames(many_clients), 1) if by_index(fr) == k}
     assert {index_table[bucket_of(p)] for p in weights} == {0, 1}
     # the parser's filter (shards other than the first build no Frame for others' frames) decides as the sharder

@@ -27,12 +27,19 @@ Content-Length, Transfer-Encoding, Connection) and marks the event ``headers_tru
 ``body_truncated``.  A start line that does not parse is reported and the reader skips lines until
 one does.
 
+Whatever part of a body is kept, every event says how long the whole body was (``body_length``)
+and gives its SHA-1 (``body_sha1``), computed as the bytes arrive.  The answer to a GET (the VPN
+downloader's files: profiles, and client packages of tens of megabytes) keeps only its first
+``max_download_body`` bytes: its length and digest are what the analysis needs of it, so cutting
+it is no error (``body_truncated`` says it was cut).
+
 Events carry ``ts``/``frame`` of the capture frame that delivered the message's first byte and
 ``end_frame`` of the one that delivered its last byte.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -43,6 +50,7 @@ from dissectors.cstp import CSTPError, CSTPFrame, CSTPFramer
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_DOWNLOAD_BODY",
     "DEFAULT_MAX_HEADERS",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_PENDING",
@@ -59,6 +67,8 @@ __all__ = [
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_HEADERS = 1000
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+#: bytes kept of the body of an answer to a GET (its length and SHA-1 always cover the whole body)
+DEFAULT_MAX_DOWNLOAD_BODY = 1024 * 1024
 DEFAULT_MAX_PENDING = 1024 * 1024
 
 #: Headers still kept after a header bound was crossed: those needed to frame the message.
@@ -66,6 +76,8 @@ _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection
 _MAX_KEPT_FRAMING = 16
 #: Malformed header lines reported per message before the rest are only counted.
 _MAX_LINE_ERRORS = 5
+
+_EMPTY_SHA1 = hashlib.sha1(b"").hexdigest()
 
 _TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VERSION_RE = re.compile(rb"^HTTP/[0-9]\.[0-9]$")
@@ -128,6 +140,9 @@ class Request:
     trailers: Headers = NO_HEADERS
     headers_truncated: bool = False
     body_truncated: bool = False
+    #: the whole body's length and SHA-1 (hex), however much of it ``body`` keeps
+    body_length: int = 0
+    body_sha1: str = _EMPTY_SHA1
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +159,10 @@ class Response:
     trailers: Headers = NO_HEADERS
     headers_truncated: bool = False
     body_truncated: bool = False
+    #: the whole body's length and SHA-1 (hex), however much of it ``body`` keeps (an answer to a GET keeps at
+    #: most ``max_download_body`` bytes)
+    body_length: int = 0
+    body_sha1: str = _EMPTY_SHA1
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +262,8 @@ class _Side:
         self.line_errors = 0
         self.body = bytearray()
         self.body_truncated = False
+        self.body_length = 0  # every body byte, kept or not
+        self.body_hash = None  # hashlib.sha1 of them, from the first one
         self.remaining = 0
         self.request_method: str | None = None
         self.after_body = _START
@@ -356,10 +377,14 @@ class HTTPStream:
 
     def __init__(self, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
                  max_headers: int = DEFAULT_MAX_HEADERS, max_body: int = DEFAULT_MAX_BODY,
-                 max_pending: int = DEFAULT_MAX_PENDING, framer: CSTPFramer | None = None) -> None:
+                 max_pending: int = DEFAULT_MAX_PENDING, framer: CSTPFramer | None = None,
+                 max_download_body: int | None = None) -> None:
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
         self.max_body = max_body
+        # (None: the module's DEFAULT_MAX_DOWNLOAD_BODY as it is now)
+        self.max_download_body = min(DEFAULT_MAX_DOWNLOAD_BODY if max_download_body is None else max_download_body,
+                                     max_body)
         self.max_pending = max_pending
         self._sides = {"c2s": _Side("c2s"), "s2c": _Side("s2c")}
         self._pending: deque[str] = deque(maxlen=1024)  # methods of requests awaiting a final response
@@ -603,7 +628,15 @@ class HTTPStream:
     def _add_body(self, side: _Side, data: bytes | bytearray, events: list[HTTPEvent]) -> None:
         if not data:
             return
-        room = self.max_body - len(side.body)
+        side.body_length += len(data)
+        if side.body_hash is None:
+            side.body_hash = hashlib.sha1(data)
+        else:
+            side.body_hash.update(data)
+        # an answer to a GET: its length and digest are what is needed of it, the rest need not be kept
+        download = not side.is_request and side.request_method is not None and side.request_method.upper() == "GET"
+        limit = self.max_download_body if download else self.max_body
+        room = limit - len(side.body)
         if len(data) <= room:
             side.body += data
             return
@@ -611,8 +644,9 @@ class HTTPStream:
             side.body += data[:room]
         if not side.body_truncated:
             side.body_truncated = True
-            events.append(self._error(side, f"body longer than max_body={self.max_body} bytes; truncated",
-                                      "max_body"))
+            if not download:
+                events.append(self._error(side, f"body longer than max_body={self.max_body} bytes; truncated",
+                                          "max_body"))
 
     # -- message framing decisions -------------------------------------------------------------
     def _headers_complete(self, side: _Side, events: list[HTTPEvent]) -> None:
@@ -693,15 +727,16 @@ class HTTPStream:
         headers = Headers(side.headers)
         trailers = Headers(side.trailers)
         truncated = side.headers_truncated
+        digest = side.body_hash.hexdigest() if side.body_hash is not None else _EMPTY_SHA1
         if side.is_request:
             method, target, version = side.line
             events.append(Request(method, target, version, headers, bytes(side.body), ts, frame, end_frame,
-                                  trailers, truncated, side.body_truncated))
+                                  trailers, truncated, side.body_truncated, side.body_length, digest))
         else:
             version, status, reason = side.line
             events.append(Response(int(status), reason, version, headers, bytes(side.body),
                                    side.request_method, ts, frame, end_frame, trailers, truncated,
-                                   side.body_truncated))
+                                   side.body_truncated, side.body_length, digest))
         next_state = side.after_body
         if side.is_request and next_state == _HOLD:
             next_state = self._connect_event(_CONNECT_READ)

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from dissectors.http import DEFAULT_MAX_DOWNLOAD_BODY
+
 from .script import LEGACY_DTLS_SUITES, LEGACY_DTLS_VERSIONS, Script
 
 CONNECT_VOLATILE = {  # recorded CONNECT answer headers replaced by fresh values (lower case → template)
@@ -52,9 +54,9 @@ class RecordingUnusable(Exception):
     """The capture holds no session whose gateway side can be replayed (the message says why)."""
 
 
-#: recorded downloader bodies kept for the replay: per body and in all (the analysis holds them anyway — the HTTP
-#: dissector keeps every body up to its own bound — so these bound only what the replay copies and serves)
-MAX_DOWNLOAD_BODY = 1 << 20
+#: recorded downloader bodies kept for the replay: per body (what the HTTP dissector keeps of an answer to a GET, of
+#: which the analysis holds every one) and in all (what the replay copies and serves)
+MAX_DOWNLOAD_BODY = DEFAULT_MAX_DOWNLOAD_BODY
 MAX_DOWNLOAD_TOTAL = 8 << 20
 
 
@@ -127,12 +129,13 @@ def downloader_bodies(pipeline, gets) -> tuple[dict[tuple[str, int], RecordedBod
         if resp is None:
             why[key] = "its answer is not among the decrypted exchanges"
             continue
+        # (the analysis keeps the first MiB of an answer to a GET: body_length is the whole one's)
+        if resp.body_length > MAX_DOWNLOAD_BODY or total + resp.body_length > MAX_DOWNLOAD_TOTAL:
+            why[key] = (f"its body ({resp.body_length} bytes) is beyond the replay's bounds ({MAX_DOWNLOAD_BODY} "
+                        f"bytes a body, {MAX_DOWNLOAD_TOTAL} in all)")
+            continue
         if resp.body_truncated:
             why[key] = "its recorded body is incomplete"
-            continue
-        if len(resp.body) > MAX_DOWNLOAD_BODY or total + len(resp.body) > MAX_DOWNLOAD_TOTAL:
-            why[key] = (f"its body ({len(resp.body)} bytes) is beyond the replay's bounds ({MAX_DOWNLOAD_BODY} bytes "
-                        f"a body, {MAX_DOWNLOAD_TOTAL} in all)")
             continue
         total += len(resp.body)
         out[key] = RecordedBody(headers=[[str(k), str(v)] for k, v in resp.headers], body=bytes(resp.body),

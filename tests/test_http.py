@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tracemalloc
 from pathlib import Path
@@ -19,7 +20,15 @@ from dissectors.cstp import (
     inner_packet_summary,
     parse_disconnect_reason,
 )
-from dissectors.http import Headers, HTTPError, HTTPStream, Request, Response, TunnelEstablished
+from dissectors.http import (
+    DEFAULT_MAX_DOWNLOAD_BODY,
+    Headers,
+    HTTPError,
+    HTTPStream,
+    Request,
+    Response,
+    TunnelEstablished,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -402,6 +411,66 @@ def test_body_bound():
     assert evs[0].kind == "max_body" and "max_body=100" in evs[0].message
     assert evs[1].body == b"x" * 100 and evs[1].body_truncated
     assert evs[3].body == b"y" * 100 and evs[3].body_truncated
+
+
+def test_every_body_has_its_whole_length_and_sha1_however_much_is_kept():
+    body = bytes(range(256)) * 8
+    stream = HTTPStream(max_body=100)
+    evs = stream.feed("c2s", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             + b"".join(b"%x\r\n" % len(body[i:i + 300]) + body[i:i + 300] + b"\r\n"
+                                        for i in range(0, len(body), 300))
+                             + b"0\r\n\r\nPOST /e HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 0, 1)
+    req, empty = [e for e in evs if isinstance(e, Request)]
+    assert req.body == body[:100] and req.body_truncated  # a POST is cut at max_body, and says so
+    assert (req.body_length, req.body_sha1) == (len(body), hashlib.sha1(body).hexdigest())
+    assert (empty.body_length, empty.body_sha1) == (0, hashlib.sha1(b"").hexdigest())
+    assert [e.kind for e in evs if isinstance(e, HTTPError)] == ["max_body"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(0, 5000), keep=st.integers(0, 3000), cuts=st.lists(st.integers(0, 6000), max_size=8),
+       chunked=st.booleans(), method=st.sampled_from(["GET", "POST", "get"]))
+def test_an_answer_to_a_get_keeps_its_first_bytes_and_digests_all(size, keep, cuts, chunked, method):
+    """The downloader's files: the answer to a GET keeps max_download_body bytes, with no error (its length and
+    SHA-1 are whole, however the stream is cut into feeds); any other answer keeps up to max_body."""
+    body = bytes((i * 7) % 251 for i in range(size))
+    framing = (b"Transfer-Encoding: chunked\r\n\r\n" + (b"%x\r\n" % size + body + b"\r\n" if size else b"")
+               + b"0\r\n\r\n") if chunked else b"Content-Length: %d\r\n\r\n" % size + body
+    wire = b"HTTP/1.1 200 OK\r\n" + framing
+    stream = HTTPStream(max_body=4000, max_download_body=keep)
+    stream.feed("c2s", f"{method} /CACHE/stc/1/x HTTP/1.1\r\nHost: g\r\n\r\n".encode(), 0, 1)
+    evs, last = [], 0
+    for n, cut in enumerate([*sorted(c for c in cuts if c < len(wire)), len(wire)]):
+        evs += stream.feed("s2c", wire[last:cut], 0.1, 2 + n)
+        last = cut
+    (resp,) = [e for e in evs if isinstance(e, Response)]
+    limit = min(keep, 4000) if method.upper() == "GET" else 4000
+    assert resp.body == body[:limit] and resp.body_truncated == (size > limit)
+    assert (resp.body_length, resp.body_sha1) == (size, hashlib.sha1(body).hexdigest())
+    errors = [e.kind for e in evs if isinstance(e, HTTPError)]
+    assert errors == (["max_body"] if method.upper() != "GET" and size > 4000 else [])
+
+
+def test_a_large_download_is_digested_in_flat_memory():
+    """A 48 MiB client package fetched by the downloader: read whole (no 16 MiB max_body cut, no error), its
+    length and SHA-1 exact, at most DEFAULT_MAX_DOWNLOAD_BODY bytes of it held."""
+    piece = bytes(range(256)) * 256  # 64 KiB
+    n = 768
+    stream = HTTPStream()
+    stream.feed("c2s", b"GET /CACHE/stc/1/binaries/vpn-core.msi HTTP/1.1\r\n\r\n", 0, 1)
+    tracemalloc.start()
+    evs = stream.feed("s2c", b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (n * len(piece)), 0, 2)
+    for i in range(n):
+        evs += stream.feed("s2c", piece, 0, 3 + i)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    (resp,) = evs
+    whole = hashlib.sha1()
+    for _ in range(n):
+        whole.update(piece)
+    assert (resp.body_length, resp.body_sha1) == (n * len(piece), whole.hexdigest())
+    assert len(resp.body) == DEFAULT_MAX_DOWNLOAD_BODY and resp.body_truncated
+    assert peak < 4 * DEFAULT_MAX_DOWNLOAD_BODY
 
 
 def test_pending_bound_after_connect():

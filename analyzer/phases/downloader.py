@@ -2,7 +2,6 @@
 the profiles of the auth reply's manifest checked against what was fetched."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import field
 
 from ..model import Phase, Secret
@@ -80,8 +79,9 @@ def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
         if resp is not None:
             p.touch(resp.ts, resp.frame)
             row.status = resp.status
-            row.size = len(resp.body)
-            row.sha1 = hashlib.sha1(resp.body).hexdigest().upper()
+            # the whole body's (the dissector keeps only the first MiB of an answer to a GET)
+            row.size = resp.body_length
+            row.sha1 = resp.body_sha1.upper()
             row.response_frame = resp.frame
         rows.append(row)
     fetched = {r.target: r for r in rows if r.status == 200}  # a 404 is not a fetch

@@ -29,6 +29,9 @@ MAX_EXCHANGES = 200
 MAX_PROBLEMS = 50
 MAX_SAMPLES = 200
 MAX_CONTROLS = 2000
+#: timeline buckets held per channel (both directions): past it they are made twice as wide (ChannelStats._widen)
+MAX_TIMELINE = 4096
+_WIDEST = 1 << 64  # seconds: the widest timeline bucket (every time of a capture in two per direction)
 
 
 _TYPE_NAMES = {int(t): t.name for t in cstp_mod.CSTPType}
@@ -78,7 +81,9 @@ class ChannelStats:
     fragments: int = 0  # inner IPv4 fragments
     truncated_total: int = 0  # inner packets shorter than their IP header says (cut by the sender)
     mtu_probes: list = field(default_factory=list)  # DTLS: padded DPD-REQs (bounded)
-    timeline: list = field(default_factory=list)  # (ts, dir, inner bytes) per second bucket, bounded
+    #: inner traffic over time, for plots: (direction, [start second, bytes, packets, end second]) per bucket in the
+    #: order they began; one-second buckets, twice as wide each time MAX_TIMELINE of them are held (`_widen`)
+    timeline: list = field(default_factory=list)
     last_any: dict = field(default_factory=dict)  # dir -> ts of the last frame of any type
     first_any: dict = field(default_factory=dict)
     max_gap: dict = field(default_factory=dict)  # dir -> (seconds, from_ts, to_ts, frame): longest silence
@@ -86,7 +91,8 @@ class ChannelStats:
     #: the frame class per record, which the keyless agreement measurement compares (analyzer/agreement.py)
     controls: list = field(default_factory=list)
     _pending_dpd: dict = field(default_factory=dict)
-    _bucket: dict = field(default_factory=dict)
+    _bucket: dict = field(default_factory=dict)  # direction -> its latest timeline bucket
+    _width: int = 1  # seconds per timeline bucket
 
     def add(self, direction: str, ftype, payload_len: int, ts: float, frame: int, packet: bytes | None,
             mtu: int | None, payload: bytes = b"", sink=None, channel: str = "cstp") -> None:
@@ -190,18 +196,55 @@ class ChannelStats:
                     df = bool(ver == 6 or (n > 6 and packet[start + 6] & 0x40))
                     self.oversize.append({"direction": direction, "ts": ts, "frame": frame, "length": size,
                                           "carried": n, "df": df})
-            sec = int(ts)
             b = self._bucket.get(direction)
-            if b is not None and b[0] == sec:
+            if b is not None and b[0] <= ts < b[3]:
                 b[1] += n
                 b[2] += 1
             else:
-                b = [sec, n, 1]
-                self._bucket[direction] = b
-                if len(self.timeline) < 20000:
-                    self.timeline.append((direction, b))
+                self._new_bucket(direction, ts, n)
             if sink is not None:
                 sink(channel, direction, ts, frame, packet[start:] if start else packet)
+
+    def _new_bucket(self, direction: str, ts: float, n: int) -> None:
+        """A packet of ``n`` inner bytes outside the direction's latest timeline bucket: a new bucket (the timeline
+        widened first when it is full; kept out of it when even the widest buckets do not fit: times scattered
+        over billions of years, a damaged or hostile capture)."""
+        if len(self.timeline) >= MAX_TIMELINE and self._width < _WIDEST:
+            self._widen()
+            b = self._bucket.get(direction)
+            if b is not None and b[0] <= ts < b[3]:
+                b[1] += n
+                b[2] += 1
+                return
+        w = self._width
+        sec = int(ts // w) * w  # (floor: a time before 1970 too)
+        b = [sec, n, 1, sec + w]
+        self._bucket[direction] = b
+        if len(self.timeline) < MAX_TIMELINE:
+            self.timeline.append((direction, b))
+
+    def _widen(self) -> None:
+        """Twice as wide buckets, as often as needed to hold half of MAX_TIMELINE (up to _WIDEST): each merged into
+        the bucket of its direction and wider span, in the order they began. Widths are powers of two, buckets start
+        at multiples of theirs: each wider bucket holds exactly the packets whose second falls in it. Memory per
+        channel stays bounded however long the capture, and a plot still spans the whole of it."""
+        timeline = self.timeline
+        while len(timeline) > MAX_TIMELINE // 2 and self._width < _WIDEST:
+            w = self._width = self._width * 2
+            merged: dict = {}
+            out: list = []
+            for d, b in timeline:
+                start = b[0] // w * w
+                m = merged.get((d, start))
+                if m is None:
+                    m = merged[(d, start)] = [start, b[1], b[2], start + w]
+                    out.append((d, m))
+                else:
+                    m[1] += b[1]
+                    m[2] += b[2]
+            timeline = out
+            self._bucket = {d: merged.get((d, b[0] // w * w), b) for d, b in self._bucket.items()}
+        self.timeline = timeline
 
     def summary(self) -> dict:
         def _frames(d):
@@ -232,7 +275,8 @@ class ChannelStats:
         }
 
     def series(self) -> list[tuple[str, int, int, int]]:
-        """(direction, second, bytes, packets) buckets of inner traffic, for plots."""
+        """(direction, second, bytes, packets) buckets of inner traffic, for plots: one second each, or (long
+        channels) `_width` seconds from that second."""
         return [(d, b[0], b[1], b[2]) for d, b in self.timeline]
 
 

@@ -293,7 +293,8 @@ SHARED_INLINE_MAX = 4 << 20  # bytes of --keylog-dir text sent with each task ra
 
 def run_items(client, items: list[Item], shared, on_result) -> None:
     """Submit every item to ``client`` (largest first) and call ``on_result(item, result)`` as each completes;
-    a task the cluster gave up on (every worker running it died) becomes a ``lost`` result."""
+    a task the cluster gave up on (every worker running it died) is analysed again alone (see below) and becomes a
+    ``lost`` result when that fails too."""
     from distributed import as_completed  # noqa: PLC0415
 
     # the --keylog-dir texts go with every task: scattered data lives only on the workers that hold it, and a
@@ -308,15 +309,23 @@ def run_items(client, items: list[Item], shared, on_result) -> None:
         f = client.submit(analyze_capture, it, shared_f, key=f"acflow-analyze-{it.hash}-{it.keys_digest[:16]}",
                           priority=min(it.size, 1 << 62), pure=False)
         futures[f] = it
+    given_up: list[Item] = []
     for f in as_completed(list(futures)):
         it = futures.pop(f)
         if f.status == "finished":
-            res = f.result()
+            on_result(it, f.result())
         else:
-            try:
-                exc = f.exception()
-            except Exception as e:  # noqa: BLE001 - cancelled futures raise here
-                exc = e
+            given_up.append(it)
+        f.release()
+    # When a worker dies, the scheduler counts it against every task the worker held, the ones queued behind the
+    # task that killed it too: an innocent capture can be given up on with a killer. Each is analysed again, one at a
+    # time (nothing else running), before it is called lost.
+    for it in given_up:
+        f = client.submit(analyze_capture, it, shared_f, key=f"acflow-alone-{it.hash}-{it.keys_digest[:16]}",
+                          pure=False)
+        try:
+            res = f.result()
+        except Exception as exc:  # noqa: BLE001 - KilledWorker, or the cluster went away: the capture is lost
             res = {"hash": it.hash, "status": "lost", "document": None, "seconds": None, "worker": None,
                    "error": _lost_reason(exc)}
         f.release()
@@ -326,8 +335,8 @@ def run_items(client, items: list[Item], shared, on_result) -> None:
 def _lost_reason(exc) -> str:
     name = type(exc).__name__
     if name == "KilledWorker":
-        return ("every worker that analysed this capture died while doing so (out of memory or killed); "
-                f"the scheduler gave up ({name})")
+        return ("every worker that analysed this capture died while doing so (out of memory or killed), also "
+                f"when it was analysed alone; the scheduler gave up ({name})")
     return f"the cluster did not complete the task: {name}: {exc}"
 
 

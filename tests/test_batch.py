@@ -314,8 +314,10 @@ def test_local_engine_and_parquet(tmp_path):
 
 
 def _kill_worker(item, shared=()):
-    """A capture whose analysis kills the worker process under it (as an out-of-memory kill does)."""
+    """A capture whose analysis kills the worker process under it (as an out-of-memory kill does), a moment after it
+    started (the worker has been given the next task meanwhile)."""
     if item.path.endswith("killer.pcapng"):
+        time.sleep(0.5)
         os._exit(9)
     from analyzer.batch import analyze_capture
 
@@ -324,7 +326,8 @@ def _kill_worker(item, shared=()):
 
 def test_a_capture_that_kills_every_worker_is_a_lost_row(tmp_path, monkeypatch):
     """Per-capture isolation beyond exceptions: the scheduler reruns the task on a fresh worker, gives up after
-    its allowed failures, and the batch reports that capture as lost and completes the others."""
+    its allowed failures, and the batch reports that capture as lost and completes the others, those queued on the
+    worker it killed included (the scheduler gives up on them with it: they are analysed again alone)."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -332,9 +335,10 @@ def test_a_capture_that_kills_every_worker_is_a_lost_row(tmp_path, monkeypatch):
 
     killer = tmp_path / "killer.pcapng"
     shutil.copy(SAMPLES / "baseline" / "capture.pcapng", killer)
-    items = [B.Item(path=str(p), hash=file_sha256(p), size=os.path.getsize(p), mtime_ns=0, keys_digest="k" * 64,
-                    keylogs=[str(SAMPLES / "baseline" / "keys.log")])
-             for p in (killer, SAMPLES / "dtls-blocked" / "capture.pcapng")]
+    innocent = [SAMPLES / name / "capture.pcapng" for name in ("dtls-blocked", "mtu", "group-select")]
+    items = [B.Item(path=str(p), hash=file_sha256(p), size=1 << 40 if p == killer else os.path.getsize(p),
+                    mtime_ns=0, keys_digest="k" * 64, keylogs=[str(p.parent / "keys.log")])
+             for p in (killer, *innocent)]  # (the killer first: the largest)
     monkeypatch.setattr(B, "analyze_capture", _kill_worker)
     out: dict = {}
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
@@ -347,8 +351,8 @@ def test_a_capture_that_kills_every_worker_is_a_lost_row(tmp_path, monkeypatch):
             client.close()
             cluster.close()
     assert out[str(killer)]["status"] == "lost" and "died" in out[str(killer)]["error"]
-    other = out[str(SAMPLES / "dtls-blocked" / "capture.pcapng")]
-    assert other["status"] == "ok" and other["document"]["sessions"]
+    for p in innocent:
+        assert out[str(p)]["status"] == "ok" and out[str(p)]["document"]["sessions"], p
 
 
 def test_task_timeout_stops_a_long_analysis_and_a_rerun_tries_it_again(tmp_path):

@@ -44,6 +44,8 @@ import analyzer.parallel as P
 from analyzer import __version__
 from analyzer.analyze import analyze_paths, load_keys
 from analyzer.report.json_report import dumps, to_document
+from analyzer.collector import few_collections
+few_collections().__enter__()  # as `acflow analyze` runs (analyzer/analyze.py run_analyze): until the process ends
 cap, keylog, jobs, what = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 keys, info = load_keys([keylog], [])
 if what == "single":

@@ -354,8 +354,27 @@ def index_part(job: dict) -> dict:
                 out["last_ts"] = r["last_ts"] if r["last_ts"] is not None else out["last_ts"]
                 out["count"], out["status"], out["crossing"] = r["count"], r["status"], r["crossing"]
             if r["status"] != "ok" or r["crossing"] >= hi or r["crossing"] == pos:
-                return out
+                return _spilled(out, job.get("spill"), f"index-{job.get('file', 0)}-{k}")
             pos = r["crossing"]
+
+
+def _spilled(r: dict, spill: str | None, name: str) -> dict:
+    """An `index_part` result whose offsets and buckets are written to two files in the directory ``spill`` (if
+    given) instead of travelling in it: nothing the size of the capture's frame count is pickled between processes,
+    and each shard reads them from the page cache (`_part_arrays`)."""
+    if spill is None or r["status"] != "ok":
+        return r
+    base = Path(spill) / name
+    with open(f"{base}.offsets", "wb") as f:
+        r["offsets"].tofile(f)
+    with open(f"{base}.buckets", "wb") as f:
+        f.write(r["shards"])
+    return dict(r, offsets=f"{base}.offsets", shards=f"{base}.buckets")
+
+
+def _part_buckets(shards) -> bytes:
+    """A part's buckets (one byte per frame): in the index result, or in the file `_spilled` wrote them to."""
+    return Path(shards).read_bytes() if isinstance(shards, str) else shards
 
 
 def _release(buf, start: int, end: int) -> None:
@@ -399,7 +418,7 @@ def plan_index(parts: dict, heads: list, nshards: int) -> tuple[list[list[dict]]
     for r in parts.values():
         if r["status"] != "ok":
             return None
-        counts.update(r["shards"])  # (counted at C speed)
+        counts.update(_part_buckets(r["shards"]))  # (counted at C speed)
     table, _per = assign(dict(counts), nshards)
     masks = [bytes(1 if table[b] == shard else 0 for b in range(NBUCKETS)) for shard in range(nshards)]
     files: list[tuple] = []
@@ -425,13 +444,20 @@ def plan_index(parts: dict, heads: list, nshards: int) -> tuple[list[list[dict]]
 
 def shard_parts(file_plan: dict):
     """(offsets, ordinals, base) of the shard's frames in each part of a file of its `plan_index` plan (frame
-    ``base + ordinal`` at each offset), picked out at C speed (a 0/1 mask per packet)."""
+    ``base + ordinal`` at each offset), picked out at C speed (a 0/1 mask per packet); a part's index is read from
+    its files when `_spilled` wrote it there."""
     mask_table = file_plan["mask"]
     for offsets, buckets, base in file_plan["parts"]:
-        mask = buckets.translate(mask_table)
-        if 1 in mask:
-            yield (array("Q", itertools.compress(offsets, mask)),
-                   array("I", itertools.compress(range(1, len(buckets) + 1), mask)), base)
+        mask = _part_buckets(buckets).translate(mask_table)
+        if 1 not in mask:
+            continue
+        ordinals = array("I", itertools.compress(range(1, len(mask) + 1), mask))
+        if isinstance(offsets, str):
+            mine = array("Q")
+            with open(offsets, "rb") as f:
+                mine.fromfile(f, len(mask))  # (native order: written by this machine's index pass)
+            offsets = mine
+        yield array("Q", itertools.compress(offsets, mask)), ordinals, base
 
 
 # -- one shard (in its own process) --------------------------------------------------------------------------
@@ -832,7 +858,7 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
         # function's `few_collections` block ends)
         gc.freeze()
         counts = ctx.Array("Q", jobs, lock=False) if progress is not None else None
-        results, t3 = _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t0)
+        results, t3 = _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t0, tmp)
         analysis, _pipe = merge(results, keys, paths, gateways)
         if reading is not None:  # where the time went (wall seconds; the shards' own CPU seconds)
             reading["seconds"]["merge"] = round(clock() - t3, 4)
@@ -844,8 +870,9 @@ def analyze_paths_parallel(paths, keylogs, rsa_keys, jobs: int, *, inner_sink=No
     return analysis
 
 
-def _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t0):
-    """Stages 1 and 2 of `analyze_paths_parallel` (its process pool): the shards' results and when they ended."""
+def _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t0, spill):
+    """Stages 1 and 2 of `analyze_paths_parallel` (its process pool): the shards' results and when they ended; the
+    index parts are written to files in the directory ``spill`` (`_spilled`)."""
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait  # noqa: PLC0415
 
     pool = {"initializer": _share_counts, "initargs": (counts,)} if counts is not None else {}
@@ -855,7 +882,7 @@ def _run_pool(ctx, jobs, counts, progress, paths, heads, base, reading, clock, t
         if all(h is not None for h in heads):
             # stage 1: every process indexes a part of every file (each block is walked once in all)
             part_jobs = [{"path": str(p), "head": h[0], "part": k, "parts": jobs if h[1] >= INDEX_MIN_BYTES
-                          else 1, "file": i, "window": _WINDOW}
+                          else 1, "file": i, "window": _WINDOW, "spill": spill}
                          for i, (p, h) in enumerate(zip(paths, heads))
                          for k in range(jobs if h[1] >= INDEX_MIN_BYTES else 1)]
             mine = [j for n, j in enumerate(part_jobs) if n % jobs == 0]

@@ -9,6 +9,7 @@ be one of the few whose reason is known, so that the fallback cannot hide a diff
 from __future__ import annotations
 
 import json
+import pickle
 import struct
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def many_clients(tmp_path_factory) -> Path:
     return out
 
 
-def test_many_clients_split_and_merge_to_the_same_analysis(many_clients, monkeypatch):
+def test_many_clients_split_and_merge_to_the_same_analysis(many_clients, monkeypatch, tmp_path_factory):
     keylogs = [SAMPLES / n / "keys.log" for n in MANY]
     want = _serial([many_clients], keylogs, [])
     doc = json.loads(want[0])
@@ -148,6 +149,18 @@ def test_many_clients_split_and_merge_to_the_same_analysis(many_clients, monkeyp
         ordinals = {n for _off, ords, base in parallel.shard_parts(plans[k][0]) for n in (o + base for o in ords)}
         assert ordinals == {n for n, fr in enumerate(iter_frames(many_clients), 1) if by_index(fr) == k}
     assert {index_table[bucket_of(p)] for p in weights} == {0, 1}
+    # the index parts written to files (as --jobs does: nothing the size of the frame count is pickled between
+    # processes) give the same plan and the same frames per shard
+    spill = tmp_path_factory.mktemp("spill")
+    spilled = {(0, k): parallel.index_part(dict(part, parts=3, part=k, spill=str(spill))) for k in range(3)}
+    kept = {(0, k): parallel.index_part(dict(part, parts=3, part=k)) for k in range(3)}
+    assert all(isinstance(r["offsets"], str) and len(pickle.dumps(r)) < 1000 for r in spilled.values())
+    got, got_table = parallel.plan_index(spilled, [head], 3)
+    want_plans, want_table = parallel.plan_index(kept, [head], 3)
+    assert got_table == want_table
+    for k in range(3):
+        assert [(list(o), list(n), b) for o, n, b in parallel.shard_parts(got[k][0])] == \
+            [(list(o), list(n), b) for o, n, b in parallel.shard_parts(want_plans[k][0])]
     # the parser's filter (shards other than the first build no Frame for others' frames) decides as the sharder
     keepers = [Sharder(2, table).keeper(i) for i in range(2)]
     for fr in iter_frames(many_clients):

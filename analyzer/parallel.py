@@ -9,9 +9,10 @@ pipeline (`Pipeline.finish`). How a shard gets its frames:
 * indexed (uncompressed pcap and pcapng files): stage 1, every process walks one byte range of each file
   (`index_part`: the first packet boundary after the range's nominal start is guessed from the bytes,
   `PcapParser.resync`) and notes each frame's offset and the bucket of its address pair (`bucket_of`: 256 buckets;
-  `PcapParser.index_range`); `plan_index` checks that each range's walk ended exactly where the next one started,
-  gives each shard whole buckets (balanced by their frame counts: `assign`) and numbers the frames;
-  stage 2, each shard reads its own frames at those offsets (`PcapParser.frames_at`) after the file's head (pcap
+  `PcapParser.index_range`), written to two files of the run's temporary directory (`_spilled`); `plan_index`
+  checks that each range's walk ended exactly where the next one started and gives each shard whole buckets
+  (balanced by their frame counts: `assign`); stage 2, each shard picks its frames and their numbers out of the
+  parts' files (`shard_parts`) and reads them at those offsets (`PcapParser.frames_at`) after the file's head (pcap
   header; pcapng section, interfaces, secrets). A range holding anything but packets (a block after the first
   packet that changes the parser's state, a damaged block or record) or a wrong guess sends every shard to the
   other way;

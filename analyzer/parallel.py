@@ -362,7 +362,7 @@ def index_part(job: dict) -> dict:
 def _spilled(r: dict, spill: str | None, name: str) -> dict:
     """An `index_part` result whose offsets and buckets are written to two files in the directory ``spill`` (if
     given) instead of travelling in it: nothing the size of the capture's frame count is pickled between processes,
-    and each shard reads them from the page cache (`_part_arrays`)."""
+    and each shard reads them from the page cache (`shard_parts`)."""
     if spill is None or r["status"] != "ok":
         return r
     base = Path(spill) / name

@@ -143,6 +143,8 @@ class Request:
     #: the whole body's length and SHA-1 (hex), however much of it ``body`` keeps
     body_length: int = 0
     body_sha1: str = _EMPTY_SHA1
+    #: False when the message ended before its body did (the stream ended inside it, or its framing broke)
+    body_complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,8 @@ class Response:
     #: most ``max_download_body`` bytes)
     body_length: int = 0
     body_sha1: str = _EMPTY_SHA1
+    #: False when the message ended before its body did (the stream ended inside it, or its framing broke)
+    body_complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +268,7 @@ class _Side:
         self.body_truncated = False
         self.body_length = 0  # every body byte, kept or not
         self.body_hash = None  # hashlib.sha1 of them, from the first one
+        self.body_incomplete = False  # the message ended before its body did
         self.remaining = 0
         self.request_method: str | None = None
         self.after_body = _START
@@ -621,6 +626,7 @@ class HTTPStream:
         """The body can no longer be framed: emit what we have and look for the next message."""
         events.append(self._error(side, message + "; message truncated", kind))
         side.body_truncated = True
+        side.body_incomplete = True
         self._finish(side, events)
         if side.state == _START:
             side.state = _RESYNC
@@ -731,12 +737,13 @@ class HTTPStream:
         if side.is_request:
             method, target, version = side.line
             events.append(Request(method, target, version, headers, bytes(side.body), ts, frame, end_frame,
-                                  trailers, truncated, side.body_truncated, side.body_length, digest))
+                                  trailers, truncated, side.body_truncated, side.body_length, digest,
+                                  not side.body_incomplete))
         else:
             version, status, reason = side.line
             events.append(Response(int(status), reason, version, headers, bytes(side.body),
                                    side.request_method, ts, frame, end_frame, trailers, truncated,
-                                   side.body_truncated, side.body_length, digest))
+                                   side.body_truncated, side.body_length, digest, not side.body_incomplete))
         next_state = side.after_body
         if side.is_request and next_state == _HOLD:
             next_state = self._connect_event(_CONNECT_READ)
@@ -805,6 +812,7 @@ class HTTPStream:
         else:
             events.append(self._error(side, f"stream ended inside a message ({state})", "truncated"))
             side.body_truncated = True
+            side.body_incomplete = True
             self._finish(side, events)
         side.state = _CLOSED
         side.consume(len(side.buf))

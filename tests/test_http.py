@@ -447,8 +447,28 @@ def test_an_answer_to_a_get_keeps_its_first_bytes_and_digests_all(size, keep, cu
     limit = min(keep, 4000) if method.upper() == "GET" else 4000
     assert resp.body == body[:limit] and resp.body_truncated == (size > limit)
     assert (resp.body_length, resp.body_sha1) == (size, hashlib.sha1(body).hexdigest())
+    assert resp.body_complete  # (cut to the kept bytes, yet whole on the wire)
     errors = [e.kind for e in evs if isinstance(e, HTTPError)]
     assert errors == (["max_body"] if method.upper() != "GET" and size > 4000 else [])
+
+
+def test_a_body_the_stream_ends_inside_is_incomplete():
+    """An answer whose connection ends before its Content-Length (a transfer cut, or a capture that stopped): emitted
+    at close with what came, ``body_complete`` False; a body read until the close is complete."""
+    stream = HTTPStream()
+    stream.feed("c2s", b"GET /CACHE/stc/1/x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n", 0, 1)
+    evs = stream.feed("s2c", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"
+                             b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"z" * 40, 0, 2)
+    evs += stream.close()
+    whole, cut = [e for e in evs if isinstance(e, Response)]
+    assert whole.body_complete and (whole.body_length, whole.body) == (10, b"0123456789")
+    assert not cut.body_complete and cut.body_truncated and cut.body_length == 40
+    assert cut.body_sha1 == hashlib.sha1(b"z" * 40).hexdigest()
+    stream = HTTPStream()
+    stream.feed("c2s", b"GET / HTTP/1.0\r\n\r\n", 0, 1)
+    evs = stream.feed("s2c", b"HTTP/1.0 200 OK\r\n\r\nuntil the close", 0, 2) + stream.close()
+    (resp,) = [e for e in evs if isinstance(e, Response)]
+    assert resp.body_complete and resp.body == b"until the close"
 
 
 def test_a_large_download_is_digested_in_flat_memory():

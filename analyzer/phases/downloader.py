@@ -22,6 +22,9 @@ class DownloaderGet(Record):
     size: int = UNSET
     sha1: str = UNSET
     response_frame: int = UNSET
+    #: the body is whole in the capture (False: the capture misses part of it, or the transfer was cut: size and
+    #: sha1 are then those of the bytes seen)
+    complete: bool = UNSET
 
 
 @record
@@ -83,6 +86,9 @@ def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
             row.size = resp.body_length
             row.sha1 = resp.body_sha1.upper()
             row.response_frame = resp.frame
+            # a TCP gap inside the answer (bytes the capture missed) leaves a body of the wrong bytes
+            row.complete = resp.body_complete and not any(
+                gp["direction"] == "s2c" and resp.frame < gp["frame"] <= resp.end_frame for gp in cn.c.gaps)
         rows.append(row)
     fetched = {r.target: r for r in rows if r.status == 200}  # a 404 is not a fetch
     checks = []
@@ -93,12 +99,15 @@ def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
             checks.append(ProfileCheck(uri=m.uri, fetched=False,
                                        status=asked.status if asked and asked.status is not UNSET else None))
         else:
+            # (a download the capture holds in part: its hash says nothing of the gateway's file)
             checks.append(ProfileCheck(uri=m.uri, fetched=True, status=r.status,
-                                       hash_matches=(m.hash or "").upper() == r.sha1 if r.status == 200 else None))
+                                       hash_matches=(m.hash or "").upper() == r.sha1
+                                       if r.status == 200 and r.complete else None))
     p.details = DownloaderDetails(gets=rows, connections=sorted(conns), profile_manifest=manifest,
                                   profile_checks=checks, missing_profiles=[c.uri for c in checks if not c.fetched])
     bad = [r for r in rows if r.status != 200]
     p.status = "failed" if bad else "ok"
+    partial = [r for r in rows if r.complete is False]
     p.summary = f"{plural(len(rows), 'GET')} on {plural(len(conns), 'TLS session')}" + (
-        f"; {len(bad)} failed" if bad else "")
+        f"; {len(bad)} failed" if bad else "") + (f"; {len(partial)} incomplete in the capture" if partial else "")
     return p

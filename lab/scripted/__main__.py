@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cases import CASES
+from .cases import CASES, LIVE_CASES
 from .runner import run_cases
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "samples" / "scripted"
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for c in CASES.values():
             print(f"{c.name:28} {c.description}")
+        for c in LIVE_CASES.values():  # (not in "all": their captures are too big for samples/; the tests run them)
+            print(f"{c.name:28} [live only] {c.description}")
         return 0
     return run_cases(args.case, args.out, keep_work=args.keep_work)
 

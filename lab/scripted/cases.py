@@ -9,6 +9,7 @@ samples/scripted).
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections.abc import Callable
@@ -25,6 +26,18 @@ DTLS_SINK_PORT = 4443
 DTLS_PORT = 4443  # X-DTLS-Port of the DTLS cases (gnutls-serv or the gateway's UDP responder listens there)
 DTLS_REPLY_PORT = 4444  # the port the dtls-source-mismatch gateway answers from
 PROFILE_URI = "/CACHE/stc/profiles/acflow.xml"
+#: a client package the downloader fetches (downloader-large-package): larger than the HTTP dissector's 16 MiB body
+#: bound, of deterministic bytes
+PACKAGE_URI = "/CACHE/stc/1/binaries/anyconnect-core-vpn-webdeploy-k9.msi"
+PACKAGE_SIZE = 17 * 1024 * 1024 + 4321
+
+
+def package_bytes() -> bytes:
+    return hashlib.shake_256(b"acflow lab client package").digest(PACKAGE_SIZE)
+
+
+def _package_sha1() -> str:
+    return hashlib.sha1(package_bytes()).hexdigest().upper()
 WRONG_PASSWORD = "wrong-password"  # what the user of login-retry types first
 
 # --------------------------------------------------------------------------------------------------------------
@@ -212,6 +225,7 @@ class Case:
     expectations: list[tuple[str, Check]]
     flow: str = "single"  # "single": one openconnect run; "split": --authenticate, [curl], --cookie-on-stdin
     downloader: bool = False
+    download_uri: str | None = None  # what the downloader GETs when the complete answer announces no profile
     expect_connect: bool = True
     wait_configured: float = 10.0  # seconds to wait for "Configured as" after "CSTP connected"
     pings: list[tuple[int, int, int]] = field(default_factory=list)  # (ip version, count, data size)
@@ -915,4 +929,36 @@ CASES: dict[str, Case] = {c.name: c for c in [
                         >= {"keepalive", "dpd-req"}, None)),
           ("pings answered", _pings_answered)],
          pings=[(4, 2, 56)], hold=6.0),
+]}
+
+
+def _large_package_script(c: dict) -> dict:
+    return {"name": "downloader-large-package",
+            "description": f"the complete answer's manifest announces a {PACKAGE_SIZE}-byte file (more than acflow's "
+                           "16 MiB HTTP body bound) with its SHA-1; the downloader (curl, with the webvpn cookie, on "
+                           "its own TLS session) fetches it whole; then the tunnel is opened with the cookie",
+            "vars": {"aggauth_handle": "1193836"},
+            # announced in the vpn-profile-manifest with its SHA-1, as a profile is: the analysis checks the hash
+            "steps": [*auth_steps(complete_body=complete_reply(profile=(PACKAGE_URI, _package_sha1())),
+                                  complete_headers=cookie_headers((PACKAGE_URI, _package_sha1()))),
+                      {"id": "package-get", "note": "the package, whole",
+                       "expect": {"method": "GET", "path": PACKAGE_URI, "cookie": "${cookie}"},
+                       "respond": {"status": 200, "reason": "OK",
+                                   "headers": [["Content-Type", "application/octet-stream"]],
+                                   "body_hex": package_bytes().hex()}},
+                      connect_step(connect_headers(mtu=1399))],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+#: cases run live by the tests only (their captures are too big for samples/): not in "all"
+LIVE_CASES: dict[str, Case] = {c.name: c for c in [
+    Case("downloader-large-package",
+         "the downloader fetches a 17 MiB client package (over acflow's HTTP body bound); cookie CONNECT",
+         _large_package_script,
+         [("curl got the whole package",
+           lambda ctx: (ctx.extra["profile"].get("downloaded_sha1") == _package_sha1()
+                        == ctx.extra["profile"].get("manifest_sha1")
+                        and ctx.extra["profile"].get("curl_status") == 200, ctx.extra["profile"])),
+          ("openconnect connected with the cookie", log_line(r"^CSTP connected"))],
+         flow="split", downloader=True, download_uri=PACKAGE_URI, pings=[(4, 1, 56)]),
 ]}

@@ -81,19 +81,21 @@ def sha1_upper(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest().upper()
 
 
-def profile_facts(events: list[dict]) -> dict:
-    """The announced profile (manifest in the complete answer) and what the gateway served for it, from its record."""
+def profile_facts(events: list[dict], default_uri: str = PROFILE_URI) -> dict:
+    """The announced profile (manifest in the complete answer) and what the gateway served for it, from its record
+    (without a manifest: what it served for ``default_uri``, the downloader's GET)."""
     manifest = next((m for e in events if e["type"] == "response"
                      for m in [re.search(r"<uri>([^<]+)</uri>\s*<hash type=\"sha1\">([^<]+)</hash>", e.get("body", ""))]
                      if m), None)
-    uri = manifest.group(1) if manifest else PROFILE_URI
+    uri = manifest.group(1) if manifest else default_uri
     get = next((e for e in events if e["type"] == "request" and e["method"] == "GET" and e["target"] == uri), None)
     served = next((e for e in events if get and e["type"] == "response" and e["session"] == get["session"]
                    and e["t"] >= get["t"]), None)
     ok = bool(served and served["status"] == 200)
+    # (a file given as body_hex is in the record by its size and SHA-1, not its bytes)
+    sha1 = (served.get("body_sha1") or sha1_upper(served["body"].encode())) if ok else None
     return {"uri": uri, "manifest_sha1": manifest.group(2) if manifest else None,
-            "served_status_line": served["status_line"] if served else None,
-            "served_sha1": sha1_upper(served["body"].encode()) if ok else None}
+            "served_status_line": served["status_line"] if served else None, "served_sha1": sha1}
 
 
 def _rounds(client: list[tuple[float, str]]) -> list[dict]:

@@ -44,7 +44,7 @@ from ..client import (
 from ..netns import CLIENT_OUTER, GW_OUTER, Lab, LabError, require_tools
 from ..pki import make_pki
 from ..runs import Actions, collect_outputs, run_each, work_dir
-from .cases import CASES, PROFILE_URI, TUNNEL_GW6
+from .cases import CASES, LIVE_CASES, PROFILE_URI, TUNNEL_GW6
 from .facts import build_facts, profile_facts, sha1_upper
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: `python -m replay.gateway` runs from here
@@ -66,10 +66,11 @@ PROFILE_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 
 def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: bool = True) -> Path:
     """Run one case in fresh namespaces; write `<out_root>/<name>/`. Raises LabError if the run itself fails."""
-    if name not in CASES:
-        raise LabError(f"unknown case {name!r}; known: {', '.join(CASES)}")
+    known = {**CASES, **LIVE_CASES}
+    if name not in known:
+        raise LabError(f"unknown case {name!r}; known: {', '.join(known)}")
     require_tools(REQUIRED_TOOLS)
-    case = CASES[name]
+    case = known[name]
     if case.dtls_server and case.dtls_server.get("kind", "gnutls-serv") == "gnutls-serv":
         require_tools(("gnutls-serv",), "Debian package gnutls-bin")
     say = print if verbose else (lambda *a, **k: None)
@@ -94,7 +95,9 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
 
         with Lab() as lab:
             say(f"[scripted] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
-            dump = lab.start_capture(capture, work / "dumpcap.log")
+            # (a big download arrives faster than dumpcap's default buffer drains: 64 MiB, as the bench's captures)
+            dump = lab.start_capture(capture, work / "dumpcap.log",
+                                     extra=("-q", "-B", "64") if case.download_uri else ("-q",))
             if case.client_drops_udp_from:
                 lab.drop_udp_from(lab.client_ns, case.client_drops_udp_from)
                 act("client-drops-udp", sport=case.client_drops_udp_from)
@@ -148,7 +151,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                 cookie, authp = authenticate(lab, base, auth_args, work / "client-auth.log", cenv, USER_PASSWORD)
                 act("authenticated")
                 if case.downloader:
-                    got = fetch_profile(lab, work, cookie, authp, PROFILE_URI, curl_keys)
+                    got = fetch_profile(lab, work, cookie, authp, case.download_uri or PROFILE_URI, curl_keys)
                     act("downloader-get", uri=got["uri"], status=got["status"])
                     status = got["status"]
                     extra["curl"] = {"uri": got["uri"], "status": int(status) if status and status.isdigit() else None,
@@ -233,7 +236,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                                  "route_rc": kv.get("route_rc"), "route_output": kv.get("route_output", "")}
         if case.downloader:
             dl = work / "downloaded-profile.xml"
-            extra["profile"] = {**profile_facts(evs),
+            extra["profile"] = {**profile_facts(evs, case.download_uri or PROFILE_URI),
                                 "downloaded_sha1": sha1_upper(dl.read_bytes()) if dl.exists() else None,
                                 "curl_status": (extra.get("curl") or {}).get("status"),
                                 "curl_exit_code": (extra.get("curl") or {}).get("exit_code")}
@@ -261,4 +264,6 @@ def run_cases(names: list[str], out: Path, *, keep_work: bool = False) -> int:
         facts = json.loads((run_case(name, out, keep_work=keep_work) / "facts.json").read_text())
         return all(e["observed"] for e in facts["expected"])
 
-    return run_each(names, CASES, run_one, tag="scripted", kind="case")
+    # ("all": the cases whose captures are in samples/; a live-only case by its name)
+    return run_each(names, CASES if names == ["all"] else {**CASES, **LIVE_CASES}, run_one, tag="scripted",
+                    kind="case")

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 _CSTP_DATA = int(cstp.DATA)  # the type byte of a DATA packet on the DTLS channel
 EXT_ENCRYPT_THEN_MAC = 22  # RFC 7366
 DTLS_VERSIONS = {DTLS_BAD_VER: "DTLS 0x0100", DTLS10: "DTLS 1.0", DTLS12: "DTLS 1.2"}
+#: application-data bytes a DTLS flow's records may hold while they wait for keys (dissectors/dtls DTLSConnection)
+MAX_BACKLOG_BYTES = 64 * 1024
 
 
 def looks_like_dtls(data: bytes) -> bool:
@@ -42,7 +44,9 @@ class DTLSFlow(FlowTracker):
 
         super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers)
         self.host = host
-        self.dtls = DTLSConnection(None)
+        # records wait for keys (the CONNECT carrying them parsed after the first datagrams), but a flow whose keys
+        # never come (no key log: a gateway capture of hundreds of clients) holds at most 64 KiB of them
+        self.dtls = DTLSConnection(None, max_backlog_bytes=MAX_BACKLOG_BYTES)
         self.keys_source: str | None = None  # "legacy" / "psk-negotiate" once keys are set
         self.session_id: bytes | None = None
         self.hellos: list[dict] = []

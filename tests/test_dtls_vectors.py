@@ -330,3 +330,25 @@ def test_keys_from_connect_headers():
     assert keys_from_connect([("X-DTLS-Master-Secret", "zz")], legacy) is None
     assert keys_from_connect([], legacy) is None
     assert keys_from_connect(req, [("X-CSTP-MTU", "1400")]) is None
+
+
+def test_backlog_bytes_bound_keeps_the_first_records_and_the_handshake():
+    """max_backlog_bytes: application-data records stop joining the backlog once their bytes would pass the bound
+    (a flow whose keys never come holds no more); handshake records still join; late keys decrypt what was kept."""
+    dgs = datagrams("gcm_ems")
+    whole = DTLSConnection(None)
+    feed_all(whole, dgs)
+    sizes = [len(p.record.fragment) for p in whole._backlog if p.record.content_type == 23]
+    assert len(sizes) >= 2
+    bound = sizes[0]  # room for the first application-data record only
+    conn = DTLSConnection(None, max_backlog_bytes=bound)
+    events = feed_all(conn, dgs)
+    kept = [p.record for p in conn._backlog]
+    assert [r.content_type for r in kept if r.content_type == 23] == [23]
+    assert [r.content_type for r in kept if r.content_type != 23] == \
+        [p.record.content_type for p in whole._backlog if p.record.content_type != 23]
+    assert conn.backlog_dropped == len(sizes) - 1
+    # every record is still reported, kept or not
+    assert len(of(events, DTLSUndecrypted)) == len(whole._backlog)
+    late = conn.set_keys(DTLSKeys.psk(PSK))
+    assert len(app(late)) == 1 and conn.backlog_size == 0 and conn._backlog_bytes == 0

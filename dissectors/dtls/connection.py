@@ -244,8 +244,14 @@ class _Pending:
 class DTLSConnection:
     """DTLS over one UDP 5-tuple.  ``direction``: "c2s" (client -> gateway) or "s2c"."""
 
-    def __init__(self, keys: DTLSKeys | None = None, max_backlog: int = 2000) -> None:
+    def __init__(self, keys: DTLSKeys | None = None, max_backlog: int = 2000,
+                 max_backlog_bytes: int | None = None) -> None:
+        """``max_backlog`` records wait for keys at most (the oldest dropped first); with ``max_backlog_bytes``,
+        application-data records also stop joining the backlog once their fragments would pass that many bytes
+        (the first ones, with the handshake's, are those kept: a flow whose keys never come holds no more)."""
         self._keys = keys
+        self._max_backlog_bytes = max_backlog_bytes
+        self._backlog_bytes = 0  # fragment bytes of the application-data records in the backlog
         self._handshakes: list[_Handshake] = []  # oldest first, bounded
         self._hs: _Handshake | None = None  # the latest handshake
         self._epochs: dict[int, list[_Handshake]] = {}  # epoch -> handshakes whose keys protect it
@@ -491,8 +497,18 @@ class DTLSConnection:
             slot = owner.new_slot(None)
             if owner.ccs[direction]:
                 owner.finished[direction] = True
+        limit = self._max_backlog_bytes
+        if limit is not None and rec.content_type == CT_APPLICATION_DATA:
+            if self._backlog_bytes + len(rec.fragment) > limit:
+                self.backlog_dropped += 1
+                return [DTLSUndecrypted(direction, reason, rec.epoch, rec.seq, len(rec.fragment), rec.content_type,
+                                        ts, frame)]
+            self._backlog_bytes += len(rec.fragment)
         if len(self._backlog) == self._backlog.maxlen:
             self.backlog_dropped += 1
+            dropped = self._backlog[0].record
+            if limit is not None and dropped.content_type == CT_APPLICATION_DATA:
+                self._backlog_bytes -= len(dropped.fragment)
         self._backlog.append(_Pending(direction, rec, ts, frame, slot, owner))
         return [DTLSUndecrypted(direction, reason, rec.epoch, rec.seq, len(rec.fragment), rec.content_type,
                                 ts, frame)]
@@ -518,6 +534,8 @@ class DTLSConnection:
         # records that arrived while replaying (none: replay is synchronous) + the ones still waiting
         keep.extend(self._backlog)
         self._backlog = keep
+        self._backlog_bytes = sum(len(p.record.fragment) for p in keep
+                                  if p.record.content_type == CT_APPLICATION_DATA)
         if self._replay_wanted:  # a replayed handshake message made more keys available
             events += self._replay()
         return events

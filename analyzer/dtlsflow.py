@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .host import TrackerHost
 
 _CSTP_DATA = int(cstp.DATA)  # the type byte of a DATA packet on the DTLS channel
+_RECORD_HEADER_LEN = 13  # DTLS 1.0/1.2 record header (RFC 6347 §4.1)
 EXT_ENCRYPT_THEN_MAC = 22  # RFC 7366
 DTLS_VERSIONS = {DTLS_BAD_VER: "DTLS 0x0100", DTLS10: "DTLS 1.0", DTLS12: "DTLS 1.2"}
 #: application-data bytes a DTLS flow's records may hold while they wait for keys (dissectors/dtls DTLSConnection)
@@ -117,6 +118,34 @@ class DTLSFlow(FlowTracker):
             self.channel.data(direction, ts, frame, content, 1, self.mtu, self.host.inner_packet, "dtls")
         else:
             self.on_application_data(direction, content, ts, frame)
+        return True
+
+    def on_keyless_lane_datagram(self, where: tuple, data, view: tuple, ts: float, frame: int) -> bool:
+        """The fast lane of a flow without keys (analyzer/dtlslane.py): takes the datagram when the DTLS layer's
+        common case for it does (`DTLSConnection.feed_undecryptable_record`: one application-data record it can
+        only count and report undecrypted), then does what the general path does with that report: `FlowTable.touch`,
+        `note_datagram`, the undecrypted counts and the channel's estimate by record size (analyzer/keyless.py)."""
+        flows, flow, direction = where
+        _proto, _addresses, start, end = view
+        got = self.dtls.feed_undecryptable_record(direction, data, start, end)
+        if got is None:
+            return False
+        epoch, reason = got
+        flows.touch(flow, ts, frame)
+        self.last_ts = ts
+        self.last_frame = frame
+        self.datagrams[direction] += 1
+        self.bytes[direction] += end - start
+        # _on_event of its DTLSUndecrypted (an application-data record of a protected epoch)
+        self.undecrypted += 1
+        self.undecrypted_reason = reason
+        if direction in self.undecrypted_records:
+            self.undecrypted_records[direction] += 1
+        if self.first_protected_data is None:
+            self.first_protected_data = (ts, frame)
+        est = self.estimate or self._start_estimate()
+        if est is not None and direction in est.dirs:
+            est.add(direction, end - start - _RECORD_HEADER_LEN, ts, frame)
         return True
 
     def on_application_data(self, direction: str, data: bytes, ts: float, frame: int) -> None:

@@ -13,11 +13,24 @@ each declining (None / False, having changed nothing) when the frame is anything
   packet count), the flow's datagram count and `DTLSFlow.on_application_data` (channel statistics, inner packet).
 
 A frame the lane declines takes the general path (FlowTable → DTLSFlow → DTLSConnection → ChannelStats).
+
+A flow without keys (a capture read without its key log: a gateway's clients) has a lane of its own while its
+keys cannot come (files: nothing waits for keys), `DTLSFlow.on_keyless_lane_datagram`:
+
+* `DTLSConnection.feed_undecryptable_record`: exactly one application-data record of a protected epoch with no
+  keys to try, the backlog of records waiting for keys full — its epoch and why it is not decrypted;
+* then `FlowTable.touch`, the flow's datagram count, its undecrypted counts and the channel's estimate by record
+  size (analyzer/keyless.py `TunnelEstimate.add`), as the general path does with the DTLSUndecrypted event.
+
+Keys installed later (a CONNECT parsed after the first records) give the flow's records keys to try: the keyless
+lane declines them, the general path decrypts and opens the other lane.
 """
 from __future__ import annotations
 
 
-def open_dtls_lane(tracker, flow, flows, direction: str):
+def open_dtls_lane(tracker, flow, flows, direction: str, method=None):
     """The lane ``(method, (flows, flow, direction))`` of ``direction`` of UDP ``flow`` (in FlowTable ``flows``)
-    whose DTLSFlow is ``tracker``, or None."""
-    return (tracker.on_lane_datagram, (flows, flow, direction)) if flows.holds(flow) else None
+    whose DTLSFlow is ``tracker`` (``method``: its `on_lane_datagram` unless given), or None."""
+    if not flows.holds(flow):
+        return None
+    return (method if method is not None else tracker.on_lane_datagram), (flows, flow, direction)

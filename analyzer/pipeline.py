@@ -238,8 +238,11 @@ class Pipeline:
                     self._continue_session(tracker)
                 self.udp[idx] = tracker
             tracker.on_datagram(tracker.direction_map[ev.direction], ev.data, ev.ts, ev.frame)
-            if tracker.keys_source is not None and flow is not None and self.fast_lanes:
-                self._offer_dtls_lane(tracker, flow, ev)
+            if flow is not None and self.fast_lanes:
+                if tracker.keys_source is not None:
+                    self._offer_dtls_lane(tracker, flow, ev, tracker.on_lane_datagram)
+                elif kw is None:  # (files: nothing holds datagrams for keys that may come)
+                    self._offer_dtls_lane(tracker, flow, ev, tracker.on_keyless_lane_datagram)
             return
         if t is flows_mod.FlowEvicted:
             self.evicted += 1
@@ -278,12 +281,16 @@ class Pipeline:
             self.fast_tcp[key] = lane
         conn.lane_flow = flow
 
-    def _offer_dtls_lane(self, tracker: DTLSFlow, flow, ev) -> None:
-        """Open (or refresh) the fast lane of this datagram's direction once the flow decrypts."""
+    def _offer_dtls_lane(self, tracker: DTLSFlow, flow, ev, method) -> None:
+        """Open (or refresh) the fast lane ``method`` of this datagram's direction: once the flow decrypts
+        (`DTLSFlow.on_lane_datagram`), or while it has no keys (`DTLSFlow.on_keyless_lane_datagram`)."""
         key = packet_mod.ipv4_addresses(ev.src, ev.sport, ev.dst, ev.dport)
-        if key is None or key in self.fast_udp:
+        if key is None:
             return
-        lane = open_dtls_lane(tracker, flow, self.flows, tracker.direction_map[ev.direction])
+        lane = self.fast_udp.get(key)
+        if lane is not None and lane[0] == method:
+            return
+        lane = open_dtls_lane(tracker, flow, self.flows, tracker.direction_map[ev.direction], method)
         if lane is None:
             self.fast_udp.pop(key, None)
         else:

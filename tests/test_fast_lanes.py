@@ -56,3 +56,23 @@ def test_fast_lanes_give_the_same_analysis_on_damaged_captures(e):
         except Exception as exc:  # noqa: BLE001 - an input error must be the same error both ways
             results.append((type(exc).__name__, str(exc)))
     assert results[1] == results[0]
+
+
+@pytest.mark.parametrize("room", [None, 0], ids=["backlog-default", "backlog-none"])
+@pytest.mark.parametrize("d", SAMPLES, ids=lambda d: str(d.relative_to(ROOT / "samples")))
+def test_the_keyless_lane_gives_the_same_analysis(d: Path, room, monkeypatch):
+    """Without keys, DTLS flows have a lane of their own once their backlog of records waiting for keys is full
+    (analyzer/dtlslane.py); with no room in it at all (``room`` 0), the lane takes a flow's records from the
+    start: the analysis is the same with and without lanes."""
+    from analyzer import dtlsflow
+
+    if room is not None:
+        monkeypatch.setattr(dtlsflow, "MAX_BACKLOG_BYTES", room)
+    slow_doc, slow_inner, slow_pipe = _run(d / "capture.pcapng", None, None, fast=False)
+    fast_doc, fast_inner, fast_pipe = _run(d / "capture.pcapng", None, None, fast=True)
+    assert slow_pipe.fast_frames == 0
+    assert fast_doc == slow_doc
+    assert fast_inner == slow_inner == []
+    undecrypted = sum(f.undecrypted for f in fast_pipe.udp.values())
+    if room == 0 and undecrypted >= 20:  # the lane really carried the flows' records
+        assert fast_pipe.fast_frames >= undecrypted // 2, (fast_pipe.fast_frames, undecrypted)

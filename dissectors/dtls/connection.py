@@ -410,6 +410,45 @@ class DTLSConnection:
         steady[2].ok += 1
         return content
 
+    def feed_undecryptable_record(self, direction: str, data, start: int = 0,
+                                  end: int | None = None) -> tuple[int, str] | None:
+        """`feed` for the common case of a flow without keys: the datagram ``data[start:end]`` is exactly one
+        application-data record of a protected epoch whose handshakes have no keys (or that no handshake seen
+        owns), nothing is waiting to be replayed, and the backlog has no room left for it (``max_backlog_bytes``):
+        all `feed` would do is count it and report it undecrypted. Does that and returns ``(epoch, reason)``, the
+        DTLSUndecrypted event's, without making the event. None for anything else, having changed nothing: `feed`
+        the datagram."""
+        if end is None:
+            end = len(data)
+        n = end - start - HEADER_LEN
+        limit = self._max_backlog_bytes
+        if n < 0 or limit is None or self._replay_wanted or self._backlog_bytes + n <= limit:
+            return None
+        ct, version, seq64, length = RECORD_HEADER_SEQ64.unpack_from(data, start)
+        if ct != CT_APPLICATION_DATA or length != n or length > MAX_FRAGMENT or version not in KNOWN_VERSIONS:
+            return None
+        epoch = seq64 >> 48
+        if not epoch:
+            return None
+        cands = self._epochs.get(epoch)
+        if not cands:  # (as `_decrypt` says it)
+            reason = (f"no handshake seen for epoch {epoch} (capture started after it?)" if epoch == 1
+                      else f"no handshake seen for epoch {epoch}")
+        else:
+            reason = None
+            for h in cands:
+                if h.protections is not None:
+                    return None  # keys to try: the general path decrypts
+                reason = reason or h.key_error
+            reason = reason or "no keys"
+        if not isinstance(direction, str) or direction not in _DIRECTIONS:
+            return None
+        self.gen += 1
+        self.datagrams += 1
+        self.records += 1
+        self.backlog_dropped += 1
+        return epoch, reason
+
     def _steady_for(self, epoch: int) -> tuple | None:
         """``(gen, epoch, owner, {direction: protection})`` when an application-data record of ``epoch`` takes the
         path `feed_application_record` mirrors (`_feed` → `_record` → `_decrypt` → `_plaintext`): a protected

@@ -136,13 +136,15 @@ def acflow_argv() -> list[str]:
     return [sys.executable, "-m", "analyzer.cli"]
 
 
-def acflow_analyze_argv(capture: Path, keylog: Path, out_json: Path, jobs: int = 1) -> list[str]:
-    """`acflow analyze` in one process (``jobs`` 1, as the bench always timed it) or split over ``jobs``."""
-    return [*acflow_argv(), "analyze", str(capture), "--keylog", str(keylog), "--format", "json",
-            "-o", str(out_json), "--jobs", str(jobs)]
+def acflow_analyze_argv(capture: Path, keylog: Path | None, out_json: Path, jobs: int = 1) -> list[str]:
+    """`acflow analyze` in one process (``jobs`` 1, as the bench always timed it) or split over ``jobs``; without a
+    key log when ``keylog`` is None (--keyless)."""
+    keys = ["--keylog", str(keylog)] if keylog is not None else []
+    return [*acflow_argv(), "analyze", str(capture), *keys, "--format", "json", "-o", str(out_json),
+            "--jobs", str(jobs)]
 
 
-def tshark_argv(capture: Path, keylog: Path, psk_options: list[str], *, dissect: bool = True) -> list[str]:
+def tshark_argv(capture: Path, keylog: Path | None, psk_options: list[str], *, dissect: bool = True) -> list[str]:
     """tshark decrypting `capture` with the same keys acflow gets.
 
     `tshark -q` alone does *not* dissect: with nothing to print, no filter and no tap, tshark 4.x skips
@@ -150,7 +152,9 @@ def tshark_argv(capture: Path, keylog: Path, psk_options: list[str], *, dissect:
     there is (one counter, no protocol tree), which makes tshark dissect and decrypt every frame, so this is
     the fair comparison (`dissect=False` gives the literal `-q` command, reported as "read only").
     """
-    argv = ["tshark", "-n", "-r", str(capture), "-o", f"tls.keylog_file:{keylog}"]
+    argv = ["tshark", "-n", "-r", str(capture)]
+    if keylog is not None:  # (None: --keyless, both tools without keys)
+        argv += ["-o", f"tls.keylog_file:{keylog}"]
     for opt in psk_options:
         argv += ["-o", opt]
     argv += ["--disable-heuristic", "rdpmt_dtls", "--disable-heuristic", "udt_dtls", "-q"]

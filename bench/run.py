@@ -164,6 +164,9 @@ def prepare(mode: str, args, scratch: Path) -> dict:
 
 
 def _mode_info(mode: str) -> dict:
+    if mode.endswith("-keyless"):  # (--keyless: the capture of the mode it names, read without keys)
+        info = _mode_info(mode[:-len("-keyless")])
+        return dict(info, what=info["what"] + "; both tools without keys")
     return QUICK_MODE if mode == "baseline" else CLIENTS if mode == "clients" else MODES[mode]
 
 
@@ -423,6 +426,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "clients at once)")
     ap.add_argument("--clients", type=int, default=50,
                     help="clients of the gateway capture (default 50; --rate is shared between them; with --regen)")
+    ap.add_argument("--keyless", action="store_true",
+                    help="also time every capture without keys (both tools; mode <name>-keyless)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="also time `acflow analyze --jobs N` (default 2; 1: not)")
     ap.add_argument("--duration", type=float, default=DEFAULT_DURATION,
@@ -487,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             inputs = [prepare(m, args, scratch) for m in args.modes if m != "clients"]
             if "clients" in args.modes:
                 inputs.append(prepare_clients([i for i in inputs if i["mode"] in ("dtls", "cstp")], args))
+            if args.keyless:  # the same captures read by both tools without keys: what support engineers mostly get
+                inputs += [dict(i, mode=f"{i['mode']}-keyless", keylog=None, psk_options=[]) for i in list(inputs)]
         except (CommandFailed, RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
             print(f"bench: preparing the captures failed: {e}", file=sys.stderr)
             return 1

@@ -61,6 +61,25 @@ def test_quick_bench_writes_table_and_results(tshark, tmp_path, capsys):
     assert "CPU time per layer" in text and "self time by module" in text and "functions by self time" in text
 
 
+@pytest.mark.tshark
+def test_quick_bench_keyless_times_both_tools_without_keys(tshark, tmp_path, capsys):
+    """--keyless: every capture is timed again with neither tool given keys (mode <name>-keyless)."""
+    results = tmp_path / "results.json"
+    rc = bench_run.main(["--quick", "--keyless", "--rounds", "1", "--sizes", "1", "--jobs", "1", "--no-profile",
+                         "--cache", str(tmp_path / "cache"), "--results", str(results)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    doc = json.loads(results.read_text())
+    by_mode = {r["mode"]: r for r in doc["results"]}
+    assert set(by_mode) == {"baseline", "baseline-keyless"}
+    keyed, keyless = by_mode["baseline"], by_mode["baseline-keyless"]
+    assert keyless["frames"] == keyed["frames"] == 61
+    assert keyless["checks"]["acflow_frames"] == [61]
+    # no keys, nothing decrypted: no inner packet (the keyed run decrypts the five pings' DTLS)
+    assert keyed["checks"]["acflow_inner_packets"][0] > 0 and keyless["checks"]["acflow_inner_packets"] == [0]
+    assert "without keys" in doc["captures"]["baseline-keyless"]["what"]
+
+
 def _l4_checksum_ok(pkt: bytes) -> bool:
     """Recompute the TCP/UDP checksum of an Ethernet/IPv4 frame from scratch."""
     ihl = (pkt[14] & 0x0F) * 4

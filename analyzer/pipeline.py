@@ -241,7 +241,10 @@ class Pipeline:
             if flow is not None and self.fast_lanes:
                 if tracker.keys_source is not None:
                     self._offer_dtls_lane(tracker, flow, ev, tracker.on_lane_datagram)
-                elif kw is None:  # (files: nothing holds datagrams for keys that may come)
+                elif kw is None and tracker.dtls.backlog_dropped:
+                    # files (nothing holds datagrams for keys that may come), once the flow's records no longer
+                    # join the backlog: a lane only where it takes records (an open lane makes every frame look
+                    # for one)
                     self._offer_dtls_lane(tracker, flow, ev, tracker.on_keyless_lane_datagram)
             return
         if t is flows_mod.FlowEvicted:

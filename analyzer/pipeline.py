@@ -268,17 +268,21 @@ class Pipeline:
                 conn.last_ts = ev.ts
             return
         conn.on_flow_event(ev)
-        if t is flows_mod.StreamData and self.fast_lanes and conn.lane_flow is not flow and conn.http.tunnel:
-            self._offer_tcp_lane(flow, conn)
+        if t is flows_mod.StreamData and self.fast_lanes and conn.lane_flow is not flow:
+            if conn.http.tunnel:
+                self._offer_tcp_lane(flow, conn)
+            elif self.key_wait is None and conn.undecryptable:
+                self._offer_tcp_lane(flow, conn, keyless=True)
 
-    def _offer_tcp_lane(self, flow, conn: TCPTracker) -> None:
-        """Open the fast lanes of both directions of a TCP connection once it carries a CSTP tunnel."""
+    def _offer_tcp_lane(self, flow, conn: TCPTracker, keyless: bool = False) -> None:
+        """Open the fast lanes of both directions of a TCP connection once it carries a CSTP tunnel, or (``keyless``)
+        once it is a TLS connection in step whose protected records do not decrypt (files: no key can come)."""
         c, s = flow.client, flow.server
         for direction, (a, b) in (("c2s", (c, s)), ("s2c", (s, c))):
             key = packet_mod.ipv4_addresses(a[0], a[1], b[0], b[1])
             if key is None:
                 return
-            lane = open_tcp_lane(flow, conn, self.flows, direction)
+            lane = open_tcp_lane(flow, conn, self.flows, direction, keyless)
             if lane is None:
                 return
             self.fast_tcp[key] = lane

@@ -19,14 +19,23 @@ else:
 
 Past the TCP layer nothing is declined any more: a state that a layer's fast method does not take is handed to
 that layer's general method with the same bytes, exactly as the general path would.
+
+The same lane serves a TLS connection without keys (a capture read without its key log, or a connection the key
+log has no secret for), in a file, once its protected records are seen not to decrypt and both directions are in
+step (`TCPTracker.undecryptable`): `TLSConnection.feed_application_data` then declines every time and
+`TLSConnection.feed` counts the records (their sizes feed the keyless reading, analyzer/keyless.py); what the lane
+saves is the packet decoding, the flow table's general entry and the dispatch.
 """
 from __future__ import annotations
 
 
-def open_tcp_lane(stream, conn, flows, direction: str):
+def open_tcp_lane(stream, conn, flows, direction: str, keyless: bool = False):
     """The lane ``(method, (stream, direction))`` of ``direction`` of TCP ``stream`` (in FlowTable ``flows``)
-    whose TCPTracker is ``conn``, or None when the connection is not one a lane takes."""
-    if conn.is_tls is not True or not conn.http.tunnel or stream.client is None:
+    whose TCPTracker is ``conn``, or None when the connection is not one a lane takes: one carrying a CSTP tunnel,
+    or (``keyless``) a TLS connection in step whose protected records do not decrypt (`TCPTracker.undecryptable`)."""
+    if conn.is_tls is not True or stream.client is None:
+        return None
+    if not (conn.undecryptable if keyless else conn.http.tunnel):
         return None
     if stream.client == stream.server:  # both directions look alike on the wire: TCPStream calls every packet c2s
         return None

@@ -628,6 +628,13 @@ class TCPTracker(FlowTracker):
     def decrypted(self) -> bool:
         return self.app_records["c2s"] + self.app_records["s2c"] > 0
 
+    @property
+    def undecryptable(self) -> bool:
+        """A TLS connection whose protected records were seen and none decrypted, both directions in step (no
+        record boundary still searched for): what the keyless TCP lane takes (analyzer/tcplane.py)."""
+        return (self.is_tls is True and not self.decrypted and not self._resync["c2s"] and not self._resync["s2c"]
+                and self.encrypted_records["c2s"] + self.encrypted_records["s2c"] > 0)
+
     def export_psk(self) -> bytes | None:
         try:
             return self.tls.export_keying_material(PSK_LABEL, None, PSK_LENGTH)

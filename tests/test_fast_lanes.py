@@ -62,8 +62,9 @@ def test_fast_lanes_give_the_same_analysis_on_damaged_captures(e):
 @pytest.mark.parametrize("d", SAMPLES, ids=lambda d: str(d.relative_to(ROOT / "samples")))
 def test_the_keyless_lane_gives_the_same_analysis(d: Path, room, monkeypatch):
     """Without keys, DTLS flows have a lane of their own once their backlog of records waiting for keys is full
-    (analyzer/dtlslane.py); with no room in it at all (``room`` 0), the lane takes a flow's records from the
-    start: the analysis is the same with and without lanes."""
+    (analyzer/dtlslane.py), TLS connections once their protected records are seen not to decrypt
+    (analyzer/tcplane.py); with no room in the backlog at all (``room`` 0), the DTLS lane takes a flow's records
+    from the start: the analysis is the same with and without lanes."""
     from analyzer import dtlsflow
 
     if room is not None:
@@ -74,5 +75,9 @@ def test_the_keyless_lane_gives_the_same_analysis(d: Path, room, monkeypatch):
     assert fast_doc == slow_doc
     assert fast_inner == slow_inner == []
     undecrypted = sum(f.undecrypted for f in fast_pipe.udp.values())
-    if room == 0 and undecrypted >= 20:  # the lane really carried the flows' records
+    tls_segments = sum(sum(c.segments.values()) for c in fast_pipe.tcp.values() if c.encrypted_records["c2s"]
+                       + c.encrypted_records["s2c"])
+    if room == 0 and undecrypted >= 20:  # the lanes really carried the flows' records
         assert fast_pipe.fast_frames >= undecrypted // 2, (fast_pipe.fast_frames, undecrypted)
+    if tls_segments >= 40:  # TLS connections without keys: the keyless TCP lane (analyzer/tcplane.py)
+        assert fast_pipe.fast_frames >= tls_segments // 3, (fast_pipe.fast_frames, tls_segments)

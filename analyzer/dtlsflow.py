@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .host import TrackerHost
 
 _CSTP_DATA = int(cstp.DATA)  # the type byte of a DATA packet on the DTLS channel
-_RECORD_HEADER_LEN = 13  # DTLS 1.0/1.2 record header (RFC 6347 §4.1)
+_APPLICATION_DATA = 23  # DTLS content type (RFC 6347 §4.1)
 EXT_ENCRYPT_THEN_MAC = 22  # RFC 7366
 DTLS_VERSIONS = {DTLS_BAD_VER: "DTLS 0x0100", DTLS10: "DTLS 1.0", DTLS12: "DTLS 1.2"}
 #: application-data bytes a DTLS flow's records may hold while they wait for keys (dissectors/dtls DTLSConnection)
@@ -130,22 +130,13 @@ class DTLSFlow(FlowTracker):
         got = self.dtls.feed_undecryptable_record(direction, data, start, end)
         if got is None:
             return False
-        epoch, reason = got
+        epoch, length, reason = got
         flows.touch(flow, ts, frame)
-        self.last_ts = ts
+        self.last_ts = ts  # note_datagram, without the call
         self.last_frame = frame
         self.datagrams[direction] += 1
         self.bytes[direction] += end - start
-        # _on_event of its DTLSUndecrypted (an application-data record of a protected epoch)
-        self.undecrypted += 1
-        self.undecrypted_reason = reason
-        if direction in self.undecrypted_records:
-            self.undecrypted_records[direction] += 1
-        if self.first_protected_data is None:
-            self.first_protected_data = (ts, frame)
-        est = self.estimate or self._start_estimate()
-        if est is not None and direction in est.dirs:
-            est.add(direction, end - start - _RECORD_HEADER_LEN, ts, frame)
+        self._undecrypted(direction, reason, epoch, _APPLICATION_DATA, length, ts, frame)
         return True
 
     def on_application_data(self, direction: str, data: bytes, ts: float, frame: int) -> None:
@@ -199,22 +190,28 @@ class DTLSFlow(FlowTracker):
                 self.alerts.append({"direction": ev.direction, "level": ev.level, "description": ev.description,
                                     "name": ev.name, "encrypted": ev.encrypted, "ts": ev.ts, "frame": ev.frame})
         elif t is dtls_ev.DTLSUndecrypted:
-            self.undecrypted += 1
-            self.undecrypted_reason = ev.reason
-            if ev.direction in self.undecrypted_records:
-                self.undecrypted_records[ev.direction] += 1
-            if ev.epoch >= 1:
-                if ev.content_type == 22 and ev.direction not in self.first_protected_handshake:
-                    self.first_protected_handshake[ev.direction] = (ev.ts, ev.frame)
-                elif ev.content_type == 23:
-                    if self.first_protected_data is None:
-                        self.first_protected_data = (ev.ts, ev.frame)
-                    est = self.estimate or self._start_estimate()
-                    if est is not None and ev.direction in est.dirs:
-                        est.add(ev.direction, ev.length, ev.ts, ev.frame)
+            self._undecrypted(ev.direction, ev.reason, ev.epoch, ev.content_type, ev.length, ev.ts, ev.frame)
         elif t is dtls_ev.DTLSRecordError:
             if len(self.problems) < MAX_PROBLEMS:
                 self.problems.append({"message": ev.message, "ts": ev.ts, "frame": ev.frame})
+
+    def _undecrypted(self, direction: str, reason: str, epoch: int, content_type: int, length: int, ts: float,
+                     frame: int) -> None:
+        """A record not decrypted (a DTLSUndecrypted event, or the keyless lane's): counted; a protected one marks
+        where the handshake ended or the data began, and an application-data record's size feeds the estimate."""
+        self.undecrypted += 1
+        self.undecrypted_reason = reason
+        if direction in self.undecrypted_records:
+            self.undecrypted_records[direction] += 1
+        if epoch >= 1:
+            if content_type == 22 and direction not in self.first_protected_handshake:
+                self.first_protected_handshake[direction] = (ts, frame)
+            elif content_type == _APPLICATION_DATA:
+                if self.first_protected_data is None:
+                    self.first_protected_data = (ts, frame)
+                est = self.estimate or self._start_estimate()
+                if est is not None and direction in est.dirs:
+                    est.add(direction, length, ts, frame)
 
     def _start_estimate(self):
         """The record-size estimate of the channel (analyzer/keyless.py), once the cipher suite is known."""

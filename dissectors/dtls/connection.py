@@ -241,6 +241,12 @@ class _Pending:
         self.owner = owner
 
 
+def _no_handshake(epoch: int) -> str:
+    """Why a record of a protected ``epoch`` no handshake seen owns is not decrypted."""
+    return (f"no handshake seen for epoch {epoch} (capture started after it?)" if epoch == 1
+            else f"no handshake seen for epoch {epoch}")
+
+
 class DTLSConnection:
     """DTLS over one UDP 5-tuple.  ``direction``: "c2s" (client -> gateway) or "s2c"."""
 
@@ -411,13 +417,13 @@ class DTLSConnection:
         return content
 
     def feed_undecryptable_record(self, direction: str, data, start: int = 0,
-                                  end: int | None = None) -> tuple[int, str] | None:
+                                  end: int | None = None) -> tuple[int, int, str] | None:
         """`feed` for the common case of a flow without keys: the datagram ``data[start:end]`` is exactly one
         application-data record of a protected epoch whose handshakes have no keys (or that no handshake seen
         owns), nothing is waiting to be replayed, and the backlog has no room left for it (``max_backlog_bytes``):
-        all `feed` would do is count it and report it undecrypted. Does that and returns ``(epoch, reason)``, the
-        DTLSUndecrypted event's, without making the event. None for anything else, having changed nothing: `feed`
-        the datagram."""
+        all `feed` would do is count it and report it undecrypted. Does that and returns ``(epoch, length,
+        reason)``, the DTLSUndecrypted event's, without making the event. None for anything else, having changed
+        nothing: `feed` the datagram."""
         if end is None:
             end = len(data)
         n = end - start - HEADER_LEN
@@ -431,9 +437,8 @@ class DTLSConnection:
         if not epoch:
             return None
         cands = self._epochs.get(epoch)
-        if not cands:  # (as `_decrypt` says it)
-            reason = (f"no handshake seen for epoch {epoch} (capture started after it?)" if epoch == 1
-                      else f"no handshake seen for epoch {epoch}")
+        if not cands:
+            reason = _no_handshake(epoch)
         else:
             reason = None
             for h in cands:
@@ -447,7 +452,7 @@ class DTLSConnection:
         self.datagrams += 1
         self.records += 1
         self.backlog_dropped += 1
-        return epoch, reason
+        return epoch, n, reason
 
     def _steady_for(self, epoch: int) -> tuple | None:
         """``(gen, epoch, owner, {direction: protection})`` when an application-data record of ``epoch`` takes the
@@ -509,8 +514,7 @@ class DTLSConnection:
         """(owner handshake, plaintext, None) or (owner or None, None, reason)."""
         cands = self._epochs.get(rec.epoch)
         if not cands:
-            return None, None, (f"no handshake seen for epoch {rec.epoch} (capture started after it?)"
-                                if rec.epoch == 1 else f"no handshake seen for epoch {rec.epoch}")
+            return None, None, _no_handshake(rec.epoch)
         reason = None
         for h in cands:
             if h.protections is None:
@@ -537,18 +541,18 @@ class DTLSConnection:
             if owner.ccs[direction]:
                 owner.finished[direction] = True
         limit = self._max_backlog_bytes
-        if limit is not None and rec.content_type == CT_APPLICATION_DATA:
-            if self._backlog_bytes + len(rec.fragment) > limit:
+        if limit is not None and rec.content_type == CT_APPLICATION_DATA and \
+                self._backlog_bytes + len(rec.fragment) > limit:
+            self.backlog_dropped += 1  # no room left: reported, not kept
+        else:
+            if limit is not None and rec.content_type == CT_APPLICATION_DATA:
+                self._backlog_bytes += len(rec.fragment)
+            if len(self._backlog) == self._backlog.maxlen:
                 self.backlog_dropped += 1
-                return [DTLSUndecrypted(direction, reason, rec.epoch, rec.seq, len(rec.fragment), rec.content_type,
-                                        ts, frame)]
-            self._backlog_bytes += len(rec.fragment)
-        if len(self._backlog) == self._backlog.maxlen:
-            self.backlog_dropped += 1
-            dropped = self._backlog[0].record
-            if limit is not None and dropped.content_type == CT_APPLICATION_DATA:
-                self._backlog_bytes -= len(dropped.fragment)
-        self._backlog.append(_Pending(direction, rec, ts, frame, slot, owner))
+                dropped = self._backlog[0].record
+                if limit is not None and dropped.content_type == CT_APPLICATION_DATA:
+                    self._backlog_bytes -= len(dropped.fragment)
+            self._backlog.append(_Pending(direction, rec, ts, frame, slot, owner))
         return [DTLSUndecrypted(direction, reason, rec.epoch, rec.seq, len(rec.fragment), rec.content_type,
                                 ts, frame)]
 

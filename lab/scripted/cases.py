@@ -9,6 +9,7 @@ samples/scripted).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import re
@@ -30,15 +31,18 @@ PROFILE_URI = "/CACHE/stc/profiles/acflow.xml"
 #: bound, of deterministic bytes
 PACKAGE_URI = "/CACHE/stc/1/binaries/anyconnect-core-vpn-webdeploy-k9.msi"
 PACKAGE_SIZE = 17 * 1024 * 1024 + 4321
+WRONG_PASSWORD = "wrong-password"  # what the user of login-retry types first
 
 
+@functools.cache
 def package_bytes() -> bytes:
+    """The downloader-large-package file (made once: the script, its manifest and the checks all need it)."""
     return hashlib.shake_256(b"acflow lab client package").digest(PACKAGE_SIZE)
 
 
+@functools.cache
 def _package_sha1() -> str:
     return hashlib.sha1(package_bytes()).hexdigest().upper()
-WRONG_PASSWORD = "wrong-password"  # what the user of login-retry types first
 
 # --------------------------------------------------------------------------------------------------------------
 # the exchange an ASA would have (aggregate-auth v2), as script pieces
@@ -225,7 +229,9 @@ class Case:
     expectations: list[tuple[str, Check]]
     flow: str = "single"  # "single": one openconnect run; "split": --authenticate, [curl], --cookie-on-stdin
     downloader: bool = False
-    download_uri: str | None = None  # what the downloader GETs when the complete answer announces no profile
+    # the downloader's file: what it GETs when the complete answer's manifest names none, what the facts look up,
+    # and a case with one gives dumpcap a 64 MiB buffer (a big download outruns the default one)
+    download_uri: str | None = None
     expect_connect: bool = True
     wait_configured: float = 10.0  # seconds to wait for "Configured as" after "CSTP connected"
     pings: list[tuple[int, int, int]] = field(default_factory=list)  # (ip version, count, data size)

@@ -11,7 +11,8 @@ The keyed analysis is the truth (itself checked against tshark and the peers' lo
 * sessions: a keyed session is *recognised* without keys when a keyless session has the same client and gateway
   and overlaps it in time; the rest is measured on recognised sessions only;
 * phase statuses: the keyed status against the keyless one — `inferred.status` where the keyless reading gave
-  one, else the phase's own status (an `undecrypted` phase without an inference counts as a disagreement);
+  one to a phase it could not read (`undecrypted`), else the phase's own status (an `undecrypted` phase without
+  an inference counts as a disagreement);
 * tunnel up/down: per tunnel connection, when the CONNECT was answered (`tunnel_established`) and when the tunnel
   ended (its DISCONNECT/TERMINATE frame, else the connection's last packet), within `TIME_TOLERANCE`;
 * frame class per record: every CSTP frame of a tunnel connection and every DTLS channel record, its class by
@@ -147,7 +148,9 @@ def _analyse(capture: Path, keylog: Path | None, gateways=None):
 
 
 def _keyless_status(p) -> str:
-    return p.inferred.status if p.inferred is not None else p.status
+    # a phase that was read from outside (`undecrypted`); one seen to be before the capture keeps that status (the
+    # reading of a tunnel already up then is its `inferred`, status ok: the tunnel, not the CONNECT)
+    return p.inferred.status if p.inferred is not None and p.status == "undecrypted" else p.status
 
 
 def _overlaps(a, b) -> bool:

@@ -237,9 +237,10 @@ class DTLSFlow(FlowTracker):
         fr = self.first_record
         return self.before_capture and fr.get("content_type") == 23
 
-    def finish(self) -> None:
+    def finish(self, until: float | None = None) -> None:
+        """The flow's end; ``until``: when the capture ends (its last frame)."""
         if self.estimate is not None:
-            self.estimate.finish()
+            self.estimate.finish(until)
         self.full_handshake = bool(self.dtls.full_handshake)
         if self.established_ts is None and not self.up_before_capture:
             # Without keys the handshake ends with the Finished messages (protected handshake records of epoch 1

@@ -36,7 +36,7 @@ from dissectors.dtls.record import DTLS_BAD_VER
 from dissectors.tls.names import cipher_suite_name
 
 from .inference import read_connection
-from .keyless import CSTP_HEADER, MIN_IP_PACKET, protection
+from .keyless import CSTP_HEADER, GUESS_MIN_CONTROL, MIN_IP_PACKET, control_pattern, protection
 
 STRONG, MEDIUM = 2, 1
 CSTP_CONTROL_MIN = 2  # control-size records needed for the record pattern
@@ -112,26 +112,20 @@ class Verdict:
 
 
 def cstp_record_pattern(conn, suite_name: str | None) -> tuple[int, list[int]] | None:
-    """Protected records of exactly a CSTP control frame's size: (count, frames) when they form the pattern.
-
-    The pattern: a control-size record answered by one from the other side within 5 s (DPD request/response),
-    or control-size records from one side at least 5 s apart (keepalives). HTTP traffic has no records of these
-    exact sizes recurring like this.
-    """
+    """Protected records of exactly a CSTP control frame's size: (count, frames) when they form the pattern
+    (`keyless.control_pattern`: a control-size record answered by one from the other side within 5 s — DPD
+    request/response — or control-size records from one side at least 5 s apart — keepalives; HTTP traffic has no
+    records of these exact sizes recurring like this). A connection whose handshake was before the capture has no
+    suite to size them by: the protection its records' sizes fit (`TCPTracker.guessed_protection`), with a
+    stricter pattern (`keyless.guess_protection`)."""
     sh = conn.server_hello
     prot = protection(suite_name, sh.version if sh else None, dtls=False, etm=bool(sh and sh.encrypt_then_mac))
+    if prot is None and conn.guessed_protection is not None:
+        return control_pattern(conn.record_sizes, conn.cstp_estimate.prot.record_length(CSTP_HEADER),
+                               GUESS_MIN_CONTROL, answered=True)
     if prot is None:
         return None
-    size = prot.record_length(CSTP_HEADER)  # a control frame: the CSTP header alone
-    ctl = {d: [(ts, fr) for ts, n, fr in conn.record_sizes[d] if n == size] for d in ("c2s", "s2c")}
-    pairs = any(0 <= b[0] - a[0] <= 5.0 for x, y in (("c2s", "s2c"), ("s2c", "c2s")) for a in ctl[x] for b in ctl[y])
-    spaced = [d for d in ("c2s", "s2c") if len(ctl[d]) >= CSTP_CONTROL_MIN
-              and any(y[0] - x[0] >= 5.0 for x, y in zip(ctl[d], ctl[d][1:]))]
-    n = len(ctl["c2s"]) + len(ctl["s2c"])
-    if (pairs and n >= CSTP_CONTROL_MIN) or spaced:
-        frames = sorted(fr for d in ("c2s", "s2c") for _, fr in ctl[d])
-        return n, frames
-    return None
+    return control_pattern(conn.record_sizes, prot.record_length(CSTP_HEADER), CSTP_CONTROL_MIN)
 
 
 def cstp_disconnect_shape(conn) -> int | None:
@@ -264,8 +258,10 @@ def _own_evidence(g, downloader_paths) -> Verdict:
             pat = cstp_record_pattern(cn.c, _suite(cn.c))
             if pat is not None:
                 n, frames = pat
+                guessed = (f" (the handshake was before the capture: sized as {cn.c.guessed_protection}, the "
+                           "protection every record fits)") if cn.c.server_hello is None else ""
                 v.add("cstp-record-pattern", "strong", f"{n} records of a CSTP control frame's size (DPD/keepalive "
-                      f"pattern) on tcp.stream {cn.c.index}", frames)
+                      f"pattern) on tcp.stream {cn.c.index}{guessed}", frames)
     first_tls = min((cn.c.first_ts for cn in g.conns), default=None)
     for f in g.dtls:
         first = f.hellos[0] if f.hellos else None

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from dissectors.tls.names import cipher_suite_name
 
-from .keyless import CSTP_HEADER, Protection, TunnelEstimate, protection
+from .keyless import CSTP_HEADER, Protection, TunnelEstimate, fits_cstp, protection
 from .tcptracker import MAX_SAMPLES
 
 HTTP_MIN_REQUEST = 150  # plaintext bytes: the shortest request line + Host + User-Agent the clients send
@@ -89,11 +89,13 @@ def records(c) -> tuple[list, Protection | None]:
     sh = c.server_hello
     suite = cipher_suite_name(sh.cipher_suite) if sh is not None else None
     prot = protection(suite, sh.version if sh else None, dtls=False, etm=bool(sh and sh.encrypt_then_mac))
+    if prot is None and sh is None and c.guessed_protection is not None:
+        prot = c.cstp_estimate.prot  # the handshake was before the capture: the protection the sizes fit
     recs = sorted([(ts, d, n, fr) for d in ("c2s", "s2c") for ts, n, fr in c.record_sizes[d]],
                   key=lambda r: (r[0], r[3]))
     if prot is None:
         return recs, None
-    if sh.version >= 0x0304 and c.client_hello is not None and not c.started_before_capture:
+    if sh is not None and sh.version >= 0x0304 and c.client_hello is not None and not c.started_before_capture:
         # the gateway's encrypted flight and the client's Finished flight (Certificate and CertificateVerify
         # first when asked for one), up to the record of a Finished message's size; session tickets after it
         # come before the first request and are left out with the rounds (`read_connection`)
@@ -202,6 +204,31 @@ def _tunnel_estimate(c, r: ConnectionReading, recs: list) -> TunnelEstimate | No
     # DATA times of the tunnel only (an HTTP record before it is no DATA frame)
     est.first_data = {d: t for d, t in est.first_data.items() if t > boundary[0]}
     est.last_data = {d: t for d, t in est.last_data.items() if t > boundary[0]}
+    return _ending(c, est, recs)
+
+
+def read_tunnel_before_capture(c) -> ConnectionReading | None:
+    """A connection that already carried the tunnel when the capture started (its handshake and CONNECT were
+    before it): every record is a CSTP frame, read by the protection its records' sizes fit
+    (`TCPTracker.guessed_protection`) — or by the suite, should a renegotiation have shown one. None when its
+    records were not read as a tunnel."""
+    if not c.started_before_capture or c.cstp_estimate is None or c.decrypted:
+        return None
+    recs, prot = records(c)
+    if not fits_cstp(prot, c.record_sizes, whole=True):
+        # records before the tunnel's first control frame that are no CSTP frame: the end of the HTTP exchanges
+        # (the capture started between a reconnect's handshake and its CONNECT), read as a connection whose CONNECT
+        # round is in the capture
+        r = read_connection(c, [])
+        if r.connect is not None and r.estimate is not None:
+            return r
+    r = ConnectionReading(c, prot, basis=["before-capture"])
+    r.estimate = _ending(c, copy.deepcopy(c.cstp_estimate), recs)
+    return r
+
+
+def _ending(c, est: TunnelEstimate, recs: list) -> TunnelEstimate:
+    """How the tunnel's estimate ``est`` ends: a late DPD answer, or the gateway's TERMINATE (below)."""
     # a control frame from the gateway as its last record, right before the connection closes: TERMINATE —
     # unless it is the gateway's first record after the client's last one, an unanswered control record: then it
     # answers that DPD request late (the request reached the gateway only when TCP retransmitted it, after a

@@ -102,6 +102,104 @@ def protection(suite_name: str | None, version: int | None, *, dtls: bool, etm: 
     return None
 
 
+
+# -- connections whose handshake is not in the capture ----------------------------------------------------------
+
+#: The record protections a TLS connection of the AnyConnect protocol may use, for a connection that was already
+#: up when the capture started (a ring buffer's later file, a capture started after the problem): no ServerHello
+#: names its suite, so `guess_protection` tries each. Each gives a CSTP control frame (the 8-byte header alone) its
+#: own record length: 25, 32, 24, 48, 52, 64, 80 bytes. (CBC with encrypt-then-MAC and HMAC-SHA256/384 gives the
+#: same control length as without it and is left out: the DATA sizes would be within one block either way.)
+GUESS_CANDIDATES = (
+    ("TLS 1.3 AEAD", Protection(17)),
+    ("TLS 1.2 AES-GCM", Protection(8 + 16)),
+    ("TLS 1.2 ChaCha20-Poly1305", Protection(16)),
+    ("TLS 1.1/1.2 AES-CBC-SHA1", Protection(CBC_BLOCK, CBC_BLOCK, 20)),
+    ("TLS 1.1/1.2 AES-CBC-SHA1 encrypt-then-MAC", Protection(CBC_BLOCK, CBC_BLOCK, 20, True)),
+    ("TLS 1.2 AES-CBC-SHA256", Protection(CBC_BLOCK, CBC_BLOCK, 32)),
+    ("TLS 1.2 AES-CBC-SHA384", Protection(CBC_BLOCK, CBC_BLOCK, 48)),
+)
+GUESS_MIN_CONTROL = 3  # control-size records a guessed protection needs (2 when the ServerHello names the suite)
+#: plaintext bytes: the longest CSTP frame (header + an inner packet of a tunnel MTU, 1500 at most in practice,
+#: with room to spare); a longer record (an HTTP/2 or bulk HTTPS record of up to 16 KiB) is no CSTP frame
+MAX_CSTP_PLAINTEXT = CSTP_HEADER + 2048
+MAX_SHORT_RECORDS = 2  # TLS 1.3: records too short for a CSTP frame (an alert, a KeyUpdate) a tunnel may carry
+
+
+def control_pattern(sizes: dict, size: int, least: int = 2, answered: bool = False) -> tuple[int, list[int]] | None:
+    """Records of exactly ``size`` bytes (a CSTP control frame's protected length) in ``sizes`` (direction ->
+    [(ts, length, frame)], in time order): (count, frames) when they form the DPD/keepalive pattern, else None.
+
+    The pattern: a control-size record answered by one from the other side within 5 s (DPD request/response) and
+    ``least`` of them in all, or — unless ``answered`` is asked for — ``least`` control-size records from one side
+    with two of them at least 5 s apart (keepalives). HTTP traffic has no records of these exact sizes recurring
+    like this."""
+    ctl = {d: [(ts, fr) for ts, n, fr in sizes[d] if n == size] for d in ("c2s", "s2c")}
+    pairs = any(0 <= b[0] - a[0] <= 5.0 for x, y in (("c2s", "s2c"), ("s2c", "c2s")) for a in ctl[x] for b in ctl[y])
+    spaced = [d for d in ("c2s", "s2c") if len(ctl[d]) >= least and not answered
+              and any(y[0] - x[0] >= 5.0 for x, y in zip(ctl[d], ctl[d][1:]))]
+    n = len(ctl["c2s"]) + len(ctl["s2c"])
+    if (pairs and n >= least) or spaced:
+        return n, sorted(fr for d in ("c2s", "s2c") for _, fr in ctl[d])
+    return None
+
+
+def fits_cstp(prot: Protection, sizes: dict, whole: bool = False) -> bool:
+    """Every record in ``sizes`` from the first of a control frame's size on can be a CSTP frame under ``prot``: a
+    control frame, a DATA frame with an inner packet (at least an IPv4 header, at most a tunnel MTU), or — as the
+    last record of its direction only — a DISCONNECT (a payload too short for a packet); CBC: every length a whole
+    number of blocks. TLS 1.3 may carry an alert or a KeyUpdate (shorter than any CSTP frame) as well. (Records
+    before it may be the end of the HTTP exchanges: a capture started between a reconnect's handshake and its
+    CONNECT.) ``whole``: every record, from the first."""
+    control = prot.record_length(CSTP_HEADER)
+    start = min((ts for d in ("c2s", "s2c") for ts, n, _fr in sizes[d] if n == control), default=None)
+    if start is None:
+        return False
+    if whole:
+        start = float("-inf")
+    short = 0
+    for d in ("c2s", "s2c"):
+        recs = sizes[d]
+        last = len(recs) - 1
+        for i, (ts, n, _fr) in enumerate(recs):
+            if ts < start:
+                continue
+            if prot.block:
+                body = n - prot.fixed - (prot.mac if prot.etm else 0)
+                if body <= 0 or body % prot.block:
+                    return False
+            least, most = prot.plaintext(n)
+            if most < CSTP_HEADER:
+                short += 1
+                if prot.block or prot.fixed != 17 or short > MAX_SHORT_RECORDS:
+                    return False
+            elif least > MAX_CSTP_PLAINTEXT:
+                return False
+            elif least > CSTP_HEADER and most - CSTP_HEADER < MIN_IP_PACKET and i != last:
+                return False
+    return True
+
+
+def guess_protection(sizes: dict) -> tuple[str, Protection] | None:
+    """The protection of a TLS connection whose handshake is not in the capture, from its records' sizes
+    (direction -> [(ts, length, frame)], in time order): the one candidate (`GUESS_CANDIDATES`) under which every
+    record can be a CSTP frame and records of the control frame's exact size form the DPD pattern
+    (`control_pattern`: at least `GUESS_MIN_CONTROL` of them, one answered in kind by the other side — keepalives
+    from one side alone are not enough: an XMPP client's whitespace pings over TLS 1.2 AES-GCM are 25-byte records,
+    a TLS 1.3 control frame's size). (name, Protection), or None when no candidate or more than one equally fits:
+    the connection is then not read as a tunnel."""
+    found = []
+    for name, prot in GUESS_CANDIDATES:
+        if not fits_cstp(prot, sizes):
+            continue
+        pat = control_pattern(sizes, prot.record_length(CSTP_HEADER), GUESS_MIN_CONTROL, answered=True)
+        if pat is not None:
+            found.append((pat[0], name, prot))
+    found.sort(key=lambda x: -x[0])
+    if not found or (len(found) > 1 and found[1][0] == found[0][0]):
+        return None
+    return found[0][1], found[0][2]
+
 @dataclass(slots=True)
 class Direction:
     records: int = 0
@@ -291,15 +389,20 @@ class TunnelEstimate:
                 self._log(direction, frame, ts, "MTU_PROBE")
         self._early = None
 
-    def _dead_peer(self) -> None:
+    def _dead_peer(self, until: float | None = None) -> None:
         """Unanswered control frames that end one side's traffic while the other side sends no data any more are
         DPD requests to a peer that no longer answers (keepalives come and go with traffic around them; over TLS, one
-        followed by an answered DPD request of its side reached a live peer: `_received`)."""
+        followed by an answered DPD request of its side reached a live peer: `_received`). At least two of them
+        must have had `ANSWER_WINDOW` seconds of capture after them (``until``: the capture's end): a capture that
+        stops right after an idle client's keepalive and its next DPD request has not seen the answer that came
+        after it."""
         for direction, other in (("c2s", "s2c"), ("s2c", "c2s")):
             since = self._last_data.get(direction)
             run = [e for e in self.controls if e[0] == direction and e[3] == "KEEPALIVE" and not e[6]
                    and (since is None or e[2] > since)]
             heard = self._last_data.get(other)
+            if until is not None and sum(1 for e in run if until - e[2] >= ANSWER_WINDOW) < 2:
+                continue
             if len(run) >= 2 and (heard is None or heard < run[0][2]):
                 for e in run:
                     e[3] = "DPD_REQ"
@@ -385,10 +488,11 @@ class TunnelEstimate:
                     and after[0][0][2] - e[2] <= ANSWER_WINDOW):
                 e[6] = True
 
-    def finish(self) -> None:
+    def finish(self, until: float | None = None) -> None:
+        """Class what only the whole channel tells; ``until``: when the capture ends (its last frame)."""
         self._unanswered_probes()
         self._received()
-        self._dead_peer()
+        self._dead_peer(until)
         for direction, silence in self.dpd_silence.items():
             self.refine(direction, silence)
         self.control_unanswered += len(self._pending)

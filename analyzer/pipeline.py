@@ -421,9 +421,9 @@ class Pipeline:
                         conn.on_tls_event(tev)
             self.release_dtls()
         for conn in self.tcp.values():
-            conn.finish()
+            conn.finish(self.last_ts)
         for flow in self.udp.values():
-            flow.finish()
+            flow.finish(self.last_ts)
 
 
 MAX_OTHER_FLOWS = 1 << 16  # UDP flows itemised in the "other traffic" summary (memory stays bounded)

@@ -20,7 +20,7 @@ from dissectors.http import HTTPError, HTTPStream, Request, Response, TunnelEsta
 from dissectors.tls import events as tls_ev
 from dissectors.tls.names import cipher_suite_name
 
-from .keyless import CSTP_HEADER, TunnelEstimate, protection
+from .keyless import CSTP_HEADER, TunnelEstimate, guess_protection, protection
 
 if TYPE_CHECKING:
     from .host import TrackerHost
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 MAX_EXCHANGES = 200
 MAX_PROBLEMS = 50
 MAX_SAMPLES = 200
+GUESS_EVERY = 32  # application-data records between two guesses of a protection (`TCPTracker._guess_estimate`)
 MAX_CONTROLS = 2000
 #: timeline buckets held per channel (both directions): past it they are made twice as wide (ChannelStats._widen)
 MAX_TIMELINE = 4096
@@ -378,6 +379,10 @@ class TCPTracker(FlowTracker):
         #: records before the tunnel (HTTP) are taken back once the keyless reading finds the CONNECT
         self.cstp_estimate: TunnelEstimate | None = None
         self._estimate_tried = False
+        #: a connection whose handshake was before the capture: the protection its records' sizes fit
+        #: (`keyless.guess_protection`; the name of a `keyless.GUESS_CANDIDATES` entry), which sizes its estimate
+        self.guessed_protection: str | None = None
+        self._unsampled = False  # an application-data record did not fit in record_sizes (no guess then)
         self.other_bytes = 0  # payload bytes of a connection that is not TLS
         self.certificate_verify: dict | None = None  # the client's CertificateVerify (frame, ts), when seen
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
@@ -485,6 +490,8 @@ class TCPTracker(FlowTracker):
                 sizes = self.record_sizes[ev.direction]
                 if len(sizes) < MAX_SAMPLES:
                     sizes.append((ev.ts, ev.length, ev.frame))
+                else:
+                    self._unsampled = True
                 est = self.cstp_estimate
                 if est is None and not self._estimate_tried:
                     est = self._start_estimate()
@@ -607,6 +614,8 @@ class TCPTracker(FlowTracker):
         """The CSTP-by-size reading of the undecrypted records, once the ServerHello named the suite."""
         sh = self.server_hello
         if sh is None:
+            if self.started_before_capture:
+                self._guess_estimate(final=False)
             return None
         self._estimate_tried = True
         prot = protection(cipher_suite_name(sh.cipher_suite), sh.version, dtls=False, etm=sh.encrypt_then_mac)
@@ -614,14 +623,40 @@ class TCPTracker(FlowTracker):
             self.cstp_estimate = TunnelEstimate(CSTP_HEADER, prot)
         return self.cstp_estimate
 
-    def finish(self) -> None:
+    def _guess_estimate(self, final: bool) -> None:
+        """A connection that was up before the capture started (no ServerHello names its suite): once every
+        `GUESS_EVERY` application-data records, and at the end (``final``), while every record so far is in
+        `record_sizes`, try the protection they fit (`keyless.guess_protection`); found, the estimate starts with
+        every record so far (the one being counted included) and takes the later ones as they come."""
+        sizes = self.record_sizes
+        n = len(sizes["c2s"]) + len(sizes["s2c"])
+        if self._unsampled:
+            self._estimate_tried = True  # records were not kept: the estimate could not hold them all
+            return
+        if not n or (not final and n % GUESS_EVERY):
+            return
+        guess = guess_protection(sizes)
+        if guess is None:
+            return
+        self._estimate_tried = True
+        self.guessed_protection, prot = guess
+        est = self.cstp_estimate = TunnelEstimate(CSTP_HEADER, prot)
+        for ts, frame, direction, length in sorted((ts, frame, d, length) for d in ("c2s", "s2c")
+                                                   for ts, length, frame in sizes[d]):
+            est.add(direction, length, ts, frame)
+
+    def finish(self, until: float | None = None) -> None:
+        """The connection's end (the flows flushed); ``until``: when the capture ends (its last frame)."""
         if self.is_tls:
             for tev in self.tls.close(self.last_ts, self.last_frame):
                 self.on_tls_event(tev)
         for hev in self.http.close():
             self.on_http_event(hev)
+        if (self.cstp_estimate is None and not self._estimate_tried and self.started_before_capture
+                and self.server_hello is None and not self.decrypted):
+            self._guess_estimate(final=True)
         if self.cstp_estimate is not None:
-            self.cstp_estimate.finish()
+            self.cstp_estimate.finish(until)
 
     # -- queries ---------------------------------------------------------------------------------------
     @property

@@ -72,6 +72,8 @@ def test_every_sample_document_is_unchanged(tmp_path):
 #: findings, which are the rules' behaviour, not the session model's (rules get fixed: test_findings.py pins them,
 #: test_json_schema.py their format)
 PROSE = {"message", "remedy", "summary", "findings"}
+#: lists of reasons, to which a new kind of evidence may add items: every old item must still be there, in order
+GROWING = {"evidence"}
 
 
 def _missing(old, new, path="$") -> str | None:
@@ -84,7 +86,10 @@ def _missing(old, new, path="$") -> str | None:
                 return f"{path}.{k}"
             if k in PROSE:
                 continue
-            where = _missing(v, new[k], f"{path}.{k}")
+            if k in GROWING and isinstance(v, list) and isinstance(new[k], list):
+                where = _lost_item(v, new[k], f"{path}.{k}")
+            else:
+                where = _missing(v, new[k], f"{path}.{k}")
             if where:
                 return where
         return None
@@ -93,6 +98,15 @@ def _missing(old, new, path="$") -> str | None:
             return path
         return next((w for i, (a, b) in enumerate(zip(old, new)) if (w := _missing(a, b, f"{path}[{i}]"))), None)
     return None if old == new or _username_shown(old, new) else path
+
+
+def _lost_item(old: list, new: list, path: str) -> str | None:
+    """Where the items of ``old`` are not found in ``new`` in the same order (items added anywhere are allowed)."""
+    rest = iter(enumerate(new))
+    for i, item in enumerate(old):
+        if not any(_missing(item, b) is None for _j, b in rest):
+            return f"{path}[{i}]"
+    return None
 
 
 _USERNAME = re.compile(r"(<username>)[^<]*(</username>)")
@@ -121,6 +135,9 @@ def test_document_comparison_allows_only_additions():
     assert _missing({"a": 1}, {"a": 2}) == "$.a"
     assert _missing({"b": [{"c": 2}]}, {"b": [{}]}) == "$.b[0].c"
     assert _missing({"b": [1, 2]}, {"b": [1]}) == "$.b"
+    assert _missing({"evidence": [{"c": 1}, {"c": 2}]}, {"evidence": [{"c": 0}, {"c": 1}, {"c": 2}]}) is None
+    assert _missing({"evidence": [{"c": 1}, {"c": 2}]}, {"evidence": [{"c": 2}, {"c": 1}]}) == "$.evidence[1]"
+    assert _missing({"evidence": [{"c": 1}]}, {"evidence": [{"c": 3}]}) == "$.evidence[0]"
     assert _missing({"message": "old words"}, {"message": "new words"}) is None
     xml = "<auth><username>{}</username><password>«redacted»</password></auth>"
     assert _missing({"xml": xml.format("«redacted»")}, {"xml": xml.format("alice")}) is None

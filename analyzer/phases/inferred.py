@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..inference import ConnectionReading, read_connection
+from ..inference import ConnectionReading, read_connection, read_tunnel_before_capture
 from ..model import Phase
 from .dtls import DirectionEstimate, direction_estimate
 from .grouping import Group
@@ -70,14 +70,16 @@ class CSTPEstimate(Record):
 class InferredTunnel(Record):
     """One tunnel connection: its CONNECT round, when the tunnel came up and how it ended."""
     connection: str
-    connect_time: float
-    connect_frame: int
-    established_time: float | None  # the CONNECT answer's first record
+    connect_time: float | None  # None: the CONNECT was before the capture started (basis `before-capture`)
+    connect_frame: int | None
+    established_time: float | None  # the CONNECT answer's first record (None: before the capture)
     established_frame: int | None
     end_time: float | None  # a DISCONNECT/TERMINATE record, else the connection's last packet
     end_frame: int | None
     ended_by: str | None  # DISCONNECT, TERMINATE, close (FIN/RST), None: still up when the capture ends
-    basis: list[str]  # cstp-record, control-size, dtls-after-connect (analyzer/inference.py)
+    #: cstp-record, control-size, dtls-after-connect (analyzer/inference.py); before-capture: the connection
+    #: already carried the tunnel when the capture started (`read_tunnel_before_capture`)
+    basis: list[str]
     estimate: CSTPEstimate | None
 
 
@@ -114,7 +116,7 @@ def _estimate(est) -> CSTPEstimate | None:
 
 def _tunnel(r: ConnectionReading) -> InferredTunnel:
     c = r.conn
-    rd = r.connect_round
+    rd = r.connect_round  # None: a tunnel up before the capture started
     end = next((e for e in reversed(r.estimate.controls) if e[3] in ("DISCONNECT", "TERMINATE")), None) \
         if r.estimate is not None else None
     if end is not None:
@@ -123,8 +125,10 @@ def _tunnel(r: ConnectionReading) -> InferredTunnel:
         end_time, end_frame, by = c.last_ts, c.last_frame, "close"
     else:
         end_time, end_frame, by = c.last_ts, c.last_frame, None
-    t = InferredTunnel(connection=f"tcp.stream {c.index}", connect_time=rd.start, connect_frame=rd.frame,
-                       established_time=rd.response_start, established_frame=rd.response_frame,
+    t = InferredTunnel(connection=f"tcp.stream {c.index}", connect_time=rd.start if rd else None,
+                       connect_frame=rd.frame if rd else None,
+                       established_time=rd.response_start if rd else None,
+                       established_frame=rd.response_frame if rd else None,
                        end_time=end_time, end_frame=end_frame, ended_by=by, basis=list(r.basis),
                        estimate=_estimate(r.estimate))
     t.reading = r  # not a field, not in the JSON: the per-record classes, for analyzer/agreement.py
@@ -160,6 +164,7 @@ def apply(g: Group, phases: list[Phase]) -> None:
     if rs is None:
         return
     live = [r for r in rs if not r.conn.started_before_capture]
+    _before_capture(cstp, [x for x in (read_tunnel_before_capture(r.conn) for r in rs) if x is not None], live)
     if not live:
         return
     tunnels = [r for r in live if r.connect is not None]
@@ -220,6 +225,24 @@ def apply(g: Group, phases: list[Phase]) -> None:
                   + ", ".join(tunnels[0].basis) + (f"; {len(ts)} tunnel connections" if len(ts) > 1 else ""),
             frames=[t0.connect_frame] + [x for x in (t0.established_frame,) if x] + tunnels[0].basis_frames[:8],
             tunnels=ts)
+
+
+def _before_capture(cstp: Phase, early: list[ConnectionReading], live: list[ConnectionReading]) -> None:
+    """The tunnel already up when the capture started (the CONNECT before it: phase `before-capture`), read
+    without keys: its CSTP frames by size, and any tunnel connection the capture shows being made later (a
+    reconnect)."""
+    if not early or cstp.status != "before-capture":
+        return
+    ts = [_tunnel(r) for r in early] + [_tunnel(r) for r in live if r.connect is not None]
+    r0 = early[0]
+    est = r0.estimate
+    n = est.dirs["c2s"].control + est.dirs["s2c"].control
+    cstp.inferred = PhaseInference(
+        status="ok", confidence="high" if est.control_answered else "medium",
+        basis=f"the tunnel was up when the capture started: tcp.stream {r0.conn.index} carries CSTP records "
+              f"({n} of a control frame's size: DPD, keepalives)" + (f"; {len(ts)} tunnel connections"
+                                                                     if len(ts) > 1 else ""),
+        frames=[r0.conn.first_frame] + [e[1] for e in est.controls[:8]], tunnels=ts)
 
 
 SMALL_ANSWER = 200  # plaintext bytes: an aggregate-auth answer or 200 CONNECTED is longer, an HTTP error shorter

@@ -414,8 +414,9 @@ def _cstp_estimate(con: Console, s) -> None:
     inf = getattr(s.phase("cstp-connect"), "inferred", None)
     for t in (getattr(inf, "tunnels", None) or []) if inf is not None else []:
         ended = {None: "still up at the capture's end", "close": "connection closed"}.get(t.ended_by, t.ended_by)
-        _wrap(con, f"CSTP inferred on {t.connection}: up at {_rel(t.established_time, s.start)} (frame "
-                   f"{t.established_frame}), ended {_rel(t.end_time, s.start)} ({ended})", 2, 7)
+        up = (f"up at {_rel(t.established_time, s.start)} (frame {t.established_frame})"
+              if t.established_time is not None else "up before the capture started")
+        _wrap(con, f"CSTP inferred on {t.connection}: {up}, ended {_rel(t.end_time, s.start)} ({ended})", 2, 7)
         e = t.estimate
         if e is None:
             continue

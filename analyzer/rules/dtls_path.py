@@ -111,7 +111,8 @@ def _inferred_fallback(session, d: DTLSDetails):
         return None
     t = ts[0]
     return Finding(
-        id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=t.established_time, frames=[t.connect_frame],
+        id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=t.established_time,
+        frames=[t.connect_frame] if t.connect_frame is not None else [],
         inferred=True,
         message=f"DTLS did not come up: about {data['c2s']}+{data['s2c']} inner packets travelled over the TLS channel "
                 f"(CSTP; inferred from record sizes on {t.connection}, no keys).",

@@ -49,10 +49,12 @@ def _inferred(session):
     ts = inferred_tunnels(session)
     out = []
     for prev, cur in zip(ts, ts[1:]):
-        gap = cur.connect_time - (prev.end_time or prev.connect_time)
+        if cur.connect_time is None:  # up before the capture started too: not seen being made
+            continue
+        gap = cur.connect_time - (prev.end_time or prev.connect_time or cur.connect_time)
         out.append(Finding(
             id="RECONNECT", severity="info", phase="cstp-connect", time=cur.connect_time,
-            frames=[prev.connect_frame, cur.connect_frame], inferred=True,
+            frames=[x for x in (prev.connect_frame, cur.connect_frame) if x is not None], inferred=True,
             message=f"The client reconnected the tunnel ({cur.connection}), {gap:.1f} s after the previous tunnel "
                     f"connection ({prev.connection}) ended (inferred from record sizes, no keys).",
             remedy="A reconnect follows a lost connection (DPD timeout, reset); look at the findings just before it.",

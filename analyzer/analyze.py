@@ -131,6 +131,15 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
     except OutputError as e:
         print(f"acflow: {e}", file=sys.stderr)
         return EXIT_INPUT
+    if len(captures) > 1 and not any(is_stdio(c) for c in captures):
+        # several files: the pieces of one capture (a ring buffer), read in the order they were written
+        from .capture import in_time_order  # noqa: PLC0415
+
+        ordered, moved = in_time_order(list(captures))
+        if moved:
+            print("acflow: reading the captures in the time order of their first packets: "
+                  + ", ".join(os.path.basename(str(c)) for c in ordered), file=sys.stderr)
+            captures = ordered
     progress = None
     inner = None
     try:

@@ -161,6 +161,35 @@ def _pump(path, stream, chunk_size: int, compressed: bool, keep=None) -> Iterato
     yield parser.close()
 
 
+def first_frame_time(path: str | os.PathLike, limit: int = 1 << 20) -> float | None:
+    """The time of the first packet of the capture at ``path`` (gzip-transparent), read from at most ``limit``
+    bytes; None when it has none there or cannot be read (the analysis says why)."""
+    try:
+        read = 0
+        for batch in read_capture_batches(path, chunk_size=1 << 16):
+            for ev in batch:
+                if isinstance(ev, Frame):
+                    return ev.ts
+            read += 1 << 16
+            if read >= limit:
+                return None
+    except (OSError, CaptureFormatError, ValueError):
+        return None
+    return None
+
+
+def in_time_order(paths: list) -> tuple[list, bool]:
+    """``paths`` ordered by the time of their first packets ((ordered, moved): ``moved`` when that is not the order
+    given). The files of a ring buffer named so that a shell's sorting mixes them up (tcpdump -C's `cap`,
+    `cap1`, …, `cap10`, `cap2`) are read in the order they were written. When a file's first packet cannot be
+    read (damaged, not a capture: the analysis says so), the order given is kept."""
+    times = [first_frame_time(p) for p in paths]
+    if any(t is None for t in times):
+        return list(paths), False
+    order = sorted(range(len(paths)), key=lambda i: (times[i], i))
+    return [paths[i] for i in order], order != list(range(len(paths)))
+
+
 def iter_frames(
     path: str | os.PathLike,
     chunk_size: int = 1 << 20,

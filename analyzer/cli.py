@@ -163,7 +163,8 @@ def _jobs(value):
 def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways, summary,
             fail_on, session_ids, clients, since, until, tz, jobs):
     """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase; each session starts with a
-    one-line verdict.
+    one-line verdict. Several files are one capture (a ring buffer's), read in the time order of their first
+    packets.
 
     Only flows with evidence of the AnyConnect protocol become sessions (decrypted aggregate-auth/CONNECT/CSTP,
     or without keys: DTLS beside the TLS connection, resuming DTLS hellos, CSTP record patterns…); everything

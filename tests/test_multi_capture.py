@@ -6,8 +6,10 @@ The oracle is tshark on each file alone. Two cases: two unrelated samples in one
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -121,3 +123,52 @@ def test_ring_buffer_pieces_hold_together_and_count_per_file(tshark, tmp_path, n
     for s in analysis.sessions:
         for c in s.connections:
             assert c.capture in (str(parts[0]), str(parts[1]))
+
+
+def test_a_ring_buffer_named_out_of_order_is_read_in_time_order(tmp_path):
+    """tcpdump -C names its files `cap`, `cap1`, …, `cap10`: a shell's glob sorts `cap10` before `cap2`. The files
+    are read in the time order of their first packets (said on stderr), so the run equals the one in order."""
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.skip("editcap not installed")
+    d = sample("keepalive-dpd")
+    subprocess.run([editcap, "-c", "9", str(d / "capture.pcapng"), str(tmp_path / "piece.pcapng")], check=True,
+                   capture_output=True)
+    pieces = sorted(tmp_path.glob("piece_*.pcapng"))
+    assert len(pieces) >= 11
+    ring = tmp_path / "ring"
+    ring.mkdir()
+    for i, p in enumerate(pieces):
+        p.rename(ring / ("cap" if i == 0 else f"cap{i}"))
+    shell = sorted(ring.iterdir())  # cap, cap1, cap10, cap11, cap2, …
+    written = [ring / "cap"] + [ring / f"cap{i}" for i in range(1, len(pieces))]
+    assert shell != written
+
+    from analyzer.capture import in_time_order
+    assert in_time_order(shell) == (written, True)
+    assert in_time_order(written) == (written, False)
+
+    def run(paths):
+        return subprocess.run([sys.executable, "-m", "analyzer.cli", "analyze", "--keylog", str(d / "keys.log"),
+                               "--format", "json", *map(str, paths)], capture_output=True, text=True, check=True)
+
+    mixed, ordered = run(shell), run(written)
+    assert "reading the captures in the time order of their first packets: cap, cap1, cap2," in mixed.stderr
+    assert "time order" not in ordered.stderr
+    assert mixed.stdout == ordered.stdout
+    (s,) = json.loads(ordered.stdout)["sessions"]
+    whole = single_doc("keepalive-dpd")["sessions"][0]
+    # (frames are numbered per file: the texts name other frame numbers)
+    assert s["verdict"]["outcome"] == whole["verdict"]["outcome"] == "degraded"
+    assert s["verdict"]["text"].split(" (frames")[0] == whole["verdict"]["text"].split(" (frames")[0]
+    assert [p["status"] for p in s["phases"]] == [p["status"] for p in whole["phases"]]
+
+
+def test_time_order_keeps_the_order_given_when_a_file_has_no_packet(tmp_path):
+    from analyzer.capture import in_time_order
+    empty = tmp_path / "empty.pcapng"
+    empty.write_bytes(b"")
+    b = sample("baseline") / "capture.pcapng"
+    k = sample("keepalive-dpd") / "capture.pcapng"
+    assert in_time_order([b, empty, k]) == ([b, empty, k], False)
+    assert in_time_order([k, b]) == ([b, k], True)  # baseline (2026-11-27) was captured before keepalive-dpd

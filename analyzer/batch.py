@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import time
 import traceback
@@ -61,7 +62,39 @@ class BatchInputError(Exception):
 
 def is_capture_name(name: str) -> bool:
     n = name.lower()
-    return n.endswith(CAPTURE_SUFFIXES)
+    return n.endswith(CAPTURE_SUFFIXES) or _TCPDUMP_RING.match(name) is not None
+
+
+#: dumpcap's (and tshark's, editcap's) ring buffer and multiple files: PREFIX_NNNNN_YYYYmmddHHMMSS.EXT
+_DUMPCAP_RING = re.compile(r"^(?P<prefix>.+)_(?P<n>\d{5,})_(?P<t>\d{14})(?P<ext>\.(?:pcapng|pcap|cap)(?:\.gz|\.zst)?)$",
+                           re.IGNORECASE)
+#: tcpdump -C / -W: NAME, NAME1, NAME2, … (-W: NAME0, NAME1, … zero-padded), NAME a capture file name
+_TCPDUMP_RING = re.compile(r"^(?P<base>.+\.(?:pcapng|pcap|cap))(?P<n>\d+)$", re.IGNORECASE)
+
+
+def ring_sets(paths: list[str]) -> list[list[str]]:
+    """``paths`` as the units a batch analyses: the files of one ring buffer (dumpcap's PREFIX_NNNNN_TIME.EXT of
+    one prefix and extension in one directory; tcpdump's NAME, NAME1, NAME2…) are one capture, a session cut across
+    them holding together as in `acflow analyze FILES…` (which reads them in the time order of their first
+    packets); every other file is a unit of its own. Units in the order of their first file."""
+    numbered = {(d, t["base"]) for d, t in ((os.path.dirname(p), _TCPDUMP_RING.match(os.path.basename(p)))
+                                            for p in paths) if t is not None}
+    groups: dict[tuple, list[tuple]] = {}
+    for p in paths:
+        d, name = os.path.split(p)
+        m = _DUMPCAP_RING.match(name)
+        t = _TCPDUMP_RING.match(name) if m is None else None
+        if m is not None:
+            key, order = ("dumpcap", d, m["prefix"], m["ext"].lower()), (m["t"], int(m["n"]))
+        elif t is not None:
+            key, order = ("tcpdump", d, t["base"]), ("", int(t["n"]) + 1)
+        elif (d, name) in numbered:
+            key, order = ("tcpdump", d, name), ("", 0)  # the first file of tcpdump -C: NAME itself
+        else:
+            key, order = ("file", p), ("", 0)
+        groups.setdefault(key, []).append((order, p))
+    units = [[p for _o, p in sorted(members)] for members in groups.values()]
+    return sorted(units, key=lambda u: u[0])
 
 
 def discover(args) -> list[str]:
@@ -140,11 +173,13 @@ def file_sha256(path, bufsize: int = 1 << 20) -> str:
 
 @dataclass
 class Item:
-    """One capture to analyse: what the worker needs (paths must be readable there)."""
+    """One capture to analyse: what the worker needs (paths must be readable there). A ring buffer's files are one
+    capture: ``files`` (``path`` is the first; hash, size and mtime are the set's, see `plan`)."""
     path: str
     hash: str
     size: int
     mtime_ns: int
+    files: list[str] = field(default_factory=list)  # a ring buffer's files, in name order; empty: ``path`` alone
     keylogs: list[str] = field(default_factory=list)  # key logs beside the capture
     rsa_keys: list[str] = field(default_factory=list)
     keys_digest: str = ""
@@ -181,7 +216,12 @@ def analyze_capture(item: Item, shared=()) -> dict:
     status, error, doc = "ok", None, None
     try:
         keys, info = load_capture_keys(item.keylogs, item.rsa_keys, shared)
-        analysis = analyze_paths([item.path], keys, info, deadline=deadline)
+        files = item.files or [item.path]
+        if len(files) > 1:
+            from .capture import in_time_order  # noqa: PLC0415
+
+            files = in_time_order(files)[0]  # tcpdump -W reuses its file names: names need not be time order
+        analysis = analyze_paths(files, keys, info, deadline=deadline)
         doc = to_document(analysis, version=__version__)
     except InputError as e:
         status, error = "unreadable", str(e)
@@ -226,10 +266,12 @@ class BatchResult:
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (path, status, reason)
 
 
-def plan(captures: list[str], store, *, keylogs_shared: list[tuple[str, str]], rsa_keys: list[str],
+def plan(captures: list, store, *, keylogs_shared: list[tuple[str, str]], rsa_keys: list[str],
          timeout: float | None = None,
          force: bool = False) -> tuple[list[Item], BatchResult]:
-    """The captures still to analyse (hashing what changed), and the counts of the others."""
+    """The captures still to analyse (hashing what changed), and the counts of the others. A capture is a path or
+    a ring buffer's files (`ring_sets`): its hash is the SHA-256 of its files' hashes in order, its size their sum,
+    its mtime the latest (a file added to a ring that is still written makes it a new capture)."""
     res = BatchResult(total=len(captures))
     done = store.done()
     by_path = {v[2]: (h, v) for h, v in done.items()}
@@ -240,23 +282,29 @@ def plan(captures: list[str], store, *, keylogs_shared: list[tuple[str, str]], r
         shared_digest.update(b"rsa\0" + _read_bytes(path) + b"\0")
     items: list[Item] = []
     first_of: dict[str, str] = {}
-    for path in captures:
+    for unit in captures:
+        files = [unit] if isinstance(unit, str) else list(unit)
+        path = files[0]
         try:
-            st = os.stat(path)
+            stats = [os.stat(f) for f in files]
+            size, mtime = sum(st.st_size for st in stats), max(st.st_mtime_ns for st in stats)
             known = by_path.get(path)
-            if known is not None and known[1][3] == st.st_size and known[1][4] == st.st_mtime_ns:
+            if known is not None and known[1][3] == size and known[1][4] == mtime:
                 h = known[0]
-            else:
+            elif len(files) == 1:
                 h = file_sha256(path)
+            else:
+                h = hashlib.sha256(b"ring\0" + b"".join(file_sha256(f).encode() + b"\0" for f in files)).hexdigest()
         except OSError as e:  # no content, no hash, no row: said in the summary
             res.by_status["unreadable"] = res.by_status.get("unreadable", 0) + 1
-            res.failed.append((path, "unreadable", f"cannot read {path}: {e.strerror or e} (not stored)"))
+            res.failed.append((path, "unreadable", f"cannot read {e.filename or path}: {e.strerror or e} "
+                                                   "(not stored)"))
             continue
         if h in first_of:
             res.duplicates.append((path, first_of[h]))
             continue
         first_of[h] = path
-        neighbours = neighbour_keylogs(path)
+        neighbours = list(dict.fromkeys(k for f in files for k in neighbour_keylogs(f)))
         kd = shared_digest.copy()
         for k in neighbours:
             kd.update(k.encode() + b"\0" + _read_bytes(k) + b"\0")
@@ -265,8 +313,9 @@ def plan(captures: list[str], store, *, keylogs_shared: list[tuple[str, str]], r
         if not force and prev is not None and prev[0] in FINAL_STATUSES and prev[1] == keys_digest:
             res.skipped += 1
             continue
-        items.append(Item(path=path, hash=h, size=st.st_size, mtime_ns=st.st_mtime_ns, keylogs=neighbours,
-                          rsa_keys=list(rsa_keys), keys_digest=keys_digest, timeout=timeout or None))
+        items.append(Item(path=path, hash=h, size=size, mtime_ns=mtime, files=files if len(files) > 1 else [],
+                          keylogs=neighbours, rsa_keys=list(rsa_keys), keys_digest=keys_digest,
+                          timeout=timeout or None))
     return items, res
 
 
@@ -360,7 +409,7 @@ def run_batch(*, inputs, keylog_dir, rsa_keys, engine, output, parquet, workers,
     err = sys.stderr
     try:
         engine_address(engine)
-        captures = discover(inputs)
+        captures = ring_sets(discover(inputs))
         shared_files = keylog_dir_files(keylog_dir) if keylog_dir else []
         shared = [(p, Path(p).read_text(encoding="utf-8", errors="replace")) for p in shared_files]
         for r in rsa_keys:
@@ -381,7 +430,10 @@ def run_batch(*, inputs, keylog_dir, rsa_keys, engine, output, parquet, workers,
         return EXIT_INPUT
     try:
         items, res = plan(captures, store, keylogs_shared=shared, rsa_keys=rsa, force=force, timeout=task_timeout)
-        print(f"acflow batch: {len(captures)} capture(s): {res.skipped} already in {output}, "
+        rings = [u for u in captures if len(u) > 1]
+        print(f"acflow batch: {len(captures)} capture(s)"
+              + (f" ({len(rings)} ring buffer(s) of {sum(map(len, rings))} files, each one capture)" if rings else "")
+              + f": {res.skipped} already in {output}, "
               f"{len(res.duplicates)} duplicate(s), {len(items)} to analyse"
               + (f"; key logs from {keylog_dir}: {len(shared)}" if keylog_dir else ""), file=err, flush=True)
         if items:
@@ -425,7 +477,7 @@ def _run_with_progress(client, items, shared, store, res: BatchResult, *, quiet:
         count += 1
         store.put(hash=it.hash, path=it.path, size=it.size, mtime_ns=it.mtime_ns, keys_digest=it.keys_digest,
                   status=r["status"], error=r.get("error"), version=__version__, seconds=r.get("seconds"),
-                  worker=r.get("worker"), document=r.get("document"))
+                  worker=r.get("worker"), document=r.get("document"), files=it.files or [it.path])
         res.by_status[r["status"]] = res.by_status.get(r["status"], 0) + 1
         if r["status"] != "ok":
             res.failed.append((it.path, r["status"], r.get("error") or ""))
@@ -435,7 +487,8 @@ def _run_with_progress(client, items, shared, store, res: BatchResult, *, quiet:
             doc = r.get("document") or {}
             what = (f"{len(doc.get('sessions') or [])} session(s)" if r["status"] == "ok"
                     else r.get("error") or "")
-            print(f"[{count}/{n}] {r['status']:<10} {it.path}: {what}", file=err, flush=True)
+            ring = f" (+{len(it.files) - 1} ring files)" if len(it.files) > 1 else ""
+            print(f"[{count}/{n}] {r['status']:<10} {it.path}{ring}: {what}", file=err, flush=True)
 
     try:
         run_items(client, items, shared, on_result)

@@ -2,7 +2,8 @@
 
 Tables (one row each; every row names the capture by its path and its content hash, SHA-256):
 
-* ``captures`` — one per analysed capture file: status (``ok``; ``unreadable``: not a capture, an unreadable file;
+* ``captures`` — one per analysed capture (a file, or a ring buffer's files: ``files``, ``path`` the first):
+  status (``ok``; ``unreadable``: not a capture, an unreadable file;
   ``error``: the analysis raised; ``timeout``: stopped at ``--task-timeout``; ``lost``: the worker running it died
   every time it was tried), the reason when
   not ok, frames, first/last packet time, counts, the "other traffic" summary (JSON) and where the full JSON report
@@ -31,7 +32,7 @@ _SCHEMA = {
         "hash VARCHAR PRIMARY KEY, path VARCHAR, size BIGINT, mtime_ns BIGINT, keys_digest VARCHAR, status VARCHAR, "
         "error VARCHAR, analysed_at TIMESTAMP, acflow_version VARCHAR, seconds DOUBLE, worker VARCHAR, "
         "frames BIGINT, first_time TIMESTAMP, last_time TIMESTAMP, capture_errors VARCHAR[], sessions INTEGER, "
-        "findings INTEGER, other_traffic JSON, report_file VARCHAR"),
+        "findings INTEGER, other_traffic JSON, report_file VARCHAR, files VARCHAR[]"),
     "sessions": (
         "capture_hash VARCHAR, capture_path VARCHAR, session_id VARCHAR, client VARCHAR, gateway VARCHAR, "
         "gateway_address VARCHAR, gateway_port INTEGER, start_time TIMESTAMP, end_time TIMESTAMP, "
@@ -140,6 +141,8 @@ class Store:
         self.con = duckdb.connect(str(self.path))
         for table, cols in _SCHEMA.items():
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+        # a store written before the column was added (columns are only added, at the end)
+        self.con.execute("ALTER TABLE captures ADD COLUMN IF NOT EXISTS files VARCHAR[]")
 
     def close(self) -> None:
         self.con.close()
@@ -153,8 +156,10 @@ class Store:
     # -- writing ----------------------------------------------------------------------------------------------
     def put(self, *, hash: str, path: str, size: int, mtime_ns: int, keys_digest: str, status: str,
             error: str | None, version: str, seconds: float | None, worker: str | None,
-            document: dict | None) -> None:
-        """Replace everything stored for capture ``hash`` by this result (one transaction)."""
+            document: dict | None, files: list[str] | None = None) -> None:
+        """Replace everything stored for capture ``hash`` by this result (one transaction); ``files``: the files
+        it is made of (a ring buffer's; default: ``path`` alone). What was stored for an older content of the same
+        ``path`` (a file rewritten, a ring buffer that got more files) goes with it: one capture per path."""
         report_file = None
         rows: dict[str, list[tuple]] = {"sessions": [], "phases": [], "findings": []}
         frames = first = last = None
@@ -177,14 +182,17 @@ class Store:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            for table in TABLES:
-                col = "hash" if table == "captures" else "capture_hash"
-                con.execute(f"DELETE FROM {table} WHERE {col} = ?", [hash])
+            old = [r[0] for r in con.execute("SELECT hash FROM captures WHERE path = ? AND hash <> ?",
+                                             [path, hash]).fetchall()]
+            for h in [hash, *old]:
+                for table in TABLES:
+                    col = "hash" if table == "captures" else "capture_hash"
+                    con.execute(f"DELETE FROM {table} WHERE {col} = ?", [h])
             con.execute(f"INSERT INTO captures VALUES ({', '.join('?' * len(COLUMNS['captures']))})", [
                 hash, path, size, mtime_ns, keys_digest, status, error,
                 _dt.datetime.now(_dt.UTC).replace(tzinfo=None), version, seconds, worker, frames, first, last,
                 cap_errors, len(rows["sessions"]) if document is not None else None,
-                len(rows["findings"]) if document is not None else None, other, report_file])
+                len(rows["findings"]) if document is not None else None, other, report_file, list(files or [path])])
             for table in ("sessions", "phases", "findings"):
                 if rows[table]:
                     marks = ", ".join("?" * len(COLUMNS[table]))

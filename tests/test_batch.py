@@ -393,3 +393,87 @@ def test_task_timeout_stops_a_long_analysis_and_a_rerun_tries_it_again(tmp_path)
                        timeout=60, cwd=str(tmp_path))
     assert r.returncode == 4 and "not a regular file" in r.stderr, r.stderr
     assert discover([tmp_path]) == [str(big)]  # walking a directory skips the FIFO stuck.pcapng
+
+
+def test_ring_buffer_files_are_grouped_by_their_names():
+    from analyzer.batch import ring_sets
+    d = "/cases/a"
+    dumpcap = [f"{d}/gw_{n:05d}_202612060{n}0000.pcapng" for n in (1, 2, 3)]
+    tcpdump = [f"{d}/cap.pcap", f"{d}/cap.pcap1", f"{d}/cap.pcap10", f"{d}/cap.pcap2"]
+    wrapped = [f"{d}/w.pcapng0", f"{d}/w.pcapng1"]  # tcpdump -W: every name numbered
+    other = [f"{d}/laptop.pcapng", f"{d}/gw.pcapng", "/cases/b/gw_00004_20261206040000.pcapng",
+             f"{d}/gw_00001_20261206010000.pcap"]  # another directory, another extension: not the same ring
+    units = ring_sets(sorted(dumpcap + tcpdump + wrapped + other))
+    assert dumpcap in units
+    assert [f"{d}/cap.pcap", f"{d}/cap.pcap1", f"{d}/cap.pcap2", f"{d}/cap.pcap10"] in units
+    assert wrapped in units
+    assert all([o] in units for o in other)
+    assert len(units) == 3 + len(other)
+    assert ring_sets([f"{d}/lone_00001_20261206010000.pcapng"]) == [[f"{d}/lone_00001_20261206010000.pcapng"]]
+
+
+def test_a_ring_buffer_is_one_capture_in_the_store(tmp_path):
+    """dumpcap's ring buffer files (editcap -c names them as dumpcap does) and tcpdump -C's, each with the key log
+    beside them, next to an ordinary capture: two ring captures and one file, each ring's rows those of `acflow
+    analyze` of its files; a re-run analyses nothing; one more ring file makes the ring a new capture."""
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.skip("editcap not installed")
+    case = tmp_path / "case"
+    (case / "gw").mkdir(parents=True)
+    (case / "laptop").mkdir()
+    subprocess.run([editcap, "-c", "30", str(SAMPLES / "keepalive-dpd" / "capture.pcapng"),
+                    str(case / "gw" / "ring.pcapng")], check=True, capture_output=True)
+    shutil.copy(SAMPLES / "keepalive-dpd" / "keys.log", case / "gw" / "keys.log")
+    dumpcap = sorted(str(p) for p in (case / "gw").glob("ring_*.pcapng"))
+    assert len(dumpcap) == 4
+    pieces = tmp_path / "pieces"
+    pieces.mkdir()
+    subprocess.run([editcap, "-c", "25", str(SAMPLES / "dtls-blocked" / "capture.pcapng"),
+                    str(pieces / "p.pcapng")], check=True, capture_output=True)
+    tcpdump = []
+    for i, p in enumerate(sorted(pieces.glob("p_*.pcapng"))):
+        tcpdump.append(str(shutil.move(p, case / "laptop" / ("cap.pcapng" if i == 0 else f"cap.pcapng{i}"))))
+    shutil.copy(SAMPLES / "dtls-blocked" / "keys.log", case / "laptop" / "keys.log")
+    shutil.copy(SAMPLES / "baseline" / "capture.pcapng", case / "baseline.pcapng")
+    db = tmp_path / "r.duckdb"
+    cmd = [sys.executable, "-c", "from analyzer.cli import main; main()", "batch", str(case), "--workers", "1",
+           "-o", str(db)]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "3 capture(s) (2 ring buffer(s) of " in r.stderr and "ok 3" in r.stdout, (r.stderr, r.stdout)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        stored = {row[0]: row[1:] for row in con.execute("SELECT path, files, hash, status FROM captures").fetchall()}
+        sessions = {p: con.execute("SELECT count(*) FROM sessions WHERE capture_path = ?", [p]).fetchone()[0]
+                    for p in stored}
+    finally:
+        con.close()
+    assert set(stored) == {dumpcap[0], tcpdump[0], str(case / "baseline.pcapng")}
+    assert stored[dumpcap[0]][0] == dumpcap
+    assert stored[tcpdump[0]][0] == tcpdump[:2] + tcpdump[2:]  # cap.pcapng, cap.pcapng1, …: in number order
+    assert all(v[2] == "ok" for v in stored.values())
+    assert sessions == {dumpcap[0]: 1, tcpdump[0]: 1, str(case / "baseline.pcapng"): 1}
+    for files, sample in ((dumpcap, "keepalive-dpd"), (tcpdump, "dtls-blocked")):
+        report = json.loads((db.with_name(db.name + ".reports") / f"{stored[files[0]][1]}.json").read_text())
+        keys, info = load_keys([SAMPLES / sample / "keys.log"], [])
+        want = to_document(analyze_paths(files, keys, info), version=__version__)
+        assert report["sessions"] == json.loads(json.dumps(want["sessions"]))
+        assert [c["path"] for c in report["captures"]] == files
+        assert report["sessions"][0]["verdict"]["outcome"] == "degraded"  # UDP blocked, as in the whole capture
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert r.returncode == 0 and "skipped 3" in r.stdout, r.stdout
+    # the ring goes on: a fifth file makes it a new capture, which replaces the ring's rows (one capture per path)
+    extra = case / "gw" / "ring_00004_20261205213806.pcapng"
+    shutil.copy(dumpcap[-1], extra)
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert r.returncode == 0 and "ok 1" in r.stdout and "skipped 2" in r.stdout, r.stdout
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute("SELECT files, hash FROM captures WHERE path = ?", [dumpcap[0]]).fetchall()
+        assert [r[0] for r in rows] == [dumpcap + [str(extra)]]
+        assert rows[0][1] != stored[dumpcap[0]][1]
+        assert con.execute("SELECT count(DISTINCT capture_hash) FROM sessions WHERE capture_path = ?",
+                           [dumpcap[0]]).fetchone()[0] == 1
+    finally:
+        con.close()

@@ -206,7 +206,8 @@ class JsonlView:
 
 
 _STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypted": "yellow",
-                 "before-capture": "blue", "incomplete": "blue", "in progress": "cyan"}
+                 "before-capture": "blue", "incomplete": "blue", "not-captured": "blue",
+                 "in progress": "cyan"}
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 

@@ -19,7 +19,9 @@ PHASES = ("tls-handshake", "group-selection", "user-auth", "downloader", "cstp-c
 #: Phase statuses: part of the public JSON contract. "before-capture": the phase happened before the capture
 #: started (a capture cut in the middle of a session); what followed is still analysed. "incomplete": the capture
 #: ends while the phase is in progress (e.g. right after a DTLS ClientHello), so its outcome is not in it.
-STATUSES = ("ok", "failed", "absent", "undecrypted", "before-capture", "incomplete")
+#: "not-captured": the phase happened but none of its traffic is in the capture — a session whose DTLS channel was
+#: captured without its TLS connection (a capture filtered to UDP, or taken where only UDP passes).
+STATUSES = ("ok", "failed", "absent", "undecrypted", "before-capture", "incomplete", "not-captured")
 
 #: Session confidence (docs/json-schema.md): "confirmed" by decrypted AnyConnect exchanges or --gateway; "high" /
 #: "medium" for sessions recognised without keys, from the evidence listed in `Session.evidence`.

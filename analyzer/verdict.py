@@ -165,7 +165,7 @@ def judge(s: Session) -> SessionVerdict:
     dd = s.phase("dtls").details
     dtls = dd if isinstance(dd, DTLSDetails) else DTLSDetails()
     cstp = status.get("cstp-connect")
-    connected = cstp in ("ok", "before-capture")
+    connected = cstp in ("ok", "before-capture", "not-captured")
     decrypted = cstp not in ("undecrypted",)
 
     # -- no tunnel ----------------------------------------------------------------------------------------------
@@ -330,9 +330,11 @@ def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: boo
         return _verdict("inconclusive", "No problem seen without keys", cause, [], s.start,
                         "supply the key log (--keylog) to see the login and the tunnel", [], s)
     before = status.get("tls-handshake") == "before-capture"
+    unseen = status.get("tls-handshake") == "not-captured"
     addr = params.address if params is not None and params.address else None
-    what = ("tunnel already up when the capture started," if before else "logged in,")
-    what += f" tunnel {addr}" if addr else ("" if before else " tunnel")
+    what = ("tunnel already up when the capture started," if before else
+            "tunnel up (its TLS connection is not in the capture)," if unseen else "logged in,")
+    what += f" tunnel {addr}" if addr else ("" if before or unseen else " tunnel")
     if dstat != "incomplete":
         what += f" {over}"
     if dur is not None and dur >= 0.1:

@@ -214,3 +214,48 @@ def test_other_traffic_cut_mid_stream_stays_other_traffic(tmp_path):
             for c in pipe.tcp.values():
                 if c.guessed_protection is not None:
                     assert (c.server[0], c.server[1]) == GATEWAY, piece.name
+
+
+# -- a capture filtered to UDP: the DTLS channel without its TLS connection ------------------------------------------
+
+#: samples whose DTLS channel comes up, and the verdict of their whole capture
+DTLS_UP = ["baseline", "legacy-dtls", "legacy-dtls09", "mtu", "reconnect", "dpd-loss", "nat-rebinding"]
+
+
+def _udp_only(tshark: str, name: str, tmp: Path) -> Path:
+    out = tmp / f"{name}-udp.pcapng"
+    subprocess.run([tshark, "-r", str(SAMPLES / name / "capture.pcapng"), "-Y", "udp", "-w", str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("name", DTLS_UP)
+@pytest.mark.parametrize("keyed", [False, True])
+def test_the_dtls_channel_alone_is_a_session_whose_tls_was_not_captured(tshark, tmp_path, name, keyed):
+    """Phases 1-5 are `not-captured` (before: `absent`, and the verdict 'No tunnel: the capture shows no CONNECT'),
+    the tunnel is up over DTLS, the whole capture's DTLS troubles are still told, KEYS_MISSING says why no key log
+    helps; with or without the key log (it cannot be used without the CONNECT)."""
+    cap = _udp_only(tshark, name, tmp_path)
+    args = ["--keylog", str(SAMPLES / name / "keys.log")] if keyed else []
+    r = subprocess.run([str(ROOT / ".venv" / "bin" / "acflow") if (ROOT / ".venv" / "bin" / "acflow").exists()
+                        else "acflow", "analyze", str(cap), *args, "--format", "json"], capture_output=True,
+                       text=True, check=True)
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, json.loads((ROOT / "docs" / "acflow-report.schema.json").read_text()))
+    whole, _pipe = _analyse(SAMPLES / name / "capture.pcapng", SAMPLES / name / "keys.log")
+    assert len(doc["sessions"]) == len(whole.sessions) >= 1
+    for s, w in zip(doc["sessions"], whole.sessions):
+        status = {p["phase"]: p["status"] for p in s["phases"]}
+        assert [status[p] for p in ("tls-handshake", "group-selection", "user-auth", "downloader",
+                                    "cstp-connect")] == ["not-captured"] * 5
+        assert status["dtls"] in ("undecrypted", "before-capture"), status
+        assert s["verdict"]["outcome"] != "failed"
+        if w.verdict.outcome == "healthy":
+            assert s["verdict"]["outcome"] == "healthy"
+            assert s["verdict"]["text"].startswith("Healthy: tunnel up (its TLS connection is not in the capture), "
+                                                   "over DTLS")
+        if w.verdict.outcome == "tunnel-lost":  # DPD over DTLS unanswered, NAT rebinding: read from the DTLS side
+            assert s["verdict"]["outcome"] == "tunnel-lost"
+        (km,) = [f for f in s["findings"] if f["id"] == "KEYS_MISSING"]
+        assert "DTLS channel but not its TLS connection" in km["message"]
+        assert km["evidence"]["tls_captured"] is False

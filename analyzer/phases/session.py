@@ -90,13 +90,18 @@ def client_software(g: Group) -> dict:
 
 def mark_before_capture(g: Group, phases: list[Phase]) -> None:
     """A session whose first connection was already running when the capture started: phases before it did not
-    happen in the capture, they happened before it ("before-capture", not "failed" or "undecrypted")."""
+    happen in the capture, they happened before it ("before-capture", not "failed" or "undecrypted"). A session
+    seen by its DTLS channel alone, its handshake in the capture: the TLS connection that carried the login and
+    the CONNECT (which gave the DTLS keys and session id) is not in the capture ("not-captured", not "absent")."""
     if not g.conns:
-        if g.dtls and all(f.before_capture for f in g.dtls):
-            for p in phases[:5]:
-                if p.status in ("absent", "undecrypted", "failed"):
-                    p.status = "before-capture"
-                    p.summary = "before the capture started (only the DTLS channel was captured)"
+        before = bool(g.dtls) and all(f.before_capture for f in g.dtls)
+        for p in phases[:5] if g.dtls else ():
+            if p.status in ("absent", "undecrypted", "failed"):
+                p.status = "before-capture" if before else "not-captured"
+                p.summary = ("before the capture started (only the DTLS channel was captured)" if before else
+                             "not in the capture: no TLS connection between this client and gateway was captured "
+                             "(a capture filtered to UDP, or taken where the TLS connection does not pass); the "
+                             "DTLS channel shows it was made")
         return
     first = g.conns[0].c
     if not first.started_before_capture:

@@ -45,7 +45,8 @@ PHASE_TITLES = {
     "dtls": "DTLS connection",
 }
 STATUS_COLOR = {"ok": "#1a7f37", "failed": "#cf222e", "absent": "#8c959f", "undecrypted": "#bf8700",
-                "before-capture": "#0969da", "incomplete": "#0969da"}
+                "before-capture": "#0969da", "incomplete": "#0969da",
+                "not-captured": "#0969da"}
 SEVERITY_COLOR = {"error": "#cf222e", "warning": "#bf8700", "info": "#0969da"}
 PHASE_FILL = ("#f6f8fa", "#eef4fb")
 CHANNEL_COLOR = {("cstp", "c2s"): "#0969da", ("cstp", "s2c"): "#54aeff",

@@ -30,7 +30,8 @@ from ..verdict import text_with_clock
 from ..wording import plural
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypted": "yellow",
-                "before-capture": "blue", "incomplete": "blue"}
+                "before-capture": "blue", "incomplete": "blue",
+                "not-captured": "blue"}
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 OUTCOME_STYLE = {"healthy": "bold green", "degraded": "bold yellow", "tunnel-lost": "bold red",
                  "failed": "bold red", "inconclusive": "bold blue"}

@@ -18,7 +18,9 @@ def check(session, ctx):
     phases = [p for p in session.phases if p.status == "undecrypted"]
     before = [p for p in session.phases if p.status == "before-capture"]
     if not phases and not (before and any(p.status == "before-capture" and p.phase in ("cstp-connect", "dtls")
-                                          for p in before)):
+                                          for p in before)) and not (
+            session.phase("tls-handshake").status == "not-captured" and session.phase("dtls").status not in
+            ("ok", "absent", "failed")):
         return []
     tls = session.phase("tls-handshake").details
     tls = tls if isinstance(tls, TLSHandshakeDetails) else None
@@ -27,6 +29,19 @@ def check(session, ctx):
     suite = sh.cipher_suite if sh is not None else None
     reasons = {k: v.get("reason") for k, v in (tls.decryption if tls is not None else {}).items() if v}
     names = [p.phase for p in phases]
+    if session.phase("tls-handshake").status == "not-captured":
+        # only the DTLS channel is in the capture: its keys come from the CONNECT exchange (legacy master secret)
+        # or the TLS connection's exporter (PSK-NEGOTIATE), neither of which is in it
+        return [Finding(id="KEYS_MISSING", severity="info", phase=(phases or before or session.phases)[-1].phase,
+                        time=session.start, frames=[],
+                        message="The capture holds this session's DTLS channel but not its TLS connection"
+                                + (f" (not decrypted: {', '.join(names)})" if names else "")
+                                + ": the DTLS keys come from that connection's CONNECT exchange, so no key log can "
+                                  "decrypt the channel from this capture.",
+                        remedy="Capture TCP too (a capture filter such as 'udp port 443' drops the TLS connection), "
+                               "from before the client connects, and supply the key log written then.",
+                        evidence={"phases": names, "cipher_suite": None, "reasons": reasons,
+                                  "client_hello_captured": False, "tls_captured": False})]
     if not ch:
         # no ClientHello in the capture: a key log is indexed by the ClientHello's random, so no key can be
         # matched to this connection, whatever the user supplies

@@ -14,8 +14,15 @@ from dissectors.dtls.events import DTLSApplicationData as _AppData
 from dissectors.dtls.record import DTLS10, DTLS12, DTLS_BAD_VER
 from dissectors.tls.names import cipher_suite_name
 
-from .keyless import DTLS_TYPE_BYTE, TunnelEstimate, protection
-from .tcptracker import MAX_PROBLEMS, MAX_SAMPLES, ChannelStats, FlowTracker
+from .keyless import (
+    DTLS_GUESS_CANDIDATES,
+    DTLS_TYPE_BYTE,
+    TunnelEstimate,
+    control_pattern,
+    guess_protection,
+    protection,
+)
+from .tcptracker import GUESS_EVERY, MAX_PROBLEMS, MAX_SAMPLES, ChannelStats, FlowTracker
 
 if TYPE_CHECKING:
     from .host import TrackerHost
@@ -77,6 +84,11 @@ class DTLSFlow(FlowTracker):
         self.undecrypted_records = {"c2s": 0, "s2c": 0}
         self.estimate = None  # keyless.TunnelEstimate of the undecrypted channel records (by size)
         self.estimate_suite: tuple | None = None  # (suite, version) of the session a rebound flow continues
+        #: a flow seen only mid-tunnel, no suite known: the protection its records' sizes fit
+        #: (`keyless.guess_protection` over `DTLS_GUESS_CANDIDATES`), and the control-size pattern it rests on
+        self.guessed_protection: str | None = None
+        self.guess_pattern: tuple | None = None  # (records, frames)
+        self._guess_sizes: dict | None = None  # its first application-data records, while guessing
         self.etm = False  # the ServerHello accepted encrypt-then-MAC (RFC 7366): CBC records' MAC comes last
 
     @property
@@ -212,6 +224,8 @@ class DTLSFlow(FlowTracker):
                 est = self.estimate or self._start_estimate()
                 if est is not None and direction in est.dirs:
                     est.add(direction, length, ts, frame)
+                elif est is None and direction in ("c2s", "s2c") and self.up_before_capture:
+                    self._guess(direction, length, ts, frame)
 
     def _start_estimate(self):
         """The record-size estimate of the channel (analyzer/keyless.py), once the cipher suite is known."""
@@ -223,6 +237,37 @@ class DTLSFlow(FlowTracker):
         if prot is not None:
             self.estimate = TunnelEstimate(DTLS_TYPE_BYTE, prot)
         return self.estimate
+
+    def _guess(self, direction: str | None, length: int, ts: float, frame: int) -> None:
+        """A flow seen only mid-tunnel whose suite nothing names: its first application-data records (up to
+        `MAX_SAMPLES` per direction) are kept and, every `GUESS_EVERY` of them and at the end (``direction``
+        None), the protection they fit is tried (`keyless.guess_protection`); found, the estimate starts with them
+        and takes the later ones. Not found when the samples are full: no estimate (the flow keeps its counts)."""
+        sizes = self._guess_sizes
+        if direction is not None:
+            if sizes is None:
+                if self.guess_pattern is not None:  # guessed, or given up
+                    return
+                sizes = self._guess_sizes = {"c2s": [], "s2c": []}
+            sizes[direction].append((ts, length, frame))
+            full = len(sizes[direction]) >= MAX_SAMPLES
+            if (len(sizes["c2s"]) + len(sizes["s2c"])) % GUESS_EVERY and not full:
+                return
+        elif sizes is None:
+            return
+        else:
+            full = True
+        guess = guess_protection(sizes, DTLS_GUESS_CANDIDATES, DTLS_TYPE_BYTE)
+        if guess is None:
+            if full:
+                self._guess_sizes, self.guess_pattern = None, ()  # given up: no estimate
+            return
+        self.guessed_protection, prot = guess
+        self.guess_pattern = control_pattern(sizes, prot.record_length(DTLS_TYPE_BYTE), 0, answered=True)
+        est = self.estimate = TunnelEstimate(DTLS_TYPE_BYTE, prot)
+        for t, fr, way, n in sorted((t, fr, d, n) for d in ("c2s", "s2c") for t, n, fr in sizes[d]):
+            est.add(way, n, t, fr)
+        self._guess_sizes = None
 
     @property
     def before_capture(self) -> bool:
@@ -239,6 +284,8 @@ class DTLSFlow(FlowTracker):
 
     def finish(self, until: float | None = None) -> None:
         """The flow's end; ``until``: when the capture ends (its last frame)."""
+        if self.estimate is None and self._guess_sizes is not None:
+            self._guess(None, 0, 0.0, 0)
         if self.estimate is not None:
             self.estimate.finish(until)
         self.full_handshake = bool(self.dtls.full_handshake)

@@ -14,7 +14,8 @@ Evidence (code, strength; docs/findings.md "Which flows are a VPN session"):
   gateway port), `dtls-resumes-session` (a DTLS ClientHello carrying a 32-byte session id: AnyConnect's legacy
   X-DTLS-Session-ID resumption or PSK-NEGOTIATE's X-DTLS-App-ID), `dtls-0x0100` (Cisco's pre-standard DTLS
   version, spoken only by AnyConnect-protocol peers), `cstp-record-pattern` (records of exactly a CSTP control
-  frame's protected size answered in kind, or repeated — DPD and keepalives), `cstp-disconnect-shape` (HTTP/1.1
+  frame's protected size answered in kind, or repeated — DPD and keepalives), `dtls-record-pattern` (the same on a
+  DTLS flow seen only mid-tunnel, sized by the protection its records fit), `cstp-disconnect-shape` (HTTP/1.1
   rounds, then a DISCONNECT-sized record as the client's last, unanswered, before the close: `cstp_disconnect_shape`),
   `confirmed-gateway` (the same server
   address and port, or the same certificate or SNI, as a confirmed session's gateway);
@@ -279,6 +280,11 @@ def _own_evidence(g, downloader_paths) -> Verdict:
         if f.keys_source is not None:
             v.add("dtls-keys-from-connect", "decrypted", "DTLS keys derived from the CONNECT exchange",
                   [f.first_frame])
+        if f.guessed_protection is not None and f.guess_pattern:
+            n, frames = f.guess_pattern
+            v.add("dtls-record-pattern", "strong", f"{n} DTLS records of a control packet's size (DPD/keepalive "
+                  f"pattern) on udp.stream {f.index} (the handshake was before the capture: sized as "
+                  f"{f.guessed_protection}, the protection every record fits)", frames)
     if not v.is_vpn:  # the weakest keyless sign last: only where nothing else tells
         for cn in g.conns:
             fr = cstp_disconnect_shape(cn.c) if not cn.c.decrypted and cn.c.is_tls else None

@@ -119,6 +119,16 @@ GUESS_CANDIDATES = (
     ("TLS 1.2 AES-CBC-SHA256", Protection(CBC_BLOCK, CBC_BLOCK, 32)),
     ("TLS 1.2 AES-CBC-SHA384", Protection(CBC_BLOCK, CBC_BLOCK, 48)),
 )
+#: the same for the DTLS channel (DTLS 1.2 and Cisco's 0x0100: explicit nonce or IV; a control packet is the type
+#: byte alone: 25, 17, 48, 52, 64, 80 bytes)
+DTLS_GUESS_CANDIDATES = (
+    ("DTLS 1.2 AES-GCM", Protection(8 + 16)),
+    ("DTLS 1.2 ChaCha20-Poly1305", Protection(16)),
+    ("DTLS AES-CBC-SHA1", Protection(CBC_BLOCK, CBC_BLOCK, 20)),
+    ("DTLS AES-CBC-SHA1 encrypt-then-MAC", Protection(CBC_BLOCK, CBC_BLOCK, 20, True)),
+    ("DTLS 1.2 AES-CBC-SHA256", Protection(CBC_BLOCK, CBC_BLOCK, 32)),
+    ("DTLS 1.2 AES-CBC-SHA384", Protection(CBC_BLOCK, CBC_BLOCK, 48)),
+)
 GUESS_MIN_CONTROL = 3  # control-size records a guessed protection needs (2 when the ServerHello names the suite)
 #: plaintext bytes: the longest CSTP frame (header + an inner packet of a tunnel MTU, 1500 at most in practice,
 #: with room to spare); a longer record (an HTTP/2 or bulk HTTPS record of up to 16 KiB) is no CSTP frame
@@ -144,14 +154,15 @@ def control_pattern(sizes: dict, size: int, least: int = 2, answered: bool = Fal
     return None
 
 
-def fits_cstp(prot: Protection, sizes: dict, whole: bool = False) -> bool:
-    """Every record in ``sizes`` from the first of a control frame's size on can be a CSTP frame under ``prot``: a
-    control frame, a DATA frame with an inner packet (at least an IPv4 header, at most a tunnel MTU), or — as the
-    last record of its direction only — a DISCONNECT (a payload too short for a packet); CBC: every length a whole
-    number of blocks. TLS 1.3 may carry an alert or a KeyUpdate (shorter than any CSTP frame) as well. (Records
-    before it may be the end of the HTTP exchanges: a capture started between a reconnect's handshake and its
-    CONNECT.) ``whole``: every record, from the first."""
-    control = prot.record_length(CSTP_HEADER)
+def fits_cstp(prot: Protection, sizes: dict, whole: bool = False, header: int = CSTP_HEADER) -> bool:
+    """Every record in ``sizes`` from the first of a control frame's size on can be a CSTP frame under ``prot``
+    (``header``: `DTLS_TYPE_BYTE` for the DTLS channel's packets): a control frame, a DATA frame with an inner
+    packet (at least an IPv4 header, at most a tunnel MTU), or — as the last record of its direction only — a
+    DISCONNECT (a payload too short for a packet); CBC: every length a whole number of blocks. TLS 1.3 may carry
+    an alert or a KeyUpdate (shorter than any CSTP frame) as well. (Records before it may be the end of the HTTP
+    exchanges: a capture started between a reconnect's handshake and its CONNECT.) ``whole``: every record, from
+    the first."""
+    control = prot.record_length(header)
     start = min((ts for d in ("c2s", "s2c") for ts, n, _fr in sizes[d] if n == control), default=None)
     if start is None:
         return False
@@ -169,30 +180,32 @@ def fits_cstp(prot: Protection, sizes: dict, whole: bool = False) -> bool:
                 if body <= 0 or body % prot.block:
                     return False
             least, most = prot.plaintext(n)
-            if most < CSTP_HEADER:
+            if most < header:
                 short += 1
-                if prot.block or prot.fixed != 17 or short > MAX_SHORT_RECORDS:
+                if prot.block or prot.fixed != 17 or header != CSTP_HEADER or short > MAX_SHORT_RECORDS:
                     return False
             elif least > MAX_CSTP_PLAINTEXT:
                 return False
-            elif least > CSTP_HEADER and most - CSTP_HEADER < MIN_IP_PACKET and i != last:
+            elif least > header and most - header < MIN_IP_PACKET and i != last:
                 return False
     return True
 
 
-def guess_protection(sizes: dict) -> tuple[str, Protection] | None:
+def guess_protection(sizes: dict, candidates=GUESS_CANDIDATES,
+                     header: int = CSTP_HEADER) -> tuple[str, Protection] | None:
     """The protection of a TLS connection whose handshake is not in the capture, from its records' sizes
     (direction -> [(ts, length, frame)], in time order): the one candidate (`GUESS_CANDIDATES`) under which every
     record can be a CSTP frame and records of the control frame's exact size form the DPD pattern
     (`control_pattern`: at least `GUESS_MIN_CONTROL` of them, one answered in kind by the other side — keepalives
     from one side alone are not enough: an XMPP client's whitespace pings over TLS 1.2 AES-GCM are 25-byte records,
     a TLS 1.3 control frame's size). (name, Protection), or None when no candidate or more than one equally fits:
-    the connection is then not read as a tunnel."""
+    the connection is then not read as a tunnel. The DTLS channel of a flow whose handshake was before the capture:
+    ``candidates`` `DTLS_GUESS_CANDIDATES`, ``header`` `DTLS_TYPE_BYTE`."""
     found = []
-    for name, prot in GUESS_CANDIDATES:
-        if not fits_cstp(prot, sizes):
+    for name, prot in candidates:
+        if not fits_cstp(prot, sizes, header=header):
             continue
-        pat = control_pattern(sizes, prot.record_length(CSTP_HEADER), GUESS_MIN_CONTROL, answered=True)
+        pat = control_pattern(sizes, prot.record_length(header), GUESS_MIN_CONTROL, answered=True)
         if pat is not None:
             found.append((pat[0], name, prot))
     found.sort(key=lambda x: -x[0])

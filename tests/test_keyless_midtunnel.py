@@ -20,6 +20,8 @@ from analyzer.agreement import _analyse, _keyed_classes
 from analyzer.keyless import (
     ANSWER_WINDOW,
     CSTP_HEADER,
+    DTLS_GUESS_CANDIDATES,
+    DTLS_TYPE_BYTE,
     GUESS_CANDIDATES,
     Protection,
     TunnelEstimate,
@@ -78,6 +80,28 @@ def test_each_protection_is_told_from_the_sizes_alone(name, prot):
 def test_control_sizes_differ_between_candidates():
     sizes = [p.record_length(CSTP_HEADER) for _, p in GUESS_CANDIDATES]
     assert len(set(sizes)) == len(sizes) == 7
+    sizes = [p.record_length(DTLS_TYPE_BYTE) for _, p in DTLS_GUESS_CANDIDATES]
+    assert len(set(sizes)) == len(sizes) == 6
+
+
+@pytest.mark.parametrize("name,prot", DTLS_GUESS_CANDIDATES, ids=[n for n, _ in DTLS_GUESS_CANDIDATES])
+def test_each_dtls_protection_is_told_from_the_sizes_alone(name, prot):
+    ctl = prot.record_length(DTLS_TYPE_BYTE)
+    data = [prot.record_length(DTLS_TYPE_BYTE + n) for n in (84, 1400, 60)]
+    recs = [(0.1, "c2s", data[0]), (0.11, "s2c", data[0]), (1.0, "s2c", data[1]), (10.0, "c2s", ctl),
+            (10.001, "s2c", ctl), (20.0, "c2s", ctl), (20.001, "s2c", ctl), (21.0, "c2s", data[2])]
+    assert guess_protection(_sizes(recs), DTLS_GUESS_CANDIDATES, DTLS_TYPE_BYTE) == (name, prot)
+    # two control packets only (one DPD exchange): not enough
+    assert guess_protection(_sizes(recs[:5]), DTLS_GUESS_CANDIDATES, DTLS_TYPE_BYTE) is None
+
+
+def test_webrtc_data_channel_sizes_are_not_a_dtls_tunnel():
+    """SCTP over DTLS (a WebRTC data channel): heartbeats and their acks are 16+ bytes of plaintext, never the
+    AnyConnect channel's one-byte control packet."""
+    gcm = DTLS_GUESS_CANDIDATES[0][1]
+    recs = [(t, d, gcm.record_length(n)) for k in range(10)
+            for t, d, n in ((3.0 * k, "c2s", 12 + 44), (3.0 * k + 0.01, "s2c", 12 + 44), (3.0 * k + 1, "c2s", 28))]
+    assert guess_protection(_sizes(recs), DTLS_GUESS_CANDIDATES, DTLS_TYPE_BYTE) is None
 
 
 @pytest.mark.parametrize("what,records", [
@@ -148,8 +172,11 @@ def _keyed(name: str) -> dict:
 @pytest.mark.parametrize("every", [30, 50])
 def test_pieces_of_a_tunnel_over_tls_are_read_without_their_handshake(tmp_path, every):
     agree = total = guessed_pieces = 0
+    whole_ids = {}
     for name in TUNNELS:
         keyed = _keyed(name)
+        whole, _p = _analyse(SAMPLES / name / "capture.pcapng", SAMPLES / name / "keys.log")
+        whole_ids[name] = {f.id for s in whole.sessions for f in s.findings}
         for k, piece in enumerate(_pieces(name, every, tmp_path)):
             if k == 0:
                 continue  # the first piece has the handshake: read as before
@@ -171,10 +198,10 @@ def test_pieces_of_a_tunnel_over_tls_are_read_without_their_handshake(tmp_path, 
                     if (c.client, e[0], e[1] + off) in truth:
                         total += 1
                         agree += e[3] in truth[(c.client, e[0], e[1] + off)]
-            # nothing the keyed analysis of the whole capture does not say: no dead peer, no reconnect
+            # nothing the keyed analysis of the whole capture does not say (a dead peer, a reconnect)
             for s in analysis.sessions:
-                assert not [f.id for f in s.findings if f.inferred and f.id in ("DPD_TIMEOUT", "RECONNECT")], \
-                    (name, k)
+                assert not {f.id for f in s.findings if f.inferred and f.severity in ("warning", "error")} - \
+                    whole_ids[name], (name, k)
     assert guessed_pieces >= 5
     # measured: 46/46 cut every 30 frames, 37/39 every 50 (dpd-late-answer and dtls-blocked each have a gateway
     # DPD answer, seconds late, read as a keepalive)
@@ -211,7 +238,7 @@ def test_other_traffic_cut_mid_stream_stays_other_traffic(tmp_path):
     for every in (20, 35):
         for piece in _pieces("mixed-traffic", every, tmp_path):
             _a, pipe = _analyse(piece, None)
-            for c in pipe.tcp.values():
+            for c in list(pipe.tcp.values()) + list(pipe.udp.values()):
                 if c.guessed_protection is not None:
                     assert (c.server[0], c.server[1]) == GATEWAY, piece.name
 
@@ -259,3 +286,43 @@ def test_the_dtls_channel_alone_is_a_session_whose_tls_was_not_captured(tshark, 
         (km,) = [f for f in s["findings"] if f["id"] == "KEYS_MISSING"]
         assert "DTLS channel but not its TLS connection" in km["message"]
         assert km["evidence"]["tls_captured"] is False
+
+
+def test_the_dtls_channel_alone_seen_mid_tunnel_is_read(tshark, tmp_path):
+    """Pieces of captures filtered to UDP, cut every 15 frames: a DTLS flow seen only mid-tunnel is sized by the
+    protection its records fit (DTLS 1.2 AES-GCM here) once three control packets with a DPD exchange show the
+    pattern; its per-record classes against the keyed analysis of the whole capture."""
+    agree = total = guessed = 0
+    for name in ("dpd-late-answer", "dpd-loss", "nat-rebinding", "keepalive-dpd", "baseline"):
+        whole = _udp_only(tshark, name, tmp_path)
+        _a, kp = _analyse(SAMPLES / name / "capture.pcapng", SAMPLES / name / "keys.log")
+        # frame numbers of the UDP-only capture: the keyed flows' classes by (client, direction, time)
+        truth = {}
+        for f in kp.udp.values():
+            if f.keys_source is not None:
+                for (d, fr), cls in _keyed_classes(f.channel, True).items():
+                    truth[(f.client, d, fr)] = cls
+        out = tmp_path / f"{name}-udp-pieces"
+        out.mkdir()
+        subprocess.run([_editcap(), "-c", "15", str(whole), str(out / "p.pcapng")], check=True, capture_output=True)
+        frames = subprocess.run([tshark, "-r", str(SAMPLES / name / "capture.pcapng"), "-Y", "udp", "-T", "fields",
+                                 "-e", "frame.number"], capture_output=True, text=True, check=True).stdout.split()
+        for k, piece in enumerate(sorted(out.glob("p_*.pcapng"))):
+            analysis, pipe = _analyse(piece, None)
+            for f in pipe.udp.values():
+                if f.guessed_protection is None:
+                    continue
+                assert f.up_before_capture and (f.server[0], f.server[1]) == GATEWAY
+                assert f.guessed_protection == "DTLS 1.2 AES-GCM"
+                guessed += 1
+                (s,) = [s for s in analysis.sessions if any(e["code"] == "dtls-record-pattern" for e in s.evidence)]
+                assert s.phase("dtls").status == "before-capture"
+                for e in f.estimate.controls:
+                    key = (f.client, e[0], int(frames[k * 15 + e[1] - 1]))
+                    if key in truth:
+                        total += 1
+                        agree += e[3] in truth[key] or (e[3], truth[key]) == ("DPD_REQ", ["MTU_PROBE"])
+    # measured: 12/14 (two unanswered DPD requests on nat-rebinding's abandoned flow read as keepalives: without
+    # keys nothing tells them apart there, README "Reading without keys")
+    assert guessed >= 3
+    assert total >= 10 and agree / total >= 0.8, (agree, total)

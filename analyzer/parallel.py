@@ -625,7 +625,9 @@ def run_shard(job: dict) -> dict:
 
 def _stats(pipe) -> dict:
     return {"frames": pipe.frames, "undecodable": pipe.undecodable, "evicted": pipe.evicted,
-            "fast_frames": pipe.fast_frames, "udp_other_overflow": pipe.udp_other_overflow}
+            "fast_frames": pipe.fast_frames, "udp_other_overflow": pipe.udp_other_overflow,
+            "snapped_frames": pipe.snapped_frames, "snapped_first": pipe.snapped_first,
+            "snapped_max": pipe.snapped_max}
 
 
 class _InnerSpool:
@@ -701,6 +703,8 @@ class MergedPipeline:
         self.captures = list(captures)
         self.inner_packet = None  # TrackerHost: no inner packets after the pass
         self.frames = self.undecodable = self.evicted = self.fast_frames = 0
+        self.snapped_frames = self.snapped_max = 0
+        self.snapped_first: tuple | None = None
         self.last_ts = None
 
     # the TrackerHost calls a tracker may still make (nothing happens after the pass)
@@ -759,6 +763,11 @@ def merge(results: list[dict], keys, paths, gateways=None) -> tuple[Analysis, Me
         pipe.evicted += st["evicted"]
         pipe.fast_frames += st["fast_frames"]
         pipe.udp_other_overflow += st["udp_other_overflow"]
+        pipe.snapped_frames += st["snapped_frames"]
+        pipe.snapped_max = max(pipe.snapped_max, st["snapped_max"])
+        if st["snapped_first"] is not None:
+            first = tuple(st["snapped_first"])
+            pipe.snapped_first = first if pipe.snapped_first is None else min(pipe.snapped_first, first)
         r["_state"] = state
     _check_independent(results)
     for n, (_w, _s, _i, t) in enumerate(sorted(tcp, key=lambda x: x[:3])):

@@ -64,6 +64,12 @@ class Pipeline:
         self.fast_udp: dict[bytes, tuple] = {}
         self.fast_tcp: dict[bytes, tuple] = {}
         self.fast_frames = 0
+        # frames the capture cut short (snaplen): how many, the first (capture ordinal, frame); the one being
+        # dispatched (frame, bytes captured)
+        self.snapped_frames = 0
+        self.snapped_max = 0  # the most bytes captured of one such frame
+        self.snapped_first: tuple | None = None
+        self._snapped: tuple | None = None
         self.fast_lanes = fast_lanes  # False: every frame takes the general path (tests compare both)
         # live: keys that arrive late (dissectors.tls.connection.KeyWait): TLS connections park their records until
         # the key log has their keys (`keys_added`); new DTLS flows hold their datagrams meanwhile (their keys come
@@ -175,6 +181,15 @@ class Pipeline:
         if pkt is None:
             self.undecodable += 1
             return
+        if len(fr.data) < fr.orig_len:  # cut by the capture's snaplen: the flow's tracker is told (`_dispatch`)
+            self._snapped = (fr.number, len(fr.data))
+            self.snapped_frames += 1
+            if len(fr.data) > self.snapped_max:
+                self.snapped_max = len(fr.data)
+            if self.snapped_first is None:
+                self.snapped_first = (max(len(self.captures) - 1, 0), fr.number)
+        elif self._snapped is not None:
+            self._snapped = None
         if pkt.is_fragment:
             pkt = self.defrag.feed(pkt, ts, fr.number)
             if pkt is None:
@@ -237,6 +252,8 @@ class Pipeline:
                 if ev.data[0] == 23 and tracker.first_record["epoch"] >= 1:
                     self._continue_session(tracker)
                 self.udp[idx] = tracker
+            if self._snapped is not None and self._snapped[0] == ev.frame:
+                tracker.note_snapped(*self._snapped)
             tracker.on_datagram(tracker.direction_map[ev.direction], ev.data, ev.ts, ev.frame)
             if flow is not None and self.fast_lanes:
                 if tracker.keys_source is not None:
@@ -267,6 +284,8 @@ class Pipeline:
                 conn.other_bytes += len(ev.data)
                 conn.last_ts = ev.ts
             return
+        if self._snapped is not None and self._snapped[0] == ev.frame:
+            conn.note_snapped(*self._snapped)
         conn.on_flow_event(ev)
         if t is flows_mod.StreamData and self.fast_lanes and conn.lane_flow is not flow:
             if conn.http.tunnel:

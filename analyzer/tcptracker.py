@@ -323,6 +323,23 @@ class FlowTracker:
         self.first_frame = frame
         self.last_ts = ts
         self.last_frame = frame
+        #: frames of this flow the capture cut short (its snaplen: a packet's end not captured), the first of them
+        #: and the most bytes captured of one
+        self.snapped = 0
+        self.snapped_frame: int | None = None
+        self.snaplen = 0
+        self._snap_last: int | None = None
+
+    def note_snapped(self, frame: int, caplen: int) -> None:
+        """Frame ``frame`` of this flow was captured short, ``caplen`` bytes of it (counted once per frame)."""
+        if frame == self._snap_last:
+            return
+        self._snap_last = frame
+        self.snapped += 1
+        if self.snapped_frame is None:
+            self.snapped_frame = frame
+        if caplen > self.snaplen:
+            self.snaplen = caplen
 
 
 class TCPTracker(FlowTracker):
@@ -436,8 +453,10 @@ class TCPTracker(FlowTracker):
                     self.on_tls_event(tev)
         elif t is flows_mod.Gap:
             if len(self.gaps) < MAX_PROBLEMS:
-                self.gaps.append({"direction": ev.direction, "seq": ev.seq, "length": ev.length, "ts": ev.ts,
-                                  "frame": ev.frame})
+                gap = {"direction": ev.direction, "seq": ev.seq, "length": ev.length, "ts": ev.ts, "frame": ev.frame}
+                if ev.frame == self._snap_last:
+                    gap["snapped"] = True  # the end of a segment the capture cut short (snaplen), not a lost packet
+                self.gaps.append(gap)
             if self.is_tls:
                 for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame) or ():
                     self.on_tls_event(tev)

@@ -168,6 +168,16 @@ def judge(s: Session) -> SessionVerdict:
     connected = cstp in ("ok", "before-capture", "not-captured")
     decrypted = cstp not in ("undecrypted",)
 
+    # -- a capture that cut the packets short: what they held is not known ---------------------------------------
+    cut = first("CAPTURE_TRUNCATED")
+    if cut is not None and cstp == "not-captured":
+        snap = cut.evidence.get("snaplen")
+        return _verdict("inconclusive", "Cannot tell from this capture",
+                        f"it kept only the first {snap} bytes of each packet (a snapshot length): the handshakes, "
+                        "the login and the tunnel cannot be read", cut.frames, cut.time,
+                        "capture again with whole packets (tcpdump -s 0, pktmon --pkt-size 0)", ["CAPTURE_TRUNCATED"],
+                        s)
+
     # -- no tunnel ----------------------------------------------------------------------------------------------
     if decrypted and not connected:
         for fid, experienced in (("GROUP_URL_UNKNOWN", "Could not log in"), ("AUTH_FAILED", "Login failed"),
@@ -294,7 +304,8 @@ FIRST_AMONG_EQUALS = ("MTU_EXCEEDED",)
 
 def _worst(findings: list[Finding]) -> Finding | None:
     """The most severe finding: the first of the most severe (rules list findings by severity, then time), unless
-    one of FIRST_AMONG_EQUALS has that severity."""
+    one of FIRST_AMONG_EQUALS has that severity. CAPTURE_TRUNCATED is the capture's, not the session's: never."""
+    findings = [f for f in findings if f.id != "CAPTURE_TRUNCATED"]
     top = max((SEVERITY_RANK.get(f.severity, 0) for f in findings), default=None)
     if top is None:
         return None

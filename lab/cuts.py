@@ -1,10 +1,13 @@
-"""Cut captures: committed lab samples cut with editcap so that they start in the middle of a tunnel or end early.
+"""Cut captures: committed lab samples cut with editcap so that they start in the middle of a tunnel or end early,
+hold only UDP, or keep only the first bytes of each packet.
 
 Support engineers often get captures started after the VPN came up (the first packets are TLS application data
-and DTLS epoch-1 records, no ClientHello) or stopped too early. These samples are made from real lab captures,
-without a new run: `editcap -r` keeps a frame range of the source sample's capture.pcapng; the key log and the
-gateway's key and certificates are copied (the TLS 1.3 and DTLS secrets in the key log are keyed by the hello
-randoms, which a capture that starts mid-tunnel does not hold: such a capture is, in effect, without keys).
+and DTLS epoch-1 records, no ClientHello), stopped too early, taken with a capture filter on UDP ('udp port 443'),
+or with a snapshot length (tcpdump -s N; Windows pktmon keeps 128 bytes of each packet by default). These samples
+are made from real lab captures, without a new run: `editcap -r` keeps a frame range of the source sample's
+capture.pcapng (then `tshark -Y` keeps the frames a capture filter would, `editcap -s` cuts each packet); the key
+log and the gateway's key and certificates are copied (the TLS 1.3 and DTLS secrets in the key log are keyed by the
+hello randoms, which a capture that starts mid-tunnel does not hold: such a capture is, in effect, without keys).
 
     python -m lab.cuts [NAME…|all] [--list] [--out samples/cut]
 
@@ -37,7 +40,10 @@ class Cut:
     source: str  # sample directory under samples/
     description: str
     start: str  # rule for the first kept frame: "first" | "first-ping" (first frame at or after the lab's ping-start)
+    #: | "after-last-dtls-client-hello" (the first frame after the source's last DTLS ClientHello)
     end: str  # rule for the last kept frame: "last" | "first-dtls-client-hello"
+    only: str | None = None  # a tshark display filter the kept frames must match (what a capture filter keeps)
+    snaplen: int | None = None  # bytes kept of each packet (editcap -s)
 
 
 CUTS: dict[str, Cut] = {c.name: c for c in [
@@ -57,6 +63,18 @@ CUTS: dict[str, Cut] = {c.name: c for c in [
         "baseline up to and including the first DTLS ClientHello: TLS, auth, CONNECT 200 and the DTLS "
         "ClientHello, nothing after it (no DTLS answer, no tunnel traffic, no disconnect)",
         start="first", end="first-dtls-client-hello"),
+    Cut("keepalive-dpd-mid-tunnel", "keepalive-dpd",
+        "keepalive-dpd after its last DTLS ClientHello: the CSTP tunnel over TLS 1.3 alone, already up (no TCP or "
+        "TLS handshake, nothing names the cipher suite), DPD exchanges, keepalives, pings, the DISCONNECT",
+        start="after-last-dtls-client-hello", end="last"),
+    Cut("baseline-udp-only", "baseline",
+        "baseline as a capture filtered to UDP ('udp port 443') keeps it: the DTLS channel with its handshake, "
+        "no TCP at all (the TLS connection with the login and the CONNECT is not in the capture)",
+        start="first", end="last", only="udp"),
+    Cut("baseline-snaplen-128", "baseline",
+        "baseline with every packet cut to its first 128 bytes, as Windows pktmon captures by default (and tcpdump "
+        "-s 128): the packets' headers and lengths, not their TLS/DTLS records",
+        start="first", end="last", snaplen=128),
 ]}
 
 FIELDS = ["frame.number", "frame.time_epoch", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport",
@@ -96,6 +114,10 @@ def _frames(capture: Path) -> list[dict]:
 def _choose(cut: Cut, frames: list[dict], src_facts: dict) -> tuple[int, int, str, str]:
     if cut.start == "first":
         first, start_rule = frames[0]["frame"], "the source's first frame"
+    elif cut.start == "after-last-dtls-client-hello":
+        hello = max(f["frame"] for f in frames if 1 in f["dtls_hs"])
+        first = hello + 1
+        start_rule = f"the frame after the source's last DTLS ClientHello (frame {hello})"
     elif cut.start == "first-ping":
         t = next(a["time"] for a in src_facts["actions"] if a["action"] == "ping-start")
         first = next(f["frame"] for f in frames if f["time"] >= t)
@@ -192,12 +214,30 @@ def make(cut: Cut, out_root: Path, *, verbose: bool = True) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    tool = f"editcap -r capture.pcapng out.pcapng {first}-{last}"
     subprocess.run(["editcap", "-r", str(src_cap), str(out / "capture.pcapng"), f"{first}-{last}"], check=True,
                    capture_output=True)
+    kept = [f for f in frames if first <= f["frame"] <= last]
+    if cut.only:
+        tmp = out / "range.pcapng"
+        (out / "capture.pcapng").replace(tmp)
+        # the source frames the filter keeps (the range file numbers them from 1)
+        matching = {int(r["frame.number"]) + first - 1 for r in _tshark(tmp, ["frame.number"], cut.only)}
+        subprocess.run(["tshark", "-n", "-r", str(tmp), "-Y", cut.only, "-w", str(out / "capture.pcapng")],
+                       check=True, capture_output=True)
+        tmp.unlink()
+        tool += f"; tshark -r out.pcapng -Y '{cut.only}' -w out2.pcapng"
+        kept = [f for f in kept if f["frame"] in matching]
+    if cut.snaplen:
+        tmp = out / "whole.pcapng"
+        (out / "capture.pcapng").replace(tmp)
+        subprocess.run(["editcap", "-s", str(cut.snaplen), str(tmp), str(out / "capture.pcapng")], check=True,
+                       capture_output=True)
+        tmp.unlink()
+        tool += f"; editcap -s {cut.snaplen}"
     for f in COPIED:
         if (src / f).exists():
             shutil.copy(src / f, out / f)
-    kept = [f for f in frames if first <= f["frame"] <= last]
     cut_frames = _frames(out / "capture.pcapng")
     assert len(cut_frames) == len(kept), (len(cut_frames), len(kept))
     gw, cl = src_facts["gateway_address"], src_facts["client_address"]
@@ -211,7 +251,7 @@ def make(cut: Cut, out_root: Path, *, verbose: bool = True) -> Path:
         "derived_from": f"samples/{cut.source}",
         "source_capture_sha256": hashlib.sha256(src_cap.read_bytes()).hexdigest(),
         "gateway_address": gw, "client_address": cl, "peers": src_facts.get("peers"),
-        "cut": {"tool": f"editcap -r capture.pcapng out.pcapng {first}-{last}", "source_frames": [first, last],
+        "cut": {"tool": tool, "source_frames": [first, last], "only": cut.only, "snaplen": cut.snaplen,
                 "source_frame_count": len(frames), "frame_offset": first - 1, "frames": len(kept),
                 "start_time": t0, "end_time": t1, "start_rule": start_rule, "end_rule": end_rule,
                 "source_start_time": frames[0]["time"], "source_end_time": frames[-1]["time"],

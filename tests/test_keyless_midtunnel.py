@@ -326,3 +326,69 @@ def test_the_dtls_channel_alone_seen_mid_tunnel_is_read(tshark, tmp_path):
     # keys nothing tells them apart there, README "Reading without keys")
     assert guessed >= 3
     assert total >= 10 and agree / total >= 0.8, (agree, total)
+
+
+# -- a capture with a snapshot length: packets cut short -------------------------------------------------------------
+
+def _snapped(name: str, snaplen: int, tmp: Path) -> Path:
+    out = tmp / f"{name.replace('/', '_')}-s{snaplen}.pcapng"
+    subprocess.run([_editcap(), "-s", str(snaplen), str(SAMPLES / name / "capture.pcapng"), str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+def _doc(cap: Path, *args: str) -> dict:
+    acflow = ROOT / ".venv" / "bin" / "acflow"
+    r = subprocess.run([str(acflow) if acflow.exists() else "acflow", "analyze", str(cap), *args, "--format", "json"],
+                       capture_output=True, text=True, check=True)
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, json.loads((ROOT / "docs" / "acflow-report.schema.json").read_text()))
+    return doc
+
+
+@pytest.mark.parametrize("snaplen", [96, 128, 400])
+@pytest.mark.parametrize("name", ["baseline", "dtls-blocked", "keepalive-dpd", "reconnect"])
+def test_a_capture_cut_by_a_snapshot_length_is_inconclusive_not_failed(tmp_path, name, snaplen):
+    """editcap -s N cuts every packet as tcpdump -s N or pktmon (128 bytes by default) would: before, the TLS
+    handshake was 'failed: no ServerHello', DTLS 'failed: 0 ClientHellos unanswered', the verdict 'Tunnel up over TLS
+    only' and KEYS_MISSING asked for keys. Now the session says what happened to the capture, with or without keys."""
+    cap = _snapped(name, snaplen, tmp_path)
+    for args in ((), ("--keylog", str(SAMPLES / name / "keys.log"))):
+        doc = _doc(cap, *args)
+        (s,) = doc["sessions"]
+        ids = [f["id"] for f in s["findings"]]
+        assert "CAPTURE_TRUNCATED" in ids and "KEYS_MISSING" not in ids and "CAPTURE_GAP" not in ids, ids
+        (cut,) = [f for f in s["findings"] if f["id"] == "CAPTURE_TRUNCATED"]
+        assert cut["evidence"]["snaplen"] == snaplen
+        assert s["verdict"]["outcome"] == "inconclusive"
+        assert s["verdict"]["text"].startswith(f"Cannot tell from this capture: it kept only the first {snaplen} bytes")
+        status = {p["phase"]: p["status"] for p in s["phases"]}
+        assert "failed" not in [status[p] for p in list(status)[:5]] and status["cstp-connect"] == "not-captured", \
+            status
+        # DTLS: not-captured when its datagrams were cut; hellos that fit (snaplen 400) tell what they tell
+        whole = {p.phase: p.status for p in _analyse(SAMPLES / name / "capture.pcapng", None)[0].sessions[0].phases}
+        assert status["dtls"] in ("not-captured", whole["dtls"]), (status, whole)
+        assert [c.get("snaplen") for c in s["connections"] if c.get("truncated_frames")] and all(
+            c["snaplen"] == snaplen for c in s["connections"] if c.get("truncated_frames"))
+        assert not [f for f in doc["findings"] if f["id"] == "CAPTURE_TRUNCATED"]  # the session tells it
+
+
+def test_a_few_packets_cut_short_do_not_make_the_verdict(tmp_path):
+    """Snapshot length 1400: only the largest packets are cut; the session is read as before (with keys healthy),
+    CAPTURE_TRUNCATED is listed, and it is not what the verdict says."""
+    cap = _snapped("baseline", 1400, tmp_path)
+    doc = _doc(cap, "--keylog", str(SAMPLES / "baseline" / "keys.log"))
+    (s,) = doc["sessions"]
+    assert "CAPTURE_TRUNCATED" in [f["id"] for f in s["findings"]]
+    assert s["verdict"]["outcome"] == "healthy", s["verdict"]
+    assert "CAPTURE_TRUNCATED" not in (s["verdict"].get("findings") or [])
+
+
+def test_a_capture_cut_short_without_a_session_says_so(tmp_path):
+    doc = _doc(_snapped("auth-fail", 128, tmp_path))
+    assert not doc["sessions"]
+    ids = [f["id"] for f in doc["findings"]]
+    assert ids[:1] == ["CAPTURE_TRUNCATED"] and "NO_VPN_SESSION" in ids
+    (cut,) = [f for f in doc["findings"] if f["id"] == "CAPTURE_TRUNCATED"]
+    assert cut["evidence"] == {"truncated_frames": cut["evidence"]["truncated_frames"], "snaplen": 128}
+    assert cut["evidence"]["truncated_frames"] > 0 and "pktmon" in cut["remedy"]

@@ -21,6 +21,7 @@ def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[P
     phases = [tls, grp, auth, dl, cstp, dt]
     assert tuple(p.phase for p in phases) == PHASES
     mark_before_capture(g, phases)
+    mark_snapped(g, phases)
     inferred.apply(g, phases)
     return phases
 
@@ -86,6 +87,31 @@ def client_software(g: Group) -> dict:
                     "evidence": f"User-Agent frame {ex.request.frame}"}
     return {"name": "unknown", "version": None, "user_agent": None,
             "evidence": "no decrypted HTTP request (no User-Agent)"}
+
+
+def mark_snapped(g: Group, phases: list[Phase]) -> None:
+    """A session whose packets the capture cut short (a snapshot length: CAPTURE_TRUNCATED): phases that could
+    not be read because of it are `not-captured` (their packets are in the capture, not their contents), not
+    `failed` ("no ServerHello"), `absent` or `undecrypted` (no key would help)."""
+    conns = [cn.c for cn in g.conns]
+    cut = [c for c in conns if c.snapped]
+    if cut:
+        # a phase not seen (absent), not read (undecrypted), or a handshake whose ServerHello was not read: what
+        # the cut packets held is unknown (a phase read as failed from its contents keeps its status)
+        snap = max(c.snaplen for c in cut)
+        hello = all(c.server_hello is not None for c in conns)
+        for p in phases[:5]:
+            if p.status in ("absent", "undecrypted") or (p.phase == "tls-handshake" and p.status == "failed"
+                                                          and not hello):
+                p.status = "not-captured"
+                p.summary = (f"not readable: the capture kept at most {snap} bytes of each packet of "
+                             + ", ".join(f"tcp.stream {c.index}" for c in cut[:3]) + " (a snapshot length)")
+    flows = [f for f in g.dtls if f.snapped]
+    if flows and phases[5].status in ("failed", "undecrypted") and not any(f.keys_source for f in g.dtls):
+        snap = max(f.snaplen for f in flows)
+        phases[5].status = "not-captured"
+        phases[5].summary = (f"not readable: the capture kept at most {snap} bytes of each DTLS datagram of "
+                             + ", ".join(f"udp.stream {f.index}" for f in flows[:3]) + " (a snapshot length)")
 
 
 def mark_before_capture(g: Group, phases: list[Phase]) -> None:

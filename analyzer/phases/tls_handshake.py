@@ -116,12 +116,24 @@ class ConnectionSummary(FlowSummary):
     decryption: dict[str, Any]
     first_retransmission: float | None = field(
         default=None, metadata={"description": "time of the first retransmitted TCP segment (null: none)"})
+    truncated_frames: int = field(default=UNSET, metadata={
+        "description": "frames of the connection the capture cut short (its snaplen); present only then"})
+    snaplen: int = field(default=UNSET, metadata={
+        "description": "the most bytes captured of one such frame; present only with truncated_frames"})
+    first_truncated_frame: int = field(default=UNSET, metadata={
+        "description": "the first such frame; present only with truncated_frames"})
 
 
 @dataclass
 class DTLSConnectionSummary(FlowSummary):
     """One UDP (DTLS) flow of the session in `Session.connections`."""
     dtls: bool = True
+    truncated_frames: int = field(default=UNSET, metadata={
+        "description": "datagrams of the flow the capture cut short (its snaplen); present only then"})
+    snaplen: int = field(default=UNSET, metadata={
+        "description": "the most bytes captured of one such frame; present only with truncated_frames"})
+    first_truncated_frame: int = field(default=UNSET, metadata={
+        "description": "the first such frame; present only with truncated_frames"})
 
 
 @record
@@ -258,10 +270,16 @@ def conn_summary(c: TCPTracker) -> ConnectionSummary:
         retransmissions=dict(c.retransmissions), segments=dict(c.segments),
         retransmission_frames=c.retransmission_frames[:20], gaps=c.gaps[:10],
         closed=c.closed[:2], problems=c.problems[:10], alerts=_alerts(c.alerts[:10]),
-        decryption={k: v for k, v in c.decryption.items()}, first_retransmission=c.first_retransmission_ts)
+        decryption={k: v for k, v in c.decryption.items()}, first_retransmission=c.first_retransmission_ts,
+        **_snapped(c))
+
+
+def _snapped(f) -> dict:
+    return {"truncated_frames": f.snapped, "snaplen": f.snaplen, "first_truncated_frame": f.snapped_frame} \
+        if f.snapped else {}
 
 
 def dtls_conn_summary(f) -> DTLSConnectionSummary:
     return DTLSConnectionSummary(connection=f"udp.stream {f.index}", capture=f.capture, client=fmt_endpoint(*f.client),
                                  start=f.first_ts, end=f.last_ts, first_frame=f.first_frame,
-                                 last_frame=f.last_frame)
+                                 last_frame=f.last_frame, **_snapped(f))

@@ -79,7 +79,8 @@ def apply_rules(analysis: Analysis, pipe) -> None:
 def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
     """Capture-wide findings: damaged files, flows dropped at the flow-table bound, undecodable frames.
 
-    Ids CAPTURE_DAMAGED (warning), ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) — see docs/findings.md.
+    Ids CAPTURE_DAMAGED (warning), CAPTURE_TRUNCATED (warning: packets cut short, when no session tells it),
+    ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) — see docs/findings.md.
     """
     out: list[Finding] = []
     for ci in analysis.captures:
@@ -89,6 +90,21 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                                remedy="The file is truncated or damaged; everything before the damage was "
                                       "analysed. Copy the capture again (or repair it: editcap/pcapfix).",
                                evidence={"errors": ci.errors[:20], "frames_read": ci.frames}))
+    snapped = getattr(pipe, "snapped_frames", 0)
+    if snapped and not any(f.id == "CAPTURE_TRUNCATED" for s in analysis.sessions for f in s.findings):
+        from .capture_quality import TRUNCATED_REMEDY  # noqa: PLC0415
+
+        cap, frame = pipe.snapped_first
+        total = sum(c.frames for c in analysis.captures)
+        out.append(Finding(id="CAPTURE_TRUNCATED", severity="warning", time=None, frames=[frame],
+                           message=f"The capture cut {snapped} of its {total} packets short: at most "
+                                   f"{pipe.snapped_max} bytes of each were captured (a snapshot length; the first is "
+                                   f"frame {frame}" + (f" of {analysis.captures[cap].path}" if len(analysis.captures)
+                                                       > 1 and cap < len(analysis.captures) else "")
+                                   + "). TLS and DTLS records in cut packets cannot be read whole: a VPN session "
+                                     "among them may not be recognised.",
+                           remedy=TRUNCATED_REMEDY,
+                           evidence={"truncated_frames": snapped, "snaplen": pipe.snapped_max}))
     if getattr(pipe, "evicted", 0):
         out.append(Finding(id="ANALYSIS_LIMIT", severity="warning", time=None, frames=[],
                            message=f"{pipe.evicted} flow(s) were dropped because the capture holds more concurrent "

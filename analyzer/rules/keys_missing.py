@@ -15,6 +15,8 @@ RULE_IDS = ("KEYS_MISSING",)
 
 
 def check(session, ctx):
+    if any(getattr(c, "truncated_frames", 0) for c in session.connections):
+        return []  # packets cut short by the capture: no key helps (CAPTURE_TRUNCATED says so)
     phases = [p for p in session.phases if p.status == "undecrypted"]
     before = [p for p in session.phases if p.status == "before-capture"]
     if not phases and not (before and any(p.status == "before-capture" and p.phase in ("cstp-connect", "dtls")

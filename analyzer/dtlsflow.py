@@ -116,7 +116,7 @@ class DTLSFlow(FlowTracker):
         `FlowTable.touch`, `note_datagram`, `on_application_data`."""
         flows, flow, direction = where
         _proto, _addresses, start, end = view
-        content = self.dtls.feed_application_record(direction, data, start, end)
+        content = self.dtls.feed_application_record(direction, data, start, end, ts)
         if content is None:
             return False
         flows.touch(flow, ts, frame)
@@ -139,7 +139,7 @@ class DTLSFlow(FlowTracker):
         `note_datagram`, the undecrypted counts and the channel's estimate by record size (analyzer/keyless.py)."""
         flows, flow, direction = where
         _proto, _addresses, start, end = view
-        got = self.dtls.feed_undecryptable_record(direction, data, start, end)
+        got = self.dtls.feed_undecryptable_record(direction, data, start, end, ts)
         if got is None:
             return False
         epoch, length, reason = got
@@ -187,6 +187,8 @@ class DTLSFlow(FlowTracker):
                 self.hellos.append({"ts": ev.ts, "frame": ev.frame, "retransmission": bool(ev.retransmission),
                                     "session_id": bytes(ev.session_id).hex(), "version": ev.version,
                                     "cookie": bool(ev.cookie)})
+        elif t is dtls_ev.DTLSDuplicate:
+            self.duplicates += 1  # a copy the capture made: counted, not read again
         elif t is dtls_ev.DTLSHelloVerifyRequest:
             if len(self.hello_verify) < MAX_SAMPLES:
                 self.hello_verify.append({"ts": ev.ts, "frame": ev.frame, "cookie_length": len(ev.cookie)})

@@ -272,7 +272,7 @@ class Pipeline:
             return
         conn = self.tcp.get(flow.index)
         if conn is None:
-            if t is flows_mod.Retransmission or t is flows_mod.StreamClosed:
+            if t is flows_mod.Retransmission or t is flows_mod.StreamClosed or t is flows_mod.Duplicate:
                 return
             conn = TCPTracker(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
                                  self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers)

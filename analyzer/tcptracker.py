@@ -325,6 +325,7 @@ class FlowTracker:
         self.last_frame = frame
         #: frames of this flow the capture cut short (its snaplen: a packet's end not captured), the first of them
         #: and the most bytes captured of one
+        self.duplicates = 0  # segments or records the capture holds twice (dissectors.flows.Duplicate, DTLSDuplicate)
         self.snapped = 0
         self.snapped_frame: int | None = None
         self.snaplen = 0
@@ -460,6 +461,8 @@ class TCPTracker(FlowTracker):
             if self.is_tls:
                 for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame) or ():
                     self.on_tls_event(tev)
+        elif t is flows_mod.Duplicate:
+            self.duplicates += 1  # a copy the capture made, not a retransmission
         elif t is flows_mod.Retransmission:
             self.retransmissions[ev.direction] += 1
             if self.first_retransmission_ts is None:

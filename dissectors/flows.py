@@ -52,6 +52,7 @@ __all__ = [
     "Datagram",
     "FlowEvicted",
     "FlowTable",
+    "Duplicate",
     "Gap",
     "Retransmission",
     "StreamClosed",
@@ -118,6 +119,22 @@ class Retransmission:
     frame: int
     seq: int = 0  # offset of the segment's first byte
     length: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The segment just delivered, again, within `DUPLICATE_WINDOW` seconds: a copy the capture made (a capture on
+    two interfaces of the path, ``tcpdump -i any`` on a router, Windows pktmon on several components), not a
+    retransmission (a sender retransmits after a timeout or after duplicate ACKs, not within a millisecond)."""
+    direction: str
+    ts: float
+    frame: int
+    seq: int = 0
+    length: int = 0
+
+
+#: seconds: the same data segment again this soon is a copy made by the capture (`Duplicate`)
+DUPLICATE_WINDOW = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +211,9 @@ class _Half:
         "fin_ts",
         "first_seq",
         "isn",
+        "last_end",
+        "last_len",
+        "last_ts",
         "name",
         "next",
         "syn_seq",
@@ -212,6 +232,10 @@ class _Half:
         self.fin_frame = 0
         self.closed: str | None = None  # None, "fin" or "rst"
         self.bytes = 0  # bytes delivered
+        # the last data segment taken (its end offset, length, time): one just like it right after is a `Duplicate`
+        self.last_end = -1
+        self.last_len = 0
+        self.last_ts = 0.0
 
 
 class TCPStream:
@@ -368,7 +392,9 @@ class TCPStream:
                     if start == h.next and not h.buf and h.fin is None and not packet.truncated:
                         # fast path: the next in-order segment, nothing buffered
                         out.append(_new_stream_data(h.name, packet.payload, ts, frame, start))
-                        h.next = start + plen
+                        h.next = h.last_end = start + plen
+                        h.last_len = plen
+                        h.last_ts = ts
                         h.bytes += plen
                     else:
                         self._data(h, start, plen, packet.payload, packet.truncated, ts, frame, out)
@@ -429,7 +455,9 @@ class TCPStream:
             if (seq - isn - nxt) & _M32:
                 return False  # not the next in-order segment
             # (nothing declines past this point)
-            h.next = nxt + length
+            h.next = h.last_end = nxt + length
+            h.last_len = length
+            h.last_ts = ts
             h.bytes += length
         self.last_ts = ts
         self.last_frame = frame
@@ -476,8 +504,12 @@ class TCPStream:
                 return
         nxt = h.next
         if end <= nxt:
-            out.append(Retransmission(h.name, ts, frame, start, plen))
+            if end == h.last_end and plen == h.last_len and abs(ts - h.last_ts) <= DUPLICATE_WINDOW:
+                out.append(Duplicate(h.name, ts, frame, start, plen))
+            else:
+                out.append(Retransmission(h.name, ts, frame, start, plen))
             return
+        h.last_end, h.last_len, h.last_ts = end, plen, ts
         cap_end = start + len(payload)
         if cap_end > end:
             cap_end = end

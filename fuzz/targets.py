@@ -106,8 +106,8 @@ def target_packet(data: bytes) -> None:
                 continue
         events += flows.feed(pkt, ts, n)
     events += flows.flush()
-    ok = (flows_mod.StreamData, flows_mod.Gap, flows_mod.StreamClosed, flows_mod.Retransmission, flows_mod.Datagram,
-          flows_mod.FlowEvicted)
+    ok = (flows_mod.StreamData, flows_mod.Gap, flows_mod.StreamClosed, flows_mod.Retransmission, flows_mod.Duplicate,
+          flows_mod.Datagram, flows_mod.FlowEvicted)
     for _flow, ev in events:
         if not isinstance(ev, ok):
             raise Bug(f"unexpected flow event {ev!r}")

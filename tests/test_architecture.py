@@ -96,8 +96,10 @@ def test_dtls_steady_check_places_every_field_of_a_connection():
     from dissectors.dtls.connection import DTLSConnection
 
     checked = {  # DTLSConnection._steady_for / feed_application_record
-        "_backlog", "_epochs", "_replay_wanted", "_steady", "datagrams", "gen", "records"}
+        "_backlog", "_epochs", "_replay_wanted", "_steady", "datagrams", "gen", "records",
+        "_window"}  # (the duplicate window: the fast path takes only a record newer than any, and notes it)
     not_in_the_way = {  # handshakes and keys reach the fast path through _epochs (derived by feed / set_keys)
         "_handshakes", "_hs", "_keys", "_orphan", "_serial", "backlog_dropped",
-        "_max_backlog_bytes", "_backlog_bytes"}  # (the backlog's bound: only _backlog's emptiness matters to it)
+        "_max_backlog_bytes", "_backlog_bytes",  # (the backlog's bound: only _backlog's emptiness matters to it)
+        "_plain", "duplicates"}  # epoch-0 records and the copies counted: the general path's
     assert set(vars(DTLSConnection(None))) == checked | not_in_the_way

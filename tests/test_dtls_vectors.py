@@ -49,10 +49,12 @@ from .dtls_vectors import (
 )
 
 
-def feed_all(conn: DTLSConnection, dgs, start_frame: int = 1) -> list:
+def feed_all(conn: DTLSConnection, dgs, start_frame: int = 1, t0: float = 1000.0) -> list:
+    """Feed ``dgs`` one second apart from ``t0`` (a later session: a later ``t0``, as on the wire: a record number
+    seen again within a millisecond is a copy the capture made, `DTLSDuplicate`)."""
     events = []
     for i, (direction, payload) in enumerate(dgs):
-        events += conn.feed(direction, payload, 1000.0 + i, start_frame + i)
+        events += conn.feed(direction, payload, t0 + i, start_frame + i)
     return events
 
 
@@ -212,12 +214,12 @@ def test_reconnect_on_same_five_tuple():
     conn = DTLSConnection(DTLSKeys.psk(PSK))
     events = feed_all(conn, first[:-2])  # without the close_notify alerts
     assert conn.cipher_suite_name == "TLS_PSK_WITH_AES_128_GCM_SHA256"
-    events += feed_all(conn, second, start_frame=100)
+    events += feed_all(conn, second, start_frame=100, t0=2000.0)
     assert conn.cipher_suite_name == "TLS_PSK_WITH_AES_128_CCM"
     assert conn.handshake_count == 2 and conn.handshake_complete
     hellos = of(events, DTLSClientHello)
     assert [h.new_session for h in hellos] == [True, False, True, False]
-    late = feed_all(conn, first[-2:], start_frame=200)  # the old session's alerts, after the new handshake
+    late = feed_all(conn, first[-2:], start_frame=200, t0=3000.0)  # the old session's alerts, after the new one
     assert [(a.name, a.frame) for a in of(late, DTLSAlert)] == [("close_notify", 200), ("close_notify", 201)]
     assert app(events, "c2s") == CLIENT_TEXT * 2
     assert conn.finished_verified == {"c2s": True, "s2c": True}
@@ -231,7 +233,7 @@ def test_reconnect_with_new_keys():
     events = feed_all(conn, first[:6])
     assert app(events) == [b"resumed data\n"]
     assert conn.set_keys(DTLSKeys.psk(PSK)) == []
-    events = feed_all(conn, second + first[6:], start_frame=50)
+    events = feed_all(conn, second + first[6:], start_frame=50, t0=2000.0)
     assert app(events, "c2s") == CLIENT_TEXT and app(events, "s2c") == SERVER_TEXT
     assert len(of(events, DTLSAlert)) == 4  # both sessions' close_notify
 

@@ -80,7 +80,8 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
     """Capture-wide findings: damaged files, flows dropped at the flow-table bound, undecodable frames.
 
     Ids CAPTURE_DAMAGED (warning), CAPTURE_TRUNCATED (warning: packets cut short, when no session tells it),
-    ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) — see docs/findings.md.
+    CAPTURE_DUPLICATES (info: packets the capture holds twice), ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) —
+    see docs/findings.md.
     """
     out: list[Finding] = []
     for ci in analysis.captures:
@@ -105,6 +106,18 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                                      "among them may not be recognised.",
                            remedy=TRUNCATED_REMEDY,
                            evidence={"truncated_frames": snapped, "snaplen": pipe.snapped_max}))
+    copies = sum(getattr(t, "duplicates", 0) for table in (getattr(pipe, "tcp", {}), getattr(pipe, "udp", {}))
+                 for t in table.values())
+    if copies:
+        out.append(Finding(id="CAPTURE_DUPLICATES", severity="info", time=None, frames=[],
+                           message=f"{copies} TCP segment(s) and DTLS record(s) are in the capture twice (the same "
+                                   "segment again within a millisecond, a DTLS record number repeated): copies the "
+                                   "capture made — on two interfaces of the path, `tcpdump -i any` on a router, "
+                                   "Windows pktmon on several components. Each was read once (Wireshark shows them "
+                                   "as retransmissions).",
+                           remedy="Nothing to fix in the VPN. To capture each packet once: one interface (not -i "
+                                  "any), pktmon --comp nics; editcap -d removes such copies from a file.",
+                           evidence={"duplicates": copies}))
     if getattr(pipe, "evicted", 0):
         out.append(Finding(id="ANALYSIS_LIMIT", severity="warning", time=None, frames=[],
                            message=f"{pipe.evicted} flow(s) were dropped because the capture holds more concurrent "

@@ -43,6 +43,7 @@ from .events import (
     DTLSApplicationData,
     DTLSChangeCipherSpec,
     DTLSClientHello,
+    DTLSDuplicate,
     DTLSFinished,
     DTLSHandshakeMessage,
     DTLSHelloVerifyRequest,
@@ -68,6 +69,11 @@ from .record import (
 )
 
 __all__ = ["DTLSConnection"]
+
+#: seconds: an epoch-0 record of the same number again this soon is a copy the capture made (`_is_duplicate`)
+DUPLICATE_WINDOW = 0.001
+_WINDOW = 64  # records: the duplicate window (RFC 6347 §4.1.2.6's anti-replay window, its usual size)
+_WINDOW_MASK = (1 << _WINDOW) - 1
 
 C2S = "c2s"
 S2C = "s2c"
@@ -268,6 +274,12 @@ class DTLSConnection:
         self.backlog_dropped = 0
         self.datagrams = 0
         self.records = 0
+        self.duplicates = 0  # records seen again (`DTLSDuplicate`)
+        #: per direction [highest epoch||seq seen, bitmap of the 64 below it, when the last record was taken]:
+        #: RFC 6347 §4.1.2.6's window
+        self._window: dict[str, list] = {}
+        #: (direction, epoch-0 record number) -> (when last taken, (content type, hash of the fragment))
+        self._plain: dict[tuple, tuple] = {}
         self.gen = 0  # bumped by feed / set_keys: `feed_application_record` relies on state checked at the same gen
         self._steady: tuple | None = None  # (gen, epoch, owner, {direction: protection}): see `_steady_for`
 
@@ -384,7 +396,8 @@ class DTLSConnection:
             return [DTLSRecordError(f"internal error while parsing a datagram: {exc!r}", ts, frame,
                                     direction if isinstance(direction, str) else "")]
 
-    def feed_application_record(self, direction: str, data, start: int = 0, end: int | None = None) -> bytes | None:
+    def feed_application_record(self, direction: str, data, start: int = 0, end: int | None = None,
+                                ts: float = 0.0) -> bytes | None:
         """`feed` for the common case of an established session: the datagram ``data[start:end]`` is exactly one
         application-data record, of an epoch that one handshake's keys protect, and it decrypts (nothing waits
         for keys). Does what `feed` does and returns the record's content (the data of the one
@@ -407,17 +420,24 @@ class DTLSConnection:
         protection = steady[3].get(direction)
         if protection is None:
             return None
+        w = self._window.get(direction)
+        if w is None or seq64 <= w[0]:  # not the next new record: `feed` tells a duplicate
+            return None
         try:  # the fragment is data[start + HEADER_LEN:end], given as offsets: the protection copies less
             content = protection.decrypt(seq64, ct, version, data, start + HEADER_LEN, end)
         except DecryptError:
             return None
+        shift = seq64 - w[0]  # `_take_record`, for the common case: a record newer than any
+        w[1] = ((w[1] << shift) | 1) & _WINDOW_MASK if shift < _WINDOW else 1
+        w[0] = seq64
+        w[2] = ts
         self.datagrams += 1
         self.records += 1
         steady[2].ok += 1
         return content
 
     def feed_undecryptable_record(self, direction: str, data, start: int = 0,
-                                  end: int | None = None) -> tuple[int, int, str] | None:
+                                  end: int | None = None, ts: float = 0.0) -> tuple[int, int, str] | None:
         """`feed` for the common case of a flow without keys: the datagram ``data[start:end]`` is exactly one
         application-data record of a protected epoch whose handshakes have no keys (or that no handshake seen
         owns), nothing is waiting to be replayed, and the backlog has no room left for it (``max_backlog_bytes``):
@@ -436,6 +456,9 @@ class DTLSConnection:
         epoch = seq64 >> 48
         if not epoch:
             return None
+        w = self._window.get(direction)
+        if w is None or seq64 <= w[0]:  # not the next new record: `feed` tells a duplicate
+            return None
         cands = self._epochs.get(epoch)
         if not cands:
             reason = _no_handshake(epoch)
@@ -448,6 +471,10 @@ class DTLSConnection:
             reason = reason or "no keys"
         if not isinstance(direction, str) or direction not in _DIRECTIONS:
             return None
+        shift = seq64 - w[0]  # `_take_record`, for the common case: a record newer than any
+        w[1] = ((w[1] << shift) | 1) & _WINDOW_MASK if shift < _WINDOW else 1
+        w[0] = seq64
+        w[2] = ts
         self.gen += 1
         self.datagrams += 1
         self.records += 1
@@ -489,6 +516,42 @@ class DTLSConnection:
 
     # --- records ------------------------------------------------------------------------------
 
+    def _is_duplicate(self, direction: str, seq64: int, ts: float, rec: RawRecord | None = None) -> bool:
+        """The record ``seq64`` (epoch || sequence number) of ``direction`` was already taken, within
+        `DUPLICATE_WINDOW` seconds of the last record taken from there: a copy the capture made, right after its
+        original. (A sender gives each record a new number, retransmissions included, RFC 6347 §4.1; but a
+        stateless server may answer every retransmitted ClientHello with a HelloVerifyRequest of the same number —
+        before §4.2.1 asked it to copy the ClientHello's — seconds apart, and an implementation might resend a
+        buffered flight as it was: those are read again.) An epoch-0 record must also be the same bytes."""
+        if not seq64 >> 48:
+            seen = self._plain.get((direction, seq64))
+            return (seen is not None and abs(ts - seen[0]) <= DUPLICATE_WINDOW and rec is not None
+                    and seen[1] == (rec.content_type, hash(rec.fragment)))
+        w = self._window.get(direction)
+        if w is None or seq64 > w[0] or abs(ts - w[2]) > DUPLICATE_WINDOW:
+            return False
+        off = w[0] - seq64
+        return off < _WINDOW and (w[1] >> off) & 1 == 1
+
+    def _take_record(self, direction: str, seq64: int, ts: float, rec: RawRecord | None = None) -> None:
+        """Note record ``seq64`` of ``direction`` taken (in the window of the last `_WINDOW` records; an epoch-0 one
+        with its time, for the first `_WINDOW` of them)."""
+        if not seq64 >> 48:
+            if rec is not None and (len(self._plain) < _WINDOW or (direction, seq64) in self._plain):
+                self._plain[(direction, seq64)] = (ts, (rec.content_type, hash(rec.fragment)))
+            return
+        w = self._window.get(direction)
+        if w is None:
+            self._window[direction] = [seq64, 1, ts]
+            return
+        if seq64 > w[0]:
+            shift = seq64 - w[0]
+            w[1] = ((w[1] << shift) | 1) & _WINDOW_MASK if shift < _WINDOW else 1
+            w[0] = seq64
+        elif w[0] - seq64 < _WINDOW:
+            w[1] |= 1 << (w[0] - seq64)
+        w[2] = ts
+
     def _feed(self, direction: str, datagram: bytes, ts: float, frame: int) -> list:
         self.datagrams += 1
         events: list = []
@@ -503,6 +566,11 @@ class DTLSConnection:
         return events
 
     def _record(self, direction: str, rec: RawRecord, ts: float, frame: int) -> list:
+        seq64 = rec.seq64
+        if self._is_duplicate(direction, seq64, ts, rec):
+            self.duplicates += 1
+            return [DTLSDuplicate(direction, rec.epoch, rec.seq, ts, frame)]
+        self._take_record(direction, seq64, ts, rec)
         if rec.epoch == 0:
             return self._plaintext(direction, rec, rec.fragment, ts, frame, None, None, encrypted=False)
         owner, plaintext, reason = self._decrypt(direction, rec)

@@ -21,6 +21,7 @@ __all__ = [
     "DTLSApplicationData",
     "DTLSChangeCipherSpec",
     "DTLSClientHello",
+    "DTLSDuplicate",
     "DTLSEvent",
     "DTLSFinished",
     "DTLSHandshakeMessage",
@@ -227,6 +228,19 @@ class DTLSUndecrypted:
 
 
 @dataclass(frozen=True, slots=True)
+class DTLSDuplicate:
+    """A record whose epoch and sequence number this direction already carried: a copy the capture made (two
+    interfaces of the path, Windows pktmon's components) — a sender never reuses a record sequence number, a
+    retransmitted handshake message gets a new one (RFC 6347 §4.1, §4.2.4). Not processed again."""
+
+    direction: str
+    epoch: int
+    seq: int
+    ts: float
+    frame: int
+
+
+@dataclass(frozen=True, slots=True)
 class DTLSRecordError:
     """Malformed input: a datagram that is not DTLS, a truncated record, a bad handshake message…"""
 
@@ -238,4 +252,4 @@ class DTLSRecordError:
 
 DTLSEvent = (DTLSClientHello | DTLSHelloVerifyRequest | DTLSServerHello | DTLSHandshakeMessage
              | DTLSChangeCipherSpec | DTLSFinished | DTLSAlert | DTLSApplicationData | DTLSUndecrypted
-             | DTLSRecordError)
+             | DTLSDuplicate | DTLSRecordError)

@@ -354,3 +354,25 @@ def test_backlog_bytes_bound_keeps_the_first_records_and_the_handshake():
     assert len(of(events, DTLSUndecrypted)) == len(whole._backlog)
     late = conn.set_keys(DTLSKeys.psk(PSK))
     assert len(app(late)) == 1 and conn.backlog_size == 0 and conn._backlog_bytes == 0
+
+
+def test_a_record_seen_again_within_a_millisecond_is_a_duplicate():
+    """A copy the capture made (the same record number again right after): DTLSDuplicate, not read again — the
+    latest record, or an older one (copies interleaved); the same record a second later is read as before."""
+    from dissectors.dtls.events import DTLSDuplicate
+
+    dgs = datagrams("gcm_ems")
+    conn = DTLSConnection(DTLSKeys.psk(PSK))
+    events = []
+    for i, (direction, payload) in enumerate(dgs[:-2]):
+        events += conn.feed(direction, payload, 1000.0 + i * 0.0001, i + 1)
+    t = 1000.0 + len(dgs) * 0.0001
+    assert app(events, "c2s") == CLIENT_TEXT and not of(events, DTLSDuplicate)
+    last_c2s = max(i for i, (d, _p) in enumerate(dgs[:-2]) if d == "c2s")
+    older = [i for i, (d, _p) in enumerate(dgs[:-2]) if d == "c2s"][-2]
+    for i in (last_c2s, older):  # the latest record of the direction, then an older one
+        (e,) = conn.feed(*dgs[i], t, 100 + i)
+        assert isinstance(e, DTLSDuplicate) and e.direction == "c2s", e
+    assert conn.duplicates == 2
+    again = conn.feed(*dgs[last_c2s], t + 1.0, 200)
+    assert not of(again, DTLSDuplicate)

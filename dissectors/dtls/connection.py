@@ -73,7 +73,6 @@ __all__ = ["DTLSConnection"]
 #: seconds: an epoch-0 record of the same number again this soon is a copy the capture made (`_is_duplicate`)
 DUPLICATE_WINDOW = 0.001
 _WINDOW = 64  # records: the duplicate window (RFC 6347 §4.1.2.6's anti-replay window, its usual size)
-_WINDOW_MASK = (1 << _WINDOW) - 1
 
 C2S = "c2s"
 S2C = "s2c"
@@ -275,8 +274,9 @@ class DTLSConnection:
         self.datagrams = 0
         self.records = 0
         self.duplicates = 0  # records seen again (`DTLSDuplicate`)
-        #: per direction [highest epoch||seq seen, bitmap of the 64 below it, when the last record was taken]:
-        #: RFC 6347 §4.1.2.6's window
+        #: per direction [highest epoch||seq taken, first of the run of numbers in sequence up to it, when the last
+        #: record was taken, numbers taken before the run (out of order, or before a jump; bounded)]: RFC 6347
+        #: §4.1.2.6's window, kept so that the common case — the next record in sequence — updates two items
         self._window: dict[str, list] = {}
         #: (direction, epoch-0 record number) -> (when last taken, (content type, hash of the fragment))
         self._plain: dict[tuple, tuple] = {}
@@ -421,15 +421,13 @@ class DTLSConnection:
         if protection is None:
             return None
         w = self._window.get(direction)
-        if w is None or seq64 <= w[0]:  # not the next new record: `feed` tells a duplicate
+        if w is None or seq64 != w[0] + 1:  # not the next record in sequence: `feed` tells a duplicate
             return None
         try:  # the fragment is data[start + HEADER_LEN:end], given as offsets: the protection copies less
             content = protection.decrypt(seq64, ct, version, data, start + HEADER_LEN, end)
         except DecryptError:
             return None
-        shift = seq64 - w[0]  # `_take_record`, for the common case: a record newer than any
-        w[1] = ((w[1] << shift) | 1) & _WINDOW_MASK if shift < _WINDOW else 1
-        w[0] = seq64
+        w[0] = seq64  # `_take_record`, for the common case: the run of records in sequence goes on
         w[2] = ts
         self.datagrams += 1
         self.records += 1
@@ -457,7 +455,7 @@ class DTLSConnection:
         if not epoch:
             return None
         w = self._window.get(direction)
-        if w is None or seq64 <= w[0]:  # not the next new record: `feed` tells a duplicate
+        if w is None or seq64 != w[0] + 1:  # not the next record in sequence: `feed` tells a duplicate
             return None
         cands = self._epochs.get(epoch)
         if not cands:
@@ -471,9 +469,7 @@ class DTLSConnection:
             reason = reason or "no keys"
         if not isinstance(direction, str) or direction not in _DIRECTIONS:
             return None
-        shift = seq64 - w[0]  # `_take_record`, for the common case: a record newer than any
-        w[1] = ((w[1] << shift) | 1) & _WINDOW_MASK if shift < _WINDOW else 1
-        w[0] = seq64
+        w[0] = seq64  # `_take_record`, for the common case: the run of records in sequence goes on
         w[2] = ts
         self.gen += 1
         self.datagrams += 1
@@ -530,8 +526,7 @@ class DTLSConnection:
         w = self._window.get(direction)
         if w is None or seq64 > w[0] or abs(ts - w[2]) > DUPLICATE_WINDOW:
             return False
-        off = w[0] - seq64
-        return off < _WINDOW and (w[1] >> off) & 1 == 1
+        return seq64 >= w[1] or seq64 in w[3]
 
     def _take_record(self, direction: str, seq64: int, ts: float, rec: RawRecord | None = None) -> None:
         """Note record ``seq64`` of ``direction`` taken (in the window of the last `_WINDOW` records; an epoch-0 one
@@ -542,14 +537,19 @@ class DTLSConnection:
             return
         w = self._window.get(direction)
         if w is None:
-            self._window[direction] = [seq64, 1, ts]
+            self._window[direction] = [seq64, seq64, ts, set()]
             return
-        if seq64 > w[0]:
-            shift = seq64 - w[0]
-            w[1] = ((w[1] << shift) | 1) & _WINDOW_MASK if shift < _WINDOW else 1
+        top, run, older = w[0], w[1], w[3]
+        if seq64 == top + 1:
             w[0] = seq64
-        elif w[0] - seq64 < _WINDOW:
-            w[1] |= 1 << (w[0] - seq64)
+        elif seq64 > top:  # a jump (records lost, a new epoch): the run so far joins the older numbers
+            older.update(range(max(run, top - _WINDOW + 1), top + 1))
+            w[0] = w[1] = seq64
+        else:
+            older.add(seq64)  # a record out of order
+        if len(older) > 2 * _WINDOW:
+            keep = w[1] - _WINDOW
+            w[3] = {x for x in older if x >= keep}
         w[2] = ts
 
     def _feed(self, direction: str, datagram: bytes, ts: float, frame: int) -> list:

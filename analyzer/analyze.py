@@ -97,6 +97,26 @@ def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sin
     return analysis
 
 
+def expand_directories(captures) -> tuple[list, str | None]:
+    """``captures`` with each directory replaced by the capture files below it (their names end in .pcap,
+    .pcapng, .cap, compressed or not, or are tcpdump's numbered ring files: `acflow batch`'s `discover`): a ring
+    buffer's folder given as one argument. (captures, problem): problem when a directory holds no capture."""
+    import os  # noqa: PLC0415
+
+    out: list = []
+    for c in captures:
+        if is_stdio(c) or not os.path.isdir(c):
+            out.append(c)
+            continue
+        from .batch import discover  # noqa: PLC0415
+
+        found = discover([c])
+        if not found:
+            return out, f"{c}: a directory without capture files (.pcap, .pcapng, .cap, also gzip-compressed)"
+        out += [type(c)(f) if isinstance(c, os.PathLike) else f for f in found]
+    return out, None
+
+
 def stdin_problem(captures) -> str | None:
     """Why the captures named cannot include standard input ('-') as given, or None."""
     n = sum(1 for c in captures if is_stdio(c))
@@ -120,6 +140,10 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
 
     tz = parse_tz(tz) if tz is None or isinstance(tz, str) else tz
 
+    captures, problem = expand_directories(captures)
+    if problem:
+        print(f"acflow: {problem}", file=sys.stderr)
+        return EXIT_INPUT
     problem = stdin_problem(captures)
     if problem:
         print(f"acflow: {problem}", file=sys.stderr)

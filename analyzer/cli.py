@@ -120,7 +120,7 @@ def _jobs(value):
 
 
 @main.command()
-@click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("captures", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--keylog", "keylogs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="NSS key log file (SSLKEYLOGFILE); may be repeated.")
 @click.option("--rsa-key", "rsa_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -164,7 +164,7 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
             fail_on, session_ids, clients, since, until, tz, jobs):
     """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase; each session starts with a
     one-line verdict. Several files are one capture (a ring buffer's), read in the time order of their first
-    packets.
+    packets; a directory stands for every capture file below it.
 
     Only flows with evidence of the AnyConnect protocol become sessions (decrypted aggregate-auth/CONNECT/CSTP,
     or without keys: DTLS beside the TLS connection, resuming DTLS hellos, CSTP record patterns…); everything

@@ -172,3 +172,33 @@ def test_time_order_keeps_the_order_given_when_a_file_has_no_packet(tmp_path):
     k = sample("keepalive-dpd") / "capture.pcapng"
     assert in_time_order([b, empty, k]) == ([b, empty, k], False)
     assert in_time_order([k, b]) == ([b, k], True)  # baseline (2026-11-27) was captured before keepalive-dpd
+
+
+def test_a_directory_is_every_capture_below_it(tmp_path):
+    """`acflow analyze DIR`: a ring buffer's folder as one argument is the files in it, in time order (a key log
+    and other files beside them are not captures); a directory without captures is an input error (status 4)."""
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.skip("editcap not installed")
+    d = sample("keepalive-dpd")
+    ring = tmp_path / "ring"
+    ring.mkdir()
+    subprocess.run([editcap, "-c", "30", str(d / "capture.pcapng"), str(ring / "gw.pcapng")], check=True,
+                   capture_output=True)
+    shutil.copy(d / "keys.log", ring / "keys.log")
+    (ring / "notes.txt").write_text("case 4711\n")
+    files = sorted(ring.glob("gw_*.pcapng"))
+
+    def run(*paths):
+        return subprocess.run([sys.executable, "-m", "analyzer.cli", "analyze", "--keylog", str(d / "keys.log"),
+                               "--format", "json", *map(str, paths)], capture_output=True, text=True)
+
+    by_dir, by_files = run(ring), run(*files)
+    assert by_dir.returncode == 0, by_dir.stderr
+    assert json.loads(by_dir.stdout)["captures"] == json.loads(by_files.stdout)["captures"]
+    assert by_dir.stdout == by_files.stdout
+    assert [c["path"] for c in json.loads(by_dir.stdout)["captures"]] == [str(f) for f in files]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run(empty)
+    assert r.returncode == 4 and "a directory without capture files" in r.stderr

@@ -89,11 +89,66 @@ class DTLSFlow(FlowTracker):
         self.guessed_protection: str | None = None
         self.guess_pattern: tuple | None = None  # (records, frames)
         self._guess_sizes: dict | None = None  # its first application-data records, while guessing
+        self._cut_seen: set = set()  # (direction, handshake type, message_seq) of the hellos cut by the capture
         self.etm = False  # the ServerHello accepted encrypt-then-MAC (RFC 7366): CBC records' MAC comes last
 
     @property
     def key(self) -> str:
         return f"udp:{self.index}"
+
+    def on_cut_datagram(self, direction: str, data: bytes, wire: int, ts: float, frame: int) -> None:
+        """A datagram the capture cut short (its snapshot length): ``data`` its first bytes, ``wire`` its length.
+        Its records cannot be read (nor decrypted), but the headers it kept tell what they were: a ClientHello,
+        HelloVerifyRequest or ServerHello (with the fields that fit: the hello's version, its session id's length),
+        a protected record of its epoch and length (counted undecrypted, read by size: analyzer/keyless.py). The
+        DTLS layer only notes its number (`take_cut_record`: a copy of it is told apart); its reassembly and
+        transcript would need the whole records."""
+        self.note_datagram(direction, wire, ts, frame)
+        pos, end = 0, len(data)
+        while pos + 13 <= end:
+            ct, epoch, length = data[pos], int.from_bytes(data[pos + 3:pos + 5], "big"), \
+                int.from_bytes(data[pos + 11:pos + 13], "big")
+            if ct not in (20, 21, 22, 23) or data[pos + 1] not in (0x01, 0xFE):
+                break
+            body = data[pos + 13:pos + 13 + length]
+            if not self.dtls.take_cut_record(direction, ct, int.from_bytes(data[pos + 1:pos + 3], "big"),
+                                             int.from_bytes(data[pos + 3:pos + 11], "big"), body, ts):
+                self.duplicates += 1  # a copy the capture made of the record before
+            elif epoch:
+                self._undecrypted(direction, "cut by the capture (snapshot length)", epoch, ct, length, ts, frame)
+            elif ct == 22 and len(body) >= 12:
+                self._cut_handshake(direction, body, ts, frame)
+            pos += 13 + length
+
+    def _cut_handshake(self, direction: str, body: bytes, ts: float, frame: int) -> None:
+        """The first bytes of an epoch-0 handshake record (header: type, length, message_seq, fragment)."""
+        kind, seq = body[0], int.from_bytes(body[4:6], "big")
+        msg = body[12:]
+        version = int.from_bytes(msg[0:2], "big") if len(msg) >= 2 else None
+        again = (direction, kind, seq) in self._cut_seen
+        if len(self._cut_seen) < MAX_SAMPLES:
+            self._cut_seen.add((direction, kind, seq))
+        if kind == 1 and direction == "c2s":
+            self.hello_total += 1
+            sid_len = msg[34] if len(msg) > 34 else None
+            if len(self.hellos) < MAX_SAMPLES:
+                h = {"ts": ts, "frame": frame, "retransmission": again,
+                     "session_id": bytes(msg[35:35 + (sid_len or 0)]).hex(), "version": version or 0,
+                     "cookie": False, "cut": True}
+                if sid_len is not None:
+                    h["session_id_length"] = sid_len
+                self.hellos.append(h)
+        elif kind == 3 and direction == "s2c":
+            if len(self.hello_verify) < MAX_SAMPLES:
+                self.hello_verify.append({"ts": ts, "frame": frame, "cookie_length": msg[2] if len(msg) > 2 else 0})
+        elif kind == 2 and direction == "s2c" and self.server_hello is None:
+            sid_len = msg[34] if len(msg) > 34 else 0
+            at = 35 + sid_len
+            suite = int.from_bytes(msg[at:at + 2], "big") if len(msg) >= at + 2 else None
+            self.server_hello = {"ts": ts, "frame": frame, "session_id": bytes(msg[35:at]).hex(),
+                                 "cipher_suite": suite, "version": version or 0}
+            self.version = version
+            self.cipher_suite = suite
 
     def on_datagram(self, direction: str, data: bytes, ts: float, frame: int) -> None:
         self.note_datagram(direction, len(data), ts, frame)
@@ -226,7 +281,8 @@ class DTLSFlow(FlowTracker):
                 est = self.estimate or self._start_estimate()
                 if est is not None and direction in est.dirs:
                     est.add(direction, length, ts, frame)
-                elif est is None and direction in ("c2s", "s2c") and self.up_before_capture:
+                elif est is None and direction in ("c2s", "s2c") and (self.up_before_capture or self.snapped):
+                    # no ServerHello names the suite: before the capture, or cut by it
                     self._guess(direction, length, ts, frame)
 
     def _start_estimate(self):
@@ -259,13 +315,17 @@ class DTLSFlow(FlowTracker):
             return
         else:
             full = True
-        guess = guess_protection(sizes, DTLS_GUESS_CANDIDATES, DTLS_TYPE_BYTE)
+        known = any(h.get("session_id_length") == 32 or h.get("version") == 0x0100 for h in self.hellos[:4])
+        guess = guess_protection(sizes, DTLS_GUESS_CANDIDATES, DTLS_TYPE_BYTE, known)
         if guess is None:
             if full:
                 self._guess_sizes, self.guess_pattern = None, ()  # given up: no estimate
             return
         self.guessed_protection, prot = guess
-        self.guess_pattern = control_pattern(sizes, prot.record_length(DTLS_TYPE_BYTE), 0, answered=True)
+        size = prot.record_length(DTLS_TYPE_BYTE)
+        self.guess_pattern = control_pattern(sizes, size, 0, answered=True) or (
+            sum(1 for d in ("c2s", "s2c") for _t, n, _f in sizes[d] if n == size),
+            sorted(f for d in ("c2s", "s2c") for _t, n, f in sizes[d] if n == size))
         est = self.estimate = TunnelEstimate(DTLS_TYPE_BYTE, prot)
         for t, fr, way, n in sorted((t, fr, d, n) for d in ("c2s", "s2c") for t, n, fr in sizes[d]):
             est.add(way, n, t, fr)

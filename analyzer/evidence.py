@@ -272,7 +272,7 @@ def _own_evidence(g, downloader_paths) -> Verdict:
         elif f.server[0] == gw_addr and g.conns and first_tls is not None and f.first_ts >= first_tls:
             v.add("dtls-same-server", "medium", f"DTLS to the TLS gateway's address on UDP {f.server[1]} after the "
                   "TLS connection", [f.first_frame])
-        if first is not None and len(first.get("session_id") or "") == 64:
+        if first is not None and (len(first.get("session_id") or "") == 64 or first.get("session_id_length") == 32):
             v.add("dtls-resumes-session", "strong", "DTLS ClientHello resumes a 32-byte session id (AnyConnect "
                   "X-DTLS-Session-ID or PSK-NEGOTIATE App-ID)", [first["frame"]])
         if f.version == DTLS_BAD_VER or any(h.get("version") == DTLS_BAD_VER for h in f.hellos):

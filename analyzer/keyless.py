@@ -191,8 +191,8 @@ def fits_cstp(prot: Protection, sizes: dict, whole: bool = False, header: int = 
     return True
 
 
-def guess_protection(sizes: dict, candidates=GUESS_CANDIDATES,
-                     header: int = CSTP_HEADER) -> tuple[str, Protection] | None:
+def guess_protection(sizes: dict, candidates=GUESS_CANDIDATES, header: int = CSTP_HEADER,
+                     known: bool = False) -> tuple[str, Protection] | None:
     """The protection of a TLS connection whose handshake is not in the capture, from its records' sizes
     (direction -> [(ts, length, frame)], in time order): the one candidate (`GUESS_CANDIDATES`) under which every
     record can be a CSTP frame and records of the control frame's exact size form the DPD pattern
@@ -200,12 +200,19 @@ def guess_protection(sizes: dict, candidates=GUESS_CANDIDATES,
     from one side alone are not enough: an XMPP client's whitespace pings over TLS 1.2 AES-GCM are 25-byte records,
     a TLS 1.3 control frame's size). (name, Protection), or None when no candidate or more than one equally fits:
     the connection is then not read as a tunnel. The DTLS channel of a flow whose handshake was before the capture:
-    ``candidates`` `DTLS_GUESS_CANDIDATES`, ``header`` `DTLS_TYPE_BYTE`."""
+    ``candidates`` `DTLS_GUESS_CANDIDATES`, ``header`` `DTLS_TYPE_BYTE`. ``known``: the flow is known to be the
+    AnyConnect protocol's already (its cut ClientHello resumed a 32-byte session id): two control-size records are
+    enough, in any pattern (a client's unanswered DPD requests to a gateway that stopped answering)."""
     found = []
     for name, prot in candidates:
         if not fits_cstp(prot, sizes, header=header):
             continue
-        pat = control_pattern(sizes, prot.record_length(header), GUESS_MIN_CONTROL, answered=True)
+        size = prot.record_length(header)
+        if known:
+            n = sum(1 for d in ("c2s", "s2c") for _ts, length, _fr in sizes[d] if length == size)
+            pat = (n, []) if n >= 2 else None
+        else:
+            pat = control_pattern(sizes, size, GUESS_MIN_CONTROL, answered=True)
         if pat is not None:
             found.append((pat[0], name, prot))
     found.sort(key=lambda x: -x[0])

@@ -182,7 +182,7 @@ class Pipeline:
             self.undecodable += 1
             return
         if len(fr.data) < fr.orig_len:  # cut by the capture's snaplen: the flow's tracker is told (`_dispatch`)
-            self._snapped = (fr.number, len(fr.data))
+            self._snapped = (fr.number, len(fr.data), pkt.payload_len)
             self.snapped_frames += 1
             if len(fr.data) > self.snapped_max:
                 self.snapped_max = len(fr.data)
@@ -253,7 +253,11 @@ class Pipeline:
                     self._continue_session(tracker)
                 self.udp[idx] = tracker
             if self._snapped is not None and self._snapped[0] == ev.frame:
-                tracker.note_snapped(*self._snapped)
+                tracker.note_snapped(self._snapped[0], self._snapped[1])
+                # cut by the capture: what its record headers show (the records themselves cannot be read)
+                tracker.on_cut_datagram(tracker.direction_map[ev.direction], ev.data, self._snapped[2], ev.ts,
+                                        ev.frame)
+                return
             tracker.on_datagram(tracker.direction_map[ev.direction], ev.data, ev.ts, ev.frame)
             if flow is not None and self.fast_lanes:
                 if tracker.keys_source is not None:
@@ -285,7 +289,7 @@ class Pipeline:
                 conn.last_ts = ev.ts
             return
         if self._snapped is not None and self._snapped[0] == ev.frame:
-            conn.note_snapped(*self._snapped)
+            conn.note_snapped(self._snapped[0], self._snapped[1])
         conn.on_flow_event(ev)
         if t is flows_mod.StreamData and self.fast_lanes and conn.lane_flow is not flow:
             if conn.http.tunnel:

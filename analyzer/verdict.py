@@ -170,7 +170,8 @@ def judge(s: Session) -> SessionVerdict:
 
     # -- a capture that cut the packets short: what they held is not known ---------------------------------------
     cut = first("CAPTURE_TRUNCATED")
-    if cut is not None and cstp == "not-captured":
+    if cut is not None and cstp == "not-captured" and status.get("dtls") in ("not-captured", "absent",
+                                                                             "incomplete", None):
         snap = cut.evidence.get("snaplen")
         return _verdict("inconclusive", "Cannot tell from this capture",
                         f"it kept only the first {snap} bytes of each packet (a snapshot length): the handshakes, "
@@ -333,6 +334,14 @@ def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: boo
         ended = f", ended by {who} ({end.type})"
     else:
         ended = ""
+    unseen = status.get("tls-handshake") == "not-captured"  # a capture filtered to UDP, or cut short
+    cut = any(f.id == "CAPTURE_TRUNCATED" for f in s.findings)
+    if cut and status.get("cstp-connect") == "not-captured":
+        return _verdict("inconclusive", "No problem seen in what the capture kept",
+                        f"DTLS {'up' if dstat in ('undecrypted', 'ok', 'before-capture') else dstat} — the TLS "
+                        "connection (login, CONNECT) was cut short by the capture's snapshot length", [], s.start,
+                        "capture again with whole packets (tcpdump -s 0, pktmon --pkt-size 0)", ["CAPTURE_TRUNCATED"],
+                        s)
     if not decrypted:
         parts = [f"TLS handshake {status.get('tls-handshake')}"]
         if dstat in ("undecrypted", "ok"):
@@ -341,9 +350,9 @@ def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: boo
         return _verdict("inconclusive", "No problem seen without keys", cause, [], s.start,
                         "supply the key log (--keylog) to see the login and the tunnel", [], s)
     before = status.get("tls-handshake") == "before-capture"
-    unseen = status.get("tls-handshake") == "not-captured"
     addr = params.address if params is not None and params.address else None
     what = ("tunnel already up when the capture started," if before else
+            "tunnel up (its TLS connection not readable: the capture cut its packets short)," if unseen and cut else
             "tunnel up (its TLS connection is not in the capture)," if unseen else "logged in,")
     what += f" tunnel {addr}" if addr else ("" if before or unseen else " tunnel")
     if dstat != "incomplete":

@@ -28,14 +28,18 @@ class DTLSHello(Record):
     session_id: str  # hex
     version: int
     cookie: bool  # it carries a HelloVerifyRequest's cookie
+    #: true for a hello the capture cut short (snapshot length): session_id holds the bytes it kept, cookie is not
+    #: known (false), session_id_length is the length the hello gives (when kept)
+    cut: bool = UNSET
+    session_id_length: int = UNSET
 
 
 @record
 class DTLSServerHello(Record):
     ts: float
     frame: int
-    session_id: str  # hex
-    cipher_suite: int
+    session_id: str  # hex (a ServerHello the capture cut short: the bytes it kept)
+    cipher_suite: int | None  # None: cut by the capture before it
     version: int
 
 

@@ -210,7 +210,8 @@ def group_connections(pipe) -> list[Group]:
 
 def anyconnect_hello(flow: DTLSFlow) -> bool:
     """A DTLS ClientHello as AnyConnect-protocol clients send it: resuming a 32-byte session id, or 0x0100."""
-    return any(len(h.get("session_id") or "") == 64 or h.get("version") == 0x0100 for h in flow.hellos[:4])
+    return any(len(h.get("session_id") or "") == 64 or h.get("session_id_length") == 32 or h.get("version") == 0x0100
+               for h in flow.hellos[:4])
 
 
 def any_undecrypted(g: Group) -> bool:

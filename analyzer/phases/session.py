@@ -92,7 +92,8 @@ def client_software(g: Group) -> dict:
 def mark_snapped(g: Group, phases: list[Phase]) -> None:
     """A session whose packets the capture cut short (a snapshot length: CAPTURE_TRUNCATED): phases that could
     not be read because of it are `not-captured` (their packets are in the capture, not their contents), not
-    `failed` ("no ServerHello"), `absent` or `undecrypted` (no key would help)."""
+    `failed` ("no ServerHello"), `absent` or `undecrypted` (no key would help). The DTLS phase is read from the
+    record headers the cut datagrams kept (hellos, protected records by size), unless even those were cut."""
     conns = [cn.c for cn in g.conns]
     cut = [c for c in conns if c.snapped]
     if cut:
@@ -107,7 +108,11 @@ def mark_snapped(g: Group, phases: list[Phase]) -> None:
                 p.summary = (f"not readable: the capture kept at most {snap} bytes of each packet of "
                              + ", ".join(f"tcp.stream {c.index}" for c in cut[:3]) + " (a snapshot length)")
     flows = [f for f in g.dtls if f.snapped]
-    if flows and phases[5].status in ("failed", "undecrypted") and not any(f.keys_source for f in g.dtls):
+    read = any(f.hellos or f.server_hello or f.established_ts is not None or f.up_before_capture for f in g.dtls)
+    if flows and not read and phases[5].status in ("failed", "undecrypted") and not any(f.keys_source
+                                                                                        for f in g.dtls):
+        # (the record headers a cut datagram keeps usually tell the hellos and the protected records:
+        # DTLSFlow.on_cut_datagram; only a snapshot shorter than them leaves nothing read)
         snap = max(f.snaplen for f in flows)
         phases[5].status = "not-captured"
         phases[5].summary = (f"not readable: the capture kept at most {snap} bytes of each DTLS datagram of "

@@ -512,6 +512,18 @@ class DTLSConnection:
 
     # --- records ------------------------------------------------------------------------------
 
+    def take_cut_record(self, direction: str, content_type: int, version: int, seq64: int, kept: bytes,
+                        ts: float) -> bool:
+        """A record the capture cut short (its header and the first bytes ``kept`` of its fragment; the caller reads
+        what they show): noted in the duplicate window like any record. False when it is a copy of one taken just
+        before (counted in `duplicates`)."""
+        rec = RawRecord(content_type, version, seq64 >> 48, seq64 & 0xFFFFFFFFFFFF, bytes(kept), 0)
+        if self._is_duplicate(direction, seq64, ts, rec):
+            self.duplicates += 1
+            return False
+        self._take_record(direction, seq64, ts, rec)
+        return True
+
     def _is_duplicate(self, direction: str, seq64: int, ts: float, rec: RawRecord | None = None) -> bool:
         """The record ``seq64`` (epoch || sequence number) of ``direction`` was already taken, within
         `DUPLICATE_WINDOW` seconds of the last record taken from there: a copy the capture made, right after its

@@ -18,7 +18,7 @@ from .keyless import (
     DTLS_GUESS_CANDIDATES,
     DTLS_TYPE_BYTE,
     TunnelEstimate,
-    control_pattern,
+    control_records,
     guess_protection,
     protection,
 )
@@ -322,13 +322,8 @@ class DTLSFlow(FlowTracker):
                 self._guess_sizes, self.guess_pattern = None, ()  # given up: no estimate
             return
         self.guessed_protection, prot = guess
-        size = prot.record_length(DTLS_TYPE_BYTE)
-        self.guess_pattern = control_pattern(sizes, size, 0, answered=True) or (
-            sum(1 for d in ("c2s", "s2c") for _t, n, _f in sizes[d] if n == size),
-            sorted(f for d in ("c2s", "s2c") for _t, n, f in sizes[d] if n == size))
-        est = self.estimate = TunnelEstimate(DTLS_TYPE_BYTE, prot)
-        for t, fr, way, n in sorted((t, fr, d, n) for d in ("c2s", "s2c") for t, n, fr in sizes[d]):
-            est.add(way, n, t, fr)
+        self.guess_pattern = control_records(sizes, prot.record_length(DTLS_TYPE_BYTE))
+        self.estimate = TunnelEstimate.from_sizes(DTLS_TYPE_BYTE, prot, sizes)
         self._guess_sizes = None
 
     @property

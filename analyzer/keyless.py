@@ -102,7 +102,6 @@ def protection(suite_name: str | None, version: int | None, *, dtls: bool, etm: 
     return None
 
 
-
 # -- connections whose handshake is not in the capture ----------------------------------------------------------
 
 #: The record protections a TLS connection of the AnyConnect protocol may use, for a connection that was already
@@ -136,6 +135,12 @@ MAX_CSTP_PLAINTEXT = CSTP_HEADER + 2048
 MAX_SHORT_RECORDS = 2  # TLS 1.3: records too short for a CSTP frame (an alert, a KeyUpdate) a tunnel may carry
 
 
+def control_records(sizes: dict, size: int) -> tuple[int, list[int]]:
+    """(count, frames) of the records of exactly ``size`` bytes in ``sizes`` (direction -> [(ts, length, frame)])."""
+    frames = sorted(fr for d in ("c2s", "s2c") for _ts, n, fr in sizes[d] if n == size)
+    return len(frames), frames
+
+
 def control_pattern(sizes: dict, size: int, least: int = 2, answered: bool = False) -> tuple[int, list[int]] | None:
     """Records of exactly ``size`` bytes (a CSTP control frame's protected length) in ``sizes`` (direction ->
     [(ts, length, frame)], in time order): (count, frames) when they form the DPD/keepalive pattern, else None.
@@ -150,7 +155,7 @@ def control_pattern(sizes: dict, size: int, least: int = 2, answered: bool = Fal
               and any(y[0] - x[0] >= 5.0 for x, y in zip(ctl[d], ctl[d][1:]))]
     n = len(ctl["c2s"]) + len(ctl["s2c"])
     if (pairs and n >= least) or spaced:
-        return n, sorted(fr for d in ("c2s", "s2c") for _, fr in ctl[d])
+        return control_records(sizes, size)
     return None
 
 
@@ -209,8 +214,8 @@ def guess_protection(sizes: dict, candidates=GUESS_CANDIDATES, header: int = CST
             continue
         size = prot.record_length(header)
         if known:
-            n = sum(1 for d in ("c2s", "s2c") for _ts, length, _fr in sizes[d] if length == size)
-            pat = (n, []) if n >= 2 else None
+            pat = control_records(sizes, size)
+            pat = pat if pat[0] >= 2 else None
         else:
             pat = control_pattern(sizes, size, GUESS_MIN_CONTROL, answered=True)
         if pat is not None:
@@ -219,6 +224,7 @@ def guess_protection(sizes: dict, candidates=GUESS_CANDIDATES, header: int = CST
     if not found or (len(found) > 1 and found[1][0] == found[0][0]):
         return None
     return found[0][1], found[0][2]
+
 
 @dataclass(slots=True)
 class Direction:
@@ -266,6 +272,16 @@ class TunnelEstimate:
     #: direction -> its DPD_RESP entries followed by its own next record that was no control frame (it wrote on
     #: the connection after answering, without a second answer: `_received`), by frame
     _wrote_on: set = field(default_factory=set)
+
+    @classmethod
+    def from_sizes(cls, header: int, prot: Protection, sizes: dict) -> TunnelEstimate:
+        """An estimate that starts with the records of ``sizes`` (direction -> [(ts, length, frame)]), taken in
+        capture order (a protection guessed from them: `guess_protection`); later records are `add`-ed."""
+        est = cls(header, prot)
+        for ts, frame, direction, length in sorted((ts, frame, d, length) for d in ("c2s", "s2c")
+                                                   for ts, length, frame in sizes[d]):
+            est.add(direction, length, ts, frame)
+        return est
 
     def add(self, direction: str, length: int, ts: float, frame: int = 0) -> None:
         least, most = self.prot.plaintext(length)

@@ -323,9 +323,9 @@ class FlowTracker:
         self.first_frame = frame
         self.last_ts = ts
         self.last_frame = frame
+        self.duplicates = 0  # segments or records the capture holds twice (dissectors.flows.Duplicate, DTLSDuplicate)
         #: frames of this flow the capture cut short (its snaplen: a packet's end not captured), the first of them
         #: and the most bytes captured of one
-        self.duplicates = 0  # segments or records the capture holds twice (dissectors.flows.Duplicate, DTLSDuplicate)
         self.snapped = 0
         self.snapped_frame: int | None = None
         self.snaplen = 0
@@ -662,10 +662,7 @@ class TCPTracker(FlowTracker):
             return
         self._estimate_tried = True
         self.guessed_protection, prot = guess
-        est = self.cstp_estimate = TunnelEstimate(CSTP_HEADER, prot)
-        for ts, frame, direction, length in sorted((ts, frame, d, length) for d in ("c2s", "s2c")
-                                                   for ts, length, frame in sizes[d]):
-            est.add(direction, length, ts, frame)
+        self.cstp_estimate = TunnelEstimate.from_sizes(CSTP_HEADER, prot, sizes)
 
     def finish(self, until: float | None = None) -> None:
         """The connection's end (the flows flushed); ``until``: when the capture ends (its last frame)."""

@@ -16,6 +16,7 @@ from ..model import Finding
 from ..phases.tls_handshake import ConnectionSummary
 
 RULE_IDS = ("CAPTURE_GAP", "CAPTURE_TRUNCATED", "ANALYSIS_LIMIT")
+_LIMIT_KINDS = ("max_header_bytes", "max_headers", "max_body", "max_pending")
 TRUNCATED_REMEDY = ("Capture whole packets: tcpdump -s 0 (the default of tcpdump 4.0 and later), Wireshark or dumpcap "
                     "without a snapshot length, Windows pktmon start --capture --pkt-size 0 (pktmon keeps 128 bytes of "
                     "each packet by default).")
@@ -29,7 +30,6 @@ def truncated(flows) -> tuple[int, int, list[str], int | None] | None:
         return None
     return (sum(c.truncated_frames for c in cut), max(c.snaplen for c in cut), [c.connection for c in cut],
             min(c.first_truncated_frame for c in cut))
-_LIMIT_KINDS = ("max_header_bytes", "max_headers", "max_body", "max_pending")
 
 
 def check(session, ctx):

@@ -259,8 +259,10 @@ def _own_evidence(g, downloader_paths) -> Verdict:
             pat = cstp_record_pattern(cn.c, _suite(cn.c))
             if pat is not None:
                 n, frames = pat
-                guessed = (f" (the handshake was before the capture: sized as {cn.c.guessed_protection}, the "
-                           "protection every record fits)") if cn.c.server_hello is None else ""
+                why = "the handshake was before the capture" if cn.c.started_before_capture else \
+                    "the capture cut the ServerHello"
+                guessed = (f" ({why}: sized as {cn.c.guessed_protection}, the protection every record fits)"
+                           if cn.c.server_hello is None else "")
                 v.add("cstp-record-pattern", "strong", f"{n} records of a CSTP control frame's size (DPD/keepalive "
                       f"pattern) on tcp.stream {cn.c.index}{guessed}", frames)
     first_tls = min((cn.c.first_ts for cn in g.conns), default=None)

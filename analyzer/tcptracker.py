@@ -453,13 +453,14 @@ class TCPTracker(FlowTracker):
                 for tev in self.tls.feed(ev.direction, data, ev.ts, ev.frame):
                     self.on_tls_event(tev)
         elif t is flows_mod.Gap:
+            snapped = ev.frame == self._snap_last  # the end of a segment the capture cut short, not a lost packet
             if len(self.gaps) < MAX_PROBLEMS:
                 gap = {"direction": ev.direction, "seq": ev.seq, "length": ev.length, "ts": ev.ts, "frame": ev.frame}
-                if ev.frame == self._snap_last:
-                    gap["snapped"] = True  # the end of a segment the capture cut short (snaplen), not a lost packet
+                if snapped:
+                    gap["snapped"] = True
                 self.gaps.append(gap)
             if self.is_tls:
-                for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame) or ():
+                for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame, snapped) or ():
                     self.on_tls_event(tev)
         elif t is flows_mod.Duplicate:
             self.duplicates += 1  # a copy the capture made, not a retransmission
@@ -636,7 +637,7 @@ class TCPTracker(FlowTracker):
         """The CSTP-by-size reading of the undecrypted records, once the ServerHello named the suite."""
         sh = self.server_hello
         if sh is None:
-            if self.started_before_capture:
+            if self.started_before_capture or self.snapped:  # the ServerHello before the capture, or cut by it
                 self._guess_estimate(final=False)
             return None
         self._estimate_tried = True
@@ -671,7 +672,7 @@ class TCPTracker(FlowTracker):
                 self.on_tls_event(tev)
         for hev in self.http.close():
             self.on_http_event(hev)
-        if (self.cstp_estimate is None and not self._estimate_tried and self.started_before_capture
+        if (self.cstp_estimate is None and not self._estimate_tried and (self.started_before_capture or self.snapped)
                 and self.server_hello is None and not self.decrypted):
             self._guess_estimate(final=True)
         if self.cstp_estimate is not None:

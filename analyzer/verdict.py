@@ -336,7 +336,7 @@ def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: boo
         ended = ""
     unseen = status.get("tls-handshake") == "not-captured"  # a capture filtered to UDP, or cut short
     cut = any(f.id == "CAPTURE_TRUNCATED" for f in s.findings)
-    if cut and status.get("cstp-connect") == "not-captured":
+    if cut and status.get("cstp-connect") in ("not-captured", "undecrypted"):  # no key helps: records were cut
         return _verdict("inconclusive", "No problem seen in what the capture kept",
                         f"DTLS {'up' if dstat in ('undecrypted', 'ok', 'before-capture') else dstat} — the TLS "
                         "connection (login, CONNECT) was cut short by the capture's snapshot length", [], s.start,

@@ -101,9 +101,12 @@ def mark_snapped(g: Group, phases: list[Phase]) -> None:
         # the cut packets held is unknown (a phase read as failed from its contents keeps its status)
         snap = max(c.snaplen for c in cut)
         hello = all(c.server_hello is not None for c in conns)
+        # records read through the cuts and sized (the suite named, or the protection they fit): the keyless
+        # reading tells the phases (`undecrypted`, with `inferred`), as without keys
+        sized = any(c.server_hello is not None or c.guessed_protection is not None for c in cut)
         for p in phases[:5]:
-            if p.status in ("absent", "undecrypted") or (p.phase == "tls-handshake" and p.status == "failed"
-                                                          and not hello):
+            if p.status == "absent" or (p.status == "undecrypted" and not sized) or (
+                    p.phase == "tls-handshake" and p.status == "failed" and not hello):
                 p.status = "not-captured"
                 p.summary = (f"not readable: the capture kept at most {snap} bytes of each packet of "
                              + ", ".join(f"tcp.stream {c.index}" for c in cut[:3]) + " (a snapshot length)")

@@ -302,14 +302,24 @@ class TLSConnection:
         d.steady_gen = self.gen
         return True
 
-    def gap(self, direction: str, length: int | None = None, ts: float = 0.0, frame: int = 0) -> list:
-        """The caller lost ``length`` bytes (None: unknown) of this direction before the next ``feed``.
-        Returns events (currently always empty; problems surface on the following records)."""
+    def gap(self, direction: str, length: int | None = None, ts: float = 0.0, frame: int = 0,
+            cut: bool = False) -> list:
+        """The caller lost ``length`` bytes (None: unknown) of this direction before the next ``feed``; ``cut``:
+        the end of a segment the capture cut short (a snapshot length) — when inside the record being read, the
+        reader stays in step and the record, cut, is counted (`_cut_record`).
+        Returns events (the record a cut ended; problems surface on the following records)."""
         self.gen += 1
         d = self._d.get(direction)
         if d is None:
             return [RecordError(str(direction), f"unknown direction {direction!r}", ts, frame)]
-        d.reader.gap(length)
+        d.reader.gap(length, cut)
+        if cut and d.reader.synced:
+            # inside a record: it comes out of the reader, cut, once its last bytes went by — now, when the cut
+            # took them all (one record per segment), at the cut segment's time and frame
+            out: list = []
+            if self._parked is None:
+                self._drain(d, out, ts, frame)
+            return out
         if length is None:
             d.region_known = False
         if self._parked is not None:  # the records before it are parked: so is the gap
@@ -492,6 +502,9 @@ class TLSConnection:
                 out.append(RecordError(d.name, rec, ts, frame))
                 d.hs.reset()
                 continue
+            if rec.cut:
+                self._cut_record(d, rec, out, ts, frame)
+                continue
             if rec.resync:
                 if not self._accept_resync(d, rec, out, ts, frame):
                     reader.reject()
@@ -505,6 +518,23 @@ class TLSConnection:
                                      out, ts, frame, force=True)
                 continue
             self._record(d, rec, out, ts, frame)
+
+    def _cut_record(self, d: _Dir, rec: Record, out: list, ts: float, frame: int) -> None:
+        """A record the capture cut short (`Record.cut`: its length): its contents are lost, its place is not. A
+        protected one is counted undecrypted (its size still tells what it was, analyzer/keyless.py) and uses its
+        sequence number (the next record decrypts); a handshake record in the clear breaks the handshake messages
+        (as a gap does)."""
+        n = rec.cut
+        d.reader.note_record(rec.offset + HEADER_LEN + n, HEADER_LEN + n)
+        ct = rec.content_type
+        if ct == CT_APPLICATION_DATA or (d.encrypted and (not d.tls13 or ct == CT_ALERT)):
+            if d.cipher is not None and not d.dead and not d.seq_lost:
+                d.seq += 1
+            out.append(EncryptedRecord(d.name, ct, n, ts, frame))
+            return
+        self._gap_after_records(d)
+        out.append(RecordError(d.name, f"record of {n} bytes (type {ct}) cut by the capture (a snapshot length)",
+                               ts, frame))
 
     def _can_validate(self, d: _Dir) -> bool:
         return d.encrypted and d.cipher is not None and not d.dead

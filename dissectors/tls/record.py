@@ -50,10 +50,11 @@ _ANY_HEADER = re.compile(rb"[\x14-\x18]\x03[\x00-\x04]")
 class Record:
     """One record as read from the stream (not an event)."""
 
-    __slots__ = ("chain_ok", "content_type", "first_frame", "fragment", "header", "offset", "resync", "version")
+    __slots__ = ("chain_ok", "content_type", "cut", "first_frame", "fragment", "header", "offset", "resync",
+                 "version")
 
     def __init__(self, content_type: int, version: int, header: bytes, fragment: bytearray, offset: int,
-                 first_frame: int, resync: bool = False, chain_ok: bool | None = None) -> None:
+                 first_frame: int, resync: bool = False, chain_ok: bool | None = None, cut: int = 0) -> None:
         self.content_type = content_type
         self.version = version
         self.header = header  # the 5 header bytes (TLS 1.3 AAD)
@@ -62,6 +63,8 @@ class Record:
         self.first_frame = first_frame
         self.resync = resync
         self.chain_ok = chain_ok
+        #: a record the capture cut short (`RecordReader.gap` with ``cut``): its length, ``fragment`` empty
+        self.cut = cut
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return (f"Record(type={self.content_type}, version=0x{self.version:04x}, len={len(self.fragment)}, "
@@ -79,7 +82,9 @@ class RecordReader:
         "_base",
         "_buf",
         "_candidate",
+        "_cut",
         "_frames",
+        "_hole",
         "_off",
         "_pattern",
         "_scanned",
@@ -104,6 +109,10 @@ class RecordReader:
         self.max_len = max_len
         self.require_chain = False  # while resyncing, accept a candidate only if the next header is plausible
         self._candidate: int | None = None
+        # a record the capture cut short (`gap` with ``cut``): its body bytes still to come after the cut (they are
+        # skipped as they come), and the record, given by `next` once they came
+        self._hole = 0
+        self._cut: Record | None = None
         self._pattern = _ANY_HEADER
         self._scanned = 0  # bytes skipped since resync began
         # records the caller handled in sync (`note_record`): how many, where the last one ended (stream offset),
@@ -114,13 +123,25 @@ class RecordReader:
 
     # --- input ----------------------------------------------------------------------------------
     def feed(self, data, frame: int = 0) -> None:
+        if data and self._hole:  # the rest of a record the capture cut: skipped
+            k = min(len(data), self._hole)
+            self._hole -= k
+            self._base += k
+            data = data[k:]
         if data:
             self._buf += data
             self._frames.append((self._base + len(self._buf), frame))
 
-    def gap(self, length: int | None = None) -> None:
+    def gap(self, length: int | None = None, cut: bool = False) -> None:
         """Bytes were lost before the data fed next: drop any partial record and resynchronise.  Stream
-        offsets stay exact when ``length`` is given (they then count the lost bytes too)."""
+        offsets stay exact when ``length`` is given (they then count the lost bytes too). ``cut``: the bytes are
+        the end of a segment the capture cut short (its snapshot length): when they lie inside the record being
+        read (its header kept), the reader stays in step — the record, cut, is given by `next` once its last
+        bytes went by (`Record.cut`, no fragment), and the next record is read as usual."""
+        if cut and length is not None and self.synced and self._candidate is None and self._inside(length):
+            return
+        self._hole = 0
+        self._cut = None
         self._base += len(self._buf) + (length or 0)
         self._buf = bytearray()
         self._off = 0
@@ -129,6 +150,31 @@ class RecordReader:
         if self.synced:
             self._scanned = 0
         self.synced = False
+
+    def _inside(self, length: int) -> bool:
+        """`gap` of ``length`` cut bytes: within the record being read? Then note them (see `gap`)."""
+        buf, off = self._buf, self._off
+        if self._hole:  # more of a record already cut
+            if length > self._hole:
+                return False
+            self._hole -= length
+            self._base += length
+        else:
+            if len(buf) - off < HEADER_LEN:
+                return False
+            ctype, version, n = _HDR.unpack_from(buf, off)
+            remaining = off + HEADER_LEN + n - len(buf)
+            if not (20 <= ctype <= 24) or (version >> 8) != 3 or n > self.max_len or not 0 < length <= remaining:
+                return False
+            start = self._base + off
+            self._cut = Record(ctype, version, bytes(buf[off:off + HEADER_LEN]), bytearray(), start,
+                               self._frame_at(start), cut=n)
+            self._hole = remaining - length
+            self._base += len(buf) + length
+            self._buf = bytearray()
+            self._off = 0
+            self._frames.clear()
+        return True
 
     def set_expected_version(self, version: int | None) -> None:
         self.expected_version = version
@@ -140,7 +186,7 @@ class RecordReader:
     @property
     def in_step(self) -> bool:
         """In sync, no resync candidate on trial, nothing half-read: `open_records` can take the next bytes."""
-        return self.synced and self._candidate is None and not self._off
+        return self.synced and self._candidate is None and not self._off and self._cut is None
 
     def note_record(self, end: int, wire: int) -> None:
         """A record of ``wire`` bytes (header included) that ends at stream offset ``end`` was handled in sync."""
@@ -249,6 +295,11 @@ class RecordReader:
 
     # --- output ---------------------------------------------------------------------------------
     def next(self) -> Record | str | None:
+        if self._cut is not None:
+            if self._hole:
+                return None  # the rest of the cut record has not gone by yet
+            rec, self._cut = self._cut, None
+            return rec
         if self._candidate is not None:  # the previous candidate was not rejected: we are in sync again
             self._candidate = None
             self.synced = True

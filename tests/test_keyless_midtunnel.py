@@ -412,3 +412,40 @@ def test_a_capture_cut_short_without_a_session_says_so(tmp_path):
     (cut,) = [f for f in doc["findings"] if f["id"] == "CAPTURE_TRUNCATED"]
     assert cut["evidence"] == {"truncated_frames": cut["evidence"]["truncated_frames"], "snaplen": 128}
     assert cut["evidence"]["truncated_frames"] > 0 and "pktmon" in cut["remedy"]
+
+
+def test_the_record_reader_stays_in_step_across_cut_segment_ends():
+    """RecordReader.gap(length, cut=True): bytes the capture cut inside the record being read leave the reader in
+    step — the record comes out cut (its length, no fragment) once its last bytes went by; a cut that runs past
+    the record (into the next header) or a plain loss resynchronises as before."""
+    from dissectors.tls.record import RecordReader
+
+    def record(n: int, fill: int) -> bytes:
+        return bytes([23, 3, 3]) + n.to_bytes(2, "big") + bytes([fill]) * n
+
+    r = RecordReader()
+    r.feed(record(100, 1)[:30])  # a segment of one record, cut after 30 bytes
+    r.gap(75, cut=True)
+    rec = r.next()
+    assert rec.cut == 100 and not rec.fragment and r.synced and r.in_step
+    r.feed(record(40, 2))
+    rec = r.next()
+    assert not rec.cut and bytes(rec.fragment) == bytes([2]) * 40 and rec.offset == 105
+    # a record over two segments, both cut: the second's kept bytes are the record's middle, skipped
+    r.feed(record(1000, 3)[:50])
+    r.gap(400, cut=True)
+    assert r.next() is None and not r.in_step
+    r.feed(bytes(60))
+    r.gap(495, cut=True)
+    rec = r.next()
+    assert rec.cut == 1000 and rec.offset == 150 and r.synced
+    r.feed(record(8, 4))
+    assert bytes(r.next().fragment) == bytes([4]) * 8
+    # a cut past the record's end, and a plain loss: resynchronise
+    r.feed(record(100, 5)[:30])
+    r.gap(200, cut=True)
+    assert not r.synced
+    r2 = RecordReader()
+    r2.feed(record(100, 6)[:30])
+    r2.gap(75)
+    assert not r2.synced

@@ -104,3 +104,19 @@ def test_a_segment_again_after_milliseconds_is_a_retransmission(tmp_path):
     near.mkdir()
     sessions, copies = _reading(_doubled(SAMPLES / "baseline", near, shift=0.0005), keylog)
     assert ("TCP_RETRANSMISSIONS", "warning") not in sessions[0][4] and sessions[0][2] == "healthy"
+
+
+@pytest.mark.parametrize("name", ["dtls-blocked", "nat-rebinding", "dpd-loss"])
+def test_pktmon_defaults_cut_and_doubled_read_as_cut_once(tmp_path, name):
+    """Windows pktmon's defaults do both: 128 bytes of each packet, and a copy per component. The copies of cut
+    packets are told apart too (the DTLS record numbers in the kept headers, the TCP segments' ends)."""
+    tools = _tools()
+    cut = tmp_path / "cut.pcapng"
+    subprocess.run([tools["editcap"], "-s", "128", str(SAMPLES / name / "capture.pcapng"), str(cut)], check=True,
+                   capture_output=True)
+    doubled = tmp_path / "cut-doubled.pcapng"
+    subprocess.run([tools["mergecap"], "-w", str(doubled), str(cut), str(cut)], check=True, capture_output=True)
+    once, none = _reading(cut, None)
+    twice, copies = _reading(doubled, None)
+    assert [r[:5] for r in twice] == [r[:5] for r in once] and not none and copies
+    assert ("CAPTURE_TRUNCATED", "warning") in once[0][4] and once[0][2] in ("degraded", "tunnel-lost")

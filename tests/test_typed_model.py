@@ -123,11 +123,11 @@ def _username_shown(old, new) -> bool:
 #: the fix instead (the rest of the document is compared)
 FIXED_SINCE = {
     "cut__baseline-snaplen-128": "a snapshot length read as a failed handshake and DTLS ('no ServerHello', '0 "
-                                 "ClientHellos unanswered'): tests/test_keyless_midtunnel.py, CAPTURE_TRUNCATED",
+                                 "ClientHellos unanswered'): tests/test_field_captures.py, CAPTURE_TRUNCATED",
     "cut__baseline-udp-only": "a capture filtered to UDP read as 'No tunnel', phases 1-5 absent: "
-                              "tests/test_keyless_midtunnel.py, not-captured",
+                              "tests/test_field_captures.py, not-captured",
     "cut__keepalive-dpd-mid-tunnel": "a CSTP tunnel over TLS seen mid-tunnel read as no session: "
-                                     "tests/test_keyless_midtunnel.py, guess_protection",
+                                     "tests/test_field_captures.py, guess_protection",
 }
 
 

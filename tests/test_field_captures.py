@@ -1,10 +1,14 @@
-"""A CSTP tunnel over TLS seen mid-tunnel, without its handshake: a ring buffer's later file, a capture started
-after the problem. No ServerHello names the suite, so the records are sized by the one protection they all fit
-(analyzer/keyless.py `guess_protection`); the session is recognised (`cstp-record-pattern`) and its tunnel read
-as without keys (analyzer/inference.py `read_tunnel_before_capture`).
+"""Captures as they come from the field, not the lab: started mid-tunnel (a ring buffer's later file, a capture
+started after the problem), filtered to UDP, cut by a snapshot length (tcpdump -s N, Windows pktmon's 128 bytes).
 
-The pieces are the lab's real captures cut with editcap the way a ring buffer cuts them (`-c N`: a new file every N
-packets); the truth for each record is the keyed analysis of the whole capture.
+Mid-tunnel: a CSTP tunnel over TLS seen without its handshake — no ServerHello names the suite, so the records are
+sized by the one protection they all fit (analyzer/keyless.py `guess_protection`); the session is recognised
+(`cstp-record-pattern`) and its tunnel read as without keys (analyzer/inference.py `read_tunnel_before_capture`);
+the same for a DTLS flow seen only mid-tunnel (`dtls-record-pattern`). Filtered to UDP: phases 1-5 `not-captured`.
+Snapshot length: CAPTURE_TRUNCATED, the TLS and DTLS records read from the headers the cut packets kept.
+
+The pieces are the lab's real captures cut with editcap the way a ring buffer (`-c N`) or a snapshot length (`-s N`)
+cuts them, or filtered by tshark; the truth for each record is the keyed analysis of the whole capture.
 """
 from __future__ import annotations
 

@@ -34,29 +34,24 @@ def check(session, ctx):
     if session.phase("tls-handshake").status == "not-captured":
         # only the DTLS channel is in the capture: its keys come from the CONNECT exchange (legacy master secret)
         # or the TLS connection's exporter (PSK-NEGOTIATE), neither of which is in it
-        return [Finding(id="KEYS_MISSING", severity="info", phase=(phases or before or session.phases)[-1].phase,
-                        time=session.start, frames=[],
-                        message="The capture holds this session's DTLS channel but not its TLS connection"
-                                + (f" (not decrypted: {', '.join(names)})" if names else "")
-                                + ": the DTLS keys come from that connection's CONNECT exchange, so no key log can "
-                                  "decrypt the channel from this capture.",
-                        remedy="Capture TCP too (a capture filter such as 'udp port 443' drops the TLS connection), "
-                               "from before the client connects, and supply the key log written then.",
-                        evidence={"phases": names, "cipher_suite": None, "reasons": reasons,
-                                  "client_hello_captured": False, "tls_captured": False})]
+        return [_no_key_helps(session, (phases or before or session.phases)[-1].phase, names,
+                              "The capture holds this session's DTLS channel but not its TLS connection",
+                              ": the DTLS keys come from that connection's CONNECT exchange, so no key log can "
+                              "decrypt the channel from this capture.",
+                              "Capture TCP too (a capture filter such as 'udp port 443' drops the TLS connection), "
+                              "from before the client connects, and supply the key log written then.",
+                              {"cipher_suite": None, "reasons": reasons, "client_hello_captured": False,
+                               "tls_captured": False})]
     if not ch:
         # no ClientHello in the capture: a key log is indexed by the ClientHello's random, so no key can be
         # matched to this connection, whatever the user supplies
-        return [Finding(id="KEYS_MISSING", severity="info", phase=(phases or before)[0].phase, time=session.start,
-                        frames=[],
-                        message="The session's TLS connection started before the capture"
-                                + (f" (not decrypted: {', '.join(names)})" if names else "")
-                                + ": its keys cannot be matched, because a key log names each TLS session by the "
-                                  "random of its ClientHello, which the capture does not hold.",
-                        remedy="Start the capture before the client connects (or reconnect the client while "
-                               "capturing) and supply the key log written during that connection.",
-                        evidence={"phases": names, "cipher_suite": suite, "reasons": reasons,
-                                  "client_hello_captured": False})]
+        return [_no_key_helps(session, (phases or before)[0].phase, names,
+                              "The session's TLS connection started before the capture",
+                              ": its keys cannot be matched, because a key log names each TLS session by the random "
+                              "of its ClientHello, which the capture does not hold.",
+                              "Start the capture before the client connects (or reconnect the client while "
+                              "capturing) and supply the key log written during that connection.",
+                              {"cipher_suite": suite, "reasons": reasons, "client_hello_captured": False})]
     if not phases:
         return []
     if suite and "TLS_RSA_" in suite:
@@ -119,3 +114,11 @@ def _client_random(reasons: dict) -> bytes | None:
         if m:
             return bytes.fromhex(m.group(1))
     return None
+
+
+def _no_key_helps(session, phase: str, names: list, what: str, why: str, remedy: str, evidence: dict) -> Finding:
+    """KEYS_MISSING for a session no key log can decrypt from this capture: ``what`` (the phases not decrypted)
+    ``why``."""
+    return Finding(id="KEYS_MISSING", severity="info", phase=phase, time=session.start, frames=[],
+                   message=what + (f" (not decrypted: {', '.join(names)})" if names else "") + why,
+                   remedy=remedy, evidence={"phases": names, **evidence})

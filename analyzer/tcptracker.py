@@ -403,6 +403,10 @@ class TCPTracker(FlowTracker):
         self._unsampled = False  # an application-data record did not fit in record_sizes (no guess then)
         self.other_bytes = 0  # payload bytes of a connection that is not TLS
         self.certificate_verify: dict | None = None  # the client's CertificateVerify (frame, ts), when seen
+        #: a connection through an HTTP proxy: {frame, time, request (CONNECT line), target, response (status line),
+        #: status}; the TLS connection runs inside it, after both HTTP headers (`_proxy_header`)
+        self.proxy: dict | None = None
+        self._proxy_head: dict | None = None
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
         self.tunnel_framers: dict[str, object] = {}  # direction -> HTTPStream.tunnel_framer, once there is one
 
@@ -424,6 +428,14 @@ class TCPTracker(FlowTracker):
             self.last_ts = ev.ts
             self.last_frame = ev.frame
             data = ev.data
+            if self.is_tls is None and self.proxy is None and ev.direction == "c2s" and data[:8] == b"CONNECT ":
+                # a client behind an HTTP proxy: CONNECT host:port and the proxy's answer in the clear, then TLS
+                self.proxy = {"frame": ev.frame, "time": ev.ts}
+                self._proxy_head = {"c2s": bytearray(), "s2c": bytearray()}
+            if self._proxy_head is not None and self._proxy_head.get(ev.direction) is not None:
+                data = self._proxy_header(ev.direction, data, ev.ts, ev.frame)
+                if not data:
+                    return
             if self.is_tls is None:
                 self.is_tls = len(data) >= 3 and data[0] in (0x14, 0x15, 0x16, 0x17) and data[1] == 3
                 if not self.is_tls and self.syn_seen is False:
@@ -474,6 +486,29 @@ class TCPTracker(FlowTracker):
             self.closed.append({"direction": ev.direction, "reason": ev.reason, "ts": ev.ts, "frame": ev.frame})
             self.last_ts = ev.ts
             self.last_frame = ev.frame
+
+    def _proxy_header(self, direction: str, data, ts: float, frame: int) -> bytes:
+        """The bytes of ``direction`` after its proxy header (the CONNECT request or the proxy's answer, RFC 9110
+        §9.3.6), b"" while the header goes on. A header past 16 KiB is no proxy's: the bytes go on as they are."""
+        buf = self._proxy_head[direction]
+        buf += data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) <= 16384:
+                return b""
+            self._proxy_head[direction] = None
+            return bytes(buf)
+        self._proxy_head[direction] = None
+        line = bytes(buf[:end]).split(b"\r\n", 1)[0].decode("latin-1", "replace")[:300]
+        rest = bytes(buf[end + 4:])
+        if direction == "c2s":
+            parts = line.split(" ")
+            self.proxy.update(request=line, target=parts[1] if len(parts) > 1 else None)
+        else:
+            parts = line.split(" ", 2)
+            self.proxy.update(response=line, status=int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None,
+                              response_frame=frame, response_time=ts)
+        return rest
 
     def on_lane_segment(self, where: tuple, data, view: tuple, ts: float, frame: int) -> bool:
         """The fast lane of ``direction`` of this connection's TCP ``stream`` (``where``: the pair; see

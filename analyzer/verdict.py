@@ -323,6 +323,8 @@ def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: boo
         over = "over DTLS"
     elif dstat == "incomplete":
         over = "(the capture ends during the DTLS handshake)"
+    elif dstat == "absent" and any(getattr(c, "proxy", None) for c in s.connections):
+        over = "over TLS only (through an HTTP proxy: no DTLS)"
     elif dstat == "absent" and status.get("cstp-connect") == "before-capture" and params is None:
         over = "over TLS (no DTLS in the capture)"  # the CONNECT that would say whether DTLS was offered: not seen
     elif dstat == "absent" and not dtls.offered:

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +43,9 @@ from .othertraffic import start_servers as start_other_servers
 from .pki import LabPKI, make_client_pki, make_pki
 from .runs import Actions, collect_outputs, work_dir
 from .scenarios import SCENARIOS, Scenario
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout (lab.proxy runs from it)
+PROXY_PORT = 3128  # the lab's HTTP proxy (scenario proxy=True), in the gateway namespace
 
 # every program a lab scenario runs (the tests' prerequisites are this list too)
 REQUIRED_TOOLS = ("ocserv", "openconnect", "dumpcap", "ip", "nft", "openssl", "ping", "ethtool", "ss", "curl")
@@ -322,8 +326,18 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             dump = lab.start_capture(capture, work / "dumpcap.log")
             gw = start_gateway(lab, work, gw_keys)
             act("gateway-listening")
+            proxy_args: list[str] = []
+            if sc.proxy:
+                proxy = lab.start(lab.gw_ns, "proxy", [sys.executable, "-m", "lab.proxy", "--listen",
+                                                       f"{GW_OUTER}:{PROXY_PORT}", "--map", f"{HOSTNAME}={GW_OUTER}"],
+                                  work / "proxy.log", cwd=ROOT)
+                if proxy.wait_for("listening on", 10) is None:
+                    proxy.check_running("lab.proxy")
+                    raise LabError(f"the proxy did not start: {proxy.tail(5)}")
+                proxy_args = [f"--proxy=http://{GW_OUTER}:{PROXY_PORT}"]
+                act("proxy-listening", address=GW_OUTER, port=PROXY_PORT)
 
-            base = [*openconnect_argv(pki.pin_sha256), *(_subst(a, work, pki) for a in sc.client_args)]
+            base = [*openconnect_argv(pki.pin_sha256), *proxy_args, *(_subst(a, work, pki) for a in sc.client_args)]
             cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
             if sc.force_tun_mtu:
                 cenv["ACFLOW_FORCE_MTU"] = str(sc.force_tun_mtu)
@@ -390,6 +404,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
 
         collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys, other_keys),
                         files=("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "script.log",
+                               "proxy.log",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "client-root-ca.pem", "client-chain.pem"))
         if (work / "other").is_dir():  # the unrelated flows' logs and their servers' certificates (no keys)

@@ -48,6 +48,9 @@ class Scenario:
     # arguments, e.g. {"intermediates": 2}) in an `openconnect --authenticate -c -k` run, then connects with the
     # cookie and no certificate (a second TLS connection)
     client_cert: dict | None = None
+    # the client reaches the gateway through an HTTP proxy (lab.proxy, in the gateway namespace on PROXY_PORT):
+    # openconnect --proxy; the TLS connection is tunnelled in the proxy's CONNECT
+    proxy: bool = False
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -157,6 +160,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "(https://vpn.acflow.test/engineering): POST /engineering -> 404, then its fallback GET /engineering "
              "(a new TLS connection) -> 404; no login, no tunnel",
              gateway={"tls-priorities": PRIO_TLS13}, url_path="engineering", expect_connect=False, pings=0),
+    Scenario("http-proxy", "a baseline session through an HTTP proxy (openconnect --proxy; lab.proxy on "
+             "198.18.0.1:3128): the TLS connection runs inside the proxy's CONNECT vpn.acflow.test:443 (HTTP in the "
+             "clear, then TLS 1.3); openconnect does not try DTLS through a proxy: the tunnel is CSTP only",
+             gateway={"tls-priorities": PRIO_TLS13}, proxy=True, wait_dtls=False),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

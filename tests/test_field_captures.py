@@ -453,3 +453,32 @@ def test_the_record_reader_stays_in_step_across_cut_segment_ends():
     r2.feed(record(100, 6)[:30])
     r2.gap(75)
     assert not r2.synced
+
+
+# -- a client behind an HTTP proxy -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("keyed", [True, False])
+def test_a_session_through_an_http_proxy(keyed):
+    """The lab's http-proxy sample (real openconnect --proxy through lab/proxy.py to a real ocserv): before, 'No
+    AnyConnect-protocol session found' even with keys — the TCP flow to the proxy starts with 'CONNECT host:port' in
+    the clear, not a TLS record. Now the TLS connection inside is read; the proxy, its CONNECT and answer are in the
+    connection's summary; no DTLS through a proxy is not a blocked path."""
+    args = ("--keylog", str(SAMPLES / "http-proxy" / "keys.log")) if keyed else ()
+    doc = _doc(SAMPLES / "http-proxy" / "capture.pcapng", *args)
+    (s,) = doc["sessions"]
+    assert s["gateway"] == "198.18.0.1:3128"
+    (c,) = [c for c in s["connections"] if c.get("proxy")]
+    assert c["proxy"]["target"] == "vpn.acflow.test:443" and c["proxy"]["status"] == 200
+    assert c["proxy"]["request"].startswith("CONNECT vpn.acflow.test:443 ")
+    status = {p["phase"]: p["status"] for p in s["phases"]}
+    if keyed:
+        assert s["confidence"] == "confirmed"
+        assert [status[p] for p in ("tls-handshake", "group-selection", "user-auth", "cstp-connect")] == ["ok"] * 4
+        assert status["dtls"] == "absent"
+        assert s["verdict"]["outcome"] == "healthy"
+        assert "over TLS only (through an HTTP proxy: no DTLS)" in s["verdict"]["text"]
+        (f,) = [f for f in s["findings"] if f["id"] == "DTLS_FALLBACK_TLS"]
+        assert f["severity"] == "info" and "HTTP proxy" in f["message"]
+    else:
+        assert s["verdict"]["outcome"] == "inconclusive"
+        assert not [f for f in s["findings"] if f["severity"] in ("warning", "error")]

@@ -91,6 +91,8 @@ EXPECTED = {
     "cut/baseline-snaplen-128": {("warning", "CAPTURE_TRUNCATED")},
     "cut/keepalive-dpd-mid-tunnel": {("info", "KEYS_MISSING"), ("info", "SESSION_DISCONNECT")},
     "cut/baseline-udp-only": {("info", "KEYS_MISSING")},
+    # through an HTTP proxy: no DTLS tried (info, not the warning of a blocked path)
+    "http-proxy": {("info", "AUTH_MULTI_ROUND"), ("info", "DTLS_FALLBACK_TLS"), ("info", "SESSION_DISCONNECT")},
 }
 
 

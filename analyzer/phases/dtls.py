@@ -212,8 +212,14 @@ def build(g: Group, cstp: Phase, capture_end: float | None = None) -> Phase:
     cd = connect_details(cstp)
     params = cd.parameters or None if cd is not None else None
     offered = bool(params and params.dtls_port)
+    proxy = next((cn.c.proxy for cn in g.conns if cn.c.proxy), None)
     if not g.dtls:
-        if offered:
+        if offered and proxy is not None:
+            # clients do not send DTLS through an HTTP proxy (openconnect: none in the lab's http-proxy sample)
+            p.status = "absent"
+            p.summary = (f"not tried: the client reaches the gateway through the HTTP proxy ("
+                         f"CONNECT {proxy.get('target')}), and a proxy carries no UDP")
+        elif offered:
             p.status = "failed"
             p.summary = "gateway offered DTLS (X-DTLS-Port) but no DTLS packets were captured"
         else:

@@ -122,6 +122,10 @@ class ConnectionSummary(FlowSummary):
         "description": "the most bytes captured of one such frame; present only with truncated_frames"})
     first_truncated_frame: int = field(default=UNSET, metadata={
         "description": "the first such frame; present only with truncated_frames"})
+    proxy: dict[str, Any] = field(default=UNSET, metadata={
+        "description": "the connection runs through an HTTP proxy (the server is the proxy): {frame, time, request "
+                       "(the CONNECT line), target (host:port asked for), response (the proxy's status line), status, "
+                       "response_frame, response_time}; present only then"})
 
 
 @dataclass
@@ -271,7 +275,7 @@ def conn_summary(c: TCPTracker) -> ConnectionSummary:
         retransmission_frames=c.retransmission_frames[:20], gaps=c.gaps[:10],
         closed=c.closed[:2], problems=c.problems[:10], alerts=_alerts(c.alerts[:10]),
         decryption={k: v for k, v in c.decryption.items()}, first_retransmission=c.first_retransmission_ts,
-        **_snapped(c))
+        **_snapped(c), **({"proxy": dict(c.proxy)} if c.proxy else {}))
 
 
 def _snapped(f) -> dict:

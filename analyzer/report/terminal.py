@@ -234,6 +234,12 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
              for c in s.connections[:8]]
     _wrap(con, f"start {_iso(s.start, tz)}, duration {_dur(s.start, s.end) or '?'}, "
                f"{plural(len(s.connections), 'flow')}: " + ", ".join(flows), 2, 4)
+    for c in s.connections:
+        px = getattr(c, "proxy", None)
+        if px:  # the gateway named above is the proxy the client went through
+            _wrap(con, f"through the HTTP proxy {s.gateway}: {px.get('request') or 'CONNECT ?'} → "
+                       f"{px.get('response') or 'no answer in the capture'} (frame {px.get('frame')}, "
+                       f"{c.connection})", 2, 4)
     ev = getattr(s, "evidence", None) or []
     if ev:
         conf = getattr(s, "confidence", "confirmed")

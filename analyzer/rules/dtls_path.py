@@ -30,7 +30,18 @@ def check(session, ctx):
     cstp_first = ch.first_data if ch else {}
     dtls_port = params.dtls_port if params else None
     mtu, dtls_mtu = (params.mtu, params.dtls_mtu) if params else (None, None)
-    if dtls_port and not d.established and (cstp_data.get("c2s") or cstp_data.get("s2c")):
+    proxy = next((c.proxy for c in session.connections if getattr(c, "proxy", None)), None)
+    if dtls_port and not d.established and not flows and proxy and (cstp_data.get("c2s") or cstp_data.get("s2c")):
+        t = min(cstp_first.values()) if cstp_first else cstp.start
+        out.append(Finding(
+            id="DTLS_FALLBACK_TLS", severity="info", phase="dtls", time=t, frames=[proxy.get("frame")],
+            message=f"The tunnel runs over TLS only: the client reaches the gateway through an HTTP proxy (CONNECT "
+                    f"{proxy.get('target')}), which carries no UDP, so it sends no DTLS; all "
+                    f"{cstp_data.get('c2s', 0)}+{cstp_data.get('s2c', 0)} inner packets travelled over CSTP.",
+            remedy="Expected behind a proxy. For DTLS, let the client reach the gateway directly (a proxy bypass for "
+                   "the gateway's address, UDP allowed to it).",
+            evidence={"cstp_inner_packets": cstp_data, "proxy": proxy.get("target"), "x_cstp_mtu": mtu}))
+    elif dtls_port and not d.established and (cstp_data.get("c2s") or cstp_data.get("s2c")):
         t = min(cstp_first.values()) if cstp_first else cstp.start
         out.append(Finding(
             id="DTLS_FALLBACK_TLS", severity="warning", phase="dtls", time=t, frames=[],

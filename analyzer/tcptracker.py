@@ -407,6 +407,7 @@ class TCPTracker(FlowTracker):
         #: status}; the TLS connection runs inside it, after both HTTP headers (`_proxy_header`)
         self.proxy: dict | None = None
         self._proxy_head: dict | None = None
+        self._proxy_skip = 0  # bytes of a refusal's body (407) still to come from the proxy
         self.lane_flow = None  # the TCP stream whose fast lanes (analyzer/tcplane.py) are open
         self.tunnel_framers: dict[str, object] = {}  # direction -> HTTPStream.tunnel_framer, once there is one
 
@@ -489,7 +490,17 @@ class TCPTracker(FlowTracker):
 
     def _proxy_header(self, direction: str, data, ts: float, frame: int) -> bytes:
         """The bytes of ``direction`` after its proxy header (the CONNECT request or the proxy's answer, RFC 9110
-        §9.3.6), b"" while the header goes on. A header past 16 KiB is no proxy's: the bytes go on as they are."""
+        §9.3.6), b"" while the header goes on. A header past 16 KiB is no proxy's: the bytes go on as they are.
+        An answer other than 2xx (407 Proxy Authentication Required: the client asks again with credentials, on
+        the same connection) is noted in ``proxy["refused"]``, its body (Content-Length) skipped, and both
+        directions expect another CONNECT and answer."""
+        skip = self._proxy_skip
+        if skip and direction == "s2c":  # the body of a refusal
+            k = min(skip, len(data))
+            self._proxy_skip -= k
+            data = data[k:]
+            if not data:
+                return b""
         buf = self._proxy_head[direction]
         buf += data
         end = buf.find(b"\r\n\r\n")
@@ -506,8 +517,18 @@ class TCPTracker(FlowTracker):
             self.proxy.update(request=line, target=parts[1] if len(parts) > 1 else None)
         else:
             parts = line.split(" ", 2)
-            self.proxy.update(response=line, status=int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None,
-                              response_frame=frame, response_time=ts)
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+            self.proxy.update(response=line, status=status, response_frame=frame, response_time=ts)
+            if status is not None and not 200 <= status < 300 and len(self.proxy.setdefault("refused", [])) < 10:
+                self.proxy["refused"].append({"status": status, "response": line, "frame": frame, "time": ts})
+                length = next((v.strip() for k, _, v in (h.partition(":") for h in
+                                                          bytes(buf[:end]).decode("latin-1", "replace").split("\r\n"))
+                               if k.strip().lower() == "content-length"), "0")
+                self._proxy_skip = int(length) if length.isdigit() else 0
+                self._proxy_head = {"c2s": bytearray(), "s2c": bytearray()}  # the next CONNECT and its answer
+                if rest:
+                    return self._proxy_header("s2c", rest, ts, frame)
+                return b""
         return rest
 
     def on_lane_segment(self, where: tuple, data, view: tuple, ts: float, frame: int) -> bool:

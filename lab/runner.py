@@ -329,12 +329,15 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             proxy_args: list[str] = []
             if sc.proxy:
                 proxy = lab.start(lab.gw_ns, "proxy", [sys.executable, "-m", "lab.proxy", "--listen",
-                                                       f"{GW_OUTER}:{PROXY_PORT}", "--map", f"{HOSTNAME}={GW_OUTER}"],
+                                                       f"{GW_OUTER}:{PROXY_PORT}", "--map", f"{HOSTNAME}={GW_OUTER}",
+                                                       *(["--basic", sc.proxy_basic] if sc.proxy_basic else [])],
                                   work / "proxy.log", cwd=ROOT)
                 if proxy.wait_for("listening on", 10) is None:
                     proxy.check_running("lab.proxy")
                     raise LabError(f"the proxy did not start: {proxy.tail(5)}")
-                proxy_args = [f"--proxy=http://{GW_OUTER}:{PROXY_PORT}"]
+                cred = f"{sc.proxy_basic}@" if sc.proxy_basic else ""
+                proxy_args = [f"--proxy=http://{cred}{GW_OUTER}:{PROXY_PORT}",
+                              *(["--proxy-auth=basic"] if sc.proxy_basic else [])]
                 act("proxy-listening", address=GW_OUTER, port=PROXY_PORT)
 
             base = [*openconnect_argv(pki.pin_sha256), *proxy_args, *(_subst(a, work, pki) for a in sc.client_args)]

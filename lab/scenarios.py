@@ -51,6 +51,7 @@ class Scenario:
     # the client reaches the gateway through an HTTP proxy (lab.proxy, in the gateway namespace on PROXY_PORT):
     # openconnect --proxy; the TLS connection is tunnelled in the proxy's CONNECT
     proxy: bool = False
+    proxy_basic: str | None = None  # USER:PASSWORD the proxy asks for (407 first; openconnect --proxy-auth=basic)
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -164,6 +165,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "198.18.0.1:3128): the TLS connection runs inside the proxy's CONNECT vpn.acflow.test:443 (HTTP in the "
              "clear, then TLS 1.3); openconnect does not try DTLS through a proxy: the tunnel is CSTP only",
              gateway={"tls-priorities": PRIO_TLS13}, proxy=True, wait_dtls=False),
+    Scenario("http-proxy-auth", "http-proxy with a proxy that asks for credentials: the first CONNECT is answered 407 "
+             "Proxy Authentication Required (with a body), openconnect sends the CONNECT again on the same "
+             "connection with Proxy-Authorization: Basic, 200, then TLS 1.3 as in http-proxy",
+             gateway={"tls-priorities": PRIO_TLS13}, proxy=True, proxy_basic="labproxy:proxypass", wait_dtls=False),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

@@ -458,18 +458,21 @@ def test_the_record_reader_stays_in_step_across_cut_segment_ends():
 # -- a client behind an HTTP proxy -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("keyed", [True, False])
-def test_a_session_through_an_http_proxy(keyed):
-    """The lab's http-proxy sample (real openconnect --proxy through lab/proxy.py to a real ocserv): before, 'No
+@pytest.mark.parametrize("name", ["http-proxy", "http-proxy-auth"])
+def test_a_session_through_an_http_proxy(keyed, name):
+    """The lab's http-proxy samples (real openconnect --proxy through lab/proxy.py to a real ocserv): before, 'No
     AnyConnect-protocol session found' even with keys — the TCP flow to the proxy starts with 'CONNECT host:port' in
     the clear, not a TLS record. Now the TLS connection inside is read; the proxy, its CONNECT and answer are in the
     connection's summary; no DTLS through a proxy is not a blocked path."""
-    args = ("--keylog", str(SAMPLES / "http-proxy" / "keys.log")) if keyed else ()
-    doc = _doc(SAMPLES / "http-proxy" / "capture.pcapng", *args)
+    args = ("--keylog", str(SAMPLES / name / "keys.log")) if keyed else ()
+    doc = _doc(SAMPLES / name / "capture.pcapng", *args)
     (s,) = doc["sessions"]
     assert s["gateway"] == "198.18.0.1:3128"
     (c,) = [c for c in s["connections"] if c.get("proxy")]
     assert c["proxy"]["target"] == "vpn.acflow.test:443" and c["proxy"]["status"] == 200
     assert c["proxy"]["request"].startswith("CONNECT vpn.acflow.test:443 ")
+    # http-proxy-auth: the proxy's 407 first (its body skipped), then the CONNECT again on the same connection
+    assert [r["status"] for r in c["proxy"].get("refused", [])] == ([407] if name == "http-proxy-auth" else [])
     status = {p["phase"]: p["status"] for p in s["phases"]}
     if keyed:
         assert s["confidence"] == "confirmed"

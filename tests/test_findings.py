@@ -93,6 +93,7 @@ EXPECTED = {
     "cut/baseline-udp-only": {("info", "KEYS_MISSING")},
     # through an HTTP proxy: no DTLS tried (info, not the warning of a blocked path)
     "http-proxy": {("info", "AUTH_MULTI_ROUND"), ("info", "DTLS_FALLBACK_TLS"), ("info", "SESSION_DISCONNECT")},
+    "http-proxy-auth": {("info", "AUTH_MULTI_ROUND"), ("info", "DTLS_FALLBACK_TLS"), ("info", "SESSION_DISCONNECT")},
 }
 
 

@@ -130,6 +130,7 @@ FIXED_SINCE = {
                                      "tests/test_field_captures.py, guess_protection",
     "http-proxy": "a session through an HTTP proxy read as no session (the flow starts with CONNECT in the clear): "
                   "tests/test_field_captures.py",
+    "http-proxy-auth": "the same, the proxy asking for credentials first (407): tests/test_field_captures.py",
 }
 
 

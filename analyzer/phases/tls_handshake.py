@@ -125,7 +125,8 @@ class ConnectionSummary(FlowSummary):
     proxy: dict[str, Any] = field(default=UNSET, metadata={
         "description": "the connection runs through an HTTP proxy (the server is the proxy): {frame, time, request "
                        "(the CONNECT line), target (host:port asked for), response (the proxy's status line), status, "
-                       "response_frame, response_time}; present only then"})
+                       "response_frame, response_time, refused: [{status, response, frame, time}] the answers before "
+                       "(407: credentials asked)}; present only then"})
 
 
 @dataclass

@@ -237,9 +237,10 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
     for c in s.connections:
         px = getattr(c, "proxy", None)
         if px:  # the gateway named above is the proxy the client went through
+            refused = "; after " + ", ".join(r["response"] for r in px["refused"]) if px.get("refused") else ""
             _wrap(con, f"through the HTTP proxy {s.gateway}: {px.get('request') or 'CONNECT ?'} → "
                        f"{px.get('response') or 'no answer in the capture'} (frame {px.get('frame')}, "
-                       f"{c.connection})", 2, 4)
+                       f"{c.connection}{refused})", 2, 4)
     ev = getattr(s, "evidence", None) or []
     if ev:
         conf = getattr(s, "confidence", "confirmed")

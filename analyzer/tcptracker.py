@@ -492,44 +492,46 @@ class TCPTracker(FlowTracker):
         """The bytes of ``direction`` after its proxy header (the CONNECT request or the proxy's answer, RFC 9110
         §9.3.6), b"" while the header goes on. A header past 16 KiB is no proxy's: the bytes go on as they are.
         An answer other than 2xx (407 Proxy Authentication Required: the client asks again with credentials, on
-        the same connection) is noted in ``proxy["refused"]``, its body (Content-Length) skipped, and both
-        directions expect another CONNECT and answer."""
-        skip = self._proxy_skip
-        if skip and direction == "s2c":  # the body of a refusal
-            k = min(skip, len(data))
-            self._proxy_skip -= k
-            data = data[k:]
-            if not data:
-                return b""
-        buf = self._proxy_head[direction]
-        buf += data
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) <= 16384:
-                return b""
+        the same connection) is noted in ``proxy["refused"]`` (the first 10), its body (Content-Length) skipped,
+        and both directions expect another CONNECT and answer."""
+        while True:
+            if direction == "s2c" and self._proxy_skip:  # the body of a refusal
+                k = min(self._proxy_skip, len(data))
+                self._proxy_skip -= k
+                data = data[k:]
+                if not data:
+                    return b""
+            buf = self._proxy_head[direction]
+            buf += data
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) <= 16384:
+                    return b""
+                self._proxy_head[direction] = None
+                return bytes(buf)
             self._proxy_head[direction] = None
-            return bytes(buf)
-        self._proxy_head[direction] = None
-        line = bytes(buf[:end]).split(b"\r\n", 1)[0].decode("latin-1", "replace")[:300]
-        rest = bytes(buf[end + 4:])
-        if direction == "c2s":
-            parts = line.split(" ")
-            self.proxy.update(request=line, target=parts[1] if len(parts) > 1 else None)
-        else:
+            head = bytes(buf[:end]).decode("latin-1", "replace").split("\r\n")
+            line = head[0][:300]
+            rest = bytes(buf[end + 4:])
+            if direction == "c2s":
+                parts = line.split(" ")
+                self.proxy.update(request=line, target=parts[1] if len(parts) > 1 else None)
+                return rest
             parts = line.split(" ", 2)
             status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
             self.proxy.update(response=line, status=status, response_frame=frame, response_time=ts)
-            if status is not None and not 200 <= status < 300 and len(self.proxy.setdefault("refused", [])) < 10:
-                self.proxy["refused"].append({"status": status, "response": line, "frame": frame, "time": ts})
-                length = next((v.strip() for k, _, v in (h.partition(":") for h in
-                                                          bytes(buf[:end]).decode("latin-1", "replace").split("\r\n"))
-                               if k.strip().lower() == "content-length"), "0")
-                self._proxy_skip = int(length) if length.isdigit() else 0
-                self._proxy_head = {"c2s": bytearray(), "s2c": bytearray()}  # the next CONNECT and its answer
-                if rest:
-                    return self._proxy_header("s2c", rest, ts, frame)
+            if status is None or 200 <= status < 300:
+                return rest
+            refused = self.proxy.setdefault("refused", [])
+            if len(refused) < 10:
+                refused.append({"status": status, "response": line, "frame": frame, "time": ts})
+            length = next((v.strip() for k, _, v in (h.partition(":") for h in head[1:])
+                           if k.strip().lower() == "content-length"), "0")
+            self._proxy_skip = int(length) if length.isdigit() else 0
+            self._proxy_head = {"c2s": bytearray(), "s2c": bytearray()}  # the next CONNECT and its answer
+            data = rest  # (the refusal's body, then perhaps the next answer)
+            if not data:
                 return b""
-        return rest
 
     def on_lane_segment(self, where: tuple, data, view: tuple, ts: float, frame: int) -> bool:
         """The fast lane of ``direction`` of this connection's TCP ``stream`` (``where``: the pair; see

@@ -485,3 +485,16 @@ def test_a_session_through_an_http_proxy(keyed, name):
     else:
         assert s["verdict"]["outcome"] == "inconclusive"
         assert not [f for f in s["findings"] if f["severity"] in ("warning", "error")]
+
+
+def test_a_proxy_answering_thousands_of_refusals_in_one_segment_is_read_without_recursion():
+    """Hostile or broken proxies: 5000 '407' answers with bodies in one segment, then 200 — read in a loop (no
+    recursion), the refusals noted up to 10, the bytes after the 200 handed on as the TLS stream."""
+    from analyzer.tcptracker import TCPTracker
+
+    t = TCPTracker.__new__(TCPTracker)  # the proxy reading alone (no flow, keys or host needed)
+    t.proxy, t._proxy_head, t._proxy_skip = {"frame": 1, "time": 0.0}, {"c2s": bytearray(), "s2c": bytearray()}, 0
+    assert t._proxy_header("c2s", b"CONNECT vpn.example:443 HTTP/1.1\r\nHost: vpn.example\r\n\r\n", 0.0, 1) == b""
+    wire = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 2\r\n\r\nno" * 5000
+    assert t._proxy_header("s2c", wire + b"HTTP/1.1 200 OK\r\n\r\n\x16\x03\x03", 0.1, 2) == b"\x16\x03\x03"
+    assert t.proxy["status"] == 200 and len(t.proxy["refused"]) == 10 and t.proxy["target"] == "vpn.example:443"

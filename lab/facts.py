@@ -327,8 +327,11 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
                                    "hash_type": (f.find("hash").get("type") if f.find("hash") is not None else None)}
                                   for f in root.iter("file")] if root is not None else [])
 
-    # phase 5: CONNECT
-    connects = [e for e in exchanges if e["method"] == "CONNECT"]
+    # phase 5: CONNECT (a CONNECT host:port to an HTTP proxy, in the clear before the TLS, is the proxy's: apart)
+    facts["proxy_connects"] = [{"time": e["time"], "target": e["target"], "status": e["status"],
+                                "reason": e.get("reason")} for e in exchanges
+                               if e["method"] == "CONNECT" and not e["target"].startswith("/")]
+    connects = [e for e in exchanges if e["method"] == "CONNECT" and e["target"].startswith("/")]
     facts["connects"] = []
     for c in connects:
         facts["connects"].append({

@@ -85,7 +85,7 @@ def damaged_capture(draw):
             else:
                 blocks.insert(j, blocks[i])
             data = b"".join(blocks)
-        elif op == "flip":
+        elif op == "flip" and data:  # (a truncation before may have left nothing to flip)
             b = bytearray(data)
             for _ in range(draw(st.integers(1, 16))):
                 pos = draw(st.integers(0, len(b) - 1))

@@ -47,6 +47,19 @@ def _follow_tcp(capture: Path, stream: int) -> list[tuple[str, bytes]]:
     return chunks
 
 
+def _after_proxy(chunks: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The chunks of a stream through an HTTP proxy from the first of each direction that starts a TLS record on:
+    the CONNECT requests, the proxy's answers (and a 407's body) travel in segments of their own before."""
+    started: set[str] = set()
+    out = []
+    for direction, data in chunks:
+        if direction not in started and data[:2] == b"\x16\x03":
+            started.add(direction)
+        if direction in started:
+            out.append((direction, data))
+    return out
+
+
 def _keys(d: Path, rsa_only: bool) -> KeyStore:
     keys = KeyStore()
     if rsa_only:
@@ -61,6 +74,8 @@ def _decrypt_streams(d: Path, keys: KeyStore) -> list[tuple[int, TLSConnection, 
     out = []
     for stream in _tcp_streams(d / "capture.pcapng"):
         chunks = _follow_tcp(d / "capture.pcapng", stream)
+        if chunks and chunks[0][1][:8] == b"CONNECT ":  # through an HTTP proxy: TLS after its exchange in the clear
+            chunks = _after_proxy(chunks)
         if chunks and chunks[0][1][:1] != b"\x16":  # not TLS (mixed-traffic's plain HTTP on port 80)
             continue
         conn = TLSConnection(keys, session_cache=cache)

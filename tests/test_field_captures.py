@@ -498,3 +498,14 @@ def test_a_proxy_answering_thousands_of_refusals_in_one_segment_is_read_without_
     wire = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 2\r\n\r\nno" * 5000
     assert t._proxy_header("s2c", wire + b"HTTP/1.1 200 OK\r\n\r\n\x16\x03\x03", 0.1, 2) == b"\x16\x03\x03"
     assert t.proxy["status"] == 200 and len(t.proxy["refused"]) == 10 and t.proxy["target"] == "vpn.example:443"
+
+
+def test_the_html_report_names_the_proxy(tmp_path):
+    out = tmp_path / "r.html"
+    acflow = ROOT / ".venv" / "bin" / "acflow"
+    subprocess.run([str(acflow) if acflow.exists() else "acflow", "analyze", "--keylog",
+                    str(SAMPLES / "http-proxy-auth" / "keys.log"), str(SAMPLES / "http-proxy-auth" / "capture.pcapng"),
+                    "--format", "html", "-o", str(out)], check=True, capture_output=True)
+    html = out.read_text()
+    assert "<dt>HTTP proxy</dt><dd>198.18.0.1:3128 is the proxy the client went through: CONNECT " \
+           "vpn.acflow.test:443 HTTP/1.1 → HTTP/1.1 200 Connection established; before: HTTP/1.1 407" in html

@@ -349,6 +349,11 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
             + ", ".join(_e(c) for c in s.captures) + "</dd>")
            if several_captures and s.captures else "",
            f"<dt>gateway</dt><dd>{_e(s.gateway)}" + (f" (SNI {_e(sni)})" if sni else "") + "</dd>",
+           "".join(f"<dt>HTTP proxy</dt><dd>{_e(s.gateway)} is the proxy the client went through: "
+                   f"{_e(px.get('request') or 'CONNECT ?')} → {_e(px.get('response') or 'no answer in the capture')}"
+                   + "".join(f"; before: {_e(r['response'])}" for r in px.get("refused") or [])
+                   + f" ({_e(c.connection)}, frame {_e(px.get('frame'))})</dd>"
+                   for c in s.connections if (px := getattr(c, "proxy", None))),
            (f"<dt>AnyConnect evidence</dt><dd>{_e(s.confidence)}: "
             + "; ".join(_e(e.get("text")) for e in s.evidence[:6]) + "</dd>")
            if s.evidence else "",

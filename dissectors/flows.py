@@ -49,10 +49,11 @@ __all__ = [
     "C2S",
     "S2C",
     "SERVER_PORTS",
+    "DUPLICATE_WINDOW",
     "Datagram",
+    "Duplicate",
     "FlowEvicted",
     "FlowTable",
-    "Duplicate",
     "Gap",
     "Retransmission",
     "StreamClosed",
@@ -133,7 +134,8 @@ class Duplicate:
     length: int = 0
 
 
-#: seconds: the same data segment again this soon is a copy made by the capture (`Duplicate`)
+#: seconds: the same data segment (a DTLS record of the same number, dissectors/dtls) again this soon is a copy the
+#: capture made (`Duplicate`)
 DUPLICATE_WINDOW = 0.001
 
 

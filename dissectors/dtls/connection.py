@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from dissectors.flows import DUPLICATE_WINDOW  # (seconds: a copy the capture made comes this soon)
 from dissectors.tls import keyschedule as ks
 from dissectors.tls.ciphers import CipherSuite, DecryptError, suite_info, tls12_protections
 from dissectors.tls.names import alert_name, handshake_name
@@ -70,8 +71,6 @@ from .record import (
 
 __all__ = ["DTLSConnection"]
 
-#: seconds: an epoch-0 record of the same number again this soon is a copy the capture made (`_is_duplicate`)
-DUPLICATE_WINDOW = 0.001
 _WINDOW = 64  # records: the duplicate window (RFC 6347 §4.1.2.6's anti-replay window, its usual size)
 
 C2S = "c2s"
@@ -524,7 +523,7 @@ class DTLSConnection:
         self._take_record(direction, seq64, ts, rec)
         return True
 
-    def _is_duplicate(self, direction: str, seq64: int, ts: float, rec: RawRecord | None = None) -> bool:
+    def _is_duplicate(self, direction: str, seq64: int, ts: float, rec: RawRecord) -> bool:
         """The record ``seq64`` (epoch || sequence number) of ``direction`` was already taken, within
         `DUPLICATE_WINDOW` seconds of the last record taken from there: a copy the capture made, right after its
         original. (A sender gives each record a new number, retransmissions included, RFC 6347 §4.1; but a
@@ -533,18 +532,18 @@ class DTLSConnection:
         buffered flight as it was: those are read again.) An epoch-0 record must also be the same bytes."""
         if not seq64 >> 48:
             seen = self._plain.get((direction, seq64))
-            return (seen is not None and abs(ts - seen[0]) <= DUPLICATE_WINDOW and rec is not None
+            return (seen is not None and abs(ts - seen[0]) <= DUPLICATE_WINDOW
                     and seen[1] == (rec.content_type, hash(rec.fragment)))
         w = self._window.get(direction)
         if w is None or seq64 > w[0] or abs(ts - w[2]) > DUPLICATE_WINDOW:
             return False
         return seq64 >= w[1] or seq64 in w[3]
 
-    def _take_record(self, direction: str, seq64: int, ts: float, rec: RawRecord | None = None) -> None:
+    def _take_record(self, direction: str, seq64: int, ts: float, rec: RawRecord) -> None:
         """Note record ``seq64`` of ``direction`` taken (in the window of the last `_WINDOW` records; an epoch-0 one
         with its time, for the first `_WINDOW` of them)."""
         if not seq64 >> 48:
-            if rec is not None and (len(self._plain) < _WINDOW or (direction, seq64) in self._plain):
+            if len(self._plain) < _WINDOW or (direction, seq64) in self._plain:
                 self._plain[(direction, seq64)] = (ts, (rec.content_type, hash(rec.fragment)))
             return
         w = self._window.get(direction)

@@ -104,7 +104,9 @@ def _pair_of(fr) -> bytes | None:
         return None
     inner = pkt.icmp_inner
     src, dst = (pkt.src, pkt.dst)
-    if pkt.proto in (1, 58) and inner is not None:
+    if pkt.encap is not None:  # a packet inside VXLAN, ERSPAN…: the outer pair, as its plain frames give it
+        src, dst = pkt.encap[1], pkt.encap[2]
+    elif pkt.proto in (1, 58) and inner is not None:
         src, dst = (inner.get("src"), inner.get("dst")) if isinstance(inner, dict) else (inner.src, inner.dst)
     try:
         a, b = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
@@ -627,7 +629,7 @@ def _stats(pipe) -> dict:
     return {"frames": pipe.frames, "undecodable": pipe.undecodable, "evicted": pipe.evicted,
             "fast_frames": pipe.fast_frames, "udp_other_overflow": pipe.udp_other_overflow,
             "snapped_frames": pipe.snapped_frames, "snapped_first": pipe.snapped_first,
-            "snapped_max": pipe.snapped_max}
+            "snapped_max": pipe.snapped_max, "encapsulated": pipe.encapsulated}
 
 
 class _InnerSpool:
@@ -705,6 +707,7 @@ class MergedPipeline:
         self.frames = self.undecodable = self.evicted = self.fast_frames = 0
         self.snapped_frames = self.snapped_max = 0
         self.snapped_first: tuple | None = None
+        self.encapsulated: dict = {}
         self.last_ts = None
 
     # the TrackerHost calls a tracker may still make (nothing happens after the pass)
@@ -768,6 +771,10 @@ def merge(results: list[dict], keys, paths, gateways=None) -> tuple[Analysis, Me
         if st["snapped_first"] is not None:
             first = tuple(st["snapped_first"])
             pipe.snapped_first = first if pipe.snapped_first is None else min(pipe.snapped_first, first)
+        for outer, (n, first) in st["encapsulated"].items():
+            seen = pipe.encapsulated.setdefault(outer, [0, first])
+            seen[0] += n
+            seen[1] = min(seen[1], first)
         r["_state"] = state
     _check_independent(results)
     for n, (_w, _s, _i, t) in enumerate(sorted(tcp, key=lambda x: x[:3])):

@@ -70,6 +70,10 @@ class Pipeline:
         self.snapped_max = 0  # the most bytes captured of one such frame
         self.snapped_first: tuple | None = None
         self._snapped: tuple | None = None
+        # frames whose packet was inside an encapsulation (VXLAN, GENEVE, ERSPAN, GRE, IP in IP: a traffic mirror's
+        # or an overlay's; `Packet.encap`): (kind, outer addresses in order, id) -> [frames, first (capture ordinal,
+        # frame)]
+        self.encapsulated: dict[tuple, list] = {}
         self.fast_lanes = fast_lanes  # False: every frame takes the general path (tests compare both)
         # live: keys that arrive late (dissectors.tls.connection.KeyWait): TLS connections park their records until
         # the key log has their keys (`keys_added`); new DTLS flows hold their datagrams meanwhile (their keys come
@@ -194,11 +198,24 @@ class Pipeline:
             pkt = self.defrag.feed(pkt, ts, fr.number)
             if pkt is None:
                 return
+        if pkt.encap is not None:
+            self._encapsulated(pkt.encap, fr.number)
         proto = pkt.proto
         if proto in (1, 58) and pkt.icmp_inner is not None:
             self._on_icmp(pkt, ts, fr.number)
         for flow, ev in self.flows.feed(pkt, ts, fr.number):
             self._dispatch(flow, ev)
+
+    def _encapsulated(self, encap: tuple, frame: int) -> None:
+        """A packet that was inside another (`Packet.encap`): counted per encapsulation and outer address pair
+        (CAPTURE_ENCAPSULATED). (The flow table numbers its UDP carrier, VXLAN or GENEVE, as Wireshark does.)"""
+        kind, src, dst, ident = encap[:4]
+        # (kind, the pair in address order, id): both directions of a mirror session count together
+        key = (kind, *sorted((src, dst)), ident)
+        seen = self.encapsulated.get(key)
+        if seen is None:
+            seen = self.encapsulated[key] = [0, (max(len(self.captures) - 1, 0), frame)]
+        seen[0] += 1
 
     def _on_icmp(self, pkt, ts: float, frame: int) -> None:
         inner = pkt.icmp_inner

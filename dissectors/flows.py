@@ -38,6 +38,7 @@ ignored by the table.
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -782,6 +783,12 @@ class FlowTable:
         return list(self._udp.values())
 
     def feed(self, packet: Packet, ts: float, frame: int) -> list:
+        encap = packet.encap
+        if encap is not None and encap[4] is not None:
+            # inside VXLAN or GENEVE: its UDP carrier is numbered first (`note_carrier`)
+            evicted = self.note_carrier(encap[1], encap[4], encap[2], encap[5], ts, frame)
+            if evicted:  # (rare) a flow made way for the carrier: its events first
+                return evicted + self.feed(dataclasses.replace(packet, encap=(*encap[:4], None, None)), ts, frame)
         proto = packet.proto
         sport = packet.sport
         self.last_flow = None
@@ -874,6 +881,19 @@ class FlowTable:
             st.first_frame = st.last_frame = frame
         elif inner.proto == 17 and key not in self._udp:
             self._new_udp_flow(key, (src, sport), (dst, dport), ts, frame, out)
+        return out
+
+    def note_carrier(self, src: str, sport: int, dst: str, dport: int, ts: float, frame: int) -> list:
+        """The UDP flow that carried a packet inside it (VXLAN, GENEVE: `Packet.encap`) is numbered as Wireshark
+        numbers it — a udp.stream of its own, before the packet inside gets its number — and gives no events of
+        its own (eviction aside)."""
+        key = flow_key(src, sport, dst, dport)
+        fl = self._udp.get(key)
+        out: list = []
+        if fl is None:
+            self._new_udp_flow(key, (src, sport), (dst, dport), ts, frame, out)
+        elif self.capture and fl.numbers[-1][0] != self.capture:
+            self._number(fl, True, False)
         return out
 
     def _new_udp_flow(self, key: tuple, a: tuple, b: tuple, ts: float, frame: int, out: list) -> UDPFlow:

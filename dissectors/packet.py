@@ -6,7 +6,8 @@ one object per packet, cached address strings, no scapy.
 
 Link types (LINKTYPE_* values, https://www.tcpdump.org/linktypes.html):
 
-* 1 Ethernet, with any number of 802.1Q / 802.1ad (QinQ) VLAN tags, and PPPoE session frames;
+* 1 Ethernet, with up to 8 tags (802.1Q / 802.1ad VLAN, Cisco VN-Tag, Cisco MetaData, 802.1BR E-Tag), an MPLS
+  label stack with IP under it, and PPPoE session frames;
 * 101 raw IP, 228 raw IPv4, 229 raw IPv6, 12 and 14 (DLT_RAW as written by some platforms);
 * 113 Linux cooked capture (SLL) and 276 (SLL2);
 * 0 BSD null/loopback (4-byte address family in either byte order) and 108 OpenBSD loop.
@@ -16,6 +17,10 @@ are accepted), IPv6 (RFC 8200; hop-by-hop, routing, destination options, fragmen
 headers skipped). Transport: TCP (RFC 9293; options skipped), UDP (RFC 768), ICMP (RFC 792) and ICMPv6
 (RFC 4443) with the quoted packet of error messages decoded into ``icmp_inner`` (so that "port
 unreachable" can be matched to the flow that caused it).
+
+Encapsulations (`decapsulate`): a packet carrying another — VXLAN (UDP 4789, 8472), GENEVE (UDP 6081), ERSPAN
+types I-III and GRE (IP protocol 47), IPv4/IPv6 in IP (4, 41) — decodes as the packet inside, ``encap`` naming
+the outermost carrier (a traffic mirror's or an overlay's: the capture of an ERSPAN session or a cloud mirror).
 
 Fragments (IPv4, and IPv6 with a fragment header) are not decoded past the IP layer: ``payload`` is
 the raw fragment data and ``sport``/``dport`` are ``None``; :class:`IPv4Defragmenter` reassembles
@@ -55,6 +60,7 @@ __all__ = [
     "Defragmenter",
     "IPv4Defragmenter",
     "Packet",
+    "decapsulate",
     "decode",
     "internet_checksum",
     "ipv4_addresses",
@@ -130,6 +136,11 @@ class Packet:
     icmp_inner: Packet | None = None
     truncated: bool = False
     payload_len: int = 0
+    # the packet came out of an encapsulation (a mirror's or an overlay's, see `decapsulate`): (kind, outer source,
+    # outer destination, identifier, outer source port, outer destination port) of the outermost one; kind
+    # "vxlan", "geneve", "erspan", "gre", "ip-in-ip"; identifier the VNI, ERSPAN session or GRE key (None without
+    # one); the ports those of a UDP carrier (VXLAN, GENEVE), else None
+    encap: tuple | None = None
 
     @property
     def is_fragment(self) -> bool:
@@ -180,8 +191,12 @@ _u_frag6 = struct.Struct("!BxHI").unpack_from  # nh, offset/flags, id
 
 _ETH_IPV4 = 0x0800
 _ETH_IPV6 = 0x86DD
-_ETH_VLAN = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 _ETH_PPPOE_SESSION = 0x8864
+_ETH_MPLS = frozenset((0x8847, 0x8848))  # unicast, multicast: a label stack, then (here) an IP packet
+# tags between the MAC addresses and the EtherType of the frame they carry, and the bytes each takes before that
+# next EtherType: 802.1Q/802.1ad VLAN tags 2, Cisco VN-Tag (FEX, Firepower chassis ports) 4, Cisco MetaData (CMD,
+# TrustSec SGT) 6, 802.1BR E-Tag 6
+_ETH_TAGS = {0x8100: 2, 0x88A8: 2, 0x9100: 2, 0x9200: 2, 0x8926: 4, 0x8909: 6, 0x893F: 6}
 
 _AF_INET6_VALUES = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, Darwin
 
@@ -413,9 +428,20 @@ def _ip_any(data: bytes, off: int) -> Packet | None:
 
 
 def _by_ethertype(data: bytes, off: int, et: int) -> Packet | None:
-    while et in _ETH_VLAN:
-        et = (data[off + 2] << 8) | data[off + 3]
-        off += 4
+    for _ in range(8):  # tags: VLAN (QinQ), VN-Tag, CMD, E-Tag, in any order, at most 8
+        skip = _ETH_TAGS.get(et)
+        if skip is None:
+            break
+        off += skip
+        et = (data[off] << 8) | data[off + 1]
+        off += 2
+    if et in _ETH_MPLS:  # RFC 3032 label stack entries (4 bytes) up to the bottom of stack, then IPv4 or IPv6
+        for _ in range(16):
+            bottom = data[off + 2] & 1
+            off += 4
+            if bottom:
+                return _ip_any(data, off)
+        return None
     if et == _ETH_IPV4:
         return _ipv4(data, off)
     if et == _ETH_IPV6:
@@ -443,7 +469,9 @@ def _null_family(data: bytes, swap_first: bool) -> Packet | None:
 
 
 def decode(linktype: int, data: bytes) -> Packet | None:
-    """Decode one captured frame; ``None`` if it is not an IP packet or cannot be parsed.
+    """Decode one captured frame; ``None`` if it is not an IP packet or cannot be parsed. A packet that carries
+    another (VXLAN, GENEVE, ERSPAN, GRE, IP in IP: a mirror's or an overlay's encapsulation) is the packet inside
+    (`decapsulate`), with ``encap`` set.
 
     Never raises on malformed input.
     """
@@ -452,29 +480,150 @@ def decode(linktype: int, data: bytes) -> Packet | None:
             if len(data) < 14:
                 return None
             if data[12] == 8 and data[13] == 0:  # IPv4, the common case
-                return _ipv4(data, 14)
-            return _by_ethertype(data, 14, (data[12] << 8) | data[13])
-        if linktype == 113:
+                p = _ipv4(data, 14)
+            else:
+                p = _by_ethertype(data, 14, (data[12] << 8) | data[13])
+        elif linktype == 113:
             if len(data) < 16:
                 return None
-            return _by_ethertype(data, 16, (data[14] << 8) | data[15])
-        if linktype == 276:
+            p = _by_ethertype(data, 16, (data[14] << 8) | data[15])
+        elif linktype == 276:
             if len(data) < 20:
                 return None
-            return _by_ethertype(data, 20, (data[0] << 8) | data[1])
-        if linktype == 101 or linktype == 12 or linktype == 14:
-            return _ip_any(data, 0)
-        if linktype == 228:
-            return _ipv4(data, 0)
-        if linktype == 229:
-            return _ipv6(data, 0)
-        if linktype == 0:
-            return _null_family(data, False)
-        if linktype == 108:
-            return _null_family(data, True)
+            p = _by_ethertype(data, 20, (data[0] << 8) | data[1])
+        elif linktype == 101 or linktype == 12 or linktype == 14:
+            p = _ip_any(data, 0)
+        elif linktype == 228:
+            p = _ipv4(data, 0)
+        elif linktype == 229:
+            p = _ipv6(data, 0)
+        elif linktype == 0:
+            p = _null_family(data, False)
+        elif linktype == 108:
+            p = _null_family(data, True)
+        else:
+            return None
     except (IndexError, struct.error, ValueError):
         return None
+    if p is not None and p.proto != 6 and (p.proto in _ENCAP_PROTOS or (p.proto == 17 and p.dport in _ENCAP_PORTS)):
+        return decapsulate(p)
+    return p
+
+
+# --- encapsulations: mirrored (ERSPAN, VXLAN from cloud traffic mirroring) or overlaid traffic ------------------
+
+_ENCAP_PROTOS = frozenset((4, 41, 47))  # IPv4 in IP, IPv6 in IP, GRE
+VXLAN_PORTS = frozenset((4789, 8472))  # RFC 7348's, and Linux's default before it
+GENEVE_PORT = 6081  # RFC 8926
+_ENCAP_PORTS = VXLAN_PORTS | {GENEVE_PORT}
+_GRE_ERSPAN2 = 0x88BE  # ERSPAN type I (no GRE sequence number) and II
+_GRE_ERSPAN3 = 0x22EB
+_GRE_TEB = 0x6558  # transparent Ethernet bridging: an Ethernet frame
+_GPE_NEXT = {1: _ETH_IPV4, 2: _ETH_IPV6, 3: _GRE_TEB}  # VXLAN-GPE's next protocol
+
+
+def _inner_frame(data: bytes, off: int, kind: int) -> Packet | None:
+    """The packet at ``data[off:]``: an Ethernet frame (``kind`` 0x6558) or an IP packet (0x0800, 0x86DD)."""
+    if kind == _GRE_TEB:
+        if len(data) - off < 14:
+            return None
+        return _by_ethertype(data, off + 14, (data[off + 12] << 8) | data[off + 13])
+    if kind == _ETH_IPV4:
+        return _ipv4(data, off)
+    if kind == _ETH_IPV6:
+        return _ipv6(data, off)
     return None
+
+
+def _unwrap(p: Packet) -> tuple[str, int | None, Packet | None]:
+    """(kind, identifier, the packet inside ``p`` or None when ``p`` does not hold one by that encapsulation)."""
+    d = p.payload
+    n = len(d)
+    if p.proto == 17:
+        if p.dport == GENEVE_PORT:
+            # RFC 8926: version (2 bits, 0) and options length (6 bits, 4-byte words), flags, protocol type, VNI
+            if n < 8 or d[0] >> 6:
+                return "geneve", None, None
+            return "geneve", (d[4] << 16) | (d[5] << 8) | d[6], \
+                _inner_frame(d, 8 + ((d[0] & 0x3F) << 2), (d[2] << 8) | d[3])
+        # RFC 7348: flags with the I bit (a valid VNI; the other bits and the reserved bytes are ignored on
+        # receipt), the VNI, then an Ethernet frame; with the P bit (VXLAN-GPE) byte 3 names what follows: 1 IPv4,
+        # 2 IPv6, 3 Ethernet
+        if n < 8 or not d[0] & 0x08:
+            return "vxlan", None, None
+        kind = _GRE_TEB
+        if d[0] & 0x04:
+            kind = _GPE_NEXT.get(d[3])
+            if kind is None:
+                return "vxlan", None, None
+        return "vxlan", (d[4] << 16) | (d[5] << 8) | d[6], _inner_frame(d, 8, kind)
+    if p.proto == 47:
+        # RFC 2784/2890: flags (checksum present, routing, key present, sequence number present) and version 0,
+        # protocol type; then checksum and reserved, key, sequence number, each 4 bytes when present
+        if n < 4:
+            return "gre", None, None
+        flags = (d[0] << 8) | d[1]
+        if flags & 0x4007:  # source routing (obsolete) or another version (1: PPTP's): not read
+            return "gre", None, None
+        kind = (d[2] << 8) | d[3]
+        off = 4
+        key = None
+        if flags & 0x8000:
+            off += 4
+        if flags & 0x2000:
+            if n < off + 4:
+                return "gre", None, None
+            key = int.from_bytes(d[off:off + 4], "big")
+            off += 4
+        if flags & 0x1000:
+            off += 4
+        if kind == _GRE_ERSPAN2:
+            if not flags & 0x1000:  # type I: the mirrored frame right after GRE
+                return "erspan", None, _inner_frame(d, off, _GRE_TEB)
+            # type II: version 1 (4 bits), VLAN, COS/encapsulation/truncated, session id (10 bits), index
+            if n < off + 8 or d[off] >> 4 != 1:
+                return "erspan", None, None
+            return "erspan", ((d[off + 2] & 3) << 8) | d[off + 3], _inner_frame(d, off + 8, _GRE_TEB)
+        if kind == _GRE_ERSPAN3:
+            # type III: version 2, VLAN, COS/BSO/truncated, session id, timestamp, SGT, then P, frame type (5 bits),
+            # hardware id, direction, granularity and O (an 8-byte platform-specific subheader follows)
+            if n < off + 12 or d[off] >> 4 != 2:
+                return "erspan", None, None
+            session = ((d[off + 2] & 3) << 8) | d[off + 3]
+            ftype = (d[off + 10] >> 2) & 0x1F
+            inner = off + 12 + (8 if d[off + 11] & 1 else 0)
+            if ftype == 0:
+                return "erspan", session, _inner_frame(d, inner, _GRE_TEB)
+            if ftype == 2 and n > inner:  # an IP packet
+                return "erspan", session, _ip_any(d, inner)
+            return "erspan", session, None
+        return "gre", key, _inner_frame(d, off, kind)
+    if p.proto == 4:
+        return "ip-in-ip", None, _ipv4(d, 0)
+    return "ip-in-ip", None, _ipv6(d, 0)  # 41
+
+
+def decapsulate(p: Packet) -> Packet:
+    """The packet inside ``p`` when ``p`` carries one (VXLAN on UDP 4789 or 8472, GENEVE on 6081, ERSPAN types I,
+    II and III, GRE with IP or Ethernet inside, IPv4/IPv6 in IP), repeatedly (at most 4 levels), with ``encap``
+    naming the outermost; else ``p`` itself. A fragment is not read inside (the pipeline reassembles it, then
+    calls this on the whole packet); nor is what does not have the encapsulation's header or holds no IP packet."""
+    outer = p.encap
+    for _ in range(4):
+        if p.is_fragment:
+            return p
+        if not (p.proto in _ENCAP_PROTOS or (p.proto == 17 and p.dport in _ENCAP_PORTS)):
+            return p
+        try:
+            kind, ident, inner = _unwrap(p)
+        except (IndexError, struct.error, ValueError):
+            return p
+        if inner is None:
+            return p
+        outer = outer or (kind, p.src, p.dst, ident, p.sport, p.dport)
+        inner.encap = outer
+        p = inner
+    return p
 
 
 # --- the raw view of a frame (fast lanes) ----------------------------------------------------------------
@@ -678,19 +827,25 @@ class IPv4Defragmenter:
                 nh = whole[p]
                 p += hl
             try:
-                return _l4(
+                pkt = _l4(
                     6, head.src, head.dst, nh, whole, p, len(whole), len(whole) - p, False, head.ttl, None,
                     head.ip_id, 0, False, total, 0,
                 )
             except (IndexError, struct.error):
                 return None
-        try:
-            return _l4(
-                4, head.src, head.dst, head.proto, whole, 0, len(whole), len(whole), False, head.ttl,
-                head.df, head.ip_id, 0, False, total, 0,
-            )
-        except (IndexError, struct.error):
+        else:
+            try:
+                pkt = _l4(
+                    4, head.src, head.dst, head.proto, whole, 0, len(whole), len(whole), False, head.ttl,
+                    head.df, head.ip_id, 0, False, total, 0,
+                )
+            except (IndexError, struct.error):
+                return None
+        if pkt is None:
             return None
+        pkt.encap = head.encap  # fragments of a packet that was inside another
+        return decapsulate(pkt) if pkt.proto in _ENCAP_PROTOS or (pkt.proto == 17 and pkt.dport in _ENCAP_PORTS) \
+            else pkt
 
 
 #: Alias: the defragmenter handles both IP versions.

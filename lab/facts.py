@@ -165,8 +165,8 @@ def _tshark_wire(capture: Path) -> dict:
     if shutil.which("tshark") is None:
         return {"tcp_syns": None, "udp_client_ports": None}
     p = subprocess.run(["tshark", "-n", "-r", str(capture), "-Y",
-                        ("((tcp.flags.syn == 1 && tcp.flags.ack == 0) || (udp && !icmp && ip.src == 198.18.0.2)) && "
-                         "ip.dst == 198.18.0.1"), "-T",
+                        ("((tcp.flags.syn == 1 && tcp.flags.ack == 0) || (udp && !tcp && !icmp && "
+                         "ip.src == 198.18.0.2)) && ip.dst == 198.18.0.1"), "-T",
                         "fields", "-e", "frame.time_epoch", "-e", "tcp.srcport", "-e", "udp.srcport",
                         "-e", "dtls.handshake.type"], capture_output=True, text=True, check=False)
     if p.returncode != 0:
@@ -175,6 +175,7 @@ def _tshark_wire(capture: Path) -> dict:
     ports: dict[int, dict] = {}
     for line in p.stdout.splitlines():
         cols = (line.split("\t") + ["", "", "", ""])[:4]
+        cols[2] = cols[2].rsplit(",", 1)[-1]  # inside VXLAN (vxlan-mirror): the outer UDP port comes first
         ts = float(cols[0])
         if cols[1]:
             syns.append({"time": ts, "port": int(cols[1])})

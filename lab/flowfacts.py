@@ -45,6 +45,8 @@ def _flows(capture: Path, server: str | None = None, decode_as: tuple[str, ...] 
         return []
     flows: dict[tuple, dict] = {}
     for r in rows:
+        # a packet inside an encapsulation (scenario vxlan-mirror) has the outer addresses and ports first
+        r[2], r[3], r[6], r[7] = (x.rsplit(",", 1)[-1] for x in (r[2], r[3], r[6], r[7]))
         c2s = r[2] == CLIENT_OUTER
         tcp = bool(r[4])
         sport, dport = (int(r[4]), int(r[5])) if tcp else (int(r[6]), int(r[7]))

@@ -22,6 +22,11 @@ from pathlib import Path
 GW_OUTER = "198.18.0.1"
 CLIENT_OUTER = "198.18.0.2"
 OUTER_PREFIX = 24
+# the underlay of a scenario whose link runs in VXLAN (Scenario.underlay, Lab.use_vxlan_underlay)
+UNDERLAY_GW = "198.19.250.1"
+UNDERLAY_CLIENT = "198.19.250.2"
+VXLAN_VNI = 4242
+VXLAN_DEV = "acvx0"
 
 
 class LabError(RuntimeError):
@@ -267,6 +272,23 @@ class Lab:
                 self.ns_run(n, ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
                                 "gro", "off"], check=False)
         return ns
+
+    def use_vxlan_underlay(self, vni: int = VXLAN_VNI) -> None:
+        """Carry the client's and the gateway's link in a VXLAN overlay (RFC 7348, UDP port 4789, VNI ``vni``):
+        the veth pair becomes the underlay (UNDERLAY_GW / UNDERLAY_CLIENT), the outer addresses move to a vxlan
+        device in each namespace. A capture on the client's veth then holds every packet inside VXLAN, as a
+        cloud's traffic mirroring (AWS, Azure) or a capture on a data-centre fabric's uplink gives them."""
+        for ns, dev, addr, mine, peer in ((self.gw_ns, self.gw_if, GW_OUTER, UNDERLAY_GW, UNDERLAY_CLIENT),
+                                          (self.client_ns, self.client_if, CLIENT_OUTER, UNDERLAY_CLIENT,
+                                           UNDERLAY_GW)):
+            self.ns_run(ns, ["ip", "addr", "flush", "dev", dev])
+            self.ns_run(ns, ["ip", "addr", "add", f"{mine}/30", "dev", dev])
+            self.ns_run(ns, ["ip", "link", "add", VXLAN_DEV, "type", "vxlan", "id", str(vni), "local", mine,
+                             "remote", peer, "dstport", "4789", "dev", dev])
+            self.ns_run(ns, ["ip", "addr", "add", f"{addr}/{OUTER_PREFIX}", "dev", VXLAN_DEV])
+            self.ns_run(ns, ["ip", "link", "set", VXLAN_DEV, "up"])
+            self.ns_run(ns, ["ethtool", "-K", VXLAN_DEV, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
+                             "gro", "off"], check=False)
 
     def set_outer_mtu(self, mtu: int) -> None:
         self.ns_run(self.gw_ns, ["ip", "link", "set", self.gw_if, "mtu", str(mtu)])

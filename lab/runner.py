@@ -36,7 +36,17 @@ from .client import (
     write_client_script,
 )
 from .facts import build_facts
-from .netns import CLIENT_OUTER, GW_OUTER, Lab, LabError, StampedProcess, require_tools
+from .netns import (
+    CLIENT_OUTER,
+    GW_OUTER,
+    UNDERLAY_CLIENT,
+    UNDERLAY_GW,
+    VXLAN_VNI,
+    Lab,
+    LabError,
+    StampedProcess,
+    require_tools,
+)
 from .othertraffic import OTHER_NS_ADDRESSES
 from .othertraffic import run_flows as run_other_flows
 from .othertraffic import start_servers as start_other_servers
@@ -310,6 +320,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
 
         with Lab() as lab:
             say(f"[lab] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
+            if sc.underlay == "vxlan":
+                lab.use_vxlan_underlay()
+                act("vxlan-underlay", vni=VXLAN_VNI, underlay=[UNDERLAY_CLIENT, UNDERLAY_GW])
             if sc.outer_mtu:
                 lab.set_outer_mtu(sc.outer_mtu)
             for key, value in sc.client_sysctls.items():

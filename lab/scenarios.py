@@ -52,6 +52,9 @@ class Scenario:
     # openconnect --proxy; the TLS connection is tunnelled in the proxy's CONNECT
     proxy: bool = False
     proxy_basic: str | None = None  # USER:PASSWORD the proxy asks for (407 first; openconnect --proxy-auth=basic)
+    # "vxlan": the client-gateway link runs in a VXLAN overlay and the capture is of its underlay (every packet
+    # inside VXLAN, as cloud traffic mirroring delivers them; Lab.use_vxlan_underlay)
+    underlay: str | None = None
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -169,6 +172,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "Proxy Authentication Required (with a body), openconnect sends the CONNECT again on the same "
              "connection with Proxy-Authorization: Basic, 200, then TLS 1.3 as in http-proxy",
              gateway={"tls-priorities": PRIO_TLS13}, proxy=True, proxy_basic="labproxy:proxypass", wait_dtls=False),
+    Scenario("vxlan-mirror", "baseline seen the way a cloud's traffic mirror (AWS, Azure) or a fabric uplink "
+             "delivers it: the client-gateway link runs in a VXLAN overlay (VNI 4242, UDP 4789) and the capture is "
+             "of the underlay, so every packet of the session is inside VXLAN; the overlay's MTU is 1450",
+             gateway={"tls-priorities": PRIO_TLS13}, underlay="vxlan"),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

@@ -568,6 +568,7 @@ def tshark_follow(path, indices) -> dict[int, dict]:
 
 
 def ours_by_stream(path):
+    ours_by_stream.encapsulated = set()  # frames whose packet was inside VXLAN…: tshark's innermost stream numbers
     ft = FlowTable()
     streams: dict[int, dict] = {}
     frame_index = {}
@@ -589,6 +590,8 @@ def ours_by_stream(path):
             record(fl, ev)
         if ft.last_flow is not None:
             (frame_index if p.proto == 6 else udp_index)[fr.number] = ft.last_flow.index
+        if p.encap is not None:
+            ours_by_stream.encapsulated.add(fr.number)
     for fl, ev in ft.flush():
         record(fl, ev)
     return ft, streams, frame_index, udp_index
@@ -615,10 +618,12 @@ def compare_follow(path, compare_gaps=True) -> int:
     ft, ours, tcp_idx, udp_idx = ours_by_stream(path)
     # stream numbering, as Wireshark's tcp.stream / udp.stream
     res = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "tcp.stream",
-                          "-e", "udp.stream", "-E", "occurrence=f"], capture_output=True, text=True, check=False)
+                          "-e", "udp.stream", "-E", "occurrence=a"], capture_output=True, text=True, check=False)
     for line in res.stdout.splitlines():
         num, ts_, us_ = line.split("\t")
         num = int(num)
+        # a packet inside a UDP carrier has the carrier's udp.stream first, then its own
+        ts_, us_ = (x.split(",")[-1 if num in ours_by_stream.encapsulated else 0] for x in (ts_, us_))
         if num in tcp_idx and ts_:
             assert tcp_idx[num] == int(ts_), f"frame {num}: tcp.stream {ts_}, ours {tcp_idx[num]}"
         if num in udp_idx and us_:

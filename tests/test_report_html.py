@@ -209,7 +209,18 @@ def test_sample_page_data(name):
         assert row[4] == ph["status"]
         assert row[5] == _frames(ph["frames"])
         assert row[6] == " ".join(ph["summary"].split())
-    frows = p.tables.get("findings", [])[1:]
+    # the session's findings table, then the capture-wide one (when the document has capture-wide findings)
+    tables: list = []
+    for r in p.tables.get("findings", []):
+        if r[:2] == ["severity", "id"]:
+            tables.append([])
+        else:
+            tables[-1].append(r)
+    assert len(tables) == bool(s["findings"]) + bool(d["findings"])
+    frows = tables[0] if s["findings"] else []
+    if d["findings"]:
+        assert [(r[0], r[1].split()[0]) for r in tables[-1]] == [(f["severity"].upper(), f["id"])
+                                                                 for f in d["findings"]]
     assert [(r[0], r[1].split()[0]) for r in frows] == [(f["severity"].upper(), f["id"]) for f in s["findings"]]
     for r, f in zip(frows, s["findings"], strict=True):
         assert " ".join(f["message"].split()) in r[4]

@@ -131,6 +131,8 @@ FIXED_SINCE = {
     "http-proxy": "a session through an HTTP proxy read as no session (the flow starts with CONNECT in the clear): "
                   "tests/test_field_captures.py",
     "http-proxy-auth": "the same, the proxy asking for credentials first (407): tests/test_field_captures.py",
+    "vxlan-mirror": "a capture of packets inside VXLAN (a cloud's traffic mirror) read as no session: "
+                    "tests/test_encapsulation.py",
 }
 
 

@@ -80,7 +80,8 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
     """Capture-wide findings: damaged files, flows dropped at the flow-table bound, undecodable frames.
 
     Ids CAPTURE_DAMAGED (warning), CAPTURE_TRUNCATED (warning: packets cut short, when no session tells it),
-    CAPTURE_DUPLICATES (info: packets the capture holds twice), ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) —
+    CAPTURE_DUPLICATES (info: packets the capture holds twice), CAPTURE_ENCAPSULATED (info: packets read inside
+    VXLAN, GENEVE, ERSPAN, GRE or IP in IP), ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) —
     see docs/findings.md.
     """
     out: list[Finding] = []
@@ -118,6 +119,9 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                            remedy="Nothing to fix in the VPN. To capture each packet once: one interface (not -i "
                                   "any), pktmon --comp nics; editcap -d removes such copies from a file.",
                            evidence={"duplicates": copies}))
+    wrapped = getattr(pipe, "encapsulated", None)
+    if wrapped:
+        out.append(_encapsulated(wrapped, analysis))
     if getattr(pipe, "evicted", 0):
         out.append(Finding(id="ANALYSIS_LIMIT", severity="warning", time=None, frames=[],
                            message=f"{pipe.evicted} flow(s) were dropped because the capture holds more concurrent "
@@ -135,3 +139,34 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                                   "--gateway ADDR[:PORT].",
                            evidence={"frames": sum(c.frames for c in analysis.captures)}))
     return out
+
+
+_ENCAP_NAMES = {"vxlan": ("VXLAN", "VNI"), "geneve": ("GENEVE", "VNI"), "erspan": ("ERSPAN", "session"),
+                "gre": ("GRE", "key"), "ip-in-ip": ("IP in IP", None)}
+
+
+def _encapsulated(wrapped: dict, analysis) -> Finding:
+    """CAPTURE_ENCAPSULATED: the packets the capture holds inside an encapsulation, per outer pair and kind."""
+    rows = sorted(wrapped.items(), key=lambda kv: kv[1][1])  # by first frame: the same in every way of running
+    total = sum(n for _k, (n, _f) in rows)
+    parts = []
+    for (kind, src, dst, ident), (n, _first) in rows[:5]:
+        name, id_name = _ENCAP_NAMES.get(kind, (kind, None))
+        parts.append(f"{n} in {name}" + (f" ({id_name} {ident})" if id_name and ident is not None else "")
+                     + f" between {src} and {dst}")
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    cap, frame = rows[0][1][1]
+    return Finding(
+        id="CAPTURE_ENCAPSULATED", severity="info", time=None, frames=[frame],
+        message=f"{total} packet(s) of the capture are inside another packet: " + "; ".join(parts) + more
+                + f" (the first: frame {frame}"
+                + (f" of {analysis.captures[cap].path}" if len(analysis.captures) > 1 and cap < len(analysis.captures)
+                   else "")
+                + "). A traffic mirror (ERSPAN, a cloud's VXLAN or GENEVE mirroring) or an overlay network "
+                  "delivered them so; acflow read the packets inside, and the sessions name their own addresses, "
+                  "not the outer ones.",
+        remedy="Nothing to fix in the VPN. In Wireshark the packets inside are shown under the outer headers "
+               "(VXLAN on a port other than 4789: Decode As).",
+        evidence={"encapsulated_frames": total,
+                  "encapsulations": [{"kind": kind, "outer_addresses": [src, dst], "id": ident,
+                                      "frames": n} for (kind, src, dst, ident), (n, _f) in rows[:20]]})

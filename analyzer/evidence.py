@@ -252,8 +252,12 @@ def _own_evidence(g, downloader_paths) -> Verdict:
             v.add("cstp-frames", "decrypted", "CSTP frames after the CONNECT", [cn.c.tunnel_frame or cn.c.first_frame])
         if cn.cookies_presented or cn.cookies_issued:
             v.add("webvpn-cookie", "decrypted", "the gateway's webvpn session cookie", [cn.c.first_frame])
-        if any(ex.request.target.startswith(p) for ex in cn.gets for p in downloader_paths):
-            ex = next(ex for ex in cn.gets if any(ex.request.target.startswith(p) for p in downloader_paths))
+        from .phases.grouping import SSO_PATH_PREFIX  # noqa: PLC0415 - grouping imports lxml (cli's check)
+
+        dl = [ex for ex in cn.gets if not ex.request.target.startswith(SSO_PATH_PREFIX)
+              and any(ex.request.target.startswith(p) for p in downloader_paths)]
+        if dl:  # (a browser at the gateway's SAML pages during single sign-on is not the downloader)
+            ex = dl[0]
             v.add("downloader", "decrypted", f"downloader GET {ex.request.target}", [ex.request.frame])
         if not cn.c.decrypted and cn.c.is_tls:
             pat = cstp_record_pattern(cn.c, _suite(cn.c))

@@ -31,6 +31,8 @@ SHORT_REMEDY = {
     "AUTH_FAILED": "check the username and password (or second factor) and the authentication server's log for "
                    "this user",
     "GROUP_URL_UNKNOWN": "give the client the gateway's address without a path, or a group URL the gateway defines",
+    "AUTH_SSO_INCOMPLETE": "find where the SAML sign-in stopped: the user, the identity provider's log, the browser's "
+                           "way to the identity provider and back",
     "TLS_CERT_UNTRUSTED": "install a certificate the clients trust that names the host they connect to",
     "TLS_CERT_HASH_MISMATCH": "find what presents another certificate between client and gateway (TLS inspection, "
                               "a second gateway behind one name)",
@@ -181,7 +183,13 @@ def judge(s: Session) -> SessionVerdict:
 
     # -- no tunnel ----------------------------------------------------------------------------------------------
     if decrypted and not connected:
-        for fid, experienced in (("GROUP_URL_UNKNOWN", "Could not log in"), ("AUTH_FAILED", "Login failed"),
+        sso = first("AUTH_SSO_INCOMPLETE")
+        if sso is not None and sso.severity == "info":  # the capture ended while the user was signing in
+            return _verdict("inconclusive", "Login still in progress when the capture ended",
+                            "SAML single sign-on was waiting for the user's browser to bring the token back",
+                            sso.frames, sso.time, _short_remedy(sso), ["AUTH_SSO_INCOMPLETE"], s)
+        for fid, experienced in (("GROUP_URL_UNKNOWN", "Could not log in"),
+                                 ("AUTH_SSO_INCOMPLETE", "Login not completed"), ("AUTH_FAILED", "Login failed"),
                                  ("CONNECT_REJECTED", "Logged in, but the gateway refused the tunnel"),
                                  ("TLS_ALERT", "No tunnel: a TLS connection to the gateway failed"),
                                  ("TLS_CERT_UNTRUSTED", "Could not connect: the gateway certificate is refused"),
@@ -190,6 +198,13 @@ def judge(s: Session) -> SessionVerdict:
             if f is not None and (fid != "AUTH_FAILED" or f.severity == "error" or status.get("user-auth") ==
                                   "failed"):
                 cause = _plain(f.message)
+                if fid == "AUTH_SSO_INCOMPLETE":
+                    waited = f.evidence.get("waited")
+                    cause = ("the SAML sign-in in the browser never brought a token back" +
+                             (f"; the client gave up after {waited:.1f} s" if isinstance(waited, (int, float))
+                              else ""))
+                    if f.evidence.get("browser_requests") == 0 and isinstance(waited, (int, float)) and waited < 2:
+                        cause = "the client gave up at once, without opening a browser for the SAML sign-in"
                 if fid == "AUTH_FAILED" and f.evidence.get("gateway_message"):
                     cause = f"the gateway rejected the login (“{f.evidence['gateway_message']}”)"
                 return _verdict("failed", experienced, cause, f.frames, f.time, _short_remedy(f), [fid], s)

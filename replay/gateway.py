@@ -33,11 +33,13 @@ import shutil
 import signal
 import socket
 import ssl
+import string
 import struct
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -254,7 +256,10 @@ class ScriptedGateway:
             "server_cert_sha1": hashlib.sha1(der).hexdigest().upper(),
             "dtls_session_id": secrets.token_hex(32).upper(),
             "session_id": str(secrets.randbelow(10**6)),
+            "sso_token": "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32)),
+            "sso_blob": "",  # set from the client's X-AnyConnect-STRAP-DH-Pubkey (`_note_sso_key`)
         }
+        self._sso_key: str | None = None
         self.values.update(script.vars)
         self._ctx = self._context(cert, key, keylog, alert=None)
         self._alert_ctx = (self._context(cert, key, keylog, alert=TLS_ALERTS[script.tls.alert])
@@ -577,6 +582,7 @@ class ScriptedGateway:
             req = self._read_request(sock, buf)
             if req is None:
                 return "client closed" if not self._stop.is_set() else "gateway stopping"
+            self._note_sso_key(req)
             step, skipped = self._choose(req)
             nearest = skipped is None
             skipped = skipped or []
@@ -602,6 +608,19 @@ class ScriptedGateway:
             if close:
                 return "closed by script"
         return "gateway stopping"
+
+    def _note_sso_key(self, req: Request) -> None:
+        """``${sso_blob}``: the SSO token sealed to the DH key the client sends with each request."""
+        key = req.header("X-AnyConnect-STRAP-DH-Pubkey")
+        if key and key != self._sso_key:
+            from .sso import seal_token  # noqa: PLC0415 - only scripts with SAML need it
+
+            try:
+                # percent-encoded: it goes in a URL path (base64's '+' would read as a space)
+                self.values["sso_blob"] = urllib.parse.quote(seal_token(key, self.values["sso_token"]), safe="")
+                self._sso_key = key
+            except ValueError as e:
+                self.emit("note", f"X-AnyConnect-STRAP-DH-Pubkey not usable: {e}")
 
     def _set_legacy_dtls(self, n: int, req: Request) -> None:
         """Legacy DTLS: the session the client will resume (its X-DTLS-Master-Secret, our X-DTLS-Session-ID)."""

@@ -35,8 +35,11 @@ A script is a JSON-compatible dict (or a `.json` file holding one); `Script.from
 
 Placeholders: `${name}` is replaced by `vars[name]` or by a value the gateway knows at run time:
 `cookie` (the webvpn cookie it issues), `server_cert_sha1` (SHA-1 of the DER certificate it presents, upper-case
-hex), `dtls_session_id` (64 hex digits), `session_id` (decimal). A placeholder that is neither is an error when the
-script is loaded.
+hex), `dtls_session_id` (64 hex digits), `session_id` (decimal), `sso_token` (the SAML single sign-on token it
+issues, 32 letters and digits) and `sso_blob` (that token sealed to the key of the last request's
+X-AnyConnect-STRAP-DH-Pubkey header, as an external browser carries it to the client: replay/sso.py; base64,
+percent-encoded for a URL). A placeholder
+that is neither is an error when the script is loaded.
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-RUNTIME_VARS = ("cookie", "server_cert_sha1", "dtls_session_id", "session_id")
+RUNTIME_VARS = ("cookie", "server_cert_sha1", "dtls_session_id", "session_id", "sso_token", "sso_blob")
 
 # CSTP packet types (the 8-byte "STF\x01" header's type byte)
 CSTP_TYPES = {"data": 0x00, "dpd-req": 0x03, "dpd-resp": 0x04, "disconnect": 0x05, "keepalive": 0x07,

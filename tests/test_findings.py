@@ -86,6 +86,10 @@ EXPECTED = {
                              ("info", "SESSION_DISCONNECT"), ("warning", "AUTH_FAILED")},
     "scripted/login-retry-asa": {("info", "AUTH_MULTI_ROUND"), ("info", "DTLS_NOT_OFFERED"),
                                  ("info", "SESSION_DISCONNECT"), ("warning", "AUTH_FAILED")},
+    # SAML single sign-on: completed (the browser's SAML pages are not the downloader), never completed, no browser
+    "scripted/saml-external-browser": {("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
+    "scripted/saml-browser-stalled": {("error", "AUTH_SSO_INCOMPLETE")},
+    "scripted/saml-no-browser": {("error", "AUTH_SSO_INCOMPLETE")},
     # lab samples cut as field captures come (lab/cuts.py): a snapshot length of 128 bytes (pktmon's default), the
     # CSTP tunnel over TLS seen mid-tunnel (the DISCONNECT read from record sizes), a capture filtered to UDP
     "cut/baseline-snaplen-128": {("warning", "CAPTURE_TRUNCATED")},

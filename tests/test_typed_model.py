@@ -131,6 +131,11 @@ FIXED_SINCE = {
     "http-proxy": "a session through an HTTP proxy read as no session (the flow starts with CONNECT in the clear): "
                   "tests/test_field_captures.py",
     "http-proxy-auth": "the same, the proxy asking for credentials first (407): tests/test_field_captures.py",
+    "scripted__saml-external-browser": "a completed SAML single sign-on read as a failed downloader (the browser's "
+                                       "GET of /+CSCOE+/saml/sp/login answered 302): tests/test_sso.py",
+    "scripted__saml-browser-stalled": "a SAML sign-in that never came back read as 'user-auth absent, no CONNECT': "
+                                      "tests/test_sso.py, AUTH_SSO_INCOMPLETE",
+    "scripted__saml-no-browser": "the same for a client without a browser for the mode asked: tests/test_sso.py",
     "vxlan-mirror": "a capture of packets inside VXLAN (a cloud's traffic mirror) read as no session: "
                     "tests/test_encapsulation.py",
 }

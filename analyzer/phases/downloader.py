@@ -6,7 +6,7 @@ from dataclasses import field
 
 from ..model import Phase, Secret
 from ..wording import plural
-from .grouping import DOWNLOADER_PATHS, Group, cookie
+from .grouping import DOWNLOADER_PATHS, Group, cookie, is_sso_path
 from .record import UNSET, Record, record
 from .user_auth import ManifestEntry
 
@@ -52,6 +52,10 @@ def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
         for ex in cn.gets:
             # the downloader GETs its files with the session cookie; a cookie-less GET elsewhere is the client's
             # own fallback (openconnect GETs the URL it was given when its POST fails), not the downloader
+            # (the user's browser at the gateway's SAML pages during single sign-on is not the downloader: phase
+            # user-auth has its requests)
+            if is_sso_path(ex.request.target):
+                continue
             if any(ex.request.target.startswith(x) for x in DOWNLOADER_PATHS) or \
                     (cn.kind == "downloader" and cookie(ex.request.headers)):
                 gets.append((cn, ex))

@@ -17,7 +17,7 @@ this package) read a group's trackers and the HTTP exchanges classified here (`C
 from __future__ import annotations
 
 from dissectors import aggauth
-from dissectors.redact import redact_headers, redact_xml
+from dissectors.redact import REDACTED, redact_headers, redact_xml
 
 from ..dtlsflow import DTLSFlow
 from ..tcptracker import TCPTracker
@@ -25,6 +25,26 @@ from .record import HeaderList, XMLText
 
 JOIN_WINDOW = 120.0
 DOWNLOADER_PATHS = ("/profiles/", "/CACHE/", "/+CSCOT+/", "/1/VPNManifest", "/1/binaries", "/+CSCOE+/")
+
+
+#: the paths of a Cisco gateway's SAML service-provider pages (/+CSCOE+/saml/sp/login, …/acs, …/logout,
+#: /+CSCOE+/saml_ac_login.html): a browser's, during single sign-on, not the downloader's
+SSO_PATH_PREFIX = "/+CSCOE+/saml"
+
+
+def is_sso_path(target: str, paths=()) -> bool:
+    """A request target of the user's browser during SAML single sign-on: a SAML page of the gateway, or one of the
+    sign-in URLs the gateway's auth-request named (``paths``)."""
+    return target.startswith(SSO_PATH_PREFIX) or target in paths
+
+
+def redact_sso_location(url: str) -> str:
+    """``url`` without the sealed token of a redirect to the client's http://localhost:29786/api/sso/<token>."""
+    head, sep, rest = url.partition("/api/sso/")
+    if not sep:
+        return url
+    _blob, q, query = rest.partition("?")
+    return head + sep + REDACTED + (q + query if q else "")
 
 
 def cookie(headers, name: str = "webvpn") -> str | None:

@@ -3,10 +3,20 @@ gateway's `type="complete"` answer (session token, server-cert-hash, manifests) 
 from __future__ import annotations
 
 from dataclasses import field
+from urllib.parse import urlsplit
 
 from ..model import Phase, Secret
 from ..wording import plural
-from .grouping import Group, any_undecrypted, form_fields, posts, set_cookie, xml_view
+from .grouping import (
+    Group,
+    any_undecrypted,
+    form_fields,
+    is_sso_path,
+    posts,
+    redact_sso_location,
+    set_cookie,
+    xml_view,
+)
 from .record import UNSET, Record, XMLText, record
 
 
@@ -73,6 +83,44 @@ class ManifestEntry(Record):
 
 
 @record
+class SsoBrowserRequest(Record):
+    """A request of the user's browser to the gateway during a SAML single sign-on (its own TLS connection)."""
+    time: float
+    frame: int
+    connection: str
+    target: str
+    status: int = UNSET
+    response_frame: int = UNSET
+    #: where the answer sent the browser: the identity provider, the client's http://localhost:29786/api/sso/
+    #: (the token handed over: its sealed copy is always redacted), the final page
+    location: str | None = UNSET
+
+
+@record
+class SingleSignOn(Record):
+    """SAML single sign-on (aggregate-auth v2 `sso-v2-*`): the gateway answered with a sign-in URL instead of a
+    credentials form; the user signs in with the identity provider in a browser, which brings a token back to the
+    client (embedded browser: the client reads the token cookie; external browser: the gateway sends the browser
+    to the client's http://localhost:29786/api/sso/…), and the client posts it as `<sso-token>`."""
+    login_url: str | None
+    final_url: str | None
+    browser_mode: str  # "external" (sso-v2-browser-mode) or "embedded"
+    token_cookie_name: str | None
+    offered_time: float
+    offered_frame: int
+    #: "token-returned" (an auth-reply carried <sso-token>), "gave-up" (the client closed its connection without
+    #: one), "capture-ended" (still waiting when the capture ends)
+    outcome: str
+    browser: list[SsoBrowserRequest] = field(default_factory=list)
+    token_time: float = UNSET
+    token_frame: int = UNSET
+    waited: float = UNSET  # seconds from the sign-in URL to the token (the user in the browser), or to the give-up
+    identity_provider: str | None = UNSET  # the host the browser was sent to sign in at, when the capture shows it
+    #: the `<auth-method>`s the client announced in its init (`single-sign-on-v2`, `single-sign-on-external-browser`…)
+    client_auth_methods: list[str] = UNSET
+
+
+@record
 class UserAuthDetails(Record):
     rounds: list[AuthRound] = field(default_factory=list)
     mode: str = "aggregate-auth"  # or "legacy-form"
@@ -86,6 +134,7 @@ class UserAuthDetails(Record):
     complete_xml: XMLText = UNSET
     rejected_rounds: int = UNSET
     failure_message: str | None = UNSET
+    sso: SingleSignOn = UNSET  # SAML single sign-on, when the gateway asked for it
 
     def to_json(self, show_secrets: bool = False) -> dict:
         out = super().to_json(show_secrets)
@@ -168,12 +217,38 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         p.status = "ok"
         p.summary = f"success (legacy form login, {plural(len(rounds), 'POST')})"
         return p
+    sso = _single_sign_on(g, rounds)
+    if sso is not None and sso.outcome != "token-returned" and complete is None:
+        d = UserAuthDetails(rounds=rounds, mode="aggregate-auth", sso=sso, rejected_rounds=0)
+        p.touch(sso.offered_time, sso.offered_frame)
+        for b in sso.browser:
+            p.touch(b.time, b.frame)
+        seen = f"the browser's requests: {plural(len(sso.browser), 'GET')}" if sso.browser else \
+            "no request of the browser in the capture"
+        idp = f", sent to sign in at {sso.identity_provider}" if sso.identity_provider is not UNSET else ""
+        if sso.outcome == "gave-up":
+            d.result = "failure"
+            d.failure_message = "SAML single sign-on not completed"
+            p.status = "failed"
+            p.summary = (f"SAML single sign-on ({sso.browser_mode} browser) not completed: no token came back; the "
+                         f"client gave up after {sso.waited:.1f} s ({seen}{idp})")
+        else:
+            p.status = "incomplete"
+            p.summary = (f"SAML single sign-on ({sso.browser_mode} browser) still waiting for the token when the "
+                         f"capture ended, {sso.waited:.1f} s after the sign-in URL ({seen}{idp})")
+        p.details = d
+        return p
     if not rounds and complete is None:
         p.status = "undecrypted" if any_undecrypted(g) else "absent"
         p.summary = "TLS not decrypted" if p.status == "undecrypted" else "no auth-reply POST"
         p.details = None
         return p
     d = UserAuthDetails(rounds=rounds, mode="aggregate-auth")
+    if sso is not None:
+        d.sso = sso
+        p.touch(sso.offered_time, sso.offered_frame)
+        for b in sso.browser:
+            p.touch(b.time, b.frame)
     if complete is not None:
         ex, rs = complete
         d.result = "success"
@@ -197,6 +272,9 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         d.rejected_rounds = len(rejected)
         p.summary = f"success after {plural(len(rounds), 'round')}" + (
             f"; {len(rejected)} rejected first ({rejected[0].rejection})" if rejected else "")
+        if sso is not None:
+            p.summary = (f"SAML single sign-on ({sso.browser_mode} browser), token after {sso.waited:.1f} s; "
+                         + p.summary)
         p.touch(ex.response.ts, ex.response.frame)
     else:
         d.result = "failure" if failure is not None or rounds else None
@@ -216,6 +294,73 @@ def build(g: Group, tls_phase: Phase) -> Phase:
 
 def _opt(v):
     return None if v is UNSET else v
+
+
+def _auth_value(ca, name: str) -> str | None:
+    for k, v in (ca.auth.values if ca is not None and ca.auth is not None else ()):
+        if k == name:
+            return v.strip() or None
+    return None
+
+
+def _single_sign_on(g: Group, rounds: list[AuthRound]) -> SingleSignOn | None:
+    """The SAML single sign-on of a group: the last answer offering `sso-v2-login`, the browser's requests to the
+    gateway, the auth-reply that brought the token back (or how the wait ended)."""
+    offer = None
+    methods: list[str] | None = None
+    for cn, ex, rq, rs in posts(g):
+        if rq is not None and rq.type == "init" and rq.capabilities:
+            methods = [v for k, v in rq.capabilities if k == "auth-method" and v]
+        if ex.response is not None and _auth_value(rs, "sso-v2-login"):
+            offer = (cn, ex, rs)
+    if offer is None:
+        return None
+    cn, ex, rs = offer
+    resp = ex.response
+    login, final = _auth_value(rs, "sso-v2-login"), _auth_value(rs, "sso-v2-login-final")
+    mode = (_auth_value(rs, "sso-v2-browser-mode") or "").lower()
+    sso = SingleSignOn(login_url=login, final_url=final, browser_mode="external" if mode == "external" else "embedded",
+                       token_cookie_name=_auth_value(rs, "sso-v2-token-cookie-name"),
+                       offered_time=resp.ts, offered_frame=resp.frame, outcome="capture-ended")
+    if methods is not None:
+        sso.client_auth_methods = methods
+    paths = {_path(u) for u in (login, final, _auth_value(rs, "sso-v2-logout")) if u}
+    for other in g.conns:
+        for bx in other.gets:
+            if bx.request.ts < resp.ts or not is_sso_path(bx.request.target, paths):
+                continue
+            b = SsoBrowserRequest(time=bx.request.ts, frame=bx.request.frame, connection=f"tcp.stream {other.c.index}",
+                                  target=bx.request.target)
+            if bx.response is not None:
+                b.status, b.response_frame = bx.response.status, bx.response.frame
+                where = bx.response.headers.get("Location")
+                if where:
+                    b.location = redact_sso_location(where)
+                    host = urlsplit(where).hostname
+                    if host and host not in ("localhost", "127.0.0.1", "::1") and \
+                            sso.identity_provider is UNSET and _path(where) not in paths and \
+                            not is_sso_path(_path(where), paths):
+                        sso.identity_provider = host
+            sso.browser.append(b)
+    sso.browser.sort(key=lambda b: b.frame)
+    token = next((r for r in rounds if "sso-token" in r.fields and r.time >= resp.ts), None)
+    if token is not None:
+        sso.outcome, sso.token_time, sso.token_frame = "token-returned", token.time, token.frame
+        sso.waited = round(token.time - resp.ts, 3)
+        return sso
+    closed = [c for c in (cn.c.closed or []) if c.get("direction") == "c2s" and c.get("ts", 0) >= resp.ts]
+    if closed:
+        sso.outcome = "gave-up"
+        sso.waited = round(closed[0]["ts"] - resp.ts, 3)
+    else:
+        end = max([resp.ts, cn.c.last_ts or resp.ts, *(b.time for b in sso.browser)])
+        sso.waited = round(end - resp.ts, 3)
+    return sso
+
+
+def _path(url: str) -> str:
+    u = urlsplit(url)
+    return (u.path or "/") + (f"?{u.query}" if u.query else "")
 
 
 _REJECTION_WORDS = ("fail", "invalid", "incorrect", "denied", "wrong", "rejected", "expired", "locked")

@@ -19,6 +19,7 @@ RULE_MODULES = [
     "aggauth",
     "group_url",
     "auth_failed",
+    "auth_sso",
     "downloader",
     "connect_rejected",
     "mtu",

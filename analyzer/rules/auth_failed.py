@@ -20,6 +20,9 @@ def check(session, ctx):
     d = p.details if isinstance(p.details, UserAuthDetails) else None
     out = []
     rounds = d.rounds if d is not None else []
+    sso = opt(d.sso) if d is not None else None
+    if sso is not None and sso.outcome != "token-returned":
+        return []  # no credentials were ever sent: AUTH_SSO_INCOMPLETE (rules/auth_sso.py) tells it
     if p.status == "failed":
         last = rounds[-1] if rounds else None
         msg = " ".join(((d.failure_message if d is not None else None)

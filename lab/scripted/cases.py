@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..client import TUNNEL_GW, TUNNEL_NET, USER, USER_PASSWORD
+from ..client import HOSTNAME, TUNNEL_GW, TUNNEL_NET, USER, USER_PASSWORD
 
 TUNNEL_IP = "198.19.0.50"
 TUNNEL_IP6 = "2001:2::50"  # RFC 5180 benchmarking range, like 198.18.0.0/15 for IPv4
@@ -250,6 +250,11 @@ class Case:
     # the client namespace drops incoming UDP from this gateway port (nftables input hook): the answers reach the
     # client's wire, hence the capture on its veth, but never its socket (a one-way firewall rule)
     client_drops_udp_from: int | None = None
+    # SAML single sign-on: openconnect --external-browser runs the lab's browser (lab/scripted/browser.py) in this
+    # mode: "follow" (the redirects, back to the client's port 29786 with the token) or "stall" (the first page
+    # only: a user who closed the window); `give_up_after` seconds later the user presses Ctrl-C (SIGINT)
+    external_browser: str | None = None
+    give_up_after: float | None = None
 
 
 def _fallback_script(c: dict) -> dict:
@@ -519,6 +524,112 @@ def _login_retry_asa_script(c: dict) -> dict:
                            "second with complete; then the tunnel (CSTP)",
             "vars": {"aggauth_handle": "1193835"},
             "steps": [init, init_group, wrong, right, connect_step(connect_headers(mtu=1399), note="tunnel on CSTP")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+SSO_LOGIN_PATH = "/+CSCOE+/saml/sp/login?tgname=ACFLOW-SAML&acsamlcap=v2"
+SSO_FINAL_PATH = "/+CSCOE+/saml_ac_login.html"
+
+# an ASA tunnel group with SAML authentication answers init so (the element set as other AnyConnect-protocol clients'
+# fixtures show it; not recorded from an ASA): no credentials asked, the client is sent to a browser
+SSO_INIT_REPLY = f"""<?xml version="1.0" encoding="UTF-8"?>
+<config-auth client="vpn" type="auth-request" aggregate-auth-version="2">
+<opaque is-for="sg">
+<tunnel-group>ACFLOW-SAML</tunnel-group>
+<aggauth-handle>${{aggauth_handle}}</aggauth-handle>
+<auth-method>single-sign-on-v2</auth-method>
+<config-hash>1717171717172</config-hash>
+</opaque>
+<auth id="main">
+<title>Login</title>
+<message>Please complete the authentication process in the AnyConnect Login window.</message>
+<banner></banner>
+<sso-v2-login>https://{HOSTNAME}{SSO_LOGIN_PATH.replace("&", "&#x26;")}</sso-v2-login>
+<sso-v2-login-final>https://{HOSTNAME}{SSO_FINAL_PATH}</sso-v2-login-final>
+<sso-v2-logout>https://{HOSTNAME}/+CSCOE+/saml/sp/logout</sso-v2-logout>
+<sso-v2-logout-final>https://{HOSTNAME}{SSO_FINAL_PATH}</sso-v2-logout-final>
+<sso-v2-token-cookie-name>acSamlv2Token</sso-v2-token-cookie-name>
+<sso-v2-error-cookie-name>acSamlv2Error</sso-v2-error-cookie-name>
+<sso-v2-browser-mode>external</sso-v2-browser-mode>
+<form>
+<input type="sso" name="sso-token"></input>
+</form>
+</auth>
+</config-auth>
+"""
+
+_IDP_PAGE = ("<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>\n<form method=\"post\" "
+             "action=\"/idp/login\"><input name=\"username\"/><input type=\"password\" name=\"password\"/>"
+             "</form>\n</body></html>\n")
+
+
+def _sso_steps(*, stall: bool) -> list[dict]:
+    init = {"id": "init", "note": "aggregate-auth v2 init -> auth-request with sso-v2-login (external browser), no "
+                                  "credentials asked",
+            "expect": {"method": "POST", "path": "/", "body_contains": ['type="init"']},
+            "respond": {"status": 200, "reason": "OK", "headers": XML_HEADERS, "body": SSO_INIT_REPLY}}
+    if stall:
+        login = {"id": "sso-login", "note": "the browser at sso-v2-login: the identity provider's sign-in page, "
+                                            "which the user never fills in",
+                 "expect": {"method": "GET", "path_regex": re.escape(SSO_LOGIN_PATH)},
+                 "respond": {"status": 200, "reason": "OK", "headers": [["Content-Type", "text/html"]],
+                             "body": _IDP_PAGE}}
+        return [init, login]
+    ret = "https%3A%2F%2F" + HOSTNAME + "%2F%2BCSCOE%2B%2Fsaml_ac_login.html"
+    login = {"id": "sso-login", "note": "the browser at sso-v2-login; the identity provider stood in for (it would "
+                                        "vouch for the user here): sent back to the client's port 29786 with the "
+                                        "SSO token sealed to its STRAP DH key",
+             "expect": {"method": "GET", "path_regex": re.escape(SSO_LOGIN_PATH)},
+             "respond": {"status": 302, "reason": "Found",
+                         "headers": [["Location", f"http://localhost:29786/api/sso/${{sso_blob}}?return={ret}"],
+                                     ["Set-Cookie", "acSamlv2Token=${sso_token}; path=/; secure"],
+                                     ["Content-Length", "0"]], "body": ""}}
+    final = {"id": "sso-final", "note": "the browser, sent on by the client, at sso-v2-login-final",
+             "expect": {"method": "GET", "path": SSO_FINAL_PATH},
+             "respond": {"status": 200, "reason": "OK", "headers": [["Content-Type", "text/html"]],
+                         "body": "<html><body>Authentication successful. You may close this window.</body></html>\n"}}
+    reply = {"id": "sso-token", "note": "the client's auth-reply with the SSO token -> complete and the webvpn cookie",
+             "expect": {"method": "POST", "path": "/",
+                        "body_contains": ['type="auth-reply"', "<sso-token>${sso_token}</sso-token>"]},
+             "respond": {"status": 200, "reason": "OK", "headers": XML_HEADERS + cookie_headers(),
+                         "body": complete_reply()}}
+    return [init, login, final, reply]
+
+
+def _saml_script(c: dict) -> dict:
+    return {"name": "saml-external-browser",
+            "description": "SAML single sign-on with an external browser: init is answered with sso-v2-login "
+                           "(browser mode external); openconnect opens the lab's browser, which the gateway sends "
+                           "back to http://localhost:29786/api/sso/<token sealed to the client's "
+                           "X-AnyConnect-STRAP-DH-Pubkey>; the client posts <sso-token> and is logged in; tunnel "
+                           "on CSTP",
+            "vars": {"aggauth_handle": "1193840"},
+            "steps": [*_sso_steps(stall=False), connect_step(connect_headers(mtu=1399), note="tunnel on CSTP")],
+            # the browser's GET of the final page and the client's auth-reply race (both follow the token's
+            # arrival at port 29786): whichever comes second is answered by its own step all the same
+            "unmatched_nearest": True,
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _saml_stalled_script(c: dict) -> dict:
+    return {"name": "saml-browser-stalled",
+            "description": "SAML single sign-on with an external browser that never comes back: the browser gets "
+                           "the identity provider's sign-in page and stops (the user closed the window); "
+                           "openconnect waits on port 29786 until the user presses Ctrl-C",
+            "vars": {"aggauth_handle": "1193841"},
+            "steps": _sso_steps(stall=True),
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _saml_no_browser_script(c: dict) -> dict:
+    init, login = _sso_steps(stall=True)
+    init = {**init, "respond": {**init["respond"], "body": init["respond"]["body"].replace(
+        "<sso-v2-browser-mode>external</sso-v2-browser-mode>\n", "")}}
+    return {"name": "saml-no-browser",
+            "description": "SAML single sign-on in the default (embedded browser) mode, to a client that has no "
+                           "browser to offer: openconnect without a webview",
+            "vars": {"aggauth_handle": "1193842"},
+            "steps": [init, login],
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
 
 
@@ -896,6 +1007,39 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("openconnect was logged in by the second password and connected", log_line(r"^CSTP connected")),
           ("pings answered", _pings_answered)],
          pings=[(4, 2, 56)], hold=1.0, passwords=(WRONG_PASSWORD, USER_PASSWORD)),
+    Case("saml-external-browser",
+         "SAML single sign-on through an external browser: the token comes back by http://localhost:29786, the "
+         "client posts it and is logged in",
+         _saml_script,
+         [("the gateway asked for single sign-on and got the token back in an auth-reply",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request") if e.get("step") != "sso-final"][:3]
+                        == ["init", "sso-login", "sso-token"],
+                        [e.get("step") for e in ctx.ev("request")])),
+          ("the browser was sent on to the final page", count_at_least("request", 1, step="sso-final")),
+          ("openconnect received the token from the browser", log_line(r"^Got encrypted SSO token of \d+ bytes")),
+          ("openconnect connected", log_line(r"^CSTP connected")),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=1.0, external_browser="follow"),
+    Case("saml-browser-stalled",
+         "SAML single sign-on whose browser never comes back: openconnect waits on port 29786; the user gives up "
+         "(Ctrl-C) 8 s later",
+         _saml_stalled_script,
+         [("the gateway asked for single sign-on; the browser fetched the sign-in page and nothing came back",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request")] == ["init", "sso-login"],
+                        [e.get("step") for e in ctx.ev("request")])),
+          ("openconnect never got a token", no_log_line(r"SSO token")),
+          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         expect_connect=False, external_browser="stall", give_up_after=8.0),
+    Case("saml-no-browser",
+         "SAML single sign-on in embedded-browser mode to openconnect, which has no embedded browser: it gives up at "
+         "once",
+         _saml_no_browser_script,
+         [("the gateway asked for single sign-on and no browser came",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request")] == ["init"],
+                        [e.get("step") for e in ctx.ev("request")])),
+          ("openconnect has no single sign-on handler", log_line(r"No SSO handler")),
+          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         expect_connect=False),
     Case("dtls-source-mismatch",
          "DTLS ClientHellos to X-DTLS-Port are answered (HelloVerifyRequest) from another gateway port",
          _dtls_source_script,

@@ -146,6 +146,14 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
 
             base = openconnect_argv(pki.pin_sha256)
             cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
+            if case.external_browser:  # SAML: openconnect runs the lab's browser (lab/scripted/browser.py)
+                browser = work / "browser.sh"
+                browser.write_text(f"#!/bin/sh\ncd {ROOT}\nexec {sys.executable} -m lab.scripted.browser \"$@\"\n")
+                browser.chmod(0o755)
+                base.append(f"--external-browser={browser}")
+                cenv.update(ACFLOW_BROWSER_CA=str(pki.ca_cert), ACFLOW_BROWSER_KEYLOG=str(curl_keys),
+                            ACFLOW_BROWSER_LOG=str(work / "browser.log"), ACFLOW_BROWSER_MODE=case.external_browser)
+                act("external-browser", mode=case.external_browser)
             auth_args = ["-u", USER, "--passwd-on-stdin"]
             if case.flow == "split":
                 cookie, authp = authenticate(lab, base, auth_args, work / "client-auth.log", cenv, USER_PASSWORD)
@@ -165,7 +173,11 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                     client = start_openconnect(lab, base, work, cenv, vpnc, auth_args=auth_args)
             act("client-started", pid=client.pid)
 
-            if not case.expect_connect:
+            if not case.expect_connect and case.give_up_after:
+                time.sleep(case.give_up_after)  # the user waits, then gives up
+                act("user-gives-up")
+                interrupt_client(client, act)
+            elif not case.expect_connect:
                 await_exit(client, act)
             else:
                 wait_client_line(client, "CSTP connected", 30, "openconnect did not connect")
@@ -225,7 +237,8 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         collect_outputs(work, out, keylogs=(gw_keys, cl_keys, curl_keys, dtls_keys),
                         files=("client.log", "client-auth.log", "gateway.log", "curl.log", "script.json",
                                "gateway-events.jsonl", "server-key.pem", "server-cert.pem", "ca.pem",
-                               "downloaded-profile.xml", "script-ipv6.log", "dtls-server.log", "dtls-events.jsonl"))
+                               "downloaded-profile.xml", "script-ipv6.log", "dtls-server.log", "dtls-events.jsonl",
+                               "browser.log"))
         evs = [json.loads(l) for l in events.read_text().splitlines() if l.strip()] if events.exists() else []
         if (work / "dtls-events.jsonl").exists():
             extra["dtls_events"] = [json.loads(l) for l in (work / "dtls-events.jsonl").read_text().splitlines()

@@ -1,0 +1,87 @@
+"""The lab's "external browser" for SAML single sign-on cases (openconnect --external-browser=THIS).
+
+openconnect runs it with the gateway's `sso-v2-login` URL once it listens on http://localhost:29786/. It does what
+a browser does with the scripted gateway's pages: GETs the URL over TLS (the lab CA trusted, the gateway's name
+resolved to its lab address, TLS secrets in $ACFLOW_BROWSER_KEYLOG), follows the redirects — to the client's
+http://localhost:29786/api/sso/<blob> (which openconnect answers with a redirect to the `return` page) and back to
+the gateway — at most 8 of them, and logs every request and answer to $ACFLOW_BROWSER_LOG (epoch seconds, a tab,
+the line). $ACFLOW_BROWSER_MODE "stall": it GETs the first URL and then stops, as a user who closed the browser
+window or an identity provider that never answers would (openconnect then waits on port 29786).
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import ssl
+import sys
+import time
+from urllib.parse import urlsplit
+
+from lab.netns import GW_OUTER
+
+HOSTNAME = "vpn.acflow.test"
+
+
+def _log(line: str) -> None:
+    path = os.environ.get("ACFLOW_BROWSER_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{time.time():.6f}\t{line}\n")
+
+
+class _TLS(http.client.HTTPSConnection):
+    """HTTPS to ``name`` (SNI, Host, certificate check) at the address ``addr``."""
+
+    def __init__(self, name: str, addr: str, port: int, ctx: ssl.SSLContext) -> None:
+        super().__init__(name, port, context=ctx, timeout=10)
+        self._addr = addr
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._addr, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+
+
+def _get(url: str) -> tuple[int, str | None]:
+    u = urlsplit(url)
+    host = u.hostname or ""
+    path = u.path + (f"?{u.query}" if u.query else "")
+    if u.scheme == "https":
+        ctx = ssl.create_default_context(cafile=os.environ.get("ACFLOW_BROWSER_CA"))
+        keylog = os.environ.get("ACFLOW_BROWSER_KEYLOG")
+        if keylog:
+            ctx.keylog_filename = keylog
+        conn: http.client.HTTPConnection = _TLS(host, GW_OUTER if host == HOSTNAME else host, u.port or 443, ctx)
+    else:  # the client's listener: openconnect binds the IPv6 loopback only
+        conn = http.client.HTTPConnection("::1" if host in ("localhost", "127.0.0.1") else host, u.port or 80,
+                                          timeout=10)
+    conn.request("GET", path or "/", headers={"User-Agent": "acflow-lab-browser/1"})
+    resp = conn.getresponse()
+    resp.read()
+    location = resp.getheader("Location")
+    conn.close()
+    return resp.status, location
+
+
+def main(argv: list[str]) -> int:
+    url = argv[1] if len(argv) > 1 else ""
+    _log(f"opened {url}")
+    for _ in range(8):
+        try:
+            status, location = _get(url)
+        except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+            _log(f"GET {url} failed: {e}")
+            return 1
+        _log(f"GET {url} -> {status}" + (f" Location: {location}" if location else ""))
+        if os.environ.get("ACFLOW_BROWSER_MODE") == "stall":
+            _log("stalled (the user closed the window)")
+            return 0
+        if status not in (301, 302, 303, 307, 308) or not location:
+            return 0
+        url = location
+    _log("too many redirects")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -291,6 +291,16 @@ def judge(s: Session) -> SessionVerdict:
             cause = cause[len(lead):]
         return _verdict("degraded", exp, cause, worst.frames, worst.time, _short_remedy(worst), [worst.id], s)
     rc = first("RECONNECT")
+    moved = first("CLIENT_ADDRESS_CHANGED")
+    if moved is not None:
+        ev = moved.evidence
+        cut = ev.get("interrupted")
+        cause = (f"its address changed from {ev.get('before')} to {ev.get('after')} (it moved to another network, or "
+                 "its NAT changed) and it reconnected with its cookie"
+                 + (f" after {_secs(cut)}" if isinstance(cut, (int, float)) else ""))
+        return _verdict("degraded", f"Tunnel interrupted at {_rel(moved.time, s.start)}: the client moved", cause,
+                        moved.frames, moved.time, "nothing to fix in the VPN if the client moved",
+                        ["CLIENT_ADDRESS_CHANGED"] + (["RECONNECT"] if rc is not None else []), s)
     if rc is not None:
         gap = rc.evidence.get("gap")
         cause = ("the tunnel's connection ended and the client reconnected "

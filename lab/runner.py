@@ -189,6 +189,8 @@ STEP_OPS = {
     "kill-tcp": "ss -K in the client namespace: abort openconnect's TCP connection to the gateway (RST)",
     "snat-udp": "(ports): nftables SNAT in the client namespace of UDP to the gateway's 443 to "
                 "198.18.0.2:ports",
+    "move-client": "(address): the client's address on its veth changes to this one (another address in "
+                   "198.18.0.0/24; the old one removed): a laptop that roams to another network",
     "other-traffic": "unrelated flows (lab.othertraffic.FLOWS: TLS, DTLS, DNS, HTTP to the other servers' "
                      "namespace) one after the other, while pings run through the tunnel",
 }
@@ -259,6 +261,13 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other=None) -> None:
                  "443", "ct", "state", "new", "drop")
             act("udp-snat-added", namespace="client", to=f"{CLIENT_OUTER}:{ports}",
                 sockets_before=[s_["port"] for s_ in socks])
+            cursor = len(client.lines())
+        elif op == "move-client":
+            new = args[0]
+            # the old address first: deleting a primary address also deletes its secondaries
+            lab.ns_run(lab.client_ns, ["ip", "addr", "del", f"{CLIENT_OUTER}/24", "dev", lab.client_if])
+            lab.ns_run(lab.client_ns, ["ip", "addr", "add", f"{new}/24", "dev", lab.client_if])
+            act("client-moved", namespace="client", old=CLIENT_OUTER, new=new)
             cursor = len(client.lines())
         elif op == "other-traffic":
             if other is None:

@@ -103,6 +103,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
                     ("wait-client", r"^sleep 10s", 20), ("wait-client", r"^sleep 20s", 30), ("unblock",),
                     ("wait-client", r"^CSTP connected", 60), ("wait-client", r"^Established DTLS", 20),
                     ("ping", 5))),
+    Scenario("client-roams", "a laptop that moves to another network mid-session: after the pings the client's "
+             "address changes from 198.18.0.2 to 198.18.0.3 (gateway dpd = 5); the old connections go silent, "
+             "openconnect declares the peer dead and reconnects from the new address with its cookie (new TLS "
+             "connection, new DTLS handshake), then pings again",
+             gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"},
+             steps=(("move-client", "198.18.0.3"), ("wait-client", r"Dead Peer Detection detected dead peer", 30),
+                    ("wait-client", r"^CSTP connected", 60), ("wait-client", r"^Established DTLS", 20),
+                    ("ping", 5))),
     Scenario("keepalive-dpd", "gateway keepalive = 6 below dpd = 10, UDP dropped at the gateway: the idle CSTP "
              "channel carries the client's keepalives (sent after 6 s without sending) and DPD requests (after "
              "10 s without receiving), some keepalives more than 9 s into the gateway's silence",

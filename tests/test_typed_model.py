@@ -136,6 +136,8 @@ FIXED_SINCE = {
     "scripted__saml-browser-stalled": "a SAML sign-in that never came back read as 'user-auth absent, no CONNECT': "
                                       "tests/test_sso.py, AUTH_SSO_INCOMPLETE",
     "scripted__saml-no-browser": "the same for a client without a browser for the mode asked: tests/test_sso.py",
+    "client-roams": "a client that moved to another address read as two sessions, the first with the gateway's "
+                    "packets to the old address as loss: tests/test_roaming.py",
     "vxlan-mirror": "a capture of packets inside VXLAN (a cloud's traffic mirror) read as no session: "
                     "tests/test_encapsulation.py",
 }

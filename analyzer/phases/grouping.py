@@ -3,8 +3,8 @@
 One group per connection attempt of a client to a gateway:
 * a TLS connection whose first aggregate-auth POST is `type="init"` starts a new group;
 * a connection carrying `CONNECT /CSCOSSLC/tunnel` joins the group whose webvpn cookie it presents (a second
-  CONNECT in a session is a reconnect); without a known cookie it joins the latest open group of that
-  client↔gateway pair, or starts one;
+  CONNECT in a session is a reconnect), from whatever client address (a client that roamed reconnects from its
+  new one); without a known cookie it joins the latest open group of that client↔gateway pair, or starts one;
 * a downloader connection (GETs only) joins the group whose cookie it presents, else the latest one;
 * an undecrypted connection joins the latest group of the pair if it started within `JOIN_WINDOW` seconds of
   that group's last activity, else starts a new one;
@@ -195,7 +195,9 @@ def group_connections(pipe) -> list[Group]:
             target = None  # a new attempt
         elif cn.kind in ("tunnel", "downloader", "auth"):
             presented = cn.cookies_presented
-            target = next((g for g in reversed(groups) if g.key == key and presented & g.cookies), None)
+            # the session's cookie wins over the client's address: a client that roamed to another network (or
+            # whose NAT changed its address) reconnects to the same gateway with it from its new address
+            target = next((g for g in reversed(groups) if g.key[1:] == key[1:] and presented & g.cookies), None)
             if target is None and last is not None and (cn.kind != "tunnel" or not last.has_tunnel):
                 target = last
         elif last is not None and cn.c.first_ts - last.last_ts <= JOIN_WINDOW:

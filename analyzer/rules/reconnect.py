@@ -1,16 +1,36 @@
-"""RECONNECT (info) and RECONNECT_ADDRESS_CHANGED (warning): more than one CONNECT in a session.
+"""RECONNECT (info), RECONNECT_ADDRESS_CHANGED (warning) and CLIENT_ADDRESS_CHANGED (info): more than one CONNECT
+in a session.
 
 Facts (protocol-notes "Timers"): after a dead peer the client reconnects (every 10 s, +10 s per try, up to
 100 s) with a new TLS session whose CONNECT presents the same webvpn cookie, without a new authentication; a
-reconnect that returns a different address makes openconnect abort the session.
+reconnect that returns a different address makes openconnect abort the session. A client that moved to another
+network (Wi-Fi to a mobile network, a new network at home) or whose NAT changed its public address reconnects from
+its new address with the same cookie (lab scenario client-roams: its old connections go silent, its DPD declares the
+gateway dead, it reconnects at once from the new address; the gateway keeps sending to the old address, whose TCP
+retransmissions are no loss on the path).
 """
 from __future__ import annotations
 
+from ..evidence import split_endpoint
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.inferred import tunnels as inferred_tunnels
 
-RULE_IDS = ("RECONNECT", "RECONNECT_ADDRESS_CHANGED")
+RULE_IDS = ("RECONNECT", "RECONNECT_ADDRESS_CHANGED", "CLIENT_ADDRESS_CHANGED")
+
+
+def client_host(conn) -> str | None:
+    """The client address of a flow summary (`client` is ADDRESS:PORT)."""
+    return split_endpoint(conn.client)[0] if conn is not None and conn.client else None
+
+
+def moved_away(session, conn) -> float | None:
+    """When the session's client reconnected from another address than ``conn``'s (the start of the first later
+    tunnel connection from another address), or None."""
+    host = client_host(conn)
+    later = [c.start for c in session.connections if c.start is not None and conn.start is not None
+             and c.start > conn.start and c.connection.startswith("tcp.") and client_host(c) != host]
+    return min(later) if later else None
 
 
 def check(session, ctx):
@@ -21,13 +41,34 @@ def check(session, ctx):
     for prev, cur in zip(connects, connects[1:]):
         prev_conn = conns.get(prev.connection)
         gap = cur.time - ((prev_conn.end if prev_conn is not None else None) or prev.time)
+        when = (f"{gap:.1f} s after the previous tunnel connection ({prev.connection}) ended" if gap >= 0.05 else
+                # its end came with the reconnect: the gateway closed it when the cookie came back on a new one
+                f"while the previous tunnel connection ({prev.connection}) was still open (it ended with the "
+                "reconnect)")
         out.append(Finding(
             id="RECONNECT", severity="info", phase="cstp-connect", time=cur.time,
             frames=[prev.frame, cur.frame],
-            message=f"The client reconnected the tunnel ({cur.connection}), {gap:.1f} s after the previous "
-                    f"tunnel connection ({prev.connection}) ended.",
+            message=f"The client reconnected the tunnel ({cur.connection}), {when}.",
             remedy="A reconnect follows a lost connection (DPD timeout, reset); look at the findings just before it.",
             evidence={"gap": round(gap, 3), "previous": prev.connection, "new": cur.connection}))
+        old_host, new_host = client_host(prev_conn), client_host(conns.get(cur.connection))
+        if old_host and new_host and old_host != new_host:
+            # the last packet of any flow of the old address: when the client left it
+            left = max((c.end for c in session.connections if client_host(c) == old_host and c.end is not None
+                        and c.end <= cur.time), default=None)
+            out.append(Finding(
+                id="CLIENT_ADDRESS_CHANGED", severity="info", phase="cstp-connect", time=cur.time,
+                frames=[cur.frame],
+                message=f"The client reconnected from another address ({old_host} → {new_host}) with its cookie: it "
+                        "moved to another network (Wi-Fi to a mobile network, another Wi-Fi), or a NAT between it "
+                        "and the gateway gave it another public address."
+                        + (f" The last packet of its flows from {old_host} was {cur.time - left:.1f} s before the "
+                           "reconnect: the tunnel was interrupted about that long." if left is not None else "")
+                        + " The gateway's packets to the old address after it are not loss on the path.",
+                remedy="Nothing to fix in the VPN if the client moved. Reconnects after every move are expected; "
+                       "frequent ones without a move point at a NAT with short UDP/TCP timeouts on the way.",
+                evidence={"before": old_host, "after": new_host, "previous": prev.connection, "new": cur.connection,
+                          "interrupted": round(cur.time - left, 3) if left is not None else None}))
         a = prev.parameters.address if prev.parameters else None
         b = cur.parameters.address if cur.parameters else None
         if a and b and a != b:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails
+from .reconnect import moved_away
 
 RULE_IDS = ("TCP_RETRANSMISSIONS",)
 RETRANS_MIN = 3
@@ -25,6 +26,9 @@ def check(session, ctx):
         conn = next((x for x in session.connections if x.connection == c.connection), None)
         if not conn:
             continue
+        left = moved_away(session, conn)
+        if left is not None and conn.first_retransmission is not None and conn.first_retransmission >= left:
+            continue  # the gateway sending to an address the client left (CLIENT_ADDRESS_CHANGED), not loss
         r = conn.retransmissions
         seg = conn.segments
         total_r = sum(r.values())

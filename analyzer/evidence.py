@@ -37,6 +37,7 @@ from dissectors.dtls.record import DTLS_BAD_VER
 from dissectors.tls.names import cipher_suite_name
 
 from .inference import read_connection
+from .ipsec import summarize as summarize_ipsec
 from .keyless import CSTP_HEADER, GUESS_MIN_CONTROL, MIN_IP_PACKET, control_pattern, protection
 
 STRONG, MEDIUM = 2, 1
@@ -172,8 +173,12 @@ def other_traffic(pipe, vpn_conn_ids: set[int], vpn_flow_ids: set[int], top: int
         flows[key] += 1
         rows[key] += b
         talkers[(f.client[0], f.server[0])] += b
-    for client, server, _first, _last, _n, b in pipe.udp_other.values():
+    ipsec = []
+    for entry in pipe.udp_other.values():
+        client, server, _first, _last, _n, b = entry[:6]
         key = ("UDP", server[1])
+        if len(entry) > 6:  # IKE / ESP in UDP (analyzer/ipsec.py): `ipsec` below (its row stays UDP/port)
+            ipsec.append(entry)
         flows[key] += 1
         rows[key] += b
         talkers[(client[0], server[0])] += b
@@ -186,6 +191,7 @@ def other_traffic(pipe, vpn_conn_ids: set[int], vpn_flow_ids: set[int], top: int
         "more_protocols": max(0, len(by_proto) - 50),
         "top_talkers": [{"client": a, "server": b, "bytes": n} for (a, b), n in talkers.most_common(top)],
         "unitemised_udp_datagrams": pipe.udp_other_overflow,
+        **({"ipsec": summarize_ipsec(ipsec)} if ipsec else {}),
     }
 
 

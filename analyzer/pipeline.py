@@ -13,10 +13,12 @@ from __future__ import annotations
 from dissectors import flows as flows_mod
 from dissectors import packet as packet_mod
 from dissectors.dtls import DTLSKeys
+from dissectors.ike import IKE_PORTS, read_ike
 from dissectors.pcapfile import Frame
 
 from .dtlsflow import DTLSFlow, looks_like_dtls
 from .dtlslane import open_dtls_lane
+from .ipsec import new_ipsec, note_ipsec
 from .tcplane import open_tcp_lane
 from .tcptracker import TCPTracker
 
@@ -237,6 +239,8 @@ class Pipeline:
                     other[4] += 1
                     other[5] += len(ev.data)
                     other[3] = ev.ts
+                    if len(other) > 6:  # IPsec (IKE / ESP in UDP): what its headers say
+                        note_ipsec(other[6], read_ike(ev.data, ev.sport, ev.dport), ev.frame)
                 return
             kw = self.key_wait
             if kw is not None and (self.dtls_held or kw.waiting) and not self._dtls_hold_off \
@@ -244,14 +248,25 @@ class Pipeline:
                 return
             tracker = self.udp.get(idx)
             if tracker is None:
-                if not looks_like_dtls(ev.data):
+                ike = read_ike(ev.data, ev.sport, ev.dport) if (ev.sport in IKE_PORTS or ev.dport in IKE_PORTS) \
+                    else None
+                if ike is not None or not looks_like_dtls(ev.data):
                     self.udp_ignored.add(idx)
                     if len(self.udp_other) < MAX_OTHER_FLOWS:
                         client, server = (ev.src, ev.sport), (ev.dst, ev.dport)
                         if flow is not None and hasattr(flow, "a"):
                             client, server = _udp_roles(tuple(flow.a), tuple(flow.b))
-                        # [client, server, first_ts, last_ts, datagrams, bytes]
-                        self.udp_other[idx] = [client, server, ev.ts, ev.ts, 1, len(ev.data)]
+                        if ike is not None and getattr(ike, "initiator", None) is not None:
+                            # IKE: the initiator is the client (a VPN client starts it; the gateway answers)
+                            sender = (ev.src, ev.sport)
+                            peer = (ev.dst, ev.dport)
+                            client, server = (sender, peer) if ike.initiator else (peer, sender)
+                        # [client, server, first_ts, last_ts, datagrams, bytes(, IPsec: analyzer/ipsec.py)]
+                        entry = [client, server, ev.ts, ev.ts, 1, len(ev.data)]
+                        if ike is not None:
+                            entry.append(new_ipsec())
+                            note_ipsec(entry[6], ike, ev.frame)
+                        self.udp_other[idx] = entry
                     else:
                         self.udp_other_overflow += 1
                     return

@@ -214,6 +214,10 @@ def _other_traffic(con: Console, o: dict) -> None:
     parts = [f"{r['protocol']}/{r['server_port']} ×{r['flows']} ({_bytes(r['bytes'])})" for r in rows[:12]]
     more = len(rows) - 12 + (o.get("more_protocols") or 0)
     _wrap(con, ", ".join(parts) + (f", and {more} more" if more > 0 else ""), 2, 4)
+    if o.get("ipsec"):
+        from ..ipsec import describe  # noqa: PLC0415
+
+        _wrap(con, describe(o["ipsec"]), 2, 4)
     talkers = o.get("top_talkers") or []
     if talkers:
         _wrap(con, "top talkers: " + ", ".join(f"{t['client']} ↔ {t['server']} {_bytes(t['bytes'])}"

@@ -130,10 +130,14 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                            remedy="Filter the capture to the VPN gateway first (e.g. tshark -Y 'ip.addr==GW')",
                            evidence={"evicted": pipe.evicted}))
     if not analysis.sessions and sum(c.frames for c in analysis.captures):
+        from ..ipsec import describe  # noqa: PLC0415
+
+        ipsec = describe((analysis.other_traffic or {}).get("ipsec") or [])
         out.append(Finding(id="NO_VPN_SESSION", severity="info", time=None, frames=[],
                            message="No AnyConnect-protocol session was found in the capture"
                                    + (f" ({analysis.other_traffic['flows']} other flow(s), see other traffic)"
-                                      if (analysis.other_traffic or {}).get("flows") else "") + ".",
+                                      if (analysis.other_traffic or {}).get("flows") else "") + "."
+                                   + (f" {ipsec[0].upper()}{ipsec[1:]}." if ipsec else ""),
                            remedy="Check the capture was taken where the client's traffic to the gateway passes "
                                   "(TCP/UDP 443 by default); without keys a short TLS-only session shows no "
                                   "evidence of the protocol: supply the key log, or name the gateway with "

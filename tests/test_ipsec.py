@@ -122,3 +122,12 @@ def test_jobs_read_it_the_same():
 ])
 def test_garbage_is_not_ike(data, ports):
     assert read_ike(data, *ports) is None
+
+
+def test_the_html_report_names_it_too():
+    from analyzer.report.html import render_html
+
+    keys, info = load_keys([], [])
+    a = analyze_paths([IPSEC / "ikev2-no-proposal" / "capture.pcapng"], keys, info)
+    assert "IPsec, not the SSL VPN protocol: IKEv2 between 198.18.0.2 and 198.18.0.1 (the gateway refused: " \
+           "NO_PROPOSAL_CHOSEN" in render_html(a, version=__version__)

@@ -308,7 +308,14 @@ def _other_traffic(o: dict) -> str:
             f"{_e(plural(o.get('flows') or 0, 'flow'))} without evidence of the AnyConnect protocol, "
             f"{_e(_bytes(o.get('bytes')))}.</p><table class=\"reflow\"><thead><tr><th>protocol</th><th>server port</th>"
             f"<th>flows</th><th>bytes</th></tr></thead><tbody>{rows}</tbody></table>"
+            + (f"<p>{_e(_ipsec_line(o['ipsec']))}</p>" if o.get("ipsec") else "")
             + (f"<p>Top talkers: {talkers}</p>" if talkers else "") + "</section>")
+
+
+def _ipsec_line(items: list) -> str:
+    from ..ipsec import describe  # noqa: PLC0415
+
+    return describe(items) or ""
 
 
 def _captures(doc: dict) -> str:

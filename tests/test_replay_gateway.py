@@ -691,6 +691,8 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
                               "CSTP connected"],
     "saml-browser-stalled": ["Spawning external browser", "Failed to complete authentication"],
     "saml-no-browser": ["No SSO handler", "Failed to complete authentication"],
+    "load-balancer-redirect": ["Got HTTP response: HTTP/1.1 302 Found", "Connected to 198.18.0.4:443",
+                               "CSTP connected"],
 }
 
 

@@ -138,6 +138,8 @@ FIXED_SINCE = {
     "scripted__saml-no-browser": "the same for a client without a browser for the mode asked: tests/test_sso.py",
     "client-roams": "a client that moved to another address read as two sessions, the first with the gateway's "
                     "packets to the old address as loss: tests/test_roaming.py",
+    "scripted__load-balancer-redirect": "a load-balancing director's redirect read as a failed session of its own "
+                                        "('group-selection failed'): tests/test_redirect.py",
     "vxlan-mirror": "a capture of packets inside VXLAN (a cloud's traffic mirror) read as no session: "
                     "tests/test_encapsulation.py",
 }

@@ -5,7 +5,7 @@ from dataclasses import field
 
 from ..model import Phase
 from ..wording import plural
-from .grouping import Group, any_undecrypted, headers_view, posts
+from .grouping import Group, any_undecrypted, headers_view, posts, redirect_of
 from .record import UNSET, HeaderList, Record, record
 from .user_auth import FormInput, form_inputs
 
@@ -42,6 +42,8 @@ class InitPost(Record):
     auth_id: str | None = UNSET  # the answer's <auth id=…>, when it had an <auth>
     message: str | None = UNSET  # its <message>
     form: list[FormInput] = UNSET  # its form as sent (fields with type, label, options; the group list included)
+    #: the host a 3xx answer sent the client to (a load-balancing director's member), when it named another host
+    redirect: str = UNSET
 
 
 @record
@@ -112,6 +114,9 @@ def build(g: Group) -> Phase:
             entry.response_frame = resp.frame
             entry.response_type = rs.type if rs else None
             entry.response_headers = headers_view(resp.headers)
+            host = redirect_of(ex)
+            if host is not None:
+                entry.redirect = host
             if rs is not None:
                 answered_version = rs.aggregate_auth_version or answered_version
                 if rs.group_list is not None:
@@ -166,10 +171,14 @@ def build(g: Group) -> Phase:
                        for cn in g.conns for ex in cn.gets if ex.request.target in posted][:10]
     d.reselected = bool(len(d.posts) > 1 and any(e.group_select and e.group_select != d.default_group
                                                  for e in d.posts))
-    bad = [e for e in d.posts if e.status not in (UNSET, None, 200)]
+    # a redirect to another host that the client followed is no failure (a load-balancing director)
+    moved = [e for e in d.posts if e.redirect is not UNSET]
+    followed = [e for e in moved if e is not d.posts[-1]]
+    bad = [e for e in d.posts if e.status not in (UNSET, None, 200) and e not in followed]
     p.status = "failed" if bad else "ok"
     labels = ", ".join(o.label or o.value for o in d.group_list) if d.group_list else "no group list"
-    p.summary = f"{plural(len(inits), 'POST')}; groups: {labels}" + (
+    p.summary = (", ".join(f"redirected to {e.redirect} (HTTP {e.status})" for e in followed) + "; "
+                 if followed else "") + f"{plural(len(inits), 'POST')}; groups: {labels}" + (
         f"; chosen {d.group_selected}" if d.group_selected else "")
     p.details = d
     return p

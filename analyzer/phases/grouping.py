@@ -175,6 +175,7 @@ class Group:
         self.cookies: set[str] = set()
         self.has_tunnel = False
         self.last_ts = 0.0
+        self.redirected_from: tuple | None = None  # (client, gateway, port) that redirected the client here
 
     def add(self, conn: Conn) -> None:
         self.conns.append(conn)
@@ -227,7 +228,52 @@ def group_connections(pipe) -> list[Group]:
             groups.append(g)
         g.dtls.append(flow)
     groups.sort(key=lambda g: min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]))
-    return groups
+    return _follow_redirects(groups)
+
+
+REDIRECT_WINDOW = 30.0  # seconds from a gateway's redirect to the client's connection to where it pointed
+
+
+def redirect_of(ex) -> str | None:
+    """The host an HTTP answer sends the client to (a 3xx with a Location naming a host), else None."""
+    resp = ex.response
+    if resp is None or not 300 <= resp.status < 400:
+        return None
+    where = resp.headers.get("Location") or ""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    try:
+        return urlsplit(where).hostname
+    except ValueError:
+        return None
+
+
+def _follow_redirects(groups: list[Group]) -> list[Group]:
+    """A gateway that answered the client's first request with a redirect to another host (a load-balancing
+    director sending the client to the least-loaded member; a portal moved to another name) is the start of the
+    session the client then made there: its connections join the group of the same client at that host (address,
+    or the name the client's TLS ClientHello gave) that started within REDIRECT_WINDOW seconds after."""
+    out = list(groups)
+    for g in groups:
+        if g.has_tunnel or not g.conns:
+            continue
+        last = next((ex for cn in reversed(g.conns) for ex, _rq, _rs in reversed(cn.posts)), None)
+        host = redirect_of(last) if last is not None else None
+        if not host or host == g.key[1]:
+            continue
+        t = last.response.ts
+        for h in out:
+            if h is g or not h.conns or h.key[0] != g.key[0]:
+                continue
+            start = h.conns[0].c.first_ts
+            ch = h.conns[0].c.client_hello
+            if t <= start <= t + REDIRECT_WINDOW and host in (h.key[1], getattr(ch, "sni", None)):
+                h.conns[:0] = g.conns
+                h.cookies |= g.cookies
+                h.redirected_from = g.key
+                out.remove(g)
+                break
+    return out
 
 
 def anyconnect_hello(flow: DTLSFlow) -> bool:

@@ -55,6 +55,11 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
         s.evidence = verdict.evidence
         s.confidence = verdict.confidence
         s.client_software = client_sw
+        if g.redirected_from is not None:  # analyzer/phases/grouping.py `_follow_redirects`
+            _c, rip, rport = g.redirected_from
+            s.notes.append(f"The client came here on a redirect from {fmt_endpoint(rip, rport)} (its answer to the "
+                           "client's first request: a load-balancing director sending it to a member, or a gateway "
+                           "moved to another name); its connection is the session's first.")
         sessions.append(s)
     return sessions, other_traffic(pipe, vpn_conns, vpn_flows)
 

@@ -238,6 +238,8 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
              for c in s.connections[:8]]
     _wrap(con, f"start {_iso(s.start, tz)}, duration {_dur(s.start, s.end) or '?'}, "
                f"{plural(len(s.connections), 'flow')}: " + ", ".join(flows), 2, 4)
+    for n in getattr(s, "notes", None) or []:
+        _wrap(con, n, 2, 4)
     for c in s.connections:
         px = getattr(c, "proxy", None)
         if px:  # the gateway named above is the proxy the client went through

@@ -255,6 +255,9 @@ class Case:
     # only: a user who closed the window); `give_up_after` seconds later the user presses Ctrl-C (SIGINT)
     external_browser: str | None = None
     give_up_after: float | None = None
+    # a second gateway (a load-balancing cluster's member) at MEMBER_GW, serving this script; its events are merged
+    # into gateway-events.jsonl, each with "gateway": MEMBER_GW
+    member: Callable[[dict], dict] | None = None
 
 
 def _fallback_script(c: dict) -> dict:
@@ -630,6 +633,32 @@ def _saml_no_browser_script(c: dict) -> dict:
                            "browser to offer: openconnect without a webview",
             "vars": {"aggauth_handle": "1193842"},
             "steps": [init, login],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+MEMBER_GW = "198.18.0.4"  # the load-balancing member a director sends the client to
+
+
+def _director_script(c: dict) -> dict:
+    return {"name": "load-balancer-redirect",
+            "description": f"an ASA load-balancing director (the cluster address {HOSTNAME} resolves to): it answers "
+                           f"the client's first request with an HTTP redirect to the least-loaded member, "
+                           f"https://{MEMBER_GW}/ (its address; redirect-fqdn would give a name)",
+            "vars": {},
+            "steps": [{"id": "redirect", "note": "init -> 302 to the member",
+                       "expect": {"method": "POST", "path": "/", "body_contains": ['type="init"']},
+                       "respond": {"status": 302, "reason": "Found",
+                                   "headers": [["Location", f"https://{MEMBER_GW}/"], ["Content-Length", "0"],
+                                               ["Connection", "close"]], "body": ""},
+                       "close": True}],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _member_script(c: dict) -> dict:
+    return {"name": "load-balancer-member",
+            "description": "the member the director sent the client to: ASA-style login, then the tunnel on CSTP",
+            "vars": {"aggauth_handle": "1193843"},
+            "steps": [*auth_steps(), connect_step(connect_headers(mtu=1399), note="tunnel on CSTP")],
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
 
 
@@ -1040,6 +1069,20 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("openconnect has no single sign-on handler", log_line(r"No SSO handler")),
           ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
          expect_connect=False),
+    Case("load-balancer-redirect",
+         "a load-balancing director redirects the client's first request to a member gateway, where it logs in and "
+         "connects",
+         _director_script,
+         [("the director answered the init with a redirect to the member",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request") if not e.get("gateway")] == ["redirect"],
+                        [e.get("step") for e in ctx.ev("request")])),
+          ("the member got the login and the CONNECT",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=MEMBER_GW)][-2:] == ["auth-reply",
+                                                                                               "connect"],
+                        [e.get("step") for e in ctx.ev("request", gateway=MEMBER_GW)])),
+          ("openconnect connected", log_line(r"^CSTP connected")),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=1.0, member=_member_script),
     Case("dtls-source-mismatch",
          "DTLS ClientHellos to X-DTLS-Port are answered (HelloVerifyRequest) from another gateway port",
          _dtls_source_script,

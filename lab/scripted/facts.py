@@ -183,7 +183,9 @@ def build_facts(case: Case, script: Script, out: Path, events: list[dict], actio
                          "status_line": r["status_line"],
                          "headers": [h for h in r["headers"] if h[0].lower().startswith(("x-cstp", "x-dtls",
                                                                                         "x-reason"))]}
-                        for r in responses if r.get("step") in connect_ids],
+                        # (a load-balancing member's answers carry "gateway": its own script's CONNECT step)
+                        for r in responses if r.get("step") in connect_ids
+                        or (r.get("gateway") and r.get("step") == "connect")],
             "tunnels": [pick(e, "t", "session", "tunnel") for e in events if e["type"] == "tunnel-start"],
             "cstp_actions_done": [pick(e, "t", "session", "action", "tunnel") for e in events
                                   if e["type"] == "cstp-action"]

@@ -44,7 +44,7 @@ from ..client import (
 from ..netns import CLIENT_OUTER, GW_OUTER, Lab, LabError, require_tools
 from ..pki import make_pki
 from ..runs import Actions, collect_outputs, run_each, work_dir
-from .cases import CASES, LIVE_CASES, PROFILE_URI, TUNNEL_GW6
+from .cases import CASES, LIVE_CASES, MEMBER_GW, PROFILE_URI, TUNNEL_GW6
 from .facts import build_facts, profile_facts, sha1_upper
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: `python -m replay.gateway` runs from here
@@ -90,6 +90,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         vpnc = write_client_script(work)
         gw_keys, cl_keys, curl_keys = work / "gw-keys.log", work / "client-keys.log", work / "curl-keys.log"
         dtls_keys = work / "dtls-server-keys.log"
+        member_keys = work / "member-keys.log"
         events, capture = work / "gateway-events.jsonl", work / "capture.pcapng"
         extra: dict = {}
 
@@ -143,6 +144,19 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
             if gw.wait_for("[gw] listening", 15) is None:
                 raise LabError(f"gateway did not start: {gw.tail(15)}")
             act("gateway-listening")
+            member = None
+            if case.member is not None:  # a load-balancing member at MEMBER_GW, in the gateway's namespace
+                Script.from_dict(case.member(bctx)).dump(work / "member-script.json")
+                lab.ns_run(lab.gw_ns, ["ip", "addr", "add", f"{MEMBER_GW}/24", "dev", lab.gw_if])
+                member = lab.start(lab.gw_ns, "member-gateway",
+                                   [sys.executable, "-m", "replay.gateway", "--serve", str(work / "member-script.json"),
+                                    "--cert", str(pki.server_cert), "--key", str(pki.server_key), "--listen",
+                                    MEMBER_GW, "--port", "443", "--keylog", str(member_keys), "--events",
+                                    str(work / "member-events.jsonl")],
+                                   work / "member-gateway.log", env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
+                if member.wait_for("[gw] listening", 15) is None:
+                    raise LabError(f"member gateway did not start: {member.tail(15)}")
+                act("member-gateway-listening", address=MEMBER_GW)
 
             base = openconnect_argv(pki.pin_sha256)
             cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
@@ -227,6 +241,8 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
             exit_code = client.proc.poll()
             client.stop()
             gw.stop(signal.SIGTERM)
+            if member is not None:
+                member.stop(signal.SIGTERM)
             if case.dtls_server:
                 dtls_srv.stop(signal.SIGTERM)
             time.sleep(0.5)
@@ -234,11 +250,20 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
 
         # --- outputs ---------------------------------------------------------------------------------------
         out = out_root / name
-        collect_outputs(work, out, keylogs=(gw_keys, cl_keys, curl_keys, dtls_keys),
+        if (work / "member-events.jsonl").exists():  # one record of both gateways, in time order
+            member_evs = [json.loads(line) for line in (work / "member-events.jsonl").read_text().splitlines()
+                          if line.strip()]
+            for e in member_evs:
+                e["gateway"] = MEMBER_GW
+            main = [json.loads(line) for line in events.read_text().splitlines() if line.strip()] \
+                if events.exists() else []
+            merged = sorted(main + member_evs, key=lambda e: e.get("t", 0))
+            events.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in merged))
+        collect_outputs(work, out, keylogs=(gw_keys, member_keys, cl_keys, curl_keys, dtls_keys),
                         files=("client.log", "client-auth.log", "gateway.log", "curl.log", "script.json",
                                "gateway-events.jsonl", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "script-ipv6.log", "dtls-server.log", "dtls-events.jsonl",
-                               "browser.log"))
+                               "browser.log", "member-gateway.log", "member-script.json"))
         evs = [json.loads(l) for l in events.read_text().splitlines() if l.strip()] if events.exists() else []
         if (work / "dtls-events.jsonl").exists():
             extra["dtls_events"] = [json.loads(l) for l in (work / "dtls-events.jsonl").read_text().splitlines()

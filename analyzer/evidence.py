@@ -258,9 +258,9 @@ def _own_evidence(g, downloader_paths) -> Verdict:
             v.add("cstp-frames", "decrypted", "CSTP frames after the CONNECT", [cn.c.tunnel_frame or cn.c.first_frame])
         if cn.cookies_presented or cn.cookies_issued:
             v.add("webvpn-cookie", "decrypted", "the gateway's webvpn session cookie", [cn.c.first_frame])
-        from .phases.grouping import SSO_PATH_PREFIX  # noqa: PLC0415 - grouping imports lxml (cli's check)
+        from .phases.grouping import HOSTSCAN_PATH_PREFIXES, SSO_PATH_PREFIX  # noqa: PLC0415 - grouping imports lxml
 
-        dl = [ex for ex in cn.gets if not ex.request.target.startswith(SSO_PATH_PREFIX)
+        dl = [ex for ex in cn.gets if not ex.request.target.startswith((SSO_PATH_PREFIX, *HOSTSCAN_PATH_PREFIXES))
               and any(ex.request.target.startswith(p) for p in downloader_paths)]
         if dl:  # (a browser at the gateway's SAML pages during single sign-on is not the downloader)
             ex = dl[0]

@@ -31,6 +31,7 @@ SHORT_REMEDY = {
     "AUTH_FAILED": "check the username and password (or second factor) and the authentication server's log for "
                    "this user",
     "GROUP_URL_UNKNOWN": "give the client the gateway's address without a path, or a group URL the gateway defines",
+    "HOSTSCAN_INCOMPLETE": "look at the gateway's host scan and posture (DAP) evaluation of this client",
     "AUTH_SSO_INCOMPLETE": "find where the SAML sign-in stopped: the user, the identity provider's log, the browser's "
                            "way to the identity provider and back",
     "TLS_CERT_UNTRUSTED": "install a certificate the clients trust that names the host they connect to",
@@ -183,13 +184,20 @@ def judge(s: Session) -> SessionVerdict:
 
     # -- no tunnel ----------------------------------------------------------------------------------------------
     if decrypted and not connected:
+        scan = first("HOSTSCAN_INCOMPLETE")
+        if scan is not None and scan.severity == "info":  # the capture ended during the host scan
+            return _verdict("inconclusive", "Login still in progress when the capture ended",
+                            "the host scan (posture) was still running", scan.frames, scan.time,
+                            _short_remedy(scan), ["HOSTSCAN_INCOMPLETE"], s)
         sso = first("AUTH_SSO_INCOMPLETE")
         if sso is not None and sso.severity == "info":  # the capture ended while the user was signing in
             return _verdict("inconclusive", "Login still in progress when the capture ended",
                             "SAML single sign-on was waiting for the user's browser to bring the token back",
                             sso.frames, sso.time, _short_remedy(sso), ["AUTH_SSO_INCOMPLETE"], s)
         for fid, experienced in (("GROUP_URL_UNKNOWN", "Could not log in"),
-                                 ("AUTH_SSO_INCOMPLETE", "Login not completed"), ("AUTH_FAILED", "Login failed"),
+                                 ("AUTH_SSO_INCOMPLETE", "Login not completed"),
+                                 ("HOSTSCAN_INCOMPLETE", "Login not completed: the host scan did not finish"),
+                                 ("AUTH_FAILED", "Login failed"),
                                  ("CONNECT_REJECTED", "Logged in, but the gateway refused the tunnel"),
                                  ("TLS_ALERT", "No tunnel: a TLS connection to the gateway failed"),
                                  ("TLS_CERT_UNTRUSTED", "Could not connect: the gateway certificate is refused"),
@@ -205,6 +213,13 @@ def judge(s: Session) -> SessionVerdict:
                               else ""))
                     if f.evidence.get("browser_requests") == 0 and isinstance(waited, (int, float)) and waited < 2:
                         cause = "the client gave up at once, without opening a browser for the SAML sign-in"
+                if fid == "HOSTSCAN_INCOMPLETE":
+                    ev = f.evidence
+                    cause = ("the gateway never finished evaluating the scan (every wait page a refresh page)"
+                             if ev.get("waits") and ev.get("refreshes") == ev.get("waits") else
+                             "the host scan (posture) did not complete")
+                    if isinstance(ev.get("waited"), (int, float)):
+                        cause += f"; the client gave up after {ev['waited']:.1f} s"
                 if fid == "AUTH_FAILED" and f.evidence.get("gateway_message"):
                     cause = f"the gateway rejected the login (“{f.evidence['gateway_message']}”)"
                 return _verdict("failed", experienced, cause, f.frames, f.time, _short_remedy(f), [fid], s)

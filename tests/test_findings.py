@@ -93,6 +93,9 @@ EXPECTED = {
     # a client that moved to another address mid-session: one session, its reconnect from the new address
     "client-roams": {("info", "AUTH_MULTI_ROUND"), ("info", "RECONNECT"), ("info", "CLIENT_ADDRESS_CHANGED"),
                      ("info", "SESSION_DISCONNECT")},
+    # a host scan (posture) before the login: completed; never evaluated
+    "scripted/hostscan": {("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
+    "scripted/hostscan-stalled": {("error", "HOSTSCAN_INCOMPLETE")},
     # a load-balancing director's redirect, then the member: one healthy session
     "scripted/load-balancer-redirect": {("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
     # lab samples cut as field captures come (lab/cuts.py): a snapshot length of 128 bytes (pktmon's default), the

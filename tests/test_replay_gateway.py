@@ -46,7 +46,8 @@ from .oracle import tshark_fields, tshark_follow_tls
 
 SCRIPTED = ROOT / "samples" / "scripted"
 CASE_NAMES = list(CASES)
-NO_CONNECT = ("tls-alert", "saml-browser-stalled", "saml-no-browser")  # cases that never reach a CONNECT
+# cases that never reach a CONNECT
+NO_CONNECT = ("tls-alert", "saml-browser-stalled", "saml-no-browser", "hostscan-stalled")
 BCTX = {"previous_cert_sha1": "00" * 20, "profile_current": "<AnyConnectProfile/>\n",
         "profile_current_sha1": "22" * 20, "profile_previous_sha1": "11" * 20}
 GW, CLIENT = "198.18.0.1", "198.18.0.2"
@@ -447,10 +448,10 @@ def test_tshark_decrypts_the_scripted_exchange(tshark, name):
                           keylog=d / "keys.log")
     assert [f"HTTP/1.1 {c} {p}".rstrip() for c, p in codes] == [e["status_line"] for e in f["gateway"]["exchanges"]]
     # what the gateway saw is what openconnect says it sent (curl's GET is not in openconnect's log, nor are the
-    # SAML cases' browser's GETs of the gateway's /+CSCOE+/saml… pages)
+    # SAML cases' browser's GETs of the gateway's /+CSCOE+/saml… pages, nor the CSD script's token and scan requests)
     logged = [(h["method"], h["target"]) for h in f["client"]["http"]]
-    assert [w for w in wire if w[0] != "GET" or (w[1] != PROFILE_URI and not w[1].startswith("/+CSCOE+/saml"))] \
-        == logged
+    others = ("/+CSCOE+/saml", "/+CSCOE+/sdesktop/token.xml", "/+CSCOE+/sdesktop/scan.xml")
+    assert [w for w in wire if w[1] != PROFILE_URI and not w[1].startswith(others)] == logged
 
 
 @pytest.mark.tshark
@@ -691,6 +692,9 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
                               "CSTP connected"],
     "saml-browser-stalled": ["Spawning external browser", "Failed to complete authentication"],
     "saml-no-browser": ["No SSO handler", "Failed to complete authentication"],
+    "hostscan": ["Trying to run CSD Trojan script", "Refreshing +CSCOE+/sdesktop/wait.html after 1 second",
+                 "CSTP connected"],
+    "hostscan-stalled": ["Trying to run CSD Trojan script", "Refreshing +CSCOE+/sdesktop/wait.html after 1 second"],
     "load-balancer-redirect": ["Got HTTP response: HTTP/1.1 302 Found", "Connected to 198.18.0.4:443",
                                "CSTP connected"],
 }

@@ -140,6 +140,8 @@ FIXED_SINCE = {
                     "packets to the old address as loss: tests/test_roaming.py",
     "scripted__load-balancer-redirect": "a load-balancing director's redirect read as a failed session of its own "
                                         "('group-selection failed'): tests/test_redirect.py",
+    "scripted__hostscan": "a host scan's requests read as the downloader: tests/test_hostscan.py",
+    "scripted__hostscan-stalled": "a host scan never evaluated read as no login: tests/test_hostscan.py",
     "vxlan-mirror": "a capture of packets inside VXLAN (a cloud's traffic mirror) read as no session: "
                     "tests/test_encapsulation.py",
 }

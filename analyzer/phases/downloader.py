@@ -6,7 +6,7 @@ from dataclasses import field
 
 from ..model import Phase, Secret
 from ..wording import plural
-from .grouping import DOWNLOADER_PATHS, Group, cookie, is_sso_path
+from .grouping import DOWNLOADER_PATHS, Group, cookie, is_hostscan_path, is_sso_path
 from .record import UNSET, Record, record
 from .user_auth import ManifestEntry
 
@@ -54,8 +54,8 @@ def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
             # own fallback (openconnect GETs the URL it was given when its POST fails), not the downloader
             # (the user's browser at the gateway's SAML pages during single sign-on is not the downloader: phase
             # user-auth has its requests)
-            if is_sso_path(ex.request.target):
-                continue
+            if is_sso_path(ex.request.target) or is_hostscan_path(ex.request.target):
+                continue  # (the host scan's requests too: phase user-auth, details.host_scan)
             if any(ex.request.target.startswith(x) for x in DOWNLOADER_PATHS) or \
                     (cn.kind == "downloader" and cookie(ex.request.headers)):
                 gets.append((cn, ex))

@@ -32,6 +32,16 @@ DOWNLOADER_PATHS = ("/profiles/", "/CACHE/", "/+CSCOT+/", "/1/VPNManifest", "/1/
 SSO_PATH_PREFIX = "/+CSCOE+/saml"
 
 
+#: the host scan's (Cisco Secure Desktop, posture) paths: its token, the scan results, the wait page, its files
+HOSTSCAN_PATH_PREFIXES = ("/+CSCOE+/sdesktop/", "/CACHE/sdesktop/")
+
+
+def is_hostscan_path(target: str, paths=()) -> bool:
+    """A request of the host scan (the client's CSD script, or the client waiting for the evaluation), not the
+    downloader's: under the gateway's sdesktop paths, or a URI the init answer's <host-scan> named (``paths``)."""
+    return target.startswith(HOSTSCAN_PATH_PREFIXES) or target.split("?")[0] in paths
+
+
 def is_sso_path(target: str, paths=()) -> bool:
     """A request target of the user's browser during SAML single sign-on: a SAML page of the gateway, or one of the
     sign-in URLs the gateway's auth-request named (``paths``)."""

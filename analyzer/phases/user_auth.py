@@ -11,6 +11,7 @@ from .grouping import (
     Group,
     any_undecrypted,
     form_fields,
+    is_hostscan_path,
     is_sso_path,
     posts,
     redact_sso_location,
@@ -121,6 +122,40 @@ class SingleSignOn(Record):
 
 
 @record
+class HostScanRequest(Record):
+    """A request of the host scan: the client's CSD script (its own TLS connections) or the client waiting."""
+    time: float
+    frame: int
+    connection: str
+    method: str
+    target: str
+    status: int = UNSET
+    response_frame: int = UNSET
+    refresh: bool = UNSET  # the answer was a refresh page (the gateway still evaluating)
+
+
+@record
+class HostScan(Record):
+    """Host scan (Cisco Secure Desktop, posture) before the login: the init answer's `<host-scan>` asks the client to
+    run its CSD script, which fetches a token (`…/sdesktop/token.xml?ticket=…`) and posts the endpoint description
+    (`…/sdesktop/scan.xml`); the client then GETs the wait URI until the answer is no refresh page and posts init
+    again with the `sdesktop` cookie."""
+    offered_time: float
+    offered_frame: int
+    wait_uri: str | None
+    #: "completed" (init posted again after the scan), "gave-up" (the client closed without it), "capture-ended"
+    outcome: str
+    requests: list[HostScanRequest] = field(default_factory=list)
+    token_fetched: bool = False
+    results_status: int | None = None  # the answer to the scan results' POST (None: not posted, or not answered)
+    waits: int = 0  # GETs of the wait URI
+    refreshes: int = 0  # of which answered with a refresh page
+    completed_time: float = UNSET
+    completed_frame: int = UNSET
+    waited: float = UNSET  # seconds from <host-scan> to the init after the scan (or to the give-up / capture end)
+
+
+@record
 class UserAuthDetails(Record):
     rounds: list[AuthRound] = field(default_factory=list)
     mode: str = "aggregate-auth"  # or "legacy-form"
@@ -135,6 +170,7 @@ class UserAuthDetails(Record):
     rejected_rounds: int = UNSET
     failure_message: str | None = UNSET
     sso: SingleSignOn = UNSET  # SAML single sign-on, when the gateway asked for it
+    host_scan: HostScan = UNSET  # the host scan (posture), when the gateway asked for one
 
     def to_json(self, show_secrets: bool = False) -> dict:
         out = super().to_json(show_secrets)
@@ -217,6 +253,26 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         p.status = "ok"
         p.summary = f"success (legacy form login, {plural(len(rounds), 'POST')})"
         return p
+    scan = _host_scan(g)
+    if scan is not None and scan.outcome != "completed" and complete is None and not rounds:
+        d = UserAuthDetails(rounds=rounds, mode="aggregate-auth", host_scan=scan, rejected_rounds=0)
+        p.touch(scan.offered_time, scan.offered_frame)
+        for r in scan.requests:
+            p.touch(r.time, r.frame)
+        what = (f"results posted (HTTP {scan.results_status}), " if scan.results_status is not None else
+                "no scan results posted, ")
+        what += f"{plural(scan.waits, 'wait page')} ({scan.refreshes} still refreshing)"
+        if scan.outcome == "gave-up":
+            d.result = "failure"
+            d.failure_message = "host scan not completed"
+            p.status = "failed"
+            p.summary = f"host scan (posture) not completed: {what}; the client gave up after {scan.waited:.1f} s"
+        else:
+            p.status = "incomplete"
+            p.summary = (f"host scan (posture) still in progress when the capture ended, {scan.waited:.1f} s after "
+                         f"it was asked: {what}")
+        p.details = d
+        return p
     sso = _single_sign_on(g, rounds)
     if sso is not None and sso.outcome != "token-returned" and complete is None:
         d = UserAuthDetails(rounds=rounds, mode="aggregate-auth", sso=sso, rejected_rounds=0)
@@ -244,6 +300,11 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         p.details = None
         return p
     d = UserAuthDetails(rounds=rounds, mode="aggregate-auth")
+    if scan is not None:
+        d.host_scan = scan
+        p.touch(scan.offered_time, scan.offered_frame)
+        for r in scan.requests:
+            p.touch(r.time, r.frame)
     if sso is not None:
         d.sso = sso
         p.touch(sso.offered_time, sso.offered_frame)
@@ -274,6 +335,9 @@ def build(g: Group, tls_phase: Phase) -> Phase:
             f"; {len(rejected)} rejected first ({rejected[0].rejection})" if rejected else "")
         if sso is not None:
             p.summary = (f"SAML single sign-on ({sso.browser_mode} browser), token after {sso.waited:.1f} s; "
+                         + p.summary)
+        if scan is not None and scan.outcome == "completed":
+            p.summary = (f"host scan (posture) done in {scan.waited:.1f} s ({plural(scan.waits, 'wait page')}); "
                          + p.summary)
         p.touch(ex.response.ts, ex.response.frame)
     else:
@@ -356,6 +420,59 @@ def _single_sign_on(g: Group, rounds: list[AuthRound]) -> SingleSignOn | None:
         end = max([resp.ts, cn.c.last_ts or resp.ts, *(b.time for b in sso.browser)])
         sso.waited = round(end - resp.ts, 3)
     return sso
+
+
+def _host_scan(g: Group) -> HostScan | None:
+    """The host scan of a group: the first answer holding `<host-scan>`, the scan's requests, and whether the
+    client posted init again after it."""
+    offer = None
+    for cn, ex, _rq, rs in posts(g):
+        if ex.response is not None and rs is not None and rs.host_scan:
+            offer = (cn, ex, dict(rs.host_scan))
+            break
+    if offer is None:
+        return None
+    cn, ex, hs = offer
+    resp = ex.response
+    wait = hs.get("host-scan-wait-uri") or None
+    paths = {u for u in (wait, hs.get("host-scan-base-uri")) if u}
+    scan = HostScan(offered_time=resp.ts, offered_frame=resp.frame, wait_uri=wait, outcome="capture-ended")
+    for other in g.conns:
+        for x in other.c.exchanges:
+            req = x.request
+            if req.ts < resp.ts or req.method not in ("GET", "POST") or not is_hostscan_path(req.target, paths):
+                continue
+            r = HostScanRequest(time=req.ts, frame=req.frame, connection=f"tcp.stream {other.c.index}",
+                                method=req.method, target=req.target)
+            if x.response is not None:
+                r.status, r.response_frame = x.response.status, x.response.frame
+                if wait and req.target.split("?")[0] == wait:
+                    r.refresh = b"http-equiv=\"refresh\"" in x.response.body.lower()
+            scan.requests.append(r)
+    scan.requests.sort(key=lambda r: r.frame)
+    for r in scan.requests:
+        if r.method == "GET" and "token.xml" in r.target and r.status == 200:
+            scan.token_fetched = True
+        if r.method == "POST" and "scan.xml" in r.target and r.status is not UNSET:
+            scan.results_status = r.status
+        if wait and r.method == "GET" and r.target.split("?")[0] == wait:
+            scan.waits += 1
+            scan.refreshes += 1 if r.refresh is True else 0
+    after = next((x for _c, x, rq, _rs in posts(g) if rq is not None and rq.type == "init"
+                  and x.request.ts > resp.ts), None)
+    if after is not None:
+        scan.outcome = "completed"
+        scan.completed_time, scan.completed_frame = after.request.ts, after.request.frame
+        scan.waited = round(after.request.ts - resp.ts, 3)
+        return scan
+    closed = [c for c in (cn.c.closed or []) if c.get("direction") == "c2s" and c.get("ts", 0) >= resp.ts]
+    if closed:
+        scan.outcome = "gave-up"
+        scan.waited = round(closed[0]["ts"] - resp.ts, 3)
+    else:
+        end = max([resp.ts, cn.c.last_ts or resp.ts, *(r.time for r in scan.requests)])
+        scan.waited = round(end - resp.ts, 3)
+    return scan
 
 
 def _path(url: str) -> str:

@@ -20,6 +20,7 @@ RULE_MODULES = [
     "group_url",
     "auth_failed",
     "auth_sso",
+    "hostscan",
     "downloader",
     "connect_rejected",
     "mtu",

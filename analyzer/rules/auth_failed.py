@@ -23,6 +23,9 @@ def check(session, ctx):
     sso = opt(d.sso) if d is not None else None
     if sso is not None and sso.outcome != "token-returned":
         return []  # no credentials were ever sent: AUTH_SSO_INCOMPLETE (rules/auth_sso.py) tells it
+    scan = opt(d.host_scan) if d is not None else None
+    if scan is not None and scan.outcome != "completed" and not rounds:
+        return []  # the login never began: HOSTSCAN_INCOMPLETE (rules/hostscan.py)
     if p.status == "failed":
         last = rounds[-1] if rounds else None
         msg = " ".join(((d.failure_message if d is not None else None)

@@ -255,6 +255,7 @@ class Case:
     # only: a user who closed the window); `give_up_after` seconds later the user presses Ctrl-C (SIGINT)
     external_browser: str | None = None
     give_up_after: float | None = None
+    csd_wrapper: bool = False  # openconnect --csd-wrapper=CSD_WRAPPER (the host scan script of the package)
     # a second gateway (a load-balancing cluster's member) at MEMBER_GW, serving this script; its events are merged
     # into gateway-events.jsonl, each with "gateway": MEMBER_GW
     member: Callable[[dict], dict] | None = None
@@ -633,6 +634,86 @@ def _saml_no_browser_script(c: dict) -> dict:
                            "browser to offer: openconnect without a webview",
             "vars": {"aggauth_handle": "1193842"},
             "steps": [init, login],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+# Host scan (Cisco Secure Desktop / posture), as openconnect's csd-post.sh (the Debian package's
+# /usr/libexec/openconnect/csd-post.sh, run by openconnect --csd-wrapper) walks it: the init answered with <host-scan>
+# (ticket, token, base and wait URIs); the script GETs /+CSCOE+/sdesktop/token.xml?ticket=…&stub=0 for a token and
+# POSTs the endpoint description to /+CSCOE+/sdesktop/scan.xml?reusebrowser=1 with the cookie sdesktop=<token>;
+# openconnect then GETs the wait URI until the answer is no refresh page (it needs an XML document to go on) and posts
+# init again with the sdesktop cookie. The element set of <host-scan> as openconnect reads it; not recorded from an ASA.
+CSD_WRAPPER = "/usr/libexec/openconnect/csd-post.sh"
+HOSTSCAN_WAIT = "/+CSCOE+/sdesktop/wait.html"
+HOSTSCAN_INIT_REPLY = INIT_REPLY.replace("</opaque>\n", """</opaque>
+<host-scan>
+<host-scan-ticket>${hostscan_ticket}</host-scan-ticket>
+<host-scan-token>${hostscan_token}</host-scan-token>
+<host-scan-base-uri>/+CSCOE+/sdesktop/token.xml</host-scan-base-uri>
+<host-scan-wait-uri>""" + HOSTSCAN_WAIT + """</host-scan-wait-uri>
+</host-scan>
+""", 1)
+_REFRESH = ('<html><head><meta http-equiv="refresh" content="1; URL=' + HOSTSCAN_WAIT + '"></head>'
+            "<body>Scanning…</body></html>\n")
+
+
+def _hostscan_steps(*, stall: bool) -> list[dict]:
+    steps = [
+        {"id": "init", "note": "init -> the login form with <host-scan>: the client must run the host scan first",
+         "expect": {"method": "POST", "path": "/", "body_contains": ['type="init"']},
+         "respond": {"status": 200, "reason": "OK", "headers": XML_HEADERS, "body": HOSTSCAN_INIT_REPLY}},
+        {"id": "hostscan-token", "note": "the CSD script asks for its token with the ticket",
+         "expect": {"method": "GET", "path_regex": r"/\+CSCOE\+/sdesktop/token\.xml\?ticket=.*"},
+         "respond": {"status": 200, "reason": "OK", "headers": [["Content-Type", "text/xml"]],
+                     "body": "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<hostscan><token>${hostscan_token}"
+                             "</token></hostscan>\n"}},
+        {"id": "hostscan-results", "note": "the CSD script posts the endpoint description",
+         "expect": {"method": "POST", "path": "/+CSCOE+/sdesktop/scan.xml?reusebrowser=1"},
+         "respond": {"status": 200, "reason": "OK", "headers": [["Content-Type", "text/html"]],
+                     "body": "<html><body>ok</body></html>\n"}},
+    ]
+    if stall:  # the gateway never finishes evaluating: the wait page refreshes for ever
+        steps.append({"id": "hostscan-wait", "note": "the wait page, a refresh page every time", "times": 1000,
+                      "expect": {"method": "GET", "path": HOSTSCAN_WAIT},
+                      "respond": {"status": 200, "reason": "OK", "headers": [["Content-Type", "text/html"]],
+                                  "body": _REFRESH}})
+        return steps
+    steps += [
+        {"id": "hostscan-wait", "note": "the wait page: a refresh page twice", "times": 2,
+         "expect": {"method": "GET", "path": HOSTSCAN_WAIT},
+         "respond": {"status": 200, "reason": "OK", "headers": [["Content-Type", "text/html"]], "body": _REFRESH}},
+        {"id": "hostscan-done", "note": "the wait page once the scan is evaluated: an XML document",
+         "expect": {"method": "GET", "path": HOSTSCAN_WAIT},
+         "respond": {"status": 200, "reason": "OK", "headers": [["Content-Type", "text/xml"]],
+                     "body": "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<hostscan><status>TOKEN_SUCCESS</status>"
+                             "</hostscan>\n"}},
+        {"id": "init-after-scan", "note": "init again, with the sdesktop cookie: the login form",
+         "expect": {"method": "POST", "path": "/", "body_contains": ['type="init"']},
+         "respond": {"status": 200, "reason": "OK", "headers": XML_HEADERS, "body": INIT_REPLY}},
+        *auth_steps()[1:],
+    ]
+    return steps
+
+
+def _hostscan_script(c: dict) -> dict:
+    return {"name": "hostscan",
+            "description": "a host scan (posture) before the login: the client's CSD script fetches its token and "
+                           "posts the endpoint description, the wait page refreshes twice, then the login and the "
+                           "tunnel (CSTP)",
+            "vars": {"aggauth_handle": "1193844", "hostscan_ticket": "A1B2C3D4E5F60718",
+                     "hostscan_token": "0F1E2D3C4B5A69788796A5B4"},
+            "steps": [*_hostscan_steps(stall=False), connect_step(connect_headers(mtu=1399), note="tunnel on CSTP")],
+            "unmatched_nearest": True,
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _hostscan_stalled_script(c: dict) -> dict:
+    return {"name": "hostscan-stalled",
+            "description": "a host scan whose evaluation never ends: the wait page is a refresh page every time; the "
+                           "user gives up (Ctrl-C) 8 s later",
+            "vars": {"aggauth_handle": "1193845", "hostscan_ticket": "A1B2C3D4E5F60719",
+                     "hostscan_token": "0F1E2D3C4B5A69788796A5B5"},
+            "steps": _hostscan_steps(stall=True),
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
 
 
@@ -1069,6 +1150,27 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("openconnect has no single sign-on handler", log_line(r"No SSO handler")),
           ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
          expect_connect=False),
+    Case("hostscan",
+         "a host scan (posture) before the login: token, endpoint description, wait page, then login and tunnel",
+         _hostscan_script,
+         [("the CSD script fetched its token and posted the scan",
+           lambda ctx: ({"hostscan-token", "hostscan-results"} <= {e.get("step") for e in ctx.ev("request")},
+                        [e.get("step") for e in ctx.ev("request")])),
+          ("openconnect waited for the evaluation, then posted init again and logged in",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request")][-4:] == ["init-after-scan", "init-group",
+                                                                             "auth-reply", "connect"],
+                        [e.get("step") for e in ctx.ev("request")])),
+          ("openconnect ran the script", log_line(r"Trying to run CSD Trojan script")),
+          ("openconnect connected", log_line(r"^CSTP connected")),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=1.0, csd_wrapper=True),
+    Case("hostscan-stalled",
+         "a host scan whose evaluation never ends: the wait page refreshes until the user gives up",
+         _hostscan_stalled_script,
+         [("the CSD script posted the scan", count_at_least("request", 1, step="hostscan-results")),
+          ("openconnect kept asking for the wait page", count_at_least("request", 3, step="hostscan-wait")),
+          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         expect_connect=False, csd_wrapper=True, give_up_after=8.0),
     Case("load-balancer-redirect",
          "a load-balancing director redirects the client's first request to a member gateway, where it logs in and "
          "connects",

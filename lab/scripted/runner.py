@@ -44,7 +44,7 @@ from ..client import (
 from ..netns import CLIENT_OUTER, GW_OUTER, Lab, LabError, require_tools
 from ..pki import make_pki
 from ..runs import Actions, collect_outputs, run_each, work_dir
-from .cases import CASES, LIVE_CASES, MEMBER_GW, PROFILE_URI, TUNNEL_GW6
+from .cases import CASES, CSD_WRAPPER, LIVE_CASES, MEMBER_GW, PROFILE_URI, TUNNEL_GW6
 from .facts import build_facts, profile_facts, sha1_upper
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: `python -m replay.gateway` runs from here
@@ -160,6 +160,10 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
 
             base = openconnect_argv(pki.pin_sha256)
             cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
+            if case.csd_wrapper:  # the host scan: openconnect runs the package's CSD script (curl, its own TLS)
+                base.append(f"--csd-wrapper={CSD_WRAPPER}")
+                cenv["INSECURE"] = "false"
+                act("csd-wrapper", script=CSD_WRAPPER)
             if case.external_browser:  # SAML: openconnect runs the lab's browser (lab/scripted/browser.py)
                 browser = work / "browser.sh"
                 browser.write_text(f"#!/bin/sh\ncd {ROOT}\nexec {sys.executable} -m lab.scripted.browser \"$@\"\n")

@@ -35,7 +35,11 @@ from .conftest import ROOT, SAMPLES
 
 CORPUS = ROOT / "tests" / "corpus" / "generated"
 #: captures whose shards depend on each other, and why (the parallel path hands them to one process)
-FALLBACK: dict[str, str] = {}
+FALLBACK: dict[str, str] = {
+    "client-roams": "the client reconnects from another address with its cookie: its DTLS session id (given by a "
+                    "CONNECT on the new address) also names its flow from the old one, in another address pair and "
+                    "shard",
+}
 
 
 def _path(p: str) -> Path:

@@ -279,6 +279,7 @@ def _follow_redirects(groups: list[Group]) -> list[Group]:
             ch = h.conns[0].c.client_hello
             if t <= start <= t + REDIRECT_WINDOW and host in (h.key[1], getattr(ch, "sni", None)):
                 h.conns[:0] = g.conns
+                h.dtls[:0] = g.dtls
                 h.cookies |= g.cookies
                 h.redirected_from = g.key
                 out.remove(g)

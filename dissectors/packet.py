@@ -10,7 +10,9 @@ Link types (LINKTYPE_* values, https://www.tcpdump.org/linktypes.html):
   label stack with IP under it, and PPPoE session frames;
 * 101 raw IP, 228 raw IPv4, 229 raw IPv6, 12 and 14 (DLT_RAW as written by some platforms);
 * 113 Linux cooked capture (SLL) and 276 (SLL2);
-* 0 BSD null/loopback (4-byte address family in either byte order) and 108 OpenBSD loop.
+* 0 BSD null/loopback (4-byte address family in either byte order) and 108 OpenBSD loop;
+* 258 Apple PKTAP (macOS `tcpdump -k`, `-i pktap`): its header (length, DLT of the frame), then an Ethernet,
+  null or raw IP frame.
 
 Network layer: IPv4 (RFC 791; options skipped, checksum not verified, TSO frames with total length 0
 are accepted), IPv6 (RFC 8200; hop-by-hop, routing, destination options, fragment and AH extension
@@ -44,6 +46,7 @@ __all__ = [
     "LINKTYPE_LINUX_SLL2",
     "LINKTYPE_LOOP",
     "LINKTYPE_NULL",
+    "LINKTYPE_PKTAP",
     "LINKTYPE_RAW",
     "PROTO_ICMP",
     "PROTO_ICMPV6",
@@ -99,6 +102,7 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_PKTAP = 258
 
 
 @dataclass(slots=True, eq=True)
@@ -188,6 +192,9 @@ _u_H = struct.Struct("!H").unpack_from
 _u_I_le = struct.Struct("<I").unpack_from
 _u_I_be = struct.Struct(">I").unpack_from
 _u_frag6 = struct.Struct("!BxHI").unpack_from  # nh, offset/flags, id
+# PKTAP: header length, next type, the frame's DLT (host byte order: little-endian on every Mac)
+_u_pktap = struct.Struct("<III").unpack_from
+_PKTAP_DLTS = {1: 1, 0: 0, 12: 12, 14: 14}  # DLT_EN10MB, DLT_NULL, DLT_RAW (both of Apple's values)
 
 _ETH_IPV4 = 0x0800
 _ETH_IPV6 = 0x86DD
@@ -501,6 +508,13 @@ def decode(linktype: int, data: bytes) -> Packet | None:
             p = _null_family(data, False)
         elif linktype == 108:
             p = _null_family(data, True)
+        elif linktype == 258:  # Apple PKTAP (macOS tcpdump -k / -i pktap): a header, then the interface's frame
+            if len(data) < 12:
+                return None
+            hlen, _next, dlt = _u_pktap(data, 0)
+            if hlen < 12 or hlen > len(data) or dlt not in _PKTAP_DLTS:
+                return None
+            return decode(_PKTAP_DLTS[dlt], data[hlen:])
         else:
             return None
     except (IndexError, struct.error, ValueError):

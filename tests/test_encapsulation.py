@@ -333,3 +333,22 @@ def test_truncated_mirror_frames_decode_as_far_as_captured():
     for cut in range(0, len(f) + 1, 7):
         p = decode(1, bytes(Ether())[:14] + f[:cut])
         assert p is None or p.encap is None or p.src == "198.18.0.2"
+
+
+def test_a_macos_pktap_capture_reads_as_the_capture_itself(tmp_path):
+    """macOS `tcpdump -k` / `-i pktap` writes LINKTYPE_PKTAP (258): Apple's header (its length, the frame's DLT,
+    the interface's name, process data) before each frame. A lab capture rewritten so reads as itself, and tshark
+    reads the same handshakes in it."""
+    src = SAMPLES / "baseline" / "capture.pcapng"
+    hdr = struct.pack("<III", 108, 1, 1) + b"en0".ljust(24, b"\0") + bytes(108 - 36)
+    out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 258)]
+    for fr in iter_frames(src):
+        data = hdr + bytes(fr.data)
+        sec = int(fr.ts)
+        out.append(struct.pack("<IIII", sec, round((fr.ts - sec) * 1e9), len(data), len(data)) + data)
+    cap = tmp_path / "pktap.pcap"
+    cap.write_bytes(b"".join(out))
+    keylog = SAMPLES / "baseline" / "keys.log"
+    assert _sessions_text(_analyse(cap, keylog)) == _sessions_text(_analyse(src, keylog))
+    if HAVE_TSHARK:
+        assert _tshark_handshakes(cap) == _tshark_handshakes(src)

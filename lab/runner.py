@@ -325,7 +325,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
         gw_keys, cl_keys, curl_keys = work / "gw-keys.log", work / "client-keys.log", work / "curl-keys.log"
         other_keys = work / "other-keys.log"  # the unrelated TLS/DTLS peers' secrets (other_traffic)
         capture = work / "capture.pcapng"
-        url = (URL if sc.port == 443 else f"https://{HOSTNAME}:{sc.port}/") + sc.url_path
+        url = URL + sc.url_path
 
         with Lab() as lab:
             say(f"[lab] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")

@@ -55,7 +55,6 @@ class Scenario:
     # "vxlan": the client-gateway link runs in a VXLAN overlay and the capture is of its underlay (every packet
     # inside VXLAN, as cloud traffic mirroring delivers them; Lab.use_vxlan_underlay)
     underlay: str | None = None
-    port: int = 443  # the gateway's TCP and UDP port (ocserv tcp-port/udp-port; the client's URL names it)
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -185,9 +184,6 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "delivers it: the client-gateway link runs in a VXLAN overlay (VNI 4242, UDP 4789) and the capture is "
              "of the underlay, so every packet of the session is inside VXLAN; the overlay's MTU is 1450",
              gateway={"tls-priorities": PRIO_TLS13}, underlay="vxlan"),
-    Scenario("port-8443", "baseline with the gateway on TCP and UDP port 8443 (a gateway whose 443 serves something "
-             "else): the client's URL names the port, DTLS on 8443 too",
-             gateway={"tls-priorities": PRIO_TLS13, "tcp-port": "8443", "udp-port": "8443"}, port=8443),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

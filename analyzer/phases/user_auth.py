@@ -412,13 +412,7 @@ def _single_sign_on(g: Group, rounds: list[AuthRound]) -> SingleSignOn | None:
         sso.outcome, sso.token_time, sso.token_frame = "token-returned", token.time, token.frame
         sso.waited = round(token.time - resp.ts, 3)
         return sso
-    closed = [c for c in (cn.c.closed or []) if c.get("direction") == "c2s" and c.get("ts", 0) >= resp.ts]
-    if closed:
-        sso.outcome = "gave-up"
-        sso.waited = round(closed[0]["ts"] - resp.ts, 3)
-    else:
-        end = max([resp.ts, cn.c.last_ts or resp.ts, *(b.time for b in sso.browser)])
-        sso.waited = round(end - resp.ts, 3)
+    sso.outcome, sso.waited = _wait_end(cn, resp.ts, [b.time for b in sso.browser])
     return sso
 
 
@@ -465,14 +459,18 @@ def _host_scan(g: Group) -> HostScan | None:
         scan.completed_time, scan.completed_frame = after.request.ts, after.request.frame
         scan.waited = round(after.request.ts - resp.ts, 3)
         return scan
-    closed = [c for c in (cn.c.closed or []) if c.get("direction") == "c2s" and c.get("ts", 0) >= resp.ts]
-    if closed:
-        scan.outcome = "gave-up"
-        scan.waited = round(closed[0]["ts"] - resp.ts, 3)
-    else:
-        end = max([resp.ts, cn.c.last_ts or resp.ts, *(r.time for r in scan.requests)])
-        scan.waited = round(end - resp.ts, 3)
+    scan.outcome, scan.waited = _wait_end(cn, resp.ts, [r.time for r in scan.requests])
     return scan
+
+
+def _wait_end(cn, since: float, seen: list[float]) -> tuple[str, float]:
+    """How a client's wait (for a single sign-on token, a host scan's evaluation) that never ended in the next
+    step ended: ("gave-up", seconds) when it closed its connection ``cn`` after ``since``, else ("capture-ended",
+    seconds to the last packet seen of it or of ``seen``)."""
+    closed = [c for c in (cn.c.closed or []) if c.get("direction") == "c2s" and c.get("ts", 0) >= since]
+    if closed:
+        return "gave-up", round(closed[0]["ts"] - since, 3)
+    return "capture-ended", round(max([since, cn.c.last_ts or since, *seen]) - since, 3)
 
 
 def _path(url: str) -> str:

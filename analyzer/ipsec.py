@@ -87,6 +87,10 @@ def describe(items: list[dict]) -> str | None:
             bits.append("Cisco vendor IDs")
         parts.append(f"{what} between {client} and {gw} ({'; '.join(bits)})")
     more = f" and {len(pairs) - 3} more" if len(pairs) > 3 else ""
-    return ("IPsec, not the SSL VPN protocol: " + ", ".join(parts) + more + " — Cisco's client over IKEv2/IPsec (a "
-            "connection profile whose primary protocol is IPsec) or another IPsec VPN; acflow reads the SSL VPN "
+    versions = {v for p in pairs.values() for v in p["versions"]}
+    who = ("the legacy Cisco VPN Client, L2TP/IPsec or a site-to-site tunnel (Cisco's AnyConnect-protocol client "
+           "uses IKEv2 for IPsec)" if versions == {1} else
+           "Cisco's client over IKEv2/IPsec (a connection profile whose primary protocol is IPsec) or another IPsec "
+           "VPN")
+    return ("IPsec, not the SSL VPN protocol: " + ", ".join(parts) + more + f" — {who}; acflow reads the SSL VPN "
             "protocol (TLS, CSTP, DTLS) only")

@@ -2,7 +2,7 @@
 the lab's namespaces, dumpcap on the client's veth. Writes `<out>/<case>/`: capture.pcapng, ipsec.json (what the
 daemons logged: not the lab's facts.json schema), charon-gateway.log, charon-client.log, the swanctl.conf of both.
 
-    sudo python -m lab.ipsec [--out samples/ipsec] [CASE ...]      # cases: ikev2, ikev2-no-proposal
+    sudo python -m lab.ipsec [--out samples/ipsec] [CASE ...]      # cases: ikev2, ikev1, ikev2-no-proposal
 
 Each charon runs in its own mount namespace with a private /run (two daemons on one machine would share its pid
 file and socket otherwise). The kernel the lab runs on here has no IPsec SA support (xfrm: "Function not
@@ -31,6 +31,9 @@ CASES = {
     "ikev2": {"description": "IKEv2 with a pre-shared key: IKE_SA_INIT, IKE_AUTH on UDP 4500; the CHILD_SA fails in "
                              "the lab's kernel (no IPsec SA support): no ESP",
               "gateway_proposal": "aes256-sha256-modp2048"},
+    "ikev1": {"description": "IKEv1 Main Mode with a pre-shared key (legacy IPsec clients, L2TP/IPsec): Main Mode, "
+                             "then Quick Mode for the CHILD_SA, which fails in the lab's kernel: no ESP",
+              "gateway_proposal": "aes256-sha256-modp2048", "version": 1},
     "ikev2-no-proposal": {"description": "IKEv2 whose proposal the gateway does not accept: the IKE_SA_INIT is "
                                          "answered with NO_PROPOSAL_CHOSEN",
                           "gateway_proposal": "aes128-sha1-modp1024"},
@@ -56,11 +59,11 @@ swanctl {{ socket = unix://{d}/charon.vici }}
 
 
 def _swanctl_conf(local: str, remote: str | None, me: str, peer: str, proposal: str, local_ts: str,
-                  remote_ts: str) -> str:
+                  remote_ts: str, version: int = 2) -> str:
     remote_line = f"    remote_addrs = {remote}\n" if remote else ""
     return f"""connections {{
   ac {{
-    version = 2
+    version = {version}
     local_addrs = {local}
 {remote_line}    proposals = {proposal}
     local {{ auth = psk
@@ -92,7 +95,7 @@ def run_case(name: str, out_root: Path) -> Path:
         d = work / side
         d.mkdir()
         (d / "strongswan.conf").write_text(_strongswan_conf(d))
-        (d / "swanctl.conf").write_text(_swanctl_conf(*args))
+        (d / "swanctl.conf").write_text(_swanctl_conf(*args, version=case.get("version", 2)))
     capture = work / "capture.pcapng"
     with Lab() as lab:
         dump = lab.start_capture(capture, work / "dumpcap.log")
@@ -128,7 +131,7 @@ def run_case(name: str, out_root: Path) -> Path:
              # the IKE_SA_INIT refused (a CHILD_SA refused reads "received NO_PROPOSAL_CHOSEN notify, no CHILD_SA")
              "ike_proposal_refused": "received NO_PROPOSAL_CHOSEN notify error" in logs["client"],
              "child_sa_failed": any(x in logs["client"] for x in ("failed to establish CHILD_SA",
-                                                                  "no CHILD_SA built")),
+                                                                  "no CHILD_SA built", "unable to add SAD entry")),
              "initiate": (work / "initiate.log").read_text().splitlines()[-3:]}
     (out / "ipsec.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(work, ignore_errors=True)

@@ -42,14 +42,15 @@ def _facts(name: str) -> dict:
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
-@pytest.mark.parametrize("name", ["ikev2", "ikev2-no-proposal"])
+@pytest.mark.parametrize("name", ["ikev2", "ikev1", "ikev2-no-proposal"])
 def test_every_ike_message_is_read_as_tshark_reads_it(name):
     cap = IPSEC / name / "capture.pcapng"
     p = subprocess.run(["tshark", "-n", "-r", str(cap), "-Y", "isakmp", "-T", "fields", "-e", "frame.number", "-e",
                         "isakmp.exchangetype", "-e", "isakmp.ispi", "-e", "isakmp.rspi"],
                        capture_output=True, text=True, check=True)
     theirs = {int(r.split("\t")[0]): r.split("\t")[1:] for r in p.stdout.splitlines()}
-    names = {"34": "IKE_SA_INIT", "35": "IKE_AUTH", "36": "CREATE_CHILD_SA", "37": "INFORMATIONAL"}
+    names = {"34": "IKE_SA_INIT", "35": "IKE_AUTH", "36": "CREATE_CHILD_SA", "37": "INFORMATIONAL",
+             "2": "Main Mode", "4": "Aggressive Mode", "5": "Informational", "32": "Quick Mode"}
     ours = {}
     for fr in iter_frames(cap):
         e = Ether(bytes(fr.data))
@@ -131,3 +132,14 @@ def test_the_html_report_names_it_too():
     a = analyze_paths([IPSEC / "ikev2-no-proposal" / "capture.pcapng"], keys, info)
     assert "IPsec, not the SSL VPN protocol: IKEv2 between 198.18.0.2 and 198.18.0.1 (the gateway refused: " \
            "NO_PROPOSAL_CHOSEN" in render_html(a, version=__version__)
+
+
+def test_ikev1_is_named_as_such():
+    f = _facts("ikev1")
+    assert f["ike_sa_established"] and f["child_sa_failed"]
+    doc = _doc(IPSEC / "ikev1" / "capture.pcapng")
+    [item] = doc["other_traffic"]["ipsec"]
+    assert item["ike_version"] == 1 and item["exchanges"]["Main Mode"] == 6 and "Quick Mode" in item["exchanges"]
+    assert item["vendor_ids"]  # Main Mode's Vendor IDs, in the clear
+    [no] = [x for x in doc["findings"] if x["id"] == "NO_VPN_SESSION"]
+    assert "IKEv1 between 198.18.0.2 and 198.18.0.1" in no["message"] and "legacy Cisco VPN Client" in no["message"]

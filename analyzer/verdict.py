@@ -200,6 +200,8 @@ def judge(s: Session) -> SessionVerdict:
                                  ("AUTH_FAILED", "Login failed"),
                                  ("CONNECT_REJECTED", "Logged in, but the gateway refused the tunnel"),
                                  ("TLS_ALERT", "No tunnel: a TLS connection to the gateway failed"),
+                                 ("TLS_CERT_REFUSED", "Could not connect: the client refused the gateway "
+                                                      "certificate"),
                                  ("TLS_CERT_UNTRUSTED", "Could not connect: the gateway certificate is refused"),
                                  ("DOWNLOADER_FAILED", "No tunnel: the downloader failed")):
             f = first(fid)
@@ -213,6 +215,11 @@ def judge(s: Session) -> SessionVerdict:
                               else ""))
                     if f.evidence.get("browser_requests") == 0 and isinstance(waited, (int, float)) and waited < 2:
                         cause = "the client gave up at once, without opening a browser for the SAML sign-in"
+                if fid == "TLS_CERT_REFUSED":
+                    cause = ("the gateway sent its certificate without the intermediate CA that issued it "
+                             f"({f.evidence.get('issuer')}), and the client could not verify it"
+                             if f.evidence.get("chain_includes_issuer") is False else
+                             "the client closed the connection right after the gateway's certificate")
                 if fid == "HOSTSCAN_INCOMPLETE":
                     ev = f.evidence
                     cause = ("the gateway never finished evaluating the scan (every wait page a refresh page)"

@@ -34,12 +34,15 @@ def _name(cn: str) -> x509.Name:
 
 def make_pki(directory: Path, hostname: str, ip: str, *, key_bits: int = 2048,
              not_after_days: int = 365, not_before_days: int = -1, cn: str | None = None,
-             san_dns: tuple[str, ...] | None = None, san_ip: bool = True) -> LabPKI:
+             san_dns: tuple[str, ...] | None = None, san_ip: bool = True, intermediate: str | None = None) -> LabPKI:
     """Create CA + server certificate under `directory`.
 
     The server certificate's subject CN is `cn` (default `hostname`); its SANs are the DNS names `san_dns`
     (default: `hostname` alone) and, if `san_ip`, the address `ip`. Validity runs from now + `not_before_days` to
-    now + `not_after_days` (both negative: an expired certificate).
+    now + `not_after_days` (both negative: an expired certificate). `intermediate`: the server certificate is issued
+    by an intermediate CA of that name (issued by the CA); "chain" writes it after the server certificate in
+    server-cert.pem, "missing" leaves it out (a gateway installed without its intermediate: clients that trust only
+    the root cannot build the chain).
     """
     import base64
 
@@ -52,9 +55,20 @@ def make_pki(directory: Path, hostname: str, ip: str, *, key_bits: int = 2048,
           .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=3650))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .sign(ca_key, hashes.SHA256()))
+    signer, signer_key, chain = ca, ca_key, b""
+    if intermediate is not None:
+        signer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        signer = (x509.CertificateBuilder()
+                  .subject_name(_name("acflow lab intermediate CA")).issuer_name(ca.subject)
+                  .public_key(signer_key.public_key()).serial_number(x509.random_serial_number())
+                  .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=1825))
+                  .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                  .sign(ca_key, hashes.SHA256()))
+        if intermediate == "chain":
+            chain = signer.public_bytes(serialization.Encoding.PEM)
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_bits)
     cert = (x509.CertificateBuilder()
-            .subject_name(_name(cn or hostname)).issuer_name(ca.subject)
+            .subject_name(_name(cn or hostname)).issuer_name(signer.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now + _dt.timedelta(days=not_before_days))
             .not_valid_after(now + _dt.timedelta(days=not_after_days))
@@ -62,10 +76,10 @@ def make_pki(directory: Path, hostname: str, ip: str, *, key_bits: int = 2048,
                 [x509.DNSName(n) for n in (san_dns if san_dns is not None else (hostname,))] +
                 ([x509.IPAddress(ipaddress.ip_address(ip))] if san_ip else [])), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+            .sign(signer_key, hashes.SHA256()))
     ca_path, cert_path, key_path = directory / "ca.pem", directory / "server-cert.pem", directory / "server-key.pem"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + chain)
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                            serialization.NoEncryption()))
     spki = cert.public_key().public_bytes(serialization.Encoding.DER,

@@ -363,6 +363,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 act("proxy-listening", address=GW_OUTER, port=PROXY_PORT)
 
             base = [*openconnect_argv(pki.pin_sha256), *proxy_args, *(_subst(a, work, pki) for a in sc.client_args)]
+            if sc.trust_ca:  # verify against the lab CA, not by the pinned key
+                base = [a for a in base if not a.startswith("--servercert=")] + [f"--cafile={pki.ca_cert}",
+                                                                                  "--non-inter"]
             cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
             if sc.force_tun_mtu:
                 cenv["ACFLOW_FORCE_MTU"] = str(sc.force_tun_mtu)

@@ -55,6 +55,9 @@ class Scenario:
     # "vxlan": the client-gateway link runs in a VXLAN overlay and the capture is of its underlay (every packet
     # inside VXLAN, as cloud traffic mirroring delivers them; Lab.use_vxlan_underlay)
     underlay: str | None = None
+    # the client verifies the gateway against the lab CA (openconnect --cafile ca.pem --non-inter) instead of
+    # pinning its key: a certificate it cannot verify ends the connection
+    trust_ca: bool = False
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -184,6 +187,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "delivers it: the client-gateway link runs in a VXLAN overlay (VNI 4242, UDP 4789) and the capture is "
              "of the underlay, so every packet of the session is inside VXLAN; the overlay's MTU is 1450",
              gateway={"tls-priorities": PRIO_TLS13}, underlay="vxlan"),
+    Scenario("cert-chain-missing", "the gateway's certificate is issued by an intermediate CA that the gateway does "
+             "not send (installed without its chain); the client trusts only the root (openconnect --cafile, no "
+             "pin): it cannot build the chain and closes the connection",
+             gateway={"tls-priorities": PRIO_TLS13}, pki={"intermediate": "missing"}, trust_ca=True,
+             expect_connect=False, wait_dtls=False, pings=0),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

@@ -12,6 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 
 
+#: lab samples without an AnyConnect-protocol session or any application data: the client ended the TLS handshake
+#: (cert-chain-missing: it refused the certificate; tests/test_cert_refused.py reads it with --gateway)
+HANDSHAKE_ONLY = frozenset({"cert-chain-missing"})
+
+
 def sample_dirs() -> list[Path]:
     return sorted(p.parent for p in SAMPLES.glob("*/facts.json"))
 

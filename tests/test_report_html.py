@@ -41,10 +41,10 @@ from analyzer.report.json_report import to_document
 from analyzer.timefmt import clock
 from lab.scenarios import SCENARIOS
 
-from .conftest import facts, sample, sample_dirs
+from .conftest import HANDSHAKE_ONLY, facts, sample, sample_dirs
 from .helpers import run_chromium
 
-SAMPLES = [p.name for p in sample_dirs()]
+SAMPLES = [p.name for p in sample_dirs() if p.name not in HANDSHAKE_ONLY]  # (no session: no session page)
 PASSWORD = "acflow-pass-1"
 
 

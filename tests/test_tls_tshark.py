@@ -16,7 +16,7 @@ import pytest
 from dissectors.keylog import KeyStore, load_rsa_private_key
 from dissectors.tls import ApplicationData, DecryptionStatus, RecordError, SessionCache, TLSConnection
 
-from .conftest import facts, sample_dirs
+from .conftest import HANDSHAKE_ONLY, facts, sample_dirs
 from .oracle import BASE, tshark_follow_tls
 
 pytestmark = pytest.mark.tshark
@@ -92,7 +92,7 @@ def _data(events, direction: str) -> bytes:
 
 
 def _cases():
-    cases = [pytest.param(d, False, id=d.name) for d in SAMPLES]
+    cases = [pytest.param(d, False, id=d.name) for d in SAMPLES if d.name not in HANDSHAKE_ONLY]
     cases += [pytest.param(d, True, id=f"{d.name}-rsa-key-only") for d in SAMPLES
               if (d / "server-key.pem").exists() and facts(d.name).get("tls_version") == "TLS1.2"
               and all("(RSA)" in t["ciphersuite"] for t in facts(d.name).get("tls_sessions") or [{"ciphersuite": ""}])]

@@ -166,7 +166,8 @@ class Conn:
             self.kind = "auth"
         elif self.gets:
             self.kind = "downloader"
-        elif not c.decrypted:
+        elif not c.decrypted and not (c.handshake_done_ts is None and not sum(c.encrypted_bytes.values())):
+            # (a handshake that never finished carried nothing to decrypt: its later phases are absent)
             self.kind = "undecrypted"
 
     @property

@@ -134,11 +134,13 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
         from ..ipsec import describe  # noqa: PLC0415
 
         ipsec = describe((analysis.other_traffic or {}).get("ipsec") or [])
+        refused = _refused_certificates(pipe)
         out.append(Finding(id="NO_VPN_SESSION", severity="info", time=None, frames=[],
                            message="No AnyConnect-protocol session was found in the capture"
                                    + (f" ({analysis.other_traffic['flows']} other flow(s), see other traffic)"
                                       if (analysis.other_traffic or {}).get("flows") else "") + "."
-                                   + (f" {ipsec[0].upper()}{ipsec[1:]}." if ipsec else ""),
+                                   + (f" {ipsec[0].upper()}{ipsec[1:]}." if ipsec else "")
+                                   + refused,
                            remedy="Check the capture was taken where the client's traffic to the gateway passes "
                                   "(TCP/UDP 443 by default); without keys a short TLS-only session shows no "
                                   "evidence of the protocol: supply the key log, or name the gateway with "
@@ -176,3 +178,24 @@ def _encapsulated(wrapped: dict, analysis) -> Finding:
         evidence={"encapsulated_frames": total,
                   "encapsulations": [{"kind": kind, "outer_addresses": [src, dst], "id": ident,
                                       "frames": n} for (kind, src, dst, ident), (n, _f) in rows[:20]]})
+
+
+def _refused_certificates(pipe) -> str:
+    """A sentence on TLS connections whose client closed right after the server's certificate (no session was
+    found: without an HTTP exchange nothing says they were VPN connections), else ""."""
+    from ..evidence import fmt_endpoint  # noqa: PLC0415
+    from ..phases.tls_handshake import client_closed_in_handshake  # noqa: PLC0415
+
+    seen = []
+    for c in getattr(pipe, "tcp", {}).values():
+        gone = client_closed_in_handshake(c) if getattr(c, "is_tls", False) else None
+        if gone is not None and gone["after_certificate"]:
+            seen.append((gone["frame"], fmt_endpoint(*c.server)))
+    if not seen:
+        return ""
+    seen.sort()
+    frame, server = seen[0]
+    more = f" (and {len(seen) - 1} more)" if len(seen) > 1 else ""
+    return (f" The client closed its TLS connection to {server} right after the server's certificate, without an alert "
+            f"(frame {frame}){more}: a client that refuses the certificate does so. If {server} is the VPN gateway, "
+            f"analyse again with --gateway {server} to read that connection as the session it began.")

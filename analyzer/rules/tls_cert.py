@@ -10,10 +10,11 @@ AnyConnect in preferences.xml) must equal the certificate seen in phase 1.
 from __future__ import annotations
 
 from ..model import Finding
+from ..phases.record import UNSET
 from ..phases.tls_handshake import TLSHandshakeDetails
 from ..phases.user_auth import UserAuthDetails
 
-RULE_IDS = ("TLS_CERT_UNTRUSTED", "TLS_CERT_HASH_MISMATCH")
+RULE_IDS = ("TLS_CERT_UNTRUSTED", "TLS_CERT_HASH_MISMATCH", "TLS_CERT_REFUSED")
 _ERRORS = {"expired", "not-yet-valid", "name-mismatch", "self-signed", "unparseable"}
 
 
@@ -35,6 +36,25 @@ def check(session, ctx):
                    "who allowed it see a warning on every connection.",
             evidence={"verdicts": [v["verdict"] for v in verdicts], "subject": leaf.get("subject"),
                       "issuer": leaf.get("issuer"), "host": d.certificate_host, "sans": leaf.get("sans")}))
+    gone = d.client_closed if d is not None and d.client_closed is not UNSET else None
+    if gone is not None and gone.get("after_certificate"):
+        leaf = (d.certificates or [{}])[0]
+        missing = d.chain_includes_issuer is False and leaf.get("issuer") != leaf.get("subject")
+        why = (f" The gateway sent its certificate without the CA that issued it ({leaf.get('issuer')}): a client "
+               "that does not already hold that intermediate CA cannot build the chain to a root it trusts."
+               if missing else "")
+        out.append(Finding(
+            id="TLS_CERT_REFUSED", severity="error", phase="tls-handshake", time=gone["time"],
+            frames=sorted({x.get("frame") for x in (d.certificates or [])[:1] if x.get("frame")} | {gone["frame"]}),
+            message=f"The client closed the connection ({gone['reason']}) right after the gateway's certificate, "
+                    f"without an alert: it refused the certificate ({leaf.get('subject')}, issued by "
+                    f"{leaf.get('issuer')})." + why,
+            remedy=("Install the certificate with its chain on the gateway (ASA: the trustpoint's intermediate CA "
+                    "certificates; ocserv: the intermediates appended to server-cert)." if missing else
+                    "Make the gateway present a certificate the clients trust (issued by a CA in their trust store, "
+                    "valid, naming the host they connect to), or find what intercepts TLS on the way."),
+            evidence={"chain_includes_issuer": d.chain_includes_issuer, "subject": leaf.get("subject"),
+                      "issuer": leaf.get("issuer"), "closed": gone["reason"]}))
     auth = session.phase("user-auth").details
     if isinstance(auth, UserAuthDetails) and auth.server_cert_hash_matches is False:
         leaf = ((d.certificates if d is not None else None) or [{}])[0]

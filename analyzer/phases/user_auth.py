@@ -262,17 +262,10 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         what = (f"results posted (HTTP {scan.results_status}), " if scan.results_status is not None else
                 "no scan results posted, ")
         what += f"{plural(scan.waits, 'wait page')} ({scan.refreshes} still refreshing)"
-        if scan.outcome == "gave-up":
-            d.result = "failure"
-            d.failure_message = "host scan not completed"
-            p.status = "failed"
-            p.summary = f"host scan (posture) not completed: {what}; the client gave up after {scan.waited:.1f} s"
-        else:
-            p.status = "incomplete"
-            p.summary = (f"host scan (posture) still in progress when the capture ended, {scan.waited:.1f} s after "
-                         f"it was asked: {what}")
-        p.details = d
-        return p
+        return _unfinished(p, d, scan.outcome == "gave-up", "host scan not completed",
+                           f"host scan (posture) not completed: {what}; the client gave up after {scan.waited:.1f} s",
+                           f"host scan (posture) still in progress when the capture ended, {scan.waited:.1f} s after "
+                           f"it was asked: {what}")
     sso = _single_sign_on(g, rounds)
     if sso is not None and sso.outcome != "token-returned" and complete is None:
         d = UserAuthDetails(rounds=rounds, mode="aggregate-auth", sso=sso, rejected_rounds=0)
@@ -282,18 +275,11 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         seen = f"the browser's requests: {plural(len(sso.browser), 'GET')}" if sso.browser else \
             "no request of the browser in the capture"
         idp = f", sent to sign in at {sso.identity_provider}" if sso.identity_provider is not UNSET else ""
-        if sso.outcome == "gave-up":
-            d.result = "failure"
-            d.failure_message = "SAML single sign-on not completed"
-            p.status = "failed"
-            p.summary = (f"SAML single sign-on ({sso.browser_mode} browser) not completed: no token came back; the "
-                         f"client gave up after {sso.waited:.1f} s ({seen}{idp})")
-        else:
-            p.status = "incomplete"
-            p.summary = (f"SAML single sign-on ({sso.browser_mode} browser) still waiting for the token when the "
-                         f"capture ended, {sso.waited:.1f} s after the sign-in URL ({seen}{idp})")
-        p.details = d
-        return p
+        return _unfinished(p, d, sso.outcome == "gave-up", "SAML single sign-on not completed",
+                           f"SAML single sign-on ({sso.browser_mode} browser) not completed: no token came back; the "
+                           f"client gave up after {sso.waited:.1f} s ({seen}{idp})",
+                           f"SAML single sign-on ({sso.browser_mode} browser) still waiting for the token when the "
+                           f"capture ended, {sso.waited:.1f} s after the sign-in URL ({seen}{idp})")
     if not rounds and complete is None:
         p.status = "undecrypted" if any_undecrypted(g) else "absent"
         p.summary = "TLS not decrypted" if p.status == "undecrypted" else "no auth-reply POST"
@@ -358,6 +344,19 @@ def build(g: Group, tls_phase: Phase) -> Phase:
 
 def _opt(v):
     return None if v is UNSET else v
+
+
+def _unfinished(p: Phase, d: UserAuthDetails, gave_up: bool, failure: str, gave_up_summary: str,
+                waiting_summary: str) -> Phase:
+    """Phase user-auth ended before any credentials by a step the client waited for (a single sign-on token, a host
+    scan's evaluation): failed when the client gave up, incomplete when the capture ended first."""
+    if gave_up:
+        d.result, d.failure_message = "failure", failure
+        p.status, p.summary = "failed", gave_up_summary
+    else:
+        p.status, p.summary = "incomplete", waiting_summary
+    p.details = d
+    return p
 
 
 def _auth_value(ca, name: str) -> str | None:

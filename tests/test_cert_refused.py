@@ -31,7 +31,7 @@ def test_without_the_gateway_named_the_refusal_is_pointed_at():
     doc = _doc()
     assert doc["sessions"] == []
     [no] = [f for f in doc["findings"] if f["id"] == "NO_VPN_SESSION"]
-    assert "closed its TLS connection to 198.18.0.1:443 right after the server's certificate" in no["message"]
+    assert "closed its TLS connection to 198.18.0.1:443 right after the server's handshake messages" in no["message"]
     assert "--gateway 198.18.0.1:443" in no["message"]
 
 
@@ -60,3 +60,22 @@ def test_a_certificate_the_client_accepted_is_no_refusal():
     [s] = json.loads(p.stdout)["sessions"]
     assert "TLS_CERT_REFUSED" not in [f["id"] for f in s["findings"]]
     assert next(p for p in s["phases"] if p["phase"] == "tls-handshake")["status"] == "ok"
+
+
+def test_without_keys_the_unfinished_handshake_is_still_read():
+    """No key log: TLS 1.3 hides the certificate, but the client closed after the server's encrypted handshake
+    messages without sending one of its own (not even its Finished)."""
+    d = sample("cert-chain-missing")
+
+    def run(*extra):
+        p = subprocess.run([sys.executable, "-m", "analyzer.cli", "analyze", str(d / "capture.pcapng"), "--format",
+                            "json", *extra], capture_output=True, text=True, cwd=ROOT, check=True)
+        return json.loads(p.stdout)
+
+    [no] = [f for f in run()["findings"] if f["id"] == "NO_VPN_SESSION"]
+    assert "--gateway 198.18.0.1:443" in no["message"]
+    [s] = run("--gateway", "198.18.0.1:443")["sessions"]
+    tls = next(p for p in s["phases"] if p["phase"] == "tls-handshake")
+    assert tls["status"] == "failed" and tls["details"]["client_closed"]["encrypted_flight"] is True
+    assert tls["details"]["client_closed"]["after_certificate"] is False
+    assert "KEYS_MISSING" not in [f["id"] for f in s["findings"]]

@@ -57,6 +57,25 @@ def redact_sso_location(url: str) -> str:
     return head + sep + REDACTED + (q + query if q else "")
 
 
+def client_closed_in_handshake(c) -> dict | None:
+    """The client's FIN or reset on a TLS connection whose handshake it never finished (ServerHello seen, no alert;
+    in TLS 1.3 without keys: no encrypted record from the client, not even its Finished), or None: {frame, time,
+    reason, after_certificate (the server's Certificate was read before it), encrypted_flight (TLS 1.3: the server's
+    encrypted handshake records came before it)}."""
+    if c.server_hello is None or c.alerts:
+        return None
+    tls13 = c.server_hello.version >= 0x0304
+    if c.handshake_done_ts is not None and not (tls13 and not c.decrypted and not c.encrypted_bytes.get("c2s")):
+        return None
+    gone = next((x for x in c.closed or [] if x.get("direction") == "c2s"), None)
+    if gone is None:
+        return None
+    cert = c.certificates
+    return {"frame": gone["frame"], "time": gone["ts"], "reason": gone["reason"],
+            "after_certificate": cert is not None and cert.frame <= gone["frame"],
+            "encrypted_flight": tls13 and bool(c.encrypted_bytes.get("s2c"))}
+
+
 def cookie(headers, name: str = "webvpn") -> str | None:
     for value in headers.get_all("Cookie"):
         for part in value.split(";"):
@@ -166,7 +185,8 @@ class Conn:
             self.kind = "auth"
         elif self.gets:
             self.kind = "downloader"
-        elif not c.decrypted and not (c.handshake_done_ts is None and not sum(c.encrypted_bytes.values())):
+        elif not c.decrypted and client_closed_in_handshake(c) is None and \
+                not (c.handshake_done_ts is None and not sum(c.encrypted_bytes.values())):
             # (a handshake that never finished carried nothing to decrypt: its later phases are absent)
             self.kind = "undecrypted"
 

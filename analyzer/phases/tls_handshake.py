@@ -13,7 +13,7 @@ from .. import certs
 from ..evidence import fmt_endpoint
 from ..model import Phase
 from ..tcptracker import TCPTracker
-from .grouping import Group
+from .grouping import Group, client_closed_in_handshake
 from .record import UNSET, Record, record
 
 
@@ -231,13 +231,16 @@ def build(g: Group) -> Phase:
     elif c.handshake_done_ts is None and any(a.level == 2 for a in c.alerts):
         p.status = "failed"
         p.summary = f"handshake failed: alert {next(a.name for a in c.alerts if a.level == 2)}"
-    elif c.handshake_done_ts is None and (gone := client_closed_in_handshake(c)) is not None:
+    elif (gone := client_closed_in_handshake(c)) is not None:
         p.status = "failed"
         d.client_closed = gone
         p.touch(gone["time"], gone["frame"])
         p.summary = (f"not completed: the client closed the connection ({gone['reason']}, frame {gone['frame']}) "
                      + ("right after the server's certificate, without an alert: it refused the certificate"
-                        if gone["after_certificate"] else "before finishing the handshake"))
+                        if gone["after_certificate"] else
+                        "after the server's handshake messages, without sending its own (TLS 1.3 encrypts the "
+                        "certificate: with the key log acflow reads whether the client refused it)"
+                        if gone["encrypted_flight"] else "before finishing the handshake"))
     else:
         p.status = "ok"
         if c.handshake_done_ts:
@@ -272,19 +275,6 @@ def client_cert(c: TCPTracker) -> ClientCertificateUse | None:
 
 def _dn(der: bytes) -> str:
     return certs.dn_from_der(bytes(der))
-
-
-def client_closed_in_handshake(c) -> dict | None:
-    """The client's FIN or reset on a TLS connection whose handshake it never finished (ServerHello seen, no alert),
-    or None: {frame, time, reason, after_certificate (the server's Certificate was read before it)}."""
-    if c.server_hello is None or c.handshake_done_ts is not None or c.alerts:
-        return None
-    gone = next((x for x in c.closed or [] if x.get("direction") == "c2s"), None)
-    if gone is None:
-        return None
-    cert = c.certificates
-    return {"frame": gone["frame"], "time": gone["ts"], "reason": gone["reason"],
-            "after_certificate": cert is not None and cert.frame <= gone["frame"]}
 
 
 def conn_summary(c: TCPTracker) -> ConnectionSummary:

@@ -184,18 +184,19 @@ def _refused_certificates(pipe) -> str:
     """A sentence on TLS connections whose client closed right after the server's certificate (no session was
     found: without an HTTP exchange nothing says they were VPN connections), else ""."""
     from ..evidence import fmt_endpoint  # noqa: PLC0415
-    from ..phases.tls_handshake import client_closed_in_handshake  # noqa: PLC0415
+    from ..phases.grouping import client_closed_in_handshake  # noqa: PLC0415
 
     seen = []
     for c in getattr(pipe, "tcp", {}).values():
         gone = client_closed_in_handshake(c) if getattr(c, "is_tls", False) else None
-        if gone is not None and gone["after_certificate"]:
+        if gone is not None and (gone["after_certificate"] or gone["encrypted_flight"]):
             seen.append((gone["frame"], fmt_endpoint(*c.server)))
     if not seen:
         return ""
     seen.sort()
     frame, server = seen[0]
     more = f" (and {len(seen) - 1} more)" if len(seen) > 1 else ""
-    return (f" The client closed its TLS connection to {server} right after the server's certificate, without an alert "
-            f"(frame {frame}){more}: a client that refuses the certificate does so. If {server} is the VPN gateway, "
-            f"analyse again with --gateway {server} to read that connection as the session it began.")
+    return (f" The client closed its TLS connection to {server} right after the server's handshake messages (its "
+            f"certificate), without an alert (frame {frame}){more}: a client that refuses the certificate does so. If "
+            f"{server} is the VPN gateway, analyse again with --gateway {server} to read that connection as the "
+            "session it began.")

@@ -242,6 +242,10 @@ def judge(groups, gateways: list[GatewaySpec] | None = None, downloader_paths=()
 
 
 def _own_evidence(g, downloader_paths) -> Verdict:
+    # the paths phase user-auth reads (single sign-on, host scan); imported here: grouping imports lxml, which the
+    # CLI's missing-dependency check must be able to report
+    from .phases.grouping import is_hostscan_path, is_sso_path  # noqa: PLC0415
+
     v = Verdict()
     _, gw_addr, gw_port = g.key
     for cn in g.conns:
@@ -258,11 +262,9 @@ def _own_evidence(g, downloader_paths) -> Verdict:
             v.add("cstp-frames", "decrypted", "CSTP frames after the CONNECT", [cn.c.tunnel_frame or cn.c.first_frame])
         if cn.cookies_presented or cn.cookies_issued:
             v.add("webvpn-cookie", "decrypted", "the gateway's webvpn session cookie", [cn.c.first_frame])
-        from .phases.grouping import HOSTSCAN_PATH_PREFIXES, SSO_PATH_PREFIX  # noqa: PLC0415 - grouping imports lxml
-
-        dl = [ex for ex in cn.gets if not ex.request.target.startswith((SSO_PATH_PREFIX, *HOSTSCAN_PATH_PREFIXES))
+        dl = [ex for ex in cn.gets if not is_sso_path(ex.request.target) and not is_hostscan_path(ex.request.target)
               and any(ex.request.target.startswith(p) for p in downloader_paths)]
-        if dl:  # (a browser at the gateway's SAML pages during single sign-on is not the downloader)
+        if dl:  # (a browser at the gateway's SAML pages, or a host scan's requests, are not the downloader)
             ex = dl[0]
             v.add("downloader", "decrypted", f"downloader GET {ex.request.target}", [ex.request.frame])
         if not cn.c.decrypted and cn.c.is_tls:

@@ -16,6 +16,8 @@ this package) read a group's trackers and the HTTP exchanges classified here (`C
 """
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from dissectors import aggauth
 from dissectors.redact import REDACTED, redact_headers, redact_xml
 
@@ -271,8 +273,6 @@ def redirect_of(ex) -> str | None:
     if resp is None or not 300 <= resp.status < 400:
         return None
     where = resp.headers.get("Location") or ""
-    from urllib.parse import urlsplit  # noqa: PLC0415
-
     try:
         return urlsplit(where).hostname
     except ValueError:

@@ -29,7 +29,7 @@ def check(session, ctx):
     sso = opt(d.sso) if d is not None else None
     if sso is None or sso.outcome == "token-returned":
         return []
-    seen = [b for b in sso.browser]
+    seen = sso.browser
     if seen:
         last = seen[-1]
         where = (f"the browser reached the gateway's sign-in page ({len(seen)} request(s), the last "

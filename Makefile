@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 # what the tests, the lab, the bench and the HTML check need (never needed to analyse a capture)
 APT_PACKAGES = tshark tcpdump ocserv openconnect nftables iproute2 iputils-ping ethtool openssl curl util-linux \
-               chromium gnutls-bin strongswan-charon strongswan-swanctl
+               chromium gnutls-bin strongswan-charon strongswan-swanctl zip p7zip-full
 
 .PHONY: demo test lint deps venv venv-base lab bench fuzz clean
 

@@ -12,11 +12,12 @@ from pathlib import Path
 from dissectors.keylog import KeyStore, load_rsa_private_key
 
 from . import __version__
+from .archive import expand_archives, read_input
 from .capture import CaptureFormatError, read_capture_batches, read_stream_batches
 from .collector import few_collections
 from .driver import Analyzer
 from .model import Analysis
-from .outputs import AtomicFile, OutputError, check_outputs, is_stdio, say_interrupted
+from .outputs import STDIO, AtomicFile, OutputError, check_outputs, is_stdio, say_interrupted
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1  # --fail-on: a finding at or above the level (analyzer/selection.py)
@@ -36,10 +37,12 @@ def load_keys(keylogs, rsa_keys) -> tuple[KeyStore, dict]:
     store = KeyStore()
     info: dict = {"keylog_files": [], "rsa_keys": [], "keylog_errors": []}
     for path in keylogs or ():
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        try:  # a file or an archive member, compressed or not (analyzer/archive.py)
+            text = read_input(path).decode("utf-8", errors="replace")
         except OSError as e:
             raise InputError(f"cannot read key log {path}: {e.strerror or e}") from e
+        except ValueError as e:  # a member that needs a password, a key log over 256 MiB
+            raise InputError(f"cannot read key log {path}: {e}") from e
         errors = store.add_keylog_text(text)
         info["keylog_files"].append(str(path))
         info["keylog_errors"] += [f"{path}: {e}" for e in errors[:20]]
@@ -140,10 +143,20 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
 
     tz = parse_tz(tz) if tz is None or isinstance(tz, str) else tz
 
+    given = [c for c in captures if not is_stdio(c)]
     captures, problem = expand_directories(captures)
     if problem:
         print(f"acflow: {problem}", file=sys.stderr)
         return EXIT_INPUT
+    # a support case's zip or tar: the captures in it, and the key logs in it used as if given with --keylog
+    found = expand_archives(captures, stdio=STDIO)
+    for note in found.notes:
+        print(f"acflow: {note}", file=sys.stderr)
+    if found.problem:
+        print(f"acflow: {found.problem}", file=sys.stderr)
+        return EXIT_INPUT
+    captures = found.captures
+    keylogs = [*(keylogs or ()), *(k for k in found.keylogs if k not in (keylogs or ()))]
     problem = stdin_problem(captures)
     if problem:
         print(f"acflow: {problem}", file=sys.stderr)
@@ -151,7 +164,7 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
     try:
         # every output is checked before any work: a report is never lost to a typo after a long analysis
         check_outputs({"report": output if output is not None else "-", "inner packets": export_inner},
-                      inputs=[*captures, *(keylogs or ()), *(rsa_keys or ())])
+                      inputs=[*given, *captures, *(keylogs or ()), *(rsa_keys or ())])
     except OutputError as e:
         print(f"acflow: {e}", file=sys.stderr)
         return EXIT_INPUT

@@ -25,6 +25,10 @@ able to read the capture paths (a shared file system) and import acflow.
   ``<stem>.log``, ``keys.log``, ``sslkeys.log`` in its directory — only files that look like an NSS key log),
   keys embedded in the pcapng (Decryption Secrets Blocks; always read), ``--keylog-dir D``: every key log under D,
   given to every capture (the key store matches them by client random), and ``--rsa-key`` for all.
+* Archives (a support case's zip or tar, also compressed; named, or found in a directory): each capture in it is a
+  capture of the batch, by its path through the archive (``cases/4711.zip/outside.pcapng``; analyzer/archive.py),
+  with every key log in that archive beside it; its hash is that of its bytes as extracting it would write them (the
+  same capture zipped and not is one capture), its mtime the archive's.
 """
 from __future__ import annotations
 
@@ -38,13 +42,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .archive import (
+    ARCHIVE_SUFFIXES,
+    ArchiveError,
+    expand_archives,
+    input_sha256,
+    is_archive_name,
+    members,
+    read_input,
+    split_member,
+    stat_input,
+)
 
 EXIT_OK = 0
 EXIT_INPUT = 4
 EXIT_ENGINE = 6  # the Dask scheduler could not be reached / the cluster could not start
 
 #: file names taken as captures when a directory is given (explicit file arguments are always taken)
-CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz", ".pcap.zst", ".pcapng.zst")
+CAPTURE_SUFFIXES = tuple(f"{base}{comp}" for base in (".pcap", ".pcapng", ".cap")
+                         for comp in ("", ".gz", ".zst", ".xz", ".bz2"))
 #: statuses a re-run does not analyse again (the same bytes and keys give the same result)
 FINAL_STATUSES = ("ok", "unreadable")
 #: seconds one capture's analysis may take by default (--task-timeout)
@@ -61,13 +77,15 @@ class BatchInputError(Exception):
 # -- discovery (client side) ---------------------------------------------------------------------------------
 
 def is_capture_name(name: str) -> bool:
+    """A name a directory walk takes: a capture's, a ring buffer file's, or an archive's (zip, tar: the captures in
+    it are taken, analyzer/archive.py)."""
     n = name.lower()
-    return n.endswith(CAPTURE_SUFFIXES) or _TCPDUMP_RING.match(name) is not None
+    return n.endswith(CAPTURE_SUFFIXES) or _TCPDUMP_RING.match(name) is not None or is_archive_name(n)
 
 
 #: dumpcap's (and tshark's, editcap's) ring buffer and multiple files: PREFIX_NNNNN_YYYYmmddHHMMSS.EXT
-_DUMPCAP_RING = re.compile(r"^(?P<prefix>.+)_(?P<n>\d{5,})_(?P<t>\d{14})(?P<ext>\.(?:pcapng|pcap|cap)(?:\.gz|\.zst)?)$",
-                           re.IGNORECASE)
+_DUMPCAP_RING = re.compile(r"^(?P<prefix>.+)_(?P<n>\d{5,})_(?P<t>\d{14})"
+                           r"(?P<ext>\.(?:pcapng|pcap|cap)(?:\.gz|\.zst|\.xz|\.bz2)?)$", re.IGNORECASE)
 #: tcpdump -C / -W: NAME, NAME1, NAME2, … (-W: NAME0, NAME1, … zero-padded), NAME a capture file name
 _TCPDUMP_RING = re.compile(r"^(?P<base>.+\.(?:pcapng|pcap|cap))(?P<n>\d+)$", re.IGNORECASE)
 
@@ -97,9 +115,11 @@ def ring_sets(paths: list[str]) -> list[list[str]]:
     return sorted(units, key=lambda u: u[0])
 
 
-def discover(args) -> list[str]:
+def discover(args, notes: list | None = None) -> list[str]:
     """Absolute paths of the captures named by ``args`` (files as given; directories walked for capture file
-    names, in sorted order), without duplicates."""
+    names, in sorted order), without duplicates. An archive (zip, tar; named or found) stands for the captures in
+    it, by their paths through it (``case.zip/outside.pcapng``); what an archive holds that is not read is added to
+    ``notes``. An archive that holds no capture stays as it is (its analysis says why)."""
     out: list[str] = []
     seen: set[str] = set()
     for a in args:
@@ -107,7 +127,7 @@ def discover(args) -> list[str]:
         if p.is_dir():
             found = sorted(str(Path(root, f)) for root, _dirs, files in os.walk(p) for f in files
                            if is_capture_name(f) and Path(root, f).is_file())
-        elif p.is_file():
+        elif p.is_file() or split_member(p) is not None:
             found = [str(p)]
         elif p.exists():
             raise BatchInputError(f"{a}: not a regular file (a FIFO, device or socket is not read: it could block)")
@@ -115,9 +135,13 @@ def discover(args) -> list[str]:
             raise BatchInputError(f"{a}: no such file or directory")
         for f in found:
             f = os.path.abspath(f)
-            if f not in seen:
-                seen.add(f)
-                out.append(f)
+            inside = expand_archives([f])
+            if notes is not None:
+                notes += inside.notes + ([inside.problem] if inside.problem else [])
+            for c in inside.captures if inside.problem is None else [f]:
+                if c not in seen:
+                    seen.add(c)
+                    out.append(c)
     return out
 
 
@@ -132,11 +156,18 @@ def looks_like_keylog(path: Path) -> bool:
 
 
 def neighbour_keylogs(capture: str) -> list[str]:
-    """The key logs beside ``capture`` (see the module doc), in a fixed order."""
+    """The key logs beside ``capture`` (see the module doc), in a fixed order; for a capture inside an archive, every
+    key log in that archive (a support case's archive holds the case's key logs, wherever in it)."""
+    where = split_member(capture)
+    if where is not None:
+        try:
+            return [f"{where[0]}/{m.name}" for m in members(where[0]) if m.kind == "keylog"]
+        except (ArchiveError, OSError):
+            return []
     p = Path(capture)
     name = p.name
     stems = [name]
-    for suffix in (".gz", ".zst"):
+    for suffix in (".gz", ".zst", ".xz", ".bz2"):
         if name.lower().endswith(suffix):
             stems.append(name[:-len(suffix)])
     stems += [s.rsplit(".", 1)[0] for s in list(stems) if "." in s]
@@ -162,11 +193,8 @@ def keylog_dir_files(directory) -> list[str]:
 
 
 def file_sha256(path, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
+    """The SHA-256 of a capture's bytes as stored (an archive member's as extracting it would write them)."""
+    return input_sha256(path, bufsize)
 
 
 # -- the task (worker side) ----------------------------------------------------------------------------------
@@ -286,8 +314,8 @@ def plan(captures: list, store, *, keylogs_shared: list[tuple[str, str]], rsa_ke
         files = [unit] if isinstance(unit, str) else list(unit)
         path = files[0]
         try:
-            stats = [os.stat(f) for f in files]
-            size, mtime = sum(st.st_size for st in stats), max(st.st_mtime_ns for st in stats)
+            stats = [stat_input(f) for f in files]  # (size, mtime): an archive member's mtime is its archive's
+            size, mtime = sum(st[0] for st in stats), max(st[1] for st in stats)
             known = by_path.get(path)
             if known is not None and known[1][3] == size and known[1][4] == mtime:
                 h = known[0]
@@ -321,8 +349,8 @@ def plan(captures: list, store, *, keylogs_shared: list[tuple[str, str]], rsa_ke
 
 def _read_bytes(path) -> bytes:
     try:
-        return Path(path).read_bytes()
-    except OSError:
+        return read_input(path)
+    except (OSError, ValueError):
         return b""
 
 
@@ -409,7 +437,8 @@ def run_batch(*, inputs, keylog_dir, rsa_keys, engine, output, parquet, workers,
     err = sys.stderr
     try:
         engine_address(engine)
-        captures = ring_sets(discover(inputs))
+        notes: list = []
+        captures = ring_sets(discover(inputs, notes))
         shared_files = keylog_dir_files(keylog_dir) if keylog_dir else []
         shared = [(p, Path(p).read_text(encoding="utf-8", errors="replace")) for p in shared_files]
         for r in rsa_keys:
@@ -418,9 +447,13 @@ def run_batch(*, inputs, keylog_dir, rsa_keys, engine, output, parquet, workers,
     except (BatchInputError, ValueError, OSError) as e:
         print(f"acflow batch: {e}", file=err)
         return EXIT_INPUT
+    if not quiet:
+        for note in notes:
+            print(f"acflow batch: {note}", file=err)
     if not captures:
-        print(f"acflow batch: no capture found in {', '.join(map(str, inputs))} (capture files end in "
-              f"{', '.join(CAPTURE_SUFFIXES)})", file=err)
+        print(f"acflow batch: no capture found in {', '.join(map(str, inputs))} (capture files end in .pcap, "
+              ".pcapng or .cap, also compressed: .gz, .zst, .xz, .bz2; archives holding captures: "
+              f"{', '.join(ARCHIVE_SUFFIXES)})", file=err)
         return EXIT_INPUT
     rsa = [os.path.abspath(r) for r in rsa_keys]
     try:

@@ -1,36 +1,36 @@
 """I/O edge of the ingestion pipeline: read a capture file and yield parser events.
 
-``read_capture(path)`` opens a pcap or pcapng file -- plain or gzip-compressed (detected by the
-1f 8b magic, not by the file name) -- reads it in fixed-size chunks and feeds them to the sans-I/O
+``read_capture(path)`` opens a pcap or pcapng file -- plain or compressed (gzip, xz, bzip2, zstd: told by
+its first bytes, not by its name), or a member of a zip or tar archive (``case.zip/outside.pcapng``:
+analyzer/archive.py) -- reads it in fixed-size chunks and feeds them to the sans-I/O
 :class:`dissectors.pcapfile.PcapParser`, yielding its events (``Frame``, ``Secrets``,
 ``CaptureError``) lazily; memory use does not depend on the file size.
 
 A file that is not a capture at all raises :class:`CaptureFormatError` (with a hint when the format
-is recognisable, e.g. a key log or a zstd file). Damage *inside* a capture (truncation, a corrupt
-gzip stream, a bad block) is reported in-band as a ``CaptureError`` event after every frame that could
+is recognisable, e.g. a key log or an lz4 file). Damage *inside* a capture (truncation, a corrupt
+compressed stream, a bad block) is reported in-band as a ``CaptureError`` event after every frame that could
 be read, so that an analysis of a partial capture still works.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from collections.abc import Callable, Iterator
 
 from dissectors.pcapfile import CaptureError, Frame, PcapParser, Secrets
 
+from .archive import ArchiveError, Prefixed, damage_errors, decompressed, looks_like_archive, open_input, read_head
+
 __all__ = ["CaptureError", "CaptureFormatError", "Frame", "Secrets", "iter_frames", "read_capture",
            "read_capture_batches", "read_stream_batches"]
 
-_GZIP_MAGIC = b"\x1f\x8b"
-
 _HINTS = (
-    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file (decompress it first: zstd -d)"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file (install the zstandard package, or decompress it first: zstd -d)"),
     (b"\x04\x22\x4d\x18", "an lz4-compressed file (decompress it first: lz4 -d)"),
-    (b"\xfd7zXZ\x00", "an xz-compressed file (decompress it first: xz -d)"),
-    (b"BZh", "a bzip2-compressed file (decompress it first: bunzip2)"),
-    (b"PK\x03\x04", "a zip archive (extract the capture first)"),
+    (b"PK\x03\x04", "a zip archive (acflow reads the captures in an archive it is given, and this one holds "
+                      "none)"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive (extract the capture first: 7z x)"),
+    (b"Rar!\x1a\x07", "a RAR archive (extract the capture first: unrar x)"),
     (b"snoop\x00\x00\x00", "a Solaris snoop capture (convert it with: editcap -F pcapng IN OUT)"),
     (b"CLIENT_RANDOM ", "an NSS TLS key log file, not a capture"),
     (b"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "an NSS TLS key log file, not a capture"),
@@ -41,7 +41,7 @@ _HINTS = (
 
 
 class CaptureFormatError(ValueError):
-    """The file is not a pcap or pcapng capture (possibly compressed with gzip)."""
+    """The file is not a pcap or pcapng capture (possibly compressed, or inside an archive)."""
 
     def __init__(self, path: str | os.PathLike, detail: str) -> None:
         self.path = os.fspath(path)
@@ -62,7 +62,7 @@ def _describe(head: bytes) -> str:
 
 
 def read_capture(path: str | os.PathLike, chunk_size: int = 1 << 20) -> Iterator[Frame | Secrets | CaptureError]:
-    """Yield the events of the capture at ``path`` (gzip-transparent).
+    """Yield the events of the capture at ``path`` (decompressed; ``path`` may name an archive member).
 
     Raises ``CaptureFormatError`` before yielding anything if the data is not pcap/pcapng, and
     ``OSError`` if the file cannot be opened.
@@ -76,53 +76,36 @@ def read_capture_batches(path: str | os.PathLike, chunk_size: int = 1 << 20, kee
     the lists itself, saving a generator hop per frame. ``keep``: `PcapParser`'s frame filter."""
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
-    with open(path, "rb") as raw:
-        magic = raw.read(2)
-        raw.seek(0)
-        compressed = magic == _GZIP_MAGIC
-        stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-        try:
-            yield from _pump(path, stream, chunk_size, compressed, keep)
-        finally:
-            if compressed:
-                stream.close()
-
-
-class _Prefixed:
-    """A read-only stream: ``head`` (bytes already read to look at the magic number), then ``stream``."""
-
-    def __init__(self, head: bytes, stream) -> None:
-        self.head = head
-        self.stream = stream
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n is None or n < 0:
-                out, self.head = self.head + self.stream.read(), b""
-                return out
-            out, self.head = self.head[:n], self.head[n:]
-            return out
-        return self.stream.read(n)
+    try:
+        with open_input(path) as (stream, compression):
+            yield from _pump(path, stream, chunk_size, compression, keep)
+    except ArchiveError as e:  # a password-protected archive member, a compression method Python lacks
+        raise CaptureFormatError(path, str(e)) from e
 
 
 def read_stream_batches(stream, name: str = "<stdin>", chunk_size: int = 1 << 20) -> Iterator[list]:
     """`read_capture_batches` for an already open binary stream that cannot seek (standard input, a pipe)."""
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
-    head = stream.read(2)
-    compressed = head == _GZIP_MAGIC
-    src = _Prefixed(head, stream)
-    src = gzip.GzipFile(fileobj=src, mode="rb") if compressed else src
+    src, compression = decompressed(stream)
     try:
-        yield from _pump(name, src, chunk_size, compressed)
+        head = read_head(src, 512)
+    except damage_errors():  # a corrupt compressed stream: read (and reported) by _pump
+        head = b""
+    kind = looks_like_archive(head)
+    if kind is not None:  # (a zip needs to seek; a tar could stream, but its members' key logs come after…)
+        raise CaptureFormatError(name, f"a {kind} archive: acflow reads the captures in an archive from its file "
+                                 "(give its path), not from standard input")
+    try:
+        yield from _pump(name, Prefixed(head, src), chunk_size, compression)
     finally:
-        if compressed:
+        if compression is not None:
             src.close()
 
 
-def _pump(path, stream, chunk_size: int, compressed: bool, keep=None) -> Iterator:
+def _pump(path, stream, chunk_size: int, compression: str | None, keep=None) -> Iterator:
     parser = PcapParser(keep=keep)
-    inside = " (inside gzip)" if compressed else ""
+    inside = f" (inside {compression})" if compression else ""
     # first read: make sure the magic number is available to tell "not a capture" apart
     head = b""
     damage: BaseException | None = None
@@ -134,9 +117,9 @@ def _pump(path, stream, chunk_size: int, compressed: bool, keep=None) -> Iterato
             if not chunk:
                 break
             head += chunk
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+    except damage_errors() as exc:
         if len(head) < 4:
-            raise CaptureFormatError(path, f"corrupt gzip data ({exc})") from exc
+            raise CaptureFormatError(path, f"corrupt {compression or 'compressed'} data ({exc})") from exc
         damage = exc  # report it after the frames that could be read
     if len(head) < 4:
         parser.feed(head)
@@ -149,7 +132,7 @@ def _pump(path, stream, chunk_size: int, compressed: bool, keep=None) -> Iterato
     while damage is None:
         try:
             chunk = stream.read(chunk_size)
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        except damage_errors() as exc:
             damage = exc
             break
         if not chunk:
@@ -162,7 +145,7 @@ def _pump(path, stream, chunk_size: int, compressed: bool, keep=None) -> Iterato
 
 
 def first_frame_time(path: str | os.PathLike, limit: int = 1 << 20) -> float | None:
-    """The time of the first packet of the capture at ``path`` (gzip-transparent), read from at most ``limit``
+    """The time of the first packet of the capture at ``path`` (decompressed), read from at most ``limit``
     bytes; None when it has none there or cannot be read (the analysis says why)."""
     try:
         read = 0

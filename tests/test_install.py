@@ -15,7 +15,7 @@ from .conftest import ROOT, sample
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 IMPORT_NAME = {"cryptography": "cryptography", "lxml": "lxml", "rich": "rich", "click": "click", "orjson": "orjson",
-               "scapy": "scapy", "pyroute2": "pyroute2", "pyshark": "pyshark"}
+               "zstandard": "zstandard", "scapy": "scapy", "pyroute2": "pyroute2", "pyshark": "pyshark"}
 
 
 def dist_name(req: str) -> str:

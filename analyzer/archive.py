@@ -541,6 +541,9 @@ def expand_archives(paths, stdio: str = "-") -> Expansion:
             out.problem = (f"{s}: no pcap or pcapng capture could be read in it (see above)" if skipped else
                            f"{s}: an archive without a pcap or pcapng capture in it"
                            + (f" (it holds: {held})" if found else " (it is empty)"))
+            if any(m.name.lower().endswith(".etl") for m in found):
+                out.problem += ("; its .etl files are Windows traces (pktmon, netsh trace): convert them first "
+                                "(pktmon etl2pcap IN --out OUT.pcapng, or Microsoft's etl2pcapng)")
             return out
         out.notes.append(f"{s}: {len(caps)} capture(s)" + (", key log(s) used: " + ", ".join(m.name for m in keys)
                                                           if keys else ""))

@@ -15,6 +15,7 @@ be read, so that an analysis of a partial capture still works.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 
 from dissectors.pcapfile import CaptureError, Frame, PcapParser, Secrets
@@ -32,6 +33,8 @@ _HINTS = (
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive (extract the capture first: 7z x)"),
     (b"Rar!\x1a\x07", "a RAR archive (extract the capture first: unrar x)"),
     (b"snoop\x00\x00\x00", "a Solaris snoop capture (convert it with: editcap -F pcapng IN OUT)"),
+    (b"GMBU", "a Microsoft Network Monitor capture (convert it with: editcap -F pcapng IN OUT)"),
+    (b"RTSS", "a Microsoft Network Monitor 1.x capture (convert it with: editcap -F pcapng IN OUT)"),
     (b"CLIENT_RANDOM ", "an NSS TLS key log file, not a capture"),
     (b"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "an NSS TLS key log file, not a capture"),
     (b"SERVER_HANDSHAKE_TRAFFIC_SECRET", "an NSS TLS key log file, not a capture"),
@@ -49,12 +52,23 @@ class CaptureFormatError(ValueError):
         super().__init__(f"{self.path}: not a pcap/pcapng capture: {detail}")
 
 
-def _describe(head: bytes) -> str:
+#: the text of a Cisco ASA/FTD `show capture NAME` (a count line, then "N: HH:MM:SS.ffffff src > dst: …" per packet):
+#: what a customer pastes when asked for the capture
+_ASA_SHOW_CAPTURE = re.compile(rb"^\s*(?:\d+ packets? (?:captured|shown)|\d+: \d\d:\d\d:\d\d\.\d+ )", re.MULTILINE)
+
+
+def _describe(head: bytes, path=None) -> str:
     if not head:
         return "the file is empty"
     for magic, hint in _HINTS:
         if head.startswith(magic):
             return f"it looks like {hint}"
+    if _ASA_SHOW_CAPTURE.search(head[:4096]):
+        return ("it looks like the text of an ASA/FTD `show capture` (packets listed, not captured): download the "
+                "capture as pcap instead (https://ASA/admin/capture/NAME/pcap, or copy /pcap capture:NAME tftp://…)")
+    if path is not None and os.fspath(path).lower().endswith(".etl"):
+        return ("it looks like a Windows ETL trace (pktmon, netsh trace): convert it first (pktmon etl2pcap IN "
+                "--out OUT.pcapng, or Microsoft's etl2pcapng)")
     sample = head[:64]
     if sample and all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
         return f"it looks like a text file (starts with {sample[:32].decode('ascii')!r})"
@@ -127,7 +141,12 @@ def _pump(path, stream, chunk_size: int, compression: str | None, keep=None) -> 
         raise CaptureFormatError(path, ("the file is empty" if not head else "the file is too short") + inside)
     events = parser.feed(head)
     if parser.unrecognized:
-        raise CaptureFormatError(path, _describe(head) + inside)
+        if damage is None:  # a little more to say what it is (a text's first lines)
+            try:
+                head += stream.read(4096)
+            except damage_errors():
+                pass
+        raise CaptureFormatError(path, _describe(head, path) + inside)
     yield events
     while damage is None:
         try:

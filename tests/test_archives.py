@@ -209,6 +209,10 @@ def test_an_archive_without_captures_and_one_inside_another(tmp_path, truth):
     r = run(empty)
     assert r.returncode == 4
     assert b"an archive without a pcap or pcapng capture in it (it holds: dart/AnyConnect.txt, keys.log)" in r.stderr
+    windows = tmp_path / "windows.zip"
+    _zip(windows, {"PktMon.etl": b"\x00\x00\x01\x00" + bytes(range(256)) * 4})
+    r = run(windows)
+    assert r.returncode == 4 and b"(it holds: PktMon.etl); its .etl files are Windows traces" in r.stderr
     inner = tmp_path / "inner.zip"
     _zip(inner, {"capture.pcapng": CAP.read_bytes()})
     outer = tmp_path / "outer.zip"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import gzip
+import lzma
 import os
 import shutil
 import struct
@@ -488,6 +489,13 @@ def test_read_capture_truncated_gzip(tmp_path):
         (gzip.compress(b"plain text inside gzip\n"), "inside gzip"),
         (gzip.compress(b""), "empty"),
         (b"\x1f\x8b\x08\x00garbage-not-deflate", "gzip"),
+        (b"GMBU\x02\x02" + b"\0" * 40, "Microsoft Network Monitor"),
+        # what a customer pastes when asked for the ASA's capture: the `show capture` listing
+        (b"\n4 packets captured\n\n   1: 06:23:53.816000       198.18.0.2.51000 > 198.18.0.1.443: S 1:1(0) win 64240\n",
+         "ASA/FTD `show capture`"),
+        (lzma.compress(b"   1: 06:23:53.816000       198.18.0.2.51000 > 198.18.0.1.443: S 1:1(0) win 64240\n"
+                       b"   2: 06:23:53.816100       198.18.0.1.443 > 198.18.0.2.51000: S 7:7(0) ack 2\n"),
+         "/admin/capture/NAME/pcap"),
     ],
 )
 def test_capture_format_error(tmp_path, content, hint):
@@ -594,3 +602,11 @@ def test_reading_by_ranges_gives_the_parsers_frames_or_declines(name, pcap, cuts
     want = [e for e in events if type(e) is Frame]
     assert not any(type(e) is CaptureError for e in events)
     assert got == want
+
+
+def test_a_windows_etl_trace_is_named_with_its_conversion(tmp_path):
+    f = tmp_path / "PktMon.etl"
+    f.write_bytes(b"\x00\x00\x01\x00" + bytes(range(256)) * 4)
+    with pytest.raises(CaptureFormatError) as ei:
+        list(read_capture(f))
+    assert "Windows ETL trace" in str(ei.value) and "pktmon etl2pcap" in str(ei.value)

@@ -179,7 +179,7 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
     sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
                          verbose=verbose, show_secrets=show_secrets, export_inner=export_inner,
                          gateways=gateways, summary=summary, fail_on=fail_on, session_ids=session_ids,
-                         clients=clients, since=since, until=until, tz=tz, jobs=jobs))
+                         clients=clients, since=since, until=until, tz=tz, jobs=jobs, exit_when_done=_PROGRAM))
 
 
 @main.command()
@@ -487,5 +487,18 @@ def lab(scenarios, out, list_only, keep_work):
     sys.exit(EXIT_LAB if rc == 1 else rc)
 
 
-if __name__ == "__main__":
+#: set by `run` (the `acflow` program itself): a command may end the process as soon as its output is written
+#: (`acflow analyze`: analyzer/analyze.py `exit_now`), never when `main` is called in a process that goes on
+#: (click's test runner, a caller's own script)
+_PROGRAM = False
+
+
+def run() -> None:
+    """The `acflow` program (the console script, ``python -m analyzer.cli``)."""
+    global _PROGRAM  # noqa: PLW0603 - one program per process
+    _PROGRAM = True
     main()
+
+
+if __name__ == "__main__":
+    run()

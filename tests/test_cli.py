@@ -1,6 +1,7 @@
 """The `acflow` command line: subcommands listed, unbuilt ones refuse clearly with a non-zero status."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import pytest
 import setuptools
 
 from .conftest import ROOT
+
+SAMPLE = ROOT / "samples" / "baseline" / "capture.pcapng"
+KEYS = ROOT / "samples" / "baseline" / "keys.log"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -88,3 +92,29 @@ def test_a_bug_in_acflow_is_not_taken_for_a_missing_dependency():
             "sys.argv = ['acflow', 'analyze', 'x.pcapng']; main()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 1 and "Traceback" in p.stderr and "reinstall" not in p.stderr
+
+
+def test_the_program_ends_without_the_interpreter_teardown_once_the_report_is_out(tmp_path):
+    """`acflow analyze` (the program, not `main` called in a process that goes on) flushes its outputs, runs the exit
+    handlers and ends with os._exit: no object is finalised by a teardown (after a big capture the collector's walk
+    over the analysis' objects, ~0.1 s). The report, the status (here --fail-on's 1) and the exit handlers are as
+    before."""
+    code = ("import atexit, sys\n"
+            "import analyzer.cli as cli\n"
+            "class Witness:\n"
+            "    def __del__(self):\n"
+            "        sys.stderr.write('teardown ran\\n')\n"
+            "cli.witness = Witness()\n"
+            "atexit.register(lambda: sys.stderr.write('exit handler ran\\n'))\n"
+            f"sys.argv = ['acflow', 'analyze', {str(SAMPLE)!r}, '--keylog', {str(KEYS)!r}, '--format', 'json',\n"
+            "            '--fail-on', 'info']\n"
+            "cli.run()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    assert json.loads(p.stdout)["sessions"], p.stdout[:200]
+    assert "exit handler ran" in p.stderr and "teardown ran" not in p.stderr
+    # `main` itself, as click's test runner and scripts call it, returns (its process goes on)
+    code = code.replace("cli.run()", "try:\n    cli.main()\n"
+                                     "except SystemExit as e:\n    print('status', e.code, file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert "status 1" in p.stderr and "teardown ran" in p.stderr

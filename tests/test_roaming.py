@@ -50,3 +50,51 @@ def test_a_reconnect_that_ended_the_old_connection_is_not_a_negative_gap():
     [s] = _doc()["sessions"]
     rc = next(f for f in s["findings"] if f["id"] == "RECONNECT")
     assert "-0.0 s" not in rc["message"]
+
+
+def test_without_keys_the_move_is_found_by_the_dtls_session_id_resumed_from_the_new_address():
+    """Without keys the cookie is encrypted; the tunnel's DTLS session id is not: the moved client's DTLS hello from
+    its new address resumes it, which puts that flow, and the TLS connection the client made from there next, in
+    the session. The same reading as with keys: one session, the move, no loss on the path."""
+    keyed, = _doc()["sessions"]
+    [s] = _doc(keys=False)["sessions"]
+    assert {c["connection"] for c in s["connections"]} == {c["connection"] for c in keyed["connections"]}
+    f = next(f for f in s["findings"] if f["id"] == "CLIENT_ADDRESS_CHANGED")
+    k = next(f for f in keyed["findings"] if f["id"] == "CLIENT_ADDRESS_CHANGED")
+    assert f["inferred"] and "DTLS session id" in f["message"]
+    assert (f["evidence"]["before"], f["evidence"]["after"]) == (k["evidence"]["before"], k["evidence"]["after"])
+    assert abs(f["evidence"]["interrupted"] - k["evidence"]["interrupted"]) < 0.05
+    ids = [f["id"] for f in s["findings"]]
+    assert "RECONNECT" in ids and "TCP_RETRANSMISSIONS" not in ids
+    assert s["verdict"]["experienced"] == keyed["verdict"]["experienced"]
+
+
+def test_without_keys_another_dtls_session_id_from_the_new_address_is_another_session(tmp_path):
+    """The link is the session id, not the timing: the same capture with the new address's resumed session id
+    changed (scapy) reads as before the keyless link was made — two sessions, no move."""
+    from scapy.all import UDP, Raw, rdpcap, wrpcap  # noqa: PLC0415
+
+    moved = next(a for a in _facts()["actions"] if a["action"] == "client-moved")
+    pkts = rdpcap(str(sample("client-roams") / "capture.pcapng"))
+    sid = None
+    changed = 0
+    for p in pkts:
+        if UDP in p and Raw in p and p[Raw].load[:1] == b"\x16" and p[Raw].load[13:14] == b"\x01":
+            load = p[Raw].load
+            # record header 13, handshake header 12, version 2, random 32: the session id's length, then it
+            at = 13 + 12 + 2 + 32
+            if load[at] != 32:
+                continue
+            if p["IP"].src == moved["old"]:
+                sid = load[at + 1:at + 33]
+            elif p["IP"].src == moved["new"] and load[at + 1:at + 33] == sid:
+                p[Raw].load = load[:at + 1] + bytes(32) + load[at + 33:]
+                del p[UDP].chksum
+                changed += 1
+    assert sid is not None and changed
+    out = tmp_path / "other-session-id.pcap"
+    wrpcap(str(out), pkts)
+    k, info = load_keys([], [])
+    d = json.loads(render_json(analyze_paths([out], k, info), version=__version__))
+    assert len(d["sessions"]) == 2
+    assert not any(f["id"] == "CLIENT_ADDRESS_CHANGED" for s in d["sessions"] for f in s["findings"])

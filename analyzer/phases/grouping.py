@@ -243,11 +243,17 @@ def group_connections(pipe) -> list[Group]:
         latest[key] = target
     # DTLS flows
     by_conn = {id(cn.c): g for g in groups for cn in g.conns}
+    by_session: dict = {}  # (DTLS session id a ClientHello resumed, gateway address) -> the group of its first flow
     for flow in sorted(pipe.udp.values(), key=lambda f: f.first_ts):
         g = None
         info = pipe.dtls_keys.get(flow.session_id) if flow.session_id else None
         if info is not None:
             g = by_conn.get(id(info.connection))
+        sid = (bytes(flow.session_id), flow.server[0]) if flow.session_id and len(flow.session_id) == 32 else None
+        if g is None and sid is not None:
+            # the tunnel's DTLS session id, resumed in the clear: the same session, whatever the client's address
+            # now (a client that moved resumes it from its new address before its TLS connection comes back)
+            g = by_session.get(sid)
         if g is None:
             cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.key[1] == flow.server[0]]
             if not cands and anyconnect_hello(flow):
@@ -260,8 +266,36 @@ def group_connections(pipe) -> list[Group]:
             g = Group((flow.client[0], flow.server[0], flow.server[1]))
             groups.append(g)
         g.dtls.append(flow)
+        if sid is not None:
+            by_session.setdefault(sid, g)
+    _join_moved_clients(groups)
     groups.sort(key=lambda g: min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]))
     return _follow_redirects(groups)
+
+
+MOVE_WINDOW = 120.0  # seconds from a moved client's last DTLS packet to its TLS connection from the new address
+
+
+def _join_moved_clients(groups: list[Group]) -> None:
+    """Without keys, a client that moved to another address: the DTLS flow it resumed the session's DTLS session id
+    with from its new address is in the session's group (above); the first group of TLS connections it made from
+    that address to the same gateway, after that flow began and within MOVE_WINDOW seconds of its last packet, is
+    the session going on (its reconnect: the cookie that says so in a decrypted capture is encrypted here). A
+    group with a decrypted connection is left as the cookies made it."""
+    for g in list(groups):
+        if g not in groups:
+            continue
+        for flow in [f for f in g.dtls if f.client[0] != g.key[0]]:
+            later = [h for h in groups if h is not g and h.key == (flow.client[0], *g.key[1:]) and h.conns
+                     and not any(cn.c.decrypted for cn in h.conns)
+                     and flow.first_ts <= h.conns[0].c.first_ts <= flow.last_ts + MOVE_WINDOW]
+            if not later:
+                continue
+            h = min(later, key=lambda x: x.conns[0].c.first_ts)
+            for cn in h.conns:
+                g.add(cn)
+            g.dtls = sorted(g.dtls + h.dtls, key=lambda f: f.first_ts)
+            groups.remove(h)
 
 
 REDIRECT_WINDOW = 30.0  # seconds from a gateway's redirect to the client's connection to where it pointed

@@ -51,24 +51,10 @@ def check(session, ctx):
             message=f"The client reconnected the tunnel ({cur.connection}), {when}.",
             remedy="A reconnect follows a lost connection (DPD timeout, reset); look at the findings just before it.",
             evidence={"gap": round(gap, 3), "previous": prev.connection, "new": cur.connection}))
-        old_host, new_host = client_host(prev_conn), client_host(conns.get(cur.connection))
-        if old_host and new_host and old_host != new_host:
-            # the last packet of any flow of the old address: when the client left it
-            left = max((c.end for c in session.connections if client_host(c) == old_host and c.end is not None
-                        and c.end <= cur.time), default=None)
-            out.append(Finding(
-                id="CLIENT_ADDRESS_CHANGED", severity="info", phase="cstp-connect", time=cur.time,
-                frames=[cur.frame],
-                message=f"The client reconnected from another address ({old_host} → {new_host}) with its cookie: it "
-                        "moved to another network (Wi-Fi to a mobile network, another Wi-Fi), or a NAT between it "
-                        "and the gateway gave it another public address."
-                        + (f" The last packet of its flows from {old_host} was {cur.time - left:.1f} s before the "
-                           "reconnect: the tunnel was interrupted about that long." if left is not None else "")
-                        + " The gateway's packets to the old address after it are not loss on the path.",
-                remedy="Nothing to fix in the VPN if the client moved. Reconnects after every move are expected; "
-                       "frequent ones without a move point at a NAT with short UDP/TCP timeouts on the way.",
-                evidence={"before": old_host, "after": new_host, "previous": prev.connection, "new": cur.connection,
-                          "interrupted": round(cur.time - left, 3) if left is not None else None}))
+        moved = _moved(session, prev_conn, conns.get(cur.connection), cur.time, [cur.frame], prev.connection,
+                       cur.connection, "with its cookie")
+        if moved is not None:
+            out.append(moved)
         a = prev.parameters.address if prev.parameters else None
         b = cur.parameters.address if cur.parameters else None
         if a and b and a != b:
@@ -85,9 +71,37 @@ def check(session, ctx):
     return out
 
 
+def _moved(session, prev_conn, cur_conn, when, frames, prev_name, cur_name, how, inferred=False):
+    """CLIENT_ADDRESS_CHANGED when the tunnel connection ``cur_conn`` came from another client address than
+    ``prev_conn``, else None."""
+    old_host, new_host = client_host(prev_conn), client_host(cur_conn)
+    if not old_host or not new_host or old_host == new_host:
+        return None
+    # the last packet of any flow of the old address: when the client left it
+    left = max((c.end for c in session.connections if client_host(c) == old_host and c.end is not None
+                and c.end <= when), default=None)
+    return Finding(
+        id="CLIENT_ADDRESS_CHANGED", severity="info", phase="cstp-connect", time=when, frames=frames,
+        inferred=inferred,
+        message=f"The client reconnected from another address ({old_host} → {new_host}) {how}: it moved to another "
+                "network (Wi-Fi to a mobile network, another Wi-Fi), or a NAT between it and the gateway gave it "
+                "another public address."
+                + (f" The last packet of its flows from {old_host} was {when - left:.1f} s before the reconnect: "
+                   "the tunnel was interrupted about that long." if left is not None else "")
+                + " The gateway's packets to the old address after it are not loss on the path.",
+        remedy="Nothing to fix in the VPN if the client moved. Reconnects after every move are expected; frequent "
+               "ones without a move point at a NAT with short UDP/TCP timeouts on the way.",
+        evidence={"before": old_host, "after": new_host, "previous": prev_name, "new": cur_name,
+                  "interrupted": round(when - left, 3) if left is not None else None}
+        | ({"inferred": True} if inferred else {}))
+
+
 def _inferred(session):
-    """Without keys: more than one tunnel connection found by the keyless reading (analyzer/phases/inferred.py)."""
+    """Without keys: more than one tunnel connection found by the keyless reading (analyzer/phases/inferred.py).
+    One from another client address is in the session because the client resumed the session's DTLS session id
+    from that address (analyzer/phases/grouping.py `_join_moved_clients`)."""
     ts = inferred_tunnels(session)
+    conns = {c.connection: c for c in session.connections}
     out = []
     for prev, cur in zip(ts, ts[1:]):
         if cur.connect_time is None:  # up before the capture started too: not seen being made
@@ -100,4 +114,10 @@ def _inferred(session):
                     f"connection ({prev.connection}) ended (inferred from record sizes, no keys).",
             remedy="A reconnect follows a lost connection (DPD timeout, reset); look at the findings just before it.",
             evidence={"gap": round(gap, 3), "previous": prev.connection, "new": cur.connection, "inferred": True}))
+        moved = _moved(session, conns.get(prev.connection), conns.get(cur.connection), cur.connect_time,
+                       [x for x in (cur.connect_frame,) if x is not None], prev.connection, cur.connection,
+                       "(inferred without keys: from its new address it resumed the session's DTLS session id, "
+                       "which is sent in the clear, then connected again)", inferred=True)
+        if moved is not None:
+            out.append(moved)
     return out

@@ -205,5 +205,5 @@ def iter_frames(
         elif type(ev) is CaptureError:
             if on_error is not None:
                 on_error(ev)
-        elif on_secrets is not None:
+        elif type(ev) is Secrets and on_secrets is not None:
             on_secrets(ev)

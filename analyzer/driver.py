@@ -21,7 +21,7 @@ numbers tcp.stream / udp.stream in each file, and every session names the captur
 from __future__ import annotations
 
 from dissectors.keylog import KeyStore, parse_keylog
-from dissectors.pcapfile import CaptureError, Frame, Secrets
+from dissectors.pcapfile import CaptureError, Frame, Interface, Secrets
 from dissectors.tls.connection import KeyWait
 
 from .model import Analysis, CaptureInfo
@@ -30,6 +30,8 @@ from .rules import apply_rules
 from .sessions import reconstruct
 from .verdict import apply_verdicts
 
+#: interfaces a capture summary lists at most (a pcapng file may describe thousands)
+MAX_INTERFACES_LISTED = 64
 #: pcapng Decryption Secrets Block type of an NSS key log
 TLS_KEYLOG_DSB = 0x544C534B
 
@@ -106,6 +108,9 @@ class Analyzer:
                 self._secrets(ci, ev)
             elif t is CaptureError:
                 ci.errors.append(f"{ev.message} (at byte {ev.offset})")
+            elif t is Interface and len(ci.interfaces) < MAX_INTERFACES_LISTED:
+                ci.interfaces.append({"id": ev.id, "linktype": ev.linktype, "name": ev.name,
+                                      "description": ev.description})
 
         pipe.feed_events(events, other)  # the frames, in order with the rest
         n = pipe.frames - before

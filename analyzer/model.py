@@ -181,10 +181,13 @@ class CaptureInfo:
     last: float | None = None
     errors: list[str] = field(default_factory=list)
     keys: dict = field(default_factory=dict)
+    #: the pcapng interfaces the capture describes: {id, linktype, name, description} (a pcap file: none)
+    interfaces: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"path": self.path, "frames": self.frames, "first": self.first, "last": self.last,
-                "errors": list(self.errors), "keys": dict(self.keys)}
+                "errors": list(self.errors), "keys": dict(self.keys),
+                "interfaces": [dict(i) for i in self.interfaces]}
 
 
 @dataclass

@@ -8,6 +8,9 @@ This is the first stage of the ingestion pipeline (see ``docs/architecture.md``)
   and ``interface`` (pcapng interface id, 0 for pcap).
 * :class:`Secrets` -- the payload of a pcapng Decryption Secrets Block (``kind`` 0x544c534b is an NSS
   TLS key log).
+* :class:`Interface` -- a pcapng Interface Description Block: the interface's ``id`` in its section, link type,
+  and the ``name`` and ``description`` options the capturing program wrote (``eth0``; on Windows npcap's
+  ``\\Device\\NPF_{…}`` and the adapter's description), each at most 256 characters.
 * :class:`CaptureError` -- malformed, hostile or truncated input, with the file ``offset`` of the
   offending record. Structural errors (impossible lengths, bad magic, truncation) end parsing; every
   frame before the error has already been emitted. Errors in a single otherwise well-formed block
@@ -46,6 +49,7 @@ __all__ = [
     "SECRETS_WIREGUARD",
     "CaptureError",
     "Frame",
+    "Interface",
     "PcapParser",
     "Secrets",
     "head_length",
@@ -69,6 +73,16 @@ class Frame:
     data: bytes  # captured bytes (possibly shorter than orig_len: snaplen)
     orig_len: int  # length of the packet on the wire
     interface: int  # pcapng interface id (0 for pcap)
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """A pcapng Interface Description Block (the interface a section's packets with this ``id`` were captured on)."""
+
+    id: int
+    linktype: int
+    name: str | None
+    description: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,8 @@ _BT_CUSTOM = 0x00000BAD
 _BT_CUSTOM_NOCOPY = 0x40000BAD
 
 _OPT_ENDOFOPT = 0
+_OPT_IF_NAME = 2
+_OPT_IF_DESCRIPTION = 3
 _OPT_IF_TSRESOL = 9
 _OPT_IF_TSOFFSET = 14
 
@@ -559,6 +575,7 @@ class PcapParser:
         linktype, _res, snaplen = s["IDB"].unpack_from(data, pos + 8)
         units = 1_000_000
         offset = 0
+        texts: dict = {}
         opt = s["OPT"].unpack_from
         p = pos + 16
         end = pos + blen - 4
@@ -582,7 +599,11 @@ class PcapParser:
                     )
             elif code == _OPT_IF_TSOFFSET and olen >= 8:
                 (offset,) = s["q"].unpack_from(data, p)
+            elif code in (_OPT_IF_NAME, _OPT_IF_DESCRIPTION) and code not in texts:
+                texts[code] = bytes(data[p:p + min(olen, 1024)]).split(b"\0", 1)[0].decode("utf-8", "replace")[:256]
             p += (olen + 3) & ~3
+        out.append(Interface(len(self._ifaces), linktype, texts.get(_OPT_IF_NAME) or None,
+                             texts.get(_OPT_IF_DESCRIPTION) or None))
         self._ifaces.append(_Interface(linktype, snaplen, units, offset))
 
     # --- reading by ranges (analyzer/parallel.py: each process indexes a part of the file, reads its own frames) --

@@ -400,6 +400,15 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 else:
                     time.sleep(2)
                 wait_tun_configured(work)
+                if sc.tunnel_capture:
+                    tun_dump = lab.start(lab.client_ns, "dumpcap", ["dumpcap", "-q", "-i", "tun0", "-w",
+                                                                    str(work / "tunnel-side.pcapng"), "-s", "0"],
+                                         work / "dumpcap-tun.log")
+                    deadline = time.time() + 10
+                    while not (work / "tunnel-side.pcapng").exists() and time.time() < deadline:
+                        time.sleep(0.1)
+                    time.sleep(0.5)
+                    act("tunnel-capture-started", interface="tun0")
                 ping_log = []
 
                 def ping(count: int, size: int = 56, df: bool = False) -> None:
@@ -421,6 +430,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     time.sleep(sc.hold)
                 # a peer that died on its own (crash, kill) would leave a broken sample: fail instead
                 client.check_running("openconnect (client)")
+                if sc.tunnel_capture:
+                    tun_dump.stop(signal.SIGTERM)  # before the client's disconnect takes its tun device away
+                    time.sleep(0.3)
                 interrupt_client(client, act)
             time.sleep(1.0)
             gw.check_running("ocserv (gateway)")
@@ -432,7 +444,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
 
         collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys, other_keys),
                         files=("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "script.log",
-                               "proxy.log",
+                               "proxy.log", "tunnel-side.pcapng",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "client-root-ca.pem", "client-chain.pem"))
         if (work / "other").is_dir():  # the unrelated flows' logs and their servers' certificates (no keys)

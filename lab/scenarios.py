@@ -58,6 +58,9 @@ class Scenario:
     # the client verifies the gateway against the lab CA (openconnect --cafile ca.pem --non-inter) instead of
     # pinning its key: a certificate it cannot verify ends the connection
     trust_ca: bool = False
+    # a second dumpcap on the client's tun device (tun0) from the moment the vpnc-script configured it:
+    # tunnel-side.pcapng, the capture a user takes on the VPN's adapter by mistake (the traffic inside the tunnel)
+    tunnel_capture: bool = False
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -70,6 +73,9 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("baseline", "TLS 1.3, DTLS 1.2 with PSK-NEGOTIATE, 5 pings, clean disconnect",
              gateway={"tls-priorities": PRIO_TLS13}),
+    Scenario("tunnel-side", "the baseline, captured a second time on the client's tun device (tun0) as a user "
+             "captures on the VPN adapter by mistake: tunnel-side.pcapng holds the pings inside the tunnel, none of "
+             "the VPN's own TLS and DTLS", gateway={"tls-priorities": PRIO_TLS13}, tunnel_capture=True),
     Scenario("dtls-blocked", "UDP dropped at the gateway: two rounds of DTLS ClientHellos, traffic over CSTP",
              gateway={"tls-priorities": PRIO_TLS13}, block_udp=True, wait_dtls=False, pings=10, hold=88.0),
     Scenario("legacy-dtls", "gateway without PSK: X-DTLS-Master-Secret session resumption, DTLS 1.2",

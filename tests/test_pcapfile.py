@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzer.capture import CaptureFormatError, iter_frames, read_capture
-from dissectors.pcapfile import SECRETS_TLS_KEYLOG, CaptureError, Frame, PcapParser, Secrets
+from dissectors.pcapfile import SECRETS_TLS_KEYLOG, CaptureError, Frame, Interface, PcapParser, Secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(
@@ -296,7 +296,8 @@ def test_pcapng_multiple_sections_mixed_endianness(tmp_path):
 def test_pcapng_unknown_interface_is_reported_and_skipped():
     data = shb() + idb(101) + epb(5, 1, udp_ip(1)) + epb(0, 2, udp_ip(2))
     events = parse_all(data)
-    assert isinstance(events[0], CaptureError) and "interface 5" in events[0].message
+    assert events[0] == Interface(0, 101, None, None)
+    assert isinstance(events[1], CaptureError) and "interface 5" in events[1].message
     assert [f.number for f in frames_of(events)] == [1]
 
 
@@ -420,7 +421,7 @@ def test_mutated_files_never_raise(d):
         data[pos] = d.draw(st.integers(0, 255))
     events = parse_all(bytes(data), d.draw(st.integers(1, 50)))
     for e in events:
-        assert isinstance(e, (Frame, Secrets, CaptureError))
+        assert isinstance(e, (Frame, Secrets, CaptureError, Interface))
     numbers = [f.number for f in frames_of(events)]
     assert numbers == sorted(set(numbers))
 
@@ -610,3 +611,29 @@ def test_a_windows_etl_trace_is_named_with_its_conversion(tmp_path):
     with pytest.raises(CaptureFormatError) as ei:
         list(read_capture(f))
     assert "Windows ETL trace" in str(ei.value) and "pktmon etl2pcap" in str(ei.value)
+
+
+def test_interface_blocks_name_where_the_capture_was_taken():
+    """The if_name and if_description options of each Interface Description Block (what dumpcap and npcap write:
+    lab sample tunnel-side's second capture, dumpcap on tun0), bounded, NUL-terminated or not; none for pcap."""
+    from .conftest import sample  # noqa: PLC0415
+
+    events = parse_all((sample("tunnel-side") / "tunnel-side.pcapng").read_bytes())
+    assert [e for e in events if isinstance(e, Interface)] == [Interface(0, 101, "tun0", None)]
+
+    def opt(code: int, value: bytes) -> bytes:
+        return struct.pack("<HH", code, len(value)) + value + bytes(-len(value) % 4)
+
+    options = (opt(2, b"\\Device\\NPF_{0B1C}\0") + opt(3, b"Cisco AnyConnect Virtual Miniport Adapter")
+               + opt(3, b"second description ignored") + opt(0, b""))
+    body = struct.pack("<HHI", 1, 0, 0) + options
+    block = struct.pack("<II", 1, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    events = parse_all(shb() + block)
+    itf = [e for e in events if isinstance(e, Interface)]
+    assert itf == [Interface(0, 1, "\\Device\\NPF_{0B1C}", "Cisco AnyConnect Virtual Miniport Adapter")]
+    long_name = opt(2, b"x" * 2000)
+    body = struct.pack("<HHI", 1, 0, 0) + long_name + opt(0, b"")
+    block = struct.pack("<II", 1, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+    [itf] = [e for e in parse_all(shb() + block) if isinstance(e, Interface)]
+    assert itf.name == "x" * 256
+    assert not [e for e in parse_all(pcap_file([])) if isinstance(e, Interface)]

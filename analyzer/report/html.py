@@ -21,6 +21,7 @@ import json
 import math
 import re
 
+from ..capture_point import describe_interface, tunnel_devices
 from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails
 from ..phases.record import UNSET, opt
@@ -272,7 +273,13 @@ def _render_html(analysis, *, version: str, show_secrets: bool, tz, filters: dic
         out.append(f'<p class="muted">Filters {shown}: {_e(filters.get("shown"))} of '
                    f'{_e(plural(filters.get("total") or 0, "session"))} shown.</p>')
     sessions = doc.get("sessions") or []
-    if not sessions:
+    tun = tunnel_devices(analysis.captures) if not sessions else []
+    if tun:
+        out.append(f"<p><b>No AnyConnect-protocol session found</b>: the capture was taken on "
+                   f"<code>{_e(describe_interface(tun[0][1]))}</code>, the VPN's tunnel device, which carries the "
+                   "traffic inside the tunnel, not the VPN's connection: capture on the interface that reaches the "
+                   "gateway.</p>")
+    elif not sessions:
         out.append("<p><b>No AnyConnect-protocol session found</b>: no flow in this capture shows evidence of "
                    "the protocol (use <code>--gateway ADDR[:PORT]</code> if you know the gateway).</p>")
     elif len(sessions) > 1:

@@ -20,6 +20,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from ..capture_point import describe_interface, tunnel_devices
 from ..model import reveal
 from ..phases.cstp_connect import connect_details
 from ..phases.group_selection import GroupSelectionDetails
@@ -136,7 +137,12 @@ def render_terminal(analysis, *, version: str, verbose: bool = False, show_secre
     _filters_line(con, filters)
     if not analysis.sessions:
         con.print()
+        tun = tunnel_devices(analysis.captures)
         _wrap(con, ("No session matches the filters." if filters and filters.get("total") else
+                    f"No AnyConnect-protocol session found: the capture was taken on "
+                    f"{describe_interface(tun[0][1])}, the VPN's tunnel device, which carries the traffic inside "
+                    "the tunnel, not the VPN's connection: capture on the interface that reaches the gateway."
+                    if tun else
                     "No AnyConnect-protocol session found: no flow in this capture shows evidence of the protocol "
                     "(use --gateway ADDR[:PORT] if you know the gateway)."), 0, 2)
     for s in analysis.sessions:

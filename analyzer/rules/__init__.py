@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from ..capture_point import describe_interface, tunnel_devices
 from ..model import Analysis, Finding
 
 RULE_MODULES = [
@@ -135,17 +136,28 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
 
         ipsec = describe((analysis.other_traffic or {}).get("ipsec") or [])
         refused = _refused_certificates(pipe)
+        tun = tunnel_devices(analysis.captures)
+        inside = ""
+        if tun:
+            inside = (f" The capture was taken on {describe_interface(tun[0][1])}, the VPN's own tunnel device: it "
+                      "holds the traffic inside the tunnel (the applications' packets, from the tunnel address), "
+                      "never the VPN's connection to the gateway.")
         out.append(Finding(id="NO_VPN_SESSION", severity="info", time=None, frames=[],
                            message="No AnyConnect-protocol session was found in the capture"
                                    + (f" ({analysis.other_traffic['flows']} other flow(s), see other traffic)"
                                       if (analysis.other_traffic or {}).get("flows") else "") + "."
+                                   + inside
                                    + (f" {ipsec[0].upper()}{ipsec[1:]}." if ipsec else "")
                                    + refused,
-                           remedy="Check the capture was taken where the client's traffic to the gateway passes "
-                                  "(TCP/UDP 443 by default); without keys a short TLS-only session shows no "
-                                  "evidence of the protocol: supply the key log, or name the gateway with "
-                                  "--gateway ADDR[:PORT].",
-                           evidence={"frames": sum(c.frames for c in analysis.captures)}))
+                           remedy=("Capture again on the interface that reaches the gateway (the Wi-Fi or Ethernet "
+                                   "adapter, not the VPN's: in Wireshark's interface list, or tcpdump -i eth0/en0) "
+                                   "to see the connection's phases." if tun else
+                                   "Check the capture was taken where the client's traffic to the gateway passes "
+                                   "(TCP/UDP 443 by default); without keys a short TLS-only session shows no "
+                                   "evidence of the protocol: supply the key log, or name the gateway with "
+                                   "--gateway ADDR[:PORT]."),
+                           evidence={"frames": sum(c.frames for c in analysis.captures)}
+                           | ({"tunnel_device": describe_interface(tun[0][1])} if tun else {})))
     return out
 
 

@@ -268,6 +268,7 @@ class TunnelEstimate:
     _early: list | None = None  # records of the probe period, for unanswered probe runs
     _last: dict = field(default_factory=dict)  # direction -> ts of its last record
     _last_data: dict = field(default_factory=dict)  # direction -> ts of its last record that is no control frame
+    _last_frame: dict = field(default_factory=dict)  # direction -> ts of its last record big enough for a frame
     _answer: dict = field(default_factory=dict)  # direction -> its last DPD_RESP entry, until its next record
     #: direction -> its DPD_RESP entries followed by its own next record that was no control frame (it wrote on
     #: the connection after answering, without a second answer: `_received`), by frame
@@ -283,6 +284,11 @@ class TunnelEstimate:
             est.add(direction, length, ts, frame)
         return est
 
+    def last_frame(self, direction: str) -> float | None:
+        """When ``direction`` sent its last record big enough to hold a tunnel frame (a TLS 1.3 close_notify, an
+        alert, is not one), or None."""
+        return self._last_frame.get(direction)
+
     def add(self, direction: str, length: int, ts: float, frame: int = 0) -> None:
         least, most = self.prot.plaintext(length)
         d = self.dirs[direction]
@@ -294,6 +300,7 @@ class TunnelEstimate:
         self._last[direction] = ts
         if most < self.header:
             return  # shorter than a frame header: not a tunnel frame (or not what we think)
+        self._last_frame[direction] = ts
         answer = self._answer.pop(direction, None)
         if least > self.header:
             self._last_data[direction] = ts

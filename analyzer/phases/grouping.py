@@ -6,10 +6,15 @@ One group per connection attempt of a client to a gateway:
   CONNECT in a session is a reconnect), from whatever client address (a client that roamed reconnects from its
   new one); without a known cookie it joins the latest open group of that client↔gateway pair, or starts one;
 * a downloader connection (GETs only) joins the group whose cookie it presents, else the latest one;
-* an undecrypted connection joins the latest group of the pair if it started within `JOIN_WINDOW` seconds of
-  that group's last activity, else starts a new one;
+* an undecrypted connection joins the latest group of the pair that was active within `JOIN_WINDOW` seconds
+  before it, whose client did not end its tunnel (a DISCONNECT-sized last frame), and none of whose address's
+  earlier tunnels still carried the client's frames a second after the connection began (then the connection is
+  another user's behind the same address, a NAT: `_another_client`); else it starts a new group;
 * a DTLS flow joins the group whose CONNECT gave out its ClientHello session id (X-DTLS-Session-ID or
-  X-DTLS-App-ID), else the latest group of the same client and gateway address.
+  X-DTLS-App-ID), else the group of an earlier flow that resumed the same session id (from any client address: a
+  client that moved), else the group of the same client and gateway address whose connection began last before
+  it; without keys, the TLS connection a moved client makes next from its new address joins its session
+  (`_join_moved_clients`).
 
 Which groups are sessions is decided by analyzer/evidence.py (`judge`); the phase builders (the other modules of
 this package) read a group's trackers and the HTTP exchanges classified here (`Conn`).
@@ -219,6 +224,9 @@ class Group:
 
 def group_connections(pipe) -> list[Group]:
     conns = [Conn(c) for c in sorted(pipe.tcp.values(), key=lambda c: (c.first_ts, c.index)) if c.is_tls]
+    dtls_of: dict = {}  # (client address, gateway address) -> its DTLS flows
+    for flow in pipe.udp.values():
+        dtls_of.setdefault((flow.client[0], flow.server[0]), []).append(flow)
     groups: list[Group] = []
     latest: dict = {}
     for cn in conns:
@@ -234,8 +242,12 @@ def group_connections(pipe) -> list[Group]:
             target = next((g for g in reversed(groups) if g.key[1:] == key[1:] and presented & g.cookies), None)
             if target is None and last is not None and (cn.kind != "tunnel" or not last.has_tunnel):
                 target = last
-        elif last is not None and cn.c.first_ts - last.last_ts <= JOIN_WINDOW:
-            target = last
+        elif last is not None:
+            # the latest group of the pair this connection may continue: active within JOIN_WINDOW, its client
+            # did not end it (DISCONNECT), no other client's tunnel still in use (see `_another_client`)
+            flows = dtls_of.get((cn.c.client[0], cn.c.server[0]), ())
+            target = next((h for h in reversed(groups) if h.key == key and cn.c.first_ts - h.last_ts <= JOIN_WINDOW
+                           and not _ended_by_client(h) and not _another_client(h, cn, flows)), None)
         if target is None:
             target = Group(key)
             groups.append(target)
@@ -261,7 +273,11 @@ def group_connections(pipe) -> list[Group]:
                 cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.has_tunnel]
             before = [g2 for g2 in cands
                       if (g2.conns[0].c.first_ts if g2.conns else g2.dtls[0].first_ts) <= flow.first_ts]
-            g = before[-1] if before else (cands[0] if cands else None)
+            # the group whose connection began last before the flow (groups of one address can interleave: two
+            # users behind one NAT, a reconnect joining the older one): its tunnel is the one the flow came from
+            g = max(before, key=lambda g2: max((c.c.first_ts for c in g2.conns if c.c.first_ts <= flow.first_ts),
+                                               default=g2.dtls[0].first_ts if g2.dtls else float("-inf"))) \
+                if before else (cands[0] if cands else None)
         if g is None:
             g = Group((flow.client[0], flow.server[0], flow.server[1]))
             groups.append(g)
@@ -271,6 +287,44 @@ def group_connections(pipe) -> list[Group]:
     _join_moved_clients(groups)
     groups.sort(key=lambda g: min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]))
     return _follow_redirects(groups)
+
+
+SAME_CLIENT_GRACE = 1.0  # seconds a client's old connection may still carry its records after it opened a new one
+
+
+def _tunnel_sent_after(flow, t: float) -> bool:
+    """The client of a tunnel — an undecrypted TLS connection whose records include CSTP control frames (DPD,
+    keepalive: no HTTP exchange has records that small), or a DTLS flow — sent a record that can hold a tunnel
+    frame after ``t`` (their record-size reading, analyzer/keyless.py)."""
+    if isinstance(flow, TCPTracker):
+        est = flow.cstp_estimate
+        if est is None or not any(d.control for d in est.dirs.values()):
+            return False
+    else:
+        est = flow.estimate
+    last = est.last_frame("c2s") if est is not None else None
+    return last is not None and last > t
+
+
+def _ended_by_client(g: Group) -> bool:
+    """Without keys: the client of the group ended its tunnel (its last tunnel connection's last frame from the
+    client has a DISCONNECT's size): a later connection of that address is a new login, not this session's."""
+    tunnels = [cn.c for cn in g.conns if not cn.c.decrypted and cn.c.cstp_estimate is not None
+               and any(d.control or d.disconnect for d in cn.c.cstp_estimate.dirs.values())]
+    return bool(tunnels) and tunnels[-1].cstp_estimate.dirs["c2s"].disconnect > 0
+
+
+def _another_client(g: Group, cn: Conn, dtls_flows) -> bool:
+    """Without keys, users behind one address (a NAT: an office, a hotel, carrier-grade NAT) look like one client:
+    the undecrypted connection ``cn`` is another client's, not the group's next connection, when a tunnel of that
+    address that began before it — a tunnel connection of the group, or a DTLS flow to the same gateway — went on
+    carrying the client's frames more than SAME_CLIENT_GRACE seconds after ``cn`` began. A client runs one tunnel:
+    one that reconnects has given its old tunnel up, and its other connections during a tunnel (a host scan, a
+    download) are no tunnel of their own; HTTP on two connections at once (a login beside a host scan) is no
+    sign of two clients."""
+    t = cn.c.first_ts + SAME_CLIENT_GRACE
+    return any(_tunnel_sent_after(c.c, t) for c in g.conns) or \
+        any(_tunnel_sent_after(f, t) for f in dtls_flows if f.first_ts < cn.c.first_ts)
 
 
 MOVE_WINDOW = 120.0  # seconds from a moved client's last DTLS packet to its TLS connection from the new address

@@ -23,8 +23,11 @@ import zipfile
 
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from analyzer import archive
+from analyzer.capture import CaptureFormatError, read_capture
 
 from .conftest import sample
 
@@ -316,3 +319,51 @@ def test_batch_takes_the_captures_in_case_archives(tmp_path):
     assert f"duplicate: {cases}/plain.pcapng: same content as {zipped}" in r.stdout + r.stderr
     again = batch()
     assert again.returncode == 0 and "2 already in" in again.stderr, again.stderr
+
+
+def _archive_bases() -> list[bytes]:
+    members = {"a/cap.pcapng": CAP.read_bytes(), "keys.log": KEYS.read_bytes()}
+    out = []
+    for method in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        b = io.BytesIO()
+        _zip(b, members, method)
+        out.append(b.getvalue())
+    for mode in ("w", "w:gz", "w:xz", "w:bz2"):
+        b = io.BytesIO()
+        _tar(b, members, mode)
+        out.append(b.getvalue())
+    return out
+
+
+_BASES: list[bytes] = []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_archives_never_crash_the_reader(tmp_path, data):
+    """Archives from strangers: bytes changed, cut or removed anywhere in a zip (four compression methods) or tar
+    (plain, gz, xz, bzip2) holding a capture and its key log. Listing the archive and reading every capture found
+    in it raises nothing but the two input errors the command line reports (CaptureFormatError, OSError)."""
+    if not _BASES:
+        _BASES.extend(_archive_bases())
+    blob = bytearray(data.draw(st.sampled_from(_BASES)))
+    for _ in range(data.draw(st.integers(1, 6))):
+        pos = data.draw(st.integers(0, len(blob) - 1))
+        op = data.draw(st.sampled_from(["set", "delete", "cut"]))
+        if op == "set":
+            blob[pos] = data.draw(st.integers(0, 255))
+        elif op == "delete":
+            del blob[pos:pos + data.draw(st.integers(1, 64))]
+        else:
+            del blob[pos:]
+        if not blob:
+            blob = bytearray(b"PK")
+    path = tmp_path / "case.zip"
+    path.write_bytes(bytes(blob))
+    found = archive.expand_archives([str(path)])
+    for c in found.captures:
+        try:
+            for _ev in read_capture(c):
+                pass
+        except (CaptureFormatError, OSError):
+            pass

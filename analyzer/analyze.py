@@ -113,7 +113,7 @@ def expand_directories(captures) -> tuple[list, str | None]:
             continue
         from .batch import discover  # noqa: PLC0415
 
-        found = discover([c])
+        found = discover([c], expand=False)  # archives in it: expanded with their key logs by run_analyze
         if not found:
             return out, f"{c}: a directory without capture files (.pcap, .pcapng, .cap, also gzip-compressed)"
         out += [type(c)(f) if isinstance(c, os.PathLike) else f for f in found]

@@ -115,11 +115,12 @@ def ring_sets(paths: list[str]) -> list[list[str]]:
     return sorted(units, key=lambda u: u[0])
 
 
-def discover(args, notes: list | None = None) -> list[str]:
+def discover(args, notes: list | None = None, expand: bool = True) -> list[str]:
     """Absolute paths of the captures named by ``args`` (files as given; directories walked for capture file
     names, in sorted order), without duplicates. An archive (zip, tar; named or found) stands for the captures in
     it, by their paths through it (``case.zip/outside.pcapng``); what an archive holds that is not read is added to
-    ``notes``. An archive that holds no capture stays as it is (its analysis says why)."""
+    ``notes``. An archive that holds no capture stays as it is (its analysis says why). ``expand`` False: archives
+    stay as they are (`acflow analyze DIR` expands them itself, with their key logs)."""
     out: list[str] = []
     seen: set[str] = set()
     for a in args:
@@ -135,6 +136,11 @@ def discover(args, notes: list | None = None) -> list[str]:
             raise BatchInputError(f"{a}: no such file or directory")
         for f in found:
             f = os.path.abspath(f)
+            if not expand:
+                if f not in seen:
+                    seen.add(f)
+                    out.append(f)
+                continue
             inside = expand_archives([f])
             if notes is not None:
                 notes += inside.notes + ([inside.problem] if inside.problem else [])

@@ -367,3 +367,12 @@ def test_mutated_archives_never_crash_the_reader(tmp_path, data):
                 pass
         except (CaptureFormatError, OSError):
             pass
+
+
+def test_a_directory_of_case_archives_reads_them_with_their_key_logs(tmp_path, truth):
+    """`acflow analyze DIR`: an archive found in the directory is read as if named, key logs and all."""
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    _zip(cases / "4711.zip", {"outside": CAP.read_bytes(), "keys.log": KEYS.read_bytes()})
+    (cases / "notes.txt").write_text("the customer's words\n")
+    same_as_truth(run(cases), truth, f"{cases}/4711.zip/outside", f"{cases}/4711.zip/keys.log")

@@ -176,8 +176,9 @@ def other_traffic(pipe, vpn_conn_ids: set[int], vpn_flow_ids: set[int], top: int
     ipsec = []
     for entry in pipe.udp_other.values():
         client, server, _first, _last, _n, b = entry[:6]
-        key = ("UDP", server[1])
-        if len(entry) > 6:  # IKE / ESP in UDP (analyzer/ipsec.py): `ipsec` below (its row stays UDP/port)
+        named = entry[6] if len(entry) > 6 and type(entry[6]) is str else None  # "QUIC" (dissectors/quic.py)
+        key = (named or "UDP", server[1])
+        if len(entry) > 6 and named is None:  # IKE / ESP in UDP (analyzer/ipsec.py): `ipsec` below (row: UDP/port)
             ipsec.append(entry)
         flows[key] += 1
         rows[key] += b

@@ -15,6 +15,7 @@ from dissectors import packet as packet_mod
 from dissectors.dtls import DTLSKeys
 from dissectors.ike import IKE_PORTS, read_ike
 from dissectors.pcapfile import Frame
+from dissectors.quic import is_quic_long_header
 
 from .dtlsflow import DTLSFlow, looks_like_dtls
 from .dtlslane import open_dtls_lane
@@ -239,7 +240,7 @@ class Pipeline:
                     other[4] += 1
                     other[5] += len(ev.data)
                     other[3] = ev.ts
-                    if len(other) > 6:  # IPsec (IKE / ESP in UDP): what its headers say
+                    if len(other) > 6 and type(other[6]) is dict:  # IPsec (IKE / ESP in UDP): its headers
                         note_ipsec(other[6], read_ike(ev.data, ev.sport, ev.dport), ev.frame)
                 return
             kw = self.key_wait
@@ -266,6 +267,8 @@ class Pipeline:
                         if ike is not None:
                             entry.append(new_ipsec())
                             note_ipsec(entry[6], ike, ev.frame)
+                        elif is_quic_long_header(ev.data):
+                            entry.append("QUIC")  # the summary's protocol (dissectors/quic.py)
                         self.udp_other[idx] = entry
                     else:
                         self.udp_other_overflow += 1

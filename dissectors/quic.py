@@ -1,12 +1,12 @@
 """QUIC, told apart from DTLS on UDP 443 (sans-I/O): browsers' HTTP/3 is most of the UDP/443 traffic on a laptop.
 
-acflow does not analyse QUIC; the "other traffic" summary names it. A QUIC long header (RFC 8999, the version-
-independent properties; RFC 9000 section 17.2): the first byte's high bit set (a long header) and, for the versions
-below, its second bit (the fixed bit; arbitrary in a Version Negotiation packet); a 32-bit version; a Destination and a Source Connection ID, each behind its
-length byte (at most 20 bytes in QUIC v1 and v2). Known versions: 1 (RFC 9000), 0x6b3343cf (QUIC v2, RFC 9369),
-the IETF drafts 0xff0000xx, and 0 (a server's Version Negotiation). A DTLS record begins with its content type
-(20–25), so no DTLS datagram has a long header's first byte. Short-header packets (after the handshake) carry no
-version: a flow first seen mid-connection stays "UDP".
+acflow does not analyse QUIC; the "other traffic" summary names it. A QUIC long header (RFC 8999, the
+version-independent properties; RFC 9000 section 17.2): the first byte's high bit set (a long header) and, for the
+versions below, its second bit (the fixed bit; arbitrary in a Version Negotiation packet); a 32-bit version; a
+Destination and a Source Connection ID, each behind its length byte (at most 20 bytes in QUIC v1 and v2). Known
+versions: 1 (RFC 9000), 0x6b3343cf (QUIC v2, RFC 9369), the IETF drafts 0xff0000xx, and 0 (a server's Version
+Negotiation). A DTLS record begins with its content type (20–25), so no DTLS datagram has a long header's first
+byte. Short-header packets (after the handshake) carry no version: a flow first seen mid-connection stays "UDP".
 """
 from __future__ import annotations
 

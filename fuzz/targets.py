@@ -48,7 +48,7 @@ def _parse_pcap(data: bytes, chunk: int):
 
 def target_pcap(data: bytes) -> None:
     from dissectors.keylog import KeyStore
-    from dissectors.pcapfile import CaptureError, Frame, Secrets
+    from dissectors.pcapfile import CaptureError, Frame, Interface, Secrets
 
     whole_p, whole = _parse_pcap(data, max(len(data), 1))
     _check_no_internal(whole)
@@ -63,6 +63,10 @@ def target_pcap(data: bytes) -> None:
                 raise Bug("frame fields of the wrong type")
         elif t is Secrets:
             KeyStore().add_keylog_text(e.data.decode("utf-8", "replace"))
+        elif t is Interface:
+            if not (e.name is None or isinstance(e.name, str) and len(e.name) <= 256) or \
+                    not (e.description is None or isinstance(e.description, str) and len(e.description) <= 256):
+                raise Bug(f"interface names unbounded or of the wrong type: {e!r}")
         elif t is not CaptureError:
             raise Bug(f"unexpected event {e!r}")
     # the parser accepts any split of the file: the events must not depend on it

@@ -215,6 +215,8 @@ def judge(groups, gateways: list[GatewaySpec] | None = None, downloader_paths=()
             _, addr, port = g.key
             # TLS groups by address and port; DTLS seen without its TLS connection by address (X-DTLS-Port may
             # differ from the TLS port)
+            if getattr(g, "portal", False):
+                continue
             v.forced = any(gw.matches(addr, port) for gw in gateways) if g.conns else \
                 any(gw.matches(f.server[0], None) for f in g.dtls for gw in gateways)
             if v.forced:
@@ -227,7 +229,7 @@ def judge(groups, gateways: list[GatewaySpec] | None = None, downloader_paths=()
     snis = {cn.c.client_hello.sni for g, _ in confirmed for cn in g.conns
             if cn.c.client_hello is not None and cn.c.client_hello.sni}
     for g, v in zip(groups, verdicts):
-        if v.is_vpn or not g.conns:
+        if v.is_vpn or not g.conns or getattr(g, "portal", False):
             continue
         c = g.conns[0].c
         if (g.key[1], g.key[2]) in endpoints:
@@ -248,6 +250,11 @@ def _own_evidence(g, downloader_paths) -> Verdict:
     from .phases.grouping import is_hostscan_path, is_sso_path  # noqa: PLC0415
 
     v = Verdict()
+    if getattr(g, "portal", False):
+        # a desktop browser at the gateway's web portal (analyzer/phases/grouping.py): the user's, no client's
+        # session, whatever cookie the portal gave it; not even with --gateway
+        v.forced = False
+        return v
     _, gw_addr, gw_port = g.key
     for cn in g.conns:
         if any(rq is not None for _, rq, _ in cn.posts):

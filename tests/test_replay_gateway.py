@@ -451,6 +451,10 @@ def test_tshark_decrypts_the_scripted_exchange(tshark, name):
     # SAML cases' browser's GETs of the gateway's /+CSCOE+/saml… pages, nor the CSD script's token and scan requests)
     logged = [(h["method"], h["target"]) for h in f["client"]["http"]]
     others = ("/+CSCOE+/saml", "/+CSCOE+/sdesktop/token.xml", "/+CSCOE+/sdesktop/scan.xml")
+    if CASES[name].portal_first:  # the browser's portal visit came first: its requests are in browser.log
+        visit = [line for line in (d / "browser.log").read_text().splitlines() if "\tGET " in line or "\tPOST " in line]
+        assert [m for m, _t in wire[:len(visit)]] == [line.split("\t")[1].split()[0] for line in visit]
+        wire = wire[len(visit):]
     assert [w for w in wire if w[1] != PROFILE_URI and not w[1].startswith(others)] == logged
 
 
@@ -697,6 +701,7 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
     "hostscan-stalled": ["Trying to run CSD Trojan script", "Refreshing +CSCOE+/sdesktop/wait.html after 1 second"],
     "load-balancer-redirect": ["Got HTTP response: HTTP/1.1 302 Found", "Connected to 198.18.0.4:443",
                                "CSTP connected"],
+    "web-portal-first": ["POST https://vpn.acflow.test/", "CSTP connected"],
 }
 
 

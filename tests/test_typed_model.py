@@ -122,6 +122,8 @@ def _username_shown(old, new) -> bool:
 #: samples cut (lab/cuts.py) to show what `BASE` read wrongly, and where: their sessions are pinned by the tests of
 #: the fix instead (the rest of the document is compared)
 FIXED_SINCE = {
+    "scripted__web-portal-first": "a browser's visit to the web portal before the client read as the session's "
+                                  "downloader, login round and TLS handshake: tests/test_portal.py",
     "cut__baseline-snaplen-128": "a snapshot length read as a failed handshake and DTLS ('no ServerHello', '0 "
                                  "ClientHellos unanswered'): tests/test_field_captures.py, CAPTURE_TRUNCATED",
     "cut__baseline-udp-only": "a capture filtered to UDP read as 'No tunnel', phases 1-5 absent: "

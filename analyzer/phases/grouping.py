@@ -149,6 +149,17 @@ def form_fields(body: bytes) -> list[str]:
         return []
 
 
+#: User-Agent markers of the AnyConnect-protocol clients and their own components (downloader, embedded browser):
+#: a request that carries none of them behind a browser's "Mozilla/" is a desktop browser's
+_CLIENT_MARKERS = ("anyconnect", "openconnect", "cisco", "secure client")
+
+
+def is_browser(headers) -> bool:
+    """A request a desktop browser made (its User-Agent), not an AnyConnect-protocol client or its components."""
+    ua = (headers.get("User-Agent") or "").strip()
+    return ua.startswith("Mozilla/") and not any(m in ua.lower() for m in _CLIENT_MARKERS)
+
+
 class Conn:
     """A TCP connection seen by the session builder, with what it carried at the HTTP level."""
 
@@ -188,6 +199,12 @@ class Conn:
                 self.gets.append(ex)
         if self.connects:
             self.kind = "tunnel"
+        elif c.exchanges and all(is_browser(ex.request.headers) and not is_sso_path(ex.request.target)
+                                 and not is_hostscan_path(ex.request.target) for ex in c.exchanges) \
+                and not any(rq is not None or rs is not None for _ex, rq, rs in self.posts):
+            # a desktop browser at the gateway's web portal (its logon page, form login, portal page; web launch):
+            # the user's, not the client's — never a phase of its session (`portal_visits`)
+            self.kind = "portal"
         elif self.posts:
             self.kind = "auth"
         elif self.gets:
@@ -214,6 +231,7 @@ class Group:
         self.has_tunnel = False
         self.last_ts = 0.0
         self.redirected_from: tuple | None = None  # (client, gateway, port) that redirected the client here
+        self.portal = False  # a desktop browser's visit to the gateway's web portal, not a client's session
 
     def add(self, conn: Conn) -> None:
         self.conns.append(conn)
@@ -233,6 +251,17 @@ def group_connections(pipe) -> list[Group]:
         key = (cn.c.client[0], cn.c.server[0], cn.c.server[1])
         last = latest.get(key)
         target = None
+        if cn.kind == "portal":
+            # the browser's connections together (one visit: logon, form login, portal page), apart from the
+            # client's; the latest group of the pair stays the client's
+            target = next((h for h in reversed(groups) if h.portal and h.key == key
+                           and cn.c.first_ts - h.last_ts <= JOIN_WINDOW), None)
+            if target is None:
+                target = Group(key)
+                target.portal = True
+                groups.append(target)
+            target.add(cn)
+            continue
         if cn.kind == "auth" and cn.starts_with_init:
             target = None  # a new attempt
         elif cn.kind in ("tunnel", "downloader", "auth"):
@@ -267,7 +296,8 @@ def group_connections(pipe) -> list[Group]:
             # now (a client that moved resumes it from its new address before its TLS connection comes back)
             g = by_session.get(sid)
         if g is None:
-            cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.key[1] == flow.server[0]]
+            cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.key[1] == flow.server[0]
+                     and not g2.portal]
             if not cands and anyconnect_hello(flow):
                 # a resuming hello to another address than the gateway: same client, a tunnel up
                 cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.has_tunnel]
@@ -285,6 +315,7 @@ def group_connections(pipe) -> list[Group]:
         if sid is not None:
             by_session.setdefault(sid, g)
     _join_moved_clients(groups)
+    _split_other_programs(groups)
     groups.sort(key=lambda g: min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]))
     return _follow_redirects(groups)
 
@@ -325,6 +356,53 @@ def _another_client(g: Group, cn: Conn, dtls_flows) -> bool:
     t = cn.c.first_ts + SAME_CLIENT_GRACE
     return any(_tunnel_sent_after(c.c, t) for c in g.conns) or \
         any(_tunnel_sent_after(f, t) for f in dtls_flows if f.first_ts < cn.c.first_ts)
+
+
+#: ClientHello extensions whose presence varies between the connections of one TLS client: padding (with the
+#: hello's length), a resumption's session ticket / pre-shared key / early data, the HelloRetryRequest's cookie
+_VARYING_EXTENSIONS = frozenset({21, 35, 41, 42, 44})
+
+
+def tls_client_fingerprint(c: TCPTracker) -> tuple | None:
+    """What a TLS client program's ClientHellos all have, whatever the connection (GREASE values and the varying
+    extensions left out): its cipher suites, extensions, ALPN, groups and signature algorithms — one for the VPN
+    client's own connections (login, tunnel), another for a browser on the same machine. None: no ClientHello."""
+    ch = c.client_hello
+    if ch is None:
+        return None
+
+    def real(values) -> frozenset:
+        return frozenset(v for v in values if v & 0x0F0F != 0x0A0A)  # GREASE (RFC 8701): 0x?A?A
+
+    return (real(ch.cipher_suites), real(e for e, _ in ch.extensions) - _VARYING_EXTENSIONS, tuple(ch.alpn),
+            real(ch.supported_groups), real(ch.signature_algorithms))
+
+
+def _split_other_programs(groups: list[Group]) -> None:
+    """Without keys: the undecrypted connections of a group made before the client's first connection with its
+    tunnel connection's TLS fingerprint (`tls_client_fingerprint`), by another TLS client program, are not the
+    session's: a browser at the gateway's web portal before the client started (with keys: its User-Agent, `Conn`
+    kind "portal"). They become a group of their own, marked as a portal visit. Connections of other programs
+    after the client's first (a downloader of its own, a host scan's script) stay: the client ran them."""
+    for g in list(groups):
+        if g.portal or len(g.conns) < 2 or any(cn.c.decrypted for cn in g.conns):
+            continue
+        tunnel = next((cn.c for cn in reversed(g.conns) if cn.c.cstp_estimate is not None
+                       and any(d.control or d.disconnect for d in cn.c.cstp_estimate.dirs.values())), None)
+        mark = tls_client_fingerprint(tunnel) if tunnel is not None else None
+        if mark is None:
+            continue
+        first = next(i for i, cn in enumerate(g.conns) if tls_client_fingerprint(cn.c) == mark)
+        others = [cn for cn in g.conns[:first] if tls_client_fingerprint(cn.c) not in (None, mark)]
+        if not others:
+            continue
+        visit = Group(g.key)
+        visit.portal = True
+        for cn in others:
+            visit.add(cn)
+        g.conns = [cn for cn in g.conns if cn not in others]
+        g.last_ts = max([cn.c.last_ts for cn in g.conns], default=g.last_ts)
+        groups.append(visit)
 
 
 MOVE_WINDOW = 120.0  # seconds from a moved client's last DTLS packet to its TLS connection from the new address
@@ -374,7 +452,7 @@ def _follow_redirects(groups: list[Group]) -> list[Group]:
     or the name the client's TLS ClientHello gave) that started within REDIRECT_WINDOW seconds after."""
     out = list(groups)
     for g in groups:
-        if g.has_tunnel or not g.conns:
+        if g.has_tunnel or not g.conns or g.portal:
             continue
         last = next((ex for cn in reversed(g.conns) for ex, _rq, _rs in reversed(cn.posts)), None)
         host = redirect_of(last) if last is not None else None
@@ -411,3 +489,13 @@ def posts(g: Group):
     for cn in g.conns:
         for ex, rq, rs in cn.posts:
             yield cn, ex, rq, rs
+
+
+def portal_visits(groups: list[Group], g: Group) -> list[Group]:
+    """The web-portal visits (`Group.portal`) of ``g``'s client to ``g``'s gateway that ended before ``g`` began, since
+    the client's previous session there: what the user did in a browser before the client connected."""
+    start = min([cn.c.first_ts for cn in g.conns] + [f.first_ts for f in g.dtls])
+    before = [h for h in groups if not h.portal and h is not g and h.key == g.key and h.conns
+              and h.conns[0].c.first_ts < start]
+    since = max((h.last_ts for h in before), default=float("-inf"))
+    return [h for h in groups if h.portal and h.key == g.key and since <= h.conns[0].c.first_ts < start]

@@ -5,7 +5,7 @@ from ..evidence import fmt_endpoint, judge, other_traffic
 from ..keyless import share_dpd_timers
 from ..model import PHASES, Phase, Session
 from . import cstp_connect, downloader, dtls, group_selection, inferred, tls_handshake, tunnel, user_auth
-from .grouping import DOWNLOADER_PATHS, Group, group_connections
+from .grouping import DOWNLOADER_PATHS, Group, group_connections, portal_visits
 
 
 def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[Phase]:
@@ -55,6 +55,25 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
         s.evidence = verdict.evidence
         s.confidence = verdict.confidence
         s.client_software = client_sw
+        visits = portal_visits(groups, g)
+        if visits:  # analyzer/phases/grouping.py: a browser at the gateway's web portal before the client
+            conns = [cn for h in visits for cn in h.conns]
+            asked = [f"{ex.request.method} {_path(ex.request.target)}"
+                     + (f" → {ex.response.status}" if ex.response is not None else "")
+                     for cn in conns for ex in cn.c.exchanges][:6]
+            ua = next((ex.request.headers.get("User-Agent") for cn in conns for ex in cn.c.exchanges), None)
+            where = ", ".join(f"tcp.stream {cn.c.index}" for cn in conns[:4]) + (" …" if len(conns) > 4 else "")
+            if asked:
+                s.notes.append(f"Before the client connected, a web browser ({ua}) used the gateway's web portal on "
+                               f"{where}: " + ", ".join(asked) + ". That is the user's browser (to download the "
+                               "client, or the clientless portal), not part of this session's phases; its "
+                               "connections are under other traffic.")
+            else:  # without keys: another TLS client program (its ClientHello), before the VPN client's first
+                s.notes.append(f"Before the client connected, another program on the client's machine made "
+                               f"{len(conns)} TLS connection(s) to the gateway ({where}): its TLS ClientHello is "
+                               "not the VPN client's — a web browser at the gateway's web portal, most likely "
+                               "(inferred without keys). Not part of this session's phases; under other "
+                               "traffic.")
         if g.redirected_from is not None:  # analyzer/phases/grouping.py `_follow_redirects`
             _c, rip, rport = g.redirected_from
             s.notes.append(f"The client came here on a redirect from {fmt_endpoint(rip, rport)} (its answer to the "
@@ -155,3 +174,8 @@ def mark_before_capture(g: Group, phases: list[Phase]) -> None:
         cstp.status = "before-capture"
         cstp.summary = (f"CONNECT before the capture started; tcp.stream {first.index} carries the tunnel"
                         + (f" (not decrypted: {records} records)" if records else ""))
+
+
+def _path(target: str) -> str:
+    """A request target without its query (a portal URL may carry tokens)."""
+    return target.split("?", 1)[0][:80]

@@ -42,7 +42,12 @@ class _TLS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
 
 
-def _get(url: str) -> tuple[int, str | None]:
+#: what a desktop browser says it is (the portal visit: `portal`)
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+
+def _get(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None,
+         user_agent: str = "acflow-lab-browser/1") -> tuple[int, str | None]:
     u = urlsplit(url)
     host = u.hostname or ""
     path = u.path + (f"?{u.query}" if u.query else "")
@@ -55,15 +60,44 @@ def _get(url: str) -> tuple[int, str | None]:
     else:  # the client's listener: openconnect binds the IPv6 loopback only
         conn = http.client.HTTPConnection("::1" if host in ("localhost", "127.0.0.1") else host, u.port or 80,
                                           timeout=10)
-    conn.request("GET", path or "/", headers={"User-Agent": "acflow-lab-browser/1"})
+    conn.request(method, path or "/", body=body, headers={"User-Agent": user_agent, **(headers or {})})
     resp = conn.getresponse()
     resp.read()
     location = resp.getheader("Location")
+    _COOKIES.extend(c.split(";", 1)[0] for c in resp.headers.get_all("Set-Cookie") or [])
     conn.close()
     return resp.status, location
 
 
+_COOKIES: list[str] = []  # name=value of the cookies the gateway set (the portal visit sends them back)
+
+
+def portal(url: str, user: str, password: str) -> int:
+    """A user's visit to the gateway's web portal in a desktop browser before the client connects (to download the
+    client, or for the clientless portal): GET the gateway's address, follow its redirect to the logon page, post
+    the logon form (urlencoded), GET the portal page; each request on a TLS connection of its own, a browser's
+    User-Agent."""
+    from urllib.parse import urlencode, urljoin  # noqa: PLC0415
+
+    status, location = _get(url, user_agent=BROWSER_UA)
+    _log(f"GET {url} -> {status}" + (f" Location: {location}" if location else ""))
+    logon = urljoin(url, location or "/+CSCOE+/logon.html")
+    status, _ = _get(logon, user_agent=BROWSER_UA)
+    _log(f"GET {logon} -> {status}")
+    form = urlencode({"username": user, "password": password, "Login": "Logon"}).encode()
+    post = urljoin(url, "/+webvpn+/index.html")
+    status, location = _get(post, "POST", form, {"Content-Type": "application/x-www-form-urlencoded"},
+                            user_agent=BROWSER_UA)
+    _log(f"POST {post} -> {status}" + (f" Location: {location}" if location else ""))
+    page = urljoin(url, location or "/+CSCOE+/portal.html")
+    status, _ = _get(page, headers={"Cookie": "; ".join(_COOKIES)} if _COOKIES else None, user_agent=BROWSER_UA)
+    _log(f"GET {page} -> {status}")
+    return 0 if status == 200 else 1
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) > 1 and argv[1] == "--portal":  # the portal visit: --portal URL USER PASSWORD
+        return portal(argv[2], argv[3], argv[4])
     url = argv[1] if len(argv) > 1 else ""
     _log(f"opened {url}")
     for _ in range(8):

@@ -256,6 +256,9 @@ class Case:
     external_browser: str | None = None
     give_up_after: float | None = None
     csd_wrapper: bool = False  # openconnect --csd-wrapper=CSD_WRAPPER (the host scan script of the package)
+    # before the client, the user's desktop browser visits the gateway's web portal and logs in with its form
+    # (lab/scripted/browser.py `portal`: a browser's User-Agent, TLS secrets in the key log)
+    portal_first: bool = False
     # a second gateway (a load-balancing cluster's member) at MEMBER_GW, serving this script; its events are merged
     # into gateway-events.jsonl, each with "gateway": MEMBER_GW
     member: Callable[[dict], dict] | None = None
@@ -717,6 +720,44 @@ def _hostscan_stalled_script(c: dict) -> dict:
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
 
 
+PORTAL_COOKIE = "5A1E7C2D9B3F4E6A8C0D2F4B6E8A0C2E"  # the web portal's own session: not the client's cookie
+
+
+def _portal_script(c: dict) -> dict:
+    logon = ("<!DOCTYPE html>\n<html><head><title>SSL VPN Service</title></head>\n<body>\n"
+             '<form name="unicorn" method="post" action="/+webvpn+/index.html">\n'
+             '<input type="text" name="username"/>\n<input type="password" name="password"/>\n'
+             '<input type="submit" name="Login" value="Logon"/>\n</form>\n</body></html>\n')
+    portal = ("<!DOCTYPE html>\n<html><head><title>SSL VPN Service</title></head>\n<body>\n"
+              "<h1>Welcome</h1>\n<p><a href=\"/CACHE/stc/2/index.html\">Start AnyConnect</a></p>\n"
+              "<p><a href=\"/+CSCOE+/logout.html\">Logout</a></p>\n</body></html>\n")
+    html = [["Content-Type", "text/html; charset=utf-8"], ["Cache-Control", "no-store"]]
+    return {"name": "web-portal-first",
+            "description": "the user first visits the gateway's web portal in a browser (GET / -> logon page, form "
+                           "login, portal page with its own webvpn cookie), then the client logs in with "
+                           "aggregate-auth and connects (CSTP)",
+            "vars": {"aggauth_handle": "1193850"},
+            "steps": [
+                {"id": "portal-root", "note": "the browser at the gateway's address: to the logon page",
+                 "expect": {"method": "GET", "path": "/"},
+                 "respond": {"status": 302, "reason": "Found",
+                             "headers": [["Location", "/+CSCOE+/logon.html"], ["Content-Length", "0"]]}},
+                {"id": "portal-logon", "note": "the logon page (HTML form)",
+                 "expect": {"method": "GET", "path": "/+CSCOE+/logon.html"},
+                 "respond": {"status": 200, "reason": "OK", "headers": html, "body": logon}},
+                {"id": "portal-login", "note": "the form login: the portal's session cookie, to the portal page",
+                 "expect": {"method": "POST", "path": "/+webvpn+/index.html", "body_contains": [f"username={USER}"]},
+                 "respond": {"status": 302, "reason": "Found",
+                             "headers": [["Location", "/+CSCOE+/portal.html"], ["Content-Length", "0"],
+                                         ["Set-Cookie", f"webvpn={PORTAL_COOKIE}; path=/; secure; HttpOnly"]]}},
+                {"id": "portal-page", "note": "the portal page (a link to start the client)",
+                 "expect": {"method": "GET", "path": "/+CSCOE+/portal.html"},
+                 "respond": {"status": 200, "reason": "OK", "headers": html, "body": portal}},
+                *auth_steps(),
+                connect_step(connect_headers(mtu=1399), note="tunnel on CSTP")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
 MEMBER_GW = "198.18.0.4"  # the load-balancing member a director sends the client to
 
 
@@ -1171,6 +1212,16 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("openconnect kept asking for the wait page", count_at_least("request", 3, step="hostscan-wait")),
           ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
          expect_connect=False, csd_wrapper=True, give_up_after=8.0),
+    Case("web-portal-first",
+         "the user's browser visits the web portal first (form login, portal page), then openconnect logs in and "
+         "connects",
+         _portal_script,
+         [("the browser logged in at the portal",
+           lambda ctx: ({"portal-root", "portal-logon", "portal-login", "portal-page"}
+                        <= {e.get("step") for e in ctx.ev("request")}, [e.get("step") for e in ctx.ev("request")])),
+          ("openconnect connected", log_line(r"^CSTP connected")),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=1.0, portal_first=True),
     Case("load-balancer-redirect",
          "a load-balancing director redirects the client's first request to a member gateway, where it logs in and "
          "connects",

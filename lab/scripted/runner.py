@@ -158,6 +158,15 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                     raise LabError(f"member gateway did not start: {member.tail(15)}")
                 act("member-gateway-listening", address=MEMBER_GW)
 
+            if case.portal_first:  # the user's browser at the web portal first (lab/scripted/browser.py)
+                p = lab.ns_run(lab.client_ns, ["env", f"ACFLOW_BROWSER_CA={pki.ca_cert}",
+                                               f"ACFLOW_BROWSER_KEYLOG={curl_keys}",
+                                               f"ACFLOW_BROWSER_LOG={work / 'browser.log'}", f"PYTHONPATH={ROOT}",
+                                               sys.executable, "-m", "lab.scripted.browser", "--portal",
+                                               "https://vpn.acflow.test/", USER, USER_PASSWORD], check=False)
+                act("portal-visited", returncode=p.returncode)
+                if p.returncode != 0:
+                    raise LabError(f"the portal visit failed: {p.stdout[-300:]} {p.stderr[-300:]}")
             base = openconnect_argv(pki.pin_sha256)
             cenv = dict(os.environ, SSLKEYLOGFILE=str(cl_keys))
             if case.csd_wrapper:  # the host scan: openconnect runs the package's CSD script (curl, its own TLS)

@@ -74,3 +74,17 @@ def run_chromium(binary: str, tmp_path: Path, *args: str):
            f"--user-data-dir={profile}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False,
                           env={**os.environ, "HOME": str(tmp_path)})
+
+
+def ring_pieces(name: str, frames: int, out: Path, stem: str = "gw") -> list[Path]:
+    """Sample ``name``'s capture cut every ``frames`` frames into ``out`` as a ring buffer's files (`editcap -c`:
+    ``{stem}_NNNNN_TIME.pcapng``), in order; the test is skipped without editcap."""
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.skip("editcap not installed")
+    subprocess.run([editcap, "-c", str(frames), str(sample(name) / "capture.pcapng"), str(out / f"{stem}.pcapng")],
+                   check=True, capture_output=True)
+    return sorted(out.glob(f"{stem}_*.pcapng"))

@@ -30,6 +30,7 @@ from analyzer import archive
 from analyzer.capture import CaptureFormatError, read_capture
 
 from .conftest import sample
+from .helpers import ring_pieces
 
 BASE = sample("baseline")
 CAP = BASE / "capture.pcapng"
@@ -146,13 +147,8 @@ def test_a_compressed_capture_inside_a_zip(tmp_path, truth):
 def test_the_pieces_of_a_ring_buffer_in_one_archive_read_in_time_order(tmp_path):
     """An archive holding a ring buffer's files (named so that their order in the archive is not the time order)
     reads as the files themselves given together."""
-    editcap = shutil.which("editcap")
-    if editcap is None:
-        pytest.skip("editcap not installed")
     d = sample("keepalive-dpd")
-    subprocess.run([editcap, "-c", "30", str(d / "capture.pcapng"), str(tmp_path / "gw.pcapng")], check=True,
-                   capture_output=True)
-    files = sorted(tmp_path.glob("gw_*.pcapng"))
+    files = ring_pieces("keepalive-dpd", 30, tmp_path)
     assert len(files) >= 3
     arc = tmp_path / "ring.zip"
     names = {f: f"piece{len(files) - i}.pcapng" for i, f in enumerate(files)}  # the last one first

@@ -20,6 +20,7 @@ from analyzer.report.json_report import to_document
 
 from .conftest import sample
 from .helpers import doc as single_doc
+from .helpers import ring_pieces
 
 
 def _tshark_flows(tshark: str, path) -> dict[tuple[str, int], set]:
@@ -128,13 +129,8 @@ def test_ring_buffer_pieces_hold_together_and_count_per_file(tshark, tmp_path, n
 def test_a_ring_buffer_named_out_of_order_is_read_in_time_order(tmp_path):
     """tcpdump -C names its files `cap`, `cap1`, …, `cap10`: a shell's glob sorts `cap10` before `cap2`. The files
     are read in the time order of their first packets (said on stderr), so the run equals the one in order."""
-    editcap = shutil.which("editcap")
-    if editcap is None:
-        pytest.skip("editcap not installed")
     d = sample("keepalive-dpd")
-    subprocess.run([editcap, "-c", "9", str(d / "capture.pcapng"), str(tmp_path / "piece.pcapng")], check=True,
-                   capture_output=True)
-    pieces = sorted(tmp_path.glob("piece_*.pcapng"))
+    pieces = ring_pieces("keepalive-dpd", 9, tmp_path, stem="piece")
     assert len(pieces) >= 11
     ring = tmp_path / "ring"
     ring.mkdir()
@@ -177,17 +173,12 @@ def test_time_order_keeps_the_order_given_when_a_file_has_no_packet(tmp_path):
 def test_a_directory_is_every_capture_below_it(tmp_path):
     """`acflow analyze DIR`: a ring buffer's folder as one argument is the files in it, in time order (a key log
     and other files beside them are not captures); a directory without captures is an input error (status 4)."""
-    editcap = shutil.which("editcap")
-    if editcap is None:
-        pytest.skip("editcap not installed")
     d = sample("keepalive-dpd")
     ring = tmp_path / "ring"
     ring.mkdir()
-    subprocess.run([editcap, "-c", "30", str(d / "capture.pcapng"), str(ring / "gw.pcapng")], check=True,
-                   capture_output=True)
+    files = ring_pieces("keepalive-dpd", 30, ring)
     shutil.copy(d / "keys.log", ring / "keys.log")
     (ring / "notes.txt").write_text("case 4711\n")
-    files = sorted(ring.glob("gw_*.pcapng"))
 
     def run(*paths):
         return subprocess.run([sys.executable, "-m", "analyzer.cli", "analyze", "--keylog", str(d / "keys.log"),

@@ -17,11 +17,11 @@ warning on stderr, no file written, exit status 4.
 """
 from __future__ import annotations
 
-import gzip
 import struct
 import sys
 
 from .analyze import InputError, feed_capture, load_keys, stdin_problem
+from .archive import ArchiveError, damage_errors, expand_archives, open_input
 from .driver import Analyzer
 from .outputs import AtomicFile, OutputError, check_outputs, is_stdio, say_interrupted
 
@@ -91,6 +91,11 @@ def run_keys(*, capture, keylogs, rsa_keys, output, embed: bool = False) -> int:
     problem = stdin_problem([capture])
     if embed and is_stdio(capture):
         problem = "--embed reads the capture twice (the analysis, then the copy): give a file, not '-'"
+    if not problem and not is_stdio(capture):
+        found = expand_archives([capture])
+        if found.captures != [capture] or found.problem:  # an archive: one capture of it, named through it
+            problem = found.problem or (f"{capture} is an archive: name one capture in it, "
+                                        + " or ".join(str(c) for c in found.captures[:3]))
     if problem:
         print(f"acflow: {problem}", file=sys.stderr)
         return EXIT_INPUT
@@ -165,30 +170,24 @@ def _read_exact(f, n: int) -> bytes:
 
 
 def embed_secrets(capture, output, keylog: bytes) -> None:
-    """Write ``capture`` (pcapng or pcap, plain or gzip) to ``output`` as pcapng with ``keylog`` in a Decryption
-    Secrets Block right after the first Section Header Block (before any packet that needs it). pcapng blocks
-    are copied as they are (comments, interfaces, other secrets kept); a pcap's records become Enhanced Packet
-    Blocks of one interface with the file's link type, snap length and timestamp resolution."""
-    try:
-        raw = open(capture, "rb")  # noqa: SIM115 - closed below
-    except OSError as e:
-        raise InputError(f"cannot read {capture}: {e.strerror or e}") from e
-    try:
-        magic = raw.read(2)
-        raw.seek(0)
-        src = gzip.GzipFile(fileobj=raw, mode="rb") if magic == b"\x1f\x8b" else raw
-        head = _read_exact(src, 24)
-        with AtomicFile(output, "wb") as out:
-            if head[:4] == b"\x0a\x0d\x0d\x0a":
-                _embed_pcapng(src, head, out, keylog, capture)
-            elif len(head) == 24:
-                _embed_pcap(src, head, out, keylog, capture)
-            else:
-                raise InputError(f"{capture}: not a pcap/pcapng capture")
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    """Write ``capture`` (pcapng or pcap, plain or compressed, or an archive member) to ``output`` as pcapng with
+    ``keylog`` in a Decryption Secrets Block right after the first Section Header Block (before any packet that needs
+    it). pcapng blocks are copied as they are (comments, interfaces, other secrets kept); a pcap's records become
+    Enhanced Packet Blocks of one interface with the file's link type, snap length and timestamp resolution."""
+    try:  # a file or an archive member, compressed or not (analyzer/archive.py)
+        with open_input(capture) as (src, _compression):
+            head = _read_exact(src, 24)
+            with AtomicFile(output, "wb") as out:
+                if head[:4] == b"\x0a\x0d\x0d\x0a":
+                    _embed_pcapng(src, head, out, keylog, capture)
+                elif len(head) == 24:
+                    _embed_pcap(src, head, out, keylog, capture)
+                else:
+                    raise InputError(f"{capture}: not a pcap/pcapng capture")
+    except ArchiveError as e:
         raise InputError(f"cannot read {capture}: {e}") from e
-    finally:
-        raw.close()
+    except damage_errors() as e:
+        raise InputError(f"cannot read {capture}: {getattr(e, 'strerror', None) or e}") from e
 
 
 def _embed_pcapng(src, head: bytes, out, keylog: bytes, capture) -> None:

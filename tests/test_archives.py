@@ -372,3 +372,20 @@ def test_a_directory_of_case_archives_reads_them_with_their_key_logs(tmp_path, t
     _zip(cases / "4711.zip", {"outside": CAP.read_bytes(), "keys.log": KEYS.read_bytes()})
     (cases / "notes.txt").write_text("the customer's words\n")
     same_as_truth(run(cases), truth, f"{cases}/4711.zip/outside", f"{cases}/4711.zip/keys.log")
+
+
+def test_acflow_keys_reads_a_capture_inside_an_archive(tmp_path, truth):
+    """`acflow keys ARCHIVE/MEMBER --embed`: the capture in the archive written with its keys inside; the archive
+    itself is refused with the capture to name."""
+    arc = tmp_path / "case.zip"
+    _zip(arc, {"asa/outside": CAP.read_bytes(), "keys.log": KEYS.read_bytes()})
+    out = tmp_path / "with-keys.pcapng"
+    p = subprocess.run([sys.executable, "-m", "analyzer.cli", "keys", f"{arc}/asa/outside", "--keylog",
+                        f"{arc}/keys.log", "--embed", "-o", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r = run(out)  # no --keylog: the keys are in the file
+    doc = json.loads(r.stdout)
+    assert doc["sessions"][0]["verdict"] == json.loads(truth)["sessions"][0]["verdict"]
+    p = subprocess.run([sys.executable, "-m", "analyzer.cli", "keys", str(arc), "-o", str(tmp_path / "k.log")],
+                       capture_output=True, text=True)
+    assert p.returncode == 4 and f"{arc} is an archive: name one capture in it, {arc}/asa/outside" in p.stderr

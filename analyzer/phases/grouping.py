@@ -247,6 +247,20 @@ def group_connections(pipe) -> list[Group]:
         dtls_of.setdefault((flow.client[0], flow.server[0]), []).append(flow)
     groups: list[Group] = []
     latest: dict = {}
+    # indexes, so that a capture of thousands of clients is not grouped in quadratic time: the groups of each
+    # client↔gateway pair in the order they were made, and the latest-made group holding each cookie
+    order: dict[int, int] = {}
+    by_key: dict = {}
+    by_cookie: dict = {}
+
+    def new_group(key, portal: bool = False) -> Group:
+        g = Group(key)
+        g.portal = portal
+        order[id(g)] = len(groups)
+        groups.append(g)
+        by_key.setdefault(key, []).append(g)
+        return g
+
     for cn in conns:
         key = (cn.c.client[0], cn.c.server[0], cn.c.server[1])
         last = latest.get(key)
@@ -254,36 +268,43 @@ def group_connections(pipe) -> list[Group]:
         if cn.kind == "portal":
             # the browser's connections together (one visit: logon, form login, portal page), apart from the
             # client's; the latest group of the pair stays the client's
-            target = next((h for h in reversed(groups) if h.portal and h.key == key
-                           and cn.c.first_ts - h.last_ts <= JOIN_WINDOW), None)
-            if target is None:
-                target = Group(key)
-                target.portal = True
-                groups.append(target)
+            target = next((h for h in reversed(by_key.get(key, ())) if h.portal
+                           and cn.c.first_ts - h.last_ts <= JOIN_WINDOW), None) or new_group(key, portal=True)
             target.add(cn)
             continue
         if cn.kind == "auth" and cn.starts_with_init:
             target = None  # a new attempt
         elif cn.kind in ("tunnel", "downloader", "auth"):
-            presented = cn.cookies_presented
             # the session's cookie wins over the client's address: a client that roamed to another network (or
             # whose NAT changed its address) reconnects to the same gateway with it from its new address
-            target = next((g for g in reversed(groups) if g.key[1:] == key[1:] and presented & g.cookies), None)
+            holders = [h for ck in cn.cookies_presented if (h := by_cookie.get((key[1], key[2], ck))) is not None]
+            target = max(holders, key=lambda h: order[id(h)]) if holders else None
             if target is None and last is not None and (cn.kind != "tunnel" or not last.has_tunnel):
                 target = last
         elif last is not None:
             # the latest group of the pair this connection may continue: active within JOIN_WINDOW, its client
             # did not end it (DISCONNECT), no other client's tunnel still in use (see `_another_client`)
             flows = dtls_of.get((cn.c.client[0], cn.c.server[0]), ())
-            target = next((h for h in reversed(groups) if h.key == key and cn.c.first_ts - h.last_ts <= JOIN_WINDOW
+            target = next((h for h in reversed(by_key.get(key, ())) if not h.portal
+                           and cn.c.first_ts - h.last_ts <= JOIN_WINDOW
                            and not _ended_by_client(h) and not _another_client(h, cn, flows)), None)
         if target is None:
-            target = Group(key)
-            groups.append(target)
+            target = new_group(key)
         target.add(cn)
+        for ck in target.cookies:
+            held = by_cookie.get((key[1], key[2], ck))
+            if held is None or order[id(held)] < order[id(target)]:
+                by_cookie[(key[1], key[2], ck)] = target
         latest[key] = target
     # DTLS flows
     by_conn = {id(cn.c): g for g in groups for cn in g.conns}
+    by_pair: dict = {}  # (client address, gateway address) -> its groups (no portal visit), in order
+    with_tunnel: dict = {}  # client address -> its groups with a tunnel, in order
+    for g in groups:
+        if not g.portal:
+            by_pair.setdefault((g.key[0], g.key[1]), []).append(g)
+        if g.has_tunnel:
+            with_tunnel.setdefault(g.key[0], []).append(g)
     by_session: dict = {}  # (DTLS session id a ClientHello resumed, gateway address) -> the group of its first flow
     for flow in sorted(pipe.udp.values(), key=lambda f: f.first_ts):
         g = None
@@ -296,11 +317,10 @@ def group_connections(pipe) -> list[Group]:
             # now (a client that moved resumes it from its new address before its TLS connection comes back)
             g = by_session.get(sid)
         if g is None:
-            cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.key[1] == flow.server[0]
-                     and not g2.portal]
+            cands = by_pair.get((flow.client[0], flow.server[0]), [])
             if not cands and anyconnect_hello(flow):
                 # a resuming hello to another address than the gateway: same client, a tunnel up
-                cands = [g2 for g2 in groups if g2.key[0] == flow.client[0] and g2.has_tunnel]
+                cands = with_tunnel.get(flow.client[0], [])
             before = [g2 for g2 in cands
                       if (g2.conns[0].c.first_ts if g2.conns else g2.dtls[0].first_ts) <= flow.first_ts]
             # the group whose connection began last before the flow (groups of one address can interleave: two
@@ -311,6 +331,7 @@ def group_connections(pipe) -> list[Group]:
         if g is None:
             g = Group((flow.client[0], flow.server[0], flow.server[1]))
             groups.append(g)
+            by_pair.setdefault((g.key[0], g.key[1]), []).append(g)
         g.dtls.append(flow)
         if sid is not None:
             by_session.setdefault(sid, g)
@@ -491,11 +512,20 @@ def posts(g: Group):
             yield cn, ex, rq, rs
 
 
-def portal_visits(groups: list[Group], g: Group) -> list[Group]:
-    """The web-portal visits (`Group.portal`) of ``g``'s client to ``g``'s gateway that ended before ``g`` began, since
-    the client's previous session there: what the user did in a browser before the client connected."""
+def portal_visits(by_key: dict, g: Group) -> list[Group]:
+    """The web-portal visits (`Group.portal`) of ``g``'s client to ``g``'s gateway that began before ``g`` did, since
+    the client's previous session there: what the user did in a browser before the client connected. ``by_key``:
+    every group, by its key (`groups_by_key`)."""
     start = min([cn.c.first_ts for cn in g.conns] + [f.first_ts for f in g.dtls])
-    before = [h for h in groups if not h.portal and h is not g and h.key == g.key and h.conns
-              and h.conns[0].c.first_ts < start]
+    same = by_key.get(g.key, ())
+    before = [h for h in same if not h.portal and h is not g and h.conns and h.conns[0].c.first_ts < start]
     since = max((h.last_ts for h in before), default=float("-inf"))
-    return [h for h in groups if h.portal and h.key == g.key and since <= h.conns[0].c.first_ts < start]
+    return [h for h in same if h.portal and since <= h.conns[0].c.first_ts < start]
+
+
+def groups_by_key(groups: list[Group]) -> dict:
+    """{(client, gateway, port): its groups} (for `portal_visits`)."""
+    out: dict = {}
+    for g in groups:
+        out.setdefault(g.key, []).append(g)
+    return out

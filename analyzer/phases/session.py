@@ -5,7 +5,7 @@ from ..evidence import fmt_endpoint, judge, other_traffic
 from ..keyless import share_dpd_timers
 from ..model import PHASES, Phase, Session
 from . import cstp_connect, downloader, dtls, group_selection, inferred, tls_handshake, tunnel, user_auth
-from .grouping import DOWNLOADER_PATHS, Group, group_connections, portal_visits
+from .grouping import DOWNLOADER_PATHS, Group, group_connections, groups_by_key, portal_visits
 
 
 def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[Phase]:
@@ -29,6 +29,7 @@ def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[P
 def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
     """(VPN sessions, "other traffic" summary): every group of flows with AnyConnect evidence is a session."""
     groups = group_connections(pipe)
+    by_key = groups_by_key(groups)
     verdicts = judge(groups, gateways, DOWNLOADER_PATHS)
     sessions = []
     vpn_conns: set[int] = set()
@@ -55,7 +56,7 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
         s.evidence = verdict.evidence
         s.confidence = verdict.confidence
         s.client_software = client_sw
-        visits = portal_visits(groups, g)
+        visits = portal_visits(by_key, g)
         if visits:  # analyzer/phases/grouping.py: a browser at the gateway's web portal before the client
             conns = [cn for h in visits for cn in h.conns]
             asked = [f"{ex.request.method} {_path(ex.request.target)}"

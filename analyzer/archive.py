@@ -325,7 +325,7 @@ def _list(archive: str) -> list[Member]:
                         out.append(Member(info.filename, info.file_size, "unreadable", None,
                                           "password-protected (extract it with its password first)"))
                         continue
-                    out.append(_look(info.filename, info.file_size, lambda i=info: _zip_open(z, i, archive)))
+                    out.append(_look(info.filename, info.file_size, lambda i=info: _zip_open(z, i)))
         except (*damage_errors(), ValueError) as e:
             raise ArchiveError(f"{archive}: a damaged zip archive ({e})") from e
         return out
@@ -400,7 +400,7 @@ def _tar_stream(raw):
     return tarfile.open(fileobj=guard, mode="r|"), guard
 
 
-def _zip_open(z, info, archive):
+def _zip_open(z, info):
     try:
         return z.open(info)
     except NotImplementedError as e:  # Deflate64 (Windows' compressed folders for big files), PPMd…
@@ -425,7 +425,7 @@ def _open_member(archive: str, member: str) -> Iterator:
             if info.flag_bits & 1:
                 raise ArchiveError(f"{name}: a password-protected zip member (extract it with its password first)")
             try:
-                f = _zip_open(z, info, archive)
+                f = _zip_open(z, info)
             except ArchiveError as e:
                 raise ArchiveError(f"{name}: {e}") from e
             with f:

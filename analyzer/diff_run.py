@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .analyze import InputError, analyze_paths, load_keys
+from .archive import ArchiveError, damage_errors, open_input, read_head, read_input
 from .diff import diff_documents
 
 EXIT_SAME = 0
@@ -20,11 +21,14 @@ EXIT_INPUT = 4
 
 
 def _looks_like_json(path: Path) -> bool:
+    """A JSON document (an acflow report), by its first bytes: a file or an archive member, compressed or not."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(64).lstrip()
+        with open_input(path) as (fh, _compression):
+            head = read_head(fh, 64).lstrip()
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+    except (ArchiveError, *damage_errors()) as e:
+        raise InputError(f"cannot read {path}: {e}") from e
     return head.startswith(b"{")
 
 
@@ -35,7 +39,7 @@ def load_side(path: Path, keylogs, rsa_keys) -> dict:
     path = Path(path)
     if _looks_like_json(path):
         try:
-            doc = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+            doc = json.loads(read_input(path, limit=1 << 32).decode("utf-8", errors="replace"))
         except (OSError, ValueError) as e:
             raise InputError(f"{path}: not a readable JSON report ({e})") from e
         if not isinstance(doc, dict) or "sessions" not in doc or not isinstance(doc["sessions"], list):

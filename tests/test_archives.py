@@ -389,3 +389,18 @@ def test_acflow_keys_reads_a_capture_inside_an_archive(tmp_path, truth):
     p = subprocess.run([sys.executable, "-m", "analyzer.cli", "keys", str(arc), "-o", str(tmp_path / "k.log")],
                        capture_output=True, text=True)
     assert p.returncode == 4 and f"{arc} is an archive: name one capture in it, {arc}/asa/outside" in p.stderr
+
+
+def test_acflow_diff_reads_captures_and_reports_from_archives(tmp_path):
+    """`acflow diff ARCHIVE/CAPTURE REPORT.json.gz`: a capture inside an archive against a compressed JSON report of
+    the same capture — the same."""
+    arc = tmp_path / "case.zip"
+    _zip(arc, {"outside.pcapng": CAP.read_bytes(), "keys.log": KEYS.read_bytes()})
+    report = run(arc)
+    assert report.returncode == 0
+    (tmp_path / "report.json.gz").write_bytes(gzip.compress(report.stdout))
+    p = subprocess.run([sys.executable, "-m", "analyzer.cli", "diff", f"{arc}/outside.pcapng",
+                        str(tmp_path / "report.json.gz"), "--keylog", f"{arc}/keys.log"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "SAME" in p.stdout

@@ -131,20 +131,22 @@ class Salvaging:
                 return b""
             err, self.error = self.error, None
             raise err
-        out = bytearray()
-        while n is None or n < 0 or len(out) < n:
-            want = self.PIECE if n is None or n < 0 else min(self.PIECE, n - len(out))
+        pieces: list = []
+        got = 0
+        while n is None or n < 0 or got < n:
+            want = self.PIECE if n is None or n < 0 else min(self.PIECE, n - got)
             try:
                 chunk = self.stream.read(want)
             except damage_errors() as e:
-                if not out and not self.eof_on_damage:
+                if not pieces and not self.eof_on_damage:
                     raise
                 self.error = e
                 break
             if not chunk:
                 break
-            out += chunk
-        return bytes(out)
+            pieces.append(chunk)
+            got += len(chunk)
+        return b"".join(pieces)
 
     def close(self) -> None:
         close = getattr(self.stream, "close", None)

@@ -12,7 +12,7 @@ from pathlib import Path
 from dissectors.keylog import KeyStore, load_rsa_private_key
 
 from . import __version__
-from .archive import expand_archives, read_input
+from .archive import expand_archives, read_input, split_member
 from .capture import CaptureFormatError, read_capture_batches, read_stream_batches
 from .collector import few_collections
 from .driver import Analyzer
@@ -120,6 +120,14 @@ def expand_directories(captures) -> tuple[list, str | None]:
     return out, None
 
 
+def short_name(path) -> str:
+    """A capture's name for a line on standard error: the file's name, or a member's name inside its archive."""
+    import os  # noqa: PLC0415
+
+    where = split_member(path)
+    return where[1] if where is not None else os.path.basename(str(path))
+
+
 def stdin_problem(captures) -> str | None:
     """Why the captures named cannot include standard input ('-') as given, or None."""
     n = sum(1 for c in captures if is_stdio(c))
@@ -175,8 +183,10 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
 
         ordered, moved = in_time_order(list(captures))
         if moved:
+            names = [short_name(c) for c in ordered]
             print("acflow: reading the captures in the time order of their first packets: "
-                  + ", ".join(os.path.basename(str(c)) for c in ordered), file=sys.stderr)
+                  + ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else ""),
+                  file=sys.stderr)
             captures = ordered
     progress = None
     inner = None

@@ -547,6 +547,6 @@ def expand_archives(paths, stdio: str = "-") -> Expansion:
                 out.problem += ("; its .etl files are Windows traces (pktmon, netsh trace): convert them first "
                                 "(pktmon etl2pcap IN --out OUT.pcapng, or Microsoft's etl2pcapng)")
             return out
-        out.notes.append(f"{s}: {len(caps)} capture(s)" + (", key log(s) used: " + ", ".join(m.name for m in keys)
-                                                          if keys else ""))
+        shown = ", ".join(m.name for m in keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        out.notes.append(f"{s}: {len(caps)} capture(s)" + (f", key log(s) used: {shown}" if keys else ""))
     return out

@@ -33,16 +33,16 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from dissectors.pcapfile import CAPTURE_MAGICS
+
 __all__ = ["ArchiveError", "Expansion", "Member", "Prefixed", "Salvaging", "TarMember", "archive_kind",
-           "damage_errors", "expand_archives", "input_sha256", "is_archive_name", "looks_like_archive", "members",
-           "open_input", "read_head", "read_input", "split_member", "stat_input"]
+           "damage_errors", "expand_archives", "input_sha256", "is_archive_name", "is_keylog_text",
+           "looks_like_archive", "members", "open_input", "read_head", "read_input", "split_member", "stat_input"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")  # a member first; an empty archive; a spanned one
-_CAPTURE_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
-                   b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34", b"\x0a\x0d\x0d\x0a")
 _KEYLOG_LABELS = (b"CLIENT_RANDOM ", b"CLIENT_HANDSHAKE_TRAFFIC_SECRET ", b"SERVER_HANDSHAKE_TRAFFIC_SECRET ",
                   b"CLIENT_TRAFFIC_SECRET_0 ", b"SERVER_TRAFFIC_SECRET_0 ", b"EXPORTER_SECRET ",
                   b"EARLY_EXPORTER_SECRET ", b"CLIENT_EARLY_TRAFFIC_SECRET ", b"RSA ")
@@ -243,6 +243,12 @@ def looks_like_archive(head: bytes) -> str | None:
 def split_member(path) -> tuple[str, str] | None:
     """(archive, member) when ``path`` names a member inside an archive file (``case.zip/dir/x.pcap``), else None —
     also when ``path`` exists as it is."""
+    where = _locate(path)
+    return where[:2] if where is not None else None
+
+
+def _locate(path) -> tuple[str, str, str] | None:
+    """`split_member` and the archive's kind (`archive_kind`), read once."""
     p = os.fspath(path)
     if not p or os.path.exists(p):
         return None
@@ -250,7 +256,8 @@ def split_member(path) -> tuple[str, str] | None:
     for i in range(len(parts) - 1, 0, -1):
         prefix = "/".join(parts[:i])
         if prefix and os.path.isfile(prefix):
-            return (prefix, "/".join(parts[i:])) if archive_kind(prefix) else None
+            kind = archive_kind(prefix)
+            return (prefix, "/".join(parts[i:]), kind) if kind else None
         if prefix and os.path.isdir(prefix):
             return None
     return None
@@ -267,36 +274,35 @@ class Member:
     note: str = ""
 
 
+def is_keylog_text(head: bytes) -> bool:
+    """The first bytes of a file hold an NSS key log line (a client or gateway log beside a capture do not)."""
+    return any(line.lstrip().startswith(_KEYLOG_LABELS) for line in head.splitlines())
+
+
 def classify_head(head: bytes) -> str:
     """What the first bytes of a (decompressed) member are: capture, keylog, archive or other."""
-    if head[:4] in _CAPTURE_MAGICS:
+    if head[:4] in CAPTURE_MAGICS:
         return "capture"
-    if head.startswith(_ZIP_MAGICS) or _is_tar_block(head[:512]):
+    if looks_like_archive(head) is not None:
         return "archive"
-    if any(line.lstrip().startswith(_KEYLOG_LABELS) for line in head.splitlines()):
-        return "keylog"
-    return "other"
+    return "keylog" if is_keylog_text(head) else "other"
 
 
 def _look(name: str, size: int, opener) -> Member:
     """A member, by its first bytes (decompressed when it is compressed itself). A member damaged further on (a cut
     archive) is taken by the bytes before the damage: the capture reader reads up to it and says where it stopped."""
-    head = bytearray()
-    comp = None
     try:
         with opener() as f:
             src, comp = decompressed(f)
-            while len(head) < HEAD_BYTES:  # (small reads: a read that meets damage returns nothing of its own)
-                chunk = src.read(min(4096, HEAD_BYTES - len(head)))
-                if not chunk:
-                    break
-                head += chunk
+            guard = Salvaging(src, eof_on_damage=True)  # the bytes before a damage, the damage kept
+            head = read_head(guard, HEAD_BYTES)
     except ArchiveError as e:
         return Member(name, size, "unreadable", None, str(e))
     except (*damage_errors(), ValueError) as e:
-        if len(head) < 64:
-            return Member(name, size, "unreadable", None, f"damaged ({e})")
-    return Member(name, size, classify_head(bytes(head)), comp)
+        return Member(name, size, "unreadable", None, f"damaged ({e})")
+    if guard.error is not None and len(head) < 64:
+        return Member(name, size, "unreadable", None, f"damaged ({guard.error})")
+    return Member(name, size, classify_head(head), comp)
 
 
 def members(archive) -> list[Member]:
@@ -321,13 +327,8 @@ def _list(archive: str) -> list[Member]:
         try:
             with zipfile.ZipFile(archive) as z:
                 for info in z.infolist()[:MAX_MEMBERS]:
-                    if info.is_dir():
-                        continue
-                    if info.flag_bits & 1:
-                        out.append(Member(info.filename, info.file_size, "unreadable", None,
-                                          "password-protected (extract it with its password first)"))
-                        continue
-                    out.append(_look(info.filename, info.file_size, lambda i=info: _zip_open(z, i)))
+                    if not info.is_dir():
+                        out.append(_look(info.filename, info.file_size, lambda i=info: _zip_open(z, i)))
         except (*damage_errors(), ValueError) as e:
             raise ArchiveError(f"{archive}: a damaged zip archive ({e})") from e
         return out
@@ -403,6 +404,9 @@ def _tar_stream(raw):
 
 
 def _zip_open(z, info):
+    """The member ``info`` of the zip ``z``, opened; ArchiveError when it cannot be read as it is."""
+    if info.flag_bits & 1:
+        raise ArchiveError("password-protected (extract it with its password first)")
     try:
         return z.open(info)
     except NotImplementedError as e:  # Deflate64 (Windows' compressed folders for big files), PPMd…
@@ -413,10 +417,9 @@ def _zip_open(z, info):
 
 
 @contextlib.contextmanager
-def _open_member(archive: str, member: str) -> Iterator:
+def _open_member(archive: str, member: str, kind: str) -> Iterator:
     import zipfile  # noqa: PLC0415
 
-    kind = archive_kind(archive)
     name = f"{archive}/{member}"
     if kind == "zip":
         with zipfile.ZipFile(archive) as z:
@@ -424,8 +427,6 @@ def _open_member(archive: str, member: str) -> Iterator:
                 info = z.getinfo(member)
             except KeyError:
                 raise FileNotFoundError(errno.ENOENT, "no such member in the zip archive", name) from None
-            if info.flag_bits & 1:
-                raise ArchiveError(f"{name}: a password-protected zip member (extract it with its password first)")
             try:
                 f = _zip_open(z, info)
             except ArchiveError as e:
@@ -451,7 +452,7 @@ def open_input(path, decompress: bool = True) -> Iterator[tuple[object, str | No
     compression's name or None). Raises OSError (FileNotFoundError…) when it cannot be opened, ArchiveError when
     an archive member cannot be read as it is. ``decompress`` False: the bytes as stored (a member as extracting
     it would write it), compression None."""
-    where = split_member(path)
+    where = _locate(path)
     with (open(path, "rb") if where is None else _open_member(*where)) as raw:
         if where is not None:  # a member of a compressed tar, of a deflated zip: read up to any damage
             raw = Salvaging(raw)

@@ -48,6 +48,7 @@ from .archive import (
     expand_archives,
     input_sha256,
     is_archive_name,
+    is_keylog_text,
     members,
     read_input,
     split_member,
@@ -65,9 +66,6 @@ CAPTURE_SUFFIXES = tuple(f"{base}{comp}" for base in (".pcap", ".pcapng", ".cap"
 FINAL_STATUSES = ("ok", "unreadable")
 #: seconds one capture's analysis may take by default (--task-timeout)
 DEFAULT_TASK_TIMEOUT = 1800.0
-_KEYLOG_LABELS = (b"CLIENT_RANDOM ", b"CLIENT_HANDSHAKE_TRAFFIC_SECRET ", b"SERVER_HANDSHAKE_TRAFFIC_SECRET ",
-                  b"CLIENT_TRAFFIC_SECRET_0 ", b"SERVER_TRAFFIC_SECRET_0 ", b"EXPORTER_SECRET ",
-                  b"EARLY_EXPORTER_SECRET ", b"CLIENT_EARLY_TRAFFIC_SECRET ", b"RSA ")
 
 
 class BatchInputError(Exception):
@@ -158,7 +156,7 @@ def looks_like_keylog(path: Path) -> bool:
             head = f.read(1 << 16)
     except OSError:
         return False
-    return any(line.lstrip().startswith(_KEYLOG_LABELS) for line in head.splitlines())
+    return is_keylog_text(head)
 
 
 def neighbour_keylogs(capture: str) -> list[str]:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from ._fastevent import fast_constructor
 
 __all__ = [
+    "CAPTURE_MAGICS",
     "MAX_BLOCK",
     "SECRETS_TLS_KEYLOG",
     "SECRETS_WIREGUARD",
@@ -120,6 +121,9 @@ _PCAP_UNSUPPORTED = {
 }
 _PCAPNG_SHB = 0x0A0D0D0A
 _PCAPNG_SHB_BYTES = b"\x0a\x0d\x0d\x0a"
+#: the first four bytes of every file this parser recognises as a capture (pcap, modified pcap, pcapng): what an
+#: archive member's content is looked at for (analyzer/archive.py)
+CAPTURE_MAGICS = frozenset({*_PCAP_MAGIC, *_PCAP_UNSUPPORTED, _PCAPNG_SHB_BYTES})
 _BOM_LE = b"\x4d\x3c\x2b\x1a"
 _BOM_BE = b"\x1a\x2b\x3c\x4d"
 

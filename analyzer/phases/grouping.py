@@ -358,11 +358,16 @@ def _tunnel_sent_after(flow, t: float) -> bool:
     return last is not None and last > t
 
 
+def _keyless_tunnel(c: TCPTracker) -> bool:
+    """An undecrypted TLS connection whose records, read by size, include CSTP control or DISCONNECT frames."""
+    est = c.cstp_estimate
+    return not c.decrypted and est is not None and any(d.control or d.disconnect for d in est.dirs.values())
+
+
 def _ended_by_client(g: Group) -> bool:
     """Without keys: the client of the group ended its tunnel (its last tunnel connection's last frame from the
     client has a DISCONNECT's size): a later connection of that address is a new login, not this session's."""
-    tunnels = [cn.c for cn in g.conns if not cn.c.decrypted and cn.c.cstp_estimate is not None
-               and any(d.control or d.disconnect for d in cn.c.cstp_estimate.dirs.values())]
+    tunnels = [cn.c for cn in g.conns if _keyless_tunnel(cn.c)]
     return bool(tunnels) and tunnels[-1].cstp_estimate.dirs["c2s"].disconnect > 0
 
 
@@ -408,8 +413,7 @@ def _split_other_programs(groups: list[Group]) -> None:
     for g in list(groups):
         if g.portal or len(g.conns) < 2 or any(cn.c.decrypted for cn in g.conns):
             continue
-        tunnel = next((cn.c for cn in reversed(g.conns) if cn.c.cstp_estimate is not None
-                       and any(d.control or d.disconnect for d in cn.c.cstp_estimate.dirs.values())), None)
+        tunnel = next((cn.c for cn in reversed(g.conns) if _keyless_tunnel(cn.c)), None)
         mark = tls_client_fingerprint(tunnel) if tunnel is not None else None
         if mark is None:
             continue

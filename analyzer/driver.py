@@ -150,6 +150,9 @@ class Analyzer:
             pipe.last_ts = now
         else:
             now = None
+        kept = pipe.failed_connects
+        # (the connections that never got an answer so far: the pass notes them only at its end)
+        pipe.failed_connects = pipe.failed_connects_so_far(pipe.last_ts)
         try:
             snap = Analysis(captures=[CaptureInfo(c.path, c.frames, c.first, c.last if now is None or c.last is None
                                                   else max(c.last, now), list(c.errors), dict(c.keys))
@@ -157,6 +160,7 @@ class Analyzer:
             build_sessions(snap, pipe, self.gateways)
         finally:
             pipe.last_ts = last
+            pipe.failed_connects = kept
         return snap
 
     def stats(self) -> dict:

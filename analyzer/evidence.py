@@ -217,8 +217,8 @@ def judge(groups, gateways: list[GatewaySpec] | None = None, downloader_paths=()
             # differ from the TLS port)
             if getattr(g, "portal", False):
                 continue
-            v.forced = any(gw.matches(addr, port) for gw in gateways) if g.conns else \
-                any(gw.matches(f.server[0], None) for f in g.dtls for gw in gateways)
+            v.forced = any(gw.matches(addr, port) for gw in gateways) if g.conns or getattr(g, "failed", None) \
+                else any(gw.matches(f.server[0], None) for f in g.dtls for gw in gateways)
             if v.forced:
                 v.add("forced", "decrypted" if v.decrypted else "strong", "--gateway names this gateway")
         return verdicts

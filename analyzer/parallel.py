@@ -68,6 +68,7 @@ from dissectors.keylog import KeyStore
 from dissectors.pcapfile import CaptureError, Frame, PcapParser, head_length
 from dissectors.tls.session import SessionCache
 
+from .attempts import bounded
 from .capture import CaptureFormatError, read_capture_batches
 from .collector import few_collections
 from .driver import Analyzer, build_sessions
@@ -610,6 +611,7 @@ def run_shard(job: dict) -> dict:
         "udp": [(made["udp"].get(k, (_INF, _INF)), v) for k, v in pipe.udp.items()],
         "udp_other": [(made["udp_other"].get(k, (_INF, _INF)), v) for k, v in pipe.udp_other.items()],
         "dtls_keys": pipe.dtls_keys, "icmp_unreachable": pipe.icmp_unreachable,
+        "failed_connects": pipe.failed_connects, "failed_connects_total": pipe.failed_connects_total,
     }
     if inner is not None:
         inner.close()
@@ -701,6 +703,8 @@ class MergedPipeline:
         self.udp_other: dict = {}
         self.udp_other_overflow = 0
         self.icmp_unreachable: list = []
+        self.failed_connects: list = []
+        self.failed_connects_total = 0
         self.dtls_keys: dict = {}
         self.captures = list(captures)
         self.inner_packet = None  # TrackerHost: no inner packets after the pass
@@ -760,6 +764,11 @@ def merge(results: list[dict], keys, paths, gateways=None) -> tuple[Analysis, Me
         for sid, info in state["dtls_keys"].items():
             pipe.dtls_keys.setdefault(sid, info)
         pipe.icmp_unreachable += state["icmp_unreachable"]
+        for f in state["failed_connects"]:
+            f.numbers = [(c, numbers[(shard, c, False, n)]) for c, n in f.numbers]
+            f.index = f.numbers[0][1]
+            pipe.failed_connects.append(f)
+        pipe.failed_connects_total += state["failed_connects_total"]
         st = r["stats"]
         pipe.frames += st["frames"]
         pipe.undecodable += st["undecodable"]
@@ -785,6 +794,7 @@ def merge(results: list[dict], keys, paths, gateways=None) -> tuple[Analysis, Me
         pipe.udp_other[n] = v
     pipe.icmp_unreachable.sort(key=lambda u: u["frame"])
     del pipe.icmp_unreachable[1000:]
+    bounded(pipe.failed_connects)
     pipe.last_ts = results[0]["last_ts"]
     analysis = Analysis()
     analysis.captures = results[0]["captures"]

@@ -17,6 +17,8 @@ from dissectors.ike import IKE_PORTS, read_ike
 from dissectors.pcapfile import Frame
 from dissectors.quic import is_quic_long_header
 
+from . import attempts
+from .attempts import FailedConnect
 from .dtlsflow import DTLSFlow, looks_like_dtls
 from .dtlslane import open_dtls_lane
 from .ipsec import new_ipsec, note_ipsec
@@ -54,6 +56,9 @@ class Pipeline:
         self.udp_other: dict[int, list] = {}  # UDP flows that are not DTLS, for the "other traffic" summary
         self.udp_other_overflow = 0  # datagrams of such flows beyond MAX_OTHER_FLOWS (not itemised)
         self.icmp_unreachable: list[dict] = []
+        #: TCP connections that never carried data (analyzer/attempts.py): the client's SYNs unanswered or refused
+        self.failed_connects: list[FailedConnect] = []
+        self.failed_connects_total = 0  # all of them (the list keeps the first MAX_FAILED_CONNECTS)
         self.dtls_keys: dict[bytes, DTLSKeyInfo] = {}
         self._dtls_ports: set[int] = set()
         self.inner_packet = inner_sink  # TrackerHost: where inner packets go (None: nowhere)
@@ -305,6 +310,8 @@ class Pipeline:
             return
         if t is flows_mod.FlowEvicted:
             self.evicted += 1
+            if ev.kind == "tcp" and flow is not None and flow.index not in self.tcp:
+                self._note_failed_connect(flow)
             self._drop_lanes(ev.kind, ev.index)
             return
         if flow is None or not hasattr(flow, "index"):
@@ -468,9 +475,35 @@ class Pipeline:
     def held_datagrams(self) -> int:
         return sum(len(v) for v in self.dtls_held.values())
 
+    def _note_failed_connect(self, st) -> None:
+        f = attempts.from_stream(st, self._capture_of(st))
+        if f is not None:
+            self.failed_connects_total += 1
+            self.failed_connects.append(f)
+            if len(self.failed_connects) > 4 * attempts.MAX_FAILED_CONNECTS:
+                attempts.bounded(self.failed_connects)
+
+    def failed_connects_so_far(self, now: float | None, settle: float = 3.0) -> list[FailedConnect]:
+        """`failed_connects` as they stand while frames still come (a live view's snapshot, `Analyzer.snapshot`):
+        those noted so far and the open connections without data whose last packet is ``settle`` seconds before
+        ``now`` (a SYN just sent may still be answered). Changes nothing."""
+        out = list(self.failed_connects)
+        tcp = self.tcp
+        for st in self.flows.streams():
+            if st.index not in tcp and st.handshake and (now is None or now - st.last_ts >= settle):
+                f = attempts.from_stream(st, self._capture_of(st))
+                if f is not None:
+                    out.append(f)
+        return attempts.bounded(out)
+
     def finish(self) -> None:
         for flow, ev in self.flows.flush():
             self._dispatch(flow, ev)
+        tcp = self.tcp
+        for st in self.flows.streams():  # connections that never carried data: no tracker was made for them
+            if st.index not in tcp and st.handshake:
+                self._note_failed_connect(st)
+        attempts.bounded(self.failed_connects)
         if self.key_wait is not None:  # no more keys: parked records are reported without them, held DTLS goes on
             self._dtls_hold_off = True
             for conn in self.tcp.values():

@@ -31,7 +31,12 @@ from .phases.dtls import DTLSDetails
 from .phases.group_selection import GroupSelectionDetails
 from .phases.inferred import PhaseInference
 from .phases.record import UNSET, HeaderList, Record, XMLText
-from .phases.tls_handshake import ConnectionSummary, DTLSConnectionSummary, TLSHandshakeDetails
+from .phases.tls_handshake import (
+    ConnectionSummary,
+    DTLSConnectionSummary,
+    FailedConnectSummary,
+    TLSHandshakeDetails,
+)
 from .phases.tunnel import Tunnel
 from .phases.user_auth import UserAuthDetails
 from .verdict import SessionVerdict
@@ -131,7 +136,8 @@ def generate(schema: dict) -> dict:
     session["properties"]["verdict"] = {"anyOf": [b.ref(SessionVerdict), {"type": "null"}],
                                         "description": "the session's one-line verdict (analyzer/verdict.py)"}
     session["properties"]["connections"] = {
-        "type": "array", "items": {"anyOf": [b.ref(ConnectionSummary), b.ref(DTLSConnectionSummary)]}}
+        "type": "array", "items": {"anyOf": [b.ref(ConnectionSummary), b.ref(FailedConnectSummary),
+                                                b.ref(DTLSConnectionSummary)]}}
     # the generated definitions after the hand-written ones, in a stable order; stale generated ones removed
     hand = {k: v for k, v in out["$defs"].items() if not _generated(v)}
     out["$defs"] = hand | {k: _mark(b.defs[k]) for k in sorted(b.defs)}

@@ -194,6 +194,9 @@ def judge(s: Session) -> SessionVerdict:
             return _verdict("inconclusive", "Login still in progress when the capture ended",
                             "SAML single sign-on was waiting for the user's browser to bring the token back",
                             sso.frames, sso.time, _short_remedy(sso), ["AUTH_SSO_INCOMPLETE"], s)
+        unreached = first("TCP_CONNECT_FAILED")
+        if unreached is not None and unreached.severity == "error":  # no TCP connection to the gateway at all
+            return _unreached(unreached, s)
         for fid, experienced in (("GROUP_URL_UNKNOWN", "Could not log in"),
                                  ("AUTH_SSO_INCOMPLETE", "Login not completed"),
                                  ("HOSTSCAN_INCOMPLETE", "Login not completed: the host scan did not finish"),
@@ -259,11 +262,20 @@ def judge(s: Session) -> SessionVerdict:
                      f"{_frames_text(nat.frames)}), then {cause}")
             used.append("DTLS_NAT_REBINDING")
         rc = first("RECONNECT")
+        tries = first("TCP_CONNECT_FAILED")
         if rc is not None:
             gap = rc.evidence.get("gap")
             back = max(rc.frames) if rc.frames else None
-            after = (f"; the client reconnected {_secs(gap)} after the old connection ended"
-                     if isinstance(gap, (int, float)) else "; the client reconnected")
+            after = ""
+            if tries is not None:  # reconnect attempts during the outage (analyzer/rules/tcp_connect.py)
+                n = tries.evidence.get("attempts") or 1
+                answers = tries.evidence.get("answers") or {}
+                after = (f"; {n} reconnect attempt{'s' if n != 1 else ''} "
+                         + ("got no answer" if set(answers) == {"none"} else "failed") + ","
+                         + f" {_frames_text(tries.frames, 3)}")
+                used.append("TCP_CONNECT_FAILED")
+            after += (f"; the client reconnected {_secs(gap)} after the old connection ended"
+                      if isinstance(gap, (int, float)) else "; the client reconnected")
             after += f" (frame {back})" if back else ""
             used.append("RECONNECT")
         else:
@@ -334,6 +346,37 @@ def judge(s: Session) -> SessionVerdict:
 
     # -- nothing wrong ------------------------------------------------------------------------------------------
     return _healthy(s, status, params, dtls, decrypted)
+
+
+#: the verdict's remedy for TCP_CONNECT_FAILED, by how the connects ended (analyzer/rules/tcp_connect.py)
+UNREACHED_REMEDY = {
+    "none": "find what drops TCP {port} between client and gateway (firewall, route, the gateway's interface) or "
+            "whether the gateway is up",
+    "reset": "make the gateway accept the VPN on port {port} of this address, or point the client at the port it "
+             "listens on",
+    "icmp": "look at the rules of {icmp_from}, which rejects TCP {port} to the gateway",
+}
+
+
+def _unreached(f: Finding, s: Session) -> SessionVerdict:
+    """The verdict of a session that never got a TCP connection to the gateway (TCP_CONNECT_FAILED, error)."""
+    ev = f.evidence
+    answers = ev.get("answers") or {}
+    port = s.gateway.rsplit(":", 1)[-1]
+    icmp_from = ", ".join(ev.get("icmp_from") or [])
+    n = ev.get("attempts") or 1
+    conns = f"{n} TCP connections" if n != 1 else "TCP connection"
+    if answers.get("icmp"):
+        how, cause = "icmp", f"{icmp_from} rejected the client's {conns} to {s.gateway} with ICMP destination " \
+                             "unreachable"
+    elif answers.get("reset"):
+        how, cause = "reset", f"the client's {conns} to {s.gateway} {'were' if n != 1 else 'was'} refused (reset)"
+    else:
+        dur = (s.end - s.start) if s.start is not None and s.end is not None else None
+        how, cause = "none", (f"nothing answered the client's {conns} to {s.gateway}"
+                              + (f" (SYNs for {_secs(dur)})" if dur else ""))
+    return _verdict("failed", "Could not connect to the gateway", cause, f.frames, f.time,
+                    UNREACHED_REMEDY[how].format(port=port, icmp_from=icmp_from), ["TCP_CONNECT_FAILED"], s)
 
 
 def _dpd_side(f: Finding) -> str | None:

@@ -74,6 +74,7 @@ _RST = 0x04
 _PSH = 0x08
 _ACK = 0x10
 _ACK_PSH = _ACK | _PSH
+MAX_HANDSHAKE = 12  # SYN / SYN-ACK segments kept per connection (`TCPStream.handshake`)
 _M32 = 0xFFFFFFFF
 _HALF = 0x80000000
 _WRAP = 0x100000000
@@ -261,6 +262,7 @@ class TCPStream:
         "client",
         "fin_seen",
         "first_frame",
+        "handshake",
         "first_ts",
         "index",
         "key",
@@ -272,6 +274,7 @@ class TCPStream:
         "numbers",
         "packets",
         "retired",
+        "rst",
         "rst_seen",
         "server",
         "stream",
@@ -307,6 +310,10 @@ class TCPStream:
         self.packets = 0
         self.fin_seen = False
         self.rst_seen = False
+        #: the connection's SYN and SYN-ACK segments as (direction, time, frame), the first `MAX_HANDSHAKE` (a
+        #: client's SYN retries, the server's answer): what a connection that never carried data shows
+        self.handshake: list[tuple[str, float, int]] = []
+        self.rst: tuple[str, float, int] | None = None  # the first RST: (direction, time, frame)
         self.buffered = 0  # out-of-order bytes buffered, both directions
         self.user = None  # free slot for the consumer (e.g. a TLS connection)
         self.key: tuple | None = None  # its key in the FlowTable (None when used alone)
@@ -373,6 +380,8 @@ class TCPStream:
         seq = packet.seq
         if flags & _SYN:
             seq = (seq + 1) & _M32  # the SYN consumes one sequence number
+            if len(self.handshake) < MAX_HANDSHAKE:
+                self.handshake.append((h.name, ts, frame))
             if h.isn is None or (h.syn_seq is None and h.next == 0 and not h.buf and h.fin is None):
                 h.isn = seq
                 h.syn_seq = packet.seq
@@ -414,6 +423,8 @@ class TCPStream:
                             h.closed = "fin"
                             out.append(StreamClosed(h.name, "fin", ts, frame))
         if flags & _RST:
+            if not self.rst_seen:
+                self.rst = (h.name, ts, frame)
             self.rst_seen = True
             if not h.closed:
                 self._release(h, ts, frame, out)

@@ -319,6 +319,18 @@ class Lab:
                                  "{ type filter hook input priority 0 ; }"])
         self.ns_run(self.gw_ns, ["nft", "add", "rule", "inet", "acflow", "in", "udp", "dport", "443", "drop"])
 
+    #: `block_tcp_443` answers: nftables verdicts
+    TCP_BLOCKS = {"drop": ("drop",), "reset": ("reject", "with", "tcp", "reset"),
+                  "icmp": ("reject", "with", "icmp", "type", "admin-prohibited")}
+
+    def block_tcp_443(self, how: str) -> None:
+        """Answer TCP to port 443 in the gateway namespace with ``how`` (`TCP_BLOCKS`): the gateway not reached."""
+        self.ns_run(self.gw_ns, ["nft", "add", "table", "inet", "acflowtcp"])
+        self.ns_run(self.gw_ns, ["nft", "add", "chain", "inet", "acflowtcp", "in",
+                                 "{ type filter hook input priority 0 ; }"])
+        self.ns_run(self.gw_ns, ["nft", "add", "rule", "inet", "acflowtcp", "in", "tcp", "dport", "443",
+                                 *self.TCP_BLOCKS[how]])
+
     def start_capture(self, capture: Path, log_path: Path, extra: tuple[str, ...] = ("-q",)) -> StampedProcess:
         """dumpcap on the client's veth into ``capture``; returns once it writes (LabError if it does not)."""
         dump = self.start(self.client_ns, "dumpcap",

@@ -340,6 +340,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             if sc.block_udp:
                 lab.block_udp_443()
                 act("udp-blocked")
+            if sc.block_tcp:
+                lab.block_tcp_443(sc.block_tcp)
+                act("tcp-blocked", how=sc.block_tcp)
             other = None
             if sc.other_traffic:
                 other = start_other_servers(lab, lab.add_other_servers(OTHER_NS_ADDRESSES), work / "other",

@@ -25,6 +25,9 @@ class Scenario:
     groups: tuple[str, ...] = ()  # groups the lab user belongs to (ocserv plain passwd)
     authgroup: str | None = None  # openconnect --authgroup
     block_udp: bool = False  # nftables drop of UDP in the gateway namespace
+    # nftables in the gateway namespace answers TCP to port 443 (the gateway never reached): "drop" (no answer),
+    # "reset" (a TCP reset) or "icmp" (ICMP administratively prohibited)
+    block_tcp: str | None = None
     outer_mtu: int | None = None  # veth MTU
     force_tun_mtu: int | None = None  # the client's script sets this MTU on the tun instead of the granted one
     pings: int = 5  # small pings (56 data bytes) through the tunnel
@@ -95,6 +98,17 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              client_args=("--base-mtu=1300",), force_tun_mtu=1400, big_pings=3, big_ping_size=1300),
     Scenario("auth-fail", "wrong password: the gateway rejects the login",
              gateway={"tls-priorities": PRIO_TLS13}, password="wrong-password", expect_connect=False, pings=0),
+    Scenario("gateway-unreachable", "TCP to the gateway's port 443 dropped (a firewall that drops, a dead route): "
+             "the client's SYNs get no answer, openconnect gives up ('Failed to connect to host'); no TLS",
+             block_tcp="drop", expect_connect=False, pings=0,
+             # (the client gives up after ~3 s of retransmitted SYNs instead of Linux's minutes)
+             client_sysctls={"net.ipv4.tcp_syn_retries": "2"}),
+    Scenario("gateway-refused", "TCP to the gateway's port 443 answered by a reset (nothing listening there, the "
+             "VPN service not enabled on that interface): openconnect gives up at once; no TLS",
+             block_tcp="reset", expect_connect=False, pings=0),
+    Scenario("gateway-filtered", "TCP to the gateway's port 443 rejected with ICMP 'communication administratively "
+             "prohibited' (a firewall's reject rule): openconnect gives up at once; no TLS",
+             block_tcp="icmp", expect_connect=False, pings=0),
     Scenario("tls12-rsa", "TLS 1.2 with RSA key exchange (decryptable with the gateway's private key), "
              "DTLS PSK-NEGOTIATE from the TLS 1.2 exporter",
              gateway={"tls-priorities": PRIO_TLS12_RSA}),

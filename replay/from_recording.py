@@ -598,7 +598,8 @@ def _gateway_close(s: dict, end: dict) -> float | None:
     the client before it): that time, else None."""
     if isinstance(end, dict) and end.get("direction") == "c2s":
         return None
-    conns = [c for c in s.get("connections") or () if isinstance(c, dict) and not c.get("dtls")]
+    conns = [c for c in s.get("connections") or () if isinstance(c, dict) and not c.get("dtls")
+             and not c.get("failed_connect")]  # (a TCP connection that never carried data: no tunnel's)
     if not conns:
         return None
     last = conns[-1]

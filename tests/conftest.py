@@ -12,9 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 
 
+#: lab samples where the client never got a TCP connection to the gateway (its SYNs dropped, reset, rejected by
+#: ICMP): no TLS at all (tests/test_failed_connects.py)
+NEVER_CONNECTED = frozenset({"gateway-unreachable", "gateway-refused", "gateway-filtered"})
+
 #: lab samples without an AnyConnect-protocol session or any application data: the client ended the TLS handshake
-#: (cert-chain-missing: it refused the certificate; tests/test_cert_refused.py reads it with --gateway)
-HANDSHAKE_ONLY = frozenset({"cert-chain-missing"})
+#: (cert-chain-missing: it refused the certificate; tests/test_cert_refused.py reads it with --gateway), or never
+#: connected (NEVER_CONNECTED)
+HANDSHAKE_ONLY = frozenset({"cert-chain-missing"}) | NEVER_CONNECTED
 
 
 def sample_dirs() -> list[Path]:

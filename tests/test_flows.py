@@ -35,6 +35,8 @@ from dissectors.flows import (
 )
 from dissectors.packet import Packet, decode
 
+from .conftest import NEVER_CONNECTED
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted(glob.glob(str(ROOT / "samples" / "*" / "capture.pcapng")))
 HAVE_TSHARK = shutil.which("tshark") is not None
@@ -819,7 +821,8 @@ def test_real_loopback_capture_with_snaplen(tmp_path):
 def test_samples_follow_matches_tshark(sample):
     if sample is None:
         pytest.skip("no samples/*/capture.pcapng committed yet")
-    assert compare_follow(sample) >= 1
+    # (a sample whose client never connected has no data to follow: its stream numbers are still compared)
+    assert compare_follow(sample) >= (0 if Path(sample).parent.name in NEVER_CONNECTED else 1)
 
 
 def test_flowtable_bench_runs():

@@ -146,6 +146,9 @@ FIXED_SINCE = {
     "scripted__hostscan-stalled": "a host scan never evaluated read as no login: tests/test_hostscan.py",
     "vxlan-mirror": "a capture of packets inside VXLAN (a cloud's traffic mirror) read as no session: "
                     "tests/test_encapsulation.py",
+    "dpd-loss": "the client's reconnect attempts whose SYNs got no answer left no trace (TCP connections without "
+                "data were dropped): tests/test_failed_connects.py, TCP_CONNECT_FAILED",
+    "dpd-late-answer": "the same, its first reconnect attempt timed out: tests/test_failed_connects.py",
 }
 
 

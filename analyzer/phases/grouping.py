@@ -232,6 +232,9 @@ class Group:
         self.last_ts = 0.0
         self.redirected_from: tuple | None = None  # (client, gateway, port) that redirected the client here
         self.portal = False  # a desktop browser's visit to the gateway's web portal, not a client's session
+        #: the client's TCP connects to the gateway that never carried data (analyzer/attempts.py), given by
+        #: `attach_failed_connects`
+        self.failed: list = []
 
     def add(self, conn: Conn) -> None:
         self.conns.append(conn)
@@ -458,6 +461,53 @@ def _join_moved_clients(groups: list[Group]) -> None:
 REDIRECT_WINDOW = 30.0  # seconds from a gateway's redirect to the client's connection to where it pointed
 
 
+def _span(g: Group) -> tuple[float, float]:
+    """(first, last) packet time of a group's flows and failed connects."""
+    firsts = [c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls] + [f.first_ts for f in g.failed]
+    lasts = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls] + [f.last_ts for f in g.failed]
+    return min(firsts), max(lasts)
+
+
+def attach_failed_connects(groups: list[Group], failed: list, gateways=None) -> None:
+    """Give each failed TCP connect (analyzer/attempts.py) to the group of the same client address and gateway
+    address and port whose flows it is nearest to in time (within `JOIN_WINDOW`: a reconnect attempt that got no
+    answer, a first SYN dropped before the connection that worked); one that no group takes and whose server
+    --gateway names (``gateways``, analyzer/evidence.py GatewaySpec) starts a group of its own, joined by the
+    client's next ones within `JOIN_WINDOW` (the client could not reach the gateway: a session with no TLS). Those
+    groups go into ``groups`` in time order."""
+    if not failed:
+        return
+    by_key: dict = {}
+    for g in groups:
+        if not g.portal and (g.conns or g.dtls):
+            by_key.setdefault(g.key, []).append(g)
+    spans = {id(g): _span(g) for gs in by_key.values() for g in gs}
+    own: dict = {}  # key -> the latest group made of failed connects only
+    made = []
+    for f in failed:
+        key = (f.client[0], f.server[0], f.server[1])
+        best, gap = None, None
+        for g in by_key.get(key, ()):
+            lo, hi = spans[id(g)]
+            d = 0.0 if lo <= f.first_ts <= hi else min(abs(f.first_ts - lo), abs(f.first_ts - hi))
+            if d <= JOIN_WINDOW and (gap is None or d < gap):
+                best, gap = g, d
+        # (--gateway ADDR without a port: the connects to its port 443 only)
+        if best is None and gateways and any(gw.matches(f.server[0], f.server[1])
+                                             and (gw.port is not None or f.server[1] == 443) for gw in gateways):
+            best = own.get(key)
+            if best is None or f.first_ts - best.failed[-1].last_ts > JOIN_WINDOW:
+                best = own[key] = Group(key)
+                made.append(best)
+        if best is not None:
+            best.failed.append(f)
+    if made:
+        groups += made
+        # (the groups of flows keep their order: by their flows' first packet, as group_connections sorted them)
+        groups.sort(key=lambda g: min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]
+                                      or [f.first_ts for f in g.failed]))
+
+
 def redirect_of(ex) -> str | None:
     """The host an HTTP answer sends the client to (a 3xx with a Location naming a host), else None."""
     resp = ex.response
@@ -520,7 +570,7 @@ def portal_visits(by_key: dict, g: Group) -> list[Group]:
     """The web-portal visits (`Group.portal`) of ``g``'s client to ``g``'s gateway that began before ``g`` did, since
     the client's previous session there: what the user did in a browser before the client connected. ``by_key``:
     every group, by its key (`groups_by_key`)."""
-    start = min([cn.c.first_ts for cn in g.conns] + [f.first_ts for f in g.dtls])
+    start = _span(g)[0]
     same = by_key.get(g.key, ())
     before = [h for h in same if not h.portal and h is not g and h.conns and h.conns[0].c.first_ts < start]
     since = max((h.last_ts for h in before), default=float("-inf"))

@@ -1,11 +1,20 @@
 """A VPN session from a group of flows: the six phases, the tunnel, the connections, evidence and client."""
 from __future__ import annotations
 
+from ..attempts import describe as describe_failed_connect
+from ..attempts import match_icmp
 from ..evidence import fmt_endpoint, judge, other_traffic
 from ..keyless import share_dpd_timers
 from ..model import PHASES, Phase, Session
 from . import cstp_connect, downloader, dtls, group_selection, inferred, tls_handshake, tunnel, user_auth
-from .grouping import DOWNLOADER_PATHS, Group, group_connections, groups_by_key, portal_visits
+from .grouping import (
+    DOWNLOADER_PATHS,
+    Group,
+    attach_failed_connects,
+    group_connections,
+    groups_by_key,
+    portal_visits,
+)
 
 
 def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[Phase]:
@@ -29,29 +38,39 @@ def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[P
 def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
     """(VPN sessions, "other traffic" summary): every group of flows with AnyConnect evidence is a session."""
     groups = group_connections(pipe)
+    failed = getattr(pipe, "failed_connects", [])
+    match_icmp(failed, getattr(pipe, "icmp_unreachable", []))
+    attach_failed_connects(groups, failed, gateways)
     by_key = groups_by_key(groups)
     verdicts = judge(groups, gateways, DOWNLOADER_PATHS)
     sessions = []
     vpn_conns: set[int] = set()
     vpn_flows: set[int] = set()
+    vpn_failed: set[int] = set()
     for g, verdict in zip(groups, verdicts):
         if not verdict.is_vpn:
             continue
         vpn_conns |= {id(cn.c) for cn in g.conns}
         vpn_flows |= {id(f) for f in g.dtls}
+        vpn_failed |= {id(f) for f in g.failed}
         i = len(sessions) + 1
         client_sw = client_software(g)
         phases = build_phases(g, pipe.last_ts, client_sw)
+        if g.failed and not g.conns and not g.dtls:
+            _unreached(phases[0], g)
         client, gw_ip, gw_port = g.key
-        starts = [c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]
-        ends = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls]
+        starts = [c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls] + [f.first_ts for f in g.failed]
+        ends = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls] + [
+            max(f.last_ts, f.answer_ts or f.last_ts) for f in g.failed]
         s = Session(id=f"s{i}", client=client, gateway=fmt_endpoint(gw_ip, gw_port),
                     start=min(starts) if starts else None, end=max(ends) if ends else None, phases=phases)
         s.tunnel = tunnel.build(g, phases[5].details)
-        s.connections = [tls_handshake.conn_summary(cn.c) for cn in g.conns] + [
+        # TCP connections in time order (the failed connects among them), then the DTLS flows
+        s.connections = sorted([tls_handshake.conn_summary(cn.c) for cn in g.conns] + [
+            tls_handshake.failed_connect_summary(f) for f in g.failed], key=lambda c: c.start) + [
             tls_handshake.dtls_conn_summary(f) for f in g.dtls]
         # the capture files its flows were seen in (a connection may run on from one file into the next)
-        caps = sorted({n for t in [cn.c for cn in g.conns] + g.dtls for n, _ in t.numbers})
+        caps = sorted({n for t in [cn.c for cn in g.conns] + g.dtls + g.failed for n, _ in t.numbers})
         s.captures = [pipe.captures[n] for n in caps if n < len(pipe.captures)]
         s.evidence = verdict.evidence
         s.confidence = verdict.confidence
@@ -81,7 +100,55 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
                            "client's first request: a load-balancing director sending it to a member, or a gateway "
                            "moved to another name); its connection is the session's first.")
         sessions.append(s)
-    return sessions, other_traffic(pipe, vpn_conns, vpn_flows)
+    other = other_traffic(pipe, vpn_conns, vpn_flows)
+    left = [f for f in failed if id(f) not in vpn_failed]
+    if left:
+        # (JSON: the connection's summary, with the server it was to)
+        other["failed_connects"] = [tls_handshake.failed_connect_summary(f).to_json() | {
+            "server": fmt_endpoint(*f.server)} for f in left[:20]]
+        # (a live snapshot's list holds open connections not counted yet: Pipeline.failed_connects_so_far)
+        other["failed_connects_total"] = max(getattr(pipe, "failed_connects_total", 0), len(failed)) - len(vpn_failed)
+    for s, prior in _tried_before(sessions, left):
+        n = len(prior)
+        s.notes.append(f"Before this session the client's TCP connection{'s' if n != 1 else ''} to "
+                       + ", ".join(sorted({fmt_endpoint(*f.server) for f in prior})) + " failed: "
+                       + "; ".join(describe_failed_connect(f) for f in prior[:3]) + (" …" if n > 3 else "")
+                       + ". If that is a VPN gateway too (the first of a list of backup servers, or another address "
+                         "of the gateway's name), the client could not reach it and went on to this one.")
+    return sessions, other
+
+
+#: a failed connect this long before a session, from its client to another server on the gateway's port, is named
+#: in the session's notes (a backup server list: the client tries the next one after a few seconds)
+TRIED_BEFORE = 60.0
+
+
+def _tried_before(sessions: list[Session], left: list) -> list[tuple[Session, list]]:
+    """(session, the failed connects its client made to another server on the session's gateway port within
+    `TRIED_BEFORE` seconds before the session began) for each session that has some."""
+    out = []
+    for s in sessions:
+        if s.start is None:
+            continue
+        port = s.gateway.rsplit(":", 1)[-1]
+        prior = [f for f in left if f.client[0] == s.client and str(f.server[1]) == port
+                 and fmt_endpoint(*f.server) != s.gateway and 0 <= s.start - f.first_ts <= TRIED_BEFORE]
+        if prior:
+            out.append((s, prior))
+    return out
+
+
+def _unreached(p: Phase, g: Group) -> None:
+    """The tls-handshake phase of a session that is only failed TCP connects: failed, before any TLS."""
+    p.status = "failed"
+    for f in g.failed:
+        for ts, frame in f.syns:
+            p.touch(ts, frame)
+        if f.answer_frame is not None:
+            p.touch(f.answer_ts, f.answer_frame)
+    n = len(g.failed)
+    p.summary = (f"no TCP connection to the gateway ({n} attempt{'s' if n != 1 else ''}): "
+                 + describe_failed_connect(g.failed[0]) + (" …" if n > 1 else ""))
 
 
 _CLIENTS = (  # User-Agent prefix -> client name (AnyConnect-protocol clients as they announce themselves)

@@ -130,6 +130,24 @@ class ConnectionSummary(FlowSummary):
 
 
 @dataclass
+class FailedConnectSummary(FlowSummary):
+    """A TCP connection of the session that never carried data (analyzer/attempts.py), in `Session.connections`:
+    the client's SYNs unanswered, refused by a reset, or rejected by an ICMP error."""
+    failed_connect: bool = field(metadata={"description": "always true: a TCP connection without data (the other "
+                                                          "entries have no such key)"})
+    answer: str = field(metadata={"description": "none (no answer to the SYNs), reset (the server side reset the "
+                                                 "connection), icmp (an ICMP destination unreachable quoting it)"})
+    syn_frames: list[int] = field(metadata={"description": "the client's SYNs (the first 12)"})
+    syn_times: list[float] = field(metadata={"description": "their times (capture epoch seconds)"})
+    answer_frame: int | None = field(metadata={"description": "the reset or the ICMP error (null: no answer)"})
+    answer_time: float | None
+    accepted: bool = field(metadata={"description": "the server answered SYN-ACK before it reset the connection"})
+    icmp: dict[str, Any] = field(default=UNSET, metadata={
+        "description": "the ICMP error: {from (who sent it), code, text (the code in words), frame, time}; present "
+                       "only with answer icmp"})
+
+
+@dataclass
 class DTLSConnectionSummary(FlowSummary):
     """One UDP (DTLS) flow of the session in `Session.connections`."""
     dtls: bool = True
@@ -275,6 +293,16 @@ def client_cert(c: TCPTracker) -> ClientCertificateUse | None:
 
 def _dn(der: bytes) -> str:
     return certs.dn_from_der(bytes(der))
+
+
+def failed_connect_summary(f) -> FailedConnectSummary:
+    """`FailedConnectSummary` of an analyzer/attempts.py FailedConnect."""
+    return FailedConnectSummary(
+        connection=f"tcp.stream {f.index}", capture=f.capture, client=fmt_endpoint(*f.client), start=f.first_ts,
+        end=max(f.last_ts, f.answer_ts or f.last_ts), first_frame=f.first_frame,
+        last_frame=max(f.last_frame, f.answer_frame or 0), failed_connect=True, answer=f.answer,
+        syn_frames=[fr for _t, fr in f.syns], syn_times=[t for t, _fr in f.syns], answer_frame=f.answer_frame,
+        answer_time=f.answer_ts, accepted=f.accepted, **({"icmp": dict(f.icmp)} if f.icmp else {}))
 
 
 def conn_summary(c: TCPTracker) -> ConnectionSummary:

@@ -382,7 +382,8 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
     if conns:
         out.append("<dt>flows</dt><dd>" + ", ".join(
             f"{_e(c.connection)} ({_e(c.client)}"
-            + (f", {_e(c.capture)}" if len(s.captures) > 1 and c.capture else "") + ")"
+            + (f", {_e(c.capture)}" if len(s.captures) > 1 and c.capture else "")
+            + (", never connected" if getattr(c, "failed_connect", False) else "") + ")"
             for c in conns[:12])
             + (f", … ({len(conns)} in all)" if len(conns) > 12 else "") + "</dd>")
     if params is not None and (params.address or params.address_ip6):

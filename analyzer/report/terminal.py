@@ -241,7 +241,7 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
         # stream numbers count per capture file, as in Wireshark: say which file they are of
         _wrap(con, f"capture{'s' if len(s.captures) > 1 else ''}: " + ", ".join(s.captures), 2, 4)
     flows = [c.connection + (f" ({Path(c.capture).name})" if len(s.captures) > 1 and c.capture else "")
-             for c in s.connections[:8]]
+             + (" (never connected)" if getattr(c, "failed_connect", False) else "") for c in s.connections[:8]]
     _wrap(con, f"start {_iso(s.start, tz)}, duration {_dur(s.start, s.end) or '?'}, "
                f"{plural(len(s.connections), 'flow')}: " + ", ".join(flows), 2, 4)
     for n in getattr(s, "notes", None) or []:

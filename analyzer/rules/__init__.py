@@ -14,6 +14,7 @@ from ..capture_point import describe_interface, tunnel_devices
 from ..model import Analysis, Finding
 
 RULE_MODULES = [
+    "tcp_connect",
     "tls_cert",
     "tls_client_cert",
     "tls_alert",
@@ -131,6 +132,11 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                                    "flows than acflow's flow-table bound.",
                            remedy="Filter the capture to the VPN gateway first (e.g. tshark -Y 'ip.addr==GW')",
                            evidence={"evicted": pipe.evicted}))
+    from .tcp_connect import capture_wide  # noqa: PLC0415
+
+    unreached = capture_wide(analysis)
+    if unreached is not None:
+        out.append(unreached)
     if not analysis.sessions and sum(c.frames for c in analysis.captures):
         from ..ipsec import describe  # noqa: PLC0415
 

@@ -37,6 +37,8 @@ SHORT_REMEDY = {
     "TLS_CERT_UNTRUSTED": "install a certificate the clients trust that names the host they connect to",
     "TLS_CERT_HASH_MISMATCH": "find what presents another certificate between client and gateway (TLS inspection, "
                               "a second gateway behind one name)",
+    "TLS_HANDSHAKE_STALLED": "clamp the TCP MSS or let ICMP 'fragmentation needed' through on the path (a path MTU "
+                             "black hole), or look at the gateway's TLS service",
     "DTLS_COOKIE_IGNORED": "make the gateway's DTLS answers reach the client's socket (NAT, load balancer, "
                            "asymmetric firewall)",
     "DTLS_SOURCE_MISMATCH": "make the gateway answer DTLS from the address and port the client sends to",
@@ -181,6 +183,20 @@ def judge(s: Session) -> SessionVerdict:
                         "the login and the tunnel cannot be read", cut.frames, cut.time,
                         "capture again with whole packets (tcpdump -s 0, pktmon --pkt-size 0)", ["CAPTURE_TRUNCATED"],
                         s)
+
+    # -- the gateway's TLS handshake never reached the client (keys or none: nothing was sent to decrypt) ---------
+    stall = first("TLS_HANDSHAKE_STALLED")
+    if stall is not None and not connected:
+        ev = stall.evidence
+        cause = (f"nothing came after {'its ServerHello' if ev.get('server_hello') else 'the ClientHello'} for "
+                 f"{_secs(ev.get('waited') or 0)} — the certificate's full-size packets lost on the way (a path MTU "
+                 "black hole), or the gateway's TLS service hung")
+        if ev.get("retransmitted"):
+            cause = (f"the gateway sent its certificate {ev['retransmitted'] + 1} times, never acknowledged, for "
+                     f"{_secs(ev.get('waited') or 0)} — its full-size packets lost on the way to the client (a path "
+                     "MTU black hole)")
+        return _verdict("failed", "Could not connect: the gateway's TLS handshake never arrived", cause, stall.frames,
+                        stall.time, _short_remedy(stall), ["TLS_HANDSHAKE_STALLED"], s)
 
     # -- no tunnel ----------------------------------------------------------------------------------------------
     if decrypted and not connected:

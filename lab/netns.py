@@ -324,17 +324,36 @@ class Lab:
                   "icmp": ("reject", "with", "icmp", "type", "admin-prohibited")}
 
     def block_tcp_443(self, how: str) -> None:
-        """Answer TCP to port 443 in the gateway namespace with ``how`` (`TCP_BLOCKS`): the gateway not reached."""
+        """Answer TCP to port 443 in the gateway namespace with ``how`` (`TCP_BLOCKS`): the gateway not reached.
+        ``how`` "big": the gateway's TCP segments from port 443 longer than 1200 bytes are dropped silently on the
+        way out (a path MTU black hole: a smaller link on the path, its ICMP 'fragmentation needed' lost)."""
+        if how == "big-in":  # the same loss on the client's way in (netdev ingress of its veth): a capture on the
+            # gateway's side sees the big segments leave and come back as retransmissions
+            self.ns_run(self.client_ns, ["nft", "add", "table", "netdev", "acflowbig"])
+            self.ns_run(self.client_ns, ["nft", "add", "chain", "netdev", "acflowbig", "in",
+                                         f"{{ type filter hook ingress device {self.client_if} priority 0 ; }}"])
+            self.ns_run(self.client_ns, ["nft", "add", "rule", "netdev", "acflowbig", "in", "meta", "protocol", "ip",
+                                         "tcp", "sport", "443", "meta", "length", "gt", "1200", "drop"])
+            return
+        if how == "big":
+            self.ns_run(self.gw_ns, ["nft", "add", "table", "inet", "acflowtcp"])
+            self.ns_run(self.gw_ns, ["nft", "add", "chain", "inet", "acflowtcp", "out",
+                                     "{ type filter hook output priority 0 ; }"])
+            self.ns_run(self.gw_ns, ["nft", "add", "rule", "inet", "acflowtcp", "out", "tcp", "sport", "443",
+                                     "meta", "length", "gt", "1200", "drop"])
+            return
         self.ns_run(self.gw_ns, ["nft", "add", "table", "inet", "acflowtcp"])
         self.ns_run(self.gw_ns, ["nft", "add", "chain", "inet", "acflowtcp", "in",
                                  "{ type filter hook input priority 0 ; }"])
         self.ns_run(self.gw_ns, ["nft", "add", "rule", "inet", "acflowtcp", "in", "tcp", "dport", "443",
                                  *self.TCP_BLOCKS[how]])
 
-    def start_capture(self, capture: Path, log_path: Path, extra: tuple[str, ...] = ("-q",)) -> StampedProcess:
-        """dumpcap on the client's veth into ``capture``; returns once it writes (LabError if it does not)."""
-        dump = self.start(self.client_ns, "dumpcap",
-                          ["dumpcap", *extra, "-i", self.client_if, "-w", str(capture), "-s", "0"], log_path)
+    def start_capture(self, capture: Path, log_path: Path, extra: tuple[str, ...] = ("-q",),
+                      side: str = "client") -> StampedProcess:
+        """dumpcap on the client's veth (``side`` "gateway": the gateway's) into ``capture``; returns once it writes
+        (LabError if it does not)."""
+        ns, dev = (self.gw_ns, self.gw_if) if side == "gateway" else (self.client_ns, self.client_if)
+        dump = self.start(ns, "dumpcap", ["dumpcap", *extra, "-i", dev, "-w", str(capture), "-s", "0"], log_path)
         deadline = time.time() + 10
         while not capture.exists() and time.time() < deadline:
             time.sleep(0.1)

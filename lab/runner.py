@@ -348,7 +348,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 other = start_other_servers(lab, lab.add_other_servers(OTHER_NS_ADDRESSES), work / "other",
                                             other_keys)
                 act("other-servers-listening", namespace=other["ns"], addresses=list(OTHER_NS_ADDRESSES))
-            dump = lab.start_capture(capture, work / "dumpcap.log")
+            dump = lab.start_capture(capture, work / "dumpcap.log", side=sc.capture_side)
             gw = start_gateway(lab, work, gw_keys)
             act("gateway-listening")
             proxy_args: list[str] = []

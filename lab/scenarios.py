@@ -28,6 +28,7 @@ class Scenario:
     # nftables in the gateway namespace answers TCP to port 443 (the gateway never reached): "drop" (no answer),
     # "reset" (a TCP reset) or "icmp" (ICMP administratively prohibited)
     block_tcp: str | None = None
+    capture_side: str = "client"  # where dumpcap captures: the client's veth, or "gateway": the gateway's
     outer_mtu: int | None = None  # veth MTU
     force_tun_mtu: int | None = None  # the client's script sets this MTU on the tun instead of the granted one
     pings: int = 5  # small pings (56 data bytes) through the tunnel
@@ -109,6 +110,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("gateway-filtered", "TCP to the gateway's port 443 rejected with ICMP 'communication administratively "
              "prohibited' (a firewall's reject rule): openconnect gives up at once; no TLS",
              block_tcp="icmp", expect_connect=False, pings=0),
+    Scenario("path-mtu-blackhole", "the gateway's TCP segments longer than 1200 bytes are lost on the way to the "
+             "client without an ICMP 'fragmentation needed' (a path MTU black hole): the TCP connection comes up and "
+             "the ClientHello arrives, but the gateway's handshake flight (its certificate) never does",
+             block_tcp="big", expect_connect=False, pings=0),
+    Scenario("path-mtu-blackhole-gateway-side", "path-mtu-blackhole captured on the gateway's interface (the loss on "
+             "the client's side of the path): the gateway's full-size segments of its handshake flight leave, are "
+             "never acknowledged and are sent again",
+             block_tcp="big-in", capture_side="gateway", expect_connect=False, pings=0),
     Scenario("tls12-rsa", "TLS 1.2 with RSA key exchange (decryptable with the gateway's private key), "
              "DTLS PSK-NEGOTIATE from the TLS 1.2 exporter",
              gateway={"tls-priorities": PRIO_TLS12_RSA}),

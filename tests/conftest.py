@@ -17,9 +17,11 @@ SAMPLES = ROOT / "samples"
 NEVER_CONNECTED = frozenset({"gateway-unreachable", "gateway-refused", "gateway-filtered"})
 
 #: lab samples without an AnyConnect-protocol session or any application data: the client ended the TLS handshake
-#: (cert-chain-missing: it refused the certificate; tests/test_cert_refused.py reads it with --gateway), or never
+#: (cert-chain-missing: it refused the certificate; tests/test_cert_refused.py reads it with --gateway), the server's
+#: handshake never arrived (path-mtu-blackhole and its -gateway-side capture: tests/test_tls_stalled.py), or never
 #: connected (NEVER_CONNECTED)
-HANDSHAKE_ONLY = frozenset({"cert-chain-missing"}) | NEVER_CONNECTED
+HANDSHAKE_ONLY = frozenset({"cert-chain-missing", "path-mtu-blackhole", "path-mtu-blackhole-gateway-side"}) \
+    | NEVER_CONNECTED
 
 
 def sample_dirs() -> list[Path]:

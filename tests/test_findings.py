@@ -132,6 +132,8 @@ NOT_YET_ON_A_CAPTURE = {
     "NO_VPN_SESSION": "capture-wide: tests/test_realworld.py (a keyless capture without any session)",
     "TLS_CERT_REFUSED": "on samples/cert-chain-missing with --gateway (without it no flow shows the protocol): "
                         "tests/test_cert_refused.py",
+    "TLS_HANDSHAKE_STALLED": "on samples/path-mtu-blackhole(-gateway-side) with --gateway (no flow shows the "
+                             "protocol without it): tests/test_tls_stalled.py",
 }
 
 

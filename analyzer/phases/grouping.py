@@ -69,8 +69,8 @@ def client_closed_in_handshake(c) -> dict | None:
     in TLS 1.3 without keys: no encrypted record from the client, not even its Finished), or None: {frame, time,
     reason, after_certificate (the server's Certificate was read before it), encrypted_flight (TLS 1.3: the server's
     encrypted handshake records came before it)}."""
-    if c.server_hello is None or c.alerts:
-        return None
+    if c.server_hello is None or c.alerts or server_stalled_in_handshake(c) is not None:
+        return None  # (a flight that never reached the client: it refused nothing)
     tls13 = c.server_hello.version >= 0x0304
     if c.handshake_done_ts is not None and not (tls13 and not c.decrypted and not c.encrypted_bytes.get("c2s")):
         return None
@@ -81,6 +81,42 @@ def client_closed_in_handshake(c) -> dict | None:
     return {"frame": gone["frame"], "time": gone["ts"], "reason": gone["reason"],
             "after_certificate": cert is not None and cert.frame <= gone["frame"],
             "encrypted_flight": tls13 and bool(c.encrypted_bytes.get("s2c"))}
+
+
+#: seconds without the server's next handshake message before the client gave up (or the capture ended) that make a
+#: handshake stalled (`server_stalled_in_handshake`): a slow gateway answers within a second or two
+STALL_SECONDS = 5.0
+
+
+def server_stalled_in_handshake(c) -> dict | None:
+    """The server's side of a TLS handshake that stopped arriving, or None. Seen from the client's side: the
+    ClientHello went out, the server sent nothing after it (no ServerHello) or only its ServerHello (not the
+    certificate, nor TLS 1.3's encrypted flight). Seen from the gateway's side: the server's flight after the
+    ServerHello went out and was sent again (two retransmissions or more), the client never answered it. Either way
+    no alert, and the client closed the connection (or the capture ended) `STALL_SECONDS` or more after the
+    ServerHello (the ClientHello when there is none) — what a path MTU black hole does (the server's flight fills
+    full-size packets that a smaller link drops, its ICMP "fragmentation needed" lost), or a server that hung.
+    {since_frame, since_time (the ServerHello, else the ClientHello), waited (seconds), closed_frame (the client's
+    FIN or reset, None when the capture ended first), server_hello (bool), retransmitted (the server's
+    retransmissions: > 0 on the gateway's side)}. Not for a connection the capture cut short (a snapshot length)."""
+    ch, sh = c.client_hello, c.server_hello
+    if ch is None or c.alerts or c.snapped or c.app_bytes.get("s2c") or c.app_bytes.get("c2s") \
+            or c.encrypted_bytes.get("c2s"):
+        return None
+    again = c.retransmissions.get("s2c", 0)
+    flight = c.certificates is not None or bool(c.encrypted_bytes.get("s2c"))
+    if flight and (sh is None or again < 2):
+        return None  # the flight arrived (the client's side) and was not sent again: no stall
+    if not flight and (c.handshake_done_ts is not None or (sh is None and c.segments.get("s2c"))):
+        return None  # (the server sent data, but no ServerHello: something else)
+    since_ts, since_frame = (sh.ts, sh.frame) if sh is not None else (ch.ts, ch.frame)
+    gone = next((x for x in c.closed or [] if x.get("direction") == "c2s"), None)
+    end = gone["ts"] if gone is not None else c.last_ts
+    if end - since_ts < STALL_SECONDS:
+        return None
+    return {"since_frame": since_frame, "since_time": since_ts, "waited": round(end - since_ts, 3),
+            "closed_frame": gone["frame"] if gone is not None else None, "server_hello": sh is not None,
+            "retransmitted": again if flight else 0}
 
 
 def cookie(headers, name: str = "webvpn") -> str | None:

@@ -15,6 +15,7 @@ from .grouping import (
     groups_by_key,
     portal_visits,
 )
+from .record import UNSET
 
 
 def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[Phase]:
@@ -31,6 +32,7 @@ def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[P
     assert tuple(p.phase for p in phases) == PHASES
     mark_before_capture(g, phases)
     mark_snapped(g, phases)
+    mark_stalled(phases)
     inferred.apply(g, phases)
     return phases
 
@@ -179,6 +181,19 @@ def client_software(g: Group) -> dict:
                     "evidence": f"User-Agent frame {ex.request.frame}"}
     return {"name": "unknown", "version": None, "user_agent": None,
             "evidence": "no decrypted HTTP request (no User-Agent)"}
+
+
+def mark_stalled(phases: list[Phase]) -> None:
+    """A session whose only TLS handshake never reached the client (tls-handshake details.server_stalled): the
+    phases after it did not happen — `absent`, not `undecrypted` (the gateway's encrypted flight, seen without keys
+    from the gateway's side, carries no login)."""
+    d = phases[0].details
+    if getattr(d, "server_stalled", None) in (None, UNSET) or phases[0].status != "failed":
+        return
+    for p in phases[1:]:
+        if p.status == "undecrypted":
+            p.status = "absent"
+            p.summary = "not reached: the TLS handshake never completed"
 
 
 def mark_snapped(g: Group, phases: list[Phase]) -> None:

@@ -13,7 +13,7 @@ from .. import certs
 from ..evidence import fmt_endpoint
 from ..model import Phase
 from ..tcptracker import TCPTracker
-from .grouping import Group, client_closed_in_handshake
+from .grouping import Group, client_closed_in_handshake, server_stalled_in_handshake
 from .record import UNSET, Record, record
 
 
@@ -174,6 +174,9 @@ class TLSHandshakeDetails(Record):
     #: the client closed the connection (FIN or reset, no alert) before finishing the handshake, after the server's
     #: certificate: {frame, time, reason, after_certificate}; a client that refuses the certificate does so
     client_closed: dict[str, Any] = UNSET
+    #: the server's handshake stopped arriving (analyzer/phases/grouping.py `server_stalled_in_handshake`):
+    #: {since_frame, since_time, waited, closed_frame, server_hello}
+    server_stalled: dict[str, Any] = UNSET
     certificate_request: CertificateRequestInfo = UNSET
     client_certificate: ClientCertificateInfo = UNSET
     client_certificates: list[ClientCertificateUse] = field(default_factory=list)
@@ -243,6 +246,7 @@ def build(g: Group) -> Phase:
     d.alerts = _alerts(c.alerts)
     d.decryption = {k: v for k, v in c.decryption.items()}
     d.connections = [conn_summary(cn.c) for cn in g.conns]
+    stalled = server_stalled_in_handshake(c)
     if sh is None:
         p.status = "failed"
         p.summary = "no ServerHello" + (f"; alert {c.alerts[0].name}" if c.alerts else "")
@@ -265,6 +269,18 @@ def build(g: Group) -> Phase:
             p.touch(c.handshake_done_ts, None)
         p.summary = (f"{version_name(sh.version)} {cipher_suite_name(sh.cipher_suite)}"
                      + (f", SNI {ch.sni}" if ch and ch.sni else ""))
+    if stalled is not None:  # the server's handshake stopped arriving (a path MTU black hole, a hung server)
+        d.server_stalled = stalled
+        p.status = "failed"
+        p.touch(stalled["since_time"], stalled["since_frame"])
+        p.summary = ((f"not completed: the gateway's handshake after its ServerHello (frame {stalled['since_frame']}) "
+                      f"was sent {stalled['retransmitted'] + 1} times, never acknowledged, for "
+                      f"{stalled['waited']:.1f} s" if stalled["retransmitted"] else
+                      ("not completed: the gateway's handshake stopped after its ServerHello" if stalled["server_hello"]
+                       else "no ServerHello: nothing came back after the ClientHello")
+                      + f" (frame {stalled['since_frame']}); {stalled['waited']:.1f} s without more")
+                     + (f", then the client closed the connection (frame {stalled['closed_frame']})"
+                        if stalled["closed_frame"] else " until the capture ended"))
     p.details = d
     return p
 

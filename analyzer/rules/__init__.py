@@ -15,6 +15,7 @@ from ..model import Analysis, Finding
 
 RULE_MODULES = [
     "tcp_connect",
+    "tls_stalled",
     "tls_cert",
     "tls_client_cert",
     "tls_alert",
@@ -202,19 +203,36 @@ def _refused_certificates(pipe) -> str:
     """A sentence on TLS connections whose client closed right after the server's certificate (no session was
     found: without an HTTP exchange nothing says they were VPN connections), else ""."""
     from ..evidence import fmt_endpoint  # noqa: PLC0415
-    from ..phases.grouping import client_closed_in_handshake  # noqa: PLC0415
+    from ..phases.grouping import client_closed_in_handshake, server_stalled_in_handshake  # noqa: PLC0415
 
     seen = []
+    stalled = []
     for c in getattr(pipe, "tcp", {}).values():
         gone = client_closed_in_handshake(c) if getattr(c, "is_tls", False) else None
         if gone is not None and (gone["after_certificate"] or gone["encrypted_flight"]):
             seen.append((gone["frame"], fmt_endpoint(*c.server)))
+        st = server_stalled_in_handshake(c) if getattr(c, "is_tls", False) and c.server[1] == 443 else None
+        if st is not None:
+            stalled.append((st["since_frame"], fmt_endpoint(*c.server), st))
+    text = ""
+    if stalled:  # (analyzer/rules/tls_stalled.py: TLS_HANDSHAKE_STALLED once --gateway makes it a session)
+        stalled.sort(key=lambda x: x[0])
+        frame, server, st = stalled[0]
+        more = f" (and {len(stalled) - 1} more)" if len(stalled) > 1 else ""
+        how = (f"the server sent the rest of its handshake (the certificate) {st['retransmitted'] + 1} times after "
+               f"its ServerHello (frame {frame}), never acknowledged, for {st['waited']:.1f} s{more} — a path MTU "
+               "black hole (its full-size packets lost on the way to the client)" if st.get("retransmitted") else
+               f"nothing came after {'the ServerHello' if st['server_hello'] else 'the ClientHello'} (frame "
+               f"{frame}) for {st['waited']:.1f} s{more} — a path MTU black hole (the certificate's full-size "
+               "packets lost) or a hung server")
+        text = (f" The TLS handshake of the connection to {server} never reached the client: {how}. If {server} is "
+                f"the VPN gateway, analyse again with --gateway {server} to read it as the session it began.")
     if not seen:
-        return ""
+        return text
     seen.sort()
     frame, server = seen[0]
     more = f" (and {len(seen) - 1} more)" if len(seen) > 1 else ""
     return (f" The client closed its TLS connection to {server} right after the server's handshake messages (its "
             f"certificate), without an alert (frame {frame}){more}: a client that refuses the certificate does so. If "
             f"{server} is the VPN gateway, analyse again with --gateway {server} to read that connection as the "
-            "session it began.")
+            "session it began." + text)

@@ -71,6 +71,7 @@ from dissectors.tls.session import SessionCache
 from .attempts import bounded
 from .capture import CaptureFormatError, read_capture_batches
 from .collector import few_collections
+from .dns_lookups import Lookups
 from .driver import Analyzer, build_sessions
 from .model import Analysis
 
@@ -612,6 +613,7 @@ def run_shard(job: dict) -> dict:
         "udp_other": [(made["udp_other"].get(k, (_INF, _INF)), v) for k, v in pipe.udp_other.items()],
         "dtls_keys": pipe.dtls_keys, "icmp_unreachable": pipe.icmp_unreachable,
         "failed_connects": pipe.failed_connects, "failed_connects_total": pipe.failed_connects_total,
+        "dns": pipe.dns.entries, "dns_overflow": pipe.dns.overflow,
     }
     if inner is not None:
         inner.close()
@@ -705,6 +707,7 @@ class MergedPipeline:
         self.icmp_unreachable: list = []
         self.failed_connects: list = []
         self.failed_connects_total = 0
+        self.dns = Lookups()
         self.dtls_keys: dict = {}
         self.captures = list(captures)
         self.inner_packet = None  # TrackerHost: no inner packets after the pass
@@ -769,6 +772,8 @@ def merge(results: list[dict], keys, paths, gateways=None) -> tuple[Analysis, Me
             f.index = f.numbers[0][1]
             pipe.failed_connects.append(f)
         pipe.failed_connects_total += state["failed_connects_total"]
+        pipe.dns.merge(state["dns"])
+        pipe.dns.overflow += state["dns_overflow"]
         st = r["stats"]
         pipe.frames += st["frames"]
         pipe.undecodable += st["undecodable"]
@@ -795,6 +800,7 @@ def merge(results: list[dict], keys, paths, gateways=None) -> tuple[Analysis, Me
     pipe.icmp_unreachable.sort(key=lambda u: u["frame"])
     del pipe.icmp_unreachable[1000:]
     bounded(pipe.failed_connects)
+    pipe.dns.trim()
     pipe.last_ts = results[0]["last_ts"]
     analysis = Analysis()
     analysis.captures = results[0]["captures"]

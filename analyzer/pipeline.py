@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dissectors import flows as flows_mod
 from dissectors import packet as packet_mod
+from dissectors.dns import DNS_PORTS, read_dns
 from dissectors.dtls import DTLSKeys
 from dissectors.ike import IKE_PORTS, read_ike
 from dissectors.pcapfile import Frame
@@ -19,6 +20,7 @@ from dissectors.quic import is_quic_long_header
 
 from . import attempts
 from .attempts import FailedConnect
+from .dns_lookups import Lookups
 from .dtlsflow import DTLSFlow, looks_like_dtls
 from .dtlslane import open_dtls_lane
 from .ipsec import new_ipsec, note_ipsec
@@ -59,6 +61,7 @@ class Pipeline:
         #: TCP connections that never carried data (analyzer/attempts.py): the client's SYNs unanswered or refused
         self.failed_connects: list[FailedConnect] = []
         self.failed_connects_total = 0  # all of them (the list keeps the first MAX_FAILED_CONNECTS)
+        self.dns = Lookups()  # DNS lookups in the other traffic (analyzer/dns_lookups.py)
         self.dtls_keys: dict[bytes, DTLSKeyInfo] = {}
         self._dtls_ports: set[int] = set()
         self.inner_packet = inner_sink  # TrackerHost: where inner packets go (None: nowhere)
@@ -235,11 +238,18 @@ class Pipeline:
                 "inner": {k: getattr(inner, k, None) for k in ("src", "dst", "proto", "sport", "dport")}
                 if not isinstance(inner, dict) else inner})
 
+    def _on_dns(self, ev) -> None:
+        msg = read_dns(ev.data)
+        if msg is not None:
+            self.dns.note(msg, ev.src, ev.sport, ev.dst, ev.dport, ev.ts, ev.frame)
+
     def _dispatch(self, flow, ev) -> None:
         t = type(ev)
         if t is flows_mod.Datagram:
             idx = ev.flow_index
             if idx in self.udp_ignored:
+                if ev.sport in DNS_PORTS or ev.dport in DNS_PORTS:
+                    self._on_dns(ev)
                 other = self.udp_other.get(idx)
                 if other is not None:
                     other[4] += 1
@@ -258,6 +268,8 @@ class Pipeline:
                     else None
                 if ike is not None or not looks_like_dtls(ev.data):
                     self.udp_ignored.add(idx)
+                    if ev.sport in DNS_PORTS or ev.dport in DNS_PORTS:
+                        self._on_dns(ev)
                     if len(self.udp_other) < MAX_OTHER_FLOWS:
                         client, server = (ev.src, ev.sport), (ev.dst, ev.dport)
                         if flow is not None and hasattr(flow, "a"):

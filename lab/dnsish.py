@@ -2,6 +2,7 @@
 address, and a client that sends a few queries (one at a time, each answered before the next).
 
     python -m lab.dnsish server LISTEN_ADDR ANSWER_ADDR
+    python -m lab.dnsish nxserver LISTEN_ADDR          (answers every query NXDOMAIN)
     python -m lab.dnsish client SERVER_ADDR NAME…
 
 Plain RFC 1035 messages (header, question, one A answer with a compression pointer to the question), port 53.
@@ -34,6 +35,15 @@ def main(argv: list[str]) -> int:
             if len(q) >= 12:
                 s.sendto(answer(q, argv[2]), peer)
                 print(f"answered {peer[0]}:{peer[1]} id {q[:2].hex()}", flush=True)
+    if argv[:1] == ["nxserver"] and len(argv) == 2:  # every name is unknown: NXDOMAIN (RCODE 3), no record
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((argv[1], 53))
+        print(f"listening on {argv[1]}:53", flush=True)
+        while True:
+            q, peer = s.recvfrom(512)
+            if len(q) >= 12:
+                s.sendto(q[:2] + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + q[12:], peer)
+                print(f"NXDOMAIN {peer[0]}:{peer[1]} id {q[:2].hex()}", flush=True)
     if argv[:1] == ["client"] and len(argv) >= 3:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(2)

@@ -285,7 +285,8 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
     # phase 1: TCP (the client's own words when it could not connect), then TLS
     facts["client_connect_errors"] = [{"time": ts, "line": line} for ts, line in all_client
                                       if re.search(r"Failed to connect to host|Connection refused|No route to host|"
-                                                   r"Connection timed out|Network is unreachable", line)]
+                                                   r"getaddrinfo failed|Connection timed out|Network is unreachable",
+                                                   line)]
     # phase 1: TLS
     tls = [(ts, m.group(1), m.group(2)) for ts, line in all_client
            if (m := re.search(r"Connected to HTTPS on \S+ with ciphersuite \((TLS1\.\d)\)-(.*)$", line))]

@@ -319,6 +319,20 @@ class Lab:
                                  "{ type filter hook input priority 0 ; }"])
         self.ns_run(self.gw_ns, ["nft", "add", "rule", "inet", "acflow", "in", "udp", "dport", "443", "drop"])
 
+    def use_resolver(self, ns: str, address: str) -> None:
+        """Processes started in namespace ``ns`` resolve names through the DNS server at ``address`` (`ip netns
+        exec` gives them /etc/netns/NS/resolv.conf; removed with the namespace)."""
+        d = Path("/etc/netns") / ns
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "resolv.conf").write_text(f"nameserver {address}\noptions timeout:2 attempts:2\n")
+
+    def drop_udp_to(self, ns: str, dport: int) -> None:
+        """nftables in namespace ``ns``: drop incoming UDP to port ``dport`` (a server that never answers)."""
+        self.ns_run(ns, ["nft", "add", "table", "inet", "acflow-udp"])
+        self.ns_run(ns, ["nft", "add", "chain", "inet", "acflow-udp", "in",
+                         "{ type filter hook input priority 0 ; }"])
+        self.ns_run(ns, ["nft", "add", "rule", "inet", "acflow-udp", "in", "udp", "dport", str(dport), "drop"])
+
     #: `block_tcp_443` answers: nftables verdicts
     TCP_BLOCKS = {"drop": ("drop",), "reset": ("reject", "with", "tcp", "reset"),
                   "icmp": ("reject", "with", "icmp", "type", "admin-prohibited")}
@@ -393,4 +407,5 @@ class Lab:
                 except (ProcessLookupError, ValueError):
                     pass
             _run(["ip", "netns", "delete", ns], check=False, detach=True)
+            shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)  # (use_resolver's resolv.conf)
         self._created.clear()

@@ -340,6 +340,16 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             if sc.block_udp:
                 lab.block_udp_443()
                 act("udp-blocked")
+            if sc.dns:
+                lab.use_resolver(lab.client_ns, GW_OUTER)
+                if sc.dns == "nxdomain":
+                    dnsp = lab.start(lab.gw_ns, "dns", [sys.executable, "-m", "lab.dnsish", "nxserver", GW_OUTER],
+                                     work / "dns.log", cwd=ROOT)
+                    if dnsp.wait_for("listening on", 10) is None:
+                        raise LabError(f"the DNS responder did not start: {dnsp.tail(5)}")
+                else:
+                    lab.drop_udp_to(lab.gw_ns, 53)
+                act("dns", how=sc.dns, server=GW_OUTER)
             if sc.block_tcp:
                 lab.block_tcp_443(sc.block_tcp)
                 act("tcp-blocked", how=sc.block_tcp)
@@ -366,6 +376,8 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 act("proxy-listening", address=GW_OUTER, port=PROXY_PORT)
 
             base = [*openconnect_argv(pki.pin_sha256), *proxy_args, *(_subst(a, work, pki) for a in sc.client_args)]
+            if sc.dns:  # the name goes to the DNS server, not to --resolve
+                base = [a for a in base if not a.startswith("--resolve=")]
             if sc.trust_ca:  # verify against the lab CA, not by the pinned key
                 base = [a for a in base if not a.startswith("--servercert=")] + [f"--cafile={pki.ca_cert}",
                                                                                   "--non-inter"]

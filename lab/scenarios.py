@@ -28,6 +28,9 @@ class Scenario:
     # nftables in the gateway namespace answers TCP to port 443 (the gateway never reached): "drop" (no answer),
     # "reset" (a TCP reset) or "icmp" (ICMP administratively prohibited)
     block_tcp: str | None = None
+    # the client resolves the gateway's name through a DNS server at the gateway's address (no openconnect
+    # --resolve): "nxdomain" (lab.dnsish nxserver: the name does not exist) or "unanswered" (UDP 53 dropped)
+    dns: str | None = None
     capture_side: str = "client"  # where dumpcap captures: the client's veth, or "gateway": the gateway's
     outer_mtu: int | None = None  # veth MTU
     force_tun_mtu: int | None = None  # the client's script sets this MTU on the tun instead of the granted one
@@ -118,6 +121,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "the client's side of the path): the gateway's full-size segments of its handshake flight leave, are "
              "never acknowledged and are sent again",
              block_tcp="big-in", capture_side="gateway", expect_connect=False, pings=0),
+    Scenario("gateway-name-unknown", "the client resolves the gateway's name through a DNS server that answers "
+             "NXDOMAIN: getaddrinfo fails, openconnect never connects; the capture holds its DNS queries (A and "
+             "AAAA, retried) and the answers, no TCP",
+             dns="nxdomain", expect_connect=False, pings=0),
+    Scenario("dns-unanswered", "the client's DNS server never answers (UDP 53 dropped at it): the queries are "
+             "retried until getaddrinfo gives up; no TCP",
+             dns="unanswered", expect_connect=False, pings=0),
     Scenario("tls12-rsa", "TLS 1.2 with RSA key exchange (decryptable with the gateway's private key), "
              "DTLS PSK-NEGOTIATE from the TLS 1.2 exporter",
              gateway={"tls-priorities": PRIO_TLS12_RSA}),

@@ -15,13 +15,15 @@ SAMPLES = ROOT / "samples"
 #: lab samples where the client never got a TCP connection to the gateway (its SYNs dropped, reset, rejected by
 #: ICMP): no TLS at all (tests/test_failed_connects.py)
 NEVER_CONNECTED = frozenset({"gateway-unreachable", "gateway-refused", "gateway-filtered"})
+#: lab samples where the client could not resolve the gateway's name: DNS only (tests/test_dns_lookups.py)
+NEVER_RESOLVED = frozenset({"gateway-name-unknown", "dns-unanswered"})
 
 #: lab samples without an AnyConnect-protocol session or any application data: the client ended the TLS handshake
 #: (cert-chain-missing: it refused the certificate; tests/test_cert_refused.py reads it with --gateway), the server's
 #: handshake never arrived (path-mtu-blackhole and its -gateway-side capture: tests/test_tls_stalled.py), or never
 #: connected (NEVER_CONNECTED)
 HANDSHAKE_ONLY = frozenset({"cert-chain-missing", "path-mtu-blackhole", "path-mtu-blackhole-gateway-side"}) \
-    | NEVER_CONNECTED
+    | NEVER_CONNECTED | NEVER_RESOLVED
 
 
 def sample_dirs() -> list[Path]:

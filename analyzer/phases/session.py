@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..attempts import describe as describe_failed_connect
 from ..attempts import match_icmp
+from ..dns_lookups import failed as dns_failed
 from ..evidence import fmt_endpoint, judge, other_traffic
 from ..keyless import share_dpd_timers
 from ..model import PHASES, Phase, Session
@@ -110,6 +111,10 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
             "server": fmt_endpoint(*f.server)} for f in left[:20]]
         # (a live snapshot's list holds open connections not counted yet: Pipeline.failed_connects_so_far)
         other["failed_connects_total"] = max(getattr(pipe, "failed_connects_total", 0), len(failed)) - len(vpn_failed)
+    dns = getattr(pipe, "dns", None)
+    if dns is not None and dns.entries:  # analyzer/dns_lookups.py: names no answer resolved
+        bad = dns_failed(dns.entries)
+        other["dns"] = {"lookups": len(dns.entries) + dns.overflow, "failed": bad[:20], "failed_total": len(bad)}
     for s, prior in _tried_before(sessions, left):
         n = len(prior)
         s.notes.append(f"Before this session the client's TCP connection{'s' if n != 1 else ''} to "

@@ -84,8 +84,10 @@ def apply_rules(analysis: Analysis, pipe) -> None:
 def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
     """Capture-wide findings: damaged files, flows dropped at the flow-table bound, undecodable frames.
 
-    Ids CAPTURE_DAMAGED (warning), CAPTURE_TRUNCATED (warning: packets cut short, when no session tells it),
-    CAPTURE_DUPLICATES (info: packets the capture holds twice), CAPTURE_ENCAPSULATED (info: packets read inside
+    Ids DNS_LOOKUP_FAILED and TCP_CONNECT_FAILED (warning: no session, and the client could not resolve or reach
+    a server: analyzer/rules/dns_lookup.py, tcp_connect.py), CAPTURE_DAMAGED (warning), CAPTURE_TRUNCATED
+    (warning: packets cut short, when no session tells it), CAPTURE_DUPLICATES (info: packets the capture holds
+    twice), CAPTURE_ENCAPSULATED (info: packets read inside
     VXLAN, GENEVE, ERSPAN, GRE or IP in IP), ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) —
     see docs/findings.md.
     """
@@ -133,11 +135,12 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                                    "flows than acflow's flow-table bound.",
                            remedy="Filter the capture to the VPN gateway first (e.g. tshark -Y 'ip.addr==GW')",
                            evidence={"evicted": pipe.evicted}))
+    from .dns_lookup import capture_wide as dns_capture_wide  # noqa: PLC0415
     from .tcp_connect import capture_wide  # noqa: PLC0415
 
-    unreached = capture_wide(analysis)
-    if unreached is not None:
-        out.append(unreached)
+    for wide in (dns_capture_wide(analysis), capture_wide(analysis)):  # (the client's first steps first)
+        if wide is not None:
+            out.append(wide)
     if not analysis.sessions and sum(c.frames for c in analysis.captures):
         from ..ipsec import describe  # noqa: PLC0415
 

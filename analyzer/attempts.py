@@ -8,11 +8,15 @@ session builder (analyzer/phases/session.py) gives each to the session of its cl
 session of its own when --gateway names its server, and rule `tcp_connect` (TCP_CONNECT_FAILED) says what happened.
 
 A connection the server accepted (SYN-ACK) and that then ended without data is no failed connect unless the server
-reset it: a client may open and close a connection without a request (a port check).
+reset it (a client may open and close a connection without a request: a port check), or the client never
+acknowledged the SYN-ACK and sent its SYN again (the server's answers do not reach it: a broken way back, seen on the
+gateway's side).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from dissectors.flows import MAX_HANDSHAKE
 
 #: failed connects kept (the first by capture and frame): a scan or a flood of SYNs stays bounded
 MAX_FAILED_CONNECTS = 1000
@@ -32,8 +36,10 @@ ICMP6_CODES = {0: "no route to destination", 1: "communication administratively 
 @dataclass(slots=True)
 class FailedConnect:
     """One TCP connection that never carried data. ``answer``: "none" (no SYN-ACK, no reset), "reset" (the server
-    side reset it: a RST, with or without a SYN-ACK before it), "icmp" (an ICMP destination unreachable quoting it,
-    set by `match_icmp`). ``index``/``numbers``/``capture`` as a tracker's (analyzer/tcptracker.py FlowTracker)."""
+    side reset it: a RST, with or without a SYN-ACK before it), "unacknowledged" (the server's SYN-ACK never
+    acknowledged while the client sent its SYN again: the answers do not reach it), "icmp" (an ICMP destination
+    unreachable quoting it, set by `match_icmp`). ``index``/``numbers``/``capture`` as a tracker's
+    (analyzer/tcptracker.py FlowTracker)."""
     index: int
     client: tuple
     server: tuple
@@ -64,10 +70,20 @@ def from_stream(st, capture: str | None) -> FailedConnect | None:
     syns = [(ts, frame) for d, ts, frame in st.handshake if d == "c2s"]
     if not syns:
         return None
-    accepted = any(d == "s2c" for d, _ts, _f in st.handshake)
+    answers = [(ts, frame) for d, ts, frame in st.handshake if d == "s2c"]
+    accepted = bool(answers)
     rst = st.rst
     reset = rst is not None and rst[0] == "s2c"
     if accepted and not reset:
+        # the server answered SYN-ACK, the client never acknowledged it and sent its SYN again (a real client's
+        # stack does; a flood's spoofed SYNs are not sent again): the answers do not reach it — seen on the
+        # gateway's side of a broken way back (every packet of the connection a SYN or a SYN-ACK)
+        if len(syns) >= 2 and st.packets <= len(st.handshake) < MAX_HANDSHAKE:
+            return FailedConnect(index=st.stream, client=tuple(st.client), server=tuple(st.server),
+                                 numbers=st.numbers, capture=capture, syns=syns, answer="unacknowledged",
+                                 answer_ts=answers[0][0], answer_frame=answers[0][1], accepted=True,
+                                 first_ts=st.first_ts, first_frame=st.first_frame, last_ts=st.last_ts,
+                                 last_frame=st.last_frame)
         return None
     return FailedConnect(index=st.stream, client=tuple(st.client), server=tuple(st.server), numbers=st.numbers,
                          capture=capture, syns=syns, answer="reset" if reset else "none",
@@ -124,6 +140,10 @@ def describe_parts(stream: int, at: float | None, syn_frames: list[int], answer:
     if answer == "reset":
         return head + (f": accepted (SYN-ACK), then reset (RST frame {answer_frame})" if accepted else
                        f": SYN answered by a reset (RST frame {answer_frame})")
+    if answer == "unacknowledged":
+        n = len(syn_frames)
+        return head + (f": SYN-ACK (frame {answer_frame}) never acknowledged, the client sent its SYN {n} time"
+                       f"{'s' if n != 1 else ''}")
     if answer == "icmp" and icmp:
         return head + f": ICMP destination unreachable ({icmp.get('text')}) from {icmp.get('from')} (frame " \
             f"{icmp.get('frame')})"

@@ -371,6 +371,8 @@ UNREACHED_REMEDY = {
     "reset": "make the gateway accept the VPN on port {port} of this address, or point the client at the port it "
              "listens on",
     "icmp": "look at the rules of {icmp_from}, which rejects TCP {port} to the gateway",
+    "unacknowledged": "find where the gateway's answers to this client are lost on the way back (asymmetric routing, "
+                      "a firewall or NAT, the gateway's route to the client)",
 }
 
 
@@ -385,6 +387,9 @@ def _unreached(f: Finding, s: Session) -> SessionVerdict:
     if answers.get("icmp"):
         how, cause = "icmp", f"{icmp_from} rejected the client's {conns} to {s.gateway} with ICMP destination " \
                              "unreachable"
+    elif answers.get("unacknowledged") and not answers.get("reset"):
+        how, cause = "unacknowledged", (f"the gateway answered the client's {conns} to {s.gateway} (SYN-ACK), but its "
+                                        "answers never reached the client, which kept sending its SYN")
     elif answers.get("reset"):
         how, cause = "reset", f"the client's {conns} to {s.gateway} {'were' if n != 1 else 'was'} refused (reset)"
     else:

@@ -349,6 +349,14 @@ class Lab:
             self.ns_run(self.client_ns, ["nft", "add", "rule", "netdev", "acflowbig", "in", "meta", "protocol", "ip",
                                          "tcp", "sport", "443", "meta", "length", "gt", "1200", "drop"])
             return
+        if how == "synack-in":  # the gateway's SYN-ACKs lost on the client's way in (a broken way back): a capture
+            # on the gateway's side sees the SYNs come and its answers leave
+            self.ns_run(self.client_ns, ["nft", "add", "table", "netdev", "acflowback"])
+            self.ns_run(self.client_ns, ["nft", "add", "chain", "netdev", "acflowback", "in",
+                                         f"{{ type filter hook ingress device {self.client_if} priority 0 ; }}"])
+            self.ns_run(self.client_ns, ["nft", "add", "rule", "netdev", "acflowback", "in", "meta", "protocol", "ip",
+                                         "tcp", "sport", "443", "drop"])
+            return
         if how == "big":
             self.ns_run(self.gw_ns, ["nft", "add", "table", "inet", "acflowtcp"])
             self.ns_run(self.gw_ns, ["nft", "add", "chain", "inet", "acflowtcp", "out",

@@ -128,6 +128,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("dns-unanswered", "the client's DNS server never answers (UDP 53 dropped at it): the queries are "
              "retried until getaddrinfo gives up; no TCP",
              dns="unanswered", expect_connect=False, pings=0),
+    Scenario("return-path-blocked", "captured on the gateway's interface: the client's SYNs arrive and the gateway "
+             "answers, but its packets never reach the client (dropped on the client's way in: asymmetric routing, "
+             "a firewall on the way back); the client sends its SYN again until it gives up",
+             block_tcp="synack-in", capture_side="gateway", expect_connect=False, pings=0,
+             client_sysctls={"net.ipv4.tcp_syn_retries": "2"}),
     Scenario("tls12-rsa", "TLS 1.2 with RSA key exchange (decryptable with the gateway's private key), "
              "DTLS PSK-NEGOTIATE from the TLS 1.2 exporter",
              gateway={"tls-priorities": PRIO_TLS12_RSA}),

@@ -14,7 +14,7 @@ SAMPLES = ROOT / "samples"
 
 #: lab samples where the client never got a TCP connection to the gateway (its SYNs dropped, reset, rejected by
 #: ICMP): no TLS at all (tests/test_failed_connects.py)
-NEVER_CONNECTED = frozenset({"gateway-unreachable", "gateway-refused", "gateway-filtered"})
+NEVER_CONNECTED = frozenset({"gateway-unreachable", "gateway-refused", "gateway-filtered", "return-path-blocked"})
 #: lab samples where the client could not resolve the gateway's name: DNS only (tests/test_dns_lookups.py)
 NEVER_RESOLVED = frozenset({"gateway-name-unknown", "dns-unanswered"})
 

@@ -24,7 +24,7 @@ from .conftest import NEVER_CONNECTED, facts, sample
 from .oracle import tshark_fields
 
 #: how nftables answered (the lab's facts: action tcp-blocked) -> acflow's `answer`
-ANSWER = {"drop": "none", "reset": "reset", "icmp": "icmp"}
+ANSWER = {"drop": "none", "reset": "reset", "icmp": "icmp", "synack-in": "unacknowledged"}
 
 
 def _doc(paths, keylog=None, gateway=None) -> dict:
@@ -41,14 +41,17 @@ def _oracle(capture: Path) -> dict:
     """tshark: the client's SYN frames and the answer (RST or ICMP error) of each tcp.stream."""
     out: dict = {}
     for num, stream, flags in tshark_fields(capture, ["frame.number", "tcp.stream", "tcp.flags"], "tcp && !icmp"):
-        st = out.setdefault(int(stream.split("|")[0]), {"syns": [], "rst": None, "icmp": None})
+        st = out.setdefault(int(stream.split("|")[0]), {"syns": [], "rst": None, "icmp": None, "synacks": []})
         f = int(flags.split("|")[0], 16)
         if f & 0x02 and not f & 0x10:
             st["syns"].append(int(num))
+        if f & 0x12 == 0x12:
+            st["synacks"].append(int(num))
         if f & 0x04 and st["rst"] is None:
             st["rst"] = int(num)
     for num, stream in tshark_fields(capture, ["frame.number", "tcp.stream"], "icmp.type == 3"):
-        out.setdefault(int(stream.split("|")[0]), {"syns": [], "rst": None, "icmp": None})["icmp"] = int(num)
+        out.setdefault(int(stream.split("|")[0]), {"syns": [], "rst": None, "icmp": None, "synacks": []})["icmp"] = \
+            int(num)
     return out
 
 
@@ -72,7 +75,10 @@ def test_without_the_gateway_named_the_connect_is_reported(name, tshark):
     assert c["answer"] == ANSWER[_blocked(name)]
     [(stream, want)] = _oracle(d / "capture.pcapng").items()
     assert c["connection"] == f"tcp.stream {stream}" and c["syn_frames"] == want["syns"]
-    assert c["answer_frame"] == {"none": None, "reset": want["rst"], "icmp": want["icmp"]}[c["answer"]]
+    assert c["answer_frame"] == {"none": None, "reset": want["rst"], "icmp": want["icmp"],
+                                 "unacknowledged": (want["synacks"] or [None])[0]}[c["answer"]]
+    if c["answer"] == "unacknowledged":  # (the gateway's side: its SYN-ACKs left, the client sent its SYN again)
+        assert c["accepted"] and len(want["synacks"]) >= 2 and len(want["syns"]) >= 2
     if c["answer"] == "icmp":
         assert c["icmp"]["code"] == 13 and c["icmp"]["text"] == "communication administratively prohibited"
     assert f["severity"] == "warning" and "If 198.18.0.1 is the VPN gateway" in f["message"]
@@ -96,9 +102,9 @@ def test_with_the_gateway_named_the_session_could_not_connect(name):
     assert v["outcome"] == "failed" and v["text"].startswith("Could not connect to the gateway")
     assert v["findings"] == ["TCP_CONNECT_FAILED"]
     how = c["answer"]
-    assert {"none": "nothing answered", "reset": "refused (reset)", "icmp": "ICMP destination unreachable"}[how] \
-        in v["cause"]
-    if how == "none":  # the client's SYN retries, as the lab set them (tcp_syn_retries 2: Linux sends more)
+    assert {"none": "nothing answered", "reset": "refused (reset)", "icmp": "ICMP destination unreachable",
+            "unacknowledged": "never reached the client"}[how] in v["cause"]
+    if how in ("none", "unacknowledged"):  # the client's SYN retries (tcp_syn_retries 2: Linux sends more)
         assert len(c["syn_frames"]) >= 3 and c["syn_times"] == sorted(c["syn_times"])
         assert s["end"] - s["start"] >= 2.0
 

@@ -284,12 +284,12 @@ def test_repeated_findings_are_grouped():
     assert re.search(r"first \+46\.628s \(\d\d:\d\d:\d\d\.\d{3}\), last \+2092\.628s", text)
     assert len(text.splitlines()) < 80
     html = render(a, "html", version=__version__)
-    # DPD_TIMEOUT ×2 (two rows: a pair is not grouped), TCP_RETRANSMISSIONS, AUTH_MULTI_ROUND, the RECONNECT group,
-    # SESSION_DISCONNECT
-    assert html.count('<tr class="finding">') == 6
+    # DPD_TIMEOUT ×2 (two rows: a pair is not grouped), TCP_RETRANSMISSIONS, TCP_CONNECT_FAILED (the reconnect
+    # attempts), AUTH_MULTI_ROUND, the RECONNECT group, SESSION_DISCONNECT
+    assert html.count('<tr class="finding">') == 7
     assert "RECONNECT ×2047" in html
     # the JSON keeps every finding (its contract)
-    assert len(json.loads(render(a, "json", version=__version__))["sessions"][0]["findings"]) == 6 + 2046
+    assert len(json.loads(render(a, "json", version=__version__))["sessions"][0]["findings"]) == 7 + 2046
 
 
 def test_two_findings_are_not_grouped():

@@ -136,10 +136,14 @@ class FailedConnectSummary(FlowSummary):
     failed_connect: bool = field(metadata={"description": "always true: a TCP connection without data (the other "
                                                           "entries have no such key)"})
     answer: str = field(metadata={"description": "none (no answer to the SYNs), reset (the server side reset the "
-                                                 "connection), icmp (an ICMP destination unreachable quoting it)"})
-    syn_frames: list[int] = field(metadata={"description": "the client's SYNs (the first 12)"})
+                                                 "connection), icmp (an ICMP destination unreachable quoting it), "
+                                                 "unacknowledged (the server's SYN-ACK never acknowledged while the "
+                                                 "client sent its SYN again: seen on the gateway's side)"})
+    syn_frames: list[int] = field(metadata={"description": "the client's SYNs (among the connection's first 32 SYN "
+                                                            "and SYN-ACK segments)"})
     syn_times: list[float] = field(metadata={"description": "their times (capture epoch seconds)"})
-    answer_frame: int | None = field(metadata={"description": "the reset or the ICMP error (null: no answer)"})
+    answer_frame: int | None = field(metadata={"description": "the reset, the ICMP error or the first SYN-ACK (null: "
+                                                             "no answer)"})
     answer_time: float | None
     accepted: bool = field(metadata={"description": "the server answered SYN-ACK before it reset the connection"})
     icmp: dict[str, Any] = field(default=UNSET, metadata={

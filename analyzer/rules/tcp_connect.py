@@ -1,5 +1,6 @@
 """TCP_CONNECT_FAILED: the client's TCP connections to the gateway that never carried data — its SYNs unanswered,
-refused by a reset, or rejected by an ICMP error (analyzer/attempts.py).
+refused by a reset, rejected by an ICMP error, or answered by a SYN-ACK the client never acknowledged (on the
+gateway's side: the answers do not reach the client) (analyzer/attempts.py).
 
 Error when the session has nothing else (the client never reached the gateway: only --gateway makes such a
 session, or the capture-wide finding says it); warning when the session also has connections that worked (a
@@ -24,6 +25,10 @@ REMEDY = {
              "running), or a firewall resets them. Check the port the gateway listens on against the client's URL.",
     "icmp": "{icmp_from} rejected the connection with an ICMP destination unreachable ({icmp_text}): a router's or "
             "firewall's rule forbids TCP {port} to the gateway there. Look at that device's rules.",
+    "unacknowledged": "The gateway answered (SYN-ACK) but its answers never reached the client, which kept sending "
+                      "its SYN: the way back from the gateway to the client is broken — asymmetric routing (the "
+                      "answer leaves by another path or interface than the SYN came in), a firewall or NAT on the "
+                      "way back, or the gateway's route to the client's address.",
 }
 
 
@@ -43,7 +48,7 @@ def _text(c, t0) -> str:
 def _how(failed) -> str:
     """The worst answer among ``failed``: icmp (names the device), reset (the service), none."""
     answers = {c.answer for c in failed}
-    return "icmp" if "icmp" in answers else "reset" if "reset" in answers else "none"
+    return next((a for a in ("icmp", "reset", "unacknowledged") if a in answers), "none")
 
 
 #: the same, when the client also had connections to the gateway that worked (an outage, not a setting)
@@ -54,6 +59,7 @@ REMEDY_AT_THAT_TIME = {
     "reset": "The gateway's address reset these connections at that time: the VPN service did not accept "
              "connections then (restarting, at its connection limit), or a firewall reset them.",
     "icmp": REMEDY["icmp"],
+    "unacknowledged": REMEDY["unacknowledged"],
 }
 
 
@@ -84,8 +90,10 @@ def _evidence(failed, gateway: str) -> dict:
 
 def _verb(failed) -> str:
     how = _how(failed)
-    return {"none": "got no answer", "reset": "were refused", "icmp": "were rejected"}[how] if len(failed) > 1 else \
-        {"none": "got no answer", "reset": "was refused", "icmp": "was rejected"}[how]
+    many = len(failed) > 1
+    return {"none": "got no answer", "reset": "were refused" if many else "was refused",
+            "icmp": "were rejected" if many else "was rejected",
+            "unacknowledged": "never completed (the gateway's answers did not reach the client)"}[how]
 
 
 def check(session, ctx):

@@ -60,6 +60,7 @@ class DTLSFlow(FlowTracker):
         self.hellos: list[dict] = []
         self.hello_total = 0
         self.hello_verify: list[dict] = []
+        self.server_hellos: list[tuple[float, int]] = []  # every ServerHello (time, frame), the first MAX_SAMPLES
         self.server_hello: dict | None = None
         self.full_handshake = False
         self.version: int | None = None
@@ -142,6 +143,8 @@ class DTLSFlow(FlowTracker):
             if len(self.hello_verify) < MAX_SAMPLES:
                 self.hello_verify.append({"ts": ts, "frame": frame, "cookie_length": msg[2] if len(msg) > 2 else 0})
         elif kind == 2 and direction == "s2c" and self.server_hello is None:
+            if len(self.server_hellos) < MAX_SAMPLES:
+                self.server_hellos.append((ts, frame))
             sid_len = msg[34] if len(msg) > 34 else 0
             at = 35 + sid_len
             suite = int.from_bytes(msg[at:at + 2], "big") if len(msg) >= at + 2 else None
@@ -248,6 +251,8 @@ class DTLSFlow(FlowTracker):
             if len(self.hello_verify) < MAX_SAMPLES:
                 self.hello_verify.append({"ts": ev.ts, "frame": ev.frame, "cookie_length": len(ev.cookie)})
         elif t is dtls_ev.DTLSServerHello:
+            if len(self.server_hellos) < MAX_SAMPLES:
+                self.server_hellos.append((ev.ts, ev.frame))
             if self.server_hello is None:
                 self.server_hello = {"ts": ev.ts, "frame": ev.frame, "session_id": bytes(ev.session_id).hex(),
                                      "cipher_suite": ev.cipher_suite, "version": ev.version}

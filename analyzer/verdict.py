@@ -41,6 +41,7 @@ SHORT_REMEDY = {
                              "black hole), or look at the gateway's TLS service",
     "DTLS_COOKIE_IGNORED": "make the gateway's DTLS answers reach the client's socket (NAT, load balancer, "
                            "asymmetric firewall)",
+    "DTLS_ANSWERS_LOST": "let the gateway's UDP answers back to the client (a firewall's or NAT's return path)",
     "DTLS_SOURCE_MISMATCH": "make the gateway answer DTLS from the address and port the client sends to",
     "DTLS_RESUME_FULL_HANDSHAKE": "find the device between client and gateway that terminates DTLS",
     "DTLS_NAT_REBINDING": "raise the client-side NAT's UDP timeout, or lower the gateway's DPD/keepalive interval",
@@ -311,7 +312,7 @@ def judge(s: Session) -> SessionVerdict:
         port = (params.dtls_port if params is not None and params.dtls_port else None) or \
             split_endpoint(s.gateway)[1]
         nr = first("DTLS_NO_RESPONSE")
-        for fid in ("DTLS_RESUME_FULL_HANDSHAKE", "DTLS_COOKIE_IGNORED", "DTLS_SOURCE_MISMATCH"):
+        for fid in ("DTLS_RESUME_FULL_HANDSHAKE", "DTLS_COOKIE_IGNORED", "DTLS_SOURCE_MISMATCH", "DTLS_ANSWERS_LOST"):
             f = first(fid)
             if f is not None:
                 return _verdict("degraded", "Tunnel up over TLS only", _plain(f.message), f.frames, f.time,

@@ -349,6 +349,13 @@ class Lab:
             self.ns_run(self.client_ns, ["nft", "add", "rule", "netdev", "acflowbig", "in", "meta", "protocol", "ip",
                                          "tcp", "sport", "443", "meta", "length", "gt", "1200", "drop"])
             return
+        if how == "udp-in":  # the gateway's DTLS answers lost on the client's way in (UDP from port 443 dropped)
+            self.ns_run(self.client_ns, ["nft", "add", "table", "netdev", "acflowudp"])
+            self.ns_run(self.client_ns, ["nft", "add", "chain", "netdev", "acflowudp", "in",
+                                         f"{{ type filter hook ingress device {self.client_if} priority 0 ; }}"])
+            self.ns_run(self.client_ns, ["nft", "add", "rule", "netdev", "acflowudp", "in", "meta", "protocol", "ip",
+                                         "udp", "sport", "443", "drop"])
+            return
         if how == "synack-in":  # the gateway's SYN-ACKs lost on the client's way in (a broken way back): a capture
             # on the gateway's side sees the SYNs come and its answers leave
             self.ns_run(self.client_ns, ["nft", "add", "table", "netdev", "acflowback"])

@@ -133,6 +133,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "a firewall on the way back); the client sends its SYN again until it gives up",
              block_tcp="synack-in", capture_side="gateway", expect_connect=False, pings=0,
              client_sysctls={"net.ipv4.tcp_syn_retries": "2"}),
+    Scenario("dtls-return-blocked", "captured on the gateway's interface: the client's DTLS ClientHellos arrive and "
+             "the gateway answers them (ServerHello…), but its UDP never reaches the client (dropped on the client's "
+             "way in): the client sends its hellos again, gives up on DTLS, and the tunnel runs over CSTP",
+             gateway={"tls-priorities": PRIO_TLS13}, block_tcp="udp-in", capture_side="gateway", wait_dtls=False,
+             pings=10, hold=20.0),
     Scenario("tls12-rsa", "TLS 1.2 with RSA key exchange (decryptable with the gateway's private key), "
              "DTLS PSK-NEGOTIATE from the TLS 1.2 exporter",
              gateway={"tls-priorities": PRIO_TLS12_RSA}),

@@ -37,6 +37,8 @@ EXPECTED = {
     "dpd-loss": {("error", "DPD_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"),
                  ("info", "RECONNECT"), ("info", "SESSION_DISCONNECT"), ("warning", "TCP_RETRANSMISSIONS"),
                  ("warning", "TCP_CONNECT_FAILED")},
+    "dtls-return-blocked": {("info", "AUTH_MULTI_ROUND"), ("info", "DTLS_BACKOFF"), ("info", "SESSION_DISCONNECT"),
+                            ("warning", "DTLS_ANSWERS_LOST"), ("warning", "DTLS_FALLBACK_TLS")},
     "nat-rebinding": {("error", "DPD_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"),
                       ("info", "RECONNECT"), ("info", "SESSION_DISCONNECT"), ("warning", "DPD_RTT_HIGH"),
                       ("warning", "DTLS_NAT_REBINDING")},

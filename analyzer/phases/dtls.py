@@ -3,6 +3,7 @@ decrypted or recognised from the record pattern — the channel statistics) and 
 from __future__ import annotations
 
 import itertools
+from dataclasses import field
 from typing import Any
 
 from dissectors.tls.names import cipher_suite_name
@@ -127,6 +128,10 @@ class DTLSFlowSummary(Record):
     first_frame: int | None
     # without keys: what the channel carried, estimated from record sizes (only for undecrypted records)
     estimate: ChannelEstimate = UNSET
+    server_hello_frames: list[int] = field(default=UNSET, metadata={
+        "description": "every ServerHello of the flow (the gateway's answer to each ClientHello it answered; the "
+                       "first 50); present only when there is one"})
+    server_hello_times: list[float] = field(default=UNSET, metadata={"description": "their times"})
 
 
 @record
@@ -204,7 +209,9 @@ def flow_summary(f: DTLSFlow, params: TunnelParameters | None) -> DTLSFlowSummar
         first_record=f.first_record, start=f.first_ts, end=f.last_ts, continues=f.continues,
         first_frame=f.first_frame,
         estimate=ChannelEstimate.from_estimate(f.estimate) if f.estimate is not None and f.keys_source is None
-        else UNSET)
+        else UNSET,
+        **({"server_hello_frames": [fr for _t, fr in f.server_hellos[:50]],
+            "server_hello_times": [t for t, _fr in f.server_hellos[:50]]} if f.server_hellos else {}))
 
 
 def build(g: Group, cstp: Phase, capture_end: float | None = None) -> Phase:

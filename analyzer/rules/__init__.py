@@ -30,6 +30,7 @@ RULE_MODULES = [
     "dtls_handshake",
     "dtls_backoff",
     "dtls_cookie",
+    "dtls_answers",
     "dtls_path",
     "dpd",
     "tcp_retransmissions",

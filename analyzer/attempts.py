@@ -55,6 +55,7 @@ class FailedConnect:
     last_ts: float = 0.0
     last_frame: int = 0
     icmp: dict | None = field(default=None)  # {"from", "code", "text", "frame", "time"}
+    answer_ttl: int | None = None  # the reset's IP TTL (hop limit) as captured
 
     @property
     def order(self) -> tuple:
@@ -89,7 +90,7 @@ def from_stream(st, capture: str | None) -> FailedConnect | None:
                          capture=capture, syns=syns, answer="reset" if reset else "none",
                          answer_ts=rst[1] if reset else None, answer_frame=rst[2] if reset else None,
                          accepted=accepted, first_ts=st.first_ts, first_frame=st.first_frame, last_ts=st.last_ts,
-                         last_frame=st.last_frame)
+                         last_frame=st.last_frame, answer_ttl=rst[3] if reset else None)
 
 
 def bounded(found: list[FailedConnect]) -> list[FailedConnect]:

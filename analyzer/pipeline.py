@@ -335,6 +335,7 @@ class Pipeline:
             conn = TCPTracker(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
                                  self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers)
             conn.syn_seen = bool(flow.syn_seen)
+            conn.handshake_ttl = flow.handshake_ttl
             conn.tls.key_wait = self.key_wait
             self.tcp[flow.index] = conn
         if conn.is_tls is False:
@@ -513,8 +514,11 @@ class Pipeline:
             self._dispatch(flow, ev)
         tcp = self.tcp
         for st in self.flows.streams():  # connections that never carried data: no tracker was made for them
-            if st.index not in tcp and st.handshake:
-                self._note_failed_connect(st)
+            if st.index not in tcp:
+                if st.handshake:
+                    self._note_failed_connect(st)
+            elif st.rst_seen and st.after_reset:  # (data from a side after its reset: analyzer/rules/tcp_reset.py)
+                tcp[st.index].after_reset = st.after_reset
         attempts.bounded(self.failed_connects)
         if self.key_wait is not None:  # no more keys: parked records are reported without them, held DTLS goes on
             self._dtls_hold_off = True

@@ -388,6 +388,12 @@ class TCPTracker(FlowTracker):
         self.first_app_ts: float | None = None
         # keyless reading and captures cut in the middle of a connection
         self.syn_seen: bool | None = None  # set by the pipeline from the TCP stream (None: unknown)
+        #: the TTL (hop limit) of the client's SYN ("c2s") and the server's SYN-ACK ("s2c") as captured, set by the
+        #: pipeline from the TCP stream: what a reset from that side should arrive with
+        self.handshake_ttl: dict[str, int] = {}
+        #: segments with data a side sent after its own reset (set by the pipeline at the end: a reset that side
+        #: did not make — a device in between forged it)
+        self.after_reset: dict[str, int] = {}
         self.started_before_capture = False  # no SYN and the first bytes were not a ClientHello
         self.first_record_type: int | None = None  # TLS content type of the first record seen
         self.resync_skipped = {"c2s": 0, "s2c": 0}  # bytes skipped to find a record boundary (mid-stream start)
@@ -484,7 +490,8 @@ class TCPTracker(FlowTracker):
             if len(self.retransmission_frames) < MAX_PROBLEMS:
                 self.retransmission_frames.append(ev.frame)
         elif t is flows_mod.StreamClosed:
-            self.closed.append({"direction": ev.direction, "reason": ev.reason, "ts": ev.ts, "frame": ev.frame})
+            self.closed.append({"direction": ev.direction, "reason": ev.reason, "ts": ev.ts, "frame": ev.frame}
+                               | ({"ttl": ev.ttl} if ev.ttl is not None else {}))
             self.last_ts = ev.ts
             self.last_frame = ev.frame
 

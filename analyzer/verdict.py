@@ -70,6 +70,7 @@ CONNECTED_BUT = {
     "DOWNLOADER_FAILED": "Connected, but the downloader failed",
     "DPD_RTT_HIGH": "Connected, with high latency",
     "DTLS_NAT_REBINDING": "Connected, but a NAT moved the DTLS flow",
+    "TCP_RESET_INJECTED": "Connected, but a device on the path reset the tunnel's connection",
 }
 
 
@@ -337,6 +338,16 @@ def judge(s: Session) -> SessionVerdict:
         exp = (CONNECTED_BUT.get(worst.id, "Connected, with a problem") if connected
                else "Tunnel seen without keys, with a problem")
         cause = _plain(worst.message)
+        if worst.id == "TCP_RESET_INJECTED":  # (the experience says who; the cause says how it shows)
+            r = (worst.evidence.get("resets") or [{}])[0]
+            cause = (f"the reset of {r.get('connection')} at {_rel(worst.time, s.start)} arrived with TTL "
+                     f"{r.get('ttl')} where the {'gateway' if r.get('direction') == 's2c' else 'client'}'s packets "
+                     f"arrive with TTL {r.get('expected_ttl')}: not the "
+                     f"{'gateway' if r.get('direction') == 's2c' else 'client'}'s")
+            if rc is not None:
+                later = rc.time - worst.time if rc.time is not None and worst.time is not None else None
+                cause += "; the client reconnected" + (f" {_secs(later)} later" if later is not None and later > 0
+                                                       else "")
         lead = "the gateway certificate fails strict validation: "
         if worst.id == "TLS_CERT_UNTRUSTED" and cause.startswith(lead):  # the experience already says so
             cause = cause[len(lead):]

@@ -113,6 +113,7 @@ class StreamClosed:
     reason: str  # "fin" or "rst"
     ts: float
     frame: int
+    ttl: int | None = None  # a reset's IP TTL (IPv6: hop limit) as captured (None: a FIN, or not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +207,7 @@ class _Half:
     """State of one direction of a TCP connection."""
 
     __slots__ = (
+        "after_rst",
         "buf",
         "buffered",
         "bytes",
@@ -235,6 +237,7 @@ class _Half:
         self.fin_ts = 0.0
         self.fin_frame = 0
         self.closed: str | None = None  # None, "fin" or "rst"
+        self.after_rst = 0  # segments with data this direction sent after its own reset (not delivered)
         self.bytes = 0  # bytes delivered
         # the last data segment taken (its end offset, length, time): one just like it right after is a `Duplicate`
         self.last_end = -1
@@ -263,6 +266,7 @@ class TCPStream:
         "fin_seen",
         "first_frame",
         "handshake",
+        "handshake_ttl",
         "first_ts",
         "index",
         "key",
@@ -313,7 +317,10 @@ class TCPStream:
         #: the connection's SYN and SYN-ACK segments as (direction, time, frame), the first `MAX_HANDSHAKE` (a
         #: client's SYN retries, the server's answer): what a connection that never carried data shows
         self.handshake: list[tuple[str, float, int]] = []
-        self.rst: tuple[str, float, int] | None = None  # the first RST: (direction, time, frame)
+        self.rst: tuple[str, float, int, int] | None = None  # the first RST: (direction, time, frame, TTL)
+        #: the IP TTL (IPv6: hop limit) of the client's first SYN ("c2s") and the server's first SYN-ACK ("s2c") as
+        #: captured: what each side's packets arrive with at the capture point
+        self.handshake_ttl: dict[str, int] = {}
         self.buffered = 0  # out-of-order bytes buffered, both directions
         self.user = None  # free slot for the consumer (e.g. a TLS connection)
         self.key: tuple | None = None  # its key in the FlowTable (None when used alone)
@@ -326,6 +333,12 @@ class TCPStream:
     def closed(self) -> bool:
         """True after a RST, or once both directions sent a FIN."""
         return self.rst_seen or (self._c.fin is not None and self._s.fin is not None)
+
+    @property
+    def after_reset(self) -> dict[str, int]:
+        """Segments with data each direction sent after its own reset, where there are any (they are not
+        delivered: a peer that reset its connection sends nothing more on it, unless the reset was not its own)."""
+        return {h.name: h.after_rst for h in (self._c, self._s) if h.after_rst}
 
     @property
     def syn_seen(self) -> bool:
@@ -382,6 +395,8 @@ class TCPStream:
             seq = (seq + 1) & _M32  # the SYN consumes one sequence number
             if len(self.handshake) < MAX_HANDSHAKE:
                 self.handshake.append((h.name, ts, frame))
+            if h.name not in self.handshake_ttl:
+                self.handshake_ttl[h.name] = packet.ttl
             if h.isn is None or (h.syn_seq is None and h.next == 0 and not h.buf and h.fin is None):
                 h.isn = seq
                 h.syn_seq = packet.seq
@@ -390,6 +405,8 @@ class TCPStream:
             h.isn = seq
             h.first_seq = seq
         if h.closed == "rst":
+            if packet.payload_len > 0 and not flags & _RST:
+                h.after_rst += 1  # (a reset its sender did not make goes on: a device in between forged it)
             return out  # the sender aborted: later segments carry nothing we can trust
         plen = packet.payload_len
         if plen < 0:  # noqa: PLR1730 (hot path: no call)
@@ -424,13 +441,13 @@ class TCPStream:
                             out.append(StreamClosed(h.name, "fin", ts, frame))
         if flags & _RST:
             if not self.rst_seen:
-                self.rst = (h.name, ts, frame)
+                self.rst = (h.name, ts, frame, packet.ttl)
             self.rst_seen = True
             if not h.closed:
                 self._release(h, ts, frame, out)
                 if not h.closed:  # (releasing may have reached a pending FIN)
                     h.closed = "rst"
-                    out.append(StreamClosed(h.name, "rst", ts, frame))
+                    out.append(StreamClosed(h.name, "rst", ts, frame, packet.ttl))
         elif flags & _ACK and o.isn is not None and not o.closed:
             d = (packet.ack - o.isn - o.next) & _M32
             if 0 < d < _HALF:

@@ -178,6 +178,8 @@ def _conntrack_udp(lab: Lab, ns: str) -> list[dict]:
     return entries
 
 
+RESET_TABLE = "acflowreset"  # the "reset-once" step's nftables table (gateway namespace)
+
 STEP_OPS = {
     "block-all": "nftables in the gateway namespace (netdev ingress+egress of its veth) silently drops every IPv4 "
                  "packet from and to the client (TCP, UDP, ICMP)",
@@ -191,6 +193,9 @@ STEP_OPS = {
                 "198.18.0.2:ports",
     "move-client": "(address): the client's address on its veth changes to this one (another address in "
                    "198.18.0.0/24; the old one removed): a laptop that roams to another network",
+    "reset-once": "nftables in the gateway namespace answers TCP to port 443 with a TCP reset (a device in between "
+                  "resetting the connection: ocserv never sees the packet, nor sends the reset)",
+    "unreset": "delete that nftables table",
     "other-traffic": "unrelated flows (lab.othertraffic.FLOWS: TLS, DTLS, DNS, HTTP to the other servers' "
                      "namespace) one after the other, while pings run through the tunnel",
 }
@@ -228,6 +233,17 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other=None) -> None:
             index, ts, line = hit
             act("client-logged", pattern=regex, line=line, line_time=ts)
             cursor = index + 1
+        elif op == "reset-once":
+            _nft(lab, lab.gw_ns, "add", "table", "inet", RESET_TABLE)
+            _nft(lab, lab.gw_ns, "add", "chain", "inet", RESET_TABLE, "in",
+                 "{ type filter hook input priority -10 ; }")
+            _nft(lab, lab.gw_ns, "add", "rule", "inet", RESET_TABLE, "in", "ip", "saddr", CLIENT_OUTER, "tcp", "dport",
+                 "443", "reject", "with", "tcp", "reset")
+            act("tcp-reset-rule", namespace="gateway", how="nftables input: reject with tcp reset")
+            cursor = len(client.lines())
+        elif op == "unreset":
+            _nft(lab, lab.gw_ns, "delete", "table", "inet", RESET_TABLE)
+            act("tcp-reset-rule-removed", namespace="gateway")
         elif op == "sleep":
             time.sleep(args[0])
         elif op == "ping":
@@ -350,6 +366,13 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 else:
                     lab.drop_udp_to(lab.gw_ns, 53)
                 act("dns", how=sc.dns, server=GW_OUTER)
+            if sc.gateway_ttl:
+                _nft(lab, lab.gw_ns, "add", "table", "inet", "acflowttl")
+                _nft(lab, lab.gw_ns, "add", "chain", "inet", "acflowttl", "out",
+                     "{ type filter hook output priority 0 ; }")
+                _nft(lab, lab.gw_ns, "add", "rule", "inet", "acflowttl", "out", "tcp", "sport", "443", "tcp", "flags",
+                     "&", "rst", "==", "0", "ip", "ttl", "set", str(sc.gateway_ttl))
+                act("gateway-ttl", ttl=sc.gateway_ttl)
             if sc.block_tcp:
                 lab.block_tcp_443(sc.block_tcp)
                 act("tcp-blocked", how=sc.block_tcp)

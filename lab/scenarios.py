@@ -31,7 +31,10 @@ class Scenario:
     # the client resolves the gateway's name through a DNS server at the gateway's address (no openconnect
     # --resolve): "nxdomain" (lab.dnsish nxserver: the name does not exist) or "unanswered" (UDP 53 dropped)
     dns: str | None = None
-    capture_side: str = "client"  # where dumpcap captures: the client's veth, or "gateway": the gateway's
+    capture_side: str = "client"
+    # the TTL of the gateway's TCP packets from port 443 (nftables in its namespace; resets excepted): a gateway
+    # whose packets arrive with another TTL than a device in between would give its own (middlebox-reset)
+    gateway_ttl: int | None = None  # where dumpcap captures: the client's veth, or "gateway": the gateway's
     outer_mtu: int | None = None  # veth MTU
     force_tun_mtu: int | None = None  # the client's script sets this MTU on the tun instead of the granted one
     pings: int = 5  # small pings (56 data bytes) through the tunnel
@@ -138,6 +141,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "way in): the client sends its hellos again, gives up on DTLS, and the tunnel runs over CSTP",
              gateway={"tls-priorities": PRIO_TLS13}, block_tcp="udp-in", capture_side="gateway", wait_dtls=False,
              pings=10, hold=20.0),
+    Scenario("middlebox-reset", "a device between client and gateway resets the tunnel's TCP connection: nftables "
+             "in the gateway namespace answers the client's next CSTP packet (a keepalive: gateway keepalive = 2) "
+             "with a TCP reset ocserv never sent, TTL 64, while the gateway's own packets leave with TTL 200; the "
+             "client's immediate reconnect is reset too, the next one (rule removed) connects with its cookie",
+             gateway={"tls-priorities": PRIO_TLS13, "keepalive": "2"}, pings=3, gateway_ttl=200,
+             steps=(("reset-once",), ("sleep", 4.0), ("unreset",), ("wait-client", r"^CSTP connected", 30),
+                    ("wait-client", r"^Established DTLS", 20), ("ping", 3))),
     Scenario("tls12-rsa", "TLS 1.2 with RSA key exchange (decryptable with the gateway's private key), "
              "DTLS PSK-NEGOTIATE from the TLS 1.2 exporter",
              gateway={"tls-priorities": PRIO_TLS12_RSA}),

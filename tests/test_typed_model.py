@@ -149,6 +149,8 @@ FIXED_SINCE = {
     "dpd-loss": "the client's reconnect attempts whose SYNs got no answer left no trace (TCP connections without "
                 "data were dropped): tests/test_failed_connects.py, TCP_CONNECT_FAILED",
     "dpd-late-answer": "the same, its first reconnect attempt timed out: tests/test_failed_connects.py",
+    "middlebox-reset": "a reset forged by a device in between read as the gateway's own: "
+                       "tests/test_middlebox_reset.py, TCP_RESET_INJECTED",
 }
 
 

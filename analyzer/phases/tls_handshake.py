@@ -122,6 +122,13 @@ class ConnectionSummary(FlowSummary):
         "description": "the most bytes captured of one such frame; present only with truncated_frames"})
     first_truncated_frame: int = field(default=UNSET, metadata={
         "description": "the first such frame; present only with truncated_frames"})
+    handshake_ttl: dict[str, int] = field(default=UNSET, metadata={
+        "description": "the IP TTL (IPv6: hop limit) the client's SYN (c2s) and the server's SYN-ACK (s2c) arrived "
+                       "with at the capture point; present only when the handshake was captured. A reset's is in "
+                       "`closed[].ttl`"})
+    after_reset: dict[str, int] = field(default=UNSET, metadata={
+        "description": "segments with data a side (c2s, s2c) sent after its own reset: the reset was not its own; "
+                       "present only then"})
     proxy: dict[str, Any] = field(default=UNSET, metadata={
         "description": "the connection runs through an HTTP proxy (the server is the proxy): {frame, time, request "
                        "(the CONNECT line), target (host:port asked for), response (the proxy's status line), status, "
@@ -149,6 +156,8 @@ class FailedConnectSummary(FlowSummary):
     icmp: dict[str, Any] = field(default=UNSET, metadata={
         "description": "the ICMP error: {from (who sent it), code, text (the code in words), frame, time}; present "
                        "only with answer icmp"})
+    answer_ttl: int = field(default=UNSET, metadata={
+        "description": "the reset's IP TTL (IPv6: hop limit) as captured; present only with answer reset"})
 
 
 @dataclass
@@ -322,7 +331,8 @@ def failed_connect_summary(f) -> FailedConnectSummary:
         end=max(f.last_ts, f.answer_ts or f.last_ts), first_frame=f.first_frame,
         last_frame=max(f.last_frame, f.answer_frame or 0), failed_connect=True, answer=f.answer,
         syn_frames=[fr for _t, fr in f.syns], syn_times=[t for t, _fr in f.syns], answer_frame=f.answer_frame,
-        answer_time=f.answer_ts, accepted=f.accepted, **({"icmp": dict(f.icmp)} if f.icmp else {}))
+        answer_time=f.answer_ts, accepted=f.accepted, **({"icmp": dict(f.icmp)} if f.icmp else {}),
+        **({"answer_ttl": f.answer_ttl} if f.answer_ttl is not None else {}))
 
 
 def conn_summary(c: TCPTracker) -> ConnectionSummary:
@@ -337,7 +347,9 @@ def conn_summary(c: TCPTracker) -> ConnectionSummary:
         retransmission_frames=c.retransmission_frames[:20], gaps=c.gaps[:10],
         closed=c.closed[:2], problems=c.problems[:10], alerts=_alerts(c.alerts[:10]),
         decryption={k: v for k, v in c.decryption.items()}, first_retransmission=c.first_retransmission_ts,
-        **_snapped(c), **({"proxy": dict(c.proxy)} if c.proxy else {}))
+        **_snapped(c), **({"proxy": dict(c.proxy)} if c.proxy else {}),
+        **({"handshake_ttl": dict(c.handshake_ttl)} if c.handshake_ttl else {}),
+        **({"after_reset": dict(c.after_reset)} if c.after_reset else {}))
 
 
 def _snapped(f) -> dict:

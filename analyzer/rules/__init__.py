@@ -34,6 +34,7 @@ RULE_MODULES = [
     "dtls_path",
     "dpd",
     "tcp_retransmissions",
+    "tcp_reset",
     "reconnect",
     "session_end",
     "capture_quality",

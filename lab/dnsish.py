@@ -25,25 +25,28 @@ def answer(q: bytes, address: str) -> bytes:
             + struct.pack(">HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(address))
 
 
+def nxdomain(q: bytes) -> bytes:
+    """The answer to ``q`` that the name does not exist (RCODE 3, no record)."""
+    return q[:2] + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + q[12:]
+
+
+def serve(listen: str, respond, word: str) -> None:
+    """Answer every query on ``listen``:53 with ``respond(query)``, a line per answer (never returns)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((listen, 53))
+    print(f"listening on {listen}:53", flush=True)
+    while True:
+        q, peer = s.recvfrom(512)
+        if len(q) >= 12:
+            s.sendto(respond(q), peer)
+            print(f"{word} {peer[0]}:{peer[1]} id {q[:2].hex()}", flush=True)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["server"] and len(argv) == 3:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((argv[1], 53))
-        print(f"listening on {argv[1]}:53", flush=True)
-        while True:
-            q, peer = s.recvfrom(512)
-            if len(q) >= 12:
-                s.sendto(answer(q, argv[2]), peer)
-                print(f"answered {peer[0]}:{peer[1]} id {q[:2].hex()}", flush=True)
-    if argv[:1] == ["nxserver"] and len(argv) == 2:  # every name is unknown: NXDOMAIN (RCODE 3), no record
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((argv[1], 53))
-        print(f"listening on {argv[1]}:53", flush=True)
-        while True:
-            q, peer = s.recvfrom(512)
-            if len(q) >= 12:
-                s.sendto(q[:2] + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + q[12:], peer)
-                print(f"NXDOMAIN {peer[0]}:{peer[1]} id {q[:2].hex()}", flush=True)
+        serve(argv[1], lambda q: answer(q, argv[2]), "answered")
+    if argv[:1] == ["nxserver"] and len(argv) == 2:
+        serve(argv[1], nxdomain, "NXDOMAIN")
     if argv[:1] == ["client"] and len(argv) >= 3:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(2)

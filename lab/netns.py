@@ -326,56 +326,39 @@ class Lab:
         d.mkdir(parents=True, exist_ok=True)
         (d / "resolv.conf").write_text(f"nameserver {address}\noptions timeout:2 attempts:2\n")
 
+    #: `path_fault` faults at the gateway's way in (inet input of its namespace: nothing reaches ocserv), as
+    #: nftables verdicts for TCP to port 443
+    GATEWAY_INPUT = {"drop": ("drop",), "reset": ("reject", "with", "tcp", "reset"),
+                     "icmp": ("reject", "with", "icmp", "type", "admin-prohibited")}
+    #: `path_fault` losses at the client's way in (netdev ingress of its veth: a capture on the gateway's side sees
+    #: the packets leave): what is dropped silently
+    CLIENT_INGRESS = {"big-in": ("tcp", "sport", "443", "meta", "length", "gt", "1200"),  # path MTU black hole
+                      "udp-in": ("udp", "sport", "443"),  # the gateway's DTLS answers
+                      "synack-in": ("tcp", "sport", "443")}  # the gateway's TCP: its SYN-ACKs (a broken way back)
+
+    def _nft_chain(self, ns: str, family: str, table: str, hook: str, rule: tuple) -> None:
+        self.ns_run(ns, ["nft", "add", "table", family, table])
+        self.ns_run(ns, ["nft", "add", "chain", family, table, "c", f"{{ type filter hook {hook} priority 0 ; }}"])
+        self.ns_run(ns, ["nft", "add", "rule", family, table, "c", *rule])
+
+    def path_fault(self, how: str) -> None:
+        """A fault on the path between client and gateway, made by nftables: ``how`` a key of `GATEWAY_INPUT` (TCP
+        to port 443 dropped, reset or rejected by ICMP: the gateway not reached), of `CLIENT_INGRESS` (a loss on the
+        client's way in), or "big" (the gateway's TCP segments from port 443 over 1200 bytes dropped on their way
+        out: a path MTU black hole — a smaller link on the path, its ICMP 'fragmentation needed' lost)."""
+        if how in self.CLIENT_INGRESS:
+            self._nft_chain(self.client_ns, "netdev", "acflowpath", f"ingress device {self.client_if}",
+                            ("meta", "protocol", "ip", *self.CLIENT_INGRESS[how], "drop"))
+        elif how == "big":
+            self._nft_chain(self.gw_ns, "inet", "acflowpath", "output",
+                            ("tcp", "sport", "443", "meta", "length", "gt", "1200", "drop"))
+        else:
+            self._nft_chain(self.gw_ns, "inet", "acflowpath", "input",
+                            ("tcp", "dport", "443", *self.GATEWAY_INPUT[how]))
+
     def drop_udp_to(self, ns: str, dport: int) -> None:
         """nftables in namespace ``ns``: drop incoming UDP to port ``dport`` (a server that never answers)."""
-        self.ns_run(ns, ["nft", "add", "table", "inet", "acflow-udp"])
-        self.ns_run(ns, ["nft", "add", "chain", "inet", "acflow-udp", "in",
-                         "{ type filter hook input priority 0 ; }"])
-        self.ns_run(ns, ["nft", "add", "rule", "inet", "acflow-udp", "in", "udp", "dport", str(dport), "drop"])
-
-    #: `block_tcp_443` answers: nftables verdicts
-    TCP_BLOCKS = {"drop": ("drop",), "reset": ("reject", "with", "tcp", "reset"),
-                  "icmp": ("reject", "with", "icmp", "type", "admin-prohibited")}
-
-    def block_tcp_443(self, how: str) -> None:
-        """Answer TCP to port 443 in the gateway namespace with ``how`` (`TCP_BLOCKS`): the gateway not reached.
-        ``how`` "big": the gateway's TCP segments from port 443 longer than 1200 bytes are dropped silently on the
-        way out (a path MTU black hole: a smaller link on the path, its ICMP 'fragmentation needed' lost)."""
-        if how == "big-in":  # the same loss on the client's way in (netdev ingress of its veth): a capture on the
-            # gateway's side sees the big segments leave and come back as retransmissions
-            self.ns_run(self.client_ns, ["nft", "add", "table", "netdev", "acflowbig"])
-            self.ns_run(self.client_ns, ["nft", "add", "chain", "netdev", "acflowbig", "in",
-                                         f"{{ type filter hook ingress device {self.client_if} priority 0 ; }}"])
-            self.ns_run(self.client_ns, ["nft", "add", "rule", "netdev", "acflowbig", "in", "meta", "protocol", "ip",
-                                         "tcp", "sport", "443", "meta", "length", "gt", "1200", "drop"])
-            return
-        if how == "udp-in":  # the gateway's DTLS answers lost on the client's way in (UDP from port 443 dropped)
-            self.ns_run(self.client_ns, ["nft", "add", "table", "netdev", "acflowudp"])
-            self.ns_run(self.client_ns, ["nft", "add", "chain", "netdev", "acflowudp", "in",
-                                         f"{{ type filter hook ingress device {self.client_if} priority 0 ; }}"])
-            self.ns_run(self.client_ns, ["nft", "add", "rule", "netdev", "acflowudp", "in", "meta", "protocol", "ip",
-                                         "udp", "sport", "443", "drop"])
-            return
-        if how == "synack-in":  # the gateway's SYN-ACKs lost on the client's way in (a broken way back): a capture
-            # on the gateway's side sees the SYNs come and its answers leave
-            self.ns_run(self.client_ns, ["nft", "add", "table", "netdev", "acflowback"])
-            self.ns_run(self.client_ns, ["nft", "add", "chain", "netdev", "acflowback", "in",
-                                         f"{{ type filter hook ingress device {self.client_if} priority 0 ; }}"])
-            self.ns_run(self.client_ns, ["nft", "add", "rule", "netdev", "acflowback", "in", "meta", "protocol", "ip",
-                                         "tcp", "sport", "443", "drop"])
-            return
-        if how == "big":
-            self.ns_run(self.gw_ns, ["nft", "add", "table", "inet", "acflowtcp"])
-            self.ns_run(self.gw_ns, ["nft", "add", "chain", "inet", "acflowtcp", "out",
-                                     "{ type filter hook output priority 0 ; }"])
-            self.ns_run(self.gw_ns, ["nft", "add", "rule", "inet", "acflowtcp", "out", "tcp", "sport", "443",
-                                     "meta", "length", "gt", "1200", "drop"])
-            return
-        self.ns_run(self.gw_ns, ["nft", "add", "table", "inet", "acflowtcp"])
-        self.ns_run(self.gw_ns, ["nft", "add", "chain", "inet", "acflowtcp", "in",
-                                 "{ type filter hook input priority 0 ; }"])
-        self.ns_run(self.gw_ns, ["nft", "add", "rule", "inet", "acflowtcp", "in", "tcp", "dport", "443",
-                                 *self.TCP_BLOCKS[how]])
+        self._nft_chain(ns, "inet", "acflow-udp", "input", ("udp", "dport", str(dport), "drop"))
 
     def start_capture(self, capture: Path, log_path: Path, extra: tuple[str, ...] = ("-q",),
                       side: str = "client") -> StampedProcess:

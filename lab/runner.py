@@ -373,9 +373,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 _nft(lab, lab.gw_ns, "add", "rule", "inet", "acflowttl", "out", "tcp", "sport", "443", "tcp", "flags",
                      "&", "rst", "==", "0", "ip", "ttl", "set", str(sc.gateway_ttl))
                 act("gateway-ttl", ttl=sc.gateway_ttl)
-            if sc.block_tcp:
-                lab.block_tcp_443(sc.block_tcp)
-                act("tcp-blocked", how=sc.block_tcp)
+            if sc.path_fault:
+                lab.path_fault(sc.path_fault)
+                act("path-fault", how=sc.path_fault)
             other = None
             if sc.other_traffic:
                 other = start_other_servers(lab, lab.add_other_servers(OTHER_NS_ADDRESSES), work / "other",

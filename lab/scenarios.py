@@ -25,9 +25,11 @@ class Scenario:
     groups: tuple[str, ...] = ()  # groups the lab user belongs to (ocserv plain passwd)
     authgroup: str | None = None  # openconnect --authgroup
     block_udp: bool = False  # nftables drop of UDP in the gateway namespace
-    # nftables in the gateway namespace answers TCP to port 443 (the gateway never reached): "drop" (no answer),
-    # "reset" (a TCP reset) or "icmp" (ICMP administratively prohibited)
-    block_tcp: str | None = None
+    # a fault on the path, made by nftables (lab.netns.Lab.path_fault): TCP to the gateway's port 443 "drop"ped,
+    # "reset" or rejected by "icmp" (the gateway never reached); a loss at the client's way in ("big-in": the
+    # gateway's TCP segments over 1200 bytes, "udp-in": its UDP, "synack-in": its TCP); "big": the gateway's TCP
+    # segments over 1200 bytes lost on their way out (a path MTU black hole)
+    path_fault: str | None = None
     # the client resolves the gateway's name through a DNS server at the gateway's address (no openconnect
     # --resolve): "nxdomain" (lab.dnsish nxserver: the name does not exist) or "unanswered" (UDP 53 dropped)
     dns: str | None = None
@@ -107,23 +109,23 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              gateway={"tls-priorities": PRIO_TLS13}, password="wrong-password", expect_connect=False, pings=0),
     Scenario("gateway-unreachable", "TCP to the gateway's port 443 dropped (a firewall that drops, a dead route): "
              "the client's SYNs get no answer, openconnect gives up ('Failed to connect to host'); no TLS",
-             block_tcp="drop", expect_connect=False, pings=0,
+             path_fault="drop", expect_connect=False, pings=0,
              # (the client gives up after ~3 s of retransmitted SYNs instead of Linux's minutes)
              client_sysctls={"net.ipv4.tcp_syn_retries": "2"}),
     Scenario("gateway-refused", "TCP to the gateway's port 443 answered by a reset (nothing listening there, the "
              "VPN service not enabled on that interface): openconnect gives up at once; no TLS",
-             block_tcp="reset", expect_connect=False, pings=0),
+             path_fault="reset", expect_connect=False, pings=0),
     Scenario("gateway-filtered", "TCP to the gateway's port 443 rejected with ICMP 'communication administratively "
              "prohibited' (a firewall's reject rule): openconnect gives up at once; no TLS",
-             block_tcp="icmp", expect_connect=False, pings=0),
+             path_fault="icmp", expect_connect=False, pings=0),
     Scenario("path-mtu-blackhole", "the gateway's TCP segments longer than 1200 bytes are lost on the way to the "
              "client without an ICMP 'fragmentation needed' (a path MTU black hole): the TCP connection comes up and "
              "the ClientHello arrives, but the gateway's handshake flight (its certificate) never does",
-             block_tcp="big", expect_connect=False, pings=0),
+             path_fault="big", expect_connect=False, pings=0),
     Scenario("path-mtu-blackhole-gateway-side", "path-mtu-blackhole captured on the gateway's interface (the loss on "
              "the client's side of the path): the gateway's full-size segments of its handshake flight leave, are "
              "never acknowledged and are sent again",
-             block_tcp="big-in", capture_side="gateway", expect_connect=False, pings=0),
+             path_fault="big-in", capture_side="gateway", expect_connect=False, pings=0),
     Scenario("gateway-name-unknown", "the client resolves the gateway's name through a DNS server that answers "
              "NXDOMAIN: getaddrinfo fails, openconnect never connects; the capture holds its DNS queries (A and "
              "AAAA, retried) and the answers, no TCP",
@@ -134,12 +136,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("return-path-blocked", "captured on the gateway's interface: the client's SYNs arrive and the gateway "
              "answers, but its packets never reach the client (dropped on the client's way in: asymmetric routing, "
              "a firewall on the way back); the client sends its SYN again until it gives up",
-             block_tcp="synack-in", capture_side="gateway", expect_connect=False, pings=0,
+             path_fault="synack-in", capture_side="gateway", expect_connect=False, pings=0,
              client_sysctls={"net.ipv4.tcp_syn_retries": "2"}),
     Scenario("dtls-return-blocked", "captured on the gateway's interface: the client's DTLS ClientHellos arrive and "
              "the gateway answers them (ServerHello…), but its UDP never reaches the client (dropped on the client's "
              "way in): the client sends its hellos again, gives up on DTLS, and the tunnel runs over CSTP",
-             gateway={"tls-priorities": PRIO_TLS13}, block_tcp="udp-in", capture_side="gateway", wait_dtls=False,
+             gateway={"tls-priorities": PRIO_TLS13}, path_fault="udp-in", capture_side="gateway", wait_dtls=False,
              pings=10, hold=20.0),
     Scenario("middlebox-reset", "a device between client and gateway resets the tunnel's TCP connection: nftables "
              "in the gateway namespace answers the client's next CSTP packet (a keepalive: gateway keepalive = 2) "

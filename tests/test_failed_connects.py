@@ -23,7 +23,7 @@ from analyzer.report.json_report import render_json, to_document
 from .conftest import NEVER_CONNECTED, facts, sample
 from .oracle import tshark_fields
 
-#: how nftables answered (the lab's facts: action tcp-blocked) -> acflow's `answer`
+#: the lab's path fault (facts: action path-fault) -> acflow's `answer`
 ANSWER = {"drop": "none", "reset": "reset", "icmp": "icmp", "synack-in": "unacknowledged"}
 
 
@@ -34,7 +34,7 @@ def _doc(paths, keylog=None, gateway=None) -> dict:
 
 
 def _blocked(name: str) -> str:
-    return next(a["how"] for a in facts(name)["actions"] if a["action"] == "tcp-blocked")
+    return next(a["how"] for a in facts(name)["actions"] if a["action"] == "path-fault")
 
 
 def _oracle(capture: Path) -> dict:

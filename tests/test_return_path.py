@@ -26,7 +26,7 @@ def _session(keys: bool) -> dict:
 def test_the_client_never_got_dtls():
     f = facts("dtls-return-blocked")
     assert not f["dtls_established"] and f["cstp_connected_time"] is not None
-    assert any(a["action"] == "tcp-blocked" and a["how"] == "udp-in" for a in f["actions"])
+    assert any(a["action"] == "path-fault" and a["how"] == "udp-in" for a in f["actions"])
 
 
 @pytest.mark.tshark

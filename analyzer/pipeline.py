@@ -169,7 +169,8 @@ class Pipeline:
                     continue
                 frames += 1
                 ts = last_ts = fr.ts
-                if fast_udp or fast_tcp:
+                # (a frame the capture cut short goes the general way, which counts it: CAPTURE_TRUNCATED)
+                if (fast_udp or fast_tcp) and len(fr.data) == fr.orig_len:
                     # Fast lanes: a frame of an established flow whose next step is the common one (the next DTLS
                     # record of the current epoch, the next in-order TCP segment of a CSTP tunnel) is handed
                     # straight to that flow's lane, from the raw bytes, skipping Packet/flow/event objects. A lane
@@ -355,6 +356,8 @@ class Pipeline:
     def _offer_tcp_lane(self, flow, conn: TCPTracker, keyless: bool = False) -> None:
         """Open the fast lanes of both directions of a TCP connection once it carries a CSTP tunnel, or (``keyless``)
         once it is a TLS connection in step whose protected records do not decrypt (files: no key can come)."""
+        if conn.in_proxy_header:  # (a direction still in an HTTP proxy's clear-text header: the general path)
+            return
         c, s = flow.client, flow.server
         for direction, (a, b) in (("c2s", (c, s)), ("s2c", (s, c))):
             key = packet_mod.ipv4_addresses(a[0], a[1], b[0], b[1])

@@ -495,6 +495,13 @@ class TCPTracker(FlowTracker):
             self.last_ts = ev.ts
             self.last_frame = ev.frame
 
+    @property
+    def in_proxy_header(self) -> bool:
+        """An HTTP proxy's CONNECT or answer (or a refusal's body) still being read in a direction: its bytes are no
+        TLS yet (no fast lane may take them: analyzer/pipeline.py `_offer_tcp_lane`)."""
+        head = self._proxy_head
+        return bool(self._proxy_skip) or (head is not None and any(v is not None for v in head.values()))
+
     def _proxy_header(self, direction: str, data, ts: float, frame: int) -> bytes:
         """The bytes of ``direction`` after its proxy header (the CONNECT request or the proxy's answer, RFC 9110
         §9.3.6), b"" while the header goes on. A header past 16 KiB is no proxy's: the bytes go on as they are.

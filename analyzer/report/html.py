@@ -810,11 +810,15 @@ def _axis_x(px0: float, px1: float, y: float, t_lo: float, t_hi: float) -> list[
     span = t_hi - t_lo
     step = _nice_step(span)
     v = math.ceil(t_lo / step) * step
-    while v <= t_hi + 1e-9:
+    for _ in range(200):  # (bounded: with times so large that adding a step no longer moves v, once)
+        if v > t_hi + 1e-9:
+            break
         px = px0 + (v - t_lo) / span * (px1 - px0) if span > 0 else px0
         out.append(f'<line x1="{px:.1f}" y1="{y}" x2="{px:.1f}" y2="{y + 5}" stroke="#59636e"/>'
                    f'<text x="{px:.1f}" y="{y + 17}" font-size="11" text-anchor="middle" fill="#59636e">'
                    f"{_e(_fmt_t(v, step))}</text>")
+        if v + step == v:
+            break
         v += step
     return out
 
@@ -857,10 +861,12 @@ def _traffic_svg(series: list, t0, t_end) -> str:
     a_abs = t0 if t0 is not None and t0 >= lo else float(lo)
     end = _num(t_end)
     b_abs = end if end is not None and end >= max(secs) else float(max(secs) + 1)
-    b_abs = max(b_abs, a_abs + 1e-3)
+    span = b_abs - a_abs
+    if not span >= 1e-3:  # (a single instant; or times so large that a millisecond is lost in the float)
+        span = 1e-3 if a_abs + 1e-3 > a_abs else 1.0
 
     def xpx(t: float) -> float:
-        return L + (min(max(t, a_abs), b_abs) - a_abs) / (b_abs - a_abs) * (R - L)
+        return L + min(max(t - a_abs, 0.0), span) / span * (R - L)
 
     def ypx(rate: float) -> float:
         return rate / peak * (half - 6)

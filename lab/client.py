@@ -146,8 +146,9 @@ def interrupt_client(client: StampedProcess, record: Callable[..., None]) -> Non
     record("client-exited", returncode=client.proc.poll())
 
 
-def wait_tun_configured(work: Path, timeout: float = 10.0) -> bool:
-    """Wait until the vpnc-script has run for "connect" (the tun is configured); True if it has."""
+def wait_tun_configured(work: Path, timeout: float = 30.0) -> bool:
+    """Wait until the vpnc-script has run for "connect" (the tun is configured); True if it has. (openconnect
+    configures the tun only once DTLS is up or given up: ~13 s when its hellos go unanswered.)"""
     deadline = time.time() + timeout
     while not (work / "script-connect.env").exists() and time.time() < deadline:
         time.sleep(0.1)

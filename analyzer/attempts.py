@@ -3,7 +3,7 @@ reset, or rejected by an ICMP error.
 
 The commonest support case, "the client cannot reach the gateway", holds nothing else: no TLS, nothing the protocol
 shows, so the flow table's streams without data would otherwise leave no trace. The pipeline keeps one
-`FailedConnect` per such stream (`collect`, at the end of the pass and when the flow table evicts a stream), the
+`FailedConnect` per such stream (`from_stream`, at the end of the pass and when the flow table evicts a stream), the
 session builder (analyzer/phases/session.py) gives each to the session of its client and gateway, or makes it a
 session of its own when --gateway names its server, and rule `tcp_connect` (TCP_CONNECT_FAILED) says what happened.
 
@@ -58,6 +58,15 @@ class FailedConnect:
     answer_ttl: int | None = None  # the reset's IP TTL (hop limit) as captured
 
     @property
+    def end(self) -> float:
+        """Its last packet or its answer, whichever came later (an ICMP error is no packet of the stream)."""
+        return max(self.last_ts, self.answer_ts or self.last_ts)
+
+    @property
+    def end_frame(self) -> int:
+        return max(self.last_frame, self.answer_frame or 0)
+
+    @property
     def order(self) -> tuple:
         """Where it began: (capture ordinal, frame)."""
         return (self.numbers[0][0] if self.numbers else 0, self.first_frame)
@@ -72,25 +81,22 @@ def from_stream(st, capture: str | None) -> FailedConnect | None:
     if not syns:
         return None
     answers = [(ts, frame) for d, ts, frame in st.handshake if d == "s2c"]
-    accepted = bool(answers)
     rst = st.rst
-    reset = rst is not None and rst[0] == "s2c"
-    if accepted and not reset:
+    if rst is not None and rst[0] == "s2c":  # refused (also: a SYN-ACK, then a reset)
+        answer, (answer_ts, answer_frame), ttl = "reset", rst[1:3], rst[3]
+    elif not answers:
+        answer, answer_ts, answer_frame, ttl = "none", None, None, None
+    elif len(syns) >= 2 and st.packets <= len(st.handshake) < MAX_HANDSHAKE:
         # the server answered SYN-ACK, the client never acknowledged it and sent its SYN again (a real client's
         # stack does; a flood's spoofed SYNs are not sent again): the answers do not reach it — seen on the
         # gateway's side of a broken way back (every packet of the connection a SYN or a SYN-ACK)
-        if len(syns) >= 2 and st.packets <= len(st.handshake) < MAX_HANDSHAKE:
-            return FailedConnect(index=st.stream, client=tuple(st.client), server=tuple(st.server),
-                                 numbers=st.numbers, capture=capture, syns=syns, answer="unacknowledged",
-                                 answer_ts=answers[0][0], answer_frame=answers[0][1], accepted=True,
-                                 first_ts=st.first_ts, first_frame=st.first_frame, last_ts=st.last_ts,
-                                 last_frame=st.last_frame)
-        return None
+        answer, (answer_ts, answer_frame), ttl = "unacknowledged", answers[0], None
+    else:
+        return None  # accepted, then closed without data: a port check, no failure
     return FailedConnect(index=st.stream, client=tuple(st.client), server=tuple(st.server), numbers=st.numbers,
-                         capture=capture, syns=syns, answer="reset" if reset else "none",
-                         answer_ts=rst[1] if reset else None, answer_frame=rst[2] if reset else None,
-                         accepted=accepted, first_ts=st.first_ts, first_frame=st.first_frame, last_ts=st.last_ts,
-                         last_frame=st.last_frame, answer_ttl=rst[3] if reset else None)
+                         capture=capture, syns=syns, answer=answer, answer_ts=answer_ts, answer_frame=answer_frame,
+                         accepted=bool(answers), first_ts=st.first_ts, first_frame=st.first_frame,
+                         last_ts=st.last_ts, last_frame=st.last_frame, answer_ttl=ttl)
 
 
 def bounded(found: list[FailedConnect]) -> list[FailedConnect]:

@@ -7,7 +7,7 @@ the host"), the first step of a connection, before any TCP.
 no answer resolved. Bounded (`MAX_LOOKUPS`)."""
 from __future__ import annotations
 
-from dissectors.dns import DNSMessage
+from dissectors.dns import RCODES, DNSMessage
 
 MAX_LOOKUPS = 4096  # lookups kept (the first by capture order); a busy resolver's capture stays bounded
 
@@ -71,8 +71,7 @@ def failed(entries: dict) -> list[dict]:
         answers = []
         for e in es:
             a = ("no answer" if e["rcode"] is None else "no record" if e["rcode"] == 0 else
-                 {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}.get(e["rcode"],
-                                                                                            f"RCODE {e['rcode']}"))
+                 RCODES.get(e["rcode"], f"RCODE {e['rcode']}"))
             if a not in answers:
                 answers.append(a)
         frames = sorted({f for e in es for _t, f in e["queries"]} | {e["answer_frame"] for e in es

@@ -10,6 +10,7 @@ import pytest
 
 from analyzer import __version__
 from analyzer.analyze import analyze_paths, load_keys
+from analyzer.evidence import GatewaySpec
 from analyzer.report.json_report import to_document
 
 from .conftest import sample
@@ -21,13 +22,17 @@ CONNECTED = [n for n in ALL if n != "auth-fail"]
 
 
 @functools.cache
-def doc(name: str, show_secrets: bool = True, rsa_only: bool = False) -> dict:
+def doc(name: str, show_secrets: bool = True, rsa_only: bool = False, keys: bool = True,
+        gateway: str | None = None) -> dict:
+    """The JSON document of sample ``name``: with its key log (``rsa_only``: its gateway's RSA key instead;
+    ``keys`` False: without any), ``gateway``: as --gateway."""
     d = sample(name)
     if rsa_only:
-        keys, info = load_keys([], [d / "server-key.pem"])
+        store, info = load_keys([], [d / "server-key.pem"])
     else:
-        keys, info = load_keys([d / "keys.log"], [])
-    analysis = analyze_paths([d / "capture.pcapng"], keys, info)
+        store, info = load_keys([d / "keys.log"] if keys else [], [])
+    gws = [GatewaySpec.parse(gateway)] if gateway else None
+    analysis = analyze_paths([d / "capture.pcapng"], store, info, gateways=gws)
     return to_document(analysis, version=__version__, show_secrets=show_secrets)
 
 

@@ -13,14 +13,12 @@ from analyzer.analyze import analyze_paths, load_keys
 from analyzer.report.json_report import to_document
 
 from .conftest import facts, sample
+from .helpers import session
 from .oracle import tshark_fields
 
 
 def _session(keys: bool) -> dict:
-    d = sample("dtls-return-blocked")
-    k, info = load_keys([d / "keys.log"] if keys else [], [])
-    [s] = to_document(analyze_paths([d / "capture.pcapng"], k, info), version=__version__)["sessions"]
-    return s
+    return session("dtls-return-blocked", keys=keys, show_secrets=False)
 
 
 def test_the_client_never_got_dtls():

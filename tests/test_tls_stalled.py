@@ -20,16 +20,14 @@ from analyzer.evidence import GatewaySpec
 from analyzer.report.json_report import to_document
 
 from .conftest import facts, sample
+from .helpers import doc
 from .oracle import tshark_fields
 
 SIDES = ("path-mtu-blackhole", "path-mtu-blackhole-gateway-side")
 
 
 def _doc(name: str, keys: bool, gateway: str | None = None) -> dict:
-    d = sample(name)
-    k, info = load_keys([d / "keys.log"] if keys else [], [])
-    gws = [GatewaySpec.parse(gateway)] if gateway else None
-    return to_document(analyze_paths([d / "capture.pcapng"], k, info, gateways=gws), version=__version__)
+    return doc(name, show_secrets=False, keys=keys, gateway=gateway)
 
 
 @pytest.mark.parametrize("name", SIDES)

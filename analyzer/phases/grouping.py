@@ -376,7 +376,7 @@ def group_connections(pipe) -> list[Group]:
             by_session.setdefault(sid, g)
     _join_moved_clients(groups)
     _split_other_programs(groups)
-    groups.sort(key=lambda g: min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]))
+    groups.sort(key=_start)
     return _follow_redirects(groups)
 
 
@@ -497,10 +497,15 @@ def _join_moved_clients(groups: list[Group]) -> None:
 REDIRECT_WINDOW = 30.0  # seconds from a gateway's redirect to the client's connection to where it pointed
 
 
+def _start(g: Group) -> float:
+    """When a group began: its flows' first packet (a group of failed connects only: its first SYN)."""
+    return min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls] or [f.first_ts for f in g.failed])
+
+
 def _span(g: Group) -> tuple[float, float]:
     """(first, last) packet time of a group's flows and failed connects."""
     firsts = [c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls] + [f.first_ts for f in g.failed]
-    lasts = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls] + [f.last_ts for f in g.failed]
+    lasts = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls] + [f.end for f in g.failed]
     return min(firsts), max(lasts)
 
 
@@ -540,8 +545,7 @@ def attach_failed_connects(groups: list[Group], failed: list, gateways=None) -> 
     if made:
         groups += made
         # (the groups of flows keep their order: by their flows' first packet, as group_connections sorted them)
-        groups.sort(key=lambda g: min([c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls]
-                                      or [f.first_ts for f in g.failed]))
+        groups.sort(key=_start)
 
 
 def redirect_of(ex) -> str | None:

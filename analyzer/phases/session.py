@@ -63,8 +63,7 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
             _unreached(phases[0], g)
         client, gw_ip, gw_port = g.key
         starts = [c.c.first_ts for c in g.conns] + [f.first_ts for f in g.dtls] + [f.first_ts for f in g.failed]
-        ends = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls] + [
-            max(f.last_ts, f.answer_ts or f.last_ts) for f in g.failed]
+        ends = [c.c.last_ts for c in g.conns] + [f.last_ts for f in g.dtls] + [f.end for f in g.failed]
         s = Session(id=f"s{i}", client=client, gateway=fmt_endpoint(gw_ip, gw_port),
                     start=min(starts) if starts else None, end=max(ends) if ends else None, phases=phases)
         s.tunnel = tunnel.build(g, phases[5].details)

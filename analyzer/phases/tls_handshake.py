@@ -328,8 +328,7 @@ def failed_connect_summary(f) -> FailedConnectSummary:
     """`FailedConnectSummary` of an analyzer/attempts.py FailedConnect."""
     return FailedConnectSummary(
         connection=f"tcp.stream {f.index}", capture=f.capture, client=fmt_endpoint(*f.client), start=f.first_ts,
-        end=max(f.last_ts, f.answer_ts or f.last_ts), first_frame=f.first_frame,
-        last_frame=max(f.last_frame, f.answer_frame or 0), failed_connect=True, answer=f.answer,
+        end=f.end, first_frame=f.first_frame, last_frame=f.end_frame, failed_connect=True, answer=f.answer,
         syn_frames=[fr for _t, fr in f.syns], syn_times=[t for t, _fr in f.syns], answer_frame=f.answer_frame,
         answer_time=f.answer_ts, accepted=f.accepted, **({"icmp": dict(f.icmp)} if f.icmp else {}),
         **({"answer_ttl": f.answer_ttl} if f.answer_ttl is not None else {}))

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from dissectors.tls.names import cipher_suite_name
 
-from .keyless import CSTP_HEADER, Protection, TunnelEstimate, fits_cstp, protection
+from .keyless import CSTP_HEADER, Protection, TunnelEstimate, fits_cstp, protection, tls13_finished_length
 from .tcptracker import MAX_SAMPLES
 
 HTTP_MIN_REQUEST = 150  # plaintext bytes: the shortest request line + Host + User-Agent the clients send
@@ -79,11 +79,6 @@ class ConnectionReading:
         return self.rounds[self.connect] if self.connect is not None else None
 
 
-def _finished_length(prot: Protection, suite: str) -> int:
-    """The record length of a TLS 1.3 Finished message (4-byte header + verify data of the hash's size)."""
-    return prot.record_length(4 + (48 if suite.upper().endswith("SHA384") else 32))
-
-
 def records(c) -> tuple[list, Protection | None]:
     """The connection's application-data records in order, TLS 1.3 handshake and alerts left out."""
     sh = c.server_hello
@@ -99,7 +94,7 @@ def records(c) -> tuple[list, Protection | None]:
         # the gateway's encrypted flight and the client's Finished flight (Certificate and CertificateVerify
         # first when asked for one), up to the record of a Finished message's size; session tickets after it
         # come before the first request and are left out with the rounds (`read_connection`)
-        fin = _finished_length(prot, suite or "")
+        fin = tls13_finished_length(prot, suite or "")
         c2s = [i for i, r in enumerate(recs) if r[1] == "c2s"]
         end = next((i for i in c2s[:4] if recs[i][2] == fin), c2s[0] if c2s else len(recs))
         recs = recs[end + 1:]
@@ -192,14 +187,16 @@ def _tunnel_estimate(c, r: ConnectionReading, recs: list) -> TunnelEstimate | No
     est = copy.deepcopy(c.cstp_estimate)
     rd = r.rounds[r.connect]
     boundary = (rd.end, rd.end_frame)
+    withheld = set(c.estimate_withheld)  # TLS 1.3 handshake records: never in the estimate
     for d in ("c2s", "s2c"):
         sizes = c.record_sizes[d]
         before = [x for x in sizes if (x[0], x[2]) <= boundary]
         if len(before) == len(sizes) == MAX_SAMPLES:
             r.complete = False  # the CONNECT answer may lie beyond the bounded sample: no estimate
             return None
-        for _ts, n, _fr in before:
-            est.forget(d, n)
+        for ts, n, fr in before:
+            if (d, ts, n, fr) not in withheld:
+                est.forget(d, n)
     est.controls = [e for e in est.controls if (e[2], e[1]) > boundary]
     # DATA times of the tunnel only (an HTTP record before it is no DATA frame)
     est.first_data = {d: t for d, t in est.first_data.items() if t > boundary[0]}

@@ -226,6 +226,11 @@ def guess_protection(sizes: dict, candidates=GUESS_CANDIDATES, header: int = CST
     return found[0][1], found[0][2]
 
 
+def tls13_finished_length(prot: Protection, suite: str) -> int:
+    """The record length of a TLS 1.3 Finished message (4-byte header + verify data of the hash's size)."""
+    return prot.record_length(4 + (48 if suite.upper().endswith("SHA384") else 32))
+
+
 @dataclass(slots=True)
 class Direction:
     records: int = 0

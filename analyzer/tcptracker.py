@@ -20,7 +20,7 @@ from dissectors.http import HTTPError, HTTPStream, Request, Response, TunnelEsta
 from dissectors.tls import events as tls_ev
 from dissectors.tls.names import cipher_suite_name
 
-from .keyless import CSTP_HEADER, TunnelEstimate, guess_protection, protection
+from .keyless import CSTP_HEADER, TunnelEstimate, guess_protection, protection, tls13_finished_length
 
 if TYPE_CHECKING:
     from .host import TrackerHost
@@ -403,6 +403,9 @@ class TCPTracker(FlowTracker):
         #: records before the tunnel (HTTP) are taken back once the keyless reading finds the CONNECT
         self.cstp_estimate: TunnelEstimate | None = None
         self._estimate_tried = False
+        self._hs13: list | None = None  # TLS 1.3: [client records seen, Finished record length, held records]
+        #: TLS 1.3 handshake records the estimate did not take (`_handshake13`): (direction, ts, length, frame)
+        self.estimate_withheld: list = []
         #: a connection whose handshake was before the capture: the protection its records' sizes fit
         #: (`keyless.guess_protection`; the name of a `keyless.GUESS_CANDIDATES` entry), which sizes its estimate
         self.guessed_protection: str | None = None
@@ -591,7 +594,10 @@ class TCPTracker(FlowTracker):
                 if est is None and not self._estimate_tried:
                     est = self._start_estimate()
                 if est is not None:
-                    est.add(ev.direction, ev.length, ev.ts, ev.frame)
+                    if self._hs13 is None:
+                        est.add(ev.direction, ev.length, ev.ts, ev.frame)
+                    else:
+                        self._handshake13(est, ev.direction, ev.length, ev.ts, ev.frame)
             if ev.content_type == 23 and self.handshake_done_ts is None:
                 self.handshake_done_ts = ev.ts
         elif t is tls_ev.ClientHello:
@@ -713,10 +719,47 @@ class TCPTracker(FlowTracker):
                 self._guess_estimate(final=False)
             return None
         self._estimate_tried = True
-        prot = protection(cipher_suite_name(sh.cipher_suite), sh.version, dtls=False, etm=sh.encrypt_then_mac)
+        suite = cipher_suite_name(sh.cipher_suite)
+        prot = protection(suite, sh.version, dtls=False, etm=sh.encrypt_then_mac)
         if prot is not None:
             self.cstp_estimate = TunnelEstimate(CSTP_HEADER, prot)
+            if sh.version >= 0x0304 and self.client_hello is not None and not self.started_before_capture:
+                self._hs13 = [0, tls13_finished_length(prot, suite or ""), []]
         return self.cstp_estimate
+
+    def _handshake13(self, est: TunnelEstimate, direction: str, length: int, ts: float, frame: int) -> None:
+        """TLS 1.3 hides the rest of the handshake in application-data records: the gateway's encrypted flight
+        (before the client's first record) and the client's Finished flight (up to the record of a Finished
+        message's size among its first four, else its first record) are no tunnel frames — a browser's small
+        EncryptedExtensions has a DISCONNECT's size. The records after the client's first are held until that is
+        known (`analyzer.inference.records` leaves the same records out of its reading); those left out are in
+        `estimate_withheld`."""
+        hs = self._hs13
+        rec = (direction, ts, length, frame)
+        if direction == "s2c" and hs[0] == 0:
+            self.estimate_withheld.append(rec)
+            return
+        if direction == "c2s":
+            hs[0] += 1
+            if length == hs[1]:  # the Finished: what was held was the client's flight
+                self.estimate_withheld.extend(hs[2])
+                self.estimate_withheld.append(rec)
+                self._hs13 = None
+                return
+            if hs[0] == 1:
+                self.estimate_withheld.append(rec)
+                return
+            if hs[0] > 4:
+                self._release13(est)
+                est.add(direction, length, ts, frame)
+                return
+        hs[2].append(rec)
+
+    def _release13(self, est: TunnelEstimate) -> None:
+        """No Finished-sized record in the client's first four: its first was the flight; the held records count."""
+        held, self._hs13 = self._hs13[2], None
+        for direction, ts, length, frame in held:
+            est.add(direction, length, ts, frame)
 
     def _guess_estimate(self, final: bool) -> None:
         """A connection that was up before the capture started (no ServerHello names its suite): once every
@@ -748,6 +791,8 @@ class TCPTracker(FlowTracker):
                 and self.server_hello is None and not self.decrypted):
             self._guess_estimate(final=True)
         if self.cstp_estimate is not None:
+            if self._hs13 is not None:
+                self._release13(self.cstp_estimate)
             self.cstp_estimate.finish(until)
 
     # -- queries ---------------------------------------------------------------------------------------

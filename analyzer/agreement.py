@@ -425,11 +425,14 @@ def render(t: Tally, sources: str, bench: bool = False) -> str:
                   "their gateway named, as a user who knows it would. Measured, not held to the targets: without a "
                   "tunnel, which request failed rests on the size of the gateway's answers alone (an HTTP error is "
                   "shorter than an aggregate-auth document or a 200 CONNECTED) and on what the client did next, so "
-                  "these readings have low or medium confidence and give no finding.", "",
+                  "these readings have low or medium confidence and give no finding — but for a browser's sign-in "
+                  "(SAML) that went to another server or failed on its way there, read from the other traffic of "
+                  "the client (AUTH_SSO_INCOMPLETE, inferred: analyzer/phases/sign_in.py).", "",
                   "| phase | agree | compared | agreement |", "|---|---:|---:|---:|"]
         for ph in PHASES:
             lines.append(f"| {ph} | {f.phase_agree[ph]} | {f.phase[ph]} | {_pct(f.phase_rate(ph))} |")
-        lines += ["", f"Warnings or errors given without keys that the keyed analysis does not give: "
+        lines += ["", f"Keyed findings found without keys too: {f.findings_found} of {f.findings_keyed}. "
+                  f"Warnings or errors given without keys that the keyed analysis does not give: "
                   f"{len(f.unsupported)}"
                   + (": " + ", ".join(f"{n} {i} ({s_})" for n, i, s_ in f.unsupported) if f.unsupported else "")
                   + "."]

@@ -14,7 +14,7 @@ MAX_LOOKUPS = 4096  # lookups kept (the first by capture order); a busy resolver
 
 class Lookups:
     """The DNS lookups of a capture. ``entries``: key -> {client, server, name, type, queries: [(time, frame)],
-    rcode (None: no answer), answers, answer_frame, answer_time}."""
+    rcode (None: no answer), answers, answer_frame, answer_time, addresses (the answer's A/AAAA records)}."""
 
     def __init__(self) -> None:
         self.entries: dict[tuple, dict] = {}
@@ -24,7 +24,8 @@ class Lookups:
         if msg.response:
             e = self.entries.get((dst, dport, src, msg.id, msg.name, msg.qtype))
             if e is not None and e["rcode"] is None:
-                e.update(rcode=msg.rcode, answers=msg.answers, answer_frame=frame, answer_time=ts)
+                e.update(rcode=msg.rcode, answers=msg.answers, answer_frame=frame, answer_time=ts,
+                         addresses=list(msg.addresses))
             return
         key = (src, sport, dst, msg.id, msg.name, msg.qtype)
         e = self.entries.get(key)
@@ -34,7 +35,7 @@ class Lookups:
                 return
             e = self.entries[key] = {"client": src, "server": dst, "name": msg.name, "type": msg.qtype_name,
                                      "queries": [], "rcode": None, "answers": 0, "answer_frame": None,
-                                     "answer_time": None}
+                                     "answer_time": None, "addresses": []}
         if len(e["queries"]) < 16:
             e["queries"].append((ts, frame))
 

@@ -229,6 +229,7 @@ def judge(s: Session) -> SessionVerdict:
             if f is not None and (fid != "AUTH_FAILED" or f.severity == "error" or status.get("user-auth") ==
                                   "failed"):
                 cause = _plain(f.message)
+                remedy = _short_remedy(f)
                 if fid == "AUTH_SSO_INCOMPLETE":
                     waited = f.evidence.get("waited")
                     cause = ("the SAML sign-in in the browser never brought a token back" +
@@ -236,6 +237,7 @@ def judge(s: Session) -> SessionVerdict:
                               else ""))
                     if f.evidence.get("browser_requests") == 0 and isinstance(waited, (int, float)) and waited < 2:
                         cause = "the client gave up at once, without opening a browser for the SAML sign-in"
+                    cause, remedy = _sign_in_path(f, cause, remedy)
                 if fid == "TLS_CERT_REFUSED":
                     cause = ("the gateway sent its certificate without the intermediate CA that issued it "
                              f"({f.evidence.get('issuer')}), and the client could not verify it"
@@ -250,7 +252,7 @@ def judge(s: Session) -> SessionVerdict:
                         cause += f"; the client gave up after {ev['waited']:.1f} s"
                 if fid == "AUTH_FAILED" and f.evidence.get("gateway_message"):
                     cause = f"the gateway rejected the login (“{f.evidence['gateway_message']}”)"
-                return _verdict("failed", experienced, cause, f.frames, f.time, _short_remedy(f), [fid], s)
+                return _verdict("failed", experienced, cause, f.frames, f.time, remedy, [fid], s)
         worst = _worst(s.findings)
         failed = next((p for p in s.phases if p.status == "failed"), None)
         experienced = (f"No tunnel: the {failed.phase} phase failed" if failed is not None
@@ -261,6 +263,21 @@ def judge(s: Session) -> SessionVerdict:
         return _verdict("failed", experienced, failed.summary if failed is not None else None,
                         failed.frames[:5] if failed is not None else [], failed.start if failed else None,
                         None, [], s)
+
+    # -- without keys: a browser sign-in that did not come back (analyzer/rules/auth_sso.py, inferred) ----------------
+    sso = first("AUTH_SSO_INCOMPLETE")
+    if not decrypted and not connected and sso is not None and sso.inferred:
+        ev = sso.evidence
+        if sso.severity == "info":
+            cause, remedy = _sign_in_path(sso, "a browser sign-in (SAML single sign-on, most likely) was still going "
+                                               "on", _short_remedy(sso))
+            return _verdict("inconclusive", "Login still in progress when the capture ended", cause, sso.frames,
+                            sso.time, remedy, ["AUTH_SSO_INCOMPLETE"], s)
+        cause, remedy = _sign_in_path(sso, f"a browser sign-in (SAML single sign-on, most likely) never came back; "
+                                           f"the client gave up after {ev.get('waited') or 0:.1f} s",
+                                      _short_remedy(sso))
+        return _verdict("failed", "Login not completed", cause + " (read without keys)", sso.frames, sso.time,
+                        remedy, ["AUTH_SSO_INCOMPLETE"], s)
 
     # -- the tunnel died or was ended ----------------------------------------------------------------------------
     if "DPD_TIMEOUT" in by:
@@ -377,6 +394,28 @@ def judge(s: Session) -> SessionVerdict:
 
 
 #: the verdict's remedy for TCP_CONNECT_FAILED, by how the connects ended (analyzer/rules/tcp_connect.py)
+#: the verdict's remedy for the first failure on the browser's way to the identity provider (rules/auth_sso.py
+#: `path_failure`)
+SIGN_IN_REMEDY = {
+    "lookup": "make the identity provider's name resolvable from the user's network, before the tunnel is up",
+    "connect": "let the browser reach the identity provider (the network's firewall or proxy, a policy on the machine "
+               "that blocks traffic until the VPN is up)",
+    "tls": "find why the browser refuses the identity provider's TLS (TLS inspection, a missing root CA, the clock)",
+}
+
+
+def _sign_in_path(f: Finding, cause: str, remedy: str | None) -> tuple[str, str | None]:
+    """An AUTH_SSO_INCOMPLETE verdict's cause and remedy with what the browser's way to the identity provider shows
+    (its evidence from analyzer/phases/sign_in.py): the failure on it, else nothing changed."""
+    ev = f.evidence
+    kind, problem = ev.get("sign_in_failure"), ev.get("sign_in_problem")
+    if kind in SIGN_IN_REMEDY and problem:
+        idp = ev.get("identity_provider")
+        return (f"the browser could not reach the identity provider{f' {idp}' if idp else ''} — {problem}",
+                SIGN_IN_REMEDY[kind])
+    return cause, remedy
+
+
 UNREACHED_REMEDY = {
     "none": "find what drops TCP {port} between client and gateway (firewall, route, the gateway's interface) or "
             "whether the gateway is up",

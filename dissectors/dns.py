@@ -1,8 +1,11 @@
 """DNS over UDP (RFC 1035 §4.1): the header and the first question of a message — enough to tell which name a client
 looked up and how the server answered (NXDOMAIN, SERVFAIL, an empty answer), the facts of a "cannot resolve the
-gateway" case. Pure: bytes in, a `DNSMessage` or None out (None for anything that is not a well-formed message)."""
+gateway" case — and the addresses of the answer's A and AAAA records (RFC 1035 §3.4.1, RFC 3596), which tie a later
+connection to the name (the identity provider a browser went to). Pure: bytes in, a `DNSMessage` or None out (None
+for anything that is not a well-formed message)."""
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 #: RCODE names (RFC 1035 §4.1.1, RFC 6895)
@@ -11,6 +14,7 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
 QTYPES = {1: "A", 28: "AAAA", 5: "CNAME", 33: "SRV", 65: "HTTPS", 64: "SVCB", 12: "PTR", 16: "TXT", 15: "MX",
           2: "NS", 6: "SOA"}
 DNS_PORTS = frozenset({53, 5353})  # DNS and multicast DNS
+MAX_ADDRESSES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +25,9 @@ class DNSMessage:
     name: str  # the first question's name, lower case, without the final dot ("" for the root)
     qtype: int
     answers: int  # ANCOUNT
+    #: the A and AAAA records' addresses in the answer section, in order (the first MAX_ADDRESSES; a CNAME's target
+    #: records included)
+    addresses: tuple[str, ...] = ()
 
     @property
     def rcode_name(self) -> str:
@@ -49,6 +56,47 @@ def _name(data: bytes, off: int) -> tuple[str, int] | None:
     return None
 
 
+def _skip_name(data: bytes, off: int) -> int | None:
+    """The offset after the (possibly compressed) name at ``off``, or None."""
+    n = len(data)
+    for _ in range(128):
+        if off >= n:
+            return None
+        ln = data[off]
+        if ln == 0:
+            return off + 1
+        if ln & 0xC0 == 0xC0:
+            return off + 2 if off + 2 <= n else None
+        if ln & 0xC0:
+            return None
+        off += 1 + ln
+    return None
+
+
+def _addresses(data: bytes, off: int, count: int) -> tuple[str, ...]:
+    """The A and AAAA addresses of ``count`` resource records from ``off`` (stops at the first it cannot read)."""
+    out: list[str] = []
+    n = len(data)
+    for _ in range(min(count, 64)):
+        off = _skip_name(data, off)
+        if off is None or off + 10 > n:
+            break
+        rtype = (data[off] << 8) | data[off + 1]
+        rclass = (data[off + 2] << 8) | data[off + 3]
+        rdlen = (data[off + 8] << 8) | data[off + 9]
+        rdata = data[off + 10:off + 10 + rdlen]
+        if len(rdata) < rdlen:
+            break
+        if rclass == 1 and rtype == 1 and rdlen == 4:
+            out.append(".".join(str(b) for b in rdata))
+        elif rclass == 1 and rtype == 28 and rdlen == 16:
+            out.append(str(ipaddress.IPv6Address(bytes(rdata))))
+        if len(out) >= MAX_ADDRESSES:
+            break
+        off += 10 + rdlen
+    return tuple(out)
+
+
 def read_dns(data: bytes) -> DNSMessage | None:
     """The header and first question of a DNS message, or None (too short, no question, a bad name)."""
     if len(data) < 17:
@@ -65,5 +113,8 @@ def read_dns(data: bytes) -> DNSMessage | None:
     if off + 4 > len(data):
         return None
     qtype = (data[off] << 8) | data[off + 1]
-    return DNSMessage(id=qid, response=bool(flags & 0x8000), rcode=flags & 0xF, name=name, qtype=qtype,
-                      answers=(data[6] << 8) | data[7])
+    answers = (data[6] << 8) | data[7]
+    response = bool(flags & 0x8000)
+    addresses = _addresses(bytes(data), off + 4, answers) if response and answers and qdcount == 1 else ()
+    return DNSMessage(id=qid, response=response, rcode=flags & 0xF, name=name, qtype=qtype, answers=answers,
+                      addresses=addresses)

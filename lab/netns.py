@@ -312,6 +312,12 @@ class Lab:
                          "{ type filter hook input priority 0 ; }"])
         self.ns_run(ns, ["nft", "add", "rule", "inet", "acflow-in", "in", "udp", "sport", str(sport), "drop"])
 
+    def drop_tcp_to(self, ns: str, address: str, port: int) -> None:
+        """nftables in namespace ``ns``: drop incoming TCP to ``address``:``port`` at the input hook (a server
+        nothing reaches: its SYNs unanswered)."""
+        self._nft_chain(ns, "inet", "acflow-drop-to", "input",
+                        ("ip", "daddr", address, "tcp", "dport", str(port), "drop"))
+
     def block_udp_443(self) -> None:
         """Drop UDP to port 443 in the gateway namespace (DTLS blocked; the tunnel stays on CSTP)."""
         self.ns_run(self.gw_ns, ["nft", "add", "table", "inet", "acflow"])

@@ -34,7 +34,8 @@ def _name(cn: str) -> x509.Name:
 
 def make_pki(directory: Path, hostname: str, ip: str, *, key_bits: int = 2048,
              not_after_days: int = 365, not_before_days: int = -1, cn: str | None = None,
-             san_dns: tuple[str, ...] | None = None, san_ip: bool = True, intermediate: str | None = None) -> LabPKI:
+             san_dns: tuple[str, ...] | None = None, san_ip: bool = True, intermediate: str | None = None,
+             ca_name: str = "acflow lab CA") -> LabPKI:
     """Create CA + server certificate under `directory`.
 
     The server certificate's subject CN is `cn` (default `hostname`); its SANs are the DNS names `san_dns`
@@ -42,7 +43,7 @@ def make_pki(directory: Path, hostname: str, ip: str, *, key_bits: int = 2048,
     now + `not_after_days` (both negative: an expired certificate). `intermediate`: the server certificate is issued
     by an intermediate CA of that name (issued by the CA); "chain" writes it after the server certificate in
     server-cert.pem, "missing" leaves it out (a gateway installed without its intermediate: clients that trust only
-    the root cannot build the chain).
+    the root cannot build the chain). ``ca_name``: the CA's subject (two PKIs a client trusts at once need two).
     """
     import base64
 
@@ -50,7 +51,7 @@ def make_pki(directory: Path, hostname: str, ip: str, *, key_bits: int = 2048,
     now = _dt.datetime.now(_dt.UTC)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca = (x509.CertificateBuilder()
-          .subject_name(_name("acflow lab CA")).issuer_name(_name("acflow lab CA"))
+          .subject_name(_name(ca_name)).issuer_name(_name(ca_name))
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
           .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=3650))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

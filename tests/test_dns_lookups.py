@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.all import DNS, DNSQR, IP, UDP, Ether, wrpcap
+from scapy.all import DNS, DNSQR, DNSRR, IP, UDP, Ether, wrpcap
 
 from analyzer import __version__
 from analyzer.analyze import analyze_paths, load_keys
@@ -43,6 +43,19 @@ def test_read_dns():
     # a compression pointer in the question, an opcode other than a query: not read
     assert read_dns(q[:12] + b"\xc0\x0c" + struct.pack(">HH", 1, 1)) is None
     assert read_dns(bytes(DNS(id=1, opcode=5, qd=DNSQR(qname="x.test")))) is None
+
+
+def test_read_dns_answer_addresses():
+    """The A and AAAA records of an answer, a CNAME's target's included (what ties a connection to a name looked up:
+    analyzer/phases/sign_in.py); a cut answer gives what came before the cut."""
+    r = DNS(id=1, qr=1, qd=DNSQR(qname="login.idp.test"),
+            an=[DNSRR(rrname="login.idp.test", type="CNAME", rdata="edge.idp.test"),
+                DNSRR(rrname="edge.idp.test", rdata="198.18.0.6"),
+                DNSRR(rrname="edge.idp.test", type="AAAA", rdata="2001:db8::6")])
+    m = read_dns(bytes(r))
+    assert m.answers == 3 and m.addresses == ("198.18.0.6", "2001:db8::6")
+    assert read_dns(bytes(r)[:-3]).addresses == ("198.18.0.6",)
+    assert read_dns(bytes(DNS(id=2, qd=DNSQR(qname="x.test")))).addresses == ()  # a query has none
 
 
 @settings(max_examples=300, deadline=None)

@@ -2,10 +2,13 @@
 real openconnect and the lab's browser, samples/scripted/saml-*)."""
 from __future__ import annotations
 
+import pytest
+
 from analyzer.analyze import analyze_paths, load_keys
 from analyzer.phases.grouping import _keyless_tunnel
 
-from .helpers import doc, sample
+from .helpers import doc, sample, session
+from .oracle import tshark_fields
 
 
 def _pipeline(name: str):
@@ -32,3 +35,112 @@ def test_a_tls13_handshake_is_no_tunnel_frame():
     assert len(s) == 1
     assert [c["connection"] for c in s[0]["connections"]][:1] == ["tcp.stream 0"]
     assert not any("another program" in n for n in s[0].get("notes", []))
+
+
+# --- the browser's way to the identity provider (samples/scripted/saml-idp*: real openconnect, the lab's browser,
+# a scripted identity provider at idp.acflow.test in the lab's DNS) --------------------------------------------------
+
+#: the case -> the failure on the browser's way (rules/auth_sso.py path_failure) and what the capture shows of it
+IDP_FAILURES = {
+    "saml-idp-unknown": ("lookup", "udp.port == 53 && dns.flags.rcode == 3"),
+    "saml-idp-unreachable": ("connect", "ip.dst == 198.18.0.6 && tcp.flags.syn == 1"),
+    "saml-idp-untrusted": ("tls", "ip.dst == 198.18.0.6 && tls.alert_message"),
+}
+
+
+def _sso_finding(d: dict) -> dict:
+    (s,) = d["sessions"]
+    return next(f for f in s["findings"] if f["id"] == "AUTH_SSO_INCOMPLETE")
+
+
+def _oracle_frames(name: str, display_filter: str) -> list[int]:
+    rows = tshark_fields(sample(f"scripted/{name}") / "capture.pcapng", ["frame.number"], display_filter)
+    return [int(r[0]) for r in rows]
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("name", sorted(IDP_FAILURES))
+@pytest.mark.parametrize("keys", [True, False])
+def test_where_the_browser_could_not_reach_the_identity_provider(name, keys):
+    """With keys the gateway's redirect names the identity provider; without, the browser is told by its TLS
+    fingerprint and the identity provider by the browser's next lookup and connection. Either way the finding and the
+    verdict say where the way failed, on the frames tshark finds for it."""
+    kind, flt = IDP_FAILURES[name]
+    d = doc(f"scripted/{name}", keys=keys, gateway=None if keys else "198.18.0.1")
+    f = _sso_finding(d)
+    assert f["severity"] == "error" and f.get("inferred", False) is not keys
+    ev = f["evidence"]
+    assert ev["sign_in_failure"] == kind and ev["identity_provider_reached"] is False
+    assert ev["identity_provider"] == "idp.acflow.test"
+    oracle = _oracle_frames(name, flt)
+    assert oracle and set(oracle) & set(f["frames"])
+    v = d["sessions"][0]["verdict"]
+    assert v["outcome"] == "failed" and v["text"].startswith(
+        "Login not completed: the browser could not reach the identity provider idp.acflow.test")
+    if keys:
+        path = next(p for p in d["sessions"][0]["phases"] if p["phase"] == "user-auth")["details"]["sso"]["path"]
+    else:
+        ua = next(p for p in d["sessions"][0]["phases"] if p["phase"] == "user-auth")
+        assert ua["inferred"]["status"] == "failed" and ua["inferred"]["sign_in"]["outcome"] == "gave-up"
+        assert ua["inferred"]["sign_in"]["connections"] == ["tcp.stream 1"]  # the browser's, at the gateway
+        path = ua["inferred"]["sign_in"]["path"]
+        assert path["inferred"] is True
+    if kind == "lookup":
+        (lk,) = path["lookups"]
+        assert lk["name"] == "idp.acflow.test" and lk["answer"] == "NXDOMAIN" and set(oracle) <= set(lk["frames"])
+        assert path["connections"] == []
+    else:
+        assert path["lookups"][0]["addresses"] == ["198.18.0.6"]
+        (c,) = path["connections"]
+        assert c["server"] == "198.18.0.6:443" and c["name"] == "idp.acflow.test"
+        if kind == "connect":
+            assert c["outcome"] == "no-answer" and c["frames"] == oracle[:5]
+            assert f"no answer to {len(oracle)} SYNs" in c["detail"]
+        else:
+            assert c["outcome"] == "alert" and "unknown_ca" in c["detail"] and c["frames"] == oracle
+
+
+def test_a_sign_in_through_an_identity_provider():
+    """The completed sign-in: the browser reached the identity provider (two TLS connections, their SNI), and its
+    POST of the SAML response to the gateway's assertion consumer service is the browser's, not a login round."""
+    s = session("scripted/saml-idp")
+    ua = next(p for p in s["phases"] if p["phase"] == "user-auth")
+    sso = ua["details"]["sso"]
+    assert sso["outcome"] == "token-returned" and sso["identity_provider"] == "idp.acflow.test"
+    assert [(b.get("method", "GET"), b["target"].split("?")[0]) for b in sso["browser"]] == [
+        ("GET", "/+CSCOE+/saml/sp/login"), ("POST", "/+CSCOE+/saml/sp/acs"), ("GET", "/+CSCOE+/saml_ac_login.html")]
+    assert sso["path"]["reached"] is True and "problem" not in sso["path"] or sso["path"]["problem"] is None
+    assert [c["outcome"] for c in sso["path"]["connections"]] == ["reached", "reached"]
+    assert not any(f["id"] in ("AUTH_MULTI_ROUND", "AUTH_SSO_INCOMPLETE") for f in s["findings"])
+    assert [r["type"] for r in ua["details"]["rounds"]] == ["auth-reply"]  # the token's, no browser POST
+    # without keys: one session, the browser's connections beside the client's, the identity provider named
+    (k,) = doc("scripted/saml-idp", keys=False, gateway="198.18.0.1")["sessions"]
+    assert [c["connection"] for c in k["connections"]] == [f"tcp.stream {i}" for i in (0, 1, 4, 5)]
+    inf = next(p for p in k["phases"] if p["phase"] == "user-auth")["inferred"]
+    assert inf["status"] == "ok" and inf["sign_in"]["outcome"] == "went-on"
+    assert inf["sign_in"]["path"]["identity_provider"] == "idp.acflow.test" and inf["sign_in"]["single_sign_on"]
+    assert "went on to idp.acflow.test" in inf["basis"]
+    dl = next(p for p in k["phases"] if p["phase"] == "downloader")
+    assert dl["inferred"]["status"] == "absent"  # the browser's connections are not the downloader's
+
+
+def test_a_host_scan_is_no_sign_in():
+    """The host scan's script (curl: another TLS fingerprint) connects to the gateway while the client waits, as a
+    browser would; it goes nowhere else, so no sign-in failure is claimed without keys."""
+    (s,) = doc("scripted/hostscan-stalled", keys=False, gateway="198.18.0.1")["sessions"]
+    assert not any(f["id"] == "AUTH_SSO_INCOMPLETE" for f in s["findings"])
+    inf = next(p for p in s["phases"] if p["phase"] == "user-auth").get("inferred") or {}
+    assert not (inf.get("sign_in") or {}).get("single_sign_on")
+
+
+def test_a_stalled_sign_in_without_keys():
+    """The browser fetched the gateway's sign-in page and stopped (no identity provider in this case): user-auth
+    failed after the wait, read without keys; no claim about an identity provider."""
+    (s,) = doc("scripted/saml-browser-stalled", keys=False, gateway="198.18.0.1")["sessions"]
+    ph = {p["phase"]: p for p in s["phases"]}
+    assert ph["group-selection"]["inferred"]["status"] == "ok"
+    inf = ph["user-auth"]["inferred"]
+    assert inf["status"] == "failed" and inf["sign_in"]["outcome"] == "gave-up"
+    assert 7.5 < inf["sign_in"]["waited"] < 9.0  # the user gave up 8 s after the browser opened
+    assert not inf["sign_in"]["single_sign_on"] and "path" not in inf["sign_in"]
+    assert not any(f["id"] == "AUTH_SSO_INCOMPLETE" for f in s["findings"])

@@ -138,6 +138,14 @@ FIXED_SINCE = {
     "scripted__saml-browser-stalled": "a SAML sign-in that never came back read as 'user-auth absent, no CONNECT': "
                                       "tests/test_sso.py, AUTH_SSO_INCOMPLETE",
     "scripted__saml-no-browser": "the same for a client without a browser for the mode asked: tests/test_sso.py",
+    "scripted__saml-idp": "a SAML sign-in through an identity provider: the browser's requests (its POST of the SAML "
+                          "response to the assertion consumer service too) read as the downloader and a login round: "
+                          "tests/test_sso_keyless.py",
+    "scripted__saml-idp-unknown": "a SAML sign-in whose browser could not reach the identity provider read as "
+                                  "'user-auth absent, no CONNECT': tests/test_sso_keyless.py, AUTH_SSO_INCOMPLETE",
+    "scripted__saml-idp-unreachable": "the same, the identity provider's address not answering: "
+                                      "tests/test_sso_keyless.py",
+    "scripted__saml-idp-untrusted": "the same, its certificate refused by the browser: tests/test_sso_keyless.py",
     "client-roams": "a client that moved to another address read as two sessions, the first with the gateway's "
                     "packets to the old address as loss: tests/test_roaming.py",
     "scripted__load-balancer-redirect": "a load-balancing director's redirect read as a failed session of its own "

@@ -27,6 +27,7 @@ from dissectors import aggauth
 from dissectors.redact import REDACTED, redact_headers, redact_xml
 
 from ..dtlsflow import DTLSFlow
+from ..inference import read_connection
 from ..tcptracker import TCPTracker
 from .record import HeaderList, XMLText
 
@@ -204,6 +205,8 @@ class Conn:
         self.kind = "unknown"
         self.posts: list = []  # (Exchange, ConfigAuth request, ConfigAuth response)
         self.form_posts: list = []  # legacy (pre-aggregate-auth) urlencoded login POSTs
+        #: GETs (and HEADs), and a browser's POSTs to the gateway's SAML pages (the identity provider's response to
+        #: the assertion consumer service: the user's sign-in, no login round of the client)
         self.gets: list = []
         self.connects: list = []
         self.cookies_presented: set[str] = set()
@@ -217,7 +220,9 @@ class Conn:
                 sc = set_cookie(ex.response.headers)
                 if sc:
                     self.cookies_issued.add(sc)
-            if req.method == "POST":
+            if req.method == "POST" and is_sso_path(req.target) and config_auth(req.body) is None:
+                self.gets.append(ex)
+            elif req.method == "POST":
                 refused: list = []
                 rq = config_auth(req.body, refused)
                 rs = config_auth(ex.response.body, refused) if ex.response is not None else None
@@ -326,7 +331,7 @@ def group_connections(pipe) -> list[Group]:
             flows = dtls_of.get((cn.c.client[0], cn.c.server[0]), ())
             target = next((h for h in reversed(by_key.get(key, ())) if not h.portal
                            and cn.c.first_ts - h.last_ts <= JOIN_WINDOW
-                           and not _ended_by_client(h) and not _another_client(h, cn, flows)), None)
+                           and not _ended_by_client(h, cn.c.first_ts) and not _another_client(h, cn, flows)), None)
         if target is None:
             target = new_group(key)
         target.add(cn)
@@ -403,11 +408,16 @@ def _keyless_tunnel(c: TCPTracker) -> bool:
     return not c.decrypted and est is not None and any(d.control or d.disconnect for d in est.dirs.values())
 
 
-def _ended_by_client(g: Group) -> bool:
-    """Without keys: the client of the group ended its tunnel (its last tunnel connection's last frame from the
-    client has a DISCONNECT's size): a later connection of that address is a new login, not this session's."""
+def _ended_by_client(g: Group, before: float) -> bool:
+    """Without keys: the client of the group ended its tunnel before ``before`` (its last tunnel connection's record
+    from the client of a DISCONNECT's size came before it): a later connection of that address is a new login, not
+    this session's (a connection made while the session still went on — a browser signing in — is)."""
     tunnels = [cn.c for cn in g.conns if _keyless_tunnel(cn.c)]
-    return bool(tunnels) and tunnels[-1].cstp_estimate.dirs["c2s"].disconnect > 0
+    if not tunnels or not tunnels[-1].cstp_estimate.dirs["c2s"].disconnect:
+        return False
+    est = tunnels[-1].cstp_estimate
+    ends = [e[2] for e in est.controls if e[0] == "c2s" and e[3] == "DISCONNECT"]
+    return (min(ends) if ends else tunnels[-1].last_ts) < before
 
 
 def _another_client(g: Group, cn: Conn, dtls_flows) -> bool:
@@ -419,8 +429,21 @@ def _another_client(g: Group, cn: Conn, dtls_flows) -> bool:
     download) are no tunnel of their own; HTTP on two connections at once (a login beside a host scan) is no
     sign of two clients."""
     t = cn.c.first_ts + SAME_CLIENT_GRACE
-    return any(_tunnel_sent_after(c.c, t) for c in g.conns) or \
+    return any(_tunnel_sent_after(c.c, t) and _tunnel_began_before(c.c, cn.c.first_ts) for c in g.conns) or \
         any(_tunnel_sent_after(f, t) for f in dtls_flows if f.first_ts < cn.c.first_ts)
+
+
+def _tunnel_began_before(c: TCPTracker, t: float) -> bool:
+    """The undecrypted tunnel connection ``c`` carried its tunnel before ``t``: its CONNECT round (read without keys,
+    analyzer/inference.py) was answered before it, or it was up when the capture started. A connection that logs in
+    and then carries the tunnel is no tunnel while its login goes on — a browser signing in (SAML) connects then."""
+    if c.started_before_capture:
+        return True
+    r = read_connection(c, [])
+    rd = r.connect_round
+    if rd is None:
+        return True  # (no CONNECT round found: the tunnel's start unknown — as before, its frames count)
+    return (rd.end if rd.end is not None else rd.start) < t
 
 
 #: ClientHello extensions whose presence varies between the connections of one TLS client: padding (with the

@@ -15,6 +15,15 @@ meaning (`undecrypted`: the contents were not read); `inferred.status` is the re
 * cstp-connect: the connection whose CONNECT round is followed by CSTP frames or DTLS; when the tunnel came up,
   how it ended, and its CSTP frames by class from their sizes (`CSTPEstimate`).
 * dtls: established without keys (protected Finished / application-data records from both sides).
+
+Another program's connections during the login (`_sign_in`): after the gateway answered the first request, the
+client may wait while another TLS client program on its machine — its ClientHello fingerprint not the client's
+(analyzer/phases/grouping.py `tls_client_fingerprint`) — connects to the gateway: a browser for SAML single sign-on
+(the client's next request then posts the token), or the host scan's script. Those connections are the user's
+sign-in, not the downloader, and not the client's rounds; user-auth's reading then says how long the client waited
+and whether it went on, gave up (`failed`) or still waited when the capture ended (`incomplete`), with
+`PhaseInference.sign_in` (`InferredSignIn`; its `path` — the same program's way to the identity provider — is added
+by analyzer/phases/session.py, which has the capture's DNS and other connections).
 """
 from __future__ import annotations
 
@@ -23,8 +32,9 @@ from typing import Any
 from ..inference import ConnectionReading, read_connection, read_tunnel_before_capture
 from ..model import Phase
 from .dtls import DirectionEstimate, direction_estimate
-from .grouping import Group
+from .grouping import Group, tls_client_fingerprint
 from .record import UNSET, Record, record
+from .sign_in import SignInPath
 
 
 @record
@@ -84,6 +94,21 @@ class InferredTunnel(Record):
 
 
 @record
+class InferredSignIn(Record):
+    """Without keys: another program on the client's machine connected to the gateway while the client waited after
+    the gateway's answer to its first request (`_sign_in`)."""
+    connections: list[str]  # that program's connections to the gateway
+    since: float  # the gateway's answer to the first request
+    since_frame: int
+    waited: float  # seconds to the client's next request, its give-up, or the capture's end
+    outcome: str  # went-on (the client's next request came), gave-up (it closed its connections), capture-ended
+    #: the same program went on to another server, or a lookup near its requests failed: a browser at an identity
+    #: provider — SAML single sign-on, most likely (set by analyzer/phases/session.py with `path`)
+    single_sign_on: bool = False
+    path: SignInPath = UNSET  # that program's way to the identity provider (analyzer/phases/sign_in.py)
+
+
+@record
 class PhaseInference(Record):
     """The keyless reading of a phase: the status it most likely had, how sure, and on what it rests."""
     status: str  # ok / failed / absent
@@ -95,6 +120,7 @@ class PhaseInference(Record):
     connections: list[InferredConnection] = UNSET  # downloader
     tunnels: list[InferredTunnel] = UNSET  # cstp-connect: every tunnel connection (reconnects included)
     dtls_mode: str | None = UNSET  # dtls: psk-negotiate / legacy / legacy-0x0100, from the clear hellos
+    sign_in: InferredSignIn = UNSET  # user-auth: another program's sign-in while the client waited (`_sign_in`)
 
 
 def _round(conn, rd) -> InferredRound:
@@ -167,6 +193,8 @@ def apply(g: Group, phases: list[Phase]) -> None:
     _before_capture(cstp, [x for x in (read_tunnel_before_capture(r.conn) for r in rs) if x is not None], live)
     if not live:
         return
+    sign_in, browser = _sign_in(live, g)
+    live = [r for r in live if r not in browser]
     tunnels = [r for r in live if r.connect is not None]
     first_t = tunnels[0] if tunnels else None
     first = live[0]
@@ -182,11 +210,13 @@ def apply(g: Group, phases: list[Phase]) -> None:
     closed = all(r.conn.closed for r in live)
     if grp.status == "undecrypted" and rounds:
         answered = rounds[0].response_records > 0
-        went_on = len(rounds) > 1 or first_t is not None
+        went_on = len(rounds) > 1 or first_t is not None or sign_in is not None
         if answered and went_on:
             grp.inferred = PhaseInference(
                 status="ok", confidence="high" if first_t is not None else "medium",
-                basis="the first request (init) was answered and the client went on",
+                basis="the first request (init) was answered and the client went on" + (
+                    " (to a sign-in in another program)" if sign_in is not None and len(rounds) == 1 and
+                    first_t is None else ""),
                 frames=[rounds[0].frame] + ([rounds[0].response_frame] if rounds[0].response_frame else []),
                 rounds=rounds[:1])
     if auth.status == "undecrypted" and rounds:
@@ -200,7 +230,19 @@ def apply(g: Group, phases: list[Phase]) -> None:
                       f"{rd.frame}, {', '.join(first_t.basis)})",
                 frames=frames + [rd.frame], rounds=auth_rounds, auth_rounds=len(auth_rounds))
     if first_t is None:
+        if sign_in is not None and sign_in.outcome != "went-on" and auth.status == "undecrypted" and len(rounds) == 1:
+            streams = ", ".join(sign_in.connections[:4])
+            gone = ("then closed its connection without another request" if sign_in.outcome == "gave-up" else
+                    "and was still waiting when the capture ended")
+            auth.inferred = PhaseInference(
+                status="failed" if sign_in.outcome == "gave-up" else "incomplete", confidence="medium",
+                basis=f"after the gateway answered the first request, the client waited {sign_in.waited:.1f} s while "
+                      f"another program on its machine connected to the gateway ({streams}: a browser signing in, "
+                      f"or the host scan), {gone}",
+                frames=[sign_in.since_frame] + [r.conn.first_frame for r in browser[:4]], sign_in=sign_in)
         _no_tunnel(grp, auth, cstp, live, rounds, closed)
+    if sign_in is not None and auth.inferred is not None and auth.inferred.sign_in is UNSET:
+        auth.inferred.sign_in = sign_in
     if dl.status in ("undecrypted", "absent") and first_t is not None:
         if extra:
             conns = [InferredConnection(connection=f"tcp.stream {r.conn.index}", start=r.conn.first_ts,
@@ -225,6 +267,37 @@ def apply(g: Group, phases: list[Phase]) -> None:
                   + ", ".join(tunnels[0].basis) + (f"; {len(ts)} tunnel connections" if len(ts) > 1 else ""),
             frames=[t0.connect_frame] + [x for x in (t0.established_frame,) if x] + tunnels[0].basis_frames[:8],
             tunnels=ts)
+
+
+def _sign_in(live: list[ConnectionReading], g: Group) -> tuple[InferredSignIn | None, list[ConnectionReading]]:
+    """Another TLS client program's connections to the gateway while the client waited after the answer to its first
+    request (the module's docstring): (the reading, those connections), or (None, [])."""
+    first = live[0]
+    mark = tls_client_fingerprint(first.conn)
+    if mark is None or not first.rounds or not first.rounds[0].response_records:
+        return None, []
+    init = first.rounds[0]
+    since = init.end if init.end is not None else init.start
+    since_frame = init.end_frame or init.response_frame or init.frame
+    others = [r for r in live[1:] if r.conn.first_ts >= since and tls_client_fingerprint(r.conn) not in (None, mark)]
+    if not others:
+        return None, []
+    own = [r for r in live if r not in others]
+    nxt = min((rd.start for r in own for rd in r.rounds if rd.start > since), default=None)
+    browser = [r for r in others if nxt is None or r.conn.first_ts < nxt]
+    if not browser:
+        return None, []
+    if nxt is not None:
+        outcome, end = "went-on", nxt
+    else:
+        gone = [x["ts"] for r in own for x in (r.conn.closed or []) if x.get("direction") == "c2s"
+                and x.get("ts", 0) >= since]
+        if gone and len(gone) >= len(own):
+            outcome, end = "gave-up", min(gone)
+        else:
+            outcome, end = "capture-ended", max([since] + [r.conn.last_ts for r in live])
+    return InferredSignIn(connections=[f"tcp.stream {r.conn.index}" for r in browser], since=since,
+                          since_frame=since_frame, waited=round(end - since, 3), outcome=outcome), browser
 
 
 def _before_capture(cstp: Phase, early: list[ConnectionReading], live: list[ConnectionReading]) -> None:

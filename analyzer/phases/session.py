@@ -7,7 +7,7 @@ from ..dns_lookups import failed as dns_failed
 from ..evidence import fmt_endpoint, judge, other_traffic
 from ..keyless import share_dpd_timers
 from ..model import PHASES, Phase, Session
-from . import cstp_connect, downloader, dtls, group_selection, inferred, tls_handshake, tunnel, user_auth
+from . import cstp_connect, downloader, dtls, group_selection, inferred, sign_in, tls_handshake, tunnel, user_auth
 from .grouping import (
     DOWNLOADER_PATHS,
     Group,
@@ -15,6 +15,7 @@ from .grouping import (
     group_connections,
     groups_by_key,
     portal_visits,
+    tls_client_fingerprint,
 )
 from .record import UNSET
 
@@ -59,6 +60,7 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
         i = len(sessions) + 1
         client_sw = client_software(g)
         phases = build_phases(g, pipe.last_ts, client_sw)
+        sign_in_path(pipe, g, phases[2])
         if g.failed and not g.conns and not g.dtls:
             _unreached(phases[0], g)
         client, gw_ip, gw_port = g.key
@@ -167,6 +169,44 @@ _CLIENTS = (  # User-Agent prefix -> client name (AnyConnect-protocol clients as
     ("AnyConnect", "Cisco AnyConnect"),
     ("Cisco Secure Client", "Cisco Secure Client"),
 )
+
+
+def sign_in_path(pipe, g: Group, auth: Phase) -> None:
+    """The browser's way to the identity provider during a SAML sign-in (analyzer/phases/sign_in.py): with keys on
+    `SingleSignOn.path`, without on the keyless reading's `InferredSignIn.path` (which it also marks as single
+    sign-on when that program went to another server or a lookup near its requests failed)."""
+    client, gateway = g.key[0], g.key[1]
+    by_name = {f"tcp.stream {cn.c.index}": cn.c for cn in g.conns}
+    d = auth.details
+    sso = d.sso if isinstance(d, user_auth.UserAuthDetails) and d.sso is not UNSET else None
+    if sso is not None:
+        until = sso.token_time if sso.token_time is not UNSET else sso.offered_time + (sso.waited or 0)
+        prints = frozenset(fp for b in sso.browser if (c := by_name.get(b.connection)) is not None
+                           and (fp := tls_client_fingerprint(c)) is not None)
+        path = sign_in.read(pipe, client=client, gateway=gateway, since=sso.offered_time, until=until,
+                            idp=(sso.identity_provider or None) if sso.identity_provider is not UNSET else None,
+                            browser_times=[b.time for b in sso.browser], fingerprints=prints, inferred=False)
+        if path is not None:
+            sso.path = path
+        return
+    inf = auth.inferred
+    si = inf.sign_in if inf is not None and inf.sign_in is not UNSET else None
+    if si is None:
+        return
+    conns = [c for name in si.connections if (c := by_name.get(name)) is not None]
+    prints = frozenset(fp for c in conns if (fp := tls_client_fingerprint(c)) is not None)
+    # (the times of the gateway's answers to the browser, not its connections' ends: a browser keeps them open)
+    path = sign_in.read(pipe, client=client, gateway=gateway, since=si.since, until=si.since + si.waited, idp=None,
+                        browser_times=[ts for c in conns for ts, _n, _f in c.record_sizes["s2c"][:200]],
+                        fingerprints=prints, inferred=True)
+    if path is not None:
+        si.path = path
+        si.single_sign_on = bool(path.connections or path.lookups)
+    if si.outcome == "went-on" and inf.status == "ok":
+        went = f" and went on to {path.identity_provider}" if path is not None and path.identity_provider else ""
+        inf.basis += (f"; while the client waited {si.waited:.1f} s after the first answer, another program on its "
+                      f"machine connected to the gateway ({', '.join(si.connections[:4])}){went}: a browser signing "
+                      "in, most likely")
 
 
 def client_software(g: Group) -> dict:

@@ -19,6 +19,7 @@ from .grouping import (
     xml_view,
 )
 from .record import UNSET, Record, XMLText, record
+from .sign_in import SignInPath
 
 
 @record
@@ -95,6 +96,7 @@ class SsoBrowserRequest(Record):
     #: where the answer sent the browser: the identity provider, the client's http://localhost:29786/api/sso/
     #: (the token handed over: its sealed copy is always redacted), the final page
     location: str | None = UNSET
+    method: str = UNSET  # present when not GET: POST of the SAML response to the assertion consumer service
 
 
 @record
@@ -119,6 +121,9 @@ class SingleSignOn(Record):
     identity_provider: str | None = UNSET  # the host the browser was sent to sign in at, when the capture shows it
     #: the `<auth-method>`s the client announced in its init (`single-sign-on-v2`, `single-sign-on-external-browser`…)
     client_auth_methods: list[str] = UNSET
+    #: the browser's way to the identity provider, from the client's other traffic meanwhile (DNS, connections:
+    #: analyzer/phases/sign_in.py; set by analyzer/phases/session.py)
+    path: SignInPath = UNSET
 
 
 @record
@@ -272,8 +277,9 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         p.touch(sso.offered_time, sso.offered_frame)
         for b in sso.browser:
             p.touch(b.time, b.frame)
-        seen = f"the browser's requests: {plural(len(sso.browser), 'GET')}" if sso.browser else \
-            "no request of the browser in the capture"
+        methods = [b.method or "GET" for b in sso.browser]
+        seen = ("the browser's requests: " + ", ".join(plural(methods.count(m), m) for m in dict.fromkeys(methods))
+                if sso.browser else "no request of the browser in the capture")
         idp = f", sent to sign in at {sso.identity_provider}" if sso.identity_provider is not UNSET else ""
         return _unfinished(p, d, sso.outcome == "gave-up", "SAML single sign-on not completed",
                            f"SAML single sign-on ({sso.browser_mode} browser) not completed: no token came back; the "
@@ -394,6 +400,8 @@ def _single_sign_on(g: Group, rounds: list[AuthRound]) -> SingleSignOn | None:
                 continue
             b = SsoBrowserRequest(time=bx.request.ts, frame=bx.request.frame, connection=f"tcp.stream {other.c.index}",
                                   target=bx.request.target)
+            if bx.request.method != "GET":  # the identity provider's SAML response, posted back
+                b.method = bx.request.method
             if bx.response is not None:
                 b.status, b.response_frame = bx.response.status, bx.response.frame
                 where = bx.response.headers.get("Location")

@@ -9,10 +9,13 @@ samples/scripted).
 """
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import itertools
 import re
+import urllib.parse
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,6 +265,11 @@ class Case:
     # a second gateway (a load-balancing cluster's member) at MEMBER_GW, serving this script; its events are merged
     # into gateway-events.jsonl, each with "gateway": MEMBER_GW
     member: Callable[[dict], dict] | None = None
+    # SAML's identity provider: a scripted server at IDP_ADDR (`idp_script`, its own CA) whose name IDP_HOST the
+    # lab's DNS server (lab.dnsish in the gateway's namespace, the client namespace's resolver) answers:
+    # {"dns": "answer" | "nxdomain", "fault": None | "drop" (TCP to it dropped on its way in), "trusted": the
+    # browser trusts its CA (default true)}
+    idp: dict | None = None
 
 
 def _fallback_script(c: dict) -> dict:
@@ -565,12 +573,58 @@ SSO_INIT_REPLY = f"""<?xml version="1.0" encoding="UTF-8"?>
 </config-auth>
 """
 
+IDP_HOST = "idp.acflow.test"  # SAML's identity provider, in the lab's DNS (Case.idp)
+IDP_ADDR = "198.18.0.6"
+IDP_SSO_PATH = "/saml2/sso"
+SSO_ACS_PATH = "/+CSCOE+/saml/sp/acs?tgname=ACFLOW-SAML"
+
+
+def _saml_request() -> str:
+    """A SAML AuthnRequest as the HTTP-Redirect binding carries it: raw DEFLATE, base64, URL-quoted."""
+    xml = ('<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_acflow-lab" Version="2.0" '
+           f'AssertionConsumerServiceURL="https://{HOSTNAME}{SSO_ACS_PATH}"/>').encode()
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return urllib.parse.quote(base64.b64encode(z.compress(xml) + z.flush()).decode(), safe="")
+
+
+#: the identity provider's SAML response (HTTP-POST binding: base64 in a form field); no assertion is checked
+_SAML_RESPONSE = base64.b64encode(b'<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+                                  b'ID="_acflow-lab-response" Version="2.0"/>').decode()
+
+
+def idp_script(c: dict) -> dict:
+    """The identity provider's pages (Case.idp): its sign-in form for the SAML request, then — the user signed in —
+    the SAML response in a form of hidden fields that the page's script posts to the gateway's assertion consumer
+    service (HTTP-POST binding)."""
+    acs = f"https://{HOSTNAME}{SSO_ACS_PATH}"
+    sign_in = ("<!DOCTYPE html>\n<html><head><title>Sign in - acflow lab identity provider</title></head><body>\n"
+               '<form method="post" action="/saml2/login"><input type="text" name="username"/>'
+               '<input type="password" name="password"/><input type="hidden" name="RelayState" value="ACFLOW-SAML"/>'
+               "</form>\n</body></html>\n")
+    post_back = ('<!DOCTYPE html>\n<html><body onload="document.forms[0].submit()">\n'
+                 f'<form method="post" action="{acs}"><input type="hidden" name="SAMLResponse" '
+                 f'value="{_SAML_RESPONSE}"/><input type="hidden" name="RelayState" value="ACFLOW-SAML"/></form>\n'
+                 "</body></html>\n")
+    html = [["Content-Type", "text/html; charset=utf-8"], ["Cache-Control", "no-store"]]
+    return {"name": "identity-provider",
+            "description": f"SAML identity provider {IDP_HOST}: sign-in page, then the SAML response posted back",
+            "vars": {},
+            "steps": [{"id": "idp-sign-in-page", "note": "the SAML request: the sign-in page",
+                       "expect": {"method": "GET", "path_regex": "^" + re.escape(IDP_SSO_PATH) + r"\?SAMLRequest=.*"},
+                       "respond": {"status": 200, "reason": "OK", "headers": html, "body": sign_in}},
+                      {"id": "idp-sign-in", "note": "the user's credentials: the SAML response, posted back by the "
+                                                    "page's script",
+                       "expect": {"method": "POST", "path": "/saml2/login", "body_contains": [f"username={USER}"]},
+                       "respond": {"status": 200, "reason": "OK", "headers": html, "body": post_back}}],
+            "cstp": {"answer_dpd": False, "icmp_echo": False, "actions": []}}
+
+
 _IDP_PAGE = ("<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>\n<form method=\"post\" "
              "action=\"/idp/login\"><input name=\"username\"/><input type=\"password\" name=\"password\"/>"
              "</form>\n</body></html>\n")
 
 
-def _sso_steps(*, stall: bool) -> list[dict]:
+def _sso_steps(*, stall: bool, idp: bool = False) -> list[dict]:
     init = {"id": "init", "note": "aggregate-auth v2 init -> auth-request with sso-v2-login (external browser), no "
                                   "credentials asked",
             "expect": {"method": "POST", "path": "/", "body_contains": ['type="init"']},
@@ -583,14 +637,14 @@ def _sso_steps(*, stall: bool) -> list[dict]:
                              "body": _IDP_PAGE}}
         return [init, login]
     ret = "https%3A%2F%2F" + HOSTNAME + "%2F%2BCSCOE%2B%2Fsaml_ac_login.html"
+    back = {"status": 302, "reason": "Found",
+            "headers": [["Location", f"http://localhost:29786/api/sso/${{sso_blob}}?return={ret}"],
+                        ["Set-Cookie", "acSamlv2Token=${sso_token}; path=/; secure"], ["Content-Length", "0"]],
+            "body": ""}
     login = {"id": "sso-login", "note": "the browser at sso-v2-login; the identity provider stood in for (it would "
                                         "vouch for the user here): sent back to the client's port 29786 with the "
                                         "SSO token sealed to its STRAP DH key",
-             "expect": {"method": "GET", "path_regex": re.escape(SSO_LOGIN_PATH)},
-             "respond": {"status": 302, "reason": "Found",
-                         "headers": [["Location", f"http://localhost:29786/api/sso/${{sso_blob}}?return={ret}"],
-                                     ["Set-Cookie", "acSamlv2Token=${sso_token}; path=/; secure"],
-                                     ["Content-Length", "0"]], "body": ""}}
+             "expect": {"method": "GET", "path_regex": re.escape(SSO_LOGIN_PATH)}, "respond": back}
     final = {"id": "sso-final", "note": "the browser, sent on by the client, at sso-v2-login-final",
              "expect": {"method": "GET", "path": SSO_FINAL_PATH},
              "respond": {"status": 200, "reason": "OK", "headers": [["Content-Type", "text/html"]],
@@ -600,6 +654,20 @@ def _sso_steps(*, stall: bool) -> list[dict]:
                         "body_contains": ['type="auth-reply"', "<sso-token>${sso_token}</sso-token>"]},
              "respond": {"status": 200, "reason": "OK", "headers": XML_HEADERS + cookie_headers(),
                          "body": complete_reply()}}
+    if idp:  # the SAML request to the identity provider; its answer comes back to the assertion consumer service
+        login = {"id": "sso-login", "note": "the browser at sso-v2-login: sent to the identity provider with a SAML "
+                                            "authentication request (HTTP-Redirect binding)",
+                 "expect": {"method": "GET", "path_regex": re.escape(SSO_LOGIN_PATH)},
+                 "respond": {"status": 302, "reason": "Found",
+                             "headers": [["Location", f"https://{IDP_HOST}{IDP_SSO_PATH}?SAMLRequest={_saml_request()}"
+                                                      "&RelayState=ACFLOW-SAML"], ["Content-Length", "0"]],
+                             "body": ""}}
+        acs = {"id": "sso-acs", "note": "the browser posts the identity provider's SAML response to the assertion "
+                                        "consumer service: sent back to the client's port 29786 with the SSO token "
+                                        "sealed to its STRAP DH key",
+               "expect": {"method": "POST", "path": SSO_ACS_PATH, "body_contains": ["SAMLResponse="]},
+               "respond": back}
+        return [init, login, acs, final, reply]
     return [init, login, final, reply]
 
 
@@ -625,6 +693,19 @@ def _saml_stalled_script(c: dict) -> dict:
                            "openconnect waits on port 29786 until the user presses Ctrl-C",
             "vars": {"aggauth_handle": "1193841"},
             "steps": _sso_steps(stall=True),
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _saml_idp_script(c: dict, name: str = "saml-idp", handle: str = "1193843") -> dict:
+    return {"name": name,
+            "description": "SAML single sign-on with an external browser through an identity provider: sso-v2-login "
+                           f"redirects the browser to {IDP_HOST} (a DNS name), whose sign-in page the user fills in; "
+                           "its SAML response is posted back to the gateway, which sends the browser on to the "
+                           "client's port 29786 with the token; tunnel on CSTP when it comes",
+            "vars": {"aggauth_handle": handle},
+            "steps": [*_sso_steps(stall=False, idp=True), connect_step(connect_headers(mtu=1399),
+                                                                        note="tunnel on CSTP")],
+            "unmatched_nearest": True,
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
 
 
@@ -1191,6 +1272,56 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("openconnect has no single sign-on handler", log_line(r"No SSO handler")),
           ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
          expect_connect=False),
+    Case("saml-idp",
+         f"SAML single sign-on through an identity provider ({IDP_HOST}, resolved by the lab's DNS): the browser "
+         "signs in there, its SAML response goes back to the gateway, the token to the client, which connects",
+         _saml_idp_script,
+         [("the gateway sent the browser to the identity provider and got the SAML response and the token",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=None) if e.get("step") != "sso-final"][:4]
+                        == ["init", "sso-login", "sso-acs", "sso-token"],
+                        [e.get("step") for e in ctx.ev("request", gateway=None)])),
+          ("the identity provider showed its sign-in page and took the user's credentials",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=IDP_ADDR)] == ["idp-sign-in-page",
+                                                                                         "idp-sign-in"],
+                        [e.get("step") for e in ctx.ev("request", gateway=IDP_ADDR)])),
+          ("openconnect received the token from the browser", log_line(r"^Got encrypted SSO token of \d+ bytes")),
+          ("openconnect connected", log_line(r"^CSTP connected")),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=1.0, external_browser="follow", idp={"dns": "answer"}),
+    Case("saml-idp-unknown",
+         f"SAML single sign-on whose identity provider's name does not resolve (the lab's DNS answers {IDP_HOST} "
+         "NXDOMAIN): the browser cannot leave the gateway's sign-in redirect; the user gives up (Ctrl-C) 8 s later",
+         functools.partial(_saml_idp_script, name="saml-idp-unknown", handle="1193844"),
+         [("the gateway sent the browser to the identity provider; nothing came back",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=None)] == ["init", "sso-login"],
+                        [e.get("step") for e in ctx.ev("request", gateway=None)])),
+          ("the identity provider got no request", lambda ctx: (not ctx.ev("request", gateway=IDP_ADDR), None)),
+          ("openconnect never got a token", no_log_line(r"SSO token")),
+          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         expect_connect=False, external_browser="follow", give_up_after=8.0, idp={"dns": "nxdomain"}),
+    Case("saml-idp-unreachable",
+         f"SAML single sign-on whose identity provider ({IDP_HOST}) resolves but does not answer (TCP to it dropped "
+         "on its way in): the browser's connection times out after 10 s; the user gives up (Ctrl-C) 14 s in",
+         functools.partial(_saml_idp_script, name="saml-idp-unreachable", handle="1193845"),
+         [("the gateway sent the browser to the identity provider; nothing came back",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=None)] == ["init", "sso-login"],
+                        [e.get("step") for e in ctx.ev("request", gateway=None)])),
+          ("the identity provider got no request", lambda ctx: (not ctx.ev("request", gateway=IDP_ADDR), None)),
+          ("openconnect never got a token", no_log_line(r"SSO token")),
+          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         expect_connect=False, external_browser="follow", give_up_after=14.0, idp={"dns": "answer", "fault": "drop"}),
+    Case("saml-idp-untrusted",
+         f"SAML single sign-on whose identity provider ({IDP_HOST}) presents a certificate the browser does not "
+         "trust: the browser ends the TLS handshake; the user gives up (Ctrl-C) 8 s later",
+         functools.partial(_saml_idp_script, name="saml-idp-untrusted", handle="1193846"),
+         [("the gateway sent the browser to the identity provider; nothing came back",
+           lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=None)] == ["init", "sso-login"],
+                        [e.get("step") for e in ctx.ev("request", gateway=None)])),
+          ("the identity provider got no request", lambda ctx: (not ctx.ev("request", gateway=IDP_ADDR), None)),
+          ("openconnect never got a token", no_log_line(r"SSO token")),
+          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         expect_connect=False, external_browser="follow", give_up_after=8.0,
+         idp={"dns": "answer", "trusted": False}),
     Case("hostscan",
          "a host scan (posture) before the login: token, endpoint description, wait page, then login and tunnel",
          _hostscan_script,

@@ -44,7 +44,7 @@ from ..client import (
 from ..netns import CLIENT_OUTER, GW_OUTER, Lab, LabError, require_tools
 from ..pki import make_pki
 from ..runs import Actions, collect_outputs, run_each, work_dir
-from .cases import CASES, CSD_WRAPPER, LIVE_CASES, MEMBER_GW, PROFILE_URI, TUNNEL_GW6
+from .cases import CASES, CSD_WRAPPER, IDP_ADDR, IDP_HOST, LIVE_CASES, MEMBER_GW, PROFILE_URI, TUNNEL_GW6, idp_script
 from .facts import build_facts, profile_facts, sha1_upper
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: `python -m replay.gateway` runs from here
@@ -63,6 +63,21 @@ PROFILE_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 </AnyConnectProfile>
 """
 
+
+
+def _second_server(lab: Lab, work: Path, name: str, address: str, script: dict, pki, keylog: Path):
+    """Another scripted server in the gateway's namespace, at ``address`` (added to its veth), serving ``script``
+    with ``pki``'s certificate; events in <name>-events.jsonl, its log <name>-gateway.log."""
+    Script.from_dict(script).dump(work / f"{name}-script.json")
+    lab.ns_run(lab.gw_ns, ["ip", "addr", "add", f"{address}/24", "dev", lab.gw_if])
+    proc = lab.start(lab.gw_ns, f"{name}-gateway",
+                     [sys.executable, "-m", "replay.gateway", "--serve", str(work / f"{name}-script.json"),
+                      "--cert", str(pki.server_cert), "--key", str(pki.server_key), "--listen", address, "--port",
+                      "443", "--keylog", str(keylog), "--events", str(work / f"{name}-events.jsonl")],
+                     work / f"{name}-gateway.log", env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
+    if proc.wait_for("[gw] listening", 15) is None:
+        raise LabError(f"{name} server did not start: {proc.tail(15)}")
+    return proc
 
 def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: bool = True) -> Path:
     """Run one case in fresh namespaces; write `<out_root>/<name>/`. Raises LabError if the run itself fails."""
@@ -90,7 +105,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
         vpnc = write_client_script(work)
         gw_keys, cl_keys, curl_keys = work / "gw-keys.log", work / "client-keys.log", work / "curl-keys.log"
         dtls_keys = work / "dtls-server-keys.log"
-        member_keys = work / "member-keys.log"
+        member_keys, idp_keys = work / "member-keys.log", work / "idp-keys.log"
         events, capture = work / "gateway-events.jsonl", work / "capture.pcapng"
         extra: dict = {}
 
@@ -144,20 +159,30 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
             if gw.wait_for("[gw] listening", 15) is None:
                 raise LabError(f"gateway did not start: {gw.tail(15)}")
             act("gateway-listening")
-            member = None
+            member = idp = None
             if case.member is not None:  # a load-balancing member at MEMBER_GW, in the gateway's namespace
-                Script.from_dict(case.member(bctx)).dump(work / "member-script.json")
-                lab.ns_run(lab.gw_ns, ["ip", "addr", "add", f"{MEMBER_GW}/24", "dev", lab.gw_if])
-                member = lab.start(lab.gw_ns, "member-gateway",
-                                   [sys.executable, "-m", "replay.gateway", "--serve", str(work / "member-script.json"),
-                                    "--cert", str(pki.server_cert), "--key", str(pki.server_key), "--listen",
-                                    MEMBER_GW, "--port", "443", "--keylog", str(member_keys), "--events",
-                                    str(work / "member-events.jsonl")],
-                                   work / "member-gateway.log", env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
-                if member.wait_for("[gw] listening", 15) is None:
-                    raise LabError(f"member gateway did not start: {member.tail(15)}")
+                member = _second_server(lab, work, "member", MEMBER_GW, case.member(bctx), pki, member_keys)
                 act("member-gateway-listening", address=MEMBER_GW)
-
+            browser_cas = [str(pki.ca_cert)]
+            if case.idp is not None:  # SAML's identity provider at IDP_ADDR, its name in the lab's DNS
+                ic = case.idp
+                idp_pki = make_pki(work / "idp", IDP_HOST, IDP_ADDR, ca_name="acflow lab identity provider CA")
+                if ic.get("trusted", True):
+                    browser_cas.append(str(idp_pki.ca_cert))
+                dns_argv = ["server", GW_OUTER, IDP_ADDR] if ic.get("dns", "answer") == "answer" else \
+                    ["nxserver", GW_OUTER]
+                dnsp = lab.start(lab.gw_ns, "dns", [sys.executable, "-m", "lab.dnsish", *dns_argv],
+                                 work / "dns.log", env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
+                if dnsp.wait_for("listening", 10) is None:
+                    raise LabError(f"the lab's DNS server did not start: {dnsp.tail(10)}")
+                lab.use_resolver(lab.client_ns, GW_OUTER)
+                act("dns", how=dns_argv[0], server=GW_OUTER, name=IDP_HOST)
+                idp = _second_server(lab, work, "idp", IDP_ADDR, idp_script(bctx), idp_pki, idp_keys)
+                act("identity-provider-listening", address=IDP_ADDR, name=IDP_HOST,
+                    trusted=ic.get("trusted", True))
+                if ic.get("fault") == "drop":  # nothing reaches it: TCP to its port 443 dropped on its way in
+                    lab.drop_tcp_to(lab.gw_ns, IDP_ADDR, 443)
+                    act("path-fault", how="drop", address=IDP_ADDR, port=443)
             if case.portal_first:  # the user's browser at the web portal first (lab/scripted/browser.py)
                 p = lab.ns_run(lab.client_ns, ["env", f"ACFLOW_BROWSER_CA={pki.ca_cert}",
                                                f"ACFLOW_BROWSER_KEYLOG={curl_keys}",
@@ -178,8 +203,9 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                 browser.write_text(f"#!/bin/sh\ncd {ROOT}\nexec {sys.executable} -m lab.scripted.browser \"$@\"\n")
                 browser.chmod(0o755)
                 base.append(f"--external-browser={browser}")
-                cenv.update(ACFLOW_BROWSER_CA=str(pki.ca_cert), ACFLOW_BROWSER_KEYLOG=str(curl_keys),
-                            ACFLOW_BROWSER_LOG=str(work / "browser.log"), ACFLOW_BROWSER_MODE=case.external_browser)
+                cenv.update(ACFLOW_BROWSER_CA=":".join(browser_cas), ACFLOW_BROWSER_KEYLOG=str(curl_keys),
+                            ACFLOW_BROWSER_LOG=str(work / "browser.log"), ACFLOW_BROWSER_MODE=case.external_browser,
+                            ACFLOW_BROWSER_USER=USER, ACFLOW_BROWSER_PASSWORD=USER_PASSWORD)
                 act("external-browser", mode=case.external_browser)
             auth_args = ["-u", USER, "--passwd-on-stdin"]
             if case.flow == "split":
@@ -254,8 +280,9 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
             exit_code = client.proc.poll()
             client.stop()
             gw.stop(signal.SIGTERM)
-            if member is not None:
-                member.stop(signal.SIGTERM)
+            for second in (member, idp):
+                if second is not None:
+                    second.stop(signal.SIGTERM)
             if case.dtls_server:
                 dtls_srv.stop(signal.SIGTERM)
             time.sleep(0.5)
@@ -263,20 +290,24 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
 
         # --- outputs ---------------------------------------------------------------------------------------
         out = out_root / name
-        if (work / "member-events.jsonl").exists():  # one record of both gateways, in time order
-            member_evs = [json.loads(line) for line in (work / "member-events.jsonl").read_text().splitlines()
-                          if line.strip()]
-            for e in member_evs:
-                e["gateway"] = MEMBER_GW
+        seconds = [(work / f"{n}-events.jsonl", a) for n, a in (("member", MEMBER_GW), ("idp", IDP_ADDR))]
+        if any(f.exists() for f, _ in seconds):  # one record of every server, in time order
             main = [json.loads(line) for line in events.read_text().splitlines() if line.strip()] \
                 if events.exists() else []
-            merged = sorted(main + member_evs, key=lambda e: e.get("t", 0))
+            for f, address in seconds:
+                if f.exists():
+                    evs2 = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+                    for e in evs2:
+                        e["gateway"] = address
+                    main += evs2
+            merged = sorted(main, key=lambda e: e.get("t", 0))
             events.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in merged))
-        collect_outputs(work, out, keylogs=(gw_keys, member_keys, cl_keys, curl_keys, dtls_keys),
+        collect_outputs(work, out, keylogs=(gw_keys, member_keys, idp_keys, cl_keys, curl_keys, dtls_keys),
                         files=("client.log", "client-auth.log", "gateway.log", "curl.log", "script.json",
                                "gateway-events.jsonl", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "script-ipv6.log", "dtls-server.log", "dtls-events.jsonl",
-                               "browser.log", "member-gateway.log", "member-script.json"))
+                               "browser.log", "member-gateway.log", "member-script.json", "idp-gateway.log",
+                               "idp-script.json", "dns.log"))
         evs = [json.loads(l) for l in events.read_text().splitlines() if l.strip()] if events.exists() else []
         if (work / "dtls-events.jsonl").exists():
             extra["dtls_events"] = [json.loads(l) for l in (work / "dtls-events.jsonl").read_text().splitlines()

@@ -216,6 +216,10 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
             return EXIT_INPUT
         if progress is not None:
             progress(None)
+        for g in analysis.gateways:
+            if g.name is not None and not g.addresses:
+                print(f"acflow: --gateway {g.text}: the capture ties no address to this name (no DNS answer for it, "
+                      "no TLS ClientHello naming it): give the gateway's address", file=sys.stderr)
         try:
             filters = select_sessions(analysis, session_ids=session_ids, clients=clients, gateways=gateways,
                                       since=since, until=until, tz=tz)

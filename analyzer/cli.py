@@ -81,7 +81,7 @@ def _gateway_specs(ctx, param, values):
     try:
         return [GatewaySpec.parse(v) for v in values]
     except ValueError as e:
-        raise click.BadParameter(f"{e} (expected ADDR, ADDR:PORT or [IPv6]:PORT)") from e
+        raise click.BadParameter(f"{e} (expected ADDR, ADDR:PORT, [IPv6]:PORT, NAME or NAME:PORT)") from e
 
 
 def _tz(ctx, param, value):
@@ -136,7 +136,8 @@ def _jobs(value):
               help="Write the decapsulated inner IP packets to this pcapng.")
 @click.option("--gateway", "gateways", multiple=True, metavar="ADDR[:PORT]", callback=_gateway_specs,
               help="The VPN gateway (repeatable): report sessions to it and nothing else, whatever the evidence. "
-                   "IPv6 as [ADDR]:PORT.")
+                   "IPv6 as [ADDR]:PORT. A host name (vpn.example.com[:PORT]) stands for the addresses the capture "
+                   "ties to it: its DNS answers, TLS connections naming it (SNI).")
 @click.option("--summary", is_flag=True,
               help="One line per session: client, gateway, start, duration, verdict, worst severity (terminal "
                    "format).")

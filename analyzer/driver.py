@@ -24,6 +24,7 @@ from dissectors.keylog import KeyStore, parse_keylog
 from dissectors.pcapfile import CaptureError, Frame, Interface, Secrets
 from dissectors.tls.connection import KeyWait
 
+from .evidence import resolve_gateways
 from .model import Analysis, CaptureInfo
 from .pipeline import Pipeline
 from .rules import apply_rules
@@ -178,6 +179,8 @@ def build_sessions(analysis: Analysis, pipe, gateways) -> Analysis:
     """The session model of a finished pipeline (or of what `analyzer/parallel.py` merged from its shards, which has
     what these read of one): sessions and other traffic, then the findings (rules), then each session's verdict.
     The one place these steps are chained, so that every way of running an analysis gives the same document."""
+    gateways = resolve_gateways(gateways, pipe)  # --gateway NAME: the addresses the capture ties to the name
+    analysis.gateways = list(gateways or [])
     analysis.sessions, analysis.other_traffic = reconstruct(pipe, gateways)
     apply_rules(analysis, pipe)
     apply_verdicts(analysis)

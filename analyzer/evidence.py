@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -44,16 +45,26 @@ STRONG, MEDIUM = 2, 1
 CSTP_CONTROL_MIN = 2  # control-size records needed for the record pattern
 
 
+#: a host name as --gateway takes it (RFC 1123 labels): letters, digits, hyphens, dots
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
 @dataclass(frozen=True)
 class GatewaySpec:
-    """One --gateway ADDR[:PORT]."""
+    """One --gateway ADDR[:PORT] or NAME[:PORT]. A name (the host name users type into the client) stands for the
+    addresses the capture itself ties to it (`resolved`): the answers of DNS lookups of it, and the servers of TLS
+    connections whose ClientHello names it (SNI); until resolved, or when the capture ties none, it matches nothing."""
 
-    address: str
+    address: str | None
     port: int | None = None
+    name: str | None = None  # lower case, without a final dot
+    addresses: tuple[str, ...] = ()  # a name's addresses, once `resolved`
 
     @classmethod
     def parse(cls, text: str) -> GatewaySpec:
-        """`198.18.0.1`, `198.18.0.1:443`, `2001:2::1`, `[2001:2::1]:8443`. Raises ValueError."""
+        """`198.18.0.1`, `198.18.0.1:443`, `2001:2::1`, `[2001:2::1]:8443`, `vpn.example.com`,
+        `vpn.example.com:8443`. Raises ValueError."""
         t = text.strip()
         port = None
         if t.startswith("["):
@@ -67,17 +78,58 @@ class GatewaySpec:
             port = int(p)
         else:
             host = t
-        addr = str(ipaddress.ip_address(host))
         if port is not None and not 0 < port < 65536:
             raise ValueError(f"bad port in {text!r}")
-        return cls(addr, port)
+        try:
+            return cls(str(ipaddress.ip_address(host)), port)
+        except ValueError:
+            if not t.startswith("[") and _HOSTNAME.fullmatch(host) and not host.replace(".", "").isdigit():
+                return cls(None, port, name=host.lower().rstrip("."))
+            raise
+
+    @property
+    def text(self) -> str:
+        """As given: ADDR, ADDR:PORT, [IPv6]:PORT, NAME, NAME:PORT."""
+        host = self.name or self.address or ""
+        if self.port is None:
+            return host
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    def resolved(self, pipe) -> GatewaySpec:
+        """A name's spec with the addresses the capture ties to it (itself for an address)."""
+        if self.name is None:
+            return self
+        found: list[str] = []
+        for e in getattr(getattr(pipe, "dns", None), "entries", {}).values():
+            if e["name"] == self.name and e.get("rcode") == 0:
+                found += e.get("addresses") or []
+        for c in getattr(pipe, "tcp", {}).values():
+            ch = c.client_hello
+            if ch is not None and (ch.sni or "").lower().rstrip(".") == self.name:
+                found.append(c.server[0])
+        return GatewaySpec(None, self.port, self.name, tuple(dict.fromkeys(found)))
 
     def matches(self, address: str, port: int | None) -> bool:
-        try:
-            same = ipaddress.ip_address(address) == ipaddress.ip_address(self.address)
-        except ValueError:
-            same = address == self.address
+        if self.name is not None:
+            targets = self.addresses
+        else:
+            targets = (self.address,)
+        same = False
+        for t in targets:
+            try:
+                same = ipaddress.ip_address(address) == ipaddress.ip_address(t)
+            except ValueError:
+                same = address == t
+            if same:
+                break
         return same and (self.port is None or port is None or port == self.port)
+
+
+def resolve_gateways(gateways, pipe) -> list[GatewaySpec] | None:
+    """--gateway specs with their names resolved from the capture (`GatewaySpec.resolved`); None stays None."""
+    if not gateways:
+        return gateways
+    return [gw.resolved(pipe) for gw in gateways]
 
 
 @dataclass

@@ -196,6 +196,9 @@ class Analysis:
     sessions: list[Session] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)  # capture-wide findings (not tied to a session)
     other_traffic: dict = field(default_factory=dict)  # flows that are not VPN sessions (analyzer/evidence.py)
+    #: the --gateway specs the sessions were chosen by, names resolved from the capture (analyzer/evidence.py
+    #: GatewaySpec.resolved); not in the document itself (the filters say them)
+    gateways: list = field(default_factory=list)
 
     def to_json(self, version: str, show_secrets: bool = False, sessions: bool = True) -> dict:
         """``sessions=False``: ``"sessions": []`` (a writer that puts them in one at a time)."""

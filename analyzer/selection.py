@@ -16,7 +16,8 @@ def select_sessions(analysis: Analysis, *, session_ids=(), clients=(), gateways=
     """Keep the sessions that match every filter given (ids, client addresses, a time window the session overlaps);
     capture-wide findings and other traffic stay. `gateways` (GatewaySpec, --gateway) already chose the sessions
     during the analysis (its evidence role, analyzer/evidence.py); here it filters once more by the session's
-    gateway address and port. `since`/`until`: epoch seconds or the text of --since/--until (read in `tz`; a
+    gateway address and port (a name by the addresses the analysis resolved it to: `Analysis.gateways`).
+    `since`/`until`: epoch seconds or the text of --since/--until (read in `tz`; a
     time of day is on the day of the capture's first frame; ValueError when it is not a time). Returns what was
     applied (None: no filter)."""
     if isinstance(since, str) or isinstance(until, str):
@@ -26,6 +27,8 @@ def select_sessions(analysis: Analysis, *, session_ids=(), clients=(), gateways=
     if not (session_ids or clients or gateways or since is not None or until is not None):
         return None
     total = len(analysis.sessions)
+    resolved = {g.name: g for g in analysis.gateways if g.name is not None}
+    gateways = [resolved.get(g.name, g) if g.name is not None else g for g in gateways or ()]
     ids = {i.strip() for v in session_ids for i in v.split(",") if i.strip()}
     want = {_norm_addr(c) for c in clients}
 
@@ -48,9 +51,10 @@ def select_sessions(analysis: Analysis, *, session_ids=(), clients=(), gateways=
     if clients:
         out["client"] = list(clients)
     if gateways:
-        out["gateway"] = [g.address if g.port is None else
-                          (f"[{g.address}]:{g.port}" if ":" in g.address else f"{g.address}:{g.port}")
-                          for g in gateways]
+        out["gateway"] = [g.text for g in gateways]
+        names = {g.name: list(g.addresses) for g in gateways if g.name is not None}
+        if names:  # --gateway NAME: the addresses the capture tied to it (DNS answers, TLS SNI)
+            out["gateway_addresses"] = names
     if since is not None:
         out["since"] = since
     if until is not None:

@@ -112,7 +112,9 @@ def _filters_line(con: Console, filters: dict | None) -> None:
     if not filters:
         return
     parts = [f"--{k} " + (" ".join(map(str, v)) if isinstance(v, list) else stamp(v, UTC) if k in ("since", "until")
-                          else str(v)) for k, v in filters.items() if k not in ("shown", "total")]
+                          else str(v)) for k, v in filters.items() if k not in ("shown", "total", "gateway_addresses")]
+    for name, addrs in (filters.get("gateway_addresses") or {}).items():  # --gateway NAME, as the capture resolved it
+        parts.append(f"{name} = {' '.join(addrs)}" if addrs else f"{name} not found in the capture")
     _wrap(con, f"filters {', '.join(parts)}: {filters['shown']} of {plural(filters['total'], 'session')} "
                "shown", 2, 4)
 
@@ -144,7 +146,7 @@ def render_terminal(analysis, *, version: str, verbose: bool = False, show_secre
                     "the tunnel, not the VPN's connection: capture on the interface that reaches the gateway."
                     if tun else
                     "No AnyConnect-protocol session found: no flow in this capture shows evidence of the protocol "
-                    "(use --gateway ADDR[:PORT] if you know the gateway)."), 0, 2)
+                    "(use --gateway ADDR[:PORT] or --gateway NAME if you know the gateway)."), 0, 2)
     for s in analysis.sessions:
         _session(con, s, verbose, show_secrets, several_captures=len(analysis.captures) > 1, tz=tz)
     _other_traffic(con, getattr(analysis, "other_traffic", None) or {})

@@ -435,14 +435,15 @@ def _unreached(f: Finding, s: Session) -> SessionVerdict:
     icmp_from = ", ".join(ev.get("icmp_from") or [])
     n = ev.get("attempts") or 1
     conns = f"{n} TCP connections" if n != 1 else "TCP connection"
-    if answers.get("icmp"):
-        how, cause = "icmp", f"{icmp_from} rejected the client's {conns} to {s.gateway} with ICMP destination " \
-                             "unreachable"
-    elif answers.get("unacknowledged") and not answers.get("reset"):
-        how, cause = "unacknowledged", (f"the gateway answered the client's {conns} to {s.gateway} (SYN-ACK), but its "
-                                        "answers never reached the client, which kept sending its SYN")
-    elif answers.get("reset"):
-        how, cause = "reset", f"the client's {conns} to {s.gateway} {'were' if n != 1 else 'was'} refused (reset)"
+    # the answer the finding speaks of (analyzer/rules/tcp_connect.py `_how`; a document without it: the same order)
+    how = ev.get("answer") or next((a for a in ("icmp", "reset", "unacknowledged") if answers.get(a)), "none")
+    if how == "icmp":
+        cause = f"{icmp_from} rejected the client's {conns} to {s.gateway} with ICMP destination unreachable"
+    elif how == "unacknowledged":
+        cause = (f"the gateway answered the client's {conns} to {s.gateway} (SYN-ACK), but its answers never reached "
+                 "the client, which kept sending its SYN")
+    elif how == "reset":
+        cause = f"the client's {conns} to {s.gateway} {'were' if n != 1 else 'was'} refused (reset)"
     else:
         dur = (s.end - s.start) if s.start is not None and s.end is not None else None
         how, cause = "none", (f"nothing answered the client's {conns} to {s.gateway}"

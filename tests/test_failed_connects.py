@@ -231,3 +231,15 @@ def test_a_live_view_sees_the_connect_once_it_had_time_to_be_answered(tshark):
     assert "TCP_CONNECT_FAILED" in {f.id for f in snap.findings}
     assert snap.other_traffic["failed_connects_total"] == 1
     assert "TCP_CONNECT_FAILED" in {f.id for f in an.finish().findings}
+
+
+def test_a_mix_of_answers_is_told_as_one():
+    """Refused connects (gateway-refused) and, 8 s later, unacknowledged ones (return-path-blocked), read as one
+    capture: one session, and the finding's chosen answer (evidence.answer) is the one its message and the verdict
+    speak of."""
+    caps = [sample(n) / "capture.pcapng" for n in ("gateway-refused", "return-path-blocked")]
+    [s] = _doc(caps, gateway="198.18.0.1")["sessions"]
+    assert sorted({c["answer"] for c in s["connections"]}) == ["reset", "unacknowledged"]
+    [f] = [f for f in s["findings"] if f["id"] == "TCP_CONNECT_FAILED"]
+    assert f["evidence"]["answer"] == "reset" and set(f["evidence"]["answers"]) == {"reset", "unacknowledged"}
+    assert "refused (reset)" in s["verdict"]["cause"]

@@ -83,6 +83,7 @@ def _frames(failed) -> list[int]:
 def _evidence(failed, gateway: str) -> dict:
     return {"gateway": gateway, "attempts": len(failed),
             "answers": {a: sum(1 for c in failed if c.answer == a) for a in sorted({c.answer for c in failed})},
+            "answer": _how(failed),  # the one the message and remedy speak of (the verdict reads it too)
             "connections": [c.connection for c in failed][:20],
             **({"icmp_from": sorted({c.icmp["from"] for c in failed if isinstance(c.icmp, dict)})}
                if any(isinstance(c.icmp, dict) for c in failed) else {})}

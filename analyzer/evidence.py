@@ -203,11 +203,16 @@ def cstp_disconnect_shape(conn) -> int | None:
     return last[3] if conn.last_ts - last[0] <= 2.0 else None
 
 
+TLS_SERVERS = 8  # the other traffic's TLS servers listed (by connections)
+
+
 def other_traffic(pipe, vpn_conn_ids: set[int], vpn_flow_ids: set[int], top: int = 5) -> dict:
-    """The summary of everything that is not a VPN session: counts per protocol and server port, top talkers."""
+    """The summary of everything that is not a VPN session: counts per protocol and server port, top talkers, the
+    TLS servers (their SNI names: what to give --gateway when the gateway is among them)."""
     rows: Counter = Counter()
     flows: Counter = Counter()
     talkers: Counter = Counter()
+    tls_servers: dict = {}  # (address, port) -> [connections, bytes, names, clients]
     for c in pipe.tcp.values():
         if id(c) in vpn_conn_ids:
             continue
@@ -217,6 +222,15 @@ def other_traffic(pipe, vpn_conn_ids: set[int], vpn_flow_ids: set[int], top: int
         flows[key] += 1
         rows[key] += b
         talkers[(c.client[0], c.server[0])] += b
+        if c.is_tls:
+            t = tls_servers.setdefault(c.server, [0, 0, {}, set()])
+            t[0] += 1
+            t[1] += b
+            sni = getattr(c.client_hello, "sni", None)
+            if sni and len(t[2]) < 4:
+                t[2][sni.lower()] = None
+            if len(t[3]) < 1000:
+                t[3].add(c.client[0])
     for f in pipe.udp.values():
         if id(f) in vpn_flow_ids:
             continue
@@ -245,6 +259,11 @@ def other_traffic(pipe, vpn_conn_ids: set[int], vpn_flow_ids: set[int], top: int
         "top_talkers": [{"client": a, "server": b, "bytes": n} for (a, b), n in talkers.most_common(top)],
         "unitemised_udp_datagrams": pipe.udp_other_overflow,
         **({"ipsec": summarize_ipsec(ipsec)} if ipsec else {}),
+        # the TLS servers, by connections: candidates for --gateway ADDR or NAME when no session was recognised
+        **({"tls_servers": [{"server": fmt_endpoint(*k), "names": list(t[2]), "connections": t[0], "bytes": t[1],
+                             "clients": len(t[3])}
+                            for k, t in sorted(tls_servers.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[
+                                :TLS_SERVERS]]} if tls_servers else {}),
     }
 
 

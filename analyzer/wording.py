@@ -9,3 +9,10 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     if words is None:
         words = word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
     return f"{n} {words}"
+
+
+def tls_servers_line(servers: list[dict], most: int = 8) -> str:
+    """"vpn.example.com 198.51.100.7:443 ×3, 203.0.113.9:443 ×1" — other traffic's TLS servers (their SNI names first:
+    what --gateway takes)."""
+    return ", ".join((f"{'/'.join(t['names'][:2])} " if t.get("names") else "") + f"{t['server']} ×{t['connections']}"
+                     for t in servers[:most])

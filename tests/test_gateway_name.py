@@ -14,6 +14,7 @@ from scapy.all import DNS, DNSQR, DNSRR, IP, UDP, Ether, rdpcap, wrpcap
 from analyzer.evidence import GatewaySpec
 
 from .conftest import sample
+from .oracle import tshark_fields
 
 
 def _acflow(*args) -> subprocess.CompletedProcess:
@@ -88,3 +89,22 @@ def test_a_name_the_capture_does_not_know():
     assert d["sessions"] == [] and d["filters"]["gateway_addresses"] == {"vpn.acflow.test": []}
     assert "--gateway vpn.acflow.test: the capture ties no address to this name" in p.stderr
     assert any(f["id"] == "DNS_LOOKUP_FAILED" for f in d["findings"])
+
+
+@pytest.mark.tshark
+def test_the_tls_servers_of_other_traffic_name_the_candidates():
+    """Without keys and without --gateway, a login that failed is no session (a TLS connection alone looks like any
+    HTTPS): other traffic lists the TLS servers with the names their clients gave them (SNI), which --gateway takes,
+    and NO_VPN_SESSION's remedy names them; tshark sees the same SNI on the same server."""
+    cap = sample("scripted/saml-idp-unknown") / "capture.pcapng"
+    d = _json(_acflow(cap))
+    assert d["sessions"] == []
+    (t,) = d["other_traffic"]["tls_servers"]
+    assert (t["server"], t["names"], t["connections"], t["clients"]) == ("198.18.0.1:443", ["vpn.acflow.test"], 2, 1)
+    rows = tshark_fields(cap, ["ip.dst", "tls.handshake.extensions_server_name"], "tls.handshake.type == 1")
+    assert {tuple(r) for r in rows} == {("198.18.0.1", "vpn.acflow.test")} and len(rows) == 2
+    nvs = next(f for f in d["findings"] if f["id"] == "NO_VPN_SESSION")
+    assert "vpn.acflow.test 198.18.0.1:443 ×2" in nvs["remedy"]
+    m = _json(_acflow(sample("mixed-traffic") / "capture.pcapng", "--gateway", "198.18.0.9"))
+    counts = [x["connections"] for x in m["other_traffic"]["tls_servers"]]
+    assert counts == sorted(counts, reverse=True) and len(counts) >= 3

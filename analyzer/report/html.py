@@ -28,7 +28,7 @@ from ..phases.record import UNSET, opt
 from ..phases.tls_handshake import TLSHandshakeDetails
 from ..timefmt import UTC, clock, stamp
 from ..verdict import text_with_clock
-from ..wording import plural
+from ..wording import plural, tls_servers_line
 from .json_report import to_document
 
 #: the --tz zone of the page being rendered (render_html sets it)
@@ -316,7 +316,9 @@ def _other_traffic(o: dict) -> str:
             f"{_e(_bytes(o.get('bytes')))}.</p><table class=\"reflow\"><thead><tr><th>protocol</th><th>server port</th>"
             f"<th>flows</th><th>bytes</th></tr></thead><tbody>{rows}</tbody></table>"
             + (f"<p>{_e(_ipsec_line(o['ipsec']))}</p>" if o.get("ipsec") else "")
-            + (f"<p>Top talkers: {talkers}</p>" if talkers else "") + "</section>")
+            + (f"<p>Top talkers: {talkers}</p>" if talkers else "")
+            + (f"<p>TLS servers: {_e(tls_servers_line(o['tls_servers']))}</p>" if o.get("tls_servers") else "")
+            + "</section>")
 
 
 def _ipsec_line(items: list) -> str:

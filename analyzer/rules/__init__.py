@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..capture_point import describe_interface, tunnel_devices
 from ..model import Analysis, Finding
+from ..wording import tls_servers_line
 
 RULE_MODULES = [
     "tcp_connect",
@@ -148,6 +149,7 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
 
         ipsec = describe((analysis.other_traffic or {}).get("ipsec") or [])
         refused = _refused_certificates(pipe)
+        servers = (analysis.other_traffic or {}).get("tls_servers") or []
         tun = tunnel_devices(analysis.captures)
         inside = ""
         if tun:
@@ -167,7 +169,9 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                                    "Check the capture was taken where the client's traffic to the gateway passes "
                                    "(TCP/UDP 443 by default); without keys a short TLS-only session shows no "
                                    "evidence of the protocol: supply the key log, or name the gateway with "
-                                   "--gateway ADDR[:PORT]."),
+                                   "--gateway ADDR[:PORT] or its host name" + (
+                                       f" (the capture's TLS servers: {tls_servers_line(servers, 4)})"
+                                       if servers else "") + "."),
                            evidence={"frames": sum(c.frames for c in analysis.captures)}
                            | ({"tunnel_device": describe_interface(tun[0][1])} if tun else {})))
     return out

@@ -264,6 +264,20 @@ def judge(s: Session) -> SessionVerdict:
                         failed.frames[:5] if failed is not None else [], failed.start if failed else None,
                         None, [], s)
 
+    # -- without keys: a host scan the gateway never finished evaluating (analyzer/rules/hostscan.py, inferred) ------
+    scan = first("HOSTSCAN_INCOMPLETE")
+    if not decrypted and not connected and scan is not None and scan.inferred:
+        ev = scan.evidence
+        polled = f"the client asked for the wait page {ev.get('polls')} times, each answered alike"
+        if scan.severity == "info":
+            return _verdict("inconclusive", "Login still in progress when the capture ended",
+                            f"the host scan (posture), most likely, was still being evaluated: {polled} (read without "
+                            "keys)", scan.frames, scan.time, _short_remedy(scan), ["HOSTSCAN_INCOMPLETE"], s)
+        return _verdict("failed", "Login not completed: the host scan did not finish",
+                        f"the gateway never finished evaluating the scan, most likely: {polled}, then the client gave "
+                        "up (read without keys)", scan.frames, scan.time, _short_remedy(scan),
+                        ["HOSTSCAN_INCOMPLETE"], s)
+
     # -- without keys: a browser sign-in that did not come back (analyzer/rules/auth_sso.py, inferred) ----------------
     sso = first("AUTH_SSO_INCOMPLETE")
     if not decrypted and not connected and sso is not None and sso.inferred:

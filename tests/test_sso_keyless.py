@@ -126,11 +126,30 @@ def test_a_sign_in_through_an_identity_provider():
 
 def test_a_host_scan_is_no_sign_in():
     """The host scan's script (curl: another TLS fingerprint) connects to the gateway while the client waits, as a
-    browser would; it goes nowhere else, so no sign-in failure is claimed without keys."""
+    browser would; it goes nowhere else, so no sign-in failure is claimed without keys. The client then asks for the
+    wait page every second until the user gives up: HOSTSCAN_INCOMPLETE, inferred, on the very requests the keyed
+    analysis reads as the wait page's (and no refused CONNECT, no login rounds)."""
+    keyed = session("scripted/hostscan-stalled")
+    waits = [r["frame"] for r in next(p for p in keyed["phases"] if p["phase"] == "user-auth")["details"]
+             ["host_scan"]["requests"] if "wait" in r["target"]]
     (s,) = doc("scripted/hostscan-stalled", keys=False, gateway="198.18.0.1")["sessions"]
     assert not any(f["id"] == "AUTH_SSO_INCOMPLETE" for f in s["findings"])
-    inf = next(p for p in s["phases"] if p["phase"] == "user-auth").get("inferred") or {}
-    assert not (inf.get("sign_in") or {}).get("single_sign_on")
+    ph = {p["phase"]: p for p in s["phases"]}
+    inf = ph["user-auth"]["inferred"]
+    si = inf["sign_in"]
+    assert not si["single_sign_on"] and si["connections"] == ["tcp.stream 1", "tcp.stream 2"]
+    assert inf["status"] == "failed" and si["polls"] == len(waits) and si["poll_frames"] == waits
+    assert 0.9 < si["poll_interval"] < 1.1  # openconnect refreshes the wait page after 1 second
+    assert ph["cstp-connect"]["inferred"]["status"] == "absent"  # was 'failed': a refused CONNECT, most likely
+    assert ph["downloader"]["inferred"]["status"] == "absent"
+    (f,) = [f for f in s["findings"] if f["id"] == "HOSTSCAN_INCOMPLETE"]
+    assert f["inferred"] is True and f["severity"] == "error" and set(waits[:6]) <= set(f["frames"])
+    assert not any(f["id"] == "AUTH_MULTI_ROUND" for f in s["findings"])
+    assert s["verdict"]["text"].startswith("Login not completed: the host scan did not finish")
+    # the completed host scan: the same polling, then the login went on to a tunnel — no finding
+    (ok,) = doc("scripted/hostscan", keys=False)["sessions"]
+    assert not any(f["id"] in ("HOSTSCAN_INCOMPLETE", "AUTH_SSO_INCOMPLETE") for f in ok["findings"])
+    assert next(p for p in ok["phases"] if p["phase"] == "cstp-connect")["inferred"]["status"] == "ok"
 
 
 def test_a_stalled_sign_in_without_keys():

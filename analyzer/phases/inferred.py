@@ -106,6 +106,11 @@ class InferredSignIn(Record):
     #: provider — SAML single sign-on, most likely (set by analyzer/phases/session.py with `path`)
     single_sign_on: bool = False
     path: SignInPath = UNSET  # that program's way to the identity provider (analyzer/phases/sign_in.py)
+    #: then the client asked for one page again and again, alike each time at a steady pace, and went no further (a
+    #: refresh page: a host scan's wait page while the gateway evaluates the scan, `_polling`)
+    polls: int = UNSET
+    poll_interval: float = UNSET  # seconds between those requests (the median)
+    poll_frames: list[int] = UNSET
 
 
 @record
@@ -229,7 +234,24 @@ def apply(g: Group, phases: list[Phase]) -> None:
                 basis=f"{len(auth_rounds)} round(s) after the init, then a tunnel (CONNECT round at frame "
                       f"{rd.frame}, {', '.join(first_t.basis)})",
                 frames=frames + [rd.frame], rounds=auth_rounds, auth_rounds=len(auth_rounds))
-    if first_t is None:
+    poll = _polling(rounds) if sign_in is not None and first_t is None and sign_in.outcome == "went-on" else None
+    if poll is not None and auth.status == "undecrypted":
+        # (the client's rounds after another program's: one page asked again and again — no refused CONNECT)
+        n, interval, fr = poll
+        sign_in.polls, sign_in.poll_interval, sign_in.poll_frames = n, interval, fr
+        gone = ("then closed its connection" if closed else "and still asked when the capture ended")
+        auth.inferred = PhaseInference(
+            status="failed" if closed else "incomplete", confidence="medium",
+            basis=f"after the gateway answered the first request, another program on the client's machine connected "
+                  f"to the gateway ({', '.join(sign_in.connections[:4])}: a host scan's script, or a browser), then "
+                  f"the client asked for one page {n} times, every {interval:.1f} s, each answered alike (a refresh "
+                  f"page: the host scan's wait page, most likely), {gone} without going on",
+            frames=[sign_in.since_frame] + fr[:8], sign_in=sign_in)
+        if cstp.status == "undecrypted" and closed:
+            cstp.inferred = PhaseInference(status="absent", confidence="medium",
+                                           basis="the login never got past the wait: no CONNECT", frames=[])
+        first_t = None
+    elif first_t is None:
         if sign_in is not None and sign_in.outcome != "went-on" and auth.status == "undecrypted" and len(rounds) == 1:
             streams = ", ".join(sign_in.connections[:4])
             gone = ("then closed its connection without another request" if sign_in.outcome == "gave-up" else
@@ -258,6 +280,11 @@ def apply(g: Group, phases: list[Phase]) -> None:
             dl.inferred = PhaseInference(status="absent", confidence="medium",
                                          basis="no extra TLS connection between the login and the tunnel",
                                          frames=[])
+    if dl.status == "undecrypted" and dl.inferred is None and sign_in is not None and not extra:
+        dl.inferred = PhaseInference(status="absent", confidence="medium",
+                                     basis=f"the other TLS connections are another program's ("
+                                           f"{', '.join(sign_in.connections[:4])}: the sign-in or the host scan), "
+                                           "not a downloader", frames=[])
     if cstp.status == "undecrypted" and tunnels:
         ts = [_tunnel(r) for r in tunnels]
         t0 = ts[0]
@@ -298,6 +325,32 @@ def _sign_in(live: list[ConnectionReading], g: Group) -> tuple[InferredSignIn | 
             outcome, end = "capture-ended", max([since] + [r.conn.last_ts for r in live])
     return InferredSignIn(connections=[f"tcp.stream {r.conn.index}" for r in browser], since=since,
                           since_frame=since_frame, waited=round(end - since, 3), outcome=outcome), browser
+
+
+POLL_LEAST = 3  # rounds alike in a row at a steady pace that make a polling run (a refresh page asked again)
+POLL_SPREAD = 0.35  # seconds the intervals of a polling run may differ from their median
+
+
+def _polling(rounds: list[InferredRound]) -> tuple[int, float, list[int]] | None:
+    """The client's last rounds, when they are one request asked again and again: POLL_LEAST or more in a row with the
+    same request and answer sizes, at intervals within POLL_SPREAD of their median (0.5 s or more: a page's refresh,
+    not a burst). (rounds, median interval, their frames), or None."""
+    run = [rounds[-1]] if rounds else []
+    for rd in reversed(rounds[:-1]):
+        last = run[-1]
+        if rd.request_bytes == last.request_bytes and rd.response_bytes == last.response_bytes \
+                and rd.response_records:
+            run.append(rd)
+        else:
+            break
+    if len(run) < POLL_LEAST:
+        return None
+    run.reverse()
+    gaps = sorted(b.time - a.time for a, b in zip(run, run[1:]))
+    median = gaps[len(gaps) // 2]
+    if median < 0.5 or any(abs(g - median) > POLL_SPREAD for g in gaps):
+        return None
+    return len(run), round(median, 3), [rd.frame for rd in run]
 
 
 def _before_capture(cstp: Phase, early: list[ConnectionReading], live: list[ConnectionReading]) -> None:

@@ -466,6 +466,18 @@ def _unreached(f: Finding, s: Session) -> SessionVerdict:
                     UNREACHED_REMEDY[how].format(port=port, icmp_from=icmp_from), ["TCP_CONNECT_FAILED"], s)
 
 
+def _ended_without_tunnel(s: Session):
+    """The first of phases 2-5 the keyless reading found failed, else cstp-connect read absent: a login that ended
+    without a tunnel (None when the reading saw a tunnel, or nothing)."""
+    read = [p for p in s.phases[1:5] if p.status == "undecrypted" and p.inferred is not None]
+    if any(p.phase == "cstp-connect" and p.inferred.status == "ok" for p in read):
+        return None
+    failed = next((p for p in read if p.inferred.status == "failed"), None)
+    if failed is not None:
+        return failed
+    return next((p for p in read if p.phase == "cstp-connect" and p.inferred.status == "absent"), None)
+
+
 def _dpd_side(f: Finding) -> str | None:
     """Whose DPD requests went unanswered: the evidence's direction, else what the message says (a finding made
     without keys may not carry the direction)."""
@@ -522,6 +534,15 @@ def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: boo
                         "capture again with whole packets (tcpdump -s 0, pktmon --pkt-size 0)", ["CAPTURE_TRUNCATED"],
                         s)
     if not decrypted:
+        # the keyless reading saw the login end without a tunnel (analyzer/phases/inferred.py): say where, as read
+        ended = _ended_without_tunnel(s)
+        if ended is not None:
+            p = ended
+            inf = p.inferred
+            return _verdict("inconclusive", "No tunnel seen without keys",
+                            f"{p.phase} {inf.status}, read from record sizes and timing ({inf.confidence} "
+                            f"confidence): {inf.basis}", list(inf.frames)[:5], p.start,
+                            "supply the key log (--keylog) to see why", [], s)
         parts = [f"TLS handshake {status.get('tls-handshake')}"]
         if dstat in ("undecrypted", "ok"):
             parts.append("DTLS up")

@@ -13,6 +13,7 @@ from analyzer.analyze import analyze_paths, load_keys
 from analyzer.keyless import Protection, protection
 
 from .conftest import sample
+from .helpers import doc
 
 SAMPLES = ["baseline", "legacy-dtls", "legacy-dtls09", "mtu", "reconnect", "dpd-loss", "mixed-traffic",
            "scripted/dtls-cookie"]
@@ -254,3 +255,16 @@ def test_the_dtls_backlog_bound_changes_no_report(name, keyed, monkeypatch):
     want = report()
     monkeypatch.setattr(dtlsflow, "MAX_BACKLOG_BYTES", 0)
     assert report() == want
+
+
+@pytest.mark.parametrize("name", ["auth-fail", "group-url-unknown", "scripted/connect-rejected"])
+def test_a_login_without_a_tunnel_is_said_without_keys(name):
+    """A login that ended without a tunnel, read without keys with its gateway named: the verdict says so and names
+    the phase the keyless reading found failed — the phase the keyed analysis finds failed — instead of 'No problem
+    seen without keys' (before session 13)."""
+    keyed = doc(name)["sessions"][0]
+    failed = next(p["phase"] for p in keyed["phases"] if p["status"] == "failed")
+    (s,) = doc(name, keys=False, gateway="198.18.0.1")["sessions"]
+    v = s["verdict"]
+    assert v["outcome"] == "inconclusive" and v["experienced"] == "No tunnel seen without keys"
+    assert v["cause"].startswith(f"{failed} failed, read from record sizes and timing")

@@ -108,3 +108,16 @@ def test_the_tls_servers_of_other_traffic_name_the_candidates():
     m = _json(_acflow(sample("mixed-traffic") / "capture.pcapng", "--gateway", "198.18.0.9"))
     counts = [x["connections"] for x in m["other_traffic"]["tls_servers"]]
     assert counts == sorted(counts, reverse=True) and len(counts) >= 3
+
+
+def test_a_failed_lookup_beside_a_reached_gateway_is_not_called_the_gateways():
+    """saml-idp-unknown without keys or --gateway: the failed name is the identity provider's, and the client did
+    reach vpn.acflow.test over TLS — DNS_LOOKUP_FAILED says so and names the --gateway that shows the session;
+    gateway-name-unknown (the gateway's own name failed, nothing reached) keeps its plain message."""
+    d = _json(_acflow(sample("scripted/saml-idp-unknown") / "capture.pcapng"))
+    f = next(f for f in d["findings"] if f["id"] == "DNS_LOOKUP_FAILED")
+    assert f["evidence"]["names"] == ["idp.acflow.test"] and f["evidence"]["tls_servers_reached"] == ["vpn.acflow.test"]
+    assert "--gateway vpn.acflow.test shows the session" in f["message"]
+    g = _json(_acflow(sample("gateway-name-unknown") / "capture.pcapng"))
+    f = next(f for f in g["findings"] if f["id"] == "DNS_LOOKUP_FAILED")
+    assert "tls_servers_reached" not in f["evidence"] and "did reach" not in f["message"]

@@ -37,13 +37,25 @@ def capture_wide(analysis) -> Finding | None:
              f"{', …' if len(b['frames']) > 4 else ''})" for b in bad[:5]]
     n = len(bad)
     first = bad[0]["answer"].split("/")[0]
+    failed_names = {b["name"] for b in bad}
+    # the client reached servers by name over TLS (SNI): the gateway may be among them, the failed name something
+    # else the login needed (a SAML identity provider the gateway sent the browser to: scripted/saml-idp-unknown)
+    reached = [t for t in (analysis.other_traffic or {}).get("tls_servers") or []
+               if t.get("names") and not failed_names & set(t["names"])]
+    also = ""
+    if reached:
+        named = ", ".join(f"{t['names'][0]} ({t['server']})" for t in reached[:3])
+        also = (f" The client did reach {named} over TLS: if that is the gateway, the name that failed is something "
+                f"else the login needed — a SAML identity provider, most likely, when the gateway sends the user's "
+                f"browser to one — and --gateway {reached[0]['names'][0]} shows the session.")
     return Finding(
         id="DNS_LOOKUP_FAILED", severity="warning", time=bad[0]["time"],
         frames=sorted({f for b in bad[:5] for f in b["frames"][:4]}),
         message=f"No VPN session, and {'a' if n == 1 else n} name{'s' if n != 1 else ''} the client looked up "
                 f"did not resolve: " + "; ".join(parts) + (" …" if n > 5 else "") + ". If "
                 + ("that is" if n == 1 else "one of them is") + " the VPN gateway's name, the client could not "
-                "resolve it and never tried to connect.",
+                "resolve it and never tried to connect." + also,
         remedy=REMEDY.get(first, REMEDY["no answer"]),
         evidence={"names": [b["name"] for b in bad[:20]], "answers": [b["answer"] for b in bad[:20]],
-                  "servers": sorted({s for b in bad for s in b["servers"]})[:10], "failed_names": n})
+                  "servers": sorted({s for b in bad for s in b["servers"]})[:10], "failed_names": n}
+        | ({"tls_servers_reached": [t["names"][0] for t in reached[:10]]} if reached else {}))

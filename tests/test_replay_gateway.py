@@ -47,7 +47,8 @@ from .oracle import tshark_fields, tshark_follow_tls
 SCRIPTED = ROOT / "samples" / "scripted"
 CASE_NAMES = list(CASES)
 # cases that never reach a CONNECT
-NO_CONNECT = ("tls-alert", "saml-browser-stalled", "saml-no-browser", "hostscan-stalled")
+NO_CONNECT = ("tls-alert", "saml-browser-stalled", "saml-no-browser", "hostscan-stalled", "saml-idp-unknown",
+              "saml-idp-unreachable", "saml-idp-untrusted")
 BCTX = {"previous_cert_sha1": "00" * 20, "profile_current": "<AnyConnectProfile/>\n",
         "profile_current_sha1": "22" * 20, "profile_previous_sha1": "11" * 20}
 GW, CLIENT = "198.18.0.1", "198.18.0.2"
@@ -444,13 +445,20 @@ def test_tshark_decrypts_the_scripted_exchange(tshark, name):
     wire = [(r[0], r[1]) for r in rows]
     scripted = [(e["method"], e["target"]) for e in f["gateway"]["exchanges"]]
     assert wire == scripted
-    codes = tshark_fields(d / "capture.pcapng", ["http.response.code", "http.response.phrase"], "http.response",
-                          keylog=d / "keys.log")
-    assert [f"HTTP/1.1 {c} {p}".rstrip() for c, p in codes] == [e["status_line"] for e in f["gateway"]["exchanges"]]
+    codes = tshark_fields(d / "capture.pcapng", ["http.response_for.uri", "http.response.code",
+                                                  "http.response.phrase"], "http.response", keylog=d / "keys.log")
+    # each request's answer (by its target: answers on different connections may cross on the wire — a browser's
+    # last page and the client's CONNECT answered within the same millisecond)
+    def path(uri: str) -> str:
+        return "/" + uri.split("://", 1)[1].split("/", 1)[1] if "://" in uri else uri
+
+    assert sorted((path(u), f"HTTP/1.1 {c} {p}".rstrip()) for u, c, p in codes) == \
+        sorted((e["target"], e["status_line"]) for e in f["gateway"]["exchanges"])
     # what the gateway saw is what openconnect says it sent (curl's GET is not in openconnect's log, nor are the
-    # SAML cases' browser's GETs of the gateway's /+CSCOE+/saml… pages, nor the CSD script's token and scan requests)
+    # SAML cases' browser's requests of the gateway's /+CSCOE+/saml… pages and of the identity provider's /saml2/…
+    # pages, nor the CSD script's token and scan requests)
     logged = [(h["method"], h["target"]) for h in f["client"]["http"]]
-    others = ("/+CSCOE+/saml", "/+CSCOE+/sdesktop/token.xml", "/+CSCOE+/sdesktop/scan.xml")
+    others = ("/+CSCOE+/saml", "/saml2/", "/+CSCOE+/sdesktop/token.xml", "/+CSCOE+/sdesktop/scan.xml")
     if CASES[name].portal_first:  # the browser's portal visit came first: its requests are in browser.log
         visit = [line for line in (d / "browser.log").read_text().splitlines() if "\tGET " in line or "\tPOST " in line]
         assert [m for m, _t in wire[:len(visit)]] == [line.split("\t")[1].split()[0] for line in visit]
@@ -696,6 +704,10 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
                               "CSTP connected"],
     "saml-browser-stalled": ["Spawning external browser", "Failed to complete authentication"],
     "saml-no-browser": ["No SSO handler", "Failed to complete authentication"],
+    "saml-idp": ["Spawning external browser", "Got encrypted SSO token of", "<sso-token>", "CSTP connected"],
+    "saml-idp-unknown": ["Spawning external browser", "Failed to complete authentication"],
+    "saml-idp-unreachable": ["Spawning external browser", "Failed to complete authentication"],
+    "saml-idp-untrusted": ["Spawning external browser", "Failed to complete authentication"],
     "hostscan": ["Trying to run CSD Trojan script", "Refreshing +CSCOE+/sdesktop/wait.html after 1 second",
                  "CSTP connected"],
     "hostscan-stalled": ["Trying to run CSD Trojan script", "Refreshing +CSCOE+/sdesktop/wait.html after 1 second"],

@@ -24,6 +24,8 @@ from .keyless import (
 )
 from .tcptracker import GUESS_EVERY, MAX_PROBLEMS, MAX_SAMPLES, ChannelStats, FlowTracker
 
+MAX_FINISHED = 16  # records carrying a side's Finished kept (the first and the copies sent again)
+
 if TYPE_CHECKING:
     from .host import TrackerHost
 
@@ -81,6 +83,13 @@ class DTLSFlow(FlowTracker):
         # what the wire shows without keys: first protected handshake record (Finished) per direction, first
         # protected application-data record; undecrypted records per direction
         self.first_protected_handshake: dict = {}  # direction -> (ts, frame)
+        #: direction -> [(ts, frame)] of the records carrying its Finished (the first, then each copy sent again: a
+        #: flight nobody answered) — decrypted Finished messages, or without keys protected handshake records;
+        #: the first MAX_FINISHED
+        self.finished_records: dict = {}
+        #: direction -> its Finished's verify_data checked against the keys the flow was given (True/False; None:
+        #: not checkable) — with PSK-NEGOTIATE, a client's Finished verifying proves the key of its TLS session
+        self.finished_verified: dict = {}
         self.first_protected_data: tuple | None = None  # (ts, frame)
         self.undecrypted_records = {"c2s": 0, "s2c": 0}
         self.estimate = None  # keyless.TunnelEstimate of the undecrypted channel records (by size)
@@ -259,6 +268,10 @@ class DTLSFlow(FlowTracker):
             self.version = ev.version
             self.cipher_suite = ev.cipher_suite
             self.etm = any(t == EXT_ENCRYPT_THEN_MAC for t, _ in ev.extensions or ())
+        elif t is dtls_ev.DTLSFinished:
+            self._finished(ev.direction, ev.ts, ev.frame)
+            if not ev.retransmission and ev.direction not in self.finished_verified:
+                self.finished_verified[ev.direction] = ev.verified
         elif t is dtls_ev.DTLSAlert:
             if len(self.alerts) < MAX_PROBLEMS:
                 self.alerts.append({"direction": ev.direction, "level": ev.level, "description": ev.description,
@@ -269,6 +282,11 @@ class DTLSFlow(FlowTracker):
             if len(self.problems) < MAX_PROBLEMS:
                 self.problems.append({"message": ev.message, "ts": ev.ts, "frame": ev.frame})
 
+    def _finished(self, direction: str, ts: float, frame: int) -> None:
+        got = self.finished_records.setdefault(direction, [])
+        if len(got) < MAX_FINISHED:
+            got.append((ts, frame))
+
     def _undecrypted(self, direction: str, reason: str, epoch: int, content_type: int, length: int, ts: float,
                      frame: int) -> None:
         """A record not decrypted (a DTLSUndecrypted event, or the keyless lane's): counted; a protected one marks
@@ -278,6 +296,8 @@ class DTLSFlow(FlowTracker):
         if direction in self.undecrypted_records:
             self.undecrypted_records[direction] += 1
         if epoch >= 1:
+            if content_type == 22:
+                self._finished(direction, ts, frame)
             if content_type == 22 and direction not in self.first_protected_handshake:
                 self.first_protected_handshake[direction] = (ts, frame)
             elif content_type == _APPLICATION_DATA:

@@ -42,6 +42,7 @@ SHORT_REMEDY = {
     "DTLS_COOKIE_IGNORED": "make the gateway's DTLS answers reach the client's socket (NAT, load balancer, "
                            "asymmetric firewall)",
     "DTLS_ANSWERS_LOST": "let the gateway's UDP answers back to the client (a firewall's or NAT's return path)",
+    "DTLS_PSK_MISMATCH": "exempt the gateway from TLS inspection (SSL decryption) on the firewall or proxy in the path",
     "DTLS_SOURCE_MISMATCH": "make the gateway answer DTLS from the address and port the client sends to",
     "DTLS_RESUME_FULL_HANDSHAKE": "find the device between client and gateway that terminates DTLS",
     "DTLS_NAT_REBINDING": "raise the client-side NAT's UDP timeout, or lower the gateway's DPD/keepalive interval",
@@ -344,10 +345,12 @@ def judge(s: Session) -> SessionVerdict:
         port = (params.dtls_port if params is not None and params.dtls_port else None) or \
             split_endpoint(s.gateway)[1]
         nr = first("DTLS_NO_RESPONSE")
-        for fid in ("DTLS_RESUME_FULL_HANDSHAKE", "DTLS_COOKIE_IGNORED", "DTLS_SOURCE_MISMATCH", "DTLS_ANSWERS_LOST"):
+        for fid in ("DTLS_PSK_MISMATCH", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_COOKIE_IGNORED", "DTLS_SOURCE_MISMATCH",
+                    "DTLS_ANSWERS_LOST"):
             f = first(fid)
             if f is not None:
-                return _verdict("degraded", "Tunnel up over TLS only", _plain(f.message), f.frames, f.time,
+                cause = _psk_cause(f) if fid == "DTLS_PSK_MISMATCH" else _plain(f.message)
+                return _verdict("degraded", "Tunnel up over TLS only", cause, f.frames, f.time,
                                 _short_remedy(f), [fid] + (["DTLS_NO_RESPONSE"] if nr else []), s)
         if nr is not None:
             n = nr.evidence.get("hellos") or len(nr.frames)
@@ -368,7 +371,7 @@ def judge(s: Session) -> SessionVerdict:
             worst = rc
         exp = (CONNECTED_BUT.get(worst.id, "Connected, with a problem") if connected
                else "Tunnel seen without keys, with a problem")
-        cause = _plain(worst.message)
+        cause = _psk_cause(worst) if worst.id == "DTLS_PSK_MISMATCH" else _plain(worst.message)
         if worst.id == "TCP_RESET_INJECTED":  # (the experience says who; the cause says how it shows)
             r = (worst.evidence.get("resets") or [{}])[0]
             cause = (f"the reset of {r.get('connection')} at {_rel(worst.time, s.start)} arrived with TTL "
@@ -478,6 +481,17 @@ def _ended_without_tunnel(s: Session):
     return next((p for p in read if p.phase == "cstp-connect" and p.inferred.status == "absent"), None)
 
 
+def _psk_cause(f: Finding) -> str:
+    """DTLS_PSK_MISMATCH in the verdict's words (analyzer/rules/dtls_psk.py)."""
+    ev = f.evidence
+    how = ("the DTLS Finished the client keyed from its TLS session" if ev.get("verified_with_client_tls_session")
+           else "the client's DTLS Finished")
+    issuer = ev.get("certificate_issuer")
+    return (f"a device between client and gateway intercepts the TLS connection, most likely — the gateway never "
+            f"accepted {how} (sent {ev.get('finished_sent')} times): it holds another TLS session"
+            + (f"; the certificate the client got is issued by {issuer}" if issuer else ""))
+
+
 def _dpd_side(f: Finding) -> str | None:
     """Whose DPD requests went unanswered: the evidence's direction, else what the message says (a finding made
     without keys may not carry the direction)."""
@@ -489,7 +503,7 @@ def _dpd_side(f: Finding) -> str | None:
 
 #: among findings of the same severity, these say best what the user experienced (the packets lost, rather than
 #: the MTU numbers that explain it)
-FIRST_AMONG_EQUALS = ("MTU_EXCEEDED",)
+FIRST_AMONG_EQUALS = ("MTU_EXCEEDED", "DTLS_PSK_MISMATCH")
 
 
 def _worst(findings: list[Finding]) -> Finding | None:

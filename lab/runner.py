@@ -56,6 +56,7 @@ from .scenarios import SCENARIOS, Scenario
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout (lab.proxy runs from it)
 PROXY_PORT = 3128  # the lab's HTTP proxy (scenario proxy=True), in the gateway namespace
+INSPECT_PORT = 8443  # the lab's TLS-inspecting middlebox (scenario tls_inspection=True), in the gateway namespace
 
 # every program a lab scenario runs (the tests' prerequisites are this list too)
 REQUIRED_TOOLS = ("ocserv", "openconnect", "dumpcap", "ip", "nft", "openssl", "ping", "ethtool", "ss", "curl")
@@ -398,7 +399,27 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                               *(["--proxy-auth=basic"] if sc.proxy_basic else [])]
                 act("proxy-listening", address=GW_OUTER, port=PROXY_PORT)
 
-            base = [*openconnect_argv(pki.pin_sha256), *proxy_args, *(_subst(a, work, pki) for a in sc.client_args)]
+            inspect_pki = None
+            if sc.tls_inspection:  # a TLS-inspecting middlebox on the path (lab/inspect.py)
+                inspect_pki = make_pki(work / "inspection", HOSTNAME, GW_OUTER, ca_name="acflow lab inspection CA")
+                mbox = lab.start(lab.gw_ns, "inspect", [sys.executable, "-m", "lab.inspect", "--listen",
+                                                        f"{GW_OUTER}:{INSPECT_PORT}", "--upstream", f"{GW_OUTER}:443",
+                                                        "--cert", str(inspect_pki.server_cert), "--key",
+                                                        str(inspect_pki.server_key), "--keylog",
+                                                        str(work / "inspect-keys.log")],
+                                 work / "inspect.log", env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
+                if mbox.wait_for("listening on", 10) is None:
+                    mbox.check_running("lab.inspect")
+                    raise LabError(f"the inspecting middlebox did not start: {mbox.tail(5)}")
+                _nft(lab, lab.gw_ns, "add", "table", "ip", "acflowinspect")
+                _nft(lab, lab.gw_ns, "add", "chain", "ip", "acflowinspect", "pre",
+                     "{ type nat hook prerouting priority -100 ; }")
+                _nft(lab, lab.gw_ns, "add", "rule", "ip", "acflowinspect", "pre", "ip", "saddr", CLIENT_OUTER, "tcp",
+                     "dport", "443", "redirect", "to", f":{INSPECT_PORT}")
+                act("tls-inspection", address=GW_OUTER, port=INSPECT_PORT,
+                    middlebox_cert_sha1=inspect_pki.sha1_hex.upper(), gateway_cert_sha1=pki.sha1_hex.upper())
+            base = [*openconnect_argv((inspect_pki or pki).pin_sha256), *proxy_args,
+                    *(_subst(a, work, pki) for a in sc.client_args)]
             if sc.dns:  # the name goes to the DNS server, not to --resolve
                 base = [a for a in base if not a.startswith("--resolve=")]
             if sc.trust_ca:  # verify against the lab CA, not by the pinned key
@@ -482,7 +503,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
 
         collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys, other_keys),
                         files=("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "script.log",
-                               "proxy.log", "tunnel-side.pcapng",
+                               "proxy.log", "inspect.log", "tunnel-side.pcapng",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "client-root-ca.pem", "client-chain.pem"))
         if (work / "other").is_dir():  # the unrelated flows' logs and their servers' certificates (no keys)

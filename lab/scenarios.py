@@ -64,6 +64,11 @@ class Scenario:
     # openconnect --proxy; the TLS connection is tunnelled in the proxy's CONNECT
     proxy: bool = False
     proxy_basic: str | None = None  # USER:PASSWORD the proxy asks for (407 first; openconnect --proxy-auth=basic)
+    # a TLS-inspecting middlebox on the path (lab.inspect in the gateway namespace, the client's TCP to port 443
+    # redirected to it by nftables): it ends the client's TLS with a certificate for the gateway's name from its own
+    # CA — which the client trusts (openconnect --cafile that CA), as managed laptops trust their firewall's — and
+    # relays to the gateway over a TLS session of its own; UDP passes untouched
+    tls_inspection: bool = False
     # "vxlan": the client-gateway link runs in a VXLAN overlay and the capture is of its underlay (every packet
     # inside VXLAN, as cloud traffic mirroring delivers them; Lab.use_vxlan_underlay)
     underlay: str | None = None
@@ -253,6 +258,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "pin): it cannot build the chain and closes the connection",
              gateway={"tls-priorities": PRIO_TLS13}, pki={"intermediate": "missing"}, trust_ca=True,
              expect_connect=False, wait_dtls=False, pings=0),
+    Scenario("tls-inspection", "a baseline session through a TLS-inspecting firewall (lab.inspect: the client's TCP "
+             "to port 443 redirected to it): the client's TLS ends at the middlebox, whose certificate for "
+             "vpn.acflow.test is issued by its own CA (trusted by the client), and a second TLS session carries the "
+             "login and the tunnel to ocserv. DTLS (PSK-NEGOTIATE) goes to the gateway directly, keyed from the "
+             "client's TLS session, which the gateway never had: the handshake fails, the tunnel stays on CSTP",
+             gateway={"tls-priorities": PRIO_TLS13}, tls_inspection=True, wait_dtls=False),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

@@ -132,6 +132,20 @@ class DTLSFlowSummary(Record):
         "description": "every ServerHello of the flow (the gateway's answer to each ClientHello it answered; the "
                        "first 50); present only when there is one"})
     server_hello_times: list[float] = field(default=UNSET, metadata={"description": "their times"})
+    finished: dict[str, DTLSFinishedSent] = field(default=UNSET, metadata={
+        "description": "per direction (c2s, s2c), the records that carried its Finished, decrypted or read as a "
+                       "protected handshake record without keys (the first 16); present only when one was sent"})
+
+
+@record
+class DTLSFinishedSent(Record):
+    """One side's Finished of a DTLS handshake: the records that carried it (the first, then each copy sent again
+    when no answer came), and whether it verified against the keys acflow derived."""
+    frames: list[int]
+    times: list[float]
+    #: True/False: its verify_data checked against the flow's keys (PSK-NEGOTIATE: the PSK from the client's TLS
+    #: session); null: not checked (no keys, the transcript incomplete)
+    verified: bool | None
 
 
 @record
@@ -211,7 +225,10 @@ def flow_summary(f: DTLSFlow, params: TunnelParameters | None) -> DTLSFlowSummar
         estimate=ChannelEstimate.from_estimate(f.estimate) if f.estimate is not None and f.keys_source is None
         else UNSET,
         **({"server_hello_frames": [fr for _t, fr in f.server_hellos[:50]],
-            "server_hello_times": [t for t, _fr in f.server_hellos[:50]]} if f.server_hellos else {}))
+            "server_hello_times": [t for t, _fr in f.server_hellos[:50]]} if f.server_hellos else {}),
+        **({"finished": {d: DTLSFinishedSent(frames=[fr for _t, fr in recs], times=[t for t, _fr in recs],
+                                             verified=f.finished_verified.get(d))
+                         for d, recs in sorted(f.finished_records.items())}} if f.finished_records else {}))
 
 
 def build(g: Group, cstp: Phase, capture_end: float | None = None) -> Phase:

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..inference import ConnectionReading, read_connection, read_tunnel_before_capture
 from ..model import Phase
+from ..wording import plural
 from .dtls import DirectionEstimate, direction_estimate
 from .grouping import Group, tls_client_fingerprint
 from .record import UNSET, Record, record
@@ -191,6 +192,17 @@ def apply(g: Group, phases: list[Phase]) -> None:
                 basis=f"DTLS established ({f.established_from}: protected records from both sides after the "
                       "handshake)" + (f"; {mode}: {why}" if mode else ""),
                 frames=[x for x in (f.established_frame, f.first_frame) if x], dtls_mode=mode)
+        else:
+            # the client's Finished sent, the gateway's never (its protected records absent): not completed
+            stuck = [f for f in d.flow_list if f.finished is not UNSET and "c2s" in f.finished
+                     and "s2c" not in f.finished and not f.before_capture]
+            if stuck:
+                fin = stuck[0].finished["c2s"]
+                dt.inferred = PhaseInference(
+                    status="failed", confidence="medium",
+                    basis=f"DTLS handshake not completed on {stuck[0].connection}: the client sent its Finished "
+                          f"{plural(len(fin.frames), 'time')}, the gateway never its own",
+                    frames=fin.frames[:6])
     rs = readings(g)
     if rs is None:
         return

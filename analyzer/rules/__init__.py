@@ -32,6 +32,7 @@ RULE_MODULES = [
     "dtls_backoff",
     "dtls_cookie",
     "dtls_answers",
+    "dtls_psk",
     "dtls_path",
     "dpd",
     "tcp_retransmissions",

@@ -20,6 +20,7 @@ from dissectors.http import HTTPError, HTTPStream, Request, Response, TunnelEsta
 from dissectors.tls import events as tls_ev
 from dissectors.tls.names import cipher_suite_name
 
+from .inner import InnerAttempts
 from .keyless import CSTP_HEADER, TunnelEstimate, guess_protection, protection, tls13_finished_length
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ class ChannelStats:
     #: (direction, frame, type name, payload length) of every frame that is not DATA (the first MAX_CONTROLS):
     #: the frame class per record, which the keyless agreement measurement compares (analyzer/agreement.py)
     controls: list = field(default_factory=list)
+    #: the client's TCP connects and DNS lookups inside the tunnel and their answers (analyzer/inner.py), made on
+    #: the first packet that is one
+    inner_attempts: InnerAttempts | None = None
     _pending_dpd: dict = field(default_factory=dict)
     _bucket: dict = field(default_factory=dict)  # direction -> its latest timeline bucket
     _width: int = 1  # seconds per timeline bucket
@@ -181,9 +185,34 @@ class ChannelStats:
                     claimed = total
                     if fragw & 0x3FFF:  # more fragments, or a fragment offset
                         self.fragments += 1
+                    else:
+                        # what the client tried to reach (analyzer/inner.py): only TCP SYNs and resets, UDP port
+                        # 53, ICMP are read further — bulk traffic costs these byte reads
+                        proto = packet[start + 9]
+                        at = start + ((vihl & 0x0F) << 2)
+                        if proto == 6:
+                            if at + 13 < start + n and packet[at + 13] & 0x06:
+                                self._attempt(direction, packet, start, ts, frame)
+                        elif proto == 17:
+                            if at + 4 <= start + n and ((packet[at + 2] == 0 and packet[at + 3] == 53) or
+                                                        (packet[at] == 0 and packet[at + 1] == 53)):
+                                self._attempt(direction, packet, start, ts, frame)
+                        elif proto == 1:
+                            self._attempt(direction, packet, start, ts, frame)
                 elif ver == 6 and n >= 40:
                     claimed = plen6 + 40
                     self.inner_v6 += 1
+                    proto = packet[start + 6]
+                    at = start + 40
+                    if proto == 6:
+                        if at + 13 < start + n and packet[at + 13] & 0x06:
+                            self._attempt(direction, packet, start, ts, frame)
+                    elif proto == 17:
+                        if at + 4 <= start + n and ((packet[at + 2] == 0 and packet[at + 3] == 53) or
+                                                    (packet[at] == 0 and packet[at + 1] == 53)):
+                            self._attempt(direction, packet, start, ts, frame)
+                    elif proto == 58:
+                        self._attempt(direction, packet, start, ts, frame)
             else:
                 ver = packet[start] >> 4 if n else 0
             size = n if n > claimed else claimed
@@ -205,6 +234,12 @@ class ChannelStats:
                 self._new_bucket(direction, ts, n)
             if sink is not None:
                 sink(channel, direction, ts, frame, packet[start:] if start else packet)
+
+    def _attempt(self, direction: str, packet, start: int, ts: float, frame: int) -> None:
+        a = self.inner_attempts
+        if a is None:
+            a = self.inner_attempts = InnerAttempts()
+        a.note(direction, packet, start, ts, frame)
 
     def _new_bucket(self, direction: str, ts: float, n: int) -> None:
         """A packet of ``n`` inner bytes outside the direction's latest timeline bucket: a new bucket (the timeline

@@ -199,6 +199,11 @@ STEP_OPS = {
     "unreset": "delete that nftables table",
     "other-traffic": "unrelated flows (lab.othertraffic.FLOWS: TLS, DTLS, DNS, HTTP to the other servers' "
                      "namespace) one after the other, while pings run through the tunnel",
+    "inner-route": "(kind, address): a route of that kind in the gateway namespace for an address inside the tunnel's "
+                   "routes (ip route blackhole: dropped without a word, an ACL's drop; prohibit: ICMP "
+                   "administratively prohibited, an ACL's reject), forwarding on",
+    "inner-tcp": "(address, port): a TCP connection attempt from the client through the tunnel (curl, 4 s)",
+    "inner-dns": "(server, name): a DNS A query from the client through the tunnel (lab.dnsish client, 2 s)",
 }
 
 
@@ -286,6 +291,25 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other=None) -> None:
             lab.ns_run(lab.client_ns, ["ip", "addr", "add", f"{new}/24", "dev", lab.client_if])
             act("client-moved", namespace="client", old=CLIENT_OUTER, new=new)
             cursor = len(client.lines())
+        elif op == "inner-route":
+            kind, address = args
+            lab.ns_run(lab.gw_ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+            lab.ns_run(lab.gw_ns, ["ip", "route", "add", kind, f"{address}/32"])
+            act("inner-route", namespace="gateway", kind=kind, address=address)
+        elif op == "inner-tcp":
+            address, port = args
+            issued = time.time()
+            p = lab.ns_run(lab.client_ns, ["curl", "-sS", "-o", "/dev/null", "--connect-timeout", "4",
+                                           f"http://{address}:{port}/"], check=False)
+            act("inner-tcp", address=address, port=port, issued=issued, returncode=p.returncode,
+                error=(p.stderr or "").strip()[-200:])
+        elif op == "inner-dns":
+            server, qname = args
+            issued = time.time()
+            p = lab.ns_run(lab.client_ns, ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "lab.dnsish", "client",
+                                           server, qname], check=False)
+            act("inner-dns", server=server, name=qname, issued=issued, returncode=p.returncode,
+                output=((p.stdout or "") + (p.stderr or "")).strip()[-200:])
         elif op == "other-traffic":
             if other is None:
                 raise LabError(f"scenario {sc.name}: step other-traffic needs other_traffic=True")

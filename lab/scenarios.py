@@ -264,6 +264,15 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "login and the tunnel to ocserv. DTLS (PSK-NEGOTIATE) goes to the gateway directly, keyed from the "
              "client's TLS session, which the gateway never had: the handshake fails, the tunnel stays on CSTP",
              gateway={"tls-priorities": PRIO_TLS13}, tls_inspection=True, wait_dtls=False),
+    Scenario("inner-unreachable", "connected, but servers inside the tunnel do not answer: after the pings the "
+             "client tries TCP to 198.19.0.77:8080 (the gateway's side drops it: a blackhole route, as an ACL's "
+             "drop), to 198.19.0.78:8080 (rejected: a prohibit route, ICMP administratively prohibited, as an ACL's "
+             "reject), and looks up intranet.acflow.test at the tunnel's DNS server 198.19.0.1, where nothing "
+             "listens (ICMP port unreachable); all of it inside the tunnel (route 198.19.0.0/24)",
+             gateway={"tls-priorities": PRIO_TLS13},
+             steps=(("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
+                    ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
+                    ("inner-dns", "198.19.0.1", "intranet.acflow.test"))),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

@@ -1,9 +1,12 @@
 """Session-wide tunnel statistics (`Session.tunnel`): every tunnel connection (reconnects included) and every DTLS
-flow, how the tunnel ended, and the inner-traffic buckets the HTML plots read (`series`, not in the JSON)."""
+flow, how the tunnel ended, what the client could not reach inside it (`unreachable`: analyzer/inner.py), and the
+inner-traffic buckets the HTML plots read (`series`, not in the JSON)."""
 from __future__ import annotations
 
 from dataclasses import field
+from typing import Any
 
+from ..inner import InnerAttempts, failed_connects, failed_lookups
 from .dtls import DTLSDetails
 from .grouping import Group
 from .record import UNSET, Record, record
@@ -47,6 +50,39 @@ class UndecryptedTLS(Record):
 
 
 @record
+class InnerConnectFailure(Record):
+    """A destination inside the tunnel the client's TCP connects did not reach."""
+    dst: str
+    port: int
+    attempts: int  # connects (client ports) to it
+    syn_frames: list[int]  # the SYNs' frames (the first 8)
+    answer: str  # none (no answer to a SYN sent again), reset, icmp
+    answer_frame: int | None
+    icmp: dict[str, Any] | None  # {from, code, text, frame, time}: the ICMP destination unreachable that came back
+    time: float
+
+
+@record
+class InnerLookupFailure(Record):
+    """A DNS lookup through the tunnel that got no address."""
+    server: str
+    name: str
+    type: str
+    answer: str  # NXDOMAIN, SERVFAIL, REFUSED, no answer, or the ICMP error ("ICMP port unreachable from …")
+    frames: list[int]
+    time: float
+
+
+@record
+class InnerUnreachable(Record):
+    """What the client tried inside the tunnel and did not reach (decrypted tunnels only)."""
+    connects: list[InnerConnectFailure]  # the first 20 destinations
+    lookups: list[InnerLookupFailure]  # the first 20 names
+    connects_tried: int  # the client's TCP connects seen (their SYNs), reached or not
+    lookups_tried: int  # its DNS lookups seen
+
+
+@record
 class Tunnel(Record):
     cstp: CSTPTotals = UNSET
     dtls: DTLSTotals = UNSET
@@ -56,6 +92,7 @@ class Tunnel(Record):
     #: (channel, direction, second, bytes, packets) buckets of inner traffic, for plots; dropped from the JSON
     #: document by analyzer/report/json_report.py
     series: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+    unreachable: InnerUnreachable = UNSET  # present when the client's attempts inside the tunnel failed
 
 
 def _add(a: dict, b: dict) -> dict:
@@ -105,7 +142,31 @@ def build(g: Group, dtls_details: DTLSDetails | None) -> Tunnel:
     # the session ended with the last DISCONNECT/TERMINATE seen on any channel
     t.end = max(ends, key=lambda e: e.ts) if ends else None
     t.series = _series(g)
+    unreachable = _unreachable(g)
+    if unreachable is not None:
+        t.unreachable = unreachable
     return t
+
+
+def _unreachable(g: Group) -> InnerUnreachable | None:
+    """The client's failed attempts inside the tunnel, over every channel of the session (analyzer/inner.py)."""
+    chans = [cn.c.tunnel for cn in g.conns if cn.c.tunnel is not None] + [f.channel for f in g.dtls]
+    got = [ch.inner_attempts for ch in chans if ch.inner_attempts is not None]
+    if not got:
+        return None
+    a = InnerAttempts()
+    for x in got:
+        a.merge(x)
+    connects, lookups = failed_connects(a), failed_lookups(a)
+    if not connects and not lookups:
+        return None
+    return InnerUnreachable(
+        connects=[InnerConnectFailure(dst=d["dst"], port=d["port"], attempts=d["attempts"], syn_frames=d["syns"],
+                                      answer=d["answer"], answer_frame=d["answer_frame"], icmp=d["icmp"],
+                                      time=d["time"]) for d in connects[:20]],
+        lookups=[InnerLookupFailure(**d) for d in lookups[:20]],
+        connects_tried=sum(1 for e in a.connects.values() if e["direction"] == "c2s"),
+        lookups_tried=sum(1 for e in a.lookups.values() if e["direction"] == "c2s"))
 
 
 def _series(g: Group) -> list:

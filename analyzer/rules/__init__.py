@@ -35,6 +35,7 @@ RULE_MODULES = [
     "dtls_psk",
     "dtls_path",
     "dpd",
+    "inner",
     "tcp_retransmissions",
     "tcp_reset",
     "reconnect",

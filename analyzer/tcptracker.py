@@ -181,38 +181,28 @@ class ChannelStats:
             if n >= 20:  # one unpack for the IPv4 and IPv6 fields below (speed)
                 vihl, total, plen6, fragw = _INNER_IP(packet, start)
                 ver = vihl >> 4
+                proto, at, icmp = -1, 0, -2  # (no protocol read: nothing matches below)
                 if ver == 4:
                     claimed = total
                     if fragw & 0x3FFF:  # more fragments, or a fragment offset
                         self.fragments += 1
                     else:
-                        # what the client tried to reach (analyzer/inner.py): only TCP SYNs and resets, UDP port
-                        # 53, ICMP are read further — bulk traffic costs these byte reads
-                        proto = packet[start + 9]
-                        at = start + ((vihl & 0x0F) << 2)
-                        if proto == 6:
-                            if at + 13 < start + n and packet[at + 13] & 0x06:
-                                self._attempt(direction, packet, start, ts, frame)
-                        elif proto == 17:
-                            if at + 4 <= start + n and ((packet[at + 2] == 0 and packet[at + 3] == 53) or
-                                                        (packet[at] == 0 and packet[at + 1] == 53)):
-                                self._attempt(direction, packet, start, ts, frame)
-                        elif proto == 1:
-                            self._attempt(direction, packet, start, ts, frame)
+                        proto, at, icmp = packet[start + 9], start + ((vihl & 0x0F) << 2), 1
                 elif ver == 6 and n >= 40:
                     claimed = plen6 + 40
                     self.inner_v6 += 1
-                    proto = packet[start + 6]
-                    at = start + 40
-                    if proto == 6:
-                        if at + 13 < start + n and packet[at + 13] & 0x06:
-                            self._attempt(direction, packet, start, ts, frame)
-                    elif proto == 17:
-                        if at + 4 <= start + n and ((packet[at + 2] == 0 and packet[at + 3] == 53) or
-                                                    (packet[at] == 0 and packet[at + 1] == 53)):
-                            self._attempt(direction, packet, start, ts, frame)
-                    elif proto == 58:
+                    proto, at, icmp = packet[start + 6], start + 40, 58
+                # what the client tried to reach (analyzer/inner.py): only TCP SYNs and resets, UDP port 53 and ICMP
+                # are read further — bulk traffic costs these byte reads
+                if proto == 6:
+                    if at + 13 < start + n and packet[at + 13] & 0x06:
                         self._attempt(direction, packet, start, ts, frame)
+                elif proto == 17:
+                    if at + 4 <= start + n and ((packet[at + 2] == 0 and packet[at + 3] == 53) or
+                                                (packet[at] == 0 and packet[at + 1] == 53)):
+                        self._attempt(direction, packet, start, ts, frame)
+                elif proto == icmp:
+                    self._attempt(direction, packet, start, ts, frame)
             else:
                 ver = packet[start] >> 4 if n else 0
             size = n if n > claimed else claimed

@@ -83,3 +83,19 @@ def test_reached_or_once_is_not_unreachable():
     (lk,) = failed_lookups(a)
     assert (lk["name"], lk["answer"]) == ("x.corp", "NXDOMAIN")
     assert a.icmp_errors == 1
+
+
+def test_only_the_packets_that_matter_are_read():
+    """ChannelStats.data hands InnerAttempts only TCP SYNs or resets, UDP to or from port 53 and ICMP: bulk packets,
+    other UDP and fragments are never parsed further (and make no attempts table)."""
+    from analyzer.tcptracker import ChannelStats
+
+    cs = ChannelStats()
+    for i, pkt in enumerate([IP(src="10.0.0.2", dst="10.9.9.9") / TCP(sport=4000, dport=443, flags="PA") / (b"x" * 100),
+                             IP(src="10.0.0.2", dst="10.9.9.9") / UDP(sport=4000, dport=4433) / (b"y" * 50),
+                             IP(src="10.0.0.2", dst="10.9.9.9", flags="MF") / TCP(sport=4000, dport=443, flags="S"),
+                             b"\x00" * 30]):
+        cs.data("c2s", 1.0 + i, i + 1, raw(pkt) if not isinstance(pkt, bytes) else pkt, 0, None)
+    assert cs.inner_attempts is None
+    cs.data("c2s", 9.0, 9, raw(IP(src="10.0.0.2", dst="10.9.9.9") / TCP(sport=4000, dport=443, flags="S")), 0, None)
+    assert cs.inner_attempts is not None and len(cs.inner_attempts.connects) == 1

@@ -709,6 +709,16 @@ def _saml_idp_script(c: dict, name: str = "saml-idp", handle: str = "1193843") -
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
 
 
+#: what the lab must observe in the cases whose browser never reaches the identity provider
+_IDP_NOT_REACHED = [
+    ("the gateway sent the browser to the identity provider; nothing came back",
+     lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=None)] == ["init", "sso-login"],
+                  [e.get("step") for e in ctx.ev("request", gateway=None)])),
+    ("the identity provider got no request", lambda ctx: (not ctx.ev("request", gateway=IDP_ADDR), None)),
+    ("openconnect never got a token", no_log_line(r"SSO token")),
+    ("openconnect did not connect", no_log_line(r"^CSTP connected"))]
+
+
 def _saml_no_browser_script(c: dict) -> dict:
     init, login = _sso_steps(stall=True)
     init = {**init, "respond": {**init["respond"], "body": init["respond"]["body"].replace(
@@ -1292,34 +1302,19 @@ CASES: dict[str, Case] = {c.name: c for c in [
          f"SAML single sign-on whose identity provider's name does not resolve (the lab's DNS answers {IDP_HOST} "
          "NXDOMAIN): the browser cannot leave the gateway's sign-in redirect; the user gives up (Ctrl-C) 8 s later",
          functools.partial(_saml_idp_script, name="saml-idp-unknown", handle="1193844"),
-         [("the gateway sent the browser to the identity provider; nothing came back",
-           lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=None)] == ["init", "sso-login"],
-                        [e.get("step") for e in ctx.ev("request", gateway=None)])),
-          ("the identity provider got no request", lambda ctx: (not ctx.ev("request", gateway=IDP_ADDR), None)),
-          ("openconnect never got a token", no_log_line(r"SSO token")),
-          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         _IDP_NOT_REACHED,
          expect_connect=False, external_browser="follow", give_up_after=8.0, idp={"dns": "nxdomain"}),
     Case("saml-idp-unreachable",
          f"SAML single sign-on whose identity provider ({IDP_HOST}) resolves but does not answer (TCP to it dropped "
          "on its way in): the browser's connection times out after 10 s; the user gives up (Ctrl-C) 14 s in",
          functools.partial(_saml_idp_script, name="saml-idp-unreachable", handle="1193845"),
-         [("the gateway sent the browser to the identity provider; nothing came back",
-           lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=None)] == ["init", "sso-login"],
-                        [e.get("step") for e in ctx.ev("request", gateway=None)])),
-          ("the identity provider got no request", lambda ctx: (not ctx.ev("request", gateway=IDP_ADDR), None)),
-          ("openconnect never got a token", no_log_line(r"SSO token")),
-          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         _IDP_NOT_REACHED,
          expect_connect=False, external_browser="follow", give_up_after=14.0, idp={"dns": "answer", "fault": "drop"}),
     Case("saml-idp-untrusted",
          f"SAML single sign-on whose identity provider ({IDP_HOST}) presents a certificate the browser does not "
          "trust: the browser ends the TLS handshake; the user gives up (Ctrl-C) 8 s later",
          functools.partial(_saml_idp_script, name="saml-idp-untrusted", handle="1193846"),
-         [("the gateway sent the browser to the identity provider; nothing came back",
-           lambda ctx: ([e.get("step") for e in ctx.ev("request", gateway=None)] == ["init", "sso-login"],
-                        [e.get("step") for e in ctx.ev("request", gateway=None)])),
-          ("the identity provider got no request", lambda ctx: (not ctx.ev("request", gateway=IDP_ADDR), None)),
-          ("openconnect never got a token", no_log_line(r"SSO token")),
-          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         _IDP_NOT_REACHED,
          expect_connect=False, external_browser="follow", give_up_after=8.0,
          idp={"dns": "answer", "trusted": False}),
     Case("hostscan",

@@ -57,6 +57,7 @@ SHORT_REMEDY = {
 
 #: what a connected user experiences when this finding is the worst one
 CONNECTED_BUT = {
+    "DNS_OUTSIDE_TUNNEL": "Connected, but the VPN's internal names do not resolve",
     "INNER_UNREACHABLE": "Connected, but servers inside the tunnel did not answer",
     "TLS_CERT_UNTRUSTED": "Connected, but the gateway certificate is not trusted",
     "TLS_CERT_HASH_MISMATCH": "Connected, but the certificate check of the login does not match",

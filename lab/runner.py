@@ -204,6 +204,7 @@ STEP_OPS = {
                    "administratively prohibited, an ACL's reject), forwarding on",
     "inner-tcp": "(address, port): a TCP connection attempt from the client through the tunnel (curl, 4 s)",
     "inner-dns": "(server, name): a DNS A query from the client through the tunnel (lab.dnsish client, 2 s)",
+    "lookup": "(name): the client namespace's resolver asked for the name's IPv4 address (getent ahostsv4)",
 }
 
 
@@ -310,6 +311,10 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other=None) -> None:
                                            server, qname], check=False)
             act("inner-dns", server=server, name=qname, issued=issued, returncode=p.returncode,
                 output=((p.stdout or "") + (p.stderr or "")).strip()[-200:])
+        elif op == "lookup":
+            issued = time.time()
+            p = lab.ns_run(lab.client_ns, ["getent", "ahostsv4", args[0]], check=False)
+            act("lookup", name=args[0], issued=issued, returncode=p.returncode, output=(p.stdout or "").strip()[-200:])
         elif op == "other-traffic":
             if other is None:
                 raise LabError(f"scenario {sc.name}: step other-traffic needs other_traffic=True")
@@ -391,6 +396,13 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 else:
                     lab.drop_udp_to(lab.gw_ns, 53)
                 act("dns", how=sc.dns, server=GW_OUTER)
+            if sc.outside_dns:  # the client's own resolver, outside the tunnel: NXDOMAIN for every name
+                dnsp = lab.start(lab.gw_ns, "dns", [sys.executable, "-m", "lab.dnsish", "nxserver", GW_OUTER],
+                                 work / "dns.log", cwd=ROOT)
+                if dnsp.wait_for("listening on", 10) is None:
+                    raise LabError(f"the DNS responder did not start: {dnsp.tail(5)}")
+                lab.use_resolver(lab.client_ns, GW_OUTER)
+                act("outside-dns", server=GW_OUTER, answers="NXDOMAIN")
             if sc.gateway_ttl:
                 _nft(lab, lab.gw_ns, "add", "table", "inet", "acflowttl")
                 _nft(lab, lab.gw_ns, "add", "chain", "inet", "acflowttl", "out",
@@ -527,7 +539,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
 
         collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys, other_keys),
                         files=("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "script.log",
-                               "proxy.log", "inspect.log", "tunnel-side.pcapng",
+                               "proxy.log", "inspect.log", "dns.log", "tunnel-side.pcapng",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "client-root-ca.pem", "client-chain.pem"))
         if (work / "other").is_dir():  # the unrelated flows' logs and their servers' certificates (no keys)

@@ -69,6 +69,10 @@ class Scenario:
     # CA — which the client trusts (openconnect --cafile that CA), as managed laptops trust their firewall's — and
     # relays to the gateway over a TLS session of its own; UDP passes untouched
     tls_inspection: bool = False
+    # the client namespace's resolver is a DNS server outside the tunnel (lab.dnsish nxserver at the gateway's outer
+    # address: NXDOMAIN for every name); openconnect still reaches the gateway by --resolve, and the lab's
+    # vpnc-script leaves the resolver alone — as a client whose DNS settings the VPN did not take over
+    outside_dns: bool = False
     # "vxlan": the client-gateway link runs in a VXLAN overlay and the capture is of its underlay (every packet
     # inside VXLAN, as cloud traffic mirroring delivers them; Lab.use_vxlan_underlay)
     underlay: str | None = None
@@ -273,6 +277,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              steps=(("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
                     ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
                     ("inner-dns", "198.19.0.1", "intranet.acflow.test"))),
+    Scenario("dns-outside-tunnel", "connected, but the client's lookups of the VPN's internal names go to its own DNS "
+             "server outside the tunnel, which does not know them (NXDOMAIN): the gateway gives DNS 198.19.0.1, "
+             "default domain acflow.test and split DNS corp.acflow.test, the client's resolver stays 198.18.0.1 "
+             "(lab.dnsish nxserver); after the pings it looks up intranet.acflow.test and files.corp.acflow.test",
+             gateway={"tls-priorities": PRIO_TLS13, "split-dns": "corp.acflow.test"}, outside_dns=True,
+             steps=(("lookup", "intranet.acflow.test"), ("lookup", "files.corp.acflow.test"))),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

@@ -39,6 +39,8 @@ EXPECTED = {
                  ("warning", "TCP_CONNECT_FAILED")},
     "dtls-return-blocked": {("info", "AUTH_MULTI_ROUND"), ("info", "DTLS_BACKOFF"), ("info", "SESSION_DISCONNECT"),
                             ("warning", "DTLS_ANSWERS_LOST"), ("warning", "DTLS_FALLBACK_TLS")},
+    "dns-outside-tunnel": {("warning", "DNS_OUTSIDE_TUNNEL"), ("info", "AUTH_MULTI_ROUND"),
+                           ("info", "SESSION_DISCONNECT")},
     "inner-unreachable": {("warning", "INNER_UNREACHABLE"), ("info", "AUTH_MULTI_ROUND"),
                           ("info", "SESSION_DISCONNECT")},
     "tls-inspection": {("warning", "DTLS_PSK_MISMATCH"), ("warning", "DTLS_FALLBACK_TLS"), ("info", "AUTH_MULTI_ROUND"),

@@ -41,6 +41,9 @@ class TunnelParameters(Record):
     dtls_session_id: str | None
     dtls_app_id: str | None
     dtls_content_encoding: str | None
+    #: X-CSTP-Split-DNS: the domains whose names the client is to look up at the tunnel's DNS servers (each header
+    #: one domain, or several separated by commas)
+    split_dns: list[str] = field(default_factory=list)
 
 
 @record
@@ -129,6 +132,7 @@ def tunnel_params(h) -> TunnelParameters:
         dtls_mtu=ints("X-DTLS-MTU"), dtls_ciphersuite=h.get("X-DTLS-CipherSuite") or h.get("X-DTLS12-CipherSuite"),
         dtls_session_id=h.get("X-DTLS-Session-ID"), dtls_app_id=h.get("X-DTLS-App-ID"),
         dtls_content_encoding=h.get("X-DTLS-Content-Encoding"),
+        split_dns=[d.strip() for v in h.get_all("X-CSTP-Split-DNS") for d in v.split(",") if d.strip()],
     )
 
 

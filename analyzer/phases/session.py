@@ -69,6 +69,9 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
         s = Session(id=f"s{i}", client=client, gateway=fmt_endpoint(gw_ip, gw_port),
                     start=min(starts) if starts else None, end=max(ends) if ends else None, phases=phases)
         s.tunnel = tunnel.build(g, phases[5].details)
+        outside = outside_lookups(pipe, g, phases[4], s.end)
+        if outside:
+            s.tunnel.outside_lookups = outside
         # TCP connections in time order (the failed connects among them), then the DTLS flows
         s.connections = sorted([tls_handshake.conn_summary(cn.c) for cn in g.conns] + [
             tls_handshake.failed_connect_summary(f) for f in g.failed], key=lambda c: c.start) + [
@@ -207,6 +210,41 @@ def sign_in_path(pipe, g: Group, auth: Phase) -> None:
         inf.basis += (f"; while the client waited {si.waited:.1f} s after the first answer, another program on its "
                       f"machine connected to the gateway ({', '.join(si.connections[:4])}){went}: a browser signing "
                       "in, most likely")
+
+
+def outside_lookups(pipe, g: Group, cstp: Phase, end: float | None) -> list:
+    """Lookups of names in the VPN's domains (the CONNECT answer's X-CSTP-Default-Domain and X-CSTP-Split-DNS) that
+    the client sent outside the tunnel — in the capture's DNS, to a server not among the tunnel's X-CSTP-DNS —
+    between the CONNECT answer and the session's end: its resolver does not send them through the tunnel (the
+    VPN's DNS settings not applied, or overridden). By (name, server), first query first; the first 20."""
+    cd = cstp_connect.connect_details(cstp)
+    params = cd.parameters if cd is not None and cd.parameters else None
+    if params is None or not cd.connects or end is None:
+        return []
+    domains = {d.lower().strip(".") for d in [params.default_domain or "", *params.split_dns] if d.strip(".")}
+    entries = getattr(getattr(pipe, "dns", None), "entries", None) or {}
+    if not domains or not entries:
+        return []
+    start = min((c.response_time for c in cd.connects if c.response_time), default=None)  # (UNSET: unanswered)
+    if start is None:
+        return []
+    ours = {str(a) for a in params.dns}
+    picked = {k: e for k, e in entries.items() if e["client"] == g.key[0] and e["queries"]
+              and start <= e["queries"][0][0] <= end and e["server"] not in ours
+              and any(e["name"] == d or e["name"].endswith("." + d) for d in domains)}
+    if not picked:
+        return []
+    bad = {(b["name"]): b for b in dns_failed(picked)}
+    by: dict = {}
+    for e in sorted(picked.values(), key=lambda e: e["queries"][0]):
+        x = by.setdefault((e["name"], e["server"]), tunnel.OutsideLookup(
+            name=e["name"], server=e["server"], types=[], answer=bad[e["name"]]["answer"] if e["name"] in bad
+            else "resolved", frames=[], time=e["queries"][0][0]))
+        if e["type"] not in x.types:
+            x.types.append(e["type"])
+        x.frames = sorted(set(x.frames) | {fr for _t, fr in e["queries"]} |
+                          ({e["answer_frame"]} if e["answer_frame"] is not None else set()))[:10]
+    return list(by.values())[:20]
 
 
 def client_software(g: Group) -> dict:

@@ -83,6 +83,18 @@ class InnerUnreachable(Record):
 
 
 @record
+class OutsideLookup(Record):
+    """A lookup of a name in the VPN's domains (X-CSTP-Default-Domain, X-CSTP-Split-DNS) that the client sent
+    outside the tunnel, to a server not among the tunnel's (X-CSTP-DNS), while the tunnel was up."""
+    name: str
+    server: str
+    types: list[str]
+    answer: str  # resolved, or NXDOMAIN / SERVFAIL / REFUSED / no record / no answer
+    frames: list[int]
+    time: float
+
+
+@record
 class Tunnel(Record):
     cstp: CSTPTotals = UNSET
     dtls: DTLSTotals = UNSET
@@ -93,6 +105,9 @@ class Tunnel(Record):
     #: document by analyzer/report/json_report.py
     series: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     unreachable: InnerUnreachable = UNSET  # present when the client's attempts inside the tunnel failed
+    #: lookups of the VPN's own names sent outside the tunnel while it was up (analyzer/phases/session.py
+    #: `outside_lookups`); present when there are some
+    outside_lookups: list[OutsideLookup] = UNSET
 
 
 def _add(a: dict, b: dict) -> dict:

@@ -36,6 +36,7 @@ RULE_MODULES = [
     "dtls_path",
     "dpd",
     "inner",
+    "dns_outside",
     "tcp_retransmissions",
     "tcp_reset",
     "reconnect",

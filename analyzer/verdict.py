@@ -238,7 +238,8 @@ def judge(s: Session) -> SessionVerdict:
                     cause = ("the SAML sign-in in the browser never brought a token back" +
                              (f"; the client gave up after {waited:.1f} s" if isinstance(waited, (int, float))
                               else ""))
-                    if f.evidence.get("browser_requests") == 0 and isinstance(waited, (int, float)) and waited < 2:
+                    if f.evidence.get("browser_requests") == 0 and not f.evidence.get("browser_undecrypted") \
+                            and isinstance(waited, (int, float)) and waited < 2:
                         cause = "the client gave up at once, without opening a browser for the SAML sign-in"
                     cause, remedy = _sign_in_path(f, cause, remedy)
                 if fid == "TLS_CERT_REFUSED":

@@ -163,3 +163,38 @@ def test_a_stalled_sign_in_without_keys():
     assert 7.5 < inf["sign_in"]["waited"] < 9.0  # the user gave up 8 s after the browser opened
     assert not inf["sign_in"]["single_sign_on"] and "path" not in inf["sign_in"]
     assert not any(f["id"] == "AUTH_SSO_INCOMPLETE" for f in s["findings"])
+
+
+def _client_keys_only(name: str, tmp_path) -> object:
+    """The case's key log cut to the client's own TLS secrets (the connection that got the sign-in URL): what an
+    engineer has when only the VPN client logged its keys, not the browser."""
+    rows = tshark_fields(sample(f"scripted/{name}") / "capture.pcapng", ["tls.handshake.random"],
+                         "tls.handshake.type == 1 && tcp.stream == 0")
+    rnd = rows[0][0].lower()
+    keep = [line for line in (sample(f"scripted/{name}") / "keys.log").read_text().splitlines() if rnd in line.lower()]
+    out = tmp_path / "client.keys"
+    out.write_text("\n".join(keep) + "\n")
+    return out
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("name", sorted(IDP_FAILURES))
+def test_only_the_clients_keys(name, tmp_path):
+    """Keys for the client but not the browser: the sign-in is read from the client's decrypted login, the browser's
+    connections are told by their TLS ClientHello, and its way to the identity provider as without keys — the same
+    failure, the verdict naming the identity provider the browser went on to."""
+    from analyzer import __version__
+    from analyzer.report.json_report import to_document
+
+    store, info = load_keys([_client_keys_only(name, tmp_path)], [])
+    d = to_document(analyze_paths([sample(f"scripted/{name}") / "capture.pcapng"], store, info),
+                    version=__version__)
+    (s,) = d["sessions"]
+    sso = next(p for p in s["phases"] if p["phase"] == "user-auth")["details"]["sso"]
+    assert sso["browser"] == [] and sso["browser_undecrypted"] == ["tcp.stream 1"]
+    assert sso["path"]["identity_provider"] == "idp.acflow.test"
+    f = _sso_finding(d)
+    assert f["evidence"]["sign_in_failure"] == IDP_FAILURES[name][0] and "inferred" not in f
+    assert "The browser reached the gateway (tcp.stream 1" in f["message"]
+    assert s["verdict"]["text"].startswith(
+        "Login not completed: the browser could not reach the identity provider idp.acflow.test")

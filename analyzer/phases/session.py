@@ -186,9 +186,20 @@ def sign_in_path(pipe, g: Group, auth: Phase) -> None:
         until = sso.token_time if sso.token_time is not UNSET else sso.offered_time + (sso.waited or 0)
         prints = frozenset(fp for b in sso.browser if (c := by_name.get(b.connection)) is not None
                            and (fp := tls_client_fingerprint(c)) is not None)
+        times = [b.time for b in sso.browser]
+        if not sso.browser:
+            # the key log has the client's secrets, not the browser's (its own program, its own key log): its
+            # connections to the gateway are told by their TLS ClientHello, not the client's, as without keys
+            own = {tls_client_fingerprint(cn.c) for cn in g.conns if cn.c.decrypted} - {None}
+            other = [cn.c for cn in g.conns if not cn.c.decrypted and cn.c.first_ts >= sso.offered_time
+                     and tls_client_fingerprint(cn.c) not in own | {None}]
+            prints = frozenset(tls_client_fingerprint(c) for c in other)
+            times = [ts for c in other for ts, _n, _f in c.record_sizes["s2c"][:200]]
+            if other:
+                sso.browser_undecrypted = [f"tcp.stream {c.index}" for c in other[:10]]
         path = sign_in.read(pipe, client=client, gateway=gateway, since=sso.offered_time, until=until,
                             idp=(sso.identity_provider or None) if sso.identity_provider is not UNSET else None,
-                            browser_times=[b.time for b in sso.browser], fingerprints=prints, inferred=False)
+                            browser_times=times, fingerprints=prints, inferred=False)
         if path is not None:
             sso.path = path
         return

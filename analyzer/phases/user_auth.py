@@ -124,6 +124,9 @@ class SingleSignOn(Record):
     #: the browser's way to the identity provider, from the client's other traffic meanwhile (DNS, connections:
     #: analyzer/phases/sign_in.py; set by analyzer/phases/session.py)
     path: SignInPath = UNSET
+    #: the browser's connections to the gateway told by their TLS ClientHello (not the client's), when the key log
+    #: did not decrypt them (the browser's own secrets not in it): `browser` is then empty
+    browser_undecrypted: list[str] = UNSET
 
 
 @record

@@ -83,6 +83,9 @@ def check(session, ctx):
         last = seen[-1]
         where = (f"the browser reached the gateway's sign-in page ({len(seen)} request(s), the last "
                  f"{last.target.split('?')[0]} answered {opt(last.status) or 'nothing'}, frame {last.frame})")
+    elif opt(sso.browser_undecrypted):
+        where = (f"the browser reached the gateway ({', '.join(sso.browser_undecrypted[:4])}, told by its TLS "
+                 "ClientHello: its requests are not decrypted, its secrets not being in the key log)")
     else:
         where = ("no request of the browser reached the gateway in the capture (it was not opened, could not "
                  "reach the gateway, or its traffic is not in the capture)")
@@ -91,13 +94,18 @@ def check(session, ctx):
     failure = path_failure(path)
     if idp:
         where += f"; it was sent to sign in at {idp}"
+    elif path is not None and path.identity_provider:
+        # the browser's own traffic not decrypted (the key log is the client's): its way read as without keys
+        idp = path.identity_provider
+        where += f"; its next lookup and connection were for {idp}"
     if failure is not None:
         where += f", and on its way there {path.problem}{_frames(path)}"
     elif path is not None and path.reached:
         where += (f"; the browser reached {path.identity_provider or 'the identity provider'} "
                   f"({', '.join(c.connection for c in path.connections if c.outcome == 'reached')[:60]})")
     methods = opt(sso.client_auth_methods) or []
-    at_once = not seen and sso.outcome == "gave-up" and (opt(sso.waited) or 0) < 2.0
+    at_once = not seen and not opt(sso.browser_undecrypted) and sso.outcome == "gave-up" and \
+        (opt(sso.waited) or 0) < 2.0
     if at_once:
         # the client closed at once, no browser reached the gateway: it had no browser to sign in with (openconnect
         # without a webview logs "No SSO handler" for the embedded mode)
@@ -112,6 +120,8 @@ def check(session, ctx):
                 "client_auth_methods": methods}
     if path is not None:
         evidence |= _path_evidence(path)
+    if opt(sso.browser_undecrypted):
+        evidence["browser_undecrypted"] = list(sso.browser_undecrypted)
     if at_once:
         return [Finding(
             id="AUTH_SSO_INCOMPLETE", severity="error", phase="user-auth", time=sso.offered_time, frames=frames,

@@ -7,6 +7,8 @@ Before: 'Healthy: logged in, tunnel … over DTLS' — the tunnel was up, and wh
 looked at."""
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.all import DNS, DNSQR, ICMP, IP, TCP, UDP, raw
 
 from analyzer.inner import InnerAttempts, failed_connects, failed_lookups
@@ -99,3 +101,16 @@ def test_only_the_packets_that_matter_are_read():
     assert cs.inner_attempts is None
     cs.data("c2s", 9.0, 9, raw(IP(src="10.0.0.2", dst="10.9.9.9") / TCP(sport=4000, dport=443, flags="S")), 0, None)
     assert cs.inner_attempts is not None and len(cs.inner_attempts.connects) == 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=120), st.sampled_from(["c2s", "s2c"]))
+def test_any_bytes_are_read_without_error(data, direction):
+    """What a hostile or broken tunnel carries: InnerAttempts.note never raises, whatever the bytes (an IPv4 or IPv6
+    header of any length, a quoted packet cut anywhere)."""
+    a = InnerAttempts()
+    for prefix in (b"", b"\x45\x00\x00\x30" + bytes(5) + b"\x06", b"\x45\x00\x00\x30" + bytes(5) + b"\x01",
+                   b"\x60" + bytes(5) + b"\x3a"):
+        a.note(direction, prefix + data, 0, 1.0, 1)
+    failed_connects(a)
+    failed_lookups(a)

@@ -80,16 +80,10 @@ class InnerAttempts:
             sport, dport = (pkt[off] << 8) | pkt[off + 1], (pkt[off + 2] << 8) | pkt[off + 3]
             flags = pkt[off + 13]
             if flags & 0x02 and not flags & 0x10:  # SYN: a connection attempt
-                key = (src, sport, dst, dport)
-                e = self.connects.get(key)
-                if e is None:
-                    if len(self.connects) >= MAX_ATTEMPTS:
-                        self.overflow += 1
-                        return
-                    e = self.connects[key] = {"direction": direction, "src": _addr(src), "dst": _addr(dst),
-                                              "port": dport, "syns": [], "answer": None, "answer_ts": None,
-                                              "answer_frame": None, "icmp": None}
-                if len(e["syns"]) < 16:
+                e = self._entry(self.connects, (src, sport, dst, dport), lambda: {
+                    "direction": direction, "src": _addr(src), "dst": _addr(dst), "port": dport, "syns": [],
+                    "answer": None, "answer_ts": None, "answer_frame": None, "icmp": None})
+                if e is not None and len(e["syns"]) < 16:
                     e["syns"].append((ts, frame))
             elif flags & 0x12 == 0x12 or flags & 0x04:  # the SYN-ACK or a reset: the attempt's answer
                 e = self.connects.get((dst, dport, src, sport))
@@ -103,16 +97,11 @@ class InnerAttempts:
             if msg is None:
                 return
             if not msg.response and dport == 53:
-                key = (src, sport, dst, msg.id)
-                e = self.lookups.get(key)
-                if e is None:
-                    if len(self.lookups) >= MAX_ATTEMPTS:
-                        self.overflow += 1
-                        return
-                    e = self.lookups[key] = {"direction": direction, "src": _addr(src), "server": _addr(dst),
-                                             "name": msg.name, "type": msg.qtype_name, "queries": [], "rcode": None,
-                                             "addresses": [], "answer_frame": None, "icmp": None}
-                if len(e["queries"]) < 16:
+                e = self._entry(self.lookups, (src, sport, dst, msg.id), lambda: {
+                    "direction": direction, "src": _addr(src), "server": _addr(dst), "name": msg.name,
+                    "type": msg.qtype_name, "queries": [], "rcode": None, "addresses": [], "answer_frame": None,
+                    "icmp": None})
+                if e is not None and len(e["queries"]) < 16:
                     e["queries"].append((ts, frame))
             elif msg.response and sport == 53:
                 e = self.lookups.get((dst, dport, src, msg.id))
@@ -145,6 +134,16 @@ class InnerAttempts:
                 if e is not None and e["rcode"] is None and e["icmp"] is None:
                     e["icmp"] = icmp
                     e["answer_frame"] = frame
+
+    def _entry(self, table: dict, key, make) -> dict | None:
+        """The entry of ``key`` in ``table``, made by ``make()`` when new; None when the table is full (counted)."""
+        e = table.get(key)
+        if e is None:
+            if len(table) >= MAX_ATTEMPTS:
+                self.overflow += 1
+                return None
+            e = table[key] = make()
+        return e
 
     def merge(self, other: InnerAttempts) -> None:
         """Another channel's attempts (the session's CSTP and DTLS channels, its reconnects)."""

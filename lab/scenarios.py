@@ -283,6 +283,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "(lab.dnsish nxserver); after the pings it looks up intranet.acflow.test and files.corp.acflow.test",
              gateway={"tls-priorities": PRIO_TLS13, "split-dns": "corp.acflow.test"}, outside_dns=True,
              steps=(("lookup", "intranet.acflow.test"), ("lookup", "files.corp.acflow.test"))),
+    Scenario("rekey", "a session longer than the gateway's rekey time (ocserv rekey-time = 20, rekey-method = ssl): "
+             "the client renews the keys of its channels while the tunnel carries pings",
+             gateway={"tls-priorities": PRIO_TLS13, "rekey-time": "20", "rekey-method": "ssl"},
+             steps=(("sleep", 12.0), ("ping", 2), ("sleep", 12.0), ("ping", 2), ("sleep", 12.0), ("ping", 2))),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

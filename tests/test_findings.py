@@ -39,6 +39,7 @@ EXPECTED = {
                  ("warning", "TCP_CONNECT_FAILED")},
     "dtls-return-blocked": {("info", "AUTH_MULTI_ROUND"), ("info", "DTLS_BACKOFF"), ("info", "SESSION_DISCONNECT"),
                             ("warning", "DTLS_ANSWERS_LOST"), ("warning", "DTLS_FALLBACK_TLS")},
+    "rekey": {("info", "AUTH_MULTI_ROUND"), ("info", "SESSION_DISCONNECT")},
     "dns-outside-tunnel": {("warning", "DNS_OUTSIDE_TUNNEL"), ("info", "AUTH_MULTI_ROUND"),
                            ("info", "SESSION_DISCONNECT")},
     "inner-unreachable": {("warning", "INNER_UNREACHABLE"), ("info", "AUTH_MULTI_ROUND"),

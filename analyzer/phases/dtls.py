@@ -133,8 +133,9 @@ class DTLSFlowSummary(Record):
                        "first 50); present only when there is one"})
     server_hello_times: list[float] = field(default=UNSET, metadata={"description": "their times"})
     finished: dict[str, DTLSFinishedSent] = field(default=UNSET, metadata={
-        "description": "per direction (c2s, s2c), the records that carried its Finished, decrypted or read as a "
-                       "protected handshake record without keys (the first 16); present only when one was sent"})
+        "description": "per direction (c2s, s2c), the records that carried its Finished — a copy sent again when no "
+                       "answer came, or a later handshake's (a rekey) — decrypted or read as a protected handshake "
+                       "record without keys (the first 16); present only when one was sent"})
 
 
 @record

@@ -298,6 +298,8 @@ class DTLSFlow(FlowTracker):
         if epoch >= 1:
             if content_type == 22:
                 self._finished(direction, ts, frame)
+                if self.estimate is not None:  # a rekey's handshake: the MTU probes that follow it are probes
+                    self.estimate.rehandshake()
             if content_type == 22 and direction not in self.first_protected_handshake:
                 self.first_protected_handshake[direction] = (ts, frame)
             elif content_type == _APPLICATION_DATA:

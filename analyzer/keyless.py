@@ -351,6 +351,11 @@ class TunnelEstimate:
         self.last_data[direction] = ts
         self.first_data.setdefault(direction, ts)
 
+    def rehandshake(self) -> None:
+        """A new handshake on the channel (a DTLS rekey: its records protected under the current epoch): clients
+        probe the MTU again after it, so the probe period starts again with the next record that can carry data."""
+        self._first_ts = None
+
     def _probe(self, direction: str, length: int, ts: float, frame: int) -> bool:
         """DTLS MTU probes: a big record answered from the other side by one of exactly its length within
         PROBE_WINDOW (a padded DPD request and its echo). True when this record is such an answer; the request,

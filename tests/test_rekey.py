@@ -39,3 +39,16 @@ def test_both_channels_rekeyed_and_read():
     assert len(flow["finished"]["c2s"]["frames"]) == 2 and len(flow["finished"]["s2c"]["frames"]) == 2
     assert flow["finished"]["c2s"]["verified"] is True and flow["finished"]["s2c"]["verified"] is True
     assert s["tunnel"]["dtls"]["inner_packets"]["c2s"] >= 11  # the pings of all four runs
+
+
+def test_without_keys_the_probes_after_the_rekey_are_probes():
+    """openconnect probes the DTLS MTU again after the rekey's handshake (30 s into the flow): read without keys by
+    record size, those are MTU probes too, not DATA (the probe period starts again at a new handshake) — the keyed
+    analysis's two probes, and the same DATA counts."""
+    (k,) = doc(NAME)["sessions"]
+    (flow,) = next(p for p in k["phases"] if p["phase"] == "dtls")["details"]["flows"]
+    probes = {d: sum(1 for m in flow["channel"]["mtu_probes"] if m["direction"] == d) for d in ("c2s",)}
+    (s,) = doc(NAME, keys=False)["sessions"]
+    (est,) = [f["estimate"] for f in next(p for p in s["phases"] if p["phase"] == "dtls")["details"]["flows"]]
+    assert est["frame_classes"]["c2s"]["MTU_PROBE"] == probes["c2s"] == 2
+    assert est["frame_classes"]["c2s"]["DATA"] == flow["channel"]["inner_packets"]["c2s"]

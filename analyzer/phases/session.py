@@ -47,6 +47,7 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
     attach_failed_connects(groups, failed, gateways)
     by_key = groups_by_key(groups)
     verdicts = judge(groups, gateways, DOWNLOADER_PATHS)
+    index = sign_in.ClientIndex(pipe)  # (each session's sign-in and DNS read their own client's traffic)
     sessions = []
     vpn_conns: set[int] = set()
     vpn_flows: set[int] = set()
@@ -60,7 +61,7 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
         i = len(sessions) + 1
         client_sw = client_software(g)
         phases = build_phases(g, pipe.last_ts, client_sw)
-        sign_in_path(pipe, g, phases[2])
+        sign_in_path(index, g, phases[2])
         if g.failed and not g.conns and not g.dtls:
             _unreached(phases[0], g)
         client, gw_ip, gw_port = g.key
@@ -69,7 +70,7 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
         s = Session(id=f"s{i}", client=client, gateway=fmt_endpoint(gw_ip, gw_port),
                     start=min(starts) if starts else None, end=max(ends) if ends else None, phases=phases)
         s.tunnel = tunnel.build(g, phases[5].details)
-        outside = outside_lookups(pipe, g, phases[4], s.end)
+        outside = outside_lookups(index, g, phases[4], s.end)
         if outside:
             s.tunnel.outside_lookups = outside
         # TCP connections in time order (the failed connects among them), then the DTLS flows
@@ -174,7 +175,7 @@ _CLIENTS = (  # User-Agent prefix -> client name (AnyConnect-protocol clients as
 )
 
 
-def sign_in_path(pipe, g: Group, auth: Phase) -> None:
+def sign_in_path(index: sign_in.ClientIndex, g: Group, auth: Phase) -> None:
     """The browser's way to the identity provider during a SAML sign-in (analyzer/phases/sign_in.py): with keys on
     `SingleSignOn.path`, without on the keyless reading's `InferredSignIn.path` (which it also marks as single
     sign-on when that program went to another server or a lookup near its requests failed)."""
@@ -197,7 +198,7 @@ def sign_in_path(pipe, g: Group, auth: Phase) -> None:
             times = [ts for c in other for ts, _n, _f in c.record_sizes["s2c"][:200]]
             if other:
                 sso.browser_undecrypted = [f"tcp.stream {c.index}" for c in other[:10]]
-        path = sign_in.read(pipe, client=client, gateway=gateway, since=sso.offered_time, until=until,
+        path = sign_in.read(index, client=client, gateway=gateway, since=sso.offered_time, until=until,
                             idp=(sso.identity_provider or None) if sso.identity_provider is not UNSET else None,
                             browser_times=times, fingerprints=prints, inferred=False)
         if path is not None:
@@ -210,7 +211,7 @@ def sign_in_path(pipe, g: Group, auth: Phase) -> None:
     conns = [c for name in si.connections if (c := by_name.get(name)) is not None]
     prints = frozenset(fp for c in conns if (fp := tls_client_fingerprint(c)) is not None)
     # (the times of the gateway's answers to the browser, not its connections' ends: a browser keeps them open)
-    path = sign_in.read(pipe, client=client, gateway=gateway, since=si.since, until=si.since + si.waited, idp=None,
+    path = sign_in.read(index, client=client, gateway=gateway, since=si.since, until=si.since + si.waited, idp=None,
                         browser_times=[ts for c in conns for ts, _n, _f in c.record_sizes["s2c"][:200]],
                         fingerprints=prints, inferred=True)
     if path is not None:
@@ -223,7 +224,7 @@ def sign_in_path(pipe, g: Group, auth: Phase) -> None:
                       "in, most likely")
 
 
-def outside_lookups(pipe, g: Group, cstp: Phase, end: float | None) -> list:
+def outside_lookups(index: sign_in.ClientIndex, g: Group, cstp: Phase, end: float | None) -> list:
     """Lookups of names in the VPN's domains (the CONNECT answer's X-CSTP-Default-Domain and X-CSTP-Split-DNS) that
     the client sent outside the tunnel — in the capture's DNS, to a server not among the tunnel's X-CSTP-DNS —
     between the CONNECT answer and the session's end: its resolver does not send them through the tunnel (the
@@ -233,14 +234,14 @@ def outside_lookups(pipe, g: Group, cstp: Phase, end: float | None) -> list:
     if params is None or not cd.connects or end is None:
         return []
     domains = {d.lower().strip(".") for d in [params.default_domain or "", *params.split_dns] if d.strip(".")}
-    entries = getattr(getattr(pipe, "dns", None), "entries", None) or {}
+    entries = index.dns.get(g.key[0]) or {}
     if not domains or not entries:
         return []
     start = min((c.response_time for c in cd.connects if c.response_time), default=None)  # (UNSET: unanswered)
     if start is None:
         return []
     ours = {str(a) for a in params.dns}
-    picked = {k: e for k, e in entries.items() if e["client"] == g.key[0] and e["queries"]
+    picked = {k: e for k, e in entries.items() if e["queries"]
               and start <= e["queries"][0][0] <= end and e["server"] not in ours
               and any(e["name"] == d or e["name"].endswith("." + d) for d in domains)}
     if not picked:

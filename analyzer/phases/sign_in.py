@@ -26,6 +26,8 @@ Pure reading of the pipeline's finished state: no I/O.
 """
 from __future__ import annotations
 
+import functools
+
 from ..dns_lookups import failed as failed_lookups
 from ..evidence import fmt_endpoint
 from .grouping import client_closed_in_handshake, server_stalled_in_handshake, tls_client_fingerprint
@@ -117,7 +119,37 @@ def _connect_detail(f) -> str:
     return f"no answer to {n} SYN{'s' if n != 1 else ''}" + (f" over {span:.1f} s" if n > 1 else "")
 
 
-def read(pipe, *, client: str, gateway: str, since: float, until: float, idp: str | None,
+class ClientIndex:
+    """The pipeline's TCP connections (in time order), failed connects and DNS lookups by client address, each made
+    on first use, once per reconstruction: on a gateway's capture of thousands of sessions each sign-in reads its own
+    client's only, and a capture without sign-ins or lookups pays nothing."""
+
+    def __init__(self, pipe) -> None:
+        self._pipe = pipe
+
+    @functools.cached_property
+    def tcp(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for c in sorted(self._pipe.tcp.values(), key=lambda c: (c.first_ts, c.index)):
+            out.setdefault(c.client[0], []).append(c)
+        return out
+
+    @functools.cached_property
+    def failed(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for f in getattr(self._pipe, "failed_connects", []) or []:
+            out.setdefault(f.client[0], []).append(f)
+        return out
+
+    @functools.cached_property
+    def dns(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for k, e in (getattr(getattr(self._pipe, "dns", None), "entries", None) or {}).items():
+            out.setdefault(e["client"], {})[k] = e
+        return out
+
+
+def read(index: ClientIndex, *, client: str, gateway: str, since: float, until: float, idp: str | None,
          browser_times: list[float], fingerprints: frozenset, inferred: bool) -> SignInPath | None:
     """The sign-in path of ``client`` between ``since`` and ``until`` (see the module's docstring); ``gateway``: the
     gateway's address; ``idp``: the identity provider's name when known; ``browser_times``: when the browser's
@@ -126,8 +158,7 @@ def read(pipe, *, client: str, gateway: str, since: float, until: float, idp: st
     def near_browser(t: float) -> bool:
         return any(0 <= t - b <= LOOKUP_AFTER for b in browser_times)
 
-    entries = getattr(getattr(pipe, "dns", None), "entries", None) or {}
-    mine = {k: e for k, e in entries.items() if e["client"] == client and e["queries"]
+    mine = {k: e for k, e in index.dns.get(client, {}).items() if e["queries"]
             and since <= e["queries"][0][0] <= until and e["type"] in ("A", "AAAA")}
     resolved: dict[str, str] = {}  # address -> name
     for e in mine.values():
@@ -135,8 +166,8 @@ def read(pipe, *, client: str, gateway: str, since: float, until: float, idp: st
             resolved.setdefault(a, e["name"])
     known = {a for a, n in resolved.items() if idp is None or n == idp}
     conns: list[SignInConnection] = []
-    for c in sorted(pipe.tcp.values(), key=lambda c: (c.first_ts, c.index)):
-        if c.client[0] != client or c.server[0] == gateway or not since <= c.first_ts <= until:
+    for c in index.tcp.get(client, ()):
+        if c.server[0] == gateway or not since <= c.first_ts <= until:
             continue
         sni = getattr(c.client_hello, "sni", None)
         name = sni or resolved.get(c.server[0])
@@ -152,8 +183,8 @@ def read(pipe, *, client: str, gateway: str, since: float, until: float, idp: st
         conns.append(SignInConnection(connection=f"tcp.stream {c.index}", server=fmt_endpoint(*c.server), name=name,
                                       time=c.first_ts, frame=c.first_frame, outcome=outcome, detail=detail,
                                       frames=frames))
-    for f in getattr(pipe, "failed_connects", []) or []:
-        if f.client[0] != client or f.server[0] == gateway or not since <= f.first_ts <= until:
+    for f in index.failed.get(client, ()):
+        if f.server[0] == gateway or not since <= f.first_ts <= until:
             continue
         near = near_browser(f.first_ts)
         if not ((f.server[0] in known and (idp is not None or near)) or (f.server[1] == 443 and not known and near)):

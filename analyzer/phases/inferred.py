@@ -262,7 +262,6 @@ def apply(g: Group, phases: list[Phase]) -> None:
         if cstp.status == "undecrypted" and closed:
             cstp.inferred = PhaseInference(status="absent", confidence="medium",
                                            basis="the login never got past the wait: no CONNECT", frames=[])
-        first_t = None
     elif first_t is None:
         if sign_in is not None and sign_in.outcome != "went-on" and auth.status == "undecrypted" and len(rounds) == 1:
             streams = ", ".join(sign_in.connections[:4])

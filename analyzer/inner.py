@@ -19,16 +19,9 @@ from __future__ import annotations
 
 from dissectors.dns import RCODES, read_dns
 
+from .attempts import ICMP4_CODES, ICMP6_CODES  # (their words, shared with the failed connects)
+
 MAX_ATTEMPTS = 512  # TCP connects and DNS lookups kept per channel (the first ones)
-
-#: ICMPv4 destination-unreachable codes (RFC 792, RFC 1812 §5.2.7.1) and ICMPv6 ones (RFC 4443 §3.1), in words
-ICMP4_CODES = {0: "network unreachable", 1: "host unreachable", 2: "protocol unreachable", 3: "port unreachable",
-               4: "fragmentation needed", 9: "network administratively prohibited",
-               10: "host administratively prohibited", 13: "communication administratively prohibited"}
-ICMP6_CODES = {0: "no route to destination", 1: "communication administratively prohibited",
-               3: "address unreachable", 4: "port unreachable", 5: "source address failed ingress/egress policy",
-               6: "reject route to destination"}
-
 
 def _addr(b: bytes) -> str:
     if len(b) == 4:

@@ -466,6 +466,13 @@ def tls_client_fingerprint(c: TCPTracker) -> tuple | None:
             real(ch.supported_groups), real(ch.signature_algorithms))
 
 
+def another_program(c: TCPTracker, own) -> bool:
+    """The connection ``c`` was made by another TLS client program than the one whose fingerprints are ``own``
+    (`tls_client_fingerprint`): a browser, a host scan's script; False when it has no ClientHello to tell by."""
+    fp = tls_client_fingerprint(c)
+    return fp is not None and fp not in own
+
+
 def _split_other_programs(groups: list[Group]) -> None:
     """Without keys: the undecrypted connections of a group made before the client's first connection with its
     tunnel connection's TLS fingerprint (`tls_client_fingerprint`), by another TLS client program, are not the
@@ -480,7 +487,7 @@ def _split_other_programs(groups: list[Group]) -> None:
         if mark is None:
             continue
         first = next(i for i, cn in enumerate(g.conns) if tls_client_fingerprint(cn.c) == mark)
-        others = [cn for cn in g.conns[:first] if tls_client_fingerprint(cn.c) not in (None, mark)]
+        others = [cn for cn in g.conns[:first] if another_program(cn.c, (mark,))]
         if not others:
             continue
         visit = Group(g.key)

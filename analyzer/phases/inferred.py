@@ -33,7 +33,7 @@ from ..inference import ConnectionReading, read_connection, read_tunnel_before_c
 from ..model import Phase
 from ..wording import plural
 from .dtls import DirectionEstimate, direction_estimate
-from .grouping import Group, tls_client_fingerprint
+from .grouping import Group, another_program, tls_client_fingerprint
 from .record import UNSET, Record, record
 from .sign_in import SignInPath
 
@@ -317,7 +317,7 @@ def _sign_in(live: list[ConnectionReading], g: Group) -> tuple[InferredSignIn | 
     init = first.rounds[0]
     since = init.end if init.end is not None else init.start
     since_frame = init.end_frame or init.response_frame or init.frame
-    others = [r for r in live[1:] if r.conn.first_ts >= since and tls_client_fingerprint(r.conn) not in (None, mark)]
+    others = [r for r in live[1:] if r.conn.first_ts >= since and another_program(r.conn, (mark,))]
     if not others:
         return None, []
     own = [r for r in live if r not in others]

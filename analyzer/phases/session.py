@@ -11,6 +11,7 @@ from . import cstp_connect, downloader, dtls, group_selection, inferred, sign_in
 from .grouping import (
     DOWNLOADER_PATHS,
     Group,
+    another_program,
     attach_failed_connects,
     group_connections,
     groups_by_key,
@@ -191,11 +192,11 @@ def sign_in_path(index: sign_in.ClientIndex, g: Group, auth: Phase) -> None:
         if not sso.browser:
             # the key log has the client's secrets, not the browser's (its own program, its own key log): its
             # connections to the gateway are told by their TLS ClientHello, not the client's, as without keys
-            own = {tls_client_fingerprint(cn.c) for cn in g.conns if cn.c.decrypted} - {None}
+            own = {tls_client_fingerprint(cn.c) for cn in g.conns if cn.c.decrypted}
             other = [cn.c for cn in g.conns if not cn.c.decrypted and cn.c.first_ts >= sso.offered_time
-                     and tls_client_fingerprint(cn.c) not in own | {None}]
+                     and another_program(cn.c, own)]
             prints = frozenset(tls_client_fingerprint(c) for c in other)
-            times = [ts for c in other for ts, _n, _f in c.record_sizes["s2c"][:200]]
+            times = _answer_times(other)
             if other:
                 sso.browser_undecrypted = [f"tcp.stream {c.index}" for c in other[:10]]
         path = sign_in.read(index, client=client, gateway=gateway, since=sso.offered_time, until=until,
@@ -210,10 +211,8 @@ def sign_in_path(index: sign_in.ClientIndex, g: Group, auth: Phase) -> None:
         return
     conns = [c for name in si.connections if (c := by_name.get(name)) is not None]
     prints = frozenset(fp for c in conns if (fp := tls_client_fingerprint(c)) is not None)
-    # (the times of the gateway's answers to the browser, not its connections' ends: a browser keeps them open)
     path = sign_in.read(index, client=client, gateway=gateway, since=si.since, until=si.since + si.waited, idp=None,
-                        browser_times=[ts for c in conns for ts, _n, _f in c.record_sizes["s2c"][:200]],
-                        fingerprints=prints, inferred=True)
+                        browser_times=_answer_times(conns), fingerprints=prints, inferred=True)
     if path is not None:
         si.path = path
         si.single_sign_on = bool(path.connections or path.lookups)
@@ -222,6 +221,12 @@ def sign_in_path(index: sign_in.ClientIndex, g: Group, auth: Phase) -> None:
         inf.basis += (f"; while the client waited {si.waited:.1f} s after the first answer, another program on its "
                       f"machine connected to the gateway ({', '.join(si.connections[:4])}){went}: a browser signing "
                       "in, most likely")
+
+
+def _answer_times(conns) -> list[float]:
+    """When the gateway answered the browser's undecrypted connections (its records' times, the first 200 each) — not
+    the connections' ends: a browser keeps them open."""
+    return [ts for c in conns for ts, _n, _f in c.record_sizes["s2c"][:200]]
 
 
 def outside_lookups(index: sign_in.ClientIndex, g: Group, cstp: Phase, end: float | None) -> list:

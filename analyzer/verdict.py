@@ -59,6 +59,8 @@ SHORT_REMEDY = {
 CONNECTED_BUT = {
     "DNS_OUTSIDE_TUNNEL": "Connected, but the VPN's internal names do not resolve",
     "INNER_UNREACHABLE": "Connected, but servers inside the tunnel did not answer",
+    "TRAFFIC_OUTSIDE_TUNNEL": "Connected, but traffic meant for the VPN went outside the tunnel",
+    "SPLIT_TUNNEL_ROUTE_MISSING": "Connected, but the tunnel has no route to an internal server",
     "TLS_CERT_UNTRUSTED": "Connected, but the gateway certificate is not trusted",
     "TLS_CERT_HASH_MISMATCH": "Connected, but the certificate check of the login does not match",
     "MTU_MISMATCH": "Connected, but the tunnel MTU does not fit the path",

@@ -205,10 +205,15 @@ STEP_OPS = {
     "inner-tcp": "(address, port): a TCP connection attempt from the client through the tunnel (curl, 4 s)",
     "inner-dns": "(server, name): a DNS A query from the client through the tunnel (lab.dnsish client, 2 s)",
     "lookup": "(name): the client namespace's resolver asked for the name's IPv4 address (getent ahostsv4)",
+    "tunnel-dns": "(address): a DNS server at the tunnel's DNS address (198.19.0.1, in the gateway namespace once the "
+                  "tunnel is up) answering every A query with this address (lab.dnsish server)",
+    "client-route": "(prefix): a route in the client namespace for this prefix (or 'default') via the gateway's outer "
+                    "address over the client's own interface — the route of a home or hotel network, more specific "
+                    "than the tunnel's, or the machine's default route",
 }
 
 
-def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other=None) -> None:
+def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> None:
     cursor = len(client.lines())  # wait-client looks at the client's lines from here on
     for step in sc.steps:
         op, args = step[0], step[1:]
@@ -315,6 +320,16 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other=None) -> None:
             issued = time.time()
             p = lab.ns_run(lab.client_ns, ["getent", "ahostsv4", args[0]], check=False)
             act("lookup", name=args[0], issued=issued, returncode=p.returncode, output=(p.stdout or "").strip()[-200:])
+        elif op == "tunnel-dns":
+            dnsp = lab.start(lab.gw_ns, "tunnel-dns",
+                             [sys.executable, "-m", "lab.dnsish", "server", TUNNEL_GW, args[0]],
+                             work / "tunnel-dns.log", cwd=ROOT)
+            if dnsp.wait_for("listening on", 10) is None:
+                raise LabError(f"the tunnel's DNS responder did not start: {dnsp.tail(5)}")
+            act("tunnel-dns", namespace="gateway", server=TUNNEL_GW, answers=args[0])
+        elif op == "client-route":
+            lab.ns_run(lab.client_ns, ["ip", "route", "add", args[0], "via", GW_OUTER, "dev", lab.client_if])
+            act("client-route", namespace="client", prefix=args[0], via=GW_OUTER, dev=lab.client_if)
         elif op == "other-traffic":
             if other is None:
                 raise LabError(f"scenario {sc.name}: step other-traffic needs other_traffic=True")
@@ -518,7 +533,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 for count, size, df in sc.ping_plan():
                     ping(count, size, df)
                 if sc.steps:
-                    _run_steps(sc, lab, client, act, ping, other)
+                    _run_steps(sc, lab, client, act, ping, other, work)
                 (work / "ping.log").write_text("\n".join(ping_log))
                 if sc.hold:
                     say(f"[lab] {name}: holding the tunnel for {sc.hold:.0f} s")

@@ -283,6 +283,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "(lab.dnsish nxserver); after the pings it looks up intranet.acflow.test and files.corp.acflow.test",
              gateway={"tls-priorities": PRIO_TLS13, "split-dns": "corp.acflow.test"}, outside_dns=True,
              steps=(("lookup", "intranet.acflow.test"), ("lookup", "files.corp.acflow.test"))),
+    Scenario("route-outside-tunnel", "connected, but traffic for the VPN's servers leaves outside the tunnel: the "
+             "gateway routes 198.19.0.0/24 into the tunnel (X-CSTP-Split-Include) and its DNS at 198.19.0.1 answers "
+             "app.corp.acflow.test with 198.19.1.10, outside those routes. The client namespace has a route of its own "
+             "network for 198.19.0.64/26 (a home network using the VPN's addresses, more specific than the tunnel's) "
+             "and a default route: its TCP to 198.19.0.77:8080 goes out of its own interface, and after looking up "
+             "app.corp.acflow.test through the tunnel its TCP to 198.19.1.10:8080 does too; neither is answered",
+             gateway={"tls-priorities": PRIO_TLS13},
+             steps=(("tunnel-dns", "198.19.1.10"), ("client-route", "198.19.0.64/26"), ("client-route", "default"),
+                    ("inner-tcp", "198.19.0.77", 8080), ("inner-dns", "198.19.0.1", "app.corp.acflow.test"),
+                    ("inner-tcp", "198.19.1.10", 8080))),
     Scenario("rekey", "a session longer than the gateway's rekey time (ocserv rekey-time = 20, rekey-method = ssl): "
              "the client renews the keys of its channels while the tunnel carries pings",
              gateway={"tls-priorities": PRIO_TLS13, "rekey-time": "20", "rekey-method": "ssl"},

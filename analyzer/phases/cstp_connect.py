@@ -44,6 +44,9 @@ class TunnelParameters(Record):
     #: X-CSTP-Split-DNS: the domains whose names the client is to look up at the tunnel's DNS servers (each header
     #: one domain, or several separated by commas)
     split_dns: list[str] = field(default_factory=list)
+    #: X-CSTP-Split-Include-IP6 / X-CSTP-Split-Exclude-IP6: the IPv6 prefixes routed into (kept out of) the tunnel
+    split_include_ip6: list[str] = field(default_factory=list)
+    split_exclude_ip6: list[str] = field(default_factory=list)
 
 
 @record
@@ -133,6 +136,8 @@ def tunnel_params(h) -> TunnelParameters:
         dtls_session_id=h.get("X-DTLS-Session-ID"), dtls_app_id=h.get("X-DTLS-App-ID"),
         dtls_content_encoding=h.get("X-DTLS-Content-Encoding"),
         split_dns=[d.strip() for v in h.get_all("X-CSTP-Split-DNS") for d in v.split(",") if d.strip()],
+        split_include_ip6=list(h.get_all("X-CSTP-Split-Include-IP6")),
+        split_exclude_ip6=list(h.get_all("X-CSTP-Split-Exclude-IP6")),
     )
 
 

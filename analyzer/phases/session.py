@@ -8,6 +8,7 @@ from ..evidence import fmt_endpoint, judge, other_traffic
 from ..keyless import share_dpd_timers
 from ..model import PHASES, Phase, Session
 from . import cstp_connect, downloader, dtls, group_selection, inferred, sign_in, tls_handshake, tunnel, user_auth
+from . import outside as outside_mod
 from .grouping import (
     DOWNLOADER_PATHS,
     Group,
@@ -74,6 +75,9 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
         outside = outside_lookups(index, g, phases[4], s.end)
         if outside:
             s.tunnel.outside_lookups = outside
+        elsewhere = outside_mod.read(index, g, phases[4], s.end, tunnel.inner_attempts(g))
+        if elsewhere:
+            s.tunnel.outside_traffic = elsewhere
         # TCP connections in time order (the failed connects among them), then the DTLS flows
         s.connections = sorted([tls_handshake.conn_summary(cn.c) for cn in g.conns] + [
             tls_handshake.failed_connect_summary(f) for f in g.failed], key=lambda c: c.start) + [

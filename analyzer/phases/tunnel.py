@@ -9,6 +9,7 @@ from typing import Any
 from ..inner import InnerAttempts, failed_connects, failed_lookups
 from .dtls import DTLSDetails
 from .grouping import Group
+from .outside import OutsideTraffic
 from .record import UNSET, Record, record
 
 
@@ -108,6 +109,9 @@ class Tunnel(Record):
     #: lookups of the VPN's own names sent outside the tunnel while it was up (analyzer/phases/session.py
     #: `outside_lookups`); present when there are some
     outside_lookups: list[OutsideLookup] = UNSET
+    #: traffic from the client's own address, outside the tunnel, to destinations the tunnel was for
+    #: (analyzer/phases/outside.py); present when there is some
+    outside_traffic: list[OutsideTraffic] = UNSET
 
 
 def _add(a: dict, b: dict) -> dict:
@@ -163,15 +167,26 @@ def build(g: Group, dtls_details: DTLSDetails | None) -> Tunnel:
     return t
 
 
-def _unreachable(g: Group) -> InnerUnreachable | None:
-    """The client's failed attempts inside the tunnel, over every channel of the session (analyzer/inner.py)."""
+def inner_attempts(g: Group) -> InnerAttempts | None:
+    """The client's attempts inside the tunnel, over every channel of the session (analyzer/inner.py); None when no
+    channel was decrypted or none held any."""
     chans = [cn.c.tunnel for cn in g.conns if cn.c.tunnel is not None] + [f.channel for f in g.dtls]
     got = [ch.inner_attempts for ch in chans if ch.inner_attempts is not None]
     if not got:
         return None
+    if len(got) == 1:
+        return got[0]
     a = InnerAttempts()
     for x in got:
         a.merge(x)
+    return a
+
+
+def _unreachable(g: Group) -> InnerUnreachable | None:
+    """The client's failed attempts inside the tunnel, over every channel of the session (analyzer/inner.py)."""
+    a = inner_attempts(g)
+    if a is None:
+        return None
     connects, lookups = failed_connects(a), failed_lookups(a)
     if not connects and not lookups:
         return None

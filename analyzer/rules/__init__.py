@@ -37,6 +37,7 @@ RULE_MODULES = [
     "dpd",
     "inner",
     "dns_outside",
+    "outside_tunnel",
     "tcp_retransmissions",
     "tcp_reset",
     "reconnect",

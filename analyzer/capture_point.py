@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["tunnel_devices", "describe_interface"]
+__all__ = ["tunnel_devices", "describe_interface", "is_tunnel_device"]
 
 _TUN_NAME = re.compile(r"^(?:tun|utun|cscotun|vpn)\d+$", re.IGNORECASE)
 _TUN_DESCRIPTION = re.compile(r"anyconnect|secure client|virtual miniport|wintun|tap-windows", re.IGNORECASE)
@@ -27,13 +27,14 @@ def describe_interface(itf: dict) -> str:
     return name or desc or f"interface {itf.get('id')}"
 
 
+def is_tunnel_device(itf: dict) -> bool:
+    """Whether the interface (``{name, description}``) is a VPN tunnel device by its name or description."""
+    name, desc = itf.get("name") or "", itf.get("description") or ""
+    return bool(_TUN_NAME.match(name) or _TUN_DESCRIPTION.search(desc))
+
+
 def tunnel_devices(captures) -> list[tuple[str, dict]]:
     """(capture path, interface) of every interface of ``captures`` (`CaptureInfo`s) that is a VPN tunnel device
     by its name or description."""
-    out = []
-    for ci in captures:
-        for itf in getattr(ci, "interfaces", None) or []:
-            name, desc = itf.get("name") or "", itf.get("description") or ""
-            if _TUN_NAME.match(name) or _TUN_DESCRIPTION.search(desc):
-                out.append((ci.path, itf))
-    return out
+    return [(ci.path, itf) for ci in captures for itf in getattr(ci, "interfaces", None) or []
+            if is_tunnel_device(itf)]

@@ -24,6 +24,7 @@ from dissectors.keylog import KeyStore, parse_keylog
 from dissectors.pcapfile import CaptureError, Frame, Interface, Secrets
 from dissectors.tls.connection import KeyWait
 
+from .capture_point import describe_interface, is_tunnel_device
 from .evidence import resolve_gateways
 from .model import Analysis, CaptureInfo
 from .pipeline import Pipeline
@@ -109,9 +110,12 @@ class Analyzer:
                 self._secrets(ci, ev)
             elif t is CaptureError:
                 ci.errors.append(f"{ev.message} (at byte {ev.offset})")
-            elif t is Interface and len(ci.interfaces) < MAX_INTERFACES_LISTED:
-                ci.interfaces.append({"id": ev.id, "linktype": ev.linktype, "name": ev.name,
-                                      "description": ev.description})
+            elif t is Interface:
+                itf = {"id": ev.id, "linktype": ev.linktype, "name": ev.name, "description": ev.description}
+                if len(ci.interfaces) < MAX_INTERFACES_LISTED:
+                    ci.interfaces.append(itf)
+                # (the VPN's adapter: its packets are the tunnel's inside)
+                pipe.note_interface(ev.id, describe_interface(itf), is_tunnel_device(itf))
 
         pipe.feed_events(events, other)  # the frames, in order with the rest
         n = pipe.frames - before

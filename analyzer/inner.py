@@ -17,6 +17,8 @@ answer (a TCP connect sent at least twice: retransmitted, so not a single lost p
 """
 from __future__ import annotations
 
+import ipaddress
+
 from dissectors.dns import RCODES, read_dns
 
 from .attempts import ICMP4_CODES, ICMP6_CODES  # (their words, shared with the failed connects)
@@ -26,9 +28,12 @@ MAX_ATTEMPTS = 512  # TCP connects and DNS lookups kept per channel (the first o
 def _addr(b: bytes) -> str:
     if len(b) == 4:
         return ".".join(str(x) for x in b)
-    import ipaddress  # noqa: PLC0415 - (IPv6 inside a tunnel is the rare case)
-
     return str(ipaddress.IPv6Address(bytes(b)))
+
+
+def _pton(a: str) -> bytes:
+    """The address bytes of a decoded packet's address text (as `_header` gives them)."""
+    return ipaddress.ip_address(a).packed
 
 
 def _header(pkt, start: int):
@@ -70,63 +75,87 @@ class InnerAttempts:
         off = start + hl
         end = len(pkt)
         if proto == 6 and end >= off + 14:
-            sport, dport = (pkt[off] << 8) | pkt[off + 1], (pkt[off + 2] << 8) | pkt[off + 3]
-            flags = pkt[off + 13]
-            if flags & 0x02 and not flags & 0x10:  # SYN: a connection attempt
-                e = self._entry(self.connects, (src, sport, dst, dport), lambda: {
-                    "direction": direction, "src": _addr(src), "dst": _addr(dst), "port": dport, "syns": [],
-                    "answer": None, "answer_ts": None, "answer_frame": None, "icmp": None})
-                if e is not None and len(e["syns"]) < 16:
-                    e["syns"].append((ts, frame))
-            elif flags & 0x12 == 0x12 or flags & 0x04:  # the SYN-ACK or a reset: the attempt's answer
-                e = self.connects.get((dst, dport, src, sport))
-                if e is not None and e["answer"] is None:
-                    e.update(answer="syn-ack" if flags & 0x12 == 0x12 else "reset", answer_ts=ts, answer_frame=frame)
+            self._tcp(direction, src, (pkt[off] << 8) | pkt[off + 1], dst, (pkt[off + 2] << 8) | pkt[off + 3],
+                      pkt[off + 13], ts, frame)
         elif proto == 17 and end >= off + 8:
             sport, dport = (pkt[off] << 8) | pkt[off + 1], (pkt[off + 2] << 8) | pkt[off + 3]
-            if dport != 53 and sport != 53:
-                return
-            msg = read_dns(bytes(pkt[off + 8:]))
-            if msg is None:
-                return
-            if not msg.response and dport == 53:
-                e = self._entry(self.lookups, (src, sport, dst, msg.id), lambda: {
-                    "direction": direction, "src": _addr(src), "server": _addr(dst), "name": msg.name,
-                    "type": msg.qtype_name, "queries": [], "rcode": None, "addresses": [], "answer_frame": None,
-                    "icmp": None})
-                if e is not None and len(e["queries"]) < 16:
-                    e["queries"].append((ts, frame))
-            elif msg.response and sport == 53:
-                e = self.lookups.get((dst, dport, src, msg.id))
-                if e is not None and e["rcode"] is None:
-                    e.update(rcode=msg.rcode, addresses=list(msg.addresses), answer_frame=frame)
+            if dport == 53 or sport == 53:
+                self._dns(direction, src, sport, dst, dport, bytes(pkt[off + 8:]), ts, frame)
         elif (proto == 1 and ver == 4) or (proto == 58 and ver == 6):
-            if end < off + 8 or pkt[off] != (3 if ver == 4 else 1):
-                return
-            self.icmp_errors += 1
-            quoted = _header(pkt, off + 8)
-            if quoted is None:
-                return
-            _qv, qproto, qhl, qsrc, qdst = quoted
-            q = off + 8 + qhl
-            if end < q + 4:
-                return
-            qsport, qdport = (pkt[q] << 8) | pkt[q + 1], (pkt[q + 2] << 8) | pkt[q + 3]
-            code = pkt[off + 1]
-            icmp = {"from": _addr(src), "code": code, "frame": frame, "time": ts,
-                    "text": (ICMP4_CODES if ver == 4 else ICMP6_CODES).get(code, f"code {code}")}
-            if qproto == 6:
-                e = self.connects.get((qsrc, qsport, qdst, qdport))
-                if e is not None and e["answer"] is None:
-                    e.update(answer="icmp", answer_ts=ts, answer_frame=frame, icmp=icmp)
-            elif qproto == 17 and qdport == 53 and end >= q + 8 + 2:
-                qid = (pkt[q + 8] << 8) | pkt[q + 9]  # the quoted DNS header's id (RFC 792 quotes 8 bytes at
-                e = self.lookups.get((qsrc, qsport, qdst, qid))  # least; Linux quotes as much as fits)
-                if e is None:  # (the quote cut before the id: the lookup of that client port and server)
-                    e = next((x for k, x in self.lookups.items() if k[:3] == (qsrc, qsport, qdst)), None)
-                if e is not None and e["rcode"] is None and e["icmp"] is None:
-                    e["icmp"] = icmp
-                    e["answer_frame"] = frame
+            if end >= off + 8 and pkt[off] == (3 if ver == 4 else 1):
+                self._icmp(ver, src, pkt[off + 1], pkt, off + 8, ts, frame)
+
+    def note_packet(self, direction: str, p, ts: float, frame: int) -> None:
+        """`note` for a packet the capture holds in the clear, decoded (dissectors/packet.py `Packet`): one captured
+        on the VPN's adapter, inside the tunnel (analyzer/tunnel_device.py)."""
+        proto = p.proto
+        if proto == 6:
+            if p.flags is not None:
+                self._tcp(direction, _pton(p.src), p.sport, _pton(p.dst), p.dport, p.flags, ts, frame)
+        elif proto == 17:
+            if p.dport == 53 or p.sport == 53:
+                self._dns(direction, _pton(p.src), p.sport, _pton(p.dst), p.dport, bytes(p.payload), ts, frame)
+        elif (proto == 1 and p.ip_version == 4 and p.icmp_type == 3) or (
+                proto == 58 and p.ip_version == 6 and p.icmp_type == 1):
+            # (the payload after the ICMP header is the packet it quotes)
+            self._icmp(p.ip_version, _pton(p.src), p.icmp_code, p.payload, 0, ts, frame)
+
+    def _tcp(self, direction: str, src: bytes, sport: int, dst: bytes, dport: int, flags: int, ts: float,
+             frame: int) -> None:
+        if flags & 0x02 and not flags & 0x10:  # SYN: a connection attempt
+            e = self._entry(self.connects, (src, sport, dst, dport), lambda: {
+                "direction": direction, "src": _addr(src), "dst": _addr(dst), "port": dport, "syns": [],
+                "answer": None, "answer_ts": None, "answer_frame": None, "icmp": None})
+            if e is not None and len(e["syns"]) < 16:
+                e["syns"].append((ts, frame))
+        elif flags & 0x12 == 0x12 or flags & 0x04:  # the SYN-ACK or a reset: the attempt's answer
+            e = self.connects.get((dst, dport, src, sport))
+            if e is not None and e["answer"] is None:
+                e.update(answer="syn-ack" if flags & 0x12 == 0x12 else "reset", answer_ts=ts, answer_frame=frame)
+
+    def _dns(self, direction: str, src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, ts: float,
+             frame: int) -> None:
+        msg = read_dns(payload)
+        if msg is None:
+            return
+        if not msg.response and dport == 53:
+            e = self._entry(self.lookups, (src, sport, dst, msg.id), lambda: {
+                "direction": direction, "src": _addr(src), "server": _addr(dst), "name": msg.name,
+                "type": msg.qtype_name, "queries": [], "rcode": None, "addresses": [], "answer_frame": None,
+                "icmp": None})
+            if e is not None and len(e["queries"]) < 16:
+                e["queries"].append((ts, frame))
+        elif msg.response and sport == 53:
+            e = self.lookups.get((dst, dport, src, msg.id))
+            if e is not None and e["rcode"] is None:
+                e.update(rcode=msg.rcode, addresses=list(msg.addresses), answer_frame=frame)
+
+    def _icmp(self, ver: int, src: bytes, code: int, pkt, qstart: int, ts: float, frame: int) -> None:
+        """An ICMP destination unreachable from ``src`` whose quoted packet starts at ``pkt[qstart]``."""
+        self.icmp_errors += 1
+        quoted = _header(pkt, qstart)
+        if quoted is None:
+            return
+        _qv, qproto, qhl, qsrc, qdst = quoted
+        q = qstart + qhl
+        end = len(pkt)
+        if end < q + 4:
+            return
+        qsport, qdport = (pkt[q] << 8) | pkt[q + 1], (pkt[q + 2] << 8) | pkt[q + 3]
+        icmp = {"from": _addr(src), "code": code, "frame": frame, "time": ts,
+                "text": (ICMP4_CODES if ver == 4 else ICMP6_CODES).get(code, f"code {code}")}
+        if qproto == 6:
+            e = self.connects.get((qsrc, qsport, qdst, qdport))
+            if e is not None and e["answer"] is None:
+                e.update(answer="icmp", answer_ts=ts, answer_frame=frame, icmp=icmp)
+        elif qproto == 17 and qdport == 53 and end >= q + 8 + 2:
+            qid = (pkt[q + 8] << 8) | pkt[q + 9]  # the quoted DNS header's id (RFC 792 quotes 8 bytes at
+            e = self.lookups.get((qsrc, qsport, qdst, qid))  # least; Linux quotes as much as fits)
+            if e is None:  # (the quote cut before the id: the lookup of that client port and server)
+                e = next((x for k, x in self.lookups.items() if k[:3] == (qsrc, qsport, qdst)), None)
+            if e is not None and e["rcode"] is None and e["icmp"] is None:
+                e["icmp"] = icmp
+                e["answer_frame"] = frame
 
     def _entry(self, table: dict, key, make) -> dict | None:
         """The entry of ``key`` in ``table``, made by ``make()`` when new; None when the table is full (counted)."""

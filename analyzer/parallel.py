@@ -613,7 +613,7 @@ def run_shard(job: dict) -> dict:
         "udp_other": [(made["udp_other"].get(k, (_INF, _INF)), v) for k, v in pipe.udp_other.items()],
         "dtls_keys": pipe.dtls_keys, "icmp_unreachable": pipe.icmp_unreachable,
         "failed_connects": pipe.failed_connects, "failed_connects_total": pipe.failed_connects_total,
-        "dns": pipe.dns.entries, "dns_overflow": pipe.dns.overflow,
+        "dns": pipe.dns.entries, "dns_overflow": pipe.dns.overflow, "tunnel_devices": pipe.tunnel_devices,
     }
     if inner is not None:
         inner.close()
@@ -715,6 +715,7 @@ class MergedPipeline:
         self.snapped_frames = self.snapped_max = 0
         self.snapped_first: tuple | None = None
         self.encapsulated: dict = {}
+        self.tunnel_devices: dict = {}
         self.last_ts = None
 
     # the TrackerHost calls a tracker may still make (nothing happens after the pass)
@@ -774,6 +775,11 @@ def merge(results: list[dict], keys, paths, gateways=None) -> tuple[Analysis, Me
         pipe.failed_connects_total += state["failed_connects_total"]
         pipe.dns.merge(state["dns"])
         pipe.dns.overflow += state["dns_overflow"]
+        for k, dev in state["tunnel_devices"].items():
+            if k in pipe.tunnel_devices:
+                pipe.tunnel_devices[k].merge(dev)
+            else:
+                pipe.tunnel_devices[k] = dev
         st = r["stats"]
         pipe.frames += st["frames"]
         pipe.undecodable += st["undecodable"]

@@ -26,6 +26,7 @@ from .dtlslane import open_dtls_lane
 from .ipsec import new_ipsec, note_ipsec
 from .tcplane import open_tcp_lane
 from .tcptracker import TCPTracker
+from .tunnel_device import RAW_IP_LINKTYPES, TunnelDevice
 
 
 class DTLSKeyInfo:
@@ -85,6 +86,11 @@ class Pipeline:
         # or an overlay's; `Packet.encap`): (kind, outer addresses in order, id) -> [frames, first (capture ordinal,
         # frame)]
         self.encapsulated: dict[tuple, list] = {}
+        # the VPN's adapters among the capture interfaces (analyzer/tunnel_device.py): (capture ordinal, interface
+        # id) -> TunnelDevice; those of the capture being fed by interface id
+        self.tunnel_devices: dict[tuple, TunnelDevice] = {}
+        self._tun_now: dict[int, TunnelDevice] = {}
+        self._raw_pending = False
         self.fast_lanes = fast_lanes  # False: every frame takes the general path (tests compare both)
         # live: keys that arrive late (dissectors.tls.connection.KeyWait): TLS connections park their records until
         # the key log has their keys (`keys_added`); new DTLS flows hold their datagrams meanwhile (their keys come
@@ -141,6 +147,22 @@ class Pipeline:
             for conn in self.tcp.values():
                 conn.lane_flow = None
         self.captures.append(name)
+        self._tun_now = {}  # (interface ids are the file's own)
+        self._raw_pending = True  # until its first frame or interface: a file of raw IP packets may be an adapter's
+
+    def note_interface(self, interface: int, label: str, tunnel: bool) -> None:
+        """The capture being fed describes interface ``interface`` (a pcapng file); ``tunnel``: it is the VPN's
+        adapter by its name (analyzer/capture_point.py)."""
+        self._raw_pending = False
+        if tunnel:
+            self._tunnel_device(interface, label, named=True)
+
+    def _tunnel_device(self, interface: int, label: str, named: bool) -> None:
+        n = max(len(self.captures) - 1, 0)
+        dev = self.tunnel_devices.get((n, interface))
+        if dev is None:
+            dev = self.tunnel_devices[(n, interface)] = TunnelDevice(n, interface, label, named)
+        self._tun_now[interface] = dev
 
     def _capture_of(self, flow) -> str | None:
         """The name of the capture ``flow`` was first seen in (None for frames fed without start_capture)."""
@@ -212,6 +234,16 @@ class Pipeline:
                 return
         if pkt.encap is not None:
             self._encapsulated(pkt.encap, fr.number)
+        if self._raw_pending:
+            self._raw_pending = False
+            if fr.linktype in RAW_IP_LINKTYPES:  # a pcap file of raw IP packets: the capture of a tun device, maybe
+                name = self.captures[-1] if self.captures else "<frames>"
+                self._tunnel_device(fr.interface, f"{name.rsplit('/', 1)[-1]} (raw IP packets, no interface name)",
+                                    named=False)
+        if self._tun_now:
+            dev = self._tun_now.get(fr.interface)
+            if dev is not None:  # a packet inside the tunnel, captured on the VPN's adapter
+                dev.note(pkt, ts, fr.number)
         proto = pkt.proto
         if proto in (1, 58) and pkt.icmp_inner is not None:
             self._on_icmp(pkt, ts, fr.number)

@@ -162,6 +162,12 @@ def _verdict(outcome, experienced, cause, frames, time, remedy, used, s, after: 
                           remedy=remedy, findings=used, worst_severity=worst_severity(s.findings))
 
 
+def _inferred_up(s: Session) -> bool:
+    """Without keys: the keyless reading found the CONNECT answered (analyzer/phases/inferred.py)."""
+    p = s.phase("cstp-connect")
+    return p.status == "undecrypted" and p.inferred is not None and p.inferred.status == "ok"
+
+
 def judge(s: Session) -> SessionVerdict:
     """The verdict of one session whose findings are set (analyzer.rules.apply_rules)."""
     by: dict[str, list[Finding]] = {}
@@ -374,7 +380,10 @@ def judge(s: Session) -> SessionVerdict:
         rc = first("RECONNECT")
         if worst.id == "TCP_RETRANSMISSIONS" and rc is not None:
             worst = rc
-        exp = (CONNECTED_BUT.get(worst.id, "Connected, with a problem") if connected
+        # (without keys, a finding read from real packets — the VPN adapter's capture — about a tunnel the keyless
+        # reading found up says what the user saw as it would with keys)
+        seen_up = connected or (not worst.inferred and worst.id in CONNECTED_BUT and _inferred_up(s))
+        exp = (CONNECTED_BUT.get(worst.id, "Connected, with a problem") if seen_up
                else "Tunnel seen without keys, with a problem")
         cause = _psk_cause(worst) if worst.id == "DTLS_PSK_MISMATCH" else _plain(worst.message)
         if worst.id == "TCP_RESET_INJECTED":  # (the experience says who; the cause says how it shows)

@@ -277,6 +277,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              steps=(("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
                     ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
                     ("inner-dns", "198.19.0.1", "intranet.acflow.test"))),
+    Scenario("inner-unreachable-adapter", "inner-unreachable captured as support asks for it: on the client's "
+             "network interface and, at the same time, on the VPN's adapter (tun0, tunnel-side.pcapng): the second "
+             "file holds the client's packets inside the tunnel in the clear — what a capture without keys can "
+             "still tell about 'connected, but I cannot reach the server'",
+             gateway={"tls-priorities": PRIO_TLS13}, tunnel_capture=True,
+             steps=(("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
+                    ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
+                    ("inner-dns", "198.19.0.1", "intranet.acflow.test"))),
     Scenario("dns-outside-tunnel", "connected, but the client's lookups of the VPN's internal names go to its own DNS "
              "server outside the tunnel, which does not know them (NXDOMAIN): the gateway gives DNS 198.19.0.1, "
              "default domain acflow.test and split DNS corp.acflow.test, the client's resolver stays 198.18.0.1 "

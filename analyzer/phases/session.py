@@ -113,17 +113,21 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
                            "client's first request: a load-balancing director sending it to a member, or a gateway "
                            "moved to another name); its connection is the session's first.")
         sessions.append(s)
+    # the VPN's adapter captured too (analyzer/tunnel_device.py): its packets are a session's inside
+    inside = tunnel.attach_devices(pipe, sessions, pipe.captures)
     other = other_traffic(pipe, vpn_conns, vpn_flows)
-    left = [f for f in failed if id(f) not in vpn_failed]
+    left = [f for f in failed if id(f) not in vpn_failed and f.client[0] not in inside]
     if left:
         # (JSON: the connection's summary, with the server it was to)
         other["failed_connects"] = [tls_handshake.failed_connect_summary(f).to_json() | {
             "server": fmt_endpoint(*f.server)} for f in left[:20]]
         # (a live snapshot's list holds open connections not counted yet: Pipeline.failed_connects_so_far)
-        other["failed_connects_total"] = max(getattr(pipe, "failed_connects_total", 0), len(failed)) - len(vpn_failed)
+        other["failed_connects_total"] = max(getattr(pipe, "failed_connects_total", 0), len(failed)) - (
+            len(failed) - len(left))
     dns = getattr(pipe, "dns", None)
     if dns is not None and dns.entries:  # analyzer/dns_lookups.py: names no answer resolved
-        bad = dns_failed(dns.entries)
+        bad = dns_failed({k: e for k, e in dns.entries.items() if e["client"] not in inside} if inside
+                         else dns.entries)
         other["dns"] = {"lookups": len(dns.entries) + dns.overflow, "failed": bad[:20], "failed_total": len(bad)}
     for s, prior in _tried_before(sessions, left):
         n = len(prior)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any
 
+from ..evidence import split_endpoint
 from ..inner import InnerAttempts, failed_connects, failed_lookups
+from . import cstp_connect
 from .dtls import DTLSDetails
 from .grouping import Group
 from .outside import OutsideTraffic
@@ -81,6 +83,25 @@ class InnerUnreachable(Record):
     lookups: list[InnerLookupFailure]  # the first 20 names
     connects_tried: int  # the client's TCP connects seen (their SYNs), reached or not
     lookups_tried: int  # its DNS lookups seen
+    #: where they were read when not from the decrypted tunnel: "tunnel device <interface>" (the capture of the
+    #: VPN's adapter, `Tunnel.device`); absent when read from the tunnel itself
+    read_from: str = UNSET
+
+
+@record
+class TunnelDeviceSeen(Record):
+    """The capture also holds the VPN's adapter (analyzer/tunnel_device.py): its packets are this tunnel's inside."""
+    interface: str  # its name (and description), as the capture names it
+    capture: str | None  # the capture file it is in
+    address: str  # the address nearly all its packets have: the tunnel address
+    packets: int
+    first: float | None
+    last: float | None
+    first_frame: int
+    last_frame: int
+    #: how it was tied to this session: "tunnel-address" (the CONNECT answer gave that address) or "time" (the only
+    #: session whose tunnel was up while the adapter carried packets)
+    matched_by: str
 
 
 @record
@@ -112,6 +133,7 @@ class Tunnel(Record):
     #: traffic from the client's own address, outside the tunnel, to destinations the tunnel was for
     #: (analyzer/phases/outside.py); present when there is some
     outside_traffic: list[OutsideTraffic] = UNSET
+    device: TunnelDeviceSeen = UNSET  # the VPN's adapter's capture, when the inputs hold it
 
 
 def _add(a: dict, b: dict) -> dict:
@@ -185,8 +207,11 @@ def inner_attempts(g: Group) -> InnerAttempts | None:
 def _unreachable(g: Group) -> InnerUnreachable | None:
     """The client's failed attempts inside the tunnel, over every channel of the session (analyzer/inner.py)."""
     a = inner_attempts(g)
-    if a is None:
-        return None
+    return unreachable_of(a) if a is not None else None
+
+
+def unreachable_of(a: InnerAttempts) -> InnerUnreachable | None:
+    """The failed attempts among ``a``, or None."""
     connects, lookups = failed_connects(a), failed_lookups(a)
     if not connects and not lookups:
         return None
@@ -207,3 +232,64 @@ def _series(g: Group) -> list:
     for f in g.dtls:
         out += [("dtls",) + s for s in f.channel.series()]
     return out[:20000]
+
+
+def _tunnel_up(s) -> bool:
+    """The session's CONNECT was answered (read, or inferred without keys), or its tunnel began before the capture."""
+    p = s.phase("cstp-connect")
+    if p.status in ("ok", "before-capture", "not-captured"):
+        return True
+    inf = p.inferred
+    return p.status == "undecrypted" and inf is not None and inf.status == "ok"
+
+
+def attach_devices(pipe, sessions: list, captures: list[str]) -> set[str]:
+    """Give each capture of the VPN's adapter (``pipe.tunnel_devices``: analyzer/tunnel_device.py) to the session it
+    belongs to: the one whose CONNECT answer gave the adapter's address, else the only session whose tunnel was up
+    while the adapter carried packets (never one whose client address is the adapter's). Its failed attempts become
+    the session's `unreachable` where the tunnel itself was not read. Returns the addresses of the adapters given
+    (their traffic is the sessions' now, not other traffic's)."""
+    given: set[str] = set()
+    for dev in sorted(getattr(pipe, "tunnel_devices", {}).values(), key=lambda d: (d.capture, d.interface)):
+        own = dev.address
+        if own is None or not dev.packets:
+            continue
+        cap = captures[dev.capture] if dev.capture < len(captures) else None
+        if not dev.named and any(own in (s.client, split_endpoint(s.gateway)[0]) for s in sessions):
+            continue  # (a pcap of raw IP packets between a session's own ends: no adapter's)
+        by_address = []
+        for s in sessions:
+            cd = cstp_connect.connect_details(s.phase("cstp-connect"))
+            pr = cd.parameters if cd is not None and cd.parameters else None
+            if pr is not None and own in (pr.address, (pr.address_ip6 or "").split("/")[0]):
+                by_address.append(s)
+        if by_address:
+            s, how = by_address[-1], "tunnel-address"
+        else:
+            up = [s for s in sessions if s.client != own and _tunnel_up(s) and s.start is not None
+                  and s.end is not None and dev.first_ts is not None and s.start <= dev.last_ts
+                  and dev.first_ts <= s.end]
+            if len(up) != 1:
+                continue
+            s, how = up[0], "time"
+        if s.tunnel is None or s.tunnel.device is not UNSET or (not dev.named and cap in (s.captures or [])):
+            continue
+        s.tunnel.device = TunnelDeviceSeen(
+            interface=dev.label, capture=cap,
+            address=own, packets=dev.packets, first=dev.first_ts, last=dev.last_ts, first_frame=dev.first_frame,
+            last_frame=dev.last_frame, matched_by=how)
+        given.add(own)
+        if s.tunnel.unreachable is UNSET and not _decrypted(s):
+            a = dev.attempts()
+            u = unreachable_of(a) if a is not None else None
+            if u is not None:
+                u.read_from = f"tunnel device {dev.label}"
+                s.tunnel.unreachable = u
+    return given
+
+
+def _decrypted(s) -> bool:
+    """Whether the session's tunnel itself was read (a decrypted CSTP or DTLS channel)."""
+    t = s.tunnel
+    return bool(t.cstp) or bool(t.dtls and sum((t.dtls.inner_packets or {}).values()))
+

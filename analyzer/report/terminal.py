@@ -404,6 +404,11 @@ def _tunnel(con: Console, s) -> None:
         if ch == "cstp":
             line += f"; DPD req {c.dpd['c2s']}/{c.dpd['s2c']}, keepalives {c.keepalives['c2s']}/{c.keepalives['s2c']}"
         _wrap(con, line, 2, 7)
+    dev = opt(t.device)
+    if dev is not None:
+        _wrap(con, f"VPN adapter {dev.interface}" + (f" ({dev.capture})" if dev.capture else "")
+                   + f": {plural(dev.packets, 'packet')} inside the tunnel in the clear, tunnel address "
+                     f"{dev.address}, frames {dev.first_frame}–{dev.last_frame}", 2, 7)
     end = t.end
     if end:
         who = "client" if end.direction == "c2s" else "gateway"

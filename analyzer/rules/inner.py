@@ -67,13 +67,19 @@ def check(session, ctx):
     if u.lookups:
         remedies.append("check the DNS servers the gateway gives the client (X-CSTP-DNS) answer through the tunnel, "
                         "and that the internal names exist there (split DNS: X-CSTP-Split-DNS / the default domain)")
+    dev = opt(t.device)
+    where = ""
+    if u.read_from and dev is not None:
+        where = (f" Read without the tunnel's keys from the capture of the VPN's adapter {dev.interface}"
+                 + (f" ({dev.capture}: the frames are that file's)" if dev.capture else "") + ".")
     return [Finding(
         id="INNER_UNREACHABLE", severity="warning", phase="cstp-connect", time=min(times), frames=frames[:20],
         message="The tunnel is up, but inside it the client could not reach " + "; ".join(parts)
                 + (f"; and {more} more" if more > 0 else "") + f" ({u.connects_tried} TCP connect(s) and "
                 f"{u.lookups_tried} DNS lookup(s) seen in the tunnel). The tunnel itself carries the traffic: the "
-                "failure is beyond the gateway.",
+                "failure is beyond the gateway." + where,
         remedy=remedies[0][0].upper() + "; ".join(remedies)[1:] + ".",
         evidence={"connects": [c.to_json() for c in u.connects[:10]],
                   "lookups": [x.to_json() for x in u.lookups[:10]],
-                  "connects_tried": u.connects_tried, "lookups_tried": u.lookups_tried})]
+                  "connects_tried": u.connects_tried, "lookups_tried": u.lookups_tried}
+        | ({"read_from": u.read_from, "capture": dev.capture} if where else {}))]

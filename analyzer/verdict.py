@@ -574,6 +574,8 @@ def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: boo
         parts = [f"TLS handshake {status.get('tls-handshake')}"]
         if dstat in ("undecrypted", "ok"):
             parts.append("DTLS up")
+        elif any(f.id == "DTLS_NOT_OFFERED" for f in s.findings):  # (inferred: no DTLS while the tunnel ran)
+            parts.append("tunnel over TLS only (no DTLS offered, most likely)")
         cause = ", ".join(parts) + " — login and tunnel not decrypted"
         return _verdict("inconclusive", "No problem seen without keys", cause, [], s.start,
                         "supply the key log (--keylog) to see the login and the tunnel", [], s)

@@ -131,6 +131,9 @@ def ocserv_conf(sc: Scenario, work: Path, pki: LabPKI) -> str:
             '</HostEntry></ServerList>\n</AnyConnectProfile>\n')
         conf["user-profile"] = profile.name  # relative: ocserv runs in `work`
     for key, value in sc.gateway.items():
+        if value is None:  # (a setting the scenario takes away, e.g. udp-port: no DTLS)
+            conf.pop(key, None)
+            continue
         if key == "tls-priorities":
             value = f'"{value}"'
         conf[key] = [_subst(v, work, pki) for v in value] if isinstance(value, list) else _subst(value, work, pki)

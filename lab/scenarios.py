@@ -19,7 +19,7 @@ PRIO_TLS12_RSA = "NORMAL:%SERVER_PRECEDENCE:%COMPAT:-VERS-ALL:+VERS-TLS1.2:-KX-A
 class Scenario:
     name: str
     description: str
-    gateway: dict = field(default_factory=dict)  # ocserv.conf overrides (key -> value or list of values)
+    gateway: dict = field(default_factory=dict)  # ocserv.conf overrides (key -> value or list of values; None: removed)
     client_args: tuple[str, ...] = ()
     password: str = USER_PASSWORD  # the password the client types (the user's real one is USER_PASSWORD)
     groups: tuple[str, ...] = ()  # groups the lab user belongs to (ocserv plain passwd)
@@ -301,6 +301,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              steps=(("tunnel-dns", "198.19.1.10"), ("client-route", "198.19.0.64/26"), ("client-route", "default"),
                     ("inner-tcp", "198.19.0.77", 8080), ("inner-dns", "198.19.0.1", "app.corp.acflow.test"),
                     ("inner-tcp", "198.19.1.10", 8080))),
+    Scenario("dtls-not-offered", "a gateway without DTLS (ocserv with no udp-port, as an ASA without 'anyconnect ssl "
+             "dtls enable'): its CONNECT answer has no X-DTLS-Port, the client sends no DTLS, the pings and the "
+             "tunnel run over TLS only",
+             gateway={"tls-priorities": PRIO_TLS13, "udp-port": None}, wait_dtls=False, hold=3.0),
     Scenario("rekey", "a session longer than the gateway's rekey time (ocserv rekey-time = 20, rekey-method = ssl): "
              "the client renews the keys of its channels while the tunnel carries pings",
              gateway={"tls-priorities": PRIO_TLS13, "rekey-time": "20", "rekey-method": "ssl"},

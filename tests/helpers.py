@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from analyzer import __version__
-from analyzer.analyze import analyze_paths, load_keys
+from analyzer.analyze import InputError, analyze_paths, load_keys
 from analyzer.evidence import GatewaySpec
+from analyzer.parallel import analyze_paths_parallel
 from analyzer.report.json_report import to_document
 
 from .conftest import sample
@@ -93,3 +94,26 @@ def ring_pieces(name: str, frames: int, out: Path, stem: str = "gw") -> list[Pat
     subprocess.run([editcap, "-c", str(frames), str(sample(name) / "capture.pcapng"), str(out / f"{stem}.pcapng")],
                    check=True, capture_output=True)
     return sorted(out.glob(f"{stem}_*.pcapng"))
+
+
+def jobs_serial(paths, keylogs, rsa):
+    """(the JSON document with secrets shown, the exported inner packets) of ``paths`` in one process; for an input
+    acflow refuses, ("InputError", message) and None (tests/test_jobs.py compares it with `jobs_parallel`)."""
+    keys, info = load_keys(keylogs, rsa)
+    inner: list = []
+    try:
+        analysis = analyze_paths(paths, keys, info, inner_sink=lambda *a: inner.append(a))
+    except InputError as e:
+        return ("InputError", str(e)), None
+    return json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True), inner
+
+
+def jobs_parallel(paths, keylogs, rsa, jobs, reading=None):
+    """`jobs_serial` over ``jobs`` processes (analyzer/parallel.py)."""
+    inner: list = []
+    try:
+        analysis = analyze_paths_parallel(paths, keylogs, rsa, jobs, inner_sink=lambda *a: inner.append(a),
+                                          reading=reading)
+    except InputError as e:
+        return ("InputError", str(e)), None
+    return json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True), inner

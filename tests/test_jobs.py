@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from analyzer import __version__, parallel
-from analyzer.analyze import InputError, analyze_paths, load_keys
+from analyzer.analyze import load_keys
 from analyzer.capture import iter_frames
 from analyzer.parallel import (
     ParallelFallback,
@@ -32,6 +32,8 @@ from analyzer.report.json_report import to_document
 from bench.scale import merge_clients, scale_capture
 
 from .conftest import ROOT, SAMPLES
+from .helpers import jobs_parallel as _parallel
+from .helpers import jobs_serial as _serial
 
 CORPUS = ROOT / "tests" / "corpus" / "generated"
 #: captures whose shards depend on each other, and why (the parallel path hands them to one process)
@@ -58,26 +60,6 @@ def _cases():
         out.append(pytest.param(CORPUS / e["file"], [_path(e["keylog"])] if e.get("keylog") else [],
                                 [_path(e["rsa_key"])] if e.get("rsa_key") else [], id="corpus/" + e["file"]))
     return out
-
-
-def _serial(paths, keylogs, rsa):
-    keys, info = load_keys(keylogs, rsa)
-    inner: list = []
-    try:
-        analysis = analyze_paths(paths, keys, info, inner_sink=lambda *a: inner.append(a))
-    except InputError as e:
-        return ("InputError", str(e)), None
-    return json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True), inner
-
-
-def _parallel(paths, keylogs, rsa, jobs, reading=None):
-    inner: list = []
-    try:
-        analysis = analyze_paths_parallel(paths, keylogs, rsa, jobs, inner_sink=lambda *a: inner.append(a),
-                                          reading=reading)
-    except InputError as e:
-        return ("InputError", str(e)), None
-    return json.dumps(to_document(analysis, version=__version__, show_secrets=True), sort_keys=True), inner
 
 
 @pytest.fixture(params=["indexed", "walked"])

@@ -152,6 +152,25 @@ def test_a_host_scan_is_no_sign_in():
     assert next(p for p in ok["phases"] if p["phase"] == "cstp-connect")["inferred"]["status"] == "ok"
 
 
+def test_a_host_scan_that_finished_is_read_as_one():
+    """Was 'another program connected …: a browser signing in, most likely', and its wait pages counted as login
+    rounds: the rounds the keyed analysis reads as the wait page's are the polls; the login rounds are the rest."""
+    keyed = session("scripted/hostscan")
+    ua = next(p for p in keyed["phases"] if p["phase"] == "user-auth")
+    waits = [r["frame"] for r in ua["details"]["host_scan"]["requests"] if "wait" in r["target"]]
+    (ok,) = doc("scripted/hostscan", keys=False)["sessions"]
+    inf = next(p for p in ok["phases"] if p["phase"] == "user-auth")["inferred"]
+    si = inf["sign_in"]
+    assert inf["status"] == "ok" and si["polls"] == len(waits) == 3 and si["poll_frames"] == waits
+    assert 0.9 < si["poll_interval"] < 1.1 and not si["single_sign_on"]
+    assert "host scan (posture assessment) that finished" in inf["basis"] and "browser" not in inf["basis"]
+    assert inf["auth_rounds"] == len(inf["rounds"]) - len(waits)
+    # a browser's sign-in is still one (no refreshed page after it)
+    (sso,) = doc("scripted/saml-idp", keys=False, gateway="198.18.0.1")["sessions"]
+    si = next(p for p in sso["phases"] if p["phase"] == "user-auth")["inferred"]["sign_in"]
+    assert "polls" not in si and si["single_sign_on"]
+
+
 def test_a_stalled_sign_in_without_keys():
     """The browser fetched the gateway's sign-in page and stopped (no identity provider in this case): user-auth
     failed after the wait, read without keys; no claim about an identity provider."""

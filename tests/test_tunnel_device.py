@@ -22,8 +22,9 @@ from analyzer.report.json_report import to_document
 from analyzer.tunnel_device import TunnelDevice
 
 from .conftest import facts, sample
+from .helpers import jobs_parallel as _parallel
+from .helpers import jobs_serial as _serial
 from .oracle import tshark_fields
-from .test_jobs import _parallel, _serial
 
 NAME = "inner-unreachable-adapter"
 D = sample(NAME)

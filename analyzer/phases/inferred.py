@@ -241,11 +241,19 @@ def apply(g: Group, phases: list[Phase]) -> None:
         frames = [x.frame for x in auth_rounds][:20]
         if first_t is not None:
             rd = first_t.connect_round
+            waits = _wait_pages(auth_rounds, sign_in) if sign_in is not None and sign_in.outcome == "went-on" \
+                else None
+            scan = ""
+            if waits is not None:  # a host scan that finished: its wait page, then the login went on
+                n, interval, fr = waits
+                sign_in.polls, sign_in.poll_interval, sign_in.poll_frames = n, interval, fr
+                scan = f" ({n} of them one page asked every {interval:.1f} s: the host scan's wait page)"
             auth.inferred = PhaseInference(
                 status="ok", confidence="high" if len(first_t.basis) > 1 else "medium",
-                basis=f"{len(auth_rounds)} round(s) after the init, then a tunnel (CONNECT round at frame "
+                basis=f"{len(auth_rounds)} round(s) after the init{scan}, then a tunnel (CONNECT round at frame "
                       f"{rd.frame}, {', '.join(first_t.basis)})",
-                frames=frames + [rd.frame], rounds=auth_rounds, auth_rounds=len(auth_rounds))
+                frames=frames + [rd.frame], rounds=auth_rounds,
+                auth_rounds=len(auth_rounds) - (waits[0] if waits is not None else 0))
     poll = _polling(rounds) if sign_in is not None and first_t is None and sign_in.outcome == "went-on" else None
     if poll is not None and auth.status == "undecrypted":
         # (the client's rounds after another program's: one page asked again and again — no refused CONNECT)
@@ -357,6 +365,28 @@ def _polling(rounds: list[InferredRound]) -> tuple[int, float, list[int]] | None
     if len(run) < POLL_LEAST:
         return None
     run.reverse()
+    gaps = sorted(b.time - a.time for a, b in zip(run, run[1:]))
+    median = gaps[len(gaps) // 2]
+    if median < 0.5 or any(abs(g - median) > POLL_SPREAD for g in gaps):
+        return None
+    return len(run), round(median, 3), [rd.frame for rd in run]
+
+
+def _wait_pages(rounds: list[InferredRound], sign_in: InferredSignIn) -> tuple[int, float, list[int]] | None:
+    """A host scan that finished, read without keys: right after another program's connections to the gateway (the
+    host scan's script posting its results), the client's first rounds after them are one request asked again and
+    again — the same request size, at a steady pace of 0.5 s or more (the wait page's refresh) — the answers alike
+    but the last (the gateway's verdict). Two such rounds or more; (rounds, median interval, their frames) or None.
+    A browser's sign-in is followed by one request (the token's), never by a refresh."""
+    after = [rd for rd in rounds if rd.time >= sign_in.since]
+    run = after[:1]
+    for rd in after[1:]:
+        if rd.request_bytes == run[0].request_bytes and rd.response_records:
+            run.append(rd)
+        else:
+            break
+    if len(run) < 2 or len({rd.response_bytes for rd in run[:-1]}) != 1:
+        return None
     gaps = sorted(b.time - a.time for a, b in zip(run, run[1:]))
     median = gaps[len(gaps) // 2]
     if median < 0.5 or any(abs(g - median) > POLL_SPREAD for g in gaps):

@@ -226,9 +226,14 @@ def sign_in_path(index: sign_in.ClientIndex, g: Group, auth: Phase) -> None:
         si.single_sign_on = bool(path.connections or path.lookups)
     if si.outcome == "went-on" and inf.status == "ok":
         went = f" and went on to {path.identity_provider}" if path is not None and path.identity_provider else ""
-        inf.basis += (f"; while the client waited {si.waited:.1f} s after the first answer, another program on its "
-                      f"machine connected to the gateway ({', '.join(si.connections[:4])}){went}: a browser signing "
-                      "in, most likely")
+        if si.polls is not UNSET and not went:  # (inferred.py `_wait_pages`: a host scan that finished)
+            inf.basis += (f"; right after the first answer another program on its machine connected to the gateway "
+                          f"({', '.join(si.connections[:4])}), and the client then asked for the wait page "
+                          f"{si.polls} times: a host scan (posture assessment) that finished, most likely")
+        else:
+            inf.basis += (f"; while the client waited {si.waited:.1f} s after the first answer, another program on "
+                          f"its machine connected to the gateway ({', '.join(si.connections[:4])}){went}: a browser "
+                          "signing in, most likely")
 
 
 def _answer_times(conns) -> list[float]:

@@ -58,6 +58,7 @@ class Context:
     keylog_entries: int = 0  # usable key log lines (files and Decryption Secrets Blocks)
     keylog_randoms: frozenset = frozenset()  # the ClientHello randoms they name
     rsa_keys: list = field(default_factory=list)  # the RSA key files given
+    udp_seen: bool = True  # the capture holds UDP (a capture filter of TCP only leaves DTLS out: nothing to say)
 
 
 def load_rules():
@@ -72,6 +73,8 @@ def apply_rules(analysis: Analysis, pipe) -> None:
         entries = store.entries()
         ctx.keylog_entries = len(entries)
         ctx.keylog_randoms = frozenset(e.client_random for e in entries if e.client_random)
+    ctx.udp_seen = bool(getattr(pipe, "udp", None) or getattr(pipe, "udp_other", None)
+                        or getattr(pipe, "udp_other_overflow", 0))
     ctx.rsa_keys = sorted({k for c in analysis.captures for k in (c.keys or {}).get("rsa_keys", [])})
     rules = load_rules()
     for s in analysis.sessions:

@@ -17,6 +17,9 @@ from ..phases.dtls import DTLSDetails, DTLSFlowSummary
 
 RULE_IDS = ("DTLS_NO_RESPONSE", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_NOT_OFFERED")
 NO_RESPONSE_WAIT = 1.0  # seconds of capture after the last hello before it counts as unanswered
+#: seconds a tunnel read without keys ran without any DTLS from the client before DTLS_NOT_OFFERED is inferred (a
+#: client sends its DTLS ClientHello within a second of the CONNECT answer when the gateway offers DTLS)
+DTLS_START_WAIT = 2.0
 
 
 def _icmp_for(flow: DTLSFlowSummary, ctx) -> list[dict]:
@@ -26,9 +29,44 @@ def _icmp_for(flow: DTLSFlowSummary, ctx) -> list[dict]:
             and flow.start - 1 <= i["ts"] <= flow.end + 1]
 
 
+def _not_offered_inferred(session, ctx) -> list[Finding]:
+    """Without keys: the tunnel came up (its CONNECT answered, read from record sizes) and ran DTLS_START_WAIT
+    seconds or more with no DTLS from the client at all — the gateway offered none, most likely."""
+    cstp = session.phase("cstp-connect")
+    inf = cstp.inferred
+    if cstp.status != "undecrypted" or inf is None or inf.status != "ok":
+        return []
+    if any(getattr(c, "proxy", None) for c in session.connections):
+        return []  # (through an HTTP proxy no DTLS is tried: DTLS_FALLBACK_TLS, analyzer/rules/dtls_path.py)
+    t = next((t for t in (inf.tunnels or []) if t.established_time is not None), None)
+    if t is None:
+        return []
+    # (still up when the capture ended: the capture's end; else the tunnel's)
+    end = t.end_time if t.ended_by is not None else max(x for x in (t.end_time, ctx.capture_end, t.established_time)
+                                                         if x is not None)
+    if end is None or end - t.established_time < DTLS_START_WAIT:
+        return []
+    up = end - t.established_time
+    return [Finding(
+        id="DTLS_NOT_OFFERED", severity="info", phase="cstp-connect", time=t.established_time,
+        frames=[x for x in (t.connect_frame, t.established_frame) if x], inferred=True,
+        message=f"The tunnel ran over TLS only: in the {up:.1f} s it was up on {t.connection} the client sent no DTLS "
+                "to the gateway (read without keys). A client starts DTLS within a second of the CONNECT answer "
+                "when the gateway offers it (X-DTLS-Port): the gateway offered none, most likely, or none with a "
+                "cipher in common — or the client was set not to use DTLS."
+                + ("" if ctx.udp_seen else " The capture holds no UDP at all: if a capture filter left UDP out, "
+                   "DTLS may have run unseen."),
+        remedy="Enable DTLS on the gateway (ASA: 'anyconnect ssl dtls enable'; ocserv: udp-port) unless TLS only is "
+               "intended; with the key log the CONNECT answer tells which.",
+        evidence={"inferred": True, "tunnel_up_seconds": round(up, 3), "connection": t.connection,
+                  "udp_in_capture": ctx.udp_seen})]
+
+
 def check(session, ctx):
     out = []
     p = session.phase("dtls")
+    if p.status == "absent":
+        out += _not_offered_inferred(session, ctx)
     flows = p.details.flow_list if isinstance(p.details, DTLSDetails) else []
     cstp = session.phase("cstp-connect")
     cd = connect_details(cstp)

@@ -41,6 +41,17 @@ def check(session, ctx):
             remedy="Expected behind a proxy. For DTLS, let the client reach the gateway directly (a proxy bypass for "
                    "the gateway's address, UDP allowed to it).",
             evidence={"cstp_inner_packets": cstp_data, "proxy": proxy.get("target"), "x_cstp_mtu": mtu}))
+    elif proxy and not flows and cstp.status == "undecrypted" and cstp.inferred is not None \
+            and cstp.inferred.status == "ok":
+        # without keys: the proxy's CONNECT is in the clear, the tunnel inferred up, no DTLS at all
+        out.append(Finding(
+            id="DTLS_FALLBACK_TLS", severity="info", phase="dtls", time=cstp.start, frames=[proxy.get("frame")],
+            inferred=True,
+            message=f"The tunnel runs over TLS only: the client reaches the gateway through an HTTP proxy (CONNECT "
+                    f"{proxy.get('target')}), which carries no UDP, so it sends no DTLS (read without keys).",
+            remedy="Expected behind a proxy. For DTLS, let the client reach the gateway directly (a proxy bypass for "
+                   "the gateway's address, UDP allowed to it).",
+            evidence={"proxy": proxy.get("target"), "inferred": True}))
     elif dtls_port and not d.established and (cstp_data.get("c2s") or cstp_data.get("s2c")):
         t = min(cstp_first.values()) if cstp_first else cstp.start
         out.append(Finding(

@@ -71,8 +71,8 @@ def _inferred(p) -> list[Finding]:
     capture ended) — the module's docstring."""
     inf = p.inferred
     si = opt(inf.sign_in) if inf is not None else None
-    if si is None or si.single_sign_on or not opt(si.polls):
-        return []
+    if si is None or si.single_sign_on or not opt(si.polls) or inf.status == "ok":
+        return []  # (ok: the wait page's polls, then the login went on — a host scan that finished)
     frames = [si.since_frame] + list(si.poll_frames[:6])
     what = (f"after the gateway answered the client's first request, another program on the client's machine (the "
             f"host scan's script, most likely) connected to the gateway ({', '.join(si.connections[:4])}), then the "

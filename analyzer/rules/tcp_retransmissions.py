@@ -4,6 +4,8 @@ Fact: when DTLS is not used the tunnel is TCP-over-TCP; inner TCP and the outer 
 on loss, which collapses throughput ("TCP meltdown"). When DTLS carries the data, loss on the TLS connection is
 loss on the path all the same, but not TCP-over-TCP. Threshold: at least RETRANS_MIN retransmitted segments and
 a rate of at least RETRANS_RATE of the data segments in the CSTP connection. Timed at the first retransmission.
+Without keys the TCP counts are the same facts; which connection carries the tunnel is the keyless reading's
+(cstp-connect `inferred.tunnels`), so the finding is marked inferred.
 """
 from __future__ import annotations
 
@@ -19,11 +21,17 @@ RETRANS_RATE = 0.01
 
 def check(session, ctx):
     out = []
-    d = connect_details(session.phase("cstp-connect"))
+    cstp = session.phase("cstp-connect")
+    d = connect_details(cstp)
     dtls = session.phase("dtls").details
     dtls_up = isinstance(dtls, DTLSDetails) and bool(dtls.established)
-    for c in d.connects if d is not None else []:
-        conn = next((x for x in session.connections if x.connection == c.connection), None)
+    names = [c.connection for c in d.connects] if d is not None else []
+    inferred = False
+    if d is None and cstp.status == "undecrypted" and cstp.inferred is not None and cstp.inferred.status == "ok":
+        names = [t.connection for t in cstp.inferred.tunnels or []]  # (without keys: the connections read as tunnels)
+        inferred = True
+    for name in names:
+        conn = next((x for x in session.connections if x.connection == name), None)
         if not conn:
             continue
         left = moved_away(session, conn)
@@ -38,8 +46,9 @@ def check(session, ctx):
                 id="TCP_RETRANSMISSIONS", severity="warning", phase="cstp-connect",
                 time=conn.first_retransmission if conn.first_retransmission is not None else conn.start,
                 frames=conn.retransmission_frames[:10],
-                message=f"{total_r} retransmitted TCP segments on the tunnel's TLS connection {c.connection} "
-                        f"({100 * total_r / total_s:.1f} % of {total_s} data segments).",
+                message=f"{total_r} retransmitted TCP segments on the tunnel's TLS connection {name} "
+                        f"({100 * total_r / total_s:.1f} % of {total_s} data segments)"
+                        + (" (the tunnel's connection read without keys)." if inferred else "."),
                 remedy=("Loss on the path between client and gateway. DTLS was up, so the tunnel's data was not "
                         "TCP-over-TCP, but the TLS connection carries the control traffic (DPD, keepalives, "
                         "reconnects): find where packets were lost at that time (see the DPD findings)."
@@ -47,6 +56,7 @@ def check(session, ctx):
                         "Loss on the path; with the tunnel over TCP (no DTLS) this hurts much more than loss on "
                         "UDP: fix the loss and make DTLS work."),
                 evidence={"retransmissions": r, "segments": seg, "dtls_established": dtls_up,
-                          "first_retransmission": conn.first_retransmission}))
+                          "first_retransmission": conn.first_retransmission} | ({"inferred": True} if inferred else {}),
+                inferred=inferred))
             break
     return out

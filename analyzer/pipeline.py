@@ -164,6 +164,17 @@ class Pipeline:
             dev = self.tunnel_devices[(n, interface)] = TunnelDevice(n, interface, label, named)
         self._tun_now[interface] = dev
 
+    def _any_tun(self, ifindex: int | None) -> TunnelDevice:
+        """The device of a Linux "any" capture's packets of type ARPHRD_NONE (a tun device: no link-layer header;
+        SLL2 names it by interface index, SLL not at all): a VPN's adapter among the capture's interfaces."""
+        key = -1 - (ifindex or 0)  # (negative: never a pcapng interface id)
+        n = max(len(self.captures) - 1, 0)
+        dev = self.tunnel_devices.get((n, key))
+        if dev is None:
+            which = f"the tun device with interface index {ifindex}" if ifindex is not None else "the tun device"
+            dev = self.tunnel_devices[(n, key)] = TunnelDevice(n, key, f"{which} in a Linux 'any' capture", named=True)
+        return dev
+
     def _capture_of(self, flow) -> str | None:
         """The name of the capture ``flow`` was first seen in (None for frames fed without start_capture)."""
         n = flow.capture
@@ -244,6 +255,11 @@ class Pipeline:
             dev = self._tun_now.get(fr.interface)
             if dev is not None:  # a packet inside the tunnel, captured on the VPN's adapter
                 dev.note(pkt, ts, fr.number)
+        lt = fr.linktype
+        if lt == 276 or lt == 113:  # a Linux "any" capture: each packet says its device's type (ARPHRD_*)
+            d = fr.data
+            if (d[8] == 0xFF and d[9] == 0xFE) if lt == 276 else (d[2] == 0xFF and d[3] == 0xFE):
+                self._any_tun(int.from_bytes(d[4:8], "big") if lt == 276 else None).note(pkt, ts, fr.number)
         proto = pkt.proto
         if proto in (1, 58) and pkt.icmp_inner is not None:
             self._on_icmp(pkt, ts, fr.number)

@@ -5,7 +5,10 @@ interfaces, or two files). The adapter's capture holds the client's packets insi
 addressed from the tunnel address the gateway gave — which, without keys, nothing else in the capture shows.
 
 A capture interface is the VPN's adapter by its pcapng name or description (analyzer/capture_point.py: tun0,
-cscotun0, utun3, "Cisco AnyConnect Secure Mobility Client Virtual Miniport Adapter", Wintun, TAP-Windows). The
+cscotun0, utun3, "Cisco AnyConnect Secure Mobility Client Virtual Miniport Adapter", Wintun, TAP-Windows); in a
+Linux "any" capture (tcpdump -i any: Linux cooked capture, SLL or SLL2) each packet names its device's type, and a tun
+device's is ARPHRD_NONE (65534: no link-layer header) — its packets are such a device's (by interface index in
+SLL2); a pcap file of raw IP packets (no interface names) may be one (`named` False: `attach` asks more). The
 pipeline hands each packet of such an interface to its `TunnelDevice` (`note`), which counts the packets and their
 addresses and keeps, bounded, the few that tell what the client tried and what came back: TCP SYNs and resets, DNS
 over UDP port 53, ICMP destination unreachable. `attempts()` reads those in capture order into an

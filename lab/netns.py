@@ -368,9 +368,11 @@ class Lab:
 
     def start_capture(self, capture: Path, log_path: Path, extra: tuple[str, ...] = ("-q",),
                       side: str = "client") -> StampedProcess:
-        """dumpcap on the client's veth (``side`` "gateway": the gateway's) into ``capture``; returns once it writes
-        (LabError if it does not)."""
+        """dumpcap on the client's veth (``side`` "gateway": the gateway's; "client-any": the client namespace's
+        "any" device) into ``capture``; returns once it writes (LabError if it does not)."""
         ns, dev = (self.gw_ns, self.gw_if) if side == "gateway" else (self.client_ns, self.client_if)
+        if side == "client-any":  # every interface of the client namespace (Linux "any": veth, tun0 once up, lo)
+            dev = "any"
         dump = self.start(ns, "dumpcap", ["dumpcap", *extra, "-i", dev, "-w", str(capture), "-s", "0"], log_path)
         deadline = time.time() + 10
         while not capture.exists() and time.time() < deadline:

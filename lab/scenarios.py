@@ -285,6 +285,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              steps=(("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
                     ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
                     ("inner-dns", "198.19.0.1", "intranet.acflow.test"))),
+    Scenario("inner-unreachable-any", "inner-unreachable captured as a Linux user does with tcpdump -i any: dumpcap on "
+             "the client namespace's 'any' device, one file holding the veth's packets and, once it is up, tun0's "
+             "(Linux cooked capture v2: each packet names its device's type, a tun device's ARPHRD_NONE)",
+             gateway={"tls-priorities": PRIO_TLS13}, capture_side="client-any",
+             steps=(("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
+                    ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
+                    ("inner-dns", "198.19.0.1", "intranet.acflow.test"))),
     Scenario("dns-outside-tunnel", "connected, but the client's lookups of the VPN's internal names go to its own DNS "
              "server outside the tunnel, which does not know them (NXDOMAIN): the gateway gives DNS 198.19.0.1, "
              "default domain acflow.test and split DNS corp.acflow.test, the client's resolver stays 198.18.0.1 "

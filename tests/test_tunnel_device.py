@@ -72,7 +72,7 @@ def _check_reading(s: dict, capture: str, frames_of):
     (lk,) = u["lookups"]
     assert (lk["name"], lk["server"]) == ("intranet.acflow.test", "198.19.0.1") and lk["answer"].startswith("ICMP")
     (f,) = [f for f in s["findings"] if f["id"] == "INNER_UNREACHABLE"]
-    assert not f.get("inferred") and "capture of the VPN's adapter tun0" in f["message"]
+    assert not f.get("inferred") and "from the VPN adapter's packets (tun0; the frames are those of" in f["message"]
     assert f["evidence"]["read_from"] == "tunnel device tun0"
     assert s["verdict"]["experienced"] == "Connected, but servers inside the tunnel did not answer"
 
@@ -184,3 +184,54 @@ def test_shards_of_one_adapter_merge_to_what_one_reading_gives():
         whole.packets, whole.counted, whole.address, whole.first_frame, whole.last_frame)
     got, want = unreachable_of(a.attempts()), unreachable_of(whole.attempts())
     assert got == want and {c.answer for c in got.connects} == {"none", "icmp"}
+
+
+ANY = sample("inner-unreachable-any")
+
+
+@pytest.fixture(scope="module")
+def any_v2(tmp_path_factory) -> Path:
+    """The same "any" capture in Linux cooked capture v2 (tcpdump -y LINUX_SLL2, the newer tools' choice), which
+    names each packet's interface by index: the veth 2, the tun device 5 (by their device types, ARPHRD_ETHER and
+    ARPHRD_NONE)."""
+    from scapy.all import CookedLinux, CookedLinuxV2, PcapWriter  # noqa: PLC0415
+
+    out = tmp_path_factory.mktemp("any") / "any-sll2.pcap"
+    w = PcapWriter(str(out), linktype=276, sync=True)
+    for p in rdpcap(str(ANY / "capture.pcapng")):
+        c = p[CookedLinux]
+        v2 = CookedLinuxV2(proto=c.proto, ifindex=5 if c.lladdrtype == 0xFFFE else 2, lladdrtype=c.lladdrtype,
+                           pkttype=c.pkttype, lladdrlen=c.lladdrlen, src=c.src) / c.payload
+        v2.time = p.time
+        w.write(v2)
+    w.close()
+    return out
+
+
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("version", ["sll", "sll2"])
+def test_a_linux_any_capture_holds_the_adapter_too(version, any_v2):
+    """dumpcap -i any on the client (lab scenario inner-unreachable-any): one file, Linux cooked capture; the tun
+    device's packets are ARPHRD_NONE (tshark: sll.hatype 65534) and read as the tunnel's inside, by themselves."""
+    cap = ANY / "capture.pcapng" if version == "sll" else any_v2
+    tun = tshark_fields(cap, ["frame.number", "sll.hatype", "sll.ifindex", "ip.src"], "sll.hatype == 65534")
+    assert tun and {r[3] for r in tun} >= {"198.19.0.50"} and len({r[2] for r in tun}) == 1
+    store, info = load_keys([], [])
+    doc = to_document(analyze_paths([cap], store, info), version=__version__, show_secrets=True)
+    (s,) = doc["sessions"]
+    dev = s["tunnel"]["device"]
+    assert dev["interface"] == ("the tun device in a Linux 'any' capture" if version == "sll" else
+                                "the tun device with interface index 5 in a Linux 'any' capture")
+    assert (dev["address"], dev["matched_by"], dev["packets"]) == ("198.19.0.50", "time", len(tun))
+    assert (dev["first_frame"], dev["last_frame"]) == (int(tun[0][0]), int(tun[-1][0]))
+    by = {c["dst"]: c for c in s["tunnel"]["unreachable"]["connects"]}
+    assert by["198.19.0.77"]["syn_frames"] == _syns(cap, "198.19.0.77")
+    assert by["198.19.0.78"]["answer"] == "icmp"
+    assert s["verdict"]["experienced"] == "Connected, but servers inside the tunnel did not answer"
+    # with the key log: the decrypted tunnel's own reading, the same destinations, the device tied by its address
+    store, info = load_keys([ANY / "keys.log"], [])
+    (k,) = to_document(analyze_paths([cap], store, info), version=__version__)["sessions"]
+    assert k["tunnel"]["device"]["matched_by"] == "tunnel-address" and "read_from" not in k["tunnel"]["unreachable"]
+    assert {c["dst"] for c in k["tunnel"]["unreachable"]["connects"]} == set(by)

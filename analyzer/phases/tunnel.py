@@ -255,8 +255,8 @@ def attach_devices(pipe, sessions: list, captures: list[str]) -> set[str]:
         if own is None or not dev.packets:
             continue
         cap = captures[dev.capture] if dev.capture < len(captures) else None
-        if not dev.named and any(own in (s.client, split_endpoint(s.gateway)[0]) for s in sessions):
-            continue  # (a pcap of raw IP packets between a session's own ends: no adapter's)
+        if any(own in (s.client, split_endpoint(s.gateway)[0]) for s in sessions):
+            continue  # (packets between a session's own ends: no adapter's — a pcap of raw IP packets of the session)
         by_address = []
         for s in sessions:
             cd = cstp_connect.connect_details(s.phase("cstp-connect"))

@@ -530,8 +530,9 @@ def _tunnel_table(t, t0) -> str:
                     f"({_e(_bytes(ib.get('c2s')))})</td><td class=\"num\" data-label=\"gateway→client\">"
                     f"{_e(ip.get('s2c'))} ({_e(_bytes(ib.get('s2c')))})</td><td>{extra}</td></tr>")
     dev = opt(t.device) if t is not None else None
-    seen = (f"<p>VPN adapter <code>{_e(dev.interface)}</code>" + (f" ({_e(dev.capture)})" if dev.capture else "")
-            + f": {_e(dev.packets)} packets inside the tunnel in the clear, tunnel address {_e(dev.address)}, frames "
+    seen = (f"<p>VPN adapter's packets (<code>{_e(dev.interface)}</code>" + (f", {_e(dev.capture)}" if dev.capture
+                                                                              else "")
+            + f"): {_e(dev.packets)} packets inside the tunnel in the clear, tunnel address {_e(dev.address)}, frames "
               f"{_e(dev.first_frame)}–{_e(dev.last_frame)}.</p>") if dev is not None else ""
     if not rows:
         return seen or '<p class="muted">No tunnel (no successful CONNECT, or not decrypted).</p>'

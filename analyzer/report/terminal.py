@@ -406,8 +406,8 @@ def _tunnel(con: Console, s) -> None:
         _wrap(con, line, 2, 7)
     dev = opt(t.device)
     if dev is not None:
-        _wrap(con, f"VPN adapter {dev.interface}" + (f" ({dev.capture})" if dev.capture else "")
-                   + f": {plural(dev.packets, 'packet')} inside the tunnel in the clear, tunnel address "
+        _wrap(con, f"VPN adapter's packets ({dev.interface}" + (f", {dev.capture}" if dev.capture else "")
+                   + f"): {plural(dev.packets, 'packet')} inside the tunnel in the clear, tunnel address "
                      f"{dev.address}, frames {dev.first_frame}–{dev.last_frame}", 2, 7)
     end = t.end
     if end:

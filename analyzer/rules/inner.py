@@ -70,8 +70,8 @@ def check(session, ctx):
     dev = opt(t.device)
     where = ""
     if u.read_from and dev is not None:
-        where = (f" Read without the tunnel's keys from the capture of the VPN's adapter {dev.interface}"
-                 + (f" ({dev.capture}: the frames are that file's)" if dev.capture else "") + ".")
+        where = (f" Read without the tunnel's keys from the VPN adapter's packets ({dev.interface}"
+                 + (f"; the frames are those of {dev.capture}" if dev.capture else "") + ").")
     return [Finding(
         id="INNER_UNREACHABLE", severity="warning", phase="cstp-connect", time=min(times), frames=frames[:20],
         message="The tunnel is up, but inside it the client could not reach " + "; ".join(parts)

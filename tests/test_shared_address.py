@@ -61,12 +61,32 @@ def test_a_second_user_behind_the_same_address_is_a_session_of_its_own_without_k
         [any(f["id"] == "RECONNECT" for f in s["findings"]) for s in keyed]
 
 
+@pytest.mark.parametrize("first, second", [("baseline", "legacy-dtls"), ("baseline", "dtls-blocked"),
+                                           ("dtls-blocked", "baseline"), ("legacy-dtls", "baseline")])
+@pytest.mark.parametrize("offset", [0.0, 0.004, 0.02, 0.06, 0.3, 1.0, 2.5, 10.0])
+def test_two_users_logging_in_at_the_same_moment_are_two_sessions_without_keys(tmp_path, first, second, offset):
+    """The second user's login begins a few milliseconds to a second after the first's, before the first's tunnel is
+    up: their logins, CONNECTs and DTLS hellos interleave (`_split_concurrent_tunnels`). Before session 14 the two
+    were one session with the first user's verdict, the other's tunnel hidden in it."""
+    merged, keys = _merge(tmp_path, first, second, offset)
+    keyed, keyless = _sessions(merged, keys), _sessions(merged)
+    assert len(keyed) == 2
+    flows = [sorted(c["connection"] for c in s["connections"]) for s in keyed]
+    assert [sorted(c["connection"] for c in s["connections"]) for s in keyless] == flows
+    # each with its own client's verdict (the one whose UDP is blocked, the one whose DTLS came up)
+    assert [s["verdict"]["text"].startswith("Tunnel up over TLS only") for s in keyless] == \
+        [s["verdict"]["text"].startswith("Tunnel up over TLS only") for s in keyed]
+
+
 def test_one_client_reconnecting_or_scanning_beside_its_login_stays_one_session():
     """What stays one client: a reconnect after its tunnel connection was reset (sample reconnect: the old tunnel
     carries nothing of the client after the new connection), and a host scan's connection beside the login
     connection (scripted hostscan-stalled: HTTP on both at once, no tunnel)."""
     [s] = _sessions(sample("reconnect") / "capture.pcapng")
     assert any(f["id"] == "RECONNECT" for f in s["findings"])
+    assert [sorted(c["connection"] for c in s["connections"])] == [
+        sorted(c["connection"] for x in _sessions(sample("reconnect") / "capture.pcapng", sample("reconnect") /
+                                                  "keys.log") for c in x["connections"])]
     d = sample("scripted/hostscan-stalled")
     sessions = _sessions(d / "capture.pcapng", gateways=[GatewaySpec.parse("198.18.0.1:443")])
     assert len(sessions) == 1

@@ -380,6 +380,7 @@ def group_connections(pipe) -> list[Group]:
         if sid is not None:
             by_session.setdefault(sid, g)
     _join_moved_clients(groups)
+    _split_concurrent_tunnels(groups)
     _split_other_programs(groups)
     groups.sort(key=_start)
     return _follow_redirects(groups)
@@ -497,6 +498,99 @@ def _split_other_programs(groups: list[Group]) -> None:
         g.conns = [cn for cn in g.conns if cn not in others]
         g.last_ts = max([cn.c.last_ts for cn in g.conns], default=g.last_ts)
         groups.append(visit)
+
+
+DTLS_AFTER_CONNECT = 5.0  # seconds from a CONNECT answer within which its client's first DTLS hello comes
+
+
+def _tunnel_up_at(c: TCPTracker) -> float:
+    """When the undecrypted tunnel connection ``c`` carried its tunnel: its CONNECT round's answer (read without keys,
+    analyzer/inference.py), else its first packet."""
+    if c.started_before_capture:
+        return c.first_ts
+    rd = read_connection(c, []).connect_round
+    return (rd.end if rd.end is not None else rd.start) if rd is not None else c.first_ts
+
+
+def _last_sent(c: TCPTracker) -> float:
+    """The time of the client's last tunnel record on ``c`` (its record-size reading), else its last packet."""
+    est = c.cstp_estimate
+    t = est.last_frame("c2s") if est is not None else None  # (a time: see TunnelEstimate.last_frame)
+    return t if t is not None else c.last_ts
+
+
+def _disconnected_at(c: TCPTracker) -> float | None:
+    """When the client of the undecrypted tunnel connection ``c`` sent its first DISCONNECT-sized record, or None."""
+    est = c.cstp_estimate
+    ends = [e[2] for e in est.controls if e[0] == "c2s" and e[3] == "DISCONNECT"] if est is not None else []
+    return min(ends) if ends else None
+
+
+def _split_concurrent_tunnels(groups: list[Group]) -> None:
+    """Without keys, two clients behind one address (a NAT: an office, carrier-grade NAT; the gateway's capture) that
+    log in at the same time are one group: each connection began before the other's tunnel was up, so
+    `_another_client` could not tell. A client runs one tunnel at a time (a reconnect gives the old one up), so
+    tunnel connections of a group whose tunnels overlap — one's client still sending tunnel records more than
+    SAME_CLIENT_GRACE seconds after the other's CONNECT was answered, or ending its tunnel with a DISCONNECT
+    after it (a client that reconnects has given its old tunnel up: it disconnects none) — are different
+    clients' sessions. The group is split into chains of tunnels that do not overlap (a reconnect continues the
+    chain whose tunnel ended last before it); each other TLS connection goes with the chain whose first tunnel
+    came next after it began (the login before its tunnel); each DTLS flow with the tunnel whose CONNECT was
+    answered closest before its first hello (one flow each first, within DTLS_AFTER_CONNECT seconds), the rest
+    with the tunnel last up before them. A group with a decrypted connection is left as the cookies made it."""
+    for g in list(groups):
+        if g.portal or any(cn.c.decrypted for cn in g.conns):
+            continue
+        tunnels = [cn for cn in g.conns if _keyless_tunnel(cn.c)]
+        if len(tunnels) < 2:
+            continue
+        up = {id(cn): _tunnel_up_at(cn.c) for cn in tunnels}
+        last = {id(cn): _last_sent(cn.c) for cn in tunnels}
+        bye = {id(cn): _disconnected_at(cn.c) for cn in tunnels}
+
+        chains: list[list[Conn]] = []
+        for cn in sorted(tunnels, key=lambda x: up[id(x)]):
+            t = up[id(cn)]
+            # (the chain's last tunnel given up by then: its client's last record within the grace, no DISCONNECT
+            # after it)
+            free = [ch for ch in chains if last[id(ch[-1])] <= t + SAME_CLIENT_GRACE
+                    and (bye[id(ch[-1])] is None or bye[id(ch[-1])] <= t)]
+            if free:
+                max(free, key=lambda ch: last[id(ch[-1])]).append(cn)
+            else:
+                chains.append([cn])
+        if len(chains) < 2:
+            continue
+        parts = [Group(g.key) for _ in chains]
+        for part, ch in zip(parts, chains):
+            for cn in ch:
+                part.add(cn)
+        firsts = [up[id(ch[0])] for ch in chains]
+        for cn in g.conns:
+            if any(cn is t for t in tunnels):
+                continue
+            after = [i for i, t in enumerate(firsts) if t >= cn.c.first_ts]
+            i = min(after, key=lambda i: firsts[i]) if after else max(range(len(chains)), key=lambda i: firsts[i])
+            parts[i].add(cn)
+        for part in parts:
+            part.conns.sort(key=lambda cn: (cn.c.first_ts, cn.c.index))
+        answered = sorted(((up[id(cn)], i, last[id(cn)]) for i, ch in enumerate(chains) for cn in ch))
+        pairs = sorted((f.first_ts - t, k, i) for k, f in enumerate(g.dtls) for t, i, _e in answered
+                       if 0 <= f.first_ts - t <= DTLS_AFTER_CONNECT)
+        took: dict[int, int] = {}
+        taken: set = set()
+        for _d, k, i in pairs:
+            if k not in took and (i, 0) not in taken:
+                took[k] = i
+                taken.add((i, 0))
+        for k, f in enumerate(g.dtls):
+            i = took.get(k)
+            if i is None:  # (a later flow: the tunnel still up then, else the one up last before it)
+                before = [(e >= f.first_ts - SAME_CLIENT_GRACE, t, i) for t, i, e in answered if t <= f.first_ts]
+                i = max(before)[2] if before else answered[0][1]
+            parts[i].dtls.append(f)
+        at = groups.index(g)
+        groups[at:at + 1] = parts
 
 
 MOVE_WINDOW = 120.0  # seconds from a moved client's last DTLS packet to its TLS connection from the new address

@@ -185,7 +185,7 @@ def build_sessions(analysis: Analysis, pipe, gateways) -> Analysis:
     The one place these steps are chained, so that every way of running an analysis gives the same document."""
     gateways = resolve_gateways(gateways, pipe)  # --gateway NAME: the addresses the capture ties to the name
     analysis.gateways = list(gateways or [])
-    analysis.sessions, analysis.other_traffic = reconstruct(pipe, gateways)
+    analysis.sessions, analysis.other_traffic, analysis.failed_connects = reconstruct(pipe, gateways)
     apply_rules(analysis, pipe)
     apply_verdicts(analysis)
     return analysis

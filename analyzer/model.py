@@ -199,6 +199,9 @@ class Analysis:
     #: the --gateway specs the sessions were chosen by, names resolved from the capture (analyzer/evidence.py
     #: GatewaySpec.resolved); not in the document itself (the filters say them)
     gateways: list = field(default_factory=list)
+    #: the other traffic's failed connects, typed: [(server "address:port", FailedConnectSummary)] — the first 20,
+    #: as the document's `other_traffic.failed_connects` lists them (analyzer/phases/session.py `reconstruct`)
+    failed_connects: list = field(default_factory=list)
 
     def to_json(self, version: str, show_secrets: bool = False, sessions: bool = True) -> dict:
         """``sessions=False``: ``"sessions": []`` (a writer that puts them in one at a time)."""

@@ -1,6 +1,7 @@
 """From connection trackers to VPN sessions: the public face of the session builder (analyzer/phases/).
 
-`reconstruct(pipe, gateways)` → (sessions, other-traffic summary), as analyzer/driver.py calls it;
+`reconstruct(pipe, gateways)` → (sessions, other-traffic summary, the other traffic's failed connects), as
+analyzer/driver.py calls it;
 `build_sessions(pipe, gateways)` → the sessions only. Grouping is analyzer/phases/grouping.py, each phase is
 built by its own module of analyzer/phases/ (typed details, see analyzer/phases/__init__.py).
 """

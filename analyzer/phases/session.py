@@ -41,8 +41,9 @@ def build_phases(g: Group, capture_end: float | None, client_sw: dict) -> list[P
     return phases
 
 
-def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
-    """(VPN sessions, "other traffic" summary): every group of flows with AnyConnect evidence is a session."""
+def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict, list]:
+    """(VPN sessions, "other traffic" summary, its failed connects typed — [(server, FailedConnectSummary)], the
+    first 20): every group of flows with AnyConnect evidence is a session."""
     groups = group_connections(pipe)
     failed = getattr(pipe, "failed_connects", [])
     match_icmp(failed, getattr(pipe, "icmp_unreachable", []))
@@ -117,10 +118,10 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
     inside = tunnel.attach_devices(pipe, sessions, pipe.captures)
     other = other_traffic(pipe, vpn_conns, vpn_flows)
     left = [f for f in failed if id(f) not in vpn_failed and f.client[0] not in inside]
+    typed = [(fmt_endpoint(*f.server), tls_handshake.failed_connect_summary(f)) for f in left[:20]]
     if left:
         # (JSON: the connection's summary, with the server it was to)
-        other["failed_connects"] = [tls_handshake.failed_connect_summary(f).to_json() | {
-            "server": fmt_endpoint(*f.server)} for f in left[:20]]
+        other["failed_connects"] = [c.to_json() | {"server": server} for server, c in typed]
         # (a live snapshot's list holds open connections not counted yet: Pipeline.failed_connects_so_far)
         other["failed_connects_total"] = max(getattr(pipe, "failed_connects_total", 0), len(failed)) - (
             len(failed) - len(left))
@@ -136,7 +137,7 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict]:
                        + "; ".join(describe_failed_connect(f) for f in prior[:3]) + (" …" if n > 3 else "")
                        + ". If that is a VPN gateway too (the first of a list of backup servers, or another address "
                          "of the gateway's name), the client could not reach it and went on to this one.")
-    return sessions, other
+    return sessions, other, typed
 
 
 #: a failed connect this long before a session, from its client to another server on the gateway's port, is named

@@ -124,20 +124,18 @@ def capture_wide(analysis) -> Finding | None:
     not reach, most likely (nothing else in such a capture says which server is the gateway)."""
     if analysis.sessions:
         return None
-    rows = [c for c in (analysis.other_traffic or {}).get("failed_connects") or []
-            if isinstance(c, dict) and c.get("server", "").endswith(":443")]
+    rows = [(server, c) for server, c in getattr(analysis, "failed_connects", None) or [] if server.endswith(":443")]
     if not rows:
         return None
     servers = []
-    for c in rows:
-        if c["server"] not in servers:
-            servers.append(c["server"])
-    failed = [FailedConnectSummary(**{k: v for k, v in c.items() if k != "server"}) for c in rows]
+    for server, _c in rows:
+        if server not in servers:
+            servers.append(server)
+    failed = [c for _s, c in rows]
     n = len(failed)
     gw = servers[0]
     msg = (f"No VPN session, but {n} TCP connection{'s' if n != 1 else ''} to port 443 never connected: "
-           + "; ".join(f"{c.client} → {server} {_text(c, None)}" for c, server in
-                       zip(failed[:5], [r["server"] for r in rows[:5]]))
+           + "; ".join(f"{c.client} → {server} {_text(c, None)}" for server, c in rows[:5])
            + (" …" if n > 5 else "") + ". If "
            + (f"{gw.rsplit(':', 1)[0]} is" if len(servers) == 1 else "one of " + ", ".join(servers[:5]) + " is")
            + " the VPN gateway, the client could not reach it.")

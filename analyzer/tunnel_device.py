@@ -6,16 +6,17 @@ addressed from the tunnel address the gateway gave — which, without keys, noth
 
 A capture interface is the VPN's adapter by its pcapng name or description (analyzer/capture_point.py: tun0,
 cscotun0, utun3, "Cisco AnyConnect Secure Mobility Client Virtual Miniport Adapter", Wintun, TAP-Windows); in a
-Linux "any" capture (tcpdump -i any: Linux cooked capture, SLL or SLL2) each packet names its device's type, and a tun
-device's is ARPHRD_NONE (65534: no link-layer header) — its packets are such a device's (by interface index in
+Linux "any" capture (tcpdump -i any: Linux cooked capture, SLL or SLL2) each packet names its device's type, and a
+tun device's is ARPHRD_NONE (65534: no link-layer header) — its packets are such a device's (by interface index in
 SLL2); a pcap file of raw IP packets (no interface names) may be one (`named` False: `attach` asks more). The
 pipeline hands each packet of such an interface to its `TunnelDevice` (`note`), which counts the packets and their
 addresses and keeps, bounded, the few that tell what the client tried and what came back: TCP SYNs and resets, DNS
-over UDP port 53, ICMP destination unreachable. `attempts()` reads those in capture order into an
-analyzer/inner.py `InnerAttempts`, the client's side told by the device's own address (`address`: the one address
-nearly every packet of the device has — the tunnel address; link-local and multicast packets, which the system
-sends on any interface, not counted). Shards of `--jobs` keep their own and `merge` (the kept packets re-sorted,
-so that an ICMP error and the SYN it quotes meet whichever shard each was in).
+over UDP port 53, ICMP destination unreachable. `attempts()` reads those in capture order into an analyzer/inner.py
+`InnerAttempts`, the client's side told by the device's own address (`address`: the one address nearly every packet
+of the device has — the tunnel address; link-local and multicast packets, which the system sends on any interface,
+not counted; when the client's traffic is all with one server, both addresses are in every packet, and the one that
+began the exchanges — TCP SYNs, DNS queries, echo requests — is the client's). Shards of `--jobs` keep their own and
+`merge` (the kept packets re-sorted, so that an ICMP error and the SYN it quotes meet whichever shard each was in).
 
 `attach` (called by analyzer/phases/session.py) gives a device to the session it belongs to: the session whose
 CONNECT answer gave the device's address (keys), else the only session whose tunnel was up while the device carried
@@ -50,7 +51,7 @@ class TunnelDevice:
     """One capture interface that is the VPN's adapter, and what its packets showed."""
 
     __slots__ = ("capture", "interface", "label", "named", "packets", "counted", "first_ts", "last_ts", "first_frame",
-                 "last_frame", "addresses", "kept", "dropped")
+                 "last_frame", "addresses", "starts", "kept", "dropped")
 
     def __init__(self, capture: int, interface: int, label: str, named: bool = True) -> None:
         self.capture = capture  # the capture's ordinal among the inputs
@@ -65,6 +66,9 @@ class TunnelDevice:
         self.first_frame = 0
         self.last_frame = 0
         self.addresses: dict[str, int] = {}
+        #: per address, the packets it sent that begin an exchange (a TCP SYN, a DNS query, an ICMP echo request):
+        #: the client's, when its traffic is all with one server and both addresses are in every packet
+        self.starts: dict[str, int] = {}
         self.kept: list[tuple] = []  # (capture, frame, ts, packet)
         self.dropped = 0
 
@@ -84,6 +88,10 @@ class TunnelDevice:
                 elif len(adr) < MAX_ADDRESSES:
                     adr[a] = 1
         proto = pkt.proto
+        if (proto == 6 and pkt.flags is not None and pkt.flags & 0x12 == 0x02) or (proto == 17 and pkt.dport == 53) \
+                or (proto == 1 and pkt.icmp_type == 8) or (proto == 58 and pkt.icmp_type == 128):
+            if src in self.starts or len(self.starts) < MAX_ADDRESSES:
+                self.starts[src] = self.starts.get(src, 0) + 1
         if (proto == 6 and pkt.flags is not None and pkt.flags & 0x06) or (
                 proto == 17 and (pkt.sport == 53 or pkt.dport == 53)) or proto in (1, 58):
             if len(self.kept) < MAX_KEPT:
@@ -100,9 +108,10 @@ class TunnelDevice:
             self.first_ts, self.first_frame = other.first_ts, other.first_frame
         if other.last_ts is not None and (self.last_ts is None or other.last_frame > self.last_frame):
             self.last_ts, self.last_frame = other.last_ts, other.last_frame
-        for a, n in other.addresses.items():
-            if a in self.addresses or len(self.addresses) < MAX_ADDRESSES:
-                self.addresses[a] = self.addresses.get(a, 0) + n
+        for mine, theirs in ((self.addresses, other.addresses), (self.starts, other.starts)):
+            for a, n in theirs.items():
+                if a in mine or len(mine) < MAX_ADDRESSES:
+                    mine[a] = mine.get(a, 0) + n
         self.kept = sorted(self.kept + other.kept, key=lambda k: k[:2])
         self.dropped += other.dropped + max(len(self.kept) - MAX_KEPT, 0)
         del self.kept[MAX_KEPT:]
@@ -110,10 +119,12 @@ class TunnelDevice:
     @property
     def address(self) -> str | None:
         """The device's own address (the tunnel address): the one in at least `OWN_SHARE` of its counted packets,
-        the highest count first (a tie broken by address order); None when no address is."""
+        the highest count first (a tie — the client's traffic all with one server — broken by the exchanges each
+        began, then by address order); None when no address is."""
         if not self.counted:
             return None
-        a, n = min(self.addresses.items(), key=lambda kv: (-kv[1], kv[0]), default=(None, 0))
+        a, n = min(self.addresses.items(), key=lambda kv: (-kv[1], -self.starts.get(kv[0], 0), kv[0]),
+                   default=(None, 0))
         return a if n >= OWN_SHARE * self.counted else None
 
     def attempts(self) -> InnerAttempts | None:

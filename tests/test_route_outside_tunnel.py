@@ -12,8 +12,11 @@ import ipaddress
 
 import pytest
 
+from analyzer import __version__
+from analyzer.analyze import analyze_paths, load_keys
 from analyzer.phases.cstp_connect import TunnelParameters
 from analyzer.phases.outside import Routes
+from analyzer.report.json_report import to_document
 
 from .conftest import facts, sample
 from .helpers import doc
@@ -113,3 +116,37 @@ def test_which_destinations_the_routes_are_for():
     # a header that is no network is left out, not fatal
     assert Routes(_params(split_include=["not-a-network", "198.19.0.0/24"])).include == [
         ipaddress.ip_network("198.19.0.0/24")]
+
+
+ADAPTER = "route-outside-tunnel-adapter"
+
+
+@pytest.mark.tshark
+def test_without_keys_the_adapters_capture_tells_the_route_is_missing():
+    """The same run captured on the veth and on tun0 (lab scenario route-outside-tunnel-adapter), no keys: the tunnel
+    DNS's answer for app.corp.acflow.test is in the adapter's file, the connection to 198.19.1.10 outside the tunnel
+    in the veth's. The routes are not known (the CONNECT answer is encrypted): SPLIT_TUNNEL_ROUTE_MISSING inferred,
+    the local route named as the other possibility; 198.19.0.77 (no name behind it) is not claimed."""
+    d = sample(ADAPTER)
+    store, info = load_keys([], [])
+    doc = to_document(analyze_paths([d / "capture.pcapng", d / "tunnel-side.pcapng"], store, info),
+                      version=__version__)
+    (s,) = doc["sessions"]
+    (x,) = s["tunnel"]["outside_traffic"]
+    assert (x["dst"], x["port"], x["why"], x["covered"], x["inferred"]) == ("198.19.1.10", 8080, "resolved-inside",
+                                                                               False, True)
+    assert x["name"] == "app.corp.acflow.test"
+    answers = tshark_fields(d / "tunnel-side.pcapng", ["frame.number", "dns.a"], "dns.flags.response == 1")
+    assert [(int(fr), a) for fr, a in answers] == [(x["name_frame"], "198.19.1.10")]
+    syns = tshark_fields(d / "capture.pcapng", ["frame.number"],
+                         "tcp.flags.syn == 1 && tcp.flags.ack == 0 && ip.dst == 198.19.1.10")
+    assert x["frames"] == [int(r[0]) for r in syns][:8]
+    (f,) = [f for f in s["findings"] if f["id"] == "SPLIT_TUNNEL_ROUTE_MISSING"]
+    assert f["inferred"] is True and f["severity"] == "warning" and "local route" in f["remedy"]
+    assert not any(f["id"] == "TRAFFIC_OUTSIDE_TUNNEL" for f in s["findings"])
+    # with the key log: the routes read, both findings as on route-outside-tunnel
+    store, info = load_keys([d / "keys.log"], [])
+    (k,) = to_document(analyze_paths([d / "capture.pcapng", d / "tunnel-side.pcapng"], store, info),
+                       version=__version__)["sessions"]
+    assert {f["id"] for f in k["findings"]} >= {"TRAFFIC_OUTSIDE_TUNNEL", "SPLIT_TUNNEL_ROUTE_MISSING"}
+    assert not any(f.get("inferred") for f in k["findings"] if f["id"] == "SPLIT_TUNNEL_ROUTE_MISSING")

@@ -157,6 +157,14 @@ def test_the_adapters_own_address_is_the_one_nearly_every_packet_has():
     for n, p in enumerate(frames, 1):
         dev.note(decode(101, bytes(p)), float(p.time), n)
     assert dev.packets == len(frames) and dev.address == "198.19.0.50" and dev.counted < dev.packets
+    # an adapter whose every packet is between the client and one server (pings and a lookup, all with 198.19.0.1:
+    # lab scenario route-outside-tunnel-adapter): both addresses in every packet — the one that began the exchanges
+    # (echo requests, the DNS query) is the client's
+    tie = TunnelDevice(0, 0, "tun0")
+    for n, p in enumerate(rdpcap(str(sample("route-outside-tunnel-adapter") / "tunnel-side.pcapng")), 1):
+        tie.note(decode(101, bytes(p)), float(p.time), n)
+    assert tie.addresses["198.19.0.1"] == tie.addresses["198.19.0.50"] == tie.counted
+    assert tie.address == "198.19.0.50"
     other = TunnelDevice(0, 0, "x")
     for n, (a, b) in enumerate([("198.18.0.7", "198.18.0.8"), ("198.18.0.9", "198.18.0.10")] * 3, 1):
         other.note(decode(101, bytes(IP(src=a, dst=b) / b"x")), float(n), n)

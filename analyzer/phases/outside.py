@@ -27,7 +27,7 @@ import ipaddress
 
 from ..phases import cstp_connect
 from .grouping import Group
-from .record import Record, record
+from .record import UNSET, Record, record
 
 GRACE = 1.0  # seconds after the CONNECT answer before outside traffic counts (the client's routes go in meanwhile)
 MAX_ITEMS = 20
@@ -51,6 +51,8 @@ class OutsideTraffic(Record):
     answer: str  # connected, no answer, reset, unacknowledged, ICMP … from …; for DNS: resolved, NXDOMAIN, …
     frames: list[int]  # the first packets (SYNs, queries), the first 8
     time: float
+    #: read without keys (`read_inferred`: the routes unknown, the name's answer read from the VPN adapter's capture)
+    inferred: bool = UNSET
 
 
 def _network(value: str):
@@ -126,16 +128,40 @@ def read(index, g: Group, cstp, end: float | None, inner) -> list[OutsideTraffic
     start = min((c.response_time for c in cd.connects if c.response_time and c.status == 200), default=None)
     if start is None:
         return []
-    routes = Routes(params)
-    client, gateway = g.key[0], g.key[1]
-    resolved: dict[str, tuple[str, int | None]] = {}  # address -> (name, answer frame), answered inside the tunnel
+    return _read(index, g, start + GRACE, end, _resolved(inner), Routes(params))
+
+
+def read_inferred(index, g: Group, up: float | None, end: float | None, inner) -> list[OutsideTraffic]:
+    """Without keys, the routes unknown: the client's connections outside the tunnel, while it was up (``up``: its
+    CONNECT answer read from record sizes), to addresses the VPN's DNS gave inside it (``inner``: read from the VPN
+    adapter's packets, analyzer/tunnel_device.py). Items `why` resolved-inside, `inferred`: the tunnel's routes did not
+    cover them, most likely (or a local route won: the CONNECT answer would tell)."""
+    if up is None or end is None or inner is None:
+        return []
+    resolved = _resolved(inner)
+    if not resolved:
+        return []
+    out = _read(index, g, up + GRACE, end, resolved, None)
+    for x in out:
+        x.inferred = True
+    return out
+
+
+def _resolved(inner) -> dict[str, tuple[str, int | None]]:
+    """Address -> (name, answer frame): the client's lookups answered inside the tunnel (an InnerAttempts)."""
+    resolved: dict[str, tuple[str, int | None]] = {}
     if inner is not None:
         for e in inner.lookups.values():
             if e["direction"] == "c2s" and e["rcode"] == 0:
                 for a in e["addresses"]:
                     resolved.setdefault(a, (e["name"], e["answer_frame"]))
+    return resolved
+
+
+def _read(index, g: Group, since: float, end: float, resolved: dict, routes: Routes | None) -> list[OutsideTraffic]:
+    """`read`'s work: ``routes`` None — no CONNECT answer read — only the addresses of ``resolved`` count."""
+    client, gateway = g.key[0], g.key[1]
     ours = {id(cn.c) for cn in g.conns}
-    since = start + GRACE
     seen: list[tuple] = []  # (time, protocol, dst, port, frames, answer)
     for c in index.tcp.get(client, ()):
         if id(c) not in ours and since <= c.first_ts <= end:
@@ -157,15 +183,15 @@ def read(index, g: Group, cstp, end: float | None, inner) -> list[OutsideTraffic
             a = ipaddress.ip_address(dst)
         except ValueError:
             continue
-        if _special(a) or routes.excluded(a):
+        if _special(a) or (routes is not None and routes.excluded(a)):
             continue
-        why = routes.why(a)
+        why = routes.why(a) if routes is not None else None
         name = resolved.get(dst)
         covered = why is not None
         if why is None:
             if name is None:
                 continue  # (in a full tunnel too: its client may keep its local network outside, "local LAN access")
-            covered = routes.full(a)
+            covered = routes is not None and routes.full(a)
             why = ("full-tunnel", None) if covered else ("resolved-inside", None)
         key = (proto, dst, port)
         x = by.get(key)

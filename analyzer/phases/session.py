@@ -52,6 +52,7 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict, list]:
     verdicts = judge(groups, gateways, DOWNLOADER_PATHS)
     index = sign_in.ClientIndex(pipe)  # (each session's sign-in and DNS read their own client's traffic)
     sessions = []
+    made: list[tuple] = []  # (session, its group)
     vpn_conns: set[int] = set()
     vpn_flows: set[int] = set()
     vpn_failed: set[int] = set()
@@ -114,8 +115,16 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict, list]:
                            "client's first request: a load-balancing director sending it to a member, or a gateway "
                            "moved to another name); its connection is the session's first.")
         sessions.append(s)
+        made.append((s, g))
     # the VPN's adapter captured too (analyzer/tunnel_device.py): its packets are a session's inside
-    inside = tunnel.attach_devices(pipe, sessions, pipe.captures)
+    inside, tried = tunnel.attach_devices(pipe, sessions, pipe.captures)
+    for s, g in made:  # without keys: connections outside the tunnel to what the VPN's DNS gave inside it
+        if id(s) in tried and s.tunnel.outside_traffic is UNSET:
+            ts = inferred.tunnels(s)
+            up = next((t.established_time for t in ts if t.established_time is not None), None)
+            elsewhere = outside_mod.read_inferred(index, g, up, s.end, tried[id(s)])
+            if elsewhere:
+                s.tunnel.outside_traffic = elsewhere
     other = other_traffic(pipe, vpn_conns, vpn_flows)
     left = [f for f in failed if id(f) not in vpn_failed and f.client[0] not in inside]
     typed = [(fmt_endpoint(*f.server), tls_handshake.failed_connect_summary(f)) for f in left[:20]]

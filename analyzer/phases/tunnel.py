@@ -243,13 +243,15 @@ def _tunnel_up(s) -> bool:
     return p.status == "undecrypted" and inf is not None and inf.status == "ok"
 
 
-def attach_devices(pipe, sessions: list, captures: list[str]) -> set[str]:
+def attach_devices(pipe, sessions: list, captures: list[str]) -> tuple[set[str], dict]:
     """Give each capture of the VPN's adapter (``pipe.tunnel_devices``: analyzer/tunnel_device.py) to the session it
     belongs to: the one whose CONNECT answer gave the adapter's address, else the only session whose tunnel was up
     while the adapter carried packets (never one whose client address is the adapter's). Its failed attempts become
     the session's `unreachable` where the tunnel itself was not read. Returns the addresses of the adapters given
-    (their traffic is the sessions' now, not other traffic's)."""
+    (their traffic is the sessions' now, not other traffic's) and, by id of a session whose tunnel was not read,
+    what its adapter showed the client try (an InnerAttempts)."""
     given: set[str] = set()
+    tried: dict = {}
     for dev in sorted(getattr(pipe, "tunnel_devices", {}).values(), key=lambda d: (d.capture, d.interface)):
         own = dev.address
         if own is None or not dev.packets:
@@ -281,11 +283,13 @@ def attach_devices(pipe, sessions: list, captures: list[str]) -> set[str]:
         given.add(own)
         if s.tunnel.unreachable is UNSET and not _decrypted(s):
             a = dev.attempts()
+            if a is not None:
+                tried[id(s)] = a
             u = unreachable_of(a) if a is not None else None
             if u is not None:
                 u.read_from = f"tunnel device {dev.label}"
                 s.tunnel.unreachable = u
-    return given
+    return given, tried
 
 
 def _decrypted(s) -> bool:

@@ -14,6 +14,9 @@ matter of the gateway's configuration.
 
 Read from `Session.tunnel.outside_traffic` (analyzer/phases/outside.py); needs the CONNECT decrypted (the routes
 are in its answer) and, for the second, the tunnel (the lookup is inside it). Lab scenario `route-outside-tunnel`.
+Without keys, with the VPN adapter's capture (analyzer/tunnel_device.py: the lookup's answer read there), the second
+is inferred: the routes unknown, a missing split-tunnel route is the likelier cause — a local route would be the
+other (lab scenario `route-outside-tunnel-adapter`).
 """
 from __future__ import annotations
 
@@ -67,6 +70,8 @@ def check(session, ctx):
     params = cd.parameters if cd is not None else None
     includes = list(params.split_include) + list(params.split_include_ip6) if params is not None else []
     routes = ("X-CSTP-Split-Include " + ", ".join(includes)) if includes else "a full tunnel"
+    if all(opt(x.inferred) for x in got):
+        return [_inferred(session, got)]
     out = []
     covered = [x for x in got if x.covered]
     if covered:
@@ -98,3 +103,20 @@ def check(session, ctx):
             evidence={"outside": [x.to_json() for x in missing[:10]], "client": session.client,
                       "split_include": includes}))
     return out
+
+
+def _inferred(session, got) -> Finding:
+    """Without keys (`read_inferred`): what the VPN's DNS gave inside the tunnel, reached outside it."""
+    return Finding(
+        id="SPLIT_TUNNEL_ROUTE_MISSING", severity="warning", phase="cstp-connect", time=got[0].time,
+        frames=_frames(got), inferred=True,
+        message="The VPN's DNS answered names inside the tunnel (read from the VPN adapter's packets), but the "
+                f"client's traffic to those addresses went outside the tunnel, from its own address {session.client}: "
+                f"{_listed(got)}. Most likely the tunnel's routes (its split-tunnel list) do not cover them; else a "
+                "route on the client's machine took them elsewhere (read without keys: the CONNECT answer's "
+                "X-CSTP-Split-Include tells which).",
+        remedy="Add the servers' networks to the tunnel's routes (on an ASA or FTD the group policy's split-tunnel "
+               "network list; on ocserv a route line) — or, if they are there, look for a local route on the "
+               "client's machine that is more specific than the tunnel's. With the key log acflow tells which.",
+        evidence={"outside": [x.to_json() for x in got[:10]], "client": session.client, "inferred": True})
+

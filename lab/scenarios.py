@@ -313,8 +313,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "tunnel run over TLS only",
              gateway={"tls-priorities": PRIO_TLS13, "udp-port": None}, wait_dtls=False, hold=3.0),
     Scenario("route-outside-tunnel-adapter", "route-outside-tunnel captured as support asks for it: on the client's "
-             "veth and, at the same time, on its tun0 (tunnel-side.pcapng): without keys the adapter's packets hold the "
-             "tunnel DNS's answer for app.corp.acflow.test, and the veth's the connection to it outside the tunnel",
+             "veth and, at the same time, on its tun0 (tunnel-side.pcapng): without keys the adapter's packets hold "
+             "the tunnel DNS's answer for app.corp.acflow.test, and the veth's the connection to it outside the tunnel",
              gateway={"tls-priorities": PRIO_TLS13}, tunnel_capture=True,
              steps=(("tunnel-dns", "198.19.1.10"), ("client-route", "198.19.0.64/26"), ("client-route", "default"),
                     ("inner-tcp", "198.19.0.77", 8080), ("inner-dns", "198.19.0.1", "app.corp.acflow.test"),

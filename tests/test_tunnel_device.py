@@ -243,3 +243,26 @@ def test_a_linux_any_capture_holds_the_adapter_too(version, any_v2):
     (k,) = to_document(analyze_paths([cap], store, info), version=__version__)["sessions"]
     assert k["tunnel"]["device"]["matched_by"] == "tunnel-address" and "read_from" not in k["tunnel"]["unreachable"]
     assert {c["dst"] for c in k["tunnel"]["unreachable"]["connects"]} == set(by)
+
+
+def test_the_adapter_goes_to_the_session_it_spans_when_two_had_its_address(tmp_path):
+    """Two sessions in one capture were given the same tunnel address one after the other (ocserv's predictable
+    addresses; a user who connected again): the adapter's capture goes with the session its packets span — here the
+    first one — not with the last one named by the address."""
+    first = D / "capture.pcapng"
+    later = tmp_path / "later.pcapng"
+    t0 = float(subprocess.run([_tool("capinfos"), "-a", "-T", "-r", "-S", str(first)], check=True,
+                              capture_output=True, text=True).stdout.strip().split("\t")[-1])
+    t1 = float(subprocess.run([_tool("capinfos"), "-a", "-T", "-r", "-S", str(sample("baseline") / "capture.pcapng")],
+                              check=True, capture_output=True, text=True).stdout.strip().split("\t")[-1])
+    subprocess.run([_tool("editcap"), "-t", f"{t0 + 30.0 - t1:.9f}", str(sample("baseline") / "capture.pcapng"),
+                    str(later)], check=True, capture_output=True)
+    both = tmp_path / "both.pcapng"
+    subprocess.run([_tool("mergecap"), "-w", str(both), str(first), str(later)], check=True, capture_output=True)
+    store, info = load_keys([D / "keys.log", sample("baseline") / "keys.log"], [])
+    doc = to_document(analyze_paths([both, D / "tunnel-side.pcapng"], store, info), version=__version__)
+    a, b = doc["sessions"]
+    addr = [next(p for p in s["phases"] if p["phase"] == "cstp-connect")["details"]["parameters"]["address"]
+            for s in (a, b)]
+    assert addr == ["198.19.0.50", "198.19.0.50"] and a["start"] < b["start"]
+    assert a["tunnel"]["device"]["matched_by"] == "tunnel-address" and "device" not in b["tunnel"]

@@ -265,8 +265,10 @@ def attach_devices(pipe, sessions: list, captures: list[str]) -> tuple[set[str],
             pr = cd.parameters if cd is not None and cd.parameters else None
             if pr is not None and own in (pr.address, (pr.address_ip6 or "").split("/")[0]):
                 by_address.append(s)
-        if by_address:
-            s, how = by_address[-1], "tunnel-address"
+        if by_address:  # (sessions given the same address one after the other: the one the adapter's packets span most)
+            s = max(by_address, key=lambda s: min(s.end or 0.0, dev.last_ts or 0.0) - max(s.start or 0.0,
+                                                                                          dev.first_ts or 0.0))
+            how = "tunnel-address"
         else:
             up = [s for s in sessions if s.client != own and _tunnel_up(s) and s.start is not None
                   and s.end is not None and dev.first_ts is not None and s.start <= dev.last_ts

@@ -115,6 +115,12 @@ def connect_details(phase: Phase) -> CSTPConnectDetails | None:
     return d if isinstance(d, CSTPConnectDetails) else None
 
 
+def granted(session) -> TunnelParameters | None:
+    """What the gateway granted the session in its CONNECT answer (decrypted), or None."""
+    cd = connect_details(session.phase("cstp-connect"))
+    return cd.parameters or None if cd is not None else None
+
+
 def tunnel_params(h) -> TunnelParameters:
     def ints(name):
         return to_int(h.get(name))

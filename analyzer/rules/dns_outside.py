@@ -15,7 +15,7 @@ decrypted (the domains are in its answer).
 from __future__ import annotations
 
 from ..model import Finding
-from ..phases.cstp_connect import connect_details
+from ..phases.cstp_connect import granted
 from ..phases.record import opt
 
 RULE_IDS = ("DNS_OUTSIDE_TUNNEL",)
@@ -26,8 +26,7 @@ def check(session, ctx):
     got = opt(t.outside_lookups) if t is not None else None
     if not got:
         return []
-    cd = connect_details(session.phase("cstp-connect"))
-    params = cd.parameters if cd is not None else None
+    params = granted(session)
     ours = ", ".join(params.dns) if params is not None and params.dns else "none given"
     domains = [d for d in ([params.default_domain] if params and params.default_domain else [])
                + (list(params.split_dns) if params else [])]

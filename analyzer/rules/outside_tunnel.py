@@ -21,7 +21,7 @@ other (lab scenario `route-outside-tunnel-adapter`).
 from __future__ import annotations
 
 from ..model import Finding
-from ..phases.cstp_connect import connect_details
+from ..phases.cstp_connect import granted
 from ..phases.record import opt
 
 RULE_IDS = ("TRAFFIC_OUTSIDE_TUNNEL", "SPLIT_TUNNEL_ROUTE_MISSING")
@@ -66,8 +66,7 @@ def check(session, ctx):
     got = opt(t.outside_traffic) if t is not None else None
     if not got:
         return []
-    cd = connect_details(session.phase("cstp-connect"))
-    params = cd.parameters if cd is not None else None
+    params = granted(session)
     includes = list(params.split_include) + list(params.split_include_ip6) if params is not None else []
     routes = ("X-CSTP-Split-Include " + ", ".join(includes)) if includes else "a full tunnel"
     if all(opt(x.inferred) for x in got):

@@ -50,10 +50,15 @@ exit 0
 """
 
 
-def write_client_script(work: Path) -> Path:
-    """Write the vpnc-script into `work` (its logs go there too); return its path (openconnect -s)."""
+def write_client_script(work: Path, routes: bool = True) -> Path:
+    """Write the vpnc-script into `work` (its logs go there too); return its path (openconnect -s). ``routes``
+    False: it sets no route (a second client in the namespace: the first's tun keeps the tunnel's routes)."""
+    work.mkdir(parents=True, exist_ok=True)
     script = work / "vpnc-script"
-    script.write_text(CLIENT_SCRIPT.format(logdir=work, net=TUNNEL_NET, net6=TUNNEL_NET6))
+    text = CLIENT_SCRIPT.format(logdir=work, net=TUNNEL_NET, net6=TUNNEL_NET6)
+    if not routes:
+        text = "\n".join(line for line in text.splitlines() if "route replace" not in line) + "\n"
+    script.write_text(text)
     script.chmod(0o755)
     return script
 

@@ -501,6 +501,14 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                                            url=url)
             act("client-started", pid=client.pid)
             peers = ((gw, "ocserv (gateway)"), (client, "openconnect (client)"))
+            client2 = None
+            if sc.second_client is not None:  # another user behind the same address
+                time.sleep(sc.second_client)
+                script2 = write_client_script(work / "client2", routes=False)
+                client2 = lab.start(lab.client_ns, "openconnect-2",
+                                    [*base, *auth_args, "-s", str(script2), "-i", "tun1", url], work / "client2.log",
+                                    env=cenv, stdin_data=(sc.password + "\n").encode())
+                act("client-started", pid=client2.pid, which="second", delay=sc.second_client)
 
             if not sc.expect_connect:
                 await_exit(client, act)
@@ -510,6 +518,13 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 if sc.wait_dtls:
                     wait_client_line(client, "Established DTLS connection", 20, "DTLS did not come up", peers)
                     act("dtls-established")
+                if client2 is not None:
+                    wait_client_line(client2, "CSTP connected", 30, "the second openconnect did not connect", peers)
+                    act("cstp-connected", which="second")
+                    if sc.wait_dtls:
+                        wait_client_line(client2, "Established DTLS connection", 20,
+                                         "DTLS did not come up for the second client", peers)
+                        act("dtls-established", which="second")
                 else:
                     time.sleep(2)
                 wait_tun_configured(work)
@@ -543,6 +558,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     time.sleep(sc.hold)
                 # a peer that died on its own (crash, kill) would leave a broken sample: fail instead
                 client.check_running("openconnect (client)")
+                if client2 is not None:
+                    client2.check_running("the second openconnect")
+                    interrupt_client(client2, act)
                 if sc.tunnel_capture:
                     tun_dump.stop(signal.SIGTERM)  # before the client's disconnect takes its tun device away
                     time.sleep(0.3)
@@ -551,12 +569,15 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             gw.check_running("ocserv (gateway)")
             dump.check_running("dumpcap")
             client.stop()
+            if client2 is not None:
+                client2.stop()
             gw.stop(signal.SIGTERM)
             time.sleep(0.5)
             dump.stop(signal.SIGTERM)
 
         collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys, other_keys),
-                        files=("client.log", "client-auth.log", "gateway.log", "curl.log", "ping.log", "script.log",
+                        files=("client.log", "client2.log", "client-auth.log", "gateway.log", "curl.log", "ping.log",
+                               "script.log",
                                "proxy.log", "inspect.log", "dns.log", "tunnel-side.pcapng",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "client-root-ca.pem", "client-chain.pem"))

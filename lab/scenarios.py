@@ -82,6 +82,10 @@ class Scenario:
     # a second dumpcap on the client's tun device (tun0) from the moment the vpnc-script configured it:
     # tunnel-side.pcapng, the capture a user takes on the VPN's adapter by mistake (the traffic inside the tunnel)
     tunnel_capture: bool = False
+    # a second openconnect in the client namespace — another user behind the same address, as behind a NAT —
+    # started this many seconds after the first, on tun1 (its vpnc-script sets no route), logging to client2.log;
+    # both log in as USER, both are interrupted (DISCONNECT) at the end, the second first
+    second_client: float | None = None
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -319,6 +323,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              steps=(("tunnel-dns", "198.19.1.10"), ("client-route", "198.19.0.64/26"), ("client-route", "default"),
                     ("inner-tcp", "198.19.0.77", 8080), ("inner-dns", "198.19.0.1", "app.corp.acflow.test"),
                     ("inner-tcp", "198.19.1.10", 8080))),
+    Scenario("two-users-one-address", "two users behind one address (a NAT), logging in at the same moment: a second "
+             "openconnect in the client namespace starts 50 ms after the first (its own tun1); both get tunnels with "
+             "DTLS, the first's carries the pings; the second disconnects first",
+             gateway={"tls-priorities": PRIO_TLS13}, second_client=0.05, hold=2.0),
     Scenario("rekey", "a session longer than the gateway's rekey time (ocserv rekey-time = 20, rekey-method = ssl): "
              "the client renews the keys of its channels while the tunnel carries pings",
              gateway={"tls-priorities": PRIO_TLS13, "rekey-time": "20", "rekey-method": "ssl"},

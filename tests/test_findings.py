@@ -51,6 +51,7 @@ EXPECTED = {
                               ("info", "SESSION_DISCONNECT")},
     "route-outside-tunnel-adapter": {("warning", "TRAFFIC_OUTSIDE_TUNNEL"), ("warning", "SPLIT_TUNNEL_ROUTE_MISSING"),
                                      ("info", "AUTH_MULTI_ROUND"), ("info", "SESSION_DISCONNECT")},
+    "two-users-one-address": {("info", "AUTH_MULTI_ROUND"), ("info", "SESSION_DISCONNECT")},
     "route-outside-tunnel": {("warning", "TRAFFIC_OUTSIDE_TUNNEL"), ("warning", "SPLIT_TUNNEL_ROUTE_MISSING"),
                              ("info", "AUTH_MULTI_ROUND"), ("info", "SESSION_DISCONNECT")},
     "tls-inspection": {("warning", "DTLS_PSK_MISMATCH"), ("warning", "DTLS_FALLBACK_TLS"), ("info", "AUTH_MULTI_ROUND"),

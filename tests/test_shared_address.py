@@ -78,6 +78,22 @@ def test_two_users_logging_in_at_the_same_moment_are_two_sessions_without_keys(t
         [s["verdict"]["text"].startswith("Tunnel up over TLS only") for s in keyed]
 
 
+def test_two_real_users_behind_one_address():
+    """Lab scenario two-users-one-address: two openconnect clients in one namespace (one address, as behind a NAT),
+    the second started 50 ms after the first; both logged in and got DTLS. Before session 14 the keyless reading was
+    one session of four flows, 'Tunnel dropped at +0.1 s and came back' (a false RECONNECT)."""
+    d = sample("two-users-one-address")
+    acts = json.loads((d / "facts.json").read_text())["actions"]
+    assert [a.get("which") for a in acts if a["action"] == "dtls-established"] == [None, "second"]
+    keyed, keyless = _sessions(d / "capture.pcapng", d / "keys.log"), _sessions(d / "capture.pcapng")
+    assert len(keyed) == 2 and {s["phases"][4]["details"]["parameters"]["address"] for s in keyed} == {
+        "198.19.0.50", "198.19.0.53"}
+    assert [sorted(c["connection"] for c in s["connections"]) for s in keyless] == \
+        [sorted(c["connection"] for c in s["connections"]) for s in keyed]
+    assert not any(f["id"] == "RECONNECT" for s in keyless for f in s["findings"])
+    assert all(s["verdict"]["text"].startswith("No problem seen without keys") for s in keyless)
+
+
 def test_one_client_reconnecting_or_scanning_beside_its_login_stays_one_session():
     """What stays one client: a reconnect after its tunnel connection was reset (sample reconnect: the old tunnel
     carries nothing of the client after the new connection), and a host scan's connection beside the login

@@ -32,14 +32,17 @@ def _frames(xs) -> list[int]:
     return sorted({f for x in xs[:LISTED] for f in x.frames[:4]})
 
 
-def _what(x) -> str:
+def _what(x, name_in: str = "") -> str:
     proto = "DNS queries" if x.protocol == "dns" else "TCP"
     n = f"{x.connections} connections" if x.protocol == "tcp" and x.connections > 1 else ""
     frames = ", ".join(str(f) for f in x.frames[:4])
-    return f"{proto} to {x.dst}:{x.port} ({'; '.join(p for p in (_why(x), n, x.answer) if p)}, frames {frames})"
+    return (f"{proto} to {x.dst}:{x.port} ({'; '.join(p for p in (_why(x, name_in), n, x.answer) if p)}, frames "
+            f"{frames})")
 
 
-def _why(x) -> str:
+def _why(x, name_in: str = "") -> str:
+    """Why ``x``'s destination was the tunnel's; ``name_in``: " of <file>" when the name's answer is in another
+    capture file than the connection (the VPN adapter's)."""
     if x.why == "split-include":
         base = f"X-CSTP-Split-Include {x.route}"
     elif x.why == "tunnel-network":
@@ -51,14 +54,14 @@ def _why(x) -> str:
     else:
         base = ""
     if x.name:
-        said = f"the VPN's DNS gave it for {x.name}" + (f" (frame {x.name_frame})" if x.name_frame else "")
+        said = f"the VPN's DNS gave it for {x.name}" + (f" (frame {x.name_frame}{name_in})" if x.name_frame else "")
         base = f"{base}, {said}" if base else said
     return base
 
 
-def _listed(xs) -> str:
+def _listed(xs, name_in: str = "") -> str:
     more = len(xs) - LISTED
-    return "; ".join(_what(x) for x in xs[:LISTED]) + (f"; and {more} more" if more > 0 else "")
+    return "; ".join(_what(x, name_in) for x in xs[:LISTED]) + (f"; and {more} more" if more > 0 else "")
 
 
 def check(session, ctx):
@@ -106,13 +109,16 @@ def check(session, ctx):
 
 def _inferred(session, got) -> Finding:
     """Without keys (`read_inferred`): what the VPN's DNS gave inside the tunnel, reached outside it."""
+    dev = opt(session.tunnel.device)
+    name_in = f" of {dev.capture}" if dev is not None and dev.capture and dev.capture not in (session.captures or []) \
+        else ""
     return Finding(
         id="SPLIT_TUNNEL_ROUTE_MISSING", severity="warning", phase="cstp-connect", time=got[0].time,
         frames=_frames(got), inferred=True,
         message="The VPN's DNS answered names inside the tunnel (read from the VPN adapter's packets), but the "
                 f"client's traffic to those addresses went outside the tunnel, from its own address {session.client}: "
-                f"{_listed(got)}. Most likely the tunnel's routes (its split-tunnel list) do not cover them; else a "
-                "route on the client's machine took them elsewhere (read without keys: the CONNECT answer's "
+                f"{_listed(got, name_in)}. Most likely the tunnel's routes (its split-tunnel list) do not cover them; "
+                "else a route on the client's machine took them elsewhere (read without keys: the CONNECT answer's "
                 "X-CSTP-Split-Include tells which).",
         remedy="Add the servers' networks to the tunnel's routes (on an ASA or FTD the group policy's split-tunnel "
                "network list; on ocserv a route line) — or, if they are there, look for a local route on the "

@@ -144,7 +144,7 @@ def test_without_keys_the_adapters_capture_tells_the_route_is_missing():
     (f,) = [f for f in s["findings"] if f["id"] == "SPLIT_TUNNEL_ROUTE_MISSING"]
     assert f["inferred"] is True and f["severity"] == "warning" and "local route" in f["remedy"]
     # (the answer's frame is the adapter file's, the connection's the veth file's: the message says which is which)
-    assert f"(frame {x['name_frame']} of tunnel-side.pcapng)" in f["message"]
+    assert f"(frame {x['name_frame']} of {d / 'tunnel-side.pcapng'})" in f["message"]
     assert not any(f["id"] == "TRAFFIC_OUTSIDE_TUNNEL" for f in s["findings"])
     # with the key log: the routes read, both findings as on route-outside-tunnel
     store, info = load_keys([d / "keys.log"], [])

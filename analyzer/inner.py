@@ -11,7 +11,8 @@ ChannelStats calls `note` only for the few packets that matter, so that bulk tra
 * ICMP destination unreachable (IPv4 type 3, IPv6 type 1) coming back through the tunnel, matched to the attempt
   it quotes: its code in words and the router that sent it.
 
-Bounded (`MAX_ATTEMPTS` each); IPv4 and IPv6 without extension headers. `failed` gives the attempts that got no
+Bounded (`MAX_ATTEMPTS` each); IPv4, and IPv6 past its hop-by-hop, routing, destination-options and (first)
+fragment headers. `failed` gives the attempts that got no
 answer (a TCP connect sent at least twice: retransmitted, so not a single lost packet), a reset, an ICMP error, or
 (DNS) an error RCODE. The rule is analyzer/rules/inner.py (INNER_UNREACHABLE).
 """
@@ -48,7 +49,22 @@ def _header(pkt, start: int):
             return None
         return 4, pkt[start + 9], ihl, bytes(pkt[start + 12:start + 16]), bytes(pkt[start + 16:start + 20])
     if ver == 6 and n >= 40:
-        return 6, pkt[start + 6], 40, bytes(pkt[start + 8:start + 24]), bytes(pkt[start + 24:start + 40])
+        nxt, off = pkt[start + 6], start + 40
+        # extension headers before the transport's (RFC 8200 §4): hop-by-hop options, routing, destination
+        # options — their length in 8-octet units after the first 8 —, and a fragment header (8 octets; a fragment
+        # other than the first has no transport header to read)
+        for _ in range(8):
+            if nxt in (0, 43, 60) and len(pkt) >= off + 2:
+                nxt, off = pkt[off], off + (pkt[off + 1] + 1) * 8
+            elif nxt == 44 and len(pkt) >= off + 8:
+                if ((pkt[off + 2] << 8) | pkt[off + 3]) & 0xFFF8:
+                    return None
+                nxt, off = pkt[off], off + 8
+            else:
+                break
+        if nxt in (0, 43, 44, 60) or off > len(pkt):
+            return None
+        return 6, nxt, off - start, bytes(pkt[start + 8:start + 24]), bytes(pkt[start + 24:start + 40])
     return None
 
 

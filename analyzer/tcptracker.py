@@ -201,7 +201,8 @@ class ChannelStats:
                     if at + 4 <= start + n and ((packet[at + 2] == 0 and packet[at + 3] == 53) or
                                                 (packet[at] == 0 and packet[at + 1] == 53)):
                         self._attempt(direction, packet, start, ts, frame)
-                elif proto == icmp:
+                elif proto == icmp or (icmp == 58 and proto in (0, 43, 44, 60)):
+                    # (IPv6 extension headers before the transport's: InnerAttempts walks them; rare, read whole)
                     self._attempt(direction, packet, start, ts, frame)
             else:
                 ver = packet[start] >> 4 if n else 0

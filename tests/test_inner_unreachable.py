@@ -87,6 +87,47 @@ def test_reached_or_once_is_not_unreachable():
     assert a.icmp_errors == 1
 
 
+def test_ipv6_extension_headers_are_walked():
+    """An IPv6 packet may carry extension headers before its transport header (RFC 8200 §4): hop-by-hop options,
+    routing, destination options, a fragment header. The SYN, the lookup and the ICMPv6 error behind them are read;
+    a fragment other than the first has no transport header and is left alone — through ChannelStats.data, as a
+    decrypted tunnel hands them over."""
+    from scapy.layers.inet6 import (  # noqa: PLC0415
+        ICMPv6DestUnreach,
+        IPv6,
+        IPv6ExtHdrDestOpt,
+        IPv6ExtHdrFragment,
+        IPv6ExtHdrHopByHop,
+        IPv6ExtHdrRouting,
+    )
+
+    from analyzer.tcptracker import ChannelStats  # noqa: PLC0415
+
+    cs = ChannelStats()
+    me, far, dns = "2001:2::50", "2001:2:0:9::9", "2001:2::1"
+    pkts = [
+        ("c2s", IPv6(src=me, dst=far) / IPv6ExtHdrHopByHop() / TCP(sport=4000, dport=443, flags="S")),
+        ("c2s", IPv6(src=me, dst=far) / IPv6ExtHdrDestOpt() / IPv6ExtHdrRouting() / TCP(sport=4000, dport=443,
+                                                                                           flags="S")),
+        ("c2s", IPv6(src=me, dst=far) / IPv6ExtHdrFragment(offset=0, m=1, id=7) / TCP(sport=4001, dport=22,
+                                                                                       flags="S")),
+        ("c2s", IPv6(src=me, dst=far) / IPv6ExtHdrFragment(offset=5, m=0, id=8) / (b"z" * 16)),
+        ("s2c", IPv6(src=far, dst=me) / IPv6ExtHdrHopByHop() / TCP(sport=22, dport=4001, flags="RA")),
+        ("c2s", IPv6(src=me, dst=dns) / IPv6ExtHdrDestOpt() / UDP(sport=5000, dport=53) /
+         DNS(id=3, qd=DNSQR(qname="y.corp", qtype="AAAA"))),
+        ("s2c", IPv6(src=dns, dst=me) / IPv6ExtHdrHopByHop() / ICMPv6DestUnreach(code=4) /
+         IPv6(src=me, dst=dns) / IPv6ExtHdrDestOpt() / UDP(sport=5000, dport=53) /
+         DNS(id=3, qd=DNSQR(qname="y.corp", qtype="AAAA"))),
+    ]
+    for i, (d, p) in enumerate(pkts, 1):
+        cs.data(d, float(i), i, raw(p), 0, None)
+    a = cs.inner_attempts
+    got = {(d["dst"], d["port"], d["answer"]) for d in failed_connects(a)}
+    assert got == {(far, 443, "none"), (far, 22, "reset")}
+    (lk,) = failed_lookups(a)
+    assert (lk["name"], lk["server"], lk["type"]) == ("y.corp", dns, "AAAA") and lk["answer"].startswith("ICMP")
+
+
 def test_only_the_packets_that_matter_are_read():
     """ChannelStats.data hands InnerAttempts only TCP SYNs or resets, UDP to or from port 53 and ICMP: bulk packets,
     other UDP and fragments are never parsed further (and make no attempts table)."""

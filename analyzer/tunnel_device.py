@@ -127,15 +127,17 @@ class TunnelDevice:
                    default=(None, 0))
         return a if n >= OWN_SHARE * self.counted else None
 
-    def attempts(self) -> InnerAttempts | None:
-        """What the client tried through the tunnel, as the device saw it (analyzer/inner.py), or None without an
+    def attempts(self, since: float | None = None, until: float | None = None) -> InnerAttempts | None:
+        """What the client tried through the tunnel, as the device saw it (analyzer/inner.py) — between ``since``
+        and ``until`` when given (one session's time, of several the device's packets span) —, or None without an
         own address."""
         own = self.address
         if own is None:
             return None
         a = InnerAttempts()
         for _c, frame, ts, pkt in self.kept:
-            a.note_packet("c2s" if pkt.src == own else "s2c", pkt, ts, frame)
+            if (since is None or ts >= since) and (until is None or ts <= until):
+                a.note_packet("c2s" if pkt.src == own else "s2c", pkt, ts, frame)
         return a
 
     def summary(self) -> dict[str, Any]:

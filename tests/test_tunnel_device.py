@@ -266,3 +266,37 @@ def test_the_adapter_goes_to_the_session_it_spans_when_two_had_its_address(tmp_p
             for s in (a, b)]
     assert addr == ["198.19.0.50", "198.19.0.50"] and a["start"] < b["start"]
     assert a["tunnel"]["device"]["matched_by"] == "tunnel-address" and "device" not in b["tunnel"]
+
+
+def test_an_adapter_capture_spanning_two_sessions_gives_each_its_own_time(tmp_path):
+    """A user who connected twice, captured on both interfaces (two real lab runs one after the other: the veth files
+    merged, the tun0 files merged, the second run 30 s after the first): without keys each session reads the
+    adapter's packets of its own time — the first's unreachable servers, the second's lookup answered inside and the
+    connection outside the tunnel — instead of neither."""
+    two = sample("route-outside-tunnel-adapter")
+
+    def first_of(p):
+        out = subprocess.run([_tool("capinfos"), "-a", "-T", "-r", "-S", str(p)], check=True, capture_output=True,
+                             text=True).stdout
+        return float(out.strip().split("\t")[-1])
+
+    shift = first_of(D / "capture.pcapng") + 30.0 - first_of(two / "capture.pcapng")
+    files = {}
+    for name in ("capture.pcapng", "tunnel-side.pcapng"):
+        later = tmp_path / f"later-{name}"
+        subprocess.run([_tool("editcap"), "-t", f"{shift:.9f}", str(two / name), str(later)], check=True,
+                       capture_output=True)
+        files[name] = tmp_path / f"both-{name}"
+        subprocess.run([_tool("mergecap"), "-w", str(files[name]), str(D / name), str(later)], check=True,
+                       capture_output=True)
+    store, info = load_keys([], [])
+    doc = to_document(analyze_paths([files["capture.pcapng"], files["tunnel-side.pcapng"]], store, info),
+                      version=__version__)
+    a, b = doc["sessions"]
+    assert a["tunnel"]["device"]["shared_by"] == b["tunnel"]["device"]["shared_by"] == 2
+    assert {c["dst"] for c in a["tunnel"]["unreachable"]["connects"]} == {"198.19.0.77", "198.19.0.78"}
+    assert "unreachable" not in b["tunnel"]  # (the second's lookup was answered; its connect left outside)
+    assert [x["dst"] for x in b["tunnel"]["outside_traffic"]] == ["198.19.1.10"]
+    assert "outside_traffic" not in a["tunnel"]
+    assert a["verdict"]["experienced"] == "Connected, but servers inside the tunnel did not answer"
+    assert any(f["id"] == "SPLIT_TUNNEL_ROUTE_MISSING" and f["inferred"] for f in b["findings"])

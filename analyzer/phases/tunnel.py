@@ -99,9 +99,12 @@ class TunnelDeviceSeen(Record):
     last: float | None
     first_frame: int
     last_frame: int
-    #: how it was tied to this session: "tunnel-address" (the CONNECT answer gave that address) or "time" (the only
+    #: how it was tied to this session: "tunnel-address" (the CONNECT answer gave that address) or "time" (a
     #: session whose tunnel was up while the adapter carried packets)
     matched_by: str
+    #: the sessions the adapter's packets span, this one included, when more than one (without keys, each reads
+    #: the packets of its own time); the counts above are the adapter's whole
+    shared_by: int = UNSET
 
 
 @record
@@ -245,8 +248,10 @@ def _tunnel_up(s) -> bool:
 
 def attach_devices(pipe, sessions: list, captures: list[str]) -> tuple[set[str], dict]:
     """Give each capture of the VPN's adapter (``pipe.tunnel_devices``: analyzer/tunnel_device.py) to the session it
-    belongs to: the one whose CONNECT answer gave the adapter's address, else the only session whose tunnel was up
-    while the adapter carried packets (never one whose client address is the adapter's). Its failed attempts become
+    belongs to: the one whose CONNECT answer gave the adapter's address (of several, the one its packets span most),
+    else the sessions whose tunnels were up while the adapter carried packets, one after the other, each with the
+    adapter's packets of its own time (sessions at the same time: none; never one whose client address is the
+    adapter's). Its failed attempts become
     the session's `unreachable` where the tunnel itself was not read. Returns the addresses of the adapters given
     (their traffic is the sessions' now, not other traffic's) and, by id of a session whose tunnel was not read,
     what its adapter showed the client try (an InnerAttempts)."""
@@ -266,31 +271,36 @@ def attach_devices(pipe, sessions: list, captures: list[str]) -> tuple[set[str],
             if pr is not None and own in (pr.address, (pr.address_ip6 or "").split("/")[0]):
                 by_address.append(s)
         if by_address:  # (sessions given the same address one after the other: the one the adapter's packets span most)
-            s = max(by_address, key=lambda s: min(s.end or 0.0, dev.last_ts or 0.0) - max(s.start or 0.0,
-                                                                                          dev.first_ts or 0.0))
+            chosen = [max(by_address, key=lambda s: min(s.end or 0.0, dev.last_ts or 0.0) - max(s.start or 0.0,
+                                                                                                 dev.first_ts or 0.0))]
             how = "tunnel-address"
         else:
-            up = [s for s in sessions if s.client != own and _tunnel_up(s) and s.start is not None
-                  and s.end is not None and dev.first_ts is not None and s.start <= dev.last_ts
-                  and dev.first_ts <= s.end]
-            if len(up) != 1:
-                continue
-            s, how = up[0], "time"
-        if s.tunnel is None or s.tunnel.device is not UNSET or (not dev.named and cap in (s.captures or [])):
-            continue
-        s.tunnel.device = TunnelDeviceSeen(
-            interface=dev.label, capture=cap,
-            address=own, packets=dev.packets, first=dev.first_ts, last=dev.last_ts, first_frame=dev.first_frame,
-            last_frame=dev.last_frame, matched_by=how)
-        given.add(own)
-        if s.tunnel.unreachable is UNSET and not _decrypted(s):
-            a = dev.attempts()
-            if a is not None:
-                tried[id(s)] = a
-            u = unreachable_of(a) if a is not None else None
-            if u is not None:
-                u.read_from = f"tunnel device {dev.label}"
-                s.tunnel.unreachable = u
+            # without keys: the sessions whose tunnel was up while the adapter carried packets — one after the other
+            # (a user who connected again), each reads the adapter's packets of its own time
+            chosen = [s for s in sessions if s.client != own and _tunnel_up(s) and s.start is not None
+                      and s.end is not None and dev.first_ts is not None and s.start <= dev.last_ts
+                      and dev.first_ts <= s.end]
+            if any(a.start <= b.end and b.start <= a.end for a, b in zip(chosen, chosen[1:])):
+                continue  # (at the same time: which one's inside these packets are is not known)
+            how = "time"
+        chosen = [s for s in chosen if s.tunnel is not None and s.tunnel.device is UNSET
+                  and (dev.named or cap not in (s.captures or []))]
+        for s in chosen:
+            s.tunnel.device = TunnelDeviceSeen(
+                interface=dev.label, capture=cap,
+                address=own, packets=dev.packets, first=dev.first_ts, last=dev.last_ts, first_frame=dev.first_frame,
+                last_frame=dev.last_frame, matched_by=how)
+            if len(chosen) > 1:
+                s.tunnel.device.shared_by = len(chosen)
+            given.add(own)
+            if s.tunnel.unreachable is UNSET and not _decrypted(s):
+                a = dev.attempts(s.start, s.end) if len(chosen) > 1 else dev.attempts()
+                if a is not None:
+                    tried[id(s)] = a
+                u = unreachable_of(a) if a is not None else None
+                if u is not None:
+                    u.read_from = f"tunnel device {dev.label}"
+                    s.tunnel.unreachable = u
     return given, tried
 
 

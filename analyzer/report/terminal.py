@@ -408,7 +408,9 @@ def _tunnel(con: Console, s) -> None:
     if dev is not None:
         _wrap(con, f"VPN adapter's packets ({dev.interface}" + (f", {dev.capture}" if dev.capture else "")
                    + f"): {plural(dev.packets, 'packet')} inside the tunnel in the clear, tunnel address "
-                     f"{dev.address}, frames {dev.first_frame}–{dev.last_frame}", 2, 7)
+                     f"{dev.address}, frames {dev.first_frame}–{dev.last_frame}"
+                   + (f" (spanning {dev.shared_by} sessions: each reads those of its own time)"
+                      if opt(dev.shared_by) else ""), 2, 7)
     end = t.end
     if end:
         who = "client" if end.direction == "c2s" else "gateway"

@@ -26,6 +26,12 @@ HANDSHAKE_ONLY = frozenset({"cert-chain-missing", "path-mtu-blackhole", "path-mt
     | NEVER_CONNECTED | NEVER_RESOLVED
 
 
+#: lab samples of several clients at once (Scenario.second_client: two users behind one address): their facts.json
+#: describes the first client (its client.log), and the capture holds a session per client — the tests that hold one
+#: sample's facts to one session leave them to tests/test_shared_address.py
+SEVERAL_CLIENTS = frozenset({"two-users-one-address"})
+
+
 def sample_dirs() -> list[Path]:
     return sorted(p.parent for p in SAMPLES.glob("*/facts.json"))
 

@@ -41,10 +41,11 @@ from analyzer.report.json_report import to_document
 from analyzer.timefmt import clock
 from lab.scenarios import SCENARIOS
 
-from .conftest import HANDSHAKE_ONLY, facts, sample, sample_dirs
+from .conftest import HANDSHAKE_ONLY, SEVERAL_CLIENTS, facts, sample, sample_dirs
 from .helpers import run_chromium
 
-SAMPLES = [p.name for p in sample_dirs() if p.name not in HANDSHAKE_ONLY]  # (no session: no session page)
+# (no session: no session page; several clients: a page of two sessions, tests/test_shared_address.py)
+SAMPLES = [p.name for p in sample_dirs() if p.name not in HANDSHAKE_ONLY | SEVERAL_CLIENTS]
 PASSWORD = "acflow-pass-1"
 
 

@@ -152,3 +152,24 @@ def test_without_keys_the_adapters_capture_tells_the_route_is_missing():
                        version=__version__)["sessions"]
     assert {f["id"] for f in k["findings"]} >= {"TRAFFIC_OUTSIDE_TUNNEL", "SPLIT_TUNNEL_ROUTE_MISSING"}
     assert not any(f.get("inferred") for f in k["findings"] if f["id"] == "SPLIT_TUNNEL_ROUTE_MISSING")
+
+
+def test_a_connect_the_adapter_saw_went_into_the_tunnel(tmp_path):
+    """In a Linux 'any' capture a packet the client sends from its own address into its tun (the kernel picks the
+    tun's route, the socket kept the outer address) is the tun device's, not the physical interface's: the SYN to
+    198.19.0.77 of this sample, shown on a tun device (cooked capture, ARPHRD_NONE) at the same moment, is no
+    traffic outside the tunnel; the one to 198.19.1.10 still is."""
+    from scapy.all import IP, TCP, CookedLinux, PcapWriter, rdpcap  # noqa: PLC0415
+
+    cap = sample(NAME) / "capture.pcapng"
+    syn = next(p for p in rdpcap(str(cap)) if IP in p and p[IP].dst == "198.19.0.77" and TCP in p)
+    tun = tmp_path / "tun.pcap"
+    w = PcapWriter(str(tun), linktype=113, sync=True)
+    pkt = CookedLinux(pkttype=4, lladdrtype=0xFFFE, lladdrlen=0, src=b"", proto=0x0800) / syn[IP]
+    pkt.time = syn.time
+    w.write(pkt)
+    w.close()
+    store, info = load_keys([sample(NAME) / "keys.log"], [])
+    (s,) = to_document(analyze_paths([cap, tun], store, info), version=__version__)["sessions"]
+    assert [x["dst"] for x in s["tunnel"]["outside_traffic"]] == ["198.19.1.10"]
+    assert not any(f["id"] == "TRAFFIC_OUTSIDE_TUNNEL" for f in s["findings"])

@@ -162,12 +162,13 @@ def _read(index, g: Group, since: float, end: float, resolved: dict, routes: Rou
     """`read`'s work: ``routes`` None — no CONNECT answer read — only the addresses of ``resolved`` count."""
     client, gateway = g.key[0], g.key[1]
     ours = {id(cn.c) for cn in g.conns}
+    inside = index.on_device  # (connects the VPN adapter's capture shows going into the tunnel)
     seen: list[tuple] = []  # (time, protocol, dst, port, frames, answer)
     for c in index.tcp.get(client, ()):
-        if id(c) not in ours and since <= c.first_ts <= end:
+        if id(c) not in ours and since <= c.first_ts <= end and (*c.client, *c.server) not in inside:
             seen.append((c.first_ts, "tcp", c.server[0], c.server[1], [c.first_frame], "connected"))
     for f in index.failed.get(client, ()):
-        if since <= f.first_ts <= end:
+        if since <= f.first_ts <= end and (*f.client, *f.server) not in inside:
             seen.append((f.first_ts, "tcp", f.server[0], f.server[1], [fr for _t, fr in f.syns] or [f.first_frame],
                          _answer_of_failed(f)))
     for e in (index.dns.get(client) or {}).values():

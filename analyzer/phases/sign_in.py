@@ -142,6 +142,16 @@ class ClientIndex:
         return out
 
     @functools.cached_property
+    def on_device(self) -> frozenset:
+        """(client address, port, server address, port) of the TCP connects seen on a VPN adapter's capture
+        (analyzer/tunnel_device.py): they went into the tunnel, whatever their source address (a Linux 'any'
+        capture shows a packet sent from the client's own address into its tun as the tun's)."""
+        devices = (getattr(self._pipe, "tunnel_devices", None) or {}).values()
+        return frozenset((p.src, p.sport, p.dst, p.dport) for dev in devices if dev.named
+                         for _c, _f, _t, p in dev.kept if p.proto == 6 and p.flags is not None
+                         and p.flags & 0x12 == 0x02)
+
+    @functools.cached_property
     def dns(self) -> dict[str, dict]:
         out: dict[str, dict] = {}
         for k, e in (getattr(getattr(self._pipe, "dns", None), "entries", None) or {}).items():

@@ -38,7 +38,8 @@ def _pton(a: str) -> bytes:
 
 
 def _header(pkt, start: int):
-    """(version, protocol, header length, source, destination) of the IP packet at ``start``, or None."""
+    """(version, protocol, where its transport header starts, source, destination) of the IP packet at ``start``,
+    or None."""
     n = len(pkt) - start
     if n < 20:
         return None
@@ -47,7 +48,7 @@ def _header(pkt, start: int):
         ihl = (pkt[start] & 0x0F) * 4
         if ihl < 20 or n < ihl:
             return None
-        return 4, pkt[start + 9], ihl, bytes(pkt[start + 12:start + 16]), bytes(pkt[start + 16:start + 20])
+        return 4, pkt[start + 9], start + ihl, bytes(pkt[start + 12:start + 16]), bytes(pkt[start + 16:start + 20])
     if ver == 6 and n >= 40:
         nxt, off = pkt[start + 6], start + 40
         # extension headers before the transport's (RFC 8200 §4): hop-by-hop options, routing, destination
@@ -64,7 +65,7 @@ def _header(pkt, start: int):
                 break
         if nxt in (0, 43, 44, 60) or off > len(pkt):
             return None
-        return 6, nxt, off - start, bytes(pkt[start + 8:start + 24]), bytes(pkt[start + 24:start + 40])
+        return 6, nxt, off, bytes(pkt[start + 8:start + 24]), bytes(pkt[start + 24:start + 40])
     return None
 
 
@@ -87,8 +88,7 @@ class InnerAttempts:
         h = _header(pkt, start)
         if h is None:
             return
-        ver, proto, hl, src, dst = h
-        off = start + hl
+        ver, proto, off, src, dst = h
         end = len(pkt)
         if proto == 6 and end >= off + 14:
             self._tcp(direction, src, (pkt[off] << 8) | pkt[off + 1], dst, (pkt[off + 2] << 8) | pkt[off + 3],
@@ -150,13 +150,10 @@ class InnerAttempts:
         """An ICMP destination unreachable from ``src`` whose quoted packet starts at ``pkt[qstart]``."""
         self.icmp_errors += 1
         quoted = _header(pkt, qstart)
-        if quoted is None:
+        if quoted is None or len(pkt) < quoted[2] + 4:
             return
-        _qv, qproto, qhl, qsrc, qdst = quoted
-        q = qstart + qhl
+        _qv, qproto, q, qsrc, qdst = quoted
         end = len(pkt)
-        if end < q + 4:
-            return
         qsport, qdport = (pkt[q] << 8) | pkt[q + 1], (pkt[q + 2] << 8) | pkt[q + 3]
         icmp = {"from": _addr(src), "code": code, "frame": frame, "time": ts,
                 "text": (ICMP4_CODES if ver == 4 else ICMP6_CODES).get(code, f"code {code}")}

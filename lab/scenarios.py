@@ -95,6 +95,18 @@ class Scenario:
         return plan
 
 
+#: what the client tries inside the tunnel in the inner-unreachable scenarios: a blackhole and a prohibit route in the
+#: gateway's namespace, TCP to both, a lookup at the tunnel's DNS address where nothing listens
+INNER_UNREACHABLE_STEPS = (("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
+                           ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
+                           ("inner-dns", "198.19.0.1", "intranet.acflow.test"))
+#: the route-outside-tunnel scenarios: the tunnel's DNS answering 198.19.1.10, a route of the client's own network
+#: inside the tunnel's, a default route, TCP to both sides of it
+ROUTE_OUTSIDE_STEPS = (("tunnel-dns", "198.19.1.10"), ("client-route", "198.19.0.64/26"), ("client-route", "default"),
+                       ("inner-tcp", "198.19.0.77", 8080), ("inner-dns", "198.19.0.1", "app.corp.acflow.test"),
+                       ("inner-tcp", "198.19.1.10", 8080))
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("baseline", "TLS 1.3, DTLS 1.2 with PSK-NEGOTIATE, 5 pings, clean disconnect",
              gateway={"tls-priorities": PRIO_TLS13}),
@@ -278,24 +290,19 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "reject), and looks up intranet.acflow.test at the tunnel's DNS server 198.19.0.1, where nothing "
              "listens (ICMP port unreachable); all of it inside the tunnel (route 198.19.0.0/24)",
              gateway={"tls-priorities": PRIO_TLS13},
-             steps=(("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
-                    ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
-                    ("inner-dns", "198.19.0.1", "intranet.acflow.test"))),
+             steps=INNER_UNREACHABLE_STEPS),
     Scenario("inner-unreachable-adapter", "inner-unreachable captured as support asks for it: on the client's "
              "network interface and, at the same time, on the VPN's adapter (tun0, tunnel-side.pcapng): the second "
              "file holds the client's packets inside the tunnel in the clear — what a capture without keys can "
              "still tell about 'connected, but I cannot reach the server'",
              gateway={"tls-priorities": PRIO_TLS13}, tunnel_capture=True,
-             steps=(("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
-                    ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
-                    ("inner-dns", "198.19.0.1", "intranet.acflow.test"))),
+             steps=INNER_UNREACHABLE_STEPS),
     Scenario("inner-unreachable-any", "inner-unreachable captured as a Linux user does with tcpdump -i any: dumpcap on "
              "the client namespace's 'any' device, one file holding the veth's packets and, once it is up, tun0's "
-             "(Linux cooked capture v2: each packet names its device's type, a tun device's ARPHRD_NONE)",
+             "(Linux cooked capture, as dumpcap writes it: each packet names its device's type, a tun device's "
+             "ARPHRD_NONE)",
              gateway={"tls-priorities": PRIO_TLS13}, capture_side="client-any",
-             steps=(("inner-route", "blackhole", "198.19.0.77"), ("inner-route", "prohibit", "198.19.0.78"),
-                    ("inner-tcp", "198.19.0.77", 8080), ("inner-tcp", "198.19.0.78", 8080),
-                    ("inner-dns", "198.19.0.1", "intranet.acflow.test"))),
+             steps=INNER_UNREACHABLE_STEPS),
     Scenario("dns-outside-tunnel", "connected, but the client's lookups of the VPN's internal names go to its own DNS "
              "server outside the tunnel, which does not know them (NXDOMAIN): the gateway gives DNS 198.19.0.1, "
              "default domain acflow.test and split DNS corp.acflow.test, the client's resolver stays 198.18.0.1 "
@@ -309,9 +316,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "and a default route: its TCP to 198.19.0.77:8080 goes out of its own interface, and after looking up "
              "app.corp.acflow.test through the tunnel its TCP to 198.19.1.10:8080 does too; neither is answered",
              gateway={"tls-priorities": PRIO_TLS13},
-             steps=(("tunnel-dns", "198.19.1.10"), ("client-route", "198.19.0.64/26"), ("client-route", "default"),
-                    ("inner-tcp", "198.19.0.77", 8080), ("inner-dns", "198.19.0.1", "app.corp.acflow.test"),
-                    ("inner-tcp", "198.19.1.10", 8080))),
+             steps=ROUTE_OUTSIDE_STEPS),
     Scenario("dtls-not-offered", "a gateway without DTLS (ocserv with no udp-port, as an ASA without 'anyconnect ssl "
              "dtls enable'): its CONNECT answer has no X-DTLS-Port, the client sends no DTLS, the pings and the "
              "tunnel run over TLS only",
@@ -320,9 +325,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "veth and, at the same time, on its tun0 (tunnel-side.pcapng): without keys the adapter's packets hold "
              "the tunnel DNS's answer for app.corp.acflow.test, and the veth's the connection to it outside the tunnel",
              gateway={"tls-priorities": PRIO_TLS13}, tunnel_capture=True,
-             steps=(("tunnel-dns", "198.19.1.10"), ("client-route", "198.19.0.64/26"), ("client-route", "default"),
-                    ("inner-tcp", "198.19.0.77", 8080), ("inner-dns", "198.19.0.1", "app.corp.acflow.test"),
-                    ("inner-tcp", "198.19.1.10", 8080))),
+             steps=ROUTE_OUTSIDE_STEPS),
     Scenario("two-users-one-address", "two users behind one address (a NAT), logging in at the same moment: a second "
              "openconnect in the client namespace starts 50 ms after the first (its own tun1); both get tunnels with "
              "DTLS, the first's carries the pings; the second disconnects first",

@@ -90,6 +90,7 @@ class Pipeline:
         # id) -> TunnelDevice; those of the capture being fed by interface id
         self.tunnel_devices: dict[tuple, TunnelDevice] = {}
         self._tun_now: dict[int, TunnelDevice] = {}
+        self._any_now: dict[int | None, TunnelDevice] = {}  # an "any" capture's tun devices, by interface index
         self._raw_pending = False
         self.fast_lanes = fast_lanes  # False: every frame takes the general path (tests compare both)
         # live: keys that arrive late (dissectors.tls.connection.KeyWait): TLS connections park their records until
@@ -148,6 +149,7 @@ class Pipeline:
                 conn.lane_flow = None
         self.captures.append(name)
         self._tun_now = {}  # (interface ids are the file's own)
+        self._any_now = {}
         self._raw_pending = True  # until its first frame or interface: a file of raw IP packets may be an adapter's
 
     def note_interface(self, interface: int, label: str, tunnel: bool) -> None:
@@ -157,22 +159,26 @@ class Pipeline:
         if tunnel:
             self._tunnel_device(interface, label, named=True)
 
-    def _tunnel_device(self, interface: int, label: str, named: bool) -> None:
+    def _device(self, interface: int, label: str, named: bool) -> TunnelDevice:
+        """The TunnelDevice of ``interface`` in the capture being fed, made on first use."""
         n = max(len(self.captures) - 1, 0)
         dev = self.tunnel_devices.get((n, interface))
         if dev is None:
             dev = self.tunnel_devices[(n, interface)] = TunnelDevice(n, interface, label, named)
-        self._tun_now[interface] = dev
+        return dev
+
+    def _tunnel_device(self, interface: int, label: str, named: bool) -> None:
+        self._tun_now[interface] = self._device(interface, label, named)
 
     def _any_tun(self, ifindex: int | None) -> TunnelDevice:
         """The device of a Linux "any" capture's packets of type ARPHRD_NONE (a tun device: no link-layer header;
         SLL2 names it by interface index, SLL not at all): a VPN's adapter among the capture's interfaces."""
-        key = -1 - (ifindex or 0)  # (negative: never a pcapng interface id)
-        n = max(len(self.captures) - 1, 0)
-        dev = self.tunnel_devices.get((n, key))
+        dev = self._any_now.get(ifindex)
         if dev is None:
             which = f"the tun device with interface index {ifindex}" if ifindex is not None else "the tun device"
-            dev = self.tunnel_devices[(n, key)] = TunnelDevice(n, key, f"{which} in a Linux 'any' capture", named=True)
+            # (key negative: never a pcapng interface id)
+            dev = self._any_now[ifindex] = self._device(-1 - (ifindex or 0), f"{which} in a Linux 'any' capture",
+                                                         named=True)
         return dev
 
     def _capture_of(self, flow) -> str | None:

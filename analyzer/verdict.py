@@ -21,6 +21,7 @@ from .evidence import split_endpoint
 from .model import Analysis, Finding, Session
 from .phases.cstp_connect import connect_details
 from .phases.dtls import DTLSDetails
+from .phases.inferred import reading
 from .phases.record import Record, record
 
 OUTCOMES = ("healthy", "degraded", "tunnel-lost", "failed", "inconclusive")
@@ -160,12 +161,6 @@ def _verdict(outcome, experienced, cause, frames, time, remedy, used, s, after: 
     return SessionVerdict(outcome=outcome, text=_line(experienced, cause, frames, remedy, after),
                           experienced=experienced, cause=cause + after if cause else cause, frames=frames, time=time,
                           remedy=remedy, findings=used, worst_severity=worst_severity(s.findings))
-
-
-def _inferred_up(s: Session) -> bool:
-    """Without keys: the keyless reading found the CONNECT answered (analyzer/phases/inferred.py)."""
-    p = s.phase("cstp-connect")
-    return p.status == "undecrypted" and p.inferred is not None and p.inferred.status == "ok"
 
 
 def judge(s: Session) -> SessionVerdict:
@@ -382,7 +377,8 @@ def judge(s: Session) -> SessionVerdict:
             worst = rc
         # (without keys, a finding read from real packets — the VPN adapter's capture — about a tunnel the keyless
         # reading found up says what the user saw as it would with keys)
-        seen_up = connected or (not worst.inferred and worst.id in CONNECTED_BUT and _inferred_up(s))
+        seen_up = connected or (not worst.inferred and worst.id in CONNECTED_BUT
+                                and reading(s.phase("cstp-connect"), confident=False) == "ok")
         exp = (CONNECTED_BUT.get(worst.id, "Connected, with a problem") if seen_up
                else "Tunnel seen without keys, with a problem")
         cause = _psk_cause(worst) if worst.id == "DTLS_PSK_MISMATCH" else _plain(worst.message)

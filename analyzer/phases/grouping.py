@@ -566,8 +566,9 @@ def _split_concurrent_tunnels(groups: list[Group]) -> None:
             for cn in ch:
                 part.add(cn)
         firsts = [up[id(ch[0])] for ch in chains]
+        tunnel_ids = {id(cn) for cn in tunnels}
         for cn in g.conns:
-            if any(cn is t for t in tunnels):
+            if id(cn) in tunnel_ids:
                 continue
             after = [i for i, t in enumerate(firsts) if t >= cn.c.first_ts]
             i = min(after, key=lambda i: firsts[i]) if after else max(range(len(chains)), key=lambda i: firsts[i])
@@ -577,12 +578,10 @@ def _split_concurrent_tunnels(groups: list[Group]) -> None:
         answered = sorted(((up[id(cn)], i, last[id(cn)]) for i, ch in enumerate(chains) for cn in ch))
         pairs = sorted((f.first_ts - t, k, i) for k, f in enumerate(g.dtls) for t, i, _e in answered
                        if 0 <= f.first_ts - t <= DTLS_AFTER_CONNECT)
-        took: dict[int, int] = {}
-        taken: set = set()
+        took: dict[int, int] = {}  # DTLS flow -> the chain whose first flow it is
         for _d, k, i in pairs:
-            if k not in took and (i, 0) not in taken:
+            if k not in took and i not in took.values():
                 took[k] = i
-                taken.add((i, 0))
         for k, f in enumerate(g.dtls):
             i = took.get(k)
             if i is None:  # (a later flow: the tunnel still up then, else the one up last before it)

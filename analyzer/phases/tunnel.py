@@ -11,6 +11,7 @@ from ..inner import InnerAttempts, failed_connects, failed_lookups
 from . import cstp_connect
 from .dtls import DTLSDetails
 from .grouping import Group
+from .inferred import reading
 from .outside import OutsideTraffic
 from .record import UNSET, Record, record
 
@@ -239,11 +240,7 @@ def _series(g: Group) -> list:
 
 def _tunnel_up(s) -> bool:
     """The session's CONNECT was answered (read, or inferred without keys), or its tunnel began before the capture."""
-    p = s.phase("cstp-connect")
-    if p.status in ("ok", "before-capture", "not-captured"):
-        return True
-    inf = p.inferred
-    return p.status == "undecrypted" and inf is not None and inf.status == "ok"
+    return reading(s.phase("cstp-connect"), confident=False) in ("ok", "before-capture", "not-captured")
 
 
 def attach_devices(pipe, sessions: list, captures: list[str]) -> tuple[set[str], dict]:

@@ -14,6 +14,7 @@ from ..evidence import split_endpoint
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails, DTLSFlowSummary
+from ..phases.inferred import reading
 
 RULE_IDS = ("DTLS_NO_RESPONSE", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_NOT_OFFERED")
 NO_RESPONSE_WAIT = 1.0  # seconds of capture after the last hello before it counts as unanswered
@@ -34,7 +35,7 @@ def _not_offered_inferred(session, ctx) -> list[Finding]:
     seconds or more with no DTLS from the client at all — the gateway offered none, most likely."""
     cstp = session.phase("cstp-connect")
     inf = cstp.inferred
-    if cstp.status != "undecrypted" or inf is None or inf.status != "ok":
+    if cstp.status != "undecrypted" or reading(cstp, confident=False) != "ok":
         return []
     if any(getattr(c, "proxy", None) for c in session.connections):
         return []  # (through an HTTP proxy no DTLS is tried: DTLS_FALLBACK_TLS, analyzer/rules/dtls_path.py)
@@ -44,7 +45,7 @@ def _not_offered_inferred(session, ctx) -> list[Finding]:
     # (still up when the capture ended: the capture's end; else the tunnel's)
     end = t.end_time if t.ended_by is not None else max(x for x in (t.end_time, ctx.capture_end, t.established_time)
                                                          if x is not None)
-    if end is None or end - t.established_time < DTLS_START_WAIT:
+    if end - t.established_time < DTLS_START_WAIT:
         return []
     up = end - t.established_time
     return [Finding(

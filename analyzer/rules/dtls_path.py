@@ -12,6 +12,7 @@ from ..evidence import split_endpoint
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails
+from ..phases.inferred import reading
 from ..phases.inferred import tunnels as inferred_tunnels
 
 RULE_IDS = ("DTLS_FALLBACK_TLS", "DTLS_SOURCE_MISMATCH", "DTLS_NAT_REBINDING")
@@ -41,8 +42,7 @@ def check(session, ctx):
             remedy="Expected behind a proxy. For DTLS, let the client reach the gateway directly (a proxy bypass for "
                    "the gateway's address, UDP allowed to it).",
             evidence={"cstp_inner_packets": cstp_data, "proxy": proxy.get("target"), "x_cstp_mtu": mtu}))
-    elif proxy and not flows and cstp.status == "undecrypted" and cstp.inferred is not None \
-            and cstp.inferred.status == "ok":
+    elif proxy and not flows and cstp.status == "undecrypted" and reading(cstp, confident=False) == "ok":
         # without keys: the proxy's CONNECT is in the clear, the tunnel inferred up, no DTLS at all
         out.append(Finding(
             id="DTLS_FALLBACK_TLS", severity="info", phase="dtls", time=cstp.start, frames=[proxy.get("frame")],

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails
+from ..phases.inferred import reading
 from .reconnect import moved_away
 
 RULE_IDS = ("TCP_RETRANSMISSIONS",)
@@ -27,7 +28,7 @@ def check(session, ctx):
     dtls_up = isinstance(dtls, DTLSDetails) and bool(dtls.established)
     names = [c.connection for c in d.connects] if d is not None else []
     inferred = False
-    if d is None and cstp.status == "undecrypted" and cstp.inferred is not None and cstp.inferred.status == "ok":
+    if d is None and reading(cstp, confident=False) == "ok":
         names = [t.connection for t in cstp.inferred.tunnels or []]  # (without keys: the connections read as tunnels)
         inferred = True
     for name in names:

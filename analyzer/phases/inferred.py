@@ -365,11 +365,7 @@ def _polling(rounds: list[InferredRound]) -> tuple[int, float, list[int]] | None
     if len(run) < POLL_LEAST:
         return None
     run.reverse()
-    gaps = sorted(b.time - a.time for a, b in zip(run, run[1:]))
-    median = gaps[len(gaps) // 2]
-    if median < 0.5 or any(abs(g - median) > POLL_SPREAD for g in gaps):
-        return None
-    return len(run), round(median, 3), [rd.frame for rd in run]
+    return _steady(run)
 
 
 def _wait_pages(rounds: list[InferredRound], sign_in: InferredSignIn) -> tuple[int, float, list[int]] | None:
@@ -387,6 +383,12 @@ def _wait_pages(rounds: list[InferredRound], sign_in: InferredSignIn) -> tuple[i
             break
     if len(run) < 2 or len({rd.response_bytes for rd in run[:-1]}) != 1:
         return None
+    return _steady(run)
+
+
+def _steady(run: list[InferredRound]) -> tuple[int, float, list[int]] | None:
+    """``run`` (two rounds or more) at a steady pace — intervals within POLL_SPREAD of their median, 0.5 s or more (a
+    page's refresh, not a burst) —: (rounds, median interval, their frames), else None."""
     gaps = sorted(b.time - a.time for a, b in zip(run, run[1:]))
     median = gaps[len(gaps) // 2]
     if median < 0.5 or any(abs(g - median) > POLL_SPREAD for g in gaps):

@@ -141,7 +141,7 @@ def stdin_problem(captures) -> str | None:
 @few_collections()
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
                 gateways=(), summary=False, fail_on=None, session_ids=(), clients=(), since=None, until=None,
-                tz=None, jobs=1, exit_when_done: bool = False) -> int:
+                tz=None, jobs=1, other_side=None, exit_when_done: bool = False) -> int:
     """Filters, --summary, --fail-on, --tz: analyzer/selection.py and the renderers (issue #17). ``exit_when_done``
     (the command line): end the process once the report is out, see `exit_now`."""
     import os  # noqa: PLC0415
@@ -170,6 +170,10 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
     if problem:
         print(f"acflow: {problem}", file=sys.stderr)
         return EXIT_INPUT
+    if other_side is not None and (len(captures) != 1 or is_stdio(captures[0]) or is_stdio(other_side)):
+        print("acflow: --other-side compares two files: give one capture file to analyse (not standard input)",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
         # every output is checked before any work: a report is never lost to a typo after a long analysis
         check_outputs({"report": output if output is not None else "-", "inner packets": export_inner},
@@ -216,6 +220,15 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
             return EXIT_INPUT
         if progress is not None:
             progress(None)
+        if other_side is not None:
+            from .both_sides import attach_other_side  # noqa: PLC0415
+            from .capture import CaptureFormatError  # noqa: PLC0415
+
+            try:
+                attach_other_side(analysis, captures[0], other_side)
+            except (OSError, CaptureFormatError) as e:
+                print(f"acflow: --other-side {other_side}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+                return EXIT_INPUT
         for g in analysis.gateways:
             if g.name is not None and not g.addresses:
                 print(f"acflow: --gateway {g.text}: the capture ties no address to this name (no DNS answer for it, "

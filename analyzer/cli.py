@@ -161,8 +161,13 @@ def _jobs(value):
               help="Processes to split the analysis over (by client address pair; the result is the same). auto: "
                    "the machine's cores for a capture over 50 MB whose traffic is spread over several clients, "
                    "else 1.")
+@click.option("--other-side", "other_side", type=click.Path(dir_okay=False, path_type=Path), metavar="CAPTURE",
+              help="A capture of the same traffic taken at another point of its path (the gateway's side of a "
+                   "client's capture, the other side of a firewall): what was lost, forged or translated between the "
+                   "two points is reported with the sessions (PATH_* findings, and 'path' in JSON). One CAPTURE to "
+                   "analyse then.")
 def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways, summary,
-            fail_on, session_ids, clients, since, until, tz, jobs):
+            fail_on, session_ids, clients, since, until, tz, jobs, other_side):
     """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase; each session starts with a
     one-line verdict. Several files are one capture (a ring buffer's), read in the time order of their first
     packets; a directory stands for every capture file below it.
@@ -180,7 +185,8 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
     sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
                          verbose=verbose, show_secrets=show_secrets, export_inner=export_inner,
                          gateways=gateways, summary=summary, fail_on=fail_on, session_ids=session_ids,
-                         clients=clients, since=since, until=until, tz=tz, jobs=jobs, exit_when_done=_PROGRAM))
+                         clients=clients, since=since, until=until, tz=tz, jobs=jobs, other_side=other_side,
+                         exit_when_done=_PROGRAM))
 
 
 @main.command()

@@ -202,14 +202,20 @@ class Analysis:
     #: the other traffic's failed connects, typed: [(server "address:port", FailedConnectSummary)] — the first 20,
     #: as the document's `other_traffic.failed_connects` lists them (analyzer/phases/session.py `reconstruct`)
     failed_connects: list = field(default_factory=list)
+    #: analyzer/path.py `PathReport`: the comparison with a capture of the same traffic taken at another point
+    #: (`acflow analyze --other-side`); None without one
+    path: Any = None
 
     def to_json(self, version: str, show_secrets: bool = False, sessions: bool = True) -> dict:
         """``sessions=False``: ``"sessions": []`` (a writer that puts them in one at a time)."""
-        return {"acflow": version, "schema": SCHEMA_VERSION,
-                "captures": [c.to_json() for c in self.captures],
-                "sessions": [s.to_json(show_secrets) for s in self.sessions] if sessions else [],
-                "findings": [f.to_json(show_secrets) for f in self.findings],
-                "other_traffic": dict(self.other_traffic)}
+        doc = {"acflow": version, "schema": SCHEMA_VERSION,
+               "captures": [c.to_json() for c in self.captures],
+               "sessions": [s.to_json(show_secrets) for s in self.sessions] if sessions else [],
+               "findings": [f.to_json(show_secrets) for f in self.findings],
+               "other_traffic": dict(self.other_traffic)}
+        if self.path is not None:
+            doc["path"] = self.path.to_json()
+        return doc
 
 
 #: Version of the JSON document layout (docs/json-schema.md); bumped on incompatible changes only.

@@ -53,6 +53,9 @@ SHORT_REMEDY = {
     "RECONNECT_ADDRESS_CHANGED": "make the gateway keep the tunnel address across reconnects",
     "SESSION_TERMINATED": "check the gateway's log for the reason (idle or session timeout, administrator logoff, "
                           "licence)",
+    "PATH_DTLS_BLOCKED": "allow UDP 443 from the client to the gateway on the device between the two capture points",
+    "PATH_RESET_INJECTED": "find the firewall, IPS or load balancer between the two capture points that resets the "
+                           "connection and exempt the VPN's connections (or raise its idle timeout)",
 }
 
 
@@ -77,6 +80,8 @@ CONNECTED_BUT = {
     "DPD_RTT_HIGH": "Connected, with high latency",
     "DTLS_NAT_REBINDING": "Connected, but a NAT moved the DTLS flow",
     "TCP_RESET_INJECTED": "Connected, but a device on the path reset the tunnel's connection",
+    "PATH_RESET_INJECTED": "Connected, but a device between the two capture points reset the tunnel's connection",
+    "PATH_PACKETS_LOST": "Connected, but packets were lost between the two capture points",
 }
 
 
@@ -351,8 +356,8 @@ def judge(s: Session) -> SessionVerdict:
         port = (params.dtls_port if params is not None and params.dtls_port else None) or \
             split_endpoint(s.gateway)[1]
         nr = first("DTLS_NO_RESPONSE")
-        for fid in ("DTLS_PSK_MISMATCH", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_COOKIE_IGNORED", "DTLS_SOURCE_MISMATCH",
-                    "DTLS_ANSWERS_LOST"):
+        for fid in ("PATH_DTLS_BLOCKED", "DTLS_PSK_MISMATCH", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_COOKIE_IGNORED",
+                    "DTLS_SOURCE_MISMATCH", "DTLS_ANSWERS_LOST"):
             f = first(fid)
             if f is not None:
                 cause = _psk_cause(f) if fid == "DTLS_PSK_MISMATCH" else _plain(f.message)
@@ -513,7 +518,8 @@ def _dpd_side(f: Finding) -> str | None:
 
 #: among findings of the same severity, these say best what the user experienced (the packets lost, rather than
 #: the MTU numbers that explain it)
-FIRST_AMONG_EQUALS = ("MTU_EXCEEDED", "DTLS_PSK_MISMATCH")
+# (a path finding is the proof from two captures: it goes before what one capture suggests)
+FIRST_AMONG_EQUALS = ("MTU_EXCEEDED", "DTLS_PSK_MISMATCH", "PATH_RESET_INJECTED", "PATH_PACKETS_LOST")
 
 
 def _worst(findings: list[Finding]) -> Finding | None:

@@ -9,6 +9,7 @@ does not cut it short: it is held until the clean-up is done.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,11 @@ UNDERLAY_GW = "198.19.250.1"
 UNDERLAY_CLIENT = "198.19.250.2"
 VXLAN_VNI = 4242
 VXLAN_DEV = "acvx0"
+# the router between client and gateway (Lab.use_router): its own address, the address its source NAT gives the
+# client, its nftables table
+ROUTER_OUTER = "198.18.0.254"
+NAT_OUTER = "198.18.0.3"
+ROUTER_TABLE = "acflowrouter"
 
 
 class LabError(RuntimeError):
@@ -230,20 +236,84 @@ class Lab:
 
     def _setup(self) -> None:
         for ns in (self.gw_ns, self.client_ns):
-            if ns in _run(["ip", "netns", "list"]).stdout.split():
-                raise LabError(f"namespace {ns} already exists (a previous run died?): delete it with "
-                               f"'ip netns delete {ns}'")
-            _run(["ip", "netns", "add", ns])
-            self._created.append(ns)
+            self._new_namespace(ns)
         _run(["ip", "link", "add", self.gw_if, "netns", self.gw_ns, "type", "veth",
               "peer", "name", self.client_if, "netns", self.client_ns])
         for ns, dev, addr in ((self.gw_ns, self.gw_if, GW_OUTER), (self.client_ns, self.client_if, CLIENT_OUTER)):
             self.ns_run(ns, ["ip", "addr", "add", f"{addr}/{OUTER_PREFIX}", "dev", dev])
             self.ns_run(ns, ["ip", "link", "set", dev, "up"])
             self.ns_run(ns, ["ip", "link", "set", "lo", "up"])
-            # Offloads off, or captured checksums look wrong and segments are bigger than the MTU.
-            self.ns_run(ns, ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
-                             "gro", "off"], check=False)
+            self._offloads_off(ns, dev)
+
+    def _new_namespace(self, ns: str) -> None:
+        """Create namespace ``ns`` (LabError if it exists: a previous run died); deleted by the clean-up."""
+        if ns in _run(["ip", "netns", "list"]).stdout.split():
+            raise LabError(f"namespace {ns} already exists (a previous run died?): delete it with "
+                           f"'ip netns delete {ns}'")
+        _run(["ip", "netns", "add", ns])
+        self._created.append(ns)
+
+    def _offloads_off(self, ns: str, dev: str) -> None:
+        # Offloads off, or captured checksums look wrong and segments are bigger than the MTU.
+        self.ns_run(ns, ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"],
+                    check=False)
+
+    def use_router(self) -> str:
+        """Put a router between client and gateway: a third namespace joined to each by its own veth pair (the
+        client's and the gateway's veth keep their names and addresses), forwarding between them and answering
+        ARP for the other side (proxy ARP), so that both ends still see one 198.18.0.0/24 LAN — as a firewall or
+        NAT box in bridge-like routed mode. Each end's veth can then be captured on its own: what the router does
+        (`router_rule`) happens between the two captures. The router's own address is ROUTER_OUTER; NAT_OUTER is
+        kept for a source NAT. Returns the router's namespace."""
+        ns = self.router_ns = f"acflow-rt-{self.tag}"
+        self.router_gw_if, self.router_client_if = f"acrg{self.tag}"[:15], f"acrc{self.tag}"[:15]
+        self._new_namespace(ns)
+        self.ns_run(self.gw_ns, ["ip", "link", "del", self.gw_if])  # the direct pair (both ends) goes
+        for end_ns, end_if, r_if, addr in ((self.gw_ns, self.gw_if, self.router_gw_if, GW_OUTER),
+                                           (self.client_ns, self.client_if, self.router_client_if, CLIENT_OUTER)):
+            _run(["ip", "link", "add", end_if, "netns", end_ns, "type", "veth", "peer", "name", r_if, "netns", ns])
+            self.ns_run(end_ns, ["ip", "addr", "add", f"{addr}/{OUTER_PREFIX}", "dev", end_if])
+            for n, dev in ((end_ns, end_if), (ns, r_if)):
+                self.ns_run(n, ["ip", "link", "set", dev, "up"])
+                self._offloads_off(n, dev)
+            self.ns_run(ns, ["ip", "addr", "add", f"{ROUTER_OUTER}/32", "dev", r_if])
+            self.ns_run(ns, ["sysctl", "-q", "-w", f"net.ipv4.conf.{r_if}.proxy_arp=1"])
+        self.ns_run(ns, ["ip", "link", "set", "lo", "up"])
+        self.ns_run(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+        # the gateway on its side, the rest of the LAN (the client, wherever it roams) on the client's
+        self.ns_run(ns, ["ip", "route", "add", f"{GW_OUTER}/32", "dev", self.router_gw_if])
+        self.ns_run(ns, ["ip", "route", "add", f"198.18.0.0/{OUTER_PREFIX}", "dev", self.router_client_if])
+        self.ns_run(ns, ["ip", "addr", "add", f"{NAT_OUTER}/32", "dev", self.router_gw_if])
+        for table, chain, spec in ((ROUTER_TABLE, "rtforward", "{ type filter hook forward priority 0 ; }"),
+                                   (ROUTER_TABLE, "rtpost", "{ type nat hook postrouting priority 100 ; }")):
+            self.ns_run(ns, ["nft", "add", "table", "ip", table])
+            self.ns_run(ns, ["nft", "add", "chain", "ip", table, chain, spec])
+        return ns
+
+    def router_rule(self, chain: str, *rule: str) -> None:
+        """An nftables rule in the router's table (`use_router`): chain "rtforward" (filter, forward hook) or "rtpost"
+        (NAT, postrouting)."""
+        self.ns_run(self.router_ns, ["nft", "add", "rule", "ip", ROUTER_TABLE, chain, *rule])
+
+    def router_counters(self, table: str = ROUTER_TABLE) -> list[dict]:
+        """The rules of the router's nftables ``table`` with their counters (packets, bytes), as nftables lists
+        them."""
+        out = self.ns_run(self.router_ns, ["nft", "-j", "list", "table", "ip", table], check=False).stdout
+        try:
+            items = json.loads(out).get("nftables", [])
+        except ValueError:
+            return []
+        rules = []
+        for item in items:
+            rule = item.get("rule")
+            if not rule:
+                continue
+            counter = next((e["counter"] for e in rule.get("expr", []) if isinstance(e, dict) and "counter" in e),
+                           None)
+            rules.append({"chain": rule.get("chain"), "comment": rule.get("comment"),
+                          "packets": counter.get("packets") if counter else None,
+                          "bytes": counter.get("bytes") if counter else None})
+        return rules
 
     def add_other_servers(self, addresses: tuple[str, ...]) -> str:
         """A third namespace ("other servers", unrelated to the VPN) on the same LAN as the client: its veth and
@@ -253,11 +323,7 @@ class Lab:
         up with the others."""
         ns, br = f"acflow-x-{self.tag}", f"acbr{self.tag}"[:15]
         x_gw, x_if = f"acxg{self.tag}"[:15], f"acx{self.tag}"[:15]
-        if ns in _run(["ip", "netns", "list"]).stdout.split():
-            raise LabError(f"namespace {ns} already exists (a previous run died?): delete it with "
-                           f"'ip netns delete {ns}'")
-        _run(["ip", "netns", "add", ns])
-        self._created.append(ns)
+        self._new_namespace(ns)
         self.ns_run(self.gw_ns, ["ip", "link", "add", br, "type", "bridge"])
         self.ns_run(self.gw_ns, ["ip", "addr", "flush", "dev", self.gw_if])
         self.ns_run(self.gw_ns, ["ip", "link", "set", self.gw_if, "master", br])
@@ -269,8 +335,7 @@ class Lab:
         for n, dev in ((self.gw_ns, br), (self.gw_ns, x_gw), (ns, x_if), (ns, "lo")):
             self.ns_run(n, ["ip", "link", "set", dev, "up"])
             if dev != "lo":
-                self.ns_run(n, ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
-                                "gro", "off"], check=False)
+                self._offloads_off(n, dev)
         return ns
 
     def use_vxlan_underlay(self, vni: int = VXLAN_VNI) -> None:
@@ -287,8 +352,7 @@ class Lab:
                              "remote", peer, "dstport", "4789", "dev", dev])
             self.ns_run(ns, ["ip", "addr", "add", f"{addr}/{OUTER_PREFIX}", "dev", VXLAN_DEV])
             self.ns_run(ns, ["ip", "link", "set", VXLAN_DEV, "up"])
-            self.ns_run(ns, ["ethtool", "-K", VXLAN_DEV, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
-                             "gro", "off"], check=False)
+            self._offloads_off(ns, VXLAN_DEV)
 
     def set_outer_mtu(self, mtu: int) -> None:
         self.ns_run(self.gw_ns, ["ip", "link", "set", self.gw_if, "mtu", str(mtu)])

@@ -39,6 +39,8 @@ from .facts import build_facts
 from .netns import (
     CLIENT_OUTER,
     GW_OUTER,
+    NAT_OUTER,
+    ROUTER_OUTER,
     UNDERLAY_CLIENT,
     UNDERLAY_GW,
     VXLAN_VNI,
@@ -183,6 +185,15 @@ def _conntrack_udp(lab: Lab, ns: str) -> list[dict]:
 
 
 RESET_TABLE = "acflowreset"  # the "reset-once" step's nftables table (gateway namespace)
+ROUTER_RESET_TABLE = "acflowrtreset"  # the "router-reset" step's (router namespace)
+
+#: Scenario.router's rules: (chain, nftables rule) of the router's table (Lab.router_rule); "{n}" takes the number
+ROUTER_RULES = {
+    "nat": ("rtpost", ("ip", "saddr", CLIENT_OUTER, "counter", "snat", "to", NAT_OUTER)),
+    "drop-udp": ("rtforward", ("ip", "daddr", GW_OUTER, "udp", "dport", "443", "counter", "drop")),
+    "loss": ("rtforward", ("numgen", "random", "mod", "100", "<", "{n}", "counter", "drop")),
+    "mss": ("rtforward", ("tcp", "flags", "syn", "tcp", "option", "maxseg", "size", "set", "{n}", "counter")),
+}
 
 STEP_OPS = {
     "block-all": "nftables in the gateway namespace (netdev ingress+egress of its veth) silently drops every IPv4 "
@@ -210,6 +221,10 @@ STEP_OPS = {
     "lookup": "(name): the client namespace's resolver asked for the name's IPv4 address (getent ahostsv4)",
     "tunnel-dns": "(address): a DNS server at the tunnel's DNS address (198.19.0.1, in the gateway namespace once the "
                   "tunnel is up) answering every A query with this address (lab.dnsish server)",
+    "router-reset": "nftables in the router's namespace (Scenario.router) answers the client's TCP to the gateway's "
+                    "port 443 with a TCP reset in the gateway's name (a firewall in between resetting the connection; "
+                    "the gateway never sees the packet, nor sends the reset)",
+    "router-unreset": "delete that nftables table",
     "client-route": "(prefix): a route in the client namespace for this prefix (or 'default') via the gateway's outer "
                     "address over the client's own interface — the route of a home or hotel network, more specific "
                     "than the tunnel's, or the machine's default route",
@@ -256,6 +271,17 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> 
                  "443", "reject", "with", "tcp", "reset")
             act("tcp-reset-rule", namespace="gateway", how="nftables input: reject with tcp reset")
             cursor = len(client.lines())
+        elif op == "router-reset":
+            _nft(lab, lab.router_ns, "add", "table", "ip", ROUTER_RESET_TABLE)
+            _nft(lab, lab.router_ns, "add", "chain", "ip", ROUTER_RESET_TABLE, "rtforward",
+                 "{ type filter hook forward priority -10 ; }")
+            _nft(lab, lab.router_ns, "add", "rule", "ip", ROUTER_RESET_TABLE, "rtforward", "ip", "saddr", CLIENT_OUTER,
+                 "tcp", "dport", "443", "counter", "reject", "with", "tcp", "reset")
+            act("tcp-reset-rule", namespace="router", how="nftables forward: reject with tcp reset")
+            cursor = len(client.lines())
+        elif op == "router-unreset":
+            act("tcp-reset-rule-removed", namespace="router", counters=lab.router_counters(ROUTER_RESET_TABLE))
+            _nft(lab, lab.router_ns, "delete", "table", "ip", ROUTER_RESET_TABLE)
         elif op == "unreset":
             _nft(lab, lab.gw_ns, "delete", "table", "inet", RESET_TABLE)
             act("tcp-reset-rule-removed", namespace="gateway")
@@ -436,7 +462,21 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 other = start_other_servers(lab, lab.add_other_servers(OTHER_NS_ADDRESSES), work / "other",
                                             other_keys)
                 act("other-servers-listening", namespace=other["ns"], addresses=list(OTHER_NS_ADDRESSES))
+            if sc.router is not None:
+                lab.use_router()
+                for spec in sc.router:
+                    kind, _, n = spec.partition(":")
+                    if kind not in ROUTER_RULES:
+                        raise LabError(f"scenario {sc.name}: unknown router rule {spec!r}; known: "
+                                       + ", ".join(ROUTER_RULES))
+                    chain, rule = ROUTER_RULES[kind]
+                    lab.router_rule(chain, *(a.replace("{n}", n) for a in rule), "comment", f'"{spec}"')
+                act("router", namespace=lab.router_ns, address=ROUTER_OUTER, rules=list(sc.router),
+                    nat_address=NAT_OUTER if "nat" in sc.router else None)
             dump = lab.start_capture(capture, work / "dumpcap.log", side=sc.capture_side)
+            gw_dump = None
+            if sc.router is not None:  # the same traffic on the gateway's side of the router
+                gw_dump = lab.start_capture(work / "gateway-side.pcapng", work / "dumpcap-gw.log", side="gateway")
             gw = start_gateway(lab, work, gw_keys)
             act("gateway-listening")
             proxy_args: list[str] = []
@@ -574,11 +614,14 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             gw.stop(signal.SIGTERM)
             time.sleep(0.5)
             dump.stop(signal.SIGTERM)
+            if gw_dump is not None:
+                gw_dump.stop(signal.SIGTERM)
+                act("router-counters", rules=lab.router_counters())
 
         collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys, other_keys),
                         files=("client.log", "client2.log", "client-auth.log", "gateway.log", "curl.log", "ping.log",
                                "script.log",
-                               "proxy.log", "inspect.log", "dns.log", "tunnel-side.pcapng",
+                               "proxy.log", "inspect.log", "dns.log", "tunnel-side.pcapng", "gateway-side.pcapng",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "client-root-ca.pem", "client-chain.pem"))
         if (work / "other").is_dir():  # the unrelated flows' logs and their servers' certificates (no keys)

@@ -86,6 +86,12 @@ class Scenario:
     # started this many seconds after the first, on tun1 (its vpnc-script sets no route), logging to client2.log;
     # both log in as USER, both are interrupted (DISCONNECT) at the end, the second first
     second_client: float | None = None
+    # a router between client and gateway (lab.netns.Lab.use_router) and both ends captured: capture.pcapng on the
+    # client's veth, gateway-side.pcapng on the gateway's — two captures of the same traffic, with what the router
+    # does in between. Its rules, in order (runner.ROUTER_RULES): "nat" (the client's address translated to
+    # 198.18.0.3), "drop-udp" (the client's UDP to port 443 dropped: a firewall that blocks DTLS), "loss:N" (N % of
+    # the forwarded packets dropped at random, both ways), "mss:N" (the MSS of TCP SYNs lowered to N)
+    router: tuple[str, ...] | None = None
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
         """(count, data size, DF) for each ping run, in order."""
@@ -339,4 +345,17 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              gateway={"tls-priorities": PRIO_TLS13},
              client_args=("--os=mac-intel", "--useragent=AnyConnect Darwin_i386 4.10.07061",
                           "--version-string=4.10.07061")),
+    Scenario("both-sides-dtls-blocked", "a NAT firewall between client and gateway drops the client's UDP to port 443: "
+             "DTLS never comes up, traffic over CSTP; captured on both sides of it (capture.pcapng at the client, "
+             "gateway-side.pcapng at the gateway)", gateway={"tls-priorities": PRIO_TLS13},
+             router=("nat", "drop-udp"), wait_dtls=False, pings=10, hold=6.0),
+    Scenario("both-sides-reset", "a NAT firewall between client and gateway resets the client's tunnel connection in "
+             "the gateway's name (at the client's next CSTP keepalive: gateway keepalive = 2); openconnect reconnects "
+             "with its cookie once the rule is gone; captured on both sides of it (the gateway neither sent the "
+             "reset nor saw it)", gateway={"tls-priorities": PRIO_TLS13, "keepalive": "2"}, router=("nat",), pings=3,
+             steps=(("router-reset",), ("sleep", 4.0), ("router-unreset",), ("wait-client", r"^CSTP connected", 30),
+                    ("wait-client", r"^Established DTLS", 20), ("ping", 3))),
+    Scenario("both-sides-loss", "a router between client and gateway drops 3 % of the packets at random both ways and "
+             "lowers the TCP MSS to 1200; captured on both sides of it", gateway={"tls-priorities": PRIO_TLS13},
+             router=("loss:3", "mss:1200"), pings=40, big_pings=20, big_ping_size=1100),
 ]}

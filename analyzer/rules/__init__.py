@@ -86,9 +86,14 @@ def apply_rules(analysis: Analysis, pipe) -> None:
                 found.append(Finding(id="ACFLOW_RULE_ERROR", severity="warning",
                                      message=f"rule {rule.__name__.rsplit('.', 1)[-1]} failed: {e!r}",
                                      remedy="report this as a bug in acflow, with the capture if you can share it"))
-        found.sort(key=lambda f: (_SEVERITY_ORDER.get(f.severity, 3), f.time or 0))
+        found.sort(key=finding_order)
         s.findings = found
     analysis.findings = capture_findings(analysis, pipe)
+
+
+def finding_order(f: Finding) -> tuple:
+    """The order a session's findings are reported in: the most severe first, then by time."""
+    return (_SEVERITY_ORDER.get(f.severity, 3), f.time or 0)
 
 
 def capture_findings(analysis: Analysis, pipe) -> list[Finding]:

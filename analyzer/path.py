@@ -1,0 +1,557 @@
+"""Two captures of the same traffic, taken at two points of its path: what happened between them.
+
+Support asks for captures on both sides (the laptop and the gateway, or either side of a firewall) because one side
+alone cannot tell a packet the path lost from one never sent, nor a reset a firewall forged from one the gateway
+sent. This module pairs the packets of the two captures and says, flow by flow and direction by direction, which
+packets passed the first point and never reached the second (lost between), which reached the second point without
+having passed the first (added between: a forged reset, a middlebox's own packets), and what the path changed (the
+addresses and ports of a NAT, the TTL of each router in between).
+
+Pairing rests on what a path leaves alone:
+
+* the transport payload: TLS records and DTLS datagrams are the same bytes at both points (unless something in
+  between ends the TLS). A payload is known by its length and its first `PAYLOAD_PREFIX` bytes — enough to tell
+  encrypted records apart, and what two captures with different snap lengths both hold;
+* for TCP, sequence numbers relative to each direction's own start: a firewall that randomises initial sequence
+  numbers shifts a direction's numbers by a constant, found from the segments paired by payload. Data is compared
+  as byte ranges, so a capture point that saw segments merged or split (offloads, a proxy) loses nothing;
+* SYN, FIN and RST segments by their flags and relative sequence number.
+
+Flows are paired by the payloads they share (so across a NAT), or, when they carry none (a connect that failed),
+by the same addresses and ports. Which capture is nearer the client follows from the pairs' times without trusting
+either clock: a packet from the client reaches the nearer point first, one from the gateway the farther point
+first. The same times give the offset between the two clocks and the path's one-way delay between the points.
+
+Pure: `compare` takes two `SideCapture` (packets already read: `read_side` is the edge that reads a file) and
+returns a `PathReport`; no I/O, no clock.
+"""
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from dissectors.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+
+__all__ = ["PAYLOAD_PREFIX", "FlowPair", "Observed", "PathReport", "SideCapture", "compare", "payload_hint",
+           "payload_key"]
+
+PAYLOAD_PREFIX = 64  # bytes of a payload that identify it (with its length)
+SEQ_MOD = 1 << 32
+EDGE_MARGIN = 0.1  # seconds (and twice the path's delay): a packet this near a capture's end may have been in flight
+SLACK = 0.002  # seconds: clock offset error and jitter allowed around the path's least transfer time
+MAX_SEGMENT = 1 << 17  # bytes: no TCP segment spans more (a TSO frame of 64 KiB at most)
+
+
+@dataclass(slots=True)
+class Observed:
+    """One TCP or UDP packet as a capture point saw it."""
+
+    ts: float
+    frame: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    proto: int  # 6 TCP, 17 UDP
+    ttl: int
+    flags: int = 0  # TCP flags
+    seq: int = 0  # TCP sequence number
+    length: int = 0  # payload length the headers claim
+    key: tuple | None = None  # (length, hash of the first PAYLOAD_PREFIX bytes), None: no payload or not enough of it
+    # a UDP payload's first byte and its fourteenth (a DTLS record's content type and handshake message type)
+    hint: tuple = ()
+
+
+@dataclass
+class SideCapture:
+    """The packets of one capture point, in capture order, with the capture's name and time span."""
+
+    name: str
+    packets: list[Observed] = field(default_factory=list)
+    first_ts: float | None = None
+    last_ts: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def payload_hint(proto: int, payload: bytes) -> tuple:
+    """What `Observed.hint` keeps of a payload: a UDP payload's first and fourteenth bytes (DTLS: the record's
+    content type, a handshake's message type)."""
+    if proto != 17 or not payload:
+        return ()
+    return (payload[0], payload[13] if len(payload) > 13 else None)
+
+
+def payload_key(payload: bytes, length: int) -> tuple | None:
+    """What identifies a payload at both capture points: None when there is none, or too little of it was
+    captured to tell (a snap length under the headers + `PAYLOAD_PREFIX`)."""
+    if length <= 0:
+        return None
+    head = payload[:PAYLOAD_PREFIX]
+    if len(head) < min(PAYLOAD_PREFIX, length):
+        return None
+    return (length, hash(head))
+
+
+class _Flow:
+    """One TCP or UDP flow at one capture point: its client (the SYN's sender, else the first packet's) and
+    server, and its packets split by direction."""
+
+    __slots__ = ("c2s", "client", "first_frame", "first_ts", "index", "last_ts", "proto", "s2c", "server")
+
+    def __init__(self, index: int, pkt: Observed) -> None:
+        self.index = index
+        self.proto = pkt.proto
+        toward_server = not (pkt.proto == 6 and pkt.flags & TCP_SYN and pkt.flags & TCP_ACK)
+        a, b = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
+        self.client, self.server = (a, b) if toward_server else (b, a)
+        self.c2s: list[Observed] = []
+        self.s2c: list[Observed] = []
+        self.first_ts = self.last_ts = pkt.ts
+        self.first_frame = pkt.frame
+
+    def add(self, pkt: Observed) -> None:
+        (self.c2s if (pkt.src, pkt.sport) == self.client else self.s2c).append(pkt)
+        self.last_ts = pkt.ts
+
+    def label(self) -> dict:
+        return {"protocol": "tcp" if self.proto == 6 else "udp", "client": _ep(self.client),
+                "server": _ep(self.server), "first_frame": self.first_frame}
+
+
+def _ep(ep: tuple) -> str:
+    addr, port = ep
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def _flows(side: SideCapture) -> list[_Flow]:
+    flows: dict[tuple, _Flow] = {}
+    out = []
+    for p in side.packets:
+        a, b = (p.src, p.sport), (p.dst, p.dport)
+        k = (p.proto, a, b) if a <= b else (p.proto, b, a)
+        f = flows.get(k)
+        if f is None or (p.proto == 6 and p.flags & (TCP_SYN | TCP_ACK) == TCP_SYN and f.c2s
+                         and f.last_ts + 1 < p.ts and not (f.c2s[-1].flags & TCP_SYN)):
+            # a new SYN on a used address pair after the old flow's traffic: a new connection (port reuse)
+            f = flows[k] = _Flow(len(out), p)
+            out.append(f)
+        f.add(p)
+    return out
+
+
+# -- the report ------------------------------------------------------------------------------------------------
+
+@dataclass
+class DirectionResult:
+    """One direction of a paired flow: `sent` packets compared at the point they passed first, how many `arrived`
+    at the other, the frames (of the first point) of those `lost` between, the frames (of the second point) of
+    those `added` between."""
+
+    upstream: str  # "a" or "b": the capture nearer the sender
+    sent: int = 0
+    arrived: int = 0
+    lost: list[dict] = field(default_factory=list)  # {"frame", "ts", "kind"}
+    added: list[dict] = field(default_factory=list)  # {"frame", "ts", "kind"}
+    ttl_change: int | None = None  # the TTL the second point saw less the first's (routers in between: negative)
+
+    def to_json(self) -> dict:
+        return {"upstream": self.upstream, "compared": self.sent, "arrived": self.arrived,
+                "lost": len(self.lost), "lost_packets": self.lost[:50], "added": len(self.added),
+                "added_packets": self.added[:50], "ttl_change": self.ttl_change}
+
+
+@dataclass
+class FlowPair:
+    a: _Flow | None
+    b: _Flow | None
+    paired_by: str  # "payload", "addresses", "" (seen at one point only)
+    c2s: DirectionResult | None = None
+    s2c: DirectionResult | None = None
+    # filled by the caller: what the flow is in a VPN session ({"session", "connection", "role"} per side)
+    roles: dict = field(default_factory=dict)
+
+    @property
+    def proto(self) -> int:
+        return (self.a or self.b).proto
+
+    def seen_between(self) -> bool:
+        """Paired, or seen at one point only while the other captured (its packets lost or added between)."""
+        return (self.a is not None and self.b is not None) or any(
+            r is not None and (r.lost or r.added) for r in (self.c2s, self.s2c))
+
+    def translated(self) -> dict | None:
+        """The client's or the server's address or port as the other point saw it, when they differ (NAT)."""
+        if self.a is None or self.b is None:
+            return None
+        out = {}
+        if self.a.client != self.b.client:
+            out["client"] = {"a": _ep(self.a.client), "b": _ep(self.b.client)}
+        if self.a.server != self.b.server:
+            out["server"] = {"a": _ep(self.a.server), "b": _ep(self.b.server)}
+        return out or None
+
+    def to_json(self) -> dict:
+        return {"protocol": "tcp" if self.proto == 6 else "udp",
+                "a": self.a.label() if self.a else None, "b": self.b.label() if self.b else None,
+                "paired_by": self.paired_by or None, "translated": self.translated(),
+                "client_to_server": self.c2s.to_json() if self.c2s else None,
+                "server_to_client": self.s2c.to_json() if self.s2c else None,
+                **({"roles": self.roles} if self.roles else {})}
+
+
+@dataclass
+class PathReport:
+    a: SideCapture
+    b: SideCapture
+    pairs: list[FlowPair]
+    nearer_client: str | None  # "a", "b", or None (not told: no pairs both ways, or no delay between the points)
+    clock_offset: float | None  # b's clock less a's (seconds)
+    one_way_delay: float | None  # the least time a packet took between the points (seconds)
+    matched: int  # packets paired across the captures
+    only_a: int  # flows seen at one point only
+    only_b: int
+
+    def to_json(self) -> dict:
+        return {"a": _side_json(self.a), "b": _side_json(self.b), "nearer_client": self.nearer_client,
+                "clock_offset": self.clock_offset, "one_way_delay": self.one_way_delay,
+                "packets_paired": self.matched, "flows_only_in_a": self.only_a, "flows_only_in_b": self.only_b,
+                "flows": [p.to_json() for p in self.pairs if p.seen_between()]}
+
+
+def _side_json(side: SideCapture) -> dict:
+    return {"capture": side.name, "packets": len(side.packets), "first": side.first_ts, "last": side.last_ts,
+            "errors": side.errors[:10]}
+
+
+# -- comparison ------------------------------------------------------------------------------------------------
+
+def compare(a: SideCapture, b: SideCapture) -> PathReport:
+    """Pair the flows and packets of two captures of the same traffic and tell, direction by direction, what was
+    lost, added and changed between the two points."""
+    fa, fb = _flows(a), _flows(b)
+    pairs = _pair_flows(fa, fb)
+    # first pass: exact payload pairs, to learn the order of the points, the clocks' offset, the path's delay
+    deltas = {"c2s": [], "s2c": []}
+    ttls = {"c2s": Counter(), "s2c": Counter()}
+    syns = {"c2s": [], "s2c": []}  # (when no payload pairs one way: segments split differently at the two points)
+    for pr in pairs:
+        if pr.a is None or pr.b is None:
+            continue
+        for d in ("c2s", "s2c"):
+            xs, ys = getattr(pr.a, d), getattr(pr.b, d)
+            for pa, pb in _exact_pairs(xs, ys):
+                deltas[d].append(pb.ts - pa.ts)
+                ttls[d][pb.ttl - pa.ttl] += 1
+            sa = next((p for p in xs if p.flags & TCP_SYN), None)
+            sb = next((p for p in ys if p.flags & TCP_SYN), None)
+            if sa is not None and sb is not None:
+                syns[d].append((sb.ts - sa.ts, sb.ttl - sa.ttl))
+    for d in ("c2s", "s2c"):
+        if not deltas[d]:  # the connections' first SYNs at both points stand in
+            deltas[d] = [t for t, _ in syns[d]]
+            ttls[d].update(ttl for _, ttl in syns[d])
+    nearer, offset, delay = _orientation(deltas["c2s"], deltas["s2c"], ttls["c2s"], ttls["s2c"])
+    matched = 0
+    for pr in pairs:
+        for d in ("c2s", "s2c"):
+            up_is_a = (nearer != "b") if d == "c2s" else (nearer == "b")
+            ups, downs = (pr.a, pr.b) if up_is_a else (pr.b, pr.a)
+            if ups is None and downs is None:
+                continue
+            up_side, down_side = (a, b) if up_is_a else (b, a)
+            # the least time from the upstream point to the downstream one, in the two clocks
+            dl = deltas[d]
+            if dl:
+                least = min(dl) if up_is_a else -max(dl)
+            elif offset is not None:
+                least = (offset if up_is_a else -offset) + (delay or 0.0)
+            else:
+                least = None
+            res = _compare_direction(getattr(ups, d) if ups else [], getattr(downs, d) if downs else [], least,
+                                     up_side, down_side, pr.proto, EDGE_MARGIN + 2 * (delay or 0.0))
+            res.upstream = "a" if up_is_a else "b"
+            setattr(pr, d, res)
+            matched += res.arrived
+    only_a = sum(1 for p in pairs if p.b is None)
+    only_b = sum(1 for p in pairs if p.a is None)
+    return PathReport(a, b, pairs, nearer, offset, delay, matched, only_a, only_b)
+
+
+def _pair_flows(fa: list[_Flow], fb: list[_Flow]) -> list[FlowPair]:
+    """Flows of `fa` and `fb` paired: by the payloads they share (most shared wins), then those without payload
+    by the same addresses and ports; the rest alone."""
+    by_key: dict[tuple, list[int]] = defaultdict(list)
+    for f in fb:
+        for p in (*f.c2s[:64], *f.s2c[:64]):
+            if p.key is not None:
+                by_key[(f.proto, p.key)].append(f.index)
+    votes: list[tuple[int, int, int]] = []
+    for f in fa:
+        c = Counter()
+        for p in (*f.c2s[:64], *f.s2c[:64]):
+            if p.key is not None:
+                for j in set(by_key.get((f.proto, p.key), ())):
+                    c[j] += 1
+        votes.extend((n, f.index, j) for j, n in c.items())
+    votes.sort(key=lambda v: (-v[0], v[1], v[2]))
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    pairs = []
+    for _n, i, j in votes:
+        if i in used_a or j in used_b:
+            continue
+        used_a.add(i)
+        used_b.add(j)
+        pairs.append(FlowPair(fa[i], fb[j], "payload"))
+    by_addr: dict[tuple, list[_Flow]] = defaultdict(list)
+    for f in fb:
+        if f.index not in used_b:
+            by_addr[(f.proto, f.client, f.server)].append(f)
+    for f in fa:
+        if f.index in used_a:
+            continue
+        cands = by_addr.get((f.proto, f.client, f.server))
+        if cands:
+            g = cands.pop(0)
+            used_a.add(f.index)
+            used_b.add(g.index)
+            pairs.append(FlowPair(f, g, "addresses"))
+    pairs.extend(FlowPair(f, None, "") for f in fa if f.index not in used_a)
+    pairs.extend(FlowPair(None, g, "") for g in fb if g.index not in used_b)
+    pairs.sort(key=lambda p: min(x.first_ts for x in (p.a, p.b) if x is not None))
+    return pairs
+
+
+def _exact_pairs(xs: list[Observed], ys: list[Observed]):
+    """(x, y) pairs of packets with the same payload key, each used once, in order."""
+    pending: dict[tuple, list[Observed]] = defaultdict(list)
+    for y in ys:
+        if y.key is not None:
+            pending[y.key].append(y)
+    for x in xs:
+        if x.key is not None:
+            q = pending.get(x.key)
+            if q:
+                yield x, q.pop(0)
+
+
+def _orientation(c2s: list[float], s2c: list[float], ttl_c2s: Counter, ttl_s2c: Counter
+                 ) -> tuple[str | None, float | None, float | None]:
+    """From the packets paired each way — their time differences (b's time less a's) and TTL differences — which
+    capture is nearer the client, b's clock less a's, and the least one-way delay between the points.
+
+    The routers in between lower the TTL on the way: a client packet arrives at the farther point with less, a
+    gateway packet at the nearer one. Without a router (a bridge, a tap) the times tell: a packet from the client
+    passes the nearer point first, so seen from a, client packets take longer to show up at b than gateway packets
+    (they travel a -> b, the gateway's b -> a)."""
+    if not c2s or not s2c:
+        return None, None, None
+    tc, ts_ = ttl_c2s.most_common(1)[0][0], ttl_s2c.most_common(1)[0][0]
+    c_med, s_med = _median(c2s), _median(s2c)
+    if tc < 0 < ts_:
+        nearer = "a"
+    elif ts_ < 0 < tc:
+        nearer = "b"
+    elif abs(c_med - s_med) < 20e-6:  # both points as good as one (the same host): no order, no delay
+        return None, (c_med + s_med) / 2, 0.0
+    else:
+        nearer = "a" if c_med > s_med else "b"
+    if nearer == "a":  # c2s = offset + delay, s2c = offset - delay
+        lo, hi = min(c2s), max(s2c)
+    else:  # s2c = offset + delay, c2s = offset - delay
+        lo, hi = min(s2c), max(c2s)
+    return nearer, (lo + hi) / 2, max(0.0, (lo - hi) / 2)
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def _kind(p: Observed) -> str:
+    if p.proto == 17:
+        return _dtls_kind(p)
+    names = [n for bit, n in ((TCP_SYN, "SYN"), (TCP_FIN, "FIN"), (TCP_RST, "RST")) if p.flags & bit]
+    if p.length:
+        names.append(f"{p.length} bytes")
+    return " ".join(names) or "ACK"
+
+
+_DTLS_CONTENT = {20: "ChangeCipherSpec", 21: "alert", 23: "application data"}
+_DTLS_HANDSHAKE = {1: "ClientHello", 2: "ServerHello", 3: "HelloVerifyRequest", 11: "Certificate",
+                   12: "ServerKeyExchange", 14: "ServerHelloDone", 16: "ClientKeyExchange"}
+
+
+def _dtls_kind(p: Observed) -> str:
+    """A datagram's kind as a DTLS record names it (a port-443 datagram that is not DTLS: its length)."""
+    ct, hs = (p.hint + (None, None))[:2]
+    if ct == 22:
+        return f"DTLS {_DTLS_HANDSHAKE.get(hs, 'handshake')}"
+    if ct in _DTLS_CONTENT:
+        return f"DTLS {_DTLS_CONTENT[ct]}"
+    return f"UDP {p.length} bytes"
+
+
+def _in_span(ts: float | None, side: SideCapture, tail: float = 0.0, head: float = 0.0) -> bool:
+    """`ts` (in `side`'s clock) lies within the capture's time, ``head`` seconds after its start and ``tail``
+    before its end."""
+    if ts is None or side.first_ts is None or side.last_ts is None:
+        return False
+    return side.first_ts + head <= ts <= side.last_ts - tail
+
+
+def _compare_direction(ups: list[Observed], downs: list[Observed], least: float | None, up_side: SideCapture,
+                       down_side: SideCapture, proto: int, margin: float) -> DirectionResult:
+    """One direction of a flow: `ups` its packets at the point they pass first, `downs` at the other; `least` the
+    least time between the points (in the two clocks: the downstream time less the upstream one); `margin` the time
+    at a capture's edge where a packet may have been in flight when it started or stopped."""
+    res = DirectionResult(upstream="a")
+    ttl = Counter()
+    if proto == 17:
+        _compare_datagrams(ups, downs, least, up_side, down_side, res, ttl, margin)
+    else:
+        _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin)
+    if ttl:
+        res.ttl_change = ttl.most_common(1)[0][0]
+    return res
+
+
+def _compare_datagrams(ups, downs, least, up_side, down_side, res, ttl, margin) -> None:
+    pending: dict[tuple, list[Observed]] = defaultdict(list)
+    for y in downs:
+        if y.key is not None:
+            pending[y.key].append(y)
+    seen_down: set[int] = set()
+    for x in ups:
+        if x.key is None:
+            continue
+        q = pending.get(x.key)
+        if q:
+            y = q.pop(0)
+            seen_down.add(id(y))
+            res.sent += 1
+            res.arrived += 1
+            ttl[y.ttl - x.ttl] += 1
+        elif least is not None and _in_span(x.ts + least, down_side, tail=margin):
+            res.sent += 1
+            res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x)})
+    for y in downs:
+        if y.key is not None and id(y) not in seen_down and least is not None \
+                and _in_span(y.ts - least, up_side, head=margin):
+            res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y)})
+
+
+def _seq_shift(ups: list[Observed], downs: list[Observed]) -> int | None:
+    """The constant the path adds to this direction's sequence numbers (0 without ISN randomisation): from the
+    segments paired by payload, else from the SYNs."""
+    shifts = Counter((y.seq - x.seq) % SEQ_MOD for x, y in _exact_pairs(ups, downs))
+    if shifts:
+        return shifts.most_common(1)[0][0]
+    sx = next((p for p in ups if p.flags & TCP_SYN), None)
+    sy = next((p for p in downs if p.flags & TCP_SYN), None)
+    if sx is not None and sy is not None:
+        return (sy.seq - sx.seq) % SEQ_MOD
+    return None
+
+
+def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -> None:
+    if least is None:
+        return
+    if not ups or not downs:  # the direction seen at one point only: all of it lost or added between
+        for x in ups:
+            if (x.length or x.flags & (TCP_SYN | TCP_FIN | TCP_RST)) and _in_span(x.ts + least, down_side, tail=margin):
+                res.sent += 1
+                res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x)})
+        for y in downs:
+            if (y.length or y.flags & (TCP_SYN | TCP_FIN | TCP_RST)) and _in_span(y.ts - least, up_side, head=margin):
+                res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y)})
+        return
+    shift = _seq_shift(ups, downs)
+    if shift is None:
+        return
+    base = ups[0].seq if ups else 0
+
+    def rel(seq: int, from_down: bool) -> int:
+        # a sequence number as an offset from the upstream's first one (wrapping handled modulo 2^32)
+        return ((seq - shift if from_down else seq) - base) % SEQ_MOD
+
+    # downstream data as (start, end, ts), sorted by start; control segments by (flags, rel seq)
+    data = sorted((rel(p.seq, True), rel(p.seq, True) + p.length, p.ts, i) for i, p in enumerate(downs) if p.length)
+    starts = [d[0] for d in data]
+    ctl = defaultdict(list)
+    for i, p in enumerate(downs):
+        f = p.flags & (TCP_SYN | TCP_FIN | TCP_RST)
+        if f:
+            ctl[(f, rel(p.seq, True))].append((p.ts, i))
+    used_down: set[int] = set()
+    # the next upstream transmission of the same bytes (a retransmission) bounds when the first may arrive
+    later: dict[int, float] = {}
+    last_by_start: dict[int, float] = {}
+    for i in range(len(ups) - 1, -1, -1):
+        p = ups[i]
+        if p.length:
+            r = rel(p.seq, False)
+            later[i] = last_by_start.get(r, float("inf"))
+            last_by_start[r] = p.ts
+    for i, x in enumerate(ups):
+        f = x.flags & (TCP_SYN | TCP_FIN | TCP_RST)
+        if not x.length and not f:
+            continue  # a bare ACK: not told apart
+        expect = x.ts + least
+        if not _in_span(expect, down_side, tail=margin):
+            continue
+        res.sent += 1
+        hit = None
+        if x.length:
+            s, e = rel(x.seq, False), rel(x.seq, False) + x.length
+            until = later.get(i, float("inf")) + least
+            j = bisect.bisect_left(starts, e)
+            while j > 0 and starts[j - 1] > s - MAX_SEGMENT:
+                j -= 1
+                ds, de, dts, di = data[j]
+                if de > s and ds < e and expect - SLACK <= dts < until - SLACK:
+                    hit = di
+                    break
+        else:
+            for dts, di in ctl.get((f, rel(x.seq, False)), ()):
+                if di not in used_down and dts >= expect - SLACK:
+                    hit = di
+                    break
+        if hit is None:
+            res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x)})
+            continue
+        used_down.add(hit)
+        res.arrived += 1
+        ttl[downs[hit].ttl - x.ttl] += 1
+    # added: control segments (a reset above all) the upstream point never saw; data bytes it never sent
+    up_ctl = defaultdict(list)
+    up_data = sorted((rel(p.seq, False), rel(p.seq, False) + p.length, p.ts) for p in ups if p.length)
+    up_starts = [d[0] for d in up_data]
+    for p in ups:
+        f = p.flags & (TCP_SYN | TCP_FIN | TCP_RST)
+        if f:
+            up_ctl[(f, rel(p.seq, False))].append(p.ts)
+    for i, y in enumerate(downs):
+        f = y.flags & (TCP_SYN | TCP_FIN | TCP_RST)
+        if not y.length and not f:
+            continue
+        if i in used_down or not _in_span(y.ts - least, up_side, head=margin):
+            continue
+        sent_before = y.ts - least + SLACK
+        if f and not y.length:
+            if not any(t <= sent_before for t in up_ctl.get((f, rel(y.seq, True)), ())):
+                res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y)})
+            continue
+        s, e = rel(y.seq, True), rel(y.seq, True) + y.length
+        j = bisect.bisect_left(up_starts, e)
+        covered = False
+        while j > 0 and up_starts[j - 1] > s - MAX_SEGMENT:
+            j -= 1
+            us, ue, uts = up_data[j]
+            if ue > s and us < e and uts <= sent_before:
+                covered = True
+                break
+        if not covered:
+            res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y)})

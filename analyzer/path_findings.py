@@ -1,0 +1,179 @@
+"""Findings from two captures of the same traffic (analyzer/path.py `PathReport`): what happened between the two
+capture points.
+
+* PATH_DTLS_BLOCKED (error): a DTLS flow's datagrams one way all passed the first point and none reached the second —
+  UDP 443 is dropped between the two (a firewall, a NAT, an ACL), not by the client or the gateway.
+* PATH_RESET_INJECTED (error): a TCP reset reached one point in the name of a peer whose side never sent it — a
+  device between the points (firewall idle timeout, IPS, TCP normaliser) forged it.
+* PATH_PACKETS_LOST (warning): packets of a flow that passed the first point and never reached the second.
+* PATH_PACKETS_ADDED (info): packets (other than resets) that reached the second point without passing the first.
+* PATH_ADDRESS_TRANSLATED (info): the client (or the gateway) has another address or port at the other point: a
+  NAT between them; the report's addresses are each capture's own.
+* PATH_NOTHING_IN_COMMON (warning): the two captures share no packet (another time, other traffic, or every TLS
+  connection ended in between).
+
+Each finding names its flow as the first capture ("a", the analysed one) shows it. Its `frames` and `time` are that
+capture's (times of packets seen in the other one are moved to a's clock by the offset the comparison found); the
+evidence names the capture the packets were seen in and their frames there. Pure: no I/O.
+"""
+from __future__ import annotations
+
+from .model import Finding
+from .path import DirectionResult, FlowPair, PathReport
+
+RULE_IDS = ("PATH_DTLS_BLOCKED", "PATH_RESET_INJECTED", "PATH_PACKETS_LOST", "PATH_PACKETS_ADDED",
+            "PATH_ADDRESS_TRANSLATED", "PATH_NOTHING_IN_COMMON")
+
+MAX_FRAMES = 20
+
+
+def path_findings(report: PathReport, names: dict | None = None,
+                  group_of=None) -> list[tuple[FlowPair | None, Finding]]:
+    """The findings of a comparison, each with the flow pair it is about (None: about the two captures). ``names``:
+    how the messages call the captures ({"a": …, "b": …}; default their names in the report). ``group_of(pair)``:
+    what a flow belongs to (a session): one PATH_ADDRESS_TRANSLATED tells the same translation of a group's
+    flows."""
+    names = names or {"a": report.a.name, "b": report.b.name}
+    out: list[tuple[FlowPair | None, Finding]] = []
+    if report.matched == 0 and report.a.packets and report.b.packets:
+        out.append((None, Finding(
+            id="PATH_NOTHING_IN_COMMON", severity="warning", time=report.a.first_ts,
+            message=f"The two captures share no packet: {names['a']} and {names['b']} were taken at other times, "
+                    "of other traffic, or something between the two points ended every TLS connection and started "
+                    "its own (TLS inspection).",
+            remedy="Capture at both points during the same attempt, with no filter that leaves the VPN's traffic "
+                   "out; if they were, look for a TLS-terminating device between the two points.",
+            evidence={"a": names["a"], "b": names["b"]})))
+        return out
+    translations: dict[tuple, list[FlowPair]] = {}
+    for pair in report.pairs:
+        for d, res in (("c2s", pair.c2s), ("s2c", pair.s2c)):
+            if res is None:
+                continue
+            out.extend((pair, f) for f in _direction(pair, d, res, names, report))
+        if pair.translated():
+            key = (group_of(pair) if group_of else None, pair.a.client[0], pair.b.client[0], pair.a.server,
+                   pair.b.server[0])
+            translations.setdefault(key, []).append(pair)
+    out.extend((pairs[0], _translated(pairs, names)) for pairs in translations.values())
+    return out
+
+
+def _flow_name(pair: FlowPair) -> str:
+    f = pair.a or pair.b
+    return f"{'TCP' if f.proto == 6 else 'UDP'} {f.label()['client']} → {f.label()['server']}"
+
+
+def _who(d: str) -> tuple[str, str]:
+    return ("client", "gateway") if d == "c2s" else ("gateway", "client")
+
+
+def _where(frames: list[int], which: str, names: dict) -> str:
+    """" (frames … of b)" for packets seen in the other capture; nothing for a's (the finding's frames say them)."""
+    if which == "a" or not frames:
+        return ""
+    return (f" (frame{'s' if len(frames) > 1 else ''} " + ", ".join(map(str, frames[:8]))
+            + (", …" if len(frames) > 8 else "") + f" of {names[which]})")
+
+
+def _in_a(packets: list[dict], which: str, report: PathReport) -> tuple[list[int], float | None]:
+    """The frames (of capture a: none when the packets were seen in b) and the time (in a's clock) of packets."""
+    ts = packets[0]["ts"]
+    if which == "a":
+        return [p["frame"] for p in packets[:MAX_FRAMES]], ts
+    return [], (ts - report.clock_offset) if report.clock_offset is not None else None
+
+
+def _evidence(pair: FlowPair, d: str, res: DirectionResult, names: dict, packets: list[dict], which: str) -> dict:
+    return {"flow": (pair.a or pair.b).label(), "capture": names[which], "side": which,
+            "direction": "client-to-server" if d == "c2s" else "server-to-client",
+            "compared": res.sent, "arrived": res.arrived, "count": len(packets),
+            "frames": [p["frame"] for p in packets[:MAX_FRAMES]],
+            "kinds": sorted({p["kind"] for p in packets})[:10]}
+
+
+def _is_dtls(pair: FlowPair) -> bool:
+    f = pair.a or pair.b
+    return f.proto == 17 and 443 in (f.server[1], f.client[1])
+
+
+def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report: PathReport) -> list[Finding]:
+    out = []
+    up = res.upstream
+    down = "b" if up == "a" else "a"
+    sender, receiver = _who(d)
+    flow = _flow_name(pair)
+    if res.lost:
+        frames = [p["frame"] for p in res.lost]
+        if _is_dtls(pair) and res.arrived == 0:
+            fa, ta = _in_a(res.lost, up, report)
+            out.append(Finding(
+                id="PATH_DTLS_BLOCKED", severity="error", time=ta, frames=fa,
+                phase="dtls",
+                message=f"The {sender}'s DTLS never got past the path between the captures: {len(frames)} "
+                        f"datagram{'s' if len(frames) != 1 else ''} ({', '.join(sorted({p['kind'] for p in res.lost}))}"
+                        f") on {flow} passed {names[up]}{_where(frames, up, names)} and none reached {names[down]}.",
+                remedy=f"UDP 443 from the {sender} to the {receiver} is dropped between the two capture points: allow "
+                       "it on the firewall, NAT or ACL there (the VPN runs over TLS only meanwhile: slower, and "
+                       "sensitive to loss).",
+                evidence=_evidence(pair, d, res, names, res.lost, up)))
+        else:
+            share = f"{len(frames)} of {res.sent}"
+            fa, ta = _in_a(res.lost, up, report)
+            out.append(Finding(
+                id="PATH_PACKETS_LOST", severity="warning", time=ta, frames=fa,
+                message=f"{share} packets from the {sender} on {flow} passed {names[up]}{_where(frames, up, names)} "
+                        f"and never reached {names[down]}: lost between the two capture points.",
+                remedy="Look at the devices and links between the two capture points (interface errors and drops, "
+                       "policing, a firewall's or NAT's drops) at that time.",
+                evidence=_evidence(pair, d, res, names, res.lost, up)))
+    resets = [p for p in res.added if "RST" in p["kind"]]
+    others = [p for p in res.added if "RST" not in p["kind"]]
+    if resets:
+        frames = [p["frame"] for p in resets]
+        fa, ta = _in_a(resets, down, report)
+        out.append(Finding(
+            id="PATH_RESET_INJECTED", severity="error", time=ta, frames=fa,
+            message=f"A TCP reset on {flow} reached {names[down]}{_where(frames, down, names)} in the {sender}'s "
+                    f"name, and {names[up]} never saw the {sender} send it: a device between the two capture points "
+                    "forged it.",
+            remedy="Find the firewall, IPS or load balancer between the two points that resets connections (an idle "
+                   "timeout shorter than the VPN's keepalive, a threat signature, a lost connection state) and "
+                   "exempt the VPN's connections or raise its timeout.",
+            evidence=_evidence(pair, d, res, names, resets, down)))
+    if others:
+        frames = [p["frame"] for p in others]
+        fa, ta = _in_a(others, down, report)
+        out.append(Finding(
+            id="PATH_PACKETS_ADDED", severity="info", time=ta, frames=fa,
+            message=f"{len(frames)} packet{'s' if len(frames) != 1 else ''} on {flow} reached {names[down]}"
+                    f"{_where(frames, down, names)} in the {sender}'s name without passing {names[up]}: sent by a "
+                    "device between the two capture points.",
+            remedy="Nothing to do unless they disturb the session: a proxy or firewall between the points sends "
+                   "these itself.",
+            evidence=_evidence(pair, d, res, names, others, down)))
+    return out
+
+
+def _translated(pairs: list[FlowPair], names: dict) -> Finding:
+    """One translation (the client's address, the gateway's) of one or more flows."""
+    first = pairs[0]
+    a, b = first.a, first.b
+    parts = []
+    if a.client[0] != b.client[0]:
+        parts.append(f"the client's address {a.client[0]} in {names['a']} is {b.client[0]} in {names['b']}")
+    if a.server[0] != b.server[0]:
+        parts.append(f"the gateway's address {a.server[0]} in {names['a']} is {b.server[0]} in {names['b']}")
+    ports = sum(1 for p in pairs if p.a.client[1] != p.b.client[1] or p.a.server[1] != p.b.server[1])
+    if not parts:
+        parts.append("the same addresses, other ports")
+    how = ("ports kept" if not ports else f"ports changed on {ports} of them" if ports < len(pairs)
+           else "ports changed")
+    flows = f"{len(pairs)} flow{'s' if len(pairs) != 1 else ''}"
+    return Finding(
+        id="PATH_ADDRESS_TRANSLATED", severity="info", time=None, frames=sorted(p.a.first_frame for p in pairs)[:20],
+        message="Addresses translated between the two capture points: " + "; ".join(parts)
+                + f" ({flows}, {how}): a NAT between them.",
+        remedy="Nothing to do: the same flows seen through a NAT. Look for them by these addresses in each capture.",
+        evidence={"flows": [{"a": p.a.label(), "b": p.b.label()} for p in pairs[:50]],
+                  "translated": [p.translated() for p in pairs[:50]]})

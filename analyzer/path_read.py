@@ -1,0 +1,42 @@
+"""The edge of `analyzer.path`: one capture file read into a `SideCapture` (its TCP and UDP packets, IP fragments
+reassembled, the packets inside a mirror's or an overlay's encapsulation)."""
+from __future__ import annotations
+
+import os
+
+from dissectors import packet as packet_mod
+from dissectors.pcapfile import CaptureError, Frame
+
+from .capture import read_capture
+from .path import Observed, SideCapture, payload_hint, payload_key
+
+
+def read_side(path: str | os.PathLike, name: str | None = None) -> SideCapture:
+    """Every TCP and UDP packet of the capture at ``path`` (a damaged file: what comes before the damage, the error
+    in ``errors``)."""
+    side = SideCapture(name or str(path))
+    defrag = packet_mod.IPv4Defragmenter()
+    decode = packet_mod.decode
+    out = side.packets
+    for ev in read_capture(path):
+        if type(ev) is Frame:
+            if side.first_ts is None:
+                side.first_ts = ev.ts
+            side.last_ts = ev.ts
+            pkt = decode(ev.linktype, ev.data)
+            if pkt is None:
+                continue
+            if pkt.frag_offset or pkt.more_fragments:
+                pkt = defrag.feed(pkt, ev.ts, ev.number)
+                if pkt is None:
+                    continue
+            proto = pkt.proto
+            if (proto != 6 and proto != 17) or pkt.sport is None:
+                continue
+            plen = pkt.payload_len
+            pl = pkt.payload
+            out.append(Observed(ev.ts, ev.number, pkt.src, pkt.sport, pkt.dst, pkt.dport, proto, pkt.ttl,
+                                pkt.flags or 0, pkt.seq or 0, plen, payload_key(pl, plen), payload_hint(proto, pl)))
+        elif type(ev) is CaptureError:
+            side.errors.append(f"{ev.message} (offset {ev.offset})")
+    return side

@@ -1,0 +1,311 @@
+"""Two captures of the same traffic (`acflow analyze CAPTURE --other-side OTHER`, analyzer/path.py): what was lost,
+forged and translated between the two capture points.
+
+The real captures are the lab's both-sides-* samples: openconnect and ocserv with a router namespace between them
+(lab.netns.Lab.use_router), captured on the client's veth (capture.pcapng) and the gateway's (gateway-side.pcapng),
+the router's nftables counters in facts.json — the ground truth of what it dropped. tshark reads what each capture
+holds. Synthetic packets (analyzer.path.Observed) test what the lab cannot make: segments split differently at the
+two points, shifted sequence numbers, clocks hours apart, captures that overlap only in part.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from analyzer.analyze import analyze_paths, load_keys
+from analyzer.both_sides import attach_other_side
+from analyzer.cli import main
+from analyzer.path import Observed, SideCapture, compare, payload_hint, payload_key
+from analyzer.path_findings import path_findings
+from dissectors.packet import TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN
+
+from .conftest import facts, sample
+
+BOTH_SIDES = ("both-sides-dtls-blocked", "both-sides-reset", "both-sides-loss")
+
+
+def _analysed(name: str, swap: bool = False):
+    d = sample(name)
+    a, b = (d / "capture.pcapng", d / "gateway-side.pcapng")
+    if swap:
+        a, b = b, a
+    keys, info = load_keys([d / "keys.log"], [])
+    analysis = analyze_paths([a], keys, info)
+    report = attach_other_side(analysis, a, b)
+    return analysis, report
+
+
+def _findings(analysis, fid: str) -> list:
+    return [f for s in analysis.sessions for f in s.findings if f.id == fid] + \
+        [f for f in analysis.findings if f.id == fid]
+
+
+def _counter(name: str, comment: str) -> int:
+    for act in facts(name)["actions"]:
+        if act.get("action") == "router-counters":
+            for rule in act["rules"]:
+                if rule.get("comment") == comment:
+                    return rule["packets"]
+    raise AssertionError(f"no router counter {comment!r} in {name}'s facts")
+
+
+def _tshark_frames(tshark: str, path: Path, display_filter: str) -> list[int]:
+    out = subprocess.run([tshark, "-n", "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
+                         capture_output=True, text=True, check=True).stdout
+    return [int(x) for x in out.split()]
+
+
+@pytest.mark.parametrize("name", BOTH_SIDES)
+@pytest.mark.parametrize("swap", [False, True], ids=["client-first", "gateway-first"])
+def test_order_and_translation_read_from_both_captures(name, swap):
+    """Which capture is nearer the client, whatever order they are given in; the router's NAT (facts) and nothing
+    else is a translation; every packet the router forwarded is paired."""
+    analysis, report = _analysed(name, swap)
+    assert report.nearer_client == ("b" if swap else "a")
+    nat = next(a for a in facts(name)["actions"] if a.get("action") == "router").get("nat_address")
+    translated = _findings(analysis, "PATH_ADDRESS_TRANSLATED")
+    if nat is None:
+        assert translated == []
+    else:
+        assert len(translated) == 1
+        mapped = {m["client"]["a"].rsplit(":", 1)[0] for m in translated[0].evidence["translated"]}
+        assert mapped == ({nat} if swap else {facts(name)["client_address"]})
+        assert f"is {'198.18.0.2' if swap else nat} in" in translated[0].message
+    # each router hop lowers the TTL by one, both ways
+    for pair in report.pairs:
+        for res in (pair.c2s, pair.s2c):
+            if res is not None and res.arrived:
+                assert res.ttl_change == -1
+    assert report.matched > 40
+
+
+def test_dtls_blocked_between_the_captures(tshark):
+    """The router dropped the client's UDP to port 443: every DTLS ClientHello the client's capture holds (tshark) is
+    PATH_DTLS_BLOCKED's, as many as the router's drop counter, and the gateway's capture holds no UDP at all."""
+    name = "both-sides-dtls-blocked"
+    d = sample(name)
+    analysis, _report = _analysed(name)
+    hellos = _tshark_frames(tshark, d / "capture.pcapng", "dtls.handshake.type == 1")
+    assert _tshark_frames(tshark, d / "gateway-side.pcapng", "udp") == []
+    (f,) = _findings(analysis, "PATH_DTLS_BLOCKED")
+    assert f.frames == hellos and f.evidence["count"] == len(hellos) == _counter(name, "drop-udp")
+    assert f.evidence["kinds"] == ["DTLS ClientHello"] and f.evidence["arrived"] == 0
+    s = analysis.sessions[0]
+    assert f in s.findings  # the session's own DTLS flow
+    assert s.verdict.outcome == "degraded" and "PATH_DTLS_BLOCKED" in s.verdict.findings
+    assert "never got past the path between the captures" in s.verdict.text
+    assert _findings(analysis, "PATH_PACKETS_LOST") == [] and _findings(analysis, "PATH_RESET_INJECTED") == []
+
+
+def test_dtls_blocked_seen_from_the_gateway_side(tshark):
+    """Analysing the gateway's capture with the client's beside it: the client's DTLS is in the other capture only,
+    so the finding names that capture's frames (tshark's) and none of the analysed one's."""
+    name = "both-sides-dtls-blocked"
+    d = sample(name)
+    analysis, _report = _analysed(name, swap=True)
+    (f,) = _findings(analysis, "PATH_DTLS_BLOCKED")
+    assert f.frames == [] and f.evidence["side"] == "b" and f.evidence["capture"] == "capture.pcapng"
+    assert f.evidence["frames"] == _tshark_frames(tshark, d / "capture.pcapng", "dtls.handshake.type == 1")
+    assert f"frames {', '.join(map(str, f.evidence['frames']))} of capture.pcapng" in f.message
+
+
+def test_reset_forged_between_the_captures(tshark):
+    """The router answered the client's keepalive with a reset in the gateway's name: the resets from the gateway's
+    address in the client's capture (tshark) are PATH_RESET_INJECTED, the gateway's capture holds none from it, the
+    keepalive the router swallowed is lost between; the verdict rests on the proof."""
+    name = "both-sides-reset"
+    d = sample(name)
+    analysis, _report = _analysed(name)
+    forged = _tshark_frames(tshark, d / "capture.pcapng", "tcp.flags.reset == 1 && ip.src == 198.18.0.1")
+    assert forged and _tshark_frames(tshark, d / "gateway-side.pcapng",
+                                     "tcp.flags.reset == 1 && ip.src == 198.18.0.1") == []
+    injected = [f for f in _findings(analysis, "PATH_RESET_INJECTED") if f.evidence["side"] == "a"]
+    assert sorted(fr for f in injected for fr in f.frames) == forged
+    assert all(f.evidence["direction"] == "server-to-client" for f in injected)
+    lost = [f for f in _findings(analysis, "PATH_PACKETS_LOST") if f.evidence["direction"] == "client-to-server"]
+    assert lost and lost[0].time <= injected[0].time  # the client's packet went, the forged reset came back
+    s = analysis.sessions[0]
+    assert s.verdict.findings == ["PATH_RESET_INJECTED"]
+    assert s.verdict.text.startswith("Connected, but a device between the two capture points reset")
+
+
+def test_random_loss_counted_exactly():
+    """The router dropped packets at random both ways: the packets lost between the captures are exactly as many
+    as its counter says, and nothing was added."""
+    name = "both-sides-loss"
+    analysis, report = _analysed(name)
+    lost = sum(f.evidence["count"] for f in _findings(analysis, "PATH_PACKETS_LOST"))
+    assert lost == _counter(name, "loss:3") > 0
+    assert sum(len(r.lost) for p in report.pairs for r in (p.c2s, p.s2c) if r) == lost
+    assert _findings(analysis, "PATH_PACKETS_ADDED") == [] and _findings(analysis, "PATH_RESET_INJECTED") == []
+
+
+def test_json_report_and_cli(tmp_path):
+    d = sample("both-sides-reset")
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", str(d / "capture.pcapng"), "--keylog", str(d / "keys.log"), "--other-side",
+              str(d / "gateway-side.pcapng"), "--format", "json", "-o", str(out)])
+    assert e.value.code == 0
+    doc = json.loads(out.read_text())
+    path = doc["path"]
+    assert path["nearer_client"] == "a" and path["a"]["capture"].endswith("capture.pcapng")
+    assert {f["roles"]["session"] for f in path["flows"] if f.get("roles")} == {"s1"}
+    flow = next(f for f in path["flows"] if f["server_to_client"]["added"])
+    assert flow["protocol"] == "tcp" and flow["server_to_client"]["added_packets"][0]["kind"] == "RST"
+    assert any(f["id"] == "PATH_RESET_INJECTED" for f in doc["sessions"][0]["findings"])
+    # without --other-side: no path
+    with pytest.raises(SystemExit):
+        main(["analyze", str(d / "capture.pcapng"), "--format", "json", "-o", str(out)])
+    assert "path" not in json.loads(out.read_text())
+
+
+def test_cli_refuses_what_it_cannot_compare(tmp_path, capsys):
+    d = sample("both-sides-loss")
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", str(d / "capture.pcapng"), str(d / "capture.pcapng"), "--other-side",
+              str(d / "gateway-side.pcapng")])
+    assert e.value.code == 2 and "one capture file" in capsys.readouterr().err
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture at all" * 10)
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", str(d / "capture.pcapng"), "--other-side", str(junk)])
+    assert e.value.code == 4 and "--other-side" in capsys.readouterr().err
+    # a cut other side: compared as far as it goes, no crash
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes((d / "gateway-side.pcapng").read_bytes()[:9000])
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", str(d / "capture.pcapng"), "--other-side", str(cut), "--format", "json", "-o",
+              str(tmp_path / "o.json")])
+    assert e.value.code == 0
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["path"]["b"]["errors"] and doc["path"]["packets_paired"] > 0
+
+
+# -- synthetic: what the lab's router cannot do -------------------------------------------------------------------
+
+C, S = ("10.0.0.2", 50000), ("192.0.2.1", 443)
+
+
+def _pkt(ts, frame, c2s, *, flags=TCP_ACK, seq=0, payload=b"", proto=6, ttl=64, client=C, server=S):
+    src, dst = (client, server) if c2s else (server, client)
+    return Observed(ts, frame, src[0], src[1], dst[0], dst[1], proto, ttl, flags, seq, len(payload),
+                    payload_key(payload, len(payload)), payload_hint(proto, payload))
+
+
+def _side(name, pkts):
+    side = SideCapture(name, sorted(pkts, key=lambda p: p.ts))
+    side.first_ts, side.last_ts = side.packets[0].ts, side.packets[-1].ts
+    for i, p in enumerate(side.packets, 1):
+        p.frame = i
+    return side
+
+
+def _conversation(t0, *, isn_c=1000, isn_s=5000, seg=1000, segments=6, ttl_c=64, ttl_s=60, client=C, lose=(),
+                  split=False, delay=0.0, clock=0.0, at_gateway=False):
+    """A TCP connection as one point sees it: the handshake, `segments` client segments of `seg` bytes (their bytes
+    differ), the gateway's answers. ``at_gateway``: the gateway's side — the client's packets `delay` later with a
+    TTL one less, the gateway's earlier, `clock` added to every time; ``lose``: client segments missing there (then
+    retransmitted 0.3 s later, at both points); ``split``: each client segment seen as two halves there."""
+    out = []
+    t = t0
+
+    def at(ts, c2s):
+        if not at_gateway:
+            return ts
+        return ts + clock + (delay if c2s else -delay)
+
+    def add(ts, c2s, **kw):
+        ttl = (ttl_c - (1 if at_gateway else 0)) if c2s else (ttl_s - (0 if at_gateway else 1))
+        out.append(_pkt(at(ts, c2s), 0, c2s, ttl=ttl, client=client, **kw))
+
+    add(t, True, flags=TCP_SYN, seq=isn_c)
+    add(t + 0.01, False, flags=TCP_SYN | TCP_ACK, seq=isn_s)
+    add(t + 0.02, True, seq=isn_c + 1)
+    for i in range(segments):
+        data = bytes([i + 1]) * 8 + i.to_bytes(4, "big") * (seg // 4 - 2)
+        seq = isn_c + 1 + i * seg
+        t += 0.05
+        if i in lose and at_gateway:
+            pass  # lost on the way: the gateway's side never saw the first transmission
+        elif split and at_gateway:
+            add(t, True, flags=TCP_ACK | TCP_PSH, seq=seq, payload=data[: seg // 2])
+            add(t + 0.0001, True, flags=TCP_ACK | TCP_PSH, seq=seq + seg // 2, payload=data[seg // 2:])
+        else:
+            add(t, True, flags=TCP_ACK | TCP_PSH, seq=seq, payload=data)
+        if i in lose:
+            add(t + 0.3, True, flags=TCP_ACK | TCP_PSH, seq=seq, payload=data)  # the retransmission
+        add(t + 0.31, False, flags=TCP_ACK | TCP_PSH, seq=isn_s + 1 + i * 40, payload=bytes([0x80 + i]) * 40)
+    add(t + 0.5, True, flags=TCP_ACK, seq=isn_c + 1 + segments * seg)
+    return out
+
+
+def _direction(report, d="c2s"):
+    (pair,) = [p for p in report.pairs if p.a is not None and p.b is not None]
+    return getattr(pair, d)
+
+
+def test_retransmission_tells_the_lost_original():
+    a = _side("client", _conversation(100.0, lose=(2,)))
+    b = _side("gateway", _conversation(100.0, lose=(2,), at_gateway=True, delay=0.004))
+    report = compare(a, b)
+    assert report.nearer_client == "a" and report.one_way_delay == pytest.approx(0.004, abs=1e-6)
+    c2s = _direction(report)
+    assert [x["kind"] for x in c2s.lost] == ["1000 bytes"]
+    assert c2s.lost[0]["ts"] == pytest.approx(100.0 + 3 * 0.05)  # the first transmission, not the retransmission
+    assert c2s.added == [] and _direction(report, "s2c").lost == []
+
+
+def test_segments_split_and_numbers_shifted_lose_nothing():
+    """A firewall that randomises initial sequence numbers (ISN shifted) and a capture point that sees the client's
+    segments split in two: every byte arrived, nothing lost or added; the gateway's clock an hour off."""
+    a = _side("client", _conversation(100.0))
+    b = _side("gateway", _conversation(100.0, isn_c=987654321, isn_s=3_000_000_000, split=True, at_gateway=True,
+                                       delay=0.002, clock=3600.0, client=("203.0.113.9", 61000)))
+    report = compare(a, b)
+    assert report.clock_offset == pytest.approx(3600.0, abs=1e-6)
+    c2s, s2c = _direction(report), _direction(report, "s2c")
+    assert (c2s.lost, c2s.added, s2c.lost, s2c.added) == ([], [], [], [])
+    assert c2s.arrived == c2s.sent == 7 and c2s.ttl_change == -1
+    ((_pair, f),) = [x for x in path_findings(report) if x[1].id == "PATH_ADDRESS_TRANSLATED"]
+    assert "10.0.0.2 in client is 203.0.113.9 in gateway" in f.message and "ports changed" in f.message
+
+
+def test_forged_reset_and_capture_edges():
+    """A reset at the client's point in the gateway's name that the gateway's point never saw is added between;
+    packets outside the other capture's time (it started later) are neither lost nor added."""
+    conv = _conversation(100.0)
+    reset = _pkt(101.0, 0, False, flags=TCP_RST, seq=5000 + 1 + 6 * 40, ttl=63)
+    a = _side("client", conv + [reset])
+    late = [p for p in _conversation(100.0, at_gateway=True) if p.ts >= 100.2]  # started mid-conversation
+    b = _side("gateway", late + [_pkt(101.2, 0, True, flags=TCP_ACK, seq=99, ttl=63)])
+    report = compare(a, b)
+    s2c = _direction(report, "s2c")
+    assert [x["kind"] for x in s2c.added] == ["RST"]
+    assert _direction(report).lost == []  # the handshake came before the gateway's capture began
+    ids = {f.id for _p, f in path_findings(report)}
+    assert ids == {"PATH_RESET_INJECTED"}
+
+
+def test_datagrams_blocked_one_way_and_nothing_in_common():
+    hello = b"\x16\xfe\xff" + bytes(10) + b"\x01" + bytes(150)
+    ups = [_pkt(10.0 + i, 0, True, proto=17, payload=hello[:-4] + i.to_bytes(4, "big")) for i in range(4)]
+    tcp = _conversation(9.0, segments=90)  # (until 14 s: the hellos fall within the gateway's capture)
+    a = _side("client", tcp + ups)
+    b = _side("gateway", _conversation(9.0, segments=90, at_gateway=True, delay=0.003))
+    found = path_findings(compare(a, b))
+    (blocked,) = [f for _p, f in found if f.id == "PATH_DTLS_BLOCKED"]
+    assert blocked.evidence["count"] == 4 and blocked.evidence["kinds"] == ["DTLS ClientHello"]
+    other = _side("elsewhere", [_pkt(50.0, 0, True, payload=b"x" * 100, client=("10.9.9.9", 1234))])
+    (nothing,) = [f for _p, f in path_findings(compare(a, other))]
+    assert nothing.id == "PATH_NOTHING_IN_COMMON"
+
+
+def test_payload_key_needs_enough_bytes():
+    assert payload_key(b"", 0) is None
+    assert payload_key(b"abc", 3) == (3, hash(b"abc"))
+    assert payload_key(b"a" * 40, 1400) is None  # cut by a 40-byte snaplen: cannot be told apart
+    assert payload_key(b"a" * 100, 1400) == payload_key(b"a" * 64, 1400)  # two snaplens, one key

@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 CSTP_HEADER = 8
 DTLS_TYPE_BYTE = 1
 ANSWER_WINDOW = 2.5  # seconds: a control frame answered this fast by the other side is a DPD exchange
+#: seconds: the least silence of the peer after which a DPD request goes out (the DPD interval, 5 s at least on Cisco
+#: gateways — 'anyconnect dpd-interval' takes 5 to 3600 —, less a timer's second)
+MIN_DPD_SILENCE = 4.0
 #: seconds: a DPD exchange answered this fast (a round trip, not a keepalive crossing the peer's own control
 #: frame) shows its sender's DPD timer (`TunnelEstimate.dpd_silence`)
 TIMER_ANSWER = 1.0
@@ -38,6 +41,7 @@ MAX_CONTROL_LOG = 2000  # control records remembered per estimate (for their cla
 MTU_PROBE_MIN = 100  # DTLS: a padded DPD request longer than this is an MTU probe (as analyzer/tcptracker.py)
 PROBE_WINDOW = 1.0  # seconds: an MTU probe is answered by a DPD response of the same size this fast
 PROBE_PERIOD = 15.0  # seconds after the channel's first record: clients probe the MTU right after the handshake
+MAX_PROBE_REPEATS = 3  # echoes of one record length: this many or more are traffic (pings), not MTU probes
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,9 @@ class TunnelEstimate:
     _first_ts: float | None = None
     #: DTLS only, made on first use (an estimate is kept for every undecrypted TLS connection: stay small):
     _probes: dict | None = None  # direction -> recent big DATA-class records
+    #: record length -> the probe pairs of that length ((direction, frame, ts, least, most) of request and answer):
+    #: a length echoed again and again is traffic (pings), not a probe (`_repeated_echoes`)
+    _echoes: dict | None = None
     _early: list | None = None  # records of the probe period, for unanswered probe runs
     _last: dict = field(default_factory=dict)  # direction -> ts of its last record
     _last_data: dict = field(default_factory=dict)  # direction -> ts of its last record that is no control frame
@@ -375,6 +382,10 @@ class TunnelEstimate:
                 self.dirs[direction].mtu_probes += 1
                 self._log(other, fr, t0, "MTU_PROBE")
                 self._log(direction, frame, ts, "MTU_PROBE")
+                if self._echoes is None:
+                    self._echoes = {}
+                self._echoes.setdefault(length, []).append(
+                    ((other, fr, t0, least, most), (direction, frame, ts) + self.prot.plaintext(length)))
                 return True
         least, most = self.prot.plaintext(length)
         q = self._probes[direction]
@@ -416,6 +427,30 @@ class TunnelEstimate:
             d.inner_bytes_least -= least - self.header
             d.inner_bytes_most -= most - self.header
 
+    def _repeated_echoes(self) -> None:
+        """A record length echoed `MAX_PROBE_REPEATS` times or more is traffic of one size both ways (pings of a
+        fixed size: an echo reply has the request's length), not MTU probes — a client's search for the MTU tries
+        each size once (again only when it got no answer). Its pairs go back to DATA."""
+        undo = set()
+        for pairs in (self._echoes or {}).values():
+            if len(pairs) < MAX_PROBE_REPEATS:
+                continue
+            for pair in pairs:
+                for direction, frame, ts, least, most in pair:
+                    d = self.dirs[direction]
+                    d.mtu_probes -= 1
+                    d.data += 1
+                    d.inner_bytes_least += least - self.header
+                    d.inner_bytes_most += most - self.header
+                    if ts > self.last_data.get(direction, ts - 1):
+                        self.last_data[direction] = ts
+                    if ts < self.first_data.get(direction, ts + 1):
+                        self.first_data[direction] = ts
+                    undo.add((direction, frame))
+        if undo:
+            self.controls = [e for e in self.controls if not (e[3] == "MTU_PROBE" and (e[0], e[1]) in undo)]
+        self._echoes = None
+
     def _unanswered_probes(self) -> None:
         """DTLS MTU probes nobody answered: a run of three or more big records from one side, each within a second
         of the last and none longer than the one before, the first three strictly shrinking (the binary search of
@@ -451,8 +486,10 @@ class TunnelEstimate:
         after it."""
         for direction, other in (("c2s", "s2c"), ("s2c", "c2s")):
             since = self._last_data.get(direction)
+            # (a DPD request follows the peer's silence on the channel for the DPD interval: one sent sooner than
+            # MIN_DPD_SILENCE after the peer's last record is a keepalive)
             run = [e for e in self.controls if e[0] == direction and e[3] == "KEEPALIVE" and not e[6]
-                   and (since is None or e[2] > since)]
+                   and (since is None or e[2] > since) and (e[4] is None or e[4] >= MIN_DPD_SILENCE)]
             heard = self._last_data.get(other)
             if until is not None and sum(1 for e in run if until - e[2] >= ANSWER_WINDOW) < 2:
                 continue
@@ -543,6 +580,7 @@ class TunnelEstimate:
 
     def finish(self, until: float | None = None) -> None:
         """Class what only the whole channel tells; ``until``: when the capture ends (its last frame)."""
+        self._repeated_echoes()
         self._unanswered_probes()
         self._received()
         self._dead_peer(until)

@@ -28,13 +28,14 @@ returns a `PathReport`; no I/O, no clock.
 from __future__ import annotations
 
 import bisect
+import struct
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from dissectors.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
 __all__ = ["PAYLOAD_PREFIX", "FlowPair", "Observed", "PathReport", "SideCapture", "compare", "payload_hint",
-           "payload_key"]
+           "payload_key", "syn_mss"]
 
 PAYLOAD_PREFIX = 64  # bytes of a payload that identify it (with its length)
 SEQ_MOD = 1 << 32
@@ -61,6 +62,30 @@ class Observed:
     key: tuple | None = None  # (length, hash of the first PAYLOAD_PREFIX bytes), None: no payload or not enough of it
     # a UDP payload's first byte and its fourteenth (a DTLS record's content type and handshake message type)
     hint: tuple = ()
+    mss: int | None = None  # a SYN's MSS option
+
+
+def syn_mss(frame: bytes, sport: int, dport: int, seq: int) -> int | None:
+    """The MSS option of a TCP SYN in the bytes of its frame (the header found by its ports and sequence number, the
+    only 8 bytes of the frame they make up, most likely), None without one."""
+    at = frame.find(struct.pack("!HHI", sport, dport, seq))
+    if at < 0 or at + 20 > len(frame):
+        return None
+    end = min(len(frame), at + (frame[at + 12] >> 4) * 4)
+    i = at + 20
+    while i < end:
+        kind = frame[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= end or frame[i + 1] < 2:
+            break
+        if kind == 2 and frame[i + 1] == 4 and i + 4 <= end:
+            return int.from_bytes(frame[i + 2:i + 4], "big")
+        i += frame[i + 1]
+    return None
 
 
 @dataclass
@@ -74,12 +99,20 @@ class SideCapture:
     errors: list[str] = field(default_factory=list)
 
 
+CLIENT_HELLO_TLS = ("tls", 1)  # `Observed.hint` of a TCP segment that starts a TLS ClientHello
+
+
 def payload_hint(proto: int, payload: bytes) -> tuple:
     """What `Observed.hint` keeps of a payload: a UDP payload's first and fourteenth bytes (DTLS: the record's
-    content type, a handshake's message type)."""
-    if proto != 17 or not payload:
+    content type, a handshake's message type); for TCP, CLIENT_HELLO_TLS when the segment starts a TLS handshake
+    record holding a ClientHello (content type 22, version 3.x, message type 1)."""
+    if not payload:
         return ()
-    return (payload[0], payload[13] if len(payload) > 13 else None)
+    if proto == 17:
+        return (payload[0], payload[13] if len(payload) > 13 else None)
+    if len(payload) > 5 and payload[0] == 22 and payload[1] == 3 and payload[5] == 1:
+        return CLIENT_HELLO_TLS
+    return ()
 
 
 def payload_key(payload: bytes, length: int) -> tuple | None:
@@ -154,18 +187,22 @@ class DirectionResult:
     lost: list[dict] = field(default_factory=list)  # {"frame", "ts", "kind"}
     added: list[dict] = field(default_factory=list)  # {"frame", "ts", "kind"}
     ttl_change: int | None = None  # the TTL the second point saw less the first's (routers in between: negative)
+    mss: dict | None = None  # the SYN's MSS at each point ({"upstream", "downstream"}) when they differ
+    syn_frame: int | None = None  # (the upstream SYN of `mss`)
 
     def to_json(self) -> dict:
         return {"upstream": self.upstream, "compared": self.sent, "arrived": self.arrived,
                 "lost": len(self.lost), "lost_packets": self.lost[:50], "added": len(self.added),
-                "added_packets": self.added[:50], "ttl_change": self.ttl_change}
+                "added_packets": self.added[:50], "ttl_change": self.ttl_change, "mss": self.mss}
 
 
 @dataclass
 class FlowPair:
     a: _Flow | None
     b: _Flow | None
-    paired_by: str  # "payload", "addresses", "" (seen at one point only)
+    # "payload", "addresses", "tls-intercepted" (a TLS connection at each point, each with its own ClientHello: a
+    # device in between ended the first and began the second), "" (seen at one point only)
+    paired_by: str
     c2s: DirectionResult | None = None
     s2c: DirectionResult | None = None
     # filled by the caller: what the flow is in a VPN session ({"session", "connection", "role"} per side)
@@ -182,7 +219,7 @@ class FlowPair:
 
     def translated(self) -> dict | None:
         """The client's or the server's address or port as the other point saw it, when they differ (NAT)."""
-        if self.a is None or self.b is None:
+        if self.a is None or self.b is None or self.paired_by == "tls-intercepted":
             return None
         out = {}
         if self.a.client != self.b.client:
@@ -236,7 +273,7 @@ def compare(a: SideCapture, b: SideCapture) -> PathReport:
     ttls = {"c2s": Counter(), "s2c": Counter()}
     syns = {"c2s": [], "s2c": []}  # (when no payload pairs one way: segments split differently at the two points)
     for pr in pairs:
-        if pr.a is None or pr.b is None:
+        if pr.a is None or pr.b is None or pr.paired_by == "tls-intercepted":
             continue
         for d in ("c2s", "s2c"):
             xs, ys = getattr(pr.a, d), getattr(pr.b, d)
@@ -252,8 +289,11 @@ def compare(a: SideCapture, b: SideCapture) -> PathReport:
             deltas[d] = [t for t, _ in syns[d]]
             ttls[d].update(ttl for _, ttl in syns[d])
     nearer, offset, delay = _orientation(deltas["c2s"], deltas["s2c"], ttls["c2s"], ttls["s2c"])
+    _pair_intercepted(pairs, offset or 0.0)
     matched = 0
     for pr in pairs:
+        if pr.paired_by == "tls-intercepted":
+            continue  # two connections, not one: nothing to compare packet by packet
         for d in ("c2s", "s2c"):
             up_is_a = (nearer != "b") if d == "c2s" else (nearer == "b")
             ups, downs = (pr.a, pr.b) if up_is_a else (pr.b, pr.a)
@@ -321,6 +361,36 @@ def _pair_flows(fa: list[_Flow], fb: list[_Flow]) -> list[FlowPair]:
     pairs.extend(FlowPair(None, g, "") for g in fb if g.index not in used_b)
     pairs.sort(key=lambda p: min(x.first_ts for x in (p.a, p.b) if x is not None))
     return pairs
+
+
+INTERCEPT_WINDOW = 2.0  # seconds: the middlebox's own connection starts this soon after the client's
+
+
+def _pair_intercepted(pairs: list[FlowPair], offset: float) -> None:
+    """A TLS connection seen at one point only, and at the other point only a TLS connection to the same server port
+    that began about then, with a ClientHello of its own: one connection ended by a device in between and another
+    begun by it (TLS inspection, a TLS-terminating proxy or load balancer). Such two become one pair,
+    `paired_by` "tls-intercepted", closest start first; ``offset``: b's clock less a's (0 when not known: the
+    window is wide)."""
+    def hello(f: _Flow | None) -> bool:
+        return f is not None and f.proto == 6 and any(p.hint == CLIENT_HELLO_TLS for p in f.c2s[:4])
+
+    only_a = [p for p in pairs if p.b is None and hello(p.a)]
+    only_b = [p for p in pairs if p.a is None and hello(p.b)]
+    taken: set[int] = set()
+    for pa in only_a:
+        best = None
+        for j, pb in enumerate(only_b):
+            if j in taken or pb.b.server[1] != pa.a.server[1]:
+                continue
+            gap = abs(pb.b.first_ts - offset - pa.a.first_ts)
+            if gap <= INTERCEPT_WINDOW and (best is None or gap < best[0]):
+                best = (gap, j)
+        if best is not None:
+            taken.add(best[1])
+            pb = only_b[best[1]]
+            pa.b, pa.paired_by = pb.b, "tls-intercepted"
+            pairs.remove(pb)
 
 
 def _exact_pairs(xs: list[Observed], ys: list[Observed]):
@@ -415,6 +485,11 @@ def _compare_direction(ups: list[Observed], downs: list[Observed], least: float 
         _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin)
     if ttl:
         res.ttl_change = ttl.most_common(1)[0][0]
+    su = next((p for p in ups if p.flags & TCP_SYN), None)
+    sd = next((p for p in downs if p.flags & TCP_SYN), None)
+    if su is not None and sd is not None and su.mss != sd.mss:
+        res.mss = {"upstream": su.mss, "downstream": sd.mss}
+        res.syn_frame = su.frame
     return res
 
 

@@ -3,10 +3,15 @@ capture points.
 
 * PATH_DTLS_BLOCKED (error): a DTLS flow's datagrams one way all passed the first point and none reached the second —
   UDP 443 is dropped between the two (a firewall, a NAT, an ACL), not by the client or the gateway.
+* PATH_TLS_INTERCEPTED (error): the client's TLS connection never reached the other point, where instead a TLS
+  connection to the same server port with a ClientHello of its own began at that moment — a device in between ends
+  the client's TLS and opens its own (TLS inspection): DTLS cannot come up through it.
 * PATH_RESET_INJECTED (error): a TCP reset reached one point in the name of a peer whose side never sent it — a
   device between the points (firewall idle timeout, IPS, TCP normaliser) forged it.
 * PATH_PACKETS_LOST (warning): packets of a flow that passed the first point and never reached the second.
 * PATH_PACKETS_ADDED (info): packets (other than resets) that reached the second point without passing the first.
+* PATH_MSS_CHANGED (info): a TCP SYN's MSS option differs between the points — a device in between clamps it (the
+  largest segment either side sends, so the largest TLS record of the tunnel's CSTP channel, follows the lower one).
 * PATH_ADDRESS_TRANSLATED (info): the client (or the gateway) has another address or port at the other point: a
   NAT between them; the report's addresses are each capture's own.
 * PATH_NOTHING_IN_COMMON (warning): the two captures share no packet (another time, other traffic, or every TLS
@@ -21,8 +26,8 @@ from __future__ import annotations
 from .model import Finding
 from .path import DirectionResult, FlowPair, PathReport
 
-RULE_IDS = ("PATH_DTLS_BLOCKED", "PATH_RESET_INJECTED", "PATH_PACKETS_LOST", "PATH_PACKETS_ADDED",
-            "PATH_ADDRESS_TRANSLATED", "PATH_NOTHING_IN_COMMON")
+RULE_IDS = ("PATH_DTLS_BLOCKED", "PATH_TLS_INTERCEPTED", "PATH_RESET_INJECTED", "PATH_PACKETS_LOST",
+            "PATH_PACKETS_ADDED", "PATH_MSS_CHANGED", "PATH_ADDRESS_TRANSLATED", "PATH_NOTHING_IN_COMMON")
 
 MAX_FRAMES = 20
 
@@ -35,7 +40,9 @@ def path_findings(report: PathReport, names: dict | None = None,
     flows."""
     names = names or {"a": report.a.name, "b": report.b.name}
     out: list[tuple[FlowPair | None, Finding]] = []
-    if report.matched == 0 and report.a.packets and report.b.packets:
+    intercepted = [p for p in report.pairs if p.paired_by == "tls-intercepted"]
+    out.extend((p, _intercepted(p, names, report)) for p in intercepted)
+    if report.matched == 0 and report.a.packets and report.b.packets and not intercepted:
         out.append((None, Finding(
             id="PATH_NOTHING_IN_COMMON", severity="warning", time=report.a.first_ts,
             message=f"The two captures share no packet: {names['a']} and {names['b']} were taken at other times, "
@@ -127,6 +134,19 @@ def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report
                 remedy="Look at the devices and links between the two capture points (interface errors and drops, "
                        "policing, a firewall's or NAT's drops) at that time.",
                 evidence=_evidence(pair, d, res, names, res.lost, up)))
+    if res.mss is not None:
+        before, after = res.mss["upstream"], res.mss["downstream"]
+        out.append(Finding(
+            id="PATH_MSS_CHANGED", severity="info", time=None,
+            frames=[res.syn_frame] if up == "a" and res.syn_frame else [],
+            message=f"The {sender}'s {'SYN' if d == 'c2s' else 'SYN-ACK'} on {flow} announced MSS "
+                    f"{before if before is not None else 'none'} at "
+                    f"{names[up]} and {after if after is not None else 'none'} at {names[down]}: a device between "
+                    "the two capture points rewrites it (MSS clamping).",
+            remedy="Nothing to do when it is meant: the clamp keeps TCP segments within a smaller link's MTU. When "
+                   "the tunnel's MTU findings point at the path, this is the device to look at.",
+            evidence={"flow": (pair.a or pair.b).label(), "side": up,
+                      "direction": "client-to-server" if d == "c2s" else "server-to-client", **res.mss}))
     resets = [p for p in res.added if "RST" in p["kind"]]
     others = [p for p in res.added if "RST" not in p["kind"]]
     if resets:
@@ -153,6 +173,24 @@ def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report
                    "these itself.",
             evidence=_evidence(pair, d, res, names, others, down)))
     return out
+
+
+def _intercepted(pair: FlowPair, names: dict, report: PathReport) -> Finding:
+    a, b = pair.a, pair.b
+    la, lb = a.label(), b.label()
+    gap = b.first_ts - a.first_ts - (report.clock_offset or 0.0)
+    when = (f"{abs(gap) * 1000:.0f} ms {'after' if gap >= 0 else 'before'} it" if report.clock_offset is not None
+            else "at that moment")
+    return Finding(
+        id="PATH_TLS_INTERCEPTED", severity="error", time=a.first_ts, frames=[a.first_frame], phase="tls-handshake",
+        message=f"The client's TLS connection {la['client']} → {la['server']} never reached {names['b']}: there, a TLS "
+                f"connection {lb['client']} → {lb['server']} with a ClientHello of its own began {when} — a device "
+                "between the two capture points ends the client's TLS and opens its own to the gateway (TLS "
+                "inspection).",
+        remedy="Exempt the VPN gateway from TLS inspection (SSL decryption) on the firewall or proxy between the two "
+               "points: DTLS cannot come up through it (its keys come from the client's own TLS session), and the "
+               "gateway sees the device, not the client.",
+        evidence={"a": la, "b": lb, "start_gap": gap if report.clock_offset is not None else None})
 
 
 def _translated(pairs: list[FlowPair], names: dict) -> Finding:

@@ -495,22 +495,24 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
 
             inspect_pki = None
             if sc.tls_inspection:  # a TLS-inspecting middlebox on the path (lab/inspect.py)
+                # on the router when there is one (between the two captures), else in the gateway's namespace
+                mb_ns, mb_addr = (lab.router_ns, ROUTER_OUTER) if sc.router is not None else (lab.gw_ns, GW_OUTER)
                 inspect_pki = make_pki(work / "inspection", HOSTNAME, GW_OUTER, ca_name="acflow lab inspection CA")
-                mbox = lab.start(lab.gw_ns, "inspect", [sys.executable, "-m", "lab.inspect", "--listen",
-                                                        f"{GW_OUTER}:{INSPECT_PORT}", "--upstream", f"{GW_OUTER}:443",
-                                                        "--cert", str(inspect_pki.server_cert), "--key",
-                                                        str(inspect_pki.server_key), "--keylog",
-                                                        str(work / "inspect-keys.log")],
+                mbox = lab.start(mb_ns, "inspect", [sys.executable, "-m", "lab.inspect", "--listen",
+                                                    f"{mb_addr}:{INSPECT_PORT}", "--upstream", f"{GW_OUTER}:443",
+                                                    "--cert", str(inspect_pki.server_cert), "--key",
+                                                    str(inspect_pki.server_key), "--keylog",
+                                                    str(work / "inspect-keys.log")],
                                  work / "inspect.log", env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=ROOT)
                 if mbox.wait_for("listening on", 10) is None:
                     mbox.check_running("lab.inspect")
                     raise LabError(f"the inspecting middlebox did not start: {mbox.tail(5)}")
-                _nft(lab, lab.gw_ns, "add", "table", "ip", "acflowinspect")
-                _nft(lab, lab.gw_ns, "add", "chain", "ip", "acflowinspect", "pre",
+                _nft(lab, mb_ns, "add", "table", "ip", "acflowinspect")
+                _nft(lab, mb_ns, "add", "chain", "ip", "acflowinspect", "pre",
                      "{ type nat hook prerouting priority -100 ; }")
-                _nft(lab, lab.gw_ns, "add", "rule", "ip", "acflowinspect", "pre", "ip", "saddr", CLIENT_OUTER, "tcp",
+                _nft(lab, mb_ns, "add", "rule", "ip", "acflowinspect", "pre", "ip", "saddr", CLIENT_OUTER, "tcp",
                      "dport", "443", "redirect", "to", f":{INSPECT_PORT}")
-                act("tls-inspection", address=GW_OUTER, port=INSPECT_PORT,
+                act("tls-inspection", address=mb_addr, port=INSPECT_PORT, namespace=mb_ns,
                     middlebox_cert_sha1=inspect_pki.sha1_hex.upper(), gateway_cert_sha1=pki.sha1_hex.upper())
             base = [*openconnect_argv((inspect_pki or pki).pin_sha256), *proxy_args,
                     *(_subst(a, work, pki) for a in sc.client_args)]

@@ -358,4 +358,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("both-sides-loss", "a router between client and gateway drops 3 % of the packets at random both ways and "
              "lowers the TCP MSS to 1200; captured on both sides of it", gateway={"tls-priorities": PRIO_TLS13},
              router=("loss:3", "mss:1200"), pings=40, big_pings=20, big_ping_size=1100),
+    Scenario("both-sides-tls-inspection", "a TLS-inspecting firewall between client and gateway (lab.inspect on the "
+             "router: the client's TCP to port 443 redirected to it; it ends the client's TLS with its own CA's "
+             "certificate, which the client trusts, and opens its own TLS to the gateway); UDP passes untouched, so "
+             "DTLS cannot come up; captured on both sides of it (the gateway sees the router's connection)",
+             gateway={"tls-priorities": PRIO_TLS13}, router=(), tls_inspection=True, wait_dtls=False, hold=3.0),
 ]}

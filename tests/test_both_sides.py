@@ -13,6 +13,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from analyzer.analyze import analyze_paths, load_keys
@@ -132,15 +133,28 @@ def test_reset_forged_between_the_captures(tshark):
     assert s.verdict.text.startswith("Connected, but a device between the two capture points reset")
 
 
-def test_random_loss_counted_exactly():
+def test_random_loss_counted_exactly(tshark):
     """The router dropped packets at random both ways: the packets lost between the captures are exactly as many
     as its counter says, and nothing was added."""
     name = "both-sides-loss"
+    d = sample(name)
+    mss = {}
+    for side in ("capture", "gateway-side"):
+        out = subprocess.run([tshark, "-n", "-r", str(d / f"{side}.pcapng"), "-Y", "tcp.flags.syn == 1", "-T",
+                              "fields", "-e", "tcp.options.mss_val"], capture_output=True, text=True,
+                             check=True).stdout
+        mss[side] = [int(x) for x in out.split()]
     analysis, report = _analysed(name)
     lost = sum(f.evidence["count"] for f in _findings(analysis, "PATH_PACKETS_LOST"))
     assert lost == _counter(name, "loss:3") > 0
     assert sum(len(r.lost) for p in report.pairs for r in (p.c2s, p.s2c) if r) == lost
     assert _findings(analysis, "PATH_PACKETS_ADDED") == [] and _findings(analysis, "PATH_RESET_INJECTED") == []
+    # the router lowered the MSS of both SYNs (its counter): 1460 as sent, 1200 as received
+    clamped = _findings(analysis, "PATH_MSS_CHANGED")
+    assert len(clamped) == _counter(name, "mss:1200") == 2
+    assert {(f.evidence["upstream"], f.evidence["downstream"]) for f in clamped} == {(1460, 1200)}
+    # as tshark reads the SYNs' options: the SYN sent 1460, received 1200; the SYN-ACK sent 1460, received 1200
+    assert mss == {"capture": [1460, 1200], "gateway-side": [1200, 1460]}
 
 
 def test_json_report_and_cli(tmp_path):
@@ -151,6 +165,8 @@ def test_json_report_and_cli(tmp_path):
               str(d / "gateway-side.pcapng"), "--format", "json", "-o", str(out)])
     assert e.value.code == 0
     doc = json.loads(out.read_text())
+    jsonschema.validate(doc, json.loads((Path(__file__).resolve().parent.parent / "docs" /
+                                         "acflow-report.schema.json").read_text()))
     path = doc["path"]
     assert path["nearer_client"] == "a" and path["a"]["capture"].endswith("capture.pcapng")
     assert {f["roles"]["session"] for f in path["flows"] if f.get("roles")} == {"s1"}
@@ -309,3 +325,44 @@ def test_payload_key_needs_enough_bytes():
     assert payload_key(b"abc", 3) == (3, hash(b"abc"))
     assert payload_key(b"a" * 40, 1400) is None  # cut by a 40-byte snaplen: cannot be told apart
     assert payload_key(b"a" * 100, 1400) == payload_key(b"a" * 64, 1400)  # two snaplens, one key
+
+
+def _hello_flow(t0, client, random_byte, n=4):
+    """A TLS connection's client side: a ClientHello (its random one byte) and a few records."""
+    hello = b"\x16\x03\x01\x02\x00\x01" + bytes([random_byte]) * 200
+    out = [_pkt(t0, 0, True, flags=TCP_SYN, seq=10, client=client),
+           _pkt(t0 + 0.02, 0, True, flags=TCP_ACK | TCP_PSH, seq=11, payload=hello, client=client)]
+    out += [_pkt(t0 + 0.1 + i * 0.1, 0, True, flags=TCP_ACK | TCP_PSH, seq=11 + len(hello) + i * 50,
+                 payload=bytes([random_byte, i]) * 25, client=client) for i in range(n)]
+    return out
+
+
+def test_tls_interception_pairs_two_connections():
+    """The client's TLS connection never reaches the gateway's side, where a connection from another address with
+    its own ClientHello starts 3 ms later: one PATH_TLS_INTERCEPTED, not lost and added packets. The DTLS that
+    passes gives the clocks."""
+    dtls = [_pkt(20.0 + i * 0.2 + (0.1 if i % 2 else 0), 0, i % 2 == 0, proto=17, ttl=64 if i % 2 == 0 else 63,
+                 payload=b"\x17\xfe\xfd" + bytes([i]) * 90) for i in range(8)]
+    dtls_gw = [Observed(p.ts + 5.0 + (0.001 if p.src == C[0] else -0.001), 0, p.src, p.sport, p.dst, p.dport, 17,
+                        p.ttl + (-1 if p.src == C[0] else 1), 0, 0, p.length, p.key, p.hint) for p in dtls]
+    a = _side("client", _hello_flow(20.0, C, 0xAA) + dtls)
+    b = _side("gateway", [Observed(p.ts + 5.0 + 0.003, 0, p.src, p.sport, p.dst, p.dport, 6, 64, p.flags, p.seq,
+                                   p.length, p.key, p.hint) for p in _hello_flow(20.0, ("198.51.100.7", 40000), 0xBB)]
+                         + dtls_gw)
+    report = compare(a, b)
+    assert report.clock_offset == pytest.approx(5.0, abs=0.002)
+    found = path_findings(report)
+    assert [f.id for _p, f in found] == ["PATH_TLS_INTERCEPTED"]
+    f = found[0][1]
+    assert f.evidence["b"]["client"] == "198.51.100.7:40000" and f.frames == [1]
+    assert f.evidence["start_gap"] == pytest.approx(0.002, abs=0.0015)
+
+
+def test_read_side_bounds_what_it_holds():
+    from analyzer.path_read import read_side
+
+    d = sample("both-sides-loss")
+    side = read_side(d / "capture.pcapng", limit=50)
+    assert len(side.packets) == 50 and "first 50 TCP/UDP packets" in side.errors[0]
+    full = read_side(d / "capture.pcapng")
+    assert full.errors == [] and len(full.packets) > 50

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from analyzer.analyze import analyze_paths, load_keys
-from analyzer.keyless import Protection, protection
+from analyzer.keyless import DTLS_TYPE_BYTE, Protection, TunnelEstimate, protection
 
 from .conftest import sample
 from .helpers import doc
@@ -268,3 +268,41 @@ def test_a_login_without_a_tunnel_is_said_without_keys(name):
     v = s["verdict"]
     assert v["outcome"] == "inconclusive" and v["experienced"] == "No tunnel seen without keys"
     assert v["cause"].startswith(f"{failed} failed, read from record sizes and timing")
+
+
+def _dtls_estimate(records):
+    """A DTLS channel's keyless estimate (TLS_PSK_WITH_AES_256_GCM_SHA384 over DTLS 1.2) fed (ts, direction,
+    inner payload length) records, finished."""
+    prot = protection("TLS_PSK_WITH_AES_256_GCM_SHA384", 0xFEFD, dtls=True)
+    est = TunnelEstimate(DTLS_TYPE_BYTE, prot)
+    for frame, (ts, direction, n) in enumerate(records, 1):
+        est.add(direction, prot.record_length(DTLS_TYPE_BYTE + n), ts, frame)
+    est.finish()
+    return est
+
+
+def test_pings_of_one_size_are_not_mtu_probes():
+    """An echo reply has its request's length: pings of one size within the probe period were read as MTU probes
+    (the lab's both-sides-loss: 20 pings of 1128 bytes). A length echoed three times or more is traffic."""
+    pings = [(1.0 + i * 0.2 + dt, d, 1128) for i in range(6) for dt, d in ((0.0, "c2s"), (0.001, "s2c"))]
+    est = _dtls_estimate(pings)
+    assert est.dirs["c2s"].mtu_probes == est.dirs["s2c"].mtu_probes == 0
+    assert est.dirs["c2s"].data == est.dirs["s2c"].data == 6
+    assert not [e for e in est.controls if e[3] == "MTU_PROBE"]
+    # a client's search for the MTU: each size echoed once, shrinking — still probes
+    search = [(0.5 + i * 0.01 + dt, d, n) for i, n in enumerate((1400, 1200, 1300)) for dt, d in
+              ((0.0, "c2s"), (0.002, "s2c"))]
+    est = _dtls_estimate(search + pings)
+    assert est.dirs["c2s"].mtu_probes == est.dirs["s2c"].mtu_probes == 3
+    assert est.dirs["c2s"].data == 6 and est.last_data["s2c"] == pings[-1][0]
+
+
+def test_keepalives_soon_after_the_peer_spoke_are_not_dpd_requests():
+    """The lab's both-sides-reset: with the gateway's keepalive at 2 s, the client's CSTP keepalives (unanswered,
+    the tunnel's data on DTLS) ended the channel when a firewall reset it; without keys they were a dead-peer run of
+    DPD requests (DPD_TIMEOUT). A DPD request follows the peer's silence for the DPD interval (5 s at least on Cisco
+    gateways): these came sooner, so they stay keepalives, as the keyed analysis reads them."""
+    keyless = doc("both-sides-reset", keys=False)
+    keyed = doc("both-sides-reset")
+    assert not [f for s in keyless["sessions"] for f in s["findings"] if f["id"] == "DPD_TIMEOUT"]
+    assert [f["id"] for s in keyed["sessions"] for f in s["findings"] if f["id"] == "DPD_TIMEOUT"] == []

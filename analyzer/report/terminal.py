@@ -137,6 +137,7 @@ def render_terminal(analysis, *, version: str, verbose: bool = False, show_secre
         for e in (keys.get("keylog_errors") or [])[:5]:
             _wrap(con, f"key log: {e}", 2, 4, style="yellow")
     _filters_line(con, filters)
+    _path_line(con, getattr(analysis, "path", None))
     if not analysis.sessions:
         con.print()
         tun = tunnel_devices(analysis.captures)
@@ -154,6 +155,24 @@ def render_terminal(analysis, *, version: str, verbose: bool = False, show_secre
         _wrap(con, f"{f.message}", 2, 4, prefix=Text(f"{f.severity.upper()} {f.id}: ",
                                                      style=SEVERITY_STYLE.get(f.severity, "")))
     return _trim(buf.getvalue())
+
+
+def _path_line(con: Console, path) -> None:
+    """`--other-side`: the other capture, which one is nearer the client, the clocks, what was paired and lost."""
+    if path is None:
+        return
+    name = path.b.name
+    nearer = {"a": "this capture", "b": "the other"}.get(path.nearer_client, "not told")
+    lost = sum(len(r.lost) for p in path.pairs for r in (p.c2s, p.s2c) if r is not None)
+    added = sum(len(r.added) for p in path.pairs for r in (p.c2s, p.s2c) if r is not None)
+    line = (f"other side: {name}, {plural(len(path.b.packets), 'TCP/UDP packet')}; nearer the client: {nearer}; "
+            f"{plural(path.matched, 'packet')} seen at both points, {lost} lost and {added} added between")
+    if path.clock_offset is not None:
+        line += (f"; its clock {path.clock_offset:+.3f} s from this one's, "
+                 f"{path.one_way_delay * 1000:.1f} ms between the points")
+    _wrap(con, line, 2, 4)
+    for e in path.b.errors[:5]:
+        _wrap(con, f"other side's capture problem: {e}", 2, 4, style="yellow")
 
 
 def _trim(text: str) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from dissectors import cstp
 from dissectors.dtls import events as dtls_ev
+from dissectors.dtls.connection import WRONG_KEYS
 from dissectors.dtls.events import DTLSApplicationData as _AppData
 from dissectors.dtls.record import DTLS10, DTLS12, DTLS_BAD_VER
 from dissectors.tls.names import cipher_suite_name
@@ -298,6 +299,9 @@ class DTLSFlow(FlowTracker):
         if epoch >= 1:
             if content_type == 22:
                 self._finished(direction, ts, frame)
+                if reason.endswith(WRONG_KEYS) and direction not in self.finished_verified:
+                    # the Finished fails authentication with the keys derived for this flow: it does not verify
+                    self.finished_verified[direction] = False
                 if self.estimate is not None:  # a rekey's handshake: the MTU probes that follow it are probes
                     self.estimate.rehandshake()
             if content_type == 22 and direction not in self.first_protected_handshake:

@@ -42,6 +42,9 @@ SEQ_MOD = 1 << 32
 EDGE_MARGIN = 0.1  # seconds (and twice the path's delay): a packet this near a capture's end may have been in flight
 SLACK = 0.002  # seconds: clock offset error and jitter allowed around the path's least transfer time
 MAX_SEGMENT = 1 << 17  # bytes: no TCP segment spans more (a TSO frame of 64 KiB at most)
+#: bytes: a payload shorter than this does not pair two flows — the same few bytes recur in unrelated connections
+#: (TLS 1.3's compatibility ChangeCipherSpec record, 6 bytes; a TCP keepalive's one byte)
+MIN_VOTING_PAYLOAD = 20
 
 
 @dataclass(slots=True)
@@ -324,13 +327,13 @@ def _pair_flows(fa: list[_Flow], fb: list[_Flow]) -> list[FlowPair]:
     by_key: dict[tuple, list[int]] = defaultdict(list)
     for f in fb:
         for p in (*f.c2s[:64], *f.s2c[:64]):
-            if p.key is not None:
+            if p.key is not None and p.length >= MIN_VOTING_PAYLOAD:
                 by_key[(f.proto, p.key)].append(f.index)
     votes: list[tuple[int, int, int]] = []
     for f in fa:
         c = Counter()
         for p in (*f.c2s[:64], *f.s2c[:64]):
-            if p.key is not None:
+            if p.key is not None and p.length >= MIN_VOTING_PAYLOAD:
                 for j in set(by_key.get((f.proto, p.key), ())):
                     c[j] += 1
         votes.extend((n, f.index, j) for j, n in c.items())

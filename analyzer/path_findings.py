@@ -176,21 +176,27 @@ def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report
 
 
 def _intercepted(pair: FlowPair, names: dict, report: PathReport) -> Finding:
-    a, b = pair.a, pair.b
-    la, lb = a.label(), b.label()
-    gap = b.first_ts - a.first_ts - (report.clock_offset or 0.0)
+    """The client's connection is the one at the point nearer the client (a when not told), the device's the
+    other; frames and time are a's."""
+    near = "b" if report.nearer_client == "b" else "a"
+    far = "a" if near == "b" else "b"
+    client_conn, device_conn = getattr(pair, near).label(), getattr(pair, far).label()
+    gap = pair.b.first_ts - pair.a.first_ts - (report.clock_offset or 0.0)  # b's start after a's, in a's clock
+    gap = gap if near == "a" else -gap  # the device's start after the client's
     when = (f"{abs(gap) * 1000:.0f} ms {'after' if gap >= 0 else 'before'} it" if report.clock_offset is not None
             else "at that moment")
     return Finding(
-        id="PATH_TLS_INTERCEPTED", severity="error", time=a.first_ts, frames=[a.first_frame], phase="tls-handshake",
-        message=f"The client's TLS connection {la['client']} → {la['server']} never reached {names['b']}: there, a TLS "
-                f"connection {lb['client']} → {lb['server']} with a ClientHello of its own began {when} — a device "
-                "between the two capture points ends the client's TLS and opens its own to the gateway (TLS "
-                "inspection).",
+        id="PATH_TLS_INTERCEPTED", severity="error", time=pair.a.first_ts, frames=[pair.a.first_frame],
+        phase="tls-handshake",
+        message=f"The client's TLS connection {client_conn['client']} → {client_conn['server']} (in {names[near]}) "
+                f"never reached {names[far]}: there, a TLS connection {device_conn['client']} → "
+                f"{device_conn['server']} with a ClientHello of its own began {when} — a device between the two "
+                "capture points ends the client's TLS and opens its own to the gateway (TLS inspection).",
         remedy="Exempt the VPN gateway from TLS inspection (SSL decryption) on the firewall or proxy between the two "
                "points: DTLS cannot come up through it (its keys come from the client's own TLS session), and the "
                "gateway sees the device, not the client.",
-        evidence={"a": la, "b": lb, "start_gap": gap if report.clock_offset is not None else None})
+        evidence={"client_connection": client_conn, "device_connection": device_conn, "a": pair.a.label(),
+                  "b": pair.b.label(), "start_gap": gap if report.clock_offset is not None else None})
 
 
 def _translated(pairs: list[FlowPair], names: dict) -> Finding:

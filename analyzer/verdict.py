@@ -54,6 +54,8 @@ SHORT_REMEDY = {
     "SESSION_TERMINATED": "check the gateway's log for the reason (idle or session timeout, administrator logoff, "
                           "licence)",
     "PATH_DTLS_BLOCKED": "allow UDP 443 from the client to the gateway on the device between the two capture points",
+    "PATH_TLS_INTERCEPTED": "exempt the gateway from TLS inspection (SSL decryption) on the firewall or proxy between "
+                            "the two capture points",
     "PATH_RESET_INJECTED": "find the firewall, IPS or load balancer between the two capture points that resets the "
                            "connection and exempt the VPN's connections (or raise its idle timeout)",
 }
@@ -81,6 +83,8 @@ CONNECTED_BUT = {
     "DTLS_NAT_REBINDING": "Connected, but a NAT moved the DTLS flow",
     "TCP_RESET_INJECTED": "Connected, but a device on the path reset the tunnel's connection",
     "PATH_RESET_INJECTED": "Connected, but a device between the two capture points reset the tunnel's connection",
+    "PATH_TLS_INTERCEPTED": "Connected, but through a device that intercepts the TLS connection",
+    "DTLS_PSK_MISMATCH": "Tunnel up over TLS only",
     "PATH_PACKETS_LOST": "Connected, but packets were lost between the two capture points",
 }
 
@@ -356,13 +360,14 @@ def judge(s: Session) -> SessionVerdict:
         port = (params.dtls_port if params is not None and params.dtls_port else None) or \
             split_endpoint(s.gateway)[1]
         nr = first("DTLS_NO_RESPONSE")
-        for fid in ("PATH_DTLS_BLOCKED", "DTLS_PSK_MISMATCH", "DTLS_RESUME_FULL_HANDSHAKE", "DTLS_COOKIE_IGNORED",
-                    "DTLS_SOURCE_MISMATCH", "DTLS_ANSWERS_LOST"):
+        for fid in ("PATH_TLS_INTERCEPTED", "PATH_DTLS_BLOCKED", "DTLS_PSK_MISMATCH", "DTLS_RESUME_FULL_HANDSHAKE",
+                    "DTLS_COOKIE_IGNORED", "DTLS_SOURCE_MISMATCH", "DTLS_ANSWERS_LOST"):
             f = first(fid)
             if f is not None:
                 cause = _psk_cause(f) if fid == "DTLS_PSK_MISMATCH" else _plain(f.message)
+                also = [x for x in ("DTLS_PSK_MISMATCH", "DTLS_NO_RESPONSE") if x != fid and first(x)]
                 return _verdict("degraded", "Tunnel up over TLS only", cause, f.frames, f.time,
-                                _short_remedy(f), [fid] + (["DTLS_NO_RESPONSE"] if nr else []), s)
+                                _short_remedy(f), [fid] + also, s)
         if nr is not None:
             n = nr.evidence.get("hellos") or len(nr.frames)
             cause = (f"UDP {port or 'to the DTLS port'} is blocked between client and gateway — {n} DTLS "
@@ -499,11 +504,18 @@ def _ended_without_tunnel(s: Session):
 def _psk_cause(f: Finding) -> str:
     """DTLS_PSK_MISMATCH in the verdict's words (analyzer/rules/dtls_psk.py)."""
     ev = f.evidence
+    # (seen from the gateway's side: the TLS from the device, the DTLS from the client)
+    moved = (f" (TLS from {ev['tls_client']}, DTLS from {ev['dtls_client']})"
+             if ev.get("tls_client") and ev.get("dtls_client") and ev["tls_client"] != ev["dtls_client"] else "")
+    if ev.get("verified_with_session_tls") is False:  # the gateway's side: proven with its key log
+        return (f"a device between client and gateway intercepts the TLS connection{moved} — the client's DTLS "
+                f"Finished (sent {ev.get('finished_sent')} times) does not decrypt with the key of the TLS session "
+                "the gateway holds: the client keyed it from another")
     how = ("the DTLS Finished the client keyed from its TLS session" if ev.get("verified_with_client_tls_session")
            else "the client's DTLS Finished")
     issuer = ev.get("certificate_issuer")
-    return (f"a device between client and gateway intercepts the TLS connection, most likely — the gateway never "
-            f"accepted {how} (sent {ev.get('finished_sent')} times): it holds another TLS session"
+    return (f"a device between client and gateway intercepts the TLS connection{moved}, most likely — the gateway "
+            f"never accepted {how} (sent {ev.get('finished_sent')} times): it holds another TLS session"
             + (f"; the certificate the client got is issued by {issuer}" if issuer else ""))
 
 
@@ -519,7 +531,8 @@ def _dpd_side(f: Finding) -> str | None:
 #: among findings of the same severity, these say best what the user experienced (the packets lost, rather than
 #: the MTU numbers that explain it)
 # (a path finding is the proof from two captures: it goes before what one capture suggests)
-FIRST_AMONG_EQUALS = ("MTU_EXCEEDED", "DTLS_PSK_MISMATCH", "PATH_RESET_INJECTED", "PATH_PACKETS_LOST")
+FIRST_AMONG_EQUALS = ("MTU_EXCEEDED", "PATH_TLS_INTERCEPTED", "DTLS_PSK_MISMATCH", "PATH_RESET_INJECTED",
+                     "PATH_PACKETS_LOST")
 
 
 def _worst(findings: list[Finding]) -> Finding | None:

@@ -622,6 +622,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
 
         collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys, other_keys),
                         files=("client.log", "client2.log", "client-auth.log", "gateway.log", "curl.log", "ping.log",
+                               "inspect-keys.log",
                                "script.log",
                                "proxy.log", "inspect.log", "dns.log", "tunnel-side.pcapng", "gateway-side.pcapng",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",

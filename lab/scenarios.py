@@ -64,8 +64,8 @@ class Scenario:
     # openconnect --proxy; the TLS connection is tunnelled in the proxy's CONNECT
     proxy: bool = False
     proxy_basic: str | None = None  # USER:PASSWORD the proxy asks for (407 first; openconnect --proxy-auth=basic)
-    # a TLS-inspecting middlebox on the path (lab.inspect in the gateway namespace, the client's TCP to port 443
-    # redirected to it by nftables): it ends the client's TLS with a certificate for the gateway's name from its own
+    # a TLS-inspecting middlebox on the path (lab.inspect in the gateway namespace — on the router when the scenario
+    # has one —, the client's TCP to port 443 redirected to it by nftables): it ends the client's TLS with a certificate for the gateway's name from its own
     # CA — which the client trusts (openconnect --cafile that CA), as managed laptops trust their firewall's — and
     # relays to the gateway over a TLS session of its own; UDP passes untouched
     tls_inspection: bool = False

@@ -25,7 +25,7 @@ from dissectors.packet import TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN
 
 from .conftest import facts, sample
 
-BOTH_SIDES = ("both-sides-dtls-blocked", "both-sides-reset", "both-sides-loss")
+BOTH_SIDES = ("both-sides-dtls-blocked", "both-sides-reset", "both-sides-loss", "both-sides-tls-inspection")
 
 
 def _analysed(name: str, swap: bool = False):
@@ -80,7 +80,7 @@ def test_order_and_translation_read_from_both_captures(name, swap):
         for res in (pair.c2s, pair.s2c):
             if res is not None and res.arrived:
                 assert res.ttl_change == -1
-    assert report.matched > 40
+    assert report.matched == sum(r.arrived for p in report.pairs for r in (p.c2s, p.s2c) if r) > 0
 
 
 def test_dtls_blocked_between_the_captures(tshark):
@@ -354,7 +354,8 @@ def test_tls_interception_pairs_two_connections():
     found = path_findings(report)
     assert [f.id for _p, f in found] == ["PATH_TLS_INTERCEPTED"]
     f = found[0][1]
-    assert f.evidence["b"]["client"] == "198.51.100.7:40000" and f.frames == [1]
+    assert f.evidence["b"]["client"] == f.evidence["device_connection"]["client"] == "198.51.100.7:40000"
+    assert f.frames == [1]
     assert f.evidence["start_gap"] == pytest.approx(0.002, abs=0.0015)
 
 
@@ -366,3 +367,64 @@ def test_read_side_bounds_what_it_holds():
     assert len(side.packets) == 50 and "first 50 TCP/UDP packets" in side.errors[0]
     full = read_side(d / "capture.pcapng")
     assert full.errors == [] and len(full.packets) > 50
+
+
+def _tshark_hello_flows(tshark: str, path: Path) -> list[tuple[str, str]]:
+    out = subprocess.run([tshark, "-n", "-r", str(path), "-Y", "tls.handshake.type == 1", "-T", "fields", "-e",
+                          "ip.src", "-e", "tcp.srcport"], capture_output=True, text=True, check=True).stdout
+    return [tuple(line.split("\t")) for line in out.splitlines() if line.strip()]
+
+
+def test_tls_inspection_between_the_captures(tshark):
+    """The router ends the client's TLS and opens its own (lab.inspect): the client's ClientHello (tshark, client
+    side) and the router's (tshark, gateway side) are PATH_TLS_INTERCEPTED's two connections; the DTLS passes untouched
+    (paired, nothing lost); the verdict rests on the proof."""
+    name = "both-sides-tls-inspection"
+    d = sample(name)
+    router = next(a for a in facts(name)["actions"] if a.get("action") == "tls-inspection")["address"]
+    analysis, report = _analysed(name)
+    # (one connection each side; the gateway answered the middlebox's first ClientHello with a HelloRetryRequest)
+    ((c_addr, c_port),) = set(_tshark_hello_flows(tshark, d / "capture.pcapng"))
+    ((g_addr, g_port),) = set(_tshark_hello_flows(tshark, d / "gateway-side.pcapng"))
+    assert c_addr == facts(name)["client_address"] and g_addr == router
+    (f,) = _findings(analysis, "PATH_TLS_INTERCEPTED")
+    assert f.evidence["client_connection"]["client"] == f"{c_addr}:{c_port}"
+    assert f.evidence["device_connection"]["client"] == f"{g_addr}:{g_port}"
+    assert 0 <= f.evidence["start_gap"] < 0.1
+    s = analysis.sessions[0]
+    assert s.verdict.findings[0] == "PATH_TLS_INTERCEPTED" and s.verdict.text.startswith("Tunnel up over TLS only")
+    assert not _findings(analysis, "PATH_PACKETS_LOST") and not _findings(analysis, "PATH_PACKETS_ADDED")
+    (udp,) = [p for p in report.pairs if p.proto == 17]
+    assert udp.paired_by == "payload" and udp.c2s.lost == [] and udp.c2s.arrived == udp.c2s.sent > 0
+    # from the gateway's side, the client's capture beside it: the same, the roles told by the order of the points
+    analysis, report = _analysed(name, swap=True)
+    (f,) = _findings(analysis, "PATH_TLS_INTERCEPTED")
+    assert report.nearer_client == "b" and f.evidence["client_connection"]["client"] == f"{c_addr}:{c_port}"
+    assert "never reached gateway-side.pcapng" in f.message
+
+
+def test_tls_inspection_read_at_the_gateway_alone():
+    """The gateway's capture alone, with the gateway's key log (its TLS session with the middlebox, as lab.inspect
+    logged it: ocserv writes none): the client's DTLS Finished does not decrypt with the PSK of the session's TLS —
+    proof, not 'most likely' — and the TLS came from the middlebox, the DTLS from the client. Without keys the
+    client's DTLS, from another address than any TLS connection, is the session's (its CONNECT had just been
+    answered) and the same shape is read."""
+    name = "both-sides-tls-inspection"
+    d = sample(name)
+    router = next(a for a in facts(name)["actions"] if a.get("action") == "tls-inspection")["address"]
+    client = facts(name)["client_address"]
+    for keys in ([d / "inspect-keys.log"], []):
+        k, info = load_keys(keys, [])
+        analysis = analyze_paths([d / "gateway-side.pcapng"], k, info)
+        (s,) = analysis.sessions
+        assert s.client == router and {c.connection for c in s.connections} == {"tcp.stream 0", "udp.stream 0"}
+        (f,) = [f for f in s.findings if f.id == "DTLS_PSK_MISMATCH"]
+        assert (f.evidence["tls_client"], f.evidence["dtls_client"]) == (router, client)
+        assert f.inferred is (not keys)
+        assert "DTLS_NOT_OFFERED" not in {x.id for x in s.findings}
+        if keys:
+            assert f.evidence["verified_with_session_tls"] is False
+            assert "does not decrypt with the key of this session's TLS connection" in f.message
+            assert "KEYS_MISSING" not in {x.id for x in s.findings}  # the keys are there: the client used others
+            assert s.verdict.text.startswith("Tunnel up over TLS only: a device between client and gateway "
+                                             f"intercepts the TLS connection (TLS from {router}, DTLS from {client})")

@@ -53,9 +53,11 @@ def _iso(ts: float | None, tz=None) -> str:
 
 
 def _rel(ts: float | None, t0: float | None) -> str:
+    """Seconds from the session's start, signed ("-0.005s": a packet just before it, seen in another flow)."""
     if ts is None or t0 is None:
         return ""
-    return f"+{ts - t0:.3f}s"
+    d = round(ts - t0, 3)
+    return f"{'-' if d < 0 else '+'}{abs(d):.3f}s"
 
 
 def _when(ts: float | None, t0: float | None, tz) -> str:

@@ -14,10 +14,24 @@ from ..phases.tls_handshake import TLSHandshakeDetails
 RULE_IDS = ("KEYS_MISSING",)
 
 
+def _keyed_elsewhere(phase) -> bool:
+    """The DTLS phase's client Finished failed authentication with the keys acflow derived for it."""
+    flows = getattr(phase.details, "flow_list", None) or []
+    for f in flows:
+        fin = f.finished if isinstance(getattr(f, "finished", None), dict) else {}
+        mine = fin.get("c2s")
+        if mine is not None and mine.verified is False:
+            return True
+    return False
+
+
 def check(session, ctx):
     if any(getattr(c, "truncated_frames", 0) for c in session.connections):
         return []  # packets cut short by the capture: no key helps (CAPTURE_TRUNCATED says so)
-    phases = [p for p in session.phases if p.status == "undecrypted"]
+    # (a DTLS channel whose client Finished fails with the keys derived from the session's TLS is not short of
+    # keys: the client keyed it from another TLS session — DTLS_PSK_MISMATCH says so)
+    phases = [p for p in session.phases
+              if p.status == "undecrypted" and not (p.phase == "dtls" and _keyed_elsewhere(p))]
     before = [p for p in session.phases if p.status == "before-capture"]
     if not phases and not (before and any(p.status == "before-capture" and p.phase in ("cstp-connect", "dtls")
                                           for p in before)) and not (

@@ -71,6 +71,9 @@ from .record import (
 
 __all__ = ["DTLSConnection"]
 
+#: ends a `DTLSUndecrypted.reason` when the record failed authentication with keys that never decrypted a record of
+#: the handshake: keys derived for another session, most likely
+WRONG_KEYS = "(wrong keys?)"
 _WINDOW = 64  # records: the duplicate window (RFC 6347 §4.1.2.6's anti-replay window, its usual size)
 
 C2S = "c2s"
@@ -604,7 +607,7 @@ class DTLSConnection:
                 pt = prot.decrypt(rec.seq64, rec.content_type, rec.version, rec.fragment)
             except DecryptError as exc:
                 h.fail += 1
-                reason = f"{exc} (wrong keys?)" if h.ok == 0 else str(exc)
+                reason = f"{exc} {WRONG_KEYS}" if h.ok == 0 else str(exc)
                 continue
             h.ok += 1
             return h, pt, None

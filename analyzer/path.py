@@ -252,6 +252,21 @@ class PathReport:
     only_a: int  # flows seen at one point only
     only_b: int
 
+    def summary(self) -> str:
+        """One sentence for the reports: the other capture, which capture is nearer the client, what was paired,
+        lost and added, the clocks."""
+        nearer = {"a": "this capture", "b": "the other"}.get(self.nearer_client, "not told")
+        lost = sum(len(r.lost) for p in self.pairs for r in (p.c2s, p.s2c) if r is not None)
+        added = sum(len(r.added) for p in self.pairs for r in (p.c2s, p.s2c) if r is not None)
+        n = len(self.b.packets)
+        line = (f"other side: {self.b.name}, {n} TCP/UDP packet{'s' if n != 1 else ''}; nearer the client: {nearer}; "
+                f"{self.matched} packet{'s' if self.matched != 1 else ''} seen at both points, {lost} lost and "
+                f"{added} added between")
+        if self.clock_offset is not None:
+            line += (f"; its clock {self.clock_offset:+.3f} s from this one's, "
+                     f"{(self.one_way_delay or 0.0) * 1000:.1f} ms between the points")
+        return line
+
     def to_json(self) -> dict:
         return {"a": _side_json(self.a), "b": _side_json(self.b), "nearer_client": self.nearer_client,
                 "clock_offset": self.clock_offset, "one_way_delay": self.one_way_delay,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from analyzer.analyze import analyze_paths, load_keys
 from analyzer.both_sides import attach_other_side
@@ -428,3 +430,56 @@ def test_tls_inspection_read_at_the_gateway_alone():
             assert "KEYS_MISSING" not in {x.id for x in s.findings}  # the keys are there: the client used others
             assert s.verdict.text.startswith("Tunnel up over TLS only: a device between client and gateway "
                                              f"intercepts the TLS connection (TLS from {router}, DTLS from {client})")
+
+
+def test_a_capture_against_itself_loses_nothing():
+    """The same file at both points: every packet paired, nothing lost or added, no clock offset, no order."""
+    from analyzer.path_read import read_side
+
+    d = sample("both-sides-reset")
+    a, b = read_side(d / "capture.pcapng", "a"), read_side(d / "capture.pcapng", "b")
+    report = compare(a, b)
+    assert report.nearer_client is None and report.clock_offset == 0.0
+    assert all(not r.lost and not r.added for p in report.pairs for r in (p.c2s, p.s2c) if r)
+    assert [f.id for _p, f in path_findings(report)] == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_comparison_holds_its_invariants_on_any_packets(data):
+    """Packets of any shape at two points (random flags, sequence numbers, payloads, times, some dropped, some
+    copied): no exception, and per direction the packets compared are those that arrived plus those lost."""
+    n = data.draw(st.integers(1, 60))
+    pkts = []
+    for i in range(n):
+        c2s = data.draw(st.booleans())
+        proto = data.draw(st.sampled_from([6, 17]))
+        payload = data.draw(st.binary(max_size=90))
+        flags = data.draw(st.integers(0, 0x3F)) if proto == 6 else 0
+        pkts.append(_pkt(10.0 + i * 0.01, 0, c2s, flags=flags, seq=data.draw(st.integers(0, 2**32 - 1)),
+                         payload=payload, proto=proto))
+    kept = [p for p in pkts if data.draw(st.booleans())]
+    shift = data.draw(st.floats(-5, 5))
+    other = [Observed(p.ts + shift + 0.001, 0, p.src, p.sport, p.dst, p.dport, p.proto, p.ttl - 1, p.flags, p.seq,
+                      p.length, p.key, p.hint) for p in kept]
+    other += [other[i] for i in range(0, len(other), 7)]  # a few copies
+    a = _side("a", pkts)
+    report = compare(a, _side("b", other) if other else SideCapture("b"))
+    for pair in report.pairs:
+        for r in (pair.c2s, pair.s2c):
+            if r is not None:
+                assert r.arrived + len(r.lost) == r.sent
+    path_findings(report)
+
+
+def test_terminal_and_html_say_the_other_side(tmp_path, capsys):
+    d = sample("both-sides-loss")
+    for fmt in ("terminal", "html"):
+        out = tmp_path / f"r.{fmt}"
+        with pytest.raises(SystemExit) as e:
+            main(["analyze", str(d / "capture.pcapng"), "--other-side", str(d / "gateway-side.pcapng"), "--format",
+                  fmt, "-o", str(out)])
+        assert e.value.code == 0
+        text = " ".join(out.read_text().split())
+        assert "other side: " in text and "nearer the client: this capture" in text
+        assert "2 lost and 0 added between" in text and "PATH_PACKETS_LOST" in text

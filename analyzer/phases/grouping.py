@@ -350,6 +350,7 @@ def group_connections(pipe) -> list[Group]:
         if g.has_tunnel:
             with_tunnel.setdefault(g.key[0], []).append(g)
     by_session: dict = {}  # (DTLS session id a ClientHello resumed, gateway address) -> the group of its first flow
+    up_times: dict = {}  # id(group) -> when its keyless tunnels came up (`_tunnel_just_up`, read once)
     for flow in sorted(pipe.udp.values(), key=lambda f: f.first_ts):
         g = None
         info = pipe.dtls_keys.get(flow.session_id) if flow.session_id else None
@@ -373,7 +374,7 @@ def group_connections(pipe) -> list[Group]:
                                                default=g2.dtls[0].first_ts if g2.dtls else float("-inf"))) \
                 if before else (cands[0] if cands else None)
         if g is None and anyconnect_hello(flow):
-            g = _tunnel_just_up(groups, flow)
+            g = _tunnel_just_up(groups, flow, up_times)
         if g is None:
             g = Group((flow.client[0], flow.server[0], flow.server[1]))
             groups.append(g)
@@ -508,19 +509,21 @@ DTLS_AFTER_CONNECT = 5.0  # seconds from a CONNECT answer within which its clien
 DTLS_AFTER_CONNECT = 2.0  # seconds: a client sends its DTLS ClientHello this soon after the CONNECT answer
 
 
-def _tunnel_just_up(groups: list[Group], flow: DTLSFlow) -> Group | None:
+def _tunnel_just_up(groups: list[Group], flow: DTLSFlow, up_times: dict) -> Group | None:
     """Without keys, an AnyConnect DTLS flow from an address no TLS connection came from: the group whose tunnel to
     the same gateway address came up (its CONNECT answer, read from record sizes) at most DTLS_AFTER_CONNECT seconds
     before the flow's first ClientHello and that has no DTLS flow of its own — when exactly one has. The TLS came from
     another address than the DTLS: a device that ends the client's TLS and opens its own (TLS inspection), or a NAT
     that maps TCP and UDP to different addresses (the gateway's capture). With keys, the CONNECT's DTLS session id
-    ties them (`pipe.dtls_keys`)."""
+    ties them (`pipe.dtls_keys`). ``up_times``: the groups' tunnel-up times, read once per grouping."""
     found = []
     for g in groups:
         if g.dtls or g.portal or g.key[1] != flow.server[0]:
             continue
-        ups = [_tunnel_up_at(cn.c) for cn in g.conns if cn.kind == "undecrypted" and _keyless_tunnel(cn.c)
-               and not cn.c.started_before_capture]
+        ups = up_times.get(id(g))
+        if ups is None:
+            ups = up_times[id(g)] = [_tunnel_up_at(cn.c) for cn in g.conns if cn.kind == "undecrypted"
+                                     and _keyless_tunnel(cn.c) and not cn.c.started_before_capture]
         if any(0.0 <= flow.first_ts - t <= DTLS_AFTER_CONNECT for t in ups):
             found.append(g)
     return found[0] if len(found) == 1 else None

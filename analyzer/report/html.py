@@ -266,6 +266,10 @@ def _render_html(analysis, *, version: str, show_secrets: bool, tz, filters: dic
         out.append('<div class="warn"><b>Secrets are shown</b> (<code>--show-secrets</code>): passwords, cookies '
                    "and master secrets appear in this page. Treat it as confidential.</div>")
     out.append(_captures(doc))
+    if getattr(analysis, "path", None) is not None:  # --other-side
+        out.append(f'<p class="muted">{_e(analysis.path.summary())}</p>'
+                   + "".join(f'<p class="muted">other side\'s capture problem: {_e(e)}</p>'
+                             for e in analysis.path.b.errors[:5]))
     if filters:
         shown = ", ".join(f"--{k} " + _e(" ".join(map(str, v)) if isinstance(v, list) else
                                          _iso(v) if k in ("since", "until") else v)

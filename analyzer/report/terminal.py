@@ -160,19 +160,10 @@ def render_terminal(analysis, *, version: str, verbose: bool = False, show_secre
 
 
 def _path_line(con: Console, path) -> None:
-    """`--other-side`: the other capture, which one is nearer the client, the clocks, what was paired and lost."""
+    """`--other-side`: the comparison in one sentence (`PathReport.summary`), the other capture's problems."""
     if path is None:
         return
-    name = path.b.name
-    nearer = {"a": "this capture", "b": "the other"}.get(path.nearer_client, "not told")
-    lost = sum(len(r.lost) for p in path.pairs for r in (p.c2s, p.s2c) if r is not None)
-    added = sum(len(r.added) for p in path.pairs for r in (p.c2s, p.s2c) if r is not None)
-    line = (f"other side: {name}, {plural(len(path.b.packets), 'TCP/UDP packet')}; nearer the client: {nearer}; "
-            f"{plural(path.matched, 'packet')} seen at both points, {lost} lost and {added} added between")
-    if path.clock_offset is not None:
-        line += (f"; its clock {path.clock_offset:+.3f} s from this one's, "
-                 f"{path.one_way_delay * 1000:.1f} ms between the points")
-    _wrap(con, line, 2, 4)
+    _wrap(con, path.summary(), 2, 4)
     for e in path.b.errors[:5]:
         _wrap(con, f"other side's capture problem: {e}", 2, 4, style="yellow")
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from dissectors.keylog import KeyStore, load_rsa_private_key
+from dissectors.pcapfile import Frame
 
 from . import __version__
 from .archive import expand_archives, read_input, split_member
@@ -61,15 +62,19 @@ def load_keys(keylogs, rsa_keys) -> tuple[KeyStore, dict]:
     return store, info
 
 
-def feed_capture(an: Analyzer, path, progress=None, deadline: float | None = None) -> None:
+def feed_capture(an: Analyzer, path, progress=None, deadline: float | None = None,
+                 skip_interfaces: frozenset = frozenset()) -> None:
     """Read the capture file ``path`` (pcap/pcapng, plain or gzip) into ``an`` as one capture.
     ``progress(frames)`` is called about every 1024 frames; ``-`` reads standard input. Raises InputError if it
     cannot be read at all, AnalysisTimeout when `time.monotonic()` passes ``deadline`` (checked between the
-    reader's batches of frames)."""
+    reader's batches of frames). ``skip_interfaces``: pcapng interface ids whose frames are left out (the far side
+    of a capture that holds two points of one path: analyzer/both_sides.py)."""
     stdin = is_stdio(path)
     ci = an.start_capture("<stdin>" if stdin else str(path))
     try:
         for batch in (read_stream_batches(sys.stdin.buffer) if stdin else read_capture_batches(path)):
+            if skip_interfaces:
+                batch = [ev for ev in batch if type(ev) is not Frame or ev.interface not in skip_interfaces]
             n = ci.frames
             an.feed_events(batch)
             if progress is not None and (ci.frames >> 10) != (n >> 10):
@@ -86,14 +91,14 @@ def feed_capture(an: Analyzer, path, progress=None, deadline: float | None = Non
 @few_collections()
 def analyze_paths(paths, keys: KeyStore, key_info: dict | None = None, inner_sink=None,
                   progress=None, on_pipeline=None, fast_lanes: bool = True, gateways=None,
-                  deadline: float | None = None) -> Analysis:
+                  deadline: float | None = None, skip_interfaces: frozenset = frozenset()) -> Analysis:
     """Analyse every capture in ``paths``, in the order given, through one driver (a session may span files;
     frames and flows are numbered per file). ``on_pipeline(pipeline)`` is called once the analysis is done, for
     callers that need more than the session model (`acflow keys`: the derived DTLS keys). ``deadline``: a
     `time.monotonic()` value past which reading stops with AnalysisTimeout."""
     an = Analyzer(keys, key_info=key_info, inner_sink=inner_sink, fast_lanes=fast_lanes, gateways=gateways)
     for path in paths:
-        feed_capture(an, path, progress, deadline)
+        feed_capture(an, path, progress, deadline, skip_interfaces)
     analysis = an.finish()
     if on_pipeline is not None:
         on_pipeline(an.pipeline)
@@ -204,7 +209,16 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
                 inner = AtomicFile(export_inner, "wb")
                 writer = InnerPcapWriter(inner)
             progress = _progress() if sys.stderr.isatty() else None
-            if jobs == 1 or any(is_stdio(c) for c in captures):  # standard input is read once: one process
+            points = None
+            if other_side is None and len(captures) == 1 and not is_stdio(captures[0]):
+                from .both_sides import two_points  # noqa: PLC0415
+
+                points = two_points(captures[0])  # one file, a firewall's two interfaces
+            if points is not None:  # one side analysed (one process: its frames are picked by interface)
+                analysis = analyze_paths(captures, keys, key_info, inner_sink=writer.write if writer else None,
+                                         progress=progress, gateways=gateways,
+                                         skip_interfaces=frozenset({points.far}))
+            elif jobs == 1 or any(is_stdio(c) for c in captures):  # standard input is read once: one process
                 analysis = analyze_paths(captures, keys, key_info, inner_sink=writer.write if writer else None,
                                          progress=progress, gateways=gateways)
             else:  # --jobs N / auto (None): analyzer/parallel.py
@@ -220,6 +234,11 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
             return EXIT_INPUT
         if progress is not None:
             progress(None)
+        if points is not None:
+            from .both_sides import attach_path, two_points_finding  # noqa: PLC0415
+
+            analysis.findings.append(two_points_finding(points))
+            attach_path(analysis, points.report, points.names)
         if other_side is not None:
             from .both_sides import attach_other_side  # noqa: PLC0415
             from .capture import CaptureFormatError  # noqa: PLC0415

@@ -433,11 +433,16 @@ class Lab:
     def start_capture(self, capture: Path, log_path: Path, extra: tuple[str, ...] = ("-q",),
                       side: str = "client") -> StampedProcess:
         """dumpcap on the client's veth (``side`` "gateway": the gateway's; "client-any": the client namespace's
-        "any" device) into ``capture``; returns once it writes (LabError if it does not)."""
+        "any" device; "router": the router's two veths, client side first — one pcapng, two interfaces, as a
+        firewall captures its inside and outside) into ``capture``; returns once it writes (LabError if it does
+        not)."""
         ns, dev = (self.gw_ns, self.gw_if) if side == "gateway" else (self.client_ns, self.client_if)
         if side == "client-any":  # every interface of the client namespace (Linux "any": veth, tun0 once up, lo)
             dev = "any"
-        dump = self.start(ns, "dumpcap", ["dumpcap", *extra, "-i", dev, "-w", str(capture), "-s", "0"], log_path)
+        devs = ["-i", dev]
+        if side == "router":
+            ns, devs = self.router_ns, ["-i", self.router_client_if, "-i", self.router_gw_if]
+        dump = self.start(ns, "dumpcap", ["dumpcap", *extra, *devs, "-w", str(capture), "-s", "0"], log_path)
         deadline = time.time() + 10
         while not capture.exists() and time.time() < deadline:
             time.sleep(0.1)

@@ -474,9 +474,10 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 act("router", namespace=lab.router_ns, address=ROUTER_OUTER, rules=list(sc.router),
                     nat_address=NAT_OUTER if "nat" in sc.router else None)
             dump = lab.start_capture(capture, work / "dumpcap.log", side=sc.capture_side)
-            gw_dump = None
-            if sc.router is not None:  # the same traffic on the gateway's side of the router
+            gw_dump = router_dump = None
+            if sc.router is not None:  # the same traffic on the gateway's side of the router, and at the router
                 gw_dump = lab.start_capture(work / "gateway-side.pcapng", work / "dumpcap-gw.log", side="gateway")
+                router_dump = lab.start_capture(work / "router.pcapng", work / "dumpcap-router.log", side="router")
             gw = start_gateway(lab, work, gw_keys)
             act("gateway-listening")
             proxy_args: list[str] = []
@@ -618,6 +619,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             dump.stop(signal.SIGTERM)
             if gw_dump is not None:
                 gw_dump.stop(signal.SIGTERM)
+                router_dump.stop(signal.SIGTERM)
                 act("router-counters", rules=lab.router_counters())
 
         collect_outputs(work, out, keylogs=(cl_keys, gw_keys, curl_keys, other_keys),
@@ -625,6 +627,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                                "inspect-keys.log",
                                "script.log",
                                "proxy.log", "inspect.log", "dns.log", "tunnel-side.pcapng", "gateway-side.pcapng",
+                               "router.pcapng",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "client-root-ca.pem", "client-chain.pem"))
         if (work / "other").is_dir():  # the unrelated flows' logs and their servers' certificates (no keys)

@@ -65,9 +65,10 @@ class Scenario:
     proxy: bool = False
     proxy_basic: str | None = None  # USER:PASSWORD the proxy asks for (407 first; openconnect --proxy-auth=basic)
     # a TLS-inspecting middlebox on the path (lab.inspect in the gateway namespace — on the router when the scenario
-    # has one —, the client's TCP to port 443 redirected to it by nftables): it ends the client's TLS with a certificate for the gateway's name from its own
-    # CA — which the client trusts (openconnect --cafile that CA), as managed laptops trust their firewall's — and
-    # relays to the gateway over a TLS session of its own; UDP passes untouched
+    # has one —, the client's TCP to port 443 redirected to it by nftables): it ends the client's TLS with a
+    # certificate for the gateway's name from its own CA — which the client trusts (openconnect --cafile that CA), as
+    # managed laptops trust their firewall's — and relays to the gateway over a TLS session of its own; UDP passes
+    # untouched
     tls_inspection: bool = False
     # the client namespace's resolver is a DNS server outside the tunnel (lab.dnsish nxserver at the gateway's outer
     # address: NXDOMAIN for every name); openconnect still reaches the gateway by --resolve, and the lab's
@@ -88,9 +89,10 @@ class Scenario:
     second_client: float | None = None
     # a router between client and gateway (lab.netns.Lab.use_router) and both ends captured: capture.pcapng on the
     # client's veth, gateway-side.pcapng on the gateway's — two captures of the same traffic, with what the router
-    # does in between. Its rules, in order (runner.ROUTER_RULES): "nat" (the client's address translated to
-    # 198.18.0.3), "drop-udp" (the client's UDP to port 443 dropped: a firewall that blocks DTLS), "loss:N" (N % of
-    # the forwarded packets dropped at random, both ways), "mss:N" (the MSS of TCP SYNs lowered to N)
+    # does in between —, and router.pcapng: the router's own capture of its two veths (client side first), one file.
+    # Its rules, in order (runner.ROUTER_RULES): "nat" (the client's address translated to 198.18.0.3), "drop-udp"
+    # (the client's UDP to port 443 dropped: a firewall that blocks DTLS), "loss:N" (N % of the forwarded packets
+    # dropped at random, both ways), "mss:N" (the MSS of TCP SYNs lowered to N)
     router: tuple[str, ...] | None = None
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:

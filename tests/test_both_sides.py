@@ -482,4 +482,64 @@ def test_terminal_and_html_say_the_other_side(tmp_path, capsys):
         assert e.value.code == 0
         text = " ".join(out.read_text().split())
         assert "other side: " in text and "nearer the client: this capture" in text
-        assert "2 lost and 0 added between" in text and "PATH_PACKETS_LOST" in text
+        assert f"{_counter('both-sides-loss', 'loss:3')} lost and 0 added between" in text
+        assert "PATH_PACKETS_LOST" in text
+
+
+# -- one file, two points: the router's own capture of its two interfaces ---------------------------------------------
+
+def _router_doc(name: str, tmp_path: Path, keys: bool = True) -> dict:
+    d = sample(name)
+    out = tmp_path / f"{name}.json"
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", str(d / "router.pcapng"), *(["--keylog", str(d / "keys.log")] if keys else []),
+              "--format", "json", "-o", str(out)])
+    assert e.value.code == 0
+    return json.loads(out.read_text())
+
+
+def _doc_findings(doc: dict, fid: str) -> list[dict]:
+    return [f for s in doc["sessions"] for f in s["findings"] if f["id"] == fid] + \
+        [f for f in doc["findings"] if f["id"] == fid]
+
+
+@pytest.mark.parametrize("name", BOTH_SIDES)
+def test_router_capture_is_read_as_two_points(name, tmp_path, tshark):
+    """dumpcap on the router's two veths (client side first): one file, the same traffic twice. acflow reads the
+    sessions from the client side's interface (its frames only, as tshark counts them) and compares the other with
+    it — the same path findings as the two files given with --other-side."""
+    d = sample(name)
+    doc = _router_doc(name, tmp_path)
+    (two,) = _doc_findings(doc, "CAPTURE_TWO_POINTS")
+    assert (two["evidence"]["near_interface"], two["evidence"]["far_interface"]) == (0, 1)
+    assert doc["path"]["nearer_client"] == "a" and doc["path"]["a"]["capture"].endswith("interface 0 (" +
+                                                                                       doc["captures"][0]
+                                                                                       ["interfaces"][0]["name"] + ")")
+    assert doc["captures"][0]["frames"] == len(_tshark_frames(tshark, d / "router.pcapng", "frame.interface_id == 0"))
+    assert len(doc["sessions"]) == 1
+    ids = {f["id"] for f in doc["sessions"][0]["findings"]}
+    assert not ids & {"CLIENT_ADDRESS_CHANGED", "CAPTURE_DUPLICATES"}  # the far side's copies are not read as such
+    analysis, _report = _analysed(name)
+    expected = sorted(f.id for s in analysis.sessions for f in s.findings if f.id.startswith("PATH_"))
+    assert sorted(f["id"] for f in doc["sessions"][0]["findings"] if f["id"].startswith("PATH_")) == expected
+    if name == "both-sides-dtls-blocked":
+        (f,) = _doc_findings(doc, "PATH_DTLS_BLOCKED")
+        assert f["frames"] == _tshark_frames(tshark, d / "router.pcapng",
+                                             "frame.interface_id == 0 && dtls.handshake.type == 1")
+        assert f["evidence"]["count"] == _counter(name, "drop-udp")
+    if name == "both-sides-loss":
+        assert sum(f["evidence"]["count"] for f in _doc_findings(doc, "PATH_PACKETS_LOST")) == \
+            _counter(name, "loss:3")
+
+
+def test_adapter_beside_the_physical_interface_is_not_two_points(tmp_path):
+    """A capture of the physical interface and the VPN's adapter (different packets: the tunnel's inside) holds two
+    interfaces but not the same traffic: read as before, no comparison."""
+    from analyzer.both_sides import two_points
+
+    d = sample("inner-unreachable-adapter")
+    merged = tmp_path / "both.pcapng"
+    subprocess.run(["mergecap", "-w", str(merged), str(d / "capture.pcapng"), str(d / "tunnel-side.pcapng")],
+                   check=True, capture_output=True)
+    assert two_points(merged) is None
+    assert two_points(d / "capture.pcapng") is None  # one interface

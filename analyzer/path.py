@@ -11,7 +11,8 @@ Pairing rests on what a path leaves alone:
 
 * the transport payload: TLS records and DTLS datagrams are the same bytes at both points (unless something in
   between ends the TLS). A payload is known by its length and its first `PAYLOAD_PREFIX` bytes — enough to tell
-  encrypted records apart, and what two captures with different snap lengths both hold;
+  encrypted records apart, and what two captures with different snap lengths both hold (when one kept less, by its
+  first `SHORT_PREFIX` bytes);
 * for TCP, sequence numbers relative to each direction's own start: a firewall that randomises initial sequence
   numbers shifts a direction's numbers by a constant, found from the segments paired by payload. Data is compared
   as byte ranges, so a capture point that saw segments merged or split (offloads, a proxy) loses nothing;
@@ -32,12 +33,16 @@ import struct
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from dissectors.flows import DUPLICATE_WINDOW
 from dissectors.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
 __all__ = ["PAYLOAD_PREFIX", "FlowPair", "Observed", "PathReport", "SideCapture", "compare", "payload_hint",
-           "payload_key", "syn_mss"]
+           "payload_key", "SHORT_PREFIX", "syn_mss"]
 
-PAYLOAD_PREFIX = 64  # bytes of a payload that identify it (with its length)
+PAYLOAD_PREFIX = 32  # bytes of a payload that identify it (with its length)
+#: bytes compared instead when a capture kept less than PAYLOAD_PREFIX of some payloads (a snap length of 96: tcpdump's
+#: old default; Windows pktmon keeps 128 bytes of a frame by default, PAYLOAD_PREFIX and more)
+SHORT_PREFIX = 16
 SEQ_MOD = 1 << 32
 EDGE_MARGIN = 0.1  # seconds (and twice the path's delay): a packet this near a capture's end may have been in flight
 SLACK = 0.002  # seconds: clock offset error and jitter allowed around the path's least transfer time
@@ -63,6 +68,7 @@ class Observed:
     seq: int = 0  # TCP sequence number
     length: int = 0  # payload length the headers claim
     key: tuple | None = None  # (length, hash of the first PAYLOAD_PREFIX bytes), None: no payload or not enough of it
+    short_key: tuple | None = None  # the same of the first SHORT_PREFIX bytes
     # a UDP payload's first byte and its fourteenth (a DTLS record's content type and handshake message type)
     hint: tuple = ()
     mss: int | None = None  # a SYN's MSS option
@@ -118,37 +124,54 @@ def payload_hint(proto: int, payload: bytes) -> tuple:
     return ()
 
 
-def payload_key(payload: bytes, length: int) -> tuple | None:
-    """What identifies a payload at both capture points: None when there is none, or too little of it was
-    captured to tell (a snap length under the headers + `PAYLOAD_PREFIX`)."""
+def payload_key(payload: bytes, length: int, prefix: int = PAYLOAD_PREFIX) -> tuple | None:
+    """What identifies a payload at both capture points: its length and its first ``prefix`` bytes; None when there
+    is none, or too little of it was captured to tell (a snap length under the headers + ``prefix``)."""
     if length <= 0:
         return None
-    head = payload[:PAYLOAD_PREFIX]
-    if len(head) < min(PAYLOAD_PREFIX, length):
+    head = payload[:prefix]
+    if len(head) < min(prefix, length):
         return None
     return (length, hash(head))
 
 
 class _Flow:
-    """One TCP or UDP flow at one capture point: its client (the SYN's sender, else the first packet's) and
-    server, and its packets split by direction."""
+    """One TCP or UDP flow at one capture point: its client and server (the SYN's sender and receiver; without a
+    SYN, the server is the end with the lower port: 443), and its packets split by direction — a copy the capture
+    made of the packet before (within DUPLICATE_WINDOW) left out and counted."""
 
-    __slots__ = ("c2s", "client", "first_frame", "first_ts", "index", "last_ts", "proto", "s2c", "server")
+    __slots__ = ("c2s", "client", "copies", "first_frame", "first_ts", "index", "last_ts", "proto", "s2c", "server")
 
     def __init__(self, index: int, pkt: Observed) -> None:
         self.index = index
         self.proto = pkt.proto
-        toward_server = not (pkt.proto == 6 and pkt.flags & TCP_SYN and pkt.flags & TCP_ACK)
         a, b = (pkt.src, pkt.sport), (pkt.dst, pkt.dport)
+        if pkt.proto == 6 and pkt.flags & TCP_SYN:
+            toward_server = not pkt.flags & TCP_ACK
+        else:
+            toward_server = pkt.dport <= pkt.sport
         self.client, self.server = (a, b) if toward_server else (b, a)
         self.c2s: list[Observed] = []
         self.s2c: list[Observed] = []
         self.first_ts = self.last_ts = pkt.ts
         self.first_frame = pkt.frame
+        self.copies = 0
 
     def add(self, pkt: Observed) -> None:
-        (self.c2s if (pkt.src, pkt.sport) == self.client else self.s2c).append(pkt)
+        q = self.c2s if (pkt.src, pkt.sport) == self.client else self.s2c
+        if q:
+            last = q[-1]
+            if (pkt.ts - last.ts <= DUPLICATE_WINDOW and pkt.key == last.key and pkt.seq == last.seq
+                    and pkt.flags == last.flags and pkt.length == last.length):
+                self.copies += 1
+                return
+        q.append(pkt)
         self.last_ts = pkt.ts
+
+    def turn(self) -> None:
+        """Swap client and server (the other capture shows the flow's start, this one did not)."""
+        self.client, self.server = self.server, self.client
+        self.c2s, self.s2c = self.s2c, self.c2s
 
     def label(self) -> dict:
         return {"protocol": "tcp" if self.proto == 6 else "udp", "client": _ep(self.client),
@@ -251,6 +274,7 @@ class PathReport:
     matched: int  # packets paired across the captures
     only_a: int  # flows seen at one point only
     only_b: int
+    payload_bytes: int = PAYLOAD_PREFIX  # the bytes of each payload compared (SHORT_PREFIX: a capture kept fewer)
 
     def summary(self) -> str:
         """One sentence for the reports: the other capture, which capture is nearer the client, what was paired,
@@ -271,6 +295,7 @@ class PathReport:
         return {"a": _side_json(self.a), "b": _side_json(self.b), "nearer_client": self.nearer_client,
                 "clock_offset": self.clock_offset, "one_way_delay": self.one_way_delay,
                 "packets_paired": self.matched, "flows_only_in_a": self.only_a, "flows_only_in_b": self.only_b,
+                "payload_bytes_compared": self.payload_bytes,
                 "flows": [p.to_json() for p in self.pairs if p.seen_between()]}
 
 
@@ -284,8 +309,19 @@ def _side_json(side: SideCapture) -> dict:
 def compare(a: SideCapture, b: SideCapture) -> PathReport:
     """Pair the flows and packets of two captures of the same traffic and tell, direction by direction, what was
     lost, added and changed between the two points."""
+    prefix = PAYLOAD_PREFIX
+    if any(p.key is None and p.short_key is not None for side in (a, b) for p in side.packets):
+        # a capture kept less than PAYLOAD_PREFIX of some payloads: both are compared by their first SHORT_PREFIX
+        # bytes (in place)
+        prefix = SHORT_PREFIX
+        for side in (a, b):
+            for p in side.packets:
+                p.key = p.short_key
     fa, fb = _flows(a), _flows(b)
     pairs = _pair_flows(fa, fb)
+    for pr in pairs:
+        if pr.a is not None and pr.b is not None and _turned(pr.a, pr.b):
+            (pr.a if _started(pr.b) and not _started(pr.a) else pr.b).turn()
     # first pass: exact payload pairs, to learn the order of the points, the clocks' offset, the path's delay
     deltas = {"c2s": [], "s2c": []}
     ttls = {"c2s": Counter(), "s2c": Counter()}
@@ -333,7 +369,7 @@ def compare(a: SideCapture, b: SideCapture) -> PathReport:
             matched += res.arrived
     only_a = sum(1 for p in pairs if p.b is None)
     only_b = sum(1 for p in pairs if p.a is None)
-    return PathReport(a, b, pairs, nearer, offset, delay, matched, only_a, only_b)
+    return PathReport(a, b, pairs, nearer, offset, delay, matched, only_a, only_b, prefix)
 
 
 def _pair_flows(fa: list[_Flow], fb: list[_Flow]) -> list[FlowPair]:
@@ -409,6 +445,19 @@ def _pair_intercepted(pairs: list[FlowPair], offset: float) -> None:
             pb = only_b[best[1]]
             pa.b, pa.paired_by = pb.b, "tls-intercepted"
             pairs.remove(pb)
+
+
+def _turned(fa: _Flow, fb: _Flow) -> bool:
+    """The two captures took the flow's ends the other way round (each started mid-flow, or one did): more of a's
+    client packets pair with b's server packets than with b's client packets."""
+    same = sum(1 for _ in _exact_pairs(fa.c2s, fb.c2s)) + sum(1 for _ in _exact_pairs(fa.s2c, fb.s2c))
+    crossed = sum(1 for _ in _exact_pairs(fa.c2s, fb.s2c)) + sum(1 for _ in _exact_pairs(fa.s2c, fb.c2s))
+    return crossed > same
+
+
+def _started(f: _Flow) -> bool:
+    """The capture holds the flow's SYN (its client and server are known, not guessed)."""
+    return f.proto == 6 and any(p.flags & TCP_SYN for p in (f.c2s[:1] + f.s2c[:1]))
 
 
 def _exact_pairs(xs: list[Observed], ys: list[Observed]):

@@ -10,7 +10,7 @@ from dissectors.packet import TCP_SYN
 from dissectors.pcapfile import CaptureError, Frame, Interface
 
 from .capture import read_capture
-from .path import Observed, SideCapture, payload_hint, payload_key, syn_mss
+from .path import SHORT_PREFIX, Observed, SideCapture, payload_hint, payload_key, syn_mss
 
 MAX_PACKETS = 4_000_000  # per capture: what a comparison holds in memory (about 200 bytes a packet)
 
@@ -67,7 +67,8 @@ def read_sides(path: str | os.PathLike, name_of=None, limit: int = MAX_PACKETS,
             pl = pkt.payload
             flags = pkt.flags or 0
             side.packets.append(Observed(ev.ts, ev.number, pkt.src, pkt.sport, pkt.dst, pkt.dport, proto, pkt.ttl,
-                                         flags, pkt.seq or 0, plen, payload_key(pl, plen), payload_hint(proto, pl),
+                                         flags, pkt.seq or 0, plen, payload_key(pl, plen),
+                                         payload_key(pl, plen, SHORT_PREFIX), payload_hint(proto, pl),
                                          syn_mss(ev.data, pkt.sport, pkt.dport, pkt.seq) if flags & TCP_SYN
                                          else None))
         elif type(ev) is Interface:

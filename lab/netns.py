@@ -32,6 +32,7 @@ VXLAN_DEV = "acvx0"
 # client, its nftables table
 ROUTER_OUTER = "198.18.0.254"
 NAT_OUTER = "198.18.0.3"
+NAT_UDP_OUTER = "198.18.0.4"  # the address a NAT that maps UDP apart from TCP gives the client's UDP (nat-split)
 ROUTER_TABLE = "acflowrouter"
 
 
@@ -263,8 +264,8 @@ class Lab:
         client's and the gateway's veth keep their names and addresses), forwarding between them and answering
         ARP for the other side (proxy ARP), so that both ends still see one 198.18.0.0/24 LAN — as a firewall or
         NAT box in bridge-like routed mode. Each end's veth can then be captured on its own: what the router does
-        (`router_rule`) happens between the two captures. The router's own address is ROUTER_OUTER; NAT_OUTER is
-        kept for a source NAT. Returns the router's namespace."""
+        (`router_rule`) happens between the two captures. The router's own address is ROUTER_OUTER; NAT_OUTER and
+        NAT_UDP_OUTER are kept for a source NAT. Returns the router's namespace."""
         ns = self.router_ns = f"acflow-rt-{self.tag}"
         self.router_gw_if, self.router_client_if = f"acrg{self.tag}"[:15], f"acrc{self.tag}"[:15]
         self._new_namespace(ns)
@@ -283,7 +284,8 @@ class Lab:
         # the gateway on its side, the rest of the LAN (the client, wherever it roams) on the client's
         self.ns_run(ns, ["ip", "route", "add", f"{GW_OUTER}/32", "dev", self.router_gw_if])
         self.ns_run(ns, ["ip", "route", "add", f"198.18.0.0/{OUTER_PREFIX}", "dev", self.router_client_if])
-        self.ns_run(ns, ["ip", "addr", "add", f"{NAT_OUTER}/32", "dev", self.router_gw_if])
+        for addr in (NAT_OUTER, NAT_UDP_OUTER):
+            self.ns_run(ns, ["ip", "addr", "add", f"{addr}/32", "dev", self.router_gw_if])
         for table, chain, spec in ((ROUTER_TABLE, "rtforward", "{ type filter hook forward priority 0 ; }"),
                                    (ROUTER_TABLE, "rtpost", "{ type nat hook postrouting priority 100 ; }")):
             self.ns_run(ns, ["nft", "add", "table", "ip", table])

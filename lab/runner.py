@@ -40,6 +40,7 @@ from .netns import (
     CLIENT_OUTER,
     GW_OUTER,
     NAT_OUTER,
+    NAT_UDP_OUTER,
     ROUTER_OUTER,
     UNDERLAY_CLIENT,
     UNDERLAY_GW,
@@ -190,6 +191,10 @@ ROUTER_RESET_TABLE = "acflowrtreset"  # the "router-reset" step's (router namesp
 #: Scenario.router's rules: (chain, nftables rule) of the router's table (Lab.router_rule); "{n}" takes the number
 ROUTER_RULES = {
     "nat": ("rtpost", ("ip", "saddr", CLIENT_OUTER, "counter", "snat", "to", NAT_OUTER)),
+    # a carrier-grade NAT without paired pooling: the client's TCP and UDP leave from two addresses
+    "nat-tcp": ("rtpost", ("ip", "saddr", CLIENT_OUTER, "meta", "l4proto", "tcp", "counter", "snat", "to", NAT_OUTER)),
+    "nat-udp": ("rtpost", ("ip", "saddr", CLIENT_OUTER, "meta", "l4proto", "udp", "counter", "snat", "to",
+                           NAT_UDP_OUTER)),
     "drop-udp": ("rtforward", ("ip", "daddr", GW_OUTER, "udp", "dport", "443", "counter", "drop")),
     "loss": ("rtforward", ("numgen", "random", "mod", "100", "<", "{n}", "counter", "drop")),
     "mss": ("rtforward", ("tcp", "flags", "syn", "tcp", "option", "maxseg", "size", "set", "{n}", "counter")),
@@ -472,7 +477,8 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     chain, rule = ROUTER_RULES[kind]
                     lab.router_rule(chain, *(a.replace("{n}", n) for a in rule), "comment", f'"{spec}"')
                 act("router", namespace=lab.router_ns, address=ROUTER_OUTER, rules=list(sc.router),
-                    nat_address=NAT_OUTER if "nat" in sc.router else None)
+                    nat_address=NAT_OUTER if "nat" in sc.router or "nat-tcp" in sc.router else None,
+                    nat_udp_address=NAT_UDP_OUTER if "nat-udp" in sc.router else None)
             dump = lab.start_capture(capture, work / "dumpcap.log", side=sc.capture_side)
             gw_dump = router_dump = None
             if sc.router is not None:  # the same traffic on the gateway's side of the router, and at the router

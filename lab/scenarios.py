@@ -90,7 +90,8 @@ class Scenario:
     # a router between client and gateway (lab.netns.Lab.use_router) and both ends captured: capture.pcapng on the
     # client's veth, gateway-side.pcapng on the gateway's — two captures of the same traffic, with what the router
     # does in between —, and router.pcapng: the router's own capture of its two veths (client side first), one file.
-    # Its rules, in order (runner.ROUTER_RULES): "nat" (the client's address translated to 198.18.0.3), "drop-udp"
+    # Its rules, in order (runner.ROUTER_RULES): "nat" (the client's address translated to 198.18.0.3; "nat-tcp" and
+    # "nat-udp": its TCP to 198.18.0.3, its UDP to 198.18.0.4, a NAT without paired pooling), "drop-udp"
     # (the client's UDP to port 443 dropped: a firewall that blocks DTLS), "loss:N" (N % of the forwarded packets
     # dropped at random, both ways), "mss:N" (the MSS of TCP SYNs lowered to N)
     router: tuple[str, ...] | None = None
@@ -365,4 +366,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "certificate, which the client trusts, and opens its own TLS to the gateway); UDP passes untouched, so "
              "DTLS cannot come up; captured on both sides of it (the gateway sees the router's connection)",
              gateway={"tls-priorities": PRIO_TLS13}, router=(), tls_inspection=True, wait_dtls=False, hold=3.0),
+    Scenario("both-sides-nat-split", "a carrier-grade NAT without paired pooling between client and gateway: the "
+             "client's TCP leaves from 198.18.0.3, its UDP from 198.18.0.4 — at the gateway the session's TLS and "
+             "DTLS come from two addresses; captured on both sides of it",
+             gateway={"tls-priorities": PRIO_TLS13}, router=("nat-tcp", "nat-udp"), pings=5, hold=2.0),
 ]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from analyzer.analyze import analyze_paths, load_keys
 from analyzer.both_sides import attach_other_side
 from analyzer.cli import main
-from analyzer.path import Observed, SideCapture, compare, payload_hint, payload_key
+from analyzer.path import SHORT_PREFIX, Observed, SideCapture, compare, payload_hint, payload_key
 from analyzer.path_findings import path_findings
 from dissectors.packet import TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN
 
@@ -211,7 +212,8 @@ C, S = ("10.0.0.2", 50000), ("192.0.2.1", 443)
 def _pkt(ts, frame, c2s, *, flags=TCP_ACK, seq=0, payload=b"", proto=6, ttl=64, client=C, server=S):
     src, dst = (client, server) if c2s else (server, client)
     return Observed(ts, frame, src[0], src[1], dst[0], dst[1], proto, ttl, flags, seq, len(payload),
-                    payload_key(payload, len(payload)), payload_hint(proto, payload))
+                    payload_key(payload, len(payload)), payload_key(payload, len(payload), SHORT_PREFIX),
+                    payload_hint(proto, payload))
 
 
 def _side(name, pkts):
@@ -325,8 +327,30 @@ def test_datagrams_blocked_one_way_and_nothing_in_common():
 def test_payload_key_needs_enough_bytes():
     assert payload_key(b"", 0) is None
     assert payload_key(b"abc", 3) == (3, hash(b"abc"))
-    assert payload_key(b"a" * 40, 1400) is None  # cut by a 40-byte snaplen: cannot be told apart
-    assert payload_key(b"a" * 100, 1400) == payload_key(b"a" * 64, 1400)  # two snaplens, one key
+    assert payload_key(b"a" * 20, 1400) is None  # cut by the snaplen: cannot be told apart by 32 bytes
+    assert payload_key(b"a" * 20, 1400, SHORT_PREFIX) == payload_key(b"a" * 16, 1400, SHORT_PREFIX)  # by 16 it can
+    assert payload_key(b"a" * 100, 1400) == payload_key(b"a" * 32, 1400)  # two snaplens, one key
+
+
+@pytest.mark.parametrize("snaplen", [96, 128])
+def test_a_snapped_side_still_pairs(snaplen, tmp_path):
+    """The gateway's capture cut at 96 bytes a frame (tcpdump's old default: 30 bytes of a TCP payload kept) or 128
+    (Windows pktmon's default): the packets still pair — by their first 16 bytes when a capture kept fewer than 32
+    — and the same packets are lost between as with whole frames."""
+    from analyzer.path_read import read_side
+
+    d = sample("both-sides-loss")
+    cut = tmp_path / "cut.pcapng"
+    subprocess.run(["editcap", "-s", str(snaplen), str(d / "gateway-side.pcapng"), str(cut)], check=True,
+                   capture_output=True)
+    whole = compare(read_side(d / "capture.pcapng"), read_side(d / "gateway-side.pcapng"))
+    snapped = compare(read_side(d / "capture.pcapng"), read_side(cut))
+    assert snapped.payload_bytes == (SHORT_PREFIX if snaplen == 96 else 32) and whole.payload_bytes == 32
+
+    def lost(r):
+        return sorted((x["frame"], x["kind"]) for p in r.pairs for d_ in (p.c2s, p.s2c) if d_ for x in d_.lost)
+    assert lost(snapped) == lost(whole) and len(lost(whole)) == _counter("both-sides-loss", "loss:3")
+    assert snapped.matched == whole.matched
 
 
 def _hello_flow(t0, client, random_byte, n=4):
@@ -345,11 +369,10 @@ def test_tls_interception_pairs_two_connections():
     passes gives the clocks."""
     dtls = [_pkt(20.0 + i * 0.2 + (0.1 if i % 2 else 0), 0, i % 2 == 0, proto=17, ttl=64 if i % 2 == 0 else 63,
                  payload=b"\x17\xfe\xfd" + bytes([i]) * 90) for i in range(8)]
-    dtls_gw = [Observed(p.ts + 5.0 + (0.001 if p.src == C[0] else -0.001), 0, p.src, p.sport, p.dst, p.dport, 17,
-                        p.ttl + (-1 if p.src == C[0] else 1), 0, 0, p.length, p.key, p.hint) for p in dtls]
+    dtls_gw = [replace(p, ts=p.ts + 5.0 + (0.001 if p.src == C[0] else -0.001),
+                       ttl=p.ttl + (-1 if p.src == C[0] else 1)) for p in dtls]
     a = _side("client", _hello_flow(20.0, C, 0xAA) + dtls)
-    b = _side("gateway", [Observed(p.ts + 5.0 + 0.003, 0, p.src, p.sport, p.dst, p.dport, 6, 64, p.flags, p.seq,
-                                   p.length, p.key, p.hint) for p in _hello_flow(20.0, ("198.51.100.7", 40000), 0xBB)]
+    b = _side("gateway", [replace(p, ts=p.ts + 5.0 + 0.003) for p in _hello_flow(20.0, ("198.51.100.7", 40000), 0xBB)]
                          + dtls_gw)
     report = compare(a, b)
     assert report.clock_offset == pytest.approx(5.0, abs=0.002)
@@ -460,8 +483,7 @@ def test_comparison_holds_its_invariants_on_any_packets(data):
                          payload=payload, proto=proto))
     kept = [p for p in pkts if data.draw(st.booleans())]
     shift = data.draw(st.floats(-5, 5))
-    other = [Observed(p.ts + shift + 0.001, 0, p.src, p.sport, p.dst, p.dport, p.proto, p.ttl - 1, p.flags, p.seq,
-                      p.length, p.key, p.hint) for p in kept]
+    other = [replace(p, ts=p.ts + shift + 0.001, ttl=p.ttl - 1) for p in kept]
     other += [other[i] for i in range(0, len(other), 7)]  # a few copies
     a = _side("a", pkts)
     report = compare(a, _side("b", other) if other else SideCapture("b"))
@@ -543,3 +565,21 @@ def test_adapter_beside_the_physical_interface_is_not_two_points(tmp_path):
                    check=True, capture_output=True)
     assert two_points(merged) is None
     assert two_points(d / "capture.pcapng") is None  # one interface
+
+
+def test_a_capture_started_mid_flow_and_copies_of_packets():
+    """The client's capture began mid-connection with a packet from the gateway (no SYN: its ends told by the ports,
+    then turned to match the other capture's SYN), and it holds every packet twice (a capture on a bridge and its
+    port): nothing lost, nothing added."""
+    # (a client port below the server's: the ports guess the ends wrong, the other capture's SYN sets them right)
+    conv = _conversation(100.0, segments=8, client=("10.0.0.2", 100))
+    late = [p for p in conv if p.ts >= 100.3]
+    assert late[0].src == S[0]  # the gateway's answer first
+    a_pkts = sorted(late + [replace(p, ts=p.ts + 0.0002) for p in late], key=lambda p: p.ts)  # every packet twice
+    a = _side("client", a_pkts)
+    b = _side("gateway", _conversation(100.0, segments=8, client=("10.0.0.2", 100), at_gateway=True, delay=0.002))
+    report = compare(a, b)
+    (pair,) = [p for p in report.pairs if p.a is not None and p.b is not None]
+    assert pair.a.client == ("10.0.0.2", 100) and pair.a.copies == len(late)
+    assert all(not r.lost and not r.added for r in (pair.c2s, pair.s2c))
+    assert pair.c2s.arrived > 0 and pair.s2c.arrived > 0

@@ -12,7 +12,7 @@ from dissectors.pcapfile import CaptureError, Frame, Interface
 from .capture import read_capture
 from .path import SHORT_PREFIX, Observed, SideCapture, payload_hint, payload_key, syn_mss
 
-MAX_PACKETS = 4_000_000  # per capture: what a comparison holds in memory (about 200 bytes a packet)
+MAX_PACKETS = 1_000_000  # per capture: what a comparison holds in memory (some 400 bytes a packet in CPython)
 
 
 def read_side(path: str | os.PathLike, name: str | None = None, limit: int = MAX_PACKETS) -> SideCapture:

@@ -28,7 +28,8 @@ from dissectors.packet import TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN
 
 from .conftest import facts, sample
 
-BOTH_SIDES = ("both-sides-dtls-blocked", "both-sides-reset", "both-sides-loss", "both-sides-tls-inspection")
+BOTH_SIDES = ("both-sides-dtls-blocked", "both-sides-reset", "both-sides-loss", "both-sides-tls-inspection",
+              "both-sides-nat-split")
 
 
 def _analysed(name: str, swap: bool = False):
@@ -69,15 +70,17 @@ def test_order_and_translation_read_from_both_captures(name, swap):
     else is a translation; every packet the router forwarded is paired."""
     analysis, report = _analysed(name, swap)
     assert report.nearer_client == ("b" if swap else "a")
-    nat = next(a for a in facts(name)["actions"] if a.get("action") == "router").get("nat_address")
+    router = next(a for a in facts(name)["actions"] if a.get("action") == "router")
+    nats = {a for a in (router.get("nat_address"), router.get("nat_udp_address")) if a}
     translated = _findings(analysis, "PATH_ADDRESS_TRANSLATED")
-    if nat is None:
-        assert translated == []
-    else:
-        assert len(translated) == 1
-        mapped = {m["client"]["a"].rsplit(":", 1)[0] for m in translated[0].evidence["translated"]}
-        assert mapped == ({nat} if swap else {facts(name)["client_address"]})
-        assert f"is {'198.18.0.2' if swap else nat} in" in translated[0].message
+    assert len(translated) == len(nats)  # one per translation (both-sides-nat-split: TCP and UDP apart)
+    client = facts(name)["client_address"]
+    for f in translated:
+        ((a_addr, b_addr),) = {(m["client"]["a"].rsplit(":", 1)[0], m["client"]["b"].rsplit(":", 1)[0])
+                               for m in f.evidence["translated"]}
+        assert (b_addr, a_addr) in {(client, n) for n in nats} if swap else (a_addr, b_addr) in {(client, n)
+                                                                                              for n in nats}
+        assert f"is {b_addr} in" in f.message
     # each router hop lowers the TTL by one, both ways
     for pair in report.pairs:
         for res in (pair.c2s, pair.s2c):
@@ -583,3 +586,31 @@ def test_a_capture_started_mid_flow_and_copies_of_packets():
     assert pair.a.client == ("10.0.0.2", 100) and pair.a.copies == len(late)
     assert all(not r.lost and not r.added for r in (pair.c2s, pair.s2c))
     assert pair.c2s.arrived > 0 and pair.s2c.arrived > 0
+
+
+def test_nat_without_paired_pooling(tshark):
+    """A carrier-grade NAT that gives the client's TCP and UDP two addresses (router rules nat-tcp, nat-udp): at the
+    gateway the session's TLS and DTLS come from two addresses (tshark). Read as one session there, with keys (the
+    CONNECT's DTLS session id) and without (the DTLS flow whose ClientHello followed the one tunnel just up);
+    --other-side names both translations."""
+    name = "both-sides-nat-split"
+    d = sample(name)
+    acts = next(a for a in facts(name)["actions"] if a.get("action") == "router")
+    tcp_from = {line.strip() for line in subprocess.run(
+        [tshark, "-n", "-r", str(d / "gateway-side.pcapng"), "-Y", "tcp", "-T", "fields", "-e", "ip.src"],
+        capture_output=True, text=True, check=True).stdout.split()} - {"198.18.0.1"}
+    udp_from = {line.strip() for line in subprocess.run(
+        [tshark, "-n", "-r", str(d / "gateway-side.pcapng"), "-Y", "udp", "-T", "fields", "-e", "ip.src"],
+        capture_output=True, text=True, check=True).stdout.split()} - {"198.18.0.1"}
+    assert (tcp_from, udp_from) == ({acts["nat_address"]}, {acts["nat_udp_address"]})
+    for keys in ([d / "keys.log"], []):
+        k, info = load_keys(keys, [])
+        (s,) = analyze_paths([d / "gateway-side.pcapng"], k, info).sessions
+        assert s.client == acts["nat_address"]
+        assert {c.connection for c in s.connections} == {"tcp.stream 0", "udp.stream 0"}
+        assert s.verdict.outcome == ("healthy" if keys else "inconclusive")
+        assert "DTLS_NOT_OFFERED" not in {f.id for f in s.findings}
+    analysis, _report = _analysed(name)
+    mapped = sorted(f.evidence["translated"][0]["client"]["b"].rsplit(":", 1)[0]
+                    for f in _findings(analysis, "PATH_ADDRESS_TRANSLATED"))
+    assert mapped == sorted([acts["nat_address"], acts["nat_udp_address"]])

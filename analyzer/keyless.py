@@ -454,11 +454,15 @@ class TunnelEstimate:
     def _unanswered_probes(self) -> None:
         """DTLS MTU probes nobody answered: a run of three or more big records from one side, each within a second
         of the last and none longer than the one before, the first three strictly shrinking (the binary search of
-        a client whose probes are lost), nothing from the other side in between."""
+        a client whose probes are lost), nothing big from the other side in between (its small records — a DPD
+        exchange of its own, an acknowledgement — and the probes it answered, taken out before, do not end a run:
+        the lab's both-sides-mtu-blackhole)."""
         runs: list = []
         for e in self._early or ():
             big = e[4] - self.header > MTU_PROBE_MIN
             run = runs[-1] if runs else None
+            if run and not big and e[0] != run[-1][0]:
+                continue  # the peer's small record: the search goes on
             if run and big and run[-1][0] == e[0] and e[1] - run[-1][1] <= PROBE_WINDOW and e[2] <= run[-1][2]:
                 run.append(e)
             else:

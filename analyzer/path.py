@@ -214,12 +214,14 @@ class DirectionResult:
     added: list[dict] = field(default_factory=list)  # {"frame", "ts", "kind"}
     ttl_change: int | None = None  # the TTL the second point saw less the first's (routers in between: negative)
     mss: dict | None = None  # the SYN's MSS at each point ({"upstream", "downstream"}) when they differ
+    largest_arrived: int = 0  # the longest payload that arrived
     syn_frame: int | None = None  # (the upstream SYN of `mss`)
 
     def to_json(self) -> dict:
         return {"upstream": self.upstream, "compared": self.sent, "arrived": self.arrived,
                 "lost": len(self.lost), "lost_packets": self.lost[:50], "added": len(self.added),
-                "added_packets": self.added[:50], "ttl_change": self.ttl_change, "mss": self.mss}
+                "added_packets": self.added[:50], "ttl_change": self.ttl_change, "mss": self.mss,
+                "largest_arrived": self.largest_arrived}
 
 
 @dataclass
@@ -575,14 +577,15 @@ def _compare_datagrams(ups, downs, least, up_side, down_side, res, ttl, margin) 
             seen_down.add(id(y))
             res.sent += 1
             res.arrived += 1
+            res.largest_arrived = max(res.largest_arrived, x.length)
             ttl[y.ttl - x.ttl] += 1
         elif least is not None and _in_span(x.ts + least, down_side, tail=margin):
             res.sent += 1
-            res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x)})
+            res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x), "length": x.length})
     for y in downs:
         if y.key is not None and id(y) not in seen_down and least is not None \
                 and _in_span(y.ts - least, up_side, head=margin):
-            res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y)})
+            res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y), "length": y.length})
 
 
 def _seq_shift(ups: list[Observed], downs: list[Observed]) -> int | None:
@@ -605,10 +608,10 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
         for x in ups:
             if (x.length or x.flags & (TCP_SYN | TCP_FIN | TCP_RST)) and _in_span(x.ts + least, down_side, tail=margin):
                 res.sent += 1
-                res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x)})
+                res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x), "length": x.length})
         for y in downs:
             if (y.length or y.flags & (TCP_SYN | TCP_FIN | TCP_RST)) and _in_span(y.ts - least, up_side, head=margin):
-                res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y)})
+                res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y), "length": y.length})
         return
     shift = _seq_shift(ups, downs)
     if shift is None:
@@ -662,10 +665,11 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
                     hit = di
                     break
         if hit is None:
-            res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x)})
+            res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x), "length": x.length})
             continue
         used_down.add(hit)
         res.arrived += 1
+        res.largest_arrived = max(res.largest_arrived, x.length)
         ttl[downs[hit].ttl - x.ttl] += 1
     # added: control segments (a reset above all) the upstream point never saw; data bytes it never sent
     up_ctl = defaultdict(list)
@@ -684,7 +688,7 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
         sent_before = y.ts - least + SLACK
         if f and not y.length:
             if not any(t <= sent_before for t in up_ctl.get((f, rel(y.seq, True)), ())):
-                res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y)})
+                res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y), "length": y.length})
             continue
         s, e = rel(y.seq, True), rel(y.seq, True) + y.length
         j = bisect.bisect_left(up_starts, e)
@@ -696,4 +700,4 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
                 covered = True
                 break
         if not covered:
-            res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y)})
+            res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y), "length": y.length})

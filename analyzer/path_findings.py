@@ -8,6 +8,9 @@ capture points.
   the client's TLS and opens its own (TLS inspection): DTLS cannot come up through it.
 * PATH_RESET_INJECTED (error): a TCP reset reached one point in the name of a peer whose side never sent it — a
   device between the points (firewall idle timeout, IPS, TCP normaliser) forged it.
+* PATH_MTU_BLACKHOLE (error): the packets of a flow one way lost between the points are its big ones, all of them,
+  and every smaller one arrived: a link between them with a smaller MTU drops them and its ICMP 'fragmentation
+  needed' does not reach the sender (a path MTU black hole).
 * PATH_PACKETS_LOST (warning): packets of a flow that passed the first point and never reached the second.
 * PATH_PACKETS_ADDED (info): packets (other than resets) that reached the second point without passing the first.
 * PATH_MSS_CHANGED (info): a TCP SYN's MSS option differs between the points — a device in between clamps it (the
@@ -26,8 +29,9 @@ from __future__ import annotations
 from .model import Finding
 from .path import DirectionResult, FlowPair, PathReport
 
-RULE_IDS = ("PATH_DTLS_BLOCKED", "PATH_TLS_INTERCEPTED", "PATH_RESET_INJECTED", "PATH_PACKETS_LOST",
-            "PATH_PACKETS_ADDED", "PATH_MSS_CHANGED", "PATH_ADDRESS_TRANSLATED", "PATH_NOTHING_IN_COMMON")
+RULE_IDS = ("PATH_DTLS_BLOCKED", "PATH_TLS_INTERCEPTED", "PATH_RESET_INJECTED", "PATH_MTU_BLACKHOLE",
+            "PATH_PACKETS_LOST", "PATH_PACKETS_ADDED", "PATH_MSS_CHANGED", "PATH_ADDRESS_TRANSLATED",
+            "PATH_NOTHING_IN_COMMON")
 
 MAX_FRAMES = 20
 
@@ -124,6 +128,21 @@ def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report
                        "it on the firewall, NAT or ACL there (the VPN runs over TLS only meanwhile: slower, and "
                        "sensitive to loss).",
                 evidence=_evidence(pair, d, res, names, res.lost, up)))
+        elif _too_big(res):
+            fa, ta = _in_a(res.lost, up, report)
+            smallest = min(p["length"] for p in res.lost)
+            out.append(Finding(
+                id="PATH_MTU_BLACKHOLE", severity="error", time=ta, frames=fa,
+                message=f"Every packet from the {sender} on {flow} with a payload of {smallest} bytes or more — "
+                        f"{len(frames)} of them — passed {names[up]}{_where(frames, up, names)} and never reached "
+                        f"{names[down]}, while every smaller one did (the largest {res.largest_arrived} "
+                        "bytes): a link between the two capture points with a smaller MTU drops them, and its ICMP "
+                        "'fragmentation needed' does not reach the sender (a path MTU black hole).",
+                remedy="Let ICMP 'fragmentation needed' (type 3 code 4; ICMPv6 'packet too big') through to the sender "
+                       f"on the devices between the two points, or clamp the TCP MSS there (to {res.largest_arrived} "
+                       "or less for this path); for the tunnel, a lower X-DTLS-MTU / X-CSTP-MTU on the gateway.",
+                evidence={**_evidence(pair, d, res, names, res.lost, up), "smallest_lost": smallest,
+                          "largest_arrived": res.largest_arrived}))
         else:
             share = f"{len(frames)} of {res.sent}"
             fa, ta = _in_a(res.lost, up, report)
@@ -197,6 +216,19 @@ def _intercepted(pair: FlowPair, names: dict, report: PathReport) -> Finding:
                "gateway sees the device, not the client.",
         evidence={"client_connection": client_conn, "device_connection": device_conn, "a": pair.a.label(),
                   "b": pair.b.label(), "start_gap": gap if report.clock_offset is not None else None})
+
+
+MTU_LOST_AT_LEAST = 3  # packets lost, all bigger than any that arrived, for a path MTU black hole
+MTU_SIZE_AT_LEAST = 1000  # bytes: the smallest lost payload at least (small packets are not an MTU's)
+
+
+def _too_big(res: DirectionResult) -> bool:
+    """The packets lost one way are the big ones: at least MTU_LOST_AT_LEAST, each longer than every packet that
+    arrived, and of MTU_SIZE_AT_LEAST bytes or more."""
+    if len(res.lost) < MTU_LOST_AT_LEAST:
+        return False
+    smallest = min(p["length"] for p in res.lost)
+    return smallest >= MTU_SIZE_AT_LEAST and smallest > res.largest_arrived
 
 
 def _translated(pairs: list[FlowPair], names: dict) -> Finding:

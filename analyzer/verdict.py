@@ -86,6 +86,7 @@ CONNECTED_BUT = {
     "PATH_TLS_INTERCEPTED": "Connected, but through a device that intercepts the TLS connection",
     "DTLS_PSK_MISMATCH": "Tunnel up over TLS only",
     "PATH_PACKETS_LOST": "Connected, but packets were lost between the two capture points",
+    "PATH_MTU_BLACKHOLE": "Connected, but big packets are lost between the two capture points",
 }
 
 
@@ -212,8 +213,14 @@ def judge(s: Session) -> SessionVerdict:
             cause = (f"the gateway sent its certificate {ev['retransmitted'] + 1} times, never acknowledged, for "
                      f"{_secs(ev.get('waited') or 0)} — its full-size packets lost on the way to the client (a path "
                      "MTU black hole)")
-        return _verdict("failed", "Could not connect: the gateway's TLS handshake never arrived", cause, stall.frames,
-                        stall.time, _short_remedy(stall), ["TLS_HANDSHAKE_STALLED"], s)
+        used = ["TLS_HANDSHAKE_STALLED"]
+        hole = first("PATH_MTU_BLACKHOLE")  # the two captures' proof of which
+        frames, remedy = stall.frames, _short_remedy(stall)
+        if hole is not None:  # (its frames, or the stalled handshake's when it was seen in the other capture)
+            cause, used, remedy = _plain(hole.message), ["PATH_MTU_BLACKHOLE", *used], _short_remedy(hole)
+            frames = hole.frames or frames
+        return _verdict("failed", "Could not connect: the gateway's TLS handshake never arrived", cause, frames,
+                        stall.time, remedy, used, s)
 
     # -- no tunnel ----------------------------------------------------------------------------------------------
     if decrypted and not connected:
@@ -531,7 +538,8 @@ def _dpd_side(f: Finding) -> str | None:
 #: among findings of the same severity, these say best what the user experienced (the packets lost, rather than
 #: the MTU numbers that explain it)
 # (a path finding is the proof from two captures: it goes before what one capture suggests)
-FIRST_AMONG_EQUALS = ("MTU_EXCEEDED", "PATH_TLS_INTERCEPTED", "DTLS_PSK_MISMATCH", "PATH_RESET_INJECTED",
+FIRST_AMONG_EQUALS = ("MTU_EXCEEDED", "PATH_TLS_INTERCEPTED", "PATH_MTU_BLACKHOLE", "DTLS_PSK_MISMATCH",
+                     "PATH_RESET_INJECTED",
                      "PATH_PACKETS_LOST")
 
 

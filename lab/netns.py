@@ -287,14 +287,15 @@ class Lab:
         for addr in (NAT_OUTER, NAT_UDP_OUTER):
             self.ns_run(ns, ["ip", "addr", "add", f"{addr}/32", "dev", self.router_gw_if])
         for table, chain, spec in ((ROUTER_TABLE, "rtforward", "{ type filter hook forward priority 0 ; }"),
-                                   (ROUTER_TABLE, "rtpost", "{ type nat hook postrouting priority 100 ; }")):
+                                   (ROUTER_TABLE, "rtpost", "{ type nat hook postrouting priority 100 ; }"),
+                                   (ROUTER_TABLE, "rtoutput", "{ type filter hook output priority 0 ; }")):
             self.ns_run(ns, ["nft", "add", "table", "ip", table])
             self.ns_run(ns, ["nft", "add", "chain", "ip", table, chain, spec])
         return ns
 
     def router_rule(self, chain: str, *rule: str) -> None:
-        """An nftables rule in the router's table (`use_router`): chain "rtforward" (filter, forward hook) or "rtpost"
-        (NAT, postrouting)."""
+        """An nftables rule in the router's table (`use_router`): chain "rtforward" (filter, forward hook), "rtpost"
+        (NAT, postrouting) or "rtoutput" (filter, the router's own packets)."""
         self.ns_run(self.router_ns, ["nft", "add", "rule", "ip", ROUTER_TABLE, chain, *rule])
 
     def router_counters(self, table: str = ROUTER_TABLE) -> list[dict]:

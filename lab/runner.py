@@ -471,6 +471,11 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 lab.use_router()
                 for spec in sc.router:
                     kind, _, n = spec.partition(":")
+                    if kind == "mtu":  # a smaller link toward the client, its ICMP 'fragmentation needed' lost
+                        lab.ns_run(lab.router_ns, ["ip", "link", "set", lab.router_client_if, "mtu", n])
+                        lab.router_rule("rtoutput", "icmp", "type", "destination-unreachable", "icmp", "code",
+                                        "frag-needed", "counter", "drop", "comment", f'"{spec}"')
+                        continue
                     if kind not in ROUTER_RULES:
                         raise LabError(f"scenario {sc.name}: unknown router rule {spec!r}; known: "
                                        + ", ".join(ROUTER_RULES))

@@ -93,7 +93,8 @@ class Scenario:
     # Its rules, in order (runner.ROUTER_RULES): "nat" (the client's address translated to 198.18.0.3; "nat-tcp" and
     # "nat-udp": its TCP to 198.18.0.3, its UDP to 198.18.0.4, a NAT without paired pooling), "drop-udp"
     # (the client's UDP to port 443 dropped: a firewall that blocks DTLS), "loss:N" (N % of the forwarded packets
-    # dropped at random, both ways), "mss:N" (the MSS of TCP SYNs lowered to N)
+    # dropped at random, both ways), "mss:N" (the MSS of TCP SYNs lowered to N), "mtu:N" (the router's link toward the
+    # client N bytes, its ICMP 'fragmentation needed' dropped: a path MTU black hole)
     router: tuple[str, ...] | None = None
 
     def ping_plan(self) -> list[tuple[int, int, bool]]:
@@ -370,4 +371,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "client's TCP leaves from 198.18.0.3, its UDP from 198.18.0.4 — at the gateway the session's TLS and "
              "DTLS come from two addresses; captured on both sides of it",
              gateway={"tls-priorities": PRIO_TLS13}, router=("nat-tcp", "nat-udp"), pings=5, hold=2.0),
+    Scenario("both-sides-mtu-blackhole", "a path MTU black hole between the captures: the router's link toward the "
+             "client takes 1300 bytes (a bigger frame from the client is dropped as it arrives) and the router's ICMP "
+             "'fragmentation needed' is dropped; the TLS handshake and the small pings pass, the client's DTLS MTU "
+             "probes and big pings over 1300 bytes never reach the gateway",
+             gateway={"tls-priorities": PRIO_TLS13}, router=("mtu:1300",), pings=5, big_pings=5, big_ping_size=1250,
+             big_ping_df=False),
 ]}

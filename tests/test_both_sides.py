@@ -29,7 +29,7 @@ from dissectors.packet import TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN
 from .conftest import facts, sample
 
 BOTH_SIDES = ("both-sides-dtls-blocked", "both-sides-reset", "both-sides-loss", "both-sides-tls-inspection",
-              "both-sides-nat-split")
+              "both-sides-nat-split", "both-sides-mtu-blackhole")
 
 
 def _analysed(name: str, swap: bool = False):
@@ -545,8 +545,10 @@ def test_router_capture_is_read_as_two_points(name, tmp_path, tshark):
     ids = {f["id"] for f in doc["sessions"][0]["findings"]}
     assert not ids & {"CLIENT_ADDRESS_CHANGED", "CAPTURE_DUPLICATES"}  # the far side's copies are not read as such
     analysis, _report = _analysed(name)
-    expected = sorted(f.id for s in analysis.sessions for f in s.findings if f.id.startswith("PATH_"))
-    assert sorted(f["id"] for f in doc["sessions"][0]["findings"] if f["id"].startswith("PATH_")) == expected
+    # (the same kinds of findings; both-sides-mtu-blackhole: the client's big frames are dropped as they reach the
+    # router, so its own capture holds only the gateway's lost ones)
+    expected = {f.id for s in analysis.sessions for f in s.findings if f.id.startswith("PATH_")}
+    assert {f["id"] for f in doc["sessions"][0]["findings"] if f["id"].startswith("PATH_")} == expected
     if name == "both-sides-dtls-blocked":
         (f,) = _doc_findings(doc, "PATH_DTLS_BLOCKED")
         assert f["frames"] == _tshark_frames(tshark, d / "router.pcapng",
@@ -614,3 +616,51 @@ def test_nat_without_paired_pooling(tshark):
     mapped = sorted(f.evidence["translated"][0]["client"]["b"].rsplit(":", 1)[0]
                     for f in _findings(analysis, "PATH_ADDRESS_TRANSLATED"))
     assert mapped == sorted([acts["nat_address"], acts["nat_udp_address"]])
+
+
+def test_big_packets_lost_and_small_ones_through_is_a_path_mtu_black_hole():
+    """The client's 1400-byte segments lost between the points, each sent three times, while its 300-byte ones and
+    the gateway's arrive: PATH_MTU_BLACKHOLE, not plain loss. The same loss of small packets is plain loss."""
+    def conv(at_gateway, seg, lose):
+        out = _conversation(100.0, seg=300, segments=3, at_gateway=at_gateway, delay=0.002)
+        big = [p for p in _conversation(101.0, seg=seg, segments=2, isn_c=1000 + 900, at_gateway=at_gateway,
+                                        delay=0.002) if p.length]
+        kept = [p for p in big if not (lose and at_gateway and p.length == seg)]
+        # the client sends each big segment three times (retransmissions, 1 s apart)
+        again = [replace(p, ts=p.ts + k) for k in (1, 2) for p in big if p.length == seg and not at_gateway]
+        end = replace(out[-1], ts=105.0)  # (both captures run on past the retransmissions)
+        return out + kept + again + [end]
+
+    a = _side("client", conv(False, 1400, True))
+    b = _side("gateway", conv(True, 1400, True))
+    ids = [f.id for _p, f in path_findings(compare(a, b))]
+    assert "PATH_MTU_BLACKHOLE" in ids and "PATH_PACKETS_LOST" not in ids
+    (f,) = [f for _p, f in path_findings(compare(a, b)) if f.id == "PATH_MTU_BLACKHOLE"]
+    assert f.evidence["smallest_lost"] == 1400 and f.evidence["largest_arrived"] == 300 and f.evidence["count"] == 6
+    a = _side("client", conv(False, 200, True))
+    b = _side("gateway", conv(True, 200, True))
+    ids = [f.id for _p, f in path_findings(compare(a, b))]
+    assert "PATH_MTU_BLACKHOLE" not in ids and "PATH_PACKETS_LOST" in ids
+
+
+def test_path_mtu_black_hole_between_the_captures(tshark):
+    """The router's link toward the client takes 1300 bytes: the client's bigger datagrams (its DTLS MTU probes) are
+    dropped as they arrive, the gateway's as they leave — each with an ICMP 'fragmentation needed' the router drops
+    (its counter). Both ways PATH_MTU_BLACKHOLE, exactly the packets over 1300 IP bytes (tshark), and the verdict rests
+    on it rather than on MTU_EXCEEDED's reading of one side."""
+    name = "both-sides-mtu-blackhole"
+    d = sample(name)
+    analysis, _report = _analysed(name)
+    holes = {f.evidence["direction"]: f for f in _findings(analysis, "PATH_MTU_BLACKHOLE")}
+    assert set(holes) == {"client-to-server", "server-to-client"}
+    # (a veth takes a frame 4 bytes over its MTU as it arrives — room for a VLAN tag —, not as it leaves)
+    assert holes["client-to-server"].frames == _tshark_frames(
+        tshark, d / "capture.pcapng", "udp && ip.src == 198.18.0.2 && ip.len > 1304")
+    gw_big = _tshark_frames(tshark, d / "gateway-side.pcapng", "udp && ip.src == 198.18.0.1 && ip.len > 1300")
+    assert holes["server-to-client"].evidence["frames"] == gw_big[:20]
+    assert holes["server-to-client"].evidence["count"] == len(gw_big) == _counter(name, "mtu:1300")
+    assert all(f.evidence["smallest_lost"] > f.evidence["largest_arrived"] for f in holes.values())
+    assert not _findings(analysis, "PATH_PACKETS_LOST")
+    s = analysis.sessions[0]
+    assert s.verdict.findings == ["PATH_MTU_BLACKHOLE"]
+    assert s.verdict.text.startswith("Connected, but big packets are lost between the two capture points")

@@ -306,3 +306,14 @@ def test_keepalives_soon_after_the_peer_spoke_are_not_dpd_requests():
     keyed = doc("both-sides-reset")
     assert not [f for s in keyless["sessions"] for f in s["findings"] if f["id"] == "DPD_TIMEOUT"]
     assert [f["id"] for s in keyed["sessions"] for f in s["findings"] if f["id"] == "DPD_TIMEOUT"] == []
+
+
+def test_lost_mtu_probes_with_the_peers_small_records_between():
+    """A client's MTU search whose big probes are lost (the lab's both-sides-mtu-blackhole): the gateway's small
+    records between them (its own DPD exchange) do not end the run — three shrinking unanswered probes are probes."""
+    recs = [(1.0, "c2s", 1400), (1.02, "s2c", 60), (1.05, "c2s", 1300), (1.1, "c2s", 1250), (1.15, "s2c", 60)]
+    est = _dtls_estimate(recs)
+    assert est.dirs["c2s"].mtu_probes == 3 and est.dirs["c2s"].data == 0
+    # a big record of the peer between them does end it (traffic, not a search)
+    est = _dtls_estimate([(1.0, "c2s", 1400), (1.02, "s2c", 1200), (1.05, "c2s", 1300), (1.1, "c2s", 1250)])
+    assert est.dirs["c2s"].mtu_probes == 0

@@ -95,6 +95,12 @@ def _in_a(packets: list[dict], which: str, report: PathReport) -> tuple[list[int
     return [], (ts - report.clock_offset) if report.clock_offset is not None else None
 
 
+def _seen(fid: str, severity: str, packets: list[dict], which: str, report: PathReport, **kw) -> Finding:
+    """A finding about ``packets`` seen in capture ``which``: its frames and time in capture a's terms."""
+    frames, ts = _in_a(packets, which, report)
+    return Finding(id=fid, severity=severity, time=ts, frames=frames, **kw)
+
+
 def _evidence(pair: FlowPair, d: str, res: DirectionResult, names: dict, packets: list[dict], which: str) -> dict:
     return {"flow": (pair.a or pair.b).label(), "capture": names[which], "side": which,
             "direction": "client-to-server" if d == "c2s" else "server-to-client",
@@ -117,9 +123,7 @@ def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report
     if res.lost:
         frames = [p["frame"] for p in res.lost]
         if _is_dtls(pair) and res.arrived == 0:
-            fa, ta = _in_a(res.lost, up, report)
-            out.append(Finding(
-                id="PATH_DTLS_BLOCKED", severity="error", time=ta, frames=fa,
+            out.append(_seen("PATH_DTLS_BLOCKED", "error", res.lost, up, report,
                 phase="dtls",
                 message=f"The {sender}'s DTLS never got past the path between the captures: {len(frames)} "
                         f"datagram{'s' if len(frames) != 1 else ''} ({', '.join(sorted({p['kind'] for p in res.lost}))}"
@@ -129,10 +133,8 @@ def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report
                        "sensitive to loss).",
                 evidence=_evidence(pair, d, res, names, res.lost, up)))
         elif _too_big(res):
-            fa, ta = _in_a(res.lost, up, report)
             smallest = min(p["length"] for p in res.lost)
-            out.append(Finding(
-                id="PATH_MTU_BLACKHOLE", severity="error", time=ta, frames=fa,
+            out.append(_seen("PATH_MTU_BLACKHOLE", "error", res.lost, up, report,
                 message=f"Every packet from the {sender} on {flow} with a payload of {smallest} bytes or more — "
                         f"{len(frames)} of them — passed {names[up]}{_where(frames, up, names)} and never reached "
                         f"{names[down]}, while every smaller one did (the largest {res.largest_arrived} "
@@ -145,9 +147,7 @@ def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report
                           "largest_arrived": res.largest_arrived}))
         else:
             share = f"{len(frames)} of {res.sent}"
-            fa, ta = _in_a(res.lost, up, report)
-            out.append(Finding(
-                id="PATH_PACKETS_LOST", severity="warning", time=ta, frames=fa,
+            out.append(_seen("PATH_PACKETS_LOST", "warning", res.lost, up, report,
                 message=f"{share} packets from the {sender} on {flow} passed {names[up]}{_where(frames, up, names)} "
                         f"and never reached {names[down]}: lost between the two capture points.",
                 remedy="Look at the devices and links between the two capture points (interface errors and drops, "
@@ -170,9 +170,7 @@ def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report
     others = [p for p in res.added if "RST" not in p["kind"]]
     if resets:
         frames = [p["frame"] for p in resets]
-        fa, ta = _in_a(resets, down, report)
-        out.append(Finding(
-            id="PATH_RESET_INJECTED", severity="error", time=ta, frames=fa,
+        out.append(_seen("PATH_RESET_INJECTED", "error", resets, down, report,
             message=f"A TCP reset on {flow} reached {names[down]}{_where(frames, down, names)} in the {sender}'s "
                     f"name, and {names[up]} never saw the {sender} send it: a device between the two capture points "
                     "forged it.",
@@ -182,9 +180,7 @@ def _direction(pair: FlowPair, d: str, res: DirectionResult, names: dict, report
             evidence=_evidence(pair, d, res, names, resets, down)))
     if others:
         frames = [p["frame"] for p in others]
-        fa, ta = _in_a(others, down, report)
-        out.append(Finding(
-            id="PATH_PACKETS_ADDED", severity="info", time=ta, frames=fa,
+        out.append(_seen("PATH_PACKETS_ADDED", "info", others, down, report,
             message=f"{len(frames)} packet{'s' if len(frames) != 1 else ''} on {flow} reached {names[down]}"
                     f"{_where(frames, down, names)} in the {sender}'s name without passing {names[up]}: sent by a "
                     "device between the two capture points.",

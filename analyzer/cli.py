@@ -170,7 +170,9 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
             fail_on, session_ids, clients, since, until, tz, jobs, other_side):
     """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase; each session starts with a
     one-line verdict. Several files are one capture (a ring buffer's), read in the time order of their first
-    packets; a directory stands for every capture file below it.
+    packets; a directory stands for every capture file below it. A pcapng whose two interfaces hold the same traffic
+    (a firewall's inside and outside) is read from the one nearer the client and the other compared with it, as
+    --other-side compares two files.
 
     Only flows with evidence of the AnyConnect protocol become sessions (decrypted aggregate-auth/CONNECT/CSTP,
     or without keys: DTLS beside the TLS connection, resuming DTLS hellos, CSTP record patterns…); everything

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -509,6 +510,14 @@ def test_terminal_and_html_say_the_other_side(tmp_path, capsys):
         assert "other side: " in text and "nearer the client: this capture" in text
         assert f"{_counter('both-sides-loss', 'loss:3')} lost and 0 added between" in text
         assert "PATH_PACKETS_LOST" in text
+        if fmt == "html":  # a row per flow: each way compared / arrived / lost / added
+            doc = json.loads(subprocess.run([sys.executable, "-m", "analyzer.cli", "analyze", str(d / "capture.pcapng"),
+                                             "--other-side", str(d / "gateway-side.pcapng"), "--format", "json"],
+                                            capture_output=True, text=True, check=True).stdout)
+            for flow in doc["path"]["flows"]:
+                c = flow["client_to_server"]
+                cells = f"{c['compared']} / {c['arrived']} / {c['lost']} / {c['added']}"
+                assert f"{flow['a']['client']} → {flow['a']['server']}" in text and cells in text
 
 
 # -- one file, two points: the router's own capture of its two interfaces ---------------------------------------------

@@ -266,10 +266,8 @@ def _render_html(analysis, *, version: str, show_secrets: bool, tz, filters: dic
         out.append('<div class="warn"><b>Secrets are shown</b> (<code>--show-secrets</code>): passwords, cookies '
                    "and master secrets appear in this page. Treat it as confidential.</div>")
     out.append(_captures(doc))
-    if getattr(analysis, "path", None) is not None:  # --other-side
-        out.append(f'<p class="muted">{_e(analysis.path.summary())}</p>'
-                   + "".join(f'<p class="muted">other side\'s capture problem: {_e(e)}</p>'
-                             for e in analysis.path.b.errors[:5]))
+    if getattr(analysis, "path", None) is not None:  # --other-side, or two points in one file
+        out.append(_path(analysis.path))
     if filters:
         shown = ", ".join(f"--{k} " + _e(" ".join(map(str, v)) if isinstance(v, list) else
                                          _iso(v) if k in ("since", "until") else v)
@@ -347,6 +345,35 @@ def _captures(doc: dict) -> str:
                     f"<td data-label=\"problems\">{'<br>'.join(_e(p) for p in problems) or '—'}</td></tr>")
     return ("<h3>Capture</h3><table class=\"reflow\"><thead><tr><th>file</th><th>frames</th><th>time span</th>"
             "<th>keys</th><th>problems</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _path(path) -> str:
+    """The comparison with the other capture point: its sentence, its problems, then a row per flow seen between
+    (the flow as this capture shows it; each way: packets compared, arrived, lost, added)."""
+    head = (f'<h3>Between the capture points</h3><p class="muted">{_e(path.summary())}</p>'
+            + "".join(f'<p class="muted">other side\'s capture problem: {_e(e)}</p>' for e in path.b.errors[:5]))
+    rows = []
+    for p in path.pairs:
+        if not p.seen_between():
+            continue
+        f = (p.a or p.b).label()
+        ways = []
+        for r in (p.c2s, p.s2c):
+            ways.append("—" if r is None else f"{r.sent} / {r.arrived} / {len(r.lost)} / {len(r.added)}")
+        moved = "; ".join(f"{k} {v['a']} → {v['b']}" for k, v in (p.translated() or {}).items()) or "—"
+        rows.append(f'<tr><td class="mono" data-label="flow">{_e(f["protocol"])} {_e(f["client"])} → '
+                    f'{_e(f["server"])}{"" if p.a else " (other side only)"}</td>'
+                    f'<td data-label="session">{_e((p.roles or {}).get("session", "—"))}</td>'
+                    f'<td data-label="paired by">{_e(p.paired_by or "—")}</td>'
+                    f'<td class="num" data-label="client → gateway">{_e(ways[0])}</td>'
+                    f'<td class="num" data-label="gateway → client">{_e(ways[1])}</td>'
+                    f'<td class="mono" data-label="translated">{_e(moved)}</td></tr>')
+    if not rows:
+        return head
+    return (head + '<table class="reflow"><thead><tr><th>flow</th><th>session</th><th>paired by</th>'
+            "<th>client → gateway<br>compared / arrived / lost / added</th>"
+            "<th>gateway → client<br>compared / arrived / lost / added</th><th>translated</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
 
 
 # ---------------------------------------------------------------------------------------------- one session

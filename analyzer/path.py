@@ -18,8 +18,8 @@ Pairing rests on what a path leaves alone:
   as byte ranges, so a capture point that saw segments merged or split (offloads, a proxy) loses nothing;
 * SYN, FIN and RST segments by their flags and relative sequence number.
 
-Flows are paired by the payloads they share (so across a NAT), or, when they carry none (a connect that failed),
-by the same addresses and ports. Which capture is nearer the client follows from the pairs' times without trusting
+Flows are paired by the payloads they share that no other connection sends (`distinctive`: encrypted records,
+hellos; so across a NAT), or, when they carry none (a connect that failed), by the same addresses and ports. Which capture is nearer the client follows from the pairs' times without trusting
 either clock: a packet from the client reaches the nearer point first, one from the gateway the farther point
 first. The same times give the offset between the two clocks and the path's one-way delay between the points.
 
@@ -37,7 +37,7 @@ from dissectors.flows import DUPLICATE_WINDOW
 from dissectors.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
 __all__ = ["PAYLOAD_PREFIX", "FlowPair", "Observed", "PathReport", "SideCapture", "compare", "payload_hint",
-           "payload_key", "SHORT_PREFIX", "syn_mss"]
+           "payload_key", "SHORT_PREFIX", "distinctive", "syn_mss"]
 
 PAYLOAD_PREFIX = 32  # bytes of a payload that identify it (with its length)
 #: bytes compared instead when a capture kept less than PAYLOAD_PREFIX of some payloads (a snap length of 96: tcpdump's
@@ -108,20 +108,38 @@ class SideCapture:
     errors: list[str] = field(default_factory=list)
 
 
-CLIENT_HELLO_TLS = ("tls", 1)  # `Observed.hint` of a TCP segment that starts a TLS ClientHello
+CLIENT_HELLO_TLS = ("tls", 22, 1)  # `Observed.hint` of a TCP segment that starts a TLS ClientHello
+_TLS_CONTENT = (20, 21, 22, 23)
 
 
 def payload_hint(proto: int, payload: bytes) -> tuple:
-    """What `Observed.hint` keeps of a payload: a UDP payload's first and fourteenth bytes (DTLS: the record's
-    content type, a handshake's message type); for TCP, CLIENT_HELLO_TLS when the segment starts a TLS handshake
-    record holding a ClientHello (content type 22, version 3.x, message type 1)."""
+    """What `Observed.hint` keeps of a payload that starts a TLS or DTLS record: UDP, the record's content type, its
+    handshake message type (or None) and its epoch (DTLS); TCP, ("tls", content type, handshake type or None) when
+    the segment starts a TLS record; () for anything else (a record's continuation, another protocol)."""
     if not payload:
         return ()
     if proto == 17:
-        return (payload[0], payload[13] if len(payload) > 13 else None)
-    if len(payload) > 5 and payload[0] == 22 and payload[1] == 3 and payload[5] == 1:
-        return CLIENT_HELLO_TLS
+        if len(payload) >= 13 and payload[0] in _TLS_CONTENT and payload[1] == 0xFE:
+            return (payload[0], payload[13] if len(payload) > 13 else None, (payload[3] << 8) | payload[4])
+        return (payload[0], payload[13] if len(payload) > 13 else None, None)
+    if len(payload) >= 5 and payload[0] in _TLS_CONTENT and payload[1] == 3:
+        return ("tls", payload[0], payload[5] if payload[0] == 22 and len(payload) > 5 else None)
     return ()
+
+
+def distinctive(p: Observed) -> bool:
+    """A payload no other connection sends (so that two flows sharing it are one flow): encrypted records
+    (application data; DTLS records of epoch 1 or later) and hellos (their randoms), any payload of another protocol
+    over UDP — not a TLS or DTLS record whose bytes recur from session to session (a gateway's certificate, a PSK
+    identity, ServerHelloDone, ChangeCipherSpec), nor a TCP segment that continues a record (its record unknown)."""
+    h = p.hint
+    if p.proto == 17:
+        if not h or h[0] not in _TLS_CONTENT or h[2] is None:
+            return True  # not DTLS
+        return h[0] == 23 or h[2] >= 1 or (h[0] == 22 and h[1] in (1, 2, 3))
+    if not h:
+        return False
+    return h[1] == 23 or (h[1] == 22 and h[2] in (1, 2))
 
 
 def payload_key(payload: bytes, length: int, prefix: int = PAYLOAD_PREFIX) -> tuple | None:
@@ -380,13 +398,13 @@ def _pair_flows(fa: list[_Flow], fb: list[_Flow]) -> list[FlowPair]:
     by_key: dict[tuple, list[int]] = defaultdict(list)
     for f in fb:
         for p in (*f.c2s[:64], *f.s2c[:64]):
-            if p.key is not None and p.length >= MIN_VOTING_PAYLOAD:
+            if p.key is not None and p.length >= MIN_VOTING_PAYLOAD and distinctive(p):
                 by_key[(f.proto, p.key)].append(f.index)
     votes: list[tuple[int, int, int]] = []
     for f in fa:
         c = Counter()
         for p in (*f.c2s[:64], *f.s2c[:64]):
-            if p.key is not None and p.length >= MIN_VOTING_PAYLOAD:
+            if p.key is not None and p.length >= MIN_VOTING_PAYLOAD and distinctive(p):
                 for j in set(by_key.get((f.proto, p.key), ())):
                     c[j] += 1
         votes.extend((n, f.index, j) for j, n in c.items())
@@ -525,9 +543,11 @@ _DTLS_HANDSHAKE = {1: "ClientHello", 2: "ServerHello", 3: "HelloVerifyRequest", 
 
 def _dtls_kind(p: Observed) -> str:
     """A datagram's kind as a DTLS record names it (a port-443 datagram that is not DTLS: its length)."""
-    ct, hs = (p.hint + (None, None))[:2]
+    ct, hs, epoch = (p.hint + (None, None, None))[:3]
+    if epoch is None:
+        return f"UDP {p.length} bytes"
     if ct == 22:
-        return f"DTLS {_DTLS_HANDSHAKE.get(hs, 'handshake')}"
+        return "DTLS Finished (protected)" if epoch else f"DTLS {_DTLS_HANDSHAKE.get(hs, 'handshake')}"
     if ct in _DTLS_CONTENT:
         return f"DTLS {_DTLS_CONTENT[ct]}"
     return f"UDP {p.length} bytes"

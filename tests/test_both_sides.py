@@ -250,7 +250,9 @@ def _conversation(t0, *, isn_c=1000, isn_s=5000, seg=1000, segments=6, ttl_c=64,
     add(t + 0.01, False, flags=TCP_SYN | TCP_ACK, seq=isn_s)
     add(t + 0.02, True, seq=isn_c + 1)
     for i in range(segments):
-        data = bytes([i + 1]) * 8 + i.to_bytes(4, "big") * (seg // 4 - 2)
+        # a TLS application data record (what pairs two flows), its bytes different each time
+        data = (b"\x17\x03\x03" + (seg - 5).to_bytes(2, "big") + bytes([i + 1]) * 3
+                + i.to_bytes(4, "big") * (seg // 4 - 2))
         seq = isn_c + 1 + i * seg
         t += 0.05
         if i in lose and at_gateway:
@@ -262,7 +264,8 @@ def _conversation(t0, *, isn_c=1000, isn_s=5000, seg=1000, segments=6, ttl_c=64,
             add(t, True, flags=TCP_ACK | TCP_PSH, seq=seq, payload=data)
         if i in lose:
             add(t + 0.3, True, flags=TCP_ACK | TCP_PSH, seq=seq, payload=data)  # the retransmission
-        add(t + 0.31, False, flags=TCP_ACK | TCP_PSH, seq=isn_s + 1 + i * 40, payload=bytes([0x80 + i]) * 40)
+        add(t + 0.31, False, flags=TCP_ACK | TCP_PSH, seq=isn_s + 1 + i * 40,
+            payload=b"\x17\x03\x03\x00\x23" + bytes([0x80 + i]) * 35)
     add(t + 0.5, True, flags=TCP_ACK, seq=isn_c + 1 + segments * seg)
     return out
 
@@ -673,3 +676,17 @@ def test_path_mtu_black_hole_between_the_captures(tshark):
     s = analysis.sessions[0]
     assert s.verdict.findings == ["PATH_MTU_BLACKHOLE"]
     assert s.verdict.text.startswith("Connected, but big packets are lost between the two capture points")
+
+
+@pytest.mark.parametrize("name", ["baseline", "group-select", "client-roams", "route-outside-tunnel"])
+def test_captures_of_other_sessions_share_nothing(name):
+    """Another session's capture as the other side (the same gateway and client addresses, other connections): some
+    of their records are the same bytes in every session — DTLS PSK handshakes' ClientKeyExchange ('psk') and
+    ServerHelloDone, ChangeCipherSpec — and must not pair the flows (they did: false PATH_TLS_INTERCEPTED,
+    PATH_DTLS_BLOCKED). Nothing paired, PATH_NOTHING_IN_COMMON alone."""
+    from analyzer.path_read import read_side
+
+    report = compare(read_side(sample(name) / "capture.pcapng"),
+                     read_side(sample("both-sides-loss") / "gateway-side.pcapng"))
+    assert report.matched == 0
+    assert [f.id for _p, f in path_findings(report)] == ["PATH_NOTHING_IN_COMMON"]

@@ -19,9 +19,10 @@ Pairing rests on what a path leaves alone:
 * SYN, FIN and RST segments by their flags and relative sequence number.
 
 Flows are paired by the payloads they share that no other connection sends (`distinctive`: encrypted records,
-hellos; so across a NAT), or, when they carry none (a connect that failed), by the same addresses and ports. Which capture is nearer the client follows from the pairs' times without trusting
-either clock: a packet from the client reaches the nearer point first, one from the gateway the farther point
-first. The same times give the offset between the two clocks and the path's one-way delay between the points.
+hellos; so across a NAT), or, when they carry none (a connect that failed), by the same addresses and ports. Which
+capture is nearer the client follows from the routers' TTL, else from the pairs' times without trusting either
+clock: a packet from the client reaches the nearer point first, one from the gateway the farther point first. The
+same times give the offset between the two clocks and the path's one-way delay between the points.
 
 Pure: `compare` takes two `SideCapture` (packets already read: `read_side` is the edge that reads a file) and
 returns a `PathReport`; no I/O, no clock.

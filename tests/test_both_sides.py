@@ -315,6 +315,13 @@ def test_forged_reset_and_capture_edges():
     assert _direction(report).lost == []  # the handshake came before the gateway's capture began
     ids = {f.id for _p, f in path_findings(report)}
     assert ids == {"PATH_RESET_INJECTED"}
+    # a middlebox's own data in the gateway's name (a block page) before the reset: added between too
+    page = _pkt(100.9, 0, False, flags=TCP_ACK | TCP_PSH, seq=5000 + 1 + 6 * 40,
+                payload=b"\x17\x03\x03\x00\x40" + b"p" * 64, ttl=63)
+    report = compare(_side("client", conv + [page, reset]), b)
+    added = {f.id: f for _p, f in path_findings(report)}
+    assert set(added) == {"PATH_RESET_INJECTED", "PATH_PACKETS_ADDED"}
+    assert added["PATH_PACKETS_ADDED"].evidence["kinds"] == ["69 bytes"]
 
 
 def test_datagrams_blocked_one_way_and_nothing_in_common():

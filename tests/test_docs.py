@@ -140,6 +140,7 @@ def finding_ids_in_code() -> set[str]:
     from analyzer.rules import RULE_MODULES
 
     ids = {i for m in RULE_MODULES for i in importlib.import_module(f"analyzer.rules.{m}").RULE_IDS}
+    ids |= set(importlib.import_module("analyzer.path_findings").RULE_IDS)  # (two captures: not session rules)
     for path in sorted((ROOT / "analyzer").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "Finding":

@@ -355,8 +355,8 @@ def compare(a: SideCapture, b: SideCapture) -> PathReport:
             for pa, pb in _exact_pairs(xs, ys):
                 deltas[d].append(pb.ts - pa.ts)
                 ttls[d][pb.ttl - pa.ttl] += 1
-            sa = next((p for p in xs if p.flags & TCP_SYN), None)
-            sb = next((p for p in ys if p.flags & TCP_SYN), None)
+            sa = _first_syn(xs)
+            sb = _first_syn(ys)
             if sa is not None and sb is not None:
                 syns[d].append((sb.ts - sa.ts, sb.ttl - sa.ttl))
     for d in ("c2s", "s2c"):
@@ -398,16 +398,14 @@ def _pair_flows(fa: list[_Flow], fb: list[_Flow]) -> list[FlowPair]:
     by the same addresses and ports; the rest alone."""
     by_key: dict[tuple, list[int]] = defaultdict(list)
     for f in fb:
-        for p in (*f.c2s[:64], *f.s2c[:64]):
-            if p.key is not None and p.length >= MIN_VOTING_PAYLOAD and distinctive(p):
-                by_key[(f.proto, p.key)].append(f.index)
+        for key in _voting_keys(f):
+            by_key[key].append(f.index)
     votes: list[tuple[int, int, int]] = []
     for f in fa:
         c = Counter()
-        for p in (*f.c2s[:64], *f.s2c[:64]):
-            if p.key is not None and p.length >= MIN_VOTING_PAYLOAD and distinctive(p):
-                for j in set(by_key.get((f.proto, p.key), ())):
-                    c[j] += 1
+        for key in _voting_keys(f):
+            for j in set(by_key.get(key, ())):
+                c[j] += 1
         votes.extend((n, f.index, j) for j, n in c.items())
     votes.sort(key=lambda v: (-v[0], v[1], v[2]))
     used_a: set[int] = set()
@@ -438,6 +436,13 @@ def _pair_flows(fa: list[_Flow], fb: list[_Flow]) -> list[FlowPair]:
     return pairs
 
 
+def _voting_keys(f: _Flow):
+    """(protocol, payload key) of the flow's first packets each way whose payload only this connection sends."""
+    for p in (*f.c2s[:64], *f.s2c[:64]):
+        if p.key is not None and p.length >= MIN_VOTING_PAYLOAD and distinctive(p):
+            yield (f.proto, p.key)
+
+
 INTERCEPT_WINDOW = 2.0  # seconds: the middlebox's own connection starts this soon after the client's
 
 
@@ -445,8 +450,8 @@ def _pair_intercepted(pairs: list[FlowPair], offset: float) -> None:
     """A TLS connection seen at one point only, and at the other point only a TLS connection to the same server port
     that began about then, with a ClientHello of its own: one connection ended by a device in between and another
     begun by it (TLS inspection, a TLS-terminating proxy or load balancer). Such two become one pair,
-    `paired_by` "tls-intercepted", closest start first; ``offset``: b's clock less a's (0 when not known: the
-    window is wide)."""
+    `paired_by` "tls-intercepted", closest start first; ``offset``: b's clock less a's (0 when not known: the two
+    clocks are then taken as one)."""
     def hello(f: _Flow | None) -> bool:
         return f is not None and f.proto == 6 and any(p.hint == CLIENT_HELLO_TLS for p in f.c2s[:4])
 
@@ -554,6 +559,28 @@ def _dtls_kind(p: Observed) -> str:
     return f"UDP {p.length} bytes"
 
 
+_CONTROL = TCP_SYN | TCP_FIN | TCP_RST  # the TCP flags compared on segments without payload
+
+
+def _entry(p: Observed) -> dict:
+    """A packet as `DirectionResult.lost` / `added` list it."""
+    return {"frame": p.frame, "ts": p.ts, "kind": _kind(p), "length": p.length}
+
+
+def _first_syn(pkts: list[Observed]) -> Observed | None:
+    return next((p for p in pkts if p.flags & TCP_SYN), None)
+
+
+def _overlapping(starts: list[int], ranges: list[tuple], s: int, e: int):
+    """The entries of ``ranges`` (sorted by their start, ``starts`` their starts; each (start, end, …)) that overlap
+    the byte range [s, e), nearest start first."""
+    j = bisect.bisect_left(starts, e)
+    while j > 0 and starts[j - 1] > s - MAX_SEGMENT:
+        j -= 1
+        if ranges[j][1] > s and ranges[j][0] < e:
+            yield ranges[j]
+
+
 def _in_span(ts: float | None, side: SideCapture, tail: float = 0.0, head: float = 0.0) -> bool:
     """`ts` (in `side`'s clock) lies within the capture's time, ``head`` seconds after its start and ``tail``
     before its end."""
@@ -575,8 +602,8 @@ def _compare_direction(ups: list[Observed], downs: list[Observed], least: float 
         _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin)
     if ttl:
         res.ttl_change = ttl.most_common(1)[0][0]
-    su = next((p for p in ups if p.flags & TCP_SYN), None)
-    sd = next((p for p in downs if p.flags & TCP_SYN), None)
+    su = _first_syn(ups)
+    sd = _first_syn(downs)
     if su is not None and sd is not None and su.mss != sd.mss:
         res.mss = {"upstream": su.mss, "downstream": sd.mss}
         res.syn_frame = su.frame
@@ -602,11 +629,11 @@ def _compare_datagrams(ups, downs, least, up_side, down_side, res, ttl, margin) 
             ttl[y.ttl - x.ttl] += 1
         elif least is not None and _in_span(x.ts + least, down_side, tail=margin):
             res.sent += 1
-            res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x), "length": x.length})
+            res.lost.append(_entry(x))
     for y in downs:
         if y.key is not None and id(y) not in seen_down and least is not None \
                 and _in_span(y.ts - least, up_side, head=margin):
-            res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y), "length": y.length})
+            res.added.append(_entry(y))
 
 
 def _seq_shift(ups: list[Observed], downs: list[Observed]) -> int | None:
@@ -615,8 +642,8 @@ def _seq_shift(ups: list[Observed], downs: list[Observed]) -> int | None:
     shifts = Counter((y.seq - x.seq) % SEQ_MOD for x, y in _exact_pairs(ups, downs))
     if shifts:
         return shifts.most_common(1)[0][0]
-    sx = next((p for p in ups if p.flags & TCP_SYN), None)
-    sy = next((p for p in downs if p.flags & TCP_SYN), None)
+    sx = _first_syn(ups)
+    sy = _first_syn(downs)
     if sx is not None and sy is not None:
         return (sy.seq - sx.seq) % SEQ_MOD
     return None
@@ -627,12 +654,12 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
         return
     if not ups or not downs:  # the direction seen at one point only: all of it lost or added between
         for x in ups:
-            if (x.length or x.flags & (TCP_SYN | TCP_FIN | TCP_RST)) and _in_span(x.ts + least, down_side, tail=margin):
+            if (x.length or x.flags & _CONTROL) and _in_span(x.ts + least, down_side, tail=margin):
                 res.sent += 1
-                res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x), "length": x.length})
+                res.lost.append(_entry(x))
         for y in downs:
-            if (y.length or y.flags & (TCP_SYN | TCP_FIN | TCP_RST)) and _in_span(y.ts - least, up_side, head=margin):
-                res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y), "length": y.length})
+            if (y.length or y.flags & _CONTROL) and _in_span(y.ts - least, up_side, head=margin):
+                res.added.append(_entry(y))
         return
     shift = _seq_shift(ups, downs)
     if shift is None:
@@ -648,7 +675,7 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
     starts = [d[0] for d in data]
     ctl = defaultdict(list)
     for i, p in enumerate(downs):
-        f = p.flags & (TCP_SYN | TCP_FIN | TCP_RST)
+        f = p.flags & _CONTROL
         if f:
             ctl[(f, rel(p.seq, True))].append((p.ts, i))
     used_down: set[int] = set()
@@ -662,7 +689,7 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
             later[i] = last_by_start.get(r, float("inf"))
             last_by_start[r] = p.ts
     for i, x in enumerate(ups):
-        f = x.flags & (TCP_SYN | TCP_FIN | TCP_RST)
+        f = x.flags & _CONTROL
         if not x.length and not f:
             continue  # a bare ACK: not told apart
         expect = x.ts + least
@@ -673,20 +700,15 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
         if x.length:
             s, e = rel(x.seq, False), rel(x.seq, False) + x.length
             until = later.get(i, float("inf")) + least
-            j = bisect.bisect_left(starts, e)
-            while j > 0 and starts[j - 1] > s - MAX_SEGMENT:
-                j -= 1
-                ds, de, dts, di = data[j]
-                if de > s and ds < e and expect - SLACK <= dts < until - SLACK:
-                    hit = di
-                    break
+            hit = next((di for _ds, _de, dts, di in _overlapping(starts, data, s, e)
+                        if expect - SLACK <= dts < until - SLACK), None)
         else:
             for dts, di in ctl.get((f, rel(x.seq, False)), ()):
                 if di not in used_down and dts >= expect - SLACK:
                     hit = di
                     break
         if hit is None:
-            res.lost.append({"frame": x.frame, "ts": x.ts, "kind": _kind(x), "length": x.length})
+            res.lost.append(_entry(x))
             continue
         used_down.add(hit)
         res.arrived += 1
@@ -697,11 +719,11 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
     up_data = sorted((rel(p.seq, False), rel(p.seq, False) + p.length, p.ts) for p in ups if p.length)
     up_starts = [d[0] for d in up_data]
     for p in ups:
-        f = p.flags & (TCP_SYN | TCP_FIN | TCP_RST)
+        f = p.flags & _CONTROL
         if f:
             up_ctl[(f, rel(p.seq, False))].append(p.ts)
     for i, y in enumerate(downs):
-        f = y.flags & (TCP_SYN | TCP_FIN | TCP_RST)
+        f = y.flags & _CONTROL
         if not y.length and not f:
             continue
         if i in used_down or not _in_span(y.ts - least, up_side, head=margin):
@@ -709,16 +731,8 @@ def _compare_segments(ups, downs, least, up_side, down_side, res, ttl, margin) -
         sent_before = y.ts - least + SLACK
         if f and not y.length:
             if not any(t <= sent_before for t in up_ctl.get((f, rel(y.seq, True)), ())):
-                res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y), "length": y.length})
+                res.added.append(_entry(y))
             continue
         s, e = rel(y.seq, True), rel(y.seq, True) + y.length
-        j = bisect.bisect_left(up_starts, e)
-        covered = False
-        while j > 0 and up_starts[j - 1] > s - MAX_SEGMENT:
-            j -= 1
-            us, ue, uts = up_data[j]
-            if ue > s and us < e and uts <= sent_before:
-                covered = True
-                break
-        if not covered:
-            res.added.append({"frame": y.frame, "ts": y.ts, "kind": _kind(y), "length": y.length})
+        if not any(uts <= sent_before for _us, _ue, uts in _overlapping(up_starts, up_data, s, e)):
+            res.added.append(_entry(y))

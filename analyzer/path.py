@@ -24,6 +24,12 @@ capture is nearer the client follows from the routers' TTL, else from the pairs'
 clock: a packet from the client reaches the nearer point first, one from the gateway the farther point first. The
 same times give the offset between the two clocks and the path's one-way delay between the points.
 
+A TLS connection something in between ended (TLS inspection) crosses neither point unchanged: the client's
+connection and the device's are paired by which TLS client program made them (a device speaks TLS with its own
+stack: another ClientHello fingerprint) and by their timing — each request and answer the device relays goes by at
+both points at a constant shift each way (`_pair_relayed`), which also gives the clocks' offset when nothing else
+crossed — or, without enough turns, by the one such connection that began at the same time (`_pair_intercepted`).
+
 Pure: `compare` takes two `SideCapture` (packets already read: `read_side` is the edge that reads a file) and
 returns a `PathReport`; no I/O, no clock.
 """
@@ -73,6 +79,8 @@ class Observed:
     # a UDP payload's first byte and its fourteenth (a DTLS record's content type and handshake message type)
     hint: tuple = ()
     mss: int | None = None  # a SYN's MSS option
+    # a TLS ClientHello's program (dissectors.tls.handshake.client_fingerprint), when the segment holds all of it
+    hello_fp: tuple | None = None
 
 
 def syn_mss(frame: bytes, sport: int, dport: int, seq: int) -> int | None:
@@ -254,6 +262,9 @@ class FlowPair:
     s2c: DirectionResult | None = None
     # filled by the caller: what the flow is in a VPN session ({"session", "connection", "role"} per side)
     roles: dict = field(default_factory=dict)
+    # "tls-intercepted" told by the two connections' timing (`_pair_relayed`): {"lined_up", "turns"} — the turns of
+    # both that line up, of those both could
+    relay: dict | None = None
 
     @property
     def proto(self) -> int:
@@ -296,6 +307,9 @@ class PathReport:
     only_a: int  # flows seen at one point only
     only_b: int
     payload_bytes: int = PAYLOAD_PREFIX  # the bytes of each payload compared (SHORT_PREFIX: a capture kept fewer)
+    # what gave clock_offset: "packets" (seen at both points), "timing" (nothing crossed both points unchanged: the
+    # turns of connections a device relayed, `_pair_relayed`), None (not told)
+    offset_from: str | None = None
 
     def summary(self) -> str:
         """One sentence for the reports: the other capture, which capture is nearer the client, what was paired,
@@ -310,11 +324,14 @@ class PathReport:
         if self.clock_offset is not None:
             line += (f"; its clock {self.clock_offset:+.3f} s from this one's, "
                      f"{(self.one_way_delay or 0.0) * 1000:.1f} ms between the points")
+            if self.offset_from == "timing":
+                line += " (told from the timing of the connections a device relayed)"
         return line
 
     def to_json(self) -> dict:
         return {"a": _side_json(self.a), "b": _side_json(self.b), "nearer_client": self.nearer_client,
-                "clock_offset": self.clock_offset, "one_way_delay": self.one_way_delay,
+                "clock_offset": self.clock_offset, "clock_offset_from": self.offset_from,
+                "one_way_delay": self.one_way_delay,
                 "packets_paired": self.matched, "flows_only_in_a": self.only_a, "flows_only_in_b": self.only_b,
                 "payload_bytes_compared": self.payload_bytes,
                 "flows": [p.to_json() for p in self.pairs if p.seen_between()]}
@@ -364,6 +381,15 @@ def compare(a: SideCapture, b: SideCapture) -> PathReport:
             deltas[d] = [t for t, _ in syns[d]]
             ttls[d].update(ttl for _, ttl in syns[d])
     nearer, offset, delay = _orientation(deltas["c2s"], deltas["s2c"], ttls["c2s"], ttls["s2c"])
+    offset_from = "packets" if offset is not None else None
+    relayed = _pair_relayed(pairs, offset)
+    if offset is None and relayed:
+        # nothing crossed both points unchanged: the relayed connections' timing gives the clocks (a device's relay
+        # time counts as delay between the points)
+        c2s = [d for r in relayed for d in r["c2s"]]
+        s2c = [d for r in relayed for d in r["s2c"]]
+        nearer, offset, delay = _orientation(c2s, s2c, Counter({0: 1}), Counter({0: 1}))
+        offset_from = "timing"
     _pair_intercepted(pairs, offset or 0.0)
     matched = 0
     for pr in pairs:
@@ -390,7 +416,7 @@ def compare(a: SideCapture, b: SideCapture) -> PathReport:
             matched += res.arrived
     only_a = sum(1 for p in pairs if p.b is None)
     only_b = sum(1 for p in pairs if p.a is None)
-    return PathReport(a, b, pairs, nearer, offset, delay, matched, only_a, only_b, prefix)
+    return PathReport(a, b, pairs, nearer, offset, delay, matched, only_a, only_b, prefix, offset_from)
 
 
 def _pair_flows(fa: list[_Flow], fb: list[_Flow]) -> list[FlowPair]:
@@ -444,31 +470,156 @@ def _voting_keys(f: _Flow):
 
 
 INTERCEPT_WINDOW = 2.0  # seconds: the middlebox's own connection starts this soon after the client's
+#: seconds: a relayed turn (see `_turns`) shows up at the other point this near the time the clocks' offset and the
+#: path's delay give
+RELAY_TOLERANCE = 0.02
+RELAY_TURNS = 64  # turns of each direction compared
+RELAY_CANDIDATES = 8  # the first turns each way whose time differences are tried as the shift between the points
+RELAY_MIN_TURNS = 4  # turns lined up each way, at least, for two connections to be one relayed by a device
+#: seconds: a device's forwarding time plus the path's delay between the points, one way, at most
+MAX_RELAY_DELAY = 1.0
+#: two connections relayed by a device last about as long: within this many seconds (or a fifth of the longer)
+RELAY_DURATION_GAP = 3.0
+#: seconds: the two clocks differ by this much at most for connections to be paired by their timing alone (a clock
+#: set by hand, or not synchronised for weeks; beyond it sessions of one shape line up by chance too easily)
+MAX_CLOCK_SKEW = 600.0
+RELAY_SHARE = 0.8  # of the turns both connections could line up (each way), at least
+
+
+def _has_hello(f: _Flow | None) -> bool:
+    return f is not None and f.proto == 6 and any(p.hint == CLIENT_HELLO_TLS for p in f.c2s[:4])
+
+
+def _same_program(fa: _Flow, fb: _Flow) -> bool:
+    """The two connections' ClientHellos are of one TLS client program: another client like the first, not a
+    device that relays it (which speaks TLS with its own stack); False when either is not known."""
+    pa = next((p.hello_fp for p in fa.c2s[:4] if p.hint == CLIENT_HELLO_TLS), None)
+    pb = next((p.hello_fp for p in fb.c2s[:4] if p.hint == CLIENT_HELLO_TLS), None)
+    return pa is not None and pa == pb
+
+
+def _turns(f: _Flow) -> tuple[list[float], list[float]]:
+    """When each side of a TCP connection starts to speak again after the other did: the time of the first payload
+    packet of each run of one direction's payload, client's and server's. A device that relays a connection
+    forwards each request after it arrived and each answer after the gateway sent it, however it re-cuts the
+    records, so the turns of the two connections line up."""
+    events = sorted([(p.ts, 0) for p in f.c2s if p.length] + [(p.ts, 1) for p in f.s2c if p.length])
+    out: tuple[list[float], list[float]] = ([], [])
+    last = None
+    for ts, d in events:
+        if d != last:
+            out[d].append(ts)
+            last = d
+    return out[0][:RELAY_TURNS], out[1][:RELAY_TURNS]
+
+
+def _lined_up(xs: list[float], ys: list[float], shift: float) -> list[float]:
+    """The differences y - x of the times of `xs` and `ys` (both sorted) that line up, one to one, at ``shift``
+    within RELAY_TOLERANCE."""
+    out = []
+    j, n = 0, len(ys)
+    for x in xs:
+        t = x + shift
+        while j < n and ys[j] < t - RELAY_TOLERANCE:
+            j += 1
+        if j < n and ys[j] <= t + RELAY_TOLERANCE:
+            out.append(ys[j] - x)
+            j += 1
+    return out
+
+
+def _best_shift(xs: list[float], ys: list[float], lo: float, hi: float) -> list[float]:
+    """The differences of the most times of `xs` and `ys` that line up at one shift in [lo, hi] (`_lined_up`), the
+    shift tried from the differences of their first RELAY_CANDIDATES times and centred on what lines up."""
+    best: list[float] = []
+    spread = 0.0
+    for x in xs[:RELAY_CANDIDATES]:
+        for y in ys[:RELAY_CANDIDATES]:
+            s = y - x
+            if not lo <= s <= hi:
+                continue
+            ds = _lined_up(xs, ys, s)
+            if len(ds) >= RELAY_MIN_TURNS:
+                ds = _lined_up(xs, ys, _median(ds)) or ds
+            if len(ds) > len(best) or (ds and len(ds) == len(best) and max(ds) - min(ds) < spread):
+                best, spread = ds, max(ds) - min(ds)
+    return best
+
+
+def _pair_relayed(pairs: list[FlowPair], offset: float | None) -> list[dict]:
+    """TLS connections seen at one point only whose turns (`_turns`) line up, both ways, with those of one TLS
+    connection seen at the other point only: one connection ended by a device in between and relayed over another
+    it began (TLS inspection), told without either clock — the shift that lines up the client's turns (b less a:
+    the clocks' offset plus the delay from a to b) and the one that lines up the gateway's (the offset less it) differ
+    by the delays between the points, at most 2 MAX_RELAY_DELAY. ``offset`` (b's clock less a's), when known from
+    packets, bounds both. Each such two become one pair (`paired_by` "tls-intercepted", their `relay`); a
+    connection that lines up about as well with two others is left alone. Returns each pair's differences: "c2s",
+    "s2c" (b's times less a's of the turns lined up)."""
+    only_a = [p for p in pairs if p.b is None and _has_hello(p.a)]
+    only_b = [p for p in pairs if p.a is None and _has_hello(p.b)]
+    if not only_a or not only_b:
+        return []
+    turns_b = [_turns(p.b) for p in only_b]
+    lo, hi = (-MAX_CLOCK_SKEW, MAX_CLOCK_SKEW) if offset is None else (offset - MAX_RELAY_DELAY,
+                                                                       offset + MAX_RELAY_DELAY)
+    found = []
+    for pa in only_a:
+        ca, sa = _turns(pa.a)
+        if len(ca) < RELAY_MIN_TURNS or len(sa) < RELAY_MIN_TURNS:
+            continue
+        dur_a = pa.a.last_ts - pa.a.first_ts
+        scored = []
+        for k, pb in enumerate(only_b):
+            cb, sb = turns_b[k]
+            dur_b = pb.b.last_ts - pb.b.first_ts
+            if (pb.b.server[1] != pa.a.server[1] or len(cb) < RELAY_MIN_TURNS or len(sb) < RELAY_MIN_TURNS
+                    or abs(dur_a - dur_b) > max(RELAY_DURATION_GAP, 0.2 * max(dur_a, dur_b))
+                    or _same_program(pa.a, pb.b)):
+                continue
+            dc = _best_shift(ca, cb, lo, hi)
+            if len(dc) < RELAY_MIN_TURNS:
+                continue
+            mid = _median(dc)
+            ds = _best_shift(sa, sb, max(lo, mid - 2 * MAX_RELAY_DELAY), min(hi, mid + 2 * MAX_RELAY_DELAY))
+            if len(ds) < RELAY_MIN_TURNS:
+                continue
+            if (len(dc) < RELAY_SHARE * min(len(ca), len(cb)) or len(ds) < RELAY_SHARE * min(len(sa), len(sb))
+                    or not -INTERCEPT_WINDOW <= pb.b.first_ts - pa.a.first_ts - _median(dc + ds) <= INTERCEPT_WINDOW):
+                continue
+            scored.append((len(dc) + len(ds), k, dc, ds, min(len(ca), len(cb)) + min(len(sa), len(sb))))
+        scored.sort(key=lambda x: (-x[0], x[1]))
+        if scored and (len(scored) == 1 or 4 * scored[1][0] < 3 * scored[0][0]):
+            n, k, dc, ds, of = scored[0]
+            found.append((n, pa, only_b[k], {"c2s": dc, "s2c": ds, "lined_up": n, "turns": of}))
+    out = []
+    found.sort(key=lambda x: -x[0])
+    for _n, pa, pb, relay in found:
+        if pa.b is not None or pb not in pairs:
+            continue  # (each connection in one pair: the best first)
+        pa.b, pa.paired_by, pa.relay = pb.b, "tls-intercepted", {"lined_up": relay["lined_up"],
+                                                                  "turns": relay["turns"]}
+        pairs.remove(pb)
+        out.append(relay)
+    return out
 
 
 def _pair_intercepted(pairs: list[FlowPair], offset: float) -> None:
-    """A TLS connection seen at one point only, and at the other point only a TLS connection to the same server port
-    that began about then, with a ClientHello of its own: one connection ended by a device in between and another
-    begun by it (TLS inspection, a TLS-terminating proxy or load balancer). Such two become one pair,
-    `paired_by` "tls-intercepted", closest start first; ``offset``: b's clock less a's (0 when not known: the two
-    clocks are then taken as one)."""
-    def hello(f: _Flow | None) -> bool:
-        return f is not None and f.proto == 6 and any(p.hint == CLIENT_HELLO_TLS for p in f.c2s[:4])
-
-    only_a = [p for p in pairs if p.b is None and hello(p.a)]
-    only_b = [p for p in pairs if p.a is None and hello(p.b)]
+    """A TLS connection seen at one point only, and at the other point only one TLS connection to the same server
+    port that began about then (within INTERCEPT_WINDOW), by another TLS client program, with a ClientHello of its
+    own: one connection ended by a device in between and another begun by it (TLS inspection, a TLS-terminating
+    proxy or load balancer). Such two become one pair, `paired_by` "tls-intercepted". Two or more such connections
+    at the other point (a gateway's capture, busy with other clients) tell nothing: the first is left alone.
+    ``offset``: b's clock less a's (0 when not known: the two clocks are then taken as one)."""
+    only_a = [p for p in pairs if p.b is None and _has_hello(p.a)]
+    only_b = [p for p in pairs if p.a is None and _has_hello(p.b)]
     taken: set[int] = set()
     for pa in only_a:
-        best = None
-        for j, pb in enumerate(only_b):
-            if j in taken or pb.b.server[1] != pa.a.server[1]:
-                continue
-            gap = abs(pb.b.first_ts - offset - pa.a.first_ts)
-            if gap <= INTERCEPT_WINDOW and (best is None or gap < best[0]):
-                best = (gap, j)
-        if best is not None:
-            taken.add(best[1])
-            pb = only_b[best[1]]
+        near = [j for j, pb in enumerate(only_b)
+                if j not in taken and pb.b.server[1] == pa.a.server[1] and not _same_program(pa.a, pb.b)
+                and abs(pb.b.first_ts - offset - pa.a.first_ts) <= INTERCEPT_WINDOW]
+        if len(near) == 1:
+            taken.add(near[0])
+            pb = only_b[near[0]]
             pa.b, pa.paired_by = pb.b, "tls-intercepted"
             pairs.remove(pb)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from .model import Finding
 from .path import DirectionResult, FlowPair, PathReport
+from .timefmt import stamp
 
 RULE_IDS = ("PATH_DTLS_BLOCKED", "PATH_TLS_INTERCEPTED", "PATH_RESET_INJECTED", "PATH_MTU_BLACKHOLE",
             "PATH_PACKETS_LOST", "PATH_PACKETS_ADDED", "PATH_MSS_CHANGED", "PATH_ADDRESS_TRANSLATED",
@@ -47,14 +48,7 @@ def path_findings(report: PathReport, names: dict | None = None,
     intercepted = [p for p in report.pairs if p.paired_by == "tls-intercepted"]
     out.extend((p, _intercepted(p, names, report)) for p in intercepted)
     if report.matched == 0 and report.a.packets and report.b.packets and not intercepted:
-        out.append((None, Finding(
-            id="PATH_NOTHING_IN_COMMON", severity="warning", time=report.a.first_ts,
-            message=f"The two captures share no packet: {names['a']} and {names['b']} were taken at other times, "
-                    "of other traffic, or something between the two points ended every TLS connection and started "
-                    "its own (TLS inspection).",
-            remedy="Capture at both points during the same attempt, with no filter that leaves the VPN's traffic "
-                   "out; if they were, look for a TLS-terminating device between the two points.",
-            evidence={"a": names["a"], "b": names["b"]})))
+        out.append((None, _nothing_in_common(report, names)))
         return out
     translations: dict[tuple, list[FlowPair]] = {}
     for pair in report.pairs:
@@ -68,6 +62,39 @@ def path_findings(report: PathReport, names: dict | None = None,
             translations.setdefault(key, []).append(pair)
     out.extend((pairs[0], _translated(pairs, names)) for pairs in translations.values())
     return out
+
+
+def _nothing_in_common(report: PathReport, names: dict) -> Finding:
+    """The two captures share no packet; when their times (each as its own clock says) do not even overlap, the
+    gap is said: taken at other times, or a clock is off by more than it."""
+    a, b = report.a, report.b
+    overlap = None
+    if None not in (a.first_ts, a.last_ts, b.first_ts, b.last_ts):
+        overlap = min(a.last_ts, b.last_ts) - max(a.first_ts, b.first_ts)  # seconds; negative: the gap
+    times = ""
+    if overlap is not None and overlap < 0:
+        times = (f" Their times do not overlap: {names['a']} from {stamp(a.first_ts)} to {stamp(a.last_ts)}, "
+                 f"{names['b']} from {stamp(b.first_ts)} to {stamp(b.last_ts)} ({_span(-overlap)} apart), as "
+                 "each capturing machine's clock says — taken at other times, or one of the clocks is off by more "
+                 "than that.")
+    return Finding(
+        id="PATH_NOTHING_IN_COMMON", severity="warning", time=a.first_ts,
+        message=f"The two captures share no packet: {names['a']} and {names['b']} were taken at other times, of "
+                "other traffic, or something between the two points ended every TLS connection and started its "
+                f"own (TLS inspection).{times}",
+        remedy="Capture at both points during the same attempt, with no filter that leaves the VPN's traffic out; "
+               "if they were, look for a TLS-terminating device between the two points.",
+        evidence={"a": names["a"], "b": names["b"], "overlap": overlap})
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _flow_name(pair: FlowPair) -> str:
@@ -200,18 +227,21 @@ def _intercepted(pair: FlowPair, names: dict, report: PathReport) -> Finding:
     gap = gap if near == "a" else -gap  # the device's start after the client's
     when = (f"{abs(gap) * 1000:.0f} ms {'after' if gap >= 0 else 'before'} it" if report.clock_offset is not None
             else "at that moment")
+    relayed = (f", its requests and answers going by in step with the client's ({pair.relay['lined_up']} of "
+               f"{pair.relay['turns']} turns)" if pair.relay else "")
     return Finding(
         id="PATH_TLS_INTERCEPTED", severity="error", time=pair.a.first_ts, frames=[pair.a.first_frame],
         phase="tls-handshake",
         message=f"The client's TLS connection {client_conn['client']} → {client_conn['server']} (in {names[near]}) "
                 f"never reached {names[far]}: there, a TLS connection {device_conn['client']} → "
-                f"{device_conn['server']} with a ClientHello of its own began {when} — a device between the two "
-                "capture points ends the client's TLS and opens its own to the gateway (TLS inspection).",
+                f"{device_conn['server']} with a ClientHello of its own began {when}{relayed} — a device between "
+                "the two capture points ends the client's TLS and opens its own to the gateway (TLS inspection).",
         remedy="Exempt the VPN gateway from TLS inspection (SSL decryption) on the firewall or proxy between the two "
                "points: DTLS cannot come up through it (its keys come from the client's own TLS session), and the "
                "gateway sees the device, not the client.",
         evidence={"client_connection": client_conn, "device_connection": device_conn, "a": pair.a.label(),
-                  "b": pair.b.label(), "start_gap": gap if report.clock_offset is not None else None})
+                  "b": pair.b.label(), "start_gap": gap if report.clock_offset is not None else None,
+                  "relay_timing": pair.relay})
 
 
 MTU_LOST_AT_LEAST = 3  # packets lost, all bigger than any that arrived, for a path MTU black hole

@@ -8,6 +8,7 @@ import os
 from dissectors import packet as packet_mod
 from dissectors.packet import TCP_SYN
 from dissectors.pcapfile import CaptureError, Frame, Interface
+from dissectors.tls.handshake import record_client_fingerprint
 
 from .capture import read_capture
 from .path import SHORT_PREFIX, Observed, SideCapture, payload_hint, payload_key, syn_mss
@@ -70,7 +71,8 @@ def read_sides(path: str | os.PathLike, name_of=None, limit: int = MAX_PACKETS,
                                          flags, pkt.seq or 0, plen, payload_key(pl, plen),
                                          payload_key(pl, plen, SHORT_PREFIX), payload_hint(proto, pl),
                                          syn_mss(ev.data, pkt.sport, pkt.dport, pkt.seq) if flags & TCP_SYN
-                                         else None))
+                                         else None,
+                                         record_client_fingerprint(pl) if proto == 6 and pl[:1] == b"\x16" else None))
         elif type(ev) is Interface:
             interfaces[ev.id] = ev
         elif type(ev) is CaptureError:

@@ -367,6 +367,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "certificate, which the client trusts, and opens its own TLS to the gateway); UDP passes untouched, so "
              "DTLS cannot come up; captured on both sides of it (the gateway sees the router's connection)",
              gateway={"tls-priorities": PRIO_TLS13}, router=(), tls_inspection=True, wait_dtls=False, hold=3.0),
+    Scenario("both-sides-inspect-no-udp", "a TLS-inspecting firewall between client and gateway that also drops UDP "
+             "to port 443 (as firewalls told to block QUIC do): the client's TLS ends at the firewall, which opens "
+             "its own TLS to the gateway, and DTLS never comes up; captured on both sides of it — the two captures "
+             "share no packet payload",
+             gateway={"tls-priorities": PRIO_TLS13}, router=("drop-udp",), tls_inspection=True, wait_dtls=False,
+             hold=3.0),
     Scenario("both-sides-nat-split", "a carrier-grade NAT without paired pooling between client and gateway: the "
              "client's TCP leaves from 198.18.0.3, its UDP from 198.18.0.4 — at the gateway the session's TLS and "
              "DTLS come from two addresses; captured on both sides of it",

@@ -697,3 +697,118 @@ def test_captures_of_other_sessions_share_nothing(name):
                      read_side(sample("both-sides-loss") / "gateway-side.pcapng"))
     assert report.matched == 0
     assert [f.id for _p, f in path_findings(report)] == ["PATH_NOTHING_IN_COMMON"]
+
+
+# -- TLS inspection with nothing in common (session 16) ---------------------------------------------------------
+
+INSPECT_NO_UDP = "both-sides-inspect-no-udp"
+
+
+def _read(name: str, which: str, skew: float = 0.0) -> SideCapture:
+    """One capture of a sample as a side, its clock moved by ``skew`` seconds (a capturing machine's clock off)."""
+    from analyzer.path_read import read_side
+
+    side = read_side(sample(name) / which)
+    for p in side.packets:
+        p.ts += skew
+    side.first_ts += skew
+    side.last_ts += skew
+    return side
+
+
+@pytest.mark.parametrize("skew", [0.0, 37.2, -95.0])
+def test_tls_inspection_told_by_timing_when_nothing_crosses(skew, tshark):
+    """A TLS-inspecting firewall that also drops UDP 443 (lab: lab.inspect on the router, nftables drop-udp): not one
+    packet crosses both points unchanged, and the gateway's clock may be off. The client's connection and the
+    device's are paired by their turns (requests and answers going by in step): PATH_TLS_INTERCEPTED between the
+    two ClientHellos tshark sees, the clocks' offset told from the timing, and with it the dropped DTLS
+    ClientHellos become PATH_DTLS_BLOCKED — as many as the router's counter. Either order."""
+    d = sample(INSPECT_NO_UDP)
+    router = next(a for a in facts(INSPECT_NO_UDP)["actions"] if a.get("action") == "tls-inspection")["address"]
+    ((c_addr, c_port),) = set(_tshark_hello_flows(tshark, d / "capture.pcapng"))
+    ((g_addr, g_port),) = set(_tshark_hello_flows(tshark, d / "gateway-side.pcapng"))
+    assert g_addr == router
+    for swap in (False, True):
+        a, b = _read(INSPECT_NO_UDP, "capture.pcapng"), _read(INSPECT_NO_UDP, "gateway-side.pcapng", skew)
+        if swap:
+            a, b = b, a
+        report = compare(a, b)
+        assert report.matched == 0 and report.offset_from == "timing"
+        assert report.clock_offset == pytest.approx(-skew if swap else skew, abs=0.05)
+        assert report.nearer_client == ("b" if swap else "a")
+        found = path_findings(report)
+        assert sorted(f.id for _p, f in found) == ["PATH_DTLS_BLOCKED", "PATH_TLS_INTERCEPTED"]
+        (f,) = [f for _p, f in found if f.id == "PATH_TLS_INTERCEPTED"]
+        assert f.evidence["client_connection"]["client"] == f"{c_addr}:{c_port}"
+        assert f.evidence["device_connection"]["client"] == f"{g_addr}:{g_port}"
+        timing = f.evidence["relay_timing"]
+        assert timing["lined_up"] >= 0.8 * timing["turns"] >= 8
+        assert 0 <= f.evidence["start_gap"] < 0.1
+        (blocked,) = [f for _p, f in found if f.id == "PATH_DTLS_BLOCKED"]
+        assert blocked.evidence["count"] == _counter(INSPECT_NO_UDP, "drop-udp")
+
+
+def test_tls_inspection_with_a_clock_off_in_the_report(tmp_path):
+    """The same through the CLI, the gateway's capture 37.2 s ahead (editcap -t): the session's verdict rests on
+    PATH_TLS_INTERCEPTED (it said 'UDP 443 is blocked' before), JSON path says where the offset came from."""
+    d = sample(INSPECT_NO_UDP)
+    ahead = tmp_path / "gateway-ahead.pcapng"
+    subprocess.run(["editcap", "-t", "37.2", str(d / "gateway-side.pcapng"), str(ahead)], check=True,
+                   capture_output=True)
+    out = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", str(d / "capture.pcapng"), "--other-side", str(ahead), "--format", "json", "-o", str(out)])
+    assert e.value.code == 0
+    doc = json.loads(out.read_text())
+    assert doc["path"]["clock_offset_from"] == "timing"
+    assert doc["path"]["clock_offset"] == pytest.approx(37.2, abs=0.05)
+    (s,) = doc["sessions"]
+    assert s["verdict"]["findings"][0] == "PATH_TLS_INTERCEPTED"
+    assert s["verdict"]["text"].startswith("Tunnel up over TLS only: the client's TLS connection")
+
+
+def test_clocks_too_far_apart_say_so():
+    """Beyond MAX_CLOCK_SKEW nothing is paired by timing: nothing in common, and since the captures' times do not
+    even overlap, the message says both spans and the gap."""
+    from analyzer.path import MAX_CLOCK_SKEW
+
+    report = compare(_read(INSPECT_NO_UDP, "capture.pcapng"),
+                     _read(INSPECT_NO_UDP, "gateway-side.pcapng", -3600.5))
+    assert 3600.5 > MAX_CLOCK_SKEW and report.clock_offset is None
+    ((_p, f),) = path_findings(report)
+    assert f.id == "PATH_NOTHING_IN_COMMON"
+    assert f.evidence["overlap"] < -3500 and "Their times do not overlap" in f.message and "min apart" in f.message
+
+
+def test_another_client_of_the_same_program_is_not_a_device():
+    """The other capture lacks the client's connection (another gateway of a cluster, a capture filter) but holds
+    another openconnect client's, begun 0.3 s after it: the same TLS client program (its ClientHello's
+    fingerprint), so no TLS interception — which the start time alone used to claim. Nothing in common."""
+    a = _read("baseline", "capture.pcapng")
+    b = _read("group-select", "capture.pcapng")
+    first = lambda side: next(p for p in side.packets if p.hint == ("tls", 22, 1))  # noqa: E731
+    ha, hb = first(a), first(b)
+    assert ha.hello_fp is not None and ha.hello_fp == hb.hello_fp
+    skew = ha.ts + 0.3 - hb.ts
+    for p in b.packets:
+        p.ts += skew
+    b.first_ts += skew
+    b.last_ts += skew
+    report = compare(a, b)
+    assert not [p for p in report.pairs if p.paired_by == "tls-intercepted"]
+    assert [f.id for _p, f in path_findings(report)] == ["PATH_NOTHING_IN_COMMON"]
+
+
+def test_a_device_is_told_by_its_own_tls_program_and_only_alone():
+    """The inspecting device's ClientHello (Python's ssl, OpenSSL) is not openconnect's (GnuTLS); two candidate
+    connections begun in the window (a busy gateway capture) tell nothing."""
+    a = _read(INSPECT_NO_UDP, "capture.pcapng")
+    b = _read(INSPECT_NO_UDP, "gateway-side.pcapng")
+    (fa,) = {p.hello_fp for p in a.packets if p.hint == ("tls", 22, 1)}
+    fb = {p.hello_fp for p in b.packets if p.hint == ("tls", 22, 1)}
+    assert fa is not None and None not in fb and fa not in fb
+    one = _side("client", _hello_flow(20.0, C, 0xAA))
+    two = _side("gateway", _hello_flow(20.1, ("198.51.100.7", 40000), 0xBB)
+                + _hello_flow(20.5, ("198.51.100.8", 40001), 0xCC))
+    report = compare(one, two)
+    assert not [p for p in report.pairs if p.paired_by == "tls-intercepted"]

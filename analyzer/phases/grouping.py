@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from dissectors import aggauth
 from dissectors.redact import REDACTED, redact_headers, redact_xml
+from dissectors.tls.handshake import client_fingerprint
 
 from ..dtlsflow import DTLSFlow
 from ..inference import read_connection
@@ -452,22 +453,11 @@ def _tunnel_began_before(c: TCPTracker, t: float) -> bool:
 
 #: ClientHello extensions whose presence varies between the connections of one TLS client: padding (with the
 #: hello's length), a resumption's session ticket / pre-shared key / early data, the HelloRetryRequest's cookie
-_VARYING_EXTENSIONS = frozenset({21, 35, 41, 42, 44})
-
-
 def tls_client_fingerprint(c: TCPTracker) -> tuple | None:
-    """What a TLS client program's ClientHellos all have, whatever the connection (GREASE values and the varying
-    extensions left out): its cipher suites, extensions, ALPN, groups and signature algorithms — one for the VPN
-    client's own connections (login, tunnel), another for a browser on the same machine. None: no ClientHello."""
+    """What a TLS client program's ClientHellos all have (`client_fingerprint`): one for the VPN client's own
+    connections (login, tunnel), another for a browser on the same machine. None: no ClientHello."""
     ch = c.client_hello
-    if ch is None:
-        return None
-
-    def real(values) -> frozenset:
-        return frozenset(v for v in values if v & 0x0F0F != 0x0A0A)  # GREASE (RFC 8701): 0x?A?A
-
-    return (real(ch.cipher_suites), real(e for e, _ in ch.extensions) - _VARYING_EXTENSIONS, tuple(ch.alpn),
-            real(ch.supported_groups), real(ch.signature_algorithms))
+    return None if ch is None else client_fingerprint(ch)
 
 
 def another_program(c: TCPTracker, own) -> bool:

@@ -243,6 +243,36 @@ def parse_client_hello(body, *, dtls: bool = False, direction: str = "c2s", ts: 
                        cookie=cookie, direction=direction, ts=ts, frame=frame, **f)
 
 
+#: extensions whose presence changes from one connection of a program to the next: padding (its length follows the
+#: hello's), session ticket, pre-shared key, early data, cookie
+VARYING_EXTENSIONS = frozenset({21, 35, 41, 42, 44})
+
+
+def client_fingerprint(ch: ClientHello) -> tuple:
+    """What every ClientHello of one TLS client program has, whatever the connection (GREASE values, RFC 8701
+    0x?A?A, and `VARYING_EXTENSIONS` left out): its cipher suites, extensions, ALPN, groups and signature
+    algorithms — one for a VPN client's own connections, another for a browser or a TLS-inspecting firewall."""
+    def real(values) -> frozenset:
+        return frozenset(v for v in values if v & 0x0F0F != 0x0A0A)
+
+    return (real(ch.cipher_suites), real(e for e, _ in ch.extensions) - VARYING_EXTENSIONS, tuple(ch.alpn),
+            real(ch.supported_groups), real(ch.signature_algorithms))
+
+
+def record_client_fingerprint(payload: bytes) -> tuple | None:
+    """`client_fingerprint` of the ClientHello a TLS record starts (the bytes of a TCP segment), None when the
+    record is not a ClientHello or the segment does not hold all of it."""
+    if len(payload) < 9 or payload[0] != 22 or payload[5] != 1:
+        return None
+    n = int.from_bytes(payload[6:9], "big")
+    if len(payload) < 9 + n:
+        return None
+    try:
+        return client_fingerprint(parse_client_hello(bytes(payload[9:9 + n])))
+    except (ParseError, ValueError, IndexError, struct.error):
+        return None
+
+
 def parse_server_hello(body, *, dtls: bool = False, direction: str = "s2c", ts: float = 0.0,
                        frame: int = 0) -> ServerHello:
     r = Reader(body)

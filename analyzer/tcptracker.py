@@ -402,6 +402,7 @@ class TCPTracker(FlowTracker):
         self.exchanges: list[Exchange] = []
         self.problems: list[dict] = []
         self.gaps: list[dict] = []
+        self._fin_or_gap: dict[str, dict] = {}  # direction -> a one-byte gap not yet followed by data
         self.retransmissions = {"c2s": 0, "s2c": 0}
         self.retransmission_frames: list[int] = []
         self.first_retransmission_ts: float | None = None
@@ -457,10 +458,18 @@ class TCPTracker(FlowTracker):
         return f"tcp:{self.index}"
 
     # -- input -----------------------------------------------------------------------------------------
+    def _late_gap(self, direction: str) -> None:
+        """Data after a one-byte gap of ``direction``: the byte was data, the gap a gap."""
+        gap = self._fin_or_gap.pop(direction, None)
+        if gap is not None:
+            self.gaps.append(gap)
+
     def on_flow_event(self, ev) -> None:
         t = type(ev)
         if t is flows_mod.StreamData:
             self.segments[ev.direction] += 1
+            if self._fin_or_gap:
+                self._late_gap(ev.direction)
             self.last_ts = ev.ts
             self.last_frame = ev.frame
             data = ev.data
@@ -506,7 +515,12 @@ class TCPTracker(FlowTracker):
                 gap = {"direction": ev.direction, "seq": ev.seq, "length": ev.length, "ts": ev.ts, "frame": ev.frame}
                 if snapped:
                     gap["snapped"] = True
-                self.gaps.append(gap)
+                if ev.length == 1 and not snapped:
+                    # one sequence number: most likely a FIN the capture missed (the peer's ACK counts it), unless
+                    # data follows in this direction (then it was a byte of data: `_late_gap`)
+                    self._fin_or_gap[ev.direction] = gap
+                else:
+                    self.gaps.append(gap)
             if self.is_tls:
                 for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame, snapped) or ():
                     self.on_tls_event(tev)

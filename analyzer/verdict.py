@@ -543,10 +543,14 @@ FIRST_AMONG_EQUALS = ("MTU_EXCEEDED", "PATH_TLS_INTERCEPTED", "PATH_MTU_BLACKHOL
                      "PATH_PACKETS_LOST")
 
 
+_CAPTURE_OWN = ("CAPTURE_TRUNCATED", "CAPTURE_GAP")
+
+
 def _worst(findings: list[Finding]) -> Finding | None:
     """The most severe finding: the first of the most severe (rules list findings by severity, then time), unless
-    one of FIRST_AMONG_EQUALS has that severity. CAPTURE_TRUNCATED is the capture's, not the session's: never."""
-    findings = [f for f in findings if f.id != "CAPTURE_TRUNCATED"]
+    one of FIRST_AMONG_EQUALS has that severity. CAPTURE_TRUNCATED and CAPTURE_GAP are the capture's, not the
+    session's: never (a healthy session's verdict says the gap)."""
+    findings = [f for f in findings if f.id not in _CAPTURE_OWN]
     top = max((SEVERITY_RANK.get(f.severity, 0) for f in findings), default=None)
     if top is None:
         return None
@@ -613,6 +617,15 @@ def _healthy(s: Session, status: dict, params, dtls: DTLSDetails, decrypted: boo
     if dur is not None and dur >= 0.1:
         what += f" for {_secs(dur)}"
     text = "Healthy: " + what + ended + (f"; {over[1:-1]}" if dstat == "incomplete" else "")
+    gaps = [f for f in s.findings if f.id == "CAPTURE_GAP"]
+    if gaps:  # the capture's own loss (packets its host dropped): said, not the session's problem
+        n = sum(f.evidence.get("bytes") or 0 for f in gaps)
+        frames = sorted({x for f in gaps for x in f.frames})
+        text += (f" — but the capture misses {n} bytes of TCP data (frame{'s' if len(frames) > 1 else ''} "
+                 f"{', '.join(map(str, frames[:5]))}{', …' if len(frames) > 5 else ''}): what they carried is unknown")
+        return SessionVerdict(outcome="healthy", text=text, experienced="Healthy", cause=None, frames=frames[:5],
+                              time=s.start, remedy=None, findings=["CAPTURE_GAP"],
+                              worst_severity=worst_severity(s.findings))
     return SessionVerdict(outcome="healthy", text=text, experienced="Healthy", cause=None, frames=[],
                           time=s.start, remedy=None, findings=[], worst_severity=worst_severity(s.findings))
 

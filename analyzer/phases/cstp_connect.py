@@ -8,7 +8,7 @@ from dissectors.redact import redact_xml
 
 from ..model import Phase
 from .channel import ChannelSummary
-from .grouping import Group, headers_view, to_int
+from .grouping import Group, headers_view, missed_after, to_int, tunnel_seen_after
 from .record import UNSET, HeaderList, Record, XMLText, record
 
 
@@ -224,8 +224,18 @@ def build(g: Group) -> Phase:
     else:
         last = connects[-1]
         status = None if last.status is UNSET else last.status
-        p.status = "failed"
-        p.summary = (f"CONNECT answered {status} {last.reason or ''}".strip()
-                     if status is not None else "CONNECT sent, no answer in the capture")
+        gap = missed_after(g, last.time, "s2c") if status is None else None
+        if gap is not None:
+            # the capture misses the gateway's bytes after the CONNECT: its answer may be in them (a DTLS channel
+            # that came up after it says it was accepted)
+            up = tunnel_seen_after(g, last.time)
+            p.status = "incomplete"
+            p.summary = (f"CONNECT sent; its answer is not in the capture, which misses {gap['length']} bytes of the "
+                         f"gateway's data of tcp.stream {gap['conn']} at frame {gap['frame']}"
+                         + (f" — accepted: {up} after it" if up else ""))
+        else:
+            p.status = "failed"
+            p.summary = (f"CONNECT answered {status} {last.reason or ''}".strip()
+                         if status is not None else "CONNECT sent, no answer in the capture")
     p.details = d
     return p

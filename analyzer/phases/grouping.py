@@ -285,6 +285,29 @@ class Group:
         self.last_ts = max(self.last_ts, conn.c.last_ts)
 
 
+def missed_after(g: Group, since: float, direction: str | None = None) -> dict | None:
+    """The first stretch of TCP data the capture misses (its own loss: not a snapshot length's cut) on the group's
+    connections, given up on after ``since`` (in ``direction`` only, when given), with the connection's stream
+    number (`conn`); None when it misses nothing there. What an exchange under way then carried may be in it."""
+    gaps = [dict(gp, conn=cn.c.index) for cn in g.conns for gp in getattr(cn.c, "gaps", ())
+            if not gp.get("snapped") and gp["ts"] >= since and (direction is None or gp["direction"] == direction)]
+    return min(gaps, key=lambda x: x["ts"]) if gaps else None
+
+
+def tunnel_seen_after(g: Group, since: float) -> str | None:
+    """How the group's tunnel shows it came up after ``since`` — a CONNECT answered 2xx, else a DTLS channel
+    established — or None."""
+    for cn in g.conns:
+        for ex in getattr(cn.c, "exchanges", ()):
+            if (ex.request.method == "CONNECT" and ex.request.ts >= since and ex.response is not None
+                    and 200 <= (ex.response.status or 0) < 300):
+                return f"CONNECT answered {ex.response.status}"
+    for f in g.dtls:
+        if f.established_ts is not None and f.established_ts >= since:
+            return "DTLS established"
+    return None
+
+
 def group_connections(pipe) -> list[Group]:
     conns = [Conn(c) for c in sorted(pipe.tcp.values(), key=lambda c: (c.first_ts, c.index)) if c.is_tls]
     dtls_of: dict = {}  # (client address, gateway address) -> its DTLS flows

@@ -13,9 +13,11 @@ from .grouping import (
     form_fields,
     is_hostscan_path,
     is_sso_path,
+    missed_after,
     posts,
     redact_sso_location,
     set_cookie,
+    tunnel_seen_after,
     xml_view,
 )
 from .record import UNSET, Record, XMLText, record
@@ -199,6 +201,7 @@ def build(g: Group, tls_phase: Phase) -> Phase:
     # the fields the gateway's latest form declared type="password": secret in the reply that answers it, besides
     # the names that are secret anyway (dissectors/redact.py); a username is not a secret (support needs it)
     password_fields: list[str] = []
+    last_cn = None  # the connection of the last auth round
     for _cn, ex, rq, rs in posts(g):
         req, resp = ex.request, ex.response
         asked = password_fields
@@ -233,6 +236,7 @@ def build(g: Group, tls_phase: Phase) -> Phase:
             if rs is not None and rs.type == "complete":
                 complete = (ex, rs)
         rounds.append(r)
+        last_cn = _cn
     form_success = None
     for cn in g.conns:
         for ex in cn.form_posts:
@@ -335,6 +339,33 @@ def build(g: Group, tls_phase: Phase) -> Phase:
             p.summary = (f"host scan (posture) done in {scan.waited:.1f} s ({plural(scan.waits, 'wait page')}); "
                          + p.summary)
         p.touch(ex.response.ts, ex.response.frame)
+    elif failure is None and rounds and (gap := missed_after(g, rounds[-1].time)) is not None:
+        # no completion seen, no round rejected, and the capture misses bytes of the session's connections after
+        # the last round: the answer may be in them — a tunnel that came up later says it was a success
+        up = tunnel_seen_after(g, rounds[-1].time)
+        where = f"{gap['length']} bytes of tcp.stream {gap['conn']} at frame {gap['frame']}"
+        d.rejected_rounds = 0
+        if up is not None:
+            d.result = "success"
+            p.status = "ok"
+            p.summary = (f"success after {plural(len(rounds), 'round')} or more, told by the tunnel that came up "
+                         f"({up}): the capture misses the login's last answer ({where})")
+        else:
+            d.result = None
+            p.status = "incomplete"
+            p.summary = (f"outcome not captured: {plural(len(rounds), 'round')} seen, then the capture misses "
+                         f"{where} — no answer to the last one in what remains")
+    elif (failure is None and rounds and rounds[-1].response_type == "auth-request" and last_cn is not None
+          and not last_cn.c.closed and not tunnel_seen_after(g, rounds[-1].time)):
+        # the gateway's last answer asked for more (the next field of the login) and the capture ends with the
+        # connection still open: the login was under way, its outcome is after the capture
+        last = rounds[-1]
+        d.result = None
+        d.rejected_rounds = 0
+        p.status = "incomplete"
+        asked = ", ".join(last.form_fields or ()) or "more"
+        p.summary = (f"under way when the capture ended: {plural(len(rounds), 'round')}, the gateway's last answer "
+                     f"asked for {asked}" + (f" ({last.message.splitlines()[0]})" if last.message else ""))
     else:
         d.result = "failure" if failure is not None or rounds else None
         d.rejected_rounds = len([r for r in rounds if r.rejected])

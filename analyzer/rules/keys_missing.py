@@ -68,6 +68,19 @@ def check(session, ctx):
                               {"cipher_suite": suite, "reasons": reasons, "client_hello_captured": False})]
     if not phases:
         return []
+    if names == ["dtls"] and _dtls_hello_missed(phases[0]):
+        # the TLS is decrypted, and the DTLS handshake is in the capture but not its ClientHello: its random goes
+        # into the DTLS keys, so nothing the user supplies decrypts the channel
+        flows = [f for f in phases[0].details.flow_list if getattr(f, "client_hello_count", 0) == 0]
+        return [_no_key_helps(session, "dtls", names,
+                              "The capture misses the DTLS ClientHello of this session's channel ("
+                              + ", ".join(f.connection for f in flows[:3]) + ")",
+                              ": the DTLS keys are made from its random, so no key decrypts the channel from this "
+                              "capture (the capture's own loss: the handshake's other messages are in it).",
+                              "Capture with a bigger buffer (dumpcap -B) or on a less busy host so that it drops "
+                              "no packets; the TLS connection's keys are fine.",
+                              {"cipher_suite": suite, "reasons": reasons, "client_hello_captured": True,
+                               "dtls_client_hello_captured": False})]
     if suite and "TLS_RSA_" in suite:
         key = "the gateway's RSA private key (--rsa-key) or a key log with its CLIENT_RANDOM line (--keylog)"
     elif sh is not None and sh.version == "TLS 1.3":
@@ -119,6 +132,13 @@ def check(session, ctx):
 
 
 _RANDOM = re.compile(r"client random ([0-9a-f]{64})")
+
+
+def _dtls_hello_missed(phase) -> bool:
+    """A DTLS channel whose handshake the capture holds (a ServerHello) but not the ClientHello it answered."""
+    flows = getattr(phase.details, "flow_list", None) or []
+    return bool(flows) and all(getattr(f, "client_hello_count", 0) == 0 and getattr(f, "server_hello", None)
+                               for f in flows)
 
 
 def _client_random(reasons: dict) -> bytes | None:

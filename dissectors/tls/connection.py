@@ -110,6 +110,9 @@ class KeyWait:
         self.waiting: set = set()
 
 
+_LATE_MAX = 64  # segments whose times `_Dir.late_ts` keeps
+
+
 class _Dir:
     """Per-direction state."""
 
@@ -125,7 +128,9 @@ class _Dir:
         "encrypted",
         "epoch",
         "fail_epoch",
+        "gapped",
         "hs",
+        "late_ts",
         "missing",
         "name",
         "nonce_offset",
@@ -146,6 +151,11 @@ class _Dir:
     def __init__(self, name: str) -> None:
         self.name = name
         self.reader = RecordReader()
+        # frame -> time of the segments fed while the reader was out of step (after missing data): a record they
+        # completed may come out only with a later segment (a resynchronised record waits for the next header),
+        # and keeps its own time and frame
+        self.late_ts: dict[int, float] = {}
+        self.gapped = False  # the capture missed some of this direction's bytes (`TLSConnection.gap`)
         self.hs = HandshakeReassembler()
         self.encrypted = False  # records of this direction are protected
         self.cipher = None  # current protection (None: no key)
@@ -260,8 +270,16 @@ class TLSConnection:
             return [RecordError(str(direction), f"unknown direction {direction!r}", ts, frame)]
         out: list = []
         try:
-            d.reader.feed(data, frame)
+            reader = d.reader
+            late = d.late_ts
+            if not reader.synced:
+                if len(late) >= _LATE_MAX:
+                    del late[next(iter(late))]
+                late[frame] = ts
+            reader.feed(data, frame)
             self._drain(d, out, ts, frame)
+            if late and reader.synced:
+                late.clear()
         except Exception as exc:  # noqa: BLE001 - last-resort guard: a dissector bug must not kill the analysis
             out.append(RecordError(direction, f"internal error: {type(exc).__name__}: {exc}", ts, frame))
             d.reader.gap(None)
@@ -320,6 +338,7 @@ class TLSConnection:
             if self._parked is None:
                 self._drain(d, out, ts, frame)
             return out
+        d.gapped = True
         if length is None:
             d.region_known = False
         if self._parked is not None:  # the records before it are parked: so is the gap
@@ -502,11 +521,16 @@ class TLSConnection:
                 out.append(RecordError(d.name, rec, ts, frame))
                 d.hs.reset()
                 continue
+            rts, rframe = ts, frame
+            if d.late_ts:  # (out of step since missing data) a record an earlier segment completed: its own time
+                end = reader.frame_at(rec.offset + HEADER_LEN + len(rec.fragment) - 1)
+                if end != frame and end in d.late_ts:
+                    rts, rframe = d.late_ts[end], end
             if rec.cut:
                 self._cut_record(d, rec, out, ts, frame)
                 continue
             if rec.resync:
-                if not self._accept_resync(d, rec, out, ts, frame):
+                if not self._accept_resync(d, rec, out, rts, rframe):
                     reader.reject()
                     if reader.scanned > self.resync_budget and not d.seq_lost and self._can_validate(d):
                         d.seq_lost = True
@@ -517,7 +541,7 @@ class TLSConnection:
                         self._status(d, False, "lost the record sequence number after missing data; " + what,
                                      out, ts, frame, force=True)
                 continue
-            self._record(d, rec, out, ts, frame)
+            self._record(d, rec, out, rts, rframe)
 
     def _cut_record(self, d: _Dir, rec: Record, out: list, ts: float, frame: int) -> None:
         """A record the capture cut short (`Record.cut`: its length): its contents are lost, its place is not. A
@@ -554,7 +578,17 @@ class TLSConnection:
             self._on_ccs(d, out, ts, frame)
             return
         protected = d.encrypted and (not d.tls13 or ct == CT_APPLICATION_DATA)
-        if not protected and ct == CT_APPLICATION_DATA:
+        if (not d.encrypted and ct == CT_APPLICATION_DATA and d.gapped and not self._tls13
+                and self.server_hello is not None and self.client_hello is not None):
+            # TLS 1.2 application data in a direction whose ChangeCipherSpec the capture missed (with its
+            # Finished, record 0 under the new keys): its keys are the handshake's; the sequence number is searched
+            # from 1 on
+            self._on_ccs(d, out, ts, frame)
+            if d.cipher is not None:
+                d.seq = 1
+                d.seq_lost = True
+            protected = True
+        elif not protected and ct == CT_APPLICATION_DATA:
             protected = True  # TLS never sends application data in the clear: capture began mid-session
             if d.cipher is None and not d.reason:
                 d.reason = "application data before any handshake was seen (capture started mid-session?)"

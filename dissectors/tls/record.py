@@ -270,6 +270,10 @@ class RecordReader:
         """Bytes skipped while searching for a record header since synchronisation was lost."""
         return self._scanned
 
+    def frame_at(self, offset: int) -> int:
+        """The frame whose bytes hold stream ``offset`` (of those still buffered)."""
+        return self._frame_at(offset)
+
     def _frame_at(self, offset: int) -> int:
         frames = self._frames
         if frames and frames[0][0] > offset:  # the common case: the record starts in the oldest chunk kept

@@ -1,0 +1,122 @@
+"""Captures that lost packets themselves: a busy host's capture buffer overflowed (dumpcap 'packets dropped'), a
+ring buffer's or a SPAN port's drops. What the capture missed is not what the network lost — the peers got those
+packets (the other side acknowledges them) — so a missing answer is not a failed login, a missing ChangeCipherSpec
+does not make the rest undecryptable, and a record read after the hole keeps its own time.
+
+Real lab captures (samples/) with chosen frames deleted by editcap; tshark (with the key log) names the frames.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from analyzer.analyze import analyze_paths, load_keys
+from dissectors.tls.connection import TLSConnection
+from dissectors.tls.events import EncryptedRecord
+
+from .conftest import sample
+
+
+def _frames(tshark: str, cap: Path, keylog: Path | None, display_filter: str) -> list[int]:
+    opts = ["-o", f"tls.keylog_file:{keylog}"] if keylog else []
+    out = subprocess.run([tshark, "-n", "-r", str(cap), *opts, "-Y", display_filter, "-T", "fields", "-e",
+                          "frame.number"], capture_output=True, text=True, check=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _without(cap: Path, frames: list[int], out: Path) -> Path:
+    subprocess.run(["editcap", str(cap), str(out), *map(str, frames)], check=True, capture_output=True)
+    return out
+
+
+def _analysed(cap: Path, keylog: Path | None):
+    keys, info = load_keys([keylog] if keylog else [], [])
+    (s,) = analyze_paths([cap], keys, info).sessions
+    return s
+
+
+def _ids(s) -> set[str]:
+    return {f.id for f in s.findings}
+
+
+def test_a_lost_login_answer_is_not_a_failed_login(tshark, tmp_path):
+    """The capture missed the client's last login POST and the gateway's answer to it (the success): the tunnel
+    that came up after says the login succeeded — before, 'Connected after a rejected login' and AUTH_FAILED (error)
+    quoting the previous round's 'Please enter your password'. The session is healthy; its verdict says the
+    capture's hole."""
+    d = sample("baseline")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    posts = _frames(tshark, cap, keylog, 'http.request.method == "POST"')
+    answers = _frames(tshark, cap, keylog, "http.response")
+    last_post = posts[-1]
+    answer = min(f for f in answers if f > last_post)
+    s = _analysed(_without(cap, [last_post, answer], tmp_path / "lost.pcapng"), keylog)
+    auth = s.phase("user-auth")
+    assert auth.status == "ok" and "told by the tunnel that came up (CONNECT answered 200)" in auth.summary
+    assert "AUTH_FAILED" not in _ids(s) and "CAPTURE_GAP" in _ids(s)
+    assert s.phase("cstp-connect").status == "ok" and s.phase("dtls").status == "ok"
+    assert s.verdict.outcome == "healthy" and "but the capture misses" in s.verdict.text
+    # without the tunnel's proof (the capture ends before the CONNECT): the outcome is not in the capture
+    connect = _frames(tshark, cap, keylog, 'http.request.method == "CONNECT"')[0]
+    last = int(subprocess.run(["capinfos", "-c", "-M", str(cap)], capture_output=True, text=True,
+                              check=True).stdout.split()[-1])
+    s = _analysed(_without(cap, [last_post, answer, *range(connect, last + 1)], tmp_path / "cut.pcapng"), keylog)
+    assert s.phase("user-auth").status == "incomplete" and "AUTH_FAILED" not in _ids(s)
+
+
+def test_a_missed_tls12_change_cipher_spec_is_recovered(tshark, tmp_path):
+    """TLS 1.2 (RSA key exchange): the capture missed the gateway's ChangeCipherSpec and Finished. Its records after
+    are decrypted all the same (the keys are the handshake's, the sequence number found from 1): the same phases as
+    the whole capture — before, the login read 'failed: no answer' and the CONNECT 'no answer in the capture'."""
+    d = sample("tls12-rsa")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    ccs = _frames(tshark, cap, None, "tls.record.content_type == 20 && tcp.srcport == 443")
+    assert len(ccs) == 1
+    whole, lost = _analysed(cap, keylog), _analysed(_without(cap, ccs, tmp_path / "lost.pcapng"), keylog)
+    for name in ("group-selection", "user-auth", "cstp-connect", "dtls"):
+        assert (lost.phase(name).status, lost.phase(name).summary) == (whole.phase(name).status,
+                                                                       whole.phase(name).summary)
+    assert _ids(lost) - _ids(whole) == {"CAPTURE_GAP"}
+
+
+def test_a_missed_dtls_client_hello_is_said(tshark, tmp_path):
+    """The capture missed the DTLS ClientHello: its random goes into the channel's keys, so no key log helps —
+    KEYS_MISSING says the capture's loss, not 'supply a key log'."""
+    d = sample("baseline")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    (hello,) = _frames(tshark, cap, None, "dtls.handshake.type == 1")
+    s = _analysed(_without(cap, [hello], tmp_path / "lost.pcapng"), keylog)
+    assert s.phase("dtls").status == "undecrypted"
+    (f,) = [f for f in s.findings if f.id == "KEYS_MISSING"]
+    assert f.message.startswith("The capture misses the DTLS ClientHello") and "Supply" not in f.remedy
+    assert f.evidence["dtls_client_hello_captured"] is False
+
+
+def test_a_missed_fin_is_not_a_byte_of_data(tshark, tmp_path):
+    """The capture missed the client's FIN: the gateway's ACK of it counts one sequence number past the data — not a
+    byte the capture missed (no CAPTURE_GAP)."""
+    d = sample("baseline")
+    cap = d / "capture.pcapng"
+    fins = _frames(tshark, cap, None, "tcp.flags.fin == 1 && tcp.dstport == 443")
+    s = _analysed(_without(cap, fins, tmp_path / "nofin.pcapng"), d / "keys.log")
+    assert "CAPTURE_GAP" not in _ids(s)
+
+
+@pytest.mark.parametrize("tls13", [True, False])
+def test_a_record_read_after_missing_data_keeps_its_time(tls13):
+    """Without keys, after missing data the reader finds the next record by its header and waits for the one after
+    to trust it: the record comes out with the later segment, but keeps the time and frame of its own."""
+    conn = TLSConnection()
+    version = b"\x03\x03"
+
+    def record(n: int) -> bytes:
+        return b"\x17" + version + n.to_bytes(2, "big") + bytes(n)
+
+    events = conn.feed("c2s", record(40), 1.0, 1)
+    conn.gap("c2s", 500, 3.0, 3)
+    events += conn.feed("c2s", record(1147), 2.5, 2)  # delivered after the hole was given up on
+    events += conn.feed("c2s", record(43), 9.0, 9)
+    recs = [(e.length, e.ts, e.frame) for e in events if isinstance(e, EncryptedRecord)]
+    assert (1147, 2.5, 2) in recs and (43, 9.0, 9) in recs

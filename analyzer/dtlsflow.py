@@ -254,7 +254,7 @@ class DTLSFlow(FlowTracker):
             if len(self.hellos) < MAX_SAMPLES:
                 self.hellos.append({"ts": ev.ts, "frame": ev.frame, "retransmission": bool(ev.retransmission),
                                     "session_id": bytes(ev.session_id).hex(), "version": ev.version,
-                                    "cookie": bool(ev.cookie)})
+                                    "cookie": bool(ev.cookie), "record_seq": ev.seq})
         elif t is dtls_ev.DTLSDuplicate:
             self.duplicates += 1  # a copy the capture made: counted, not read again
         elif t is dtls_ev.DTLSHelloVerifyRequest:

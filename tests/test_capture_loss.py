@@ -120,3 +120,22 @@ def test_a_record_read_after_missing_data_keeps_its_time(tls13):
     events += conn.feed("c2s", record(43), 9.0, 9)
     recs = [(e.length, e.ts, e.frame) for e in events if isinstance(e, EncryptedRecord)]
     assert (1147, 2.5, 2) in recs and (43, 9.0, 9) in recs
+
+
+def test_dtls_hellos_the_capture_missed_are_counted_in_the_backoff(tshark, tmp_path):
+    """openconnect's DTLS retries while UDP is blocked (dtls-blocked): the capture missed one retry of each
+    attempt. Their record numbers skip, so the intervals around them are held to the retries they span: still
+    openconnect's schedule (info), the missed hellos counted — before, 'fits neither schedule' (warning)."""
+    d = sample("dtls-blocked")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    hellos = _frames(tshark, cap, None, "dtls.handshake.type == 1")
+    whole = next(f for f in _analysed(cap, keylog).findings if f.id == "DTLS_BACKOFF")
+    per_attempt = [len(a) for a in whole.evidence["attempts"]]
+    assert whole.evidence["fits"] == "openconnect" and all(n >= 3 for n in per_attempt)
+    drop = [hellos[1], hellos[per_attempt[0] + 1]]  # the first retry of the first two attempts
+    s = _analysed(_without(cap, drop, tmp_path / "lost.pcapng"), keylog)
+    (f,) = [f for f in s.findings if f.id == "DTLS_BACKOFF"]
+    assert f.severity == "info" and f.evidence["fits"] == "openconnect" and f.evidence["hellos_missed"] == 2
+    assert "The capture misses 2 of the client's hellos" in f.message
+    rows = [r for att in f.evidence["openconnect"]["intervals"] for r in att if r.get("hellos_missed")]
+    assert [r["expected"] for r in rows] == [3.0, 3.0]

@@ -33,6 +33,9 @@ class DTLSHello(Record):
     #: known (false), session_id_length is the length the hello gives (when kept)
     cut: bool = UNSET
     session_id_length: int = UNSET
+    #: the record's sequence number (RFC 6347 §4.1: every record a new one, retransmissions included — a number
+    #: skipped between two hellos of one handshake is a hello the capture missed); not known for a cut hello
+    record_seq: int = UNSET
 
 
 @record

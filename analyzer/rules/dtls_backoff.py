@@ -25,29 +25,43 @@ def _ok(measured: float, expected: float) -> bool:
     return abs(measured - expected) <= 0.3 * expected + 0.25
 
 
-def _attempts(flows: list[DTLSFlowSummary]) -> list[list[list[float]]]:
-    """Hello times per attempt, per flight. A new attempt starts with a hello that is neither a retransmission nor
-    carries a cookie; a hello with a cookie (the answer to a HelloVerifyRequest, RFC 6347 §4.2.1) starts a new
-    flight of the same attempt; retransmissions repeat the current flight."""
-    attempts: list[list[list[float]]] = []
+def _attempts(flows: list[DTLSFlowSummary]) -> list[list[list[tuple[float, int]]]]:
+    """Hello times per attempt, per flight, each with how many retries it stands for: 1, more when the hello's
+    record number skips past the one before it in the flight (the capture missed the hellos between). A new
+    attempt starts with a hello that is neither a retransmission nor carries a cookie; a hello with a cookie (the
+    answer to a HelloVerifyRequest, RFC 6347 §4.2.1) starts a new flight of the same attempt; retransmissions
+    repeat the current flight."""
+    attempts: list[list[list[tuple[float, int]]]] = []
+    last_seq = None
     for f in flows:
+        last_seq = None
         for h in f.client_hellos:
+            seq = h.record_seq if isinstance(h.record_seq, int) else None
             if not attempts or not (h.retransmission or h.cookie):
-                attempts.append([[h.ts]])
+                attempts.append([[(h.ts, 1)]])
             elif h.retransmission:
-                attempts[-1][-1].append(h.ts)
+                span = seq - last_seq if seq is not None and last_seq is not None and seq > last_seq else 1
+                attempts[-1][-1].append((h.ts, min(span, 8)))
             else:
-                attempts[-1].append([h.ts])
+                attempts[-1].append([(h.ts, 1)])
+            last_seq = seq
     return attempts
 
 
-def _score(intervals: list[float], expected: list[float]) -> tuple[int, list[dict]]:
-    rows, bad = [], 0
-    for i, m in enumerate(intervals):
-        e = expected[i] if i < len(expected) else None
+def _score(intervals: list[tuple[float, int]], expected: list[float]) -> tuple[int, list[dict]]:
+    """Measured intervals against the schedule; one that spans hellos the capture missed is held to the sum of
+    the intervals it spans."""
+    rows, bad, i = [], 0, 0
+    for m, span in intervals:
+        part = expected[i:i + span]
+        e = round(sum(part), 3) if len(part) == span else None
+        i += span
         ok = e is not None and _ok(m, e)
         bad += 0 if ok else 1
-        rows.append({"measured": round(m, 3), "expected": e, "within_tolerance": ok})
+        row = {"measured": round(m, 3), "expected": e, "within_tolerance": ok}
+        if span > 1:
+            row["hellos_missed"] = span - 1
+        rows.append(row)
     return bad, rows
 
 
@@ -62,13 +76,16 @@ def check(session, ctx):
     retries = sum(len(fl) - 1 for att in flights for fl in att)
     if not retries and (len(flights) < 2 or d.established):
         return []  # no retransmission: one attempt, or new handshakes that succeeded (a cookie exchange is no retry)
-    # per attempt: the retransmission intervals of each flight, and the hello times (first flight's start)
-    attempts = [[t for fl in att for t in fl] for att in flights]
+    # per attempt: the retransmission intervals of each flight (with the retries each spans), and the hello times
+    # (first flight's start)
+    attempts = [[t for fl in att for t, _n in fl] for att in flights]
     hellos = sum(len(a) for a in attempts)
-    retrans = [[round(b - a, 3) for fl in att for a, b in zip(fl, fl[1:])] for att in flights]
-    flat = [x for r in retrans for x in r]
+    spans = [[(round(b[0] - a[0], 3), b[1]) for fl in att for a, b in zip(fl, fl[1:])] for att in flights]
+    retrans = [[m for m, _n in r] for r in spans]
+    missed = sum(n - 1 for r in spans for _m, n in r)
+    flat = [x for r in spans for x in r]
     oc_bad, oc_rows = 0, []
-    for r in retrans:
+    for r in spans:
         bad, rows = _score(r, OPENCONNECT_RETRANSMITS)
         oc_bad += bad
         oc_rows.append(rows)
@@ -78,7 +95,7 @@ def check(session, ctx):
     if not between:
         oc_between_ok = True
     oc_fit = oc_bad == 0 and oc_between_ok
-    ac_fit = ac_bad == 0 and len(attempts) == 1 and len(flat) <= len(ANYCONNECT_RETRANSMITS)
+    ac_fit = ac_bad == 0 and len(attempts) == 1 and sum(n for _m, n in flat) <= len(ANYCONNECT_RETRANSMITS)
     if oc_fit:
         fits = "openconnect (GnuTLS: 1 s doubling, attempt abandoned after ~12 s, next attempt ~60 s later)"
     elif ac_fit:
@@ -93,6 +110,8 @@ def check(session, ctx):
     msg = (f"DTLS ClientHello retries ({hellos} hellos in {len(attempts)} attempt(s)): " + "; ".join(lines) +
            ". Expected: openconnect +1, +2, +4 s per attempt and a new attempt ~72 s after the first; "
            "AnyConnect +1, +2, +4, +8, +16 s. " +
+           (f"The capture misses {missed} of the client's hellos (their record numbers skip); the intervals "
+            "around them are held to the retries they span. " if missed else "") +
            (f"The capture fits {fits}." if fits else "The capture fits neither schedule."))
     return [Finding(
         id="DTLS_BACKOFF", severity="info" if fits else "warning", phase="dtls", time=attempts[0][0],
@@ -103,7 +122,7 @@ def check(session, ctx):
                 "The retry timing matches no known client: something delays or drops the client's hellos "
                 "irregularly, or the capture misses packets."),
         evidence={"attempts": [[round(t - attempts[0][0], 3) for t in a] for a in attempts],
-                  "retransmit_intervals": retrans, "between_attempts": between,
+                  "retransmit_intervals": retrans, "between_attempts": between, "hellos_missed": missed,
                   "openconnect": {"expected_retransmits": OPENCONNECT_RETRANSMITS,
                                   "expected_between_attempts": OPENCONNECT_ATTEMPT + OPENCONNECT_NEXT_ATTEMPT,
                                   "intervals": oc_rows, "between_within_tolerance": oc_between_ok,

@@ -403,6 +403,7 @@ class TCPTracker(FlowTracker):
         self.problems: list[dict] = []
         self.gaps: list[dict] = []
         self._fin_or_gap: dict[str, dict] = {}  # direction -> a one-byte gap not yet followed by data
+        self._lost_answers = False  # the server's decrypted side lost bytes since its last answer
         self.retransmissions = {"c2s": 0, "s2c": 0}
         self.retransmission_frames: list[int] = []
         self.first_retransmission_ts: float | None = None
@@ -524,6 +525,10 @@ class TCPTracker(FlowTracker):
             if self.is_tls:
                 for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame, snapped) or ():
                     self.on_tls_event(tev)
+                if self.decrypted:  # the plaintext has a hole too: HTTP looks for its next message
+                    self.http.gap(ev.direction)
+                    if ev.direction == "s2c":
+                        self._lost_answers = True
         elif t is flows_mod.Duplicate:
             self.duplicates += 1  # a copy the capture made, not a retransmission
         elif t is flows_mod.Retransmission:
@@ -728,12 +733,16 @@ class TCPTracker(FlowTracker):
             if len(self.exchanges) < MAX_EXCHANGES:
                 self.exchanges.append(Exchange(ev))
         elif t is Response:
-            for ex in self.exchanges:
-                if ex.response is None:
-                    ex.response = ev
-                    if ex.request.method == "CONNECT" and 200 <= ev.status < 300:
-                        self._on_connect(ex)
-                    break
+            waiting = [ex for ex in self.exchanges if ex.response is None]
+            if waiting and self._lost_answers and ev.status >= 200:
+                # the server's bytes had a hole since: the answers before the last request's were in it
+                # (HTTPStream.gap); a 1xx is no final answer, the next one will tell
+                self._lost_answers = False
+                waiting = waiting[-1:]
+            for ex in waiting[:1]:
+                ex.response = ev
+                if ex.request.method == "CONNECT" and 200 <= ev.status < 300:
+                    self._on_connect(ex)
         elif t is TunnelEstablished:
             self.tunnel_ts = ev.ts
             self.tunnel_frame = ev.frame

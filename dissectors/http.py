@@ -397,6 +397,7 @@ class HTTPStream:
         self._resume_c2s = False
         self._framer = framer
         self.tunnel = False
+        self._lost_answers = False  # the server's side lost bytes since its last answer (`gap`)
 
     @property
     def framer(self) -> CSTPFramer | None:
@@ -434,6 +435,22 @@ class HTTPStream:
         side.append(data, ts, frame)
         events.extend(self._advance(side))
         return events
+
+    def gap(self, direction: str) -> None:
+        """Bytes of ``direction`` were lost (the capture missed the TLS records that held them): the message being
+        read is dropped and the next one is looked for from the next start line. A lost stretch of the server's
+        side may have held whole answers: the next answer read then answers the last request still waiting, not
+        the first (clients send a request once the previous one is answered: `_lost_answers`). The tunnel's CSTP
+        framing is left to the framer (it finds the next frame by its header)."""
+        side = self._sides[direction]
+        if side.state in (_TUNNEL, _OPAQUE, _CLOSED, _HOLD):
+            return
+        side.consume(len(side.buf))
+        side.discarding = False
+        side.reset_message()
+        side.state = _RESYNC
+        if direction == "s2c":
+            self._lost_answers = True
 
     def tunnel_framer(self, direction: str) -> CSTPFramer | None:
         """The CSTP framer that reads ``direction`` once the tunnel carries it (None before). From then on `feed`
@@ -666,6 +683,11 @@ class HTTPStream:
             self._frame_body(side, headers, events, may_read_to_close=False)
             return
         status = int(side.line[1])
+        if self._lost_answers:
+            # the answers of the requests before the last one were in the lost bytes
+            self._lost_answers = False
+            while len(self._pending) > 1:
+                self._pending.popleft()
         method = self._pending[0] if self._pending else None
         side.request_method = method
         if 100 <= status < 200:

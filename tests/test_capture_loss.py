@@ -139,3 +139,23 @@ def test_dtls_hellos_the_capture_missed_are_counted_in_the_backoff(tshark, tmp_p
     assert "The capture misses 2 of the client's hellos" in f.message
     rows = [r for att in f.evidence["openconnect"]["intervals"] for r in att if r.get("hellos_missed")]
     assert [r["expected"] for r in rows] == [3.0, 3.0]
+
+
+def test_a_lost_answer_does_not_take_the_next_one(tshark, tmp_path):
+    """The capture missed only the gateway's answer to the last login POST. Its hole reaches HTTP (the decrypted
+    stream has one too): the next answer read — the CONNECT's 200 — answers the CONNECT, not the POST before it
+    (clients send a request once the previous one is answered). Before, the POST took the CONNECT's answer, the
+    CONNECT had none: 'No tunnel: the capture shows no CONNECT' and the DTLS keys never derived."""
+    d = sample("baseline")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    last_post = _frames(tshark, cap, keylog, 'http.request.method == "POST"')[-1]
+    answers = _frames(tshark, cap, keylog, "http.response")
+    lost = min(f for f in answers if f > last_post)
+    connect_answer = min(f for f in answers if f > lost)
+    s = _analysed(_without(cap, [lost], tmp_path / "lost.pcapng"), keylog)
+    auth, cstp = s.phase("user-auth"), s.phase("cstp-connect")
+    assert auth.status == "ok" and not isinstance(auth.details.rounds[-1].response_frame, int)
+    assert cstp.status == "ok" and cstp.summary.startswith("200 CONNECTED: 198.19.0.50")
+    (ex,) = cstp.details.connects
+    assert ex.response_frame == connect_answer - 1  # (one frame fewer before it in the edited capture)
+    assert s.phase("dtls").status == "ok" and s.verdict.outcome == "healthy"

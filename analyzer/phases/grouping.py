@@ -79,6 +79,8 @@ def client_closed_in_handshake(c) -> dict | None:
     gone = next((x for x in c.closed or [] if x.get("direction") == "c2s"), None)
     if gone is None:
         return None
+    if any(g["direction"] == "c2s" and not g.get("snapped") for g in getattr(c, "gaps", ())):
+        return None  # the capture missed some of what the client sent: its handshake may be in it
     cert = c.certificates
     return {"frame": gone["frame"], "time": gone["ts"], "reason": gone["reason"],
             "after_certificate": cert is not None and cert.frame <= gone["frame"],

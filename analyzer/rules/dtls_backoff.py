@@ -25,13 +25,20 @@ def _ok(measured: float, expected: float) -> bool:
     return abs(measured - expected) <= 0.3 * expected + 0.25
 
 
-def _attempts(flows: list[DTLSFlowSummary]) -> list[list[list[tuple[float, int]]]]:
+#: a first hello seen with this record number or less is the attempt's hello that many retries in (the capture
+#: missed those before it: a new DTLS session numbers its records from 0)
+MAX_MISSED_FIRST = 4
+
+
+def _attempts(flows: list[DTLSFlowSummary]) -> tuple[list[list[list[tuple[float, int]]]], list[int]]:
     """Hello times per attempt, per flight, each with how many retries it stands for: 1, more when the hello's
-    record number skips past the one before it in the flight (the capture missed the hellos between). A new
-    attempt starts with a hello that is neither a retransmission nor carries a cookie; a hello with a cookie (the
-    answer to a HelloVerifyRequest, RFC 6347 §4.2.1) starts a new flight of the same attempt; retransmissions
-    repeat the current flight."""
+    record number skips past the one before it in the flight (the capture missed the hellos between); and per
+    attempt, the hellos the capture missed before its first (that hello's record number). A new attempt starts
+    with a hello that is neither a retransmission nor carries a cookie; a hello with a cookie (the answer to a
+    HelloVerifyRequest, RFC 6347 §4.2.1) starts a new flight of the same attempt; retransmissions repeat the
+    current flight."""
     attempts: list[list[list[tuple[float, int]]]] = []
+    before: list[int] = []
     last_seq = None
     for f in flows:
         last_seq = None
@@ -39,19 +46,20 @@ def _attempts(flows: list[DTLSFlowSummary]) -> list[list[list[tuple[float, int]]
             seq = h.record_seq if isinstance(h.record_seq, int) else None
             if not attempts or not (h.retransmission or h.cookie):
                 attempts.append([[(h.ts, 1)]])
+                before.append(seq if seq is not None and 0 < seq <= MAX_MISSED_FIRST and not h.cookie else 0)
             elif h.retransmission:
                 span = seq - last_seq if seq is not None and last_seq is not None and seq > last_seq else 1
                 attempts[-1][-1].append((h.ts, min(span, 8)))
             else:
                 attempts[-1].append([(h.ts, 1)])
             last_seq = seq
-    return attempts
+    return attempts, before
 
 
-def _score(intervals: list[tuple[float, int]], expected: list[float]) -> tuple[int, list[dict]]:
-    """Measured intervals against the schedule; one that spans hellos the capture missed is held to the sum of
-    the intervals it spans."""
-    rows, bad, i = [], 0, 0
+def _score(intervals: list[tuple[float, int]], expected: list[float], start: int = 0) -> tuple[int, list[dict]]:
+    """Measured intervals against the schedule from its ``start``-th interval on (the hellos before missed); one
+    that spans hellos the capture missed is held to the sum of the intervals it spans."""
+    rows, bad, i = [], 0, start
     for m, span in intervals:
         part = expected[i:i + span]
         e = round(sum(part), 3) if len(part) == span else None
@@ -72,7 +80,7 @@ def check(session, ctx):
     flows = [f for f in d.flow_list if f.client_hellos]
     if not flows:
         return []
-    flights = _attempts(flows)
+    flights, before = _attempts(flows)
     retries = sum(len(fl) - 1 for att in flights for fl in att)
     if not retries and (len(flights) < 2 or d.established):
         return []  # no retransmission: one attempt, or new handshakes that succeeded (a cookie exchange is no retry)
@@ -82,20 +90,21 @@ def check(session, ctx):
     hellos = sum(len(a) for a in attempts)
     spans = [[(round(b[0] - a[0], 3), b[1]) for fl in att for a, b in zip(fl, fl[1:])] for att in flights]
     retrans = [[m for m, _n in r] for r in spans]
-    missed = sum(n - 1 for r in spans for _m, n in r)
+    missed = sum(n - 1 for r in spans for _m, n in r) + sum(before)
     flat = [x for r in spans for x in r]
     oc_bad, oc_rows = 0, []
-    for r in spans:
-        bad, rows = _score(r, OPENCONNECT_RETRANSMITS)
+    for k, r in enumerate(spans):
+        bad, rows = _score(r, OPENCONNECT_RETRANSMITS, before[k])
         oc_bad += bad
         oc_rows.append(rows)
-    ac_bad, ac_rows = _score(flat, ANYCONNECT_RETRANSMITS)
+    ac_bad, ac_rows = _score(flat, ANYCONNECT_RETRANSMITS, before[0])
     between = [round(b[0] - a[0], 3) for a, b in zip(attempts, attempts[1:])]
     oc_between_ok = all(_ok(x, OPENCONNECT_ATTEMPT + OPENCONNECT_NEXT_ATTEMPT) for x in between)
     if not between:
         oc_between_ok = True
     oc_fit = oc_bad == 0 and oc_between_ok
-    ac_fit = ac_bad == 0 and len(attempts) == 1 and sum(n for _m, n in flat) <= len(ANYCONNECT_RETRANSMITS)
+    ac_fit = ac_bad == 0 and len(attempts) == 1 and before[0] + sum(n for _m, n in flat) <= len(
+        ANYCONNECT_RETRANSMITS)
     if oc_fit:
         fits = "openconnect (GnuTLS: 1 s doubling, attempt abandoned after ~12 s, next attempt ~60 s later)"
     elif ac_fit:

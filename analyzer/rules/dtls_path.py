@@ -116,9 +116,12 @@ def _inferred_fallback(session, d: DTLSDetails):
     if not ts:
         return None
     if d.established:
+        # the first tunnel connection, as with keys, and the DTLS its CONNECT set up (data after it came up)
+        up = ts[0].established_time
         dtls_first = min((f.estimate.first_data.get("c2s") for f in d.flow_list if f.established and f.estimate
-                          and f.estimate.first_data and f.estimate.first_data.get("c2s") is not None), default=None)
-        last_cstp = ts[0].estimate.last_data.get("c2s")  # the first tunnel connection, as with keys
+                          and f.estimate.first_data and f.estimate.first_data.get("c2s") is not None
+                          and (up is None or f.estimate.first_data["c2s"] >= up)), default=None)
+        last_cstp = ts[0].estimate.last_data.get("c2s")
         if dtls_first is None or last_cstp is None or last_cstp <= dtls_first + 1.0:
             return None
         return Finding(

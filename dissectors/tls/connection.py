@@ -359,6 +359,11 @@ class TLSConnection:
         if self._parked is not None:  # no more keys can come
             self._stop_waiting(out)
         for d in self._d.values():
+            rec = d.reader.final() if not d.reader.synced else None
+            if rec is not None:  # out of step since missing data: the last record, ending with the stream
+                rts, rframe = self._own_time(d, rec, ts, frame)
+                if not self._accept_resync(d, rec, out, rts, rframe):
+                    d.reader.reject()
             pending = d.reader.pending_record()
             if pending:
                 have, need = pending
@@ -521,11 +526,7 @@ class TLSConnection:
                 out.append(RecordError(d.name, rec, ts, frame))
                 d.hs.reset()
                 continue
-            rts, rframe = ts, frame
-            if d.late_ts:  # (out of step since missing data) a record an earlier segment completed: its own time
-                end = reader.frame_at(rec.offset + HEADER_LEN + len(rec.fragment) - 1)
-                if end != frame and end in d.late_ts:
-                    rts, rframe = d.late_ts[end], end
+            rts, rframe = self._own_time(d, rec, ts, frame) if d.late_ts else (ts, frame)
             if rec.cut:
                 self._cut_record(d, rec, out, ts, frame)
                 continue
@@ -542,6 +543,15 @@ class TLSConnection:
                                      out, ts, frame, force=True)
                 continue
             self._record(d, rec, out, rts, rframe)
+
+    @staticmethod
+    def _own_time(d: _Dir, rec: Record, ts: float, frame: int) -> tuple[float, int]:
+        """(time, frame) of the segment that completed ``rec``, when the reader, out of step since missing data,
+        gives it only with a later segment (the current: ``ts``, ``frame``)."""
+        end = d.reader.frame_at(rec.offset + HEADER_LEN + len(rec.fragment) - 1)
+        if end != frame and end in d.late_ts:
+            return d.late_ts[end], end
+        return ts, frame
 
     def _cut_record(self, d: _Dir, rec: Record, out: list, ts: float, frame: int) -> None:
         """A record the capture cut short (`Record.cut`: its length): its contents are lost, its place is not. A
@@ -841,6 +851,17 @@ class TLSConnection:
         if d.tls13 and rec.content_type != CT_APPLICATION_DATA:
             return False
         found = self._search(d, rec, self._seq_candidates(d, rec, self.gap_search))
+        if found is None and d.tls13 and d.phase == "hs":
+            # the capture missed the rest of the handshake (the Finished with it): the record may be the first
+            # under the application keys
+            res = self._probe_app(d, rec, out, ts, frame)
+            if res is None:
+                return False
+            wire = HEADER_LEN + len(rec.fragment)
+            d.reader.note_record(rec.offset + wire, wire)
+            d.region_known = True
+            self._content(d, res[0], res[1], rec, True, out, ts, frame)
+            return True
         if found is None:
             return False
         seq, (ct, data) = found

@@ -385,6 +385,31 @@ class RecordReader:
             self._off = end
             return rec
 
+    def final(self) -> Record | None:
+        """At the end of the stream, out of step (missing data) with a last record the scan could not trust for
+        want of a header after it: the record the buffered bytes end with exactly — a plausible header whose
+        length reaches the last byte (nothing can follow to vouch for it; that exact fit does) — as a resync
+        candidate (`chain_ok` True); None when there is none."""
+        if self.synced or self._candidate is not None:
+            return None
+        buf = self._buf
+        pos = self._off
+        while True:
+            m = self._pattern.search(buf, pos)
+            if m is None:
+                return None
+            p = m.start()
+            if len(buf) - p < HEADER_LEN:
+                return None
+            ctype, version, length = _HDR.unpack_from(buf, p)
+            if p + HEADER_LEN + length == len(buf) and max(self.min_len, 1) <= length <= self.max_len \
+                    and self._plausible(p):
+                self._candidate = p
+                self._off = len(buf)
+                return Record(ctype, version, bytes(buf[p:p + HEADER_LEN]), buf[p + HEADER_LEN:], self._base + p,
+                              self._frame_at(self._base + p), resync=True, chain_ok=True)
+            pos = p + 1
+
     def reject(self) -> None:
         """The last resync candidate is not a real record: keep scanning after its first byte."""
         if self._candidate is not None:

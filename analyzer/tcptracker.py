@@ -525,10 +525,9 @@ class TCPTracker(FlowTracker):
             if self.is_tls:
                 for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame, snapped) or ():
                     self.on_tls_event(tev)
-                if self.decrypted:  # the plaintext has a hole too: HTTP looks for its next message
-                    self.http.gap(ev.direction)
-                    if ev.direction == "s2c":
-                        self._lost_answers = True
+                # the plaintext has a hole too: HTTP looks for its next message
+                if self.decrypted and self.http.gap(ev.direction) and ev.direction == "s2c":
+                    self._lost_answers = True
         elif t is flows_mod.Duplicate:
             self.duplicates += 1  # a copy the capture made, not a retransmission
         elif t is flows_mod.Retransmission:

@@ -436,21 +436,26 @@ class HTTPStream:
         events.extend(self._advance(side))
         return events
 
-    def gap(self, direction: str) -> None:
+    def gap(self, direction: str) -> bool:
         """Bytes of ``direction`` were lost (the capture missed the TLS records that held them): the message being
-        read is dropped and the next one is looked for from the next start line. A lost stretch of the server's
-        side may have held whole answers: the next answer read then answers the last request still waiting, not
-        the first (clients send a request once the previous one is answered: `_lost_answers`). The tunnel's CSTP
-        framing is left to the framer (it finds the next frame by its header)."""
+        read is dropped and the next one is looked for from the next start line — between messages or in a start
+        line or headers; in a body the reading goes on as before (the body comes out short or mixed, which the
+        caller tells from the capture's gaps). A lost stretch of the server's side between answers may have held
+        whole answers: the next answer read then answers the last request still waiting, not the first (clients
+        send a request once the previous one is answered: `_lost_answers`). The tunnel's CSTP framing is left to
+        the framer (it finds the next frame by its header). True when the reading starts over."""
         side = self._sides[direction]
-        if side.state in (_TUNNEL, _OPAQUE, _CLOSED, _HOLD):
-            return
+        if side.state not in (_START, _RESYNC, _HEADERS):
+            # a body under way (its bytes counted on: the hole leaves it short, which its reader reports), the
+            # tunnel, or nothing more to read
+            return False
         side.consume(len(side.buf))
         side.discarding = False
         side.reset_message()
         side.state = _RESYNC
         if direction == "s2c":
             self._lost_answers = True
+        return True
 
     def tunnel_framer(self, direction: str) -> CSTPFramer | None:
         """The CSTP framer that reads ``direction`` once the tunnel carries it (None before). From then on `feed`

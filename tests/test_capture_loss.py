@@ -159,3 +159,21 @@ def test_a_lost_answer_does_not_take_the_next_one(tshark, tmp_path):
     (ex,) = cstp.details.connects
     assert ex.response_frame == connect_answer - 1  # (one frame fewer before it in the edited capture)
     assert s.phase("dtls").status == "ok" and s.verdict.outcome == "healthy"
+
+
+def test_a_downloader_answer_the_capture_missed_is_no_failure(tshark, tmp_path):
+    """The capture missed the gateway's answer to the downloader's GET of the profile: not 'GET … → no answer'
+    (DOWNLOADER_FAILED) and 'did not fetch the profile' (PROFILE_MISSING) — its answer may be in the hole. The
+    phase is incomplete, the GET marked answer_missed."""
+    d = sample("downloader")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    (get,) = _frames(tshark, cap, keylog, 'http.request.method == "GET"')
+    stream = subprocess.run([tshark, "-n", "-r", str(cap), "-Y", f"frame.number == {get}", "-T", "fields", "-e",
+                             "tcp.stream"], capture_output=True, text=True, check=True).stdout.strip()
+    answer = [f for f in _frames(tshark, cap, None, f"tcp.stream == {stream} && tcp.srcport == 443 && tcp.len > 0")
+              if f > get]  # every segment of the gateway's after the GET
+    s = _analysed(_without(cap, answer, tmp_path / "lost.pcapng"), keylog)
+    dl = s.phase("downloader")
+    assert dl.status == "incomplete" and dl.details.gets[0].answer_missed is True
+    assert not _ids(s) & {"DOWNLOADER_FAILED", "PROFILE_MISSING"}
+    assert s.verdict.outcome == "healthy"

@@ -25,6 +25,9 @@ class DownloaderGet(Record):
     #: the body is whole in the capture (False: the capture misses part of it, or the transfer was cut: size and
     #: sha1 are then those of the bytes seen)
     complete: bool = UNSET
+    #: no answer in the capture, which misses the gateway's bytes after the request (CAPTURE_GAP): it may have
+    #: been answered (session 16)
+    answer_missed: bool = UNSET
 
 
 @record
@@ -93,11 +96,16 @@ def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
             # a TCP gap inside the answer (bytes the capture missed) leaves a body of the wrong bytes
             row.complete = resp.body_complete and not any(
                 gp["direction"] == "s2c" and resp.frame < gp["frame"] <= resp.end_frame for gp in cn.c.gaps)
+        elif any(gp["direction"] == "s2c" and not gp.get("snapped") and gp["ts"] >= req.ts for gp in cn.c.gaps):
+            row.answer_missed = True
         rows.append(row)
     fetched = {r.target: r for r in rows if r.status == 200}  # a 404 is not a fetch
+    missed = {r.target for r in rows if r.answer_missed is True}
     checks = []
     for m in manifest:
         r = fetched.get(m.uri)
+        if r is None and m.uri in missed:
+            continue  # asked, its answer in bytes the capture missed: fetched or not, it cannot tell
         if r is None:
             asked = next((x for x in rows if x.target == m.uri), None)
             checks.append(ProfileCheck(uri=m.uri, fetched=False,
@@ -109,9 +117,12 @@ def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
                                        if r.status == 200 and r.complete else None))
     p.details = DownloaderDetails(gets=rows, connections=sorted(conns), profile_manifest=manifest,
                                   profile_checks=checks, missing_profiles=[c.uri for c in checks if not c.fetched])
-    bad = [r for r in rows if r.status != 200]
-    p.status = "failed" if bad else "ok"
+    bad = [r for r in rows if r.status != 200 and r.answer_missed is not True]
+    unknown = [r for r in rows if r.answer_missed is True]
+    p.status = "failed" if bad else "incomplete" if unknown else "ok"
     partial = [r for r in rows if r.complete is False]
     p.summary = f"{plural(len(rows), 'GET')} on {plural(len(conns), 'TLS session')}" + (
-        f"; {len(bad)} failed" if bad else "") + (f"; {len(partial)} incomplete in the capture" if partial else "")
+        f"; {len(bad)} failed" if bad else "") + (f"; {len(partial)} incomplete in the capture" if partial else "") + (
+        f"; {len(unknown)} answer(s) not in the capture (it misses the gateway's bytes after the request)"
+        if unknown else "")
     return p

@@ -43,7 +43,7 @@ def check(session, ctx):
             remedy="A profile uploaded on the gateway is mandatory for AnyConnect: check the profile file exists on "
                    "the gateway and is readable by the client's downloader (proxy, TLS inspection).",
             evidence={"missing": missing}))
-    bad = [g for g in gets if g.status != 200]
+    bad = [g for g in gets if g.status != 200 and g.answer_missed is not True]
     if bad:
         out.append(Finding(
             id="DOWNLOADER_FAILED", severity="error" if not cstp_ok else "warning", phase="downloader",

@@ -8,8 +8,11 @@
   seen when the capture starts mid-connection). Offsets are 64-bit: 32-bit sequence numbers are
   unwrapped, so streams longer than 4 GiB and wraparound are handled.
 * :class:`Gap` -- bytes ``[seq, seq+length)`` are missing and will not be waited for any more; the
-  data after the gap is still delivered. A gap is declared when (a) the peer acknowledges bytes that
-  were never captured, (b) the out-of-order buffer of a direction exceeds its bound, (c) the frame
+  data after the gap is still delivered. A gap is declared when (a) the peer acknowledged bytes that
+  were never captured and they did not come within `REORDER_PACKETS` packets or `REORDER_WINDOW` seconds,
+  nor before a later segment of their direction (a capture may hold the ACK before the segment: the
+  acknowledging side's events wait meanwhile, so that an answer never comes before its request),
+  (b) the out-of-order buffer of a direction exceeds its bound, (c) the frame
   was cut by the snaplen, (d) the stream is reset, or (e) at :meth:`TCPStream.flush` (end of capture)
   for holes before buffered data or before a FIN.
 * :class:`StreamClosed` -- the direction sent a FIN (reported once every byte before the FIN has been
@@ -140,6 +143,11 @@ class Duplicate:
 #: seconds: the same data segment (a DTLS record of the same number, dissectors/dtls) again this soon is a copy the
 #: capture made (`Duplicate`)
 DUPLICATE_WINDOW = 0.001
+#: an ACK of bytes not seen yet is a gap once this many more packets of the connection, or this many seconds, went
+#: by without them (or a later segment of that direction came): a capture that took the ACK before the segment
+#: (several receive queues, `tcpdump -i any`, merged files) has them right after
+REORDER_PACKETS = 4
+REORDER_WINDOW = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +215,7 @@ class _Half:
     """State of one direction of a TCP connection."""
 
     __slots__ = (
+        "acked",
         "after_rst",
         "buf",
         "buffered",
@@ -238,6 +247,9 @@ class _Half:
         self.fin_frame = 0
         self.closed: str | None = None  # None, "fin" or "rst"
         self.after_rst = 0  # segments with data this direction sent after its own reset (not delivered)
+        # [offset, ts, frame, packets left]: the peer acknowledged up to offset, bytes not seen yet — a gap once
+        # they do not come right after (`REORDER_PACKETS`, `REORDER_WINDOW`: a capture that put the ACK before them)
+        self.acked: list | None = None
         self.bytes = 0  # bytes delivered
         # the last data segment taken (its end offset, length, time): one just like it right after is a `Duplicate`
         self.last_end = -1
@@ -256,7 +268,9 @@ class TCPStream:
     """
 
     __slots__ = (
+        "_acks",
         "_c",
+        "_held",
         "_caddr",
         "_cport",
         "_s",
@@ -295,6 +309,10 @@ class TCPStream:
         max_window: int = 1 << 30,
     ) -> None:
         self.index = index
+        self._acks = False  # a direction has an `_Half.acked` pending
+        # events of a direction whose packets acknowledged the other's bytes not seen yet: given once those come (or
+        # are a gap) — an answer is not read before the request it answers
+        self._held: list = []
         self.capture = 0  # the capture (0-based, as FlowTable.new_capture counts) it was first seen in
         self.stream = index  # its tcp.stream number in that capture
         self.numbers = [(0, index)]  # (capture, tcp.stream) in every capture it has packets in
@@ -391,6 +409,12 @@ class TCPStream:
             h, o = self._s, self._c
         flags = packet.flags
         seq = packet.seq
+        if self._acks:
+            self._due_acks(h, ts, out)
+            if not self._acks and self._held:
+                out.extend(self._held)
+                self._held.clear()
+        held = len(out)  # (this packet's own events from here on)
         if flags & _SYN:
             seq = (seq + 1) & _M32  # the SYN consumes one sequence number
             if len(self.handshake) < MAX_HANDSHAKE:
@@ -416,6 +440,8 @@ class TCPStream:
             if d >= _HALF:
                 d -= _WRAP
             start = h.next + d
+            if h.acked is not None and start > h.next:
+                self._ack_gap(h, out)  # a later segment of the direction: the acknowledged bytes are missing
             if start - h.next <= self.max_window:
                 if plen:
                     if start == h.next and not h.buf and h.fin is None and not packet.truncated:
@@ -443,6 +469,8 @@ class TCPStream:
             if not self.rst_seen:
                 self.rst = (h.name, ts, frame, packet.ttl)
             self.rst_seen = True
+            if h.acked is not None:
+                self._ack_gap(h, out)
             if not h.closed:
                 self._release(h, ts, frame, out)
                 if not h.closed:  # (releasing may have reached a pending FIN)
@@ -455,8 +483,47 @@ class TCPStream:
                 if o.fin is not None and target > o.fin:
                     target = o.fin  # the ACK of a FIN covers one sequence number that is not data
                 if o.next < target and d <= self.max_window:
-                    self._skip_to(o, target, ts, frame, out)
+                    if o.acked is None:
+                        o.acked = [target, ts, frame, REORDER_PACKETS]
+                        self._acks = True
+                    elif target > o.acked[0]:
+                        o.acked[0] = target
+        if self._acks:
+            for x in (h, o):
+                if x.acked is not None and x.next >= x.acked[0]:
+                    x.acked = None  # (the bytes came)
+            self._acks = self._c.acked is not None or self._s.acked is not None
+            if o.acked is not None:
+                # this packet acknowledged the other direction's bytes not seen yet: its own events wait for them
+                mine = [e for e in out[held:] if e.direction == h.name]
+                if mine:
+                    self._held.extend(mine)
+                    out[held:] = [e for e in out[held:] if e.direction != h.name]
+            elif not self._acks and self._held:
+                out.extend(self._held)
+                self._held.clear()
+        elif self._held:
+            out.extend(self._held)
+            self._held.clear()
         return out
+
+    def _due_acks(self, h: _Half, ts: float, out: list) -> None:
+        """Declare the pending `_Half.acked` gaps whose time is up (packets or seconds)."""
+        for x in (self._c, self._s):
+            a = x.acked
+            if a is None:
+                continue
+            a[3] -= 1
+            if a[3] < 0 or ts - a[1] > REORDER_WINDOW:
+                self._ack_gap(x, out)
+        self._acks = self._c.acked is not None or self._s.acked is not None
+
+    def _ack_gap(self, x: _Half, out: list) -> None:
+        """The bytes of ``x`` its peer acknowledged are missing: a gap (at the ACK's time and frame)."""
+        target, ats, afr, _left = x.acked
+        x.acked = None
+        if x.next < target and not x.closed:
+            self._skip_to(x, target, ats, afr, out)
 
     def feed_next(self, direction: str, seq: int, ack: int, flags: int, length: int, ts: float, frame: int) -> bool:
         """`feed` for the common segment of an established connection, from its header fields: from ``direction``,
@@ -474,7 +541,7 @@ class TCPStream:
             h = self._s
             o = self._c
         isn = h.isn
-        if isn is None or h.closed or h.fin is not None or h.buf or self.retired:
+        if isn is None or h.closed or h.fin is not None or h.buf or self.retired or self._acks:
             return False
         oisn = o.isn
         if oisn is not None and not o.closed:
@@ -507,6 +574,12 @@ class TCPStream:
         """
         out: list = []
         ts, frame = self.last_ts, self.last_frame
+        for h in (self._c, self._s):
+            if h.acked is not None:
+                self._ack_gap(h, out)
+        self._acks = False
+        out.extend(self._held)
+        self._held.clear()
         for h in (self._c, self._s):
             if h.closed:
                 continue

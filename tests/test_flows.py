@@ -411,12 +411,41 @@ def test_ack_of_uncaptured_data_declares_gap():
     # c2s [4, 8) lost by the capture
     ev += s.feed(c2s(9, 51, payload=b"cccc"), 0, 4)
     assert ev == [StreamData(C2S, b"aaaa", 0, 3, 0)]  # waiting: might be reordering
-    ev2 = s.feed(s2c(51, 13), 1, 5)  # server acknowledges everything
-    assert ev2 == [Gap(C2S, 4, 4, 1, 5), StreamData(C2S, b"cccc", 0, 4, 8)]
+    # the server acknowledges everything: a gap once the missing bytes do not come right after (the next packet,
+    # 1 s later), at the ACK's time and frame
+    assert s.feed(s2c(51, 13), 1, 5) == []
     # an ACK beyond everything captured: the bytes exist but were not captured
-    assert s.feed(s2c(51, 20), 2, 6) == [Gap(C2S, 12, 7, 2, 6)]
+    assert s.feed(s2c(51, 20), 2, 6) == [Gap(C2S, 4, 4, 1, 5), StreamData(C2S, b"cccc", 0, 4, 8)]
     # data arriving later for that range is old
-    assert s.feed(c2s(13, 51, payload=b"late"), 3, 7) == [Retransmission(C2S, 3, 7, 12, 4)]
+    assert s.feed(c2s(13, 51, payload=b"late"), 3, 7) == [Gap(C2S, 12, 7, 2, 6), Retransmission(C2S, 3, 7, 12, 4)]
+
+
+def test_ack_before_the_data_it_acknowledges_is_no_gap():
+    """A capture that took the peer's ACK before the segment it acknowledges (several receive queues, `tcpdump -i
+    any`, merged files): the segment right after fills the bytes — no gap, no retransmission. Later than
+    REORDER_PACKETS packets or REORDER_WINDOW seconds, or after a later segment of its direction, it is a gap."""
+    from dissectors.flows import REORDER_PACKETS, REORDER_WINDOW
+
+    s = TCPStream()
+    ev = feed_all(s, [c2s(0, flags=SYN), s2c(50, 1, flags=SYN | ACK), c2s(1, 51, payload=b"aaaa")])
+    assert s.feed(s2c(51, 9), 0.0101, 10) == []  # acknowledges bytes 4-8, not seen yet
+    ev = s.feed(c2s(5, 51, payload=b"bbbb"), 0.0102, 11)  # here they come, 0.1 ms later
+    assert ev == [StreamData(C2S, b"bbbb", 0.0102, 11, 4)]
+    assert s.flush() == []
+    # too late: REORDER_PACKETS packets of the connection went by first
+    s = TCPStream()
+    feed_all(s, [c2s(0, flags=SYN), s2c(50, 1, flags=SYN | ACK), c2s(1, 51, payload=b"aaaa")])
+    s.feed(s2c(51, 9), 1.0, 10)
+    out = []
+    for k in range(REORDER_PACKETS + 1):
+        out += s.feed(s2c(51, 9), 1.0 + k * REORDER_WINDOW / 10, 11 + k)
+    assert out == [Gap(C2S, 4, 4, 1.0, 10)]
+    # or a later segment of the direction
+    s = TCPStream()
+    feed_all(s, [c2s(0, flags=SYN), s2c(50, 1, flags=SYN | ACK), c2s(1, 51, payload=b"aaaa")])
+    s.feed(s2c(51, 9), 1.0, 10)
+    assert s.feed(c2s(9, 51, payload=b"cccc"), 1.0, 11) == [Gap(C2S, 4, 4, 1.0, 10),
+                                                            StreamData(C2S, b"cccc", 1.0, 11, 8)]
 
 
 def test_ack_of_fin_is_not_a_gap():

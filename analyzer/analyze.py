@@ -175,14 +175,27 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
     if problem:
         print(f"acflow: {problem}", file=sys.stderr)
         return EXIT_INPUT
-    if other_side is not None and (len(captures) != 1 or is_stdio(captures[0]) or is_stdio(other_side)):
-        print("acflow: --other-side compares two files: give one capture file to analyse (not standard input)",
-              file=sys.stderr)
-        return EXIT_USAGE
+    if isinstance(other_side, (list, tuple)):
+        other_side = list(other_side) or None
+    elif other_side is not None:
+        other_side = [other_side]
+    if other_side is not None:
+        if len(captures) != 1 or is_stdio(captures[0]) or any(is_stdio(o) for o in other_side):
+            print("acflow: --other-side compares two capture points: give one capture file to analyse (not "
+                  "standard input)", file=sys.stderr)
+            return EXIT_USAGE
+        other_side, problem = expand_directories(other_side)
+        if problem:
+            print(f"acflow: --other-side {problem}", file=sys.stderr)
+            return EXIT_INPUT
+        if len(other_side) > 1:
+            from .capture import in_time_order  # noqa: PLC0415
+
+            other_side = in_time_order(other_side)[0]
     try:
         # every output is checked before any work: a report is never lost to a typo after a long analysis
         check_outputs({"report": output if output is not None else "-", "inner packets": export_inner},
-                      inputs=[*given, *captures, *(keylogs or ()), *(rsa_keys or ())])
+                      inputs=[*given, *captures, *(keylogs or ()), *(rsa_keys or ()), *(other_side or ())])
     except OutputError as e:
         print(f"acflow: {e}", file=sys.stderr)
         return EXIT_INPUT
@@ -246,7 +259,8 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
             try:
                 attach_other_side(analysis, captures[0], other_side)
             except (OSError, CaptureFormatError) as e:
-                print(f"acflow: --other-side {other_side}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+                where = f" {other_side[0]}" if len(other_side) == 1 else ""
+                print(f"acflow: --other-side{where}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
                 return EXIT_INPUT
         for g in analysis.gateways:
             if g.name is not None and not g.addresses:

@@ -20,9 +20,9 @@ from dissectors.pcapfile import Interface
 
 from .capture import CaptureFormatError, read_capture_batches
 from .model import Analysis, Finding
-from .path import PathReport, compare
+from .path import PathReport, compare, merged
 from .path_findings import path_findings
-from .path_read import read_side, read_sides
+from .path_read import MAX_PACKETS, read_side, read_sides
 from .rules import finding_order
 from .verdict import apply_verdicts
 
@@ -32,10 +32,36 @@ def _endpoint(text: str | None) -> str | None:
 
 
 def attach_other_side(analysis: Analysis, capture, other) -> PathReport:
-    """Compare ``capture`` (the analysed one: "a") with ``other`` ("b"); findings into ``analysis``."""
-    report = compare(read_side(capture, str(capture)), read_side(other, str(other)))
-    short = {"a": os.path.basename(str(capture)), "b": os.path.basename(str(other))}
-    attach_path(analysis, report, short if short["a"] != short["b"] else {"a": str(capture), "b": str(other)})
+    """Compare ``capture`` (the analysed one: "a") with ``other`` ("b": a capture, or the files of one — a ring
+    buffer's, in the order they were written — compared as one, its frames numbered on through them); findings into
+    ``analysis``."""
+    others = list(other) if isinstance(other, (list, tuple)) else [other]
+    if len(others) == 1:
+        side_b = read_side(others[0], str(others[0]))
+        b_short, b_full = os.path.basename(str(others[0])), str(others[0])
+    else:
+        left = MAX_PACKETS
+        parts = []
+        unread = []
+        for path in others:
+            try:
+                part = read_side(path, os.path.basename(str(path)), limit=max(left, 0))
+            except (OSError, CaptureFormatError) as e:  # one bad file of many: said, the others compared
+                if len(unread) + 1 == len(others):
+                    raise
+                unread.append(f"{os.path.basename(str(path))}: not read ({getattr(e, 'strerror', None) or e})")
+                continue
+            left -= len(part.packets)
+            parts.append(part)
+        names = [os.path.basename(str(p)) for p in others]
+        b_short = f"{names[0]} … {names[-1]} ({len(names)} files)"
+        side_b = merged(parts, b_short)
+        side_b.files = [str(p) for p in others]
+        side_b.errors[:0] = unread
+        b_full = b_short
+    report = compare(read_side(capture, str(capture)), side_b)
+    short = {"a": os.path.basename(str(capture)), "b": b_short}
+    attach_path(analysis, report, short if short["a"] != short["b"] else {"a": str(capture), "b": b_full})
     return report
 
 

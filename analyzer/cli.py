@@ -161,11 +161,12 @@ def _jobs(value):
               help="Processes to split the analysis over (by client address pair; the result is the same). auto: "
                    "the machine's cores for a capture over 50 MB whose traffic is spread over several clients, "
                    "else 1.")
-@click.option("--other-side", "other_side", type=click.Path(dir_okay=False, path_type=Path), metavar="CAPTURE",
+@click.option("--other-side", "other_side", multiple=True, type=click.Path(path_type=Path), metavar="CAPTURE",
               help="A capture of the same traffic taken at another point of its path (the gateway's side of a "
                    "client's capture, the other side of a firewall): what was lost, forged or translated between the "
-                   "two points is reported with the sessions (PATH_* findings, and 'path' in JSON). One CAPTURE to "
-                   "analyse then.")
+                   "two points is reported with the sessions (PATH_* findings, and 'path' in JSON). Repeat it, or "
+                   "give a directory, for the files of one capture (a ring buffer's: read in the order they were "
+                   "written, frames numbered on through them). One CAPTURE to analyse then.")
 def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways, summary,
             fail_on, session_ids, clients, since, until, tz, jobs, other_side):
     """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase; each session starts with a

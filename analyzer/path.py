@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from dissectors.flows import DUPLICATE_WINDOW
 from dissectors.packet import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
-__all__ = ["PAYLOAD_PREFIX", "FlowPair", "Observed", "PathReport", "SideCapture", "compare", "payload_hint",
-           "payload_key", "SHORT_PREFIX", "distinctive", "syn_mss"]
+__all__ = ["PAYLOAD_PREFIX", "FlowPair", "Observed", "PathReport", "SideCapture", "compare", "merged",
+           "payload_hint", "payload_key", "SHORT_PREFIX", "distinctive", "syn_mss"]
 
 PAYLOAD_PREFIX = 32  # bytes of a payload that identify it (with its length)
 #: bytes compared instead when a capture kept less than PAYLOAD_PREFIX of some payloads (a snap length of 96: tcpdump's
@@ -115,6 +115,26 @@ class SideCapture:
     first_ts: float | None = None
     last_ts: float | None = None
     errors: list[str] = field(default_factory=list)
+    frames: int = 0  # every frame read (TCP/UDP or not): the next file's numbers go on from here (`merged`)
+    files: list[str] = field(default_factory=list)  # the files of a capture point read as one (`merged`)
+
+
+def merged(sides: list[SideCapture], name: str) -> SideCapture:
+    """The pieces of one capture point (a ring buffer's files, in the order they were written) as one: frames
+    numbered on through the files (as `mergecap -a` concatenates them), errors named by file."""
+    out = SideCapture(name)
+    base = 0
+    for side in sides:
+        for p in side.packets:
+            p.frame += base
+        out.packets += side.packets
+        out.errors += [f"{side.name}: {e}" for e in side.errors]
+        if side.first_ts is not None:
+            out.first_ts = side.first_ts if out.first_ts is None else min(out.first_ts, side.first_ts)
+            out.last_ts = side.last_ts if out.last_ts is None else max(out.last_ts, side.last_ts)
+        base += side.frames
+    out.frames = base
+    return out
 
 
 CLIENT_HELLO_TLS = ("tls", 22, 1)  # `Observed.hint` of a TCP segment that starts a TLS ClientHello
@@ -338,7 +358,7 @@ class PathReport:
 
 
 def _side_json(side: SideCapture) -> dict:
-    return {"capture": side.name, "packets": len(side.packets), "first": side.first_ts, "last": side.last_ts,
+    return {"capture": ", ".join(side.files) if side.files else side.name, "packets": len(side.packets), "first": side.first_ts, "last": side.last_ts,
             "errors": side.errors[:10]}
 
 

@@ -46,6 +46,7 @@ def read_sides(path: str | os.PathLike, name_of=None, limit: int = MAX_PACKETS,
     for ev in read_capture(path):
         if type(ev) is Frame:
             side = side_of(ev.interface if by_interface else 0)
+            side.frames = ev.number
             if side.first_ts is None:
                 side.first_ts = ev.ts
             side.last_ts = ev.ts

@@ -812,3 +812,49 @@ def test_a_device_is_told_by_its_own_tls_program_and_only_alone():
                 + _hello_flow(20.5, ("198.51.100.8", 40001), 0xCC))
     report = compare(one, two)
     assert not [p for p in report.pairs if p.paired_by == "tls-intercepted"]
+
+
+def test_other_side_as_the_files_of_a_ring_buffer(tmp_path):
+    """The gateway's capture cut into three files (a ring buffer: editcap -c), given as a directory or file by
+    file in any order: read in the order they were written, as one capture point — the same path findings as the
+    whole file, its frames numbered on through the files (the whole file's numbers)."""
+    d = sample("both-sides-loss")
+    whole = d / "gateway-side.pcapng"
+    n = int(subprocess.run(["capinfos", "-c", "-M", str(whole)], capture_output=True, text=True,
+                           check=True).stdout.split()[-1])
+    ring = tmp_path / "ring"
+    ring.mkdir()
+    subprocess.run(["editcap", "-c", str(n // 3 + 1), str(whole), str(ring / "gw.pcapng")], check=True,
+                   capture_output=True)
+    parts = sorted(ring.iterdir())
+    assert len(parts) == 3
+
+    def doc(*other) -> dict:
+        out = tmp_path / "r.json"
+        args = [a for o in other for a in ("--other-side", str(o))]
+        with pytest.raises(SystemExit) as e:
+            main(["analyze", str(d / "capture.pcapng"), *args, "--format", "json", "-o", str(out)])
+        assert e.value.code == 0
+        return json.loads(out.read_text())
+
+    def path_findings_of(doc: dict) -> list:
+        return sorted((f["id"], f["evidence"].get("count"), tuple(f["evidence"].get("frames") or ()))
+                      for f in _doc_findings_all(doc) if f["id"].startswith("PATH_"))
+
+    expected = doc(whole)
+    assert path_findings_of(expected)  # (PATH_PACKETS_LOST, PATH_MSS_CHANGED…: something to hold them to)
+    for files in ((ring,), tuple(reversed(parts))):
+        got = doc(*files)
+        assert path_findings_of(got) == path_findings_of(expected)
+        assert got["path"]["packets_paired"] == expected["path"]["packets_paired"]
+        assert got["path"]["b"]["capture"] == ", ".join(str(p) for p in parts)
+        assert got["path"]["b"]["packets"] == expected["path"]["b"]["packets"]
+    # a file of the set that is no capture: said, the others compared all the same
+    (ring / "zz-notes.pcapng").write_text("not a capture\n")
+    got = doc(ring)
+    assert path_findings_of(got) == path_findings_of(expected)
+    assert got["path"]["b"]["errors"][0].startswith("zz-notes.pcapng: not read")
+
+
+def _doc_findings_all(doc: dict) -> list[dict]:
+    return [f for s in doc["sessions"] for f in s["findings"]] + list(doc["findings"])

@@ -358,7 +358,8 @@ class PathReport:
 
 
 def _side_json(side: SideCapture) -> dict:
-    return {"capture": ", ".join(side.files) if side.files else side.name, "packets": len(side.packets), "first": side.first_ts, "last": side.last_ts,
+    return {"capture": ", ".join(side.files) if side.files else side.name, "packets": len(side.packets),
+            "first": side.first_ts, "last": side.last_ts,
             "errors": side.errors[:10]}
 
 

@@ -331,6 +331,10 @@ def _own_evidence(g, downloader_paths) -> Verdict:
         if any(rq is not None for _, rq, _ in cn.posts):
             ex = next(ex for ex, rq, _ in cn.posts if rq is not None)
             v.add("aggregate-auth", "decrypted", "aggregate-auth (config-auth XML) POSTs", [ex.request.frame])
+        elif any(rs is not None and ex.request.method == "" for ex, _, rs in cn.posts):
+            ex = next(ex for ex, _, rs in cn.posts if rs is not None and ex.request.method == "")
+            v.add("aggregate-auth", "decrypted", "aggregate-auth (config-auth XML) answers (their requests not "
+                  "captured)", [ex.response.frame])
         for ex in cn.connects:
             resp = ex.response
             if ex.request.target.upper().startswith("/CSCOSSLC/") or (

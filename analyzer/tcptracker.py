@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from dissectors import cstp as cstp_mod
 from dissectors import flows as flows_mod
 from dissectors.dtls.psk import PSK_LABEL, PSK_LENGTH
-from dissectors.http import HTTPError, HTTPStream, Request, Response, TunnelEstablished
+from dissectors.http import NO_HEADERS, HTTPError, HTTPStream, Request, Response, TunnelEstablished
 from dissectors.tls import events as tls_ev
 from dissectors.tls.names import cipher_suite_name
 
@@ -404,6 +404,7 @@ class TCPTracker(FlowTracker):
         self.gaps: list[dict] = []
         self._fin_or_gap: dict[str, dict] = {}  # direction -> a one-byte gap not yet followed by data
         self._lost_answers = False  # the server's decrypted side lost bytes since its last answer
+        self._lost_requests = False  # the client's decrypted side lost bytes since its last request
         self.retransmissions = {"c2s": 0, "s2c": 0}
         self.retransmission_frames: list[int] = []
         self.first_retransmission_ts: float | None = None
@@ -525,9 +526,13 @@ class TCPTracker(FlowTracker):
             if self.is_tls:
                 for tev in self.tls.gap(ev.direction, ev.length, ev.ts, ev.frame, snapped) or ():
                     self.on_tls_event(tev)
-                # the plaintext has a hole too: HTTP looks for its next message
-                if self.decrypted and self.http.gap(ev.direction) and ev.direction == "s2c":
-                    self._lost_answers = True
+                # the plaintext has a hole too (or will have, once keys open the records): HTTP looks for its next
+                # message
+                if self.http.gap(ev.direction):
+                    if ev.direction == "s2c":
+                        self._lost_answers = True
+                    else:
+                        self._lost_requests = True
         elif t is flows_mod.Duplicate:
             self.duplicates += 1  # a copy the capture made, not a retransmission
         elif t is flows_mod.Retransmission:
@@ -729,10 +734,17 @@ class TCPTracker(FlowTracker):
         if t is cstp_mod.CSTPFrame:
             self.on_tunnel_frame(ev.direction, ev.type, ev.payload, ev.packet, ev.ts, ev.frame)
         elif t is Request:
+            self._lost_requests = False
             if len(self.exchanges) < MAX_EXCHANGES:
                 self.exchanges.append(Exchange(ev))
         elif t is Response:
             waiting = [ex for ex in self.exchanges if ex.response is None]
+            if not waiting and self._lost_requests and ev.status >= 200 and len(self.exchanges) < MAX_EXCHANGES:
+                # an answer whose request was in bytes the capture missed: kept, its request unknown (method "")
+                self._lost_requests = False
+                self.exchanges.append(Exchange(Request("", "", "", NO_HEADERS, b"", ev.ts, ev.frame, ev.frame),
+                                               ev))
+                return
             if waiting and self._lost_answers and ev.status >= 200:
                 # the server's bytes had a hole since: the answers before the last request's were in it
                 # (HTTPStream.gap); a 1xx is no final answer, the next one will tell

@@ -212,3 +212,21 @@ def test_frames_out_of_order_change_nothing(name, tmp_path):
         whole, shuffled = _analysed(d / "capture.pcapng", keys), _analysed(cap, keys)
         assert _ids(shuffled) == _ids(whole)
         assert [(p.phase, p.status) for p in shuffled.phases] == [(p.phase, p.status) for p in whole.phases]
+
+
+def test_an_answer_whose_request_the_capture_missed_still_tells_the_session(tshark, tmp_path):
+    """The capture missed the client's first login POST (the init), not the gateway's answer to it: that answer is
+    aggregate-auth XML all the same — the session is recognised (it read 'No AnyConnect-protocol session found') and
+    its SAML sign-in read as with the whole capture."""
+    d = sample("scripted/saml-idp-unreachable")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    init = _frames(tshark, cap, keylog, 'http.request.method == "POST"')[0]
+    keys, info = load_keys([keylog], [])
+    whole = analyze_paths([cap], keys, info)
+    lost = analyze_paths([_without(cap, [init], tmp_path / "lost.pcapng")], keys, info)
+    assert len(lost.sessions) == len(whole.sessions) == 1
+    s, w = lost.sessions[0], whole.sessions[0]
+    assert (s.verdict.experienced, s.verdict.findings) == (w.verdict.experienced, w.verdict.findings)
+    assert s.phase("group-selection").summary.startswith("no aggregate-auth init POST in the capture")
+    assert {f.id for f in s.findings if f.severity != "info"} - {"CAPTURE_GAP"} == {
+        f.id for f in w.findings if f.severity != "info"}

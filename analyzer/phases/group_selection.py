@@ -94,6 +94,10 @@ def build(g: Group) -> Phase:
     if not inits:
         p.status = "undecrypted" if any_undecrypted(g) else "absent"
         p.summary = "TLS not decrypted" if p.status == "undecrypted" else "no aggregate-auth init POST"
+        lost = next((ex for _cn, ex, rq, rs in posts(g) if rq is None and ex.request.method == ""), None)
+        if p.status == "absent" and lost is not None:
+            p.summary += (f" in the capture: it misses a request whose answer, frame {lost.response.frame}, is an "
+                          "aggregate-auth one")
         p.details = None
         return p
     d = GroupSelectionDetails()

@@ -237,6 +237,14 @@ class Conn:
                 if rq is None and is_form(req):
                     self.form_posts.append(ex)
                 self.posts.append((ex, rq, rs))
+            elif req.method == "" and ex.response is not None:
+                # an answer whose request the capture missed (analyzer/tcptracker.py): an aggregate-auth answer is a
+                # login round all the same, its request unknown
+                rs = config_auth(ex.response.body)
+                if rs is not None:
+                    if rs.session_token:
+                        self.cookies_issued.add(rs.session_token)
+                    self.posts.append((ex, None, rs))
             elif req.method == "CONNECT":
                 self.connects.append(ex)
             elif req.method in ("GET", "HEAD"):

@@ -742,8 +742,10 @@ class TCPTracker(FlowTracker):
             if not waiting and self._lost_requests and ev.status >= 200 and len(self.exchanges) < MAX_EXCHANGES:
                 # an answer whose request was in bytes the capture missed: kept, its request unknown (method "")
                 self._lost_requests = False
-                self.exchanges.append(Exchange(Request("", "", "", NO_HEADERS, b"", ev.ts, ev.frame, ev.frame),
-                                               ev))
+                ex = Exchange(Request("", "", "", NO_HEADERS, b"", ev.ts, ev.frame, ev.frame), ev)
+                self.exchanges.append(ex)
+                if 200 <= ev.status < 300 and any(k.lower().startswith("x-cstp-") for k, _ in ev.headers):
+                    self._on_connect(ex)  # (a tunnel handed out: the answer of a CONNECT the capture missed)
                 return
             if waiting and self._lost_answers and ev.status >= 200:
                 # the server's bytes had a hole since: the answers before the last request's were in it

@@ -519,11 +519,16 @@ class TCPStream:
         self._acks = self._c.acked is not None or self._s.acked is not None
 
     def _ack_gap(self, x: _Half, out: list) -> None:
-        """The bytes of ``x`` its peer acknowledged are missing: a gap (at the ACK's time and frame)."""
+        """The bytes of ``x`` its peer acknowledged are missing: a gap (at the ACK's time and frame); then the
+        events held for them, when nothing else waits (their order: the gap, what came after it)."""
         target, ats, afr, _left = x.acked
         x.acked = None
         if x.next < target and not x.closed:
             self._skip_to(x, target, ats, afr, out)
+        self._acks = self._c.acked is not None or self._s.acked is not None
+        if not self._acks and self._held:
+            out.extend(self._held)
+            self._held.clear()
 
     def feed_next(self, direction: str, seq: int, ack: int, flags: int, length: int, ts: float, frame: int) -> bool:
         """`feed` for the common segment of an established connection, from its header fields: from ``direction``,

@@ -694,6 +694,10 @@ class HTTPStream:
             while len(self._pending) > 1:
                 self._pending.popleft()
         method = self._pending[0] if self._pending else None
+        inferred = False
+        if method is None and 200 <= status < 300 and any(k.lower().startswith("x-cstp-") for k, _ in side.headers):
+            # no request waits, yet the answer hands out a tunnel: the answer of a CONNECT the capture missed
+            method, inferred = "CONNECT", True
         side.request_method = method
         if 100 <= status < 200:
             self._finish(side, events)  # interim response: the request still awaits its final one
@@ -706,6 +710,11 @@ class HTTPStream:
             if 200 <= status < 300:
                 self._finish(side, events)
                 self._start_tunnel(side, headers, events)
+                c2s = self._sides["c2s"]
+                if inferred and c2s.state in (_START, _RESYNC):  # what the client sent after it is CSTP too
+                    c2s.state = _TUNNEL
+                    for data, ts, frame in c2s.take_segments():
+                        events.extend(self._framer_feed("c2s", data, ts, frame))
                 return
             self._connect_event(_ANSWERED_OTHER)
             c2s = self._sides["c2s"]

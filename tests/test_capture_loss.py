@@ -230,3 +230,32 @@ def test_an_answer_whose_request_the_capture_missed_still_tells_the_session(tsha
     assert s.phase("group-selection").summary.startswith("no aggregate-auth init POST in the capture")
     assert {f.id for f in s.findings if f.severity != "info"} - {"CAPTURE_GAP"} == {
         f.id for f in w.findings if f.severity != "info"}
+
+
+def test_a_sso_token_round_the_capture_missed(tshark, tmp_path):
+    """SAML single sign-on (scripted/saml-idp): the capture missed the client's POST of the token and the gateway's
+    answer. The tunnel that came up after says the token came back — not AUTH_SSO_INCOMPLETE ('no token came back;
+    the client gave up'), which it read before."""
+    d = sample("scripted/saml-idp")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    posts = _frames(tshark, cap, keylog, 'http.request.method == "POST" && tcp.stream == 0')
+    answer = min(f for f in _frames(tshark, cap, keylog, "http.response && tcp.stream == 0") if f > posts[-1])
+    s = _analysed(_without(cap, [posts[-1], answer], tmp_path / "lost.pcapng"), keylog)
+    auth = s.phase("user-auth")
+    assert auth.status == "ok" and "the token came back, told by the tunnel that came up" in auth.summary
+    assert auth.details.sso.outcome == "token-returned"
+    assert "AUTH_SSO_INCOMPLETE" not in _ids(s) and s.verdict.outcome == "healthy"
+
+
+def test_a_connect_the_capture_missed_is_told_by_its_answer(tshark, tmp_path):
+    """The capture missed the client's CONNECT, not the gateway's 200 with the X-CSTP-* headers: that answer hands
+    out the tunnel all the same — the CONNECT phase and the CSTP channel after it read as with the whole capture
+    (before: no CONNECT, the client's CSTP frames read as broken HTTP)."""
+    d = sample("baseline")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    (connect,) = _frames(tshark, cap, keylog, 'http.request.method == "CONNECT"')
+    whole, s = _analysed(cap, keylog), _analysed(_without(cap, [connect], tmp_path / "lost.pcapng"), keylog)
+    cstp = s.phase("cstp-connect")
+    assert cstp.status == "ok" and cstp.summary == whole.phase("cstp-connect").summary
+    assert s.phase("dtls").status == "ok" and s.verdict.outcome == "healthy"
+    assert _ids(s) - {"CAPTURE_GAP"} == _ids(whole)

@@ -239,9 +239,11 @@ class Conn:
                 self.posts.append((ex, rq, rs))
             elif req.method == "" and ex.response is not None:
                 # an answer whose request the capture missed (analyzer/tcptracker.py): an aggregate-auth answer is a
-                # login round all the same, its request unknown
+                # login round all the same, its request unknown; one that hands out a tunnel answers a CONNECT
                 rs = config_auth(ex.response.body)
-                if rs is not None:
+                if any(k.lower().startswith("x-cstp-") for k, _ in ex.response.headers):
+                    self.connects.append(ex)
+                elif rs is not None:
                     if rs.session_token:
                         self.cookies_issued.add(rs.session_token)
                     self.posts.append((ex, None, rs))

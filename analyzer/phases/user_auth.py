@@ -279,6 +279,21 @@ def build(g: Group, tls_phase: Phase) -> Phase:
                            f"host scan (posture) still in progress when the capture ended, {scan.waited:.1f} s after "
                            f"it was asked: {what}")
     sso = _single_sign_on(g, rounds)
+    if (sso is not None and sso.outcome != "token-returned" and complete is None
+            and (gap := missed_after(g, sso.offered_time)) is not None
+            and (up := tunnel_seen_after(g, sso.offered_time)) is not None):
+        # the token's round fell in bytes the capture missed, and the tunnel came up after it: the token came back
+        sso.outcome = "token-returned"
+        p.touch(sso.offered_time, sso.offered_frame)
+        for b in sso.browser:
+            p.touch(b.time, b.frame)
+        p.details = UserAuthDetails(rounds=rounds, mode="aggregate-auth", sso=sso, result="success",
+                                    rejected_rounds=0)
+        p.status = "ok"
+        p.summary = (f"SAML single sign-on ({sso.browser_mode} browser): the token came back, told by the tunnel "
+                     f"that came up ({up}): the capture misses its round ({gap['length']} bytes of tcp.stream "
+                     f"{gap['conn']} at frame {gap['frame']})")
+        return p
     if sso is not None and sso.outcome != "token-returned" and complete is None:
         d = UserAuthDetails(rounds=rounds, mode="aggregate-auth", sso=sso, rejected_rounds=0)
         p.touch(sso.offered_time, sso.offered_frame)
@@ -305,6 +320,8 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         for r in scan.requests:
             p.touch(r.time, r.frame)
     if sso is not None:
+        if complete is not None and sso.outcome != "token-returned":
+            sso.outcome = "token-returned"  # (the login completed: the token came back, its round not captured)
         d.sso = sso
         p.touch(sso.offered_time, sso.offered_frame)
         for b in sso.browser:

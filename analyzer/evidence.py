@@ -35,6 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dissectors.dtls.record import DTLS_BAD_VER
+from dissectors.http import hands_out_tunnel
 from dissectors.tls.names import cipher_suite_name
 
 from .inference import read_connection
@@ -338,7 +339,7 @@ def _own_evidence(g, downloader_paths) -> Verdict:
         for ex in cn.connects:
             resp = ex.response
             if ex.request.target.upper().startswith("/CSCOSSLC/") or (
-                    resp is not None and any(k.lower().startswith("x-cstp-") for k, _ in resp.headers)):
+                    resp is not None and hands_out_tunnel(resp.headers)):
                 v.add("cstp-connect", "decrypted", f"CONNECT {ex.request.target}", [ex.request.frame])
         tunnel = cn.c.tunnel
         if tunnel is not None and (tunnel.frames["c2s"] or tunnel.frames["s2c"]):

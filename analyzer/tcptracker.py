@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 from dissectors import cstp as cstp_mod
 from dissectors import flows as flows_mod
 from dissectors.dtls.psk import PSK_LABEL, PSK_LENGTH
-from dissectors.http import NO_HEADERS, HTTPError, HTTPStream, Request, Response, TunnelEstablished
+from dissectors.http import (
+    NO_HEADERS,
+    HTTPError,
+    HTTPStream,
+    Request,
+    Response,
+    TunnelEstablished,
+    hands_out_tunnel,
+)
 from dissectors.tls import events as tls_ev
 from dissectors.tls.names import cipher_suite_name
 
@@ -744,7 +752,7 @@ class TCPTracker(FlowTracker):
                 self._lost_requests = False
                 ex = Exchange(Request("", "", "", NO_HEADERS, b"", ev.ts, ev.frame, ev.frame), ev)
                 self.exchanges.append(ex)
-                if 200 <= ev.status < 300 and any(k.lower().startswith("x-cstp-") for k, _ in ev.headers):
+                if 200 <= ev.status < 300 and hands_out_tunnel(ev.headers):
                     self._on_connect(ex)  # (a tunnel handed out: the answer of a CONNECT the capture missed)
                 return
             if waiting and self._lost_answers and ev.status >= 200:

@@ -410,10 +410,7 @@ class TCPStream:
         flags = packet.flags
         seq = packet.seq
         if self._acks:
-            self._due_acks(h, ts, out)
-            if not self._acks and self._held:
-                out.extend(self._held)
-                self._held.clear()
+            self._due_acks(ts, out)
         held = len(out)  # (this packet's own events from here on)
         if flags & _SYN:
             seq = (seq + 1) & _M32  # the SYN consumes one sequence number
@@ -499,24 +496,18 @@ class TCPStream:
                 if mine:
                     self._held.extend(mine)
                     out[held:] = [e for e in out[held:] if e.direction != h.name]
-            elif not self._acks and self._held:
-                out.extend(self._held)
-                self._held.clear()
-        elif self._held:
-            out.extend(self._held)
-            self._held.clear()
+        if self._held and not self._acks:
+            self._release_held(out)
         return out
 
-    def _due_acks(self, h: _Half, ts: float, out: list) -> None:
+    def _due_acks(self, ts: float, out: list) -> None:
         """Declare the pending `_Half.acked` gaps whose time is up (packets or seconds)."""
         for x in (self._c, self._s):
             a = x.acked
-            if a is None:
-                continue
-            a[3] -= 1
-            if a[3] < 0 or ts - a[1] > REORDER_WINDOW:
-                self._ack_gap(x, out)
-        self._acks = self._c.acked is not None or self._s.acked is not None
+            if a is not None:
+                a[3] -= 1
+                if a[3] < 0 or ts - a[1] > REORDER_WINDOW:
+                    self._ack_gap(x, out)
 
     def _ack_gap(self, x: _Half, out: list) -> None:
         """The bytes of ``x`` its peer acknowledged are missing: a gap (at the ACK's time and frame); then the
@@ -526,9 +517,12 @@ class TCPStream:
         if x.next < target and not x.closed:
             self._skip_to(x, target, ats, afr, out)
         self._acks = self._c.acked is not None or self._s.acked is not None
-        if not self._acks and self._held:
-            out.extend(self._held)
-            self._held.clear()
+        if self._held and not self._acks:
+            self._release_held(out)
+
+    def _release_held(self, out: list) -> None:
+        out.extend(self._held)
+        self._held.clear()
 
     def feed_next(self, direction: str, seq: int, ack: int, flags: int, length: int, ts: float, frame: int) -> bool:
         """`feed` for the common segment of an established connection, from its header fields: from ``direction``,
@@ -582,9 +576,7 @@ class TCPStream:
         for h in (self._c, self._s):
             if h.acked is not None:
                 self._ack_gap(h, out)
-        self._acks = False
-        out.extend(self._held)
-        self._held.clear()
+        self._release_held(out)
         for h in (self._c, self._s):
             if h.closed:
                 continue

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_PENDING",
     "NO_HEADERS",
+    "hands_out_tunnel",
     "HTTPError",
     "HTTPEvent",
     "HTTPStream",
@@ -125,6 +126,11 @@ class Headers(tuple):
 
 #: The (immutable, shared) empty header list.
 NO_HEADERS = Headers()
+
+
+def hands_out_tunnel(headers) -> bool:
+    """The headers (name, value pairs) carry X-CSTP-* fields: a CONNECT's answer handing out the tunnel."""
+    return any(k.lower().startswith("x-cstp-") for k, _ in headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -695,7 +701,7 @@ class HTTPStream:
                 self._pending.popleft()
         method = self._pending[0] if self._pending else None
         inferred = False
-        if method is None and 200 <= status < 300 and any(k.lower().startswith("x-cstp-") for k, _ in side.headers):
+        if method is None and 200 <= status < 300 and hands_out_tunnel(side.headers):
             # no request waits, yet the answer hands out a tunnel: the answer of a CONNECT the capture missed
             method, inferred = "CONNECT", True
         side.request_method = method

@@ -24,6 +24,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from dissectors import aggauth
+from dissectors.http import hands_out_tunnel
 from dissectors.redact import REDACTED, redact_headers, redact_xml
 from dissectors.tls.handshake import client_fingerprint
 
@@ -241,7 +242,7 @@ class Conn:
                 # an answer whose request the capture missed (analyzer/tcptracker.py): an aggregate-auth answer is a
                 # login round all the same, its request unknown; one that hands out a tunnel answers a CONNECT
                 rs = config_auth(ex.response.body)
-                if any(k.lower().startswith("x-cstp-") for k, _ in ex.response.headers):
+                if hands_out_tunnel(ex.response.headers):
                     self.connects.append(ex)
                 elif rs is not None:
                     if rs.session_token:

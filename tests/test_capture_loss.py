@@ -259,3 +259,15 @@ def test_a_connect_the_capture_missed_is_told_by_its_answer(tshark, tmp_path):
     assert cstp.status == "ok" and cstp.summary == whole.phase("cstp-connect").summary
     assert s.phase("dtls").status == "ok" and s.verdict.outcome == "healthy"
     assert _ids(s) - {"CAPTURE_GAP"} == _ids(whole)
+
+
+def test_keyless_login_rounds_across_a_hole_are_a_floor(tshark, tmp_path):
+    """Without keys, login rounds are counted from record sizes; when the capture missed bytes before the CONNECT,
+    rounds may be in them: the count is said as a floor and the confidence is medium, not high."""
+    d = sample("baseline")
+    cap, keylog = d / "capture.pcapng", d / "keys.log"
+    last_post = _frames(tshark, cap, keylog, 'http.request.method == "POST"')[-1]
+    whole = _analysed(cap, None).phase("user-auth").inferred
+    inf = _analysed(_without(cap, [last_post], tmp_path / "lost.pcapng"), None).phase("user-auth").inferred
+    assert whole.confidence == "high" and "or more" not in whole.basis
+    assert inf.status == "ok" and inf.confidence == "medium" and "(or more: the capture misses" in inf.basis

@@ -248,10 +248,14 @@ def apply(g: Group, phases: list[Phase]) -> None:
                 n, interval, fr = waits
                 sign_in.polls, sign_in.poll_interval, sign_in.poll_frames = n, interval, fr
                 scan = f" ({n} of them one page asked every {interval:.1f} s: the host scan's wait page)"
+            # bytes the capture missed before the CONNECT may have held rounds: their count is then a floor
+            holes = sum(gp["length"] for r in live for gp in r.conn.gaps
+                        if not gp.get("snapped") and gp["ts"] <= rd.start)
             auth.inferred = PhaseInference(
-                status="ok", confidence="high" if len(first_t.basis) > 1 else "medium",
-                basis=f"{len(auth_rounds)} round(s) after the init{scan}, then a tunnel (CONNECT round at frame "
-                      f"{rd.frame}, {', '.join(first_t.basis)})",
+                status="ok", confidence="high" if len(first_t.basis) > 1 and not holes else "medium",
+                basis=f"{len(auth_rounds)} round(s) after the init{scan}"
+                      + (f" (or more: the capture misses {holes} bytes before the CONNECT)" if holes else "")
+                      + f", then a tunnel (CONNECT round at frame {rd.frame}, {', '.join(first_t.basis)})",
                 frames=frames + [rd.frame], rounds=auth_rounds,
                 auth_rounds=len(auth_rounds) - (waits[0] if waits is not None else 0))
     poll = _polling(rounds) if sign_in is not None and first_t is None and sign_in.outcome == "went-on" else None

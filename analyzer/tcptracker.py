@@ -61,6 +61,13 @@ def _new_dir_counts() -> dict:
     return {"c2s": {}, "s2c": {}}
 
 
+def capture_missed(c, direction: str | None = None, since: float | None = None) -> list[dict]:
+    """The TCP data a connection's capture itself missed (`TCPTracker.gaps` but a snapshot length's cuts): of
+    ``direction`` only, and given up on at ``since`` or later, when given."""
+    return [g for g in getattr(c, "gaps", ()) if not g.get("snapped")
+            and (direction is None or g["direction"] == direction) and (since is None or g["ts"] >= since)]
+
+
 @dataclass
 class Exchange:
     """One HTTP request and its response (response None if never seen)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import field
 
 from ..model import Phase, Secret
+from ..tcptracker import capture_missed
 from ..wording import plural
 from .grouping import DOWNLOADER_PATHS, Group, cookie, is_hostscan_path, is_sso_path
 from .record import UNSET, Record, record
@@ -96,7 +97,7 @@ def build(g: Group, auth: Phase, client_sw: dict | None = None) -> Phase:
             # a TCP gap inside the answer (bytes the capture missed) leaves a body of the wrong bytes
             row.complete = resp.body_complete and not any(
                 gp["direction"] == "s2c" and resp.frame < gp["frame"] <= resp.end_frame for gp in cn.c.gaps)
-        elif any(gp["direction"] == "s2c" and not gp.get("snapped") and gp["ts"] >= req.ts for gp in cn.c.gaps):
+        elif capture_missed(cn.c, "s2c", req.ts):
             row.answer_missed = True
         rows.append(row)
     fetched = {r.target: r for r in rows if r.status == 200}  # a 404 is not a fetch

@@ -30,7 +30,7 @@ from dissectors.tls.handshake import client_fingerprint
 
 from ..dtlsflow import DTLSFlow
 from ..inference import read_connection
-from ..tcptracker import TCPTracker
+from ..tcptracker import TCPTracker, capture_missed
 from .record import HeaderList, XMLText
 
 JOIN_WINDOW = 120.0
@@ -80,7 +80,7 @@ def client_closed_in_handshake(c) -> dict | None:
     gone = next((x for x in c.closed or [] if x.get("direction") == "c2s"), None)
     if gone is None:
         return None
-    if any(g["direction"] == "c2s" and not g.get("snapped") for g in getattr(c, "gaps", ())):
+    if capture_missed(c, "c2s"):
         return None  # the capture missed some of what the client sent: its handshake may be in it
     cert = c.certificates
     return {"frame": gone["frame"], "time": gone["ts"], "reason": gone["reason"],
@@ -302,8 +302,7 @@ def missed_after(g: Group, since: float, direction: str | None = None) -> dict |
     """The first stretch of TCP data the capture misses (its own loss: not a snapshot length's cut) on the group's
     connections, given up on after ``since`` (in ``direction`` only, when given), with the connection's stream
     number (`conn`); None when it misses nothing there. What an exchange under way then carried may be in it."""
-    gaps = [dict(gp, conn=cn.c.index) for cn in g.conns for gp in getattr(cn.c, "gaps", ())
-            if not gp.get("snapped") and gp["ts"] >= since and (direction is None or gp["direction"] == direction)]
+    gaps = [dict(gp, conn=cn.c.index) for cn in g.conns for gp in capture_missed(cn.c, direction, since)]
     return min(gaps, key=lambda x: x["ts"]) if gaps else None
 
 

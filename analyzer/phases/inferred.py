@@ -31,6 +31,7 @@ from typing import Any
 
 from ..inference import ConnectionReading, read_connection, read_tunnel_before_capture
 from ..model import Phase
+from ..tcptracker import capture_missed
 from ..wording import plural
 from .dtls import DirectionEstimate, direction_estimate
 from .grouping import Group, another_program, tls_client_fingerprint
@@ -249,8 +250,7 @@ def apply(g: Group, phases: list[Phase]) -> None:
                 sign_in.polls, sign_in.poll_interval, sign_in.poll_frames = n, interval, fr
                 scan = f" ({n} of them one page asked every {interval:.1f} s: the host scan's wait page)"
             # bytes the capture missed before the CONNECT may have held rounds: their count is then a floor
-            holes = sum(gp["length"] for r in live for gp in r.conn.gaps
-                        if not gp.get("snapped") and gp["ts"] <= rd.start)
+            holes = sum(gp["length"] for r in live for gp in capture_missed(r.conn) if gp["ts"] <= rd.start)
             auth.inferred = PhaseInference(
                 status="ok", confidence="high" if len(first_t.basis) > 1 and not holes else "medium",
                 basis=f"{len(auth_rounds)} round(s) after the init{scan}"

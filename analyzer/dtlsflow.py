@@ -50,10 +50,11 @@ class DTLSFlow(FlowTracker):
     session id."""
 
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
-                 host: TrackerHost, *, capture: str | None = None, numbers: list | None = None) -> None:
+                 host: TrackerHost, *, capture: str | None = None, numbers: list | None = None,
+                 quiet: list | None = None) -> None:
         from dissectors.dtls import DTLSConnection  # noqa: PLC0415
 
-        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers)
+        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers, quiet=quiet)
         self.host = host
         # records wait for keys (the CONNECT carrying them parsed after the first datagrams), but a flow whose keys
         # never come (no key log: a gateway capture of hundreds of clients) holds at most 64 KiB of them

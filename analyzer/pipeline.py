@@ -349,7 +349,7 @@ class Pipeline:
                 a, b = (ev.src, ev.sport), (ev.dst, ev.dport)
                 client, server = (b, a) if sender_is_server else (a, b)
                 tracker = DTLSFlow(flow.stream, client, server, ev.ts, ev.frame, self,
-                                   capture=self._capture_of(flow), numbers=flow.numbers)
+                                   capture=self._capture_of(flow), numbers=flow.numbers, quiet=_quiet_of(flow))
                 first = "s2c" if sender_is_server else "c2s"
                 tracker.direction_map = {ev.direction: first,
                                          ("s2c" if ev.direction == "c2s" else "c2s"):
@@ -388,7 +388,8 @@ class Pipeline:
             if t is flows_mod.Retransmission or t is flows_mod.StreamClosed or t is flows_mod.Duplicate:
                 return
             conn = TCPTracker(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
-                                 self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers)
+                                 self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers,
+                                 quiet=_quiet_of(flow))
             conn.syn_seen = bool(flow.syn_seen)
             conn.handshake_ttl = flow.handshake_ttl
             conn.tls.key_wait = self.key_wait
@@ -588,6 +589,14 @@ class Pipeline:
             conn.finish(self.last_ts)
         for flow in self.udp.values():
             flow.finish(self.last_ts)
+
+
+def _quiet_of(flow) -> list:
+    """The flow's list of long pauses (dissectors.flows.note_quiet), made now if it has none yet: its tracker
+    holds the same list, which the flow table goes on filling."""
+    if flow.quiet is None:
+        flow.quiet = []
+    return flow.quiet
 
 
 MAX_OTHER_FLOWS = 1 << 16  # UDP flows itemised in the "other traffic" summary (memory stays bounded)

@@ -351,13 +351,16 @@ class FlowTracker:
     tcp.stream / udp.stream number in ``capture`` (the capture file it was first seen in, None when the frames
     were not named); ``numbers``, the (capture ordinal, stream number) of every capture it has packets in (the
     flow table's list, which grows when the flow runs on into the next file); the client and server (address,
-    port); first and last packet (time, frame)."""
+    port); first and last packet (time, frame); ``quiet``, the flow's long pauses (the flow table's list,
+    dissectors.flows.note_quiet: (from, to, frame before, frame after) of every pause of QUIET_MIN seconds or more
+    between two of its packets, either way; the MAX_QUIET longest)."""
 
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int, *,
-                 capture: str | None = None, numbers: list | None = None) -> None:
+                 capture: str | None = None, numbers: list | None = None, quiet: list | None = None) -> None:
         self.index = index
         self.capture = capture
         self.numbers = numbers if numbers is not None else [(0, index)]
+        self.quiet = quiet if quiet is not None else []
         self.client = client
         self.server = server
         self.first_ts = ts
@@ -393,10 +396,10 @@ class TCPTracker(FlowTracker):
 
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
                  keys, session_cache, host: TrackerHost, *, capture: str | None = None,
-                 numbers: list | None = None) -> None:
+                 numbers: list | None = None, quiet: list | None = None) -> None:
         from dissectors.tls.connection import TLSConnection  # noqa: PLC0415
 
-        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers)
+        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers, quiet=quiet)
         self.is_tls: bool | None = None  # decided on the first payload byte
         self.tls = TLSConnection(keys, session_cache=session_cache)
         self.http = HTTPStream()

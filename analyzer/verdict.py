@@ -424,6 +424,19 @@ def judge(s: Session) -> SessionVerdict:
         return _verdict("degraded", f"Tunnel interrupted at {_rel(moved.time, s.start)}: the client moved", cause,
                         moved.frames, moved.time, "nothing to fix in the VPN if the client moved",
                         ["CLIENT_ADDRESS_CHANGED"] + (["RECONNECT"] if rc is not None else []), s)
+    silent = first("TUNNEL_SILENT")
+    if silent is not None and silent.evidence.get("reconnect"):
+        ev = silent.evidence
+        reset = ev.get("reset_frame")
+        cause = (f"nothing crossed the tunnel either way for {_secs(ev.get('seconds'))} (the computer asleep or "
+                 "offline, or its VPN client stopped); "
+                 + (f"the gateway had ended the connection meanwhile (its reset, frame {reset}) and " if reset
+                    else "then ")
+                 + f"the client reconnected with its cookie ({ev.get('reconnect')})")
+        return _verdict("degraded", f"Tunnel interrupted at {_rel(silent.time, s.start)}: the client was silent",
+                        cause, silent.frames, silent.time,
+                        "nothing to fix in the VPN if the computer slept or went offline",
+                        ["TUNNEL_SILENT"] + (["RECONNECT"] if rc is not None else []), s)
     if rc is not None:
         gap = rc.evidence.get("gap")
         cause = ("the tunnel's connection ended and the client reconnected "

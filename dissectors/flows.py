@@ -148,6 +148,28 @@ DUPLICATE_WINDOW = 0.001
 #: (several receive queues, `tcpdump -i any`, merged files) has them right after
 REORDER_PACKETS = 4
 REORDER_WINDOW = 0.005
+#: seconds: a flow's pause at least this long between two of its packets (either way) is kept in its ``quiet``
+#: list — (from time, to time, the frame before, the frame after), the MAX_QUIET longest — so that a session's
+#: silences (a laptop that slept, a client gone offline) can be told without keeping every packet's time
+QUIET_MIN = 10.0
+MAX_QUIET = 8
+
+
+def note_quiet(flow, ts: float, frame: int) -> None:
+    """``flow`` (a TCPStream or UDPFlow whose ``last_ts``/``last_frame`` are still its previous packet's) had no
+    packet from ``last_ts`` until ``ts`` (frame ``frame``): kept in ``flow.quiet`` (in place: a tracker may hold the
+    list), the MAX_QUIET longest."""
+    q = flow.quiet
+    entry = (flow.last_ts, ts, flow.last_frame, frame)
+    if q is None:
+        flow.quiet = [entry]
+    elif len(q) < MAX_QUIET:
+        q.append(entry)
+    else:
+        k = min(range(len(q)), key=lambda n: q[n][1] - q[n][0])
+        if ts - flow.last_ts > q[k][1] - q[k][0]:
+            del q[k]
+            q.append(entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +313,7 @@ class TCPStream:
         "max_window",
         "numbers",
         "packets",
+        "quiet",
         "retired",
         "rst",
         "rst_seen",
@@ -330,6 +353,7 @@ class TCPStream:
         self.first_frame = 0
         self.last_frame = 0
         self.packets = 0
+        self.quiet: list | None = None  # long pauses (`note_quiet`)
         self.fin_seen = False
         self.rst_seen = False
         #: the connection's SYN and SYN-ACK segments as (direction, time, frame), the first `MAX_HANDSHAKE` (a
@@ -400,6 +424,8 @@ class TCPStream:
             self._caddr, self._cport = self.client
             self.first_ts = ts
             self.first_frame = frame
+        elif ts - self.last_ts >= QUIET_MIN:
+            note_quiet(self, ts, frame)
         self.last_ts = ts
         self.last_frame = frame
         self.packets += 1
@@ -556,6 +582,8 @@ class TCPStream:
             h.last_len = length
             h.last_ts = ts
             h.bytes += length
+        if ts - self.last_ts >= QUIET_MIN:
+            note_quiet(self, ts, frame)
         self.last_ts = ts
         self.last_frame = frame
         self.packets += 1
@@ -749,7 +777,7 @@ class UDPFlow:
     """A UDP 4-tuple; ``a`` is the first sender (direction "c2s"), ``b`` the other end."""
 
     __slots__ = ("a", "b", "capture", "first_frame", "first_ts", "index", "key", "last_frame", "last_ts", "numbers",
-                 "packets", "stream", "user")
+                 "packets", "quiet", "stream", "user")
 
     def __init__(self, index: int, a: tuple[str, int], b: tuple[str, int], ts: float, frame: int) -> None:
         self.index = index  # unique in its FlowTable; `stream`: the udp.stream number in capture `capture`
@@ -762,6 +790,7 @@ class UDPFlow:
         self.first_ts = self.last_ts = ts
         self.first_frame = self.last_frame = frame
         self.packets = 0
+        self.quiet: list | None = None  # long pauses (`note_quiet`)
         self.user = None
 
     @property
@@ -869,6 +898,8 @@ class FlowTable:
         does this itself.)"""
         self._udp.move_to_end(flow.key)
         flow.packets += 1
+        if ts - flow.last_ts >= QUIET_MIN:
+            note_quiet(flow, ts, frame)
         flow.last_ts = ts
         flow.last_frame = frame
         self.last_flow = flow
@@ -937,6 +968,8 @@ class FlowTable:
                     self._number(fl, True, False)
             self.last_flow = fl
             fl.packets += 1
+            if ts - fl.last_ts >= QUIET_MIN:
+                note_quiet(fl, ts, frame)
             fl.last_ts = ts
             fl.last_frame = frame
             direction = C2S if (sport == fl.a[1] and src == fl.a[0]) else S2C

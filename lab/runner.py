@@ -204,6 +204,9 @@ STEP_OPS = {
     "block-all": "nftables in the gateway namespace (netdev ingress+egress of its veth) silently drops every IPv4 "
                  "packet from and to the client (TCP, UDP, ICMP)",
     "unblock": "delete that nftables table",
+    "suspend-client": "(seconds): a laptop that sleeps: all IPv4 between client and gateway dropped (as block-all, "
+                      "on the client's veth when the capture is the gateway's) and openconnect stopped (SIGSTOP) "
+                      "for that long, then the block lifted and openconnect continued (SIGCONT)",
     "wait-client": "(regex, timeout): wait until openconnect logs a line matching regex (after the last step); "
                    "fail the scenario if it does not within timeout seconds",
     "sleep": "(seconds)",
@@ -236,6 +239,25 @@ STEP_OPS = {
 }
 
 
+def _block_all(lab: Lab, at_client: bool = False) -> tuple[str, str]:
+    """Drop every IPv4 packet between client and gateway, both ways, on the gateway's veth (or the client's);
+    returns (namespace, device) of the rules. A capture sees a packet that arrives before the drop (the capture tap
+    comes before netdev ingress) but not one that is to leave (netdev egress comes before it): so the end that is
+    not captured drops."""
+    # netdev ingress/egress, not the inet input/output hooks: a drop in the output hook fails the gateway's own
+    # send() with EPERM (ocserv would end the session at once), whereas a loss on the path is silent; an egress drop
+    # is, for TCP and UDP alike.
+    ns, dev, peer = ((lab.client_ns, lab.client_if, GW_OUTER) if at_client else
+                     (lab.gw_ns, lab.gw_if, CLIENT_OUTER))
+    _nft(lab, ns, "add", "table", "netdev", BLOCK_TABLE)
+    for chain, hook in (("in", "ingress"), ("out", "egress")):
+        _nft(lab, ns, "add", "chain", "netdev", BLOCK_TABLE, chain,
+             f'{{ type filter hook {hook} device "{dev}" priority 0 ; }}')
+    _nft(lab, ns, "add", "rule", "netdev", BLOCK_TABLE, "in", "ip", "saddr", peer, "drop")
+    _nft(lab, ns, "add", "rule", "netdev", BLOCK_TABLE, "out", "ip", "daddr", peer, "drop")
+    return ns, dev
+
+
 def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> None:
     cursor = len(client.lines())  # wait-client looks at the client's lines from here on
     for step in sc.steps:
@@ -243,17 +265,20 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> 
         if op not in STEP_OPS:
             raise LabError(f"scenario {sc.name}: unknown step {op!r}; known: {', '.join(STEP_OPS)}")
         if op == "block-all":
-            # netdev ingress/egress of the gateway's veth, not the inet input/output hooks: a drop in the output
-            # hook fails the gateway's own send() with EPERM (ocserv would end the session at once), whereas a
-            # loss on the path is silent; an egress drop is, for TCP and UDP alike.
-            _nft(lab, lab.gw_ns, "add", "table", "netdev", BLOCK_TABLE)
-            for chain, hook in (("in", "ingress"), ("out", "egress")):
-                _nft(lab, lab.gw_ns, "add", "chain", "netdev", BLOCK_TABLE, chain,
-                     f'{{ type filter hook {hook} device "{lab.gw_if}" priority 0 ; }}')
-            _nft(lab, lab.gw_ns, "add", "rule", "netdev", BLOCK_TABLE, "in", "ip", "saddr", CLIENT_OUTER, "drop")
-            _nft(lab, lab.gw_ns, "add", "rule", "netdev", BLOCK_TABLE, "out", "ip", "daddr", CLIENT_OUTER, "drop")
+            _block_all(lab)
             act("traffic-blocked", scope="all IPv4 between client and gateway, both ways", namespace="gateway",
                 how=f"nftables netdev ingress+egress drop on {lab.gw_if}")
+            cursor = len(client.lines())
+        elif op == "suspend-client":
+            # A laptop that sleeps: its network goes (nothing reaches it, it sends nothing) and its programs
+            # stop; on waking the network comes back first, then the programs go on where they were.
+            ns, dev = _block_all(lab, at_client=sc.capture_side == "gateway")
+            client.proc.send_signal(signal.SIGSTOP)
+            act("client-suspended", seconds=args[0], how=f"openconnect SIGSTOP, nftables netdev drop both ways on {dev}")
+            time.sleep(args[0])
+            _nft(lab, ns, "delete", "table", "netdev", BLOCK_TABLE)
+            client.proc.send_signal(signal.SIGCONT)
+            act("client-resumed")
             cursor = len(client.lines())
         elif op == "unblock":
             _nft(lab, lab.gw_ns, "delete", "table", "netdev", BLOCK_TABLE)

@@ -210,6 +210,19 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              steps=(("move-client", "198.18.0.3"), ("wait-client", r"Dead Peer Detection detected dead peer", 30),
                     ("wait-client", r"^CSTP connected", 60), ("wait-client", r"^Established DTLS", 20),
                     ("ping", 5))),
+    Scenario("laptop-sleeps", "a laptop that sleeps with the tunnel up (gateway dpd = 5): after the pings its "
+             "network and openconnect stop for 45 s — the capture on it has nothing in that time; the gateway gives "
+             "the silent session up; on waking openconnect finds its connections dead and reconnects with its cookie "
+             "(new TLS and DTLS), then pings again",
+             gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"},
+             steps=(("suspend-client", 45.0), ("wait-client", r"^CSTP connected", 90),
+                    ("wait-client", r"^Established DTLS", 20), ("ping", 3))),
+    Scenario("laptop-sleeps-gateway-side", "laptop-sleeps captured on the gateway's interface: the client's "
+             "packets stop, the gateway's end of the connection is torn down (its FIN sent again and again into the "
+             "silence), then the client's packets on the old connection get a reset and it reconnects",
+             gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"}, capture_side="gateway",
+             steps=(("suspend-client", 45.0), ("wait-client", r"^CSTP connected", 90),
+                    ("wait-client", r"^Established DTLS", 20), ("ping", 3))),
     Scenario("keepalive-dpd", "gateway keepalive = 6 below dpd = 10, UDP dropped at the gateway: the idle CSTP "
              "channel carries the client's keepalives (sent after 6 s without sending) and DPD requests (after "
              "10 s without receiving), some keepalives more than 9 s into the gateway's silence",

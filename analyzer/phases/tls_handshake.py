@@ -87,6 +87,20 @@ CONNECTION_DOC = {"description": "tcp.stream N / udp.stream N, numbered per capt
 CAPTURE_DOC = {"description": "path of the capture file the flow was first seen in (its stream number is of that file)"}
 
 
+SILENCES_DOC = {"description": "the flow's pauses of 10 s or more without a packet either way (the 8 longest, in time "
+                                "order): {from, to, seconds, frames: [the packet before, the packet after]}; present "
+                                "only when it had one"}
+
+
+def silences(f) -> dict:
+    """``silences=`` of a flow summary: the tracker's ``quiet`` list (dissectors.flows.note_quiet) in time order."""
+    q = getattr(f, "quiet", None)
+    if not q:
+        return {}
+    return {"silences": [{"from": a, "to": b, "seconds": round(b - a, 3), "frames": [fa, fb]}
+                         for a, b, fa, fb in sorted(q)]}
+
+
 @record
 class FlowSummary(Record):
     """What `Session.connections` says of every flow of the session, TCP or UDP."""
@@ -126,6 +140,7 @@ class ConnectionSummary(FlowSummary):
         "description": "the IP TTL (IPv6: hop limit) the client's SYN (c2s) and the server's SYN-ACK (s2c) arrived "
                        "with at the capture point; present only when the handshake was captured. A reset's is in "
                        "`closed[].ttl`"})
+    silences: list[dict[str, Any]] = field(default=UNSET, metadata=SILENCES_DOC)
     after_reset: dict[str, int] = field(default=UNSET, metadata={
         "description": "segments with data a side (c2s, s2c) sent after its own reset: the reset was not its own; "
                        "present only then"})
@@ -164,6 +179,7 @@ class FailedConnectSummary(FlowSummary):
 class DTLSConnectionSummary(FlowSummary):
     """One UDP (DTLS) flow of the session in `Session.connections`."""
     dtls: bool = True
+    silences: list[dict[str, Any]] = field(default=UNSET, metadata=SILENCES_DOC)
     truncated_frames: int = field(default=UNSET, metadata={
         "description": "datagrams of the flow the capture cut short (its snaplen); present only then"})
     snaplen: int = field(default=UNSET, metadata={
@@ -347,7 +363,7 @@ def conn_summary(c: TCPTracker) -> ConnectionSummary:
         closed=c.closed[:2], problems=c.problems[:10], alerts=_alerts(c.alerts[:10]),
         decryption={k: v for k, v in c.decryption.items()}, first_retransmission=c.first_retransmission_ts,
         **_snapped(c), **({"proxy": dict(c.proxy)} if c.proxy else {}),
-        **({"handshake_ttl": dict(c.handshake_ttl)} if c.handshake_ttl else {}),
+        **({"handshake_ttl": dict(c.handshake_ttl)} if c.handshake_ttl else {}), **silences(c),
         **({"after_reset": dict(c.after_reset)} if c.after_reset else {}))
 
 
@@ -359,4 +375,4 @@ def _snapped(f) -> dict:
 def dtls_conn_summary(f) -> DTLSConnectionSummary:
     return DTLSConnectionSummary(connection=f"udp.stream {f.index}", capture=f.capture, client=fmt_endpoint(*f.client),
                                  start=f.first_ts, end=f.last_ts, first_frame=f.first_frame,
-                                 last_frame=f.last_frame, **_snapped(f))
+                                 last_frame=f.last_frame, **_snapped(f), **silences(f))

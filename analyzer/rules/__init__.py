@@ -35,6 +35,7 @@ RULE_MODULES = [
     "dtls_psk",
     "dtls_path",
     "dpd",
+    "tunnel_silent",
     "inner",
     "dns_outside",
     "outside_tunnel",

@@ -274,7 +274,8 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> 
             # stop; on waking the network comes back first, then the programs go on where they were.
             ns, dev = _block_all(lab, at_client=sc.capture_side == "gateway")
             client.proc.send_signal(signal.SIGSTOP)
-            act("client-suspended", seconds=args[0], how=f"openconnect SIGSTOP, nftables netdev drop both ways on {dev}")
+            act("client-suspended", seconds=args[0],
+                how=f"openconnect SIGSTOP, nftables netdev drop both ways on {dev}")
             time.sleep(args[0])
             _nft(lab, ns, "delete", "table", "netdev", BLOCK_TABLE)
             client.proc.send_signal(signal.SIGCONT)

@@ -107,7 +107,7 @@ def test_a_pause_shorter_than_the_dpd_rule_is_not_told(tmp_path):
 def test_a_flow_keeps_its_longest_pauses_only():
     fl = UDPFlow(0, ("198.18.0.2", 40000), ("198.18.0.1", 443), 0.0, 1)
     t, frame = 0.0, 1
-    for n, pause in enumerate([11, 30, 12, 50, 13, 14, 15, 16, 17, 18, 19, 5]):
+    for pause in [11, 30, 12, 50, 13, 14, 15, 16, 17, 18, 19, 5]:
         t += pause
         frame += 1
         if pause >= QUIET_MIN:

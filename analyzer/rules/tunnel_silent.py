@@ -126,7 +126,7 @@ def check(session, ctx):
             after.append("the tunnel carried on after it on the same connections")
         limit = (f"although the DPD interval is {dpd} s (a running client asks after {dpd} s without a packet)"
                  if dpd else "and a reconnect followed" if later else
-                 f"(longer than 2 × the usual 30 s DPD interval + 5 s)")
+                 "(longer than 2 × the usual 30 s DPD interval + 5 s)")
         out.append(Finding(
             id="TUNNEL_SILENT", severity="info", phase="cstp-connect", time=a,
             frames=[f for f in (fa, fb) if f is not None],

@@ -51,10 +51,11 @@ class DTLSFlow(FlowTracker):
 
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
                  host: TrackerHost, *, capture: str | None = None, numbers: list | None = None,
-                 quiet: list | None = None) -> None:
+                 quiet: list | None = None, sides: tuple | None = None) -> None:
         from dissectors.dtls import DTLSConnection  # noqa: PLC0415
 
-        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers, quiet=quiet)
+        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers, quiet=quiet,
+                         sides=sides)
         self.host = host
         # records wait for keys (the CONNECT carrying them parsed after the first datagrams), but a flow whose keys
         # never come (no key log: a gateway capture of hundreds of clients) holds at most 64 KiB of them
@@ -183,12 +184,12 @@ class DTLSFlow(FlowTracker):
         application-data record of an epoch one handshake protects, and it decrypts; else False: nothing changed,
         the frame takes the general path), then does what the general path leaves behind, which cannot fail:
         `FlowTable.touch`, `note_datagram`, `on_application_data`."""
-        flows, flow, direction = where
+        flows, flow, direction, side = where
         _proto, _addresses, start, end = view
         content = self.dtls.feed_application_record(direction, data, start, end, ts)
         if content is None:
             return False
-        flows.touch(flow, ts, frame)
+        flows.touch(flow, ts, frame, side)
         self.last_ts = ts  # note_datagram, without the call: the bulk
         self.last_frame = frame
         self.datagrams[direction] += 1
@@ -206,13 +207,13 @@ class DTLSFlow(FlowTracker):
         common case for it does (`DTLSConnection.feed_undecryptable_record`: one application-data record it can
         only count and report undecrypted), then does what the general path does with that report: `FlowTable.touch`,
         `note_datagram`, the undecrypted counts and the channel's estimate by record size (analyzer/keyless.py)."""
-        flows, flow, direction = where
+        flows, flow, direction, side = where
         _proto, _addresses, start, end = view
         got = self.dtls.feed_undecryptable_record(direction, data, start, end, ts)
         if got is None:
             return False
         epoch, length, reason = got
-        flows.touch(flow, ts, frame)
+        flows.touch(flow, ts, frame, side)
         self.last_ts = ts  # note_datagram, without the call
         self.last_frame = frame
         self.datagrams[direction] += 1

@@ -349,7 +349,8 @@ class Pipeline:
                 a, b = (ev.src, ev.sport), (ev.dst, ev.dport)
                 client, server = (b, a) if sender_is_server else (a, b)
                 tracker = DTLSFlow(flow.stream, client, server, ev.ts, ev.frame, self,
-                                   capture=self._capture_of(flow), numbers=flow.numbers, quiet=_quiet_of(flow))
+                                   capture=self._capture_of(flow), numbers=flow.numbers, quiet=_quiet_of(flow),
+                                   sides=flow.sides())
                 first = "s2c" if sender_is_server else "c2s"
                 tracker.direction_map = {ev.direction: first,
                                          ("s2c" if ev.direction == "c2s" else "c2s"):
@@ -389,7 +390,7 @@ class Pipeline:
                 return
             conn = TCPTracker(flow.stream, tuple(flow.client), tuple(flow.server), ev.ts, ev.frame, self.keys,
                                  self.session_cache, self, capture=self._capture_of(flow), numbers=flow.numbers,
-                                 quiet=_quiet_of(flow))
+                                 quiet=_quiet_of(flow), sides=flow.sides())
             conn.syn_seen = bool(flow.syn_seen)
             conn.handshake_ttl = flow.handshake_ttl
             conn.tls.key_wait = self.key_wait
@@ -433,7 +434,8 @@ class Pipeline:
         lane = self.fast_udp.get(key)
         if lane is not None and lane[0] == method:
             return
-        lane = open_dtls_lane(tracker, flow, self.flows, tracker.direction_map[ev.direction], method)
+        lane = open_dtls_lane(tracker, flow, self.flows, tracker.direction_map[ev.direction], method,
+                              flow.side_a if ev.direction == "c2s" else flow.side_b)
         if lane is None:
             self.fast_udp.pop(key, None)
         else:
@@ -587,8 +589,10 @@ class Pipeline:
             self.release_dtls()
         for conn in self.tcp.values():
             conn.finish(self.last_ts)
+            conn.keep_sides()
         for flow in self.udp.values():
             flow.finish(self.last_ts)
+            flow.keep_sides()
 
 
 def _quiet_of(flow) -> list:

@@ -346,6 +346,14 @@ def find_tls_record_boundary(data: bytes) -> int | None:
     return None
 
 
+def side_record(side) -> tuple:
+    """(first ts, first frame, last ts, last frame, pauses) of a direction (dissectors.flows.Side / a TCP stream's
+    half, or such a tuple already); first frame 0: it sent nothing."""
+    if isinstance(side, tuple):
+        return side
+    return side.first_ts, side.first_frame, side.seen_ts, side.seen_frame, list(side.quiet or ())
+
+
 class FlowTracker:
     """What every flow's tracker (`TCPTracker`, analyzer/dtlsflow.py `DTLSFlow`) knows of its flow: ``index``, its
     tcp.stream / udp.stream number in ``capture`` (the capture file it was first seen in, None when the frames
@@ -353,14 +361,19 @@ class FlowTracker:
     flow table's list, which grows when the flow runs on into the next file); the client and server (address,
     port); first and last packet (time, frame); ``quiet``, the flow's long pauses (the flow table's list,
     dissectors.flows.note_quiet: (from, to, frame before, frame after) of every pause of QUIET_MIN seconds or more
-    between two of its packets, either way; the MAX_QUIET longest)."""
+    between two of its packets, either way; the MAX_QUIET longest) and ``sides`` those of each direction."""
 
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int, *,
-                 capture: str | None = None, numbers: list | None = None, quiet: list | None = None) -> None:
+                 capture: str | None = None, numbers: list | None = None, quiet: list | None = None,
+                 sides: tuple | None = None) -> None:
         self.index = index
         self.capture = capture
         self.numbers = numbers if numbers is not None else [(0, index)]
         self.quiet = quiet if quiet is not None else []
+        #: the flow's directions ("c2s": from the flow's first sender / the TCP client; dissectors.flows.Side): each
+        #: one's first and last packet and its pauses of QUIET_MIN s or more between two of its own packets — the flow
+        #: table's objects until `keep_sides` makes plain tuples of them (end of capture)
+        self.sides = sides
         self.client = client
         self.server = server
         self.first_ts = ts
@@ -374,6 +387,12 @@ class FlowTracker:
         self.snapped_frame: int | None = None
         self.snaplen = 0
         self._snap_last: int | None = None
+
+    def keep_sides(self) -> None:
+        """Its directions' pause records as plain tuples (first ts, first frame, last ts, last frame, pauses), no
+        longer the flow table's objects (end of capture: a tracker goes to another process or a store alone)."""
+        if self.sides is not None and not isinstance(self.sides[0], tuple):
+            self.sides = tuple(side_record(s) for s in self.sides)
 
     def note_snapped(self, frame: int, caplen: int) -> None:
         """Frame ``frame`` of this flow was captured short, ``caplen`` bytes of it (counted once per frame)."""
@@ -396,10 +415,12 @@ class TCPTracker(FlowTracker):
 
     def __init__(self, index: int, client: tuple[str, int], server: tuple[str, int], ts: float, frame: int,
                  keys, session_cache, host: TrackerHost, *, capture: str | None = None,
-                 numbers: list | None = None, quiet: list | None = None) -> None:
+                 numbers: list | None = None, quiet: list | None = None,
+                 sides: tuple | None = None) -> None:
         from dissectors.tls.connection import TLSConnection  # noqa: PLC0415
 
-        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers, quiet=quiet)
+        super().__init__(index, client, server, ts, frame, capture=capture, numbers=numbers, quiet=quiet,
+                         sides=sides)
         self.is_tls: bool | None = None  # decided on the first payload byte
         self.tls = TLSConnection(keys, session_cache=session_cache)
         self.http = HTTPStream()

@@ -428,8 +428,10 @@ def judge(s: Session) -> SessionVerdict:
     if silent is not None and silent.evidence.get("reconnect"):
         ev = silent.evidence
         reset = ev.get("reset_frame")
-        cause = (f"nothing crossed the tunnel either way for {_secs(ev.get('seconds'))} (the computer asleep or "
-                 "offline, or its VPN client stopped); "
+        cause = ((f"the client sent nothing for {_secs(ev.get('seconds'))} while the gateway went on sending"
+                  if ev.get("gateway_sent") else
+                  f"nothing crossed the tunnel either way for {_secs(ev.get('seconds'))}")
+                 + " (the computer asleep or offline, or its VPN client stopped); "
                  + (f"the gateway had ended the connection meanwhile (its reset, frame {reset}) and " if reset
                     else "then ")
                  + f"the client reconnected with its cookie ({ev.get('reconnect')})")

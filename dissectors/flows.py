@@ -148,28 +148,48 @@ DUPLICATE_WINDOW = 0.001
 #: (several receive queues, `tcpdump -i any`, merged files) has them right after
 REORDER_PACKETS = 4
 REORDER_WINDOW = 0.005
-#: seconds: a flow's pause at least this long between two of its packets (either way) is kept in its ``quiet``
-#: list — (from time, to time, the frame before, the frame after), the MAX_QUIET longest — so that a session's
-#: silences (a laptop that slept, a client gone offline) can be told without keeping every packet's time
+#: seconds: a flow's pause at least this long between two of its packets is kept — either way in the flow's
+#: ``quiet`` list, from one side in that side's (`Side.quiet`, `_Half.quiet`) — as (from time, to time, the frame
+#: before, the frame after), the MAX_QUIET longest: so that a session's silences (a laptop that slept, a client gone
+#: offline) can be told without keeping every packet's time
 QUIET_MIN = 10.0
 MAX_QUIET = 8
 
 
-def note_quiet(flow, ts: float, frame: int) -> None:
-    """``flow`` (a TCPStream or UDPFlow whose ``last_ts``/``last_frame`` are still its previous packet's) had no
-    packet from ``last_ts`` until ``ts`` (frame ``frame``): kept in ``flow.quiet`` (in place: a tracker may hold the
-    list), the MAX_QUIET longest."""
-    q = flow.quiet
-    entry = (flow.last_ts, ts, flow.last_frame, frame)
+def keep_pause(q: list | None, since: float, until: float, frame_before: int, frame_after: int) -> list:
+    """``q`` (a list of pauses, or None: a new one) with the pause from ``since`` to ``until`` kept among its
+    MAX_QUIET longest; changed in place (a tracker may hold the list)."""
+    entry = (since, until, frame_before, frame_after)
     if q is None:
-        flow.quiet = [entry]
-    elif len(q) < MAX_QUIET:
+        return [entry]
+    if len(q) < MAX_QUIET:
         q.append(entry)
     else:
         k = min(range(len(q)), key=lambda n: q[n][1] - q[n][0])
-        if ts - flow.last_ts > q[k][1] - q[k][0]:
+        if until - since > q[k][1] - q[k][0]:
             del q[k]
             q.append(entry)
+    return q
+
+
+def note_quiet(flow, ts: float, frame: int) -> None:
+    """``flow`` (a TCPStream or UDPFlow whose ``last_ts``/``last_frame`` are still its previous packet's) had no
+    packet from ``last_ts`` until ``ts`` (frame ``frame``): kept in ``flow.quiet``."""
+    flow.quiet = keep_pause(flow.quiet, flow.last_ts, ts, flow.last_frame, frame)
+
+
+class Side:
+    """One direction of a UDP flow, as far as its pauses go: the time and frame of its first and last packet, and
+    its pauses of QUIET_MIN s or more (`keep_pause`). (A TCP direction, `_Half`, has the same five.)"""
+
+    __slots__ = ("first_frame", "first_ts", "quiet", "seen_frame", "seen_ts")
+
+    def __init__(self) -> None:
+        self.first_ts = 0.0
+        self.first_frame = 0
+        self.seen_ts = 0.0
+        self.seen_frame = 0  # 0: no packet yet
+        self.quiet: list | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,18 +266,28 @@ class _Half:
         "fin",
         "fin_frame",
         "fin_ts",
+        "first_frame",
         "first_seq",
+        "first_ts",
         "isn",
         "last_end",
         "last_len",
         "last_ts",
         "name",
         "next",
+        "quiet",
+        "seen_frame",
+        "seen_ts",
         "syn_seq",
     )
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.seen_ts = 0.0  # the direction's last packet (time, frame; 0: none yet), its first, its long pauses
+        self.seen_frame = 0  # (as `Side`)
+        self.first_ts = 0.0
+        self.first_frame = 0
+        self.quiet: list | None = None
         self.isn: int | None = None  # absolute sequence number of stream offset 0
         self.syn_seq: int | None = None  # sequence number of the SYN, if seen
         self.first_seq: int | None = None  # first sequence number seen in this direction
@@ -399,6 +429,11 @@ class TCPStream:
             return C2S
         return C2S if (packet.sport == self._cport and packet.src == self._caddr) else S2C
 
+    def sides(self) -> tuple:
+        """The directions' pause records (`_Half`: first_ts, first_frame, seen_ts, seen_frame, quiet, as `Side`):
+        from the client ("c2s"), from the server."""
+        return self._c, self._s
+
     def starts_new_connection(self, packet: Packet) -> bool:
         """Would this packet (a SYN without ACK) open a new connection on the same 4-tuple?"""
         if ((packet.flags or 0) & (_SYN | _ACK)) != _SYN or self._caddr is None:
@@ -433,6 +468,13 @@ class TCPStream:
             h, o = self._c, self._s
         else:
             h, o = self._s, self._c
+        if ts - h.seen_ts >= QUIET_MIN:
+            if h.seen_frame:
+                h.quiet = keep_pause(h.quiet, h.seen_ts, ts, h.seen_frame, frame)
+            else:
+                h.first_ts, h.first_frame = ts, frame
+        h.seen_ts = ts
+        h.seen_frame = frame
         flags = packet.flags
         seq = packet.seq
         if self._acks:
@@ -584,6 +626,13 @@ class TCPStream:
             h.bytes += length
         if ts - self.last_ts >= QUIET_MIN:
             note_quiet(self, ts, frame)
+        if ts - h.seen_ts >= QUIET_MIN:
+            if h.seen_frame:
+                h.quiet = keep_pause(h.quiet, h.seen_ts, ts, h.seen_frame, frame)
+            else:
+                h.first_ts, h.first_frame = ts, frame
+        h.seen_ts = ts
+        h.seen_frame = frame
         self.last_ts = ts
         self.last_frame = frame
         self.packets += 1
@@ -777,7 +826,7 @@ class UDPFlow:
     """A UDP 4-tuple; ``a`` is the first sender (direction "c2s"), ``b`` the other end."""
 
     __slots__ = ("a", "b", "capture", "first_frame", "first_ts", "index", "key", "last_frame", "last_ts", "numbers",
-                 "packets", "quiet", "stream", "user")
+                 "packets", "quiet", "side_a", "side_b", "stream", "user")
 
     def __init__(self, index: int, a: tuple[str, int], b: tuple[str, int], ts: float, frame: int) -> None:
         self.index = index  # unique in its FlowTable; `stream`: the udp.stream number in capture `capture`
@@ -791,11 +840,17 @@ class UDPFlow:
         self.first_frame = self.last_frame = frame
         self.packets = 0
         self.quiet: list | None = None  # long pauses (`note_quiet`)
+        self.side_a = Side()  # the packets from a ("c2s"), from b
+        self.side_b = Side()
         self.user = None
 
     @property
     def client(self) -> tuple[str, int]:
         return self.a
+
+    def sides(self) -> tuple[Side, Side]:
+        """The flow's directions' pause records: from a ("c2s"), from b."""
+        return self.side_a, self.side_b
 
     @property
     def server(self) -> tuple[str, int]:
@@ -891,15 +946,22 @@ class FlowTable:
         table = self._udp if flow.__class__ is UDPFlow else self._tcp
         return flow.key is not None and table.get(flow.key) is flow
 
-    def touch(self, flow: UDPFlow, ts: float, frame: int) -> None:
+    def touch(self, flow: UDPFlow, ts: float, frame: int, side: Side) -> None:
         """A datagram of UDP ``flow`` (one the table `holds`) was handled without `feed` (a fast lane, on the
         caller's own reading of the datagram): what `feed` leaves in the table for it besides the event — the
-        least-recently-used order, `last_flow`, the flow's packet count and time. (TCP: `TCPStream.feed_next`
-        does this itself.)"""
+        least-recently-used order, `last_flow`, the flow's packet count and time, the pauses of it and of ``side``
+        (the `Side` of the datagram's sender). (TCP: `TCPStream.feed_next` does this itself.)"""
         self._udp.move_to_end(flow.key)
         flow.packets += 1
         if ts - flow.last_ts >= QUIET_MIN:
             note_quiet(flow, ts, frame)
+        if ts - side.seen_ts >= QUIET_MIN:
+            if side.seen_frame:
+                side.quiet = keep_pause(side.quiet, side.seen_ts, ts, side.seen_frame, frame)
+            else:
+                side.first_ts, side.first_frame = ts, frame
+        side.seen_ts = ts
+        side.seen_frame = frame
         flow.last_ts = ts
         flow.last_frame = frame
         self.last_flow = flow
@@ -973,6 +1035,14 @@ class FlowTable:
             fl.last_ts = ts
             fl.last_frame = frame
             direction = C2S if (sport == fl.a[1] and src == fl.a[0]) else S2C
+            side = fl.side_a if direction == C2S else fl.side_b
+            if ts - side.seen_ts >= QUIET_MIN:
+                if side.seen_frame:
+                    side.quiet = keep_pause(side.quiet, side.seen_ts, ts, side.seen_frame, frame)
+                else:
+                    side.first_ts, side.first_frame = ts, frame
+            side.seen_ts = ts
+            side.seen_frame = frame
             out.append((fl, _new_datagram(fl.index, direction, packet.payload, ts, frame, src, sport, dst, dport)))
             return out
         return []

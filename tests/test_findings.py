@@ -118,6 +118,9 @@ EXPECTED = {
     # a laptop that slept 45 s with the tunnel up: nothing either way, then a reset and a reconnect with its cookie
     "laptop-sleeps": {("info", "AUTH_MULTI_ROUND"), ("info", "TUNNEL_SILENT"), ("info", "RECONNECT"),
                       ("info", "SESSION_DISCONNECT")},
+    # the same at the gateway: the client alone silent, the gateway's data sent again into the silence (no loss)
+    "laptop-sleeps-gateway-side": {("info", "AUTH_MULTI_ROUND"), ("info", "TUNNEL_SILENT"), ("info", "RECONNECT"),
+                                   ("info", "SESSION_DISCONNECT")},
     # a host scan (posture) before the login: completed; never evaluated
     "scripted/hostscan": {("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
     "scripted/hostscan-stalled": {("error", "HOSTSCAN_INCOMPLETE")},

@@ -12,7 +12,7 @@ from dissectors.tls.names import cipher_suite_name, version_name
 from .. import certs
 from ..evidence import fmt_endpoint
 from ..model import Phase
-from ..tcptracker import TCPTracker
+from ..tcptracker import TCPTracker, side_record
 from .grouping import Group, client_closed_in_handshake, server_stalled_in_handshake
 from .record import UNSET, Record, record
 
@@ -92,13 +92,43 @@ SILENCES_DOC = {"description": "the flow's pauses of 10 s or more without a pack
                                 "only when it had one"}
 
 
+CLIENT_SILENCES_DOC = {"description": "the same of the client's own packets: its pauses of 10 s or more between two "
+                                       "packets it sent (the gateway may have sent meanwhile); present only when it "
+                                       "had one"}
+
+
+CLIENT_PACKETS_DOC = {"description": "the client's first and last packet of the flow: {first, first_frame, last, "
+                                      "last_frame}; present only when it sent one"}
+
+
+def _pauses(q) -> list[dict]:
+    return [{"from": a, "to": b, "seconds": round(b - a, 3), "frames": [fa, fb]} for a, b, fa, fb in sorted(q)]
+
+
 def silences(f) -> dict:
-    """``silences=`` of a flow summary: the tracker's ``quiet`` list (dissectors.flows.note_quiet) in time order."""
+    """``silences=`` and ``client_silences=`` of a flow summary: the tracker's ``quiet`` list and its client
+    direction's (dissectors.flows.keep_pause) in time order."""
+    out = {}
     q = getattr(f, "quiet", None)
-    if not q:
-        return {}
-    return {"silences": [{"from": a, "to": b, "seconds": round(b - a, 3), "frames": [fa, fb]}
-                         for a, b, fa, fb in sorted(q)]}
+    if q:
+        out["silences"] = _pauses(q)
+    side = client_side(f)
+    if side is not None and side[1]:
+        out["client_packets"] = {"first": side[0], "first_frame": side[1], "last": side[2], "last_frame": side[3]}
+        if side[4]:
+            out["client_silences"] = _pauses(side[4])
+    return out
+
+
+def client_side(f) -> tuple | None:
+    """(first ts, first frame, last ts, last frame, pauses) of the client's packets of flow tracker ``f``
+    (analyzer/tcptracker.py side_record), or None when it does not know them."""
+    sides = getattr(f, "sides", None)
+    if not sides:
+        return None
+    # (a DTLS flow's first sender may be the gateway: its directions are the session's through direction_map)
+    mine = next((k for k, v in (getattr(f, "direction_map", None) or {"c2s": "c2s"}).items() if v == "c2s"), "c2s")
+    return side_record(sides[0 if mine == "c2s" else 1])
 
 
 @record
@@ -141,6 +171,8 @@ class ConnectionSummary(FlowSummary):
                        "with at the capture point; present only when the handshake was captured. A reset's is in "
                        "`closed[].ttl`"})
     silences: list[dict[str, Any]] = field(default=UNSET, metadata=SILENCES_DOC)
+    client_silences: list[dict[str, Any]] = field(default=UNSET, metadata=CLIENT_SILENCES_DOC)
+    client_packets: dict[str, Any] = field(default=UNSET, metadata=CLIENT_PACKETS_DOC)
     after_reset: dict[str, int] = field(default=UNSET, metadata={
         "description": "segments with data a side (c2s, s2c) sent after its own reset: the reset was not its own; "
                        "present only then"})
@@ -180,6 +212,8 @@ class DTLSConnectionSummary(FlowSummary):
     """One UDP (DTLS) flow of the session in `Session.connections`."""
     dtls: bool = True
     silences: list[dict[str, Any]] = field(default=UNSET, metadata=SILENCES_DOC)
+    client_silences: list[dict[str, Any]] = field(default=UNSET, metadata=CLIENT_SILENCES_DOC)
+    client_packets: dict[str, Any] = field(default=UNSET, metadata=CLIENT_PACKETS_DOC)
     truncated_frames: int = field(default=UNSET, metadata={
         "description": "datagrams of the flow the capture cut short (its snaplen); present only then"})
     snaplen: int = field(default=UNSET, metadata={

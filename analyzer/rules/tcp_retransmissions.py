@@ -5,7 +5,9 @@ on loss, which collapses throughput ("TCP meltdown"). When DTLS carries the data
 loss on the path all the same, but not TCP-over-TCP. Threshold: at least RETRANS_MIN retransmitted segments and
 a rate of at least RETRANS_RATE of the data segments in the CSTP connection. Timed at the first retransmission.
 Without keys the TCP counts are the same facts; which connection carries the tunnel is the keyless reading's
-(cstp-connect `inferred.tunnels`), so the finding is marked inferred.
+(cstp-connect `inferred.tunnels`), so the finding is marked inferred. Not told when every retransmission is the
+gateway's data sent again while the client was silent on every flow (TUNNEL_SILENT: a laptop asleep or offline),
+nor for the gateway sending to an address the client left (CLIENT_ADDRESS_CHANGED).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails
 from ..phases.inferred import reading
 from .reconnect import moved_away
+from .tunnel_silent import told as silences_told
 
 RULE_IDS = ("TCP_RETRANSMISSIONS",)
 RETRANS_MIN = 3
@@ -31,6 +34,8 @@ def check(session, ctx):
     if d is None and reading(cstp, confident=False) == "ok":
         names = [t.connection for t in cstp.inferred.tunnels or []]  # (without keys: the connections read as tunnels)
         inferred = True
+    # the client gone silent while the gateway sent (TUNNEL_SILENT): its data sent again into the silence is no loss
+    away = [(x.frames[0], x.frames[-1]) for x in silences_told(session) if x.gateway_sent and len(x.frames) == 2]
     for name in names:
         conn = next((x for x in session.connections if x.connection == name), None)
         if not conn:
@@ -41,6 +46,9 @@ def check(session, ctx):
         r = conn.retransmissions
         seg = conn.segments
         total_r = sum(r.values())
+        listed = conn.retransmission_frames
+        if away and total_r <= len(listed) and all(any(f0 < f < f1 for f0, f1 in away) for f in listed):
+            continue
         total_s = max(sum(seg.values()), 1)
         if total_r >= RETRANS_MIN and total_r / total_s >= RETRANS_RATE:
             out.append(Finding(

@@ -19,6 +19,10 @@ more; a longer one, DEFAULT_DPD_SILENCE, on its own): a reconnect shows the tunn
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from dissectors.flows import QUIET_MIN
+
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.inferred import tunnels as inferred_tunnels
@@ -33,27 +37,35 @@ DEFAULT_DPD_SILENCE = 65.0
 RECONNECT_WITHIN = 60.0
 
 
-def busy_spans(session) -> list[tuple[float, float, int | None, int | None]]:
-    """(from, to, first frame, last frame) of every stretch in which a flow of the session had packets with no
-    pause of QUIET_MIN s (dissectors.flows) between them."""
+def busy_spans(session, client_only: bool = False) -> list[tuple[float, float, int | None, int | None]]:
+    """(from, to, first frame, last frame) of every stretch in which a flow of the session had packets (of the
+    client's alone with ``client_only``) with no pause of QUIET_MIN s (dissectors.flows) between them."""
     spans = []
     for c in session.connections:
-        if c.start is None or c.end is None:
+        if client_only:
+            p = getattr(c, "client_packets", None)
+            if not p:
+                continue
+            start, end, first, last, pauses = p["first"], p["last"], p["first_frame"], p["last_frame"], \
+                getattr(c, "client_silences", None)
+        else:
+            start, end, first, last, pauses = c.start, c.end, c.first_frame, c.last_frame, getattr(c, "silences", None)
+        if start is None or end is None:
             continue
-        at, frame = c.start, c.first_frame
-        for q in getattr(c, "silences", None) or ():
+        at, frame = start, first
+        for q in pauses or ():
             spans.append((at, q["from"], frame, q["frames"][0]))
             at, frame = q["to"], q["frames"][1]
-        spans.append((at, c.end, frame, c.last_frame))
+        spans.append((at, end, frame, last))
     return sorted(spans, key=lambda s: (s[0], s[1]))
 
 
-def session_silences(session, minimum: float) -> list[tuple[float, float, int | None, int | None]]:
+def session_silences(session, minimum: float, client_only: bool = False) -> list[tuple]:
     """(from, to, frame before, frame after) of the session's pauses of ``minimum`` s or more in which none of its
-    flows had a packet."""
+    flows had a packet (from the client, with ``client_only``)."""
     out = []
     end = end_frame = None
-    for a, b, fa, fb in busy_spans(session):
+    for a, b, fa, fb in busy_spans(session, client_only):
         if end is not None and a - end >= minimum:
             out.append((end, a, end_frame, fa))
         if end is None or b > end:
@@ -84,11 +96,69 @@ def _tunnels(session) -> tuple[dict[str, float], list[tuple[str, float]]]:
     return up, sorted(connects, key=lambda x: x[1])
 
 
-def _dpd(session) -> int | None:
+def _timers(session) -> tuple[int | None, int | None]:
+    """(DPD, keepalive) of the CONNECT answer, the shorter of CSTP's and DTLS's; None: not known (no keys, 0)."""
     d = connect_details(session.phase("cstp-connect"))
     p = d.parameters if d is not None else None
-    values = [v for v in ((p.dpd, p.dtls_dpd) if p is not None else ()) if v]
-    return min(values) if values else None
+    if p is None:
+        return None, None
+    dpd = [v for v in (p.dpd, p.dtls_dpd) if v]
+    keepalive = [v for v in (p.keepalive, p.dtls_keepalive) if v]
+    return (min(dpd) if dpd else None), (min(keepalive) if keepalive else None)
+
+
+@dataclass
+class Silence:
+    """A silence `told` finds: from, to, the frames around it, whether the gateway went on sending in it (the
+    client alone silent), the tunnel connections open across it, the reconnect after it, the old connection's reset."""
+    start: float
+    end: float
+    frames: list
+    gateway_sent: bool
+    across: list
+    reconnect: tuple | None
+    reset: dict | None
+    dpd: int | None
+    keepalive: int | None
+    retransmitted: list  # tunnel connections whose first TCP retransmission (the gateway's data unanswered) is in it
+
+
+def told(session) -> list[Silence]:
+    """The silences TUNNEL_SILENT tells (see the module's text): both ways, or the client's alone while the gateway
+    went on sending."""
+    up, connects = _tunnels(session)
+    if not up:
+        return []
+    dpd, keepalive = _timers(session)
+    conns = {c.connection: c for c in session.connections}
+    both = session_silences(session, QUIET_MIN)
+    out = []
+    for a, b, fa, fb in session_silences(session, QUIET_MIN, client_only=True):
+        # a tunnel connection open across it: up before it began, with a packet after it
+        across = sorted(n for n, t in up.items() if t <= a and n in conns and (conns[n].end or 0) >= b)
+        if not across:
+            continue
+        # the gateway silent too (a capture on the client's side, or a gateway that waits): either way
+        quiet = sum(max(0.0, min(b, y) - max(a, x)) for x, y, _fx, _fy in both)
+        gateway_sent = quiet < 0.9 * (b - a)
+        if not gateway_sent:  # the both-ways silence's own ends
+            a, b, fa, fb = max(((x, y, fx, fy) for x, y, fx, fy in both), key=lambda w: min(b, w[1]) - max(a, w[0]))
+        later = next(((n, t) for n, t in connects if b <= t <= b + RECONNECT_WITHIN), None)
+        retransmitted = [n for n in across if a < (getattr(conns[n], "first_retransmission", None) or a) < b]
+        # a running client sends within DPD s of hearing nothing, within keepalive s of sending nothing (and its
+        # TCP acknowledges the gateway's data at once)
+        timer = dpd if not gateway_sent else max((t for t in (dpd, keepalive) if t), default=None)
+        alone = 2 * timer + 5 if timer else DEFAULT_DPD_SILENCE
+        shown = max(UNKNOWN_DPD_SILENCE, timer + 5) if timer else UNKNOWN_DPD_SILENCE
+        if b - a < (shown if later or retransmitted else alone):
+            continue
+        if gateway_sent and not timer and not (later or retransmitted):
+            continue  # without the client's timers a client that only listens may be silent a long time
+        reset = next((x for n in across for x in (getattr(conns[n], "closed", None) or ())
+                      if x.get("reason") == "rst" and x.get("direction") == "s2c" and b <= x["ts"] <= b + 5), None)
+        out.append(Silence(a, b, [f for f in (fa, fb) if f is not None], gateway_sent, across, later, reset, dpd,
+                           keepalive, retransmitted))
+    return out
 
 
 def _rel(t: float, start: float | None) -> str:
@@ -96,48 +166,41 @@ def _rel(t: float, start: float | None) -> str:
 
 
 def check(session, ctx):
-    up, connects = _tunnels(session)
-    if not up:
-        return []
-    dpd = _dpd(session)
-    alone = 2 * dpd + 5 if dpd else DEFAULT_DPD_SILENCE  # a silence that tells on its own
-    conns = {c.connection: c for c in session.connections}
     out = []
-    # a silence a reconnect ends tells sooner: the tunnel was lost in it
-    ended = max(UNKNOWN_DPD_SILENCE, dpd + 5) if dpd else UNKNOWN_DPD_SILENCE
-    for a, b, fa, fb in session_silences(session, min(alone, ended)):
-        # a tunnel connection open across it: up before it began, with a packet after it
-        across = [n for n, t in up.items() if t <= a and n in conns and (conns[n].end or 0) >= b]
-        if not across:
-            continue
-        later = [(n, t) for n, t in connects if b <= t <= b + RECONNECT_WITHIN]
-        if b - a < (ended if later else alone):
-            continue
-        reset = next((x for n in across for x in (conns[n].closed or ())
-                      if x.get("reason") == "rst" and x.get("direction") == "s2c" and b <= x["ts"] <= b + 5), None)
+    keyless = connect_details(session.phase("cstp-connect")) is None
+    for x in told(session):
         after = []
-        if reset is not None:
+        if x.reset is not None:
             after.append(f"the gateway answered the client's next packet on the old connection with a reset (frame "
-                         f"{reset['frame']}): it had ended the connection meanwhile")
-        if later:
-            n, t = later[0]
-            after.append(f"the client reconnected {t - b:.1f} s after the silence ({n})")
+                         f"{x.reset['frame']}): it had ended the connection meanwhile")
+        if x.reconnect:
+            n, t = x.reconnect
+            after.append(f"the client reconnected {t - x.end:.1f} s after the silence ({n})")
         else:
             after.append("the tunnel carried on after it on the same connections")
-        limit = (f"although the DPD interval is {dpd} s (a running client asks after {dpd} s without a packet)"
-                 if dpd else "and a reconnect followed" if later else
-                 "(longer than 2 × the usual 30 s DPD interval + 5 s)")
+        span = f"{x.end - x.start:.0f} s ({_rel(x.start, session.start)} to {_rel(x.end, session.start)})"
+        timers = " and ".join(f"{name} {v} s" for name, v in (("DPD", x.dpd), ("keepalive", x.keepalive)) if v)
+        if not x.gateway_sent:
+            what = (f"Nothing crossed the tunnel either way for {span}"
+                    + (f" although the DPD interval is {x.dpd} s (a running client asks after {x.dpd} s without a "
+                       "packet)" if x.dpd else " and a reconnect followed" if x.reconnect else
+                       " (longer than 2 × the usual 30 s DPD interval + 5 s)"))
+        else:
+            what = (f"The client sent nothing on any of the session's flows for {span}"
+                    + (f" although its {timers}" if timers else "")
+                    + ", while the gateway went on sending to it"
+                    + (f" (its TCP data unanswered and sent again on {', '.join(x.retransmitted)})"
+                       if x.retransmitted else ""))
         out.append(Finding(
-            id="TUNNEL_SILENT", severity="info", phase="cstp-connect", time=a,
-            frames=[f for f in (fa, fb) if f is not None],
-            inferred=connect_details(session.phase("cstp-connect")) is None,
-            message=(f"Nothing crossed the tunnel either way for {b - a:.0f} s ({_rel(a, session.start)} to "
-                     f"{_rel(b, session.start)}) {limit}: the client's computer slept, lost its network, or its VPN "
-                     "client stopped; " + "; ".join(after) + "."),
+            id="TUNNEL_SILENT", severity="info", phase="cstp-connect", time=x.start, frames=x.frames,
+            inferred=keyless,
+            message=(f"{what}: the client's computer slept, lost its network, or its VPN client stopped; "
+                     + "; ".join(after) + "."),
             remedy="Nothing to fix in the VPN if the computer slept or went offline; otherwise look at the client's "
                    "network link and its VPN client's log at that time (a capture on the client that stopped "
                    "would look the same).",
-            evidence={"from": a, "to": b, "seconds": round(b - a, 3), "dpd": dpd, "connections": sorted(across),
-                      "reset_frame": reset["frame"] if reset is not None else None,
-                      "reconnect": later[0][0] if later else None}))
+            evidence={"from": x.start, "to": x.end, "seconds": round(x.end - x.start, 3), "dpd": x.dpd,
+                      "keepalive": x.keepalive, "gateway_sent": x.gateway_sent, "connections": x.across,
+                      "reset_frame": x.reset["frame"] if x.reset is not None else None,
+                      "reconnect": x.reconnect[0] if x.reconnect else None, "retransmitted": x.retransmitted}))
     return out

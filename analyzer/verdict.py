@@ -125,6 +125,23 @@ def _rel(ts: float | None, t0: float | None) -> str:
     return f"+{d:.1f} s" if d >= 0.1 or d == 0 else f"+{d * 1000:.0f} ms"
 
 
+def _ok_status(ev: dict) -> bool:
+    """A TUNNEL_SILENT's reconnect was accepted (a 2xx; older evidence without the status counts as accepted)."""
+    status = ev.get("reconnect_status")
+    return status is None or 200 <= status < 300
+
+
+def _silence_cause(ev: dict) -> str:
+    """The first half of a verdict's cause from a TUNNEL_SILENT's evidence: the silence, and the gateway's reset of
+    the old connection when there was one (ends with "and " or "then ")."""
+    reset = ev.get("reset_frame")
+    return ((f"the client sent nothing for {_secs(ev.get('seconds'))} while the gateway went on sending"
+             if ev.get("gateway_sent") else f"nothing crossed the tunnel either way for {_secs(ev.get('seconds'))}")
+            + " (the computer asleep or offline, or its VPN client stopped); "
+            + (f"the gateway had ended the connection meanwhile (its reset, frame {reset}) and " if reset
+               else "then "))
+
+
 def _secs(d: float) -> str:
     return f"{d:.1f} s" if d < 120 else f"{d / 60:.1f} min"
 
@@ -355,6 +372,19 @@ def judge(s: Session) -> SessionVerdict:
         remedy = _short_remedy(nat) if nat is not None else SHORT_REMEDY["DPD_TIMEOUT"]
         return _verdict("tunnel-lost", f"Tunnel died at {_rel(t, s.start)}", cause, frames, t, remedy, used, s,
                         after=after)
+    silent = first("TUNNEL_SILENT")
+    if silent is not None and silent.evidence.get("reconnect") and not _ok_status(silent.evidence):
+        ev = silent.evidence
+        refused = first("CONNECT_REJECTED")
+        answer = " ".join(str(x) for x in (ev.get("reconnect_status"), ev.get("reconnect_reason")) if x)
+        cause = (_silence_cause(ev) + ("" if ev.get("reset_frame") else "the gateway ")
+                 + f"refused the client's reconnect ({answer}, {ev.get('reconnect')}): the session is gone, the user "
+                 "has to log in again")
+        return _verdict("tunnel-lost", f"Tunnel lost at {_rel(silent.time, s.start)} while the client was silent",
+                        cause, silent.frames + (refused.frames if refused is not None else []), silent.time,
+                        "log in again; if every sleep ends so, let the gateway keep a silent session longer (its "
+                        "idle or DPD timeout, the cookie's lifetime)",
+                        ["TUNNEL_SILENT"] + (["CONNECT_REJECTED"] if refused is not None else []), s)
     for fid, experienced in (("RECONNECT_ADDRESS_CHANGED", "Tunnel dropped and came back with another address"),
                              ("SESSION_TERMINATED", "Tunnel ended by the gateway")):
         f = first(fid)
@@ -425,16 +455,9 @@ def judge(s: Session) -> SessionVerdict:
                         moved.frames, moved.time, "nothing to fix in the VPN if the client moved",
                         ["CLIENT_ADDRESS_CHANGED"] + (["RECONNECT"] if rc is not None else []), s)
     silent = first("TUNNEL_SILENT")
-    if silent is not None and silent.evidence.get("reconnect"):
-        ev = silent.evidence
-        reset = ev.get("reset_frame")
-        cause = ((f"the client sent nothing for {_secs(ev.get('seconds'))} while the gateway went on sending"
-                  if ev.get("gateway_sent") else
-                  f"nothing crossed the tunnel either way for {_secs(ev.get('seconds'))}")
-                 + " (the computer asleep or offline, or its VPN client stopped); "
-                 + (f"the gateway had ended the connection meanwhile (its reset, frame {reset}) and " if reset
-                    else "then ")
-                 + f"the client reconnected with its cookie ({ev.get('reconnect')})")
+    if silent is not None and silent.evidence.get("reconnect") and _ok_status(silent.evidence):
+        cause = _silence_cause(silent.evidence) + f"the client reconnected with its cookie " \
+                                                  f"({silent.evidence.get('reconnect')})"
         return _verdict("degraded", f"Tunnel interrupted at {_rel(silent.time, s.start)}: the client was silent",
                         cause, silent.frames, silent.time,
                         "nothing to fix in the VPN if the computer slept or went offline",

@@ -34,6 +34,7 @@ ROUTER_OUTER = "198.18.0.254"
 NAT_OUTER = "198.18.0.3"
 NAT_UDP_OUTER = "198.18.0.4"  # the address a NAT that maps UDP apart from TCP gives the client's UDP (nat-split)
 ROUTER_TABLE = "acflowrouter"
+BLOCK_TABLE = "acflow_block"  # Lab.block_all: everything between client and gateway dropped
 
 
 class LabError(RuntimeError):
@@ -208,6 +209,7 @@ class Lab:
         self._old_handlers: dict = {}
         self._interrupted = False  # a signal has already been turned into KeyboardInterrupt
         self._held: list[int] = []  # signals received after that, or during close()
+        self._blocked: str | None = None  # the namespace of `block_all`'s table while it is there
 
     # -- context management -------------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -258,6 +260,45 @@ class Lab:
         # Offloads off, or captured checksums look wrong and segments are bigger than the MTU.
         self.ns_run(ns, ["ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"],
                     check=False)
+
+    def block_all(self, at_client: bool = False) -> str:
+        """Drop every IPv4 packet between client and gateway, both ways, on the gateway's veth (or the client's):
+        nftables netdev ingress and egress, table BLOCK_TABLE; returns the device. A capture sees a packet that
+        arrives before the drop (the capture tap comes before netdev ingress) but not one that is to leave (netdev
+        egress comes before it): so the end that is not captured drops. (Not the inet input/output hooks: a drop in
+        the output hook fails the sender's own send() with EPERM — ocserv would end the session at once —, whereas a
+        loss on the path is silent; an egress drop is, for TCP and UDP alike.)"""
+        ns, dev, peer = ((self.client_ns, self.client_if, GW_OUTER) if at_client else
+                         (self.gw_ns, self.gw_if, CLIENT_OUTER))
+        self.ns_run(ns, ["nft", "add", "table", "netdev", BLOCK_TABLE])
+        for chain, hook in (("in", "ingress"), ("out", "egress")):
+            self.ns_run(ns, ["nft", "add", "chain", "netdev", BLOCK_TABLE, chain,
+                             f'{{ type filter hook {hook} device "{dev}" priority 0 ; }}'])
+        self.ns_run(ns, ["nft", "add", "rule", "netdev", BLOCK_TABLE, "in", "ip", "saddr", peer, "drop"])
+        self.ns_run(ns, ["nft", "add", "rule", "netdev", BLOCK_TABLE, "out", "ip", "daddr", peer, "drop"])
+        self._blocked = ns
+        return dev
+
+    def unblock_all(self) -> None:
+        """Lift `block_all`."""
+        ns = self._blocked or self.gw_ns
+        self.ns_run(ns, ["nft", "delete", "table", "netdev", BLOCK_TABLE])
+        self._blocked = None
+
+    def suspend_client(self, proc, seconds: float, *, at_client: bool = False, act=None) -> str:
+        """A laptop that sleeps ``seconds``: its network goes (`block_all`, on the client's veth when ``at_client``)
+        and its VPN client ``proc`` stops (SIGSTOP); on waking the network comes back first, then the program goes on
+        (SIGCONT) where it was. ``act(what, **facts)`` records the suspension. Returns the blocking device."""
+        dev = self.block_all(at_client=at_client)
+        proc.send_signal(signal.SIGSTOP)
+        if act is not None:
+            act("client-suspended", how=f"openconnect SIGSTOP, nftables netdev drop both ways on {dev}")
+        try:
+            time.sleep(seconds)
+        finally:
+            self.unblock_all()
+            proc.send_signal(signal.SIGCONT)
+        return dev
 
     def use_router(self) -> str:
         """Put a router between client and gateway: a third namespace joined to each by its own veth pair (the

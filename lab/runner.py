@@ -149,7 +149,6 @@ def ocserv_conf(sc: Scenario, work: Path, pki: LabPKI) -> str:
 
 # -- steps: what a scenario does once the tunnel is up ----------------------------------------------------------
 
-BLOCK_TABLE = "acflow_block"  # gateway namespace: drop everything to and from the client
 NAT_TABLE = "acflow_nat"  # client namespace: source NAT of the client's UDP
 
 
@@ -239,25 +238,6 @@ STEP_OPS = {
 }
 
 
-def _block_all(lab: Lab, at_client: bool = False) -> tuple[str, str]:
-    """Drop every IPv4 packet between client and gateway, both ways, on the gateway's veth (or the client's);
-    returns (namespace, device) of the rules. A capture sees a packet that arrives before the drop (the capture tap
-    comes before netdev ingress) but not one that is to leave (netdev egress comes before it): so the end that is
-    not captured drops."""
-    # netdev ingress/egress, not the inet input/output hooks: a drop in the output hook fails the gateway's own
-    # send() with EPERM (ocserv would end the session at once), whereas a loss on the path is silent; an egress drop
-    # is, for TCP and UDP alike.
-    ns, dev, peer = ((lab.client_ns, lab.client_if, GW_OUTER) if at_client else
-                     (lab.gw_ns, lab.gw_if, CLIENT_OUTER))
-    _nft(lab, ns, "add", "table", "netdev", BLOCK_TABLE)
-    for chain, hook in (("in", "ingress"), ("out", "egress")):
-        _nft(lab, ns, "add", "chain", "netdev", BLOCK_TABLE, chain,
-             f'{{ type filter hook {hook} device "{dev}" priority 0 ; }}')
-    _nft(lab, ns, "add", "rule", "netdev", BLOCK_TABLE, "in", "ip", "saddr", peer, "drop")
-    _nft(lab, ns, "add", "rule", "netdev", BLOCK_TABLE, "out", "ip", "daddr", peer, "drop")
-    return ns, dev
-
-
 def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> None:
     cursor = len(client.lines())  # wait-client looks at the client's lines from here on
     for step in sc.steps:
@@ -265,24 +245,19 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> 
         if op not in STEP_OPS:
             raise LabError(f"scenario {sc.name}: unknown step {op!r}; known: {', '.join(STEP_OPS)}")
         if op == "block-all":
-            _block_all(lab)
+            lab.block_all()
             act("traffic-blocked", scope="all IPv4 between client and gateway, both ways", namespace="gateway",
                 how=f"nftables netdev ingress+egress drop on {lab.gw_if}")
             cursor = len(client.lines())
         elif op == "suspend-client":
             # A laptop that sleeps: its network goes (nothing reaches it, it sends nothing) and its programs
             # stop; on waking the network comes back first, then the programs go on where they were.
-            ns, dev = _block_all(lab, at_client=sc.capture_side == "gateway")
-            client.proc.send_signal(signal.SIGSTOP)
-            act("client-suspended", seconds=args[0],
-                how=f"openconnect SIGSTOP, nftables netdev drop both ways on {dev}")
-            time.sleep(args[0])
-            _nft(lab, ns, "delete", "table", "netdev", BLOCK_TABLE)
-            client.proc.send_signal(signal.SIGCONT)
-            act("client-resumed")
+            dev = lab.suspend_client(client.proc, args[0], at_client=sc.capture_side == "gateway",
+                                     act=lambda what, seconds=args[0], **kw: act(what, seconds=seconds, **kw))
+            act("client-resumed", device=dev)
             cursor = len(client.lines())
         elif op == "unblock":
-            _nft(lab, lab.gw_ns, "delete", "table", "netdev", BLOCK_TABLE)
+            lab.unblock_all()
             act("traffic-unblocked", namespace="gateway")
             cursor = len(client.lines())
         elif op == "wait-client":

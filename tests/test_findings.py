@@ -115,6 +115,9 @@ EXPECTED = {
     # a client that moved to another address mid-session: one session, its reconnect from the new address
     "client-roams": {("info", "AUTH_MULTI_ROUND"), ("info", "RECONNECT"), ("info", "CLIENT_ADDRESS_CHANGED"),
                      ("info", "SESSION_DISCONNECT")},
+    # a client asleep 40 s; the gateway gave the session up: the reconnect's CONNECT refused (401)
+    "scripted/sleep-reconnect-refused": {("error", "CONNECT_REJECTED"), ("info", "DTLS_NOT_OFFERED"),
+                                         ("info", "TUNNEL_SILENT")},
     # a laptop that slept 45 s with the tunnel up: nothing either way, then a reset and a reconnect with its cookie
     "laptop-sleeps": {("info", "AUTH_MULTI_ROUND"), ("info", "TUNNEL_SILENT"), ("info", "RECONNECT"),
                       ("info", "SESSION_DISCONNECT")},

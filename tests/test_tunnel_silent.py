@@ -86,6 +86,27 @@ def test_at_the_gateway_the_client_went_silent_while_the_gateway_sent_into_the_s
         assert "the client was silent" in v["experienced"] and "while the gateway went on sending" in v["cause"]
 
 
+def test_a_reconnect_refused_after_the_silence_is_a_lost_tunnel_the_user_logs_in_again():
+    """scripted/sleep-reconnect-refused: the client asleep 40 s; the gateway ended the tunnel's connection in the
+    silence (its FIN lost) and refuses the reconnect's cookie (401). Before: 'Connected, with a problem: the gateway
+    answered the CONNECT with 401' — as if the tunnel had never come up for a reason of its own."""
+    d = sample("scripted/sleep-reconnect-refused")
+    facts = _facts("scripted/sleep-reconnect-refused")
+    slept, woke = _action(facts, "client-suspended")["time"], _action(facts, "client-resumed")["time"]
+    [s] = _doc(d / "capture.pcapng", d / "keys.log")["sessions"]
+    [f] = [f for f in s["findings"] if f["id"] == "TUNNEL_SILENT"]
+    ev = f["evidence"]
+    assert slept - 1.0 <= ev["from"] <= slept and woke - 0.5 <= ev["to"] <= woke + 1.0
+    assert (ev["reconnect"], ev["reconnect_status"], ev["reconnect_reason"]) == (
+        "tcp.stream 1", 401, "Cookie is not acceptable")
+    assert ev["reset_frame"] is not None and ev["gateway_sent"] is False and ev["dpd"] == 10
+    assert "was refused (401 Cookie is not acceptable" in f["message"] and "log in again" in f["message"]
+    v = s["verdict"]
+    assert v["outcome"] == "tunnel-lost" and v["experienced"].startswith("Tunnel lost at")
+    assert "refused the client's reconnect (401 Cookie is not acceptable" in v["cause"]
+    assert v["findings"] == ["TUNNEL_SILENT", "CONNECT_REJECTED"]
+
+
 def _paused(cap: Path, after_frame: int, seconds: int, out: Path) -> Path:
     """``cap`` with every frame after ``after_frame`` moved ``seconds`` later (editcap, mergecap)."""
     a, b, b2 = out.with_suffix(".a.pcapng"), out.with_suffix(".b.pcapng"), out.with_suffix(".b2.pcapng")

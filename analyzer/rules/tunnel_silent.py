@@ -73,23 +73,25 @@ def session_silences(session, minimum: float, client_only: bool = False) -> list
     return out
 
 
-def _tunnels(session) -> tuple[dict[str, float], list[tuple[str, float]]]:
+def _tunnels(session) -> tuple[dict[str, float], list[tuple]]:
     """The session's tunnel connections: {connection: when it came up} of those a CONNECT 2xx (keyless: the
-    reading) or a DTLS handshake brought up, and (connection, time) of every CONNECT, in time order."""
+    reading) or a DTLS handshake brought up, and (connection, time, status, reason) of every answered CONNECT (keyless:
+    of every tunnel, status 200), in time order."""
     d = connect_details(session.phase("cstp-connect"))
     up: dict[str, float] = {}
-    connects: list[tuple[str, float]] = []
+    connects: list[tuple] = []
     if d is not None:
         for c in d.connects:
             if c.status and 200 <= c.status < 300:
                 up.setdefault(c.connection, c.response_time or c.time)
-                connects.append((c.connection, c.time))
+            if c.status:
+                connects.append((c.connection, c.time, c.status, c.reason))
     else:
         for t in inferred_tunnels(session):
             when = t.established_time or t.connect_time
             up.setdefault(t.connection, when if when is not None else float("-inf"))
             if t.connect_time is not None:
-                connects.append((t.connection, t.connect_time))
+                connects.append((t.connection, t.connect_time, 200, None))
     for c in session.connections:
         if getattr(c, "dtls", False) and c.start is not None and up:
             up.setdefault(c.connection, c.start)
@@ -116,7 +118,7 @@ class Silence:
     frames: list
     gateway_sent: bool
     across: list
-    reconnect: tuple | None
+    reconnect: tuple | None  # (connection, time, status, reason) of the CONNECT after it
     reset: dict | None
     dpd: int | None
     keepalive: int | None
@@ -143,7 +145,7 @@ def told(session) -> list[Silence]:
         gateway_sent = quiet < 0.9 * (b - a)
         if not gateway_sent:  # the both-ways silence's own ends
             a, b, fa, fb = max(((x, y, fx, fy) for x, y, fx, fy in both), key=lambda w: min(b, w[1]) - max(a, w[0]))
-        later = next(((n, t) for n, t in connects if b <= t <= b + RECONNECT_WITHIN), None)
+        later = next(((n, t, st, why) for n, t, st, why in connects if b <= t <= b + RECONNECT_WITHIN), None)
         retransmitted = [n for n in across if a < (getattr(conns[n], "first_retransmission", None) or a) < b]
         # a running client sends within DPD s of hearing nothing, within keepalive s of sending nothing (and its
         # TCP acknowledges the gateway's data at once)
@@ -173,9 +175,16 @@ def check(session, ctx):
         if x.reset is not None:
             after.append(f"the gateway answered the client's next packet on the old connection with a reset (frame "
                          f"{x.reset['frame']}): it had ended the connection meanwhile")
-        if x.reconnect:
-            n, t = x.reconnect
+        if x.reconnect and 200 <= x.reconnect[2] < 300:
+            n, t = x.reconnect[:2]
             after.append(f"the client reconnected {t - x.end:.1f} s after the silence ({n})")
+        elif x.reconnect:
+            n, t, status, why = x.reconnect
+            after.append(f"the client's reconnect {t - x.end:.1f} s after the silence was refused ({status}"
+                         + (f" {why}" if why else "") + f", {n}): the gateway had given the session up, the user has "
+                         "to log in again")
+        elif x.reset is not None:
+            after.append("no reconnect in the capture")
         else:
             after.append("the tunnel carried on after it on the same connections")
         span = f"{x.end - x.start:.0f} s ({_rel(x.start, session.start)} to {_rel(x.end, session.start)})"
@@ -202,5 +211,7 @@ def check(session, ctx):
             evidence={"from": x.start, "to": x.end, "seconds": round(x.end - x.start, 3), "dpd": x.dpd,
                       "keepalive": x.keepalive, "gateway_sent": x.gateway_sent, "connections": x.across,
                       "reset_frame": x.reset["frame"] if x.reset is not None else None,
-                      "reconnect": x.reconnect[0] if x.reconnect else None, "retransmitted": x.retransmitted}))
+                      "reconnect": x.reconnect[0] if x.reconnect else None,
+                      "reconnect_status": x.reconnect[2] if x.reconnect else None,
+                      "reconnect_reason": x.reconnect[3] if x.reconnect else None, "retransmitted": x.retransmitted}))
     return out

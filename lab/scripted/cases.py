@@ -242,7 +242,9 @@ class Case:
     # instead of the SIGINT after `hold`: wait up to this many seconds for openconnect to end by itself
     wait_exit: float | None = None
     # {"after_gateway_line": text, "timeout": s, "seconds": s}: once the gateway logged a line containing the text
-    # (e.g. the client's first KEEPALIVE), SIGSTOP openconnect, and SIGCONT it `seconds` later (a frozen client)
+    # (e.g. the client's first KEEPALIVE), SIGSTOP openconnect, and SIGCONT it `seconds` later (a frozen client);
+    # with "network": True all traffic between client and gateway is dropped meanwhile too (a laptop asleep:
+    # Lab.suspend_client)
     pause_client: dict | None = None
     # a real DTLS server in the gateway namespace: {"port": N, "priority": "..."} runs gnutls-serv --udp there;
     # {"kind": "psk", "port": N} runs replay.dtls_psk_server (PSK-NEGOTIATE, RFC 6347 cookies) there
@@ -1019,6 +1021,24 @@ def _pings_answered(ctx: Ctx) -> tuple[bool, object]:
     return ok, pings
 
 
+def _sleep_refused_script(c: dict) -> dict:
+    return {"name": "sleep-reconnect-refused",
+            "description": "CONNECT 200 (CSTP only, X-CSTP-DPD 10, keepalive 20); the lab then puts the client to "
+                           "sleep for 40 s (openconnect SIGSTOP, all traffic dropped); 12 s after CONNECT the gateway "
+                           "ends the tunnel's TLS connection (its FIN lost in the silence), as a gateway that gave a "
+                           "silent session up does; on waking openconnect reconnects with its cookie and the CONNECT "
+                           "is answered 401 Cookie is not acceptable (the session is gone): the user has to log in "
+                           "again",
+            "vars": {"aggauth_handle": "1193851"},
+            "steps": [*auth_steps(),
+                      connect_step(connect_headers(mtu=1399, keepalive=20, dpd=10), note="the tunnel, CSTP only"),
+                      connect_step([["Content-Length", "0"]], status=401, reason="Cookie is not acceptable",
+                                   close=True, step_id="reconnect",
+                                   note="after the sleep the session is gone: the reconnect's cookie is refused")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True,
+                     "actions": [{"at": 12.0, "send": "close", "tunnels": [1]}]}}
+
+
 CASES: dict[str, Case] = {c.name: c for c in [
     Case("aggauth-v1-fallback",
          "XML init POST answered with an HTML page: openconnect falls back to GET / and a urlencoded POST",
@@ -1390,6 +1410,21 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("the client ended with DISCONNECT", count_at_least("cstp-rx", 1, name="disconnect"))],
          pings=[(4, 2, 56)], hold=1.5,
          pause_client={"after_gateway_line": "cstp-rx: session 1: keepalive", "timeout": 12.0, "seconds": 16.5}),
+    Case("sleep-reconnect-refused",
+         "the client sleeps 40 s with the tunnel up; the gateway gives the session up; the reconnect's CONNECT is "
+         "answered 401",
+         _sleep_refused_script,
+         [("the gateway closed the first tunnel connection by script",
+           lambda ctx: (len(ctx.ev("cstp-action", action="close")) == 1, ctx.ev("cstp-action", action="close"))),
+          ("openconnect reconnected with its cookie after the sleep, without authenticating again",
+           lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2,
+                        [(e["session"], e["method"], e["step"]) for e in ctx.ev("request")])),
+          ("openconnect reported the 401",
+           log_line(r"^Got inappropriate HTTP CONNECT response: HTTP/1\.1 401 Cookie is not acceptable")),
+          ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))],
+         pings=[(4, 2, 56)], hold=0.0, wait_exit=40.0,
+         pause_client={"after_gateway_line": "cstp-rx: session 1:", "timeout": 12.0, "seconds": 40.0,
+                       "network": True}),
     Case("gateway-dpd-keepalive",
          "the gateway sends its own KEEPALIVE and DPD-REQ frames, over CSTP and then over DTLS (PSK-NEGOTIATE)",
          _gateway_controls_script,

@@ -257,11 +257,17 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                     act("gateway-line-seen" if seen else "gateway-line-not-seen", wanted=pc["after_gateway_line"],
                         line=seen[1] if seen else None, line_time=seen[0] if seen else None)
                     time.sleep(0.5)
-                    act("client-sigstop", pid=client.pid, seconds=pc["seconds"])
-                    client.send_signal(signal.SIGSTOP)
-                    time.sleep(pc["seconds"])
-                    act("client-sigcont", pid=client.pid)
-                    client.send_signal(signal.SIGCONT)
+                    if pc.get("network"):  # asleep: the network gone too
+                        lab.suspend_client(client, pc["seconds"],
+                                           act=lambda what, pid=client.pid, seconds=pc["seconds"], **kw:
+                                           act(what, pid=pid, seconds=seconds, **kw))
+                        act("client-resumed", pid=client.pid)
+                    else:
+                        act("client-sigstop", pid=client.pid, seconds=pc["seconds"])
+                        client.send_signal(signal.SIGSTOP)
+                        time.sleep(pc["seconds"])
+                        act("client-sigcont", pid=client.pid)
+                        client.send_signal(signal.SIGCONT)
                 if case.hold:
                     time.sleep(case.hold)
                 exited = False

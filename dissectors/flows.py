@@ -178,6 +178,15 @@ def note_quiet(flow, ts: float, frame: int) -> None:
     flow.quiet = keep_pause(flow.quiet, flow.last_ts, ts, flow.last_frame, frame)
 
 
+def side_pause(side, ts: float, frame: int) -> None:
+    """A packet at ``ts`` (frame ``frame``) of a direction (`Side`, `_Half`) QUIET_MIN s or more after its previous one:
+    the pause kept (`keep_pause`), or, its first packet, noted as that."""
+    if side.seen_frame:
+        side.quiet = keep_pause(side.quiet, side.seen_ts, ts, side.seen_frame, frame)
+    else:
+        side.first_ts, side.first_frame = ts, frame
+
+
 class Side:
     """One direction of a UDP flow, as far as its pauses go: the time and frame of its first and last packet, and
     its pauses of QUIET_MIN s or more (`keep_pause`). (A TCP direction, `_Half`, has the same five.)"""
@@ -469,10 +478,7 @@ class TCPStream:
         else:
             h, o = self._s, self._c
         if ts - h.seen_ts >= QUIET_MIN:
-            if h.seen_frame:
-                h.quiet = keep_pause(h.quiet, h.seen_ts, ts, h.seen_frame, frame)
-            else:
-                h.first_ts, h.first_frame = ts, frame
+            side_pause(h, ts, frame)
         h.seen_ts = ts
         h.seen_frame = frame
         flags = packet.flags
@@ -627,10 +633,7 @@ class TCPStream:
         if ts - self.last_ts >= QUIET_MIN:
             note_quiet(self, ts, frame)
         if ts - h.seen_ts >= QUIET_MIN:
-            if h.seen_frame:
-                h.quiet = keep_pause(h.quiet, h.seen_ts, ts, h.seen_frame, frame)
-            else:
-                h.first_ts, h.first_frame = ts, frame
+            side_pause(h, ts, frame)
         h.seen_ts = ts
         h.seen_frame = frame
         self.last_ts = ts
@@ -956,10 +959,7 @@ class FlowTable:
         if ts - flow.last_ts >= QUIET_MIN:
             note_quiet(flow, ts, frame)
         if ts - side.seen_ts >= QUIET_MIN:
-            if side.seen_frame:
-                side.quiet = keep_pause(side.quiet, side.seen_ts, ts, side.seen_frame, frame)
-            else:
-                side.first_ts, side.first_frame = ts, frame
+            side_pause(side, ts, frame)
         side.seen_ts = ts
         side.seen_frame = frame
         flow.last_ts = ts
@@ -1037,10 +1037,7 @@ class FlowTable:
             direction = C2S if (sport == fl.a[1] and src == fl.a[0]) else S2C
             side = fl.side_a if direction == C2S else fl.side_b
             if ts - side.seen_ts >= QUIET_MIN:
-                if side.seen_frame:
-                    side.quiet = keep_pause(side.quiet, side.seen_ts, ts, side.seen_frame, frame)
-                else:
-                    side.first_ts, side.first_frame = ts, frame
+                side_pause(side, ts, frame)
             side.seen_ts = ts
             side.seen_frame = frame
             out.append((fl, _new_datagram(fl.index, direction, packet.payload, ts, frame, src, sport, dst, dport)))

@@ -32,14 +32,23 @@ def _action(facts: dict, name: str) -> dict:
     return next(a for a in facts["actions"] if a["action"] == name)
 
 
+def _sleep(name: str) -> tuple[Path, float, float]:
+    """The sample's directory and when the lab put the client to sleep and woke it (facts.json)."""
+    facts = _facts(name)
+    return sample(name), _action(facts, "client-suspended")["time"], _action(facts, "client-resumed")["time"]
+
+
+def _silent(d: Path, keylog: Path | None) -> tuple[dict, dict, dict]:
+    """The capture's one session, its one TUNNEL_SILENT finding and that finding's evidence."""
+    [s] = _doc(d / "capture.pcapng", keylog)["sessions"]
+    [f] = [f for f in s["findings"] if f["id"] == "TUNNEL_SILENT"]
+    return s, f, f["evidence"]
+
+
 def test_the_sleep_is_told_as_the_reason_for_the_reconnect_with_and_without_keys():
-    d = sample("laptop-sleeps")
-    facts = _facts("laptop-sleeps")
-    slept, woke = _action(facts, "client-suspended")["time"], _action(facts, "client-resumed")["time"]
+    d, slept, woke = _sleep("laptop-sleeps")
     for keylog in (d / "keys.log", None):
-        [s] = _doc(d / "capture.pcapng", keylog)["sessions"]
-        [f] = [f for f in s["findings"] if f["id"] == "TUNNEL_SILENT"]
-        ev = f["evidence"]
+        s, f, ev = _silent(d, keylog)
         # the silence: from the last packet before the lab stopped the client (the pings' last answer) to the first
         # after it woke (its own packets: openconnect runs again)
         assert slept - 1.0 <= ev["from"] <= slept
@@ -63,13 +72,9 @@ def test_at_the_gateway_the_client_went_silent_while_the_gateway_sent_into_the_s
     """laptop-sleeps-gateway-side: the same sleep captured at the gateway. The gateway's packets go on (tunnel
     traffic over DTLS, then a CSTP record over TLS sent again 7 times, unacknowledged): the client alone is silent.
     Before: WARNING TCP_RETRANSMISSIONS 'find where packets were lost' and a verdict on the reconnect."""
-    d = sample("laptop-sleeps-gateway-side")
-    facts = _facts("laptop-sleeps-gateway-side")
-    slept, woke = _action(facts, "client-suspended")["time"], _action(facts, "client-resumed")["time"]
+    d, slept, woke = _sleep("laptop-sleeps-gateway-side")
     for keylog in (d / "keys.log", None):
-        [s] = _doc(d / "capture.pcapng", keylog)["sessions"]
-        [f] = [f for f in s["findings"] if f["id"] == "TUNNEL_SILENT"]
-        ev = f["evidence"]
+        s, f, ev = _silent(d, keylog)
         assert slept - 1.0 <= ev["from"] <= slept and woke - 0.5 <= ev["to"] <= woke + 1.0
         assert ev["gateway_sent"] is True and ev["retransmitted"] == ["tcp.stream 0"]
         assert (ev["dpd"], ev["keepalive"]) == ((5, 30) if keylog else (None, None))
@@ -90,12 +95,8 @@ def test_a_reconnect_refused_after_the_silence_is_a_lost_tunnel_the_user_logs_in
     """scripted/sleep-reconnect-refused: the client asleep 40 s; the gateway ended the tunnel's connection in the
     silence (its FIN lost) and refuses the reconnect's cookie (401). Before: 'Connected, with a problem: the gateway
     answered the CONNECT with 401' — as if the tunnel had never come up for a reason of its own."""
-    d = sample("scripted/sleep-reconnect-refused")
-    facts = _facts("scripted/sleep-reconnect-refused")
-    slept, woke = _action(facts, "client-suspended")["time"], _action(facts, "client-resumed")["time"]
-    [s] = _doc(d / "capture.pcapng", d / "keys.log")["sessions"]
-    [f] = [f for f in s["findings"] if f["id"] == "TUNNEL_SILENT"]
-    ev = f["evidence"]
+    d, slept, woke = _sleep("scripted/sleep-reconnect-refused")
+    s, f, ev = _silent(d, d / "keys.log")
     assert slept - 1.0 <= ev["from"] <= slept and woke - 0.5 <= ev["to"] <= woke + 1.0
     assert (ev["reconnect"], ev["reconnect_status"], ev["reconnect_reason"]) == (
         "tcp.stream 1", 401, "Cookie is not acceptable")

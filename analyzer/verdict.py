@@ -137,7 +137,8 @@ def _silence_cause(ev: dict) -> str:
     reset = ev.get("reset_frame")
     return ((f"the client sent nothing for {_secs(ev.get('seconds'))} while the gateway went on sending"
              if ev.get("gateway_sent") else f"nothing crossed the tunnel either way for {_secs(ev.get('seconds'))}")
-            + " (the computer asleep or offline, or its VPN client stopped); "
+            + (" (the computer was awake — other traffic went on —: its VPN client stopped); " if ev.get("other_flows")
+               else " (the computer asleep or offline, or its VPN client stopped); ")
             + (f"the gateway had ended the connection meanwhile (its reset, frame {reset}) and " if reset
                else "then "))
 
@@ -350,6 +351,15 @@ def judge(s: Session) -> SessionVerdict:
             cause = (f"DTLS moved to a new client port without a new handshake (NAT rebinding, "
                      f"{_frames_text(nat.frames)}), then {cause}")
             used.append("DTLS_NAT_REBINDING")
+        # the gateway's checks sent into a silence of the client's (TUNNEL_SILENT): the client, not the path
+        away = next((f for f in by.get("TUNNEL_SILENT", []) if sides == {"s2c"} and t is not None
+                     and f.time is not None and f.time <= t <= (f.evidence.get("to") or f.time) + 1.0), None)
+        if away is not None and nat is None:
+            ev = away.evidence
+            cause += (": the client sent nothing at all for " + _secs(ev.get("seconds") or 0)
+                      + (" (the computer was awake — other traffic went on —: its VPN client stopped)"
+                         if ev.get("other_flows") else " (the computer asleep or offline, or its VPN client stopped)"))
+            used.append("TUNNEL_SILENT")
         rc = first("RECONNECT")
         tries = first("TCP_CONNECT_FAILED")
         if rc is not None:
@@ -369,7 +379,9 @@ def judge(s: Session) -> SessionVerdict:
             used.append("RECONNECT")
         else:
             after = "; no reconnect in the capture"
-        remedy = _short_remedy(nat) if nat is not None else SHORT_REMEDY["DPD_TIMEOUT"]
+        remedy = (_short_remedy(nat) if nat is not None else
+                  "look at the client's VPN software at that time (hung, suspended), and whether the computer slept"
+                  if away is not None else SHORT_REMEDY["DPD_TIMEOUT"])
         return _verdict("tunnel-lost", f"Tunnel died at {_rel(t, s.start)}", cause, frames, t, remedy, used, s,
                         after=after)
     silent = first("TUNNEL_SILENT")

@@ -470,7 +470,10 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
     for a in actions:
         if a["action"] == "traffic-blocked":
             blocks.append({"start": a["time"], "end": None, "scope": a.get("scope")})
-        elif a["action"] == "traffic-unblocked" and blocks:
+        elif a["action"] == "client-suspended":  # (Lab.suspend_client: a sleep blocks all traffic too)
+            blocks.append({"start": a["time"], "end": None, "scope": "all IPv4 between client and gateway, both ways "
+                                                                      "(the client asleep)"})
+        elif a["action"] in ("traffic-unblocked", "client-resumed") and blocks:
             blocks[-1]["end"] = a["time"]
     facts["traffic_blocks"] = blocks
     facts["tcp_kills"] = [{"time": a.get("issued", a["time"]), "sockets": a.get("sockets", [])} for a in actions

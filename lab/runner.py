@@ -203,6 +203,8 @@ STEP_OPS = {
     "block-all": "nftables in the gateway namespace (netdev ingress+egress of its veth) silently drops every IPv4 "
                  "packet from and to the client (TCP, UDP, ICMP)",
     "unblock": "delete that nftables table",
+    "stop-client": "openconnect stopped (SIGSTOP): a VPN client that hangs while the computer goes on",
+    "continue-client": "openconnect continued (SIGCONT)",
     "suspend-client": "(seconds): a laptop that sleeps: all IPv4 between client and gateway dropped (as block-all, "
                       "on the client's veth when the capture is the gateway's) and openconnect stopped (SIGSTOP) "
                       "for that long, then the block lifted and openconnect continued (SIGCONT)",
@@ -248,6 +250,13 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> 
             lab.block_all()
             act("traffic-blocked", scope="all IPv4 between client and gateway, both ways", namespace="gateway",
                 how=f"nftables netdev ingress+egress drop on {lab.gw_if}")
+            cursor = len(client.lines())
+        elif op == "stop-client":
+            client.proc.send_signal(signal.SIGSTOP)
+            act("client-stopped", how="openconnect SIGSTOP (the machine and its network go on)")
+        elif op == "continue-client":
+            client.proc.send_signal(signal.SIGCONT)
+            act("client-continued")
             cursor = len(client.lines())
         elif op == "suspend-client":
             # A laptop that sleeps: its network goes (nothing reaches it, it sends nothing) and its programs

@@ -217,6 +217,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"},
              steps=(("suspend-client", 45.0), ("wait-client", r"^CSTP connected", 90),
                     ("wait-client", r"^Established DTLS", 20), ("ping", 3))),
+    Scenario("vpn-client-hangs", "the VPN client hangs while the computer goes on (gateway dpd = 5): after the "
+             "pings openconnect is stopped (SIGSTOP) for about 50 s while the client's other traffic (TLS, DTLS, DNS, "
+             "HTTP to other servers) runs; the gateway gives the silent session up (its FIN, which the client's "
+             "kernel acknowledges); continued, openconnect reconnects with its cookie",
+             gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"}, other_traffic=True,
+             steps=(("stop-client",), ("other-traffic",), ("sleep", 40.0), ("continue-client",),
+                    ("wait-client", r"^CSTP connected", 90), ("wait-client", r"^Established DTLS", 20),
+                    ("ping", 3))),
     Scenario("laptop-sleeps-gateway-side", "laptop-sleeps captured on the gateway's interface: the client's "
              "packets stop, the gateway's end of the connection is torn down (its FIN sent again and again into the "
              "silence), then the client's packets on the old connection get a reset and it reconnects",

@@ -121,6 +121,9 @@ EXPECTED = {
     # a laptop that slept 45 s with the tunnel up: nothing either way, then a reset and a reconnect with its cookie
     "laptop-sleeps": {("info", "AUTH_MULTI_ROUND"), ("info", "TUNNEL_SILENT"), ("info", "RECONNECT"),
                       ("info", "SESSION_DISCONNECT")},
+    # the VPN client stopped ~50 s while the computer's other traffic went on: the gateway's DPD unanswered, a reconnect
+    "vpn-client-hangs": {("error", "DPD_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "TUNNEL_SILENT"),
+                         ("info", "RECONNECT"), ("info", "SESSION_DISCONNECT")},
     # the same at the gateway: the client alone silent, the gateway's data sent again into the silence (no loss)
     "laptop-sleeps-gateway-side": {("info", "AUTH_MULTI_ROUND"), ("info", "TUNNEL_SILENT"), ("info", "RECONNECT"),
                                    ("info", "SESSION_DISCONNECT")},

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -128,7 +129,13 @@ def test_ctrl_c_exits_130_clears_the_line_and_leaves_no_partial_file(tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, "acflow did not start writing"
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        rc = proc.wait(60)
+        try:
+            rc = proc.wait(60)
+        except subprocess.TimeoutExpired:  # say how the process stood with SIGINT (blocked, ignored, caught)
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            stack = Path(f"/proc/{proc.pid}/wchan").read_text() if Path(f"/proc/{proc.pid}/wchan").exists() else ""
+            raise AssertionError("acflow did not end on SIGINT: " + " ".join(
+                line for line in status.splitlines() if line.startswith(("State", "Sig", "Shd"))) + f" wchan {stack}")
     finally:
         if proc.poll() is None:
             proc.kill()

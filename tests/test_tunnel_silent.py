@@ -91,6 +91,29 @@ def test_at_the_gateway_the_client_went_silent_while_the_gateway_sent_into_the_s
         assert "the client was silent" in v["experienced"] and "while the gateway went on sending" in v["cause"]
 
 
+def test_a_vpn_client_that_hung_while_the_computer_went_on_is_told_apart_from_a_sleep():
+    """vpn-client-hangs: openconnect stopped (SIGSTOP) ~50 s while the client's other traffic (TLS, DTLS, DNS, HTTP
+    to other servers) runs. The tunnel is as silent as in laptop-sleeps, but the computer was awake: the other flows
+    of its address had packets meanwhile — named, and the reading is a VPN client that stopped, not a sleep."""
+    d = sample("vpn-client-hangs")
+    facts = _facts("vpn-client-hangs")
+    stopped, went_on = _action(facts, "client-stopped")["time"], _action(facts, "client-continued")["time"]
+    others = [a for a in facts["actions"] if a["action"] == "other-flow-start"]
+    assert len(others) >= 4
+    for keylog in (d / "keys.log", None):
+        s, f, ev = _silent(d, keylog)
+        assert stopped - 1.0 <= ev["from"] <= stopped + 0.5 and ev["to"] <= went_on + 1.0
+        assert len(ev["other_flows"]) >= 3  # TLS, DTLS, DNS, HTTP to the other servers while the VPN was silent
+        own = {c["connection"] for c in s["connections"]}
+        assert not own & set(ev["other_flows"])
+        assert "the client's computer was awake" in f["message"] and "VPN client stopped" in f["message"]
+        assert "the computer was awake" in s["verdict"]["cause"]
+    # the sleeps, whose captures hold nothing else of the client meanwhile, say no such thing
+    for name in ("laptop-sleeps", "laptop-sleeps-gateway-side"):
+        _s, f, ev = _silent(sample(name), sample(name) / "keys.log")
+        assert ev["other_flows"] == [] and "slept" in f["message"]
+
+
 def test_a_reconnect_refused_after_the_silence_is_a_lost_tunnel_the_user_logs_in_again():
     """scripted/sleep-reconnect-refused: the client asleep 40 s; the gateway ended the tunnel's connection in the
     silence (its FIN lost) and refuses the reconnect's cookie (401). Before: 'Connected, with a problem: the gateway

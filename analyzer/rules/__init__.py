@@ -60,6 +60,9 @@ class Context:
     keylog_randoms: frozenset = frozenset()  # the ClientHello randoms they name
     rsa_keys: list = field(default_factory=list)  # the RSA key files given
     udp_seen: bool = True  # the capture holds UDP (a capture filter of TCP only leaves DTLS out: nothing to say)
+    #: address -> [(connection, first, last, pauses)] of every TCP/UDP flow with that address at one end (pauses: the
+    #: flow's long ones, dissectors.flows.note_quiet, None when not kept): what else a host did at a time
+    flows_by_host: dict = field(default_factory=dict)
 
 
 def load_rules():
@@ -77,6 +80,7 @@ def apply_rules(analysis: Analysis, pipe) -> None:
     ctx.udp_seen = bool(getattr(pipe, "udp", None) or getattr(pipe, "udp_other", None)
                         or getattr(pipe, "udp_other_overflow", 0))
     ctx.rsa_keys = sorted({k for c in analysis.captures for k in (c.keys or {}).get("rsa_keys", [])})
+    ctx.flows_by_host = flows_by_host(pipe)
     rules = load_rules()
     for s in analysis.sessions:
         found: list[Finding] = []
@@ -90,6 +94,22 @@ def apply_rules(analysis: Analysis, pipe) -> None:
         found.sort(key=finding_order)
         s.findings = found
     analysis.findings = capture_findings(analysis, pipe)
+
+
+def flows_by_host(pipe) -> dict:
+    """`Context.flows_by_host` of a pipeline (its TCP trackers, DTLS flows and other UDP flows)."""
+    out: dict = {}
+    rows = [(f"tcp.stream {c.index}", c.client, c.server, c.first_ts, c.last_ts, c.quiet)
+            for c in (getattr(pipe, "tcp", None) or {}).values()]
+    rows += [(f"udp.stream {f.index}", f.client, f.server, f.first_ts, f.last_ts, f.quiet)
+             for f in (getattr(pipe, "udp", None) or {}).values()]
+    rows += [(f"udp.stream {idx}", e[0], e[1], e[2], e[3], None)
+             for idx, e in (getattr(pipe, "udp_other", None) or {}).items()]
+    for name, a, b, first, last, quiet in rows:
+        for end in (a, b):
+            if end:
+                out.setdefault(end[0], []).append((name, first, last, quiet))
+    return out
 
 
 def finding_order(f: Finding) -> tuple:

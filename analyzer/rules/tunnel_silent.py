@@ -123,11 +123,24 @@ class Silence:
     dpd: int | None
     keepalive: int | None
     retransmitted: list  # tunnel connections whose first TCP retransmission (the gateway's data unanswered) is in it
+    others: list  # the client's other flows (not the session's) with packets in it: the computer was awake
 
 
-def told(session) -> list[Silence]:
+def _busy_within(first, last, quiet, a: float, b: float) -> bool:
+    """A flow (first and last packet, its pauses: None when not known) had a packet well inside ``a``..``b``."""
+    lo, hi = a + 0.5, b - 0.5
+    if hi <= lo or first is None or last is None:
+        return False
+    if lo < first < hi or lo < last < hi:
+        return True
+    if first <= lo and last >= hi and quiet is not None:  # across it: busy unless one of its pauses covers it
+        return not any(q[0] <= lo and q[1] >= hi for q in quiet)
+    return False
+
+
+def told(session, ctx=None) -> list[Silence]:
     """The silences TUNNEL_SILENT tells (see the module's text): both ways, or the client's alone while the gateway
-    went on sending."""
+    went on sending. With the rules' ``ctx``, the client's other flows busy in each (`Silence.others`)."""
     up, connects = _tunnels(session)
     if not up:
         return []
@@ -158,8 +171,12 @@ def told(session) -> list[Silence]:
             continue  # without the client's timers a client that only listens may be silent a long time
         reset = next((x for n in across for x in (getattr(conns[n], "closed", None) or ())
                       if x.get("reason") == "rst" and x.get("direction") == "s2c" and b <= x["ts"] <= b + 5), None)
+        own = {c.connection for c in session.connections}
+        others = sorted({n for n, first, last, quiet in (getattr(ctx, "flows_by_host", None) or {}).get(
+            session.client, ()) if n not in own and _busy_within(first, last, quiet, a, b)},
+            key=lambda n: (n.split()[0], int(n.split()[-1])))
         out.append(Silence(a, b, [f for f in (fa, fb) if f is not None], gateway_sent, across, later, reset, dpd,
-                           keepalive, retransmitted))
+                           keepalive, retransmitted, others))
     return out
 
 
@@ -170,7 +187,7 @@ def _rel(t: float, start: float | None) -> str:
 def check(session, ctx):
     out = []
     keyless = connect_details(session.phase("cstp-connect")) is None
-    for x in told(session):
+    for x in told(session, ctx):
         after = []
         if x.reset is not None:
             after.append(f"the gateway answered the client's next packet on the old connection with a reset (frame "
@@ -188,7 +205,7 @@ def check(session, ctx):
         else:
             after.append("the tunnel carried on after it on the same connections")
         span = f"{x.end - x.start:.0f} s ({_rel(x.start, session.start)} to {_rel(x.end, session.start)})"
-        timers = " and ".join(f"{name} {v} s" for name, v in (("DPD", x.dpd), ("keepalive", x.keepalive)) if v)
+        timers = " and ".join(f"{name} {v} s" for name, v in (("DPD is", x.dpd), ("keepalive", x.keepalive)) if v)
         if not x.gateway_sent:
             what = (f"Nothing crossed the tunnel either way for {span}"
                     + (f" although the DPD interval is {x.dpd} s (a running client asks after {x.dpd} s without a "
@@ -196,15 +213,20 @@ def check(session, ctx):
                        " (longer than 2 × the usual 30 s DPD interval + 5 s)"))
         else:
             what = (f"The client sent nothing on any of the session's flows for {span}"
-                    + (f" although its {timers}" if timers else "")
+                    + (f" although {timers}" if timers else "")
                     + ", while the gateway went on sending to it"
                     + (f" (its TCP data unanswered and sent again on {', '.join(x.retransmitted)})"
                        if x.retransmitted else ""))
+        if x.others:
+            why = (f"the client's computer was awake — {len(x.others)} other flow(s) of its address had packets "
+                   f"meanwhile ({', '.join(x.others[:4])}{' …' if len(x.others) > 4 else ''}) —: its VPN client "
+                   "stopped (hung, suspended), or the tunnel's packets were blocked on the computer")
+        else:
+            why = "the client's computer slept, lost its network, or its VPN client stopped"
         out.append(Finding(
             id="TUNNEL_SILENT", severity="info", phase="cstp-connect", time=x.start, frames=x.frames,
             inferred=keyless,
-            message=(f"{what}: the client's computer slept, lost its network, or its VPN client stopped; "
-                     + "; ".join(after) + "."),
+            message=f"{what}: {why}; " + "; ".join(after) + ".",
             remedy="Nothing to fix in the VPN if the computer slept or went offline; otherwise look at the client's "
                    "network link and its VPN client's log at that time (a capture on the client that stopped "
                    "would look the same).",
@@ -213,5 +235,6 @@ def check(session, ctx):
                       "reset_frame": x.reset["frame"] if x.reset is not None else None,
                       "reconnect": x.reconnect[0] if x.reconnect else None,
                       "reconnect_status": x.reconnect[2] if x.reconnect else None,
-                      "reconnect_reason": x.reconnect[3] if x.reconnect else None, "retransmitted": x.retransmitted}))
+                      "reconnect_reason": x.reconnect[3] if x.reconnect else None, "retransmitted": x.retransmitted,
+                      "other_flows": x.others[:20]}))
     return out

@@ -134,8 +134,8 @@ def test_ctrl_c_exits_130_clears_the_line_and_leaves_no_partial_file(tmp_path):
         except subprocess.TimeoutExpired:  # say how the process stood with SIGINT (blocked, ignored, caught)
             status = Path(f"/proc/{proc.pid}/status").read_text()
             stack = Path(f"/proc/{proc.pid}/wchan").read_text() if Path(f"/proc/{proc.pid}/wchan").exists() else ""
-            raise AssertionError("acflow did not end on SIGINT: " + " ".join(
-                line for line in status.splitlines() if line.startswith(("State", "Sig", "Shd"))) + f" wchan {stack}") from None
+            how = " ".join(line for line in status.splitlines() if line.startswith(("State", "Sig", "Shd")))
+            raise AssertionError(f"acflow did not end on SIGINT: {how} wchan {stack}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

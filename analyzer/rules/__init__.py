@@ -60,8 +60,9 @@ class Context:
     keylog_randoms: frozenset = frozenset()  # the ClientHello randoms they name
     rsa_keys: list = field(default_factory=list)  # the RSA key files given
     udp_seen: bool = True  # the capture holds UDP (a capture filter of TCP only leaves DTLS out: nothing to say)
-    #: address -> [(connection, first, last, pauses)] of every TCP/UDP flow with that address at one end (pauses: the
-    #: flow's long ones, dissectors.flows.note_quiet, None when not kept): what else a host did at a time
+    #: address -> [(connection, first, last, pauses, the other end's address)] of every TCP/UDP flow with that address
+    #: at one end (pauses: the flow's long ones, dissectors.flows.note_quiet, None when not kept): what else a host did
+    #: at a time
     flows_by_host: dict = field(default_factory=dict)
 
 
@@ -106,9 +107,9 @@ def flows_by_host(pipe) -> dict:
     rows += [(f"udp.stream {idx}", e[0], e[1], e[2], e[3], None)
              for idx, e in (getattr(pipe, "udp_other", None) or {}).items()]
     for name, a, b, first, last, quiet in rows:
-        for end in (a, b):
+        for end, other in ((a, b), (b, a)):
             if end:
-                out.setdefault(end[0], []).append((name, first, last, quiet))
+                out.setdefault(end[0], []).append((name, first, last, quiet, other[0] if other else None))
     return out
 
 

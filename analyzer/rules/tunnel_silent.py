@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from dissectors.flows import QUIET_MIN
 
+from ..evidence import split_endpoint
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.inferred import tunnels as inferred_tunnels
@@ -123,7 +124,7 @@ class Silence:
     dpd: int | None
     keepalive: int | None
     retransmitted: list  # tunnel connections whose first TCP retransmission (the gateway's data unanswered) is in it
-    others: list  # the client's other flows (not the session's) with packets in it: the computer was awake
+    others: list  # the client's flows with other servers, packets in it: the computer was awake
 
 
 def _busy_within(first, last, quiet, a: float, b: float) -> bool:
@@ -171,9 +172,12 @@ def told(session, ctx=None) -> list[Silence]:
             continue  # without the client's timers a client that only listens may be silent a long time
         reset = next((x for n in across for x in (getattr(conns[n], "closed", None) or ())
                       if x.get("reason") == "rst" and x.get("direction") == "s2c" and b <= x["ts"] <= b + 5), None)
+        # (flows with other servers than the gateway: a capture that sees the client's own traffic — at a gateway, the
+        # flows of the client's address are its NAT's, maybe other users')
         own = {c.connection for c in session.connections}
-        others = sorted({n for n, first, last, quiet in (getattr(ctx, "flows_by_host", None) or {}).get(
-            session.client, ()) if n not in own and _busy_within(first, last, quiet, a, b)},
+        gateway = split_endpoint(session.gateway)[0]
+        others = sorted({n for n, first, last, quiet, peer in (getattr(ctx, "flows_by_host", None) or {}).get(
+            session.client, ()) if n not in own and peer != gateway and _busy_within(first, last, quiet, a, b)},
             key=lambda n: (n.split()[0], int(n.split()[-1])))
         out.append(Silence(a, b, [f for f in (fa, fb) if f is not None], gateway_sent, across, later, reset, dpd,
                            keepalive, retransmitted, others))

@@ -109,6 +109,13 @@ def test_dash_is_standard_output_and_standard_input(tmp_path, monkeypatch):
     one_line_error(acflow("analyze", str(d / "capture.pcapng"), "--export-inner", "-"), "standard output")
 
 
+def _interruptible() -> None:
+    """In the child: SIGINT as in a user's terminal. A test run started in the background by a non-interactive shell
+    (`cmd &`, nohup) ignores SIGINT, and an ignored signal stays ignored across exec: Python then installs no handler
+    and Ctrl-C would never reach acflow."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_clears_the_line_and_leaves_no_partial_file(tmp_path):
     d = sample("baseline")
     data = (d / "capture.pcapng").read_bytes()
@@ -118,7 +125,7 @@ def test_ctrl_c_exits_130_clears_the_line_and_leaves_no_partial_file(tmp_path):
     master, slave = pty.openpty()  # stderr on a terminal, as a user's
     proc = subprocess.Popen([*ACFLOW, "analyze", "-", "--keylog", str(d / "keys.log"), "-o", str(report),
                              "--export-inner", str(inner)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=slave)
+                            stderr=slave, preexec_fn=_interruptible)
     os.close(slave)
     try:
         # half the capture, and the pipe stays open: acflow is in the middle of its work

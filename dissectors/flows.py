@@ -35,6 +35,10 @@ first seen in and its number there, ``numbers`` its ``(capture, stream)`` in eve
 table bounds the number of flows (least recently used flows are flushed and evicted, reported with
 :class:`FlowEvicted`) and the total out-of-order data buffered across all streams.
 
+Each flow also keeps its long pauses (`QUIET_MIN` s or more between two of its packets, the `MAX_QUIET` longest), either
+way (``quiet``) and per direction (`Side`, a TCP stream's halves: `sides()`, with each direction's first and last
+packet), for the silences of a session (analyzer/rules/tunnel_silent.py) without keeping every packet's time.
+
 IP fragments must be reassembled before (``packet.IPv4Defragmenter``); packets without ports are
 ignored by the table.
 """

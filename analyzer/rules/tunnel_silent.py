@@ -1,5 +1,5 @@
-"""TUNNEL_SILENT (info): nothing crossed an established tunnel, either way, on any of the session's flows, for
-longer than a living client allows — the client's computer slept, lost its network, or its VPN client hung.
+"""TUNNEL_SILENT (info): the client sent nothing on any of the session's flows, with a tunnel up, for longer than a
+running client can — its computer slept, lost its network, or its VPN client hung.
 
 Facts (protocol-notes "Timers"): a client sends a DPD request after `dpd` seconds without receiving anything
 (X-CSTP-DPD / X-DTLS-DPD) and a KEEPALIVE after `keepalive` seconds without sending; a gateway gives a silent
@@ -12,10 +12,19 @@ old connections are typically dead (the gateway answers them with a reset) and i
 scenario laptop-sleeps: openconnect stopped and its network cut for 45 s; ocserv dpd = 5 tore the connection down
 after 40 s).
 
-How: every flow keeps its pauses of 10 s or more (dissectors.flows.note_quiet, `Session.connections[].silences`);
-the session's silence is where none of its flows had a packet, while a tunnel connection was open across it. Without
-the DPD interval (no keys, or dpd 0) only a silence that a reconnect ends is told (one of UNKNOWN_DPD_SILENCE s or
-more; a longer one, DEFAULT_DPD_SILENCE, on its own): a reconnect shows the tunnel was lost.
+Seen at the gateway the gateway's own packets go on into the silence (tunnel traffic, its DPD requests, its TCP data
+sent again and again unacknowledged: lab scenario laptop-sleeps-gateway-side); then the client alone is silent, and
+a running client sends within the longer of its DPD and keepalive intervals (a keepalive after `keepalive` seconds
+without sending) — 2 × that + 5 s is the bound. When the client's flows with other servers had packets in the
+silence, its computer was awake: its VPN client stopped (lab scenario vpn-client-hangs).
+
+How: every flow keeps its pauses of QUIET_MIN s or more, either way and per direction (dissectors.flows;
+`Session.connections[].silences`, `client_silences`, `client_packets`); the client's silence is where none of the
+session's flows had a packet from it, while a tunnel connection was open across it; it is "either way" when the
+flows had none from the gateway either for 90 % of it. Without the timers (no keys, or 0) a silence is told when a
+reconnect ends it or the gateway's TCP data was sent again in it (UNKNOWN_DPD_SILENCE s or more: the tunnel was lost,
+or the client's TCP did not answer), or, either way, when it lasts DEFAULT_DPD_SILENCE s; a client-only silence
+without either is not (a client that only listens may send nothing for long).
 """
 from __future__ import annotations
 
@@ -148,6 +157,9 @@ def told(session, ctx=None) -> list[Silence]:
     dpd, keepalive = _timers(session)
     conns = {c.connection: c for c in session.connections}
     both = session_silences(session, QUIET_MIN)
+    own = {c.connection for c in session.connections}
+    gateway = split_endpoint(session.gateway)[0]
+    mine = (getattr(ctx, "flows_by_host", None) or {}).get(session.client, ())
     out = []
     for a, b, fa, fb in session_silences(session, QUIET_MIN, client_only=True):
         # a tunnel connection open across it: up before it began, with a packet after it
@@ -155,8 +167,8 @@ def told(session, ctx=None) -> list[Silence]:
         if not across:
             continue
         # the gateway silent too (a capture on the client's side, or a gateway that waits): either way
-        quiet = sum(max(0.0, min(b, y) - max(a, x)) for x, y, _fx, _fy in both)
-        gateway_sent = quiet < 0.9 * (b - a)
+        overlap = sum(max(0.0, min(b, y) - max(a, x)) for x, y, _fx, _fy in both)
+        gateway_sent = overlap < 0.9 * (b - a)
         if not gateway_sent:  # the both-ways silence's own ends
             a, b, fa, fb = max(((x, y, fx, fy) for x, y, fx, fy in both), key=lambda w: min(b, w[1]) - max(a, w[0]))
         later = next(((n, t, st, why) for n, t, st, why in connects if b <= t <= b + RECONNECT_WITHIN), None)
@@ -174,11 +186,9 @@ def told(session, ctx=None) -> list[Silence]:
                       if x.get("reason") == "rst" and x.get("direction") == "s2c" and b <= x["ts"] <= b + 5), None)
         # (flows with other servers than the gateway: a capture that sees the client's own traffic — at a gateway, the
         # flows of the client's address are its NAT's, maybe other users')
-        own = {c.connection for c in session.connections}
-        gateway = split_endpoint(session.gateway)[0]
-        others = sorted({n for n, first, last, quiet, peer in (getattr(ctx, "flows_by_host", None) or {}).get(
-            session.client, ()) if n not in own and peer != gateway and _busy_within(first, last, quiet, a, b)},
-            key=lambda n: (n.split()[0], int(n.split()[-1])))
+        others = sorted({n for n, first, last, pauses, peer in mine
+                         if n not in own and peer != gateway and _busy_within(first, last, pauses, a, b)},
+                        key=lambda n: (n.split()[0], int(n.split()[-1])))
         out.append(Silence(a, b, [f for f in (fa, fb) if f is not None], gateway_sent, across, later, reset, dpd,
                            keepalive, retransmitted, others))
     return out

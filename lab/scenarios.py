@@ -226,8 +226,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
                     ("wait-client", r"^CSTP connected", 90), ("wait-client", r"^Established DTLS", 20),
                     ("ping", 3))),
     Scenario("laptop-sleeps-gateway-side", "laptop-sleeps captured on the gateway's interface: the client's "
-             "packets stop, the gateway's end of the connection is torn down (its FIN sent again and again into the "
-             "silence), then the client's packets on the old connection get a reset and it reconnects",
+             "packets stop while the gateway goes on sending into the silence (tunnel traffic, a CSTP record sent "
+             "again and again, unacknowledged) and gives the session up; then the client's packets return and it "
+             "reconnects",
              gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"}, capture_side="gateway",
              steps=(("suspend-client", 45.0), ("wait-client", r"^CSTP connected", 90),
                     ("wait-client", r"^Established DTLS", 20), ("ping", 3))),

@@ -39,8 +39,13 @@ def _sleep(name: str) -> tuple[Path, float, float]:
 
 
 def _silent(d: Path, keylog: Path | None) -> tuple[dict, dict, dict]:
-    """The capture's one session, its one TUNNEL_SILENT finding and that finding's evidence."""
-    [s] = _doc(d / "capture.pcapng", keylog)["sessions"]
+    """The sample's one session, its one TUNNEL_SILENT finding and that finding's evidence."""
+    return _silent_in(d / "capture.pcapng", keylog)
+
+
+def _silent_in(cap: Path, keylog: Path | None) -> tuple[dict, dict, dict]:
+    """`_silent` of a capture file."""
+    [s] = _doc(cap, keylog)["sessions"]
     [f] = [f for f in s["findings"] if f["id"] == "TUNNEL_SILENT"]
     return s, f, f["evidence"]
 
@@ -66,6 +71,25 @@ def test_the_sleep_is_told_as_the_reason_for_the_reconnect_with_and_without_keys
         # each flow's pauses are in the JSON: the tunnel's TLS connection had none of its packets in those 45 s
         tls = next(c for c in s["connections"] if c["connection"] == "tcp.stream 0")
         assert any(q["from"] <= slept and q["to"] >= woke - 0.5 for q in tls["silences"])
+
+
+def test_a_capture_that_starts_mid_tunnel_tells_the_sleep_too(tmp_path, tshark):
+    """laptop-sleeps from the first ping on (editcap): no TCP or TLS handshake, the old TLS connection only as its
+    last two packets (FIN, reset) — not a flow of the session. The DTLS flow whose last packet began the silence, a
+    reconnect ending it, no DISCONNECT between: told, with and without keys."""
+    d, slept, woke = _sleep("laptop-sleeps")
+    frames = subprocess.run([tshark, "-n", "-r", str(d / "capture.pcapng"), "-Y", "dtls.record.content_type == 23",
+                             "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, check=True,
+                            timeout=120).stdout.split()
+    cut = tmp_path / "mid.pcapng"
+    subprocess.run(["editcap", "-r", str(d / "capture.pcapng"), str(cut), f"{frames[len(frames) // 3]}-100000"],
+                   check=True, capture_output=True)
+    for keylog in (d / "keys.log", None):
+        s, f, ev = _silent_in(cut, keylog)
+        assert slept - 1.0 <= ev["from"] <= slept and woke - 0.5 <= ev["to"] <= woke + 1.0
+        assert ev["reconnect"] is not None and ev["connections"] and all(
+            c.startswith("udp.") for c in ev["connections"])
+        assert s["verdict"]["experienced"].startswith("Tunnel interrupted at")
 
 
 def test_at_the_gateway_the_client_went_silent_while_the_gateway_sent_into_the_silence():

@@ -108,6 +108,23 @@ def _tunnels(session) -> tuple[dict[str, float], list[tuple]]:
     return up, sorted(connects, key=lambda x: x[1])
 
 
+def _disconnects(session) -> list[float]:
+    """When the session's tunnels were ended by a DISCONNECT or TERMINATE (as far as they are known: the first
+    tunnel's CSTP channel, every DTLS flow's, the session's last; without keys the reading's)."""
+    out = []
+    d = connect_details(session.phase("cstp-connect"))
+    dtls = session.phase("dtls").details
+    channels = [d.channel if d is not None else None] + [f.channel for f in getattr(dtls, "flow_list", None) or []]
+    out += [ch.disconnect.ts for ch in channels if ch is not None and getattr(ch, "disconnect", None) is not None]
+    end = getattr(getattr(session, "tunnel", None), "end", None)
+    if end is not None and getattr(end, "ts", None) is not None:
+        out.append(end.ts)
+    if d is None:
+        out += [t.end_time for t in inferred_tunnels(session)
+                if t.ended_by in ("DISCONNECT", "TERMINATE") and t.end_time is not None]
+    return out
+
+
 def _timers(session) -> tuple[int | None, int | None]:
     """(DPD, keepalive) of the CONNECT answer, the shorter of CSTP's and DTLS's; None: not known (no keys, 0)."""
     d = connect_details(session.phase("cstp-connect"))
@@ -160,10 +177,16 @@ def told(session, ctx=None) -> list[Silence]:
     own = {c.connection for c in session.connections}
     gateway = split_endpoint(session.gateway)[0]
     mine = (getattr(ctx, "flows_by_host", None) or {}).get(session.client, ())
+    byes = _disconnects(session)
     out = []
     for a, b, fa, fb in session_silences(session, QUIET_MIN, client_only=True):
         # a tunnel connection open across it: up before it began, with a packet after it
         across = sorted(n for n, t in up.items() if t <= a and n in conns and (conns[n].end or 0) >= b)
+        later = next(((n, t, st, why) for n, t, st, why in connects if b <= t <= b + RECONNECT_WITHIN), None)
+        if not across and later is not None and not any(a - 2.0 <= t <= b for t in byes):
+            # or one whose last packet began the silence (its end not captured: a capture cut before, a flow the
+            # client left) — when a reconnect ends the silence and no DISCONNECT ended that tunnel
+            across = sorted(n for n, t in up.items() if t <= a and n in conns and abs((conns[n].end or 0) - a) <= 1.0)
         if not across:
             continue
         # the gateway silent too (a capture on the client's side, or a gateway that waits): either way
@@ -171,7 +194,7 @@ def told(session, ctx=None) -> list[Silence]:
         gateway_sent = overlap < 0.9 * (b - a)
         if not gateway_sent:  # the both-ways silence's own ends
             a, b, fa, fb = max(((x, y, fx, fy) for x, y, fx, fy in both), key=lambda w: min(b, w[1]) - max(a, w[0]))
-        later = next(((n, t, st, why) for n, t, st, why in connects if b <= t <= b + RECONNECT_WITHIN), None)
+            later = next(((n, t, st, why) for n, t, st, why in connects if b <= t <= b + RECONNECT_WITHIN), None)
         retransmitted = [n for n in across if a < (getattr(conns[n], "first_retransmission", None) or a) < b]
         # a running client sends within DPD s of hearing nothing, within keepalive s of sending nothing (and its
         # TCP acknowledges the gateway's data at once)

@@ -117,6 +117,9 @@ ROUTE_OUTSIDE_STEPS = (("tunnel-dns", "198.19.1.10"), ("client-route", "198.19.0
                        ("inner-tcp", "198.19.1.10", 8080))
 
 
+#: the steps after a client's sleep (or freeze): it reconnects with its cookie, DTLS comes up, pings go through
+BACK_AFTER_SLEEP = (("wait-client", r"^CSTP connected", 90), ("wait-client", r"^Established DTLS", 20), ("ping", 3))
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("baseline", "TLS 1.3, DTLS 1.2 with PSK-NEGOTIATE, 5 pings, clean disconnect",
              gateway={"tls-priorities": PRIO_TLS13}),
@@ -215,23 +218,19 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "the silent session up; on waking openconnect finds its connections dead and reconnects with its cookie "
              "(new TLS and DTLS), then pings again",
              gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"},
-             steps=(("suspend-client", 45.0), ("wait-client", r"^CSTP connected", 90),
-                    ("wait-client", r"^Established DTLS", 20), ("ping", 3))),
+             steps=(("suspend-client", 45.0), *BACK_AFTER_SLEEP)),
     Scenario("vpn-client-hangs", "the VPN client hangs while the computer goes on (gateway dpd = 5): after the "
              "pings openconnect is stopped (SIGSTOP) for about 50 s while the client's other traffic (TLS, DTLS, DNS, "
-             "HTTP to other servers) runs; the gateway gives the silent session up (its FIN, which the client's "
-             "kernel acknowledges); continued, openconnect reconnects with its cookie",
+             "HTTP to other servers) runs; the gateway gives the silent session up (its last DPD request and its FIN, "
+             "which the client's kernel acknowledges); continued, openconnect reconnects with its cookie",
              gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"}, other_traffic=True,
-             steps=(("stop-client",), ("other-traffic",), ("sleep", 40.0), ("continue-client",),
-                    ("wait-client", r"^CSTP connected", 90), ("wait-client", r"^Established DTLS", 20),
-                    ("ping", 3))),
+             steps=(("stop-client",), ("other-traffic",), ("sleep", 40.0), ("continue-client",), *BACK_AFTER_SLEEP)),
     Scenario("laptop-sleeps-gateway-side", "laptop-sleeps captured on the gateway's interface: the client's "
              "packets stop while the gateway goes on sending into the silence (tunnel traffic, a CSTP record sent "
              "again and again, unacknowledged) and gives the session up; then the client's packets return and it "
              "reconnects",
              gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"}, capture_side="gateway",
-             steps=(("suspend-client", 45.0), ("wait-client", r"^CSTP connected", 90),
-                    ("wait-client", r"^Established DTLS", 20), ("ping", 3))),
+             steps=(("suspend-client", 45.0), *BACK_AFTER_SLEEP)),
     Scenario("keepalive-dpd", "gateway keepalive = 6 below dpd = 10, UDP dropped at the gateway: the idle CSTP "
              "channel carries the client's keepalives (sent after 6 s without sending) and DPD requests (after "
              "10 s without receiving), some keepalives more than 9 s into the gateway's silence",

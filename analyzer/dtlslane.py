@@ -28,13 +28,11 @@ lane declines them, the general path decrypts and opens the other lane.
 from __future__ import annotations
 
 
-def open_dtls_lane(tracker, flow, flows, direction: str, method=None, side=None):
+def open_dtls_lane(tracker, flow, flows, direction: str, method, side):
     """The lane ``(method, (flows, flow, direction, side))`` of ``direction`` (the session's: c2s from the client) of
     UDP ``flow`` (in FlowTable ``flows``) whose DTLSFlow is ``tracker`` (``method``: its `on_lane_datagram` unless
-    given; ``side``: the flow's `dissectors.flows.Side` of that direction, ``flow.side_a`` when its first sender
-    sends it, for `FlowTable.touch`), or None."""
+    None; ``side``: the flow's `dissectors.flows.Side` of that direction — ``flow.side_a`` when the flow's first
+    sender sends it — for `FlowTable.touch`), or None."""
     if not flows.holds(flow):
         return None
-    if side is None:
-        side = flow.side_a if direction == "c2s" else flow.side_b
     return (method if method is not None else tracker.on_lane_datagram), (flows, flow, direction, side)

@@ -46,6 +46,7 @@ ignored by the table.
 from __future__ import annotations
 
 import dataclasses
+import math
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -200,7 +201,7 @@ class Side:
     def __init__(self) -> None:
         self.first_ts = 0.0
         self.first_frame = 0
-        self.seen_ts = 0.0
+        self.seen_ts = -math.inf  # (so that the first packet, whatever its time, is noted as the first)
         self.seen_frame = 0  # 0: no packet yet
         self.quiet: list | None = None
 
@@ -296,8 +297,8 @@ class _Half:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.seen_ts = 0.0  # the direction's last packet (time, frame; 0: none yet), its first, its long pauses
-        self.seen_frame = 0  # (as `Side`)
+        self.seen_ts = -math.inf  # the direction's last packet (time, frame; 0: none yet), its first, its long
+        self.seen_frame = 0  # pauses (as `Side`)
         self.first_ts = 0.0
         self.first_frame = 0
         self.quiet: list | None = None

@@ -14,7 +14,8 @@ from pathlib import Path
 from analyzer import __version__
 from analyzer.analyze import analyze_paths, load_keys
 from analyzer.report.json_report import render_json
-from dissectors.flows import MAX_QUIET, QUIET_MIN, UDPFlow, note_quiet
+from dissectors.flows import MAX_QUIET, QUIET_MIN, FlowTable, UDPFlow, note_quiet
+from dissectors.packet import Packet
 
 from .conftest import sample
 
@@ -213,3 +214,18 @@ def test_a_flow_keeps_its_longest_pauses_only():
     assert sorted(round(b - a) for a, b, _fa, _fb in fl.quiet) == [14, 15, 16, 17, 18, 19, 30, 50]
     # each pause names the packets around it
     assert all(fb == fa + 1 for _a, _b, fa, fb in fl.quiet)
+
+
+def test_each_direction_knows_its_first_and_last_packet_and_its_pauses_whatever_the_times():
+    """A capture whose clock starts near 0 (a file written with relative times): the first packet of each direction
+    is noted as such, pauses are each direction's own, either way the flow's."""
+    ft = FlowTable()
+    out = Packet(4, "198.18.0.2", "198.18.0.1", 17, 40000, 443, payload=b"c", payload_len=1)
+    back = Packet(4, "198.18.0.1", "198.18.0.2", 17, 443, 40000, payload=b"g", payload_len=1)
+    for ts, frame, p in ((0.5, 1, out), (0.6, 2, back), (12.0, 3, back), (30.0, 4, back), (31.0, 5, out)):
+        fl, _dg = ft.feed(p, ts, frame)[0]
+    a, b = fl.sides()
+    assert (a.first_ts, a.first_frame, a.seen_ts, a.seen_frame) == (0.5, 1, 31.0, 5)
+    assert (b.first_ts, b.first_frame, b.seen_ts, b.seen_frame) == (0.6, 2, 30.0, 4)
+    assert a.quiet == [(0.5, 31.0, 1, 5)] and b.quiet == [(0.6, 12.0, 2, 3), (12.0, 30.0, 3, 4)]
+    assert fl.quiet == [(0.6, 12.0, 2, 3), (12.0, 30.0, 3, 4)]

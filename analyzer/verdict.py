@@ -397,6 +397,18 @@ def judge(s: Session) -> SessionVerdict:
                         "log in again; if every sleep ends so, let the gateway keep a silent session longer (its "
                         "idle or DPD timeout, the cookie's lifetime)",
                         ["TUNNEL_SILENT"] + (["CONNECT_REJECTED"] if refused is not None else []), s)
+    gone = next((f for f in by.get("TUNNEL_SILENT", []) if f.evidence.get("trailing")), None)
+    if gone is not None:
+        ev = gone.evidence
+        cause = (f"the client sent nothing for the last {_secs(ev.get('seconds') or 0)} of the session while the "
+                 "gateway went on sending"
+                 + (" (its TCP data unanswered, sent again)" if ev.get("retransmitted") else "")
+                 + (": the computer was awake — other traffic went on —, its VPN client stopped"
+                    if ev.get("other_flows") else
+                    ": the computer asleep or offline, its VPN client stopped, or the path to it broken"))
+        return _verdict("tunnel-lost", f"Client gone at {_rel(gone.time, s.start)}", cause, gone.frames, gone.time,
+                        "look at the client's side at that time: did it sleep, lose its network, or its VPN client "
+                        "hang", ["TUNNEL_SILENT"], s)
     for fid, experienced in (("RECONNECT_ADDRESS_CHANGED", "Tunnel dropped and came back with another address"),
                              ("SESSION_TERMINATED", "Tunnel ended by the gateway")):
         f = first(fid)

@@ -139,6 +139,28 @@ def test_a_vpn_client_that_hung_while_the_computer_went_on_is_told_apart_from_a_
         assert ev["other_flows"] == [] and "slept" in f["message"]
 
 
+def test_a_client_that_never_came_back_before_the_capture_ended(tmp_path, tshark):
+    """laptop-sleeps-gateway-side cut before the client's first packet after the sleep (editcap): the session ends with
+    the gateway's data sent again into the silence. Before: WARNING TCP_RETRANSMISSIONS 'loss on the path' as the
+    verdict. Now: 'Client gone', the silence to the session's last packet (the gateway's last retransmission)."""
+    d, slept, woke = _sleep("laptop-sleeps-gateway-side")
+    back = subprocess.run([tshark, "-n", "-r", str(d / "capture.pcapng"), "-Y",
+                           f"ip.src == 198.18.0.2 && frame.time_epoch > {woke - 1.0}", "-T", "fields", "-e",
+                           "frame.number"], capture_output=True, text=True, check=True, timeout=120).stdout.split()
+    cut = tmp_path / "gone.pcapng"
+    subprocess.run(["editcap", "-r", str(d / "capture.pcapng"), str(cut), f"1-{int(back[0]) - 1}"], check=True,
+                   capture_output=True)
+    for keylog in (d / "keys.log", None):
+        s, f, ev = _silent_in(cut, keylog)
+        assert ev["trailing"] is True and ev["gateway_sent"] is True and ev["reconnect"] is None
+        assert slept - 1.0 <= ev["from"] <= slept and ev["to"] < woke and ev["retransmitted"] == ["tcp.stream 0"]
+        assert f["frames"][-1] == int(back[0]) - 1  # the gateway's last retransmission
+        assert "TCP_RETRANSMISSIONS" not in {x["id"] for x in s["findings"]}
+        v = s["verdict"]
+        assert v["outcome"] == "tunnel-lost" and v["experienced"].startswith("Client gone at")
+        assert "the client sent nothing for the last" in v["cause"]
+
+
 def test_a_reconnect_refused_after_the_silence_is_a_lost_tunnel_the_user_logs_in_again():
     """scripted/sleep-reconnect-refused: the client asleep 40 s; the gateway ended the tunnel's connection in the
     silence (its FIN lost) and refuses the reconnect's cookie (401). Before: 'Connected, with a problem: the gateway

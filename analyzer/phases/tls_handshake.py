@@ -101,6 +101,11 @@ CLIENT_PACKETS_DOC = {"description": "the client's first and last packet of the 
                                       "last_frame}; present only when it sent one"}
 
 
+GATEWAY_PACKETS_DOC = {"description": "the same of the gateway's packets (its TCP retransmissions and bare "
+                                       "acknowledgements included, which `end` may not count); present only when it "
+                                       "sent one"}
+
+
 def _pauses(q) -> list[dict]:
     return [{"from": a, "to": b, "seconds": round(b - a, 3), "frames": [fa, fb]} for a, b, fa, fb in sorted(q)]
 
@@ -117,17 +122,21 @@ def silences(f) -> dict:
         out["client_packets"] = {"first": side[0], "first_frame": side[1], "last": side[2], "last_frame": side[3]}
         if side[4]:
             out["client_silences"] = _pauses(side[4])
+    side = client_side(f, "s2c")
+    if side is not None and side[1]:
+        out["gateway_packets"] = {"first": side[0], "first_frame": side[1], "last": side[2], "last_frame": side[3]}
     return out
 
 
-def client_side(f) -> tuple | None:
-    """(first ts, first frame, last ts, last frame, pauses) of the client's packets of flow tracker ``f``
-    (analyzer/tcptracker.py side_record), or None when it does not know them."""
+def client_side(f, direction: str = "c2s") -> tuple | None:
+    """(first ts, first frame, last ts, last frame, pauses) of the client's packets of flow tracker ``f`` (with
+    ``direction`` "s2c": the gateway's; analyzer/tcptracker.py side_record), or None when it does not know them."""
     sides = getattr(f, "sides", None)
     if not sides:
         return None
     # (a DTLS flow's first sender may be the gateway: its directions are the session's through direction_map)
-    mine = next((k for k, v in (getattr(f, "direction_map", None) or {"c2s": "c2s"}).items() if v == "c2s"), "c2s")
+    mine = next((k for k, v in (getattr(f, "direction_map", None) or {"c2s": "c2s"}).items() if v == direction),
+                direction)
     return side_record(sides[0 if mine == "c2s" else 1])
 
 
@@ -173,6 +182,7 @@ class ConnectionSummary(FlowSummary):
     silences: list[dict[str, Any]] = field(default=UNSET, metadata=SILENCES_DOC)
     client_silences: list[dict[str, Any]] = field(default=UNSET, metadata=CLIENT_SILENCES_DOC)
     client_packets: dict[str, Any] = field(default=UNSET, metadata=CLIENT_PACKETS_DOC)
+    gateway_packets: dict[str, Any] = field(default=UNSET, metadata=GATEWAY_PACKETS_DOC)
     after_reset: dict[str, int] = field(default=UNSET, metadata={
         "description": "segments with data a side (c2s, s2c) sent after its own reset: the reset was not its own; "
                        "present only then"})
@@ -214,6 +224,7 @@ class DTLSConnectionSummary(FlowSummary):
     silences: list[dict[str, Any]] = field(default=UNSET, metadata=SILENCES_DOC)
     client_silences: list[dict[str, Any]] = field(default=UNSET, metadata=CLIENT_SILENCES_DOC)
     client_packets: dict[str, Any] = field(default=UNSET, metadata=CLIENT_PACKETS_DOC)
+    gateway_packets: dict[str, Any] = field(default=UNSET, metadata=GATEWAY_PACKETS_DOC)
     truncated_frames: int = field(default=UNSET, metadata={
         "description": "datagrams of the flow the capture cut short (its snaplen); present only then"})
     snaplen: int = field(default=UNSET, metadata={

@@ -47,7 +47,7 @@ def check(session, ctx):
         seg = conn.segments
         total_r = sum(r.values())
         listed = conn.retransmission_frames
-        if away and total_r <= len(listed) and all(any(f0 < f < f1 for f0, f1 in away) for f in listed):
+        if away and total_r <= len(listed) and all(any(f0 < f <= f1 for f0, f1 in away) for f in listed):
             continue
         total_s = max(sum(seg.values()), 1)
         if total_r >= RETRANS_MIN and total_r / total_s >= RETRANS_RATE:

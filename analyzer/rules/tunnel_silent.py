@@ -151,6 +151,7 @@ class Silence:
     keepalive: int | None
     retransmitted: list  # tunnel connections whose first TCP retransmission (the gateway's data unanswered) is in it
     others: list  # the client's flows with other servers, packets in it: the computer was awake
+    trailing: bool = False  # the client never sent again: the session's last packets are the gateway's, into it
 
 
 def _busy_within(first, last, quiet, a: float, b: float) -> bool:
@@ -214,7 +215,43 @@ def told(session, ctx=None) -> list[Silence]:
                         key=lambda n: (n.split()[0], int(n.split()[-1])))
         out.append(Silence(a, b, [f for f in (fa, fb) if f is not None], gateway_sent, across, later, reset, dpd,
                            keepalive, retransmitted, others))
-    return out
+    gone = _trailing(session, up, conns, dpd, keepalive, own, gateway, mine)
+    return out + ([gone] if gone is not None else [])
+
+
+def _trailing(session, up, conns, dpd, keepalive, own, gateway, mine) -> Silence | None:
+    """The client's silence that the capture never sees end: from the client's last packet on any flow of the session
+    to the session's last packet, the gateway's, sent into it — told with the client's timers (2 × the longer of DPD
+    and keepalive + 5 s) or, without them, when the gateway's TCP data was sent again in it (the client's TCP did not
+    answer; UNKNOWN_DPD_SILENCE s or more)."""
+    mine_spans = busy_spans(session, client_only=True)
+    if not mine_spans:
+        return None
+    a, fa = max(((s[1], s[3]) for s in mine_spans), key=lambda x: x[0])
+    # the session's last packet: the gateway's (`end` may leave out its TCP retransmissions, `gateway_packets` not)
+    ends = {c.connection: max(((c.end, c.last_frame),) + tuple(
+        ((g["last"], g["last_frame"]),) if (g := getattr(c, "gateway_packets", None)) else ()))
+        for c in session.connections if c.end is not None}
+    if not ends:
+        return None
+    b, fb = max(ends.values())
+    if b - a < QUIET_MIN:
+        return None
+    across = sorted(n for n, t in up.items() if t <= a and n in ends and ends[n][0] > a + 1.0)
+    if not across or any(a - 2.0 <= t <= b for t in _disconnects(session)):
+        return None
+    retransmitted = [n for n in across if a < (getattr(conns[n], "first_retransmission", None) or a) < b]
+    timer = max((t for t in (dpd, keepalive) if t), default=None)
+    if b - a < (2 * timer + 5 if timer and not retransmitted else
+                max(UNKNOWN_DPD_SILENCE, timer + 5) if timer else UNKNOWN_DPD_SILENCE):
+        return None
+    if not timer and not retransmitted:
+        return None
+    others = sorted({n for n, first, last_ts, pauses, peer in mine
+                     if n not in own and peer != gateway and _busy_within(first, last_ts, pauses, a, b)},
+                    key=lambda n: (n.split()[0], int(n.split()[-1])))
+    return Silence(a, b, [f for f in (fa, fb) if f is not None], True, across, None, None, dpd, keepalive,
+                   retransmitted, others, trailing=True)
 
 
 def _rel(t: float, start: float | None) -> str:
@@ -237,11 +274,14 @@ def check(session, ctx):
             after.append(f"the client's reconnect {t - x.end:.1f} s after the silence was refused ({status}"
                          + (f" {why}" if why else "") + f", {n}): the gateway had given the session up, the user has "
                          "to log in again")
+        elif x.trailing:
+            after.append("the client had not come back when the session's last packet was captured")
         elif x.reset is not None:
             after.append("no reconnect in the capture")
         else:
             after.append("the tunnel carried on after it on the same connections")
-        span = f"{x.end - x.start:.0f} s ({_rel(x.start, session.start)} to {_rel(x.end, session.start)})"
+        span = (f"{x.end - x.start:.0f} s ({_rel(x.start, session.start)} to {_rel(x.end, session.start)}"
+                + (", the session's last packet)" if x.trailing else ")"))
         timers = " and ".join(f"{name} {v} s" for name, v in (("DPD is", x.dpd), ("keepalive", x.keepalive)) if v)
         if not x.gateway_sent:
             what = (f"Nothing crossed the tunnel either way for {span}"
@@ -273,5 +313,5 @@ def check(session, ctx):
                       "reconnect": x.reconnect[0] if x.reconnect else None,
                       "reconnect_status": x.reconnect[2] if x.reconnect else None,
                       "reconnect_reason": x.reconnect[3] if x.reconnect else None, "retransmitted": x.retransmitted,
-                      "other_flows": x.others[:20]}))
+                      "other_flows": x.others[:20], "trailing": x.trailing}))
     return out

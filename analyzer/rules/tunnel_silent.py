@@ -166,6 +166,16 @@ def _busy_within(first, last, quiet, a: float, b: float) -> bool:
     return False
 
 
+def _others(mine, own: set, gateway: str | None, a: float, b: float) -> list[str]:
+    """The client's flows (``mine``: `Context.flows_by_host`'s rows of its address) that are not the session's
+    (``own``) and go to other servers than the gateway, with packets well inside ``a``..``b``: the computer was awake.
+    (Other servers only: a capture that sees the client's own traffic — at a gateway, the flows of the client's address
+    are its NAT's, maybe other users'.)"""
+    return sorted({n for n, first, last, pauses, peer in mine
+                   if n not in own and peer != gateway and _busy_within(first, last, pauses, a, b)},
+                  key=lambda n: (n.split()[0], int(n.split()[-1])))
+
+
 def told(session, ctx=None) -> list[Silence]:
     """The silences TUNNEL_SILENT tells (see the module's text): both ways, or the client's alone while the gateway
     went on sending. With the rules' ``ctx``, the client's other flows busy in each (`Silence.others`)."""
@@ -208,11 +218,7 @@ def told(session, ctx=None) -> list[Silence]:
             continue  # without the client's timers a client that only listens may be silent a long time
         reset = next((x for n in across for x in (getattr(conns[n], "closed", None) or ())
                       if x.get("reason") == "rst" and x.get("direction") == "s2c" and b <= x["ts"] <= b + 5), None)
-        # (flows with other servers than the gateway: a capture that sees the client's own traffic — at a gateway, the
-        # flows of the client's address are its NAT's, maybe other users')
-        others = sorted({n for n, first, last, pauses, peer in mine
-                         if n not in own and peer != gateway and _busy_within(first, last, pauses, a, b)},
-                        key=lambda n: (n.split()[0], int(n.split()[-1])))
+        others = _others(mine, own, gateway, a, b)
         out.append(Silence(a, b, [f for f in (fa, fb) if f is not None], gateway_sent, across, later, reset, dpd,
                            keepalive, retransmitted, others))
     gone = _trailing(session, up, conns, dpd, keepalive, own, gateway, mine)
@@ -247,9 +253,7 @@ def _trailing(session, up, conns, dpd, keepalive, own, gateway, mine) -> Silence
         return None
     if not timer and not retransmitted:
         return None
-    others = sorted({n for n, first, last_ts, pauses, peer in mine
-                     if n not in own and peer != gateway and _busy_within(first, last_ts, pauses, a, b)},
-                    key=lambda n: (n.split()[0], int(n.split()[-1])))
+    others = _others(mine, own, gateway, a, b)
     return Silence(a, b, [f for f in (fa, fb) if f is not None], True, across, None, None, dpd, keepalive,
                    retransmitted, others, trailing=True)
 

@@ -166,7 +166,7 @@ def _busy_within(first, last, quiet, a: float, b: float) -> bool:
     return False
 
 
-def _others(mine, own: set, gateway: str | None, a: float, b: float) -> list[str]:
+def _others(mine, own, gateway: str | None, a: float, b: float) -> list[str]:
     """The client's flows (``mine``: `Context.flows_by_host`'s rows of its address) that are not the session's
     (``own``) and go to other servers than the gateway, with packets well inside ``a``..``b``: the computer was awake.
     (Other servers only: a capture that sees the client's own traffic — at a gateway, the flows of the client's address
@@ -174,6 +174,31 @@ def _others(mine, own: set, gateway: str | None, a: float, b: float) -> list[str
     return sorted({n for n, first, last, pauses, peer in mine
                    if n not in own and peer != gateway and _busy_within(first, last, pauses, a, b)},
                   key=lambda n: (n.split()[0], int(n.split()[-1])))
+
+
+def _reconnect_after(connects: list[tuple], t: float) -> tuple | None:
+    """The first CONNECT (`_tunnels`) within RECONNECT_WITHIN s after ``t``: the silence's consequence."""
+    return next(((n, at, st, why) for n, at, st, why in connects if t <= at <= t + RECONNECT_WITHIN), None)
+
+
+def _retransmitted(across: list, conns: dict, a: float, b: float) -> list:
+    """The connections of ``across`` whose first TCP retransmission (the gateway's data unanswered) is in a..b."""
+    return [n for n in across if a < (getattr(conns[n], "first_retransmission", None) or a) < b]
+
+
+def _long_enough(seconds: float, dpd, keepalive, gateway_sent: bool, ended: bool) -> bool:
+    """Whether a silence of ``seconds`` is more than a running client allows: it sends within DPD s of hearing
+    nothing (either way: ``gateway_sent`` False) or within the longer of DPD and keepalive s (the gateway went on
+    sending: a keepalive after keepalive s without sending, and its TCP acknowledges data at once) — 2 × that + 5 s;
+    UNKNOWN_DPD_SILENCE s (or the timer + 5 s) suffice when something ``ended`` it (a reconnect after it, the
+    gateway's TCP data sent again in it). Without the timers: DEFAULT_DPD_SILENCE either way, never for the client
+    alone unless ``ended`` (a client that only listens may be silent a long time)."""
+    timer = dpd if not gateway_sent else max((t for t in (dpd, keepalive) if t), default=None)
+    if gateway_sent and not timer and not ended:
+        return False
+    if ended:
+        return seconds >= (max(UNKNOWN_DPD_SILENCE, timer + 5) if timer else UNKNOWN_DPD_SILENCE)
+    return seconds >= (2 * timer + 5 if timer else DEFAULT_DPD_SILENCE)
 
 
 def told(session, ctx=None) -> list[Silence]:
@@ -185,7 +210,6 @@ def told(session, ctx=None) -> list[Silence]:
     dpd, keepalive = _timers(session)
     conns = {c.connection: c for c in session.connections}
     both = session_silences(session, QUIET_MIN)
-    own = {c.connection for c in session.connections}
     gateway = split_endpoint(session.gateway)[0]
     mine = (getattr(ctx, "flows_by_host", None) or {}).get(session.client, ())
     byes = _disconnects(session)
@@ -193,7 +217,7 @@ def told(session, ctx=None) -> list[Silence]:
     for a, b, fa, fb in session_silences(session, QUIET_MIN, client_only=True):
         # a tunnel connection open across it: up before it began, with a packet after it
         across = sorted(n for n, t in up.items() if t <= a and n in conns and (conns[n].end or 0) >= b)
-        later = next(((n, t, st, why) for n, t, st, why in connects if b <= t <= b + RECONNECT_WITHIN), None)
+        later = _reconnect_after(connects, b)
         if not across and later is not None and not any(a - 2.0 <= t <= b for t in byes):
             # or one whose last packet began the silence (its end not captured: a capture cut before, a flow the
             # client left) — when a reconnect ends the silence and no DISCONNECT ended that tunnel
@@ -205,27 +229,20 @@ def told(session, ctx=None) -> list[Silence]:
         gateway_sent = overlap < 0.9 * (b - a)
         if not gateway_sent:  # the both-ways silence's own ends
             a, b, fa, fb = max(((x, y, fx, fy) for x, y, fx, fy in both), key=lambda w: min(b, w[1]) - max(a, w[0]))
-            later = next(((n, t, st, why) for n, t, st, why in connects if b <= t <= b + RECONNECT_WITHIN), None)
-        retransmitted = [n for n in across if a < (getattr(conns[n], "first_retransmission", None) or a) < b]
-        # a running client sends within DPD s of hearing nothing, within keepalive s of sending nothing (and its
-        # TCP acknowledges the gateway's data at once)
-        timer = dpd if not gateway_sent else max((t for t in (dpd, keepalive) if t), default=None)
-        alone = 2 * timer + 5 if timer else DEFAULT_DPD_SILENCE
-        shown = max(UNKNOWN_DPD_SILENCE, timer + 5) if timer else UNKNOWN_DPD_SILENCE
-        if b - a < (shown if later or retransmitted else alone):
+            later = _reconnect_after(connects, b)
+        retransmitted = _retransmitted(across, conns, a, b)
+        if not _long_enough(b - a, dpd, keepalive, gateway_sent, bool(later or retransmitted)):
             continue
-        if gateway_sent and not timer and not (later or retransmitted):
-            continue  # without the client's timers a client that only listens may be silent a long time
         reset = next((x for n in across for x in (getattr(conns[n], "closed", None) or ())
                       if x.get("reason") == "rst" and x.get("direction") == "s2c" and b <= x["ts"] <= b + 5), None)
-        others = _others(mine, own, gateway, a, b)
+        others = _others(mine, conns, gateway, a, b)
         out.append(Silence(a, b, [f for f in (fa, fb) if f is not None], gateway_sent, across, later, reset, dpd,
                            keepalive, retransmitted, others))
-    gone = _trailing(session, up, conns, dpd, keepalive, own, gateway, mine)
+    gone = _trailing(session, up, conns, dpd, keepalive, byes, gateway, mine)
     return out + ([gone] if gone is not None else [])
 
 
-def _trailing(session, up, conns, dpd, keepalive, own, gateway, mine) -> Silence | None:
+def _trailing(session, up, conns, dpd, keepalive, byes, gateway, mine) -> Silence | None:
     """The client's silence that the capture never sees end: from the client's last packet on any flow of the session
     to the session's last packet, the gateway's, sent into it — told with the client's timers (2 × the longer of DPD
     and keepalive + 5 s) or, without them, when the gateway's TCP data was sent again in it (the client's TCP did not
@@ -244,16 +261,12 @@ def _trailing(session, up, conns, dpd, keepalive, own, gateway, mine) -> Silence
     if b - a < QUIET_MIN:
         return None
     across = sorted(n for n, t in up.items() if t <= a and n in ends and ends[n][0] > a + 1.0)
-    if not across or any(a - 2.0 <= t <= b for t in _disconnects(session)):
+    if not across or any(a - 2.0 <= t <= b for t in byes):
         return None
-    retransmitted = [n for n in across if a < (getattr(conns[n], "first_retransmission", None) or a) < b]
-    timer = max((t for t in (dpd, keepalive) if t), default=None)
-    if b - a < (2 * timer + 5 if timer and not retransmitted else
-                max(UNKNOWN_DPD_SILENCE, timer + 5) if timer else UNKNOWN_DPD_SILENCE):
+    retransmitted = _retransmitted(across, conns, a, b)
+    if not _long_enough(b - a, dpd, keepalive, True, bool(retransmitted)):
         return None
-    if not timer and not retransmitted:
-        return None
-    others = _others(mine, own, gateway, a, b)
+    others = _others(mine, conns, gateway, a, b)
     return Silence(a, b, [f for f in (fa, fb) if f is not None], True, across, None, None, dpd, keepalive,
                    retransmitted, others, trailing=True)
 

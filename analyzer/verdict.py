@@ -131,14 +131,19 @@ def _ok_status(ev: dict) -> bool:
     return status is None or 200 <= status < 300
 
 
+def _why_silent(ev: dict) -> str:
+    """What a TUNNEL_SILENT's silence means, by its evidence: awake (its other traffic went on) or not."""
+    return ("the computer was awake — other traffic went on —: its VPN client stopped" if ev.get("other_flows")
+            else "the computer asleep or offline, or its VPN client stopped")
+
+
 def _silence_cause(ev: dict) -> str:
     """The first half of a verdict's cause from a TUNNEL_SILENT's evidence: the silence, and the gateway's reset of
     the old connection when there was one (ends with "and " or "then ")."""
     reset = ev.get("reset_frame")
     return ((f"the client sent nothing for {_secs(ev.get('seconds'))} while the gateway went on sending"
              if ev.get("gateway_sent") else f"nothing crossed the tunnel either way for {_secs(ev.get('seconds'))}")
-            + (" (the computer was awake — other traffic went on —: its VPN client stopped); " if ev.get("other_flows")
-               else " (the computer asleep or offline, or its VPN client stopped); ")
+            + f" ({_why_silent(ev)}); "
             + (f"the gateway had ended the connection meanwhile (its reset, frame {reset}) and " if reset
                else "then "))
 
@@ -356,9 +361,7 @@ def judge(s: Session) -> SessionVerdict:
                      and f.time is not None and f.time <= t <= (f.evidence.get("to") or f.time) + 1.0), None)
         if away is not None and nat is None:
             ev = away.evidence
-            cause += (": the client sent nothing at all for " + _secs(ev.get("seconds") or 0)
-                      + (" (the computer was awake — other traffic went on —: its VPN client stopped)"
-                         if ev.get("other_flows") else " (the computer asleep or offline, or its VPN client stopped)"))
+            cause += f": the client sent nothing at all for {_secs(ev.get('seconds') or 0)} ({_why_silent(ev)})"
             used.append("TUNNEL_SILENT")
         rc = first("RECONNECT")
         tries = first("TCP_CONNECT_FAILED")

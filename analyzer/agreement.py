@@ -39,12 +39,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "keyless-agreement.md"
 TIME_TOLERANCE = 0.05  # seconds
 CLASSES = ("DATA", "DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE", "MTU_PROBE")
+#: keyless classes that name a coarse class only: END, the gateway's last control record before the connection
+#: closed (its DISCONNECT or TERMINATE: the same bare 8-byte frame; analyzer/inference.py `_ending`) — a record so
+#: read agrees with a keyed DISCONNECT or TERMINATE in the coarse class and is left out of the fine classes' rates
+COARSE_ONLY = ("END",)
 MTU_PROBE_PAYLOAD = 100  # a DTLS DPD request or answer padded beyond this is an MTU probe (tcptracker.py)
 
 #: coarse frame classes: what record sizes alone tell apart (an unanswered DPD request and a keepalive are the
 #: same 8 bytes; timing tells them apart: analyzer/keyless.py `refine`, `share_dpd_timers`)
 COARSE = {"DATA": "DATA", "DPD_REQ": "CONTROL", "DPD_RESP": "CONTROL", "KEEPALIVE": "CONTROL",
-          "DISCONNECT": "END", "TERMINATE": "END", "MTU_PROBE": "MTU_PROBE"}
+          "DISCONNECT": "END", "TERMINATE": "END", "END": "END", "MTU_PROBE": "MTU_PROBE"}
 
 #: the agreement the CI test holds the samples to (tests/test_keyless_agreement.py); docs/keyless-agreement.md
 #: states them. Every phase, the tunnel times, the inner packets, every coarse and every fine class: REQUIRED.
@@ -72,6 +76,7 @@ class Tally:
     cls_keyless: Counter = field(default_factory=Counter)
     cls_agree: Counter = field(default_factory=Counter)
     class_confusions: Counter = field(default_factory=Counter)  # (keyed, keyless) -> records
+    coarse_only: Counter = field(default_factory=Counter)  # keyed class -> records keyless read as a COARSE_ONLY
     inner_keyed: int = 0
     inner_keyless: int = 0
     inner_min: int = 0  # sum over channels and directions of min(keyed, keyless)
@@ -86,7 +91,9 @@ class Tally:
         return self.phase_agree[name] / n if n else None
 
     def class_rate(self, name: str) -> float | None:
-        union = self.cls_keyed[name] + self.cls_keyless[name] - self.cls_agree[name]
+        """Agreement of a fine class over the records either reading gave it, less those the keyless reading gave
+        a coarse class only (COARSE_ONLY)."""
+        union = self.cls_keyed[name] - self.coarse_only[name] + self.cls_keyless[name] - self.cls_agree[name]
         return self.cls_agree[name] / union if union else None
 
     def coarse(self) -> dict[str, tuple[int, int, int]]:
@@ -99,6 +106,9 @@ class Tally:
             if COARSE.get(a) == COARSE.get(b):
                 k, l_, both = out[COARSE[a]]
                 out[COARSE[a]] = (k, l_, both + n)
+        for a, n in self.coarse_only.items():
+            k, l_, both = out[COARSE[a]]
+            out[COARSE[a]] = (k, l_, both + n)
         return out
 
     def coarse_rate(self, name: str) -> float | None:
@@ -196,7 +206,10 @@ def _compare_channel(t: Tally, keyed_stats, est, dtls: bool) -> None:
                 k.remove(cls)
                 t.cls_agree[cls] += 1
         for a, b in zip(k, g):
-            t.class_confusions[(a, b)] += 1
+            if b in COARSE_ONLY and COARSE.get(a) == COARSE[b]:
+                t.coarse_only[a] += 1
+            else:
+                t.class_confusions[(a, b)] += 1
         for a in k[len(g):]:
             t.class_confusions[(a, "DATA")] += 1
         for b in g[len(k):]:
@@ -384,6 +397,12 @@ def render(t: Tally, sources: str, bench: bool = False) -> str:
             lines.append(f"| {c} | {t.cls_keyed[c]} | {t.cls_keyless[c]} | {t.cls_agree[c]} | "
                          f"{_pct(t.class_rate(c))} |")
     lines.append(f"| all records | {total} | | {agree} | {_pct(agree / total if total else None)} |")
+    if t.coarse_only:
+        lines += ["", "Read as END only (the gateway's last control record before the connection closed: its "
+                      "DISCONNECT or TERMINATE, the same bare 8-byte frame without keys): "
+                      + ", ".join(f"keyed {a} {n}" for a, n in sorted(t.coarse_only.items()))
+                      + " — agreeing in the coarse class END, left out of the fine classes' rates (and counted as "
+                        "not agreeing in 'all records')."]
     lines += ["", "Coarse classes (CONTROL: DPD request, DPD response or keepalive; END: DISCONNECT or TERMINATE):", "",
               "| coarse class | keyed | keyless | both | agreement |", "|---|---:|---:|---:|---:|"]
     for c, (k, l_, b) in t.coarse().items():

@@ -225,8 +225,10 @@ def read_tunnel_before_capture(c) -> ConnectionReading | None:
 
 
 def _ending(c, est: TunnelEstimate, recs: list) -> TunnelEstimate:
-    """How the tunnel's estimate ``est`` ends: a late DPD answer, or the gateway's TERMINATE (below)."""
-    # a control frame from the gateway as its last record, right before the connection closes: TERMINATE —
+    """How the tunnel's estimate ``est`` ends: a late DPD answer, or the gateway's end (below)."""
+    # a control frame from the gateway as its last record, right before the connection closes: END, the gateway's
+    # DISCONNECT or TERMINATE (both a bare 8-byte frame: ocserv's DISCONNECT at its session or idle timeout, lab
+    # scenarios session-timeout, idle-timeout; a TERMINATE, scripted case terminate — without keys alike) —
     # unless it is the gateway's first record after the client's last one, an unanswered control record: then it
     # answers that DPD request late (the request reached the gateway only when TCP retransmitted it, after a
     # loss of the path, as the connection was ending)
@@ -240,5 +242,5 @@ def _ending(c, est: TunnelEstimate, recs: list) -> TunnelEstimate:
     answered = last is not None and any(x[0] == "c2s" and x[3] == "DPD_RESP" and x[2] >= last[2] for x in est.controls)
     if (last is not None and last[3] in ("KEEPALIVE", "DPD_REQ") and not answered and not later and c.closed
             and c.last_ts - last[2] <= 1.0):
-        last[3] = "TERMINATE"
+        last[3] = "END"
     return est

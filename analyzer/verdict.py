@@ -152,6 +152,13 @@ def _secs(d: float) -> str:
     return f"{d:.1f} s" if d < 120 else f"{d / 60:.1f} min"
 
 
+def _whole(seconds: int) -> str:
+    """A timer a gateway announced, in whole seconds (or minutes, hours when it is that long)."""
+    if seconds >= 7200 and seconds % 360 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 120 and seconds % 6 == 0 else f"{seconds} s"
+
+
 def _lower_first(text: str) -> str:
     """Lower-case the first word when it is an ordinary word ("The", "A"), not a name or acronym ("DTLS")."""
     word = text.split(" ", 1)[0]
@@ -194,6 +201,27 @@ def _verdict(outcome, experienced, cause, frames, time, remedy, used, s, after: 
     return SessionVerdict(outcome=outcome, text=_line(experienced, cause, frames, remedy, after),
                           experienced=experienced, cause=cause + after if cause else cause, frames=frames, time=time,
                           remedy=remedy, findings=used, worst_severity=worst_severity(s.findings))
+
+
+def _timed_out(f: Finding, s: Session, first) -> SessionVerdict:
+    """The verdict of a session the gateway ended at its session or idle timeout (analyzer/rules/gateway_timeout.py)."""
+    ev = f.evidence
+    at = _rel(f.time, s.start)
+    used = [f.id] + (["SESSION_TERMINATED"] if first("SESSION_TERMINATED") is not None else [])
+    if f.id == "SESSION_TIMEOUT":
+        timer = ev.get("remaining") if ev.get("remaining") is not None else ev.get("session_timeout")
+        cause = (f"the gateway disconnected it {_secs(ev.get('elapsed') or 0)} after the CONNECT, its session "
+                 f"timeout being {_whole(timer or 0)} (X-CSTP-Session-Timeout"
+                 + ("-Remaining" if ev.get("remaining") is not None and ev.get("remaining") != ev.get("session_timeout")
+                    else "") + "): the user has to log in again")
+        return _verdict("tunnel-lost", f"Session ended at the gateway's session timeout at {at}", cause, f.frames,
+                        f.time, "expected if sessions are limited to that time; otherwise raise the maximum connect "
+                        "time (ASA/FTD vpn-session-timeout, ocserv session-timeout)", used, s)
+    cause = (f"the gateway disconnected it after {_secs(ev.get('idle') or 0)} without a packet inside the tunnel, its "
+             f"idle timeout being {_whole(ev.get('idle_timeout') or 0)} (X-CSTP-Idle-Timeout)")
+    return _verdict("tunnel-lost", f"Tunnel ended by the gateway as idle at {at}", cause, f.frames, f.time,
+                    "expected for an unused tunnel; otherwise raise the idle timeout (ASA/FTD vpn-idle-timeout, "
+                    "ocserv idle-timeout)", used, s)
 
 
 def judge(s: Session) -> SessionVerdict:
@@ -412,12 +440,33 @@ def judge(s: Session) -> SessionVerdict:
         return _verdict("tunnel-lost", f"Client gone at {_rel(gone.time, s.start)}", cause, gone.frames, gone.time,
                         "look at the client's side at that time: did it sleep, lose its network, or its VPN client "
                         "hang", ["TUNNEL_SILENT"], s)
+    timed = first("SESSION_TIMEOUT") or first("IDLE_TIMEOUT")
+    if timed is not None:
+        return _timed_out(timed, s, first)
     for fid, experienced in (("RECONNECT_ADDRESS_CHANGED", "Tunnel dropped and came back with another address"),
                              ("SESSION_TERMINATED", "Tunnel ended by the gateway")):
         f = first(fid)
         if f is not None:
             exp = f"{experienced} at {_rel(f.time, s.start)}" if f.time is not None else experienced
             return _verdict("tunnel-lost", exp, _plain(f.message), f.frames, f.time, _short_remedy(f), [fid], s)
+    bye = first("SESSION_DISCONNECT")
+    if bye is not None and bye.evidence.get("direction") == "s2c":
+        reason = bye.evidence.get("reason")
+        if bye.inferred:
+            idle = bye.evidence.get("idle")
+            cause = ("a control record from the gateway, answered at once by the client's DISCONNECT (inferred "
+                     "from record sizes)" + (f"; no data in the tunnel for {_secs(idle)} before it"
+                                             if idle is not None and idle >= 10 else ""))
+            remedy = ("supply the key log to see whether its session or idle timeout ran out; else the gateway's "
+                      "log says why")
+        else:
+            cause = (f"the gateway sent DISCONNECT over {str(bye.evidence.get('channel') or 'cstp').upper()}"
+                     + (f" (reason {reason!r})" if reason else "")
+                     + " — no session or idle timeout it announced explains it")
+            remedy = ("the gateway's log says why (an administrator's logoff, a policy or licence change, its "
+                      "restart)")
+        return _verdict("tunnel-lost", f"Tunnel ended by the gateway at {_rel(bye.time, s.start)}", cause,
+                        bye.frames, bye.time, remedy, ["SESSION_DISCONNECT"], s)
 
     # -- DTLS down: the tunnel runs over TLS only ------------------------------------------------------------------
     if status.get("dtls") == "failed":

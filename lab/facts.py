@@ -506,7 +506,15 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
 
     # end of session
     bye = first(r"Send BYE packet: (.*)$", client)
-    if bye:
+    server = first(r"^Received server (disconnect|terminate)", client)
+    if bye and server and server[0] <= bye[0]:
+        # the gateway ended the session (its session or idle timeout, an administrator): openconnect said goodbye
+        # ("Server request") and exited; the reason is the gateway's (ocserv main: "user disconnected (reason: …")
+        why = first(r"user disconnected \(reason: ([^,)]+)", gateway[::-1])  # its last session's
+        facts["end"] = {"by": "gateway", "how": f"gateway-{server[1].group(1)}",
+                        "reason": why[1].group(1) if why else None, "time": server[0],
+                        "client_answer": bye[1].group(1)}
+    elif bye:
         facts["end"] = {"by": "client", "how": "cstp-disconnect", "reason": bye[1].group(1), "time": bye[0]}
     elif facts["auth_result"] == "failure":
         facts["end"] = {"by": "gateway", "how": "auth-failed", "reason": facts["auth_failure_message"],

@@ -208,6 +208,8 @@ STEP_OPS = {
     "suspend-client": "(seconds): a laptop that sleeps: all IPv4 between client and gateway dropped (as block-all, "
                       "on the client's veth when the capture is the gateway's) and openconnect stopped (SIGSTOP) "
                       "for that long, then the block lifted and openconnect continued (SIGCONT)",
+    "client-exits": "(timeout): wait until openconnect exits by itself (the gateway ended the session); the scenario "
+                    "then ends without the user's DISCONNECT",
     "wait-client": "(regex, timeout): wait until openconnect logs a line matching regex (after the last step); "
                    "fail the scenario if it does not within timeout seconds",
     "sleep": "(seconds)",
@@ -269,6 +271,11 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> 
             lab.unblock_all()
             act("traffic-unblocked", namespace="gateway")
             cursor = len(client.lines())
+        elif op == "client-exits":
+            await_exit(client, act, args[0])
+            if client.proc.poll() is None:
+                raise LabError(f"scenario {sc.name}: openconnect did not exit within {args[0]:.0f} s (the gateway "
+                               f"did not end the session); last lines: {client.tail(6)}")
         elif op == "wait-client":
             regex, timeout = args
             hit = client.wait_for_re(regex, timeout, start=cursor)
@@ -442,6 +449,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             for key, value in sc.client_sysctls.items():
                 lab.ns_run(lab.client_ns, ["sysctl", "-q", "-w", f"{key}={value}"])
                 act("client-sysctl", key=key, value=value)
+            for key, value in sc.gateway_sysctls.items():
+                lab.ns_run(lab.gw_ns, ["sysctl", "-q", "-w", f"{key}={value}"])
+                act("gateway-sysctl", key=key, value=value)
             if sc.block_udp:
                 lab.block_udp_443()
                 act("udp-blocked")
@@ -621,14 +631,17 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     say(f"[lab] {name}: holding the tunnel for {sc.hold:.0f} s")
                     time.sleep(sc.hold)
                 # a peer that died on its own (crash, kill) would leave a broken sample: fail instead
-                client.check_running("openconnect (client)")
+                exited = any(step[0] == "client-exits" for step in sc.steps) and client.proc.poll() is not None
+                if not exited:
+                    client.check_running("openconnect (client)")
                 if client2 is not None:
                     client2.check_running("the second openconnect")
                     interrupt_client(client2, act)
                 if sc.tunnel_capture:
                     tun_dump.stop(signal.SIGTERM)  # before the client's disconnect takes its tun device away
                     time.sleep(0.3)
-                interrupt_client(client, act)
+                if not exited:
+                    interrupt_client(client, act)
             time.sleep(1.0)
             gw.check_running("ocserv (gateway)")
             dump.check_running("dumpcap")

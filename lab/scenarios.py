@@ -48,6 +48,7 @@ class Scenario:
     wait_dtls: bool = True  # wait for "Established DTLS" before pinging
     downloader: bool = False  # --authenticate, curl GET of the profile, then --cookie connect
     client_sysctls: dict = field(default_factory=dict)  # sysctl settings in the client namespace
+    gateway_sysctls: dict = field(default_factory=dict)  # sysctl settings in the gateway namespace
     pki: dict = field(default_factory=dict)  # pki.make_pki keyword overrides (cn, san_dns, san_ip, not_after_days…)
     # What the lab does after the first pings, in order (see runner.STEP_OPS): ("block-all",), ("unblock",),
     # ("wait-client", regex, timeout), ("sleep", seconds), ("ping", count), ("kill-tcp",), ("snat-udp", ports),
@@ -118,6 +119,9 @@ ROUTE_OUTSIDE_STEPS = (("tunnel-dns", "198.19.1.10"), ("client-route", "198.19.0
 
 
 #: the steps after a client's sleep (or freeze): it reconnects with its cookie, DTLS comes up, pings go through
+#: IPv6 off in a namespace (before its tun device exists): a tun then sends no router solicitations of its own, the
+#: only packets inside an otherwise unused tunnel
+NO_IPV6 = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 BACK_AFTER_SLEEP = (("wait-client", r"^CSTP connected", 90), ("wait-client", r"^Established DTLS", 20), ("ping", 3))
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
@@ -231,6 +235,27 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "reconnects",
              gateway={"tls-priorities": PRIO_TLS13, "dpd": "5"}, capture_side="gateway",
              steps=(("suspend-client", 45.0), *BACK_AFTER_SLEEP)),
+    Scenario("session-timeout", "gateway session-timeout = 30 (the longest a session may stay connected; ocserv "
+             "checks every 30 s): after the pings the tunnel idles (DPDs, the tun's own packets) until ocserv "
+             "disconnects the session at its next check and invalidates its cookie; openconnect logs 'Session "
+             "terminated by server' and exits",
+             gateway={"tls-priorities": PRIO_TLS13, "session-timeout": "30"},
+             steps=(("client-exits", 90.0),)),
+    Scenario("session-timeout-reconnect", "gateway session-timeout = 45: 10 s after the pings the client's TCP "
+             "connection is aborted (ss -K) and openconnect reconnects with its cookie — the new CONNECT's answer "
+             "gives the session's remaining time (X-CSTP-Session-Timeout-Remaining: ocserv counts it from each "
+             "connection's start, so 45 again) —, then ocserv disconnects the session at that timeout, counted "
+             "from the reconnect",
+             gateway={"tls-priorities": PRIO_TLS13, "session-timeout": "45"},
+             steps=(("sleep", 10.0), ("kill-tcp",), ("wait-client", r"^CSTP connected", 30),
+                    ("wait-client", r"^Established DTLS", 20), ("ping", 3), ("client-exits", 90.0))),
+    Scenario("idle-timeout", "gateway idle-timeout = 30 (no packet inside the tunnel for that long ends the session; "
+             "ocserv checks every 30 s; DPDs and keepalives do not count): after the pings nothing inside the tunnel "
+             "(IPv6 off in both namespaces: the tun devices send no router solicitations), only DPDs, until ocserv "
+             "disconnects the idle session; openconnect exits",
+             gateway={"tls-priorities": PRIO_TLS13, "idle-timeout": "30"},
+             client_sysctls=NO_IPV6, gateway_sysctls=NO_IPV6,
+             steps=(("client-exits", 120.0),)),
     Scenario("keepalive-dpd", "gateway keepalive = 6 below dpd = 10, UDP dropped at the gateway: the idle CSTP "
              "channel carries the client's keepalives (sent after 6 s without sending) and DPD requests (after "
              "10 s without receiving), some keepalives more than 9 s into the gateway's silence",

@@ -127,6 +127,12 @@ EXPECTED = {
     # the same at the gateway: the client alone silent, the gateway's data sent again into the silence (no loss)
     "laptop-sleeps-gateway-side": {("info", "AUTH_MULTI_ROUND"), ("info", "TUNNEL_SILENT"), ("info", "RECONNECT"),
                                    ("info", "SESSION_DISCONNECT")},
+    # the gateway ended the session at a timer it announced: its session timeout (also after a reconnect, counted
+    # from it), its idle timeout; its DISCONNECT, not the user's
+    "session-timeout": {("warning", "SESSION_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "SESSION_DISCONNECT")},
+    "session-timeout-reconnect": {("warning", "SESSION_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "RECONNECT"),
+                                  ("info", "SESSION_DISCONNECT")},
+    "idle-timeout": {("warning", "IDLE_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "SESSION_DISCONNECT")},
     # a host scan (posture) before the login: completed; never evaluated
     "scripted/hostscan": {("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
     "scripted/hostscan-stalled": {("error", "HOSTSCAN_INCOMPLETE")},

@@ -642,6 +642,11 @@ def test_lab_capture(tshark, sample):
     if facts["end"]["how"] == "cstp-disconnect":
         (bye,) = [f for f in frames if f.type == CSTPType.DISCONNECT]
         assert bye.direction == "c2s" and parse_disconnect_reason(bye.payload) == facts["end"]["reason"]
+    elif facts["end"]["how"] == "gateway-disconnect":
+        # the gateway's DISCONNECT (ocserv: a bare frame, no reason), then the client's "Server request"
+        ends = [f for f in frames if f.type == CSTPType.DISCONNECT]
+        assert [f.direction for f in ends] == ["s2c", "c2s"]
+        assert parse_disconnect_reason(ends[1].payload) == facts["end"]["client_answer"]
     inner = facts["inner_packets"]
     data_c2s = [f for f in frames if f.direction == "c2s" and f.type == CSTPType.DATA]
     data_s2c = [f for f in frames if f.direction == "s2c" and f.type == CSTPType.DATA]
@@ -668,7 +673,7 @@ def test_lab_capture(tshark, sample):
         assert all(r in it for r in resps)
     else:
         assert reqs == resps
-    assert ("s2c", CSTPType.DISCONNECT) not in types
+    assert (("s2c", CSTPType.DISCONNECT) in types) == (facts["end"]["by"] == "gateway")
     if sample.name == "dtls-blocked":  # everything went over CSTP there, DPD included
         assert {("c2s", CSTPType.DPD_REQ), ("s2c", CSTPType.DPD_RESP), ("c2s", CSTPType.DATA),
                 ("s2c", CSTPType.DATA), ("c2s", CSTPType.KEEPALIVE), ("c2s", CSTPType.DISCONNECT)} <= types

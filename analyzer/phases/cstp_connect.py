@@ -47,6 +47,11 @@ class TunnelParameters(Record):
     #: X-CSTP-Split-Include-IP6 / X-CSTP-Split-Exclude-IP6: the IPv6 prefixes routed into (kept out of) the tunnel
     split_include_ip6: list[str] = field(default_factory=list)
     split_exclude_ip6: list[str] = field(default_factory=list)
+    #: X-CSTP-Session-Timeout-Remaining: the seconds the session has left when this CONNECT was answered (a
+    #: reconnect's answer counts what the gateway counts from: ocserv each connection's start); present when sent
+    session_timeout_remaining: str | None = UNSET
+    #: X-CSTP-Session-Timeout-Alert-Interval: how long before the session timeout the client warns its user
+    session_timeout_alert: str | None = UNSET
 
 
 @record
@@ -125,7 +130,7 @@ def tunnel_params(h) -> TunnelParameters:
     def ints(name):
         return to_int(h.get(name))
 
-    return TunnelParameters(
+    p = TunnelParameters(
         address=h.get("X-CSTP-Address"), netmask=h.get("X-CSTP-Netmask"),
         address_ip6=h.get("X-CSTP-Address-IP6"), dns=list(h.get_all("X-CSTP-DNS")),
         split_include=list(h.get_all("X-CSTP-Split-Include")),
@@ -145,6 +150,11 @@ def tunnel_params(h) -> TunnelParameters:
         split_include_ip6=list(h.get_all("X-CSTP-Split-Include-IP6")),
         split_exclude_ip6=list(h.get_all("X-CSTP-Split-Exclude-IP6")),
     )
+    for name, header in (("session_timeout_remaining", "X-CSTP-Session-Timeout-Remaining"),
+                         ("session_timeout_alert", "X-CSTP-Session-Timeout-Alert-Interval")):
+        if h.get(header) is not None:
+            setattr(p, name, h.get(header))
+    return p
 
 
 def build(g: Group) -> Phase:

@@ -69,7 +69,9 @@ class CSTPEstimate(Record):
     estimated: bool  # always true
     c2s: DirectionEstimate
     s2c: DirectionEstimate
-    frame_classes: dict[str, dict[str, int]]  # direction → DATA / DPD_REQ / DPD_RESP / KEEPALIVE / DISCONNECT / …
+    #: direction → DATA / DPD_REQ / DPD_RESP / KEEPALIVE / DISCONNECT / END (the gateway's DISCONNECT or TERMINATE,
+    #: alike without keys) / MTU_PROBE → records
+    frame_classes: dict[str, dict[str, int]]
     control_answered: int
     control_unanswered: int
     exact_sizes: bool
@@ -88,11 +90,24 @@ class InferredTunnel(Record):
     established_frame: int | None
     end_time: float | None  # a DISCONNECT/TERMINATE record, else the connection's last packet
     end_frame: int | None
-    ended_by: str | None  # DISCONNECT, TERMINATE, close (FIN/RST), None: still up when the capture ends
+    #: DISCONNECT (the client's, or one inferred from a payload too short for a packet), END (the gateway's last
+    #: control record right before the connection closed: its DISCONNECT or TERMINATE, alike without keys), close
+    #: (FIN/RST), None: still up when the capture ends
+    ended_by: str | None
     #: cstp-record, control-size, dtls-after-connect (analyzer/inference.py); before-capture: the connection
     #: already carried the tunnel when the capture started (`read_tunnel_before_capture`)
     basis: list[str]
     estimate: CSTPEstimate | None
+    #: the client's DISCONNECT answered a control record of the gateway's (ended_by DISCONNECT): the gateway ended
+    #: the tunnel — its DISCONNECT or TERMINATE, which look alike without keys — and the client said goodbye;
+    #: {frame, time} of that record; present only then
+    gateway_ended: dict = UNSET
+
+
+#: seconds within which a client's DISCONNECT after the gateway's control record is its answer (openconnect
+#: answers a gateway's DISCONNECT or TERMINATE with its own DISCONNECT at once: 0.2 ms in lab scenario
+#: session-timeout; a capture at the gateway adds the round trip)
+ANSWERS_GATEWAY_END = 1.0
 
 
 @record
@@ -150,7 +165,7 @@ def _estimate(est) -> CSTPEstimate | None:
 def _tunnel(r: ConnectionReading) -> InferredTunnel:
     c = r.conn
     rd = r.connect_round  # None: a tunnel up before the capture started
-    end = next((e for e in reversed(r.estimate.controls) if e[3] in ("DISCONNECT", "TERMINATE")), None) \
+    end = next((e for e in reversed(r.estimate.controls) if e[3] in ("DISCONNECT", "TERMINATE", "END")), None) \
         if r.estimate is not None else None
     if end is not None:
         end_time, end_frame, by = end[2], end[1], end[3]
@@ -165,7 +180,25 @@ def _tunnel(r: ConnectionReading) -> InferredTunnel:
                        end_time=end_time, end_frame=end_frame, ended_by=by, basis=list(r.basis),
                        estimate=_estimate(r.estimate))
     t.reading = r  # not a field, not in the JSON: the per-record classes, for analyzer/agreement.py
+    if end is not None and end[0] == "c2s" and by == "DISCONNECT":
+        g = _gateway_end(r.estimate, end)
+        if g is not None:
+            t.gateway_ended = {"frame": g[1], "time": g[2]}
     return t
+
+
+def _gateway_end(est, end) -> list | None:
+    """The gateway's control record the client's DISCONNECT ``end`` answered (ANSWERS_GATEWAY_END), or None: the
+    gateway's last control record before it, no DPD answer, and no data from the client in between."""
+    g = next((e for e in reversed(est.controls) if e[0] == "s2c" and e[2] <= end[2]), None)
+    if g is None or g[3] == "DPD_RESP" or end[2] - g[2] > ANSWERS_GATEWAY_END:
+        return None
+    sent = est.last_data.get("c2s")
+    if sent is not None and g[2] < sent <= end[2]:
+        return None
+    if any(e[0] == "c2s" and g[2] < e[2] < end[2] for e in est.controls):
+        return None
+    return g
 
 
 def readings(g: Group) -> list[ConnectionReading] | None:

@@ -138,10 +138,19 @@ class Tunnel(Record):
     #: (analyzer/phases/outside.py); present when there is some
     outside_traffic: list[OutsideTraffic] = UNSET
     device: TunnelDeviceSeen = UNSET  # the VPN's adapter's capture, when the inputs hold it
+    #: direction → time of the last packet inside the tunnel, over every channel (CSTP connections and DTLS flows;
+    #: DPDs, keepalives and other control frames are not packets inside it); present when there was one
+    last_inner_packet: dict[str, float] = UNSET
 
 
 def _add(a: dict, b: dict) -> dict:
     return {k: a.get(k, 0) + b.get(k, 0) for k in ("c2s", "s2c")}
+
+
+def _latest(into: dict[str, float], times: dict[str, float]) -> None:
+    for k, ts in times.items():
+        if ts is not None and ts > into.get(k, float("-inf")):
+            into[k] = ts
 
 
 def build(g: Group, dtls_details: DTLSDetails | None) -> Tunnel:
@@ -149,6 +158,7 @@ def build(g: Group, dtls_details: DTLSDetails | None) -> Tunnel:
     zero = {"c2s": 0, "s2c": 0}
     ends: list[TunnelEnd] = []
     tunnels = [cn.c for cn in g.conns if cn.c.tunnel is not None]
+    last: dict[str, float] = {}
     if tunnels:
         agg = CSTPTotals(inner_packets=dict(zero), inner_bytes=dict(zero), dpd=dict(zero), keepalives=dict(zero),
                          connections=len(tunnels))
@@ -160,6 +170,7 @@ def build(g: Group, dtls_details: DTLSDetails | None) -> Tunnel:
             agg.keepalives = _add(agg.keepalives, sm["keepalives"])
             if sm["disconnect"]:
                 ends.append(TunnelEnd(**sm["disconnect"], channel="cstp"))
+            _latest(last, sm["last_data"])
         agg.disconnect = ends[-1] if ends else None
         t.cstp = agg
     flows = dtls_details.flow_list if dtls_details is not None else []
@@ -171,6 +182,7 @@ def build(g: Group, dtls_details: DTLSDetails | None) -> Tunnel:
             und = _add(und, e.undecrypted_records_by_direction or {})
             if e.channel.disconnect:
                 ends.append(TunnelEnd(**e.channel.disconnect.to_json(), channel="dtls"))
+            _latest(last, e.channel.last_data or {})
         t.dtls = DTLSTotals(inner_packets=pk, inner_bytes=by, undecrypted_records=und)
     hidden = [cn.c for cn in g.conns if cn.c.tunnel is None and not cn.c.decrypted and cn.c.is_tls]
     if hidden and not tunnels:
@@ -184,6 +196,8 @@ def build(g: Group, dtls_details: DTLSDetails | None) -> Tunnel:
         if ch:
             total = _add(total, ch.inner_packets)
     t.inner_packets = total
+    if last:
+        t.last_inner_packet = {k: last[k] for k in ("c2s", "s2c") if k in last}
     # the session ended with the last DISCONNECT/TERMINATE seen on any channel
     t.end = max(ends, key=lambda e: e.ts) if ends else None
     t.series = _series(g)

@@ -433,7 +433,7 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
             f"; estimated from record sizes: client→gateway {est.c2s.data} data packets, gateway→client "
             f"{est.s2c.data}; " + ", ".join(f"{k} {n}" for k, n in sorted(
                 {c: est.frame_classes['c2s'].get(c, 0) + est.frame_classes['s2c'].get(c, 0)
-                 for c in ("DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE")}.items()) if n))
+                 for c in ("DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE", "END")}.items()) if n))
         up = _rel(tn.established_time, t0) if tn.established_time is not None else "before the capture started"
         out.append(f"<dt>tunnel (inferred)</dt><dd>{_e(tn.connection)}: up {_e(up)}, "
                    f"ended {_e(_rel(tn.end_time, t0))} ({_e(tn.ended_by or 'still up')}){_e(sizes)}</dd>")

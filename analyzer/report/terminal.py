@@ -470,7 +470,7 @@ def _cstp_estimate(con: Console, s) -> None:
             return f"{d.data} data packets ({lo} B)" if lo == hi else f"{d.data} data packets ({lo}–{hi} B)"
 
         cls = {k: e.frame_classes["c2s"].get(k, 0) + e.frame_classes["s2c"].get(k, 0)
-               for k in ("DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE")}
+               for k in ("DPD_REQ", "DPD_RESP", "KEEPALIVE", "DISCONNECT", "TERMINATE", "END")}
         _wrap(con, f"estimated from record sizes: client→gateway {side('c2s')}, gateway→client {side('s2c')}; "
                    + ", ".join(f"{k} {n}" for k, n in cls.items() if n), 7, 9)
 

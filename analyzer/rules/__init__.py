@@ -42,6 +42,7 @@ RULE_MODULES = [
     "tcp_retransmissions",
     "tcp_reset",
     "reconnect",
+    "gateway_timeout",
     "session_end",
     "capture_quality",
     "keys_missing",

@@ -121,7 +121,7 @@ def _disconnects(session) -> list[float]:
         out.append(end.ts)
     if d is None:
         out += [t.end_time for t in inferred_tunnels(session)
-                if t.ended_by in ("DISCONNECT", "TERMINATE") and t.end_time is not None]
+                if t.ended_by in ("DISCONNECT", "TERMINATE", "END") and t.end_time is not None]
     return out
 
 

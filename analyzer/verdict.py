@@ -209,11 +209,16 @@ def _timed_out(f: Finding, s: Session, first) -> SessionVerdict:
     at = _rel(f.time, s.start)
     used = [f.id] + (["SESSION_TERMINATED"] if first("SESSION_TERMINATED") is not None else [])
     if f.id == "SESSION_TIMEOUT":
-        timer = ev.get("remaining") if ev.get("remaining") is not None else ev.get("session_timeout")
-        cause = (f"the gateway disconnected it {_secs(ev.get('elapsed') or 0)} after the CONNECT, its session "
-                 f"timeout being {_whole(timer or 0)} (X-CSTP-Session-Timeout"
-                 + ("-Remaining" if ev.get("remaining") is not None and ev.get("remaining") != ev.get("session_timeout")
-                    else "") + "): the user has to log in again")
+        whole, left = ev.get("session_timeout"), ev.get("remaining")
+        if left is not None and left != whole:
+            timer = (f"its session timeout (X-CSTP-Session-Timeout {_whole(whole)}) having {_whole(left)} left at "
+                     "that CONNECT (X-CSTP-Session-Timeout-Remaining)" if whole else
+                     f"its session timeout having {_whole(left)} left at that CONNECT "
+                     "(X-CSTP-Session-Timeout-Remaining)")
+        else:
+            timer = f"its session timeout being {_whole(whole or left or 0)} (X-CSTP-Session-Timeout)"
+        cause = (f"the gateway disconnected it {_secs(ev.get('elapsed') or 0)} after the CONNECT, {timer}: the user "
+                 "has to log in again")
         return _verdict("tunnel-lost", f"Session ended at the gateway's session timeout at {at}", cause, f.frames,
                         f.time, "expected if sessions are limited to that time; otherwise raise the maximum connect "
                         "time (ASA/FTD vpn-session-timeout, ocserv session-timeout)", used, s)

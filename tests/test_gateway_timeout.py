@@ -26,6 +26,8 @@ from analyzer.rules import gateway_timeout
 from .conftest import SAMPLES, sample
 
 TIMED_OUT = ("session-timeout", "session-timeout-reconnect", "idle-timeout")
+#: every sample whose gateway ended the session at a timer (the scripted gateway's announced what remained)
+ANY_TIMER = (*TIMED_OUT, "scripted/session-timeout-remaining")
 
 
 @cache
@@ -105,6 +107,22 @@ def test_a_reconnects_answer_restarts_the_count():
     assert 45 - gateway_timeout.EARLY <= ev["elapsed"] <= 45 + 30
 
 
+def test_what_remains_of_a_long_session_timeout_is_the_bound():
+    """Scripted gateway (real openconnect): 6 s left of an 8-hour session timeout, then a DISCONNECT with a reason
+    text: measured against the 6 s; the reason is told."""
+    s = _session("scripted/session-timeout-remaining")
+    f = next(f for f in s["findings"] if f["id"] == "SESSION_TIMEOUT")
+    ev = f["evidence"]
+    assert (ev["session_timeout"], ev["remaining"], ev["reason"], ev["end_type"]) == \
+        (28800, 6, "Max time exceeded", "DISCONNECT")
+    assert 6 - gateway_timeout.EARLY <= ev["elapsed"] <= 6 + 1
+    assert "28800 s (8.0 h), 6 s of it remaining" in f["message"] and "'Max time exceeded'" in f["message"]
+    assert "having 6 s left at that CONNECT" in s["verdict"]["text"]
+    # openconnect logged the same reason (facts.json: the client's log)
+    assert "Received server disconnect: b0 'Max time exceeded'" in (sample("scripted/session-timeout-remaining")
+                                                                     / "client.log").read_text()
+
+
 @pytest.mark.parametrize("name", TIMED_OUT)
 def test_without_keys_the_gateway_ended_it(name):
     """No keys: the gateway's DISCONNECT is a bare control record, answered at once by the client's own
@@ -137,7 +155,7 @@ def test_the_gateways_end_read_without_keys_is_the_decrypted_one(name):
     keyed = {s["id"]: s for s in _doc(str(cap), True)["sessions"]}
     keyless = _doc(str(cap), False)["sessions"]
     for s in keyed.values():
-        if name not in TIMED_OUT:
+        if name not in ANY_TIMER:
             assert not _ids(s) & {"SESSION_TIMEOUT", "IDLE_TIMEOUT"}
     by_gateway = sorted(round(s["tunnel"]["end"]["ts"], 3) for s in keyed.values()
                         if (s.get("tunnel") or {}).get("end") and s["tunnel"]["end"]["direction"] == "s2c")
@@ -145,7 +163,7 @@ def test_the_gateways_end_read_without_keys_is_the_decrypted_one(name):
                       if f["id"] == "SESSION_DISCONNECT" and f.get("inferred")
                       and f["evidence"].get("direction") == "s2c")
     assert inferred == [t for t in by_gateway if t in inferred] and len(inferred) <= len(by_gateway)
-    if name in TIMED_OUT or name == "scripted/terminate":
+    if name in ANY_TIMER or name == "scripted/terminate":
         assert inferred == by_gateway and inferred
 
 

@@ -409,6 +409,24 @@ def _terminate_script(c: dict) -> dict:
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": [{"at": 4.0, "send": "terminate"}]}}
 
 
+def _session_timeout_script(c: dict) -> dict:
+    h = connect_headers(mtu=1399)
+    i = h.index(["X-CSTP-Session-Timeout", "none"])
+    # an 8-hour maximum connect time of which 6 s remain (a session near its end: its reconnect's answer), the
+    # client's warning 60 s before it, as gateways that send these headers order them
+    h[i:i + 1] = [["X-CSTP-Session-Timeout", "28800"], ["X-CSTP-Session-Timeout-Alert-Interval", "60"],
+                  ["X-CSTP-Session-Timeout-Remaining", "6"]]
+    return {"name": "session-timeout-remaining",
+            "description": "CONNECT 200 (no DTLS) announcing X-CSTP-Session-Timeout 28800 with 6 s remaining; 6.5 s "
+                           "after the CONNECT answer the gateway sends a CSTP DISCONNECT with a reason text ('Max "
+                           "time exceeded', the words ASA syslog 113019 gives this cause; what an ASA's own frame "
+                           "carries is not known here) and ends the connection",
+            "vars": {"aggauth_handle": "1193852"},
+            "steps": [*auth_steps(), connect_step(h, note="6 s of an 8-hour session left")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True,
+                     "actions": [{"at": 6.5, "send": "disconnect", "reason": "Max time exceeded"}]}}
+
+
 def _reconnect_script(c: dict) -> dict:
     return {"name": "reconnect-address-changed",
             "description": f"CONNECT 200 with X-CSTP-Address {TUNNEL_IP}; 4 s later the gateway ends that TLS "
@@ -1154,6 +1172,20 @@ CASES: dict[str, Case] = {c.name: c for c in [
                         [{k: e.get(k) for k in ("t", "reason", "reason_code")}
                          for e in ctx.ev("cstp-rx", name="disconnect")])),
           ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))],
+         pings=[(4, 2, 56)], hold=0.0, wait_exit=15.0),
+    Case("session-timeout-remaining", "the CONNECT answer gives 6 s of an 8-hour session timeout; the gateway then "
+         "sends DISCONNECT with a reason text", _session_timeout_script,
+         [("the CONNECT answer announced the session timeout and what remains of it",
+           lambda ctx: (any(["X-CSTP-Session-Timeout-Remaining", "6"] in (e.get("headers") or [])
+                            for e in ctx.ev("response")), None)),
+          ("the gateway sent DISCONNECT on the tunnel",
+           lambda ctx: (len(ctx.ev("cstp-tx", name="disconnect")) == 1,
+                        [{k: e[k] for k in ("t", "session", "length")} for e in ctx.ev("cstp-tx", name="disconnect")])),
+          ("openconnect logged the gateway's disconnect", log_line(r"(?i)received server disconnect")),
+          ("openconnect ended by itself (no SIGINT needed)",
+           lambda ctx: (not [a for a in ctx.extra["actions"] if a["action"] == "client-sigint"], ctx.exit_code)),
+          ("openconnect logged that the server ended the session",
+           log_line(r"^Session terminated by server; exiting"))],
          pings=[(4, 2, 56)], hold=0.0, wait_exit=15.0),
     Case("reconnect-address-changed",
          "the gateway drops the tunnel's TLS connection; the reconnect's CONNECT gets another X-CSTP-Address",

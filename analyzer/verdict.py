@@ -425,13 +425,17 @@ def judge(s: Session) -> SessionVerdict:
         ev = silent.evidence
         refused = first("CONNECT_REJECTED")
         answer = " ".join(str(x) for x in (ev.get("reconnect_status"), ev.get("reconnect_reason")) if x)
+        idle = ev.get("idle_timeout")
+        outlasted = idle and (ev.get("seconds") or 0) >= idle
         cause = (_silence_cause(ev) + ("" if ev.get("reset_frame") else "the gateway ")
-                 + f"refused the client's reconnect ({answer}, {ev.get('reconnect')}): the session is gone, the user "
-                 "has to log in again")
+                 + f"refused the client's reconnect ({answer}, {ev.get('reconnect')})"
+                 + (f" — the silence outlasted its idle timeout, {_whole(idle)} —" if outlasted else "")
+                 + ": the session is gone, the user has to log in again")
         return _verdict("tunnel-lost", f"Tunnel lost at {_rel(silent.time, s.start)} while the client was silent",
                         cause, silent.frames + (refused.frames if refused is not None else []), silent.time,
-                        "log in again; if every sleep ends so, let the gateway keep a silent session longer (its "
-                        "idle or DPD timeout, the cookie's lifetime)",
+                        "log in again; if every sleep ends so, let the gateway keep a silent session longer ("
+                        + (f"its idle timeout, {_whole(idle)}: ASA/FTD vpn-idle-timeout" if outlasted else
+                           "its idle or DPD timeout, the cookie's lifetime") + ")",
                         ["TUNNEL_SILENT"] + (["CONNECT_REJECTED"] if refused is not None else []), s)
     gone = next((f for f in by.get("TUNNEL_SILENT", []) if f.evidence.get("trailing")), None)
     if gone is not None:

@@ -118,6 +118,9 @@ EXPECTED = {
     # a client asleep 40 s; the gateway gave the session up: the reconnect's CONNECT refused (401)
     "scripted/sleep-reconnect-refused": {("error", "CONNECT_REJECTED"), ("info", "DTLS_NOT_OFFERED"),
                                          ("info", "TUNNEL_SILENT")},
+    # the same, the sleep longer than the idle timeout the CONNECT answer announced (30 s)
+    "scripted/sleep-past-idle-timeout": {("error", "CONNECT_REJECTED"), ("info", "DTLS_NOT_OFFERED"),
+                                         ("info", "TUNNEL_SILENT")},
     # a laptop that slept 45 s with the tunnel up: nothing either way, then a reset and a reconnect with its cookie
     "laptop-sleeps": {("info", "AUTH_MULTI_ROUND"), ("info", "TUNNEL_SILENT"), ("info", "RECONNECT"),
                       ("info", "SESSION_DISCONNECT")},

@@ -472,7 +472,8 @@ def test_connect_answer_on_the_wire(tshark, name):
     d = _case_dir(name)
     f = _facts(name)
     connects = f["gateway"]["connect"]
-    assert len(connects) == (2 if name in ("reconnect-address-changed", "sleep-reconnect-refused") else 1)
+    assert len(connects) == (2 if name in ("reconnect-address-changed", "sleep-reconnect-refused",
+                                           "sleep-past-idle-timeout") else 1)
     rows = tshark_fields(d / "capture.pcapng", ["tcp.stream", "http.response.code", "http.response.line"],
                          "http.response && (http.response.line contains \"X-CSTP\" || http.response.line contains "
                          "\"X-Reason\" || http.response.code >= 400)", keylog=d / "keys.log")
@@ -697,6 +698,12 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
     "sleep-reconnect-refused": ["CSTP connected. DPD 10, Keepalive 20", "CSTP Dead Peer Detection detected dead peer!",
                                 "Got inappropriate HTTP CONNECT response: HTTP/1.1 401 Cookie is not acceptable",
                                 "Reconnect failed"],
+    "sleep-past-idle-timeout": ["X-CSTP-Idle-Timeout: 30", "CSTP Dead Peer Detection detected dead peer!",
+                                "Got inappropriate HTTP CONNECT response: HTTP/1.1 401 Cookie is not acceptable",
+                                "Reconnect failed"],
+    "session-timeout-remaining": ["X-CSTP-Session-Timeout-Remaining: 6",
+                                  "Received server disconnect: b0 'Max time exceeded'",
+                                  "Send BYE packet: Server request", "Session terminated by server; exiting."],
     "dtls-cookie": ["X-DTLS-CipherSuite: PSK-NEGOTIATE", "Established DTLS connection"],
     "gateway-dpd-keepalive": ["Got CSTP Keepalive", "Got CSTP DPD request", "Got DTLS DPD request",
                               "Got DTLS Keepalive"],

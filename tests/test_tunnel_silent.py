@@ -176,6 +176,24 @@ def test_a_reconnect_refused_after_the_silence_is_a_lost_tunnel_the_user_logs_in
     assert v["outcome"] == "tunnel-lost" and v["experienced"].startswith("Tunnel lost at")
     assert "refused the client's reconnect (401 Cookie is not acceptable" in v["cause"]
     assert v["findings"] == ["TUNNEL_SILENT", "CONNECT_REJECTED"]
+    # its gateway announced an idle timeout of 1800 s: not what ended the session
+    assert ev["idle_timeout"] == 1800 and "outlasted" not in f["message"] and "outlasted" not in v["cause"]
+
+
+def test_a_silence_longer_than_the_announced_idle_timeout_is_named_as_the_cause():
+    """scripted/sleep-past-idle-timeout: the same sleep, the CONNECT answer announcing X-CSTP-Idle-Timeout 30 — a
+    Cisco gateway keeps a session whose tunnel is down that long only —: the 40 s silence outlasted it."""
+    d, slept, woke = _sleep("scripted/sleep-past-idle-timeout")
+    s, f, ev = _silent(d, d / "keys.log")
+    assert ev["idle_timeout"] == 30 and ev["seconds"] >= 30 and ev["reconnect_status"] == 401
+    assert "the silence outlasted the idle timeout it had announced (X-CSTP-Idle-Timeout 30 s)" in f["message"]
+    v = s["verdict"]
+    assert v["outcome"] == "tunnel-lost" and "the silence outlasted its idle timeout, 30 s" in v["cause"]
+    assert "its idle timeout, 30 s: ASA/FTD vpn-idle-timeout" in v["remedy"]
+    # without keys the timer is not known (and this CSTP-only tunnel without a DISCONNECT is not recognised as a
+    # session at all: docs/keyless-agreement.md): no idle timeout is claimed
+    kf = [x for k in _doc(d / "capture.pcapng", None)["sessions"] for x in k["findings"] if x["id"] == "TUNNEL_SILENT"]
+    assert all(x["evidence"]["idle_timeout"] is None and "outlasted" not in x["message"] for x in kf)
 
 
 def _paused(cap: Path, after_frame: int, seconds: int, out: Path) -> Path:

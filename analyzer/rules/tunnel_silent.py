@@ -35,6 +35,7 @@ from dissectors.flows import QUIET_MIN
 from ..evidence import split_endpoint
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
+from ..phases.grouping import to_int
 from ..phases.inferred import tunnels as inferred_tunnels
 
 RULE_IDS = ("TUNNEL_SILENT",)
@@ -288,9 +289,13 @@ def check(session, ctx):
             after.append(f"the client reconnected {t - x.end:.1f} s after the silence ({n})")
         elif x.reconnect:
             n, t, status, why = x.reconnect
+            idle = _idle_timeout(session, x.start)
+            outlasted = (f" — the silence outlasted the idle timeout it had announced (X-CSTP-Idle-Timeout {idle} s), "
+                         "the longest it keeps a session whose tunnel is down"
+                         if idle and x.end - x.start >= idle else "")
             after.append(f"the client's reconnect {t - x.end:.1f} s after the silence was refused ({status}"
-                         + (f" {why}" if why else "") + f", {n}): the gateway had given the session up, the user has "
-                         "to log in again")
+                         + (f" {why}" if why else "") + f", {n}): the gateway had given the session up{outlasted}, "
+                         "the user has to log in again")
         elif x.trailing:
             after.append("the client had not come back when the session's last packet was captured")
         elif x.reset is not None:
@@ -330,5 +335,16 @@ def check(session, ctx):
                       "reconnect": x.reconnect[0] if x.reconnect else None,
                       "reconnect_status": x.reconnect[2] if x.reconnect else None,
                       "reconnect_reason": x.reconnect[3] if x.reconnect else None, "retransmitted": x.retransmitted,
-                      "other_flows": x.others[:20], "trailing": x.trailing}))
+                      "other_flows": x.others[:20], "trailing": x.trailing,
+                      "idle_timeout": _idle_timeout(session, x.start)}))
     return out
+
+
+def _idle_timeout(session, before: float) -> int | None:
+    """X-CSTP-Idle-Timeout of the last CONNECT answered 2xx before ``before`` (None: not announced, no keys). A
+    Cisco gateway keeps a session whose tunnel is down (its "parent" session) until this idle timer runs out
+    (Cisco TAC document 116312): a reconnect after a longer silence finds the session gone."""
+    cd = connect_details(session.phase("cstp-connect"))
+    answered = [x for x in (cd.connects if cd is not None else []) if x.status and 200 <= x.status < 300
+                and x.parameters and x.response_time is not None and x.response_time <= before]
+    return to_int(answered[-1].parameters.idle_timeout) if answered else None

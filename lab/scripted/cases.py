@@ -1039,6 +1039,19 @@ def _pings_answered(ctx: Ctx) -> tuple[bool, object]:
     return ok, pings
 
 
+def _sleep_past_idle_script(c: dict) -> dict:
+    d = _sleep_refused_script(c)
+    h = d["steps"][-2]["respond"]["headers"]
+    h[h.index(["X-CSTP-Idle-Timeout", "1800"])] = ["X-CSTP-Idle-Timeout", "30"]
+    h[h.index(["X-CSTP-Disconnected-Timeout", "1800"])] = ["X-CSTP-Disconnected-Timeout", "30"]
+    d.update(name="sleep-past-idle-timeout", vars={"aggauth_handle": "1193853"},
+             description="sleep-reconnect-refused with X-CSTP-Idle-Timeout 30 (and X-CSTP-Disconnected-Timeout 30) in "
+                         "the CONNECT answer: the 40 s sleep outlasts the idle timeout, for which a Cisco gateway "
+                         "keeps a session whose tunnel is down (its 'parent' session: Cisco TAC document 116312), "
+                         "so the reconnect's cookie is refused (401) and the user has to log in again")
+    return d
+
+
 def _sleep_refused_script(c: dict) -> dict:
     return {"name": "sleep-reconnect-refused",
             "description": "CONNECT 200 (CSTP only, X-CSTP-DPD 10, keepalive 20); the lab then puts the client to "
@@ -1448,6 +1461,22 @@ CASES: dict[str, Case] = {c.name: c for c in [
          _sleep_refused_script,
          [("the gateway closed the first tunnel connection by script",
            lambda ctx: (len(ctx.ev("cstp-action", action="close")) == 1, ctx.ev("cstp-action", action="close"))),
+          ("openconnect reconnected with its cookie after the sleep, without authenticating again",
+           lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2,
+                        [(e["session"], e["method"], e["step"]) for e in ctx.ev("request")])),
+          ("openconnect reported the 401",
+           log_line(r"^Got inappropriate HTTP CONNECT response: HTTP/1\.1 401 Cookie is not acceptable")),
+          ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))],
+         pings=[(4, 2, 56)], hold=0.0, wait_exit=40.0,
+         pause_client={"after_gateway_line": "cstp-rx: session 1:", "timeout": 12.0, "seconds": 40.0,
+                       "network": True}),
+    Case("sleep-past-idle-timeout",
+         "the client sleeps 40 s, longer than the idle timeout (30 s) the CONNECT answer announced; the reconnect's "
+         "CONNECT is answered 401",
+         _sleep_past_idle_script,
+         [("the CONNECT answer announced an idle timeout of 30 s",
+           lambda ctx: (any(["X-CSTP-Idle-Timeout", "30"] in (e.get("headers") or []) for e in ctx.ev("response")),
+                        None)),
           ("openconnect reconnected with its cookie after the sleep, without authenticating again",
            lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2,
                         [(e["session"], e["method"], e["step"]) for e in ctx.ev("request")])),

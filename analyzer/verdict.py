@@ -394,6 +394,18 @@ def judge(s: Session) -> SessionVerdict:
                      and f.time is not None and f.time <= t <= (f.evidence.get("to") or f.time) + 1.0), None)
         if away is not None and nat is None:
             ev = away.evidence
+            if ev.get("reconnect") and _ok_status(ev):
+                # the silence explains the checks, and the session came back: interrupted, as a sleep seen from the
+                # client is (the gateway's checks into the silence are what a capture at the gateway adds)
+                cause = (_silence_cause(ev) + f"{who} dead-peer checks (DPD) went unanswered, and the client "
+                         f"reconnected with its cookie ({ev.get('reconnect')})")
+                return _verdict("degraded", f"Tunnel interrupted at {_rel(away.time, s.start)}: the client was silent",
+                                cause, away.frames + frames, away.time,
+                                "look at the client's VPN software at that time (hung, suspended)"
+                                if ev.get("other_flows") else
+                                "nothing to fix in the VPN if the computer slept or went offline; otherwise look at "
+                                "the client's VPN software at that time (hung, suspended)",
+                                ["TUNNEL_SILENT", "DPD_TIMEOUT"] + (["RECONNECT"] if first("RECONNECT") else []), s)
             cause += f": the client sent nothing at all for {_secs(ev.get('seconds') or 0)} ({_why_silent(ev)})"
             used.append("TUNNEL_SILENT")
         rc = first("RECONNECT")

@@ -118,6 +118,10 @@ EXPECTED = {
     # a client asleep 40 s; the gateway gave the session up: the reconnect's CONNECT refused (401)
     "scripted/sleep-reconnect-refused": {("error", "CONNECT_REJECTED"), ("info", "DTLS_NOT_OFFERED"),
                                          ("info", "TUNNEL_SILENT")},
+    # a sleep captured at the gateway, whose own DPD requests go unanswered into it (Cisco-like); reconnect accepted
+    # (no DPD_TIMEOUT: the tunnel's DPD is 30 s, and the gateway ended the connection 15 s after its unanswered check)
+    "scripted/sleep-gateway-dpd": {("info", "DTLS_NOT_OFFERED"), ("info", "TUNNEL_SILENT"), ("info", "RECONNECT"),
+                                   ("info", "SESSION_DISCONNECT")},
     # the same, the sleep longer than the idle timeout the CONNECT answer announced (30 s)
     "scripted/sleep-past-idle-timeout": {("error", "CONNECT_REJECTED"), ("info", "DTLS_NOT_OFFERED"),
                                          ("info", "TUNNEL_SILENT")},

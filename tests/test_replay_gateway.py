@@ -473,7 +473,7 @@ def test_connect_answer_on_the_wire(tshark, name):
     f = _facts(name)
     connects = f["gateway"]["connect"]
     assert len(connects) == (2 if name in ("reconnect-address-changed", "sleep-reconnect-refused",
-                                           "sleep-past-idle-timeout") else 1)
+                                           "sleep-past-idle-timeout", "sleep-gateway-dpd") else 1)
     rows = tshark_fields(d / "capture.pcapng", ["tcp.stream", "http.response.code", "http.response.line"],
                          "http.response && (http.response.line contains \"X-CSTP\" || http.response.line contains "
                          "\"X-Reason\" || http.response.code >= 400)", keylog=d / "keys.log")
@@ -698,6 +698,8 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
     "sleep-reconnect-refused": ["CSTP connected. DPD 10, Keepalive 20", "CSTP Dead Peer Detection detected dead peer!",
                                 "Got inappropriate HTTP CONNECT response: HTTP/1.1 401 Cookie is not acceptable",
                                 "Reconnect failed"],
+    "sleep-gateway-dpd": ["CSTP connected. DPD 30, Keepalive 20", "Got CSTP DPD request", "Send CSTP DPD",
+                          "Read error on SSL session"],
     "sleep-past-idle-timeout": ["X-CSTP-Idle-Timeout: 30", "CSTP Dead Peer Detection detected dead peer!",
                                 "Got inappropriate HTTP CONNECT response: HTTP/1.1 401 Cookie is not acceptable",
                                 "Reconnect failed"],

@@ -180,6 +180,43 @@ def test_a_reconnect_refused_after_the_silence_is_a_lost_tunnel_the_user_logs_in
     assert ev["idle_timeout"] == 1800 and "outlasted" not in f["message"] and "outlasted" not in v["cause"]
 
 
+def test_a_gateways_dpd_requests_into_the_sleep_seen_at_the_gateway():
+    """scripted/sleep-gateway-dpd, captured at the gateway (as an ASA's own capture): the gateway runs its own DPD —
+    one request answered, then two into the client's 40 s sleep (TCP sends the first again and again, the second
+    held behind it) —, ends the tunnel connection, and accepts the reconnect. Keyed and keyless agree: the tunnel was
+    interrupted by the client's silence, no TCP loss on the path."""
+    d, slept, woke = _sleep("scripted/sleep-gateway-dpd")
+    for keylog in (d / "keys.log", None):
+        s, f, ev = _silent(d, keylog)
+        assert ev["gateway_sent"] is True and ev["retransmitted"] == ["tcp.stream 0"]
+        assert slept - 1.0 <= ev["from"] <= slept and woke - 0.5 <= ev["to"] <= woke + 1.0
+        assert ev["reconnect"] == "tcp.stream 1" and (keylog is None or ev["reconnect_status"] == 200)
+        assert "TCP_RETRANSMISSIONS" not in {x["id"] for x in s["findings"]}
+        v = s["verdict"]
+        assert v["outcome"] == "degraded" and v["experienced"].startswith("Tunnel interrupted at")
+    # without keys the gateway's unanswered check into the sleep reads as a DPD request: it came after a longer
+    # silence of the client's than the gateway's answered one did (analyzer/keyless.py refine)
+    k, info = load_keys([], [])
+    [ks] = analyze_paths([d / "capture.pcapng"], k, info).sessions
+    t0 = next(t for t in ks.phase("cstp-connect").inferred.tunnels if t.connection == "tcp.stream 0")
+    gw = [(e[3], e[2]) for e in t0.reading.estimate.controls if e[0] == "s2c"]
+    assert [c for c, _ in gw] == ["DPD_REQ", "DPD_REQ"] and slept <= gw[1][1] <= woke
+
+
+def test_a_dpd_timeout_the_clients_silence_explains_with_the_session_back_is_an_interruption():
+    """vpn-client-hangs: the gateway's DPD requests go unanswered while openconnect is stopped (DPD_TIMEOUT, an
+    error), then it reconnects with its cookie and is accepted: the verdict is the interruption (degraded), the
+    DPD checks read as the silence's, as the same sleep seen from the client reads."""
+    d = sample("vpn-client-hangs")
+    [s] = _doc(d / "capture.pcapng", d / "keys.log")["sessions"]
+    assert {"DPD_TIMEOUT", "TUNNEL_SILENT", "RECONNECT"} <= {f["id"] for f in s["findings"]}
+    v = s["verdict"]
+    assert v["outcome"] == "degraded" and v["experienced"].startswith("Tunnel interrupted at")
+    assert v["findings"][:2] == ["TUNNEL_SILENT", "DPD_TIMEOUT"]
+    assert "the gateway's dead-peer checks (DPD) went unanswered, and the client reconnected" in v["cause"]
+    assert v["remedy"].startswith("look at the client's VPN software")  # its other traffic went on: awake
+
+
 def test_a_silence_longer_than_the_announced_idle_timeout_is_named_as_the_cause():
     """scripted/sleep-past-idle-timeout: the same sleep, the CONNECT answer announcing X-CSTP-Idle-Timeout 30 — a
     Cisco gateway keeps a session whose tunnel is down that long only —: the 40 s silence outlasted it."""

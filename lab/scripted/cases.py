@@ -246,6 +246,9 @@ class Case:
     # with "network": True all traffic between client and gateway is dropped meanwhile too (a laptop asleep:
     # Lab.suspend_client)
     pause_client: dict | None = None
+    # where dumpcap captures: "client" (the client's veth) or "gateway" (the gateway's: as an ASA's own capture
+    # sees the traffic; a sleeping client's network is then cut on the client's side)
+    capture_side: str = "client"
     # a real DTLS server in the gateway namespace: {"port": N, "priority": "..."} runs gnutls-serv --udp there;
     # {"kind": "psk", "port": N} runs replay.dtls_psk_server (PSK-NEGOTIATE, RFC 6347 cookies) there
     dtls_server: dict | None = None
@@ -1039,6 +1042,27 @@ def _pings_answered(ctx: Ctx) -> tuple[bool, object]:
     return ok, pings
 
 
+def _sleep_gateway_dpd_script(c: dict) -> dict:
+    return {"name": "sleep-gateway-dpd",
+            "description": "CONNECT 200 (CSTP only, X-CSTP-DPD 30, keepalive 20: the client's timers); the gateway "
+                           "runs its own DPD (as an ASA does, on its own interval): a CSTP DPD request 12 s after the "
+                           "CONNECT answer (~10 s after the client's last packet), answered; the lab then puts the "
+                           "client to sleep for 40 s (openconnect SIGSTOP, its network cut on the client's side) and "
+                           "the capture is the gateway's: its DPD requests at 23 and 28 s go out unanswered into the "
+                           "silence (TCP sends the first again and again, the second held behind it); 38 s after the "
+                           "CONNECT it ends the tunnel's TLS connection (its DPD timeout: the tunnel torn down, the "
+                           "session kept); on waking openconnect reconnects with its cookie and the CONNECT is "
+                           "answered 200",
+            "vars": {"aggauth_handle": "1193854"},
+            "steps": [*auth_steps(),
+                      connect_step(connect_headers(mtu=1399, keepalive=20, dpd=30), note="the tunnel, CSTP only"),
+                      connect_step(connect_headers(mtu=1399, keepalive=20, dpd=30), step_id="reconnect",
+                                   note="after the sleep: the session kept, the reconnect accepted")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True,
+                     "actions": [*({"at": at, "send": "dpd-req", "tunnels": [1]} for at in (12.0, 23.0, 28.0)),
+                                 {"at": 38.0, "send": "close", "tunnels": [1]}]}}
+
+
 def _sleep_past_idle_script(c: dict) -> dict:
     d = _sleep_refused_script(c)
     h = d["steps"][-2]["respond"]["headers"]
@@ -1469,6 +1493,23 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))],
          pings=[(4, 2, 56)], hold=0.0, wait_exit=40.0,
          pause_client={"after_gateway_line": "cstp-rx: session 1:", "timeout": 12.0, "seconds": 40.0,
+                       "network": True}),
+    Case("sleep-gateway-dpd",
+         "captured at the gateway: the client sleeps 40 s while the gateway's DPD requests go unanswered; the gateway "
+         "ends the tunnel connection; the reconnect with the cookie is accepted",
+         _sleep_gateway_dpd_script,
+         [("the gateway sent its 3 DPD requests on the first tunnel, the first answered",
+           lambda ctx: (len(ctx.ev("cstp-tx", name="dpd-req")) == 3 and len(ctx.ev("cstp-rx", name="dpd-resp")) == 1,
+                        [(e["t"], e["session"]) for e in ctx.ev("cstp-tx", name="dpd-req")])),
+          ("the gateway closed the first tunnel connection by script",
+           lambda ctx: (len(ctx.ev("cstp-action", action="close")) == 1, ctx.ev("cstp-action", action="close"))),
+          ("openconnect reconnected with its cookie after the sleep, without authenticating again",
+           lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2,
+                        [(e["session"], e["method"], e["step"]) for e in ctx.ev("request")])),
+          ("the reconnect's tunnel came up (openconnect: CSTP connected twice)",
+           lambda ctx: (len([1 for _, line in ctx.client if line.startswith("CSTP connected")]) == 2, None))],
+         pings=[(4, 2, 56)], hold=4.0, capture_side="gateway",
+         pause_client={"after_gateway_line": "cstp-rx: session 1: dpd-resp", "timeout": 20.0, "seconds": 40.0,
                        "network": True}),
     Case("sleep-past-idle-timeout",
          "the client sleeps 40 s, longer than the idle timeout (30 s) the CONNECT answer announced; the reconnect's "

@@ -113,7 +113,8 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
             say(f"[scripted] {name}: namespaces {lab.gw_ns} / {lab.client_ns}")
             # (a big download arrives faster than dumpcap's default buffer drains: 64 MiB, as the bench's captures)
             dump = lab.start_capture(capture, work / "dumpcap.log",
-                                     extra=("-q", "-B", "64") if case.download_uri else ("-q",))
+                                     extra=("-q", "-B", "64") if case.download_uri else ("-q",),
+                                     side=case.capture_side)
             if case.client_drops_udp_from:
                 lab.drop_udp_from(lab.client_ns, case.client_drops_udp_from)
                 act("client-drops-udp", sport=case.client_drops_udp_from)
@@ -258,7 +259,7 @@ def run_case(name: str, out_root: Path, *, keep_work: bool = False, verbose: boo
                         line=seen[1] if seen else None, line_time=seen[0] if seen else None)
                     time.sleep(0.5)
                     if pc.get("network"):  # asleep: the network gone too
-                        lab.suspend_client(client, pc["seconds"],
+                        lab.suspend_client(client, pc["seconds"], at_client=case.capture_side == "gateway",
                                            act=lambda what, pid=client.pid, seconds=pc["seconds"], **kw:
                                            act(what, pid=pid, seconds=seconds, **kw))
                         act("client-resumed", pid=client.pid)

@@ -65,6 +65,9 @@ class Context:
     #: at one end (pauses: the flow's long ones, dissectors.flows.note_quiet, None when not kept): what else a host did
     #: at a time
     flows_by_host: dict = field(default_factory=dict)
+    #: id(session) -> the silences TUNNEL_SILENT told of it (analyzer/rules/tunnel_silent.py `told`), kept for the
+    #: rules after it (TCP_RETRANSMISSIONS) so that they are read once per session
+    silences: dict = field(default_factory=dict)
 
 
 def load_rules():

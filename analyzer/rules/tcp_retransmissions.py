@@ -35,7 +35,8 @@ def check(session, ctx):
         names = [t.connection for t in cstp.inferred.tunnels or []]  # (without keys: the connections read as tunnels)
         inferred = True
     # the client gone silent while the gateway sent (TUNNEL_SILENT): its data sent again into the silence is no loss
-    away = [(x.frames[0], x.frames[-1]) for x in silences_told(session) if x.gateway_sent and len(x.frames) == 2]
+    away = [(x.frames[0], x.frames[-1]) for x in silences_told(session, ctx)
+            if x.gateway_sent and len(x.frames) == 2]
     for name in names:
         conn = next((x for x in session.connections if x.connection == name), None)
         if not conn:

@@ -204,7 +204,18 @@ def _long_enough(seconds: float, dpd, keepalive, gateway_sent: bool, ended: bool
 
 def told(session, ctx=None) -> list[Silence]:
     """The silences TUNNEL_SILENT tells (see the module's text): both ways, or the client's alone while the gateway
-    went on sending. With the rules' ``ctx``, the client's other flows busy in each (`Silence.others`)."""
+    went on sending. With the rules' ``ctx``, the client's other flows busy in each (`Silence.others`), read once
+    per session (`Context.silences`)."""
+    kept = getattr(ctx, "silences", None)
+    if kept is not None and id(session) in kept:
+        return kept[id(session)]
+    out = _told(session, ctx)
+    if kept is not None:
+        kept[id(session)] = out
+    return out
+
+
+def _told(session, ctx) -> list[Silence]:
     up, connects = _tunnels(session)
     if not up:
         return []

@@ -238,6 +238,10 @@ def judge(s: Session) -> SessionVerdict:
     def first(fid: str) -> Finding | None:
         return by[fid][0] if fid in by else None
 
+    # a RECONNECT that is a rekey the gateway asked for (evidence `rekey`: analyzer/rules/reconnect.py) is no
+    # dropped tunnel: the verdict reads the others only
+    dropped = next((f for f in by.get("RECONNECT", []) if not f.evidence.get("rekey")), None)
+
     status = {p.phase: p.status for p in s.phases}
     cx = connect_details(s.phase("cstp-connect"))
     params = cx.parameters if cx is not None and cx.parameters else None
@@ -405,10 +409,10 @@ def judge(s: Session) -> SessionVerdict:
                                 if ev.get("other_flows") else
                                 "nothing to fix in the VPN if the computer slept or went offline; otherwise look at "
                                 "the client's VPN software at that time (hung, suspended)",
-                                ["TUNNEL_SILENT", "DPD_TIMEOUT"] + (["RECONNECT"] if first("RECONNECT") else []), s)
+                                ["TUNNEL_SILENT", "DPD_TIMEOUT"] + (["RECONNECT"] if dropped else []), s)
             cause += f": the client sent nothing at all for {_secs(ev.get('seconds') or 0)} ({_why_silent(ev)})"
             used.append("TUNNEL_SILENT")
-        rc = first("RECONNECT")
+        rc = dropped
         tries = first("TCP_CONNECT_FAILED")
         if rc is not None:
             gap = rc.evidence.get("gap")
@@ -516,7 +520,7 @@ def judge(s: Session) -> SessionVerdict:
 
     worst = _worst(s.findings)
     if worst is not None and worst.severity in ("error", "warning"):
-        rc = first("RECONNECT")
+        rc = dropped
         if worst.id == "TCP_RETRANSMISSIONS" and rc is not None:
             worst = rc
         # (without keys, a finding read from real packets — the VPN adapter's capture — about a tunnel the keyless
@@ -540,7 +544,7 @@ def judge(s: Session) -> SessionVerdict:
         if worst.id == "TLS_CERT_UNTRUSTED" and cause.startswith(lead):  # the experience already says so
             cause = cause[len(lead):]
         return _verdict("degraded", exp, cause, worst.frames, worst.time, _short_remedy(worst), [worst.id], s)
-    rc = first("RECONNECT")
+    rc = dropped
     moved = first("CLIENT_ADDRESS_CHANGED")
     if moved is not None:
         ev = moved.evidence

@@ -390,6 +390,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "the client renews the keys of its channels while the tunnel carries pings",
              gateway={"tls-priorities": PRIO_TLS13, "rekey-time": "20", "rekey-method": "ssl"},
              steps=(("sleep", 12.0), ("ping", 2), ("sleep", 12.0), ("ping", 2), ("sleep", 12.0), ("ping", 2))),
+    Scenario("rekey-new-tunnel", "a session longer than the gateway's rekey time with rekey-method = new-tunnel "
+             "(ocserv rekey-time = 20): at the rekey time the client discards its TLS connection and sets the tunnel "
+             "up again on a new one (CONNECT with its cookie), as the ASA's default 'new-tunnel' rekey has it — a "
+             "scheduled reconnect, not a lost connection",
+             gateway={"tls-priorities": PRIO_TLS13, "rekey-time": "20", "rekey-method": "new-tunnel"},
+             steps=(("sleep", 12.0), ("ping", 2), ("sleep", 12.0), ("ping", 2), ("sleep", 12.0), ("ping", 2))),
     Scenario("cisco-ua", "a baseline session where openconnect presents itself as Cisco AnyConnect for macOS "
              "(User-Agent 'AnyConnect Darwin_i386 4.10.07061', device-id mac-intel, version 4.10.07061)",
              gateway={"tls-priorities": PRIO_TLS13},

@@ -134,6 +134,8 @@ EXPECTED = {
     # the same at the gateway: the client alone silent, the gateway's data sent again into the silence (no loss)
     "laptop-sleeps-gateway-side": {("info", "AUTH_MULTI_ROUND"), ("info", "TUNNEL_SILENT"), ("info", "RECONNECT"),
                                    ("info", "SESSION_DISCONNECT")},
+    # a rekey with X-CSTP-Rekey-Method new-tunnel: two new tunnel connections, at the rekey time, no dropped tunnel
+    "rekey-new-tunnel": {("info", "AUTH_MULTI_ROUND"), ("info", "RECONNECT"), ("info", "SESSION_DISCONNECT")},
     # the gateway ended the session at a timer it announced: its session timeout (also after a reconnect, counted
     # from it), its idle timeout; its DISCONNECT, not the user's
     "session-timeout": {("warning", "SESSION_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "SESSION_DISCONNECT")},

@@ -1,6 +1,11 @@
 """RECONNECT (info), RECONNECT_ADDRESS_CHANGED (warning) and CLIENT_ADDRESS_CHANGED (info): more than one CONNECT
 in a session.
 
+A new tunnel connection at the rekey time of the previous CONNECT answer, when that answer asked for
+X-CSTP-Rekey-Method new-tunnel (ASA/FTD, ocserv rekey-method = new-tunnel), is the rekey — the client discards its
+connection and sets the tunnel up again with its cookie (lab scenario rekey-new-tunnel) —: RECONNECT says so
+(evidence `rekey`), and the verdict does not read it as a dropped tunnel.
+
 Facts (protocol-notes "Timers"): after a dead peer the client reconnects (every 10 s, +10 s per try, up to
 100 s) with a new TLS session whose CONNECT presents the same webvpn cookie, without a new authentication; a
 reconnect that returns a different address makes openconnect abort the session. A client that moved to another
@@ -45,6 +50,20 @@ def check(session, ctx):
                 # its end came with the reconnect: the gateway closed it when the cookie came back on a new one
                 f"while the previous tunnel connection ({prev.connection}) was still open (it ended with the "
                 "reconnect)")
+        rekey = _rekey(prev, cur)
+        if rekey is not None:
+            out.append(Finding(
+                id="RECONNECT", severity="info", phase="cstp-connect", time=cur.time,
+                frames=[prev.frame, cur.frame],
+                message=f"The client set the tunnel up again on a new connection ({cur.connection}) "
+                        f"{cur.time - prev.response_time:.1f} s after the previous CONNECT answer, at the rekey time "
+                        f"the gateway announced there (X-CSTP-Rekey-Time {rekey} s, X-CSTP-Rekey-Method new-tunnel): "
+                        "a scheduled rekey, not a lost connection.",
+                remedy="Nothing to do: the gateway asks for a new tunnel at each rekey (ASA/FTD: anyconnect ssl "
+                       "rekey method new-tunnel; ocserv rekey-method = new-tunnel); 'ssl' renews the keys in place.",
+                evidence={"gap": round(gap, 3), "previous": prev.connection, "new": cur.connection,
+                          "rekey": True, "rekey_time": rekey}))
+            continue
         out.append(Finding(
             id="RECONNECT", severity="info", phase="cstp-connect", time=cur.time,
             frames=[prev.frame, cur.frame],
@@ -69,6 +88,53 @@ def check(session, ctx):
     if d is None:
         out += _inferred(session)
     return out
+
+
+#: seconds from the client's FIN on a tunnel connection to its next tunnel connection's first packet within which
+#: that connection is the client's own replacement (a new-tunnel rekey: 7 ms in lab scenario rekey-new-tunnel)
+REPLACED_WITHIN = 1.0
+
+
+def _client_closed(prev_conn, cur_conn) -> dict | None:
+    """{frame, after} when the client closed ``prev_conn`` first — its FIN before anything of the gateway's, the
+    gateway's FIN after it, no reset — and ``cur_conn`` began within REPLACED_WITHIN s of it (without keys: a client
+    that chose to set the tunnel up again, as a new-tunnel rekey does; a lost connection ends with the gateway's
+    reset or close, or in silence), else None."""
+    closed = list(getattr(prev_conn, "closed", None) or [])
+    if not closed or cur_conn is None or cur_conn.start is None:
+        return None
+    c0 = min(closed, key=lambda c: c["ts"])
+    if c0.get("direction") != "c2s" or c0.get("reason") != "fin":
+        return None
+    # and the gateway closed its side in kind: a live connection ended by agreement (a client that gives up a dead
+    # one — its DPD timed out, a laptop waking — gets a reset back, or nothing: lab scenario laptop-sleeps)
+    if any(c.get("reason") == "rst" for c in closed) or not any(
+            c.get("direction") == "s2c" and c.get("reason") == "fin" for c in closed):
+        return None
+    after = cur_conn.start - c0["ts"]
+    return {"frame": c0.get("frame"), "after": after} if 0 <= after <= REPLACED_WITHIN else None
+
+
+#: seconds around the announced rekey time within which a new tunnel connection is the rekey (the client's timer
+#: counts from its own connect, a little before the CONNECT answer; some gateways add a margin to the header)
+REKEY_EARLY, REKEY_LATE = 30.0, 30.0
+
+
+def _rekey(prev, cur) -> int | None:
+    """The rekey time of ``prev``'s CONNECT answer when ``cur`` is the new tunnel its 'new-tunnel' rekey asks for
+    (made within REKEY_EARLY/REKEY_LATE of that time after the answer, the same address granted), else None."""
+    p = prev.parameters or None
+    if p is None or (p.rekey_method or "").strip().lower() != "new-tunnel" or not p.rekey_time:
+        return None
+    if prev.response_time is None:
+        return None
+    after = cur.time - prev.response_time
+    if not p.rekey_time - REKEY_EARLY <= after <= p.rekey_time + REKEY_LATE:
+        return None
+    q = cur.parameters or None
+    if q is not None and p.address and q.address and p.address != q.address:
+        return None
+    return p.rekey_time
 
 
 def _moved(session, prev_conn, cur_conn, when, frames, prev_name, cur_name, how, inferred=False):
@@ -107,6 +173,23 @@ def _inferred(session):
         if cur.connect_time is None:  # up before the capture started too: not seen being made
             continue
         gap = cur.connect_time - (prev.end_time or prev.connect_time or cur.connect_time)
+        chose = _client_closed(conns.get(prev.connection), conns.get(cur.connection)) if prev.ended_by == "close" \
+            else None
+        if chose is not None:
+            out.append(Finding(
+                id="RECONNECT", severity="info", phase="cstp-connect", time=cur.connect_time,
+                frames=[x for x in (prev.connect_frame, chose["frame"], cur.connect_frame) if x is not None],
+                inferred=True,
+                message=f"The client closed the previous tunnel connection ({prev.connection}) itself — its FIN "
+                        f"(frame {chose['frame']}), no DISCONNECT, no reset — and set the tunnel up again on "
+                        f"{cur.connection} {chose['after']:.1f} s later: what a rekey the gateway asks for with "
+                        "X-CSTP-Rekey-Method new-tunnel looks like (inferred from record sizes and TCP flags, no "
+                        "keys; the key log shows the rekey time).",
+                remedy="Nothing to do if the gateway asks for new-tunnel rekeys (reconnects at a steady interval); "
+                       "otherwise the client's log says why it reconnected.",
+                evidence={"gap": round(gap, 3), "previous": prev.connection, "new": cur.connection, "inferred": True,
+                          "rekey": True, "closed_frame": chose["frame"]}))
+            continue
         out.append(Finding(
             id="RECONNECT", severity="info", phase="cstp-connect", time=cur.connect_time,
             frames=[x for x in (prev.connect_frame, cur.connect_frame) if x is not None], inferred=True,

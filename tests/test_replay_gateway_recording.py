@@ -330,7 +330,7 @@ CLIENT_TRAFFIC = "traffic.*c2s"
 LIVE = [("baseline", 1.0, 1.0), ("dtls-blocked", 1.0, 4.0), ("mtu", 1.0, 1.0), ("auth-fail", 0.0, 1.0),
         ("scripted/terminate", 4.0, 1.0), ("scripted/connect-unavailable", 0.0, 1.0),
         ("scripted/dtls-cookie", 1.0, 1.0), ("legacy-dtls09", 1.0, 1.0), ("scripted/dtls-mtu-differs", 1.0, 1.0),
-        ("scripted/gateway-dpd-keepalive", 6.0, 1.0)]
+        ("scripted/gateway-dpd-keepalive", 6.0, 1.0), ("scripted/session-timeout-remaining", 7.0, 1.0)]
 
 
 @pytest.mark.lab
@@ -375,6 +375,8 @@ def test_live_recording_replayed_is_the_same(tmp_path, name, hold, speed):
         end = sess["tunnel"].get("end") or {}
         if end.get("direction") == "s2c" and end.get("type") == "TERMINATE":
             assert "received server terminate packet" in log
+        if end.get("direction") == "s2c" and end.get("type") == "DISCONNECT":  # the gateway's, with its reason
+            assert "Received server disconnect" in log and (end.get("reason") or "") in log
     elif phase(sess, "user-auth")["status"] == "failed":
         assert not run["connected"]
         rejection = phase(sess, "user-auth")["details"]["failure_message"]

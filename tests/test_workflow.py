@@ -136,8 +136,12 @@ def test_summary_one_line_per_session():
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0].split()[:5] == ["id", "client", "gateway", "start", "(UTC)"]
-    rows = lines[1:]
+    rows = lines[1:4]
     assert [r.split()[0] for r in rows] == ["s1", "s2", "s3"]
+    # then, over them all: the outcomes (the worst first) and the sessions with each finding (errors first)
+    assert lines[4] == "" and lines[5].startswith("3 sessions: 1 failed, 1 degraded, 1 healthy; sessions with each "
+                                                  "finding: AUTH_FAILED 1, ")
+    assert len(lines) <= 7
     for r, (outcome, worst) in zip(rows, [("healthy", "info"), ("degraded", "warning"), ("failed", "error")],
                                    strict=True):
         assert len(r) <= 159

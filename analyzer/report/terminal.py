@@ -213,7 +213,36 @@ def render_summary(analysis, *, color: bool = False, tz=None, width: int | None 
         else:
             t.append(verdict)
             con.print(t, soft_wrap=True)
+    if len(rows) > 1:
+        con.print()
+        _wrap(con, tally(analysis.sessions), 0, 2)
     return _trim(buf.getvalue())
+
+
+#: the order outcomes are counted in (analyzer/verdict.py OUTCOMES, the worst first)
+_OUTCOME_ORDER = ("failed", "tunnel-lost", "degraded", "inconclusive", "healthy")
+
+
+def tally(sessions) -> str:
+    """One line over many sessions (a gateway's capture): how many ended each way, and the findings with the number
+    of sessions that have each — errors and warnings first, the commonest first (`--summary`)."""
+    outcomes: dict[str, int] = {}
+    found: dict[tuple[str, str], int] = {}
+    for s in sessions:
+        o = s.verdict.outcome if s.verdict is not None else "?"
+        outcomes[o] = outcomes.get(o, 0) + 1
+        for key in {(f.severity, f.id) for f in s.findings}:
+            found[key] = found.get(key, 0) + 1
+    order = {o: i for i, o in enumerate(_OUTCOME_ORDER)}
+    text = (f"{plural(len(sessions), 'session')}: "
+            + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items(), key=lambda kv: order.get(kv[0], 9))))
+    rank = {"error": 0, "warning": 1, "info": 2}
+    top = sorted(found.items(), key=lambda kv: (rank.get(kv[0][0], 3), -kv[1], kv[0][1]))
+    if top:
+        shown = [f"{fid} {n}" for (_sev, fid), n in top[:10]]
+        text += ("; sessions with each finding: " + ", ".join(shown)
+                 + (f", and {len(top) - 10} more" if len(top) > 10 else ""))
+    return text
 
 
 def _bytes(n: int) -> str:

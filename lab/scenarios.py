@@ -256,6 +256,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              gateway={"tls-priorities": PRIO_TLS13, "idle-timeout": "30"},
              client_sysctls=NO_IPV6, gateway_sysctls=NO_IPV6,
              steps=(("client-exits", 120.0),)),
+    Scenario("idle-timeout-gateway-side", "idle-timeout captured on the gateway's interface (as a gateway's own "
+             "capture sees it): the gateway's DISCONNECT leaves first, the client's goodbye arrives after it",
+             gateway={"tls-priorities": PRIO_TLS13, "idle-timeout": "30"}, capture_side="gateway",
+             client_sysctls=NO_IPV6, gateway_sysctls=NO_IPV6,
+             steps=(("client-exits", 120.0),)),
     Scenario("keepalive-dpd", "gateway keepalive = 6 below dpd = 10, UDP dropped at the gateway: the idle CSTP "
              "channel carries the client's keepalives (sent after 6 s without sending) and DPD requests (after "
              "10 s without receiving), some keepalives more than 9 s into the gateway's silence",

@@ -142,6 +142,8 @@ EXPECTED = {
     "session-timeout-reconnect": {("warning", "SESSION_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "RECONNECT"),
                                   ("info", "SESSION_DISCONNECT")},
     "idle-timeout": {("warning", "IDLE_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"), ("info", "SESSION_DISCONNECT")},
+    "idle-timeout-gateway-side": {("warning", "IDLE_TIMEOUT"), ("info", "AUTH_MULTI_ROUND"),
+                                  ("info", "SESSION_DISCONNECT")},
     # 6 s left of an 8-hour session timeout (X-CSTP-Session-Timeout-Remaining), then the gateway's DISCONNECT
     "scripted/session-timeout-remaining": {("warning", "SESSION_TIMEOUT"), ("info", "DTLS_NOT_OFFERED"),
                                            ("info", "SESSION_DISCONNECT")},

@@ -25,7 +25,7 @@ from analyzer.rules import gateway_timeout
 
 from .conftest import SAMPLES, sample
 
-TIMED_OUT = ("session-timeout", "session-timeout-reconnect", "idle-timeout")
+TIMED_OUT = ("session-timeout", "session-timeout-reconnect", "idle-timeout", "idle-timeout-gateway-side")
 #: every sample whose gateway ended the session at a timer (the scripted gateway's announced what remained)
 ANY_TIMER = (*TIMED_OUT, "scripted/session-timeout-remaining")
 

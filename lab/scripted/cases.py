@@ -1042,6 +1042,23 @@ def _pings_answered(ctx: Ctx) -> tuple[bool, object]:
     return ok, pings
 
 
+#: what the sleep cases (sleep-reconnect-refused, sleep-gateway-dpd, sleep-past-idle-timeout) expect in common
+RECONNECTED_WITH_COOKIE = (
+    "openconnect reconnected with its cookie after the sleep, without authenticating again",
+    lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2,
+                 [(e["session"], e["method"], e["step"]) for e in ctx.ev("request")]))
+COOKIE_REFUSED = [
+    ("openconnect reported the 401",
+     log_line(r"^Got inappropriate HTTP CONNECT response: HTTP/1\.1 401 Cookie is not acceptable")),
+    ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))]
+#: (reconnect-address-changed too)
+FIRST_TUNNEL_CLOSED = (
+    "the gateway closed the first tunnel connection by script",
+    lambda ctx: (len(ctx.ev("cstp-action", action="close")) == 1, ctx.ev("cstp-action", action="close")))
+#: a laptop asleep 40 s from the first thing the client sent on its tunnel (its network cut too)
+ASLEEP_40S = {"after_gateway_line": "cstp-rx: session 1:", "timeout": 12.0, "seconds": 40.0, "network": True}
+
+
 def _sleep_gateway_dpd_script(c: dict) -> dict:
     return {"name": "sleep-gateway-dpd",
             "description": "CONNECT 200 (CSTP only, X-CSTP-DPD 30, keepalive 20: the client's timers); the gateway "
@@ -1227,8 +1244,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
     Case("reconnect-address-changed",
          "the gateway drops the tunnel's TLS connection; the reconnect's CONNECT gets another X-CSTP-Address",
          _reconnect_script,
-         [("the gateway closed the first tunnel connection by script",
-           lambda ctx: (len(ctx.ev("cstp-action", action="close")) == 1, ctx.ev("cstp-action", action="close"))),
+         [FIRST_TUNNEL_CLOSED,
           ("openconnect reconnected on a new TLS session with its cookie, without authenticating again",
            lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2
                         and all(e["webvpn_cookie_ok"] for e in ctx.ev("request") if e["method"] == "CONNECT")
@@ -1483,17 +1499,11 @@ CASES: dict[str, Case] = {c.name: c for c in [
          "the client sleeps 40 s with the tunnel up; the gateway gives the session up; the reconnect's CONNECT is "
          "answered 401",
          _sleep_refused_script,
-         [("the gateway closed the first tunnel connection by script",
-           lambda ctx: (len(ctx.ev("cstp-action", action="close")) == 1, ctx.ev("cstp-action", action="close"))),
-          ("openconnect reconnected with its cookie after the sleep, without authenticating again",
-           lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2,
-                        [(e["session"], e["method"], e["step"]) for e in ctx.ev("request")])),
-          ("openconnect reported the 401",
-           log_line(r"^Got inappropriate HTTP CONNECT response: HTTP/1\.1 401 Cookie is not acceptable")),
-          ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))],
+         [FIRST_TUNNEL_CLOSED,
+          RECONNECTED_WITH_COOKIE,
+          *COOKIE_REFUSED],
          pings=[(4, 2, 56)], hold=0.0, wait_exit=40.0,
-         pause_client={"after_gateway_line": "cstp-rx: session 1:", "timeout": 12.0, "seconds": 40.0,
-                       "network": True}),
+         pause_client=ASLEEP_40S),
     Case("sleep-gateway-dpd",
          "captured at the gateway: the client sleeps 40 s while the gateway's DPD requests go unanswered; the gateway "
          "ends the tunnel connection; the reconnect with the cookie is accepted",
@@ -1501,11 +1511,8 @@ CASES: dict[str, Case] = {c.name: c for c in [
          [("the gateway sent its 3 DPD requests on the first tunnel, the first answered",
            lambda ctx: (len(ctx.ev("cstp-tx", name="dpd-req")) == 3 and len(ctx.ev("cstp-rx", name="dpd-resp")) == 1,
                         [(e["t"], e["session"]) for e in ctx.ev("cstp-tx", name="dpd-req")])),
-          ("the gateway closed the first tunnel connection by script",
-           lambda ctx: (len(ctx.ev("cstp-action", action="close")) == 1, ctx.ev("cstp-action", action="close"))),
-          ("openconnect reconnected with its cookie after the sleep, without authenticating again",
-           lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2,
-                        [(e["session"], e["method"], e["step"]) for e in ctx.ev("request")])),
+          FIRST_TUNNEL_CLOSED,
+          RECONNECTED_WITH_COOKIE,
           ("the reconnect's tunnel came up (openconnect: CSTP connected twice)",
            lambda ctx: (len([1 for _, line in ctx.client if line.startswith("CSTP connected")]) == 2, None))],
          pings=[(4, 2, 56)], hold=4.0, capture_side="gateway",
@@ -1518,15 +1525,10 @@ CASES: dict[str, Case] = {c.name: c for c in [
          [("the CONNECT answer announced an idle timeout of 30 s",
            lambda ctx: (any(["X-CSTP-Idle-Timeout", "30"] in (e.get("headers") or []) for e in ctx.ev("response")),
                         None)),
-          ("openconnect reconnected with its cookie after the sleep, without authenticating again",
-           lambda ctx: (len([e for e in ctx.ev("request") if e["method"] == "CONNECT"]) == 2,
-                        [(e["session"], e["method"], e["step"]) for e in ctx.ev("request")])),
-          ("openconnect reported the 401",
-           log_line(r"^Got inappropriate HTTP CONNECT response: HTTP/1\.1 401 Cookie is not acceptable")),
-          ("openconnect exited non-zero", lambda ctx: (ctx.exit_code not in (0, None), ctx.exit_code))],
+          RECONNECTED_WITH_COOKIE,
+          *COOKIE_REFUSED],
          pings=[(4, 2, 56)], hold=0.0, wait_exit=40.0,
-         pause_client={"after_gateway_line": "cstp-rx: session 1:", "timeout": 12.0, "seconds": 40.0,
-                       "network": True}),
+         pause_client=ASLEEP_40S),
     Case("gateway-dpd-keepalive",
          "the gateway sends its own KEEPALIVE and DPD-REQ frames, over CSTP and then over DTLS (PSK-NEGOTIATE)",
          _gateway_controls_script,

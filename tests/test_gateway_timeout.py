@@ -223,3 +223,29 @@ def test_idle_is_counted_from_the_last_packet_inside_and_the_first_timer_out_is_
     # both ran out: the idle timer ran out at 150, the session timer at 140 — the session timeout is told
     got = gateway_timeout.check(_session_of(155.0, idle_timeout=30, last_inner=120.0, session_timeout=40), None)
     assert [f.id for f in got] == ["SESSION_TIMEOUT"]
+
+
+def test_the_gateways_end_stays_the_end_when_the_clients_answer_comes_on_another_channel():
+    """The gateway's DISCONNECT over DTLS, the client's goodbye over CSTP 5 ms later: the session's end is the
+    gateway's (the client's is its answer); a client's DISCONNECT 2 s after is its own."""
+    from analyzer.phases import tunnel as tunnel_mod
+    from analyzer.phases.channel import Disconnect
+
+    def build(client_after: float):
+        zero = {"c2s": 0, "s2c": 0}
+        cstp = SimpleNamespace(
+            summary=lambda: {"inner_packets": zero, "inner_bytes": zero, "dpd": {"requests": zero},
+                             "keepalives": zero, "last_data": {},
+                             "disconnect": {"direction": "c2s", "type": "DISCONNECT", "ts": 100.0 + client_after,
+                                            "frame": 9, "reason": "Server request"}},
+            series=lambda: [], inner_attempts=None)
+        flow = SimpleNamespace(channel=SimpleNamespace(
+            inner_packets=zero, inner_bytes=zero, last_data={},
+            disconnect=Disconnect(direction="s2c", type="DISCONNECT", ts=100.0, frame=8, reason=None),
+            series=lambda: [], inner_attempts=None), undecrypted_records_by_direction=None)
+        g = SimpleNamespace(conns=[SimpleNamespace(c=SimpleNamespace(tunnel=cstp, decrypted=True, is_tls=True))],
+                            dtls=[flow])
+        return tunnel_mod.build(g, SimpleNamespace(flow_list=[flow])).end
+
+    assert (build(0.005).direction, build(0.005).frame) == ("s2c", 8)
+    assert (build(2.0).direction, build(2.0).frame) == ("c2s", 9)

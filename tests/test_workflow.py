@@ -151,6 +151,15 @@ def test_summary_one_line_per_session():
     assert "2026-11-27 06:23:53" in rows[0] and "1.6 s" in rows[0] and "Healthy: logged in" in rows[0]
 
 
+def test_the_html_page_of_several_sessions_says_the_same_tally(tmp_path):
+    out = tmp_path / "r.html"
+    p = cli("analyze", *cap("baseline"), *cap("auth-fail")[:1], "--keylog", cap("auth-fail")[2], "--format", "html",
+            "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    assert ("<h3>Sessions</h3><p>2 sessions: 1 failed, 1 healthy; sessions with each finding: AUTH_FAILED 1, "
+            in out.read_text())
+
+
 def test_summary_on_a_narrow_terminal_puts_the_verdict_below():
     p = cli("analyze", *cap("dtls-blocked"), "--summary", env={"COLUMNS": "80"})
     lines = p.stdout.splitlines()

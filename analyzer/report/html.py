@@ -285,7 +285,9 @@ def _render_html(analysis, *, version: str, show_secrets: bool, tz, filters: dic
         out.append("<p><b>No AnyConnect-protocol session found</b>: no flow in this capture shows evidence of "
                    "the protocol (use <code>--gateway ADDR[:PORT]</code> if you know the gateway).</p>")
     elif len(sessions) > 1:
-        out.append("<h3>Sessions</h3><ul>" + "".join(
+        from .terminal import tally  # noqa: PLC0415 - the same line as `--summary`'s
+
+        out.append(f'<h3>Sessions</h3><p>{_e(tally(analysis.sessions))}</p><ul>' + "".join(
             f'<li><a href="#session-{i}">Session {_e(s.get("id"))}</a>: {_e(s.get("client"))} → '
             f'{_e(s.get("gateway"))}, {_e(_iso(s.get("start")))}'
             + (f' — {_outcome_badge(s["verdict"].get("outcome"))} {_e(s["verdict"].get("text"))}'

@@ -23,6 +23,7 @@ from .phases.cstp_connect import connect_details
 from .phases.dtls import DTLSDetails
 from .phases.inferred import reading
 from .phases.record import Record, record
+from .wording import timer
 
 OUTCOMES = ("healthy", "degraded", "tunnel-lost", "failed", "inconclusive")
 SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
@@ -152,13 +153,6 @@ def _secs(d: float) -> str:
     return f"{d:.1f} s" if d < 120 else f"{d / 60:.1f} min"
 
 
-def _whole(seconds: int) -> str:
-    """A timer a gateway announced, in whole seconds (or minutes, hours when it is that long)."""
-    if seconds >= 7200 and seconds % 360 == 0:
-        return f"{seconds / 3600:g} h"
-    return f"{seconds / 60:g} min" if seconds >= 120 and seconds % 6 == 0 else f"{seconds} s"
-
-
 def _lower_first(text: str) -> str:
     """Lower-case the first word when it is an ordinary word ("The", "A"), not a name or acronym ("DTLS")."""
     word = text.split(" ", 1)[0]
@@ -211,19 +205,19 @@ def _timed_out(f: Finding, s: Session, first) -> SessionVerdict:
     if f.id == "SESSION_TIMEOUT":
         whole, left = ev.get("session_timeout"), ev.get("remaining")
         if left is not None and left != whole:
-            timer = (f"its session timeout (X-CSTP-Session-Timeout {_whole(whole)}) having {_whole(left)} left at "
-                     "that CONNECT (X-CSTP-Session-Timeout-Remaining)" if whole else
-                     f"its session timeout having {_whole(left)} left at that CONNECT "
-                     "(X-CSTP-Session-Timeout-Remaining)")
+            said = (f"its session timeout (X-CSTP-Session-Timeout {timer(whole)}) having {timer(left)} left at "
+                    "that CONNECT (X-CSTP-Session-Timeout-Remaining)" if whole else
+                    f"its session timeout having {timer(left)} left at that CONNECT "
+                    "(X-CSTP-Session-Timeout-Remaining)")
         else:
-            timer = f"its session timeout being {_whole(whole or left or 0)} (X-CSTP-Session-Timeout)"
-        cause = (f"the gateway disconnected it {_secs(ev.get('elapsed') or 0)} after the CONNECT, {timer}: the user "
+            said = f"its session timeout being {timer(whole or left or 0)} (X-CSTP-Session-Timeout)"
+        cause = (f"the gateway disconnected it {_secs(ev.get('elapsed') or 0)} after the CONNECT, {said}: the user "
                  "has to log in again")
         return _verdict("tunnel-lost", f"Session ended at the gateway's session timeout at {at}", cause, f.frames,
                         f.time, "expected if sessions are limited to that time; otherwise raise the maximum connect "
                         "time (ASA/FTD vpn-session-timeout, ocserv session-timeout)", used, s)
     cause = (f"the gateway disconnected it after {_secs(ev.get('idle') or 0)} without a packet inside the tunnel, its "
-             f"idle timeout being {_whole(ev.get('idle_timeout') or 0)} (X-CSTP-Idle-Timeout)")
+             f"idle timeout being {timer(ev.get('idle_timeout') or 0)} (X-CSTP-Idle-Timeout)")
     return _verdict("tunnel-lost", f"Tunnel ended by the gateway as idle at {at}", cause, f.frames, f.time,
                     "expected for an unused tunnel; otherwise raise the idle timeout (ASA/FTD vpn-idle-timeout, "
                     "ocserv idle-timeout)", used, s)
@@ -445,12 +439,12 @@ def judge(s: Session) -> SessionVerdict:
         outlasted = idle and (ev.get("seconds") or 0) >= idle
         cause = (_silence_cause(ev) + ("" if ev.get("reset_frame") else "the gateway ")
                  + f"refused the client's reconnect ({answer}, {ev.get('reconnect')})"
-                 + (f" — the silence outlasted its idle timeout, {_whole(idle)} —" if outlasted else "")
+                 + (f" — the silence outlasted its idle timeout, {timer(idle)} —" if outlasted else "")
                  + ": the session is gone, the user has to log in again")
         return _verdict("tunnel-lost", f"Tunnel lost at {_rel(silent.time, s.start)} while the client was silent",
                         cause, silent.frames + (refused.frames if refused is not None else []), silent.time,
                         "log in again; if every sleep ends so, let the gateway keep a silent session longer ("
-                        + (f"its idle timeout, {_whole(idle)}: ASA/FTD vpn-idle-timeout" if outlasted else
+                        + (f"its idle timeout, {timer(idle)}: ASA/FTD vpn-idle-timeout" if outlasted else
                            "its idle or DPD timeout, the cookie's lifetime") + ")",
                         ["TUNNEL_SILENT"] + (["CONNECT_REJECTED"] if refused is not None else []), s)
     gone = next((f for f in by.get("TUNNEL_SILENT", []) if f.evidence.get("trailing")), None)

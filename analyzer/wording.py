@@ -11,6 +11,14 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {words}"
 
 
+def timer(seconds: int) -> str:
+    """A timer a gateway announced (X-CSTP-Session-Timeout, X-CSTP-Idle-Timeout…) in whole seconds, or in minutes or
+    hours when it is a whole number of tenths of them: '30 s', '30 min', '8 h'."""
+    if seconds >= 7200 and seconds % 360 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 120 and seconds % 6 == 0 else f"{seconds} s"
+
+
 def tls_servers_line(servers: list[dict], most: int = 8) -> str:
     """"vpn.example.com 198.51.100.7:443 ×3, 203.0.113.9:443 ×1" — other traffic's TLS servers (their SNI names first:
     what --gateway takes)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 from ..model import Finding
 from ..phases.cstp_connect import connect_details
 from ..phases.grouping import to_int
+from ..wording import timer
 
 RULE_IDS = ("SESSION_TIMEOUT", "IDLE_TIMEOUT")
 #: seconds a timer's end may come before the timer as the capture measures it (the gateway counts from its own
@@ -44,10 +45,6 @@ def _secs(x: float) -> str:
     if x >= 120:
         return f"{x / 60:.1f} min"
     return f"{x:.1f} s"
-
-
-def _timer(seconds: int) -> str:
-    return f"{seconds} s" + (f" ({_secs(seconds)})" if seconds >= 120 else "")
 
 
 def check(session, ctx):
@@ -94,7 +91,7 @@ def check(session, ctx):
         again = " (a reconnect's: the gateway counted from it)" if len(answered) > 1 else ""
         msg = (f"The gateway ended the session ({how}) {_secs(ev['elapsed'])} after its CONNECT answer (frame "
                f"{cx.response_frame}){again}, at the session timeout it announced there: X-CSTP-Session-Timeout "
-               f"{_timer(session_timer) if session_timer else 'not given'}{left}. That is the longest a session "
+               f"{timer(session_timer) if session_timer else 'not given'}{left}. That is the longest a session "
                "may stay connected; the user has to log in again.")
         remedy = ("Expected if the policy limits sessions to that time. If it is too short, raise the maximum "
                   "connect time: ASA/FTD group policy vpn-session-timeout, ocserv session-timeout.")
@@ -105,7 +102,7 @@ def check(session, ctx):
                  if last is not None and session.start is not None else "none after the CONNECT answer")
         msg = (f"The gateway ended the session ({how}) after {_secs(ev['idle'])} without a packet inside the "
                f"tunnel ({after}; DPDs and keepalives do not count), at the idle timeout it announced in its "
-               f"CONNECT answer (frame {cx.response_frame}): X-CSTP-Idle-Timeout {_timer(idle_timer)}.")
+               f"CONNECT answer (frame {cx.response_frame}): X-CSTP-Idle-Timeout {timer(idle_timer)}.")
         remedy = ("Expected for a tunnel nobody used. If users lose sessions they still want, raise the idle "
                   "timeout (ASA/FTD group policy vpn-idle-timeout, ocserv idle-timeout).")
         frames = [cx.response_frame, end.frame]

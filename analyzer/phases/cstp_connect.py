@@ -120,6 +120,14 @@ def connect_details(phase: Phase) -> CSTPConnectDetails | None:
     return d if isinstance(d, CSTPConnectDetails) else None
 
 
+def answered(session, before: float | None = None) -> list[ConnectExchange]:
+    """The session's CONNECTs the gateway answered 2xx with tunnel parameters (decrypted), in order — those answered
+    by ``before`` when given (analyzer/rules/gateway_timeout.py, tunnel_silent.py)."""
+    cd = connect_details(session.phase("cstp-connect"))
+    return [x for x in (cd.connects if cd is not None else []) if x.status and 200 <= x.status < 300
+            and x.parameters and x.response_time is not None and (before is None or x.response_time <= before)]
+
+
 def granted(session) -> TunnelParameters | None:
     """What the gateway granted the session in its CONNECT answer (decrypted), or None."""
     cd = connect_details(session.phase("cstp-connect"))

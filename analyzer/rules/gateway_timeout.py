@@ -22,7 +22,7 @@ that ran out first is told.
 from __future__ import annotations
 
 from ..model import Finding
-from ..phases.cstp_connect import connect_details
+from ..phases.cstp_connect import answered
 from ..phases.grouping import to_int
 from ..wording import timer
 
@@ -52,14 +52,10 @@ def check(session, ctx):
     end = t.end if t is not None else None
     if end is None or end.direction != "s2c":
         return []
-    cd = connect_details(session.phase("cstp-connect"))
-    if cd is None:
+    done = answered(session, end.ts)
+    if not done:
         return []
-    answered = [x for x in cd.connects if x.status and 200 <= x.status < 300 and x.parameters
-                and x.response_time is not None and x.response_time <= end.ts]
-    if not answered:
-        return []
-    cx = answered[-1]
+    cx = done[-1]
     p = cx.parameters
     found = []  # (deadline, finding id, evidence)
     session_timer = to_int(p.session_timeout)
@@ -83,12 +79,12 @@ def check(session, ctx):
     _deadline, fid, ev = min(found, key=lambda x: x[0])
     ev.update({"connect_frame": cx.response_frame, "connected": cx.response_time, "end_frame": end.frame,
                "end_type": end.type, "channel": end.channel, "reason": end.reason, "connection": cx.connection,
-               "reconnects": len(answered) - 1})
+               "reconnects": len(done) - 1})
     how = f"{end.type} over {end.channel.upper()}" + (f", reason {end.reason!r}" if end.reason else "")
     if fid == "SESSION_TIMEOUT":
         left = (f", {remaining} s of it remaining" if remaining is not None and remaining != session_timer
                 else "")
-        again = " (a reconnect's: the gateway counted from it)" if len(answered) > 1 else ""
+        again = " (a reconnect's: the gateway counted from it)" if len(done) > 1 else ""
         msg = (f"The gateway ended the session ({how}) {_secs(ev['elapsed'])} after its CONNECT answer (frame "
                f"{cx.response_frame}){again}, at the session timeout it announced there: X-CSTP-Session-Timeout "
                f"{timer(session_timer) if session_timer else 'not given'}{left}. That is the longest a session "

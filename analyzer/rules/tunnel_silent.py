@@ -34,7 +34,7 @@ from dissectors.flows import QUIET_MIN
 
 from ..evidence import split_endpoint
 from ..model import Finding
-from ..phases.cstp_connect import connect_details
+from ..phases.cstp_connect import answered, connect_details
 from ..phases.grouping import to_int
 from ..phases.inferred import tunnels as inferred_tunnels
 
@@ -355,7 +355,5 @@ def _idle_timeout(session, before: float) -> int | None:
     """X-CSTP-Idle-Timeout of the last CONNECT answered 2xx before ``before`` (None: not announced, no keys). A
     Cisco gateway keeps a session whose tunnel is down (its "parent" session) until this idle timer runs out
     (Cisco TAC document 116312): a reconnect after a longer silence finds the session gone."""
-    cd = connect_details(session.phase("cstp-connect"))
-    answered = [x for x in (cd.connects if cd is not None else []) if x.status and 200 <= x.status < 300
-                and x.parameters and x.response_time is not None and x.response_time <= before]
-    return to_int(answered[-1].parameters.idle_timeout) if answered else None
+    done = answered(session, before)
+    return to_int(done[-1].parameters.idle_timeout) if done else None

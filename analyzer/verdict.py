@@ -476,7 +476,11 @@ def judge(s: Session) -> SessionVerdict:
             cause = ("a control record from the gateway, answered at once by the client's DISCONNECT (inferred "
                      "from record sizes)" + (f"; no data in the tunnel for {_secs(idle)} before it"
                                              if idle is not None and idle >= 10 else ""))
-            remedy = ("supply the key log to see whether its session or idle timeout ran out; else the gateway's "
+            # (a capture that starts after the TLS handshake: no key log can decrypt it, the CONNECT answer with
+            # the gateway's timers is not in it)
+            remedy = ("the gateway's log says why (its session or idle timeout, an administrator's logoff)"
+                      if status.get("tls-handshake") == "before-capture" else
+                      "supply the key log to see whether its session or idle timeout ran out; else the gateway's "
                       "log says why")
         else:
             cause = (f"the gateway sent DISCONNECT over {str(bye.evidence.get('channel') or 'cstp').upper()}"

@@ -249,3 +249,23 @@ def test_the_gateways_end_stays_the_end_when_the_clients_answer_comes_on_another
 
     assert (build(0.005).direction, build(0.005).frame) == ("s2c", 8)
     assert (build(2.0).direction, build(2.0).frame) == ("c2s", 9)
+
+
+def test_a_capture_started_mid_tunnel_still_tells_the_gateway_ended_it(tmp_path, tshark):
+    """session-timeout cut to start mid-tunnel (editcap: from frame 40, after the TLS handshake and the CONNECT):
+    no key can decrypt it, the timers are not in it — the gateway's end is still read from record sizes, and the
+    verdict does not send the user for a key log that cannot help."""
+    import subprocess
+
+    cut = tmp_path / "mid.pcapng"
+    subprocess.run(["editcap", "-r", str(sample("session-timeout") / "capture.pcapng"), str(cut), "40-100000"],
+                   check=True, capture_output=True)
+    logged, _which, _n = _gateway_says("session-timeout")
+    for keyed in (True, False):
+        k, info = load_keys([sample("session-timeout") / "keys.log"] if keyed else [], [])
+        [s] = json.loads(render_json(analyze_paths([cut], k, info), version=__version__))["sessions"]
+        bye = next(f for f in s["findings"] if f["id"] == "SESSION_DISCONNECT")
+        assert bye["inferred"] and bye["evidence"]["direction"] == "s2c" and abs(bye["time"] - logged) < 0.5
+        v = s["verdict"]
+        assert v["outcome"] == "tunnel-lost" and v["text"].startswith("Tunnel ended by the gateway")
+        assert "key log" not in v["remedy"] and "the gateway's log says why" in v["remedy"]

@@ -11,7 +11,7 @@ from ..inner import InnerAttempts, failed_connects, failed_lookups
 from . import cstp_connect
 from .dtls import DTLSDetails
 from .grouping import Group
-from .inferred import reading
+from .inferred import ANSWERS_GATEWAY_END, reading
 from .outside import OutsideTraffic
 from .record import UNSET, Record, record
 
@@ -147,10 +147,6 @@ def _add(a: dict, b: dict) -> dict:
     return {k: a.get(k, 0) + b.get(k, 0) for k in ("c2s", "s2c")}
 
 
-#: seconds within which the client's DISCONNECT after the gateway's DISCONNECT/TERMINATE is its answer
-ANSWERED_WITHIN = 1.0
-
-
 def _latest(into: dict[str, float], times: dict[str, float]) -> None:
     for k, ts in times.items():
         if ts is not None and ts > into.get(k, float("-inf")):
@@ -203,10 +199,11 @@ def build(g: Group, dtls_details: DTLSDetails | None) -> Tunnel:
     if last:
         t.last_inner_packet = {k: last[k] for k in ("c2s", "s2c") if k in last}
     # the session ended with the last DISCONNECT/TERMINATE seen on any channel — but the gateway's, when the client's
-    # is its answer on another channel (openconnect's "Server request" within ANSWERED_WITHIN s): the gateway ended it
+    # is its answer on another channel (openconnect's "Server request" within ANSWERS_GATEWAY_END s, the bound the
+    # keyless reading uses for the same answer): the gateway ended it
     t.end = max(ends, key=lambda e: e.ts) if ends else None
     if t.end is not None and t.end.direction == "c2s":
-        first = [e for e in ends if e.direction == "s2c" and 0 <= t.end.ts - e.ts <= ANSWERED_WITHIN]
+        first = [e for e in ends if e.direction == "s2c" and 0 <= t.end.ts - e.ts <= ANSWERS_GATEWAY_END]
         if first:
             t.end = max(first, key=lambda e: e.ts)
     t.series = _series(g)

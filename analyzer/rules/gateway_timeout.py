@@ -91,7 +91,6 @@ def check(session, ctx):
                "may stay connected; the user has to log in again.")
         remedy = ("Expected if the policy limits sessions to that time. If it is too short, raise the maximum "
                   "connect time: ASA/FTD group policy vpn-session-timeout, ocserv session-timeout.")
-        frames = [cx.response_frame, end.frame]
     else:
         last = ev["last_inner_packet"]
         after = (f"the last at {_secs(last - session.start)} into the session"
@@ -101,6 +100,6 @@ def check(session, ctx):
                f"CONNECT answer (frame {cx.response_frame}): X-CSTP-Idle-Timeout {timer(idle_timer)}.")
         remedy = ("Expected for a tunnel nobody used. If users lose sessions they still want, raise the idle "
                   "timeout (ASA/FTD group policy vpn-idle-timeout, ocserv idle-timeout).")
-        frames = [cx.response_frame, end.frame]
     return [Finding(id=fid, severity="warning", phase="cstp-connect", time=end.ts,
-                    frames=[f for f in frames if f is not None], message=msg, remedy=remedy, evidence=ev)]
+                    frames=[f for f in (cx.response_frame, end.frame) if f is not None], message=msg, remedy=remedy,
+                    evidence=ev)]

@@ -94,6 +94,5 @@ def _idle_before(session, t, at: float) -> float | None:
     for f in dtls.flow_list if isinstance(dtls, DTLSDetails) else []:
         e = f.estimate or None
         times += [ts for ts in ((e.last_data or {}) if e is not None else {}).values() if ts is not None and ts <= at]
-    start = t.established_time if t.established_time is not None else None
-    last = max(times, default=start)
+    last = max(times, default=t.established_time)
     return at - last if last is not None else None

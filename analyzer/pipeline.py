@@ -396,9 +396,15 @@ class Pipeline:
             conn.tls.key_wait = self.key_wait
             self.tcp[flow.index] = conn
         if conn.is_tls is False:
-            if t is flows_mod.StreamData:  # not TLS: counted for the "other traffic" summary only
+            # not TLS: counted for the "other traffic" summary only, and its first HTTP exchanges read when its client
+            # spoke HTTP (analyzer/plainhttp.py: a captive portal's answers)
+            if t is flows_mod.StreamData:
                 conn.other_bytes += len(ev.data)
                 conn.last_ts = ev.ts
+                if conn.plain_http is not None:
+                    conn.plain_http.feed(ev.direction, ev.data, ev.ts, ev.frame)
+            elif t is flows_mod.StreamClosed and conn.plain_http is not None:
+                conn.plain_http.close(ev.direction, ev.ts, ev.frame)
             return
         if self._snapped is not None and self._snapped[0] == ev.frame:
             conn.note_snapped(self._snapped[0], self._snapped[1])

@@ -30,6 +30,7 @@ from dissectors.tls.names import cipher_suite_name
 
 from .inner import InnerAttempts
 from .keyless import CSTP_HEADER, TunnelEstimate, guess_protection, protection, tls13_finished_length
+from .plainhttp import PlainHTTP, starts_http
 
 if TYPE_CHECKING:
     from .host import TrackerHost
@@ -479,6 +480,8 @@ class TCPTracker(FlowTracker):
         self.guessed_protection: str | None = None
         self._unsampled = False  # an application-data record did not fit in record_sizes (no guess then)
         self.other_bytes = 0  # payload bytes of a connection that is not TLS
+        #: a connection in the clear whose client spoke HTTP first: its first exchanges (analyzer/plainhttp.py)
+        self.plain_http: PlainHTTP | None = None
         self.certificate_verify: dict | None = None  # the client's CertificateVerify (frame, ts), when seen
         #: a connection through an HTTP proxy: {frame, time, request (CONNECT line), target, response (status line),
         #: status}; the TLS connection runs inside it, after both HTTP headers (`_proxy_header`)
@@ -531,6 +534,9 @@ class TCPTracker(FlowTracker):
                 if not self.is_tls:
                     self.add_problem("not-tls", "stream does not start with a TLS record", ev.ts, ev.frame)
                     self.other_bytes += len(data)
+                    if ev.direction == "c2s" and starts_http(data):
+                        self.plain_http = PlainHTTP()
+                        self.plain_http.feed(ev.direction, data, ev.ts, ev.frame)
                     return
                 self.first_record_type = data[0] if data[0] in (0x14, 0x15, 0x16, 0x17) and data[1] == 3 else 0x17
                 if self.syn_seen is False and self.first_record_type != 0x16:
@@ -888,6 +894,8 @@ class TCPTracker(FlowTracker):
                 self.on_tls_event(tev)
         for hev in self.http.close():
             self.on_http_event(hev)
+        if self.plain_http is not None:
+            self.plain_http.finish()
         if (self.cstp_estimate is None and not self._estimate_tried and (self.started_before_capture or self.snapped)
                 and self.server_hello is None and not self.decrypted):
             self._guess_estimate(final=True)

@@ -256,6 +256,20 @@ def judge(s: Session) -> SessionVerdict:
                         "capture again with whole packets (tcpdump -s 0, pktmon --pkt-size 0)", ["CAPTURE_TRUNCATED"],
                         s)
 
+    # -- a guest network's sign-in page held the client (keys or none: the portal speaks in the clear) -------------
+    portal = first("CAPTIVE_PORTAL")
+    if portal is not None and portal.severity == "error":
+        item = portal.evidence
+        first_answer = (item.get("answers") or [{}])[0]
+        cause = (f"{first_answer.get('request')} was answered {first_answer.get('status')}"
+                 + (f" → {first_answer['location']}" if first_answer.get("location") else "")
+                 + f" by the portal {item.get('portal')}"
+                 + ("; its DNS sent the gateway's name to the portal too" if item.get("dns") else
+                    "; the network let nothing else through"))
+        return _verdict("failed", "Could not connect: the network holds the client at a captive portal", cause,
+                        portal.frames, portal.time, "sign in on the portal's page in a browser, then connect again",
+                        ["CAPTIVE_PORTAL"], s)
+
     # -- the gateway's TLS handshake never reached the client (keys or none: nothing was sent to decrypt) ---------
     stall = first("TLS_HANDSHAKE_STALLED")
     if stall is not None and not connected:
@@ -316,9 +330,13 @@ def judge(s: Session) -> SessionVerdict:
                         cause = "the client gave up at once, without opening a browser for the SAML sign-in"
                     cause, remedy = _sign_in_path(f, cause, remedy)
                 if fid == "TLS_CERT_REFUSED":
+                    ev = f.evidence
                     cause = ("the gateway sent its certificate without the intermediate CA that issued it "
-                             f"({f.evidence.get('issuer')}), and the client could not verify it"
-                             if f.evidence.get("chain_includes_issuer") is False else
+                             f"({ev.get('issuer')}), and the client could not verify it"
+                             if ev.get("chain_includes_issuer") is False and ev.get("issuer") != ev.get("subject")
+                             else f"the gateway's certificate is self-signed ({ev.get('subject')}): the client "
+                                  "closed the connection right after it"
+                             if ev.get("issuer") and ev.get("issuer") == ev.get("subject") else
                              "the client closed the connection right after the gateway's certificate")
                 if fid == "HOSTSCAN_INCOMPLETE":
                     ev = f.evidence

@@ -3,6 +3,8 @@ address, and a client that sends a few queries (one at a time, each answered bef
 
     python -m lab.dnsish server LISTEN_ADDR ANSWER_ADDR
     python -m lab.dnsish nxserver LISTEN_ADDR          (answers every query NXDOMAIN)
+    python -m lab.dnsish portal LISTEN_ADDR ANSWER_ADDR (a captive portal's: every A query answered with its own
+                                                         address, any other type with no record)
     python -m lab.dnsish client SERVER_ADDR NAME…
 
 Plain RFC 1035 messages (header, question, one A answer with a compression pointer to the question), port 53.
@@ -30,6 +32,18 @@ def nxdomain(q: bytes) -> bytes:
     return q[:2] + struct.pack(">HHHHH", 0x8183, 1, 0, 0, 0) + q[12:]
 
 
+def no_record(q: bytes) -> bytes:
+    """The answer to ``q`` that the name has no record of the type asked (NOERROR, no answer)."""
+    return q[:2] + struct.pack(">HHHHH", 0x8180, 1, 0, 0, 0) + q[12:]
+
+
+def hijack(q: bytes, address: str) -> bytes:
+    """A captive portal's resolver: ``address`` for an A query (whatever the name), no record for other types."""
+    end = q.find(b"\0", 12)
+    qtype = struct.unpack(">H", q[end + 1:end + 3])[0] if 12 <= end and len(q) >= end + 3 else 1
+    return answer(q, address) if qtype == 1 else no_record(q)
+
+
 def serve(listen: str, respond, word: str) -> None:
     """Answer every query on ``listen``:53 with ``respond(query)``, a line per answer (never returns)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -45,6 +59,8 @@ def serve(listen: str, respond, word: str) -> None:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["server"] and len(argv) == 3:
         serve(argv[1], lambda q: answer(q, argv[2]), "answered")
+    if argv[:1] == ["portal"] and len(argv) == 3:
+        serve(argv[1], lambda q: hijack(q, argv[2]), "answered")
     if argv[:1] == ["nxserver"] and len(argv) == 2:
         serve(argv[1], nxdomain, "NXDOMAIN")
     if argv[:1] == ["client"] and len(argv) >= 3:

@@ -22,6 +22,7 @@ from lxml import etree
 
 from .flowfacts import client_identity, decode_as, other_flows, tls_connections, vpn_flows
 from .netns import read_stamped
+from .portal import facts as portal_facts
 
 SCHEMA_VERSION = 1
 
@@ -502,6 +503,7 @@ def build_facts(sc, out: Path, actions: list[dict], pki) -> dict:
     facts["tls_connections"] = tls_connections(out, auth_client, client, gateway)
     facts["vpn_flows"] = vpn_flows(out / "capture.pcapng")
     facts["other_flows"] = other_flows(out, actions)
+    facts["captive_portal"] = portal_facts(out, actions)  # lab.portal: what the portal did, its HTTP (tshark)
     facts["tshark_decode_as"] = decode_as(actions)  # what an oracle must tell tshark to see every TLS/DTLS flow
 
     # end of session

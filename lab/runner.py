@@ -54,6 +54,8 @@ from .othertraffic import OTHER_NS_ADDRESSES
 from .othertraffic import run_flows as run_other_flows
 from .othertraffic import start_servers as start_other_servers
 from .pki import LabPKI, make_client_pki, make_pki
+from .portal import probe as portal_probe
+from .portal import start as start_portal
 from .runs import Actions, collect_outputs, work_dir
 from .scenarios import SCENARIOS, Scenario
 
@@ -487,6 +489,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 other = start_other_servers(lab, lab.add_other_servers(OTHER_NS_ADDRESSES), work / "other",
                                             other_keys)
                 act("other-servers-listening", namespace=other["ns"], addresses=list(OTHER_NS_ADDRESSES))
+            portal = start_portal(lab, sc.captive_portal, work / "portal", act) if sc.captive_portal else None
             if sc.router is not None:
                 lab.use_router()
                 for spec in sc.router:
@@ -548,7 +551,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                     middlebox_cert_sha1=inspect_pki.sha1_hex.upper(), gateway_cert_sha1=pki.sha1_hex.upper())
             base = [*openconnect_argv((inspect_pki or pki).pin_sha256), *proxy_args,
                     *(_subst(a, work, pki) for a in sc.client_args)]
-            if sc.dns:  # the name goes to the DNS server, not to --resolve
+            if portal is not None:  # the laptop's connectivity check, as it joins the network
+                portal_probe(lab, portal, act)
+            if sc.dns or sc.captive_portal == "dns":  # the name goes to the DNS server, not to --resolve
                 base = [a for a in base if not a.startswith("--resolve=")]
             if sc.trust_ca:  # verify against the lab CA, not by the pinned key
                 base = [a for a in base if not a.startswith("--servercert=")] + [f"--cafile={pki.ca_cert}",
@@ -664,8 +669,9 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                                "router.pcapng",
                                "ocserv.conf", "server-key.pem", "server-cert.pem", "ca.pem",
                                "downloaded-profile.xml", "client-root-ca.pem", "client-chain.pem"))
-        if (work / "other").is_dir():  # the unrelated flows' logs and their servers' certificates (no keys)
-            shutil.copytree(work / "other", out / "other", ignore=shutil.ignore_patterns("*.key", "www"))
+        for sub in ("other", "portal"):  # unrelated servers' and the portal's logs and certificates (no keys)
+            if (work / sub).is_dir():
+                shutil.copytree(work / sub, out / sub, ignore=shutil.ignore_patterns("*.key", "www"))
         facts = build_facts(sc, out, list(act), pki)
         (out / "facts.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
         say(f"[lab] {name}: wrote {out}")

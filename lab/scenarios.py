@@ -57,6 +57,12 @@ class Scenario:
     url_path: str = ""  # appended to the gateway URL (a group URL, e.g. "engineering")
     # a third namespace on the client's LAN with unrelated servers (lab.othertraffic), used by ("other-traffic",)
     other_traffic: bool = False
+    # the client's network holds it at a captive portal (lab.portal, in a third namespace on its LAN) whose sign-in
+    # page nobody accepted: the operating system's connectivity check (plain HTTP) is redirected to the sign-in page,
+    # then openconnect tries the gateway. "dns": the portal's resolver answers every name with the portal's address,
+    # and the portal answers HTTPS with a certificate of its own name; "firewall": names resolve as they should, the
+    # portal answers plain HTTP to any address, TCP to the gateway's port 443 is dropped
+    captive_portal: str | None = None
     # the client authenticates with a certificate chain from a lab client PKI (lab.pki.make_client_pki keyword
     # arguments, e.g. {"intermediates": 2}) in an `openconnect --authenticate -c -k` run, then connects with the
     # cookie and no certificate (a second TLS connection)
@@ -172,6 +178,18 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "NXDOMAIN: getaddrinfo fails, openconnect never connects; the capture holds its DNS queries (A and "
              "AAAA, retried) and the answers, no TCP",
              dns="nxdomain", expect_connect=False, pings=0),
+    Scenario("captive-portal", "a hotel's guest network before its sign-in page was accepted: its DNS server answers "
+             "every name with the portal's address (198.18.0.5); the laptop's connectivity check (GET "
+             "http://connectivity-check.ubuntu.com/) is answered 302 to http://portal.hotspot.test/login, and "
+             "openconnect's TLS to vpn.acflow.test reaches the portal, whose certificate (its own name, "
+             "self-signed) the client refuses; no login, no tunnel",
+             captive_portal="dns", expect_connect=False, pings=0),
+    Scenario("captive-portal-firewall", "a guest network's captive portal that lets names resolve but answers "
+             "every plain HTTP request itself (the connectivity check to 198.18.0.4:80 answered 302 to "
+             "http://portal.hotspot.test/login) and drops everything else: the client's SYNs to the gateway's port "
+             "443 go unanswered until it gives up",
+             captive_portal="firewall", expect_connect=False, pings=0,
+             client_sysctls={"net.ipv4.tcp_syn_retries": "2"}),
     Scenario("dns-unanswered", "the client's DNS server never answers (UDP 53 dropped at it): the queries are "
              "retried until getaddrinfo gives up; no TCP",
              dns="unanswered", expect_connect=False, pings=0),

@@ -18,12 +18,16 @@ NEVER_CONNECTED = frozenset({"gateway-unreachable", "gateway-refused", "gateway-
 #: lab samples where the client could not resolve the gateway's name: DNS only (tests/test_dns_lookups.py)
 NEVER_RESOLVED = frozenset({"gateway-name-unknown", "dns-unanswered"})
 
+#: lab samples where a captive portal held the client (lab/portal.py): the connectivity check's plain HTTP, then the
+#: portal's TLS (its DNS sent the gateway's name to it) or the client's unanswered SYNs (tests/test_captive_portal.py)
+CAPTIVE_PORTAL = frozenset({"captive-portal", "captive-portal-firewall"})
+
 #: lab samples without an AnyConnect-protocol session or any application data: the client ended the TLS handshake
 #: (cert-chain-missing: it refused the certificate; tests/test_cert_refused.py reads it with --gateway), the server's
 #: handshake never arrived (path-mtu-blackhole and its -gateway-side capture: tests/test_tls_stalled.py), or never
 #: connected (NEVER_CONNECTED)
 HANDSHAKE_ONLY = frozenset({"cert-chain-missing", "path-mtu-blackhole", "path-mtu-blackhole-gateway-side"}) \
-    | NEVER_CONNECTED | NEVER_RESOLVED
+    | NEVER_CONNECTED | NEVER_RESOLVED | CAPTIVE_PORTAL
 
 
 #: lab samples of several clients at once (Scenario.second_client: two users behind one address): their facts.json

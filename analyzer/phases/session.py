@@ -1,6 +1,7 @@
 """A VPN session from a group of flows: the six phases, the tunnel, the connections, evidence and client."""
 from __future__ import annotations
 
+from .. import captive_portal
 from ..attempts import describe as describe_failed_connect
 from ..attempts import match_icmp
 from ..dns_lookups import failed as dns_failed
@@ -139,6 +140,9 @@ def reconstruct(pipe, gateways=None) -> tuple[list[Session], dict, list]:
         bad = dns_failed({k: e for k, e in dns.entries.items() if e["client"] not in inside} if inside
                          else dns.entries)
         other["dns"] = {"lookups": len(dns.entries) + dns.overflow, "failed": bad[:20], "failed_total": len(bad)}
+    portals = captive_portal.read(pipe, inside)  # analyzer/captive_portal.py: a guest network's sign-in page
+    if portals:
+        other["captive_portal"] = portals
     for s, prior in _tried_before(sessions, left):
         n = len(prior)
         s.notes.append(f"Before this session the client's TCP connection{'s' if n != 1 else ''} to "

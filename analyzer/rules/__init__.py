@@ -15,6 +15,7 @@ from ..model import Analysis, Finding
 from ..wording import tls_servers_line
 
 RULE_MODULES = [
+    "captive_portal",
     "tcp_connect",
     "tls_stalled",
     "tls_cert",
@@ -68,6 +69,8 @@ class Context:
     #: id(session) -> the silences TUNNEL_SILENT told of it (analyzer/rules/tunnel_silent.py `told`), kept for the
     #: rules after it (TCP_RETRANSMISSIONS) so that they are read once per session
     silences: dict = field(default_factory=dict)
+    #: the captive portals the capture shows, per client (analyzer/captive_portal.py; "other traffic" captive_portal)
+    captive_portals: list = field(default_factory=list)
 
 
 def load_rules():
@@ -86,6 +89,7 @@ def apply_rules(analysis: Analysis, pipe) -> None:
                         or getattr(pipe, "udp_other_overflow", 0))
     ctx.rsa_keys = sorted({k for c in analysis.captures for k in (c.keys or {}).get("rsa_keys", [])})
     ctx.flows_by_host = flows_by_host(pipe)
+    ctx.captive_portals = (analysis.other_traffic or {}).get("captive_portal") or []
     rules = load_rules()
     for s in analysis.sessions:
         found: list[Finding] = []
@@ -125,8 +129,9 @@ def finding_order(f: Finding) -> tuple:
 def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
     """Capture-wide findings: damaged files, flows dropped at the flow-table bound, undecodable frames.
 
-    Ids DNS_LOOKUP_FAILED and TCP_CONNECT_FAILED (warning: no session, and the client could not resolve or reach
-    a server: analyzer/rules/dns_lookup.py, tcp_connect.py), CAPTURE_DAMAGED (warning), CAPTURE_TRUNCATED
+    Ids CAPTIVE_PORTAL, DNS_LOOKUP_FAILED and TCP_CONNECT_FAILED (warning: no session, and the client was held at
+    a captive portal, or could not resolve or reach a server: analyzer/rules/captive_portal.py, dns_lookup.py,
+    tcp_connect.py), CAPTURE_DAMAGED (warning), CAPTURE_TRUNCATED
     (warning: packets cut short, when no session tells it), CAPTURE_DUPLICATES (info: packets the capture holds
     twice), CAPTURE_ENCAPSULATED (info: packets read inside
     VXLAN, GENEVE, ERSPAN, GRE or IP in IP), ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) —
@@ -176,10 +181,12 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                                    "flows than acflow's flow-table bound.",
                            remedy="Filter the capture to the VPN gateway first (e.g. tshark -Y 'ip.addr==GW')",
                            evidence={"evicted": pipe.evicted}))
+    from .captive_portal import capture_wide as portal_capture_wide  # noqa: PLC0415
     from .dns_lookup import capture_wide as dns_capture_wide  # noqa: PLC0415
     from .tcp_connect import capture_wide  # noqa: PLC0415
 
-    for wide in (dns_capture_wide(analysis), capture_wide(analysis)):  # (the client's first steps first)
+    # (the client's first steps first: the network it joined, its DNS lookups, its TCP connects)
+    for wide in (portal_capture_wide(analysis), dns_capture_wide(analysis), capture_wide(analysis)):
         if wide is not None:
             out.append(wide)
     if not analysis.sessions and sum(c.frames for c in analysis.captures):

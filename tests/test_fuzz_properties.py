@@ -21,8 +21,10 @@ Budget: ~50-150 examples per property, the file runs in well under a minute.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -64,6 +66,7 @@ def seed_index(family: str):
 # --- whole pipeline ----------------------------------------------------------------------------------------
 
 _TMP = Path(tempfile.mkdtemp(prefix="acflow-props-"))
+atexit.register(shutil.rmtree, _TMP, True)  # (made at import: no fixture can own it; gone when the run ends)
 
 
 @st.composite

@@ -19,6 +19,15 @@ def timer(seconds: int) -> str:
     return f"{seconds / 60:g} min" if seconds >= 120 and seconds % 6 == 0 else f"{seconds} s"
 
 
+def captive_portals_line(items: list[dict], most: int = 4) -> str:
+    """"captive portal: portal.hotspot.test (198.18.0.5:80) answered 198.18.0.2's plain HTTP" — other traffic's
+    captive portals (analyzer/captive_portal.py; finding CAPTIVE_PORTAL)."""
+    parts = [f"{i['portal']} ({i['answers'][0]['server']}) answered {i['client']}'s plain HTTP"
+             + (f", its DNS server answering {len(i['dns']['names'])} names with its address" if i.get("dns") else "")
+             for i in items[:most]]
+    return "captive portal: " + "; ".join(parts) + (f"; {len(items) - most} more" if len(items) > most else "")
+
+
 def tls_servers_line(servers: list[dict], most: int = 8) -> str:
     """"vpn.example.com 198.51.100.7:443 ×3, 203.0.113.9:443 ×1" — other traffic's TLS servers (their SNI names first:
     what --gateway takes)."""

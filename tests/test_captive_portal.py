@@ -5,7 +5,9 @@ what the connectivity check printed, and the HTTP frames as tshark reads them (t
 """
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,20 @@ def test_capture_wide(name, keys, tshark):
     else:  # the gateway's port dropped: its SYNs beside it
         assert "dns" not in portal["evidence"] and "TCP_CONNECT_FAILED" in wide
     assert "the gateway's name, too" in portal["message"] if f["dns"] else "too" not in portal["message"]
+    if f["dns"]:  # the certificate the client refused is the portal's: not offered as the gateway's
+        assert "captive portal's (CAPTIVE_PORTAL)" in wide["NO_VPN_SESSION"]["message"]
+        assert "--gateway 198.18.0.5" not in wide["NO_VPN_SESSION"]["message"]
+
+
+def test_terminal_names_the_portal():
+    """The terminal's other traffic names the portal beside the findings."""
+    cap = sample("captive-portal") / "capture.pcapng"
+    p = subprocess.run([sys.executable, "-m", "analyzer.cli", "analyze", str(cap)], capture_output=True,
+                       text=True, env=dict(os.environ, COLUMNS="200"), check=False)
+    assert p.returncode in (0, 1, 2), p.stderr
+    line = next(x for x in p.stdout.splitlines() if "captive portal:" in x)
+    assert "portal.hotspot.test (198.18.0.5:80) answered 198.18.0.2's plain HTTP" in line
+    assert "WARNING CAPTIVE_PORTAL" in p.stdout
 
 
 @pytest.mark.parametrize("keys", [True, False], ids=["keyed", "keyless"])

@@ -28,7 +28,7 @@ from ..phases.record import UNSET, opt
 from ..phases.tls_handshake import TLSHandshakeDetails
 from ..timefmt import UTC, clock, stamp
 from ..verdict import text_with_clock
-from ..wording import plural, tls_servers_line
+from ..wording import captive_portals_line, plural, tls_servers_line
 from .json_report import to_document
 
 #: the --tz zone of the page being rendered (render_html sets it)
@@ -322,6 +322,7 @@ def _other_traffic(o: dict) -> str:
             + (f"<p>{_e(_ipsec_line(o['ipsec']))}</p>" if o.get("ipsec") else "")
             + (f"<p>Top talkers: {talkers}</p>" if talkers else "")
             + (f"<p>TLS servers: {_e(tls_servers_line(o['tls_servers']))}</p>" if o.get("tls_servers") else "")
+            + (f"<p>{_e(captive_portals_line(o['captive_portal']))}</p>" if o.get("captive_portal") else "")
             + "</section>")
 
 

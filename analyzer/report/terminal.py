@@ -28,7 +28,7 @@ from ..phases.record import opt
 from ..phases.user_auth import UserAuthDetails
 from ..timefmt import UTC, clock, stamp
 from ..verdict import text_with_clock
-from ..wording import plural, tls_servers_line
+from ..wording import captive_portals_line, plural, tls_servers_line
 
 STATUS_STYLE = {"ok": "green", "failed": "bold red", "absent": "dim", "undecrypted": "yellow",
                 "before-capture": "blue", "incomplete": "blue",
@@ -273,6 +273,8 @@ def _other_traffic(con: Console, o: dict) -> None:
                                                for t in talkers), 2, 4)
     if o.get("tls_servers"):
         _wrap(con, "TLS servers: " + tls_servers_line(o["tls_servers"]), 2, 4)
+    if o.get("captive_portal"):
+        _wrap(con, captive_portals_line(o["captive_portal"]), 2, 4)
 
 
 def _session(con: Console, s, verbose: bool, show_secrets: bool, several_captures: bool = False, tz=None) -> None:

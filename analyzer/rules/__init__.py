@@ -193,7 +193,8 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
         from ..ipsec import describe  # noqa: PLC0415
 
         ipsec = describe((analysis.other_traffic or {}).get("ipsec") or [])
-        refused = _refused_certificates(pipe)
+        portal_addresses = {i["portal_address"] for i in (analysis.other_traffic or {}).get("captive_portal") or []}
+        refused = _refused_certificates(pipe, portal_addresses)
         servers = (analysis.other_traffic or {}).get("tls_servers") or []
         tun = tunnel_devices(analysis.captures)
         inside = ""
@@ -253,9 +254,10 @@ def _encapsulated(wrapped: dict, analysis) -> Finding:
                                       "frames": n} for (kind, src, dst, ident), (n, _f) in rows[:20]]})
 
 
-def _refused_certificates(pipe) -> str:
+def _refused_certificates(pipe, portals: set = frozenset()) -> str:
     """A sentence on TLS connections whose client closed right after the server's certificate (no session was
-    found: without an HTTP exchange nothing says they were VPN connections), else ""."""
+    found: without an HTTP exchange nothing says they were VPN connections), else "". A server at a captive
+    portal's address (``portals``: CAPTIVE_PORTAL) is said to be the portal, not offered as the gateway."""
     from ..evidence import fmt_endpoint  # noqa: PLC0415
     from ..phases.grouping import client_closed_in_handshake, server_stalled_in_handshake  # noqa: PLC0415
 
@@ -286,6 +288,10 @@ def _refused_certificates(pipe) -> str:
     seen.sort()
     frame, server = seen[0]
     more = f" (and {len(seen) - 1} more)" if len(seen) > 1 else ""
+    if server.rsplit(":", 1)[0].strip("[]") in portals:
+        return (f" The client closed its TLS connection to {server} right after the server's handshake messages (its "
+                f"certificate), without an alert (frame {frame}){more}: that address is the captive portal's "
+                "(CAPTIVE_PORTAL): the client refused the portal's certificate, not a gateway's." + text)
     return (f" The client closed its TLS connection to {server} right after the server's handshake messages (its "
             f"certificate), without an alert (frame {frame}){more}: a client that refuses the certificate does so. If "
             f"{server} is the VPN gateway, analyse again with --gateway {server} to read that connection as the "

@@ -135,6 +135,8 @@ def read_connection(c, dtls_hellos: list[float], other_starts: list[float] = ())
         if i == 0:
             continue
         if not rd.http_like:
+            if _unanswered_request(r, rd):
+                break
             cands.append((i - 1, "cstp-record", rd.frame))
             break
     for i, rd in enumerate(r.rounds):
@@ -161,6 +163,14 @@ def read_connection(c, dtls_hellos: list[float], other_starts: list[float] = ())
     r.basis_frames = sorted({f for _, _, f in cands if f})
     r.estimate = _tunnel_estimate(c, r, recs)
     return r
+
+
+def _unanswered_request(r: ConnectionReading, rd: Round) -> bool:
+    """The connection's last round is a request the gateway never answered (a record or two of a request's size,
+    nothing after them but the close): a login whose answer the client gave up waiting for, not a tunnel's first
+    packet — a tunnel the client leaves sends its DISCONNECT, and carries traffic both ways."""
+    return (rd is r.rounds[-1] and not rd.response_records and rd.request_records <= 2
+            and rd.request_bytes >= HTTP_MIN_REQUEST and bool(r.conn.closed))
 
 
 def _split_answer(rd: Round, prot: Protection) -> None:

@@ -32,6 +32,10 @@ SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
 SHORT_REMEDY = {
     "AUTH_FAILED": "check the username and password (or second factor) and the authentication server's log for "
                    "this user",
+    "AUTH_SLOW": "give the users the time a multi-factor push takes (the client's Authentication Timeout, the "
+                 "gateway's timeout for its authentication server), or find why that server is slow",
+    "AUTH_NO_ANSWER": "find why the gateway's authentication took so long (its authentication server, a multi-factor "
+                      "push nobody approved), and give the client time enough (its Authentication Timeout)",
     "GROUP_URL_UNKNOWN": "give the client the gateway's address without a path, or a group URL the gateway defines",
     "HOSTSCAN_INCOMPLETE": "look at the gateway's host scan and posture (DAP) evaluation of this client",
     "AUTH_SSO_INCOMPLETE": "find where the SAML sign-in stopped: the user, the identity provider's log, the browser's "
@@ -74,6 +78,7 @@ CONNECTED_BUT = {
     "MTU_EXCEEDED": "Connected, but large packets are lost in the tunnel",
     "MTU_IPV6_TOO_SMALL": "Connected, but the tunnel is too small for IPv6",
     "AUTH_FAILED": "Connected after a rejected login",
+    "AUTH_SLOW": "Connected after a slow login",
     "TLS_CLIENT_CERT_MISSING": "Connected without a client certificate",
     "AGGAUTH_VERSION_FALLBACK": "Connected through the legacy login form",
     "KEEPALIVE_MISSING": "Connected, but the client went silent",
@@ -269,6 +274,19 @@ def judge(s: Session) -> SessionVerdict:
         return _verdict("failed", "Could not connect: the network holds the client at a captive portal", cause,
                         portal.frames, portal.time, "sign in on the portal's page in a browser, then connect again",
                         ["CAPTIVE_PORTAL"], s)
+
+    # -- the login's answer never came (keys or none: its timing shows it) -------------------------------------------
+    unanswered = first("AUTH_NO_ANSWER")
+    if unanswered is not None and unanswered.severity == "error" and not connected \
+            and (decrypted or reading(s.phase("cstp-connect"), confident=False) != "ok"):
+        ev = unanswered.evidence
+        waited = _secs(ev.get("waited") or 0)
+        cause = (f"the client gave up after {waited} without the gateway's answer to its credentials — the gateway's "
+                 "authentication server (a multi-factor push, RADIUS, LDAP) took longer than the client waits"
+                 if ev.get("ended_by") == "client" else
+                 f"the gateway closed the connection {waited} after the credentials without answering them")
+        return _verdict("failed", "Login not completed: the gateway never answered it", cause, unanswered.frames,
+                        unanswered.time, _short_remedy(unanswered), ["AUTH_NO_ANSWER"], s)
 
     # -- the gateway's TLS handshake never reached the client (keys or none: nothing was sent to decrypt) ---------
     stall = first("TLS_HANDSHAKE_STALLED")
@@ -541,11 +559,15 @@ def judge(s: Session) -> SessionVerdict:
             worst = rc
         # (without keys, a finding read from real packets — the VPN adapter's capture — about a tunnel the keyless
         # reading found up says what the user saw as it would with keys)
-        seen_up = connected or (not worst.inferred and worst.id in CONNECTED_BUT
+        # (a slow login read from record timing, before a tunnel the keyless reading is sure of: the same)
+        seen_up = connected or (worst.id in CONNECTED_BUT and (not worst.inferred or worst.id == "AUTH_SLOW")
                                 and reading(s.phase("cstp-connect"), confident=False) == "ok")
         exp = (CONNECTED_BUT.get(worst.id, "Connected, with a problem") if seen_up
                else "Tunnel seen without keys, with a problem")
         cause = _psk_cause(worst) if worst.id == "DTLS_PSK_MISMATCH" else _plain(worst.message)
+        if worst.id == "AUTH_SLOW":
+            cause = (f"the gateway answered the credentials after {_secs(worst.evidence.get('waited') or 0)} — its "
+                     "authentication server (a multi-factor push waiting for the user, RADIUS, LDAP) that slow")
         if worst.id == "TCP_RESET_INJECTED":  # (the experience says who; the cause says how it shows)
             r = (worst.evidence.get("resets") or [{}])[0]
             cause = (f"the reset of {r.get('connection')} at {_rel(worst.time, s.start)} arrived with TTL "

@@ -600,6 +600,11 @@ class ScriptedGateway:
             data, desc = build_response(resp, self.values, tunnel=tunnel, close=close)
             if tunnel:
                 self._set_legacy_dtls(n, req)  # before the answer: the client's DTLS ClientHello follows it at once
+            if step is not None and step.delay:  # the gateway's authentication server (or the user's phone) is slow
+                self.emit("delay", f"session {n}: answering {step.id} in {step.delay:g} s", session=n, step=step.id,
+                          seconds=step.delay)
+                if self._stop.wait(step.delay):
+                    return "gateway stopping"
             sock.sendall(data)
             self.emit("response", f"session {n}: {desc['status_line']}", session=n,
                       step=step.id if step else None, tunnel=tunnel, **desc)

@@ -142,7 +142,8 @@ class Step:
     Steps are consumed in order; a request may also match a later step (the ones in between are recorded as
     skipped), never an earlier one. `times` is how many requests the step answers before it is used up. After a
     2xx answer to CONNECT (or when `tunnel` is true) the connection switches to CSTP framing; `close` ends the
-    TCP connection after the answer.
+    TCP connection after the answer; `delay` is how many seconds the gateway takes before it answers (an ASA waiting
+    for its authentication server: RADIUS, LDAP, a multi-factor push the user approves on a phone).
     """
 
     id: str
@@ -152,6 +153,7 @@ class Step:
     close: bool = False
     tunnel: bool | None = None
     note: str = ""
+    delay: float = 0.0
 
     def starts_tunnel(self) -> bool:
         if self.tunnel is not None:
@@ -351,14 +353,15 @@ class Script:
             if sid in seen:
                 raise ScriptError(f"{where}: duplicate step id {sid!r}")
             seen.add(sid)
-            unknown = set(s) - {"id", "expect", "respond", "times", "close", "tunnel", "note"}
+            unknown = set(s) - {"id", "expect", "respond", "times", "close", "tunnel", "note", "delay"}
             if unknown:
                 raise ScriptError(f"{where}: unknown keys {sorted(unknown)}")
             if "respond" not in s:
                 raise ScriptError(f"{where}: a step needs a respond")
             steps.append(Step(id=sid, expect=Match.from_dict(s.get("expect") or {}, where),
                               respond=Response.from_dict(s["respond"], where), times=int(s.get("times", 1)),
-                              close=bool(s.get("close", False)), tunnel=s.get("tunnel"), note=s.get("note", "")))
+                              close=bool(s.get("close", False)), tunnel=s.get("tunnel"), note=s.get("note", ""),
+                              delay=max(0.0, float(s.get("delay", 0.0)))))
         if not steps:
             raise ScriptError("a script needs at least one step")
         script = cls(name=str(d.get("name", "script")), description=str(d.get("description", "")),
@@ -408,6 +411,8 @@ class Script:
                 item["tunnel"] = s.tunnel
             if s.note:
                 item["note"] = s.note
+            if s.delay:
+                item["delay"] = s.delay
             steps.append(item)
         out: dict = {"name": self.name, "description": self.description, "vars": dict(self.vars), "steps": steps,
                      "unmatched": resp(self.unmatched),

@@ -40,6 +40,12 @@ def sample_dirs() -> list[Path]:
     return sorted(p.parent for p in SAMPLES.glob("*/facts.json"))
 
 
+def every_sample() -> list[str]:
+    """Every committed capture's sample name (lab, scripted and cut: "scripted/NAME", "cut/NAME")."""
+    return sorted(str(p.parent.relative_to(SAMPLES)) for p in SAMPLES.rglob("facts.json")
+                  if (p.parent / "capture.pcapng").exists())
+
+
 def sample(name: str) -> Path:
     d = SAMPLES / name
     if not (d / "facts.json").exists():

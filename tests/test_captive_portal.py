@@ -14,7 +14,7 @@ import pytest
 
 from analyzer.captive_portal import read
 
-from .conftest import SAMPLES, facts, sample, sample_dirs
+from .conftest import every_sample, facts, sample
 from .helpers import doc
 
 PORTALS = ("captive-portal", "captive-portal-firewall")
@@ -103,9 +103,8 @@ def test_session_verdict(name, gateway, keys):
 
 def test_no_portal_elsewhere():
     """No other sample shows a captive portal (mixed-traffic's plain HTTP GET answered 200 included)."""
-    for d in sample_dirs():
-        name = str(d.relative_to(SAMPLES))
-        if d.name in PORTALS:
+    for name in every_sample():
+        if name in PORTALS:
             continue
         got = doc(name, keys=False)
         assert "captive_portal" not in got["other_traffic"], name

@@ -150,6 +150,9 @@ EXPECTED = {
     # a host scan (posture) before the login: completed; never evaluated
     "scripted/hostscan": {("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
     "scripted/hostscan-stalled": {("error", "HOSTSCAN_INCOMPLETE")},
+    # the gateway's answer to the credentials 20 s late (a multi-factor push), or never before the client gave up
+    "scripted/auth-mfa-slow": {("warning", "AUTH_SLOW"), ("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
+    "scripted/auth-client-gives-up": {("error", "AUTH_NO_ANSWER")},
     # a load-balancing director's redirect, then the member: one healthy session
     "scripted/load-balancer-redirect": {("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
     # the client refuses a certificate sent without its intermediate CA: no session unless the gateway is named

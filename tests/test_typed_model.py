@@ -161,6 +161,9 @@ FIXED_SINCE = {
                        "tests/test_middlebox_reset.py, TCP_RESET_INJECTED",
     "two-users-one-address": "two users behind one address logging in at the same moment read without keys as one "
                              "session with a false RECONNECT: tests/test_shared_address.py",
+    "scripted__auth-client-gives-up": "a login whose credentials were never answered (the client gave up waiting) "
+                                      "read as rejected (result failure, 'no answer', AUTH_FAILED): "
+                                      "tests/test_auth_slow.py, AUTH_NO_ANSWER",
     "both-sides-reset": "a reconnect whose first SYN a firewall reset, read with an MTU_MISMATCH for a grant above the "
                         "request (dropped in issue #17) and without its TCP_CONNECT_FAILED (session 12); without keys, "
                         "the client's keepalives before the reset read as DPD requests to a dead gateway "

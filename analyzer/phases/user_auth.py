@@ -3,6 +3,7 @@ gateway's `type="complete"` answer (session token, server-cert-hash, manifests) 
 from __future__ import annotations
 
 from dataclasses import field
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..model import Phase, Secret
@@ -181,6 +182,11 @@ class UserAuthDetails(Record):
     failure_message: str | None = UNSET
     sso: SingleSignOn = UNSET  # SAML single sign-on, when the gateway asked for it
     host_scan: HostScan = UNSET  # the host scan (posture), when the gateway asked for one
+    unanswered: dict[str, Any] = field(default=UNSET, metadata={
+        "description": "the last round got no answer: {waited (seconds from the request to the end), ended_by "
+                       "(`client`: it closed the connection — it gave up; `gateway`: it closed without answering; "
+                       "`capture`: the capture ended first), frame, time (of that end)}; present only then "
+                       "(AUTH_NO_ANSWER)"})
 
     def to_json(self, show_secrets: bool = False) -> dict:
         out = super().to_json(show_secrets)
@@ -383,6 +389,31 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         asked = ", ".join(last.form_fields or ()) or "more"
         p.summary = (f"under way when the capture ended: {plural(len(rounds), 'round')}, the gateway's last answer "
                      f"asked for {asked}" + (f" ({last.message.splitlines()[0]})" if last.message else ""))
+    elif failure is None and rounds and rounds[-1].status is UNSET and last_cn is not None \
+            and not tunnel_seen_after(g, rounds[-1].time):
+        # the last credentials never got an answer: the client gave up waiting (the gateway's authentication server,
+        # or a multi-factor push nobody approved, took longer than it waits), the gateway closed without one, or
+        # the capture ended while it waited — no rejection (AUTH_NO_ANSWER, rules/auth_slow.py)
+        last = rounds[-1]
+        end = next((x for x in last_cn.c.closed if x["ts"] >= last.time), None)
+        by = "capture" if end is None else "client" if end["direction"] == "c2s" else "gateway"
+        at = end["ts"] if end is not None else last_cn.c.last_ts
+        d.result = None
+        d.rejected_rounds = 0
+        d.unanswered = {"waited": round(max(0.0, at - last.time), 3), "ended_by": by,
+                        "frame": end["frame"] if end is not None else last_cn.c.last_frame, "time": at}
+        waited = f"{at - last.time:.1f} s"
+        p.touch(at, d.unanswered["frame"])
+        if by == "capture":
+            p.status = "incomplete"
+            p.summary = (f"under way when the capture ended: the gateway had not answered the credentials after "
+                         f"{waited}")
+        else:
+            p.status = "failed"
+            p.summary = ("not answered: " + (f"the client gave up after {waited} without the gateway's answer to "
+                                             "its credentials" if by == "client" else
+                                             f"the gateway closed the connection {waited} after the credentials "
+                                             "without answering them"))
     else:
         d.result = "failure" if failure is not None or rounds else None
         d.rejected_rounds = len([r for r in rounds if r.rejected])

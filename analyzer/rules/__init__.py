@@ -24,6 +24,7 @@ RULE_MODULES = [
     "aggauth",
     "group_url",
     "auth_failed",
+    "auth_slow",
     "auth_sso",
     "hostscan",
     "downloader",

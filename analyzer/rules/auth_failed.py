@@ -26,7 +26,7 @@ def check(session, ctx):
     scan = opt(d.host_scan) if d is not None else None
     if scan is not None and scan.outcome != "completed" and not rounds:
         return []  # the login never began: HOSTSCAN_INCOMPLETE (rules/hostscan.py)
-    if p.status == "failed":
+    if p.status == "failed" and (d is None or opt(d.unanswered) is None):  # (unanswered: rules/auth_slow.py)
         last = rounds[-1] if rounds else None
         msg = " ".join(((d.failure_message if d is not None else None)
                         or "the gateway did not accept the credentials").split())

@@ -412,6 +412,39 @@ def _terminate_script(c: dict) -> dict:
             "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": [{"at": 4.0, "send": "terminate"}]}}
 
 
+#: an ASA waiting for its authentication server: a RADIUS server that sends a multi-factor push and answers once the
+#: user approves it on the phone (or never, when nobody does)
+MFA_APPROVED_AFTER = 20.0
+MFA_NEVER_ANSWERED = 60.0
+#: AnyConnect's authentication timeout: 12 s before 4.8.02045, 30 s since (profile: Authentication Timeout); the
+#: lab's user gives up as the older client does, a little after its 12 s
+CLIENT_GIVES_UP_AFTER = 13.0
+
+
+def _auth_slow_script(c: dict, name: str, delay: float, description: str) -> dict:
+    init, init_group, auth_reply = auth_steps()
+    slow = {**auth_reply, "delay": delay,
+            "note": f"credentials -> complete, {delay:g} s later (the authentication server's multi-factor push, "
+                    "approved on the phone)"}
+    return {"name": name, "description": description, "vars": {"aggauth_handle": "1193836"},
+            "steps": [init, init_group, slow, connect_step(connect_headers(mtu=1399), note="tunnel on CSTP")],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
+def _auth_mfa_slow_script(c: dict) -> dict:
+    return _auth_slow_script(c, "auth-mfa-slow", MFA_APPROVED_AFTER,
+                             f"ASA-style login whose credentials are answered {MFA_APPROVED_AFTER:g} s later (an "
+                             "authentication server waiting for the user to approve a multi-factor push), with "
+                             "complete; then the tunnel (CSTP)")
+
+
+def _auth_client_gives_up_script(c: dict) -> dict:
+    return _auth_slow_script(c, "auth-client-gives-up", MFA_NEVER_ANSWERED,
+                             f"ASA-style login whose credentials the gateway would answer only after "
+                             f"{MFA_NEVER_ANSWERED:g} s (an authentication server still waiting for a push nobody "
+                             f"approves): the client gives up after {CLIENT_GIVES_UP_AFTER:g} s")
+
+
 def _session_timeout_script(c: dict) -> dict:
     h = connect_headers(mtu=1399)
     i = h.index(["X-CSTP-Session-Timeout", "none"])
@@ -1342,6 +1375,25 @@ CASES: dict[str, Case] = {c.name: c for c in [
           ("openconnect was logged in by the second password and connected", log_line(r"^CSTP connected")),
           ("pings answered", _pings_answered)],
          pings=[(4, 2, 56)], hold=1.0, passwords=(WRONG_PASSWORD, USER_PASSWORD)),
+    Case("auth-mfa-slow",
+         f"the gateway answers the credentials {MFA_APPROVED_AFTER:g} s later (a multi-factor push approved on the "
+         "phone), then the tunnel comes up",
+         _auth_mfa_slow_script,
+         [("the gateway held its answer to the credentials",
+           lambda ctx: (len(ctx.ev("delay", step="auth-reply")) == 1, ctx.ev("delay"))),
+          ("openconnect was logged in and connected", log_line(r"^CSTP connected")),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=1.0),
+    Case("auth-client-gives-up",
+         f"the gateway has not answered the credentials after {CLIENT_GIVES_UP_AFTER:g} s (its authentication server "
+         "still waiting for a push nobody approves); the user gives up (Ctrl-C), as AnyConnect before 4.8.02045 "
+         "gives up after 12 s",
+         _auth_client_gives_up_script,
+         [("the gateway was holding its answer to the credentials when the client gave up",
+           lambda ctx: (len(ctx.ev("delay", step="auth-reply")) == 1
+                        and not ctx.ev("response", step="auth-reply"), ctx.ev("delay"))),
+          ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
+         expect_connect=False, give_up_after=CLIENT_GIVES_UP_AFTER),
     Case("login-retry-asa",
          "the first password is rejected with an <error> in the form (ASA style), the second accepted; the tunnel "
          "comes up",

@@ -1,8 +1,9 @@
-"""AUTH_SLOW and AUTH_NO_ANSWER on real captures: openconnect against the scripted gateway, which answers the
-credentials only after its `delay` (an ASA waiting for its authentication server: a multi-factor push approved on the
-phone) — 20 s later (samples/scripted/auth-mfa-slow), or not before the user gives up after 13 s
-(samples/scripted/auth-client-gives-up, as AnyConnect before 4.8.02045 gives up after 12 s). The truth is the
-gateway's own log (gateway-events.jsonl: when it read the request, when it answered) and the lab's actions."""
+"""AUTH_SLOW, AUTH_NO_ANSWER and CONNECT_SLOW on real captures: openconnect against the scripted gateway, which
+answers the credentials only after its `delay` (an ASA waiting for its authentication server: a multi-factor push
+approved on the phone) — 20 s later (samples/scripted/auth-mfa-slow), or not before the user gives up after 13 s
+(samples/scripted/auth-client-gives-up, as AnyConnect before 4.8.02045 gives up after 12 s); and the CONNECT 8 s
+late (samples/scripted/connect-slow: an address from a slow DHCP server). The truth is the gateway's own log
+(gateway-events.jsonl: when it read the request, when it answered) and the lab's actions."""
 from __future__ import annotations
 
 import json
@@ -12,18 +13,18 @@ import pytest
 from .conftest import every_sample, facts, sample
 from .helpers import doc, phase
 
-SLOW, GAVE_UP = "scripted/auth-mfa-slow", "scripted/auth-client-gives-up"
+SLOW, GAVE_UP, CONNECT = "scripted/auth-mfa-slow", "scripted/auth-client-gives-up", "scripted/connect-slow"
 
 
 def _events(name: str) -> list[dict]:
     return [json.loads(x) for x in (sample(name) / "gateway-events.jsonl").read_text().splitlines() if x.strip()]
 
 
-def _gateway_times(name: str) -> tuple[float, float | None]:
-    """When the gateway read the credentials, and when it answered them (None: never)."""
+def _gateway_times(name: str, step: str = "auth-reply") -> tuple[float, float | None]:
+    """When the gateway read the credentials (the request of ``step``), and when it answered them (None: never)."""
     ev = _events(name)
-    asked = next(e["t"] for e in ev if e["type"] == "request" and e.get("step") == "auth-reply")
-    answered = next((e["t"] for e in ev if e["type"] == "response" and e.get("step") == "auth-reply"), None)
+    asked = next(e["t"] for e in ev if e["type"] == "request" and e.get("step") == step)
+    answered = next((e["t"] for e in ev if e["type"] == "response" and e.get("step") == step), None)
     return asked, answered
 
 
@@ -83,12 +84,28 @@ def test_client_gave_up(keys):
         assert cx["inferred"]["status"] == "absent"
 
 
-def test_no_slow_login_elsewhere():
-    """No other sample shows a slow or unanswered login, with keys or without."""
+@pytest.mark.parametrize("keys", [True, False], ids=["keyed", "keyless"])
+def test_slow_connect(keys):
+    """The CONNECT answered 8 s late (a slow DHCP server for the address): the gateway's own 8 s, information; the
+    session stays healthy (keyed) or unremarkable (keyless)."""
+    asked, answered = _gateway_times(CONNECT, "connect")
+    d = doc(CONNECT, keys=keys, gateway=None if keys else "198.18.0.1")
+    f = _finding(d, "CONNECT_SLOW")
+    assert f["severity"] == "info" and f.get("inferred", False) is (not keys)
+    assert abs(f["evidence"]["waited"] - (answered - asked)) < 0.5, (f["evidence"], answered - asked)
+    assert "DHCP" in f["message"]
+    assert "CONNECT_SLOW" not in d["sessions"][0]["verdict"]["findings"]
+    assert not any(x["id"] in ("AUTH_SLOW", "AUTH_NO_ANSWER") for x in d["sessions"][0]["findings"])
+    if not keys:
+        assert f["frames"] == _finding(doc(CONNECT), "CONNECT_SLOW")["frames"]
+
+
+def test_no_slow_answer_elsewhere():
+    """No other sample shows a slow or unanswered login or a slow CONNECT, with keys or without."""
     for name in every_sample():
-        if name in (SLOW, GAVE_UP):
+        if name in (SLOW, GAVE_UP, CONNECT):
             continue
         for keys in (True, False):
             got = doc(name, keys=keys)
             ids = {x["id"] for s in got["sessions"] for x in s["findings"]}
-            assert not ids & {"AUTH_SLOW", "AUTH_NO_ANSWER"}, (name, keys)
+            assert not ids & {"AUTH_SLOW", "AUTH_NO_ANSWER", "CONNECT_SLOW"}, (name, keys)

@@ -153,6 +153,7 @@ EXPECTED = {
     # the gateway's answer to the credentials 20 s late (a multi-factor push), or never before the client gave up
     "scripted/auth-mfa-slow": {("warning", "AUTH_SLOW"), ("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
     "scripted/auth-client-gives-up": {("error", "AUTH_NO_ANSWER")},
+    "scripted/connect-slow": {("info", "CONNECT_SLOW"), ("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
     # a load-balancing director's redirect, then the member: one healthy session
     "scripted/load-balancer-redirect": {("info", "DTLS_NOT_OFFERED"), ("info", "SESSION_DISCONNECT")},
     # the client refuses a certificate sent without its intermediate CA: no session unless the gateway is named

@@ -682,6 +682,7 @@ CLIENT_REACTIONS = {  # what openconnect itself logged about the scripted answer
     "connect-rejected": ["Got inappropriate HTTP CONNECT response: HTTP/1.1 401 Cookie is not acceptable"],
     # the credentials' answer 20 s late: openconnect waits for it (no timeout of its own), then connects
     "auth-mfa-slow": ['type="complete"', "Got CONNECT response: HTTP/1.1 200 CONNECTED"],
+    "connect-slow": ["Got CONNECT response: HTTP/1.1 200 CONNECTED"],
     # the user's Ctrl-C while openconnect waits for the credentials' answer
     "auth-client-gives-up": ["Error reading HTTP response: Interrupted system call",
                              "Failed to complete authentication"],

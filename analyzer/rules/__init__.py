@@ -29,6 +29,7 @@ RULE_MODULES = [
     "hostscan",
     "downloader",
     "connect_rejected",
+    "connect_slow",
     "mtu",
     "dtls_handshake",
     "dtls_backoff",

@@ -445,6 +445,22 @@ def _auth_client_gives_up_script(c: dict) -> dict:
                              f"approves): the client gives up after {CLIENT_GIVES_UP_AFTER:g} s")
 
 
+#: an ASA assigning the tunnel's address from a DHCP server that answers slowly
+CONNECT_ANSWERED_AFTER = 8.0
+
+
+def _connect_slow_script(c: dict) -> dict:
+    step = {**connect_step(connect_headers(mtu=1399), note=f"tunnel on CSTP, answered {CONNECT_ANSWERED_AFTER:g} s "
+                                                           "later (an address from a slow DHCP server)"),
+            "delay": CONNECT_ANSWERED_AFTER}
+    return {"name": "connect-slow",
+            "description": f"ASA-style login, then the CONNECT answered 200 only {CONNECT_ANSWERED_AFTER:g} s after it "
+                           "arrived (a gateway waiting for the DHCP server of its address pool); no DTLS",
+            "vars": {"aggauth_handle": "1193837"},
+            "steps": [*auth_steps(), step],
+            "cstp": {"answer_dpd": True, "icmp_echo": True, "actions": []}}
+
+
 def _session_timeout_script(c: dict) -> dict:
     h = connect_headers(mtu=1399)
     i = h.index(["X-CSTP-Session-Timeout", "none"])
@@ -1394,6 +1410,15 @@ CASES: dict[str, Case] = {c.name: c for c in [
                         and not ctx.ev("response", step="auth-reply"), ctx.ev("delay"))),
           ("openconnect did not connect", no_log_line(r"^CSTP connected"))],
          expect_connect=False, give_up_after=CLIENT_GIVES_UP_AFTER),
+    Case("connect-slow",
+         f"the gateway answers the CONNECT {CONNECT_ANSWERED_AFTER:g} s after it arrived (its DHCP server slow to give "
+         "an address), then the tunnel comes up",
+         _connect_slow_script,
+         [("the gateway held its answer to the CONNECT",
+           lambda ctx: (len(ctx.ev("delay", step="connect")) == 1, ctx.ev("delay"))),
+          ("openconnect connected", log_line(r"^CSTP connected")),
+          ("pings answered", _pings_answered)],
+         pings=[(4, 2, 56)], hold=1.0),
     Case("login-retry-asa",
          "the first password is rejected with an <error> in the form (ASA style), the second accepted; the tunnel "
          "comes up",

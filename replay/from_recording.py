@@ -15,6 +15,9 @@ analysis' inner-packet sink: no second parser). `build_script(recorded)` turns t
   which it is answered empty, with a note);
 * each `CONNECT` answered with the recorded status and every recorded X-CSTP-/X-DTLS- header, fresh secrets
   (`${dtls_session_id}` for X-DTLS-Session-ID / X-DTLS-App-ID, the new cookie);
+* an answer (aggregate-auth POST or CONNECT) the recorded gateway gave a second or more after the request is given
+  as late again (the step's `delay`, divided by `speed`): a slow authentication server, a multi-factor push, a slow
+  DHCP server replay as such;
 * DTLS as recorded: PSK-NEGOTIATE established → a GnuTLS DTLS PSK server on the recorded X-DTLS-Port (with
   HelloVerifyRequests if the recorded gateway sent them); answered with HelloVerifyRequests from another port →
   the same from that port; legacy DTLS established (openconnect's pre-RFC mode: DTLS 0x0100/1.0/1.2 resuming a
@@ -48,6 +51,28 @@ CONNECT_VOLATILE = {  # recorded CONNECT answer headers replaced by fresh values
     "x-dtls-app-id": "${dtls_session_id}",
 }
 DROPPED_RESPONSE_HEADERS = {"content-length", "transfer-encoding", "connection", "date"}
+
+
+#: a recorded answer this many seconds or more after its request is answered as late again (the recorded gateway's
+#: authentication server, a multi-factor push, a slow DHCP server for the tunnel's address: AUTH_SLOW, CONNECT_SLOW)
+REPLAYED_WAIT = 1.0
+
+
+def _waited(item: dict, speed: float) -> float | None:
+    """How long the recorded gateway took to answer ``item`` (divided by ``speed``), when `REPLAYED_WAIT` or more."""
+    t, answered = item.get("time"), item.get("response_time")
+    if not isinstance(t, (int, float)) or not isinstance(answered, (int, float)) or answered - t < REPLAYED_WAIT:
+        return None
+    return round((answered - t) / speed, 3)
+
+
+def _hold(step: dict, item: dict, speed: float) -> dict:
+    """``step`` answering as late as the recorded gateway did (its `delay`), when that was late."""
+    wait = _waited(item, speed)
+    if wait is not None:
+        step["delay"] = wait
+        step["note"] = step.get("note", "") + f"; answered {wait:g} s after the request, as recorded"
+    return step
 
 
 class RecordingUnusable(Exception):
@@ -397,10 +422,10 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                 body = ""
                 if rtype:
                     notes.append(f"a recorded answer of type {rtype!r} is replayed without its document")
-            steps.append({"id": f"{kind}-{i + 1}", "expect": expect,
-                          "respond": {"status": int(status), "reason": "OK" if status == 200 else "",
-                                      "headers": headers, "body": body},
-                          "note": f"recorded answer to frame {item.get('frame')}"})
+            steps.append(_hold({"id": f"{kind}-{i + 1}", "expect": expect,
+                                "respond": {"status": int(status), "reason": "OK" if status == 200 else "",
+                                            "headers": headers, "body": body},
+                                "note": f"recorded answer to frame {item.get('frame')}"}, item, speed))
         elif kind == "get":
             status = item.get("status") or 404
             key = (str(item.get("connection")), int(item.get("frame") or 0))
@@ -442,7 +467,7 @@ def build_script(rec: Recorded, *, speed: float = 1.0, address: str | None = Non
                 step["close"] = True
             else:
                 connect_times.append(item.get("response_time") or item.get("time") or 0.0)
-            steps.append(step)
+            steps.append(_hold(step, item, speed))
     if not steps:
         raise RecordingUnusable("the recorded session has no decrypted request to answer")
     steps = _dedupe_ids(steps)

@@ -137,6 +137,24 @@ def test_speed_address_and_script_round_trip(tmp_path):
     assert Script.load(out).to_dict() == slow.to_dict()
 
 
+def test_late_answers_are_given_as_late():
+    """The recorded gateway answered the credentials 20 s late (auth-mfa-slow), the CONNECT 8 s late (connect-slow):
+    the script answers as late (its steps' delay; faster with --speed), as the scripted gateway's own log timed them;
+    the baseline's prompt answers stay prompt."""
+    for name, kind, step in (("scripted/auth-mfa-slow", "auth-reply", "auth"), ("scripted/connect-slow", "connect",
+                                                                                  "connect")):
+        ev = [json.loads(x) for x in (sample(name) / "gateway-events.jsonl").read_text().splitlines() if x.strip()]
+        asked = next(e["t"] for e in ev if e["type"] == "request" and e.get("step") == kind)
+        answered = next(e["t"] for e in ev if e["type"] == "response" and e.get("step") == kind)
+        rec = recorded(name)
+        late = [x for x in build_script(rec).script.steps if x.delay]
+        assert [x.id.split("-")[0] for x in late] == [step]
+        assert abs(late[0].delay - (answered - asked)) < 0.2, (late[0].delay, answered - asked)
+        fast = [x.delay for x in build_script(rec, speed=4.0).script.steps if x.delay]
+        assert len(fast) == 1 and abs(fast[0] * 4 - late[0].delay) < 0.01
+    assert not any(x.delay for x in build_script(recorded("baseline")).script.steps)
+
+
 def test_rebuilt_documents_parse_as_recorded():
     from dissectors.aggauth import parse_config_auth
 
@@ -326,11 +344,13 @@ CLIENT_TRAFFIC = "traffic.*c2s"
 # legacy-dtls09: legacy DTLS 0x0100 (AES128-SHA) resumed from the client's X-DTLS-Master-Secret
 # scripted/dtls-mtu-differs: the recorded gateway sent a DPD-REQ over CSTP 2 s after CONNECT (legacy DTLS to a
 # black-hole port: the tunnel stays on CSTP); scripted/gateway-dpd-keepalive: the recorded gateway sent KEEPALIVE
-# and DPD-REQ over CSTP, then over DTLS (PSK-NEGOTIATE), up to 6.5 s after CONNECT
+# and DPD-REQ over CSTP, then over DTLS (PSK-NEGOTIATE), up to 6.5 s after CONNECT; scripted/connect-slow: the
+# recorded gateway answered the CONNECT 8 s late (the replay does too: CONNECT_SLOW on both sides of the diff)
 LIVE = [("baseline", 1.0, 1.0), ("dtls-blocked", 1.0, 4.0), ("mtu", 1.0, 1.0), ("auth-fail", 0.0, 1.0),
         ("scripted/terminate", 4.0, 1.0), ("scripted/connect-unavailable", 0.0, 1.0),
         ("scripted/dtls-cookie", 1.0, 1.0), ("legacy-dtls09", 1.0, 1.0), ("scripted/dtls-mtu-differs", 1.0, 1.0),
-        ("scripted/gateway-dpd-keepalive", 6.0, 1.0), ("scripted/session-timeout-remaining", 7.0, 1.0)]
+        ("scripted/gateway-dpd-keepalive", 6.0, 1.0), ("scripted/session-timeout-remaining", 7.0, 1.0),
+        ("scripted/connect-slow", 1.0, 1.0)]
 
 
 @pytest.mark.lab

@@ -258,20 +258,21 @@ def apply(g: Group, phases: list[Phase]) -> None:
     if first_t is not None and first_t is not first:
         login += [(first_t.conn, rd) for rd in first_t.http_rounds[:-1]]
     rounds = [_round(c, rd) for c, rd in login]
+    inits = _init_rounds(login) if login else 0  # the init, posted again with the chosen group
     closed = all(r.conn.closed for r in live)
     if grp.status == "undecrypted" and rounds:
         answered = rounds[0].response_records > 0
-        went_on = len(rounds) > 1 or first_t is not None or sign_in is not None
+        went_on = len(rounds) > inits or first_t is not None or sign_in is not None
         if answered and went_on:
             grp.inferred = PhaseInference(
                 status="ok", confidence="high" if first_t is not None else "medium",
                 basis="the first request (init) was answered and the client went on" + (
                     " (to a sign-in in another program)" if sign_in is not None and len(rounds) == 1 and
                     first_t is None else ""),
-                frames=[rounds[0].frame] + ([rounds[0].response_frame] if rounds[0].response_frame else []),
-                rounds=rounds[:1])
+                frames=[x for rd in rounds[:inits] for x in (rd.frame, rd.response_frame) if x],
+                rounds=rounds[:inits])
     if auth.status == "undecrypted" and rounds:
-        auth_rounds = rounds[1:]
+        auth_rounds = rounds[inits:]
         frames = [x.frame for x in auth_rounds][:20]
         if first_t is not None:
             rd = first_t.connect_round
@@ -318,7 +319,7 @@ def apply(g: Group, phases: list[Phase]) -> None:
                       f"another program on its machine connected to the gateway ({streams}: a browser signing in, "
                       f"or the host scan), {gone}",
                 frames=[sign_in.since_frame] + [r.conn.first_frame for r in browser[:4]], sign_in=sign_in)
-        _no_tunnel(grp, auth, cstp, live, rounds, closed)
+        _no_tunnel(grp, auth, cstp, live, rounds, closed, inits)
     if sign_in is not None and auth.inferred is not None and auth.inferred.sign_in is UNSET:
         auth.inferred.sign_in = sign_in
     if dl.status in ("undecrypted", "absent") and first_t is not None:
@@ -458,8 +459,32 @@ def _small(rd) -> bool:
     return rd.response_records > 0 and rd.response_bytes < SMALL_ANSWER
 
 
+#: plaintext bytes a re-posted init may add to the first: openconnect's `<group-select>NAME</group-select>` (and a
+#: cookie the gateway set)
+GROUP_REPOST_GROWTH = 150
+
+
+def _init_rounds(login: list) -> int:
+    """How many of the first login rounds ((connection, inference.Round) pairs) are the init (group selection): the
+    first, and each next one that posts a little more than it (openconnect posts init again with the group chosen
+    from the gateway's list) and whose answer ends with a record of exactly the size of the first's last one — the
+    same form again (TLS 1.3 session tickets may come before the first). A wrong password's form carries the
+    gateway's error (another size); an answer to credentials is another document."""
+    first = login[0][1]
+    form = [n for _t, d, n, _f in first.records if d == "s2c"]
+    k = 1
+    while k < len(login):
+        rd = login[k][1]
+        got = [n for _t, d, n, _f in rd.records if d == "s2c"]
+        if not (form and got and got[-1] == form[-1]
+                and 0 <= rd.request_bytes - first.request_bytes <= GROUP_REPOST_GROWTH):
+            break
+        k += 1
+    return k
+
+
 def _no_tunnel(grp: Phase, auth: Phase, cstp: Phase, live: list[ConnectionReading], rounds: list[InferredRound],
-               closed: bool) -> None:
+               closed: bool, inits: int = 1) -> None:
     """No tunnel came up: which request the gateway refused, from the size of its answers (an aggregate-auth
     answer is an XML document of several hundred bytes, a 200 CONNECTED carries the X-CSTP-* headers; an HTTP
     error — 404 to the first POST, 401/503 to a CONNECT — is a status line and a few headers) and from what the
@@ -481,7 +506,7 @@ def _no_tunnel(grp: Phase, auth: Phase, cstp: Phase, live: list[ConnectionReadin
         if cstp.status == "undecrypted":
             cstp.inferred = PhaseInference(status="absent", confidence="low", basis=why, frames=fr)
         return
-    auth_rounds = rounds[1:]
+    auth_rounds = rounds[inits:]
     frames = [x.frame for x in auth_rounds][:20]
     if last is not None and last.frame != first.frame and _small(last):
         why = (f"{len(auth_rounds) - 1} round(s) after the init answered with full documents, then the last request "

@@ -90,6 +90,8 @@ class Tally:
     findings_keyed: int = 0  # keyed (id, severity) per session
     findings_found: int = 0  # of those, given without keys too
     unsupported: list = field(default_factory=list)  # (capture, id, severity): keyless warning/error not keyed
+    #: keyless information the keyed analysis does not give, by id (KEYS_MISSING, keyless by nature, left out)
+    info_extra: Counter = field(default_factory=Counter)
     not_recognised: list = field(default_factory=list)  # capture names with keyed sessions not found keyless
     forced: Tally | None = None  # those captures again, their gateway named (measure)
 
@@ -248,6 +250,8 @@ def compare(t: Tally, name: str, keyed, keyless) -> None:
         for fid, sev in sorted(lf - kf):
             if sev in ("warning", "error"):
                 t.unsupported.append((name, fid, sev))
+            elif fid != "KEYS_MISSING" and not any(i == fid for i, _ in kf):
+                t.info_extra[fid] += 1
         for ph in PHASES:
             # (a phase the keyed analysis could not decrypt either — a capture without the TLS connection that gave
             # the DTLS keys — is read from outside there too)
@@ -427,7 +431,11 @@ def render(t: Tally, sources: str, bench: bool = False) -> str:
         "",
         f"Keyed findings found without keys too: {t.findings_found} of {t.findings_keyed}. Warnings or errors "
         f"given without keys that the keyed analysis does not give: {len(t.unsupported)}"
-        + (": " + ", ".join(f"{n} {i} ({s})" for n, i, s in t.unsupported) if t.unsupported else "") + ".",
+        + (": " + ", ".join(f"{n} {i} ({s})" for n, i, s in t.unsupported) if t.unsupported else "") + ". "
+        f"Information given without keys that the keyed analysis does not give (KEYS_MISSING aside): "
+        f"{sum(t.info_extra.values())}"
+        + (" (" + ", ".join(f"{i} ×{n}" for i, n in sorted(t.info_extra.items(), key=lambda kv: (-kv[1], kv[0])))
+           + ")" if t.info_extra else "") + ".",
         "",
         "## Where they differ",
         "",

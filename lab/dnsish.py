@@ -5,6 +5,8 @@ address, and a client that sends a few queries (one at a time, each answered bef
     python -m lab.dnsish nxserver LISTEN_ADDR          (answers every query NXDOMAIN)
     python -m lab.dnsish portal LISTEN_ADDR ANSWER_ADDR (a captive portal's: every A query answered with its own
                                                          address, any other type with no record)
+    python -m lab.dnsish noaaaa LISTEN_ADDR ANSWER_ADDR (every A query answered, every AAAA query dropped: a server
+                                                         or firewall that loses the queries for IPv6 addresses)
     python -m lab.dnsish client SERVER_ADDR NAME…
 
 Plain RFC 1035 messages (header, question, one A answer with a compression pointer to the question), port 53.
@@ -39,21 +41,30 @@ def no_record(q: bytes) -> bytes:
 
 def hijack(q: bytes, address: str) -> bytes:
     """A captive portal's resolver: ``address`` for an A query (whatever the name), no record for other types."""
+    return answer(q, address) if qtype(q) == 1 else no_record(q)
+
+
+def qtype(q: bytes) -> int:
+    """The query's type (1: A, 28: AAAA), 1 when it cannot be read."""
     end = q.find(b"\0", 12)
-    qtype = struct.unpack(">H", q[end + 1:end + 3])[0] if 12 <= end and len(q) >= end + 3 else 1
-    return answer(q, address) if qtype == 1 else no_record(q)
+    return struct.unpack(">H", q[end + 1:end + 3])[0] if 12 <= end and len(q) >= end + 3 else 1
 
 
 def serve(listen: str, respond, word: str) -> None:
-    """Answer every query on ``listen``:53 with ``respond(query)``, a line per answer (never returns)."""
+    """Answer every query on ``listen``:53 with ``respond(query)`` (None: left unanswered), a line per query (never
+    returns)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((listen, 53))
     print(f"listening on {listen}:53", flush=True)
     while True:
         q, peer = s.recvfrom(512)
         if len(q) >= 12:
-            s.sendto(respond(q), peer)
-            print(f"{word} {peer[0]}:{peer[1]} id {q[:2].hex()}", flush=True)
+            a = respond(q)
+            if a is None:
+                print(f"dropped {peer[0]}:{peer[1]} id {q[:2].hex()} type {qtype(q)}", flush=True)
+                continue
+            s.sendto(a, peer)
+            print(f"{word} {peer[0]}:{peer[1]} id {q[:2].hex()} type {qtype(q)}", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -61,6 +72,8 @@ def main(argv: list[str]) -> int:
         serve(argv[1], lambda q: answer(q, argv[2]), "answered")
     if argv[:1] == ["portal"] and len(argv) == 3:
         serve(argv[1], lambda q: hijack(q, argv[2]), "answered")
+    if argv[:1] == ["noaaaa"] and len(argv) == 3:
+        serve(argv[1], lambda q: answer(q, argv[2]) if qtype(q) == 1 else None, "answered")
     if argv[:1] == ["nxserver"] and len(argv) == 2:
         serve(argv[1], nxdomain, "NXDOMAIN")
     if argv[:1] == ["client"] and len(argv) >= 3:

@@ -459,8 +459,10 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 act("udp-blocked")
             if sc.dns:
                 lab.use_resolver(lab.client_ns, GW_OUTER)
-                if sc.dns == "nxdomain":
-                    dnsp = lab.start(lab.gw_ns, "dns", [sys.executable, "-m", "lab.dnsish", "nxserver", GW_OUTER],
+                if sc.dns in ("nxdomain", "no-aaaa"):
+                    how = (["nxserver", GW_OUTER] if sc.dns == "nxdomain" else  # the name does not exist
+                           ["noaaaa", GW_OUTER, GW_OUTER])  # A answered, AAAA dropped
+                    dnsp = lab.start(lab.gw_ns, "dns", [sys.executable, "-m", "lab.dnsish", *how],
                                      work / "dns.log", cwd=ROOT)
                     if dnsp.wait_for("listening on", 10) is None:
                         raise LabError(f"the DNS responder did not start: {dnsp.tail(5)}")

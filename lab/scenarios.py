@@ -31,7 +31,8 @@ class Scenario:
     # segments over 1200 bytes lost on their way out (a path MTU black hole)
     path_fault: str | None = None
     # the client resolves the gateway's name through a DNS server at the gateway's address (no openconnect
-    # --resolve): "nxdomain" (lab.dnsish nxserver: the name does not exist) or "unanswered" (UDP 53 dropped)
+    # --resolve): "nxdomain" (lab.dnsish nxserver: the name does not exist), "unanswered" (UDP 53 dropped) or
+    # "no-aaaa" (lab.dnsish noaaaa: A answered, AAAA queries dropped — the lookup waits for them)
     dns: str | None = None
     capture_side: str = "client"
     # the TTL of the gateway's TCP packets from port 443 (nftables in its namespace; resets excepted): a gateway
@@ -190,6 +191,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "443 go unanswered until it gives up",
              captive_portal="firewall", expect_connect=False, pings=0,
              client_sysctls={"net.ipv4.tcp_syn_retries": "2"}),
+    Scenario("dns-slow-aaaa", "the client's DNS server answers the gateway's A query at once but drops its AAAA "
+             "query (a resolver or firewall that loses the queries for IPv6 addresses): glibc waits for it (timeout 2 "
+             "s, 2 attempts) before it hands openconnect the address; then a baseline session",
+             dns="no-aaaa", gateway={"tls-priorities": PRIO_TLS13}, pings=3),
     Scenario("dns-unanswered", "the client's DNS server never answers (UDP 53 dropped at it): the queries are "
              "retried until getaddrinfo gives up; no TCP",
              dns="unanswered", expect_connect=False, pings=0),

@@ -16,6 +16,7 @@ from ..wording import tls_servers_line
 
 RULE_MODULES = [
     "captive_portal",
+    "dns_slow",
     "tcp_connect",
     "tls_stalled",
     "tls_cert",
@@ -73,6 +74,8 @@ class Context:
     silences: dict = field(default_factory=dict)
     #: the captive portals the capture shows, per client (analyzer/captive_portal.py; "other traffic" captive_portal)
     captive_portals: list = field(default_factory=list)
+    #: every DNS lookup of the capture (analyzer/dns_lookups.py `Lookups.entries` values): DNS_SLOW
+    dns_lookups: list = field(default_factory=list)
 
 
 def load_rules():
@@ -92,6 +95,8 @@ def apply_rules(analysis: Analysis, pipe) -> None:
     ctx.rsa_keys = sorted({k for c in analysis.captures for k in (c.keys or {}).get("rsa_keys", [])})
     ctx.flows_by_host = flows_by_host(pipe)
     ctx.captive_portals = (analysis.other_traffic or {}).get("captive_portal") or []
+    dns = getattr(pipe, "dns", None)
+    ctx.dns_lookups = list(dns.entries.values()) if dns is not None else []
     rules = load_rules()
     for s in analysis.sessions:
         found: list[Finding] = []

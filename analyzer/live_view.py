@@ -41,6 +41,10 @@ UNSETTLED = ("failed", "incomplete")
 HOLD = 2.0
 
 
+#: capture-wide findings told as live events (analyzer/rules/__init__.py `capture_findings`)
+LIVE_CAPTURE_WIDE = frozenset({"CAPTIVE_PORTAL", "DNS_LOOKUP_FAILED", "TCP_CONNECT_FAILED"})
+
+
 class EventDiffer:
     """Snapshots in, events out (dicts; ``wall``: the wall-clock time the event was made).
 
@@ -105,6 +109,22 @@ class EventDiffer:
                 out.append({"event": "finding", "wall": wall, "time": f.get("time"), "session": sid,
                             "id": f["id"], "severity": f["severity"], "phase": f.get("phase"),
                             "message": f["message"], "status": "raised"})
+        # the capture-wide findings that say why no session began, as they happen (a captive portal, the gateway's
+        # name not resolved, its port not answering); NO_VPN_SESSION is the report's, not an event
+        for f in doc.get("findings", ()):
+            if f["id"] not in LIVE_CAPTURE_WIDE:
+                continue
+            key = (None, f["id"], f.get("phase"))
+            present.add(key)
+            if key in self.findings:
+                self.findings[key] = f
+                continue
+            if not self._settled("finding", key, True, wall, final):
+                continue
+            self.findings[key] = f
+            out.append({"event": "finding", "wall": wall, "time": f.get("time"), "session": None, "id": f["id"],
+                        "severity": f["severity"], "phase": f.get("phase"), "message": f["message"],
+                        "status": "raised"})
         for key in [k for k in self.findings if k not in present]:
             f = self.findings.pop(key)
             out.append({"event": "finding", "wall": wall, "time": f.get("time"), "session": key[0], "id": key[1],
@@ -175,9 +195,10 @@ def format_line(ev: dict) -> str:
     if ev["event"] == "phase":
         return f"{t}  {ev['session']}  {ev['phase']}  {ev['status']}  {ev['summary']}"
     if ev["event"] == "finding":
+        who = ev["session"] or "-"  # (a capture-wide finding: no session)
         if ev.get("status") == "withdrawn":
-            return f"{t}  {ev['session']}  finding  {ev['id']} withdrawn (no longer holds)"
-        return f"{t}  {ev['session']}  finding  {ev['id']} ({ev['severity']})  {ev['message']}"
+            return f"{t}  {who}  finding  {ev['id']} withdrawn (no longer holds)"
+        return f"{t}  {who}  finding  {ev['id']} ({ev['severity']})  {ev['message']}"
     return f"{t}  -  keys  {ev['status']}  {ev['summary']}"
 
 
@@ -277,6 +298,11 @@ class RichView:
             parts.append(Panel(Group(*rows), title=f"{s['id']}  {s['client']} → {s['gateway']}", title_align="left"))
         if not doc.get("sessions"):
             parts.append(Text("  no VPN session seen yet", style="dim"))
+            shown = state.get("findings")
+            for f in (doc.get("findings", ()) if shown is None else shown(None)):
+                if f["id"] in LIVE_CAPTURE_WIDE:  # why no session began: a captive portal, DNS, the gateway's port
+                    parts.append(Text(f"  {f['severity']:<7} {f['id']}: {f['message']}",
+                                      style=_SEVERITY_STYLE.get(f["severity"], "")))
         return Group(*parts)
 
 

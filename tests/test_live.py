@@ -223,6 +223,20 @@ def test_live_events_wait_for_a_phase_to_settle():
     assert raised["wall"] < last - 60
 
 
+def test_captive_portal_told_as_it_happens():
+    """A laptop held at a captive portal (samples/captive-portal-firewall): no session ever begins, and the live
+    events say why while the capture runs — the portal's answer first, then the gateway's unanswered SYNs — each
+    once, capture-wide (no session); NO_VPN_SESSION stays the report's."""
+    from analyzer.live_view import format_line
+
+    events, last = _replayed_events("captive-portal-firewall")
+    found = [e for e in events if e["event"] == "finding"]
+    assert [e["id"] for e in found] == ["CAPTIVE_PORTAL", "TCP_CONNECT_FAILED"]
+    assert all(e["session"] is None and e["status"] == "raised" for e in found)
+    assert found[0]["wall"] < last  # told before the capture ended
+    assert format_line(found[0]).split("  ")[1] == "-"
+
+
 @pytest.mark.parametrize("fmt", ["pcapng", "pcap"])
 def test_write_keeps_the_keys(tmp_path, fmt):
     """--write: the capture with the keys embedded (a pcap stream, as tcpdump writes it, becomes pcapng for that);

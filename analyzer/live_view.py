@@ -98,33 +98,12 @@ class EventDiffer:
                 out.append({"event": "phase", "wall": wall, "time": p.get("start") or p.get("end"), "session": sid,
                             "phase": p["phase"], "status": p["status"], "summary": p["summary"]})
             for f in s.get("findings", ()):
-                key = (sid, f["id"], f.get("phase"))  # once: a message may count packets as they come
-                present.add(key)
-                if key in self.findings:
-                    self.findings[key] = f
-                    continue
-                if not self._settled("finding", key, True, wall, final):
-                    continue
-                self.findings[key] = f
-                out.append({"event": "finding", "wall": wall, "time": f.get("time"), "session": sid,
-                            "id": f["id"], "severity": f["severity"], "phase": f.get("phase"),
-                            "message": f["message"], "status": "raised"})
+                self._finding(sid, f, present, out, wall, final)
         # the capture-wide findings that say why no session began, as they happen (a captive portal, the gateway's
         # name not resolved, its port not answering); NO_VPN_SESSION is the report's, not an event
         for f in doc.get("findings", ()):
-            if f["id"] not in LIVE_CAPTURE_WIDE:
-                continue
-            key = (None, f["id"], f.get("phase"))
-            present.add(key)
-            if key in self.findings:
-                self.findings[key] = f
-                continue
-            if not self._settled("finding", key, True, wall, final):
-                continue
-            self.findings[key] = f
-            out.append({"event": "finding", "wall": wall, "time": f.get("time"), "session": None, "id": f["id"],
-                        "severity": f["severity"], "phase": f.get("phase"), "message": f["message"],
-                        "status": "raised"})
+            if f["id"] in LIVE_CAPTURE_WIDE:
+                self._finding(None, f, present, out, wall, final)
         for key in [k for k in self.findings if k not in present]:
             f = self.findings.pop(key)
             out.append({"event": "finding", "wall": wall, "time": f.get("time"), "session": key[0], "id": key[1],
@@ -133,7 +112,20 @@ class EventDiffer:
             del self.since[key]
         return out
 
-    def shown_findings(self, session_id: str) -> list[dict]:
+    def _finding(self, sid: str | None, f: dict, present: set, out: list, wall: float, final: bool) -> None:
+        """Tell finding ``f`` of session ``sid`` (None: capture-wide) once it has held, and only once."""
+        key = (sid, f["id"], f.get("phase"))  # once: a message may count packets as they come
+        present.add(key)
+        if key in self.findings:
+            self.findings[key] = f
+            return
+        if not self._settled("finding", key, True, wall, final):
+            return
+        self.findings[key] = f
+        out.append({"event": "finding", "wall": wall, "time": f.get("time"), "session": sid, "id": f["id"],
+                    "severity": f["severity"], "phase": f.get("phase"), "message": f["message"], "status": "raised"})
+
+    def shown_findings(self, session_id: str | None) -> list[dict]:
         return [f for k, f in self.findings.items() if k[0] == session_id]
 
 

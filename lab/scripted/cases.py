@@ -421,6 +421,12 @@ MFA_NEVER_ANSWERED = 60.0
 CLIENT_GIVES_UP_AFTER = 13.0
 
 
+def _held_answer(step: str, what: str) -> tuple[str, Check]:
+    """The expectation that the gateway held its answer to ``step`` (its `delay`: one "delay" event)."""
+    return (f"the gateway held its answer to {what}",
+            lambda ctx: (len(ctx.ev("delay", step=step)) == 1, ctx.ev("delay")))
+
+
 def _auth_slow_script(c: dict, name: str, delay: float, description: str) -> dict:
     init, init_group, auth_reply = auth_steps()
     slow = {**auth_reply, "delay": delay,
@@ -1395,8 +1401,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
          f"the gateway answers the credentials {MFA_APPROVED_AFTER:g} s later (a multi-factor push approved on the "
          "phone), then the tunnel comes up",
          _auth_mfa_slow_script,
-         [("the gateway held its answer to the credentials",
-           lambda ctx: (len(ctx.ev("delay", step="auth-reply")) == 1, ctx.ev("delay"))),
+         [_held_answer("auth-reply", "the credentials"),
           ("openconnect was logged in and connected", log_line(r"^CSTP connected")),
           ("pings answered", _pings_answered)],
          pings=[(4, 2, 56)], hold=1.0),
@@ -1414,8 +1419,7 @@ CASES: dict[str, Case] = {c.name: c for c in [
          f"the gateway answers the CONNECT {CONNECT_ANSWERED_AFTER:g} s after it arrived (its DHCP server slow to give "
          "an address), then the tunnel comes up",
          _connect_slow_script,
-         [("the gateway held its answer to the CONNECT",
-           lambda ctx: (len(ctx.ev("delay", step="connect")) == 1, ctx.ev("delay"))),
+         [_held_answer("connect", "the CONNECT"),
           ("openconnect connected", log_line(r"^CSTP connected")),
           ("pings answered", _pings_answered)],
          pings=[(4, 2, 56)], hold=1.0),

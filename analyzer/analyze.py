@@ -145,8 +145,8 @@ def stdin_problem(captures) -> str | None:
 
 @few_collections()
 def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner,
-                gateways=(), summary=False, fail_on=None, session_ids=(), clients=(), since=None, until=None,
-                tz=None, jobs=1, other_side=None, exit_when_done: bool = False) -> int:
+                gateways=(), summary=False, fail_on=None, session_ids=(), clients=(), users=(), since=None,
+                until=None, tz=None, jobs=1, other_side=None, exit_when_done: bool = False) -> int:
     """Filters, --summary, --fail-on, --tz: analyzer/selection.py and the renderers (issue #17). ``exit_when_done``
     (the command line): end the process once the report is out, see `exit_now`."""
     import os  # noqa: PLC0415
@@ -268,7 +268,7 @@ def run_analyze(*, captures, keylogs, rsa_keys, fmt, output, verbose, show_secre
                       "no TLS ClientHello naming it): give the gateway's address", file=sys.stderr)
         try:
             filters = select_sessions(analysis, session_ids=session_ids, clients=clients, gateways=gateways,
-                                      since=since, until=until, tz=tz)
+                                      since=since, until=until, tz=tz, users=users)
         except ValueError as e:
             print(f"acflow: {e}", file=sys.stderr)
             return EXIT_USAGE

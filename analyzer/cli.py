@@ -148,6 +148,9 @@ def _jobs(value):
               help="Report only this session (s1, s2…; repeatable or comma-separated).")
 @click.option("--client", "clients", multiple=True, metavar="ADDR",
               help="Report only sessions from this client address (repeatable).")
+@click.option("--user", "users", multiple=True, metavar="NAME",
+              help="Report only sessions whose login sent this username (repeatable; needs the login decrypted: "
+                   "keys).")
 @click.option("--since", default=None, metavar="TIME", callback=_time,
               help="Report only sessions still running at TIME or later: 'YYYY-MM-DD HH:MM[:SS]' (ISO 8601, "
                    "optional offset; else in --tz), HH:MM[:SS] on the capture's first day, or epoch seconds.")
@@ -168,7 +171,7 @@ def _jobs(value):
                    "give a directory, for the files of one capture (a ring buffer's: read in the order they were "
                    "written, frames numbered on through them). One CAPTURE to analyse then.")
 def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, export_inner, gateways, summary,
-            fail_on, session_ids, clients, since, until, tz, jobs, other_side):
+            fail_on, session_ids, clients, users, since, until, tz, jobs, other_side):
     """Reconstruct every VPN session in CAPTURES ('-': standard input), phase by phase; each session starts with a
     one-line verdict. Several files are one capture (a ring buffer's), read in the time order of their first
     packets; a directory stands for every capture file below it. A pcapng whose two interfaces hold the same traffic
@@ -188,7 +191,8 @@ def analyze(captures, keylogs, rsa_keys, fmt, output, verbose, show_secrets, exp
     sys.exit(run_analyze(captures=captures, keylogs=keylogs, rsa_keys=rsa_keys, fmt=fmt, output=output,
                          verbose=verbose, show_secrets=show_secrets, export_inner=export_inner,
                          gateways=gateways, summary=summary, fail_on=fail_on, session_ids=session_ids,
-                         clients=clients, since=since, until=until, tz=tz, jobs=jobs, other_side=other_side,
+                         clients=clients, users=users, since=since, until=until, tz=tz, jobs=jobs,
+                         other_side=other_side,
                          exit_when_done=_PROGRAM))
 
 

@@ -135,7 +135,7 @@ def test_summary_one_line_per_session():
             *cap("auth-fail")[:1], "--keylog", cap("auth-fail")[2], "--summary", env={"COLUMNS": "160"})
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    assert lines[0].split()[:5] == ["id", "client", "gateway", "start", "(UTC)"]
+    assert lines[0].split()[:6] == ["id", "client", "user", "gateway", "start", "(UTC)"]
     rows = lines[1:4]
     assert [r.split()[0] for r in rows] == ["s1", "s2", "s3"]
     # then, over them all: the outcomes (the worst first) and the sessions with each finding (errors first)
@@ -146,9 +146,25 @@ def test_summary_one_line_per_session():
                                    strict=True):
         assert len(r) <= 159
         cells = r.split()
-        assert cells[1:3] == ["198.18.0.2", "198.18.0.1:443"]
+        assert cells[1:4] == ["198.18.0.2", "alice", "198.18.0.1:443"]  # the login's username (decrypted)
         assert outcome in cells and worst in cells
     assert "2026-11-27 06:23:53" in rows[0] and "1.6 s" in rows[0] and "Healthy: logged in" in rows[0]
+
+
+def test_user_filter(tmp_path):
+    """--user: the sessions whose login sent that username (case aside); a session read without keys cannot match,
+    and the filters line and JSON say how many such there were."""
+    out = tmp_path / "r.json"
+    p = cli("analyze", *cap("baseline"), str(sample("mixed-traffic") / "capture.pcapng"), "--user", "ALICE",
+            "--format", "json", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert [s["id"] for s in d["sessions"]] == ["s1"]
+    assert d["filters"] == {"user": ["ALICE"], "user_unknown": 1, "shown": 1, "total": 2}
+    p = cli("analyze", *cap("baseline"), "--user", "bob")
+    assert p.returncode == 0 and "filters --user bob: 0 of 1 session shown" in p.stdout
+    p = cli("analyze", *cap("auth-fail"), "--user", "alice", "--summary")
+    assert "alice" in p.stdout.splitlines()[2] and "failed" in p.stdout  # a rejected login still names its user
 
 
 def test_the_html_page_of_several_sessions_says_the_same_tally(tmp_path):
@@ -164,7 +180,9 @@ def test_summary_on_a_narrow_terminal_puts_the_verdict_below():
     p = cli("analyze", *cap("dtls-blocked"), "--summary", env={"COLUMNS": "80"})
     lines = p.stdout.splitlines()
     assert all(len(x) <= 80 for x in lines)
-    assert lines[1].startswith("s1 ") and lines[2].startswith("    Tunnel up over TLS only")
+    # (not even the fields fit: the user, when the login names one, goes to the verdict's line)
+    assert lines[1].startswith("s1 ") and lines[2].startswith("    alice: Tunnel up over TLS only")
+    assert "user" not in lines[0].split()
 
 
 def test_summary_is_a_terminal_view():

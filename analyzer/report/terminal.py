@@ -26,6 +26,7 @@ from ..phases.cstp_connect import connect_details
 from ..phases.group_selection import GroupSelectionDetails
 from ..phases.record import opt
 from ..phases.user_auth import UserAuthDetails
+from ..selection import usernames
 from ..timefmt import UTC, clock, stamp
 from ..verdict import text_with_clock
 from ..wording import captive_portals_line, plural, tls_servers_line
@@ -114,11 +115,14 @@ def _filters_line(con: Console, filters: dict | None) -> None:
     if not filters:
         return
     parts = [f"--{k} " + (" ".join(map(str, v)) if isinstance(v, list) else stamp(v, UTC) if k in ("since", "until")
-                          else str(v)) for k, v in filters.items() if k not in ("shown", "total", "gateway_addresses")]
+                          else str(v)) for k, v in filters.items()
+             if k not in ("shown", "total", "gateway_addresses", "user_unknown")]
     for name, addrs in (filters.get("gateway_addresses") or {}).items():  # --gateway NAME, as the capture resolved it
         parts.append(f"{name} = {' '.join(addrs)}" if addrs else f"{name} not found in the capture")
+    unread = filters.get("user_unknown")
     _wrap(con, f"filters {', '.join(parts)}: {filters['shown']} of {plural(filters['total'], 'session')} "
-               "shown", 2, 4)
+               "shown" + (f" ({plural(unread, 'session')} whose login was not read — no keys, single sign-on, a "
+                          "certificate — cannot match --user)" if unread else ""), 2, 4)
 
 
 def render_terminal(analysis, *, version: str, verbose: bool = False, show_secrets: bool = False,
@@ -175,7 +179,8 @@ def _trim(text: str) -> str:
 
 def render_summary(analysis, *, color: bool = False, tz=None, width: int | None = None,
                    filters: dict | None = None) -> str:
-    """`--summary`: one line per session — id, client, gateway, start, duration, outcome, worst severity, verdict
+    """`--summary`: one line per session — id, client, user (the login's username, when read), gateway, start, duration,
+    outcome, worst severity, verdict
     (cut to the width with '…'; the full verdict is in the normal report and the JSON)."""
     tz = tz or UTC
     con, buf = _console(color, width)
@@ -184,28 +189,35 @@ def render_summary(analysis, *, color: bool = False, tz=None, width: int | None 
     for s in analysis.sessions:
         v = s.verdict
         worst = (v.worst_severity if v is not None else None) or "none"
-        rows.append((s.id, s.client, s.gateway, _iso(s.start, tz).rsplit(".", 1)[0], _dur(s.start, s.end) or "?",
-                     v.outcome if v is not None else "?", worst, v.text if v is not None else ""))
+        rows.append((s.id, s.client, ",".join(usernames(s)) or "-", s.gateway, _iso(s.start, tz).rsplit(".", 1)[0],
+                     _dur(s.start, s.end) or "?", v.outcome if v is not None else "?", worst,
+                     v.text if v is not None else ""))
     if not rows:
         con.print("no session" + (" matches the filters" if filters else ""))
         return buf.getvalue()
     zone = next((_iso(s.start, tz).rsplit(" ", 1)[-1] for s in analysis.sessions if s.start is not None), "UTC")
-    heads = ("id", "client", "gateway", f"start ({zone})", "duration", "outcome", "worst", "verdict")
+    heads = ("id", "client", "user", "gateway", f"start ({zone})", "duration", "outcome", "worst", "verdict")
     w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads[:-1])]
     fixed = sum(w) + 2 * len(w)
     room = con.width - 1 - fixed
     below = room < 30  # a narrow terminal: the verdict goes on its own line under the session's fields
     if below:
+        if fixed - w[2] - 2 > con.width - 1:  # not even the fields fit: the user goes to the verdict's line
+            heads = heads[:2] + heads[3:]
+            rows = [r[:2] + r[3:-1] + ((f"{r[2]}: " if r[2] != "-" else "") + r[-1],) for r in rows]
+            w = w[:2] + w[3:]
         room = con.width - 1 - 4
     cells = "  ".join(h.ljust(w[i]) for i, h in enumerate(heads[:-1]))
     con.print(Text(cells.rstrip() if below else cells + "  verdict", style="bold"), soft_wrap=True)
+    last = len(heads) - 2  # the worst severity's cell, the last before the verdict
     for r in rows:
-        verdict = r[7] if len(r[7]) <= room else r[7][:room - 1] + "…"
+        verdict = r[-1] if len(r[-1]) <= room else r[-1][:room - 1] + "…"
         t = Text()
-        for i, cell in enumerate(r[:7]):
-            style = (OUTCOME_STYLE.get(cell, "") if i == 5 else SEVERITY_STYLE.get(cell, "") if i == 6 else "")
-            t.append(cell.ljust(w[i]) if i < 6 or not below else cell, style=style)
-            if i < 6 or not below:
+        for i, cell in enumerate(r[:-1]):
+            style = (OUTCOME_STYLE.get(cell, "") if i == last - 1 else SEVERITY_STYLE.get(cell, "") if i == last
+                     else "")
+            t.append(cell.ljust(w[i]) if i < last or not below else cell, style=style)
+            if i < last or not below:
                 t.append("  ")
         if below:
             con.print(t, soft_wrap=True)

@@ -16,20 +16,26 @@ SEVERITY_LEVEL = {"info": 1, "warning": 2, "error": 3}
 _USERNAME = re.compile(r"<username>([^<]*)</username>")
 
 
-def usernames(session) -> list[str]:
-    """The usernames the session's login sent (its aggregate-auth replies, decrypted; a username is no secret), in
-    order, each once; [] when the login was not read (no keys), or had none (single sign-on, a certificate)."""
-    from .phases.user_auth import UserAuthDetails  # noqa: PLC0415 - the session model, only once there are sessions
-
-    d = session.phase("user-auth").details
+def usernames_in(documents) -> list[str]:
+    """The usernames in these aggregate-auth reply documents (text; the redacted rendering shows them: a username is
+    no secret, issue #17), in order, each once."""
     out: list[str] = []
-    for r in d.rounds if isinstance(d, UserAuthDetails) else ():
-        text = getattr(r.xml, "redacted", r.xml)  # (the redacted document shows the username: issue #17)
+    for text in documents:
         for name in _USERNAME.findall(text if isinstance(text, str) else ""):
             name = name.strip()
             if name and name != "«redacted»" and name not in out:
                 out.append(name)
     return out
+
+
+def usernames(session) -> list[str]:
+    """The usernames the session's login sent (its aggregate-auth replies, decrypted), in order, each once; [] when
+    the login was not read (no keys), or had none (single sign-on, a certificate)."""
+    from .phases.user_auth import UserAuthDetails  # noqa: PLC0415 - the session model, only once there are sessions
+
+    d = session.phase("user-auth").details
+    return usernames_in(getattr(r.xml, "redacted", r.xml) for r in (d.rounds if isinstance(d, UserAuthDetails)
+                                                                   else ()))
 
 
 def select_sessions(analysis: Analysis, *, session_ids=(), clients=(), gateways=(), since=None,

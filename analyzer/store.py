@@ -9,7 +9,8 @@ Tables (one row each; every row names the capture by its path and its content ha
   not ok, frames, first/last packet time, counts, the "other traffic" summary (JSON) and where the full JSON report
   is (``report_file``, beside the database: ``<db>.reports/<hash>.json``).
 * ``sessions`` — one per VPN session: client, gateway (address and port apart), start/end, confidence, client
-  software, the phases that failed and the finding ids, inner packet counts, how the tunnel ended.
+  software, the phases that failed and the finding ids, inner packet counts, how the tunnel ended, the verdict's
+  outcome and the username the login sent (NULL when it was not read: no keys, single sign-on, a certificate).
 * ``phases`` — one per phase of a session (six per session, in order: ``seq`` 1…6): status, times, frames, summary.
 * ``findings`` — one per finding: id, severity, time, phase, message, remedy, frames, evidence (JSON);
   ``session_id`` is NULL for capture-level findings (CAPTURE_DAMAGED…).
@@ -24,6 +25,7 @@ import json
 from pathlib import Path
 
 from .report.json_report import dumps
+from .selection import usernames_in
 
 TABLES = ("captures", "sessions", "phases", "findings")
 
@@ -38,7 +40,7 @@ _SCHEMA = {
         "gateway_address VARCHAR, gateway_port INTEGER, start_time TIMESTAMP, end_time TIMESTAMP, "
         "duration_s DOUBLE, confidence VARCHAR, client_software VARCHAR, client_version VARCHAR, "
         "evidence VARCHAR[], failed_phases VARCHAR[], finding_ids VARCHAR[], cstp_inner_packets BIGINT, "
-        "dtls_inner_packets BIGINT, end_reason VARCHAR"),
+        "dtls_inner_packets BIGINT, end_reason VARCHAR, outcome VARCHAR, username VARCHAR"),
     "phases": (
         "capture_hash VARCHAR, capture_path VARCHAR, session_id VARCHAR, seq INTEGER, phase VARCHAR, "
         "status VARCHAR, start_time TIMESTAMP, end_time TIMESTAMP, duration_s DOUBLE, frames BIGINT[], "
@@ -120,7 +122,11 @@ def rows_from_document(doc: dict, capture_hash: str, capture_path: str) -> dict[
             [f.get("id") for f in s.get("findings") or []],
             _sum2((tunnel.get("cstp") or {}).get("inner_packets")),
             _sum2((tunnel.get("dtls") or {}).get("inner_packets")),
-            end.get("reason") if isinstance(end, dict) else None))
+            end.get("reason") if isinstance(end, dict) else None,
+            (s.get("verdict") or {}).get("outcome"),
+            ",".join(usernames_in(r.get("xml") for p in phases if p.get("phase") == "user-auth"
+                                  for r in (p.get("details") or {}).get("rounds") or () if isinstance(r, dict)))
+            or None))
         for i, p in enumerate(phases, 1):
             out["phases"].append(base + (
                 sid, i, p.get("phase"), p.get("status"), _ts(p.get("start")), _ts(p.get("end")),
@@ -143,6 +149,8 @@ class Store:
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
         # a store written before the column was added (columns are only added, at the end)
         self.con.execute("ALTER TABLE captures ADD COLUMN IF NOT EXISTS files VARCHAR[]")
+        self.con.execute("ALTER TABLE sessions ADD COLUMN IF NOT EXISTS outcome VARCHAR")
+        self.con.execute("ALTER TABLE sessions ADD COLUMN IF NOT EXISTS username VARCHAR")
 
     def close(self) -> None:
         self.con.close()

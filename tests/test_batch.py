@@ -303,6 +303,9 @@ def test_local_engine_and_parquet(tmp_path):
             got = con.execute("SELECT * FROM read_parquet(?) ORDER BY ALL", [str(pq / f"{table}.parquet")]).fetchall()
             assert got == want and want, table
         assert con.execute("SELECT count(*) FROM phases").fetchone()[0] == 12
+        # the verdict's outcome and the login's username, for a user's failed sessions
+        assert sorted(con.execute("SELECT outcome, username FROM sessions").fetchall()) == \
+            [("degraded", "alice"), ("healthy", "alice")]
     finally:
         con.close()
     # nothing to analyse: a directory without captures
@@ -311,6 +314,25 @@ def test_local_engine_and_parquet(tmp_path):
     r = subprocess.run([sys.executable, "-c", "from analyzer.cli import main; main()", "batch", str(empty),
                         "-o", str(db)], env=_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 4 and "no capture found" in r.stderr
+
+
+def test_an_older_store_gets_the_new_session_columns(tmp_path):
+    """A store written before `outcome` and `username` existed (the columns dropped here) gets them when opened, and
+    rows from then on fill them."""
+    from analyzer.store import Store
+
+    db = tmp_path / "old.duckdb"
+    Store(db).close()
+    con = duckdb.connect(str(db))
+    con.execute("ALTER TABLE sessions DROP COLUMN username")
+    con.execute("ALTER TABLE sessions DROP COLUMN outcome")
+    con.close()
+    st = Store(db)
+    try:
+        cols = [r[0] for r in st.con.execute("DESCRIBE sessions").fetchall()]
+        assert cols == COLUMNS["sessions"] and cols[-2:] == ["outcome", "username"]
+    finally:
+        st.close()
 
 
 def _kill_worker(item, shared=()):

@@ -55,3 +55,27 @@ def test_no_slow_lookup_elsewhere():
         for keys in (True, False):
             assert not any(x["id"] == "DNS_SLOW" for s in doc(name, keys=keys)["sessions"] for x in s["findings"]), \
                 (name, keys)
+
+
+def test_a_lookup_answered_at_once_is_not_slow(tmp_path, tshark):
+    """The gateway's name answered at once, the connection 20 s later (the user clicked Connect then): the wait is
+    not the lookup's — no DNS_SLOW. (gateway-name-unknown's lookups, answered NXDOMAIN at once, moved to 20 s before
+    the baseline session: the same client and name.)"""
+    dns, base = sample("gateway-name-unknown") / "capture.pcapng", sample("baseline") / "capture.pcapng"
+
+    def first(cap) -> float:
+        return float(subprocess.run(["tshark", "-n", "-r", str(cap), "-c", "1", "-T", "fields", "-e",
+                                     "frame.time_epoch"], capture_output=True, text=True, check=True).stdout)
+
+    shifted, merged = tmp_path / "dns.pcapng", tmp_path / "merged.pcapng"
+    subprocess.run(["editcap", "-t", str(first(base) - first(dns) - 20), str(dns), str(shifted)], check=True,
+                   capture_output=True)
+    subprocess.run(["mergecap", "-w", str(merged), str(shifted), str(base)], check=True, capture_output=True)
+    from analyzer import __version__
+    from analyzer.analyze import analyze_paths, load_keys
+    from analyzer.report.json_report import to_document
+
+    d = to_document(analyze_paths([merged], *load_keys([sample("baseline") / "keys.log"], [])), version=__version__)
+    [s] = d["sessions"]
+    assert not any(x["id"] == "DNS_SLOW" for x in s["findings"])
+    assert d["other_traffic"]["dns"]["lookups"] >= 2  # (the lookups are there, read)

@@ -7,7 +7,9 @@ connection starts only once it has an address. The classic cause: a DNS server o
 IPv6 addresses (AAAA) — the A query is answered at once, the AAAA query never, and the resolver waits for it until it
 gives up. Read from the capture's DNS lookups (analyzer/dns_lookups.py: plain DNS, the same with keys or without) of
 the session's client for the name its first TLS connection names (SNI), in the minute before that connection: info
-when the client's first query came `WAITED` seconds or more before its first SYN. Lab scenario `dns-slow-aaaa`.
+when the client's first query came `WAITED` seconds or more before its first SYN, a query went unanswered or was
+answered late, and the SYN followed the lookup's last query or answer (within `RESOLVER_GIVES_UP`: an answer at once
+and a SYN much later is a user's wait, not the lookup's). Lab scenario `dns-slow-aaaa`.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ RULE_IDS = ("DNS_SLOW",)
 
 WAITED = 1.0  # s from the client's first query for the name to its first SYN to the gateway
 BEFORE = 60.0  # s: lookups this long before the session's first connection are its own
+#: s from the lookup's last query or answer to the first SYN: a resolver waits this long at most before it gives up on
+#: a query (glibc's default timeout, 5 s, and some room); a SYN later than that followed something else
+RESOLVER_GIVES_UP = 10.0
 
 REMEDY = ("Make the client's DNS server answer every query for the gateway's name at once — an AAAA query too (an "
           "answer without an address is fine) — or let those queries through the firewall that drops them. On Linux, "
@@ -70,8 +75,16 @@ def check(session, ctx):
             t["queries"] += e["queries"]
             if t["rcode"] is None and e["rcode"] is not None:
                 t.update(rcode=e["rcode"], answer_time=e["answer_time"], answer_frame=e["answer_frame"])
-    how = "; ".join(_told(e) for e in by_type.values())
     unanswered = [t for t, e in by_type.items() if e["rcode"] is None]
+    late = [t for t, e in by_type.items() if e["rcode"] is not None
+            and e["answer_time"] - e["queries"][0][0] >= WAITED]
+    if not unanswered and not late:
+        return []  # every answer came at once: the wait before the SYN was not the lookup's (a user's click)
+    last = max([q[0] for e in by_type.values() for q in e["queries"]]
+               + [e["answer_time"] for e in by_type.values() if e["rcode"] is not None])
+    if start - last > RESOLVER_GIVES_UP:
+        return []  # the connection did not follow the lookup: something else held the client
+    how = "; ".join(_told(e) for e in by_type.values())
     why = (f" The resolver waited for the {' and '.join(unanswered)} answer until it gave up: a DNS server or firewall "
            f"that drops such queries delays every connection so." if unanswered and len(unanswered) < len(by_type)
            else "")

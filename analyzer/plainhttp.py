@@ -1,12 +1,12 @@
 """The first HTTP exchanges of a TCP connection in the clear (not TLS): what a captive portal, a proxy's error page or
 a connectivity check says, readable without keys.
 
-A connection whose client speaks first with an HTTP request line (`starts_http`) gets a `PlainHTTP`, fed the
-connection's bytes in both directions by its tracker (analyzer/tcptracker.py) and parsed by the project's HTTP
-reader (dissectors/http.py). It keeps the first `MAX_EXCHANGES` exchanges, each a small dict — the request's method,
-target and Host, the answer's status, Location and page title, their frames and times — and stops reading after
-`MAX_BYTES` per direction or once they are complete: a big download over plain HTTP costs nothing past its
-head. Nothing else of the connection is kept.
+A connection to port 80 or 8080 whose client speaks first with an HTTP request line (`starts_http`) gets a
+`PlainHTTP`, fed the connection's bytes in both directions by its tracker (analyzer/tcptracker.py) and parsed by the
+project's HTTP reader (dissectors/http.py). It keeps the first `MAX_EXCHANGES` exchanges, each a small dict — the
+request's method, target and Host, the answer's status, Location and page title, their frames and times — and stops
+reading after `MAX_BYTES` per direction or once they are complete: a big download over plain HTTP costs nothing past
+its head. Nothing else of the connection is kept.
 """
 from __future__ import annotations
 
@@ -21,9 +21,14 @@ _METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"OPTIONS ", b"DELETE ", b"PAT
 _TITLE = re.compile(rb"<title[^>]*>([^<]{1,200})</title>", re.IGNORECASE)
 
 
-def starts_http(data) -> bool:
-    """The client's first bytes are an HTTP/1.x request line's start."""
-    return bytes(data[:8]).startswith(_METHODS)
+#: the server ports whose plain HTTP is read: where captive portals answer and connectivity checks go (a flow to
+#: another port — an application's own protocol over HTTP — is left alone: nothing of it is kept)
+PORTS = frozenset({80, 8080})
+
+
+def starts_http(data, port: int) -> bool:
+    """The client's first bytes to server port ``port`` are an HTTP/1.x request line's start, on a port read."""
+    return port in PORTS and bytes(data[:8]).startswith(_METHODS)
 
 
 def _short(text: str, n: int = 300) -> str:

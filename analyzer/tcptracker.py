@@ -534,7 +534,7 @@ class TCPTracker(FlowTracker):
                 if not self.is_tls:
                     self.add_problem("not-tls", "stream does not start with a TLS record", ev.ts, ev.frame)
                     self.other_bytes += len(data)
-                    if ev.direction == "c2s" and starts_http(data):
+                    if ev.direction == "c2s" and starts_http(data, self.server[1]):
                         self.plain_http = PlainHTTP()
                         self.plain_http.feed(ev.direction, data, ev.ts, ev.frame)
                     return

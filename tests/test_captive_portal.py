@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.captive_portal import read
+from analyzer.plainhttp import starts_http
 
 from .conftest import every_sample, facts, sample
 from .helpers import doc
@@ -182,3 +183,6 @@ def test_reading_rules():
     assert item["answers"][0]["why"] == "connectivity-check"
     assert read(_Pipe([_Conn("9.9.9.9", [_ex(1, "connectivitycheck.gstatic.com", 204)]),
                        _Conn("9.9.9.8", [_ex(1, "www.msftconnecttest.com", 200)])])) == []
+    # plain HTTP is read where portals answer (80, 8080), not an application's HTTP on another port
+    assert starts_http(b"GET / HTTP/1.1\r\n", 80) and starts_http(b"HEAD /x HTTP/1.1", 8080)
+    assert not starts_http(b"GET / HTTP/1.1\r\n", 5000) and not starts_http(b"\x16\x03\x01", 80)

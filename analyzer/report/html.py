@@ -26,6 +26,7 @@ from ..phases.cstp_connect import connect_details
 from ..phases.dtls import DTLSDetails
 from ..phases.record import UNSET, opt
 from ..phases.tls_handshake import TLSHandshakeDetails
+from ..selection import usernames
 from ..timefmt import UTC, clock, stamp
 from ..verdict import text_with_clock
 from ..wording import captive_portals_line, plural, tls_servers_line
@@ -394,6 +395,7 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
            _verdict_block(sd.get("verdict"), s),
            '<dl class="facts">',
            f"<dt>client</dt><dd>{_e((tls.client if tls is not None else None) or s.client)}</dd>",
+           (f"<dt>user</dt><dd>{_e(', '.join(users))}</dd>" if (users := usernames(s)) else ""),
            # stream numbers count per capture file, as in Wireshark: say which file they are of
            (f"<dt>capture{'s' if len(s.captures) > 1 else ''}</dt><dd>"
             + ", ".join(_e(c) for c in s.captures) + "</dd>")

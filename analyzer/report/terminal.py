@@ -320,9 +320,11 @@ def _session(con: Console, s, verbose: bool, show_secrets: bool, several_capture
         if conf != "confirmed":
             _wrap(con, "; ".join(e["text"] for e in ev[:3]), 4, 4)
     sw = getattr(s, "client_software", None) or {}
+    users = usernames(s)
     if sw:
         _wrap(con, "client: " + (f"{sw['name']}" + (f" {sw['version']}" if sw.get("version") else "")
-                                 if sw.get("name") != "unknown" else "unknown") + f" ({sw.get('evidence')})", 2, 4)
+                                 if sw.get("name") != "unknown" else "unknown") + f" ({sw.get('evidence')})"
+              + (f"; user {', '.join(users)}" if users else ""), 2, 4)
     if con.width >= WIDE:
         _phase_table(con, s, tz)
     else:

@@ -165,11 +165,11 @@ def test_user_filter(tmp_path):
     assert p.returncode == 0 and "filters --user bob: 0 of 1 session shown" in p.stdout
     p = cli("analyze", *cap("auth-fail"), "--user", "alice", "--summary")
     assert "alice" in p.stdout.splitlines()[2] and "failed" in p.stdout  # a rejected login still names its user
-    # the session's view names its user too (terminal: beside the client software; HTML: a "user" fact)
+    # the session's view names its user too (terminal: beside the client software; HTML: beside the client address)
     assert "; user alice" in cli("analyze", *cap("baseline")).stdout
     html = tmp_path / "r.html"
     assert cli("analyze", *cap("baseline"), "--format", "html", "-o", str(html)).returncode == 0
-    assert "<dt>user</dt><dd>alice</dd>" in html.read_text()
+    assert re.search(r"<dt>client</dt><dd>198\.18\.0\.2:\d+ \(user alice\)</dd>", html.read_text())
 
 
 def test_the_html_page_of_several_sessions_says_the_same_tally(tmp_path):

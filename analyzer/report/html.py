@@ -394,8 +394,8 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
            f"<h2>Session {_e(s.id)}: {_e(s.client)} ⇄ {_e(s.gateway)}</h2>",
            _verdict_block(sd.get("verdict"), s),
            '<dl class="facts">',
-           f"<dt>client</dt><dd>{_e((tls.client if tls is not None else None) or s.client)}</dd>",
-           (f"<dt>user</dt><dd>{_e(', '.join(users))}</dd>" if (users := usernames(s)) else ""),
+           f"<dt>client</dt><dd>{_e((tls.client if tls is not None else None) or s.client)}"
+           + (f" (user {_e(', '.join(users))})" if (users := usernames(s)) else "") + "</dd>",
            # stream numbers count per capture file, as in Wireshark: say which file they are of
            (f"<dt>capture{'s' if len(s.captures) > 1 else ''}</dt><dd>"
             + ", ".join(_e(c) for c in s.captures) + "</dd>")

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from dissectors.redact import redact_url
+
+from .model import Secret
+
 #: operating systems' and browsers' connectivity checks: host -> the status their check URL answers with on an open
 #: network (a plain HTTP request for a fixed URL; a redirect, a 511, or — where an empty 204 is expected — a page
 #: instead, is a captive portal's doing)
@@ -120,13 +124,17 @@ def read(pipe, inside: set | frozenset = frozenset()) -> list[dict]:
         item = found.setdefault(client, {"client": client, "answers": [], "portal": None, "portal_address": None})
         if len(item["answers"]) >= MAX_ANSWERS:
             continue
-        url = f"http://{e.get('host') or server[0]}{e['target']}" if e["target"].startswith("/") else e["target"]
+        url = redact_url(f"http://{e.get('host') or server[0]}{e['target']}" if e["target"].startswith("/")
+                         else e["target"])
         a = {"frame": e["frame"], "time": e["time"], "server": f"{server[0]}:{server[1]}", "request": e["method"]
              + " " + url, "status": e["status"], "reason": e.get("reason"), "answer_frame": e.get("answer_frame"),
              "answer_time": e.get("answer_time"), "why": why}
-        for k in ("location", "title"):
-            if e.get(k):
-                a[k] = e[k]
+        if e.get("title"):
+            a["title"] = e["title"]
+        if e.get("location"):  # (a portal's redirect may carry its session: its secret-looking values redacted)
+            a["location"] = redact_url(e["location"])
+            if a["location"] != e["location"]:
+                a["location_secret"] = Secret(e["location"])  # the whole URL, with --show-secrets
         item["answers"].append(a)
         if item["portal"] is None:
             item["portal"] = to or server[0]

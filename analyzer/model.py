@@ -212,7 +212,8 @@ class Analysis:
                "captures": [c.to_json() for c in self.captures],
                "sessions": [s.to_json(show_secrets) for s in self.sessions] if sessions else [],
                "findings": [f.to_json(show_secrets) for f in self.findings],
-               "other_traffic": dict(self.other_traffic)}
+               # (a captive portal's redirect URL is kept whole as a Secret: analyzer/captive_portal.py)
+               "other_traffic": reveal(dict(self.other_traffic), show_secrets)}
         if self.path is not None:
             doc["path"] = self.path.to_json()
         return doc

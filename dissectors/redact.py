@@ -46,6 +46,7 @@ __all__ = [
     "redact_headers",
     "redact_message",
     "redact_set_cookie",
+    "redact_url",
     "redact_xml",
 ]
 
@@ -64,6 +65,26 @@ def is_secret_field(name: str, extra: Iterable[str] = ()) -> bool:
     """Is an XML element / form field of this name a secret?"""
     n = name.lower()
     return n in _SECRET_ELEMENTS or n.endswith(("password", "passcode")) or n in {e.lower() for e in extra}
+
+
+#: query parameters of a URL whose values are session secrets (a captive portal's redirect carries its own:
+#: `?token=…&sessionid=…`), besides the secret field names above
+_SECRET_QUERY = re.compile(r"(token|session|sid|ticket|auth|key|secret|sig|signature|code|password|passwd|pwd)",
+                           re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the values of its query parameters that look like secrets replaced (the rest as it was)."""
+    base, sep, rest = url.partition("?")
+    if not sep or not rest:
+        return url
+    query, hsep, frag = rest.partition("#")
+    out = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        secret = eq and value and (is_secret_field(name) or _SECRET_QUERY.search(name))
+        out.append(f"{name}={REDACTED}" if secret else part)
+    return base + "?" + "&".join(out) + (hsep + frag)
 
 
 # -- headers ----------------------------------------------------------------------------------------

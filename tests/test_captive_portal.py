@@ -5,6 +5,7 @@ what the connectivity check printed, and the HTTP frames as tshark reads them (t
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,6 +162,26 @@ def _ex(t, host, status, location=None, target="/"):
     if location:
         e["location"] = location
     return e
+
+
+def test_a_portal_session_in_its_redirect_is_redacted():
+    """A portal's redirect may carry its session (token, sessionid…): those values are redacted in the report — the
+    answer's location, the finding's message — and the whole URL is there with --show-secrets only."""
+    from analyzer import __version__
+    from analyzer.model import Analysis
+    from analyzer.report.json_report import to_document
+    from dissectors.redact import redact_url
+
+    assert redact_url("http://p.test/login?url=x&token=abc&mac=aa&SessionID=9#f") == \
+        "http://p.test/login?url=x&token=«redacted»&mac=aa&SessionID=«redacted»#f"
+    assert redact_url("http://p.test/login") == "http://p.test/login"
+    loc = "http://portal.test/login?token=s3cr3t&url=http%3A%2F%2Fa.test%2F"
+    [item] = read(_Pipe([_Conn("9.9.9.9", [_ex(1, "captive.apple.com", 302, loc)])]))
+    assert item["answers"][0]["location"] == "http://portal.test/login?token=«redacted»&url=http%3A%2F%2Fa.test%2F"
+    a = Analysis(captures=[], sessions=[], other_traffic={"captive_portal": [item]})
+    for shown in (False, True):
+        text = json.dumps(to_document(a, version=__version__, show_secrets=shown))
+        assert ("s3cr3t" in text) is shown
 
 
 def test_reading_rules():

@@ -395,13 +395,10 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         # or a multi-factor push nobody approved, took longer than it waits), the gateway closed without one, or
         # the capture ended while it waited — no rejection (AUTH_NO_ANSWER, rules/auth_slow.py)
         last = rounds[-1]
-        end = next((x for x in last_cn.c.closed if x["ts"] >= last.time), None)
-        by = "capture" if end is None else "client" if end["direction"] == "c2s" else "gateway"
-        at = end["ts"] if end is not None else last_cn.c.last_ts
         d.result = None
         d.rejected_rounds = 0
-        d.unanswered = {"waited": round(max(0.0, at - last.time), 3), "ended_by": by,
-                        "frame": end["frame"] if end is not None else last_cn.c.last_frame, "time": at}
+        d.unanswered = unanswered_end(last_cn.c.closed, last.time, last_cn.c.last_ts, last_cn.c.last_frame)
+        by, at = d.unanswered["ended_by"], d.unanswered["time"]
         waited = f"{at - last.time:.1f} s"
         p.touch(at, d.unanswered["frame"])
         if by == "capture":
@@ -428,6 +425,18 @@ def build(g: Group, tls_phase: Phase) -> Phase:
         p.summary = f"failed: {msg}" if msg else "failed"
     p.details = d
     return p
+
+
+def unanswered_end(closed: list[dict], since: float, last_ts: float, last_frame: int | None) -> dict:
+    """How a request sent at ``since`` and never answered ended, from its connection's closes (``closed``: {direction,
+    ts, frame}, in order): {waited, ended_by — `client` (it closed first: it gave up), `gateway` (closed without an
+    answer), `capture` (nothing closed: the capture ended, at ``last_ts``) —, frame, time}. The keyed user-auth phase
+    and the keyless reading of its rounds (rules/auth_slow.py) both tell it so."""
+    end = next((x for x in closed if x["ts"] >= since), None)
+    at = end["ts"] if end is not None else last_ts
+    return {"waited": round(max(0.0, at - since), 3),
+            "ended_by": "capture" if end is None else "client" if end["direction"] == "c2s" else "gateway",
+            "frame": end["frame"] if end is not None else last_frame, "time": at}
 
 
 def _opt(v):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ..model import Finding
 from ..phases.record import opt
-from ..phases.user_auth import UserAuthDetails
+from ..phases.user_auth import UserAuthDetails, unanswered_end
 
 RULE_IDS = ("AUTH_SLOW", "AUTH_NO_ANSWER")
 
@@ -62,12 +62,8 @@ def _unanswered(session, rd: dict) -> dict | None:
     conn = next((c for c in session.connections if c.connection == rd["connection"]), None)
     if conn is None:
         return None
-    end = next((x for x in (getattr(conn, "closed", None) or []) if x["ts"] >= rd["time"]), None)
-    if end is not None:
-        return {"waited": end["ts"] - rd["time"], "ended_by": "client" if end["direction"] == "c2s" else "gateway",
-                "frame": end["frame"], "time": end["ts"]}
-    last = conn.end if conn.end is not None else rd["time"]
-    return {"waited": last - rd["time"], "ended_by": "capture", "frame": None, "time": last}
+    return unanswered_end(getattr(conn, "closed", None) or [], rd["time"],
+                          conn.end if conn.end is not None else rd["time"], None)
 
 
 def _clients(waited: float) -> str:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import measure
+from . import ceiling, measure
 from .measure import ROOT, CommandFailed, run_measured
 from .scale import count_frames, merge_clients, scale_capture
 
@@ -190,7 +190,10 @@ def _inner_packets(report: dict) -> int:
     return total
 
 
-def measure_all(inputs: list[dict], args, scratch: Path) -> list[dict]:
+def measure_all(inputs: list[dict], args, scratch: Path, ceiling_rounds: list | None = None) -> list[dict]:
+    """Every capture timed ``args.rounds`` times (acflow, acflow --jobs, tshark, tshark -q), round by round; with
+    --jobs N > 1, each round also measures the machine's own N-process ceiling (bench/ceiling.py) into
+    ``ceiling_rounds``, under the same load as the timings it judges."""
     cells: dict[tuple[str, int], dict] = {}
     for inp in inputs:
         for n, f in inp["files"].items():
@@ -231,6 +234,11 @@ def measure_all(inputs: list[dict], args, scratch: Path) -> list[dict]:
                     f"{a.maxrss_kib / 1024:.0f} MiB)  tshark {t.wall_s:.2f} s (cpu {t.cpu_s:.2f} s, "
                     f"{t.maxrss_kib / 1024:.0f} MiB)  tshark -q {q.wall_s:.2f} s"
                     + (f"  acflow --jobs {args.jobs} {j.wall_s:.2f} s (cpu {j.cpu_s:.2f} s)" if j else ""))
+        if args.jobs > 1 and ceiling_rounds is not None:
+            c = ceiling.measure_once(args.jobs)
+            ceiling_rounds.append(c)
+            say(f"round {r + 1}: the machine's own {args.jobs}-process ceiling (bench/ceiling.py): "
+                f"{c['speedup']:.2f}x")
     return [_summarise_cell(c) for c in cells.values()]
 
 
@@ -503,7 +511,13 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"start-up on the 61-frame baseline sample: acflow {startup['acflow']['cpu_s']:.2f} s cpu, "
                     f"tshark {startup['tshark']['cpu_s']:.2f} s cpu")
             say(f"timing {len(args.modes)} capture(s) × sizes {args.sizes} × {args.rounds} round(s)")
-            results = measure_all(inputs, args, scratch)
+            ceiling_rounds: list[dict] = []
+            results = measure_all(inputs, args, scratch, ceiling_rounds)
+            machine_ceiling = ceiling.summarise(ceiling_rounds, args.jobs) if ceiling_rounds else None
+            if machine_ceiling:
+                for r in results:
+                    if r.get("speedup_jobs") and machine_ceiling["speedup"]:
+                        r["speedup_jobs_of_ceiling"] = round(r["speedup_jobs"] / machine_ceiling["speedup"], 3)
             if not startup:  # --quick: the 1× capture is the baseline sample itself
                 base = min(results, key=lambda r: r["size"])
                 startup = {"capture": "samples/baseline/capture.pcapng", "frames": base["frames"],
@@ -566,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         "warnings": warnings,
         "profile": profile,
         "floor": floor,
+        "ceiling": machine_ceiling,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(doc, indent=2) + "\n")
@@ -593,6 +608,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"floor (bench/floor.py: pcapng walk + lookup + one AES-GCM decryption per record + start-up, no "
               f"analysis) on the DTLS 1× capture: {floor['floor_s']:.2f} s cpu = "
               f"{floor['floor_s'] / d1['tshark']['cpu_s']:.2f} × tshark")
+    if machine_ceiling and machine_ceiling["speedup"]:
+        print(f"ceiling (bench/ceiling.py: a CPU-bound loop alone and in {args.jobs} processes at once, each round): "
+              f"this machine runs {args.jobs} busy processes {machine_ceiling['speedup']:.2f}x as fast as one "
+              f"(rounds {machine_ceiling['speedup_min']:.2f}-{machine_ceiling['speedup_max']:.2f}x)"
+              + "".join(f"; {r['mode']} {r['size']}× --jobs {args.jobs} {r['speedup_jobs']:.2f}x = "
+                        f"{100 * r['speedup_jobs_of_ceiling']:.0f} % of it"
+                        for r in results if r.get("speedup_jobs_of_ceiling")))
     for p in problems:
         print(f"PROBLEM: {p}")
     for w in warnings:

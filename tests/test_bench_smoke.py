@@ -50,6 +50,10 @@ def test_quick_bench_writes_table_and_results(tshark, tmp_path, capsys):
     assert two["checks"]["tshark_decrypted"] == 2 * one["checks"]["tshark_decrypted"]
     assert doc["captures"]["baseline"]["dtls_psk"] is True
     assert doc["startup"]["acflow"]["maxrss_kib"] > 0
+    # --jobs 2 (the default): the machine's own two-process ceiling measured each round, each speed-up judged by it
+    assert doc["ceiling"]["jobs"] == 2 and len(doc["ceiling"]["rounds"]) == 1 and doc["ceiling"]["speedup"] > 0
+    assert all(r["speedup_jobs_of_ceiling"] == round(r["speedup_jobs"] / doc["ceiling"]["speedup"], 3)
+               for r in doc["results"])
     assert len(doc["table"]) == 2 + 2
 
     assert doc["profile"]["top_functions"] and doc["profile"]["by_module"]
@@ -145,3 +149,17 @@ def test_floor_loop_walks_every_frame_and_decrypts():
         _blocks(data, True, broken)
     r = measure(cap, rounds=1)
     assert r["frames"] == 61 and r["floor_s"] >= r["walk_lookup_decrypt_s"] >= 0
+
+
+def test_ceiling_times_lone_and_parallel_spins():
+    """bench/ceiling.py: a lone spin and two at once are really run and timed; the ceiling is 2 × lone / slowest."""
+    from bench import ceiling
+
+    r = ceiling.measure_once(2, iterations=200_000)
+    assert r["one_s"] > 0 and r["together_s"] > 0
+    assert r["speedup"] == pytest.approx(2 * r["one_s"] / r["together_s"], rel=0.01)
+    s = ceiling.summarise([{"one_s": 1.0, "together_s": 1.25, "speedup": 1.6},
+                           {"one_s": 1.0, "together_s": 1.0, "speedup": 2.0},
+                           {"one_s": 1.0, "together_s": 1.1, "speedup": 1.818}], 2)
+    assert s["speedup"] == 1.818 and s["speedup_min"] == 1.6 and s["speedup_max"] == 2.0 and len(s["rounds"]) == 3
+    assert ceiling.summarise([], 2)["speedup"] is None

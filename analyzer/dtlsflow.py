@@ -80,6 +80,9 @@ class DTLSFlow(FlowTracker):
         self.datagrams = {"c2s": 0, "s2c": 0}
         self.bytes = {"c2s": 0, "s2c": 0}
         self.channel = ChannelStats()
+        #: per direction, the record numbers of its sender the capture lacks (`DTLSConnection.sequence_gaps`, at
+        #: `finish`)
+        self.sequence_gaps: dict[str, dict] = {}
         self.mtu: int | None = None
         self.first_record: dict = {}
         self.continues: str | None = None  # the flow whose DTLS session this one continues (NAT rebinding)
@@ -379,6 +382,7 @@ class DTLSFlow(FlowTracker):
         if self.estimate is not None:
             self.estimate.finish(until)
         self.full_handshake = bool(self.dtls.full_handshake)
+        self.sequence_gaps = self.dtls.sequence_gaps()
         if self.established_ts is None and not self.up_before_capture:
             # Without keys the handshake ends with the Finished messages (protected handshake records of epoch 1
             # from both sides), or at the latest with the first protected application data.

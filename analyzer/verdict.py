@@ -52,6 +52,8 @@ SHORT_REMEDY = {
     "DTLS_SOURCE_MISMATCH": "make the gateway answer DTLS from the address and port the client sends to",
     "DTLS_RESUME_FULL_HANDSHAKE": "find the device between client and gateway that terminates DTLS",
     "DTLS_NAT_REBINDING": "raise the client-side NAT's UDP timeout, or lower the gateway's DPD/keepalive interval",
+    "DTLS_RECORDS_LOST": "find where the path between client and gateway loses packets (a capture at the other end: "
+                         "--other-side; the client's Wi-Fi or Internet link; a device that polices UDP)",
     "DPD_TIMEOUT": "find what dropped the traffic between client and gateway at that time (path loss, NAT or "
                    "firewall state, the gateway)",
     "MTU_EXCEEDED": "make the client's adapter use the granted MTU and let ICMP 'fragmentation needed' through",
@@ -92,6 +94,7 @@ CONNECTED_BUT = {
     "PATH_TLS_INTERCEPTED": "Connected, but through a device that intercepts the TLS connection",
     "DTLS_PSK_MISMATCH": "Tunnel up over TLS only",
     "PATH_PACKETS_LOST": "Connected, but packets were lost between the two capture points",
+    "DTLS_RECORDS_LOST": "Connected, but the tunnel's packets are lost on the way",
     "PATH_MTU_BLACKHOLE": "Connected, but big packets are lost between the two capture points",
 }
 
@@ -129,6 +132,18 @@ def _rel(ts: float | None, t0: float | None) -> str:
         return ""
     d = ts - t0
     return f"+{d:.1f} s" if d >= 0.1 or d == 0 else f"+{d * 1000:.0f} ms"
+
+
+def _records_lost_cause(ev: dict) -> str:
+    """DTLS_RECORDS_LOST's cause, short: per direction, how many of the sender's records were lost."""
+    parts = []
+    for direction, sender, receiver in (("s2c", "gateway", "client"), ("c2s", "client", "gateway")):
+        d = (ev.get("directions") or {}).get(direction)
+        if d:
+            parts.append(f"{d['lost']} of the {sender}'s {d['records']} DTLS records ({100 * d['rate']:.1f} %) were "
+                         f"lost on their way to the {receiver}")
+    return " and ".join(parts) + (" — big ones: the MTU probes went unanswered" if ev.get("mtu_probes_unanswered")
+                                  else "")
 
 
 def _ok_status(ev: dict) -> bool:
@@ -565,6 +580,8 @@ def judge(s: Session) -> SessionVerdict:
         exp = (CONNECTED_BUT.get(worst.id, "Connected, with a problem") if seen_up
                else "Tunnel seen without keys, with a problem")
         cause = _psk_cause(worst) if worst.id == "DTLS_PSK_MISMATCH" else _plain(worst.message)
+        if worst.id == "DTLS_RECORDS_LOST":
+            cause = _records_lost_cause(worst.evidence)
         if worst.id == "AUTH_SLOW":
             cause = (f"the gateway answered the credentials after {_secs(worst.evidence.get('waited') or 0)} — its "
                      "authentication server (a multi-factor push waiting for the user, RADIUS, LDAP) that slow")

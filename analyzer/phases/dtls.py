@@ -139,6 +139,31 @@ class DTLSFlowSummary(Record):
         "description": "per direction (c2s, s2c), the records that carried its Finished — a copy sent again when no "
                        "answer came, or a later handshake's (a rekey) — decrypted or read as a protected handshake "
                        "record without keys (the first 16); present only when one was sent"})
+    records_missing: dict[str, DTLSRecordsMissing] = field(default=UNSET, metadata={
+        "description": "per direction (c2s: the client's records, s2c: the gateway's), the record numbers its sender "
+                       "gave that the capture lacks — records lost before they reached the capture point (or not "
+                       "captured); read from the record headers, with or without keys; present only when a number "
+                       "is missing (added in session 20)"})
+
+
+@record
+class DTLSRecordGap(Record):
+    """A run of record numbers one side of a DTLS flow skipped: the records between two that were captured."""
+    before: float  # when the record before it was captured
+    time: float  # when the record after it was
+    missing: int  # numbers skipped
+    frame: int | None  # the frame of the record after it
+
+
+@record
+class DTLSRecordsMissing(Record):
+    """The record numbers one side of a DTLS flow gave that the capture lacks (DTLS numbers every record its sender
+    sends, one by one in each epoch, retransmissions included: RFC 6347 §4.1)."""
+    records: int  # numbers spanned, from the first record captured to the last (per epoch)
+    missing: int  # of them, never captured
+    late: int  # captured after a later number (reordered on the way)
+    gaps: int  # runs of numbers skipped
+    first_gaps: list[DTLSRecordGap]  # the first 20 of them
 
 
 @record
@@ -232,7 +257,20 @@ def flow_summary(f: DTLSFlow, params: TunnelParameters | None) -> DTLSFlowSummar
             "server_hello_times": [t for t, _fr in f.server_hellos[:50]]} if f.server_hellos else {}),
         **({"finished": {d: DTLSFinishedSent(frames=[fr for _t, fr in recs], times=[t for t, _fr in recs],
                                              verified=f.finished_verified.get(d))
-                         for d, recs in sorted(f.finished_records.items())}} if f.finished_records else {}))
+                         for d, recs in sorted(f.finished_records.items())}} if f.finished_records else {}),
+        **_records_missing(f))
+
+
+def _records_missing(f: DTLSFlow) -> dict:
+    """``records_missing`` of the flow's summary: only when a number is missing."""
+    gaps = getattr(f, "sequence_gaps", None) or {}
+    if not any(g["missing"] for g in gaps.values()):
+        return {}
+    return {"records_missing": {
+        d: DTLSRecordsMissing(records=g["records"], missing=g["missing"], late=g["late"], gaps=g["gaps"],
+                              first_gaps=[DTLSRecordGap(before=b, time=t, missing=n, frame=fr)
+                                          for b, t, n, fr in g["first_gaps"][:20]])
+        for d, g in sorted(gaps.items())}}
 
 
 def build(g: Group, cstp: Phase, capture_end: float | None = None) -> Phase:

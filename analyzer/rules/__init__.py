@@ -38,6 +38,7 @@ RULE_MODULES = [
     "dtls_answers",
     "dtls_psk",
     "dtls_path",
+    "dtls_loss",
     "dpd",
     "tunnel_silent",
     "inner",

@@ -75,6 +75,7 @@ __all__ = ["DTLSConnection"]
 #: the handshake: keys derived for another session, most likely
 WRONG_KEYS = "(wrong keys?)"
 _WINDOW = 64  # records: the duplicate window (RFC 6347 §4.1.2.6's anti-replay window, its usual size)
+MAX_GAPS = 50  # runs of skipped record numbers kept per direction (`sequence_gaps`; all are counted)
 
 C2S = "c2s"
 S2C = "s2c"
@@ -280,6 +281,11 @@ class DTLSConnection:
         #: record was taken, numbers taken before the run (out of order, or before a jump; bounded)]: RFC 6347
         #: §4.1.2.6's window, kept so that the common case — the next record in sequence — updates two items
         self._window: dict[str, list] = {}
+        #: per direction, the record numbers missing from what was taken (`sequence_gaps`): [first number of the
+        #: epoch's run, numbers spanned by earlier epochs, numbers skipped by jumps, skipped numbers that came late,
+        #: jumps, the first MAX_GAPS jumps as (time before, time after, numbers skipped, frame after)]; kept off the
+        #: fast lanes' path (only a record out of sequence comes here)
+        self._gaps: dict[str, list] = {}
         #: (direction, epoch-0 record number) -> (when last taken, (content type, hash of the fragment))
         self._plain: dict[tuple, tuple] = {}
         self.gen = 0  # bumped by feed / set_keys: `feed_application_record` relies on state checked at the same gen
@@ -542,7 +548,40 @@ class DTLSConnection:
             return False
         return seq64 >= w[1] or seq64 in w[3]
 
-    def _take_record(self, direction: str, seq64: int, ts: float, rec: RawRecord) -> None:
+    def _note_jump(self, direction: str, top: int, seq64: int, before: float, ts: float, frame: int | None) -> None:
+        """Record ``seq64`` of ``direction`` came after ``top`` with numbers between: skipped (lost before the capture
+        point, or still to come out of order) in the same epoch; a new epoch's numbering otherwise."""
+        g = self._gaps.get(direction)
+        if g is None:
+            return
+        if seq64 >> 48 != top >> 48:  # a new epoch numbers its records from 0: nothing skipped
+            g[1] += top - g[0] + 1
+            g[0] = seq64
+            return
+        skipped = seq64 - top - 1
+        g[2] += skipped
+        g[4] += 1
+        if len(g[5]) < MAX_GAPS:
+            g[5].append((before, ts, skipped, frame))
+
+    def sequence_gaps(self) -> dict[str, dict]:
+        """Per direction with protected records, the numbers its sender gave that the capture lacks: {"records": the
+        numbers spanned (first to last taken, per epoch), "missing": of them never taken, "late": taken out of
+        order after a later one, "gaps": how many runs of numbers were skipped, "first_gaps": the first MAX_GAPS as
+        (time before, time after, numbers skipped, frame after)}. A DTLS sender numbers its records one by one in
+        each epoch (RFC 6347 §4.1), retransmissions included: a number missing is a record that did not reach the
+        capture point (lost on the way, or not captured)."""
+        out = {}
+        for direction, g in self._gaps.items():
+            w = self._window.get(direction)
+            if w is None:
+                continue
+            spanned = g[1] + w[0] - g[0] + 1
+            out[direction] = {"records": spanned, "missing": max(0, g[2] - g[3]), "late": g[3], "gaps": g[4],
+                              "first_gaps": list(g[5])}
+        return out
+
+    def _take_record(self, direction: str, seq64: int, ts: float, rec: RawRecord, frame: int | None = None) -> None:
         """Note record ``seq64`` of ``direction`` taken (in the window of the last `_WINDOW` records; an epoch-0 one
         with its time, for the first `_WINDOW` of them)."""
         if not seq64 >> 48:
@@ -552,14 +591,23 @@ class DTLSConnection:
         w = self._window.get(direction)
         if w is None:
             self._window[direction] = [seq64, seq64, ts, set()]
+            self._gaps[direction] = [seq64, 0, 0, 0, 0, []]
             return
         top, run, older = w[0], w[1], w[3]
         if seq64 == top + 1:
             w[0] = seq64
         elif seq64 > top:  # a jump (records lost, a new epoch): the run so far joins the older numbers
+            self._note_jump(direction, top, seq64, w[2], ts, frame)
             older.update(range(max(run, top - _WINDOW + 1), top + 1))
             w[0] = w[1] = seq64
         else:
+            g = self._gaps.get(direction)
+            if g is not None and seq64 >> 48 == top >> 48:
+                if seq64 < g[0]:  # before the first number taken in this epoch: the numbers between were skipped
+                    g[2] += g[0] - seq64 - 1
+                    g[0] = seq64
+                elif seq64 < run and seq64 not in older:  # a skipped number, come late (reordered on the way)
+                    g[3] += 1
             older.add(seq64)  # a record out of order
         if len(older) > 2 * _WINDOW:
             keep = w[1] - _WINDOW
@@ -584,7 +632,7 @@ class DTLSConnection:
         if self._is_duplicate(direction, seq64, ts, rec):
             self.duplicates += 1
             return [DTLSDuplicate(direction, rec.epoch, rec.seq, ts, frame)]
-        self._take_record(direction, seq64, ts, rec)
+        self._take_record(direction, seq64, ts, rec, frame)
         if rec.epoch == 0:
             return self._plaintext(direction, rec, rec.fragment, ts, frame, None, None, encrypted=False)
         owner, plaintext, reason = self._decrypt(direction, rec)

@@ -131,3 +131,20 @@ def test_records_missing_both_ways_may_be_the_captures_own_holes(tshark, tmp_pat
     assert f is not None and f["severity"] == "info"
     assert set(f["evidence"]["directions"]) == {"c2s", "s2c"} and f["evidence"]["directions"]["c2s"]["lost"] == 3
     assert "the capturing program itself missed them" in f["message"]
+
+
+@pytest.mark.parametrize("name,shown", [("both-sides-loss", True), ("baseline", False)])
+def test_terminal_and_html_tell_the_records_lost_per_direction(name, shown):
+    """The session's Tunnel part (terminal and HTML) tells the DTLS records lost per direction whenever a number is
+    missing (below the finding's threshold too), and says nothing of them on a clean path."""
+    from analyzer.report.html import render_html
+    from analyzer.report.terminal import render_terminal
+
+    d = sample(name)
+    a = analyze_paths([d / "capture.pcapng"], *load_keys([d / "keys.log"], []))
+    text = " ".join(render_terminal(a, version="test", width=200).split())
+    html = render_html(a, version="test")
+    line = "client→gateway 0 of 65 (0.0 %), gateway→client 4 of 65 (6.2 %)"
+    assert ("DTLS records lost before the capture point (their record numbers skip): " + line in text) is shown
+    assert (f"records lost before the capture point: {line}" in html) is shown
+    assert ("records lost before the capture point" in text + html) is shown

@@ -23,7 +23,7 @@ import re
 
 from ..capture_point import describe_interface, tunnel_devices
 from ..phases.cstp_connect import connect_details
-from ..phases.dtls import DTLSDetails
+from ..phases.dtls import DTLSDetails, records_lost_line
 from ..phases.record import UNSET, opt
 from ..phases.tls_handshake import TLSHandshakeDetails
 from ..selection import usernames
@@ -452,7 +452,7 @@ def _session(idx: int, s, sd: dict, several_captures: bool = False) -> str:
     series = list(s.tunnel.series) if s.tunnel is not None else []
     out.append("<h3>Inner traffic over time</h3>" + _traffic_svg(series, t0, s.end))
     out.append("<h3>DTLS ClientHello times</h3>" + _hello_svg(s, t0))
-    out.append("<h3>Tunnel</h3>" + _tunnel_table(s.tunnel, t0))
+    out.append("<h3>Tunnel</h3>" + _tunnel_table(s.tunnel, t0, s.phase("dtls").details))
     out.append("<h3>Verbose data</h3>" + _verbose(sd))
     out.append("</section>")
     return "\n".join(out)
@@ -550,7 +550,7 @@ def _findings_table(findings: list, t0) -> str:
             "<th>message / remedy</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def _tunnel_table(t, t0) -> str:
+def _tunnel_table(t, t0, dtls_details=None) -> str:
     rows = []
     for ch, c in (("cstp", t.cstp if t is not None else None), ("dtls", t.dtls if t is not None else None)):
         if not c:
@@ -561,6 +561,9 @@ def _tunnel_table(t, t0) -> str:
             dpd, ka = c.dpd, c.keepalives
             extra = (f"DPD requests {_e(dpd.get('c2s'))}/{_e(dpd.get('s2c'))}, keepalives "
                      f"{_e(ka.get('c2s'))}/{_e(ka.get('s2c'))} (client/gateway)")
+        elif ch == "dtls":
+            lost = records_lost_line(dtls_details)
+            extra = f"records lost before the capture point: {_e(lost)}" if lost else ""
         rows.append(f"<tr><td data-label=\"channel\"><b>{ch.upper()}</b></td>"
                     f"<td class=\"num\" data-label=\"client→gateway\">{_e(ip.get('c2s'))} "
                     f"({_e(_bytes(ib.get('c2s')))})</td><td class=\"num\" data-label=\"gateway→client\">"

@@ -23,6 +23,7 @@ from rich.text import Text
 from ..capture_point import describe_interface, tunnel_devices
 from ..model import reveal
 from ..phases.cstp_connect import connect_details
+from ..phases.dtls import records_lost_line
 from ..phases.group_selection import GroupSelectionDetails
 from ..phases.record import opt
 from ..phases.user_auth import UserAuthDetails
@@ -461,6 +462,7 @@ def _tunnel(con: Console, s) -> None:
         if ch == "cstp":
             line += f"; DPD req {c.dpd['c2s']}/{c.dpd['s2c']}, keepalives {c.keepalives['c2s']}/{c.keepalives['s2c']}"
         _wrap(con, line, 2, 7)
+    _dtls_records_lost(con, s)
     dev = opt(t.device)
     if dev is not None:
         _wrap(con, f"VPN adapter's packets ({dev.interface}" + (f", {dev.capture}" if dev.capture else "")
@@ -473,6 +475,14 @@ def _tunnel(con: Console, s) -> None:
         who = "client" if end.direction == "c2s" else "gateway"
         _wrap(con, f"ended: {end.type} from the {who} over {end.channel.upper()} at {_rel(end.ts, s.start)}"
                    + (f", reason {end.reason!r}" if end.reason else "") + f" (frame {end.frame})", 2, 4)
+
+
+def _dtls_records_lost(con: Console, s) -> None:
+    """The DTLS records that never reached the capture point, per direction (below DTLS_RECORDS_LOST's threshold
+    too)."""
+    line = records_lost_line(s.phase("dtls").details)
+    if line:
+        _wrap(con, f"DTLS records lost before the capture point (their record numbers skip): {line}", 2, 7)
 
 
 def _dtls_estimate(con: Console, s) -> None:

@@ -21,7 +21,7 @@ numbers tcp.stream / udp.stream in each file, and every session names the captur
 from __future__ import annotations
 
 from dissectors.keylog import KeyStore, parse_keylog
-from dissectors.pcapfile import CaptureError, Frame, Interface, Secrets
+from dissectors.pcapfile import CaptureError, Frame, Interface, InterfaceStatistics, Secrets
 from dissectors.tls.connection import KeyWait
 
 from .capture_point import describe_interface, is_tunnel_device
@@ -36,6 +36,18 @@ from .verdict import apply_verdicts
 MAX_INTERFACES_LISTED = 64
 #: pcapng Decryption Secrets Block type of an NSS key log
 TLS_KEYLOG_DSB = 0x544C534B
+
+
+def _note_statistics(ci: CaptureInfo, ev: InterfaceStatistics) -> None:
+    """The capturing program's counters for an interface of the capture (a pcapng Interface Statistics Block):
+    kept on the interface's entry (the latest block's, as the counters run from the capture's start), the
+    interface of that id most recently described (ids are per section)."""
+    itf = next((i for i in reversed(ci.interfaces) if i.get("id") == ev.interface), None)
+    if itf is None:
+        return
+    for key, value in (("received", ev.received), ("dropped", ev.dropped), ("os_dropped", ev.os_dropped)):
+        if value is not None:
+            itf[key] = value
 
 
 class Analyzer:
@@ -110,6 +122,8 @@ class Analyzer:
                 self._secrets(ci, ev)
             elif t is CaptureError:
                 ci.errors.append(f"{ev.message} (at byte {ev.offset})")
+            elif t is InterfaceStatistics:
+                _note_statistics(ci, ev)
             elif t is Interface:
                 itf = {"id": ev.id, "linktype": ev.linktype, "name": ev.name, "description": ev.description}
                 if len(ci.interfaces) < MAX_INTERFACES_LISTED:

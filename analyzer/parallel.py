@@ -355,6 +355,7 @@ def index_part(job: dict) -> dict:
             else:
                 out["offsets"].extend(r["offsets"])
                 out["shards"].extend(r["shards"])
+                out["statistics"] = out.get("statistics", []) + r.get("statistics", [])
                 out["first_ts"] = out["first_ts"] if out["first_ts"] is not None else r["first_ts"]
                 out["last_ts"] = r["last_ts"] if r["last_ts"] is not None else out["last_ts"]
                 out["count"], out["status"], out["crossing"] = r["count"], r["status"], r["crossing"]
@@ -430,8 +431,10 @@ def plan_index(parts: dict, heads: list, nshards: int) -> tuple[list[list[dict]]
     for i, (head, size) in enumerate(heads):
         k, indexed, base = 0, [], 0
         first = last = None
+        statistics: list[int] = []  # the Interface Statistics Blocks the walks passed, in file order
         while (i, k) in parts:
             r = parts[(i, k)]
+            statistics += r.get("statistics", [])
             nxt = parts.get((i, k + 1))
             if r["crossing"] != (nxt["start"] if nxt is not None else size):
                 return None
@@ -441,9 +444,10 @@ def plan_index(parts: dict, heads: list, nshards: int) -> tuple[list[list[dict]]
                 first = r["first_ts"] if first is None else first
                 last = r["last_ts"]
             k += 1
-        files.append((head, indexed, base, first, last))
+        files.append((head, indexed, base, first, last, statistics))
     plans = [[{"head": head, "parts": indexed, "mask": masks[shard], "frames": frames, "first": first,
-               "last": last} for head, indexed, frames, first, last in files] for shard in range(nshards)]
+               "last": last, "statistics": stats} for head, indexed, frames, first, last, stats in files]
+             for shard in range(nshards)]
     return plans, table
 
 
@@ -592,6 +596,8 @@ def run_shard(job: dict) -> dict:
                         if upto - done >= job["window"]:
                             _release(buf, done, upto)
                             done = upto
+                # the capturing program's counters (Interface Statistics Blocks): every shard, as the head
+                feed_batch(parser.statistics_at(buf, mine.get("statistics", [])))
             an.end_capture()
             ci.frames, ci.first, ci.last = mine["frames"], mine["first"], mine["last"]
             pipe.last_ts = ci.last if ci.last is not None else pipe.last_ts

@@ -87,6 +87,20 @@ class Interface:
 
 
 @dataclass(frozen=True, slots=True)
+class InterfaceStatistics:
+    """A pcapng Interface Statistics Block: the capturing program's counters for interface ``interface`` of the
+    section, as of when it wrote the block (dumpcap writes one per interface when the capture ends). ``received``:
+    packets the interface received (isb_ifrecv), ``dropped``: packets it or the capture buffer dropped
+    (isb_ifdrop: the kernel's ring buffer full), ``os_dropped``: packets the operating system dropped (isb_osdrop);
+    None when the block does not say."""
+
+    interface: int
+    received: int | None
+    dropped: int | None
+    os_dropped: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Secrets:
     """Secrets embedded in a pcapng Decryption Secrets Block."""
 
@@ -133,6 +147,7 @@ _BT_SPB = 0x00000003
 _BT_EPB = 0x00000006
 _BT_JOURNAL = 0x00000009  # systemd journal export block: a Wireshark frame
 _BT_DSB = 0x0000000A
+_BT_ISB = 0x00000005
 _BT_CUSTOM = 0x00000BAD
 _BT_CUSTOM_NOCOPY = 0x40000BAD
 
@@ -145,6 +160,7 @@ _OPT_IF_TSOFFSET = 14
 _MAX_INTERFACES = 65536  # per section; more is hostile
 #: pcapng blocks a range index passes over: they emit nothing and number no frame (NRB, ISB)
 _INDEX_PASSED = frozenset({0x00000004, 0x00000005})
+_MAX_INDEXED_STATISTICS = 4096  # ISB offsets one index_range call notes (a writer may add one per interval)
 _RESYNC_CHAIN = 4  # blocks that must chain up after a candidate boundary (or the file end) for resync to take it
 _RESYNC_WINDOW = 4 << 20  # bytes resync searches: real packet blocks are far smaller (snaplen 262 144 at most)
 
@@ -168,6 +184,7 @@ _LE = {
     "IDB": struct.Struct("<HHI"),
     "OPT": struct.Struct("<HH"),
     "q": struct.Struct("<q"),
+    "Q": struct.Struct("<Q"),
     "SHB": struct.Struct("<HH"),
     "REC": struct.Struct("<IIII"),
     "HDR": struct.Struct("<HHiIII"),
@@ -560,11 +577,47 @@ class PcapParser:
                         append(_new_frame(number, ts, itf.linktype, data[pos + 28 : pos + 28 + caplen], orig, iface))
             elif btype == _BT_JOURNAL or btype == _BT_CUSTOM or btype == _BT_CUSTOM_NOCOPY:
                 number += 1  # a frame for Wireshark, not a network packet: counted, not emitted
-            # anything else (NRB, ISB, local-use, unknown): skipped
+            elif btype == _BT_ISB:
+                stats = self._read_isb(data, pos, blen)
+                if stats is not None:
+                    append(stats)
+            # anything else (NRB, local-use, unknown): skipped
             pos = nxt
         self._s = s
         self.frames = number
         return pos
+
+    def _read_isb(self, data, pos: int, blen: int) -> InterfaceStatistics | None:
+        """The Interface Statistics Block at ``pos`` (``blen`` bytes, checked by the caller), or None when it holds
+        no counter or is malformed (only counters: nothing else depends on it, so a bad one is passed over)."""
+        s = self._s
+        if blen < 24:
+            return None
+        (iface,) = s["I"].unpack_from(data, pos + 8)
+        opt, u64 = s["OPT"].unpack_from, s["Q"].unpack_from
+        counters: dict[int, int] = {}
+        p, end = pos + 20, pos + blen - 4
+        while end - p >= 4:
+            code, olen = opt(data, p)
+            p += 4
+            if code == _OPT_ENDOFOPT or olen > end - p:
+                break
+            if code in (4, 5, 7) and olen == 8:  # isb_ifrecv, isb_ifdrop, isb_osdrop (RFC draft pcapng §4.6)
+                counters[code] = u64(data, p)[0]
+            p += (olen + 3) & ~3
+        if not counters:
+            return None
+        return InterfaceStatistics(iface, counters.get(4), counters.get(5), counters.get(7))
+
+    def statistics_at(self, buf, offsets) -> list:
+        """The InterfaceStatistics of the blocks at ``offsets`` of ``buf`` (`index_range`'s ``statistics``)."""
+        out = []
+        for pos in offsets:
+            (blen,) = self._s["I"].unpack_from(buf, pos + 4)
+            stats = self._read_isb(buf, pos, blen)
+            if stats is not None:
+                out.append(stats)
+        return out
 
     def _read_idb(self, data: bytes, pos: int, blen: int, out: list) -> None:
         s = self._s
@@ -639,6 +692,7 @@ class PcapParser:
         nif, maxb, size = len(linktypes), self.max_block, len(buf)
         offsets, shards = array("Q"), bytearray()
         add_offset, add_shard = offsets.append, shards.append
+        statistics: list[int] = []
         pos, status = start, "ok"
         etype = proto = addrs = None
         while pos < end:
@@ -668,12 +722,15 @@ class PcapParser:
                     add_shard(c)
                 else:
                     add_shard(classify(linktypes[iface], buf, pos + 28, caplen))
+            elif btype == _BT_ISB:
+                if len(statistics) < _MAX_INDEXED_STATISTICS:
+                    statistics.append(pos)
             elif btype not in _INDEX_PASSED:
                 status = "other"
                 break
             pos += blen
         return {"status": status, "start": start, "crossing": pos, "count": counted + len(offsets),
-                "offsets": offsets, "shards": shards,
+                "offsets": offsets, "shards": shards, "statistics": statistics,
                 "first_ts": self._epb_ts(buf, offsets[0]) if offsets else None,
                 "last_ts": self._epb_ts(buf, offsets[-1]) if offsets else None}
 
@@ -762,7 +819,7 @@ class PcapParser:
                 add_shard(classify(linktype, buf, pos + 16, incl))
             pos += 16 + incl
         return {"status": status, "start": start, "crossing": pos, "count": counted + len(offsets),
-                "offsets": offsets, "shards": shards,
+                "offsets": offsets, "shards": shards, "statistics": [],
                 "first_ts": self._record_ts(buf, offsets[0]) if offsets else None,
                 "last_ts": self._record_ts(buf, offsets[-1]) if offsets else None}
 

@@ -214,6 +214,9 @@ STEP_OPS = {
                     "then ends without the user's DISCONNECT",
     "wait-client": "(regex, timeout): wait until openconnect logs a line matching regex (after the last step); "
                    "fail the scenario if it does not within timeout seconds",
+    "capture-stall": "(count): the capturing dumpcap stopped (SIGSTOP) while a flood of count 1000-byte pings crosses "
+                     "the tunnel (ping -f), then continued: its capture buffer overflows and the kernel drops packets "
+                     "the network carried — a busy capturing host; dumpcap's Interface Statistics count them",
     "sleep": "(seconds)",
     "ping": "(count): small pings through the tunnel",
     "kill-tcp": "ss -K in the client namespace: abort openconnect's TCP connection to the gateway (RST)",
@@ -244,7 +247,7 @@ STEP_OPS = {
 }
 
 
-def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> None:
+def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path, dump=None) -> None:
     cursor = len(client.lines())  # wait-client looks at the client's lines from here on
     for step in sc.steps:
         op, args = step[0], step[1:]
@@ -309,6 +312,20 @@ def _run_steps(sc: Scenario, lab: Lab, client, act, ping, other, work: Path) -> 
         elif op == "unreset":
             _nft(lab, lab.gw_ns, "delete", "table", "inet", RESET_TABLE)
             act("tcp-reset-rule-removed", namespace="gateway")
+        elif op == "capture-stall":
+            if dump is None:
+                raise LabError(f"scenario {sc.name}: capture-stall needs the capture's dumpcap")
+            dump.proc.send_signal(signal.SIGSTOP)
+            act("capture-stopped", how="dumpcap SIGSTOP (its buffer fills, the kernel drops what does not fit)")
+            try:
+                p = lab.ns_run(lab.client_ns, ["ping", "-n", "-f", "-c", str(args[0]), "-s", "1000", "-W", "1",
+                                               TUNNEL_GW], check=False)
+                act("ping-flood-done", count=args[0], size=1000, returncode=p.returncode,
+                    output=(p.stdout + p.stderr)[-400:])
+            finally:
+                dump.proc.send_signal(signal.SIGCONT)
+                act("capture-continued")
+            time.sleep(1.0)  # (dumpcap catches up with what its buffer held)
         elif op == "sleep":
             time.sleep(args[0])
         elif op == "ping":
@@ -632,7 +649,7 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
                 for count, size, df in sc.ping_plan():
                     ping(count, size, df)
                 if sc.steps:
-                    _run_steps(sc, lab, client, act, ping, other, work)
+                    _run_steps(sc, lab, client, act, ping, other, work, dump)
                 (work / "ping.log").write_text("\n".join(ping_log))
                 if sc.hold:
                     say(f"[lab] {name}: holding the tunnel for {sc.hold:.0f} s")
@@ -658,6 +675,11 @@ def run_scenario(name: str, out_root: Path, *, keep_work: bool = False, verbose:
             gw.stop(signal.SIGTERM)
             time.sleep(0.5)
             dump.stop(signal.SIGTERM)
+            for _ts, line in dump.lines():  # dumpcap's own closing report (stderr): the capture's drops
+                m = re.search(r"Packets received/dropped on interface '([^']*)': (\d+)/(\d+)", line)
+                if m:
+                    act("capture-statistics", interface=m.group(1), received=int(m.group(2)),
+                        dropped=int(m.group(3)), line=line.strip())
             if gw_dump is not None:
                 gw_dump.stop(signal.SIGTERM)
                 router_dump.stop(signal.SIGTERM)

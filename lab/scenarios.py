@@ -439,6 +439,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "reset nor saw it)", gateway={"tls-priorities": PRIO_TLS13, "keepalive": "2"}, router=("nat",), pings=3,
              steps=(("router-reset",), ("sleep", 4.0), ("router-unreset",), ("wait-client", r"^CSTP connected", 30),
                     ("wait-client", r"^Established DTLS", 20), ("ping", 3))),
+    Scenario("capture-drops", "a baseline session whose capturing dumpcap stalls (SIGSTOP) during a flood of "
+             "1000-byte pings through the tunnel: its buffer overflows, the kernel drops packets of both directions "
+             "that the peers exchanged all the same (a busy capturing host); dumpcap's Interface Statistics Block "
+             "counts them. Too big for samples/ (megabytes): made by tests/test_capture_dropped.py",
+             gateway={"tls-priorities": PRIO_TLS13}, pings=3, steps=(("capture-stall", 6000), ("ping", 3))),
     Scenario("both-sides-loss", "a router between client and gateway drops 3 % of the packets at random both ways and "
              "lowers the TCP MSS to 1200; captured on both sides of it", gateway={"tls-priorities": PRIO_TLS13},
              router=("loss:3", "mss:1200"), pings=40, big_pings=20, big_ping_size=1100),

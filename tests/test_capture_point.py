@@ -32,7 +32,8 @@ def _doc(path, keylog=None) -> tuple[dict, object]:
 def test_a_capture_on_the_tunnel_device_says_so_and_where_to_capture():
     doc, analysis = _doc(D / "tunnel-side.pcapng", D / "keys.log")
     assert doc["sessions"] == []
-    assert doc["captures"][0]["interfaces"] == [{"id": 0, "linktype": 101, "name": "tun0", "description": None}]
+    assert doc["captures"][0]["interfaces"] == [{"id": 0, "linktype": 101, "name": "tun0", "description": None,
+                                                  "received": 13, "dropped": 0}]  # (dumpcap: 13 kept, none dropped)
     [f] = [f for f in doc["findings"] if f["id"] == "NO_VPN_SESSION"]
     assert f["evidence"]["tunnel_device"] == "tun0"
     assert "taken on tun0, the VPN's own tunnel device" in f["message"]

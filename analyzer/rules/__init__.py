@@ -65,6 +65,8 @@ class Context:
     keylog_entries: int = 0  # usable key log lines (files and Decryption Secrets Blocks)
     keylog_randoms: frozenset = frozenset()  # the ClientHello randoms they name
     rsa_keys: list = field(default_factory=list)  # the RSA key files given
+    #: packets the capturing programs reported dropped, over every capture (CAPTURE_DROPPED): DTLS_RECORDS_LOST
+    capture_dropped: int = 0
     udp_seen: bool = True  # the capture holds UDP (a capture filter of TCP only leaves DTLS out: nothing to say)
     #: address -> [(connection, first, last, pauses, the other end's address)] of every TCP/UDP flow with that address
     #: at one end (pauses: the flow's long ones, dissectors.flows.note_quiet, None when not kept): what else a host did
@@ -95,6 +97,7 @@ def apply_rules(analysis: Analysis, pipe) -> None:
                         or getattr(pipe, "udp_other_overflow", 0))
     ctx.rsa_keys = sorted({k for c in analysis.captures for k in (c.keys or {}).get("rsa_keys", [])})
     ctx.flows_by_host = flows_by_host(pipe)
+    ctx.capture_dropped = sum(n for ci in analysis.captures for _i, n in capture_dropped(ci))
     ctx.captive_portals = (analysis.other_traffic or {}).get("captive_portal") or []
     dns = getattr(pipe, "dns", None)
     ctx.dns_lookups = list(dns.entries.values()) if dns is not None else []
@@ -140,7 +143,8 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
     Ids CAPTIVE_PORTAL, DNS_LOOKUP_FAILED and TCP_CONNECT_FAILED (warning: no session, and the client was held at
     a captive portal, or could not resolve or reach a server: analyzer/rules/captive_portal.py, dns_lookup.py,
     tcp_connect.py), CAPTURE_DAMAGED (warning), CAPTURE_TRUNCATED
-    (warning: packets cut short, when no session tells it), CAPTURE_DUPLICATES (info: packets the capture holds
+    (warning: packets cut short, when no session tells it), CAPTURE_DROPPED (warning: packets the capturing program
+    reported dropped), CAPTURE_DUPLICATES (info: packets the capture holds
     twice), CAPTURE_ENCAPSULATED (info: packets read inside
     VXLAN, GENEVE, ERSPAN, GRE or IP in IP), ANALYSIS_LIMIT (warning), NO_VPN_SESSION (info) —
     see docs/findings.md.
@@ -153,6 +157,10 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                                remedy="The file is truncated or damaged; everything before the damage was "
                                       "analysed. Copy the capture again (or repair it: editcap/pcapfix).",
                                evidence={"errors": ci.errors[:20], "frames_read": ci.frames}))
+    for ci in analysis.captures:
+        dropped = capture_dropped(ci)
+        if dropped:
+            out.append(_dropped(ci, dropped, len(analysis.captures) > 1))
     snapped = getattr(pipe, "snapped_frames", 0)
     if snapped and not any(f.id == "CAPTURE_TRUNCATED" for s in analysis.sessions for f in s.findings):
         from .capture_quality import TRUNCATED_REMEDY  # noqa: PLC0415
@@ -229,6 +237,39 @@ def capture_findings(analysis: Analysis, pipe) -> list[Finding]:
                            evidence={"frames": sum(c.frames for c in analysis.captures)}
                            | ({"tunnel_device": describe_interface(tun[0][1])} if tun else {})))
     return out
+
+
+def capture_dropped(ci) -> list[tuple[dict, int]]:
+    """(interface, packets dropped) of each interface of capture ``ci`` whose capturing program reported drops (its
+    Interface Statistics Block: isb_ifdrop + isb_osdrop)."""
+    out = []
+    for itf in ci.interfaces:
+        n = (itf.get("dropped") or 0) + (itf.get("os_dropped") or 0)
+        if n > 0:
+            out.append((itf, n))
+    return out
+
+
+def _dropped(ci, dropped: list, several: bool) -> Finding:
+    """CAPTURE_DROPPED: the capturing program's own count of packets it could not keep."""
+    from ..capture_point import describe_interface  # noqa: PLC0415
+
+    total = sum(n for _i, n in dropped)
+    parts = [f"{n} on {describe_interface(itf)}" + (f" (it kept {itf['received']})"
+                                                    if itf.get("received") is not None else "")
+             for itf, n in dropped[:5]]
+    return Finding(
+        id="CAPTURE_DROPPED", severity="warning", time=ci.last, frames=[],
+        message=(f"{ci.path}: " if several else "") + f"The capturing program reported {total} packet(s) dropped: "
+                + "; ".join(parts) + " — its buffer was full (the capture's Interface Statistics). The network "
+                "carried them, the capture does not hold them: records or segments missing in the capture "
+                "(CAPTURE_GAP, DTLS_RECORDS_LOST) may be these, not losses on the path.",
+        remedy="Capture again so that nothing is dropped: a bigger capture buffer (dumpcap or Wireshark -B 64, "
+               "tcpdump -B 65536), a capture filter for the gateway's address (host GW) so that less is kept, a "
+               "fast local disk to write to, no name resolution while capturing (dumpcap: nothing to do; tcpdump "
+               "-n).",
+        evidence={"dropped": total, "interfaces": [{"interface": describe_interface(itf), "dropped": n,
+                                                    "received": itf.get("received")} for itf, n in dropped[:20]]})
 
 
 _ENCAP_NAMES = {"vxlan": ("VXLAN", "VNI"), "geneve": ("GENEVE", "VNI"), "erspan": ("ERSPAN", "session"),

@@ -16,7 +16,8 @@ the rate. Threshold as TCP_RETRANSMISSIONS': at least MIN_LOST records and LOSS_
 
 Warning when one direction lost them (the other, the capture's own end's, lost none); information when both did —
 a capture taken between the two (a router) sees both ways' loss, but so does a capture that dropped packets itself
-— or when the capture also missed TCP data of the session (CAPTURE_GAP): its own holes then explain some of them.
+— or when the capture also missed TCP data of the session (CAPTURE_GAP) or the capturing program reported packets
+dropped (CAPTURE_DROPPED): its own holes then explain some of them.
 """
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ def check(session, ctx):
                 first = t
         both = len(found) == 2
         holes = _capture_holes(session)
+        dropped = getattr(ctx, "capture_dropped", 0)
         where = ("both ways: the capture was taken between the two (a router, a firewall), or the capturing program "
                  "itself missed them (a capture at one end sees everything its own end sends)" if both else
                  "on the way from the gateway to where the capture was taken" if "s2c" in found else
@@ -101,6 +103,8 @@ def check(session, ctx):
                       "there (see the MTU findings)" if big else "")
                    + (f". The capture itself missed data on {', '.join(holes[:3])} (CAPTURE_GAP): some of these "
                       "records may be its own holes, not the network's" if holes else "")
+                   + (f". The capturing program reported {dropped} packet(s) dropped (CAPTURE_DROPPED): some or all "
+                      "of these records may be those" if dropped else "")
                    + ". DTLS does not send them again: what the tunnel carried lost them (TCP inside slows down, "
                      "calls and video break up).")
         remedy = ("Find where the path loses packets: capture at the other end too and compare (acflow analyze "
@@ -110,10 +114,11 @@ def check(session, ctx):
                   + (" Lower the tunnel MTU or let ICMP 'fragmentation needed' through if big records are the ones "
                      "lost." if big else ""))
         out.append(Finding(
-            id="DTLS_RECORDS_LOST", severity="info" if both or holes else "warning", phase="dtls",
+            id="DTLS_RECORDS_LOST", severity="info" if both or holes or dropped else "warning", phase="dtls",
             time=first if first is not None else f.start,
             frames=sorted(set(frames))[:10], message=message, remedy=remedy,
             evidence={"flow": f.connection, "mtu_probes_unanswered": big, "capture_holes": holes[:10],
+                      "capture_dropped": dropped,
                       "directions": {direction: {"lost": n, "records": records, "rate": round(n / records, 4),
                                                  "gaps": m.gaps, "late": m.late, "interrupted": outage,
                                                  "gap_frames": [g.frame for g in gaps][:20]}

@@ -148,3 +148,20 @@ def test_terminal_and_html_tell_the_records_lost_per_direction(name, shown):
     assert ("DTLS records lost before the capture point (their record numbers skip): " + line in text) is shown
     assert (f"records lost before the capture point: {line}" in html) is shown
     assert ("records lost before the capture point" in text + html) is shown
+
+
+@pytest.mark.tshark
+def test_the_finding_says_when_the_records_were_lost(tshark):
+    """Each gap's time is that of the record after it (tshark's time of the gap frames); the message spans them."""
+    d = sample("both-sides-loss")
+    docu = _analyse("both-sides-loss")
+    f = _finding(docu)
+    ev = f["evidence"]["directions"]["s2c"]
+    [s] = docu["sessions"]
+    times = ev["gap_times"]
+    out = subprocess.run([tshark, "-n", "-r", str(d / "capture.pcapng"), "-T", "fields", "-e", "frame.number", "-e",
+                          "frame.time_epoch"], capture_output=True, text=True, check=True).stdout
+    epoch = {int(a): float(b) for a, b in (line.split("\t") for line in out.splitlines())}
+    assert times == pytest.approx([epoch[fr] for fr in ev["gap_frames"]], abs=1e-6)
+    assert f"from +{times[0] - s['start']:.1f} s to +{times[-1] - s['start']:.1f} s" in f["message"]
+    assert f["time"] == times[0]

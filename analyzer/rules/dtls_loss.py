@@ -44,6 +44,17 @@ def lost(missing) -> tuple[int, int, list]:
     return max(0, missing.missing - outage), outage, counted
 
 
+def _when(gaps: list, more: bool, start: float | None) -> str:
+    """When the gaps were: ", at +3.3 s" (one), ", from +3.3 s to +9.4 s" (several: the first and the last kept;
+    ``more``: gaps beyond those kept, "and later")."""
+    if not gaps or start is None:
+        return ""
+    first, last = gaps[0].time - start, gaps[-1].time - start
+    if len(gaps) == 1 and not more:
+        return f", at +{first:.1f} s"
+    return f", from +{first:.1f} s to +{last:.1f} s" + (" and later" if more else "")
+
+
 def _capture_holes(session) -> list[str]:
     """The session's TCP connections whose data the capture itself missed (CAPTURE_GAP's holes, not a snapshot
     length's): a capture that drops packets drops DTLS records too."""
@@ -83,6 +94,7 @@ def check(session, ctx):
                          f"{'s' if m.gaps != 1 else ''} of its record numbers"
                          + (f", the largest {max(g.missing for g in gaps)} records in a row" if gaps and
                             max(g.missing for g in gaps) > 1 else "")
+                         + _when(gaps, m.gaps > len(m.first_gaps or []), session.start)
                          + (f" ({outage} more skipped across a silence of over {OUTAGE_S:.0f} s: an interruption, "
                             "not counted)" if outage else ""))
             frames += [g.frame for g in gaps if g.frame is not None]
@@ -121,6 +133,7 @@ def check(session, ctx):
                       "capture_dropped": dropped,
                       "directions": {direction: {"lost": n, "records": records, "rate": round(n / records, 4),
                                                  "gaps": m.gaps, "late": m.late, "interrupted": outage,
-                                                 "gap_frames": [g.frame for g in gaps][:20]}
+                                                 "gap_frames": [g.frame for g in gaps][:20],
+                                                 "gap_times": [g.time for g in gaps][:20]}
                                      for direction, (n, records, outage, gaps, m) in sorted(found.items())}}))
     return out

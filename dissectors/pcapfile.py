@@ -160,7 +160,6 @@ _OPT_IF_TSOFFSET = 14
 _MAX_INTERFACES = 65536  # per section; more is hostile
 #: pcapng blocks a range index passes over: they emit nothing and number no frame (NRB, ISB)
 _INDEX_PASSED = frozenset({0x00000004, 0x00000005})
-_MAX_INDEXED_STATISTICS = 4096  # ISB offsets one index_range call notes (a writer may add one per interval)
 _RESYNC_CHAIN = 4  # blocks that must chain up after a candidate boundary (or the file end) for resync to take it
 _RESYNC_WINDOW = 4 << 20  # bytes resync searches: real packet blocks are far smaller (snaplen 262 144 at most)
 
@@ -674,9 +673,10 @@ class PcapParser:
         ``counted + i + 1`` (``counted``: frames of the range already indexed, by a call for the bytes before
         ``start``; ``count`` includes them). ``crossing`` is the offset of the first packet at or past ``end``
         (the file's size at its end); ``first_ts``/``last_ts`` the times of this call's first and last packet.
-        ``status`` is "ok", or "other" when the range holds anything this walk does not reproduce exactly as
-        `feed` would (a new section, interface or secrets block, other packet blocks, a block `feed` would report
-        as damaged): the caller then reads the file whole.
+        ``statistics``: the offsets of the last Interface Statistics Block with counters of each interface in the
+        range (`statistics_at` reads them). ``status`` is "ok", or "other" when the range holds anything this walk
+        does not reproduce exactly as `feed` would (a new section, interface or secrets block, other packet blocks,
+        a block `feed` would report as damaged): the caller then reads the file whole.
 
         ``plain``, if given, is a cache (dict) of ``classify``'s answers for plain frames — Ethernet, IPv4, not ICMP,
         at least 34 bytes — by their raw 8-byte address field (bytes 26-33): for a classifier whose answer for such
@@ -692,7 +692,7 @@ class PcapParser:
         nif, maxb, size = len(linktypes), self.max_block, len(buf)
         offsets, shards = array("Q"), bytearray()
         add_offset, add_shard = offsets.append, shards.append
-        statistics: list[int] = []
+        statistics: dict[int, int] = {}  # interface -> the offset of the last Interface Statistics Block for it
         pos, status = start, "ok"
         etype = proto = addrs = None
         while pos < end:
@@ -723,14 +723,15 @@ class PcapParser:
                 else:
                     add_shard(classify(linktypes[iface], buf, pos + 28, caplen))
             elif btype == _BT_ISB:
-                if len(statistics) < _MAX_INDEXED_STATISTICS:
-                    statistics.append(pos)
+                # (counters run from the capture's start: the last block of an interface that has them says all)
+                if self._read_isb(buf, pos, blen) is not None:
+                    statistics[u_I(buf, pos + 8)[0]] = pos
             elif btype not in _INDEX_PASSED:
                 status = "other"
                 break
             pos += blen
         return {"status": status, "start": start, "crossing": pos, "count": counted + len(offsets),
-                "offsets": offsets, "shards": shards, "statistics": statistics,
+                "offsets": offsets, "shards": shards, "statistics": sorted(statistics.values()),
                 "first_ts": self._epb_ts(buf, offsets[0]) if offsets else None,
                 "last_ts": self._epb_ts(buf, offsets[-1]) if offsets else None}
 

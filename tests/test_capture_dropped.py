@@ -144,3 +144,40 @@ def test_statistics_blocks_parse_leniently():
     assert stats == [InterfaceStatistics(0, 61, 3, None)]
     assert not [e for e in events if type(e).__name__ == "CaptureError"]
 
+
+
+def _isb(interface: int, received: int, dropped: int) -> bytes:
+    """An Interface Statistics Block as dumpcap writes it (little-endian): comment, isb_ifrecv, isb_ifdrop."""
+    def opt(code: int, value: bytes) -> bytes:
+        return code.to_bytes(2, "little") + len(value).to_bytes(2, "little") + value + bytes(-len(value) % 4)
+
+    body = (interface.to_bytes(4, "little") + bytes(8) + opt(1, b"Counters provided by dumpcap")
+            + opt(4, received.to_bytes(8, "little")) + opt(5, dropped.to_bytes(8, "little")) + opt(0, b""))
+    n = 12 + len(body)
+    return (5).to_bytes(4, "little") + n.to_bytes(4, "little") + body + n.to_bytes(4, "little")
+
+
+def test_jobs_read_the_statistics_as_one_process(tmp_path, monkeypatch):
+    """A many-client capture (13 samples, each from its own address: the shards really split it) ending with
+    Interface Statistics Blocks — the first one's counters overtaken by the second's — read indexed over 2 and 3
+    processes, parts of the file each: every shard reads the blocks its walk passed, the document is one process's."""
+    from analyzer import parallel
+    from bench.scale import merge_clients
+
+    from .helpers import jobs_parallel, jobs_serial
+    from .test_jobs import MANY
+
+    cap = tmp_path / "many.pcapng"
+    merge_clients([SAMPLES / n / "capture.pcapng" for n in MANY], cap)
+    with cap.open("ab") as f:
+        f.write(_isb(0, 100, 1) + _isb(0, 1000, 42))
+    keylogs = [SAMPLES / n / "keys.log" for n in MANY]
+    want = jobs_serial([cap], keylogs, [])
+    doc = json.loads(want[0])
+    assert [(i.get("received"), i.get("dropped")) for i in doc["captures"][0]["interfaces"]][:1] == [(1000, 42)]
+    assert [f["id"] for f in doc["findings"]].count("CAPTURE_DROPPED") == 1
+    monkeypatch.setattr(parallel, "INDEX_MIN_BYTES", 0)
+    for jobs in (2, 3):
+        reading: dict = {}
+        assert jobs_parallel([cap], keylogs, [], jobs, reading) == want, f"--jobs {jobs}"
+        assert reading["mode"] == "indexed"

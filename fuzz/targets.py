@@ -48,7 +48,7 @@ def _parse_pcap(data: bytes, chunk: int):
 
 def target_pcap(data: bytes) -> None:
     from dissectors.keylog import KeyStore
-    from dissectors.pcapfile import CaptureError, Frame, Interface, Secrets
+    from dissectors.pcapfile import CaptureError, Frame, Interface, InterfaceStatistics, Secrets
 
     whole_p, whole = _parse_pcap(data, max(len(data), 1))
     _check_no_internal(whole)
@@ -67,6 +67,11 @@ def target_pcap(data: bytes) -> None:
             if not (e.name is None or isinstance(e.name, str) and len(e.name) <= 256) or \
                     not (e.description is None or isinstance(e.description, str) and len(e.description) <= 256):
                 raise Bug(f"interface names unbounded or of the wrong type: {e!r}")
+        elif t is InterfaceStatistics:
+            counters = (e.received, e.dropped, e.os_dropped)
+            if not isinstance(e.interface, int) or all(c is None for c in counters) or \
+                    not all(c is None or isinstance(c, int) and 0 <= c < 1 << 64 for c in counters):
+                raise Bug(f"interface statistics of the wrong type or without a counter: {e!r}")
         elif t is not CaptureError:
             raise Bug(f"unexpected event {e!r}")
     # the parser accepts any split of the file: the events must not depend on it

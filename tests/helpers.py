@@ -96,6 +96,12 @@ def ring_pieces(name: str, frames: int, out: Path, stem: str = "gw") -> list[Pat
     return sorted(out.glob(f"{stem}_*.pcapng"))
 
 
+#: samples merged into one many-client capture, each from its own client address (bench/scale.py merge_clients): a
+#: capture the --jobs shards really split (tests/test_jobs.py, tests/test_capture_dropped.py)
+MANY_CLIENTS = ["baseline", "legacy-dtls", "legacy-dtls09", "mtu", "nat-rebinding", "group-select", "downloader",
+                "dpd-loss", "dtls-blocked", "reconnect", "cert-expired", "tls12-rsa", "auth-fail"]
+
+
 def jobs_serial(paths, keylogs, rsa):
     """(the JSON document with secrets shown, the exported inner packets) of ``paths`` in one process; for an input
     acflow refuses, ("InputError", message) and None (tests/test_jobs.py compares it with `jobs_parallel`)."""

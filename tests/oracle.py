@@ -1,7 +1,10 @@
 """tshark as the test oracle: small helpers around `tshark` command lines (tests only)."""
 from __future__ import annotations
 
+import asyncio
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 BASE = ["tshark", "-n", "--disable-heuristic", "rdpmt_dtls", "--disable-heuristic", "udt_dtls"]
@@ -60,3 +63,28 @@ def tshark_follow_tls(capture: Path, stream: int, keylog: Path | None = None, rs
     c, s_ = (node[0], node[1]) if node0_is_client else (node[1], node[0])
     return bytes(c), bytes(s_)
 
+
+
+@contextmanager
+def pyshark_file(capture: Path, **options) -> Iterator:
+    """A pyshark FileCapture of ``capture`` that leaves nothing behind. pyshark attaches asyncio's SafeChildWatcher
+    to its event loop — a SIGCHLD handler that writes to that loop's self-pipe (the signal wakeup fd) — and never
+    detaches it: every child process that ends later (the lab's, the replay's, tshark's) writes a byte into a pipe
+    nobody reads, and once it is full each one is an "Exception ignored … BlockingIOError" (pytest's
+    PytestUnraisableExceptionWarning). Here the capture gets an event loop of its own, and the capture, the watcher
+    (its SIGCHLD handler and the wakeup fd go with it) and the loop are closed after it."""
+    import pyshark  # noqa: PLC0415 - the oracle's own dependency, imported where it is used
+
+    asyncio.set_event_loop(asyncio.new_event_loop())  # (its own loop, closed below: pyshark takes the current one)
+    cap = pyshark.FileCapture(str(capture), **options)
+    try:
+        yield cap
+    finally:
+        cap.close()
+        watcher = asyncio.get_child_watcher()
+        watcher.close()
+        asyncio.set_child_watcher(None)
+        loop = getattr(cap, "eventloop", None)
+        if loop is not None and not loop.is_closed():
+            loop.close()
+        asyncio.set_event_loop(None)

@@ -164,8 +164,8 @@ def test_jobs_read_the_statistics_as_one_process(tmp_path, monkeypatch):
     from analyzer import parallel
     from bench.scale import merge_clients
 
+    from .helpers import MANY_CLIENTS as MANY
     from .helpers import jobs_parallel, jobs_serial
-    from .test_jobs import MANY
 
     cap = tmp_path / "many.pcapng"
     merge_clients([SAMPLES / n / "capture.pcapng" for n in MANY], cap)

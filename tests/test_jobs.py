@@ -32,6 +32,7 @@ from analyzer.report.json_report import to_document
 from bench.scale import merge_clients, scale_capture
 
 from .conftest import ROOT, SAMPLES
+from .helpers import MANY_CLIENTS
 from .helpers import jobs_parallel as _parallel
 from .helpers import jobs_serial as _serial
 
@@ -101,8 +102,7 @@ def test_jobs_give_the_analysis_of_one_process(capture: Path, keylogs, rsa, requ
             _parallel([capture], keylogs, rsa, 2)
 
 
-MANY = ["baseline", "legacy-dtls", "legacy-dtls09", "mtu", "nat-rebinding", "group-select", "downloader", "dpd-loss",
-        "dtls-blocked", "reconnect", "cert-expired", "tls12-rsa", "auth-fail"]
+MANY = MANY_CLIENTS
 
 
 @pytest.fixture(scope="module")

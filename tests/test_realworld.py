@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from analyzer.report import render
 from analyzer.report.json_report import to_document
 
 from .conftest import sample
+from .oracle import pyshark_file
 
 
 def _frames(path: Path):
@@ -377,11 +379,8 @@ def test_capture_ending_at_the_dtls_hello_is_incomplete():
 def test_every_flow_is_a_session_flow_or_other_traffic_pyshark_oracle(name, tshark):
     """Nothing is lost between the sessions and the "other traffic" block: the flows acflow reports, in both,
     are all the TCP and UDP streams tshark (through pyshark, the independent oracle) numbers in the capture."""
-    import pyshark
-
-    cap = pyshark.FileCapture(str(sample(name) / "capture.pcapng"), keep_packets=False)
     streams = set()
-    try:
+    with pyshark_file(sample(name) / "capture.pcapng", keep_packets=False) as cap:
         for p in cap:
             if hasattr(p, "icmp"):
                 continue  # a quoted packet inside an ICMP error is not a flow of its own here
@@ -389,8 +388,8 @@ def test_every_flow_is_a_session_flow_or_other_traffic_pyshark_oracle(name, tsha
                 streams.add(("tcp", int(p.tcp.stream)))
             elif hasattr(p, "udp"):
                 streams.add(("udp", int(p.udp.stream)))
-    finally:
-        cap.close()
+    # pyshark's SIGCHLD handler (asyncio's child watcher) is gone with it: later child processes write nowhere
+    assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL and signal.set_wakeup_fd(-1) == -1
     d = _sample_doc(name, False)
     ours = {(c["connection"].split(".")[0], int(c["connection"].split()[-1]))
             for s in d["sessions"] for c in s["connections"]}

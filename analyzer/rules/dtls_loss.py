@@ -129,6 +129,9 @@ def check(session, ctx):
             id="DTLS_RECORDS_LOST", severity="info" if both or holes or dropped else "warning", phase="dtls",
             time=first if first is not None else f.start,
             frames=sorted(set(frames))[:10], message=message, remedy=remedy,
+            # (the record numbers are read, not inferred; but without keys, that this flow is the session's DTLS
+            # channel is the keyless reading's, as for TCP_RETRANSMISSIONS)
+            inferred=f.keys is None,
             evidence={"flow": f.connection, "mtu_probes_unanswered": big, "capture_holes": holes[:10],
                       "capture_dropped": dropped,
                       "directions": {direction: {"lost": n, "records": records, "rate": round(n / records, 4),

@@ -165,3 +165,18 @@ def test_the_finding_says_when_the_records_were_lost(tshark):
     assert times == pytest.approx([epoch[fr] for fr in ev["gap_frames"]], abs=1e-6)
     assert f"from +{times[0] - s['start']:.1f} s to +{times[-1] - s['start']:.1f} s" in f["message"]
     assert f["time"] == times[0]
+
+
+def test_numbers_skipped_across_a_long_silence_are_an_interruption_not_loss():
+    """A run of numbers skipped across more than OUTAGE_S of silence (a path down, a laptop asleep: the findings of
+    silences tell it) is counted apart, out of the rate; the short gaps are the loss."""
+    from analyzer.phases.dtls import DTLSRecordGap, DTLSRecordsMissing
+    from analyzer.rules.dtls_loss import OUTAGE_S, lost
+
+    m = DTLSRecordsMissing(records=400, missing=60, late=0, gaps=4, first_gaps=[
+        DTLSRecordGap(before=10.0, time=10.05, missing=2, frame=20),
+        DTLSRecordGap(before=11.0, time=11.0 + OUTAGE_S + 1, missing=50, frame=40),
+        DTLSRecordGap(before=30.0, time=30.1, missing=5, frame=60),
+        DTLSRecordGap(before=31.0, time=31.2, missing=3, frame=70)])
+    n, outage, gaps, n_gaps = lost(m)
+    assert (n, outage, n_gaps) == (10, 50, 3) and [g.frame for g in gaps] == [20, 60, 70]

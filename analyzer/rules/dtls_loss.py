@@ -35,13 +35,15 @@ OUTAGE_S = 5.0  # a run of numbers skipped across a longer silence is an interru
 _WHO = {"c2s": ("client", "gateway"), "s2c": ("gateway", "client")}
 
 
-def lost(missing) -> tuple[int, int, list]:
-    """(records lost, records skipped in interruptions, the gaps counted as loss) of one direction's
-    `DTLSRecordsMissing`. The gaps beyond the first ones kept are counted as loss (their spans are not known)."""
+def lost(missing) -> tuple[int, int, list, int]:
+    """(records lost, records skipped in interruptions, the gaps counted as loss (those kept), how many gaps are
+    loss) of one direction's `DTLSRecordsMissing`. The gaps beyond the first ones kept are counted as loss (their
+    spans are not known)."""
     listed = missing.first_gaps or []
-    outage = sum(g.missing for g in listed if g.time - g.before > OUTAGE_S)
+    breaks = [g for g in listed if g.time - g.before > OUTAGE_S]
     counted = [g for g in listed if g.time - g.before <= OUTAGE_S]
-    return max(0, missing.missing - outage), outage, counted
+    outage = sum(g.missing for g in breaks)
+    return max(0, missing.missing - outage), outage, counted, missing.gaps - len(breaks)
 
 
 def _when(gaps: list, more: bool, start: float | None) -> str:
@@ -77,21 +79,21 @@ def check(session, ctx):
             continue
         found = {}
         for direction, m in rm.items():
-            n, outage, gaps = lost(m)
+            n, outage, gaps, n_gaps = lost(m)
             records = m.records - outage
             if n >= MIN_LOST and records > 0 and n / records >= LOSS_RATE:
-                found[direction] = (n, records, outage, gaps, m)
+                found[direction] = (n, records, outage, gaps, n_gaps, m)
         if not found:
             continue
         parts, frames, first = [], [], None
         for direction in ("s2c", "c2s"):
             if direction not in found:
                 continue
-            n, records, outage, gaps, m = found[direction]
+            n, records, outage, gaps, n_gaps, m = found[direction]
             sender, receiver = _WHO[direction]
             parts.append(f"{n} of the {sender}'s {records} DTLS records ({100 * n / records:.1f} %) never reached "
-                         f"the capture point on their way to the {receiver} — in {m.gaps} gap"
-                         f"{'s' if m.gaps != 1 else ''} of its record numbers"
+                         f"the capture point on their way to the {receiver} — in {n_gaps} gap"
+                         f"{'s' if n_gaps != 1 else ''} of its record numbers"
                          + (f", the largest {max(g.missing for g in gaps)} records in a row" if gaps and
                             max(g.missing for g in gaps) > 1 else "")
                          + _when(gaps, m.gaps > len(m.first_gaps or []), session.start)
@@ -135,8 +137,8 @@ def check(session, ctx):
             evidence={"flow": f.connection, "mtu_probes_unanswered": big, "capture_holes": holes[:10],
                       "capture_dropped": dropped,
                       "directions": {direction: {"lost": n, "records": records, "rate": round(n / records, 4),
-                                                 "gaps": m.gaps, "late": m.late, "interrupted": outage,
+                                                 "gaps": n_gaps, "late": m.late, "interrupted": outage,
                                                  "gap_frames": [g.frame for g in gaps][:20],
                                                  "gap_times": [g.time for g in gaps][:20]}
-                                     for direction, (n, records, outage, gaps, m) in sorted(found.items())}}))
+                                     for direction, (n, records, outage, gaps, n_gaps, m) in sorted(found.items())}}))
     return out

@@ -180,3 +180,24 @@ def test_numbers_skipped_across_a_long_silence_are_an_interruption_not_loss():
         DTLSRecordGap(before=31.0, time=31.2, missing=3, frame=70)])
     n, outage, gaps, n_gaps = lost(m)
     assert (n, outage, n_gaps) == (10, 50, 3) and [g.frame for g in gaps] == [20, 60, 70]
+
+
+@pytest.mark.tshark
+def test_records_lost_in_a_capture_with_tcp_holes_are_information(tshark, tmp_path):
+    """The gateway's records lost on the way down (both-sides-loss, client side) in a capture that also misses TCP
+    data of the session (a gateway segment of the tunnel's TLS connection deleted: CAPTURE_GAP) may be the capture's
+    own holes: information naming the connection, no longer a warning."""
+    d = sample("both-sides-loss")
+    out = subprocess.run([tshark, "-n", "-r", str(d / "capture.pcapng"), "-Y",
+                          f"tcp.len > 0 && ip.src == {GATEWAY}", "-T", "fields", "-e", "frame.number"],
+                         capture_output=True, text=True, check=True).stdout
+    segment = [int(x) for x in out.split()][-2]  # a data segment the client acknowledged after it
+    cut = tmp_path / "hole.pcapng"
+    subprocess.run(["editcap", str(d / "capture.pcapng"), str(cut), str(segment)], check=True, capture_output=True)
+    store, info = load_keys([d / "keys.log"], [])
+    docu = to_document(analyze_paths([cut], store, info), version="test", show_secrets=False)
+    [s] = docu["sessions"]
+    assert "CAPTURE_GAP" in [x["id"] for x in s["findings"]]
+    f = _finding(docu)
+    assert f is not None and f["severity"] == "info" and f["evidence"]["capture_holes"] == ["tcp.stream 0"]
+    assert "The capture itself missed data on tcp.stream 0 (CAPTURE_GAP)" in f["message"]

@@ -32,10 +32,18 @@ def truncated(flows) -> tuple[int, int, list[str], int | None] | None:
             min(c.first_truncated_frame for c in cut))
 
 
+def capture_holes(session) -> list[tuple[str, dict]]:
+    """(connection, gap) of every stretch of TCP data the capture itself missed in ``session`` (its TCP connections'
+    `gaps`, not those of a snapshot length): CAPTURE_GAP's; DTLS_RECORDS_LOST reads them too (a capture that drops
+    packets drops DTLS records as well)."""
+    return [(c.connection, g) for c in session.connections if isinstance(c, ConnectionSummary)
+            for g in c.gaps or [] if not g.get("snapped")]
+
+
 def check(session, ctx):
     out = []
     tcp = [c for c in session.connections if isinstance(c, ConnectionSummary)]
-    gaps = [(c.connection, g) for c in tcp for g in c.gaps if not g.get("snapped")]
+    gaps = capture_holes(session)
     if gaps:
         total = sum(g["length"] for _, g in gaps)
         out.append(Finding(

@@ -24,7 +24,7 @@ from __future__ import annotations
 from ..model import Finding
 from ..phases.dtls import DTLSDetails
 from ..phases.record import UNSET
-from ..phases.tls_handshake import ConnectionSummary
+from .capture_quality import capture_holes
 
 RULE_IDS = ("DTLS_RECORDS_LOST",)
 
@@ -55,13 +55,6 @@ def _when(gaps: list, more: bool, start: float | None) -> str:
     if len(gaps) == 1 and not more:
         return f", at +{first:.1f} s"
     return f", from +{first:.1f} s to +{last:.1f} s" + (" and later" if more else "")
-
-
-def _capture_holes(session) -> list[str]:
-    """The session's TCP connections whose data the capture itself missed (CAPTURE_GAP's holes, not a snapshot
-    length's): a capture that drops packets drops DTLS records too."""
-    return [c.connection for c in session.connections if isinstance(c, ConnectionSummary)
-            and any(not g.get("snapped") for g in c.gaps or [])]
 
 
 def _mtu_probes_lost(f) -> bool:
@@ -104,7 +97,7 @@ def check(session, ctx):
             if t is not None and (first is None or t < first):
                 first = t
         both = len(found) == 2
-        holes = _capture_holes(session)
+        holes = list(dict.fromkeys(c for c, _g in capture_holes(session)))  # (the connections, in order)
         dropped = getattr(ctx, "capture_dropped", 0)
         where = ("both ways: the capture was taken between the two (a router, a firewall), or the capturing program "
                  "itself missed them (a capture at one end sees everything its own end sends)" if both else

@@ -355,7 +355,7 @@ def index_part(job: dict) -> dict:
             else:
                 out["offsets"].extend(r["offsets"])
                 out["shards"].extend(r["shards"])
-                out["statistics"] = out.get("statistics", []) + r.get("statistics", [])
+                out["statistics"] += r["statistics"]
                 out["first_ts"] = out["first_ts"] if out["first_ts"] is not None else r["first_ts"]
                 out["last_ts"] = r["last_ts"] if r["last_ts"] is not None else out["last_ts"]
                 out["count"], out["status"], out["crossing"] = r["count"], r["status"], r["crossing"]
@@ -434,7 +434,7 @@ def plan_index(parts: dict, heads: list, nshards: int) -> tuple[list[list[dict]]
         statistics: list[int] = []  # the Interface Statistics Blocks the walks passed, in file order
         while (i, k) in parts:
             r = parts[(i, k)]
-            statistics += r.get("statistics", [])
+            statistics += r["statistics"]
             nxt = parts.get((i, k + 1))
             if r["crossing"] != (nxt["start"] if nxt is not None else size):
                 return None
@@ -597,7 +597,7 @@ def run_shard(job: dict) -> dict:
                             _release(buf, done, upto)
                             done = upto
                 # the capturing program's counters (Interface Statistics Blocks): every shard, as the head
-                feed_batch(parser.statistics_at(buf, mine.get("statistics", [])))
+                feed_batch(parser.statistics_at(buf, mine["statistics"]))
             an.end_capture()
             ci.frames, ci.first, ci.last = mine["frames"], mine["first"], mine["last"]
             pipe.last_ts = ci.last if ci.last is not None else pipe.last_ts

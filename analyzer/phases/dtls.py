@@ -15,7 +15,7 @@ from ..wording import plural
 from .channel import ChannelSummary
 from .cstp_connect import TunnelParameters, connect_details
 from .grouping import Group
-from .record import UNSET, Record, record
+from .record import UNSET, Record, opt, record
 
 INCOMPLETE_WAIT = 1.0  # seconds of capture after the last DTLS hello before "no answer" is a fact
 
@@ -266,8 +266,7 @@ def records_lost(details) -> dict[str, tuple[int, int]]:
     details) that miss any: the records that never reached the capture point (`DTLSFlowSummary.records_missing`)."""
     out: dict[str, tuple[int, int]] = {}
     for f in details.flow_list if isinstance(details, DTLSDetails) else []:
-        rm = f.records_missing
-        for direction, m in (rm if rm is not UNSET and rm else {}).items():
+        for direction, m in (opt(f.records_missing) or {}).items():
             n, total = out.get(direction, (0, 0))
             out[direction] = (n + m.missing, total + m.records)
     return out if any(n for n, _ in out.values()) else {}

@@ -252,8 +252,6 @@ def capture_dropped(ci) -> list[tuple[dict, int]]:
 
 def _dropped(ci, dropped: list, several: bool) -> Finding:
     """CAPTURE_DROPPED: the capturing program's own count of packets it could not keep."""
-    from ..capture_point import describe_interface  # noqa: PLC0415
-
     total = sum(n for _i, n in dropped)
     parts = [f"{n} on {describe_interface(itf)}" + (f" (it kept {itf['received']})"
                                                     if itf.get("received") is not None else "")
